@@ -1,0 +1,1 @@
+"""Local stack: Kafka, MinIO and PostgreSQL as plain processes, no Docker."""

@@ -1,0 +1,130 @@
+"""`devstack up|down|status|env|install`: the local stack for developers, without Docker."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import psutil
+import typer
+from rich.console import Console
+
+from devstack import install
+from devstack import stack as stack_mod
+from devstack.process import StartupError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Run Apache Kafka (KRaft), MinIO and PostgreSQL locally as plain processes.",
+)
+console = Console()
+
+RootOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--root", help="State and data directory (default: $DEVSTACK_ROOT or ./.devstack)"
+    ),
+]
+
+
+@app.command("install")
+def install_parts() -> None:
+    """Download or build every part into the user cache, without starting anything."""
+    kafka, minio, pg = install.ensure_all(console)
+    console.print(f"kafka: {kafka}\nminio: {minio}\npostgres: {pg}")
+
+
+@app.command()
+def up(root: RootOpt = None) -> None:
+    """Start the stack (installing parts on first use) and print where everything is."""
+    where = stack_mod.resolve_root(root)
+    current = stack_mod.StackInfo.load(where)
+    if current and all(current.alive().values()):
+        console.print("[yellow]the stack is already running[/]")
+        _print(current)
+        return
+    if current:  # a part died: stop the rest, start afresh on the same data
+        stack_mod.stop(current)
+    try:
+        info = stack_mod.start(where, console, prefer_dev_ports=True)
+    except (StartupError, install.InstallError) as exc:
+        console.print(f"[red]✗ {exc}[/]")
+        raise typer.Exit(1) from exc
+    env_file = where / "env"
+    env_file.write_text("".join(f"export {k}={v}\n" for k, v in info.env().items()))
+    env_file.chmod(0o600)
+    _print(info)
+    console.print(f"\nenvironment for the services: [bold]source {env_file}[/]")
+    console.print("The five services are not built yet: this starts the infrastructure only.")
+
+
+@app.command()
+def down(
+    root: RootOpt = None,
+    purge: Annotated[bool, typer.Option(help="also delete the stack's data")] = False,
+) -> None:
+    """Stop every part of the stack; with --purge, delete its data as well."""
+    where = stack_mod.resolve_root(root)
+    info = stack_mod.StackInfo.load(where)
+    if info is None:
+        console.print("no stack state here: nothing to stop")
+    else:
+        stack_mod.stop(info)
+        (where / stack_mod.STATE_FILE).unlink(missing_ok=True)
+        console.print("[green]✓[/] stopped")
+    if purge:
+        stack_mod.purge(where)
+        console.print(f"[green]✓[/] deleted {where}")
+
+
+@app.command()
+def status(root: RootOpt = None) -> None:
+    """Show each part's state, address, memory and log; exit 1 if any part is down."""
+    info = stack_mod.StackInfo.load(stack_mod.resolve_root(root))
+    if info is None:
+        console.print("the stack is not running (no state file)")
+        raise typer.Exit(1)
+    _print(info)
+    if not all(info.alive().values()):
+        raise typer.Exit(1)
+
+
+@app.command()
+def env(root: RootOpt = None) -> None:
+    """Print `export` lines for the running stack (use: eval "$(devstack env)")."""
+    info = stack_mod.StackInfo.load(stack_mod.resolve_root(root))
+    if info is None:
+        print("devstack: the stack is not running", file=sys.stderr)
+        raise typer.Exit(1)
+    for key, value in info.env().items():
+        print(f"export {key}={value}")
+
+
+def _rss_mib(pid: int) -> float:
+    try:
+        root = psutil.Process(pid)
+        return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**20
+    except psutil.NoSuchProcess:
+        return 0.0
+
+
+def _print(info: stack_mod.StackInfo) -> None:
+    alive = info.alive()
+    addresses = {
+        "kafka": f"bootstrap {info.kafka_bootstrap}",
+        "minio": f"S3 http://{info.s3_endpoint}  console http://{info.s3_console}",
+        "postgres": f"postgresql://{info.postgres_dsn.rsplit('@', 1)[1]}",
+    }
+    total = 0.0
+    for name, pid in info.pids.items():
+        rss = _rss_mib(pid)
+        total += rss
+        state = "[green]up  [/]" if alive[name] else "[red]down[/]"
+        console.print(f"{state} [bold]{name:<9}[/] {addresses[name]}  ({rss:.0f} MiB)")
+        console.print(f"     log: {info.logs[name]}", highlight=False)
+    console.print(f"total resident memory: {total:.0f} MiB; credentials: {info.root}/stack.json")
+
+
+if __name__ == "__main__":
+    app()

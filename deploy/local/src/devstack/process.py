@@ -1,0 +1,132 @@
+"""Starting, watching and stopping the stack's processes without leaving orphans behind."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import psutil
+
+
+class StartupError(RuntimeError):
+    """A part of the stack did not become ready; the message names the part and its log."""
+
+    def __init__(self, part: str, reason: str, log: Path | None) -> None:
+        where = f"\n  log: {log}" if log else ""
+        tail = ""
+        if log and log.exists():
+            lines = log.read_text(errors="replace").splitlines()[-15:]
+            tail = "\n  last lines of the log:\n    " + "\n    ".join(lines) if lines else ""
+        super().__init__(f"{part} failed to start: {reason}{where}{tail}")
+        self.part = part
+        self.log = log
+
+
+def free_port(preferred: int | None = None) -> int:
+    """Return `preferred` if nobody listens on it on loopback, else a port the kernel picks."""
+    if preferred is not None and port_is_free(preferred):
+        return preferred
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def port_accepts(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    log: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    user: str | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start `argv` in its own session (so a stop reaches all its children), output to `log`."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            list(argv),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+            user=user,
+            start_new_session=True,
+        )
+
+
+def wait_until(
+    part: str,
+    ready: Callable[[], bool],
+    *,
+    pid: int,
+    log: Path,
+    timeout: float,
+    interval: float = 0.2,
+) -> None:
+    """Poll `ready` until it is true; fail fast with the log's tail when the process dies."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if not is_alive(pid):
+            raise StartupError(part, "the process exited", log)
+        try:
+            if ready():
+                return
+        except Exception as exc:
+            last_error = exc
+        time.sleep(interval)
+    reason = f"not ready after {timeout:.0f} s"
+    if last_error is not None:
+        reason += f" (last probe error: {last_error!r})"
+    raise StartupError(part, reason, log)
+
+
+def is_alive(pid: int) -> bool:
+    try:
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def stop_group(pid: int, *, timeout: float = 20.0) -> None:
+    """Stop a process started by `spawn` and every process of its session: TERM, then KILL."""
+    try:
+        root = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return
+    procs = [root, *root.children(recursive=True)]
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGTERM)
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    for proc in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=5)
+    with contextlib.suppress(ChildProcessError):
+        # Reap our own child so it does not linger as a zombie.
+        os.waitpid(pid, os.WNOHANG)

@@ -1,0 +1,203 @@
+"""The whole local stack: start Kafka, MinIO and PostgreSQL together, provision, describe, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from devstack import install, parts
+from devstack.process import free_port, is_alive, stop_group
+
+SERVICES = ("intake", "records", "translation", "partners", "notifications")
+STATE_FILE = "stack.json"
+
+# Ports a developer's stack prefers (so bookmarks keep working); any that is taken, and every port
+# of a test stack, is chosen free by the kernel instead.
+DEV_PORTS = {"kafka": 19092, "minio": 19000, "minio_console": 19001, "postgres": 15432}
+
+
+@dataclass
+class StackInfo:
+    """Where every part of a running stack is, and how to reach it."""
+
+    root: str
+    kafka_bootstrap: str
+    s3_endpoint: str
+    s3_console: str
+    s3_access_key: str
+    s3_secret_key: str
+    postgres_dsn: str
+    database_dsns: dict[str, str] = field(default_factory=dict)
+    pids: dict[str, int] = field(default_factory=dict)
+    logs: dict[str, str] = field(default_factory=dict)
+    started_at: float = 0.0
+
+    def env(self) -> dict[str, str]:
+        """Environment variables the platform's settings read (see referrals_common.settings)."""
+        env = {
+            "REFERRALS_KAFKA__BOOTSTRAP_SERVERS": self.kafka_bootstrap,
+            "REFERRALS_S3__ENDPOINT": self.s3_endpoint,
+            "REFERRALS_S3__ACCESS_KEY": self.s3_access_key,
+            "REFERRALS_S3__SECRET_KEY": self.s3_secret_key,
+            "REFERRALS_POSTGRES__ADMIN_DSN": self.postgres_dsn,
+        }
+        for service, dsn in self.database_dsns.items():
+            env[f"REFERRALS_{service.upper()}_POSTGRES__DSN"] = dsn
+        return env
+
+    def save(self) -> Path:
+        path = Path(self.root) / STATE_FILE
+        path.write_text(json.dumps(asdict(self), indent=2))
+        path.chmod(0o600)  # it holds the stack's credentials
+        return path
+
+    @classmethod
+    def load(cls, root: Path) -> StackInfo | None:
+        path = root / STATE_FILE
+        if not path.exists():
+            return None
+        return cls(**json.loads(path.read_text()))
+
+    def alive(self) -> dict[str, bool]:
+        return {name: is_alive(pid) for name, pid in self.pids.items()}
+
+
+@dataclass
+class Secrets:
+    s3_access_key: str
+    s3_secret_key: str
+    postgres_password: str
+
+    @classmethod
+    def load_or_create(cls, root: Path) -> Secrets:
+        path = root / "secrets.json"
+        if path.exists():
+            return cls(**json.loads(path.read_text()))
+        made = cls(
+            "referrals-" + secrets.token_hex(4),
+            secrets.token_urlsafe(24),
+            secrets.token_urlsafe(24),
+        )
+        path.write_text(json.dumps(asdict(made)))
+        path.chmod(0o600)
+        return made
+
+
+def start(
+    root: Path,
+    console: Console,
+    *,
+    prefer_dev_ports: bool = False,
+    databases: tuple[str, ...] = SERVICES,
+    timeout: float = 120.0,
+) -> StackInfo:
+    """Install what is missing, start the three parts concurrently, wait until each is ready.
+
+    If any part fails, the parts already started are stopped before the error propagates.
+    """
+    root = root.resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    kafka_home, minio_bin, pg_bin = install.ensure_all(console)
+    creds = Secrets.load_or_create(root)
+
+    def port(name: str) -> int:
+        return free_port(DEV_PORTS[name] if prefer_dev_ports else None)
+
+    started: list[parts.Running] = []
+    began = time.monotonic()
+    try:
+        kafka, bootstrap = parts.start_kafka(kafka_home, root / "kafka", port("kafka"))
+        started.append(kafka)
+        minio, s3, s3_console = parts.start_minio(
+            minio_bin,
+            root / "minio",
+            creds.s3_access_key,
+            creds.s3_secret_key,
+            port("minio"),
+            port("minio_console"),
+        )
+        started.append(minio)
+        pg, dsn = parts.start_postgres(
+            pg_bin, root / "postgres", creds.postgres_password, port("postgres")
+        )
+        started.append(pg)
+        probes = {"kafka": bootstrap, "minio": s3, "postgres": dsn}
+        with (
+            console.status("waiting for Kafka, MinIO and PostgreSQL to be ready…"),
+            ThreadPoolExecutor(max_workers=3) as pool,
+        ):
+            futures = [pool.submit(parts.wait_ready, r, probes[r.name], timeout) for r in started]
+            for fut in futures:
+                fut.result()
+        info = StackInfo(
+            root=str(root),
+            kafka_bootstrap=bootstrap,
+            s3_endpoint=s3,
+            s3_console=s3_console,
+            s3_access_key=creds.s3_access_key,
+            s3_secret_key=creds.s3_secret_key,
+            postgres_dsn=dsn,
+            pids={r.name: r.pid for r in started},
+            logs={r.name: str(r.log) for r in started},
+            started_at=time.time(),
+        )
+        info.database_dsns = asyncio.run(provision_databases(dsn, databases, creds))
+        info.save()
+        console.print(f"[green]✓[/] stack ready in {time.monotonic() - began:.1f} s")
+        return info
+    except BaseException:
+        for running in reversed(started):
+            stop_group(running.pid)
+        raise
+
+
+async def provision_databases(
+    admin_dsn: str, names: tuple[str, ...], creds: Secrets
+) -> dict[str, str]:
+    """One database and one login role per service: a service cannot read another's tables."""
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_dsn)
+    dsns: dict[str, str] = {}
+    try:
+        host_port = admin_dsn.rsplit("@", 1)[1].split("/", 1)[0]
+        for name in names:
+            password = f"{name}-{creds.postgres_password}"
+            role_exists = await conn.fetchval("select 1 from pg_roles where rolname = $1", name)
+            verb = "alter" if role_exists else "create"
+            # Identifiers cannot be bound parameters; names come from our own constant list.
+            await conn.execute(f"{verb} role \"{name}\" login password '{password}'")
+            if not await conn.fetchval("select 1 from pg_database where datname = $1", name):
+                await conn.execute(f'create database "{name}" owner "{name}"')
+                await conn.execute(f'revoke all on database "{name}" from public')
+            dsns[name] = f"postgresql://{name}:{password}@{host_port}/{name}"
+    finally:
+        await conn.close()
+    return dsns
+
+
+def stop(info: StackInfo) -> None:
+    """Stop every part (Kafka first, so it can shut down cleanly while the others still run)."""
+    for name in ("kafka", "minio", "postgres"):
+        pid = info.pids.get(name)
+        if pid is not None:
+            stop_group(pid, timeout=30)
+
+
+def purge(root: Path) -> None:
+    """Remove a stopped stack's data directory."""
+    if root.exists():
+        shutil.rmtree(root)
+
+
+def resolve_root(root: str | None) -> Path:
+    return Path(root or os.environ.get("DEVSTACK_ROOT", ".devstack")).resolve()

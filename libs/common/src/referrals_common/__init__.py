@@ -1,0 +1,1 @@
+"""Shared building blocks of the referral platform services."""

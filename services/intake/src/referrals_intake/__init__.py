@@ -1,0 +1,1 @@
+"""The intake service (not built yet: see the open issues)."""

@@ -1,0 +1,1 @@
+"""The partners service (not built yet: see the open issues)."""

@@ -1,0 +1,1 @@
+"""The records service (not built yet: see the open issues)."""

@@ -1,0 +1,1 @@
+"""The translation service (not built yet: see the open issues)."""

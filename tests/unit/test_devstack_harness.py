@@ -1,0 +1,44 @@
+"""The harness's own rules, checked without starting anything."""
+
+import socket
+
+import pytest
+from devstack.process import StartupError, free_port
+
+pytestmark = pytest.mark.unit
+
+
+def test_a_skipped_test_fails_the_run_in_ci(pytester, monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    pytester.makepyfile("import pytest\n\ndef test_x():\n    pytest.skip('no broker')\n")
+    result = pytester.runpytest(
+        "-p", "devstack", "-o", "asyncio_default_fixture_loop_scope=function"
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*skipped tests fail the run in CI*no broker*"])
+
+
+def test_a_skipped_test_is_only_a_skip_outside_ci(pytester, monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    pytester.makepyfile("import pytest\n\ndef test_x():\n    pytest.skip('no broker')\n")
+    pytester.runpytest(
+        "-p", "devstack", "-o", "asyncio_default_fixture_loop_scope=function"
+    ).assert_outcomes(skipped=1)
+
+
+def test_a_preferred_port_in_use_is_replaced_by_a_free_one():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        chosen = free_port(preferred=taken)
+    assert chosen != taken
+
+
+def test_a_startup_error_shows_the_tail_of_the_log(tmp_path):
+    log = tmp_path / "kafka.out"
+    log.write_text("\n".join(f"line {i}" for i in range(40)) + "\nFATAL address in use\n")
+    err = StartupError("kafka", "the process exited", log)
+    assert "kafka failed to start: the process exited" in str(err)
+    assert "FATAL address in use" in str(err)
+    assert "line 0\n" not in str(err)
