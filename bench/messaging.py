@@ -1,0 +1,316 @@
+"""Benchmark: raw aiokafka vs the outbox → relay → Kafka → idempotent consumer path.
+
+Not a test: it prints figures (and writes them to bench/results/messaging.json). It starts its own
+real stack (Kafka, PostgreSQL, MinIO) on free ports, measures in the same run:
+
+1. raw aiokafka: produce→consume throughput, and one-hop latency at a fixed rate;
+2. relay throughput: a pre-filled outbox drained to Kafka (rows published and marked sent per s);
+3. end-to-end throughput: outbox commit → relay → Kafka → idempotent consumer effect committed;
+4. one-hop latency at a fixed rate: outbox commit → consumer effect committed (p50/p95/p99);
+
+and prints the outbox path's figures as ratios to the raw floor.
+
+    uv run python bench/messaging.py [--events 20000] [--rate 200] [--seconds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from devstack import stack as stack_mod
+from faststream.kafka import KafkaBroker
+from referrals_common.contracts import CaseWithdrawn, new_event
+from referrals_common.db import Database
+from referrals_common.messaging.consumer import EventConsumer
+from referrals_common.messaging.dlq import DeadLetterPublisher
+from referrals_common.messaging.kafka import ensure_topics
+from referrals_common.messaging.relay import OutboxRelay
+from referrals_common.migrations import upgrade_async
+from referrals_common.settings import PostgresSettings
+from rich.console import Console
+from sqlalchemy import text
+
+ROOT = Path(__file__).resolve().parents[1]
+MIGRATIONS = ROOT / "tests" / "integration" / "messaging_migrations"
+console = Console()
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def summary(latencies_s: list[float]) -> dict[str, float]:
+    ms = [v * 1000 for v in latencies_s]
+    return {
+        "p50_ms": round(pct(ms, 0.50), 2),
+        "p95_ms": round(pct(ms, 0.95), 2),
+        "p99_ms": round(pct(ms, 0.99), 2),
+        "mean_ms": round(statistics.fmean(ms), 2),
+        "count": len(ms),
+    }
+
+
+# ------------------------------------------------------------------------------- raw aiokafka
+
+
+async def raw_throughput(bootstrap: str, topic: str, n: int, payload: bytes) -> float:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=2
+    )
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"raw-{uuid.uuid4()}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await producer.start()
+    await consumer.start()
+    try:
+        began = time.perf_counter()
+        futures = [await producer.send(topic, payload, key=str(i % 500).encode()) for i in range(n)]
+        await asyncio.gather(*futures)
+        received = 0
+        while received < n:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=2000)
+            received += sum(len(v) for v in batch.values())
+            await consumer.commit()
+        return n / (time.perf_counter() - began)
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+async def raw_latency(
+    bootstrap: str, topic: str, rate: float, seconds: float, payload: bytes
+) -> list[float]:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"lat-{uuid.uuid4()}",
+        auto_offset_reset="latest",
+        enable_auto_commit=False,
+    )
+    await producer.start()
+    await consumer.start()
+    await asyncio.sleep(1.0)  # partition assignment
+    sent: dict[bytes, float] = {}
+    latencies: list[float] = []
+    total = int(rate * seconds)
+
+    async def consume() -> None:
+        while len(latencies) < total:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for r in records:
+                    if r.key in sent:
+                        latencies.append(time.perf_counter() - sent[r.key])
+            await consumer.commit()
+
+    reader = asyncio.create_task(consume())
+    try:
+        start = time.perf_counter()
+        for i in range(total):
+            await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+            key = f"{i}".encode()
+            sent[key] = time.perf_counter()
+            await producer.send(topic, payload, key=key)
+        await asyncio.wait_for(reader, 60)
+    finally:
+        reader.cancel()
+        await producer.stop()
+        await consumer.stop()
+    return latencies
+
+
+# ------------------------------------------------------------------------------ outbox path
+
+
+class TimedConsumer(EventConsumer):
+    """Records when each event's effect was committed."""
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.done_at: dict[uuid.UUID, float] = {}
+
+    async def _apply(self, event, handler) -> None:  # type: ignore[no-untyped-def]
+        await super()._apply(event, handler)
+        self.done_at[event.id] = time.perf_counter()
+
+
+async def apply_effect(event, uow) -> None:  # type: ignore[no-untyped-def]
+    await uow.session.execute(
+        text("insert into applied_effect (event_id, case_id, detail) values (:e, :c, 'bench')"),
+        {"e": event.id, "c": event.case_id},
+    )
+
+
+async def fill_outbox(db: Database, topic: str, n: int, per_tx: int = 200) -> None:
+    cases = [uuid.uuid4() for _ in range(500)]
+    for start in range(0, n, per_tx):
+        async with db.unit_of_work() as uow:
+            await uow.outbox.add_all(
+                [
+                    new_event(CaseWithdrawn(case_id=cases[i % len(cases)]))
+                    for i in range(start, min(n, start + per_tx))
+                ],
+                topic=topic,
+            )
+            await uow.commit()
+
+
+async def relay_throughput(dsn: str, bootstrap: str, db: Database, topic: str, n: int) -> float:
+    await fill_outbox(db, topic, n)
+    relay = OutboxRelay(dsn, bootstrap, batch_size=1000, slots_per_claim=32)
+    await relay.start()
+    try:
+        began = time.perf_counter()
+        while relay.published < n:
+            if await relay.publish_batch() == 0:
+                break
+        return relay.published / (time.perf_counter() - began)
+    finally:
+        await relay.stop()
+
+
+async def with_consumer(db: Database, bootstrap: str, topic: str):  # type: ignore[no-untyped-def]
+    dead = DeadLetterPublisher(bootstrap)
+    await dead.start()
+    consumer = TimedConsumer(f"bench-{uuid.uuid4().hex[:6]}", db, dead)
+    consumer.handles(CaseWithdrawn)(apply_effect)
+    broker = KafkaBroker(bootstrap, logger=None)
+    consumer.subscribe(broker, topic, max_records=500)
+    await broker.start()
+    return consumer, broker, dead
+
+
+async def end_to_end_throughput(
+    dsn: str, bootstrap: str, db: Database, topic: str, n: int
+) -> float:
+    consumer, broker, dead = await with_consumer(db, bootstrap, topic)
+    relay = OutboxRelay(dsn, bootstrap, batch_size=1000)
+    await relay.start()
+    task = asyncio.create_task(relay.run())
+    try:
+        began = time.perf_counter()
+        await fill_outbox(db, topic, n)
+        while len(consumer.done_at) < n:
+            await asyncio.sleep(0.05)
+        return n / (time.perf_counter() - began)
+    finally:
+        await relay.stop()
+        await task
+        await broker.stop()
+        await dead.stop()
+
+
+async def outbox_latency(
+    dsn: str, bootstrap: str, db: Database, topic: str, rate: float, seconds: float
+) -> tuple[list[float], dict[str, int]]:
+    consumer, broker, dead = await with_consumer(db, bootstrap, topic)
+    relay = OutboxRelay(dsn, bootstrap)
+    await relay.start()
+    task = asyncio.create_task(relay.run())
+    await asyncio.sleep(2.0)  # partition assignment
+    committed: dict[uuid.UUID, float] = {}
+    total = int(rate * seconds)
+    try:
+        start = time.perf_counter()
+        for i in range(total):
+            await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+            event = new_event(CaseWithdrawn(case_id=uuid.uuid4()))
+            async with db.unit_of_work() as uow:
+                await uow.outbox.add(event, topic=topic)
+                await uow.commit()
+            committed[event.id] = time.perf_counter()
+        deadline = time.perf_counter() + 60
+        while len(consumer.done_at) < total and time.perf_counter() < deadline:
+            await asyncio.sleep(0.05)
+        latencies = [consumer.done_at[k] - t for k, t in committed.items() if k in consumer.done_at]
+        return latencies, dict(consumer.stats)
+    finally:
+        await relay.stop()
+        await task
+        await broker.stop()
+        await dead.stop()
+
+
+async def main(args: argparse.Namespace) -> dict[str, object]:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-messaging-"))
+    info = await asyncio.to_thread(stack_mod.start, tmp, Console(stderr=True), databases=())
+    try:
+        bootstrap = info.kafka_bootstrap
+        admin = await asyncpg.connect(info.postgres_dsn)
+        await admin.execute("create database bench")
+        await admin.close()
+        dsn = info.postgres_dsn.rsplit("/", 1)[0] + "/bench"
+        await upgrade_async(dsn, MIGRATIONS)
+        db = Database(PostgresSettings(dsn=dsn))  # type: ignore[arg-type]
+        topics = ["bench.raw.tp", "bench.raw.lat", "bench.relay", "bench.e2e", "bench.lat"]
+        await ensure_topics(bootstrap, topics, partitions=6)
+        payload = new_event(CaseWithdrawn(case_id=uuid.uuid4())).to_json()
+
+        console.print(f"[bold]raw aiokafka[/]: {args.events} events, then {args.rate}/s")
+        raw_tp = await raw_throughput(bootstrap, "bench.raw.tp", args.events, payload)
+        raw_lat = summary(
+            await raw_latency(bootstrap, "bench.raw.lat", args.rate, args.seconds, payload)
+        )
+        console.print(f"[bold]outbox relay[/]: drain {args.events} pre-filled rows")
+        relay_tp = await relay_throughput(dsn, bootstrap, db, "bench.relay", args.events)
+        e2e_n = max(1000, args.events // 4)
+        console.print(f"[bold]outbox → consumer[/]: {e2e_n} events end to end, then {args.rate}/s")
+        e2e_tp = await end_to_end_throughput(dsn, bootstrap, db, "bench.e2e", e2e_n)
+        lat, stats = await outbox_latency(dsn, bootstrap, db, "bench.lat", args.rate, args.seconds)
+        out_lat = summary(lat)
+        await db.dispose()
+    finally:
+        await asyncio.to_thread(stack_mod.stop, info)
+        await asyncio.to_thread(stack_mod.purge, tmp)
+
+    results = {
+        "raw_aiokafka": {"throughput_events_per_s": round(raw_tp), "latency": raw_lat},
+        "outbox_relay": {"throughput_events_per_s": round(relay_tp)},
+        "outbox_to_consumer": {
+            "throughput_events_per_s": round(e2e_tp),
+            "latency_at_rate": out_lat,
+            "consumer_stats": stats,
+        },
+        "ratios": {
+            "relay_throughput_vs_raw": round(relay_tp / raw_tp, 3),
+            "end_to_end_throughput_vs_raw": round(e2e_tp / raw_tp, 3),
+            "p50_latency_vs_raw": round(out_lat["p50_ms"] / raw_lat["p50_ms"], 2),
+            "p99_latency_vs_raw": round(out_lat["p99_ms"] / raw_lat["p99_ms"], 2),
+        },
+        "targets": {
+            "relay_events_per_s>=3000": relay_tp >= 3000,
+            "hop_p50_ms<=25": out_lat["p50_ms"] <= 25,
+            "hop_p99_ms<=100": out_lat["p99_ms"] <= 100,
+        },
+        "parameters": {"events": args.events, "rate_per_s": args.rate, "seconds": args.seconds},
+    }
+    return results
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20000)
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    results = asyncio.run(main(parser.parse_args()))
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "messaging.json").write_text(json.dumps(results, indent=2) + "\n")
+    console.print_json(data=results)
+    sys.exit(0)

@@ -1,0 +1,86 @@
+"""Database access: an async engine made on demand, and the unit of work use cases run in.
+
+Nothing connects at import time. A service builds one `Database` at start-up (in its bootstrap)
+and gives use cases a fresh `UnitOfWork` per request or per event. Repositories add to the unit
+of work's session and never commit: the unit of work commits the state change, the outbox rows
+and the inbox row together, or none of them.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from referrals_common.messaging.inbox import Inbox
+from referrals_common.messaging.outbox import Outbox
+from referrals_common.settings import PostgresSettings
+
+
+class Database:
+    """An async SQLAlchemy engine (asyncpg driver) and its session factory for one service."""
+
+    def __init__(self, settings: PostgresSettings, *, echo: bool = False) -> None:
+        self.settings = settings
+        self.engine: AsyncEngine = create_async_engine(
+            settings.async_url(),
+            pool_size=settings.pool_size,
+            max_overflow=settings.max_overflow,
+            pool_pre_ping=True,
+            echo=echo,
+        )
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+
+    def unit_of_work(self) -> UnitOfWork:
+        return UnitOfWork(self.sessions)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+class UnitOfWork:
+    """One database transaction, with the outbox and inbox bound to it.
+
+    `async with db.unit_of_work() as uow: ...; await uow.commit()`. Leaving the block without
+    `commit()` (or with an exception) rolls everything back.
+    """
+
+    session: AsyncSession
+    outbox: Outbox
+    inbox: Inbox
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+        self._committed = False
+
+    async def __aenter__(self) -> Self:
+        self.session = self._sessions()
+        await self.session.begin()
+        self.outbox = Outbox(self.session)
+        self.inbox = Inbox(self.session)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if not self._committed:
+                await self.session.rollback()
+        finally:
+            await self.session.close()
+
+    async def commit(self) -> None:
+        await self.session.commit()
+        self._committed = True
+
+    async def rollback(self) -> None:
+        await self.session.rollback()

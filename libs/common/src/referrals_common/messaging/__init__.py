@@ -1,0 +1,1 @@
+"""Reliable messaging: transactional outbox and relay, idempotent consumers, dead letters."""

@@ -1,0 +1,200 @@
+"""Idempotent consumers on FastStream: validate, apply once, commit the offset after the effect.
+
+    consumer = EventConsumer("records.case-projection", db, dead_letters)
+
+    @consumer.handles(CaseSubmitted, CaseWithdrawn)
+    async def project_case(event: CloudEvent[CaseSubmitted], uow: UnitOfWork) -> None:
+        ...  # change state through uow.session; add follow-up events with uow.outbox.add(...)
+
+    consumer.subscribe(broker, topics.CASES)
+
+For every record:
+
+1. the value is parsed against its contract; an invalid or unknown event goes to `<topic>.dlq`;
+   a valid event of a type this consumer does not handle is skipped;
+2. the handler runs in a unit of work that first records `(consumer, event id)` in the inbox: a
+   redelivered or replayed event finds its row and changes nothing;
+3. a failing handler is retried with exponential backoff; after the last attempt (or at once for
+   `PoisonEvent`) the record goes to the dead-letter topic and the consumer carries on;
+4. the offset is committed only after all that (FastStream ack policy NACK_ON_ERROR, no auto
+   commit); if even the dead-letter topic cannot be written, the record is not acknowledged and
+   will be consumed again.
+
+The consumer's span continues the producer's trace from the record's `traceparent` header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaRouter
+from faststream.kafka.annotations import KafkaMessage
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from tenacity import (
+    AsyncRetrying,
+    retry_if_not_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from referrals_common.contracts.envelope import (
+    CloudEvent,
+    EventData,
+    InvalidEvent,
+    UnknownEventType,
+    parse_event,
+)
+from referrals_common.db import Database, UnitOfWork
+from referrals_common.messaging.dlq import DeadLetterPublisher
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("referrals_common.consumer")
+
+Handler = Callable[[CloudEvent[Any], UnitOfWork], Awaitable[None]]
+
+
+def is_infrastructure_fault(exc: BaseException) -> bool:
+    """A fault of the database or network rather than of the event or the handler's logic."""
+    import asyncpg
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(
+        exc,
+        OSError
+        | TimeoutError
+        | OperationalError
+        | InterfaceError
+        | asyncpg.PostgresConnectionError
+        | asyncpg.InterfaceError
+        | asyncpg.CannotConnectNowError,
+    )
+
+
+class PoisonEvent(Exception):
+    """Raised by a handler for an event that can never be applied: dead-letter it, no retries."""
+
+
+class EventConsumer:
+    """One named consumer (its Kafka group and its inbox key) with a handler per event type."""
+
+    def __init__(
+        self,
+        name: str,
+        db: Database,
+        dead_letters: DeadLetterPublisher,
+        *,
+        attempts: int = 5,
+        backoff_initial: float = 0.1,
+        backoff_max: float = 5.0,
+    ) -> None:
+        self.name = name
+        self.db = db
+        self.dead_letters = dead_letters
+        self.attempts = attempts
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self._handlers: dict[str, Handler] = {}
+        self.stats = {"applied": 0, "duplicates": 0, "skipped": 0, "dead_lettered": 0}
+
+    def handles(self, *event_classes: type[EventData]) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            for cls in event_classes:
+                if cls.event_type in self._handlers:
+                    raise ValueError(f"{self.name} already handles {cls.event_type}")
+                self._handlers[cls.event_type] = handler
+            return handler
+
+        return register
+
+    def subscribe(self, broker: KafkaBroker | KafkaRouter, *topics: str, **options: Any) -> Any:
+        """Attach this consumer to `topics` as a FastStream subscriber in group `name`."""
+
+        async def on_record(message: KafkaMessage) -> None:
+            await self.process(message.raw_message, message.body)
+
+        options.setdefault("auto_offset_reset", "earliest")
+        return broker.subscriber(
+            *topics,
+            group_id=self.name,
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            **options,
+        )(on_record)
+
+    async def process(self, record: Any, body: bytes) -> None:
+        """Apply one Kafka record (an aiokafka ConsumerRecord); see the module doc."""
+        headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
+        parent = propagate.extract(headers)
+        with tracer.start_as_current_span(
+            f"{record.topic} process", context=parent, kind=SpanKind.CONSUMER
+        ) as span:
+            span.set_attribute("messaging.system", "kafka")
+            span.set_attribute("messaging.consumer.group.name", self.name)
+            span.set_attribute("messaging.destination.name", record.topic)
+            span.set_attribute("messaging.kafka.offset", record.offset)
+            try:
+                event = parse_event(body)
+            except (InvalidEvent, UnknownEventType) as exc:
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+                await self._dead_letter(record, body, exc)
+                return
+            span.set_attribute("messaging.message.id", str(event.id))
+            span.set_attribute("cloudevents.event_type", event.type)
+            handler = self._handlers.get(event.type)
+            if handler is None:
+                self.stats["skipped"] += 1
+                return
+            try:
+                await self._apply(event, handler)
+            except Exception as exc:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+                if is_infrastructure_fault(exc):
+                    # The event is fine, our database is not: never dead-letter a good event.
+                    # Not acknowledged, the record is consumed again once the fault is over.
+                    log.warning("%s: infrastructure fault, will retry: %r", self.name, exc)
+                    await asyncio.sleep(self.backoff_max)
+                    raise
+                await self._dead_letter(record, body, exc)
+
+    async def _apply(self, event: CloudEvent[Any], handler: Handler) -> None:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.attempts),
+            wait=wait_exponential_jitter(
+                multiplier=self.backoff_initial, max=self.backoff_max, jitter=self.backoff_initial
+            ),
+            retry=retry_if_not_exception_type(PoisonEvent),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                async with self.db.unit_of_work() as uow:
+                    if not await uow.inbox.record(self.name, event.id, event.type):
+                        self.stats["duplicates"] += 1
+                        return
+                    await handler(event, uow)
+                    await uow.commit()
+        self.stats["applied"] += 1
+
+    async def _dead_letter(self, record: Any, body: bytes, exc: BaseException) -> None:
+        log.warning(
+            "%s: dead-lettering %s[%s]@%s: %r",
+            self.name,
+            record.topic,
+            record.partition,
+            record.offset,
+            exc,
+        )
+        try:
+            await self.dead_letters.publish(record, body, consumer=self.name, error=exc)
+        except Exception:
+            # Not even the DLQ can be written (Kafka down?): do not ack; the record comes back.
+            await asyncio.sleep(1.0)
+            raise
+        self.stats["dead_lettered"] += 1

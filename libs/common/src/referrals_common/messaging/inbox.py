@@ -1,0 +1,29 @@
+"""The inbox: which consumer has applied which event, recorded in the effect's transaction."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from referrals_common.messaging.schema import inbox_table
+
+
+class Inbox:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def record(self, consumer: str, event_id: UUID, event_type: str) -> bool:
+        """Record that `consumer` applies `event_id` now; False if it already had.
+
+        A concurrent delivery of the same event to another replica blocks on the primary key
+        until this transaction ends, then sees the row: only one of them applies the effect.
+        """
+        result = await self._session.execute(
+            insert(inbox_table)
+            .values(consumer=consumer, event_id=event_id, event_type=event_type)
+            .on_conflict_do_nothing()
+            .returning(inbox_table.c.event_id)
+        )
+        return result.first() is not None

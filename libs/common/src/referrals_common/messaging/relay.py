@@ -1,0 +1,258 @@
+"""The outbox relay: publishes committed outbox rows to Kafka, then marks them sent.
+
+* Woken by PostgreSQL LISTEN/NOTIFY when a transaction adds rows; a slow poll is only the safety
+  net (a missed notification, a relay that started after the insert).
+* Idempotent producer with acks=all: a row is marked sent only after Kafka has it. A relay that
+  dies between the two publishes the row again after restart; consumers' inboxes make that a
+  no-op (at-least-once publication, exactly-once effect).
+* Several replicas may run: rows are claimed with FOR UPDATE SKIP LOCKED, and each relay
+  publishes only from the work slots whose advisory lock it holds, so one case's events are never
+  in flight from two relays and keep their order.
+* Sent rows are pruned after a retention period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from datetime import timedelta
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind
+
+from referrals_common.contracts.envelope import CONTENT_TYPE
+from referrals_common.messaging.schema import NOTIFY_CHANNEL, OUTBOX_SLOTS
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("referrals_common.relay")
+
+ADVISORY_NAMESPACE = 0x0B0C  # first key of the two-key advisory locks the relays take
+
+CLAIM_SQL = """
+with mine as (
+    select slot from (
+        select slot from (select distinct slot from outbox where sent_at is null) pending
+        order by random()
+    ) shuffled
+    where pg_try_advisory_xact_lock($3::int, slot::int)
+    limit $2
+)
+select o.id, o.aggregate_id, o.topic, o.event_type, o.payload::text as payload,
+       o.headers::text as headers
+from outbox o join mine using (slot)
+where o.sent_at is null
+order by o.seq
+limit $1
+for update of o skip locked
+"""
+
+MARK_SENT_SQL = "update outbox set sent_at = now() where id = any($1::uuid[])"
+
+PRUNE_SQL = """
+delete from outbox where id in (
+    select id from outbox where sent_at < now() - $1::interval limit 5000
+)
+"""
+
+
+class OutboxRelay:
+    """Publishes one service database's outbox to Kafka until stopped."""
+
+    def __init__(
+        self,
+        dsn: str,
+        bootstrap_servers: str,
+        *,
+        batch_size: int = 500,
+        slots_per_claim: int = OUTBOX_SLOTS // 2,
+        poll_interval: float = 1.0,
+        retention: timedelta = timedelta(hours=1),
+        prune_interval: float = 60.0,
+        client_id: str = "referrals-relay",
+    ) -> None:
+        self._dsn = dsn
+        self._bootstrap = bootstrap_servers
+        self.batch_size = batch_size
+        # A relay takes at most this many work slots per claim, leaving the rest to replicas.
+        self.slots_per_claim = slots_per_claim
+        self.poll_interval = poll_interval
+        self.retention = retention
+        self.prune_interval = prune_interval
+        self._client_id = client_id
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._conn: asyncpg.Connection | None = None
+        self._listener: asyncpg.Connection | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self.published = 0
+
+    async def start(self) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap,
+            client_id=self._client_id,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=2,
+            max_batch_size=256 * 1024,
+        )
+        await self._producer.start()
+        self._conn = await asyncpg.connect(self._dsn)
+        self._listener = await asyncpg.connect(self._dsn)
+        await self._listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
+
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close()
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close()
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def run(self) -> None:
+        """Publish until `stop()`; transient faults (Kafka, PostgreSQL) are retried with backoff."""
+        last_prune = time.monotonic()
+        backoff = 0.2
+        while not self._stopping.is_set():
+            self._wake.clear()
+            try:
+                published = await self.publish_batch()
+                if time.monotonic() - last_prune > self.prune_interval:
+                    await self.prune()
+                    last_prune = time.monotonic()
+                backoff = 0.2
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("outbox relay: %r; retrying in %.1f s", exc, backoff)
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                await self._reconnect()
+                continue
+            except Exception as exc:  # a Kafka error: the claimed rows stay unsent, retry later
+                log.warning("outbox relay: publish failed: %r; retrying in %.1f s", exc, backoff)
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            if published == 0:
+                await self._sleep(self.poll_interval, wakeable=True)
+
+    async def _sleep(self, seconds: float, *, wakeable: bool = False) -> None:
+        waiter = self._wake if wakeable else self._stopping
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(waiter.wait(), seconds)
+
+    async def _reconnect(self) -> None:
+        for conn in (self._conn, self._listener):
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+        try:
+            self._conn = await asyncpg.connect(self._dsn)
+            self._listener = await asyncpg.connect(self._dsn)
+            await self._listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("outbox relay: reconnect failed: %r", exc)
+
+    async def publish_batch(self) -> int:
+        """Claim up to `batch_size` pending rows, publish them, mark them sent; return the count."""
+        assert self._conn is not None, "start() first"
+        assert self._producer is not None, "start() first"
+        async with self._conn.transaction():
+            rows = await self._conn.fetch(
+                CLAIM_SQL, self.batch_size, self.slots_per_claim, ADVISORY_NAMESPACE
+            )
+            if not rows:
+                return 0
+            deliveries = []
+            for row in rows:
+                deliveries.append(await self._send(row))
+            await asyncio.gather(*deliveries)
+            await self._conn.execute(MARK_SENT_SQL, [row["id"] for row in rows])
+        self.published += len(rows)
+        return len(rows)
+
+    async def _send(self, row: asyncpg.Record) -> asyncio.Future[object]:
+        assert self._producer is not None
+        parent = propagate.extract(json.loads(row["headers"]))
+        with tracer.start_as_current_span(
+            f"{row['topic']} publish", context=parent, kind=SpanKind.PRODUCER
+        ) as span:
+            span.set_attribute("messaging.system", "kafka")
+            span.set_attribute("messaging.destination.name", row["topic"])
+            span.set_attribute("messaging.message.id", str(row["id"]))
+            span.set_attribute("messaging.kafka.message.key", row["aggregate_id"])
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+        headers = [(k, v.encode()) for k, v in carrier.items()]
+        headers += [
+            ("content-type", CONTENT_TYPE.encode()),
+            ("ce_type", row["event_type"].encode()),
+            ("ce_id", str(row["id"]).encode()),
+        ]
+        return await self._producer.send(
+            row["topic"],
+            value=row["payload"].encode(),
+            key=row["aggregate_id"].encode(),
+            headers=headers,
+        )
+
+    async def prune(self) -> int:
+        """Delete rows sent longer ago than the retention period (in bounded batches)."""
+        assert self._conn is not None
+        total = 0
+        while True:
+            status = await self._conn.execute(PRUNE_SQL, self.retention)
+            deleted = int(status.split()[-1])
+            total += deleted
+            if deleted < 5000:
+                return total
+
+    async def pending(self) -> int:
+        """How many rows wait to be published (the outbox backlog)."""
+        assert self._conn is not None
+        return int(await self._conn.fetchval("select count(*) from outbox where sent_at is null"))
+
+
+async def serve(dsn: str, bootstrap_servers: str, **options: object) -> None:
+    """Run one relay until SIGTERM or SIGINT, then stop cleanly."""
+    import signal
+
+    relay = OutboxRelay(dsn, bootstrap_servers, **options)  # type: ignore[arg-type]
+    await relay.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(relay.stop()))
+    try:
+        await relay.run()
+    finally:
+        await relay.stop()
+
+
+def main() -> None:
+    """`python -m referrals_common.messaging.relay`: a relay process for one service database."""
+    import typer
+
+    def run(
+        dsn: str = typer.Option(..., envvar="RELAY_POSTGRES_DSN", help="the service's database"),
+        bootstrap: str = typer.Option(..., envvar="RELAY_KAFKA_BOOTSTRAP_SERVERS"),
+        batch_size: int = typer.Option(500),
+        poll_interval: float = typer.Option(1.0, help="safety-net poll, seconds"),
+    ) -> None:
+        logging.basicConfig(level=logging.INFO)
+        asyncio.run(serve(dsn, bootstrap, batch_size=batch_size, poll_interval=poll_interval))
+
+    typer.run(run)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""Settings every service shares: Kafka, PostgreSQL, S3 (MinIO) and telemetry.
+
+Values come from the environment. A general `REFERRALS_` prefix applies to every service, and a
+service-specific prefix (`REFERRALS_INTAKE_`, ...) overrides it, so one environment file can
+describe the whole platform: `REFERRALS_KAFKA__BOOTSTRAP_SERVERS` for all,
+`REFERRALS_INTAKE_POSTGRES__DSN` for intake's own database. Outside development, placeholder
+secrets are refused at start-up.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+PLACEHOLDER_MARKERS = ("change-me", "changeme", "changethis", "placeholder", "secret", "password")
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str = "127.0.0.1:19092"
+    client_id_prefix: str = "referrals"
+
+
+class PostgresSettings(BaseModel):
+    dsn: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:15432/postgres")
+    pool_size: int = Field(10, ge=1)
+    max_overflow: int = Field(10, ge=0)
+
+    def async_url(self) -> str:
+        """The DSN as an SQLAlchemy URL for the asyncpg driver."""
+        dsn = self.dsn.get_secret_value()
+        scheme, rest = dsn.split("://", 1)
+        return f"postgresql+asyncpg://{rest}" if scheme in {"postgres", "postgresql"} else dsn
+
+    def asyncpg_dsn(self) -> str:
+        """The DSN as asyncpg itself takes it."""
+        dsn = self.dsn.get_secret_value()
+        return dsn.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+class S3Settings(BaseModel):
+    endpoint: str = "127.0.0.1:19000"
+    access_key: str = "referrals-dev"
+    secret_key: SecretStr = SecretStr("change-me-in-dev-only")
+    secure: bool = False
+    region: str = "us-east-1"
+
+
+class TelemetrySettings(BaseModel):
+    """Exporter choice follows the OpenTelemetry variables (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_
+    OTLP_ENDPOINT, ...), which the SDK reads itself; these are the platform's own knobs."""
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+
+class ServiceSettings(BaseSettings):
+    """Base of every service's settings; a service subclass sets `service_name`."""
+
+    service_name: ClassVar[str] = "referrals"
+
+    model_config = SettingsConfigDict(
+        env_prefix="REFERRALS_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    environment: Literal["development", "test", "production"] = "development"
+    kafka: KafkaSettings = KafkaSettings()
+    postgres: PostgresSettings = PostgresSettings()
+    s3: S3Settings = S3Settings()
+    telemetry: TelemetrySettings = TelemetrySettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        specific = EnvSettingsSource(
+            settings_cls,
+            env_prefix=f"REFERRALS_{cls.service_name.upper()}_",
+            env_nested_delimiter="__",
+        )
+        return init_settings, specific, env_settings, dotenv_settings, file_secret_settings
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> ServiceSettings:
+        if self.environment == "development":
+            return self
+        for where, value in self._secrets().items():
+            lowered = value.lower()
+            if not value or any(marker in lowered for marker in PLACEHOLDER_MARKERS):
+                raise ValueError(
+                    f"{where} holds a placeholder or empty secret; set a real one for "
+                    f"{self.environment} (placeholders are accepted only in development)"
+                )
+        return self
+
+    def _secrets(self) -> dict[str, str]:
+        dsn = self.postgres.dsn.get_secret_value()
+        password = dsn.split("://", 1)[-1].split("@", 1)[0].partition(":")[2] if "@" in dsn else ""
+        found: dict[str, Any] = {
+            "s3.secret_key": self.s3.secret_key.get_secret_value(),
+            "postgres.dsn password": password,
+        }
+        return found

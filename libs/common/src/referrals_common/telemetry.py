@@ -1,0 +1,120 @@
+"""Traces and logs: OpenTelemetry from the standard OTEL_* variables, structlog JSON with trace ids.
+
+`configure_telemetry("intake")` at start-up:
+
+* `OTEL_TRACES_EXPORTER` = `otlp` (default when `OTEL_EXPORTER_OTLP_ENDPOINT` or
+  `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set), `console`, or `none` (default otherwise). The
+  OTLP/HTTP exporter reads its endpoint, headers and timeout from the standard variables itself.
+* `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` are honoured by the SDK's resource detection.
+* Instrumentation for asyncpg and httpx is switched on here; FastAPI apps are instrumented by
+  `instrument_fastapi(app)`. Kafka spans are made by the outbox relay (publish) and the
+  consumer helper (process), which carry the context in the records' `traceparent` header.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+import structlog
+from opentelemetry import trace
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+_configured = False
+
+
+def _exporter_choice() -> str:
+    choice = os.environ.get("OTEL_TRACES_EXPORTER")
+    if choice:
+        return choice.split(",")[0].strip().lower()
+    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    )
+    return "otlp" if endpoint else "none"
+
+
+def configure_telemetry(
+    service_name: str,
+    *,
+    extra_processor: SpanProcessor | None = None,
+    instrument_libraries: bool = True,
+) -> TracerProvider:
+    """Install the global tracer provider once per process and return it."""
+    global _configured
+    current = trace.get_tracer_provider()
+    if _configured and isinstance(current, TracerProvider):
+        if extra_processor is not None:
+            current.add_span_processor(extra_processor)
+        return current
+    resource = Resource.create({SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME", service_name)})
+    provider = TracerProvider(resource=resource)
+    choice = _exporter_choice()
+    if choice == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    elif choice == "console":
+        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+    if extra_processor is not None:
+        provider.add_span_processor(extra_processor)
+    trace.set_tracer_provider(provider)
+    if instrument_libraries:
+        from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+        from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+        AsyncPGInstrumentor().instrument()
+        HTTPXClientInstrumentor().instrument()
+    _configured = True
+    return provider
+
+
+def instrument_fastapi(app: Any) -> None:
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(app, exclude_urls="health,metrics")
+
+
+def _add_trace_ids(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    ctx = trace.get_current_span().get_span_context()
+    if ctx.is_valid:
+        event_dict["trace_id"] = format(ctx.trace_id, "032x")
+        event_dict["span_id"] = format(ctx.span_id, "016x")
+    return event_dict
+
+
+def configure_logging(service_name: str, *, level: str = "INFO", json: bool = True) -> None:
+    """structlog (and the standard library's logging) as one stream of JSON lines on stdout,
+    each with the service, and the trace and span ids of the current span when there is one."""
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _add_trace_ids,
+        lambda _, __, ev: {**ev, "service": service_name},
+    ]
+    renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level)

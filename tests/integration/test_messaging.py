@@ -1,0 +1,314 @@
+"""Outbox, relay, idempotent consumer and dead letters over real PostgreSQL and Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections import defaultdict
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+from referrals_common.contracts import CaseWithdrawn, new_event
+from referrals_common.messaging.consumer import PoisonEvent
+from referrals_common.messaging.dlq_cli import read_dead_letters, replay
+
+from .conftest import effects, running_consumer, running_relay, wait_for, write_withdrawals
+
+pytestmark = pytest.mark.integration
+
+
+async def count_effects(dsn: str, expected: int):
+    rows = await effects(dsn)
+    return rows if len(rows) >= expected else None
+
+
+async def unsent(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval("select count(*) from outbox where sent_at is null")
+    finally:
+        await conn.close()
+
+
+async def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 30.0):
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    records = []
+    try:
+        async with asyncio.timeout(timeout):
+            while len(records) < expected:
+                for batch in (await consumer.getmany(timeout_ms=500)).values():
+                    records += batch
+        # Anything more than expected would be a duplicate: give it a moment to show up.
+        for batch in (await consumer.getmany(timeout_ms=1000)).values():
+            records += batch
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def test_an_event_written_through_the_outbox_reaches_a_consumer_and_is_applied_once(
+    db, messaging_dsn, kafka_bootstrap, new_topic
+):
+    topic = await new_topic("cases", partitions=3)
+    written = await write_withdrawals(db, [uuid.uuid4() for _ in range(20)], 3, topic)
+
+    async with (
+        running_consumer(db, kafka_bootstrap, topic) as consumer,
+        running_relay(messaging_dsn, kafka_bootstrap),
+    ):
+        rows = await wait_for(lambda: count_effects(messaging_dsn, len(written)))
+        await asyncio.sleep(1.0)  # time for any duplicate to be (wrongly) applied
+
+    rows = await effects(messaging_dsn)
+    assert sorted(r["event_id"] for r in rows) == sorted(e.id for e in written)
+    assert consumer.stats["applied"] == len(written)
+    assert await unsent(messaging_dsn) == 0
+
+
+async def test_the_same_event_delivered_twice_has_one_effect(
+    db, messaging_dsn, kafka_bootstrap, new_topic
+):
+    topic = await new_topic("cases")
+    event = new_event(CaseWithdrawn(case_id=uuid.uuid4()))
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        for _ in range(3):  # a redelivery, and a replay from the DLQ tool or an ops script
+            await producer.send_and_wait(topic, event.to_json(), key=str(event.case_id).encode())
+    finally:
+        await producer.stop()
+
+    async with running_consumer(db, kafka_bootstrap, topic) as consumer:
+        await wait_for(lambda: asyncio.sleep(0, consumer.stats["duplicates"] == 2 or None))
+
+    rows = await effects(messaging_dsn)
+    assert [r["event_id"] for r in rows] == [event.id]
+    assert consumer.stats == {"applied": 1, "duplicates": 2, "skipped": 0, "dead_lettered": 0}
+
+
+def start_relay_process(dsn: str, bootstrap: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "referrals_common.messaging.relay",
+            "--dsn",
+            dsn,
+            "--bootstrap",
+            bootstrap,
+            "--batch-size",
+            "50",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=os.environ.copy(),
+    )
+
+
+async def test_a_relay_killed_mid_stream_publishes_what_was_left_after_restart(
+    db, messaging_dsn, kafka_bootstrap, new_topic
+):
+    topic = await new_topic("cases", partitions=3)
+    written = await write_withdrawals(db, [uuid.uuid4() for _ in range(200)], 10, topic)
+    total = len(written)
+
+    relay = start_relay_process(messaging_dsn, kafka_bootstrap)
+    try:
+        # Kill it once it has published some rows but not all: committed, not yet published.
+        await wait_for(lambda: _between(messaging_dsn, total), timeout=60, interval=0.005)
+    finally:
+        relay.send_signal(signal.SIGKILL)
+        relay.wait()
+    left = await unsent(messaging_dsn)
+    assert 0 < left < total, "the relay must die with work left for this test to mean anything"
+
+    restarted = start_relay_process(messaging_dsn, kafka_bootstrap)
+    try:
+        async with running_consumer(db, kafka_bootstrap, topic) as consumer:
+            await wait_for(lambda: count_effects(messaging_dsn, total), timeout=60)
+            await asyncio.sleep(1.0)
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        assert restarted.wait(timeout=20) == 0, restarted.stderr.read().decode()
+
+    rows = await effects(messaging_dsn)
+    assert len(rows) == total, "every event applied exactly once"
+    assert {r["event_id"] for r in rows} == {e.id for e in written}
+    assert await unsent(messaging_dsn) == 0
+    assert consumer.stats["applied"] == total
+
+
+async def _between(dsn: str, total: int):
+    left = await unsent(dsn)
+    return 0 < left < total - 100 or None
+
+
+async def test_a_poison_event_goes_to_the_dlq_and_the_next_event_is_still_processed(
+    db, messaging_dsn, kafka_bootstrap, new_topic
+):
+    topic = await new_topic("cases")
+    await new_topic_named(kafka_bootstrap, topic + ".dlq")
+    doomed, good = uuid.uuid4(), uuid.uuid4()
+    calls: dict[uuid.UUID, int] = defaultdict(int)
+
+    async def handler(event, uow):
+        calls[event.case_id] += 1
+        if event.case_id == doomed:
+            raise RuntimeError("the handler cannot apply this case")
+        from .conftest import record_effect
+
+        await record_effect(event, uow)
+
+    unknown = {
+        **json.loads(new_event(CaseWithdrawn(case_id=uuid.uuid4())).to_json()),
+        "type": "referrals.case.teleported.v9",
+    }
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            topic,
+            b"{not json",
+            key=b"k1",
+            headers=[("traceparent", b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-01")],
+        )
+        await producer.send_and_wait(topic, json.dumps(unknown).encode(), key=b"k2")
+        await producer.send_and_wait(
+            topic, new_event(CaseWithdrawn(case_id=doomed)).to_json(), key=str(doomed).encode()
+        )
+        await producer.send_and_wait(
+            topic, new_event(CaseWithdrawn(case_id=good)).to_json(), key=str(good).encode()
+        )
+    finally:
+        await producer.stop()
+
+    async with running_consumer(
+        db,
+        kafka_bootstrap,
+        topic,
+        handler=handler,
+        attempts=3,
+        backoff_initial=0.01,
+        backoff_max=0.05,
+    ) as consumer:
+        await wait_for(lambda: count_effects(messaging_dsn, 1))
+        await wait_for(lambda: asyncio.sleep(0, consumer.stats["dead_lettered"] == 3 or None))
+
+    assert [r["case_id"] for r in await effects(messaging_dsn)] == [good]
+    assert calls[doomed] == 3, "bounded retries before dead-lettering"
+    letters = await read_dead_letters(kafka_bootstrap, topic)
+    assert len(letters) == 3
+    by_type = {d.header("dlq.error_type"): d for d in letters}
+    assert set(by_type) == {"InvalidEvent", "UnknownEventType", "RuntimeError"}
+    assert "not JSON" in by_type["InvalidEvent"].header("dlq.error")
+    assert "referrals.case.teleported.v9" in by_type["UnknownEventType"].header("dlq.error")
+    failed = by_type["RuntimeError"]
+    assert failed.header("dlq.error") == "the handler cannot apply this case"
+    assert failed.header("dlq.original_topic") == topic
+    assert failed.header("dlq.consumer") == consumer.name
+    assert failed.header("dlq.original_offset") == "2"
+    assert by_type["InvalidEvent"].header("traceparent").startswith("00-111")
+
+    # Once the cause is fixed, a replay applies the event, and only once.
+    calls.clear()
+    await replay(kafka_bootstrap, [failed, failed])
+    async with running_consumer(db, kafka_bootstrap, topic, name=consumer.name) as fixed:
+        await wait_for(lambda: count_effects(messaging_dsn, 2))
+        await wait_for(lambda: asyncio.sleep(0, fixed.stats["duplicates"] == 1 or None))
+    assert sorted(r["case_id"] for r in await effects(messaging_dsn)) == sorted([good, doomed])
+
+
+async def new_topic_named(bootstrap: str, name: str) -> None:
+    from referrals_common.messaging.kafka import ensure_topics
+
+    await ensure_topics(bootstrap, [name], partitions=1, with_dead_letters=False)
+
+
+async def test_a_poison_event_raised_as_such_is_dead_lettered_without_retries(
+    db, messaging_dsn, kafka_bootstrap, new_topic
+):
+    topic = await new_topic("cases")
+    await new_topic_named(kafka_bootstrap, topic + ".dlq")
+    attempts = 0
+
+    async def handler(event, uow):
+        nonlocal attempts
+        attempts += 1
+        raise PoisonEvent("a referral for a case this service never saw")
+
+    await write_withdrawals(db, [uuid.uuid4()], 1, topic)
+    async with (
+        running_relay(messaging_dsn, kafka_bootstrap),
+        running_consumer(db, kafka_bootstrap, topic, handler=handler, attempts=5) as consumer,
+    ):
+        await wait_for(lambda: asyncio.sleep(0, consumer.stats["dead_lettered"] == 1 or None))
+    assert attempts == 1
+
+
+async def test_the_consumer_span_continues_the_trace_of_the_span_that_wrote_the_outbox_row(
+    db, messaging_dsn, kafka_bootstrap, new_topic, spans
+):
+    topic = await new_topic("cases")
+    tracer = trace.get_tracer("tests")
+    with tracer.start_as_current_span("POST /v1/cases/{id}/withdraw", kind=SpanKind.SERVER) as root:
+        [event] = await write_withdrawals(db, [uuid.uuid4()], 1, topic)
+    trace_id = root.get_span_context().trace_id
+
+    async with (
+        running_consumer(db, kafka_bootstrap, topic),
+        running_relay(messaging_dsn, kafka_bootstrap),
+    ):
+        await wait_for(lambda: count_effects(messaging_dsn, 1))
+
+    finished = [s for s in spans.get_finished_spans() if s.context.trace_id == trace_id]
+    by_name = {s.name: s for s in finished}
+    publish, process = by_name[f"{topic} publish"], by_name[f"{topic} process"]
+    assert publish.parent.span_id == root.get_span_context().span_id
+    assert process.parent.span_id == publish.context.span_id
+    assert process.kind is SpanKind.CONSUMER
+    assert process.attributes["messaging.message.id"] == str(event.id)
+
+
+async def test_two_relay_replicas_never_publish_a_row_twice_and_keep_each_cases_order(
+    db, messaging_dsn, kafka_bootstrap, new_topic
+):
+    topic = await new_topic("cases", partitions=3)
+    cases = [uuid.uuid4() for _ in range(100)]
+    async with (
+        running_relay(messaging_dsn, kafka_bootstrap, batch_size=20) as one,
+        running_relay(messaging_dsn, kafka_bootstrap, batch_size=20) as two,
+    ):
+        # Written while both relays run, in rounds, so each case's events interleave over time.
+        written = []
+        for _ in range(5):
+            written += await write_withdrawals(db, cases, 2, topic)
+        await wait_for(
+            lambda: asyncio.sleep(0, one.published + two.published == len(written) or None)
+        )
+    assert one.published > 0 and two.published > 0, "both replicas took part"
+
+    records = await read_topic(kafka_bootstrap, topic, len(written))
+    ids = [json.loads(r.value)["id"] for r in records]
+    assert len(ids) == len(set(ids)) == len(written), "no row published twice"
+    published_order: dict[str, list[str]] = defaultdict(list)
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        published_order[r.key.decode()].append(json.loads(r.value)["id"])
+    written_order: dict[str, list[str]] = defaultdict(list)
+    for e in written:
+        written_order[str(e.case_id)].append(str(e.id))
+    assert published_order == written_order
