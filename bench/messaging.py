@@ -27,8 +27,11 @@ from pathlib import Path
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from devstack import stack as stack_mod
 from faststream.kafka import KafkaBroker
+from rich.console import Console
+from sqlalchemy import text
+
+from devstack import stack as stack_mod
 from referrals_common.contracts import CaseWithdrawn, new_event
 from referrals_common.db import Database
 from referrals_common.messaging.consumer import EventConsumer
@@ -37,8 +40,6 @@ from referrals_common.messaging.kafka import ensure_topics
 from referrals_common.messaging.relay import OutboxRelay
 from referrals_common.migrations import upgrade_async
 from referrals_common.settings import PostgresSettings
-from rich.console import Console
-from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parents[1]
 MIGRATIONS = ROOT / "tests" / "integration" / "messaging_migrations"

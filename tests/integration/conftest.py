@@ -13,6 +13,8 @@ import pytest
 from faststream.kafka import KafkaBroker
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from sqlalchemy import text
+
 from referrals_common.contracts import CaseWithdrawn, CloudEvent, new_event
 from referrals_common.db import Database, UnitOfWork
 from referrals_common.messaging.consumer import EventConsumer
@@ -21,7 +23,6 @@ from referrals_common.messaging.relay import OutboxRelay
 from referrals_common.migrations import upgrade_async
 from referrals_common.settings import PostgresSettings
 from referrals_common.telemetry import configure_telemetry
-from sqlalchemy import text
 
 MIGRATIONS = Path(__file__).parent / "messaging_migrations"
 

@@ -10,15 +10,18 @@ import subprocess
 import sys
 import uuid
 from collections import defaultdict
+from datetime import timedelta
 
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
+
 from referrals_common.contracts import CaseWithdrawn, new_event
 from referrals_common.messaging.consumer import PoisonEvent
 from referrals_common.messaging.dlq_cli import read_dead_letters, replay
+from referrals_common.messaging.relay import OutboxRelay
 
 from .conftest import effects, running_consumer, running_relay, wait_for, write_withdrawals
 
@@ -312,3 +315,67 @@ async def test_two_relay_replicas_never_publish_a_row_twice_and_keep_each_cases_
     for e in written:
         written_order[str(e.case_id)].append(str(e.id))
     assert published_order == written_order
+
+
+async def test_sent_rows_are_pruned_after_the_retention_period_and_unsent_rows_never(
+    db, messaging_dsn, kafka_bootstrap, new_topic
+):
+    topic = await new_topic("cases")
+    await write_withdrawals(db, [uuid.uuid4() for _ in range(10)], 1, topic)
+    relay = OutboxRelay(messaging_dsn, kafka_bootstrap, retention=timedelta(minutes=10))
+    await relay.start()
+    try:
+        assert await relay.publish_batch() == 10
+        await write_withdrawals(db, [uuid.uuid4() for _ in range(3)], 1, topic)  # still unsent
+        conn = await asyncpg.connect(messaging_dsn)
+        try:
+            assert await relay.prune() == 0, "sent a moment ago: kept for the retention period"
+            await conn.execute(
+                "update outbox set sent_at = now() - interval '11 minutes' "
+                "where sent_at is not null"
+            )
+            assert await relay.prune() == 10
+            assert await conn.fetchval("select count(*) from outbox") == 3
+            assert await relay.pending() == 3
+        finally:
+            await conn.close()
+    finally:
+        await relay.stop()
+
+
+def test_the_dlq_command_lists_dead_letters_with_their_error(kafka_bootstrap):
+    from typer.testing import CliRunner
+
+    from referrals_common.messaging.dlq_cli import app
+
+    async def poison() -> str:
+        from referrals_common.messaging.kafka import ensure_topics
+
+        topic = f"cli.{uuid.uuid4().hex[:8]}"
+        await ensure_topics(kafka_bootstrap, [topic], partitions=1)
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                topic + ".dlq",
+                b"{}",
+                key=b"k",
+                headers=[
+                    ("dlq.error", b"payload.case_id: Field required"),
+                    ("dlq.error_type", b"InvalidEvent"),
+                    ("dlq.consumer", b"records"),
+                    ("dlq.original_topic", topic.encode()),
+                ],
+            )
+        finally:
+            await producer.stop()
+        return topic
+
+    topic = asyncio.run(poison())
+    result = CliRunner().invoke(
+        app, ["list", topic, "--bootstrap", kafka_bootstrap], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 dead letter(s)" in result.output
+    assert "InvalidEvent" in result.output
+    assert "payload.case_id: Field required" in result.output

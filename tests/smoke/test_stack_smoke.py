@@ -10,6 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
 from devstack import install, parts
 from devstack.process import StartupError, stop_group
 

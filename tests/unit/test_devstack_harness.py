@@ -3,6 +3,7 @@
 import socket
 
 import pytest
+
 from devstack.process import StartupError, free_port
 
 pytestmark = pytest.mark.unit

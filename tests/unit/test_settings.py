@@ -5,6 +5,7 @@ from typing import ClassVar
 
 import pytest
 from pydantic import ValidationError
+
 from referrals_common.settings import ServiceSettings
 
 pytestmark = pytest.mark.unit

@@ -6,6 +6,7 @@ Revises:
 
 import sqlalchemy as sa
 from alembic import op
+
 from referrals_common.messaging.schema import create_messaging_schema, drop_messaging_schema
 
 revision = "0001"

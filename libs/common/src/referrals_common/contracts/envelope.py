@@ -124,6 +124,13 @@ def parse_event(raw: bytes | str | dict[str, Any]) -> CloudEvent[EventData]:
     model = _REGISTRY.get(event_type)
     if model is None:
         raise UnknownEventType(f"unknown event type {event_type!r}")
+    # The envelope's defaults are for producers; a received event must carry its own identity
+    # (the inbox key) and time, or every redelivery would look like a new event.
+    missing = [
+        name for name in ("id", "time", "source", "subject", "specversion") if name not in doc
+    ]
+    if missing:
+        raise InvalidEvent(f"{event_type}: missing envelope attribute(s) {', '.join(missing)}")
     try:
         event = CloudEvent[model].model_validate(doc)  # type: ignore[valid-type]
     except ValidationError as exc:

@@ -15,10 +15,11 @@ For every record:
 2. the handler runs in a unit of work that first records `(consumer, event id)` in the inbox: a
    redelivered or replayed event finds its row and changes nothing;
 3. a failing handler is retried with exponential backoff; after the last attempt (or at once for
-   `PoisonEvent`) the record goes to the dead-letter topic and the consumer carries on;
-4. the offset is committed only after all that (FastStream ack policy NACK_ON_ERROR, no auto
-   commit); if even the dead-letter topic cannot be written, the record is not acknowledged and
-   will be consumed again.
+   `PoisonEvent`) the record goes to the dead-letter topic and the consumer carries on; a fault
+   of the infrastructure (database down) never dead-letters a good event: it is retried;
+4. offsets are committed only after all that, once per batch (FastStream ack policy
+   NACK_ON_ERROR, no auto commit); if a record cannot be settled, not even into the dead-letter
+   topic, the batch is not acknowledged and is consumed again (the inbox absorbs the repeats).
 
 The consumer's span continues the producer's trace from the record's `traceparent` header.
 """
@@ -114,18 +115,44 @@ class EventConsumer:
         return register
 
     def subscribe(self, broker: KafkaBroker | KafkaRouter, *topics: str, **options: Any) -> Any:
-        """Attach this consumer to `topics` as a FastStream subscriber in group `name`."""
+        """Attach this consumer to `topics` as a FastStream batch subscriber in group `name`.
 
-        async def on_record(message: KafkaMessage) -> None:
-            await self.process(message.raw_message, message.body)
+        Records arrive in batches; each partition's records are applied in order (partitions
+        concurrently), and the batch's offsets are committed once, after every effect. If a
+        record cannot be settled (an infrastructure fault), the batch is not acknowledged: every
+        partition is rewound to its first record of the batch, and the inbox turns what was
+        already applied into no-ops when it comes again.
+        """
+
+        async def on_batch(message: KafkaMessage) -> None:
+            await self.process_batch(message.raw_message)
 
         options.setdefault("auto_offset_reset", "earliest")
+        options.setdefault("max_records", 200)
+        options.setdefault("batch_timeout_ms", 100)
         return broker.subscriber(
             *topics,
             group_id=self.name,
+            batch=True,
             ack_policy=AckPolicy.NACK_ON_ERROR,
             **options,
-        )(on_record)
+        )(on_batch)
+
+    async def process_batch(self, records: tuple[Any, ...]) -> None:
+        by_partition: dict[tuple[str, int], list[Any]] = {}
+        for record in records:
+            by_partition.setdefault((record.topic, record.partition), []).append(record)
+
+        async def in_order(partition_records: list[Any]) -> None:
+            for record in partition_records:
+                await self.process(record, record.value)
+
+        results = await asyncio.gather(
+            *(in_order(rs) for rs in by_partition.values()), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def process(self, record: Any, body: bytes) -> None:
         """Apply one Kafka record (an aiokafka ConsumerRecord); see the module doc."""

@@ -1,0 +1,410 @@
+"""Events published by **intake** on `referrals.cases.v1`, and the case vocabulary.
+
+Intake opens a case, keeps the patient's contact details and consents, and is the process manager
+of the case lifecycle (see docs/architecture.md). What it publishes is the clinical side of the
+case only: identifiers and clinical facts (diagnosis code, stage, reasons, the patient's clinical
+questions, age group, where the opinion should come from). Names, contact details, addresses and
+dates of birth never leave intake; the age group (`adult` / `pediatric`) stands in for the age.
+
+This module also defines the case vocabulary other contracts reuse: the ICD-10 neoplasm code, the
+stage, country and language codes, the reasons for a second opinion, the destination preference
+and `ClinicalSummary`, the clinical facts of a case exactly as a cancer center receives them.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, ClassVar, Literal, TypeVar
+from uuid import UUID
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+from . import topics
+from .envelope import EventData
+
+SOURCE = "/referrals/intake"
+
+T = TypeVar("T")
+
+
+def _no_duplicates(values: list[T]) -> list[T]:
+    if len(set(values)) != len(values):
+        raise ValueError("the list has duplicate items")
+    return values
+
+
+Icd10Code = Annotated[
+    str,
+    StringConstraints(pattern=r"^(C[0-9]{2}|D[0-4][0-9])(\.[0-9A-Z]{1,4})?$"),
+    Field(
+        description="ICD-10 code from the neoplasm chapter (C00-D49), upper case, with the dot: "
+        "C50.9, C34.1, D46.9",
+        examples=["C50.9"],
+    ),
+]
+"""An ICD-10 code of a neoplasm (chapter II, C00-D49)."""
+
+IcdO3Morphology = Annotated[
+    str,
+    StringConstraints(pattern=r"^[89][0-9]{3}/[0-369]$"),
+    Field(
+        description="ICD-O-3 morphology (histology and behaviour) code, e.g. 8500/3 for "
+        "infiltrating duct carcinoma",
+        examples=["8500/3"],
+    ),
+]
+"""A coded histology: the ICD-O-3 morphology code (type/behaviour)."""
+
+CountryCode = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Z]{2}$"),
+    Field(description="ISO 3166-1 alpha-2 country code, upper case: UA, DE, PL", examples=["DE"]),
+]
+"""An ISO 3166-1 alpha-2 country code."""
+
+LanguageCode = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z]{2}$"),
+    Field(
+        description="ISO 639-1 two-letter language code, lower case (a BCP-47 primary language "
+        "subtag): uk, en, de",
+        examples=["uk"],
+    ),
+]
+"""An ISO 639-1 language code (a valid BCP-47 tag without subtags)."""
+
+Locale = Literal["uk", "en"]
+"""The languages the platform speaks to patients in."""
+
+TnmStage = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^(y|r|a)?[cp]?T(X|x|is|[0-4][a-d]?)(\([^)\s]{1,6}\))? ?"
+        r"[cp]?N(X|x|[0-3][a-c]?(mi)?)(\([^)\s]{1,6}\))? ?"
+        r"[cp]?M(X|x|[01][a-d]?)(\([^)\s]{1,6}\))?$"
+    ),
+    Field(
+        description="TNM classification (UICC/AJCC), with optional c/p/y/r prefixes: cT2N1M0, "
+        "ypT1c N0 M0, pTisN0M0",
+        examples=["cT2N1M0"],
+    ),
+]
+"""A TNM classification string."""
+
+StageGroup = Annotated[
+    str,
+    StringConstraints(pattern=r"^(0|0a|0is|IS|I{1,3}|IV)([A-E][0-9]?){0,2}$"),
+    Field(
+        description="Stage group in Roman numerals with optional sub-groups: IIIA, IVB, IIIC1, "
+        "IIE (Ann Arbor)",
+        examples=["IIIA"],
+    ),
+]
+"""A stage group such as IIIA."""
+
+ClinicalQuestion = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=2000),
+    Field(description="One clinical question, in the patient's words"),
+]
+"""One of the patient's clinical questions to the cancer center."""
+
+
+class AgeGroup(StrEnum):
+    """Adult or pediatric oncology: stands in for the date of birth, which is never published."""
+
+    ADULT = "adult"
+    PEDIATRIC = "pediatric"
+
+
+class ReferralReason(StrEnum):
+    """Why the patient wants a second opinion."""
+
+    CONFIRM_DIAGNOSIS_OR_STAGE = "confirm_diagnosis_or_stage"
+    CHOOSE_TREATMENT = "choose_treatment"
+    DRUG_OPTIONS = "drug_options"
+    NEW_TACTICS_AFTER_FAILURE_OR_RECURRENCE = "new_tactics_after_failure_or_recurrence"
+    OTHER = "other"
+
+
+class DestinationPreference(StrEnum):
+    """Where the patient wants the opinion to come from."""
+
+    UKRAINE = "ukraine"
+    """A Ukrainian cancer center."""
+    ABROAD = "abroad"
+    """Any eligible center outside Ukraine."""
+    COUNTRIES = "countries"
+    """A center in one of the countries the patient named."""
+
+
+class CaseStatus(StrEnum):
+    """The states of a case, owned by intake (FHIR Task status in brackets)."""
+
+    DRAFT = "draft"  # draft
+    SUBMITTED = "submitted"  # received
+    ACTION_REQUIRED = "action_required"  # on-hold, businessStatus awaiting-information
+    READY = "ready"  # ready
+    REFERRED = "referred"  # requested
+    ACCEPTED = "accepted"  # accepted / in-progress
+    OPINION_DELIVERED = "opinion_delivered"  # completed
+    UNROUTABLE = "unroutable"  # failed
+    WITHDRAWN = "withdrawn"  # cancelled
+
+
+class StatusChangeReason(StrEnum):
+    """The machine-readable cause of a status change; notifications words its message from it."""
+
+    PATIENT_SUBMITTED = "patient_submitted"
+    DOCUMENTS_ACCEPTED = "documents_accepted"
+    DOCUMENT_REJECTED = "document_rejected"
+    TRANSLATION_REQUIRED = "translation_required"
+    DOCUMENT_UNREADABLE = "document_unreadable"
+    DOCUMENTS_UPDATED = "documents_updated"
+    REFERRAL_REQUESTED = "referral_requested"
+    REFERRAL_ACCEPTED = "referral_accepted"
+    REFERRAL_DECLINED = "referral_declined"
+    REFERRAL_EXPIRED = "referral_expired"
+    INFO_REQUESTED = "info_requested"
+    OPINION_DELIVERED = "opinion_delivered"
+    NO_ELIGIBLE_CENTER = "no_eligible_center"
+    PATIENT_WITHDREW = "patient_withdrew"
+    OTHER = "other"
+
+
+class WithdrawalReason(StrEnum):
+    """Why a case was withdrawn."""
+
+    PATIENT_REQUEST = "patient_request"
+    CONSENT_REVOKED = "consent_revoked"
+    DUPLICATE = "duplicate"
+    OTHER = "other"
+
+
+ConsentVersion = Annotated[
+    str,
+    StringConstraints(pattern=r"^[0-9A-Za-z][0-9A-Za-z._-]{0,31}$"),
+    Field(description="Version identifier of the consent text the patient agreed to"),
+]
+
+
+class Stage(BaseModel):
+    """The stage of the disease: TNM, stage group, or both; at least one is given."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tnm: TnmStage | None = Field(default=None, description="TNM classification, if known")
+    group: StageGroup | None = Field(default=None, description="Stage group, if known")
+
+    @model_validator(mode="after")
+    def _something_known(self) -> Stage:
+        if self.tnm is None and self.group is None:
+            raise ValueError("a stage has a TNM classification, a stage group or both")
+        return self
+
+
+class Destination(BaseModel):
+    """Where the opinion should come from.
+
+    `countries` is non-empty exactly when `preference` is `countries`.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    preference: DestinationPreference = Field(description="Ukraine, abroad, or named countries")
+    countries: Annotated[list[CountryCode], AfterValidator(_no_duplicates)] = Field(
+        default_factory=list,
+        max_length=20,
+        description="The countries the patient named, without duplicates; empty unless the "
+        "preference is `countries`",
+    )
+
+    @model_validator(mode="after")
+    def _countries_match_preference(self) -> Destination:
+        named = self.preference is DestinationPreference.COUNTRIES
+        if named and not self.countries:
+            raise ValueError("the preference `countries` needs at least one country")
+        if not named and self.countries:
+            raise ValueError(f"the preference `{self.preference}` takes no countries")
+        return self
+
+    @property
+    def crosses_border(self) -> bool:
+        """Whether an opinion from this destination may involve a center outside Ukraine."""
+        if self.preference is DestinationPreference.UKRAINE:
+            return False
+        if self.preference is DestinationPreference.ABROAD:
+            return True
+        return any(country != "UA" for country in self.countries)
+
+
+class ClinicalSummary(BaseModel):
+    """The clinical facts of a case, the same in intake's events and in a center's offer."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    icd10: Icd10Code = Field(description="Primary diagnosis: ICD-10 code of the neoplasm")
+    morphology: IcdO3Morphology | None = Field(
+        default=None, description="Histology as an ICD-O-3 morphology code, if known"
+    )
+    stage: Stage | None = Field(default=None, description="Stage of the disease; null if unknown")
+    age_group: AgeGroup = Field(description="Adult or pediatric patient")
+    reasons: Annotated[list[ReferralReason], AfterValidator(_no_duplicates)] = Field(
+        min_length=1, description="Why the patient asks for a second opinion, without duplicates"
+    )
+    questions: list[ClinicalQuestion] = Field(
+        default_factory=list,
+        max_length=20,
+        description="The patient's clinical questions for the cancer center, in the patient's "
+        "words (clinical content only: intake asks the patient not to write personal details)",
+    )
+
+
+class CaseSubmitted(EventData):
+    """The patient submitted a case: the clinical facts, the destination and the consents.
+
+    Emitted once per case, when it leaves `draft` (a `CaseStatusChanged` to `submitted` follows).
+    A consumer may rely on: the processing consent is recorded (version given); when the
+    destination may involve a center outside Ukraine the cross-border consent is recorded too;
+    the documents of the case arrive separately as `referrals.document.stored.v1`.
+    """
+
+    event_type: ClassVar[str] = "referrals.case.submitted.v1"
+    topic: ClassVar[str] = topics.CASES
+    source: ClassVar[str] = SOURCE
+
+    clinical: ClinicalSummary = Field(description="Diagnosis, stage, reasons and questions")
+    destination: Destination = Field(description="Where the opinion should come from")
+    locale: Locale = Field(description="The language the patient is spoken to in")
+    processing_consent_version: ConsentVersion = Field(
+        description="Version of the consent to processing of health data the patient gave"
+    )
+    cross_border_consent_version: ConsentVersion | None = Field(
+        default=None,
+        description="Version of the consent to cross-border transfer; null when not given. "
+        "Always given when the destination may involve a center outside Ukraine",
+    )
+    submitted_at: AwareDatetime = Field(description="When the patient submitted the case")
+
+    @model_validator(mode="after")
+    def _cross_border_consent(self) -> CaseSubmitted:
+        if self.destination.crosses_border and self.cross_border_consent_version is None:
+            raise ValueError("a destination outside Ukraine needs cross_border_consent_version")
+        return self
+
+
+class CaseStatusChanged(EventData):
+    """The case moved from one lifecycle state to another.
+
+    Emitted by intake on every transition, in order (the case id is the key, so one partition
+    carries a case's transitions in the order they happened). `from_status` differs from
+    `to_status`. `reason_code` is machine-readable; `reason` is an English explanation for the case
+    timeline and operators, free of personal data.
+    """
+
+    event_type: ClassVar[str] = "referrals.case.status_changed.v1"
+    topic: ClassVar[str] = topics.CASES
+    source: ClassVar[str] = SOURCE
+
+    from_status: CaseStatus = Field(description="The state the case left")
+    to_status: CaseStatus = Field(description="The state the case is in now")
+    reason_code: StatusChangeReason = Field(description="Why the case moved")
+    reason: str = Field(
+        min_length=1,
+        max_length=500,
+        description="Human-readable explanation in English, without personal data",
+    )
+
+    @model_validator(mode="after")
+    def _a_change(self) -> CaseStatusChanged:
+        if self.from_status == self.to_status:
+            raise ValueError("from_status and to_status are the same")
+        return self
+
+
+class CaseReadyForReferral(EventData):
+    """Every document of the case is stored and in an acceptable language: partners may route it.
+
+    Emitted when the case enters `ready`. Partners re-routes on its own after a decline or an
+    expired offer, so this is normally emitted once; a case that needed more documents after a
+    center's request becomes ready again and the latest event supersedes the earlier ones. A
+    consumer may rely on: every listed document was stored and accepted by the language check;
+    `cross_border_transfer_allowed` is true whenever the destination may involve a center outside
+    Ukraine; without it only Ukrainian centers are eligible.
+    """
+
+    event_type: ClassVar[str] = "referrals.case.ready_for_referral.v1"
+    topic: ClassVar[str] = topics.CASES
+    source: ClassVar[str] = SOURCE
+
+    clinical: ClinicalSummary = Field(description="Diagnosis, stage, reasons and questions")
+    destination: Destination = Field(description="Where the opinion should come from")
+    cross_border_transfer_allowed: bool = Field(
+        description="Whether the patient consented to the transfer of the case outside Ukraine"
+    )
+    document_ids: Annotated[list[UUID], AfterValidator(_no_duplicates)] = Field(
+        min_length=1, description="The documents to send to the center, without duplicates"
+    )
+    document_languages: Annotated[list[LanguageCode], AfterValidator(_no_duplicates)] = Field(
+        min_length=1,
+        description="The languages the documents are written in (main languages), without "
+        "duplicates; a center must read all of them",
+    )
+
+    @model_validator(mode="after")
+    def _cross_border_consent(self) -> CaseReadyForReferral:
+        if self.destination.crosses_border and not self.cross_border_transfer_allowed:
+            raise ValueError("a destination outside Ukraine needs cross_border_transfer_allowed")
+        return self
+
+
+class CaseWithdrawn(EventData):
+    """The case was withdrawn and is closed: consumers stop all work on it.
+
+    Emitted once, from any open state (a `CaseStatusChanged` to `withdrawn` accompanies it).
+    Partners withdraw open offers; notifications sends nothing more but the confirmation. When the
+    reason is `consent_revoked`, every service deletes the case's data it holds as its retention
+    rules require.
+    """
+
+    event_type: ClassVar[str] = "referrals.case.withdrawn.v1"
+    topic: ClassVar[str] = topics.CASES
+    source: ClassVar[str] = SOURCE
+
+    reason: WithdrawalReason | None = Field(
+        default=None, description="Why the case was withdrawn; null if the patient gave no reason"
+    )
+
+
+__all__ = [
+    "AgeGroup",
+    "CaseReadyForReferral",
+    "CaseStatus",
+    "CaseStatusChanged",
+    "CaseSubmitted",
+    "CaseWithdrawn",
+    "ClinicalQuestion",
+    "ClinicalSummary",
+    "ConsentVersion",
+    "CountryCode",
+    "Destination",
+    "DestinationPreference",
+    "Icd10Code",
+    "IcdO3Morphology",
+    "LanguageCode",
+    "Locale",
+    "ReferralReason",
+    "Stage",
+    "StageGroup",
+    "StatusChangeReason",
+    "TnmStage",
+    "WithdrawalReason",
+]

@@ -1,0 +1,106 @@
+"""Events published by **notifications** on `referrals.notifications.v1`.
+
+Notifications tells the patient (or the partner front end, by webhook) what happened to the case,
+in the patient's language. It keeps the contact details; its events record only that a message of
+some kind went out, or could not, on which channel: never the recipient or the text.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import ClassVar
+from uuid import UUID
+
+from pydantic import AwareDatetime, Field, PositiveInt
+
+from . import topics
+from .envelope import EventData
+
+SOURCE = "/referrals/notifications"
+
+
+class NotificationTrigger(StrEnum):
+    """What the notification tells the patient; each maps to the event(s) that cause it."""
+
+    CASE_SUBMITTED = "case_submitted"
+    DOCUMENT_REJECTED = "document_rejected"
+    TRANSLATION_REQUIRED = "translation_required"
+    DOCUMENT_UNREADABLE = "document_unreadable"
+    CASE_READY = "case_ready"
+    REFERRAL_REQUESTED = "referral_requested"
+    REFERRAL_ACCEPTED = "referral_accepted"
+    INFO_REQUESTED = "info_requested"
+    OPINION_DELIVERED = "opinion_delivered"
+    CASE_UNROUTABLE = "case_unroutable"
+    CASE_WITHDRAWN = "case_withdrawn"
+
+
+class NotificationChannel(StrEnum):
+    """How a notification is delivered."""
+
+    EMAIL = "email"
+    SMS = "sms"
+    WEBHOOK = "webhook"
+    """A signed HTTP callback to the partner front end the case came from."""
+
+
+class NotificationError(StrEnum):
+    """Why a notification could not be delivered."""
+
+    NO_CONTACT = "no_contact"
+    """The case has no contact for this channel."""
+    INVALID_RECIPIENT = "invalid_recipient"
+    REJECTED = "rejected"
+    """The provider or the webhook endpoint refused the message permanently."""
+    TIMEOUT = "timeout"
+    PROVIDER_UNAVAILABLE = "provider_unavailable"
+    WEBHOOK_HTTP_ERROR = "webhook_http_error"
+    OTHER = "other"
+
+
+class NotificationSent(EventData):
+    """A notification was handed to its channel (SMTP server, SMS provider, webhook endpoint).
+
+    Emitted once per notification, when delivery to the channel succeeded; the patient's own
+    mailbox or phone may still lose it. `trigger_event_id` is the CloudEvents id of the event that
+    caused the notification, so a consumer can tell which occurrence was announced.
+    """
+
+    event_type: ClassVar[str] = "referrals.notification.sent.v1"
+    topic: ClassVar[str] = topics.NOTIFICATIONS
+    source: ClassVar[str] = SOURCE
+
+    notification_id: UUID = Field(description="The notification")
+    trigger: NotificationTrigger = Field(description="What the notification announces")
+    trigger_event_id: UUID = Field(description="CloudEvents id of the event that caused it")
+    channel: NotificationChannel = Field(description="How it was delivered")
+    sent_at: AwareDatetime = Field(description="When the channel accepted it")
+
+
+class NotificationFailed(EventData):
+    """A notification could not be delivered and notifications gave up on it.
+
+    Emitted once per notification, after the last retry (or at once for a permanent error such as
+    `no_contact`). Operators follow up; the case itself is not affected.
+    """
+
+    event_type: ClassVar[str] = "referrals.notification.failed.v1"
+    topic: ClassVar[str] = topics.NOTIFICATIONS
+    source: ClassVar[str] = SOURCE
+
+    notification_id: UUID = Field(description="The notification")
+    trigger: NotificationTrigger = Field(description="What the notification would have announced")
+    trigger_event_id: UUID = Field(description="CloudEvents id of the event that caused it")
+    channel: NotificationChannel = Field(description="The channel that failed")
+    attempts: PositiveInt = Field(description="How many delivery attempts were made")
+    error_code: NotificationError = Field(description="Why the last attempt failed")
+    failed_at: AwareDatetime = Field(description="When notifications gave up")
+
+
+__all__ = [
+    "NotificationChannel",
+    "NotificationError",
+    "NotificationFailed",
+    "NotificationSent",
+    "NotificationTrigger",
+]

@@ -1,0 +1,585 @@
+"""The event catalogue: every contract round-trips, bad events are refused, docs stay current."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from referrals_common.contracts import (
+    PARTNER_INBOX_TOPIC_TEMPLATE,
+    AgeGroup,
+    CaseReadyForReferral,
+    CaseStatus,
+    CaseStatusChanged,
+    CaseSubmitted,
+    CaseUnroutable,
+    CaseWithdrawn,
+    ClinicalSummary,
+    Destination,
+    DestinationPreference,
+    DocumentKind,
+    DocumentLanguageAccepted,
+    DocumentRejected,
+    DocumentStored,
+    DocumentTranslationRequired,
+    DocumentUnreadable,
+    EventData,
+    InvalidEvent,
+    NotificationFailed,
+    NotificationSent,
+    OfferedDocument,
+    ReferralAccepted,
+    ReferralDeclined,
+    ReferralExpired,
+    ReferralInfoRequested,
+    ReferralOffered,
+    ReferralOpinionDelivered,
+    ReferralReason,
+    ReferralRequested,
+    Stage,
+    UnknownEventType,
+    new_event,
+    parse_event,
+    registry,
+    topics,
+)
+from referrals_common.contracts.partners import document_fetch_path
+from referrals_common.contracts.schema import asyncapi_document, json_schemas, rendered_files
+from referrals_common.contracts.translation import LanguageShare
+
+pytestmark = pytest.mark.unit
+
+DOCS_CONTRACTS = Path(__file__).resolve().parents[2] / "docs" / "contracts"
+
+CASE = UUID("3f1d2c4b-8a9e-4b7f-9c61-2d5e8f0a1b23")
+REFERRAL = UUID("9b2e7c15-4d3a-4f68-a1b0-c7d8e9f01234")
+DOC_A = UUID("5a6b7c8d-1e2f-4a3b-8c4d-5e6f7a8b9c0d")
+DOC_B = UUID("6b7c8d9e-2f3a-4b4c-9d5e-6f7a8b9c0d1e")
+NOTIFICATION = UUID("7c8d9e0f-3a4b-4c5d-8e6f-7a8b9c0d1e2f")
+TRIGGER_EVENT = UUID("8d9e0f1a-4b5c-4d6e-9f7a-8b9c0d1e2f3a")
+NOW = datetime(2026, 3, 14, 9, 26, 53, tzinfo=UTC)
+KYIV = timezone(timedelta(hours=2))
+
+CLINICAL = ClinicalSummary(
+    icd10="C50.9",
+    morphology="8500/3",
+    stage=Stage(tnm="cT2N1M0", group="IIB"),
+    age_group=AgeGroup.ADULT,
+    reasons=[ReferralReason.CHOOSE_TREATMENT, ReferralReason.DRUG_OPTIONS],
+    questions=[
+        "Is breast-conserving surgery possible after neoadjuvant chemotherapy?",
+        "Should the tumour be tested for HER2-low status?",
+    ],
+)
+DESTINATION = Destination(preference=DestinationPreference.COUNTRIES, countries=["DE", "PL"])
+
+
+SAMPLES: dict[type[EventData], Callable[[], EventData]] = {
+    CaseSubmitted: lambda: CaseSubmitted(
+        case_id=CASE,
+        clinical=CLINICAL,
+        destination=DESTINATION,
+        locale="uk",
+        processing_consent_version="2026-01",
+        cross_border_consent_version="2026-01",
+        submitted_at=NOW,
+    ),
+    CaseStatusChanged: lambda: CaseStatusChanged(
+        case_id=CASE,
+        from_status=CaseStatus.SUBMITTED,
+        to_status=CaseStatus.ACTION_REQUIRED,
+        reason_code="translation_required",
+        reason="The pathology report is in Ukrainian; a German or English translation is needed.",
+    ),
+    CaseReadyForReferral: lambda: CaseReadyForReferral(
+        case_id=CASE,
+        clinical=CLINICAL,
+        destination=DESTINATION,
+        cross_border_transfer_allowed=True,
+        document_ids=[DOC_A, DOC_B],
+        document_languages=["en", "de"],
+    ),
+    CaseWithdrawn: lambda: CaseWithdrawn(case_id=CASE, reason="patient_request"),
+    DocumentStored: lambda: DocumentStored(
+        case_id=CASE,
+        document_id=DOC_B,
+        kind=DocumentKind.TRANSLATION,
+        media_type="application/pdf",
+        size_bytes=482_113,
+        sha256="9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        object_key=f"cases/{CASE}/documents/{DOC_B}",
+        translation_of=DOC_A,
+        stored_at=NOW,
+    ),
+    DocumentRejected: lambda: DocumentRejected(
+        case_id=CASE,
+        document_id=DOC_A,
+        reason="decompression_bomb",
+        detail="The ZIP archive expands to more than 2 GiB.",
+    ),
+    DocumentLanguageAccepted: lambda: DocumentLanguageAccepted(
+        case_id=CASE,
+        document_id=DOC_B,
+        languages=[
+            LanguageShare(language="de", share=0.93),
+            LanguageShare(language="la", share=0.05),
+        ],
+        main_language="de",
+        confidence=0.97,
+        pages=4,
+        method="ocr",
+    ),
+    DocumentTranslationRequired: lambda: DocumentTranslationRequired(
+        case_id=CASE,
+        document_id=DOC_A,
+        detected_language="uk",
+        acceptable_languages=["en", "de", "pl"],
+        confidence=0.99,
+    ),
+    DocumentUnreadable: lambda: DocumentUnreadable(
+        case_id=CASE,
+        document_id=DOC_A,
+        reason="no_text",
+        detail="OCR found no text on any of the 3 pages.",
+    ),
+    ReferralRequested: lambda: ReferralRequested(
+        case_id=CASE,
+        referral_id=REFERRAL,
+        center_code="charite-berlin",
+        center_country="DE",
+        attempt=1,
+        answer_due_at=NOW + timedelta(days=3),
+        rationale="Breast cancer board with German and English reports; HER2-low trials open.",
+    ),
+    ReferralAccepted: lambda: ReferralAccepted(
+        case_id=CASE,
+        referral_id=REFERRAL,
+        center_code="charite-berlin",
+        expected_opinion_at=datetime(2026, 3, 28, 12, 0, tzinfo=KYIV),
+    ),
+    ReferralDeclined: lambda: ReferralDeclined(
+        case_id=CASE,
+        referral_id=REFERRAL,
+        center_code="charite-berlin",
+        reason="no_capacity",
+        detail="The tumour board is fully booked until May.",
+    ),
+    ReferralExpired: lambda: ReferralExpired(
+        case_id=CASE, referral_id=REFERRAL, center_code="charite-berlin"
+    ),
+    ReferralInfoRequested: lambda: ReferralInfoRequested(
+        case_id=CASE,
+        referral_id=REFERRAL,
+        center_code="charite-berlin",
+        message="Please add the Ki-67 index and the ER/PR percentages of the core biopsy.",
+    ),
+    ReferralOpinionDelivered: lambda: ReferralOpinionDelivered(
+        case_id=CASE,
+        referral_id=REFERRAL,
+        center_code="charite-berlin",
+        opinion_document_id=UUID("0f1a2b3c-5d6e-4f7a-8b9c-0d1e2f3a4b5c"),
+    ),
+    CaseUnroutable: lambda: CaseUnroutable(
+        case_id=CASE,
+        reason="attempts_exhausted",
+        centers_tried=["charite-berlin", "nio-warszawa"],
+    ),
+    ReferralOffered: lambda: ReferralOffered(
+        case_id=CASE,
+        referral_id=REFERRAL,
+        center_code="charite-berlin",
+        clinical=CLINICAL,
+        documents=[
+            OfferedDocument(
+                document_id=doc,
+                kind=kind,
+                media_type="application/pdf",
+                fetch_via=document_fetch_path(REFERRAL, doc),
+            )
+            for doc, kind in ((DOC_A, "pathology_report"), (DOC_B, "translation"))
+        ],
+        answer_due_at=(NOW + timedelta(days=3)).astimezone(KYIV),
+    ),
+    NotificationSent: lambda: NotificationSent(
+        case_id=CASE,
+        notification_id=NOTIFICATION,
+        trigger="translation_required",
+        trigger_event_id=TRIGGER_EVENT,
+        channel="email",
+        sent_at=NOW,
+    ),
+    NotificationFailed: lambda: NotificationFailed(
+        case_id=CASE,
+        notification_id=NOTIFICATION,
+        trigger="referral_accepted",
+        trigger_event_id=TRIGGER_EVENT,
+        channel="sms",
+        attempts=5,
+        error_code="provider_unavailable",
+        failed_at=NOW,
+    ),
+}
+
+EVENT_TYPES = sorted(registry())
+
+
+def sample(event_type: str) -> EventData:
+    return SAMPLES[registry()[event_type]]()
+
+
+def sample_json(event_type: str = "referrals.case.submitted.v1") -> dict[str, Any]:
+    return json.loads(new_event(sample(event_type)).to_json())
+
+
+# --- round trips ---------------------------------------------------------------------------------
+
+
+def test_every_event_has_a_sample_and_the_catalogue_is_complete():
+    assert set(SAMPLES) == set(registry().values())
+    assert len(registry()) == 19
+
+
+@pytest.mark.parametrize("event_type", EVENT_TYPES)
+def test_an_event_round_trips_through_json(event_type):
+    data = sample(event_type)
+    event = new_event(data, time=NOW)
+
+    parsed = parse_event(event.to_json())
+
+    assert parsed == event
+    assert type(parsed.data) is type(data)
+    assert parsed.data == data
+    assert parsed.type == event_type
+    assert parsed.subject == str(CASE)
+    assert parsed.source == type(data).source
+
+
+@pytest.mark.parametrize("event_type", EVENT_TYPES)
+def test_an_event_parses_from_str_and_dict_too(event_type):
+    event = new_event(sample(event_type))
+    assert parse_event(event.to_json().decode()) == event
+    assert parse_event(json.loads(event.to_json())) == event
+
+
+@pytest.mark.parametrize("event_type", EVENT_TYPES)
+def test_the_envelope_schema_requires_what_the_producer_writes(event_type):
+    envelope = sample_json(event_type)
+    schema = json_schemas()[event_type]
+    assert set(schema["required"]) == set(envelope)
+    assert schema["properties"]["type"]["const"] == event_type
+
+
+@pytest.mark.parametrize("model", list(registry().values()), ids=lambda model: model.__name__)
+def test_payloads_are_frozen_and_strict(model):
+    assert model.model_config["frozen"] is True
+    assert model.model_config["extra"] == "forbid"
+    data = SAMPLES[model]()
+    with pytest.raises(ValidationError):
+        data.case_id = REFERRAL  # type: ignore[misc]
+    assert model.__doc__
+    assert "Emitted" in model.__doc__
+
+
+# --- rejections ----------------------------------------------------------------------------------
+
+
+def test_an_unknown_type_is_rejected():
+    doc = sample_json()
+    doc["type"] = "referrals.case.submitted.v9"
+    with pytest.raises(UnknownEventType, match=r"referrals\.case\.submitted\.v9"):
+        parse_event(doc)
+
+
+def test_an_envelope_without_a_type_is_rejected():
+    doc = sample_json()
+    del doc["type"]
+    with pytest.raises(UnknownEventType):
+        parse_event(doc)
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"\xff\xfe", "[1, 2]", b'"a string"'])
+def test_malformed_json_is_rejected(raw):
+    with pytest.raises(InvalidEvent):
+        parse_event(raw)
+
+
+def test_a_payload_with_a_missing_field_is_rejected_naming_the_field():
+    doc = sample_json()
+    del doc["data"]["submitted_at"]
+    with pytest.raises(InvalidEvent, match=r"data\.submitted_at: Field required"):
+        parse_event(doc)
+
+
+def test_a_missing_nested_field_is_named_with_its_path():
+    doc = sample_json()
+    del doc["data"]["clinical"]["icd10"]
+    with pytest.raises(InvalidEvent, match=r"data\.clinical\.icd10: Field required"):
+        parse_event(doc)
+
+
+def test_an_extra_payload_field_is_rejected_naming_the_field():
+    doc = sample_json()
+    doc["data"]["patient_email"] = "olena@example.com"
+    with pytest.raises(InvalidEvent, match=r"data\.patient_email: Extra inputs are not permitted"):
+        parse_event(doc)
+
+
+def test_an_extra_envelope_attribute_is_rejected():
+    doc = sample_json()
+    doc["traceparent"] = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    with pytest.raises(InvalidEvent, match=r"traceparent"):
+        parse_event(doc)
+
+
+def test_a_wrong_subject_is_rejected():
+    doc = sample_json()
+    doc["subject"] = str(REFERRAL)
+    with pytest.raises(InvalidEvent, match=r"subject"):
+        parse_event(doc)
+
+
+def test_a_wrong_source_is_rejected():
+    doc = sample_json()
+    doc["source"] = "/referrals/partners"
+    with pytest.raises(InvalidEvent, match=r"source"):
+        parse_event(doc)
+
+
+def test_a_naive_datetime_in_the_payload_is_rejected_naming_the_field():
+    doc = sample_json()
+    doc["data"]["submitted_at"] = "2026-03-14T09:26:53"
+    with pytest.raises(InvalidEvent, match=r"data\.submitted_at: .*timezone"):
+        parse_event(doc)
+
+
+def test_a_naive_envelope_time_is_rejected_naming_the_field():
+    doc = sample_json()
+    doc["time"] = "2026-03-14T09:26:53"
+    with pytest.raises(InvalidEvent, match=r"(^|; |: )time: .*timezone"):
+        parse_event(doc)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        (("clinical", "icd10"), "c50.9", "data.clinical.icd10"),
+        (("clinical", "icd10"), "I21.0", "data.clinical.icd10"),
+        (("clinical", "stage", "group"), "3A", "data.clinical.stage.group"),
+        (("clinical", "age_group"), "senior", "data.clinical.age_group"),
+        (("clinical", "reasons"), [], "data.clinical.reasons"),
+        (("clinical", "reasons"), ["drug_options", "drug_options"], "data.clinical.reasons"),
+        (("destination", "countries"), ["de"], "data.destination.countries.0"),
+        (("locale",), "de", "data.locale"),
+        (("case_id",), "not-a-uuid", "data.case_id"),
+    ],
+)
+def test_imprecise_values_are_rejected(path, value, field):
+    doc = sample_json()
+    target = doc["data"]
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    with pytest.raises(InvalidEvent, match=re.escape(field) + ":"):
+        parse_event(doc)
+
+
+# --- invariants the docstrings promise -----------------------------------------------------------
+
+
+def test_a_destination_abroad_needs_cross_border_consent():
+    submitted = SAMPLES[CaseSubmitted]().model_dump()
+    with pytest.raises(ValidationError, match="cross_border_consent_version"):
+        CaseSubmitted.model_validate({**submitted, "cross_border_consent_version": None})
+    in_ukraine = {"preference": "ukraine", "countries": []}
+    CaseSubmitted.model_validate(
+        {**submitted, "destination": in_ukraine, "cross_border_consent_version": None}
+    )
+    ready = SAMPLES[CaseReadyForReferral]().model_dump()
+    with pytest.raises(ValidationError, match="cross_border_transfer_allowed"):
+        CaseReadyForReferral.model_validate({**ready, "cross_border_transfer_allowed": False})
+    CaseReadyForReferral.model_validate(
+        {**ready, "destination": in_ukraine, "cross_border_transfer_allowed": False}
+    )
+
+
+@pytest.mark.parametrize(
+    ("preference", "countries"),
+    [("countries", []), ("abroad", ["DE"]), ("ukraine", ["UA"])],
+)
+def test_countries_go_with_the_countries_preference_only(preference, countries):
+    with pytest.raises(ValidationError, match="preference"):
+        Destination(preference=preference, countries=countries)
+
+
+def test_a_stage_knows_something():
+    with pytest.raises(ValidationError, match="TNM classification, a stage group or both"):
+        Stage()
+    assert Stage(tnm="ypT1c N0 M0").group is None
+    assert Stage(group="IIIC1").tnm is None
+
+
+def test_a_status_change_changes_the_status():
+    with pytest.raises(ValidationError, match="the same"):
+        CaseStatusChanged(
+            case_id=CASE,
+            from_status="ready",
+            to_status="ready",
+            reason_code="other",
+            reason="No change.",
+        )
+
+
+def test_translation_of_goes_with_the_translation_kind():
+    stored = SAMPLES[DocumentStored]().model_dump()
+    with pytest.raises(ValidationError, match="translation_of"):
+        DocumentStored.model_validate({**stored, "translation_of": None})
+    with pytest.raises(ValidationError, match="translation_of"):
+        DocumentStored.model_validate({**stored, "kind": "pathology_report"})
+
+
+def test_an_object_key_has_no_file_name():
+    stored = SAMPLES[DocumentStored]().model_dump()
+    with pytest.raises(ValidationError, match="object_key"):
+        DocumentStored.model_validate({**stored, "object_key": "cases/Olena_Kovalenko_biopsy.pdf"})
+
+
+def test_language_shares_are_consistent():
+    accepted = SAMPLES[DocumentLanguageAccepted]().model_dump()
+    with pytest.raises(ValidationError, match="main_language"):
+        DocumentLanguageAccepted.model_validate({**accepted, "main_language": "en"})
+    with pytest.raises(ValidationError, match="more than 1"):
+        DocumentLanguageAccepted.model_validate(
+            {
+                **accepted,
+                "languages": [{"language": "de", "share": 0.8}, {"language": "la", "share": 0.3}],
+            }
+        )
+    required = SAMPLES[DocumentTranslationRequired]().model_dump()
+    with pytest.raises(ValidationError, match="no translation is required"):
+        DocumentTranslationRequired.model_validate({**required, "detected_language": "en"})
+
+
+def test_an_offer_points_at_its_own_documents():
+    offer = SAMPLES[ReferralOffered]().model_dump()
+    offer["documents"][0]["fetch_via"] = document_fetch_path(CASE, DOC_A)
+    with pytest.raises(ValidationError, match="fetch_via"):
+        ReferralOffered.model_validate(offer)
+
+
+def test_an_offer_goes_to_the_centers_inbox():
+    offer = SAMPLES[ReferralOffered]()
+    assert offer.inbox_topic == "referrals.partner-inbox.charite-berlin.v1"
+    assert ReferralOffered.topic_for("NIO-Warszawa") == topics.partner_inbox("nio-warszawa")
+    assert PARTNER_INBOX_TOPIC_TEMPLATE.format(center="charite-berlin") == offer.inbox_topic
+    with pytest.raises(ValueError, match="center code"):
+        ReferralOffered.topic_for("../other")
+
+
+# --- catalogue-wide rules ------------------------------------------------------------------------
+
+CONTACT_WORDS = ("name", "email", "e_mail", "mail", "phone", "address", "birth", "dob")
+
+
+def _property_names(schema: Any) -> Iterator[str]:
+    if isinstance(schema, dict):
+        for key, value in schema.get("properties", {}).items():
+            yield key
+            yield from _property_names(value)
+        for key, value in schema.items():
+            if key != "properties":
+                yield from _property_names(value)
+    elif isinstance(schema, list):
+        for item in schema:
+            yield from _property_names(item)
+
+
+@pytest.mark.parametrize("event_type", EVENT_TYPES)
+def test_no_event_has_a_field_for_contact_data(event_type):
+    names = set(_property_names(json_schemas()[event_type]))
+    assert names  # the walk found the fields
+    suspicious = {name for name in names for word in CONTACT_WORDS if word in name.lower()}
+    assert not suspicious, f"{event_type} has fields that look like contact data: {suspicious}"
+
+
+@pytest.mark.parametrize("event_type", EVENT_TYPES)
+def test_every_field_has_a_description(event_type):
+    schema = json_schemas()[event_type]
+    for obj in (schema, *schema.get("$defs", {}).values()):
+        for name, prop in obj.get("properties", {}).items():
+            assert prop.get("description"), f"{obj['title']}.{name} has no description"
+
+
+@pytest.mark.parametrize("model", list(registry().values()), ids=lambda model: model.__name__)
+def test_every_event_names_its_topic_source_and_versioned_type(model):
+    assert model.topic in (*topics.PLATFORM_TOPICS, PARTNER_INBOX_TOPIC_TEMPLATE)
+    assert re.fullmatch(r"referrals\.[a-z]+\.[a-z_]+\.v[1-9][0-9]*", model.event_type)
+    assert model.source in {
+        "/referrals/intake",
+        "/referrals/records",
+        "/referrals/translation",
+        "/referrals/partners",
+        "/referrals/notifications",
+    }
+
+
+def test_every_platform_topic_carries_events():
+    used = {model.topic for model in registry().values()}
+    assert set(topics.PLATFORM_TOPICS) <= used
+
+
+def _nested_models(model: type[BaseModel]) -> Iterator[type[BaseModel]]:
+    for field in model.model_fields.values():
+        for arg in (field.annotation, *getattr(field.annotation, "__args__", ())):
+            inner = (arg, *getattr(arg, "__args__", ()))
+            for candidate in inner:
+                if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                    yield candidate
+                    yield from _nested_models(candidate)
+
+
+@pytest.mark.parametrize("model", list(registry().values()), ids=lambda model: model.__name__)
+def test_nested_parts_are_frozen_and_strict_too(model):
+    for part in _nested_models(model):
+        assert part.model_config.get("frozen") is True, part
+        assert part.model_config.get("extra") == "forbid", part
+
+
+# --- generated documents -------------------------------------------------------------------------
+
+
+def test_the_asyncapi_document_names_every_topic():
+    document = asyncapi_document()
+    assert document["asyncapi"].startswith("3.")
+    addresses = {channel["address"] for channel in document["channels"].values()}
+    assert addresses == {*topics.PLATFORM_TOPICS, PARTNER_INBOX_TOPIC_TEMPLATE}
+    schemas = document["components"]["schemas"]
+    for model in registry().values():
+        assert f"{model.__name__}Event" in schemas
+    inbox = next(
+        channel
+        for channel in document["channels"].values()
+        if channel["address"] == PARTNER_INBOX_TOPIC_TEMPLATE
+    )
+    assert "center" in inbox["parameters"]
+    for message in document["components"]["messages"].values():
+        assert message["contentType"].startswith("application/cloudevents+json")
+        assert "traceparent" in message["headers"]["properties"]
+
+
+def test_the_exported_contracts_are_up_to_date():
+    hint = "run: uv run python -m referrals_common.contracts export docs/contracts"
+    expected = rendered_files()
+    for relative, text in expected.items():
+        path = DOCS_CONTRACTS / relative
+        assert path.is_file(), f"{path} is missing; {hint}"
+        assert path.read_text(encoding="utf-8") == text, f"{path} is stale; {hint}"
+    exported = {str(path.relative_to(DOCS_CONTRACTS)) for path in DOCS_CONTRACTS.rglob("*.json")}
+    assert exported == set(expected), f"stale files in {DOCS_CONTRACTS}; {hint}"
