@@ -6,7 +6,8 @@ real stack (Kafka, PostgreSQL, MinIO) on free ports, measures in the same run:
 1. raw aiokafka: produce→consume throughput, and one-hop latency at a fixed rate;
 2. relay throughput: a pre-filled outbox drained to Kafka (rows published and marked sent per s);
 3. end-to-end throughput: outbox commit → relay → Kafka → idempotent consumer effect committed;
-4. one-hop latency at a fixed rate: outbox commit → consumer effect committed (p50/p95/p99);
+4. one-hop latency at a fixed rate: outbox commit → consumer effect committed (p50/p95/p99),
+   with the relay in its own process as deployed;
 
 and prints the outbox path's figures as ratios to the raw floor.
 
@@ -19,6 +20,7 @@ import argparse
 import asyncio
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -220,11 +222,22 @@ async def end_to_end_throughput(
 async def outbox_latency(
     dsn: str, bootstrap: str, db: Database, topic: str, rate: float, seconds: float
 ) -> tuple[list[float], dict[str, int]]:
+    """One hop at a fixed rate, with the relay in its own process as it is deployed."""
     consumer, broker, dead = await with_consumer(db, bootstrap, topic)
-    relay = OutboxRelay(dsn, bootstrap)
-    await relay.start()
-    task = asyncio.create_task(relay.run())
-    await asyncio.sleep(2.0)  # partition assignment
+    relay = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "referrals_common.messaging.relay",
+            "--dsn",
+            dsn,
+            "--bootstrap",
+            bootstrap,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    await asyncio.sleep(3.0)  # partition assignment, relay start-up
     committed: dict[uuid.UUID, float] = {}
     total = int(rate * seconds)
     try:
@@ -242,8 +255,8 @@ async def outbox_latency(
         latencies = [consumer.done_at[k] - t for k, t in committed.items() if k in consumer.done_at]
         return latencies, dict(consumer.stats)
     finally:
-        await relay.stop()
-        await task
+        relay.terminate()
+        relay.wait(timeout=20)
         await broker.stop()
         await dead.stop()
 

@@ -129,7 +129,8 @@ class EventConsumer:
 
         options.setdefault("auto_offset_reset", "earliest")
         options.setdefault("max_records", 200)
-        options.setdefault("batch_timeout_ms", 100)
+        # FastStream sleeps for as long again after an empty poll: keep both short for latency.
+        options.setdefault("batch_timeout_ms", 5)
         return broker.subscriber(
             *topics,
             group_id=self.name,

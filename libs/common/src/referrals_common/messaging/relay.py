@@ -74,6 +74,7 @@ class OutboxRelay:
         retention: timedelta = timedelta(hours=1),
         prune_interval: float = 60.0,
         client_id: str = "referrals-relay",
+        linger_ms: int = 1,
     ) -> None:
         self._dsn = dsn
         self._bootstrap = bootstrap_servers
@@ -84,6 +85,7 @@ class OutboxRelay:
         self.retention = retention
         self.prune_interval = prune_interval
         self._client_id = client_id
+        self._linger_ms = linger_ms
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._conn: asyncpg.Connection | None = None
@@ -97,7 +99,7 @@ class OutboxRelay:
             client_id=self._client_id,
             acks="all",
             enable_idempotence=True,
-            linger_ms=2,
+            linger_ms=self._linger_ms,
             max_batch_size=256 * 1024,
         )
         await self._producer.start()
