@@ -7,7 +7,7 @@ real stack (Kafka, PostgreSQL, MinIO) on free ports, measures in the same run:
 2. relay throughput: a pre-filled outbox drained to Kafka (rows published and marked sent per s);
 3. end-to-end throughput: outbox commit → relay → Kafka → idempotent consumer effect committed;
 4. one-hop latency at a fixed rate: outbox commit → consumer effect committed (p50/p95/p99),
-   with the relay in its own process as deployed;
+   with the writer, the relay and the consumer each in its own process, as deployed;
 
 and prints the outbox path's figures as ratios to the raw floor.
 
@@ -150,7 +150,7 @@ class TimedConsumer(EventConsumer):
 
     async def _apply(self, event, handler) -> None:  # type: ignore[no-untyped-def]
         await super()._apply(event, handler)
-        self.done_at[event.id] = time.perf_counter()
+        self.done_at[event.id] = time.time()
 
 
 async def apply_effect(event, uow) -> None:  # type: ignore[no-untyped-def]
@@ -211,7 +211,7 @@ async def end_to_end_throughput(
         await fill_outbox(db, topic, n)
         while len(consumer.done_at) < n:
             await asyncio.sleep(0.05)
-        return n / (time.perf_counter() - began)
+        return n / (time.perf_counter() - began)  # done_at is wall time; this is elapsed time
     finally:
         await relay.stop()
         await task
@@ -219,10 +219,28 @@ async def end_to_end_throughput(
         await dead.stop()
 
 
+async def write_at_rate(dsn: str, topic: str, rate: float, seconds: float, out: Path) -> None:
+    """The producing side of the latency hop, in its own process: one event per transaction at
+    a fixed rate; each event's id and wall-clock commit time go to `out` (JSON lines)."""
+    db = Database(PostgresSettings(dsn=dsn))  # type: ignore[arg-type]
+    lines = []
+    start = time.perf_counter()
+    for i in range(int(rate * seconds)):
+        await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+        event = new_event(CaseWithdrawn(case_id=uuid.uuid4()))
+        async with db.unit_of_work() as uow:
+            await uow.outbox.add(event, topic=topic)
+            await uow.commit()
+        lines.append(json.dumps({"id": str(event.id), "committed": time.time()}))
+    out.write_text("\n".join(lines) + "\n")
+    await db.dispose()
+
+
 async def outbox_latency(
     dsn: str, bootstrap: str, db: Database, topic: str, rate: float, seconds: float
 ) -> tuple[list[float], dict[str, int]]:
-    """One hop at a fixed rate, with the relay in its own process as it is deployed."""
+    """One hop at a fixed rate, with writer, relay and consumer each in its own process, as they
+    are deployed; commit and effect times are wall-clock times on this one machine."""
     consumer, broker, dead = await with_consumer(db, bootstrap, topic)
     relay = subprocess.Popen(
         [
@@ -237,24 +255,35 @@ async def outbox_latency(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    await asyncio.sleep(3.0)  # partition assignment, relay start-up
-    committed: dict[uuid.UUID, float] = {}
-    total = int(rate * seconds)
+    commits = Path(tempfile.mkstemp(suffix=".jsonl")[1])
     try:
-        start = time.perf_counter()
-        for i in range(total):
-            await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
-            event = new_event(CaseWithdrawn(case_id=uuid.uuid4()))
-            async with db.unit_of_work() as uow:
-                await uow.outbox.add(event, topic=topic)
-                await uow.commit()
-            committed[event.id] = time.perf_counter()
+        await asyncio.sleep(3.0)  # partition assignment, relay start-up
+        writer = await asyncio.create_subprocess_exec(
+            sys.executable,
+            __file__,
+            "--write-to",
+            str(commits),
+            "--dsn",
+            dsn,
+            "--topic",
+            topic,
+            "--rate",
+            str(rate),
+            "--seconds",
+            str(seconds),
+        )
+        await writer.wait()
+        committed = {
+            uuid.UUID(d["id"]): d["committed"]
+            for d in map(json.loads, commits.read_text().splitlines())
+        }
         deadline = time.perf_counter() + 60
-        while len(consumer.done_at) < total and time.perf_counter() < deadline:
+        while len(consumer.done_at) < len(committed) and time.perf_counter() < deadline:
             await asyncio.sleep(0.05)
         latencies = [consumer.done_at[k] - t for k, t in committed.items() if k in consumer.done_at]
         return latencies, dict(consumer.stats)
     finally:
+        commits.unlink(missing_ok=True)
         relay.terminate()
         relay.wait(timeout=20)
         await broker.stop()
@@ -322,7 +351,14 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=15.0)
-    results = asyncio.run(main(parser.parse_args()))
+    parser.add_argument("--write-to", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--dsn", help=argparse.SUPPRESS)
+    parser.add_argument("--topic", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.write_to:  # the writer process of the latency hop
+        asyncio.run(write_at_rate(args.dsn, args.topic, args.rate, args.seconds, args.write_to))
+        sys.exit(0)
+    results = asyncio.run(main(args))
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "messaging.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -10,6 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from rich.console import Console
 
 from devstack import install, parts
 from devstack.process import StartupError, stop_group
@@ -108,3 +109,29 @@ def test_the_test_stack_lives_in_a_private_temporary_directory(local_stack):
     assert state.stat().st_mode & 0o077 == 0, "the state file holds credentials"
     assert local_stack.kafka_bootstrap.startswith("127.0.0.1:")
     assert local_stack.s3_endpoint.startswith("127.0.0.1:")
+
+
+def test_a_stopped_stack_leaves_no_process_and_frees_its_ports(tmp_path):
+    import psutil
+
+    from devstack import stack as stack_mod
+    from devstack.process import port_accepts
+
+    info = stack_mod.start(tmp_path / "second", Console(stderr=True), databases=("intake",))
+    try:
+        assert info.database_dsns["intake"].endswith("/intake")
+        tree = {
+            p.pid
+            for pid in info.pids.values()
+            for p in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+        }
+        assert len(tree) >= 3
+    finally:
+        stack_mod.stop(info)
+    assert not [
+        pid
+        for pid in tree
+        if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    ]
+    for address in (info.kafka_bootstrap, info.s3_endpoint):
+        assert not port_accepts(int(address.rsplit(":", 1)[1]))

@@ -103,6 +103,9 @@ class OutboxRelay:
             max_batch_size=256 * 1024,
         )
         await self._producer.start()
+        await self._connect()
+
+    async def _connect(self) -> None:
         self._conn = await asyncpg.connect(self._dsn)
         self._listener = await asyncpg.connect(self._dsn)
         await self._listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
@@ -159,9 +162,7 @@ class OutboxRelay:
                 with contextlib.suppress(Exception):
                     await conn.close()
         try:
-            self._conn = await asyncpg.connect(self._dsn)
-            self._listener = await asyncpg.connect(self._dsn)
-            await self._listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
+            await self._connect()
         except (OSError, asyncpg.PostgresError) as exc:
             log.warning("outbox relay: reconnect failed: %r", exc)
 
