@@ -379,3 +379,28 @@ def test_the_dlq_command_lists_dead_letters_with_their_error(kafka_bootstrap):
     assert "1 dead letter(s)" in result.output
     assert "InvalidEvent" in result.output
     assert "payload.case_id: Field required" in result.output
+
+
+async def test_an_offer_is_published_to_its_centers_own_inbox_topic(
+    db, messaging_dsn, kafka_bootstrap
+):
+    from referrals_common.contracts import ReferralOffered, parse_event
+    from referrals_common.messaging.kafka import ensure_topics
+
+    from ..unit.test_contracts import SAMPLES
+
+    offer = SAMPLES[ReferralOffered]()
+    await ensure_topics(kafka_bootstrap, [offer.inbox_topic], partitions=1)
+    async with db.unit_of_work() as uow:
+        await uow.outbox.add(new_event(offer))
+        await uow.commit()
+    relay = OutboxRelay(messaging_dsn, kafka_bootstrap)
+    await relay.start()
+    try:
+        assert await relay.publish_batch() == 1
+    finally:
+        await relay.stop()
+
+    [record] = await read_topic(kafka_bootstrap, offer.inbox_topic, 1)
+    assert parse_event(record.value).data == offer
+    assert record.key == str(offer.case_id).encode()

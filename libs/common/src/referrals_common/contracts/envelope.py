@@ -32,6 +32,10 @@ class EventData(BaseModel):
 
     case_id: UUID = Field(description="The case this event is about; also the Kafka key.")
 
+    def publish_topic(self) -> str:
+        """The topic this occurrence is published to (per-center events override it)."""
+        return self.topic
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "event_type" in cls.__dict__:

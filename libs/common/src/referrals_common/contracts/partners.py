@@ -259,6 +259,9 @@ class ReferralOffered(EventData):
         """The topic this offer is published to."""
         return self.topic_for(self.center_code)
 
+    def publish_topic(self) -> str:
+        return self.inbox_topic
+
     @model_validator(mode="after")
     def _documents_of_this_referral(self) -> ReferralOffered:
         ids = [doc.document_id for doc in self.documents]

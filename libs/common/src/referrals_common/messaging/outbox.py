@@ -28,7 +28,7 @@ class Outbox:
         self._session = session
 
     async def add(self, event: CloudEvent[EventData], *, topic: str | None = None) -> None:
-        """Queue `event` for publication to `topic` (default: its contract's topic)."""
+        """Queue `event` for publication to `topic` (default: where its contract sends it)."""
         await self.add_all([event], topic=topic)
 
     async def add_all(
@@ -40,9 +40,7 @@ class Outbox:
         propagate.inject(headers)
         rows = []
         for event in events:
-            target = topic or event.data.topic
-            if "{" in target:
-                raise ValueError(f"{event.type} needs an explicit topic (template {target})")
+            target = topic or event.data.publish_topic()
             key = str(event.case_id)
             rows.append(
                 {
