@@ -36,6 +36,8 @@ from .intake import (
     DestinationPreference,
     ReferralReason,
     Stage,
+    StatusChangeReason,
+    WithdrawalReason,
 )
 from .notifications import NotificationFailed, NotificationSent
 from .partners import (
@@ -91,7 +93,9 @@ __all__ = [
     "ReferralReason",
     "ReferralRequested",
     "Stage",
+    "StatusChangeReason",
     "UnknownEventType",
+    "WithdrawalReason",
     "intake",
     "new_event",
     "notifications",

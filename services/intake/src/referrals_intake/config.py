@@ -1,0 +1,42 @@
+"""Intake's settings: the shared ones plus case tokens, API key pepper and field encryption."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import ClassVar
+
+from pydantic import BaseModel, Field, SecretStr
+
+from referrals_common.settings import ServiceSettings
+
+
+class TokenSettings(BaseModel):
+    # PEM of the Ed25519 key that signs case access tokens; records verifies with the public key.
+    signing_key_pem: SecretStr = SecretStr("")
+    ttl_minutes: int = Field(15, ge=1, le=24 * 60)
+    issuer: str = "referrals-intake"
+
+    @property
+    def ttl(self) -> timedelta:
+        return timedelta(minutes=self.ttl_minutes)
+
+
+class IntakeSettings(ServiceSettings):
+    service_name: ClassVar[str] = "intake"
+
+    tokens: TokenSettings = TokenSettings()
+    # Server-side secret mixed into API key hashes: a leaked table alone cannot authenticate.
+    api_key_pepper: SecretStr = SecretStr("change-me-in-dev-only-pepper")
+    # 32-byte key (base64) encrypting contact details, date of birth and insurance at rest.
+    field_encryption_key: SecretStr = SecretStr("")
+    public_base_url: str = "http://127.0.0.1:8001"
+    processing_consent_versions: tuple[str, ...] = ("2026-01",)
+    cross_border_consent_versions: tuple[str, ...] = ("2026-01",)
+
+    def _secrets(self) -> dict[str, str]:
+        return {
+            **super()._secrets(),
+            "api_key_pepper": self.api_key_pepper.get_secret_value(),
+            "tokens.signing_key_pem": self.tokens.signing_key_pem.get_secret_value() or "",
+            "field_encryption_key": self.field_encryption_key.get_secret_value(),
+        }

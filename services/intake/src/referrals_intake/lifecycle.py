@@ -1,0 +1,158 @@
+"""The case lifecycle: which transitions exist, and what a case needs to move on. Pure: no I/O.
+
+    draft ─submit─▶ submitted ─all documents accepted─▶ ready ─referral requested─▶ referred
+                      │  ▲                                                           │
+      translation     │  │ documents resolved                         accepted ◀─────┤
+      required /      ▼  │                                                │          │
+      unreadable    action_required                     opinion_delivered ◀┘   unroutable
+    any open state ─withdraw─▶ withdrawn
+
+Declined and expired referrals keep the case `referred` while partners routes it to the next
+center; they are timeline entries, not transitions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from referrals_common.contracts import CaseStatus, StatusChangeReason
+
+S = CaseStatus
+
+TRANSITIONS: dict[tuple[CaseStatus, StatusChangeReason], CaseStatus] = {
+    (S.DRAFT, StatusChangeReason.PATIENT_SUBMITTED): S.SUBMITTED,
+    (S.SUBMITTED, StatusChangeReason.DOCUMENTS_ACCEPTED): S.READY,
+    (S.SUBMITTED, StatusChangeReason.TRANSLATION_REQUIRED): S.ACTION_REQUIRED,
+    (S.SUBMITTED, StatusChangeReason.DOCUMENT_UNREADABLE): S.ACTION_REQUIRED,
+    (S.ACTION_REQUIRED, StatusChangeReason.DOCUMENTS_UPDATED): S.SUBMITTED,
+    (S.READY, StatusChangeReason.REFERRAL_REQUESTED): S.REFERRED,
+    (S.REFERRED, StatusChangeReason.REFERRAL_ACCEPTED): S.ACCEPTED,
+    (S.REFERRED, StatusChangeReason.NO_ELIGIBLE_CENTER): S.UNROUTABLE,
+    (S.READY, StatusChangeReason.NO_ELIGIBLE_CENTER): S.UNROUTABLE,
+    (S.ACCEPTED, StatusChangeReason.OPINION_DELIVERED): S.OPINION_DELIVERED,
+}
+
+OPEN_STATES = frozenset({S.DRAFT, S.SUBMITTED, S.ACTION_REQUIRED, S.READY, S.REFERRED, S.ACCEPTED})
+for _state in OPEN_STATES:
+    TRANSITIONS[(_state, StatusChangeReason.PATIENT_WITHDREW)] = S.WITHDRAWN
+
+EDITABLE_STATES = frozenset({S.DRAFT})
+# A patient may add documents while the case waits for them or for a referral.
+UPLOAD_STATES = frozenset(
+    {S.DRAFT, S.SUBMITTED, S.ACTION_REQUIRED, S.READY, S.REFERRED, S.ACCEPTED}
+)
+
+EVIDENCE_KINDS = frozenset({"pathology_report", "discharge_summary"})
+
+
+class IllegalTransition(Exception):
+    """The case is not in a state from which this happens; nothing is applied."""
+
+    def __init__(self, current: CaseStatus, reason: StatusChangeReason) -> None:
+        super().__init__(f"a case in {current} cannot move on {reason}")
+        self.current = current
+        self.reason = reason
+
+
+def next_status(current: CaseStatus, reason: StatusChangeReason) -> CaseStatus:
+    """The state a case in `current` moves to on `reason`, or IllegalTransition."""
+    try:
+        return TRANSITIONS[(current, reason)]
+    except KeyError:
+        raise IllegalTransition(current, reason) from None
+
+
+@dataclass(frozen=True)
+class DocumentState:
+    document_id: str
+    kind: str | None
+    stored: bool
+    check: str  # pending | accepted | translation_required | unreadable
+    translation_of: str | None
+    language: str | None = None
+
+
+def current_documents(docs: Iterable[DocumentState]) -> list[DocumentState]:
+    """The documents that count: an original whose accepted translation exists is replaced by it;
+    the center's opinion is not part of what the patient sends."""
+    docs = [d for d in docs if d.kind != "opinion"]
+    replaced = {d.translation_of for d in docs if d.translation_of and d.check == "accepted"}
+    return [d for d in docs if d.document_id not in replaced]
+
+
+def documents_verdict(docs: Iterable[DocumentState]) -> StatusChangeReason | None:
+    """What the documents say about a submitted case: all accepted, one needs action, or wait.
+
+    Returns DOCUMENTS_ACCEPTED, TRANSLATION_REQUIRED, DOCUMENT_UNREADABLE, or None (still being
+    stored or checked, or no documents at all).
+    """
+    current = current_documents(docs)
+    if not current:
+        return None
+    # A translation that is still being checked keeps its original pending, not failed.
+    pending_translations = {d.translation_of for d in current if d.translation_of}
+    checks = {d.check for d in current if d.document_id not in pending_translations}
+    if "unreadable" in checks:
+        return StatusChangeReason.DOCUMENT_UNREADABLE
+    if "translation_required" in checks:
+        return StatusChangeReason.TRANSLATION_REQUIRED
+    if all(d.stored and d.check == "accepted" for d in current):
+        return StatusChangeReason.DOCUMENTS_ACCEPTED
+    return None
+
+
+def missing_for_submission(
+    docs: Iterable[DocumentState],
+    *,
+    has_processing_consent: bool,
+    needs_cross_border_consent: bool,
+    has_cross_border_consent: bool,
+) -> list[str]:
+    """Everything a draft still lacks to be submitted, in words the patient can act on."""
+    missing = []
+    if not any(d.stored and d.kind in EVIDENCE_KINDS for d in docs):
+        missing.append(
+            "a document that shows the diagnosis: a pathology or biopsy report, or a discharge "
+            "summary (Form 100)"
+        )
+    if not has_processing_consent:
+        missing.append("consent to the processing of health data")
+    if needs_cross_border_consent and not has_cross_border_consent:
+        missing.append("consent to the transfer of the case to a center outside Ukraine")
+    return missing
+
+
+NEXT_STEPS: dict[StatusChangeReason, str | None] = {
+    StatusChangeReason.PATIENT_SUBMITTED: "Nothing for now: your documents are being checked.",
+    StatusChangeReason.DOCUMENTS_ACCEPTED: "Nothing for now: we are choosing a cancer center.",
+    StatusChangeReason.TRANSLATION_REQUIRED: (
+        "Upload a translation of the document named in the timeline into one of the languages "
+        "listed there."
+    ),
+    StatusChangeReason.DOCUMENT_UNREADABLE: (
+        "Upload a clearer copy of the document named in the timeline (a PDF, or a sharp photo of "
+        "every page)."
+    ),
+    StatusChangeReason.DOCUMENTS_UPDATED: "Nothing for now: your new documents are being checked.",
+    StatusChangeReason.REFERRAL_REQUESTED: "Wait for the center's answer; we will tell you.",
+    StatusChangeReason.REFERRAL_ACCEPTED: "Wait for the written opinion; we will tell you.",
+    StatusChangeReason.OPINION_DELIVERED: "Read the opinion and discuss it with your doctor.",
+    StatusChangeReason.NO_ELIGIBLE_CENTER: (
+        "Our team will contact you about other options, such as another destination."
+    ),
+    StatusChangeReason.PATIENT_WITHDREW: None,
+}
+
+REASONS: dict[StatusChangeReason, str] = {
+    StatusChangeReason.PATIENT_SUBMITTED: "The case was submitted.",
+    StatusChangeReason.DOCUMENTS_ACCEPTED: "Every document is stored and readable by the center.",
+    StatusChangeReason.TRANSLATION_REQUIRED: "A document needs a translation.",
+    StatusChangeReason.DOCUMENT_UNREADABLE: "A document could not be read.",
+    StatusChangeReason.DOCUMENTS_UPDATED: "New documents resolve what was missing.",
+    StatusChangeReason.REFERRAL_REQUESTED: "The case was referred to a cancer center.",
+    StatusChangeReason.REFERRAL_ACCEPTED: "The cancer center accepted the case.",
+    StatusChangeReason.OPINION_DELIVERED: "The written opinion is ready.",
+    StatusChangeReason.NO_ELIGIBLE_CENTER: "No cancer center could take the case.",
+    StatusChangeReason.PATIENT_WITHDREW: "The case was withdrawn.",
+}

@@ -1,0 +1,138 @@
+"""Intake's tables: cases, their consents, timeline and document projection, API clients,
+idempotency records and the access audit. Personal data lives only in `Case.personal_sealed`."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from uuid import UUID, uuid4
+
+from sqlalchemy import Column, DateTime, Index, LargeBinary, MetaData, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+metadata = MetaData()
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(**kwargs: object) -> Column:  # type: ignore[type-arg]
+    return Column(DateTime(timezone=True), nullable=False, **kwargs)  # type: ignore[arg-type]
+
+
+class IntakeModel(SQLModel):
+    metadata = metadata
+
+
+class Case(IntakeModel, table=True):
+    __tablename__ = "cases"
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    client_id: str = Field(index=True, max_length=64, description="the front end that opened it")
+    status: str = Field(max_length=32, index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    submitted_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    icd10: str = Field(max_length=8)
+    diagnosis_text: str | None = Field(default=None, max_length=500)
+    histology: str | None = Field(default=None, max_length=500)
+    morphology: str | None = Field(default=None, max_length=8)
+    stage_tnm: str | None = Field(default=None, max_length=40)
+    stage_group: str | None = Field(default=None, max_length=8)
+    reasons: list[str] = Field(sa_column=Column(JSONB, nullable=False))
+    questions: list[str] = Field(sa_column=Column(JSONB, nullable=False))
+    destination_preference: str = Field(max_length=16)
+    destination_countries: list[str] = Field(sa_column=Column(JSONB, nullable=False))
+    locale: str = Field(max_length=5)
+    age_group: str = Field(max_length=16)
+    # AES-GCM ciphertext of {date_of_birth, email, phone, insurance}, bound to the case id.
+    personal_sealed: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    withdrawal_reason: str | None = Field(default=None, max_length=32)
+
+
+class CaseConsent(IntakeModel, table=True):
+    __tablename__ = "case_consents"
+    __table_args__ = (UniqueConstraint("case_id", "kind"),)
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    case_id: UUID = Field(foreign_key="cases.id", index=True)
+    kind: str = Field(max_length=16, description="processing | cross_border")
+    version: str = Field(max_length=32)
+    granted_at: datetime = Field(sa_column=_ts())
+
+
+class TimelineEntry(IntakeModel, table=True):
+    __tablename__ = "case_timeline"
+    __table_args__ = (Index("case_timeline_case_at", "case_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: UUID = Field(foreign_key="cases.id")
+    at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    from_status: str | None = Field(default=None, max_length=32)
+    to_status: str = Field(max_length=32)
+    reason_code: str = Field(max_length=40)
+    reason: str = Field(max_length=500)
+    next_step: str | None = Field(default=None, max_length=500)
+
+
+class CaseDocument(IntakeModel, table=True):
+    """What intake knows of a document, from records' and translation's events."""
+
+    __tablename__ = "case_documents"
+
+    document_id: UUID = Field(primary_key=True)
+    case_id: UUID = Field(index=True)
+    kind: str | None = Field(default=None, max_length=32)
+    media_type: str | None = Field(default=None, max_length=100)
+    size_bytes: int | None = None
+    sha256: str | None = Field(default=None, max_length=64)
+    translation_of: UUID | None = None
+    stored: bool = False
+    check: str = Field(
+        default="pending",
+        max_length=24,
+        description="pending | accepted | translation_required | unreadable",
+    )
+    language: str | None = Field(default=None, max_length=8)
+    check_detail: str | None = Field(default=None, max_length=500)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class ApiClient(IntakeModel, table=True):
+    __tablename__ = "api_clients"
+
+    key_id: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=120)
+    secret_hash: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    revoked_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class IdempotencyRecord(IntakeModel, table=True):
+    __tablename__ = "idempotency_keys"
+
+    client_id: str = Field(primary_key=True, max_length=64)
+    operation: str = Field(primary_key=True, max_length=64)
+    key: str = Field(primary_key=True, max_length=128)
+    request_hash: str = Field(max_length=64)
+    status_code: int
+    response: dict = Field(sa_column=Column(JSONB, nullable=False))  # type: ignore[type-arg]
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class AccessAudit(IntakeModel, table=True):
+    __tablename__ = "access_audit"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    case_id: UUID | None = Field(default=None, index=True)
+    actor: str = Field(max_length=120, description="client:<key id> or case-token:<client>")
+    action: str = Field(max_length=40)
+    outcome: str = Field(max_length=16)
+
+
+def birth_date_of(personal: dict[str, object]) -> date | None:
+    raw = personal.get("date_of_birth")
+    return date.fromisoformat(str(raw)) if raw else None

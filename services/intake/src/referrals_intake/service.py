@@ -1,0 +1,426 @@
+"""Intake's use cases: open, edit, consent, submit, withdraw; and the case's reactions to the
+documents, language checks and referrals the other services report.
+
+Every use case runs in the caller's unit of work: the state change, the timeline entry and the
+outgoing events (outbox) are committed together by the caller, or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+from uuid import UUID
+
+from referrals_common.contracts import (
+    AgeGroup,
+    CaseReadyForReferral,
+    CaseStatus,
+    CaseStatusChanged,
+    CaseSubmitted,
+    CaseWithdrawn,
+    ClinicalSummary,
+    Destination,
+    DestinationPreference,
+    Stage,
+    StatusChangeReason,
+    WithdrawalReason,
+    new_event,
+)
+from referrals_common.crypto import FieldCipher
+from referrals_common.db import UnitOfWork
+from referrals_intake import lifecycle
+from referrals_intake.lifecycle import IllegalTransition
+from referrals_intake.models import Case, CaseDocument, TimelineEntry, utcnow
+from referrals_intake.repository import CaseRepository
+from referrals_intake.schemas import CaseCreate, CaseFields, CaseUpdate
+
+log = logging.getLogger(__name__)
+R = StatusChangeReason
+PEDIATRIC_BELOW_AGE = 18
+
+
+class CaseNotFound(Exception):
+    pass
+
+
+class CaseNotEditable(Exception):
+    def __init__(self, status: str) -> None:
+        super().__init__(f"the case is {status}; only a draft can be changed")
+        self.status = status
+
+
+class SubmissionIncomplete(Exception):
+    def __init__(self, missing: list[str]) -> None:
+        super().__init__("the case cannot be submitted yet: " + "; ".join(missing))
+        self.missing = missing
+
+
+class ConsentVersionUnknown(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Intake:
+    """What the use cases need besides the unit of work (built once by the bootstrap)."""
+
+    cipher: FieldCipher
+    processing_consent_versions: tuple[str, ...] = ("2026-01",)
+    cross_border_consent_versions: tuple[str, ...] = ("2026-01",)
+
+    # ------------------------------------------------------------------ personal data at rest
+
+    def seal(self, case_id: UUID, fields: CaseFields | dict[str, Any]) -> bytes:
+        data = fields.model_dump(mode="json") if isinstance(fields, CaseFields) else fields
+        personal = {k: data.get(k) for k in ("date_of_birth", "contact", "insurance")}
+        return self.cipher.encrypt_json(personal, bound_to=str(case_id))
+
+    def unseal(self, case: Case) -> dict[str, Any]:
+        return self.cipher.decrypt_json(case.personal_sealed, bound_to=str(case.id))
+
+    # -------------------------------------------------------------------------- front end
+
+    async def open_case(self, uow: UnitOfWork, client_id: str, data: CaseCreate) -> Case:
+        """A new draft case owned by the front end `client_id`."""
+        repo = CaseRepository(uow.session)
+        case = Case(
+            client_id=client_id,
+            status=CaseStatus.DRAFT,
+            personal_sealed=b"",
+            **_clinical_columns(data),
+        )
+        case.personal_sealed = self.seal(case.id, data)
+        repo.add(case)
+        repo.add(
+            TimelineEntry(
+                case_id=case.id,
+                to_status=CaseStatus.DRAFT,
+                reason_code="case_opened",
+                reason="The case was opened.",
+                next_step=_DRAFT_NEXT_STEP,
+            )
+        )
+        return case
+
+    async def edit_case(self, uow: UnitOfWork, case_id: UUID, changes: CaseUpdate) -> Case:
+        """Apply the given fields to a draft; CaseNotEditable once it was submitted."""
+        repo = CaseRepository(uow.session)
+        case = await _locked(repo, case_id)
+        if case.status not in lifecycle.EDITABLE_STATES:
+            raise CaseNotEditable(case.status)
+        current = CaseCreate.model_validate({**self.public_fields(case)})
+        merged = CaseCreate.model_validate(
+            {
+                **current.model_dump(mode="json"),
+                **changes.model_dump(mode="json", exclude_unset=True),
+            }
+        )
+        for column, value in _clinical_columns(merged).items():
+            setattr(case, column, value)
+        case.personal_sealed = self.seal(case.id, merged)
+        case.updated_at = utcnow()
+        return case
+
+    async def give_consent(self, uow: UnitOfWork, case_id: UUID, kind: str, version: str) -> None:
+        """Record the patient's consent of `kind` to the text of `version`, now."""
+        known = (
+            self.processing_consent_versions
+            if kind == "processing"
+            else self.cross_border_consent_versions
+        )
+        if version not in known:
+            raise ConsentVersionUnknown(
+                f"{version!r} is not a published version of the {kind} consent "
+                f"(known: {', '.join(known)})"
+            )
+        repo = CaseRepository(uow.session)
+        case = await _locked(repo, case_id)
+        if case.status not in lifecycle.OPEN_STATES:
+            raise CaseNotEditable(case.status)
+        await repo.upsert_consent(case_id, kind, version)
+        case.updated_at = utcnow()
+
+    async def submit_case(self, uow: UnitOfWork, case_id: UUID) -> Case:
+        """Submit a draft that has evidence of the diagnosis and the consents it needs."""
+        repo = CaseRepository(uow.session)
+        case = await _locked(repo, case_id)
+        if case.status != CaseStatus.DRAFT:
+            raise IllegalTransition(CaseStatus(case.status), R.PATIENT_SUBMITTED)
+        consents = await repo.consents(case_id)
+        docs = await repo.document_states(case_id)
+        missing = lifecycle.missing_for_submission(
+            docs,
+            has_processing_consent="processing" in consents,
+            needs_cross_border_consent=_destination(case).crosses_border,
+            has_cross_border_consent="cross_border" in consents,
+        )
+        if missing:
+            raise SubmissionIncomplete(missing)
+        case.submitted_at = utcnow()
+        await uow.outbox.add(
+            new_event(
+                CaseSubmitted(
+                    case_id=case.id,
+                    clinical=_clinical_summary(case),
+                    destination=_destination(case),
+                    locale=case.locale,  # type: ignore[arg-type]
+                    processing_consent_version=consents["processing"].version,
+                    cross_border_consent_version=(
+                        consents["cross_border"].version if "cross_border" in consents else None
+                    ),
+                    submitted_at=case.submitted_at,
+                )
+            )
+        )
+        await _move(uow, case, R.PATIENT_SUBMITTED)
+        await self._follow_documents(uow, case)
+        return case
+
+    async def withdraw_case(
+        self, uow: UnitOfWork, case_id: UUID, reason: WithdrawalReason | None
+    ) -> Case:
+        repo = CaseRepository(uow.session)
+        case = await _locked(repo, case_id)
+        await _move(uow, case, R.PATIENT_WITHDREW)
+        case.withdrawal_reason = reason
+        await uow.outbox.add(new_event(CaseWithdrawn(case_id=case.id, reason=reason)))
+        return case
+
+    def public_fields(self, case: Case) -> dict[str, Any]:
+        personal = self.unseal(case)
+        return {
+            "diagnosis": {
+                "icd10": case.icd10,
+                "text": case.diagnosis_text,
+                "histology": case.histology,
+                "morphology": case.morphology,
+            },
+            "stage": (
+                {"tnm": case.stage_tnm, "group": case.stage_group}
+                if case.stage_tnm or case.stage_group
+                else None
+            ),
+            "reasons": case.reasons,
+            "questions": case.questions,
+            "destination": {
+                "preference": case.destination_preference,
+                "countries": case.destination_countries,
+            },
+            "locale": case.locale,
+            **personal,
+        }
+
+    # ------------------------------------------------------------- events of other services
+
+    async def on_upload_rejected(
+        self, uow: UnitOfWork, case_id: UUID, reason: str, detail: str
+    ) -> None:
+        """An upload records refused: nothing was stored; the timeline tells the patient why."""
+        repo = CaseRepository(uow.session)
+        case = await repo.get(case_id, for_update=True)
+        if case is None:
+            log.warning("rejected upload of unknown case %s ignored", case_id)
+            return
+        repo.add(
+            TimelineEntry(
+                case_id=case.id,
+                from_status=case.status,
+                to_status=case.status,
+                reason_code=R.DOCUMENT_REJECTED,
+                reason=f"An upload was refused: {detail}"[:500],
+                next_step="Upload the document again in an accepted format.",
+            )
+        )
+
+    async def on_document(
+        self, uow: UnitOfWork, case_id: UUID, document_id: UUID, **facts: Any
+    ) -> None:
+        """Fold a fact about a document into the projection, then see whether the case moves.
+
+        Records' and translation's events travel on different topics, so a language check may
+        arrive before the document's `stored` event: either creates the row.
+        """
+        repo = CaseRepository(uow.session)
+        case = await repo.get(case_id, for_update=True)
+        if case is None:
+            log.warning("document %s of unknown case %s ignored", document_id, case_id)
+            return
+        doc = await repo.document(document_id)
+        if doc is None:
+            doc = CaseDocument(document_id=document_id, case_id=case_id)
+            repo.add(doc)
+        elif doc.case_id != case_id:
+            log.error("document %s belongs to case %s, not %s", document_id, doc.case_id, case_id)
+            return
+        for name, value in facts.items():
+            setattr(doc, name, value)
+        doc.updated_at = utcnow()
+        await uow.session.flush()
+        await self._follow_documents(uow, case)
+
+    async def _follow_documents(self, uow: UnitOfWork, case: Case) -> None:
+        """Move a submitted case when its documents say so (ready, or action required)."""
+        if case.status not in (CaseStatus.SUBMITTED, CaseStatus.ACTION_REQUIRED):
+            return
+        repo = CaseRepository(uow.session)
+        docs = await repo.document_states(case.id)
+        verdict = lifecycle.documents_verdict(docs)
+        needs_action = verdict in (R.TRANSLATION_REQUIRED, R.DOCUMENT_UNREADABLE)
+        if case.status == CaseStatus.ACTION_REQUIRED and not needs_action:
+            await _move(uow, case, R.DOCUMENTS_UPDATED)
+        if case.status == CaseStatus.SUBMITTED and needs_action:
+            assert verdict is not None
+            await _move(uow, case, verdict, reason=await _action_reason(repo, case.id, verdict))
+        elif case.status == CaseStatus.SUBMITTED and verdict == R.DOCUMENTS_ACCEPTED:
+            await _move(uow, case, R.DOCUMENTS_ACCEPTED)
+            current = lifecycle.current_documents(docs)
+            consents = await repo.consents(case.id)
+            await uow.outbox.add(
+                new_event(
+                    CaseReadyForReferral(
+                        case_id=case.id,
+                        clinical=_clinical_summary(case),
+                        destination=_destination(case),
+                        cross_border_transfer_allowed="cross_border" in consents,
+                        document_ids=[UUID(d.document_id) for d in current],
+                        document_languages=list(
+                            dict.fromkeys(d.language for d in current if d.language)
+                        )
+                        or ["en"],
+                    )
+                )
+            )
+
+    async def on_referral(
+        self, uow: UnitOfWork, case_id: UUID, reason: StatusChangeReason, detail: str | None = None
+    ) -> None:
+        """A routing fact: a transition (requested, accepted, opinion, unroutable) or, for a
+        decline, an expiry or a request for information, a timeline entry only."""
+        repo = CaseRepository(uow.session)
+        case = await repo.get(case_id, for_update=True)
+        if case is None:
+            log.warning("routing event for unknown case %s ignored", case_id)
+            return
+        rerouted = reason == R.REFERRAL_REQUESTED and case.status == CaseStatus.REFERRED
+        if rerouted or reason in (R.REFERRAL_DECLINED, R.REFERRAL_EXPIRED, R.INFO_REQUESTED):
+            repo.add(
+                TimelineEntry(
+                    case_id=case.id,
+                    from_status=case.status,
+                    to_status=case.status,
+                    reason_code=reason,
+                    reason=detail or reason.replace("_", " "),
+                    next_step=(
+                        "Answer the center's question through your clinic."
+                        if reason == R.INFO_REQUESTED
+                        else "Nothing: we are offering your case to the next center."
+                    ),
+                )
+            )
+            return
+        try:
+            await _move(uow, case, reason, reason=detail)
+        except IllegalTransition as exc:
+            # Refused and logged, never applied: the event stays recorded in the inbox.
+            log.warning("illegal transition refused for case %s: %s", case_id, exc)
+
+
+_DRAFT_NEXT_STEP = (
+    "Upload your documents (at least a pathology report or a discharge summary), give your "
+    "consent, then submit the case."
+)
+
+
+async def _locked(repo: CaseRepository, case_id: UUID) -> Case:
+    case = await repo.get(case_id, for_update=True)
+    if case is None:
+        raise CaseNotFound(str(case_id))
+    return case
+
+
+async def _move(
+    uow: UnitOfWork, case: Case, reason_code: StatusChangeReason, *, reason: str | None = None
+) -> None:
+    """Apply one lifecycle transition: state, timeline entry and status event together."""
+    before = CaseStatus(case.status)
+    after = lifecycle.next_status(before, reason_code)
+    text = reason or lifecycle.REASONS.get(reason_code, reason_code.replace("_", " "))
+    case.status = after
+    case.updated_at = utcnow()
+    uow.session.add(
+        TimelineEntry(
+            case_id=case.id,
+            from_status=before,
+            to_status=after,
+            reason_code=reason_code,
+            reason=text[:500],
+            next_step=lifecycle.NEXT_STEPS.get(reason_code),
+        )
+    )
+    await uow.outbox.add(
+        new_event(
+            CaseStatusChanged(
+                case_id=case.id,
+                from_status=before,
+                to_status=after,
+                reason_code=reason_code,
+                reason=text[:500],
+            )
+        )
+    )
+
+
+async def _action_reason(repo: CaseRepository, case_id: UUID, verdict: StatusChangeReason) -> str:
+    wanted = "translation_required" if verdict == R.TRANSLATION_REQUIRED else "unreadable"
+    docs = [d for d in await repo.documents(case_id) if d.check == wanted]
+    parts = [
+        f"{(d.kind or 'document').replace('_', ' ')}: {d.check_detail or wanted}" for d in docs
+    ]
+    return ("; ".join(parts) or lifecycle.REASONS[verdict])[:500]
+
+
+def _age_group(born: date, today: date | None = None) -> AgeGroup:
+    today = today or datetime.now(UTC).date()
+    age = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+    return AgeGroup.PEDIATRIC if age < PEDIATRIC_BELOW_AGE else AgeGroup.ADULT
+
+
+def _clinical_columns(data: CaseFields) -> dict[str, Any]:
+    return {
+        "icd10": data.diagnosis.icd10,
+        "diagnosis_text": data.diagnosis.text,
+        "histology": data.diagnosis.histology,
+        "morphology": data.diagnosis.morphology,
+        "stage_tnm": data.stage.tnm if data.stage else None,
+        "stage_group": data.stage.group if data.stage else None,
+        "reasons": [str(r) for r in data.reasons],
+        "questions": list(data.questions),
+        "destination_preference": str(data.destination.preference),
+        "destination_countries": list(data.destination.countries),
+        "locale": data.locale,
+        "age_group": str(_age_group(data.date_of_birth)),
+    }
+
+
+def _destination(case: Case) -> Destination:
+    return Destination(
+        preference=DestinationPreference(case.destination_preference),
+        countries=case.destination_countries,
+    )
+
+
+def _clinical_summary(case: Case) -> ClinicalSummary:
+    stage = (
+        Stage(tnm=case.stage_tnm, group=case.stage_group)
+        if case.stage_tnm or case.stage_group
+        else None
+    )
+    return ClinicalSummary(
+        icd10=case.icd10,
+        morphology=case.morphology,
+        stage=stage,
+        age_group=AgeGroup(case.age_group),
+        reasons=case.reasons,
+        questions=case.questions,
+    )
