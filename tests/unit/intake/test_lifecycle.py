@@ -30,8 +30,10 @@ ALLOWED = {
     (S.REFERRED, R.NO_ELIGIBLE_CENTER): S.UNROUTABLE,
     (S.READY, R.NO_ELIGIBLE_CENTER): S.UNROUTABLE,
     (S.ACCEPTED, R.OPINION_DELIVERED): S.OPINION_DELIVERED,
-    **{(state, R.PATIENT_WITHDREW): S.WITHDRAWN for state in
-       (S.DRAFT, S.SUBMITTED, S.ACTION_REQUIRED, S.READY, S.REFERRED, S.ACCEPTED)},
+    **{
+        (state, R.PATIENT_WITHDREW): S.WITHDRAWN
+        for state in (S.DRAFT, S.SUBMITTED, S.ACTION_REQUIRED, S.READY, S.REFERRED, S.ACCEPTED)
+    },
 }
 
 
@@ -85,20 +87,28 @@ def test_an_unreadable_document_needs_action_first():
 
 
 def test_an_accepted_translation_replaces_its_original():
-    docs = [doc(1), doc(2, "discharge_summary", "translation_required", lang="uk"),
-            doc(3, "translation", "accepted", of="d2", lang="de")]
+    docs = [
+        doc(1),
+        doc(2, "discharge_summary", "translation_required", lang="uk"),
+        doc(3, "translation", "accepted", of="d2", lang="de"),
+    ]
     assert documents_verdict(docs) is R.DOCUMENTS_ACCEPTED
 
 
 def test_a_translation_being_checked_keeps_the_case_waiting_not_failed():
-    docs = [doc(1), doc(2, "discharge_summary", "translation_required", lang="uk"),
-            doc(3, "translation", "pending", of="d2")]
+    docs = [
+        doc(1),
+        doc(2, "discharge_summary", "translation_required", lang="uk"),
+        doc(3, "translation", "pending", of="d2"),
+    ]
     assert documents_verdict(docs) is None
 
 
 def test_a_rejected_translation_still_needs_action():
-    docs = [doc(2, "discharge_summary", "translation_required", lang="uk"),
-            doc(3, "translation", "translation_required", of="d2", lang="ru")]
+    docs = [
+        doc(2, "discharge_summary", "translation_required", lang="uk"),
+        doc(3, "translation", "translation_required", of="d2", lang="ru"),
+    ]
     assert documents_verdict(docs) is R.TRANSLATION_REQUIRED
 
 
@@ -108,8 +118,10 @@ def test_the_centers_opinion_does_not_count_as_a_patient_document():
 
 def test_submission_lists_everything_missing():
     missing = missing_for_submission(
-        [doc(1, "lab_results")], has_processing_consent=False,
-        needs_cross_border_consent=True, has_cross_border_consent=False,
+        [doc(1, "lab_results")],
+        has_processing_consent=False,
+        needs_cross_border_consent=True,
+        has_cross_border_consent=False,
     )
     assert len(missing) == 3
     assert "pathology or biopsy report, or a discharge summary" in missing[0]
@@ -118,7 +130,12 @@ def test_submission_lists_everything_missing():
 
 
 def test_a_discharge_summary_is_evidence_enough_and_ukraine_needs_no_cross_border_consent():
-    assert missing_for_submission(
-        [doc(1, "discharge_summary", "pending")], has_processing_consent=True,
-        needs_cross_border_consent=False, has_cross_border_consent=False,
-    ) == []
+    assert (
+        missing_for_submission(
+            [doc(1, "discharge_summary", "pending")],
+            has_processing_consent=True,
+            needs_cross_border_consent=False,
+            has_cross_border_consent=False,
+        )
+        == []
+    )

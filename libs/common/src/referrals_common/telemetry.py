@@ -75,7 +75,7 @@ def configure_telemetry(
 def instrument_fastapi(app: Any) -> None:
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-    FastAPIInstrumentor.instrument_app(app, exclude_urls="health,metrics")
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="health,metrics")
 
 
 def _add_trace_ids(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:

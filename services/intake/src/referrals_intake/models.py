@@ -129,7 +129,7 @@ class AccessAudit(IntakeModel, table=True):
     at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     case_id: UUID | None = Field(default=None, index=True)
     actor: str = Field(max_length=120, description="client:<key id> or case-token:<client>")
-    action: str = Field(max_length=40)
+    action: str = Field(max_length=120)
     outcome: str = Field(max_length=16)
 
 

@@ -22,7 +22,7 @@ def upgrade() -> None:
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("case_id", sa.Uuid(), nullable=True),
         sa.Column("actor", sa.String(length=120), nullable=False),
-        sa.Column("action", sa.String(length=40), nullable=False),
+        sa.Column("action", sa.String(length=120), nullable=False),
         sa.Column("outcome", sa.String(length=16), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )

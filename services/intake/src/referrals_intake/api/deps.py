@@ -1,0 +1,125 @@
+"""Who is calling, and the unit of work a request runs in.
+
+* `ClientDep`: a partner front end, by its API key (`X-Api-Key`).
+* `CaseAccessDep`: the holder of a case access token (`Authorization: Bearer`) for the case in
+  the path. A token for another case gets 404, exactly like a case that does not exist: a caller
+  learns nothing about cases that are not theirs. Every attempt is written to the access audit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import Depends, Path, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from referrals_common.api.problems import NotFound, Unauthorized
+from referrals_common.auth.api_keys import InvalidApiKey, parse_api_key, verify_secret
+from referrals_common.auth.case_tokens import InvalidCaseToken
+from referrals_common.db import UnitOfWork
+from referrals_intake.main import Runtime
+from referrals_intake.repository import CaseRepository
+
+api_key_header = APIKeyHeader(
+    name="X-Api-Key", auto_error=False, description="The partner front end's API key"
+)
+bearer = HTTPBearer(auto_error=False, description="A case access token")
+
+
+def _route(request: Request) -> str:
+    """`GET /v1/cases/{case_id}`: the route, not the path, so no identifier is logged twice."""
+    route = request.scope.get("route")
+    return f"{request.method} {getattr(route, 'path', request.url.path)}"[:120]
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+async def get_uow(runtime: RuntimeDep) -> AsyncIterator[UnitOfWork]:
+    async with runtime.db.unit_of_work() as uow:
+        yield uow
+
+
+UowDep = Annotated[UnitOfWork, Depends(get_uow)]
+
+
+@dataclass(frozen=True)
+class Client:
+    key_id: str
+    name: str
+
+    @property
+    def actor(self) -> str:
+        return f"client:{self.key_id}"
+
+
+async def _audit_denied(runtime: Runtime, actor: str, action: str, case_id: UUID | None) -> None:
+    async with runtime.db.unit_of_work() as uow:
+        CaseRepository(uow.session).audit(actor, action, case_id, outcome="denied")
+        await uow.commit()
+
+
+async def current_client(
+    request: Request,
+    runtime: RuntimeDep,
+    uow: UowDep,
+    presented: Annotated[str | None, Security(api_key_header)],
+) -> Client:
+    if not presented:
+        raise Unauthorized("This endpoint needs the front end's API key in X-Api-Key.")
+    try:
+        _, key_id, secret = parse_api_key(presented)
+    except InvalidApiKey:
+        await _audit_denied(runtime, "client:malformed-key", _route(request), None)
+        raise Unauthorized("The API key is malformed.") from None
+    row = await CaseRepository(uow.session).client(key_id)
+    if (
+        row is None
+        or row.revoked_at is not None
+        or not verify_secret(secret, row.secret_hash, runtime.pepper)
+    ):
+        await _audit_denied(runtime, f"client:{key_id}", _route(request), None)
+        raise Unauthorized("The API key is not valid.")
+    return Client(key_id=row.key_id, name=row.name)
+
+
+ClientDep = Annotated[Client, Depends(current_client)]
+
+
+@dataclass(frozen=True)
+class CaseAccess:
+    case_id: UUID
+    client_id: str
+
+    @property
+    def actor(self) -> str:
+        return f"case-token:{self.client_id}"
+
+
+async def case_access(
+    request: Request,
+    runtime: RuntimeDep,
+    case_id: Annotated[UUID, Path(description="The case id")],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+) -> CaseAccess:
+    if credentials is None:
+        raise Unauthorized("This endpoint needs the case access token: Authorization: Bearer …")
+    try:
+        claims = runtime.verifier.verify(credentials.credentials)
+    except InvalidCaseToken as exc:
+        await _audit_denied(runtime, "case-token:invalid", _route(request), case_id)
+        raise Unauthorized(f"The case access token is not valid: {exc.reason}.") from None
+    if claims.case_id != case_id:
+        await _audit_denied(runtime, f"case-token:{claims.client_id}", _route(request), case_id)
+        raise NotFound(f"There is no case {case_id}.")
+    return CaseAccess(case_id=case_id, client_id=claims.client_id)
+
+
+CaseAccessDep = Annotated[CaseAccess, Depends(case_access)]

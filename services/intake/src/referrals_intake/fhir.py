@@ -1,0 +1,602 @@
+"""A FHIR R4 view of one second-opinion case: one `Bundle` a cancer center or an exchange can read.
+
+Intake fills the frozen dataclasses below from its database; `case_bundle` turns one case into a
+FHIR `Bundle` of type `collection` holding the Patient (minimum personal data), the Condition (the
+diagnosis and its stage), the ServiceRequest (the request for a second opinion), the Task that
+tracks its fulfilment (the case lifecycle), one DocumentReference per document and one Consent per
+recorded consent.
+
+The resources are built with the `fhir.resources.R4B` models (FHIR 4.3, identical to R4 for every
+element used here), so building a bundle validates its structure and data types. The models do not
+check codes against value sets, so every code written here comes from a table in this module.
+
+Every resource lives at `{base_url}/fhir/{type}/{id}`, and every reference in the bundle is one of
+those absolute URLs, which resolve against the entries' `fullUrl`s. Our own code systems and naming
+systems also live under `{base_url}/fhir/`: the deployment's base URL is the one namespace the
+platform really owns (an invented domain could belong to someone else).
+
+The patient's `locale` is deliberately not written: the Patient carries nothing beyond a
+case-scoped identifier and the birth date, and the locale does not say which language the
+patient's questions are written in.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit
+from uuid import UUID
+
+import pycountry
+from fhir.resources.R4B.annotation import Annotation
+from fhir.resources.R4B.attachment import Attachment
+from fhir.resources.R4B.bundle import Bundle, BundleEntry
+from fhir.resources.R4B.codeableconcept import CodeableConcept
+from fhir.resources.R4B.coding import Coding
+from fhir.resources.R4B.condition import Condition, ConditionStage
+from fhir.resources.R4B.consent import Consent, ConsentPolicy, ConsentProvision
+from fhir.resources.R4B.documentreference import (
+    DocumentReference,
+    DocumentReferenceContent,
+    DocumentReferenceRelatesTo,
+)
+from fhir.resources.R4B.identifier import Identifier
+from fhir.resources.R4B.patient import Patient
+from fhir.resources.R4B.reference import Reference
+from fhir.resources.R4B.resource import Resource
+from fhir.resources.R4B.servicerequest import ServiceRequest
+from fhir.resources.R4B.task import Task
+
+__all__ = [
+    "SERVICE_REQUEST_STATUS",
+    "TASK_STATUS",
+    "CaseForFhir",
+    "ConsentForFhir",
+    "DocumentForFhir",
+    "case_bundle",
+]
+
+
+@dataclass(frozen=True)
+class ConsentForFhir:
+    """One consent the patient gave: what to, to which version of the text, and when."""
+
+    kind: Literal["processing", "cross_border"]
+    version: str
+    granted_at: datetime
+
+
+@dataclass(frozen=True)
+class DocumentForFhir:
+    """One medical document of the case as records stored it, with its language-check status."""
+
+    document_id: UUID
+    # discharge_summary, pathology_report, imaging_report, imaging_study, lab_results,
+    # medication_list, translation, opinion, other
+    kind: str
+    media_type: str
+    size_bytes: int
+    sha256: str
+    language: str | None
+    status: Literal["stored", "accepted", "translation_required", "unreadable", "superseded"]
+    created_at: datetime
+    translation_of: UUID | None
+
+
+@dataclass(frozen=True)
+class CaseForFhir:
+    """One second-opinion case: the clinical facts, the destination, consents and documents."""
+
+    case_id: UUID
+    # draft, submitted, action_required, ready, referred, accepted, opinion_delivered,
+    # unroutable, withdrawn
+    status: str
+    status_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+    icd10: str
+    icd10_display: str
+    diagnosis_text: str | None
+    histology: str | None
+    stage_tnm: str | None
+    stage_group: str | None
+    reasons: list[str]
+    questions: list[str]
+    destination_preference: Literal["ukraine", "abroad", "countries"]
+    destination_countries: list[str]  # ISO 3166-1 alpha-2
+    locale: str
+    birth_date: date | None
+    consents: list[ConsentForFhir]
+    documents: list[DocumentForFhir]
+
+
+TASK_STATUS: dict[str, str] = {
+    "draft": "draft",
+    "submitted": "received",
+    "action_required": "on-hold",
+    "ready": "ready",
+    "referred": "requested",
+    # The center agreed to give an opinion; nothing tells us when its work starts, so
+    # `in-progress` would claim more than we know. `accepted` is exactly what happened.
+    "accepted": "accepted",
+    "opinion_delivered": "completed",
+    "unroutable": "failed",
+    "withdrawn": "cancelled",
+}
+"""Case status -> FHIR Task.status (http://hl7.org/fhir/task-status), as in the design."""
+
+SERVICE_REQUEST_STATUS: dict[str, str] = {
+    "draft": "draft",
+    # From submission to the opinion the patient's request stands. Waiting for a translation is a
+    # pause in the *fulfilment* (the Task is on-hold); the requester withdrew nothing, so the
+    # request itself is not `on-hold`.
+    "submitted": "active",
+    "action_required": "active",
+    "ready": "active",
+    "referred": "active",
+    "accepted": "active",
+    "opinion_delivered": "completed",
+    # No eligible center was found: the fulfilment failed (Task `failed`), but the patient did not
+    # revoke the request, and `revoked` means "no further activity should occur", which would
+    # forbid a manual re-route. Withdrawal, the patient's own act, is what revokes it.
+    "unroutable": "active",
+    "withdrawn": "revoked",
+}
+"""Case status -> FHIR ServiceRequest.status (http://hl7.org/fhir/request-status)."""
+
+_ICD10 = "http://hl7.org/fhir/sid/icd-10"
+_SNOMED = "http://snomed.info/sct"
+_LOINC = "http://loinc.org"
+_ISO_3166 = "urn:iso:std:iso:3166"
+_URI = "urn:ietf:rfc:3986"
+_TASK_CODE = "http://hl7.org/fhir/CodeSystem/task-code"
+_CONSENT_SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
+_CONSENT_ACTION = "http://terminology.hl7.org/CodeSystem/consentaction"
+_ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+_ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+
+_REASON_DISPLAY = {
+    "confirm_diagnosis_or_stage": "Confirm the diagnosis or the stage",
+    "choose_treatment": "Choose between treatment options",
+    "drug_options": "Find drug options",
+    "new_tactics_after_failure_or_recurrence": "New plan after a failed treatment or a recurrence",
+    "other": "Other reason",
+}
+
+_DESTINATION_DISPLAY = {
+    "ukraine": "A cancer center in Ukraine",
+    "abroad": "Any eligible cancer center outside Ukraine",
+    "countries": "A cancer center in one of the named countries",
+}
+
+_DOCUMENT_KIND_DISPLAY = {
+    "discharge_summary": "Discharge summary",
+    "pathology_report": "Pathology report",
+    "imaging_report": "Imaging report",
+    "imaging_study": "Imaging study (images)",
+    "lab_results": "Laboratory results",
+    "medication_list": "Medication list",
+    "translation": "Translation of another document",
+    "opinion": "Second opinion",
+    "other": "Other document",
+}
+
+# LOINC document types only where the kind means exactly that document; the others (images,
+# medication lists, translations, "other") stay text plus our own code rather than a near miss.
+_DOCUMENT_KIND_LOINC = {
+    "discharge_summary": ("18842-5", "Discharge summary"),
+    "pathology_report": ("11526-1", "Pathology study"),
+    "imaging_report": ("18748-4", "Diagnostic imaging study"),
+    "lab_results": ("11502-2", "Laboratory report"),
+    "opinion": ("11488-4", "Consult note"),
+}
+
+_DOCUMENT_STATUS = {
+    "stored": "current",
+    "accepted": "current",
+    "translation_required": "current",
+    "unreadable": "current",
+    "superseded": "superseded",
+}
+
+_CONSENT_TEXT = {
+    "processing": "Consent to the processing of health data for a second opinion",
+    "cross_border": "Consent to the transfer of health data to another country",
+}
+
+_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+_ICD_O_3 = re.compile(r"[89][0-9]{3}/[0-369]")  # morphology/behaviour, e.g. 8500/3
+
+# FHIR R4 `unsignedInt` stops at 2^31-1; a bigger DICOM study cannot state its size there.
+_UNSIGNED_INT_MAX = 2**31 - 1
+
+
+def case_bundle(case: CaseForFhir, *, base_url: str) -> dict[str, Any]:
+    """Return the FHIR R4 `Bundle` (type `collection`) of one case as plain JSON data.
+
+    The bundle holds, in this order: a Patient, a Condition, a ServiceRequest and a Task, all with
+    the case id as their id; one DocumentReference per document (id = document id, in the order
+    given); one Consent per distinct consent (the latest of each kind `active`, older ones
+    `inactive`). Each entry's `fullUrl` is
+    `{base_url}/fhir/{type}/{id}` and every reference in the bundle is one of those URLs. The
+    Patient carries only a case-scoped identifier and the birth date (when known): no name,
+    telecom or address. The Task status follows `TASK_STATUS`, the ServiceRequest status
+    `SERVICE_REQUEST_STATUS`. The same case always gives the same bundle (no clock, no random ids).
+
+    Raises ValueError when the case cannot be written faithfully: an unknown case status, reason,
+    destination preference, consent kind, document kind or document status; an unknown country
+    code or countries that contradict the preference; a SHA-256 that is not 64 hex digits; a
+    translation whose original is not another document of the case; duplicate document ids;
+    a datetime without a time zone; `updated_at` before `created_at`; a `base_url` that is not an
+    absolute http(s) URL.
+    """
+    base = _base(base_url)
+    _check(case)
+
+    entries: list[Resource] = [
+        _patient(case, base),
+        _condition(case, base),
+        _service_request(case, base),
+        _task(case, base),
+        *(_document_reference(case, doc, base) for doc in case.documents),
+        *_consents(case, base),
+    ]
+    bundle = Bundle(
+        type="collection",
+        entry=[
+            BundleEntry(fullUrl=_url(base, r.get_resource_type(), r.id), resource=r)
+            for r in entries
+        ],
+    )
+    return bundle.model_dump(mode="json")
+
+
+def _base(base_url: str) -> str:
+    base = base_url.rstrip("/")
+    parts = urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError(f"base_url must be an absolute http(s) URL, got {base_url!r}")
+    return base
+
+
+def _url(base: str, resource_type: str, resource_id: object) -> str:
+    return f"{base}/fhir/{resource_type}/{resource_id}"
+
+
+def _ref(base: str, resource_type: str, resource_id: object) -> Reference:
+    return Reference(reference=_url(base, resource_type, resource_id), type=resource_type)
+
+
+def _system(base: str, name: str) -> str:
+    return f"{base}/fhir/CodeSystem/{name}"
+
+
+def _check(case: CaseForFhir) -> None:
+    """Refuse, before building anything, what the bundle could only state wrongly."""
+    if case.status not in TASK_STATUS:
+        raise ValueError(f"unknown case status {case.status!r}")
+    for reason in case.reasons:
+        if reason not in _REASON_DISPLAY:
+            raise ValueError(f"unknown second-opinion reason {reason!r}")
+    if case.destination_preference not in _DESTINATION_DISPLAY:
+        raise ValueError(f"unknown destination preference {case.destination_preference!r}")
+    named = case.destination_preference == "countries"
+    if named != bool(case.destination_countries):
+        raise ValueError(
+            f"destination preference {case.destination_preference!r} does not match the "
+            f"countries {case.destination_countries!r}"
+        )
+    for moment, what in [(case.created_at, "created_at"), (case.updated_at, "updated_at")]:
+        _aware(moment, f"case {what}")
+    # Task invariant inv-1: lastModified (updated_at) >= authoredOn (created_at).
+    if case.updated_at < case.created_at:
+        raise ValueError("case updated_at is before created_at")
+    for consent in case.consents:
+        if consent.kind not in _CONSENT_TEXT:
+            raise ValueError(f"unknown consent kind {consent.kind!r}")
+        _aware(consent.granted_at, "consent granted_at")
+
+    ids = [doc.document_id for doc in case.documents]
+    if len(set(ids)) != len(ids):
+        raise ValueError("the case lists a document id twice")
+    for doc in case.documents:
+        if doc.kind not in _DOCUMENT_KIND_DISPLAY:
+            raise ValueError(f"unknown document kind {doc.kind!r}")
+        if doc.status not in _DOCUMENT_STATUS:
+            raise ValueError(f"unknown document status {doc.status!r}")
+        if not _SHA256_HEX.fullmatch(doc.sha256):
+            raise ValueError(f"document {doc.document_id}: sha256 is not 64 hex digits")
+        _aware(doc.created_at, f"document {doc.document_id} created_at")
+        # The relatesTo reference must resolve inside the bundle.
+        if doc.translation_of is not None and (
+            doc.translation_of == doc.document_id or doc.translation_of not in ids
+        ):
+            raise ValueError(
+                f"document {doc.document_id} is a translation of {doc.translation_of}, which is "
+                "not another document of the case"
+            )
+
+
+def _aware(moment: datetime, what: str) -> None:
+    # FHIR dateTime and instant values with a time need a time zone offset.
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{what} has no time zone")
+
+
+def _patient(case: CaseForFhir, base: str) -> Patient:
+    # Minimum personal data: the identifier names "the patient of this case" and links to nothing
+    # outside it (the same person with two cases is two unlinkable Patients).
+    return Patient(
+        id=str(case.case_id),
+        identifier=[
+            Identifier(
+                system=f"{base}/fhir/NamingSystem/case-patient",
+                value=str(case.case_id),
+                type=CodeableConcept(text="Patient of one second-opinion case (pseudonym)"),
+            )
+        ],
+        birthDate=case.birth_date,
+    )
+
+
+def _condition(case: CaseForFhir, base: str) -> Condition:
+    stages = []
+    if case.stage_group:
+        stages.append(_stage(base, "group", "Stage group", case.stage_group))
+    if case.stage_tnm:
+        stages.append(_stage(base, "tnm", "TNM classification", case.stage_tnm))
+    # Histology goes in a note. Core R4 Condition has no element for morphology; `evidence` is
+    # for the manifestations behind the verification status; the mCODE histology extension is a
+    # US-realm IG bound to SNOMED CT, which a validator without that IG flags as unknown, and our
+    # value is an ICD-O-3 code or free text. A note validates everywhere and reaches the reader.
+    notes = None
+    if case.histology:
+        label = "ICD-O-3 morphology" if _ICD_O_3.fullmatch(case.histology) else "as reported"
+        notes = [Annotation(text=f"Histology ({label}): {case.histology}")]
+    # No clinicalStatus or verificationStatus: the patient reports the diagnosis from their
+    # documents (asserter = Patient), and confirming it is what the second opinion is for.
+    return Condition(
+        id=str(case.case_id),
+        code=CodeableConcept(
+            coding=[Coding(system=_ICD10, code=case.icd10, display=case.icd10_display)],
+            text=case.diagnosis_text or case.icd10_display,
+        ),
+        subject=_ref(base, "Patient", case.case_id),
+        recordedDate=case.created_at,
+        asserter=_ref(base, "Patient", case.case_id),
+        stage=stages or None,
+        note=notes,
+    )
+
+
+def _stage(base: str, code: str, display: str, value: str) -> ConditionStage:
+    # Text only in the summary: a stage group or TNM string from a Ukrainian discharge summary has
+    # no code we could claim; our own `stage-type` code says which entry is which.
+    return ConditionStage(
+        summary=CodeableConcept(text=value),
+        type=CodeableConcept(
+            coding=[Coding(system=_system(base, "stage-type"), code=code, display=display)],
+            text=display,
+        ),
+    )
+
+
+def _service_request(case: CaseForFhir, base: str) -> ServiceRequest:
+    reasons = [
+        CodeableConcept(
+            coding=[
+                Coding(
+                    system=_system(base, "second-opinion-reason"),
+                    code=reason,
+                    display=_REASON_DISPLAY[reason],
+                )
+            ],
+            text=_REASON_DISPLAY[reason],
+        )
+        for reason in dict.fromkeys(case.reasons)
+    ]
+    questions = [Annotation(text=q.strip()) for q in case.questions if q.strip()]
+    return ServiceRequest(
+        id=str(case.case_id),
+        identifier=[Identifier(system=_URI, value=f"urn:uuid:{case.case_id}")],
+        status=SERVICE_REQUEST_STATUS[case.status],
+        intent="order",
+        category=[
+            CodeableConcept(
+                coding=[Coding(system=_SNOMED, code="183529009", display="Referral to oncologist")],
+                text="Referral to an oncologist for a second opinion",
+            )
+        ],
+        code=CodeableConcept(
+            coding=[
+                Coding(
+                    system=_system(base, "service"),
+                    code="second-opinion",
+                    display="Oncology second opinion",
+                )
+            ],
+            text="Oncology second opinion",
+        ),
+        # orderDetail needs `code` (invariant prr-1), which is set above.
+        orderDetail=[
+            CodeableConcept(
+                coding=[
+                    Coding(
+                        system=_system(base, "destination-preference"),
+                        code=case.destination_preference,
+                        display=_DESTINATION_DISPLAY[case.destination_preference],
+                    )
+                ],
+                text=_DESTINATION_DISPLAY[case.destination_preference],
+            )
+        ],
+        subject=_ref(base, "Patient", case.case_id),
+        authoredOn=case.created_at,
+        requester=_ref(base, "Patient", case.case_id),
+        # locationCode is "where the service should happen", bound to an example value set only,
+        # so ISO 3166 country codes are valid there.
+        locationCode=_location_codes(case),
+        reasonCode=reasons or None,
+        reasonReference=[_ref(base, "Condition", case.case_id)],
+        supportingInfo=[_ref(base, "DocumentReference", d.document_id) for d in case.documents]
+        or None,
+        note=questions or None,
+    )
+
+
+def _location_codes(case: CaseForFhir) -> list[CodeableConcept]:
+    if case.destination_preference == "abroad":
+        return [CodeableConcept(text="Any country outside Ukraine")]
+    countries = ["UA"] if case.destination_preference == "ukraine" else case.destination_countries
+    codes = []
+    for alpha_2 in dict.fromkeys(countries):
+        country = pycountry.countries.get(alpha_2=alpha_2) if len(alpha_2) == 2 else None
+        if country is None or country.alpha_2 != alpha_2:
+            raise ValueError(f"unknown ISO 3166-1 alpha-2 country code {alpha_2!r}")
+        codes.append(
+            CodeableConcept(
+                coding=[Coding(system=_ISO_3166, code=alpha_2, display=country.name)],
+                text=country.name,
+            )
+        )
+    return codes
+
+
+def _task(case: CaseForFhir, base: str) -> Task:
+    waiting = case.status == "action_required"
+    return Task(
+        id=str(case.case_id),
+        status=TASK_STATUS[case.status],
+        statusReason=CodeableConcept(text=case.status_reason) if case.status_reason else None,
+        businessStatus=CodeableConcept(text="awaiting-information") if waiting else None,
+        intent="order",
+        code=CodeableConcept(
+            coding=[Coding(system=_TASK_CODE, code="fulfill", display="Fulfill the focal request")]
+        ),
+        focus=_ref(base, "ServiceRequest", case.case_id),
+        for_fhir=_ref(base, "Patient", case.case_id),
+        authoredOn=case.created_at,
+        lastModified=case.updated_at,
+    )
+
+
+def _document_reference(case: CaseForFhir, doc: DocumentForFhir, base: str) -> DocumentReference:
+    # Attachment.hash is defined as the base64 SHA-1 of the data; a SHA-256 there would make any
+    # consumer that checks it reject the file, and we do not have the bytes to compute a SHA-1.
+    # The SHA-256 goes in an identifier as an RFC 6920 `ni` URI, the standard name for content
+    # by its digest: `ni:///sha-256;<base64url digest>`.
+    digest = base64.urlsafe_b64encode(bytes.fromhex(doc.sha256)).rstrip(b"=").decode("ascii")
+    kind_codings = []
+    if doc.kind in _DOCUMENT_KIND_LOINC:
+        loinc_code, loinc_display = _DOCUMENT_KIND_LOINC[doc.kind]
+        kind_codings.append(Coding(system=_LOINC, code=loinc_code, display=loinc_display))
+    kind_codings.append(
+        Coding(
+            system=_system(base, "document-kind"),
+            code=doc.kind,
+            display=_DOCUMENT_KIND_DISPLAY[doc.kind],
+        )
+    )
+    relates_to = None
+    if doc.translation_of is not None:
+        relates_to = [
+            DocumentReferenceRelatesTo(
+                code="transforms", target=_ref(base, "DocumentReference", doc.translation_of)
+            )
+        ]
+    return DocumentReference(
+        id=str(doc.document_id),
+        masterIdentifier=Identifier(system=_URI, value=f"urn:uuid:{doc.document_id}"),
+        identifier=[
+            Identifier(
+                system=_URI,
+                value=f"ni:///sha-256;{digest}",
+                type=CodeableConcept(text="SHA-256 digest of the content (RFC 6920)"),
+            )
+        ],
+        status=_DOCUMENT_STATUS[doc.status],
+        type=CodeableConcept(coding=kind_codings, text=doc.kind),
+        subject=_ref(base, "Patient", case.case_id),
+        date=doc.created_at,
+        relatesTo=relates_to,
+        content=[
+            DocumentReferenceContent(
+                attachment=Attachment(
+                    contentType=doc.media_type,
+                    language=doc.language,
+                    # Served by the records service; the bundle never embeds the bytes.
+                    url=f"{base}/documents/{doc.document_id}",
+                    size=doc.size_bytes if 0 <= doc.size_bytes <= _UNSIGNED_INT_MAX else None,
+                )
+            )
+        ],
+    )
+
+
+def _consents(case: CaseForFhir, base: str) -> list[Consent]:
+    distinct = list(dict.fromkeys(case.consents))
+    # A newer consent of the same kind (to a newer text) is the one in force; the older ones are
+    # kept as history with status `inactive`.
+    latest: dict[str, ConsentForFhir] = {}
+    for consent in distinct:
+        if consent.kind not in latest or consent.granted_at >= latest[consent.kind].granted_at:
+            latest[consent.kind] = consent
+    return [_consent(case, c, base, in_force=latest[c.kind] is c) for c in distinct]
+
+
+def _consent(case: CaseForFhir, consent: ConsentForFhir, base: str, *, in_force: bool) -> Consent:
+    # A stable id from what the consent is, so the same case always gives the same bundle.
+    consent_id = uuid.uuid5(
+        case.case_id, f"consent:{consent.kind}:{consent.version}:{consent.granted_at.isoformat()}"
+    )
+    actions = ["collect", "use"] if consent.kind == "processing" else ["disclose"]
+    purposes = [Coding(system=_ACT_REASON, code="TREAT", display="treatment")]
+    if consent.kind == "cross_border":
+        # PurposeOfUse (extensible) has no code for a transfer abroad, hence our own.
+        purposes.append(
+            Coding(
+                system=_system(base, "consent-purpose"),
+                code="cross-border-transfer",
+                display="Transfer of health data to a recipient in another country",
+            )
+        )
+    return Consent(
+        id=str(consent_id),
+        status="active" if in_force else "inactive",
+        scope=CodeableConcept(
+            coding=[
+                Coding(system=_CONSENT_SCOPE, code="patient-privacy", display="Privacy Consent")
+            ]
+        ),
+        category=[
+            CodeableConcept(
+                coding=[Coding(system=_LOINC, code="59284-0", display="Patient Consent")]
+            )
+        ],
+        patient=_ref(base, "Patient", case.case_id),
+        dateTime=consent.granted_at,
+        performer=[_ref(base, "Patient", case.case_id)],
+        # The exact text the patient agreed to: one URI per kind and version of the text.
+        policy=[
+            ConsentPolicy(
+                uri=f"{base}/consent-texts/{quote(consent.kind, safe='')}/"
+                f"{quote(consent.version, safe='')}"
+            )
+        ],
+        policyRule=CodeableConcept(
+            coding=[Coding(system=_ACT_CODE, code="OPTIN", display="opt-in")],
+            text=f"{_CONSENT_TEXT[consent.kind]}, version {consent.version}",
+        ),
+        provision=ConsentProvision(
+            type="permit",
+            action=[
+                CodeableConcept(coding=[Coding(system=_CONSENT_ACTION, code=action)])
+                for action in actions
+            ],
+            purpose=purposes,
+        ),
+    )

@@ -1,0 +1,145 @@
+"""Bootstrap: builds intake's parts from settings, once, when a process starts (nothing at import).
+
+`create_app()` is the HTTP API; `run_consumer()` the lifecycle consumer; the relay is the shared
+`referrals_common.messaging.relay`. Each runs as its own process (see cli.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI
+from faststream.kafka import KafkaBroker
+
+from referrals_common.api.problems import install_problem_handlers
+from referrals_common.auth.case_tokens import (
+    CaseTokenIssuer,
+    CaseTokenVerifier,
+    generate_private_key_pem,
+    public_jwks,
+)
+from referrals_common.crypto import FieldCipher
+from referrals_common.db import Database
+from referrals_common.messaging.dlq import DeadLetterPublisher
+from referrals_common.messaging.kafka import ensure_topics
+from referrals_common.migrations import upgrade
+from referrals_common.telemetry import configure_logging, configure_telemetry, instrument_fastapi
+from referrals_intake import consumers
+from referrals_intake.config import IntakeSettings
+from referrals_intake.service import Intake
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: IntakeSettings
+    db: Database
+    intake: Intake
+    tokens: CaseTokenIssuer
+    verifier: CaseTokenVerifier
+    jwks: dict  # type: ignore[type-arg]
+    pepper: bytes
+
+
+def build_runtime(settings: IntakeSettings) -> Runtime:
+    key_pem = settings.tokens.signing_key_pem.get_secret_value().encode()
+    if not key_pem:
+        # Allowed only in development (settings refuse an empty key elsewhere): tokens issued
+        # by this process cannot be verified by another one.
+        log.warning("no case-token signing key configured: using a throw-away key")
+        key_pem = generate_private_key_pem()
+    field_key = settings.field_encryption_key.get_secret_value()
+    if not field_key:
+        log.warning("no field encryption key configured: using a throw-away key")
+        field_key = FieldCipher.generate_key_base64()
+    jwks = public_jwks(key_pem)
+    return Runtime(
+        settings=settings,
+        db=Database(settings.postgres),
+        intake=Intake(
+            cipher=FieldCipher.from_base64(field_key),
+            processing_consent_versions=settings.processing_consent_versions,
+            cross_border_consent_versions=settings.cross_border_consent_versions,
+        ),
+        tokens=CaseTokenIssuer(key_pem, issuer=settings.tokens.issuer, ttl=settings.tokens.ttl),
+        verifier=CaseTokenVerifier(jwks),
+        jwks=jwks,
+        pepper=settings.api_key_pepper.get_secret_value().encode(),
+    )
+
+
+def create_app(settings: IntakeSettings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    """The intake HTTP API. Tests pass a runtime; a process builds one from its settings."""
+    from referrals_intake.api.routes import router
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = runtime or build_runtime(settings or IntakeSettings())
+        app.state.runtime = rt
+        try:
+            yield
+        finally:
+            if runtime is None:
+                await rt.db.dispose()
+
+    app = FastAPI(
+        title="Intake: second-opinion cases",
+        version="1.0.0",
+        description=(
+            "Partner front ends open a patient's second-opinion case here, record consent, submit "
+            "it and follow its timeline. Front ends authenticate with an API key (`X-Api-Key`); "
+            "each case gets its own short-lived access token (`Authorization: Bearer ...`). "
+            "Errors are RFC 9457 problem details."
+        ),
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    app.include_router(router)
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    instrument_fastapi(app)
+    return app
+
+
+async def run_consumer(settings: IntakeSettings) -> None:
+    """The lifecycle consumer process: until SIGTERM or SIGINT."""
+    rt = build_runtime(settings)
+    bootstrap = settings.kafka.bootstrap_servers
+    await ensure_topics(bootstrap, consumers.SUBSCRIBED_TOPICS)
+    dead = DeadLetterPublisher(bootstrap, client_id="intake-dlq")
+    await dead.start()
+    broker = KafkaBroker(bootstrap, client_id="intake")
+    consumers.subscribe(consumers.build_consumer(rt.intake, rt.db, dead), broker)
+    await broker.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await broker.stop()
+        await dead.stop()
+        await rt.db.dispose()
+
+
+def migrate(settings: IntakeSettings) -> None:
+    upgrade(settings.postgres.dsn.get_secret_value(), MIGRATIONS)
+
+
+def setup_observability(settings: IntakeSettings) -> None:
+    configure_logging(
+        "intake", level=settings.telemetry.log_level, json=settings.telemetry.log_json
+    )
+    configure_telemetry("intake")

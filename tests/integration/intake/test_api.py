@@ -1,0 +1,377 @@
+"""Intake's API over real PostgreSQL: validation, authorization, idempotency, lifecycle edges."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+import pytest
+from fhir.resources.R4B.bundle import Bundle
+
+from referrals_common.contracts import DocumentKind
+from referrals_common.db import UnitOfWork
+
+from .conftest import case_body, new_client_key, open_case, unique_key
+
+pytestmark = pytest.mark.integration
+
+
+async def store_document(runtime, case_id: str, kind: str = "pathology_report") -> uuid.UUID:
+    """What intake learns from records' `document.stored` event (the consumer's handler path)."""
+    doc_id = uuid.uuid4()
+    async with runtime.db.unit_of_work() as uow:
+        await runtime.intake.on_document(
+            uow,
+            uuid.UUID(case_id),
+            doc_id,
+            kind=kind,
+            media_type="application/pdf",
+            size_bytes=1000,
+            sha256="a" * 64,
+            translation_of=None,
+            stored=True,
+        )
+        await uow.commit()
+    return doc_id
+
+
+async def consent(api, case_id, headers, *kinds):
+    for kind in kinds:
+        r = await api.put(
+            f"/v1/cases/{case_id}/consents/{kind}", json={"version": "2026-01"}, headers=headers
+        )
+        assert r.status_code == 200, r.text
+
+
+async def test_a_case_is_opened_as_a_draft_with_its_own_access_token(api, api_key):
+    r = await api.post("/v1/cases", json=case_body(), headers={"X-Api-Key": api_key})
+    assert r.status_code == 201
+    assert r.headers["content-type"] == "application/json"
+    data = r.json()
+    assert data["case"]["status"] == "draft"
+    assert data["case"]["diagnosis"]["icd10"] == "C50.9"
+    assert data["case"]["contact"]["phone"] == "+380501234567"
+    assert data["token_type"] == "Bearer"
+    assert r.headers["location"] == f"/v1/cases/{data['case']['id']}"
+    assert "pathology" in data["case"]["next_step"]
+
+    read = await api.get(
+        f"/v1/cases/{data['case']['id']}",
+        headers={"Authorization": f"Bearer {data['access_token']}"},
+    )
+    assert read.status_code == 200
+    assert read.json() == data["case"]
+
+
+@pytest.mark.parametrize(
+    ("override", "pointer", "needle"),
+    [
+        ({"diagnosis": {"icd10": "C99.99"}}, "/diagnosis/icd10", "not an ICD-10 code"),
+        ({"diagnosis": {"icd10": "I10"}}, "/diagnosis/icd10", "is not a neoplasm"),
+        ({"contact": {"phone": "+38012"}}, "/contact/phone", "phone number"),
+        ({"contact": {"email": "olena@"}}, "/contact/email", "email"),
+        (
+            {"destination": {"preference": "countries", "countries": ["XX"]}},
+            "/destination/countries/0",
+            "not an ISO 3166-1 country code",
+        ),
+        (
+            {"destination": {"preference": "abroad", "countries": ["DE"]}},
+            "/destination",
+            "takes no countries",
+        ),
+        ({"reasons": []}, "/reasons", "at least 1"),
+        ({"date_of_birth": "2999-01-01"}, "/date_of_birth", "in the future"),
+        ({"stage": {"tnm": "T9N9M9"}}, "/stage/tnm", "pattern"),
+        ({"locale": "ru"}, "/locale", "'uk' or 'en'"),
+    ],
+)
+async def test_invalid_fields_get_a_problem_naming_the_field_and_change_nothing(
+    api, api_key, runtime, override, pointer, needle
+):
+    r = await api.post("/v1/cases", json=case_body(**override), headers={"X-Api-Key": api_key})
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    problem = r.json()
+    matching = [e for e in problem["errors"] if e["pointer"] == pointer]
+    assert matching, problem["errors"]
+    assert needle.lower() in " ".join(e["message"] for e in matching).lower()
+    async with runtime.db.unit_of_work() as uow:
+        assert (await uow.session.execute(_count("cases"))).scalar() == 0
+
+
+def _count(table: str):
+    from sqlalchemy import text
+
+    return text(f"select count(*) from {table}")
+
+
+async def test_without_a_valid_api_key_nothing_is_created(api, runtime):
+    no_key = await api.post("/v1/cases", json=case_body())
+    assert no_key.status_code == 401
+    assert no_key.headers["www-authenticate"].startswith("Bearer")
+    forged = await api.post(
+        "/v1/cases", json=case_body(), headers={"X-Api-Key": "rfk_AAAAAAAAAAAA_" + "x" * 43}
+    )
+    assert forged.status_code == 401
+    async with runtime.db.unit_of_work() as uow:
+        assert (await uow.session.execute(_count("cases"))).scalar() == 0
+        assert (await uow.session.execute(_count("access_audit"))).scalar() >= 1
+
+
+async def test_another_cases_token_gets_404_as_if_the_case_did_not_exist(api, api_key, runtime):
+    mine, my_headers = await open_case(api, api_key)
+    theirs, _ = await open_case(api, await new_client_key(runtime, "Lviv clinic"))
+    for method, path in [
+        ("GET", ""),
+        ("GET", "/timeline"),
+        ("GET", "/fhir"),
+        ("POST", "/submit"),
+        ("POST", "/withdraw"),
+        ("PATCH", ""),
+    ]:
+        r = await api.request(
+            method,
+            f"/v1/cases/{theirs}{path}",
+            headers=my_headers,
+            json={} if method == "PATCH" else None,
+        )
+        assert r.status_code == 404, (method, path, r.text)
+        assert "Carcinoma" not in r.text
+    missing = await api.get(f"/v1/cases/{uuid.uuid4()}", headers=my_headers)
+    assert missing.status_code == 404
+    assert (await api.get(f"/v1/cases/{mine}")).status_code == 401
+    garbage = await api.get(f"/v1/cases/{mine}", headers={"Authorization": "Bearer x.y.z"})
+    assert garbage.status_code == 401
+    async with runtime.db.unit_of_work() as uow:
+        from sqlalchemy import text
+
+        denied = (
+            await uow.session.execute(
+                text("select count(*) from access_audit where outcome = 'denied' and case_id = :c"),
+                {"c": theirs},
+            )
+        ).scalar()
+    assert denied >= 6
+
+
+async def test_only_the_front_end_that_opened_a_case_can_get_a_new_token_for_it(
+    api, api_key, runtime
+):
+    case_id, _ = await open_case(api, api_key)
+    fresh = await api.post(f"/v1/cases/{case_id}/access-token", headers={"X-Api-Key": api_key})
+    assert fresh.status_code == 200
+    other = await api.post(
+        f"/v1/cases/{case_id}/access-token",
+        headers={"X-Api-Key": await new_client_key(runtime, "Other")},
+    )
+    assert other.status_code == 404
+    r = await api.get(
+        f"/v1/cases/{case_id}", headers={"Authorization": f"Bearer {fresh.json()['access_token']}"}
+    )
+    assert r.status_code == 200
+
+
+async def test_the_same_idempotency_key_never_makes_a_second_case(api, api_key, runtime):
+    key = unique_key()
+    headers = {"X-Api-Key": api_key, "Idempotency-Key": key}
+    first = await api.post("/v1/cases", json=case_body(), headers=headers)
+    again = await api.post("/v1/cases", json=case_body(), headers=headers)
+    assert first.status_code == 201
+    assert again.status_code == 200
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json()["case"]["id"] == first.json()["case"]["id"]
+
+    # The double click: two identical requests at the same moment.
+    key2 = unique_key()
+    both = await asyncio.gather(
+        *[
+            api.post(
+                "/v1/cases",
+                json=case_body(),
+                headers={"X-Api-Key": api_key, "Idempotency-Key": key2},
+            )
+            for _ in range(2)
+        ]
+    )
+    assert {r.json()["case"]["id"] for r in both} == {both[0].json()["case"]["id"]}
+    async with runtime.db.unit_of_work() as uow:
+        assert (await uow.session.execute(_count("cases"))).scalar() == 2
+
+    changed = await api.post("/v1/cases", json=case_body(locale="en"), headers=headers)
+    assert changed.status_code == 422
+    assert changed.json()["errors"][0]["pointer"] == "#/header/Idempotency-Key"
+
+
+async def test_submit_lists_what_is_missing_then_succeeds_once_it_is_there(api, api_key, runtime):
+    case_id, headers = await open_case(api, api_key)
+    r = await api.post(f"/v1/cases/{case_id}/submit", headers=headers)
+    assert r.status_code == 422
+    problem = r.json()
+    assert problem["type"].endswith("submission-incomplete")
+    assert len(problem["missing"]) == 3  # evidence, processing consent, cross-border consent
+
+    await store_document(runtime, case_id, DocumentKind.LAB_RESULTS)
+    await consent(api, case_id, headers, "processing")
+    r = await api.post(f"/v1/cases/{case_id}/submit", headers=headers)
+    assert r.status_code == 422
+    assert len(r.json()["missing"]) == 2, "lab results are not evidence of the diagnosis"
+
+    await store_document(runtime, case_id, DocumentKind.PATHOLOGY_REPORT)
+    await consent(api, case_id, headers, "cross_border")
+    key = {"Idempotency-Key": unique_key()}
+    r = await api.post(f"/v1/cases/{case_id}/submit", headers={**headers, **key})
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "submitted"
+    assert r.json()["submitted_at"]
+    replay = await api.post(f"/v1/cases/{case_id}/submit", headers={**headers, **key})
+    assert replay.status_code == 200
+    assert replay.headers["idempotent-replayed"] == "true"
+    twice = await api.post(f"/v1/cases/{case_id}/submit", headers=headers)
+    assert twice.status_code == 409
+
+    events = await outbox_types(runtime, case_id)
+    assert events.count("referrals.case.submitted.v1") == 1
+    assert events.count("referrals.case.status_changed.v1") == 1
+
+
+async def outbox_types(runtime, case_id) -> list[str]:
+    dsn = runtime.settings.postgres.asyncpg_dsn()
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "select event_type from outbox where aggregate_id = $1 order by seq", str(case_id)
+        )
+        return [r["event_type"] for r in rows]
+    finally:
+        await conn.close()
+
+
+async def test_a_case_for_ukraine_needs_no_cross_border_consent(api, api_key, runtime):
+    case_id, headers = await open_case(
+        api, api_key, destination={"preference": "ukraine", "countries": []}
+    )
+    await store_document(runtime, case_id, DocumentKind.DISCHARGE_SUMMARY)
+    await consent(api, case_id, headers, "processing")
+    r = await api.post(f"/v1/cases/{case_id}/submit", headers=headers)
+    assert r.status_code == 200, r.text
+
+
+async def test_a_draft_can_be_edited_and_a_submitted_case_cannot(api, api_key, runtime):
+    case_id, headers = await open_case(api, api_key)
+    r = await api.patch(
+        f"/v1/cases/{case_id}",
+        headers=headers,
+        json={
+            "questions": ["Is a PET-CT needed?"],
+            "contact": {"email": "o.p@example.org", "phone": "+380671112233"},
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["questions"] == ["Is a PET-CT needed?"]
+    assert r.json()["diagnosis"]["icd10"] == "C50.9", "fields not given stay as they were"
+    bad = await api.patch(
+        f"/v1/cases/{case_id}", headers=headers, json={"diagnosis": {"icd10": "J45"}}
+    )
+    assert bad.status_code == 422
+
+    await store_document(runtime, case_id)
+    await consent(api, case_id, headers, "processing", "cross_border")
+    assert (await api.post(f"/v1/cases/{case_id}/submit", headers=headers)).status_code == 200
+    late = await api.patch(f"/v1/cases/{case_id}", headers=headers, json={"locale": "en"})
+    assert late.status_code == 409
+    assert late.headers["content-type"] == "application/problem+json"
+
+
+async def test_an_unknown_consent_version_is_refused(api, api_key):
+    case_id, headers = await open_case(api, api_key)
+    r = await api.put(
+        f"/v1/cases/{case_id}/consents/processing", json={"version": "1999-01"}, headers=headers
+    )
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["pointer"] == "/version"
+
+
+async def test_withdrawal_closes_the_case_and_says_so_on_the_timeline(api, api_key, runtime):
+    case_id, headers = await open_case(api, api_key)
+    r = await api.post(
+        f"/v1/cases/{case_id}/withdraw", headers=headers, json={"reason": "patient_request"}
+    )
+    assert r.json()["status"] == "withdrawn"
+    again = await api.post(f"/v1/cases/{case_id}/withdraw", headers=headers)
+    assert again.status_code == 409
+    timeline = (await api.get(f"/v1/cases/{case_id}/timeline", headers=headers)).json()
+    assert [(e["from_status"], e["to_status"]) for e in timeline] == [
+        (None, "draft"),
+        ("draft", "withdrawn"),
+    ]
+    assert await outbox_types(runtime, case_id) == [
+        "referrals.case.status_changed.v1",
+        "referrals.case.withdrawn.v1",
+    ]
+
+
+async def test_personal_data_is_encrypted_at_rest(api, api_key, runtime):
+    case_id, _ = await open_case(api, api_key)
+    conn = await asyncpg.connect(runtime.settings.postgres.asyncpg_dsn())
+    try:
+        row = await conn.fetchrow("select * from cases where id = $1", uuid.UUID(case_id))
+        dump = repr(dict(row)).encode() + bytes(row["personal_sealed"])
+        outbox = await conn.fetch("select payload::text from outbox")
+        idem = await conn.fetch("select response::text from idempotency_keys")
+        assert outbox == [], "a draft publishes nothing"
+    finally:
+        await conn.close()
+    elsewhere = repr([*outbox, *idem]).encode()
+    for secret in (b"olena.petrenko", b"380501234567", b"1979-04-12"):
+        assert secret not in dump
+        assert secret not in elsewhere
+    assert row["age_group"] == "adult"
+
+
+async def test_a_child_is_a_pediatric_case(api, api_key, runtime):
+    case_id, _ = await open_case(api, api_key, date_of_birth="2015-06-01")
+    async with runtime.db.unit_of_work() as uow:
+        case = await _case(uow, case_id)
+        assert case.age_group == "pediatric"
+
+
+async def _case(uow: UnitOfWork, case_id: str):
+    from referrals_intake.repository import CaseRepository
+
+    return await CaseRepository(uow.session).get(uuid.UUID(case_id))
+
+
+async def test_the_fhir_view_is_a_valid_r4_bundle_of_the_case(api, api_key, runtime):
+    case_id, headers = await open_case(api, api_key)
+    await store_document(runtime, case_id)
+    await consent(api, case_id, headers, "processing", "cross_border")
+    r = await api.get(f"/v1/cases/{case_id}/fhir", headers=headers)
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/fhir+json"
+    bundle = Bundle.model_validate(r.json())
+    types = sorted(e.resource.get_resource_type() for e in bundle.entry)
+    assert types == sorted(
+        [
+            "Patient",
+            "Condition",
+            "ServiceRequest",
+            "Task",
+            "DocumentReference",
+            "Consent",
+            "Consent",
+        ]
+    )
+    task = next(e.resource for e in bundle.entry if e.resource.get_resource_type() == "Task")
+    assert task.status == "draft"
+    assert "olena" not in r.text
+
+
+async def test_the_openapi_document_describes_problems_and_security(api):
+    schema = (await api.get("/openapi.json")).json()
+    assert "Problem" in schema["components"]["schemas"]
+    assert {"APIKeyHeader", "HTTPBearer"} <= set(schema["components"]["securitySchemes"])
+    create = schema["paths"]["/v1/cases"]["post"]
+    assert "422" in create["responses"]
+    assert create["requestBody"]["content"]["application/json"]["schema"]
