@@ -62,30 +62,52 @@ async def publish_twice(bootstrap: str, *events) -> None:
     try:
         for event in events:
             for _ in range(2):
-                await producer.send_and_wait(event.data.topic, event.to_json(),
-                                             key=str(event.case_id).encode())
+                await producer.send_and_wait(
+                    event.data.topic, event.to_json(), key=str(event.case_id).encode()
+                )
     finally:
         await producer.stop()
 
 
 def stored(case_id, kind, translation_of=None):
     doc_id = uuid.uuid4()
-    return doc_id, new_event(DocumentStored(
-        case_id=case_id, document_id=doc_id, kind=kind, media_type="application/pdf",
-        size_bytes=48_213, sha256="ab" * 32, object_key=f"cases/{case_id}/{doc_id}",
-        translation_of=translation_of, stored_at=datetime.now(UTC)))
+    return doc_id, new_event(
+        DocumentStored(
+            case_id=case_id,
+            document_id=doc_id,
+            kind=kind,
+            media_type="application/pdf",
+            size_bytes=48_213,
+            sha256="ab" * 32,
+            object_key=f"cases/{case_id}/{doc_id}",
+            translation_of=translation_of,
+            stored_at=datetime.now(UTC),
+        )
+    )
 
 
 def accepted(case_id, doc_id, language):
-    return new_event(DocumentLanguageAccepted(
-        case_id=case_id, document_id=doc_id, languages=[LanguageShare(language=language,
-                                                                      share=0.97)],
-        main_language=language, confidence=0.97, pages=2, method="text_layer"))
+    return new_event(
+        DocumentLanguageAccepted(
+            case_id=case_id,
+            document_id=doc_id,
+            languages=[LanguageShare(language=language, share=0.97)],
+            main_language=language,
+            confidence=0.97,
+            pages=2,
+            method="text_layer",
+        )
+    )
 
 
 async def case_events(bootstrap: str, case_id: uuid.UUID) -> list[dict]:
-    consumer = AIOKafkaConsumer(topics.CASES, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topics.CASES,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     found = []
     try:
@@ -99,8 +121,9 @@ async def case_events(bootstrap: str, case_id: uuid.UUID) -> list[dict]:
         await consumer.stop()
 
 
-async def test_a_submitted_case_becomes_ready_once_its_documents_are_accepted(api, api_key,
-                                                                              runtime):
+async def test_a_submitted_case_becomes_ready_once_its_documents_are_accepted(
+    api, api_key, runtime
+):
     bootstrap = runtime.settings.kafka.bootstrap_servers
     raw_id, headers = await open_case(api, api_key)
     case_id = uuid.UUID(raw_id)
@@ -116,16 +139,26 @@ async def test_a_submitted_case_becomes_ready_once_its_documents_are_accepted(ap
 
         await wait_for(documents_known)
         for kind in ("processing", "cross_border"):
-            await api.put(f"/v1/cases/{case_id}/consents/{kind}", json={"version": "2026-01"},
-                          headers=headers)
+            await api.put(
+                f"/v1/cases/{case_id}/consents/{kind}", json={"version": "2026-01"}, headers=headers
+            )
         r = await api.post(f"/v1/cases/{case_id}/submit", headers=headers)
         assert r.status_code == 200, r.text
 
         # The Ukrainian discharge summary needs a translation for a German center.
-        await publish_twice(bootstrap, accepted(case_id, pathology, "en"), new_event(
-            DocumentTranslationRequired(case_id=case_id, document_id=summary,
-                                        detected_language="uk", acceptable_languages=["en", "de"],
-                                        confidence=0.99)))
+        await publish_twice(
+            bootstrap,
+            accepted(case_id, pathology, "en"),
+            new_event(
+                DocumentTranslationRequired(
+                    case_id=case_id,
+                    document_id=summary,
+                    detected_language="uk",
+                    acceptable_languages=["en", "de"],
+                    confidence=0.99,
+                )
+            ),
+        )
 
         async def status_is(wanted):
             r = await api.get(f"/v1/cases/{case_id}", headers=headers)
@@ -144,8 +177,9 @@ async def test_a_submitted_case_becomes_ready_once_its_documents_are_accepted(ap
 
         async def all_published():
             events = await case_events(bootstrap, case_id)
-            return events if sum(e["type"].endswith("ready_for_referral.v1")
-                                 for e in events) else None
+            return (
+                events if sum(e["type"].endswith("ready_for_referral.v1") for e in events) else None
+            )
 
         events = await wait_for(all_published)
 
@@ -155,10 +189,17 @@ async def test_a_submitted_case_becomes_ready_once_its_documents_are_accepted(ap
     assert sorted(ready[0]["data"]["document_languages"]) == ["de", "en"]
     assert ready[0]["data"]["clinical"]["icd10"] == "C50.9"
     assert ready[0]["data"]["cross_border_transfer_allowed"] is True
-    transitions = [(e["data"]["from_status"], e["data"]["to_status"]) for e in events
-                   if e["type"] == "referrals.case.status_changed.v1"]
-    assert transitions == [("draft", "submitted"), ("submitted", "action_required"),
-                           ("action_required", "submitted"), ("submitted", "ready")]
+    transitions = [
+        (e["data"]["from_status"], e["data"]["to_status"])
+        for e in events
+        if e["type"] == "referrals.case.status_changed.v1"
+    ]
+    assert transitions == [
+        ("draft", "submitted"),
+        ("submitted", "action_required"),
+        ("action_required", "submitted"),
+        ("submitted", "ready"),
+    ]
     assert [e["type"] for e in events].count("referrals.case.submitted.v1") == 1
     for e in events:  # minimum personal data: nothing of the contact, no date of birth
         assert "olena" not in json.dumps(e)

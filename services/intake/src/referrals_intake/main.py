@@ -112,6 +112,13 @@ def create_app(settings: IntakeSettings | None = None, runtime: Runtime | None =
     return app
 
 
+def app_from_environment() -> FastAPI:
+    """The app factory uvicorn workers call: settings from the environment."""
+    settings = IntakeSettings()
+    setup_observability(settings)
+    return create_app(settings)
+
+
 async def run_consumer(settings: IntakeSettings) -> None:
     """The lifecycle consumer process: until SIGTERM or SIGINT."""
     rt = build_runtime(settings)
