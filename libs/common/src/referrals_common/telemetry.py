@@ -50,9 +50,13 @@ def configure_telemetry(
         if extra_processor is not None:
             current.add_span_processor(extra_processor)
         return current
+    choice = _exporter_choice()
+    if choice == "none" and extra_processor is None:
+        # Nothing would read the spans: keep the API's no-op tracer, which costs nothing per
+        # request (the W3C context in Kafka headers is still carried through untouched).
+        return TracerProvider()
     resource = Resource.create({SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME", service_name)})
     provider = TracerProvider(resource=resource)
-    choice = _exporter_choice()
     if choice == "otlp":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 

@@ -13,16 +13,26 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
 
 @app.command()
-def api(host: str = "127.0.0.1", port: int = 8001) -> None:
+def api(host: str = "127.0.0.1", port: int = 8001, workers: int = 1) -> None:
     """Serve the HTTP API (migrates the database first)."""
     import uvicorn
 
-    from referrals_intake.main import create_app, migrate, setup_observability
+    from referrals_intake.main import migrate, setup_observability
 
     settings = IntakeSettings()
     setup_observability(settings)
     migrate(settings)
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, proxy_headers=True)
+    # Each worker process builds its own app (and database pool) from the same settings.
+    uvicorn.run(
+        "referrals_intake.main:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        proxy_headers=True,
+        access_log=False,
+    )
 
 
 @app.command()

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from referrals_common.contracts import (
     AgeGroup,
@@ -81,10 +81,13 @@ class Intake:
 
     # -------------------------------------------------------------------------- front end
 
-    async def open_case(self, uow: UnitOfWork, client_id: str, data: CaseCreate) -> Case:
+    async def open_case(
+        self, uow: UnitOfWork, client_id: str, data: CaseCreate, case_id: UUID | None = None
+    ) -> Case:
         """A new draft case owned by the front end `client_id`."""
         repo = CaseRepository(uow.session)
         case = Case(
+            id=case_id or uuid4(),
             client_id=client_id,
             status=CaseStatus.DRAFT,
             personal_sealed=b"",
@@ -98,7 +101,7 @@ class Intake:
                 to_status=CaseStatus.DRAFT,
                 reason_code="case_opened",
                 reason="The case was opened.",
-                next_step=_DRAFT_NEXT_STEP,
+                next_step=DRAFT_NEXT_STEP,
             )
         )
         return case
@@ -326,7 +329,7 @@ class Intake:
             log.warning("illegal transition refused for case %s: %s", case_id, exc)
 
 
-_DRAFT_NEXT_STEP = (
+DRAFT_NEXT_STEP = (
     "Upload your documents (at least a pathology report or a discharge summary), give your "
     "consent, then submit the case."
 )

@@ -5,11 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 from typing import Annotated, Any, Literal
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Body, Header, Response, status
 from fastapi.responses import JSONResponse
-from sqlalchemy import update
 
 from referrals_common.api.problems import (
     Conflict,
@@ -36,6 +35,7 @@ from referrals_intake.schemas import (
     WithdrawIn,
 )
 from referrals_intake.service import (
+    DRAFT_NEXT_STEP,
     CaseNotEditable,
     CaseNotFound,
     ConsentVersionUnknown,
@@ -103,11 +103,17 @@ def request_hash(*parts: Any) -> str:
 
 
 async def claim_or_replay(
-    uow: UnitOfWork, client_id: str, operation: str, key: str | None, fingerprint: str
+    uow: UnitOfWork,
+    client_id: str,
+    operation: str,
+    key: str | None,
+    fingerprint: str,
+    case_id: UUID,
 ) -> UUID | None:
     """With an Idempotency-Key: the case id of the first request made with it (replay), or None
-    after claiming the key for this request. A concurrent twin waits on the key's row until the
-    first commits, then replays it: one case, never two."""
+    after claiming the key for this request's `case_id`. A concurrent twin waits on the key's row
+    until the first commits, then replays it: one case, never two. The record keeps a pointer to
+    the case, never the personal data of the response."""
     if key is None:
         return None
     repo = CaseRepository(uow.session)
@@ -117,8 +123,8 @@ async def claim_or_replay(
             operation=operation,
             key=key,
             request_hash=fingerprint,
-            status_code=0,
-            response={},
+            status_code=200,
+            response={"case_id": str(case_id)},
         )
     )
     if claimed:
@@ -138,28 +144,6 @@ async def claim_or_replay(
             ],
         )
     return UUID(first.response["case_id"])
-
-
-async def remember(
-    uow: UnitOfWork,
-    client_id: str,
-    operation: str,
-    key: str | None,
-    case_id: UUID,
-    status_code: int,
-) -> None:
-    """Store which case the key produced: a pointer, never the personal data of the response."""
-    if key is None:
-        return
-    await uow.session.execute(
-        update(IdempotencyRecord)
-        .where(
-            IdempotencyRecord.client_id == client_id,
-            IdempotencyRecord.operation == operation,
-            IdempotencyRecord.key == key,
-        )
-        .values(status_code=status_code, response={"case_id": str(case_id)})
-    )
 
 
 # ------------------------------------------------------------------------------- routes
@@ -183,19 +167,32 @@ async def create_case(
     """Open a draft case for a patient and return it with its case access token."""
     repo = CaseRepository(uow.session)
     fingerprint = request_hash("create", body.model_dump(mode="json"))
+    new_id = uuid4()
     replayed = await claim_or_replay(
-        uow, client.key_id, "create_case", idempotency_key, fingerprint
+        uow, client.key_id, "create_case", idempotency_key, fingerprint, new_id
     )
     if replayed is not None:
         case = await load(repo, replayed)
+        public = await to_public(runtime, repo, case)
         response.status_code = status.HTTP_200_OK
         response.headers["Idempotent-Replayed"] = "true"
     else:
-        case = await runtime.intake.open_case(uow, client.key_id, body)
-        await uow.session.flush()
-        await remember(uow, client.key_id, "create_case", idempotency_key, case.id, 201)
+        case = await runtime.intake.open_case(uow, client.key_id, body, case_id=new_id)
+        # A new case has no consents or documents yet: nothing to read back.
+        public = CasePublic.model_validate(
+            {
+                **body.model_dump(),
+                "id": case.id,
+                "status": case.status,
+                "created_at": case.created_at,
+                "updated_at": case.updated_at,
+                "submitted_at": None,
+                "consents": [],
+                "documents": [],
+                "next_step": DRAFT_NEXT_STEP,
+            }
+        )
     repo.audit(client.actor, "create_case", case.id)
-    public = await to_public(runtime, repo, case)
     await uow.commit()
     issued = runtime.tokens.issue(case.id, client.key_id)
     response.headers["Location"] = f"/v1/cases/{case.id}"
@@ -313,7 +310,7 @@ async def submit_case(
     repo = CaseRepository(uow.session)
     operation = f"submit_case:{access.case_id}"
     replayed = await claim_or_replay(
-        uow, access.client_id, operation, idempotency_key, request_hash(operation)
+        uow, access.client_id, operation, idempotency_key, request_hash(operation), access.case_id
     )
     if replayed is not None:
         response.headers["Idempotent-Replayed"] = "true"
@@ -331,7 +328,6 @@ async def submit_case(
         ) from None
     except IllegalTransition as exc:
         raise Conflict(f"The case is {exc.current}: it was submitted already.") from None
-    await remember(uow, access.client_id, operation, idempotency_key, case.id, 200)
     repo.audit(access.actor, "submit_case", case.id)
     public = await to_public(runtime, repo, case)
     await uow.commit()

@@ -1,0 +1,373 @@
+"""Benchmark: intake's case creation (and create → consent → submit) against the running service
+on real PostgreSQL, beside a bare FastAPI endpoint served the same way, in the same run.
+
+Not a test: it prints figures and writes bench/results/intake.json. It starts its own stack,
+runs intake as `referrals-intake api` (uvicorn) and the baseline as a bare FastAPI app (same
+body, pydantic validation, same uvicorn settings), and drives both with the same closed-loop load
+from wrk (N connections, each sending its next request when the previous one answered). The
+create → consent → submit flow is driven by a Python client (4 requests a case).
+
+    uv run python bench/intake.py [--seconds 15] [--concurrency 8] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+import httpx
+from rich.console import Console
+
+from devstack import stack as stack_mod
+from devstack.process import free_port, stop_group
+from referrals_common.auth.case_tokens import generate_private_key_pem
+from referrals_common.crypto import FieldCipher
+
+ROOT = Path(__file__).resolve().parents[1]
+console = Console()
+
+CASE = {
+    "diagnosis": {"icd10": "C34.1", "text": "Adenocarcinoma of the right upper lobe"},
+    "stage": {"tnm": "cT2aN1M0", "group": "IIB"},
+    "reasons": ["choose_treatment", "drug_options"],
+    "questions": ["Is my tumour a candidate for targeted therapy (EGFR, ALK)?"],
+    "destination": {"preference": "countries", "countries": ["DE", "AT"]},
+    "locale": "uk",
+    "date_of_birth": "1968-02-29",
+    "contact": {"email": "patient@example.org", "phone": "+380671234567"},
+}
+
+BASELINE_APP = """
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+def create():
+    app = FastAPI()
+
+    @app.post("/echo", status_code=201)
+    async def echo(body: Body) -> dict:
+        return {"case": body.model_dump(), "id": "x"}
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok"}
+
+    return app
+"""
+
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = [[BODY]]
+local prefix
+local counter = 0
+init = function(args)
+  prefix = tostring({}):sub(8) .. string.format("%.0f", os.clock() * 1e6)
+end
+request = function()
+  counter = counter + 1
+  return wrk.format("POST", nil, {
+    ["Content-Type"] = "application/json",
+    ["X-Api-Key"] = "KEY",
+    ["Idempotency-Key"] = "bench-" .. prefix .. "-" .. counter,
+  }, wrk.body)
+end
+"""
+
+
+def ensure_wrk() -> str:
+    """wrk (C, event-driven) generates the load: a Python client would saturate a 2-core
+    machine long before the services do, and measure itself."""
+    import shutil
+
+    path = shutil.which("wrk")
+    if path:
+        return path
+    console.print("→ installing wrk from Debian packages (first run only)")
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    subprocess.run([*sudo, "apt-get", "update", "-q"], check=True)
+    subprocess.run(
+        [*sudo, "apt-get", "install", "-y", "-q", "wrk"],
+        check=True,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )
+    return shutil.which("wrk") or "wrk"
+
+
+def _ms(text: str) -> float:
+    units = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    for unit in ("us", "ms", "s"):
+        if text.endswith(unit):
+            return round(float(text[: -len(unit)]) * units[unit], 2)
+    raise ValueError(text)
+
+
+def wrk_load(wrk: str, url: str, seconds: float, connections: int, script: str) -> dict:
+    """Run wrk and parse its rate, latency percentiles and non-2xx count."""
+    import re
+
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(script)
+    out = subprocess.run(
+        [wrk, "-t2", f"-c{connections}", f"-d{int(seconds)}s", "--latency", "-s", f.name, url],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    os.unlink(f.name)
+    pcts = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)$", out, re.M))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50_ms": _ms(pcts["50"]),
+        "p90_ms": _ms(pcts["90"]),
+        "p99_ms": _ms(pcts["99"]),
+        "requests": total,
+        "errors": int(errors.group(1)) if errors else 0,
+    }
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def wait_healthy(base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"server not healthy:\n{log.read_text()[-3000:]}")
+
+
+async def load(seconds: float, concurrency: int, one_request) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Closed loop: `concurrency` clients for `seconds`; returns rate, latencies and errors."""
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        stop_at = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            nonlocal errors
+            while time.perf_counter() < stop_at:
+                began = time.perf_counter()
+                ok = await one_request(client)
+                latencies.append(time.perf_counter() - began)
+                errors += 0 if ok else 1
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - began
+    ms = [v * 1000 for v in latencies]
+    return {
+        "requests_per_s": round(len(ms) / elapsed, 1),
+        "p50_ms": round(pct(ms, 0.5), 1),
+        "p95_ms": round(pct(ms, 0.95), 1),
+        "p99_ms": round(pct(ms, 0.99), 1),
+        "requests": len(ms),
+        "errors": errors,
+    }
+
+
+async def main(args: argparse.Namespace) -> dict[str, object]:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-intake-"))
+    info = await asyncio.to_thread(
+        stack_mod.start, tmp / "stack", Console(stderr=True), databases=("intake",)
+    )
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        dsn = info.database_dsns["intake"]
+        env = {
+            **os.environ,
+            "REFERRALS_INTAKE_POSTGRES__DSN": dsn,
+            "REFERRALS_INTAKE_POSTGRES__POOL_SIZE": "10",
+            "REFERRALS_KAFKA__BOOTSTRAP_SERVERS": info.kafka_bootstrap,
+            "REFERRALS_INTAKE_TOKENS__SIGNING_KEY_PEM": generate_private_key_pem().decode(),
+            "REFERRALS_INTAKE_FIELD_ENCRYPTION_KEY": FieldCipher.generate_key_base64(),
+            "REFERRALS_INTAKE_API_KEY_PEPPER": "bench-pepper-" + uuid.uuid4().hex,
+            "REFERRALS_TELEMETRY__LOG_LEVEL": "WARNING",
+            "OTEL_TRACES_EXPORTER": "none",
+        }
+        intake_port, base_port = free_port(), free_port()
+        intake_log, base_log = tmp / "intake.log", tmp / "baseline.log"
+        with intake_log.open("wb") as out:
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "referrals_intake.cli",
+                        "api",
+                        "--port",
+                        str(intake_port),
+                        "--workers",
+                        str(args.workers),
+                    ],
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+        (tmp / "baseline_app.py").write_text(BASELINE_APP)
+        with base_log.open("wb") as out:
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "uvicorn",
+                        "baseline_app:create",
+                        "--factory",
+                        "--port",
+                        str(base_port),
+                        "--workers",
+                        str(args.workers),
+                        "--no-access-log",
+                        "--log-level",
+                        "warning",
+                    ],
+                    env=env,
+                    cwd=tmp,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+        intake, baseline = f"http://127.0.0.1:{intake_port}", f"http://127.0.0.1:{base_port}"
+        wait_healthy(intake, procs[0], intake_log)
+        wait_healthy(baseline, procs[1], base_log)
+        key = (
+            subprocess.run(
+                [sys.executable, "-m", "referrals_intake.cli", "create-client", "bench"],
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        pg = await asyncpg.create_pool(dsn, min_size=4, max_size=8)
+
+        async def bare(client: httpx.AsyncClient) -> bool:
+            r = await client.post(f"{baseline}/echo", json=CASE)
+            return r.status_code == 201
+
+        async def create(client: httpx.AsyncClient) -> bool:
+            r = await client.post(
+                f"{intake}/v1/cases",
+                json=CASE,
+                headers={"X-Api-Key": key, "Idempotency-Key": str(uuid.uuid4())},
+            )
+            return r.status_code == 201
+
+        async def create_and_submit(client: httpx.AsyncClient) -> bool:
+            r = await client.post(
+                f"{intake}/v1/cases",
+                json=CASE,
+                headers={"X-Api-Key": key, "Idempotency-Key": str(uuid.uuid4())},
+            )
+            if r.status_code != 201:
+                return False
+            case_id, token = r.json()["case"]["id"], r.json()["access_token"]
+            # What records' document.stored event would have told intake (no HTTP involved).
+            await pg.execute(
+                'insert into case_documents (document_id, case_id, kind, stored, "check", '
+                "created_at, updated_at) values ($1, $2, 'pathology_report', true, 'pending', "
+                "now(), now())",
+                uuid.uuid4(),
+                uuid.UUID(case_id),
+            )
+            auth = {"Authorization": f"Bearer {token}"}
+            for kind in ("processing", "cross_border"):
+                c = await client.put(
+                    f"{intake}/v1/cases/{case_id}/consents/{kind}",
+                    json={"version": "2026-01"},
+                    headers=auth,
+                )
+                if c.status_code != 200:
+                    return False
+            s = await client.post(
+                f"{intake}/v1/cases/{case_id}/submit",
+                headers={**auth, "Idempotency-Key": str(uuid.uuid4())},
+            )
+            return s.status_code == 200
+
+        wrk = ensure_wrk()
+        script = WRK_SCRIPT.replace("BODY", json.dumps(CASE)).replace("KEY", key)
+        console.print("warming up…")
+        wrk_load(wrk, f"{baseline}/echo", 3, args.concurrency, script)
+        wrk_load(wrk, f"{intake}/v1/cases", 3, args.concurrency, script)
+        console.print(
+            f"[bold]bare FastAPI[/] {args.seconds:.0f} s x {args.concurrency} connections"
+        )
+        bare_figures = wrk_load(wrk, f"{baseline}/echo", args.seconds, args.concurrency, script)
+        console.print(f"[bold]intake: create[/] {args.seconds:.0f} s x {args.concurrency}")
+        create_figures = wrk_load(wrk, f"{intake}/v1/cases", args.seconds, args.concurrency, script)
+        console.print(
+            f"[bold]intake: create → consents → submit[/] {args.seconds:.0f} s "
+            f"x {args.flow_clients} clients (Python client: 4 requests a case)"
+        )
+        flow_figures = await load(args.seconds, args.flow_clients, create_and_submit)
+        await pg.close()
+    finally:
+        for proc in procs:
+            stop_group(proc.pid)
+        await asyncio.to_thread(stack_mod.stop, info)
+        await asyncio.to_thread(stack_mod.purge, tmp)
+
+    return {
+        "bare_fastapi_echo": bare_figures,
+        "intake_create": create_figures,
+        "intake_create_consent_submit_flow": flow_figures,
+        "ratios": {
+            "create_rate_vs_bare": round(
+                create_figures["requests_per_s"] / bare_figures["requests_per_s"], 3
+            ),
+            "create_p99_vs_bare": round(create_figures["p99_ms"] / bare_figures["p99_ms"], 2),
+        },
+        "targets": {
+            "creations_per_s>=300": create_figures["requests_per_s"] >= 300,
+            "create_p99_ms<=100": create_figures["p99_ms"] <= 100,
+        },
+        "parameters": {
+            "seconds": args.seconds,
+            "concurrency": args.concurrency,
+            "workers": args.workers,
+            "cpus": os.cpu_count(),
+        },
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--flow-clients", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    results = asyncio.run(main(parser.parse_args()))
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "intake.json").write_text(json.dumps(results, indent=2) + "\n")
+    console.print_json(data=results)
