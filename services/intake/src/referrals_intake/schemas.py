@@ -204,8 +204,43 @@ class DocumentPublic(BaseModel):
     translation_of: UUID | None
 
 
-class CasePublic(CaseFields):
+class DiagnosisPublic(BaseModel):
+    icd10: str
+    text: str | None = None
+    histology: str | None = None
+    morphology: str | None = None
+
+
+class DestinationPublic(BaseModel):
+    preference: DestinationPreference
+    countries: list[str]
+
+
+class ContactPublic(BaseModel):
+    email: str | None = None
+    phone: str | None = None
+    preferred_channel: Literal["email", "sms"] = "email"
+
+
+class InsurancePublic(BaseModel):
+    provider: str
+    policy_number: str
+
+
+class CasePublic(BaseModel):
+    """A case as the front end reads it. Plain output types: what is stored was validated on
+    the way in, and re-running the input validators on every response would only cost time."""
+
     id: UUID
+    diagnosis: DiagnosisPublic
+    stage: Stage | None = None
+    reasons: list[ReferralReason]
+    questions: list[str]
+    destination: DestinationPublic
+    locale: Literal["uk", "en"]
+    date_of_birth: date
+    contact: ContactPublic
+    insurance: InsurancePublic | None = None
     status: CaseStatus
     created_at: datetime
     updated_at: datetime
