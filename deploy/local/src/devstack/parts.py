@@ -164,6 +164,7 @@ def start_minio(
     data: Path,
     user: str,
     password: str,
+    kms_key: str,
     port: int | None = None,
     console_port: int | None = None,
 ) -> tuple[Running, str, str]:
@@ -190,6 +191,8 @@ def start_minio(
             "MINIO_UPDATE": "off",
             "MINIO_CALLHOME_ENABLE": "off",
             "MINIO_BROWSER_REDIRECT": "off",
+            # A single-key KMS: enough for SSE-S3 (objects encrypted at rest) on one node.
+            "MINIO_KMS_SECRET_KEY": kms_key,
         },
     )
     return Running("minio", proc.pid, log), f"127.0.0.1:{port}", f"127.0.0.1:{console_port}"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import os
 import secrets
@@ -76,6 +78,15 @@ class Secrets:
     s3_access_key: str
     s3_secret_key: str
     postgres_password: str
+    minio_kms_key: str = ""
+
+    def kms_key(self) -> str:
+        """`<key name>:<base64 of 32 bytes>`, the form MINIO_KMS_SECRET_KEY takes."""
+        return (
+            self.minio_kms_key
+            or "referrals-sse:"
+            + base64.b64encode(hashlib.sha256(self.s3_secret_key.encode()).digest()).decode()
+        )
 
     @classmethod
     def load_or_create(cls, root: Path) -> Secrets:
@@ -86,6 +97,7 @@ class Secrets:
             "referrals-" + secrets.token_hex(4),
             secrets.token_urlsafe(24),
             secrets.token_urlsafe(24),
+            "referrals-sse:" + base64.b64encode(secrets.token_bytes(32)).decode(),
         )
         path.write_text(json.dumps(asdict(made)))
         path.chmod(0o600)
@@ -122,6 +134,7 @@ def start(
             root / "minio",
             creds.s3_access_key,
             creds.s3_secret_key,
+            creds.kms_key(),
             port("minio"),
             port("minio_console"),
         )

@@ -74,6 +74,9 @@ class UnitOfWork:
     ) -> None:
         try:
             if not self._committed:
+                # Detach first: what a read-only unit of work loaded stays readable after the
+                # block (a rollback would expire it), and nothing is written.
+                self.session.expunge_all()
                 await self.session.rollback()
         finally:
             await self.session.close()

@@ -1,1 +1,1 @@
-"""The records service (not built yet: see the open issues)."""
+"""The records service: medical documents into MinIO, safely."""

@@ -1,0 +1,436 @@
+"""Records' HTTP API, `/v1`. Patients' front ends use the case access token intake issued;
+cancer centers use their API key. Every error is an RFC 9457 problem."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Path, Request, Response, Security, status
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+from starlette.requests import ClientDisconnect
+
+from referrals_common.api.problems import (
+    Conflict,
+    FieldError,
+    NotFound,
+    ProblemError,
+    Unauthorized,
+    Unprocessable,
+    problem_responses,
+)
+from referrals_common.auth.api_keys import InvalidApiKey, parse_api_key, verify_secret
+from referrals_common.auth.case_tokens import InvalidCaseToken
+from referrals_common.contracts import DocumentKind
+from referrals_records.inspection import ACCEPTED_MEDIA_TYPES, UploadRefused
+from referrals_records.main import Runtime
+from referrals_records.models import AccessAudit, CenterClient, CenterReferral, Document
+from referrals_records.service import (
+    BadTranslation,
+    CaseClosed,
+    DocumentNotFound,
+    NotADraft,
+)
+from referrals_records.uploads import read_upload
+
+router = APIRouter(prefix="/v1")
+bearer = HTTPBearer(auto_error=False, description="The case access token issued by intake")
+center_key = APIKeyHeader(name="X-Api-Key", auto_error=False, description="A center's API key")
+
+
+class DocumentPublic(BaseModel):
+    id: UUID
+    case_id: UUID
+    kind: DocumentKind
+    media_type: str
+    size_bytes: int
+    sha256: str
+    file_name: str
+    translation_of: UUID | None
+    created_at: datetime
+
+
+class DownloadLink(BaseModel):
+    url: str = Field(description="A link to this one document, usable once the API call is over")
+    expires_at: datetime
+    media_type: str
+    file_name: str
+
+
+def public(doc: Document) -> DocumentPublic:
+    return DocumentPublic.model_validate(doc, from_attributes=True)
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+async def audit(
+    runtime: Runtime,
+    actor: str,
+    action: str,
+    case_id: UUID | None,
+    document_id: UUID | None = None,
+    outcome: str = "ok",
+) -> None:
+    async with runtime.db.unit_of_work() as uow:
+        uow.session.add(
+            AccessAudit(
+                actor=actor,
+                action=action[:120],
+                case_id=case_id,
+                document_id=document_id,
+                outcome=outcome,
+            )
+        )
+        await uow.commit()
+
+
+def _route(request: Request) -> str:
+    route = request.scope.get("route")
+    return f"{request.method} {getattr(route, 'path', request.url.path)}"
+
+
+@dataclass(frozen=True)
+class CaseAccess:
+    case_id: UUID
+    client_id: str
+
+    @property
+    def actor(self) -> str:
+        return f"case-token:{self.client_id}"
+
+
+async def case_access(
+    request: Request,
+    runtime: RuntimeDep,
+    case_id: Annotated[UUID, Path()],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+) -> CaseAccess:
+    """The holder of the case's token; another case's token is a 404, as if it did not exist."""
+    if credentials is None:
+        raise Unauthorized("This endpoint needs the case access token: Authorization: Bearer …")
+    try:
+        claims = runtime.verifier.verify(credentials.credentials)
+    except InvalidCaseToken as exc:
+        await audit(runtime, "case-token:invalid", _route(request), case_id, outcome="denied")
+        raise Unauthorized(f"The case access token is not valid: {exc.reason}.") from None
+    if claims.case_id != case_id:
+        await audit(
+            runtime, f"case-token:{claims.client_id}", _route(request), case_id, outcome="denied"
+        )
+        raise NotFound(f"There is no case {case_id}.")
+    return CaseAccess(case_id=case_id, client_id=claims.client_id)
+
+
+CaseAccessDep = Annotated[CaseAccess, Depends(case_access)]
+_VERIFIED: dict[str, tuple[str, float]] = {}
+
+
+async def current_center(
+    request: Request,
+    runtime: RuntimeDep,
+    presented: Annotated[str | None, Security(center_key)],
+) -> str:
+    """The code of the cancer center whose API key this is."""
+    if not presented:
+        raise Unauthorized("This endpoint needs the center's API key in X-Api-Key.")
+    digest = hashlib.sha256(presented.encode() + runtime.pepper).hexdigest()
+    cached = _VERIFIED.get(digest)
+    if cached and cached[1] > time.monotonic():
+        return cached[0]
+    try:
+        _, key_id, secret = parse_api_key(presented)
+    except InvalidApiKey:
+        await audit(runtime, "center:malformed-key", _route(request), None, outcome="denied")
+        raise Unauthorized("The API key is malformed.") from None
+    async with runtime.db.unit_of_work() as uow:
+        row = await uow.session.get(CenterClient, key_id)
+    if row is None or row.revoked_at or not verify_secret(secret, row.secret_hash, runtime.pepper):
+        await audit(runtime, f"center:{key_id}", _route(request), None, outcome="denied")
+        raise Unauthorized("The API key is not valid.")
+    _VERIFIED[digest] = (row.center_code, time.monotonic() + 60)
+    return row.center_code
+
+
+CenterDep = Annotated[str, Depends(current_center)]
+
+
+# ------------------------------------------------------------------------- patient side
+
+
+@router.post(
+    "/cases/{case_id}/documents",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DocumentPublic,
+    responses={
+        200: {
+            "model": DocumentPublic,
+            "description": "The same file was already uploaded to this case: that document",
+        },
+        **problem_responses(400, 401, 404, 409, 413, 415, 422),
+    },
+    summary="Upload a document",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["kind", "file"],
+                        "properties": {
+                            "kind": {"type": "string", "enum": [k.value for k in DocumentKind]},
+                            "translation_of": {"type": "string", "format": "uuid"},
+                            "file": {"type": "string", "format": "binary"},
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def upload_document(
+    request: Request, access: CaseAccessDep, runtime: RuntimeDep, response: Response
+) -> DocumentPublic:
+    """Multipart form with `kind`, for a translation `translation_of`, then `file` (in this
+    order: the fields come before the file). Accepted by content, not by name: PDF, JPEG, PNG,
+    TIFF, DICOM, DOCX and plain text. The body is streamed to storage; the same file uploaded
+    twice to a case is one document (200)."""
+    upload = await read_upload(request)
+    kind_raw = upload.fields.get("kind", "")
+    try:
+        kind = DocumentKind(kind_raw)
+    except ValueError:
+        raise Unprocessable(
+            f"`kind` must be one of: {', '.join(k.value for k in DocumentKind)}.",
+            errors=[
+                FieldError(
+                    pointer="/kind",
+                    location="body",
+                    code="enum",
+                    message=f"unknown document kind {kind_raw!r}",
+                )
+            ],
+        ) from None
+    if kind == DocumentKind.OPINION:
+        raise Unprocessable(
+            "Opinions are uploaded by the cancer center, not by the patient.",
+            errors=[
+                FieldError(
+                    pointer="/kind",
+                    location="body",
+                    code="enum",
+                    message="opinion is not a patient document",
+                )
+            ],
+        )
+    translation_of = None
+    if upload.fields.get("translation_of"):
+        try:
+            translation_of = UUID(upload.fields["translation_of"])
+        except ValueError:
+            raise Unprocessable(
+                "`translation_of` must be a document id.",
+                errors=[
+                    FieldError(
+                        pointer="/translation_of",
+                        location="body",
+                        code="uuid",
+                        message="not a document id",
+                    )
+                ],
+            ) from None
+    try:
+        result = await runtime.records.store_document(
+            access.case_id, kind, upload, access.actor, translation_of
+        )
+    except UploadRefused as refused:
+        await audit(runtime, access.actor, "upload_refused", access.case_id, outcome="denied")
+        raise ProblemError(
+            refused.detail,
+            status=refused.status,
+            type_slug=f"upload-{refused.reason.replace('_', '-')}",
+            title="The upload was refused",
+            extensions={
+                "reason": str(refused.reason),
+                "accepted_media_types": sorted(ACCEPTED_MEDIA_TYPES),
+            },
+        ) from None
+    except CaseClosed as exc:
+        raise Conflict(str(exc).capitalize() + ".") from None
+    except BadTranslation as exc:
+        raise Unprocessable(
+            str(exc).capitalize() + ".",
+            errors=[
+                FieldError(
+                    pointer="/translation_of", location="body", code="translation", message=str(exc)
+                )
+            ],
+        ) from None
+    except ClientDisconnect:
+        # The client is gone: nothing was kept (the storage layer aborted the upload).
+        return Response(status_code=499)  # type: ignore[return-value]
+    await audit(runtime, access.actor, "upload", access.case_id, result.document.id)
+    if not result.created:
+        response.status_code = status.HTTP_200_OK
+    response.headers["Location"] = f"/v1/cases/{access.case_id}/documents/{result.document.id}"
+    return public(result.document)
+
+
+@router.get(
+    "/cases/{case_id}/documents",
+    response_model=list[DocumentPublic],
+    responses=problem_responses(401, 404),
+    summary="List a case's documents",
+)
+async def list_documents(access: CaseAccessDep, runtime: RuntimeDep) -> list[DocumentPublic]:
+    async with runtime.db.unit_of_work() as uow:
+        docs = await runtime.records.documents(uow, access.case_id)
+    await audit(runtime, access.actor, "list", access.case_id)
+    return [public(d) for d in docs]
+
+
+DocumentId = Annotated[UUID, Path(description="The document id")]
+
+
+@router.get(
+    "/cases/{case_id}/documents/{document_id}",
+    response_model=DocumentPublic,
+    responses=problem_responses(401, 404),
+    summary="A document's metadata",
+)
+async def read_document(
+    document_id: DocumentId, access: CaseAccessDep, runtime: RuntimeDep
+) -> DocumentPublic:
+    async with runtime.db.unit_of_work() as uow:
+        try:
+            doc = await runtime.records.document(uow, access.case_id, document_id)
+        except DocumentNotFound:
+            raise NotFound(f"There is no document {document_id} in this case.") from None
+    await audit(runtime, access.actor, "read_metadata", access.case_id, document_id)
+    return public(doc)
+
+
+@router.post(
+    "/cases/{case_id}/documents/{document_id}/link",
+    response_model=DownloadLink,
+    responses=problem_responses(401, 404),
+    summary="A short-lived download link",
+)
+async def download_link(
+    document_id: DocumentId, access: CaseAccessDep, runtime: RuntimeDep
+) -> DownloadLink:
+    """A link to this one document, valid for a few minutes."""
+    async with runtime.db.unit_of_work() as uow:
+        try:
+            doc = await runtime.records.document(uow, access.case_id, document_id)
+        except DocumentNotFound:
+            raise NotFound(f"There is no document {document_id} in this case.") from None
+    url, expires = runtime.records.link(doc)
+    await audit(runtime, access.actor, "download_link", access.case_id, document_id)
+    return DownloadLink(
+        url=url, expires_at=expires, media_type=doc.media_type, file_name=doc.file_name
+    )
+
+
+@router.delete(
+    "/cases/{case_id}/documents/{document_id}",
+    status_code=204,
+    responses=problem_responses(401, 404, 409),
+    summary="Delete a document (draft)",
+)
+async def delete_document(
+    document_id: DocumentId, access: CaseAccessDep, runtime: RuntimeDep
+) -> Response:
+    try:
+        await runtime.records.delete_document(access.case_id, document_id)
+    except DocumentNotFound:
+        raise NotFound(f"There is no document {document_id} in this case.") from None
+    except NotADraft as exc:
+        raise Conflict(str(exc).capitalize() + ".") from None
+    await audit(runtime, access.actor, "delete", access.case_id, document_id)
+    return Response(status_code=204)
+
+
+# -------------------------------------------------------------------------- center side
+
+
+async def _offered(
+    runtime: Runtime, center: str, referral_id: UUID, request: Request
+) -> CenterReferral:
+    async with runtime.db.unit_of_work() as uow:
+        referral = await uow.session.get(CenterReferral, referral_id)
+    if referral is None or referral.center_code != center:
+        await audit(
+            runtime,
+            f"center:{center}",
+            _route(request),
+            referral.case_id if referral else None,
+            outcome="denied",
+        )
+        raise NotFound(f"There is no referral {referral_id} for this center.")
+    return referral
+
+
+@router.get(
+    "/referrals/{referral_id}/documents",
+    response_model=list[DocumentPublic],
+    responses=problem_responses(401, 404),
+    summary="Documents of a referral (center)",
+)
+async def center_documents(
+    referral_id: UUID, center: CenterDep, runtime: RuntimeDep, request: Request
+) -> list[DocumentPublic]:
+    referral = await _offered(runtime, center, referral_id, request)
+    async with runtime.db.unit_of_work() as uow:
+        docs = await runtime.records.documents(uow, referral.case_id)
+    await audit(runtime, f"center:{center}", "list", referral.case_id)
+    return [public(d) for d in docs]
+
+
+@router.get(
+    "/referrals/{referral_id}/documents/{document_id}",
+    response_model=DownloadLink,
+    responses=problem_responses(401, 404),
+    summary="Download a document (center)",
+)
+async def center_download(
+    referral_id: UUID,
+    document_id: DocumentId,
+    center: CenterDep,
+    runtime: RuntimeDep,
+    request: Request,
+) -> DownloadLink:
+    """A short-lived link to one document of a case offered to this center; audited."""
+    referral = await _offered(runtime, center, referral_id, request)
+    async with runtime.db.unit_of_work() as uow:
+        try:
+            doc = await runtime.records.document(uow, referral.case_id, document_id)
+        except DocumentNotFound:
+            denied = True
+        else:
+            denied = False
+    if denied:
+        await audit(
+            runtime,
+            f"center:{center}",
+            "download_link",
+            referral.case_id,
+            document_id,
+            outcome="denied",
+        )
+        raise NotFound(f"There is no document {document_id} in this referral.")
+    url, expires = runtime.records.link(doc)
+    await audit(runtime, f"center:{center}", "download_link", referral.case_id, document_id)
+    return DownloadLink(
+        url=url, expires_at=expires, media_type=doc.media_type, file_name=doc.file_name
+    )

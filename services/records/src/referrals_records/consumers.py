@@ -1,0 +1,56 @@
+"""Records listens to intake (is the case still open?) and partners (which center may read it).
+
+Group `records.projections` over the cases and routing topics.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faststream.kafka import KafkaBroker, KafkaRouter
+
+from referrals_common.contracts import (
+    CaseStatus,
+    CaseStatusChanged,
+    CaseSubmitted,
+    CaseWithdrawn,
+    CloudEvent,
+    ReferralRequested,
+    topics,
+)
+from referrals_common.db import Database, UnitOfWork
+from referrals_common.messaging.consumer import EventConsumer
+from referrals_common.messaging.dlq import DeadLetterPublisher
+from referrals_records.service import Records
+
+CONSUMER_NAME = "records.projections"
+SUBSCRIBED_TOPICS = (topics.CASES, topics.ROUTING)
+
+
+def build_consumer(
+    records: Records, db: Database, dead_letters: DeadLetterPublisher, **options: Any
+) -> EventConsumer:
+    consumer = EventConsumer(CONSUMER_NAME, db, dead_letters, **options)
+
+    @consumer.handles(CaseSubmitted)
+    async def submitted(event: CloudEvent[CaseSubmitted], uow: UnitOfWork) -> None:
+        await records.on_case_status(uow, event.data.case_id, CaseStatus.SUBMITTED)
+
+    @consumer.handles(CaseStatusChanged)
+    async def status_changed(event: CloudEvent[CaseStatusChanged], uow: UnitOfWork) -> None:
+        await records.on_case_status(uow, event.data.case_id, event.data.to_status)
+
+    @consumer.handles(CaseWithdrawn)
+    async def withdrawn(event: CloudEvent[CaseWithdrawn], uow: UnitOfWork) -> None:
+        await records.on_case_status(uow, event.data.case_id, CaseStatus.WITHDRAWN)
+
+    @consumer.handles(ReferralRequested)
+    async def offered(event: CloudEvent[ReferralRequested], uow: UnitOfWork) -> None:
+        d = event.data
+        await records.on_referral_offered(uow, d.referral_id, d.case_id, d.center_code)
+
+    return consumer
+
+
+def subscribe(consumer: EventConsumer, broker: KafkaBroker | KafkaRouter, **options: Any) -> Any:
+    return consumer.subscribe(broker, *SUBSCRIBED_TOPICS, **options)

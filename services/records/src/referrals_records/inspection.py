@@ -1,0 +1,759 @@
+"""What records accepts as a medical document, decided by content while the upload streams.
+
+An upload is checked in three steps, none of which needs the whole file in memory:
+
+1. `check_file_name` refuses names that could travel as paths or disguise their extension.
+2. `sniff` decides the media type from the first bytes (the magic numbers), whatever the name
+   says, and refuses anything but PDF, JPEG, PNG, TIFF, DICOM, DOCX and plain text, as well as a
+   name whose extension contradicts the content.
+3. A `ContentInspector` sees every chunk on its way to object storage: it enforces the size limit
+   as soon as it is crossed, keeps only the first `HEAD_BYTES` and the last `TAIL_BYTES`, and at
+   the end checks what those bytes can tell (a PDF's trailer, an image's dimensions, readable text).
+
+Every refusal is an `UploadRefused` carrying the `RejectionReason` of the event catalogue, an HTTP
+status and a sentence for the patient. The sentence never repeats the file name (it may carry the
+patient's name), so it can also go into `DocumentRejected.detail`.
+
+Plain text is accepted when it has no NUL bytes (unless it is UTF-16 with a byte-order mark), and
+decodes as UTF-8, as UTF-16 with a BOM, or else as a single-byte legacy encoding in which at least
+95 % of the characters are printable. CP1251 is the yardstick for that last case because
+Ukrainian legacy files use it; any other 8-bit text (CP1252, KOI8-U) passes the same test and is
+stored as it came, so the media type carries no charset.
+
+DICOM is accepted only as a standard (Part 10) file: a 128-byte preamble, then "DICM". A bare data
+set without that header can only be recognised heuristically, and many viewers cannot open one,
+so it is refused with a sentence that says so and asks for a standard export.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import re
+import struct
+import unicodedata
+from dataclasses import dataclass
+from typing import Final
+
+from PIL import JpegImagePlugin, PngImagePlugin, TiffImagePlugin
+from pypdf import PdfReader
+
+from referrals_common.contracts.records import DocumentKind, RejectionReason
+
+PDF: Final = "application/pdf"
+JPEG: Final = "image/jpeg"
+PNG: Final = "image/png"
+TIFF: Final = "image/tiff"
+DICOM: Final = "application/dicom"
+DOCX: Final = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+TEXT: Final = "text/plain"
+
+ACCEPTED_MEDIA_TYPES: Final[dict[str, tuple[str, ...]]] = {
+    PDF: (".pdf",),
+    JPEG: (".jpg", ".jpeg"),
+    PNG: (".png",),
+    TIFF: (".tif", ".tiff"),
+    # "" is a name without extension: DICOM files from CDs are often called IM00001, or are
+    # named by their instance UID (1.2.840.113619.2.55), whose last part is not an extension.
+    DICOM: (".dcm", ".dicom", ""),
+    DOCX: (".docx",),
+    TEXT: (".txt",),
+}
+"""The media types records accepts, each with the file extensions its name may end in."""
+
+HEAD_BYTES: Final = 64 * 1024
+"""How much of the start of a file `sniff` wants and `ContentInspector` keeps."""
+
+TAIL_BYTES: Final = 2 * 1024
+"""How much of the end of a file `ContentInspector` keeps (a PDF's trailer, a ZIP's directory)."""
+
+MAX_IMAGE_PIXELS: Final = 100_000_000
+"""Images with more pixels than this are refused as decompression bombs (about 400 MB decoded)."""
+
+MAX_NAME_BYTES: Final = 255
+"""The longest file name accepted, in bytes of UTF-8 (what most file systems allow)."""
+
+_STATUS: Final = {
+    RejectionReason.UNSUPPORTED_TYPE: 415,
+    RejectionReason.TOO_LARGE: 413,
+}
+
+_DESCRIPTIONS: Final = {
+    PDF: "a PDF document",
+    JPEG: "a JPEG image",
+    PNG: "a PNG image",
+    TIFF: "a TIFF image",
+    DICOM: "a DICOM file",
+    DOCX: "a Word document (DOCX)",
+    TEXT: "a plain text file",
+}
+
+_SHORT_NAMES: Final = {
+    PDF: "PDF",
+    JPEG: "JPEG",
+    PNG: "PNG",
+    TIFF: "TIFF",
+    DICOM: "DICOM",
+    DOCX: "Word",
+    TEXT: "plain text",
+}
+
+
+class UploadRefused(Exception):
+    """An upload records will not store, with the reason, the HTTP status and an explanation.
+
+    `detail` is one or two sentences in English for the patient and the front end; it never
+    contains the file name, so it may also be published as `DocumentRejected.detail`. `status` is
+    415 for a type records does not accept (or a name contradicting the content), 413 for a file
+    over the size limit and 422 for everything else.
+    """
+
+    def __init__(self, reason: RejectionReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+        self.status = _STATUS.get(reason, 422)
+
+
+@dataclass(frozen=True, slots=True)
+class InspectionResult:
+    """What the inspection learned about an accepted file.
+
+    `pages` is a PDF's page count when the kept bytes tell it (the whole file fits in the head,
+    or a linearized PDF declares it), otherwise None. `width` and `height` are an image's pixel
+    dimensions (first page of a TIFF); None for other types.
+    """
+
+    media_type: str
+    size_bytes: int
+    pages: int | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+def accepted_types_sentence() -> str:
+    """The sentence listing the accepted types and extensions, as every type refusal ends."""
+    parts = []
+    for media_type, extensions in ACCEPTED_MEDIA_TYPES.items():
+        named = [extension for extension in extensions if extension]
+        listed = ", ".join(named)
+        if "" in extensions:
+            listed += " or no extension"
+        parts.append(f"{_SHORT_NAMES[media_type]} ({listed})")
+    return f"Accepted types: {', '.join(parts[:-1])} and {parts[-1]}."
+
+
+# --- file names ---------------------------------------------------------------------------------
+
+# Explicit embeddings, overrides and isolates reorder what follows them on screen, so that
+# "scan\u202efdp.exe" shows as "scanexe.pdf".
+_BIDI_CONTROLS: Final = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def check_file_name(name: str) -> str:
+    """Return the upload's file name, NFC-normalised and stripped, if records accepts it.
+
+    Raises `UploadRefused` (BAD_NAME) for a name that is empty (or only spaces), longer than 255
+    bytes of UTF-8, contains a path separator ('/' or '\\'), is '.' or '..', contains a control
+    character (C0 including NUL and tab, DEL, C1) anywhere (before stripping too), or contains a
+    Unicode bidi embedding/override/isolate character (U+202A to U+202E, U+2066 to
+    U+2069). Names in Cyrillic or any other script are accepted.
+    """
+    # Control characters are refused before stripping: str.strip would silently drop some of
+    # them (\n, \x1c-\x1f, \x85) and hide that the name was tampered with.
+    if any(unicodedata.category(character) == "Cc" for character in name):
+        _refuse_name("The file name contains a control character.")
+    cleaned = unicodedata.normalize("NFC", name).strip()
+    if not cleaned:
+        _refuse_name("The file has no name.")
+    if not _BIDI_CONTROLS.isdisjoint(cleaned):
+        _refuse_name(
+            "The file name contains a Unicode direction-override character, which can disguise "
+            "its real extension."
+        )
+    if "/" in cleaned or "\\" in cleaned:
+        _refuse_name("The file name contains a path separator ('/' or '\\').")
+    if cleaned in {".", ".."}:
+        _refuse_name("The file name cannot be '.' or '..'.")
+    if len(cleaned.encode()) > MAX_NAME_BYTES:
+        _refuse_name(f"The file name is longer than {MAX_NAME_BYTES} bytes.")
+    return cleaned
+
+
+def _refuse_name(detail: str) -> None:
+    raise UploadRefused(RejectionReason.BAD_NAME, detail)
+
+
+def _extension(file_name: str) -> str:
+    """The name's extension, lower-cased with its dot; "" when there is none."""
+    _, dot, extension = file_name.rpartition(".")
+    # An all-digit suffix is the last component of a DICOM instance UID used as the name, not a
+    # type extension.
+    if not dot or not extension or (extension.isascii() and extension.isdigit()):
+        return ""
+    return "." + extension.lower()
+
+
+# --- sniffing ------------------------------------------------------------------------------------
+
+_PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
+_ZIP_LOCAL_HEADER: Final = b"PK\x03\x04"
+_ZIP_END_OF_DIRECTORY: Final = b"PK\x05\x06"
+_PDF_MAGIC: Final = b"%PDF-"
+# Acrobat finds the header anywhere in the first 1024 bytes (after a BOM, mail headers, a
+# printer-job prefix), and so do we.
+_PDF_MAGIC_WITHIN: Final = 1024
+_DICOM_PREAMBLE: Final = 128
+_DICOM_MAGIC: Final = b"DICM"
+
+_EXECUTABLE_SIGNATURES: Final = (
+    (b"MZ", "a Windows program (EXE or DLL)"),
+    (b"\x7fELF", "a Linux program (ELF executable)"),
+    (b"\xcf\xfa\xed\xfe", "a macOS program (Mach-O executable)"),
+    (b"\xce\xfa\xed\xfe", "a macOS program (Mach-O executable)"),
+    (b"\xfe\xed\xfa\xcf", "a macOS program (Mach-O executable)"),
+    (b"\xfe\xed\xfa\xce", "a macOS program (Mach-O executable)"),
+    (b"\xca\xfe\xba\xbe", "a macOS program or a Java class file"),
+)
+
+# Formats recognised only to explain a refusal precisely.
+_REFUSED_SIGNATURES: Final = (
+    (b"GIF87a", "a GIF image"),
+    (b"GIF89a", "a GIF image"),
+    (b"II+\x00", "a BigTIFF image"),
+    (b"MM\x00+", "a BigTIFF image"),
+    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "a JPEG 2000 image"),
+    (b"\xffO\xffQ", "a JPEG 2000 image"),
+    (b"8BPS", "a Photoshop document"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "a legacy or password-protected Microsoft Office file"),
+    (b"{\\rtf", "an RTF document"),
+    (b"%!PS", "a PostScript file"),
+    (b"Rar!\x1a\x07", "a RAR archive"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"\xfd7zXZ\x00", "an XZ archive"),
+    (b"PK\x05\x06", "an empty ZIP archive"),
+    (b"PK\x07\x08", "a ZIP archive"),
+    (b"OggS", "an audio or video file"),
+    (b"\x1aE\xdf\xa3", "a video (WebM or MKV)"),
+)
+_HEIF_BRANDS: Final = frozenset({b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1"})
+
+
+def sniff(head: bytes, file_name: str) -> str:
+    """Return the media type of a file from its first bytes, checked against its name.
+
+    `head` is the start of the file: at least the first `HEAD_BYTES`, or the whole file if it is
+    smaller (more is allowed, only the first `HEAD_BYTES` are looked at). The result is a key of
+    `ACCEPTED_MEDIA_TYPES`, decided by content only.
+
+    Raises `UploadRefused`:
+    - EMPTY when `head` is empty;
+    - UNSUPPORTED_TYPE for any other content, naming what it is when it is recognisable ("a ZIP
+      archive", "a Windows program (EXE or DLL)", "an HTML page"), for a DICOM data set without
+      the standard file header or whose preamble holds a program header, and for a name whose
+      extension is not one of those accepted for the detected type ("The file is named .pdf but
+      is a JPEG image"). Every such detail ends with the list of accepted types.
+    """
+    head = bytes(head[:HEAD_BYTES])
+    if not head:
+        raise UploadRefused(RejectionReason.EMPTY, "The file is empty.")
+    media_type = _detect(head)
+    extension = _extension(file_name)
+    if extension not in ACCEPTED_MEDIA_TYPES[media_type]:
+        raise UploadRefused(
+            RejectionReason.UNSUPPORTED_TYPE,
+            f"{_mismatch(extension, _DESCRIPTIONS[media_type])}; its name must end in "
+            f"{_extensions_phrase(media_type)}. {accepted_types_sentence()}",
+        )
+    return media_type
+
+
+def _mismatch(extension: str, content: str) -> str:
+    if not extension:
+        return f"The file name has no extension but the file is {content}"
+    # Only a short alphanumeric extension is repeated: a long one may be part of a person's name.
+    if re.fullmatch(r"\.[a-z0-9]{1,8}", extension):
+        return f"The file is named {extension} but is {content}"
+    return f"The file name's extension does not match its content, which is {content}"
+
+
+def _extensions_phrase(media_type: str) -> str:
+    named = [extension for extension in ACCEPTED_MEDIA_TYPES[media_type] if extension]
+    phrase = " or ".join(named)
+    return f"{phrase} or have no extension" if "" in ACCEPTED_MEDIA_TYPES[media_type] else phrase
+
+
+def _unsupported(what: str | None) -> UploadRefused:
+    opening = (
+        f"The file is {what}, which records does not accept."
+        if what
+        else "The file's type could not be recognised."
+    )
+    return UploadRefused(RejectionReason.UNSUPPORTED_TYPE, f"{opening} {accepted_types_sentence()}")
+
+
+def _detect(head: bytes) -> str:
+    """The accepted media type of `head`; raises UploadRefused(UNSUPPORTED_TYPE) otherwise."""
+    if head.startswith(_PDF_MAGIC):
+        return PDF
+    # DICOM before the other signatures: its preamble may legitimately hold a TIFF header (the
+    # "dual personality" files of digital pathology).
+    if head[_DICOM_PREAMBLE : _DICOM_PREAMBLE + 4] == _DICOM_MAGIC:
+        _check_dicom_preamble(head[:_DICOM_PREAMBLE])
+        return DICOM
+    if head.startswith(b"\xff\xd8\xff"):
+        return JPEG
+    if head.startswith(_PNG_SIGNATURE):
+        return PNG
+    if head.startswith((b"II*\x00", b"MM\x00*")):
+        return TIFF
+    if head.startswith(_ZIP_LOCAL_HEADER):
+        return _detect_zip(head)
+    if refused := _refused_binary(head):
+        raise _unsupported(refused)
+    if (position := head.find(_PDF_MAGIC, 0, _PDF_MAGIC_WITHIN + len(_PDF_MAGIC))) > 0:
+        # The junk before the header must not itself be a web page (an HTML/PDF polyglot).
+        if markup := _markup(head[:position].decode("latin-1")):
+            raise _unsupported(markup)
+        return PDF
+    if _looks_like_bare_dicom(head):
+        raise UploadRefused(
+            RejectionReason.UNSUPPORTED_TYPE,
+            "The file looks like DICOM data without the standard DICOM file header (the "
+            "128-byte preamble and 'DICM'), which records cannot check reliably; please export "
+            f"the images again as standard DICOM files. {accepted_types_sentence()}",
+        )
+    text = _decode_text(head)
+    if text is None:
+        raise _unsupported(None)
+    if markup := _markup(text):
+        raise _unsupported(markup)
+    return TEXT
+
+
+def _refused_binary(head: bytes) -> str | None:
+    """A description of `head`'s format if it is a known format records refuses."""
+    for signature, description in _EXECUTABLE_SIGNATURES:
+        # "MZ" alone could start a sentence; a real DOS header has NUL bytes in its first 64.
+        if head.startswith(signature) and (signature != b"MZ" or b"\x00" in head[:64]):
+            return description
+    for signature, description in _REFUSED_SIGNATURES:
+        if head.startswith(signature):
+            return description
+    if head.startswith(b"#!"):
+        return "a script"
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "a WebP image"
+    if head.startswith(b"RIFF") and head[8:12] in {b"AVI ", b"WAVE"}:
+        return "an audio or video file"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in _HEIF_BRANDS:
+            return "a HEIC/HEIF photo (as iPhones take them; export it as JPEG)"
+        if brand in {b"avif", b"avis"}:
+            return "an AVIF image"
+        return "a video or audio file (MP4, MOV or similar)"
+    if head.startswith(b"BM") and head[6:10] == b"\x00\x00\x00\x00" and len(head) >= 26:
+        return "a BMP image"
+    return None
+
+
+def _check_dicom_preamble(preamble: bytes) -> None:
+    # The preamble is free for applications to use, which is how a file can be a valid DICOM
+    # file and a Windows program at once (CVE-2019-11687): such files are refused.
+    for signature, _ in _EXECUTABLE_SIGNATURES:
+        if preamble.startswith(signature):
+            raise _unsupported("a DICOM file whose preamble holds a program header")
+    if preamble.startswith(b"#!"):
+        raise _unsupported("a DICOM file whose preamble holds a script")
+
+
+def _zip_entry_names(head: bytes) -> list[str]:
+    """Names from the ZIP local file headers found in `head`, in order.
+
+    Headers are found by their signature rather than by skipping each entry's data, because an
+    entry streamed with a data descriptor does not say its size up front.
+    """
+    names = []
+    position = head.find(_ZIP_LOCAL_HEADER)
+    while position != -1 and position + 30 <= len(head):
+        (name_length,) = struct.unpack_from("<H", head, position + 26)
+        name = head[position + 30 : position + 30 + name_length]
+        if len(name) == name_length:
+            names.append(name.decode("utf-8", errors="replace"))
+        position = head.find(_ZIP_LOCAL_HEADER, position + 4)
+    return names
+
+
+def _detect_zip(head: bytes) -> str:
+    names = _zip_entry_names(head)
+    if "[Content_Types].xml" in names:
+        if any(name == "word/vbaProject.bin" for name in names):
+            raise _unsupported("a Word document with macros (DOCM)")
+        if any(name.startswith("word/") for name in names):
+            return DOCX
+        if any(name.startswith("xl/") for name in names):
+            raise _unsupported("an Excel workbook (XLSX)")
+        if any(name.startswith("ppt/") for name in names):
+            raise _unsupported("a PowerPoint presentation (PPTX)")
+        raise _unsupported("an Office Open XML package that is not a Word document")
+    if names[:1] == ["mimetype"]:
+        raise _unsupported("an OpenDocument file (ODT, ODS or ODP)")
+    raise _unsupported("a ZIP archive")
+
+
+# DICOM value representations, and those followed by a reserved word and a 32-bit length in
+# explicit VR encoding.
+_DICOM_VRS: Final = frozenset(
+    b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN "
+    b"UR US UT UV".split()
+)
+_DICOM_LONG_VRS: Final = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
+
+
+def _looks_like_bare_dicom(head: bytes) -> bool:
+    """Whether `head` starts like a DICOM data set written without the Part 10 header.
+
+    Such a data set starts with the file meta group (0002) or the identifying group (0008),
+    little endian, in implicit or explicit VR; the first elements are walked and must have
+    ascending tags and even lengths that stay within `head`. Used only to word a refusal.
+    """
+    if len(head) < 8 or struct.unpack_from("<H", head)[0] not in {0x0002, 0x0008}:
+        return False
+    explicit = head[4:6] in _DICOM_VRS
+    position, previous_tag, elements = 0, -1, 0
+    while elements < 4 and position + 8 <= len(head):
+        group, element = struct.unpack_from("<HH", head, position)
+        tag = group << 16 | element
+        if tag <= previous_tag:
+            return False
+        if explicit:
+            vr = head[position + 4 : position + 6]
+            if vr not in _DICOM_VRS:
+                return False
+            if vr in _DICOM_LONG_VRS:
+                if position + 12 > len(head):
+                    break
+                (length,) = struct.unpack_from("<I", head, position + 8)
+                header = 12
+            else:
+                (length,) = struct.unpack_from("<H", head, position + 6)
+                header = 8
+        else:
+            (length,) = struct.unpack_from("<I", head, position + 4)
+            header = 8
+        if length == 0xFFFFFFFF:  # a sequence of undefined length: the walk stops here
+            elements += 1
+            break
+        if length % 2 or position + header + length > len(head):
+            return False
+        position += header + length
+        previous_tag = tag
+        elements += 1
+    return elements >= 3
+
+
+# --- text ----------------------------------------------------------------------------------------
+
+_MIN_PRINTABLE_SHARE: Final = 0.95
+# Control characters other than tab, LF, VT, FF and CR, and the replacement character that marks
+# a byte the legacy code page does not define.
+_NOT_TEXT: Final = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f\ufffd]")
+_HTML: Final = re.compile(
+    r"<(?:!doctype\s+html|html|head|body|script|iframe|style|title|div|table|p|a|br|h1|font|b)"
+    r"(?:[\s/>]|$)|<!--",
+    re.IGNORECASE,
+)
+_SVG: Final = re.compile(r"<(?:svg|!doctype\s+svg)(?:[\s>]|$)", re.IGNORECASE)
+
+
+def _decode_text(data: bytes, *, whole: bool = False) -> str | None:
+    """The text of `data` if it is plain text as records defines it (see the module), else None.
+
+    Unless `whole` says `data` is the entire file, a multi-byte character cut at its end is
+    allowed, because `data` is usually only the head of the file.
+    """
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        candidates: tuple[tuple[str, str], ...] = (("utf-16", "strict"),)
+    elif b"\x00" in data:
+        return None
+    else:
+        candidates = (("utf-8-sig", "strict"), ("cp1251", "replace"))
+    for encoding, errors in candidates:
+        decoder = codecs.getincrementaldecoder(encoding)(errors=errors)
+        try:
+            text = decoder.decode(data, final=whole)
+        except UnicodeDecodeError:
+            continue
+        if len(_NOT_TEXT.findall(text)) <= (1 - _MIN_PRINTABLE_SHARE) * len(text):
+            return text
+        return None
+    return None
+
+
+def _markup(text: str) -> str | None:
+    """What `text` is if it is a web page, an image or data in markup, or a script."""
+    start = text.lstrip("\ufeff \t\r\n\f\v")[:4096]
+    if _SVG.match(start) or (start[:5].lower() == "<?xml" and _SVG.search(start)):
+        return "an SVG image"
+    if _HTML.match(start) or (start[:5].lower() == "<?xml" and "<html" in start.lower()):
+        return "an HTML page"
+    if start[:5].lower() == "<?xml":
+        return "an XML document"
+    if start.startswith("#!"):
+        return "a script"
+    return None
+
+
+# --- streaming inspection ------------------------------------------------------------------------
+
+_IMAGE_FORMATS: Final = {
+    JPEG: JpegImagePlugin.JpegImageFile,
+    PNG: PngImagePlugin.PngImageFile,
+    TIFF: TiffImagePlugin.TiffImageFile,
+}
+_LINEARIZATION: Final = re.compile(rb"<<[^>]*?/Linearized\s[^>]*>>")
+
+
+class ContentInspector:
+    """Checks one upload of a known media type while it streams, in bounded memory.
+
+    Feed it every chunk in order, then call `finish`. It never keeps more than the first
+    `HEAD_BYTES` and the last `TAIL_BYTES` of the file (see `buffered_bytes`), plus a flag.
+    """
+
+    def __init__(
+        self, media_type: str, *, max_bytes: int, max_image_pixels: int = MAX_IMAGE_PIXELS
+    ) -> None:
+        if media_type not in ACCEPTED_MEDIA_TYPES:
+            raise ValueError(f"not an accepted media type: {media_type!r}")
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be positive")
+        self.media_type = media_type
+        self.max_bytes = max_bytes
+        self.max_image_pixels = max_image_pixels
+        self._size = 0
+        self._head = bytearray()
+        self._tail = bytearray()
+        self._saw_nul = False
+        self._finished = False
+
+    @property
+    def size_bytes(self) -> int:
+        """How many bytes were fed so far."""
+        return self._size
+
+    @property
+    def head(self) -> bytes:
+        """The first `HEAD_BYTES` fed (fewer if the file is smaller)."""
+        return bytes(self._head)
+
+    @property
+    def tail(self) -> bytes:
+        """The last `TAIL_BYTES` fed (fewer if the file is smaller)."""
+        return bytes(self._tail)
+
+    @property
+    def buffered_bytes(self) -> int:
+        """How many bytes of the file the inspector holds: at most HEAD_BYTES + TAIL_BYTES."""
+        return len(self._head) + len(self._tail)
+
+    def feed(self, chunk: bytes | bytearray | memoryview) -> None:
+        """Account for the next chunk of the file.
+
+        Raises `UploadRefused` (TOO_LARGE, naming the limit in MB) as soon as the bytes fed
+        exceed `max_bytes`, so the caller can stop reading the upload there; it keeps raising if
+        fed more. Raises RuntimeError after `finish`.
+        """
+        if self._finished:
+            raise RuntimeError("the inspection is finished")
+        if not isinstance(chunk, bytes):
+            chunk = bytes(chunk)
+        self._size += len(chunk)
+        if self._size > self.max_bytes:
+            raise UploadRefused(
+                RejectionReason.TOO_LARGE,
+                f"The file is larger than the limit of {_megabytes(self.max_bytes)} MB.",
+            )
+        if len(self._head) < HEAD_BYTES:
+            self._head += chunk[: HEAD_BYTES - len(self._head)]
+        self._tail += chunk[-TAIL_BYTES:]
+        del self._tail[:-TAIL_BYTES]
+        # Text is sniffed from the head only; a NUL anywhere later means binary data follows.
+        if self.media_type == TEXT and not self._saw_nul:
+            self._saw_nul = b"\x00" in chunk
+
+    def finish(self) -> InspectionResult:
+        """Check what the kept bytes can tell and describe the file.
+
+        Raises `UploadRefused`:
+        - EMPTY when no byte was fed;
+        - CORRUPT for a PDF whose last `TAIL_BYTES` lack `startxref` or `%%EOF` (it was cut
+          short), a DOCX whose tail lacks the ZIP end-of-directory record, an image whose header
+          cannot be read from the kept bytes (the first `HEAD_BYTES`, and the last `TAIL_BYTES`
+          where a TIFF may keep its directory), and text that has nothing printable in its head
+          or (unless UTF-16) a NUL byte anywhere;
+        - DECOMPRESSION_BOMB for an image of more than `max_image_pixels` pixels;
+        - UNSUPPORTED_TYPE for a DOCX whose tail shows a macro project (a renamed DOCM).
+        A DICOM file is not examined further here.
+        """
+        self._finished = True
+        if self._size == 0:
+            raise UploadRefused(RejectionReason.EMPTY, "The file is empty.")
+        result = InspectionResult(self.media_type, self._size)
+        if self.media_type == PDF:
+            return self._finish_pdf(result)
+        if self.media_type in _IMAGE_FORMATS:
+            return self._finish_image(result)
+        if self.media_type == DOCX:
+            self._finish_docx()
+        elif self.media_type == TEXT:
+            self._finish_text()
+        return result
+
+    def _finish_pdf(self, result: InspectionResult) -> InspectionResult:
+        if b"startxref" not in self._tail or b"%%EOF" not in self._tail:
+            raise _corrupt(
+                "The PDF document is incomplete: it does not end with a PDF trailer "
+                "(startxref and %%EOF), so it was probably cut short."
+            )
+        return InspectionResult(result.media_type, result.size_bytes, pages=self._pdf_pages())
+
+    def _pdf_pages(self) -> int | None:
+        if self._size <= len(self._head):
+            try:
+                return len(PdfReader(io.BytesIO(self._head), strict=False).pages)
+            except Exception:  # pypdf on hostile input: the count is best effort, not a check
+                return None
+        # A linearized PDF declares its page count (/N) up front; its declared length (/L) no
+        # longer matches once someone appended an incremental update, which may add pages.
+        if match := _LINEARIZATION.search(self._head, 0, 2048):
+            length = re.search(rb"/L\s+(\d+)", match[0])
+            pages = re.search(rb"/N\s+(\d+)", match[0])
+            if length and pages and int(length[1]) == self._size:
+                return int(pages[1])
+        return None
+
+    def _finish_image(self, result: InspectionResult) -> InspectionResult:
+        kept = _KeptBytes(bytes(self._head), bytes(self._tail), self._size)
+        # The plugin class is used directly, not Image.open, which would itself refuse large
+        # images (or warn) against Pillow's own global limit before we could name the size.
+        try:
+            image = _IMAGE_FORMATS[self.media_type](kept)
+            width, height = image.size
+        except Exception:  # Pillow on hostile input: anything it raises means unreadable
+            raise _corrupt(
+                f"The image's header could not be read: the file is damaged, or its metadata "
+                f"does not fit in the first {HEAD_BYTES // 1024} KiB."
+            ) from None
+        if width * height > self.max_image_pixels:
+            raise UploadRefused(
+                RejectionReason.DECOMPRESSION_BOMB,
+                f"The image is {width} x {height} pixels, more than the "
+                f"{self.max_image_pixels:,} pixels records accepts.",
+            )
+        return InspectionResult(result.media_type, result.size_bytes, width=width, height=height)
+
+    def _finish_docx(self) -> None:
+        if _ZIP_END_OF_DIRECTORY not in self._tail:
+            raise _corrupt(
+                "The Word document is incomplete: its ZIP directory is missing, so it was "
+                "probably cut short."
+            )
+        # The central directory at the end lists every entry, including those past the head.
+        if b"word/vbaProject.bin" in self._tail:
+            raise _unsupported("a Word document with macros (DOCM)")
+
+    def _finish_text(self) -> None:
+        utf16 = self._head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+        if self._saw_nul and not utf16:
+            raise _corrupt("The text file contains binary data after its beginning.")
+        text = _decode_text(bytes(self._head), whole=self._size <= HEAD_BYTES) or ""
+        if not any(character.isprintable() and not character.isspace() for character in text):
+            raise _corrupt("The text file contains no readable text.")
+
+
+def _corrupt(detail: str) -> UploadRefused:
+    return UploadRefused(RejectionReason.CORRUPT, detail)
+
+
+def _megabytes(size: int) -> str:
+    # MB here are 2**20 bytes, as operating systems show file sizes to patients.
+    return f"{size / 2**20:.1f}".removesuffix(".0")
+
+
+class _KeptBytes(io.RawIOBase):
+    """A read-only file made of the kept head and tail of a file of `size` bytes.
+
+    Reads in the gap between head and tail come back short, as at the end of a file, so a parser
+    that needs bytes we did not keep fails instead of reading invented ones.
+    """
+
+    def __init__(self, head: bytes, tail: bytes, size: int) -> None:
+        super().__init__()
+        tail_start = size - len(tail)
+        if tail_start <= len(head):  # head and tail touch or overlap: the file is whole
+            head, tail, tail_start = head + tail[len(head) - tail_start :], b"", size
+        self._head, self._tail, self._tail_start, self._size = head, tail, tail_start, size
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._position = base + offset
+        return self._position
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        target = memoryview(buffer).cast("B")
+        start = self._position
+        if start < len(self._head):
+            data = self._head[start : start + len(target)]
+        elif start >= self._tail_start:
+            data = self._tail[start - self._tail_start : start - self._tail_start + len(target)]
+        else:
+            data = b""
+        target[: len(data)] = data
+        self._position += len(data)
+        return len(data)
+
+
+def max_bytes_for(kind: DocumentKind | str, *, default_limit: int, imaging_limit: int) -> int:
+    """The size limit for an upload of `kind`: `imaging_limit` for an imaging study (DICOM images
+    are large), `default_limit` for every other kind. Raises ValueError for an unknown kind."""
+    if DocumentKind(kind) is DocumentKind.IMAGING_STUDY:
+        return imaging_limit
+    return default_limit
+
+
+__all__ = [
+    "ACCEPTED_MEDIA_TYPES",
+    "DICOM",
+    "DOCX",
+    "HEAD_BYTES",
+    "JPEG",
+    "MAX_IMAGE_PIXELS",
+    "MAX_NAME_BYTES",
+    "PDF",
+    "PNG",
+    "TAIL_BYTES",
+    "TEXT",
+    "TIFF",
+    "ContentInspector",
+    "InspectionResult",
+    "UploadRefused",
+    "accepted_types_sentence",
+    "check_file_name",
+    "max_bytes_for",
+    "sniff",
+]

@@ -1,0 +1,148 @@
+"""Bootstrap: records' parts from settings, once per process (nothing at import)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from fastapi import FastAPI
+from faststream.kafka import KafkaBroker
+from minio import Minio
+
+from referrals_common.api.problems import install_problem_handlers
+from referrals_common.auth.case_tokens import CaseTokenVerifier
+from referrals_common.db import Database
+from referrals_common.messaging.dlq import DeadLetterPublisher
+from referrals_common.messaging.kafka import ensure_topics
+from referrals_common.migrations import upgrade
+from referrals_common.telemetry import configure_logging, configure_telemetry, instrument_fastapi
+from referrals_records import consumers
+from referrals_records.config import RecordsSettings
+from referrals_records.service import Records
+from referrals_records.storage import DocumentStore
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: RecordsSettings
+    db: Database
+    records: Records
+    verifier: CaseTokenVerifier
+    pepper: bytes
+
+
+def build_runtime(settings: RecordsSettings) -> Runtime:
+    if not settings.case_token_jwks:
+        raise RuntimeError(
+            "REFERRALS_RECORDS_CASE_TOKEN_JWKS is not set: records verifies case tokens with the "
+            "keys intake publishes at /v1/.well-known/jwks.json"
+        )
+    s3 = settings.s3
+    client = Minio(
+        s3.endpoint,
+        access_key=s3.access_key,
+        secret_key=s3.secret_key.get_secret_value(),
+        secure=s3.secure,
+        region=s3.region,
+    )
+    store = DocumentStore(client, settings.bucket)
+    store.ensure_bucket()
+    db = Database(settings.postgres)
+    return Runtime(
+        settings=settings,
+        db=db,
+        records=Records(
+            db=db,
+            store=store,
+            max_upload_bytes=settings.max_upload_bytes,
+            max_imaging_bytes=settings.max_imaging_bytes,
+            link_ttl=timedelta(seconds=settings.link_ttl_seconds),
+        ),
+        verifier=CaseTokenVerifier(
+            json.loads(settings.case_token_jwks), issuer=settings.case_token_issuer
+        ),
+        pepper=settings.api_key_pepper.get_secret_value().encode(),
+    )
+
+
+def create_app(settings: RecordsSettings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    from referrals_records.api.routes import router
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = runtime or build_runtime(settings or RecordsSettings())
+        app.state.runtime = rt
+        try:
+            yield
+        finally:
+            if runtime is None:
+                await rt.db.dispose()
+
+    app = FastAPI(
+        title="Records: medical documents",
+        version="1.0.0",
+        description=(
+            "Partner front ends upload a case's documents here with the case access token; "
+            "cancer centers download the documents of referrals offered to them with their API "
+            "key. Documents are typed by content, streamed to object storage, encrypted at "
+            "rest, and read only through short-lived links scoped to one document."
+        ),
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    app.include_router(router)
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    instrument_fastapi(app)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    settings = RecordsSettings()
+    setup_observability(settings)
+    return create_app(settings)
+
+
+async def run_consumer(settings: RecordsSettings) -> None:
+    rt = build_runtime(settings)
+    bootstrap = settings.kafka.bootstrap_servers
+    await ensure_topics(bootstrap, consumers.SUBSCRIBED_TOPICS)
+    dead = DeadLetterPublisher(bootstrap, client_id="records-dlq")
+    await dead.start()
+    broker = KafkaBroker(bootstrap, client_id="records")
+    consumers.subscribe(consumers.build_consumer(rt.records, rt.db, dead), broker)
+    await broker.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await broker.stop()
+        await dead.stop()
+        await rt.db.dispose()
+
+
+def migrate(settings: RecordsSettings) -> None:
+    upgrade(settings.postgres.dsn.get_secret_value(), MIGRATIONS)
+
+
+def setup_observability(settings: RecordsSettings) -> None:
+    configure_logging(
+        "records", level=settings.telemetry.log_level, json=settings.telemetry.log_json
+    )
+    configure_telemetry("records")

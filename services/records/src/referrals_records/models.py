@@ -1,0 +1,94 @@
+"""Records' tables: documents, what records knows of each case and referral, center clients,
+and the audit of every download."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from uuid import UUID, uuid4
+
+from sqlalchemy import Column, DateTime, Index, MetaData, text
+from sqlmodel import Field, SQLModel
+
+metadata = MetaData()
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(nullable: bool = False) -> Column:  # type: ignore[type-arg]
+    return Column(DateTime(timezone=True), nullable=nullable)
+
+
+class RecordsModel(SQLModel):
+    metadata = metadata
+
+
+class Document(RecordsModel, table=True):
+    __tablename__ = "documents"
+    __table_args__ = (
+        # The same bytes uploaded twice to one case are one document.
+        Index(
+            "documents_case_sha256",
+            "case_id",
+            "sha256",
+            unique=True,
+            postgresql_where=text("deleted_at is null"),
+        ),
+    )
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    case_id: UUID = Field(index=True)
+    kind: str = Field(max_length=32)
+    media_type: str = Field(max_length=127)
+    size_bytes: int
+    sha256: str = Field(max_length=64)
+    object_key: str = Field(max_length=512)
+    file_name: str = Field(max_length=255)
+    translation_of: UUID | None = None
+    uploaded_by: str = Field(max_length=120)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    deleted_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
+class CaseState(RecordsModel, table=True):
+    """The case's status as intake's events report it; no row means a draft nobody saw yet."""
+
+    __tablename__ = "case_states"
+
+    case_id: UUID = Field(primary_key=True)
+    status: str = Field(max_length=32)
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class CenterReferral(RecordsModel, table=True):
+    """A referral offered to a center: the center may read that case's documents."""
+
+    __tablename__ = "center_referrals"
+
+    referral_id: UUID = Field(primary_key=True)
+    case_id: UUID = Field(index=True)
+    center_code: str = Field(max_length=63, index=True)
+    offered_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class CenterClient(RecordsModel, table=True):
+    __tablename__ = "center_clients"
+
+    key_id: str = Field(primary_key=True, max_length=32)
+    center_code: str = Field(max_length=63)
+    secret_hash: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    revoked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
+class AccessAudit(RecordsModel, table=True):
+    __tablename__ = "access_audit"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    actor: str = Field(max_length=120)
+    action: str = Field(max_length=120)
+    case_id: UUID | None = Field(default=None, index=True)
+    document_id: UUID | None = None
+    outcome: str = Field(max_length=16)

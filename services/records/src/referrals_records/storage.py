@@ -1,0 +1,172 @@
+"""Documents in MinIO: streamed in, encrypted at rest (SSE-S3), read out through presigned links.
+
+The `minio` SDK is synchronous, so an upload runs in a worker thread that pulls chunks from a
+small bounded queue fed by the request's stream: memory stays at a few parts (the SDK buffers one
+part of `PART_SIZE` per upload thread) whatever the file size. If the request stream fails or the
+content is refused half way, the reader raises inside the SDK, which aborts the multipart upload;
+the object is then removed in case it had been completed as a single part.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from minio import Minio
+from minio.error import S3Error
+from minio.sse import SseS3
+
+PART_SIZE = 8 * 1024 * 1024
+QUEUE_CHUNKS = 16
+_EOF = object()
+
+
+class UploadAborted(Exception):
+    """The upload was stopped by its producer; the cause is chained."""
+
+
+class _QueueReader:
+    """A file-like object for the SDK's thread: `read(n)` returns bytes from the queue."""
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue[object] = queue.Queue(maxsize=QUEUE_CHUNKS)
+        self._buffer = bytearray()
+        self._done = False
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._done and (size < 0 or len(self._buffer) < size):
+            item = self.queue.get()
+            if item is _EOF:
+                self._done = True
+            elif isinstance(item, BaseException):
+                raise UploadAborted("the upload was aborted") from item
+            else:
+                self._buffer += item  # type: ignore[operator]
+        if size < 0:
+            size = len(self._buffer)
+        out = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return out
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    size_bytes: int
+    sha256: str
+
+
+class DocumentStore:
+    def __init__(self, client: Minio, bucket: str) -> None:
+        self.client = client
+        self.bucket = bucket
+
+    def ensure_bucket(self) -> None:
+        if not self.client.bucket_exists(self.bucket):
+            with contextlib.suppress(S3Error):  # a concurrent replica made it
+                self.client.make_bucket(self.bucket)
+
+    async def put_stream(
+        self,
+        key: str,
+        chunks: AsyncIterator[bytes],
+        *,
+        media_type: str,
+        inspect: Callable[[bytes], None],
+    ) -> StoredObject:
+        """Stream `chunks` to `key`, encrypted; `inspect` sees every chunk first and may raise to
+        refuse the upload. On any failure nothing is left in the bucket."""
+        reader = _QueueReader()
+        digest = hashlib.sha256()
+        size = 0
+        loop = asyncio.get_running_loop()
+        outcome: dict[str, BaseException | None] = {"error": None}
+
+        def upload() -> None:
+            try:
+                self.client.put_object(
+                    self.bucket,
+                    key,
+                    reader,
+                    length=-1,
+                    part_size=PART_SIZE,
+                    content_type=media_type,
+                    sse=SseS3(),
+                )
+            except BaseException as exc:
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=upload, name=f"upload-{key}", daemon=True)
+        thread.start()
+
+        async def put(item: object) -> None:
+            # A bounded queue: a slow MinIO slows the client down instead of filling memory.
+            while True:
+                try:
+                    reader.queue.put_nowait(item)
+                    return
+                except queue.Full:
+                    if not thread.is_alive():
+                        return
+                    await asyncio.sleep(0.002)
+
+        try:
+            async for chunk in chunks:
+                if not chunk:
+                    continue
+                inspect(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+                await put(chunk)
+                if not thread.is_alive():
+                    break
+            await put(_EOF)
+        except BaseException as exc:
+            await put(exc)
+            await loop.run_in_executor(None, thread.join)
+            await self.remove(key)
+            raise
+        await loop.run_in_executor(None, thread.join)
+        if outcome["error"] is not None:
+            await self.remove(key)
+            raise outcome["error"]
+        return StoredObject(size_bytes=size, sha256=digest.hexdigest())
+
+    async def remove(self, key: str) -> None:
+        def remove() -> None:
+            with contextlib.suppress(S3Error):
+                self.client.remove_object(self.bucket, key)
+
+        await asyncio.to_thread(remove)
+
+    async def exists(self, key: str) -> bool:
+        def stat() -> bool:
+            try:
+                self.client.stat_object(self.bucket, key)
+                return True
+            except S3Error:
+                return False
+
+        return await asyncio.to_thread(stat)
+
+    def presigned_get(
+        self, key: str, ttl: timedelta, *, download_name: str, media_type: str
+    ) -> str:
+        """A link to this one object, valid for `ttl`, that downloads under the original name."""
+        from urllib.parse import quote
+
+        return self.client.presigned_get_object(
+            self.bucket,
+            key,
+            expires=ttl,
+            response_headers={
+                "response-content-disposition": "attachment; filename*=UTF-8''"
+                + quote(download_name),
+                "response-content-type": media_type,
+            },
+        )

@@ -1,0 +1,152 @@
+"""A multipart/form-data upload read as it arrives, never held whole.
+
+Form fields that come before the file part (`kind`, `translation_of`) are collected first, so the
+service knows what the document is before its bytes flow; the file's bytes are then handed on
+chunk by chunk. One file per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import Request
+
+from referrals_common.api.problems import BadRequest, UnsupportedMediaType
+
+MAX_FIELD_BYTES = 1024
+
+
+@dataclass
+class _Part:
+    headers: dict[bytes, bytes] = field(default_factory=dict)
+    name: str = ""
+    file_name: str | None = None
+    value: bytearray = field(default_factory=bytearray)
+
+
+@dataclass
+class Upload:
+    fields: dict[str, str]
+    file_name: str
+    chunks: AsyncIterator[bytes]
+
+
+class _Events:
+    """Turns the push parser's callbacks into a list of events the reader drains."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple] = []  # type: ignore[type-arg]
+        self.part = _Part()
+        self._header_field = b""
+        self._header_value = b""
+        self.files = 0
+
+    def callbacks(self) -> dict[str, object]:
+        return {
+            "on_part_begin": self.on_part_begin,
+            "on_header_field": self.on_header_field,
+            "on_header_value": self.on_header_value,
+            "on_header_end": self.on_header_end,
+            "on_headers_finished": self.on_headers_finished,
+            "on_part_data": self.on_part_data,
+            "on_part_end": self.on_part_end,
+        }
+
+    def on_part_begin(self) -> None:
+        self.part = _Part()
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_field += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        self.part.headers[self._header_field.lower()] = self._header_value
+        self._header_field = self._header_value = b""
+
+    def on_headers_finished(self) -> None:
+        _, options = parse_options_header(self.part.headers.get(b"content-disposition", b""))
+        self.part.name = options.get(b"name", b"").decode("utf-8", "replace")
+        if b"filename" in options:
+            self.part.file_name = options[b"filename"].decode("utf-8", "replace")
+            self.files += 1
+            self.items.append(("file", self.part.file_name, self.files))
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self.part.file_name is not None:
+            self.items.append(("data", bytes(data[start:end]), self.files))
+        else:
+            self.part.value += data[start:end]
+            if len(self.part.value) > MAX_FIELD_BYTES:
+                raise BadRequest(f"The form field {self.part.name!r} is too long.")
+
+    def on_part_end(self) -> None:
+        if self.part.file_name is None:
+            self.items.append(("field", self.part.name, self.part.value.decode("utf-8", "replace")))
+        else:
+            self.items.append(("end", None, self.files))
+
+
+async def read_upload(request: Request) -> Upload:
+    """Parse until the file part starts; return its fields, name and a stream of its bytes."""
+    content_type, options = parse_options_header(request.headers.get("content-type", ""))
+    boundary = options.get(b"boundary")
+    if content_type != b"multipart/form-data" or not boundary:
+        raise UnsupportedMediaType(
+            "Upload the document as multipart/form-data with a `file` part (fields `kind` and, "
+            "for a translation, `translation_of` before it)."
+        )
+    events = _Events()
+    parser = MultipartParser(boundary, events.callbacks())  # type: ignore[arg-type]
+    stream = request.stream().__aiter__()
+    fields: dict[str, str] = {}
+    pending: list[tuple] = []  # type: ignore[type-arg]
+    file_name: str | None = None
+
+    async def more() -> bool:
+        try:
+            chunk = await stream.__anext__()
+        except StopAsyncIteration:
+            parser.finalize()
+            return False
+        parser.write(chunk)
+        return True
+
+    while file_name is None:
+        if not events.items and not await more():
+            raise BadRequest("The form has no file part: send the document in a part named `file`.")
+        while events.items:
+            item = events.items.pop(0)
+            if item[0] == "field":
+                fields[item[1]] = item[2]
+            elif item[0] == "file":
+                file_name = item[1]
+                pending = events.items[:]
+                events.items.clear()
+                break
+
+    async def file_chunks() -> AsyncIterator[bytes]:
+        queue = pending
+        while True:
+            for kind, payload, number in queue:
+                if number != 1:
+                    raise BadRequest("Send one document per request.")
+                if kind == "data":
+                    yield payload
+                elif kind == "end":
+                    # Drain the rest of the body (closing boundary); later files are refused.
+                    while await more():
+                        for later in events.items:
+                            if later[0] == "file":
+                                raise BadRequest("Send one document per request.")
+                        events.items.clear()
+                    return
+            queue = []
+            if not await more():
+                raise BadRequest("The upload ended before the file was complete.")
+            queue, events.items = events.items, []
+
+    return Upload(fields=fields, file_name=file_name, chunks=file_chunks())
