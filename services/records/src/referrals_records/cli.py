@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from typing import Annotated
 
 import typer
@@ -17,11 +19,12 @@ def api(host: str = "127.0.0.1", port: int = 8002, workers: int = 1) -> None:
     """Serve the HTTP API (migrates the database first)."""
     import uvicorn
 
-    from referrals_records.main import migrate, setup_observability
+    from referrals_records.main import setup_observability
 
     settings = RecordsSettings()
     setup_observability(settings)
-    migrate(settings)
+    # Migrations in a child process: Alembic's modules stay out of the server's memory.
+    subprocess.run([sys.executable, "-m", "referrals_records.cli", "migrate"], check=True)
     uvicorn.run(
         "referrals_records.main:app_from_environment",
         factory=True,

@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from typing import Final
 
 from PIL import JpegImagePlugin, PngImagePlugin, TiffImagePlugin
-from pypdf import PdfReader
 
 from referrals_common.contracts.records import DocumentKind, RejectionReason
 
@@ -622,6 +621,9 @@ class ContentInspector:
 
     def _pdf_pages(self) -> int | None:
         if self._size <= len(self._head):
+            # Imported here: pypdf costs ~18 MiB of resident memory, for a best-effort count.
+            from pypdf import PdfReader
+
             try:
                 return len(PdfReader(io.BytesIO(self._head), strict=False).pages)
             except Exception:  # pypdf on hostile input: the count is best effort, not a check

@@ -13,7 +13,6 @@ from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
-from faststream.kafka import KafkaBroker
 from minio import Minio
 
 from referrals_common.api.problems import install_problem_handlers
@@ -21,9 +20,7 @@ from referrals_common.auth.case_tokens import CaseTokenVerifier
 from referrals_common.db import Database
 from referrals_common.messaging.dlq import DeadLetterPublisher
 from referrals_common.messaging.kafka import ensure_topics
-from referrals_common.migrations import upgrade
 from referrals_common.telemetry import configure_logging, configure_telemetry, instrument_fastapi
-from referrals_records import consumers
 from referrals_records.config import RecordsSettings
 from referrals_records.service import Records
 from referrals_records.storage import DocumentStore
@@ -117,6 +114,11 @@ def app_from_environment() -> FastAPI:
 
 
 async def run_consumer(settings: RecordsSettings) -> None:
+    # Imported here: the API process needs neither the broker nor the consumer machinery.
+    from faststream.kafka import KafkaBroker
+
+    from referrals_records import consumers
+
     rt = build_runtime(settings)
     bootstrap = settings.kafka.bootstrap_servers
     await ensure_topics(bootstrap, consumers.SUBSCRIBED_TOPICS)
@@ -138,6 +140,8 @@ async def run_consumer(settings: RecordsSettings) -> None:
 
 
 def migrate(settings: RecordsSettings) -> None:
+    from referrals_common.migrations import upgrade  # Alembic only where migrations run
+
     upgrade(settings.postgres.dsn.get_secret_value(), MIGRATIONS)
 
 

@@ -27,7 +27,7 @@ from referrals_records.inspection import (
     max_bytes_for,
     sniff,
 )
-from referrals_records.models import CaseState, CenterReferral, Document, utcnow
+from referrals_records.models import AccessAudit, CaseState, CenterReferral, Document, utcnow
 from referrals_records.storage import DocumentStore
 from referrals_records.uploads import Upload
 
@@ -174,6 +174,16 @@ class Records:
                     uploaded_by=uploaded_by,
                 )
                 uow.session.add(doc)
+                # The upload's audit row commits with the document: one transaction, not two.
+                uow.session.add(
+                    AccessAudit(
+                        actor=uploaded_by,
+                        action="upload",
+                        case_id=case_id,
+                        document_id=document_id,
+                        outcome="ok",
+                    )
+                )
                 await uow.outbox.add(
                     new_event(
                         DocumentStored(

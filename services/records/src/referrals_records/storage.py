@@ -22,8 +22,10 @@ from minio import Minio
 from minio.error import S3Error
 from minio.sse import SseS3
 
-PART_SIZE = 8 * 1024 * 1024
-QUEUE_CHUNKS = 16
+PART_SIZE = 5 * 1024 * 1024  # the S3 minimum: least memory per part in flight
+PARALLEL_PARTS = 3
+BLOCK_BYTES = 512 * 1024
+QUEUE_CHUNKS = 12  # ~6 MB of blocks: the client keeps sending while a part uploads
 _EOF = object()
 
 
@@ -95,6 +97,7 @@ class DocumentStore:
                     reader,
                     length=-1,
                     part_size=PART_SIZE,
+                    num_parallel_uploads=PARALLEL_PARTS,
                     content_type=media_type,
                     sse=SseS3(),
                 )
@@ -116,15 +119,25 @@ class DocumentStore:
                     await asyncio.sleep(0.002)
 
         try:
+            # Network chunks are small (~64 KiB): hash, inspect and hand over in blocks, so the
+            # per-chunk cost is paid once per block.
+            block = bytearray()
             async for chunk in chunks:
-                if not chunk:
+                block += chunk
+                if len(block) < BLOCK_BYTES:
                     continue
-                inspect(chunk)
-                digest.update(chunk)
-                size += len(chunk)
-                await put(chunk)
+                inspect(bytes(block))
+                digest.update(block)
+                size += len(block)
+                await put(bytes(block))
+                block.clear()
                 if not thread.is_alive():
                     break
+            if block:
+                inspect(bytes(block))
+                digest.update(block)
+                size += len(block)
+                await put(bytes(block))
             await put(_EOF)
         except BaseException as exc:
             await put(exc)

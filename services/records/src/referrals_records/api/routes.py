@@ -279,8 +279,8 @@ async def upload_document(
     except ClientDisconnect:
         # The client is gone: nothing was kept (the storage layer aborted the upload).
         return Response(status_code=499)  # type: ignore[return-value]
-    await audit(runtime, access.actor, "upload", access.case_id, result.document.id)
     if not result.created:
+        await audit(runtime, access.actor, "upload_duplicate", access.case_id, result.document.id)
         response.status_code = status.HTTP_200_OK
     response.headers["Location"] = f"/v1/cases/{access.case_id}/documents/{result.document.id}"
     return public(result.document)
