@@ -69,9 +69,22 @@ class DocumentStore:
         self.bucket = bucket
 
     def ensure_bucket(self) -> None:
+        """Create the bucket if needed and prove that encryption at rest works: without a KMS,
+        MinIO refuses SSE-S3, and records must not start rather than fail every upload."""
+        import io
+
         if not self.client.bucket_exists(self.bucket):
             with contextlib.suppress(S3Error):  # a concurrent replica made it
                 self.client.make_bucket(self.bucket)
+        probe = f"probes/{threading.get_ident()}"
+        try:
+            self.client.put_object(self.bucket, probe, io.BytesIO(b"probe"), 5, sse=SseS3())
+        except S3Error as exc:
+            raise RuntimeError(
+                f"object storage refuses server-side encryption ({exc.code}): configure a KMS "
+                "for MinIO (MINIO_KMS_SECRET_KEY or KES); records stores nothing unencrypted"
+            ) from exc
+        self.client.remove_object(self.bucket, probe)
 
     async def put_stream(
         self,
