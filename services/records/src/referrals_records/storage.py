@@ -10,6 +10,7 @@ the object is then removed in case it had been completed as a single part.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import queue
@@ -38,23 +39,39 @@ class _QueueReader:
 
     def __init__(self) -> None:
         self.queue: queue.Queue[object] = queue.Queue(maxsize=QUEUE_CHUNKS)
-        self._buffer = bytearray()
+        self._pieces: collections.deque[bytes] = collections.deque()
+        self._buffered = 0
         self._done = False
 
     def read(self, size: int = -1) -> bytes:
-        while not self._done and (size < 0 or len(self._buffer) < size):
+        while not self._done and (size < 0 or self._buffered < size):
             item = self.queue.get()
             if item is _EOF:
                 self._done = True
             elif isinstance(item, BaseException):
                 raise UploadAborted("the upload was aborted") from item
             else:
-                self._buffer += item  # type: ignore[operator]
-        if size < 0:
-            size = len(self._buffer)
-        out = bytes(self._buffer[:size])
-        del self._buffer[:size]
-        return out
+                self._pieces.append(item)  # type: ignore[arg-type]
+                self._buffered += len(item)  # type: ignore[arg-type]
+        if size < 0 or size >= self._buffered:
+            out = b"".join(self._pieces)
+            self._pieces.clear()
+            self._buffered = 0
+            return out
+        # One copy per part: whole pieces, then the head of the piece that straddles the end.
+        taken: list[bytes] = []
+        need = size
+        while need:
+            piece = self._pieces.popleft()
+            if len(piece) <= need:
+                taken.append(piece)
+                need -= len(piece)
+            else:
+                taken.append(piece[:need])
+                self._pieces.appendleft(piece[need:])
+                need = 0
+        self._buffered -= size
+        return b"".join(taken)
 
 
 @dataclass(frozen=True)
@@ -139,18 +156,20 @@ class DocumentStore:
                 block += chunk
                 if len(block) < BLOCK_BYTES:
                     continue
-                inspect(bytes(block))
-                digest.update(block)
-                size += len(block)
-                await put(bytes(block))
+                data = bytes(block)
                 block.clear()
+                inspect(data)
+                digest.update(data)
+                size += len(data)
+                await put(data)
                 if not thread.is_alive():
                     break
             if block:
-                inspect(bytes(block))
-                digest.update(block)
-                size += len(block)
-                await put(bytes(block))
+                data = bytes(block)
+                inspect(data)
+                digest.update(data)
+                size += len(data)
+                await put(data)
             await put(_EOF)
         except BaseException as exc:
             await put(exc)
