@@ -138,3 +138,21 @@ def test_the_secret_stays_out_of_reprs():
     assert new.secret not in repr(new)
     assert new.secret not in repr(parsed)
     assert new.key_id in repr(parsed)
+
+
+def test_a_verified_key_is_remembered_for_its_ttl_only_and_never_in_clear(monkeypatch):
+    from referrals_common.auth import api_keys
+
+    now = [1000.0]
+    monkeypatch.setattr(api_keys.time, "monotonic", lambda: now[0])
+    cache = api_keys.VerifiedKeys[str](b"p" * 16, ttl=60, max_entries=2)
+    cache.put("rfk_key_one", "client-1")
+    assert cache.get("rfk_key_one") == "client-1"
+    assert cache.get("rfk_key_two") is None
+    assert "rfk_key_one" not in repr(cache._entries)
+    now[0] += 61
+    assert cache.get("rfk_key_one") is None, "a revoked key stops working within the ttl"
+    cache.put("a", "1")
+    cache.put("b", "2")
+    cache.put("c", "3")
+    assert len(cache._entries) <= 2, "bounded"

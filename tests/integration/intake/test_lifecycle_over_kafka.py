@@ -41,7 +41,7 @@ async def intake_running(runtime):
     await dead.start()
     broker = KafkaBroker(bootstrap, logger=None)
     consumer = consumers.build_consumer(runtime.intake, runtime.db, dead)
-    consumers.subscribe(consumer, broker)
+    consumer.subscribe(broker, *consumers.SUBSCRIBED_TOPICS)
     relay = OutboxRelay(runtime.settings.postgres.asyncpg_dsn(), bootstrap)
     await relay.start()
     relay_task = asyncio.create_task(relay.run())

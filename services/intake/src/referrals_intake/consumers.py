@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from faststream.kafka import KafkaBroker, KafkaRouter
-
 from referrals_common.contracts import (
     CaseUnroutable,
     CloudEvent,
@@ -171,7 +169,3 @@ def build_consumer(
         )
 
     return consumer
-
-
-def subscribe(consumer: EventConsumer, broker: KafkaBroker | KafkaRouter, **options: Any) -> Any:
-    return consumer.subscribe(broker, *SUBSCRIBED_TOPICS, **options)

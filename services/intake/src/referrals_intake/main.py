@@ -6,18 +6,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
-from faststream.kafka import KafkaBroker
 
 from referrals_common.api.problems import install_problem_handlers
+from referrals_common.auth.api_keys import VerifiedKeys
 from referrals_common.auth.case_tokens import (
     CaseTokenIssuer,
     CaseTokenVerifier,
@@ -26,11 +25,8 @@ from referrals_common.auth.case_tokens import (
 )
 from referrals_common.crypto import FieldCipher
 from referrals_common.db import Database
-from referrals_common.messaging.dlq import DeadLetterPublisher
-from referrals_common.messaging.kafka import ensure_topics
 from referrals_common.migrations import upgrade
 from referrals_common.telemetry import configure_logging, configure_telemetry, instrument_fastapi
-from referrals_intake import consumers
 from referrals_intake.config import IntakeSettings
 from referrals_intake.service import Intake
 
@@ -47,6 +43,7 @@ class Runtime:
     verifier: CaseTokenVerifier
     jwks: dict  # type: ignore[type-arg]
     pepper: bytes
+    verified_keys: VerifiedKeys[Any]
 
 
 def build_runtime(settings: IntakeSettings) -> Runtime:
@@ -73,6 +70,7 @@ def build_runtime(settings: IntakeSettings) -> Runtime:
         verifier=CaseTokenVerifier(jwks),
         jwks=jwks,
         pepper=settings.api_key_pepper.get_secret_value().encode(),
+        verified_keys=VerifiedKeys(settings.api_key_pepper.get_secret_value().encode()),
     )
 
 
@@ -120,24 +118,20 @@ def app_from_environment() -> FastAPI:
 
 
 async def run_consumer(settings: IntakeSettings) -> None:
-    """The lifecycle consumer process: until SIGTERM or SIGINT."""
+    """The consumer process: until SIGTERM or SIGINT."""
+    # Imported here: the API process needs neither the broker nor the consumer machinery.
+    from referrals_common.messaging.consumer import serve_consumer
+    from referrals_intake import consumers
+
     rt = build_runtime(settings)
-    bootstrap = settings.kafka.bootstrap_servers
-    await ensure_topics(bootstrap, consumers.SUBSCRIBED_TOPICS)
-    dead = DeadLetterPublisher(bootstrap, client_id="intake-dlq")
-    await dead.start()
-    broker = KafkaBroker(bootstrap, client_id="intake")
-    consumers.subscribe(consumers.build_consumer(rt.intake, rt.db, dead), broker)
-    await broker.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await serve_consumer(
+            "intake",
+            settings.kafka.bootstrap_servers,
+            consumers.SUBSCRIBED_TOPICS,
+            lambda dead: consumers.build_consumer(rt.intake, rt.db, dead),
+        )
     finally:
-        await broker.stop()
-        await dead.stop()
         await rt.db.dispose()
 
 

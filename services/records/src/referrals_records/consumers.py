@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from faststream.kafka import KafkaBroker, KafkaRouter
-
 from referrals_common.contracts import (
     CaseStatus,
     CaseStatusChanged,
@@ -50,7 +48,3 @@ def build_consumer(
         await records.on_referral_offered(uow, d.referral_id, d.case_id, d.center_code)
 
     return consumer
-
-
-def subscribe(consumer: EventConsumer, broker: KafkaBroker | KafkaRouter, **options: Any) -> Any:
-    return consumer.subscribe(broker, *SUBSCRIBED_TOPICS, **options)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,10 +14,9 @@ from fastapi import FastAPI
 from minio import Minio
 
 from referrals_common.api.problems import install_problem_handlers
+from referrals_common.auth.api_keys import VerifiedKeys
 from referrals_common.auth.case_tokens import CaseTokenVerifier
 from referrals_common.db import Database
-from referrals_common.messaging.dlq import DeadLetterPublisher
-from referrals_common.messaging.kafka import ensure_topics
 from referrals_common.telemetry import configure_logging, configure_telemetry, instrument_fastapi
 from referrals_records.config import RecordsSettings
 from referrals_records.service import Records
@@ -36,6 +33,7 @@ class Runtime:
     records: Records
     verifier: CaseTokenVerifier
     pepper: bytes
+    verified_keys: VerifiedKeys[str]
 
 
 def build_runtime(settings: RecordsSettings) -> Runtime:
@@ -69,6 +67,7 @@ def build_runtime(settings: RecordsSettings) -> Runtime:
             json.loads(settings.case_token_jwks), issuer=settings.case_token_issuer
         ),
         pepper=settings.api_key_pepper.get_secret_value().encode(),
+        verified_keys=VerifiedKeys(settings.api_key_pepper.get_secret_value().encode()),
     )
 
 
@@ -114,28 +113,20 @@ def app_from_environment() -> FastAPI:
 
 
 async def run_consumer(settings: RecordsSettings) -> None:
+    """The consumer process: until SIGTERM or SIGINT."""
     # Imported here: the API process needs neither the broker nor the consumer machinery.
-    from faststream.kafka import KafkaBroker
-
+    from referrals_common.messaging.consumer import serve_consumer
     from referrals_records import consumers
 
     rt = build_runtime(settings)
-    bootstrap = settings.kafka.bootstrap_servers
-    await ensure_topics(bootstrap, consumers.SUBSCRIBED_TOPICS)
-    dead = DeadLetterPublisher(bootstrap, client_id="records-dlq")
-    await dead.start()
-    broker = KafkaBroker(bootstrap, client_id="records")
-    consumers.subscribe(consumers.build_consumer(rt.records, rt.db, dead), broker)
-    await broker.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await serve_consumer(
+            "records",
+            settings.kafka.bootstrap_servers,
+            consumers.SUBSCRIBED_TOPICS,
+            lambda dead: consumers.build_consumer(rt.records, rt.db, dead),
+        )
     finally:
-        await broker.stop()
-        await dead.stop()
         await rt.db.dispose()
 
 

@@ -34,8 +34,9 @@ import hmac
 import re
 import secrets
 import string
+import time
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Generic, NamedTuple, TypeVar
 
 ALPHABET = string.ascii_letters + string.digits
 KEY_ID_LENGTH = 12
@@ -127,3 +128,32 @@ def verify_secret(secret: str, stored_hash: str, pepper: bytes) -> bool:
     malformed stored hash is simply no match."""
     expected = hash_secret(secret, pepper).encode("ascii")
     return hmac.compare_digest(expected, stored_hash.encode("utf-8"))
+
+
+T = TypeVar("T")
+
+
+class VerifiedKeys(Generic[T]):
+    """API keys verified recently, remembered by a peppered digest of the presented key (never
+    the key itself) for `ttl` seconds: a busy client costs no database read per request, and a
+    revoked key stops working within `ttl`. Bounded: past `max_entries` it starts afresh."""
+
+    def __init__(self, pepper: bytes, *, ttl: float = 60.0, max_entries: int = 10_000) -> None:
+        self._pepper = pepper
+        self._ttl = ttl
+        self._max = max_entries
+        self._entries: dict[str, tuple[T, float]] = {}
+
+    def _digest(self, presented: str) -> str:
+        return hashlib.sha256(presented.encode() + self._pepper).hexdigest()
+
+    def get(self, presented: str) -> T | None:
+        entry = self._entries.get(self._digest(presented))
+        if entry is None or entry[1] <= time.monotonic():
+            return None
+        return entry[0]
+
+    def put(self, presented: str, value: T) -> None:
+        if len(self._entries) >= self._max:
+            self._entries.clear()
+        self._entries[self._digest(presented)] = (value, time.monotonic() + self._ttl)

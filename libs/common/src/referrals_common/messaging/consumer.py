@@ -226,3 +226,32 @@ class EventConsumer:
             await asyncio.sleep(1.0)
             raise
         self.stats["dead_lettered"] += 1
+
+
+async def serve_consumer(
+    service: str,
+    bootstrap_servers: str,
+    topics: tuple[str, ...],
+    build: Callable[[DeadLetterPublisher], EventConsumer],
+) -> None:
+    """Run one service's consumer process until SIGTERM or SIGINT: declare its topics (and their
+    dead-letter topics), start its dead-letter publisher and broker, stop them cleanly."""
+    import signal
+
+    from referrals_common.messaging.kafka import ensure_topics
+
+    await ensure_topics(bootstrap_servers, topics)
+    dead = DeadLetterPublisher(bootstrap_servers, client_id=f"{service}-dlq")
+    await dead.start()
+    broker = KafkaBroker(bootstrap_servers, client_id=service)
+    build(dead).subscribe(broker, *topics)
+    await broker.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await broker.stop()
+        await dead.stop()

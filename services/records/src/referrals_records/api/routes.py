@@ -3,8 +3,6 @@ cancer centers use their API key. Every error is an RFC 9457 problem."""
 
 from __future__ import annotations
 
-import hashlib
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
@@ -132,7 +130,6 @@ async def case_access(
 
 
 CaseAccessDep = Annotated[CaseAccess, Depends(case_access)]
-_VERIFIED: dict[str, tuple[str, float]] = {}
 
 
 async def current_center(
@@ -143,10 +140,9 @@ async def current_center(
     """The code of the cancer center whose API key this is."""
     if not presented:
         raise Unauthorized("This endpoint needs the center's API key in X-Api-Key.")
-    digest = hashlib.sha256(presented.encode() + runtime.pepper).hexdigest()
-    cached = _VERIFIED.get(digest)
-    if cached and cached[1] > time.monotonic():
-        return cached[0]
+    cached = runtime.verified_keys.get(presented)
+    if cached is not None:
+        return cached
     try:
         _, key_id, secret = parse_api_key(presented)
     except InvalidApiKey:
@@ -157,7 +153,7 @@ async def current_center(
     if row is None or row.revoked_at or not verify_secret(secret, row.secret_hash, runtime.pepper):
         await audit(runtime, f"center:{key_id}", _route(request), None, outcome="denied")
         raise Unauthorized("The API key is not valid.")
-    _VERIFIED[digest] = (row.center_code, time.monotonic() + 60)
+    runtime.verified_keys.put(presented, row.center_code)
     return row.center_code
 
 
