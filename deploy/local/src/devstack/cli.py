@@ -31,8 +31,8 @@ RootOpt = Annotated[
 @app.command("install")
 def install_parts() -> None:
     """Download or build every part into the user cache, without starting anything."""
-    kafka, minio, pg = install.ensure_all(console)
-    console.print(f"kafka: {kafka}\nminio: {minio}\npostgres: {pg}")
+    kafka, minio, pg, tesseract = install.ensure_all(console)
+    console.print(f"kafka: {kafka}\nminio: {minio}\npostgres: {pg}\ntesseract: {tesseract}")
 
 
 @app.command()

@@ -151,6 +151,59 @@ def postgres_bin_dir() -> Path:
     return Path(POSTGRES_BIN_PATH)
 
 
-def ensure_all(console: Console) -> tuple[Path, Path, Path]:
-    """Install every part that is missing; return (kafka home, minio binary, postgres bin dir)."""
-    return ensure_kafka(console), ensure_minio(console), postgres_bin_dir()
+OCR_LANGUAGES = ("eng", "ukr", "rus", "deu", "pol", "heb", "tur", "fra", "spa", "ita")
+"""Tesseract language packs translation needs: the languages patients' documents come in."""
+
+
+def _tesseract_languages(binary: str) -> set[str]:
+    out = subprocess.run([binary, "--list-langs"], capture_output=True, text=True, check=False)
+    return {line.strip() for line in out.stdout.splitlines()[1:] if line.strip()}
+
+
+def ensure_tesseract(console: Console) -> Path:
+    """Return the Tesseract binary with every language pack in OCR_LANGUAGES, installing it from
+    Debian's packages (as root, or through passwordless sudo) when something is missing."""
+    binary = shutil.which("tesseract")
+    missing = set(OCR_LANGUAGES) - (_tesseract_languages(binary) if binary else set())
+    if binary and not missing:
+        return Path(binary)
+    packages = ["tesseract-ocr", *(f"tesseract-ocr-{lang}" for lang in sorted(missing))]
+    if shutil.which("apt-get") is None:
+        raise InstallError(
+            "Tesseract OCR with the language packs " + ", ".join(sorted(missing)) + " is "
+            "needed by translation; install them with your system's package manager"
+        )
+    prefix: list[str] = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    _run_with_progress(
+        console,
+        [*prefix, "apt-get", "update", "-q"],
+        cwd=None,
+        what="updating Debian's package lists for Tesseract OCR",
+        env=env,
+    )
+    _run_with_progress(
+        console,
+        [*prefix, "apt-get", "install", "-y", "-q", "--no-install-recommends", *packages],
+        cwd=None,
+        what="installing Tesseract OCR and its language packs (" + " ".join(packages) + ")",
+        env=env,
+    )
+    binary = _require("tesseract", "the Debian package tesseract-ocr did not install it")
+    still = set(OCR_LANGUAGES) - _tesseract_languages(binary)
+    if still:
+        raise InstallError("Tesseract has no language pack for " + ", ".join(sorted(still)))
+    return Path(binary)
+
+
+def ensure_all(console: Console) -> tuple[Path, Path, Path, Path]:
+    """Install every part that is missing.
+
+    Returns (kafka home, minio binary, postgres bin dir, tesseract binary).
+    """
+    return (
+        ensure_kafka(console),
+        ensure_minio(console),
+        postgres_bin_dir(),
+        ensure_tesseract(console),
+    )

@@ -118,7 +118,7 @@ def start(
     """
     root = root.resolve()
     root.mkdir(parents=True, exist_ok=True)
-    kafka_home, minio_bin, pg_bin = install.ensure_all(console)
+    kafka_home, minio_bin, pg_bin, _ = install.ensure_all(console)
     creds = Secrets.load_or_create(root)
 
     def port(name: str) -> int:

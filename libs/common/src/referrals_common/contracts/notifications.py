@@ -29,6 +29,8 @@ class NotificationTrigger(StrEnum):
     CASE_READY = "case_ready"
     REFERRAL_REQUESTED = "referral_requested"
     REFERRAL_ACCEPTED = "referral_accepted"
+    REFERRAL_DECLINED = "referral_declined"
+    """A center declined (or let the offer expire) and the case goes to the next center."""
     INFO_REQUESTED = "info_requested"
     OPINION_DELIVERED = "opinion_delivered"
     CASE_UNROUTABLE = "case_unroutable"
