@@ -467,6 +467,16 @@ def test_language_shares_are_consistent():
         DocumentTranslationRequired.model_validate({**required, "detected_language": "en"})
 
 
+def test_a_dicom_study_is_accepted_without_languages_and_only_it():
+    accepted = SAMPLES[DocumentLanguageAccepted]().model_dump()
+    study = {**accepted, "languages": [], "main_language": None, "method": "dicom", "pages": 1}
+    assert DocumentLanguageAccepted.model_validate(study).main_language is None
+    with pytest.raises(ValidationError, match="without languages"):
+        DocumentLanguageAccepted.model_validate({**accepted, "method": "dicom"})
+    with pytest.raises(ValidationError, match="languages is empty"):
+        DocumentLanguageAccepted.model_validate({**study, "method": "text_layer"})
+
+
 def test_an_offer_points_at_its_own_documents():
     offer = SAMPLES[ReferralOffered]().model_dump()
     offer["documents"][0]["fetch_via"] = document_fetch_path(CASE, DOC_A)

@@ -3,75 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from typing import Annotated
 
 import typer
 
+from referrals_common.service_cli import ServiceCli
 from referrals_intake.config import IntakeSettings
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-
-
-@app.command()
-def api(host: str = "127.0.0.1", port: int = 8001, workers: int = 1) -> None:
-    """Serve the HTTP API (migrates the database first)."""
-    import uvicorn
-
-    from referrals_intake.main import setup_observability
-
-    settings = IntakeSettings()
-    setup_observability(settings)
-    # Migrations in a child process: Alembic's modules stay out of the server's memory.
-    subprocess.run([sys.executable, "-m", "referrals_intake.cli", "migrate"], check=True)
-    # Each worker process builds its own app (and database pool) from the same settings.
-    uvicorn.run(
-        "referrals_intake.main:app_from_environment",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_config=None,
-        proxy_headers=True,
-        access_log=False,
-    )
-
-
-@app.command()
-def consumer() -> None:
-    """Run the lifecycle consumer (documents, language checks, routing)."""
-    from referrals_intake.main import migrate, run_consumer, setup_observability
-
-    settings = IntakeSettings()
-    setup_observability(settings)
-    migrate(settings)
-    asyncio.run(run_consumer(settings))
-
-
-@app.command()
-def relay() -> None:
-    """Publish intake's outbox to Kafka."""
-    from referrals_common.messaging.relay import serve
-    from referrals_intake.main import setup_observability
-
-    settings = IntakeSettings()
-    setup_observability(settings)
-    asyncio.run(
-        serve(
-            settings.postgres.asyncpg_dsn(),
-            settings.kafka.bootstrap_servers,
-            client_id="intake-relay",
-        )
-    )
-
-
-@app.command()
-def migrate() -> None:
-    """Apply the database migrations."""
-    from referrals_intake.main import migrate as run
-
-    run(IntakeSettings())
+cli = ServiceCli(
+    "intake",
+    IntakeSettings,
+    package="referrals_intake",
+    default_port=8001,
+    consumer_help="Run the lifecycle consumer (documents, language checks, routing).",
+    doc=__doc__,
+)
+app = cli.app
 
 
 @app.command("create-client")

@@ -77,10 +77,12 @@ class LanguageShare(BaseModel):
 
 
 class DocumentLanguageAccepted(EventData):
-    """The document is in an acceptable language: no translation is needed.
+    """The document is in an acceptable language, or is an imaging study: no translation needed.
 
     Emitted once per checked document. A consumer may rely on: `languages` lists each detected
-    language once, their shares add up to at most 1, and `main_language` is one of them.
+    language once, their shares add up to at most 1, and `main_language` is one of them; for a
+    DICOM study (`method` = `dicom`), which carries images rather than prose, `languages` is empty
+    and `main_language` is null.
     """
 
     event_type: ClassVar[str] = "referrals.document.language_accepted.v1"
@@ -89,9 +91,11 @@ class DocumentLanguageAccepted(EventData):
 
     document_id: UUID = Field(description="The checked document")
     languages: list[LanguageShare] = Field(
-        min_length=1, description="The languages found, each once, with their shares"
+        description="The languages found, each once, with their shares (empty for a DICOM study)"
     )
-    main_language: LanguageCode = Field(description="The language most of the text is in")
+    main_language: LanguageCode | None = Field(
+        description="The language most of the text is in; null for a DICOM study"
+    )
     confidence: Confidence
     pages: NonNegativeInt = Field(
         description="Pages examined (images for a study; 0 for a format without pages)"
@@ -101,6 +105,12 @@ class DocumentLanguageAccepted(EventData):
     @model_validator(mode="after")
     def _consistent_languages(self) -> DocumentLanguageAccepted:
         codes = [item.language for item in self.languages]
+        if self.method is ExtractionMethod.DICOM:
+            if codes or self.main_language is not None:
+                raise ValueError("a DICOM study is accepted as imaging, without languages")
+            return self
+        if not codes:
+            raise ValueError("languages is empty for a document with text")
         if len(set(codes)) != len(codes):
             raise ValueError("languages lists a language twice")
         if sum(item.share for item in self.languages) > 1.0 + 1e-6:

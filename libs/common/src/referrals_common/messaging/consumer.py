@@ -233,9 +233,13 @@ async def serve_consumer(
     bootstrap_servers: str,
     topics: tuple[str, ...],
     build: Callable[[DeadLetterPublisher], EventConsumer],
+    **subscribe_options: Any,
 ) -> None:
     """Run one service's consumer process until SIGTERM or SIGINT: declare its topics (and their
-    dead-letter topics), start its dead-letter publisher and broker, stop them cleanly."""
+    dead-letter topics), start its dead-letter publisher and broker, stop them cleanly.
+
+    `subscribe_options` go to `EventConsumer.subscribe` (e.g. a smaller `max_records` for a
+    consumer whose events take seconds each)."""
     import signal
 
     from referrals_common.messaging.kafka import ensure_topics
@@ -244,7 +248,7 @@ async def serve_consumer(
     dead = DeadLetterPublisher(bootstrap_servers, client_id=f"{service}-dlq")
     await dead.start()
     broker = KafkaBroker(bootstrap_servers, client_id=service)
-    build(dead).subscribe(broker, *topics)
+    build(dead).subscribe(broker, *topics, **subscribe_options)
     await broker.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,0 +1,109 @@
+"""The process roles every service has, as one Typer app: `api`, `consumer`, `relay`, `migrate`.
+
+Every service runs as separate processes (one per role) so each can be scaled and restarted on its
+own. The roles are the same everywhere, so they are registered here once; a service's `cli.py`
+adds only its own commands (creating keys, schedulers...). The service's `main` module provides
+`setup_observability(settings)`, `migrate(settings)`, `run_consumer(settings)` and, for services
+with an HTTP API, the factory `app_from_environment()`. Heavy modules (uvicorn, Alembic, the
+broker) are imported inside the command that needs them, so each process loads only its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import subprocess
+import sys
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import typer
+
+
+class ServiceCli:
+    """Builds a service's command line from its settings class and its `main` module name."""
+
+    def __init__(
+        self,
+        service: str,
+        settings_factory: Callable[[], Any],
+        *,
+        package: str,
+        default_port: int | None,
+        consumer_help: str,
+        doc: str | None = None,
+    ) -> None:
+        self.service = service
+        self.settings_factory = settings_factory
+        self.package = package
+        self.app = typer.Typer(add_completion=False, no_args_is_help=True, help=doc)
+        if default_port is not None:
+            self._add_api(default_port)
+        self._add_consumer(consumer_help)
+        self._add_relay()
+        self._add_migrate()
+
+    def main(self) -> ModuleType:
+        return importlib.import_module(f"{self.package}.main")
+
+    def settings(self) -> Any:
+        """The service's settings, with logging and tracing set up for this process."""
+        settings = self.settings_factory()
+        self.main().setup_observability(settings)
+        return settings
+
+    def _add_api(self, default_port: int) -> None:
+        def api(host: str = "127.0.0.1", port: int = default_port, workers: int = 1) -> None:
+            """Serve the HTTP API (migrates the database first)."""
+            import uvicorn
+
+            self.settings()
+            # Migrations in a child process: Alembic's modules stay out of the server's memory.
+            subprocess.run([sys.executable, "-m", f"{self.package}.cli", "migrate"], check=True)
+            # Each worker process builds its own app (and database pool) from the same settings.
+            uvicorn.run(
+                f"{self.package}.main:app_from_environment",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                log_config=None,
+                proxy_headers=True,
+                access_log=False,
+            )
+
+        self.app.command("api")(api)
+
+    def _add_consumer(self, consumer_help: str) -> None:
+        def consumer() -> None:
+            settings = self.settings()
+            main = self.main()
+            main.migrate(settings)
+            asyncio.run(main.run_consumer(settings))
+
+        consumer.__doc__ = consumer_help
+        self.app.command("consumer")(consumer)
+
+    def _add_relay(self) -> None:
+        def relay() -> None:
+            from referrals_common.messaging.relay import serve
+
+            settings = self.settings()
+            asyncio.run(
+                serve(
+                    settings.postgres.asyncpg_dsn(),
+                    settings.kafka.bootstrap_servers,
+                    client_id=f"{self.service}-relay",
+                )
+            )
+
+        relay.__doc__ = f"Publish {self.service}'s outbox to Kafka."
+        self.app.command("relay")(relay)
+
+    def _add_migrate(self) -> None:
+        def migrate() -> None:
+            """Apply the database migrations."""
+            self.main().migrate(self.settings_factory())
+
+        self.app.command("migrate")(migrate)

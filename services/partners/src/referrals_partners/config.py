@@ -1,0 +1,37 @@
+"""Partners' settings: the shared ones plus keys, deadlines, the scheduler and webhooks."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field, SecretStr
+
+from referrals_common.settings import ServiceSettings
+
+
+class PartnersSettings(ServiceSettings):
+    service_name: ClassVar[str] = "partners"
+
+    # Server-side secret mixed into center and operator API key hashes.
+    api_key_pepper: SecretStr = SecretStr("change-me-in-dev-only-pepper")
+    # AES-GCM key (base64, 32 bytes) for webhook signing secrets at rest.
+    field_encryption_key: SecretStr = SecretStr("")
+    # The JWKS intake publishes: the patient's front end reads "why this center" with its token.
+    case_token_jwks: str = ""
+    case_token_issuer: str = "referrals-intake"  # noqa: S105 - an issuer name
+    seed_file: str = Field("", description="registry seed to load (default: the sample centers)")
+    max_attempts: int = Field(10, ge=1, description="offers per case before it is unroutable")
+    deadline_override_seconds: float | None = Field(
+        None, gt=0, description="replace every center's answer deadline (demos, tests)"
+    )
+    scheduler_interval_seconds: float = Field(1.0, gt=0)
+    webhook_timeout_seconds: float = Field(10.0, gt=0)
+    webhook_max_attempts: int = Field(8, ge=1)
+    webhook_backoff_seconds: float = Field(2.0, gt=0, description="first retry delay, doubling")
+
+    def _secrets(self) -> dict[str, str]:
+        return {
+            **super()._secrets(),
+            "api_key_pepper": self.api_key_pepper.get_secret_value(),
+            "field_encryption_key": self.field_encryption_key.get_secret_value(),
+        }

@@ -1,0 +1,44 @@
+"""Partners listens to intake (a case is ready, or withdrawn) and records (which documents exist,
+so an offer can list them and an opinion can be checked).
+
+One consumer, group `partners.routing`, over the cases and documents topics.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from referrals_common.contracts import (
+    CaseReadyForReferral,
+    CaseWithdrawn,
+    CloudEvent,
+    DocumentStored,
+    topics,
+)
+from referrals_common.db import Database, UnitOfWork
+from referrals_common.messaging.consumer import EventConsumer
+from referrals_common.messaging.dlq import DeadLetterPublisher
+from referrals_partners.service import Partners
+
+CONSUMER_NAME = "partners.routing"
+SUBSCRIBED_TOPICS = (topics.CASES, topics.DOCUMENTS)
+
+
+def build_consumer(
+    partners: Partners, db: Database, dead_letters: DeadLetterPublisher, **options: Any
+) -> EventConsumer:
+    consumer = EventConsumer(CONSUMER_NAME, db, dead_letters, **options)
+
+    @consumer.handles(CaseReadyForReferral)
+    async def ready(event: CloudEvent[CaseReadyForReferral], uow: UnitOfWork) -> None:
+        await partners.on_case_ready(uow, event.data)
+
+    @consumer.handles(CaseWithdrawn)
+    async def withdrawn(event: CloudEvent[CaseWithdrawn], uow: UnitOfWork) -> None:
+        await partners.on_case_withdrawn(uow, event.data.case_id)
+
+    @consumer.handles(DocumentStored)
+    async def stored(event: CloudEvent[DocumentStored], uow: UnitOfWork) -> None:
+        await partners.on_document_stored(uow, event.data)
+
+    return consumer

@@ -1,0 +1,168 @@
+"""Partners' tables: the center registry and its keys, each case being routed, each referral (one
+offer of a case to one center) with its deadline, the documents a center may fetch, webhook
+subscriptions and deliveries, and the audit of every center and operator action."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from sqlalchemy import JSON, Column, DateTime, Index, MetaData, text
+from sqlmodel import Field, SQLModel
+
+metadata = MetaData()
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(nullable: bool = False) -> Column:  # type: ignore[type-arg]
+    return Column(DateTime(timezone=True), nullable=nullable)
+
+
+def _json(nullable: bool = False) -> Column:  # type: ignore[type-arg]
+    return Column(JSON, nullable=nullable)
+
+
+class PartnersModel(SQLModel):
+    metadata = metadata
+
+
+class CenterRow(PartnersModel, table=True):
+    """A center of the registry; `profile` is the registry entry (validated by `Center`)."""
+
+    __tablename__ = "centers"
+
+    code: str = Field(primary_key=True, max_length=63)
+    profile: dict[str, Any] = Field(sa_column=_json())
+    active: bool = True
+    seed_version: int | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class ApiClient(PartnersModel, table=True):
+    """A key of a center (`role` center, `center_code` set) or of an operator (`role` ops)."""
+
+    __tablename__ = "api_clients"
+
+    key_id: str = Field(primary_key=True, max_length=32)
+    role: str = Field(max_length=16)
+    center_code: str | None = Field(default=None, max_length=63, index=True)
+    name: str = Field(max_length=120)
+    secret_hash: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    revoked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
+class RoutingCase(PartnersModel, table=True):
+    """A case partners was asked to route; its row lock serialises everything about the case.
+
+    status: awaiting_documents | offered | accepted | info_requested | completed | unroutable |
+    withdrawn. `request` is the latest `case.ready_for_referral` (clinical summary, destination,
+    consent, documents and their languages).
+    """
+
+    __tablename__ = "routing_cases"
+
+    case_id: UUID = Field(primary_key=True)
+    status: str = Field(max_length=24, index=True)
+    request: dict[str, Any] | None = Field(default=None, sa_column=_json(nullable=True))
+    attempts: int = 0
+    last_decision: dict[str, Any] | None = Field(default=None, sa_column=_json(nullable=True))
+    unroutable_reason: str | None = Field(default=None, max_length=32)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class Referral(PartnersModel, table=True):
+    """One offer of a case to one center.
+
+    status: offered | accepted | info_requested | declined | expired | completed | withdrawn.
+    """
+
+    __tablename__ = "referrals"
+    __table_args__ = (
+        # Never the same center twice for one case.
+        Index("referrals_case_center", "case_id", "center_code", unique=True),
+        # The scheduler's scan: open offers by deadline.
+        Index("referrals_due", "answer_due_at", postgresql_where=text("status = 'offered'")),
+    )
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    case_id: UUID = Field(index=True)
+    center_code: str = Field(max_length=63, index=True)
+    attempt: int
+    status: str = Field(max_length=24)
+    offered_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    answer_due_at: datetime = Field(sa_column=_ts())
+    answered_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    expected_opinion_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    decline_reason: str | None = Field(default=None, max_length=32)
+    decline_detail: str | None = Field(default=None, max_length=1000)
+    info_message: str | None = Field(default=None, max_length=4000)
+    opinion_document_id: UUID | None = None
+    decision: dict[str, Any] = Field(default_factory=dict, sa_column=_json())
+    offer: dict[str, Any] = Field(default_factory=dict, sa_column=_json())
+
+
+class CaseDocument(PartnersModel, table=True):
+    """A stored document as records announced it: what an offer lists and an opinion cites."""
+
+    __tablename__ = "case_documents"
+
+    document_id: UUID = Field(primary_key=True)
+    case_id: UUID = Field(index=True)
+    kind: str = Field(max_length=32)
+    media_type: str = Field(max_length=127)
+
+
+class Webhook(PartnersModel, table=True):
+    """A center's HTTPS endpoint for offers; the signing secret is encrypted at rest."""
+
+    __tablename__ = "webhooks"
+
+    center_code: str = Field(primary_key=True, max_length=63)
+    url: str = Field(max_length=2000)
+    secret_encrypted: str = Field(max_length=400)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class WebhookDelivery(PartnersModel, table=True):
+    """One offer to POST to a center's webhook; status pending | delivered | failed."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index(
+            "webhook_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    event_id: UUID = Field(unique=True)
+    center_code: str = Field(max_length=63, index=True)
+    referral_id: UUID = Field(index=True)
+    payload: dict[str, Any] = Field(sa_column=_json())
+    status: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    last_error: str | None = Field(default=None, max_length=500)
+    last_status_code: int | None = None
+    delivered_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class AccessAudit(PartnersModel, table=True):
+    __tablename__ = "access_audit"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    actor: str = Field(max_length=120)
+    action: str = Field(max_length=120)
+    case_id: UUID | None = Field(default=None, index=True)
+    referral_id: UUID | None = None
+    outcome: str = Field(max_length=16)

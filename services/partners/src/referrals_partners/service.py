@@ -1,0 +1,485 @@
+"""Partners' use cases: route a ready case, re-route on a decline or an expired deadline, take the
+center's answer and opinion, and give up loudly when no center is left.
+
+Every change to a case happens under its `routing_cases` row lock, whichever path it came from
+(an event, a center's API call, the deadline scheduler), so two paths can never offer the same
+case twice or answer the same referral twice. State, outgoing events (outbox) and webhook
+deliveries are written in the caller's unit of work: all of them or none.
+
+A referral's life: offered → accepted → completed (opinion delivered); offered → declined or
+expired (the case goes to the next eligible center, never the same one twice); offered or
+accepted → info_requested (the case waits for the patient's documents, then the same center is
+offered it again); any open referral → withdrawn when the patient withdraws.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+
+from referrals_common.contracts import (
+    CaseReadyForReferral,
+    CaseUnroutable,
+    DeclineReason,
+    DocumentStored,
+    OfferedDocument,
+    ReferralAccepted,
+    ReferralDeclined,
+    ReferralExpired,
+    ReferralInfoRequested,
+    ReferralOffered,
+    ReferralOpinionDelivered,
+    ReferralRequested,
+    UnroutableReason,
+    new_event,
+)
+from referrals_common.contracts.partners import document_fetch_path
+from referrals_common.db import UnitOfWork
+from referrals_partners.models import (
+    CaseDocument,
+    CenterRow,
+    Referral,
+    RoutingCase,
+    Webhook,
+    WebhookDelivery,
+    utcnow,
+)
+from referrals_partners.registry import Center
+from referrals_partners.routing import CenterState, RoutingRequest, decide
+
+log = logging.getLogger(__name__)
+
+OPEN = ("offered", "accepted", "info_requested")
+FINAL_CASE = ("completed", "unroutable", "withdrawn")
+LOAD_WINDOW = timedelta(days=7)
+
+
+class ReferralNotFound(Exception):
+    """No such referral for this center (another center's referral looks the same)."""
+
+
+class IllegalAction(Exception):
+    """The referral is not in a state that allows this action."""
+
+    def __init__(self, message: str, status: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class OpinionNotStored(Exception):
+    """The opinion document is not (yet) known as a stored opinion of this case."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_attempts: int = 10
+    """Offers per case before routing gives up (declines and expiries count)."""
+    deadline_override: timedelta | None = None
+    """If set, replaces every center's answer deadline (demos and tests)."""
+
+
+class Partners:
+    def __init__(self, limits: Limits | None = None, clock: Callable[[], datetime] = utcnow):
+        self.limits = limits or Limits()
+        self.clock = clock
+
+    # ------------------------------------------------------------------ events
+    async def on_document_stored(self, uow: UnitOfWork, stored: DocumentStored) -> None:
+        await uow.session.execute(
+            insert(CaseDocument)
+            .values(
+                document_id=stored.document_id,
+                case_id=stored.case_id,
+                kind=str(stored.kind),
+                media_type=str(stored.media_type),
+            )
+            .on_conflict_do_nothing(index_elements=["document_id"])
+        )
+        case = await uow.session.get(RoutingCase, stored.case_id, with_for_update=True)
+        if case is not None and case.status == "awaiting_documents":
+            await self._route(uow, case)
+
+    async def on_case_ready(self, uow: UnitOfWork, ready: CaseReadyForReferral) -> None:
+        case = await _case(uow, ready.case_id)
+        if case.status in FINAL_CASE:
+            log.info("case %s is %s: ready_for_referral ignored", case.case_id, case.status)
+            return
+        case.request = ready.model_dump(mode="json")
+        case.updated_at = self.clock()
+        current = await _open_referral(uow, case.case_id)
+        if current is not None and current.status == "info_requested":
+            # The patient answered the center's request: the same center gets the case again.
+            await self._offer(uow, case, current, await _center(uow, current.center_code))
+            return
+        if current is not None:
+            log.info("case %s already has open referral %s", case.case_id, current.id)
+            return
+        await self._route(uow, case)
+
+    async def on_case_withdrawn(self, uow: UnitOfWork, case_id: UUID) -> None:
+        case = await _case(uow, case_id)
+        case.status = "withdrawn"
+        case.updated_at = self.clock()
+        current = await _open_referral(uow, case_id)
+        if current is not None:
+            current.status = "withdrawn"
+            current.answered_at = self.clock()
+
+    # ------------------------------------------------------------ center actions
+    async def referral_for_center(
+        self, uow: UnitOfWork, center_code: str, referral_id: UUID, *, lock: bool = False
+    ) -> tuple[Referral, RoutingCase]:
+        referral = await uow.session.get(Referral, referral_id)
+        if referral is None or referral.center_code != center_code:
+            raise ReferralNotFound(referral_id)
+        case = await uow.session.get(RoutingCase, referral.case_id, with_for_update=lock)
+        assert case is not None
+        if lock:  # the referral as it is now that the case is ours
+            await uow.session.refresh(referral)
+        return referral, case
+
+    async def accept(
+        self, uow: UnitOfWork, center: str, referral_id: UUID, expected_opinion_at: datetime
+    ) -> Referral:
+        referral, _ = await self.referral_for_center(uow, center, referral_id, lock=True)
+        self._require(referral, "offered", "accept")
+        if expected_opinion_at <= self.clock():
+            raise IllegalAction("The expected opinion date must be in the future.", "invalid")
+        referral.status = "accepted"
+        referral.answered_at = self.clock()
+        referral.expected_opinion_at = expected_opinion_at
+        await uow.session.execute(
+            RoutingCase.__table__.update()  # type: ignore[attr-defined]
+            .where(RoutingCase.case_id == referral.case_id)
+            .values(status="accepted", updated_at=self.clock())
+        )
+        await uow.outbox.add(
+            new_event(
+                ReferralAccepted(
+                    case_id=referral.case_id,
+                    referral_id=referral.id,
+                    center_code=center,
+                    expected_opinion_at=expected_opinion_at,
+                )
+            )
+        )
+        return referral
+
+    async def decline(
+        self,
+        uow: UnitOfWork,
+        center: str,
+        referral_id: UUID,
+        reason: DeclineReason,
+        detail: str | None,
+    ) -> Referral:
+        referral, case = await self.referral_for_center(uow, center, referral_id, lock=True)
+        self._require(referral, "offered", "decline")
+        referral.status = "declined"
+        referral.answered_at = self.clock()
+        referral.decline_reason = str(reason)
+        referral.decline_detail = detail
+        await uow.outbox.add(
+            new_event(
+                ReferralDeclined(
+                    case_id=referral.case_id,
+                    referral_id=referral.id,
+                    center_code=center,
+                    reason=reason,
+                    detail=detail,
+                )
+            )
+        )
+        await self._route(uow, case, after_all_declined=True)
+        return referral
+
+    async def request_info(
+        self, uow: UnitOfWork, center: str, referral_id: UUID, message: str
+    ) -> Referral:
+        referral, case = await self.referral_for_center(uow, center, referral_id, lock=True)
+        self._require(referral, ("offered", "accepted"), "request information on")
+        referral.status = "info_requested"
+        referral.info_message = message
+        case.status = "info_requested"
+        case.updated_at = self.clock()
+        await uow.outbox.add(
+            new_event(
+                ReferralInfoRequested(
+                    case_id=referral.case_id,
+                    referral_id=referral.id,
+                    center_code=center,
+                    message=message,
+                )
+            )
+        )
+        return referral
+
+    async def deliver_opinion(
+        self, uow: UnitOfWork, center: str, referral_id: UUID, document_id: UUID
+    ) -> Referral:
+        referral, case = await self.referral_for_center(uow, center, referral_id, lock=True)
+        self._require(referral, "accepted", "deliver an opinion on")
+        doc = await uow.session.get(CaseDocument, document_id)
+        if doc is None or doc.case_id != referral.case_id or doc.kind != "opinion":
+            raise OpinionNotStored(document_id)
+        referral.status = "completed"
+        referral.opinion_document_id = document_id
+        case.status = "completed"
+        case.updated_at = self.clock()
+        await uow.outbox.add(
+            new_event(
+                ReferralOpinionDelivered(
+                    case_id=referral.case_id,
+                    referral_id=referral.id,
+                    center_code=center,
+                    opinion_document_id=document_id,
+                )
+            )
+        )
+        return referral
+
+    def _require(self, referral: Referral, allowed: str | Sequence[str], action: str) -> None:
+        allowed = (allowed,) if isinstance(allowed, str) else tuple(allowed)
+        if referral.status == "offered" and referral.answer_due_at <= self.clock():
+            raise IllegalAction(
+                f"The answer deadline of this referral passed at "
+                f"{referral.answer_due_at.isoformat()}; it can no longer be answered.",
+                "expired",
+            )
+        if referral.status not in allowed:
+            raise IllegalAction(
+                f"This referral is {referral.status}: it is not possible to {action} it.",
+                referral.status,
+            )
+
+    # ----------------------------------------------------------------- deadlines
+    async def expire_due(self, uow: UnitOfWork, *, limit: int = 50) -> int:
+        """Expire offers whose deadline passed and re-route their cases; returns how many.
+
+        Several schedulers may run: each claims different rows (SKIP LOCKED).
+        """
+        now = self.clock()
+        due = await uow.session.execute(
+            select(Referral.id, Referral.case_id)
+            .where(Referral.status == "offered", Referral.answer_due_at <= now)
+            .order_by(Referral.answer_due_at)
+            .limit(limit)
+        )
+        expired = 0
+        for referral_id, case_id in due.all():
+            case = await uow.session.execute(
+                select(RoutingCase)
+                .where(RoutingCase.case_id == case_id)
+                .with_for_update(skip_locked=True)
+            )
+            locked = case.scalar_one_or_none()
+            if locked is None:
+                continue  # another scheduler or an API call holds it; next round
+            referral = await uow.session.get(Referral, referral_id, populate_existing=True)
+            assert referral is not None
+            if referral.status != "offered" or referral.answer_due_at > now:
+                continue
+            referral.status = "expired"
+            referral.answered_at = now
+            await uow.outbox.add(
+                new_event(
+                    ReferralExpired(
+                        case_id=case_id, referral_id=referral.id, center_code=referral.center_code
+                    )
+                )
+            )
+            await self._route(uow, locked, after_all_declined=True)
+            expired += 1
+        return expired
+
+    # ------------------------------------------------------------------- routing
+    async def _route(
+        self, uow: UnitOfWork, case: RoutingCase, *, after_all_declined: bool = False
+    ) -> None:
+        """Offer the case to the best eligible center not tried yet, or declare it unroutable."""
+        assert case.request is not None
+        ready = CaseReadyForReferral.model_validate(case.request)
+        docs = await _documents(uow, ready.document_ids)
+        if len(docs) < len(ready.document_ids):
+            case.status = "awaiting_documents"  # records' events are still on their way
+            return
+        tried_rows = await uow.session.execute(
+            select(Referral.center_code).where(Referral.case_id == case.case_id)
+        )
+        tried = [code for (code,) in tried_rows.all()]
+        states = await self._center_states(uow)
+        decision = decide(_routing_request(ready), states, set(tried))
+        case.last_decision = decision.as_record()
+        case.updated_at = self.clock()
+        chosen = decision.chosen
+        if chosen is None or case.attempts >= self.limits.max_attempts:
+            if case.attempts >= self.limits.max_attempts:
+                reason = UnroutableReason.ATTEMPTS_EXHAUSTED
+            elif tried and after_all_declined:
+                reason = UnroutableReason.ALL_CENTERS_DECLINED
+            else:
+                reason = UnroutableReason.NO_ELIGIBLE_CENTER
+            case.status = "unroutable"
+            case.unroutable_reason = str(reason)
+            log.warning("case %s is unroutable: %s", case.case_id, reason)
+            await uow.outbox.add(
+                new_event(
+                    CaseUnroutable(case_id=case.case_id, reason=reason, centers_tried=tried)
+                )
+            )
+            return
+        case.attempts += 1
+        referral = Referral(
+            id=uuid4(),
+            case_id=case.case_id,
+            center_code=chosen.code,
+            attempt=case.attempts,
+            status="offered",
+            answer_due_at=self.clock(),
+            decision=decision.as_record(),
+        )
+        uow.session.add(referral)
+        await self._offer(uow, case, referral, chosen, docs=docs, rationale=decision.rationale)
+
+    async def _offer(
+        self,
+        uow: UnitOfWork,
+        case: RoutingCase,
+        referral: Referral,
+        center: Center,
+        *,
+        docs: Sequence[CaseDocument] | None = None,
+        rationale: str | None = None,
+    ) -> None:
+        """(Re-)offer `referral` to its center: deadline, the two events, the webhook delivery."""
+        assert case.request is not None
+        ready = CaseReadyForReferral.model_validate(case.request)
+        if docs is None:
+            docs = await _documents(uow, ready.document_ids)
+        now = self.clock()
+        deadline = self.limits.deadline_override or timedelta(hours=center.answer_deadline_hours)
+        referral.status = "offered"
+        referral.offered_at = now
+        referral.answer_due_at = now + deadline
+        case.status = "offered"
+        case.updated_at = now
+        rationale = rationale or str(referral.decision.get("rationale") or "Offered again.")
+        await uow.outbox.add(
+            new_event(
+                ReferralRequested(
+                    case_id=case.case_id,
+                    referral_id=referral.id,
+                    center_code=center.code,
+                    center_country=center.country,
+                    attempt=referral.attempt,
+                    answer_due_at=referral.answer_due_at,
+                    rationale=rationale[:1000],
+                )
+            )
+        )
+        offer = new_event(
+            ReferralOffered(
+                case_id=case.case_id,
+                referral_id=referral.id,
+                center_code=center.code,
+                clinical=ready.clinical,
+                documents=[
+                    OfferedDocument(
+                        document_id=d.document_id,
+                        kind=d.kind,
+                        media_type=d.media_type,
+                        fetch_via=document_fetch_path(referral.id, d.document_id),
+                    )
+                    for d in docs
+                ],
+                answer_due_at=referral.answer_due_at,
+            )
+        )
+        referral.offer = offer.model_dump(mode="json")
+        await uow.outbox.add(offer)
+        if await uow.session.get(Webhook, center.code) is not None:
+            uow.session.add(
+                WebhookDelivery(
+                    event_id=offer.id,
+                    center_code=center.code,
+                    referral_id=referral.id,
+                    payload=referral.offer,
+                )
+            )
+
+    async def _center_states(self, uow: UnitOfWork) -> list[CenterState]:
+        since = self.clock() - LOAD_WINDOW
+        loads = dict(
+            (
+                await uow.session.execute(
+                    select(Referral.center_code, func.count())
+                    .where(
+                        Referral.offered_at >= since,
+                        Referral.status.in_(("offered", "accepted", "info_requested", "completed")),
+                    )
+                    .group_by(Referral.center_code)
+                )
+            ).all()
+        )
+        rows = (await uow.session.execute(select(CenterRow))).scalars().all()
+        return [
+            CenterState(center=center_of(row), load=int(loads.get(row.code, 0))) for row in rows
+        ]
+
+
+def center_of(row: CenterRow) -> Center:
+    """The registry entry of a row; `active` is the row's, which ops change with pause/resume."""
+    return Center.model_validate({**row.profile, "status": "active" if row.active else "paused"})
+
+
+async def _center(uow: UnitOfWork, code: str) -> Center:
+    row = await uow.session.get(CenterRow, code)
+    assert row is not None, f"center {code} is not in the registry"
+    return center_of(row)
+
+
+async def _case(uow: UnitOfWork, case_id: UUID) -> RoutingCase:
+    """The case's row, created on first sight, locked until the transaction ends."""
+    await uow.session.execute(
+        insert(RoutingCase)
+        .values(case_id=case_id, status="new", attempts=0, created_at=utcnow(), updated_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["case_id"])
+    )
+    case = await uow.session.get(
+        RoutingCase, case_id, with_for_update=True, populate_existing=True
+    )
+    assert case is not None
+    return case
+
+
+async def _open_referral(uow: UnitOfWork, case_id: UUID) -> Referral | None:
+    rows = await uow.session.execute(
+        select(Referral).where(Referral.case_id == case_id, Referral.status.in_(OPEN))
+    )
+    return rows.scalars().first()
+
+
+async def _documents(uow: UnitOfWork, ids: Sequence[UUID]) -> list[CaseDocument]:
+    rows = await uow.session.execute(
+        select(CaseDocument).where(CaseDocument.document_id.in_(list(ids)))
+    )
+    by_id = {d.document_id: d for d in rows.scalars()}
+    return [by_id[i] for i in ids if i in by_id]
+
+
+def _routing_request(ready: CaseReadyForReferral) -> RoutingRequest:
+    return RoutingRequest(
+        icd10=ready.clinical.icd10,
+        age_group=ready.clinical.age_group,
+        destination=ready.destination,
+        cross_border_transfer_allowed=ready.cross_border_transfer_allowed,
+        document_languages=list(ready.document_languages),
+    )
+

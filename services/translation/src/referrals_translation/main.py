@@ -1,0 +1,81 @@
+"""Bootstrap: translation's parts from settings, once per process (nothing at import).
+
+Translation has no HTTP API of its own: it is a consumer (reading documents, writing verdicts
+through its outbox) and an outbox relay, each its own process.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from minio import Minio
+
+from referrals_common.db import Database
+from referrals_common.telemetry import configure_logging, configure_telemetry
+from referrals_translation.config import TranslationSettings
+from referrals_translation.service import Translation
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: TranslationSettings
+    db: Database
+    translation: Translation
+
+
+def build_runtime(settings: TranslationSettings) -> Runtime:
+    from referrals_translation.acceptance import acceptable_languages
+    from referrals_translation.checking import FileChecker
+    from referrals_translation.reader import ObjectReader
+
+    s3 = settings.s3
+    client = Minio(
+        s3.endpoint,
+        access_key=s3.access_key,
+        secret_key=s3.secret_key.get_secret_value(),
+        secure=s3.secure,
+        region=s3.region,
+    )
+    checker = FileChecker(settings)
+    db = Database(settings.postgres)
+    reader = ObjectReader(client, settings.bucket, checker.check)
+    return Runtime(settings=settings, db=db, translation=Translation(reader, acceptable_languages))
+
+
+async def run_consumer(settings: TranslationSettings) -> None:
+    """The consumer process: until SIGTERM or SIGINT."""
+    from referrals_common.messaging.consumer import serve_consumer
+    from referrals_translation import consumers
+
+    rt = build_runtime(settings)
+    try:
+        await serve_consumer(
+            "translation",
+            settings.kafka.bootstrap_servers,
+            consumers.SUBSCRIBED_TOPICS,
+            lambda dead: consumers.build_consumer(rt.translation, rt.db, dead),
+            max_records=settings.max_records,
+            max_poll_interval_ms=int(
+                max(300.0, settings.check_timeout_seconds * settings.max_records * 2) * 1000
+            ),
+        )
+    finally:
+        await rt.db.dispose()
+
+
+def migrate(settings: TranslationSettings) -> None:
+    from referrals_common.migrations import upgrade  # Alembic only where migrations run
+
+    upgrade(settings.postgres.dsn.get_secret_value(), MIGRATIONS)
+
+
+def setup_observability(settings: TranslationSettings) -> None:
+    configure_logging(
+        "translation", level=settings.telemetry.log_level, json=settings.telemetry.log_json
+    )
+    configure_telemetry("translation")

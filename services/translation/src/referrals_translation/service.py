@@ -1,0 +1,208 @@
+"""Translation's use cases: read each stored document once, and give one verdict per document as
+soon as the case's destination is known.
+
+A document may be stored while the case is still a draft, before anyone knows where the opinion
+will come from, and records' and intake's events travel on different topics. So reading and
+judging are separate: the reading (languages, pages, method, or why it is unreadable) is kept per
+document; the verdict (accepted, translation required, unreadable) is written, with its event,
+when both the reading and the destination are there, whichever came last. Each case has a row
+whose lock serialises the two paths, so neither can miss the other.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+from uuid import UUID
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+
+from referrals_common.contracts import (
+    Destination,
+    DocumentKind,
+    DocumentLanguageAccepted,
+    DocumentStored,
+    DocumentTranslationRequired,
+    DocumentUnreadable,
+    new_event,
+)
+from referrals_common.contracts.translation import ExtractionMethod, LanguageShare
+from referrals_common.db import UnitOfWork
+from referrals_translation.models import CaseLanguages, DocumentCheck, utcnow
+
+log = logging.getLogger(__name__)
+
+# The center's opinion is read by the patient, not sent to a center: it is not checked.
+NOT_CHECKED = frozenset({DocumentKind.OPINION})
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What reading one document found, independent of where the case is going."""
+
+    outcome: Literal["text", "imaging", "unreadable"]
+    main_language: str | None = None
+    languages: Sequence[tuple[str, float]] = field(default_factory=tuple)
+    confidence: float = 0.0
+    pages: int = 0
+    method: str | None = None
+    reason: str | None = None
+    detail: str | None = None
+    seconds: float = 0.0
+
+
+class ObjectGone(Exception):
+    """The stored object no longer exists (a draft's document deleted before it was read)."""
+
+
+class DocumentReader(Protocol):
+    """Fetches a stored object and reads it within a bounded time; never raises for a bad file."""
+
+    async def read(self, object_key: str, media_type: str) -> Reading: ...
+
+
+AcceptableLanguages = Callable[[Destination], list[str]]
+
+
+class Translation:
+    def __init__(self, reader: DocumentReader, acceptable_for: AcceptableLanguages) -> None:
+        self.reader = reader
+        self.acceptable_for = acceptable_for
+
+    async def on_document_stored(self, uow: UnitOfWork, stored: DocumentStored) -> None:
+        if stored.kind in NOT_CHECKED:
+            return
+        if await uow.session.get(DocumentCheck, stored.document_id) is not None:
+            return  # the same document announced again: read once
+        case = await _case(uow, stored.case_id)
+        if case.withdrawn:
+            return
+        # Reading takes seconds (OCR); the case lock is taken after it, not held during it.
+        try:
+            reading = await self.reader.read(stored.object_key, str(stored.media_type))
+        except ObjectGone:
+            log.warning("document %s was deleted before it was read", stored.document_id)
+            return
+        case = await _case(uow, stored.case_id, lock=True)
+        check = _check_row(stored, reading)
+        uow.session.add(check)
+        log.info(
+            "document %s read: %s %s in %.2f s",
+            stored.document_id,
+            reading.outcome,
+            reading.main_language or reading.reason or "",
+            reading.seconds,
+        )
+        if case.acceptable is not None and not case.withdrawn:
+            await _decide(uow, check, case.acceptable)
+
+    async def on_case_submitted(
+        self, uow: UnitOfWork, case_id: UUID, destination: Destination
+    ) -> None:
+        case = await _case(uow, case_id, lock=True)
+        if case.withdrawn or case.acceptable is not None:
+            return
+        case.acceptable = self.acceptable_for(destination)
+        case.destination = destination.model_dump(mode="json")
+        case.updated_at = utcnow()
+        waiting = await uow.session.execute(
+            select(DocumentCheck)
+            .where(DocumentCheck.case_id == case_id, DocumentCheck.verdict.is_(None))
+            .order_by(DocumentCheck.checked_at)
+        )
+        for check in waiting.scalars():
+            await _decide(uow, check, case.acceptable)
+
+    async def on_case_withdrawn(self, uow: UnitOfWork, case_id: UUID) -> None:
+        case = await _case(uow, case_id, lock=True)
+        case.withdrawn = True
+        case.updated_at = utcnow()
+
+
+async def _case(uow: UnitOfWork, case_id: UUID, *, lock: bool = False) -> CaseLanguages:
+    """The case's row, created on first sight; `lock` holds it until the transaction ends."""
+    await uow.session.execute(
+        insert(CaseLanguages)
+        .values(case_id=case_id, withdrawn=False, updated_at=utcnow())
+        # A new row is visible to this transaction at once; a concurrent one waits for ours.
+        .on_conflict_do_nothing(index_elements=["case_id"])
+    )
+    case = await uow.session.get(
+        CaseLanguages, case_id, with_for_update=lock, populate_existing=True
+    )
+    assert case is not None
+    return case
+
+
+def _check_row(stored: DocumentStored, reading: Reading) -> DocumentCheck:
+    return DocumentCheck(
+        document_id=stored.document_id,
+        case_id=stored.case_id,
+        kind=str(stored.kind),
+        media_type=str(stored.media_type),
+        translation_of=stored.translation_of,
+        outcome=reading.outcome,
+        main_language=reading.main_language,
+        languages=[
+            {"language": code, "share": round(share, 4)} for code, share in reading.languages
+        ],
+        confidence=round(reading.confidence, 4),
+        pages=reading.pages,
+        method=reading.method,
+        unreadable_reason=reading.reason,
+        unreadable_detail=(reading.detail or "")[:500] or None,
+        seconds=round(reading.seconds, 3),
+    )
+
+
+async def _decide(uow: UnitOfWork, check: DocumentCheck, acceptable: list[str]) -> None:
+    """Write the document's verdict and its one event."""
+    event = verdict_event(check, acceptable)
+    check.verdict = {
+        DocumentLanguageAccepted: "accepted",
+        DocumentTranslationRequired: "translation_required",
+        DocumentUnreadable: "unreadable",
+    }[type(event)]
+    check.decided_at = utcnow()
+    await uow.outbox.add(new_event(event))
+
+
+def verdict_event(
+    check: DocumentCheck, acceptable: list[str]
+) -> DocumentLanguageAccepted | DocumentTranslationRequired | DocumentUnreadable:
+    """The verdict on a read document for a case whose acceptable languages are `acceptable`."""
+    ids = {"case_id": check.case_id, "document_id": check.document_id}
+    if check.outcome == "unreadable":
+        return DocumentUnreadable(
+            **ids,
+            reason=check.unreadable_reason or "no_text",
+            detail=check.unreadable_detail or "The document could not be read.",
+        )
+    if check.outcome == "imaging":
+        return DocumentLanguageAccepted(
+            **ids,
+            languages=[],
+            main_language=None,
+            confidence=1.0,
+            pages=check.pages,
+            method=ExtractionMethod.DICOM,
+        )
+    assert check.main_language is not None
+    if check.main_language in acceptable:
+        return DocumentLanguageAccepted(
+            **ids,
+            languages=[LanguageShare(**share) for share in check.languages],
+            main_language=check.main_language,
+            confidence=check.confidence,
+            pages=check.pages,
+            method=check.method or ExtractionMethod.TEXT_LAYER,
+        )
+    return DocumentTranslationRequired(
+        **ids,
+        detected_language=check.main_language,
+        acceptable_languages=acceptable,
+        confidence=check.confidence,
+    )
