@@ -18,7 +18,6 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 from uuid import UUID, uuid4
 
 from sqlalchemy import func, select
@@ -51,7 +50,7 @@ from referrals_partners.models import (
     WebhookDelivery,
     utcnow,
 )
-from referrals_partners.registry import Center
+from referrals_partners.registry import Center, ExchangeRates
 from referrals_partners.routing import CenterState, RoutingRequest, decide
 
 log = logging.getLogger(__name__)
@@ -86,7 +85,14 @@ class Limits:
 
 
 class Partners:
-    def __init__(self, limits: Limits | None = None, clock: Callable[[], datetime] = utcnow):
+    def __init__(
+        self,
+        rates: ExchangeRates,
+        limits: Limits | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.rates = rates
+        """Fixed rates to compare prices in one currency (the registry seed's)."""
         self.limits = limits or Limits()
         self.clock = clock
 
@@ -315,7 +321,9 @@ class Partners:
         )
         tried = [code for (code,) in tried_rows.all()]
         states = await self._center_states(uow)
-        decision = decide(_routing_request(ready), states, set(tried))
+        decision = decide(
+            RoutingRequest.from_ready_event(ready), states, set(tried), rates=self.rates
+        )
         case.last_decision = decision.as_record()
         case.updated_at = self.clock()
         chosen = decision.chosen
@@ -330,9 +338,7 @@ class Partners:
             case.unroutable_reason = str(reason)
             log.warning("case %s is unroutable: %s", case.case_id, reason)
             await uow.outbox.add(
-                new_event(
-                    CaseUnroutable(case_id=case.case_id, reason=reason, centers_tried=tried)
-                )
+                new_event(CaseUnroutable(case_id=case.case_id, reason=reason, centers_tried=tried))
             )
             return
         case.attempts += 1
@@ -452,9 +458,7 @@ async def _case(uow: UnitOfWork, case_id: UUID) -> RoutingCase:
         .values(case_id=case_id, status="new", attempts=0, created_at=utcnow(), updated_at=utcnow())
         .on_conflict_do_nothing(index_elements=["case_id"])
     )
-    case = await uow.session.get(
-        RoutingCase, case_id, with_for_update=True, populate_existing=True
-    )
+    case = await uow.session.get(RoutingCase, case_id, with_for_update=True, populate_existing=True)
     assert case is not None
     return case
 
@@ -472,14 +476,3 @@ async def _documents(uow: UnitOfWork, ids: Sequence[UUID]) -> list[CaseDocument]
     )
     by_id = {d.document_id: d for d in rows.scalars()}
     return [by_id[i] for i in ids if i in by_id]
-
-
-def _routing_request(ready: CaseReadyForReferral) -> RoutingRequest:
-    return RoutingRequest(
-        icd10=ready.clinical.icd10,
-        age_group=ready.clinical.age_group,
-        destination=ready.destination,
-        cross_border_transfer_allowed=ready.cross_border_transfer_allowed,
-        document_languages=list(ready.document_languages),
-    )
-

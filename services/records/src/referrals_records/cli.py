@@ -22,12 +22,21 @@ app = cli.app
 
 
 @app.command("create-center-key")
-def create_center_key(center: Annotated[str, typer.Argument(help="the center's code")]) -> None:
-    """Create an API key a cancer center uses to download its referrals' documents."""
+def create_center_key(
+    center: Annotated[str, typer.Argument(help="the center's code")],
+    key: Annotated[
+        str | None,
+        typer.Option(help="register the key partners issued (one key per center), not a new one"),
+    ] = None,
+) -> None:
+    """Create (or register) the API key a cancer center uses for its referrals' documents."""
     from referrals_records.clients import create_center_key as create
 
-    key = asyncio.run(create(RecordsSettings(), center))
-    typer.echo(f"API key for center {center} (shown once, keep it secret):\n{key}")
+    shown = asyncio.run(create(RecordsSettings(), center, key))
+    if key is None:
+        typer.echo(f"API key for center {center} (shown once, keep it secret):\n{shown}")
+    else:
+        typer.echo(f"registered the given key for center {center}")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,8 @@ from .notifications import NotificationFailed, NotificationSent
 from .partners import (
     PARTNER_INBOX_TOPIC_TEMPLATE,
     CaseUnroutable,
+    CenterCode,
+    DeclineReason,
     OfferedDocument,
     ReferralAccepted,
     ReferralDeclined,
@@ -51,6 +53,7 @@ from .partners import (
     ReferralOffered,
     ReferralOpinionDelivered,
     ReferralRequested,
+    UnroutableReason,
 )
 from .records import DocumentKind, DocumentRejected, DocumentStored
 from .translation import (
@@ -69,8 +72,10 @@ __all__ = [
     "CaseSubmitted",
     "CaseUnroutable",
     "CaseWithdrawn",
+    "CenterCode",
     "ClinicalSummary",
     "CloudEvent",
+    "DeclineReason",
     "Destination",
     "DestinationPreference",
     "DocumentKind",
@@ -95,6 +100,7 @@ __all__ = [
     "Stage",
     "StatusChangeReason",
     "UnknownEventType",
+    "UnroutableReason",
     "WithdrawalReason",
     "intake",
     "new_event",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Path, Request, Response, Security, status
@@ -245,12 +245,25 @@ async def upload_document(
                     )
                 ],
             ) from None
+    return await _store(
+        runtime, response, access.case_id, kind, upload, access.actor, translation_of
+    )
+
+
+async def _store(
+    runtime: Runtime,
+    response: Response,
+    case_id: UUID,
+    kind: DocumentKind,
+    upload: Any,
+    actor: str,
+    translation_of: UUID | None,
+) -> DocumentPublic:
+    """Store an upload, turning every refusal into its problem; 201 new, 200 the same file."""
     try:
-        result = await runtime.records.store_document(
-            access.case_id, kind, upload, access.actor, translation_of
-        )
+        result = await runtime.records.store_document(case_id, kind, upload, actor, translation_of)
     except UploadRefused as refused:
-        await audit(runtime, access.actor, "upload_refused", access.case_id, outcome="denied")
+        await audit(runtime, actor, "upload_refused", case_id, outcome="denied")
         raise ProblemError(
             refused.detail,
             status=refused.status,
@@ -276,9 +289,9 @@ async def upload_document(
         # The client is gone: nothing was kept (the storage layer aborted the upload).
         return Response(status_code=499)  # type: ignore[return-value]
     if not result.created:
-        await audit(runtime, access.actor, "upload_duplicate", access.case_id, result.document.id)
+        await audit(runtime, actor, "upload_duplicate", case_id, result.document.id)
         response.status_code = status.HTTP_200_OK
-    response.headers["Location"] = f"/v1/cases/{access.case_id}/documents/{result.document.id}"
+    response.headers["Location"] = f"/v1/cases/{case_id}/documents/{result.document.id}"
     return public(result.document)
 
 
@@ -430,3 +443,48 @@ async def center_download(
     return DownloadLink(
         url=url, expires_at=expires, media_type=doc.media_type, file_name=doc.file_name
     )
+
+
+@router.post(
+    "/referrals/{referral_id}/opinion",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DocumentPublic,
+    responses={
+        200: {"model": DocumentPublic, "description": "The same file was already uploaded"},
+        **problem_responses(400, 401, 404, 409, 413, 415),
+    },
+    summary="Upload the written opinion (center)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {"file": {"type": "string", "format": "binary"}},
+                    }
+                }
+            },
+        }
+    },
+)
+async def upload_opinion(
+    referral_id: UUID, center: CenterDep, runtime: RuntimeDep, request: Request, response: Response
+) -> DocumentPublic:
+    """The center's written opinion on a referral offered to it, checked like every upload and
+    stored as a document of kind `opinion`; then deliver it through partners'
+    `POST /v1/partner/referrals/{referral_id}/opinion` with the returned id."""
+    referral = await _offered(runtime, center, referral_id, request)
+    upload = await read_upload(request)
+    document = await _store(
+        runtime,
+        response,
+        referral.case_id,
+        DocumentKind.OPINION,
+        upload,
+        f"center:{center}",
+        None,
+    )
+    await audit(runtime, f"center:{center}", "upload_opinion", referral.case_id, document.id)
+    return document

@@ -1,0 +1,756 @@
+"""Partners' HTTP API, `/v1`. Every error is an RFC 9457 problem.
+
+- `/v1/partner/...`: a cancer center, with its own API key (`X-Api-Key: ccr_…`), sees and
+  answers only the referrals offered to it; another center's referral is a 404, as if it did not
+  exist. Every call is audited.
+- `/v1/ops/...`: operators (`X-Api-Key: ops_…`) manage the registry and follow routing.
+- `/v1/cases/{case_id}/routing`: the patient's front end, with the case access token, reads where
+  the case went and why.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, Security, status
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl
+from sqlalchemy import select
+
+from referrals_common.api.problems import (
+    Conflict,
+    NotFound,
+    ProblemError,
+    Unauthorized,
+    Unprocessable,
+    problem_responses,
+)
+from referrals_common.auth.api_keys import InvalidApiKey, parse_api_key, verify_secret
+from referrals_common.auth.case_tokens import InvalidCaseToken
+from referrals_common.contracts import DeclineReason
+from referrals_common.webhooks import new_secret
+from referrals_partners.centers import center_row_values, issue_key
+from referrals_partners.main import Runtime
+from referrals_partners.models import (
+    AccessAudit,
+    ApiClient,
+    CenterRow,
+    Referral,
+    RoutingCase,
+    Webhook,
+    WebhookDelivery,
+    utcnow,
+)
+from referrals_partners.registry import Center
+from referrals_partners.service import IllegalAction, OpinionNotStored, ReferralNotFound
+
+router = APIRouter(prefix="/v1")
+api_key = APIKeyHeader(
+    name="X-Api-Key", auto_error=False, description="A center's (ccr_…) or operator's (ops_…) key"
+)
+bearer = HTTPBearer(auto_error=False, description="The case access token issued by intake")
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def _route(request: Request) -> str:
+    route = request.scope.get("route")
+    return f"{request.method} {getattr(route, 'path', request.url.path)}"
+
+
+async def audit(
+    runtime: Runtime,
+    actor: str,
+    action: str,
+    *,
+    case_id: UUID | None = None,
+    referral_id: UUID | None = None,
+    outcome: str = "ok",
+) -> None:
+    async with runtime.db.unit_of_work() as uow:
+        uow.session.add(
+            AccessAudit(
+                actor=actor[:120],
+                action=action[:120],
+                case_id=case_id,
+                referral_id=referral_id,
+                outcome=outcome,
+            )
+        )
+        await uow.commit()
+
+
+async def _principal(
+    request: Request, runtime: Runtime, presented: str | None, role: str
+) -> tuple[str, str | None]:
+    """(key id, center code) of a valid key of `role`; 401 otherwise, audited."""
+    what = "the center's" if role == "center" else "an operator's"
+    if not presented:
+        raise Unauthorized(f"This endpoint needs {what} API key in X-Api-Key.")
+    cached = runtime.verified_keys.get(presented)
+    if cached is not None and cached[1] == role:
+        return cached[0], cached[2]
+    try:
+        _, key_id, secret = parse_api_key(presented)
+    except InvalidApiKey:
+        await audit(runtime, "key:malformed", _route(request), outcome="denied")
+        raise Unauthorized("The API key is malformed.") from None
+    async with runtime.db.unit_of_work() as uow:
+        row = await uow.session.get(ApiClient, key_id)
+    if (
+        row is None
+        or row.role != role
+        or row.revoked_at is not None
+        or not verify_secret(secret, row.secret_hash, runtime.pepper)
+    ):
+        await audit(runtime, f"key:{key_id}", _route(request), outcome="denied")
+        raise Unauthorized(f"The API key is not valid here: this endpoint needs {what} key.")
+    runtime.verified_keys.put(presented, (key_id, role, row.center_code))
+    return key_id, row.center_code
+
+
+async def current_center(
+    request: Request, runtime: RuntimeDep, presented: Annotated[str | None, Security(api_key)]
+) -> str:
+    _, code = await _principal(request, runtime, presented, "center")
+    assert code is not None
+    return code
+
+
+async def current_operator(
+    request: Request, runtime: RuntimeDep, presented: Annotated[str | None, Security(api_key)]
+) -> str:
+    key_id, _ = await _principal(request, runtime, presented, "ops")
+    return f"ops:{key_id}"
+
+
+CenterDep = Annotated[str, Depends(current_center)]
+OperatorDep = Annotated[str, Depends(current_operator)]
+
+
+# ------------------------------------------------------------------------------ schemas
+class OfferedReferral(BaseModel):
+    """A referral as its center sees it: the offer (clinical summary, documents) and its state."""
+
+    id: UUID
+    case_id: UUID
+    status: Literal[
+        "offered", "accepted", "info_requested", "declined", "expired", "completed", "withdrawn"
+    ]
+    attempt: int
+    offered_at: datetime
+    answer_due_at: datetime
+    answered_at: datetime | None
+    expected_opinion_at: datetime | None
+    decline_reason: str | None
+    info_message: str | None
+    opinion_document_id: UUID | None
+    offer: dict[str, Any] = Field(description="The `referral.offered` event data")
+
+    @classmethod
+    def of(cls, referral: Referral) -> OfferedReferral:
+        return cls(
+            **{
+                name: getattr(referral, name)
+                for name in cls.model_fields
+                if name not in {"offer", "status"}
+            },
+            status=referral.status,  # type: ignore[arg-type]
+            offer=referral.offer.get("data", referral.offer),
+        )
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AcceptBody(_Body):
+    expected_opinion_at: AwareDatetime = Field(description="When the opinion will be delivered")
+
+
+class DeclineBody(_Body):
+    reason: DeclineReason
+    detail: str | None = Field(default=None, max_length=1000, description="No personal data")
+
+
+class InformationRequest(_Body):
+    message: str = Field(min_length=1, max_length=4000, description="What the center needs")
+
+
+class OpinionBody(_Body):
+    document_id: UUID = Field(
+        description="The opinion, uploaded first to records (kind `opinion`) for this referral"
+    )
+
+
+class WebhookBody(_Body):
+    url: HttpUrl = Field(description="HTTPS endpoint that receives offers (POST, signed)")
+
+
+class WebhookCreated(BaseModel):
+    url: str
+    secret: str = Field(description="HMAC-SHA256 signing secret, shown once")
+
+
+class DeliveryView(BaseModel):
+    id: UUID
+    event_id: UUID
+    referral_id: UUID
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    last_status_code: int | None
+    last_error: str | None
+    delivered_at: datetime | None
+
+
+class WebhookView(BaseModel):
+    url: str
+    created_at: datetime
+    deliveries: list[DeliveryView]
+
+
+class CenterView(BaseModel):
+    code: str
+    active: bool
+    profile: dict[str, Any]
+    updated_at: datetime
+
+
+class IssuedKey(BaseModel):
+    key: str = Field(description="The API key, shown once; store it in a secret manager")
+
+
+class RoutingView(BaseModel):
+    case_id: UUID
+    status: str
+    attempts: int
+    unroutable_reason: str | None
+    last_decision: dict[str, Any] | None
+    referrals: list[dict[str, Any]]
+
+
+class PatientRouting(BaseModel):
+    """Where the case is and why this center, for the patient."""
+
+    status: str
+    center_name: str | None
+    center_country: str | None
+    center_city: str | None
+    why: str | None
+    answer_due_at: datetime | None
+    expected_opinion_at: datetime | None
+
+
+# --------------------------------------------------------------------------- center side
+async def _answer(
+    runtime: Runtime, request: Request, center: str, referral_id: UUID, action: Any
+) -> OfferedReferral:
+    """Run a center's action on one of its referrals in one transaction, audited."""
+    try:
+        async with runtime.db.unit_of_work() as uow:
+            referral = await action(uow)
+            await uow.commit()
+    except ReferralNotFound:
+        await audit(
+            runtime, f"center:{center}", _route(request), referral_id=referral_id, outcome="denied"
+        )
+        raise NotFound(f"There is no referral {referral_id} for this center.") from None
+    except IllegalAction as exc:
+        await audit(
+            runtime, f"center:{center}", _route(request), referral_id=referral_id, outcome="refused"
+        )
+        raise Conflict(str(exc), extensions={"referral_status": exc.status}) from None
+    except OpinionNotStored as exc:
+        raise ProblemError(
+            f"Document {exc.args[0]} is not a stored opinion of this referral's case. Upload it "
+            "to records first (kind `opinion`); if you just did, retry in a few seconds.",
+            status=409,
+            title="The opinion document is not known yet",
+            type_slug="opinion-not-stored",
+            headers={"Retry-After": "2"},
+        ) from None
+    await audit(
+        runtime,
+        f"center:{center}",
+        _route(request),
+        case_id=referral.case_id,
+        referral_id=referral.id,
+    )
+    return OfferedReferral.of(referral)
+
+
+@router.get(
+    "/partner/referrals",
+    response_model=list[OfferedReferral],
+    responses=problem_responses(401),
+    summary="Referrals offered to this center",
+)
+async def list_referrals(
+    center: CenterDep,
+    runtime: RuntimeDep,
+    request: Request,
+    status_: Annotated[str | None, Query(alias="status")] = None,
+) -> list[OfferedReferral]:
+    query = select(Referral).where(Referral.center_code == center)
+    if status_:
+        query = query.where(Referral.status == status_)
+    async with runtime.db.unit_of_work() as uow:
+        rows = (await uow.session.execute(query.order_by(Referral.offered_at.desc()))).scalars()
+        referrals = [OfferedReferral.of(r) for r in rows]
+    await audit(runtime, f"center:{center}", _route(request))
+    return referrals
+
+
+@router.get(
+    "/partner/referrals/{referral_id}",
+    response_model=OfferedReferral,
+    responses=problem_responses(401, 404),
+    summary="One referral offered to this center",
+)
+async def read_referral(
+    referral_id: UUID, center: CenterDep, runtime: RuntimeDep, request: Request
+) -> OfferedReferral:
+    async def read(uow: Any) -> Referral:
+        referral, _ = await runtime.partners.referral_for_center(uow, center, referral_id)
+        return referral
+
+    return await _answer(runtime, request, center, referral_id, read)
+
+
+@router.post(
+    "/partner/referrals/{referral_id}/accept",
+    response_model=OfferedReferral,
+    responses=problem_responses(401, 404, 409, 422),
+    summary="Accept a referral",
+)
+async def accept(
+    referral_id: UUID, body: AcceptBody, center: CenterDep, runtime: RuntimeDep, request: Request
+) -> OfferedReferral:
+    """Before the answer deadline; the case is the center's until it delivers its opinion."""
+    return await _answer(
+        runtime,
+        request,
+        center,
+        referral_id,
+        lambda uow: runtime.partners.accept(uow, center, referral_id, body.expected_opinion_at),
+    )
+
+
+@router.post(
+    "/partner/referrals/{referral_id}/decline",
+    response_model=OfferedReferral,
+    responses=problem_responses(401, 404, 409, 422),
+    summary="Decline a referral",
+)
+async def decline(
+    referral_id: UUID, body: DeclineBody, center: CenterDep, runtime: RuntimeDep, request: Request
+) -> OfferedReferral:
+    """The case goes to the next eligible center, never back to this one."""
+    return await _answer(
+        runtime,
+        request,
+        center,
+        referral_id,
+        lambda uow: runtime.partners.decline(uow, center, referral_id, body.reason, body.detail),
+    )
+
+
+@router.post(
+    "/partner/referrals/{referral_id}/information-requests",
+    response_model=OfferedReferral,
+    responses=problem_responses(401, 404, 409, 422),
+    summary="Ask the patient for more information",
+)
+async def request_information(
+    referral_id: UUID,
+    body: InformationRequest,
+    center: CenterDep,
+    runtime: RuntimeDep,
+    request: Request,
+) -> OfferedReferral:
+    """The case waits for the patient ('action required'); once the new documents pass their
+    checks, the case is offered to this center again."""
+    return await _answer(
+        runtime,
+        request,
+        center,
+        referral_id,
+        lambda uow: runtime.partners.request_info(uow, center, referral_id, body.message),
+    )
+
+
+@router.post(
+    "/partner/referrals/{referral_id}/opinion",
+    response_model=OfferedReferral,
+    responses=problem_responses(401, 404, 409, 422),
+    summary="Deliver the written opinion",
+)
+async def deliver_opinion(
+    referral_id: UUID, body: OpinionBody, center: CenterDep, runtime: RuntimeDep, request: Request
+) -> OfferedReferral:
+    """Upload the opinion to records first (`POST /v1/referrals/{referral_id}/opinion` there),
+    then reference its document id here."""
+    return await _answer(
+        runtime,
+        request,
+        center,
+        referral_id,
+        lambda uow: runtime.partners.deliver_opinion(uow, center, referral_id, body.document_id),
+    )
+
+
+@router.put(
+    "/partner/webhook",
+    response_model=WebhookCreated,
+    responses=problem_responses(401, 422),
+    summary="Register (or replace) this center's webhook",
+)
+async def put_webhook(
+    body: WebhookBody, center: CenterDep, runtime: RuntimeDep, request: Request
+) -> WebhookCreated:
+    """Offers are then also POSTed to `url`, signed (`X-Referrals-Signature`); a new signing
+    secret is issued each time and shown once."""
+    url = str(body.url)
+    loopback = body.url.host in {"127.0.0.1", "localhost", "::1"}
+    if body.url.scheme != "https" and not (
+        runtime.settings.environment != "production" and loopback
+    ):
+        raise Unprocessable("The webhook URL must use HTTPS.")
+    secret = new_secret()
+    sealed = runtime.cipher.encrypt_json(secret, bound_to=center).hex()
+    async with runtime.db.unit_of_work() as uow:
+        hook = await uow.session.get(Webhook, center)
+        if hook is None:
+            uow.session.add(Webhook(center_code=center, url=url, secret_encrypted=sealed))
+        else:
+            hook.url, hook.secret_encrypted, hook.created_at = url, sealed, utcnow()
+        await uow.commit()
+    await audit(runtime, f"center:{center}", _route(request))
+    return WebhookCreated(url=url, secret=secret)
+
+
+@router.get(
+    "/partner/webhook",
+    response_model=WebhookView,
+    responses=problem_responses(401, 404),
+    summary="This center's webhook and its recent deliveries",
+)
+async def get_webhook(center: CenterDep, runtime: RuntimeDep) -> WebhookView:
+    async with runtime.db.unit_of_work() as uow:
+        hook = await uow.session.get(Webhook, center)
+        if hook is None:
+            raise NotFound("This center has no webhook.")
+        rows = await uow.session.execute(
+            select(WebhookDelivery)
+            .where(WebhookDelivery.center_code == center)
+            .order_by(WebhookDelivery.created_at.desc())
+            .limit(100)
+        )
+        deliveries = [DeliveryView.model_validate(d, from_attributes=True) for d in rows.scalars()]
+    return WebhookView(url=hook.url, created_at=hook.created_at, deliveries=deliveries)
+
+
+@router.delete(
+    "/partner/webhook",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401, 404),
+    summary="Remove this center's webhook",
+)
+async def delete_webhook(center: CenterDep, runtime: RuntimeDep) -> Response:
+    async with runtime.db.unit_of_work() as uow:
+        hook = await uow.session.get(Webhook, center)
+        if hook is None:
+            raise NotFound("This center has no webhook.")
+        await uow.session.delete(hook)
+        await uow.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# ------------------------------------------------------------------------------ ops side
+@router.get(
+    "/ops/centers",
+    response_model=list[CenterView],
+    responses=problem_responses(401),
+    summary="The registry",
+)
+async def list_centers(operator: OperatorDep, runtime: RuntimeDep) -> list[CenterView]:
+    async with runtime.db.unit_of_work() as uow:
+        rows = (await uow.session.execute(select(CenterRow).order_by(CenterRow.code))).scalars()
+        return [CenterView.model_validate(r, from_attributes=True) for r in rows]
+
+
+@router.post(
+    "/ops/centers",
+    response_model=CenterView,
+    status_code=status.HTTP_201_CREATED,
+    responses=problem_responses(401, 409, 422),
+    summary="Add a center",
+)
+async def add_center(
+    center: Center, operator: OperatorDep, runtime: RuntimeDep, request: Request
+) -> CenterView:
+    """Adds the center and creates its inbox topic."""
+    from referrals_common.contracts import topics
+    from referrals_common.messaging.kafka import ensure_topics
+
+    async with runtime.db.unit_of_work() as uow:
+        if await uow.session.get(CenterRow, center.code) is not None:
+            raise Conflict(f"There is already a center {center.code}.")
+        row = CenterRow(**center_row_values(center))  # type: ignore[arg-type]
+        uow.session.add(row)
+        await uow.commit()
+    await ensure_topics(
+        runtime.settings.kafka.bootstrap_servers, [topics.partner_inbox(center.code)], partitions=1
+    )
+    await audit(runtime, operator, _route(request))
+    return CenterView.model_validate(row, from_attributes=True)
+
+
+@router.put(
+    "/ops/centers/{code}",
+    response_model=CenterView,
+    responses=problem_responses(401, 404, 422),
+    summary="Replace a center's profile",
+)
+async def update_center(
+    code: str, center: Center, operator: OperatorDep, runtime: RuntimeDep, request: Request
+) -> CenterView:
+    if center.code != code:
+        raise Unprocessable("The body's code must be the center's code; codes do not change.")
+    async with runtime.db.unit_of_work() as uow:
+        row = await uow.session.get(CenterRow, code, with_for_update=True)
+        if row is None:
+            raise NotFound(f"There is no center {code}.")
+        values = center_row_values(center)
+        row.profile, row.active, row.updated_at = values["profile"], values["active"], utcnow()  # type: ignore[assignment]
+        await uow.commit()
+    await audit(runtime, operator, _route(request))
+    return CenterView.model_validate(row, from_attributes=True)
+
+
+async def _set_active(runtime: Runtime, code: str, active: bool) -> CenterView:
+    async with runtime.db.unit_of_work() as uow:
+        row = await uow.session.get(CenterRow, code, with_for_update=True)
+        if row is None:
+            raise NotFound(f"There is no center {code}.")
+        row.active = active
+        row.profile = {**row.profile, "status": "active" if active else "paused"}
+        row.updated_at = utcnow()
+        await uow.commit()
+    return CenterView.model_validate(row, from_attributes=True)
+
+
+@router.post(
+    "/ops/centers/{code}/pause",
+    response_model=CenterView,
+    responses=problem_responses(401, 404),
+    summary="Pause a center (no new offers)",
+)
+async def pause_center(
+    code: str, operator: OperatorDep, runtime: RuntimeDep, request: Request
+) -> CenterView:
+    view = await _set_active(runtime, code, False)
+    await audit(runtime, operator, _route(request))
+    return view
+
+
+@router.post(
+    "/ops/centers/{code}/resume",
+    response_model=CenterView,
+    responses=problem_responses(401, 404),
+    summary="Resume a paused center",
+)
+async def resume_center(
+    code: str, operator: OperatorDep, runtime: RuntimeDep, request: Request
+) -> CenterView:
+    view = await _set_active(runtime, code, True)
+    await audit(runtime, operator, _route(request))
+    return view
+
+
+@router.post(
+    "/ops/centers/{code}/keys",
+    response_model=IssuedKey,
+    status_code=status.HTTP_201_CREATED,
+    responses=problem_responses(401, 404),
+    summary="Issue a new API key for a center (rotation: issue, hand over, then revoke the old)",
+)
+async def issue_center_key(
+    code: str, operator: OperatorDep, runtime: RuntimeDep, request: Request
+) -> IssuedKey:
+    async with runtime.db.unit_of_work() as uow:
+        if await uow.session.get(CenterRow, code) is None:
+            raise NotFound(f"There is no center {code}.")
+        key = await issue_key(uow, runtime.pepper, role="center", name=code, center_code=code)
+        await uow.commit()
+    await audit(runtime, operator, _route(request))
+    return IssuedKey(key=key)
+
+
+@router.delete(
+    "/ops/keys/{key_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401, 404),
+    summary="Revoke an API key (effective within a minute)",
+)
+async def revoke_key(
+    key_id: str, operator: OperatorDep, runtime: RuntimeDep, request: Request
+) -> Response:
+    async with runtime.db.unit_of_work() as uow:
+        row = await uow.session.get(ApiClient, key_id)
+        if row is None:
+            raise NotFound(f"There is no key {key_id}.")
+        row.revoked_at = row.revoked_at or utcnow()
+        await uow.commit()
+    await audit(runtime, operator, _route(request))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _referral_record(r: Referral) -> dict[str, Any]:
+    return {
+        "id": str(r.id),
+        "center_code": r.center_code,
+        "attempt": r.attempt,
+        "status": r.status,
+        "offered_at": r.offered_at.isoformat(),
+        "answer_due_at": r.answer_due_at.isoformat(),
+        "answered_at": r.answered_at.isoformat() if r.answered_at else None,
+        "decline_reason": r.decline_reason,
+        "decision": r.decision,
+    }
+
+
+@router.get(
+    "/ops/cases",
+    response_model=list[RoutingView],
+    responses=problem_responses(401),
+    summary="Cases by routing status (e.g. `unroutable`, which need ops)",
+)
+async def list_cases(
+    operator: OperatorDep,
+    runtime: RuntimeDep,
+    status_: Annotated[str, Query(alias="status")] = "unroutable",
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[RoutingView]:
+    async with runtime.db.unit_of_work() as uow:
+        rows = await uow.session.execute(
+            select(RoutingCase)
+            .where(RoutingCase.status == status_)
+            .order_by(RoutingCase.updated_at.desc())
+            .limit(limit)
+        )
+        return [
+            RoutingView(
+                case_id=c.case_id,
+                status=c.status,
+                attempts=c.attempts,
+                unroutable_reason=c.unroutable_reason,
+                last_decision=c.last_decision,
+                referrals=[],
+            )
+            for c in rows.scalars()
+        ]
+
+
+@router.get(
+    "/ops/cases/{case_id}/routing",
+    response_model=RoutingView,
+    responses=problem_responses(401, 404),
+    summary="Every routing decision of a case, with every center considered",
+)
+async def case_routing(
+    case_id: UUID, operator: OperatorDep, runtime: RuntimeDep, request: Request
+) -> RoutingView:
+    async with runtime.db.unit_of_work() as uow:
+        case = await uow.session.get(RoutingCase, case_id)
+        if case is None:
+            raise NotFound(f"Partners has not seen case {case_id}.")
+        rows = await uow.session.execute(
+            select(Referral).where(Referral.case_id == case_id).order_by(Referral.attempt)
+        )
+        referrals = [_referral_record(r) for r in rows.scalars()]
+    await audit(runtime, operator, _route(request), case_id=case_id)
+    return RoutingView(
+        case_id=case.case_id,
+        status=case.status,
+        attempts=case.attempts,
+        unroutable_reason=case.unroutable_reason,
+        last_decision=case.last_decision,
+        referrals=referrals,
+    )
+
+
+# -------------------------------------------------------------------------- patient side
+@router.get(
+    "/cases/{case_id}/routing",
+    response_model=PatientRouting,
+    responses=problem_responses(401, 404),
+    summary="Where the case is and why this center (patient)",
+)
+async def patient_routing(
+    request: Request,
+    runtime: RuntimeDep,
+    case_id: Annotated[UUID, Path()],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+) -> PatientRouting:
+    if credentials is None:
+        raise Unauthorized("This endpoint needs the case access token: Authorization: Bearer …")
+    if runtime.verifier is None:
+        raise Unauthorized("Case tokens are not configured on this service.")
+    try:
+        claims = runtime.verifier.verify(credentials.credentials)
+    except InvalidCaseToken as exc:
+        await audit(
+            runtime, "case-token:invalid", _route(request), case_id=case_id, outcome="denied"
+        )
+        raise Unauthorized(f"The case access token is not valid: {exc.reason}.") from None
+    if claims.case_id != case_id:
+        await audit(
+            runtime,
+            f"case-token:{claims.client_id}",
+            _route(request),
+            case_id=case_id,
+            outcome="denied",
+        )
+        raise NotFound(f"There is no case {case_id}.")
+    async with runtime.db.unit_of_work() as uow:
+        case = await uow.session.get(RoutingCase, case_id)
+        if case is None:
+            raise NotFound(f"Case {case_id} has not been referred yet.")
+        rows = await uow.session.execute(
+            select(Referral, CenterRow)
+            .join(CenterRow, CenterRow.code == Referral.center_code)
+            .where(Referral.case_id == case_id)
+            .order_by(Referral.attempt.desc())
+            .limit(1)
+        )
+        latest = rows.first()
+    await audit(runtime, f"case-token:{claims.client_id}", _route(request), case_id=case_id)
+    if latest is None:
+        return PatientRouting(
+            status=case.status,
+            center_name=None,
+            center_country=None,
+            center_city=None,
+            why=(case.last_decision or {}).get("rationale"),
+            answer_due_at=None,
+            expected_opinion_at=None,
+        )
+    referral, row = latest
+    return PatientRouting(
+        status=case.status,
+        center_name=row.profile.get("name"),
+        center_country=row.profile.get("country"),
+        center_city=row.profile.get("city"),
+        why=referral.decision.get("rationale"),
+        answer_due_at=referral.answer_due_at,
+        expected_opinion_at=referral.expected_opinion_at,
+    )

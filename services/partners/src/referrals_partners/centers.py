@@ -1,0 +1,91 @@
+"""The registry in the database: loading the versioned seed, inbox topics, and API keys.
+
+The seed file is the starting point, not the truth: on start-up the consumer adds the seed's
+centers that are not in the database yet and never overwrites a center ops changed through the
+API (pause, capacity, deadline). Every center gets its own inbox topic,
+`referrals.partner-inbox.<code>.v1`, created when the center is added (brokers do not
+auto-create topics).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+
+from referrals_common.auth.api_keys import generate_api_key, hash_secret
+from referrals_common.contracts import topics
+from referrals_common.db import Database, UnitOfWork
+from referrals_partners.models import ApiClient, CenterRow, utcnow
+from referrals_partners.registry import Center, CenterStatus, Registry, load_registry
+
+log = logging.getLogger(__name__)
+
+CENTER_KEY_PREFIX = "ccr"
+OPS_KEY_PREFIX = "ops"
+
+
+def center_row_values(center: Center) -> dict[str, object]:
+    return {
+        "code": center.code,
+        "profile": center.model_dump(mode="json"),
+        "active": center.status is CenterStatus.ACTIVE,
+    }
+
+
+async def load_seed(db: Database, path: str | Path | None = None) -> Registry:
+    """Add the seed's centers that the database does not have; returns the seed registry."""
+    registry = load_registry(path)
+    async with db.unit_of_work() as uow:
+        added = 0
+        for center in registry.centers:
+            result = await uow.session.execute(
+                insert(CenterRow)
+                .values(
+                    **center_row_values(center),
+                    seed_version=registry.version,
+                    created_at=utcnow(),
+                    updated_at=utcnow(),
+                )
+                .on_conflict_do_nothing(index_elements=["code"])
+            )
+            added += result.rowcount or 0  # type: ignore[attr-defined]
+        await uow.commit()
+    log.info(
+        "registry seed v%s (%s): %d centers, %d new",
+        registry.version,
+        "sample data" if registry.sample_data else "real data",
+        len(registry.centers),
+        added,
+    )
+    return registry
+
+
+async def ensure_inbox_topics(db: Database, bootstrap_servers: str) -> list[str]:
+    """Create the inbox topic of every registered center that has none."""
+    from referrals_common.messaging.kafka import ensure_topics
+
+    async with db.unit_of_work() as uow:
+        codes = (await uow.session.execute(select(CenterRow.code))).scalars().all()
+    return await ensure_topics(
+        bootstrap_servers, [topics.partner_inbox(code) for code in codes], partitions=1
+    )
+
+
+async def issue_key(
+    uow: UnitOfWork, pepper: bytes, *, role: str, name: str, center_code: str | None = None
+) -> str:
+    """A new API key for a center (`role` center) or an operator (`role` ops), shown once."""
+    key = generate_api_key(CENTER_KEY_PREFIX if role == "center" else OPS_KEY_PREFIX)
+    uow.session.add(
+        ApiClient(
+            key_id=key.key_id,
+            role=role,
+            center_code=center_code,
+            name=name,
+            secret_hash=hash_secret(key.secret, pepper),
+        )
+    )
+    return key.display

@@ -1,0 +1,184 @@
+"""Bootstrap: partners' parts from settings, once per process (nothing at import).
+
+Partners runs four processes: the API (centers, operators, patients' "why this center"), the
+consumer (routing on intake's and records' events), the scheduler (deadlines and webhooks) and
+the outbox relay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from referrals_common.api.problems import install_problem_handlers
+from referrals_common.auth.api_keys import VerifiedKeys
+from referrals_common.auth.case_tokens import CaseTokenVerifier
+from referrals_common.crypto import FieldCipher
+from referrals_common.db import Database
+from referrals_common.telemetry import configure_logging, configure_telemetry, instrument_fastapi
+from referrals_partners.config import PartnersSettings
+from referrals_partners.registry import load_registry
+from referrals_partners.service import Limits, Partners
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: PartnersSettings
+    db: Database
+    partners: Partners
+    cipher: FieldCipher
+    pepper: bytes
+    verified_keys: VerifiedKeys[tuple[str, str, str | None]]
+    verifier: CaseTokenVerifier | None
+
+
+def field_cipher(settings: PartnersSettings) -> FieldCipher:
+    key = settings.field_encryption_key.get_secret_value()
+    if key:
+        return FieldCipher.from_base64(key)
+    # Development only (other environments refuse an empty key): every partners process must
+    # decrypt what another wrote, so the throw-away key is derived from the shared pepper.
+    log.warning("no field encryption key configured: deriving a development key from the pepper")
+    digest = hashlib.sha256(
+        b"partners-dev-field-key" + settings.api_key_pepper.get_secret_value().encode()
+    )
+    return FieldCipher.from_base64(base64.b64encode(digest.digest()).decode())
+
+
+def build_runtime(settings: PartnersSettings) -> Runtime:
+    pepper = settings.api_key_pepper.get_secret_value().encode()
+    override = settings.deadline_override_seconds
+    return Runtime(
+        settings=settings,
+        db=Database(settings.postgres),
+        partners=Partners(
+            load_registry(settings.seed_file or None).currency,
+            Limits(
+                max_attempts=settings.max_attempts,
+                deadline_override=timedelta(seconds=override) if override else None,
+            ),
+        ),
+        cipher=field_cipher(settings),
+        pepper=pepper,
+        verified_keys=VerifiedKeys(pepper),
+        verifier=CaseTokenVerifier(
+            json.loads(settings.case_token_jwks), issuer=settings.case_token_issuer
+        )
+        if settings.case_token_jwks
+        else None,
+    )
+
+
+def create_app(settings: PartnersSettings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    from referrals_partners.api.routes import router
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = runtime or build_runtime(settings or PartnersSettings())
+        app.state.runtime = rt
+        try:
+            yield
+        finally:
+            if runtime is None:
+                await rt.db.dispose()
+
+    app = FastAPI(
+        title="Partners: cancer centers and routing",
+        version="1.0.0",
+        description=(
+            "Cancer centers answer the referrals offered to them here (`/v1/partner`, each with "
+            "its own API key): accept, decline, ask for more information, deliver the opinion, "
+            "and register a webhook. Operators manage the center registry and follow routing "
+            "(`/v1/ops`, operator keys). A patient's front end reads why a center was chosen "
+            "(`/v1/cases/{case_id}/routing`, case access token)."
+        ),
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    app.include_router(router)
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    instrument_fastapi(app)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    settings = PartnersSettings()
+    setup_observability(settings)
+    return create_app(settings)
+
+
+async def run_consumer(settings: PartnersSettings) -> None:
+    """The consumer process: load the registry seed, make inbox topics, route until stopped."""
+    from referrals_common.messaging.consumer import serve_consumer
+    from referrals_partners import consumers
+    from referrals_partners.centers import ensure_inbox_topics, load_seed
+
+    rt = build_runtime(settings)
+    try:
+        await load_seed(rt.db, settings.seed_file or None)
+        await ensure_inbox_topics(rt.db, settings.kafka.bootstrap_servers)
+        await serve_consumer(
+            "partners",
+            settings.kafka.bootstrap_servers,
+            consumers.SUBSCRIBED_TOPICS,
+            lambda dead: consumers.build_consumer(rt.partners, rt.db, dead),
+        )
+    finally:
+        await rt.db.dispose()
+
+
+async def run_scheduler(settings: PartnersSettings) -> None:
+    """The scheduler process: deadlines and webhook deliveries, until SIGTERM or SIGINT."""
+    import signal
+
+    from referrals_partners.scheduler import WebhookSender
+    from referrals_partners.scheduler import run_scheduler as loop
+
+    rt = build_runtime(settings)
+    sender = WebhookSender(
+        rt.db,
+        rt.cipher,
+        timeout=settings.webhook_timeout_seconds,
+        max_attempts=settings.webhook_max_attempts,
+        backoff=settings.webhook_backoff_seconds,
+    )
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    try:
+        await loop(
+            rt.partners, rt.db, sender, interval=settings.scheduler_interval_seconds, stop=stop
+        )
+    finally:
+        await sender.close()
+        await rt.db.dispose()
+
+
+def migrate(settings: PartnersSettings) -> None:
+    from referrals_common.migrations import upgrade  # Alembic only where migrations run
+
+    upgrade(settings.postgres.dsn.get_secret_value(), MIGRATIONS)
+
+
+def setup_observability(settings: PartnersSettings) -> None:
+    configure_logging(
+        "partners", level=settings.telemetry.log_level, json=settings.telemetry.log_json
+    )
+    configure_telemetry("partners")

@@ -1,0 +1,247 @@
+"""Routing end to end over real Kafka: offer on the center's own inbox topic, decline and expiry
+re-route to the next center (never the same twice), no center left is `case.unroutable`, the
+opinion closes the loop, and a center sees nothing of another center's referral."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from referrals_common.contracts import ReferralOffered, topics
+from referrals_partners.models import Referral, RoutingCase
+
+from .conftest import (
+    Inbox,
+    Topic,
+    api_client,
+    case_headers,
+    document_stored,
+    key_for,
+    partners_running,
+    publish,
+    ready,
+)
+
+pytestmark = pytest.mark.integration
+
+BERLIN, MUNICH, WARSAW = "test-breast-berlin", "test-oncology-munich", "test-oncology-warsaw"
+
+
+async def open_case(rt, *, documents: int = 2, **ready_options):
+    case_id = uuid.uuid4()
+    stored = [document_stored(case_id) for _ in range(documents)]
+    bootstrap = rt.settings.kafka.bootstrap_servers
+    await publish(bootstrap, *stored)
+    await publish(bootstrap, ready(case_id, [s.data.document_id for s in stored], **ready_options))
+    return case_id, stored
+
+
+async def test_offer_reaches_the_center_inbox_and_a_decline_goes_to_the_next(make_runtime):
+    rt = await make_runtime()
+    bootstrap = rt.settings.kafka.bootstrap_servers
+    async with (
+        partners_running(rt),
+        api_client(rt) as api,
+        Topic(bootstrap, topics.ROUTING) as routing,
+        Inbox(bootstrap, BERLIN) as berlin,
+        Inbox(bootstrap, MUNICH) as munich,
+    ):
+        case_id, stored = await open_case(rt)
+        offer = await berlin.offer_for(case_id)
+        data = ReferralOffered.model_validate(offer["data"])
+        assert data.center_code == BERLIN  # 7-day turnaround beats Munich's 10
+        assert {d.document_id for d in data.documents} == {s.data.document_id for s in stored}
+        assert data.clinical.icd10 == "C50.9"
+        assert "@" not in offer["data"].__repr__()  # no contact data in the offer
+        requested = await routing.wait_for(case_id, "referrals.referral.requested.v1")
+        assert requested[0]["data"]["attempt"] == 1
+        assert "Test Breast Center Berlin" in requested[0]["data"]["rationale"]
+
+        berlin_key = await key_for(rt, "center", BERLIN)
+        response = await api.post(
+            f"/v1/partner/referrals/{data.referral_id}/decline",
+            json={"reason": "no_capacity", "detail": "Our board is full until next month."},
+            headers={"X-Api-Key": berlin_key},
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "declined"
+
+        second = ReferralOffered.model_validate((await munich.offer_for(case_id))["data"])
+        assert second.center_code == MUNICH
+        assert second.referral_id != data.referral_id
+        requests = await routing.wait_for(case_id, "referrals.referral.requested.v1", count=2)
+        assert [r["data"]["attempt"] for r in requests] == [1, 2]
+        await routing.wait_for(case_id, "referrals.referral.declined.v1")
+
+        # Declining again changes nothing and says why.
+        again = await api.post(
+            f"/v1/partner/referrals/{data.referral_id}/decline",
+            json={"reason": "no_capacity"},
+            headers={"X-Api-Key": berlin_key},
+        )
+        assert again.status_code == 409
+        assert again.headers["content-type"] == "application/problem+json"
+        assert again.json()["referral_status"] == "declined"
+
+        # Munich declines too: Warsaw is not in Germany, so nobody is left.
+        munich_key = await key_for(rt, "center", MUNICH)
+        response = await api.post(
+            f"/v1/partner/referrals/{second.referral_id}/decline",
+            json={"reason": "outside_expertise"},
+            headers={"X-Api-Key": munich_key},
+        )
+        assert response.status_code == 200
+        unroutable = await routing.wait_for(case_id, "referrals.case.unroutable.v1")
+        assert unroutable[0]["data"]["reason"] == "all_centers_declined"
+        assert unroutable[0]["data"]["centers_tried"] == [BERLIN, MUNICH]
+
+    async with rt.db.unit_of_work() as uow:
+        case = await uow.session.get(RoutingCase, case_id)
+        offers = (
+            (await uow.session.execute(select(Referral).where(Referral.case_id == case_id)))
+            .scalars()
+            .all()
+        )
+    assert case.status == "unroutable"
+    assert sorted(r.center_code for r in offers) == [BERLIN, MUNICH]  # never the same twice
+
+
+async def test_an_expired_deadline_re_routes_and_a_late_answer_is_refused(make_runtime):
+    rt = await make_runtime(deadline_override_seconds=1.5)
+    bootstrap = rt.settings.kafka.bootstrap_servers
+    async with (
+        partners_running(rt),
+        api_client(rt) as api,
+        Topic(bootstrap, topics.ROUTING) as routing,
+        Inbox(bootstrap, BERLIN) as berlin,
+        Inbox(bootstrap, MUNICH) as munich,
+    ):
+        case_id, _ = await open_case(rt)
+        first = ReferralOffered.model_validate((await berlin.offer_for(case_id))["data"])
+        expired = await routing.wait_for(case_id, "referrals.referral.expired.v1")
+        assert expired[0]["data"]["referral_id"] == str(first.referral_id)
+        second = ReferralOffered.model_validate((await munich.offer_for(case_id))["data"])
+        assert second.center_code == MUNICH
+
+        late = await api.post(
+            f"/v1/partner/referrals/{first.referral_id}/accept",
+            json={"expected_opinion_at": (datetime.now(UTC) + timedelta(days=7)).isoformat()},
+            headers={"X-Api-Key": await key_for(rt, "center", BERLIN)},
+        )
+        assert late.status_code == 409
+        assert late.json()["referral_status"] == "expired"
+        # Munich lets it expire as well: no German center is left.
+        unroutable = await routing.wait_for(case_id, "referrals.case.unroutable.v1")
+        assert unroutable[0]["data"]["centers_tried"] == [BERLIN, MUNICH]
+
+
+async def test_no_eligible_center_is_unroutable_at_once(make_runtime):
+    rt = await make_runtime()
+    bootstrap = rt.settings.kafka.bootstrap_servers
+    async with partners_running(rt), Topic(bootstrap, topics.ROUTING) as routing:
+        # Documents in Turkish: none of the three centers reads Turkish.
+        case_id, _ = await open_case(rt, countries=("DE", "PL"), languages=("tr",))
+        unroutable = await routing.wait_for(case_id, "referrals.case.unroutable.v1")
+        assert unroutable[0]["data"] == {
+            "case_id": str(case_id),
+            "reason": "no_eligible_center",
+            "centers_tried": [],
+        }
+    async with api_client(rt) as api:
+        ops = {"X-Api-Key": await key_for(rt, "ops")}
+        listed = await api.get("/v1/ops/cases", params={"status": "unroutable"}, headers=ops)
+        assert str(case_id) in [c["case_id"] for c in listed.json()]
+        routing_view = (await api.get(f"/v1/ops/cases/{case_id}/routing", headers=ops)).json()
+        considered = routing_view["last_decision"]
+        text = str(considered)
+        assert "Turkish" in text  # every center was considered, with the reason it was not chosen
+        for code in (BERLIN, MUNICH, WARSAW):
+            assert code in text
+
+
+async def test_accept_then_opinion_closes_the_loop(make_runtime):
+    rt = await make_runtime()
+    bootstrap = rt.settings.kafka.bootstrap_servers
+    async with (
+        partners_running(rt),
+        api_client(rt) as api,
+        Topic(bootstrap, topics.ROUTING) as routing,
+        Inbox(bootstrap, BERLIN) as berlin,
+    ):
+        case_id, _ = await open_case(rt)
+        offer = ReferralOffered.model_validate((await berlin.offer_for(case_id))["data"])
+        key = {"X-Api-Key": await key_for(rt, "center", BERLIN)}
+        opinion_at = datetime.now(UTC) + timedelta(days=7)
+        accepted = await api.post(
+            f"/v1/partner/referrals/{offer.referral_id}/accept",
+            json={"expected_opinion_at": opinion_at.isoformat()},
+            headers=key,
+        )
+        assert accepted.status_code == 200, accepted.text
+        twice = await api.post(
+            f"/v1/partner/referrals/{offer.referral_id}/accept",
+            json={"expected_opinion_at": opinion_at.isoformat()},
+            headers=key,
+        )
+        assert twice.status_code == 409
+        await routing.wait_for(case_id, "referrals.referral.accepted.v1")
+
+        # The patient sees where the case went and why.
+        why = await api.get(f"/v1/cases/{case_id}/routing", headers=case_headers(case_id))
+        assert why.status_code == 200
+        assert why.json()["center_name"] == "Test Breast Center Berlin"
+        assert "C50" in why.json()["why"]
+        other = await api.get(f"/v1/cases/{case_id}/routing", headers=case_headers(uuid.uuid4()))
+        assert other.status_code == 404
+
+        # The opinion: stored by records first (its event), then referenced here.
+        opinion = document_stored(case_id, kind="opinion")
+        unknown = await api.post(
+            f"/v1/partner/referrals/{offer.referral_id}/opinion",
+            json={"document_id": str(opinion.data.document_id)},
+            headers=key,
+        )
+        assert unknown.status_code == 409  # records has not announced it yet
+        await publish(bootstrap, opinion)
+        async with asyncio.timeout(20):
+            while True:
+                delivered = await api.post(
+                    f"/v1/partner/referrals/{offer.referral_id}/opinion",
+                    json={"document_id": str(opinion.data.document_id)},
+                    headers=key,
+                )
+                if delivered.status_code != 409:
+                    break
+                await asyncio.sleep(0.2)
+        assert delivered.status_code == 200, delivered.text
+        assert delivered.json()["status"] == "completed"
+        done = await routing.wait_for(case_id, "referrals.referral.opinion_delivered.v1")
+        assert done[0]["data"]["opinion_document_id"] == str(opinion.data.document_id)
+
+
+async def test_a_center_cannot_see_or_answer_another_centers_referral(make_runtime):
+    rt = await make_runtime()
+    bootstrap = rt.settings.kafka.bootstrap_servers
+    async with partners_running(rt), api_client(rt) as api, Inbox(bootstrap, BERLIN) as berlin:
+        case_id, _ = await open_case(rt)
+        offer = ReferralOffered.model_validate((await berlin.offer_for(case_id))["data"])
+        warsaw = {"X-Api-Key": await key_for(rt, "center", WARSAW)}
+        path = f"/v1/partner/referrals/{offer.referral_id}"
+        assert (await api.get(path, headers=warsaw)).status_code == 404
+        refused = await api.post(f"{path}/decline", json={"reason": "other"}, headers=warsaw)
+        assert refused.status_code == 404
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert (await api.get("/v1/partner/referrals", headers=warsaw)).json() == []
+        assert (await api.get(path)).status_code == 401
+        ops_key = {"X-Api-Key": await key_for(rt, "ops")}
+        assert (await api.get(path, headers=ops_key)).status_code == 401  # wrong kind of key
+        mine = await api.get(path, headers={"X-Api-Key": await key_for(rt, "center", BERLIN)})
+        assert mine.status_code == 200
+        assert mine.json()["status"] == "offered"
+    async with rt.db.unit_of_work() as uow:
+        referral = await uow.session.get(Referral, offer.referral_id)
+    assert referral.status == "offered"  # the refused decline changed nothing
