@@ -245,3 +245,118 @@ async def test_a_center_cannot_see_or_answer_another_centers_referral(make_runti
     async with rt.db.unit_of_work() as uow:
         referral = await uow.session.get(Referral, offer.referral_id)
     assert referral.status == "offered"  # the refused decline changed nothing
+
+
+async def test_webhook_gets_the_same_offer_signed_and_retried(make_runtime):
+    """A center without Kafka consumers registers a webhook: the offer arrives by HTTPS POST,
+    signed; the receiver's first answer is a 503, so the delivery is retried, then recorded."""
+    import json
+
+    import uvicorn
+
+    from devstack.process import free_port
+    from referrals_common.webhooks import EVENT_ID_HEADER, verify
+
+    received: list[tuple[dict, dict]] = []
+    answers = [503]
+
+    async def receiver(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        received.append((headers, body))
+        code = answers.pop(0) if answers else 204
+        await send({"type": "http.response.start", "status": code, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(receiver, host="127.0.0.1", port=port, log_config=None))
+    serving = asyncio.create_task(server.serve())
+    rt = await make_runtime()
+    bootstrap = rt.settings.kafka.bootstrap_servers
+    try:
+        async with partners_running(rt), api_client(rt) as api, Inbox(bootstrap, BERLIN) as inbox:
+            key = {"X-Api-Key": await key_for(rt, "center", BERLIN)}
+            plain_http = await api.put(
+                "/v1/partner/webhook", json={"url": "http://hooks.example/x"}, headers=key
+            )
+            assert plain_http.status_code == 422  # HTTPS only, except loopback outside production
+            made = await api.put(
+                "/v1/partner/webhook", json={"url": f"http://127.0.0.1:{port}/offers"}, headers=key
+            )
+            assert made.status_code == 200, made.text
+            secret = made.json()["secret"]
+            case_id, _ = await open_case(rt)
+            offer = await inbox.offer_for(case_id)
+            async with asyncio.timeout(20):
+                while len(received) < 2:
+                    await asyncio.sleep(0.1)
+            for headers, body in received:
+                verify(
+                    secret,
+                    body,
+                    headers["x-referrals-timestamp"],
+                    headers["x-referrals-signature"],
+                )
+                assert headers[EVENT_ID_HEADER.lower()] == offer["id"]
+                assert json.loads(body) == offer  # the same event as on the inbox topic
+            async with asyncio.timeout(10):
+                while True:
+                    view = (await api.get("/v1/partner/webhook", headers=key)).json()
+                    if view["deliveries"] and view["deliveries"][0]["status"] == "delivered":
+                        break
+                    await asyncio.sleep(0.1)
+            delivery = view["deliveries"][0]
+            assert delivery["attempts"] == 2
+            assert delivery["last_status_code"] == 204
+    finally:
+        server.should_exit = True
+        await serving
+
+
+async def test_information_request_then_the_same_center_gets_the_case_again(make_runtime):
+    rt = await make_runtime()
+    bootstrap = rt.settings.kafka.bootstrap_servers
+    async with (
+        partners_running(rt),
+        api_client(rt) as api,
+        Topic(bootstrap, topics.ROUTING) as routing,
+        Inbox(bootstrap, BERLIN) as berlin,
+    ):
+        case_id, stored = await open_case(rt)
+        offer = ReferralOffered.model_validate((await berlin.offer_for(case_id))["data"])
+        key = {"X-Api-Key": await key_for(rt, "center", BERLIN)}
+        asked = await api.post(
+            f"/v1/partner/referrals/{offer.referral_id}/information-requests",
+            json={"message": "Please send the HER2 immunohistochemistry report."},
+            headers=key,
+        )
+        assert asked.status_code == 200, asked.text
+        info = await routing.wait_for(case_id, "referrals.referral.info_requested.v1")
+        assert info[0]["data"]["message"].startswith("Please send the HER2")
+
+        # The patient uploads the report; the case becomes ready again (intake's event).
+        extra = document_stored(case_id)
+        await publish(bootstrap, extra)
+        ids = [s.data.document_id for s in stored] + [extra.data.document_id]
+        await publish(bootstrap, ready(case_id, ids))
+        requests = await routing.wait_for(case_id, "referrals.referral.requested.v1", count=2)
+        assert {r["data"]["referral_id"] for r in requests} == {str(offer.referral_id)}
+        async with asyncio.timeout(20):
+            while True:
+                again = await berlin.offer_for(case_id)
+                if len(again["data"]["documents"]) == 3:
+                    break
+        assert again["data"]["referral_id"] == str(offer.referral_id)
+        accepted = await api.post(
+            f"/v1/partner/referrals/{offer.referral_id}/accept",
+            json={"expected_opinion_at": (datetime.now(UTC) + timedelta(days=5)).isoformat()},
+            headers=key,
+        )
+        assert accepted.status_code == 200, accepted.text
