@@ -26,3 +26,24 @@ def test_another_key_cannot_decrypt():
     blob = FieldCipher(b"k" * 32).encrypt_json("x", bound_to="c")
     with pytest.raises(InvalidTag):
         FieldCipher(b"j" * 32).decrypt_json(blob, bound_to="c")
+
+
+def test_a_sealed_box_opens_only_with_the_private_key_and_for_its_case():
+    from cryptography.exceptions import InvalidTag
+
+    from referrals_common.crypto import SealedBox
+
+    private, public = SealedBox.generate_keypair_base64()
+    sender = SealedBox(public_key_b64=public)
+    contact = {"email": "olena.petrenko@example.org", "phone": "+380501234567"}
+    token = sender.seal_json(contact, bound_to="case-1")
+    assert "olena" not in token and contact["phone"] not in token
+    assert token != sender.seal_json(contact, bound_to="case-1")  # fresh ephemeral key each time
+    assert SealedBox(private_key_b64=private).open_json(token, bound_to="case-1") == contact
+    with pytest.raises(ValueError, match="private key"):
+        sender.open_json(token, bound_to="case-1")
+    with pytest.raises(InvalidTag):
+        SealedBox(private_key_b64=private).open_json(token, bound_to="case-2")
+    other_private, _ = SealedBox.generate_keypair_base64()
+    with pytest.raises(InvalidTag):
+        SealedBox(private_key_b64=other_private).open_json(token, bound_to="case-1")

@@ -42,3 +42,83 @@ class FieldCipher:
             raise ValueError("unknown ciphertext version")
         nonce, sealed = blob[1:13], blob[13:]
         return json.loads(self._aead.decrypt(nonce, sealed, bound_to.encode()))
+
+
+class SealedBox:
+    """Encryption to one service's public key (X25519 + HKDF-SHA256 + AES-256-GCM).
+
+    Contact details travel from intake to notifications sealed this way: any producer may seal
+    with the public key, only the holder of the private key opens, so the broker, the dead-letter
+    topic, replays and every other consumer see only ciphertext. Each message has its own
+    ephemeral key; `bound_to` (the case id) is authenticated, so a sealed value moved to another
+    case does not open.
+    """
+
+    _INFO = b"referrals-sealed-box-v1"
+
+    def __init__(self, private_key_b64: str | None = None, public_key_b64: str | None = None):
+        from cryptography.hazmat.primitives.asymmetric.x25519 import (
+            X25519PrivateKey,
+            X25519PublicKey,
+        )
+
+        self._private = (
+            X25519PrivateKey.from_private_bytes(base64.b64decode(private_key_b64))
+            if private_key_b64
+            else None
+        )
+        if public_key_b64:
+            self._public = X25519PublicKey.from_public_bytes(base64.b64decode(public_key_b64))
+        elif self._private is not None:
+            self._public = self._private.public_key()
+        else:
+            raise ValueError("a sealed box needs a public or a private key")
+
+    @staticmethod
+    def generate_keypair_base64() -> tuple[str, str]:
+        """(private, public) raw X25519 keys, base64."""
+        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+        private = X25519PrivateKey.generate()
+        return (
+            base64.b64encode(private.private_bytes_raw()).decode(),
+            base64.b64encode(private.public_key().public_bytes_raw()).decode(),
+        )
+
+    @classmethod
+    def _key(cls, shared: bytes, ephemeral_public: bytes, recipient_public: bytes) -> bytes:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        return HKDF(
+            algorithm=hashes.SHA256(),
+            length=32,
+            salt=ephemeral_public + recipient_public,
+            info=cls._INFO,
+        ).derive(shared)
+
+    def seal_json(self, value: Any, *, bound_to: str) -> str:
+        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+        ephemeral = X25519PrivateKey.generate()
+        eph_public = ephemeral.public_key().public_bytes_raw()
+        key = self._key(
+            ephemeral.exchange(self._public), eph_public, self._public.public_bytes_raw()
+        )
+        nonce = os.urandom(12)
+        plain = json.dumps(value, separators=(",", ":"), default=str).encode()
+        sealed = AESGCM(key).encrypt(nonce, plain, bound_to.encode())
+        return base64.b64encode(_VERSION + eph_public + nonce + sealed).decode()
+
+    def open_json(self, token: str, *, bound_to: str) -> Any:
+        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
+        if self._private is None:
+            raise ValueError("only the holder of the private key can open a sealed box")
+        blob = base64.b64decode(token)
+        if blob[:1] != _VERSION:
+            raise ValueError("unknown sealed box version")
+        eph_public, nonce, sealed = blob[1:33], blob[33:45], blob[45:]
+        shared = self._private.exchange(X25519PublicKey.from_public_bytes(eph_public))
+        key = self._key(shared, eph_public, self._public.public_bytes_raw())
+        return json.loads(AESGCM(key).decrypt(nonce, sealed, bound_to.encode()))

@@ -30,6 +30,8 @@ class IntakeSettings(ServiceSettings):
     # 32-byte key (base64) encrypting contact details, date of birth and insurance at rest.
     field_encryption_key: SecretStr = SecretStr("")
     public_base_url: str = "http://127.0.0.1:8001"
+    # Notifications' X25519 public key (base64): contact details are sealed to it.
+    notifications_public_key: str = ""
     processing_consent_versions: tuple[str, ...] = ("2026-01",)
     cross_border_consent_versions: tuple[str, ...] = ("2026-01",)
 

@@ -23,7 +23,7 @@ from referrals_common.auth.case_tokens import (
     generate_private_key_pem,
     public_jwks,
 )
-from referrals_common.crypto import FieldCipher
+from referrals_common.crypto import FieldCipher, SealedBox
 from referrals_common.db import Database
 from referrals_common.migrations import upgrade
 from referrals_common.telemetry import configure_logging, configure_telemetry, instrument_fastapi
@@ -65,6 +65,9 @@ def build_runtime(settings: IntakeSettings) -> Runtime:
             cipher=FieldCipher.from_base64(field_key),
             processing_consent_versions=settings.processing_consent_versions,
             cross_border_consent_versions=settings.cross_border_consent_versions,
+            contact_box=SealedBox(public_key_b64=settings.notifications_public_key)
+            if settings.notifications_public_key
+            else None,
         ),
         tokens=CaseTokenIssuer(key_pem, issuer=settings.tokens.issuer, ttl=settings.tokens.ttl),
         verifier=CaseTokenVerifier(jwks),

@@ -15,6 +15,7 @@ from uuid import UUID, uuid4
 
 from referrals_common.contracts import (
     AgeGroup,
+    CaseContactShared,
     CaseReadyForReferral,
     CaseStatus,
     CaseStatusChanged,
@@ -28,7 +29,7 @@ from referrals_common.contracts import (
     WithdrawalReason,
     new_event,
 )
-from referrals_common.crypto import FieldCipher
+from referrals_common.crypto import FieldCipher, SealedBox
 from referrals_common.db import UnitOfWork
 from referrals_intake import lifecycle
 from referrals_intake.lifecycle import IllegalTransition
@@ -68,6 +69,8 @@ class Intake:
     cipher: FieldCipher
     processing_consent_versions: tuple[str, ...] = ("2026-01",)
     cross_border_consent_versions: tuple[str, ...] = ("2026-01",)
+    contact_box: SealedBox | None = None
+    """Seals contact details to notifications' public key; None: no contact is shared."""
 
     # ------------------------------------------------------------------ personal data at rest
 
@@ -176,9 +179,34 @@ class Intake:
                 )
             )
         )
+        await self._share_contact(uow, case)
         await _move(uow, case, R.PATIENT_SUBMITTED)
         await self._follow_documents(uow, case)
         return case
+
+    async def _share_contact(self, uow: UnitOfWork, case: Case) -> None:
+        """Hand the contact details to notifications, sealed, on its private topic."""
+        if self.contact_box is None:
+            log.warning("no notifications public key: case %s's contact is not shared", case.id)
+            return
+        contact = self.unseal(case).get("contact") or {}
+        await uow.outbox.add(
+            new_event(
+                CaseContactShared(
+                    case_id=case.id,
+                    sealed_contact=self.contact_box.seal_json(
+                        {
+                            "email": contact.get("email"),
+                            "phone": contact.get("phone"),
+                            "preferred_channel": contact.get("preferred_channel", "email"),
+                        },
+                        bound_to=str(case.id),
+                    ),
+                    locale=case.locale,  # type: ignore[arg-type]
+                    front_end=case.client_id,
+                )
+            )
+        )
 
     async def withdraw_case(
         self, uow: UnitOfWork, case_id: UUID, reason: WithdrawalReason | None

@@ -384,6 +384,7 @@ class Partners:
                     referral_id=referral.id,
                     center_code=center.code,
                     center_country=center.country,
+                    center_name=center.name,
                     attempt=referral.attempt,
                     answer_due_at=referral.answer_due_at,
                     rationale=rationale[:1000],

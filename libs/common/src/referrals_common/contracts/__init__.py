@@ -26,6 +26,7 @@ from .envelope import (
 )
 from .intake import (
     AgeGroup,
+    CaseContactShared,
     CaseReadyForReferral,
     CaseStatus,
     CaseStatusChanged,
@@ -66,6 +67,7 @@ __all__ = [
     "CONTENT_TYPE",
     "PARTNER_INBOX_TOPIC_TEMPLATE",
     "AgeGroup",
+    "CaseContactShared",
     "CaseReadyForReferral",
     "CaseStatus",
     "CaseStatusChanged",

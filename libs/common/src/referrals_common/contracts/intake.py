@@ -366,6 +366,29 @@ class CaseReadyForReferral(EventData):
         return self
 
 
+class CaseContactShared(EventData):
+    """How to reach the patient, sealed for notifications alone, on its private topic.
+
+    Emitted once when the case is submitted, on `referrals.contacts.v1`, a topic only
+    notifications may read (Kafka ACLs in production). `sealed_contact` is encrypted to
+    notifications' public key (`referrals_common.crypto.SealedBox`, bound to the case id): the
+    broker, the dead-letter topic and any other reader see ciphertext. Once opened it is
+    `{"email": str | null, "phone": str | null, "preferred_channel": "email" | "sms"}`.
+    """
+
+    event_type: ClassVar[str] = "referrals.case.contact_shared.v1"
+    topic: ClassVar[str] = topics.CONTACTS
+    source: ClassVar[str] = SOURCE
+
+    sealed_contact: str = Field(
+        min_length=40, max_length=4000, description="Base64 sealed box of the contact details"
+    )
+    locale: Locale = Field(description="The language the patient is spoken to in")
+    front_end: str = Field(
+        min_length=1, max_length=64, description="The partner front end the case came from"
+    )
+
+
 class CaseWithdrawn(EventData):
     """The case was withdrawn and is closed: consumers stop all work on it.
 
@@ -386,6 +409,7 @@ class CaseWithdrawn(EventData):
 
 __all__ = [
     "AgeGroup",
+    "CaseContactShared",
     "CaseReadyForReferral",
     "CaseStatus",
     "CaseStatusChanged",

@@ -93,6 +93,9 @@ class ReferralRequested(EventData):
     referral_id: UUID = Field(description="The referral: one offer of the case to one center")
     center_code: CenterCode
     center_country: CountryCode = Field(description="Country of the center")
+    center_name: str | None = Field(
+        default=None, max_length=200, description="The center's display name, in English"
+    )
     attempt: PositiveInt = Field(
         description="1 for the first center offered the case, then 2, 3 and so on"
     )

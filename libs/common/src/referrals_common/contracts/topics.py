@@ -5,6 +5,8 @@ DOCUMENTS = "referrals.documents.v1"
 LANGUAGE_CHECKS = "referrals.language-checks.v1"
 ROUTING = "referrals.routing.v1"
 NOTIFICATIONS = "referrals.notifications.v1"
+CONTACTS = "referrals.contacts.v1"
+"""Private: sealed contact details, read by notifications only."""
 
 DLQ_SUFFIX = ".dlq"
 
@@ -20,4 +22,4 @@ def dead_letter(topic: str) -> str:
     return topic + DLQ_SUFFIX
 
 
-PLATFORM_TOPICS = (CASES, DOCUMENTS, LANGUAGE_CHECKS, ROUTING, NOTIFICATIONS)
+PLATFORM_TOPICS = (CASES, DOCUMENTS, LANGUAGE_CHECKS, ROUTING, NOTIFICATIONS, CONTACTS)
