@@ -1,0 +1,40 @@
+"""Notifications' settings: the shared ones plus channels, the contact key and retry rounds."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field, SecretStr
+
+from referrals_common.settings import ServiceSettings
+from referrals_notifications.channels.email import SmtpSettings, SmtpTls
+from referrals_notifications.channels.sms import TwilioSettings
+from referrals_notifications.channels.webhook import WebhookTarget
+
+
+class NotificationsSettings(ServiceSettings):
+    service_name: ClassVar[str] = "notifications"
+
+    # X25519 private key (base64) that opens the contact details intake seals for us.
+    contact_private_key: SecretStr = SecretStr("")
+    smtp: SmtpSettings = SmtpSettings(port=1025, tls=SmtpTls.NONE)
+    sms: TwilioSettings | None = None
+    # Partner front ends that take case updates by signed webhook, by front end (client) name.
+    front_end_webhooks: dict[str, WebhookTarget] = Field(default_factory=dict)
+    ops_email: str | None = None
+    time_zone: str = "Europe/Kyiv"
+    case_url_template: str | None = Field(
+        None, description="link to the case page in the front end, with {case_id}"
+    )
+    quick_attempts: int = Field(3, ge=1, description="tries in a row before waiting a round")
+    quick_backoff_seconds: float = Field(0.5, gt=0)
+    max_rounds: int = Field(5, ge=1)
+    round_backoff_seconds: float = Field(30.0, gt=0)
+    contact_wait_seconds: float = Field(600.0, gt=0)
+    sender_interval_seconds: float = Field(0.5, gt=0)
+
+    def _secrets(self) -> dict[str, str]:
+        return {
+            **super()._secrets(),
+            "contact_private_key": self.contact_private_key.get_secret_value(),
+        }

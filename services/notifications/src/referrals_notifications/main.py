@@ -1,0 +1,131 @@
+"""Bootstrap: notifications' parts from settings, once per process (nothing at import).
+
+Notifications runs three processes: the consumer (events → delivery rows), the sender (rows →
+e-mail, SMS, webhooks) and the outbox relay (`notification.sent` / `notification.failed`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from referrals_common.crypto import SealedBox
+from referrals_common.db import Database
+from referrals_common.telemetry import configure_logging, configure_telemetry
+from referrals_notifications.config import NotificationsSettings
+from referrals_notifications.service import Notifications
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: NotificationsSettings
+    db: Database
+    notifications: Notifications
+
+
+def build_runtime(settings: NotificationsSettings) -> Runtime:
+    return Runtime(settings=settings, db=Database(settings.postgres), notifications=Notifications())
+
+
+def build_sender(settings: NotificationsSettings, db: Database):  # type: ignore[no-untyped-def]
+    """The sender with every configured channel (SMS only with a provider)."""
+    from referrals_notifications.channels.email import EmailChannel
+    from referrals_notifications.channels.retry import RetryPolicy
+    from referrals_notifications.channels.sms import SmsChannel, TwilioSmsProvider
+    from referrals_notifications.channels.webhook import WebhookChannel
+    from referrals_notifications.rendering import Renderer
+    from referrals_notifications.sender import Channels, Sender, SenderSettings
+
+    key = settings.contact_private_key.get_secret_value()
+    if not key:
+        raise RuntimeError(
+            "REFERRALS_NOTIFICATIONS_CONTACT_PRIVATE_KEY is not set: notifications cannot open "
+            "the contact details intake seals (make a key pair with `referrals-notifications "
+            "keygen`, give intake the public half)"
+        )
+    channels = Channels(
+        email=EmailChannel(settings.smtp),
+        webhook=WebhookChannel(),
+        sms=SmsChannel(TwilioSmsProvider(settings.sms)) if settings.sms else None,
+        front_ends=dict(settings.front_end_webhooks),
+        ops_email=settings.ops_email,
+    )
+    return Sender(
+        db,
+        Renderer(),
+        SealedBox(private_key_b64=key),
+        channels,
+        SenderSettings(
+            policy=RetryPolicy(
+                attempts=settings.quick_attempts,
+                base_delay=settings.quick_backoff_seconds,
+                max_delay=max(settings.quick_backoff_seconds * 8, settings.quick_backoff_seconds),
+            ),
+            max_rounds=settings.max_rounds,
+            round_backoff=settings.round_backoff_seconds,
+            contact_wait=settings.contact_wait_seconds,
+            time_zone=settings.time_zone,
+            case_url_template=settings.case_url_template,
+        ),
+    )
+
+
+async def run_sender_loop(sender, interval: float, stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
+    while not stop.is_set():
+        try:
+            await sender.send_due()
+        except Exception:  # the database may be restarting: log, wait, try again
+            log.exception("sender round failed; retrying")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+
+
+async def run_sender(settings: NotificationsSettings) -> None:
+    """The sender process, until SIGTERM or SIGINT."""
+    import signal
+
+    rt = build_runtime(settings)
+    sender = build_sender(settings, rt.db)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    try:
+        await run_sender_loop(sender, settings.sender_interval_seconds, stop)
+    finally:
+        await rt.db.dispose()
+
+
+async def run_consumer(settings: NotificationsSettings) -> None:
+    """The consumer process: until SIGTERM or SIGINT."""
+    from referrals_common.messaging.consumer import serve_consumer
+    from referrals_notifications import consumers
+
+    rt = build_runtime(settings)
+    try:
+        await serve_consumer(
+            "notifications",
+            settings.kafka.bootstrap_servers,
+            consumers.SUBSCRIBED_TOPICS,
+            lambda dead: consumers.build_consumer(rt.notifications, rt.db, dead),
+        )
+    finally:
+        await rt.db.dispose()
+
+
+def migrate(settings: NotificationsSettings) -> None:
+    from referrals_common.migrations import upgrade  # Alembic only where migrations run
+
+    upgrade(settings.postgres.dsn.get_secret_value(), MIGRATIONS)
+
+
+def setup_observability(settings: NotificationsSettings) -> None:
+    configure_logging(
+        "notifications", level=settings.telemetry.log_level, json=settings.telemetry.log_json
+    )
+    configure_telemetry("notifications")

@@ -1,0 +1,111 @@
+"""Notifications' tables: the sealed contact of each case, what it learned of documents and
+referrals (to word its messages), the delivery table that makes each message go out once, and
+the alerts operators must see."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from sqlalchemy import JSON, Column, DateTime, Index, MetaData, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+metadata = MetaData()
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(nullable: bool = False) -> Column:  # type: ignore[type-arg]
+    return Column(DateTime(timezone=True), nullable=nullable)
+
+
+class NotificationsModel(SQLModel):
+    metadata = metadata
+
+
+class CaseContact(NotificationsModel, table=True):
+    """How to reach the patient: still sealed (opened only at the moment of sending)."""
+
+    __tablename__ = "case_contacts"
+
+    case_id: UUID = Field(primary_key=True)
+    sealed_contact: str = Field(max_length=4000)
+    locale: str = Field(max_length=5)
+    front_end: str = Field(max_length=64)
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class CaseSeen(NotificationsModel, table=True):
+    """A submitted case: before submission the front end talks to the patient itself."""
+
+    __tablename__ = "cases_seen"
+
+    case_id: UUID = Field(primary_key=True)
+    locale: str = Field(max_length=5)
+    submitted_at: datetime = Field(sa_column=_ts())
+
+
+class DocumentSeen(NotificationsModel, table=True):
+    __tablename__ = "documents_seen"
+
+    document_id: UUID = Field(primary_key=True)
+    case_id: UUID = Field(index=True)
+    kind: str = Field(max_length=32)
+
+
+class ReferralSeen(NotificationsModel, table=True):
+    __tablename__ = "referrals_seen"
+
+    referral_id: UUID = Field(primary_key=True)
+    case_id: UUID = Field(index=True)
+    center_code: str = Field(max_length=63)
+    center_name: str = Field(max_length=200)
+    center_country: str = Field(max_length=2)
+
+
+class Delivery(NotificationsModel, table=True):
+    """One message to one audience (the patient, or the front end by webhook) about one event.
+
+    Written in the consumer's transaction with the event's inbox row, so an event redelivered
+    finds its deliveries and adds none. `audience` patient is sent by e-mail or SMS (chosen when
+    sending, from the sealed contact's preference); `channel` records which one went out.
+    status: pending | sent | failed | skipped.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("trigger_event_id", "audience", name="deliveries_once"),
+        Index("deliveries_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
+    )
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    case_id: UUID = Field(index=True)
+    trigger: str = Field(max_length=32)
+    trigger_event_id: UUID
+    audience: str = Field(max_length=16)
+    facts: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    occurred_at: datetime = Field(sa_column=_ts())
+    status: str = Field(default="pending", max_length=16)
+    channel: str | None = Field(default=None, max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    error_code: str | None = Field(default=None, max_length=32)
+    last_error: str | None = Field(default=None, max_length=500)
+    sent_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class OpsAlert(NotificationsModel, table=True):
+    """Something operators must follow up: an unroutable case, a notification that failed."""
+
+    __tablename__ = "ops_alerts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: UUID = Field(index=True)
+    kind: str = Field(max_length=32)
+    detail: str = Field(max_length=1000)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    resolved_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))

@@ -1,0 +1,269 @@
+"""The sender process: takes due delivery rows, opens the contact, renders, sends, records.
+
+A row is claimed with `FOR UPDATE SKIP LOCKED` (several senders may run) and held while its
+message goes out; the outcome, its event (`notification.sent` or `notification.failed`, through
+the outbox) and the row's new state commit together. A transient fault is retried at once a few
+times with backoff (`RetryPolicy`), then again in later rounds (`next_attempt_at`, doubling), so
+a restart loses nothing: the row is still pending. After the last round, or at once for a
+permanent error, the row is `failed`, `notification.failed` goes out and an ops alert is
+recorded.
+
+Exactly once, and its one gap: a message is recorded as sent in the same transaction that holds
+its row, after the channel accepted it. A crash in the instant between the SMTP server's "250"
+and that commit would send it again on restart; every attempt carries the same notification id
+(e-mail `Message-ID`, webhook body), so the receiving side can drop the repeat.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from referrals_common.contracts import new_event
+from referrals_common.contracts.notifications import (
+    NotificationChannel,
+    NotificationError,
+    NotificationFailed,
+    NotificationSent,
+    NotificationTrigger,
+)
+from referrals_common.crypto import SealedBox
+from referrals_common.db import Database, UnitOfWork
+from referrals_notifications.channels.base import PermanentDeliveryError
+from referrals_notifications.channels.retry import RetryPolicy, deliver_with_retry
+from referrals_notifications.channels.webhook import WebhookTarget
+from referrals_notifications.messages import (
+    CONTEXT_MODELS,
+    UnroutableOpsAlert,
+    case_reference,
+)
+from referrals_notifications.models import CaseContact, Delivery, OpsAlert, utcnow
+from referrals_notifications.rendering import Renderer, build_webhook_message
+from referrals_notifications.service import FRONT_END, OPS, PATIENT
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Channels:
+    """The delivery channels this process has (SMS only when a provider is configured)."""
+
+    email: Any
+    webhook: Any
+    sms: Any | None = None
+    front_ends: dict[str, WebhookTarget] = field(default_factory=dict)
+    ops_email: str | None = None
+
+
+@dataclass
+class SenderSettings:
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    max_rounds: int = 5
+    round_backoff: float = 30.0
+    contact_wait: float = 600.0
+    """How long a message waits for the case's sealed contact before it fails as no_contact."""
+    time_zone: str = "Europe/Kyiv"
+    case_url_template: str | None = None
+
+
+class Sender:
+    def __init__(
+        self,
+        db: Database,
+        renderer: Renderer,
+        box: SealedBox,
+        channels: Channels,
+        settings: SenderSettings | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = db
+        self.renderer = renderer
+        self.box = box
+        self.channels = channels
+        self.settings = settings or SenderSettings()
+        self.clock = clock
+
+    async def send_due(self, *, limit: int = 50) -> int:
+        """Process every due delivery (up to `limit`); returns how many were processed."""
+        done = 0
+        while done < limit and await self._one():
+            done += 1
+        return done
+
+    async def _one(self) -> bool:
+        async with self.db.unit_of_work() as uow:
+            rows = await uow.session.execute(
+                select(Delivery)
+                .where(Delivery.status == "pending", Delivery.next_attempt_at <= self.clock())
+                .order_by(Delivery.next_attempt_at)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            )
+            delivery = rows.scalar_one_or_none()
+            if delivery is None:
+                return False
+            await self._process(uow, delivery)
+            await uow.commit()
+        return True
+
+    async def _process(self, uow: UnitOfWork, delivery: Delivery) -> None:
+        contact = await uow.session.get(CaseContact, delivery.case_id)
+        if delivery.audience == OPS:
+            await self._send_ops_alert(uow, delivery)
+            return
+        if contact is None:
+            waited = (self.clock() - delivery.created_at).total_seconds()
+            if waited < self.settings.contact_wait:
+                delivery.next_attempt_at = self.clock() + timedelta(seconds=1)
+                return
+            await self._failed(uow, delivery, NotificationError.NO_CONTACT, "no contact", None)
+            return
+        context = self._context(delivery, contact.locale)
+        if delivery.audience == FRONT_END:
+            target = self.channels.front_ends.get(contact.front_end)
+            if target is None:
+                delivery.status = "skipped"  # this front end takes no webhooks
+                return
+            message = build_webhook_message(
+                NotificationTrigger(delivery.trigger),
+                context,
+                case_id=delivery.case_id,
+                notification_id=delivery.id,
+                occurred_at=delivery.occurred_at,
+            )
+            await self._send(uow, delivery, self.channels.webhook, target, message)
+            return
+        assert delivery.audience == PATIENT
+        address = self.box.open_json(contact.sealed_contact, bound_to=str(delivery.case_id))
+        picked = self._patient_channel(address)
+        if picked is None:
+            await self._failed(
+                uow, delivery, NotificationError.NO_CONTACT, "no usable e-mail or phone", None
+            )
+            return
+        channel, recipient = picked
+        message = self.renderer.render(
+            NotificationTrigger(delivery.trigger), context, channel.channel
+        )
+        await self._send(uow, delivery, channel, recipient, message)
+
+    def _patient_channel(self, address: dict[str, Any]) -> tuple[Any, str] | None:
+        """The patient's preferred channel if usable, else the other one."""
+        email, phone = address.get("email"), address.get("phone")
+        sms_ok = self.channels.sms is not None and bool(phone)
+        if address.get("preferred_channel") == "sms" and sms_ok:
+            return self.channels.sms, phone  # type: ignore[return-value]
+        if email:
+            return self.channels.email, email
+        if sms_ok:
+            return self.channels.sms, phone  # type: ignore[return-value]
+        return None
+
+    def _context(self, delivery: Delivery, locale: str) -> Any:
+        model = CONTEXT_MODELS[NotificationTrigger(delivery.trigger)]
+        url = self.settings.case_url_template
+        return model.model_validate(
+            {
+                **{k: v for k, v in delivery.facts.items() if v is not None},
+                "case_ref": case_reference(delivery.case_id),
+                "locale": locale,
+                "time_zone": self.settings.time_zone,
+                **({"case_url": url.format(case_id=delivery.case_id)} if url else {}),
+            }
+        )
+
+    async def _send(
+        self, uow: UnitOfWork, delivery: Delivery, channel: Any, recipient: Any, message: Any
+    ) -> None:
+        outcome = await deliver_with_retry(
+            lambda: channel.send(recipient, message), self.settings.policy
+        )
+        delivery.attempts += max(outcome.attempts, 1)
+        delivery.channel = str(channel.channel)
+        if outcome.delivered:
+            delivery.status = "sent"
+            delivery.sent_at = self.clock()
+            delivery.error_code = delivery.last_error = None
+            await uow.outbox.add(
+                new_event(
+                    NotificationSent(
+                        case_id=delivery.case_id,
+                        notification_id=delivery.id,
+                        trigger=NotificationTrigger(delivery.trigger),
+                        trigger_event_id=delivery.trigger_event_id,
+                        channel=channel.channel,
+                        sent_at=delivery.sent_at,
+                    )
+                )
+            )
+            return
+        error = outcome.error
+        assert error is not None
+        rounds = delivery.attempts // max(self.settings.policy.attempts, 1)
+        if isinstance(error, PermanentDeliveryError) or rounds >= self.settings.max_rounds:
+            await self._failed(uow, delivery, error.code, str(error), channel.channel)
+            return
+        delivery.error_code = str(error.code)
+        delivery.last_error = str(error)[:500]
+        delay = self.settings.round_backoff * 2 ** max(rounds - 1, 0)
+        delivery.next_attempt_at = self.clock() + timedelta(seconds=delay)
+        log.info("delivery %s: %s; next round in %.0f s", delivery.id, error.code, delay)
+
+    async def _failed(
+        self,
+        uow: UnitOfWork,
+        delivery: Delivery,
+        code: NotificationError,
+        detail: str,
+        channel: NotificationChannel | None,
+    ) -> None:
+        delivery.status = "failed"
+        delivery.error_code = str(code)
+        delivery.last_error = detail[:500]
+        channel = channel or (
+            NotificationChannel.WEBHOOK
+            if delivery.audience == FRONT_END
+            else NotificationChannel.EMAIL
+        )
+        delivery.channel = str(channel)
+        await uow.outbox.add(
+            new_event(
+                NotificationFailed(
+                    case_id=delivery.case_id,
+                    notification_id=delivery.id,
+                    trigger=NotificationTrigger(delivery.trigger),
+                    trigger_event_id=delivery.trigger_event_id,
+                    channel=channel,
+                    attempts=max(delivery.attempts, 1),
+                    error_code=code,
+                    failed_at=self.clock(),
+                )
+            )
+        )
+        uow.session.add(
+            OpsAlert(
+                case_id=delivery.case_id,
+                kind="notification_failed",
+                detail=f"{delivery.trigger} to the {delivery.audience} failed: {code}",
+            )
+        )
+        log.warning("delivery %s failed for good: %s", delivery.id, code)
+
+    async def _send_ops_alert(self, uow: UnitOfWork, delivery: Delivery) -> None:
+        if not self.channels.ops_email:
+            delivery.status = "skipped"  # the alert is in ops_alerts; no ops mailbox configured
+            return
+        alert = UnroutableOpsAlert(
+            case_id=delivery.case_id,
+            case_ref=case_reference(delivery.case_id),
+            reason=delivery.facts["reason"],
+            centers_tried=delivery.facts.get("centers_tried", []),
+            occurred_at=delivery.occurred_at,
+        )
+        message = self.renderer.render_ops_alert(alert)
+        await self._send(uow, delivery, self.channels.email, self.channels.ops_email, message)

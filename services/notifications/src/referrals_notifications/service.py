@@ -1,0 +1,256 @@
+"""What each event means for the patient: which notification, with which facts.
+
+The consumer turns an event into delivery rows (one per audience: the patient, and the partner
+front end by webhook) in the same transaction as the event's inbox row: a redelivered event
+finds its inbox row and writes nothing, and the unique `(trigger_event_id, audience)` makes a
+second row impossible anyway. The sender (`sender.py`) takes the rows from there.
+
+Only submitted cases are notified: before submission the patient is in the front end, which
+shows every answer itself, and notifications has no contact yet (intake shares it, sealed, at
+submission). Facts are what the message needs and nothing more: codes, a center's name, dates.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy.dialects.postgresql import insert
+
+from referrals_common.contracts import (
+    CaseContactShared,
+    CaseSubmitted,
+    CaseUnroutable,
+    CaseWithdrawn,
+    CloudEvent,
+    DocumentRejected,
+    DocumentStored,
+    DocumentTranslationRequired,
+    DocumentUnreadable,
+    ReferralAccepted,
+    ReferralDeclined,
+    ReferralExpired,
+    ReferralInfoRequested,
+    ReferralOpinionDelivered,
+    ReferralRequested,
+)
+from referrals_common.contracts.notifications import NotificationTrigger as T
+from referrals_common.db import UnitOfWork
+from referrals_notifications.models import (
+    CaseContact,
+    CaseSeen,
+    Delivery,
+    DocumentSeen,
+    OpsAlert,
+    ReferralSeen,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+PATIENT = "patient"
+FRONT_END = "front_end"
+OPS = "ops"
+AUDIENCES = (PATIENT, FRONT_END)
+# Triggers that also happen to drafts, which are not notified; the others exist only after
+# submission (their event may still be consumed before `case.submitted`, on another topic).
+DRAFT_TOO = frozenset({T.DOCUMENT_REJECTED, T.CASE_WITHDRAWN})
+
+
+class Notifications:
+    async def on_event(self, uow: UnitOfWork, event: CloudEvent[Any]) -> None:
+        data = event.data
+        match data:
+            case CaseContactShared():
+                await _upsert(
+                    uow,
+                    CaseContact,
+                    "case_id",
+                    case_id=data.case_id,
+                    sealed_contact=data.sealed_contact,
+                    locale=data.locale,
+                    front_end=data.front_end,
+                    updated_at=utcnow(),
+                )
+            case CaseSubmitted():
+                await _upsert(
+                    uow,
+                    CaseSeen,
+                    "case_id",
+                    case_id=data.case_id,
+                    locale=data.locale,
+                    submitted_at=data.submitted_at,
+                )
+                await self._notify(uow, event, T.CASE_SUBMITTED, submitted_at=data.submitted_at)
+            case DocumentStored():
+                await _upsert(
+                    uow,
+                    DocumentSeen,
+                    "document_id",
+                    document_id=data.document_id,
+                    case_id=data.case_id,
+                    kind=str(data.kind),
+                )
+            case DocumentRejected():
+                await self._notify(uow, event, T.DOCUMENT_REJECTED, reason=str(data.reason))
+            case DocumentTranslationRequired():
+                await self._notify(
+                    uow,
+                    event,
+                    T.TRANSLATION_REQUIRED,
+                    document_kind=await _kind(uow, data.document_id),
+                    detected_language=data.detected_language,
+                    acceptable_languages=list(data.acceptable_languages),
+                )
+            case DocumentUnreadable():
+                await self._notify(
+                    uow,
+                    event,
+                    T.DOCUMENT_UNREADABLE,
+                    document_kind=await _kind(uow, data.document_id),
+                    reason=str(data.reason),
+                )
+            case ReferralRequested():
+                await _upsert(
+                    uow,
+                    ReferralSeen,
+                    "referral_id",
+                    referral_id=data.referral_id,
+                    case_id=data.case_id,
+                    center_code=data.center_code,
+                    center_name=data.center_name or data.center_code,
+                    center_country=data.center_country,
+                )
+                await self._notify(
+                    uow,
+                    event,
+                    T.REFERRAL_REQUESTED,
+                    center_name=data.center_name or data.center_code,
+                    center_country=data.center_country,
+                    answer_due_at=data.answer_due_at,
+                )
+            case ReferralAccepted():
+                await self._notify(
+                    uow,
+                    event,
+                    T.REFERRAL_ACCEPTED,
+                    center_name=await _center(uow, data.referral_id, data.center_code),
+                    expected_opinion_at=data.expected_opinion_at,
+                )
+            case ReferralDeclined() | ReferralExpired():
+                await self._notify(
+                    uow,
+                    event,
+                    T.REFERRAL_DECLINED,
+                    center_name=await _center(uow, data.referral_id, data.center_code),
+                    outcome="declined" if isinstance(data, ReferralDeclined) else "expired",
+                )
+            case ReferralInfoRequested():
+                await self._notify(
+                    uow,
+                    event,
+                    T.INFO_REQUESTED,
+                    center_name=await _center(uow, data.referral_id, data.center_code),
+                    message=data.message,
+                )
+            case ReferralOpinionDelivered():
+                await self._notify(
+                    uow,
+                    event,
+                    T.OPINION_DELIVERED,
+                    center_name=await _center(uow, data.referral_id, data.center_code),
+                )
+            case CaseUnroutable():
+                uow.session.add(
+                    OpsAlert(
+                        case_id=data.case_id,
+                        kind="case_unroutable",
+                        detail=f"routing gave up ({data.reason}); centers tried: "
+                        + (", ".join(data.centers_tried) or "none"),
+                    )
+                )
+                log.warning("case %s is unroutable: ops alert recorded", data.case_id)
+                await self._notify(uow, event, T.CASE_UNROUTABLE, reason=str(data.reason))
+                await self._add(
+                    uow,
+                    event,
+                    T.CASE_UNROUTABLE,
+                    OPS,
+                    {"reason": str(data.reason), "centers_tried": list(data.centers_tried)},
+                )
+            case CaseWithdrawn():
+                await self._notify(
+                    uow,
+                    event,
+                    T.CASE_WITHDRAWN,
+                    reason=str(data.reason) if data.reason else None,
+                )
+
+    async def _notify(
+        self, uow: UnitOfWork, event: CloudEvent[Any], trigger: T, **facts: Any
+    ) -> None:
+        case_id: UUID = event.data.case_id
+        if trigger in DRAFT_TOO and await uow.session.get(CaseSeen, case_id) is None:
+            log.info("%s for case %s before submission: not notified", trigger, case_id)
+            return
+        for audience in AUDIENCES:
+            await self._add(uow, event, trigger, audience, facts)
+
+    async def _add(
+        self,
+        uow: UnitOfWork,
+        event: CloudEvent[Any],
+        trigger: T,
+        audience: str,
+        facts: dict[str, Any],
+    ) -> None:
+        await uow.session.execute(
+            insert(Delivery)
+            .values(
+                id=_delivery_id(event.id, audience),
+                case_id=event.data.case_id,
+                trigger=str(trigger),
+                trigger_event_id=event.id,
+                audience=audience,
+                facts=_jsonable(facts),
+                occurred_at=event.time,
+                status="pending",
+                attempts=0,
+                next_attempt_at=utcnow(),
+                created_at=utcnow(),
+            )
+            .on_conflict_do_nothing(constraint="deliveries_once")
+        )
+
+
+def _delivery_id(event_id: UUID, audience: str) -> UUID:
+    """Stable per (event, audience): the id receivers see, the same on every retry."""
+    import uuid
+
+    return uuid.uuid5(event_id, audience)
+
+
+def _jsonable(facts: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in facts.items()}
+
+
+async def _upsert(uow: UnitOfWork, model: Any, key: str, **values: Any) -> None:
+    await uow.session.execute(
+        insert(model)
+        .values(**values)
+        .on_conflict_do_update(
+            index_elements=[key], set_={k: v for k, v in values.items() if k != key}
+        )
+    )
+
+
+async def _kind(uow: UnitOfWork, document_id: UUID) -> str | None:
+    doc = await uow.session.get(DocumentSeen, document_id)
+    return doc.kind if doc else None
+
+
+async def _center(uow: UnitOfWork, referral_id: UUID, fallback: str) -> str:
+    referral = await uow.session.get(ReferralSeen, referral_id)
+    return referral.center_name if referral else fallback
