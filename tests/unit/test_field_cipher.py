@@ -47,3 +47,22 @@ def test_a_sealed_box_opens_only_with_the_private_key_and_for_its_case():
     other_private, _ = SealedBox.generate_keypair_base64()
     with pytest.raises(InvalidTag):
         SealedBox(private_key_b64=other_private).open_json(token, bound_to="case-1")
+
+
+def test_a_webhook_signature_verifies_only_for_its_body_secret_and_time():
+    from referrals_common.webhooks import InvalidSignature, signed_headers, verify
+
+    body = b'{"case_id": "3f0f"}'
+    headers = signed_headers("whsec_one", body, now=1_763_730_000)
+    stamp, sig = headers["X-Referrals-Timestamp"], headers["X-Referrals-Signature"]
+    verify("whsec_one", body, stamp, sig, now=1_763_730_010)
+    for args, why in [
+        (("whsec_two", body, stamp, sig), "does not match"),
+        (("whsec_one", body + b" ", stamp, sig), "does not match"),
+        (("whsec_one", body, stamp, "sha256=\u00e9" + sig[8:]), "does not match"),
+        (("whsec_one", body, stamp, None), "missing"),
+    ]:
+        with pytest.raises(InvalidSignature, match=why):
+            verify(*args, now=1_763_730_010)
+    with pytest.raises(InvalidSignature, match="tolerance"):
+        verify("whsec_one", body, stamp, sig, now=1_763_730_000 + 301)

@@ -31,7 +31,8 @@ class NotificationsSettings(ServiceSettings):
     max_rounds: int = Field(5, ge=1)
     round_backoff_seconds: float = Field(30.0, gt=0)
     contact_wait_seconds: float = Field(600.0, gt=0)
-    sender_interval_seconds: float = Field(0.5, gt=0)
+    sender_interval_seconds: float = Field(0.2, gt=0)
+    sender_concurrency: int = Field(16, ge=1, description="deliveries sent at the same time")
 
     def _secrets(self) -> dict[str, str]:
         return {

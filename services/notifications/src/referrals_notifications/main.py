@@ -30,7 +30,11 @@ class Runtime:
 
 
 def build_runtime(settings: NotificationsSettings) -> Runtime:
-    return Runtime(settings=settings, db=Database(settings.postgres), notifications=Notifications())
+    return Runtime(
+        settings=settings,
+        db=Database(settings.postgres),
+        notifications=Notifications(frozenset(settings.front_end_webhooks)),
+    )
 
 
 def build_sender(settings: NotificationsSettings, db: Database):  # type: ignore[no-untyped-def]
@@ -72,6 +76,7 @@ def build_sender(settings: NotificationsSettings, db: Database):  # type: ignore
             contact_wait=settings.contact_wait_seconds,
             time_zone=settings.time_zone,
             case_url_template=settings.case_url_template,
+            concurrency=settings.sender_concurrency,
         ),
     )
 

@@ -16,10 +16,12 @@ and that commit would send it again on restart; every attempt carries the same n
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
@@ -69,6 +71,8 @@ class SenderSettings:
     """How long a message waits for the case's sealed contact before it fails as no_contact."""
     time_zone: str = "Europe/Kyiv"
     case_url_template: str | None = None
+    concurrency: int = 16
+    """Deliveries claimed together and sent at the same time (SMTP connections, webhooks)."""
 
 
 class Sender:
@@ -88,47 +92,71 @@ class Sender:
         self.settings = settings or SenderSettings()
         self.clock = clock
 
-    async def send_due(self, *, limit: int = 50) -> int:
-        """Process every due delivery (up to `limit`); returns how many were processed."""
+    async def send_due(self, *, limit: int = 1000) -> int:
+        """Process due deliveries (up to about `limit`) in batches; returns how many."""
         done = 0
-        while done < limit and await self._one():
-            done += 1
+        while done < limit:
+            batch = await self._batch()
+            if not batch:
+                break
+            done += batch
         return done
 
-    async def _one(self) -> bool:
+    async def _batch(self) -> int:
+        """Claim up to `concurrency` due rows, send their messages at the same time, record
+        every outcome, commit once."""
         async with self.db.unit_of_work() as uow:
             rows = await uow.session.execute(
                 select(Delivery)
                 .where(Delivery.status == "pending", Delivery.next_attempt_at <= self.clock())
                 .order_by(Delivery.next_attempt_at)
-                .limit(1)
+                .limit(self.settings.concurrency)
                 .with_for_update(skip_locked=True)
             )
-            delivery = rows.scalar_one_or_none()
-            if delivery is None:
-                return False
-            await self._process(uow, delivery)
+            deliveries = list(rows.scalars())
+            if not deliveries:
+                return 0
+            found = await uow.session.execute(
+                select(CaseContact).where(CaseContact.case_id.in_({d.case_id for d in deliveries}))
+            )
+            contacts = {c.case_id: c for c in found.scalars()}
+            jobs = []
+            for delivery in deliveries:
+                job = await self._process(uow, delivery, contacts.get(delivery.case_id))
+                if job is not None:
+                    jobs.append((delivery, *job))
+            outcomes = await asyncio.gather(
+                *(
+                    deliver_with_retry(
+                        partial(channel.send, recipient, message), self.settings.policy
+                    )
+                    for _, channel, recipient, message in jobs
+                )
+            )
+            for (delivery, channel, _, _), outcome in zip(jobs, outcomes, strict=True):
+                await self._record(uow, delivery, channel, outcome)
             await uow.commit()
-        return True
+        return len(deliveries)
 
-    async def _process(self, uow: UnitOfWork, delivery: Delivery) -> None:
-        contact = await uow.session.get(CaseContact, delivery.case_id)
+    async def _process(
+        self, uow: UnitOfWork, delivery: Delivery, contact: CaseContact | None
+    ) -> tuple[Any, Any, Any] | None:
+        """What to send for this row (channel, recipient, message), or None if nothing now."""
         if delivery.audience == OPS:
-            await self._send_ops_alert(uow, delivery)
-            return
+            return self._ops_alert(delivery)
         if contact is None:
             waited = (self.clock() - delivery.created_at).total_seconds()
             if waited < self.settings.contact_wait:
-                delivery.next_attempt_at = self.clock() + timedelta(seconds=1)
-                return
+                delivery.next_attempt_at = self.clock() + timedelta(seconds=0.2)
+                return None
             await self._failed(uow, delivery, NotificationError.NO_CONTACT, "no contact", None)
-            return
+            return None
         context = self._context(delivery, contact.locale)
         if delivery.audience == FRONT_END:
             target = self.channels.front_ends.get(contact.front_end)
             if target is None:
                 delivery.status = "skipped"  # this front end takes no webhooks
-                return
+                return None
             message = build_webhook_message(
                 NotificationTrigger(delivery.trigger),
                 context,
@@ -136,8 +164,7 @@ class Sender:
                 notification_id=delivery.id,
                 occurred_at=delivery.occurred_at,
             )
-            await self._send(uow, delivery, self.channels.webhook, target, message)
-            return
+            return self.channels.webhook, target, message
         assert delivery.audience == PATIENT
         address = self.box.open_json(contact.sealed_contact, bound_to=str(delivery.case_id))
         picked = self._patient_channel(address)
@@ -145,12 +172,12 @@ class Sender:
             await self._failed(
                 uow, delivery, NotificationError.NO_CONTACT, "no usable e-mail or phone", None
             )
-            return
+            return None
         channel, recipient = picked
         message = self.renderer.render(
             NotificationTrigger(delivery.trigger), context, channel.channel
         )
-        await self._send(uow, delivery, channel, recipient, message)
+        return channel, recipient, message
 
     def _patient_channel(self, address: dict[str, Any]) -> tuple[Any, str] | None:
         """The patient's preferred channel if usable, else the other one."""
@@ -177,12 +204,9 @@ class Sender:
             }
         )
 
-    async def _send(
-        self, uow: UnitOfWork, delivery: Delivery, channel: Any, recipient: Any, message: Any
+    async def _record(
+        self, uow: UnitOfWork, delivery: Delivery, channel: Any, outcome: Any
     ) -> None:
-        outcome = await deliver_with_retry(
-            lambda: channel.send(recipient, message), self.settings.policy
-        )
         delivery.attempts += max(outcome.attempts, 1)
         delivery.channel = str(channel.channel)
         if outcome.delivered:
@@ -254,10 +278,10 @@ class Sender:
         )
         log.warning("delivery %s failed for good: %s", delivery.id, code)
 
-    async def _send_ops_alert(self, uow: UnitOfWork, delivery: Delivery) -> None:
+    def _ops_alert(self, delivery: Delivery) -> tuple[Any, Any, Any] | None:
         if not self.channels.ops_email:
             delivery.status = "skipped"  # the alert is in ops_alerts; no ops mailbox configured
-            return
+            return None
         alert = UnroutableOpsAlert(
             case_id=delivery.case_id,
             case_ref=case_reference(delivery.case_id),
@@ -265,5 +289,4 @@ class Sender:
             centers_tried=delivery.facts.get("centers_tried", []),
             occurred_at=delivery.occurred_at,
         )
-        message = self.renderer.render_ops_alert(alert)
-        await self._send(uow, delivery, self.channels.email, self.channels.ops_email, message)
+        return self.channels.email, self.channels.ops_email, self.renderer.render_ops_alert(alert)

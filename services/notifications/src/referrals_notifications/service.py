@@ -60,6 +60,10 @@ DRAFT_TOO = frozenset({T.DOCUMENT_REJECTED, T.CASE_WITHDRAWN})
 
 
 class Notifications:
+    def __init__(self, front_ends_with_webhooks: frozenset[str] = frozenset()) -> None:
+        self.front_ends_with_webhooks = front_ends_with_webhooks
+        """Front ends that take webhooks: only their cases get a front-end delivery row."""
+
     async def on_event(self, uow: UnitOfWork, event: CloudEvent[Any]) -> None:
         data = event.data
         match data:
@@ -195,8 +199,12 @@ class Notifications:
         if trigger in DRAFT_TOO and await uow.session.get(CaseSeen, case_id) is None:
             log.info("%s for case %s before submission: not notified", trigger, case_id)
             return
-        for audience in AUDIENCES:
-            await self._add(uow, event, trigger, audience, facts)
+        await self._add(uow, event, trigger, PATIENT, facts)
+        if self.front_ends_with_webhooks:
+            contact = await uow.session.get(CaseContact, case_id)
+            # Unknown front end yet (the contact is on its way): the sender decides.
+            if contact is None or contact.front_end in self.front_ends_with_webhooks:
+                await self._add(uow, event, trigger, FRONT_END, facts)
 
     async def _add(
         self,

@@ -1,0 +1,124 @@
+"""What every delivery channel promises, and how its failures are told apart.
+
+A channel hands a rendered message to something outside the platform (an SMTP server, an SMS
+provider, a partner's webhook endpoint) and either returns a receipt or raises `DeliveryError`.
+Every failure is classified once, where the channel still knows what happened:
+
+- `TransientDeliveryError`: worth trying again later (a timeout, a refused connection, an SMTP 4xx
+  reply, an HTTP 429 or 5xx);
+- `PermanentDeliveryError`: trying again cannot help (a mailbox that does not exist, a rejected
+  phone number, a webhook answering 4xx, wrong credentials).
+
+Each carries the `NotificationError` code that `notification.failed` reports, so the retry helper
+and the consumer never look at provider-specific exceptions. Anything else a channel raises is a
+bug and is not retried.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import ClassVar, Protocol, TypeVar
+
+import httpx
+
+from referrals_common.contracts.notifications import NotificationChannel, NotificationError
+
+from ..rendering import RenderedMessage
+
+RecipientT_contra = TypeVar("RecipientT_contra", contravariant=True)
+
+TRANSIENT_HTTP_STATUSES = frozenset({408, 425, 429})
+"""4xx statuses that mean "not now" rather than "never"; every 5xx is transient too."""
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReceipt:
+    """The channel accepted the message: when, and the provider's id for it if it gave one."""
+
+    channel: NotificationChannel
+    provider_id: str | None = None
+    accepted_at: datetime = field(default_factory=utc_now)
+
+
+class DeliveryError(Exception):
+    """A message could not be handed to its channel; `code` is what `notification.failed` says."""
+
+    transient: ClassVar[bool]
+
+    def __init__(self, code: NotificationError, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+class TransientDeliveryError(DeliveryError):
+    """Trying again later may succeed."""
+
+    transient = True
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Trying again cannot succeed."""
+
+    transient = False
+
+
+class Channel(Protocol[RecipientT_contra]):
+    """Delivers rendered messages to one kind of recipient (an address, a number, an endpoint)."""
+
+    channel: NotificationChannel
+
+    async def send(self, recipient: RecipientT_contra, message: RenderedMessage) -> DeliveryReceipt:
+        """Hands the message over; raises `DeliveryError` (and nothing else) when it cannot."""
+        ...
+
+
+def is_transient_http_status(status: int) -> bool:
+    """Whether an HTTP error status is worth retrying: 408, 425, 429 and every 5xx."""
+    return status in TRANSIENT_HTTP_STATUSES or status >= 500
+
+
+def classify_http_status(
+    status: int,
+    detail: str,
+    *,
+    transient_code: NotificationError,
+    permanent_code: NotificationError,
+) -> DeliveryError:
+    """The delivery error for an unsuccessful HTTP status (a 3xx counts as a refusal: redirects
+    are not followed, so a signed request never lands somewhere it was not addressed to)."""
+    if status == 408:
+        return TransientDeliveryError(NotificationError.TIMEOUT, detail)
+    if is_transient_http_status(status):
+        return TransientDeliveryError(transient_code, detail)
+    return PermanentDeliveryError(permanent_code, detail)
+
+
+def classify_http_exception(
+    exc: httpx.HTTPError, *, unreachable_code: NotificationError
+) -> DeliveryError:
+    """The delivery error for an HTTP request that got no response at all."""
+    if isinstance(exc, httpx.TimeoutException):
+        return TransientDeliveryError(NotificationError.TIMEOUT, f"no answer in time: {exc!r}")
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        return PermanentDeliveryError(NotificationError.OTHER, f"not an HTTP(S) address: {exc!r}")
+    if isinstance(exc, httpx.TransportError):
+        return TransientDeliveryError(unreachable_code, f"could not reach the endpoint: {exc!r}")
+    return PermanentDeliveryError(NotificationError.OTHER, f"the request failed: {exc!r}")
+
+
+__all__ = [
+    "Channel",
+    "DeliveryError",
+    "DeliveryReceipt",
+    "PermanentDeliveryError",
+    "TransientDeliveryError",
+    "classify_http_exception",
+    "classify_http_status",
+    "is_transient_http_status",
+]

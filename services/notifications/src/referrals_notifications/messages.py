@@ -1,0 +1,300 @@
+"""What each notification says: one typed context model per trigger.
+
+A context model lists exactly the facts the templates of its trigger use (besides the fields every
+message shares), so the consumer that builds it from an event and the templates that word it agree
+on one typed contract. Templates are rendered with `StrictUndefined`: a template that needs a fact
+the model does not have fails loudly instead of sending a message with a hole in it.
+
+Free text arrives from outside (the patient's name, a file name, a center's message), so every text
+field refuses control characters (a header or SMS cannot be split by a stray newline) and has a
+length limit. Codes stay codes (language, country, reason); the templates turn them into words in
+the patient's language.
+
+`webhook_facts` names the fields a partner front end may receive in a webhook: codes, center names
+and dates, never the patient's name, a file name or a center's free-text message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Annotated, ClassVar
+from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    StringConstraints,
+)
+
+from referrals_common.contracts.intake import CountryCode, LanguageCode, WithdrawalReason
+from referrals_common.contracts.notifications import NotificationTrigger
+from referrals_common.contracts.partners import CenterCode, UnroutableReason
+from referrals_common.contracts.records import DocumentKind, RejectionReason
+from referrals_common.contracts.translation import UnreadableReason
+
+DEFAULT_TIME_ZONE = "Europe/Kyiv"
+"""The time zone dates are shown in unless the patient chose another."""
+
+_NO_CONTROL = r"^[^\x00-\x1f\x7f]+$"
+_NO_CONTROL_BUT_LINES = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]+$"
+
+CaseRef = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Z0-9]{4}(-[A-Z0-9]{4}){1,3}$"),
+    Field(description="The short reference of the case the patient sees: 3F0F-6C7D"),
+]
+"""A short, human-friendly reference of a case (see `case_reference`)."""
+
+GreetingName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=_NO_CONTROL),
+    Field(description="How the patient is greeted, used as given (e.g. a vocative form)"),
+]
+
+CenterName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=_NO_CONTROL),
+    Field(description="The cancer center's display name from the partner registry"),
+]
+
+DocumentName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=255, pattern=_NO_CONTROL),
+    Field(description="The name the patient gave the document (their own file name)"),
+]
+
+CenterMessage = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=4000, pattern=_NO_CONTROL_BUT_LINES
+    ),
+    Field(description="The center's words, relayed as they are (line breaks kept)"),
+]
+
+
+def _known_time_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {name!r}") from exc
+    return name
+
+
+TimeZoneName = Annotated[
+    str,
+    AfterValidator(_known_time_zone),
+    Field(description="IANA time zone the patient reads dates in: Europe/Kyiv"),
+]
+
+LocaleTag = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$"),
+    Field(description="The patient's language tag; uk and en are spoken, others fall back to en"),
+]
+
+
+def case_reference(case_id: UUID) -> str:
+    """The short reference of a case shown to the patient: the first 8 hex digits, `3F0F-6C7D`.
+
+    Enough to tell a patient's cases apart and to quote on the phone; not an identifier to look a
+    case up by (32 bits collide across the whole platform eventually).
+    """
+    head = case_id.hex[:8].upper()
+    return f"{head[:4]}-{head[4:]}"
+
+
+class MessageContext(BaseModel):
+    """The facts every notification carries, whatever its trigger."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    trigger: ClassVar[NotificationTrigger]
+    webhook_facts: ClassVar[tuple[str, ...]] = ()
+
+    case_ref: CaseRef
+    greeting_name: GreetingName | None = Field(
+        default=None, description="Name to greet the patient by; a neutral greeting if absent"
+    )
+    locale: LocaleTag = Field(default="en", description="The patient's language")
+    time_zone: TimeZoneName = DEFAULT_TIME_ZONE
+    case_url: HttpUrl | None = Field(
+        default=None, description="Link to the case page in the partner front end, if known"
+    )
+
+
+class _DocumentFacts(MessageContext):
+    """A notification about one document: named by the patient's file name, or by its kind."""
+
+    document_name: DocumentName | None = None
+    document_kind: DocumentKind | None = None
+
+
+class CaseSubmittedContext(MessageContext):
+    trigger: ClassVar[NotificationTrigger] = NotificationTrigger.CASE_SUBMITTED
+    webhook_facts: ClassVar[tuple[str, ...]] = ("submitted_at",)
+
+    submitted_at: AwareDatetime
+
+
+class DocumentRejectedContext(_DocumentFacts):
+    trigger: ClassVar[NotificationTrigger] = NotificationTrigger.DOCUMENT_REJECTED
+    webhook_facts: ClassVar[tuple[str, ...]] = ("reason",)
+
+    reason: RejectionReason
+
+
+class TranslationRequiredContext(_DocumentFacts):
+    trigger: ClassVar[NotificationTrigger] = NotificationTrigger.TRANSLATION_REQUIRED
+    webhook_facts: ClassVar[tuple[str, ...]] = (
+        "document_kind",
+        "detected_language",
+        "acceptable_languages",
+    )
+
+    detected_language: LanguageCode
+    acceptable_languages: list[LanguageCode] = Field(min_length=1, max_length=20)
+
+
+class DocumentUnreadableContext(_DocumentFacts):
+    trigger: ClassVar[NotificationTrigger] = NotificationTrigger.DOCUMENT_UNREADABLE
+    webhook_facts: ClassVar[tuple[str, ...]] = ("document_kind", "reason")
+
+    reason: UnreadableReason
+
+
+class CaseReadyContext(MessageContext):
+    trigger: ClassVar[NotificationTrigger] = NotificationTrigger.CASE_READY
+
+
+class ReferralRequestedContext(MessageContext):
+    trigger: ClassVar[NotificationTrigger] = NotificationTrigger.REFERRAL_REQUESTED
+    webhook_facts: ClassVar[tuple[str, ...]] = ("center_name", "center_country", "answer_due_at")
+
+    center_name: CenterName
+    center_country: CountryCode
+    answer_due_at: AwareDatetime
+
+
+class ReferralAcceptedContext(MessageContext):
+    trigger: ClassVar[NotificationTrigger] = NotificationTrigger.REFERRAL_ACCEPTED
+    webhook_facts: ClassVar[tuple[str, ...]] = ("center_name", "expected_opinion_at")
+
+    center_name: CenterName
+    expected_opinion_at: AwareDatetime
+
+
+class DeclineOutcome(StrEnum):
+    """How the offer to a center ended without an acceptance."""
+
+    DECLINED = "declined"
+    EXPIRED = "expired"
+    """The center did not answer by the deadline."""
+
+
+class ReferralDeclinedContext(MessageContext):
+    """The center declined or let the offer expire; the case goes on to another center.
+
+    The center's decline reason is deliberately not told: it is written for the platform, and the
+    next center may well take the case.
+    """
+
+    trigger: ClassVar[NotificationTrigger] = NotificationTrigger.REFERRAL_DECLINED
+    webhook_facts: ClassVar[tuple[str, ...]] = ("center_name", "outcome")
+
+    center_name: CenterName
+    outcome: DeclineOutcome
+
+
+class InfoRequestedContext(MessageContext):
+    trigger: ClassVar[NotificationTrigger] = NotificationTrigger.INFO_REQUESTED
+    webhook_facts: ClassVar[tuple[str, ...]] = ("center_name",)
+
+    center_name: CenterName
+    message: CenterMessage
+
+
+class OpinionDeliveredContext(MessageContext):
+    trigger: ClassVar[NotificationTrigger] = NotificationTrigger.OPINION_DELIVERED
+    webhook_facts: ClassVar[tuple[str, ...]] = ("center_name",)
+
+    center_name: CenterName
+
+
+class CaseUnroutableContext(MessageContext):
+    trigger: ClassVar[NotificationTrigger] = NotificationTrigger.CASE_UNROUTABLE
+    webhook_facts: ClassVar[tuple[str, ...]] = ("reason",)
+
+    reason: UnroutableReason
+
+
+class CaseWithdrawnContext(MessageContext):
+    trigger: ClassVar[NotificationTrigger] = NotificationTrigger.CASE_WITHDRAWN
+    webhook_facts: ClassVar[tuple[str, ...]] = ("reason",)
+
+    reason: WithdrawalReason | None = None
+
+
+CONTEXT_MODELS: Mapping[NotificationTrigger, type[MessageContext]] = {
+    model.trigger: model
+    for model in (
+        CaseSubmittedContext,
+        DocumentRejectedContext,
+        TranslationRequiredContext,
+        DocumentUnreadableContext,
+        CaseReadyContext,
+        ReferralRequestedContext,
+        ReferralAcceptedContext,
+        ReferralDeclinedContext,
+        InfoRequestedContext,
+        OpinionDeliveredContext,
+        CaseUnroutableContext,
+        CaseWithdrawnContext,
+    )
+}
+"""The context model of every trigger."""
+
+
+class UnroutableOpsAlert(BaseModel):
+    """The operators' alert that routing gave up on a case: in English, without personal data.
+
+    Operators look the patient up in intake by `case_id`; the alert itself names nobody.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    case_id: UUID
+    case_ref: CaseRef
+    reason: UnroutableReason
+    centers_tried: list[CenterCode] = Field(default_factory=list)
+    occurred_at: AwareDatetime
+    console_url: HttpUrl | None = Field(
+        default=None, description="Link to the case in the operators' console, if there is one"
+    )
+
+
+__all__ = [
+    "CONTEXT_MODELS",
+    "DEFAULT_TIME_ZONE",
+    "CaseReadyContext",
+    "CaseSubmittedContext",
+    "CaseUnroutableContext",
+    "CaseWithdrawnContext",
+    "DeclineOutcome",
+    "DocumentRejectedContext",
+    "DocumentUnreadableContext",
+    "InfoRequestedContext",
+    "MessageContext",
+    "OpinionDeliveredContext",
+    "ReferralAcceptedContext",
+    "ReferralDeclinedContext",
+    "ReferralRequestedContext",
+    "TranslationRequiredContext",
+    "UnroutableOpsAlert",
+    "case_reference",
+]

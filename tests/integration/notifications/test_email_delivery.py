@@ -1,0 +1,190 @@
+"""E-mail through real SMTP servers on loopback: what arrives, and what refusals do to retries."""
+
+from __future__ import annotations
+
+import socket
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from devstack.mailsink import list_messages, start_mailsink
+from referrals_common.contracts.notifications import NotificationChannel as C
+from referrals_common.contracts.notifications import NotificationError as E
+from referrals_common.contracts.notifications import NotificationTrigger as T
+from referrals_notifications.channels.base import PermanentDeliveryError
+from referrals_notifications.channels.email import EmailChannel, SmtpSettings, SmtpTls
+from referrals_notifications.channels.retry import RetryPolicy, deliver_with_retry
+from referrals_notifications.rendering import RenderedMessage, Renderer
+
+from ...unit.notifications.samples import sample_context
+from .conftest import SmtpRecorder, StartSmtp
+
+pytestmark = pytest.mark.integration
+
+PATIENT = "olena.patient@example.org"
+QUICK = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05)
+
+
+def smtp(port: int, **overrides: object) -> SmtpSettings:
+    settings: dict[str, object] = {
+        "host": "127.0.0.1",
+        "port": port,
+        "tls": SmtpTls.NONE,
+        "timeout": 5,
+        "from_address": "care@referrals.example",
+        "from_name": "Referrals",
+    }
+    return SmtpSettings.model_validate(settings | overrides)
+
+
+@pytest.fixture(scope="module")
+def message() -> RenderedMessage:
+    context = sample_context(T.REFERRAL_REQUESTED, "uk")
+    return Renderer().render(T.REFERRAL_REQUESTED, context, C.EMAIL)
+
+
+async def test_an_email_arrives_with_both_parts_and_the_right_headers(
+    tmp_path: Path, message: RenderedMessage
+) -> None:
+    sink = await start_mailsink("127.0.0.1", 0, tmp_path / "mail")
+    try:
+        receipt = await EmailChannel(smtp(sink.port)).send(PATIENT, message)
+    finally:
+        await sink.close()
+
+    (stored,) = list_messages(tmp_path / "mail")
+    assert stored.recipients == (PATIENT,)
+    assert stored.sender == "care@referrals.example"
+    assert stored.subject == message.subject == "Запит 3F0F-6C7D: надіслано до центру на розгляд"
+    email = stored.message()
+    assert email["From"] == "Referrals <care@referrals.example>"
+    assert email["To"] == PATIENT
+    assert email["Auto-Submitted"] == "auto-generated"
+    assert email["Message-ID"] == receipt.provider_id
+    assert email.get_content_type() == "multipart/alternative"
+    parts = [part.get_content_type() for part in email.iter_parts()]
+    assert parts == ["text/plain", "text/html"]
+    assert stored.text() == message.text
+    assert (stored.html() or "").strip() == (message.html or "").strip()
+    assert receipt.channel is C.EMAIL
+
+
+async def test_greylisting_twice_then_accepted_is_delivered_exactly_once(
+    start_smtp: StartSmtp, message: RenderedMessage
+) -> None:
+    server = SmtpRecorder(refuse_data=2)
+    channel = EmailChannel(smtp(await start_smtp(server)))
+
+    outcome = await deliver_with_retry(lambda: channel.send(PATIENT, message), QUICK)
+
+    assert outcome.delivered, outcome.error
+    assert outcome.attempts == 3
+    assert server.data_calls == 3
+    assert len(server.accepted) == 1
+    received = message_from_bytes(server.accepted[0], policy=policy.default)
+    assert received["Subject"] == message.subject
+
+
+async def test_a_refused_recipient_is_not_retried(
+    start_smtp: StartSmtp, message: RenderedMessage
+) -> None:
+    server = SmtpRecorder(rcpt_reply="550 5.1.1 No such user here")
+    channel = EmailChannel(smtp(await start_smtp(server)))
+
+    outcome = await deliver_with_retry(lambda: channel.send(PATIENT, message), QUICK)
+
+    assert not outcome.delivered
+    assert outcome.attempts == 1
+    assert isinstance(outcome.error, PermanentDeliveryError)
+    assert outcome.error.code is E.INVALID_RECIPIENT
+    assert server.rcpt_calls == 1
+    assert server.data_calls == 0
+    assert server.accepted == []
+
+
+async def test_a_permanent_refusal_of_the_message_is_not_retried(
+    start_smtp: StartSmtp, message: RenderedMessage
+) -> None:
+    server = SmtpRecorder(refuse_data=10, data_reply="554 5.7.1 Message refused")
+    channel = EmailChannel(smtp(await start_smtp(server)))
+
+    outcome = await deliver_with_retry(lambda: channel.send(PATIENT, message), QUICK)
+
+    assert outcome.attempts == 1 and server.data_calls == 1
+    assert outcome.error is not None and outcome.error.code is E.REJECTED
+
+
+async def test_a_server_that_keeps_refusing_uses_up_the_attempts(
+    start_smtp: StartSmtp, message: RenderedMessage
+) -> None:
+    server = SmtpRecorder(refuse_data=10)
+    channel = EmailChannel(smtp(await start_smtp(server)))
+
+    outcome = await deliver_with_retry(lambda: channel.send(PATIENT, message), QUICK)
+
+    assert outcome.attempts == QUICK.attempts == server.data_calls
+    assert outcome.error is not None and outcome.error.code is E.PROVIDER_UNAVAILABLE
+    assert server.accepted == []
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_no_server_at_all_is_transient(message: RenderedMessage) -> None:
+    channel = EmailChannel(smtp(closed_port()))
+    outcome = await deliver_with_retry(
+        lambda: channel.send(PATIENT, message), RetryPolicy(attempts=2, base_delay=0.01)
+    )
+    assert outcome.attempts == 2
+    assert outcome.error is not None and outcome.error.code is E.PROVIDER_UNAVAILABLE
+
+
+class Credentials:
+    def __init__(self) -> None:
+        self.logins: list[str] = []
+
+    def __call__(self, server, session, envelope, mechanism, auth_data) -> AuthResult:  # type: ignore[no-untyped-def]
+        assert isinstance(auth_data, LoginPassword)
+        self.logins.append(auth_data.login.decode())
+        ok = auth_data.login == b"notifications" and auth_data.password == b"s3cret-pass"
+        return AuthResult(success=ok, handled=False)  # not handled: aiosmtpd answers 235 or 535
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+async def test_credentials_are_used_and_wrong_ones_are_permanent(
+    start_smtp: StartSmtp, message: RenderedMessage
+) -> None:
+    server, credentials = SmtpRecorder(), Credentials()
+    port = await start_smtp(
+        server, authenticator=credentials, auth_required=True, auth_require_tls=False
+    )
+
+    good = smtp(port, username="notifications", password="s3cret-pass")
+    await EmailChannel(good).send(PATIENT, message)
+    assert len(server.accepted) == 1
+
+    bad = smtp(port, username="notifications", password="wrong")
+    outcome = await deliver_with_retry(lambda: EmailChannel(bad).send(PATIENT, message), QUICK)
+    assert outcome.attempts == 1
+    assert outcome.error is not None and outcome.error.code is E.REJECTED
+    assert len(server.accepted) == 1
+    assert set(credentials.logins) == {"notifications"}  # PLAIN, then LOGIN for the wrong one
+    assert len(credentials.logins) >= 2
+
+
+async def test_starttls_is_required_not_hoped_for(
+    start_smtp: StartSmtp, message: RenderedMessage
+) -> None:
+    server = SmtpRecorder()  # a server that does not offer STARTTLS
+    channel = EmailChannel(smtp(await start_smtp(server), tls=SmtpTls.STARTTLS))
+
+    outcome = await deliver_with_retry(lambda: channel.send(PATIENT, message), QUICK)
+
+    assert outcome.attempts == 1
+    assert isinstance(outcome.error, PermanentDeliveryError)
+    assert server.accepted == []

@@ -1,0 +1,65 @@
+"""One realistic context per trigger, shared by the notifications tests.
+
+The free-text values are distinctive on purpose (a center name, a file name, a center's message), so
+tests can assert exactly where they may and may not appear (never in an SMS, never in a webhook).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from referrals_common.contracts.notifications import NotificationTrigger as T
+from referrals_notifications.messages import CONTEXT_MODELS, MessageContext
+
+CASE_REF = "3F0F-6C7D"
+CENTER_NAME = "Charité Comprehensive Cancer Center"
+DOCUMENT_NAME = "Befund_Mammographie_2026.pdf"
+CENTER_MESSAGE = (
+    "Please upload the immunohistochemistry report (ER, PR, HER2, Ki-67) of the core biopsy."
+)
+GREETING = {"uk": "Олено", "en": "Olena"}
+
+ANSWER_DUE = datetime(2026, 4, 15, 11, 0, tzinfo=UTC)
+"""14:00 in Kyiv (EEST, UTC+3)."""
+SUBMITTED = datetime(2026, 1, 15, 11, 0, tzinfo=UTC)
+"""13:00 in Kyiv (EET, UTC+2): winter time."""
+OPINION_DUE = datetime(2026, 4, 30, 22, 30, tzinfo=UTC)
+"""Already 1 May in Kyiv."""
+
+FACTS: dict[T, dict[str, Any]] = {
+    T.CASE_SUBMITTED: {"submitted_at": SUBMITTED},
+    T.DOCUMENT_REJECTED: {"reason": "corrupt", "document_name": DOCUMENT_NAME},
+    T.TRANSLATION_REQUIRED: {
+        "document_name": DOCUMENT_NAME,
+        "document_kind": "pathology_report",
+        "detected_language": "de",
+        "acceptable_languages": ["en", "pl"],
+    },
+    T.DOCUMENT_UNREADABLE: {"reason": "ocr_failed", "document_kind": "discharge_summary"},
+    T.CASE_READY: {},
+    T.REFERRAL_REQUESTED: {
+        "center_name": CENTER_NAME,
+        "center_country": "DE",
+        "answer_due_at": ANSWER_DUE,
+    },
+    T.REFERRAL_ACCEPTED: {"center_name": CENTER_NAME, "expected_opinion_at": OPINION_DUE},
+    T.REFERRAL_DECLINED: {"center_name": CENTER_NAME, "outcome": "declined"},
+    T.INFO_REQUESTED: {"center_name": CENTER_NAME, "message": CENTER_MESSAGE},
+    T.OPINION_DELIVERED: {"center_name": CENTER_NAME},
+    T.CASE_UNROUTABLE: {"reason": "no_eligible_center"},
+    T.CASE_WITHDRAWN: {"reason": "patient_request"},
+}
+
+
+def sample_context(trigger: T, locale: str = "uk", **overrides: Any) -> MessageContext:
+    """The sample context of `trigger` in `locale`, with any field overridden."""
+    fields: dict[str, Any] = {
+        "case_ref": CASE_REF,
+        "greeting_name": GREETING.get(locale, "Olena"),
+        "locale": locale,
+        "case_url": "https://front.example.org/cases/3f0f6c7d",
+        **FACTS[trigger],
+        **overrides,
+    }
+    return CONTEXT_MODELS[trigger](**fields)

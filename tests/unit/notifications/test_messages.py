@@ -1,0 +1,95 @@
+"""The context models refuse what would break or leak a message before any template runs."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import pytest
+from pydantic import ValidationError
+
+from referrals_common.contracts.notifications import NotificationTrigger as T
+from referrals_notifications.messages import (
+    DEFAULT_TIME_ZONE,
+    CaseReadyContext,
+    InfoRequestedContext,
+    ReferralRequestedContext,
+    case_reference,
+)
+
+from .samples import sample_context
+
+pytestmark = pytest.mark.unit
+
+
+def test_case_reference_is_short_and_stable() -> None:
+    case_id = uuid.UUID("3f0f6c7d-8f53-4c1e-9c1a-3f0f6c7d2e11")
+    assert case_reference(case_id) == "3F0F-6C7D"
+    CaseReadyContext(case_ref=case_reference(uuid.uuid4()))  # always a valid reference
+
+
+def test_defaults_are_english_words_in_kyiv_time() -> None:
+    context = CaseReadyContext(case_ref="3F0F-6C7D")
+    assert context.time_zone == DEFAULT_TIME_ZONE == "Europe/Kyiv"
+    assert context.locale == "en"
+    assert context.greeting_name is None and context.case_url is None
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("case_ref", "3f0f-6c7d"),
+        ("case_ref", "3F0F6C7D"),
+        ("greeting_name", "Olena\r\nBcc: x@example.org"),
+        ("greeting_name", "   "),
+        ("greeting_name", "O" * 101),
+        ("time_zone", "Europe/Atlantis"),
+        ("time_zone", "../../etc/passwd"),
+        ("locale", "uk ua"),
+        ("case_url", "javascript:alert(1)"),
+        ("unexpected", "field"),
+    ],
+)
+def test_bad_common_fields_are_refused(field: str, value: str) -> None:
+    with pytest.raises(ValidationError):
+        sample_context(T.CASE_READY, **{field: value})
+
+
+def test_a_center_message_keeps_its_lines_but_no_control_characters() -> None:
+    context = sample_context(T.INFO_REQUESTED, message="Line one.\r\nLine two.\n\tIndented.")
+    assert isinstance(context, InfoRequestedContext)
+    assert context.message.count("\n") == 2
+    with pytest.raises(ValidationError):
+        sample_context(T.INFO_REQUESTED, message="bell \x07")
+    with pytest.raises(ValidationError):
+        sample_context(T.INFO_REQUESTED, message="x" * 4001)
+
+
+def test_dates_must_carry_their_time_zone() -> None:
+    with pytest.raises(ValidationError):
+        sample_context(T.REFERRAL_REQUESTED, answer_due_at=datetime(2026, 4, 15, 14, 0))
+
+
+def test_codes_are_checked_against_the_contracts() -> None:
+    with pytest.raises(ValidationError):
+        sample_context(T.REFERRAL_REQUESTED, center_country="de")
+    with pytest.raises(ValidationError):
+        sample_context(T.TRANSLATION_REQUIRED, detected_language="deu")
+    with pytest.raises(ValidationError):
+        sample_context(T.TRANSLATION_REQUIRED, acceptable_languages=[])
+    with pytest.raises(ValidationError):
+        sample_context(T.DOCUMENT_UNREADABLE, reason="smudged")
+
+
+def test_webhook_facts_are_fields_of_their_model() -> None:
+    for trigger in T:
+        context = sample_context(trigger)
+        assert set(context.webhook_facts) <= set(type(context).model_fields)
+        assert not {"greeting_name", "document_name", "message", "case_url"} & set(
+            context.webhook_facts
+        )
+    assert ReferralRequestedContext.webhook_facts == (
+        "center_name",
+        "center_country",
+        "answer_due_at",
+    )
