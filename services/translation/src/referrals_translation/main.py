@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from minio import Minio
 
@@ -26,12 +27,17 @@ class Runtime:
     settings: TranslationSettings
     db: Database
     translation: Translation
+    checker: Any
+    """The pool of reading worker processes; `close()` stops them."""
+
+    async def close(self) -> None:
+        self.checker.close()
+        await self.db.dispose()
 
 
 def build_runtime(settings: TranslationSettings) -> Runtime:
     from referrals_translation.acceptance import acceptable_languages
-    from referrals_translation.checking import FileChecker
-    from referrals_translation.reader import ObjectReader
+    from referrals_translation.reader import FileChecker, ObjectReader
 
     s3 = settings.s3
     client = Minio(
@@ -44,7 +50,12 @@ def build_runtime(settings: TranslationSettings) -> Runtime:
     checker = FileChecker(settings)
     db = Database(settings.postgres)
     reader = ObjectReader(client, settings.bucket, checker.check)
-    return Runtime(settings=settings, db=db, translation=Translation(reader, acceptable_languages))
+    return Runtime(
+        settings=settings,
+        db=db,
+        translation=Translation(reader, acceptable_languages),
+        checker=checker,
+    )
 
 
 async def run_consumer(settings: TranslationSettings) -> None:
@@ -65,7 +76,7 @@ async def run_consumer(settings: TranslationSettings) -> None:
             ),
         )
     finally:
-        await rt.db.dispose()
+        await rt.close()
 
 
 def migrate(settings: TranslationSettings) -> None:

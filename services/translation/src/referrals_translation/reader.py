@@ -23,6 +23,8 @@ from pathlib import Path
 from minio import Minio
 from minio.error import S3Error
 
+from referrals_translation.config import TranslationSettings
+from referrals_translation.outcome import Outcome
 from referrals_translation.service import ObjectGone, Reading
 
 CHUNK = 1024 * 1024
@@ -73,3 +75,35 @@ class ObjectReader:
         finally:
             response.close()
             response.release_conn()
+
+
+class FileChecker:
+    """Reads a local file in the killable worker pool and turns the outcome into a `Reading`."""
+
+    def __init__(self, settings: TranslationSettings) -> None:
+        from referrals_translation.checking import DocumentChecker
+        from referrals_translation.outcome import Limits
+
+        self.limits = Limits(timeout_s=settings.check_timeout_seconds, max_pages=settings.max_pages)
+        self.checker = DocumentChecker(workers=settings.workers, limits=self.limits)
+
+    async def check(self, path: Path, media_type: str) -> Reading:
+        outcome = await self.checker.check_async(path, media_type, self.limits)
+        return reading_of(outcome)
+
+    def close(self) -> None:
+        self.checker.close()
+
+
+def reading_of(outcome: Outcome) -> Reading:
+    return Reading(
+        outcome=outcome.kind,
+        main_language=outcome.main_language,
+        languages=tuple((share.language, share.share) for share in outcome.languages),
+        confidence=outcome.confidence,
+        pages=outcome.pages,
+        method=str(outcome.method) if outcome.method else None,
+        reason=str(outcome.reason) if outcome.reason else None,
+        detail=outcome.detail,
+        seconds=outcome.seconds,
+    )

@@ -1,0 +1,475 @@
+"""The text of a stored document, by media type, within the `Limits`.
+
+Every format is read from a local file (the consumer streams the object out of storage first) and
+only as far as language identification needs: the first pages of a PDF, the first frames of a
+TIFF, the first `max_text_bytes` of a text file. What cannot be read raises `Unreadable` with the
+contract's reason and an English detail that never quotes the document.
+
+* **PDF**: the text layer of each page with pypdf. A page with (almost) no text layer, or one
+  whose text is mojibake (a Cyrillic font without a Unicode map comes out as "Ïàö³ºíò"), is a
+  scan: it is rendered with pdfium at `ocr_dpi` and OCR'd (`ocr`), at most `max_ocr_pages` of
+  them. A password-protected PDF is `encrypted` unless it opens with the empty password (an
+  owner password only restricts printing or copying, and is common on hospital exports).
+* **JPEG, PNG, TIFF** (every frame of a multi-page TIFF): OCR, after refusing declared sizes above
+  `max_image_pixels` (a decompression bomb is a small file whose header announces gigapixels),
+  honouring the EXIF orientation of photos, and scaling huge photos down.
+* **DOCX**: python-docx's paragraphs wherever they are (body, tables, nested tables, text boxes).
+  An OLE container instead of a ZIP is an encrypted Office file (or an old .doc), and a main part
+  that would expand past `max_docx_xml_bytes` is refused before parsing.
+* **Plain text**: a byte-order mark decides (UTF-8, UTF-16, UTF-32); otherwise strict UTF-8;
+  otherwise charset-normalizer (CP1251 for most legacy Ukrainian files).
+* **DICOM**: parsed with pydicom without the pixel data, to make sure it is a real DICOM object;
+  it is imaging, and has no language.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import math
+import zipfile
+from collections.abc import Iterator
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import charset_normalizer
+import docx
+import pydicom
+import pypdfium2 as pdfium
+from docx.document import Document as DocxDocument
+from docx.oxml.ns import qn
+from docx.text.paragraph import Paragraph
+from PIL import Image, ImageOps
+from pypdf import PasswordType, PdfReader
+
+from referrals_common.contracts.translation import ExtractionMethod, UnreadableReason
+from referrals_translation import ocr
+from referrals_translation.language import count_letters
+from referrals_translation.outcome import Limits
+
+log = logging.getLogger(__name__)
+
+PDF: Final = "application/pdf"
+JPEG: Final = "image/jpeg"
+PNG: Final = "image/png"
+TIFF: Final = "image/tiff"
+DICOM: Final = "application/dicom"
+DOCX: Final = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+TEXT: Final = "text/plain"
+IMAGES: Final = frozenset({JPEG, PNG, TIFF})
+
+OLE_MAGIC: Final = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+"""The start of an OLE compound file: an encrypted OOXML document, or a legacy .doc."""
+
+GARBLED_SHARE: Final = 0.35
+"""A text layer with more of its letters in Latin-1's accented range is mojibake."""
+
+SMALL_IMAGE_SIDE: Final = 1_200
+"""Images whose longest side is shorter are enlarged twice for OCR (screenshots, thumbnails)."""
+
+_BOMS: Final = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+class Unreadable(Exception):
+    """The document cannot be read: the contract's reason and an English detail."""
+
+    def __init__(self, reason: UnreadableReason, detail: str, *, pages: int = 0) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+        self.pages = pages
+
+
+@dataclass(slots=True)
+class Extracted:
+    """The text found in a document, and how."""
+
+    text: str
+    pages: int
+    """Pages (or frames) whose text was used."""
+    method: ExtractionMethod
+    imaging: bool = False
+    """A DICOM study: no text is expected."""
+    ocr_poor_pages: int = 0
+    """Pages OCR'd with too little confidence, whose text was discarded."""
+    ocr_poor_confidence: float = 0.0
+    """The best confidence among those pages."""
+    unsupported_script: str | None = None
+    """A script OSD found that no installed language pack reads."""
+
+
+def extract(path: Path, media_type: str, limits: Limits, *, force_ocr: bool = False) -> Extracted:
+    """The text of the document at `path`; raises `Unreadable`.
+
+    `force_ocr` OCRs the pages of a PDF even when they have a text layer (used when that text
+    layer turned out to be in no recognisable language).
+    """
+    if path.stat().st_size == 0:
+        if media_type == TEXT:
+            raise Unreadable(UnreadableReason.NO_TEXT, "The text file is empty.")
+        raise Unreadable(UnreadableReason.CORRUPT, "The file is empty (0 bytes).")
+    if media_type == PDF:
+        return _pdf(path, limits, force_ocr=force_ocr)
+    if media_type in IMAGES:
+        return _image(path, limits)
+    if media_type == DOCX:
+        return _docx(path, limits)
+    if media_type == TEXT:
+        return _plain_text(path, limits)
+    if media_type == DICOM:
+        return _dicom(path)
+    raise Unreadable(
+        UnreadableReason.UNSUPPORTED_FORMAT, f"Documents of type {media_type} cannot be read."
+    )
+
+
+# --- OCR across the pages of one document --------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _OcrSession:
+    """OCR of a document's pages, sharing the script decision and the budget across pages."""
+
+    limits: Limits
+    packs: str | None = None
+    """Language packs chosen on the first page with enough text for OSD."""
+    pages: int = 0
+    letters: int = 0
+    poor_pages: int = 0
+    poor_confidence: float = 0.0
+    unsupported_script: str | None = None
+    texts: list[str] = field(default_factory=list)
+
+    def budget_left(self) -> bool:
+        return (
+            self.pages < self.limits.max_ocr_pages and self.letters < self.limits.ocr_enough_letters
+        )
+
+    def read(self, image: Image.Image, *, dpi: int | None) -> None:
+        """OCR one page; keep its text unless it came out too poor to trust."""
+        page = _for_ocr(image, self.limits)
+        self.pages += 1
+        result = self._recognise(page, dpi)
+        if result is None or count_letters(result.text) == 0:
+            return
+        if result.confidence < self.limits.min_ocr_confidence:
+            self.poor_pages += 1
+            self.poor_confidence = max(self.poor_confidence, result.confidence)
+            return
+        self.texts.append(result.text)
+        self.letters += count_letters(result.text)
+
+    def _recognise(self, page: Image.Image, dpi: int | None) -> ocr.Recognised | None:
+        timeout = self.limits.ocr_timeout_s
+        if self.packs is not None:
+            first = ocr.recognise(page, self.packs, dpi=dpi, timeout=timeout)
+            if first.confidence >= self.limits.min_ocr_confidence:
+                return first
+            retried = self._examine_and_recognise(page, dpi)  # rotated, or another script?
+            return first if retried is None or retried.confidence < first.confidence else retried
+        return self._examine_and_recognise(page, dpi)
+
+    def _examine_and_recognise(self, page: Image.Image, dpi: int | None) -> ocr.Recognised | None:
+        timeout = self.limits.ocr_timeout_s
+        orientation = ocr.detect_orientation(page, timeout=timeout)
+        packs = ocr.languages_for(orientation)
+        if packs is None:
+            assert orientation is not None
+            self.unsupported_script = orientation.script
+            return None
+        if orientation is not None and self.packs is None:
+            self.packs = packs
+        result = ocr.recognise(ocr.upright(page, orientation), packs, dpi=dpi, timeout=timeout)
+        if result.confidence < self.limits.min_ocr_confidence and packs != ocr.FALLBACK_LANGUAGES:
+            fallback = ocr.recognise(
+                ocr.upright(page, orientation), ocr.FALLBACK_LANGUAGES, dpi=dpi, timeout=timeout
+            )
+            if fallback.confidence > result.confidence:
+                return fallback
+        return result
+
+    def extracted(self, text_layer: list[str], text_layer_pages: int) -> Extracted:
+        layer_letters = sum(count_letters(text) for text in text_layer)
+        method = (
+            ExtractionMethod.OCR if self.letters > layer_letters else ExtractionMethod.TEXT_LAYER
+        )
+        return Extracted(
+            text="\n\n".join([*text_layer, *self.texts]),
+            pages=text_layer_pages + self.pages,
+            method=method,
+            ocr_poor_pages=self.poor_pages,
+            ocr_poor_confidence=self.poor_confidence,
+            unsupported_script=self.unsupported_script,
+        )
+
+
+def _for_ocr(image: Image.Image, limits: Limits) -> Image.Image:
+    """A grey, upright, reasonably sized copy of an image for Tesseract."""
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
+    grey = image.convert("L")
+    longest = max(grey.size)
+    if longest > limits.ocr_max_side:
+        factor = limits.ocr_max_side / longest
+    elif longest < SMALL_IMAGE_SIDE:
+        factor = 2.0
+    else:
+        return grey
+    size = (max(1, round(grey.width * factor)), max(1, round(grey.height * factor)))
+    return grey.resize(size, Image.Resampling.LANCZOS)
+
+
+# --- PDF -----------------------------------------------------------------------------------------
+
+
+def _pdf(path: Path, limits: Limits, *, force_ocr: bool) -> Extracted:
+    reader = _open_pdf(path)
+    try:
+        total = len(reader.pages)
+    except Exception as exc:  # pypdf on a broken page tree: anything it raises
+        raise Unreadable(UnreadableReason.CORRUPT, "The PDF's page tree is broken.") from exc
+    if total == 0:
+        raise Unreadable(UnreadableReason.CORRUPT, "The PDF has no pages.")
+    text_layer: list[str] = []
+    scanned: list[int] = []
+    letters = 0
+    for index in range(min(total, limits.max_pages)):
+        if letters >= limits.enough_letters:
+            break
+        text = "" if force_ocr else _page_text(reader, index)
+        if count_letters(text) >= limits.min_text_layer_letters and not looks_garbled(text):
+            text_layer.append(text)
+            letters += count_letters(text)
+        else:
+            scanned.append(index)
+    session = _OcrSession(limits)
+    if scanned and letters < limits.enough_letters:
+        _ocr_pdf_pages(path, scanned, session)
+    return session.extracted(text_layer, len(text_layer))
+
+
+def _open_pdf(path: Path) -> PdfReader:
+    try:
+        reader = PdfReader(path, strict=False)
+    except Exception as exc:  # pypdf on a hostile file: anything it raises means unreadable
+        raise Unreadable(UnreadableReason.CORRUPT, "The file is not a readable PDF.") from exc
+    if reader.is_encrypted:
+        try:
+            opened = reader.decrypt("")
+        except Exception as exc:  # an encryption pypdf does not implement
+            raise Unreadable(
+                UnreadableReason.ENCRYPTED, "The PDF is encrypted with an unsupported method."
+            ) from exc
+        if opened == PasswordType.NOT_DECRYPTED:
+            raise Unreadable(UnreadableReason.ENCRYPTED, "The PDF is protected by a password.")
+    return reader
+
+
+def _page_text(reader: PdfReader, index: int) -> str:
+    """The text layer of one page; a page pypdf cannot parse counts as having none."""
+    try:
+        return reader.pages[index].extract_text() or ""
+    except Exception:  # a broken content stream: the page may still render, so OCR it
+        log.debug("no text layer on page %d", index + 1, exc_info=True)
+        return ""
+
+
+def looks_garbled(text: str) -> bool:
+    """Whether a text layer is mojibake: 8-bit Cyrillic decoded as Latin-1, or private glyphs."""
+    letters = [ch for ch in text if ch.isalpha()]
+    if not letters:
+        return False
+    latin1 = sum("\u00c0" <= ch <= "\u00ff" for ch in letters)
+    unknown = sum(ch == "\ufffd" or "\ue000" <= ch <= "\uf8ff" for ch in text)
+    return latin1 / len(letters) > GARBLED_SHARE or unknown / len(letters) > GARBLED_SHARE
+
+
+def _ocr_pdf_pages(path: Path, indexes: list[int], session: _OcrSession) -> None:
+    try:
+        document = pdfium.PdfDocument(str(path))
+    except pdfium.PdfiumError as exc:
+        raise Unreadable(UnreadableReason.CORRUPT, "The PDF's pages cannot be rendered.") from exc
+    try:
+        for index in indexes:
+            if not session.budget_left():
+                break
+            rendered = _render(document, index, session.limits)
+            if rendered is not None:
+                session.read(rendered[0], dpi=rendered[1])
+    finally:
+        document.close()
+
+
+def _render(
+    document: pdfium.PdfDocument, index: int, limits: Limits
+) -> tuple[Image.Image, int] | None:
+    """A page rendered in grey at `ocr_dpi`, or less when that would exceed the pixel limit."""
+    try:
+        page = document[index]
+        width, height = page.get_size()
+        scale = limits.ocr_dpi / 72
+        pixels = width * height * scale * scale
+        if pixels > limits.max_render_pixels:
+            scale *= math.sqrt(limits.max_render_pixels / pixels)
+        image = page.render(scale=scale, grayscale=True).to_pil()
+    except pdfium.PdfiumError:
+        log.debug("page %d does not render", index + 1, exc_info=True)
+        return None
+    return image, round(scale * 72)
+
+
+# --- images --------------------------------------------------------------------------------------
+
+
+def _image(path: Path, limits: Limits) -> Extracted:
+    Image.MAX_IMAGE_PIXELS = limits.max_image_pixels  # Pillow's own guard, behind ours
+    session = _OcrSession(limits)
+    try:
+        with Image.open(path) as image:
+            for index, frame in enumerate(_frames(image, limits)):
+                if not session.budget_left():
+                    break
+                session.read(ImageOps.exif_transpose(frame) if index == 0 else frame, dpi=None)
+    except Unreadable:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise Unreadable(UnreadableReason.CORRUPT, _too_many_pixels_detail(limits)) from exc
+    except ocr.OcrError:
+        raise
+    except Exception as exc:  # Pillow on a hostile or truncated file: anything it raises
+        raise Unreadable(UnreadableReason.CORRUPT, "The image file is damaged.") from exc
+    return session.extracted([], 0)
+
+
+def _frames(image: Image.Image, limits: Limits) -> Iterator[Image.Image]:
+    """The first frames of an image (pages of a TIFF), each checked against the pixel limit."""
+    count = min(getattr(image, "n_frames", 1), limits.max_pages)
+    for index in range(count):
+        image.seek(index)
+        width, height = image.size
+        if width * height > limits.max_image_pixels:
+            detail = _too_many_pixels_detail(limits, width, height)
+            raise Unreadable(UnreadableReason.CORRUPT, detail)
+        image.load()
+        yield image
+
+
+def _too_many_pixels_detail(limits: Limits, width: int = 0, height: int = 0) -> str:
+    size = f"is {width} x {height} pixels" if width else "has too many pixels"
+    return (
+        f"The image {size}, more than the {limits.max_image_pixels / 1e6:g} million pixels "
+        "accepted (a decompression bomb, or a scan at an excessive resolution)."
+    )
+
+
+# --- DOCX ----------------------------------------------------------------------------------------
+
+
+def _docx(path: Path, limits: Limits) -> Extracted:
+    _refuse_ole(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            size = archive.getinfo("word/document.xml").file_size
+    except (zipfile.BadZipFile, KeyError, OSError) as exc:
+        raise Unreadable(UnreadableReason.CORRUPT, "The file is not a readable DOCX.") from exc
+    if size > limits.max_docx_xml_bytes:
+        raise Unreadable(
+            UnreadableReason.CORRUPT,
+            f"The DOCX expands to {size // 2**20} MiB of text markup, more than the "
+            f"{limits.max_docx_xml_bytes // 2**20} MiB accepted.",
+        )
+    try:
+        document = docx.Document(str(path))
+        text = _docx_text(document, limits.enough_letters)
+    except Exception as exc:  # python-docx and lxml on a hostile file: anything they raise
+        raise Unreadable(UnreadableReason.CORRUPT, "The DOCX's content is damaged.") from exc
+    return Extracted(text=text, pages=0, method=ExtractionMethod.TEXT_LAYER)
+
+
+def _refuse_ole(path: Path) -> None:
+    """An OLE compound file where a DOCX should be: encrypted OOXML, or a legacy Word file."""
+    with path.open("rb") as file:
+        head = file.read(64 * 1024)
+    if not head.startswith(OLE_MAGIC):
+        return
+    if "EncryptionInfo".encode("utf-16-le") in head or _tail_mentions_encryption(path):
+        raise Unreadable(UnreadableReason.ENCRYPTED, "The Word document is password-protected.")
+    raise Unreadable(
+        UnreadableReason.UNSUPPORTED_FORMAT, "The file is a legacy Word (.doc) document."
+    )
+
+
+def _tail_mentions_encryption(path: Path) -> bool:
+    with path.open("rb") as file:
+        file.seek(max(0, path.stat().st_size - 64 * 1024))
+        return "EncryptionInfo".encode("utf-16-le") in file.read()
+
+
+def _docx_text(document: DocxDocument, enough_letters: int) -> str:
+    """Every paragraph of the body in order, tables and text boxes included."""
+    parts: list[str] = []
+    letters = 0
+    for element in document.element.body.iter(qn("w:p")):
+        text = Paragraph(element, document).text
+        if text.strip():
+            parts.append(text)
+            letters += count_letters(text)
+            if letters >= enough_letters:
+                break
+    return "\n".join(parts)
+
+
+# --- plain text ----------------------------------------------------------------------------------
+
+
+def _plain_text(path: Path, limits: Limits) -> Extracted:
+    with path.open("rb") as file:
+        data = file.read(limits.max_text_bytes)
+    text = decode_text(data)
+    if text is None:
+        raise Unreadable(
+            UnreadableReason.CORRUPT, "The text file is in no recognisable character encoding."
+        )
+    if not text.strip():
+        raise Unreadable(UnreadableReason.NO_TEXT, "The text file has only blank characters.")
+    return Extracted(text=text, pages=0, method=ExtractionMethod.PLAIN_TEXT)
+
+
+def decode_text(data: bytes) -> str | None:
+    """Text from bytes in an unknown encoding (possibly cut mid-character), or None."""
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            return codecs.getincrementaldecoder(encoding)(errors="replace").decode(data)
+    with suppress(UnicodeDecodeError):
+        return codecs.getincrementaldecoder("utf-8")().decode(data, final=False)
+    best = charset_normalizer.from_bytes(data).best()
+    return None if best is None else str(best)
+
+
+# --- DICOM ---------------------------------------------------------------------------------------
+
+
+def _dicom(path: Path) -> Extracted:
+    try:
+        dataset = pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception as exc:  # pydicom on a hostile file: anything it raises
+        raise Unreadable(
+            UnreadableReason.CORRUPT, "The file is not a readable DICOM file."
+        ) from exc
+    sop_class = dataset.file_meta.get("MediaStorageSOPClassUID") or dataset.get("SOPClassUID")
+    if not sop_class:
+        raise Unreadable(UnreadableReason.CORRUPT, "The DICOM file does not say what it holds.")
+    try:
+        frames = max(1, int(dataset.get("NumberOfFrames") or 1))
+    except (TypeError, ValueError):
+        frames = 1
+    return Extracted(text="", pages=frames, method=ExtractionMethod.DICOM, imaging=True)

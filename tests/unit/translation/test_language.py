@@ -1,0 +1,142 @@
+"""Language identification: Ukrainian is never Russian, mixed texts get shares, and short or
+uncertain texts are undetermined rather than guessed."""
+
+# Cyrillic letters that look Latin are meant in the Ukrainian and Russian texts.
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from referrals_translation import language
+from referrals_translation.language import LANGUAGES, code, identify
+
+pytestmark = pytest.mark.unit
+
+UKRAINIAN = (
+    "Пацієнтку госпіталізовано до онкологічного відділення зі скаргами на біль у правому "
+    "підребер'ї. За результатами біопсії встановлено діагноз аденокарциноми підшлункової залози."
+)
+RUSSIAN = (
+    "Пациентка госпитализирована в онкологическое отделение с жалобами на боль в правом "
+    "подреберье. По результатам биопсии установлен диагноз аденокарциномы поджелудочной железы."
+)
+ENGLISH = (
+    "The patient was admitted to the oncology ward with pain in the right upper quadrant. A "
+    "biopsy confirmed adenocarcinoma of the pancreas, and chemotherapy was recommended."
+)
+
+
+def test_the_language_set_covers_patients_and_destinations() -> None:
+    codes = {code(language) for language in LANGUAGES}
+    required = {"en", "uk", "ru", "de", "pl", "he", "tr", "fr", "es", "it", "be", "ro", "cs"}
+    assert required <= codes
+    assert len(codes) == len(LANGUAGES) >= 20
+    assert all(re.fullmatch(r"[a-z]{2}", c) for c in codes)
+    assert "kk" not in codes  # Kazakh takes Ukrainian sentences (see the module docstring)
+
+
+@pytest.mark.parametrize(("text", "expected"), [(UKRAINIAN, "uk"), (RUSSIAN, "ru")])
+def test_ukrainian_and_russian_are_told_apart(text: str, expected: str) -> None:
+    result = identify(text)
+    assert result.main_language == expected
+    assert result.confidence >= 0.9
+    assert result.shares == ((expected, 1.0),)
+    assert result.undetermined is None
+
+
+def test_ukrainian_without_its_own_letters_is_still_ukrainian() -> None:
+    # No і, ї, є or ґ: only vocabulary and grammar tell it from Russian.
+    text = (
+        "Хворий скаржиться на кашель, задишку та сильну втому, апетит добрий, сон порушений, "
+        "болю нема, набряку нема."
+    )
+    assert not set("іїєґ") & set(text.lower())
+    assert identify(text).main_language == "uk"
+
+
+def test_a_mixed_document_has_shares_and_its_larger_part_is_main() -> None:
+    text = "\n".join([UKRAINIAN, UKRAINIAN.replace("біль", "гострий біль"), ENGLISH])
+    result = identify(text)
+    assert result.main_language == "uk"
+    shares = dict(result.shares)
+    assert set(shares) == {"uk", "en"}
+    assert shares["uk"] > shares["en"] > 0.2
+    assert sum(shares.values()) <= 1.0
+    assert result.shares[0][0] == "uk"  # the main language comes first
+
+
+def test_lines_of_codes_and_numbers_belong_to_no_language() -> None:
+    text = UKRAINIAN + "\nER 8/8 PR 6/8 HER2 1+ Ki-67 25% T2N1M0 12.03.2025\n"
+    result = identify(text)
+    assert result.main_language == "uk"
+    assert len(result.shares) == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Біопсія від 12.03.",
+        "Биопсия от 12.03.",  # Lingua alone says Bulgarian, at 0.8
+        "Діагноз: C50.4",
+        "ER 8/8, PR 6/8, HER2 3+, Ki-67 25 %, T2N1M0, G2, BRCA1, PD-L1, MSI, CA-125",
+        "",
+    ],
+)
+def test_a_short_text_is_undetermined_not_guessed(text: str) -> None:
+    result = identify(text)
+    assert result.main_language is None
+    assert result.shares == ()
+    assert result.confidence == 0.0
+    assert result.undetermined
+
+
+def test_the_minimum_length_is_configurable() -> None:
+    short = "Пацієнтка одужує, виписана додому."
+    assert identify(short).main_language is None
+    assert identify(short, min_letters=10).main_language == "uk"
+    assert "at least 200" in (identify(UKRAINIAN, min_letters=200).undetermined or "")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # words every European language borrowed: no language is likely
+        "Hotel Taxi Pizza Radio Video Internet Bar Restaurant Camping Supermarket Parking Sport",
+        # Esperanto is not in the set and no candidate is confident about it
+        "Mi estas tre feliĉa, ke vi venis hodiaŭ al nia kunveno en la urba biblioteko.",
+    ],
+)
+def test_an_uncertain_text_is_undetermined(text: str) -> None:
+    result = identify(text)
+    assert result.main_language is None
+    assert result.undetermined
+
+
+def test_the_minimum_confidence_is_configurable() -> None:
+    spanish = "El estado general del paciente es bueno, está consciente y orientado."
+    lenient = identify(spanish, min_confidence=0.5)
+    assert lenient.main_language == "es"
+    assert 0.5 <= lenient.confidence < 0.9  # Portuguese is close
+    strict = identify(spanish, min_confidence=0.9)
+    assert strict.main_language is None
+    assert "uncertain" in (strict.undetermined or "")
+
+
+def test_a_long_paragraph_is_cut_into_chunks_between_words() -> None:
+    text = " ".join([UKRAINIAN] * 6)  # one line of about 900 letters
+    chunks = list(language._chunks(text))
+    assert len(chunks) >= 5
+    assert all(chunk_letters >= language.CHUNK_LETTERS for _, chunk_letters in chunks[:-1])
+    assert sum(n for _, n in chunks) == language.count_letters(text)
+    assert " ".join(chunk for chunk, _ in chunks) == text
+
+
+def test_short_lines_are_gathered_and_a_paragraph_stands_alone() -> None:
+    heading = "ВИПИСКА"
+    table = ["Гемоглобін 118 г/л", "Лейкоцити 5,6", "Тромбоцити 212"]
+    text = "\n".join([heading, *table, ENGLISH])
+    chunks = [chunk for chunk, _ in language._chunks(text)]
+    assert chunks[-1] == ENGLISH  # never glued to the Ukrainian lines before it
+    assert chunks[0].startswith(heading)
