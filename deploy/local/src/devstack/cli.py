@@ -56,7 +56,10 @@ def up(root: RootOpt = None) -> None:
     env_file.chmod(0o600)
     _print(info)
     console.print(f"\nenvironment for the services: [bold]source {env_file}[/]")
-    console.print("The five services are not built yet: this starts the infrastructure only.")
+    console.print(
+        "This starts the infrastructure and the mail sink; each service runs as its own "
+        "processes (see docs/runbook.md)."
+    )
 
 
 @app.command()
@@ -115,13 +118,15 @@ def _print(info: stack_mod.StackInfo) -> None:
         "kafka": f"bootstrap {info.kafka_bootstrap}",
         "minio": f"S3 http://{info.s3_endpoint}  console http://{info.s3_console}",
         "postgres": f"postgresql://{info.postgres_dsn.rsplit('@', 1)[1]}",
+        "mailsink": f"SMTP {info.smtp}  messages in {info.mail_dir}",
     }
     total = 0.0
     for name, pid in info.pids.items():
         rss = _rss_mib(pid)
         total += rss
         state = "[green]up  [/]" if alive[name] else "[red]down[/]"
-        console.print(f"{state} [bold]{name:<9}[/] {addresses[name]}  ({rss:.0f} MiB)")
+        where = addresses.get(name, "")
+        console.print(f"{state} [bold]{name:<9}[/] {where}  ({rss:.0f} MiB)")
         console.print(f"     log: {info.logs[name]}", highlight=False)
     console.print(f"total resident memory: {total:.0f} MiB; credentials: {info.root}/stack.json")
 

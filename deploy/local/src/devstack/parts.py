@@ -313,8 +313,53 @@ def postgres_ready(dsn: str) -> bool:
     return asyncio.run(probe())
 
 
+# ----------------------------------------------------------------------------------- mail sink
+
+
+def start_mailsink(data_dir: Path, port: int) -> tuple[Running, str, Path]:
+    """The local SMTP server (aiosmtpd) that keeps every message as a .eml file in `inbox/`:
+    what patients would receive, readable by a newcomer. Returns it, its host:port and the
+    folder."""
+    import sys
+
+    inbox = data_dir / "inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    log = data_dir / "mailsink.log"
+    proc = spawn(
+        [
+            sys.executable,
+            "-m",
+            "devstack.mailsink",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(inbox),
+        ],
+        log=log,
+    )
+    return Running("mailsink", proc.pid, log), f"127.0.0.1:{port}", inbox
+
+
+def mailsink_ready(address: str) -> bool:
+    import socket
+
+    host, port = address.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=1) as sock:
+            return sock.recv(3) == b"220"
+    except OSError:
+        return False
+
+
 def wait_ready(running: Running, probe_arg: str, timeout: float) -> None:
-    probes = {"kafka": kafka_ready, "minio": minio_ready, "postgres": postgres_ready}
+    probes = {
+        "kafka": kafka_ready,
+        "minio": minio_ready,
+        "postgres": postgres_ready,
+        "mailsink": mailsink_ready,
+    }
     probe = probes[running.name]
     wait_until(
         running.name, lambda: probe(probe_arg), pid=running.pid, log=running.log, timeout=timeout

@@ -24,7 +24,13 @@ STATE_FILE = "stack.json"
 
 # Ports a developer's stack prefers (so bookmarks keep working); any that is taken, and every port
 # of a test stack, is chosen free by the kernel instead.
-DEV_PORTS = {"kafka": 19092, "minio": 19000, "minio_console": 19001, "postgres": 15432}
+DEV_PORTS = {
+    "kafka": 19092,
+    "minio": 19000,
+    "minio_console": 19001,
+    "postgres": 15432,
+    "mailsink": 11025,
+}
 
 
 @dataclass
@@ -38,6 +44,10 @@ class StackInfo:
     s3_access_key: str
     s3_secret_key: str
     postgres_dsn: str
+    smtp: str = ""
+    """host:port of the local mail sink."""
+    mail_dir: str = ""
+    """Where the mail sink keeps every message it received (.eml files)."""
     database_dsns: dict[str, str] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
     logs: dict[str, str] = field(default_factory=dict)
@@ -54,6 +64,11 @@ class StackInfo:
         }
         for service, dsn in self.database_dsns.items():
             env[f"REFERRALS_{service.upper()}_POSTGRES__DSN"] = dsn
+        if self.smtp:
+            host, port = self.smtp.rsplit(":", 1)
+            env["REFERRALS_NOTIFICATIONS_SMTP__HOST"] = host
+            env["REFERRALS_NOTIFICATIONS_SMTP__PORT"] = port
+            env["REFERRALS_NOTIFICATIONS_SMTP__TLS"] = "none"
         return env
 
     def save(self) -> Path:
@@ -112,7 +127,7 @@ def start(
     databases: tuple[str, ...] = SERVICES,
     timeout: float = 120.0,
 ) -> StackInfo:
-    """Install what is missing, start the three parts concurrently, wait until each is ready.
+    """Install what is missing, start the parts concurrently, wait until each is ready.
 
     If any part fails, the parts already started are stopped before the error propagates.
     """
@@ -143,10 +158,12 @@ def start(
             pg_bin, root / "postgres", creds.postgres_password, port("postgres")
         )
         started.append(pg)
-        probes = {"kafka": bootstrap, "minio": s3, "postgres": dsn}
+        mail, smtp, inbox = parts.start_mailsink(root / "mail", port("mailsink"))
+        started.append(mail)
+        probes = {"kafka": bootstrap, "minio": s3, "postgres": dsn, "mailsink": smtp}
         with (
-            console.status("waiting for Kafka, MinIO and PostgreSQL to be ready…"),
-            ThreadPoolExecutor(max_workers=3) as pool,
+            console.status("waiting for Kafka, MinIO, PostgreSQL and the mail sink…"),
+            ThreadPoolExecutor(max_workers=4) as pool,
         ):
             futures = [pool.submit(parts.wait_ready, r, probes[r.name], timeout) for r in started]
             for fut in futures:
@@ -159,6 +176,8 @@ def start(
             s3_access_key=creds.s3_access_key,
             s3_secret_key=creds.s3_secret_key,
             postgres_dsn=dsn,
+            smtp=smtp,
+            mail_dir=str(inbox),
             pids={r.name: r.pid for r in started},
             logs={r.name: str(r.log) for r in started},
             started_at=time.time(),
