@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import psutil
 from rich.console import Console
 
 from devstack import install, parts
@@ -85,7 +86,18 @@ class StackInfo:
         return cls(**json.loads(path.read_text()))
 
     def alive(self) -> dict[str, bool]:
-        return {name: is_alive(pid) for name, pid in self.pids.items()}
+        return {name: self.owns(pid) for name, pid in self.pids.items()}
+
+    def owns(self, pid: int) -> bool:
+        """Whether `pid` is still the process this stack started, not a later process that was
+        given the same pid after ours died (pids are recycled)."""
+        if not is_alive(pid):
+            return False
+        try:
+            created = psutil.Process(pid).create_time()
+        except psutil.NoSuchProcess:
+            return False
+        return not self.started_at or created <= self.started_at + 1.0
 
 
 @dataclass
@@ -219,9 +231,9 @@ async def provision_databases(
 
 def stop(info: StackInfo) -> None:
     """Stop every part (Kafka first, so it can shut down cleanly while the others still run)."""
-    for name in ("kafka", "minio", "postgres"):
+    for name in ("kafka", "minio", "postgres", "mailsink"):
         pid = info.pids.get(name)
-        if pid is not None:
+        if pid is not None and info.owns(pid):
             stop_group(pid, timeout=30)
 
 

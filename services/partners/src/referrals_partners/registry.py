@@ -121,6 +121,10 @@ def parse_icd_spec(text: str) -> IcdSpec:
     if not isinstance(text, str) or not text:
         raise ValueError(f"{text!r} is not an ICD-10 code or range: {_SYNTAX_HINT}")
     if text != text.upper():
+        try:
+            parse_icd_spec(text.upper())
+        except ValueError:
+            raise ValueError(f"{text!r} is not an ICD-10 code or range: {_SYNTAX_HINT}") from None
         raise ValueError(f"ICD-10 codes are upper case: write {text.upper()!r}, not {text!r}")
     if single := _SINGLE.match(text):
         _check_chapter(text, single["category"])
@@ -287,9 +291,10 @@ class _CompiledModel(BaseModel):
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
         copied = super().model_copy(update=update, deep=deep)
-        for name, member in vars(type(self)).items():
-            if isinstance(member, cached_property):
-                copied.__dict__.pop(name, None)
+        for klass in type(self).__mro__:
+            for name, member in vars(klass).items():
+                if isinstance(member, cached_property):
+                    copied.__dict__.pop(name, None)
         return copied
 
 

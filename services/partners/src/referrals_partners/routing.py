@@ -23,19 +23,22 @@ Eligible centers are **ranked** by opinion turnaround (days), then relative load
 (open referrals / weekly capacity), then price in the registry's reference currency, then center
 code. The key is total, so the decision does not depend on the order of the input.
 
-Speed: each center's facts are compiled once (`Center.routing_profile`); the per-decision reasons
-are built once and shared between centers; language and country names (babel) are looked up once
-per code and cached. One decision over 1,000 centers takes well under 2 ms (bench/partners.py).
+Speed: each center's facts are compiled once (`Center.routing_profile`, kept with the center, so
+callers should keep `Center` objects between decisions rather than re-validate them); the
+per-decision reasons are built once and shared between centers; language and country names
+(babel) are looked up once per code and cached. One decision over 1,000 centers takes about
+1.5 ms on one core (bench/partners.py); its full audit record (`as_record`) about 1 ms more.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
-from operator import attrgetter
+from operator import itemgetter
 from typing import Annotated, Any, NamedTuple
 
 from babel import Locale
@@ -57,6 +60,7 @@ RATIONALE_MAX = 1000
 """`ReferralRequested.rationale` holds at most 1,000 characters."""
 
 _ENGLISH = Locale("en")
+_CENT = Decimal("0.01")
 
 
 @lru_cache(maxsize=512)
@@ -148,23 +152,30 @@ class ReasonCode(StrEnum):
     """Eligible, but another center ranked higher."""
 
 
-@dataclass(frozen=True, slots=True)
-class Reason:
-    """One reason a center was not chosen."""
+class Reason(NamedTuple):
+    """One reason a center was not chosen (build it with `Reason.of`)."""
 
     code: ReasonCode
     text: str
     """In English, completing "the center …": `does not read Ukrainian`."""
-    subject: str | None = None
+    subject: str | None
     """What the reason is about, as a code: the language (`uk`), the country (`DE`), the ICD-10
-    code, the age group; None when nothing more is needed."""
+    code, the age group, `load/capacity`; None when nothing more is needed."""
+    key: str
+    """`code` or `code:subject`: `language_not_read:uk`, `no_capacity:20/20`."""
+
+    @classmethod
+    def of(cls, code: ReasonCode, text: str, subject: str | None = None) -> Reason:
+        key = code.value if subject is None else f"{code.value}:{subject}"
+        return cls(code, text, subject, key)
 
     def as_record(self) -> dict[str, Any]:
         return {"code": self.code.value, "text": self.text, "subject": self.subject}
 
 
-_PAUSED = Reason(ReasonCode.PAUSED, "is paused")
-_TRIED = Reason(ReasonCode.ALREADY_TRIED, "was already offered this case")
+_PAUSED = Reason.of(ReasonCode.PAUSED, "is paused")
+_TRIED = Reason.of(ReasonCode.ALREADY_TRIED, "was already offered this case")
+_PAUSED_ONLY, _TRIED_ONLY = (_PAUSED,), (_TRIED,)
 
 
 class Score(NamedTuple):
@@ -242,11 +253,13 @@ class RoutingDecision:
     """No center chosen, but a matching center not yet tried is only full this week: the case
     could be routed when capacity frees up."""
     reference_currency: str = "EUR"
-    eligible: tuple[Assessment, ...] = field(init=False)
+    eligible_count: int = 0
+    """How many centers were eligible: the first `eligible_count` assessments."""
 
-    def __post_init__(self) -> None:
-        ranked = tuple(a for a in self.assessments if a.rank is not None)
-        object.__setattr__(self, "eligible", ranked)
+    @property
+    def eligible(self) -> tuple[Assessment, ...]:
+        """The eligible centers' assessments, by rank."""
+        return self.assessments[: self.eligible_count]
 
     @property
     def considered(self) -> int:
@@ -260,18 +273,31 @@ class RoutingDecision:
         raise KeyError(code)
 
     def as_record(self, include_ineligible: bool = True) -> dict[str, Any]:
-        """The decision as JSON-ready data, for the referral's audit and the operator API."""
-        shown = self.assessments if include_ineligible else self.eligible
-        return {
+        """The decision as compact JSON-ready data, for the referral's audit and operators.
+
+        `ranked` lists the eligible centers by rank, with their score and (below the first) why
+        they ranked lower. With `include_ineligible`, `not_eligible` maps every other center's
+        code to its reason keys, and `reasons` maps each key to its English text once.
+        """
+        record: dict[str, Any] = {
             "chosen": self.chosen.code if self.chosen else None,
             "unroutable": self.unroutable.value if self.unroutable else None,
             "rationale": self.rationale,
             "waiting_for_capacity": self.waiting_for_capacity,
             "reference_currency": self.reference_currency,
             "considered": self.considered,
-            "eligible": len(self.eligible),
-            "centers": [item.as_record() for item in shown],
+            "eligible": self.eligible_count,
+            "ranked": [item.as_record() for item in self.eligible],
         }
+        if include_ineligible:
+            rest = self.assessments[self.eligible_count :]
+            record["not_eligible"] = {
+                item.code: [reason.key for reason in item.reasons] for item in rest
+            }
+            record["reasons"] = {
+                reason.key: reason.text for item in rest for reason in item.reasons
+            }
+        return record
 
 
 # ------------------------------------------------------------------------ per-decision facts
@@ -309,12 +335,14 @@ class _Case:
             countries=frozenset(request.destination.countries),
             cross_border=request.cross_border_transfer_allowed,
             tried=frozenset(tried),
-            diagnosis_reason=Reason(
+            diagnosis_reason=Reason.of(
                 ReasonCode.DIAGNOSIS_NOT_REVIEWED, f"does not review {code}", code
             ),
-            age_reason=Reason(ReasonCode.AGE_GROUP_NOT_SEEN, f"does not see {age} patients", age),
+            age_reason=Reason.of(
+                ReasonCode.AGE_GROUP_NOT_SEEN, f"does not see {age} patients", age
+            ),
             language_reasons={
-                lang: Reason(
+                lang: Reason.of(
                     ReasonCode.LANGUAGE_NOT_READ, f"does not read {language_name(lang)}", lang
                 )
                 for lang in languages
@@ -334,24 +362,24 @@ class _Case:
         name = country_name(country)
         if self.preference is DestinationPreference.UKRAINE and country != UKRAINE:
             text = f"is in {name}; the patient asked for a center in Ukraine"
-            reasons.append(Reason(ReasonCode.OUTSIDE_DESTINATION, text, country))
+            reasons.append(Reason.of(ReasonCode.OUTSIDE_DESTINATION, text, country))
         elif self.preference is DestinationPreference.ABROAD and country == UKRAINE:
             text = "is in Ukraine; the patient asked for a center abroad"
-            reasons.append(Reason(ReasonCode.OUTSIDE_DESTINATION, text, country))
+            reasons.append(Reason.of(ReasonCode.OUTSIDE_DESTINATION, text, country))
         elif self.preference is DestinationPreference.COUNTRIES and country not in self.countries:
             named = _and_list([country_name(c) for c in sorted(self.countries)], "or")
             text = f"is in {name}, not in a country the patient named ({named})"
-            reasons.append(Reason(ReasonCode.OUTSIDE_DESTINATION, text, country))
+            reasons.append(Reason.of(ReasonCode.OUTSIDE_DESTINATION, text, country))
         if not self.cross_border and country != UKRAINE:
             text = f"is in {name}; the patient has not consented to cross-border transfer"
-            reasons.append(Reason(ReasonCode.NO_CROSS_BORDER_CONSENT, text, country))
+            reasons.append(Reason.of(ReasonCode.NO_CROSS_BORDER_CONSENT, text, country))
         return tuple(reasons)
 
 
 @lru_cache(maxsize=4096)
 def _full(load: int, capacity: int) -> Reason:
     text = f"has no places left this week ({load} of {capacity} taken)"
-    return Reason(ReasonCode.NO_CAPACITY, text)
+    return Reason.of(ReasonCode.NO_CAPACITY, text, f"{load}/{capacity}")
 
 
 # --------------------------------------------------------------------------------- deciding
@@ -376,75 +404,89 @@ class _Tally:
 def _assess(
     case: _Case, centers: Sequence[CenterState]
 ) -> tuple[list[tuple[CenterState, RoutingProfile]], list[Assessment], _Tally]:
-    """Split the centers into eligible ones and assessments of the rest (the hot loop: names
-    are bound to locals, shared reasons reused, nothing formatted)."""
+    """Split the centers into eligible ones and assessments of the rest.
+
+    The hot loop, once per center: names are bound to locals, reasons are shared per decision
+    and gathered by tuple concatenation (adding to an empty tuple allocates nothing), nothing is
+    formatted."""
     eligible: list[tuple[CenterState, RoutingProfile]] = []
     rejected: list[Assessment] = []
     tally = _Tally()
     code, category, age, languages = case.code, case.category, case.age_group, case.languages
     order, tried_codes = case.language_order, case.tried
     by_country, against_country = case.destination_reasons.get, case.against_country
-    diagnosis_reason, age_reason, language_reasons = (
-        case.diagnosis_reason,
-        case.age_reason,
-        case.language_reasons,
-    )
+    diagnosis, age_group = (case.diagnosis_reason,), (case.age_reason,)
+    language_reasons = {lang: (reason,) for lang, reason in case.language_reasons.items()}
     for state in centers:
         profile = state.center.routing_profile
-        reasons: list[Reason] = [] if profile.active else [_PAUSED]
+        reasons: tuple[Reason, ...] = () if profile.active else _PAUSED_ONLY
         against = by_country(profile.country)
         if against is None:
             against = against_country(profile.country)
-        if against:
-            reasons.extend(against)
+        reasons += against
         if category not in profile.categories and not (
             profile.subcodes and code.startswith(profile.subcodes)
         ):
-            reasons.append(diagnosis_reason)
+            reasons += diagnosis
         if age not in profile.age_groups:
-            reasons.append(age_reason)
+            reasons += age_group
         if not languages <= profile.languages:
             for lang in order:
                 if lang not in profile.languages:
-                    reasons.append(language_reasons[lang])
+                    reasons += language_reasons[lang]
         matches = not reasons
         load = state.load
         full = load >= profile.capacity
         if full:
-            reasons.append(_full(load, profile.capacity))
+            reasons += (_full(load, profile.capacity),)
         tried = profile.code in tried_codes
         if tried:
-            reasons.append(_TRIED)
+            reasons += _TRIED_ONLY
         if not reasons:
             eligible.append((state, profile))
             continue
         if matches:
             tally.count(tried, full)
         rejected.append(
-            _new_tuple(Assessment, (profile.code, state.center, load, tuple(reasons), None, None))
+            _new_tuple(Assessment, (profile.code, state.center, load, reasons, None, None))
         )
     return eligible, rejected, tally
 
 
+@lru_cache(maxsize=8192)
+def _in_reference(amount: Decimal, rate: Decimal) -> float:
+    """A price in the reference currency, rounded to cents (exact, then a float for sorting)."""
+    return float((amount * rate).quantize(_CENT))
+
+
 def _score(state: CenterState, profile: RoutingProfile, rates: ExchangeRates) -> Score:
-    try:
-        price = rates.to_reference(state.center.price)
-    except ValueError as error:
-        raise ValueError(f"center {profile.code}: {error}") from error
-    return Score(profile.turnaround_days, state.load / profile.capacity, float(price), profile.code)
+    price = state.center.price
+    rate = rates.rates.get(price.currency)
+    if rate is None:
+        raise ValueError(f"center {profile.code}: no exchange rate for {price.currency}")
+    load_ratio = state.load / profile.capacity
+    return Score(
+        profile.turnaround_days, load_ratio, _in_reference(price.amount, rate), profile.code
+    )
 
 
-def _why_lower(rank: int, total: int, lower: Assessment, best: Assessment, currency: str) -> Reason:
+def _why_lower(
+    rank: int,
+    total: int,
+    lower: tuple[Score, CenterState],
+    best: tuple[Score, CenterState],
+    currency: str,
+) -> Reason:
     """Words the first ranking criterion on which a center lost to the chosen one."""
-    score, top = lower.score, best.score
-    assert score is not None and top is not None
+    (score, state), (top, top_state) = lower, best
     if score.turnaround_days != top.turnaround_days:
         why = f"opinion in {score.turnaround_days} days, the chosen center's in "
         why += f"{top.turnaround_days}"
     elif score.load_ratio != top.load_ratio:
         why = (
-            f"same turnaround, busier this week ({lower.load} of {lower.center.weekly_capacity} "
-            f"places taken, the chosen center {best.load} of {best.center.weekly_capacity})"
+            f"same turnaround, busier this week ({state.load} of {state.center.weekly_capacity} "
+            f"places taken, the chosen center {top_state.load} of "
+            f"{top_state.center.weekly_capacity})"
         )
     elif score.price != top.price:
         why = (
@@ -453,7 +495,7 @@ def _why_lower(rank: int, total: int, lower: Assessment, best: Assessment, curre
         )
     else:
         why = "same turnaround, load and price; the tie is broken by center code"
-    return Reason(ReasonCode.RANKED_LOWER, f"ranked {rank} of {total}: {why}")
+    return Reason.of(ReasonCode.RANKED_LOWER, f"ranked {rank} of {total}: {why}")
 
 
 def _rank(
@@ -461,15 +503,14 @@ def _rank(
 ) -> list[Assessment]:
     """The eligible centers by score (a `Score` sorts in ranking order), the best first."""
     scored = sorted((_score(state, profile, rates), state) for state, profile in eligible)
-    ranked = [
-        Assessment(score.code, state.center, state.load, (), rank, score)
-        for rank, (score, state) in enumerate(scored, start=1)
-    ]
-    total = len(ranked)
-    return ranked[:1] + [
-        lower._replace(reasons=(_why_lower(lower.rank or 0, total, lower, ranked[0], rates.reference),))
-        for lower in ranked[1:]
-    ]
+    total, ranked = len(scored), []
+    for rank, pair in enumerate(scored, start=1):
+        score, state = pair
+        reasons: tuple[Reason, ...] = ()
+        if rank > 1:
+            reasons = (_why_lower(rank, total, pair, scored[0], rates.reference),)
+        ranked.append(Assessment(score.code, state.center, state.load, reasons, rank, score))
+    return ranked
 
 
 def decide(
@@ -482,15 +523,15 @@ def decide(
     """Choose the center to offer the case to next, or say why there is none.
 
     `centers` is the registry with each center's load this week (codes must be unique); `tried`
-    the codes of centers already offered this case (declined, expired or withdrawn); `rates`
-    convert prices to one currency for ranking (the registry's `currency`).
+    the codes of centers already offered this case (they declined or let the offer expire);
+    `rates` convert prices to one currency for ranking (the registry's `currency`).
     """
     if len({state.center.code for state in centers}) != len(centers):
         raise ValueError("centers lists a center code more than once")
     case = _Case.of(request, tried)
     eligible, rejected, tally = _assess(case, centers)
     ranked = _rank(eligible, rates)
-    rejected.sort(key=attrgetter("code"))
+    rejected.sort(key=itemgetter(0))  # by code
     assessments = (*ranked, *rejected)
     chosen = ranked[0] if ranked else None
     if chosen is not None:
@@ -510,6 +551,7 @@ def decide(
         assessments=assessments,
         waiting_for_capacity=chosen is None and tally.matching_full_untried > 0,
         reference_currency=rates.reference,
+        eligible_count=len(ranked),
     )
 
 

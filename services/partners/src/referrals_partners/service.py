@@ -95,6 +95,9 @@ class Partners:
         """Fixed rates to compare prices in one currency (the registry seed's)."""
         self.limits = limits or Limits()
         self.clock = clock
+        # Validated centers (with their precomputed routing profiles) by code and version:
+        # validating 1,000 centers per decision would cost more than the decision itself.
+        self._centers: dict[str, tuple[datetime, Center]] = {}
 
     # ------------------------------------------------------------------ events
     async def on_document_stored(self, uow: UnitOfWork, stored: DocumentStored) -> None:
@@ -349,7 +352,7 @@ class Partners:
             attempt=case.attempts,
             status="offered",
             answer_due_at=self.clock(),
-            decision=decision.as_record(),
+            decision=decision.as_record(include_ineligible=False),
         )
         uow.session.add(referral)
         await self._offer(uow, case, referral, chosen, docs=docs, rationale=decision.rationale)
@@ -437,8 +440,15 @@ class Partners:
         )
         rows = (await uow.session.execute(select(CenterRow))).scalars().all()
         return [
-            CenterState(center=center_of(row), load=int(loads.get(row.code, 0))) for row in rows
+            CenterState(center=self._center(row), load=int(loads.get(row.code, 0))) for row in rows
         ]
+
+    def _center(self, row: CenterRow) -> Center:
+        cached = self._centers.get(row.code)
+        if cached is None or cached[0] != row.updated_at:
+            cached = (row.updated_at, center_of(row))
+            self._centers[row.code] = cached
+        return cached[1]
 
 
 def center_of(row: CenterRow) -> Center:

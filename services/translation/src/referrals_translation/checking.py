@@ -148,7 +148,10 @@ class _Worker:
     def kill(self) -> None:
         """SIGKILL the worker and everything it started (its process group)."""
         pid = self.process.pid
-        if pid is not None:
+        # Only while the worker is not reaped: until then its pid (and so its process group id)
+        # cannot belong to anyone else. Once reaped, the pid may be reused by an unrelated
+        # group leader (a database server, say), which killpg would kill.
+        if pid is not None and self.process.exitcode is None:
             with suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
         with suppress(OSError, ValueError):
@@ -209,7 +212,9 @@ def _cap_memory(megabytes: int | None) -> None:
 
 def _context() -> BaseContext:
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([PRELOAD])
+    # "__main__" (the default preload) too: a worker then finds the program's main module already
+    # imported instead of importing it again, which would add a second to every restart.
+    context.set_forkserver_preload(["__main__", PRELOAD])
     return context
 
 
