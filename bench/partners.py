@@ -19,7 +19,12 @@ pediatric patients, destinations, consent, document languages and already tried 
 
     uv run python bench/partners.py [--centers 1000] [--cases 300] [--seconds 3] [--seed 7]
 
-A later section, hop latency over real Kafka, goes beside `bench_decisions` in `main`.
+A second section measures one hop over real Kafka on a stack it starts itself: `referrals-partners
+consumer` and `relay` run as their own processes (sample registry); `case.ready_for_referral`
+events (with their documents' `document.stored`) are published at a fixed rate, and a plain
+consumer of the centers' inbox topics times each `referral.offered` from the moment its case was
+published (p50, p99; target p99 <= 150 ms). Beside it, in the same run, the floor: one raw
+aiokafka produce → consume hop. Skip it with `--no-kafka`.
 """
 
 from __future__ import annotations
@@ -347,8 +352,193 @@ def bench_decisions(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+async def _hop(bootstrap: str, env: dict[str, str], tmp: Path, args: argparse.Namespace) -> dict:
+    import asyncio
+    import os
+    import subprocess
+    import sys
+    import uuid
+    from datetime import UTC, datetime
+
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    from devstack.process import stop_group
+    from referrals_common.contracts import (
+        CaseReadyForReferral,
+        DocumentStored,
+        new_event,
+        topics,
+    )
+    from referrals_common.messaging.kafka import ensure_topics
+
+    await ensure_topics(bootstrap, topics.PLATFORM_TOPICS)
+    await ensure_topics(bootstrap, ["bench.floor"], with_dead_letters=False)
+    run_env = {**os.environ, **env}
+    subprocess.run(
+        [sys.executable, "-m", "referrals_partners.cli", "load-seed"], env=run_env, check=True
+    )
+    procs = []
+    for role in ("consumer", "relay"):
+        log = (tmp / f"partners-{role}.log").open("wb")
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "referrals_partners.cli", role],
+                env=run_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    inbox = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-centers-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="latest",
+        metadata_max_age_ms=1000,
+    )
+    await producer.start()
+    await inbox.start()
+    inbox.subscribe(pattern=r"^referrals\.partner-inbox\..*\.v1$")
+    published: dict[str, float] = {}
+    arrived: dict[str, float] = {}
+
+    async def watch() -> None:
+        while True:
+            for records in (await inbox.getmany(timeout_ms=100)).values():
+                now = time.perf_counter()
+                for record in records:
+                    subject = json.loads(record.value)["subject"]
+                    arrived.setdefault(subject, now)
+
+    watcher = asyncio.create_task(watch())
+
+    async def one_case(index: int) -> None:
+        case_id = uuid.uuid4()
+        docs = []
+        for kind in ("discharge_summary", "pathology_report"):
+            doc = uuid.uuid4()
+            docs.append(doc)
+            event = new_event(
+                DocumentStored(
+                    case_id=case_id,
+                    document_id=doc,
+                    kind=kind,
+                    media_type="application/pdf",
+                    size_bytes=50_000,
+                    sha256=uuid.uuid4().hex * 2,
+                    object_key=f"cases/{case_id}/{doc}",
+                    stored_at=datetime.now(UTC),
+                )
+            )
+            await producer.send_and_wait(
+                topics.DOCUMENTS, event.to_json(), key=str(case_id).encode()
+            )
+        ready = new_event(
+            CaseReadyForReferral(
+                case_id=case_id,
+                clinical={"icd10": "C50.9", "age_group": "adult", "reasons": ["choose_treatment"]},
+                destination={"preference": "abroad"},
+                cross_border_transfer_allowed=True,
+                document_ids=docs,
+                document_languages=["en"],
+            )
+        )
+        published[str(case_id)] = time.perf_counter()
+        await producer.send_and_wait(topics.CASES, ready.to_json(), key=str(case_id).encode())
+
+    try:
+        await asyncio.sleep(8)  # the consumer joins its group; the inbox subscription settles
+        for i in range(5):  # warm-up
+            await one_case(i)
+        await asyncio.sleep(3)
+        published.clear()
+        arrived.clear()
+        interval = 1.0 / args.rate
+        start = time.perf_counter()
+        for i in range(args.hop_cases):
+            await one_case(i)
+            delay = start + (i + 1) * interval - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        deadline = time.perf_counter() + 30
+        while len([c for c in published if c in arrived]) < len(published):
+            if time.perf_counter() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        hops = [(arrived[c] - published[c]) * 1000 for c in published if c in arrived]
+        # The floor: one raw produce -> consume hop on this broker, same run.
+        floor_consumer = AIOKafkaConsumer(
+            "bench.floor",
+            bootstrap_servers=bootstrap,
+            group_id=f"bench-floor-{uuid.uuid4().hex[:6]}",
+            auto_offset_reset="earliest",  # a fresh topic: nothing is skipped
+        )
+        await floor_consumer.start()
+        while not floor_consumer.assignment():
+            await floor_consumer.getmany(timeout_ms=100)
+        floor = []
+        for _ in range(200):
+            sent = time.perf_counter()
+            await producer.send_and_wait("bench.floor", b"x")
+            for _ in range(50):
+                if await floor_consumer.getmany(timeout_ms=100):
+                    floor.append((time.perf_counter() - sent) * 1000)
+                    break
+        await floor_consumer.stop()
+    finally:
+        watcher.cancel()
+        await inbox.stop()
+        await producer.stop()
+        for proc in procs:
+            stop_group(proc.pid)
+    return {
+        "cases": len(published),
+        "offered": len(hops),
+        "rate_per_second": args.rate,
+        "p50_ms": round(statistics.median(hops), 1),
+        "p99_ms": round(_percentile(hops, 0.99), 1),
+        "floor_p50_ms": round(statistics.median(floor), 2),
+        "floor_p99_ms": round(_percentile(floor, 0.99), 2),
+    }
+
+
+def bench_hop(args: argparse.Namespace) -> dict[str, Any]:
+    import asyncio
+    import tempfile
+
+    from devstack import stack as stack_mod
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-partners-"))
+    info = stack_mod.start(tmp / "stack", Console(stderr=True), databases=("partners",))
+    try:
+        env = {
+            "REFERRALS_PARTNERS_POSTGRES__DSN": info.database_dsns["partners"],
+            "REFERRALS_KAFKA__BOOTSTRAP_SERVERS": info.kafka_bootstrap,
+            "REFERRALS_TELEMETRY__LOG_LEVEL": "WARNING",
+            "OTEL_TRACES_EXPORTER": "none",
+        }
+        result = asyncio.run(_hop(info.kafka_bootstrap, env, tmp, args))
+    finally:
+        stack_mod.stop(info)
+    console.print(
+        f"hop case.ready_for_referral → referral.offered: {result['offered']}/{result['cases']} "
+        f"offered at {args.rate}/s, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms "
+        f"(target p99 <= 150 ms); raw aiokafka hop p50 {result['floor_p50_ms']} ms, "
+        f"p99 {result['floor_p99_ms']} ms"
+    )
+    return result
+
+
 def main(args: argparse.Namespace) -> dict[str, Any]:
-    return {"decisions": bench_decisions(args)}
+    results: dict[str, Any] = {"decisions": bench_decisions(args)}
+    if not args.no_kafka:
+        results["hop"] = bench_hop(args)
+    return results
 
 
 if __name__ == "__main__":
@@ -357,6 +547,9 @@ if __name__ == "__main__":
     parser.add_argument("--cases", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--no-kafka", action="store_true", help="skip the hop over real Kafka")
+    parser.add_argument("--hop-cases", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=20.0, help="cases per second for the hop")
     results = main(parser.parse_args())
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
