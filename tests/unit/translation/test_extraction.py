@@ -158,6 +158,17 @@ def test_docx_text_includes_tables_and_nested_tables(tmp_path: Path) -> None:
     assert read_document(path, extraction.DOCX, Limits()).main_language == "uk"
 
 
+def test_a_docx_without_text(tmp_path: Path) -> None:
+    path = tmp_path / "empty.docx"
+    word = docx.Document()
+    word.add_paragraph("")
+    word.add_table(rows=2, cols=2)
+    word.save(str(path))
+    outcome = read_document(path, extraction.DOCX, Limits())
+    assert (outcome.kind, outcome.reason) == ("unreadable", UnreadableReason.NO_TEXT)
+    assert outcome.detail == "The Word document has no text."
+
+
 @pytest.mark.parametrize(
     ("content", "reason"),
     [
@@ -170,7 +181,9 @@ def test_docx_text_includes_tables_and_nested_tables(tmp_path: Path) -> None:
     ],
     ids=["encrypted-ooxml", "legacy-doc", "broken-zip"],
 )
-def test_what_is_not_a_docx(tmp_path: Path, content: bytes, reason: UnreadableReason | None) -> None:
+def test_what_is_not_a_docx(
+    tmp_path: Path, content: bytes, reason: UnreadableReason | None
+) -> None:
     path = tmp_path / "document.docx"
     path.write_bytes(content)
     outcome = read_document(path, extraction.DOCX, Limits())

@@ -35,6 +35,7 @@ def test_the_language_set_covers_patients_and_destinations() -> None:
     assert len(codes) == len(LANGUAGES) >= 20
     assert all(re.fullmatch(r"[a-z]{2}", c) for c in codes)
     assert "kk" not in codes  # Kazakh takes Ukrainian sentences (see the module docstring)
+    assert "mk" not in codes  # Macedonian takes Ukrainian paragraphs ending with a code
 
 
 @pytest.mark.parametrize(("text", "expected"), [(UKRAINIAN, "uk"), (RUSSIAN, "ru")])
@@ -53,6 +54,15 @@ def test_ukrainian_without_its_own_letters_is_still_ukrainian() -> None:
         "болю нема, набряку нема."
     )
     assert not set("іїєґ") & set(text.lower())
+    assert identify(text).main_language == "uk"
+
+
+@pytest.mark.parametrize("code_at_the_end", [" G2", " IIB", ", HER2 1+, Ki-67 25 %.", " ПВ."])
+def test_a_ukrainian_paragraph_ending_with_a_code_stays_ukrainian(code_at_the_end: str) -> None:
+    text = (
+        "Діагноз: рак лівої молочної залози. Інвазивна протокова карцинома, ступінь "
+        "злоякісності. Рецептори естрогену 8 балів, прогестерону 6 балів" + code_at_the_end
+    )
     assert identify(text).main_language == "uk"
 
 
@@ -112,6 +122,49 @@ def test_an_uncertain_text_is_undetermined(text: str) -> None:
     result = identify(text)
     assert result.main_language is None
     assert result.undetermined
+
+
+def _shifted(text: str, by: int) -> str:
+    """Latin letters moved `by` places in the alphabet (a font with a private encoding)."""
+    shift = {chr(base + i): chr(base + (i + by) % 26) for base in (65, 97) for i in range(26)}
+    return "".join(shift.get(ch, ch) for ch in text)
+
+
+def _typed_on_a_latin_layout(text: str) -> str:
+    """Ukrainian typed with the keyboard left in the Latin layout ("Ghbdsn" for "Привіт")."""
+    layout = dict(
+        zip("йцукенгшщзхїфівапролджєячсмитьбю", "qwertyuiop[]asdfghjkl;'zxcvbnm,.", strict=True)
+    )
+    return "".join(layout.get(ch.lower(), ch) for ch in text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        _shifted(ENGLISH * 2, 1),
+        _shifted(ENGLISH * 2, 3),
+        _typed_on_a_latin_layout(UKRAINIAN * 2),
+        "xqzt vrkp mnbl wqxz trpl kvzq prst mlkn bvcx zqwr tplk nmzx " * 8,
+        " ".join(
+            f"{a}{b}{c}{d}"
+            for a, b, c, d in zip(
+                "qwrtzpsdfg" * 9, "kjhgfdsaqw" * 9, "mnbvcxzlkj" * 9, "trewqzxcvb" * 9, strict=True
+            )
+        ),
+    ],
+    ids=["shifted-by-1", "shifted-by-3", "wrong-keyboard-layout", "repeated-gibberish", "random"],
+)
+def test_garbled_text_is_undetermined_although_lingua_is_confident(text: str) -> None:
+    assert language.detector().compute_language_confidence_values(text)[0].value > 0.3
+    result = identify(text)
+    assert result.main_language is None, result
+    assert "garbled" in (result.undetermined or "")
+
+
+def test_real_documents_agree_word_by_word() -> None:
+    assert language.word_agreement(UKRAINIAN, "uk") > 0.6
+    assert language.word_agreement(ENGLISH, "en") > 0.4
+    assert language.word_agreement("12.03 T2N1M0 HER2", "en") == 1.0  # nothing to check
 
 
 def test_the_minimum_confidence_is_configurable() -> None:

@@ -104,6 +104,8 @@ class Extracted:
     """The best confidence among those pages."""
     unsupported_script: str | None = None
     """A script OSD found that no installed language pack reads."""
+    ocr_failure: str | None = None
+    """Why Tesseract failed on a page (timed out, crashed), when it did."""
 
 
 def extract(path: Path, media_type: str, limits: Limits, *, force_ocr: bool = False) -> Extracted:
@@ -146,6 +148,7 @@ class _OcrSession:
     poor_pages: int = 0
     poor_confidence: float = 0.0
     unsupported_script: str | None = None
+    failure: str | None = None
     texts: list[str] = field(default_factory=list)
 
     def budget_left(self) -> bool:
@@ -157,7 +160,11 @@ class _OcrSession:
         """OCR one page; keep its text unless it came out too poor to trust."""
         page = _for_ocr(image, self.limits)
         self.pages += 1
-        result = self._recognise(page, dpi)
+        try:
+            result = self._recognise(page, dpi)
+        except ocr.OcrError as exc:  # this page only: the others may read
+            self.failure = str(exc)
+            return
         if result is None or count_letters(result.text) == 0:
             return
         if result.confidence < self.limits.min_ocr_confidence:
@@ -208,11 +215,12 @@ class _OcrSession:
             ocr_poor_pages=self.poor_pages,
             ocr_poor_confidence=self.poor_confidence,
             unsupported_script=self.unsupported_script,
+            ocr_failure=self.failure,
         )
 
 
 def _for_ocr(image: Image.Image, limits: Limits) -> Image.Image:
-    """A grey, upright, reasonably sized copy of an image for Tesseract."""
+    """A grey copy of an image for Tesseract, on white, scaled into a workable size."""
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
@@ -343,8 +351,6 @@ def _image(path: Path, limits: Limits) -> Extracted:
         raise
     except Image.DecompressionBombError as exc:
         raise Unreadable(UnreadableReason.CORRUPT, _too_many_pixels_detail(limits)) from exc
-    except ocr.OcrError:
-        raise
     except Exception as exc:  # Pillow on a hostile or truncated file: anything it raises
         raise Unreadable(UnreadableReason.CORRUPT, "The image file is damaged.") from exc
     return session.extracted([], 0)

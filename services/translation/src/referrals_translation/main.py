@@ -6,6 +6,7 @@ through its outbox) and an outbox relay, each its own process.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,7 @@ async def run_consumer(settings: TranslationSettings) -> None:
 
     rt = build_runtime(settings)
     try:
+        await asyncio.to_thread(rt.checker.start)
         await serve_consumer(
             "translation",
             settings.kafka.bootstrap_servers,

@@ -6,19 +6,22 @@ Why this shape:
   its standard input, with a timeout per call. A hung or crashing OCR run is one killed child,
   not a wedged interpreter, and nothing beyond the `tesseract` program on PATH is needed.
 * **One script, a few languages.** Giving Tesseract every installed language pack
-  (`eng+ukr+rus+deu+pol+heb+tur+fra+spa+ita`) is slow (it retries each poorly recognised word in
-  every language: 3-5x slower on a Cyrillic page) and no more accurate. So the first page of a
-  document goes through orientation and script detection (`--psm 0`, the `osd` model), which
-  also says whether the page is rotated, and the script picks the packs:
+  (`eng+ukr+rus+deu+pol+heb+tur+fra+spa+ita`) makes it retry each poorly recognised word in
+  every pack: on a 300 dpi Cyrillic page that took 9 s instead of 3.6 s, and the seven Latin
+  packs took 16 s on it. So the first page of a document goes through orientation and script
+  detection (`--psm 0`, the `osd` model), which also says whether the page is rotated, and the
+  script picks the packs:
 
   - Cyrillic: `ukr+rus`. Both are needed: telling Ukrainian from Russian depends on letters only
     one of them has (і ї є ґ against ы э ъ ё), which the other model would mangle.
   - Hebrew: `heb+eng` (Hebrew reports are full of English drug and test names).
   - Latin: `eng` alone. The text is only read to identify its language: German, Polish or
     Turkish read with the English model lose their diacritics (Marz, przyjeta, sikayeti) but
-    keep their words, which identify them just as well, at a third of the cost of all seven
-    Latin packs.
-  - unknown (too little text for OSD): `eng+ukr+rus`, the scripts most patients' papers use.
+    keep their words, which identify them just as well, in about 60 % of the time the seven
+    Latin packs take.
+  - unknown (too little text for OSD): `eng+ukr+rus`, the scripts most patients' papers use;
+  - any other script OSD is sure of (Greek, Arabic, Georgian...): no installed pack reads it,
+    and the page is not OCR'd.
 
   Later pages of the same document reuse the first page's choice, and are only re-examined
   (orientation and script) when their recognition comes out poor.
@@ -27,6 +30,10 @@ Why this shape:
   The caller decides what is too poor to trust.
 * **One core per call.** `OMP_THREAD_LIMIT=1`: Tesseract's OpenMP threads do not speed up a
   single page much and fight each other when several documents are read at once.
+
+What it costs, per core (bench/translation.py): OSD about 1 s a page, recognition about 800
+letters/s, so 1-1.5 s for a dense A4 page at 200 dpi. Resolution hardly matters (each text line
+is scaled to a fixed height before recognition), which is why pages are rendered at 200 dpi.
 """
 
 from __future__ import annotations
@@ -203,9 +210,9 @@ def _run(
             argv, input=pgm.getvalue(), capture_output=True, timeout=timeout, env=env, check=False
         )
     except subprocess.TimeoutExpired as exc:
-        raise OcrError(f"OCR of one page took longer than {timeout:g} s") from exc
+        raise OcrError(f"OCR of a page took longer than {timeout:g} s.") from exc
     except FileNotFoundError as exc:
-        raise OcrError("Tesseract is not installed") from exc
+        raise OcrError("Tesseract is not installed.") from exc
     if check and done.returncode != 0:
-        raise OcrError(f"Tesseract failed with exit status {done.returncode}")
+        raise OcrError(f"Tesseract failed with exit status {done.returncode}.")
     return done.stdout.decode("utf-8", errors="replace")

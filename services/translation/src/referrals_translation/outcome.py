@@ -37,7 +37,7 @@ class Limits:
     """How much time, work and memory checking one document may take.
 
     The defaults read the first 20 pages of a text PDF (fewer once 20 000 letters are found,
-    plenty to identify languages), OCR at most 5 scanned pages (fewer once 2 000 letters are
+    plenty to identify languages), OCR at most 5 scanned pages (fewer once 1 500 letters are
     read), and stop everything after 90 s.
     """
 
@@ -49,7 +49,7 @@ class Limits:
     """Of those, how many may be OCR'd (each costs 1-3 s)."""
     enough_letters: int = 20_000
     """Stop examining further pages once this many letters were read."""
-    ocr_enough_letters: int = 2_000
+    ocr_enough_letters: int = 1_500
     """Stop OCR'ing further pages once this many letters were recognised."""
     min_text_layer_letters: int = 20
     """A PDF page whose text layer has fewer letters is treated as a scan and OCR'd."""

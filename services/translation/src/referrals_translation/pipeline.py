@@ -9,8 +9,9 @@ The decisions, in order:
 1. extraction fails (`extraction.Unreadable`, an OCR failure, anything a parser raises, memory
    exhausted) → unreadable, with the reason extraction gave (`corrupt` for parser errors);
 2. a DICOM study → imaging;
-3. no letters at all → `ocr_failed` when OCR'd pages were discarded as too poor or were in a
-   script no installed pack reads, `no_text` otherwise;
+3. no letters at all → `ocr_failed` when Tesseract failed on a page (a page that fails is
+   skipped, the others still count), when OCR'd pages were discarded as too poor, or were in a
+   script no installed pack reads; `no_text` otherwise;
 4. a PDF whose text layer is in no recognisable language (a broken font encoding that passed the
    mojibake test) is read again through OCR, and that reading is kept if it identifies one;
 5. language undetermined (too few letters, too uncertain) → `language_undetermined`;
@@ -34,6 +35,12 @@ from referrals_translation.outcome import Limits, Outcome
 
 log = logging.getLogger(__name__)
 
+_NO_PIXELS = {
+    extraction.TEXT: "The text file has no letters.",
+    extraction.DOCX: "The Word document has no text.",
+}
+"""What to say about a document without letters whose format has nothing to OCR."""
+
 
 def read_document(path: str | Path, media_type: str, limits: Limits) -> Outcome:
     """The outcome of checking the document at `path` of `media_type`; never raises for it."""
@@ -48,7 +55,7 @@ def _read(path: Path, media_type: str, limits: Limits) -> Outcome:
         if extracted.imaging:
             return Outcome.imaging(pages=extracted.pages)
         if language.count_letters(extracted.text) == 0:
-            return _without_text(extracted)
+            return _without_text(extracted, media_type)
         identified = _identify(extracted, limits)
         if identified.main_language is None and _worth_ocr(extracted, media_type):
             extracted, identified = _through_ocr(path, limits, extracted, identified)
@@ -107,7 +114,11 @@ def _worth_ocr(extracted: Extracted, media_type: str) -> bool:
     return media_type == extraction.PDF and extracted.method is ExtractionMethod.TEXT_LAYER
 
 
-def _without_text(extracted: Extracted) -> Outcome:
+def _without_text(extracted: Extracted, media_type: str) -> Outcome:
+    if extracted.ocr_failure is not None:
+        return Outcome.unreadable(
+            UnreadableReason.OCR_FAILED, extracted.ocr_failure, pages=extracted.pages
+        )
     if extracted.unsupported_script is not None:
         return Outcome.unreadable(
             UnreadableReason.OCR_FAILED,
@@ -121,10 +132,8 @@ def _without_text(extracted: Extracted) -> Outcome:
             f"confidence {extracted.ocr_poor_confidence:.0f} of 100).",
             pages=extracted.pages,
         )
-    if extracted.method is ExtractionMethod.PLAIN_TEXT:
-        return Outcome.unreadable(
-            UnreadableReason.NO_TEXT, "The text file has no letters.", pages=extracted.pages
-        )
+    if media_type in _NO_PIXELS:
+        return Outcome.unreadable(UnreadableReason.NO_TEXT, _NO_PIXELS[media_type])
     return Outcome.unreadable(
         UnreadableReason.NO_TEXT,
         "The document has neither a text layer nor text that OCR could find.",

@@ -91,6 +91,11 @@ class FileChecker:
         outcome = await self.checker.check_async(path, media_type, self.limits)
         return reading_of(outcome)
 
+    def start(self) -> None:
+        """Start the workers now: checks Tesseract is installed and loads the language models
+        (seconds) before the first document rather than during it."""
+        self.checker.start()
+
     def close(self) -> None:
         self.checker.close()
 

@@ -1,0 +1,53 @@
+"""Stand-ins for `pipeline.read_document` that test_checking runs inside checking workers.
+
+They must be importable by name (the worker unpickles them), hence a module of their own.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from referrals_common.contracts.translation import UnreadableReason
+from referrals_translation.outcome import Limits, Outcome
+from referrals_translation.pipeline import read_document
+
+
+def crash_on_zip(path: str, media_type: str, limits: Limits) -> Outcome:
+    """Segfault on a ZIP (as native code would), read anything else normally."""
+    if media_type == "application/zip":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return read_document(path, media_type, limits)
+
+
+def crash_during_ocr(path: str, media_type: str, limits: Limits) -> Outcome:
+    """Read the document, and segfault a second into it (while Tesseract runs)."""
+    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGSEGV)).start()
+    return read_document(path, media_type, limits)
+
+
+def raise_error(path: str, media_type: str, limits: Limits) -> Outcome:
+    raise RuntimeError("a bug in the reader")
+
+
+def start_a_child_and_hang(path: str, media_type: str, limits: Limits) -> Outcome:
+    """Start a long-running program (as OCR does), write its pid to `path`, and never return."""
+    child = subprocess.Popen(["sleep", "600"])
+    Path(path).write_text(str(child.pid))
+    time.sleep(600)
+    raise AssertionError("unreachable")
+
+
+def allocate(path: str, media_type: str, limits: Limits) -> Outcome:
+    """Allocate `path` MiB (a memory bomb)."""
+    block = bytearray(int(path) * 2**20)
+    return Outcome.unreadable(UnreadableReason.CORRUPT, f"allocated {len(block)} bytes")
+
+
+def whoami(path: str, media_type: str, limits: Limits) -> Outcome:
+    """An outcome that names the worker process answering it."""
+    return Outcome.unreadable(UnreadableReason.CORRUPT, f"pid {os.getpid()}")
