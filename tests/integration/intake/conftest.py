@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from referrals_common.auth.case_tokens import generate_private_key_pem
-from referrals_common.crypto import FieldCipher
+from referrals_common.crypto import FieldCipher, SealedBox
 from referrals_common.migrations import upgrade_async
 from referrals_common.settings import KafkaSettings, PostgresSettings
 from referrals_intake.clients import register_client
@@ -24,6 +24,10 @@ async def intake_dsn(new_database) -> str:
     return dsn
 
 
+# Notifications' key pair: intake seals contact details with the public half.
+NOTIFICATIONS_PRIVATE, NOTIFICATIONS_PUBLIC = SealedBox.generate_keypair_base64()
+
+
 @pytest.fixture
 async def runtime(intake_dsn, kafka_bootstrap) -> AsyncIterator[Runtime]:
     settings = IntakeSettings(
@@ -32,6 +36,7 @@ async def runtime(intake_dsn, kafka_bootstrap) -> AsyncIterator[Runtime]:
         tokens=TokenSettings(signing_key_pem=generate_private_key_pem().decode()),
         field_encryption_key=FieldCipher.generate_key_base64(),
         public_base_url="https://intake.example.org",
+        notifications_public_key=NOTIFICATIONS_PUBLIC,
     )
     rt = build_runtime(settings)
     yield rt

@@ -375,3 +375,37 @@ async def test_the_openapi_document_describes_problems_and_security(api):
     create = schema["paths"]["/v1/cases"]["post"]
     assert "422" in create["responses"]
     assert create["requestBody"]["content"]["application/json"]["schema"]
+
+
+async def test_the_contact_goes_to_notifications_sealed_at_submission(api, api_key, runtime):
+    import json
+
+    from referrals_common.crypto import SealedBox
+
+    from .conftest import NOTIFICATIONS_PRIVATE
+
+    case_id, headers = await open_case(api, api_key)
+    await store_document(runtime, case_id)
+    await consent(api, case_id, headers, "processing", "cross_border")
+    assert "referrals.case.contact_shared.v1" not in await outbox_types(runtime, case_id)
+    assert (await api.post(f"/v1/cases/{case_id}/submit", headers=headers)).status_code == 200
+    conn = await asyncpg.connect(runtime.settings.postgres.asyncpg_dsn())
+    try:
+        row = await conn.fetchrow(
+            "select topic, payload::text as payload from outbox where aggregate_id = $1 "
+            "and event_type = 'referrals.case.contact_shared.v1'",
+            case_id,
+        )
+    finally:
+        await conn.close()
+    assert row["topic"] == "referrals.contacts.v1"
+    assert "olena.petrenko" not in row["payload"] and "380501234567" not in row["payload"]
+    data = json.loads(row["payload"])["data"]
+    contact = SealedBox(private_key_b64=NOTIFICATIONS_PRIVATE).open_json(
+        data["sealed_contact"], bound_to=case_id
+    )
+    assert contact == {
+        "email": "olena.petrenko@example.org",
+        "phone": "+380501234567",
+        "preferred_channel": "email",
+    }
