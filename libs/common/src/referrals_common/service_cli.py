@@ -3,8 +3,8 @@
 Every service runs as separate processes (one per role) so each can be scaled and restarted on its
 own. The roles are the same everywhere, so they are registered here once; a service's `cli.py`
 adds only its own commands (creating keys, schedulers...). The service's `main` module provides
-`setup_observability(settings)`, `migrate(settings)`, `run_consumer(settings)` and, for services
-with an HTTP API, the factory `app_from_environment()`. Heavy modules (uvicorn, Alembic, the
+`MIGRATIONS` (its migrations directory), `run_consumer(settings)` and, for services with an HTTP
+API, the factory `app_from_environment()`. Heavy modules (uvicorn, Alembic, the
 broker) are imported inside the command that needs them, so each process loads only its own.
 """
 
@@ -49,9 +49,17 @@ class ServiceCli:
 
     def settings(self) -> Any:
         """The service's settings, with logging and tracing set up for this process."""
+        from referrals_common.service_app import setup_observability
+
         settings = self.settings_factory()
-        self.main().setup_observability(settings)
+        setup_observability(self.service, settings)
         return settings
+
+    def migrate(self, settings: Any) -> None:
+        """Apply the service's migrations (Alembic is imported only here)."""
+        from referrals_common.service_app import migrate
+
+        migrate(settings, self.main().MIGRATIONS)
 
     def _add_api(self, default_port: int) -> None:
         def api(host: str = "127.0.0.1", port: int = default_port, workers: int = 1) -> None:
@@ -78,9 +86,8 @@ class ServiceCli:
     def _add_consumer(self, consumer_help: str) -> None:
         def consumer() -> None:
             settings = self.settings()
-            main = self.main()
-            main.migrate(settings)
-            asyncio.run(main.run_consumer(settings))
+            self.migrate(settings)
+            asyncio.run(self.main().run_consumer(settings))
 
         consumer.__doc__ = consumer_help
         self.app.command("consumer")(consumer)
@@ -104,6 +111,6 @@ class ServiceCli:
     def _add_migrate(self) -> None:
         def migrate() -> None:
             """Apply the database migrations."""
-            self.main().migrate(self.settings_factory())
+            self.migrate(self.settings_factory())
 
         self.app.command("migrate")(migrate)

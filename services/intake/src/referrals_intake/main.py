@@ -7,15 +7,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 
-from referrals_common.api.problems import install_problem_handlers
 from referrals_common.auth.api_keys import VerifiedKeys
 from referrals_common.auth.case_tokens import (
     CaseTokenIssuer,
@@ -25,8 +22,7 @@ from referrals_common.auth.case_tokens import (
 )
 from referrals_common.crypto import FieldCipher, SealedBox
 from referrals_common.db import Database
-from referrals_common.migrations import upgrade
-from referrals_common.telemetry import configure_logging, configure_telemetry, instrument_fastapi
+from referrals_common.service_app import create_service_app, setup_observability
 from referrals_intake.config import IntakeSettings
 from referrals_intake.service import Intake
 
@@ -81,42 +77,24 @@ def create_app(settings: IntakeSettings | None = None, runtime: Runtime | None =
     """The intake HTTP API. Tests pass a runtime; a process builds one from its settings."""
     from referrals_intake.api.routes import router
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        rt = runtime or build_runtime(settings or IntakeSettings())
-        app.state.runtime = rt
-        try:
-            yield
-        finally:
-            if runtime is None:
-                await rt.db.dispose()
-
-    app = FastAPI(
+    return create_service_app(
         title="Intake: second-opinion cases",
-        version="1.0.0",
         description=(
             "Partner front ends open a patient's second-opinion case here, record consent, submit "
             "it and follow its timeline. Front ends authenticate with an API key (`X-Api-Key`); "
             "each case gets its own short-lived access token (`Authorization: Bearer ...`). "
             "Errors are RFC 9457 problem details."
         ),
-        lifespan=lifespan,
+        router=router,
+        build_runtime=lambda: build_runtime(settings or IntakeSettings()),
+        runtime=runtime,
     )
-    install_problem_handlers(app)
-    app.include_router(router)
-
-    @app.get("/health", include_in_schema=False)
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    instrument_fastapi(app)
-    return app
 
 
 def app_from_environment() -> FastAPI:
     """The app factory uvicorn workers call: settings from the environment."""
     settings = IntakeSettings()
-    setup_observability(settings)
+    setup_observability("intake", settings)
     return create_app(settings)
 
 
@@ -136,14 +114,3 @@ async def run_consumer(settings: IntakeSettings) -> None:
         )
     finally:
         await rt.db.dispose()
-
-
-def migrate(settings: IntakeSettings) -> None:
-    upgrade(settings.postgres.dsn.get_secret_value(), MIGRATIONS)
-
-
-def setup_observability(settings: IntakeSettings) -> None:
-    configure_logging(
-        "intake", level=settings.telemetry.log_level, json=settings.telemetry.log_json
-    )
-    configure_telemetry("intake")

@@ -23,10 +23,10 @@ app = cli.app
 @app.command()
 def sender() -> None:
     """Send due deliveries by e-mail, SMS and webhook, with retries."""
-    from referrals_notifications.main import migrate, run_sender
+    from referrals_notifications.main import run_sender
 
     settings = cli.settings()
-    migrate(settings)
+    cli.migrate(settings)
     asyncio.run(run_sender(settings))
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from referrals_common.crypto import SealedBox
 from referrals_common.db import Database
-from referrals_common.telemetry import configure_logging, configure_telemetry
 from referrals_notifications.config import NotificationsSettings
 from referrals_notifications.service import Notifications
 
@@ -121,16 +120,3 @@ async def run_consumer(settings: NotificationsSettings) -> None:
         )
     finally:
         await rt.db.dispose()
-
-
-def migrate(settings: NotificationsSettings) -> None:
-    from referrals_common.migrations import upgrade  # Alembic only where migrations run
-
-    upgrade(settings.postgres.dsn.get_secret_value(), MIGRATIONS)
-
-
-def setup_observability(settings: NotificationsSettings) -> None:
-    configure_logging(
-        "notifications", level=settings.telemetry.log_level, json=settings.telemetry.log_json
-    )
-    configure_telemetry("notifications")

@@ -25,10 +25,10 @@ app = cli.app
 @app.command()
 def scheduler() -> None:
     """Expire offers past their answer deadline (re-routing them) and deliver webhooks."""
-    from referrals_partners.main import migrate, run_scheduler
+    from referrals_partners.main import run_scheduler
 
     settings = cli.settings()
-    migrate(settings)
+    cli.migrate(settings)
     asyncio.run(run_scheduler(settings))
 
 
@@ -76,10 +76,9 @@ def load_seed(
     """Add the seed's centers the database does not have yet (never overwrites ops' changes)."""
     from referrals_common.db import Database
     from referrals_partners.centers import load_seed as load
-    from referrals_partners.main import migrate
 
     settings = PartnersSettings()
-    migrate(settings)
+    cli.migrate(settings)
 
     async def run() -> None:
         db = Database(settings.postgres)

@@ -12,20 +12,17 @@ import base64
 import hashlib
 import json
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
 
-from referrals_common.api.problems import install_problem_handlers
 from referrals_common.auth.api_keys import VerifiedKeys
 from referrals_common.auth.case_tokens import CaseTokenVerifier
 from referrals_common.crypto import FieldCipher
 from referrals_common.db import Database
-from referrals_common.telemetry import configure_logging, configure_telemetry, instrument_fastapi
+from referrals_common.service_app import create_service_app, setup_observability
 from referrals_partners.config import PartnersSettings
 from referrals_partners.registry import load_registry
 from referrals_partners.service import Limits, Partners
@@ -85,19 +82,8 @@ def build_runtime(settings: PartnersSettings) -> Runtime:
 def create_app(settings: PartnersSettings | None = None, runtime: Runtime | None = None) -> FastAPI:
     from referrals_partners.api.routes import router
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        rt = runtime or build_runtime(settings or PartnersSettings())
-        app.state.runtime = rt
-        try:
-            yield
-        finally:
-            if runtime is None:
-                await rt.db.dispose()
-
-    app = FastAPI(
+    return create_service_app(
         title="Partners: cancer centers and routing",
-        version="1.0.0",
         description=(
             "Cancer centers answer the referrals offered to them here (`/v1/partner`, each with "
             "its own API key): accept, decline, ask for more information, deliver the opinion, "
@@ -105,22 +91,15 @@ def create_app(settings: PartnersSettings | None = None, runtime: Runtime | None
             "(`/v1/ops`, operator keys). A patient's front end reads why a center was chosen "
             "(`/v1/cases/{case_id}/routing`, case access token)."
         ),
-        lifespan=lifespan,
+        router=router,
+        build_runtime=lambda: build_runtime(settings or PartnersSettings()),
+        runtime=runtime,
     )
-    install_problem_handlers(app)
-    app.include_router(router)
-
-    @app.get("/health", include_in_schema=False)
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    instrument_fastapi(app)
-    return app
 
 
 def app_from_environment() -> FastAPI:
     settings = PartnersSettings()
-    setup_observability(settings)
+    setup_observability("partners", settings)
     return create_app(settings)
 
 
@@ -169,16 +148,3 @@ async def run_scheduler(settings: PartnersSettings) -> None:
     finally:
         await sender.close()
         await rt.db.dispose()
-
-
-def migrate(settings: PartnersSettings) -> None:
-    from referrals_common.migrations import upgrade  # Alembic only where migrations run
-
-    upgrade(settings.postgres.dsn.get_secret_value(), MIGRATIONS)
-
-
-def setup_observability(settings: PartnersSettings) -> None:
-    configure_logging(
-        "partners", level=settings.telemetry.log_level, json=settings.telemetry.log_json
-    )
-    configure_telemetry("partners")

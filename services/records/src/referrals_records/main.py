@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -13,11 +11,10 @@ from pathlib import Path
 from fastapi import FastAPI
 from minio import Minio
 
-from referrals_common.api.problems import install_problem_handlers
 from referrals_common.auth.api_keys import VerifiedKeys
 from referrals_common.auth.case_tokens import CaseTokenVerifier
 from referrals_common.db import Database
-from referrals_common.telemetry import configure_logging, configure_telemetry, instrument_fastapi
+from referrals_common.service_app import create_service_app, setup_observability
 from referrals_records.config import RecordsSettings
 from referrals_records.service import Records
 from referrals_records.storage import DocumentStore
@@ -74,41 +71,23 @@ def build_runtime(settings: RecordsSettings) -> Runtime:
 def create_app(settings: RecordsSettings | None = None, runtime: Runtime | None = None) -> FastAPI:
     from referrals_records.api.routes import router
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        rt = runtime or build_runtime(settings or RecordsSettings())
-        app.state.runtime = rt
-        try:
-            yield
-        finally:
-            if runtime is None:
-                await rt.db.dispose()
-
-    app = FastAPI(
+    return create_service_app(
         title="Records: medical documents",
-        version="1.0.0",
         description=(
             "Partner front ends upload a case's documents here with the case access token; "
             "cancer centers download the documents of referrals offered to them with their API "
             "key. Documents are typed by content, streamed to object storage, encrypted at "
             "rest, and read only through short-lived links scoped to one document."
         ),
-        lifespan=lifespan,
+        router=router,
+        build_runtime=lambda: build_runtime(settings or RecordsSettings()),
+        runtime=runtime,
     )
-    install_problem_handlers(app)
-    app.include_router(router)
-
-    @app.get("/health", include_in_schema=False)
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    instrument_fastapi(app)
-    return app
 
 
 def app_from_environment() -> FastAPI:
     settings = RecordsSettings()
-    setup_observability(settings)
+    setup_observability("records", settings)
     return create_app(settings)
 
 
@@ -128,16 +107,3 @@ async def run_consumer(settings: RecordsSettings) -> None:
         )
     finally:
         await rt.db.dispose()
-
-
-def migrate(settings: RecordsSettings) -> None:
-    from referrals_common.migrations import upgrade  # Alembic only where migrations run
-
-    upgrade(settings.postgres.dsn.get_secret_value(), MIGRATIONS)
-
-
-def setup_observability(settings: RecordsSettings) -> None:
-    configure_logging(
-        "records", level=settings.telemetry.log_level, json=settings.telemetry.log_json
-    )
-    configure_telemetry("records")

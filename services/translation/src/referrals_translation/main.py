@@ -15,7 +15,6 @@ from typing import Any
 from minio import Minio
 
 from referrals_common.db import Database
-from referrals_common.telemetry import configure_logging, configure_telemetry
 from referrals_translation.config import TranslationSettings
 from referrals_translation.service import Translation
 
@@ -79,16 +78,3 @@ async def run_consumer(settings: TranslationSettings) -> None:
         )
     finally:
         await rt.close()
-
-
-def migrate(settings: TranslationSettings) -> None:
-    from referrals_common.migrations import upgrade  # Alembic only where migrations run
-
-    upgrade(settings.postgres.dsn.get_secret_value(), MIGRATIONS)
-
-
-def setup_observability(settings: TranslationSettings) -> None:
-    configure_logging(
-        "translation", level=settings.telemetry.log_level, json=settings.telemetry.log_json
-    )
-    configure_telemetry("translation")
