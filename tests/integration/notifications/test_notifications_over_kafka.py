@@ -19,7 +19,8 @@ import uvicorn
 from aiokafka import AIOKafkaProducer
 from aiosmtpd.controller import Controller
 from faststream.kafka import KafkaBroker
-from sqlalchemy import func, select
+from sqlalchemy import select
+from sqlalchemy import text as sql
 
 from devstack.process import free_port
 from referrals_common.contracts import (
@@ -328,11 +329,17 @@ async def test_every_trigger_reaches_the_patient_in_their_language_once(new_data
                 .scalars()
                 .all()
             )
+            # Events of these two cases only: the topics may hold other tests' cases too.
             outbox = await uow.session.execute(
-                select(func.count()).select_from(__import__("sqlalchemy").table("outbox"))
+                sql(
+                    "select event_type, count(*) from outbox"
+                    " where aggregate_id in (:uk, :en) group by event_type"
+                ),
+                {"uk": str(uk_case), "en": str(en_case)},
             )
         assert [a.kind for a in alerts] == ["case_unroutable"]
-        assert outbox.scalar_one() == 10  # one notification.sent per message
+        # One notification.sent per message, and nothing else.
+        assert dict(outbox.all()) == {"referrals.notification.sent.v1": 10}
 
 
 async def test_an_smtp_server_that_refuses_twice_gets_the_message_once(new_database, local_stack):
@@ -366,3 +373,43 @@ async def test_the_front_end_gets_a_signed_webhook_without_contact_data(new_data
         assert payload["case_id"] == str(case_id)
         assert payload["trigger"] == "case_submitted"
         assert "hook.case" not in body.decode() and "+380" not in body.decode()
+
+
+async def test_a_contact_sealed_to_another_key_fails_alone(new_database, local_stack):
+    """A contact notifications cannot open is a failed delivery with an ops alert; the other
+    cases' messages still go out (one bad row does not stall the sender)."""
+    mailbox = Mailbox()
+    async with notifications_running(new_database, local_stack, mailbox) as rt:
+        bad_case, bad_events = submitted_case("uk", "wrong.key@example.org")
+        _, other_public = SealedBox.generate_keypair_base64()
+        bad_events[0] = new_event(
+            CaseContactShared(
+                case_id=bad_case,
+                sealed_contact=SealedBox(public_key_b64=other_public).seal_json(
+                    {"email": "wrong.key@example.org", "phone": None, "preferred_channel": "email"},
+                    bound_to=str(bad_case),
+                ),
+                locale="uk",
+                front_end="kyiv-clinic",
+            )
+        )
+        _, good_events = submitted_case("en", "right.key@example.org")
+        await publish(local_stack.kafka_bootstrap, *bad_events, *good_events)
+        await wait_until(lambda: len(mailbox.to("right.key")) == 1)
+
+        async def failed() -> list[Delivery]:
+            return [d for d in await deliveries(rt, bad_case) if d.status == "failed"]
+
+        async with asyncio.timeout(30):
+            while not await failed():
+                await asyncio.sleep(0.1)
+        [delivery] = await failed()
+        assert delivery.error_code == "other"
+        assert mailbox.to("wrong.key") == []
+        async with rt.db.unit_of_work() as uow:
+            alerts = (
+                (await uow.session.execute(select(OpsAlert).where(OpsAlert.case_id == bad_case)))
+                .scalars()
+                .all()
+            )
+        assert [a.kind for a in alerts] == ["notification_failed"]

@@ -122,7 +122,20 @@ class Sender:
             contacts = {c.case_id: c for c in found.scalars()}
             jobs = []
             for delivery in deliveries:
-                job = await self._process(uow, delivery, contacts.get(delivery.case_id))
+                try:
+                    job = await self._process(uow, delivery, contacts.get(delivery.case_id))
+                except Exception as exc:
+                    # A contact sealed to another key, facts a template cannot take: nothing
+                    # will change on a retry, so the row fails (ops alert) and the batch goes on.
+                    log.exception("delivery %s cannot be prepared", delivery.id)
+                    await self._failed(
+                        uow,
+                        delivery,
+                        NotificationError.OTHER,
+                        f"the message could not be prepared ({type(exc).__name__})",
+                        None,
+                    )
+                    continue
                 if job is not None:
                     jobs.append((delivery, *job))
             outcomes = await asyncio.gather(
@@ -147,7 +160,10 @@ class Sender:
         if contact is None:
             waited = (self.clock() - delivery.created_at).total_seconds()
             if waited < self.settings.contact_wait:
-                delivery.next_attempt_at = self.clock() + timedelta(seconds=0.2)
+                # Look again soon, then less and less often: a case whose contact never comes
+                # must not keep the sender busy for `contact_wait`.
+                delay = min(30.0, max(0.2, waited / 2))
+                delivery.next_attempt_at = self.clock() + timedelta(seconds=delay)
                 return None
             await self._failed(uow, delivery, NotificationError.NO_CONTACT, "no contact", None)
             return None
