@@ -10,13 +10,15 @@ import typer
 from rich.console import Console
 
 from devstack import install
+from devstack import platform as platform_mod
 from devstack import stack as stack_mod
 from devstack.process import StartupError
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    help="Run Apache Kafka (KRaft), MinIO and PostgreSQL locally as plain processes.",
+    help="Run the platform locally as plain processes: Apache Kafka (KRaft), MinIO, PostgreSQL, "
+    "a mail sink, a trace viewer and the five services.",
 )
 console = Console()
 
@@ -36,30 +38,50 @@ def install_parts() -> None:
 
 
 @app.command()
-def up(root: RootOpt = None) -> None:
-    """Start the stack (installing parts on first use) and print where everything is."""
+def up(
+    root: RootOpt = None,
+    services: Annotated[
+        bool, typer.Option(help="start the five services (--no-services: only the infrastructure)")
+    ] = True,
+) -> None:
+    """Start the platform (installing parts on first use) and print where everything is."""
     where = stack_mod.resolve_root(root)
     current = stack_mod.StackInfo.load(where)
-    if current and all(current.alive().values()):
-        console.print("[yellow]the stack is already running[/]")
-        _print(current)
+    running = platform_mod.PlatformInfo.load(where)
+    if (
+        current
+        and all(current.alive().values())
+        and (not services or (running and all(running.alive().values())))
+    ):
+        console.print("[yellow]the platform is already running[/]")
+        _print(current, running)
         return
-    if current:  # a part died: stop the rest, start afresh on the same data
-        stack_mod.stop(current)
+    if running:  # a service died: restart them all on the same data
+        platform_mod.stop(running)
+        (where / platform_mod.STATE_FILE).unlink(missing_ok=True)
+        running = None
     try:
-        info = stack_mod.start(where, console, prefer_dev_ports=True)
+        if not (current and all(current.alive().values())):
+            if current:  # a part died: stop the rest, start afresh on the same data
+                stack_mod.stop(current)
+            current = stack_mod.start(where, console, prefer_dev_ports=True)
+        if services:
+            running = platform_mod.start(current, console, prefer_dev_ports=True)
     except (StartupError, install.InstallError) as exc:
         console.print(f"[red]✗ {exc}[/]")
         raise typer.Exit(1) from exc
     env_file = where / "env"
-    env_file.write_text("".join(f"export {k}={v}\n" for k, v in info.env().items()))
+    env_file.write_text("".join(f"export {k}={v}\n" for k, v in current.env().items()))
     env_file.chmod(0o600)
-    _print(info)
-    console.print(f"\nenvironment for the services: [bold]source {env_file}[/]")
-    console.print(
-        "This starts the infrastructure and the mail sink; each service runs as its own "
-        "processes (see docs/runbook.md)."
-    )
+    _print(current, running)
+    if running:
+        console.print(
+            f"\nenvironment of the services: [bold]{where / 'platform.env'}[/]; "
+            f"sample keys: [bold]{running.keys_file}[/]"
+        )
+        console.print("Next: [bold]make demo[/] walks one case through the whole journey.")
+    else:
+        console.print(f"\nenvironment for the services: [bold]source {env_file}[/]")
 
 
 @app.command()
@@ -73,6 +95,10 @@ def down(
     if info is None:
         console.print("no stack state here: nothing to stop")
     else:
+        running = platform_mod.PlatformInfo.load(where)
+        if running:
+            platform_mod.stop(running)
+            (where / platform_mod.STATE_FILE).unlink(missing_ok=True)
         stack_mod.stop(info)
         (where / stack_mod.STATE_FILE).unlink(missing_ok=True)
         console.print("[green]✓[/] stopped")
@@ -84,12 +110,14 @@ def down(
 @app.command()
 def status(root: RootOpt = None) -> None:
     """Show each part's state, address, memory and log; exit 1 if any part is down."""
-    info = stack_mod.StackInfo.load(stack_mod.resolve_root(root))
+    where = stack_mod.resolve_root(root)
+    info = stack_mod.StackInfo.load(where)
     if info is None:
         console.print("the stack is not running (no state file)")
         raise typer.Exit(1)
-    _print(info)
-    if not all(info.alive().values()):
+    running = platform_mod.PlatformInfo.load(where)
+    _print(info, running)
+    if not all(info.alive().values()) or (running and not all(running.alive().values())):
         raise typer.Exit(1)
 
 
@@ -112,7 +140,7 @@ def _rss_mib(pid: int) -> float:
         return 0.0
 
 
-def _print(info: stack_mod.StackInfo) -> None:
+def _print(info: stack_mod.StackInfo, running: platform_mod.PlatformInfo | None = None) -> None:
     alive = info.alive()
     addresses = {
         "kafka": f"bootstrap {info.kafka_bootstrap}",
@@ -128,6 +156,21 @@ def _print(info: stack_mod.StackInfo) -> None:
         where = addresses.get(name, "")
         console.print(f"{state} [bold]{name:<9}[/] {where}  ({rss:.0f} MiB)")
         console.print(f"     log: {info.logs[name]}", highlight=False)
+    if running is not None:
+        up = running.alive()
+        for name, pid in running.pids.items():
+            rss = _rss_mib(pid)
+            total += rss
+            state = "[green]up  [/]" if up[name] else "[red]down[/]"
+            service = name.split("-", 1)[0]
+            if name == "zipkin":
+                where = f"traces {running.trace_viewer}/zipkin/"
+            elif name.endswith("-api"):
+                where = f"{running.apis[service]}  docs {running.apis[service]}/docs"
+            else:
+                where = f"metrics {running.metrics.get(name, '')}"
+            console.print(f"{state} [bold]{name:<22}[/] {where}  ({rss:.0f} MiB)")
+        console.print(f"     logs: {running.root}/services/<process>.log", highlight=False)
     console.print(f"total resident memory: {total:.0f} MiB; credentials: {info.root}/stack.json")
 
 

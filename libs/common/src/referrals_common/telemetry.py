@@ -3,10 +3,12 @@
 `configure_telemetry("intake")` at start-up:
 
 * `OTEL_TRACES_EXPORTER` = `otlp` (default when `OTEL_EXPORTER_OTLP_ENDPOINT` or
-  `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set), `console`, or `none` (default otherwise). The
-  OTLP/HTTP exporter reads its endpoint, headers and timeout from the standard variables itself.
+  `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set), `zipkin` (the local stack's trace viewer, at
+  `OTEL_EXPORTER_ZIPKIN_ENDPOINT`), `console`, or `none` (default otherwise). Each exporter reads
+  its endpoint, headers and timeout from the standard variables itself.
 * `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` are honoured by the SDK's resource detection.
-* Instrumentation for asyncpg and httpx is switched on here; FastAPI apps are instrumented by
+* Instrumentation for asyncpg, httpx and urllib3 (the MinIO SDK's HTTP client) is switched on
+  here; FastAPI apps are instrumented by
   `instrument_fastapi(app)`. Kafka spans are made by the outbox relay (publish) and the
   consumer helper (process), which carry the context in the records' `traceparent` header.
 """
@@ -61,6 +63,10 @@ def configure_telemetry(
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    elif choice == "zipkin":
+        from opentelemetry.exporter.zipkin.json import ZipkinExporter
+
+        provider.add_span_processor(BatchSpanProcessor(ZipkinExporter()))
     elif choice == "console":
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
     if extra_processor is not None:
@@ -69,9 +75,11 @@ def configure_telemetry(
     if instrument_libraries:
         from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
         from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+        from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
 
         AsyncPGInstrumentor().instrument()
         HTTPXClientInstrumentor().instrument()
+        URLLib3Instrumentor().instrument()
     _configured = True
     return provider
 
@@ -122,3 +130,21 @@ def configure_logging(service_name: str, *, level: str = "INFO", json: bool = Tr
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level)
+
+
+def untraced() -> Any:
+    """A block whose library calls make no spans: the polling loops (outbox relay, sender,
+    scheduler) query every fraction of a second, and each query would otherwise be a trace of its
+    own. Work such a loop finds starts its own span from the row's stored trace context, with
+    `continue_trace`."""
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    return suppress_instrumentation()
+
+
+def continue_trace(carrier: dict[str, str] | None) -> Any:
+    """The OpenTelemetry context of a stored W3C carrier, on a fresh base: work picked up inside
+    `untraced()` is traced again, as part of the trace that caused it."""
+    from opentelemetry import context, propagate
+
+    return propagate.extract(carrier or {}, context=context.Context())

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from referrals_common.crypto import SealedBox
 from referrals_common.db import Database
+from referrals_common.telemetry import untraced
 from referrals_notifications.config import NotificationsSettings
 from referrals_notifications.service import Notifications
 
@@ -83,7 +84,9 @@ def build_sender(settings: NotificationsSettings, db: Database):  # type: ignore
 async def run_sender_loop(sender, interval: float, stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
     while not stop.is_set():
         try:
-            await sender.send_due()
+            # Polling is not traced; each message sent continues its event's trace.
+            with untraced():
+                await sender.send_due()
         except Exception:  # the database may be restarting: log, wait, try again
             log.exception("sender round failed; retrying")
         with contextlib.suppress(TimeoutError):

@@ -96,6 +96,8 @@ class Delivery(NotificationsModel, table=True):
     last_error: str | None = Field(default=None, max_length=500)
     sent_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    trace_context: dict[str, str] | None = Field(default=None, sa_column=Column(JSON))
+    """W3C trace context of the event that caused the message: sending continues its trace."""
 
 
 class OpsAlert(NotificationsModel, table=True):

@@ -24,6 +24,9 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from sqlalchemy import select
 
 from referrals_common.contracts import new_event
@@ -36,6 +39,7 @@ from referrals_common.contracts.notifications import (
 )
 from referrals_common.crypto import SealedBox
 from referrals_common.db import Database, UnitOfWork
+from referrals_common.telemetry import continue_trace
 from referrals_notifications.channels.base import PermanentDeliveryError
 from referrals_notifications.channels.retry import RetryPolicy, deliver_with_retry
 from referrals_notifications.channels.webhook import WebhookTarget
@@ -49,6 +53,7 @@ from referrals_notifications.rendering import Renderer, build_webhook_message
 from referrals_notifications.service import FRONT_END, OPS, PATIENT
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("referrals_notifications.sender")
 
 
 @dataclass
@@ -138,18 +143,36 @@ class Sender:
                     continue
                 if job is not None:
                     jobs.append((delivery, *job))
-            outcomes = await asyncio.gather(
-                *(
-                    deliver_with_retry(
-                        partial(channel.send, recipient, message), self.settings.policy
-                    )
-                    for _, channel, recipient, message in jobs
-                )
-            )
-            for (delivery, channel, _, _), outcome in zip(jobs, outcomes, strict=True):
-                await self._record(uow, delivery, channel, outcome)
+            outcomes = await asyncio.gather(*(self._deliver(*job) for job in jobs))
+            for (delivery, channel, _, _), (outcome, ctx) in zip(jobs, outcomes, strict=True):
+                # notification.sent continues the trace of the event that caused the message.
+                token = otel_context.attach(ctx)
+                try:
+                    await self._record(uow, delivery, channel, outcome)
+                finally:
+                    otel_context.detach(token)
             await uow.commit()
         return len(deliveries)
+
+    async def _deliver(
+        self, delivery: Delivery, channel: Any, recipient: Any, message: Any
+    ) -> tuple[Any, otel_context.Context]:
+        """Send one message (with its quick retries) in a span of the causing event's trace."""
+        parent = continue_trace(delivery.trace_context)
+        with tracer.start_as_current_span(
+            f"notification {delivery.trigger} send", context=parent, kind=SpanKind.PRODUCER
+        ) as span:
+            span.set_attribute("referrals.case_id", str(delivery.case_id))
+            span.set_attribute("referrals.notification.id", str(delivery.id))
+            span.set_attribute("referrals.notification.audience", delivery.audience)
+            span.set_attribute("referrals.notification.channel", str(channel.channel))
+            outcome = await deliver_with_retry(
+                partial(channel.send, recipient, message), self.settings.policy
+            )
+            span.set_attribute("referrals.notification.attempts", outcome.attempts)
+            if not outcome.delivered:
+                span.set_status(trace.Status(trace.StatusCode.ERROR, str(outcome.error)))
+            return outcome, otel_context.get_current()
 
     async def _process(
         self, uow: UnitOfWork, delivery: Delivery, contact: CaseContact | None

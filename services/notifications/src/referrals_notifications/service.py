@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from opentelemetry import propagate
 from sqlalchemy.dialects.postgresql import insert
 
 from referrals_common.contracts import (
@@ -228,9 +229,18 @@ class Notifications:
                 attempts=0,
                 next_attempt_at=utcnow(),
                 created_at=utcnow(),
+                trace_context=_trace_context(),
             )
             .on_conflict_do_nothing(constraint="deliveries_once")
         )
+
+
+def _trace_context() -> dict[str, str]:
+    """The W3C context of the event's processing: the sender continues this trace, so a case
+    step's e-mail belongs to the step's trace."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier
 
 
 def _delivery_id(event_id: UUID, audience: str) -> UUID:

@@ -26,6 +26,7 @@ from sqlalchemy import select
 
 from referrals_common.crypto import FieldCipher
 from referrals_common.db import Database
+from referrals_common.telemetry import untraced
 from referrals_common.webhooks import EVENT_ID_HEADER, signed_headers
 from referrals_partners.models import Webhook, WebhookDelivery, utcnow
 from referrals_partners.service import Partners
@@ -135,15 +136,17 @@ async def run_scheduler(
     """Until `stop` is set: expire due offers (re-routing their cases), deliver due webhooks."""
     while not stop.is_set():
         try:
-            while True:
-                async with db.unit_of_work() as uow:
-                    expired = await partners.expire_due(uow)
-                    await uow.commit()
-                if expired:
-                    log.info("expired %d offers", expired)
-                else:
-                    break
-            await sender.deliver_due()
+            # Each round polls; only an expiry (a case step of its own) is traced.
+            with untraced():
+                while True:
+                    async with db.unit_of_work() as uow:
+                        expired = await partners.expire_due(uow)
+                        await uow.commit()
+                    if expired:
+                        log.info("expired %d offers", expired)
+                    else:
+                        break
+                await sender.deliver_due()
         except Exception:  # the database may be restarting: log, wait, try again
             log.exception("scheduler round failed; retrying")
         with contextlib.suppress(TimeoutError):

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 
@@ -54,6 +56,7 @@ from referrals_partners.registry import Center, ExchangeRates
 from referrals_partners.routing import CenterState, RoutingRequest, decide
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("referrals_partners")
 
 OPEN = ("offered", "accepted", "info_requested")
 FINAL_CASE = ("completed", "unroutable", "withdrawn")
@@ -295,16 +298,24 @@ class Partners:
             assert referral is not None
             if referral.status != "offered" or referral.answer_due_at > now:
                 continue
-            referral.status = "expired"
-            referral.answered_at = now
-            await uow.outbox.add(
-                new_event(
-                    ReferralExpired(
-                        case_id=case_id, referral_id=referral.id, center_code=referral.center_code
+            # An expiry is a case step of its own: a new trace, whatever the caller suppressed.
+            with tracer.start_as_current_span(
+                "referral expire", context=otel_context.Context()
+            ) as span:
+                span.set_attribute("referrals.case_id", str(case_id))
+                span.set_attribute("referrals.center_code", referral.center_code)
+                referral.status = "expired"
+                referral.answered_at = now
+                await uow.outbox.add(
+                    new_event(
+                        ReferralExpired(
+                            case_id=case_id,
+                            referral_id=referral.id,
+                            center_code=referral.center_code,
+                        )
                     )
                 )
-            )
-            await self._route(uow, locked, after_all_declined=True)
+                await self._route(uow, locked, after_all_declined=True)
             expired += 1
         return expired
 

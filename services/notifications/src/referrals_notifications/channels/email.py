@@ -19,6 +19,8 @@ from email.utils import format_datetime, make_msgid
 from enum import StrEnum
 
 import aiosmtplib
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
 from referrals_common.contracts.notifications import NotificationChannel, NotificationError
@@ -32,6 +34,7 @@ from .base import (
     utc_now,
 )
 
+tracer = trace.get_tracer("referrals_notifications.email")
 _ADDRESS = re.compile(r"^[^@\s<>()\[\],;:\"]+@[^@\s<>()\[\],;:\"]+\.[^@\s<>()\[\],;:\"]+$")
 
 
@@ -139,6 +142,19 @@ class EmailChannel:
         email = build_email(self.settings, recipient, message)
         settings = self.settings
         password = settings.password.get_secret_value() if settings.password else None
+        with tracer.start_as_current_span("smtp send", kind=SpanKind.CLIENT) as span:
+            span.set_attribute("server.address", settings.host)
+            span.set_attribute("server.port", settings.port)
+            span.set_attribute("referrals.smtp.message_id", str(email["Message-ID"]))
+            try:
+                await self._send(email, password)
+            except DeliveryError as exc:
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+                raise
+        return DeliveryReceipt(self.channel, provider_id=email["Message-ID"])
+
+    async def _send(self, email: EmailMessage, password: str | None) -> None:
+        settings = self.settings
         try:
             await aiosmtplib.send(
                 email,
@@ -152,7 +168,6 @@ class EmailChannel:
             )
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise classify_smtp_error(exc) from exc
-        return DeliveryReceipt(self.channel, provider_id=email["Message-ID"])
 
 
 __all__ = ["EmailChannel", "SmtpSettings", "SmtpTls", "build_email", "classify_smtp_error"]

@@ -1,0 +1,363 @@
+"""The five services on top of the local stack, every role its own process, and a trace viewer.
+
+`start(stack, ...)` runs, in order:
+
+1. the trace viewer (Zipkin, from Maven Central, with its web UI) in the background;
+2. every service's migrations (one process per service, side by side);
+3. provisioning (`devstack.provision`: sample centers, their inbox topics, the demo's keys), once
+   per stack: the keys are kept in `<root>/keys.json` (mode 600);
+4. every role of every service as its own process (`python -m referrals_<service>.cli <role>`):
+   API, consumer and outbox relay, partners' scheduler and notifications' sender;
+5. waits until each API answers `/health` and each other process serves its metrics.
+
+Secrets (case-token signing key, field keys, notifications' key pair, key peppers) are made once
+per stack in `<root>/platform-secrets.json` (mode 600). Every process exports its spans to the
+trace viewer and serves Prometheus metrics (`/metrics` on the API port, else its own port).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from devstack import install
+from devstack.parts import Running
+from devstack.process import StartupError, free_port, is_alive, spawn, stop_group, wait_until
+from devstack.stack import StackInfo
+
+ROLES: dict[str, tuple[str, ...]] = {
+    "intake": ("api", "consumer", "relay"),
+    "records": ("api", "consumer", "relay"),
+    "translation": ("consumer", "relay"),
+    "partners": ("api", "consumer", "relay", "scheduler"),
+    "notifications": ("consumer", "sender", "relay"),
+}
+DEV_API_PORTS = {"intake": 8001, "records": 8002, "partners": 8004}
+DEV_ZIPKIN_PORT = 9411
+DEV_METRICS_BASE = 9460
+STATE_FILE = "platform.json"
+ZIPKIN_VERSION = "3.6.1"
+
+
+@dataclass
+class PlatformInfo:
+    """Where every process of a running platform is."""
+
+    root: str
+    apis: dict[str, str]
+    """service → base URL of its HTTP API."""
+    trace_viewer: str = ""
+    """Base URL of the Zipkin UI and API, or empty when started without one."""
+    pids: dict[str, int] = field(default_factory=dict)
+    """`<service>-<role>` (and `zipkin`) → pid."""
+    logs: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, str] = field(default_factory=dict)
+    """`<service>-<role>` → URL of its Prometheus metrics."""
+    keys_file: str = ""
+    started_at: float = 0.0
+
+    def save(self) -> Path:
+        path = Path(self.root) / STATE_FILE
+        path.write_text(json.dumps(asdict(self), indent=2))
+        return path
+
+    @classmethod
+    def load(cls, root: Path) -> PlatformInfo | None:
+        path = root / STATE_FILE
+        if not path.exists():
+            return None
+        return cls(**json.loads(path.read_text()))
+
+    def alive(self) -> dict[str, bool]:
+        return {name: self.owns(pid) for name, pid in self.pids.items()}
+
+    def owns(self, pid: int) -> bool:
+        import psutil
+
+        if not is_alive(pid):
+            return False
+        try:
+            return psutil.Process(pid).create_time() <= self.started_at + 1.0
+        except psutil.NoSuchProcess:
+            return False
+
+    def keys(self) -> dict[str, object]:
+        return json.loads(Path(self.keys_file).read_text())
+
+
+# ------------------------------------------------------------------------------- secrets, env
+
+
+def platform_secrets(root: Path) -> dict[str, str]:
+    """The services' own secrets, made once per stack and kept private to its user."""
+    path = root / "platform-secrets.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    import secrets
+
+    from referrals_common.auth.case_tokens import generate_private_key_pem
+    from referrals_common.crypto import FieldCipher, SealedBox
+
+    private, public = SealedBox.generate_keypair_base64()
+    made = {
+        "signing_key_pem": generate_private_key_pem().decode(),
+        "intake_field_key": FieldCipher.generate_key_base64(),
+        "partners_field_key": FieldCipher.generate_key_base64(),
+        "notifications_private_key": private,
+        "notifications_public_key": public,
+        "intake_pepper": secrets.token_urlsafe(24),
+        "records_pepper": secrets.token_urlsafe(24),
+        "partners_pepper": secrets.token_urlsafe(24),
+    }
+    path.write_text(json.dumps(made))
+    path.chmod(0o600)
+    return made
+
+
+def environment(
+    stack: StackInfo, secrets: dict[str, str], apis: dict[str, str], zipkin: str
+) -> dict[str, str]:
+    """Every variable the five services read (each takes its own prefix, see settings.py)."""
+    from referrals_common.auth.case_tokens import public_jwks
+
+    jwks = json.dumps(public_jwks(secrets["signing_key_pem"].encode()))
+    env = {
+        **stack.env(),
+        "REFERRALS_ENVIRONMENT": "development",
+        "REFERRALS_INTAKE_TOKENS__SIGNING_KEY_PEM": secrets["signing_key_pem"],
+        "REFERRALS_INTAKE_FIELD_ENCRYPTION_KEY": secrets["intake_field_key"],
+        "REFERRALS_INTAKE_API_KEY_PEPPER": secrets["intake_pepper"],
+        "REFERRALS_INTAKE_NOTIFICATIONS_PUBLIC_KEY": secrets["notifications_public_key"],
+        "REFERRALS_INTAKE_PUBLIC_BASE_URL": apis["intake"],
+        "REFERRALS_RECORDS_CASE_TOKEN_JWKS": jwks,
+        "REFERRALS_RECORDS_API_KEY_PEPPER": secrets["records_pepper"],
+        "REFERRALS_PARTNERS_CASE_TOKEN_JWKS": jwks,
+        "REFERRALS_PARTNERS_API_KEY_PEPPER": secrets["partners_pepper"],
+        "REFERRALS_PARTNERS_FIELD_ENCRYPTION_KEY": secrets["partners_field_key"],
+        "REFERRALS_NOTIFICATIONS_CONTACT_PRIVATE_KEY": secrets["notifications_private_key"],
+        "REFERRALS_NOTIFICATIONS_OPS_EMAIL": "ops@referrals.localhost",
+        "REFERRALS_NOTIFICATIONS_SMTP__FROM_NAME": "Second opinion (local)",
+        "PYTHONUNBUFFERED": "1",
+    }
+    if zipkin:
+        env |= {
+            "OTEL_TRACES_EXPORTER": "zipkin",
+            "OTEL_EXPORTER_ZIPKIN_ENDPOINT": f"{zipkin}/api/v2/spans",
+            # Export within half a second, so a step's trace is complete by the time one looks.
+            "OTEL_BSP_SCHEDULE_DELAY": "500",
+        }
+    return env
+
+
+# ------------------------------------------------------------------------------- trace viewer
+
+
+def ensure_zipkin(console: Console) -> Path:
+    """The Zipkin server's executable jar (API and web UI), resolved once from Maven Central."""
+    home = install.cache_dir() / f"zipkin-{ZIPKIN_VERSION}"
+    jar = home / f"zipkin-server-{ZIPKIN_VERSION}-exec.jar"
+    if jar.exists():
+        return jar
+    install._require("java", "install a Java 17+ runtime (e.g. Debian's openjdk-17-jre-headless)")
+    mvn = install._require("mvn", "install Apache Maven (e.g. Debian's maven)")
+    home.mkdir(parents=True, exist_ok=True)
+    install._run_with_progress(
+        console,
+        [
+            mvn,
+            "-B",
+            "dependency:copy",
+            f"-Dartifact=io.zipkin:zipkin-server:{ZIPKIN_VERSION}:jar:exec",
+            f"-DoutputDirectory={home}",
+        ],
+        cwd=home,
+        what=f"resolving the Zipkin {ZIPKIN_VERSION} trace viewer from Maven Central (135 MB)",
+    )
+    if not jar.exists():
+        raise install.InstallError(f"Maven finished but {jar} does not exist")
+    return jar
+
+
+def start_zipkin(jar: Path, data: Path, port: int) -> tuple[Running, str]:
+    """Zipkin with in-memory storage on loopback: its UI, its query API and span intake."""
+    log = data / "zipkin.log"
+    proc = spawn(
+        [
+            "java",
+            "-Xms64m",
+            "-Xmx384m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            "-jar",
+            str(jar),
+            f"--armeria.ports[0].port={port}",
+            "--armeria.ports[0].ip=127.0.0.1",
+            "--armeria.ports[0].protocols=http",
+            "--logging.level.root=WARN",
+        ],
+        log=log,
+        env={"STORAGE_TYPE": "mem", "MEM_MAX_SPANS": "500000"},
+        cwd=data,
+    )
+    return Running("zipkin", proc.pid, log), f"http://127.0.0.1:{port}"
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback URL
+            return 200 <= response.status < 300
+    except OSError:
+        return False
+
+
+# ------------------------------------------------------------------------------- the services
+
+
+def _module(service: str) -> str:
+    return f"referrals_{service}.cli"
+
+
+def _run_all(argvs: dict[str, list[str]], env: dict[str, str], logs: Path, what: str) -> None:
+    """Run one-off commands side by side; fail with the failing one's log."""
+    procs = {name: spawn(argv, log=logs / f"{name}.log", env=env) for name, argv in argvs.items()}
+    for name, proc in procs.items():
+        if proc.wait() != 0:
+            raise StartupError(f"{name} ({what})", f"exit {proc.returncode}", logs / f"{name}.log")
+
+
+def start(
+    stack: StackInfo,
+    console: Console,
+    *,
+    prefer_dev_ports: bool = False,
+    trace_viewer: bool = True,
+    timeout: float = 120.0,
+) -> PlatformInfo:
+    """Start every service's processes on `stack` (see the module doc); stop them on failure."""
+    root = Path(stack.root)
+    logs = root / "services"
+    logs.mkdir(parents=True, exist_ok=True)
+    began = time.monotonic()
+
+    def port(preferred: int) -> int:
+        return free_port(preferred if prefer_dev_ports else None)
+
+    apis = {svc: f"http://127.0.0.1:{port(p)}" for svc, p in DEV_API_PORTS.items()}
+    started: list[Running] = []
+    info = PlatformInfo(root=str(root), apis=apis, started_at=time.time())
+    try:
+        zipkin = ""
+        if trace_viewer:
+            jar = ensure_zipkin(console)
+            viewer, zipkin = start_zipkin(jar, root / "zipkin", port(DEV_ZIPKIN_PORT))
+            started.append(viewer)
+            info.trace_viewer = zipkin
+        env = environment(stack, platform_secrets(root), apis, zipkin)
+        (root / "platform.env").write_text(
+            "".join(f"export {k}={json.dumps(v)}\n" for k, v in env.items())
+        )
+        (root / "platform.env").chmod(0o600)
+        with console.status("migrating the five services' databases…"):
+            _run_all(
+                {f"{s}-migrate": [sys.executable, "-m", _module(s), "migrate"] for s in ROLES},
+                env,
+                logs,
+                "migrations",
+            )
+        keys_file = root / "keys.json"
+        if not keys_file.exists():
+            with console.status("loading the sample cancer centers and making the demo's keys…"):
+                out = subprocess.run(
+                    [sys.executable, "-m", "devstack.provision"],
+                    env={**_os_environ(), **env},
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                if out.returncode != 0:
+                    raise StartupError("provisioning", out.stderr[-3000:], None)
+                keys_file.write_text(out.stdout)
+                keys_file.chmod(0o600)
+        info.keys_file = str(keys_file)
+        metrics_port = DEV_METRICS_BASE
+        for svc, roles in ROLES.items():
+            for role in roles:
+                name = f"{svc}-{role}"
+                argv = [sys.executable, "-m", _module(svc), role]
+                proc_env = {**env, "OTEL_RESOURCE_ATTRIBUTES": f"referrals.role={role}"}
+                if role == "api":
+                    api_port = apis[svc].rsplit(":", 1)[1]
+                    argv += ["--host", "127.0.0.1", "--port", api_port]
+                    info.metrics[name] = f"{apis[svc]}/metrics"
+                else:
+                    mport = port(metrics_port)
+                    metrics_port += 1
+                    proc_env |= {
+                        "REFERRALS_METRICS__HOST": "127.0.0.1",
+                        "REFERRALS_METRICS__PORT": str(mport),
+                    }
+                    info.metrics[name] = f"http://127.0.0.1:{mport}/metrics"
+                log = logs / f"{name}.log"
+                proc = spawn(argv, log=log, env=proc_env)
+                started.append(Running(name, proc.pid, log))
+        info.pids = {r.name: r.pid for r in started}
+        info.logs = {r.name: str(r.log) for r in started}
+        probes = {r.name: info.metrics.get(r.name) for r in started}
+        probes.update({f"{svc}-api": f"{url}/health" for svc, url in apis.items()})
+        if zipkin:
+            probes["zipkin"] = f"{zipkin}/health"
+        with (
+            console.status("waiting for the services and the trace viewer…"),
+            ThreadPoolExecutor(max_workers=8) as pool,
+        ):
+            futures = [
+                pool.submit(
+                    wait_until,
+                    r.name,
+                    lambda url=probes[r.name]: _http_ok(url),
+                    pid=r.pid,
+                    log=r.log,
+                    timeout=timeout,
+                    interval=0.3,
+                )
+                for r in started
+            ]
+            for fut in futures:
+                fut.result()
+        info.save()
+        console.print(
+            f"[green]✓[/] {len(started) - bool(zipkin)} service processes"
+            f"{' and the trace viewer' if zipkin else ''} ready in {time.monotonic() - began:.1f} s"
+        )
+        return info
+    except BaseException:
+        for running in reversed(started):
+            stop_group(running.pid, timeout=10)
+        raise
+
+
+def _os_environ() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
+
+
+def stop(info: PlatformInfo) -> None:
+    """Stop every service process (consumers first finish their batch on SIGTERM), then Zipkin."""
+    names = [n for n in info.pids if n != "zipkin"]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for name in names:
+            pid = info.pids[name]
+            if info.owns(pid):
+                pool.submit(stop_group, pid, timeout=15)
+    pid = info.pids.get("zipkin")
+    if pid is not None and info.owns(pid):
+        stop_group(pid, timeout=10)
