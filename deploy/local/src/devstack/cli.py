@@ -122,6 +122,27 @@ def status(root: RootOpt = None) -> None:
 
 
 @app.command()
+def demo(root: RootOpt = None) -> None:
+    """Walk one case through the whole journey on the running platform (see devstack.demo)."""
+    import asyncio
+
+    from devstack.demo import run_journey, show
+
+    where = stack_mod.resolve_root(root)
+    info = stack_mod.StackInfo.load(where)
+    running = platform_mod.PlatformInfo.load(where)
+    if info is None or running is None or not all(running.alive().values()):
+        console.print("[red]✗ the platform is not running: start it with `make up`[/]")
+        raise typer.Exit(1)
+    try:
+        journey = asyncio.run(run_journey(info, running, console=console))
+    except (TimeoutError, RuntimeError) as exc:
+        console.print(f"[red]✗ {exc}[/]\nservice logs: {where}/services/")
+        raise typer.Exit(1) from exc
+    show(journey, console)
+
+
+@app.command()
 def env(root: RootOpt = None) -> None:
     """Print `export` lines for the running stack (use: eval "$(devstack env)")."""
     info = stack_mod.StackInfo.load(stack_mod.resolve_root(root))

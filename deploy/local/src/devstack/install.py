@@ -24,6 +24,10 @@ KAFKA_VERSION = "4.1.2"
 # of the community repository, February 2026).
 MINIO_MODULE = "github.com/minio/minio"
 MINIO_VERSION = "v0.0.0-20260212201848-7aac2a2c5b7c"
+# The Docker Compose CLI (v5 module), built from source for checking docker-compose.yml without a
+# Docker engine. v5.0.2 is the newest release that builds with Go 1.24 (later ones need 1.25+).
+COMPOSE_MODULE = "github.com/docker/compose/v5"
+COMPOSE_VERSION = "v5.0.2"
 
 
 class InstallError(RuntimeError):
@@ -131,6 +135,47 @@ def ensure_minio(console: Console) -> Path:
     if not binary.exists():
         raise InstallError(f"`go install` finished but {binary} does not exist")
     return binary
+
+
+def ensure_compose(console: Console) -> Path:
+    """Return the Docker Compose CLI plugin built from the pinned source version.
+
+    The binary is installed as `<cache>/compose-<version>/docker-config/cli-plugins/docker-compose`,
+    so `DOCKER_CONFIG=<that docker-config dir> docker compose ...` uses it without touching the
+    user's own Docker configuration; without a `docker` client, run the binary itself
+    (`docker-compose config` works the same). tests/deploy checks docker-compose.yml with it.
+    """
+    home = cache_dir() / f"compose-{COMPOSE_VERSION}"
+    plugin = home / "docker-config" / "cli-plugins" / "docker-compose"
+    if plugin.exists():
+        return plugin
+    go = _require("go", "install Go 1.24+ (https://go.dev/doc/install or Debian's golang)")
+    gobin = home / "bin"
+    gobin.mkdir(parents=True, exist_ok=True)
+    _run_with_progress(
+        console,
+        [
+            go,
+            "install",
+            "-x" if os.environ.get("DEVSTACK_VERBOSE") else "-v",
+            "-trimpath",
+            "-ldflags",
+            f"-s -w -X {COMPOSE_MODULE}/internal.Version={COMPOSE_VERSION}",
+            f"{COMPOSE_MODULE}/cmd@{COMPOSE_VERSION}",
+        ],
+        cwd=home,
+        env={"GOBIN": str(gobin), "CGO_ENABLED": "0"},
+        what=f"building Docker Compose {COMPOSE_VERSION} with `go install` (a minute or two)",
+    )
+    built = gobin / "cmd"  # `go install` names the binary after the package directory
+    if not built.exists():
+        raise InstallError(f"`go install` finished but {built} does not exist")
+    plugin.parent.mkdir(parents=True, exist_ok=True)
+    partial = plugin.with_name(plugin.name + ".partial")
+    shutil.copy2(built, partial)
+    partial.replace(plugin)  # a half-copied plugin is never mistaken for a complete one
+    built.unlink()
+    return plugin
 
 
 @contextlib.contextmanager

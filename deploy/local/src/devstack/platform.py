@@ -332,6 +332,7 @@ def start(
             ]
             for fut in futures:
                 fut.result()
+        info.started_at = time.time()  # after the last process started (see `owns`)
         info.save()
         console.print(
             f"[green]✓[/] {len(started) - bool(zipkin)} service processes"
