@@ -80,6 +80,7 @@ class SeenEvent:
     type: str
     trace_id: str
     data: dict[str, Any]
+    id: str = ""
 
 
 @dataclass
@@ -143,8 +144,12 @@ class EventWatcher:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         from referrals_common.contracts import topics
+        from referrals_common.messaging.kafka import ensure_topics
 
         names = [*topics.PLATFORM_TOPICS, *(topics.partner_inbox(c) for c in self.centers)]
+        # A topic nobody has published to yet (notifications' on a fresh platform) is created
+        # now, as its relay would, so that its events are read from the first.
+        await ensure_topics(self.bootstrap, list(topics.PLATFORM_TOPICS))
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, enable_auto_commit=False, client_id="demo-watcher"
         )
@@ -180,8 +185,9 @@ class EventWatcher:
         data = event.get("data") or {}
         if str(data.get("case_id")) != self.case_id:
             return
+        trace_id = _trace_id(record.headers)
         self.seen.append(
-            SeenEvent(at, record.topic, event["type"], _trace_id(record.headers), data)
+            SeenEvent(at, record.topic, event["type"], trace_id, data, str(event.get("id", "")))
         )
         self._changed.set()
 
@@ -292,6 +298,15 @@ class FrontEnd:
             )
             _ok(response)
         return str(response.json()["id"])
+
+    async def wait_documents(self, count: int, timeout: float) -> None:
+        """Until intake lists `count` documents: it learns of them from records' events, a
+        moment after each upload (a front end shows them as "received" then)."""
+        deadline = time.monotonic() + timeout
+        while len((await self.read_case())["documents"]) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"intake did not list {count} documents in {timeout:.0f} s")
+            await asyncio.sleep(0.1)
 
     async def submit(self) -> None:
         with self.step("submit the case"):
@@ -427,6 +442,7 @@ async def run_journey(
         await front.upload(
             "upload the pathology report (English)", "pathology_report", "pathology_report_en.pdf"
         )
+        await front.wait_documents(2, timeout)
         await front.submit()
         say("[bold]2.[/] submitted; translation reads the documents…")
         await watcher.wait_for(status_is("action_required"), timeout, "action_required")

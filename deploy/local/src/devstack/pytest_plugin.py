@@ -139,3 +139,31 @@ def new_bucket(s3_client) -> Iterator[Callable[[str], str]]:  # type: ignore[no-
         for obj in s3_client.list_objects(name, recursive=True):
             s3_client.remove_object(name, obj.object_name)
         s3_client.remove_bucket(name)
+
+
+@pytest.fixture(scope="session")
+def running_platform(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[stack_mod.StackInfo, object]]:
+    """The whole platform as `make up` runs it — every service role its own process, the sample
+    centers, the mail sink and the trace viewer — on a stack of its own (free ports, temporary
+    directory), so its consumers never see other tests' events. Yields (stack, platform)."""
+    from devstack import platform as platform_mod
+
+    root = tmp_path_factory.mktemp("platform")
+    console = Console(stderr=True)
+    info = stack_mod.start(root, console)
+    running: list[object] = []
+
+    def stop() -> None:
+        while running:
+            platform_mod.stop(running.pop())  # type: ignore[arg-type]
+        stack_mod.stop(info)
+
+    atexit.register(stop)
+    try:
+        running.append(platform_mod.start(info, console, trace_viewer=True))
+        yield info, running[0]
+    finally:
+        stop()
+        atexit.unregister(stop)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import hashlib
 import queue
 import threading
@@ -134,7 +135,11 @@ class DocumentStore:
             except BaseException as exc:
                 outcome["error"] = exc
 
-        thread = threading.Thread(target=upload, name=f"upload-{key}", daemon=True)
+        # The thread runs in this request's context, so MinIO's HTTP calls join its trace.
+        context = contextvars.copy_context()
+        thread = threading.Thread(
+            target=context.run, args=(upload,), name=f"upload-{key}", daemon=True
+        )
         thread.start()
 
         async def put(item: object) -> None:
