@@ -1,13 +1,15 @@
 -- One database and one login role per service: no service can read another's tables.
--- Development passwords only; real deployments take them from their secret store.
-create role intake login password 'intake-dev';
+-- Run by postgres-init.sh with psql, which fills in each role's password (:'<service>_password')
+-- from the environment; Compose gives development defaults, real deployments use a managed
+-- PostgreSQL and their secret store (docs/deployment.md).
+create role intake login password :'intake_password';
 create database intake owner intake;
-create role records login password 'records-dev';
+create role records login password :'records_password';
 create database records owner records;
-create role translation login password 'translation-dev';
+create role translation login password :'translation_password';
 create database translation owner translation;
-create role partners login password 'partners-dev';
+create role partners login password :'partners_password';
 create database partners owner partners;
-create role notifications login password 'notifications-dev';
+create role notifications login password :'notifications_password';
 create database notifications owner notifications;
 revoke all on database intake, records, translation, partners, notifications from public;

@@ -32,9 +32,15 @@ RootOpt = Annotated[
 
 @app.command("install")
 def install_parts() -> None:
-    """Download or build every part into the user cache, without starting anything."""
+    """Download or build every part into the user cache, without starting anything (also the
+    trace viewer and the Compose CLI that the deployment tests use)."""
     kafka, minio, pg, tesseract = install.ensure_all(console)
-    console.print(f"kafka: {kafka}\nminio: {minio}\npostgres: {pg}\ntesseract: {tesseract}")
+    zipkin = platform_mod.ensure_zipkin(console)
+    compose = install.ensure_compose(console)
+    console.print(
+        f"kafka: {kafka}\nminio: {minio}\npostgres: {pg}\ntesseract: {tesseract}\n"
+        f"zipkin: {zipkin}\ndocker compose (for checking docker-compose.yml): {compose}"
+    )
 
 
 @app.command()
