@@ -55,3 +55,19 @@ def test_a_database_url_without_password_is_refused_in_production(monkeypatch):
     monkeypatch.setenv("REFERRALS_POSTGRES__DSN", "postgresql://intake@db/intake")
     with pytest.raises(ValidationError, match=r"postgres.dsn password"):
         IntakeSettings()
+
+
+def test_partners_refuses_the_sample_registry_in_production(monkeypatch):
+    from referrals_partners.config import PartnersSettings
+
+    monkeypatch.setenv("REFERRALS_ENVIRONMENT", "production")
+    monkeypatch.setenv("REFERRALS_S3__SECRET_KEY", "vT4q9-Lr2mWx81")
+    monkeypatch.setenv("REFERRALS_POSTGRES__DSN", "postgresql://partners:Zq8-real@db/partners")
+    monkeypatch.setenv("REFERRALS_PARTNERS_API_KEY_PEPPER", "pK3-long-random-value")
+    monkeypatch.setenv(
+        "REFERRALS_PARTNERS_FIELD_ENCRYPTION_KEY", "QkFTRTY0LWtleS1vZi0zMi1ieXRlcy0uLi4uLi4uLi4="
+    )
+    with pytest.raises(ValidationError, match=r"REFERRALS_PARTNERS_SEED_FILE"):
+        PartnersSettings()
+    monkeypatch.setenv("REFERRALS_PARTNERS_SEED_FILE", "/etc/referrals/centers.yaml")
+    assert PartnersSettings().seed_file == "/etc/referrals/centers.yaml"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from referrals_common.settings import ServiceSettings
 
@@ -28,6 +28,17 @@ class PartnersSettings(ServiceSettings):
     webhook_timeout_seconds: float = Field(10.0, gt=0)
     webhook_max_attempts: int = Field(8, ge=1)
     webhook_backoff_seconds: float = Field(2.0, gt=0, description="first retry delay, doubling")
+
+    @model_validator(mode="after")
+    def _real_registry_in_production(self) -> PartnersSettings:
+        # The built-in seed is invented sample centers: routing real patients to them would
+        # send their cases nowhere. Production names its own registry file.
+        if self.environment == "production" and not self.seed_file:
+            raise ValueError(
+                "seed_file is empty: in production set REFERRALS_PARTNERS_SEED_FILE to the real "
+                "registry (the built-in seed holds invented sample centers)"
+            )
+        return self
 
     def _secrets(self) -> dict[str, str]:
         return {
