@@ -17,6 +17,7 @@ trace viewer and serves Prometheus metrics (`/metrics` on the API port, else its
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -44,6 +45,7 @@ DEV_API_PORTS = {"intake": 8001, "records": 8002, "partners": 8004}
 DEV_ZIPKIN_PORT = 9411
 DEV_METRICS_BASE = 9460
 STATE_FILE = "platform.json"
+ENV_FILE = "platform-env.json"
 ZIPKIN_VERSION = "3.6.1"
 
 
@@ -63,6 +65,9 @@ class PlatformInfo:
     """`<service>-<role>` → URL of its Prometheus metrics."""
     keys_file: str = ""
     started_at: float = 0.0
+    commands: dict[str, dict[str, object]] = field(default_factory=dict)
+    """`<service>-<role>` → {"argv": [...], "env": {variables of that process only}}: what
+    `restart` runs again (the shared environment is in `platform-env.json`, mode 600)."""
 
     def save(self) -> Path:
         path = Path(self.root) / STATE_FILE
@@ -265,6 +270,8 @@ def start(
             "".join(f"export {k}={json.dumps(v)}\n" for k, v in env.items())
         )
         (root / "platform.env").chmod(0o600)
+        (root / ENV_FILE).write_text(json.dumps(env))
+        (root / ENV_FILE).chmod(0o600)
         with console.status("migrating the five services' databases…"):
             _run_all(
                 {f"{s}-migrate": [sys.executable, "-m", _module(s), "migrate"] for s in ROLES},
@@ -292,7 +299,7 @@ def start(
             for role in roles:
                 name = f"{svc}-{role}"
                 argv = [sys.executable, "-m", _module(svc), role]
-                proc_env = {**env, "OTEL_RESOURCE_ATTRIBUTES": f"referrals.role={role}"}
+                own_env = {"OTEL_RESOURCE_ATTRIBUTES": f"referrals.role={role}"}
                 if role == "api":
                     api_port = apis[svc].rsplit(":", 1)[1]
                     argv += ["--host", "127.0.0.1", "--port", api_port]
@@ -300,13 +307,14 @@ def start(
                 else:
                     mport = port(metrics_port)
                     metrics_port += 1
-                    proc_env |= {
+                    own_env |= {
                         "REFERRALS_METRICS__HOST": "127.0.0.1",
                         "REFERRALS_METRICS__PORT": str(mport),
                     }
                     info.metrics[name] = f"http://127.0.0.1:{mport}/metrics"
                 log = logs / f"{name}.log"
-                proc = spawn(argv, log=log, env=proc_env)
+                info.commands[name] = {"argv": argv, "env": own_env}
+                proc = spawn(argv, log=log, env={**env, **own_env})
                 started.append(Running(name, proc.pid, log))
         info.pids = {r.name: r.pid for r in started}
         info.logs = {r.name: str(r.log) for r in started}
@@ -349,6 +357,34 @@ def _os_environ() -> dict[str, str]:
     import os
 
     return dict(os.environ)
+
+
+def kill(info: PlatformInfo, name: str) -> None:
+    """SIGKILL one service process and its children, as a crash would (no clean shutdown)."""
+    import os
+    import signal
+
+    pid = info.pids[name]
+    if info.owns(pid):
+        os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+
+
+def restart(info: PlatformInfo, name: str, *, timeout: float = 120.0) -> int:
+    """Start one service process again (after `kill` or a crash) with the command and
+    environment it had; wait until it serves; return its new pid and record it."""
+    command = info.commands[name]
+    env = json.loads((Path(info.root) / ENV_FILE).read_text())
+    log = Path(info.logs[name])
+    proc = spawn(list(command["argv"]), log=log, env={**env, **command["env"]})  # type: ignore[call-overload]
+    service = name.split("-", 1)[0]
+    probe = f"{info.apis[service]}/health" if name.endswith("-api") else info.metrics[name]
+    wait_until(name, lambda: _http_ok(probe), pid=proc.pid, log=log, timeout=timeout, interval=0.3)
+    info.pids[name] = proc.pid
+    info.started_at = time.time()
+    info.save()
+    return proc.pid
 
 
 def stop(info: PlatformInfo) -> None:
