@@ -2,30 +2,75 @@
 database migrations, and the FastAPI application around its router.
 
 A service's `main.py` keeps only what is its own: its `Runtime` (built from settings) and its
-processes' entry points. The HTTP app made here installs RFC 9457 problem handlers, a `/health`
-endpoint outside the schema and the OpenTelemetry instrumentation, and builds the runtime in the
-app's lifespan (nothing connects at import); a runtime passed in (tests) is used as is and left
-open for its owner.
+processes' entry points. The HTTP app made here installs RFC 9457 problem handlers, `/health`
+and `/metrics` (Prometheus) endpoints outside the schema, without authentication and without
+traces, a request latency histogram by route template, and the OpenTelemetry instrumentation; it
+builds the runtime in the app's lifespan (nothing connects at import); a runtime passed in
+(tests) is used as is and left open for its owner.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from referrals_common import metrics
 from referrals_common.api.problems import install_problem_handlers
 from referrals_common.settings import ServiceSettings
 from referrals_common.telemetry import configure_logging, configure_telemetry, instrument_fastapi
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED_ROUTE = "unmatched"
+"""The `route` label of a request no route matched (404s for any path count as one series)."""
+
 
 def setup_observability(service: str, settings: ServiceSettings) -> None:
-    """Structured logs and traces for one process of `service`."""
+    """Structured logs, traces and the metrics' `service` label for one process of `service`."""
     configure_logging(service, level=settings.telemetry.log_level, json=settings.telemetry.log_json)
     configure_telemetry(service)
+    metrics.set_service(service)
+
+
+class _RequestMetricsMiddleware:
+    """Observes each HTTP request's duration under its method, route template and status.
+
+    The template (`/v1/cases/{case_id}`) is the route the router matched, read from the scope
+    once the app has answered, so the number of series stays bounded whatever paths clients
+    send; unknown methods count as OTHER. A request that raised answers 500 (the problem
+    middleware inside) and is counted so.
+    """
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or UNMATCHED_ROUTE
+            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+            metrics.HTTP_REQUEST_DURATION.labels(self.service, method, route, str(status)).observe(
+                time.perf_counter() - started
+            )
 
 
 def migrate(settings: ServiceSettings, migrations_dir: Path) -> None:
@@ -42,8 +87,11 @@ def create_service_app(
     router: APIRouter,
     build_runtime: Callable[[], Any],
     runtime: Any | None = None,
+    service: str | None = None,
 ) -> FastAPI:
-    """A service's HTTP API; `app.state.runtime` holds the runtime its routes use."""
+    """A service's HTTP API; `app.state.runtime` holds the runtime its routes use.
+
+    `service` labels its metrics (default: the process's, set by `setup_observability`)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -63,5 +111,12 @@ def create_service_app(
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics(request: Request) -> Response:
+        body, content_type = metrics.exposition(request.headers.get("accept"))
+        return Response(body, media_type=content_type)
+
+    # Added after the problem middleware, so it sees the 500 that middleware answers.
+    app.add_middleware(_RequestMetricsMiddleware, service=service or metrics.service_name())
     instrument_fastapi(app)
     return app

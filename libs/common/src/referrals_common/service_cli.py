@@ -6,6 +6,10 @@ adds only its own commands (creating keys, schedulers...). The service's `main` 
 `MIGRATIONS` (its migrations directory), `run_consumer(settings)` and, for services with an HTTP
 API, the factory `app_from_environment()`. Heavy modules (uvicorn, Alembic, the
 broker) are imported inside the command that needs them, so each process loads only its own.
+
+Processes without an HTTP API serve their Prometheus metrics on `settings.metrics` when its port
+is above 0 (`REFERRALS_METRICS__PORT`): the consumer and the relay here, and a service's own
+long-running commands through `cli.start_metrics(settings)`. The API serves `/metrics` itself.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class ServiceCli:
         self.settings_factory = settings_factory
         self.package = package
         self.app = typer.Typer(add_completion=False, no_args_is_help=True, help=doc)
+        self.metrics_server: Any = None
         if default_port is not None:
             self._add_api(default_port)
         self._add_consumer(consumer_help)
@@ -54,6 +59,17 @@ class ServiceCli:
         settings = self.settings_factory()
         setup_observability(self.service, settings)
         return settings
+
+    def start_metrics(self, settings: Any) -> None:
+        """Serve this process's metrics on `settings.metrics` (nothing when its port is 0)."""
+        from referrals_common.metrics import start_metrics_server
+
+        if self.metrics_server is None:
+            try:
+                self.metrics_server = start_metrics_server(settings.metrics)
+            except OSError as exc:  # the port is taken: say so in one line, do not start
+                typer.echo(f"referrals-{self.service}: {exc.strerror}", err=True)
+                raise typer.Exit(1) from exc
 
     def migrate(self, settings: Any) -> None:
         """Apply the service's migrations (Alembic is imported only here)."""
@@ -87,6 +103,7 @@ class ServiceCli:
         def consumer() -> None:
             settings = self.settings()
             self.migrate(settings)
+            self.start_metrics(settings)
             asyncio.run(self.main().run_consumer(settings))
 
         consumer.__doc__ = consumer_help
@@ -97,11 +114,13 @@ class ServiceCli:
             from referrals_common.messaging.relay import serve
 
             settings = self.settings()
+            self.start_metrics(settings)
             asyncio.run(
                 serve(
                     settings.postgres.asyncpg_dsn(),
                     settings.kafka.bootstrap_servers,
                     client_id=f"{self.service}-relay",
+                    service=self.service,
                 )
             )
 

@@ -1,4 +1,4 @@
-"""Settings every service shares: Kafka, PostgreSQL, S3 (MinIO) and telemetry.
+"""Settings every service shares: Kafka, PostgreSQL, S3 (MinIO), telemetry and metrics.
 
 Values come from the environment. A general `REFERRALS_` prefix applies to every service, and a
 service-specific prefix (`REFERRALS_INTAKE_`, ...) overrides it, so one environment file can
@@ -60,6 +60,15 @@ class TelemetrySettings(BaseModel):
     log_json: bool = True
 
 
+class MetricsSettings(BaseModel):
+    """Where a process without an HTTP API (consumer, relay, scheduler, sender) serves its
+    Prometheus metrics: `REFERRALS_METRICS__HOST`, `REFERRALS_METRICS__PORT` (0: not served).
+    API processes serve `/metrics` on their own port whatever this says."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(0, ge=0, le=65535)
+
+
 class ServiceSettings(BaseSettings):
     """Base of every service's settings; a service subclass sets `service_name`."""
 
@@ -74,6 +83,7 @@ class ServiceSettings(BaseSettings):
     postgres: PostgresSettings = PostgresSettings()
     s3: S3Settings = S3Settings()
     telemetry: TelemetrySettings = TelemetrySettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @classmethod
     def settings_customise_sources(

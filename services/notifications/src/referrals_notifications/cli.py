@@ -27,6 +27,7 @@ def sender() -> None:
 
     settings = cli.settings()
     cli.migrate(settings)
+    cli.start_metrics(settings)
     asyncio.run(run_sender(settings))
 
 

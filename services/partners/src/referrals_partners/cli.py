@@ -29,6 +29,7 @@ def scheduler() -> None:
 
     settings = cli.settings()
     cli.migrate(settings)
+    cli.start_metrics(settings)
     asyncio.run(run_scheduler(settings))
 
 

@@ -22,15 +22,25 @@ For every record:
    topic, the batch is not acknowledged and is consumed again (the inbox absorbs the repeats).
 
 The consumer's span continues the producer's trace from the record's `traceparent` header.
+
+Metrics (`referrals_consumer_*`, see docs/runbook.md): records by outcome, handler durations and
+dead letters are counted as records are settled (in memory, no query); the lag of every
+partition assigned to this process is refreshed every `lag_interval` seconds by a task started
+when the group assigns partitions: the log end offset (one ListOffsets request for all of them)
+minus the committed position, which is the first offset of the batch in progress for its
+partitions and the consumer's position otherwise (FastStream commits every batch it finishes).
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
@@ -43,6 +53,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from referrals_common import metrics
 from referrals_common.contracts.envelope import (
     CloudEvent,
     EventData,
@@ -94,6 +105,8 @@ class EventConsumer:
         attempts: int = 5,
         backoff_initial: float = 0.1,
         backoff_max: float = 5.0,
+        service: str | None = None,
+        lag_interval: float = 2.0,
     ) -> None:
         self.name = name
         self.db = db
@@ -103,6 +116,35 @@ class EventConsumer:
         self.backoff_max = backoff_max
         self._handlers: dict[str, Handler] = {}
         self.stats = {"applied": 0, "duplicates": 0, "skipped": 0, "dead_lettered": 0}
+        # The `service` label of this consumer's metrics (default: the process's service).
+        self.service = service or metrics.service_name()
+        self.lag_interval = lag_interval
+        # Per partition of the batch in progress, its first offset: what is committed now.
+        self.in_flight: dict[tuple[str, int], int] = {}
+        self._outcomes: dict[tuple[str, str], Any] = {}
+        self._durations: dict[str, Any] = {}
+
+    def _count(self, topic: str, outcome: str, n: int = 1) -> None:
+        if n:
+            child = self._outcomes.get((topic, outcome))
+            if child is None:
+                child = metrics.CONSUMER_EVENTS.labels(self.service, self.name, topic, outcome)
+                self._outcomes[(topic, outcome)] = child
+            child.inc(n)
+
+    async def _call(self, handler: Handler, event: CloudEvent[Any], uow: UnitOfWork) -> None:
+        """Run a handler, observing how long it took."""
+        started = time.perf_counter()
+        try:
+            await handler(event, uow)
+        finally:
+            child = self._durations.get(event.type)
+            if child is None:
+                child = metrics.CONSUMER_HANDLER_DURATION.labels(
+                    self.service, self.name, event.type
+                )
+                self._durations[event.type] = child
+            child.observe(time.perf_counter() - started)
 
     def handles(self, *event_classes: type[EventData]) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
@@ -122,6 +164,9 @@ class EventConsumer:
         record cannot be settled (an infrastructure fault), the batch is not acknowledged: every
         partition is rewound to its first record of the batch, and the inbox turns what was
         already applied into no-ops when it comes again.
+
+        A rebalance listener keeps the lag gauges of the partitions the group assigns to this
+        process (a `listener` given in `options` is called too).
         """
 
         async def on_batch(message: KafkaMessage) -> None:
@@ -131,19 +176,32 @@ class EventConsumer:
         options.setdefault("max_records", 200)
         # FastStream sleeps for as long again after an empty poll: keep both short for latency.
         options.setdefault("batch_timeout_ms", 5)
-        return broker.subscriber(
+        lag = ConsumerLag(self, chained=options.pop("listener", None))
+        subscriber = broker.subscriber(
             *topics,
             group_id=self.name,
             batch=True,
             ack_policy=AckPolicy.NACK_ON_ERROR,
+            listener=lag,
             **options,
-        )(on_batch)
+        )
+        lag.subscriber = subscriber
+        return subscriber(on_batch)
 
     async def process_batch(self, records: tuple[Any, ...]) -> None:
         by_partition: dict[tuple[str, int], list[Any]] = {}
         for record in records:
             by_partition.setdefault((record.topic, record.partition), []).append(record)
+        # Until the batch is acknowledged, its partitions are committed at their first records.
+        for tp, partition_records in by_partition.items():
+            self.in_flight[tp] = partition_records[0].offset
+        try:
+            await self._process_partitions(by_partition)
+        finally:
+            for tp in by_partition:
+                self.in_flight.pop(tp, None)
 
+    async def _process_partitions(self, by_partition: dict[tuple[str, int], list[Any]]) -> None:
         async def in_order(partition_records: list[Any]) -> None:
             if len(partition_records) > 1 and await self._apply_together(partition_records):
                 return
@@ -199,7 +257,7 @@ class EventConsumer:
                         # objects the session still holds from before their writes.
                         await uow.session.flush()
                         uow.session.expire_all()
-                        await handler(event, uow)
+                        await self._call(handler, event, uow)
                         applied += 1
                 await uow.commit()
         except Exception as exc:
@@ -208,6 +266,10 @@ class EventConsumer:
         self.stats["applied"] += applied
         self.stats["duplicates"] += duplicates
         self.stats["skipped"] += skipped
+        topic = records[0].topic
+        self._count(topic, "ok", applied)
+        self._count(topic, "duplicate", duplicates)
+        self._count(topic, "skipped", skipped)
         return True
 
     async def process(self, record: Any, body: bytes) -> None:
@@ -232,9 +294,10 @@ class EventConsumer:
             handler = self._handlers.get(event.type)
             if handler is None:
                 self.stats["skipped"] += 1
+                self._count(record.topic, "skipped")
                 return
             try:
-                await self._apply(event, handler)
+                outcome = await self._apply(event, handler)
             except Exception as exc:
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, str(exc)))
@@ -242,11 +305,16 @@ class EventConsumer:
                     # The event is fine, our database is not: never dead-letter a good event.
                     # Not acknowledged, the record is consumed again once the fault is over.
                     log.warning("%s: infrastructure fault, will retry: %r", self.name, exc)
+                    self._count(record.topic, "failed")
                     await asyncio.sleep(self.backoff_max)
                     raise
                 await self._dead_letter(record, body, exc)
+                return
+            self._count(record.topic, outcome)
 
-    async def _apply(self, event: CloudEvent[Any], handler: Handler) -> None:
+    async def _apply(self, event: CloudEvent[Any], handler: Handler) -> str:
+        """Apply an event with retries; its outcome: ok, retried (after failed attempts) or
+        duplicate."""
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.attempts),
             wait=wait_exponential_jitter(
@@ -255,15 +323,18 @@ class EventConsumer:
             retry=retry_if_not_exception_type(PoisonEvent),
             reraise=True,
         )
+        retried = False
         async for attempt in retrying:
             with attempt:
                 async with self.db.unit_of_work() as uow:
                     if not await uow.inbox.record(self.name, event.id, event.type):
                         self.stats["duplicates"] += 1
-                        return
-                    await handler(event, uow)
+                        return "duplicate"
+                    await self._call(handler, event, uow)
                     await uow.commit()
+            retried = attempt.retry_state.attempt_number > 1
         self.stats["applied"] += 1
+        return "retried" if retried else "ok"
 
     async def _dead_letter(self, record: Any, body: bytes, exc: BaseException) -> None:
         log.warning(
@@ -278,9 +349,101 @@ class EventConsumer:
             await self.dead_letters.publish(record, body, consumer=self.name, error=exc)
         except Exception:
             # Not even the DLQ can be written (Kafka down?): do not ack; the record comes back.
+            self._count(record.topic, "failed")
             await asyncio.sleep(1.0)
             raise
         self.stats["dead_lettered"] += 1
+        self._count(record.topic, "dead_lettered")
+        metrics.CONSUMER_DEAD_LETTERS.labels(self.service, self.name, record.topic).inc()
+
+
+class ConsumerLag(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Keeps `referrals_consumer_lag` for the partitions the group assigns to this process.
+
+    Started by the first assignment, a task refreshes every partition's lag each
+    `lag_interval` seconds until the subscriber's consumer is gone; revoked partitions lose
+    their series, so replicas never report the same partition twice.
+    """
+
+    END_OFFSETS_TIMEOUT = 5.0
+
+    def __init__(
+        self, owner: EventConsumer, *, chained: ConsumerRebalanceListener | None = None
+    ) -> None:
+        self.owner = owner
+        self.subscriber: Any = None  # FastStream's subscriber; its `consumer` is aiokafka's
+        self.chained = chained
+        self.reported: set[tuple[str, int]] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        for tp in revoked:
+            self._forget((tp.topic, tp.partition))
+        await self._chain("on_partitions_revoked", revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name=f"{self.owner.name} lag")
+        await self._chain("on_partitions_assigned", assigned)
+
+    async def _chain(self, method: str, partitions: set[TopicPartition]) -> None:
+        if self.chained is not None:
+            result = getattr(self.chained, method)(partitions)
+            if inspect.isawaitable(result):
+                await result
+
+    async def _run(self) -> None:
+        try:
+            while (consumer := getattr(self.subscriber, "consumer", None)) is not None:
+                try:
+                    await self.refresh(consumer)
+                except Exception as exc:  # a rebalance or a broker away: next time
+                    log.debug("%s: lag not refreshed: %r", self.owner.name, exc)
+                await asyncio.sleep(self.owner.lag_interval)
+        finally:
+            for key in list(self.reported):
+                self._forget(key)
+
+    async def refresh(self, consumer: Any) -> None:
+        """Set the lag of every partition `consumer` (aiokafka's) is assigned."""
+        assigned = list(consumer.assignment())
+        for key in self.reported - {(tp.topic, tp.partition) for tp in assigned}:
+            self._forget(key)
+        if not assigned:
+            return
+        try:
+            ends = await asyncio.wait_for(
+                consumer.end_offsets(assigned), timeout=self.END_OFFSETS_TIMEOUT
+            )
+        except Exception:  # the broker is slow or away: the last fetched high watermarks
+            ends = {}
+        owner = self.owner
+        lags = await asyncio.gather(*(self._lag(consumer, tp, ends.get(tp)) for tp in assigned))
+        for tp, lag in zip(assigned, lags, strict=True):
+            if lag is not None:
+                metrics.CONSUMER_LAG.labels(
+                    owner.service, owner.name, tp.topic, str(tp.partition)
+                ).set(lag)
+                self.reported.add((tp.topic, tp.partition))
+
+    async def _lag(self, consumer: Any, tp: TopicPartition, end: int | None) -> int | None:
+        """One partition's lag; None while it cannot be known (no fetch or position yet, or
+        revoked meanwhile)."""
+        try:
+            if end is None:
+                end = consumer.highwater(tp)
+            committed = self.owner.in_flight.get((tp.topic, tp.partition))
+            if committed is None:
+                # No batch in progress: the position is what the last batch committed.
+                committed = await asyncio.wait_for(consumer.position(tp), timeout=1.0)
+        except Exception as exc:
+            log.debug("%s: no lag for %s yet: %r", self.owner.name, tp, exc)
+            return None
+        return None if end is None else max(0, end - committed)
+
+    def _forget(self, key: tuple[str, int]) -> None:
+        self.reported.discard(key)
+        metrics.CONSUMER_LAG.remove(self.owner.service, self.owner.name, key[0], str(key[1]))
 
 
 async def serve_consumer(
@@ -299,6 +462,7 @@ async def serve_consumer(
 
     from referrals_common.messaging.kafka import ensure_topics
 
+    metrics.set_service(service)  # the `service` label of the consumer's metrics
     await ensure_topics(bootstrap_servers, topics)
     dead = DeadLetterPublisher(bootstrap_servers, client_id=f"{service}-dlq")
     await dead.start()

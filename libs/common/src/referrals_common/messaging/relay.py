@@ -9,6 +9,8 @@
   publishes only from the work slots whose advisory lock it holds, so one case's events are never
   in flight from two relays and keep their order.
 * Sent rows are pruned after a retention period.
+* Metrics (`referrals_outbox_*`): the backlog and the age of its oldest row, counted by one query
+  every `metrics_interval` seconds (not per row), rows published by topic, failed rounds.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import contextlib
 import json
 import logging
 import time
+from collections import Counter
 from datetime import timedelta
 
 import asyncpg
@@ -25,6 +28,7 @@ from aiokafka import AIOKafkaProducer
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
+from referrals_common import metrics
 from referrals_common.contracts.envelope import CONTENT_TYPE
 from referrals_common.messaging.schema import NOTIFY_CHANNEL, OUTBOX_SLOTS
 
@@ -53,6 +57,13 @@ for update of o skip locked
 
 MARK_SENT_SQL = "update outbox set sent_at = now() where id = any($1::uuid[])"
 
+# Reads the `outbox_pending` partial index: as cheap as the backlog is small.
+BACKLOG_SQL = """
+select count(*) as backlog,
+       coalesce(extract(epoch from now() - min(created_at)), 0)::float8 as oldest_age
+from outbox where sent_at is null
+"""
+
 PRUNE_SQL = """
 delete from outbox where id in (
     select id from outbox where sent_at < now() - $1::interval limit 5000
@@ -75,6 +86,8 @@ class OutboxRelay:
         prune_interval: float = 60.0,
         client_id: str = "referrals-relay",
         linger_ms: int = 1,
+        service: str | None = None,
+        metrics_interval: float = 5.0,
     ) -> None:
         self._dsn = dsn
         self._bootstrap = bootstrap_servers
@@ -92,6 +105,11 @@ class OutboxRelay:
         self._listener: asyncpg.Connection | None = None
         self._producer: AIOKafkaProducer | None = None
         self.published = 0
+        # The `service` label of this relay's metrics (default: the process's service).
+        self.service = service or metrics.service_name()
+        self.metrics_interval = metrics_interval
+        self._backlog = metrics.OUTBOX_BACKLOG.labels(self.service)
+        self._oldest_age = metrics.OUTBOX_OLDEST_AGE.labels(self.service)
 
     async def start(self) -> None:
         self._producer = AIOKafkaProducer(
@@ -128,22 +146,28 @@ class OutboxRelay:
     async def run(self) -> None:
         """Publish until `stop()`; transient faults (Kafka, PostgreSQL) are retried with backoff."""
         last_prune = time.monotonic()
+        last_metrics = -float("inf")
         backoff = 0.2
         while not self._stopping.is_set():
             self._wake.clear()
             try:
+                if time.monotonic() - last_metrics >= self.metrics_interval:
+                    await self.refresh_metrics()
+                    last_metrics = time.monotonic()
                 published = await self.publish_batch()
                 if time.monotonic() - last_prune > self.prune_interval:
                     await self.prune()
                     last_prune = time.monotonic()
                 backoff = 0.2
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                metrics.OUTBOX_RELAY_ERRORS.labels(self.service, "database").inc()
                 log.warning("outbox relay: %r; retrying in %.1f s", exc, backoff)
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
                 await self._reconnect()
                 continue
             except Exception as exc:  # a Kafka error: the claimed rows stay unsent, retry later
+                metrics.OUTBOX_RELAY_ERRORS.labels(self.service, "kafka").inc()
                 log.warning("outbox relay: publish failed: %r; retrying in %.1f s", exc, backoff)
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
@@ -182,6 +206,8 @@ class OutboxRelay:
             await asyncio.gather(*deliveries)
             await self._conn.execute(MARK_SENT_SQL, [row["id"] for row in rows])
         self.published += len(rows)
+        for topic, count in Counter(row["topic"] for row in rows).items():
+            metrics.OUTBOX_PUBLISHED.labels(self.service, topic).inc(count)
         return len(rows)
 
     async def _send(self, row: asyncpg.Record) -> asyncio.Future[object]:
@@ -219,6 +245,18 @@ class OutboxRelay:
             total += deleted
             if deleted < 5000:
                 return total
+
+    async def refresh_metrics(self) -> tuple[int, float]:
+        """Count the backlog and the age of its oldest row into the gauges; return both.
+
+        Every relay of a database reports the same figures (the table's): aggregate with max.
+        """
+        assert self._conn is not None, "start() first"
+        row = await self._conn.fetchrow(BACKLOG_SQL)
+        backlog, oldest_age = int(row["backlog"]), float(row["oldest_age"])
+        self._backlog.set(backlog)
+        self._oldest_age.set(oldest_age)
+        return backlog, oldest_age
 
     async def pending(self) -> int:
         """How many rows wait to be published (the outbox backlog)."""
