@@ -137,6 +137,8 @@ def environment(
     env = {
         **stack.env(),
         "REFERRALS_ENVIRONMENT": "development",
+        # `start` migrates every service once, before starting the roles.
+        "REFERRALS_MIGRATE_ON_START": "false",
         "REFERRALS_INTAKE_TOKENS__SIGNING_KEY_PEM": secrets["signing_key_pem"],
         "REFERRALS_INTAKE_FIELD_ENCRYPTION_KEY": secrets["intake_field_key"],
         "REFERRALS_INTAKE_API_KEY_PEPPER": secrets["intake_pepper"],

@@ -71,10 +71,14 @@ class ServiceCli:
                 typer.echo(f"referrals-{self.service}: {exc.strerror}", err=True)
                 raise typer.Exit(1) from exc
 
-    def migrate(self, settings: Any) -> None:
-        """Apply the service's migrations (Alembic is imported only here)."""
+    def migrate(self, settings: Any, *, on_start: bool = True) -> None:
+        """Apply the service's migrations (Alembic is imported only here). A long-running role
+        does so as it starts unless `migrate_on_start` is off (`REFERRALS_MIGRATE_ON_START=false`:
+        a deployment that runs `migrate` once, as a job, before starting the roles)."""
         from referrals_common.service_app import migrate
 
+        if on_start and not getattr(settings, "migrate_on_start", True):
+            return
         migrate(settings, self.main().MIGRATIONS)
 
     def _add_api(self, default_port: int) -> None:
@@ -82,9 +86,12 @@ class ServiceCli:
             """Serve the HTTP API (migrates the database first)."""
             import uvicorn
 
-            self.settings()
-            # Migrations in a child process: Alembic's modules stay out of the server's memory.
-            subprocess.run([sys.executable, "-m", f"{self.package}.cli", "migrate"], check=True)
+            settings = self.settings()
+            if settings.migrate_on_start:
+                # In a child process: Alembic's modules stay out of the server's memory.
+                subprocess.run(
+                    [sys.executable, "-m", f"{self.package}.cli", "migrate"], check=True
+                )
             # Each worker process builds its own app (and database pool) from the same settings.
             uvicorn.run(
                 f"{self.package}.main:app_from_environment",
@@ -130,6 +137,6 @@ class ServiceCli:
     def _add_migrate(self) -> None:
         def migrate() -> None:
             """Apply the database migrations."""
-            self.migrate(self.settings_factory())
+            self.migrate(self.settings_factory(), on_start=False)
 
         self.app.command("migrate")(migrate)

@@ -79,6 +79,9 @@ class ServiceSettings(BaseSettings):
     )
 
     environment: Literal["development", "test", "production"] = "development"
+    migrate_on_start: bool = Field(
+        True, description="long-running roles apply the migrations as they start"
+    )
     kafka: KafkaSettings = KafkaSettings()
     postgres: PostgresSettings = PostgresSettings()
     s3: S3Settings = S3Settings()
