@@ -31,7 +31,14 @@ from rich.console import Console
 
 from devstack import install
 from devstack.parts import Running
-from devstack.process import StartupError, free_port, is_alive, spawn, stop_group, wait_until
+from devstack.process import (
+    StartupError,
+    free_port,
+    spawn,
+    started_before,
+    stop_group,
+    wait_until,
+)
 from devstack.stack import StackInfo
 
 ROLES: dict[str, tuple[str, ...]] = {
@@ -85,14 +92,8 @@ class PlatformInfo:
         return {name: self.owns(pid) for name, pid in self.pids.items()}
 
     def owns(self, pid: int) -> bool:
-        import psutil
-
-        if not is_alive(pid):
-            return False
-        try:
-            return psutil.Process(pid).create_time() <= self.started_at + 1.0
-        except psutil.NoSuchProcess:
-            return False
+        """Whether `pid` is still the process this platform started (see `started_before`)."""
+        return started_before(pid, self.started_at)
 
     def keys(self) -> dict[str, object]:
         return json.loads(Path(self.keys_file).read_text())

@@ -102,6 +102,19 @@ def wait_until(
     raise StartupError(part, reason, log)
 
 
+def started_before(pid: int, moment: float) -> bool:
+    """Whether `pid` is alive and was started no later than `moment` (a time.time()): still the
+    process a stack started, not a later one given the same pid after ours died (pids are
+    recycled). A `moment` of 0 accepts any live process."""
+    if not is_alive(pid):
+        return False
+    try:
+        created = psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
+        return False
+    return not moment or created <= moment + 1.0
+
+
 def is_alive(pid: int) -> bool:
     try:
         proc = psutil.Process(pid)

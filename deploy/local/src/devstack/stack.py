@@ -14,11 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import psutil
 from rich.console import Console
 
 from devstack import install, parts
-from devstack.process import free_port, is_alive, stop_group
+from devstack.process import free_port, started_before, stop_group
 
 SERVICES = ("intake", "records", "translation", "partners", "notifications")
 STATE_FILE = "stack.json"
@@ -89,15 +88,8 @@ class StackInfo:
         return {name: self.owns(pid) for name, pid in self.pids.items()}
 
     def owns(self, pid: int) -> bool:
-        """Whether `pid` is still the process this stack started, not a later process that was
-        given the same pid after ours died (pids are recycled)."""
-        if not is_alive(pid):
-            return False
-        try:
-            created = psutil.Process(pid).create_time()
-        except psutil.NoSuchProcess:
-            return False
-        return not self.started_at or created <= self.started_at + 1.0
+        """Whether `pid` is still the process this stack started (see `started_before`)."""
+        return started_before(pid, self.started_at)
 
 
 @dataclass
