@@ -41,7 +41,7 @@ async def provision() -> dict[str, object]:
     )
     try:
         await load_seed(partners_db, partners.seed_file or None)
-        await ensure_inbox_topics(partners_db, partners.kafka.bootstrap_servers)
+        await ensure_inbox_topics(partners_db, partners.kafka)
         async with intake_db.unit_of_work() as uow:
             keys["front_end"] = await register_client(
                 uow, DEMO_FRONT_END, intake.api_key_pepper.get_secret_value().encode()

@@ -89,9 +89,7 @@ class ServiceCli:
             settings = self.settings()
             if settings.migrate_on_start:
                 # In a child process: Alembic's modules stay out of the server's memory.
-                subprocess.run(
-                    [sys.executable, "-m", f"{self.package}.cli", "migrate"], check=True
-                )
+                subprocess.run([sys.executable, "-m", f"{self.package}.cli", "migrate"], check=True)
             # Each worker process builds its own app (and database pool) from the same settings.
             uvicorn.run(
                 f"{self.package}.main:app_from_environment",

@@ -25,6 +25,10 @@ PLACEHOLDER_MARKERS = ("change-me", "changeme", "changethis", "placeholder", "se
 class KafkaSettings(BaseModel):
     bootstrap_servers: str = "127.0.0.1:19092"
     client_id_prefix: str = "referrals"
+    topic_partitions: int = Field(6, ge=1, description="partitions of a topic a service creates")
+    topic_replication_factor: int = Field(
+        1, ge=1, description="replicas of a topic a service creates (3 on a production cluster)"
+    )
 
 
 class PostgresSettings(BaseModel):

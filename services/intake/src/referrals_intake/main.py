@@ -108,7 +108,7 @@ async def run_consumer(settings: IntakeSettings) -> None:
     try:
         await serve_consumer(
             "intake",
-            settings.kafka.bootstrap_servers,
+            settings.kafka,
             consumers.SUBSCRIBED_TOPICS,
             lambda dead: consumers.build_consumer(rt.intake, rt.db, dead),
         )

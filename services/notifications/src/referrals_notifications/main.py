@@ -117,7 +117,7 @@ async def run_consumer(settings: NotificationsSettings) -> None:
     try:
         await serve_consumer(
             "notifications",
-            settings.kafka.bootstrap_servers,
+            settings.kafka,
             consumers.SUBSCRIBED_TOPICS,
             lambda dead: consumers.build_consumer(rt.notifications, rt.db, dead),
         )

@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert
 from referrals_common.auth.api_keys import generate_api_key, hash_secret
 from referrals_common.contracts import topics
 from referrals_common.db import Database, UnitOfWork
+from referrals_common.settings import KafkaSettings
 from referrals_partners.models import ApiClient, CenterRow, utcnow
 from referrals_partners.registry import Center, CenterStatus, Registry, load_registry
 
@@ -63,14 +64,20 @@ async def load_seed(db: Database, path: str | Path | None = None) -> Registry:
     return registry
 
 
-async def ensure_inbox_topics(db: Database, bootstrap_servers: str) -> list[str]:
-    """Create the inbox topic of every registered center that has none."""
+async def ensure_inbox_topics(db: Database, kafka: KafkaSettings | str) -> list[str]:
+    """Create the inbox topic (one partition: a center reads its offers in order) of every
+    registered center that has none, replicated as the platform's topics are."""
     from referrals_common.messaging.kafka import ensure_topics
 
+    if isinstance(kafka, str):
+        kafka = KafkaSettings(bootstrap_servers=kafka)
     async with db.unit_of_work() as uow:
         codes = (await uow.session.execute(select(CenterRow.code))).scalars().all()
     return await ensure_topics(
-        bootstrap_servers, [topics.partner_inbox(code) for code in codes], partitions=1
+        kafka.bootstrap_servers,
+        [topics.partner_inbox(code) for code in codes],
+        partitions=1,
+        replication_factor=kafka.topic_replication_factor,
     )
 
 

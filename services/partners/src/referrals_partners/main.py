@@ -112,10 +112,10 @@ async def run_consumer(settings: PartnersSettings) -> None:
     rt = build_runtime(settings)
     try:
         await load_seed(rt.db, settings.seed_file or None)
-        await ensure_inbox_topics(rt.db, settings.kafka.bootstrap_servers)
+        await ensure_inbox_topics(rt.db, settings.kafka)
         await serve_consumer(
             "partners",
-            settings.kafka.bootstrap_servers,
+            settings.kafka,
             consumers.SUBSCRIBED_TOPICS,
             lambda dead: consumers.build_consumer(rt.partners, rt.db, dead),
         )

@@ -101,7 +101,7 @@ async def run_consumer(settings: RecordsSettings) -> None:
     try:
         await serve_consumer(
             "records",
-            settings.kafka.bootstrap_servers,
+            settings.kafka,
             consumers.SUBSCRIBED_TOPICS,
             lambda dead: consumers.build_consumer(rt.records, rt.db, dead),
         )

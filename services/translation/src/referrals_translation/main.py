@@ -68,7 +68,7 @@ async def run_consumer(settings: TranslationSettings) -> None:
         await asyncio.to_thread(rt.checker.start)
         await serve_consumer(
             "translation",
-            settings.kafka.bootstrap_servers,
+            settings.kafka,
             consumers.SUBSCRIBED_TOPICS,
             lambda dead: consumers.build_consumer(rt.translation, rt.db, dead),
             max_records=settings.max_records,

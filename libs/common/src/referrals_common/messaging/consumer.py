@@ -63,6 +63,7 @@ from referrals_common.contracts.envelope import (
 )
 from referrals_common.db import Database, UnitOfWork
 from referrals_common.messaging.dlq import DeadLetterPublisher
+from referrals_common.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("referrals_common.consumer")
@@ -448,7 +449,7 @@ class ConsumerLag(ConsumerRebalanceListener):  # type: ignore[misc]
 
 async def serve_consumer(
     service: str,
-    bootstrap_servers: str,
+    kafka: KafkaSettings | str,
     topics: tuple[str, ...],
     build: Callable[[DeadLetterPublisher], EventConsumer],
     **subscribe_options: Any,
@@ -456,14 +457,24 @@ async def serve_consumer(
     """Run one service's consumer process until SIGTERM or SIGINT: declare its topics (and their
     dead-letter topics), start its dead-letter publisher and broker, stop them cleanly.
 
-    `subscribe_options` go to `EventConsumer.subscribe` (e.g. a smaller `max_records` for a
-    consumer whose events take seconds each)."""
+    `kafka` is the service's Kafka settings (or just the bootstrap servers, with the default
+    partitions and replication of new topics). `subscribe_options` go to
+    `EventConsumer.subscribe` (e.g. a smaller `max_records` for a consumer whose events take
+    seconds each)."""
     import signal
 
     from referrals_common.messaging.kafka import ensure_topics
 
+    if isinstance(kafka, str):
+        kafka = KafkaSettings(bootstrap_servers=kafka)
+    bootstrap_servers = kafka.bootstrap_servers
     metrics.set_service(service)  # the `service` label of the consumer's metrics
-    await ensure_topics(bootstrap_servers, topics)
+    await ensure_topics(
+        bootstrap_servers,
+        topics,
+        partitions=kafka.topic_partitions,
+        replication_factor=kafka.topic_replication_factor,
+    )
     dead = DeadLetterPublisher(bootstrap_servers, client_id=f"{service}-dlq")
     await dead.start()
     broker = KafkaBroker(bootstrap_servers, client_id=service)

@@ -507,8 +507,12 @@ async def add_center(
         row = CenterRow(**center_row_values(center))  # type: ignore[arg-type]
         uow.session.add(row)
         await uow.commit()
+    kafka = runtime.settings.kafka
     await ensure_topics(
-        runtime.settings.kafka.bootstrap_servers, [topics.partner_inbox(center.code)], partitions=1
+        kafka.bootstrap_servers,
+        [topics.partner_inbox(center.code)],
+        partitions=1,
+        replication_factor=kafka.topic_replication_factor,
     )
     await audit(runtime, operator, _route(request))
     return CenterView.model_validate(row, from_attributes=True)
