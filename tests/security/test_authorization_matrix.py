@@ -1,0 +1,917 @@
+"""Authorization matrix: every route of every HTTP service × every identity, on real data.
+
+The services with an HTTP API are intake, records and partners (translation and notifications
+have none: they only consume and publish Kafka events). Their routes are enumerated from the
+apps themselves (`app.routes`); `ROUTES` below holds the expectation for each, and a route the
+table does not know fails the run. Public by design, and so outside the matrix: `/health`,
+`/metrics`, `/docs`, `/redoc`, `/openapi.json` and intake's JWKS (`test_public_routes...`).
+
+For each route the same request (same path, same body) is sent as each identity in
+`IDENTITIES`; only the credentials differ. The rightful identity (the case's token, the
+opening front end's key, the offered center's key, an operator's key) must get the route's 2xx
+(the positive control, sent last, so a state-changing request that an attacker managed to make
+first shows up as the control's 409 or 200-instead-of-201); every other identity must get
+exactly the status the table says, with an RFC 9457 problem body (and a `WWW-Authenticate`
+challenge on 401) that contains none of the target's data: the case id, the patient's name,
+e-mail, phone, date of birth, street, insurance number, the question's marker, document ids,
+file names and hashes, the referral id, unless the caller itself put that value in the request
+(the case id in the path is echoed as the problem's `instance`).
+
+Statuses: no service uses 403. A missing, malformed, expired, forged or revoked credential is a
+401; a *valid* credential for something else (another patient's case token, another front end's
+key on a case it did not open, another center's key on a referral not offered to it) is a 404,
+exactly like a case or referral that does not exist, so that a caller learns nothing about what
+is not theirs (docs/architecture.md, "A token for another case gets 404, never 403").
+Exceptions, for resources that are the caller's own: another front end may open its own cases
+(201), another center lists its own referrals (200, without the target's) and manages its own
+webhook.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import func, select
+
+from referrals_intake.main import create_app as create_intake_app
+from referrals_partners.main import create_app as create_partners_app
+from referrals_partners.models import ApiClient, CaseDocument
+from referrals_records.main import create_app as create_records_app
+from referrals_records.models import CaseState, CenterReferral
+
+from .world import CaseHandle, Patient, World, forge_api_key, wait_for
+
+pytestmark = pytest.mark.security
+
+APP_FACTORIES: dict[str, Callable[[], FastAPI]] = {
+    "intake": create_intake_app,
+    "records": create_records_app,
+    "partners": create_partners_app,
+}
+PUBLIC_PATHS = frozenset(
+    {
+        "/health",
+        "/metrics",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/openapi.json",
+        "/v1/.well-known/jwks.json",
+    }
+)
+PROBLEM = "application/problem+json"
+
+
+# ---------------------------------------------------------------------------- identities
+
+IDENTITIES: dict[str, str] = {
+    "anonymous": "no credentials at all",
+    "case_token": "the target case's own valid token",
+    "other_patient_token": "a valid token of another patient's case (another front end)",
+    "expired_token": "the target case's token, signed by intake, expired two hours ago",
+    "forged_token_foreign_key": "valid claims and intake's kid, signed with another Ed25519 key",
+    "forged_token_alg_none": "an unsigned token (alg none) naming the target case",
+    "forged_token_tampered": "another patient's genuine token with `sub` set to the target case",
+    "forged_token_hs256": "HS256 keyed with intake's public key (algorithm confusion)",
+    "front_end_key": "the opening front end's valid API key",
+    "other_front_end_key": "another front end's valid API key",
+    "revoked_front_end_key": "a front end key revoked in intake",
+    "forged_front_end_key": "the opening front end's key id with a secret of its own",
+    "center_key": "the valid key of the center the referral was offered to",
+    "other_center_key": "the valid key of a center the referral was not offered to",
+    "revoked_center_key": "a key of the offered center, revoked in partners and records",
+    "forged_center_key": "the offered center's key id with a secret of its own",
+    "ops_key": "a valid operator key",
+    "revoked_ops_key": "an operator key revoked through the ops API",
+    "forged_ops_key": "the operator key id with a secret of its own",
+}
+
+
+def identity_headers(world: World, identity: str, case: CaseHandle) -> dict[str, str]:
+    """The credentials `identity` presents; tokens are about `case`."""
+    keys = world.keys
+    bearer = {
+        "case_token": lambda: case.token,
+        "other_patient_token": lambda: world.other_patient.token,
+        "expired_token": lambda: world.expired_token(case),
+        "forged_token_foreign_key": lambda: world.forged_token_foreign_key(case),
+        "forged_token_alg_none": lambda: world.forged_token_alg_none(case),
+        "forged_token_tampered": lambda: world.forged_token_tampered(case),
+        "forged_token_hs256": lambda: world.forged_token_hs256(case),
+    }
+    api_key = {
+        "front_end_key": lambda: keys.front_end,
+        "other_front_end_key": lambda: keys.other_front_end,
+        "revoked_front_end_key": lambda: keys.revoked_front_end,
+        "forged_front_end_key": lambda: forge_api_key(keys.front_end),
+        "center_key": lambda: keys.center,
+        "other_center_key": lambda: keys.other_center,
+        "revoked_center_key": lambda: keys.revoked_center,
+        "forged_center_key": lambda: forge_api_key(keys.center),
+        "ops_key": lambda: keys.ops,
+        "revoked_ops_key": lambda: keys.revoked_ops,
+        "forged_ops_key": lambda: forge_api_key(keys.ops),
+    }
+    if identity == "anonymous":
+        return {}
+    if identity in bearer:
+        return {"Authorization": f"Bearer {bearer[identity]()}"}
+    return {"X-Api-Key": api_key[identity]()}
+
+
+# ---------------------------------------------------------------------------- expectations
+
+
+class Auth(StrEnum):
+    CASE = "case token"
+    FRONT_END = "front end key"
+    CENTER = "center key"
+    OPS = "operator key"
+
+
+RIGHTFUL = {
+    Auth.CASE: "case_token",
+    Auth.FRONT_END: "front_end_key",
+    Auth.CENTER: "center_key",
+    Auth.OPS: "ops_key",
+}
+# A valid credential for something that is not the caller's: 404, as if it did not exist.
+NOT_THEIRS = {
+    Auth.CASE: "other_patient_token",
+    Auth.FRONT_END: "other_front_end_key",
+    Auth.CENTER: "other_center_key",
+}
+
+
+@dataclass(frozen=True)
+class Expect:
+    statuses: frozenset[int]
+    why: str
+
+    @classmethod
+    def status(cls, status: int, why: str) -> Expect:
+        return cls(frozenset({status}), why)
+
+
+DENIED = Expect.status(401, "not a valid credential for this route")
+HIDDEN = Expect.status(404, "a valid credential, but not for this: as if it did not exist")
+OWN_CASE = Expect.status(201, "a front end opens its own case")
+OWN_LIST = Expect.status(200, "its own referrals only")
+OWN_WEBHOOK = Expect(frozenset({200, 204, 404}), "its own webhook, never the target's")
+
+
+def expected(auth: Auth, identity: str, overrides: dict[str, Expect]) -> Expect:
+    if identity in overrides:
+        return overrides[identity]
+    if NOT_THEIRS.get(auth) == identity:
+        return HIDDEN
+    return DENIED
+
+
+# --------------------------------------------------------------------------------- routes
+
+
+@dataclass
+class Target:
+    """One prepared request: the case it is about, its URL and body, and what must not leak."""
+
+    case: CaseHandle
+    path: str
+    body: Callable[[], dict[str, Any]] = dict
+    secrets: list[str] = field(default_factory=list)
+    shown_to_owner: list[str] = field(default_factory=list)
+    """What the rightful caller's 2xx must contain (so the leak check looks for real data)."""
+    untouched: Callable[[], Awaitable[None]] | None = None
+    """Asserts, after every denied attempt and before the control, that nothing changed."""
+
+
+Prepare = Callable[[World], Awaitable[Target]]
+
+
+@dataclass(frozen=True)
+class Route:
+    auth: Auth
+    ok: int
+    prepare: Prepare
+    overrides: dict[str, Expect] = field(default_factory=dict)
+
+
+def main_target(path: str, *, shown: Callable[[World], list[str]] | None = None) -> Prepare:
+    async def prepare(world: World) -> Target:
+        main = world.main
+        doc = main.documents[0]
+        resolved = path.format(
+            case_id=main.case_id,
+            document_id=doc.id,
+            referral_id=main.referral_id,
+            code=world.centers["berlin"],
+        )
+        return Target(main, resolved, shown_to_owner=shown(world) if shown else [])
+
+    return prepare
+
+
+def _json(**values: Any) -> Callable[[], dict[str, Any]]:
+    return lambda: {"json": values}
+
+
+async def _case_view(world: World, case: CaseHandle) -> dict[str, Any]:
+    r = await world.intake.get(f"/v1/cases/{case.case_id}", headers=case.bearer)
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+# intake ---------------------------------------------------------------------------------
+
+
+async def create_case(world: World) -> Target:
+    patient = Patient.random()
+    return Target(
+        world.main,
+        "/v1/cases",
+        _json(**patient.case_body()),
+        shown_to_owner=[patient.email],
+    )
+
+
+async def edit_draft(world: World) -> Target:
+    case = await world.open_case()
+    question = f"Is a lumpectomy enough? {secrets.token_hex(4)}"
+
+    async def untouched() -> None:
+        assert question not in (await _case_view(world, case))["questions"]
+
+    return Target(
+        case,
+        f"/v1/cases/{case.case_id}",
+        _json(questions=[question]),
+        shown_to_owner=[question],
+        untouched=untouched,
+    )
+
+
+async def give_consent(world: World) -> Target:
+    case = await world.open_case()
+
+    async def untouched() -> None:
+        assert (await _case_view(world, case))["consents"] == []
+
+    return Target(
+        case,
+        f"/v1/cases/{case.case_id}/consents/processing",
+        _json(version="2026-01"),
+        shown_to_owner=[case.case_id, "processing"],
+        untouched=untouched,
+    )
+
+
+async def submit(world: World) -> Target:
+    case = await world.submittable_case()
+
+    async def untouched() -> None:
+        assert (await _case_view(world, case))["status"] == "draft"
+
+    return Target(
+        case, f"/v1/cases/{case.case_id}/submit", shown_to_owner=[case.case_id], untouched=untouched
+    )
+
+
+async def withdraw(world: World) -> Target:
+    case = await world.open_case()
+
+    async def untouched() -> None:
+        assert (await _case_view(world, case))["status"] == "draft"
+
+    return Target(
+        case,
+        f"/v1/cases/{case.case_id}/withdraw",
+        _json(reason="patient_request"),
+        shown_to_owner=["withdrawn"],
+        untouched=untouched,
+    )
+
+
+# records --------------------------------------------------------------------------------
+
+
+async def upload_document(world: World) -> Target:
+    case = await world.open_case()
+    name = f"{case.patient.family_name}_discharge_{secrets.token_hex(2)}.pdf"
+    content = case.patient.report_pdf()
+
+    async def untouched() -> None:
+        r = await world.records.get(f"/v1/cases/{case.case_id}/documents", headers=case.bearer)
+        assert r.json() == [], r.text
+
+    return Target(
+        case,
+        f"/v1/cases/{case.case_id}/documents",
+        lambda: {
+            "data": {"kind": "discharge_summary"},
+            "files": {"file": (name, content, "application/pdf")},
+        },
+        shown_to_owner=[name],
+        untouched=untouched,
+    )
+
+
+async def delete_document(world: World) -> Target:
+    case = await world.draft_with_document()
+    doc = case.documents[0]
+
+    async def untouched() -> None:
+        r = await world.records.get(
+            f"/v1/cases/{case.case_id}/documents/{doc.id}", headers=case.bearer
+        )
+        assert r.status_code == 200, r.text
+
+    return Target(case, f"/v1/cases/{case.case_id}/documents/{doc.id}", untouched=untouched)
+
+
+def _opinion_pdf(case: CaseHandle) -> tuple[str, bytes]:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=11)
+    pdf.multi_cell(0, 6, f"Second opinion {secrets.token_hex(8)}: we agree with the diagnosis.")
+    return f"opinion_{secrets.token_hex(3)}.pdf", bytes(pdf.output())
+
+
+async def _center_documents(world: World, case: CaseHandle) -> list[dict[str, Any]]:
+    r = await world.records.get(
+        f"/v1/referrals/{case.referral_id}/documents", headers={"X-Api-Key": world.keys.center}
+    )
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+async def upload_opinion(world: World) -> Target:
+    case = await world.accepted_case()
+    name, content = _opinion_pdf(case)
+
+    async def untouched() -> None:
+        assert all(d["kind"] != "opinion" for d in await _center_documents(world, case))
+
+    return Target(
+        case,
+        f"/v1/referrals/{case.referral_id}/opinion",
+        lambda: {"files": {"file": (name, content, "application/pdf")}},
+        shown_to_owner=[name],
+        untouched=untouched,
+    )
+
+
+# partners -------------------------------------------------------------------------------
+
+
+def offered_referral(action: str, **body: Any) -> Prepare:
+    async def prepare(world: World) -> Target:
+        case = world.take_routed()
+        return Target(
+            case,
+            f"/v1/partner/referrals/{case.referral_id}/{action}",
+            _json(**body),
+            shown_to_owner=[case.case_id],
+        )
+
+    return prepare
+
+
+async def deliver_opinion(world: World) -> Target:
+    case = await world.accepted_case()
+    name, content = _opinion_pdf(case)
+    r = await world.records.post(
+        f"/v1/referrals/{case.referral_id}/opinion",
+        files={"file": (name, content, "application/pdf")},
+        headers={"X-Api-Key": world.keys.center},
+    )
+    assert r.status_code == 201, r.text
+    opinion = r.json()["id"]
+    partners = world.runtimes["partners"]
+
+    async def partners_knows() -> bool:
+        async with partners.db.unit_of_work() as uow:
+            return await uow.session.get(CaseDocument, uuid.UUID(opinion)) is not None
+
+    await wait_for(partners_knows, "partners learns of the uploaded opinion")
+    return Target(
+        case,
+        f"/v1/partner/referrals/{case.referral_id}/opinion",
+        _json(document_id=opinion),
+        secrets=[opinion],
+        shown_to_owner=[opinion, "completed"],
+    )
+
+
+async def _register_webhook(world: World) -> str:
+    url = f"https://hooks-{secrets.token_hex(4)}.berlin.example.org/offers"
+    r = await world.partners.put(
+        "/v1/partner/webhook", json={"url": url}, headers={"X-Api-Key": world.keys.center}
+    )
+    assert r.status_code == 200, r.text
+    return url
+
+
+def webhook(change: bool) -> Prepare:
+    async def prepare(world: World) -> Target:
+        url = await _register_webhook(world)
+
+        async def untouched() -> None:
+            r = await world.partners.get(
+                "/v1/partner/webhook", headers={"X-Api-Key": world.keys.center}
+            )
+            assert r.status_code == 200 and r.json()["url"] == url, r.text
+
+        new_url = f"https://hooks-{secrets.token_hex(4)}.berlin.example.org/v2"
+        return Target(
+            world.main,
+            "/v1/partner/webhook",
+            _json(url=new_url) if change else dict,
+            secrets=[url],
+            shown_to_owner=[new_url] if change else [],
+            untouched=untouched,
+        )
+
+    return prepare
+
+
+async def read_webhook(world: World) -> Target:
+    url = await _register_webhook(world)
+    return Target(world.main, "/v1/partner/webhook", secrets=[url], shown_to_owner=[url])
+
+
+async def _centers(world: World) -> dict[str, dict[str, Any]]:
+    r = await world.partners.get("/v1/ops/centers", headers={"X-Api-Key": world.keys.ops})
+    assert r.status_code == 200, r.text
+    return {c["code"]: c for c in r.json()}
+
+
+def _spare_secrets(world: World) -> list[str]:
+    return [world.seed["spare"]["contact"]["email"], world.seed["spare"]["name"]]
+
+
+async def list_centers(world: World) -> Target:
+    return Target(
+        world.main,
+        "/v1/ops/centers",
+        secrets=_spare_secrets(world),
+        shown_to_owner=[world.centers["spare"], world.seed["spare"]["contact"]["email"]],
+    )
+
+
+async def add_center(world: World) -> Target:
+    code = f"sec-new-{secrets.token_hex(3)}"
+    profile = {**world.seed["spare"], "code": code, "name": f"New Center {code}"}
+
+    async def untouched() -> None:
+        assert code not in await _centers(world)
+
+    return Target(
+        world.main, "/v1/ops/centers", _json(**profile), shown_to_owner=[code], untouched=untouched
+    )
+
+
+async def replace_center(world: World) -> Target:
+    code = world.centers["spare"]
+    before = (await _centers(world))[code]["profile"]["name"]
+    renamed = f"{world.seed['spare']['name']} renamed {secrets.token_hex(3)}"
+
+    async def untouched() -> None:
+        assert (await _centers(world))[code]["profile"]["name"] == before
+
+    return Target(
+        world.main,
+        f"/v1/ops/centers/{code}",
+        _json(**{**world.seed["spare"], "name": renamed}),
+        shown_to_owner=[renamed],
+        untouched=untouched,
+    )
+
+
+def set_active(action: str) -> Prepare:
+    async def prepare(world: World) -> Target:
+        code = world.centers["spare"]
+        ops = {"X-Api-Key": world.keys.ops}
+        start = "resume" if action == "pause" else "pause"  # the state the action changes
+        r = await world.partners.post(f"/v1/ops/centers/{code}/{start}", headers=ops)
+        assert r.status_code == 200, r.text
+
+        async def untouched() -> None:
+            assert (await _centers(world))[code]["active"] == (start == "resume")
+
+        return Target(
+            world.main,
+            f"/v1/ops/centers/{code}/{action}",
+            secrets=_spare_secrets(world),
+            shown_to_owner=[code],
+            untouched=untouched,
+        )
+
+    return prepare
+
+
+async def issue_center_key(world: World) -> Target:
+    code = world.centers["spare"]
+    partners = world.runtimes["partners"]
+
+    async def count() -> int:
+        async with partners.db.unit_of_work() as uow:
+            query = select(func.count()).select_from(ApiClient).where(ApiClient.center_code == code)
+            return int((await uow.session.execute(query)).scalar_one())
+
+    before = await count()
+
+    async def untouched() -> None:
+        assert await count() == before
+
+    return Target(
+        world.main, f"/v1/ops/centers/{code}/keys", shown_to_owner=["ccr_"], untouched=untouched
+    )
+
+
+async def revoke_key(world: World) -> Target:
+    key = await world.center_key("spare")
+
+    async def untouched() -> None:
+        r = await world.partners.get("/v1/partner/referrals", headers={"X-Api-Key": key})
+        assert r.status_code == 200, r.text
+
+    return Target(world.main, f"/v1/ops/keys/{key.split('_')[1]}", untouched=untouched)
+
+
+async def ops_cases(world: World) -> Target:
+    return Target(world.main, "/v1/ops/cases?status=offered", shown_to_owner=[world.main.case_id])
+
+
+ROUTES: dict[tuple[str, str, str], Route] = {
+    # intake: the partner front end (key) and the patient (case token)
+    ("intake", "POST", "/v1/cases"): Route(
+        Auth.FRONT_END, 201, create_case, {"other_front_end_key": OWN_CASE}
+    ),
+    ("intake", "POST", "/v1/cases/{case_id}/access-token"): Route(
+        Auth.FRONT_END, 200, main_target("/v1/cases/{case_id}/access-token")
+    ),
+    ("intake", "GET", "/v1/cases/{case_id}"): Route(
+        Auth.CASE, 200, main_target("/v1/cases/{case_id}", shown=lambda w: [w.main.patient.email])
+    ),
+    ("intake", "PATCH", "/v1/cases/{case_id}"): Route(Auth.CASE, 200, edit_draft),
+    ("intake", "PUT", "/v1/cases/{case_id}/consents/{kind}"): Route(Auth.CASE, 200, give_consent),
+    ("intake", "POST", "/v1/cases/{case_id}/submit"): Route(Auth.CASE, 200, submit),
+    ("intake", "POST", "/v1/cases/{case_id}/withdraw"): Route(Auth.CASE, 200, withdraw),
+    ("intake", "GET", "/v1/cases/{case_id}/timeline"): Route(
+        Auth.CASE,
+        200,
+        main_target("/v1/cases/{case_id}/timeline", shown=lambda w: [w.centers["berlin"]]),
+    ),
+    ("intake", "GET", "/v1/cases/{case_id}/fhir"): Route(
+        Auth.CASE,
+        200,
+        main_target(
+            "/v1/cases/{case_id}/fhir",
+            shown=lambda w: [w.main.patient.date_of_birth.isoformat(), w.main.documents[0].id],
+        ),
+    ),
+    # records: the patient (case token) and the cancer center (center key)
+    ("records", "POST", "/v1/cases/{case_id}/documents"): Route(Auth.CASE, 201, upload_document),
+    ("records", "GET", "/v1/cases/{case_id}/documents"): Route(
+        Auth.CASE,
+        200,
+        main_target(
+            "/v1/cases/{case_id}/documents", shown=lambda w: [w.main.documents[0].file_name]
+        ),
+    ),
+    ("records", "GET", "/v1/cases/{case_id}/documents/{document_id}"): Route(
+        Auth.CASE,
+        200,
+        main_target(
+            "/v1/cases/{case_id}/documents/{document_id}",
+            shown=lambda w: [w.main.documents[0].file_name],
+        ),
+    ),
+    ("records", "POST", "/v1/cases/{case_id}/documents/{document_id}/link"): Route(
+        Auth.CASE,
+        200,
+        main_target(
+            "/v1/cases/{case_id}/documents/{document_id}/link",
+            shown=lambda w: [w.main.documents[0].file_name],
+        ),
+    ),
+    ("records", "DELETE", "/v1/cases/{case_id}/documents/{document_id}"): Route(
+        Auth.CASE, 204, delete_document
+    ),
+    ("records", "GET", "/v1/referrals/{referral_id}/documents"): Route(
+        Auth.CENTER,
+        200,
+        main_target(
+            "/v1/referrals/{referral_id}/documents", shown=lambda w: [w.main.documents[0].id]
+        ),
+    ),
+    ("records", "GET", "/v1/referrals/{referral_id}/documents/{document_id}"): Route(
+        Auth.CENTER,
+        200,
+        main_target(
+            "/v1/referrals/{referral_id}/documents/{document_id}",
+            shown=lambda w: [w.main.documents[0].file_name],
+        ),
+    ),
+    ("records", "POST", "/v1/referrals/{referral_id}/opinion"): Route(
+        Auth.CENTER, 201, upload_opinion
+    ),
+    # partners: the center (its key), operators (ops key), the patient (case token)
+    ("partners", "GET", "/v1/partner/referrals"): Route(
+        Auth.CENTER,
+        200,
+        main_target("/v1/partner/referrals", shown=lambda w: [w.main.referral_id]),
+        {"other_center_key": OWN_LIST},
+    ),
+    ("partners", "GET", "/v1/partner/referrals/{referral_id}"): Route(
+        Auth.CENTER,
+        200,
+        main_target("/v1/partner/referrals/{referral_id}", shown=lambda w: [w.main.case_id]),
+    ),
+    ("partners", "POST", "/v1/partner/referrals/{referral_id}/accept"): Route(
+        Auth.CENTER,
+        200,
+        offered_referral(
+            "accept", expected_opinion_at=(datetime.now(UTC) + timedelta(days=9)).isoformat()
+        ),
+    ),
+    ("partners", "POST", "/v1/partner/referrals/{referral_id}/decline"): Route(
+        Auth.CENTER, 200, offered_referral("decline", reason="no_capacity")
+    ),
+    ("partners", "POST", "/v1/partner/referrals/{referral_id}/information-requests"): Route(
+        Auth.CENTER,
+        200,
+        offered_referral("information-requests", message="Please send the MRI report."),
+    ),
+    ("partners", "POST", "/v1/partner/referrals/{referral_id}/opinion"): Route(
+        Auth.CENTER, 200, deliver_opinion
+    ),
+    ("partners", "PUT", "/v1/partner/webhook"): Route(
+        Auth.CENTER, 200, webhook(change=True), {"other_center_key": OWN_WEBHOOK}
+    ),
+    ("partners", "GET", "/v1/partner/webhook"): Route(
+        Auth.CENTER, 200, read_webhook, {"other_center_key": OWN_WEBHOOK}
+    ),
+    ("partners", "DELETE", "/v1/partner/webhook"): Route(
+        Auth.CENTER, 204, webhook(change=False), {"other_center_key": OWN_WEBHOOK}
+    ),
+    ("partners", "GET", "/v1/ops/centers"): Route(Auth.OPS, 200, list_centers),
+    ("partners", "POST", "/v1/ops/centers"): Route(Auth.OPS, 201, add_center),
+    ("partners", "PUT", "/v1/ops/centers/{code}"): Route(Auth.OPS, 200, replace_center),
+    ("partners", "POST", "/v1/ops/centers/{code}/pause"): Route(Auth.OPS, 200, set_active("pause")),
+    ("partners", "POST", "/v1/ops/centers/{code}/resume"): Route(
+        Auth.OPS, 200, set_active("resume")
+    ),
+    ("partners", "POST", "/v1/ops/centers/{code}/keys"): Route(Auth.OPS, 201, issue_center_key),
+    ("partners", "DELETE", "/v1/ops/keys/{key_id}"): Route(Auth.OPS, 204, revoke_key),
+    ("partners", "GET", "/v1/ops/cases"): Route(Auth.OPS, 200, ops_cases),
+    ("partners", "GET", "/v1/ops/cases/{case_id}/routing"): Route(
+        Auth.OPS,
+        200,
+        main_target("/v1/ops/cases/{case_id}/routing", shown=lambda w: [w.main.referral_id]),
+    ),
+    ("partners", "GET", "/v1/cases/{case_id}/routing"): Route(
+        Auth.CASE,
+        200,
+        main_target("/v1/cases/{case_id}/routing", shown=lambda w: [w.seed["berlin"]["name"]]),
+    ),
+}
+
+
+# ------------------------------------------------------------------------- enumeration
+
+
+def app_routes(app: FastAPI) -> set[tuple[str, str]]:
+    """(method, path) of every route the app serves, mounts included, HEAD/OPTIONS aside.
+
+    FastAPI 0.163 keeps an included router as one lazy entry of `app.routes`;
+    `iter_route_contexts` expands it into the routes it serves. A route of a kind this cannot
+    read fails here rather than slipping out of the matrix."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # FastAPI before 0.163: app.routes is already flat
+        routes: list[Any] = list(app.routes)
+    else:
+        routes = list(iter_route_contexts(app.routes))
+    found: set[tuple[str, str]] = set()
+    for route in routes:
+        path = getattr(route, "path", None)
+        assert path, f"a route without a path: {route!r}"
+        methods = getattr(route, "methods", None) or {"*"}  # a mount answers every method
+        found |= {(m, path) for m in methods if m not in {"HEAD", "OPTIONS"}}
+    return found
+
+
+def protected_routes() -> set[tuple[str, str, str]]:
+    return {
+        (service, method, path)
+        for service, factory in APP_FACTORIES.items()
+        for method, path in app_routes(factory())
+        if path not in PUBLIC_PATHS
+    }
+
+
+MATRIX = sorted(protected_routes() | set(ROUTES))
+
+
+@pytest.mark.parametrize("service", sorted(APP_FACTORIES))
+def test_the_table_covers_exactly_the_routes_of_the_app(service: str) -> None:
+    app = APP_FACTORIES[service]()
+    served = {(m, p) for m, p in app_routes(app) if p not in PUBLIC_PATHS}
+    table = {(m, p) for s, m, p in ROUTES if s == service}
+    assert served - table == set(), f"routes without expectations: {sorted(served - table)}"
+    assert table - served == set(), f"expectations for routes that are gone: {table - served}"
+    documented = {
+        (method.upper(), path)
+        for path, operations in app.openapi()["paths"].items()
+        for method in operations
+    }
+    assert documented - set(app_routes(app)) == set(), "the OpenAPI documents unserved routes"
+
+
+# ------------------------------------------------------------------------------ checks
+
+
+def _request_text(target: Target, kwargs: dict[str, Any]) -> str:
+    parts = [target.path, json.dumps(kwargs.get("json")), json.dumps(kwargs.get("data"))]
+    for name, content, _ in (kwargs.get("files") or {}).values():
+        parts += [name, content.decode("latin-1")]
+    return "\n".join(parts).lower()
+
+
+def leaked(response: httpx.Response, forbidden: list[str]) -> list[str]:
+    text = (response.text + "\n" + "\n".join(response.headers.values())).lower()
+    return [s for s in forbidden if s.lower() in text]
+
+
+def denial_problems(response: httpx.Response, expect: Expect) -> list[str]:
+    """What is wrong with a denied (or own-resource) answer, if anything."""
+    problems = []
+    if response.status_code not in expect.statuses:
+        problems.append(f"status {response.status_code}, expected {sorted(expect.statuses)}")
+    if response.status_code >= 400:
+        if response.headers.get("content-type", "").split(";")[0] != PROBLEM:
+            problems.append(f"content-type {response.headers.get('content-type')!r}, not {PROBLEM}")
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            problems.append("the body is not a JSON object")
+        else:
+            if body.get("status") != response.status_code:
+                problems.append(f"problem status {body.get('status')!r}")
+            if not isinstance(body.get("type"), str) or not isinstance(body.get("title"), str):
+                problems.append("problem without type or title")
+        if response.status_code == 401 and "www-authenticate" not in response.headers:
+            problems.append("401 without a WWW-Authenticate challenge")
+    return problems
+
+
+@pytest.mark.parametrize(("service", "method", "path"), MATRIX, ids=[" ".join(r) for r in MATRIX])
+async def test_every_identity_gets_exactly_what_it_may(
+    world: World, service: str, method: str, path: str
+) -> None:
+    route = ROUTES.get((service, method, path))
+    assert route is not None, f"{method} {path} ({service}) has no entry in ROUTES: add one"
+    target = await route.prepare(world)
+    forbidden = [*target.secrets, *target.case.secrets(), *world.main.secrets()]
+    client = world.clients[service]
+    rightful = RIGHTFUL[route.auth]
+    failures: list[str] = []
+    for identity in IDENTITIES:
+        if identity == rightful:
+            continue
+        expect = expected(route.auth, identity, route.overrides)
+        kwargs = target.body()
+        headers = identity_headers(world, identity, target.case)
+        response = await client.request(method, target.path, headers=headers, **kwargs)
+        in_request = _request_text(target, kwargs)
+        not_sent = [f for f in forbidden if f.lower() not in in_request]
+        problems = denial_problems(response, expect)
+        problems += [f"reveals {s!r}" for s in leaked(response, not_sent)]
+        if problems:
+            failures.append(
+                f"{identity} ({IDENTITIES[identity]}; expected: {expect.why}): "
+                f"{'; '.join(problems)}\n    {response.status_code} {response.text[:300]}"
+            )
+    if target.untouched is not None and not failures:
+        await target.untouched()
+    # The positive control: the rightful identity gets the route's 2xx, with the real data.
+    kwargs = target.body()
+    response = await client.request(
+        method, target.path, headers=identity_headers(world, rightful, target.case), **kwargs
+    )
+    if response.status_code != route.ok:
+        failures.append(f"{rightful} (the rightful caller): {response.status_code} {response.text}")
+    else:
+        missing = [s for s in target.shown_to_owner if s.lower() not in response.text.lower()]
+        if missing:
+            failures.append(f"{rightful}: the 2xx lacks {missing}: {response.text[:300]}")
+    assert not failures, f"{method} {path} ({service}):\n" + "\n".join(failures)
+
+
+# -------------------------------------------------------------------------- public routes
+
+
+@pytest.mark.parametrize("service", sorted(APP_FACTORIES))
+async def test_public_routes_answer_anyone_and_reveal_no_case(world: World, service: str) -> None:
+    """/health, /metrics, the docs, the OpenAPI document and the JWKS need no credentials and
+    carry nothing of any case (metrics label routes by template, never by path)."""
+    client = world.clients[service]
+    served = {path for _, path in app_routes(world.apps[service]) if path in PUBLIC_PATHS}
+    assert "/health" in served and "/openapi.json" in served
+    forbidden = [s for case in world.cases for s in case.secrets()]
+    for path in sorted(served - {"/docs/oauth2-redirect"}):
+        response = await client.get(path)
+        assert response.status_code == 200, (path, response.status_code, response.text[:200])
+        assert leaked(response, forbidden) == [], (path, leaked(response, forbidden))
+    if service == "intake":
+        jwks = (await client.get("/v1/.well-known/jwks.json")).json()
+        assert jwks["keys"], jwks
+        for key in jwks["keys"]:
+            assert set(key) <= {"kty", "crv", "x", "kid", "alg", "use"}, key  # no "d"
+            assert key["alg"] == "EdDSA"
+
+
+# ------------------------------------------------------------- access that should have ended
+
+RECORDS_KEEPS_ACCESS = (
+    "BUG (records): a center's access to a case's documents is granted on "
+    "`referral.requested` and never taken back: records' consumer ignores referral.declined, "
+    "referral.expired and case.withdrawn for center access, and its center routes check only "
+    "that the referral once named the center (services/records/src/referrals_records/"
+    "consumers.py, api/routes.py `_offered`)."
+)
+
+
+async def _center_reads_documents(world: World, case: CaseHandle) -> list[int]:
+    berlin = {"X-Api-Key": world.keys.center}
+    listed = await world.records.get(f"/v1/referrals/{case.referral_id}/documents", headers=berlin)
+    link = await world.records.get(
+        f"/v1/referrals/{case.referral_id}/documents/{case.documents[0].id}", headers=berlin
+    )
+    return [listed.status_code, link.status_code]
+
+
+async def _records_saw_the_reroute(world: World, case: CaseHandle) -> None:
+    """The decline re-routes the case to Munich: `referral.declined` and the new
+    `referral.requested` leave in one transaction, in that order, on the case's partition. Once
+    records knows Munich's referral it has consumed the decline too: the check is not early."""
+    records = world.runtimes["records"]
+    munich = world.centers["munich"]
+
+    async def rerouted() -> bool:
+        async with records.db.unit_of_work() as uow:
+            rows = await uow.session.execute(
+                select(CenterReferral).where(
+                    CenterReferral.case_id == uuid.UUID(case.case_id),
+                    CenterReferral.center_code == munich,
+                )
+            )
+            return rows.first() is not None
+
+    await wait_for(rerouted, "records learns of the re-route to the next center")
+
+
+@pytest.mark.xfail(strict=True, reason=RECORDS_KEEPS_ACCESS)
+async def test_a_center_that_declined_no_longer_reads_the_documents(world: World) -> None:
+    case = world.take_routed()
+    assert await _center_reads_documents(world, case) == [200, 200]  # while offered: yes
+    r = await world.partners.post(
+        f"/v1/partner/referrals/{case.referral_id}/decline",
+        json={"reason": "outside_expertise"},
+        headers={"X-Api-Key": world.keys.center},
+    )
+    assert r.status_code == 200, r.text
+    await _records_saw_the_reroute(world, case)
+    assert await _center_reads_documents(world, case) == [404, 404]
+
+
+@pytest.mark.xfail(strict=True, reason=RECORDS_KEEPS_ACCESS)
+async def test_a_center_no_longer_reads_the_documents_of_a_withdrawn_case(world: World) -> None:
+    case = world.take_routed()
+    assert await _center_reads_documents(world, case) == [200, 200]
+    r = await world.intake.post(f"/v1/cases/{case.case_id}/withdraw", headers=case.bearer)
+    assert r.status_code == 200, r.text
+    records = world.runtimes["records"]
+
+    async def records_knows() -> bool:
+        async with records.db.unit_of_work() as uow:
+            state = await uow.session.get(CaseState, uuid.UUID(case.case_id))
+            return state is not None and state.status == "withdrawn"
+
+    await wait_for(records_knows, "records learns that the case was withdrawn")
+    assert await _center_reads_documents(world, case) == [404, 404]
