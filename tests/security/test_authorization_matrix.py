@@ -848,14 +848,6 @@ async def test_public_routes_answer_anyone_and_reveal_no_case(world: World, serv
 
 # ------------------------------------------------------------- access that should have ended
 
-RECORDS_KEEPS_ACCESS = (
-    "BUG (records): a center's access to a case's documents is granted on "
-    "`referral.requested` and never taken back: records' consumer ignores referral.declined, "
-    "referral.expired and case.withdrawn for center access, and its center routes check only "
-    "that the referral once named the center (services/records/src/referrals_records/"
-    "consumers.py, api/routes.py `_offered`)."
-)
-
 
 async def _center_reads_documents(world: World, case: CaseHandle) -> list[int]:
     berlin = {"X-Api-Key": world.keys.center}
@@ -886,7 +878,6 @@ async def _records_saw_the_reroute(world: World, case: CaseHandle) -> None:
     await wait_for(rerouted, "records learns of the re-route to the next center")
 
 
-@pytest.mark.xfail(strict=True, reason=RECORDS_KEEPS_ACCESS)
 async def test_a_center_that_declined_no_longer_reads_the_documents(world: World) -> None:
     case = world.take_routed()
     assert await _center_reads_documents(world, case) == [200, 200]  # while offered: yes
@@ -900,7 +891,6 @@ async def test_a_center_that_declined_no_longer_reads_the_documents(world: World
     assert await _center_reads_documents(world, case) == [404, 404]
 
 
-@pytest.mark.xfail(strict=True, reason=RECORDS_KEEPS_ACCESS)
 async def test_a_center_no_longer_reads_the_documents_of_a_withdrawn_case(world: World) -> None:
     case = world.take_routed()
     assert await _center_reads_documents(world, case) == [200, 200]

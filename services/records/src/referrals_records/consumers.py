@@ -13,6 +13,8 @@ from referrals_common.contracts import (
     CaseSubmitted,
     CaseWithdrawn,
     CloudEvent,
+    ReferralDeclined,
+    ReferralExpired,
     ReferralRequested,
     topics,
 )
@@ -41,10 +43,21 @@ def build_consumer(
     @consumer.handles(CaseWithdrawn)
     async def withdrawn(event: CloudEvent[CaseWithdrawn], uow: UnitOfWork) -> None:
         await records.on_case_status(uow, event.data.case_id, CaseStatus.WITHDRAWN)
+        await records.close_case_referrals(uow, event.data.case_id, "withdrawn")
 
     @consumer.handles(ReferralRequested)
     async def offered(event: CloudEvent[ReferralRequested], uow: UnitOfWork) -> None:
         d = event.data
         await records.on_referral_offered(uow, d.referral_id, d.case_id, d.center_code)
+
+    @consumer.handles(ReferralDeclined)
+    async def declined(event: CloudEvent[ReferralDeclined], uow: UnitOfWork) -> None:
+        d = event.data
+        await records.on_referral_closed(uow, d.referral_id, d.case_id, d.center_code, "declined")
+
+    @consumer.handles(ReferralExpired)
+    async def expired(event: CloudEvent[ReferralExpired], uow: UnitOfWork) -> None:
+        d = event.data
+        await records.on_referral_closed(uow, d.referral_id, d.case_id, d.center_code, "expired")
 
     return consumer

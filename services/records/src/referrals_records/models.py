@@ -62,7 +62,10 @@ class CaseState(RecordsModel, table=True):
 
 
 class CenterReferral(RecordsModel, table=True):
-    """A referral offered to a center: the center may read that case's documents."""
+    """A referral offered to a center: the center may read that case's documents while it is
+    open. It closes (and the center's access ends) when the center declines, the offer
+    expires, or the patient withdraws the case; an accepted referral stays open, so the center
+    can read the documents again while it writes, and after it delivered, its opinion."""
 
     __tablename__ = "center_referrals"
 
@@ -70,6 +73,9 @@ class CenterReferral(RecordsModel, table=True):
     case_id: UUID = Field(index=True)
     center_code: str = Field(max_length=63, index=True)
     offered_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    closed_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    closed_reason: str | None = Field(default=None, max_length=32)
+    """declined | expired | withdrawn"""
 
 
 class CenterClient(RecordsModel, table=True):

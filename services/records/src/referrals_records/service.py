@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from referrals_common.contracts import (
@@ -270,9 +270,38 @@ class Records:
         self, uow: UnitOfWork, referral_id: UUID, case_id: UUID, center_code: str
     ) -> None:
         if await uow.session.get(CenterReferral, referral_id) is None:
-            uow.session.add(
-                CenterReferral(referral_id=referral_id, case_id=case_id, center_code=center_code)
+            referral = CenterReferral(
+                referral_id=referral_id, case_id=case_id, center_code=center_code
             )
+            # The cases and routing topics are not ordered with each other: an offer seen
+            # after the withdrawal grants nothing.
+            state = await uow.session.get(CaseState, case_id)
+            if state is not None and state.status == CaseStatus.WITHDRAWN:
+                referral.closed_at, referral.closed_reason = utcnow(), "withdrawn"
+            uow.session.add(referral)
+
+    async def on_referral_closed(
+        self, uow: UnitOfWork, referral_id: UUID, case_id: UUID, center_code: str, reason: str
+    ) -> None:
+        """The center declined or let the offer expire: it reads the case no more. (Recorded
+        even if the offer itself has not been seen yet, so a late offer grants nothing.)"""
+        referral = await uow.session.get(CenterReferral, referral_id)
+        if referral is None:
+            referral = CenterReferral(
+                referral_id=referral_id, case_id=case_id, center_code=center_code
+            )
+            uow.session.add(referral)
+        if referral.closed_at is None:
+            referral.closed_at = utcnow()
+            referral.closed_reason = reason
+
+    async def close_case_referrals(self, uow: UnitOfWork, case_id: UUID, reason: str) -> None:
+        """The case was withdrawn: no center reads it any more."""
+        await uow.session.execute(
+            update(CenterReferral)
+            .where(CenterReferral.case_id == case_id, CenterReferral.closed_at.is_(None))
+            .values(closed_at=utcnow(), closed_reason=reason)
+        )
 
 
 async def _live_twin(uow: UnitOfWork, case_id: UUID, sha256: str) -> Document | None:

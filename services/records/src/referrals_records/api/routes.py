@@ -378,7 +378,8 @@ async def _offered(
 ) -> CenterReferral:
     async with runtime.db.unit_of_work() as uow:
         referral = await uow.session.get(CenterReferral, referral_id)
-    if referral is None or referral.center_code != center:
+    # A declined or expired offer, or a withdrawn case, is no referral of this center's: 404.
+    if referral is None or referral.center_code != center or referral.closed_at is not None:
         await audit(
             runtime,
             f"center:{center}",
