@@ -18,9 +18,10 @@ exists), so the handlers find something; the others are generated. Every respons
 * `response_schema_conformance`: the body matches the documented schema.
 
 A failure prints Schemathesis' report with the reproducing request (a curl command) and
-Hypothesis' falsifying example. Defects already found (`KNOWN_DEFECTS`: each recognised by a
-narrow signature, each reproduced by a strict xfail test at the end of this module) are counted
-instead of failing the run, so that the fuzzing keeps guarding everything else.
+Hypothesis' falsifying example. A defect found and not yet fixed may be listed in
+`KNOWN_DEFECTS` (recognised by a narrow signature, reproduced by a strict xfail test), so that the
+fuzzing keeps guarding everything else; the defects found so far are fixed and each has a
+regression test at the end of this module.
 
 The existing `tests/integration/intake/test_api_properties.py` checks intake alone, against a
 subprocess, with `not_a_server_error` only; this one covers the three services with the four
@@ -97,10 +98,10 @@ _PATH_PARAMETER = re.compile(r"{(\w+)}")
 
 # ------------------------------------------------------------------------- known defects
 #
-# What the fuzzing found in the services (not fixed here: see the report). Each is reproduced
-# deterministically by a strict xfail test at the end of this module, which fails as soon as
-# the defect is fixed (then delete the entry and the marker). While a defect is open, the fuzzing
-# recognises exactly its signature and keeps going, so that anything else still fails the run.
+# A defect the fuzzing finds and that cannot be fixed at once gets an entry here and a strict
+# xfail test reproducing it (which fails as soon as the defect is fixed: then delete both).
+# While a defect is open, the fuzzing recognises exactly its signature and keeps going, so that
+# anything else still fails the run.
 
 
 @dataclass(frozen=True)
@@ -129,65 +130,11 @@ def _problem_detail(response: Any) -> str | None:
         return None
 
 
-KNOWN_DEFECTS = (
-    KnownDefect(
-        "nul-500",
-        "a U+0000 character in a string that reaches PostgreSQL (path, query or body) is a 500",
-        lambda case, response: (
-            response.status_code == 500
-            and any(
-                _contains_nul(part)
-                for part in (
-                    case.path_parameters,
-                    case.query,
-                    case.body if _has_body(case) else None,
-                )
-            )
-        ),
-    ),
-    KnownDefect(
-        "intake-null-edit-500",
-        "PATCH /v1/cases/{case_id} with null for a field the case requires is a 500",
-        lambda case, response: (
-            response.status_code == 500
-            and case.method.upper() == "PATCH"
-            and case.path == "/v1/cases/{case_id}"
-            and isinstance(case.body, dict)
-            and any(value is None for value in case.body.values())
-        ),
-    ),
-    KnownDefect(
-        "records-multipart-500",
-        "an upload whose multipart body python-multipart cannot parse is a 500 "
-        "(MultipartParseError escapes records' read_upload)",
-        lambda case, response: (
-            response.status_code == 500
-            and case.path
-            in {"/v1/cases/{case_id}/documents", "/v1/referrals/{referral_id}/opinion"}
-            and _malformed_multipart(response)
-        ),
-    ),
-    KnownDefect(
-        "intake-replay-200",
-        "POST /v1/cases replayed with the same Idempotency-Key answers 200 (Idempotent-Replayed), "
-        "which the operation does not document (201, 401, 422)",
-        lambda case, response: (
-            response.status_code == 200
-            and case.method.upper() == "POST"
-            and case.path == "/v1/cases"
-            and response.headers.get("idempotent-replayed") in (["true"], "true")
-        ),
-    ),
-    KnownDefect(
-        "undocumented-400",
-        "a JSON body that is not text (undecodable bytes) gets FastAPI's 400, which no operation "
-        "documents",
-        lambda case, response: (
-            response.status_code == 400
-            and _problem_detail(response) == "There was an error parsing the body"
-        ),
-    ),
-)
+KNOWN_DEFECTS: tuple[KnownDefect, ...] = ()
+"""Empty: the five defects the first runs found (U+0000 reaching PostgreSQL as a 500, a null
+edit of a required field as a 500, unparsable multipart as a 500, the undocumented 200 of a
+replayed case creation, the undocumented 400 of an unparsable body) are fixed, and the tests at
+the end of this module keep them fixed."""
 
 
 def _malformed_multipart(response: Any) -> bool:
@@ -428,11 +375,6 @@ def offered(world: World) -> CaseHandle:
     return world.take_routed()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT nul-500: PostgreSQL refuses U+0000 in text; no input model refuses it first, "
-    "so the database error is an unhandled 500 (and is logged with the statement's parameters)",
-)
 @pytest.mark.parametrize("where", NUL_INPUTS)
 async def test_a_nul_character_is_refused_not_a_server_error(
     world: World, offered: CaseHandle, where: str
@@ -441,11 +383,6 @@ async def test_a_nul_character_is_refused_not_a_server_error(
     assert 400 <= response.status_code < 500, (response.status_code, response.text[:300])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT nul-500 (privacy): the unhandled database error is logged with SQLAlchemy's "
-    "'[parameters: ...]', i.e. the case's clinical free text, in the ERROR log",
-)
 async def test_a_failed_request_leaves_no_health_data_in_the_logs(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -458,11 +395,6 @@ async def test_a_failed_request_leaves_no_health_data_in_the_logs(
     assert question not in caplog.text  # the formatted records, tracebacks included
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT intake-null-edit-500: CaseUpdate accepts null for fields the case requires; "
-    "Intake.edit_case merges it into CaseCreate, whose ValidationError is not handled",
-)
 @pytest.mark.parametrize(
     "field", ["questions", "reasons", "diagnosis", "destination", "contact", "date_of_birth"]
 )
@@ -476,11 +408,6 @@ async def test_editing_a_draft_with_null_for_a_required_field_is_a_422(
     assert response.status_code == 422, (response.status_code, response.text[:300])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT undocumented-400: FastAPI answers 400 to a JSON body that is not text "
-    "(UnicodeDecodeError); no operation documents 400",
-)
 @pytest.mark.parametrize(
     ("service", "method", "path"),
     [
@@ -505,11 +432,6 @@ async def test_an_undecodable_body_gets_a_documented_status(
 MALFORMED_MULTIPART = b"--XyZ\r\nTrue--XyZ--\r\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT records-multipart-500: python-multipart's MultipartParseError escapes "
-    "records' read_upload (uploads.py, parser.write) as an unhandled 500",
-)
 @pytest.mark.parametrize("route", ["patient upload", "center opinion"])
 async def test_a_malformed_multipart_upload_is_a_400(
     world: World, offered: CaseHandle, route: str
@@ -527,11 +449,6 @@ async def test_a_malformed_multipart_upload_is_a_400(
     assert response.status_code == 400, (response.status_code, response.text[:300])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT intake-replay-200: the replay of POST /v1/cases is a 200 that the OpenAPI "
-    "document does not list (api/routes.py create_case: responses=problem_responses(401, 422))",
-)
 async def test_a_replayed_case_creation_answers_a_documented_status(world: World) -> None:
     headers = {"X-Api-Key": world.keys.front_end, "Idempotency-Key": f"replay-{world.kid[:8]}"}
     body = world.main.patient.case_body()

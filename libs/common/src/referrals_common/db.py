@@ -34,6 +34,8 @@ class Database:
             max_overflow=settings.max_overflow,
             pool_pre_ping=True,
             echo=echo,
+            # A failed statement's error never carries its parameters (health data) into a log.
+            hide_parameters=True,
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
 

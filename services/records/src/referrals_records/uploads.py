@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
@@ -110,9 +111,19 @@ async def read_upload(request: Request) -> Upload:
         try:
             chunk = await stream.__anext__()
         except StopAsyncIteration:
-            parser.finalize()
+            try:
+                parser.finalize()
+            except MultipartParseError:
+                raise BadRequest(
+                    "The multipart/form-data body ends in the middle of a part."
+                ) from None
             return False
-        parser.write(chunk)
+        try:
+            parser.write(chunk)
+        except MultipartParseError:
+            raise BadRequest(
+                "The body is not a valid multipart/form-data form (check its boundary and parts)."
+            ) from None
         return True
 
     while file_name is None:

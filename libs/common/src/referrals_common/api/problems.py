@@ -432,7 +432,33 @@ async def _on_http_exception(request: Request, exc: Exception) -> Response:
     return problem_response(problem, headers=headers)
 
 
+NUL_SQLSTATES = frozenset({"22021", "22P05"})
+"""PostgreSQL's refusals of U+0000 in text: invalid byte sequence, untranslatable character."""
+
+
+def _refused_nul(exc: BaseException) -> bool:
+    """Whether the database refused a text value because it holds U+0000, which PostgreSQL's
+    text types cannot store: the client's input is at fault, not the service."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        for candidate in (seen, getattr(seen, "orig", None)):
+            if getattr(candidate, "sqlstate", None) in NUL_SQLSTATES:
+                return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _internal_error(request: Request, exc: BaseException) -> Response:
+    if _refused_nul(exc):
+        slug, title = standard_type(422)
+        problem = Problem(
+            type=problem_type(slug),
+            title=title,
+            status=422,
+            detail="A text value holds the NUL character (U+0000), which is not accepted.",
+            instance=_instance(request),
+        )
+        return problem_response(problem)
     log.error(
         "unhandled %s in %s %s",
         type(exc).__name__,
@@ -570,6 +596,11 @@ def _document_problems(app: FastAPI) -> None:
         ours = problem_responses(422)[422]
         for operations in document.get("paths", {}).values():
             for operation in operations.values():
+                if "requestBody" in operation:
+                    # A body that cannot be parsed at all (not text, truncated multipart).
+                    operation.setdefault("responses", {}).setdefault(
+                        "400", problem_responses(400)[400]
+                    )
                 response = (operation.get("responses") or {}).get("422")
                 if (
                     response

@@ -8,7 +8,9 @@ from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Body, Header, Response, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
 from referrals_common.api.problems import (
     Conflict,
@@ -153,7 +155,14 @@ async def claim_or_replay(
     "/cases",
     status_code=status.HTTP_201_CREATED,
     response_model=CaseCreated,
-    responses=problem_responses(401, 422),
+    responses={
+        200: {
+            "model": CaseCreated,
+            "description": "Replayed: this Idempotency-Key already opened this case (header "
+            "`Idempotent-Replayed: true`)",
+        },
+        **problem_responses(401, 422),
+    },
     summary="Open a draft case",
 )
 async def create_case(
@@ -242,6 +251,12 @@ async def edit_case(
     repo = CaseRepository(uow.session)
     try:
         case = await runtime.intake.edit_case(uow, access.case_id, body)
+    except ValidationError as exc:
+        # An edit that leaves the case incomplete (null for a field it requires): the same
+        # 422 as a request that failed validation, field by field.
+        raise RequestValidationError(
+            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
+        ) from None
     except CaseNotFound:
         raise NotFound(f"There is no case {access.case_id}.") from None
     except CaseNotEditable as exc:
