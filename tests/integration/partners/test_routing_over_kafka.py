@@ -287,6 +287,14 @@ async def test_webhook_gets_the_same_offer_signed_and_retried(make_runtime):
                 "/v1/partner/webhook", json={"url": "http://hooks.example/x"}, headers=key
             )
             assert plain_http.status_code == 422  # HTTPS only, except loopback outside production
+            for internal in (
+                "https://169.254.169.254/latest/meta-data",  # a cloud metadata service
+                "https://10.1.2.3:8443/offers",
+                "https://[fd00::1]/offers",
+                "https://kafka.internal/offers",
+            ):
+                refused = await api.put("/v1/partner/webhook", json={"url": internal}, headers=key)
+                assert refused.status_code == 422, (internal, refused.text)  # no SSRF
             made = await api.put(
                 "/v1/partner/webhook", json={"url": f"http://127.0.0.1:{port}/offers"}, headers=key
             )

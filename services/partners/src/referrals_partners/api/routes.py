@@ -194,6 +194,20 @@ class WebhookBody(_Body):
     url: HttpUrl = Field(description="HTTPS endpoint that receives offers (POST, signed)")
 
 
+def _internal_address(host: str) -> bool:
+    """Whether `host` names this machine or a private, link-local or reserved network."""
+    import ipaddress
+
+    name = host.strip("[]").lower()
+    if name == "localhost" or name.endswith((".localhost", ".local", ".internal")):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False  # a DNS name: it is resolved when the scheduler connects
+    return not address.is_global
+
+
 class WebhookCreated(BaseModel):
     url: str
     secret: str = Field(description="HMAC-SHA256 signing secret, shown once")
@@ -420,10 +434,13 @@ async def put_webhook(
     secret is issued each time and shown once."""
     url = str(body.url)
     loopback = body.url.host in {"127.0.0.1", "localhost", "::1"}
-    if body.url.scheme != "https" and not (
-        runtime.settings.environment != "production" and loopback
-    ):
+    local_allowed = runtime.settings.environment != "production" and loopback
+    if body.url.scheme != "https" and not local_allowed:
         raise Unprocessable("The webhook URL must use HTTPS.")
+    if not local_allowed and _internal_address(body.url.host or ""):
+        # The scheduler POSTs there from inside the platform's network: a center must not be
+        # able to point it at internal services (SSRF).
+        raise Unprocessable("The webhook URL must be a public address, not an internal one.")
     secret = new_secret()
     sealed = runtime.cipher.encrypt_json(secret, bound_to=center).hex()
     async with runtime.db.unit_of_work() as uow:
