@@ -229,6 +229,10 @@ def _language(code: str) -> str:
         return code
 
 
+def _count(watcher: EventWatcher, event_type: str) -> int:
+    return sum(1 for e in watcher.seen if e.type == event_type)
+
+
 def status_is(status: str) -> Any:
     return lambda e: e.type == "referrals.case.status_changed.v1" and e.data["to_status"] == status
 
@@ -473,7 +477,16 @@ async def run_journey(
             if len(journey.emails) >= expected_emails:
                 break
             await asyncio.sleep(0.25)
-        await asyncio.sleep(1.0)  # anything sent late or twice is seen too
+        # Each e-mail is recorded as `notification.sent`, through the sender's outbox: wait
+        # for those events too, then a moment more, so anything late or doubled is seen.
+        journey.emails = read_emails(stack.mail_dir, wall_start)
+        with contextlib.suppress(TimeoutError):
+            await watcher.wait_for(
+                lambda _: _count(watcher, "referrals.notification.sent.v1") >= len(journey.emails),
+                30,
+                "notification.sent for every e-mail",
+            )
+        await asyncio.sleep(1.0)
         journey.emails = read_emails(stack.mail_dir, wall_start)
         journey.seconds = time.monotonic() - began
     finally:
