@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import atexit
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -36,10 +39,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         report.longrepr = f"skipped tests fail the run in CI (CI=true): {reason}"
 
 
+def stack_root(name: str) -> Path:
+    """A fresh directory for a test stack's data, outside pytest's own temporary root: pytest
+    resets that root's permissions to the current user only when a session starts, which would
+    lock PostgreSQL (run as its own system user when the tests run as root) out of its data
+    directory if another session started meanwhile."""
+    return Path(tempfile.mkdtemp(prefix=f"referrals-{name}-"))
+
+
 @pytest.fixture(scope="session")
-def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[stack_mod.StackInfo]:
+def local_stack() -> Iterator[stack_mod.StackInfo]:
     """A running stack for this test session, on free ports in a fresh temporary directory."""
-    root = tmp_path_factory.mktemp("stack")
+    root = stack_root("stack")
     info = stack_mod.start(root, Console(stderr=True), databases=())
     stopped = False
 
@@ -48,6 +59,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[stack_mod.
         if not stopped:
             stopped = True
             stack_mod.stop(info)
+            shutil.rmtree(root, ignore_errors=True)
 
     atexit.register(stop)
     try:
@@ -142,15 +154,13 @@ def new_bucket(s3_client) -> Iterator[Callable[[str], str]]:  # type: ignore[no-
 
 
 @pytest.fixture(scope="session")
-def running_platform(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[stack_mod.StackInfo, object]]:
+def running_platform() -> Iterator[tuple[stack_mod.StackInfo, object]]:
     """The whole platform as `make up` runs it — every service role its own process, the sample
     centers, the mail sink and the trace viewer — on a stack of its own (free ports, temporary
     directory), so its consumers never see other tests' events. Yields (stack, platform)."""
     from devstack import platform as platform_mod
 
-    root = tmp_path_factory.mktemp("platform")
+    root = stack_root("platform")
     console = Console(stderr=True)
     info = stack_mod.start(root, console)
     running: list[object] = []
@@ -159,6 +169,7 @@ def running_platform(
         while running:
             platform_mod.stop(running.pop())  # type: ignore[arg-type]
         stack_mod.stop(info)
+        shutil.rmtree(root, ignore_errors=True)
 
     atexit.register(stop)
     try:
