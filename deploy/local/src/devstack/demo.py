@@ -154,13 +154,21 @@ class EventWatcher:
             bootstrap_servers=self.bootstrap, enable_auto_commit=False, client_id="demo-watcher"
         )
         await self.consumer.start()
-        # aiokafka exposes partition counts only through its client's metadata.
-        cluster = await self.consumer._client.fetch_all_metadata()
+        # aiokafka exposes partition counts only through its client's metadata; a topic just
+        # created may take a moment to show its partitions there.
+        for _ in range(100):
+            cluster = await self.consumer._client.fetch_all_metadata()
+            if all(cluster.partitions_for_topic(name) for name in topics.PLATFORM_TOPICS):
+                break
+            await asyncio.sleep(0.1)
         partitions = [
             TopicPartition(name, p)
             for name in names
             for p in sorted(cluster.partitions_for_topic(name) or ())
         ]
+        missing = [n for n in topics.PLATFORM_TOPICS if not cluster.partitions_for_topic(n)]
+        if missing:
+            raise RuntimeError(f"the broker shows no partitions for {missing}")
         self.consumer.assign(partitions)
         await self.consumer.seek_to_end(*partitions)
         for tp in partitions:
