@@ -207,9 +207,16 @@ async def test_outcomes_and_dead_letters_are_counted_by_topic(
     ) as consumer:
 
         async def all_settled():
+            # The dead-letter counter and the outcome are two increments: wait for both.
             samples = await scrape(metrics_url)
             dead = value(samples, "referrals_consumer_dead_letters_total", service=service)
-            return samples if dead == 3 and consumer.stats["applied"] == 2 else None
+            settled = sum(
+                v
+                for ls, v in select(samples, "referrals_consumer_events_total").items()
+                if dict(ls).get("service") == service and dict(ls)["outcome"] == "dead_lettered"
+            )
+            done = dead == 3 and settled == 3 and consumer.stats["applied"] == 2
+            return samples if done else None
 
         samples = await wait_for(all_settled)
 
