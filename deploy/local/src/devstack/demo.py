@@ -40,7 +40,8 @@ from rich.console import Console
 from rich.table import Table
 
 from devstack.mailsink import list_messages
-from devstack.platform import PlatformInfo
+from devstack.platform import PlatformInfo, trace_environment
+from devstack.sample_center import assign_at_end
 from devstack.stack import StackInfo
 
 tracer = trace.get_tracer("devstack.demo")
@@ -141,38 +142,16 @@ class EventWatcher:
         self._changed = asyncio.Event()
 
     async def start(self) -> None:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka import AIOKafkaConsumer
 
         from referrals_common.contracts import topics
-        from referrals_common.messaging.kafka import ensure_topics
 
         names = [*topics.PLATFORM_TOPICS, *(topics.partner_inbox(c) for c in self.centers)]
-        # A topic nobody has published to yet (notifications' on a fresh platform) is created
-        # now, as its relay would, so that its events are read from the first.
-        await ensure_topics(self.bootstrap, list(topics.PLATFORM_TOPICS))
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, enable_auto_commit=False, client_id="demo-watcher"
         )
         await self.consumer.start()
-        # aiokafka exposes partition counts only through its client's metadata; a topic just
-        # created may take a moment to show its partitions there.
-        for _ in range(100):
-            cluster = await self.consumer._client.fetch_all_metadata()
-            if all(cluster.partitions_for_topic(name) for name in topics.PLATFORM_TOPICS):
-                break
-            await asyncio.sleep(0.1)
-        partitions = [
-            TopicPartition(name, p)
-            for name in names
-            for p in sorted(cluster.partitions_for_topic(name) or ())
-        ]
-        missing = [n for n in topics.PLATFORM_TOPICS if not cluster.partitions_for_topic(n)]
-        if missing:
-            raise RuntimeError(f"the broker shows no partitions for {missing}")
-        self.consumer.assign(partitions)
-        await self.consumer.seek_to_end(*partitions)
-        for tp in partitions:
-            await self.consumer.position(tp)
+        await assign_at_end(self.consumer, names)
         self.task = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -391,16 +370,6 @@ def start_sample_center(root: Path, env: dict[str, str]) -> subprocess.Popen[str
     raise RuntimeError("the sample center process exited before reading its inboxes")
 
 
-def _trace_env(platform: PlatformInfo) -> dict[str, str]:
-    if not platform.trace_viewer:
-        return {"OTEL_TRACES_EXPORTER": "none"}
-    return {
-        "OTEL_TRACES_EXPORTER": "zipkin",
-        "OTEL_EXPORTER_ZIPKIN_ENDPOINT": f"{platform.trace_viewer}/api/v2/spans",
-        "OTEL_BSP_SCHEDULE_DELAY": "500",
-    }
-
-
 def read_emails(mail_dir: str, since: float) -> list[Email]:
     """The patient's e-mails the mail sink received after `since` (a wall-clock time)."""
     found = []
@@ -427,7 +396,7 @@ async def run_journey(
     from referrals_common.telemetry import configure_telemetry
 
     say = console.print if console else (lambda *a, **k: None)
-    trace_env = _trace_env(platform)
+    trace_env = trace_environment(platform.trace_viewer)
     os.environ.update(trace_env)
     provider = configure_telemetry("partner-front-end")
     journey = Journey(trace_viewer=platform.trace_viewer)

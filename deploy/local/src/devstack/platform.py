@@ -17,6 +17,7 @@ trace viewer and serves Prometheus metrics (`/metrics` on the API port, else its
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import subprocess
@@ -40,6 +41,8 @@ from devstack.process import (
     wait_until,
 )
 from devstack.stack import StackInfo
+from referrals_common.contracts import topics
+from referrals_common.messaging.kafka import ensure_topics
 
 ROLES: dict[str, tuple[str, ...]] = {
     "intake": ("api", "consumer", "relay"),
@@ -156,13 +159,21 @@ def environment(
         "PYTHONUNBUFFERED": "1",
     }
     if zipkin:
-        env |= {
-            "OTEL_TRACES_EXPORTER": "zipkin",
-            "OTEL_EXPORTER_ZIPKIN_ENDPOINT": f"{zipkin}/api/v2/spans",
-            # Export within half a second, so a step's trace is complete by the time one looks.
-            "OTEL_BSP_SCHEDULE_DELAY": "500",
-        }
+        env |= trace_environment(zipkin)
     return env
+
+
+def trace_environment(zipkin: str) -> dict[str, str]:
+    """The OpenTelemetry variables that send a process's spans to the trace viewer at `zipkin`
+    (none when it is empty): for the services, the demo's front end and the sample center."""
+    if not zipkin:
+        return {"OTEL_TRACES_EXPORTER": "none"}
+    return {
+        "OTEL_TRACES_EXPORTER": "zipkin",
+        "OTEL_EXPORTER_ZIPKIN_ENDPOINT": f"{zipkin}/api/v2/spans",
+        # Export within half a second, so a step's trace is complete by the time one looks.
+        "OTEL_BSP_SCHEDULE_DELAY": "500",
+    }
 
 
 # ------------------------------------------------------------------------------- trace viewer
@@ -282,6 +293,9 @@ def start(
                 logs,
                 "migrations",
             )
+        # Every platform topic exists before any relay publishes: auto-creation is off, and a
+        # topic nobody consumes (notifications') would otherwise never be created.
+        asyncio.run(ensure_topics(stack.kafka_bootstrap, list(topics.PLATFORM_TOPICS)))
         keys_file = root / "keys.json"
         if not keys_file.exists():
             with console.status("loading the sample cancer centers and making the demo's keys…"):

@@ -40,17 +40,6 @@ async def provision() -> dict[str, object]:
         Database(partners.postgres),
     )
     try:
-        # Every platform topic exists before any relay publishes (a topic nobody consumes,
-        # such as notifications', would otherwise never be created: auto-creation is off).
-        from referrals_common.contracts import topics
-        from referrals_common.messaging.kafka import ensure_topics
-
-        await ensure_topics(
-            partners.kafka.bootstrap_servers,
-            list(topics.PLATFORM_TOPICS),
-            partitions=partners.kafka.topic_partitions,
-            replication_factor=partners.kafka.topic_replication_factor,
-        )
         await load_seed(partners_db, partners.seed_file or None)
         await ensure_inbox_topics(partners_db, partners.kafka)
         async with intake_db.unit_of_work() as uow:

@@ -47,6 +47,33 @@ def emit(action: str, **fields: Any) -> None:
     sys.stdout.flush()
 
 
+async def assign_at_end(consumer: Any, names: list[str], *, timeout: float = 10.0) -> None:
+    """Assign every partition of the topics `names` to a started aiokafka consumer (no group)
+    and place it at their current end, so it reads only what is published from now on."""
+    from aiokafka import TopicPartition
+
+    # aiokafka exposes partition counts only through its client's metadata; a topic just
+    # created may take a moment to show its partitions there.
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        cluster = await consumer._client.fetch_all_metadata()
+        missing = [name for name in names if not cluster.partitions_for_topic(name)]
+        if not missing:
+            break
+        if asyncio.get_running_loop().time() > deadline:
+            raise RuntimeError(f"the broker shows no partitions for {missing}")
+        await asyncio.sleep(0.1)
+    partitions = [
+        TopicPartition(name, p)
+        for name in names
+        for p in sorted(cluster.partitions_for_topic(name))
+    ]
+    consumer.assign(partitions)
+    await consumer.seek_to_end(*partitions)
+    for tp in partitions:
+        await consumer.position(tp)
+
+
 class SampleCenters:
     def __init__(self, stack: StackInfo, platform: PlatformInfo, *, decline_first: bool) -> None:
         self.bootstrap = stack.kafka_bootstrap
@@ -58,7 +85,7 @@ class SampleCenters:
         self.cases_seen: set[str] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka import AIOKafkaConsumer
 
         from referrals_common.contracts import topics
 
@@ -68,21 +95,7 @@ class SampleCenters:
         )
         await consumer.start()
         try:
-            partitions = []
-            for topic in inboxes:
-                found: set[int] | None = None
-                for _ in range(50):  # partners creates the inboxes as it starts
-                    # aiokafka exposes partition counts only through its client's metadata.
-                    cluster = await consumer._client.fetch_all_metadata()
-                    found = cluster.partitions_for_topic(topic)
-                    if found:
-                        break
-                    await asyncio.sleep(0.2)
-                partitions += [TopicPartition(topic, p) for p in sorted(found or {0})]
-            consumer.assign(partitions)
-            await consumer.seek_to_end(*partitions)
-            for tp in partitions:
-                await consumer.position(tp)
+            await assign_at_end(consumer, list(inboxes))
             emit("ready", inboxes=len(inboxes))
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=200)
