@@ -104,6 +104,11 @@ class Partners:
 
     # ------------------------------------------------------------------ events
     async def on_document_stored(self, uow: UnitOfWork, stored: DocumentStored) -> None:
+        # The case's row lock first, as on every path: `on_case_ready` for the same case may run
+        # at the same time (the two events come from different topics and consumers), and each
+        # transaction would otherwise miss what the other has not committed yet, leaving the
+        # case at `awaiting_documents` for ever. A draft's documents thus get a `new` row.
+        case = await _case(uow, stored.case_id)
         await uow.session.execute(
             insert(CaseDocument)
             .values(
@@ -114,8 +119,7 @@ class Partners:
             )
             .on_conflict_do_nothing(index_elements=["document_id"])
         )
-        case = await uow.session.get(RoutingCase, stored.case_id, with_for_update=True)
-        if case is not None and case.status == "awaiting_documents":
+        if case.status == "awaiting_documents":
             await self._route(uow, case)
 
     async def on_case_ready(self, uow: UnitOfWork, ready: CaseReadyForReferral) -> None:
