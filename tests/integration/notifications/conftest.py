@@ -31,6 +31,8 @@ class SmtpRecorder:
     rcpt_calls: int = 0
     data_calls: int = 0
     accepted: list[bytes] = field(default_factory=list)
+    received: list[bytes] = field(default_factory=list)
+    """Every message DATA carried, refused or not."""
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -43,6 +45,7 @@ class SmtpRecorder:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         self.data_calls += 1
+        self.received.append(envelope.original_content or b"")
         if self.data_calls <= self.refuse_data:
             return self.data_reply
         self.accepted.append(envelope.original_content or b"")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import uuid
+from dataclasses import replace
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -85,6 +87,31 @@ async def test_greylisting_twice_then_accepted_is_delivered_exactly_once(
     assert len(server.accepted) == 1
     received = message_from_bytes(server.accepted[0], policy=policy.default)
     assert received["Subject"] == message.subject
+
+
+async def test_every_attempt_of_one_notification_carries_its_message_id(
+    start_smtp: StartSmtp, message: RenderedMessage
+) -> None:
+    """A repeat (a retry, or a resend after a crash before the sender recorded the 250) has the
+    Message-ID of the first attempt, so the receiving side can drop it; another notification
+    has another one."""
+    server = SmtpRecorder(refuse_data=2)
+    channel = EmailChannel(smtp(await start_smtp(server)))
+    notification = replace(message, notification_id=uuid.uuid4())
+
+    outcome = await deliver_with_retry(lambda: channel.send(PATIENT, notification), QUICK)
+    again = await channel.send(PATIENT, notification)
+    other = await channel.send(PATIENT, replace(message, notification_id=uuid.uuid4()))
+
+    assert outcome.delivered, outcome.error
+    ids = [
+        str(message_from_bytes(raw, policy=policy.default)["Message-ID"]).strip()
+        for raw in server.received
+    ]
+    assert len(ids) == 5
+    assert set(ids[:4]) == {f"<notification.{notification.notification_id}@referrals.example>"}
+    assert again.provider_id == ids[0]
+    assert ids[4] == other.provider_id != ids[0]
 
 
 async def test_a_refused_recipient_is_not_retried(

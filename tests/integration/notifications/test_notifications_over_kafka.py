@@ -323,6 +323,10 @@ async def test_every_trigger_reaches_the_patient_in_their_language_once(new_data
         patient = [d for d in sent if d.audience == "patient"]
         assert len(patient) == 7 and {d.status for d in patient} == {"sent"}
         assert {d.channel for d in patient} == {"email"}
+        # Each e-mail's Message-ID names its delivery: a resend would carry the same one.
+        assert {str(m["Message-ID"]).strip().split("@")[0] for m in uk_mail} == {
+            f"<notification.{d.id}" for d in patient
+        }
         async with rt.db.unit_of_work() as uow:
             alerts = (
                 (await uow.session.execute(select(OpsAlert).where(OpsAlert.case_id == en_case)))

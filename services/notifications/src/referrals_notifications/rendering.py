@@ -66,6 +66,9 @@ class RenderedMessage:
     subject: str
     text: str
     html: str | None = None
+    notification_id: UUID | None = None
+    """The delivery this message is for: every attempt to send it carries it (the e-mail's
+    `Message-ID`), so a receiver can drop a repeat after a crash between send and record."""
 
 
 class UnknownCode(ValueError):

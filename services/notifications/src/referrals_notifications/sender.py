@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -216,7 +216,7 @@ class Sender:
         message = self.renderer.render(
             NotificationTrigger(delivery.trigger), context, channel.channel
         )
-        return channel, recipient, message
+        return channel, recipient, replace(message, notification_id=delivery.id)
 
     def _patient_channel(self, address: dict[str, Any]) -> tuple[Any, str] | None:
         """The patient's preferred channel if usable, else the other one."""

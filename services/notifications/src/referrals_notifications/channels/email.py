@@ -95,7 +95,12 @@ def build_email(settings: SmtpSettings, recipient: str, message: RenderedMessage
     email["To"] = _recipient_address(recipient)
     email["Subject"] = message.subject
     email["Date"] = format_datetime(utc_now())
-    email["Message-ID"] = make_msgid(domain=settings.from_address.rsplit("@", 1)[1])
+    domain = settings.from_address.rsplit("@", 1)[1]
+    email["Message-ID"] = (
+        f"<notification.{message.notification_id}@{domain}>"
+        if message.notification_id is not None
+        else make_msgid(domain=domain)
+    )
     email["Auto-Submitted"] = "auto-generated"
     email.set_content(message.text)
     if message.html is not None:
