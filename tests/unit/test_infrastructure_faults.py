@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
+import urllib3.exceptions
+from minio.error import S3Error
 from sqlalchemy.exc import DBAPIError
 
-from referrals_common.messaging.consumer import is_infrastructure_fault
+from referrals_common.faults import is_infrastructure_fault
 
 pytestmark = pytest.mark.unit
 
@@ -49,3 +51,30 @@ def test_a_database_restart_is_retried_never_dead_lettered(error: BaseException)
 )
 def test_the_events_or_the_handlers_fault_is_not_infrastructure(error: BaseException) -> None:
     assert not is_infrastructure_fault(_wrapped(error))
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        urllib3.exceptions.MaxRetryError(
+            None, "/documents/x", urllib3.exceptions.NewConnectionError(None, "refused")
+        ),
+        urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError()),
+        S3Error(None, "XMinioServerNotInitialized", "starting", "/documents/x", "r", "h"),
+        S3Error(None, "SlowDown", "busy", "/documents/x", "r", "h"),
+    ],
+)
+def test_the_object_store_away_is_infrastructure(error: BaseException) -> None:
+    assert is_infrastructure_fault(error)
+    try:
+        try:
+            raise error
+        except BaseException as exc:
+            raise RuntimeError("reading the document failed") from exc
+    except RuntimeError as wrapped:
+        assert is_infrastructure_fault(wrapped)
+
+
+@pytest.mark.parametrize("code", ["NoSuchKey", "AccessDenied", "InvalidArgument"])
+def test_an_object_store_refusal_of_the_request_is_not_infrastructure(code: str) -> None:
+    assert not is_infrastructure_fault(S3Error(None, code, "no", "/documents/x", "r", "h"))

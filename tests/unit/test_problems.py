@@ -5,10 +5,14 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Annotated
 
+import asyncpg
 import httpx
 import pytest
+import urllib3.exceptions
 from fastapi import FastAPI, Header
+from minio.error import S3Error
 from pydantic import BaseModel, Field, SecretStr, field_validator
+from sqlalchemy.exc import DBAPIError
 
 from referrals_common.api.problems import (
     PROBLEM_MEDIA_TYPE,
@@ -93,6 +97,31 @@ def make_app() -> FastAPI:
     @app.get("/v1/boom")
     async def boom() -> dict[str, str]:
         raise RuntimeError("connection to postgresql://intake:hunter2@db failed")
+
+    @app.get("/v1/database-restarting")
+    async def database_restarting() -> dict[str, str]:
+        # As SQLAlchemy raises it while PostgreSQL shuts down: the driver's error inside.
+        try:
+            raise asyncpg.exceptions.AdminShutdownError(
+                "terminating connection due to administrator command"
+            )
+        except asyncpg.PostgresError as exc:
+            raise DBAPIError("select 1 -- hunter2", {}, exc) from exc
+
+    @app.get("/v1/object-store-away")
+    async def object_store_away() -> dict[str, str]:
+        # As the MinIO SDK raises it when nothing listens: urllib3 gave up retrying.
+        raise urllib3.exceptions.MaxRetryError(
+            None, "/cases/hunter2", urllib3.exceptions.NewConnectionError(None, "refused")
+        )
+
+    @app.get("/v1/object-store-starting")
+    async def object_store_starting() -> dict[str, str]:
+        raise S3Error(None, "XMinioServerNotInitialized", "starting", "/cases/x", "r", "h")
+
+    @app.get("/v1/object-missing")
+    async def object_missing() -> dict[str, str]:
+        raise S3Error(None, "NoSuchKey", "no such key", "/cases/x", "r", "h")
 
     return app
 
@@ -260,6 +289,29 @@ async def test_an_unhandled_error_is_a_logged_500_problem_that_leaks_nothing(cli
     assert record.exc_info[0] is RuntimeError
 
 
+@pytest.mark.parametrize(
+    "path", ["/v1/database-restarting", "/v1/object-store-away", "/v1/object-store-starting"]
+)
+async def test_storage_away_is_a_503_that_says_when_to_retry(client, path, caplog):
+    with caplog.at_level(logging.WARNING, logger="referrals_common.api.problems"):
+        response = await client.get(path)
+    assert response.status_code == 503
+    assert response.headers["content-type"] == PROBLEM_MEDIA_TYPE
+    assert int(response.headers["retry-after"]) > 0
+    problem = response.json()
+    assert problem["type"] == problem_type("service-unavailable")
+    assert "try again" in problem["detail"]
+    assert "hunter2" not in response.text
+    # Logged as a warning, without the statement or its traceback: an outage, not a bug.
+    [record] = [r for r in caplog.records if r.name == "referrals_common.api.problems"]
+    assert record.levelno == logging.WARNING and record.exc_info is None
+    assert "hunter2" not in record.getMessage()
+
+
+async def test_an_object_store_refusal_about_the_request_stays_a_500(client):
+    assert (await client.get("/v1/object-missing")).status_code == 500
+
+
 async def test_an_unknown_route_is_a_404_problem(client):
     response = await client.get("/v1/nowhere")
     assert response.status_code == 404
@@ -307,6 +359,8 @@ async def test_the_openapi_document_describes_problems(client):
     assert media["example"]["status"] == 404
     unauthorized = document["paths"]["/v1/cases/{case_id}"]["get"]["responses"]["401"]
     assert "WWW-Authenticate" in unauthorized["headers"]
+    unavailable = document["paths"]["/v1/cases/{case_id}"]["get"]["responses"]["503"]
+    assert "Retry-After" in unavailable["headers"]
 
 
 async def test_the_openapi_document_describes_validation_errors_as_problems(client):

@@ -8,8 +8,10 @@
         raise NotFound(f"There is no case {case_id}.")
 
 Every error leaves as `application/problem+json`, whoever raised it: our code (`ProblemError`
-and its subclasses), request validation (422), the framework (404 for an unknown route, 405) or a
-bug (500, logged with its traceback, the body says nothing about the cause).
+and its subclasses), request validation (422), the framework (404 for an unknown route, 405), a
+fault of the infrastructure (503 with `Retry-After`: the database or object store is away, the
+transaction was rolled back, the same request may be retried) or a bug (500, logged with its
+traceback, the body says nothing about the cause).
 
 Problem types. `type` is always `https://referrals.example/problems/<slug>`, never `about:blank`:
 one convention, so a client can switch on `type` alone whether the error came from our code
@@ -49,6 +51,8 @@ from opentelemetry.trace import Status, StatusCode
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from referrals_common.faults import is_infrastructure_fault
 
 log = logging.getLogger(__name__)
 
@@ -448,7 +452,45 @@ def _refused_nul(exc: BaseException) -> bool:
     return False
 
 
+UNAVAILABLE_RETRY_AFTER = 5
+"""Seconds a client is asked to wait when a service's database or object store is away."""
+UNAVAILABLE_DETAIL = (
+    "The service cannot reach its storage right now; nothing was changed. "
+    "Please try again in a few seconds."
+)
+
+
+def _unavailable(request: Request, exc: BaseException) -> Response:
+    """503 for a fault of the infrastructure: the client may retry the same request (with the
+    same Idempotency-Key where the route takes one); the transaction was rolled back."""
+    # The error's types only: their messages may quote a statement, a URL or an object key.
+    chain, seen = [], exc
+    while seen is not None and len(chain) < 5:
+        chain.append(type(seen).__name__)
+        seen = seen.__cause__ or seen.__context__
+    log.warning(
+        "%s %s answered 503 (storage unavailable): %s",
+        request.method,
+        request.url.path,
+        " <- ".join(chain),
+    )
+    span = trace.get_current_span()
+    span.record_exception(exc)
+    span.set_status(Status(StatusCode.ERROR, "infrastructure unavailable"))
+    slug, title = standard_type(503)
+    problem = Problem(
+        type=problem_type(slug),
+        title=title,
+        status=503,
+        detail=UNAVAILABLE_DETAIL,
+        instance=_instance(request),
+    )
+    return problem_response(problem, headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER)})
+
+
 def _internal_error(request: Request, exc: BaseException) -> Response:
+    if is_infrastructure_fault(exc):
+        return _unavailable(request, exc)
     if _refused_nul(exc):
         slug, title = standard_type(422)
         problem = Problem(
@@ -542,6 +584,8 @@ def _problem_media(status: int) -> dict[str, Any]:
         )
     elif status == 500:
         example["detail"] = INTERNAL_ERROR_DETAIL
+    elif status == 503:
+        example["detail"] = UNAVAILABLE_DETAIL
     return {"schema": {"$ref": _SCHEMA_REF + "Problem"}, "example": example}
 
 
@@ -555,6 +599,12 @@ _CHALLENGE_HEADERS: dict[int, dict[str, Any]] = {
     429: {
         "Retry-After": {
             "description": "Seconds to wait before trying again.",
+            "schema": {"type": "integer"},
+        }
+    },
+    503: {
+        "Retry-After": {
+            "description": "Seconds to wait before trying the same request again.",
             "schema": {"type": "integer"},
         }
     },
@@ -596,6 +646,8 @@ def _document_problems(app: FastAPI) -> None:
         ours = problem_responses(422)[422]
         for operations in document.get("paths", {}).values():
             for operation in operations.values():
+                # Any route may find its database or object store away for a moment.
+                operation.setdefault("responses", {}).setdefault("503", problem_responses(503)[503])
                 if "requestBody" in operation:
                     # A body that cannot be parsed at all (not text, truncated multipart).
                     operation.setdefault("responses", {}).setdefault(

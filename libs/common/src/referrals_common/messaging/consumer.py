@@ -62,6 +62,7 @@ from referrals_common.contracts.envelope import (
     parse_event,
 )
 from referrals_common.db import Database, UnitOfWork
+from referrals_common.faults import is_infrastructure_fault
 from referrals_common.messaging.dlq import DeadLetterPublisher
 from referrals_common.settings import KafkaSettings
 
@@ -69,46 +70,6 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer("referrals_common.consumer")
 
 Handler = Callable[[CloudEvent[Any], UnitOfWork], Awaitable[None]]
-
-
-INFRASTRUCTURE_SQLSTATE_CLASSES = ("08", "53", "57", "58")
-"""PostgreSQL error classes that are the server's state, not the statement's: connection
-exception, insufficient resources, operator intervention (shutdown, restart, starting up),
-system error."""
-
-
-def is_infrastructure_fault(exc: BaseException) -> bool:
-    """A fault of the database or network rather than of the event or the handler's logic.
-
-    The whole chain of causes is looked at: SQLAlchemy wraps a server restart's "terminating
-    connection due to administrator command" (57P01) as a plain DBAPIError, which is not the
-    event's fault and must be retried, never dead-lettered."""
-    import asyncpg
-    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-
-    infrastructure = (
-        OSError,
-        TimeoutError,
-        OperationalError,
-        InterfaceError,
-        asyncpg.PostgresConnectionError,
-        asyncpg.InterfaceError,
-        asyncpg.CannotConnectNowError,
-    )
-    seen: BaseException | None = exc
-    for _ in range(10):  # causes form a short chain; never loop on a cycle
-        if seen is None:
-            return False
-        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
-            return True
-        if isinstance(seen, infrastructure):
-            return True
-        for candidate in (seen, getattr(seen, "orig", None)):
-            state = getattr(candidate, "sqlstate", None)
-            if isinstance(state, str) and state[:2] in INFRASTRUCTURE_SQLSTATE_CLASSES:
-                return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 class PoisonEvent(Exception):

@@ -1,0 +1,46 @@
+"""Records whose object store is away answers 503 with `Retry-After`, keeps nothing, and
+accepts the same upload once MinIO is back: real connections refused by a port nobody listens
+on, against the real service in process."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+import pytest
+from minio import Minio
+
+from devstack.process import free_port
+
+from ..unavailable import assert_unavailable
+from .conftest import case_headers, pdf_bytes, upload
+
+pytestmark = pytest.mark.integration
+
+
+async def test_records_without_minio_answers_503_and_keeps_no_row(api, runtime):
+    store = runtime.records.store
+    working = store.client
+    s3 = runtime.settings.s3
+    store.client = Minio(
+        f"127.0.0.1:{free_port()}",
+        access_key=s3.access_key,
+        secret_key=s3.secret_key.get_secret_value(),
+        secure=False,
+    )
+    case_id = uuid.uuid4()
+    try:
+        assert_unavailable(await upload(api, case_id, pdf_bytes(2)))
+    finally:
+        store.client = working
+    conn = await asyncpg.connect(runtime.settings.postgres.asyncpg_dsn())
+    try:
+        assert (
+            await conn.fetchval("select count(*) from documents where case_id = $1", case_id) == 0
+        )
+    finally:
+        await conn.close()
+    listed = await api.get(f"/v1/cases/{case_id}/documents", headers=case_headers(case_id))
+    assert listed.json() == []
+    # MinIO back: the same upload is accepted.
+    assert (await upload(api, case_id, pdf_bytes(2))).status_code == 201
