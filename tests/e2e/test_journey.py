@@ -106,7 +106,9 @@ async def test_declined_then_rerouted_to_another_center(journey: Journey) -> Non
     assert accepted.data["center_code"] == second
     requested = [e for e in journey.events if e.type == "referrals.referral.requested.v1"]
     assert [e.data["center_country"] for e in requested] == ["DE", "DE"]
-    actions = [a["action"] for a in journey.center_actions if a["action"] != "offer received"]
+    # A center may be asked to retry (the opinion not yet known to partners): not an action.
+    not_actions = ("offer received", "retry")
+    actions = [a["action"] for a in journey.center_actions if a["action"] not in not_actions]
     assert actions == ["declined", "accepted", "opinion delivered"]
     assert journey.opinion_bytes > 1000
 

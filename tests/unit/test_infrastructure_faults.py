@@ -66,13 +66,9 @@ def test_the_events_or_the_handlers_fault_is_not_infrastructure(error: BaseExcep
 )
 def test_the_object_store_away_is_infrastructure(error: BaseException) -> None:
     assert is_infrastructure_fault(error)
-    try:
-        try:
-            raise error
-        except BaseException as exc:
-            raise RuntimeError("reading the document failed") from exc
-    except RuntimeError as wrapped:
-        assert is_infrastructure_fault(wrapped)
+    wrapped = RuntimeError("reading the document failed")
+    wrapped.__cause__ = error
+    assert is_infrastructure_fault(wrapped)
 
 
 @pytest.mark.parametrize("code", ["NoSuchKey", "AccessDenied", "InvalidArgument"])

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from starlette.requests import ClientDisconnect
 
 from referrals_common.api.problems import (
+    PROBLEM_MEDIA_TYPE,
     Conflict,
     FieldError,
     NotFound,
@@ -21,6 +22,7 @@ from referrals_common.api.problems import (
     Unauthorized,
     Unprocessable,
     problem_responses,
+    problem_type,
 )
 from referrals_common.auth.api_keys import InvalidApiKey, parse_api_key, verify_secret
 from referrals_common.auth.case_tokens import InvalidCaseToken
@@ -371,6 +373,64 @@ async def delete_document(
 
 
 # -------------------------------------------------------------------------- center side
+#
+# Records learns which center may read which case only from partners' `referral.requested`
+# (routing topic), while the center learns of its offer from `referral.offered` (its inbox
+# topic): a center that reacts at once may ask before records' consumer has read the grant. A
+# referral id records has never heard of is then a retryable 409 `referral-not-known-yet`, not
+# a 404 the center would take as final. It reveals nothing to another center: the answer depends
+# only on whether records has any row for that id, not on who asks nor on any case, and referral
+# ids are random UUIDs that only the offered center receives, so an id a center made up is
+# answered exactly like one still on its way. A referral records knows, but of another center,
+# or closed (declined, expired, withdrawn), stays a 404, as if it did not exist.
+
+RETRY_AFTER_SECONDS = 2
+NOT_KNOWN_YET_SLUG = "referral-not-known-yet"
+NOT_KNOWN_YET_TITLE = "The referral has not reached records yet"
+
+
+class ReferralNotKnownYet(ProblemError):
+    """409 with `Retry-After`: records has not yet received the referral from partners."""
+
+    status = 409
+    type_slug = NOT_KNOWN_YET_SLUG
+    title = NOT_KNOWN_YET_TITLE
+
+    def __init__(self, referral_id: UUID) -> None:
+        super().__init__(
+            f"Records has not yet received referral {referral_id} from partners: the offer "
+            "reaches a center a moment before it reaches records. If it was offered to this "
+            f"center, retry in {RETRY_AFTER_SECONDS} seconds (Retry-After); if this persists "
+            "for minutes, check the referral id.",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+
+def not_known_yet_response(
+    example_path: str, also: str | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI entry of the 409 `referral-not-known-yet` (and of `also`, another 409 the
+    route answers), with its `Retry-After` header and an example at `/v1/referrals/<id>/…`."""
+    entry = problem_responses(409)[409]
+    entry["description"] = (
+        f"`{NOT_KNOWN_YET_SLUG}`: records has not yet received this referral from partners "
+        "(it follows the center's offer by a moment); retry after `Retry-After` seconds"
+        + (f". Or {also}" if also else "")
+    )
+    entry["headers"] = {
+        "Retry-After": {
+            "description": "Seconds to wait before trying again (for `referral-not-known-yet`).",
+            "schema": {"type": "integer"},
+        }
+    }
+    entry["content"][PROBLEM_MEDIA_TYPE]["example"] = {
+        "type": problem_type(NOT_KNOWN_YET_SLUG),
+        "title": NOT_KNOWN_YET_TITLE,
+        "status": 409,
+        "detail": str(ReferralNotKnownYet(UUID(int=0)).detail),
+        "instance": f"/v1/referrals/{UUID(int=0)}/{example_path}",
+    }
+    return {409: entry}
 
 
 async def _offered(
@@ -378,14 +438,14 @@ async def _offered(
 ) -> CenterReferral:
     async with runtime.db.unit_of_work() as uow:
         referral = await uow.session.get(CenterReferral, referral_id)
-    # A declined or expired offer, or a withdrawn case, is no referral of this center's: 404.
-    if referral is None or referral.center_code != center or referral.closed_at is not None:
+    if referral is None:
+        # Not heard of at all (not even a decline or an expiry): maybe still on its way.
+        await audit(runtime, f"center:{center}", _route(request), None, outcome="not_known_yet")
+        raise ReferralNotKnownYet(referral_id)
+    # Another center's referral, a declined or expired offer, or a withdrawn case: 404.
+    if referral.center_code != center or referral.closed_at is not None:
         await audit(
-            runtime,
-            f"center:{center}",
-            _route(request),
-            referral.case_id if referral else None,
-            outcome="denied",
+            runtime, f"center:{center}", _route(request), referral.case_id, outcome="denied"
         )
         raise NotFound(f"There is no referral {referral_id} for this center.")
     return referral
@@ -394,12 +454,15 @@ async def _offered(
 @router.get(
     "/referrals/{referral_id}/documents",
     response_model=list[DocumentPublic],
-    responses=problem_responses(401, 404),
+    responses={**problem_responses(401, 404), **not_known_yet_response("documents")},
     summary="Documents of a referral (center)",
 )
 async def center_documents(
     referral_id: UUID, center: CenterDep, runtime: RuntimeDep, request: Request
 ) -> list[DocumentPublic]:
+    """The documents of a case offered to this center; audited. Asked a moment after the offer,
+    before records has heard of the referral: 409 `referral-not-known-yet`, retry after
+    `Retry-After` seconds."""
     referral = await _offered(runtime, center, referral_id, request)
     async with runtime.db.unit_of_work() as uow:
         docs = await runtime.records.documents(uow, referral.case_id)
@@ -410,7 +473,10 @@ async def center_documents(
 @router.get(
     "/referrals/{referral_id}/documents/{document_id}",
     response_model=DownloadLink,
-    responses=problem_responses(401, 404),
+    responses={
+        **problem_responses(401, 404),
+        **not_known_yet_response(f"documents/{UUID(int=1)}"),
+    },
     summary="Download a document (center)",
 )
 async def center_download(
@@ -420,7 +486,9 @@ async def center_download(
     runtime: RuntimeDep,
     request: Request,
 ) -> DownloadLink:
-    """A short-lived link to one document of a case offered to this center; audited."""
+    """A short-lived link to one document of a case offered to this center; audited. Asked a
+    moment after the offer, before records has heard of the referral: 409
+    `referral-not-known-yet`, retry after `Retry-After` seconds."""
     referral = await _offered(runtime, center, referral_id, request)
     async with runtime.db.unit_of_work() as uow:
         try:
@@ -452,7 +520,10 @@ async def center_download(
     response_model=DocumentPublic,
     responses={
         200: {"model": DocumentPublic, "description": "The same file was already uploaded"},
-        **problem_responses(400, 401, 404, 409, 413, 415),
+        **problem_responses(400, 401, 404, 413, 415),
+        **not_known_yet_response(
+            "opinion", also="`conflict`: the case is closed and takes no more documents"
+        ),
     },
     summary="Upload the written opinion (center)",
     openapi_extra={
