@@ -77,10 +77,12 @@ class Translation:
             return
         if await uow.session.get(DocumentCheck, stored.document_id) is not None:
             return  # the same document announced again: read once
-        case = await _case(uow, stored.case_id)
-        if case.withdrawn:
+        # Reading takes seconds (OCR): no case row is created, locked or waited for before it
+        # (a new row would be held by this transaction, and `case.submitted` for the same case,
+        # applied beside it, would wait for the whole reading).
+        seen = await uow.session.get(CaseLanguages, stored.case_id)
+        if seen is not None and seen.withdrawn:
             return
-        # Reading takes seconds (OCR); the case lock is taken after it, not held during it.
         try:
             reading = await self.reader.read(stored.object_key, str(stored.media_type))
         except ObjectGone:
