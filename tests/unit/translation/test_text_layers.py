@@ -59,3 +59,41 @@ def test_a_layer_in_no_language_over_nothing_stays_undetermined(tmp_path: Path, 
     outcome = read_document(tmp_path / "gibberish-only.pdf", PDF, Limits())
     assert outcome.kind == "unreadable"
     assert outcome.reason is UnreadableReason.LANGUAGE_UNDETERMINED
+
+
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "translation"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "arztbrief_de.pdf",
+        "consultation_he.pdf",
+        "discharge_summary_uk.pdf",
+        "epikriz_tr.pdf",
+        "pathology_report_en.pdf",
+        "pathology_report_ru.pdf",
+        "referral_owner_password_uk.pdf",
+    ],
+)
+def test_pdfium_reads_the_same_words_as_pypdf(name: str) -> None:
+    """Text layers are read with pdfium for speed; pypdf, the fallback, finds the same words."""
+    from pypdf import PdfReader
+
+    from referrals_translation.extraction import _open_pdfium, _page_text
+
+    path = FIXTURES / name
+    reader = PdfReader(path, strict=False)
+    if reader.is_encrypted:
+        reader.decrypt("")
+    fast = _open_pdfium(path)
+    assert fast is not None
+    try:
+        for index in range(len(reader.pages)):
+            by_pdfium = _page_text(reader, fast, index).split()
+            by_pypdf = _page_text(reader, None, index).split()
+            assert by_pdfium, f"page {index + 1} has a text layer"
+            same = len(set(by_pdfium) & set(by_pypdf)) / len(set(by_pypdf))
+            assert same > 0.9, f"page {index + 1}: {same:.0%} of pypdf's words"
+    finally:
+        fast.close()

@@ -5,11 +5,13 @@ only as far as language identification needs: the first pages of a PDF, the firs
 TIFF, the first `max_text_bytes` of a text file. What cannot be read raises `Unreadable` with the
 contract's reason and an English detail that never quotes the document.
 
-* **PDF**: the text layer of each page with pypdf. A page with (almost) no text layer, or one
-  whose text is mojibake (a Cyrillic font without a Unicode map comes out as "Ïàö³ºíò"), is a
-  scan: it is rendered with pdfium at `ocr_dpi` and OCR'd (`ocr`), at most `max_ocr_pages` of
-  them. A password-protected PDF is `encrypted` unless it opens with the empty password (an
-  owner password only restricts printing or copying, and is common on hospital exports).
+* **PDF**: the text layer of each page with pdfium (pypdf where pdfium cannot open the file or a
+  page; pypdf also checks the page tree and the encryption first). A page with (almost) no text
+  layer, or one whose text is mojibake (a Cyrillic font without a Unicode map comes out as
+  "Ïàö³ºíò"), is a scan: it is rendered with pdfium at `ocr_dpi` and OCR'd (`ocr`), at most
+  `max_ocr_pages` of them. A password-protected PDF is `encrypted` unless it opens with the
+  empty password (an owner password only restricts printing or copying, and is common on
+  hospital exports).
 * **JPEG, PNG, TIFF** (every frame of a multi-page TIFF): OCR, after refusing declared sizes above
   `max_image_pixels` (a decompression bomb is a small file whose header announces gigapixels),
   honouring the EXIF orientation of photos, and scaling huge photos down.
@@ -250,15 +252,20 @@ def _pdf(path: Path, limits: Limits, *, force_ocr: bool) -> Extracted:
     text_layer: list[str] = []
     scanned: list[int] = []
     letters = 0
-    for index in range(min(total, limits.max_pages)):
-        if letters >= limits.enough_letters:
-            break
-        text = "" if force_ocr else _page_text(reader, index)
-        if count_letters(text) >= limits.min_text_layer_letters and not looks_garbled(text):
-            text_layer.append(text)
-            letters += count_letters(text)
-        else:
-            scanned.append(index)
+    fast = None if force_ocr else _open_pdfium(path)
+    try:
+        for index in range(min(total, limits.max_pages)):
+            if letters >= limits.enough_letters:
+                break
+            text = "" if force_ocr else _page_text(reader, fast, index)
+            if count_letters(text) >= limits.min_text_layer_letters and not looks_garbled(text):
+                text_layer.append(text)
+                letters += count_letters(text)
+            else:
+                scanned.append(index)
+    finally:
+        if fast is not None:
+            fast.close()
     session = _OcrSession(limits)
     if scanned and letters < limits.enough_letters:
         _ocr_pdf_pages(path, scanned, session)
@@ -282,11 +289,35 @@ def _open_pdf(path: Path) -> PdfReader:
     return reader
 
 
-def _page_text(reader: PdfReader, index: int) -> str:
-    """The text layer of one page; a page pypdf cannot parse counts as having none."""
+def _open_pdfium(path: Path) -> pdfium.PdfDocument | None:
+    """The PDF opened with pdfium for its text layer (several times faster than pypdf's), or
+    None if pdfium cannot open what pypdf could: pypdf then reads the text."""
+    try:
+        return pdfium.PdfDocument(str(path))
+    except pdfium.PdfiumError:
+        log.debug("pdfium cannot open the PDF; its text is read with pypdf", exc_info=True)
+        return None
+
+
+def _page_text(reader: PdfReader, fast: pdfium.PdfDocument | None, index: int) -> str:
+    """The text layer of one page, by pdfium, else pypdf; a page neither can parse counts as
+    having none (it may still render, so it is OCR'd)."""
+    if fast is not None:
+        try:
+            page = fast[index]
+            try:
+                textpage = page.get_textpage()
+                try:
+                    return textpage.get_text_bounded().replace("\r\n", "\n")
+                finally:
+                    textpage.close()
+            finally:
+                page.close()
+        except pdfium.PdfiumError:
+            log.debug("pdfium reads no text on page %d; trying pypdf", index + 1, exc_info=True)
     try:
         return reader.pages[index].extract_text() or ""
-    except Exception:  # a broken content stream: the page may still render, so OCR it
+    except Exception:  # a broken content stream
         log.debug("no text layer on page %d", index + 1, exc_info=True)
         return ""
 
