@@ -10,10 +10,11 @@ import email
 import email.policy
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 import uvicorn
 from aiokafka import AIOKafkaProducer
@@ -105,7 +106,11 @@ class Receiver:
 
 @contextlib.asynccontextmanager
 async def notifications_running(
-    new_database, local_stack, mailbox: Mailbox, receiver: Receiver | None = None
+    new_database,
+    local_stack,
+    mailbox: Mailbox,
+    receiver: Receiver | None = None,
+    wrap_email: Callable[[Any], Any] | None = None,
 ) -> AsyncIterator[Any]:
     smtp = Controller(mailbox, hostname="127.0.0.1", port=free_port())
     smtp.start()
@@ -146,6 +151,8 @@ async def notifications_running(
     await relay.start()
     relay_task = asyncio.create_task(relay.run())
     sender = build_sender(settings, rt.db)
+    if wrap_email is not None:
+        sender.channels.email = wrap_email(sender.channels.email)
     stop = asyncio.Event()
     sending = asyncio.create_task(run_sender_loop(sender, 0.1, stop))
     await broker.start()
@@ -417,3 +424,59 @@ async def test_a_contact_sealed_to_another_key_fails_alone(new_database, local_s
                 .all()
             )
         assert [a.kind for a in alerts] == ["notification_failed"]
+
+
+class CutAfterAccepted:
+    """The real e-mail channel; right after the SMTP server accepts the first message, every
+    other connection to the service's database is terminated (as a PostgreSQL restart does), so
+    the sender's transaction that would record the message as sent fails."""
+
+    def __init__(self, real: Any, dsn: str) -> None:
+        self.real = real
+        self.channel = real.channel
+        self.dsn = dsn
+        self.cut = False
+
+    async def send(self, recipient: str, message: Any) -> Any:
+        receipt = await self.real.send(recipient, message)
+        if not self.cut:
+            self.cut = True
+            conn = await asyncpg.connect(self.dsn)
+            try:
+                await conn.execute(
+                    "select pg_terminate_backend(pid) from pg_stat_activity"
+                    " where datname = current_database() and pid <> pg_backend_pid()"
+                )
+            finally:
+                await conn.close()
+        return receipt
+
+
+async def test_a_message_accepted_before_the_database_went_away_is_not_sent_again(
+    new_database, local_stack
+):
+    mailbox = Mailbox()
+    cutters: list[CutAfterAccepted] = []
+
+    def wrap(real: Any) -> Any:
+        cutters.append(CutAfterAccepted(real, ""))
+        return cutters[0]
+
+    async with notifications_running(new_database, local_stack, mailbox, wrap_email=wrap) as rt:
+        cutters[0].dsn = rt.settings.postgres.asyncpg_dsn()
+        case_id, events = submitted_case("uk", "olena.cut@example.org")
+        await publish(local_stack.kafka_bootstrap, *events)
+        await wait_until(lambda: len(mailbox.to("olena.cut")) >= 1)
+
+        async def recorded() -> list[Delivery]:
+            return [d for d in await deliveries(rt, case_id) if d.audience == "patient"]
+
+        async with asyncio.timeout(30):
+            while not (rows := await recorded()) or rows[0].status != "sent":
+                await asyncio.sleep(0.2)
+        await asyncio.sleep(1.0)  # a second e-mail would arrive now
+
+    assert cutters[0].cut, "the database connections were cut after the first acceptance"
+    assert len(mailbox.to("olena.cut")) == 1
+    (row,) = rows
+    assert row.status == "sent" and row.sent_at is not None

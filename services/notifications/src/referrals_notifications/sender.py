@@ -9,20 +9,25 @@ permanent error, the row is `failed`, `notification.failed` goes out and an ops 
 recorded.
 
 Exactly once, and its one gap: a message is recorded as sent in the same transaction that holds
-its row, after the channel accepted it. A crash in the instant between the SMTP server's "250"
-and that commit would send it again on restart; every attempt carries the same notification id
-(e-mail `Message-ID`, webhook body), so the receiving side can drop the repeat.
+its row, after the channel accepted it. If that commit fails (PostgreSQL restarting), the process
+remembers what was accepted and, when the row comes back, records it as sent without sending it
+again. Only a crash of the sender process itself in the instant between the SMTP server's "250"
+and the commit (or another sender taking the row after such a failure) sends it again; every
+attempt carries the same notification id (e-mail `Message-ID`, webhook body), so the receiving
+side can drop the repeat.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
+from uuid import UUID
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -54,6 +59,9 @@ from referrals_notifications.service import FRONT_END, OPS, PATIENT
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("referrals_notifications.sender")
+
+ACCEPTED_MEMORY = 10_000
+"""Accepted messages remembered until their rows commit (a bound, far above one batch)."""
 
 
 @dataclass
@@ -96,6 +104,8 @@ class Sender:
         self.channels = channels
         self.settings = settings or SenderSettings()
         self.clock = clock
+        self._accepted: OrderedDict[UUID, Any] = OrderedDict()
+        """Messages a channel accepted whose row has not been committed as sent yet."""
 
     async def send_due(self, *, limit: int = 1000) -> int:
         """Process due deliveries (up to about `limit`) in batches; returns how many."""
@@ -152,13 +162,24 @@ class Sender:
                 finally:
                     otel_context.detach(token)
             await uow.commit()
+        for delivery in deliveries:
+            self._accepted.pop(delivery.id, None)
         return len(deliveries)
 
     async def _deliver(
         self, delivery: Delivery, channel: Any, recipient: Any, message: Any
     ) -> tuple[Any, otel_context.Context]:
-        """Send one message (with its quick retries) in a span of the causing event's trace."""
+        """Send one message (with its quick retries) in a span of the causing event's trace.
+
+        A message the channel accepted before recording it failed (the database restarted
+        under the commit) is not sent again when its row comes back: the first acceptance is
+        recorded instead."""
         parent = continue_trace(delivery.trace_context)
+        if (accepted := self._accepted.get(delivery.id)) is not None:
+            log.info(
+                "delivery %s was accepted before its recording failed: not resent", delivery.id
+            )
+            return accepted, parent
         with tracer.start_as_current_span(
             f"notification {delivery.trigger} send", context=parent, kind=SpanKind.PRODUCER
         ) as span:
@@ -170,6 +191,10 @@ class Sender:
                 partial(channel.send, recipient, message), self.settings.policy
             )
             span.set_attribute("referrals.notification.attempts", outcome.attempts)
+            if outcome.delivered:
+                self._accepted[delivery.id] = outcome
+                while len(self._accepted) > ACCEPTED_MEMORY:
+                    self._accepted.popitem(last=False)
             if not outcome.delivered:
                 span.set_status(trace.Status(trace.StatusCode.ERROR, str(outcome.error)))
             return outcome, otel_context.get_current()
