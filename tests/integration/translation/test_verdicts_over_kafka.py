@@ -200,3 +200,60 @@ async def test_a_document_after_submission_is_judged_at_once(
         [verdict] = await verdicts(local_stack.kafka_bootstrap, case_id, count=1)
     assert verdict["type"] == "referrals.document.language_accepted.v1"
     assert verdict["data"]["main_language"] == "uk"  # Ukrainian is acceptable for Ukraine
+
+
+class CountingReader:
+    """The real reader, counting how many documents it reads and how many at the same moment."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.calls: list[str] = []
+        self.now = self.most = 0
+
+    async def read(self, object_key: str, media_type: str) -> Any:
+        self.calls.append(object_key)
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            return await self.real.read(object_key, media_type)
+        finally:
+            self.now -= 1
+
+
+async def test_a_cases_documents_are_read_side_by_side_and_each_once(
+    new_database, local_stack, s3_client, bucket
+):
+    """The documents of one case share a partition, and their events are applied in order; the
+    readings still run side by side (two workers), each document is read once, and each gets
+    its one verdict."""
+    async with translation_running(new_database, local_stack, bucket) as rt:
+        reader = CountingReader(rt.translation.reader)
+        rt.translation.reader = reader
+        case_id = uuid.uuid4()
+        docs = [
+            store(s3_client, bucket, case_id, name, "other", PDF)
+            for name in (
+                "pathology_report_en.pdf",
+                "arztbrief_de.pdf",
+                "discharge_summary_uk.pdf",
+                "pathology_report_ru.pdf",
+            )
+        ]
+        # All in one produce request, so the consumer's next fetch holds them together.
+        producer = AIOKafkaProducer(
+            bootstrap_servers=local_stack.kafka_bootstrap, acks="all", linger_ms=200
+        )
+        await producer.start()
+        try:
+            sent = [
+                await producer.send(e.data.publish_topic(), e.to_json(), key=str(case_id).encode())
+                for e in (submitted(case_id, ["DE"]), *docs)
+            ]
+            await asyncio.gather(*sent)
+        finally:
+            await producer.stop()
+        found = await verdicts(local_stack.kafka_bootstrap, case_id, count=4)
+
+    assert len({e["data"]["document_id"] for e in found}) == 4
+    assert sorted(reader.calls) == sorted(d.data.object_key for d in docs)
+    assert reader.most >= 2, "documents of one partition were read one at a time"

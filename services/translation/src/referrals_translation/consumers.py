@@ -3,12 +3,16 @@ or that it was withdrawn).
 
 One consumer, group `translation.language-checks`, over the documents and cases topics. Reading a
 document takes seconds, so batches are small (`max_records`): a batch must end well within
-Kafka's poll interval.
+Kafka's poll interval. Every document of a batch starts being read at once (as many at a time as
+the checker has workers), then the events are applied in order, each taking its reading.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+from opentelemetry import propagate
 
 from referrals_common.contracts import (
     CaseSubmitted,
@@ -17,19 +21,53 @@ from referrals_common.contracts import (
     DocumentStored,
     topics,
 )
+from referrals_common.contracts.envelope import InvalidEvent, UnknownEventType, parse_event
 from referrals_common.db import Database, UnitOfWork
 from referrals_common.messaging.consumer import EventConsumer
 from referrals_common.messaging.dlq import DeadLetterPublisher
 from referrals_translation.service import Translation
 
+log = logging.getLogger(__name__)
+
 CONSUMER_NAME = "translation.language-checks"
 SUBSCRIBED_TOPICS = (topics.DOCUMENTS, topics.CASES)
+
+
+class ReadingAheadConsumer(EventConsumer):
+    """The platform's consumer, which also starts reading every document of a batch at once
+    (`Translation.read_ahead`) before the events are applied in their partitions' order."""
+
+    def __init__(self, translation: Translation, *args: Any, **options: Any) -> None:
+        super().__init__(*args, **options)
+        self.translation = translation
+
+    async def process_batch(self, records: tuple[Any, ...]) -> None:
+        documents = []
+        for record in records:
+            try:
+                event = parse_event(record.value)
+            except (InvalidEvent, UnknownEventType):
+                continue  # applying it dead-letters it
+            if isinstance(event.data, DocumentStored):
+                headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
+                documents.append((event.data, propagate.extract(headers)))
+        started: list[Any] = []
+        if documents:
+            try:
+                async with self.db.unit_of_work() as uow:
+                    started = await self.translation.read_ahead(uow, documents)
+            except Exception:  # the database away: each event will read its own document
+                log.info("reading ahead failed; documents are read one by one", exc_info=True)
+        try:
+            await super().process_batch(records)
+        finally:
+            self.translation.forget(started)
 
 
 def build_consumer(
     translation: Translation, db: Database, dead_letters: DeadLetterPublisher, **options: Any
 ) -> EventConsumer:
-    consumer = EventConsumer(CONSUMER_NAME, db, dead_letters, **options)
+    consumer = ReadingAheadConsumer(translation, CONSUMER_NAME, db, dead_letters, **options)
 
     @consumer.handles(DocumentStored)
     async def stored(event: CloudEvent[DocumentStored], uow: UnitOfWork) -> None:

@@ -11,12 +11,16 @@ whose lock serialises the two paths, so neither can miss the other.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 from uuid import UUID
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
@@ -34,6 +38,7 @@ from referrals_common.db import UnitOfWork
 from referrals_translation.models import CaseLanguages, DocumentCheck, utcnow
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("referrals_translation.service")
 
 # The center's opinion is read by the patient, not sent to a center: it is not checked.
 NOT_CHECKED = frozenset({DocumentKind.OPINION})
@@ -71,6 +76,62 @@ class Translation:
     def __init__(self, reader: DocumentReader, acceptable_for: AcceptableLanguages) -> None:
         self.reader = reader
         self.acceptable_for = acceptable_for
+        self._ahead: dict[UUID, asyncio.Task[Reading]] = {}
+        """Readings started by `read_ahead`, taken by `on_document_stored`."""
+
+    # ------------------------------------------------------------------ reading ahead
+    async def read_ahead(
+        self, uow: UnitOfWork, documents: Sequence[tuple[DocumentStored, otel_context.Context]]
+    ) -> list[UUID]:
+        """Start reading a batch's documents at once, side by side, before their events are
+        applied one after the other.
+
+        The documents of one case share a partition and their events are applied in order, so
+        without this a consumer would read one document at a time while other workers sit idle.
+        Reading has no effect on the database, so it may run ahead; the checker's workers bound
+        how many documents are read at the same moment. Each reading runs in the trace of its
+        event (`context`). Documents already read (a redelivery) and the center's opinion are
+        not started. Returns the ids started; pass them to `forget` once the batch is done."""
+        wanted = [(d, ctx) for d, ctx in documents if d.kind not in NOT_CHECKED]
+        if not wanted:
+            return []
+        known = await uow.session.execute(
+            select(DocumentCheck.document_id).where(
+                DocumentCheck.document_id.in_([d.document_id for d, _ in wanted])
+            )
+        )
+        already = set(known.scalars())
+        started = []
+        for stored, parent in wanted:
+            if stored.document_id in already or stored.document_id in self._ahead:
+                continue
+            self._ahead[stored.document_id] = asyncio.create_task(self._read(stored, parent))
+            started.append(stored.document_id)
+        return started
+
+    def forget(self, document_ids: Sequence[UUID]) -> None:
+        """Drop readings started ahead that no event took (a withdrawn case, a failed batch)."""
+        for document_id in document_ids:
+            task = self._ahead.pop(document_id, None)
+            if task is not None and not task.done():
+                task.cancel()
+            elif task is not None and not task.cancelled():
+                task.exception()  # retrieved: a failure is the event's to meet when it is retried
+
+    async def _read(self, stored: DocumentStored, parent: otel_context.Context) -> Reading:
+        with tracer.start_as_current_span(
+            "document read", context=parent, kind=SpanKind.INTERNAL
+        ) as span:
+            span.set_attribute("referrals.case_id", str(stored.case_id))
+            span.set_attribute("referrals.document_id", str(stored.document_id))
+            return await self.reader.read(stored.object_key, str(stored.media_type))
+
+    async def _reading(self, stored: DocumentStored) -> Reading:
+        """The document's reading: the one started ahead if there is one, else read now."""
+        task = self._ahead.pop(stored.document_id, None)
+        if task is not None:
+            return await task
+        return await self.reader.read(stored.object_key, str(stored.media_type))
 
     async def on_document_stored(self, uow: UnitOfWork, stored: DocumentStored) -> None:
         if stored.kind in NOT_CHECKED:
@@ -84,7 +145,7 @@ class Translation:
         if seen is not None and seen.withdrawn:
             return
         try:
-            reading = await self.reader.read(stored.object_key, str(stored.media_type))
+            reading = await self._reading(stored)
         except ObjectGone:
             log.warning("document %s was deleted before it was read", stored.document_id)
             return
