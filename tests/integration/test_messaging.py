@@ -21,6 +21,7 @@ from opentelemetry.trace import SpanKind
 from referrals_common.contracts import CaseWithdrawn, new_event
 from referrals_common.messaging.consumer import PoisonEvent
 from referrals_common.messaging.dlq_cli import read_dead_letters, replay
+from referrals_common.messaging.relay import ADVISORY_NAMESPACE as ADVISORY
 from referrals_common.messaging.relay import OutboxRelay
 
 from .conftest import effects, running_consumer, running_relay, wait_for, write_withdrawals
@@ -130,15 +131,33 @@ async def test_a_relay_killed_mid_stream_publishes_what_was_left_after_restart(
     written = await write_withdrawals(db, [uuid.uuid4() for _ in range(200)], 10, topic)
     total = len(written)
 
-    relay = start_relay_process(messaging_dsn, kafka_bootstrap)
+    # The test holds half of the work slots, as another relay replica would: the relay publishes
+    # the other half, and is SIGKILLed with the held half committed but not published (a race
+    # against the relay's speed would miss its window on a fast or a loaded machine).
+    holder = await asyncpg.connect(messaging_dsn)
     try:
-        # Kill it once it has published some rows but not all: committed, not yet published.
-        await wait_for(lambda: _between(messaging_dsn, total), timeout=60, interval=0.005)
+        slots = [
+            r["slot"]
+            for r in await holder.fetch(
+                "select distinct slot from outbox where sent_at is null order by slot"
+            )
+        ]
+        held = slots[: len(slots) // 2]
+        for slot in held:
+            await holder.execute("select pg_advisory_lock($1::int, $2::int)", ADVISORY, slot)
+        held_rows = await holder.fetchval(
+            "select count(*) from outbox where sent_at is null and slot = any($1::int[])", held
+        )
+        relay = start_relay_process(messaging_dsn, kafka_bootstrap)
+        try:
+            await wait_for(lambda: _only_left(messaging_dsn, held_rows), timeout=60)
+        finally:
+            relay.send_signal(signal.SIGKILL)
+            relay.wait()
     finally:
-        relay.send_signal(signal.SIGKILL)
-        relay.wait()
+        await holder.close()  # the advisory locks go with the session
     left = await unsent(messaging_dsn)
-    assert 0 < left < total, "the relay must die with work left for this test to mean anything"
+    assert 0 < left == held_rows < total, "the relay must die with work left"
 
     restarted = start_relay_process(messaging_dsn, kafka_bootstrap)
     try:
@@ -156,9 +175,8 @@ async def test_a_relay_killed_mid_stream_publishes_what_was_left_after_restart(
     assert consumer.stats["applied"] == total
 
 
-async def _between(dsn: str, total: int):
-    left = await unsent(dsn)
-    return 0 < left < total - 100 or None
+async def _only_left(dsn: str, held_rows: int):
+    return await unsent(dsn) == held_rows or None
 
 
 async def test_a_poison_event_goes_to_the_dlq_and_the_next_event_is_still_processed(
