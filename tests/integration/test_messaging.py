@@ -422,3 +422,78 @@ async def test_an_offer_is_published_to_its_centers_own_inbox_topic(
     [record] = await read_topic(kafka_bootstrap, offer.inbox_topic, 1)
     assert parse_event(record.value).data == offer
     assert record.key == str(offer.case_id).encode()
+
+
+async def test_a_lane_of_quick_events_never_waits_behind_a_slow_topic(
+    db, messaging_dsn, kafka_bootstrap, new_topic
+):
+    """Two topics of one consumer group: events of the slow one take seconds each (translation
+    reading documents). With the quick topic in a lane of its own, its event is applied while the
+    slow topic's batch is still being worked through."""
+    from faststream.kafka import KafkaBroker
+
+    from referrals_common.messaging.consumer import EventConsumer, subscribe_lanes
+    from referrals_common.messaging.dlq import DeadLetterPublisher
+
+    from .conftest import record_effect
+
+    slow_topic, quick_topic = await new_topic("documents"), await new_topic("cases")
+    slow_cases = [uuid.uuid4() for _ in range(4)]
+    quick_case = uuid.uuid4()
+    finished: dict[uuid.UUID, float] = {}
+
+    started = asyncio.Event()
+
+    async def handler(event, uow):
+        if event.case_id in slow_cases:
+            started.set()
+            await asyncio.sleep(1.5)  # reading a document
+        await record_effect(event, uow)
+        finished[event.case_id] = asyncio.get_running_loop().time()
+
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    for case_id in slow_cases:  # one key: one partition, applied in order
+        await producer.send_and_wait(
+            slow_topic, new_event(CaseWithdrawn(case_id=case_id)).to_json(), key=b"one-case"
+        )
+
+    dead = DeadLetterPublisher(kafka_bootstrap)
+    await dead.start()
+    consumer = EventConsumer(f"test-lanes-{uuid.uuid4().hex[:8]}", db, dead)
+    consumer.handles(CaseWithdrawn)(handler)
+    broker = KafkaBroker(kafka_bootstrap, logger=None)
+    subscribers = subscribe_lanes(
+        consumer,
+        broker,
+        (slow_topic, quick_topic),
+        [((slow_topic,), {"max_records": 4}), ((quick_topic,), {})],
+    )
+    assert len(subscribers) == 2
+    await broker.start()
+    try:
+        # The quick event arrives while the slow topic's batch is being worked through.
+        await asyncio.wait_for(started.wait(), 30)
+        await producer.send_and_wait(
+            quick_topic, new_event(CaseWithdrawn(case_id=quick_case)).to_json(), key=b"other"
+        )
+        await wait_for(lambda: count_effects(messaging_dsn, 5), timeout=60)
+    finally:
+        await producer.stop()
+        await broker.stop()
+        await dead.stop()
+
+    assert finished[quick_case] < min(finished[c] for c in slow_cases[1:]), (
+        "the quick event waited for the slow topic's batch"
+    )
+    assert len(await effects(messaging_dsn)) == 5
+
+
+def test_a_lane_must_name_a_topic_the_consumer_reads():
+    from faststream.kafka import KafkaBroker
+
+    from referrals_common.messaging.consumer import EventConsumer, subscribe_lanes
+
+    consumer = EventConsumer("test-lanes", db=None, dead_letters=None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="elsewhere"):
+        subscribe_lanes(consumer, KafkaBroker(), ("a",), [(("elsewhere",), {})])

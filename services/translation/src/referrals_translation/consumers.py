@@ -4,7 +4,9 @@ or that it was withdrawn).
 One consumer, group `translation.language-checks`, over the documents and cases topics. Reading a
 document takes seconds, so batches are small (`max_records`): a batch must end well within
 Kafka's poll interval. Every document of a batch starts being read at once (as many at a time as
-the checker has workers), then the events are applied in order, each taking its reading.
+the checker has workers), then the events are applied in order, each taking its reading. The
+cases topic has a subscriber of its own in the same group (`lanes`): a case's destination is
+applied at once, not after the documents ahead of it in a batch.
 """
 
 from __future__ import annotations
@@ -25,12 +27,26 @@ from referrals_common.contracts.envelope import InvalidEvent, UnknownEventType, 
 from referrals_common.db import Database, UnitOfWork
 from referrals_common.messaging.consumer import EventConsumer
 from referrals_common.messaging.dlq import DeadLetterPublisher
+from referrals_translation.config import TranslationSettings
 from referrals_translation.service import Translation
 
 log = logging.getLogger(__name__)
 
 CONSUMER_NAME = "translation.language-checks"
 SUBSCRIBED_TOPICS = (topics.DOCUMENTS, topics.CASES)
+
+
+def lanes(settings: TranslationSettings) -> list[tuple[tuple[str, ...], dict[str, Any]]]:
+    """Documents in small batches with a long poll interval (reading takes seconds); cases in a
+    subscriber of their own, so a case's destination never waits behind a backlog of reading."""
+    poll_s = max(300.0, settings.check_timeout_seconds * settings.max_records * 2)
+    return [
+        (
+            (topics.DOCUMENTS,),
+            {"max_records": settings.max_records, "max_poll_interval_ms": int(poll_s * 1000)},
+        ),
+        ((topics.CASES,), {}),
+    ]
 
 
 class ReadingAheadConsumer(EventConsumer):

@@ -71,10 +71,7 @@ async def run_consumer(settings: TranslationSettings) -> None:
             settings.kafka,
             consumers.SUBSCRIBED_TOPICS,
             lambda dead: consumers.build_consumer(rt.translation, rt.db, dead),
-            max_records=settings.max_records,
-            max_poll_interval_ms=int(
-                max(300.0, settings.check_timeout_seconds * settings.max_records * 2) * 1000
-            ),
+            lanes=consumers.lanes(settings),
         )
     finally:
         await rt.close()

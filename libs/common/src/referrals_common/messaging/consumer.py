@@ -37,7 +37,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
@@ -429,11 +429,41 @@ class ConsumerLag(ConsumerRebalanceListener):  # type: ignore[misc]
         metrics.CONSUMER_LAG.remove(self.owner.service, self.owner.name, key[0], str(key[1]))
 
 
+def subscribe_lanes(
+    consumer: EventConsumer,
+    broker: KafkaBroker | KafkaRouter,
+    topics: tuple[str, ...],
+    lanes: Sequence[tuple[tuple[str, ...], Mapping[str, Any]]] = (),
+    **subscribe_options: Any,
+) -> list[Any]:
+    """Subscribe `consumer` to `topics`, each lane's topics through a subscriber of their own.
+
+    A lane is (its topics, its own subscribe options over `subscribe_options`), so that the
+    quick events of one topic never wait in a batch behind the slow ones of another (translation
+    reads documents for seconds; a case's destination takes milliseconds). Every subscriber is
+    a member of the consumer's one group, with the same inbox: lanes change when an event is
+    applied, never whether. Topics in no lane share one subscriber."""
+    laned = {topic for lane_topics, _ in lanes for topic in lane_topics}
+    unknown = laned - set(topics)
+    if unknown:
+        raise ValueError(f"lanes name topics the consumer does not read: {sorted(unknown)}")
+    subscribers = [
+        consumer.subscribe(broker, *lane_topics, **{**subscribe_options, **options})
+        for lane_topics, options in lanes
+    ]
+    rest = tuple(topic for topic in topics if topic not in laned)
+    if rest:
+        subscribers.append(consumer.subscribe(broker, *rest, **subscribe_options))
+    return subscribers
+
+
 async def serve_consumer(
     service: str,
     kafka: KafkaSettings | str,
     topics: tuple[str, ...],
     build: Callable[[DeadLetterPublisher], EventConsumer],
+    *,
+    lanes: Sequence[tuple[tuple[str, ...], Mapping[str, Any]]] = (),
     **subscribe_options: Any,
 ) -> None:
     """Run one service's consumer process until SIGTERM or SIGINT: declare its topics (and their
@@ -442,7 +472,7 @@ async def serve_consumer(
     `kafka` is the service's Kafka settings (or just the bootstrap servers, with the default
     partitions and replication of new topics). `subscribe_options` go to
     `EventConsumer.subscribe` (e.g. a smaller `max_records` for a consumer whose events take
-    seconds each)."""
+    seconds each); `lanes` give some topics a subscriber of their own (`subscribe_lanes`)."""
     import signal
 
     from referrals_common.messaging.kafka import ensure_topics
@@ -460,7 +490,7 @@ async def serve_consumer(
     dead = DeadLetterPublisher(bootstrap_servers, client_id=f"{service}-dlq")
     await dead.start()
     broker = KafkaBroker(bootstrap_servers, client_id=service)
-    build(dead).subscribe(broker, *topics, **subscribe_options)
+    subscribe_lanes(build(dead), broker, topics, lanes, **subscribe_options)
     await broker.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
