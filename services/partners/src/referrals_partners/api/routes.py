@@ -460,10 +460,11 @@ async def put_webhook(
     responses=problem_responses(401, 404),
     summary="This center's webhook and its recent deliveries",
 )
-async def get_webhook(center: CenterDep, runtime: RuntimeDep) -> WebhookView:
+async def get_webhook(center: CenterDep, runtime: RuntimeDep, request: Request) -> WebhookView:
     async with runtime.db.unit_of_work() as uow:
         hook = await uow.session.get(Webhook, center)
         if hook is None:
+            await audit(runtime, f"center:{center}", _route(request), outcome="not_found")
             raise NotFound("This center has no webhook.")
         rows = await uow.session.execute(
             select(WebhookDelivery)
@@ -472,6 +473,7 @@ async def get_webhook(center: CenterDep, runtime: RuntimeDep) -> WebhookView:
             .limit(100)
         )
         deliveries = [DeliveryView.model_validate(d, from_attributes=True) for d in rows.scalars()]
+    await audit(runtime, f"center:{center}", _route(request))
     return WebhookView(url=hook.url, created_at=hook.created_at, deliveries=deliveries)
 
 
@@ -481,13 +483,15 @@ async def get_webhook(center: CenterDep, runtime: RuntimeDep) -> WebhookView:
     responses=problem_responses(401, 404),
     summary="Remove this center's webhook",
 )
-async def delete_webhook(center: CenterDep, runtime: RuntimeDep) -> Response:
+async def delete_webhook(center: CenterDep, runtime: RuntimeDep, request: Request) -> Response:
     async with runtime.db.unit_of_work() as uow:
         hook = await uow.session.get(Webhook, center)
         if hook is None:
+            await audit(runtime, f"center:{center}", _route(request), outcome="not_found")
             raise NotFound("This center has no webhook.")
         await uow.session.delete(hook)
         await uow.commit()
+    await audit(runtime, f"center:{center}", _route(request))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -498,10 +502,14 @@ async def delete_webhook(center: CenterDep, runtime: RuntimeDep) -> Response:
     responses=problem_responses(401),
     summary="The registry",
 )
-async def list_centers(operator: OperatorDep, runtime: RuntimeDep) -> list[CenterView]:
+async def list_centers(
+    operator: OperatorDep, runtime: RuntimeDep, request: Request
+) -> list[CenterView]:
     async with runtime.db.unit_of_work() as uow:
         rows = (await uow.session.execute(select(CenterRow).order_by(CenterRow.code))).scalars()
-        return [CenterView.model_validate(r, from_attributes=True) for r in rows]
+        centers = [CenterView.model_validate(r, from_attributes=True) for r in rows]
+    await audit(runtime, operator, _route(request))
+    return centers
 
 
 @router.post(
@@ -658,9 +666,11 @@ def _referral_record(r: Referral) -> dict[str, Any]:
 async def list_cases(
     operator: OperatorDep,
     runtime: RuntimeDep,
+    request: Request,
     status_: Annotated[str, Query(alias="status")] = "unroutable",
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[RoutingView]:
+    await audit(runtime, operator, _route(request))
     async with runtime.db.unit_of_work() as uow:
         rows = await uow.session.execute(
             select(RoutingCase)
