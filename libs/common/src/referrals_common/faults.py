@@ -10,6 +10,8 @@ worker thread's error may be re-raised inside another.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 INFRASTRUCTURE_SQLSTATE_CLASSES = ("08", "53", "57", "58")
 """PostgreSQL error classes that are the server's state, not the statement's: connection
 exception, insufficient resources, operator intervention (shutdown, restart, starting up),
@@ -50,25 +52,38 @@ def _infrastructure_types() -> tuple[type[BaseException], ...]:
     )
 
 
+def causes(exc: BaseException, *, limit: int = 10) -> Iterator[BaseException]:
+    """`exc`, then what caused it (`__cause__`, else `__context__`), and so on: at most `limit`
+    errors, so a cycle of causes never loops."""
+    seen: BaseException | None = exc
+    for _ in range(limit):
+        if seen is None:
+            return
+        yield seen
+        seen = seen.__cause__ or seen.__context__
+
+
+def sqlstates(exc: BaseException) -> Iterator[str]:
+    """The PostgreSQL SQLSTATE codes anywhere in `exc`'s chain of causes, on the driver's error
+    or on SQLAlchemy's wrapper of it (`orig`)."""
+    for seen in causes(exc):
+        for candidate in (seen, getattr(seen, "orig", None)):
+            state = getattr(candidate, "sqlstate", None)
+            if isinstance(state, str):
+                yield state
+
+
 def is_infrastructure_fault(exc: BaseException) -> bool:
     """Whether `exc`, or any error in its chain of causes, is a fault of the infrastructure."""
     from minio.error import S3Error
     from sqlalchemy.exc import DBAPIError
 
     infrastructure = _infrastructure_types()
-    seen: BaseException | None = exc
-    for _ in range(10):  # causes form a short chain; never loop on a cycle
-        if seen is None:
-            return False
+    for seen in causes(exc):
         if isinstance(seen, DBAPIError) and seen.connection_invalidated:
             return True
         if isinstance(seen, infrastructure):
             return True
         if isinstance(seen, S3Error) and seen.code in UNAVAILABLE_S3_CODES:
             return True
-        for candidate in (seen, getattr(seen, "orig", None)):
-            state = getattr(candidate, "sqlstate", None)
-            if isinstance(state, str) and state[:2] in INFRASTRUCTURE_SQLSTATE_CLASSES:
-                return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    return any(state[:2] in INFRASTRUCTURE_SQLSTATE_CLASSES for state in sqlstates(exc))

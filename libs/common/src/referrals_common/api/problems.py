@@ -52,7 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from referrals_common.faults import is_infrastructure_fault
+from referrals_common.faults import causes, is_infrastructure_fault, sqlstates
 
 log = logging.getLogger(__name__)
 
@@ -443,13 +443,22 @@ NUL_SQLSTATES = frozenset({"22021", "22P05"})
 def _refused_nul(exc: BaseException) -> bool:
     """Whether the database refused a text value because it holds U+0000, which PostgreSQL's
     text types cannot store: the client's input is at fault, not the service."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        for candidate in (seen, getattr(seen, "orig", None)):
-            if getattr(candidate, "sqlstate", None) in NUL_SQLSTATES:
-                return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    return any(state in NUL_SQLSTATES for state in sqlstates(exc))
+
+
+def _standard_problem(
+    request: Request, status: int, detail: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    """The problem of a standard `status` type, with this occurrence's `detail`."""
+    slug, title = standard_type(status)
+    problem = Problem(
+        type=problem_type(slug),
+        title=title,
+        status=status,
+        detail=detail,
+        instance=_instance(request),
+    )
+    return problem_response(problem, headers=headers)
 
 
 UNAVAILABLE_RETRY_AFTER = 5
@@ -464,43 +473,27 @@ def _unavailable(request: Request, exc: BaseException) -> Response:
     """503 for a fault of the infrastructure: the client may retry the same request (with the
     same Idempotency-Key where the route takes one); the transaction was rolled back."""
     # The error's types only: their messages may quote a statement, a URL or an object key.
-    chain, seen = [], exc
-    while seen is not None and len(chain) < 5:
-        chain.append(type(seen).__name__)
-        seen = seen.__cause__ or seen.__context__
     log.warning(
         "%s %s answered 503 (storage unavailable): %s",
         request.method,
         request.url.path,
-        " <- ".join(chain),
+        " <- ".join(type(seen).__name__ for seen in causes(exc, limit=5)),
     )
     span = trace.get_current_span()
     span.record_exception(exc)
     span.set_status(Status(StatusCode.ERROR, "infrastructure unavailable"))
-    slug, title = standard_type(503)
-    problem = Problem(
-        type=problem_type(slug),
-        title=title,
-        status=503,
-        detail=UNAVAILABLE_DETAIL,
-        instance=_instance(request),
+    return _standard_problem(
+        request, 503, UNAVAILABLE_DETAIL, {"Retry-After": str(UNAVAILABLE_RETRY_AFTER)}
     )
-    return problem_response(problem, headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER)})
 
 
 def _internal_error(request: Request, exc: BaseException) -> Response:
     if is_infrastructure_fault(exc):
         return _unavailable(request, exc)
     if _refused_nul(exc):
-        slug, title = standard_type(422)
-        problem = Problem(
-            type=problem_type(slug),
-            title=title,
-            status=422,
-            detail="A text value holds the NUL character (U+0000), which is not accepted.",
-            instance=_instance(request),
+        return _standard_problem(
+            request, 422, "A text value holds the NUL character (U+0000), which is not accepted."
         )
-        return problem_response(problem)
     log.error(
         "unhandled %s in %s %s",
         type(exc).__name__,
@@ -511,15 +504,7 @@ def _internal_error(request: Request, exc: BaseException) -> Response:
     span = trace.get_current_span()
     span.record_exception(exc)
     span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-    slug, title = standard_type(500)
-    problem = Problem(
-        type=problem_type(slug),
-        title=title,
-        status=500,
-        detail=INTERNAL_ERROR_DETAIL,
-        instance=_instance(request),
-    )
-    return problem_response(problem)
+    return _standard_problem(request, 500, INTERNAL_ERROR_DETAIL)
 
 
 async def _on_unhandled_error(request: Request, exc: Exception) -> Response:
