@@ -7,9 +7,11 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaBroker
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -132,3 +134,18 @@ async def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1):
             return value
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s (last value: {value!r})")
+
+
+async def publish(bootstrap: str, *events: CloudEvent[Any], times: int = 1) -> None:
+    """Publish events as their producing service would (its topic, keyed by case id), each
+    `times` times in a row, as a redelivery would bring them again."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for event in events:
+            for _ in range(times):
+                await producer.send_and_wait(
+                    event.data.publish_topic(), event.to_json(), key=str(event.case_id).encode()
+                )
+    finally:
+        await producer.stop()

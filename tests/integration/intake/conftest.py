@@ -28,17 +28,21 @@ async def intake_dsn(new_database) -> str:
 NOTIFICATIONS_PRIVATE, NOTIFICATIONS_PUBLIC = SealedBox.generate_keypair_base64()
 
 
-@pytest.fixture
-async def runtime(intake_dsn, kafka_bootstrap) -> AsyncIterator[Runtime]:
-    settings = IntakeSettings(
-        postgres=PostgresSettings(dsn=intake_dsn),
+def intake_settings(dsn: str, kafka_bootstrap: str) -> IntakeSettings:
+    """Intake's settings for a test: its database at `dsn`, fresh keys."""
+    return IntakeSettings(
+        postgres=PostgresSettings(dsn=dsn),
         kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap),
         tokens=TokenSettings(signing_key_pem=generate_private_key_pem().decode()),
         field_encryption_key=FieldCipher.generate_key_base64(),
         public_base_url="https://intake.example.org",
         notifications_public_key=NOTIFICATIONS_PUBLIC,
     )
-    rt = build_runtime(settings)
+
+
+@pytest.fixture
+async def runtime(intake_dsn, kafka_bootstrap) -> AsyncIterator[Runtime]:
+    rt = build_runtime(intake_settings(intake_dsn, kafka_bootstrap))
     yield rt
     await rt.db.dispose()
 

@@ -7,28 +7,17 @@ import httpx
 import pytest
 
 from devstack.process import free_port
-from referrals_common.auth.case_tokens import generate_private_key_pem
-from referrals_common.crypto import FieldCipher
-from referrals_common.settings import KafkaSettings, PostgresSettings
-from referrals_intake.config import IntakeSettings, TokenSettings
 from referrals_intake.main import build_runtime, create_app
 
 from ..unavailable import assert_unavailable
-from .conftest import NOTIFICATIONS_PUBLIC, case_body
+from .conftest import case_body, intake_settings
 
 pytestmark = pytest.mark.integration
 
 
 async def test_intake_without_its_database_answers_503_not_500(kafka_bootstrap):
-    settings = IntakeSettings(
-        postgres=PostgresSettings(dsn=f"postgresql://intake:pw@127.0.0.1:{free_port()}/intake"),
-        kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap),
-        tokens=TokenSettings(signing_key_pem=generate_private_key_pem().decode()),
-        field_encryption_key=FieldCipher.generate_key_base64(),
-        public_base_url="https://intake.example.org",
-        notifications_public_key=NOTIFICATIONS_PUBLIC,
-    )
-    rt = build_runtime(settings)
+    nobody = f"postgresql://intake:pw@127.0.0.1:{free_port()}/intake"
+    rt = build_runtime(intake_settings(nobody, kafka_bootstrap))
     app = create_app(runtime=rt)
     app.state.runtime = rt
     try:

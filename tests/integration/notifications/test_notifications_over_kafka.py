@@ -17,7 +17,6 @@ from typing import Any
 import asyncpg
 import pytest
 import uvicorn
-from aiokafka import AIOKafkaProducer
 from aiosmtpd.controller import Controller
 from faststream.kafka import KafkaBroker
 from sqlalchemy import select
@@ -56,6 +55,8 @@ from referrals_notifications.main import (
     run_sender_loop,
 )
 from referrals_notifications.models import Delivery, OpsAlert
+
+from ..conftest import publish
 
 pytestmark = pytest.mark.integration
 
@@ -170,19 +171,6 @@ async def notifications_running(
         if server is not None:
             server.should_exit = True
             await serving
-
-
-async def publish(bootstrap: str, *events: Any, times: int = 1) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        for event in events:
-            for _ in range(times):
-                await producer.send_and_wait(
-                    event.data.publish_topic(), event.to_json(), key=str(event.case_id).encode()
-                )
-    finally:
-        await producer.stop()
 
 
 def submitted_case(locale: str, address: str) -> tuple[uuid.UUID, list[Any]]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from faststream.kafka import KafkaBroker
 
 from referrals_common.auth.case_tokens import CaseTokenIssuer, generate_private_key_pem, public_jwks
@@ -116,18 +116,6 @@ async def key_for(rt: Runtime, role: str, center: str | None = None) -> str:
         key = await issue_key(uow, rt.pepper, role=role, name=center or "ops", center_code=center)
         await uow.commit()
     return key
-
-
-async def publish(bootstrap: str, *events: Any) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        for event in events:
-            await producer.send_and_wait(
-                event.data.publish_topic(), event.to_json(), key=str(event.case_id).encode()
-            )
-    finally:
-        await producer.stop()
 
 
 def document_stored(case_id: uuid.UUID, kind: str = "pathology_report") -> Any:

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from referrals_common.contracts import ReferralOffered, topics
 from referrals_partners.models import Referral, RoutingCase
 
+from ..conftest import publish
 from .conftest import (
     Inbox,
     Topic,
@@ -22,7 +23,6 @@ from .conftest import (
     document_stored,
     key_for,
     partners_running,
-    publish,
     ready,
 )
 

@@ -23,7 +23,6 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaBroker
 
 from referrals_common.contracts import (
@@ -40,7 +39,7 @@ from referrals_common.messaging.kafka import ensure_topics
 from referrals_records import consumers
 from referrals_records.models import CenterReferral
 
-from ..conftest import wait_for
+from ..conftest import publish, wait_for
 from .conftest import center_key, pdf_bytes, upload
 
 pytestmark = pytest.mark.integration
@@ -67,20 +66,6 @@ async def records_consumer(runtime) -> AsyncIterator[None]:
     finally:
         await broker.stop()
         await dead.stop()
-
-
-async def publish(runtime, *events: Any) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=runtime.settings.kafka.bootstrap_servers, acks="all"
-    )
-    await producer.start()
-    try:
-        for event in events:
-            await producer.send_and_wait(
-                event.data.publish_topic(), event.to_json(), key=str(event.case_id).encode()
-            )
-    finally:
-        await producer.stop()
 
 
 def requested(case_id: uuid.UUID, referral_id: uuid.UUID, center: str):
@@ -176,7 +161,9 @@ async def test_a_center_early_for_its_referral_is_told_to_retry_then_reads_the_d
     assert await referral_row(runtime, referral_id) is None  # a 409 grants nothing
 
     async with records_consumer(runtime):
-        await publish(runtime, requested(case_id, referral_id, CHARITE))
+        await publish(
+            runtime.settings.kafka.bootstrap_servers, requested(case_id, referral_id, CHARITE)
+        )
         statuses, listed = await as_a_center_would(api, listing, charite)
         assert statuses[-1] == 200 and set(statuses[:-1]) <= {409}, statuses
         assert [d["id"] for d in listed.json()] == [doc["id"]]
@@ -217,7 +204,9 @@ async def test_an_unknown_referral_id_tells_another_center_nothing_and_a_known_o
     )
 
     async with records_consumer(runtime):
-        await publish(runtime, requested(case_id, referral_id, CHARITE))
+        await publish(
+            runtime.settings.kafka.bootstrap_servers, requested(case_id, referral_id, CHARITE)
+        )
         await records_knows(runtime, referral_id)
     secrets = (str(case_id), doc["id"], doc["file_name"], doc["sha256"])
     for path in (
@@ -266,11 +255,15 @@ async def test_closed_access_stays_a_404_not_a_retry(api, runtime, how):
     secrets = (str(case_id), doc["file_name"], doc["sha256"])
 
     async with records_consumer(runtime):
-        await publish(runtime, requested(case_id, referral_id, CHARITE))
+        await publish(
+            runtime.settings.kafka.bootstrap_servers, requested(case_id, referral_id, CHARITE)
+        )
         await records_knows(runtime, referral_id)
         for path in paths:
             assert (await api.get(path, headers=charite)).status_code == 200
-        await publish(runtime, *closing_events(case_id, referral_id)[how])
+        await publish(
+            runtime.settings.kafka.bootstrap_servers, *closing_events(case_id, referral_id)[how]
+        )
         await records_knows(runtime, referral_id, closed=True)
     assert (await referral_row(runtime, referral_id)).closed_reason == how  # type: ignore[union-attr]
     for path in paths:
@@ -285,7 +278,9 @@ async def test_an_answer_seen_before_the_offer_is_a_404_not_a_retry(api, runtime
     doc = (await upload(api, case_id, pdf_bytes())).json()
     charite = {"X-Api-Key": await center_key(runtime, CHARITE)}
     async with records_consumer(runtime):
-        await publish(runtime, *closing_events(case_id, referral_id)[how])
+        await publish(
+            runtime.settings.kafka.bootstrap_servers, *closing_events(case_id, referral_id)[how]
+        )
         await records_knows(runtime, referral_id, closed=True)
     for path in (
         f"/v1/referrals/{referral_id}/documents",

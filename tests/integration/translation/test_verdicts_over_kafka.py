@@ -30,6 +30,8 @@ from referrals_translation import consumers
 from referrals_translation.config import TranslationSettings
 from referrals_translation.main import MIGRATIONS, build_runtime
 
+from ..conftest import publish
+
 pytestmark = pytest.mark.integration
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "translation"
@@ -107,18 +109,6 @@ def submitted(case_id: uuid.UUID, countries: list[str]):
             submitted_at=datetime.now(UTC),
         )
     )
-
-
-async def publish(bootstrap: str, *events: Any) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        for event in events:
-            await producer.send_and_wait(
-                event.data.publish_topic(), event.to_json(), key=str(event.case_id).encode()
-            )
-    finally:
-        await producer.stop()
 
 
 async def verdicts(bootstrap: str, case_id: uuid.UUID, count: int, settle: float = 2.0):
