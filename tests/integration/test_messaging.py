@@ -447,7 +447,7 @@ async def test_a_lane_of_quick_events_never_waits_behind_a_slow_topic(
     async def handler(event, uow):
         if event.case_id in slow_cases:
             started.set()
-            await asyncio.sleep(1.5)  # reading a document
+            await asyncio.sleep(2.5)  # reading a document
         await record_effect(event, uow)
         finished[event.case_id] = asyncio.get_running_loop().time()
 
@@ -467,7 +467,10 @@ async def test_a_lane_of_quick_events_never_waits_behind_a_slow_topic(
         consumer,
         broker,
         (slow_topic, quick_topic),
-        [((slow_topic,), {"max_records": 4}), ((quick_topic,), {})],
+        [
+            ((slow_topic,), {"max_records": 4}),
+            ((quick_topic,), {"group_id": f"{consumer.name}.quick"}),
+        ],
     )
     assert len(subscribers) == 2
     await broker.start()

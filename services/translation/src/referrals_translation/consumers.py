@@ -5,8 +5,8 @@ One consumer, group `translation.language-checks`, over the documents and cases 
 document takes seconds, so batches are small (`max_records`): a batch must end well within
 Kafka's poll interval. Every document of a batch starts being read at once (as many at a time as
 the checker has workers), then the events are applied in order, each taking its reading. The
-cases topic has a subscriber of its own in the same group (`lanes`): a case's destination is
-applied at once, not after the documents ahead of it in a batch.
+cases topic has a subscriber of its own, in a group of its own with the same inbox (`lanes`): a
+case's destination is applied at once, not after the documents ahead of it in a batch.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ def lanes(settings: TranslationSettings) -> list[tuple[tuple[str, ...], dict[str
             (topics.DOCUMENTS,),
             {"max_records": settings.max_records, "max_poll_interval_ms": int(poll_s * 1000)},
         ),
-        ((topics.CASES,), {}),
+        # A group of its own: a rebalance of the documents lane's group waits for its batch.
+        ((topics.CASES,), {"group_id": f"{CONSUMER_NAME}.cases"}),
     ]
 
 

@@ -140,7 +140,8 @@ class EventConsumer:
         return register
 
     def subscribe(self, broker: KafkaBroker | KafkaRouter, *topics: str, **options: Any) -> Any:
-        """Attach this consumer to `topics` as a FastStream batch subscriber in group `name`.
+        """Attach this consumer to `topics` as a FastStream batch subscriber in group `name`
+        (or the `group_id` in `options`: the inbox is the consumer's `name` whatever the group).
 
         Records arrive in batches; each partition's records are applied in order (partitions
         concurrently), and the batch's offsets are committed once, after every effect. If a
@@ -162,7 +163,7 @@ class EventConsumer:
         lag = ConsumerLag(self, chained=options.pop("listener", None))
         subscriber = broker.subscriber(
             *topics,
-            group_id=self.name,
+            group_id=options.pop("group_id", self.name),
             batch=True,
             ack_policy=AckPolicy.NACK_ON_ERROR,
             listener=lag,
@@ -440,9 +441,13 @@ def subscribe_lanes(
 
     A lane is (its topics, its own subscribe options over `subscribe_options`), so that the
     quick events of one topic never wait in a batch behind the slow ones of another (translation
-    reads documents for seconds; a case's destination takes milliseconds). Every subscriber is
-    a member of the consumer's one group, with the same inbox: lanes change when an event is
-    applied, never whether. Topics in no lane share one subscriber."""
+    reads documents for seconds; a case's destination takes milliseconds). A lane that must not
+    wait for a slow one at all names a consumer group of its own (`group_id` in its options): in
+    a shared group, a rebalance waits until every member polls again, so the quick lane would
+    stand still until the slow lane's batch ends. Every lane keeps the consumer's one inbox
+    (its `name`): lanes change when an event is applied, never whether, and a lane's new group
+    reading its topic from the start finds every event it had applied already done. Topics in
+    no lane share one subscriber."""
     laned = {topic for lane_topics, _ in lanes for topic in lane_topics}
     unknown = laned - set(topics)
     if unknown:
