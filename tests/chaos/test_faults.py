@@ -157,7 +157,7 @@ async def chaos(request: pytest.FixtureRequest) -> AsyncIterator[Chaos]:
         groups = {}
         for module in CONSUMERS.values():
             consumers = importlib.import_module(module)
-            groups[consumers.CONSUMER_NAME] = tuple(consumers.SUBSCRIBED_TOPICS)
+            groups |= {group: tuple(read) for group, read in consumers.GROUPS.items()}
         front = FrontEnd(platform)
         ledger = Ledger()
         yield Chaos(

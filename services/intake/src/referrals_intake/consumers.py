@@ -32,6 +32,8 @@ from referrals_intake.service import Intake
 
 CONSUMER_NAME = "intake.case-lifecycle"
 SUBSCRIBED_TOPICS = (topics.DOCUMENTS, topics.LANGUAGE_CHECKS, topics.ROUTING)
+GROUPS = {CONSUMER_NAME: SUBSCRIBED_TOPICS}
+"""Each consumer group of the consumer process and the topics it reads."""
 R = StatusChangeReason
 
 

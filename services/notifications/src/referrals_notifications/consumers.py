@@ -40,6 +40,8 @@ SUBSCRIBED_TOPICS = (
     topics.LANGUAGE_CHECKS,
     topics.ROUTING,
 )
+GROUPS = {CONSUMER_NAME: SUBSCRIBED_TOPICS}
+"""Each consumer group of the consumer process and the topics it reads."""
 HANDLED = (
     CaseContactShared,
     CaseSubmitted,

@@ -22,6 +22,8 @@ from referrals_partners.service import Partners
 
 CONSUMER_NAME = "partners.routing"
 SUBSCRIBED_TOPICS = (topics.CASES, topics.DOCUMENTS)
+GROUPS = {CONSUMER_NAME: SUBSCRIBED_TOPICS}
+"""Each consumer group of the consumer process and the topics it reads."""
 
 
 def build_consumer(

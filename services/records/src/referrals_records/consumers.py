@@ -25,6 +25,8 @@ from referrals_records.service import Records
 
 CONSUMER_NAME = "records.projections"
 SUBSCRIBED_TOPICS = (topics.CASES, topics.ROUTING)
+GROUPS = {CONSUMER_NAME: SUBSCRIBED_TOPICS}
+"""Each consumer group of the consumer process and the topics it reads."""
 
 
 def build_consumer(

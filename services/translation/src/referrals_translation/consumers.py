@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 CONSUMER_NAME = "translation.language-checks"
 SUBSCRIBED_TOPICS = (topics.DOCUMENTS, topics.CASES)
+CASES_GROUP = f"{CONSUMER_NAME}.cases"
+GROUPS = {CONSUMER_NAME: (topics.DOCUMENTS,), CASES_GROUP: (topics.CASES,)}
+"""Each consumer group of the consumer process and the topics it reads (see `lanes`)."""
 
 
 def lanes(settings: TranslationSettings) -> list[tuple[tuple[str, ...], dict[str, Any]]]:
@@ -46,7 +49,7 @@ def lanes(settings: TranslationSettings) -> list[tuple[tuple[str, ...], dict[str
             {"max_records": settings.max_records, "max_poll_interval_ms": int(poll_s * 1000)},
         ),
         # A group of its own: a rebalance of the documents lane's group waits for its batch.
-        ((topics.CASES,), {"group_id": f"{CONSUMER_NAME}.cases"}),
+        ((topics.CASES,), {"group_id": CASES_GROUP}),
     ]
 
 
