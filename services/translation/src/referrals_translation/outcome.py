@@ -53,7 +53,7 @@ class Limits:
     """Stop OCR'ing further pages once this many letters were recognised."""
     min_text_layer_letters: int = 20
     """A PDF page whose text layer has fewer letters is treated as a scan and OCR'd."""
-    ocr_dpi: int = 200
+    ocr_dpi: int = 150
     """Resolution PDF pages are rendered at for OCR."""
     max_render_pixels: int = 25_000_000
     """A rendered page is scaled down to at most this many pixels (an oversized page)."""
