@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -35,7 +36,7 @@ from referrals_common.auth.case_tokens import CaseTokenIssuer, generate_private_
 ROOT = Path(__file__).resolve().parents[1]
 console = Console()
 MB = 1024 * 1024
-SIZES = [(1, 20), (20, 6), (200, 2)]  # (MB, repetitions)
+SIZES = [(1, 20), (20, 15), (200, 3)]  # (MB, repetitions)
 
 
 def make_dicom_like(path: Path, size: int) -> None:
@@ -47,6 +48,47 @@ def make_dicom_like(path: Path, size: int) -> None:
         while remaining > 0:
             f.write(block[: min(MB, remaining)])
             remaining -= MB
+
+
+class CpuSeconds:
+    """CPU seconds (user + system) spent by named processes in a block."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.processes = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self.spent: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        now = {}
+        for name, proc in self.processes.items():
+            times = (
+                proc.cpu_times()
+            )  # the process alone: the stack's parts are the bench's children
+            now[name] = times.user + times.system
+        return now
+
+    def __enter__(self) -> CpuSeconds:
+        self._began = self._now()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = self._now()
+        self.spent = {name: end[name] - self._began[name] for name in end}
+
+
+def timed(
+    files: list[Path], upload: Callable[[Path], None], pids: dict[str, int]
+) -> tuple[float, dict[str, float]]:
+    """Wall seconds to upload every file in turn, and the CPU seconds each process spent."""
+    with CpuSeconds(pids) as cpu:
+        began = time.perf_counter()
+        for path in files:
+            upload(path)
+        seconds = time.perf_counter() - began
+    return seconds, cpu.spent
+
+
+def per_gb(cpu: dict[str, float], total_mb: int) -> dict[str, float]:
+    return {name: round(seconds * 1024 / total_mb, 2) for name, seconds in cpu.items()}
 
 
 class PeakRss:
@@ -137,23 +179,22 @@ def main(args: argparse.Namespace) -> dict[str, object]:
                     make_dicom_like(path, size_mb * MB)
                     files.append(path)
                 console.print(f"[bold]{size_mb} MB[/] x {reps}: service, then direct put_object")
-                began = time.perf_counter()
-                for path in files:
+                pids = {"service": proc.pid, "minio": info.pids["minio"], "client": os.getpid()}
+
+                def through_service(path: Path) -> None:
                     case_id = uuid.uuid4()
+                    token = issuer.issue(case_id, "bench").token
                     with path.open("rb") as f:
                         r = http.post(
                             f"{base}/v1/cases/{case_id}/documents",
                             data={"kind": "imaging_study"},
                             files={"file": (path.stem.upper(), f, "application/dicom")},
-                            headers={
-                                "Authorization": f"Bearer {issuer.issue(case_id, 'bench').token}"
-                            },
+                            headers={"Authorization": f"Bearer {token}"},
                         )
                     if r.status_code != 201:
                         raise RuntimeError(f"upload failed: {r.status_code} {r.text}")
-                service_s = time.perf_counter() - began
-                began = time.perf_counter()
-                for path in files:
+
+                def direct(path: Path) -> None:
                     minio.fput_object(
                         "bench-direct",
                         f"direct/{uuid.uuid4()}",
@@ -162,14 +203,19 @@ def main(args: argparse.Namespace) -> dict[str, object]:
                         sse=SseS3(),
                         part_size=8 * MB,
                     )
-                direct_s = time.perf_counter() - began
+
+                service_s, service_cpu = timed(files, through_service, pids)
+                direct_s, direct_cpu = timed(files, direct, pids)
                 total_mb = size_mb * reps
                 results[f"{size_mb}MB"] = {
                     "files": reps,
                     "service_MB_per_s": round(total_mb / service_s, 1),
                     "direct_MB_per_s": round(total_mb / direct_s, 1),
                     "ratio": round(direct_s / service_s, 3),
+                    "cpu_s_per_GB_service": per_gb(service_cpu, total_mb),
+                    "cpu_s_per_GB_direct": per_gb(direct_cpu, total_mb),
                 }
+                console.print(results[f"{size_mb}MB"])
                 for path in files:
                     path.unlink()
         peak_mib = peak.peak / MB

@@ -1,10 +1,11 @@
 """The harness's own rules, checked without starting anything."""
 
 import socket
+from pathlib import Path
 
 import pytest
 
-from devstack.process import StartupError, free_port
+from devstack.process import StartupError, free_port, port_is_free
 
 pytestmark = pytest.mark.unit
 
@@ -34,6 +35,17 @@ def test_a_preferred_port_in_use_is_replaced_by_a_free_one():
         taken = busy.getsockname()[1]
         chosen = free_port(preferred=taken)
     assert chosen != taken
+
+
+def test_free_ports_are_not_taken_from_the_ephemeral_range():
+    # Outgoing connections draw their local ports from that range: a port picked there could be
+    # taken by a client before the server binds it ("Address already in use").
+    ports = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    low, high = int(ports[0]), int(ports[1])
+    for _ in range(50):
+        port = free_port()
+        assert not low <= port <= high
+        assert port_is_free(port)
 
 
 def test_a_startup_error_shows_the_tail_of_the_log(tmp_path):

@@ -37,3 +37,33 @@ def test_a_log_line_outside_any_span_has_no_trace_id(capsys):
     line = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert "trace_id" not in line
     assert line["service"] == "records"
+
+
+async def test_an_upload_is_one_server_span_not_a_span_per_chunk():
+    import httpx
+    from fastapi import FastAPI, Request
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from referrals_common.telemetry import instrument_fastapi
+
+    app = FastAPI()
+
+    @app.post("/upload")
+    async def receive_upload(request: Request) -> dict[str, int]:
+        return {"bytes": sum([len(chunk) async for chunk in request.stream()])}
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instrument_fastapi(app, tracer_provider=provider)
+
+    async def body():
+        for _ in range(64):
+            yield b"x" * 16_384
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        r = await c.post("/upload", content=body())
+    assert r.json() == {"bytes": 64 * 16_384}
+    spans = exporter.get_finished_spans()
+    assert [s.kind for s in spans] == [trace.SpanKind.SERVER], [s.name for s in spans]

@@ -75,6 +75,30 @@ async def test_a_document_is_stored_encrypted_listed_and_downloaded_through_a_li
     assert stat.metadata.get("X-Amz-Server-Side-Encryption") == "AES256"
 
 
+async def test_a_document_of_several_parts_sent_unsigned_comes_back_whole(api, runtime):
+    # 12 MB: parts of 5, 5 and 2 MB, each sent with an unsigned payload (storage.DocumentClient);
+    # MinIO must take them and give back exactly the bytes sent.
+    import hashlib
+
+    from referrals_records.storage import PART_SIZE, UNSIGNED_PAYLOAD_FROM, DocumentClient
+
+    assert isinstance(runtime.records.store.client, DocumentClient)
+    assert PART_SIZE >= UNSIGNED_PAYLOAD_FROM
+    case_id = uuid.uuid4()
+    content = b"\x00" * 128 + b"DICM" + os.urandom(12 * 1024 * 1024)
+    r = await upload(api, case_id, content, name="CT_CHEST.dcm", kind="imaging_study")
+    assert r.status_code == 201, r.text
+    doc = r.json()
+    assert doc["sha256"] == hashlib.sha256(content).hexdigest()
+    link = await api.post(
+        f"/v1/cases/{case_id}/documents/{doc['id']}/link", headers=case_headers(case_id)
+    )
+    async with httpx.AsyncClient() as http:
+        got = await http.get(link.json()["url"])
+    assert got.status_code == 200
+    assert hashlib.sha256(got.content).hexdigest() == doc["sha256"]
+
+
 async def test_a_download_link_expires_and_opens_only_its_own_document(api, runtime):
     case_id = uuid.uuid4()
     first = (await upload(api, case_id, pdf_bytes(note="a"))).json()

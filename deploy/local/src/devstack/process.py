@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Final
 
 import psutil
 
@@ -28,13 +30,36 @@ class StartupError(RuntimeError):
         self.log = log
 
 
+LISTEN_PORTS: Final = range(20_000, 32_000)
+"""Where listening ports are picked: below Linux's ephemeral range (32768-60999 by default)."""
+
+
 def free_port(preferred: int | None = None) -> int:
-    """Return `preferred` if nobody listens on it on loopback, else a port the kernel picks."""
+    """Return `preferred` if nobody listens on it on loopback, else a free port to listen on.
+
+    Not a port the kernel picks with bind(0): those come from the ephemeral range, which every
+    outgoing connection also draws from, so a client connecting (to PostgreSQL, to MinIO...)
+    between the pick and the server's own bind could take it, and the server failed with
+    "Address already in use". Ports below that range are given only to those who ask for them.
+    """
     if preferred is not None and port_is_free(preferred):
         return preferred
+    ephemeral = _ephemeral_ports()
+    for _ in range(200):
+        port = random.choice(LISTEN_PORTS)
+        if port not in ephemeral and port_is_free(port):
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _ephemeral_ports() -> range:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return range(int(low), int(high) + 1)
+    except (OSError, ValueError):
+        return range(32_768, 61_000)
 
 
 def port_is_free(port: int) -> bool:

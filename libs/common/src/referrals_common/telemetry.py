@@ -84,10 +84,19 @@ def configure_telemetry(
     return provider
 
 
-def instrument_fastapi(app: Any) -> None:
+def instrument_fastapi(app: Any, tracer_provider: Any = None) -> None:
+    """Trace every request but the health and metrics probes (with the global provider unless
+    one is given)."""
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="health,metrics")
+    # No span per ASGI receive or send: an upload arrives in thousands of chunks, each of which
+    # became a span of its own (a 200 MB document made over 3 000), burying the request's trace.
+    FastAPIInstrumentor.instrument_app(
+        app,
+        excluded_urls="health,metrics",
+        exclude_spans=["receive", "send"],
+        tracer_provider=tracer_provider,
+    )
 
 
 def _add_trace_ids(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:

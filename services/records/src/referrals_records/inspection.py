@@ -567,8 +567,8 @@ class ContentInspector:
         """
         if self._finished:
             raise RuntimeError("the inspection is finished")
-        if not isinstance(chunk, bytes):
-            chunk = bytes(chunk)
+        if isinstance(chunk, memoryview):  # bytes and bytearray are read as they are
+            chunk = chunk.tobytes()
         self._size += len(chunk)
         if self._size > self.max_bytes:
             raise UploadRefused(

@@ -9,7 +9,6 @@ from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
-from minio import Minio
 
 from referrals_common.auth.api_keys import VerifiedKeys
 from referrals_common.auth.case_tokens import CaseTokenVerifier
@@ -17,7 +16,7 @@ from referrals_common.db import Database
 from referrals_common.service_app import create_service_app, setup_observability
 from referrals_records.config import RecordsSettings
 from referrals_records.service import Records
-from referrals_records.storage import DocumentStore
+from referrals_records.storage import DocumentClient, DocumentStore
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 log = logging.getLogger(__name__)
@@ -40,7 +39,7 @@ def build_runtime(settings: RecordsSettings) -> Runtime:
             "keys intake publishes at /v1/.well-known/jwks.json"
         )
     s3 = settings.s3
-    client = Minio(
+    client = DocumentClient(
         s3.endpoint,
         access_key=s3.access_key,
         secret_key=s3.secret_key.get_secret_value(),
