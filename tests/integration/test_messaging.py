@@ -500,3 +500,16 @@ def test_a_lane_must_name_a_topic_the_consumer_reads():
     consumer = EventConsumer("test-lanes", db=None, dead_letters=None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="elsewhere"):
         subscribe_lanes(consumer, KafkaBroker(), ("a",), [(("elsewhere",), {})])
+
+
+def test_each_topic_is_traced_with_the_group_that_reads_it():
+    from faststream.kafka import KafkaBroker
+
+    from referrals_common.messaging.consumer import EventConsumer, subscribe_lanes
+
+    consumer = EventConsumer("test-lanes", db=None, dead_letters=None)  # type: ignore[arg-type]
+    subscribe_lanes(
+        consumer, KafkaBroker(), ("docs", "cases"), [(("cases",), {"group_id": "test-lanes.cases"})]
+    )
+    assert consumer.group("cases") == "test-lanes.cases"
+    assert consumer.group("docs") == "test-lanes"

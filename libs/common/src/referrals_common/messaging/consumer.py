@@ -104,6 +104,8 @@ class EventConsumer:
         self.lag_interval = lag_interval
         # Per partition of the batch in progress, its first offset: what is committed now.
         self.in_flight: dict[tuple[str, int], int] = {}
+        # The consumer group reading each topic (`name`, or a lane's own `group_id`).
+        self.groups: dict[str, str] = {}
         self._outcomes: dict[tuple[str, str], Any] = {}
         self._durations: dict[str, Any] = {}
 
@@ -139,6 +141,10 @@ class EventConsumer:
 
         return register
 
+    def group(self, topic: str) -> str:
+        """The consumer group this consumer reads `topic` in."""
+        return self.groups.get(topic, self.name)
+
     def subscribe(self, broker: KafkaBroker | KafkaRouter, *topics: str, **options: Any) -> Any:
         """Attach this consumer to `topics` as a FastStream batch subscriber in group `name`
         (or the `group_id` in `options`: the inbox is the consumer's `name` whatever the group).
@@ -161,9 +167,11 @@ class EventConsumer:
         # FastStream sleeps for as long again after an empty poll: keep both short for latency.
         options.setdefault("batch_timeout_ms", 5)
         lag = ConsumerLag(self, chained=options.pop("listener", None))
+        group = options.pop("group_id", self.name)
+        self.groups.update(dict.fromkeys(topics, group))
         subscriber = broker.subscriber(
             *topics,
-            group_id=options.pop("group_id", self.name),
+            group_id=group,
             batch=True,
             ack_policy=AckPolicy.NACK_ON_ERROR,
             listener=lag,
@@ -229,7 +237,8 @@ class EventConsumer:
                         kind=SpanKind.CONSUMER,
                     ) as span:
                         span.set_attribute("messaging.system", "kafka")
-                        span.set_attribute("messaging.consumer.group.name", self.name)
+                        group = self.group(record.topic)
+                        span.set_attribute("messaging.consumer.group.name", group)
                         span.set_attribute("messaging.destination.name", record.topic)
                         span.set_attribute("messaging.kafka.offset", record.offset)
                         span.set_attribute("messaging.message.id", str(event.id))
@@ -264,7 +273,7 @@ class EventConsumer:
             f"{record.topic} process", context=parent, kind=SpanKind.CONSUMER
         ) as span:
             span.set_attribute("messaging.system", "kafka")
-            span.set_attribute("messaging.consumer.group.name", self.name)
+            span.set_attribute("messaging.consumer.group.name", self.group(record.topic))
             span.set_attribute("messaging.destination.name", record.topic)
             span.set_attribute("messaging.kafka.offset", record.offset)
             try:
