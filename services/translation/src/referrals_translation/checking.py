@@ -4,9 +4,9 @@ A hostile or pathological file can make a parser loop, eat memory, or crash in n
 (pdfium, Pillow's decoders, lxml). None of that may stall or kill the consumer, so each document
 is read in a **worker process** (`pipeline.read_document`), and the consumer only waits on a pipe:
 
-* when `Limits.timeout_s` passes, the worker's whole process group (the worker and any Tesseract
-  it started) gets SIGKILL, and the outcome is *unreadable* (`corrupt`, "Reading the document
-  took longer than 90 s");
+* when `Limits.timeout_s` passes, the worker's whole process group (the worker, with the
+  Tesseract it runs in-process, and anything it started) gets SIGKILL, and the outcome is
+  *unreadable* (`corrupt`, "Reading the document took longer than 90 s");
 * when the worker dies (a segfault, the kernel's OOM killer), the outcome is *unreadable*
   (`corrupt`, with the signal);
 * a worker is replaced after either, and recycled after `max_jobs_per_worker` documents.
@@ -137,8 +137,6 @@ class _Worker:
                 return _Failed(self._death())
 
     def _death(self) -> str:
-        # A Tesseract run the crashed worker left behind is not killed (see `_kill_group`); it
-        # dies of SIGPIPE when it writes its result to the dead worker, within one page's OCR.
         self.process.join(timeout=5)
         code = self.process.exitcode
         if code is not None and code < 0:
@@ -174,7 +172,7 @@ class _Worker:
 
 def _serve(conn: Connection, target: CheckTarget) -> None:
     """The worker: answer jobs until the pipe closes or a None job arrives."""
-    os.setpgrp()  # its own process group, so a kill takes its Tesseract runs along
+    os.setpgrp()  # its own process group, so a kill takes anything it started along
     _quiet_libraries()
     language.detector()  # already loaded when forked from the preloaded forkserver
     conn.send(READY)

@@ -1,16 +1,23 @@
-"""Optical character recognition with the Tesseract command-line program.
+"""Optical character recognition with Tesseract's C API, in the checking worker's process.
 
 Why this shape:
 
-* **A subprocess, not a binding.** Tesseract runs as `tesseract stdin stdout`, fed a PNG image on
-  its standard input, with a timeout per call. A hung or crashing OCR run is one killed child,
-  not a wedged interpreter, and nothing beyond the `tesseract` program on PATH is needed.
+* **The library, not the program, inside a killable worker.** Tesseract is called through
+  `libtesseract`'s C API (ctypes; the library comes with Debian's `tesseract-ocr`), with an
+  engine per set of language packs kept for the life of the checking worker. Running the
+  `tesseract` program for every call cost more than the reading itself on short pages: each run
+  loaded its models and dictionaries again (OSD took 0.35-0.45 s a page as a program, 0.13 s
+  here; recognition 0.9-1.0 s against 0.65-0.7 s). Isolation is kept one level up: documents are
+  read in worker processes (`checking`), so a Tesseract that crashes or runs away takes one
+  worker with it, which the pool replaces, and the document is unreadable with a reason.
+  Recognition has a deadline per page (Tesseract's progress monitor); orientation detection is
+  bounded by the few characters it classifies.
 * **One script, a few languages.** Giving Tesseract every installed language pack
   (`eng+ukr+rus+deu+pol+heb+tur+fra+spa+ita`) makes it retry each poorly recognised word in
   every pack: on a 300 dpi Cyrillic page that took 9 s instead of 3.6 s, and the seven Latin
   packs took 16 s on it. So the first page of a document goes through orientation and script
-  detection (`--psm 0`, the `osd` model), which also says whether the page is rotated, and the
-  script picks the packs:
+  detection (the `osd` model), which also says whether the page is rotated, and the script
+  picks the packs:
 
   - Cyrillic: `ukr+rus`. Both are needed: telling Ukrainian from Russian depends on letters only
     one of them has (і ї є ґ against ы э ъ ё), which the other model would mangle.
@@ -28,28 +35,38 @@ Why this shape:
 * **A confidence per page.** Recognition asks for TSV output, which gives every word its
   confidence (0-100); a page's confidence is the mean over its words weighted by their letters.
   The caller decides what is too poor to trust.
-* **One core per call.** `OMP_THREAD_LIMIT=1`: Tesseract's OpenMP threads do not speed up a
-  single page much and fight each other when several documents are read at once.
+* **One core per call.** `OMP_THREAD_LIMIT=1` (set before the library loads): Tesseract's
+  OpenMP threads do not speed up a single page much and fight each other when several documents
+  are read at once.
 
-What it costs, per core (bench/translation.py): OSD about 0.3 s a page (on 15 characters; 0.7 s
-with Tesseract's default of 50), recognition about 1 000 letters/s, so 0.7-1 s for an A4 page
-of a thousand letters. Resolution hardly matters (each text line is scaled to a fixed height
-before recognition): 150 dpi reads about 10 % faster than 200 dpi and the test scans and photos
-read just as well, which is why pages are rendered at 150 dpi.
+What it costs, per core (bench/translation.py): OSD about 0.13 s a page (on 15 characters;
+Tesseract's default of 50 takes several times longer), recognition about 1 300 letters/s, so
+0.6-0.8 s for an A4 page of a thousand letters. Resolution hardly matters (each text line is
+scaled to a fixed height before recognition): 150 dpi reads about 10 % faster than 200 dpi and
+the test scans and photos read just as well, which is why pages are rendered at 150 dpi.
 """
 
 from __future__ import annotations
 
-import io
+import ctypes
 import os
 import shutil
 import subprocess
+import threading
+import time
 from dataclasses import dataclass
+from functools import cache
 from typing import Final
 
 from PIL import Image
 
 TESSERACT: Final = "tesseract"
+"""The command-line program, used only to list the installed language packs."""
+
+LIBRARY: Final = "libtesseract.so.5"
+
+PSM_AUTO: Final = 3
+"""Fully automatic page segmentation, without OSD (the CLI's `--psm 3`)."""
 
 SCRIPT_LANGUAGES: Final[dict[str, str]] = {
     "Cyrillic": "ukr+rus",
@@ -120,26 +137,37 @@ def ensure_available() -> None:
     missing = REQUIRED_PACKS - packs_available()
     if missing:
         raise OcrError(f"Tesseract or its language packs are missing: {', '.join(sorted(missing))}")
+    _library()
 
 
 def detect_orientation(image: Image.Image, *, timeout: float) -> Orientation | None:
     """Orientation and script of a page, or None when the page has too little text to tell."""
-    options = ["--psm", "0", "-l", "osd", "-c", f"min_characters_to_try={OSD_CHARACTERS}"]
-    done = _run(image, options, dpi=None, timeout=timeout, check=False)
-    fields: dict[str, str] = {}
-    for line in done.splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            fields[key.strip()] = value.strip()
-    try:
-        return Orientation(
-            rotate=int(fields["Rotate"]) % 360,
-            orientation_confidence=float(fields["Orientation confidence"]),
-            script=fields["Script"],
-            script_confidence=float(fields["Script confidence"]),
+    began = time.monotonic()
+    with _engine("osd") as api:
+        _set_image(api, image, dpi=None)
+        degrees, degrees_confidence = ctypes.c_int(), ctypes.c_float()
+        script, script_confidence = ctypes.c_char_p(), ctypes.c_float()
+        found = _library().TessBaseAPIDetectOrientationScript(
+            api,
+            ctypes.byref(degrees),
+            ctypes.byref(degrees_confidence),
+            ctypes.byref(script),
+            ctypes.byref(script_confidence),
         )
-    except (KeyError, ValueError):
+        name = (script.value or b"").decode("ascii", "replace")
+        _library().TessBaseAPIClear(api)
+    if time.monotonic() - began > timeout:
+        raise OcrError(f"OCR of a page took longer than {timeout:g} s.")
+    if not found or not name:
         return None
+    return Orientation(
+        # Tesseract says how far the text is turned (counter-clockwise); undoing it turns the
+        # image clockwise by the same angle, which is what the command line calls "Rotate".
+        rotate=(360 - degrees.value) % 360,
+        orientation_confidence=degrees_confidence.value,
+        script=name,
+        script_confidence=script_confidence.value,
+    )
 
 
 def languages_for(orientation: Orientation | None) -> str | None:
@@ -167,8 +195,29 @@ def upright(image: Image.Image, orientation: Orientation | None) -> Image.Image:
 
 def recognise(image: Image.Image, languages: str, *, dpi: int | None, timeout: float) -> Recognised:
     """Read the text of an upright image with the given Tesseract language packs."""
-    tsv = _run(image, ["--psm", "3", "-l", languages], dpi=dpi, timeout=timeout, tsv=True)
-    return parse_tsv(tsv)
+    lib = _library()
+    with _engine(languages) as api:
+        _set_image(api, image, dpi=dpi)
+        lib.TessBaseAPISetPageSegMode(api, PSM_AUTO)
+        monitor = lib.TessMonitorCreate()
+        began = time.monotonic()
+        try:
+            lib.TessMonitorSetDeadlineMSecs(monitor, max(1, round(timeout * 1000)))
+            failed = lib.TessBaseAPIRecognize(api, monitor) != 0
+            tsv_text = None if failed else lib.TessBaseAPIGetTsvText(api, 0)
+            tsv = b"" if tsv_text is None else ctypes.string_at(tsv_text)
+            if tsv_text is not None:
+                lib.TessDeleteText(tsv_text)
+        finally:
+            lib.TessMonitorDelete(monitor)
+            lib.TessBaseAPIClear(api)
+    if failed:
+        # Recognition stops at the monitor's deadline, and fails on an image it cannot take.
+        if time.monotonic() - began >= timeout:
+            raise OcrError(f"OCR of a page took longer than {timeout:g} s.")
+        raise OcrError("Tesseract could not read the page.")
+    # The C API's TSV has no header row and starts at the page's own row; the CLI's has both.
+    return parse_tsv("header\n" + tsv.decode("utf-8", errors="replace"))
 
 
 def parse_tsv(tsv: str) -> Recognised:
@@ -197,34 +246,91 @@ def parse_tsv(tsv: str) -> Recognised:
     return Recognised(text=text, confidence=weighted / letters if letters else 0.0, words=words)
 
 
-def _run(
-    image: Image.Image,
-    options: list[str],
-    *,
-    dpi: int | None,
-    timeout: float,
-    tsv: bool = False,
-    check: bool = True,
-) -> str:
-    """Run Tesseract on `image` (sent as PNG on stdin) and return its standard output."""
-    png = io.BytesIO()
-    # PNG at the lowest compression: about 20 ms to write an A4 page at 200 dpi, and Tesseract
-    # reads it about 0.1 s sooner than the same page as PGM or BMP (Leptonica's slower readers).
-    image.save(png, "PNG", compress_level=1)
-    argv = [TESSERACT, "stdin", "stdout", *options]
-    if dpi is not None:
-        argv += ["--dpi", str(dpi)]
-    if tsv:
-        argv.append("tsv")
-    env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
+@cache
+def _library() -> ctypes.CDLL:
+    """libtesseract with the C API's signatures (loaded once per process)."""
+    os.environ["OMP_THREAD_LIMIT"] = "1"  # read by the OpenMP runtime when it loads
     try:
-        done = subprocess.run(
-            argv, input=png.getvalue(), capture_output=True, timeout=timeout, env=env, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise OcrError(f"OCR of a page took longer than {timeout:g} s.") from exc
-    except FileNotFoundError as exc:
-        raise OcrError("Tesseract is not installed.") from exc
-    if check and done.returncode != 0:
-        raise OcrError(f"Tesseract failed with exit status {done.returncode}.")
-    return done.stdout.decode("utf-8", errors="replace")
+        lib = ctypes.CDLL(LIBRARY)
+    except OSError as exc:
+        raise OcrError(f"Tesseract's library ({LIBRARY}) is not installed.") from exc
+    handle, text = ctypes.c_void_p, ctypes.c_char_p
+    signatures: dict[str, tuple[list[object], object]] = {
+        "TessBaseAPICreate": ([], handle),
+        "TessBaseAPIInit3": ([handle, text, text], ctypes.c_int),
+        "TessBaseAPISetVariable": ([handle, text, text], ctypes.c_int),
+        "TessBaseAPISetImage": (
+            [handle, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int],
+            None,
+        ),
+        "TessBaseAPISetSourceResolution": ([handle, ctypes.c_int], None),
+        "TessBaseAPISetPageSegMode": ([handle, ctypes.c_int], None),
+        "TessBaseAPIDetectOrientationScript": (
+            [
+                handle,
+                ctypes.POINTER(ctypes.c_int),
+                ctypes.POINTER(ctypes.c_float),
+                ctypes.POINTER(ctypes.c_char_p),
+                ctypes.POINTER(ctypes.c_float),
+            ],
+            ctypes.c_int,
+        ),
+        "TessBaseAPIRecognize": ([handle, handle], ctypes.c_int),
+        "TessBaseAPIGetTsvText": ([handle, ctypes.c_int], ctypes.c_void_p),
+        "TessDeleteText": ([ctypes.c_void_p], None),
+        "TessBaseAPIClear": ([handle], None),
+        "TessMonitorCreate": ([], handle),
+        "TessMonitorDelete": ([handle], None),
+        "TessMonitorSetDeadlineMSecs": ([handle, ctypes.c_int], None),
+    }
+    for name, (arguments, result) in signatures.items():
+        function = getattr(lib, name)
+        function.argtypes = arguments
+        function.restype = result
+    return lib
+
+
+class _Engine:
+    """A Tesseract API initialised with one set of language packs; one caller at a time."""
+
+    def __init__(self, languages: str) -> None:
+        lib = _library()
+        self.api = lib.TessBaseAPICreate()
+        if lib.TessBaseAPIInit3(self.api, None, languages.encode()) != 0:
+            raise OcrError(f"Tesseract cannot load the language packs {languages}.")
+        lib.TessBaseAPISetVariable(self.api, b"debug_file", os.devnull.encode())  # no warnings
+        if languages == "osd":
+            lib.TessBaseAPISetVariable(
+                self.api, b"min_characters_to_try", str(OSD_CHARACTERS).encode()
+            )
+        self.lock = threading.Lock()
+
+    def __enter__(self) -> int:
+        self.lock.acquire()
+        return self.api  # type: ignore[no-any-return]
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+_engines: dict[str, _Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def _engine(languages: str) -> _Engine:
+    """The process's engine for `languages`, made (models loaded) on first use."""
+    with _engines_lock:
+        engine = _engines.get(languages)
+        if engine is None:
+            engine = _engines[languages] = _Engine(languages)
+        return engine
+
+
+def _set_image(api: int, image: Image.Image, *, dpi: int | None) -> None:
+    """Give Tesseract an 8-bit grey copy of `image` (and its resolution when known)."""
+    grey = image if image.mode == "L" else image.convert("L")
+    pixels = grey.tobytes()
+    lib = _library()
+    lib.TessBaseAPISetImage(api, pixels, grey.width, grey.height, 1, grey.width)
+    if dpi is not None:
+        lib.TessBaseAPISetSourceResolution(api, dpi)
