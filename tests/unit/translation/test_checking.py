@@ -25,7 +25,7 @@ SLOW = Limits(timeout_s=3, max_pages=30, max_ocr_pages=30, ocr_enough_letters=10
 """Limits under which a 30-page scan takes far longer than its 3 s."""
 
 
-def tesseracts(interval: float = 0.4) -> list[psutil.Process]:
+def running_ocr(interval: float = 0.4) -> list[psutil.Process]:
     """Processes of this test that are running OCR now: those with Tesseract's library loaded
     that keep a core busy (idle checking workers may have it loaded too, and use no CPU)."""
     candidates = []
@@ -99,7 +99,7 @@ def test_a_slow_document_is_stopped_at_the_limit_and_leaves_nothing_running(
     assert outcome.reason is UnreadableReason.CORRUPT
     assert outcome.detail == "Reading the document took longer than 3 s."
     time.sleep(0.3)
-    assert tesseracts() == []
+    assert running_ocr() == []
     # The killed worker was replaced: the next document is read as usual.
     after = checker.check(FIXTURES / "history_ru_utf16.txt", TEXT)
     assert (after.kind, after.main_language) == ("text", "ru")
@@ -122,9 +122,9 @@ def test_ocr_left_behind_by_a_crash_ends_on_its_own(slow_scan: Path) -> None:
         outcome = crashing.check(slow_scan, PDF, dataclasses.replace(SLOW, timeout_s=60))
     assert outcome.detail == "The reader crashed while reading the document (SIGSEGV)."
     deadline = time.monotonic() + 15  # OCR runs in the worker: it ends with it
-    while tesseracts() and time.monotonic() < deadline:
+    while running_ocr() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert tesseracts() == []
+    assert running_ocr() == []
 
 
 def test_an_exception_in_the_reader_becomes_an_outcome() -> None:
@@ -187,14 +187,14 @@ async def test_cancelling_a_check_stops_its_worker(
         )
     )
     await asyncio.sleep(1.5)
-    assert await asyncio.to_thread(tesseracts), "the slow scan should be in OCR by now"
+    assert await asyncio.to_thread(running_ocr), "the slow scan should be in OCR by now"
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     deadline = time.monotonic() + 3
-    while await asyncio.to_thread(tesseracts) and time.monotonic() < deadline:
+    while await asyncio.to_thread(running_ocr) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    assert await asyncio.to_thread(tesseracts) == []
+    assert await asyncio.to_thread(running_ocr) == []
 
 
 def test_check_file_runs_in_a_default_worker() -> None:
