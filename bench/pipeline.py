@@ -9,7 +9,7 @@ upload three text-layer PDFs of 100 KB - 1 MB each (an English pathology report,
 discharge summary, and an English imaging report or a German lab report: all acceptable for
 Germany, so each case goes straight to ready and is referred), wait until intake lists the three
 documents, and submit. After a few warm-up cases and an idle spell (what the processes burn with
-nothing to do), two phases:
+nothing to do), three phases:
 
 1. fixed arrival rate (`--rate`): the phase's cases are staged first (opened and filled by
    `--clients` front ends, then every document read by translation, as when a patient uploads
@@ -17,8 +17,12 @@ nothing to do), two phases:
    is submitted at `i / rate` exactly, not when the previous one finished. With `--phase1 lead`
    case i is instead opened `--lead` s before its submit, so uploads and reading run alongside
    (a submit whose case is not ready in time goes late, and is counted);
-2. maximum rate: `--clients` front ends each open, fill and submit whole cases back to back,
-   documents and all: the platform's sustained rate for complete cases.
+2. staged cases at maximum rate: as many cases again are staged (opened, filled, every document
+   read), then `--clients` front ends submit them back to back: the rate the event pipeline
+   carries from submit to offer when the documents came before the submit, as they do;
+3. whole cases at maximum rate: `--clients` front ends each open, fill and submit whole cases
+   back to back, documents and all: the platform's sustained rate for complete cases, uploads
+   and document readings included.
 
 Per case it measures submit (the HTTP answer) → `referral.offered` seen on the center's inbox topic
 (an aiokafka reader assigned to every inbox from its end, in a process of its own), and per phase
@@ -1250,6 +1254,7 @@ class Bench:
         self.chain: list[dict[str, Any]] = []
         self.handlers: dict[str, Any] = {}
         self.staging: dict[str, Any] = {}
+        self.staging_staged: dict[str, Any] = {}
 
     def _on_pipeline_event(self, item: list[Any]) -> None:
         at, kind, key = item
@@ -1342,12 +1347,12 @@ class Bench:
         self.windows["idle"] = (start, time.time())
         self.handlers["idle"] = handler_window(before, await scrape_handlers(self.platform.metrics))
 
-    async def stage(self, runs: list[CaseRun]) -> None:
-        """Before phase 1: open and fill every case (`clients` front ends at a time), then wait
-        until translation has read every document and intake lists them all, so that phase 1
-        submits on schedule and times submit → offer alone."""
+    async def stage(self, runs: list[CaseRun], window: str = "staging") -> dict[str, Any]:
+        """Before a phase of staged cases: open and fill every case (`clients` front ends at a
+        time), then wait until translation has read every document and intake lists them all,
+        so that the phase submits on schedule and times submit → offer alone."""
         console.print(
-            f"[bold]phase 1, staging[/]: opening {len(runs)} cases and uploading their "
+            f"[bold]{window}[/]: opening {len(runs)} cases and uploading their "
             "documents; waiting until translation has read them all"
         )
         before = await scrape_handlers(self.platform.metrics)
@@ -1378,7 +1383,7 @@ class Bench:
         handlers = handler_window(before, await scrape_handlers(self.platform.metrics))
         stored = handlers.get("translation-consumer", {}).get("document.stored", {})
         ok = [r for r in runs if not r.error]
-        self.staging = {
+        staging = {
             "cases": len(runs),
             "prepared": len(ok),
             "errors": dict(Counter(r.error[:120] for r in runs if r.error)),
@@ -1390,7 +1395,7 @@ class Bench:
             "prepare_per_case": summary([r.prepare_s for r in ok]),
             "resources": self.sampler.window(start, read),
         }
-        self.windows["staging"] = (start, read)
+        self.windows[window] = (start, read)
         refresh = [r.case_id for r in ok]
         gate = asyncio.Semaphore(self.args.clients)
 
@@ -1399,6 +1404,7 @@ class Bench:
                 await self.front.refresh(case_id)
 
         await asyncio.gather(*(renew(c) for c in refresh))
+        return staging
 
     async def fixed_rate(self, n: int, rate: float) -> None:
         """Submits at start + i / rate. Staged (default): every case was opened and filled, and
@@ -1408,7 +1414,7 @@ class Bench:
         lead = self.args.lead if self.args.phase1 == "lead" else 0.0
         runs = [CaseRun(i, "fixed") for i in range(n)]
         if self.args.phase1 == "ahead":
-            await self.stage(runs)
+            self.staging = await self.stage(runs)
         start = time.time() + 0.5
 
         async def one(run: CaseRun) -> None:
@@ -1438,6 +1444,34 @@ class Bench:
         self.runs["fixed_rate"] = runs
         self.windows["fixed_rate"] = (start, end)
 
+    async def staged_max_rate(self, n: int) -> None:
+        """Staged cases (opened, filled, every document read) submitted by `clients` front
+        ends back to back: how many cases per second the event pipeline carries from submit to
+        offer when documents came days before, as they do."""
+        runs = [CaseRun(i, "staged") for i in range(n)]
+        self.staging_staged = await self.stage(runs, window="staging_2")
+        todo = iter(r for r in runs if not r.error)
+
+        async def client() -> None:
+            for run in todo:
+                try:
+                    await self.front.submit(run)
+                except Exception as exc:
+                    run.error = f"{type(exc).__name__}: {exc}"[:300]
+
+        console.print(
+            f"[bold]phase 2[/]: {n} staged cases, {self.args.clients} front ends submitting as "
+            "fast as they can"
+        )
+        before = await scrape_handlers(self.platform.metrics)
+        start = time.time()
+        await asyncio.gather(*(client() for _ in range(self.args.clients)))
+        end = await self.settle(runs, self.args.drain_timeout)
+        after = await scrape_handlers(self.platform.metrics)
+        self.handlers["staged_max_rate"] = handler_window(before, after)
+        self.runs["staged_max_rate"] = runs
+        self.windows["staged_max_rate"] = (start, end)
+
     async def max_rate(self, n: int) -> None:
         """`clients` front ends open, fill and submit cases back to back."""
         runs = [CaseRun(i, "max") for i in range(n)]
@@ -1452,8 +1486,8 @@ class Bench:
                     run.error = f"{type(exc).__name__}: {exc}"[:300]
 
         console.print(
-            f"[bold]phase 2[/]: {n} cases, {self.args.clients} front ends submitting as fast "
-            "as they can"
+            f"[bold]phase 3[/]: {n} whole cases, {self.args.clients} front ends opening, "
+            "filling and submitting as fast as they can"
         )
         before = await scrape_handlers(self.platform.metrics)
         start = time.time()
@@ -1667,7 +1701,9 @@ def build_results(
     bench: Bench, floor: dict[str, Any], args: argparse.Namespace, extra: dict[str, Any]
 ) -> dict[str, Any]:
     fixed, maxed = bench.phase_result("fixed_rate"), bench.phase_result("max_rate")
+    staged = bench.phase_result("staged_max_rate")
     lat_f, lat_m = fixed["latency_submit_to_offered"], maxed["latency_submit_to_offered"]
+    lat_s = staged["latency_submit_to_offered"]
     floor_f, floor_m = floor["fixed_rate"]["latency"], floor["max_rate"]["latency"]
     busiest = sorted(
         maxed.get("resources", {}).get("processes", {}).items(),
@@ -1675,7 +1711,7 @@ def build_results(
     )
     t0 = bench.windows["fixed_rate"][0]
     cases = []
-    for phase in ("fixed_rate", "max_rate"):
+    for phase in ("fixed_rate", "staged_max_rate", "max_rate"):
         for r in bench.runs[phase]:
             if r.case_id in bench.offered and r.submitted:
                 cases.append(
@@ -1735,12 +1771,19 @@ def build_results(
             "consumer_handlers": bench.handlers.get("idle", {}),
         },
         "staging_before_phase_1": bench.staging,
-        "pipeline": {"fixed_rate": fixed, "max_rate": maxed},
+        "staging_before_phase_2": bench.staging_staged,
+        "pipeline": {"fixed_rate": fixed, "staged_max_rate": staged, "max_rate": maxed},
         "front_end_retries_after_transport_errors": bench.front.retries,
         "floor": floor,
         "ratios": {
             "fixed_rate_p50_vs_floor": ratio(lat_f.get("p50_ms"), floor_f.get("p50_ms")),
             "fixed_rate_p99_vs_floor": ratio(lat_f.get("p99_ms"), floor_f.get("p99_ms")),
+            "staged_max_rate_p50_vs_floor_max_rate": ratio(
+                lat_s.get("p50_ms"), floor_m.get("p50_ms")
+            ),
+            "staged_max_rate_p99_vs_floor_max_rate": ratio(
+                lat_s.get("p99_ms"), floor_m.get("p99_ms")
+            ),
             "max_rate_p50_vs_floor_max_rate": ratio(lat_m.get("p50_ms"), floor_m.get("p50_ms")),
             "max_rate_p99_vs_floor_max_rate": ratio(lat_m.get("p99_ms"), floor_m.get("p99_ms")),
             "sustained_vs_floor_max_rate": round(
@@ -1750,7 +1793,11 @@ def build_results(
             else None,
         },
         "targets": {
-            "sustained_cases_per_s>=50 (max-rate phase)": maxed["sustained_offered_per_s"]
+            "sustained_cases_per_s>=50 (staged cases, submitted at max rate)": staged[
+                "sustained_offered_per_s"
+            ]
+            >= TARGET_CASES_PER_S,
+            "sustained_cases_per_s>=50 (whole cases at max rate)": maxed["sustained_offered_per_s"]
             >= TARGET_CASES_PER_S,
             f"p99_s<=2 (fixed rate, {args.rate:g}/s)": bool(lat_f.get("p99_ms"))
             and lat_f["p99_ms"] <= TARGET_P99_S * 1000,
@@ -1824,13 +1871,16 @@ def plot(results: dict[str, Any], path: Path) -> None:
     colours = {
         "staging": "tab:purple",
         "fixed_rate": "tab:blue",
+        "staging_2": "tab:pink",
+        "staged_max_rate": "tab:green",
         "max_rate": "tab:orange",
         "floor_fixed_rate": "tab:gray",
         "floor_max_rate": "tab:olive",
     }
     labels = {
         "fixed_rate": f"pipeline, {results['parameters']['rate_per_s']:g} cases/s",
-        "max_rate": "pipeline, max rate",
+        "staged_max_rate": "pipeline, staged cases at max rate",
+        "max_rate": "pipeline, whole cases at max rate",
         "floor_fixed_rate": "floor (raw aiokafka), same rate",
         "floor_max_rate": "floor, max rate",
     }
@@ -1883,67 +1933,65 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
 
 def show(results: dict[str, Any]) -> None:
-    fixed, maxed = results["pipeline"]["fixed_rate"], results["pipeline"]["max_rate"]
+    rate = results["parameters"]["rate_per_s"]
+    phases = {
+        f"pipeline {rate:g}/s": results["pipeline"]["fixed_rate"],
+        "staged, max": results["pipeline"]["staged_max_rate"],
+        "whole, max": results["pipeline"]["max_rate"],
+    }
+    fixed = phases[f"pipeline {rate:g}/s"]
     floor = results["floor"]
-    staging = results.get("staging_before_phase_1") or {}
-    if staging:
-        console.print(
-            f"staging before phase 1: {staging['prepared']} cases opened and filled in "
-            f"{staging['open_consent_upload_listed_s']:.0f} s ({staging['uploads_per_s']:.1f} "
-            f"uploads/s), all documents read after {staging['until_all_documents_read_s']:.0f} s "
-            f"({staging['documents_read_per_s']:.2f} documents/s)"
-        )
+    floors = {f"floor {rate:g}/s": floor["fixed_rate"], "floor max": floor["max_rate"]}
+    stagings = (("phase 1", "staging_before_phase_1"), ("phase 2", "staging_before_phase_2"))
+    for label, key in stagings:
+        staging = results.get(key) or {}
+        if staging:
+            console.print(
+                f"staging before {label}: {staging['prepared']} cases opened and filled in "
+                f"{staging['open_consent_upload_listed_s']:.0f} s ({staging['uploads_per_s']:.1f} "
+                f"uploads/s), all documents read after "
+                f"{staging['until_all_documents_read_s']:.0f} s "
+                f"({staging['documents_read_per_s']:.2f} documents/s)"
+            )
     table = Table(title="submit → referral.offered (4 Kafka hops)")
     table.add_column("")
-    for column in (
-        f"pipeline {results['parameters']['rate_per_s']:g}/s",
-        "pipeline max",
-        f"floor {results['parameters']['rate_per_s']:g}/s",
-        "floor max",
-    ):
+    for column in (*phases, *floors):
         table.add_column(column, justify="right")
 
     def ms(d: dict[str, Any], key: str) -> str:
         return f"{d[key]:,.0f} ms" if key in d else "-"
 
-    pf, pm = fixed["latency_submit_to_offered"], maxed["latency_submit_to_offered"]
-    ff, fm = floor["fixed_rate"]["latency"], floor["max_rate"]["latency"]
     table.add_row(
         "offered / submitted",
-        f"{fixed['offered']}/{fixed['submitted']}",
-        f"{maxed['offered']}/{maxed['submitted']}",
-        f"{floor['fixed_rate']['arrived']}/{floor['fixed_rate']['records']}",
-        f"{floor['max_rate']['arrived']}/{floor['max_rate']['records']}",
+        *(f"{p['offered']}/{p['submitted']}" for p in phases.values()),
+        *(f"{f['arrived']}/{f['records']}" for f in floors.values()),
     )
     table.add_row(
         "submit rate /s",
-        f"{fixed['submit_rate_per_s']:.1f}",
-        f"{maxed['submit_rate_per_s']:.1f}",
-        f"{floor['fixed_rate']['send_rate_per_s']:.1f}",
-        f"{floor['max_rate']['send_rate_per_s']:.1f}",
+        *(f"{p['submit_rate_per_s']:.1f}" for p in phases.values()),
+        *(f"{f['send_rate_per_s']:.1f}" for f in floors.values()),
     )
     table.add_row(
         "sustained offered /s",
-        f"{fixed['sustained_offered_per_s']:.1f}",
-        f"{maxed['sustained_offered_per_s']:.1f}",
-        f"{floor['fixed_rate']['sustained_per_s']:.1f}",
-        f"{floor['max_rate']['sustained_per_s']:.1f}",
+        *(f"{p['sustained_offered_per_s']:.1f}" for p in phases.values()),
+        *(f"{f['sustained_per_s']:.1f}" for f in floors.values()),
     )
     for key in ("p50_ms", "p95_ms", "p99_ms", "max_ms"):
-        table.add_row(key.removesuffix("_ms"), ms(pf, key), ms(pm, key), ms(ff, key), ms(fm, key))
+        table.add_row(
+            key.removesuffix("_ms"),
+            *(ms(p["latency_submit_to_offered"], key) for p in phases.values()),
+            *(ms(f["latency"], key) for f in floors.values()),
+        )
     late = fixed.get("submits_late_over_100ms")
     if late is not None:
         table.add_row(
             "submits late > 100 ms",
             f"{late} (max {fixed['submit_lateness_max_s']:.1f} s)",
-            "",
-            "",
-            "",
+            *([""] * 4),
         )
     table.add_row(
         "errors / dead ends",
-        f"{sum(fixed['errors'].values())} / {sum(fixed['dead_ends'].values())}",
-        f"{sum(maxed['errors'].values())} / {sum(maxed['dead_ends'].values())}",
+        *(f"{sum(p['errors'].values())} / {sum(p['dead_ends'].values())}" for p in phases.values()),
         "",
         "",
     )
@@ -1951,24 +1999,23 @@ def show(results: dict[str, Any]) -> None:
     procs = Table(title="CPU seconds (cores used) and peak RSS per process tree; idle: cores")
     procs.add_column("process")
     procs.add_column("idle", justify="right")
-    procs.add_column("fixed rate", justify="right")
-    procs.add_column("max rate", justify="right")
+    for column in phases:
+        procs.add_column(column, justify="right")
     procs.add_column("peak RSS MiB", justify="right")
-    pr_f = fixed.get("resources", {}).get("processes", {})
-    pr_m = maxed.get("resources", {}).get("processes", {})
+    used = {label: p.get("resources", {}).get("processes", {}) for label, p in phases.items()}
+    pr_m = used["whole, max"]
     pr_i = results["idle"].get("resources", {}).get("processes", {})
     for name in sorted(pr_m, key=lambda k: -pr_m[k]["cpu_s"]):
-        f, m = pr_f.get(name, {}), pr_m[name]
-        if not m["peak_rss_MiB"] and not f.get("peak_rss_MiB"):
+        figures = [u.get(name, {}) for u in used.values()]
+        if not any(f.get("peak_rss_MiB") for f in figures):
             continue  # not running in these phases (the floor's helpers)
         procs.add_row(
             name,
             f"{pr_i.get(name, {}).get('cores', 0):.3f}",
-            f"{f.get('cpu_s', 0):.1f} ({f.get('cores', 0):.2f})",
-            f"{m['cpu_s']:.1f} ({m['cores']:.2f})",
-            f"{max(f.get('peak_rss_MiB', 0), m['peak_rss_MiB']):.0f}",
+            *(f"{f.get('cpu_s', 0):.1f} ({f.get('cores', 0):.2f})" for f in figures),
+            f"{max(f.get('peak_rss_MiB', 0) for f in figures):.0f}",
         )
-    for label, res in (("fixed rate", fixed), ("max rate", maxed)):
+    for label, res in phases.items():
         r = res.get("resources", {})
         if r:
             procs.caption = (procs.caption or "") + (
@@ -1978,13 +2025,15 @@ def show(results: dict[str, Any]) -> None:
     console.print(procs)
     ratios = results["ratios"]
     console.print(
-        f"pipeline vs floor at {results['parameters']['rate_per_s']:g}/s: p50 x"
+        f"pipeline vs floor at {rate:g}/s: p50 x"
         f"{ratios['fixed_rate_p50_vs_floor']}, p99 x{ratios['fixed_rate_p99_vs_floor']}; "
-        f"max rate: p50 x{ratios['max_rate_p50_vs_floor_max_rate']}, p99 "
+        f"staged at max rate vs floor max: p50 x{ratios['staged_max_rate_p50_vs_floor_max_rate']}"
+        f", p99 x{ratios['staged_max_rate_p99_vs_floor_max_rate']}; whole cases at max rate: "
+        f"p50 x{ratios['max_rate_p50_vs_floor_max_rate']}, p99 "
         f"x{ratios['max_rate_p99_vs_floor_max_rate']}; sustained "
         f"{ratios['sustained_vs_floor_max_rate']} of the floor's"
     )
-    for label, res in (("fixed rate", fixed), ("max rate", maxed)):
+    for label, res in phases.items():
         cpu = res.get("cpu_per_case") or {}
         if cpu:
             top = ", ".join(
@@ -2045,6 +2094,8 @@ async def run(args: argparse.Namespace, docs: DocumentSet, extra: dict[str, Any]
         await bench.lag.start()
         await bench.idle(args.idle)
         await bench.fixed_rate(args.cases, args.rate)
+        await bench.quiet()
+        await bench.staged_max_rate(args.cases)
         await bench.quiet()
         await bench.max_rate(args.cases)
         await bench.quiet()

@@ -32,7 +32,13 @@ class Database:
             settings.async_url(),
             pool_size=settings.pool_size,
             max_overflow=settings.max_overflow,
-            pool_pre_ping=True,
+            # No ping before each use: SQLAlchemy's asyncpg ping is three round trips (begin,
+            # `;`, rollback) in front of every transaction. A connection that died with the
+            # server fails its statement instead; SQLAlchemy sees a disconnect and discards
+            # every connection of the pool opened before it, and the caller's infrastructure
+            # fault handling (an API's 503, a consumer's redelivery, a loop's retry) tries
+            # again on fresh ones.
+            pool_pre_ping=False,
             echo=echo,
             # A failed statement's error never carries its parameters (health data) into a log.
             hide_parameters=True,

@@ -33,8 +33,13 @@ class KafkaSettings(BaseModel):
 
 class PostgresSettings(BaseModel):
     dsn: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:15432/postgres")
-    pool_size: int = Field(10, ge=1)
-    max_overflow: int = Field(10, ge=0)
+    pool_size: int = Field(20, ge=1, description="connections a process keeps open at most")
+    max_overflow: int = Field(
+        0,
+        ge=0,
+        description="extra connections opened under bursts and closed on return (each costs a "
+        "new connection's authentication and statement preparation: keep 0 and size the pool)",
+    )
 
     def async_url(self) -> str:
         """The DSN as an SQLAlchemy URL for the asyncpg driver."""

@@ -175,7 +175,7 @@ def code(language: Language) -> str:
 
 def count_letters(text: str) -> int:
     """How many letters (in any script) `text` has."""
-    return sum(ch.isalpha() for ch in text)
+    return sum(map(str.isalpha, text))
 
 
 def identify(

@@ -93,6 +93,19 @@ def registry() -> dict[str, type[EventData]]:
     return dict(_REGISTRY)
 
 
+_ENVELOPES: dict[type[EventData], type[CloudEvent[Any]]] = {}
+
+
+def enveloped(model: type[D]) -> type[CloudEvent[D]]:
+    """`CloudEvent[model]`, made once per process. Pydantic keeps its parametrised classes only
+    weakly: once collected, the next `CloudEvent[model]` builds and validates a new model class
+    (milliseconds) in the middle of a consumer's batch."""
+    cls = _ENVELOPES.get(model)
+    if cls is None:
+        cls = _ENVELOPES[model] = CloudEvent[model]  # type: ignore[valid-type]
+    return cls  # type: ignore[return-value]
+
+
 def new_event(data: D, *, id: UUID | None = None, time: datetime | None = None) -> CloudEvent[D]:
     """Wrap a payload in a fresh envelope whose type, source and subject come from the payload."""
     fields: dict[str, Any] = {
@@ -105,7 +118,7 @@ def new_event(data: D, *, id: UUID | None = None, time: datetime | None = None) 
         fields["id"] = id
     if time is not None:
         fields["time"] = time
-    return CloudEvent[type(data)](**fields)  # type: ignore[misc]
+    return enveloped(type(data))(**fields)
 
 
 def parse_event(raw: bytes | str | dict[str, Any]) -> CloudEvent[EventData]:
@@ -136,7 +149,7 @@ def parse_event(raw: bytes | str | dict[str, Any]) -> CloudEvent[EventData]:
     if missing:
         raise InvalidEvent(f"{event_type}: missing envelope attribute(s) {', '.join(missing)}")
     try:
-        event = CloudEvent[model].model_validate(doc)  # type: ignore[valid-type]
+        event = enveloped(model).model_validate(doc)
     except ValidationError as exc:
         raise InvalidEvent(f"{event_type}: {_summarise(exc)}") from exc
     if event.subject != str(event.data.case_id):
