@@ -77,6 +77,7 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -1450,53 +1451,47 @@ class Bench:
         offer when documents came days before, as they do."""
         runs = [CaseRun(i, "staged") for i in range(n)]
         self.staging_staged = await self.stage(runs, window="staging_2")
+        console.print(
+            f"[bold]phase 2[/]: {n} staged cases, {self.args.clients} front ends submitting as "
+            "fast as they can"
+        )
+        await self.back_to_back("staged_max_rate", runs, self.front.submit)
+
+    async def max_rate(self, n: int) -> None:
+        """`clients` front ends open, fill and submit cases back to back."""
+        console.print(
+            f"[bold]phase 3[/]: {n} whole cases, {self.args.clients} front ends opening, "
+            "filling and submitting as fast as they can"
+        )
+
+        async def whole(run: CaseRun) -> None:
+            await self.front.prepare(run)
+            await self.front.submit(run)
+
+        await self.back_to_back("max_rate", [CaseRun(i, "max") for i in range(n)], whole)
+
+    async def back_to_back(
+        self, phase: str, runs: list[CaseRun], step: Callable[[CaseRun], Awaitable[None]]
+    ) -> None:
+        """`clients` front ends taking the phase's cases in turn, each running `step` on one
+        case after another (a case whose staging failed is left out), until all are offered."""
         todo = iter(r for r in runs if not r.error)
 
         async def client() -> None:
             for run in todo:
                 try:
-                    await self.front.submit(run)
+                    await step(run)
                 except Exception as exc:
                     run.error = f"{type(exc).__name__}: {exc}"[:300]
 
-        console.print(
-            f"[bold]phase 2[/]: {n} staged cases, {self.args.clients} front ends submitting as "
-            "fast as they can"
-        )
         before = await scrape_handlers(self.platform.metrics)
         start = time.time()
         await asyncio.gather(*(client() for _ in range(self.args.clients)))
         end = await self.settle(runs, self.args.drain_timeout)
         after = await scrape_handlers(self.platform.metrics)
-        self.handlers["staged_max_rate"] = handler_window(before, after)
-        self.runs["staged_max_rate"] = runs
-        self.windows["staged_max_rate"] = (start, end)
-
-    async def max_rate(self, n: int) -> None:
-        """`clients` front ends open, fill and submit cases back to back."""
-        runs = [CaseRun(i, "max") for i in range(n)]
-        todo = iter(runs)
-
-        async def client() -> None:
-            for run in todo:
-                try:
-                    await self.front.prepare(run)
-                    await self.front.submit(run)
-                except Exception as exc:
-                    run.error = f"{type(exc).__name__}: {exc}"[:300]
-
-        console.print(
-            f"[bold]phase 3[/]: {n} whole cases, {self.args.clients} front ends opening, "
-            "filling and submitting as fast as they can"
-        )
-        before = await scrape_handlers(self.platform.metrics)
-        start = time.time()
-        await asyncio.gather(*(client() for _ in range(self.args.clients)))
-        end = await self.settle(runs, self.args.drain_timeout)
-        after = await scrape_handlers(self.platform.metrics)
-        self.handlers["max_rate"] = handler_window(before, after)
-        self.runs["max_rate"] = runs
-        self.windows["max_rate"] = (start, end)
+        self.handlers[phase] = handler_window(before, after)
+        self.runs[phase] = runs
+        self.windows[phase] = (start, end)
 
     async def quiet(self, timeout: float = 60.0) -> None:
         """Between phases: until every consumer group has caught up (or `timeout`)."""

@@ -12,7 +12,6 @@ from typing import Any
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
-from faststream.kafka import KafkaBroker
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import text
@@ -21,10 +20,10 @@ from referrals_common.contracts import CaseWithdrawn, CloudEvent, new_event
 from referrals_common.db import Database, UnitOfWork
 from referrals_common.messaging.consumer import EventConsumer
 from referrals_common.messaging.dlq import DeadLetterPublisher
-from referrals_common.messaging.relay import OutboxRelay
 from referrals_common.migrations import upgrade_async
 from referrals_common.settings import PostgresSettings
 from referrals_common.telemetry import configure_telemetry
+from tests.running import consuming, relaying
 
 MIGRATIONS = Path(__file__).parent / "messaging_migrations"
 
@@ -73,16 +72,8 @@ async def write_withdrawals(
     return written
 
 
-@contextlib.asynccontextmanager
-async def running_relay(dsn: str, bootstrap: str, **options) -> AsyncIterator[OutboxRelay]:
-    relay = OutboxRelay(dsn, bootstrap, **options)
-    await relay.start()
-    task = asyncio.create_task(relay.run())
-    try:
-        yield relay
-    finally:
-        await relay.stop()
-        await task
+def running_relay(dsn: str, bootstrap: str, **options):
+    return relaying(dsn, bootstrap, **options)
 
 
 async def record_effect(event: CloudEvent[CaseWithdrawn], uow: UnitOfWork) -> None:
@@ -102,18 +93,16 @@ async def running_consumer(
     handler=record_effect,
     **options,
 ) -> AsyncIterator[EventConsumer]:
-    dead_letters = DeadLetterPublisher(bootstrap)
-    await dead_letters.start()
-    consumer = EventConsumer(name or f"test-{uuid.uuid4().hex[:8]}", db, dead_letters, **options)
-    consumer.handles(CaseWithdrawn)(handler)
-    broker = KafkaBroker(bootstrap, logger=None)
-    consumer.subscribe(broker, topic)
-    await broker.start()
-    try:
+
+    def build(dead_letters: DeadLetterPublisher) -> EventConsumer:
+        consumer = EventConsumer(
+            name or f"test-{uuid.uuid4().hex[:8]}", db, dead_letters, **options
+        )
+        consumer.handles(CaseWithdrawn)(handler)
+        return consumer
+
+    async with consuming(bootstrap, build, topic) as consumer:
         yield consumer
-    finally:
-        await broker.stop()
-        await dead_letters.stop()
 
 
 async def effects(dsn: str) -> list[asyncpg.Record]:

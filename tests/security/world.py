@@ -37,7 +37,6 @@ import yaml
 from aiosmtpd.controller import Controller
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
-from faststream.kafka import KafkaBroker
 from fpdf import FPDF
 from sqlalchemy import select, text
 
@@ -49,9 +48,7 @@ from referrals_common.auth.case_tokens import (
 )
 from referrals_common.contracts import topics
 from referrals_common.crypto import FieldCipher, SealedBox
-from referrals_common.messaging.dlq import DeadLetterPublisher
 from referrals_common.messaging.kafka import ensure_topics
-from referrals_common.messaging.relay import OutboxRelay
 from referrals_common.migrations import upgrade_async
 from referrals_common.settings import KafkaSettings, PostgresSettings, S3Settings
 from referrals_intake import consumers as intake_consumers
@@ -84,6 +81,7 @@ from referrals_translation import consumers as translation_consumers
 from referrals_translation.config import TranslationSettings
 from referrals_translation.main import MIGRATIONS as TRANSLATION_MIGRATIONS
 from referrals_translation.main import build_runtime as build_translation
+from tests.running import consuming, relaying
 
 T = TypeVar("T")
 
@@ -625,32 +623,6 @@ class _Mailbox:
 
 
 @contextlib.asynccontextmanager
-async def _consumer(bootstrap: str, build: Callable[[DeadLetterPublisher], Any], topics_, **opts):
-    dead = DeadLetterPublisher(bootstrap)
-    await dead.start()
-    broker = KafkaBroker(bootstrap, logger=None)
-    build(dead).subscribe(broker, *topics_, **opts)
-    await broker.start()
-    try:
-        yield
-    finally:
-        await broker.stop()
-        await dead.stop()
-
-
-@contextlib.asynccontextmanager
-async def _relay(dsn: str, bootstrap: str) -> AsyncIterator[None]:
-    relay = OutboxRelay(dsn, bootstrap)
-    await relay.start()
-    task = asyncio.create_task(relay.run())
-    try:
-        yield
-    finally:
-        await relay.stop()
-        await task
-
-
-@contextlib.asynccontextmanager
 async def _databases(admin_dsn: str) -> AsyncIterator[Callable[[str, Path], Awaitable[str]]]:
     admin = await asyncpg.connect(admin_dsn)
     made: list[str] = []
@@ -797,14 +769,14 @@ async def running_world(local_stack: Any, tmp_dir: Path, *, routed: int) -> Asyn
             (notifications, notifications.notifications, notifications_consumers, {}),
         ):
             await stack.enter_async_context(
-                _consumer(
+                consuming(
                     bootstrap,
                     lambda dead, m=module, u=use_case, r=rt: m.build_consumer(u, r.db, dead),
-                    module.SUBSCRIBED_TOPICS,
+                    *module.SUBSCRIBED_TOPICS,
                     **opts,
                 )
             )
-            await stack.enter_async_context(_relay(rt.settings.postgres.asyncpg_dsn(), bootstrap))
+            await stack.enter_async_context(relaying(rt.settings.postgres.asyncpg_dsn(), bootstrap))
         sender = build_sender(notifications_settings, notifications.db)
         stop = asyncio.Event()
         sending = asyncio.create_task(run_sender_loop(sender, 0.1, stop))

@@ -23,7 +23,6 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from faststream.kafka import KafkaBroker
 
 from referrals_common.contracts import (
     CaseWithdrawn,
@@ -34,10 +33,12 @@ from referrals_common.contracts import (
     new_event,
     topics,
 )
+from referrals_common.messaging.consumer import EventConsumer
 from referrals_common.messaging.dlq import DeadLetterPublisher
 from referrals_common.messaging.kafka import ensure_topics
 from referrals_records import consumers
 from referrals_records.models import CenterReferral
+from tests.running import consuming
 
 from ..conftest import publish, wait_for
 from .conftest import center_key, pdf_bytes, upload
@@ -54,18 +55,14 @@ async def records_consumer(runtime) -> AsyncIterator[None]:
     other test's records consumer on the session's stack shares its partitions)."""
     bootstrap = runtime.settings.kafka.bootstrap_servers
     await ensure_topics(bootstrap, topics.PLATFORM_TOPICS)
-    dead = DeadLetterPublisher(bootstrap)
-    await dead.start()
-    broker = KafkaBroker(bootstrap, logger=None)
-    consumer = consumers.build_consumer(runtime.records, runtime.db, dead)
-    consumer.name = f"{consumers.CONSUMER_NAME}.test-{uuid.uuid4().hex[:8]}"
-    consumer.subscribe(broker, *consumers.SUBSCRIBED_TOPICS)
-    await broker.start()
-    try:
+
+    def build(dead: DeadLetterPublisher) -> EventConsumer:
+        consumer = consumers.build_consumer(runtime.records, runtime.db, dead)
+        consumer.name = f"{consumers.CONSUMER_NAME}.test-{uuid.uuid4().hex[:8]}"
+        return consumer
+
+    async with consuming(bootstrap, build, *consumers.SUBSCRIBED_TOPICS):
         yield
-    finally:
-        await broker.stop()
-        await dead.stop()
 
 
 def requested(case_id: uuid.UUID, referral_id: uuid.UUID, center: str):
