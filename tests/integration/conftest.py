@@ -23,7 +23,7 @@ from referrals_common.messaging.dlq import DeadLetterPublisher
 from referrals_common.migrations import upgrade_async
 from referrals_common.settings import PostgresSettings
 from referrals_common.telemetry import configure_telemetry
-from tests.running import consuming, relaying
+from tests.running import consuming
 
 MIGRATIONS = Path(__file__).parent / "messaging_migrations"
 
@@ -70,10 +70,6 @@ async def write_withdrawals(
             await uow.commit()
         written += events
     return written
-
-
-def running_relay(dsn: str, bootstrap: str, **options):
-    return relaying(dsn, bootstrap, **options)
 
 
 async def record_effect(event: CloudEvent[CaseWithdrawn], uow: UnitOfWork) -> None:

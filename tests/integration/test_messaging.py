@@ -23,8 +23,9 @@ from referrals_common.messaging.consumer import PoisonEvent
 from referrals_common.messaging.dlq_cli import read_dead_letters, replay
 from referrals_common.messaging.relay import ADVISORY_NAMESPACE as ADVISORY
 from referrals_common.messaging.relay import OutboxRelay
+from tests.running import relaying
 
-from .conftest import effects, running_consumer, running_relay, wait_for, write_withdrawals
+from .conftest import effects, running_consumer, wait_for, write_withdrawals
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +74,7 @@ async def test_an_event_written_through_the_outbox_reaches_a_consumer_and_is_app
 
     async with (
         running_consumer(db, kafka_bootstrap, topic) as consumer,
-        running_relay(messaging_dsn, kafka_bootstrap),
+        relaying(messaging_dsn, kafka_bootstrap),
     ):
         rows = await wait_for(lambda: count_effects(messaging_dsn, len(written)))
         await asyncio.sleep(1.0)  # time for any duplicate to be (wrongly) applied
@@ -274,7 +275,7 @@ async def test_a_poison_event_raised_as_such_is_dead_lettered_without_retries(
 
     await write_withdrawals(db, [uuid.uuid4()], 1, topic)
     async with (
-        running_relay(messaging_dsn, kafka_bootstrap),
+        relaying(messaging_dsn, kafka_bootstrap),
         running_consumer(db, kafka_bootstrap, topic, handler=handler, attempts=5) as consumer,
     ):
         await wait_for(lambda: asyncio.sleep(0, consumer.stats["dead_lettered"] == 1 or None))
@@ -292,7 +293,7 @@ async def test_the_consumer_span_continues_the_trace_of_the_span_that_wrote_the_
 
     async with (
         running_consumer(db, kafka_bootstrap, topic),
-        running_relay(messaging_dsn, kafka_bootstrap),
+        relaying(messaging_dsn, kafka_bootstrap),
     ):
         await wait_for(lambda: count_effects(messaging_dsn, 1))
 
@@ -311,8 +312,8 @@ async def test_two_relay_replicas_never_publish_a_row_twice_and_keep_each_cases_
     topic = await new_topic("cases", partitions=3)
     cases = [uuid.uuid4() for _ in range(100)]
     async with (
-        running_relay(messaging_dsn, kafka_bootstrap, batch_size=20) as one,
-        running_relay(messaging_dsn, kafka_bootstrap, batch_size=20) as two,
+        relaying(messaging_dsn, kafka_bootstrap, batch_size=20) as one,
+        relaying(messaging_dsn, kafka_bootstrap, batch_size=20) as two,
     ):
         # Written while both relays run, in rounds, so each case's events interleave over time.
         written = []

@@ -19,12 +19,12 @@ from referrals_common.messaging.consumer import PoisonEvent
 from referrals_common.messaging.kafka import ensure_topics
 from referrals_common.messaging.relay import OutboxRelay
 from referrals_common.metrics import serve_metrics
+from tests.running import relaying
 
 from .conftest import (
     effects,
     record_effect,
     running_consumer,
-    running_relay,
     wait_for,
     write_withdrawals,
 )
@@ -254,7 +254,7 @@ async def test_the_backlog_gauges_show_unpublished_rows_until_the_relay_publishe
     assert age is not None and 1.0 <= age < 60
     assert not select(samples, "referrals_outbox_published_total", service=service)
 
-    async with running_relay(messaging_dsn, kafka_bootstrap, service=service, metrics_interval=0.2):
+    async with relaying(messaging_dsn, kafka_bootstrap, service=service, metrics_interval=0.2):
 
         async def drained():
             samples = await scrape(metrics_url)
