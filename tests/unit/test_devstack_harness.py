@@ -55,3 +55,12 @@ def test_a_startup_error_shows_the_tail_of_the_log(tmp_path):
     assert "kafka failed to start: the process exited" in str(err)
     assert "FATAL address in use" in str(err)
     assert "line 0\n" not in str(err)
+
+
+def test_no_port_is_handed_out_twice_before_its_server_binds_it():
+    # The platform picks its API ports first and its metrics ports while it starts processes: a
+    # repeat made a metrics server answer on an API's address (CI saw /v1/ops/centers answered
+    # with Prometheus text).
+    ports = [free_port() for _ in range(500)]
+    assert len(set(ports)) == len(ports)
+    assert free_port(preferred=ports[0]) != ports[0]

@@ -33,6 +33,9 @@ class StartupError(RuntimeError):
 LISTEN_PORTS: Final = range(20_000, 32_000)
 """Where listening ports are picked: below Linux's ephemeral range (32768-60999 by default)."""
 
+_handed_out: set[int] = set()
+"""Every port `free_port` returned in this process: it is free only until its server binds it."""
+
 
 def free_port(preferred: int | None = None) -> int:
     """Return `preferred` if nobody listens on it on loopback, else a free port to listen on.
@@ -41,13 +44,20 @@ def free_port(preferred: int | None = None) -> int:
     outgoing connection also draws from, so a client connecting (to PostgreSQL, to MinIO...)
     between the pick and the server's own bind could take it, and the server failed with
     "Address already in use". Ports below that range are given only to those who ask for them.
+
+    No port is returned twice in one process. The platform picks its five API ports before it
+    starts any process and the consumers' metrics ports while it starts them: a metrics port equal
+    to an API port not bound yet made a metrics server answer on the API's address (it answers
+    every path, `/health` too, so the API looked ready) while the API failed to bind.
     """
-    if preferred is not None and port_is_free(preferred):
+    if preferred is not None and preferred not in _handed_out and port_is_free(preferred):
+        _handed_out.add(preferred)
         return preferred
     ephemeral = _ephemeral_ports()
     for _ in range(200):
         port = random.choice(LISTEN_PORTS)
-        if port not in ephemeral and port_is_free(port):
+        if port not in ephemeral and port not in _handed_out and port_is_free(port):
+            _handed_out.add(port)
             return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
