@@ -230,8 +230,15 @@ def start_zipkin(jar: Path, data: Path, port: int) -> tuple[Running, str]:
 
 
 def _http_ok(url: str) -> bool:
+    """Whether `url` answers 2xx; an API's `/health` must also answer JSON, as a metrics
+    server that took the API's port answers every path with Prometheus text."""
     try:
         with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback URL
+            if (
+                url.endswith("/health")
+                and response.headers.get_content_type() != "application/json"
+            ):
+                return False
             return 200 <= response.status < 300
     except OSError:
         return False
