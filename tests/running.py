@@ -8,25 +8,24 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from faststream.kafka import KafkaBroker
-
 from referrals_common.messaging.consumer import EventConsumer
 from referrals_common.messaging.dlq import DeadLetterPublisher
+from referrals_common.messaging.kafka import Kafka, event_broker
 from referrals_common.messaging.relay import OutboxRelay
 
 
 @contextlib.asynccontextmanager
 async def consuming(
-    bootstrap: str,
+    kafka: Kafka,
     build: Callable[[DeadLetterPublisher], EventConsumer],
     *topics: str,
     **options: Any,
 ) -> AsyncIterator[EventConsumer]:
     """The consumer `build` makes (given its dead-letter publisher), subscribed to `topics`
     with FastStream `options`, consuming until the block ends."""
-    dead_letters = DeadLetterPublisher(bootstrap)
+    dead_letters = DeadLetterPublisher(kafka)
     await dead_letters.start()
-    broker = KafkaBroker(bootstrap, logger=None)
+    broker = event_broker(kafka, logger=None)
     consumer = build(dead_letters)
     consumer.subscribe(broker, *topics, **options)
     try:
@@ -38,9 +37,9 @@ async def consuming(
 
 
 @contextlib.asynccontextmanager
-async def relaying(dsn: str, bootstrap: str, **options: Any) -> AsyncIterator[OutboxRelay]:
+async def relaying(dsn: str, kafka: Kafka, **options: Any) -> AsyncIterator[OutboxRelay]:
     """An outbox relay publishing the database's outbox until the block ends."""
-    relay = OutboxRelay(dsn, bootstrap, **options)
+    relay = OutboxRelay(dsn, kafka, **options)
     await relay.start()
     task = asyncio.create_task(relay.run())
     try:

@@ -409,7 +409,10 @@ def _container_env(
                 env[item["name"]] = secrets[(ref["name"], ref["key"])]
         elif "configMapKeyRef" in source:
             ref = source["configMapKeyRef"]
-            env[item["name"]] = configmaps[ref["name"]]["data"][ref["key"]]
+            if ref["name"] in configmaps:
+                env[item["name"]] = configmaps[ref["name"]]["data"][ref["key"]]
+            else:
+                assert ref.get("optional"), ref
     return env
 
 
@@ -456,3 +459,46 @@ def test_every_process_starts_in_production_with_real_secrets_and_not_with_the_t
             else:
                 with pytest.raises(ValidationError, match="placeholder"):
                     settings_class()
+
+
+def test_on_a_sasl_ssl_cluster_every_process_logs_in_as_its_own_service(
+    resources: list[dict[str, Any]],
+    secret_templates: dict[str, dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """An overlay sets only REFERRALS_KAFKA__SECURITY_PROTOCOL=SASL_SSL and adds the optional
+    Kafka keys to each service's Secret and the ConfigMap kafka-ca: every process (migration
+    Jobs too, which validate the same settings) then connects as its own principal over TLS."""
+    from devstack.tls import Authority
+    from referrals_common.messaging.kafka import client_options
+
+    ca = Authority.create(tmp_path).ca_file.read_text()
+    configmaps = _by_kind(resources, "ConfigMap")
+    configmaps["referrals-config"] = {
+        "data": configmaps["referrals-config"]["data"]
+        | {"REFERRALS_KAFKA__SECURITY_PROTOCOL": "SASL_SSL"}
+    }
+    configmaps["kafka-ca"] = {"data": {"ca.crt": ca}}
+    secrets = {
+        (name, key): f"v{os.urandom(12).hex()}"
+        for name, template in secret_templates.items()
+        for key in template.get("stringData", {})
+    }
+    for name in secret_templates:
+        service = name.removesuffix("-secrets")
+        secrets[(name, "postgres-dsn")] = f"postgresql://{service}:pw{os.urandom(6).hex()}@db/x"
+        secrets[(name, "kafka-username")] = f"svc-{service}"
+        secrets[(name, "kafka-password")] = f"k{os.urandom(12).hex()}"
+    for (service, role), doc in _processes(resources).items():
+        (container,) = doc["spec"]["template"]["spec"]["containers"]
+        for key in list(os.environ):
+            if key.startswith(("REFERRALS_", "PGSSL")):
+                monkeypatch.delenv(key)
+        for key, value in _container_env(container, configmaps, secrets).items():
+            monkeypatch.setenv(key, value)
+        kafka = _settings_class(service)().kafka
+        assert kafka.username == f"svc-{service}", (service, role)
+        options = client_options(kafka)
+        assert options["sasl_plain_password"] == secrets[(f"{service}-secrets", "kafka-password")]
+        assert options["ssl_context"].get_ca_certs(), (service, role)

@@ -8,20 +8,11 @@ from pydantic import ValidationError
 
 from referrals_common.settings import ServiceSettings
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("clean_env")]
 
 
 class IntakeSettings(ServiceSettings):
     service_name: ClassVar[str] = "intake"
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    import os
-
-    for key in list(os.environ):
-        if key.startswith("REFERRALS_"):
-            monkeypatch.delenv(key)
 
 
 def test_a_service_specific_variable_overrides_the_platform_wide_one(monkeypatch):

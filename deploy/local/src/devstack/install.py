@@ -8,6 +8,7 @@ A part is installed once; later starts find it in the cache and take seconds.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import subprocess
@@ -80,19 +81,22 @@ def _run_with_progress(
 
 
 def ensure_kafka(console: Console) -> Path:
-    """Return a Kafka home whose `libs/` holds the broker's jars, resolving them if needed."""
+    """Return a Kafka home whose `libs/` holds the broker's and the tools' jars, resolving them
+    if needed (again when the POM changed: the marker records the POM's digest)."""
     home = cache_dir() / f"kafka-{KAFKA_VERSION}"
     marker = home / ".complete"
-    if marker.exists():
+    pom = resources.files("devstack").joinpath("kafka/pom.xml")
+    if not pom.is_file():  # running from the source tree rather than an installed wheel
+        pom = Path(__file__).resolve().parents[2] / "kafka" / "pom.xml"
+    pom_text = pom.read_text()
+    stamp = f"{KAFKA_VERSION} {hashlib.sha256(pom_text.encode()).hexdigest()[:16]}"
+    if marker.exists() and marker.read_text() == stamp:
         return home
     _require("java", "install a Java 17+ runtime (e.g. Debian's openjdk-17-jre-headless)")
     mvn = _require("mvn", "install Apache Maven (e.g. Debian's maven)")
     pom_dir = home / "pom"
     pom_dir.mkdir(parents=True, exist_ok=True)
-    pom = resources.files("devstack").joinpath("kafka/pom.xml")
-    if not pom.is_file():  # running from the source tree rather than an installed wheel
-        pom = Path(__file__).resolve().parents[2] / "kafka" / "pom.xml"
-    (pom_dir / "pom.xml").write_text(pom.read_text())
+    (pom_dir / "pom.xml").write_text(pom_text)
     libs = home / "libs"
     _run_with_progress(
         console,
@@ -106,9 +110,10 @@ def ensure_kafka(console: Console) -> Path:
         cwd=pom_dir,
         what=f"resolving Apache Kafka {KAFKA_VERSION} jars from Maven Central",
     )
-    if not any(libs.glob(f"kafka_2.13-{KAFKA_VERSION}.jar")):
-        raise InstallError(f"Maven finished but kafka_2.13-{KAFKA_VERSION}.jar is not in {libs}")
-    marker.write_text(KAFKA_VERSION)
+    for jar in (f"kafka_2.13-{KAFKA_VERSION}.jar", f"kafka-tools-{KAFKA_VERSION}.jar"):
+        if not (libs / jar).exists():
+            raise InstallError(f"Maven finished but {jar} is not in {libs}")
+    marker.write_text(stamp)
     return home
 
 

@@ -10,8 +10,10 @@ import stat
 import subprocess
 import urllib.request
 import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from devstack import install
 from devstack.process import free_port, port_accepts, spawn, wait_until
@@ -31,41 +33,42 @@ class Running:
 # --------------------------------------------------------------------------------------- Kafka
 
 
-def kafka_config(data: Path, port: int, controller_port: int) -> Path:
-    """Write a single-node KRaft (broker + controller) configuration and log4j2 set-up."""
+def kafka_config(
+    data: Path, port: int, controller_port: int, overrides: Mapping[str, str] | None = None
+) -> Path:
+    """Write a single-node KRaft (broker + controller) configuration and log4j2 set-up;
+    `overrides` replace or add broker properties (a secured listener, an authorizer...)."""
     data.mkdir(parents=True, exist_ok=True)
     props = data / "server.properties"
-    props.write_text(
-        "\n".join(
-            [
-                "process.roles=broker,controller",
-                "node.id=1",
-                f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
-                f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
-                "controller.listener.names=CONTROLLER",
-                "inter.broker.listener.name=PLAINTEXT",
-                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-                f"log.dirs={data / 'kraft-logs'}",
-                "num.partitions=3",
-                "default.replication.factor=1",
-                "offsets.topic.replication.factor=1",
-                "offsets.topic.num.partitions=10",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
-                "share.coordinator.state.topic.replication.factor=1",
-                "share.coordinator.state.topic.min.isr=1",
-                "group.initial.rebalance.delay.ms=0",
-                # Kafka 4's group coordinator lingers 5 ms before writing offset commits; on one
-                # broker that only adds latency to every commit a consumer makes.
-                "group.coordinator.append.linger.ms=0",
-                # Topics are declared by the platform (libs/common contracts), never by accident.
-                "auto.create.topics.enable=false",
-                "log.retention.hours=168",
-                "",
-            ]
-        )
-    )
+    lines = [
+        "process.roles=broker,controller",
+        "node.id=1",
+        f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
+        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names=CONTROLLER",
+        "inter.broker.listener.name=PLAINTEXT",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        f"log.dirs={data / 'kraft-logs'}",
+        "num.partitions=3",
+        "default.replication.factor=1",
+        "offsets.topic.replication.factor=1",
+        "offsets.topic.num.partitions=10",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "share.coordinator.state.topic.replication.factor=1",
+        "share.coordinator.state.topic.min.isr=1",
+        "group.initial.rebalance.delay.ms=0",
+        # Kafka 4's group coordinator lingers 5 ms before writing offset commits; on one
+        # broker that only adds latency to every commit a consumer makes.
+        "group.coordinator.append.linger.ms=0",
+        # Topics are declared by the platform (libs/common contracts), never by accident.
+        "auto.create.topics.enable=false",
+        "log.retention.hours=168",
+    ]
+    config = dict(line.split("=", 1) for line in lines if not line.startswith("#"))
+    config |= overrides or {}
+    props.write_text("".join(f"{key}={value}\n" for key, value in config.items()))
     (data / "log4j2.properties").write_text(
         "\n".join(
             [
@@ -110,11 +113,23 @@ def kafka_java(kafka_home: Path, data: Path, *main: str) -> list[str]:
     ]
 
 
-def start_kafka(kafka_home: Path, data: Path, port: int | None = None) -> tuple[Running, str]:
-    """Format (once) and start a KRaft broker; return it and its bootstrap address."""
+def start_kafka(
+    kafka_home: Path,
+    data: Path,
+    port: int | None = None,
+    *,
+    overrides: Callable[[int, int], Mapping[str, str]] | None = None,
+    format_options: Sequence[str] = (),
+) -> tuple[Running, str]:
+    """Format (once) and start a KRaft broker; return it and its bootstrap address.
+
+    `overrides(port, controller_port)` gives broker properties that replace or add to the
+    plain-text defaults; `format_options` go to the storage format (e.g. `--add-scram` users)."""
     port = port or free_port()
     controller_port = free_port()
-    props = kafka_config(data, port, controller_port)
+    props = kafka_config(
+        data, port, controller_port, overrides(port, controller_port) if overrides else None
+    )
     if not (data / "kraft-logs" / "meta.properties").exists():
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         subprocess.run(
@@ -127,6 +142,7 @@ def start_kafka(kafka_home: Path, data: Path, port: int | None = None) -> tuple[
                 cluster_id,
                 "-c",
                 str(props),
+                *format_options,
             ),
             check=True,
             capture_output=True,
@@ -136,8 +152,9 @@ def start_kafka(kafka_home: Path, data: Path, port: int | None = None) -> tuple[
     return Running("kafka", proc.pid, log), f"127.0.0.1:{port}"
 
 
-def kafka_ready(bootstrap: str) -> bool:
-    """True once the broker answers a metadata request with itself as a live broker."""
+def kafka_ready(bootstrap: str, **client_options: Any) -> bool:
+    """True once the broker answers a metadata request with itself as a live broker
+    (`client_options`: how to connect to a secured listener, as aiokafka takes them)."""
     host, port = bootstrap.rsplit(":", 1)
     if not port_accepts(int(port), host):
         return False
@@ -145,7 +162,9 @@ def kafka_ready(bootstrap: str) -> bool:
     async def probe() -> bool:
         from aiokafka.admin import AIOKafkaAdminClient
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        admin = AIOKafkaAdminClient(
+            **({"bootstrap_servers": bootstrap} | client_options), request_timeout_ms=3000
+        )
         await admin.start()
         try:
             cluster = await admin.describe_cluster()

@@ -123,7 +123,7 @@ class ServiceCli:
             asyncio.run(
                 serve(
                     settings.postgres.asyncpg_dsn(),
-                    settings.kafka.bootstrap_servers,
+                    settings.kafka,
                     client_id=f"{self.service}-relay",
                     service=self.service,
                 )

@@ -9,6 +9,7 @@ secrets are refused at start-up.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
@@ -23,12 +24,65 @@ PLACEHOLDER_MARKERS = ("change-me", "changeme", "changethis", "placeholder", "se
 
 
 class KafkaSettings(BaseModel):
+    """How a process reaches the Kafka cluster and proves who it is.
+
+    In production every service connects with its own principal (`REFERRALS_<SERVICE>_KAFKA__
+    USERNAME` / `__PASSWORD`) over `SASL_SSL`, so the brokers' ACLs can tell them apart (only
+    partners writes center inboxes, only notifications reads contacts); `ssl_cafile` names the
+    CA that signed the brokers' certificates, or `ssl_cadata` the same PEM text (e.g. from a
+    Secret as an environment variable; the system's CAs when neither is set), `ssl_certfile`
+    and `ssl_keyfile` a client certificate for clusters that authenticate with mutual TLS."""
+
     bootstrap_servers: str = "127.0.0.1:19092"
     client_id_prefix: str = "referrals"
     topic_partitions: int = Field(6, ge=1, description="partitions of a topic a service creates")
     topic_replication_factor: int = Field(
         1, ge=1, description="replicas of a topic a service creates (3 on a production cluster)"
     )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    username: str | None = None
+    password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_cadata: str | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.security_protocol.endswith("SSL")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KafkaSettings:
+        if self.uses_sasl and not (self.username and self.password):
+            raise ValueError(
+                f"kafka.security_protocol {self.security_protocol} needs kafka.username and "
+                "kafka.password"
+            )
+        if not self.uses_sasl and (self.username or self.password):
+            raise ValueError(
+                "kafka.username/password are set but kafka.security_protocol is "
+                f"{self.security_protocol}: they would not be sent (use SASL_SSL)"
+            )
+        files = {
+            "ssl_cafile": self.ssl_cafile,
+            "ssl_cadata": self.ssl_cadata,
+            "ssl_certfile": self.ssl_certfile,
+            "ssl_keyfile": self.ssl_keyfile,
+        }
+        given = [name for name, path in files.items() if path is not None]
+        if given and not self.uses_tls:
+            raise ValueError(
+                f"kafka.{given[0]} is set but kafka.security_protocol is "
+                f"{self.security_protocol}: the connection would not use TLS (use SASL_SSL or SSL)"
+            )
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("kafka.ssl_certfile and kafka.ssl_keyfile go together (mutual TLS)")
+        return self
 
 
 class PostgresSettings(BaseModel):
@@ -133,4 +187,6 @@ class ServiceSettings(BaseSettings):
             "s3.secret_key": self.s3.secret_key.get_secret_value(),
             "postgres.dsn password": password,
         }
+        if self.kafka.password is not None:
+            found["kafka.password"] = self.kafka.password.get_secret_value()
         return found

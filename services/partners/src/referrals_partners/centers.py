@@ -74,7 +74,7 @@ async def ensure_inbox_topics(db: Database, kafka: KafkaSettings | str) -> list[
     async with db.unit_of_work() as uow:
         codes = (await uow.session.execute(select(CenterRow.code))).scalars().all()
     return await ensure_topics(
-        kafka.bootstrap_servers,
+        kafka,
         [topics.partner_inbox(code) for code in codes],
         partitions=1,
         replication_factor=kafka.topic_replication_factor,

@@ -489,21 +489,19 @@ async def serve_consumer(
     seconds each); `lanes` give some topics a subscriber of their own (`subscribe_lanes`)."""
     import signal
 
-    from referrals_common.messaging.kafka import ensure_topics
+    from referrals_common.messaging.kafka import ensure_topics, event_broker, kafka_settings
 
-    if isinstance(kafka, str):
-        kafka = KafkaSettings(bootstrap_servers=kafka)
-    bootstrap_servers = kafka.bootstrap_servers
+    kafka = kafka_settings(kafka)
     metrics.set_service(service)  # the `service` label of the consumer's metrics
     await ensure_topics(
-        bootstrap_servers,
+        kafka,
         topics,
         partitions=kafka.topic_partitions,
         replication_factor=kafka.topic_replication_factor,
     )
-    dead = DeadLetterPublisher(bootstrap_servers, client_id=f"{service}-dlq")
+    dead = DeadLetterPublisher(kafka, client_id=f"{service}-dlq")
     await dead.start()
-    broker = KafkaBroker(bootstrap_servers, client_id=service)
+    broker = event_broker(kafka, client_id=service)
     subscribe_lanes(build(dead), broker, topics, lanes, **subscribe_options)
     await broker.start()
     stop = asyncio.Event()

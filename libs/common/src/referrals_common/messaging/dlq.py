@@ -14,6 +14,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from referrals_common.contracts.topics import dead_letter
+from referrals_common.messaging.kafka import Kafka, client_options
 
 DLQ_HEADER_PREFIX = "dlq."
 MAX_ERROR_CHARS = 2000
@@ -22,9 +23,9 @@ MAX_ERROR_CHARS = 2000
 class DeadLetterPublisher:
     """Publishes dead letters with an idempotent, acks=all producer of its own."""
 
-    def __init__(self, bootstrap_servers: str, *, client_id: str = "referrals-dlq") -> None:
+    def __init__(self, kafka: Kafka, *, client_id: str = "referrals-dlq") -> None:
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers,
+            **client_options(kafka),
             client_id=client_id,
             acks="all",
             enable_idempotence=True,

@@ -1,7 +1,9 @@
 """`referrals-dlq list|replay TOPIC`: inspect dead letters and send them back to their topic.
 
 Replaying is safe: consumers are idempotent, so a dead letter whose event was applied meanwhile
-changes nothing the second time.
+changes nothing the second time. The connection is the services' own: `REFERRALS_KAFKA__*`
+(bootstrap servers, security protocol, SASL user and password, CA file), `--bootstrap` overriding
+the servers.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ from rich.table import Table
 
 from referrals_common.contracts.topics import DLQ_SUFFIX, dead_letter
 from referrals_common.messaging.dlq import original_headers
+from referrals_common.messaging.kafka import Kafka, client_options, kafka_from_environment
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
 
 Bootstrap = Annotated[
-    str, typer.Option(envvar="REFERRALS_KAFKA__BOOTSTRAP_SERVERS", help="Kafka bootstrap servers")
+    str | None,
+    typer.Option(help="Kafka bootstrap servers (default: REFERRALS_KAFKA__BOOTSTRAP_SERVERS)"),
 ]
 
 
@@ -46,10 +50,10 @@ class DeadLetter:
             return ""
 
 
-async def read_dead_letters(bootstrap: str, topic: str) -> list[DeadLetter]:
+async def read_dead_letters(kafka: Kafka, topic: str) -> list[DeadLetter]:
     """Every record currently in `topic`'s dead-letter topic, oldest first per partition."""
     dlq = topic if topic.endswith(DLQ_SUFFIX) else dead_letter(topic)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**client_options(kafka), enable_auto_commit=False)
     await consumer.start()
     try:
         partitions = consumer.partitions_for_topic(dlq)
@@ -78,9 +82,9 @@ async def read_dead_letters(bootstrap: str, topic: str) -> list[DeadLetter]:
         await consumer.stop()
 
 
-async def replay(bootstrap: str, letters: list[DeadLetter]) -> int:
+async def replay(kafka: Kafka, letters: list[DeadLetter]) -> int:
     """Republish dead letters to their original topic with their original key and headers."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(**client_options(kafka), acks="all", enable_idempotence=True)
     await producer.start()
     try:
         for letter in letters:
@@ -96,9 +100,9 @@ async def replay(bootstrap: str, letters: list[DeadLetter]) -> int:
 
 
 @app.command("list")
-def list_(topic: str, bootstrap: Bootstrap = "127.0.0.1:19092") -> None:
+def list_(topic: str, bootstrap: Bootstrap = None) -> None:
     """List the dead letters of TOPIC (or of TOPIC.dlq named directly)."""
-    letters = asyncio.run(read_dead_letters(bootstrap, topic))
+    letters = asyncio.run(read_dead_letters(kafka_from_environment(bootstrap), topic))
     table = Table(title=f"{len(letters)} dead letter(s) of {topic}")
     for col in ("partition", "offset", "event id", "consumer", "error type", "error", "failed at"):
         table.add_column(col)
@@ -118,17 +122,18 @@ def list_(topic: str, bootstrap: Bootstrap = "127.0.0.1:19092") -> None:
 @app.command("replay")
 def replay_(
     topic: str,
-    bootstrap: Bootstrap = "127.0.0.1:19092",
+    bootstrap: Bootstrap = None,
     offset: Annotated[list[int] | None, typer.Option(help="only these DLQ offsets")] = None,
     partition: Annotated[int | None, typer.Option(help="only this DLQ partition")] = None,
 ) -> None:
     """Send TOPIC's dead letters (all, or the chosen offsets) back to their original topic."""
-    letters = asyncio.run(read_dead_letters(bootstrap, topic))
+    kafka = kafka_from_environment(bootstrap)
+    letters = asyncio.run(read_dead_letters(kafka, topic))
     if partition is not None:
         letters = [d for d in letters if d.partition == partition]
     if offset:
         letters = [d for d in letters if d.offset in set(offset)]
-    count = asyncio.run(replay(bootstrap, letters))
+    count = asyncio.run(replay(kafka, letters))
     console.print(f"replayed {count} dead letter(s)")
 
 

@@ -30,6 +30,7 @@ from opentelemetry.trace import SpanKind
 
 from referrals_common import metrics
 from referrals_common.contracts.envelope import CONTENT_TYPE
+from referrals_common.messaging.kafka import Kafka, client_options
 from referrals_common.messaging.schema import NOTIFY_CHANNEL, OUTBOX_SLOTS
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ class OutboxRelay:
     def __init__(
         self,
         dsn: str,
-        bootstrap_servers: str,
+        kafka: Kafka,
         *,
         batch_size: int = 500,
         slots_per_claim: int = OUTBOX_SLOTS // 2,
@@ -90,7 +91,7 @@ class OutboxRelay:
         metrics_interval: float = 5.0,
     ) -> None:
         self._dsn = dsn
-        self._bootstrap = bootstrap_servers
+        self._kafka = kafka
         self.batch_size = batch_size
         # A relay takes at most this many work slots per claim, leaving the rest to replicas.
         self.slots_per_claim = slots_per_claim
@@ -113,7 +114,7 @@ class OutboxRelay:
 
     async def start(self) -> None:
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap,
+            **client_options(self._kafka),
             client_id=self._client_id,
             acks="all",
             enable_idempotence=True,
@@ -264,11 +265,11 @@ class OutboxRelay:
         return int(await self._conn.fetchval("select count(*) from outbox where sent_at is null"))
 
 
-async def serve(dsn: str, bootstrap_servers: str, **options: object) -> None:
+async def serve(dsn: str, kafka: Kafka, **options: object) -> None:
     """Run one relay until SIGTERM or SIGINT, then stop cleanly."""
     import signal
 
-    relay = OutboxRelay(dsn, bootstrap_servers, **options)  # type: ignore[arg-type]
+    relay = OutboxRelay(dsn, kafka, **options)  # type: ignore[arg-type]
     await relay.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -280,17 +281,22 @@ async def serve(dsn: str, bootstrap_servers: str, **options: object) -> None:
 
 
 def main() -> None:
-    """`python -m referrals_common.messaging.relay`: a relay process for one service database."""
+    """`python -m referrals_common.messaging.relay`: a relay for one service database outside a
+    service's command line (the services run `referrals-<service> relay`). Kafka's connection is
+    the platform's `REFERRALS_KAFKA__*` settings, `--bootstrap` replacing the servers."""
     import typer
+
+    from referrals_common.messaging.kafka import kafka_from_environment
 
     def run(
         dsn: str = typer.Option(..., envvar="RELAY_POSTGRES_DSN", help="the service's database"),
-        bootstrap: str = typer.Option(..., envvar="RELAY_KAFKA_BOOTSTRAP_SERVERS"),
+        bootstrap: str | None = typer.Option(None, envvar="RELAY_KAFKA_BOOTSTRAP_SERVERS"),
         batch_size: int = typer.Option(500),
         poll_interval: float = typer.Option(1.0, help="safety-net poll, seconds"),
     ) -> None:
         logging.basicConfig(level=logging.INFO)
-        asyncio.run(serve(dsn, bootstrap, batch_size=batch_size, poll_interval=poll_interval))
+        kafka = kafka_from_environment(bootstrap)
+        asyncio.run(serve(dsn, kafka, batch_size=batch_size, poll_interval=poll_interval))
 
     typer.run(run)
 

@@ -534,7 +534,7 @@ async def add_center(
         await uow.commit()
     kafka = runtime.settings.kafka
     await ensure_topics(
-        kafka.bootstrap_servers,
+        kafka,
         [topics.partner_inbox(center.code)],
         partitions=1,
         replication_factor=kafka.topic_replication_factor,
