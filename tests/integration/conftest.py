@@ -109,6 +109,12 @@ async def effects(dsn: str) -> list[asyncpg.Record]:
         await conn.close()
 
 
+async def count_effects(dsn: str, expected: int) -> list[asyncpg.Record] | None:
+    """The effects once there are at least `expected` of them (a `wait_for` predicate)."""
+    rows = await effects(dsn)
+    return rows if len(rows) >= expected else None
+
+
 async def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1):
     """Poll an async predicate until it returns a truthy value; fail with the last value."""
     deadline = asyncio.get_running_loop().time() + timeout

@@ -33,7 +33,7 @@ from referrals_common.contracts import topics
 from referrals_common.messaging.kafka import client_options, ensure_topics
 from referrals_common.settings import KafkaSettings
 
-from .conftest import effects, running_consumer, wait_for, write_withdrawals
+from .conftest import count_effects, effects, running_consumer, wait_for, write_withdrawals
 
 pytestmark = pytest.mark.integration
 
@@ -94,7 +94,7 @@ async def test_an_event_crosses_the_secured_broker_from_outbox_to_consumer_once(
         async with running_consumer(
             db, secured.settings(NOTIFICATIONS), topic, name=f"notifications-{uuid.uuid4().hex[:6]}"
         ) as consumer:
-            await wait_for(lambda: _at_least(messaging_dsn, len(written)), timeout=60)
+            await wait_for(lambda: count_effects(messaging_dsn, len(written)), timeout=60)
             await asyncio.sleep(1.0)  # time for a duplicate to be (wrongly) applied
     finally:
         relay.terminate()
@@ -116,11 +116,6 @@ def _start_relay(dsn: str, env: dict[str, str], log: Path) -> subprocess.Popen[b
             stderr=subprocess.STDOUT,
             env=env,
         )
-
-
-async def _at_least(dsn: str, expected: int):
-    rows = await effects(dsn)
-    return rows if len(rows) >= expected else None
 
 
 async def test_a_center_reads_its_own_inbox_and_nothing_else(secured):

@@ -25,14 +25,9 @@ from referrals_common.messaging.relay import ADVISORY_NAMESPACE as ADVISORY
 from referrals_common.messaging.relay import OutboxRelay
 from tests.running import relaying
 
-from .conftest import effects, running_consumer, wait_for, write_withdrawals
+from .conftest import count_effects, effects, running_consumer, wait_for, write_withdrawals
 
 pytestmark = pytest.mark.integration
-
-
-async def count_effects(dsn: str, expected: int):
-    rows = await effects(dsn)
-    return rows if len(rows) >= expected else None
 
 
 async def unsent(dsn: str) -> int:

@@ -61,14 +61,13 @@ class SecuredKafka:
         *,
         topic: str | None = None,
         group: str | None = None,
-        cluster: bool = False,
         prefixed: bool = False,
     ) -> None:
-        """Allow `User:<user>` the `operations` on a topic, a consumer group or the cluster
-        (names taken as prefixes when `prefixed`), as `kafka-acls.sh --add` does."""
-        resource = ["--topic", topic] if topic else ["--group", group] if group else ["--cluster"]
-        if not (topic or group or cluster):
-            raise ValueError("grant names a topic, a group or the cluster")
+        """Allow `User:<user>` the `operations` on a topic or a consumer group (its name taken
+        as a prefix when `prefixed`), as `kafka-acls.sh --add` does."""
+        if (topic is None) == (group is None):
+            raise ValueError("grant names a topic or a group")
+        resource = ["--topic", topic] if topic is not None else ["--group", str(group)]
         argv = [
             "java",
             "-Xmx256m",

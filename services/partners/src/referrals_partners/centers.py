@@ -67,10 +67,9 @@ async def load_seed(db: Database, path: str | Path | None = None) -> Registry:
 async def ensure_inbox_topics(db: Database, kafka: KafkaSettings | str) -> list[str]:
     """Create the inbox topic (one partition: a center reads its offers in order) of every
     registered center that has none, replicated as the platform's topics are."""
-    from referrals_common.messaging.kafka import ensure_topics
+    from referrals_common.messaging.kafka import ensure_topics, kafka_settings
 
-    if isinstance(kafka, str):
-        kafka = KafkaSettings(bootstrap_servers=kafka)
+    kafka = kafka_settings(kafka)
     async with db.unit_of_work() as uow:
         codes = (await uow.session.execute(select(CenterRow.code))).scalars().all()
     return await ensure_topics(

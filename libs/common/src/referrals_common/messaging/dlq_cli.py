@@ -2,7 +2,7 @@
 
 Replaying is safe: consumers are idempotent, so a dead letter whose event was applied meanwhile
 changes nothing the second time. The connection is the services' own: `REFERRALS_KAFKA__*`
-(bootstrap servers, security protocol, SASL user and password, CA file), `--bootstrap` overriding
+(bootstrap servers, security protocol, SASL user and password, CA), `--bootstrap` overriding
 the servers.
 """
 

@@ -20,10 +20,10 @@ from faststream.security import (
     SASLScram256,
     SASLScram512,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings
 
 from referrals_common.contracts.topics import dead_letter
-from referrals_common.settings import KafkaSettings
+from referrals_common.settings import KafkaSettings, ServiceSettings
 
 Kafka = KafkaSettings | str
 """A service's Kafka settings, or just bootstrap servers (plain text, as on the local stack)."""
@@ -36,9 +36,9 @@ def kafka_settings(kafka: Kafka) -> KafkaSettings:
 
 
 class _Environment(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="REFERRALS_", env_nested_delimiter="__", extra="ignore"
-    )
+    """Only the Kafka part of the platform-wide settings, read as every service reads them."""
+
+    model_config = ServiceSettings.model_config
     kafka: KafkaSettings = KafkaSettings()
 
 
