@@ -205,6 +205,8 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             "REFERRALS_INTAKE_TOKENS__SIGNING_KEY_PEM": generate_private_key_pem().decode(),
             "REFERRALS_INTAKE_FIELD_ENCRYPTION_KEY": FieldCipher.generate_key_base64(),
             "REFERRALS_INTAKE_API_KEY_PEPPER": "bench-pepper-" + uuid.uuid4().hex,
+            # One key drives the whole load: the per-client rate limit would measure itself.
+            "REFERRALS_RATE_LIMIT__ENABLED": "false",
             "REFERRALS_TELEMETRY__LOG_LEVEL": "WARNING",
             "OTEL_TRACES_EXPORTER": "none",
         }

@@ -2069,6 +2069,8 @@ async def run(args: argparse.Namespace, docs: DocumentSet, extra: dict[str, Any]
     else:
         tmp = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
         os.environ["REFERRALS_PARTNERS_SEED_FILE"] = str(bench_seed_file(tmp, args.cases))
+        # One front end's key opens every case at full speed: no per-client rate limit here.
+        os.environ["REFERRALS_RATE_LIMIT__ENABLED"] = "false"
         stack = await asyncio.to_thread(stack_mod.start, tmp / "stack", Console(stderr=True))
         try:
             plat = await asyncio.to_thread(

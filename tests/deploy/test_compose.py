@@ -230,7 +230,7 @@ def test_every_long_running_service_has_a_healthcheck(
     processes = {name: key for key, name in _processes(services).items()}
     for name, spec in services.items():
         role = processes.get(name, (None, _labels(spec).get("referrals.role")))[1]
-        job = role in {"migrate", "load-seed", "topics"}
+        job = role in {"migrate", "load-seed", "topics", "minio-users"}
         if job:
             assert spec.get("restart") == "no", f"{name} is a one-off job"
             continue
@@ -399,3 +399,69 @@ def test_each_process_starts_with_its_compose_settings(
         settings = settings_class()
         assert settings.kafka.bootstrap_servers == "kafka:9092", name
         assert settings.postgres.dsn.get_secret_value().endswith(f"@postgres:5432/{service}")
+
+
+def test_each_service_logs_in_to_minio_as_its_own_user(services: dict[str, dict[str, Any]]) -> None:
+    """The minio-users job (the Kubernetes Job's script) makes records' and translation's users
+    from the same variables and defaults the services read; no process gets MinIO's root user;
+    intake, partners and notifications get no object-storage credentials at all."""
+    from devstack import object_store
+
+    job = services["minio-users"]
+    job_env = {k: interpolate(str(v)) for k, v in job["environment"].items()}
+    minio_env = services["minio"]["environment"]
+    root_user = interpolate(minio_env["MINIO_ROOT_USER"])
+    root_password = interpolate(minio_env["MINIO_ROOT_PASSWORD"])
+    assert (job_env["MINIO_ADMIN_USER"], job_env["MINIO_ADMIN_PASSWORD"]) == (
+        root_user,
+        root_password,
+    )
+    assert job_env["BUCKET"] == object_store.DOCUMENTS_BUCKET
+    assert interpolate(job["image"]).startswith("minio/mc:")
+    script, target = job["volumes"][0].split(":")[:2]
+    assert script == "./deploy/k8s/base/minio-users.sh" and (REPO / script).is_file()
+    assert job["entrypoint"][-1] == target
+    assert job["depends_on"]["minio"]["condition"] == "service_healthy"
+    for (service, role), name in _processes(services).items():
+        env = _environment_of(services, name)
+        assert root_password not in env.values(), f"{name} holds MinIO's root password"
+        credentials = {k for k in env if re.search(r"_S3__(ACCESS|SECRET)_KEY$", k)}
+        if service not in object_store.ACCESS:
+            assert not credentials, f"{name} needs no object storage: {credentials}"
+            continue
+        own = f"REFERRALS_{service.upper()}_S3__"
+        assert credentials == {f"{own}ACCESS_KEY", f"{own}SECRET_KEY"}, name
+        assert env[f"{own}ACCESS_KEY"] == job_env[f"{service.upper()}_S3_ACCESS_KEY"], name
+        assert env[f"{own}SECRET_KEY"] == job_env[f"{service.upper()}_S3_SECRET_KEY"], name
+        assert env[f"{own}ACCESS_KEY"] != root_user, name
+        if role not in JOBS[service]:
+            depends = services[name].get("depends_on") or {}
+            condition = depends.get("minio-users", {}).get("condition")
+            assert condition == "service_completed_successfully", f"{name} must wait for its user"
+
+
+def test_the_trace_viewer_is_bounded(services: dict[str, dict[str, Any]]) -> None:
+    """Jaeger keeps a bounded number of traces, refuses spans before its memory runs out, and
+    its container has a memory limit: a flood of spans cannot exhaust it."""
+    jaeger = services["jaeger"]
+    config_file, target = jaeger["volumes"][0].split(":")[:2]
+    assert jaeger["command"] == ["--config", target]
+    config = yaml.safe_load((REPO / config_file).read_text())
+    storage = config["extensions"]["jaeger_query"]["storage"]["traces"]
+    backend = config["extensions"]["jaeger_storage"]["backends"][storage]
+    assert set(backend) == {"memory"} and 0 < backend["memory"]["max_traces"] <= 20_000
+    assert config["exporters"]["jaeger_storage_exporter"]["trace_storage"] == storage
+    pipeline = config["service"]["pipelines"]["traces"]
+    assert pipeline["receivers"] == ["otlp"]
+    assert pipeline["processors"][0] == "memory_limiter"  # first, as the collector advises
+    limiter = config["processors"]["memory_limiter"]
+    container_mib = int(str(jaeger["mem_limit"]).removesuffix("g")) * 1024
+    assert 0 < limiter["limit_mib"] < container_mib
+    gomemlimit = int(jaeger["environment"]["GOMEMLIMIT"].removesuffix("MiB"))
+    assert limiter["limit_mib"] < gomemlimit < container_mib
+    protocols = config["receivers"]["otlp"]["protocols"]
+    assert protocols["grpc"]["endpoint"].endswith(":4317")
+    assert protocols["http"]["endpoint"].endswith(":4318")
+    health = config["extensions"]["healthcheckv2"]["http"]["endpoint"]
+    assert health.endswith(":13133") and ":13133/" in " ".join(jaeger["healthcheck"]["test"])
+    assert "healthcheckv2" in config["service"]["extensions"]

@@ -502,3 +502,66 @@ def test_on_a_sasl_ssl_cluster_every_process_logs_in_as_its_own_service(
         options = client_options(kafka)
         assert options["sasl_plain_password"] == secrets[(f"{service}-secrets", "kafka-password")]
         assert options["ssl_context"].get_ca_certs(), (service, role)
+
+
+def test_each_service_logs_in_to_minio_as_its_own_user(
+    resources: list[dict[str, Any]], secret_templates: dict[str, dict[str, Any]]
+) -> None:
+    """Job minio-users makes records' and translation's MinIO users from the very Secret keys the
+    services read; only that Job reads the administrator's Secret; the services that use no
+    object storage get no S3 credentials."""
+    from devstack import object_store
+
+    job = _by_kind(resources, "Job")["minio-users"]
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["image"].startswith("minio/mc:")
+    refs = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for e in container["env"]
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+    for service in object_store.ACCESS:
+        for kind in ("access", "secret"):
+            ref = refs[f"{service.upper()}_S3_{kind.upper()}_KEY"]
+            assert ref == {"name": f"{service}-secrets", "key": f"s3-{kind}-key"}, ref
+    assert refs["MINIO_ADMIN_USER"]["name"] == refs["MINIO_ADMIN_PASSWORD"]["name"] == "minio-admin"
+    assert "minio-admin" in secret_templates
+    config = _by_kind(resources, "ConfigMap")["referrals-config"]["data"]
+    assert "REFERRALS_S3__ACCESS_KEY" not in config
+    for (service, role), doc in _processes(resources).items():
+        (process,) = doc["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e for e in process.get("env", [])}
+        used = {e.get("valueFrom", {}).get("secretKeyRef", {}).get("name") for e in env.values()}
+        assert "minio-admin" not in used, f"{service} {role} reads MinIO's administrator"
+        credentials = {n for n in env if n.endswith(("_S3__ACCESS_KEY", "_S3__SECRET_KEY"))}
+        if service not in object_store.ACCESS:
+            assert not credentials, (service, role)
+            continue
+        own = f"REFERRALS_{service.upper()}_S3__"
+        assert credentials == {f"{own}ACCESS_KEY", f"{own}SECRET_KEY"}, (service, role)
+        for kind in ("access", "secret"):
+            ref = env[f"{own}{kind.upper()}_KEY"]["valueFrom"]["secretKeyRef"]
+            assert ref == {"name": f"{service}-secrets", "key": f"s3-{kind}-key"}, (service, role)
+
+
+def test_minio_users_script_makes_the_local_stacks_policies() -> None:
+    """The script behind Job minio-users (and Compose's job) writes the same policies devstack
+    gives the local stack's users (devstack.object_store, checked against a real MinIO by
+    tests/security/test_object_store_access.py), and grants each service its own."""
+    import json
+    import re
+
+    from devstack import object_store
+
+    script = (BASE / "minio-users.sh").read_text()
+    for access in set(object_store.ACCESS.values()):
+        found = re.search(rf'cat >"\$policies/{access}.json" <<EOF\n(.*?)\nEOF\n', script, re.S)
+        assert found, f"no {access} policy in minio-users.sh"
+        document = json.loads(found.group(1).replace("${BUCKET}", "some-bucket"))
+        assert document == object_store.policy(access, "some-bucket"), access
+    for service, access in object_store.ACCESS.items():
+        upper = service.upper()
+        assert f'grant "${upper}_S3_ACCESS_KEY" "${upper}_S3_SECRET_KEY" {access}' in script
+    kustomization = yaml.safe_load((BASE / "kustomization.yaml").read_text())
+    generated = {g["name"]: g["files"] for g in kustomization["configMapGenerator"]}
+    assert generated["minio-users"] == ["minio-users.sh"]

@@ -438,8 +438,8 @@ async def test_a_malformed_multipart_upload_is_a_400(
 ) -> None:
     if route == "patient upload":
         path, headers = f"/v1/cases/{world.main.case_id}/documents", world.main.bearer
-    else:
-        path = f"/v1/referrals/{offered.referral_id}/opinion"
+    else:  # a center uploads only to a referral it accepted
+        path = f"/v1/referrals/{(await world.accepted_case()).referral_id}/opinion"
         headers = {"X-Api-Key": world.keys.center}
     response = await world.records.post(
         path,

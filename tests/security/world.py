@@ -38,9 +38,11 @@ from aiosmtpd.controller import Controller
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from fpdf import FPDF
+from minio import Minio
 from sqlalchemy import select, text
 
 from devstack.process import free_port
+from devstack.pytest_plugin import service_users
 from referrals_common.auth.case_tokens import (
     JWT_TYPE,
     CaseTokenIssuer,
@@ -50,7 +52,7 @@ from referrals_common.contracts import topics
 from referrals_common.crypto import FieldCipher, SealedBox
 from referrals_common.messaging.kafka import ensure_topics
 from referrals_common.migrations import upgrade_async
-from referrals_common.settings import KafkaSettings, PostgresSettings, S3Settings
+from referrals_common.settings import KafkaSettings, PostgresSettings, RateLimitSettings
 from referrals_intake import consumers as intake_consumers
 from referrals_intake.clients import register_client
 from referrals_intake.config import IntakeSettings, TokenSettings
@@ -81,6 +83,7 @@ from referrals_translation import consumers as translation_consumers
 from referrals_translation.config import TranslationSettings
 from referrals_translation.main import MIGRATIONS as TRANSLATION_MIGRATIONS
 from referrals_translation.main import build_runtime as build_translation
+from tests.public_dns import with_example_dns
 from tests.running import consuming, relaying
 
 T = TypeVar("T")
@@ -89,6 +92,15 @@ CONSENT_VERSION = "2026-01"
 # Notifications' key pair: intake seals the contact to the public half, only the private opens it.
 NOTIFICATIONS_PRIVATE, NOTIFICATIONS_PUBLIC = SealedBox.generate_keypair_base64()
 PIPELINE_TIMEOUT = 120.0
+# The suite sends hundreds of refused credentials and fuzzed requests from one address (httpx's
+# ASGI transport says 127.0.0.1): limits far above that, so the edge runs on every request here
+# but never refuses; tests/security/test_edge.py builds apps of its own with tight limits.
+SUITE_RATE_LIMITS = RateLimitSettings(
+    per_client="10000/minute",
+    per_ip="10000/minute",
+    failed_authentications_per_ip="10000/minute",
+    failed_authentications_per_credential="10000/minute",
+)
 
 
 async def wait_for(
@@ -566,6 +578,15 @@ class World:
             headers={"X-Api-Key": self.keys.center},
         )
         assert r.status_code == 200, r.text
+        records = self.runtimes["records"]
+
+        async def records_knows_it_accepted() -> bool:
+            async with records.db.unit_of_work() as uow:
+                row = await uow.session.get(CenterReferral, uuid.UUID(case.referral_id))
+                return row is not None and row.accepted_at is not None
+
+        # A center uploads only once records has heard of its acceptance.
+        await wait_for(records_knows_it_accepted, "records learns the referral was accepted")
         return case
 
     def patients(self) -> list[Patient]:
@@ -666,11 +687,6 @@ async def running_world(local_stack: Any, tmp_dir: Path, *, routed: int) -> Asyn
     seed_file = tmp_dir / "centers.security.yaml"
     seed_file.write_text(yaml.safe_dump(seed, sort_keys=False), encoding="utf-8")
     signing_key = generate_private_key_pem()
-    s3 = S3Settings(
-        endpoint=local_stack.s3_endpoint,
-        access_key=local_stack.s3_access_key,
-        secret_key=local_stack.s3_secret_key,
-    )
     bucket = f"sec-documents-{suffix}"
     kafka = KafkaSettings(bootstrap_servers=bootstrap)
     mailbox: list[bytes] = []
@@ -681,6 +697,9 @@ async def running_world(local_stack: Any, tmp_dir: Path, *, routed: int) -> Asyn
         smtp.start()
         stack.callback(smtp.stop)
         make_db = await stack.enter_async_context(_databases(local_stack.postgres_dsn))
+        # Records and translation log in to MinIO as themselves, as on the platform: records
+        # read-write and translation read-only, on this bucket only (the root user makes it).
+        s3 = stack.enter_context(service_users(local_stack, bucket))
         dsns = {
             name: await make_db(name, migrations)
             for name, migrations in (
@@ -698,6 +717,7 @@ async def running_world(local_stack: Any, tmp_dir: Path, *, routed: int) -> Asyn
                 tokens=TokenSettings(signing_key_pem=signing_key.decode()),
                 field_encryption_key=FieldCipher.generate_key_base64(),
                 api_key_pepper="intake-security-tests-pepper-0123",
+                rate_limit=SUITE_RATE_LIMITS,
                 public_base_url="https://intake.example.org",
                 notifications_public_key=NOTIFICATIONS_PUBLIC,
             )
@@ -708,16 +728,22 @@ async def running_world(local_stack: Any, tmp_dir: Path, *, routed: int) -> Asyn
             RecordsSettings(
                 postgres=PostgresSettings(dsn=dsns["records"]),
                 kafka=kafka,
-                s3=s3,
+                s3=s3["records"],
                 bucket=bucket,
                 case_token_jwks=jwks,
                 api_key_pepper="records-security-tests-pepper-0123",
+                rate_limit=SUITE_RATE_LIMITS,
             )
         )
         stack.push_async_callback(records.db.dispose)
 
         def remove_bucket() -> None:
-            client = records.records.store.client
+            client = Minio(
+                local_stack.s3_endpoint,
+                access_key=local_stack.s3_access_key,
+                secret_key=local_stack.s3_secret_key,
+                secure=False,
+            )
             for obj in client.list_objects(bucket, recursive=True):
                 client.remove_object(bucket, obj.object_name)
             client.remove_bucket(bucket)
@@ -730,8 +756,10 @@ async def running_world(local_stack: Any, tmp_dir: Path, *, routed: int) -> Asyn
                 seed_file=str(seed_file),
                 case_token_jwks=jwks,
                 api_key_pepper="partners-security-tests-pepper-0123",
+                rate_limit=SUITE_RATE_LIMITS,
             )
         )
+        partners.outbound = with_example_dns(partners.outbound)
         stack.push_async_callback(partners.db.dispose)
         await load_seed(partners.db, str(seed_file))
         await ensure_inbox_topics(partners.db, bootstrap)
@@ -739,7 +767,7 @@ async def running_world(local_stack: Any, tmp_dir: Path, *, routed: int) -> Asyn
             TranslationSettings(
                 postgres=PostgresSettings(dsn=dsns["translation"]),
                 kafka=kafka,
-                s3=s3,
+                s3=s3["translation"],
                 bucket=bucket,
                 check_timeout_seconds=60,
             )

@@ -203,7 +203,7 @@ SAMPLES: dict[type[EventData], Callable[[], EventData]] = {
         case_id=CASE,
         referral_id=REFERRAL,
         center_code="charite-berlin",
-        clinical=CLINICAL,
+        clinical=CLINICAL.model_copy(update={"questions": []}),
         documents=[
             OfferedDocument(
                 document_id=doc,
@@ -450,6 +450,24 @@ def test_translation_of_goes_with_the_translation_kind():
         DocumentStored.model_validate({**stored, "translation_of": None})
     with pytest.raises(ValidationError, match="translation_of"):
         DocumentStored.model_validate({**stored, "kind": "pathology_report"})
+
+
+def test_an_offer_to_a_center_carries_no_questions_in_the_patients_words():
+    sample = SAMPLES[ReferralOffered]()
+    with pytest.raises(ValidationError, match="no questions"):
+        ReferralOffered.model_validate(sample.model_dump() | {"clinical": CLINICAL.model_dump()})
+
+
+def test_an_opinion_and_only_an_opinion_names_the_referral_that_uploaded_it():
+    base = SAMPLES[DocumentStored]().model_dump() | {"translation_of": None}
+    opinion = base | {"kind": DocumentKind.OPINION}
+    assert DocumentStored.model_validate(opinion | {"referral_id": REFERRAL}).referral_id
+    with pytest.raises(ValidationError, match="names the referral"):
+        DocumentStored.model_validate(opinion)
+    with pytest.raises(ValidationError, match="names the referral"):
+        DocumentStored.model_validate(
+            base | {"kind": DocumentKind.PATHOLOGY_REPORT, "referral_id": REFERRAL}
+        )
 
 
 def test_an_object_key_has_no_file_name():

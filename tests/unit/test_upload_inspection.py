@@ -34,6 +34,7 @@ from referrals_records.inspection import (
     TIFF,
     ContentInspector,
     InspectionResult,
+    SizeLimits,
     UploadRefused,
     check_file_name,
     max_bytes_for,
@@ -575,13 +576,16 @@ def test_the_limit_is_said_in_megabytes() -> None:
     assert refusal(lambda: inspector.feed(bytes(2 * MB))).detail.endswith("limit of 1.5 MB.")
 
 
-def test_imaging_studies_get_the_larger_limit_and_every_other_kind_the_default() -> None:
-    limits = {"default_limit": 50 * MB, "imaging_limit": 2048 * MB}
+def test_the_limit_follows_the_media_type_found_in_the_content_not_the_kind() -> None:
+    limits = SizeLimits(dicom=2048 * MB, pdf=100 * MB, image=50 * MB, docx=40 * MB, text=5 * MB)
 
-    assert max_bytes_for(DocumentKind.IMAGING_STUDY, **limits) == 2048 * MB
-    assert max_bytes_for("imaging_study", **limits) == 2048 * MB
-    for kind in set(DocumentKind) - {DocumentKind.IMAGING_STUDY}:
-        assert max_bytes_for(kind, **limits) == 50 * MB
+    assert max_bytes_for(DICOM, limits) == 2048 * MB
+    assert max_bytes_for(PDF, limits) == 100 * MB
+    assert [max_bytes_for(image, limits) for image in (JPEG, PNG, TIFF)] == [50 * MB] * 3
+    assert max_bytes_for(DOCX, limits) == 40 * MB
+    assert max_bytes_for(TEXT, limits) == 5 * MB
+    with pytest.raises(ValueError, match="not an accepted media type"):
+        max_bytes_for(DocumentKind.IMAGING_STUDY, limits)  # a kind is not a media type
 
 
 def test_the_inspector_never_holds_more_than_head_and_tail() -> None:

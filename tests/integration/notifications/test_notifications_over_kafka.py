@@ -135,6 +135,7 @@ async def notifications_running(
         contact_private_key=PRIVATE,
         smtp=SmtpSettings(host="127.0.0.1", port=smtp.port, tls=SmtpTls.NONE, timeout=5),
         front_end_webhooks=webhooks,
+        outbound_allowed_targets=[f"127.0.0.1:{port}"] if receiver is not None else [],
         quick_attempts=3,
         quick_backoff_seconds=0.05,
         round_backoff_seconds=0.2,

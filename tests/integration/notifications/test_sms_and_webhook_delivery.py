@@ -9,11 +9,13 @@ import uuid
 from datetime import UTC, datetime
 from urllib.parse import parse_qs
 
+import httpx
 import pytest
 
 from referrals_common.contracts.notifications import NotificationChannel as C
 from referrals_common.contracts.notifications import NotificationError as E
 from referrals_common.contracts.notifications import NotificationTrigger as T
+from referrals_common.outbound import OutboundPolicy
 from referrals_notifications.channels.retry import RetryPolicy, deliver_with_retry
 from referrals_notifications.channels.sms import SmsChannel, TwilioSettings, TwilioSmsProvider
 from referrals_notifications.channels.webhook import (
@@ -125,6 +127,12 @@ def receiver(secret: str, verdicts: list[bool]) -> object:
     return respond
 
 
+def allowing(server: HttpRecorder) -> OutboundPolicy:
+    """The receiver on loopback, reachable only as an explicit allow-list entry."""
+    url = httpx.URL(server.url)
+    return OutboundPolicy(require_https=False, allowed=[f"{url.host}:{url.port}"])
+
+
 def webhook(trigger: T = T.REFERRAL_ACCEPTED, notification_id: uuid.UUID | None = None):  # type: ignore[no-untyped-def]
     return build_webhook_message(
         trigger,
@@ -139,7 +147,7 @@ async def test_the_front_end_verifies_the_signature(http_server: HttpRecorder) -
     verdicts: list[bool] = []
     http_server.responder = receiver(SECRET, verdicts)  # type: ignore[assignment]
     target = WebhookTarget(url=f"{http_server.url}/hooks/referrals", secret=SECRET)
-    channel = WebhookChannel()
+    channel = WebhookChannel(policy=allowing(http_server))
     message = webhook()
     try:
         receipt = await channel.send(target, message)
@@ -162,7 +170,7 @@ async def test_a_wrong_secret_is_refused_by_the_front_end_and_not_retried(
     verdicts: list[bool] = []
     http_server.responder = receiver(SECRET, verdicts)  # type: ignore[assignment]
     target = WebhookTarget(url=f"{http_server.url}/hook", secret="not-the-shared-secret")
-    channel = WebhookChannel()
+    channel = WebhookChannel(policy=allowing(http_server))
     try:
         outcome = await deliver_with_retry(lambda: channel.send(target, webhook()), QUICK)
     finally:
@@ -180,7 +188,7 @@ async def test_a_failing_front_end_gets_the_same_notification_again(
     http_server.answers.append((500, {}, b"oops"))
     http_server.responder = receiver(SECRET, verdicts)  # type: ignore[assignment]
     target = WebhookTarget(url=f"{http_server.url}/hook", secret=SECRET)
-    channel = WebhookChannel()
+    channel = WebhookChannel(policy=allowing(http_server))
     notification_id = uuid.uuid4()
     message = webhook(T.TRANSLATION_REQUIRED, notification_id)
     try:

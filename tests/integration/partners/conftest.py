@@ -35,6 +35,7 @@ from referrals_partners.centers import ensure_inbox_topics, issue_key, load_seed
 from referrals_partners.config import PartnersSettings
 from referrals_partners.main import MIGRATIONS, Runtime, build_runtime, create_app
 from referrals_partners.scheduler import WebhookSender, run_scheduler
+from tests.public_dns import with_example_dns
 
 SEED = Path(__file__).parents[2] / "fixtures" / "partners" / "centers.test.yaml"
 KEY_PEM = generate_private_key_pem()
@@ -58,6 +59,7 @@ async def make_runtime(new_database, local_stack) -> AsyncIterator[Callable[...,
             **overrides,
         )
         rt = build_runtime(settings)
+        rt.outbound = with_example_dns(rt.outbound)
         await load_seed(rt.db, settings.seed_file)
         await ensure_topics(local_stack.kafka_bootstrap, topics.PLATFORM_TOPICS)
         await ensure_inbox_topics(rt.db, local_stack.kafka_bootstrap)
@@ -83,7 +85,7 @@ async def partners_running(rt: Runtime) -> AsyncIterator[None]:
     await relay.start()
     relay_task = asyncio.create_task(relay.run())
     stop = asyncio.Event()
-    sender = WebhookSender(rt.db, rt.cipher, max_attempts=3, backoff=0.2)
+    sender = WebhookSender(rt.db, rt.cipher, rt.outbound, max_attempts=3, backoff=0.2)
     scheduler = asyncio.create_task(
         run_scheduler(rt.partners, rt.db, sender, interval=0.2, stop=stop)
     )
@@ -118,7 +120,10 @@ async def key_for(rt: Runtime, role: str, center: str | None = None) -> str:
     return key
 
 
-def document_stored(case_id: uuid.UUID, kind: str = "pathology_report") -> Any:
+def document_stored(
+    case_id: uuid.UUID, kind: str = "pathology_report", referral_id: uuid.UUID | None = None
+) -> Any:
+    """`document.stored` as records publishes it (an opinion names its referral)."""
     doc_id = uuid.uuid4()
     return new_event(
         DocumentStored(
@@ -131,6 +136,7 @@ def document_stored(case_id: uuid.UUID, kind: str = "pathology_report") -> Any:
             object_key=f"cases/{case_id}/{doc_id}",
             translation_of=None,
             stored_at=datetime.now(UTC),
+            referral_id=referral_id,
         )
     )
 

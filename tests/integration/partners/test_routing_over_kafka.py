@@ -198,8 +198,24 @@ async def test_accept_then_opinion_closes_the_loop(make_runtime):
         other = await api.get(f"/v1/cases/{case_id}/routing", headers=case_headers(uuid.uuid4()))
         assert other.status_code == 404
 
+        # Another referral's opinion (as if another center uploaded it): never deliverable.
+        foreign = document_stored(case_id, kind="opinion", referral_id=uuid.uuid4())
+        await publish(bootstrap, foreign)
+        async with asyncio.timeout(20):
+            while True:
+                stolen = await api.post(
+                    f"/v1/partner/referrals/{offer.referral_id}/opinion",
+                    json={"document_id": str(foreign.data.document_id)},
+                    headers=key,
+                )
+                if stolen.status_code != 409:  # 409 until partners has read the event
+                    break
+                await asyncio.sleep(0.2)
+        assert stolen.status_code == 422, stolen.text
+        assert stolen.json()["errors"][0]["code"] == "not_own_opinion"
+
         # The opinion: stored by records first (its event), then referenced here.
-        opinion = document_stored(case_id, kind="opinion")
+        opinion = document_stored(case_id, kind="opinion", referral_id=offer.referral_id)
         unknown = await api.post(
             f"/v1/partner/referrals/{offer.referral_id}/opinion",
             json={"document_id": str(opinion.data.document_id)},
@@ -278,20 +294,19 @@ async def test_webhook_gets_the_same_offer_signed_and_retried(make_runtime):
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(receiver, host="127.0.0.1", port=port, log_config=None))
     serving = asyncio.create_task(server.serve())
-    rt = await make_runtime()
+    # The local receiver is reachable only as an explicit allow-list entry (host and port).
+    rt = await make_runtime(outbound_allowed_targets=[f"127.0.0.1:{port}"])
     bootstrap = rt.settings.kafka.bootstrap_servers
     try:
         async with partners_running(rt), api_client(rt) as api, Inbox(bootstrap, BERLIN) as inbox:
             key = {"X-Api-Key": await key_for(rt, "center", BERLIN)}
-            plain_http = await api.put(
-                "/v1/partner/webhook", json={"url": "http://hooks.example/x"}, headers=key
-            )
-            assert plain_http.status_code == 422  # HTTPS only, except loopback outside production
             for internal in (
                 "https://169.254.169.254/latest/meta-data",  # a cloud metadata service
                 "https://10.1.2.3:8443/offers",
                 "https://[fd00::1]/offers",
                 "https://kafka.internal/offers",
+                f"http://127.0.0.1:{port + 1}/offers",  # the allow-listed host, another port
+                f"http://localhost:{port}/offers",  # the allow-listed port, another name
             ):
                 refused = await api.put("/v1/partner/webhook", json={"url": internal}, headers=key)
                 assert refused.status_code == 422, (internal, refused.text)  # no SSRF

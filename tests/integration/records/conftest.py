@@ -15,7 +15,7 @@ from pypdf import PdfWriter
 
 from referrals_common.auth.case_tokens import CaseTokenIssuer, generate_private_key_pem, public_jwks
 from referrals_common.migrations import upgrade_async
-from referrals_common.settings import KafkaSettings, PostgresSettings, S3Settings
+from referrals_common.settings import KafkaSettings, PostgresSettings
 from referrals_records.clients import register_center
 from referrals_records.config import RecordsSettings
 from referrals_records.main import MIGRATIONS, Runtime, build_runtime, create_app
@@ -25,18 +25,16 @@ ISSUER = CaseTokenIssuer(KEY_PEM)
 
 
 @pytest.fixture
-async def runtime(new_database, local_stack) -> AsyncIterator[Runtime]:
+async def runtime(new_database, local_stack, new_bucket, service_s3) -> AsyncIterator[Runtime]:
     dsn = await new_database("records")
     await upgrade_async(dsn, MIGRATIONS)
+    # Records logs in as its own MinIO user, as on the platform: read-write on this bucket only.
+    bucket = new_bucket("documents")
     settings = RecordsSettings(
         postgres=PostgresSettings(dsn=dsn),
         kafka=KafkaSettings(bootstrap_servers=local_stack.kafka_bootstrap),
-        s3=S3Settings(
-            endpoint=local_stack.s3_endpoint,
-            access_key=local_stack.s3_access_key,
-            secret_key=local_stack.s3_secret_key,
-        ),
-        bucket=f"documents-{uuid.uuid4().hex[:10]}",
+        s3=service_s3(bucket)["records"],
+        bucket=bucket,
         max_upload_mb=2,
         max_imaging_mb=40,
         link_ttl_seconds=2,
@@ -44,10 +42,6 @@ async def runtime(new_database, local_stack) -> AsyncIterator[Runtime]:
     )
     rt = build_runtime(settings)
     yield rt
-    client, bucket = rt.records.store.client, settings.bucket
-    for obj in client.list_objects(bucket, recursive=True):
-        client.remove_object(bucket, obj.object_name)
-    client.remove_bucket(bucket)
     await rt.db.dispose()
 
 

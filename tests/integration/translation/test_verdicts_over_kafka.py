@@ -39,18 +39,16 @@ PDF = "application/pdf"
 
 
 @contextlib.asynccontextmanager
-async def translation_running(new_database, local_stack, bucket: str) -> AsyncIterator[Any]:
+async def translation_running(
+    new_database, local_stack, bucket: str, s3: S3Settings
+) -> AsyncIterator[Any]:
     dsn = await new_database("translation")
     await upgrade_async(dsn, MIGRATIONS)
     bootstrap = local_stack.kafka_bootstrap
     settings = TranslationSettings(
         postgres=PostgresSettings(dsn=dsn),
         kafka=KafkaSettings(bootstrap_servers=bootstrap),
-        s3=S3Settings(
-            endpoint=local_stack.s3_endpoint,
-            access_key=local_stack.s3_access_key,
-            secret_key=local_stack.s3_secret_key,
-        ),
+        s3=s3,
         bucket=bucket,
         check_timeout_seconds=60,
     )
@@ -148,8 +146,17 @@ def bucket(s3_client, new_bucket):
     return new_bucket("documents")
 
 
-async def test_each_stored_document_gets_one_verdict(new_database, local_stack, s3_client, bucket):
-    async with translation_running(new_database, local_stack, bucket):
+@pytest.fixture
+def reader_s3(bucket, service_s3) -> S3Settings:
+    """Translation's own MinIO user, as on the platform: read-only on the documents' bucket
+    (the documents are stored by the test with the administrator's client, as records would)."""
+    return service_s3(bucket)["translation"]
+
+
+async def test_each_stored_document_gets_one_verdict(
+    new_database, local_stack, s3_client, bucket, reader_s3
+):
+    async with translation_running(new_database, local_stack, bucket, reader_s3):
         case_id = uuid.uuid4()
         docs = [
             store(s3_client, bucket, case_id, "discharge_summary_uk.pdf", "discharge_summary", PDF),
@@ -178,9 +185,9 @@ async def test_each_stored_document_gets_one_verdict(new_database, local_stack, 
 
 
 async def test_a_document_after_submission_is_judged_at_once(
-    new_database, local_stack, s3_client, bucket
+    new_database, local_stack, s3_client, bucket, reader_s3
 ):
-    async with translation_running(new_database, local_stack, bucket):
+    async with translation_running(new_database, local_stack, bucket, reader_s3):
         case_id = uuid.uuid4()
         await publish(local_stack.kafka_bootstrap, submitted(case_id, ["UA"]))
         doc = store(
@@ -211,12 +218,12 @@ class CountingReader:
 
 
 async def test_a_cases_documents_are_read_side_by_side_and_each_once(
-    new_database, local_stack, s3_client, bucket
+    new_database, local_stack, s3_client, bucket, reader_s3
 ):
     """The documents of one case share a partition, and their events are applied in order; the
     readings still run side by side (two workers), each document is read once, and each gets
     its one verdict."""
-    async with translation_running(new_database, local_stack, bucket) as rt:
+    async with translation_running(new_database, local_stack, bucket, reader_s3) as rt:
         reader = CountingReader(rt.translation.reader)
         rt.translation.reader = reader
         case_id = uuid.uuid4()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 from email import message_from_bytes, policy
 from urllib.parse import parse_qs
@@ -14,6 +15,7 @@ import pytest
 from pydantic import ValidationError
 
 from referrals_common.contracts.notifications import NotificationChannel, NotificationError
+from referrals_common.outbound import IPAddress, OutboundPolicy
 from referrals_notifications.channels.base import (
     DeliveryError,
     PermanentDeliveryError,
@@ -319,7 +321,15 @@ def webhook_answering(
         return httpx.Response(status, headers={"X-Request-Id": "req-7"})
 
     client = httpx.AsyncClient(transport=httpx.MockTransport(answer))
-    return WebhookChannel(client=client, clock=lambda: clock)
+    return WebhookChannel(client=client, clock=lambda: clock, policy=PUBLIC_DNS)
+
+
+async def _front_end_resolves_publicly(host: str, port: int) -> list[IPAddress]:
+    assert host == "front.example.org"
+    return [ipaddress.ip_address("93.184.215.14")]
+
+
+PUBLIC_DNS = OutboundPolicy(require_https=True, resolve=_front_end_resolves_publicly)
 
 
 async def test_webhook_request_is_signed_json() -> None:
@@ -328,7 +338,10 @@ async def test_webhook_request_is_signed_json() -> None:
 
     assert receipt.channel is NotificationChannel.WEBHOOK and receipt.provider_id == "req-7"
     (request,) = seen
-    assert str(request.url) == "https://front.example.org/hooks/referrals"
+    # Sent to the address that was checked, still named by its host for HTTP and TLS.
+    assert str(request.url) == "https://93.184.215.14/hooks/referrals"
+    assert request.headers["Host"] == "front.example.org"
+    assert request.extensions["sni_hostname"] == "front.example.org"
     assert request.headers["Content-Type"] == "application/json"
     assert request.headers[EVENT_HEADER] == "case_ready"
     assert request.headers[TIMESTAMP_HEADER] == "1776250800"

@@ -5,6 +5,7 @@ They must be importable by name (the worker unpickles them), hence a module of t
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -51,3 +52,23 @@ def allocate(path: str, media_type: str, limits: Limits) -> Outcome:
 def whoami(path: str, media_type: str, limits: Limits) -> Outcome:
     """An outcome that names the worker process answering it."""
     return Outcome.unreadable(UnreadableReason.CORRUPT, f"pid {os.getpid()}")
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise LookupError(field)
+
+
+def read_and_measure(path: str, media_type: str, limits: Limits) -> Outcome:
+    """`read_document`, with the worker's resident memory before it and at its peak during it
+    (VmHWM, reset just before: /proc/self/clear_refs 5) in kB, as `" rss_kb=B peak_kb=P"` at the
+    end of the detail."""
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _status_kb("VmRSS")
+    outcome = read_document(path, media_type, limits)
+    peak = _status_kb("VmHWM")
+    return dataclasses.replace(
+        outcome, detail=f"{outcome.detail or ''} rss_kb={before} peak_kb={peak}"
+    )

@@ -122,8 +122,11 @@ def status(root: RootOpt = None) -> None:
         console.print("the stack is not running (no state file)")
         raise typer.Exit(1)
     running = platform_mod.PlatformInfo.load(where)
-    _print(info, running)
-    if not all(info.alive().values()) or (running and not all(running.alive().values())):
+    # A process counts as up only when it answers its health probe, not merely when its pid
+    # lives (a trace viewer out of heap kept its pid while failing every request).
+    health = running.health() if running else {}
+    _print(info, running, health)
+    if not all(info.alive().values()) or any(state != "up" for state in health.values()):
         raise typer.Exit(1)
 
 
@@ -167,7 +170,13 @@ def _rss_mib(pid: int) -> float:
         return 0.0
 
 
-def _print(info: stack_mod.StackInfo, running: platform_mod.PlatformInfo | None = None) -> None:
+def _print(
+    info: stack_mod.StackInfo,
+    running: platform_mod.PlatformInfo | None = None,
+    health: dict[str, str] | None = None,
+) -> None:
+    """Each part and process; `health` (from `PlatformInfo.health`) replaces the processes'
+    pid-only state with what their probes answer."""
     alive = info.alive()
     addresses = {
         "kafka": f"bootstrap {info.kafka_bootstrap}",
@@ -184,11 +193,12 @@ def _print(info: stack_mod.StackInfo, running: platform_mod.PlatformInfo | None 
         console.print(f"{state} [bold]{name:<9}[/] {where}  ({rss:.0f} MiB)")
         console.print(f"     log: {info.logs[name]}", highlight=False)
     if running is not None:
-        up = running.alive()
+        states = health or {n: "up" if a else "down" for n, a in running.alive().items()}
         for name, pid in running.pids.items():
             rss = _rss_mib(pid)
             total += rss
-            state = "[green]up  [/]" if up[name] else "[red]down[/]"
+            label = states[name] if states[name] in {"up", "unhealthy"} else "down"
+            state = f"[{'green' if label == 'up' else 'red'}]{label:<4}[/]"
             service = name.split("-", 1)[0]
             if name == "zipkin":
                 where = f"traces {running.trace_viewer}/zipkin/"

@@ -138,8 +138,9 @@ def start_kafka(
                 data,
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                cluster_id,
+                # One argument: a random id may begin with "-", which a separate value after
+                # `-t` would be parsed as an option (1 start in 64 failed so).
+                f"--cluster-id={cluster_id}",
                 "-c",
                 str(props),
                 *format_options,

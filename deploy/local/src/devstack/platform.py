@@ -57,6 +57,11 @@ DEV_METRICS_BASE = 9460
 STATE_FILE = "platform.json"
 ENV_FILE = "platform-env.json"
 ZIPKIN_VERSION = "3.6.1"
+ZIPKIN_MAX_SPANS = 100_000
+"""Spans Zipkin's in-memory storage keeps: beyond it, the oldest traces are dropped."""
+ZIPKIN_HEAP = "512m"
+"""Zipkin's maximum heap: `ZIPKIN_MAX_SPANS` spans of the platform's size (about 2 KiB of heap
+each), with room for the queries and the intake of a burst."""
 
 
 @dataclass
@@ -100,6 +105,33 @@ class PlatformInfo:
 
     def keys(self) -> dict[str, object]:
         return json.loads(Path(self.keys_file).read_text())
+
+    def probe_url(self, name: str) -> str:
+        """What says whether process `name` works: Zipkin's and an API's `/health`, another
+        process's metrics."""
+        if name == "zipkin":
+            return f"{self.trace_viewer}/health"
+        service = name.split("-", 1)[0]
+        if name.endswith("-api") and service in self.apis:
+            return f"{self.apis[service]}/health"
+        return self.metrics.get(name, "")
+
+    def health(self) -> dict[str, str]:
+        """`up` (alive and answering its probe), `unhealthy` (alive, but its probe fails or
+        times out: a trace viewer out of heap, a hung process) or `down`, per process."""
+        alive = self.alive()
+
+        def state(name: str) -> str:
+            if not alive[name]:
+                return "down"
+            url = self.probe_url(name)
+            if not url:
+                return "up"
+            works = zipkin_healthy(self.trace_viewer) if name == "zipkin" else _http_ok(url)
+            return "up" if works else "unhealthy"
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            return dict(zip(self.pids, pool.map(state, self.pids), strict=True))
 
 
 # ------------------------------------------------------------------------------- secrets, env
@@ -205,16 +237,29 @@ def ensure_zipkin(console: Console) -> Path:
     return jar
 
 
-def start_zipkin(jar: Path, data: Path, port: int) -> tuple[Running, str]:
-    """Zipkin with in-memory storage on loopback: its UI, its query API and span intake."""
+def start_zipkin(
+    jar: Path,
+    data: Path,
+    port: int,
+    *,
+    max_spans: int = ZIPKIN_MAX_SPANS,
+    heap: str = ZIPKIN_HEAP,
+) -> tuple[Running, str]:
+    """Zipkin with in-memory storage on loopback: its UI, its query API and span intake.
+
+    Bounded: the storage keeps at most `max_spans` spans (the oldest traces go first), which
+    fit in its `heap` (defaults: `ZIPKIN_MAX_SPANS`, `ZIPKIN_HEAP`); should the heap run out
+    all the same, the JVM exits rather than linger failing every request (`devstack status`
+    then shows it down, and `make up` starts it again)."""
     log = data / "zipkin.log"
     proc = spawn(
         [
             "java",
             "-Xms64m",
-            "-Xmx384m",
+            f"-Xmx{heap}",
             "-XX:+UseSerialGC",
             "-XX:TieredStopAtLevel=1",
+            "-XX:+ExitOnOutOfMemoryError",
             "-jar",
             str(jar),
             f"--armeria.ports[0].port={port}",
@@ -223,10 +268,20 @@ def start_zipkin(jar: Path, data: Path, port: int) -> tuple[Running, str]:
             "--logging.level.root=WARN",
         ],
         log=log,
-        env={"STORAGE_TYPE": "mem", "MEM_MAX_SPANS": "500000"},
+        env={"STORAGE_TYPE": "mem", "MEM_MAX_SPANS": str(max_spans)},
         cwd=data,
     )
     return Running("zipkin", proc.pid, log), f"http://127.0.0.1:{port}"
+
+
+def zipkin_healthy(base: str) -> bool:
+    """Whether the Zipkin at `base` reports itself and its storage UP on `/health` (within two
+    seconds): a JVM that ran out of heap may keep its pid and port while failing every call."""
+    try:
+        with urllib.request.urlopen(f"{base}/health", timeout=2) as response:  # noqa: S310
+            return bool(json.load(response).get("status") == "UP")
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _http_ok(url: str) -> bool:

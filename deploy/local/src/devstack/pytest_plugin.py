@@ -12,6 +12,7 @@ proves nothing.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import tempfile
@@ -151,6 +152,41 @@ def new_bucket(s3_client) -> Iterator[Callable[[str], str]]:  # type: ignore[no-
         for obj in s3_client.list_objects(name, recursive=True):
             s3_client.remove_object(name, obj.object_name)
         s3_client.remove_bucket(name)
+
+
+@contextlib.contextmanager
+def service_users(local_stack: stack_mod.StackInfo, bucket: str) -> Iterator[dict[str, object]]:
+    """`bucket` (made if missing) and, on that bucket only, the MinIO users of the services that
+    use object storage, as the platform has them (records read-write, translation read-only:
+    `devstack.object_store`); yields service → its `S3Settings`. The users and their policies
+    are removed afterwards (the bucket is the caller's)."""
+    from devstack import object_store
+    from referrals_common.settings import S3Settings
+
+    admin = (local_stack.s3_endpoint, local_stack.s3_access_key, local_stack.s3_secret_key)
+    tag = uuid.uuid4().hex[:8]
+    users = object_store.provision(
+        *admin, bucket=bucket, users={s: f"{s}-{tag}" for s in object_store.ACCESS}
+    )
+    try:
+        yield {
+            service: S3Settings(
+                endpoint=local_stack.s3_endpoint,
+                access_key=user.access_key,
+                secret_key=user.secret_key,
+            )
+            for service, user in users.items()
+        }
+    finally:
+        object_store.remove(*admin, users)
+
+
+@pytest.fixture
+def service_s3(local_stack: stack_mod.StackInfo) -> Iterator[Callable[[str], dict[str, object]]]:
+    """Factory: `s3 = service_s3(bucket)` gives each service that uses object storage its own
+    MinIO user on `bucket` (see `service_users`): `s3["records"]`, `s3["translation"]`."""
+    with contextlib.ExitStack() as stack:
+        yield lambda bucket: stack.enter_context(service_users(local_stack, bucket))
 
 
 @pytest.fixture(scope="session")

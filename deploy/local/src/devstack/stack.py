@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from devstack import install, parts
+from devstack import install, object_store, parts
 from devstack.process import free_port, started_before, stop_group
 
 SERVICES = ("intake", "records", "translation", "partners", "notifications")
@@ -43,25 +43,34 @@ class StackInfo:
     s3_console: str
     s3_access_key: str
     s3_secret_key: str
+    """MinIO's root user: the administrator's (buckets, users, policies, the tests' fixtures),
+    never a service's; see `s3_users`."""
     postgres_dsn: str
     smtp: str = ""
     """host:port of the local mail sink."""
     mail_dir: str = ""
     """Where the mail sink keeps every message it received (.eml files)."""
     database_dsns: dict[str, str] = field(default_factory=dict)
+    s3_users: dict[str, dict[str, str]] = field(default_factory=dict)
+    """service → {"access_key", "secret_key"}: the MinIO user of each service that uses object
+    storage (records read-write, translation read-only; `devstack.object_store`)."""
     pids: dict[str, int] = field(default_factory=dict)
     logs: dict[str, str] = field(default_factory=dict)
     started_at: float = 0.0
 
     def env(self) -> dict[str, str]:
-        """Environment variables the platform's settings read (see referrals_common.settings)."""
+        """Environment variables the platform's settings read (see referrals_common.settings).
+
+        MinIO's root credentials are not among them: each service that uses object storage
+        gets its own user as `REFERRALS_<SERVICE>_S3__ACCESS_KEY` / `__SECRET_KEY`."""
         env = {
             "REFERRALS_KAFKA__BOOTSTRAP_SERVERS": self.kafka_bootstrap,
             "REFERRALS_S3__ENDPOINT": self.s3_endpoint,
-            "REFERRALS_S3__ACCESS_KEY": self.s3_access_key,
-            "REFERRALS_S3__SECRET_KEY": self.s3_secret_key,
             "REFERRALS_POSTGRES__ADMIN_DSN": self.postgres_dsn,
         }
+        for service, user in self.s3_users.items():
+            env[f"REFERRALS_{service.upper()}_S3__ACCESS_KEY"] = user["access_key"]
+            env[f"REFERRALS_{service.upper()}_S3__SECRET_KEY"] = user["secret_key"]
         for service, dsn in self.database_dsns.items():
             env[f"REFERRALS_{service.upper()}_POSTGRES__DSN"] = dsn
         if self.smtp:
@@ -187,6 +196,12 @@ def start(
             started_at=time.time(),
         )
         info.database_dsns = asyncio.run(provision_databases(dsn, databases, creds))
+        # The documents bucket and the services' own MinIO users (never the root user).
+        users = object_store.provision(s3, creds.s3_access_key, creds.s3_secret_key)
+        info.s3_users = {
+            service: {"access_key": user.access_key, "secret_key": user.secret_key}
+            for service, user in users.items()
+        }
         info.save()
         console.print(f"[green]✓[/] stack ready in {time.monotonic() - began:.1f} s")
         return info

@@ -6,13 +6,14 @@ processes' entry points. The HTTP app made here installs RFC 9457 problem handle
 and `/metrics` (Prometheus) endpoints outside the schema, without authentication and without
 traces, a request latency histogram by route template, and the OpenTelemetry instrumentation; it
 builds the runtime in the app's lifespan (nothing connects at import); a runtime passed in
-(tests) is used as is and left open for its owner.
+(tests) is used as is and left open for its owner. Every request first meets the edge
+(`referrals_common.edge`): rate limits, lockout after failed authentications, body limits.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from referrals_common import metrics
 from referrals_common.api.problems import install_problem_handlers
+from referrals_common.edge import Edge, EdgeMiddleware
 from referrals_common.settings import ServiceSettings
 from referrals_common.telemetry import configure_logging, configure_telemetry, instrument_fastapi
 
@@ -88,22 +90,33 @@ def create_service_app(
     build_runtime: Callable[[], Any],
     runtime: Any | None = None,
     service: str | None = None,
+    streamed_bodies: Collection[str] = (),
 ) -> FastAPI:
     """A service's HTTP API; `app.state.runtime` holds the runtime its routes use.
 
-    `service` labels its metrics (default: the process's, set by `setup_observability`)."""
+    `service` labels its metrics (default: the process's, set by `setup_observability`).
+    `streamed_bodies` names the routes (`"POST /v1/cases/{case_id}/documents"`) that stream a
+    large body and limit it themselves; every other route's body is limited by the edge to
+    `settings.http.max_body_bytes`. The edge (`app.state.edge`) takes its limits from the
+    runtime's `settings.rate_limit` and `settings.http`."""
+    edge = Edge(streamed_bodies)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rt = runtime or build_runtime()
         app.state.runtime = rt
+        edge.configure_from(app.state)
+        edge.start_flushing()
         try:
             yield
         finally:
+            # Failed authentications still counted are audited while the database is open.
+            await edge.close()
             if runtime is None:
                 await rt.db.dispose()
 
     app = FastAPI(title=title, version="1.0.0", description=description, lifespan=lifespan)
+    app.state.edge = edge
     install_problem_handlers(app)
     app.include_router(router)
 
@@ -116,6 +129,9 @@ def create_service_app(
         body, content_type = metrics.exposition(request.headers.get("accept"))
         return Response(body, media_type=content_type)
 
+    # Outside the problem middleware (it answers its own problems), inside the metrics: a
+    # refused request is measured like any other (route `unmatched`, its 429 or 413).
+    app.add_middleware(EdgeMiddleware, edge=edge)
     # Added after the problem middleware, so it sees the 500 that middleware answers.
     app.add_middleware(_RequestMetricsMiddleware, service=service or metrics.service_name())
     instrument_fastapi(app)

@@ -84,22 +84,20 @@ class ServiceCli:
     def _add_api(self, default_port: int) -> None:
         def api(host: str = "127.0.0.1", port: int = default_port, workers: int = 1) -> None:
             """Serve the HTTP API (migrates the database first)."""
-            import uvicorn
+            from referrals_common.edge.server import serve
 
             settings = self.settings()
             if settings.migrate_on_start:
                 # In a child process: Alembic's modules stay out of the server's memory.
                 subprocess.run([sys.executable, "-m", f"{self.package}.cli", "migrate"], check=True)
-            # Each worker process builds its own app (and database pool) from the same settings.
-            uvicorn.run(
+            # Each worker process builds its own app (and database pool) from the same settings;
+            # uvicorn with a deadline for headers (slowloris), see referrals_common.edge.server.
+            serve(
                 f"{self.package}.main:app_from_environment",
-                factory=True,
+                http=settings.http,
                 host=host,
                 port=port,
                 workers=workers,
-                log_config=None,
-                proxy_headers=True,
-                access_log=False,
             )
 
         self.app.command("api")(api)

@@ -1,4 +1,5 @@
-"""Settings every service shares: Kafka, PostgreSQL, S3 (MinIO), telemetry and metrics.
+"""Settings every service shares: Kafka, PostgreSQL, S3 (MinIO), telemetry, metrics, and the
+HTTP APIs' rate limits and connection limits.
 
 Values come from the environment. A general `REFERRALS_` prefix applies to every service, and a
 service-specific prefix (`REFERRALS_INTAKE_`, ...) overrides it, so one environment file can
@@ -132,6 +133,87 @@ class MetricsSettings(BaseModel):
     port: int = Field(0, ge=0, le=65535)
 
 
+class RateLimitSettings(BaseModel):
+    """How many requests an HTTP API takes from one caller, and how many failed authentications
+    lock a source out (`REFERRALS_RATE_LIMIT__PER_CLIENT=300/minute`, ...; see
+    `referrals_common.edge` for what each limit counts). Limits are written in the `limits`
+    library's notation: `<count>/<period>` or `<count> per <n> <period>s` (`600/minute`,
+    `20 per 10 minutes`). Counted in each API process's memory: with R replicas, a caller may
+    get up to R times a limit in all (size the limits as the global rate divided by R)."""
+
+    enabled: bool = Field(
+        True, description="rate limits and lockout on (off only for benchmarks and load tests)"
+    )
+    per_client: str = Field(
+        "300/minute",
+        description="requests of one authenticated caller (an API key, or one case's token)",
+    )
+    per_ip: str = Field(
+        "600/minute",
+        description="requests from one address that do not authenticate as a caller "
+        "(anonymous, public routes, failed credentials); once spent, the address waits",
+    )
+    failed_authentications_per_ip: str = Field(
+        "30 per 10 minutes",
+        description="failed authentications from one address before it is locked out",
+    )
+    failed_authentications_per_credential: str = Field(
+        "10 per 10 minutes",
+        description="failed authentications naming one key id (or one case's token) from one "
+        "address before that credential is locked out for that address only",
+    )
+    audit_window_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="failed authentications are written to the access audit as one row per "
+        "credential (or address) and this many seconds",
+    )
+
+    @model_validator(mode="after")
+    def _parseable(self) -> RateLimitSettings:
+        from limits import parse  # the notation's one parser
+
+        for name in (
+            "per_client",
+            "per_ip",
+            "failed_authentications_per_ip",
+            "failed_authentications_per_credential",
+        ):
+            try:
+                parse(getattr(self, name))
+            except ValueError as exc:
+                raise ValueError(f"rate_limit.{name}: {exc}") from None
+        return self
+
+
+class HttpSettings(BaseModel):
+    """Limits of an HTTP API's connections and request bodies (`REFERRALS_HTTP__...`)."""
+
+    max_body_bytes: int = Field(
+        1024 * 1024,
+        ge=1,
+        description="largest request body of a route that is not a streamed upload (413 above)",
+    )
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, description="a request's line and headers must arrive within this time"
+    )
+    keep_alive_seconds: int = Field(
+        5, ge=1, description="an idle connection between two requests is closed after this"
+    )
+    body_idle_timeout_seconds: float = Field(
+        30.0, gt=0, description="a body that sends nothing for this long is cut off (408)"
+    )
+    body_min_bytes_per_second: int = Field(
+        2048,
+        ge=0,
+        description="a body slower than this on average (after body_grace_seconds) is cut off "
+        "(408); 0: no minimum",
+    )
+    body_grace_seconds: float = Field(
+        30.0, ge=0, description="how long a body may start slowly before its rate is judged"
+    )
+
+
 class ServiceSettings(BaseSettings):
     """Base of every service's settings; a service subclass sets `service_name`."""
 
@@ -150,6 +232,14 @@ class ServiceSettings(BaseSettings):
     s3: S3Settings = S3Settings()
     telemetry: TelemetrySettings = TelemetrySettings()
     metrics: MetricsSettings = MetricsSettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
+    http: HttpSettings = HttpSettings()
+    outbound_allowed_targets: list[str] = Field(
+        default_factory=list,
+        description="`host:port` receivers of webhooks that may be non-public addresses (the "
+        "local stack's sample center), one explicit entry each; every other receiver must "
+        "resolve to public addresses (`referrals_common.outbound`)",
+    )
 
     @classmethod
     def settings_customise_sources(

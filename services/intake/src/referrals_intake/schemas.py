@@ -31,6 +31,7 @@ from referrals_common.contracts.intake import (
     StatusChangeReason,
     WithdrawalReason,
 )
+from referrals_common.text import NoControlCharacters
 
 NEOPLASM_CHAPTER = "II"  # WHO ICD-10 chapter II, Neoplasms (C00-D48)
 
@@ -75,7 +76,9 @@ Country = Annotated[
     Field(examples=["DE"]),
 ]
 Phone = Annotated[str, AfterValidator(normalise_phone), Field(examples=["+380501234567"])]
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+ShortText = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), NoControlCharacters
+]
 
 
 class Diagnosis(BaseModel):
@@ -108,7 +111,9 @@ class Insurance(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     provider: ShortText
-    policy_number: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)]
+    policy_number: Annotated[
+        str, StringConstraints(strip_whitespace=True, max_length=64), NoControlCharacters
+    ]
 
 
 def _past_birth_date(value: date) -> date:

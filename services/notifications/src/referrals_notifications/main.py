@@ -39,6 +39,7 @@ def build_runtime(settings: NotificationsSettings) -> Runtime:
 
 def build_sender(settings: NotificationsSettings, db: Database):  # type: ignore[no-untyped-def]
     """The sender with every configured channel (SMS only with a provider)."""
+    from referrals_common.outbound import OutboundPolicy
     from referrals_notifications.channels.email import EmailChannel
     from referrals_notifications.channels.retry import RetryPolicy
     from referrals_notifications.channels.sms import SmsChannel, TwilioSmsProvider
@@ -55,7 +56,11 @@ def build_sender(settings: NotificationsSettings, db: Database):  # type: ignore
         )
     channels = Channels(
         email=EmailChannel(settings.smtp),
-        webhook=WebhookChannel(),
+        webhook=WebhookChannel(
+            policy=OutboundPolicy.for_environment(
+                settings.environment, settings.outbound_allowed_targets
+            )
+        ),
         sms=SmsChannel(TwilioSmsProvider(settings.sms)) if settings.sms else None,
         front_ends=dict(settings.front_end_webhooks),
         ops_email=settings.ops_email,

@@ -22,6 +22,7 @@ from referrals_common.auth.api_keys import VerifiedKeys
 from referrals_common.auth.case_tokens import CaseTokenVerifier
 from referrals_common.crypto import FieldCipher
 from referrals_common.db import Database
+from referrals_common.outbound import OutboundPolicy
 from referrals_common.service_app import create_service_app, setup_observability
 from referrals_partners.config import PartnersSettings
 from referrals_partners.registry import load_registry
@@ -40,6 +41,8 @@ class Runtime:
     pepper: bytes
     verified_keys: VerifiedKeys[tuple[str, str, str | None]]
     verifier: CaseTokenVerifier | None
+    outbound: OutboundPolicy
+    """Which webhook receivers may be called, checked at registration and at every delivery."""
 
 
 def field_cipher(settings: PartnersSettings) -> FieldCipher:
@@ -76,6 +79,9 @@ def build_runtime(settings: PartnersSettings) -> Runtime:
         )
         if settings.case_token_jwks
         else None,
+        outbound=OutboundPolicy.for_environment(
+            settings.environment, settings.outbound_allowed_targets
+        ),
     )
 
 
@@ -134,6 +140,7 @@ async def run_scheduler(settings: PartnersSettings) -> None:
     sender = WebhookSender(
         rt.db,
         rt.cipher,
+        rt.outbound,
         timeout=settings.webhook_timeout_seconds,
         max_attempts=settings.webhook_max_attempts,
         backoff=settings.webhook_backoff_seconds,

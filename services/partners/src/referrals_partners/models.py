@@ -117,6 +117,8 @@ class CaseDocument(PartnersModel, table=True):
     case_id: UUID = Field(index=True)
     kind: str = Field(max_length=32)
     media_type: str = Field(max_length=127)
+    referral_id: UUID | None = None
+    """For a center's upload (its opinion), the referral it was uploaded for; else null."""
 
 
 class Webhook(PartnersModel, table=True):
@@ -131,7 +133,8 @@ class Webhook(PartnersModel, table=True):
 
 
 class WebhookDelivery(PartnersModel, table=True):
-    """One offer to POST to a center's webhook; status pending | delivered | failed."""
+    """One offer to POST to a center's webhook; status pending | delivered | failed |
+    cancelled (the offer ended, by an answer, an expiry or a withdrawal, before it was sent)."""
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (

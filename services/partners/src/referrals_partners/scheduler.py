@@ -9,7 +9,11 @@ A webhook delivery is at least once: the offer is POSTed with an HMAC-SHA256 sig
 (`referrals_common.webhooks`) and the CloudEvents id in `X-Referrals-Event-Id`, so a receiver
 that sees the same id twice ignores the second. A 2xx marks it delivered; anything else is
 retried with exponential backoff until `webhook_max_attempts`, then the delivery is `failed`,
-which the center's API and ops can see.
+which the center's API and ops can see. Before every attempt the receiver's host is resolved
+again and must still be public, and the POST goes to the address that was checked
+(`referrals_common.outbound`); what went wrong is stored as a coarse class ("connect failed",
+"HTTP 5xx"), never as the socket's words. An offer that ended (answered, expired, withdrawn)
+is not sent any more: its delivery is `cancelled`.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ from sqlalchemy import select
 
 from referrals_common.crypto import FieldCipher
 from referrals_common.db import Database
+from referrals_common.outbound import OutboundPolicy, TargetRefused, classify
 from referrals_common.telemetry import untraced
 from referrals_common.webhooks import EVENT_ID_HEADER, signed_headers
-from referrals_partners.models import Webhook, WebhookDelivery, utcnow
+from referrals_partners.models import Referral, Webhook, WebhookDelivery, utcnow
 from referrals_partners.service import Partners
 
 log = logging.getLogger(__name__)
@@ -39,6 +44,7 @@ class WebhookSender:
         self,
         db: Database,
         cipher: FieldCipher,
+        policy: OutboundPolicy,
         *,
         timeout: float = 10.0,
         max_attempts: int = 8,
@@ -48,6 +54,7 @@ class WebhookSender:
     ) -> None:
         self.db = db
         self.cipher = cipher
+        self.policy = policy
         self.max_attempts = max_attempts
         self.backoff = backoff
         self.clock = clock
@@ -81,6 +88,12 @@ class WebhookSender:
             if delivery is None:
                 return False
             hook = await uow.session.get(Webhook, delivery.center_code)
+            referral = await uow.session.get(Referral, delivery.referral_id)
+            if referral is not None and referral.status != "offered":
+                delivery.status = "cancelled"  # the offer ended before it could be sent
+                delivery.last_error = "the offer ended before it was delivered"
+                await uow.commit()
+                return True
             delivery.attempts += 1
             if hook is None:
                 delivery.status = "failed"
@@ -97,9 +110,11 @@ class WebhookSender:
         body = json.dumps(delivery.payload, separators=(",", ":")).encode()
         headers = {**signed_headers(secret, body), EVENT_ID_HEADER: str(delivery.event_id)}
         try:
-            response = await self.client.post(hook.url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            self._failed(delivery, f"{type(exc).__name__}: {exc}"[:500], None)
+            response = await self.policy.post(self.client, hook.url, content=body, headers=headers)
+        except (httpx.HTTPError, TargetRefused) as exc:
+            # The class only: the socket's words would tell a center what listens where.
+            log.info("webhook delivery %s to %s: %r", delivery.id, delivery.center_code, exc)
+            self._failed(delivery, str(classify(exc)), None)
             return
         if response.is_success:
             delivery.status = "delivered"
@@ -107,7 +122,7 @@ class WebhookSender:
             delivery.last_status_code = response.status_code
             delivery.last_error = None
         else:
-            self._failed(delivery, f"HTTP {response.status_code}", response.status_code)
+            self._failed(delivery, str(classify(response)), response.status_code)
 
     def _failed(self, delivery: WebhookDelivery, error: str, code: int | None) -> None:
         delivery.last_error = error

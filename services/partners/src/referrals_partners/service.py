@@ -22,7 +22,7 @@ from uuid import UUID, uuid4
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from referrals_common.contracts import (
@@ -70,13 +70,19 @@ class ReferralNotFound(Exception):
 class IllegalAction(Exception):
     """The referral is not in a state that allows this action."""
 
-    def __init__(self, message: str, status: str) -> None:
+    def __init__(self, message: str, status: str, case_id: UUID | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.case_id = case_id
+        """The case the refused action was about (for the audit, never for the caller)."""
 
 
 class OpinionNotStored(Exception):
     """The opinion document is not (yet) known as a stored opinion of this case."""
+
+
+class OpinionNotOwn(Exception):
+    """The document is known, but it is not an opinion this referral uploaded."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,7 @@ class Partners:
                 case_id=stored.case_id,
                 kind=str(stored.kind),
                 media_type=str(stored.media_type),
+                referral_id=stored.referral_id,
             )
             .on_conflict_do_nothing(index_elements=["document_id"])
         )
@@ -147,6 +154,7 @@ class Partners:
         if current is not None:
             current.status = "withdrawn"
             current.answered_at = self.clock()
+            await _cancel_deliveries(uow, current.id)
 
     # ------------------------------------------------------------ center actions
     async def referral_for_center(
@@ -170,6 +178,7 @@ class Partners:
             raise IllegalAction("The expected opinion date must be in the future.", "invalid")
         referral.status = "accepted"
         referral.answered_at = self.clock()
+        await _cancel_deliveries(uow, referral.id)  # the center has the offer
         referral.expected_opinion_at = expected_opinion_at
         await uow.session.execute(
             RoutingCase.__table__.update()  # type: ignore[attr-defined]
@@ -200,6 +209,7 @@ class Partners:
         self._require(referral, "offered", "decline")
         referral.status = "declined"
         referral.answered_at = self.clock()
+        await _cancel_deliveries(uow, referral.id)
         referral.decline_reason = str(reason)
         referral.decline_detail = detail
         await uow.outbox.add(
@@ -243,8 +253,13 @@ class Partners:
         referral, case = await self.referral_for_center(uow, center, referral_id, lock=True)
         self._require(referral, "accepted", "deliver an opinion on")
         doc = await uow.session.get(CaseDocument, document_id)
-        if doc is None or doc.case_id != referral.case_id or doc.kind != "opinion":
-            raise OpinionNotStored(document_id)
+        if doc is None:
+            raise OpinionNotStored(document_id)  # records' event may still be on its way
+        own = doc.kind == "opinion" and doc.referral_id == referral.id
+        if doc.case_id != referral.case_id or not own:
+            # The patient's document, another case's, or an opinion another center (or another
+            # referral) uploaded: a center delivers only the opinion it uploaded itself.
+            raise OpinionNotOwn(document_id)
         referral.status = "completed"
         referral.opinion_document_id = document_id
         case.status = "completed"
@@ -268,11 +283,13 @@ class Partners:
                 f"The answer deadline of this referral passed at "
                 f"{referral.answer_due_at.isoformat()}; it can no longer be answered.",
                 "expired",
+                referral.case_id,
             )
         if referral.status not in allowed:
             raise IllegalAction(
                 f"This referral is {referral.status}: it is not possible to {action} it.",
                 referral.status,
+                referral.case_id,
             )
 
     # ----------------------------------------------------------------- deadlines
@@ -310,6 +327,7 @@ class Partners:
                 span.set_attribute("referrals.center_code", referral.center_code)
                 referral.status = "expired"
                 referral.answered_at = now
+                await _cancel_deliveries(uow, referral.id)
                 await uow.outbox.add(
                     new_event(
                         ReferralExpired(
@@ -414,7 +432,9 @@ class Partners:
                 case_id=case.case_id,
                 referral_id=referral.id,
                 center_code=center.code,
-                clinical=ready.clinical,
+                # The patient's questions are their own words: a center reads them through the
+                # authenticated partner API, never from a Kafka topic.
+                clinical=ready.clinical.model_copy(update={"questions": []}),
                 documents=[
                     OfferedDocument(
                         document_id=d.document_id,
@@ -494,6 +514,16 @@ async def _open_referral(uow: UnitOfWork, case_id: UUID) -> Referral | None:
         select(Referral).where(Referral.case_id == case_id, Referral.status.in_(OPEN))
     )
     return rows.scalars().first()
+
+
+async def _cancel_deliveries(uow: UnitOfWork, referral_id: UUID) -> None:
+    """The offer ended (answered, expired, withdrawn): its webhook deliveries not yet made are
+    cancelled, so a center is never sent an offer it can no longer take."""
+    await uow.session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.referral_id == referral_id, WebhookDelivery.status == "pending")
+        .values(status="cancelled", last_error="the offer ended before it was delivered")
+    )
 
 
 async def _documents(uow: UnitOfWork, ids: Sequence[UUID]) -> list[CaseDocument]:

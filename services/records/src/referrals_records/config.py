@@ -7,6 +7,7 @@ from typing import ClassVar
 from pydantic import Field, SecretStr
 
 from referrals_common.settings import ServiceSettings
+from referrals_records.inspection import SizeLimits
 
 MIB = 1024 * 1024
 
@@ -15,9 +16,21 @@ class RecordsSettings(ServiceSettings):
     service_name: ClassVar[str] = "records"
 
     bucket: str = "referrals-documents"
-    max_upload_mb: int = Field(50, ge=1, description="limit for every kind but imaging studies")
-    max_imaging_mb: int = Field(2048, ge=1, description="limit for DICOM imaging studies")
+    # Size limits follow the media type sniffed from the content, never the declared kind.
+    max_imaging_mb: int = Field(2048, ge=1, description="limit for DICOM files (imaging studies)")
+    max_pdf_mb: int = Field(100, ge=1, description="limit for PDF documents")
+    max_image_mb: int = Field(50, ge=1, description="limit for JPEG, PNG and TIFF images")
+    max_docx_mb: int = Field(50, ge=1, description="limit for Word documents (DOCX)")
+    max_text_mb: int = Field(5, ge=1, description="limit for plain text files")
+    max_upload_mb: int | None = Field(
+        None, ge=1, description="optional ceiling on every limit but DICOM's (unset: none)"
+    )
+    case_quota_mb: int = Field(
+        5120, ge=1, description="total of a case's live documents; an upload past it is refused"
+    )
     link_ttl_seconds: int = Field(300, ge=1, le=3600, description="life of a download link")
+    # HMAC key (base64, 32 bytes or more) that signs download links; development derives one.
+    link_signing_key: SecretStr = SecretStr("")
     # The JWKS intake publishes at /v1/.well-known/jwks.json: case tokens are verified offline.
     case_token_jwks: str = ""
     case_token_issuer: str = "referrals-intake"  # noqa: S105 - an issuer name
@@ -25,12 +38,29 @@ class RecordsSettings(ServiceSettings):
     api_key_pepper: SecretStr = SecretStr("change-me-in-dev-only-pepper")
 
     @property
-    def max_upload_bytes(self) -> int:
-        return self.max_upload_mb * MIB
+    def size_limits(self) -> SizeLimits:
+        """The limit per media type, in bytes; `max_upload_mb`, when set, lowers every one but
+        DICOM's."""
+
+        def capped(megabytes: int) -> int:
+            ceiling = self.max_upload_mb if self.max_upload_mb is not None else megabytes
+            return min(megabytes, ceiling) * MIB
+
+        return SizeLimits(
+            dicom=self.max_imaging_mb * MIB,
+            pdf=capped(self.max_pdf_mb),
+            image=capped(self.max_image_mb),
+            docx=capped(self.max_docx_mb),
+            text=capped(self.max_text_mb),
+        )
 
     @property
-    def max_imaging_bytes(self) -> int:
-        return self.max_imaging_mb * MIB
+    def case_quota_bytes(self) -> int:
+        return self.case_quota_mb * MIB
 
     def _secrets(self) -> dict[str, str]:
-        return {**super()._secrets(), "api_key_pepper": self.api_key_pepper.get_secret_value()}
+        return {
+            **super()._secrets(),
+            "api_key_pepper": self.api_key_pepper.get_secret_value(),
+            "link_signing_key": self.link_signing_key.get_secret_value(),
+        }

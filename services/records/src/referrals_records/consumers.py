@@ -1,4 +1,6 @@
-"""Records listens to intake (is the case still open?) and partners (which center may read it).
+"""Records listens to intake (is the case still open?) and partners (which center may read the
+case, which may upload to it: offered, accepted, then closed by a decline, an expiry or the
+delivered opinion).
 
 Group `records.projections` over the cases and routing topics.
 """
@@ -13,8 +15,10 @@ from referrals_common.contracts import (
     CaseSubmitted,
     CaseWithdrawn,
     CloudEvent,
+    ReferralAccepted,
     ReferralDeclined,
     ReferralExpired,
+    ReferralOpinionDelivered,
     ReferralRequested,
     topics,
 )
@@ -51,6 +55,16 @@ def build_consumer(
     async def offered(event: CloudEvent[ReferralRequested], uow: UnitOfWork) -> None:
         d = event.data
         await records.on_referral_offered(uow, d.referral_id, d.case_id, d.center_code)
+
+    @consumer.handles(ReferralAccepted)
+    async def accepted(event: CloudEvent[ReferralAccepted], uow: UnitOfWork) -> None:
+        d = event.data
+        await records.on_referral_accepted(uow, d.referral_id, d.case_id, d.center_code)
+
+    @consumer.handles(ReferralOpinionDelivered)
+    async def completed(event: CloudEvent[ReferralOpinionDelivered], uow: UnitOfWork) -> None:
+        d = event.data
+        await records.on_referral_closed(uow, d.referral_id, d.case_id, d.center_code, "completed")
 
     @consumer.handles(ReferralDeclined)
     async def declined(event: CloudEvent[ReferralDeclined], uow: UnitOfWork) -> None:

@@ -37,7 +37,7 @@ from typing import Final
 
 from PIL import JpegImagePlugin, PngImagePlugin, TiffImagePlugin
 
-from referrals_common.contracts.records import DocumentKind, RejectionReason
+from referrals_common.contracts.records import RejectionReason
 
 PDF: Final = "application/pdf"
 JPEG: Final = "image/jpeg"
@@ -71,6 +71,25 @@ MAX_IMAGE_PIXELS: Final = 100_000_000
 
 MAX_NAME_BYTES: Final = 255
 """The longest file name accepted, in bytes of UTF-8 (what most file systems allow)."""
+
+DOCX_DIRECTORY_BYTES: Final = 256 * 1024
+"""How much of the end of a DOCX `ContentInspector` keeps: its whole ZIP central directory must
+fit (about 100 bytes an entry), so the declared sizes of every entry can be checked."""
+
+MAX_DOCX_ENTRIES: Final = 2_000
+"""A DOCX with more ZIP entries is refused as a bomb (a real one has tens, a few hundred with
+many pictures)."""
+
+MAX_DOCX_UNCOMPRESSED: Final = 128 * 2**20
+"""A DOCX whose entries declare more bytes in total once inflated is refused as a bomb (a 50 MB
+DOCX is mostly pictures, which do not compress; translation reads no more either)."""
+
+MAX_DOCX_RATIO: Final = 200
+"""An entry inflating to more than this many times its compressed size (and past
+`DOCX_RATIO_FROM` bytes) is refused as a bomb; Word's XML compresses about 5-20 times."""
+
+DOCX_RATIO_FROM: Final = 2**20
+"""Entries inflating to at most this many bytes may have any compression ratio."""
 
 _STATUS: Final = {
     RejectionReason.UNSUPPORTED_TYPE: 415,
@@ -112,6 +131,44 @@ class UploadRefused(Exception):
         self.reason = reason
         self.detail = detail
         self.status = _STATUS.get(reason, 422)
+
+
+class CaseQuotaExceeded(UploadRefused):
+    """The upload would take the case's stored documents past its quota (413).
+
+    `quota_bytes` is the case's quota and `used_bytes` what its live documents already take;
+    both go into the problem. The reason published in `document.rejected` is `too_large`.
+    """
+
+    def __init__(self, quota_bytes: int, used_bytes: int) -> None:
+        super().__init__(
+            RejectionReason.TOO_LARGE,
+            f"The case's documents may take {_megabytes(quota_bytes)} MB in all; "
+            f"{_megabytes(used_bytes)} MB are used, and this file does not fit in the rest. "
+            "Delete a document the case does not need, or send a smaller file.",
+        )
+        self.quota_bytes = quota_bytes
+        self.used_bytes = used_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SizeLimits:
+    """The largest upload records accepts of each media type, in bytes, decided by the type
+    sniffed from the content (never by the kind the uploader declares).
+
+    `dicom` is for imaging studies (DICOM files are large), `image` for JPEG, PNG and TIFF.
+    """
+
+    dicom: int
+    pdf: int
+    image: int
+    docx: int
+    text: int
+
+    def __post_init__(self) -> None:
+        for name in ("dicom", "pdf", "image", "docx", "text"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"the {name} size limit must be positive")
 
 
 @dataclass(frozen=True, slots=True)
@@ -519,7 +576,8 @@ class ContentInspector:
     """Checks one upload of a known media type while it streams, in bounded memory.
 
     Feed it every chunk in order, then call `finish`. It never keeps more than the first
-    `HEAD_BYTES` and the last `TAIL_BYTES` of the file (see `buffered_bytes`), plus a flag.
+    `HEAD_BYTES` and the last `TAIL_BYTES` of the file (`DOCX_DIRECTORY_BYTES` of a DOCX, whose
+    ZIP directory it reads) (see `buffered_bytes`), plus a flag.
     """
 
     def __init__(
@@ -537,6 +595,7 @@ class ContentInspector:
         self._tail = bytearray()
         self._saw_nul = False
         self._finished = False
+        self._tail_bytes = DOCX_DIRECTORY_BYTES if media_type == DOCX else TAIL_BYTES
 
     @property
     def size_bytes(self) -> int:
@@ -550,12 +609,14 @@ class ContentInspector:
 
     @property
     def tail(self) -> bytes:
-        """The last `TAIL_BYTES` fed (fewer if the file is smaller)."""
+        """The last `TAIL_BYTES` fed (`DOCX_DIRECTORY_BYTES` for a DOCX; fewer if the file is
+        smaller)."""
         return bytes(self._tail)
 
     @property
     def buffered_bytes(self) -> int:
-        """How many bytes of the file the inspector holds: at most HEAD_BYTES + TAIL_BYTES."""
+        """How many bytes of the file the inspector holds: at most HEAD_BYTES + TAIL_BYTES
+        (HEAD_BYTES + DOCX_DIRECTORY_BYTES for a DOCX)."""
         return len(self._head) + len(self._tail)
 
     def feed(self, chunk: bytes | bytearray | memoryview) -> None:
@@ -577,8 +638,8 @@ class ContentInspector:
             )
         if len(self._head) < HEAD_BYTES:
             self._head += chunk[: HEAD_BYTES - len(self._head)]
-        self._tail += chunk[-TAIL_BYTES:]
-        del self._tail[:-TAIL_BYTES]
+        self._tail += chunk[-self._tail_bytes :]
+        del self._tail[: -self._tail_bytes]
         # Text is sniffed from the head only; a NUL anywhere later means binary data follows.
         if self.media_type == TEXT and not self._saw_nul:
             self._saw_nul = b"\x00" in chunk
@@ -593,7 +654,11 @@ class ContentInspector:
           cannot be read from the kept bytes (the first `HEAD_BYTES`, and the last `TAIL_BYTES`
           where a TIFF may keep its directory), and text that has nothing printable in its head
           or (unless UTF-16) a NUL byte anywhere;
-        - DECOMPRESSION_BOMB for an image of more than `max_image_pixels` pixels;
+        - DECOMPRESSION_BOMB for an image of more than `max_image_pixels` pixels, and for a DOCX
+          whose ZIP directory (read from the kept tail, before anyone inflates anything) lists
+          more than `MAX_DOCX_ENTRIES` entries or does not fit in `DOCX_DIRECTORY_BYTES`, declares
+          more than `MAX_DOCX_UNCOMPRESSED` bytes in all once inflated, or an entry of more than
+          `DOCX_RATIO_FROM` bytes inflating more than `MAX_DOCX_RATIO` times;
         - UNSUPPORTED_TYPE for a DOCX whose tail shows a macro project (a renamed DOCM).
         A DICOM file is not examined further here.
         """
@@ -666,6 +731,7 @@ class ContentInspector:
         # The central directory at the end lists every entry, including those past the head.
         if b"word/vbaProject.bin" in self._tail:
             raise _unsupported("a Word document with macros (DOCM)")
+        _check_zip_directory(bytes(self._tail), self._size)
 
     def _finish_text(self) -> None:
         utf16 = self._head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
@@ -674,6 +740,114 @@ class ContentInspector:
         text = _decode_text(bytes(self._head), whole=self._size <= HEAD_BYTES) or ""
         if not any(character.isprintable() and not character.isspace() for character in text):
             raise _corrupt("The text file contains no readable text.")
+
+
+_ZIP_END: Final = struct.Struct("<4s4H2LH")
+_ZIP64_LOCATOR: Final = struct.Struct("<4sLQL")
+_ZIP64_END: Final = struct.Struct("<4sQ2H2L4Q")
+_ZIP_DIRECTORY_ENTRY: Final = struct.Struct("<4s4B4HL2L5H2L")
+_ZIP_DIRECTORY_SIGNATURE: Final = b"PK\x01\x02"
+_ZIP64_LOCATOR_SIGNATURE: Final = b"PK\x06\x07"
+_ZIP64_END_SIGNATURE: Final = b"PK\x06\x06"
+_ZIP64_EXTRA: Final = 0x0001
+
+
+def _bomb(detail: str) -> UploadRefused:
+    return UploadRefused(RejectionReason.DECOMPRESSION_BOMB, detail)
+
+
+def _check_zip_directory(tail: bytes, size: int) -> None:
+    """Refuse a ZIP (a DOCX) whose central directory, read from `tail` (the last bytes of a file
+    of `size` bytes), announces a decompression bomb, or is damaged. Nothing is inflated: the
+    declared sizes are checked (a reader that trusts them, as Python's zipfile does, never
+    inflates more; one that does not finds a CRC error)."""
+    damaged = "The Word document's ZIP directory is damaged."
+    end = tail.rfind(_ZIP_END_OF_DIRECTORY)
+    if end == -1 or end + _ZIP_END.size > len(tail):
+        raise _corrupt(damaged)
+    (_, _, _, _, entries, directory_size, directory_offset, comment) = _ZIP_END.unpack_from(
+        tail, end
+    )
+    if end + _ZIP_END.size + comment != len(tail):
+        raise _corrupt(damaged)
+    directory_end = end
+    if entries == 0xFFFF or 0xFFFFFFFF in (directory_size, directory_offset):
+        locator = end - _ZIP64_LOCATOR.size
+        if locator < 0 or tail[locator : locator + 4] != _ZIP64_LOCATOR_SIGNATURE:
+            raise _corrupt(damaged)
+        record = locator - _ZIP64_END.size
+        if record < 0 or tail[record : record + 4] != _ZIP64_END_SIGNATURE:
+            raise _bomb(
+                "The Word document's ZIP directory is too large to check (a ZIP bomb, or far "
+                "more parts than a document has)."
+            )
+        fields = _ZIP64_END.unpack_from(tail, record)
+        entries, directory_size = fields[7], fields[8]
+        directory_end = record
+    if entries > MAX_DOCX_ENTRIES:
+        raise _bomb(
+            f"The Word document is a ZIP archive of {entries:,} parts, more than the "
+            f"{MAX_DOCX_ENTRIES:,} records accepts (a ZIP bomb)."
+        )
+    position = directory_end - directory_size
+    if position < 0:
+        if size <= len(tail):  # the whole file is kept: the directory claims more than there is
+            raise _corrupt(damaged)
+        raise _bomb(
+            "The Word document's ZIP directory is too large to check (a ZIP bomb, or far more "
+            "parts than a document has)."
+        )
+    total = 0
+    for _ in range(entries):
+        if (
+            position + _ZIP_DIRECTORY_ENTRY.size > directory_end
+            or tail[position : position + 4] != _ZIP_DIRECTORY_SIGNATURE
+        ):
+            raise _corrupt(damaged)
+        fields = _ZIP_DIRECTORY_ENTRY.unpack_from(tail, position)
+        compressed, inflated = fields[10], fields[11]
+        name_length, extra_length, comment_length = fields[12], fields[13], fields[14]
+        extra_start = position + _ZIP_DIRECTORY_ENTRY.size + name_length
+        if 0xFFFFFFFF in (compressed, inflated):
+            compressed, inflated = _zip64_sizes(
+                tail[extra_start : extra_start + extra_length], compressed, inflated
+            )
+        position = extra_start + extra_length + comment_length
+        total += inflated
+        if inflated > DOCX_RATIO_FROM and inflated > MAX_DOCX_RATIO * max(compressed, 1):
+            raise _bomb(
+                f"A part of the Word document inflates {inflated // max(compressed, 1):,} times "
+                f"(to {_megabytes(inflated)} MB), more than the {MAX_DOCX_RATIO} times records "
+                "accepts (a ZIP bomb)."
+            )
+        if total > MAX_DOCX_UNCOMPRESSED:
+            raise _bomb(
+                f"The Word document inflates to more than {_megabytes(MAX_DOCX_UNCOMPRESSED)} MB, "
+                "more than records accepts (a ZIP bomb)."
+            )
+    if position > directory_end:
+        raise _corrupt(damaged)
+
+
+def _zip64_sizes(extra: bytes, compressed: int, inflated: int) -> tuple[int, int]:
+    """The 64-bit sizes of a central directory entry from its ZIP64 extra field: the inflated
+    size first, then the compressed one, each present only if its 32-bit field is 0xFFFFFFFF."""
+    position = 0
+    while position + 4 <= len(extra):
+        header, length = struct.unpack_from("<HH", extra, position)
+        data = extra[position + 4 : position + 4 + length]
+        if header == _ZIP64_EXTRA:
+            values = [
+                struct.unpack_from("<Q", data, offset)[0]
+                for offset in range(0, len(data) - len(data) % 8, 8)
+            ]
+            if inflated == 0xFFFFFFFF and values:
+                inflated = values.pop(0)
+            if compressed == 0xFFFFFFFF and values:
+                compressed = values.pop(0)
+            return compressed, inflated
+        position += 4 + length
+    raise _corrupt("The Word document's ZIP directory is damaged.")
 
 
 def _corrupt(detail: str) -> UploadRefused:
@@ -730,20 +904,34 @@ class _KeptBytes(io.RawIOBase):
         return len(data)
 
 
-def max_bytes_for(kind: DocumentKind | str, *, default_limit: int, imaging_limit: int) -> int:
-    """The size limit for an upload of `kind`: `imaging_limit` for an imaging study (DICOM images
-    are large), `default_limit` for every other kind. Raises ValueError for an unknown kind."""
-    if DocumentKind(kind) is DocumentKind.IMAGING_STUDY:
-        return imaging_limit
-    return default_limit
+def max_bytes_for(media_type: str, limits: SizeLimits) -> int:
+    """The size limit for an upload whose content is `media_type` (what `sniff` found, not the
+    kind the uploader declared, so a PDF sent as an imaging study gets the PDF limit). Raises
+    ValueError for a media type records does not accept."""
+    by_type = {
+        DICOM: limits.dicom,
+        PDF: limits.pdf,
+        JPEG: limits.image,
+        PNG: limits.image,
+        TIFF: limits.image,
+        DOCX: limits.docx,
+        TEXT: limits.text,
+    }
+    if media_type not in by_type:
+        raise ValueError(f"not an accepted media type: {media_type!r}")
+    return by_type[media_type]
 
 
 __all__ = [
     "ACCEPTED_MEDIA_TYPES",
     "DICOM",
     "DOCX",
+    "DOCX_DIRECTORY_BYTES",
     "HEAD_BYTES",
     "JPEG",
+    "MAX_DOCX_ENTRIES",
+    "MAX_DOCX_RATIO",
+    "MAX_DOCX_UNCOMPRESSED",
     "MAX_IMAGE_PIXELS",
     "MAX_NAME_BYTES",
     "PDF",
@@ -751,8 +939,10 @@ __all__ = [
     "TAIL_BYTES",
     "TEXT",
     "TIFF",
+    "CaseQuotaExceeded",
     "ContentInspector",
     "InspectionResult",
+    "SizeLimits",
     "UploadRefused",
     "accepted_types_sentence",
     "check_file_name",

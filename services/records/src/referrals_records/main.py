@@ -15,10 +15,15 @@ from referrals_common.auth.case_tokens import CaseTokenVerifier
 from referrals_common.db import Database
 from referrals_common.service_app import create_service_app, setup_observability
 from referrals_records.config import RecordsSettings
+from referrals_records.links import LinkSigner
 from referrals_records.service import Records
 from referrals_records.storage import DocumentClient, DocumentStore
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+STREAMED_UPLOADS = (
+    "POST /v1/cases/{case_id}/documents",
+    "POST /v1/referrals/{referral_id}/opinion",
+)
 log = logging.getLogger(__name__)
 
 
@@ -30,6 +35,8 @@ class Runtime:
     verifier: CaseTokenVerifier
     pepper: bytes
     verified_keys: VerifiedKeys[str]
+    links: LinkSigner
+    """Signs and opens download links (`/v1/downloads/<token>`)."""
 
 
 def build_runtime(settings: RecordsSettings) -> Runtime:
@@ -55,16 +62,26 @@ def build_runtime(settings: RecordsSettings) -> Runtime:
         records=Records(
             db=db,
             store=store,
-            max_upload_bytes=settings.max_upload_bytes,
-            max_imaging_bytes=settings.max_imaging_bytes,
-            link_ttl=timedelta(seconds=settings.link_ttl_seconds),
+            limits=settings.size_limits,
+            case_quota_bytes=settings.case_quota_bytes,
         ),
         verifier=CaseTokenVerifier(
             json.loads(settings.case_token_jwks), issuer=settings.case_token_issuer
         ),
         pepper=settings.api_key_pepper.get_secret_value().encode(),
         verified_keys=VerifiedKeys(settings.api_key_pepper.get_secret_value().encode()),
+        links=link_signer(settings),
     )
+
+
+def link_signer(settings: RecordsSettings) -> LinkSigner:
+    """The download links' signer: the configured key, or in development one derived from the
+    pepper (other environments refuse an empty key)."""
+    ttl = timedelta(seconds=settings.link_ttl_seconds)
+    key = settings.link_signing_key.get_secret_value()
+    if key:
+        return LinkSigner.from_base64(key, ttl)
+    return LinkSigner.development(settings.api_key_pepper.get_secret_value(), ttl)
 
 
 def create_app(settings: RecordsSettings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -81,6 +98,8 @@ def create_app(settings: RecordsSettings | None = None, runtime: Runtime | None 
         router=router,
         build_runtime=lambda: build_runtime(settings or RecordsSettings()),
         runtime=runtime,
+        # Uploads stream to storage under records' own size limits; every other body: the edge's.
+        streamed_bodies=STREAMED_UPLOADS,
     )
 
 

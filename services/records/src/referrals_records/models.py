@@ -47,6 +47,10 @@ class Document(RecordsModel, table=True):
     file_name: str = Field(max_length=255)
     translation_of: UUID | None = None
     uploaded_by: str = Field(max_length=120)
+    center_code: str | None = Field(default=None, max_length=63)
+    """The cancer center that uploaded this document (its opinion); null for the patient's."""
+    referral_id: UUID | None = None
+    """The referral a center uploaded this document for; null for the patient's documents."""
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     deleted_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
 
@@ -62,10 +66,10 @@ class CaseState(RecordsModel, table=True):
 
 
 class CenterReferral(RecordsModel, table=True):
-    """A referral offered to a center: the center may read that case's documents while it is
-    open. It closes (and the center's access ends) when the center declines, the offer
-    expires, or the patient withdraws the case; an accepted referral stays open, so the center
-    can read the documents again while it writes, and after it delivered, its opinion."""
+    """A referral offered to a center: the center may read that case's documents (the patient's
+    and its own uploads) while it is open, and upload (its opinion) once it accepted. It closes,
+    and the center loses both rights at once, when the center declines, the offer expires, the
+    patient withdraws the case, or the center delivered its opinion (completed)."""
 
     __tablename__ = "center_referrals"
 
@@ -73,9 +77,11 @@ class CenterReferral(RecordsModel, table=True):
     case_id: UUID = Field(index=True)
     center_code: str = Field(max_length=63, index=True)
     offered_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    accepted_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    """When partners reported the center's acceptance: from then on it may upload."""
     closed_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     closed_reason: str | None = Field(default=None, max_length=32)
-    """declined | expired | withdrawn"""
+    """declined | expired | withdrawn | completed"""
 
 
 class CenterClient(RecordsModel, table=True):

@@ -3,12 +3,13 @@ and what intake's and partners' events tell records about cases and referrals.""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
-from sqlalchemy import select, update
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from referrals_common.contracts import (
@@ -21,12 +22,15 @@ from referrals_common.contracts import (
 from referrals_common.contracts.records import RejectionReason
 from referrals_common.db import Database, UnitOfWork
 from referrals_records.inspection import (
+    CaseQuotaExceeded,
     ContentInspector,
+    SizeLimits,
     UploadRefused,
     check_file_name,
     max_bytes_for,
     sniff,
 )
+from referrals_records.links import DownloadGrant
 from referrals_records.models import AccessAudit, CaseState, CenterReferral, Document, utcnow
 from referrals_records.storage import DocumentStore
 from referrals_records.uploads import Upload
@@ -53,6 +57,18 @@ class DocumentNotFound(Exception):
     pass
 
 
+class NotOwnUpload(Exception):
+    """A center uploaded the very bytes of a document it did not upload for this referral."""
+
+    def __init__(self, document_id: UUID) -> None:
+        super().__init__(f"the same file is already document {document_id} of this case")
+        self.document_id = document_id
+
+
+class LinkRevoked(Exception):
+    """A download link no longer opens its document; the message says why."""
+
+
 class BadTranslation(Exception):
     pass
 
@@ -67,9 +83,8 @@ class StoreResult:
 class Records:
     db: Database
     store: DocumentStore
-    max_upload_bytes: int
-    max_imaging_bytes: int
-    link_ttl: timedelta
+    limits: SizeLimits
+    case_quota_bytes: int = 5 * 2**30
 
     async def case_status(self, uow: UnitOfWork, case_id: UUID) -> str:
         row = await uow.session.get(CaseState, case_id)
@@ -82,10 +97,13 @@ class Records:
         upload: Upload,
         uploaded_by: str,
         translation_of: UUID | None,
+        referral: CenterReferral | None = None,
     ) -> StoreResult:
         """Inspect and stream an upload into MinIO, then record it (or find its twin).
 
-        A refused upload publishes `document.rejected` and leaves no object and no row.
+        `referral` is the referral a center uploads for (its opinion); None for the patient's
+        documents. A refused upload publishes `document.rejected` and leaves no object and no
+        row.
         """
         document_id = uuid4()
         async with self.db.unit_of_work() as uow:
@@ -105,12 +123,16 @@ class Records:
             file_name = check_file_name(upload.file_name)
             head, rest = await _read_head(upload)
             media_type = sniff(head, file_name)
-            inspector = ContentInspector(
-                media_type,
-                max_bytes=max_bytes_for(
-                    kind, default_limit=self.max_upload_bytes, imaging_limit=self.max_imaging_bytes
-                ),
-            )
+            # The limit follows the type found in the content, not the declared kind; the
+            # case's quota left bounds the stream too (checked again when recording).
+            limit = max_bytes_for(media_type, self.limits)
+            inspector = ContentInspector(media_type, max_bytes=limit)
+            quota = await self._quota_left(case_id, kind)
+
+            def inspect(chunk: bytes | bytearray) -> None:
+                inspector.feed(chunk)
+                quota.feed(chunk)
+
             key = f"cases/{case_id}/documents/{document_id}"
 
             async def chunks():  # type: ignore[no-untyped-def]
@@ -120,7 +142,7 @@ class Records:
                     yield chunk
 
             stored = await self.store.put_stream(
-                key, chunks(), media_type=media_type, inspect=inspector.feed
+                key, chunks(), media_type=media_type, inspect=inspect
             )
             inspector.finish()
         except UploadRefused as refused:
@@ -140,10 +162,39 @@ class Records:
                 file_name,
                 translation_of,
                 uploaded_by,
+                referral,
             )
+        except CaseQuotaExceeded as refused:  # a concurrent upload took the rest of the quota
+            await self.store.remove(key)
+            await self._rejected(case_id, document_id, refused)
+            raise
         except BaseException:
             await self.store.remove(key)
             raise
+
+    async def _quota_left(self, case_id: UUID, kind: DocumentKind) -> _QuotaMeter:
+        """What the case's quota leaves for one more upload (no bound for a center's opinion:
+        a patient filling the quota must not keep the case from its opinion)."""
+        async with self.db.unit_of_work() as uow:
+            used = await _live_bytes(uow, case_id)
+        quota = None if kind == DocumentKind.OPINION else self.case_quota_bytes
+        return _QuotaMeter(quota, used)
+
+    async def _check_quota(
+        self, uow: UnitOfWork, case_id: UUID, kind: DocumentKind, size: int
+    ) -> None:
+        """In the transaction recording a document: serialise the case's uploads on an advisory
+        lock (held until commit) and refuse one that no longer fits, so two uploads streamed at
+        once cannot both pass the quota."""
+        if kind == DocumentKind.OPINION:
+            return
+        await uow.session.execute(
+            text("select pg_advisory_xact_lock(:namespace, :key)"),
+            {"namespace": QUOTA_LOCK_NAMESPACE, "key": _lock_key(case_id)},
+        )
+        used = await _live_bytes(uow, case_id)
+        if used + size > self.case_quota_bytes:
+            raise CaseQuotaExceeded(self.case_quota_bytes, used)
 
     async def _record(
         self,
@@ -157,10 +208,17 @@ class Records:
         file_name: str,
         translation_of: UUID | None,
         uploaded_by: str,
+        referral: CenterReferral | None,
     ) -> StoreResult:
         async with self.db.unit_of_work() as uow:
             twin = await _live_twin(uow, case_id, sha256)
+            adopted = twin is not None and referral is not None
+            if adopted and twin.referral_id != referral.referral_id:
+                # The same bytes as a document the patient or another referral stored: a center
+                # cannot adopt someone else's document as its own upload.
+                raise NotOwnUpload(twin.id)
             if twin is None:
+                await self._check_quota(uow, case_id, kind, size)
                 doc = Document(
                     id=document_id,
                     case_id=case_id,
@@ -172,6 +230,8 @@ class Records:
                     file_name=file_name,
                     translation_of=translation_of,
                     uploaded_by=uploaded_by,
+                    center_code=referral.center_code if referral else None,
+                    referral_id=referral.referral_id if referral else None,
                 )
                 uow.session.add(doc)
                 # The upload's audit row commits with the document: one transaction, not two.
@@ -196,6 +256,7 @@ class Records:
                             object_key=key,
                             translation_of=translation_of,
                             stored_at=doc.created_at,
+                            referral_id=doc.referral_id,
                         )
                     )
                 )
@@ -208,6 +269,8 @@ class Records:
             twin = await _live_twin(uow, case_id, sha256)
         await self.store.remove(key)
         assert twin is not None
+        if referral is not None and twin.referral_id != referral.referral_id:
+            raise NotOwnUpload(twin.id)
         return StoreResult(twin, created=False)
 
     async def _rejected(self, case_id: UUID, document_id: UUID, refused: UploadRefused) -> None:
@@ -236,25 +299,46 @@ class Records:
             await uow.commit()
         await self.store.remove(doc.object_key)
 
-    async def documents(self, uow: UnitOfWork, case_id: UUID) -> list[Document]:
-        rows = await uow.session.execute(
-            select(Document)
-            .where(Document.case_id == case_id, Document.deleted_at.is_(None))
-            .order_by(Document.created_at)
-        )
+    async def documents(
+        self, uow: UnitOfWork, case_id: UUID, *, for_center: str | None = None
+    ) -> list[Document]:
+        """The case's live documents, oldest first. `for_center`: only what that center may
+        see, the patient's documents and its own uploads (never another center's opinion)."""
+        query = select(Document).where(Document.case_id == case_id, Document.deleted_at.is_(None))
+        if for_center is not None:
+            query = query.where(
+                or_(Document.center_code.is_(None), Document.center_code == for_center)
+            )
+        rows = await uow.session.execute(query.order_by(Document.created_at, Document.id))
         return list(rows.scalars())
 
-    async def document(self, uow: UnitOfWork, case_id: UUID, document_id: UUID) -> Document:
+    async def document(
+        self, uow: UnitOfWork, case_id: UUID, document_id: UUID, *, for_center: str | None = None
+    ) -> Document:
+        """One live document of the case (for `for_center`, only one that center may see)."""
         doc = await uow.session.get(Document, document_id)
         if doc is None or doc.case_id != case_id or doc.deleted_at is not None:
             raise DocumentNotFound(str(document_id))
+        if for_center is not None and doc.center_code not in (None, for_center):
+            raise DocumentNotFound(str(document_id))
         return doc
 
-    def link(self, doc: Document) -> tuple[str, datetime]:
-        url = self.store.presigned_get(
-            doc.object_key, self.link_ttl, download_name=doc.file_name, media_type=doc.media_type
-        )
-        return url, datetime.now(UTC) + self.link_ttl
+    async def open_download(
+        self, uow: UnitOfWork, grant: DownloadGrant
+    ) -> tuple[Document, Iterator[bytes]]:
+        """The document a link grants and its bytes, if the grant still holds: the document is
+        live and, for a center's link, its referral is still open (LinkRevoked otherwise)."""
+        doc = await uow.session.get(Document, grant.document_id)
+        if doc is None or doc.case_id != grant.case_id or doc.deleted_at is not None:
+            raise LinkRevoked("the document was deleted")
+        if grant.referral_id is not None:
+            referral = await uow.session.get(CenterReferral, grant.referral_id)
+            if referral is None or referral.closed_at is not None:
+                raise LinkRevoked("the referral that granted it has ended")
+            if doc.center_code not in (None, referral.center_code):
+                raise LinkRevoked("the document is not this center's to read")
+        stream = await asyncio.to_thread(self.store.open_stream, doc.object_key)
+        return doc, stream
 
     # ---------------------------------------------------------------------------- events
 
@@ -283,8 +367,9 @@ class Records:
     async def on_referral_closed(
         self, uow: UnitOfWork, referral_id: UUID, case_id: UUID, center_code: str, reason: str
     ) -> None:
-        """The center declined or let the offer expire: it reads the case no more. (Recorded
-        even if the offer itself has not been seen yet, so a late offer grants nothing.)"""
+        """The center declined, let the offer expire or delivered its opinion: it reads and
+        uploads no more. (Recorded even if the offer itself has not been seen yet, so a late
+        offer grants nothing.)"""
         referral = await uow.session.get(CenterReferral, referral_id)
         if referral is None:
             referral = CenterReferral(
@@ -294,6 +379,22 @@ class Records:
         if referral.closed_at is None:
             referral.closed_at = utcnow()
             referral.closed_reason = reason
+
+    async def on_referral_accepted(
+        self, uow: UnitOfWork, referral_id: UUID, case_id: UUID, center_code: str
+    ) -> None:
+        """The center accepted: it may now upload (its opinion) while the referral is open."""
+        referral = await uow.session.get(CenterReferral, referral_id, with_for_update=True)
+        if referral is None:  # the offer has not been seen yet: record it, accepted
+            referral = CenterReferral(
+                referral_id=referral_id, case_id=case_id, center_code=center_code
+            )
+            state = await uow.session.get(CaseState, case_id)
+            if state is not None and state.status == CaseStatus.WITHDRAWN:
+                referral.closed_at, referral.closed_reason = utcnow(), "withdrawn"
+            uow.session.add(referral)
+        if referral.accepted_at is None:
+            referral.accepted_at = utcnow()
 
     async def close_case_referrals(self, uow: UnitOfWork, case_id: UUID, reason: str) -> None:
         """The case was withdrawn: no center reads it any more."""
@@ -311,6 +412,39 @@ async def _live_twin(uow: UnitOfWork, case_id: UUID, sha256: str) -> Document | 
         )
     )
     return rows.scalars().first()
+
+
+QUOTA_LOCK_NAMESPACE = 0x0D0C
+"""First key of the two-key advisory lock serialising one case's uploads as they are recorded
+(the outbox relays use 0x0B0C)."""
+
+
+@dataclass
+class _QuotaMeter:
+    """Counts an upload's bytes against what the case's quota leaves (`quota` None: no bound)."""
+
+    quota: int | None
+    used: int
+    fed: int = 0
+
+    def feed(self, chunk: bytes | bytearray) -> None:
+        self.fed += len(chunk)
+        if self.quota is not None and self.used + self.fed > self.quota:
+            raise CaseQuotaExceeded(self.quota, self.used)
+
+
+def _lock_key(case_id: UUID) -> int:
+    return int.from_bytes(case_id.bytes[:4], "big", signed=True)
+
+
+async def _live_bytes(uow: UnitOfWork, case_id: UUID) -> int:
+    """The bytes the case's live (not deleted) documents take."""
+    total = await uow.session.scalar(
+        select(func.coalesce(func.sum(Document.size_bytes), 0)).where(
+            Document.case_id == case_id, Document.deleted_at.is_(None)
+        )
+    )
+    return int(total or 0)
 
 
 async def _read_head(upload: Upload):  # type: ignore[no-untyped-def]

@@ -16,7 +16,7 @@ import contextvars
 import hashlib
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -237,6 +237,20 @@ class DocumentStore:
                 return False
 
         return await asyncio.to_thread(stat)
+
+    def open_stream(self, key: str, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+        """The object's bytes in chunks (blocking: call from a worker thread); the request is
+        made now, so a missing object raises here, not while streaming."""
+        response = self.client.get_object(self.bucket, key)
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from response.stream(chunk_size)
+            finally:
+                response.close()
+                response.release_conn()
+
+        return chunks()
 
     def presigned_get(
         self, key: str, ttl: timedelta, *, download_name: str, media_type: str

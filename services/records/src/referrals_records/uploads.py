@@ -2,7 +2,8 @@
 
 Form fields that come before the file part (`kind`, `translation_of`) are collected first, so the
 service knows what the document is before its bytes flow; the file's bytes are then handed on
-chunk by chunk. One file per request.
+chunk by chunk. One file per request: a second file part is refused (400 `multiple-files`)
+before the first one counts as complete, so nothing of such a request is stored.
 """
 
 from __future__ import annotations
@@ -91,6 +92,14 @@ class _Events:
             self.items.append(("end", None, self.files))
 
 
+def _second_file() -> BadRequest:
+    return BadRequest(
+        "The form has more than one file part: nothing was stored. Send one document per request.",
+        type_slug="multiple-files",
+        title="More than one file in one upload",
+    )
+
+
 async def read_upload(request: Request) -> Upload:
     """Parse until the file part starts; return its fields, name and a stream of its bytes."""
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
@@ -142,19 +151,22 @@ async def read_upload(request: Request) -> Upload:
     async def file_chunks() -> AsyncIterator[bytes]:
         queue = pending
         while True:
-            for kind, payload, number in queue:
+            for index, (kind, payload, number) in enumerate(queue):
                 if number != 1:
-                    raise BadRequest("Send one document per request.")
+                    raise _second_file()
                 if kind == "data":
                     yield payload
                 elif kind == "end":
-                    # Drain the rest of the body (closing boundary); later files are refused.
-                    while await more():
-                        for later in events.items:
-                            if later[0] == "file":
-                                raise BadRequest("Send one document per request.")
-                        events.items.clear()
-                    return
+                    # The rest of the body (closing boundary) is read before the file counts
+                    # as complete: a second file, in what is left of this chunk or later, is
+                    # refused, never silently dropped.
+                    later = queue[index + 1 :]
+                    while True:
+                        if any(item[0] == "file" for item in later):
+                            raise _second_file()
+                        if not await more():
+                            return
+                        later, events.items = events.items, []
             queue = []
             if not await more():
                 raise BadRequest("The upload ended before the file was complete.")

@@ -16,8 +16,13 @@ contract's reason and an English detail that never quotes the document.
   `max_image_pixels` (a decompression bomb is a small file whose header announces gigapixels),
   honouring the EXIF orientation of photos, and scaling huge photos down.
 * **DOCX**: python-docx's paragraphs wherever they are (body, tables, nested tables, text boxes).
-  An OLE container instead of a ZIP is an encrypted Office file (or an old .doc), and a main part
-  that would expand past `max_docx_xml_bytes` is refused before parsing.
+  An OLE container instead of a ZIP is an encrypted Office file (or an old .doc). Zip bombs are
+  refused before anything is inflated or parsed: the ZIP's end record is read first, and a
+  directory of more than `MAX_DOCX_ENTRIES` entries or `MAX_DOCX_DIRECTORY_BYTES` bytes is refused
+  before `zipfile` builds an object per entry; then the entries' declared sizes, which bound what
+  `zipfile` ever inflates (more fails its CRC check), must stay within `MAX_DOCX_INFLATED_BYTES`
+  in all, `MAX_DOCX_RATIO` times an entry's compressed size, and `max_docx_xml_bytes` for the
+  main part. An archive nested inside is never opened, only carried as bytes.
 * **Plain text**: a byte-order mark decides (UTF-8, UTF-16, UTF-32); otherwise strict UTF-8;
   otherwise charset-normalizer (CP1251 for most legacy Ukrainian files).
 * **DICOM**: parsed with pydicom without the pixel data, to make sure it is a real DICOM object;
@@ -29,6 +34,7 @@ from __future__ import annotations
 import codecs
 import logging
 import math
+import struct
 import zipfile
 from collections.abc import Iterator
 from contextlib import suppress
@@ -67,6 +73,23 @@ OLE_MAGIC: Final = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 GARBLED_SHARE: Final = 0.35
 """A text layer with more of its letters in Latin-1's accented range is mojibake."""
+
+MAX_DOCX_ENTRIES: Final = 2_000
+"""A DOCX with more ZIP entries is refused (a real one has tens, a few hundred with pictures)."""
+
+MAX_DOCX_DIRECTORY_BYTES: Final = 1024 * 1024
+"""A DOCX whose ZIP central directory is larger is refused before `zipfile` reads it."""
+
+MAX_DOCX_INFLATED_BYTES: Final = 128 * 2**20
+"""A DOCX whose entries inflate to more bytes in all is refused (python-docx holds its parts in
+memory): records accepts DOCX files of 50 MB, mostly pictures that do not compress."""
+
+MAX_DOCX_RATIO: Final = 200
+"""An entry inflating to more than this many times its compressed size (and past
+`DOCX_RATIO_FROM` bytes) is a zip bomb; Word's XML compresses 5 to 20 times."""
+
+DOCX_RATIO_FROM: Final = 2**20
+"""Entries inflating to at most this many bytes may have any compression ratio."""
 
 SMALL_IMAGE_SIDE: Final = 1_200
 """Images whose longest side is shorter are enlarged twice for OCR (screenshots, thumbnails)."""
@@ -413,11 +436,14 @@ def _too_many_pixels_detail(limits: Limits, width: int = 0, height: int = 0) -> 
 
 def _docx(path: Path, limits: Limits) -> Extracted:
     _refuse_ole(path)
+    _refuse_large_zip_directory(path)
     try:
         with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
             size = archive.getinfo("word/document.xml").file_size
-    except (zipfile.BadZipFile, KeyError, OSError) as exc:
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
         raise Unreadable(UnreadableReason.CORRUPT, "The file is not a readable DOCX.") from exc
+    _refuse_zip_bomb(entries)
     if size > limits.max_docx_xml_bytes:
         raise Unreadable(
             UnreadableReason.CORRUPT,
@@ -430,6 +456,72 @@ def _docx(path: Path, limits: Limits) -> Extracted:
     except Exception as exc:  # python-docx and lxml on a hostile file: anything they raise
         raise Unreadable(UnreadableReason.CORRUPT, "The DOCX's content is damaged.") from exc
     return Extracted(text=text, pages=0, method=ExtractionMethod.TEXT_LAYER)
+
+
+_ZIP_END: Final = b"PK\x05\x06"
+_ZIP_END_SIZE: Final = 22
+_ZIP64_LOCATOR: Final = b"PK\x06\x07"
+_ZIP64_LOCATOR_SIZE: Final = 20
+_ZIP64_END: Final = b"PK\x06\x06"
+_ZIP64_END_SIZE: Final = 56
+
+
+def _refuse_large_zip_directory(path: Path) -> None:
+    """Refuse a ZIP whose end record announces more entries or a larger central directory than a
+    DOCX has, before `zipfile` reads that directory into an object per entry (a million empty
+    entries make a 60 MB file and gigabytes of objects)."""
+    size = path.stat().st_size
+    with path.open("rb") as file:
+        start = max(0, size - (_ZIP_END_SIZE + 0xFFFF + _ZIP64_LOCATOR_SIZE))
+        file.seek(start)
+        tail = file.read()
+        end = tail.rfind(_ZIP_END)
+        if end == -1 or end + _ZIP_END_SIZE > len(tail):
+            raise Unreadable(UnreadableReason.CORRUPT, "The file is not a readable DOCX.")
+        entries, directory_bytes = struct.unpack_from("<HL", tail, end + 10)
+        locator = end - _ZIP64_LOCATOR_SIZE
+        if locator >= 0 and tail[locator : locator + 4] == _ZIP64_LOCATOR:
+            (record,) = struct.unpack_from("<Q", tail, locator + 8)
+            file.seek(record)
+            zip64 = file.read(_ZIP64_END_SIZE)
+            if len(zip64) < _ZIP64_END_SIZE or not zip64.startswith(_ZIP64_END):
+                raise Unreadable(UnreadableReason.CORRUPT, "The file is not a readable DOCX.")
+            entries, directory_bytes = struct.unpack_from("<QQ", zip64, 32)
+    if entries > MAX_DOCX_ENTRIES or directory_bytes > MAX_DOCX_DIRECTORY_BYTES:
+        raise Unreadable(
+            UnreadableReason.CORRUPT,
+            f"The DOCX is a ZIP archive of {entries:,} entries ({directory_bytes:,} bytes of "
+            f"directory), more than the {MAX_DOCX_ENTRIES:,} accepted (a zip bomb).",
+        )
+
+
+def _refuse_zip_bomb(entries: list[zipfile.ZipInfo]) -> None:
+    """Refuse a DOCX whose entries, as the directory declares them, inflate too far: in all,
+    or one entry far beyond its compressed size. `zipfile` never inflates an entry past its
+    declared size, so these bounds hold whatever the compressed data holds."""
+    if len(entries) > MAX_DOCX_ENTRIES:
+        raise Unreadable(
+            UnreadableReason.CORRUPT,
+            f"The DOCX is a ZIP archive of {len(entries):,} entries, more than the "
+            f"{MAX_DOCX_ENTRIES:,} accepted (a zip bomb).",
+        )
+    total = 0
+    for entry in entries:
+        inflated, compressed = entry.file_size, max(entry.compress_size, 1)
+        total += inflated
+        if inflated > DOCX_RATIO_FROM and inflated > MAX_DOCX_RATIO * compressed:
+            raise Unreadable(
+                UnreadableReason.CORRUPT,
+                f"A part of the DOCX inflates {inflated // compressed:,} times, to "
+                f"{inflated // 2**20} MiB, more than the {MAX_DOCX_RATIO} times accepted "
+                "(a zip bomb).",
+            )
+        if total > MAX_DOCX_INFLATED_BYTES:
+            raise Unreadable(
+                UnreadableReason.CORRUPT,
+                f"The DOCX inflates to more than {MAX_DOCX_INFLATED_BYTES // 2**20} MiB in all, "
+                "more than accepted (a zip bomb).",
+            )
 
 
 def _refuse_ole(path: Path) -> None:

@@ -73,6 +73,7 @@ _STANDARD: dict[int, tuple[str, str]] = {
     404: ("not-found", "Not Found"),
     405: ("method-not-allowed", "Method Not Allowed"),
     406: ("not-acceptable", "Not Acceptable"),
+    408: ("request-timeout", "Request Timeout"),
     409: ("conflict", "Conflict"),
     413: ("content-too-large", "Content Too Large"),
     415: ("unsupported-media-type", "Unsupported Media Type"),
@@ -263,6 +264,15 @@ class NotFound(ProblemError):
     type_slug = "not-found"
 
 
+class RequestTimeout(ProblemError):
+    """408: the request did not arrive in time (a body that trickled or stalled); the connection
+    is closed. Send it again, faster."""
+
+    status = 408
+    title = "Request Timeout"
+    type_slug = "request-timeout"
+
+
 class Conflict(ProblemError):
     """409: the request clashes with the resource's current state (already submitted, reused
     idempotency key with a different body)."""
@@ -273,7 +283,8 @@ class Conflict(ProblemError):
 
 
 class PayloadTooLarge(ProblemError):
-    """413: the body (a document upload) is larger than we accept."""
+    """413: the body is larger than we accept: a document upload over its limit, or any other
+    request's body over the API's limit (`referrals_common.edge`)."""
 
     status = 413
     title = "Content Too Large"
@@ -298,7 +309,11 @@ class Unprocessable(ProblemError):
 
 
 class TooManyRequests(ProblemError):
-    """429: the caller is over its rate limit; `retry_after` (seconds) sets `Retry-After`."""
+    """429: the caller is over its rate limit; `retry_after` (seconds) sets `Retry-After`.
+
+    `referrals_common.edge` answers it for a caller over its rate limit (`too-many-requests`)
+    and, as `TooManyFailedAuthentications`, for a source locked out after repeated failed
+    authentications."""
 
     status = 429
     title = "Too Many Requests"

@@ -27,6 +27,8 @@ from pydantic import (
     model_validator,
 )
 
+from referrals_common.text import NoControlCharacters
+
 from . import topics
 from .envelope import EventData
 
@@ -113,6 +115,7 @@ StageGroup = Annotated[
 ClinicalQuestion = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=2000),
+    NoControlCharacters,
     Field(description="One clinical question, in the patient's words"),
 ]
 """One of the patient's clinical questions to the cancer center."""

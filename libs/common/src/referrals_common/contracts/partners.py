@@ -235,9 +235,10 @@ class ReferralOffered(EventData):
 
     Emitted with every `ReferralRequested`, to `referrals.partner-inbox.<center_code>.v1` (use
     `ReferralOffered.topic_for(center_code)`); a center reads nothing else. It carries the clinical
-    summary and the documents, each fetched through the authenticated partner API at `fetch_via`,
-    and never contact data. The center answers (accept, decline, ask for information, deliver the
-    opinion) through the partner API by `answer_due_at`.
+    summary without the patient's free-text questions, and the documents, each fetched through
+    the authenticated partner API at `fetch_via`; never contact data, names or file names. The
+    center answers (accept, decline, ask for information, deliver the opinion) through the partner
+    API by `answer_due_at`.
     """
 
     event_type: ClassVar[str] = "referrals.referral.offered.v1"
@@ -246,7 +247,11 @@ class ReferralOffered(EventData):
 
     referral_id: UUID = Field(description="The referral; the id to use in the partner API")
     center_code: CenterCode
-    clinical: ClinicalSummary = Field(description="Diagnosis, stage, reasons and questions")
+    clinical: ClinicalSummary = Field(
+        description="Diagnosis, stage and reasons; `questions` is always empty here: the "
+        "patient's questions, in the patient's own words, are read through the partner API "
+        "(GET /v1/partner/referrals/{referral_id})"
+    )
     documents: list[OfferedDocument] = Field(
         min_length=1, description="The case's documents and where to fetch each, each once"
     )
@@ -267,6 +272,10 @@ class ReferralOffered(EventData):
 
     @model_validator(mode="after")
     def _documents_of_this_referral(self) -> ReferralOffered:
+        if self.clinical.questions:
+            # Free text in the patient's words may name the patient: centers read the
+            # questions through the authenticated partner API only.
+            raise ValueError("an offer carries no questions (read them from the partner API)")
         ids = [doc.document_id for doc in self.documents]
         if len(set(ids)) != len(ids):
             raise ValueError("documents lists a document twice")

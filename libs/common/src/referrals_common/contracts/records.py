@@ -106,6 +106,12 @@ class DocumentStored(EventData):
         description="For a translated copy, the id of the original document; null otherwise",
     )
     stored_at: AwareDatetime = Field(description="When the object was stored")
+    referral_id: UUID | None = Field(
+        default=None,
+        description="For a document a cancer center uploaded (its opinion), the referral it "
+        "uploaded it for; null for the patient's documents. Partners accepts an opinion only "
+        "from the referral that uploaded it",
+    )
 
     @model_validator(mode="after")
     def _translation_names_its_original(self) -> DocumentStored:
@@ -116,6 +122,8 @@ class DocumentStored(EventData):
             raise ValueError("only a document of kind `translation` has translation_of")
         if self.translation_of == self.document_id:
             raise ValueError("a document is not a translation of itself")
+        if (self.kind is DocumentKind.OPINION) != (self.referral_id is not None):
+            raise ValueError("an opinion, and only an opinion, names the referral it answers")
         return self
 
 

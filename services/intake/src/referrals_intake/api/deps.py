@@ -3,13 +3,18 @@
 * `ClientDep`: a partner front end, by its API key (`X-Api-Key`).
 * `CaseAccessDep`: the holder of a case access token (`Authorization: Bearer`) for the case in
   the path. A token for another case gets 404, exactly like a case that does not exist: a caller
-  learns nothing about cases that are not theirs. Every attempt is written to the access audit.
+  learns nothing about cases that are not theirs. Every denied call of an authenticated caller is
+  written to the access audit; refused credentials (malformed, unknown or revoked keys, invalid
+  tokens) count towards the edge's lockout and are audited in summary, one row per credential
+  and window (`referrals_common.edge`). A verified caller spends one of its requests (429 past
+  its rate limit).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated
 from uuid import UUID
 
@@ -20,7 +25,9 @@ from referrals_common.api.problems import NotFound, Unauthorized
 from referrals_common.auth.api_keys import InvalidApiKey, parse_api_key, verify_secret
 from referrals_common.auth.case_tokens import InvalidCaseToken
 from referrals_common.db import UnitOfWork
+from referrals_common.edge import FailureSummary, authenticated, authentication_failed
 from referrals_intake.main import Runtime
+from referrals_intake.models import AccessAudit
 from referrals_intake.repository import CaseRepository
 
 api_key_header = APIKeyHeader(
@@ -66,6 +73,25 @@ async def _audit_denied(runtime: Runtime, actor: str, action: str, case_id: UUID
         await uow.commit()
 
 
+async def audit_failed_authentications(
+    runtime: Runtime, summaries: Sequence[FailureSummary]
+) -> None:
+    """One audit row per summary of failed authentications (`failed_authentication x<count>
+    from <address>`), in one transaction."""
+    async with runtime.db.unit_of_work() as uow:
+        for summary in summaries:
+            uow.session.add(
+                AccessAudit(actor=summary.actor[:120], action=summary.action, outcome="denied")
+            )
+        await uow.commit()
+
+
+async def _authentication_failed(request: Request, runtime: Runtime, actor: str) -> None:
+    await authentication_failed(
+        request, actor=actor, sink=partial(audit_failed_authentications, runtime)
+    )
+
+
 async def current_client(
     request: Request,
     runtime: RuntimeDep,
@@ -76,11 +102,12 @@ async def current_client(
         raise Unauthorized("This endpoint needs the front end's API key in X-Api-Key.")
     cached = runtime.verified_keys.get(presented)
     if cached is not None:
+        authenticated(request, f"key:{cached.key_id}")
         return cached  # type: ignore[no-any-return]
     try:
         _, key_id, secret = parse_api_key(presented)
     except InvalidApiKey:
-        await _audit_denied(runtime, "client:malformed-key", _route(request), None)
+        await _authentication_failed(request, runtime, "client:malformed-key")
         raise Unauthorized("The API key is malformed.") from None
     row = await CaseRepository(uow.session).client(key_id)
     if (
@@ -88,10 +115,11 @@ async def current_client(
         or row.revoked_at is not None
         or not verify_secret(secret, row.secret_hash, runtime.pepper)
     ):
-        await _audit_denied(runtime, f"client:{key_id}", _route(request), None)
+        await _authentication_failed(request, runtime, f"client:{key_id}")
         raise Unauthorized("The API key is not valid.")
     client = Client(key_id=row.key_id, name=row.name)
     runtime.verified_keys.put(presented, client)
+    authenticated(request, f"key:{client.key_id}")
     return client
 
 
@@ -119,8 +147,9 @@ async def case_access(
     try:
         claims = runtime.verifier.verify(credentials.credentials)
     except InvalidCaseToken as exc:
-        await _audit_denied(runtime, "case-token:invalid", _route(request), case_id)
+        await _authentication_failed(request, runtime, "case-token:invalid")
         raise Unauthorized(f"The case access token is not valid: {exc.reason}.") from None
+    authenticated(request, f"case:{claims.case_id}")
     if claims.case_id != case_id:
         await _audit_denied(runtime, f"case-token:{claims.client_id}", _route(request), case_id)
         raise NotFound(f"There is no case {case_id}.")

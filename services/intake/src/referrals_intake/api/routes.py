@@ -16,6 +16,7 @@ from referrals_common.api.problems import (
     Conflict,
     FieldError,
     NotFound,
+    ProblemError,
     Unprocessable,
     problem_responses,
 )
@@ -43,6 +44,18 @@ from referrals_intake.service import (
     ConsentVersionUnknown,
     SubmissionIncomplete,
 )
+
+
+async def refused(
+    runtime: Runtime, actor: str, action: str, case_id: UUID, conflict: ProblemError
+) -> ProblemError:
+    """Audit a refused change (its transaction rolls back, so in a transaction of its own) and
+    return the problem to raise: every 409 leaves a row naming the case it was about."""
+    async with runtime.db.unit_of_work() as uow:
+        CaseRepository(uow.session).audit(actor, action, case_id, outcome="conflict")
+        await uow.commit()
+    return conflict
+
 
 router = APIRouter(prefix="/v1")
 IdempotencyKey = Annotated[
@@ -260,7 +273,9 @@ async def edit_case(
     except CaseNotFound:
         raise NotFound(f"There is no case {access.case_id}.") from None
     except CaseNotEditable as exc:
-        raise Conflict(str(exc)) from None
+        raise await refused(
+            runtime, access.actor, "edit_case", access.case_id, Conflict(str(exc))
+        ) from None
     repo.audit(access.actor, "edit_case", case.id)
     public = await to_public(runtime, repo, case)
     await uow.commit()
@@ -288,7 +303,9 @@ async def give_consent(
     except CaseNotFound:
         raise NotFound(f"There is no case {access.case_id}.") from None
     except CaseNotEditable as exc:
-        raise Conflict(str(exc)) from None
+        raise await refused(
+            runtime, access.actor, f"consent_{kind}", access.case_id, Conflict(str(exc))
+        ) from None
     except ConsentVersionUnknown as exc:
         raise Unprocessable(
             str(exc),
@@ -342,7 +359,13 @@ async def submit_case(
             extensions={"missing": exc.missing},
         ) from None
     except IllegalTransition as exc:
-        raise Conflict(f"The case is {exc.current}: it was submitted already.") from None
+        raise await refused(
+            runtime,
+            access.actor,
+            "submit_case",
+            access.case_id,
+            Conflict(f"The case is {exc.current}: it was submitted already."),
+        ) from None
     repo.audit(access.actor, "submit_case", case.id)
     public = await to_public(runtime, repo, case)
     await uow.commit()
@@ -369,7 +392,13 @@ async def withdraw_case(
     except CaseNotFound:
         raise NotFound(f"There is no case {access.case_id}.") from None
     except IllegalTransition as exc:
-        raise Conflict(f"The case is {exc.current} and can no longer be withdrawn.") from None
+        raise await refused(
+            runtime,
+            access.actor,
+            "withdraw_case",
+            access.case_id,
+            Conflict(f"The case is {exc.current} and can no longer be withdrawn."),
+        ) from None
     repo.audit(access.actor, "withdraw_case", case.id)
     public = await to_public(runtime, repo, case)
     await uow.commit()

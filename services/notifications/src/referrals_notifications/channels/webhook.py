@@ -10,7 +10,9 @@ Signing the timestamp with the body lets a receiver refuse a replayed request: `
 (for receivers, and for our own tests) recomputes the HMAC over the exact bytes received, compares
 in constant time and refuses a timestamp outside the tolerance. Redirects are not followed: a
 signed request goes only where it was addressed. A 2xx answer is a delivery; 408, 425, 429 and 5xx
-are retried; any other status is a permanent refusal.
+are retried; any other status is a permanent refusal. Before every request the front end's host
+is resolved and must resolve to public addresses only, and the request goes to the address that
+was checked (`referrals_common.outbound`): a configured URL never reaches internal services.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr
 
 from referrals_common.contracts.notifications import NotificationChannel, NotificationError
+from referrals_common.outbound import OutboundPolicy, TargetRefused, classify
 from referrals_common.webhooks import (
     DEFAULT_TOLERANCE_SECONDS,
     SIGNATURE_HEADER,
@@ -31,7 +34,12 @@ from referrals_common.webhooks import (
 )
 
 from ..rendering import RenderedMessage
-from .base import DeliveryReceipt, classify_http_exception, classify_http_status
+from .base import (
+    DeliveryReceipt,
+    PermanentDeliveryError,
+    classify_http_exception,
+    classify_http_status,
+)
 
 EVENT_HEADER = "X-Referrals-Event"
 
@@ -92,8 +100,11 @@ class WebhookChannel:
         settings: WebhookSettings | None = None,
         client: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.time,
+        policy: OutboundPolicy | None = None,
     ) -> None:
         self.settings = settings or WebhookSettings()
+        self.policy = policy or OutboundPolicy(require_https=True)
+        """Which receivers may be called (default: public HTTPS addresses only)."""
         self._client = client or httpx.AsyncClient(timeout=self.settings.timeout)
         self._owns_client = client is None
         self._clock = clock
@@ -117,13 +128,17 @@ class WebhookChannel:
         body = message.text.encode("utf-8")
         headers = self.signed_headers(recipient, body, message.subject)
         try:
-            response = await self._client.post(
+            response = await self.policy.post(
+                self._client,
                 str(recipient.url),
                 content=body,
                 headers=headers,
                 timeout=self.settings.timeout,
-                follow_redirects=False,
             )
+        except TargetRefused as refused:
+            raise PermanentDeliveryError(
+                NotificationError.OTHER, f"{classify(refused)}: {refused.reason}"
+            ) from None
         except httpx.HTTPError as exc:
             raise classify_http_exception(
                 exc, unreachable_code=NotificationError.WEBHOOK_HTTP_ERROR

@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -21,6 +23,7 @@ from sqlalchemy import select
 
 from referrals_common.api.problems import (
     Conflict,
+    FieldError,
     NotFound,
     ProblemError,
     Unauthorized,
@@ -30,6 +33,9 @@ from referrals_common.api.problems import (
 from referrals_common.auth.api_keys import InvalidApiKey, parse_api_key, verify_secret
 from referrals_common.auth.case_tokens import InvalidCaseToken
 from referrals_common.contracts import DeclineReason
+from referrals_common.edge import FailureSummary, authenticated, authentication_failed
+from referrals_common.outbound import TargetRefused
+from referrals_common.text import PlainText
 from referrals_common.webhooks import new_secret
 from referrals_partners.centers import center_row_values, issue_key
 from referrals_partners.main import Runtime
@@ -44,7 +50,12 @@ from referrals_partners.models import (
     utcnow,
 )
 from referrals_partners.registry import Center
-from referrals_partners.service import IllegalAction, OpinionNotStored, ReferralNotFound
+from referrals_partners.service import (
+    IllegalAction,
+    OpinionNotOwn,
+    OpinionNotStored,
+    ReferralNotFound,
+)
 
 router = APIRouter(prefix="/v1")
 api_key = APIKeyHeader(
@@ -87,29 +98,56 @@ async def audit(
         await uow.commit()
 
 
+async def audit_failed_authentications(
+    runtime: Runtime, summaries: Sequence[FailureSummary]
+) -> None:
+    """One audit row per summary of failed authentications (`failed_authentication x<count>
+    from <address>`), in one transaction: a flood of bad credentials adds a few rows a window,
+    not one per attempt (`referrals_common.edge.audit`)."""
+    async with runtime.db.unit_of_work() as uow:
+        for summary in summaries:
+            uow.session.add(
+                AccessAudit(actor=summary.actor[:120], action=summary.action, outcome="denied")
+            )
+        await uow.commit()
+
+
+async def _authentication_failed(request: Request, runtime: Runtime, actor: str) -> None:
+    await authentication_failed(
+        request, actor=actor, sink=partial(audit_failed_authentications, runtime)
+    )
+
+
 async def _principal(
     request: Request, runtime: Runtime, presented: str | None, role: str
 ) -> tuple[str, str | None]:
-    """(key id, center code) of a valid key of `role`; 401 otherwise, audited."""
+    """(key id, center code) of a valid key of `role`; 401 otherwise. A refused key (malformed,
+    unknown, wrong secret, revoked) counts towards the edge's lockout and audit summary; a valid
+    key of the other role is an authenticated caller, audited per call; a valid key spends one
+    of its requests (429 past the rate limit)."""
     what = "the center's" if role == "center" else "an operator's"
     if not presented:
         raise Unauthorized(f"This endpoint needs {what} API key in X-Api-Key.")
     cached = runtime.verified_keys.get(presented)
     if cached is not None and cached[1] == role:
+        authenticated(request, f"key:{cached[0]}")
         return cached[0], cached[2]
     try:
         _, key_id, secret = parse_api_key(presented)
     except InvalidApiKey:
-        await audit(runtime, "key:malformed", _route(request), outcome="denied")
+        await _authentication_failed(request, runtime, "key:malformed")
         raise Unauthorized("The API key is malformed.") from None
     async with runtime.db.unit_of_work() as uow:
         row = await uow.session.get(ApiClient, key_id)
     if (
         row is None
-        or row.role != role
         or row.revoked_at is not None
         or not verify_secret(secret, row.secret_hash, runtime.pepper)
     ):
+        await _authentication_failed(request, runtime, f"key:{key_id}")
+        raise Unauthorized(f"The API key is not valid here: this endpoint needs {what} key.")
+    authenticated(request, f"key:{key_id}")
+    if row.role != role:
         await audit(runtime, f"key:{key_id}", _route(request), outcome="denied")
         raise Unauthorized(f"The API key is not valid here: this endpoint needs {what} key.")
     runtime.verified_keys.put(presented, (key_id, role, row.center_code))
@@ -153,18 +191,39 @@ class OfferedReferral(BaseModel):
     info_message: str | None
     opinion_document_id: UUID | None
     offer: dict[str, Any] = Field(description="The `referral.offered` event data")
+    questions: list[str] = Field(
+        default_factory=list,
+        description="The patient's clinical questions, in the patient's words: given only here, "
+        "to the authenticated center, never on a Kafka topic",
+    )
 
     @classmethod
-    def of(cls, referral: Referral) -> OfferedReferral:
+    def of(cls, referral: Referral, questions: list[str] | None = None) -> OfferedReferral:
         return cls(
             **{
                 name: getattr(referral, name)
                 for name in cls.model_fields
-                if name not in {"offer", "status"}
+                if name not in {"offer", "status", "questions"}
             },
             status=referral.status,  # type: ignore[arg-type]
             offer=referral.offer.get("data", referral.offer),
+            questions=questions or [],
         )
+
+
+async def _questions(uow: Any, case_ids: set[UUID]) -> dict[UUID, list[str]]:
+    """The patient's questions of each case, from the latest `case.ready_for_referral`."""
+    if not case_ids:
+        return {}
+    rows = await uow.session.execute(
+        select(RoutingCase.case_id, RoutingCase.request).where(
+            RoutingCase.case_id.in_(list(case_ids))
+        )
+    )
+    return {
+        case_id: list(((request or {}).get("clinical") or {}).get("questions") or [])
+        for case_id, request in rows.all()
+    }
 
 
 class _Body(BaseModel):
@@ -177,11 +236,11 @@ class AcceptBody(_Body):
 
 class DeclineBody(_Body):
     reason: DeclineReason
-    detail: str | None = Field(default=None, max_length=1000, description="No personal data")
+    detail: PlainText | None = Field(default=None, max_length=1000, description="No personal data")
 
 
 class InformationRequest(_Body):
-    message: str = Field(min_length=1, max_length=4000, description="What the center needs")
+    message: PlainText = Field(min_length=1, max_length=4000, description="What the center needs")
 
 
 class OpinionBody(_Body):
@@ -192,20 +251,6 @@ class OpinionBody(_Body):
 
 class WebhookBody(_Body):
     url: HttpUrl = Field(description="HTTPS endpoint that receives offers (POST, signed)")
-
-
-def _internal_address(host: str) -> bool:
-    """Whether `host` names this machine or a private, link-local or reserved network."""
-    import ipaddress
-
-    name = host.strip("[]").lower()
-    if name == "localhost" or name.endswith((".localhost", ".local", ".internal")):
-        return True
-    try:
-        address = ipaddress.ip_address(name)
-    except ValueError:
-        return False  # a DNS name: it is resolved when the scheduler connects
-    return not address.is_global
 
 
 class WebhookCreated(BaseModel):
@@ -271,18 +316,57 @@ async def _answer(
     try:
         async with runtime.db.unit_of_work() as uow:
             referral = await action(uow)
+            questions = (await _questions(uow, {referral.case_id})).get(referral.case_id)
             await uow.commit()
     except ReferralNotFound:
+        # Audited with the case the referral is about, if it exists (another center's): the
+        # caller learns nothing of it, the case's audit trail shows the attempt.
+        async with runtime.db.unit_of_work() as uow:
+            other = await uow.session.get(Referral, referral_id)
         await audit(
-            runtime, f"center:{center}", _route(request), referral_id=referral_id, outcome="denied"
+            runtime,
+            f"center:{center}",
+            _route(request),
+            case_id=other.case_id if other else None,
+            referral_id=referral_id,
+            outcome="denied",
         )
         raise NotFound(f"There is no referral {referral_id} for this center.") from None
     except IllegalAction as exc:
         await audit(
-            runtime, f"center:{center}", _route(request), referral_id=referral_id, outcome="refused"
+            runtime,
+            f"center:{center}",
+            _route(request),
+            case_id=exc.case_id,
+            referral_id=referral_id,
+            outcome="refused",
         )
         raise Conflict(str(exc), extensions={"referral_status": exc.status}) from None
+    except OpinionNotOwn as exc:
+        await audit(
+            runtime, f"center:{center}", _route(request), referral_id=referral_id, outcome="denied"
+        )
+        raise Unprocessable(
+            f"Document {exc.args[0]} is not an opinion this referral uploaded: a center delivers "
+            "only the opinion it uploaded to records for this referral "
+            "(POST /v1/referrals/{referral_id}/opinion on records).",
+            errors=[
+                FieldError(
+                    pointer="/document_id",
+                    location="body",
+                    code="not_own_opinion",
+                    message="not an opinion uploaded for this referral",
+                )
+            ],
+        ) from None
     except OpinionNotStored as exc:
+        await audit(
+            runtime,
+            f"center:{center}",
+            _route(request),
+            referral_id=referral_id,
+            outcome="not_known_yet",
+        )
         raise ProblemError(
             f"Document {exc.args[0]} is not a stored opinion of this referral's case. Upload it "
             "to records first (kind `opinion`); if you just did, retry in a few seconds.",
@@ -298,7 +382,7 @@ async def _answer(
         case_id=referral.case_id,
         referral_id=referral.id,
     )
-    return OfferedReferral.of(referral)
+    return OfferedReferral.of(referral, questions)
 
 
 @router.get(
@@ -317,8 +401,11 @@ async def list_referrals(
     if status_:
         query = query.where(Referral.status == status_)
     async with runtime.db.unit_of_work() as uow:
-        rows = (await uow.session.execute(query.order_by(Referral.offered_at.desc()))).scalars()
-        referrals = [OfferedReferral.of(r) for r in rows]
+        rows = list(
+            (await uow.session.execute(query.order_by(Referral.offered_at.desc()))).scalars()
+        )
+        questions = await _questions(uow, {r.case_id for r in rows})
+        referrals = [OfferedReferral.of(r, questions.get(r.case_id)) for r in rows]
     await audit(runtime, f"center:{center}", _route(request))
     return referrals
 
@@ -431,16 +518,22 @@ async def put_webhook(
     body: WebhookBody, center: CenterDep, runtime: RuntimeDep, request: Request
 ) -> WebhookCreated:
     """Offers are then also POSTed to `url`, signed (`X-Referrals-Signature`); a new signing
-    secret is issued each time and shown once."""
+    secret is issued each time and shown once. The URL must be HTTPS and its host must resolve
+    to public addresses only (checked now and again before every delivery): the scheduler POSTs
+    from inside the platform's network, and a center must not point it at internal services."""
     url = str(body.url)
-    loopback = body.url.host in {"127.0.0.1", "localhost", "::1"}
-    local_allowed = runtime.settings.environment != "production" and loopback
-    if body.url.scheme != "https" and not local_allowed:
-        raise Unprocessable("The webhook URL must use HTTPS.")
-    if not local_allowed and _internal_address(body.url.host or ""):
-        # The scheduler POSTs there from inside the platform's network: a center must not be
-        # able to point it at internal services (SSRF).
-        raise Unprocessable("The webhook URL must be a public address, not an internal one.")
+    try:
+        await runtime.outbound.resolve(url)
+    except TargetRefused as refused:
+        await audit(runtime, f"center:{center}", _route(request), outcome="refused")
+        raise Unprocessable(
+            refused.reason,
+            errors=[
+                FieldError(
+                    pointer="/url", location="body", code="webhook_target", message=refused.reason
+                )
+            ],
+        ) from None
     secret = new_secret()
     sealed = runtime.cipher.encrypt_json(secret, bound_to=center).hex()
     async with runtime.db.unit_of_work() as uow:
@@ -739,10 +832,9 @@ async def patient_routing(
     try:
         claims = runtime.verifier.verify(credentials.credentials)
     except InvalidCaseToken as exc:
-        await audit(
-            runtime, "case-token:invalid", _route(request), case_id=case_id, outcome="denied"
-        )
+        await _authentication_failed(request, runtime, "case-token:invalid")
         raise Unauthorized(f"The case access token is not valid: {exc.reason}.") from None
+    authenticated(request, f"case:{claims.case_id}")
     if claims.case_id != case_id:
         await audit(
             runtime,

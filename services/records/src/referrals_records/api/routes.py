@@ -3,20 +3,25 @@ cancer centers use their API key. Every error is an RFC 9457 problem."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any
+from urllib.parse import quote
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Path, Request, Response, Security, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.requests import ClientDisconnect
+from starlette.responses import StreamingResponse
 
 from referrals_common.api.problems import (
     PROBLEM_MEDIA_TYPE,
     Conflict,
     FieldError,
+    Forbidden,
     NotFound,
     ProblemError,
     Unauthorized,
@@ -27,14 +32,18 @@ from referrals_common.api.problems import (
 from referrals_common.auth.api_keys import InvalidApiKey, parse_api_key, verify_secret
 from referrals_common.auth.case_tokens import InvalidCaseToken
 from referrals_common.contracts import DocumentKind
-from referrals_records.inspection import ACCEPTED_MEDIA_TYPES, UploadRefused
+from referrals_common.edge import FailureSummary, authenticated, authentication_failed
+from referrals_records.inspection import ACCEPTED_MEDIA_TYPES, CaseQuotaExceeded, UploadRefused
+from referrals_records.links import InvalidLink
 from referrals_records.main import Runtime
 from referrals_records.models import AccessAudit, CenterClient, CenterReferral, Document
 from referrals_records.service import (
     BadTranslation,
     CaseClosed,
     DocumentNotFound,
+    LinkRevoked,
     NotADraft,
+    NotOwnUpload,
 )
 from referrals_records.uploads import read_upload
 
@@ -56,14 +65,57 @@ class DocumentPublic(BaseModel):
 
 
 class DownloadLink(BaseModel):
-    url: str = Field(description="A link to this one document, usable once the API call is over")
+    url: str = Field(
+        description="A link to this one document (`/v1/downloads/<token>` on records), usable "
+        "without other credentials until `expires_at`; every download through it is audited, "
+        "and a center's link stops working at once when its referral ends"
+    )
     expires_at: datetime
     media_type: str
     file_name: str
 
 
-def public(doc: Document) -> DocumentPublic:
-    return DocumentPublic.model_validate(doc, from_attributes=True)
+def public(doc: Document, file_name: str | None = None) -> DocumentPublic:
+    """The document as an API answer; `file_name` replaces the stored name (for centers)."""
+    view = DocumentPublic.model_validate(doc, from_attributes=True)
+    return view if file_name is None else view.model_copy(update={"file_name": file_name})
+
+
+def neutral_names(docs: list[Document]) -> dict[UUID, str]:
+    """Names a center sees instead of the patient's file names, which may carry the patient's
+    name: `<kind>-<n>.<extension>` (`pathology-report-1.pdf`), numbered per kind in the order
+    the documents were stored (`docs` in that order)."""
+    counts: dict[str, int] = {}
+    names: dict[UUID, str] = {}
+    for doc in docs:
+        counts[doc.kind] = counts.get(doc.kind, 0) + 1
+        extensions = ACCEPTED_MEDIA_TYPES.get(doc.media_type, ("",))
+        names[doc.id] = f"{doc.kind.replace('_', '-')}-{counts[doc.kind]}{extensions[0]}"
+    return names
+
+
+def _link(
+    request: Request,
+    runtime: Runtime,
+    doc: Document,
+    actor: str,
+    referral_id: UUID | None,
+    download_name: str,
+) -> DownloadLink:
+    grant = runtime.links.grant(
+        document_id=doc.id,
+        case_id=doc.case_id,
+        actor=actor,
+        referral_id=referral_id,
+        download_name=download_name,
+    )
+    url = request.url_for("download_document", token=runtime.links.sign(grant))
+    return DownloadLink(
+        url=str(url),
+        expires_at=grant.expires_at,
+        media_type=doc.media_type,
+        file_name=download_name,
+    )
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -94,6 +146,31 @@ async def audit(
         await uow.commit()
 
 
+async def audit_failed_authentications(
+    runtime: Runtime, summaries: Sequence[FailureSummary]
+) -> None:
+    """One audit row per summary of failed authentications (`failed_authentication x<count>
+    from <address>`), in one transaction: a flood of bad credentials adds a few rows a window,
+    not one per attempt (`referrals_common.edge.audit`)."""
+    async with runtime.db.unit_of_work() as uow:
+        for summary in summaries:
+            uow.session.add(
+                AccessAudit(
+                    actor=summary.actor[:120],
+                    action=summary.action,
+                    case_id=None,
+                    outcome="denied",
+                )
+            )
+        await uow.commit()
+
+
+async def _authentication_failed(request: Request, runtime: Runtime, actor: str) -> None:
+    await authentication_failed(
+        request, actor=actor, sink=partial(audit_failed_authentications, runtime)
+    )
+
+
 def _route(request: Request) -> str:
     route = request.scope.get("route")
     return f"{request.method} {getattr(route, 'path', request.url.path)}"
@@ -115,14 +192,17 @@ async def case_access(
     case_id: Annotated[UUID, Path()],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
 ) -> CaseAccess:
-    """The holder of the case's token; another case's token is a 404, as if it did not exist."""
+    """The holder of the case's token; another case's token is a 404, as if it did not exist.
+    An invalid token counts towards the edge's lockout and audit summary; a valid one spends one
+    of its case's requests (429 past the rate limit)."""
     if credentials is None:
         raise Unauthorized("This endpoint needs the case access token: Authorization: Bearer …")
     try:
         claims = runtime.verifier.verify(credentials.credentials)
     except InvalidCaseToken as exc:
-        await audit(runtime, "case-token:invalid", _route(request), case_id, outcome="denied")
+        await _authentication_failed(request, runtime, "case-token:invalid")
         raise Unauthorized(f"The case access token is not valid: {exc.reason}.") from None
+    authenticated(request, f"case:{claims.case_id}")
     if claims.case_id != case_id:
         await audit(
             runtime, f"case-token:{claims.client_id}", _route(request), case_id, outcome="denied"
@@ -139,23 +219,27 @@ async def current_center(
     runtime: RuntimeDep,
     presented: Annotated[str | None, Security(center_key)],
 ) -> str:
-    """The code of the cancer center whose API key this is."""
+    """The code of the cancer center whose API key this is. A refused key counts towards the
+    edge's lockout and audit summary; a valid one spends one of its requests (429 past the rate
+    limit)."""
     if not presented:
         raise Unauthorized("This endpoint needs the center's API key in X-Api-Key.")
-    cached = runtime.verified_keys.get(presented)
-    if cached is not None:
-        return cached
     try:
         _, key_id, secret = parse_api_key(presented)
     except InvalidApiKey:
-        await audit(runtime, "center:malformed-key", _route(request), None, outcome="denied")
+        await _authentication_failed(request, runtime, "center:malformed-key")
         raise Unauthorized("The API key is malformed.") from None
+    cached = runtime.verified_keys.get(presented)
+    if cached is not None:
+        authenticated(request, f"key:{key_id}")
+        return cached
     async with runtime.db.unit_of_work() as uow:
         row = await uow.session.get(CenterClient, key_id)
     if row is None or row.revoked_at or not verify_secret(secret, row.secret_hash, runtime.pepper):
-        await audit(runtime, f"center:{key_id}", _route(request), None, outcome="denied")
+        await _authentication_failed(request, runtime, f"center:{key_id}")
         raise Unauthorized("The API key is not valid.")
     runtime.verified_keys.put(presented, row.center_code)
+    authenticated(request, f"key:{key_id}")
     return row.center_code
 
 
@@ -260,12 +344,27 @@ async def _store(
     upload: Any,
     actor: str,
     translation_of: UUID | None,
+    referral: CenterReferral | None = None,
 ) -> DocumentPublic:
     """Store an upload, turning every refusal into its problem; 201 new, 200 the same file."""
     try:
-        result = await runtime.records.store_document(case_id, kind, upload, actor, translation_of)
+        result = await runtime.records.store_document(
+            case_id, kind, upload, actor, translation_of, referral
+        )
     except UploadRefused as refused:
         await audit(runtime, actor, "upload_refused", case_id, outcome="denied")
+        if isinstance(refused, CaseQuotaExceeded):
+            raise ProblemError(
+                refused.detail,
+                status=413,
+                type_slug="case-quota-exceeded",
+                title="The case's documents would exceed its quota",
+                extensions={
+                    "reason": str(refused.reason),
+                    "quota_bytes": refused.quota_bytes,
+                    "used_bytes": refused.used_bytes,
+                },
+            ) from None
         raise ProblemError(
             refused.detail,
             status=refused.status,
@@ -277,7 +376,14 @@ async def _store(
             },
         ) from None
     except CaseClosed as exc:
+        await audit(runtime, actor, "upload", case_id, outcome="conflict")
         raise Conflict(str(exc).capitalize() + ".") from None
+    except NotOwnUpload as exc:
+        await audit(runtime, actor, "upload", case_id, exc.document_id, outcome="denied")
+        raise Conflict(
+            "This file is already a document of the case that this referral did not upload: "
+            "a center uploads its own opinion, it cannot adopt another document as one."
+        ) from None
     except BadTranslation as exc:
         raise Unprocessable(
             str(exc).capitalize() + ".",
@@ -338,19 +444,17 @@ async def read_document(
     summary="A short-lived download link",
 )
 async def download_link(
-    document_id: DocumentId, access: CaseAccessDep, runtime: RuntimeDep
+    document_id: DocumentId, access: CaseAccessDep, runtime: RuntimeDep, request: Request
 ) -> DownloadLink:
-    """A link to this one document, valid for a few minutes."""
+    """A link to this one document, valid for a few minutes (`link_ttl_seconds`); every
+    download through it is audited."""
     async with runtime.db.unit_of_work() as uow:
         try:
             doc = await runtime.records.document(uow, access.case_id, document_id)
         except DocumentNotFound:
             raise NotFound(f"There is no document {document_id} in this case.") from None
-    url, expires = runtime.records.link(doc)
     await audit(runtime, access.actor, "download_link", access.case_id, document_id)
-    return DownloadLink(
-        url=url, expires_at=expires, media_type=doc.media_type, file_name=doc.file_name
-    )
+    return _link(request, runtime, doc, access.actor, None, doc.file_name)
 
 
 @router.delete(
@@ -367,6 +471,7 @@ async def delete_document(
     except DocumentNotFound:
         raise NotFound(f"There is no document {document_id} in this case.") from None
     except NotADraft as exc:
+        await audit(runtime, access.actor, "delete", access.case_id, document_id, "conflict")
         raise Conflict(str(exc).capitalize() + ".") from None
     await audit(runtime, access.actor, "delete", access.case_id, document_id)
     return Response(status_code=204)
@@ -387,6 +492,7 @@ async def delete_document(
 RETRY_AFTER_SECONDS = 2
 NOT_KNOWN_YET_SLUG = "referral-not-known-yet"
 NOT_KNOWN_YET_TITLE = "The referral has not reached records yet"
+NOT_ACCEPTED_SLUG = "referral-not-accepted"
 
 
 class ReferralNotKnownYet(ProblemError):
@@ -433,21 +539,49 @@ def not_known_yet_response(
     return {409: entry}
 
 
+class ReferralNotAccepted(ProblemError):
+    """409 with `Retry-After`: the center may upload only once it accepted the referral."""
+
+    status = 409
+    type_slug = NOT_ACCEPTED_SLUG
+    title = "The referral is not accepted"
+
+    def __init__(self, referral_id: UUID) -> None:
+        super().__init__(
+            f"Referral {referral_id} is offered to this center but not accepted: a center "
+            "uploads to a case only after it accepted the referral through partners (POST "
+            f"/v1/partner/referrals/{referral_id}/accept). If it has just accepted, records "
+            f"hears of it within seconds: retry in {RETRY_AFTER_SECONDS} seconds (Retry-After).",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+
 async def _offered(
-    runtime: Runtime, center: str, referral_id: UUID, request: Request
+    runtime: Runtime,
+    center: str,
+    referral_id: UUID,
+    request: Request,
+    *,
+    accepted: bool = False,
 ) -> CenterReferral:
+    """The open referral `referral_id` of `center` (`accepted`: one it has accepted)."""
     async with runtime.db.unit_of_work() as uow:
         referral = await uow.session.get(CenterReferral, referral_id)
     if referral is None:
         # Not heard of at all (not even a decline or an expiry): maybe still on its way.
         await audit(runtime, f"center:{center}", _route(request), None, outcome="not_known_yet")
         raise ReferralNotKnownYet(referral_id)
-    # Another center's referral, a declined or expired offer, or a withdrawn case: 404.
+    # Another center's referral, a declined, expired or completed one, or a withdrawn case.
     if referral.center_code != center or referral.closed_at is not None:
         await audit(
             runtime, f"center:{center}", _route(request), referral.case_id, outcome="denied"
         )
         raise NotFound(f"There is no referral {referral_id} for this center.")
+    if accepted and referral.accepted_at is None:
+        await audit(
+            runtime, f"center:{center}", _route(request), referral.case_id, outcome="conflict"
+        )
+        raise ReferralNotAccepted(referral_id)
     return referral
 
 
@@ -460,14 +594,16 @@ async def _offered(
 async def center_documents(
     referral_id: UUID, center: CenterDep, runtime: RuntimeDep, request: Request
 ) -> list[DocumentPublic]:
-    """The documents of a case offered to this center; audited. Asked a moment after the offer,
-    before records has heard of the referral: 409 `referral-not-known-yet`, retry after
-    `Retry-After` seconds."""
+    """The documents of a case offered to this center: the patient's, under neutral names
+    (`pathology-report-1.pdf`, never the patient's file names), and this center's own uploads,
+    never another center's; audited. Asked a moment after the offer, before records has heard
+    of the referral: 409 `referral-not-known-yet`, retry after `Retry-After` seconds."""
     referral = await _offered(runtime, center, referral_id, request)
     async with runtime.db.unit_of_work() as uow:
-        docs = await runtime.records.documents(uow, referral.case_id)
+        docs = await runtime.records.documents(uow, referral.case_id, for_center=center)
     await audit(runtime, f"center:{center}", "list", referral.case_id)
-    return [public(d) for d in docs]
+    names = neutral_names(docs)
+    return [public(d, names[d.id]) for d in docs]
 
 
 @router.get(
@@ -486,18 +622,15 @@ async def center_download(
     runtime: RuntimeDep,
     request: Request,
 ) -> DownloadLink:
-    """A short-lived link to one document of a case offered to this center; audited. Asked a
-    moment after the offer, before records has heard of the referral: 409
-    `referral-not-known-yet`, retry after `Retry-After` seconds."""
+    """A short-lived link to one document of a case offered to this center (the patient's, or
+    its own upload), under its neutral name; audited. Asked a moment after the offer, before
+    records has heard of the referral: 409 `referral-not-known-yet`, retry after `Retry-After`
+    seconds."""
     referral = await _offered(runtime, center, referral_id, request)
     async with runtime.db.unit_of_work() as uow:
-        try:
-            doc = await runtime.records.document(uow, referral.case_id, document_id)
-        except DocumentNotFound:
-            denied = True
-        else:
-            denied = False
-    if denied:
+        docs = await runtime.records.documents(uow, referral.case_id, for_center=center)
+    doc = next((d for d in docs if d.id == document_id), None)
+    if doc is None:
         await audit(
             runtime,
             f"center:{center}",
@@ -507,11 +640,9 @@ async def center_download(
             outcome="denied",
         )
         raise NotFound(f"There is no document {document_id} in this referral.")
-    url, expires = runtime.records.link(doc)
+    name = neutral_names(docs)[doc.id]
     await audit(runtime, f"center:{center}", "download_link", referral.case_id, document_id)
-    return DownloadLink(
-        url=url, expires_at=expires, media_type=doc.media_type, file_name=doc.file_name
-    )
+    return _link(request, runtime, doc, f"center:{center}", referral.referral_id, name)
 
 
 @router.post(
@@ -522,7 +653,10 @@ async def center_download(
         200: {"model": DocumentPublic, "description": "The same file was already uploaded"},
         **problem_responses(400, 401, 404, 413, 415),
         **not_known_yet_response(
-            "opinion", also="`conflict`: the case is closed and takes no more documents"
+            "opinion",
+            also="`referral-not-accepted`: the center has not accepted the referral (or records "
+            "has not heard of it yet: retry after `Retry-After`); `conflict`: the case is closed "
+            "and takes no more documents, or the file is a document this referral did not upload",
         ),
     },
     summary="Upload the written opinion (center)",
@@ -544,10 +678,11 @@ async def center_download(
 async def upload_opinion(
     referral_id: UUID, center: CenterDep, runtime: RuntimeDep, request: Request, response: Response
 ) -> DocumentPublic:
-    """The center's written opinion on a referral offered to it, checked like every upload and
-    stored as a document of kind `opinion`; then deliver it through partners'
-    `POST /v1/partner/referrals/{referral_id}/opinion` with the returned id."""
-    referral = await _offered(runtime, center, referral_id, request)
+    """The center's written opinion on a referral it accepted, checked like every upload and
+    stored as a document of kind `opinion` that names this referral and this center; then
+    deliver it through partners' `POST /v1/partner/referrals/{referral_id}/opinion` with the
+    returned id. Only the center that uploaded it can deliver it, and no other center sees it."""
+    referral = await _offered(runtime, center, referral_id, request, accepted=True)
     upload = await read_upload(request)
     document = await _store(
         runtime,
@@ -557,6 +692,68 @@ async def upload_opinion(
         upload,
         f"center:{center}",
         None,
+        referral,
     )
     await audit(runtime, f"center:{center}", "upload_opinion", referral.case_id, document.id)
     return document
+
+
+# ------------------------------------------------------------------------------ downloads
+
+
+@router.get(
+    "/downloads/{token}",
+    name="download_document",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "The document's bytes",
+            "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+        },
+        **problem_responses(403, 410, 422),
+    },
+    summary="Download a document through a link",
+)
+async def download_document(
+    token: Annotated[str, Path(max_length=2048)], runtime: RuntimeDep
+) -> StreamingResponse:
+    """The document a link (from `…/link` or a center's `…/documents/{id}`) names. The link is
+    its own credential, checked at every use: forged or altered, 403; expired, or revoked since
+    (the center's referral ended, the document was deleted), 410. Every download is audited:
+    who the link was issued to, which document, when."""
+    try:
+        grant = runtime.links.open(token)
+    except InvalidLink as exc:
+        if exc.expired:
+            raise ProblemError(
+                "This download link has expired: ask for a new one.",
+                status=410,
+                type_slug="link-expired",
+                title="The link has expired",
+            ) from None
+        await audit(runtime, "link:invalid", "download", None, outcome="denied")
+        raise Forbidden("This download link is not valid.") from None
+    try:
+        async with runtime.db.unit_of_work() as uow:
+            doc, chunks = await runtime.records.open_download(uow, grant)
+    except LinkRevoked as exc:
+        await audit(
+            runtime, grant.actor, "download", grant.case_id, grant.document_id, outcome="denied"
+        )
+        raise ProblemError(
+            f"This download link no longer opens its document: {exc}.",
+            status=410,
+            type_slug="link-revoked",
+            title="The link was revoked",
+        ) from None
+    await audit(runtime, grant.actor, "download", grant.case_id, grant.document_id)
+    return StreamingResponse(
+        chunks,
+        media_type=doc.media_type,
+        headers={
+            "Content-Length": str(doc.size_bytes),
+            "Content-Disposition": "attachment; filename*=UTF-8''" + quote(grant.download_name),
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
