@@ -171,3 +171,15 @@ def test_a_zip64_directory_of_too_many_entries_is_refused_before_zipfile_reads_i
 
     with pytest.raises(Unreadable, match=r"70,0\d\d entries"):
         extraction.extract(path, DOCX, Limits())
+
+
+@pytest.mark.unit
+def test_xml_parts_inflating_past_their_total_are_refused(
+    tmp_path: Path, source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(extraction, "MAX_DOCX_MARKUP_BYTES", 1 * MIB)
+    markup = b"<w:p>" + os.urandom(MIB).hex().encode() + b"</w:p>"  # not highly compressible
+    path = docx_with(tmp_path, "word/styles2.xml", markup)
+
+    with pytest.raises(Unreadable, match="XML parts inflate to more than 1 MiB"):
+        extraction.extract(path, DOCX, Limits())

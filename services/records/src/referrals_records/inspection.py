@@ -7,8 +7,10 @@ An upload is checked in three steps, none of which needs the whole file in memor
    says, and refuses anything but PDF, JPEG, PNG, TIFF, DICOM, DOCX and plain text, as well as a
    name whose extension contradicts the content.
 3. A `ContentInspector` sees every chunk on its way to object storage: it enforces the size limit
-   as soon as it is crossed, keeps only the first `HEAD_BYTES` and the last `TAIL_BYTES`, and at
-   the end checks what those bytes can tell (a PDF's trailer, an image's dimensions, readable text).
+   (`max_bytes_for` the media type found, never the kind declared) as soon as it is crossed, keeps
+   only the first `HEAD_BYTES` and the last `TAIL_BYTES` (`DOCX_DIRECTORY_BYTES` of a DOCX), and
+   at the end checks what those bytes can tell (a PDF's trailer, an image's dimensions, readable
+   text, a DOCX's ZIP directory against bombs).
 
 Every refusal is an `UploadRefused` carrying the `RejectionReason` of the event catalogue, an HTTP
 status and a sentence for the patient. The sentence never repeats the file name (it may carry the

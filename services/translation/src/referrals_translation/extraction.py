@@ -21,8 +21,9 @@ contract's reason and an English detail that never quotes the document.
   directory of more than `MAX_DOCX_ENTRIES` entries or `MAX_DOCX_DIRECTORY_BYTES` bytes is refused
   before `zipfile` builds an object per entry; then the entries' declared sizes, which bound what
   `zipfile` ever inflates (more fails its CRC check), must stay within `MAX_DOCX_INFLATED_BYTES`
-  in all, `MAX_DOCX_RATIO` times an entry's compressed size, and `max_docx_xml_bytes` for the
-  main part. An archive nested inside is never opened, only carried as bytes.
+  in all (`MAX_DOCX_MARKUP_BYTES` for the XML parts), `MAX_DOCX_RATIO` times an entry's
+  compressed size, and `max_docx_xml_bytes` for the main part. An archive nested inside is never
+  opened, only carried as bytes.
 * **Plain text**: a byte-order mark decides (UTF-8, UTF-16, UTF-32); otherwise strict UTF-8;
   otherwise charset-normalizer (CP1251 for most legacy Ukrainian files).
 * **DICOM**: parsed with pydicom without the pixel data, to make sure it is a real DICOM object;
@@ -83,6 +84,11 @@ MAX_DOCX_DIRECTORY_BYTES: Final = 1024 * 1024
 MAX_DOCX_INFLATED_BYTES: Final = 128 * 2**20
 """A DOCX whose entries inflate to more bytes in all is refused (python-docx holds its parts in
 memory): records accepts DOCX files of 50 MB, mostly pictures that do not compress."""
+
+MAX_DOCX_MARKUP_BYTES: Final = 64 * 2**20
+"""Of those, what the XML parts (parsed into trees about three times their size) may inflate to
+in all: with the rest as pictures, a worker reading a DOCX at both limits peaks below 300 MB above
+what it had."""
 
 MAX_DOCX_RATIO: Final = 200
 """An entry inflating to more than this many times its compressed size (and past
@@ -505,10 +511,12 @@ def _refuse_zip_bomb(entries: list[zipfile.ZipInfo]) -> None:
             f"The DOCX is a ZIP archive of {len(entries):,} entries, more than the "
             f"{MAX_DOCX_ENTRIES:,} accepted (a zip bomb).",
         )
-    total = 0
+    total = markup = 0
     for entry in entries:
         inflated, compressed = entry.file_size, max(entry.compress_size, 1)
         total += inflated
+        if entry.filename.lower().endswith((".xml", ".rels")):
+            markup += inflated
         if inflated > DOCX_RATIO_FROM and inflated > MAX_DOCX_RATIO * compressed:
             raise Unreadable(
                 UnreadableReason.CORRUPT,
@@ -521,6 +529,12 @@ def _refuse_zip_bomb(entries: list[zipfile.ZipInfo]) -> None:
                 UnreadableReason.CORRUPT,
                 f"The DOCX inflates to more than {MAX_DOCX_INFLATED_BYTES // 2**20} MiB in all, "
                 "more than accepted (a zip bomb).",
+            )
+        if markup > MAX_DOCX_MARKUP_BYTES:
+            raise Unreadable(
+                UnreadableReason.CORRUPT,
+                f"The DOCX's XML parts inflate to more than {MAX_DOCX_MARKUP_BYTES // 2**20} MiB "
+                "in all, more than accepted.",
             )
 
 

@@ -646,13 +646,17 @@ def _document_problems(app: FastAPI) -> None:
         ours = problem_responses(422)[422]
         for operations in document.get("paths", {}).values():
             for operation in operations.values():
-                # Any route may find its database or object store away for a moment.
+                # Any route may find its database or object store away for a moment, and any
+                # caller may go over its rate limit or be locked out (referrals_common.edge).
                 operation.setdefault("responses", {}).setdefault("503", problem_responses(503)[503])
+                operation["responses"].setdefault("429", problem_responses(429)[429])
                 if "requestBody" in operation:
-                    # A body that cannot be parsed at all (not text, truncated multipart).
-                    operation.setdefault("responses", {}).setdefault(
-                        "400", problem_responses(400)[400]
-                    )
+                    # A body that cannot be parsed at all (not text, truncated multipart), one
+                    # over the edge's size limit, one that trickled or stalled.
+                    for status in (400, 408, 413):
+                        operation["responses"].setdefault(
+                            str(status), problem_responses(status)[status]
+                        )
                 response = (operation.get("responses") or {}).get("422")
                 if (
                     response

@@ -1,0 +1,403 @@
+"""Benchmark: an abusive client beside good ones. Good front ends create cases and upload a
+document at a steady pace, first alone (the quiet run, the baseline), then while one client
+floods intake with bad API keys and records with oversize uploads from another address.
+
+Not a test: it prints figures and writes bench/results/abuse.json. It starts its own stack and
+runs intake and records as their real API processes (`referrals-intake api`,
+`referrals-records api`) with their default rate limits and lockout. Figures:
+
+* the good clients' latency (p50, p99) in both runs, and the ratio abusive / quiet (target ≤ 2);
+* nothing lost: every case a good client was told was created exists, every upload is stored,
+  and no good request was refused;
+* the audit tables' growth during the abusive run against the number of abusive requests
+  (failed authentications are aggregated, so the growth is bounded);
+* what the attacker got (401, 429, 413, ...), and the CPU-seconds of each API process per run.
+
+    uv run python bench/abuse.py [--seconds 20] [--good-clients 6] [--rate 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import psutil
+from rich.console import Console
+
+from devstack import stack as stack_mod
+from devstack.process import free_port, stop_group
+from referrals_common.auth.case_tokens import generate_private_key_pem, public_jwks
+from referrals_common.crypto import FieldCipher
+
+ROOT = Path(__file__).resolve().parents[1]
+console = Console()
+ATTACKER_ADDRESS = "127.0.0.2"
+"""The attacker's source address (all of 127/8 is loopback): rate limits and lockout count
+addresses, so the good clients, on 127.0.0.1, must not share the attacker's."""
+
+CASE = {
+    "diagnosis": {"icd10": "C34.1", "text": "Adenocarcinoma of the right upper lobe"},
+    "stage": {"tnm": "cT2aN1M0", "group": "IIB"},
+    "reasons": ["choose_treatment"],
+    "questions": ["Is my tumour a candidate for targeted therapy (EGFR, ALK)?"],
+    "destination": {"preference": "countries", "countries": ["DE"]},
+    "locale": "uk",
+    "date_of_birth": "1968-02-29",
+    "contact": {"email": "patient@example.org"},
+}
+
+
+def small_pdf(marker: str) -> bytes:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=11)
+    pdf.multi_cell(0, 6, f"Pathology report {marker}: invasive adenocarcinoma, G2.")
+    return bytes(pdf.output())
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def wait_healthy(base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"server not healthy:\n{log.read_text()[-3000:]}")
+
+
+def cpu_seconds(pid: int) -> float:
+    root = psutil.Process(pid)
+    total = 0.0
+    for p in [root, *root.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+class GoodClient:
+    """A partner front end with its own key: creates a case, uploads one document to it, at
+    `rate` cases a second, and remembers what it was told was created."""
+
+    def __init__(self, intake: str, records: str, key: str, rate: float) -> None:
+        self.intake, self.records, self.key, self.rate = intake, records, key, rate
+        self.latencies: list[float] = []
+        self.refused: collections.Counter[int] = collections.Counter()
+        self.created: list[str] = []
+        self.stored: list[str] = []
+
+    async def run(self, seconds: float) -> None:
+        limits = httpx.Limits(max_connections=4)
+        async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+            stop_at = time.perf_counter() + seconds
+            next_at = time.perf_counter()
+            while time.perf_counter() < stop_at:
+                await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+                next_at += 1 / self.rate
+                await self.one_case(client)
+
+    async def one_case(self, client: httpx.AsyncClient) -> None:
+        began = time.perf_counter()
+        r = await client.post(
+            f"{self.intake}/v1/cases",
+            json=CASE,
+            headers={"X-Api-Key": self.key, "Idempotency-Key": str(uuid.uuid4())},
+        )
+        self.latencies.append(time.perf_counter() - began)
+        if r.status_code != 201:
+            self.refused[r.status_code] += 1
+            return
+        case_id, token = r.json()["case"]["id"], r.json()["access_token"]
+        self.created.append(case_id)
+        began = time.perf_counter()
+        u = await client.post(
+            f"{self.records}/v1/cases/{case_id}/documents",
+            data={"kind": "pathology_report"},
+            files={"file": ("report.pdf", small_pdf(case_id), "application/pdf")},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        self.latencies.append(time.perf_counter() - began)
+        if u.status_code == 201:
+            self.stored.append(u.json()["id"])
+        else:
+            self.refused[u.status_code] += 1
+
+
+class Attacker:
+    """From its own address: bad API keys at intake and oversize uploads at records, as fast
+    as `concurrency` connections go."""
+
+    def __init__(self, intake: str, records: str, upload_target: tuple[str, str]) -> None:
+        self.intake, self.records = intake, records
+        self.case_id, self.token = upload_target
+        self.answers: collections.Counter[str] = collections.Counter()
+        self.requests = 0
+
+    async def run(self, seconds: float, concurrency: int) -> None:
+        transport = httpx.AsyncHTTPTransport(local_address=ATTACKER_ADDRESS, retries=0)
+        async with httpx.AsyncClient(timeout=30, transport=transport) as client:
+            stop_at = time.perf_counter() + seconds
+
+            async def bad_keys() -> None:
+                while time.perf_counter() < stop_at:
+                    key = f"rfk_{secrets.token_urlsafe(9)}_{secrets.token_urlsafe(24)}"
+                    await self.send(
+                        "bad key",
+                        client.post(
+                            f"{self.intake}/v1/cases", json=CASE, headers={"X-Api-Key": key}
+                        ),
+                    )
+
+            async def oversize() -> None:
+                chunk, megabytes = b"0" * (1024 * 1024), 300  # above every limit but DICOM's
+                boundary = "abuse"
+                head = (
+                    f'--{boundary}\r\nContent-Disposition: form-data; name="kind"\r\n\r\n'
+                    f"imaging_study\r\n--{boundary}\r\nContent-Disposition: form-data; "
+                    f'name="file"; filename="big.pdf"\r\nContent-Type: application/pdf\r\n\r\n'
+                ).encode()
+                tail = f"\r\n--{boundary}--\r\n".encode()
+                length = len(head) + 9 + megabytes * len(chunk) + len(tail)
+
+                async def multipart():  # type: ignore[no-untyped-def]
+                    yield head + b"%PDF-1.7\n"
+                    for _ in range(megabytes):
+                        yield chunk
+                    yield tail
+
+                while time.perf_counter() < stop_at:
+                    await self.send(
+                        "oversize upload",
+                        client.post(
+                            f"{self.records}/v1/cases/{self.case_id}/documents",
+                            content=multipart(),
+                            headers={
+                                "Authorization": f"Bearer {self.token}",
+                                "Content-Type": f"multipart/form-data; boundary={boundary}",
+                                "Content-Length": str(length),
+                            },
+                        ),
+                    )
+
+            await asyncio.gather(
+                *(bad_keys() for _ in range(concurrency)), *(oversize() for _ in range(2))
+            )
+
+    async def send(self, what: str, request: Any) -> None:
+        self.requests += 1
+        try:
+            r = await request
+            self.answers[f"{what}: {r.status_code}"] += 1
+        except httpx.HTTPError as exc:
+            self.answers[f"{what}: {type(exc).__name__}"] += 1
+
+
+async def audit_rows(pools: dict[str, asyncpg.Pool]) -> dict[str, int]:
+    return {
+        name: await pool.fetchval("select count(*) from access_audit")
+        for name, pool in pools.items()
+    }
+
+
+async def run_phase(
+    name: str,
+    args: argparse.Namespace,
+    intake: str,
+    records: str,
+    keys: list[str],
+    pids: dict[str, int],
+    pools: dict[str, asyncpg.Pool],
+    attacker: Attacker | None,
+) -> dict[str, Any]:
+    console.print(
+        f"[bold]{name}[/]: {args.good_clients} good clients x {args.rate} cases/s, "
+        f"{args.seconds:.0f} s"
+    )
+    good = [GoodClient(intake, records, key, args.rate) for key in keys]
+    cpu_before = {service: cpu_seconds(pid) for service, pid in pids.items()}
+    audit_before = await audit_rows(pools)
+    tasks = [c.run(args.seconds) for c in good]
+    if attacker is not None:
+        tasks.append(attacker.run(args.seconds, args.attack_concurrency))
+    began = time.perf_counter()
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - began
+    audit_after = await audit_rows(pools)
+    ms = [v * 1000 for c in good for v in c.latencies]
+    created = [case for c in good for case in c.created]
+    stored = [doc for c in good for doc in c.stored]
+    found_cases = await pools["intake"].fetchval(
+        "select count(*) from cases where id = any($1::uuid[])", created
+    )
+    found_docs = await pools["records"].fetchval(
+        "select count(*) from documents where id = any($1::uuid[])", stored
+    )
+    refused: collections.Counter[int] = collections.Counter()
+    for c in good:
+        refused.update(c.refused)
+    figures: dict[str, Any] = {
+        "seconds": round(elapsed, 1),
+        "good_requests": len(ms),
+        "good_p50_ms": round(pct(ms, 0.5), 1),
+        "good_p99_ms": round(pct(ms, 0.99), 1),
+        "good_refused": dict(refused),
+        "cases_created": len(created),
+        "cases_found": int(found_cases),
+        "uploads_stored": len(stored),
+        "uploads_found": int(found_docs),
+        "audit_rows_added": {k: audit_after[k] - audit_before[k] for k in audit_after},
+        "cpu_seconds": {s: round(cpu_seconds(p) - cpu_before[s], 2) for s, p in pids.items()},
+    }
+    if attacker is not None:
+        figures["attacker_requests"] = attacker.requests
+        figures["attacker_answers"] = dict(attacker.answers)
+    console.print(figures)
+    return figures
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-abuse-"))
+    info = await asyncio.to_thread(
+        stack_mod.start, tmp / "stack", Console(stderr=True), databases=("intake", "records")
+    )
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    pools: dict[str, asyncpg.Pool] = {}
+    try:
+        key_pem = generate_private_key_pem()
+        env = {
+            **os.environ,
+            **info.env(),
+            "REFERRALS_INTAKE_TOKENS__SIGNING_KEY_PEM": key_pem.decode(),
+            "REFERRALS_INTAKE_FIELD_ENCRYPTION_KEY": FieldCipher.generate_key_base64(),
+            "REFERRALS_INTAKE_API_KEY_PEPPER": "bench-pepper-" + uuid.uuid4().hex,
+            "REFERRALS_RECORDS_CASE_TOKEN_JWKS": json.dumps(public_jwks(key_pem)),
+            "REFERRALS_TELEMETRY__LOG_LEVEL": "WARNING",
+            "OTEL_TRACES_EXPORTER": "none",
+        }
+        bases: dict[str, str] = {}
+        for service in ("intake", "records"):
+            port = free_port()
+            log = tmp / f"{service}.log"
+            with log.open("wb") as out:
+                procs[service] = subprocess.Popen(
+                    [sys.executable, "-m", f"referrals_{service}.cli", "api", "--port", str(port)],
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            bases[service] = f"http://127.0.0.1:{port}"
+            wait_healthy(bases[service], procs[service], log)
+
+        def new_key(name: str) -> str:
+            out = subprocess.run(
+                [sys.executable, "-m", "referrals_intake.cli", "create-client", name],
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            return out.stdout.strip().splitlines()[-1]
+
+        keys = [new_key(f"good front end {i}") for i in range(args.good_clients)]
+        attacker_key = new_key("abusive front end")
+        transport = httpx.AsyncHTTPTransport(local_address=ATTACKER_ADDRESS)
+        async with httpx.AsyncClient(transport=transport) as client:
+            r = await client.post(
+                f"{bases['intake']}/v1/cases", json=CASE, headers={"X-Api-Key": attacker_key}
+            )
+            r.raise_for_status()
+            target = (r.json()["case"]["id"], r.json()["access_token"])
+        for service in ("intake", "records"):
+            pools[service] = await asyncpg.create_pool(
+                info.database_dsns[service], min_size=1, max_size=2
+            )
+        pids = {s: p.pid for s, p in procs.items()}
+        quiet = await run_phase(
+            "quiet", args, bases["intake"], bases["records"], keys, pids, pools, None
+        )
+        await asyncio.sleep(2)
+        attacker = Attacker(bases["intake"], bases["records"], target)
+        abusive = await run_phase(
+            "abusive", args, bases["intake"], bases["records"], keys, pids, pools, attacker
+        )
+    finally:
+        for pool in pools.values():
+            await pool.close()
+        for proc in procs.values():
+            stop_group(proc.pid)
+        await asyncio.to_thread(stack_mod.stop, info)
+        await asyncio.to_thread(stack_mod.purge, tmp)
+
+    audit_added = sum(abusive["audit_rows_added"].values())
+    lost = (
+        abusive["cases_created"]
+        - abusive["cases_found"]
+        + abusive["uploads_stored"]
+        - abusive["uploads_found"]
+    )
+    return {
+        "quiet": quiet,
+        "abusive": abusive,
+        "ratios": {
+            "good_p99_abusive_vs_quiet": round(abusive["good_p99_ms"] / quiet["good_p99_ms"], 2),
+            "good_p50_abusive_vs_quiet": round(abusive["good_p50_ms"] / quiet["good_p50_ms"], 2),
+            "audit_rows_per_1000_abusive_requests": round(
+                1000 * audit_added / max(1, abusive["attacker_requests"]), 2
+            ),
+        },
+        "targets": {
+            "good_p99_within_2x_of_quiet": abusive["good_p99_ms"] <= 2 * quiet["good_p99_ms"],
+            "nothing_lost": lost == 0,
+            "no_good_request_refused": not abusive["good_refused"] and not quiet["good_refused"],
+        },
+        "parameters": {
+            "seconds": args.seconds,
+            "good_clients": args.good_clients,
+            "rate_per_client": args.rate,
+            "attack_concurrency": args.attack_concurrency,
+            "cpus": os.cpu_count(),
+        },
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--good-clients", type=int, default=6)
+    parser.add_argument("--rate", type=float, default=2.0, help="cases a second per good client")
+    parser.add_argument("--attack-concurrency", type=int, default=16)
+    results = asyncio.run(main(parser.parse_args()))
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "abuse.json").write_text(json.dumps(results, indent=2) + "\n")
+    console.print_json(data=results["ratios"])
+    console.print_json(data=results["targets"])
