@@ -34,7 +34,7 @@ from typing import Any
 
 import asyncpg
 import httpx
-import psutil
+from harness import cpu_seconds, pct, wait_healthy
 from rich.console import Console
 
 from devstack import stack as stack_mod
@@ -68,39 +68,6 @@ def small_pdf(marker: str) -> bytes:
     pdf.set_font("Helvetica", size=11)
     pdf.multi_cell(0, 6, f"Pathology report {marker}: invasive adenocarcinoma, G2.")
     return bytes(pdf.output())
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def wait_healthy(base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"server not healthy:\n{log.read_text()[-3000:]}")
-
-
-def cpu_seconds(pid: int) -> float:
-    root = psutil.Process(pid)
-    total = 0.0
-    for p in [root, *root.children(recursive=True)]:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
 
 
 class GoodClient:

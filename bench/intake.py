@@ -25,6 +25,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+from harness import pct, wait_healthy
 from rich.console import Console
 
 from devstack import stack as stack_mod
@@ -138,25 +139,6 @@ def wrk_load(wrk: str, url: str, seconds: float, connections: int, script: str) 
         "requests": total,
         "errors": int(errors.group(1)) if errors else 0,
     }
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def wait_healthy(base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"server not healthy:\n{log.read_text()[-3000:]}")
 
 
 async def load(seconds: float, concurrency: int, one_request) -> dict[str, float]:  # type: ignore[no-untyped-def]

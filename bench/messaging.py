@@ -30,6 +30,7 @@ from pathlib import Path
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from faststream.kafka import KafkaBroker
+from harness import pct
 from rich.console import Console
 from sqlalchemy import text
 
@@ -46,11 +47,6 @@ from referrals_common.settings import PostgresSettings
 ROOT = Path(__file__).resolve().parents[1]
 MIGRATIONS = ROOT / "tests" / "integration" / "messaging_migrations"
 console = Console()
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def summary(latencies_s: list[float]) -> dict[str, float]:

@@ -88,6 +88,7 @@ import httpx
 import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from harness import pct
 from rich.console import Console
 from rich.table import Table
 
@@ -105,11 +106,6 @@ DEAD_ENDS = {
 TARGET_CASES_PER_S = 50.0
 TARGET_P99_S = 2.0
 CONSENT_VERSION = "2026-01"
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def summary(latencies_s: list[float]) -> dict[str, float]:

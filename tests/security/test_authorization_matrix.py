@@ -45,7 +45,7 @@ from sqlalchemy import func, select
 
 from referrals_intake.main import create_app as create_intake_app
 from referrals_partners.main import create_app as create_partners_app
-from referrals_partners.models import ApiClient, CaseDocument
+from referrals_partners.models import ApiClient
 from referrals_records.main import create_app as create_records_app
 from referrals_records.models import CaseState, CenterReferral
 
@@ -394,21 +394,7 @@ def offered_referral(action: str, **body: Any) -> Prepare:
 
 async def deliver_opinion(world: World) -> Target:
     case = await world.accepted_case()
-    name, content = _opinion_pdf(case)
-    r = await world.records.post(
-        f"/v1/referrals/{case.referral_id}/opinion",
-        files={"file": (name, content, "application/pdf")},
-        headers={"X-Api-Key": world.keys.center},
-    )
-    assert r.status_code == 201, r.text
-    opinion = r.json()["id"]
-    partners = world.runtimes["partners"]
-
-    async def partners_knows() -> bool:
-        async with partners.db.unit_of_work() as uow:
-            return await uow.session.get(CaseDocument, uuid.UUID(opinion)) is not None
-
-    await wait_for(partners_knows, "partners learns of the uploaded opinion")
+    opinion = await world.upload_opinion(case)
     return Target(
         case,
         f"/v1/partner/referrals/{case.referral_id}/opinion",

@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 
 from devstack.process import free_port
 from referrals_common.outbound import IPAddress, OutboundPolicy
-from referrals_partners.models import CaseDocument, WebhookDelivery
+from referrals_partners.models import WebhookDelivery
 from referrals_partners.scheduler import WebhookSender
 from referrals_records.models import CenterReferral, Document
 
@@ -57,25 +57,6 @@ async def _documents_in_records(world: World, case: CaseHandle) -> int:
     return int(count or 0)
 
 
-async def _upload_opinion(world: World, case: CaseHandle) -> str:
-    name, content = _opinion_pdf()
-    r = await world.records.post(
-        f"/v1/referrals/{case.referral_id}/opinion",
-        files={"file": (name, content, "application/pdf")},
-        headers=_center(world),
-    )
-    assert r.status_code == 201, r.text
-    opinion = r.json()["id"]
-    partners = world.runtimes["partners"]
-
-    async def partners_knows() -> bool:
-        async with partners.db.unit_of_work() as uow:
-            return await uow.session.get(CaseDocument, uuid.UUID(opinion)) is not None
-
-    await wait_for(partners_knows, "partners learns of the uploaded opinion")
-    return str(opinion)
-
-
 async def test_a_center_only_offered_a_case_cannot_upload_an_opinion_to_it(world: World) -> None:
     case = world.take_routed()
     before = await _documents_in_records(world, case)
@@ -98,7 +79,7 @@ async def test_a_center_sees_the_patients_documents_and_its_own_never_another_ce
     a re-route): Munich sees the patient's documents, under neutral names, and not Berlin's
     opinion, which it can neither download nor deliver."""
     case = await world.accepted_case()
-    opinion = await _upload_opinion(world, case)
+    opinion = await world.upload_opinion(case)
     munich = world.centers["munich"]
     munich_referral = uuid.uuid4()
     # Records learns of Munich's referral as from partners' `referral.requested`.
@@ -155,7 +136,7 @@ async def test_only_the_opinion_this_referral_uploaded_can_be_delivered(world: W
     )
     assert view.json()["status"] == "accepted"  # nothing changed
 
-    opinion = await _upload_opinion(world, case)
+    opinion = await world.upload_opinion(case)
     r = await world.partners.post(
         f"/v1/partner/referrals/{case.referral_id}/opinion",
         json={"document_id": opinion},
@@ -279,20 +260,28 @@ async def _receiver() -> AsyncIterator[tuple[int, list[bytes]]]:
 
 
 @contextlib.asynccontextmanager
-async def _partners_policy(world: World, policy: OutboundPolicy) -> AsyncIterator[None]:
+async def _webhook(world: World, policy: OutboundPolicy, url: str) -> AsyncIterator[None]:
+    """Berlin's webhook at `url`, registered and delivered to under `policy`; removed after."""
     rt = world.runtimes["partners"]
-    saved = rt.outbound
-    rt.outbound = policy
+    saved, rt.outbound = rt.outbound, policy
     try:
+        r = await world.partners.put(
+            "/v1/partner/webhook", json={"url": url}, headers=_center(world)
+        )
+        assert r.status_code == 200, r.text
         yield
     finally:
         rt.outbound = saved
         await world.partners.delete("/v1/partner/webhook", headers=_center(world))
 
 
-async def _pending_delivery(world: World, case: CaseHandle) -> uuid.UUID:
-    partners = world.runtimes["partners"]
-    async with partners.db.unit_of_work() as uow:
+async def _queued_then_delivered(
+    world: World, case: CaseHandle, *, max_attempts: int, before: Any = None
+) -> WebhookDelivery:
+    """Queue a delivery of `case`'s offer, run `before()` if given, let the scheduler's sender
+    try once, and return the delivery as it is then."""
+    rt = world.runtimes["partners"]
+    async with rt.db.unit_of_work() as uow:
         delivery = WebhookDelivery(
             event_id=uuid.uuid4(),
             center_code=case.center,
@@ -301,12 +290,15 @@ async def _pending_delivery(world: World, case: CaseHandle) -> uuid.UUID:
         )
         uow.session.add(delivery)
         await uow.commit()
-        return delivery.id
-
-
-async def _delivery(world: World, delivery_id: uuid.UUID) -> WebhookDelivery:
-    async with world.runtimes["partners"].db.unit_of_work() as uow:
-        row = await uow.session.get(WebhookDelivery, delivery_id)
+    if before is not None:
+        await before()
+    sender = WebhookSender(rt.db, rt.cipher, rt.outbound, max_attempts=max_attempts)
+    try:
+        await sender.deliver_due()
+    finally:
+        await sender.close()
+    async with rt.db.unit_of_work() as uow:
+        row = await uow.session.get(WebhookDelivery, delivery.id)
         assert row is not None
         return row
 
@@ -321,24 +313,11 @@ async def test_a_host_rebound_to_loopback_after_registration_is_not_called(world
         return [ipaddress.ip_address(a) for a in answers[host]]
 
     case = world.take_routed()
+    policy = OutboundPolicy(require_https=False, resolve=resolve)
     async with _receiver() as (port, got):
-        policy = OutboundPolicy(require_https=False, resolve=resolve)
-        async with _partners_policy(world, policy):
-            r = await world.partners.put(
-                "/v1/partner/webhook",
-                json={"url": f"http://hooks.rebind.example:{port}/offers"},
-                headers=_center(world),
-            )
-            assert r.status_code == 200, r.text
+        async with _webhook(world, policy, f"http://hooks.rebind.example:{port}/offers"):
             answers["hooks.rebind.example"] = ["127.0.0.1"]
-            delivery_id = await _pending_delivery(world, case)
-            rt = world.runtimes["partners"]
-            sender = WebhookSender(rt.db, rt.cipher, policy, max_attempts=1)
-            try:
-                await sender.deliver_due()
-            finally:
-                await sender.close()
-        row = await _delivery(world, delivery_id)
+            row = await _queued_then_delivered(world, case, max_attempts=1)
         assert got == []  # nothing reached the loopback server
         assert row.status == "failed"
         assert row.last_error == "address refused"
@@ -348,24 +327,11 @@ async def test_a_failed_delivery_stores_a_coarse_class_not_the_socket_error(worl
     case = world.take_routed()
     closed_port = free_port()  # nothing listens there
     policy = OutboundPolicy(require_https=False, allowed=[f"127.0.0.1:{closed_port}"])
-    async with _partners_policy(world, policy):
-        r = await world.partners.put(
-            "/v1/partner/webhook",
-            json={"url": f"http://127.0.0.1:{closed_port}/offers"},
-            headers=_center(world),
-        )
-        assert r.status_code == 200, r.text
-        delivery_id = await _pending_delivery(world, case)
-        rt = world.runtimes["partners"]
-        sender = WebhookSender(rt.db, rt.cipher, policy, max_attempts=5)
-        try:
-            await sender.deliver_due()
-        finally:
-            await sender.close()
+    async with _webhook(world, policy, f"http://127.0.0.1:{closed_port}/offers"):
+        row = await _queued_then_delivered(world, case, max_attempts=5)
         view = await world.partners.get("/v1/partner/webhook", headers=_center(world))
-    row = await _delivery(world, delivery_id)
     assert row.last_error == "connect failed"
-    shown = next(d for d in view.json()["deliveries"] if d["id"] == str(delivery_id))
+    shown = next(d for d in view.json()["deliveries"] if d["id"] == str(row.id))
     assert shown["last_error"] == "connect failed"
     # The socket's words ("[Errno 111] Connection refused") are neither stored nor shown.
     assert "errno" not in view.text.lower() and "connection refused" not in view.text.lower()
@@ -375,29 +341,19 @@ async def test_an_offer_that_ended_is_not_sent_to_the_webhook(world: World) -> N
     """The center declines while a webhook delivery of the offer is still queued (its receiver
     was down): the delivery is cancelled and never sent."""
     case = world.take_routed()
+
+    async def decline() -> None:
+        declined = await world.partners.post(
+            f"/v1/partner/referrals/{case.referral_id}/decline",
+            json={"reason": "no_capacity"},
+            headers=_center(world),
+        )
+        assert declined.status_code == 200, declined.text
+
     async with _receiver() as (port, got):
         policy = OutboundPolicy(require_https=False, allowed=[f"127.0.0.1:{port}"])
-        async with _partners_policy(world, policy):
-            r = await world.partners.put(
-                "/v1/partner/webhook",
-                json={"url": f"http://127.0.0.1:{port}/offers"},
-                headers=_center(world),
-            )
-            assert r.status_code == 200, r.text
-            delivery_id = await _pending_delivery(world, case)
-            declined = await world.partners.post(
-                f"/v1/partner/referrals/{case.referral_id}/decline",
-                json={"reason": "no_capacity"},
-                headers=_center(world),
-            )
-            assert declined.status_code == 200, declined.text
-            rt = world.runtimes["partners"]
-            sender = WebhookSender(rt.db, rt.cipher, policy, max_attempts=3)
-            try:
-                await sender.deliver_due()
-            finally:
-                await sender.close()
-        row = await _delivery(world, delivery_id)
+        async with _webhook(world, policy, f"http://127.0.0.1:{port}/offers"):
+            row = await _queued_then_delivered(world, case, max_attempts=3, before=decline)
         assert row.status == "cancelled"
         assert got == []
 

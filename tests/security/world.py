@@ -71,7 +71,7 @@ from referrals_partners.config import PartnersSettings
 from referrals_partners.main import MIGRATIONS as PARTNERS_MIGRATIONS
 from referrals_partners.main import build_runtime as build_partners
 from referrals_partners.main import create_app as create_partners_app
-from referrals_partners.models import Referral
+from referrals_partners.models import CaseDocument, Referral
 from referrals_records import consumers as records_consumers
 from referrals_records.clients import register_center
 from referrals_records.config import RecordsSettings
@@ -588,6 +588,37 @@ class World:
         # A center uploads only once records has heard of its acceptance.
         await wait_for(records_knows_it_accepted, "records learns the referral was accepted")
         return case
+
+    async def upload_opinion(self, case: CaseHandle) -> str:
+        """The center's opinion on `case` (accepted), uploaded to records and known to partners;
+        its document id."""
+        from fpdf import FPDF
+
+        pdf = FPDF()
+        pdf.add_page()
+        pdf.set_font("Helvetica", size=11)
+        pdf.multi_cell(0, 6, f"Second opinion {secrets.token_hex(8)}: we agree with the diagnosis.")
+        r = await self.records.post(
+            f"/v1/referrals/{case.referral_id}/opinion",
+            files={
+                "file": (
+                    f"opinion_{secrets.token_hex(3)}.pdf",
+                    bytes(pdf.output()),
+                    "application/pdf",
+                )
+            },
+            headers={"X-Api-Key": self.keys.center},
+        )
+        assert r.status_code == 201, r.text
+        opinion = str(r.json()["id"])
+        partners = self.runtimes["partners"]
+
+        async def partners_knows() -> bool:
+            async with partners.db.unit_of_work() as uow:
+                return await uow.session.get(CaseDocument, uuid.UUID(opinion)) is not None
+
+        await wait_for(partners_knows, "partners learns of the uploaded opinion")
+        return opinion
 
     def patients(self) -> list[Patient]:
         return [c.patient for c in self.cases]

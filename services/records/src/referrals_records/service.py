@@ -350,19 +350,36 @@ class Records:
             row.status = status
             row.updated_at = utcnow()
 
-    async def on_referral_offered(
+    async def _referral(
         self, uow: UnitOfWork, referral_id: UUID, case_id: UUID, center_code: str
-    ) -> None:
-        if await uow.session.get(CenterReferral, referral_id) is None:
+    ) -> CenterReferral:
+        """The referral's row, made (and locked) if records had not heard of it: the cases and
+        routing topics are not ordered with each other, so a referral first seen after the
+        case's withdrawal is born closed and grants nothing."""
+        referral = await uow.session.get(CenterReferral, referral_id, with_for_update=True)
+        if referral is None:
             referral = CenterReferral(
                 referral_id=referral_id, case_id=case_id, center_code=center_code
             )
-            # The cases and routing topics are not ordered with each other: an offer seen
-            # after the withdrawal grants nothing.
             state = await uow.session.get(CaseState, case_id)
             if state is not None and state.status == CaseStatus.WITHDRAWN:
                 referral.closed_at, referral.closed_reason = utcnow(), "withdrawn"
             uow.session.add(referral)
+        return referral
+
+    async def on_referral_offered(
+        self, uow: UnitOfWork, referral_id: UUID, case_id: UUID, center_code: str
+    ) -> None:
+        """The center was offered the case: it may read the patient's documents."""
+        await self._referral(uow, referral_id, case_id, center_code)
+
+    async def on_referral_accepted(
+        self, uow: UnitOfWork, referral_id: UUID, case_id: UUID, center_code: str
+    ) -> None:
+        """The center accepted: it may now upload (its opinion) while the referral is open."""
+        referral = await self._referral(uow, referral_id, case_id, center_code)
+        if referral.accepted_at is None:
+            referral.accepted_at = utcnow()
 
     async def on_referral_closed(
         self, uow: UnitOfWork, referral_id: UUID, case_id: UUID, center_code: str, reason: str
@@ -370,31 +387,10 @@ class Records:
         """The center declined, let the offer expire or delivered its opinion: it reads and
         uploads no more. (Recorded even if the offer itself has not been seen yet, so a late
         offer grants nothing.)"""
-        referral = await uow.session.get(CenterReferral, referral_id)
-        if referral is None:
-            referral = CenterReferral(
-                referral_id=referral_id, case_id=case_id, center_code=center_code
-            )
-            uow.session.add(referral)
+        referral = await self._referral(uow, referral_id, case_id, center_code)
         if referral.closed_at is None:
             referral.closed_at = utcnow()
             referral.closed_reason = reason
-
-    async def on_referral_accepted(
-        self, uow: UnitOfWork, referral_id: UUID, case_id: UUID, center_code: str
-    ) -> None:
-        """The center accepted: it may now upload (its opinion) while the referral is open."""
-        referral = await uow.session.get(CenterReferral, referral_id, with_for_update=True)
-        if referral is None:  # the offer has not been seen yet: record it, accepted
-            referral = CenterReferral(
-                referral_id=referral_id, case_id=case_id, center_code=center_code
-            )
-            state = await uow.session.get(CaseState, case_id)
-            if state is not None and state.status == CaseStatus.WITHDRAWN:
-                referral.closed_at, referral.closed_reason = utcnow(), "withdrawn"
-            uow.session.add(referral)
-        if referral.accepted_at is None:
-            referral.accepted_at = utcnow()
 
     async def close_case_referrals(self, uow: UnitOfWork, case_id: UUID, reason: str) -> None:
         """The case was withdrawn: no center reads it any more."""
