@@ -11,6 +11,7 @@ from fhir.resources.R4B.bundle import Bundle
 
 from referrals_common.contracts import DocumentKind
 from referrals_common.db import UnitOfWork
+from referrals_intake.clients import register_client
 
 from .conftest import case_body, new_client_key, open_case, unique_key
 
@@ -244,6 +245,41 @@ async def test_submit_lists_what_is_missing_then_succeeds_once_it_is_there(api, 
     events = await outbox_types(runtime, case_id)
     assert events.count("referrals.case.submitted.v1") == 1
     assert events.count("referrals.case.status_changed.v1") == 1
+
+
+async def test_a_case_nobody_could_tell_anything_is_refused_at_submit(api, api_key, runtime):
+    """No e-mail, no phone, and a front end that takes no webhooks: every later step would be
+    told to nobody. Submit names the missing field and changes nothing; the same case from a
+    front end that takes webhooks goes through."""
+    case_id, headers = await open_case(api, api_key, contact={})
+    await store_document(runtime, case_id, DocumentKind.PATHOLOGY_REPORT)
+    await consent(api, case_id, headers, "processing", "cross_border")
+    r = await api.post(f"/v1/cases/{case_id}/submit", headers=headers)
+    assert r.status_code == 422, r.text
+    problem = r.json()
+    assert problem["type"].endswith("submission-incomplete")
+    assert [e["pointer"] for e in problem["errors"]] == ["/contact"]
+    assert problem["missing"] == [
+        "a way to tell the patient what happens: an e-mail address (contact.email) or a phone "
+        "number (contact.phone)"
+    ]
+    assert (await api.get(f"/v1/cases/{case_id}", headers=headers)).json()["status"] == "draft"
+    assert await outbox_types(runtime, case_id) == []
+
+    patched = await api.patch(
+        f"/v1/cases/{case_id}", json={"contact": {"phone": "+380501234567"}}, headers=headers
+    )
+    assert patched.status_code == 200, patched.text
+    assert (await api.post(f"/v1/cases/{case_id}/submit", headers=headers)).status_code == 200
+
+    async with runtime.db.unit_of_work() as uow:
+        hooked = await register_client(uow, "Webhook clinic", runtime.pepper, takes_webhooks=True)
+        await uow.commit()
+    case_id, headers = await open_case(api, hooked, contact={})
+    await store_document(runtime, case_id, DocumentKind.PATHOLOGY_REPORT)
+    await consent(api, case_id, headers, "processing", "cross_border")
+    r = await api.post(f"/v1/cases/{case_id}/submit", headers=headers)
+    assert r.status_code == 200, r.text
 
 
 async def outbox_types(runtime, case_id) -> list[str]:

@@ -37,10 +37,13 @@ def install_parts() -> None:
     kafka, minio, pg, tesseract = install.ensure_all(console)
     zipkin = platform_mod.ensure_zipkin(console)
     compose = install.ensure_compose(console)
+    node_tools = {name: install.ensure_node_tool(console, name) for name in install.NODE_TOOLS}
     console.print(
         f"kafka: {kafka}\nminio: {minio}\npostgres: {pg}\ntesseract: {tesseract}\n"
         f"zipkin: {zipkin}\ndocker compose (for checking docker-compose.yml): {compose}"
     )
+    for name, home in node_tools.items():
+        console.print(f"npm tools {name} (for the contract tests): {home}")
 
 
 @app.command()

@@ -183,6 +183,43 @@ def ensure_compose(console: Console) -> Path:
     return plugin
 
 
+NODE_TOOLS = ("asyncapi",)
+"""The npm tool sets under deploy/local/node/<name>/ (a package.json and its package-lock.json,
+every version pinned) that tests run with the machine's Node.js."""
+
+
+def _node_tool_sources(name: str) -> Path:
+    packaged = resources.files("devstack").joinpath(f"node/{name}")
+    if packaged.is_dir():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parents[2] / "node" / name  # running from the source tree
+
+
+def ensure_node_tool(console: Console, name: str) -> Path:
+    """Return a directory whose `node_modules/` holds the npm tool set `name`, installed with
+    `npm ci` from its committed lock file (again when the lock file changes: the directory is
+    named after its digest). Run a script of the set with `NODE_PATH=<dir>/node_modules`."""
+    sources = _node_tool_sources(name)
+    lock = (sources / "package-lock.json").read_bytes()
+    home = cache_dir() / f"node-{name}-{hashlib.sha256(lock).hexdigest()[:16]}"
+    marker = home / ".complete"
+    if marker.exists():
+        return home
+    _require("node", "install Node.js 20+ (e.g. Debian's nodejs)")
+    npm = _require("npm", "install npm (e.g. Debian's npm)")
+    home.mkdir(parents=True, exist_ok=True)
+    for file in ("package.json", "package-lock.json"):
+        shutil.copyfile(sources / file, home / file)
+    _run_with_progress(
+        console,
+        [npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=http"],
+        cwd=home,
+        what=f"installing the npm packages of deploy/local/node/{name} with `npm ci`",
+    )
+    marker.write_text(name)
+    return home
+
+
 @contextlib.contextmanager
 def embedded_postgres_quietly() -> Iterator[None]:
     """Import embedded_postgres without its warning about an unset XDG_RUNTIME_DIR (unused here)."""

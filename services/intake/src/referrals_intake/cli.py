@@ -24,12 +24,21 @@ app = cli.app
 @app.command("create-client")
 def create_client(
     name: Annotated[str, typer.Argument(help="the partner front end's name")],
+    webhooks: Annotated[
+        bool,
+        typer.Option(
+            "--webhooks",
+            help="the front end takes its cases' updates by webhook (set its endpoint in "
+            "notifications' REFERRALS_NOTIFICATIONS_FRONT_END_WEBHOOKS): its cases may then "
+            "have no e-mail address or phone number",
+        ),
+    ] = False,
 ) -> None:
     """Create an API key for a partner front end; the key is printed once, stored hashed."""
     from referrals_intake.clients import create_client as create
 
     settings = IntakeSettings()
-    key = asyncio.run(create(settings, name))
+    key = asyncio.run(create(settings, name, takes_webhooks=webhooks))
     typer.echo(f"API key for {name} (shown once, keep it secret):\n{key}")
 
 

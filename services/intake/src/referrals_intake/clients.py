@@ -10,21 +10,34 @@ from referrals_intake.models import ApiClient
 KEY_PREFIX = "rfk"
 
 
-async def register_client(uow: UnitOfWork, name: str, pepper: bytes) -> str:
-    """Store a new client in the caller's transaction; return the full key (shown once)."""
+async def register_client(
+    uow: UnitOfWork, name: str, pepper: bytes, *, takes_webhooks: bool = False
+) -> str:
+    """Store a new client in the caller's transaction; return the full key (shown once).
+    `takes_webhooks`: the front end takes its cases' updates by webhook."""
     key = generate_api_key(KEY_PREFIX)
     uow.session.add(
-        ApiClient(key_id=key.key_id, name=name, secret_hash=hash_secret(key.secret, pepper))
+        ApiClient(
+            key_id=key.key_id,
+            name=name,
+            secret_hash=hash_secret(key.secret, pepper),
+            takes_webhooks=takes_webhooks,
+        )
     )
     return key.display
 
 
-async def create_client(settings: IntakeSettings, name: str) -> str:
+async def create_client(
+    settings: IntakeSettings, name: str, *, takes_webhooks: bool = False
+) -> str:
     db = Database(settings.postgres)
     try:
         async with db.unit_of_work() as uow:
             key = await register_client(
-                uow, name, settings.api_key_pepper.get_secret_value().encode()
+                uow,
+                name,
+                settings.api_key_pepper.get_secret_value().encode(),
+                takes_webhooks=takes_webhooks,
             )
             await uow.commit()
         return key

@@ -102,15 +102,24 @@ def documents_verdict(docs: Iterable[DocumentState]) -> StatusChangeReason | Non
     return None
 
 
+CONTACT_MISSING = (
+    "a way to tell the patient what happens: an e-mail address (contact.email) or a phone "
+    "number (contact.phone)"
+)
+
+
 def missing_for_submission(
     docs: Iterable[DocumentState],
     *,
     has_processing_consent: bool,
     needs_cross_border_consent: bool,
     has_cross_border_consent: bool,
+    can_reach_patient: bool = True,
 ) -> list[str]:
     """Everything a draft still lacks to be submitted, in words the patient can act on."""
     missing = []
+    if not can_reach_patient:
+        missing.append(CONTACT_MISSING)
     if not any(d.stored and d.kind in EVIDENCE_KINDS for d in docs):
         missing.append(
             "a document that shows the diagnosis: a pathology or biopsy report, or a discharge "

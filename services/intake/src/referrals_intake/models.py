@@ -108,6 +108,9 @@ class ApiClient(IntakeModel, table=True):
     secret_hash: str = Field(max_length=64)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     revoked_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    takes_webhooks: bool = False
+    """The front end takes its cases' updates by webhook (configured in notifications), so a
+    case may reach the patient through it without an e-mail address or a phone number."""
 
 
 class IdempotencyRecord(IntakeModel, table=True):

@@ -33,7 +33,7 @@ from referrals_common.crypto import FieldCipher, SealedBox
 from referrals_common.db import UnitOfWork
 from referrals_intake import lifecycle
 from referrals_intake.lifecycle import IllegalTransition
-from referrals_intake.models import Case, CaseDocument, TimelineEntry, utcnow
+from referrals_intake.models import ApiClient, Case, CaseDocument, TimelineEntry, utcnow
 from referrals_intake.repository import CaseRepository
 from referrals_intake.schemas import CaseCreate, CaseFields, CaseUpdate
 
@@ -155,11 +155,16 @@ class Intake:
             raise IllegalTransition(CaseStatus(case.status), R.PATIENT_SUBMITTED)
         consents = await repo.consents(case_id)
         docs = await repo.document_states(case_id)
+        contact = self.unseal(case).get("contact") or {}
+        front_end = await uow.session.get(ApiClient, case.client_id)
         missing = lifecycle.missing_for_submission(
             docs,
             has_processing_consent="processing" in consents,
             needs_cross_border_consent=_destination(case).crosses_border,
             has_cross_border_consent="cross_border" in consents,
+            # Every step is told to the patient: by e-mail, SMS, or the front end's webhook.
+            can_reach_patient=bool(contact.get("email") or contact.get("phone"))
+            or bool(front_end and front_end.takes_webhooks),
         )
         if missing:
             raise SubmissionIncomplete(missing)

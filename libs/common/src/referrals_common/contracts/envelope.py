@@ -5,20 +5,46 @@ variables, its CloudEvents `type` (which carries the version: `referrals.case.su
 topic it is published to, and the producing service (`source`). The envelope adds the identity,
 time and subject (the case id, which is also the Kafka key) of one occurrence.
 
-On Kafka the envelope is the record's value in CloudEvents *structured* JSON mode; the W3C trace
-context travels in the record headers, never in the payload.
+On Kafka the envelope is the record's value in CloudEvents *structured* JSON mode (the record's
+only CloudEvents header is `content-type: application/cloudevents+json`, never `ce_*` headers,
+which the Kafka protocol binding reserves for binary mode); the W3C trace context travels in the
+record headers, never in the payload.
+
+Each envelope names the JSON Schema of its event in `dataschema` (`schema_uri(event_type)`, the
+`$id` of `docs/contracts/schemas/<type>.schema.json`). Extension attributes (CloudEvents
+extensions: lower-case letters and digits, a string, integer or boolean value) are accepted and
+kept; the payload (`data`) stays strict.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 from uuid import UUID, uuid4
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
+
+SCHEMA_URI_PREFIX = "urn:referrals:contracts:schema:"
+"""Base of every event schema's `$id` and every envelope's `dataschema`: a URN, not a URL, so it
+names the contract without promising a host. `urn:referrals:contracts:schema:<type>` is the
+file `docs/contracts/schemas/<type>.schema.json` of this repository (and the same schema
+is in the AsyncAPI document under the event's message)."""
+
+EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
+"""CloudEvents 1.0: attribute names are lower-case letters and digits (20 characters at most)."""
+
+ENVELOPE_ATTRIBUTES = frozenset(
+    {"specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema"}
+)
+
+
+def schema_uri(event_type: str) -> str:
+    """The `$id` of the JSON Schema of `event_type`, which its envelopes name in `dataschema`."""
+    return SCHEMA_URI_PREFIX + event_type
 
 
 class EventData(BaseModel):
@@ -46,9 +72,13 @@ D = TypeVar("D", bound=EventData)
 
 
 class CloudEvent(BaseModel, Generic[D]):
-    """A CloudEvents 1.0 envelope around one event payload."""
+    """A CloudEvents 1.0 envelope around one event payload.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Attributes this model does not name are CloudEvents extension attributes: kept (in
+    `extensions()` and on the wire) when their name and value are what the specification allows,
+    refused otherwise."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     specversion: Literal["1.0"] = "1.0"
     id: UUID = Field(default_factory=uuid4, description="Unique per occurrence; the inbox key.")
@@ -59,11 +89,30 @@ class CloudEvent(BaseModel, Generic[D]):
     subject: str = Field(description="The case id")
     time: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
     datacontenttype: Literal["application/json"] = "application/json"
+    dataschema: str | None = Field(
+        default=None,
+        description="URI of the JSON Schema of this event (its `$id`); producers always set it",
+    )
     data: D
+
+    @model_validator(mode="after")
+    def _extensions_are_cloudevents_extensions(self) -> CloudEvent[D]:
+        for name, value in (self.__pydantic_extra__ or {}).items():
+            if not EXTENSION_NAME.match(name):
+                raise ValueError(
+                    f"{name}: not a CloudEvents attribute name (lower-case letters and digits)"
+                )
+            if not isinstance(value, str | int):  # bool is an int
+                raise ValueError(f"{name}: an extension attribute is a string, integer or boolean")
+        return self
 
     @property
     def case_id(self) -> UUID:
         return self.data.case_id
+
+    def extensions(self) -> dict[str, Any]:
+        """The extension attributes this envelope carries (none from our producers)."""
+        return dict(self.__pydantic_extra__ or {})
 
     def to_json(self) -> bytes:
         return self.model_dump_json().encode()
@@ -112,6 +161,7 @@ def new_event(data: D, *, id: UUID | None = None, time: datetime | None = None) 
         "source": data.source,
         "type": data.event_type,
         "subject": str(data.case_id),
+        "dataschema": schema_uri(data.event_type),
         "data": data,
     }
     if id is not None:
@@ -156,6 +206,12 @@ def parse_event(raw: bytes | str | dict[str, Any]) -> CloudEvent[EventData]:
         raise InvalidEvent(f"{event_type}: subject {event.subject} is not data.case_id")
     if event.source != model.source:
         raise InvalidEvent(f"{event_type}: source {event.source!r} is not {model.source!r}")
+    # Events published before `dataschema` existed have none; one that names another schema is
+    # not the contract its type says.
+    if event.dataschema is not None and event.dataschema != schema_uri(event_type):
+        raise InvalidEvent(
+            f"{event_type}: dataschema {event.dataschema!r} is not {schema_uri(event_type)!r}"
+        )
     return event  # type: ignore[return-value]
 
 

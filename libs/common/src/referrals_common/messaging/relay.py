@@ -223,12 +223,10 @@ class OutboxRelay:
             span.set_attribute("messaging.kafka.message.key", row["aggregate_id"])
             carrier: dict[str, str] = {}
             propagate.inject(carrier)
+        # CloudEvents Kafka binding, structured mode: the value is the whole envelope and
+        # `content-type` says so. No `ce_*` header: the binding reads those as binary mode.
         headers = [(k, v.encode()) for k, v in carrier.items()]
-        headers += [
-            ("content-type", CONTENT_TYPE.encode()),
-            ("ce_type", row["event_type"].encode()),
-            ("ce_id", str(row["id"]).encode()),
-        ]
+        headers.append(("content-type", CONTENT_TYPE.encode()))
         return await self._producer.send(
             row["topic"],
             value=row["payload"].encode(),

@@ -23,7 +23,7 @@ from referrals_common.api.problems import (
 from referrals_common.db import UnitOfWork
 from referrals_intake.api.deps import CaseAccessDep, ClientDep, RuntimeDep, UowDep
 from referrals_intake.fhir import CaseForFhir, ConsentForFhir, DocumentForFhir, case_bundle
-from referrals_intake.lifecycle import IllegalTransition
+from referrals_intake.lifecycle import CONTACT_MISSING, IllegalTransition
 from referrals_intake.main import Runtime
 from referrals_intake.models import Case, IdempotencyRecord
 from referrals_intake.repository import CaseRepository
@@ -352,10 +352,24 @@ async def submit_case(
     except CaseNotFound:
         raise NotFound(f"There is no case {access.case_id}.") from None
     except SubmissionIncomplete as exc:
+        fields = (
+            [
+                FieldError(
+                    pointer="/contact",
+                    location="body",
+                    code="unreachable",
+                    message="no e-mail address nor phone number, and the front end takes no "
+                    "webhooks: the patient could not be told what happens",
+                )
+            ]
+            if CONTACT_MISSING in exc.missing
+            else []
+        )
         raise Unprocessable(
             "The case cannot be submitted yet.",
             type_slug="submission-incomplete",
             title="The case is incomplete",
+            errors=fields or None,
             extensions={"missing": exc.missing},
         ) from None
     except IllegalTransition as exc:
