@@ -682,9 +682,20 @@ async def _assign_from_end(consumer: AIOKafkaConsumer, names: list[str]) -> list
     return partitions
 
 
+def _event_type(value: bytes | None) -> str:
+    """The `type` of a structured-mode CloudEvent record ("" for anything else)."""
+    try:
+        envelope = json.loads(value or b"")
+    except ValueError:
+        return ""
+    kind = envelope.get("type") if isinstance(envelope, dict) else None
+    return kind if isinstance(kind, str) else ""
+
+
 async def watch(bootstrap: str, names: list[str], wanted: set[str]) -> None:
-    """Print `[wall time, type, key]` for every record of `names` whose `ce_type` header is in
-    `wanted` (every record if `wanted` is empty), after a `ready` line."""
+    """Print `[wall time, type, key]` for every record of `names` whose CloudEvents `type` is in
+    `wanted` (every record if `wanted` is empty), after a `ready` line. Events are in structured
+    mode: the type is read from the value (the envelope), not from a header."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="bench-watcher"
     )
@@ -698,7 +709,7 @@ async def watch(bootstrap: str, names: list[str], wanted: set[str]) -> None:
             lines = []
             for records in batch.values():
                 for r in records:
-                    kind = next((v.decode() for k, v in r.headers or () if k == "ce_type"), "")
+                    kind = _event_type(r.value)
                     if not wanted or kind in wanted:
                         lines.append(json.dumps([now, kind, (r.key or b"").decode()]))
             if lines:

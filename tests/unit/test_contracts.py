@@ -4,47 +4,26 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta, timezone
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 import pytest
 from pydantic import BaseModel, ValidationError
 
 from referrals_common.contracts import (
     PARTNER_INBOX_TOPIC_TEMPLATE,
-    AgeGroup,
-    CaseContactShared,
     CaseReadyForReferral,
-    CaseStatus,
     CaseStatusChanged,
     CaseSubmitted,
-    CaseUnroutable,
-    CaseWithdrawn,
-    ClinicalSummary,
     Destination,
-    DestinationPreference,
     DocumentKind,
     DocumentLanguageAccepted,
-    DocumentRejected,
     DocumentStored,
     DocumentTranslationRequired,
-    DocumentUnreadable,
     EventData,
     InvalidEvent,
-    NotificationFailed,
-    NotificationSent,
-    OfferedDocument,
-    ReferralAccepted,
-    ReferralDeclined,
-    ReferralExpired,
-    ReferralInfoRequested,
     ReferralOffered,
-    ReferralOpinionDelivered,
-    ReferralReason,
-    ReferralRequested,
     Stage,
     UnknownEventType,
     new_event,
@@ -52,188 +31,23 @@ from referrals_common.contracts import (
     registry,
     topics,
 )
+from referrals_common.contracts.examples import (
+    CASE,
+    CLINICAL,
+    DOC_A,
+    EXAMPLES,
+    NOW,
+    REFERRAL,
+)
 from referrals_common.contracts.partners import document_fetch_path
 from referrals_common.contracts.schema import asyncapi_document, json_schemas, rendered_files
-from referrals_common.contracts.translation import LanguageShare
 
 pytestmark = pytest.mark.unit
 
 DOCS_CONTRACTS = Path(__file__).resolve().parents[2] / "docs" / "contracts"
 
-CASE = UUID("3f1d2c4b-8a9e-4b7f-9c61-2d5e8f0a1b23")
-REFERRAL = UUID("9b2e7c15-4d3a-4f68-a1b0-c7d8e9f01234")
-DOC_A = UUID("5a6b7c8d-1e2f-4a3b-8c4d-5e6f7a8b9c0d")
-DOC_B = UUID("6b7c8d9e-2f3a-4b4c-9d5e-6f7a8b9c0d1e")
-NOTIFICATION = UUID("7c8d9e0f-3a4b-4c5d-8e6f-7a8b9c0d1e2f")
-TRIGGER_EVENT = UUID("8d9e0f1a-4b5c-4d6e-9f7a-8b9c0d1e2f3a")
-NOW = datetime(2026, 3, 14, 9, 26, 53, tzinfo=UTC)
-KYIV = timezone(timedelta(hours=2))
-
-CLINICAL = ClinicalSummary(
-    icd10="C50.9",
-    morphology="8500/3",
-    stage=Stage(tnm="cT2N1M0", group="IIB"),
-    age_group=AgeGroup.ADULT,
-    reasons=[ReferralReason.CHOOSE_TREATMENT, ReferralReason.DRUG_OPTIONS],
-    questions=[
-        "Is breast-conserving surgery possible after neoadjuvant chemotherapy?",
-        "Should the tumour be tested for HER2-low status?",
-    ],
-)
-DESTINATION = Destination(preference=DestinationPreference.COUNTRIES, countries=["DE", "PL"])
-
-
-SAMPLES: dict[type[EventData], Callable[[], EventData]] = {
-    CaseSubmitted: lambda: CaseSubmitted(
-        case_id=CASE,
-        clinical=CLINICAL,
-        destination=DESTINATION,
-        locale="uk",
-        processing_consent_version="2026-01",
-        cross_border_consent_version="2026-01",
-        submitted_at=NOW,
-    ),
-    CaseStatusChanged: lambda: CaseStatusChanged(
-        case_id=CASE,
-        from_status=CaseStatus.SUBMITTED,
-        to_status=CaseStatus.ACTION_REQUIRED,
-        reason_code="translation_required",
-        reason="The pathology report is in Ukrainian; a German or English translation is needed.",
-    ),
-    CaseReadyForReferral: lambda: CaseReadyForReferral(
-        case_id=CASE,
-        clinical=CLINICAL,
-        destination=DESTINATION,
-        cross_border_transfer_allowed=True,
-        document_ids=[DOC_A, DOC_B],
-        document_languages=["en", "de"],
-    ),
-    CaseWithdrawn: lambda: CaseWithdrawn(case_id=CASE, reason="patient_request"),
-    CaseContactShared: lambda: CaseContactShared(
-        case_id=CASE,
-        sealed_contact="AQ" + "x" * 120,
-        locale="uk",
-        front_end="kyiv-clinic",
-    ),
-    DocumentStored: lambda: DocumentStored(
-        case_id=CASE,
-        document_id=DOC_B,
-        kind=DocumentKind.TRANSLATION,
-        media_type="application/pdf",
-        size_bytes=482_113,
-        sha256="9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
-        object_key=f"cases/{CASE}/documents/{DOC_B}",
-        translation_of=DOC_A,
-        stored_at=NOW,
-    ),
-    DocumentRejected: lambda: DocumentRejected(
-        case_id=CASE,
-        document_id=DOC_A,
-        reason="decompression_bomb",
-        detail="The ZIP archive expands to more than 2 GiB.",
-    ),
-    DocumentLanguageAccepted: lambda: DocumentLanguageAccepted(
-        case_id=CASE,
-        document_id=DOC_B,
-        languages=[
-            LanguageShare(language="de", share=0.93),
-            LanguageShare(language="la", share=0.05),
-        ],
-        main_language="de",
-        confidence=0.97,
-        pages=4,
-        method="ocr",
-    ),
-    DocumentTranslationRequired: lambda: DocumentTranslationRequired(
-        case_id=CASE,
-        document_id=DOC_A,
-        detected_language="uk",
-        acceptable_languages=["en", "de", "pl"],
-        confidence=0.99,
-    ),
-    DocumentUnreadable: lambda: DocumentUnreadable(
-        case_id=CASE,
-        document_id=DOC_A,
-        reason="no_text",
-        detail="OCR found no text on any of the 3 pages.",
-    ),
-    ReferralRequested: lambda: ReferralRequested(
-        case_id=CASE,
-        referral_id=REFERRAL,
-        center_code="charite-berlin",
-        center_country="DE",
-        attempt=1,
-        answer_due_at=NOW + timedelta(days=3),
-        rationale="Breast cancer board with German and English reports; HER2-low trials open.",
-    ),
-    ReferralAccepted: lambda: ReferralAccepted(
-        case_id=CASE,
-        referral_id=REFERRAL,
-        center_code="charite-berlin",
-        expected_opinion_at=datetime(2026, 3, 28, 12, 0, tzinfo=KYIV),
-    ),
-    ReferralDeclined: lambda: ReferralDeclined(
-        case_id=CASE,
-        referral_id=REFERRAL,
-        center_code="charite-berlin",
-        reason="no_capacity",
-        detail="The tumour board is fully booked until May.",
-    ),
-    ReferralExpired: lambda: ReferralExpired(
-        case_id=CASE, referral_id=REFERRAL, center_code="charite-berlin"
-    ),
-    ReferralInfoRequested: lambda: ReferralInfoRequested(
-        case_id=CASE,
-        referral_id=REFERRAL,
-        center_code="charite-berlin",
-        message="Please add the Ki-67 index and the ER/PR percentages of the core biopsy.",
-    ),
-    ReferralOpinionDelivered: lambda: ReferralOpinionDelivered(
-        case_id=CASE,
-        referral_id=REFERRAL,
-        center_code="charite-berlin",
-        opinion_document_id=UUID("0f1a2b3c-5d6e-4f7a-8b9c-0d1e2f3a4b5c"),
-    ),
-    CaseUnroutable: lambda: CaseUnroutable(
-        case_id=CASE,
-        reason="attempts_exhausted",
-        centers_tried=["charite-berlin", "nio-warszawa"],
-    ),
-    ReferralOffered: lambda: ReferralOffered(
-        case_id=CASE,
-        referral_id=REFERRAL,
-        center_code="charite-berlin",
-        clinical=CLINICAL.model_copy(update={"questions": []}),
-        documents=[
-            OfferedDocument(
-                document_id=doc,
-                kind=kind,
-                media_type="application/pdf",
-                fetch_via=document_fetch_path(REFERRAL, doc),
-            )
-            for doc, kind in ((DOC_A, "pathology_report"), (DOC_B, "translation"))
-        ],
-        answer_due_at=(NOW + timedelta(days=3)).astimezone(KYIV),
-    ),
-    NotificationSent: lambda: NotificationSent(
-        case_id=CASE,
-        notification_id=NOTIFICATION,
-        trigger="translation_required",
-        trigger_event_id=TRIGGER_EVENT,
-        channel="email",
-        sent_at=NOW,
-    ),
-    NotificationFailed: lambda: NotificationFailed(
-        case_id=CASE,
-        notification_id=NOTIFICATION,
-        trigger="referral_accepted",
-        trigger_event_id=TRIGGER_EVENT,
-        channel="sms",
-        attempts=5,
-        error_code="provider_unavailable",
-        failed_at=NOW,
-    ),
-}
+SAMPLES = EXAMPLES
+"""One payload per event type (`referrals_common.contracts.examples`, also in AsyncAPI)."""
 
 EVENT_TYPES = sorted(registry())
 

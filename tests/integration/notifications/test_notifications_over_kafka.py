@@ -469,3 +469,71 @@ async def test_a_message_accepted_before_the_database_went_away_is_not_sent_agai
     assert len(mailbox.to("olena.cut")) == 1
     (row,) = rows
     assert row.status == "sent" and row.sent_at is not None
+
+
+class SlowFirst:
+    """The real e-mail channel, slow for the first message only (a busy SMTP connection)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.channel = real.channel
+        self.calls = 0
+
+    async def send(self, recipient: str, message: Any) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            await asyncio.sleep(1.5)
+        return await self.real.send(recipient, message)
+
+
+async def test_a_cases_messages_arrive_in_the_order_of_its_history(new_database, local_stack):
+    """The case is received, routed, accepted and answered in quick succession while the first
+    e-mail is slow to go out: the later ones wait for it instead of overtaking it (before, they
+    went out together in one batch and the outcome could arrive before 'we received your
+    case')."""
+    mailbox = Mailbox()
+    async with notifications_running(
+        new_database, local_stack, mailbox, wrap_email=SlowFirst
+    ) as rt:
+        case_id, events = submitted_case("en", "olena.order@example.org")
+        referral = uuid.uuid4()
+        center = "sample-breast-center-berlin"
+        later = [
+            new_event(
+                ReferralRequested(
+                    case_id=case_id,
+                    referral_id=referral,
+                    center_code=center,
+                    center_country="DE",
+                    center_name="Sample Breast Center Berlin",
+                    attempt=1,
+                    answer_due_at=datetime.now(UTC) + timedelta(days=2),
+                    rationale="Reviews C50.",
+                )
+            ),
+            new_event(
+                ReferralAccepted(
+                    case_id=case_id,
+                    referral_id=referral,
+                    center_code=center,
+                    expected_opinion_at=datetime.now(UTC) + timedelta(days=7),
+                )
+            ),
+            new_event(
+                ReferralOpinionDelivered(
+                    case_id=case_id,
+                    referral_id=referral,
+                    center_code=center,
+                    opinion_document_id=uuid.uuid4(),
+                )
+            ),
+        ]
+        await publish(local_stack.kafka_bootstrap, *events, *later)
+        await wait_until(lambda: len(mailbox.to("olena.order")) >= 4)
+        rows = [d for d in await deliveries(rt, case_id) if d.audience == "patient"]
+    history = [d.id for d in sorted(rows, key=lambda d: (d.occurred_at, d.created_at))]
+    arrived = [
+        str(m["Message-ID"]).strip().split("@")[0].removeprefix("<notification.")
+        for m in mailbox.to("olena.order")
+    ]
+    assert arrived == [str(i) for i in history]

@@ -8,6 +8,11 @@ a restart loses nothing: the row is still pending. After the last round, or at o
 permanent error, the row is `failed`, `notification.failed` goes out and an ops alert is
 recorded.
 
+Order: a case's messages to one audience go out in the order of the case's history (the
+events' time, then arrival): a message is not claimed while an earlier one of the same case and
+audience is still pending, so a slow, retried or contact-waiting message holds the later ones
+back rather than being overtaken. A message that fails for good releases them.
+
 Exactly once, and its one gap: a message is recorded as sent in the same transaction that holds
 its row, after the channel accepted it. If that commit fails (PostgreSQL restarting), the process
 remembers what was accepted and, when the row comes back, records it as sent without sending it
@@ -32,7 +37,8 @@ from uuid import UUID
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
-from sqlalchemy import select
+from sqlalchemy import exists, select, tuple_
+from sqlalchemy.orm import aliased
 
 from referrals_common.contracts import new_event
 from referrals_common.contracts.notifications import (
@@ -121,9 +127,25 @@ class Sender:
         """Claim up to `concurrency` due rows, send their messages at the same time, record
         every outcome, commit once."""
         async with self.db.unit_of_work() as uow:
+            # In the order of the case's history: a message waits while an earlier one of the
+            # same case to the same audience is still pending (being sent, waiting for the
+            # contact, or between retry rounds), so a batch holds at most one per case and
+            # audience, and the patient never reads the outcome before "we received your case".
+            earlier = aliased(Delivery)
+            waits_for_earlier = exists().where(
+                earlier.case_id == Delivery.case_id,
+                earlier.audience == Delivery.audience,
+                earlier.status == "pending",
+                tuple_(earlier.occurred_at, earlier.created_at, earlier.id)
+                < tuple_(Delivery.occurred_at, Delivery.created_at, Delivery.id),
+            )
             rows = await uow.session.execute(
                 select(Delivery)
-                .where(Delivery.status == "pending", Delivery.next_attempt_at <= self.clock())
+                .where(
+                    Delivery.status == "pending",
+                    Delivery.next_attempt_at <= self.clock(),
+                    ~waits_for_earlier,
+                )
                 .order_by(Delivery.next_attempt_at)
                 .limit(self.settings.concurrency)
                 .with_for_update(skip_locked=True)

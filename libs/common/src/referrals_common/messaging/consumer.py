@@ -72,6 +72,21 @@ tracer = trace.get_tracer("referrals_common.consumer")
 Handler = Callable[[CloudEvent[Any], UnitOfWork], Awaitable[None]]
 
 
+def parse_record(record: Any, body: bytes | None = None) -> CloudEvent[EventData]:
+    """The event of a Kafka record in CloudEvents structured mode (the value is the envelope).
+
+    A record in binary mode (a `ce_specversion` header, the value only the payload) is refused
+    with that reason: the platform's topics carry structured mode only. Records published before
+    the relay stopped adding `ce_type`/`ce_id` copies still parse: the value decides."""
+    for key, _ in record.headers or ():
+        if key.lower() == "ce_specversion":
+            raise InvalidEvent(
+                "a CloudEvent in binary content mode (ce_* headers); this topic carries "
+                "structured mode: the record value is the whole envelope"
+            )
+    return parse_event(record.value if body is None else body)
+
+
 class PoisonEvent(Exception):
     """Raised by a handler for an event that can never be applied: dead-letter it, no retries."""
 
@@ -218,7 +233,7 @@ class EventConsumer:
         events = []
         for record in records:
             try:
-                event = parse_event(record.value)
+                event = parse_record(record)
             except (InvalidEvent, UnknownEventType):
                 return False
             events.append((record, event))
@@ -277,7 +292,7 @@ class EventConsumer:
             span.set_attribute("messaging.destination.name", record.topic)
             span.set_attribute("messaging.kafka.offset", record.offset)
             try:
-                event = parse_event(body)
+                event = parse_record(record, body)
             except (InvalidEvent, UnknownEventType) as exc:
                 span.set_status(Status(StatusCode.ERROR, str(exc)))
                 await self._dead_letter(record, body, exc)
