@@ -218,3 +218,42 @@ async def test_a_docx_zip_bomb_is_refused_and_leaves_nothing(api, runtime, tmp_p
     assert objects(runtime) == []
     assert await rows(runtime, "select id from documents") == []
     assert [event["reason"] for event in await rejections(runtime)] == ["decompression_bomb"]
+
+
+async def test_a_body_announced_larger_than_its_types_limit_is_refused_before_it_is_read(
+    api, runtime
+):
+    """Content-Length says 300 MB for a PDF (limit 2 MB here): refused as soon as the head
+    shows the type, not after streaming and hashing up to the limit (an abusive client's
+    cheapest way to burn the service's CPU)."""
+    case_id = uuid.uuid4()
+    boundary = "limits"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="kind"\r\n\r\npathology_report\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.pdf"\r\n'
+        "Content-Type: application/pdf\r\n\r\n"
+    ).encode()
+    announced = 300 * MB
+    pulled = 0
+
+    async def body():  # type: ignore[no-untyped-def]
+        nonlocal pulled
+        yield head + b"%PDF-1.7\n"
+        for _ in range(300):
+            pulled += MB
+            yield bytes(MB)
+
+    r = await api.post(
+        f"/v1/cases/{case_id}/documents",
+        content=body(),
+        headers={
+            **case_headers(case_id),
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Content-Length": str(announced),
+        },
+    )
+    assert r.status_code == 413, r.text
+    assert r.json()["detail"] == "The file is larger than the limit of 2 MB."
+    assert pulled <= MB, f"{pulled // MB} MB were read before the refusal"
+    assert objects(runtime) == []
+    assert await rows(runtime, "select id from documents") == []

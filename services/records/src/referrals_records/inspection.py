@@ -119,6 +119,14 @@ _SHORT_NAMES: Final = {
 }
 
 
+def too_large(max_bytes: int) -> UploadRefused:
+    """The refusal of a file over `max_bytes`, naming the limit in MB."""
+    return UploadRefused(
+        RejectionReason.TOO_LARGE,
+        f"The file is larger than the limit of {_megabytes(max_bytes)} MB.",
+    )
+
+
 class UploadRefused(Exception):
     """An upload records will not store, with the reason, the HTTP status and an explanation.
 
@@ -634,10 +642,7 @@ class ContentInspector:
             chunk = chunk.tobytes()
         self._size += len(chunk)
         if self._size > self.max_bytes:
-            raise UploadRefused(
-                RejectionReason.TOO_LARGE,
-                f"The file is larger than the limit of {_megabytes(self.max_bytes)} MB.",
-            )
+            raise too_large(self.max_bytes)
         if len(self._head) < HEAD_BYTES:
             self._head += chunk[: HEAD_BYTES - len(self._head)]
         self._tail += chunk[-self._tail_bytes :]

@@ -29,6 +29,7 @@ from referrals_records.inspection import (
     check_file_name,
     max_bytes_for,
     sniff,
+    too_large,
 )
 from referrals_records.links import DownloadGrant
 from referrals_records.models import AccessAudit, CaseState, CenterReferral, Document, utcnow
@@ -128,6 +129,12 @@ class Records:
             limit = max_bytes_for(media_type, self.limits)
             inspector = ContentInspector(media_type, max_bytes=limit)
             quota = await self._quota_left(case_id, kind)
+            # A body announced larger than any file of its type (or than the quota left) is
+            # refused now, not after streaming and hashing up to the limit.
+            if upload.surely_larger_than(limit):
+                raise too_large(limit)
+            if quota.quota is not None and upload.surely_larger_than(quota.quota - quota.used):
+                raise CaseQuotaExceeded(quota.quota, quota.used)
 
             def inspect(chunk: bytes | bytearray) -> None:
                 inspector.feed(chunk)

@@ -28,11 +28,22 @@ class _Part:
     value: bytearray = field(default_factory=bytearray)
 
 
+FORM_ALLOWANCE = 64 * 1024
+"""What a request body may hold besides its file (fields, part headers, boundaries)."""
+
+
 @dataclass
 class Upload:
     fields: dict[str, str]
     file_name: str
     chunks: AsyncIterator[bytes]
+    declared_bytes: int | None = None
+    """The request's Content-Length, when it gave one: the file is no larger."""
+
+    def surely_larger_than(self, limit: int) -> bool:
+        """Whether the body the client announced cannot hold a file of at most `limit` bytes
+        and its form, so the upload can be refused before its bytes are read."""
+        return self.declared_bytes is not None and self.declared_bytes > limit + FORM_ALLOWANCE
 
 
 class _Events:
@@ -172,4 +183,10 @@ async def read_upload(request: Request) -> Upload:
                 raise BadRequest("The upload ended before the file was complete.")
             queue, events.items = events.items, []
 
-    return Upload(fields=fields, file_name=file_name, chunks=file_chunks())
+    declared = request.headers.get("content-length", "")
+    return Upload(
+        fields=fields,
+        file_name=file_name,
+        chunks=file_chunks(),
+        declared_bytes=int(declared) if declared.isdigit() else None,
+    )

@@ -71,6 +71,15 @@ class EventData(BaseModel):
 D = TypeVar("D", bound=EventData)
 
 
+def _extension_attributes_schema(schema: dict[str, Any]) -> None:
+    """In the JSON Schema of an envelope: any further attribute is a CloudEvents extension."""
+    schema["propertyNames"] = {"pattern": EXTENSION_NAME.pattern}
+    schema["additionalProperties"] = {
+        "description": "A CloudEvents extension attribute (e.g. `partitionkey`, `traceparent`)",
+        "type": ["string", "integer", "boolean"],
+    }
+
+
 class CloudEvent(BaseModel, Generic[D]):
     """A CloudEvents 1.0 envelope around one event payload.
 
@@ -78,7 +87,9 @@ class CloudEvent(BaseModel, Generic[D]):
     `extensions()` and on the wire) when their name and value are what the specification allows,
     refused otherwise."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(
+        extra="allow", frozen=True, json_schema_extra=_extension_attributes_schema
+    )
 
     specversion: Literal["1.0"] = "1.0"
     id: UUID = Field(default_factory=uuid4, description="Unique per occurrence; the inbox key.")

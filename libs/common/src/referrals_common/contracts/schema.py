@@ -3,16 +3,18 @@
 Both are generated from the pydantic models, never written by hand:
 
 - `json_schemas()` gives, per event type, the JSON Schema (draft 2020-12) of the whole CloudEvents
-  envelope carrying that payload, with `type` and `source` pinned to the event's values and every
-  attribute a producer always sends marked required;
-- `asyncapi_document()` declares one FastStream publisher per topic on a `KafkaBroker` that is
-  never started (so nothing connects anywhere), each with the discriminated union (on `type`) of
-  the envelopes published there, and lets FastStream's AsyncAPI generator build the document; it
-  then adds what FastStream does not model (the Kafka key, the CloudEvents content type, the
-  trace-context headers, the `{center}` parameter of the partner inbox address).
+  envelope carrying that payload, with `type`, `source` and `dataschema` pinned to the event's
+  values, every attribute a producer always sends marked required (but `dataschema`, which
+  events published before it existed lack), CloudEvents extension attributes allowed, and
+  `$id` = `schema_uri(type)` (what the envelopes name in `dataschema`);
+- `asyncapi_document()` describes every topic as a channel with one message per event type
+  (payload schema, Kafka key, headers and an example envelope), a `send` operation per topic
+  (the producing service) and `receive` operations for what a cancer center reads (its inbox)
+  and for each platform service's consumer.
 
 `python -m referrals_common.contracts export docs/contracts` writes both; a unit test regenerates
-them in memory and fails when the committed files are stale.
+them in memory and fails when the committed files are stale, and another compares the schemas
+with the last released ones (`compatibility`).
 """
 
 from __future__ import annotations
@@ -20,17 +22,18 @@ from __future__ import annotations
 import copy
 import inspect
 import json
-from collections.abc import Iterable
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
-from uuid import UUID
+from typing import Any, Literal
+from uuid import UUID, uuid5
 
 from pydantic import AwareDatetime, Field, create_model
+from pydantic.json_schema import models_json_schema
 
 from . import topics
-from .envelope import CONTENT_TYPE, CloudEvent, EventData, registry
+from .envelope import CONTENT_TYPE, CloudEvent, EventData, new_event, registry, schema_uri
+from .examples import EXAMPLES, NOW
 from .partners import PARTNER_INBOX_TOPIC_TEMPLATE
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -41,15 +44,18 @@ SCHEMA_SUFFIX = ".schema.json"
 # Channel names in the AsyncAPI document, one per topic, in the order they are listed.
 _CHANNELS: dict[str, str] = {
     topics.CASES: "cases",
+    topics.CONTACTS: "contacts",
     topics.DOCUMENTS: "documents",
-    topics.LANGUAGE_CHECKS: "language-checks",
+    topics.LANGUAGE_CHECKS: "languageChecks",
     topics.ROUTING: "routing",
     topics.NOTIFICATIONS: "notifications",
-    PARTNER_INBOX_TOPIC_TEMPLATE: "partner-inbox",
+    PARTNER_INBOX_TOPIC_TEMPLATE: "partnerInbox",
 }
 
 _TOPIC_DESCRIPTIONS = {
     topics.CASES: "Cases and their lifecycle, published by intake.",
+    topics.CONTACTS: "Private: the patient's sealed contact details, published by intake and "
+    "read by notifications only.",
     topics.DOCUMENTS: "Stored and rejected documents, published by records.",
     topics.LANGUAGE_CHECKS: "The outcome of the language check of each document, published by "
     "translation.",
@@ -58,6 +64,11 @@ _TOPIC_DESCRIPTIONS = {
     PARTNER_INBOX_TOPIC_TEMPLATE: "One topic per cancer center, the only topic a center may "
     "read: the referrals offered to it, published by partners.",
 }
+
+_EXAMPLE_IDS = UUID("2f0c8e8a-6d1b-4c4e-9a57-1d3f5b7c9e21")
+"""Namespace of the example events' ids (uuid5 of the event type: stable across exports)."""
+
+_EXAMPLE_TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 def event_types_by_topic() -> dict[str, list[type[EventData]]]:
@@ -103,6 +114,16 @@ def envelope_model(model: type[EventData]) -> type[CloudEvent[Any]]:
             Literal["application/json"],
             Field(description="Media type of `data`"),
         ),
+        # Optional in the schema, though our producers always send it: the events published
+        # before it existed are still on the topics (an added required attribute is breaking).
+        dataschema=(
+            Literal[schema_uri(model.event_type)],  # type: ignore[valid-type]
+            Field(
+                default=schema_uri(model.event_type),
+                description="The `$id` of this event's JSON Schema (always sent since it was "
+                "added; absent from events published before)",
+            ),
+        ),
         data=(model, Field(description="The event payload")),
     )
 
@@ -112,7 +133,11 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     schemas: dict[str, dict[str, Any]] = {}
     for event_type, model in sorted(registry().items()):
         schema = envelope_model(model).model_json_schema()
-        schemas[event_type] = {"$schema": JSON_SCHEMA_DIALECT, **schema}
+        schemas[event_type] = {
+            "$schema": JSON_SCHEMA_DIALECT,
+            "$id": schema_uri(event_type),
+            **schema,
+        }
     return schemas
 
 
@@ -153,38 +178,26 @@ def _package_version() -> str:
         return "0.0.0"
 
 
-def _publisher_schema(models: Iterable[type[EventData]]) -> Any:
-    envelopes = tuple(envelope_model(model) for model in models)
-    if len(envelopes) == 1:
-        return envelopes[0]
-    return Annotated[Union[envelopes], Field(discriminator="type")]  # noqa: UP007
+def _pascal(name: str) -> str:
+    return name[:1].upper() + name[1:]
 
 
-def _build_broker() -> Any:
-    from faststream.kafka import KafkaBroker
-
-    broker = KafkaBroker(
-        "localhost:19092",
-        description="The local development stack (deploy/local); deployments configure their "
-        "own bootstrap servers. The broker object is only described here, never connected.",
-    )
-    for topic, models in event_types_by_topic().items():
-        channel = _CHANNELS.get(topic, topic)
-        listed = "\n".join(f"- `{model.event_type}`" for model in models)
-        broker.publisher(
-            topic,
-            title=channel,
-            description=f"{_TOPIC_DESCRIPTIONS.get(topic, '')}\n\nEvents:\n{listed}",
-            schema=_publisher_schema(models),
-        )
-    return broker
+def _message_name(model: type[EventData]) -> str:
+    """The component key of an event's message: its model's name (no `:`, no `.`)."""
+    return model.__name__
 
 
 _HEADERS_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "description": "Kafka record headers. The W3C trace context travels here, never in the "
-    "payload.",
+    "description": "Kafka record headers. CloudEvents structured mode: the record value is the "
+    "whole envelope, `content-type` says so, and there is no `ce_*` header (the Kafka binding "
+    "reserves those for binary mode). The W3C trace context travels here, never in the payload.",
     "properties": {
+        "content-type": {
+            "type": "string",
+            "const": CONTENT_TYPE,
+            "description": "CloudEvents structured mode, JSON event format",
+        },
         "traceparent": {
             "type": "string",
             "description": "W3C Trace Context traceparent of the span that published the event "
@@ -195,22 +208,8 @@ _HEADERS_SCHEMA: dict[str, Any] = {
             "type": "string",
             "description": "W3C Trace Context tracestate, when the producer had one",
         },
-        "content-type": {
-            "const": CONTENT_TYPE,
-            "description": "CloudEvents structured mode: the record value is the whole envelope",
-        },
-        "ce_type": {
-            "type": "string",
-            "description": "Copy of the envelope's `type`, to filter without parsing the value; "
-            "the value is authoritative",
-        },
-        "ce_id": {
-            "type": "string",
-            "format": "uuid",
-            "description": "Copy of the envelope's `id`; the value is authoritative",
-        },
     },
-    "required": ["content-type", "ce_type", "ce_id"],
+    "required": ["content-type"],
 }
 
 _KEY_BINDING: dict[str, Any] = {
@@ -218,66 +217,165 @@ _KEY_BINDING: dict[str, Any] = {
         "key": {
             "type": "string",
             "format": "uuid",
-            "description": "The case id (the envelope's subject): all events of a case share a "
-            "partition and stay in order",
+            "description": "The case id (the envelope's subject; the CloudEvents Kafka binding "
+            "maps it to the `partitionkey` extension): all events of a case share a partition "
+            "and stay in order",
         },
-        "bindingVersion": "0.4.0",
+        "bindingVersion": "0.5.0",
     }
 }
 
 
-def asyncapi_document() -> dict[str, Any]:
-    """The AsyncAPI 3.0 document of every platform topic, generated by FastStream."""
-    from faststream.specification import AsyncAPI
+def _example(model: type[EventData]) -> dict[str, Any]:
+    """The example envelope of an event type, as it is on the wire."""
+    event = new_event(EXAMPLES[model](), id=uuid5(_EXAMPLE_IDS, model.event_type), time=NOW)
+    return {
+        "name": f"{_message_name(model)}Example",
+        "summary": f"A `{model.event_type}` event",
+        "headers": {"content-type": CONTENT_TYPE, "traceparent": _EXAMPLE_TRACEPARENT},
+        "payload": event.model_dump(mode="json"),
+    }
 
-    broker = _build_broker()
-    spec = AsyncAPI(
-        broker,
-        title="Cross-border cancer second-opinion referrals: integration events",
-        version=_package_version(),
-        description="Every event is a CloudEvents 1.0 envelope in structured JSON mode, keyed by "
-        "case id. An incompatible change is a new `.v2` event type published beside the old "
-        "one. Events that fail validation or exhaust retries go to `<topic>.dlq`. Events carry "
-        "identifiers and clinical facts only, never contact data. See docs/event-catalogue.md.",
-        schema_version="3.0.0",
+
+def _message(model: type[EventData]) -> dict[str, Any]:
+    doc = inspect.cleandoc(model.__doc__ or "")
+    return {
+        "name": model.event_type,
+        "title": model.event_type,
+        "summary": doc.split("\n\n")[0].replace("\n", " "),
+        "description": doc,
+        "contentType": CONTENT_TYPE,
+        "headers": copy.deepcopy(_HEADERS_SCHEMA),
+        "payload": {"$ref": f"#/components/schemas/{model.__name__}Event"},
+        "bindings": copy.deepcopy(_KEY_BINDING),
+        "examples": [_example(model)],
+    }
+
+
+def _component_schemas(models: list[type[EventData]]) -> dict[str, Any]:
+    """Every envelope schema and the schemas they share, keyed by model name."""
+    _, top = models_json_schema(
+        [(envelope_model(model), "validation") for model in models],
+        ref_template="#/components/schemas/{model}",
     )
-    document: dict[str, Any] = spec.to_specification().to_jsonable()
-    return _finish(document)
+    return dict(sorted(top.get("$defs", {}).items()))
 
 
-def _finish(document: dict[str, Any]) -> dict[str, Any]:
-    """Add what FastStream does not model, and put every map in a stable order."""
-    order = list(_CHANNELS.values())
+def _operation(
+    action: str, channel: str, models: list[type[EventData]], title: str, description: str
+) -> dict[str, Any]:
+    return {
+        "action": action,
+        "channel": {"$ref": f"#/channels/{channel}"},
+        "title": title,
+        "description": description,
+        "messages": [
+            {"$ref": f"#/channels/{channel}/messages/{_message_name(model)}"} for model in models
+        ],
+    }
 
-    def ordered(mapping: dict[str, Any], key_of: Any = lambda key: key) -> dict[str, Any]:
-        def rank(key: str) -> tuple[int, str]:
-            name = key_of(key)
-            return (order.index(name) if name in order else len(order), key)
 
-        return {key: mapping[key] for key in sorted(mapping, key=rank)}
+def _operations(by_topic: dict[str, list[type[EventData]]]) -> dict[str, Any]:
+    """A `send` per topic (its producer), a `receive` for a center's inbox and one per platform
+    consumer and topic it reads."""
+    operations: dict[str, Any] = {}
+    for topic, models in by_topic.items():
+        channel = _CHANNELS[topic]
+        producer = models[0].source.rsplit("/", 1)[-1]
+        operations[f"send{_pascal(channel)}"] = _operation(
+            "send",
+            channel,
+            models,
+            f"{producer} publishes to {topic}",
+            f"{producer} publishes these events through its transactional outbox, keyed by "
+            "case id.",
+        )
+    inbox = _CHANNELS[PARTNER_INBOX_TOPIC_TEMPLATE]
+    operations["receiveReferralOffers"] = _operation(
+        "receive",
+        inbox,
+        by_topic[PARTNER_INBOX_TOPIC_TEMPLATE],
+        "A cancer center reads its inbox",
+        "A cancer center consumes its own inbox topic, and no other, with a principal of its "
+        "own (`center-<code>`) in consumer groups whose names start with it (Kafka ACLs: Read "
+        "and Describe on the topic, Read on the group prefix; see docs/runbook.md). It reads the "
+        "patient's questions and the documents through the partner API "
+        "(`GET /v1/partner/referrals/{referral_id}`).",
+    )
+    for service, subscribed in topics.CONSUMERS.items():
+        for topic in subscribed:
+            channel = _CHANNELS[topic]
+            operations[f"{service}Receives{_pascal(channel)}"] = _operation(
+                "receive",
+                channel,
+                by_topic[topic],
+                f"{service} consumes {topic}",
+                f"{service}'s consumer reads every event of the topic, applies the types it "
+                "handles once (its inbox) and skips the others; a record it cannot apply goes "
+                f"to `{topics.dead_letter(topic)}`.",
+            )
+    return operations
 
-    channels = ordered(document.get("channels", {}))
-    inbox = channels.get(_CHANNELS[PARTNER_INBOX_TOPIC_TEMPLATE])
-    if inbox is not None:
-        inbox["parameters"] = {
-            "center": {
-                "description": "The center's code in the partner registry (lower case)",
-                "examples": ["charite-berlin"],
-            }
+
+def asyncapi_document() -> dict[str, Any]:
+    """The AsyncAPI 3.1 document of every platform topic: channels, one message per event type,
+    who sends and who receives."""
+    by_topic = event_types_by_topic()
+    unnamed = set(by_topic) - set(_CHANNELS)
+    if unnamed:
+        raise ValueError(f"topics without an AsyncAPI channel name: {sorted(unnamed)}")
+    channels: dict[str, Any] = {}
+    messages: dict[str, Any] = {}
+    for topic, models in by_topic.items():
+        channel: dict[str, Any] = {
+            "address": topic,
+            "title": topic,
+            "description": _TOPIC_DESCRIPTIONS.get(topic, ""),
+            "servers": [{"$ref": "#/servers/development"}],
+            "messages": {
+                _message_name(model): {"$ref": f"#/components/messages/{_message_name(model)}"}
+                for model in models
+            },
         }
-    document["channels"] = channels
-    document["operations"] = ordered(document.get("operations", {}))
-
-    components = document.setdefault("components", {})
-    messages = ordered(components.get("messages", {}), key_of=lambda key: key.split(":")[0])
-    for message in messages.values():
-        message.pop("correlationId", None)
-        message["contentType"] = CONTENT_TYPE
-        message["headers"] = copy.deepcopy(_HEADERS_SCHEMA)
-        message["bindings"] = copy.deepcopy(_KEY_BINDING)
-    components["messages"] = messages
-    components["schemas"] = dict(sorted(components.get("schemas", {}).items()))
-    return document
+        if topic == PARTNER_INBOX_TOPIC_TEMPLATE:
+            channel["parameters"] = {
+                "center": {
+                    "description": "The center's code in the partner registry (lower case)",
+                    "examples": ["charite-berlin"],
+                }
+            }
+        channels[_CHANNELS[topic]] = channel
+        messages.update({_message_name(model): _message(model) for model in models})
+    return {
+        "asyncapi": "3.1.0",
+        "info": {
+            "title": "Cross-border cancer second-opinion referrals: integration events",
+            "version": _package_version(),
+            "description": "Every event is a CloudEvents 1.0 envelope in the Kafka protocol "
+            "binding's structured mode (JSON event format), keyed by case id; its `dataschema` "
+            "names its JSON Schema (`$id`). Within a version only optional fields are added; an "
+            "incompatible change is a new `.v2` event type published beside the old one. Events "
+            "that fail validation or exhaust retries go to `<topic>.dlq`. Events carry "
+            "identifiers and clinical facts only, never contact data. Partner front ends read "
+            "no topic: they call the HTTP APIs and receive notifications' webhooks. See "
+            "docs/event-catalogue.md.",
+        },
+        "defaultContentType": CONTENT_TYPE,
+        "servers": {
+            "development": {
+                "host": "localhost:19092",
+                "protocol": "kafka",
+                "description": "The local development stack (deploy/local); deployments "
+                "configure their own bootstrap servers.",
+            }
+        },
+        "channels": channels,
+        "operations": _operations(by_topic),
+        "components": {
+            "schemas": _component_schemas([m for ms in by_topic.values() for m in ms]),
+            "messages": messages,
+        },
+    }
 
 
 def rendered_files() -> dict[str, str]:

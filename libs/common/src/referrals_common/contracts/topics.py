@@ -23,3 +23,13 @@ def dead_letter(topic: str) -> str:
 
 
 PLATFORM_TOPICS = (CASES, DOCUMENTS, LANGUAGE_CHECKS, ROUTING, NOTIFICATIONS, CONTACTS)
+
+CONSUMERS: dict[str, tuple[str, ...]] = {
+    "intake": (DOCUMENTS, LANGUAGE_CHECKS, ROUTING),
+    "records": (CASES, ROUTING),
+    "translation": (DOCUMENTS, CASES),
+    "partners": (CASES, DOCUMENTS),
+    "notifications": (CONTACTS, CASES, DOCUMENTS, LANGUAGE_CHECKS, ROUTING),
+}
+"""The topics each service's consumer reads (its `SUBSCRIBED_TOPICS`; a unit test keeps them in
+step), for the AsyncAPI document's `receive` operations."""

@@ -72,6 +72,17 @@ delete from outbox where id in (
 """
 
 
+def record_headers(trace_context: dict[str, str]) -> list[tuple[str, bytes]]:
+    """The headers of a published event: the trace context, and `content-type` saying the
+    record is in CloudEvents structured mode (the value is the whole JSON envelope).
+
+    No `ce_*` header: the CloudEvents Kafka binding reads those as binary mode, where the value
+    would be the payload alone, so an SDK would misread our records."""
+    headers = [(name, value.encode()) for name, value in trace_context.items()]
+    headers.append(("content-type", CONTENT_TYPE.encode()))
+    return headers
+
+
 class OutboxRelay:
     """Publishes one service database's outbox to Kafka until stopped."""
 
@@ -223,15 +234,11 @@ class OutboxRelay:
             span.set_attribute("messaging.kafka.message.key", row["aggregate_id"])
             carrier: dict[str, str] = {}
             propagate.inject(carrier)
-        # CloudEvents Kafka binding, structured mode: the value is the whole envelope and
-        # `content-type` says so. No `ce_*` header: the binding reads those as binary mode.
-        headers = [(k, v.encode()) for k, v in carrier.items()]
-        headers.append(("content-type", CONTENT_TYPE.encode()))
         return await self._producer.send(
             row["topic"],
             value=row["payload"].encode(),
             key=row["aggregate_id"].encode(),
-            headers=headers,
+            headers=record_headers(carrier),
         )
 
     async def prune(self) -> int:

@@ -353,12 +353,16 @@ async def _store(
         )
     except UploadRefused as refused:
         await audit(runtime, actor, "upload_refused", case_id, outcome="denied")
+        # The rest of a refused body is not wanted: closing the connection after the answer
+        # stops the server from reading (and the client from sending) what is left of it.
+        unread = {"Connection": "close"}
         if isinstance(refused, CaseQuotaExceeded):
             raise ProblemError(
                 refused.detail,
                 status=413,
                 type_slug="case-quota-exceeded",
                 title="The case's documents would exceed its quota",
+                headers=unread,
                 extensions={
                     "reason": str(refused.reason),
                     "quota_bytes": refused.quota_bytes,
@@ -370,6 +374,7 @@ async def _store(
             status=refused.status,
             type_slug=f"upload-{refused.reason.replace('_', '-')}",
             title="The upload was refused",
+            headers=unread,
             extensions={
                 "reason": str(refused.reason),
                 "accepted_media_types": sorted(ACCEPTED_MEDIA_TYPES),
