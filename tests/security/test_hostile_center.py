@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import uvicorn
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from devstack.process import free_port
 from referrals_common.outbound import IPAddress, OutboundPolicy
@@ -282,6 +282,13 @@ async def _queued_then_delivered(
     try once, and return the delivery as it is then."""
     rt = world.runtimes["partners"]
     async with rt.db.unit_of_work() as uow:
+        # The world runs no scheduler: deliveries other tests' offers queued wait for none, and
+        # the sender below must try exactly this one.
+        await uow.session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.status == "pending")
+            .values(status="cancelled")
+        )
         delivery = WebhookDelivery(
             event_id=uuid.uuid4(),
             center_code=case.center,
@@ -310,6 +317,8 @@ async def test_a_host_rebound_to_loopback_after_registration_is_not_called(world
     answers: dict[str, list[str]] = {"hooks.rebind.example": ["93.184.215.14"]}
 
     async def resolve(host: str, port: int) -> list[IPAddress]:
+        if host not in answers:
+            raise OSError(f"{host}: Name or service not known")
         return [ipaddress.ip_address(a) for a in answers[host]]
 
     case = world.take_routed()

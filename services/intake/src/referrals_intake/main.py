@@ -22,8 +22,10 @@ from referrals_common.auth.case_tokens import (
 )
 from referrals_common.crypto import FieldCipher, SealedBox
 from referrals_common.db import Database
+from referrals_common.edge.principals import AccessLog
 from referrals_common.service_app import create_service_app, setup_observability
 from referrals_intake.config import IntakeSettings
+from referrals_intake.models import AccessAudit
 from referrals_intake.service import Intake
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -40,6 +42,8 @@ class Runtime:
     jwks: dict  # type: ignore[type-arg]
     pepper: bytes
     verified_keys: VerifiedKeys[Any]
+    access_log: AccessLog
+    """The access audit, written in transactions of its own (denials, refused credentials)."""
 
 
 def build_runtime(settings: IntakeSettings) -> Runtime:
@@ -54,9 +58,10 @@ def build_runtime(settings: IntakeSettings) -> Runtime:
         log.warning("no field encryption key configured: using a throw-away key")
         field_key = FieldCipher.generate_key_base64()
     jwks = public_jwks(key_pem)
+    db = Database(settings.postgres)
     return Runtime(
         settings=settings,
-        db=Database(settings.postgres),
+        db=db,
         intake=Intake(
             cipher=FieldCipher.from_base64(field_key),
             processing_consent_versions=settings.processing_consent_versions,
@@ -70,6 +75,7 @@ def build_runtime(settings: IntakeSettings) -> Runtime:
         jwks=jwks,
         pepper=settings.api_key_pepper.get_secret_value().encode(),
         verified_keys=VerifiedKeys(settings.api_key_pepper.get_secret_value().encode()),
+        access_log=AccessLog(db, AccessAudit),
     )
 
 

@@ -22,9 +22,11 @@ from referrals_common.auth.api_keys import VerifiedKeys
 from referrals_common.auth.case_tokens import CaseTokenVerifier
 from referrals_common.crypto import FieldCipher
 from referrals_common.db import Database
+from referrals_common.edge.principals import AccessLog
 from referrals_common.outbound import OutboundPolicy
 from referrals_common.service_app import create_service_app, setup_observability
 from referrals_partners.config import PartnersSettings
+from referrals_partners.models import AccessAudit
 from referrals_partners.registry import load_registry
 from referrals_partners.service import Limits, Partners
 
@@ -43,6 +45,8 @@ class Runtime:
     verifier: CaseTokenVerifier | None
     outbound: OutboundPolicy
     """Which webhook receivers may be called, checked at registration and at every delivery."""
+    access_log: AccessLog
+    """The access audit, written in transactions of its own."""
 
 
 def field_cipher(settings: PartnersSettings) -> FieldCipher:
@@ -61,9 +65,10 @@ def field_cipher(settings: PartnersSettings) -> FieldCipher:
 def build_runtime(settings: PartnersSettings) -> Runtime:
     pepper = settings.api_key_pepper.get_secret_value().encode()
     override = settings.deadline_override_seconds
+    db = Database(settings.postgres)
     return Runtime(
         settings=settings,
-        db=Database(settings.postgres),
+        db=db,
         partners=Partners(
             load_registry(settings.seed_file or None).currency,
             Limits(
@@ -82,6 +87,7 @@ def build_runtime(settings: PartnersSettings) -> Runtime:
         outbound=OutboundPolicy.for_environment(
             settings.environment, settings.outbound_allowed_targets
         ),
+        access_log=AccessLog(db, AccessAudit),
     )
 
 

@@ -13,9 +13,11 @@ from fastapi import FastAPI
 from referrals_common.auth.api_keys import VerifiedKeys
 from referrals_common.auth.case_tokens import CaseTokenVerifier
 from referrals_common.db import Database
+from referrals_common.edge.principals import AccessLog
 from referrals_common.service_app import create_service_app, setup_observability
 from referrals_records.config import RecordsSettings
 from referrals_records.links import LinkSigner
+from referrals_records.models import AccessAudit
 from referrals_records.service import Records
 from referrals_records.storage import DocumentClient, DocumentStore
 
@@ -34,7 +36,10 @@ class Runtime:
     records: Records
     verifier: CaseTokenVerifier
     pepper: bytes
-    verified_keys: VerifiedKeys[str]
+    verified_keys: VerifiedKeys[tuple[str, str]]
+    """Verified center keys: (key id, center code)."""
+    access_log: AccessLog
+    """The access audit, written in transactions of its own."""
     links: LinkSigner
     """Signs and opens download links (`/v1/downloads/<token>`)."""
 
@@ -71,6 +76,7 @@ def build_runtime(settings: RecordsSettings) -> Runtime:
         pepper=settings.api_key_pepper.get_secret_value().encode(),
         verified_keys=VerifiedKeys(settings.api_key_pepper.get_secret_value().encode()),
         links=link_signer(settings),
+        access_log=AccessLog(db, AccessAudit),
     )
 
 

@@ -12,34 +12,24 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from functools import partial
 from typing import Annotated
 from uuid import UUID
 
 from fastapi import Depends, Path, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from referrals_common.api.problems import NotFound, Unauthorized
-from referrals_common.auth.api_keys import InvalidApiKey, parse_api_key, verify_secret
-from referrals_common.auth.case_tokens import InvalidCaseToken
 from referrals_common.db import UnitOfWork
-from referrals_common.edge import FailureSummary, authenticated, authentication_failed
+from referrals_common.edge import authenticated
+from referrals_common.edge.principals import CaseAccess, verify_api_key, verify_case_token
 from referrals_intake.main import Runtime
-from referrals_intake.models import AccessAudit
 from referrals_intake.repository import CaseRepository
 
 api_key_header = APIKeyHeader(
     name="X-Api-Key", auto_error=False, description="The partner front end's API key"
 )
 bearer = HTTPBearer(auto_error=False, description="A case access token")
-
-
-def _route(request: Request) -> str:
-    """`GET /v1/cases/{case_id}`: the route, not the path, so no identifier is logged twice."""
-    route = request.scope.get("route")
-    return f"{request.method} {getattr(route, 'path', request.url.path)}"[:120]
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -67,73 +57,32 @@ class Client:
         return f"client:{self.key_id}"
 
 
-async def _audit_denied(runtime: Runtime, actor: str, action: str, case_id: UUID | None) -> None:
-    async with runtime.db.unit_of_work() as uow:
-        CaseRepository(uow.session).audit(actor, action, case_id, outcome="denied")
-        await uow.commit()
-
-
-async def audit_failed_authentications(
-    runtime: Runtime, summaries: Sequence[FailureSummary]
-) -> None:
-    """One audit row per summary of failed authentications (`failed_authentication x<count>
-    from <address>`), in one transaction."""
-    async with runtime.db.unit_of_work() as uow:
-        for summary in summaries:
-            uow.session.add(
-                AccessAudit(actor=summary.actor[:120], action=summary.action, outcome="denied")
-            )
-        await uow.commit()
-
-
-async def _authentication_failed(request: Request, runtime: Runtime, actor: str) -> None:
-    await authentication_failed(
-        request, actor=actor, sink=partial(audit_failed_authentications, runtime)
-    )
-
-
 async def current_client(
     request: Request,
     runtime: RuntimeDep,
     uow: UowDep,
     presented: Annotated[str | None, Security(api_key_header)],
 ) -> Client:
-    if not presented:
-        raise Unauthorized("This endpoint needs the front end's API key in X-Api-Key.")
-    cached = runtime.verified_keys.get(presented)
+    """The partner front end whose API key this is (`referrals_common.edge.principals`)."""
+    cached = runtime.verified_keys.get(presented) if presented else None
     if cached is not None:
         authenticated(request, f"key:{cached.key_id}")
         return cached  # type: ignore[no-any-return]
-    try:
-        _, key_id, secret = parse_api_key(presented)
-    except InvalidApiKey:
-        await _authentication_failed(request, runtime, "client:malformed-key")
-        raise Unauthorized("The API key is malformed.") from None
-    row = await CaseRepository(uow.session).client(key_id)
-    if (
-        row is None
-        or row.revoked_at is not None
-        or not verify_secret(secret, row.secret_hash, runtime.pepper)
-    ):
-        await _authentication_failed(request, runtime, f"client:{key_id}")
-        raise Unauthorized("The API key is not valid.")
-    client = Client(key_id=row.key_id, name=row.name)
+    key_id, row = await verify_api_key(
+        request,
+        presented,
+        lookup=CaseRepository(uow.session).client,
+        pepper=runtime.pepper,
+        log=runtime.access_log,
+        actor_prefix="client",
+        missing="This endpoint needs the front end's API key in X-Api-Key.",
+    )
+    client = Client(key_id=key_id, name=row.name)
     runtime.verified_keys.put(presented, client)
-    authenticated(request, f"key:{client.key_id}")
     return client
 
 
 ClientDep = Annotated[Client, Depends(current_client)]
-
-
-@dataclass(frozen=True)
-class CaseAccess:
-    case_id: UUID
-    client_id: str
-
-    @property
-    def actor(self) -> str:
-        return f"case-token:{self.client_id}"
 
 
 async def case_access(
@@ -142,18 +91,9 @@ async def case_access(
     case_id: Annotated[UUID, Path(description="The case id")],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
 ) -> CaseAccess:
-    if credentials is None:
-        raise Unauthorized("This endpoint needs the case access token: Authorization: Bearer …")
-    try:
-        claims = runtime.verifier.verify(credentials.credentials)
-    except InvalidCaseToken as exc:
-        await _authentication_failed(request, runtime, "case-token:invalid")
-        raise Unauthorized(f"The case access token is not valid: {exc.reason}.") from None
-    authenticated(request, f"case:{claims.case_id}")
-    if claims.case_id != case_id:
-        await _audit_denied(runtime, f"case-token:{claims.client_id}", _route(request), case_id)
-        raise NotFound(f"There is no case {case_id}.")
-    return CaseAccess(case_id=case_id, client_id=claims.client_id)
+    return await verify_case_token(
+        request, credentials, case_id, verifier=runtime.verifier, log=runtime.access_log
+    )
 
 
 CaseAccessDep = Annotated[CaseAccess, Depends(case_access)]

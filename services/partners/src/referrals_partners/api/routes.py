@@ -10,9 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
-from functools import partial
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -30,17 +28,15 @@ from referrals_common.api.problems import (
     Unprocessable,
     problem_responses,
 )
-from referrals_common.auth.api_keys import InvalidApiKey, parse_api_key, verify_secret
-from referrals_common.auth.case_tokens import InvalidCaseToken
 from referrals_common.contracts import DeclineReason
-from referrals_common.edge import FailureSummary, authenticated, authentication_failed
+from referrals_common.edge import authenticated
+from referrals_common.edge.principals import route_of, verify_api_key, verify_case_token
 from referrals_common.outbound import TargetRefused
 from referrals_common.text import PlainText
 from referrals_common.webhooks import new_secret
 from referrals_partners.centers import center_row_values, issue_key
 from referrals_partners.main import Runtime
 from referrals_partners.models import (
-    AccessAudit,
     ApiClient,
     CenterRow,
     Referral,
@@ -71,11 +67,6 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def _route(request: Request) -> str:
-    route = request.scope.get("route")
-    return f"{request.method} {getattr(route, 'path', request.url.path)}"
-
-
 async def audit(
     runtime: Runtime,
     actor: str,
@@ -85,36 +76,9 @@ async def audit(
     referral_id: UUID | None = None,
     outcome: str = "ok",
 ) -> None:
-    async with runtime.db.unit_of_work() as uow:
-        uow.session.add(
-            AccessAudit(
-                actor=actor[:120],
-                action=action[:120],
-                case_id=case_id,
-                referral_id=referral_id,
-                outcome=outcome,
-            )
-        )
-        await uow.commit()
-
-
-async def audit_failed_authentications(
-    runtime: Runtime, summaries: Sequence[FailureSummary]
-) -> None:
-    """One audit row per summary of failed authentications (`failed_authentication x<count>
-    from <address>`), in one transaction: a flood of bad credentials adds a few rows a window,
-    not one per attempt (`referrals_common.edge.audit`)."""
-    async with runtime.db.unit_of_work() as uow:
-        for summary in summaries:
-            uow.session.add(
-                AccessAudit(actor=summary.actor[:120], action=summary.action, outcome="denied")
-            )
-        await uow.commit()
-
-
-async def _authentication_failed(request: Request, runtime: Runtime, actor: str) -> None:
-    await authentication_failed(
-        request, actor=actor, sink=partial(audit_failed_authentications, runtime)
+    """One row of partners' access audit, in a transaction of its own."""
+    await runtime.access_log.record(
+        actor, action, case_id=case_id, referral_id=referral_id, outcome=outcome
     )
 
 
@@ -126,30 +90,29 @@ async def _principal(
     key of the other role is an authenticated caller, audited per call; a valid key spends one
     of its requests (429 past the rate limit)."""
     what = "the center's" if role == "center" else "an operator's"
-    if not presented:
-        raise Unauthorized(f"This endpoint needs {what} API key in X-Api-Key.")
-    cached = runtime.verified_keys.get(presented)
+    cached = runtime.verified_keys.get(presented) if presented else None
     if cached is not None and cached[1] == role:
         authenticated(request, f"key:{cached[0]}")
         return cached[0], cached[2]
-    try:
-        _, key_id, secret = parse_api_key(presented)
-    except InvalidApiKey:
-        await _authentication_failed(request, runtime, "key:malformed")
-        raise Unauthorized("The API key is malformed.") from None
-    async with runtime.db.unit_of_work() as uow:
-        row = await uow.session.get(ApiClient, key_id)
-    if (
-        row is None
-        or row.revoked_at is not None
-        or not verify_secret(secret, row.secret_hash, runtime.pepper)
-    ):
-        await _authentication_failed(request, runtime, f"key:{key_id}")
-        raise Unauthorized(f"The API key is not valid here: this endpoint needs {what} key.")
-    authenticated(request, f"key:{key_id}")
+
+    async def lookup(key_id: str) -> ApiClient | None:
+        async with runtime.db.unit_of_work() as uow:
+            return await uow.session.get(ApiClient, key_id)
+
+    refused = f"The API key is not valid here: this endpoint needs {what} key."
+    key_id, row = await verify_api_key(
+        request,
+        presented,
+        lookup=lookup,
+        pepper=runtime.pepper,
+        log=runtime.access_log,
+        actor_prefix="key",
+        missing=f"This endpoint needs {what} API key in X-Api-Key.",
+        refused=refused,
+    )
     if row.role != role:
-        await audit(runtime, f"key:{key_id}", _route(request), outcome="denied")
-        raise Unauthorized(f"The API key is not valid here: this endpoint needs {what} key.")
+        await audit(runtime, f"key:{key_id}", route_of(request), outcome="denied")
+        raise Unauthorized(refused)
     runtime.verified_keys.put(presented, (key_id, role, row.center_code))
     return key_id, row.center_code
 
@@ -326,7 +289,7 @@ async def _answer(
         await audit(
             runtime,
             f"center:{center}",
-            _route(request),
+            route_of(request),
             case_id=other.case_id if other else None,
             referral_id=referral_id,
             outcome="denied",
@@ -336,7 +299,7 @@ async def _answer(
         await audit(
             runtime,
             f"center:{center}",
-            _route(request),
+            route_of(request),
             case_id=exc.case_id,
             referral_id=referral_id,
             outcome="refused",
@@ -344,7 +307,11 @@ async def _answer(
         raise Conflict(str(exc), extensions={"referral_status": exc.status}) from None
     except OpinionNotOwn as exc:
         await audit(
-            runtime, f"center:{center}", _route(request), referral_id=referral_id, outcome="denied"
+            runtime,
+            f"center:{center}",
+            route_of(request),
+            referral_id=referral_id,
+            outcome="denied",
         )
         raise Unprocessable(
             f"Document {exc.args[0]} is not an opinion this referral uploaded: a center delivers "
@@ -363,7 +330,7 @@ async def _answer(
         await audit(
             runtime,
             f"center:{center}",
-            _route(request),
+            route_of(request),
             referral_id=referral_id,
             outcome="not_known_yet",
         )
@@ -378,7 +345,7 @@ async def _answer(
     await audit(
         runtime,
         f"center:{center}",
-        _route(request),
+        route_of(request),
         case_id=referral.case_id,
         referral_id=referral.id,
     )
@@ -406,7 +373,7 @@ async def list_referrals(
         )
         questions = await _questions(uow, {r.case_id for r in rows})
         referrals = [OfferedReferral.of(r, questions.get(r.case_id)) for r in rows]
-    await audit(runtime, f"center:{center}", _route(request))
+    await audit(runtime, f"center:{center}", route_of(request))
     return referrals
 
 
@@ -525,7 +492,7 @@ async def put_webhook(
     try:
         await runtime.outbound.resolve(url)
     except TargetRefused as refused:
-        await audit(runtime, f"center:{center}", _route(request), outcome="refused")
+        await audit(runtime, f"center:{center}", route_of(request), outcome="refused")
         raise Unprocessable(
             refused.reason,
             errors=[
@@ -543,7 +510,7 @@ async def put_webhook(
         else:
             hook.url, hook.secret_encrypted, hook.created_at = url, sealed, utcnow()
         await uow.commit()
-    await audit(runtime, f"center:{center}", _route(request))
+    await audit(runtime, f"center:{center}", route_of(request))
     return WebhookCreated(url=url, secret=secret)
 
 
@@ -557,7 +524,7 @@ async def get_webhook(center: CenterDep, runtime: RuntimeDep, request: Request) 
     async with runtime.db.unit_of_work() as uow:
         hook = await uow.session.get(Webhook, center)
         if hook is None:
-            await audit(runtime, f"center:{center}", _route(request), outcome="not_found")
+            await audit(runtime, f"center:{center}", route_of(request), outcome="not_found")
             raise NotFound("This center has no webhook.")
         rows = await uow.session.execute(
             select(WebhookDelivery)
@@ -566,7 +533,7 @@ async def get_webhook(center: CenterDep, runtime: RuntimeDep, request: Request) 
             .limit(100)
         )
         deliveries = [DeliveryView.model_validate(d, from_attributes=True) for d in rows.scalars()]
-    await audit(runtime, f"center:{center}", _route(request))
+    await audit(runtime, f"center:{center}", route_of(request))
     return WebhookView(url=hook.url, created_at=hook.created_at, deliveries=deliveries)
 
 
@@ -580,11 +547,11 @@ async def delete_webhook(center: CenterDep, runtime: RuntimeDep, request: Reques
     async with runtime.db.unit_of_work() as uow:
         hook = await uow.session.get(Webhook, center)
         if hook is None:
-            await audit(runtime, f"center:{center}", _route(request), outcome="not_found")
+            await audit(runtime, f"center:{center}", route_of(request), outcome="not_found")
             raise NotFound("This center has no webhook.")
         await uow.session.delete(hook)
         await uow.commit()
-    await audit(runtime, f"center:{center}", _route(request))
+    await audit(runtime, f"center:{center}", route_of(request))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -601,7 +568,7 @@ async def list_centers(
     async with runtime.db.unit_of_work() as uow:
         rows = (await uow.session.execute(select(CenterRow).order_by(CenterRow.code))).scalars()
         centers = [CenterView.model_validate(r, from_attributes=True) for r in rows]
-    await audit(runtime, operator, _route(request))
+    await audit(runtime, operator, route_of(request))
     return centers
 
 
@@ -632,7 +599,7 @@ async def add_center(
         partitions=1,
         replication_factor=kafka.topic_replication_factor,
     )
-    await audit(runtime, operator, _route(request))
+    await audit(runtime, operator, route_of(request))
     return CenterView.model_validate(row, from_attributes=True)
 
 
@@ -654,7 +621,7 @@ async def update_center(
         values = center_row_values(center)
         row.profile, row.active, row.updated_at = values["profile"], values["active"], utcnow()  # type: ignore[assignment]
         await uow.commit()
-    await audit(runtime, operator, _route(request))
+    await audit(runtime, operator, route_of(request))
     return CenterView.model_validate(row, from_attributes=True)
 
 
@@ -680,7 +647,7 @@ async def pause_center(
     code: str, operator: OperatorDep, runtime: RuntimeDep, request: Request
 ) -> CenterView:
     view = await _set_active(runtime, code, False)
-    await audit(runtime, operator, _route(request))
+    await audit(runtime, operator, route_of(request))
     return view
 
 
@@ -694,7 +661,7 @@ async def resume_center(
     code: str, operator: OperatorDep, runtime: RuntimeDep, request: Request
 ) -> CenterView:
     view = await _set_active(runtime, code, True)
-    await audit(runtime, operator, _route(request))
+    await audit(runtime, operator, route_of(request))
     return view
 
 
@@ -713,7 +680,7 @@ async def issue_center_key(
             raise NotFound(f"There is no center {code}.")
         key = await issue_key(uow, runtime.pepper, role="center", name=code, center_code=code)
         await uow.commit()
-    await audit(runtime, operator, _route(request))
+    await audit(runtime, operator, route_of(request))
     return IssuedKey(key=key)
 
 
@@ -732,7 +699,7 @@ async def revoke_key(
             raise NotFound(f"There is no key {key_id}.")
         row.revoked_at = row.revoked_at or utcnow()
         await uow.commit()
-    await audit(runtime, operator, _route(request))
+    await audit(runtime, operator, route_of(request))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -763,7 +730,7 @@ async def list_cases(
     status_: Annotated[str, Query(alias="status")] = "unroutable",
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[RoutingView]:
-    await audit(runtime, operator, _route(request))
+    await audit(runtime, operator, route_of(request))
     async with runtime.db.unit_of_work() as uow:
         rows = await uow.session.execute(
             select(RoutingCase)
@@ -801,7 +768,7 @@ async def case_routing(
             select(Referral).where(Referral.case_id == case_id).order_by(Referral.attempt)
         )
         referrals = [_referral_record(r) for r in rows.scalars()]
-    await audit(runtime, operator, _route(request), case_id=case_id)
+    await audit(runtime, operator, route_of(request), case_id=case_id)
     return RoutingView(
         case_id=case.case_id,
         status=case.status,
@@ -825,25 +792,9 @@ async def patient_routing(
     case_id: Annotated[UUID, Path()],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
 ) -> PatientRouting:
-    if credentials is None:
-        raise Unauthorized("This endpoint needs the case access token: Authorization: Bearer …")
-    if runtime.verifier is None:
-        raise Unauthorized("Case tokens are not configured on this service.")
-    try:
-        claims = runtime.verifier.verify(credentials.credentials)
-    except InvalidCaseToken as exc:
-        await _authentication_failed(request, runtime, "case-token:invalid")
-        raise Unauthorized(f"The case access token is not valid: {exc.reason}.") from None
-    authenticated(request, f"case:{claims.case_id}")
-    if claims.case_id != case_id:
-        await audit(
-            runtime,
-            f"case-token:{claims.client_id}",
-            _route(request),
-            case_id=case_id,
-            outcome="denied",
-        )
-        raise NotFound(f"There is no case {case_id}.")
+    access = await verify_case_token(
+        request, credentials, case_id, verifier=runtime.verifier, log=runtime.access_log
+    )
     async with runtime.db.unit_of_work() as uow:
         case = await uow.session.get(RoutingCase, case_id)
         if case is None:
@@ -856,7 +807,7 @@ async def patient_routing(
             .limit(1)
         )
         latest = rows.first()
-    await audit(runtime, f"case-token:{claims.client_id}", _route(request), case_id=case_id)
+    await audit(runtime, access.actor, route_of(request), case_id=case_id)
     if latest is None:
         return PatientRouting(
             status=case.status,

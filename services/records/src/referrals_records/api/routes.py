@@ -3,10 +3,7 @@ cancer centers use their API key. Every error is an RFC 9457 problem."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 from typing import Annotated, Any
 from urllib.parse import quote
 from uuid import UUID
@@ -24,19 +21,22 @@ from referrals_common.api.problems import (
     Forbidden,
     NotFound,
     ProblemError,
-    Unauthorized,
     Unprocessable,
     problem_responses,
     problem_type,
 )
-from referrals_common.auth.api_keys import InvalidApiKey, parse_api_key, verify_secret
-from referrals_common.auth.case_tokens import InvalidCaseToken
 from referrals_common.contracts import DocumentKind
-from referrals_common.edge import FailureSummary, authenticated, authentication_failed
+from referrals_common.edge import authenticated
+from referrals_common.edge.principals import (
+    CaseAccess,
+    route_of,
+    verify_api_key,
+    verify_case_token,
+)
 from referrals_records.inspection import ACCEPTED_MEDIA_TYPES, CaseQuotaExceeded, UploadRefused
 from referrals_records.links import InvalidLink
 from referrals_records.main import Runtime
-from referrals_records.models import AccessAudit, CenterClient, CenterReferral, Document
+from referrals_records.models import CenterClient, CenterReferral, Document
 from referrals_records.service import (
     BadTranslation,
     CaseClosed,
@@ -133,57 +133,10 @@ async def audit(
     document_id: UUID | None = None,
     outcome: str = "ok",
 ) -> None:
-    async with runtime.db.unit_of_work() as uow:
-        uow.session.add(
-            AccessAudit(
-                actor=actor,
-                action=action[:120],
-                case_id=case_id,
-                document_id=document_id,
-                outcome=outcome,
-            )
-        )
-        await uow.commit()
-
-
-async def audit_failed_authentications(
-    runtime: Runtime, summaries: Sequence[FailureSummary]
-) -> None:
-    """One audit row per summary of failed authentications (`failed_authentication x<count>
-    from <address>`), in one transaction: a flood of bad credentials adds a few rows a window,
-    not one per attempt (`referrals_common.edge.audit`)."""
-    async with runtime.db.unit_of_work() as uow:
-        for summary in summaries:
-            uow.session.add(
-                AccessAudit(
-                    actor=summary.actor[:120],
-                    action=summary.action,
-                    case_id=None,
-                    outcome="denied",
-                )
-            )
-        await uow.commit()
-
-
-async def _authentication_failed(request: Request, runtime: Runtime, actor: str) -> None:
-    await authentication_failed(
-        request, actor=actor, sink=partial(audit_failed_authentications, runtime)
+    """One row of records' access audit, in a transaction of its own."""
+    await runtime.access_log.record(
+        actor, action, case_id=case_id, document_id=document_id, outcome=outcome
     )
-
-
-def _route(request: Request) -> str:
-    route = request.scope.get("route")
-    return f"{request.method} {getattr(route, 'path', request.url.path)}"
-
-
-@dataclass(frozen=True)
-class CaseAccess:
-    case_id: UUID
-    client_id: str
-
-    @property
-    def actor(self) -> str:
-        return f"case-token:{self.client_id}"
 
 
 async def case_access(
@@ -192,23 +145,11 @@ async def case_access(
     case_id: Annotated[UUID, Path()],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
 ) -> CaseAccess:
-    """The holder of the case's token; another case's token is a 404, as if it did not exist.
-    An invalid token counts towards the edge's lockout and audit summary; a valid one spends one
-    of its case's requests (429 past the rate limit)."""
-    if credentials is None:
-        raise Unauthorized("This endpoint needs the case access token: Authorization: Bearer …")
-    try:
-        claims = runtime.verifier.verify(credentials.credentials)
-    except InvalidCaseToken as exc:
-        await _authentication_failed(request, runtime, "case-token:invalid")
-        raise Unauthorized(f"The case access token is not valid: {exc.reason}.") from None
-    authenticated(request, f"case:{claims.case_id}")
-    if claims.case_id != case_id:
-        await audit(
-            runtime, f"case-token:{claims.client_id}", _route(request), case_id, outcome="denied"
-        )
-        raise NotFound(f"There is no case {case_id}.")
-    return CaseAccess(case_id=case_id, client_id=claims.client_id)
+    """The holder of the case's token; another case's token is a 404, as if it did not exist
+    (`referrals_common.edge.principals`)."""
+    return await verify_case_token(
+        request, credentials, case_id, verifier=runtime.verifier, log=runtime.access_log
+    )
 
 
 CaseAccessDep = Annotated[CaseAccess, Depends(case_access)]
@@ -219,27 +160,27 @@ async def current_center(
     runtime: RuntimeDep,
     presented: Annotated[str | None, Security(center_key)],
 ) -> str:
-    """The code of the cancer center whose API key this is. A refused key counts towards the
-    edge's lockout and audit summary; a valid one spends one of its requests (429 past the rate
-    limit)."""
-    if not presented:
-        raise Unauthorized("This endpoint needs the center's API key in X-Api-Key.")
-    try:
-        _, key_id, secret = parse_api_key(presented)
-    except InvalidApiKey:
-        await _authentication_failed(request, runtime, "center:malformed-key")
-        raise Unauthorized("The API key is malformed.") from None
-    cached = runtime.verified_keys.get(presented)
+    """The code of the cancer center whose API key this is (`referrals_common.edge.principals`:
+    a refused key counts towards the lockout; a valid one spends one of its requests)."""
+    cached = runtime.verified_keys.get(presented) if presented else None
     if cached is not None:
-        authenticated(request, f"key:{key_id}")
-        return cached
-    async with runtime.db.unit_of_work() as uow:
-        row = await uow.session.get(CenterClient, key_id)
-    if row is None or row.revoked_at or not verify_secret(secret, row.secret_hash, runtime.pepper):
-        await _authentication_failed(request, runtime, f"center:{key_id}")
-        raise Unauthorized("The API key is not valid.")
-    runtime.verified_keys.put(presented, row.center_code)
-    authenticated(request, f"key:{key_id}")
+        authenticated(request, f"key:{cached[0]}")
+        return cached[1]
+
+    async def lookup(key_id: str) -> CenterClient | None:
+        async with runtime.db.unit_of_work() as uow:
+            return await uow.session.get(CenterClient, key_id)
+
+    key_id, row = await verify_api_key(
+        request,
+        presented,
+        lookup=lookup,
+        pepper=runtime.pepper,
+        log=runtime.access_log,
+        actor_prefix="center",
+        missing="This endpoint needs the center's API key in X-Api-Key.",
+    )
+    runtime.verified_keys.put(presented, (key_id, row.center_code))
     return row.center_code
 
 
@@ -574,17 +515,17 @@ async def _offered(
         referral = await uow.session.get(CenterReferral, referral_id)
     if referral is None:
         # Not heard of at all (not even a decline or an expiry): maybe still on its way.
-        await audit(runtime, f"center:{center}", _route(request), None, outcome="not_known_yet")
+        await audit(runtime, f"center:{center}", route_of(request), None, outcome="not_known_yet")
         raise ReferralNotKnownYet(referral_id)
     # Another center's referral, a declined, expired or completed one, or a withdrawn case.
     if referral.center_code != center or referral.closed_at is not None:
         await audit(
-            runtime, f"center:{center}", _route(request), referral.case_id, outcome="denied"
+            runtime, f"center:{center}", route_of(request), referral.case_id, outcome="denied"
         )
         raise NotFound(f"There is no referral {referral_id} for this center.")
     if accepted and referral.accepted_at is None:
         await audit(
-            runtime, f"center:{center}", _route(request), referral.case_id, outcome="conflict"
+            runtime, f"center:{center}", route_of(request), referral.case_id, outcome="conflict"
         )
         raise ReferralNotAccepted(referral_id)
     return referral
