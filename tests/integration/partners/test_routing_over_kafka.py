@@ -383,3 +383,36 @@ async def test_information_request_then_the_same_center_gets_the_case_again(make
             headers=key,
         )
         assert accepted.status_code == 200, accepted.text
+
+
+async def test_invalid_values_are_refused_with_422_and_change_nothing(make_runtime):
+    """A query filter outside its vocabulary is a 422 naming the parameter (it was a 200 with an
+    empty list), and an acceptance with an opinion date in the past is a 422 naming the field
+    (it was a 409, as if the referral were in the wrong state)."""
+    rt = await make_runtime()
+    async with (
+        partners_running(rt),
+        api_client(rt) as api,
+        Inbox(rt.settings.kafka.bootstrap_servers, BERLIN) as berlin,
+    ):
+        center = {"X-Api-Key": await key_for(rt, "center", BERLIN)}
+        ops = {"X-Api-Key": await key_for(rt, "ops")}
+        for path, headers in (
+            ("/v1/partner/referrals?status=bogus", center),
+            ("/v1/ops/cases?status=bogus", ops),
+        ):
+            r = await api.get(path, headers=headers)
+            assert r.status_code == 422, (path, r.text)
+            assert r.json()["errors"][0]["pointer"] == "#/query/status", r.json()
+            assert r.json()["errors"][0]["location"] == "query"
+        case_id, _ = await open_case(rt)
+        offer = ReferralOffered.model_validate((await berlin.offer_for(case_id))["data"])
+        past = await api.post(
+            f"/v1/partner/referrals/{offer.referral_id}/accept",
+            json={"expected_opinion_at": (datetime.now(UTC) - timedelta(days=1)).isoformat()},
+            headers=center,
+        )
+        assert past.status_code == 422, past.text
+        assert past.json()["errors"][0]["pointer"] == "/expected_opinion_at"
+        view = await api.get(f"/v1/partner/referrals/{offer.referral_id}", headers=center)
+        assert view.json()["status"] == "offered"

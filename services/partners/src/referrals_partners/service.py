@@ -77,6 +77,14 @@ class IllegalAction(Exception):
         """The case the refused action was about (for the audit, never for the caller)."""
 
 
+class InvalidAnswer(ValueError):
+    """A center's answer with a value the domain refuses (a date in the past): nothing applied."""
+
+    def __init__(self, pointer: str, message: str) -> None:
+        super().__init__(message)
+        self.pointer = pointer
+
+
 class OpinionNotStored(Exception):
     """The opinion document is not (yet) known as a stored opinion of this case."""
 
@@ -175,7 +183,9 @@ class Partners:
         referral, _ = await self.referral_for_center(uow, center, referral_id, lock=True)
         self._require(referral, "offered", "accept")
         if expected_opinion_at <= self.clock():
-            raise IllegalAction("The expected opinion date must be in the future.", "invalid")
+            raise InvalidAnswer(
+                "/expected_opinion_at", "The expected opinion date must be in the future."
+            )
         referral.status = "accepted"
         referral.answered_at = self.clock()
         await _cancel_deliveries(uow, referral.id)  # the center has the offer

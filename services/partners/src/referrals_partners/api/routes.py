@@ -48,6 +48,7 @@ from referrals_partners.models import (
 from referrals_partners.registry import Center
 from referrals_partners.service import (
     IllegalAction,
+    InvalidAnswer,
     OpinionNotOwn,
     OpinionNotStored,
     ReferralNotFound,
@@ -137,14 +138,26 @@ OperatorDep = Annotated[str, Depends(current_operator)]
 
 
 # ------------------------------------------------------------------------------ schemas
+ReferralStatus = Literal[
+    "offered", "accepted", "info_requested", "declined", "expired", "completed", "withdrawn"
+]
+CaseRoutingStatus = Literal[
+    "awaiting_documents",
+    "offered",
+    "accepted",
+    "info_requested",
+    "completed",
+    "unroutable",
+    "withdrawn",
+]
+
+
 class OfferedReferral(BaseModel):
     """A referral as its center sees it: the offer (clinical summary, documents) and its state."""
 
     id: UUID
     case_id: UUID
-    status: Literal[
-        "offered", "accepted", "info_requested", "declined", "expired", "completed", "withdrawn"
-    ]
+    status: ReferralStatus
     attempt: int
     offered_at: datetime
     answer_due_at: datetime
@@ -305,6 +318,13 @@ async def _answer(
             outcome="refused",
         )
         raise Conflict(str(exc), extensions={"referral_status": exc.status}) from None
+    except InvalidAnswer as exc:
+        raise Unprocessable(
+            str(exc),
+            errors=[
+                FieldError(pointer=exc.pointer, location="body", code="invalid", message=str(exc))
+            ],
+        ) from None
     except OpinionNotOwn as exc:
         await audit(
             runtime,
@@ -362,7 +382,7 @@ async def list_referrals(
     center: CenterDep,
     runtime: RuntimeDep,
     request: Request,
-    status_: Annotated[str | None, Query(alias="status")] = None,
+    status_: Annotated[ReferralStatus | None, Query(alias="status")] = None,
 ) -> list[OfferedReferral]:
     query = select(Referral).where(Referral.center_code == center)
     if status_:
@@ -727,7 +747,7 @@ async def list_cases(
     operator: OperatorDep,
     runtime: RuntimeDep,
     request: Request,
-    status_: Annotated[str, Query(alias="status")] = "unroutable",
+    status_: Annotated[CaseRoutingStatus, Query(alias="status")] = "unroutable",
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[RoutingView]:
     await audit(runtime, operator, route_of(request))
