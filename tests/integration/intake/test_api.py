@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import asyncpg
@@ -455,3 +456,73 @@ async def test_the_contact_goes_to_notifications_sealed_at_submission(api, api_k
         "phone": "+380501234567",
         "preferred_channel": "email",
     }
+
+
+PREPARATION = {
+    "family_history": "mother: breast cancer at 52; aunt (mother's side): ovarian cancer",
+    "medications": [
+        {"medicine": "Letrozole", "dose": "2.5 mg once a day"},
+        {"medicine": "Metformin", "dose": "500 mg twice a day"},
+    ],
+    "allergies": ["penicillin"],
+}
+
+
+async def test_the_preparation_checklist_is_kept_edited_and_sent_with_the_ready_case(
+    api, api_key, runtime
+):
+    """Family history, medications with doses and allergies are optional structured fields of
+    the case: kept, editable while a draft, refused with a 422 naming the field when invalid,
+    and carried to partners (for the accepting center) when the case is ready."""
+    case_id, headers = await open_case(api, api_key, preparation=PREPARATION)
+    case = (await api.get(f"/v1/cases/{case_id}", headers=headers)).json()
+    assert case["preparation"] == PREPARATION
+
+    bad = await api.patch(
+        f"/v1/cases/{case_id}",
+        json={"preparation": {"medications": [{"medicine": "Letrozole"}]}},
+        headers=headers,
+    )
+    assert bad.status_code == 422, bad.text
+    assert "/preparation/medications/0/dose" in [e["pointer"] for e in bad.json()["errors"]]
+    hostile = await api.patch(
+        f"/v1/cases/{case_id}",
+        json={"preparation": {"allergies": ["pollen\u202e"]}},
+        headers=headers,
+    )
+    assert hostile.status_code == 422, hostile.text
+    unchanged = (await api.get(f"/v1/cases/{case_id}", headers=headers)).json()
+    assert unchanged["preparation"] == PREPARATION
+
+    edited = {**PREPARATION, "allergies": ["penicillin", "latex"]}
+    r = await api.patch(f"/v1/cases/{case_id}", json={"preparation": edited}, headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["preparation"]["allergies"] == ["penicillin", "latex"]
+
+    doc = await store_document(runtime, case_id, DocumentKind.PATHOLOGY_REPORT)
+    await consent(api, case_id, headers, "processing", "cross_border")
+    assert (await api.post(f"/v1/cases/{case_id}/submit", headers=headers)).status_code == 200
+    async with runtime.db.unit_of_work() as uow:  # what translation's verdict tells intake
+        await runtime.intake.on_document(
+            uow, uuid.UUID(case_id), doc, check="accepted", language="en", check_detail=None
+        )
+        await uow.commit()
+    ready = await outbox_payloads(runtime, case_id, "referrals.case.ready_for_referral.v1")
+    assert [p["data"]["preparation"] for p in ready] == [edited]
+
+
+async def outbox_payloads(runtime, case_id, event_type) -> list[dict]:
+    dsn = runtime.settings.postgres.asyncpg_dsn()
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "select payload from outbox where aggregate_id = $1 and event_type = $2 order by seq",
+            str(case_id),
+            event_type,
+        )
+        return [
+            json.loads(r["payload"]) if isinstance(r["payload"], str) else r["payload"]
+            for r in rows
+        ]
+    finally:
+        await conn.close()

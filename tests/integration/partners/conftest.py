@@ -148,9 +148,11 @@ def ready(
     icd10: str = "C50.9",
     countries: tuple[str, ...] = ("DE",),
     languages: tuple[str, ...] = ("de", "en"),
+    preparation: dict[str, Any] | None = None,
 ) -> Any:
     return new_event(
         CaseReadyForReferral(
+            preparation=preparation,
             case_id=case_id,
             clinical={
                 "icd10": icd10,

@@ -416,3 +416,36 @@ async def test_invalid_values_are_refused_with_422_and_change_nothing(make_runti
         assert past.json()["errors"][0]["pointer"] == "/expected_opinion_at"
         view = await api.get(f"/v1/partner/referrals/{offer.referral_id}", headers=center)
         assert view.json()["status"] == "offered"
+
+
+async def test_the_accepting_center_and_only_it_sees_the_preparation_checklist(make_runtime):
+    """Family history, medications and allergies reach partners with the ready case; the center
+    sees them through the API once it accepted, not while it is only offered the case, and
+    never on its inbox topic."""
+    preparation = {
+        "family_history": "mother: breast cancer at 52",
+        "medications": [{"medicine": "Letrozole", "dose": "2.5 mg once a day"}],
+        "allergies": ["penicillin"],
+    }
+    rt = await make_runtime()
+    async with (
+        partners_running(rt),
+        api_client(rt) as api,
+        Inbox(rt.settings.kafka.bootstrap_servers, BERLIN) as berlin,
+    ):
+        center = {"X-Api-Key": await key_for(rt, "center", BERLIN)}
+        case_id, _ = await open_case(rt, preparation=preparation)
+        offered = await berlin.offer_for(case_id)
+        assert "Letrozole" not in str(offered) and "penicillin" not in str(offered)
+        referral_id = offered["data"]["referral_id"]
+        before = await api.get(f"/v1/partner/referrals/{referral_id}", headers=center)
+        assert before.json()["preparation"] is None
+        accepted = await api.post(
+            f"/v1/partner/referrals/{referral_id}/accept",
+            json={"expected_opinion_at": (datetime.now(UTC) + timedelta(days=5)).isoformat()},
+            headers=center,
+        )
+        assert accepted.status_code == 200, accepted.text
+        assert accepted.json()["preparation"] == preparation
+        after = await api.get(f"/v1/partner/referrals/{referral_id}", headers=center)
+        assert after.json()["preparation"] == preparation

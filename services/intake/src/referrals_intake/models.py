@@ -4,6 +4,7 @@ idempotency records and the access audit. Personal data lives only in `Case.pers
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import Any
 from uuid import UUID, uuid4
 
 from sqlalchemy import Column, DateTime, Index, LargeBinary, MetaData, UniqueConstraint
@@ -42,6 +43,8 @@ class Case(IntakeModel, table=True):
     stage_group: str | None = Field(default=None, max_length=8)
     reasons: list[str] = Field(sa_column=Column(JSONB, nullable=False))
     questions: list[str] = Field(sa_column=Column(JSONB, nullable=False))
+    preparation: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
+    """The preparation checklist (`referrals_common.contracts.Preparation`), null if not given."""
     destination_preference: str = Field(max_length=16)
     destination_countries: list[str] = Field(sa_column=Column(JSONB, nullable=False))
     locale: str = Field(max_length=5)

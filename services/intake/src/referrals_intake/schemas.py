@@ -26,6 +26,7 @@ from referrals_common.contracts.intake import (
     Destination,
     DestinationPreference,
     IcdO3Morphology,
+    Preparation,
     ReferralReason,
     Stage,
     StatusChangeReason,
@@ -134,6 +135,11 @@ class CaseFields(BaseModel):
     stage: Stage | None = None
     reasons: list[ReferralReason] = Field(min_length=1, max_length=5)
     questions: list[ClinicalQuestion] = Field(default_factory=list, max_length=20)
+    preparation: Preparation | None = Field(
+        None,
+        description="The preparation checklist (family history, current medications with "
+        "doses, allergies): optional, shown to the center that accepts the case",
+    )
     destination: DestinationIn
     locale: Literal["uk", "en"] = "uk"
     date_of_birth: Annotated[date, AfterValidator(_past_birth_date)]
@@ -179,6 +185,7 @@ class CaseUpdate(BaseModel):
     stage: Stage | None = None
     reasons: list[ReferralReason] | None = Field(None, min_length=1, max_length=5)
     questions: list[ClinicalQuestion] | None = Field(None, max_length=20)
+    preparation: Preparation | None = None
     destination: DestinationIn | None = None
     locale: Literal["uk", "en"] | None = None
     date_of_birth: Annotated[date, AfterValidator(_past_birth_date)] | None = None
@@ -241,6 +248,7 @@ class CasePublic(BaseModel):
     stage: Stage | None = None
     reasons: list[ReferralReason]
     questions: list[str]
+    preparation: Preparation | None = None
     destination: DestinationPublic
     locale: Literal["uk", "en"]
     date_of_birth: date

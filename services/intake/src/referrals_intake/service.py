@@ -29,6 +29,7 @@ from referrals_common.contracts import (
     WithdrawalReason,
     new_event,
 )
+from referrals_common.contracts.intake import Preparation
 from referrals_common.crypto import FieldCipher, SealedBox
 from referrals_common.db import UnitOfWork
 from referrals_intake import lifecycle
@@ -239,6 +240,7 @@ class Intake:
             ),
             "reasons": case.reasons,
             "questions": case.questions,
+            "preparation": case.preparation,
             "destination": {
                 "preference": case.destination_preference,
                 "countries": case.destination_countries,
@@ -324,6 +326,9 @@ class Intake:
                             dict.fromkeys(d.language for d in current if d.language)
                         )
                         or ["en"],
+                        preparation=Preparation.model_validate(case.preparation)
+                        if case.preparation
+                        else None,
                     )
                 )
             )
@@ -432,6 +437,7 @@ def _clinical_columns(data: CaseFields) -> dict[str, Any]:
         "stage_group": data.stage.group if data.stage else None,
         "reasons": [str(r) for r in data.reasons],
         "questions": list(data.questions),
+        "preparation": data.preparation.model_dump(mode="json") if data.preparation else None,
         "destination_preference": str(data.destination.preference),
         "destination_countries": list(data.destination.countries),
         "locale": data.locale,

@@ -333,6 +333,49 @@ class CaseStatusChanged(EventData):
         return self
 
 
+PreparationText = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    NoControlCharacters,
+]
+
+
+class Medication(BaseModel):
+    """A medicine the patient takes now, as written on the prescription."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    medicine: PreparationText = Field(description="The medicine (brand or substance)")
+    dose: PreparationText = Field(description="The dose and how often, e.g. `50 mg twice a day`")
+
+
+class Preparation(BaseModel):
+    """What a second-opinion consultation asks the patient to prepare (family history, current
+    medications with doses, allergies), besides the documents and the questions. Every part is
+    optional: an empty list or null means "not given yet", never "none"; say "none" in words."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    family_history: (
+        Annotated[
+            str,
+            StringConstraints(strip_whitespace=True, min_length=1, max_length=2000),
+            NoControlCharacters,
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description="Cancers and related diseases in the family, with the relation "
+        "(`mother: breast cancer at 52`); clinical facts only, no names",
+    )
+    medications: list[Medication] = Field(
+        default_factory=list, max_length=50, description="Current medications with doses"
+    )
+    allergies: list[PreparationText] = Field(
+        default_factory=list, max_length=50, description="Allergies and intolerances"
+    )
+
+
 class CaseReadyForReferral(EventData):
     """Every document of the case is stored and in an acceptable language: partners may route it.
 
@@ -360,6 +403,12 @@ class CaseReadyForReferral(EventData):
         min_length=1,
         description="The languages the documents are written in (main languages), without "
         "duplicates; a center must read all of them",
+    )
+    preparation: Preparation | None = Field(
+        default=None,
+        description="Family history, current medications and allergies, as far as the patient "
+        "gave them; null when none was given. For the accepting center only (partners shows it "
+        "through its API, never on a center's topic)",
     )
 
     @model_validator(mode="after")
@@ -428,6 +477,8 @@ __all__ = [
     "IcdO3Morphology",
     "LanguageCode",
     "Locale",
+    "Medication",
+    "Preparation",
     "ReferralReason",
     "Stage",
     "StageGroup",

@@ -172,23 +172,38 @@ class OfferedReferral(BaseModel):
         description="The patient's clinical questions, in the patient's words: given only here, "
         "to the authenticated center, never on a Kafka topic",
     )
+    preparation: dict[str, Any] | None = Field(
+        default=None,
+        description="The patient's preparation checklist (family history, current medications "
+        "with doses, allergies), once this center accepted the referral; null before, or when "
+        "the patient gave none",
+    )
 
     @classmethod
-    def of(cls, referral: Referral, questions: list[str] | None = None) -> OfferedReferral:
+    def of(cls, referral: Referral, request: dict[str, Any] | None = None) -> OfferedReferral:
+        """The referral as its center sees it; `request` is the case's latest
+        `case.ready_for_referral` (questions, and the preparation once accepted)."""
+        request = request or {}
+        accepted = referral.status in ACCEPTED_STATES
         return cls(
             **{
                 name: getattr(referral, name)
                 for name in cls.model_fields
-                if name not in {"offer", "status", "questions"}
+                if name not in {"offer", "status", "questions", "preparation"}
             },
             status=referral.status,  # type: ignore[arg-type]
             offer=referral.offer.get("data", referral.offer),
-            questions=questions or [],
+            questions=list((request.get("clinical") or {}).get("questions") or []),
+            preparation=request.get("preparation") if accepted else None,
         )
 
 
-async def _questions(uow: Any, case_ids: set[UUID]) -> dict[UUID, list[str]]:
-    """The patient's questions of each case, from the latest `case.ready_for_referral`."""
+ACCEPTED_STATES = frozenset({"accepted", "info_requested", "completed"})
+"""Referral states in which the center sees the patient's preparation checklist."""
+
+
+async def _requests(uow: Any, case_ids: set[UUID]) -> dict[UUID, dict[str, Any]]:
+    """The latest `case.ready_for_referral` of each case."""
     if not case_ids:
         return {}
     rows = await uow.session.execute(
@@ -196,10 +211,7 @@ async def _questions(uow: Any, case_ids: set[UUID]) -> dict[UUID, list[str]]:
             RoutingCase.case_id.in_(list(case_ids))
         )
     )
-    return {
-        case_id: list(((request or {}).get("clinical") or {}).get("questions") or [])
-        for case_id, request in rows.all()
-    }
+    return {case_id: request or {} for case_id, request in rows.all()}
 
 
 class _Body(BaseModel):
@@ -292,7 +304,7 @@ async def _answer(
     try:
         async with runtime.db.unit_of_work() as uow:
             referral = await action(uow)
-            questions = (await _questions(uow, {referral.case_id})).get(referral.case_id)
+            request_ = (await _requests(uow, {referral.case_id})).get(referral.case_id)
             await uow.commit()
     except ReferralNotFound:
         # Audited with the case the referral is about, if it exists (another center's): the
@@ -369,7 +381,7 @@ async def _answer(
         case_id=referral.case_id,
         referral_id=referral.id,
     )
-    return OfferedReferral.of(referral, questions)
+    return OfferedReferral.of(referral, request_)
 
 
 @router.get(
@@ -391,8 +403,8 @@ async def list_referrals(
         rows = list(
             (await uow.session.execute(query.order_by(Referral.offered_at.desc()))).scalars()
         )
-        questions = await _questions(uow, {r.case_id for r in rows})
-        referrals = [OfferedReferral.of(r, questions.get(r.case_id)) for r in rows]
+        requests = await _requests(uow, {r.case_id for r in rows})
+        referrals = [OfferedReferral.of(r, requests.get(r.case_id)) for r in rows]
     await audit(runtime, f"center:{center}", route_of(request))
     return referrals
 
