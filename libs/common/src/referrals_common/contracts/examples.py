@@ -23,6 +23,8 @@ from .intake import (
     ClinicalSummary,
     Destination,
     DestinationPreference,
+    Medication,
+    Preparation,
     ReferralReason,
     Stage,
 )
@@ -94,6 +96,11 @@ EXAMPLES: dict[type[EventData], Callable[[], EventData]] = {
         cross_border_transfer_allowed=True,
         document_ids=[DOC_A, DOC_B],
         document_languages=["en", "de"],
+        preparation=Preparation(
+            family_history="mother: breast cancer at 52",
+            medications=[Medication(medicine="Letrozole", dose="2.5 mg once a day")],
+            allergies=["penicillin"],
+        ),
     ),
     CaseWithdrawn: lambda: CaseWithdrawn(case_id=CASE, reason="patient_request"),
     CaseContactShared: lambda: CaseContactShared(

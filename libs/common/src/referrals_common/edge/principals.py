@@ -98,6 +98,16 @@ class StoredKey(Protocol):
 Row = TypeVar("Row", bound=StoredKey)
 
 
+def key_table(db: Database, model: type[Row]) -> Callable[[str], Awaitable[Row | None]]:
+    """`verify_api_key`'s lookup of a key id in a service's key table (its primary key)."""
+
+    async def lookup(key_id: str) -> Row | None:
+        async with db.unit_of_work() as uow:
+            return await uow.session.get(model, key_id)  # type: ignore[no-any-return]
+
+    return lookup
+
+
 async def verify_api_key(
     request: Request,
     presented: str | None,
@@ -177,6 +187,7 @@ __all__ = [
     "AccessLog",
     "CaseAccess",
     "StoredKey",
+    "key_table",
     "route_of",
     "verify_api_key",
     "verify_case_token",

@@ -30,7 +30,7 @@ from referrals_common.api.problems import (
 )
 from referrals_common.contracts import DeclineReason
 from referrals_common.edge import authenticated
-from referrals_common.edge.principals import route_of, verify_api_key, verify_case_token
+from referrals_common.edge.principals import key_table, route_of, verify_api_key, verify_case_token
 from referrals_common.outbound import TargetRefused
 from referrals_common.text import PlainText
 from referrals_common.webhooks import new_secret
@@ -96,15 +96,11 @@ async def _principal(
         authenticated(request, f"key:{cached[0]}")
         return cached[0], cached[2]
 
-    async def lookup(key_id: str) -> ApiClient | None:
-        async with runtime.db.unit_of_work() as uow:
-            return await uow.session.get(ApiClient, key_id)
-
     refused = f"The API key is not valid here: this endpoint needs {what} key."
     key_id, row = await verify_api_key(
         request,
         presented,
-        lookup=lookup,
+        lookup=key_table(runtime.db, ApiClient),
         pepper=runtime.pepper,
         log=runtime.access_log,
         actor_prefix="key",

@@ -29,6 +29,7 @@ from referrals_common.contracts import DocumentKind
 from referrals_common.edge import authenticated
 from referrals_common.edge.principals import (
     CaseAccess,
+    key_table,
     route_of,
     verify_api_key,
     verify_case_token,
@@ -167,14 +168,10 @@ async def current_center(
         authenticated(request, f"key:{cached[0]}")
         return cached[1]
 
-    async def lookup(key_id: str) -> CenterClient | None:
-        async with runtime.db.unit_of_work() as uow:
-            return await uow.session.get(CenterClient, key_id)
-
     key_id, row = await verify_api_key(
         request,
         presented,
-        lookup=lookup,
+        lookup=key_table(runtime.db, CenterClient),
         pepper=runtime.pepper,
         log=runtime.access_log,
         actor_prefix="center",
