@@ -48,6 +48,7 @@ DESIGN_TASK_STATUS = {
     "ready": "ready",
     "referred": "requested",
     "accepted": "accepted",
+    "information_requested": "on-hold",
     "opinion_delivered": "completed",
     "unroutable": "failed",
     "withdrawn": "cancelled",

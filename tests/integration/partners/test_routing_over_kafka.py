@@ -5,6 +5,7 @@ opinion closes the loop, and a center sees nothing of another center's referral.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -343,7 +344,37 @@ async def test_webhook_gets_the_same_offer_signed_and_retried(make_runtime):
         await serving
 
 
-async def test_information_request_then_the_same_center_gets_the_case_again(make_runtime):
+def soon(**delta: float) -> str:
+    return (datetime.now(UTC) + timedelta(**delta)).isoformat()
+
+
+ASK = {
+    "reason": "The tumour board wants the HER2 status re-tested on the original block.",
+    "items": [
+        {"kind": "pathology_review", "detail": "One paraffin block of the core biopsy"},
+        {"kind": "pathology_report", "detail": "The HER2 immunohistochemistry report"},
+    ],
+}
+
+
+def answered(case_id, request_id, referral_id, ids, new, **extra):
+    from referrals_common.contracts import CaseInformationProvided, new_event
+
+    return new_event(
+        CaseInformationProvided(
+            case_id=case_id,
+            request_id=request_id,
+            referral_id=referral_id,
+            new_document_ids=new,
+            document_ids=ids,
+            **extra,
+        )
+    )
+
+
+async def test_an_offer_on_hold_for_information_goes_back_to_the_same_center(make_runtime):
+    """Asked before accepting: the offer waits, the answer offers it again to the same center
+    with the new document and a new deadline (a `referral.resumed`, not a new attempt)."""
     rt = await make_runtime()
     bootstrap = rt.settings.kafka.bootstrap_servers
     async with (
@@ -357,32 +388,200 @@ async def test_information_request_then_the_same_center_gets_the_case_again(make
         key = {"X-Api-Key": await key_for(rt, "center", BERLIN)}
         asked = await api.post(
             f"/v1/partner/referrals/{offer.referral_id}/information-requests",
-            json={"message": "Please send the HER2 immunohistochemistry report."},
+            json={**ASK, "due_at": soon(days=10)},
             headers=key,
         )
         assert asked.status_code == 200, asked.text
+        assert asked.json()["status"] == "info_requested"
+        (request,) = asked.json()["information_requests"]
+        assert request["status"] == "open" and len(request["items"]) == 2
         info = await routing.wait_for(case_id, "referrals.referral.info_requested.v1")
-        assert info[0]["data"]["message"].startswith("Please send the HER2")
+        assert info[0]["data"]["request_id"] == request["id"]
+        assert info[0]["data"]["resumes_as"] == "offered"
+        assert [i["kind"] for i in info[0]["data"]["items"]] == [
+            "pathology_review",
+            "pathology_report",
+        ]
+        # Waiting: neither accepted nor asked again, but it may still decline.
+        for action, body in (
+            ("accept", {"expected_opinion_at": soon(days=5)}),
+            ("information-requests", {**ASK, "due_at": soon(days=10)}),
+        ):
+            refused = await api.post(
+                f"/v1/partner/referrals/{offer.referral_id}/{action}", json=body, headers=key
+            )
+            assert refused.status_code == 409, refused.text
+            assert refused.json()["referral_status"] == "info_requested"
 
-        # The patient uploads the report; the case becomes ready again (intake's event).
+        # The patient uploads the report and sends the answer (intake's event).
         extra = document_stored(case_id)
         await publish(bootstrap, extra)
         ids = [s.data.document_id for s in stored] + [extra.data.document_id]
-        await publish(bootstrap, ready(case_id, ids))
-        requests = await routing.wait_for(case_id, "referrals.referral.requested.v1", count=2)
-        assert {r["data"]["referral_id"] for r in requests} == {str(offer.referral_id)}
+        await publish(
+            bootstrap,
+            answered(
+                case_id, uuid.UUID(request["id"]), offer.referral_id, ids, [extra.data.document_id]
+            ),
+        )
+        resumed = await routing.wait_for(case_id, "referrals.referral.resumed.v1")
+        assert resumed[0]["data"]["status"] == "offered"
+        assert resumed[0]["data"]["answer_due_at"]
         async with asyncio.timeout(20):
             while True:
                 again = await berlin.offer_for(case_id)
                 if len(again["data"]["documents"]) == 3:
                     break
         assert again["data"]["referral_id"] == str(offer.referral_id)
+        # One attempt only: the same center, not a re-routing.
+        assert len(await routing.wait_for(case_id, "referrals.referral.requested.v1")) == 1
         accepted = await api.post(
             f"/v1/partner/referrals/{offer.referral_id}/accept",
-            json={"expected_opinion_at": (datetime.now(UTC) + timedelta(days=5)).isoformat()},
+            json={"expected_opinion_at": soon(days=5)},
             headers=key,
         )
         assert accepted.status_code == 200, accepted.text
+        view = accepted.json()["information_requests"][0]
+        assert view["status"] == "answered"
+        assert view["new_document_ids"] == [str(extra.data.document_id)]
+
+
+async def test_an_accepted_referral_asks_gets_the_answer_and_confirms_the_shipment(make_runtime):
+    rt = await make_runtime()
+    bootstrap = rt.settings.kafka.bootstrap_servers
+    async with (
+        partners_running(rt),
+        api_client(rt) as api,
+        Topic(bootstrap, topics.ROUTING) as routing,
+        Inbox(bootstrap, BERLIN) as berlin,
+    ):
+        case_id, stored = await open_case(rt)
+        offer = ReferralOffered.model_validate((await berlin.offer_for(case_id))["data"])
+        key = {"X-Api-Key": await key_for(rt, "center", BERLIN)}
+        expected = datetime.now(UTC) + timedelta(days=5)
+        accepted = await api.post(
+            f"/v1/partner/referrals/{offer.referral_id}/accept",
+            json={"expected_opinion_at": expected.isoformat()},
+            headers=key,
+        )
+        assert accepted.status_code == 200
+        asked = await api.post(
+            f"/v1/partner/referrals/{offer.referral_id}/information-requests",
+            json={**ASK, "due_at": soon(days=14)},
+            headers=key,
+        )
+        assert asked.status_code == 200, asked.text
+        request_id = uuid.UUID(asked.json()["information_requests"][0]["id"])
+        # No opinion while it waits.
+        waiting = await api.post(
+            f"/v1/partner/referrals/{offer.referral_id}/opinion",
+            json={"document_id": str(uuid.uuid4())},
+            headers=key,
+        )
+        assert waiting.status_code == 409
+        extra = document_stored(case_id)
+        await publish(bootstrap, extra)
+        ids = [s.data.document_id for s in stored] + [extra.data.document_id]
+        from referrals_common.contracts import Shipment
+
+        shipment = Shipment(
+            shipment_id=uuid.uuid4(),
+            material="blocks",
+            carrier="DHL Express",
+            tracking_number="JD014600006281",
+            sent_on=datetime.now(UTC).date(),
+        )
+        await publish(
+            bootstrap,
+            answered(
+                case_id,
+                request_id,
+                offer.referral_id,
+                ids,
+                [extra.data.document_id],
+                answer="The block was sent by courier today.",
+                shipments=[shipment],
+            ),
+        )
+        resumed = await routing.wait_for(case_id, "referrals.referral.resumed.v1")
+        assert resumed[0]["data"]["status"] == "accepted"
+        moved = datetime.fromisoformat(resumed[0]["data"]["expected_opinion_at"])
+        assert moved > expected  # by the time the center waited
+        # The center's inbox says what arrived, and nothing of the patient's words.
+        async with asyncio.timeout(20):
+            while True:
+                news = await berlin.offer_for(case_id)
+                if news["type"] == "referrals.referral.information_received.v1":
+                    break
+        assert news["data"]["shipments"] == 1 and news["data"]["written_answer"] is True
+        assert [d["document_id"] for d in news["data"]["documents"]] == [
+            str(extra.data.document_id)
+        ]
+        assert "courier" not in json.dumps(news) and "JD014600006281" not in json.dumps(news)
+        # The answer itself is read through the API, by this center only.
+        view = (await api.get(f"/v1/partner/referrals/{offer.referral_id}", headers=key)).json()
+        assert view["status"] == "accepted"
+        (request,) = view["information_requests"]
+        assert request["answer"] == "The block was sent by courier today."
+        assert request["shipments"][0]["tracking_number"] == "JD014600006281"
+        other = {"X-Api-Key": await key_for(rt, "center", MUNICH)}
+        path = f"/v1/partner/referrals/{offer.referral_id}/shipments/{shipment.shipment_id}/receipt"
+        assert (await api.post(path, headers=other)).status_code == 404
+        unknown = path.replace(str(shipment.shipment_id), str(uuid.uuid4()))
+        assert (await api.post(unknown, headers=key)).status_code == 404
+        for _ in range(2):  # confirming twice is one receipt
+            confirmed = await api.post(path, headers=key)
+            assert confirmed.status_code == 200, confirmed.text
+        received = confirmed.json()["information_requests"][0]["shipments"][0]["received_at"]
+        assert received is not None
+        await asyncio.sleep(1)
+        assert len(await routing.wait_for(case_id, "referrals.referral.shipment_received.v1")) == 1
+
+
+async def test_an_unanswered_request_reminds_then_expires_to_the_next_center(make_runtime):
+    rt = await make_runtime(info_min_due_seconds=1, info_reminders_before_seconds=[4, 2])
+    bootstrap = rt.settings.kafka.bootstrap_servers
+    async with (
+        partners_running(rt),
+        api_client(rt) as api,
+        Topic(bootstrap, topics.ROUTING) as routing,
+        Inbox(bootstrap, BERLIN) as berlin,
+        Inbox(bootstrap, MUNICH) as munich,
+    ):
+        case_id, _ = await open_case(rt)
+        offer = ReferralOffered.model_validate((await berlin.offer_for(case_id))["data"])
+        key = {"X-Api-Key": await key_for(rt, "center", BERLIN)}
+        for due, pointer in ((soon(seconds=-5), "/due_at"), (soon(days=200), "/due_at")):
+            bad = await api.post(
+                f"/v1/partner/referrals/{offer.referral_id}/information-requests",
+                json={**ASK, "due_at": due},
+                headers=key,
+            )
+            assert bad.status_code == 422, bad.text
+            assert bad.json()["errors"][0]["pointer"] == pointer
+        asked = await api.post(
+            f"/v1/partner/referrals/{offer.referral_id}/information-requests",
+            json={**ASK, "due_at": soon(seconds=6)},
+            headers=key,
+        )
+        assert asked.status_code == 200, asked.text
+        reminders = await routing.wait_for(
+            case_id, "referrals.referral.info_reminder.v1", count=2, timeout=15
+        )
+        assert [r["data"]["reminder"] for r in reminders] == ["days_before", "due_soon"]
+        expired = await routing.wait_for(case_id, "referrals.referral.expired.v1", timeout=15)
+        assert expired[0]["data"]["reason"] == "information_not_provided"
+        assert expired[0]["data"]["request_id"] == asked.json()["information_requests"][0]["id"]
+        second = ReferralOffered.model_validate((await munich.offer_for(case_id))["data"])
+        assert second.center_code == MUNICH
+        # Berlin can no longer act on it; a late answer changes nothing.
+        late = await api.post(
+            f"/v1/partner/referrals/{offer.referral_id}/decline",
+            json={"reason": "other"},
+            headers=key,
+        )
+        assert late.status_code == 409
+        await asyncio.sleep(1)
+        assert len(await routing.wait_for(case_id, "referrals.referral.info_reminder.v1", 2)) == 2
 
 
 async def test_invalid_values_are_refused_with_422_and_change_nothing(make_runtime):

@@ -14,6 +14,7 @@ from referrals_intake.lifecycle import (
     documents_verdict,
     missing_for_submission,
     next_status,
+    still_missing,
 )
 
 pytestmark = pytest.mark.unit
@@ -30,11 +31,28 @@ ALLOWED = {
     (S.REFERRED, R.NO_ELIGIBLE_CENTER): S.UNROUTABLE,
     (S.READY, R.NO_ELIGIBLE_CENTER): S.UNROUTABLE,
     (S.ACCEPTED, R.OPINION_DELIVERED): S.OPINION_DELIVERED,
+    # The information loop: a center asks, the case waits; unanswered or declined, it goes on.
+    (S.REFERRED, R.INFO_REQUESTED): S.INFORMATION_REQUESTED,
+    (S.ACCEPTED, R.INFO_REQUESTED): S.INFORMATION_REQUESTED,
+    (S.INFORMATION_REQUESTED, R.INFORMATION_NOT_PROVIDED): S.REFERRED,
+    (S.INFORMATION_REQUESTED, R.REFERRAL_DECLINED): S.REFERRED,
+    (S.INFORMATION_REQUESTED, R.NO_ELIGIBLE_CENTER): S.UNROUTABLE,
+    (S.ACCEPTED, R.INFORMATION_NOT_PROVIDED): S.REFERRED,
     **{
         (state, R.PATIENT_WITHDREW): S.WITHDRAWN
-        for state in (S.DRAFT, S.SUBMITTED, S.ACTION_REQUIRED, S.READY, S.REFERRED, S.ACCEPTED)
+        for state in (
+            S.DRAFT,
+            S.SUBMITTED,
+            S.ACTION_REQUIRED,
+            S.READY,
+            S.REFERRED,
+            S.ACCEPTED,
+            S.INFORMATION_REQUESTED,
+        )
     },
 }
+RESUMED = {S.REFERRED, S.ACCEPTED}
+"""The answer to a request returns the case to the state the center asked in."""
 
 
 @pytest.mark.parametrize(("current", "reason"), sorted(ALLOWED))
@@ -42,13 +60,48 @@ def test_an_allowed_transition_moves_the_case(current, reason):
     assert next_status(current, reason) is ALLOWED[(current, reason)]
 
 
-REFUSED = sorted(set(itertools.product(S, R)) - set(ALLOWED))
+REFUSED = sorted(
+    set(itertools.product(S, R))
+    - set(ALLOWED)
+    - {(S.INFORMATION_REQUESTED, R.INFORMATION_PROVIDED)}
+)
 
 
 @pytest.mark.parametrize(("current", "reason"), REFUSED)
 def test_every_other_transition_is_refused(current, reason):
     with pytest.raises(IllegalTransition):
         next_status(current, reason)
+
+
+@pytest.mark.parametrize("resume", sorted(RESUMED))
+def test_the_answer_returns_the_case_to_the_state_it_was_asked_in(resume):
+    assert next_status(S.INFORMATION_REQUESTED, R.INFORMATION_PROVIDED, resume=resume) is resume
+
+
+@pytest.mark.parametrize("resume", [None, *sorted(set(S) - RESUMED)])
+def test_the_answer_goes_back_to_referred_or_accepted_only(resume):
+    with pytest.raises(IllegalTransition):
+        next_status(S.INFORMATION_REQUESTED, R.INFORMATION_PROVIDED, resume=resume)
+
+
+@pytest.mark.parametrize("current", sorted(set(S) - {S.INFORMATION_REQUESTED}))
+def test_only_a_waiting_case_takes_an_answer(current):
+    with pytest.raises(IllegalTransition):
+        next_status(current, R.INFORMATION_PROVIDED, resume=S.ACCEPTED)
+
+
+def test_still_missing_lists_what_the_checklist_lacks_of_what_was_asked():
+    items = [
+        {"kind": "family_history", "detail": "cancers in first-degree relatives"},
+        {"kind": "medications", "detail": "with doses"},
+        {"kind": "lab_test", "detail": "Ki-67"},
+    ]
+    assert still_missing(items, None) == [
+        "your family history: cancers in first-degree relatives",
+        "your current medications with doses: with doses",
+    ]
+    given = {"family_history": "mother: breast cancer at 52", "medications": []}
+    assert still_missing(items, given) == ["your current medications with doses: with doses"]
 
 
 def test_the_transition_table_is_exactly_the_designed_one():

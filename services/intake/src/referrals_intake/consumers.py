@@ -7,6 +7,7 @@ handler serialises what happens to one case, whichever topic it came from.
 from __future__ import annotations
 
 from typing import Any
+from uuid import NAMESPACE_URL, uuid5
 
 from referrals_common.contracts import (
     CaseUnroutable,
@@ -19,12 +20,16 @@ from referrals_common.contracts import (
     ReferralAccepted,
     ReferralDeclined,
     ReferralExpired,
+    ReferralInfoReminder,
     ReferralInfoRequested,
     ReferralOpinionDelivered,
     ReferralRequested,
+    ReferralResumed,
+    ReferralShipmentReceived,
     StatusChangeReason,
     topics,
 )
+from referrals_common.contracts.partners import ExpiryReason
 from referrals_common.db import Database, UnitOfWork
 from referrals_common.messaging.consumer import EventConsumer
 from referrals_common.messaging.dlq import DeadLetterPublisher
@@ -132,6 +137,9 @@ def build_consumer(
     @consumer.handles(ReferralExpired)
     async def expired(event: CloudEvent[ReferralExpired], uow: UnitOfWork) -> None:
         d = event.data
+        if d.reason == ExpiryReason.INFORMATION_NOT_PROVIDED:
+            await intake.on_information_expired(uow, d.case_id, d.request_id, d.center_code)
+            return
         await intake.on_referral(
             uow,
             d.case_id,
@@ -142,11 +150,53 @@ def build_consumer(
     @consumer.handles(ReferralInfoRequested)
     async def info(event: CloudEvent[ReferralInfoRequested], uow: UnitOfWork) -> None:
         d = event.data
-        await intake.on_referral(
+        await intake.on_info_requested(
             uow,
             d.case_id,
-            R.INFO_REQUESTED,
-            f"Cancer center {d.center_code} asks: {d.message}"[:500],
+            # An event from before the information loop has no request id: one per event.
+            request_id=d.request_id or uuid5(NAMESPACE_URL, f"urn:uuid:{event.id}"),
+            referral_id=d.referral_id,
+            center_code=d.center_code,
+            message=d.message,
+            items=list(d.items),
+            due_at=d.due_at,
+            resumes_as=d.resumes_as,
+        )
+
+    @consumer.handles(ReferralInfoReminder)
+    async def reminder(event: CloudEvent[ReferralInfoReminder], uow: UnitOfWork) -> None:
+        d = event.data
+        await intake.on_loop_fact(
+            uow,
+            d.case_id,
+            "info_reminder",
+            f"Reminder: the request of cancer center {d.center_code} is due by "
+            f"{d.due_at:%Y-%m-%d %H:%M} UTC.",
+            "Answer the center's request before it is due, or the case goes to the next center.",
+        )
+
+    @consumer.handles(ReferralResumed)
+    async def resumed(event: CloudEvent[ReferralResumed], uow: UnitOfWork) -> None:
+        d = event.data
+        when = (
+            f"; it answers the offer by {d.answer_due_at:%Y-%m-%d %H:%M} UTC"
+            if d.answer_due_at
+            else f"; opinion expected by {d.expected_opinion_at:%Y-%m-%d}"
+            if d.expected_opinion_at
+            else ""
+        )
+        await intake.on_loop_fact(
+            uow,
+            d.case_id,
+            "referral_resumed",
+            f"Cancer center {d.center_code} has the answer and goes on with the case{when}.",
+        )
+
+    @consumer.handles(ReferralShipmentReceived)
+    async def shipment(event: CloudEvent[ReferralShipmentReceived], uow: UnitOfWork) -> None:
+        d = event.data
+        await intake.on_shipment_received(
+            uow, d.case_id, d.request_id, d.shipment_id, d.received_at, d.center_code
         )
 
     @consumer.handles(ReferralOpinionDelivered)

@@ -3,8 +3,9 @@
 Intake fills the frozen dataclasses below from its database; `case_bundle` turns one case into a
 FHIR `Bundle` of type `collection` holding the Patient (minimum personal data), the Condition (the
 diagnosis and its stage), the ServiceRequest (the request for a second opinion), the Task that
-tracks its fulfilment (the case lifecycle), one DocumentReference per document and one Consent per
-recorded consent.
+tracks its fulfilment (the case lifecycle), one DocumentReference per document, one Consent per
+recorded consent, one CommunicationRequest per request for more information a cancer center made,
+and one Communication per request the patient answered.
 
 The resources are built with the `fhir.resources.R4B` models (FHIR 4.3, identical to R4 for every
 element used here), so building a bundle validates its structure and data types. The models do not
@@ -25,7 +26,7 @@ from __future__ import annotations
 import base64
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
@@ -37,6 +38,11 @@ from fhir.resources.R4B.attachment import Attachment
 from fhir.resources.R4B.bundle import Bundle, BundleEntry
 from fhir.resources.R4B.codeableconcept import CodeableConcept
 from fhir.resources.R4B.coding import Coding
+from fhir.resources.R4B.communication import Communication, CommunicationPayload
+from fhir.resources.R4B.communicationrequest import (
+    CommunicationRequest,
+    CommunicationRequestPayload,
+)
 from fhir.resources.R4B.condition import Condition, ConditionStage
 from fhir.resources.R4B.consent import Consent, ConsentPolicy, ConsentProvision
 from fhir.resources.R4B.documentreference import (
@@ -57,6 +63,7 @@ __all__ = [
     "CaseForFhir",
     "ConsentForFhir",
     "DocumentForFhir",
+    "InformationRequestForFhir",
     "case_bundle",
 ]
 
@@ -88,12 +95,33 @@ class DocumentForFhir:
 
 
 @dataclass(frozen=True)
+class InformationRequestForFhir:
+    """A cancer center's request for more information and, once answered, the patient's answer."""
+
+    request_id: UUID
+    center_code: str
+    requested_at: datetime
+    due_at: datetime | None
+    reason: str
+    # pathology_review, pathology_report, imaging, lab_test, document, question, family_history,
+    # medications, allergies; the detail is in the center's words
+    items: list[tuple[str, str]]  # (kind, detail)
+    status: str  # open | answered | expired | cancelled
+    answered_at: datetime | None = None
+    answer: str | None = None
+    document_ids: list[UUID] = field(default_factory=list)  # documents added in answer
+    # shipment_id, material, carrier, tracking_number, sent_on (date ISO str), received_at (ISO
+    # str or None)
+    shipments: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class CaseForFhir:
     """One second-opinion case: the clinical facts, the destination, consents and documents."""
 
     case_id: UUID
-    # draft, submitted, action_required, ready, referred, accepted, opinion_delivered,
-    # unroutable, withdrawn
+    # draft, submitted, action_required, ready, referred, accepted, information_requested,
+    # opinion_delivered, unroutable, withdrawn
     status: str
     status_reason: str | None
     created_at: datetime
@@ -112,6 +140,7 @@ class CaseForFhir:
     birth_date: date | None
     consents: list[ConsentForFhir]
     documents: list[DocumentForFhir]
+    information_requests: list[InformationRequestForFhir] = field(default_factory=list)
 
 
 TASK_STATUS: dict[str, str] = {
@@ -123,6 +152,8 @@ TASK_STATUS: dict[str, str] = {
     # The center agreed to give an opinion; nothing tells us when its work starts, so
     # `in-progress` would claim more than we know. `accepted` is exactly what happened.
     "accepted": "accepted",
+    # The center paused its work until the patient answers; businessStatus says why.
+    "information_requested": "on-hold",
     "opinion_delivered": "completed",
     "unroutable": "failed",
     "withdrawn": "cancelled",
@@ -139,6 +170,8 @@ SERVICE_REQUEST_STATUS: dict[str, str] = {
     "ready": "active",
     "referred": "active",
     "accepted": "active",
+    # As for action_required: the fulfilment waits, the patient's request still stands.
+    "information_requested": "active",
     "opinion_delivered": "completed",
     # No eligible center was found: the fulfilment failed (Task `failed`), but the patient did not
     # revoke the request, and `revoked` means "no further activity should occur", which would
@@ -203,6 +236,38 @@ _DOCUMENT_STATUS = {
     "superseded": "superseded",
 }
 
+# Information request status -> CommunicationRequest.status (http://hl7.org/fhir/request-status).
+# An expired or cancelled request is `revoked`: nothing more should be sent in answer to it.
+_INFORMATION_REQUEST_STATUS = {
+    "open": "active",
+    "answered": "completed",
+    "expired": "revoked",
+    "cancelled": "revoked",
+}
+
+_REQUESTED_ITEM_DISPLAY = {
+    "pathology_review": "Pathology material for re-review",
+    "pathology_report": "Pathology report",
+    "imaging": "Imaging",
+    "lab_test": "Laboratory test",
+    "document": "Document",
+    "question": "Question",
+    "family_history": "Family history",
+    "medications": "Current medications",
+    "allergies": "Allergies and intolerances",
+}
+
+_SHIPMENT_MATERIAL_DISPLAY = {
+    "slides": "slides",
+    "blocks": "blocks",
+    "slides_and_blocks": "slides and blocks",
+    "other": "other material",
+}
+
+_SHIPMENT_KEYS = frozenset(
+    {"shipment_id", "material", "carrier", "tracking_number", "sent_on", "received_at"}
+)
+
 _CONSENT_TEXT = {
     "processing": "Consent to the processing of health data for a second opinion",
     "cross_border": "Consent to the transfer of health data to another country",
@@ -221,14 +286,18 @@ def case_bundle(case: CaseForFhir, *, base_url: str) -> dict[str, Any]:
     The bundle holds, in this order: a Patient, a Condition, a ServiceRequest and a Task, all with
     the case id as their id; one DocumentReference per document (id = document id, in the order
     given); one Consent per distinct consent (the latest of each kind `active`, older ones
-    `inactive`). Each entry's `fullUrl` is
+    `inactive`); then, per information request in the order given, a CommunicationRequest (id =
+    request id) and, when the request was answered, the Communication of the answer (id = uuid5
+    of the request id). Each entry's `fullUrl` is
     `{base_url}/fhir/{type}/{id}` and every reference in the bundle is one of those URLs. The
     Patient carries only a case-scoped identifier and the birth date (when known): no name,
     telecom or address. The Task status follows `TASK_STATUS`, the ServiceRequest status
     `SERVICE_REQUEST_STATUS`. The same case always gives the same bundle (no clock, no random ids).
 
     Raises ValueError when the case cannot be written faithfully: an unknown case status, reason,
-    destination preference, consent kind, document kind or document status; an unknown country
+    destination preference, consent kind, document kind or document status, information request
+    status, requested item kind or shipment material; a shipment missing a field; duplicate
+    information request ids; an unknown country
     code or countries that contradict the preference; a SHA-256 that is not 64 hex digits; a
     translation whose original is not another document of the case; duplicate document ids;
     a datetime without a time zone; `updated_at` before `created_at`; a `base_url` that is not an
@@ -244,6 +313,7 @@ def case_bundle(case: CaseForFhir, *, base_url: str) -> dict[str, Any]:
         _task(case, base),
         *(_document_reference(case, doc, base) for doc in case.documents),
         *_consents(case, base),
+        *_information_requests(case, base),
     ]
     bundle = Bundle(
         type="collection",
@@ -319,6 +389,37 @@ def _check(case: CaseForFhir) -> None:
                 f"document {doc.document_id} is a translation of {doc.translation_of}, which is "
                 "not another document of the case"
             )
+
+    request_ids = [request.request_id for request in case.information_requests]
+    if len(set(request_ids)) != len(request_ids):
+        raise ValueError("the case lists an information request id twice")
+    for request in case.information_requests:
+        _check_information_request(request)
+
+
+def _check_information_request(request: InformationRequestForFhir) -> None:
+    what = f"information request {request.request_id}"
+    if request.status not in _INFORMATION_REQUEST_STATUS:
+        raise ValueError(f"{what}: unknown status {request.status!r}")
+    for kind, _detail in request.items:
+        if kind not in _REQUESTED_ITEM_DISPLAY:
+            raise ValueError(f"{what}: unknown requested item kind {kind!r}")
+    for moment, name in [
+        (request.requested_at, "requested_at"),
+        (request.due_at, "due_at"),
+        (request.answered_at, "answered_at"),
+    ]:
+        if moment is not None:
+            _aware(moment, f"{what} {name}")
+    for shipment in request.shipments:
+        missing = _SHIPMENT_KEYS - set(shipment)
+        if missing:
+            raise ValueError(f"{what}: a shipment lacks {sorted(missing)}")
+        if shipment["material"] not in _SHIPMENT_MATERIAL_DISPLAY:
+            raise ValueError(f"{what}: unknown shipment material {shipment['material']!r}")
+        _day(shipment["sent_on"])
+        if shipment["received_at"] is not None:
+            _day(shipment["received_at"])
 
 
 def _aware(moment: datetime, what: str) -> None:
@@ -467,12 +568,25 @@ def _location_codes(case: CaseForFhir) -> list[CodeableConcept]:
 
 
 def _task(case: CaseForFhir, base: str) -> Task:
-    waiting = case.status == "action_required"
+    business_status = None
+    if case.status == "action_required":
+        business_status = CodeableConcept(text="awaiting-information")
+    elif case.status == "information_requested":
+        business_status = CodeableConcept(
+            coding=[
+                Coding(
+                    system=_system(base, "case-business-status"),
+                    code="information-requested",
+                    display="Information requested by the cancer center",
+                )
+            ],
+            text="awaiting information requested by the cancer center",
+        )
     return Task(
         id=str(case.case_id),
         status=TASK_STATUS[case.status],
         statusReason=CodeableConcept(text=case.status_reason) if case.status_reason else None,
-        businessStatus=CodeableConcept(text="awaiting-information") if waiting else None,
+        businessStatus=business_status,
         intent="order",
         code=CodeableConcept(
             coding=[Coding(system=_TASK_CODE, code="fulfill", display="Fulfill the focal request")]
@@ -600,3 +714,105 @@ def _consent(case: CaseForFhir, consent: ConsentForFhir, base: str, *, in_force:
             purpose=purposes,
         ),
     )
+
+
+def _information_requests(case: CaseForFhir, base: str) -> list[Resource]:
+    resources: list[Resource] = []
+    for request in case.information_requests:
+        resources.append(_communication_request(case, request, base))
+        if request.status == "answered":
+            resources.append(_communication(case, request, base))
+    return resources
+
+
+def _center(base: str, center_code: str) -> Reference:
+    # The center is not an entry of the bundle: a logical reference by its platform code.
+    return Reference(
+        type="Organization",
+        identifier=Identifier(system=f"{base}/fhir/NamingSystem/cancer-center", value=center_code),
+        display=f"cancer center {center_code}",
+    )
+
+
+def _communication_request(
+    case: CaseForFhir, request: InformationRequestForFhir, base: str
+) -> CommunicationRequest:
+    # The center (requester) asks the patient (sender) to send information to the center
+    # (recipient): in FHIR the sender and recipient are those of the communication requested.
+    payloads = [
+        CommunicationRequestPayload(contentString=f"{_REQUESTED_ITEM_DISPLAY[kind]}: {detail}")
+        for kind, detail in request.items
+    ]
+    return CommunicationRequest(
+        id=str(request.request_id),
+        identifier=[Identifier(system=_URI, value=f"urn:uuid:{request.request_id}")],
+        basedOn=[_ref(base, "ServiceRequest", case.case_id)],
+        status=_INFORMATION_REQUEST_STATUS[request.status],
+        category=[CodeableConcept(text="information-request")],
+        subject=_ref(base, "Patient", case.case_id),
+        about=[_ref(base, "Task", case.case_id)],
+        payload=payloads or None,
+        occurrenceDateTime=request.due_at,
+        authoredOn=request.requested_at,
+        requester=_center(base, request.center_code),
+        recipient=[_center(base, request.center_code)],
+        sender=_ref(base, "Patient", case.case_id),
+        reasonCode=[CodeableConcept(text=request.reason)] if request.reason.strip() else None,
+    )
+
+
+def _communication(
+    case: CaseForFhir, request: InformationRequestForFhir, base: str
+) -> Communication:
+    in_bundle = {doc.document_id for doc in case.documents}
+    payloads: list[CommunicationPayload] = []
+    if request.answer and request.answer.strip():
+        payloads.append(CommunicationPayload(contentString=request.answer.strip()))
+    # Only documents the bundle holds, so that every reference resolves inside it.
+    payloads.extend(
+        CommunicationPayload(contentReference=_ref(base, "DocumentReference", document_id))
+        for document_id in dict.fromkeys(request.document_ids)
+        if document_id in in_bundle
+    )
+    payloads.extend(
+        CommunicationPayload(contentString=_shipment_text(shipment))
+        for shipment in request.shipments
+    )
+    return Communication(
+        # Stable across exports: derived from the request it answers.
+        id=str(uuid.uuid5(request.request_id, "communication:answer")),
+        basedOn=[_ref(base, "CommunicationRequest", request.request_id)],
+        partOf=[_ref(base, "Task", case.case_id)],
+        status="completed",
+        category=[CodeableConcept(text="information-answer")],
+        subject=_ref(base, "Patient", case.case_id),
+        about=[_ref(base, "ServiceRequest", case.case_id)],
+        sent=request.answered_at,
+        recipient=[_center(base, request.center_code)],
+        sender=_ref(base, "Patient", case.case_id),
+        payload=payloads or None,
+    )
+
+
+def _shipment_text(shipment: dict[str, Any]) -> str:
+    received = shipment["received_at"]
+    return (
+        f"Shipment of {_SHIPMENT_MATERIAL_DISPLAY[shipment['material']]} by "
+        f"{shipment['carrier']}, tracking {shipment['tracking_number']}, sent "
+        f"{_day(shipment['sent_on'])}; received "
+        f"{_day(received) if received is not None else 'not yet'}"
+    )
+
+
+def _day(value: object) -> str:
+    """The ISO day of a date, a datetime or their ISO text."""
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value).date().isoformat()
+        except ValueError:
+            pass
+    raise ValueError(f"not an ISO date or datetime: {value!r}")

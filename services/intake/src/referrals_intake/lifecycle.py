@@ -7,8 +7,13 @@
       unreadable    action_required                     opinion_delivered ◀┘   unroutable
     any open state ─withdraw─▶ withdrawn
 
-Declined and expired referrals keep the case `referred` while partners routes it to the next
-center; they are timeline entries, not transitions.
+    referred / accepted ─center asks─▶ information_requested ─patient answers─▶ referred / accepted
+                                          │ (the state it came from: the same center goes on)
+                                          └─not answered by the due date, or the center
+                                            declines─▶ referred (partners offers the next center)
+
+Declined and expired referrals of a `referred` case keep it `referred` while partners routes it
+to the next center; they are timeline entries, not transitions.
 """
 
 from __future__ import annotations
@@ -31,17 +36,50 @@ TRANSITIONS: dict[tuple[CaseStatus, StatusChangeReason], CaseStatus] = {
     (S.REFERRED, StatusChangeReason.NO_ELIGIBLE_CENTER): S.UNROUTABLE,
     (S.READY, StatusChangeReason.NO_ELIGIBLE_CENTER): S.UNROUTABLE,
     (S.ACCEPTED, StatusChangeReason.OPINION_DELIVERED): S.OPINION_DELIVERED,
+    # The information loop (seed 000: the council asks to re-send biopsy material or for tests).
+    (S.REFERRED, StatusChangeReason.INFO_REQUESTED): S.INFORMATION_REQUESTED,
+    (S.ACCEPTED, StatusChangeReason.INFO_REQUESTED): S.INFORMATION_REQUESTED,
+    (S.INFORMATION_REQUESTED, StatusChangeReason.INFORMATION_NOT_PROVIDED): S.REFERRED,
+    (S.INFORMATION_REQUESTED, StatusChangeReason.REFERRAL_DECLINED): S.REFERRED,
+    (S.INFORMATION_REQUESTED, StatusChangeReason.NO_ELIGIBLE_CENTER): S.UNROUTABLE,
+    # The patient answered as the request expired: partners expired it all the same, and the
+    # case goes to the next center.
+    (S.ACCEPTED, StatusChangeReason.INFORMATION_NOT_PROVIDED): S.REFERRED,
 }
 
-OPEN_STATES = frozenset({S.DRAFT, S.SUBMITTED, S.ACTION_REQUIRED, S.READY, S.REFERRED, S.ACCEPTED})
+RESUMES_TO = frozenset({S.REFERRED, S.ACCEPTED})
+"""The answer to a request returns the case to the state it was asked in (the request's
+`resume_status`): an offer the center had not accepted yet, or an accepted referral."""
+
+OPEN_STATES = frozenset(
+    {
+        S.DRAFT,
+        S.SUBMITTED,
+        S.ACTION_REQUIRED,
+        S.READY,
+        S.REFERRED,
+        S.ACCEPTED,
+        S.INFORMATION_REQUESTED,
+    }
+)
 for _state in OPEN_STATES:
     TRANSITIONS[(_state, StatusChangeReason.PATIENT_WITHDREW)] = S.WITHDRAWN
 
 EDITABLE_STATES = frozenset({S.DRAFT})
 # A patient may add documents while the case waits for them or for a referral.
 UPLOAD_STATES = frozenset(
-    {S.DRAFT, S.SUBMITTED, S.ACTION_REQUIRED, S.READY, S.REFERRED, S.ACCEPTED}
+    {
+        S.DRAFT,
+        S.SUBMITTED,
+        S.ACTION_REQUIRED,
+        S.READY,
+        S.REFERRED,
+        S.ACCEPTED,
+        S.INFORMATION_REQUESTED,
+    }
 )
+# The preparation checklist may be completed until the center has given its opinion.
+PREPARATION_STATES = OPEN_STATES
 
 EVIDENCE_KINDS = frozenset({"pathology_report", "discharge_summary"})
 
@@ -55,8 +93,15 @@ class IllegalTransition(Exception):
         self.reason = reason
 
 
-def next_status(current: CaseStatus, reason: StatusChangeReason) -> CaseStatus:
-    """The state a case in `current` moves to on `reason`, or IllegalTransition."""
+def next_status(
+    current: CaseStatus, reason: StatusChangeReason, *, resume: CaseStatus | None = None
+) -> CaseStatus:
+    """The state a case in `current` moves to on `reason`, or IllegalTransition. The patient's
+    answer to a center's request (`information_provided`) goes back to `resume`."""
+    if reason == StatusChangeReason.INFORMATION_PROVIDED:
+        if current != S.INFORMATION_REQUESTED or resume not in RESUMES_TO:
+            raise IllegalTransition(current, reason)
+        return resume
     try:
         return TRANSITIONS[(current, reason)]
     except KeyError:
@@ -147,6 +192,15 @@ NEXT_STEPS: dict[StatusChangeReason, str | None] = {
     StatusChangeReason.REFERRAL_REQUESTED: "Wait for the center's answer; we will tell you.",
     StatusChangeReason.REFERRAL_ACCEPTED: "Wait for the written opinion; we will tell you.",
     StatusChangeReason.OPINION_DELIVERED: "Read the opinion and discuss it with your doctor.",
+    StatusChangeReason.INFO_REQUESTED: (
+        "Answer the center's request by its due date: upload the documents it asks for, send "
+        "any slides or blocks by courier and record the shipment, write your answers, then send "
+        "them to the center."
+    ),
+    StatusChangeReason.INFORMATION_PROVIDED: "Wait: the center goes on with your case.",
+    StatusChangeReason.INFORMATION_NOT_PROVIDED: (
+        "Nothing: we are offering your case to the next center."
+    ),
     StatusChangeReason.NO_ELIGIBLE_CENTER: (
         "Our team will contact you about other options, such as another destination."
     ),
@@ -162,6 +216,39 @@ REASONS: dict[StatusChangeReason, str] = {
     StatusChangeReason.REFERRAL_REQUESTED: "The case was referred to a cancer center.",
     StatusChangeReason.REFERRAL_ACCEPTED: "The cancer center accepted the case.",
     StatusChangeReason.OPINION_DELIVERED: "The written opinion is ready.",
+    StatusChangeReason.INFO_REQUESTED: "The cancer center needs more information.",
+    StatusChangeReason.INFORMATION_PROVIDED: "The answer was sent to the cancer center.",
+    StatusChangeReason.INFORMATION_NOT_PROVIDED: (
+        "The center's request was not answered in time; the case goes to the next center."
+    ),
     StatusChangeReason.NO_ELIGIBLE_CENTER: "No cancer center could take the case.",
     StatusChangeReason.PATIENT_WITHDREW: "The case was withdrawn.",
+    StatusChangeReason.REFERRAL_DECLINED: "The cancer center declined the case.",
 }
+
+
+ITEM_LABELS: dict[str, str] = {
+    "pathology_review": "the biopsy material (slides or blocks) for a re-review",
+    "pathology_report": "a pathology report",
+    "imaging": "imaging (a report or the images)",
+    "lab_test": "a laboratory test result",
+    "document": "a document",
+    "question": "an answer to a question",
+    "family_history": "your family history",
+    "medications": "your current medications with doses",
+    "allergies": "your allergies",
+}
+
+
+def still_missing(
+    items: Iterable[dict[str, str]], preparation: dict[str, object] | None
+) -> list[str]:
+    """What the preparation checklist still lacks of what an open request asks for, in words
+    the patient can act on (`family history: cancers in the family, with the relation`)."""
+    have = preparation or {}
+    missing = []
+    for item in items:
+        kind = item.get("kind", "")
+        if kind in ("family_history", "medications", "allergies") and not have.get(kind):
+            missing.append(f"{ITEM_LABELS[kind]}: {item.get('detail', '')}".rstrip(": "))
+    return missing

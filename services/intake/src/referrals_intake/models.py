@@ -142,3 +142,32 @@ class AccessAudit(IntakeModel, table=True):
 def birth_date_of(personal: dict[str, object]) -> date | None:
     raw = personal.get("date_of_birth")
     return date.fromisoformat(str(raw)) if raw else None
+
+
+class InformationRequest(IntakeModel, table=True):
+    """A center's request for more information, as the patient sees and answers it.
+
+    status: open | answered | expired | cancelled (the center declined or the case closed).
+    `resume_status` is the case state the answer returns the case to (referred or accepted).
+    """
+
+    __tablename__ = "information_requests"
+    __table_args__ = (Index("information_requests_case", "case_id", "requested_at"),)
+
+    id: UUID = Field(primary_key=True, description="partners' request id")
+    case_id: UUID = Field(foreign_key="cases.id")
+    referral_id: UUID
+    center_code: str = Field(max_length=63)
+    reason: str = Field(max_length=4000)
+    items: list[dict[str, Any]] = Field(sa_column=Column(JSONB, nullable=False))
+    due_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    requested_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    status: str = Field(default="open", max_length=16)
+    resume_status: str = Field(max_length=32)
+    answered_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    answer: str | None = Field(default=None, max_length=4000)
+    document_ids: list[str] = Field(default_factory=list, sa_column=Column(JSONB, nullable=False))
+    shipments: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSONB, nullable=False)
+    )
+    """Each: shipment_id, material, carrier, tracking_number, sent_on, received_at (or null)."""

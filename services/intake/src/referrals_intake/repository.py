@@ -16,6 +16,7 @@ from referrals_intake.models import (
     CaseConsent,
     CaseDocument,
     IdempotencyRecord,
+    InformationRequest,
     TimelineEntry,
     utcnow,
 )
@@ -69,6 +70,14 @@ class CaseRepository:
             )
             for d in await self.documents(case_id)
         ]
+
+    async def information_requests(self, case_id: UUID) -> list[InformationRequest]:
+        rows = await self.session.execute(
+            select(InformationRequest)
+            .where(InformationRequest.case_id == case_id)
+            .order_by(InformationRequest.requested_at)
+        )
+        return list(rows.scalars())
 
     async def upsert_consent(self, case_id: UUID, kind: str, version: str) -> CaseConsent:
         stmt = (

@@ -3,7 +3,7 @@ a real ICD-10 code list, real country codes, E.164 phone numbers, deliverable-lo
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -20,6 +20,7 @@ from pydantic import (
     field_validator,
 )
 
+from referrals_common.contracts.information import RequestedItemKind, ShipmentMaterial
 from referrals_common.contracts.intake import (
     CaseStatus,
     ClinicalQuestion,
@@ -239,6 +240,91 @@ class InsurancePublic(BaseModel):
     policy_number: str
 
 
+class ShipmentIn(BaseModel):
+    """Physical material (slides, blocks) sent to the center by courier."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    material: ShipmentMaterial = Field(description="What was sent")
+    carrier: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=2, max_length=80),
+        NoControlCharacters,
+    ] = Field(description="The courier", examples=["DHL Express"])
+    tracking_number: Annotated[
+        str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9 -]{3,39}$")
+    ] = Field(description="The courier's tracking number (letters, digits, spaces, '-')")
+    sent_on: date = Field(description="The day the material was handed to the courier")
+
+    @field_validator("sent_on")
+    @classmethod
+    def _not_in_the_future(cls, value: date) -> date:
+        if value > datetime.now(UTC).date() + timedelta(days=1):
+            raise ValueError("the material cannot have been sent in the future")
+        return value
+
+
+class AnswerIn(BaseModel):
+    """The patient's answer to a center's request, sent to the center as it is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    answer: (
+        Annotated[
+            str,
+            StringConstraints(strip_whitespace=True, min_length=1, max_length=4000),
+            NoControlCharacters,
+        ]
+        | None
+    ) = Field(default=None, description="The patient's written answer to the center's questions")
+    document_ids: list[UUID] | None = Field(
+        default=None,
+        max_length=50,
+        description="The documents that answer the request (uploaded to records first, stored "
+        "and accepted by the language check); omitted: every document added since the request",
+    )
+    shipments: list[ShipmentIn] = Field(
+        default_factory=list, max_length=10, description="Slides or blocks sent by courier"
+    )
+
+    @field_validator("document_ids")
+    @classmethod
+    def _no_duplicates(cls, value: list[UUID] | None) -> list[UUID] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("a document is listed twice")
+        return value
+
+
+class ShipmentPublic(BaseModel):
+    shipment_id: UUID
+    material: ShipmentMaterial
+    carrier: str
+    tracking_number: str
+    sent_on: date
+    received_at: datetime | None = None
+
+
+class RequestedItemPublic(BaseModel):
+    kind: RequestedItemKind
+    detail: str
+
+
+class InformationRequestPublic(BaseModel):
+    """A center's request for more information, and the patient's answer once sent."""
+
+    id: UUID
+    center_code: str
+    status: Literal["open", "answered", "expired", "cancelled"]
+    reason: str = Field(description="Why the center needs it, in the center's words")
+    items: list[RequestedItemPublic] = Field(description="What the center needs")
+    due_at: datetime | None = Field(description="When the answer must be sent, at the latest")
+    requested_at: datetime
+    answered_at: datetime | None
+    answer: str | None
+    document_ids: list[UUID]
+    shipments: list[ShipmentPublic]
+
+
 class CasePublic(BaseModel):
     """A case as the front end reads it. Plain output types: what is stored was validated on
     the way in, and re-running the input validators on every response would only cost time."""
@@ -261,6 +347,16 @@ class CasePublic(BaseModel):
     consents: list[ConsentPublic]
     documents: list[DocumentPublic]
     next_step: str | None = Field(description="What the patient must do now, if anything")
+    information_requests: list[InformationRequestPublic] = Field(
+        default_factory=list,
+        description="Every request for information a center made, the open one (status "
+        "`information_requested`) last",
+    )
+    still_missing: list[str] = Field(
+        default_factory=list,
+        description="What the open request asks of the preparation checklist and the case does "
+        "not have yet (PUT /v1/cases/{case_id}/preparation)",
+    )
 
 
 class CaseCreated(BaseModel):

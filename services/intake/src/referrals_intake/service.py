@@ -13,9 +13,12 @@ from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
+from sqlalchemy import update
+
 from referrals_common.contracts import (
     AgeGroup,
     CaseContactShared,
+    CaseInformationProvided,
     CaseReadyForReferral,
     CaseStatus,
     CaseStatusChanged,
@@ -29,12 +32,20 @@ from referrals_common.contracts import (
     WithdrawalReason,
     new_event,
 )
+from referrals_common.contracts.information import RequestedItem, Shipment
 from referrals_common.contracts.intake import Preparation
 from referrals_common.crypto import FieldCipher, SealedBox
 from referrals_common.db import UnitOfWork
 from referrals_intake import lifecycle
 from referrals_intake.lifecycle import IllegalTransition
-from referrals_intake.models import ApiClient, Case, CaseDocument, TimelineEntry, utcnow
+from referrals_intake.models import (
+    ApiClient,
+    Case,
+    CaseDocument,
+    InformationRequest,
+    TimelineEntry,
+    utcnow,
+)
 from referrals_intake.repository import CaseRepository
 from referrals_intake.schemas import CaseCreate, CaseFields, CaseUpdate
 
@@ -61,6 +72,48 @@ class SubmissionIncomplete(Exception):
 
 class ConsentVersionUnknown(Exception):
     pass
+
+
+class RequestNotFound(Exception):
+    """No such information request on this case."""
+
+
+class RequestClosed(Exception):
+    """The request was answered, expired or cancelled, or the case no longer waits for it."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class AnswerInvalid(ValueError):
+    """The answer names a document it may not, or holds nothing: nothing applied."""
+
+    def __init__(self, pointer: str, message: str, code: str) -> None:
+        super().__init__(message)
+        self.pointer = pointer
+        self.code = code
+
+
+class DocumentsNotReady(Exception):
+    """A document of the answer is still being stored or checked (`pending`), or failed its
+    check (`refused`): the answer waits for it, or the patient replaces it."""
+
+    def __init__(self, pending: list[str], refused: list[str]) -> None:
+        super().__init__(
+            "; ".join(
+                part
+                for part in (
+                    f"still being checked: {', '.join(pending)}" if pending else "",
+                    f"not accepted (see the case's documents): {', '.join(refused)}"
+                    if refused
+                    else "",
+                )
+                if part
+            )
+        )
+        self.pending = pending
+        self.refused = refused
 
 
 @dataclass(frozen=True)
@@ -220,6 +273,7 @@ class Intake:
         repo = CaseRepository(uow.session)
         case = await _locked(repo, case_id)
         await _move(uow, case, R.PATIENT_WITHDREW)
+        await _close_requests(uow, case.id, "cancelled")
         case.withdrawal_reason = reason
         await uow.outbox.add(new_event(CaseWithdrawn(case_id=case.id, reason=reason)))
         return case
@@ -337,27 +391,23 @@ class Intake:
         self, uow: UnitOfWork, case_id: UUID, reason: StatusChangeReason, detail: str | None = None
     ) -> None:
         """A routing fact: a transition (requested, accepted, opinion, unroutable) or, for a
-        decline, an expiry or a request for information, a timeline entry only."""
+        decline or an expiry of a `referred` case, a timeline entry only (partners routes the
+        case to the next center). A decline of a case that waits for the patient's answer ends
+        the wait: the case is `referred` again."""
         repo = CaseRepository(uow.session)
         case = await repo.get(case_id, for_update=True)
         if case is None:
             log.warning("routing event for unknown case %s ignored", case_id)
             return
+        waiting = case.status == CaseStatus.INFORMATION_REQUESTED
+        if waiting and reason == R.REFERRAL_DECLINED:
+            await _close_requests(uow, case.id, "cancelled")
+            await _move(uow, case, reason, reason=detail)
+            return
         rerouted = reason == R.REFERRAL_REQUESTED and case.status == CaseStatus.REFERRED
-        if rerouted or reason in (R.REFERRAL_DECLINED, R.REFERRAL_EXPIRED, R.INFO_REQUESTED):
-            repo.add(
-                TimelineEntry(
-                    case_id=case.id,
-                    from_status=case.status,
-                    to_status=case.status,
-                    reason_code=reason,
-                    reason=detail or reason.replace("_", " "),
-                    next_step=(
-                        "Answer the center's question through your clinic."
-                        if reason == R.INFO_REQUESTED
-                        else "Nothing: we are offering your case to the next center."
-                    ),
-                )
+        if rerouted or reason in (R.REFERRAL_DECLINED, R.REFERRAL_EXPIRED):
+            _note(
+                repo, case, reason, detail, "Nothing: we are offering your case to the next center."
             )
             return
         try:
@@ -365,6 +415,287 @@ class Intake:
         except IllegalTransition as exc:
             # Refused and logged, never applied: the event stays recorded in the inbox.
             log.warning("illegal transition refused for case %s: %s", case_id, exc)
+
+    # ----------------------------------------------------------------- the information loop
+
+    async def on_info_requested(
+        self,
+        uow: UnitOfWork,
+        case_id: UUID,
+        *,
+        request_id: UUID,
+        referral_id: UUID,
+        center_code: str,
+        message: str,
+        items: list[RequestedItem],
+        due_at: datetime | None,
+        resumes_as: str | None,
+    ) -> None:
+        """A center asks for more: the case waits for the patient's answer (what, why, by when)."""
+        repo = CaseRepository(uow.session)
+        case = await repo.get(case_id, for_update=True)
+        if case is None:
+            log.warning("information request for unknown case %s ignored", case_id)
+            return
+        if await uow.session.get(InformationRequest, request_id) is not None:
+            return  # the same request again (a replayed event): applied once
+        if case.status not in (CaseStatus.REFERRED, CaseStatus.ACCEPTED):
+            log.warning("information request for case %s in %s refused", case_id, case.status)
+            return
+        resume = (
+            CaseStatus.ACCEPTED
+            if resumes_as == "accepted" or (resumes_as is None and case.status == "accepted")
+            else CaseStatus.REFERRED
+        )
+        listed = [item.model_dump(mode="json") for item in items] or [
+            {"kind": "question", "detail": message[:1000]}
+        ]
+        repo.add(
+            InformationRequest(
+                id=request_id,
+                case_id=case.id,
+                referral_id=referral_id,
+                center_code=center_code,
+                reason=message,
+                items=listed,
+                due_at=due_at,
+                resume_status=resume,
+                document_ids=[],
+                shipments=[],
+            )
+        )
+        what = "; ".join(
+            f"{lifecycle.ITEM_LABELS.get(i['kind'], i['kind'])} ({i['detail']})" for i in listed
+        )
+        by = f" Due by {due_at:%Y-%m-%d %H:%M} UTC." if due_at else ""
+        await _move(
+            uow,
+            case,
+            R.INFO_REQUESTED,
+            reason=f"Cancer center {center_code} needs more information: {what}. Why: "
+            f"{message}.{by}",
+        )
+
+    async def set_preparation(
+        self, uow: UnitOfWork, case_id: UUID, preparation: Preparation
+    ) -> Case:
+        """Complete the preparation checklist (family history, medications, allergies) while the
+        case is open: the center that asked for it reads it once the answer is sent."""
+        repo = CaseRepository(uow.session)
+        case = await _locked(repo, case_id)
+        if case.status not in lifecycle.PREPARATION_STATES:
+            raise CaseNotEditable(case.status)
+        case.preparation = preparation.model_dump(mode="json")
+        case.updated_at = utcnow()
+        return case
+
+    async def answer_request(
+        self,
+        uow: UnitOfWork,
+        case_id: UUID,
+        request_id: UUID,
+        *,
+        answer: str | None,
+        document_ids: list[UUID] | None,
+        shipments: list[Shipment],
+        now: datetime | None = None,
+    ) -> Case:
+        """The patient's answer to an open request, sent to the center ("send to the center").
+
+        `document_ids` None means every document the patient added since the request was made.
+        Refused, with nothing applied: an unknown request (RequestNotFound), one no longer open
+        or past its due date (RequestClosed), a document that is not the patient's of this case
+        or an answer with nothing in it (AnswerInvalid), a document still being checked or
+        refused by its check (DocumentsNotReady)."""
+        repo = CaseRepository(uow.session)
+        case = await _locked(repo, case_id)
+        request = await uow.session.get(InformationRequest, request_id, with_for_update=True)
+        if request is None or request.case_id != case.id:
+            raise RequestNotFound(request_id)
+        now = now or utcnow()
+        if request.status != "open" or case.status != CaseStatus.INFORMATION_REQUESTED:
+            raise RequestClosed(
+                request.status,
+                f"This request is {request.status}: it can no longer be answered."
+                if request.status != "open"
+                else f"The case is {case.status}: it does not wait for this answer.",
+            )
+        if request.due_at is not None and now >= request.due_at:
+            raise RequestClosed(
+                "expired",
+                f"This request was due at {request.due_at.isoformat()}: the center no longer "
+                "waits for it.",
+            )
+        docs = {d.document_id: d for d in await repo.documents(case.id)}
+        if document_ids is None:
+            chosen = [
+                d
+                for d in docs.values()
+                if d.kind != "opinion" and d.created_at >= request.requested_at
+            ]
+        else:
+            chosen = []
+            for index, doc_id in enumerate(document_ids):
+                doc = docs.get(doc_id)
+                if doc is None or doc.kind == "opinion":
+                    raise AnswerInvalid(
+                        f"/document_ids/{index}",
+                        f"Document {doc_id} is not one of the patient's documents of this case.",
+                        "unknown_document",
+                    )
+                chosen.append(doc)
+        # A translation stands in for its original, as everywhere else.
+        current_ids = {
+            s.document_id for s in lifecycle.current_documents(await repo.document_states(case.id))
+        }
+        pending = [str(d.document_id) for d in chosen if not d.stored or d.check == "pending"]
+        refused = [
+            str(d.document_id)
+            for d in chosen
+            if d.stored
+            and d.check not in ("pending", "accepted")
+            and str(d.document_id) in current_ids
+        ]
+        if pending or refused:
+            raise DocumentsNotReady(pending, refused)
+        new_ids = [d.document_id for d in chosen if str(d.document_id) in current_ids]
+        if not (answer or new_ids or shipments):
+            raise AnswerInvalid(
+                "",
+                "The answer is empty: write an answer, add documents (upload them first) or "
+                "record a shipment.",
+                "empty_answer",
+            )
+        request.status = "answered"
+        request.answered_at = now
+        request.answer = answer
+        request.document_ids = [str(i) for i in new_ids]
+        request.shipments = [{**s.model_dump(mode="json"), "received_at": None} for s in shipments]
+        all_ids = [UUID(i) for i in sorted(current_ids, key=lambda i: _order(docs, i))]
+        await uow.outbox.add(
+            new_event(
+                CaseInformationProvided(
+                    case_id=case.id,
+                    request_id=request.id,
+                    referral_id=request.referral_id,
+                    answer=answer,
+                    new_document_ids=new_ids,
+                    document_ids=all_ids,
+                    shipments=shipments,
+                    preparation=Preparation.model_validate(case.preparation)
+                    if case.preparation
+                    else None,
+                )
+            )
+        )
+        parts = [f"{len(new_ids)} document(s)"] if new_ids else []
+        parts += [f"{len(shipments)} shipment(s)"] if shipments else []
+        parts += ["a written answer"] if answer else []
+        await _move(
+            uow,
+            case,
+            R.INFORMATION_PROVIDED,
+            reason=f"The answer ({', '.join(parts)}) was sent to cancer center "
+            f"{request.center_code}.",
+            resume=CaseStatus(request.resume_status),
+        )
+        return case
+
+    async def on_information_expired(
+        self, uow: UnitOfWork, case_id: UUID, request_id: UUID | None, center_code: str
+    ) -> None:
+        """The patient did not answer in time: partners expired the referral and routes on."""
+        repo = CaseRepository(uow.session)
+        case = await repo.get(case_id, for_update=True)
+        if case is None:
+            return
+        await _close_requests(uow, case.id, "expired", only=request_id)
+        text = (
+            f"The request of cancer center {center_code} was not answered by its due date; "
+            "the case goes to the next center."
+        )
+        if case.status in (CaseStatus.INFORMATION_REQUESTED, CaseStatus.ACCEPTED):
+            await _move(uow, case, R.INFORMATION_NOT_PROVIDED, reason=text)
+        else:
+            _note(
+                repo,
+                case,
+                R.INFORMATION_NOT_PROVIDED,
+                text,
+                lifecycle.NEXT_STEPS[R.INFORMATION_NOT_PROVIDED],
+            )
+
+    async def on_loop_fact(
+        self, uow: UnitOfWork, case_id: UUID, code: str, text: str, next_step: str | None = None
+    ) -> None:
+        """A fact of the loop that changes no state (a reminder, the center resumed): a
+        timeline entry."""
+        repo = CaseRepository(uow.session)
+        case = await repo.get(case_id, for_update=True)
+        if case is not None:
+            _note(repo, case, code, text, next_step)
+
+    async def on_shipment_received(
+        self,
+        uow: UnitOfWork,
+        case_id: UUID,
+        request_id: UUID,
+        shipment_id: UUID,
+        received_at: datetime,
+        center_code: str,
+    ) -> None:
+        repo = CaseRepository(uow.session)
+        case = await repo.get(case_id, for_update=True)
+        request = await uow.session.get(InformationRequest, request_id, with_for_update=True)
+        if case is None or request is None:
+            return
+        request.shipments = [
+            {**s, "received_at": received_at.isoformat()}
+            if s.get("shipment_id") == str(shipment_id)
+            else s
+            for s in request.shipments
+        ]
+        _note(
+            repo,
+            case,
+            "shipment_received",
+            f"Cancer center {center_code} received the material sent on the shipment "
+            f"{str(shipment_id)[:8]}.",
+            None,
+        )
+
+
+def _order(docs: dict[UUID, CaseDocument], doc_id: str) -> datetime:
+    doc = docs.get(UUID(doc_id))
+    return doc.created_at if doc else utcnow()
+
+
+def _note(
+    repo: CaseRepository, case: Case, code: str, text: str | None, next_step: str | None
+) -> None:
+    """A timeline entry that changes no state."""
+    repo.add(
+        TimelineEntry(
+            case_id=case.id,
+            from_status=case.status,
+            to_status=case.status,
+            reason_code=code,
+            reason=(text or code.replace("_", " "))[:500],
+            next_step=next_step,
+        )
+    )
+
+
+async def _close_requests(
+    uow: UnitOfWork, case_id: UUID, status: str, *, only: UUID | None = None
+) -> None:
+    """Open requests of the case end as `status` (expired, cancelled)."""
+    query = update(InformationRequest).where(
+        InformationRequest.case_id == case_id, InformationRequest.status == "open"
+    )
+    if only is not None:
+        query = query.where(InformationRequest.id == only)
+    await uow.session.execute(query.values(status=status))
 
 
 DRAFT_NEXT_STEP = (
@@ -381,11 +712,16 @@ async def _locked(repo: CaseRepository, case_id: UUID) -> Case:
 
 
 async def _move(
-    uow: UnitOfWork, case: Case, reason_code: StatusChangeReason, *, reason: str | None = None
+    uow: UnitOfWork,
+    case: Case,
+    reason_code: StatusChangeReason,
+    *,
+    reason: str | None = None,
+    resume: CaseStatus | None = None,
 ) -> None:
     """Apply one lifecycle transition: state, timeline entry and status event together."""
     before = CaseStatus(case.status)
-    after = lifecycle.next_status(before, reason_code)
+    after = lifecycle.next_status(before, reason_code, resume=resume)
     text = reason or lifecycle.REASONS.get(reason_code, reason_code.replace("_", " "))
     case.status = after
     case.updated_at = utcnow()

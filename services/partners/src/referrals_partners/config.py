@@ -24,6 +24,18 @@ class PartnersSettings(ServiceSettings):
     deadline_override_seconds: float | None = Field(
         None, gt=0, description="replace every center's answer deadline (demos, tests)"
     )
+    info_min_due_seconds: float = Field(
+        86400.0,
+        gt=0,
+        description="the least time a center gives the patient to answer a request (1 day)",
+    )
+    info_max_due_days: int = Field(90, ge=1, description="the most time a request may take")
+    info_reminders_before_seconds: list[float] = Field(
+        [259200.0, 28800.0],
+        description="when the patient is reminded of an unanswered request, as seconds before "
+        "its due time (3 days, and on the day: 8 hours); a reminder whose time passed when the "
+        "request was made is skipped",
+    )
     scheduler_interval_seconds: float = Field(1.0, gt=0)
     webhook_timeout_seconds: float = Field(10.0, gt=0)
     webhook_max_attempts: int = Field(8, ge=1)

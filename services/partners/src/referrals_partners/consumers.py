@@ -1,5 +1,5 @@
-"""Partners listens to intake (a case is ready, or withdrawn) and records (which documents exist,
-so an offer can list them and an opinion can be checked).
+"""Partners listens to intake (a case is ready, answered a center's request, or withdrawn) and
+records (which documents exist, so an offer can list them and an opinion can be checked).
 
 One consumer, group `partners.routing`, over the cases and documents topics.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from referrals_common.contracts import (
+    CaseInformationProvided,
     CaseReadyForReferral,
     CaseWithdrawn,
     CloudEvent,
@@ -38,6 +39,10 @@ def build_consumer(
     @consumer.handles(CaseWithdrawn)
     async def withdrawn(event: CloudEvent[CaseWithdrawn], uow: UnitOfWork) -> None:
         await partners.on_case_withdrawn(uow, event.data.case_id)
+
+    @consumer.handles(CaseInformationProvided)
+    async def answered(event: CloudEvent[CaseInformationProvided], uow: UnitOfWork) -> None:
+        await partners.on_information_provided(uow, event.data)
 
     @consumer.handles(DocumentStored)
     async def stored(event: CloudEvent[DocumentStored], uow: UnitOfWork) -> None:

@@ -74,6 +74,12 @@ def build_runtime(settings: PartnersSettings) -> Runtime:
             Limits(
                 max_attempts=settings.max_attempts,
                 deadline_override=timedelta(seconds=override) if override else None,
+                info_min_due=timedelta(seconds=settings.info_min_due_seconds),
+                info_max_due=timedelta(days=settings.info_max_due_days),
+                info_reminders_before=tuple(
+                    timedelta(seconds=s)
+                    for s in sorted(settings.info_reminders_before_seconds, reverse=True)
+                ),
             ),
         ),
         cipher=field_cipher(settings),

@@ -4,7 +4,7 @@ subscriptions and deliveries, and the audit of every center and operator action.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -106,6 +106,53 @@ class Referral(PartnersModel, table=True):
     opinion_document_id: UUID | None = None
     decision: dict[str, Any] = Field(default_factory=dict, sa_column=_json())
     offer: dict[str, Any] = Field(default_factory=dict, sa_column=_json())
+
+
+class InformationRequest(PartnersModel, table=True):
+    """A center's request for more information on one of its referrals, and the answer.
+
+    status: open | answered | expired (not answered by `due_at`) | cancelled (the center
+    declined, or the case was withdrawn). `resume_status` is what the referral goes back to once
+    answered (offered or accepted); `reminders_sent` counts the reminders already emitted.
+    """
+
+    __tablename__ = "information_requests"
+    __table_args__ = (
+        # The scheduler's scan: open requests by due date.
+        Index("information_requests_due", "due_at", postgresql_where=text("status = 'open'")),
+    )
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    referral_id: UUID = Field(index=True)
+    case_id: UUID
+    center_code: str = Field(max_length=63)
+    reason: str = Field(max_length=4000)
+    items: list[dict[str, Any]] = Field(sa_column=_json())
+    due_at: datetime = Field(sa_column=_ts())
+    requested_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    resume_status: str = Field(max_length=16)
+    status: str = Field(default="open", max_length=16)
+    reminders_sent: int = 0
+    answered_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    answer: dict[str, Any] | None = Field(default=None, sa_column=_json(nullable=True))
+    """The patient's answer as `case.information_provided` carried it: written answer, new
+    documents, preparation (shipments are rows of their own)."""
+
+
+class Shipment(PartnersModel, table=True):
+    """Physical material (slides, blocks) sent for a request; the center confirms receipt."""
+
+    __tablename__ = "shipments"
+
+    id: UUID = Field(primary_key=True)
+    request_id: UUID = Field(index=True)
+    referral_id: UUID = Field(index=True)
+    case_id: UUID
+    material: str = Field(max_length=24)
+    carrier: str = Field(max_length=80)
+    tracking_number: str = Field(max_length=40)
+    sent_on: date
+    received_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
 
 
 class CaseDocument(PartnersModel, table=True):

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 import httpx
 from sqlalchemy import select
 
+from referrals_common.contracts import ReferralOffered
 from referrals_common.crypto import FieldCipher
 from referrals_common.db import Database
 from referrals_common.outbound import OutboundPolicy, TargetRefused, classify
@@ -89,7 +90,14 @@ class WebhookSender:
                 return False
             hook = await uow.session.get(Webhook, delivery.center_code)
             referral = await uow.session.get(Referral, delivery.referral_id)
-            if referral is not None and referral.status != "offered":
+            # An offer is sent while it is open; news of an answered request while the
+            # referral is the center's.
+            still_for = (
+                ("offered",)
+                if delivery.payload.get("type") == ReferralOffered.event_type
+                else ("accepted", "info_requested", "offered")
+            )
+            if referral is not None and referral.status not in still_for:
                 delivery.status = "cancelled"  # the offer ended before it could be sent
                 delivery.last_error = "the offer ended before it was delivered"
                 await uow.commit()
@@ -148,7 +156,8 @@ async def run_scheduler(
     interval: float,
     stop: asyncio.Event,
 ) -> None:
-    """Until `stop` is set: expire due offers (re-routing their cases), deliver due webhooks."""
+    """Until `stop` is set: expire due offers (re-routing their cases), remind of and expire
+    information requests, deliver due webhooks."""
     while not stop.is_set():
         try:
             # Each round polls; only an expiry (a case step of its own) is traced.
@@ -157,9 +166,14 @@ async def run_scheduler(
                     async with db.unit_of_work() as uow:
                         expired = await partners.expire_due(uow)
                         await uow.commit()
+                    async with db.unit_of_work() as uow:
+                        requests = await partners.remind_and_expire_requests(uow)
+                        await uow.commit()
                     if expired:
                         log.info("expired %d offers", expired)
-                    else:
+                    if requests:
+                        log.info("reminded of or expired %d information requests", requests)
+                    if not (expired or requests):
                         break
                 await sender.deliver_due()
         except Exception:  # the database may be restarting: log, wait, try again

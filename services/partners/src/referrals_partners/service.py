@@ -10,6 +10,14 @@ A referral's life: offered → accepted → completed (opinion delivered); offer
 expired (the case goes to the next eligible center, never the same one twice); offered or
 accepted → info_requested (the case waits for the patient's documents, then the same center is
 offered it again); any open referral → withdrawn when the patient withdraws.
+
+The information loop: a center with an offered or accepted referral asks for information (what,
+why, by when); the referral is `info_requested` until the patient's answer
+(`case.information_provided`) gives it back to the same center as it was (an offer with a new
+answer deadline, or an accepted referral whose expected opinion date moves on by the time it
+waited), or until the due date passes: then it expires (`information_not_provided`) and the case
+goes to the next center, as after any expiry. Reminders go out before the due date. While it
+waits, the center may still decline. Shipments of slides or blocks are confirmed by the center.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID, uuid4
 
 from opentelemetry import context as otel_context
@@ -26,18 +35,27 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from referrals_common.contracts import (
+    CaseInformationProvided,
     CaseReadyForReferral,
     CaseUnroutable,
+    CloudEvent,
     DeclineReason,
     DocumentStored,
+    ExpiryReason,
     OfferedDocument,
     ReferralAccepted,
     ReferralDeclined,
     ReferralExpired,
+    ReferralInfoReminder,
     ReferralInfoRequested,
+    ReferralInformationReceived,
     ReferralOffered,
     ReferralOpinionDelivered,
     ReferralRequested,
+    ReferralResumed,
+    ReferralShipmentReceived,
+    ReminderKind,
+    RequestedItem,
     UnroutableReason,
     new_event,
 )
@@ -46,8 +64,10 @@ from referrals_common.db import UnitOfWork
 from referrals_partners.models import (
     CaseDocument,
     CenterRow,
+    InformationRequest,
     Referral,
     RoutingCase,
+    Shipment,
     Webhook,
     WebhookDelivery,
     utcnow,
@@ -99,6 +119,11 @@ class Limits:
     """Offers per case before routing gives up (declines and expiries count)."""
     deadline_override: timedelta | None = None
     """If set, replaces every center's answer deadline (demos and tests)."""
+    info_min_due: timedelta = timedelta(days=1)
+    """The least time a center gives the patient to answer a request for information."""
+    info_max_due: timedelta = timedelta(days=90)
+    info_reminders_before: tuple[timedelta, ...] = (timedelta(days=3), timedelta(hours=8))
+    """Reminders of an unanswered request, before its due time, earliest first."""
 
 
 class Partners:
@@ -145,10 +170,6 @@ class Partners:
         case.request = ready.model_dump(mode="json")
         case.updated_at = self.clock()
         current = await _open_referral(uow, case.case_id)
-        if current is not None and current.status == "info_requested":
-            # The patient answered the center's request: the same center gets the case again.
-            await self._offer(uow, case, current, await _center(uow, current.center_code))
-            return
         if current is not None:
             log.info("case %s already has open referral %s", case.case_id, current.id)
             return
@@ -163,6 +184,7 @@ class Partners:
             current.status = "withdrawn"
             current.answered_at = self.clock()
             await _cancel_deliveries(uow, current.id)
+            await _end_requests(uow, current.id, "cancelled")
 
     # ------------------------------------------------------------ center actions
     async def referral_for_center(
@@ -216,7 +238,9 @@ class Partners:
         detail: str | None,
     ) -> Referral:
         referral, case = await self.referral_for_center(uow, center, referral_id, lock=True)
-        self._require(referral, "offered", "decline")
+        # While it waits for the patient's answer, a center may still give up on the case.
+        self._require(referral, ("offered", "info_requested"), "decline")
+        await _end_requests(uow, referral.id, "cancelled")
         referral.status = "declined"
         referral.answered_at = self.clock()
         await _cancel_deliveries(uow, referral.id)
@@ -237,25 +261,269 @@ class Partners:
         return referral
 
     async def request_info(
-        self, uow: UnitOfWork, center: str, referral_id: UUID, message: str
+        self,
+        uow: UnitOfWork,
+        center: str,
+        referral_id: UUID,
+        *,
+        reason: str,
+        items: Sequence[RequestedItem],
+        due_at: datetime,
     ) -> Referral:
+        """The center asks the patient for more (what, why, by when); the referral waits."""
         referral, case = await self.referral_for_center(uow, center, referral_id, lock=True)
         self._require(referral, ("offered", "accepted"), "request information on")
+        now = self.clock()
+        if due_at < now + self.limits.info_min_due:
+            raise InvalidAnswer(
+                "/due_at",
+                f"The patient needs time to answer: the due date must be at least "
+                f"{_words(self.limits.info_min_due)} from now.",
+            )
+        if due_at > now + self.limits.info_max_due:
+            raise InvalidAnswer(
+                "/due_at",
+                f"The due date must be within {self.limits.info_max_due.days} days from now.",
+            )
+        request = InformationRequest(
+            id=uuid4(),
+            referral_id=referral.id,
+            case_id=referral.case_id,
+            center_code=center,
+            reason=reason,
+            items=[item.model_dump(mode="json") for item in items],
+            due_at=due_at,
+            requested_at=now,
+            resume_status=referral.status,
+            # Reminders whose time has already passed are not sent.
+            reminders_sent=sum(
+                1 for before in self.limits.info_reminders_before if due_at - before <= now
+            ),
+        )
+        uow.session.add(request)
+        await _cancel_deliveries(uow, referral.id)  # an offer not yet delivered is on hold
         referral.status = "info_requested"
-        referral.info_message = message
+        referral.info_message = reason
         case.status = "info_requested"
-        case.updated_at = self.clock()
+        case.updated_at = now
         await uow.outbox.add(
             new_event(
                 ReferralInfoRequested(
                     case_id=referral.case_id,
                     referral_id=referral.id,
                     center_code=center,
-                    message=message,
+                    message=reason,
+                    request_id=request.id,
+                    items=list(items),
+                    due_at=due_at,
+                    resumes_as=request.resume_status,  # type: ignore[arg-type]
                 )
             )
         )
         return referral
+
+    async def on_information_provided(
+        self, uow: UnitOfWork, provided: CaseInformationProvided
+    ) -> None:
+        """The patient answered: the same center gets the case back, with the new material."""
+        case = await _case(uow, provided.case_id)
+        request = await uow.session.get(InformationRequest, provided.request_id)
+        referral = await uow.session.get(Referral, provided.referral_id)
+        if (
+            request is None
+            or referral is None
+            or request.status != "open"
+            or referral.status != "info_requested"
+        ):
+            # Expired or declined while the answer was on its way: the case already went on.
+            log.info("answer to request %s arrived too late: ignored", provided.request_id)
+            return
+        now = self.clock()
+        request.status = "answered"
+        request.answered_at = now
+        request.answer = {
+            "answer": provided.answer,
+            "new_document_ids": [str(d) for d in provided.new_document_ids],
+            "preparation": provided.preparation.model_dump(mode="json")
+            if provided.preparation
+            else None,
+        }
+        for shipment in provided.shipments:
+            await uow.session.execute(
+                insert(Shipment)
+                .values(
+                    id=shipment.shipment_id,
+                    request_id=request.id,
+                    referral_id=referral.id,
+                    case_id=referral.case_id,
+                    material=str(shipment.material),
+                    carrier=shipment.carrier,
+                    tracking_number=shipment.tracking_number,
+                    sent_on=shipment.sent_on,
+                )
+                .on_conflict_do_nothing(index_elements=["id"])
+            )
+        # The case's documents are now these (the checks passed: intake names only accepted
+        # ones); its preparation, the latest the patient gave.
+        assert case.request is not None
+        case.request = {
+            **case.request,
+            "document_ids": [str(d) for d in provided.document_ids],
+            "preparation": request.answer["preparation"] or case.request.get("preparation"),
+        }
+        center = await _center(uow, referral.center_code)
+        if request.resume_status == "offered":
+            await self._offer(uow, case, referral, center, resumed=request.id)
+            return
+        waited = now - request.requested_at
+        if referral.expected_opinion_at is not None:
+            referral.expected_opinion_at = referral.expected_opinion_at + waited
+        referral.status = "accepted"
+        case.status = "accepted"
+        case.updated_at = now
+        expected = referral.expected_opinion_at or now
+        await uow.outbox.add(
+            new_event(
+                ReferralResumed(
+                    case_id=case.case_id,
+                    referral_id=referral.id,
+                    center_code=referral.center_code,
+                    request_id=request.id,
+                    status="accepted",
+                    expected_opinion_at=expected,
+                )
+            )
+        )
+        docs = await _documents(uow, provided.new_document_ids)
+        received = new_event(
+            ReferralInformationReceived(
+                case_id=case.case_id,
+                referral_id=referral.id,
+                center_code=referral.center_code,
+                request_id=request.id,
+                documents=[_offered(referral.id, d) for d in docs],
+                shipments=len(provided.shipments),
+                written_answer=bool(provided.answer),
+                expected_opinion_at=expected,
+            )
+        )
+        await uow.outbox.add(received)
+        await _queue_webhook(uow, received, referral)
+
+    async def confirm_shipment(
+        self, uow: UnitOfWork, center: str, referral_id: UUID, shipment_id: UUID
+    ) -> Referral:
+        """The center received the slides or blocks of a shipment (once; again is a no-op)."""
+        referral, _ = await self.referral_for_center(uow, center, referral_id, lock=True)
+        shipment = await uow.session.get(Shipment, shipment_id, with_for_update=True)
+        if shipment is None or shipment.referral_id != referral.id:
+            raise ShipmentNotFound(shipment_id)
+        if referral.status not in ("accepted", "info_requested", "offered"):
+            raise IllegalAction(
+                f"This referral is {referral.status}: it takes no more material.",
+                referral.status,
+                referral.case_id,
+            )
+        if shipment.received_at is None:
+            shipment.received_at = self.clock()
+            await uow.outbox.add(
+                new_event(
+                    ReferralShipmentReceived(
+                        case_id=referral.case_id,
+                        referral_id=referral.id,
+                        center_code=center,
+                        request_id=shipment.request_id,
+                        shipment_id=shipment.id,
+                        received_at=shipment.received_at,
+                    )
+                )
+            )
+        return referral
+
+    async def remind_and_expire_requests(self, uow: UnitOfWork, *, limit: int = 50) -> int:
+        """Remind the patient of requests due soon, expire those past due (routing the case to
+        the next center); returns how many requests were handled. Rows are claimed with SKIP
+        LOCKED under the case's lock, as offers are."""
+        now = self.clock()
+        offsets = self.limits.info_reminders_before
+        rows = await uow.session.execute(
+            select(InformationRequest.id, InformationRequest.case_id)
+            .where(InformationRequest.status == "open")
+            .where(
+                (InformationRequest.due_at <= now)
+                | (InformationRequest.reminders_sent < len(offsets))
+            )
+            .order_by(InformationRequest.due_at)
+            .limit(limit)
+        )
+        handled = 0
+        for request_id, case_id in rows.all():
+            locked = (
+                await uow.session.execute(
+                    select(RoutingCase)
+                    .where(RoutingCase.case_id == case_id)
+                    .with_for_update(skip_locked=True)
+                )
+            ).scalar_one_or_none()
+            if locked is None:
+                continue
+            request = await uow.session.get(InformationRequest, request_id, populate_existing=True)
+            assert request is not None
+            if request.status != "open":
+                continue
+            if request.due_at <= now:
+                await self._expire_request(uow, locked, request)
+                handled += 1
+                continue
+            if request.reminders_sent < len(offsets):
+                before = offsets[request.reminders_sent]
+                if request.due_at - before > now:
+                    continue
+                request.reminders_sent += 1
+                last = request.reminders_sent == len(offsets)
+                await uow.outbox.add(
+                    new_event(
+                        ReferralInfoReminder(
+                            case_id=case_id,
+                            referral_id=request.referral_id,
+                            center_code=request.center_code,
+                            request_id=request.id,
+                            reminder=ReminderKind.DUE_SOON if last else ReminderKind.DAYS_BEFORE,
+                            due_at=request.due_at,
+                        )
+                    )
+                )
+                handled += 1
+        return handled
+
+    async def _expire_request(
+        self, uow: UnitOfWork, case: RoutingCase, request: InformationRequest
+    ) -> None:
+        referral = await uow.session.get(Referral, request.referral_id, populate_existing=True)
+        assert referral is not None
+        request.status = "expired"
+        if referral.status != "info_requested":
+            return
+        with tracer.start_as_current_span(
+            "information request expire", context=otel_context.Context()
+        ) as span:
+            span.set_attribute("referrals.case_id", str(case.case_id))
+            span.set_attribute("referrals.center_code", referral.center_code)
+            referral.status = "expired"
+            referral.answered_at = self.clock()
+            await _cancel_deliveries(uow, referral.id)
+            await uow.outbox.add(
+                new_event(
+                    ReferralExpired(
+                        case_id=case.case_id,
+                        referral_id=referral.id,
+                        center_code=referral.center_code,
+                        reason=ExpiryReason.INFORMATION_NOT_PROVIDED,
+                        request_id=request.id,
+                    )
+                )
+            )
+            await self._route(uow, case, after_all_declined=True)
 
     async def deliver_opinion(
         self, uow: UnitOfWork, center: str, referral_id: UUID, document_id: UUID
@@ -409,8 +677,11 @@ class Partners:
         *,
         docs: Sequence[CaseDocument] | None = None,
         rationale: str | None = None,
+        resumed: UUID | None = None,
     ) -> None:
-        """(Re-)offer `referral` to its center: deadline, the two events, the webhook delivery."""
+        """(Re-)offer `referral` to its center: deadline, the two events, the webhook delivery.
+        `resumed`: the answered request that gives the offer back to the same center (a
+        `referral.resumed` instead of a new `referral.requested`)."""
         assert case.request is not None
         ready = CaseReadyForReferral.model_validate(case.request)
         if docs is None:
@@ -423,20 +694,34 @@ class Partners:
         case.status = "offered"
         case.updated_at = now
         rationale = rationale or str(referral.decision.get("rationale") or "Offered again.")
-        await uow.outbox.add(
-            new_event(
-                ReferralRequested(
-                    case_id=case.case_id,
-                    referral_id=referral.id,
-                    center_code=center.code,
-                    center_country=center.country,
-                    center_name=center.name,
-                    attempt=referral.attempt,
-                    answer_due_at=referral.answer_due_at,
-                    rationale=rationale[:1000],
+        if resumed is not None:
+            await uow.outbox.add(
+                new_event(
+                    ReferralResumed(
+                        case_id=case.case_id,
+                        referral_id=referral.id,
+                        center_code=center.code,
+                        request_id=resumed,
+                        status="offered",
+                        answer_due_at=referral.answer_due_at,
+                    )
                 )
             )
-        )
+        else:
+            await uow.outbox.add(
+                new_event(
+                    ReferralRequested(
+                        case_id=case.case_id,
+                        referral_id=referral.id,
+                        center_code=center.code,
+                        center_country=center.country,
+                        center_name=center.name,
+                        attempt=referral.attempt,
+                        answer_due_at=referral.answer_due_at,
+                        rationale=rationale[:1000],
+                    )
+                )
+            )
         offer = new_event(
             ReferralOffered(
                 case_id=case.case_id,
@@ -445,29 +730,13 @@ class Partners:
                 # The patient's questions are their own words: a center reads them through the
                 # authenticated partner API, never from a Kafka topic.
                 clinical=ready.clinical.model_copy(update={"questions": []}),
-                documents=[
-                    OfferedDocument(
-                        document_id=d.document_id,
-                        kind=d.kind,
-                        media_type=d.media_type,
-                        fetch_via=document_fetch_path(referral.id, d.document_id),
-                    )
-                    for d in docs
-                ],
+                documents=[_offered(referral.id, d) for d in docs],
                 answer_due_at=referral.answer_due_at,
             )
         )
         referral.offer = offer.model_dump(mode="json")
         await uow.outbox.add(offer)
-        if await uow.session.get(Webhook, center.code) is not None:
-            uow.session.add(
-                WebhookDelivery(
-                    event_id=offer.id,
-                    center_code=center.code,
-                    referral_id=referral.id,
-                    payload=referral.offer,
-                )
-            )
+        await _queue_webhook(uow, offer, referral)
 
     async def _center_states(self, uow: UnitOfWork) -> list[CenterState]:
         since = self.clock() - LOAD_WINDOW
@@ -534,6 +803,50 @@ async def _cancel_deliveries(uow: UnitOfWork, referral_id: UUID) -> None:
         .where(WebhookDelivery.referral_id == referral_id, WebhookDelivery.status == "pending")
         .values(status="cancelled", last_error="the offer ended before it was delivered")
     )
+
+
+class ShipmentNotFound(Exception):
+    """No such shipment on this referral."""
+
+
+def _offered(referral_id: UUID, doc: CaseDocument) -> OfferedDocument:
+    return OfferedDocument(
+        document_id=doc.document_id,
+        kind=doc.kind,  # type: ignore[arg-type]
+        media_type=doc.media_type,  # type: ignore[arg-type]
+        fetch_via=document_fetch_path(referral_id, doc.document_id),
+    )
+
+
+async def _queue_webhook(uow: UnitOfWork, event: CloudEvent[Any], referral: Referral) -> None:
+    """POST `event` to the center's webhook too, if it has one (the scheduler delivers it)."""
+    if await uow.session.get(Webhook, referral.center_code) is not None:
+        uow.session.add(
+            WebhookDelivery(
+                event_id=event.id,
+                center_code=referral.center_code,
+                referral_id=referral.id,
+                payload=event.model_dump(mode="json"),
+            )
+        )
+
+
+async def _end_requests(uow: UnitOfWork, referral_id: UUID, status: str) -> None:
+    """The referral's open request ends as `status` (the center declined, the case closed)."""
+    await uow.session.execute(
+        update(InformationRequest)
+        .where(InformationRequest.referral_id == referral_id, InformationRequest.status == "open")
+        .values(status=status)
+    )
+
+
+def _words(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    if seconds % 86400 == 0:
+        return f"{seconds // 86400} day(s)"
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} hour(s)"
+    return f"{seconds} seconds"
 
 
 async def _documents(uow: UnitOfWork, ids: Sequence[UUID]) -> list[CaseDocument]:

@@ -12,9 +12,11 @@ from datetime import UTC, datetime, timedelta, timezone
 from uuid import UUID
 
 from .envelope import EventData
+from .information import RequestedItem, RequestedItemKind, Shipment, ShipmentMaterial
 from .intake import (
     AgeGroup,
     CaseContactShared,
+    CaseInformationProvided,
     CaseReadyForReferral,
     CaseStatus,
     CaseStatusChanged,
@@ -31,14 +33,20 @@ from .intake import (
 from .notifications import NotificationFailed, NotificationSent
 from .partners import (
     CaseUnroutable,
+    ExpiryReason,
     OfferedDocument,
     ReferralAccepted,
     ReferralDeclined,
     ReferralExpired,
+    ReferralInfoReminder,
     ReferralInfoRequested,
+    ReferralInformationReceived,
     ReferralOffered,
     ReferralOpinionDelivered,
     ReferralRequested,
+    ReferralResumed,
+    ReferralShipmentReceived,
+    ReminderKind,
     document_fetch_path,
 )
 from .records import DocumentKind, DocumentRejected, DocumentStored
@@ -55,6 +63,8 @@ DOC_A = UUID("5a6b7c8d-1e2f-4a3b-8c4d-5e6f7a8b9c0d")
 DOC_B = UUID("6b7c8d9e-2f3a-4b4c-9d5e-6f7a8b9c0d1e")
 NOTIFICATION = UUID("7c8d9e0f-3a4b-4c5d-8e6f-7a8b9c0d1e2f")
 TRIGGER_EVENT = UUID("8d9e0f1a-4b5c-4d6e-9f7a-8b9c0d1e2f3a")
+REQUEST = UUID("1e2f3a4b-5c6d-4e7f-8a9b-0c1d2e3f4a5b")
+SHIPMENT = UUID("2f3a4b5c-6d7e-4f8a-9b0c-1d2e3f4a5b6c")
 NOW = datetime(2026, 3, 14, 9, 26, 53, tzinfo=UTC)
 KYIV = timezone(timedelta(hours=2))
 
@@ -174,13 +184,85 @@ EXAMPLES: dict[type[EventData], Callable[[], EventData]] = {
         detail="The tumour board is fully booked until May.",
     ),
     ReferralExpired: lambda: ReferralExpired(
-        case_id=CASE, referral_id=REFERRAL, center_code="charite-berlin"
+        case_id=CASE,
+        referral_id=REFERRAL,
+        center_code="charite-berlin",
+        reason=ExpiryReason.INFORMATION_NOT_PROVIDED,
+        request_id=REQUEST,
     ),
     ReferralInfoRequested: lambda: ReferralInfoRequested(
         case_id=CASE,
         referral_id=REFERRAL,
         center_code="charite-berlin",
-        message="Please add the Ki-67 index and the ER/PR percentages of the core biopsy.",
+        message="The tumour board wants to re-review the biopsy before it gives its opinion.",
+        request_id=REQUEST,
+        items=[
+            RequestedItem(
+                kind=RequestedItemKind.PATHOLOGY_REVIEW,
+                detail="The stained slides and one paraffin block of the core biopsy",
+            ),
+            RequestedItem(kind=RequestedItemKind.LAB_TEST, detail="Ki-67 index"),
+        ],
+        due_at=NOW + timedelta(days=14),
+        resumes_as="accepted",
+    ),
+    ReferralInfoReminder: lambda: ReferralInfoReminder(
+        case_id=CASE,
+        referral_id=REFERRAL,
+        center_code="charite-berlin",
+        request_id=REQUEST,
+        reminder=ReminderKind.DAYS_BEFORE,
+        due_at=NOW + timedelta(days=14),
+    ),
+    ReferralResumed: lambda: ReferralResumed(
+        case_id=CASE,
+        referral_id=REFERRAL,
+        center_code="charite-berlin",
+        request_id=REQUEST,
+        status="accepted",
+        expected_opinion_at=datetime(2026, 4, 4, 12, 0, tzinfo=KYIV),
+    ),
+    ReferralShipmentReceived: lambda: ReferralShipmentReceived(
+        case_id=CASE,
+        referral_id=REFERRAL,
+        center_code="charite-berlin",
+        request_id=REQUEST,
+        shipment_id=SHIPMENT,
+        received_at=NOW + timedelta(days=5),
+    ),
+    ReferralInformationReceived: lambda: ReferralInformationReceived(
+        case_id=CASE,
+        referral_id=REFERRAL,
+        center_code="charite-berlin",
+        request_id=REQUEST,
+        documents=[
+            OfferedDocument(
+                document_id=DOC_B,
+                kind=DocumentKind.LAB_RESULTS,
+                media_type="application/pdf",
+                fetch_via=document_fetch_path(REFERRAL, DOC_B),
+            )
+        ],
+        shipments=1,
+        written_answer=True,
+        expected_opinion_at=datetime(2026, 4, 4, 12, 0, tzinfo=KYIV),
+    ),
+    CaseInformationProvided: lambda: CaseInformationProvided(
+        case_id=CASE,
+        request_id=REQUEST,
+        referral_id=REFERRAL,
+        answer="The block is at the regional oncology centre; the slides were sent today.",
+        new_document_ids=[DOC_B],
+        document_ids=[DOC_A, DOC_B],
+        shipments=[
+            Shipment(
+                shipment_id=SHIPMENT,
+                material=ShipmentMaterial.SLIDES_AND_BLOCKS,
+                carrier="DHL Express",
+                tracking_number="1234567890",
+                sent_on=NOW.date(),
+            )
+        ],
     ),
     ReferralOpinionDelivered: lambda: ReferralOpinionDelivered(
         case_id=CASE,

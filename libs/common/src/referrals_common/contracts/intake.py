@@ -31,6 +31,7 @@ from referrals_common.text import NoControlCharacters
 
 from . import topics
 from .envelope import EventData
+from .information import Shipment
 
 SOURCE = "/referrals/intake"
 
@@ -158,6 +159,7 @@ class CaseStatus(StrEnum):
     READY = "ready"  # ready
     REFERRED = "referred"  # requested
     ACCEPTED = "accepted"  # accepted / in-progress
+    INFORMATION_REQUESTED = "information_requested"  # on-hold, businessStatus information-requested
     OPINION_DELIVERED = "opinion_delivered"  # completed
     UNROUTABLE = "unroutable"  # failed
     WITHDRAWN = "withdrawn"  # cancelled
@@ -177,6 +179,8 @@ class StatusChangeReason(StrEnum):
     REFERRAL_DECLINED = "referral_declined"
     REFERRAL_EXPIRED = "referral_expired"
     INFO_REQUESTED = "info_requested"
+    INFORMATION_PROVIDED = "information_provided"
+    INFORMATION_NOT_PROVIDED = "information_not_provided"
     OPINION_DELIVERED = "opinion_delivered"
     NO_ELIGIBLE_CENTER = "no_eligible_center"
     PATIENT_WITHDREW = "patient_withdrew"
@@ -441,6 +445,55 @@ class CaseContactShared(EventData):
     )
 
 
+class CaseInformationProvided(EventData):
+    """The patient answered a center's request for information and sent it to the center.
+
+    Emitted once per answered request (the front end's "send to the center"), when every
+    document named is stored and accepted by the language check. Partners gives the case back
+    to the same center with this material. `answer`, the shipments and the preparation are the
+    patient's words: this event stays on the platform's topics, and a center reads them through
+    the authenticated partner API, never from its inbox topic.
+    """
+
+    event_type: ClassVar[str] = "referrals.case.information_provided.v1"
+    topic: ClassVar[str] = topics.CASES
+    source: ClassVar[str] = SOURCE
+
+    request_id: UUID = Field(description="The request answered (`referral.info_requested`)")
+    referral_id: UUID = Field(description="The referral that waits for the answer")
+    answer: (
+        Annotated[
+            str,
+            StringConstraints(strip_whitespace=True, min_length=1, max_length=4000),
+            NoControlCharacters,
+        ]
+        | None
+    ) = Field(default=None, description="The patient's written answer, if any")
+    new_document_ids: Annotated[list[UUID], AfterValidator(_no_duplicates)] = Field(
+        default_factory=list,
+        max_length=50,
+        description="The documents added in answer (stored and accepted), without duplicates",
+    )
+    document_ids: Annotated[list[UUID], AfterValidator(_no_duplicates)] = Field(
+        min_length=1,
+        description="Every document of the case the center now gets, the new ones included",
+    )
+    shipments: list[Shipment] = Field(
+        default_factory=list, max_length=10, description="Physical material sent by courier"
+    )
+    preparation: Preparation | None = Field(
+        default=None, description="The preparation checklist as it is now, if the patient gave one"
+    )
+
+    @model_validator(mode="after")
+    def _something_answered(self) -> CaseInformationProvided:
+        if not (self.answer or self.new_document_ids or self.shipments or self.preparation):
+            raise ValueError("an answer holds words, documents, a shipment or the preparation")
+        if not set(self.new_document_ids) <= set(self.document_ids):
+            raise ValueError("every new document is one of the case's documents")
+        return self
+
+
 class CaseWithdrawn(EventData):
     """The case was withdrawn and is closed: consumers stop all work on it.
 
@@ -462,6 +515,7 @@ class CaseWithdrawn(EventData):
 __all__ = [
     "AgeGroup",
     "CaseContactShared",
+    "CaseInformationProvided",
     "CaseReadyForReferral",
     "CaseStatus",
     "CaseStatusChanged",

@@ -11,7 +11,7 @@ carries contact data; a center that needs more from the patient asks through the
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 from uuid import UUID
 
 from pydantic import (
@@ -27,6 +27,7 @@ from pydantic import (
 
 from . import topics
 from .envelope import EventData
+from .information import RequestedItem
 from .intake import ClinicalSummary, CountryCode
 from .records import DocumentKind, MediaType
 
@@ -146,10 +147,21 @@ class ReferralDeclined(EventData):
     )
 
 
-class ReferralExpired(EventData):
-    """The center did not answer by the deadline; the offer is withdrawn from it.
+class ExpiryReason(StrEnum):
+    """Why a referral expired."""
 
-    Emitted once per referral whose `answer_due_at` passed without an answer. It is followed by a
+    NO_ANSWER = "no_answer"
+    """The center did not accept or decline by `answer_due_at`."""
+    INFORMATION_NOT_PROVIDED = "information_not_provided"
+    """The center asked for information and the patient did not answer by its due date."""
+
+
+class ReferralExpired(EventData):
+    """The referral ended without an opinion because a deadline passed.
+
+    Emitted once per expired referral: the center did not answer by `answer_due_at`
+    (`no_answer`), or the patient did not answer the center's request for information by its
+    due date (`information_not_provided`, with the request's id). It is followed by a
     `ReferralRequested` for the next center or by `CaseUnroutable`; a late answer is refused.
     """
 
@@ -159,13 +171,27 @@ class ReferralExpired(EventData):
 
     referral_id: UUID = Field(description="The expired referral")
     center_code: CenterCode
+    reason: ExpiryReason = Field(
+        default=ExpiryReason.NO_ANSWER,
+        description="Which deadline passed; absent in events older than the information loop "
+        "(read it as `no_answer`)",
+    )
+    request_id: UUID | None = Field(
+        default=None,
+        description="The unanswered information request, when the reason is "
+        "`information_not_provided`",
+    )
 
 
 class ReferralInfoRequested(EventData):
-    """The center needs more information from the patient before it can give its opinion.
+    """The center needs more information from the patient before it can go on.
 
-    Emitted each time a center asks (through the partner API). `message` is the center's clinical
-    question, relayed to the patient by notifications; the answer comes back as new documents.
+    Emitted each time a center asks (through the partner API), from an offered or an accepted
+    referral, which then waits (`info_requested`) until the patient answers
+    (`case.information_provided`) or `due_at` passes (`referral.expired`, reason
+    `information_not_provided`). `message` says why, in the center's words; `items` says what.
+    Events published before the information loop have neither `request_id`, `items` nor
+    `due_at`: read them as one free-text question without a due date.
     """
 
     event_type: ClassVar[str] = "referrals.referral.info_requested.v1"
@@ -177,8 +203,93 @@ class ReferralInfoRequested(EventData):
     message: str = Field(
         min_length=1,
         max_length=4000,
-        description="What the center needs, in the center's words (clinical content only)",
+        description="Why the center needs it, in the center's words (clinical content only)",
     )
+    request_id: UUID | None = Field(
+        default=None, description="The request; the patient's answer names it"
+    )
+    items: list[RequestedItem] = Field(
+        default_factory=list, max_length=20, description="What the center needs, item by item"
+    )
+    due_at: AwareDatetime | None = Field(
+        default=None,
+        description="When the patient must have answered; then the referral expires",
+    )
+    resumes_as: Literal["offered", "accepted"] | None = Field(
+        default=None,
+        description="What the referral goes back to once answered: `offered` (the center "
+        "has not accepted yet; it gets a new answer deadline) or `accepted`",
+    )
+
+
+class ReminderKind(StrEnum):
+    """Which reminder of an unanswered information request."""
+
+    DAYS_BEFORE = "days_before"
+    """Some days before the due date (three by default)."""
+    DUE_SOON = "due_soon"
+    """On the due day, hours before the request expires."""
+
+
+class ReferralInfoReminder(EventData):
+    """The center's request for information is still unanswered and its due date is near.
+
+    Emitted by partners' scheduler at the reminder times before `due_at` (by default three days
+    before and eight hours before), once each; a reminder whose time had passed when the
+    request was made is not sent. Notifications reminds the patient.
+    """
+
+    event_type: ClassVar[str] = "referrals.referral.info_reminder.v1"
+    topic: ClassVar[str] = topics.ROUTING
+    source: ClassVar[str] = SOURCE
+
+    referral_id: UUID = Field(description="The waiting referral")
+    center_code: CenterCode
+    request_id: UUID = Field(description="The unanswered request")
+    reminder: ReminderKind = Field(description="Which reminder this is")
+    due_at: AwareDatetime = Field(description="When the request expires")
+
+
+class ReferralResumed(EventData):
+    """The patient answered the center's request: the same center has the case again.
+
+    Emitted once per answered request. `status` is what the referral went back to: `offered`
+    (with a new `answer_due_at`, and a new `ReferralOffered` on the center's inbox) or
+    `accepted` (with `expected_opinion_at` moved on by the time the center waited, and a
+    `ReferralInformationReceived` on the center's inbox).
+    """
+
+    event_type: ClassVar[str] = "referrals.referral.resumed.v1"
+    topic: ClassVar[str] = topics.ROUTING
+    source: ClassVar[str] = SOURCE
+
+    referral_id: UUID = Field(description="The referral that goes on")
+    center_code: CenterCode
+    request_id: UUID = Field(description="The answered request")
+    status: Literal["offered", "accepted"] = Field(description="What the referral is now")
+    answer_due_at: AwareDatetime | None = Field(
+        default=None, description="When the center must accept or decline (status `offered`)"
+    )
+    expected_opinion_at: AwareDatetime | None = Field(
+        default=None, description="When the center expects its opinion (status `accepted`)"
+    )
+
+
+class ReferralShipmentReceived(EventData):
+    """The center confirmed it received physical material the patient sent (slides, blocks).
+
+    Emitted once per shipment, when the center confirms receipt through the partner API.
+    """
+
+    event_type: ClassVar[str] = "referrals.referral.shipment_received.v1"
+    topic: ClassVar[str] = topics.ROUTING
+    source: ClassVar[str] = SOURCE
+
+    referral_id: UUID = Field(description="The referral the material was sent for")
+    center_code: CenterCode
+    request_id: UUID = Field(description="The request the shipment answered")
+    shipment_id: UUID = Field(description="The shipment")
+    received_at: AwareDatetime = Field(description="When the center received it")
 
 
 class ReferralOpinionDelivered(EventData):
@@ -286,18 +397,69 @@ class ReferralOffered(EventData):
         return self
 
 
+class ReferralInformationReceived(EventData):
+    """The patient answered this center's request for information on an accepted referral.
+
+    Emitted to the center's own inbox topic (like `ReferralOffered`), once per answered request
+    of an accepted referral. It lists the new documents and where to fetch each; the patient's
+    written answer, the preparation checklist and any shipment (carrier, tracking number) are
+    read through the partner API (`GET /v1/partner/referrals/{referral_id}`), never from a topic.
+    """
+
+    event_type: ClassVar[str] = "referrals.referral.information_received.v1"
+    topic: ClassVar[str] = PARTNER_INBOX_TOPIC_TEMPLATE
+    source: ClassVar[str] = SOURCE
+
+    referral_id: UUID = Field(description="The referral; the id to use in the partner API")
+    center_code: CenterCode
+    request_id: UUID = Field(description="The answered request")
+    documents: list[OfferedDocument] = Field(
+        default_factory=list, description="The documents added in answer, and where to fetch each"
+    )
+    shipments: int = Field(
+        default=0, ge=0, description="How many shipments of physical material are on their way"
+    )
+    written_answer: bool = Field(
+        description="Whether the patient answered in words (read it through the partner API)"
+    )
+    expected_opinion_at: AwareDatetime = Field(
+        description="The opinion's expected date, moved on by the time the center waited"
+    )
+
+    @classmethod
+    def topic_for(cls, center_code: str) -> str:
+        return topics.partner_inbox(center_code)
+
+    def publish_topic(self) -> str:
+        return self.topic_for(self.center_code)
+
+    @model_validator(mode="after")
+    def _documents_of_this_referral(self) -> ReferralInformationReceived:
+        for doc in self.documents:
+            expected = document_fetch_path(self.referral_id, doc.document_id)
+            if doc.fetch_via != expected:
+                raise ValueError(f"fetch_via of document {doc.document_id} is not {expected}")
+        return self
+
+
 __all__ = [
     "PARTNER_INBOX_TOPIC_TEMPLATE",
     "CaseUnroutable",
     "CenterCode",
     "DeclineReason",
+    "ExpiryReason",
     "OfferedDocument",
     "ReferralAccepted",
     "ReferralDeclined",
     "ReferralExpired",
+    "ReferralInfoReminder",
     "ReferralInfoRequested",
+    "ReferralInformationReceived",
     "ReferralOffered",
     "ReferralOpinionDelivered",
     "ReferralRequested",
+    "ReferralResumed",
+    "ReferralShipmentReceived",
+    "ReminderKind",
     "UnroutableReason",
 ]

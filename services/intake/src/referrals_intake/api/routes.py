@@ -20,15 +20,24 @@ from referrals_common.api.problems import (
     Unprocessable,
     problem_responses,
 )
+from referrals_common.contracts.information import Shipment
+from referrals_common.contracts.intake import Preparation
 from referrals_common.db import UnitOfWork
 from referrals_intake.api.deps import CaseAccessDep, ClientDep, RuntimeDep, UowDep
-from referrals_intake.fhir import CaseForFhir, ConsentForFhir, DocumentForFhir, case_bundle
-from referrals_intake.lifecycle import CONTACT_MISSING, IllegalTransition
+from referrals_intake.fhir import (
+    CaseForFhir,
+    ConsentForFhir,
+    DocumentForFhir,
+    InformationRequestForFhir,
+    case_bundle,
+)
+from referrals_intake.lifecycle import CONTACT_MISSING, IllegalTransition, still_missing
 from referrals_intake.main import Runtime
 from referrals_intake.models import Case, IdempotencyRecord
 from referrals_intake.repository import CaseRepository
 from referrals_intake.schemas import (
     AccessToken,
+    AnswerIn,
     CaseCreate,
     CaseCreated,
     CasePublic,
@@ -39,9 +48,13 @@ from referrals_intake.schemas import (
 )
 from referrals_intake.service import (
     DRAFT_NEXT_STEP,
+    AnswerInvalid,
     CaseNotEditable,
     CaseNotFound,
     ConsentVersionUnknown,
+    DocumentsNotReady,
+    RequestClosed,
+    RequestNotFound,
     SubmissionIncomplete,
 )
 
@@ -78,6 +91,7 @@ async def to_public(runtime: Runtime, repo: CaseRepository, case: Case) -> CaseP
     consents = await repo.consents(case.id)
     documents = await repo.documents(case.id)
     timeline = await repo.timeline(case.id)
+    requests = await repo.information_requests(case.id)
     return CasePublic.model_validate(
         {
             **runtime.intake.public_fields(case),
@@ -102,6 +116,28 @@ async def to_public(runtime: Runtime, repo: CaseRepository, case: Case) -> CaseP
                 for d in documents
             ],
             "next_step": timeline[-1].next_step if timeline else None,
+            "information_requests": [
+                {
+                    "id": r.id,
+                    "center_code": r.center_code,
+                    "status": r.status,
+                    "reason": r.reason,
+                    "items": r.items,
+                    "due_at": r.due_at,
+                    "requested_at": r.requested_at,
+                    "answered_at": r.answered_at,
+                    "answer": r.answer,
+                    "document_ids": r.document_ids,
+                    "shipments": r.shipments,
+                }
+                for r in requests
+            ],
+            "still_missing": [
+                missing
+                for r in requests
+                if r.status == "open"
+                for missing in still_missing(r.items, case.preparation)
+            ],
         }
     )
 
@@ -419,6 +455,138 @@ async def withdraw_case(
     return public
 
 
+@router.put(
+    "/cases/{case_id}/preparation",
+    response_model=CasePublic,
+    responses=CASE_ERRORS,
+    summary="Complete the preparation checklist",
+)
+async def set_preparation(
+    body: Preparation, access: CaseAccessDep, runtime: RuntimeDep, uow: UowDep
+) -> CasePublic:
+    """Family history, current medications with doses, allergies: replaced as a whole, at any
+    time until the case is closed. A center that asked for them (`still_missing`) reads them
+    once the answer is sent; an accepting center reads them with the case."""
+    repo = CaseRepository(uow.session)
+    try:
+        case = await runtime.intake.set_preparation(uow, access.case_id, body)
+    except CaseNotFound:
+        raise NotFound(f"There is no case {access.case_id}.") from None
+    except CaseNotEditable as exc:
+        raise await refused(
+            runtime,
+            access.actor,
+            "set_preparation",
+            access.case_id,
+            Conflict(f"The case is {exc.status}: its checklist can no longer change."),
+        ) from None
+    repo.audit(access.actor, "set_preparation", case.id)
+    public = await to_public(runtime, repo, case)
+    await uow.commit()
+    return public
+
+
+@router.post(
+    "/cases/{case_id}/information-requests/{request_id}/answer",
+    response_model=CasePublic,
+    responses=CASE_ERRORS,
+    summary="Send the answer to a center's request",
+)
+async def answer_request(
+    request_id: UUID,
+    body: AnswerIn,
+    access: CaseAccessDep,
+    runtime: RuntimeDep,
+    uow: UowDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> CasePublic:
+    """ "Send to the center": the written answer, the documents (uploaded to records first,
+    each stored and accepted by the language check) and the shipments of slides or blocks go
+    to the center that asked, and the case goes back to it. Refused with nothing changed: a
+    request that is not open or is past due (409 `request-closed`), a document still being
+    checked (409 `documents-being-checked`, with `Retry-After`) or refused by its check (409
+    `documents-not-accepted`), a document that is not the patient's of this case or an empty
+    answer (422)."""
+    repo = CaseRepository(uow.session)
+    operation = f"answer:{access.case_id}:{request_id}"
+    replayed = await claim_or_replay(
+        uow,
+        access.client_id,
+        operation,
+        idempotency_key,
+        request_hash(operation, body.model_dump(mode="json")),
+        access.case_id,
+    )
+    if replayed is not None:
+        response.headers["Idempotent-Replayed"] = "true"
+        return await to_public(runtime, repo, await load(repo, replayed))
+    try:
+        case = await runtime.intake.answer_request(
+            uow,
+            access.case_id,
+            request_id,
+            answer=body.answer,
+            document_ids=body.document_ids,
+            shipments=[Shipment(shipment_id=uuid4(), **s.model_dump()) for s in body.shipments],
+        )
+    except CaseNotFound:
+        raise NotFound(f"There is no case {access.case_id}.") from None
+    except RequestNotFound:
+        raise NotFound(f"There is no information request {request_id} on this case.") from None
+    except RequestClosed as exc:
+        raise await refused(
+            runtime,
+            access.actor,
+            "answer_request",
+            access.case_id,
+            ProblemError(
+                str(exc),
+                status=409,
+                title="The request can no longer be answered",
+                type_slug="request-closed",
+                extensions={"request_status": exc.status},
+            ),
+        ) from None
+    except DocumentsNotReady as exc:
+        problem = (
+            ProblemError(
+                f"A document of the answer is {exc}. Replace it (a translation, a clearer copy), "
+                "then send the answer again.",
+                status=409,
+                title="A document of the answer was not accepted",
+                type_slug="documents-not-accepted",
+                extensions={"documents": exc.refused},
+            )
+            if exc.refused
+            else ProblemError(
+                f"A document of the answer is {exc}; send the answer again in a few seconds.",
+                status=409,
+                title="A document of the answer is still being checked",
+                type_slug="documents-being-checked",
+                headers={"Retry-After": "5"},
+                extensions={"documents": exc.pending},
+            )
+        )
+        raise await refused(
+            runtime, access.actor, "answer_request", access.case_id, problem
+        ) from None
+    except AnswerInvalid as exc:
+        raise Unprocessable(
+            str(exc),
+            type_slug="answer-invalid" if exc.pointer else "empty-answer",
+            errors=[
+                FieldError(pointer=exc.pointer, location="body", code=exc.code, message=str(exc))
+            ]
+            if exc.pointer
+            else None,
+        ) from None
+    repo.audit(access.actor, "answer_request", case.id)
+    public = await to_public(runtime, repo, case)
+    await uow.commit()
+    return public
+
+
 @router.get(
     "/cases/{case_id}/timeline",
     response_model=list[TimelineEntryPublic],
@@ -478,6 +646,22 @@ async def fhir_view(access: CaseAccessDep, runtime: RuntimeDep, uow: UowDep) -> 
             for c in (await repo.consents(case.id)).values()
         ],
         documents=_fhir_documents(await repo.documents(case.id)),
+        information_requests=[
+            InformationRequestForFhir(
+                request_id=r.id,
+                center_code=r.center_code,
+                requested_at=r.requested_at,
+                due_at=r.due_at,
+                reason=r.reason,
+                items=[(i["kind"], i["detail"]) for i in r.items],
+                status=r.status,
+                answered_at=r.answered_at,
+                answer=r.answer,
+                document_ids=[UUID(d) for d in r.document_ids],
+                shipments=r.shipments,
+            )
+            for r in await repo.information_requests(case.id)
+        ],
     )
     repo.audit(access.actor, "read_fhir", case.id)
     await uow.commit()

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -28,7 +28,7 @@ from referrals_common.api.problems import (
     Unprocessable,
     problem_responses,
 )
-from referrals_common.contracts import DeclineReason
+from referrals_common.contracts import DeclineReason, RequestedItem
 from referrals_common.edge import authenticated
 from referrals_common.edge.principals import key_table, route_of, verify_api_key, verify_case_token
 from referrals_common.outbound import TargetRefused
@@ -39,8 +39,10 @@ from referrals_partners.main import Runtime
 from referrals_partners.models import (
     ApiClient,
     CenterRow,
+    InformationRequest,
     Referral,
     RoutingCase,
+    Shipment,
     Webhook,
     WebhookDelivery,
     utcnow,
@@ -52,6 +54,7 @@ from referrals_partners.service import (
     OpinionNotOwn,
     OpinionNotStored,
     ReferralNotFound,
+    ShipmentNotFound,
 )
 
 router = APIRouter(prefix="/v1")
@@ -148,6 +151,33 @@ CaseRoutingStatus = Literal[
 ]
 
 
+class ShipmentView(BaseModel):
+    id: UUID = Field(description="Confirm receipt with POST .../shipments/{id}/receipt")
+    material: str
+    carrier: str
+    tracking_number: str
+    sent_on: date
+    received_at: datetime | None
+
+
+class InformationRequestView(BaseModel):
+    """A request this center made, and the patient's answer once sent."""
+
+    id: UUID
+    status: Literal["open", "answered", "expired", "cancelled"]
+    reason: str
+    items: list[RequestedItem]
+    due_at: datetime
+    requested_at: datetime
+    answered_at: datetime | None
+    answer: str | None = Field(description="The patient's written answer, in their words")
+    new_document_ids: list[UUID] = Field(
+        description="Documents added in answer: fetch them like the offer's (GET "
+        "/v1/referrals/{referral_id}/documents/{document_id} on records)"
+    )
+    shipments: list[ShipmentView]
+
+
 class OfferedReferral(BaseModel):
     """A referral as its center sees it: the offer (clinical summary, documents) and its state."""
 
@@ -174,28 +204,94 @@ class OfferedReferral(BaseModel):
         "with doses, allergies), once this center accepted the referral; null before, or when "
         "the patient gave none",
     )
+    information_requests: list[InformationRequestView] = Field(
+        default_factory=list,
+        description="This center's requests for information on this referral, oldest first",
+    )
 
     @classmethod
-    def of(cls, referral: Referral, request: dict[str, Any] | None = None) -> OfferedReferral:
+    def of(
+        cls,
+        referral: Referral,
+        request: dict[str, Any] | None = None,
+        information: list[InformationRequestView] | None = None,
+    ) -> OfferedReferral:
         """The referral as its center sees it; `request` is the case's latest
         `case.ready_for_referral` (questions, and the preparation once accepted)."""
         request = request or {}
         accepted = referral.status in ACCEPTED_STATES
+        # A center that asked for the checklist reads it once the patient answered.
+        answered = any(i.status == "answered" for i in information or [])
         return cls(
             **{
                 name: getattr(referral, name)
                 for name in cls.model_fields
-                if name not in {"offer", "status", "questions", "preparation"}
+                if name
+                not in {"offer", "status", "questions", "preparation", "information_requests"}
             },
             status=referral.status,  # type: ignore[arg-type]
             offer=referral.offer.get("data", referral.offer),
             questions=list((request.get("clinical") or {}).get("questions") or []),
-            preparation=request.get("preparation") if accepted else None,
+            preparation=request.get("preparation") if accepted or answered else None,
+            information_requests=information or [],
         )
 
 
 ACCEPTED_STATES = frozenset({"accepted", "info_requested", "completed"})
 """Referral states in which the center sees the patient's preparation checklist."""
+
+
+async def _information(
+    uow: Any, referral_ids: set[UUID]
+) -> dict[UUID, list[InformationRequestView]]:
+    """Each referral's information requests with their answers and shipments."""
+    if not referral_ids:
+        return {}
+    rows = (
+        await uow.session.execute(
+            select(InformationRequest)
+            .where(InformationRequest.referral_id.in_(list(referral_ids)))
+            .order_by(InformationRequest.requested_at)
+        )
+    ).scalars()
+    requests = list(rows)
+    shipments: dict[UUID, list[ShipmentView]] = {}
+    if requests:
+        for row in (
+            await uow.session.execute(
+                select(Shipment)
+                .where(Shipment.request_id.in_([r.id for r in requests]))
+                .order_by(Shipment.sent_on)
+            )
+        ).scalars():
+            shipments.setdefault(row.request_id, []).append(
+                ShipmentView(
+                    id=row.id,
+                    material=row.material,
+                    carrier=row.carrier,
+                    tracking_number=row.tracking_number,
+                    sent_on=row.sent_on,
+                    received_at=row.received_at,
+                )
+            )
+    found: dict[UUID, list[InformationRequestView]] = {}
+    for r in requests:
+        answer = r.answer or {}
+        found.setdefault(r.referral_id, []).append(
+            InformationRequestView(
+                id=r.id,
+                status=r.status,  # type: ignore[arg-type]
+                reason=r.reason,
+                items=[RequestedItem.model_validate(i) for i in r.items],
+                due_at=r.due_at,
+                requested_at=r.requested_at,
+                answered_at=r.answered_at,
+                answer=answer.get("answer"),
+                new_document_ids=answer.get("new_document_ids") or [],
+                shipments=shipments.get(r.id, []),
+            )
+        )
+    return found
 
 
 async def _requests(uow: Any, case_ids: set[UUID]) -> dict[UUID, dict[str, Any]]:
@@ -223,8 +319,20 @@ class DeclineBody(_Body):
     detail: PlainText | None = Field(default=None, max_length=1000, description="No personal data")
 
 
-class InformationRequest(_Body):
-    message: PlainText = Field(min_length=1, max_length=4000, description="What the center needs")
+class InformationRequestBody(_Body):
+    reason: PlainText = Field(
+        min_length=1,
+        max_length=4000,
+        description="Why the center needs it, in the center's words (clinical content only); "
+        "the patient reads it",
+    )
+    items: list[RequestedItem] = Field(
+        min_length=1, max_length=20, description="What the center needs, item by item"
+    )
+    due_at: AwareDatetime = Field(
+        description="When the patient must have answered (at least a day from now, at most 90 "
+        "days); then the referral expires and the case goes to the next center"
+    )
 
 
 class OpinionBody(_Body):
@@ -302,6 +410,8 @@ async def _answer(
             referral = await action(uow)
             request_ = (await _requests(uow, {referral.case_id})).get(referral.case_id)
             await uow.commit()
+        async with runtime.db.unit_of_work() as uow:
+            information = (await _information(uow, {referral.id})).get(referral.id)
     except ReferralNotFound:
         # Audited with the case the referral is about, if it exists (another center's): the
         # caller learns nothing of it, the case's audit trail shows the attempt.
@@ -326,6 +436,15 @@ async def _answer(
             outcome="refused",
         )
         raise Conflict(str(exc), extensions={"referral_status": exc.status}) from None
+    except ShipmentNotFound as exc:
+        await audit(
+            runtime,
+            f"center:{center}",
+            route_of(request),
+            referral_id=referral_id,
+            outcome="not_found",
+        )
+        raise NotFound(f"There is no shipment {exc.args[0]} on this referral.") from None
     except InvalidAnswer as exc:
         raise Unprocessable(
             str(exc),
@@ -377,7 +496,7 @@ async def _answer(
         case_id=referral.case_id,
         referral_id=referral.id,
     )
-    return OfferedReferral.of(referral, request_)
+    return OfferedReferral.of(referral, request_, information)
 
 
 @router.get(
@@ -400,7 +519,10 @@ async def list_referrals(
             (await uow.session.execute(query.order_by(Referral.offered_at.desc()))).scalars()
         )
         requests = await _requests(uow, {r.case_id for r in rows})
-        referrals = [OfferedReferral.of(r, requests.get(r.case_id)) for r in rows]
+        information = await _information(uow, {r.id for r in rows})
+        referrals = [
+            OfferedReferral.of(r, requests.get(r.case_id), information.get(r.id)) for r in rows
+        ]
     await audit(runtime, f"center:{center}", route_of(request))
     return referrals
 
@@ -467,19 +589,46 @@ async def decline(
 )
 async def request_information(
     referral_id: UUID,
-    body: InformationRequest,
+    body: InformationRequestBody,
     center: CenterDep,
     runtime: RuntimeDep,
     request: Request,
 ) -> OfferedReferral:
-    """The case waits for the patient ('action required'); once the new documents pass their
-    checks, the case is offered to this center again."""
+    """From an offered or accepted referral: what (items), why (reason), by when (due_at). The
+    referral waits (`info_requested`); the patient is told and answers with documents (checked
+    like any other), words, the preparation checklist, or shipments of slides or blocks. The
+    answer gives the referral back as it was (an offer with a new answer deadline, or accepted
+    with the expected opinion date moved on by the wait) and is listed in
+    `information_requests`. Reminders go to the patient 3 days and 8 hours before `due_at`;
+    unanswered by then, the referral expires and the case goes to the next center. While it
+    waits the center may still decline; asking again waits for the first answer (409)."""
     return await _answer(
         runtime,
         request,
         center,
         referral_id,
-        lambda uow: runtime.partners.request_info(uow, center, referral_id, body.message),
+        lambda uow: runtime.partners.request_info(
+            uow, center, referral_id, reason=body.reason, items=body.items, due_at=body.due_at
+        ),
+    )
+
+
+@router.post(
+    "/partner/referrals/{referral_id}/shipments/{shipment_id}/receipt",
+    response_model=OfferedReferral,
+    responses=problem_responses(401, 404, 409),
+    summary="Confirm receipt of slides or blocks the patient sent",
+)
+async def confirm_shipment(
+    referral_id: UUID, shipment_id: UUID, center: CenterDep, runtime: RuntimeDep, request: Request
+) -> OfferedReferral:
+    """Once per shipment (again changes nothing); the patient is told."""
+    return await _answer(
+        runtime,
+        request,
+        center,
+        referral_id,
+        lambda uow: runtime.partners.confirm_shipment(uow, center, referral_id, shipment_id),
     )
 
 
