@@ -392,6 +392,106 @@ def offered_referral(action: str, **body: Any) -> Prepare:
     return prepare
 
 
+def ask_body() -> dict[str, Any]:
+    return {
+        "reason": "The board needs the biopsy re-reviewed.",
+        "items": [{"kind": "pathology_review", "detail": "The stained slides of the core biopsy"}],
+        "due_at": (datetime.now(UTC) + timedelta(days=10)).isoformat(),
+    }
+
+
+async def _ask(world: World, case: CaseHandle) -> str:
+    """The center asks for information on `case`'s offer; returns the request id once intake
+    shows the case waiting for the answer."""
+    r = await world.partners.post(
+        f"/v1/partner/referrals/{case.referral_id}/information-requests",
+        json=ask_body(),
+        headers={"X-Api-Key": world.keys.center},
+    )
+    assert r.status_code == 200, r.text
+    request_id = str(r.json()["information_requests"][-1]["id"])
+
+    async def waiting() -> bool:
+        return (await _case_view(world, case))["status"] == "information_requested"
+
+    await wait_for(waiting, "intake to show the case waiting for information")
+    return request_id
+
+
+async def answer_request(world: World) -> Target:
+    case = world.take_routed()
+    request_id = await _ask(world, case)
+    answer = f"The slides were sent today {secrets.token_hex(4)}."
+
+    async def untouched() -> None:
+        view = await _case_view(world, case)
+        assert view["status"] == "information_requested", view["status"]
+        assert view["information_requests"][-1]["answer"] is None
+
+    return Target(
+        case,
+        f"/v1/cases/{case.case_id}/information-requests/{request_id}/answer",
+        _json(answer=answer),
+        shown_to_owner=[answer, "referred"],
+        untouched=untouched,
+    )
+
+
+async def set_preparation(world: World) -> Target:
+    case = world.take_routed()
+    medicine = f"Letrozole-{secrets.token_hex(3)}"
+
+    async def untouched() -> None:
+        assert medicine not in json.dumps((await _case_view(world, case))["preparation"])
+
+    return Target(
+        case,
+        f"/v1/cases/{case.case_id}/preparation",
+        _json(medications=[{"medicine": medicine, "dose": "2.5 mg once a day"}]),
+        shown_to_owner=[medicine],
+        untouched=untouched,
+    )
+
+
+async def confirm_shipment(world: World) -> Target:
+    case = world.take_routed()
+    request_id = await _ask(world, case)
+    tracking = f"JD{secrets.randbelow(10**12):012d}"
+    r = await world.intake.post(
+        f"/v1/cases/{case.case_id}/information-requests/{request_id}/answer",
+        json={
+            "shipments": [
+                {
+                    "material": "slides",
+                    "carrier": "DHL Express",
+                    "tracking_number": tracking,
+                    "sent_on": datetime.now(UTC).date().isoformat(),
+                }
+            ]
+        },
+        headers=case.bearer,
+    )
+    assert r.status_code == 200, r.text
+    center = {"X-Api-Key": world.keys.center}
+
+    async def shipment() -> dict[str, Any] | None:
+        view = await world.partners.get(f"/v1/partner/referrals/{case.referral_id}", headers=center)
+        shipments = view.json()["information_requests"][-1]["shipments"]
+        return shipments[0] if shipments else None
+
+    sent = await wait_for(shipment, "partners to know the shipment")
+
+    async def untouched() -> None:
+        assert (await shipment() or {}).get("received_at") is None
+
+    return Target(
+        case,
+        f"/v1/partner/referrals/{case.referral_id}/shipments/{sent['id']}/receipt",
+        shown_to_owner=[tracking],
+        untouched=untouched,
+    )
+
+
 async def deliver_opinion(world: World) -> Target:
     case = await world.accepted_case()
     opinion = await world.upload_opinion(case)
@@ -559,6 +659,10 @@ ROUTES: dict[tuple[str, str, str], Route] = {
     ("intake", "PUT", "/v1/cases/{case_id}/consents/{kind}"): Route(Auth.CASE, 200, give_consent),
     ("intake", "POST", "/v1/cases/{case_id}/submit"): Route(Auth.CASE, 200, submit),
     ("intake", "POST", "/v1/cases/{case_id}/withdraw"): Route(Auth.CASE, 200, withdraw),
+    ("intake", "PUT", "/v1/cases/{case_id}/preparation"): Route(Auth.CASE, 200, set_preparation),
+    ("intake", "POST", "/v1/cases/{case_id}/information-requests/{request_id}/answer"): Route(
+        Auth.CASE, 200, answer_request
+    ),
     ("intake", "GET", "/v1/cases/{case_id}/timeline"): Route(
         Auth.CASE,
         200,
@@ -644,7 +748,10 @@ ROUTES: dict[tuple[str, str, str], Route] = {
     ("partners", "POST", "/v1/partner/referrals/{referral_id}/information-requests"): Route(
         Auth.CENTER,
         200,
-        offered_referral("information-requests", message="Please send the MRI report."),
+        offered_referral("information-requests", **ask_body()),
+    ),
+    ("partners", "POST", "/v1/partner/referrals/{referral_id}/shipments/{shipment_id}/receipt"): (
+        Route(Auth.CENTER, 200, confirm_shipment)
     ),
     ("partners", "POST", "/v1/partner/referrals/{referral_id}/opinion"): Route(
         Auth.CENTER, 200, deliver_opinion

@@ -343,11 +343,27 @@ async def _nul_request(world: World, where: str, offered: CaseHandle) -> httpx.R
         return await world.partners.post("/v1/ops/centers/a%00b/pause", headers=ops)
     if where == "partners: a key id in the path":
         return await world.partners.delete("/v1/ops/keys/a%00b", headers=ops)
-    if where == "partners: an information request's message":
+    if where in ("partners: an information request's reason", "partners: a requested item"):
+        body = {
+            "reason": "The board needs the slides.",
+            "items": [{"kind": "pathology_review", "detail": "The slides"}],
+            "due_at": "2099-01-01T00:00:00Z",
+        }
+        if where.endswith("reason"):
+            body["reason"] = NUL
+        else:
+            body["items"][0]["detail"] = NUL
         return await world.partners.post(
             f"/v1/partner/referrals/{offered.referral_id}/information-requests",
-            json={"message": NUL},
+            json=body,
             headers=center,
+        )
+    if where == "intake: the preparation checklist":
+        case = await world.open_case()
+        return await world.intake.put(
+            f"/v1/cases/{case.case_id}/preparation",
+            json={"allergies": [NUL]},
+            headers=case.bearer,
         )
     assert where == "partners: a decline's detail", where
     return await world.partners.post(
@@ -364,7 +380,9 @@ NUL_INPUTS = [
     "partners: the operators' status filter",
     "partners: a center code in the path",
     "partners: a key id in the path",
-    "partners: an information request's message",
+    "partners: an information request's reason",
+    "partners: a requested item",
+    "intake: the preparation checklist",
     "partners: a decline's detail",
 ]
 

@@ -509,13 +509,14 @@ async def answer_request(
     `documents-not-accepted`), a document that is not the patient's of this case or an empty
     answer (422)."""
     repo = CaseRepository(uow.session)
-    operation = f"answer:{access.case_id}:{request_id}"
+    operation = f"answer:{request_id}"  # request ids are unique across cases
     replayed = await claim_or_replay(
         uow,
         access.client_id,
         operation,
         idempotency_key,
-        request_hash(operation, body.model_dump(mode="json")),
+        # The case is in the fingerprint: another case's token replaying it is refused.
+        request_hash(operation, str(access.case_id), body.model_dump(mode="json")),
         access.case_id,
     )
     if replayed is not None:

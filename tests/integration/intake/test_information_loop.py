@@ -1,0 +1,280 @@
+"""The patient's side of the information loop over real Kafka and PostgreSQL: a center's request
+puts the case on hold with what, why and by when; every wrong answer is refused with a problem
+and changes nothing; the right one goes back to the center as `case.information_provided` and
+the case returns to the state it was asked in; a shipment is confirmed; an unanswered request
+expires."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from referrals_common.contracts import (
+    DocumentTranslationRequired,
+    ExpiryReason,
+    ReferralExpired,
+    ReferralInfoRequested,
+    ReferralRequested,
+    ReferralShipmentReceived,
+    RequestedItem,
+    new_event,
+)
+
+from ..conftest import wait_for
+from .conftest import open_case
+from .test_lifecycle_over_kafka import accepted, case_events, intake_running, publish_twice, stored
+
+pytestmark = pytest.mark.integration
+
+CENTER = "charite-berlin"
+
+
+def requested(case_id, referral_id):
+    return new_event(
+        ReferralRequested(
+            case_id=case_id,
+            referral_id=referral_id,
+            center_code=CENTER,
+            center_country="DE",
+            attempt=1,
+            answer_due_at=datetime.now(UTC) + timedelta(days=3),
+            rationale="Breast cancer board.",
+        )
+    )
+
+
+def asks(case_id, referral_id, request_id, *, resumes_as="offered"):
+    return new_event(
+        ReferralInfoRequested(
+            case_id=case_id,
+            referral_id=referral_id,
+            center_code=CENTER,
+            message="The board wants the HER2 status re-tested.",
+            request_id=request_id,
+            items=[
+                RequestedItem(kind="pathology_report", detail="The HER2 IHC report"),
+                RequestedItem(kind="family_history", detail="Cancers in first-degree relatives"),
+            ],
+            due_at=datetime.now(UTC) + timedelta(days=10),
+            resumes_as=resumes_as,
+        )
+    )
+
+
+async def referred_case(api, api_key, runtime):
+    """A case referred to a center (its documents accepted, the referral requested)."""
+    bootstrap = runtime.settings.kafka.bootstrap_servers
+    raw_id, headers = await open_case(api, api_key)
+    case_id = uuid.UUID(raw_id)
+    doc, doc_stored = stored(case_id, "pathology_report")
+    await publish_twice(bootstrap, doc_stored)
+
+    async def known():
+        return len((await api.get(f"/v1/cases/{case_id}", headers=headers)).json()["documents"])
+
+    await wait_for(known)
+    for kind in ("processing", "cross_border"):
+        await api.put(
+            f"/v1/cases/{case_id}/consents/{kind}", json={"version": "2026-01"}, headers=headers
+        )
+    assert (await api.post(f"/v1/cases/{case_id}/submit", headers=headers)).status_code == 200
+    await publish_twice(bootstrap, accepted(case_id, doc, "en"))
+    await wait_for(lambda: status_is(api, case_id, headers, "ready"))
+    referral_id = uuid.uuid4()
+    await publish_twice(bootstrap, requested(case_id, referral_id))
+    await wait_for(lambda: status_is(api, case_id, headers, "referred"))
+    return case_id, headers, referral_id
+
+
+async def status_is(api, case_id, headers, wanted):
+    return (await api.get(f"/v1/cases/{case_id}", headers=headers)).json()["status"] == wanted
+
+
+async def test_the_patient_sees_the_request_and_only_a_valid_answer_goes_to_the_center(
+    api, api_key, runtime
+):
+    bootstrap = runtime.settings.kafka.bootstrap_servers
+    async with intake_running(runtime):
+        case_id, headers, referral_id = await referred_case(api, api_key, runtime)
+        request_id = uuid.uuid4()
+        await publish_twice(bootstrap, asks(case_id, referral_id, request_id))
+        await wait_for(lambda: status_is(api, case_id, headers, "information_requested"))
+        view = (await api.get(f"/v1/cases/{case_id}", headers=headers)).json()
+        (request,) = view["information_requests"]  # the event came twice: one request
+        assert request["id"] == str(request_id) and request["status"] == "open"
+        assert request["reason"] == "The board wants the HER2 status re-tested."
+        assert [i["kind"] for i in request["items"]] == ["pathology_report", "family_history"]
+        assert request["due_at"]
+        assert view["still_missing"] == ["your family history: Cancers in first-degree relatives"]
+        assert "send them to the center" in view["next_step"]
+        timeline = (await api.get(f"/v1/cases/{case_id}/timeline", headers=headers)).json()
+        assert "needs more information" in timeline[-1]["reason"]
+        assert "HER2 IHC report" in timeline[-1]["reason"]
+
+        answer_path = f"/v1/cases/{case_id}/information-requests/{request_id}/answer"
+
+        async def refused(body, status, kind, path=answer_path):
+            r = await api.post(path, json=body, headers=headers)
+            assert r.status_code == status, r.text
+            assert r.headers["content-type"] == "application/problem+json"
+            assert r.json()["type"].endswith(kind), r.json()
+            now = (await api.get(f"/v1/cases/{case_id}", headers=headers)).json()
+            assert now["status"] == "information_requested"
+            assert now["information_requests"][0]["status"] == "open"
+            return r
+
+        await refused(
+            {"answer": "x"},
+            404,
+            "not-found",
+            path=f"/v1/cases/{case_id}/information-requests/{uuid.uuid4()}/answer",
+        )
+        await refused({}, 422, "empty-answer")
+        unknown = await refused({"document_ids": [str(uuid.uuid4())]}, 422, "answer-invalid")
+        assert unknown.json()["errors"][0]["pointer"] == "/document_ids/0"
+        await refused({"answer": "a\x00b"}, 422, "validation-failed")
+        await refused(
+            {"shipments": [{"material": "slides", "carrier": "DHL", "tracking_number": "!"}]},
+            422,
+            "validation-failed",
+        )
+
+        # A document still being checked: not yet; one in the wrong language: replace it.
+        report, report_stored = stored(case_id, "pathology_report")
+        await publish_twice(bootstrap, report_stored)
+
+        async def listed():
+            docs = (await api.get(f"/v1/cases/{case_id}", headers=headers)).json()["documents"]
+            return len(docs) == 2
+
+        await wait_for(listed)
+        pending = await refused({"answer": "Here it is."}, 409, "documents-being-checked")
+        assert pending.headers["retry-after"]
+        assert pending.json()["documents"] == [str(report)]
+        await publish_twice(
+            bootstrap,
+            new_event(
+                DocumentTranslationRequired(
+                    case_id=case_id,
+                    document_id=report,
+                    detected_language="uk",
+                    acceptable_languages=["en", "de"],
+                    confidence=0.99,
+                )
+            ),
+        )
+
+        async def checked(check):
+            docs = (await api.get(f"/v1/cases/{case_id}", headers=headers)).json()["documents"]
+            return any(d["document_id"] == str(report) and d["check"] == check for d in docs)
+
+        await wait_for(lambda: checked("translation_required"))
+        await refused({"document_ids": [str(report)]}, 409, "documents-not-accepted")
+        await publish_twice(bootstrap, accepted(case_id, report, "en"))  # a re-check, say
+        await wait_for(lambda: checked("accepted"))
+
+        # The checklist: what the center asked of it is no longer missing.
+        put = await api.put(
+            f"/v1/cases/{case_id}/preparation",
+            json={"family_history": "mother: breast cancer at 52"},
+            headers=headers,
+        )
+        assert put.status_code == 200, put.text
+        assert put.json()["still_missing"] == []
+
+        body = {
+            "answer": "The block is at the regional centre; slides sent today.",
+            "shipments": [
+                {
+                    "material": "slides",
+                    "carrier": "Nova Poshta",
+                    "tracking_number": "20450000000000",
+                    "sent_on": datetime.now(UTC).date().isoformat(),
+                }
+            ],
+        }
+        key = {**headers, "Idempotency-Key": str(uuid.uuid4())}
+        sent = await api.post(answer_path, json=body, headers=key)
+        assert sent.status_code == 200, sent.text
+        assert sent.json()["status"] == "referred"  # back to the offer the center holds
+        (answered,) = sent.json()["information_requests"]
+        assert answered["status"] == "answered"
+        assert answered["document_ids"] == [str(report)]  # added since the request
+        shipment_id = answered["shipments"][0]["shipment_id"]
+        again = await api.post(answer_path, json=body, headers=key)
+        assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
+        twice = await api.post(answer_path, json=body, headers=headers)
+        assert twice.status_code == 409 and twice.json()["request_status"] == "answered"
+
+        async def provided():
+            events = await case_events(bootstrap, case_id)
+            found = [e for e in events if e["type"].endswith("information_provided.v1")]
+            return found or None
+
+        (event,) = await wait_for(provided)
+        data = event["data"]
+        assert data["request_id"] == str(request_id)
+        assert data["referral_id"] == str(referral_id)
+        assert data["new_document_ids"] == [str(report)]
+        assert len(data["document_ids"]) == 2
+        assert data["preparation"]["family_history"] == "mother: breast cancer at 52"
+        assert data["shipments"][0]["tracking_number"] == "20450000000000"
+
+        await publish_twice(
+            bootstrap,
+            new_event(
+                ReferralShipmentReceived(
+                    case_id=case_id,
+                    referral_id=referral_id,
+                    center_code=CENTER,
+                    request_id=request_id,
+                    shipment_id=uuid.UUID(shipment_id),
+                    received_at=datetime.now(UTC),
+                )
+            ),
+        )
+
+        async def received():
+            view = (await api.get(f"/v1/cases/{case_id}", headers=headers)).json()
+            return view["information_requests"][0]["shipments"][0]["received_at"]
+
+        await wait_for(received)
+        fhir = (await api.get(f"/v1/cases/{case_id}/fhir", headers=headers)).json()
+        kinds = [e["resource"]["resourceType"] for e in fhir["entry"]]
+        assert "CommunicationRequest" in kinds and "Communication" in kinds
+
+
+async def test_an_unanswered_request_expires_and_the_case_goes_on(api, api_key, runtime):
+    bootstrap = runtime.settings.kafka.bootstrap_servers
+    async with intake_running(runtime):
+        case_id, headers, referral_id = await referred_case(api, api_key, runtime)
+        request_id = uuid.uuid4()
+        await publish_twice(bootstrap, asks(case_id, referral_id, request_id))
+        await wait_for(lambda: status_is(api, case_id, headers, "information_requested"))
+        await publish_twice(
+            bootstrap,
+            new_event(
+                ReferralExpired(
+                    case_id=case_id,
+                    referral_id=referral_id,
+                    center_code=CENTER,
+                    reason=ExpiryReason.INFORMATION_NOT_PROVIDED,
+                    request_id=request_id,
+                )
+            ),
+        )
+        await wait_for(lambda: status_is(api, case_id, headers, "referred"))
+        view = (await api.get(f"/v1/cases/{case_id}", headers=headers)).json()
+        assert view["information_requests"][0]["status"] == "expired"
+        assert view["still_missing"] == []
+        late = await api.post(
+            f"/v1/cases/{case_id}/information-requests/{request_id}/answer",
+            json={"answer": "Too late?"},
+            headers=headers,
+        )
+        assert late.status_code == 409, late.text
+        assert late.json()["request_status"] == "expired"
+        timeline = (await api.get(f"/v1/cases/{case_id}/timeline", headers=headers)).json()
+        assert timeline[-1]["reason_code"] == "information_not_provided"
