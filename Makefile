@@ -11,7 +11,7 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 PYTEST_ARGS ?=
 
-.PHONY: help setup up down status demo test test-unit test-integration lint format
+.PHONY: help setup up down status demo demo-information test test-unit test-integration lint format
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ up: setup ## start the platform locally (no Docker): infrastructure, trace viewe
 
 demo: setup ## walk one case through the whole journey on the running platform (after make up)
 	$(UV) run --frozen devstack demo
+
+demo-information: setup ## the longer journey: the center asks for more information first (after make up)
+	$(UV) run --frozen devstack demo --information
 
 down: setup ## stop everything `make up` started
 	$(UV) run --frozen devstack down

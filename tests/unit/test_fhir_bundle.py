@@ -202,6 +202,8 @@ def test_every_case_status_maps_to_the_task_status_of_the_design(case, case_stat
     assert task["lastModified"] == "2025-03-05T12:15:00Z"
     if case_status == "action_required":
         assert task["businessStatus"]["text"] == "awaiting-information"
+    elif case_status == "information_requested":
+        assert task["businessStatus"]["coding"][0]["code"] == "information-requested"
     else:
         assert "businessStatus" not in task
     assert _one(bundle, "ServiceRequest")["status"] == SERVICE_REQUEST_STATUS[case_status]

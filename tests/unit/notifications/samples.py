@@ -16,8 +16,12 @@ CASE_REF = "3F0F-6C7D"
 CENTER_NAME = "Charité Comprehensive Cancer Center"
 DOCUMENT_NAME = "Befund_Mammographie_2026.pdf"
 CENTER_MESSAGE = (
-    "Please upload the immunohistochemistry report (ER, PR, HER2, Ki-67) of the core biopsy."
+    "The tumour board wants to re-review the core biopsy before it gives its opinion: "
+    "the first report does not state the HER2 status."
 )
+"""Why the center asks, in its words."""
+ITEM_DETAILS = ("HER2 re-testing on the original block", "Ki-67 index of the core biopsy")
+"""The center's words for each requested item (what exactly it needs)."""
 GREETING = {"uk": "Олено", "en": "Olena"}
 
 ANSWER_DUE = datetime(2026, 4, 15, 11, 0, tzinfo=UTC)
@@ -26,6 +30,10 @@ SUBMITTED = datetime(2026, 1, 15, 11, 0, tzinfo=UTC)
 """13:00 in Kyiv (EET, UTC+2): winter time."""
 OPINION_DUE = datetime(2026, 4, 30, 22, 30, tzinfo=UTC)
 """Already 1 May in Kyiv."""
+INFO_DUE = datetime(2026, 4, 29, 15, 0, tzinfo=UTC)
+"""18:00 in Kyiv (EEST, UTC+3)."""
+MATERIAL_RECEIVED = datetime(2026, 4, 20, 21, 15, tzinfo=UTC)
+"""Already 21 April in Kyiv."""
 
 FACTS: dict[T, dict[str, Any]] = {
     T.CASE_SUBMITTED: {"submitted_at": SUBMITTED},
@@ -45,7 +53,25 @@ FACTS: dict[T, dict[str, Any]] = {
     },
     T.REFERRAL_ACCEPTED: {"center_name": CENTER_NAME, "expected_opinion_at": OPINION_DUE},
     T.REFERRAL_DECLINED: {"center_name": CENTER_NAME, "outcome": "declined"},
-    T.INFO_REQUESTED: {"center_name": CENTER_NAME, "message": CENTER_MESSAGE},
+    T.INFO_REQUESTED: {
+        "center_name": CENTER_NAME,
+        "message": CENTER_MESSAGE,
+        "items": [
+            {"kind": "pathology_review", "detail": ITEM_DETAILS[0]},
+            {"kind": "lab_test", "detail": ITEM_DETAILS[1]},
+        ],
+        "due_at": INFO_DUE,
+    },
+    T.INFO_REMINDER: {"center_name": CENTER_NAME, "reminder": "days_before", "due_at": INFO_DUE},
+    T.INFO_EXPIRED: {"center_name": CENTER_NAME},
+    T.INFORMATION_SENT: {
+        "center_name": CENTER_NAME,
+        "new_documents": 2,
+        "shipments": 1,
+        "written_answer": True,
+        "preparation": False,
+    },
+    T.SHIPMENT_RECEIVED: {"center_name": CENTER_NAME, "received_at": MATERIAL_RECEIVED},
     T.OPINION_DELIVERED: {"center_name": CENTER_NAME},
     T.CASE_UNROUTABLE: {"reason": "no_eligible_center"},
     T.CASE_WITHDRAWN: {"reason": "patient_request"},

@@ -93,3 +93,50 @@ def test_webhook_facts_are_fields_of_their_model() -> None:
         "center_country",
         "answer_due_at",
     )
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        [{"kind": "lab_test", "detail": "Ki-67\nindex"}],  # one line each: the service joins them
+        [{"kind": "lab_test", "detail": "bell \x07"}],
+        [{"kind": "lab_test", "detail": "x" * 1001}],
+        [{"kind": "lab_test", "detail": "   "}],
+        [{"kind": "telepathy", "detail": "x"}],
+        [{"kind": "lab_test", "detail": "x", "extra": "y"}],
+        [{"kind": "lab_test", "detail": f"test {n}"} for n in range(21)],
+    ],
+)
+def test_requested_items_are_codes_and_one_line_of_the_centers_words(
+    items: list[dict[str, str]],
+) -> None:
+    with pytest.raises(ValidationError):
+        sample_context(T.INFO_REQUESTED, items=items)
+
+
+def test_an_info_request_without_items_or_due_date_is_valid() -> None:
+    context = sample_context(T.INFO_REQUESTED, items=[], due_at=None)
+    assert isinstance(context, InfoRequestedContext)
+    with pytest.raises(ValidationError):
+        sample_context(T.INFO_REQUESTED, due_at=datetime(2026, 4, 29, 18, 0))
+
+
+def test_the_answer_sent_is_counts_never_its_content() -> None:
+    for field, value in (
+        ("answer", "The block is at the regional oncology centre."),
+        ("tracking_number", "JD014600006281234567"),
+        ("document_name", "Befund.pdf"),
+        ("carrier", "DHL Express"),
+    ):
+        with pytest.raises(ValidationError):
+            sample_context(T.INFORMATION_SENT, **{field: value})
+    for field in ("new_documents", "shipments"):
+        with pytest.raises(ValidationError):
+            sample_context(T.INFORMATION_SENT, **{field: -1})
+
+
+def test_a_reminder_is_a_known_code() -> None:
+    with pytest.raises(ValidationError):
+        sample_context(T.INFO_REMINDER, reminder="weekly")
+    with pytest.raises(ValidationError):
+        sample_context(T.INFO_REMINDER, due_at=None)

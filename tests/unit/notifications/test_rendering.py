@@ -40,6 +40,7 @@ from .samples import (
     CENTER_NAME,
     DOCUMENT_NAME,
     GREETING,
+    ITEM_DETAILS,
     sample_context,
 )
 
@@ -149,7 +150,39 @@ UK_KEY_PHRASES = {
     T.REFERRAL_REQUESTED: ["Країна: Німеччина", f"Центр: {CENTER_NAME}"],
     T.REFERRAL_ACCEPTED: ["Орієнтовна дата висновку: 1 травня 2026"],
     T.REFERRAL_DECLINED: ["не може його взяти", "іншому відповідному центру"],
-    T.INFO_REQUESTED: ["Повідомлення центру:", CENTER_MESSAGE],
+    T.INFO_REQUESTED: [
+        "Що потрібно центру",
+        f"1. Біопсійний матеріал (гістологічні скельця або парафінові блоки) для перегляду "
+        f"патологами центру: {ITEM_DETAILS[0]}",
+        f"2. Результат лабораторного аналізу: {ITEM_DETAILS[1]}",
+        "Чому центр про це просить",
+        CENTER_MESSAGE,
+        "Будь ласка, надішліть відповідь до 29 квітня 2026 р., 18:00 за київським часом.",
+        "Завантажте документи, про які просить центр.",
+        "надішліть їх до центру кур’єром і внесіть дані про посилку на сторінці запиту",
+        "натисніть «Надіслати до центру»",
+        "ми запропонуємо ваш запит іншому центру",
+    ],
+    T.INFO_REMINDER: [
+        "Нагадуємо:",
+        "досі не отримав відповіді",
+        "Будь ласка, надішліть відповідь до 29 квітня 2026 р., 18:00 за київським часом.",
+        "ми запропонуємо ваш запит іншому центру",
+        "натисніть «Надіслати до центру»",
+    ],
+    T.INFO_EXPIRED: [
+        "не отримав відповіді до встановленого терміну",
+        "іншому відповідному центру",
+        "відповідати на нього вже не потрібно",
+        "Зараз від вас нічого не потрібно.",
+    ],
+    T.INFORMATION_SENT: [
+        "Ми надіслали вашу відповідь онкологічному центру.",
+        "2 нові документи",
+        "1 кур’єрська посилка",
+        "Письмова відповідь",
+    ],
+    T.SHIPMENT_RECEIVED: ["матеріал, який ви надіслали кур’єром, надійшов", "21 квітня 2026"],
     T.OPINION_DELIVERED: ["висновок", "вашим лікарем"],
     T.CASE_UNROUTABLE: ["Нам дуже шкода", "обраним вами країнам"],
     T.CASE_WITHDRAWN: ["відкликано й закрито"],
@@ -163,6 +196,42 @@ EN_KEY_PHRASES = {
     ],
     T.REFERRAL_REQUESTED: ["Country: Germany", f"Center: {CENTER_NAME}"],
     T.REFERRAL_ACCEPTED: ["Expected date of the opinion: May 1, 2026"],
+    T.INFO_REQUESTED: [
+        "The cancer center reviewing your case needs more information from you.",
+        "What the center needs",
+        "1. Biopsy material (slides or blocks) for the center's pathologists to review: "
+        + ITEM_DETAILS[0],
+        f"2. Laboratory test result: {ITEM_DETAILS[1]}",
+        "Why the center is asking",
+        CENTER_MESSAGE,
+        "Please send your answer by April 29, 2026, 6:00 PM Kyiv time.",
+        "Upload the documents the center asks for.",
+        "send them to the center by courier, and record the shipment on your request page",
+        "press “Send to the center”",
+        "we will offer your request to another center",
+    ],
+    T.INFO_REMINDER: [
+        "has not received your answer yet",
+        "Please send your answer by April 29, 2026, 6:00 PM Kyiv time.",
+        "we will offer your request to another center",
+    ],
+    T.INFO_EXPIRED: [
+        "did not receive your answer by the date it set",
+        "We are offering your request to another suitable center",
+        "you no longer need to answer it",
+        "You do not need to do anything right now.",
+    ],
+    T.INFORMATION_SENT: [
+        "we have sent your answer to the cancer center",
+        "2 new documents",
+        "1 shipment by courier",
+        "A written answer",
+        "when the center confirms that the material you sent has arrived",
+    ],
+    T.SHIPMENT_RECEIVED: [
+        "the material you sent by courier has arrived",
+        "Received on: April 21, 2026",
+    ],
 }
 
 
@@ -205,7 +274,8 @@ def test_sms_carries_no_medical_details(renderer: Renderer, trigger: T, locale: 
     assert "\n" not in sms.text
     assert CASE_REF in sms.text
     lowered = sms.text.lower()
-    leaks = [CENTER_NAME, CENTER_MESSAGE, DOCUMENT_NAME, GREETING[locale], "Charité", "http"]
+    leaks = [CENTER_NAME, CENTER_MESSAGE, *ITEM_DETAILS, DOCUMENT_NAME, GREETING[locale]]
+    leaks += ["Charité", "http", "HER2", "Ki-67"]
     for names_locale in LOCALES:  # language and country names as the e-mail shows them
         names = renderer.environment(names_locale).filters
         leaks += [names["language"]("de"), names["language"]("en"), names["country"]("DE")]
@@ -430,6 +500,8 @@ def test_webhook_payload_has_facts_but_no_personal_or_free_text() -> None:
         assert set(body["facts"]) == set(context.webhook_facts)
         for secret in (GREETING["uk"], DOCUMENT_NAME, CENTER_MESSAGE, "front.example.org"):
             assert secret not in message.text
+        for secret in ITEM_DETAILS:
+            assert secret not in message.text
 
 
 def test_webhook_payload_status_facts() -> None:
@@ -493,3 +565,211 @@ def test_a_broken_or_missing_template_stops_the_renderer_at_start(tmp_path) -> N
     (missing / "case_ready" / "sms.txt").unlink()
     with pytest.raises(jinja2.TemplateNotFound):
         Renderer(templates_dir=missing)
+
+
+# The information loop: a center's request (what, why, by when), reminders, expiry, the answer
+# sent and the material received.
+
+INFORMATION_LOOP = (
+    T.INFO_REQUESTED,
+    T.INFO_REMINDER,
+    T.INFO_EXPIRED,
+    T.INFORMATION_SENT,
+    T.SHIPMENT_RECEIVED,
+)
+ICD_10 = re.compile(r"\b[CD]\d{2}(\.\d{1,2})?\b")
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_an_info_request_says_what_why_and_by_when_in_html_too(
+    renderer: Renderer, locale: str
+) -> None:
+    message = renderer.render(T.INFO_REQUESTED, sample_context(T.INFO_REQUESTED, locale), C.EMAIL)
+    seen = plain(visible_text(message.html or ""))
+    for fact in (*ITEM_DETAILS, CENTER_MESSAGE, CENTER_NAME):
+        assert fact in seen
+    due = "29 квітня 2026 р., 18:00 за київським часом" if locale == "uk" else "6:00 PM Kyiv time"
+    assert due in seen
+    # the items come in the center's order, each under its kind's label
+    assert seen.index(ITEM_DETAILS[0]) < seen.index(ITEM_DETAILS[1]) < seen.index(CENTER_MESSAGE)
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_an_info_request_from_before_the_loop_is_the_centers_message(
+    renderer: Renderer, locale: str
+) -> None:
+    context = sample_context(T.INFO_REQUESTED, locale, items=[], due_at=None)
+    text = plain(renderer.render(T.INFO_REQUESTED, context, C.EMAIL).text)
+    assert ("Повідомлення центру:" if locale == "uk" else "The center's message:") in text
+    assert CENTER_MESSAGE in text
+    for absent in (
+        "Що потрібно центру", "What the center needs", "надішліть відповідь до",
+        "send your answer by", "встановленого терміну", "due date", "1. ",
+    ):  # fmt: skip
+        assert absent not in text
+
+
+def test_the_steps_follow_what_the_center_asks_for(renderer: Renderer) -> None:
+    items = [
+        {"kind": "question", "detail": "Did you have radiotherapy before the surgery?"},
+        {"kind": "medications", "detail": "Every medicine you take daily"},
+    ]
+    context = sample_context(T.INFO_REQUESTED, "en", items=items)
+    text = renderer.render(T.INFO_REQUESTED, context, C.EMAIL).text
+    assert "• Write your answers to the center's questions." in text
+    assert "• Fill in the parts of the preparation checklist" in text
+    assert "• When everything is ready, press “Send to the center”" in text
+    assert "courier" not in text
+    assert "Upload the documents" not in text
+    review = sample_context(
+        T.INFO_REQUESTED, "uk", items=[{"kind": "pathology_review", "detail": "Блоки"}]
+    )
+    text = renderer.render(T.INFO_REQUESTED, review, C.EMAIL).text
+    assert "кур’єром" in text and "номер для відстеження" in text
+    assert "Завантажте документи" not in text
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_every_requested_item_kind_has_words(renderer: Renderer, locale: str) -> None:
+    from referrals_common.contracts.information import RequestedItemKind
+
+    labels = set()
+    for kind in RequestedItemKind:
+        items = [{"kind": kind, "detail": "as described"}]
+        context = sample_context(T.INFO_REQUESTED, locale, items=items)
+        text = renderer.render(T.INFO_REQUESTED, context, C.EMAIL).text
+        [line] = [line for line in text.splitlines() if line.startswith("1. ")]
+        label = line.removeprefix("1. ").removesuffix(": as described")
+        assert label and kind.value not in label
+        assert bool(CYRILLIC.search(label)) is (locale == "uk"), label
+        labels.add(label)
+    assert len(labels) == len(RequestedItemKind)
+
+
+def test_an_item_kind_without_words_fails_loudly(renderer: Renderer) -> None:
+    from referrals_notifications.messages import InfoRequestedContext, RequestedItemFacts
+
+    item = RequestedItemFacts.model_construct(kind="telepathy", detail="x")
+    fields = {**dict(sample_context(T.INFO_REQUESTED, "en")), "items": [item]}
+    context = InfoRequestedContext.model_construct(**fields)
+    with pytest.raises(UnknownCode, match="telepathy"):
+        renderer.render(T.INFO_REQUESTED, context, C.EMAIL)
+
+
+def test_the_reminder_says_how_much_time_is_left(renderer: Renderer) -> None:
+    days = renderer.render(T.INFO_REMINDER, sample_context(T.INFO_REMINDER, "uk"), C.EMAIL)
+    soon_context = sample_context(T.INFO_REMINDER, "uk", reminder="due_soon")
+    soon = renderer.render(T.INFO_REMINDER, soon_context, C.EMAIL)
+    assert days.subject == f"Запит {CASE_REF}: центр досі чекає на вашу відповідь"
+    assert soon.subject == f"Запит {CASE_REF}: час для відповіді центру спливає"
+    assert "майже сплив" in soon.text and "Нагадуємо" not in soon.text
+    for message in (days, soon):
+        assert "до 29 квітня 2026 р., 18:00 за київським часом" in plain(message.text)
+        assert "іншому центру" in message.text
+    english = sample_context(T.INFO_REMINDER, "en", reminder="due_soon")
+    assert "is nearly up" in renderer.render(T.INFO_REMINDER, english, C.EMAIL).text
+
+
+def test_a_due_date_in_winter_and_in_another_zone(renderer: Renderer) -> None:
+    winter = datetime(2026, 1, 20, 10, 0, tzinfo=UTC)
+    context = sample_context(T.INFO_REQUESTED, "uk", due_at=winter)
+    text = plain(renderer.render(T.INFO_REQUESTED, context, C.EMAIL).text)
+    assert "до 20 січня 2026 р., 12:00 за київським часом." in text
+    berlin = sample_context(T.INFO_REMINDER, "en", due_at=winter, time_zone="Europe/Berlin")
+    text = plain(renderer.render(T.INFO_REMINDER, berlin, C.EMAIL).text)
+    assert "by January 20, 2026, 11:00 AM, Germany (Berlin) Time." in text
+
+
+@pytest.mark.parametrize(
+    ("count", "documents"),
+    [
+        (1, "1 новий документ"),
+        (2, "2 нові документи"),
+        (5, "5 нових документів"),
+        (11, "11 нових документів"),
+        (21, "21 новий документ"),
+    ],
+)
+def test_what_was_sent_is_counted_in_ukrainian(
+    renderer: Renderer, count: int, documents: str
+) -> None:
+    context = sample_context(T.INFORMATION_SENT, "uk", new_documents=count, shipments=count % 5)
+    text = renderer.render(T.INFORMATION_SENT, context, C.EMAIL).text
+    assert f"\n{documents}\n" in text
+    if count % 5 == 0:
+        assert "посил" not in text and "надісланий вами матеріал" not in text
+    else:
+        assert "кур’єрськ" in text and "надісланий вами матеріал надійшов" in text
+
+
+def test_an_answer_in_words_only_reads_too(renderer: Renderer) -> None:
+    context = sample_context(
+        T.INFORMATION_SENT, "en", new_documents=0, shipments=0, center_name=None, preparation=True
+    )
+    text = renderer.render(T.INFORMATION_SENT, context, C.EMAIL).text
+    assert "A written answer\nThe preparation checklist\n" in text
+    for absent in ("document", "shipment", "Center:", "material"):
+        assert absent not in text
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("trigger", INFORMATION_LOOP)
+def test_information_loop_messages_hold_no_diagnosis(
+    renderer: Renderer, trigger: T, locale: str
+) -> None:
+    model = CONTEXT_MODELS[trigger]
+    assert not {"icd10", "diagnosis", "clinical", "morphology", "stage"} & set(model.model_fields)
+    message = renderer.render(trigger, sample_context(trigger, locale), C.EMAIL)
+    for part in (message.subject, message.text, message.html or ""):
+        assert not ICD_10.search(part), part
+    # a lock screen shows the subject: no center, no center's words
+    for leak in (CENTER_NAME, CENTER_MESSAGE, *ITEM_DETAILS):
+        assert leak not in message.subject
+
+
+def test_information_loop_webhooks() -> None:
+    expected = {
+        T.INFO_REQUESTED: (
+            "information_requested",
+            True,
+            {"center_name": CENTER_NAME, "due_at": "2026-04-29T15:00:00Z"},
+        ),
+        T.INFO_REMINDER: (
+            "information_requested",
+            True,
+            {
+                "center_name": CENTER_NAME,
+                "reminder": "days_before",
+                "due_at": "2026-04-29T15:00:00Z",
+            },
+        ),
+        T.INFO_EXPIRED: ("referred", False, {"center_name": CENTER_NAME}),
+        T.INFORMATION_SENT: (
+            None,
+            False,
+            {
+                "center_name": CENTER_NAME,
+                "new_documents": 2,
+                "shipments": 1,
+                "written_answer": True,
+            },
+        ),
+        T.SHIPMENT_RECEIVED: (
+            None,
+            False,
+            {"center_name": CENTER_NAME, "received_at": "2026-04-20T21:15:00Z"},
+        ),
+    }
+    for trigger, (status, action, facts) in expected.items():
+        payload = build_webhook_payload(
+            trigger,
+            sample_context(trigger),
+            case_id=uuid.uuid4(),
+            notification_id=uuid.uuid4(),
+            occurred_at=datetime.now(UTC),
+        )
+        assert (payload.case_status, payload.action_required, payload.facts) == (
+            status,
+            action,
+            facts,
+        ), trigger

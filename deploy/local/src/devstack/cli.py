@@ -134,11 +134,22 @@ def status(root: RootOpt = None) -> None:
 
 
 @app.command()
-def demo(root: RootOpt = None) -> None:
+def demo(
+    root: RootOpt = None,
+    information: Annotated[
+        bool,
+        typer.Option(
+            "--information",
+            help="the longer journey: the center asks for more (a HER2 re-review, the slides, "
+            "the family history) before it gives its opinion (devstack.information_demo)",
+        ),
+    ] = False,
+) -> None:
     """Walk one case through the whole journey on the running platform (see devstack.demo)."""
     import asyncio
 
     from devstack.demo import run_journey, show
+    from devstack.information_demo import run_information_journey, show_information
 
     where = stack_mod.resolve_root(root)
     info = stack_mod.StackInfo.load(where)
@@ -147,6 +158,10 @@ def demo(root: RootOpt = None) -> None:
         console.print("[red]✗ the platform is not running: start it with `make up`[/]")
         raise typer.Exit(1)
     try:
+        if information:
+            longer = asyncio.run(run_information_journey(info, running, console=console))
+            show_information(longer, console)
+            return
         journey = asyncio.run(run_journey(info, running, console=console))
     except (TimeoutError, RuntimeError) as exc:
         console.print(f"[red]✗ {exc}[/]\nservice logs: {where}/services/")

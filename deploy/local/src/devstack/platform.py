@@ -321,8 +321,11 @@ def start(
     prefer_dev_ports: bool = False,
     trace_viewer: bool = True,
     timeout: float = 120.0,
+    extra_env: dict[str, str] | None = None,
 ) -> PlatformInfo:
-    """Start every service's processes on `stack` (see the module doc); stop them on failure."""
+    """Start every service's processes on `stack` (see the module doc); stop them on failure.
+    `extra_env` adds or overrides service settings (the tests' shorter information-request
+    timings)."""
     root = Path(stack.root)
     logs = root / "services"
     logs.mkdir(parents=True, exist_ok=True)
@@ -341,7 +344,7 @@ def start(
             viewer, zipkin = start_zipkin(jar, root / "zipkin", port(DEV_ZIPKIN_PORT))
             started.append(viewer)
             info.trace_viewer = zipkin
-        env = environment(stack, platform_secrets(root), apis, zipkin)
+        env = environment(stack, platform_secrets(root), apis, zipkin) | (extra_env or {})
         (root / "platform.env").write_text(
             "".join(f"export {k}={json.dumps(v)}\n" for k, v in env.items())
         )

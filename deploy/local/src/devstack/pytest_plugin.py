@@ -189,6 +189,15 @@ def service_s3(local_stack: stack_mod.StackInfo) -> Iterator[Callable[[str], dic
         yield lambda bucket: stack.enter_context(service_users(local_stack, bucket))
 
 
+TEST_PLATFORM_ENV = {
+    # A center may ask for an answer within seconds, and the patient is reminded 12 and 6
+    # seconds before: the unanswered-request journey takes half a minute, not days.
+    "REFERRALS_PARTNERS_INFO_MIN_DUE_SECONDS": "5",
+    "REFERRALS_PARTNERS_INFO_REMINDERS_BEFORE_SECONDS": "[12, 6]",
+}
+"""Settings of the test platform that differ from `make up`'s."""
+
+
 @pytest.fixture(scope="session")
 def running_platform() -> Iterator[tuple[stack_mod.StackInfo, object]]:
     """The whole platform as `make up` runs it — every service role its own process, the sample
@@ -209,7 +218,9 @@ def running_platform() -> Iterator[tuple[stack_mod.StackInfo, object]]:
 
     atexit.register(stop)
     try:
-        running.append(platform_mod.start(info, console, trace_viewer=True))
+        running.append(
+            platform_mod.start(info, console, trace_viewer=True, extra_env=TEST_PLATFORM_ENV)
+        )
         yield info, running[0]
     finally:
         stop()

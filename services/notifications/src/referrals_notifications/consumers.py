@@ -11,6 +11,7 @@ from typing import Any
 
 from referrals_common.contracts import (
     CaseContactShared,
+    CaseInformationProvided,
     CaseSubmitted,
     CaseUnroutable,
     CaseWithdrawn,
@@ -22,9 +23,11 @@ from referrals_common.contracts import (
     ReferralAccepted,
     ReferralDeclined,
     ReferralExpired,
+    ReferralInfoReminder,
     ReferralInfoRequested,
     ReferralOpinionDelivered,
     ReferralRequested,
+    ReferralShipmentReceived,
     topics,
 )
 from referrals_common.db import Database, UnitOfWork
@@ -45,6 +48,7 @@ GROUPS = {CONSUMER_NAME: SUBSCRIBED_TOPICS}
 HANDLED = (
     CaseContactShared,
     CaseSubmitted,
+    CaseInformationProvided,
     CaseWithdrawn,
     DocumentStored,
     DocumentRejected,
@@ -55,6 +59,8 @@ HANDLED = (
     ReferralDeclined,
     ReferralExpired,
     ReferralInfoRequested,
+    ReferralInfoReminder,
+    ReferralShipmentReceived,
     ReferralOpinionDelivered,
     CaseUnroutable,
 )

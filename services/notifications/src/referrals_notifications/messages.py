@@ -10,8 +10,8 @@ field refuses control characters (a header or SMS cannot be split by a stray new
 length limit. Codes stay codes (language, country, reason); the templates turn them into words in
 the patient's language.
 
-`webhook_facts` names the fields a partner front end may receive in a webhook: codes, center names
-and dates, never the patient's name, a file name or a center's free-text message.
+`webhook_facts` names the fields a partner front end may receive in a webhook: codes, counts, center
+names and dates, never the patient's name, a file name or a center's free-text message.
 """
 
 from __future__ import annotations
@@ -32,9 +32,10 @@ from pydantic import (
     StringConstraints,
 )
 
+from referrals_common.contracts.information import RequestedItemKind
 from referrals_common.contracts.intake import CountryCode, LanguageCode, WithdrawalReason
 from referrals_common.contracts.notifications import NotificationTrigger
-from referrals_common.contracts.partners import CenterCode, UnroutableReason
+from referrals_common.contracts.partners import CenterCode, ReminderKind, UnroutableReason
 from referrals_common.contracts.records import DocumentKind, RejectionReason
 from referrals_common.contracts.translation import UnreadableReason
 
@@ -75,6 +76,12 @@ CenterMessage = Annotated[
         strip_whitespace=True, min_length=1, max_length=4000, pattern=_NO_CONTROL_BUT_LINES
     ),
     Field(description="The center's words, relayed as they are (line breaks kept)"),
+]
+
+CenterDetail = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=1000, pattern=_NO_CONTROL),
+    Field(description="What exactly the center needs, in its words, on one line"),
 ]
 
 
@@ -211,12 +218,82 @@ class ReferralDeclinedContext(MessageContext):
     outcome: DeclineOutcome
 
 
+class RequestedItemFacts(BaseModel):
+    """One thing the center asks for: its kind (worded by the templates) and the center's words."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: RequestedItemKind
+    detail: CenterDetail
+
+
 class InfoRequestedContext(MessageContext):
+    """The center needs more information: what (`items`), why (`message`), by when (`due_at`).
+
+    Requests made before the information loop have no items and no due date: `message` is then
+    the whole request, in the center's words.
+    """
+
     trigger: ClassVar[NotificationTrigger] = NotificationTrigger.INFO_REQUESTED
-    webhook_facts: ClassVar[tuple[str, ...]] = ("center_name",)
+    webhook_facts: ClassVar[tuple[str, ...]] = ("center_name", "due_at")
 
     center_name: CenterName
     message: CenterMessage
+    items: list[RequestedItemFacts] = Field(default_factory=list, max_length=20)
+    due_at: AwareDatetime | None = Field(
+        default=None, description="When the answer is due; then the case goes to another center"
+    )
+
+
+class InfoReminderContext(MessageContext):
+    """The center's request is still unanswered and its due date is near."""
+
+    trigger: ClassVar[NotificationTrigger] = NotificationTrigger.INFO_REMINDER
+    webhook_facts: ClassVar[tuple[str, ...]] = ("center_name", "reminder", "due_at")
+
+    center_name: CenterName
+    reminder: ReminderKind
+    due_at: AwareDatetime
+
+
+class InfoExpiredContext(MessageContext):
+    """The request was not answered in time: the case goes on to another center."""
+
+    trigger: ClassVar[NotificationTrigger] = NotificationTrigger.INFO_EXPIRED
+    webhook_facts: ClassVar[tuple[str, ...]] = ("center_name",)
+
+    center_name: CenterName
+
+
+class InformationSentContext(MessageContext):
+    """The patient's answer went to the center. Counts only: never the answer's words, a
+    document's name or a shipment's courier or tracking number."""
+
+    trigger: ClassVar[NotificationTrigger] = NotificationTrigger.INFORMATION_SENT
+    webhook_facts: ClassVar[tuple[str, ...]] = (
+        "center_name",
+        "new_documents",
+        "shipments",
+        "written_answer",
+    )
+
+    center_name: CenterName | None = Field(
+        default=None, description="The center, if notifications saw its referral"
+    )
+    new_documents: int = Field(default=0, ge=0, le=50)
+    shipments: int = Field(default=0, ge=0, le=10)
+    written_answer: bool = False
+    preparation: bool = Field(default=False, description="Whether the checklist was sent too")
+
+
+class ShipmentReceivedContext(MessageContext):
+    """The center confirmed receiving the material the patient sent by courier."""
+
+    trigger: ClassVar[NotificationTrigger] = NotificationTrigger.SHIPMENT_RECEIVED
+    webhook_facts: ClassVar[tuple[str, ...]] = ("center_name", "received_at")
+
+    center_name: CenterName
+    received_at: AwareDatetime
 
 
 class OpinionDeliveredContext(MessageContext):
@@ -252,6 +329,10 @@ CONTEXT_MODELS: Mapping[NotificationTrigger, type[MessageContext]] = {
         ReferralAcceptedContext,
         ReferralDeclinedContext,
         InfoRequestedContext,
+        InfoReminderContext,
+        InfoExpiredContext,
+        InformationSentContext,
+        ShipmentReceivedContext,
         OpinionDeliveredContext,
         CaseUnroutableContext,
         CaseWithdrawnContext,
@@ -288,12 +369,17 @@ __all__ = [
     "DeclineOutcome",
     "DocumentRejectedContext",
     "DocumentUnreadableContext",
+    "InfoExpiredContext",
+    "InfoReminderContext",
     "InfoRequestedContext",
+    "InformationSentContext",
     "MessageContext",
     "OpinionDeliveredContext",
     "ReferralAcceptedContext",
     "ReferralDeclinedContext",
     "ReferralRequestedContext",
+    "RequestedItemFacts",
+    "ShipmentReceivedContext",
     "TranslationRequiredContext",
     "UnroutableOpsAlert",
     "case_reference",

@@ -259,13 +259,18 @@ TRIGGER_STATUS: Mapping[NotificationTrigger, CaseStatus | None] = {
     NotificationTrigger.REFERRAL_REQUESTED: CaseStatus.REFERRED,
     NotificationTrigger.REFERRAL_ACCEPTED: CaseStatus.ACCEPTED,
     NotificationTrigger.REFERRAL_DECLINED: CaseStatus.REFERRED,
-    NotificationTrigger.INFO_REQUESTED: None,
+    NotificationTrigger.INFO_REQUESTED: CaseStatus.INFORMATION_REQUESTED,
+    NotificationTrigger.INFO_REMINDER: CaseStatus.INFORMATION_REQUESTED,
+    NotificationTrigger.INFO_EXPIRED: CaseStatus.REFERRED,
+    NotificationTrigger.INFORMATION_SENT: None,
+    NotificationTrigger.SHIPMENT_RECEIVED: None,
     NotificationTrigger.OPINION_DELIVERED: CaseStatus.OPINION_DELIVERED,
     NotificationTrigger.CASE_UNROUTABLE: CaseStatus.UNROUTABLE,
     NotificationTrigger.CASE_WITHDRAWN: CaseStatus.WITHDRAWN,
 }
 """The case status a trigger implies; None where the trigger alone does not tell it (a refused
-upload leaves the case where it was; a center may ask for information before or after accepting).
+upload leaves the case where it was; an answered request puts the case back where it was when the
+center asked, offered or accepted; a received shipment changes nothing).
 """
 
 ACTION_REQUIRED = frozenset(
@@ -274,6 +279,7 @@ ACTION_REQUIRED = frozenset(
         NotificationTrigger.TRANSLATION_REQUIRED,
         NotificationTrigger.DOCUMENT_UNREADABLE,
         NotificationTrigger.INFO_REQUESTED,
+        NotificationTrigger.INFO_REMINDER,
     }
 )
 """The triggers that ask the patient to do something."""
@@ -283,8 +289,9 @@ class WebhookPayload(BaseModel):
     """The JSON body a partner front end receives: what happened to a case, without contact data.
 
     `notification_id` is stable across retries: a receiver uses it to ignore a repeated delivery.
-    `facts` holds the trigger's `webhook_facts` only: codes, center names and dates, never the
-    patient's name, a file name or a center's message (the front end reads those from the API).
+    `facts` holds the trigger's `webhook_facts` only: codes, counts, center names and dates, never
+    the patient's name, a file name, a center's message or the patient's answer (the front end
+    reads those from the API).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -8,6 +8,8 @@ second row impossible anyway. The sender (`sender.py`) takes the rows from there
 Only submitted cases are notified: before submission the patient is in the front end, which
 shows every answer itself, and notifications has no contact yet (intake shares it, sealed, at
 submission). Facts are what the message needs and nothing more: codes, a center's name, dates.
+A center's request keeps its words (the patient must know what to send); the patient's own answer
+is told by counts only (no words, document names or tracking numbers travel into a message).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from referrals_common.contracts import (
     CaseContactShared,
+    CaseInformationProvided,
     CaseSubmitted,
     CaseUnroutable,
     CaseWithdrawn,
@@ -30,12 +33,15 @@ from referrals_common.contracts import (
     DocumentStored,
     DocumentTranslationRequired,
     DocumentUnreadable,
+    ExpiryReason,
     ReferralAccepted,
     ReferralDeclined,
     ReferralExpired,
+    ReferralInfoReminder,
     ReferralInfoRequested,
     ReferralOpinionDelivered,
     ReferralRequested,
+    ReferralShipmentReceived,
 )
 from referrals_common.contracts.notifications import NotificationTrigger as T
 from referrals_common.db import UnitOfWork
@@ -144,6 +150,13 @@ class Notifications:
                     center_name=await _center(uow, data.referral_id, data.center_code),
                     expected_opinion_at=data.expected_opinion_at,
                 )
+            case ReferralExpired(reason=ExpiryReason.INFORMATION_NOT_PROVIDED):
+                await self._notify(
+                    uow,
+                    event,
+                    T.INFO_EXPIRED,
+                    center_name=await _center(uow, data.referral_id, data.center_code),
+                )
             case ReferralDeclined() | ReferralExpired():
                 await self._notify(
                     uow,
@@ -159,6 +172,41 @@ class Notifications:
                     T.INFO_REQUESTED,
                     center_name=await _center(uow, data.referral_id, data.center_code),
                     message=data.message,
+                    # One line per item: the center's words, whitespace collapsed.
+                    items=[
+                        {"kind": str(item.kind), "detail": " ".join(item.detail.split())}
+                        for item in data.items
+                    ],
+                    due_at=data.due_at,
+                )
+            case ReferralInfoReminder():
+                await self._notify(
+                    uow,
+                    event,
+                    T.INFO_REMINDER,
+                    center_name=await _center(uow, data.referral_id, data.center_code),
+                    reminder=str(data.reminder),
+                    due_at=data.due_at,
+                )
+            case CaseInformationProvided():
+                referral = await uow.session.get(ReferralSeen, data.referral_id)
+                await self._notify(
+                    uow,
+                    event,
+                    T.INFORMATION_SENT,
+                    center_name=referral.center_name if referral else None,
+                    new_documents=len(data.new_document_ids),
+                    shipments=len(data.shipments),
+                    written_answer=data.answer is not None,
+                    preparation=data.preparation is not None,
+                )
+            case ReferralShipmentReceived():
+                await self._notify(
+                    uow,
+                    event,
+                    T.SHIPMENT_RECEIVED,
+                    center_name=await _center(uow, data.referral_id, data.center_code),
+                    received_at=data.received_at,
                 )
             case ReferralOpinionDelivered():
                 await self._notify(

@@ -89,6 +89,24 @@ PATHOLOGY_EN = (
     ],
 )
 
+HER2_REVIEW_EN = (
+    "IMMUNOHISTOCHEMISTRY RE-REVIEW REPORT (HER2)",
+    [
+        "Kyiv City Clinical Oncology Centre, Department of Pathology. All names and numbers in "
+        "this document are invented.",
+        "Patient: Olena Petrenko (fictitious), born 1979. Requested by the tumour board of the "
+        "cancer center giving the second opinion: HER2 re-testing on the original block.",
+        "Material: paraffin block A2 of the core needle biopsy of the left breast, upper outer "
+        "quadrant. New sections were cut and stained.",
+        "HER2 immunohistochemistry (clone 4B5): weak incomplete membrane staining in about 15 "
+        "percent of invasive tumour cells, score 1+ (HER2-low). In situ hybridisation was not "
+        "performed.",
+        "Conclusion: HER2 score 1+, HER2-low. The stained slides and block A2 are sent to the "
+        "cancer center by courier for its own review.",
+        "Reported by the consultant histopathologist.",
+    ],
+)
+
 OPINION_EN = (
     "SECOND OPINION: MULTIDISCIPLINARY TUMOUR BOARD",
     [
@@ -128,6 +146,7 @@ def pdf(path: Path, document: tuple[str, list[str]]) -> None:
 def main() -> None:
     pdf(HERE / "discharge_summary_uk.pdf", DISCHARGE_UK)
     pdf(HERE / "pathology_report_en.pdf", PATHOLOGY_EN)
+    pdf(HERE / "her2_review_en.pdf", HER2_REVIEW_EN)
     pdf(HERE / "discharge_summary_de.pdf", DISCHARGE_DE)
     pdf(HERE / "opinion_en.pdf", OPINION_EN)
 

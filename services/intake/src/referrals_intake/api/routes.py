@@ -573,14 +573,17 @@ async def answer_request(
             runtime, access.actor, "answer_request", access.case_id, problem
         ) from None
     except AnswerInvalid as exc:
+        if not exc.pointer:
+            raise Unprocessable(
+                str(exc), type_slug="empty-answer", title="The answer is empty"
+            ) from None
         raise Unprocessable(
             str(exc),
-            type_slug="answer-invalid" if exc.pointer else "empty-answer",
+            type_slug="answer-invalid",
+            title="The answer names a document it may not",
             errors=[
                 FieldError(pointer=exc.pointer, location="body", code=exc.code, message=str(exc))
-            ]
-            if exc.pointer
-            else None,
+            ],
         ) from None
     repo.audit(access.actor, "answer_request", case.id)
     public = await to_public(runtime, repo, case)

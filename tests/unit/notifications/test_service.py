@@ -1,0 +1,328 @@
+"""Which notification each event becomes, with which facts: the consumer's side, without a database.
+
+`Notifications.on_event` only reads rows by key and writes delivery rows; a fake session serves
+the reads and keeps the writes, so each test sees exactly the rows an event would add. The facts
+then go the way the sender takes them (JSON, then the trigger's context model) and are rendered.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from sqlalchemy.dialects import postgresql
+
+from referrals_common.contracts import (
+    CaseInformationProvided,
+    ExpiryReason,
+    ReferralDeclined,
+    ReferralExpired,
+    ReferralInfoReminder,
+    ReferralInfoRequested,
+    ReferralShipmentReceived,
+    RequestedItem,
+    RequestedItemKind,
+    Shipment,
+    ShipmentMaterial,
+    new_event,
+)
+from referrals_common.contracts.notifications import NotificationChannel as C
+from referrals_common.contracts.notifications import NotificationTrigger as T
+from referrals_notifications import consumers
+from referrals_notifications.messages import CONTEXT_MODELS, case_reference
+from referrals_notifications.models import ReferralSeen
+from referrals_notifications.rendering import Renderer
+from referrals_notifications.service import FRONT_END, PATIENT, Notifications
+
+pytestmark = pytest.mark.unit
+
+CASE = uuid.UUID("3f0f6c7d-8f53-4c1e-9c1a-3f0f6c7d2e11")
+REFERRAL = uuid.UUID("9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d")
+REQUEST = uuid.UUID("1e2f3a4b-5c6d-4e7f-8a9b-0c1d2e3f4a5b")
+CENTER_CODE = "charite-berlin"
+CENTER_NAME = "Charité Comprehensive Cancer Center"
+DUE = datetime(2026, 4, 29, 15, 0, tzinfo=UTC)
+ANSWER = "The block is at the regional oncology centre; the slides went out today."
+TRACKING = "JD014600006281234567"
+CARRIER = "DHL Express"
+
+
+class FakeSession:
+    """Rows by key for `get`; the statements `execute` was given."""
+
+    def __init__(self, rows: dict[tuple[type, Any], Any]) -> None:
+        self.rows = rows
+        self.statements: list[Any] = []
+
+    async def get(self, model: type, key: Any) -> Any:
+        return self.rows.get((model, key))
+
+    async def execute(self, statement: Any) -> None:
+        self.statements.append(statement)
+
+    def add(self, row: Any) -> None:
+        self.statements.append(row)
+
+
+def seen_referral() -> dict[tuple[type, Any], Any]:
+    """Notifications saw the referral requested (the center's display name comes from it)."""
+    row = ReferralSeen(
+        referral_id=REFERRAL,
+        case_id=CASE,
+        center_code=CENTER_CODE,
+        center_name=CENTER_NAME,
+        center_country="DE",
+    )
+    return {(ReferralSeen, REFERRAL): row}
+
+
+async def deliveries(
+    data: Any,
+    rows: dict[tuple[type, Any], Any] | None = None,
+    front_ends: frozenset[str] = frozenset(),
+) -> list[dict[str, Any]]:
+    """The delivery rows `data`'s event writes: {trigger, audience, facts, ...}."""
+    session = FakeSession(seen_referral() if rows is None else rows)
+    uow = SimpleNamespace(session=session)
+    await Notifications(front_ends).on_event(uow, new_event(data))  # type: ignore[arg-type]
+    written = []
+    for statement in session.statements:
+        params = statement.compile(dialect=postgresql.dialect()).params
+        if "trigger" in params:
+            written.append(params)
+    return written
+
+
+async def patient_delivery(data: Any, **options: Any) -> dict[str, Any]:
+    [row] = [d for d in await deliveries(data, **options) if d["audience"] == PATIENT]
+    return row
+
+
+def info_requested(**overrides: Any) -> ReferralInfoRequested:
+    fields: dict[str, Any] = {
+        "case_id": CASE,
+        "referral_id": REFERRAL,
+        "center_code": CENTER_CODE,
+        "message": "The tumour board wants to re-review the biopsy before it gives its opinion.",
+        "request_id": REQUEST,
+        "items": [
+            RequestedItem(
+                kind=RequestedItemKind.PATHOLOGY_REVIEW,
+                detail="The stained slides and\none paraffin block of the core biopsy",
+            ),
+            RequestedItem(kind=RequestedItemKind.LAB_TEST, detail="Ki-67 index"),
+        ],
+        "due_at": DUE,
+        "resumes_as": "accepted",
+        **overrides,
+    }
+    return ReferralInfoRequested(**fields)
+
+
+def information_provided(**overrides: Any) -> CaseInformationProvided:
+    doc_a, doc_b, doc_c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    fields: dict[str, Any] = {
+        "case_id": CASE,
+        "request_id": REQUEST,
+        "referral_id": REFERRAL,
+        "answer": ANSWER,
+        "new_document_ids": [doc_b, doc_c],
+        "document_ids": [doc_a, doc_b, doc_c],
+        "shipments": [
+            Shipment(
+                shipment_id=uuid.uuid4(),
+                material=ShipmentMaterial.SLIDES_AND_BLOCKS,
+                carrier=CARRIER,
+                tracking_number=TRACKING,
+                sent_on=date(2026, 4, 20),
+            )
+        ],
+        **overrides,
+    }
+    return CaseInformationProvided(**fields)
+
+
+def as_the_sender_reads_it(row: dict[str, Any], locale: str = "en") -> Any:
+    """The row's facts through JSON (the column) into the trigger's context model, as the
+    sender builds it (`Sender._context`)."""
+    facts = json.loads(json.dumps(row["facts"]))
+    model = CONTEXT_MODELS[T(row["trigger"])]
+    return model.model_validate(
+        {
+            **{k: v for k, v in facts.items() if v is not None},
+            "case_ref": case_reference(CASE),
+            "locale": locale,
+        }
+    )
+
+
+def test_the_consumer_handles_the_information_loop_events() -> None:
+    for event_type in (
+        ReferralInfoRequested,
+        ReferralInfoReminder,
+        ReferralExpired,
+        CaseInformationProvided,
+        ReferralShipmentReceived,
+    ):
+        assert event_type in consumers.HANDLED
+        assert event_type.topic in consumers.SUBSCRIBED_TOPICS
+
+
+async def test_an_information_request_carries_what_why_and_by_when() -> None:
+    row = await patient_delivery(info_requested())
+    assert row["trigger"] == T.INFO_REQUESTED
+    assert row["facts"] == {
+        "center_name": CENTER_NAME,
+        "message": "The tumour board wants to re-review the biopsy before it gives its opinion.",
+        "items": [
+            {
+                "kind": "pathology_review",
+                "detail": "The stained slides and one paraffin block of the core biopsy",
+            },
+            {"kind": "lab_test", "detail": "Ki-67 index"},
+        ],
+        "due_at": "2026-04-29T15:00:00+00:00",
+    }
+    context = as_the_sender_reads_it(row)
+    assert context.due_at == DUE
+    text = Renderer().render(T.INFO_REQUESTED, context, C.EMAIL).text
+    assert "one paraffin block of the core biopsy" in text
+    assert "April 29, 2026, 6:00" in text
+
+
+async def test_an_information_request_from_before_the_loop_still_reads() -> None:
+    old = ReferralInfoRequested(
+        case_id=CASE,
+        referral_id=REFERRAL,
+        center_code=CENTER_CODE,
+        message="Please send the HER2 report.",
+    )
+    row = await patient_delivery(old, rows={})
+    assert row["trigger"] == T.INFO_REQUESTED
+    assert row["facts"]["center_name"] == CENTER_CODE  # the referral was not seen: its code
+    assert row["facts"]["items"] == [] and row["facts"]["due_at"] is None
+    context = as_the_sender_reads_it(row, "uk")
+    assert context.items == [] and context.due_at is None
+    Renderer().render(T.INFO_REQUESTED, context, C.EMAIL)
+
+
+@pytest.mark.parametrize("reminder", ["days_before", "due_soon"])
+async def test_a_reminder_is_info_reminder(reminder: str) -> None:
+    event = ReferralInfoReminder(
+        case_id=CASE,
+        referral_id=REFERRAL,
+        center_code=CENTER_CODE,
+        request_id=REQUEST,
+        reminder=reminder,
+        due_at=DUE,
+    )
+    row = await patient_delivery(event)
+    assert row["trigger"] == T.INFO_REMINDER
+    assert row["facts"] == {
+        "center_name": CENTER_NAME,
+        "reminder": reminder,
+        "due_at": "2026-04-29T15:00:00+00:00",
+    }
+    as_the_sender_reads_it(row)
+
+
+async def test_an_unanswered_request_that_expired_is_info_expired() -> None:
+    event = ReferralExpired(
+        case_id=CASE,
+        referral_id=REFERRAL,
+        center_code=CENTER_CODE,
+        reason=ExpiryReason.INFORMATION_NOT_PROVIDED,
+        request_id=REQUEST,
+    )
+    row = await patient_delivery(event)
+    assert row["trigger"] == T.INFO_EXPIRED
+    assert row["facts"] == {"center_name": CENTER_NAME}
+    as_the_sender_reads_it(row)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        ReferralExpired(case_id=CASE, referral_id=REFERRAL, center_code=CENTER_CODE),
+        ReferralExpired(
+            case_id=CASE,
+            referral_id=REFERRAL,
+            center_code=CENTER_CODE,
+            reason=ExpiryReason.NO_ANSWER,
+        ),
+    ],
+    ids=["older-event", "no_answer"],
+)
+async def test_a_center_that_did_not_answer_is_still_referral_declined(event: Any) -> None:
+    row = await patient_delivery(event)
+    assert row["trigger"] == T.REFERRAL_DECLINED != T.INFO_EXPIRED
+    assert row["facts"] == {"center_name": CENTER_NAME, "outcome": "expired"}
+
+
+async def test_a_decline_is_unchanged() -> None:
+    event = ReferralDeclined(
+        case_id=CASE, referral_id=REFERRAL, center_code=CENTER_CODE, reason="no_capacity"
+    )
+    row = await patient_delivery(event)
+    assert row["trigger"] == T.REFERRAL_DECLINED
+    assert row["facts"]["outcome"] == "declined"
+
+
+async def test_an_answer_sent_is_information_sent_told_by_counts_only() -> None:
+    row = await patient_delivery(information_provided())
+    assert row["trigger"] == T.INFORMATION_SENT
+    assert row["facts"] == {
+        "center_name": CENTER_NAME,
+        "new_documents": 2,
+        "shipments": 1,
+        "written_answer": True,
+        "preparation": False,
+    }
+    dumped = json.dumps(row["facts"])
+    for secret in (ANSWER, "regional oncology", TRACKING, CARRIER):
+        assert secret not in dumped
+    context = as_the_sender_reads_it(row, "uk")
+    message = Renderer().render(T.INFORMATION_SENT, context, C.EMAIL)
+    for part in (message.subject, message.text, message.html or ""):
+        for secret in (ANSWER, TRACKING, CARRIER):
+            assert secret not in part
+
+
+async def test_an_answer_for_a_referral_not_seen_has_no_center_name() -> None:
+    row = await patient_delivery(
+        information_provided(answer=None, shipments=[]),
+        rows={},
+    )
+    assert row["facts"]["center_name"] is None
+    assert row["facts"]["written_answer"] is False and row["facts"]["shipments"] == 0
+    Renderer().render(T.INFORMATION_SENT, as_the_sender_reads_it(row), C.EMAIL)
+
+
+async def test_material_received_is_shipment_received() -> None:
+    event = ReferralShipmentReceived(
+        case_id=CASE,
+        referral_id=REFERRAL,
+        center_code=CENTER_CODE,
+        request_id=REQUEST,
+        shipment_id=uuid.uuid4(),
+        received_at=DUE - timedelta(days=3),
+    )
+    row = await patient_delivery(event)
+    assert row["trigger"] == T.SHIPMENT_RECEIVED
+    assert row["facts"] == {
+        "center_name": CENTER_NAME,
+        "received_at": "2026-04-26T15:00:00+00:00",
+    }
+    as_the_sender_reads_it(row)
+
+
+async def test_the_front_end_gets_the_information_loop_too() -> None:
+    rows = await deliveries(info_requested(), front_ends=frozenset({"kyiv-clinic"}))
+    assert {(r["trigger"], r["audience"]) for r in rows} == {
+        (T.INFO_REQUESTED, PATIENT),
+        (T.INFO_REQUESTED, FRONT_END),
+    }
