@@ -278,3 +278,48 @@ async def test_an_unanswered_request_expires_and_the_case_goes_on(api, api_key, 
         assert late.json()["request_status"] == "expired"
         timeline = (await api.get(f"/v1/cases/{case_id}/timeline", headers=headers)).json()
         assert timeline[-1]["reason_code"] == "information_not_provided"
+
+
+async def test_a_checklist_request_is_answered_by_completing_the_checklist(api, api_key, runtime):
+    """A request for the family history only: completing it and sending is an answer; another
+    case's token cannot replay this answer's Idempotency-Key, nor answer this case's request."""
+    bootstrap = runtime.settings.kafka.bootstrap_servers
+    async with intake_running(runtime):
+        case_id, headers, referral_id = await referred_case(api, api_key, runtime)
+        other_id, other_headers, _ = await referred_case(api, api_key, runtime)
+        request_id = uuid.uuid4()
+        await publish_twice(
+            bootstrap,
+            new_event(
+                ReferralInfoRequested(
+                    case_id=case_id,
+                    referral_id=referral_id,
+                    center_code=CENTER,
+                    message="Before we accept: any drug allergies?",
+                    request_id=request_id,
+                    items=[RequestedItem(kind="allergies", detail="Any drug allergies")],
+                    due_at=datetime.now(UTC) + timedelta(days=5),
+                    resumes_as="offered",
+                )
+            ),
+        )
+        await wait_for(lambda: status_is(api, case_id, headers, "information_requested"))
+        path = f"/v1/cases/{case_id}/information-requests/{request_id}/answer"
+        empty = await api.post(path, json={}, headers=headers)
+        assert empty.status_code == 422 and empty.json()["type"].endswith("empty-answer")
+        put = await api.put(
+            f"/v1/cases/{case_id}/preparation", json={"allergies": ["penicillin"]}, headers=headers
+        )
+        assert put.status_code == 200 and put.json()["still_missing"] == []
+        key = str(uuid.uuid4())
+        sent = await api.post(path, json={}, headers={**headers, "Idempotency-Key": key})
+        assert sent.status_code == 200, sent.text
+        assert sent.json()["status"] == "referred"  # asked before the center accepted
+        other_path = f"/v1/cases/{other_id}/information-requests/{request_id}/answer"
+        replay = await api.post(
+            other_path, json={}, headers={**other_headers, "Idempotency-Key": key}
+        )
+        assert replay.status_code == 422, replay.text
+        assert replay.json()["errors"][0]["code"] == "key_reused"
+        foreign = await api.post(other_path, json={"answer": "mine"}, headers=other_headers)
+        assert foreign.status_code == 404, foreign.text

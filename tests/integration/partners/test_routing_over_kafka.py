@@ -383,7 +383,8 @@ async def test_an_offer_on_hold_for_information_goes_back_to_the_same_center(mak
         Topic(bootstrap, topics.ROUTING) as routing,
         Inbox(bootstrap, BERLIN) as berlin,
     ):
-        case_id, stored = await open_case(rt)
+        checklist = {"family_history": "mother: breast cancer at 52"}
+        case_id, stored = await open_case(rt, preparation=checklist)
         offer = ReferralOffered.model_validate((await berlin.offer_for(case_id))["data"])
         key = {"X-Api-Key": await key_for(rt, "center", BERLIN)}
         asked = await api.post(
@@ -393,6 +394,7 @@ async def test_an_offer_on_hold_for_information_goes_back_to_the_same_center(mak
         )
         assert asked.status_code == 200, asked.text
         assert asked.json()["status"] == "info_requested"
+        assert asked.json()["preparation"] is None  # asking is not accepting
         (request,) = asked.json()["information_requests"]
         assert request["status"] == "open" and len(request["items"]) == 2
         info = await routing.wait_for(case_id, "referrals.referral.info_requested.v1")
@@ -440,6 +442,7 @@ async def test_an_offer_on_hold_for_information_goes_back_to_the_same_center(mak
             headers=key,
         )
         assert accepted.status_code == 200, accepted.text
+        assert accepted.json()["preparation"] == checklist
         view = accepted.json()["information_requests"][0]
         assert view["status"] == "answered"
         assert view["new_document_ids"] == [str(extra.data.document_id)]
@@ -471,6 +474,13 @@ async def test_an_accepted_referral_asks_gets_the_answer_and_confirms_the_shipme
         )
         assert asked.status_code == 200, asked.text
         request_id = uuid.UUID(asked.json()["information_requests"][0]["id"])
+        # An accepted referral is not declined by asking first.
+        decline = await api.post(
+            f"/v1/partner/referrals/{offer.referral_id}/decline",
+            json={"reason": "outside_expertise"},
+            headers=key,
+        )
+        assert decline.status_code == 409, decline.text
         # No opinion while it waits.
         waiting = await api.post(
             f"/v1/partner/referrals/{offer.referral_id}/opinion",

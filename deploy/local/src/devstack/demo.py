@@ -370,12 +370,19 @@ def start_sample_center(root: Path, env: dict[str, str]) -> subprocess.Popen[str
     raise RuntimeError("the sample center process exited before reading its inboxes")
 
 
-def read_emails(mail_dir: str, since: float) -> list[Email]:
-    """The patient's e-mails the mail sink received after `since` (a wall-clock time)."""
+def read_emails(mail_dir: str, since: float, case_id: str | None = None) -> list[Email]:
+    """The patient's e-mails the mail sink received after `since` (a wall-clock time); only
+    those about `case_id` (its reference in the subject) when given: the same sample patient
+    may have other cases in flight."""
+    from referrals_notifications.messages import case_reference
+
+    reference = case_reference(uuid.UUID(case_id)) if case_id else ""
     found = []
     for stored in list_messages(Path(mail_dir)):
         received = stored.received_at.timestamp()
         if received < since or PATIENT_EMAIL not in stored.recipients:
+            continue
+        if reference not in stored.subject:
             continue
         message = BytesParser(policy=policy.default).parsebytes(stored.path.read_bytes())
         part = message.get_body(preferencelist=("plain",))
@@ -450,13 +457,13 @@ async def run_journey(
         journey.fhir = await front.fhir()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            journey.emails = read_emails(stack.mail_dir, wall_start)
+            journey.emails = read_emails(stack.mail_dir, wall_start, journey.case_id)
             if len(journey.emails) >= expected_emails:
                 break
             await asyncio.sleep(0.25)
         # Each e-mail is recorded as `notification.sent`, through the sender's outbox: wait
         # for those events too, then a moment more, so anything late or doubled is seen.
-        journey.emails = read_emails(stack.mail_dir, wall_start)
+        journey.emails = read_emails(stack.mail_dir, wall_start, journey.case_id)
         with contextlib.suppress(TimeoutError):
             await watcher.wait_for(
                 lambda _: _count(watcher, "referrals.notification.sent.v1") >= len(journey.emails),
@@ -464,7 +471,7 @@ async def run_journey(
                 "notification.sent for every e-mail",
             )
         await asyncio.sleep(1.0)
-        journey.emails = read_emails(stack.mail_dir, wall_start)
+        journey.emails = read_emails(stack.mail_dir, wall_start, journey.case_id)
         journey.seconds = time.monotonic() - began
     finally:
         center.terminate()

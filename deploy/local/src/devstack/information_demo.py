@@ -27,7 +27,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID
 
 import httpx
 from rich.console import Console
@@ -266,12 +265,9 @@ async def collect_emails(
     journey: Journey, mail_dir: str, since: float, expected: int, timeout: float = 60
 ) -> None:
     """The case's e-mails (by its reference in the subject), waiting for `expected` of them."""
-    from referrals_notifications.messages import case_reference
-
-    reference = case_reference(UUID(journey.case_id))
     deadline = time.monotonic() + timeout
     while True:
-        journey.emails = [e for e in read_emails(mail_dir, since) if reference in e.subject]
+        journey.emails = read_emails(mail_dir, since, journey.case_id)
         if len(journey.emails) >= expected or time.monotonic() > deadline:
             return
         await asyncio.sleep(0.25)

@@ -32,7 +32,7 @@ from referrals_common.contracts import (
     WithdrawalReason,
     new_event,
 )
-from referrals_common.contracts.information import RequestedItem, Shipment
+from referrals_common.contracts.information import PREPARATION_ITEMS, RequestedItem, Shipment
 from referrals_common.contracts.intake import Preparation
 from referrals_common.crypto import FieldCipher, SealedBox
 from referrals_common.db import UnitOfWork
@@ -559,11 +559,15 @@ class Intake:
         if pending or refused:
             raise DocumentsNotReady(pending, refused)
         new_ids = [d.document_id for d in chosen if str(d.document_id) in current_ids]
-        if not (answer or new_ids or shipments):
+        # A request for parts of the checklist is answered by completing it
+        # (PUT /v1/cases/{id}/preparation) and sending.
+        asked_checklist = any(i.get("kind") in PREPARATION_ITEMS for i in request.items)
+        checklist = asked_checklist and not lifecycle.still_missing(request.items, case.preparation)
+        if not (answer or new_ids or shipments or checklist):
             raise AnswerInvalid(
                 "",
-                "The answer is empty: write an answer, add documents (upload them first) or "
-                "record a shipment.",
+                "The answer is empty: write an answer, add documents (upload them first), "
+                "record a shipment, or complete the checklist items the center asked for.",
                 "empty_answer",
             )
         request.status = "answered"
@@ -591,6 +595,7 @@ class Intake:
         parts = [f"{len(new_ids)} document(s)"] if new_ids else []
         parts += [f"{len(shipments)} shipment(s)"] if shipments else []
         parts += ["a written answer"] if answer else []
+        parts += ["the checklist"] if checklist else []
         await _move(
             uow,
             case,

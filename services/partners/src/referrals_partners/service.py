@@ -238,8 +238,16 @@ class Partners:
         detail: str | None,
     ) -> Referral:
         referral, case = await self.referral_for_center(uow, center, referral_id, lock=True)
-        # While it waits for the patient's answer, a center may still give up on the case.
+        # While it waits for the patient's answer to a question asked before accepting, a
+        # center may still give up on the offer; a referral it accepted is not declined.
         self._require(referral, ("offered", "info_requested"), "decline")
+        if referral.status == "info_requested" and referral.expected_opinion_at is not None:
+            raise IllegalAction(
+                "This center accepted the referral and waits for the patient's answer: an "
+                "accepted referral cannot be declined.",
+                "info_requested",
+                referral.case_id,
+            )
         await _end_requests(uow, referral.id, "cancelled")
         referral.status = "declined"
         referral.answered_at = self.clock()
@@ -418,12 +426,7 @@ class Partners:
         shipment = await uow.session.get(Shipment, shipment_id, with_for_update=True)
         if shipment is None or shipment.referral_id != referral.id:
             raise ShipmentNotFound(shipment_id)
-        if referral.status not in ("accepted", "info_requested", "offered"):
-            raise IllegalAction(
-                f"This referral is {referral.status}: it takes no more material.",
-                referral.status,
-                referral.case_id,
-            )
+        self._require(referral, ("offered", "accepted", "info_requested"), "confirm material on")
         if shipment.received_at is None:
             shipment.received_at = self.clock()
             await uow.outbox.add(

@@ -219,7 +219,8 @@ class OfferedReferral(BaseModel):
         """The referral as its center sees it; `request` is the case's latest
         `case.ready_for_referral` (questions, and the preparation once accepted)."""
         request = request or {}
-        accepted = referral.status in ACCEPTED_STATES
+        # Accepted once (an expected opinion date), not only asked for more while offered.
+        accepted = referral.status in ACCEPTED_STATES and referral.expected_opinion_at is not None
         # A center that asked for the checklist reads it once the patient answered.
         answered = any(i.status == "answered" for i in information or [])
         return cls(
@@ -238,7 +239,7 @@ class OfferedReferral(BaseModel):
 
 
 ACCEPTED_STATES = frozenset({"accepted", "info_requested", "completed"})
-"""Referral states in which the center sees the patient's preparation checklist."""
+"""Referral states in which a center that accepted sees the patient's preparation checklist."""
 
 
 async def _information(
