@@ -26,6 +26,7 @@ from fhir.resources.R4B.bundle import Bundle
 
 from devstack.demo import Journey, status_is
 from devstack.information_demo import (
+    REVIEWED_OUTCOME,
     SHIPMENT,
     InformationJourney,
     actors,
@@ -156,6 +157,14 @@ async def test_the_fhir_export_shows_the_request_and_the_answer(
     assert any("DHL Express" in t and "received" in t for t in texts)
     task = next(r for r in resources if r.get_resource_type() == "Task")
     assert task.status == "completed"
+    # The opinion's conclusion: coded on the Task, structured in the patient's case view.
+    codes = {o.type.text: o for o in task.output}
+    assert codes["treatment"].valueCodeableConcept.coding[0].code == (
+        "treatment-alternative-proposed"
+    )
+    assert longer.case_view["opinion_outcome"] == {**REVIEWED_OUTCOME, "new_stage": None}
+    (delivered,) = of_type(longer, "referral.opinion_delivered")
+    assert delivered.data["outcome"]["diagnosis"] == "refined"
 
 
 # ------------------------------------------------------------------- 2. nobody answers

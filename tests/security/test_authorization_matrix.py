@@ -640,6 +640,10 @@ async def revoke_key(world: World) -> Target:
     return Target(world.main, f"/v1/ops/keys/{key.split('_')[1]}", untouched=untouched)
 
 
+async def ops_concordance(world: World) -> Target:
+    return Target(world.main, "/v1/ops/concordance", shown_to_owner=["plan_changed_share"])
+
+
 async def ops_cases(world: World) -> Target:
     return Target(world.main, "/v1/ops/cases?status=offered", shown_to_owner=[world.main.case_id])
 
@@ -775,6 +779,7 @@ ROUTES: dict[tuple[str, str, str], Route] = {
     ("partners", "POST", "/v1/ops/centers/{code}/keys"): Route(Auth.OPS, 201, issue_center_key),
     ("partners", "DELETE", "/v1/ops/keys/{key_id}"): Route(Auth.OPS, 204, revoke_key),
     ("partners", "GET", "/v1/ops/cases"): Route(Auth.OPS, 200, ops_cases),
+    ("partners", "GET", "/v1/ops/concordance"): Route(Auth.OPS, 200, ops_concordance),
     ("partners", "GET", "/v1/ops/cases/{case_id}/routing"): Route(
         Auth.OPS,
         200,

@@ -645,3 +645,61 @@ def test_the_exported_contracts_are_up_to_date():
         if path.parent.name != SNAPSHOT_DIR  # the released schemas, kept apart on purpose
     }
     assert exported == set(expected), f"stale files in {DOCS_CONTRACTS}; {hint}"
+
+
+@pytest.mark.parametrize(
+    ("outcome", "error"),
+    [
+        ({"diagnosis": "changed", "stage": "confirmed", "treatment": "agreed"}, "new ICD-10"),
+        (
+            {
+                "diagnosis": "confirmed",
+                "icd10": "C50.4",
+                "stage": "confirmed",
+                "treatment": "agreed",
+            },
+            "takes no new ICD-10",
+        ),
+        ({"diagnosis": "confirmed", "stage": "changed", "treatment": "agreed"}, "new_stage"),
+        (
+            {
+                "diagnosis": "confirmed",
+                "stage": "confirmed",
+                "new_stage": {"group": "IIB"},
+                "treatment": "agreed",
+            },
+            "new_stage",
+        ),
+        (
+            {
+                "diagnosis": "confirmed",
+                "stage": "confirmed",
+                "treatment": "agreed",
+                "clinical_trials_detail": "a trial",
+            },
+            "clinical_trials: true",
+        ),
+    ],
+)
+def test_an_opinion_outcome_that_contradicts_itself_is_refused(outcome, error):
+    from referrals_common.contracts import OpinionOutcome
+
+    with pytest.raises(ValidationError, match=error):
+        OpinionOutcome.model_validate(outcome)
+
+
+def test_an_opinion_outcome_says_whether_it_changed_the_diagnosis_or_the_plan():
+    from referrals_common.contracts import OpinionOutcome
+
+    changed = OpinionOutcome.model_validate(
+        {
+            "diagnosis": "changed",
+            "icd10": "C34.1",
+            "stage": "changed",
+            "new_stage": {"group": "IIIA"},
+            "treatment": "alternative_proposed",
+        }
+    )
+    assert changed.changes_diagnosis and changed.changes_plan
+    agreed = OpinionOutcome(diagnosis="refined", stage="not_assessed", treatment="agreed")
+    assert not agreed.changes_diagnosis and not agreed.changes_plan

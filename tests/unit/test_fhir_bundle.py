@@ -475,3 +475,28 @@ def test_the_destination_preference_is_stated(case, preference, countries, locat
     assert request["orderDetail"][0]["coding"][0]["code"] == preference
     (location_code,) = request["locationCode"]
     assert location_code.get("coding") == location
+
+
+def test_the_opinions_outcome_is_the_tasks_coded_output(case):
+    outcome = {
+        "diagnosis": "changed",
+        "icd10": "C50.4",
+        "stage": "confirmed",
+        "new_stage": None,
+        "treatment": "alternative_proposed",
+        "additional_tests": ["HER2 in situ hybridisation"],
+        "clinical_trials": True,
+        "clinical_trials_detail": None,
+    }
+    done = replace(case, status="opinion_delivered", opinion_outcome=outcome)
+    task = _one(case_bundle(done, base_url=BASE), "Task")
+    outputs = {o["type"]["text"]: o for o in task["output"]}
+    diagnosis = outputs["diagnosis"]["valueCodeableConcept"]["coding"]
+    assert [c["code"] for c in diagnosis] == ["diagnosis-changed", "C50.4"]
+    assert diagnosis[1]["system"] == "http://hl7.org/fhir/sid/icd-10"
+    assert outputs["treatment"]["valueCodeableConcept"]["coding"][0]["code"] == (
+        "treatment-alternative-proposed"
+    )
+    assert outputs["additional-test"]["valueString"] == "HER2 in situ hybridisation"
+    assert outputs["clinical-trials-mentioned"]["valueBoolean"] is True
+    assert "output" not in _one(case_bundle(case, base_url=BASE), "Task")

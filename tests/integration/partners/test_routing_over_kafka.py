@@ -224,11 +224,32 @@ async def test_accept_then_opinion_closes_the_loop(make_runtime):
         )
         assert unknown.status_code == 409  # records has not announced it yet
         await publish(bootstrap, opinion)
+        # An outcome that contradicts itself is refused, and nothing is delivered.
+        body = {"document_id": str(opinion.data.document_id)}
+        for wrong in (
+            {"diagnosis": "changed", "stage": "confirmed", "treatment": "agreed"},  # no icd10
+            {"diagnosis": "confirmed", "stage": "changed", "treatment": "agreed"},  # no stage
+            {"diagnosis": "confirmed", "stage": "confirmed", "treatment": "maybe"},
+        ):
+            bad = await api.post(
+                f"/v1/partner/referrals/{offer.referral_id}/opinion",
+                json={**body, "outcome": wrong},
+                headers=key,
+            )
+            assert bad.status_code == 422, bad.text
+        outcome = {
+            "diagnosis": "changed",
+            "icd10": "C50.4",
+            "stage": "confirmed",
+            "treatment": "alternative_proposed",
+            "additional_tests": ["BRCA1/2 germline testing"],
+            "clinical_trials": False,
+        }
         async with asyncio.timeout(20):
             while True:
                 delivered = await api.post(
                     f"/v1/partner/referrals/{offer.referral_id}/opinion",
-                    json={"document_id": str(opinion.data.document_id)},
+                    json={**body, "outcome": outcome},
                     headers=key,
                 )
                 if delivered.status_code != 409:
@@ -236,8 +257,18 @@ async def test_accept_then_opinion_closes_the_loop(make_runtime):
                 await asyncio.sleep(0.2)
         assert delivered.status_code == 200, delivered.text
         assert delivered.json()["status"] == "completed"
+        assert delivered.json()["outcome"]["icd10"] == "C50.4"
         done = await routing.wait_for(case_id, "referrals.referral.opinion_delivered.v1")
         assert done[0]["data"]["opinion_document_id"] == str(opinion.data.document_id)
+        assert done[0]["data"]["outcome"]["treatment"] == "alternative_proposed"
+        # The concordance figures count it, for this center and overall.
+        ops = {"X-Api-Key": await key_for(rt, "ops")}
+        figures = (await api.get("/v1/ops/concordance", headers=ops)).json()
+        mine = next(f for f in figures if f["center_code"] == BERLIN)
+        assert mine["opinions"] == mine["with_outcome"] == 1
+        assert mine["diagnosis_changed_share"] == mine["plan_changed_share"] == 1.0
+        assert figures[-1]["center_code"] is None and figures[-1]["opinions"] >= 1
+        assert (await api.get("/v1/ops/concordance", headers=key)).status_code in (401, 403)
 
 
 async def test_a_center_cannot_see_or_answer_another_centers_referral(make_runtime):

@@ -23,6 +23,14 @@ CENTER_MESSAGE = (
 ITEM_DETAILS = ("HER2 re-testing on the original block", "Ki-67 index of the core biopsy")
 """The center's words for each requested item (what exactly it needs)."""
 GREETING = {"uk": "Олено", "en": "Olena"}
+OPINION_VERDICTS = {
+    "diagnosis": "changed",
+    "treatment": "alternative_proposed",
+    "further_tests": 2,
+    "clinical_trials": True,
+}
+"""What an opinion concluded, as `OpinionDeliveredContext` carries it: verdicts and counts only.
+The sample opinion (FACTS) has none, like an event from before outcomes were recorded."""
 
 ANSWER_DUE = datetime(2026, 4, 15, 11, 0, tzinfo=UTC)
 """14:00 in Kyiv (EEST, UTC+3)."""

@@ -17,7 +17,7 @@ from referrals_notifications.messages import (
     case_reference,
 )
 
-from .samples import sample_context
+from .samples import OPINION_VERDICTS, sample_context
 
 pytestmark = pytest.mark.unit
 
@@ -140,3 +140,32 @@ def test_a_reminder_is_a_known_code() -> None:
         sample_context(T.INFO_REMINDER, reminder="weekly")
     with pytest.raises(ValidationError):
         sample_context(T.INFO_REMINDER, due_at=None)
+
+
+def test_an_opinion_is_told_by_verdicts_and_counts_never_codes_or_names() -> None:
+    assert sample_context(T.OPINION_DELIVERED, **OPINION_VERDICTS)
+    for field, value in (
+        ("icd10", "C50.4"),
+        ("stage", "changed"),
+        ("new_stage", {"group": "IIIA"}),
+        ("additional_tests", ["PET-CT"]),
+        ("clinical_trials_detail", "NCT01234567"),
+    ):
+        with pytest.raises(ValidationError):
+            sample_context(T.OPINION_DELIVERED, **OPINION_VERDICTS, **{field: value})
+    for field, value in (
+        ("diagnosis", "C50.4"),
+        ("treatment", "surgery"),
+        ("further_tests", -1),
+        ("further_tests", 21),
+        ("further_tests", ["PET-CT"]),
+    ):
+        with pytest.raises(ValidationError):
+            sample_context(T.OPINION_DELIVERED, **{**OPINION_VERDICTS, field: value})
+
+
+@pytest.mark.parametrize("missing", sorted(OPINION_VERDICTS))
+def test_an_opinions_verdicts_come_all_together_or_not_at_all(missing: str) -> None:
+    assert sample_context(T.OPINION_DELIVERED).diagnosis is None  # type: ignore[attr-defined]
+    with pytest.raises(ValidationError, match="all given, or none"):
+        sample_context(T.OPINION_DELIVERED, **{**OPINION_VERDICTS, missing: None})

@@ -31,6 +31,7 @@ from referrals_notifications.rendering import (
     UnknownCode,
     build_webhook_message,
     build_webhook_payload,
+    load_translations,
     resolve_locale,
 )
 
@@ -41,6 +42,7 @@ from .samples import (
     DOCUMENT_NAME,
     GREETING,
     ITEM_DETAILS,
+    OPINION_VERDICTS,
     sample_context,
 )
 
@@ -773,3 +775,197 @@ def test_information_loop_webhooks() -> None:
             action,
             facts,
         ), trigger
+
+
+# The opinion: what it concluded, in verdicts and counts, when the center recorded an outcome.
+
+OPINION_IN_SHORT = {"uk": "Коротко про висновок", "en": "The opinion in short"}
+DISCUSS = {
+    "uk": "Будь ласка, прочитайте висновок повністю й обговоріть його зі своїм лікарем.",
+    "en": "Please read the full opinion and discuss it with your doctor.",
+}
+DIAGNOSIS_WORDS = {
+    "confirmed": {"uk": "Центр підтверджує діагноз.", "en": "The center confirms the diagnosis."},
+    "refined": {
+        "uk": "Центр уточнює діагноз.",
+        "en": "The center describes the diagnosis more precisely.",
+    },
+    "changed": {
+        "uk": "Центр ставить інший діагноз.",
+        "en": "The center comes to a different diagnosis.",
+    },
+}
+TREATMENT_WORDS = {
+    "agreed": {
+        "uk": "Він погоджується з планом лікування, який вам призначили.",
+        "en": "It agrees with the treatment plan you were given.",
+    },
+    "alternative_proposed": {
+        "uk": "Він пропонує інше лікування.",
+        "en": "It proposes a different treatment.",
+    },
+}
+TRIALS_WORDS = {
+    "uk": "Він згадує клінічні дослідження, у яких ви, можливо, зможете взяти участь.",
+    "en": "It mentions clinical trials that may be open to you.",
+}
+NOTHING_ELSE = {"treatment": "not_assessed", "further_tests": 0, "clinical_trials": False}
+
+
+def opinion(locale: str, **verdicts: object) -> MessageContext:
+    return sample_context(T.OPINION_DELIVERED, locale, **{**OPINION_VERDICTS, **verdicts})
+
+
+def opinion_lines(renderer: Renderer, context: MessageContext) -> list[str]:
+    """The verdict lines of the e-mail, between the summary's heading and the advice to discuss
+    it with a doctor (both there), checked to read the same in the HTML, in the same order."""
+    message = renderer.render(T.OPINION_DELIVERED, context, C.EMAIL)
+    lines = message.text.splitlines()
+    heading = lines.index(OPINION_IN_SHORT[context.locale])
+    assert lines[heading + 1] == ""
+    summary = lines[heading + 2 : lines.index(DISCUSS[context.locale])]
+    assert " ".join([*summary, DISCUSS[context.locale]]) in visible_text(message.html or "")
+    return summary
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("diagnosis", sorted(DIAGNOSIS_WORDS))
+def test_the_opinion_says_what_it_found_of_the_diagnosis(
+    renderer: Renderer, locale: str, diagnosis: str
+) -> None:
+    context = opinion(locale, diagnosis=diagnosis, **NOTHING_ELSE)
+    assert opinion_lines(renderer, context) == [DIAGNOSIS_WORDS[diagnosis][locale]]
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("treatment", sorted(TREATMENT_WORDS))
+def test_the_opinion_says_what_it_found_of_the_treatment(
+    renderer: Renderer, locale: str, treatment: str
+) -> None:
+    context = opinion(locale, **{**NOTHING_ELSE, "diagnosis": "refined", "treatment": treatment})
+    assert opinion_lines(renderer, context) == [
+        DIAGNOSIS_WORDS["refined"][locale],
+        TREATMENT_WORDS[treatment][locale],
+    ]
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_the_whole_opinion_in_short(renderer: Renderer, locale: str) -> None:
+    tests = {
+        "uk": "Він рекомендує пройти 2 додаткові обстеження.",
+        "en": "It recommends 2 further tests.",
+    }
+    assert opinion_lines(renderer, opinion(locale)) == [
+        DIAGNOSIS_WORDS["changed"][locale],
+        TREATMENT_WORDS["alternative_proposed"][locale],
+        tests[locale],
+        TRIALS_WORDS[locale],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("count", "ukrainian", "english"),
+    [
+        (1, "1 додаткове обстеження", "1 further test"),
+        (2, "2 додаткові обстеження", "2 further tests"),
+        (4, "4 додаткові обстеження", "4 further tests"),
+        (5, "5 додаткових обстежень", "5 further tests"),
+        (11, "11 додаткових обстежень", "11 further tests"),
+        (20, "20 додаткових обстежень", "20 further tests"),
+    ],
+)
+def test_further_tests_are_counted_in_both_languages(
+    renderer: Renderer, count: int, ukrainian: str, english: str
+) -> None:
+    uk = opinion_lines(renderer, opinion("uk", **{**NOTHING_ELSE, "further_tests": count}))
+    assert uk == [DIAGNOSIS_WORDS["changed"]["uk"], f"Він рекомендує пройти {ukrainian}."]
+    en = opinion_lines(renderer, opinion("en", **{**NOTHING_ELSE, "further_tests": count}))
+    assert en == [DIAGNOSIS_WORDS["changed"]["en"], f"It recommends {english}."]
+
+
+def test_twenty_one_further_tests_would_read_in_the_singular_form() -> None:
+    """Ukrainian: 21 takes the form of 1 (an opinion has at most 20 tests; the catalog knows)."""
+    uk = load_translations("uk")
+    words = uk.ngettext(
+        "It recommends %(count)s further test.", "It recommends %(count)s further tests.", 21
+    )
+    assert words % {"count": 21} == "Він рекомендує пройти 21 додаткове обстеження."
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_an_opinion_without_an_outcome_reads_as_before(renderer: Renderer, locale: str) -> None:
+    context = sample_context(T.OPINION_DELIVERED, locale)
+    assert context.diagnosis is None  # type: ignore[attr-defined]
+    message = renderer.render(T.OPINION_DELIVERED, context, C.EMAIL)
+    for part in (message.text, message.html or ""):
+        assert OPINION_IN_SHORT[locale] not in part
+        assert DISCUSS[locale] not in part
+        for words in (*DIAGNOSIS_WORDS.values(), *TREATMENT_WORDS.values(), TRIALS_WORDS):
+            assert words[locale] not in part
+    start = message.text.index("\n\n") + 2
+    end = message.text.index("Your request page" if locale == "en" else "Сторінка вашого запиту")
+    assert message.text[start:end] == OPINION_READY_BODY[locale]
+
+
+OPINION_READY_BODY = {
+    "en": "The cancer center has sent its written opinion on your case. You can read and "
+    f"download it on your request page.\n\nCenter: {CENTER_NAME}\n\nWhat we suggest\n\n"
+    "Please discuss the opinion with your treating doctor: they know your medical history and "
+    "can help you decide on the next steps together.\n\nThank you for trusting us with your "
+    "request. We wish you strength and good health.\n\n",
+    "uk": "Онкологічний центр надіслав письмовий висновок щодо вашого випадку. Прочитати й "
+    f"завантажити його можна на сторінці запиту.\n\nЦентр: {CENTER_NAME}\n\nЩо ми радимо\n\n"
+    "Радимо обговорити висновок із вашим лікарем: він знає історію вашої хвороби й допоможе "
+    "разом вирішити, що робити далі.\n\nДякуємо, що довірили нам свій запит. Бажаємо вам сил "
+    "і міцного здоров’я.\n\n",
+}
+"""The body of the opinion e-mail as it read before outcomes were recorded (between greeting and
+request page)."""
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_the_opinion_in_short_stays_out_of_sms_and_subject(renderer: Renderer, locale: str) -> None:
+    with_outcome = opinion(locale)
+    without = sample_context(T.OPINION_DELIVERED, locale)
+    for channel in (C.SMS, C.EMAIL):
+        assert renderer.render(T.OPINION_DELIVERED, with_outcome, channel).subject == (
+            renderer.render(T.OPINION_DELIVERED, without, channel).subject
+        )
+    sms = renderer.render(T.OPINION_DELIVERED, with_outcome, C.SMS)
+    assert sms == renderer.render(T.OPINION_DELIVERED, without, C.SMS)
+
+
+def test_a_verdict_without_words_fails_loudly(renderer: Renderer) -> None:
+    from referrals_notifications.messages import OpinionDeliveredContext
+
+    fields = dict(opinion("en"))
+    for verdict in ({"diagnosis": "guessed"}, {"treatment": "homeopathy"}):
+        context = OpinionDeliveredContext.model_construct(**{**fields, **verdict})
+        with pytest.raises(UnknownCode, match=next(iter(verdict.values()))):
+            renderer.render(T.OPINION_DELIVERED, context, C.EMAIL)
+
+
+def test_the_opinions_webhook_carries_its_verdicts_as_codes() -> None:
+    payload = build_webhook_payload(
+        T.OPINION_DELIVERED,
+        opinion("uk"),
+        case_id=uuid.uuid4(),
+        notification_id=uuid.uuid4(),
+        occurred_at=datetime.now(UTC),
+    )
+    assert (payload.case_status, payload.action_required) == ("opinion_delivered", False)
+    assert payload.facts == {"center_name": CENTER_NAME, **OPINION_VERDICTS}
+    before = build_webhook_payload(
+        T.OPINION_DELIVERED,
+        sample_context(T.OPINION_DELIVERED, "uk"),
+        case_id=uuid.uuid4(),
+        notification_id=uuid.uuid4(),
+        occurred_at=datetime.now(UTC),
+    )
+    assert before.facts == {
+        "center_name": CENTER_NAME,
+        "diagnosis": None,
+        "treatment": None,
+        "further_tests": None,
+        "clinical_trials": None,
+    }

@@ -19,10 +19,12 @@ from sqlalchemy.dialects import postgresql
 from referrals_common.contracts import (
     CaseInformationProvided,
     ExpiryReason,
+    OpinionOutcome,
     ReferralDeclined,
     ReferralExpired,
     ReferralInfoReminder,
     ReferralInfoRequested,
+    ReferralOpinionDelivered,
     ReferralShipmentReceived,
     RequestedItem,
     RequestedItemKind,
@@ -35,7 +37,7 @@ from referrals_common.contracts.notifications import NotificationTrigger as T
 from referrals_notifications import consumers
 from referrals_notifications.messages import CONTEXT_MODELS, case_reference
 from referrals_notifications.models import ReferralSeen
-from referrals_notifications.rendering import Renderer
+from referrals_notifications.rendering import Renderer, build_webhook_message
 from referrals_notifications.service import FRONT_END, PATIENT, Notifications
 
 pytestmark = pytest.mark.unit
@@ -326,3 +328,98 @@ async def test_the_front_end_gets_the_information_loop_too() -> None:
         (T.INFO_REQUESTED, PATIENT),
         (T.INFO_REQUESTED, FRONT_END),
     }
+
+
+# The opinion: its outcome becomes verdicts and counts; codes, names and details stay behind.
+
+NEW_ICD10 = "C50.4"
+NEW_STAGE = {"tnm": "cT2N1M0", "group": "IIB"}
+TESTS = ("PET-CT of the chest and abdomen", "BRCA1/2 germline testing")
+TRIALS = "NCT01234567 (neoadjuvant immunotherapy), recruiting in Berlin"
+
+
+def opinion_delivered(outcome: OpinionOutcome | None = None) -> ReferralOpinionDelivered:
+    return ReferralOpinionDelivered(
+        case_id=CASE,
+        referral_id=REFERRAL,
+        center_code=CENTER_CODE,
+        opinion_document_id=uuid.uuid4(),
+        outcome=outcome,
+    )
+
+
+FULL_OUTCOME = OpinionOutcome(
+    diagnosis="changed",
+    icd10=NEW_ICD10,
+    stage="changed",
+    new_stage=NEW_STAGE,
+    treatment="alternative_proposed",
+    additional_tests=list(TESTS),
+    clinical_trials=True,
+    clinical_trials_detail=TRIALS,
+)
+
+
+async def test_an_opinion_without_an_outcome_has_its_facts_of_before() -> None:
+    [patient, front_end] = await deliveries(
+        opinion_delivered(), front_ends=frozenset({"kyiv-clinic"})
+    )
+    assert {patient["audience"], front_end["audience"]} == {PATIENT, FRONT_END}
+    for row in (patient, front_end):
+        assert row["trigger"] == T.OPINION_DELIVERED
+        assert row["facts"] == {"center_name": CENTER_NAME}
+        context = as_the_sender_reads_it(row, "uk")
+        assert context.diagnosis is None
+        message = Renderer().render(T.OPINION_DELIVERED, context, C.EMAIL)
+        assert "Коротко про висновок" not in message.text
+
+
+async def test_an_opinions_outcome_is_told_by_verdicts_and_counts() -> None:
+    outcome = OpinionOutcome(
+        diagnosis="refined", icd10="C50.9", stage="not_assessed", treatment="agreed"
+    )
+    row = await patient_delivery(opinion_delivered(outcome))
+    assert row["facts"] == {
+        "center_name": CENTER_NAME,
+        "diagnosis": "refined",
+        "treatment": "agreed",
+        "further_tests": 0,
+        "clinical_trials": False,
+    }
+    text = Renderer().render(T.OPINION_DELIVERED, as_the_sender_reads_it(row), C.EMAIL).text
+    assert "The center describes the diagnosis more precisely." in text
+    assert "It agrees with the treatment plan you were given." in text
+    assert "further test" not in text and "clinical trials" not in text
+
+
+@pytest.mark.parametrize("locale", ["uk", "en"])
+async def test_an_opinions_codes_names_and_details_reach_no_message(locale: str) -> None:
+    rows = await deliveries(opinion_delivered(FULL_OUTCOME), front_ends=frozenset({"kyiv-clinic"}))
+    assert {row["audience"] for row in rows} == {PATIENT, FRONT_END}
+    secrets = [NEW_ICD10, "C50", *NEW_STAGE.values(), *TESTS, TRIALS, "PET", "BRCA", "NCT0"]
+    renderer = Renderer()
+    for row in rows:
+        assert row["facts"] == {
+            "center_name": CENTER_NAME,
+            "diagnosis": "changed",
+            "treatment": "alternative_proposed",
+            "further_tests": 2,
+            "clinical_trials": True,
+        }
+        context = as_the_sender_reads_it(row, locale)
+        email = renderer.render(T.OPINION_DELIVERED, context, C.EMAIL)
+        sms = renderer.render(T.OPINION_DELIVERED, context, C.SMS)
+        webhook = build_webhook_message(
+            T.OPINION_DELIVERED,
+            context,
+            case_id=CASE,
+            notification_id=uuid.uuid4(),
+            occurred_at=DUE,
+        )
+        parts = [email.subject, email.text, email.html or "", sms.subject, sms.text]
+        parts += [webhook.subject, webhook.text, json.dumps(row["facts"])]
+        for part in parts:
+            for secret in secrets:
+                assert secret not in part, (secret, part)
+        assert ("інший діагноз" if locale == "uk" else "a different diagnosis") in email.text
+        assert json.loads(webhook.text)["facts"]["further_tests"] == 2

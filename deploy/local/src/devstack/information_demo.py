@@ -56,6 +56,16 @@ ASK = {
         {"kind": "family_history", "detail": "Breast or ovarian cancer in blood relatives"},
     ],
 }
+REVIEWED_OUTCOME = {
+    # After the re-review: HER2-low, so the board proposes another plan and mentions a trial.
+    "diagnosis": "refined",
+    "icd10": "C50.4",
+    "stage": "confirmed",
+    "treatment": "alternative_proposed",
+    "additional_tests": ["HER2 in situ hybridisation on block A2"],
+    "clinical_trials": True,
+    "clinical_trials_detail": "A HER2-low antibody-drug conjugate trial is recruiting.",
+}
 SHIPMENT = {
     "material": "slides_and_blocks",
     "carrier": "DHL Express",
@@ -172,7 +182,9 @@ class CenterDesk:
             f"/v1/partner/referrals/{referral_id}/shipments/{shipment_id}/receipt",
         )
 
-    async def deliver_opinion(self, center: str, referral_id: str) -> dict[str, Any]:
+    async def deliver_opinion(
+        self, center: str, referral_id: str, outcome: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         stored = await self.call(
             center,
             self.records,
@@ -185,7 +197,7 @@ class CenterDesk:
             self.partners,
             "POST",
             f"/v1/partner/referrals/{referral_id}/opinion",
-            json={"document_id": stored["id"]},
+            json={"document_id": stored["id"], "outcome": outcome or REVIEWED_OUTCOME},
         )
 
 
@@ -379,6 +391,7 @@ def show_information(journey: InformationJourney, console: Console) -> None:
 
 __all__ = [
     "ASK",
+    "REVIEWED_OUTCOME",
     "CenterDesk",
     "InformationJourney",
     "actors",

@@ -52,6 +52,14 @@ from devstack.stack import StackInfo, resolve_root
 
 tracer = trace.get_tracer("devstack.sample_center")
 OPINION = "opinion_en.pdf"
+SAMPLE_OUTCOME = {
+    # What the sample opinion (samples/opinion_en.pdf) concludes, in the structured fields.
+    "diagnosis": "confirmed",
+    "stage": "confirmed",
+    "treatment": "agreed",
+    "additional_tests": [],
+    "clinical_trials": False,
+}
 
 
 def sample(name: str) -> bytes:
@@ -370,7 +378,7 @@ class SampleCenters:
                 self.partners,
                 "POST",
                 f"/v1/partner/referrals/{referral_id}/opinion",
-                json={"document_id": stored.json()["id"]},
+                json={"document_id": stored.json()["id"], "outcome": SAMPLE_OUTCOME},
             )
             if not already(delivered, "completed"):
                 delivered.raise_for_status()

@@ -57,6 +57,15 @@ HTTP_REQUEST_DURATION = Histogram(
     ["service", "method", "route", "status"],
 )
 
+# --- the opinions' conclusions (partners) --------------------------------------------------------
+
+OPINION_OUTCOMES = Counter(
+    "referrals_opinion_outcomes_total",
+    "Opinions delivered, by center and by what they concluded of the diagnosis and of the "
+    "treatment plan (`not_recorded` when the center gave no outcome): the concordance figures",
+    ["service", "center_code", "diagnosis", "treatment"],
+)
+
 # --- consumers ---------------------------------------------------------------------------------
 
 CONSUMER_LAG = Gauge(

@@ -207,6 +207,7 @@ def build_consumer(
             d.case_id,
             R.OPINION_DELIVERED,
             f"Cancer center {d.center_code} delivered its written opinion.",
+            outcome=d.outcome.model_dump(mode="json") if d.outcome else None,
         )
 
     @consumer.handles(CaseUnroutable)

@@ -55,7 +55,7 @@ from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.reference import Reference
 from fhir.resources.R4B.resource import Resource
 from fhir.resources.R4B.servicerequest import ServiceRequest
-from fhir.resources.R4B.task import Task
+from fhir.resources.R4B.task import Task, TaskOutput
 
 __all__ = [
     "SERVICE_REQUEST_STATUS",
@@ -141,6 +141,8 @@ class CaseForFhir:
     consents: list[ConsentForFhir]
     documents: list[DocumentForFhir]
     information_requests: list[InformationRequestForFhir] = field(default_factory=list)
+    opinion_outcome: dict[str, Any] | None = None
+    """The opinion's conclusion (`OpinionOutcome` as JSON), once delivered with one."""
 
 
 TASK_STATUS: dict[str, str] = {
@@ -595,7 +597,52 @@ def _task(case: CaseForFhir, base: str) -> Task:
         for_fhir=_ref(base, "Patient", case.case_id),
         authoredOn=case.created_at,
         lastModified=case.updated_at,
+        output=_outcome_outputs(case.opinion_outcome, base) or None,
     )
+
+
+_ICD_10 = "http://hl7.org/fhir/sid/icd-10"
+
+
+def _outcome_outputs(outcome: dict[str, Any] | None, base: str) -> list[TaskOutput]:
+    """The opinion's conclusion as Task.output: one coded value per part (diagnosis, stage,
+    treatment plan), each further test as a string, clinical trials as a boolean."""
+    if not outcome:
+        return []
+    system = _system(base, "opinion-outcome")
+
+    def coded(part: str, value: str, extra: list[Coding] | None = None) -> TaskOutput:
+        code = f"{part}-{value.replace('_', '-')}"
+        return TaskOutput(
+            type=CodeableConcept(coding=[Coding(system=system, code=part)], text=part),
+            valueCodeableConcept=CodeableConcept(
+                coding=[Coding(system=system, code=code, display=code.replace("-", " "))]
+                + (extra or []),
+                text=code.replace("-", " "),
+            ),
+        )
+
+    icd10 = outcome.get("icd10")
+    outputs = [
+        coded(
+            "diagnosis",
+            outcome["diagnosis"],
+            [Coding(system=_ICD_10, code=icd10)] if icd10 else None,
+        ),
+        coded("stage", outcome["stage"]),
+        coded("treatment", outcome["treatment"]),
+    ]
+    outputs += [
+        TaskOutput(type=CodeableConcept(text="additional-test"), valueString=test)
+        for test in outcome.get("additional_tests") or []
+    ]
+    outputs.append(
+        TaskOutput(
+            type=CodeableConcept(text="clinical-trials-mentioned"),
+            valueBoolean=bool(outcome.get("clinical_trials")),
+        )
+    )
+    return outputs
 
 
 def _document_reference(case: CaseForFhir, doc: DocumentForFhir, base: str) -> DocumentReference:

@@ -52,6 +52,8 @@ class Case(IntakeModel, table=True):
     # AES-GCM ciphertext of {date_of_birth, email, phone, insurance}, bound to the case id.
     personal_sealed: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     withdrawal_reason: str | None = Field(default=None, max_length=32)
+    opinion_outcome: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
+    """The delivered opinion's conclusion (`OpinionOutcome`), when the center recorded it."""
 
 
 class CaseConsent(IntakeModel, table=True):

@@ -4,7 +4,7 @@ a real ICD-10 code list, real country codes, E.164 phone numbers, deliverable-lo
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import phonenumbers
@@ -351,6 +351,13 @@ class CasePublic(BaseModel):
         default_factory=list,
         description="Every request for information a center made, the open one (status "
         "`information_requested`) last",
+    )
+    opinion_outcome: dict[str, Any] | None = Field(
+        default=None,
+        description="The delivered opinion's conclusion as the center recorded it (diagnosis "
+        "confirmed / refined / changed with the new ICD-10 code, stage, treatment plan agreed or "
+        "an alternative proposed, further tests, clinical trials); null before the opinion or "
+        "when the center recorded none",
     )
     still_missing: list[str] = Field(
         default_factory=list,

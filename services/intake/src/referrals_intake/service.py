@@ -388,7 +388,13 @@ class Intake:
             )
 
     async def on_referral(
-        self, uow: UnitOfWork, case_id: UUID, reason: StatusChangeReason, detail: str | None = None
+        self,
+        uow: UnitOfWork,
+        case_id: UUID,
+        reason: StatusChangeReason,
+        detail: str | None = None,
+        *,
+        outcome: dict[str, Any] | None = None,
     ) -> None:
         """A routing fact: a transition (requested, accepted, opinion, unroutable) or, for a
         decline or an expiry of a `referred` case, a timeline entry only (partners routes the
@@ -415,6 +421,9 @@ class Intake:
         except IllegalTransition as exc:
             # Refused and logged, never applied: the event stays recorded in the inbox.
             log.warning("illegal transition refused for case %s: %s", case_id, exc)
+            return
+        if reason == R.OPINION_DELIVERED:
+            case.opinion_outcome = outcome
 
     # ----------------------------------------------------------------- the information loop
 

@@ -30,12 +30,19 @@ from pydantic import (
     Field,
     HttpUrl,
     StringConstraints,
+    model_validator,
 )
 
 from referrals_common.contracts.information import RequestedItemKind
 from referrals_common.contracts.intake import CountryCode, LanguageCode, WithdrawalReason
 from referrals_common.contracts.notifications import NotificationTrigger
-from referrals_common.contracts.partners import CenterCode, ReminderKind, UnroutableReason
+from referrals_common.contracts.partners import (
+    CenterCode,
+    DiagnosisVerdict,
+    ReminderKind,
+    TreatmentVerdict,
+    UnroutableReason,
+)
 from referrals_common.contracts.records import DocumentKind, RejectionReason
 from referrals_common.contracts.translation import UnreadableReason
 
@@ -297,10 +304,44 @@ class ShipmentReceivedContext(MessageContext):
 
 
 class OpinionDeliveredContext(MessageContext):
+    """The opinion is ready, and, when the center recorded its conclusion, what it concluded in
+    plain verdicts: the diagnosis confirmed, refined or changed, the treatment agreed or another
+    proposed, how many further tests, whether clinical trials are mentioned. Verdicts and counts
+    only: never a diagnosis code or name, a stage, a test's name or a trial's details.
+
+    The verdicts come all together, or not at all: none means no recorded conclusion (an older
+    event, or a center that recorded none), and the message is the plain "the opinion is ready".
+    """
+
     trigger: ClassVar[NotificationTrigger] = NotificationTrigger.OPINION_DELIVERED
-    webhook_facts: ClassVar[tuple[str, ...]] = ("center_name",)
+    webhook_facts: ClassVar[tuple[str, ...]] = (
+        "center_name",
+        "diagnosis",
+        "treatment",
+        "further_tests",
+        "clinical_trials",
+    )
 
     center_name: CenterName
+    diagnosis: DiagnosisVerdict | None = Field(
+        default=None, description="What the opinion says of the diagnosis, if recorded"
+    )
+    treatment: TreatmentVerdict | None = Field(
+        default=None, description="What the opinion says of the treatment plan, if recorded"
+    )
+    further_tests: int | None = Field(
+        default=None, ge=0, le=20, description="How many further tests the center recommends"
+    )
+    clinical_trials: bool | None = Field(
+        default=None, description="Whether the opinion mentions clinical-trial options"
+    )
+
+    @model_validator(mode="after")
+    def _all_verdicts_or_none(self) -> OpinionDeliveredContext:
+        verdicts = (self.diagnosis, self.treatment, self.further_tests, self.clinical_trials)
+        if len({value is None for value in verdicts}) > 1:
+            raise ValueError("an opinion's verdicts are all given, or none (no recorded outcome)")
+        return self
 
 
 class CaseUnroutableContext(MessageContext):

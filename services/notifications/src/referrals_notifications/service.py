@@ -34,6 +34,7 @@ from referrals_common.contracts import (
     DocumentTranslationRequired,
     DocumentUnreadable,
     ExpiryReason,
+    OpinionOutcome,
     ReferralAccepted,
     ReferralDeclined,
     ReferralExpired,
@@ -214,6 +215,7 @@ class Notifications:
                     event,
                     T.OPINION_DELIVERED,
                     center_name=await _center(uow, data.referral_id, data.center_code),
+                    **_opinion_verdicts(data.outcome),
                 )
             case CaseUnroutable():
                 uow.session.add(
@@ -320,3 +322,17 @@ async def _kind(uow: UnitOfWork, document_id: UUID) -> str | None:
 async def _center(uow: UnitOfWork, referral_id: UUID, fallback: str) -> str:
     referral = await uow.session.get(ReferralSeen, referral_id)
     return referral.center_name if referral else fallback
+
+
+def _opinion_verdicts(outcome: OpinionOutcome | None) -> dict[str, Any]:
+    """What the opinion concluded, as verdicts and counts: never the new diagnosis code, the stage,
+    the tests' names or the trials' details (those are read in the opinion itself). Nothing for an
+    opinion without a recorded outcome: its message is the plain "the opinion is ready"."""
+    if outcome is None:
+        return {}
+    return {
+        "diagnosis": str(outcome.diagnosis),
+        "treatment": str(outcome.treatment),
+        "further_tests": len(outcome.additional_tests),
+        "clinical_trials": outcome.clinical_trials,
+    }

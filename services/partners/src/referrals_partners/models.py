@@ -104,6 +104,8 @@ class Referral(PartnersModel, table=True):
     decline_detail: str | None = Field(default=None, max_length=1000)
     info_message: str | None = Field(default=None, max_length=4000)
     opinion_document_id: UUID | None = None
+    outcome: dict[str, Any] | None = Field(default=None, sa_column=_json(nullable=True))
+    """The opinion's conclusion (`OpinionOutcome`), when the center recorded it."""
     decision: dict[str, Any] = Field(default_factory=dict, sa_column=_json())
     offer: dict[str, Any] = Field(default_factory=dict, sa_column=_json())
 

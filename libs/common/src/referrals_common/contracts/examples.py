@@ -33,8 +33,10 @@ from .intake import (
 from .notifications import NotificationFailed, NotificationSent
 from .partners import (
     CaseUnroutable,
+    DiagnosisVerdict,
     ExpiryReason,
     OfferedDocument,
+    OpinionOutcome,
     ReferralAccepted,
     ReferralDeclined,
     ReferralExpired,
@@ -47,6 +49,8 @@ from .partners import (
     ReferralResumed,
     ReferralShipmentReceived,
     ReminderKind,
+    StageVerdict,
+    TreatmentVerdict,
     document_fetch_path,
 )
 from .records import DocumentKind, DocumentRejected, DocumentStored
@@ -269,6 +273,15 @@ EXAMPLES: dict[type[EventData], Callable[[], EventData]] = {
         referral_id=REFERRAL,
         center_code="charite-berlin",
         opinion_document_id=UUID("0f1a2b3c-5d6e-4f7a-8b9c-0d1e2f3a4b5c"),
+        outcome=OpinionOutcome(
+            diagnosis=DiagnosisVerdict.REFINED,
+            icd10="C50.4",
+            stage=StageVerdict.CONFIRMED,
+            treatment=TreatmentVerdict.ALTERNATIVE_PROPOSED,
+            additional_tests=["HER2 in situ hybridisation on block A2"],
+            clinical_trials=True,
+            clinical_trials_detail="A HER2-low antibody-drug conjugate trial is recruiting.",
+        ),
     ),
     CaseUnroutable: lambda: CaseUnroutable(
         case_id=CASE,

@@ -27,8 +27,8 @@ from pydantic import (
 
 from . import topics
 from .envelope import EventData
-from .information import RequestedItem
-from .intake import ClinicalSummary, CountryCode
+from .information import CenterText, RequestedItem
+from .intake import ClinicalSummary, CountryCode, Icd10Code, Stage
 from .records import DocumentKind, MediaType
 
 SOURCE = "/referrals/partners"
@@ -292,6 +292,81 @@ class ReferralShipmentReceived(EventData):
     received_at: AwareDatetime = Field(description="When the center received it")
 
 
+class DiagnosisVerdict(StrEnum):
+    """What the second opinion says of the diagnosis (seed 003)."""
+
+    CONFIRMED = "confirmed"
+    REFINED = "refined"
+    """The same disease, described more precisely (a more specific code, a subtype)."""
+    CHANGED = "changed"
+    """A different diagnosis."""
+
+
+class StageVerdict(StrEnum):
+    CONFIRMED = "confirmed"
+    CHANGED = "changed"
+    NOT_ASSESSED = "not_assessed"
+
+
+class TreatmentVerdict(StrEnum):
+    """What the second opinion says of the treatment plan the patient was given."""
+
+    AGREED = "agreed"
+    ALTERNATIVE_PROPOSED = "alternative_proposed"
+    NOT_ASSESSED = "not_assessed"
+
+
+class OpinionOutcome(BaseModel):
+    """The conclusion of a written opinion in a few structured fields (seed 003: the second
+    doctor may agree, suggest a different treatment, recommend more tests, or change the
+    diagnosis), recorded by the center with the document. Clinical content only."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    diagnosis: DiagnosisVerdict = Field(description="The diagnosis confirmed, refined or changed")
+    icd10: Icd10Code | None = Field(
+        default=None,
+        description="The refined or changed diagnosis (required when `changed`; absent when "
+        "`confirmed`)",
+    )
+    stage: StageVerdict = Field(description="The stage confirmed, changed or not assessed")
+    new_stage: Stage | None = Field(
+        default=None, description="The stage the center found, when `changed`"
+    )
+    treatment: TreatmentVerdict = Field(
+        description="The treatment plan agreed, an alternative proposed, or not assessed"
+    )
+    additional_tests: list[CenterText] = Field(
+        default_factory=list, max_length=20, description="Further tests the center recommends"
+    )
+    clinical_trials: bool = Field(
+        default=False, description="Whether the opinion mentions clinical-trial options"
+    )
+    clinical_trials_detail: CenterText | None = Field(
+        default=None, description="Which trials, in the center's words"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OpinionOutcome:
+        if self.diagnosis is DiagnosisVerdict.CHANGED and self.icd10 is None:
+            raise ValueError("a changed diagnosis names the new ICD-10 code (icd10)")
+        if self.diagnosis is DiagnosisVerdict.CONFIRMED and self.icd10 is not None:
+            raise ValueError("a confirmed diagnosis takes no new ICD-10 code")
+        if (self.stage is StageVerdict.CHANGED) != (self.new_stage is not None):
+            raise ValueError("new_stage is given exactly when the stage is `changed`")
+        if self.clinical_trials_detail and not self.clinical_trials:
+            raise ValueError("clinical_trials_detail needs clinical_trials: true")
+        return self
+
+    @property
+    def changes_diagnosis(self) -> bool:
+        return self.diagnosis is DiagnosisVerdict.CHANGED
+
+    @property
+    def changes_plan(self) -> bool:
+        return self.treatment is TreatmentVerdict.ALTERNATIVE_PROPOSED
+
+
 class ReferralOpinionDelivered(EventData):
     """The center delivered its written opinion: the case is complete.
 
@@ -306,6 +381,11 @@ class ReferralOpinionDelivered(EventData):
     referral_id: UUID = Field(description="The referral the opinion answers")
     center_code: CenterCode
     opinion_document_id: UUID = Field(description="The stored opinion document")
+    outcome: OpinionOutcome | None = Field(
+        default=None,
+        description="The opinion's conclusion in structured fields, when the center recorded "
+        "it (absent in events older than the field)",
+    )
 
 
 class CaseUnroutable(EventData):
@@ -447,8 +527,10 @@ __all__ = [
     "CaseUnroutable",
     "CenterCode",
     "DeclineReason",
+    "DiagnosisVerdict",
     "ExpiryReason",
     "OfferedDocument",
+    "OpinionOutcome",
     "ReferralAccepted",
     "ReferralDeclined",
     "ReferralExpired",
@@ -461,5 +543,7 @@ __all__ = [
     "ReferralResumed",
     "ReferralShipmentReceived",
     "ReminderKind",
+    "StageVerdict",
+    "TreatmentVerdict",
     "UnroutableReason",
 ]

@@ -116,6 +116,7 @@ async def to_public(runtime: Runtime, repo: CaseRepository, case: Case) -> CaseP
                 for d in documents
             ],
             "next_step": timeline[-1].next_step if timeline else None,
+            "opinion_outcome": case.opinion_outcome,
             "information_requests": [
                 {
                     "id": r.id,
@@ -666,6 +667,7 @@ async def fhir_view(access: CaseAccessDep, runtime: RuntimeDep, uow: UowDep) -> 
             )
             for r in await repo.information_requests(case.id)
         ],
+        opinion_outcome=case.opinion_outcome,
     )
     repo.audit(access.actor, "read_fhir", case.id)
     await uow.commit()
