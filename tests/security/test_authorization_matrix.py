@@ -492,6 +492,70 @@ async def confirm_shipment(world: World) -> Target:
     )
 
 
+async def _opinion_delivered(world: World) -> CaseHandle:
+    """A case whose center delivered its opinion, as intake shows it."""
+    case = await world.accepted_case()
+    opinion = await world.upload_opinion(case)
+    r = await world.partners.post(
+        f"/v1/partner/referrals/{case.referral_id}/opinion",
+        json={"document_id": opinion},
+        headers={"X-Api-Key": world.keys.center},
+    )
+    assert r.status_code == 200, r.text
+
+    async def delivered() -> bool:
+        return (await _case_view(world, case))["status"] == "opinion_delivered"
+
+    await wait_for(delivered, "intake to show the opinion")
+    return case
+
+
+async def ask_follow_up(world: World) -> Target:
+    case = await _opinion_delivered(world)
+    question = f"Is radiotherapy still needed? {secrets.token_hex(4)}"
+
+    async def untouched() -> None:
+        assert (await _case_view(world, case))["follow_up_questions"] == []
+
+    return Target(
+        case,
+        f"/v1/cases/{case.case_id}/follow-up-questions",
+        _json(question=question),
+        shown_to_owner=[question],
+        untouched=untouched,
+    )
+
+
+async def answer_follow_up(world: World) -> Target:
+    case = await _opinion_delivered(world)
+    r = await world.intake.post(
+        f"/v1/cases/{case.case_id}/follow-up-questions",
+        json={"question": "Can I join the trial from Ukraine?"},
+        headers=case.bearer,
+    )
+    assert r.status_code == 201, r.text
+    center = {"X-Api-Key": world.keys.center}
+
+    async def question() -> dict[str, Any] | None:
+        view = await world.partners.get(f"/v1/partner/referrals/{case.referral_id}", headers=center)
+        found = view.json()["follow_up_questions"]
+        return found[0] if found else None
+
+    asked = await wait_for(question, "partners to know the follow-up question")
+    answer = f"Yes, from Warsaw {secrets.token_hex(4)}."
+
+    async def untouched() -> None:
+        assert (await question() or {}).get("answer") is None
+
+    return Target(
+        case,
+        f"/v1/partner/referrals/{case.referral_id}/follow-up-questions/{asked['id']}/answer",
+        _json(answer=answer),
+        shown_to_owner=[answer],
+        untouched=untouched,
+    )
+
+
 async def deliver_opinion(world: World) -> Target:
     case = await world.accepted_case()
     opinion = await world.upload_opinion(case)
@@ -664,6 +728,9 @@ ROUTES: dict[tuple[str, str, str], Route] = {
     ("intake", "POST", "/v1/cases/{case_id}/submit"): Route(Auth.CASE, 200, submit),
     ("intake", "POST", "/v1/cases/{case_id}/withdraw"): Route(Auth.CASE, 200, withdraw),
     ("intake", "PUT", "/v1/cases/{case_id}/preparation"): Route(Auth.CASE, 200, set_preparation),
+    ("intake", "POST", "/v1/cases/{case_id}/follow-up-questions"): Route(
+        Auth.CASE, 201, ask_follow_up
+    ),
     ("intake", "POST", "/v1/cases/{case_id}/information-requests/{request_id}/answer"): Route(
         Auth.CASE, 200, answer_request
     ),
@@ -754,6 +821,11 @@ ROUTES: dict[tuple[str, str, str], Route] = {
         200,
         offered_referral("information-requests", **ask_body()),
     ),
+    (
+        "partners",
+        "POST",
+        "/v1/partner/referrals/{referral_id}/follow-up-questions/{question_id}/answer",
+    ): Route(Auth.CENTER, 200, answer_follow_up),
     ("partners", "POST", "/v1/partner/referrals/{referral_id}/shipments/{shipment_id}/receipt"): (
         Route(Auth.CENTER, 200, confirm_shipment)
     ),

@@ -75,7 +75,7 @@ def sample_json(event_type: str = "referrals.case.submitted.v1") -> dict[str, An
 
 def test_every_event_has_a_sample_and_the_catalogue_is_complete():
     assert set(SAMPLES) == set(registry().values())
-    assert len(registry()) == 25
+    assert len(registry()) == 28
 
 
 @pytest.mark.parametrize("event_type", EVENT_TYPES)
@@ -604,6 +604,7 @@ def test_a_center_receives_its_inbox_and_each_service_what_it_subscribes_to():
     assert ("receiveReferralOffers", PARTNER_INBOX_TOPIC_TEMPLATE) in received
     offers = operations["receiveReferralOffers"]["messages"]
     assert sorted(m["$ref"] for m in offers) == [
+        "#/channels/partnerInbox/messages/ReferralFollowUpAsked",
         "#/channels/partnerInbox/messages/ReferralInformationReceived",
         "#/channels/partnerInbox/messages/ReferralOffered",
     ]

@@ -500,3 +500,27 @@ def test_the_opinions_outcome_is_the_tasks_coded_output(case):
     assert outputs["additional-test"]["valueString"] == "HER2 in situ hybridisation"
     assert outputs["clinical-trials-mentioned"]["valueBoolean"] is True
     assert "output" not in _one(case_bundle(case, base_url=BASE), "Task")
+
+
+def test_follow_up_questions_and_answers_are_communications(case):
+    from uuid import uuid4
+
+    from referrals_intake.fhir import FollowUpForFhir
+
+    asked = datetime(2025, 3, 20, 9, 0, tzinfo=UTC)
+    answered_id, open_id = uuid4(), uuid4()
+    follow_ups = [
+        FollowUpForFhir(
+            answered_id, "charite-berlin", "Can I join the trial?", asked, "Yes.", asked
+        ),
+        FollowUpForFhir(open_id, "charite-berlin", "And radiotherapy?", asked),
+    ]
+    bundle = case_bundle(replace(case, follow_ups=follow_ups), base_url=BASE)
+    comms = {c["id"]: c for c in _resources(bundle, "Communication")}
+    assert set(comms) >= {str(answered_id), str(open_id)}
+    answers = [c for c in comms.values() if c.get("inResponseTo")]
+    (answer,) = answers
+    assert answer["inResponseTo"][0]["reference"].endswith(f"/Communication/{answered_id}")
+    assert answer["payload"][0]["contentString"] == "Yes."
+    assert comms[str(open_id)]["payload"][0]["contentString"] == "And radiotherapy?"
+    Bundle.model_validate(bundle)

@@ -323,3 +323,74 @@ async def test_a_checklist_request_is_answered_by_completing_the_checklist(api, 
         assert replay.json()["errors"][0]["code"] == "key_reused"
         foreign = await api.post(other_path, json={"answer": "mine"}, headers=other_headers)
         assert foreign.status_code == 404, foreign.text
+
+
+async def test_follow_up_questions_after_the_opinion(api, api_key, runtime):
+    from referrals_common.contracts import (
+        ReferralAccepted,
+        ReferralFollowUpAnswered,
+        ReferralOpinionDelivered,
+    )
+
+    bootstrap = runtime.settings.kafka.bootstrap_servers
+    async with intake_running(runtime):
+        case_id, headers, referral_id = await referred_case(api, api_key, runtime)
+        path = f"/v1/cases/{case_id}/follow-up-questions"
+        early = await api.post(path, json={"question": "Already?"}, headers=headers)
+        assert early.status_code == 409 and early.json()["reason"] == "no-opinion"
+        await publish_twice(
+            bootstrap,
+            new_event(
+                ReferralAccepted(
+                    case_id=case_id,
+                    referral_id=referral_id,
+                    center_code=CENTER,
+                    expected_opinion_at=datetime.now(UTC) + timedelta(days=5),
+                )
+            ),
+            new_event(
+                ReferralOpinionDelivered(
+                    case_id=case_id,
+                    referral_id=referral_id,
+                    center_code=CENTER,
+                    opinion_document_id=uuid.uuid4(),
+                )
+            ),
+        )
+        await wait_for(lambda: status_is(api, case_id, headers, "opinion_delivered"))
+        asked = await api.post(path, json={"question": "Can I join the trial?"}, headers=headers)
+        assert asked.status_code == 201, asked.text
+        (question,) = asked.json()["follow_up_questions"]
+        assert question["question"] == "Can I join the trial?"
+        assert asked.json()["follow_up_questions_left"] == 2
+        for text in ("Second?", "Third?"):
+            assert (await api.post(path, json={"question": text}, headers=headers)).is_success
+        fourth = await api.post(path, json={"question": "Fourth?"}, headers=headers)
+        assert fourth.status_code == 409 and fourth.json()["reason"] == "no-questions-left"
+        events = await wait_for(lambda: _follow_ups_published(bootstrap, case_id, 3), timeout=30)
+        assert {e["data"]["referral_id"] for e in events} == {str(referral_id)}
+        await publish_twice(
+            bootstrap,
+            new_event(
+                ReferralFollowUpAnswered(
+                    case_id=case_id,
+                    referral_id=referral_id,
+                    center_code=CENTER,
+                    question_id=uuid.UUID(question["id"]),
+                    answer="Yes, at the Warsaw site.",
+                    answered_at=datetime.now(UTC),
+                )
+            ),
+        )
+
+        async def answered():
+            view = (await api.get(f"/v1/cases/{case_id}", headers=headers)).json()
+            return view["follow_up_questions"][0]["answer"]
+
+        assert await wait_for(answered) == "Yes, at the Warsaw site."
+
+
+async def _follow_ups_published(bootstrap, case_id, count):
+    events = await case_events(bootstrap, case_id)
+    found = [e for e in events if e["type"] == "referrals.case.follow_up_asked.v1"]
+    return found if len(found) >= count else None

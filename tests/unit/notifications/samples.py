@@ -42,6 +42,8 @@ INFO_DUE = datetime(2026, 4, 29, 15, 0, tzinfo=UTC)
 """18:00 in Kyiv (EEST, UTC+3)."""
 MATERIAL_RECEIVED = datetime(2026, 4, 20, 21, 15, tzinfo=UTC)
 """Already 21 April in Kyiv."""
+FOLLOW_UP_ANSWERED = datetime(2026, 5, 12, 22, 40, tzinfo=UTC)
+"""Already 13 May in Kyiv."""
 
 FACTS: dict[T, dict[str, Any]] = {
     T.CASE_SUBMITTED: {"submitted_at": SUBMITTED},
@@ -81,6 +83,7 @@ FACTS: dict[T, dict[str, Any]] = {
     },
     T.SHIPMENT_RECEIVED: {"center_name": CENTER_NAME, "received_at": MATERIAL_RECEIVED},
     T.OPINION_DELIVERED: {"center_name": CENTER_NAME},
+    T.FOLLOW_UP_ANSWERED: {"center_name": CENTER_NAME, "answered_at": FOLLOW_UP_ANSWERED},
     T.CASE_UNROUTABLE: {"reason": "no_eligible_center"},
     T.CASE_WITHDRAWN: {"reason": "patient_request"},
 }

@@ -169,3 +169,15 @@ def test_an_opinions_verdicts_come_all_together_or_not_at_all(missing: str) -> N
     assert sample_context(T.OPINION_DELIVERED).diagnosis is None  # type: ignore[attr-defined]
     with pytest.raises(ValidationError, match="all given, or none"):
         sample_context(T.OPINION_DELIVERED, **{**OPINION_VERDICTS, missing: None})
+
+
+def test_a_follow_up_answer_is_told_without_its_words_or_the_question() -> None:
+    assert sample_context(T.FOLLOW_UP_ANSWERED)
+    for field, value in (
+        ("answer", "The HER2 re-test supports the alternative plan."),
+        ("question", "Should I start with surgery?"),
+    ):
+        with pytest.raises(ValidationError):
+            sample_context(T.FOLLOW_UP_ANSWERED, **{field: value})
+    with pytest.raises(ValidationError):
+        sample_context(T.FOLLOW_UP_ANSWERED, answered_at=datetime(2026, 5, 12, 22, 40))

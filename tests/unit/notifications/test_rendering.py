@@ -186,6 +186,16 @@ UK_KEY_PHRASES = {
     ],
     T.SHIPMENT_RECEIVED: ["матеріал, який ви надіслали кур’єром, надійшов", "21 квітня 2026"],
     T.OPINION_DELIVERED: ["висновок", "вашим лікарем"],
+    T.FOLLOW_UP_ANSWERED: [
+        "Онкологічний центр відповів на додаткове запитання, яке ви поставили щодо його висновку.",
+        "Прочитати відповідь можна на сторінці запиту, поруч із вашим запитанням.",
+        "саму відповідь ми в цьому листі не наводимо",
+        f"Центр: {CENTER_NAME}",
+        "Дата відповіді: 13 травня 2026",
+        "Радимо обговорити цю відповідь разом із висновком зі своїм лікарем.",
+        "ви можете поставити центру ще одне на сторінці запиту",
+        "не минув строк, протягом якого їх приймають після висновку",
+    ],
     T.CASE_UNROUTABLE: ["Нам дуже шкода", "обраним вами країнам"],
     T.CASE_WITHDRAWN: ["відкликано й закрито"],
 }
@@ -233,6 +243,16 @@ EN_KEY_PHRASES = {
     T.SHIPMENT_RECEIVED: [
         "the material you sent by courier has arrived",
         "Received on: April 21, 2026",
+    ],
+    T.FOLLOW_UP_ANSWERED: [
+        "The cancer center has answered the follow-up question you asked about its opinion.",
+        "You can read the answer on your request page, next to your question.",
+        "we do not include the answer itself in this e-mail",
+        f"Center: {CENTER_NAME}",
+        "Answered on: May 13, 2026",
+        "Please discuss the answer, together with the opinion, with your treating doctor.",
+        "you can ask the center another one on your request page",
+        "the time for questions after the opinion has not run out",
     ],
 }
 
@@ -969,3 +989,36 @@ def test_the_opinions_webhook_carries_its_verdicts_as_codes() -> None:
         "further_tests": None,
         "clinical_trials": None,
     }
+
+
+# A follow-up question answered: the center and the day; the words stay with the case.
+
+FOLLOW_UP_SUBJECT = {
+    "uk": f"Запит {CASE_REF}: центр відповів на ваше додаткове запитання",
+    "en": f"Request {CASE_REF}: the center has answered your follow-up question",
+}
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_a_follow_up_answer_is_announced_in_both_languages(renderer: Renderer, locale: str) -> None:
+    context = sample_context(T.FOLLOW_UP_ANSWERED, locale)
+    email = renderer.render(T.FOLLOW_UP_ANSWERED, context, C.EMAIL)
+    assert email.subject == FOLLOW_UP_SUBJECT[locale]
+    assert CENTER_NAME in visible_text(email.html or "")
+    # The SMS is the plain "there is an update", like any other news that needs nothing done.
+    sms = renderer.render(T.FOLLOW_UP_ANSWERED, context, C.SMS)
+    other = renderer.render(T.SHIPMENT_RECEIVED, sample_context(T.SHIPMENT_RECEIVED, locale), C.SMS)
+    assert sms.text == other.text
+
+
+def test_a_follow_up_answers_webhook_carries_the_center_and_the_day() -> None:
+    payload = build_webhook_payload(
+        T.FOLLOW_UP_ANSWERED,
+        sample_context(T.FOLLOW_UP_ANSWERED, "uk"),
+        case_id=uuid.uuid4(),
+        notification_id=uuid.uuid4(),
+        occurred_at=datetime.now(UTC),
+    )
+    # The case stays where the opinion left it: the answer changes no status, asks nothing.
+    assert (payload.case_status, payload.action_required) == (None, False)
+    assert payload.facts == {"center_name": CENTER_NAME, "answered_at": "2026-05-12T22:40:00Z"}

@@ -22,6 +22,7 @@ from referrals_common.contracts import (
     OpinionOutcome,
     ReferralDeclined,
     ReferralExpired,
+    ReferralFollowUpAnswered,
     ReferralInfoReminder,
     ReferralInfoRequested,
     ReferralOpinionDelivered,
@@ -423,3 +424,71 @@ async def test_an_opinions_codes_names_and_details_reach_no_message(locale: str)
                 assert secret not in part, (secret, part)
         assert ("інший діагноз" if locale == "uk" else "a different diagnosis") in email.text
         assert json.loads(webhook.text)["facts"]["further_tests"] == 2
+
+
+# A follow-up question answered: the patient hears that it was, never what (the center's words
+# are read with the case).
+
+QUESTION = uuid.UUID("5d6e7f80-9a1b-4c2d-8e3f-4a5b6c7d8e9f")
+FOLLOW_UP_ANSWER = (
+    "Given the HER2-low result, we would still favour neoadjuvant chemotherapy before surgery; "
+    "ask your oncologist about the Ki-67 index."
+)
+ANSWERED_AT = datetime(2026, 5, 12, 9, 30, tzinfo=UTC)
+
+
+def follow_up_answered() -> ReferralFollowUpAnswered:
+    return ReferralFollowUpAnswered(
+        case_id=CASE,
+        referral_id=REFERRAL,
+        center_code=CENTER_CODE,
+        question_id=QUESTION,
+        answer=FOLLOW_UP_ANSWER,
+        answered_at=ANSWERED_AT,
+    )
+
+
+def test_the_consumer_handles_a_follow_up_answer() -> None:
+    assert ReferralFollowUpAnswered in consumers.HANDLED
+    assert ReferralFollowUpAnswered.topic in consumers.SUBSCRIBED_TOPICS
+
+
+async def test_a_follow_up_answer_is_follow_up_answered() -> None:
+    row = await patient_delivery(follow_up_answered())
+    assert row["trigger"] == T.FOLLOW_UP_ANSWERED == "follow_up_answered"
+    assert row["facts"] == {
+        "center_name": CENTER_NAME,
+        "answered_at": "2026-05-12T09:30:00+00:00",
+    }
+    unseen = await patient_delivery(follow_up_answered(), rows={})
+    assert unseen["facts"]["center_name"] == CENTER_CODE  # the referral was not seen: its code
+
+
+@pytest.mark.parametrize("locale", ["uk", "en"])
+async def test_a_follow_up_answers_words_reach_no_message(locale: str) -> None:
+    rows = await deliveries(follow_up_answered(), front_ends=frozenset({"kyiv-clinic"}))
+    assert {row["audience"] for row in rows} == {PATIENT, FRONT_END}
+    secrets = [FOLLOW_UP_ANSWER, "HER2", "neoadjuvant", "chemotherapy", "Ki-67", str(QUESTION)]
+    renderer = Renderer()
+    for row in rows:
+        assert row["trigger"] == T.FOLLOW_UP_ANSWERED
+        context = as_the_sender_reads_it(row, locale)
+        email = renderer.render(T.FOLLOW_UP_ANSWERED, context, C.EMAIL)
+        sms = renderer.render(T.FOLLOW_UP_ANSWERED, context, C.SMS)
+        webhook = build_webhook_message(
+            T.FOLLOW_UP_ANSWERED,
+            context,
+            case_id=CASE,
+            notification_id=uuid.uuid4(),
+            occurred_at=ANSWERED_AT,
+        )
+        assert json.loads(webhook.text)["facts"]["center_name"] == CENTER_NAME
+        parts = [email.subject, email.text, email.html or "", sms.subject, sms.text]
+        parts += [webhook.subject, webhook.text, json.dumps(row["facts"])]
+        for part in parts:
+            for secret in secrets:
+                assert secret not in part, (secret, part)
+        assert CENTER_NAME in email.text
+        assert ("відповів на додаткове запитання" if locale == "uk" else "has answered") in (
+            email.text
+        )

@@ -34,6 +34,12 @@ class IntakeSettings(ServiceSettings):
     notifications_public_key: str = ""
     processing_consent_versions: tuple[str, ...] = ("2026-01",)
     cross_border_consent_versions: tuple[str, ...] = ("2026-01",)
+    follow_up_max_questions: int = Field(
+        3, ge=0, description="follow-up questions a patient may ask after the opinion"
+    )
+    follow_up_window_days: int = Field(
+        30, ge=1, description="days after the opinion during which they may be asked"
+    )
 
     def _secrets(self) -> dict[str, str]:
         return {

@@ -20,6 +20,7 @@ from referrals_common.contracts import (
     ReferralAccepted,
     ReferralDeclined,
     ReferralExpired,
+    ReferralFollowUpAnswered,
     ReferralInfoReminder,
     ReferralInfoRequested,
     ReferralOpinionDelivered,
@@ -208,7 +209,14 @@ def build_consumer(
             R.OPINION_DELIVERED,
             f"Cancer center {d.center_code} delivered its written opinion.",
             outcome=d.outcome.model_dump(mode="json") if d.outcome else None,
+            opinion_referral_id=d.referral_id,
+            opinion_center_code=d.center_code,
         )
+
+    @consumer.handles(ReferralFollowUpAnswered)
+    async def follow_up(event: CloudEvent[ReferralFollowUpAnswered], uow: UnitOfWork) -> None:
+        d = event.data
+        await intake.on_follow_up_answered(uow, d.case_id, d.question_id, d.answer, d.answered_at)
 
     @consumer.handles(CaseUnroutable)
     async def unroutable(event: CloudEvent[CaseUnroutable], uow: UnitOfWork) -> None:

@@ -95,6 +95,18 @@ class DocumentForFhir:
 
 
 @dataclass(frozen=True)
+class FollowUpForFhir:
+    """A patient's follow-up question on the opinion, and the center's answer once given."""
+
+    question_id: UUID
+    center_code: str
+    question: str
+    asked_at: datetime
+    answer: str | None = None
+    answered_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class InformationRequestForFhir:
     """A cancer center's request for more information and, once answered, the patient's answer."""
 
@@ -143,6 +155,8 @@ class CaseForFhir:
     information_requests: list[InformationRequestForFhir] = field(default_factory=list)
     opinion_outcome: dict[str, Any] | None = None
     """The opinion's conclusion (`OpinionOutcome` as JSON), once delivered with one."""
+    follow_ups: list[FollowUpForFhir] = field(default_factory=list)
+    """Follow-up questions on the opinion, oldest first."""
 
 
 TASK_STATUS: dict[str, str] = {
@@ -290,7 +304,8 @@ def case_bundle(case: CaseForFhir, *, base_url: str) -> dict[str, Any]:
     given); one Consent per distinct consent (the latest of each kind `active`, older ones
     `inactive`); then, per information request in the order given, a CommunicationRequest (id =
     request id) and, when the request was answered, the Communication of the answer (id = uuid5
-    of the request id). Each entry's `fullUrl` is
+    of the request id); then per follow-up question a Communication (id = question id) and,
+    once answered, the Communication of the answer (`inResponseTo` it). Each entry's `fullUrl` is
     `{base_url}/fhir/{type}/{id}` and every reference in the bundle is one of those URLs. The
     Patient carries only a case-scoped identifier and the birth date (when known): no name,
     telecom or address. The Task status follows `TASK_STATUS`, the ServiceRequest status
@@ -316,6 +331,7 @@ def case_bundle(case: CaseForFhir, *, base_url: str) -> dict[str, Any]:
         *(_document_reference(case, doc, base) for doc in case.documents),
         *_consents(case, base),
         *_information_requests(case, base),
+        *_follow_ups(case, base),
     ]
     bundle = Bundle(
         type="collection",
@@ -839,6 +855,42 @@ def _communication(
         sender=_ref(base, "Patient", case.case_id),
         payload=payloads or None,
     )
+
+
+def _follow_ups(case: CaseForFhir, base: str) -> list[Communication]:
+    """Each follow-up question as a Communication from the patient to the center (id = the
+    question id), and each answer as a Communication in response to it (id = uuid5 of it)."""
+    found: list[Communication] = []
+    for q in case.follow_ups:
+        found.append(
+            Communication(
+                id=str(q.question_id),
+                partOf=[_ref(base, "Task", case.case_id)],
+                status="completed",
+                category=[CodeableConcept(text="follow-up-question")],
+                subject=_ref(base, "Patient", case.case_id),
+                sent=q.asked_at,
+                sender=_ref(base, "Patient", case.case_id),
+                recipient=[_center(base, q.center_code)],
+                payload=[CommunicationPayload(contentString=q.question)],
+            )
+        )
+        if q.answer is not None:
+            found.append(
+                Communication(
+                    id=str(uuid.uuid5(q.question_id, "communication:follow-up-answer")),
+                    partOf=[_ref(base, "Task", case.case_id)],
+                    inResponseTo=[_ref(base, "Communication", q.question_id)],
+                    status="completed",
+                    category=[CodeableConcept(text="follow-up-answer")],
+                    subject=_ref(base, "Patient", case.case_id),
+                    sent=q.answered_at,
+                    sender=_center(base, q.center_code),
+                    recipient=[_ref(base, "Patient", case.case_id)],
+                    payload=[CommunicationPayload(contentString=q.answer)],
+                )
+            )
+    return found
 
 
 def _shipment_text(shipment: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,8 @@ def build_runtime(settings: IntakeSettings) -> Runtime:
             cipher=FieldCipher.from_base64(field_key),
             processing_consent_versions=settings.processing_consent_versions,
             cross_border_consent_versions=settings.cross_border_consent_versions,
+            follow_up_max_questions=settings.follow_up_max_questions,
+            follow_up_window=timedelta(days=settings.follow_up_window_days),
             contact_box=SealedBox(public_key_b64=settings.notifications_public_key)
             if settings.notifications_public_key
             else None,

@@ -54,6 +54,9 @@ class Case(IntakeModel, table=True):
     withdrawal_reason: str | None = Field(default=None, max_length=32)
     opinion_outcome: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
     """The delivered opinion's conclusion (`OpinionOutcome`), when the center recorded it."""
+    opinion_referral_id: UUID | None = None
+    opinion_center_code: str | None = Field(default=None, max_length=63)
+    opinion_delivered_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 
 class CaseConsent(IntakeModel, table=True):
@@ -173,3 +176,19 @@ class InformationRequest(IntakeModel, table=True):
         default_factory=list, sa_column=Column(JSONB, nullable=False)
     )
     """Each: shipment_id, material, carrier, tracking_number, sent_on, received_at (or null)."""
+
+
+class FollowUpQuestion(IntakeModel, table=True):
+    """A question the patient asked the center after its opinion, and the center's answer."""
+
+    __tablename__ = "follow_up_questions"
+    __table_args__ = (Index("follow_up_questions_case", "case_id", "asked_at"),)
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    case_id: UUID = Field(foreign_key="cases.id")
+    referral_id: UUID
+    center_code: str = Field(max_length=63)
+    question: str = Field(max_length=2000)
+    asked_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    answer: str | None = Field(default=None, max_length=1000)
+    answered_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))

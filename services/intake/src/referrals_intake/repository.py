@@ -15,6 +15,7 @@ from referrals_intake.models import (
     Case,
     CaseConsent,
     CaseDocument,
+    FollowUpQuestion,
     IdempotencyRecord,
     InformationRequest,
     TimelineEntry,
@@ -76,6 +77,14 @@ class CaseRepository:
             select(InformationRequest)
             .where(InformationRequest.case_id == case_id)
             .order_by(InformationRequest.requested_at)
+        )
+        return list(rows.scalars())
+
+    async def follow_up_questions(self, case_id: UUID) -> list[FollowUpQuestion]:
+        rows = await self.session.execute(
+            select(FollowUpQuestion)
+            .where(FollowUpQuestion.case_id == case_id)
+            .order_by(FollowUpQuestion.asked_at)
         )
         return list(rows.scalars())
 

@@ -325,6 +325,25 @@ class InformationRequestPublic(BaseModel):
     shipments: list[ShipmentPublic]
 
 
+class FollowUpIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=2000),
+        NoControlCharacters,
+    ] = Field(description="The question on the opinion, in the patient's words")
+
+
+class FollowUpPublic(BaseModel):
+    id: UUID
+    center_code: str
+    question: str
+    asked_at: datetime
+    answer: str | None = Field(description="The center's answer; null until it answered")
+    answered_at: datetime | None
+
+
 class CasePublic(BaseModel):
     """A case as the front end reads it. Plain output types: what is stored was validated on
     the way in, and re-running the input validators on every response would only cost time."""
@@ -358,6 +377,13 @@ class CasePublic(BaseModel):
         "confirmed / refined / changed with the new ICD-10 code, stage, treatment plan agreed or "
         "an alternative proposed, further tests, clinical trials); null before the opinion or "
         "when the center recorded none",
+    )
+    follow_up_questions: list[FollowUpPublic] = Field(
+        default_factory=list, description="Questions asked on the opinion, and the answers"
+    )
+    follow_up_questions_left: int = Field(
+        default=0,
+        description="How many more may be asked now (0 before the opinion and after the window)",
     )
     still_missing: list[str] = Field(
         default_factory=list,

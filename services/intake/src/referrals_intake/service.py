@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -18,6 +18,7 @@ from sqlalchemy import update
 from referrals_common.contracts import (
     AgeGroup,
     CaseContactShared,
+    CaseFollowUpAsked,
     CaseInformationProvided,
     CaseReadyForReferral,
     CaseStatus,
@@ -42,6 +43,7 @@ from referrals_intake.models import (
     ApiClient,
     Case,
     CaseDocument,
+    FollowUpQuestion,
     InformationRequest,
     TimelineEntry,
     utcnow,
@@ -72,6 +74,15 @@ class SubmissionIncomplete(Exception):
 
 class ConsentVersionUnknown(Exception):
     pass
+
+
+class FollowUpRefused(Exception):
+    """A follow-up question the case does not take now: no opinion yet, the window closed, or
+    no questions left. Nothing applied."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class RequestNotFound(Exception):
@@ -125,6 +136,8 @@ class Intake:
     cross_border_consent_versions: tuple[str, ...] = ("2026-01",)
     contact_box: SealedBox | None = None
     """Seals contact details to notifications' public key; None: no contact is shared."""
+    follow_up_max_questions: int = 3
+    follow_up_window: timedelta = timedelta(days=30)
 
     # ------------------------------------------------------------------ personal data at rest
 
@@ -395,6 +408,8 @@ class Intake:
         detail: str | None = None,
         *,
         outcome: dict[str, Any] | None = None,
+        opinion_referral_id: UUID | None = None,
+        opinion_center_code: str | None = None,
     ) -> None:
         """A routing fact: a transition (requested, accepted, opinion, unroutable) or, for a
         decline or an expiry of a `referred` case, a timeline entry only (partners routes the
@@ -424,6 +439,94 @@ class Intake:
             return
         if reason == R.OPINION_DELIVERED:
             case.opinion_outcome = outcome
+            case.opinion_referral_id = opinion_referral_id
+            case.opinion_center_code = opinion_center_code
+            case.opinion_delivered_at = utcnow()
+
+    # ------------------------------------------------------------ questions after the opinion
+
+    def follow_up_left(self, case: Case, asked: int, now: datetime | None = None) -> int:
+        """How many follow-up questions the case may still ask now."""
+        if case.status != CaseStatus.OPINION_DELIVERED or case.opinion_delivered_at is None:
+            return 0
+        if (now or utcnow()) > case.opinion_delivered_at + self.follow_up_window:
+            return 0
+        return max(0, self.follow_up_max_questions - asked)
+
+    async def ask_follow_up(
+        self, uow: UnitOfWork, case_id: UUID, question: str, *, now: datetime | None = None
+    ) -> FollowUpQuestion:
+        """A follow-up question to the center that gave the opinion: while the case has one,
+        within the window after it, up to the allowed number (FollowUpRefused otherwise)."""
+        repo = CaseRepository(uow.session)
+        case = await _locked(repo, case_id)
+        now = now or utcnow()
+        if (
+            case.status != CaseStatus.OPINION_DELIVERED
+            or case.opinion_referral_id is None
+            or case.opinion_center_code is None
+            or case.opinion_delivered_at is None
+        ):
+            raise FollowUpRefused(
+                "no-opinion", f"The case is {case.status}: questions follow a delivered opinion."
+            )
+        closes = case.opinion_delivered_at + self.follow_up_window
+        if now > closes:
+            raise FollowUpRefused(
+                "window-closed",
+                f"Follow-up questions could be asked until {closes:%Y-%m-%d}; that time is over.",
+            )
+        asked = await repo.follow_up_questions(case.id)
+        if len(asked) >= self.follow_up_max_questions:
+            raise FollowUpRefused(
+                "no-questions-left",
+                f"All {self.follow_up_max_questions} follow-up questions were asked.",
+            )
+        row = FollowUpQuestion(
+            case_id=case.id,
+            referral_id=case.opinion_referral_id,
+            center_code=case.opinion_center_code,
+            question=question,
+            asked_at=now,
+        )
+        repo.add(row)
+        await uow.session.flush()  # the unit of work does not autoflush: the case view reads it
+        await uow.outbox.add(
+            new_event(
+                CaseFollowUpAsked(
+                    case_id=case.id,
+                    question_id=row.id,
+                    referral_id=row.referral_id,
+                    question=question,
+                    asked_at=now,
+                )
+            )
+        )
+        _note(
+            repo,
+            case,
+            "follow_up_asked",
+            f"A follow-up question was sent to cancer center {row.center_code}.",
+            "Wait for the center's answer; we will tell you.",
+        )
+        return row
+
+    async def on_follow_up_answered(
+        self, uow: UnitOfWork, case_id: UUID, question_id: UUID, answer: str, at: datetime
+    ) -> None:
+        repo = CaseRepository(uow.session)
+        case = await repo.get(case_id, for_update=True)
+        row = await uow.session.get(FollowUpQuestion, question_id, with_for_update=True)
+        if case is None or row is None or row.case_id != case_id or row.answered_at is not None:
+            return
+        row.answer, row.answered_at = answer, at
+        _note(
+            repo,
+            case,
+            "follow_up_answered",
+            f"Cancer center {row.center_code} answered a follow-up question.",
+            "Read the answer beside your question.",
+        )
 
     # ----------------------------------------------------------------- the information loop
 

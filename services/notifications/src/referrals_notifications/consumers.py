@@ -23,6 +23,7 @@ from referrals_common.contracts import (
     ReferralAccepted,
     ReferralDeclined,
     ReferralExpired,
+    ReferralFollowUpAnswered,
     ReferralInfoReminder,
     ReferralInfoRequested,
     ReferralOpinionDelivered,
@@ -62,6 +63,7 @@ HANDLED = (
     ReferralInfoReminder,
     ReferralShipmentReceived,
     ReferralOpinionDelivered,
+    ReferralFollowUpAnswered,
     CaseUnroutable,
 )
 

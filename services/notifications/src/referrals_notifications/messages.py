@@ -344,6 +344,20 @@ class OpinionDeliveredContext(MessageContext):
         return self
 
 
+class FollowUpAnsweredContext(MessageContext):
+    """The center answered the patient's follow-up question on its opinion.
+
+    The center and the day only: never the answer's words or the patient's question (clinical
+    content stays off e-mail, SMS and webhooks; the patient reads both with the case).
+    """
+
+    trigger: ClassVar[NotificationTrigger] = NotificationTrigger.FOLLOW_UP_ANSWERED
+    webhook_facts: ClassVar[tuple[str, ...]] = ("center_name", "answered_at")
+
+    center_name: CenterName
+    answered_at: AwareDatetime
+
+
 class CaseUnroutableContext(MessageContext):
     trigger: ClassVar[NotificationTrigger] = NotificationTrigger.CASE_UNROUTABLE
     webhook_facts: ClassVar[tuple[str, ...]] = ("reason",)
@@ -375,6 +389,7 @@ CONTEXT_MODELS: Mapping[NotificationTrigger, type[MessageContext]] = {
         InformationSentContext,
         ShipmentReceivedContext,
         OpinionDeliveredContext,
+        FollowUpAnsweredContext,
         CaseUnroutableContext,
         CaseWithdrawnContext,
     )
@@ -410,6 +425,7 @@ __all__ = [
     "DeclineOutcome",
     "DocumentRejectedContext",
     "DocumentUnreadableContext",
+    "FollowUpAnsweredContext",
     "InfoExpiredContext",
     "InfoReminderContext",
     "InfoRequestedContext",

@@ -265,12 +265,14 @@ TRIGGER_STATUS: Mapping[NotificationTrigger, CaseStatus | None] = {
     NotificationTrigger.INFORMATION_SENT: None,
     NotificationTrigger.SHIPMENT_RECEIVED: None,
     NotificationTrigger.OPINION_DELIVERED: CaseStatus.OPINION_DELIVERED,
+    NotificationTrigger.FOLLOW_UP_ANSWERED: None,
     NotificationTrigger.CASE_UNROUTABLE: CaseStatus.UNROUTABLE,
     NotificationTrigger.CASE_WITHDRAWN: CaseStatus.WITHDRAWN,
 }
 """The case status a trigger implies; None where the trigger alone does not tell it (a refused
 upload leaves the case where it was; an answered request puts the case back where it was when the
-center asked, offered or accepted; a received shipment changes nothing).
+center asked, offered or accepted; a received shipment or an answered follow-up question changes
+nothing).
 """
 
 ACTION_REQUIRED = frozenset(

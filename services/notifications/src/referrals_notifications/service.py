@@ -9,7 +9,8 @@ Only submitted cases are notified: before submission the patient is in the front
 shows every answer itself, and notifications has no contact yet (intake shares it, sealed, at
 submission). Facts are what the message needs and nothing more: codes, a center's name, dates.
 A center's request keeps its words (the patient must know what to send); the patient's own answer
-is told by counts only (no words, document names or tracking numbers travel into a message).
+is told by counts only (no words, document names or tracking numbers travel into a message), and
+an answered follow-up question by the center and the day (its words are read with the case).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from referrals_common.contracts import (
     ReferralAccepted,
     ReferralDeclined,
     ReferralExpired,
+    ReferralFollowUpAnswered,
     ReferralInfoReminder,
     ReferralInfoRequested,
     ReferralOpinionDelivered,
@@ -216,6 +218,15 @@ class Notifications:
                     T.OPINION_DELIVERED,
                     center_name=await _center(uow, data.referral_id, data.center_code),
                     **_opinion_verdicts(data.outcome),
+                )
+            case ReferralFollowUpAnswered():
+                # The center and the day only: the answer's words are read with the case.
+                await self._notify(
+                    uow,
+                    event,
+                    T.FOLLOW_UP_ANSWERED,
+                    center_name=await _center(uow, data.referral_id, data.center_code),
+                    answered_at=data.answered_at,
                 )
             case CaseUnroutable():
                 uow.session.add(

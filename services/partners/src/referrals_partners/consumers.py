@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from referrals_common.contracts import (
+    CaseFollowUpAsked,
     CaseInformationProvided,
     CaseReadyForReferral,
     CaseWithdrawn,
@@ -43,6 +44,10 @@ def build_consumer(
     @consumer.handles(CaseInformationProvided)
     async def answered(event: CloudEvent[CaseInformationProvided], uow: UnitOfWork) -> None:
         await partners.on_information_provided(uow, event.data)
+
+    @consumer.handles(CaseFollowUpAsked)
+    async def follow_up(event: CloudEvent[CaseFollowUpAsked], uow: UnitOfWork) -> None:
+        await partners.on_follow_up_asked(uow, event.data)
 
     @consumer.handles(DocumentStored)
     async def stored(event: CloudEvent[DocumentStored], uow: UnitOfWork) -> None:

@@ -157,6 +157,20 @@ class Shipment(PartnersModel, table=True):
     received_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
 
 
+class FollowUpQuestion(PartnersModel, table=True):
+    """A patient's follow-up question on a delivered opinion, and the center's answer."""
+
+    __tablename__ = "follow_up_questions"
+
+    id: UUID = Field(primary_key=True)
+    referral_id: UUID = Field(index=True)
+    case_id: UUID
+    question: str = Field(max_length=2000)
+    asked_at: datetime = Field(sa_column=_ts())
+    answer: str | None = Field(default=None, max_length=1000)
+    answered_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
 class CaseDocument(PartnersModel, table=True):
     """A stored document as records announced it: what an offer lists and an opinion cites."""
 

@@ -35,6 +35,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from referrals_common.contracts import (
+    CaseFollowUpAsked,
     CaseInformationProvided,
     CaseReadyForReferral,
     CaseUnroutable,
@@ -47,6 +48,8 @@ from referrals_common.contracts import (
     ReferralAccepted,
     ReferralDeclined,
     ReferralExpired,
+    ReferralFollowUpAnswered,
+    ReferralFollowUpAsked,
     ReferralInfoReminder,
     ReferralInfoRequested,
     ReferralInformationReceived,
@@ -66,6 +69,7 @@ from referrals_common.metrics import OPINION_OUTCOMES, service_name
 from referrals_partners.models import (
     CaseDocument,
     CenterRow,
+    FollowUpQuestion,
     InformationRequest,
     Referral,
     RoutingCase,
@@ -419,6 +423,64 @@ class Partners:
         )
         await uow.outbox.add(received)
         await _queue_webhook(uow, received, referral)
+
+    async def on_follow_up_asked(self, uow: UnitOfWork, asked: CaseFollowUpAsked) -> None:
+        """The patient asked the center that gave the opinion: kept, and the center told on its
+        inbox (and webhook) that a question waits, without the patient's words."""
+        await _case(uow, asked.case_id)  # the case's lock, as on every path
+        referral = await uow.session.get(Referral, asked.referral_id)
+        if referral is None or referral.status != "completed":
+            log.warning("follow-up question on referral %s ignored", asked.referral_id)
+            return
+        inserted = await uow.session.execute(
+            insert(FollowUpQuestion)
+            .values(
+                id=asked.question_id,
+                referral_id=referral.id,
+                case_id=referral.case_id,
+                question=asked.question,
+                asked_at=asked.asked_at,
+            )
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(FollowUpQuestion.id)
+        )
+        if inserted.first() is None:
+            return  # the same question again
+        told = new_event(
+            ReferralFollowUpAsked(
+                case_id=referral.case_id,
+                referral_id=referral.id,
+                center_code=referral.center_code,
+                question_id=asked.question_id,
+            )
+        )
+        await uow.outbox.add(told)
+        await _queue_webhook(uow, told, referral)
+
+    async def answer_follow_up(
+        self, uow: UnitOfWork, center: str, referral_id: UUID, question_id: UUID, answer: str
+    ) -> Referral:
+        """The center answers a follow-up question on its opinion, once."""
+        referral, _ = await self.referral_for_center(uow, center, referral_id, lock=True)
+        question = await uow.session.get(FollowUpQuestion, question_id, with_for_update=True)
+        if question is None or question.referral_id != referral.id:
+            raise QuestionNotFound(question_id)
+        if question.answered_at is not None:
+            raise IllegalAction("This question was answered already.", "answered", referral.case_id)
+        question.answer, question.answered_at = answer, self.clock()
+        await uow.outbox.add(
+            new_event(
+                ReferralFollowUpAnswered(
+                    case_id=referral.case_id,
+                    referral_id=referral.id,
+                    center_code=center,
+                    question_id=question.id,
+                    answer=answer,
+                    answered_at=question.answered_at,
+                )
+            )
+        )
+        return referral
 
     async def confirm_shipment(
         self, uow: UnitOfWork, center: str, referral_id: UUID, shipment_id: UUID
@@ -867,6 +929,10 @@ class Concordance:
             diagnosis_changed=sum(o.get("diagnosis") == "changed" for o in known),
             plan_changed=sum(o.get("treatment") == "alternative_proposed" for o in known),
         )
+
+
+class QuestionNotFound(Exception):
+    """No such follow-up question on this referral."""
 
 
 class ShipmentNotFound(Exception):

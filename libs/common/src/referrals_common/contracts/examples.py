@@ -16,6 +16,7 @@ from .information import RequestedItem, RequestedItemKind, Shipment, ShipmentMat
 from .intake import (
     AgeGroup,
     CaseContactShared,
+    CaseFollowUpAsked,
     CaseInformationProvided,
     CaseReadyForReferral,
     CaseStatus,
@@ -40,6 +41,8 @@ from .partners import (
     ReferralAccepted,
     ReferralDeclined,
     ReferralExpired,
+    ReferralFollowUpAnswered,
+    ReferralFollowUpAsked,
     ReferralInfoReminder,
     ReferralInfoRequested,
     ReferralInformationReceived,
@@ -69,6 +72,7 @@ NOTIFICATION = UUID("7c8d9e0f-3a4b-4c5d-8e6f-7a8b9c0d1e2f")
 TRIGGER_EVENT = UUID("8d9e0f1a-4b5c-4d6e-9f7a-8b9c0d1e2f3a")
 REQUEST = UUID("1e2f3a4b-5c6d-4e7f-8a9b-0c1d2e3f4a5b")
 SHIPMENT = UUID("2f3a4b5c-6d7e-4f8a-9b0c-1d2e3f4a5b6c")
+QUESTION = UUID("3a4b5c6d-7e8f-4a9b-8c0d-2e3f4a5b6c7d")
 NOW = datetime(2026, 3, 14, 9, 26, 53, tzinfo=UTC)
 KYIV = timezone(timedelta(hours=2))
 
@@ -250,6 +254,24 @@ EXAMPLES: dict[type[EventData], Callable[[], EventData]] = {
         shipments=1,
         written_answer=True,
         expected_opinion_at=datetime(2026, 4, 4, 12, 0, tzinfo=KYIV),
+    ),
+    CaseFollowUpAsked: lambda: CaseFollowUpAsked(
+        case_id=CASE,
+        question_id=QUESTION,
+        referral_id=REFERRAL,
+        question="Can the trial you mention be joined from Ukraine?",
+        asked_at=NOW + timedelta(days=20),
+    ),
+    ReferralFollowUpAsked: lambda: ReferralFollowUpAsked(
+        case_id=CASE, referral_id=REFERRAL, center_code="charite-berlin", question_id=QUESTION
+    ),
+    ReferralFollowUpAnswered: lambda: ReferralFollowUpAnswered(
+        case_id=CASE,
+        referral_id=REFERRAL,
+        center_code="charite-berlin",
+        question_id=QUESTION,
+        answer="Yes: the trial has a site in Warsaw; your oncologist can refer you.",
+        answered_at=NOW + timedelta(days=22),
     ),
     CaseInformationProvided: lambda: CaseInformationProvided(
         case_id=CASE,

@@ -494,6 +494,29 @@ class CaseInformationProvided(EventData):
         return self
 
 
+class CaseFollowUpAsked(EventData):
+    """After the opinion, the patient asked the center that gave it a follow-up question.
+
+    Emitted once per question (a case takes a few, within a window after the opinion; intake's
+    settings). `question` is the patient's words: this event stays on the platform's topics;
+    partners tells the center on its inbox that a question waits, and the center reads it
+    through the authenticated partner API.
+    """
+
+    event_type: ClassVar[str] = "referrals.case.follow_up_asked.v1"
+    topic: ClassVar[str] = topics.CASES
+    source: ClassVar[str] = SOURCE
+
+    question_id: UUID = Field(description="The question; the center's answer names it")
+    referral_id: UUID = Field(description="The referral whose opinion the question is about")
+    question: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=2000),
+        NoControlCharacters,
+    ] = Field(description="The patient's question, in their words")
+    asked_at: AwareDatetime = Field(description="When the patient asked")
+
+
 class CaseWithdrawn(EventData):
     """The case was withdrawn and is closed: consumers stop all work on it.
 
@@ -515,6 +538,7 @@ class CaseWithdrawn(EventData):
 __all__ = [
     "AgeGroup",
     "CaseContactShared",
+    "CaseFollowUpAsked",
     "CaseInformationProvided",
     "CaseReadyForReferral",
     "CaseStatus",

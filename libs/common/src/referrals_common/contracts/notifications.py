@@ -41,6 +41,8 @@ class NotificationTrigger(StrEnum):
     SHIPMENT_RECEIVED = "shipment_received"
     """The center confirmed receiving the material the patient sent."""
     OPINION_DELIVERED = "opinion_delivered"
+    FOLLOW_UP_ANSWERED = "follow_up_answered"
+    """The center answered the patient's follow-up question on its opinion."""
     CASE_UNROUTABLE = "case_unroutable"
     CASE_WITHDRAWN = "case_withdrawn"
 

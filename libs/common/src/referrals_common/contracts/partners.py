@@ -388,6 +388,25 @@ class ReferralOpinionDelivered(EventData):
     )
 
 
+class ReferralFollowUpAnswered(EventData):
+    """The center answered the patient's follow-up question on its opinion.
+
+    Emitted once per question, when the center answers through the partner API. `answer` is the
+    center's words (clinical content; platform topics only): intake keeps it with the case,
+    notifications tells the patient.
+    """
+
+    event_type: ClassVar[str] = "referrals.referral.follow_up_answered.v1"
+    topic: ClassVar[str] = topics.ROUTING
+    source: ClassVar[str] = SOURCE
+
+    referral_id: UUID = Field(description="The referral whose opinion the question was about")
+    center_code: CenterCode
+    question_id: UUID = Field(description="The question answered")
+    answer: CenterText = Field(description="The center's answer, in its words")
+    answered_at: AwareDatetime = Field(description="When the center answered")
+
+
 class CaseUnroutable(EventData):
     """No center will give an opinion on the case: routing gave up.
 
@@ -522,6 +541,30 @@ class ReferralInformationReceived(EventData):
         return self
 
 
+class ReferralFollowUpAsked(EventData):
+    """The patient asked this center a follow-up question on its opinion.
+
+    Emitted to the center's own inbox topic, once per question. It carries no words of the
+    patient: the center reads the question through the partner API
+    (`GET /v1/partner/referrals/{referral_id}`, `follow_up_questions`) and answers there.
+    """
+
+    event_type: ClassVar[str] = "referrals.referral.follow_up_asked.v1"
+    topic: ClassVar[str] = PARTNER_INBOX_TOPIC_TEMPLATE
+    source: ClassVar[str] = SOURCE
+
+    referral_id: UUID = Field(description="The referral; the id to use in the partner API")
+    center_code: CenterCode
+    question_id: UUID = Field(description="The question to answer")
+
+    @classmethod
+    def topic_for(cls, center_code: str) -> str:
+        return topics.partner_inbox(center_code)
+
+    def publish_topic(self) -> str:
+        return self.topic_for(self.center_code)
+
+
 __all__ = [
     "PARTNER_INBOX_TOPIC_TEMPLATE",
     "CaseUnroutable",
@@ -534,6 +577,8 @@ __all__ = [
     "ReferralAccepted",
     "ReferralDeclined",
     "ReferralExpired",
+    "ReferralFollowUpAnswered",
+    "ReferralFollowUpAsked",
     "ReferralInfoReminder",
     "ReferralInfoRequested",
     "ReferralInformationReceived",

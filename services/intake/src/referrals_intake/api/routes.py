@@ -28,6 +28,7 @@ from referrals_intake.fhir import (
     CaseForFhir,
     ConsentForFhir,
     DocumentForFhir,
+    FollowUpForFhir,
     InformationRequestForFhir,
     case_bundle,
 )
@@ -43,6 +44,7 @@ from referrals_intake.schemas import (
     CasePublic,
     CaseUpdate,
     ConsentIn,
+    FollowUpIn,
     TimelineEntryPublic,
     WithdrawIn,
 )
@@ -53,6 +55,7 @@ from referrals_intake.service import (
     CaseNotFound,
     ConsentVersionUnknown,
     DocumentsNotReady,
+    FollowUpRefused,
     RequestClosed,
     RequestNotFound,
     SubmissionIncomplete,
@@ -92,6 +95,7 @@ async def to_public(runtime: Runtime, repo: CaseRepository, case: Case) -> CaseP
     documents = await repo.documents(case.id)
     timeline = await repo.timeline(case.id)
     requests = await repo.information_requests(case.id)
+    follow_ups = await repo.follow_up_questions(case.id)
     return CasePublic.model_validate(
         {
             **runtime.intake.public_fields(case),
@@ -117,6 +121,18 @@ async def to_public(runtime: Runtime, repo: CaseRepository, case: Case) -> CaseP
             ],
             "next_step": timeline[-1].next_step if timeline else None,
             "opinion_outcome": case.opinion_outcome,
+            "follow_up_questions": [
+                {
+                    "id": q.id,
+                    "center_code": q.center_code,
+                    "question": q.question,
+                    "asked_at": q.asked_at,
+                    "answer": q.answer,
+                    "answered_at": q.answered_at,
+                }
+                for q in follow_ups
+            ],
+            "follow_up_questions_left": runtime.intake.follow_up_left(case, len(follow_ups)),
             "information_requests": [
                 {
                     "id": r.id,
@@ -592,6 +608,63 @@ async def answer_request(
     return public
 
 
+@router.post(
+    "/cases/{case_id}/follow-up-questions",
+    response_model=CasePublic,
+    status_code=status.HTTP_201_CREATED,
+    responses=CASE_ERRORS,
+    summary="Ask the center a follow-up question on its opinion",
+)
+async def ask_follow_up(
+    body: FollowUpIn,
+    access: CaseAccessDep,
+    runtime: RuntimeDep,
+    uow: UowDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> CasePublic:
+    """After the opinion, within the window (30 days by default) and up to the allowed number
+    (3 by default, `follow_up_questions_left`): the center that gave the opinion answers in
+    writing, and the patient is told. Refused with nothing changed: 409 `follow-up-refused`
+    (`reason`: no-opinion, window-closed, no-questions-left)."""
+    repo = CaseRepository(uow.session)
+    operation = f"follow_up:{access.case_id}"
+    replayed = await claim_or_replay(
+        uow,
+        access.client_id,
+        operation,
+        idempotency_key,
+        request_hash(operation, body.question),
+        access.case_id,
+    )
+    if replayed is not None:
+        response.status_code = status.HTTP_200_OK
+        response.headers["Idempotent-Replayed"] = "true"
+        return await to_public(runtime, repo, await load(repo, replayed))
+    try:
+        await runtime.intake.ask_follow_up(uow, access.case_id, body.question)
+    except CaseNotFound:
+        raise NotFound(f"There is no case {access.case_id}.") from None
+    except FollowUpRefused as exc:
+        raise await refused(
+            runtime,
+            access.actor,
+            "ask_follow_up",
+            access.case_id,
+            ProblemError(
+                str(exc),
+                status=409,
+                title="No follow-up question can be asked now",
+                type_slug="follow-up-refused",
+                extensions={"reason": exc.reason},
+            ),
+        ) from None
+    repo.audit(access.actor, "ask_follow_up", access.case_id)
+    public = await to_public(runtime, repo, await load(repo, access.case_id))
+    await uow.commit()
+    return public
+
+
 @router.get(
     "/cases/{case_id}/timeline",
     response_model=list[TimelineEntryPublic],
@@ -668,6 +741,17 @@ async def fhir_view(access: CaseAccessDep, runtime: RuntimeDep, uow: UowDep) -> 
             for r in await repo.information_requests(case.id)
         ],
         opinion_outcome=case.opinion_outcome,
+        follow_ups=[
+            FollowUpForFhir(
+                question_id=q.id,
+                center_code=q.center_code,
+                question=q.question,
+                asked_at=q.asked_at,
+                answer=q.answer,
+                answered_at=q.answered_at,
+            )
+            for q in await repo.follow_up_questions(case.id)
+        ],
     )
     repo.audit(access.actor, "read_fhir", case.id)
     await uow.commit()

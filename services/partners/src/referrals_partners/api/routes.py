@@ -29,6 +29,7 @@ from referrals_common.api.problems import (
     problem_responses,
 )
 from referrals_common.contracts import DeclineReason, OpinionOutcome, RequestedItem
+from referrals_common.contracts.information import CenterText
 from referrals_common.edge import authenticated
 from referrals_common.edge.principals import key_table, route_of, verify_api_key, verify_case_token
 from referrals_common.outbound import TargetRefused
@@ -39,6 +40,7 @@ from referrals_partners.main import Runtime
 from referrals_partners.models import (
     ApiClient,
     CenterRow,
+    FollowUpQuestion,
     InformationRequest,
     Referral,
     RoutingCase,
@@ -53,6 +55,7 @@ from referrals_partners.service import (
     InvalidAnswer,
     OpinionNotOwn,
     OpinionNotStored,
+    QuestionNotFound,
     ReferralNotFound,
     ShipmentNotFound,
 )
@@ -178,6 +181,16 @@ class InformationRequestView(BaseModel):
     shipments: list[ShipmentView]
 
 
+class FollowUpView(BaseModel):
+    """A patient's follow-up question on this center's opinion."""
+
+    id: UUID = Field(description="Answer it with POST .../follow-up-questions/{id}/answer")
+    question: str = Field(description="In the patient's words")
+    asked_at: datetime
+    answer: str | None
+    answered_at: datetime | None
+
+
 class OfferedReferral(BaseModel):
     """A referral as its center sees it: the offer (clinical summary, documents) and its state."""
 
@@ -211,6 +224,10 @@ class OfferedReferral(BaseModel):
         default_factory=list,
         description="This center's requests for information on this referral, oldest first",
     )
+    follow_up_questions: list[FollowUpView] = Field(
+        default_factory=list,
+        description="The patient's follow-up questions on the delivered opinion, oldest first",
+    )
 
     @classmethod
     def of(
@@ -218,6 +235,7 @@ class OfferedReferral(BaseModel):
         referral: Referral,
         request: dict[str, Any] | None = None,
         information: list[InformationRequestView] | None = None,
+        follow_ups: list[FollowUpView] | None = None,
     ) -> OfferedReferral:
         """The referral as its center sees it; `request` is the case's latest
         `case.ready_for_referral` (questions, and the preparation once accepted)."""
@@ -231,13 +249,21 @@ class OfferedReferral(BaseModel):
                 name: getattr(referral, name)
                 for name in cls.model_fields
                 if name
-                not in {"offer", "status", "questions", "preparation", "information_requests"}
+                not in {
+                    "offer",
+                    "status",
+                    "questions",
+                    "preparation",
+                    "information_requests",
+                    "follow_up_questions",
+                }
             },
             status=referral.status,  # type: ignore[arg-type]
             offer=referral.offer.get("data", referral.offer),
             questions=list((request.get("clinical") or {}).get("questions") or []),
             preparation=request.get("preparation") if accepted or answered else None,
             information_requests=information or [],
+            follow_up_questions=follow_ups or [],
         )
 
 
@@ -293,6 +319,28 @@ async def _information(
                 answer=answer.get("answer"),
                 new_document_ids=answer.get("new_document_ids") or [],
                 shipments=shipments.get(r.id, []),
+            )
+        )
+    return found
+
+
+async def _follow_ups(uow: Any, referral_ids: set[UUID]) -> dict[UUID, list[FollowUpView]]:
+    if not referral_ids:
+        return {}
+    rows = await uow.session.execute(
+        select(FollowUpQuestion)
+        .where(FollowUpQuestion.referral_id.in_(list(referral_ids)))
+        .order_by(FollowUpQuestion.asked_at)
+    )
+    found: dict[UUID, list[FollowUpView]] = {}
+    for q in rows.scalars():
+        found.setdefault(q.referral_id, []).append(
+            FollowUpView(
+                id=q.id,
+                question=q.question,
+                asked_at=q.asked_at,
+                answer=q.answer,
+                answered_at=q.answered_at,
             )
         )
     return found
@@ -439,6 +487,7 @@ async def _answer(
             await uow.commit()
         async with runtime.db.unit_of_work() as uow:
             information = (await _information(uow, {referral.id})).get(referral.id)
+            follow_ups = (await _follow_ups(uow, {referral.id})).get(referral.id)
     except ReferralNotFound:
         # Audited with the case the referral is about, if it exists (another center's): the
         # caller learns nothing of it, the case's audit trail shows the attempt.
@@ -463,6 +512,15 @@ async def _answer(
             outcome="refused",
         )
         raise Conflict(str(exc), extensions={"referral_status": exc.status}) from None
+    except QuestionNotFound as exc:
+        await audit(
+            runtime,
+            f"center:{center}",
+            route_of(request),
+            referral_id=referral_id,
+            outcome="not_found",
+        )
+        raise NotFound(f"There is no follow-up question {exc.args[0]} on this referral.") from None
     except ShipmentNotFound as exc:
         await audit(
             runtime,
@@ -523,7 +581,7 @@ async def _answer(
         case_id=referral.case_id,
         referral_id=referral.id,
     )
-    return OfferedReferral.of(referral, request_, information)
+    return OfferedReferral.of(referral, request_, information, follow_ups)
 
 
 @router.get(
@@ -547,8 +605,12 @@ async def list_referrals(
         )
         requests = await _requests(uow, {r.case_id for r in rows})
         information = await _information(uow, {r.id for r in rows})
+        follow_ups = await _follow_ups(uow, {r.id for r in rows})
         referrals = [
-            OfferedReferral.of(r, requests.get(r.case_id), information.get(r.id)) for r in rows
+            OfferedReferral.of(
+                r, requests.get(r.case_id), information.get(r.id), follow_ups.get(r.id)
+            )
+            for r in rows
         ]
     await audit(runtime, f"center:{center}", route_of(request))
     return referrals
@@ -636,6 +698,37 @@ async def request_information(
         referral_id,
         lambda uow: runtime.partners.request_info(
             uow, center, referral_id, reason=body.reason, items=body.items, due_at=body.due_at
+        ),
+    )
+
+
+class FollowUpAnswerBody(_Body):
+    answer: CenterText = Field(description="The answer, in the center's words (up to 1,000)")
+
+
+@router.post(
+    "/partner/referrals/{referral_id}/follow-up-questions/{question_id}/answer",
+    response_model=OfferedReferral,
+    responses=problem_responses(401, 404, 409, 422),
+    summary="Answer the patient's follow-up question on the opinion",
+)
+async def answer_follow_up(
+    referral_id: UUID,
+    question_id: UUID,
+    body: FollowUpAnswerBody,
+    center: CenterDep,
+    runtime: RuntimeDep,
+    request: Request,
+) -> OfferedReferral:
+    """Once per question (409 when answered already); the patient is told and reads it with
+    the case."""
+    return await _answer(
+        runtime,
+        request,
+        center,
+        referral_id,
+        lambda uow: runtime.partners.answer_follow_up(
+            uow, center, referral_id, question_id, body.answer
         ),
     )
 
