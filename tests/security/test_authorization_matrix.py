@@ -510,6 +510,34 @@ async def _opinion_delivered(world: World) -> CaseHandle:
     return case
 
 
+async def choose_center(world: World) -> Target:
+    case = await world.submittable_case()
+    r = await world.intake.patch(
+        f"/v1/cases/{case.case_id}", json={"patient_chooses_center": True}, headers=case.bearer
+    )
+    assert r.status_code == 200, r.text
+    r = await world.intake.post(f"/v1/cases/{case.case_id}/submit", headers=case.bearer)
+    assert r.status_code == 200, r.text
+
+    async def proposal() -> dict[str, Any] | None:
+        view = await _case_view(world, case)
+        return view["center_proposal"] if view["status"] == "choosing_center" else None
+
+    proposed = await wait_for(proposal, "partners to propose centers to choose from")
+    second = proposed["proposals"][1]
+
+    async def untouched() -> None:
+        assert not (await _case_view(world, case))["center_proposal"].get("chosen")
+
+    return Target(
+        case,
+        f"/v1/cases/{case.case_id}/center-choice",
+        _json(center_code=second["center_code"]),
+        shown_to_owner=[second["center_name"]],
+        untouched=untouched,
+    )
+
+
 async def ask_follow_up(world: World) -> Target:
     case = await _opinion_delivered(world)
     question = f"Is radiotherapy still needed? {secrets.token_hex(4)}"
@@ -728,6 +756,7 @@ ROUTES: dict[tuple[str, str, str], Route] = {
     ("intake", "POST", "/v1/cases/{case_id}/submit"): Route(Auth.CASE, 200, submit),
     ("intake", "POST", "/v1/cases/{case_id}/withdraw"): Route(Auth.CASE, 200, withdraw),
     ("intake", "PUT", "/v1/cases/{case_id}/preparation"): Route(Auth.CASE, 200, set_preparation),
+    ("intake", "POST", "/v1/cases/{case_id}/center-choice"): Route(Auth.CASE, 200, choose_center),
     ("intake", "POST", "/v1/cases/{case_id}/follow-up-questions"): Route(
         Auth.CASE, 201, ask_follow_up
     ),

@@ -49,6 +49,7 @@ DESIGN_TASK_STATUS = {
     "referred": "requested",
     "accepted": "accepted",
     "information_requested": "on-hold",
+    "choosing_center": "on-hold",
     "opinion_delivered": "completed",
     "unroutable": "failed",
     "withdrawn": "cancelled",
@@ -204,6 +205,8 @@ def test_every_case_status_maps_to_the_task_status_of_the_design(case, case_stat
         assert task["businessStatus"]["text"] == "awaiting-information"
     elif case_status == "information_requested":
         assert task["businessStatus"]["coding"][0]["code"] == "information-requested"
+    elif case_status == "choosing_center":
+        assert task["businessStatus"]["coding"][0]["code"] == "awaiting-patient-choice"
     else:
         assert "businessStatus" not in task
     assert _one(bundle, "ServiceRequest")["status"] == SERVICE_REQUEST_STATUS[case_status]

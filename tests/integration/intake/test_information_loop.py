@@ -394,3 +394,81 @@ async def _follow_ups_published(bootstrap, case_id, count):
     events = await case_events(bootstrap, case_id)
     found = [e for e in events if e["type"] == "referrals.case.follow_up_asked.v1"]
     return found if len(found) >= count else None
+
+
+async def test_the_patient_chooses_one_of_the_proposed_centers(api, api_key, runtime):
+    from referrals_common.contracts import CentersProposed, ProposedCenter
+
+    bootstrap = runtime.settings.kafka.bootstrap_servers
+    async with intake_running(runtime):
+        raw_id, headers = await open_case(api, api_key, patient_chooses_center=True)
+        case_id = uuid.UUID(raw_id)
+        doc, doc_stored = stored(case_id, "pathology_report")
+        await publish_twice(bootstrap, doc_stored)
+
+        async def known():
+            return (await api.get(f"/v1/cases/{case_id}", headers=headers)).json()["documents"]
+
+        await wait_for(known)
+        for kind in ("processing", "cross_border"):
+            await api.put(
+                f"/v1/cases/{case_id}/consents/{kind}", json={"version": "2026-01"}, headers=headers
+            )
+        assert (await api.post(f"/v1/cases/{case_id}/submit", headers=headers)).status_code == 200
+        await publish_twice(bootstrap, accepted(case_id, doc, "en"))
+
+        async def ready_event():
+            events = await case_events(bootstrap, case_id)
+            found = [e for e in events if e["type"].endswith("ready_for_referral.v1")]
+            return found or None
+
+        (ready,) = await wait_for(ready_event)
+        assert ready["data"]["patient_chooses"] is True
+        path = f"/v1/cases/{case_id}/center-choice"
+        early = await api.post(path, json={"center_code": "charite-berlin"}, headers=headers)
+        assert early.status_code == 409 and early.json()["type"].endswith("choice-closed")
+        proposals = [
+            ProposedCenter(
+                rank=i + 1,
+                center_code=code,
+                center_name=name,
+                center_country="DE",
+                turnaround_days=7 + i,
+                why="ranked",
+            )
+            for i, (code, name) in enumerate(
+                [("charite-berlin", "Charité Berlin"), ("lmu-munich", "LMU Munich")]
+            )
+        ]
+        await publish_twice(
+            bootstrap,
+            new_event(
+                CentersProposed(
+                    case_id=case_id,
+                    proposals=proposals,
+                    choose_by=datetime.now(UTC) + timedelta(days=3),
+                )
+            ),
+        )
+        await wait_for(lambda: status_is(api, case_id, headers, "choosing_center"))
+        view = (await api.get(f"/v1/cases/{case_id}", headers=headers)).json()
+        assert [p["center_name"] for p in view["center_proposal"]["proposals"]] == [
+            "Charité Berlin",
+            "LMU Munich",
+        ]
+        assert "Choose one" in view["next_step"]
+        wrong = await api.post(path, json={"center_code": "nio-warszawa"}, headers=headers)
+        assert wrong.status_code == 422 and wrong.json()["errors"][0]["pointer"] == "/center_code"
+        chose = await api.post(path, json={"center_code": "lmu-munich"}, headers=headers)
+        assert chose.status_code == 200, chose.text
+        assert chose.json()["center_proposal"]["chosen"] == "lmu-munich"
+        twice = await api.post(path, json={"center_code": "charite-berlin"}, headers=headers)
+        assert twice.status_code == 409
+
+        async def chosen_event():
+            events = await case_events(bootstrap, case_id)
+            found = [e for e in events if e["type"].endswith("center_chosen.v1")]
+            return found or None
+
+        (event,) = await wait_for(chosen_event)
+        assert event["data"]["center_code"] == "lmu-munich"

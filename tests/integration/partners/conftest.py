@@ -149,10 +149,12 @@ def ready(
     countries: tuple[str, ...] = ("DE",),
     languages: tuple[str, ...] = ("de", "en"),
     preparation: dict[str, Any] | None = None,
+    patient_chooses: bool = False,
 ) -> Any:
     return new_event(
         CaseReadyForReferral(
             preparation=preparation,
+            patient_chooses=patient_chooses,
             case_id=case_id,
             clinical={
                 "icd10": icd10,

@@ -689,3 +689,67 @@ async def test_the_accepting_center_and_only_it_sees_the_preparation_checklist(m
         assert accepted.json()["preparation"] == preparation
         after = await api.get(f"/v1/partner/referrals/{referral_id}", headers=center)
         assert after.json()["preparation"] == preparation
+
+
+async def test_the_patient_chooses_among_the_proposed_centers(make_runtime):
+    rt = await make_runtime()
+    bootstrap = rt.settings.kafka.bootstrap_servers
+    from referrals_common.contracts import CaseCenterChosen, new_event
+
+    async with (
+        partners_running(rt),
+        Topic(bootstrap, topics.ROUTING) as routing,
+        Inbox(bootstrap, MUNICH) as munich,
+    ):
+        case_id, _ = await open_case(rt, patient_chooses=True)
+        (proposed,) = await routing.wait_for(case_id, "referrals.case.centers_proposed.v1")
+        proposals = proposed["data"]["proposals"]
+        assert [p["center_code"] for p in proposals] == [BERLIN, MUNICH]  # by rank
+        assert proposals[0]["turnaround_days"] < proposals[1]["turnaround_days"]
+        assert "ranked 2 of 2" in proposals[1]["why"]
+        async with rt.db.unit_of_work() as uow:
+            case = await uow.session.get(RoutingCase, case_id)
+            offers = (
+                await uow.session.execute(select(Referral).where(Referral.case_id == case_id))
+            ).all()
+        assert case.status == "choosing" and offers == []  # nobody is offered it yet
+        await publish(bootstrap, new_event(CaseCenterChosen(case_id=case_id, center_code=MUNICH)))
+        offer = ReferralOffered.model_validate((await munich.offer_for(case_id))["data"])
+        assert offer.center_code == MUNICH
+        (requested,) = await routing.wait_for(case_id, "referrals.referral.requested.v1")
+        assert requested["data"]["rationale"].startswith("The patient chose")
+        # A late second choice changes nothing.
+        await publish(bootstrap, new_event(CaseCenterChosen(case_id=case_id, center_code=BERLIN)))
+        await asyncio.sleep(1.5)
+        assert len(await routing.wait_for(case_id, "referrals.referral.requested.v1")) == 1
+
+
+async def test_without_a_choice_by_the_deadline_the_first_ranked_is_offered(make_runtime):
+    rt = await make_runtime(choice_window_seconds=1.5)
+    bootstrap = rt.settings.kafka.bootstrap_servers
+    async with (
+        partners_running(rt),
+        Topic(bootstrap, topics.ROUTING) as routing,
+        Inbox(bootstrap, BERLIN) as berlin,
+    ):
+        case_id, _ = await open_case(rt, patient_chooses=True)
+        await routing.wait_for(case_id, "referrals.case.centers_proposed.v1")
+        offer = ReferralOffered.model_validate((await berlin.offer_for(case_id))["data"])
+        assert offer.center_code == BERLIN
+        (requested,) = await routing.wait_for(case_id, "referrals.referral.requested.v1")
+        assert "did not choose" in requested["data"]["rationale"]
+
+
+async def test_with_one_eligible_center_there_is_nothing_to_choose(make_runtime):
+    rt = await make_runtime()
+    bootstrap = rt.settings.kafka.bootstrap_servers
+    async with (
+        partners_running(rt),
+        Topic(bootstrap, topics.ROUTING) as routing,
+        Inbox(bootstrap, WARSAW) as warsaw,
+    ):
+        case_id, _ = await open_case(rt, patient_chooses=True, countries=("PL",), languages=("en",))
+        offer = ReferralOffered.model_validate((await warsaw.offer_for(case_id))["data"])
+        assert offer.center_code == WARSAW
+        await asyncio.sleep(0.5)
+        assert not [e for e in routing.events if e["type"].endswith("centers_proposed.v1")]

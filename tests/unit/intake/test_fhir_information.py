@@ -225,7 +225,10 @@ def test_the_existing_statuses_map_unchanged():
     } == EARLIER_SERVICE_REQUEST_STATUS
     assert TASK_STATUS["information_requested"] == "on-hold"
     assert SERVICE_REQUEST_STATUS["information_requested"] == "active"
-    assert set(TASK_STATUS) == set(EARLIER_TASK_STATUS) | {"information_requested"}
+    assert set(TASK_STATUS) == set(EARLIER_TASK_STATUS) | {
+        "information_requested",
+        "choosing_center",
+    }
 
 
 def test_each_request_is_a_communication_request_from_the_center(case):

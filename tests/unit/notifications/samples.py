@@ -44,6 +44,30 @@ MATERIAL_RECEIVED = datetime(2026, 4, 20, 21, 15, tzinfo=UTC)
 """Already 21 April in Kyiv."""
 FOLLOW_UP_ANSWERED = datetime(2026, 5, 12, 22, 40, tzinfo=UTC)
 """Already 13 May in Kyiv."""
+CHOOSE_BY = datetime(2026, 4, 17, 21, 30, tzinfo=UTC)
+"""Already 18 April in Kyiv (00:30, EEST)."""
+PROPOSED_CENTERS = [
+    {
+        "center_name": CENTER_NAME,
+        "center_country": "DE",
+        "turnaround_days": 7,
+        "price": {"amount": 900, "currency": "EUR"},
+    },
+    {
+        "center_name": "National Institute of Oncology, Warsaw",
+        "center_country": "PL",
+        "turnaround_days": 21,
+        "price": None,
+    },
+    {
+        "center_name": "Masaryk Memorial Cancer Institute",
+        "center_country": "CZ",
+        "turnaround_days": 3,
+        "price": {"amount": 1250.5, "currency": "CZK"},
+    },
+]
+"""Centers proposed for the patient's choice, best first: 7, 21 and 3 days (three plural forms
+in Ukrainian), a price in euros, none, and one with cents."""
 
 FACTS: dict[T, dict[str, Any]] = {
     T.CASE_SUBMITTED: {"submitted_at": SUBMITTED},
@@ -84,6 +108,7 @@ FACTS: dict[T, dict[str, Any]] = {
     T.SHIPMENT_RECEIVED: {"center_name": CENTER_NAME, "received_at": MATERIAL_RECEIVED},
     T.OPINION_DELIVERED: {"center_name": CENTER_NAME},
     T.FOLLOW_UP_ANSWERED: {"center_name": CENTER_NAME, "answered_at": FOLLOW_UP_ANSWERED},
+    T.CENTERS_PROPOSED: {"proposals": PROPOSED_CENTERS, "choose_by": CHOOSE_BY},
     T.CASE_UNROUTABLE: {"reason": "no_eligible_center"},
     T.CASE_WITHDRAWN: {"reason": "patient_request"},
 }

@@ -181,3 +181,31 @@ def test_a_follow_up_answer_is_told_without_its_words_or_the_question() -> None:
             sample_context(T.FOLLOW_UP_ANSWERED, **{field: value})
     with pytest.raises(ValidationError):
         sample_context(T.FOLLOW_UP_ANSWERED, answered_at=datetime(2026, 5, 12, 22, 40))
+
+
+def test_a_proposed_center_is_told_without_its_code_or_routings_reasons() -> None:
+    assert sample_context(T.CENTERS_PROPOSED)
+    first = {
+        "center_name": "Charité Comprehensive Cancer Center",
+        "center_country": "DE",
+        "turnaround_days": 7,
+    }
+    second = {**first, "center_country": "PL"}
+    for extra in (
+        {"center_code": "charite-berlin"},
+        {"why": "HER2-positive breast cancer board; opinion in 7 days."},
+        {"rank": 1},
+    ):
+        with pytest.raises(ValidationError):
+            sample_context(T.CENTERS_PROPOSED, proposals=[{**first, **extra}, second])
+    for proposals in (
+        [first],  # nothing to choose from
+        [first, {**second, "center_country": "pl"}],
+        [first, {**second, "turnaround_days": 0}],
+        [first, {**second, "price": {"amount": 900, "currency": "euro"}}],
+        [first, second] * 6,
+    ):
+        with pytest.raises(ValidationError):
+            sample_context(T.CENTERS_PROPOSED, proposals=proposals)
+    with pytest.raises(ValidationError):
+        sample_context(T.CENTERS_PROPOSED, choose_by=datetime(2026, 4, 18, 0, 30))

@@ -43,6 +43,7 @@ from .samples import (
     GREETING,
     ITEM_DETAILS,
     OPINION_VERDICTS,
+    PROPOSED_CENTERS,
     sample_context,
 )
 
@@ -196,6 +197,13 @@ UK_KEY_PHRASES = {
         "ви можете поставити центру ще одне на сторінці запиту",
         "не минув строк, протягом якого їх приймають після висновку",
     ],
+    T.CENTERS_PROPOSED: [
+        "3 онкологічні центри можуть надати вам другу лікарську думку щодо вашого випадку.",
+        "у тому порядку, в якому ми їх рекомендуємо",
+        "оберіть один із цих центрів на сторінці запиту — на сайті або в застосунку клініки",
+        "до 18 квітня 2026 р., 00:30 за київським часом.",
+        "Якщо до цього часу ви не оберете центр, ми надішлемо ваш запит першому центру зі списку.",
+    ],
     T.CASE_UNROUTABLE: ["Нам дуже шкода", "обраним вами країнам"],
     T.CASE_WITHDRAWN: ["відкликано й закрито"],
 }
@@ -253,6 +261,13 @@ EN_KEY_PHRASES = {
         "Please discuss the answer, together with the opinion, with your treating doctor.",
         "you can ask the center another one on your request page",
         "the time for questions after the opinion has not run out",
+    ],
+    T.CENTERS_PROPOSED: [
+        "3 cancer centers can give you a second opinion on your case.",
+        "in the order we recommend them",
+        "Please choose one of these centers on your request page, on the website or in the app "
+        "of the clinic where you submitted your request, by April 18, 2026, 12:30 AM Kyiv time.",
+        "If you do not choose by then, we will send your request to the first center on the list.",
     ],
 }
 
@@ -1022,3 +1037,163 @@ def test_a_follow_up_answers_webhook_carries_the_center_and_the_day() -> None:
     # The case stays where the opinion left it: the answer changes no status, asks nothing.
     assert (payload.case_status, payload.action_required) == (None, False)
     assert payload.facts == {"center_name": CENTER_NAME, "answered_at": "2026-05-12T22:40:00Z"}
+
+
+# Centers proposed for the patient's choice: names, countries, usual times, prices and by when.
+
+CENTERS_LISTED = {
+    "uk": [
+        f"1. {CENTER_NAME}",
+        "Країна: Німеччина",
+        "Звичайний строк підготовки висновку: 7 днів",
+        "Вартість: 900,00 EUR",
+        "2. National Institute of Oncology, Warsaw",
+        "Країна: Польща",
+        "Звичайний строк підготовки висновку: 21 день",
+        "3. Masaryk Memorial Cancer Institute",
+        "Країна: Чехія",
+        "Звичайний строк підготовки висновку: 3 дні",
+        "Вартість: 1 250,50 CZK",
+    ],
+    "en": [
+        f"1. {CENTER_NAME}",
+        "Country: Germany",
+        "Usual time to the opinion: 7 days",
+        "Price: €900.00",
+        "2. National Institute of Oncology, Warsaw",
+        "Country: Poland",
+        "Usual time to the opinion: 21 days",
+        "3. Masaryk Memorial Cancer Institute",
+        "Country: Czechia",
+        "Usual time to the opinion: 3 days",
+        "Price: CZK1,250.50",
+    ],
+}
+CHOICE_DEADLINE = {
+    "uk": "до 18 квітня 2026 р., 00:30 за київським часом",
+    "en": "by April 18, 2026, 12:30 AM Kyiv time",
+}
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_the_proposed_centers_are_listed_best_first_in_both_languages(
+    renderer: Renderer, locale: str
+) -> None:
+    message = renderer.render(
+        T.CENTERS_PROPOSED, sample_context(T.CENTERS_PROPOSED, locale), C.EMAIL
+    )
+    text = plain(message.text)
+    lines = [line.strip() for line in text.splitlines()]
+    first = lines.index(CENTERS_LISTED[locale][0])
+    assert [line for line in lines[first:] if line][:11] == CENTERS_LISTED[locale]
+    seen = plain(visible_text(message.html or ""))
+    for fact in (*CENTERS_LISTED[locale], CHOICE_DEADLINE[locale]):
+        assert fact in seen, fact
+    assert CHOICE_DEADLINE[locale] in text
+    # countries by name, never their codes; the center without a price has no price line
+    for part in (text, seen):
+        assert not re.search(r"\b(DE|PL|CZ)\b", part), part
+    warsaw = text[text.index("2. National") : text.index("3. Masaryk")]
+    assert "Price" not in warsaw and "Вартість" not in warsaw
+    assert CENTER_NAME not in message.subject
+
+
+@pytest.mark.parametrize(
+    ("days", "ukrainian", "english"),
+    [
+        (1, "1 день", "1 day"),
+        (2, "2 дні", "2 days"),
+        (4, "4 дні", "4 days"),
+        (5, "5 днів", "5 days"),
+        (11, "11 днів", "11 days"),
+        (21, "21 день", "21 days"),
+        (22, "22 дні", "22 days"),
+    ],
+)
+def test_the_usual_time_is_counted_in_days_in_both_languages(
+    renderer: Renderer, days: int, ukrainian: str, english: str
+) -> None:
+    proposals = [{**PROPOSED_CENTERS[0], "turnaround_days": days}, PROPOSED_CENTERS[1]]
+    for locale, words in (("uk", f"висновку: {ukrainian}\n"), ("en", f"opinion: {english}\n")):
+        context = sample_context(T.CENTERS_PROPOSED, locale, proposals=proposals)
+        assert words in renderer.render(T.CENTERS_PROPOSED, context, C.EMAIL).text
+
+
+@pytest.mark.parametrize(
+    ("count", "ukrainian"),
+    [
+        (2, "2 онкологічні центри можуть"),
+        (5, "5 онкологічних центрів можуть"),
+        (10, "10 онкологічних центрів можуть"),
+    ],
+)
+def test_the_number_of_centers_is_counted_in_ukrainian(
+    renderer: Renderer, count: int, ukrainian: str
+) -> None:
+    proposals = [PROPOSED_CENTERS[index % 3] for index in range(count)]
+    context = sample_context(T.CENTERS_PROPOSED, "uk", proposals=proposals)
+    text = renderer.render(T.CENTERS_PROPOSED, context, C.EMAIL).text
+    assert ukrainian in text
+    assert f"{count}. " in text and f"{count + 1}. " not in text
+
+
+def test_twenty_one_centers_would_read_in_the_singular_form() -> None:
+    """At most 10 centers are proposed; the catalog still knows that 21 takes the form of 1."""
+    words = load_translations("uk").ngettext(
+        "%(count)s cancer center can give you a second opinion on your case.",
+        "%(count)s cancer centers can give you a second opinion on your case.",
+        21,
+    )
+    assert words % {"count": 21} == (
+        "21 онкологічний центр може надати вам другу лікарську думку щодо вашого випадку."
+    )
+
+
+def test_a_price_is_written_the_patients_way() -> None:
+    uk = Renderer().environment("uk").filters["price"]
+    en = Renderer().environment("en").filters["price"]
+    assert plain(uk(12000, "UAH")) == "12 000,00 ₴"
+    assert en(12000, "UAH") == "UAH12,000.00"
+    assert plain(uk(900, "EUR")) == "900,00 EUR" and en(900, "EUR") == "€900.00"
+
+
+def test_the_choice_asks_for_action_and_its_webhook_carries_no_codes() -> None:
+    context = sample_context(T.CENTERS_PROPOSED, "uk")
+    payload = build_webhook_payload(
+        T.CENTERS_PROPOSED,
+        context,
+        case_id=uuid.uuid4(),
+        notification_id=uuid.uuid4(),
+        occurred_at=datetime.now(UTC),
+    )
+    assert (payload.case_status, payload.action_required) == ("choosing_center", True)
+    assert payload.facts == {
+        "proposals": [
+            {
+                "center_name": CENTER_NAME,
+                "center_country": "DE",
+                "turnaround_days": 7,
+                "price": {"amount": 900.0, "currency": "EUR"},
+            },
+            {
+                "center_name": "National Institute of Oncology, Warsaw",
+                "center_country": "PL",
+                "turnaround_days": 21,
+                "price": None,
+            },
+            {
+                "center_name": "Masaryk Memorial Cancer Institute",
+                "center_country": "CZ",
+                "turnaround_days": 3,
+                "price": {"amount": 1250.5, "currency": "CZK"},
+            },
+        ],
+        "choose_by": "2026-04-17T21:30:00Z",
+    }
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_the_choice_sms_only_asks_for_action(renderer: Renderer, locale: str) -> None:
+    sms = renderer.render(T.CENTERS_PROPOSED, sample_context(T.CENTERS_PROPOSED, locale), C.SMS)
+    asked = renderer.render(T.INFO_REQUESTED, sample_context(T.INFO_REQUESTED, locale), C.SMS)
+    assert sms.text == asked.text

@@ -18,8 +18,10 @@ from sqlalchemy.dialects import postgresql
 
 from referrals_common.contracts import (
     CaseInformationProvided,
+    CentersProposed,
     ExpiryReason,
     OpinionOutcome,
+    ProposedCenter,
     ReferralDeclined,
     ReferralExpired,
     ReferralFollowUpAnswered,
@@ -35,6 +37,7 @@ from referrals_common.contracts import (
 )
 from referrals_common.contracts.notifications import NotificationChannel as C
 from referrals_common.contracts.notifications import NotificationTrigger as T
+from referrals_common.contracts.partners import Price
 from referrals_notifications import consumers
 from referrals_notifications.messages import CONTEXT_MODELS, case_reference
 from referrals_notifications.models import ReferralSeen
@@ -492,3 +495,111 @@ async def test_a_follow_up_answers_words_reach_no_message(locale: str) -> None:
         assert ("відповів на додаткове запитання" if locale == "uk" else "has answered") in (
             email.text
         )
+
+
+# Centers proposed for the patient's choice: names, countries, usual times and prices, by when;
+# never the centers' codes or routing's reasons (those may name the disease).
+
+CHOOSE_BY = datetime(2026, 4, 17, 21, 30, tzinfo=UTC)
+WHY_FIRST = "HER2-positive breast cancer board (C50.4); reads English and German; 7 days."
+WHY_SECOND = "Ranked 2 of 2: sarcoma and breast tumour board, opinion in 10 days."
+
+
+def centers_proposed() -> CentersProposed:
+    """Two centers, the second-ranked listed first: the message lists them best first."""
+    return CentersProposed(
+        case_id=CASE,
+        proposals=[
+            ProposedCenter(
+                rank=2,
+                center_code="nio-warszawa",
+                center_name="National Institute of Oncology, Warsaw",
+                center_country="PL",
+                turnaround_days=10,
+                why=WHY_SECOND,
+            ),
+            ProposedCenter(
+                rank=1,
+                center_code=CENTER_CODE,
+                center_name=CENTER_NAME,
+                center_country="DE",
+                turnaround_days=7,
+                price=Price(amount=900, currency="EUR"),
+                why=WHY_FIRST,
+            ),
+        ],
+        choose_by=CHOOSE_BY,
+    )
+
+
+def test_the_consumer_handles_centers_proposed() -> None:
+    assert CentersProposed in consumers.HANDLED
+    assert CentersProposed.topic in consumers.SUBSCRIBED_TOPICS
+
+
+async def test_centers_proposed_is_the_choice_with_names_countries_times_and_prices() -> None:
+    row = await patient_delivery(centers_proposed(), rows={})
+    assert row["trigger"] == T.CENTERS_PROPOSED == "centers_proposed"
+    assert row["facts"] == {
+        "proposals": [
+            {
+                "center_name": CENTER_NAME,
+                "center_country": "DE",
+                "turnaround_days": 7,
+                "price": {"amount": 900.0, "currency": "EUR"},
+            },
+            {
+                "center_name": "National Institute of Oncology, Warsaw",
+                "center_country": "PL",
+                "turnaround_days": 10,
+                "price": None,
+            },
+        ],
+        "choose_by": "2026-04-17T21:30:00+00:00",
+    }
+    context = as_the_sender_reads_it(row, "uk")
+    assert context.choose_by == CHOOSE_BY
+    text = Renderer().render(T.CENTERS_PROPOSED, context, C.EMAIL).text
+    text = text.replace("\u202f", " ").replace("\xa0", " ")  # CLDR's no-break spaces
+    assert f"1. {CENTER_NAME}\n" in text
+    assert "2. National Institute of Oncology, Warsaw\n" in text
+    assert "Країна: Німеччина" in text and "Країна: Польща" in text
+    assert "Звичайний строк підготовки висновку: 10 днів" in text
+    assert "Вартість: 900,00 EUR" in text
+    assert "до 18 квітня 2026 р., 00:30 за київським часом" in text
+
+
+@pytest.mark.parametrize("locale", ["uk", "en"])
+async def test_the_centers_codes_and_routings_reasons_reach_no_message(locale: str) -> None:
+    rows = await deliveries(centers_proposed(), rows={}, front_ends=frozenset({"kyiv-clinic"}))
+    assert {(row["trigger"], row["audience"]) for row in rows} == {
+        (T.CENTERS_PROPOSED, PATIENT),
+        (T.CENTERS_PROPOSED, FRONT_END),
+    }
+    secrets = [WHY_FIRST, WHY_SECOND, "HER2", "C50", "breast", "sarcoma", "tumour", "Ranked"]
+    secrets += [CENTER_CODE, "nio-warszawa"]
+    renderer = Renderer()
+    for row in rows:
+        context = as_the_sender_reads_it(row, locale)
+        email = renderer.render(T.CENTERS_PROPOSED, context, C.EMAIL)
+        sms = renderer.render(T.CENTERS_PROPOSED, context, C.SMS)
+        webhook = build_webhook_message(
+            T.CENTERS_PROPOSED,
+            context,
+            case_id=CASE,
+            notification_id=uuid.uuid4(),
+            occurred_at=CHOOSE_BY - timedelta(days=3),
+        )
+        body = json.loads(webhook.text)
+        assert (body["case_status"], body["action_required"]) == ("choosing_center", True)
+        assert [p["center_name"] for p in body["facts"]["proposals"]] == [
+            CENTER_NAME,
+            "National Institute of Oncology, Warsaw",
+        ]
+        parts = [email.subject, email.text, email.html or "", sms.subject, sms.text]
+        parts += [webhook.subject, webhook.text, json.dumps(row["facts"])]
+        for part in parts:
+            for secret in secrets:
+                assert secret.lower() not in part.lower(), (secret, part)
+        assert CENTER_NAME in email.text
+        assert ("Німеччина" if locale == "uk" else "Germany") in email.text

@@ -11,6 +11,7 @@ from uuid import NAMESPACE_URL, uuid5
 
 from referrals_common.contracts import (
     CaseUnroutable,
+    CentersProposed,
     CloudEvent,
     DocumentLanguageAccepted,
     DocumentRejected,
@@ -146,6 +147,12 @@ def build_consumer(
             d.case_id,
             R.REFERRAL_EXPIRED,
             f"Cancer center {d.center_code} did not answer in time.",
+        )
+
+    @consumer.handles(CentersProposed)
+    async def proposed(event: CloudEvent[CentersProposed], uow: UnitOfWork) -> None:
+        await intake.on_centers_proposed(
+            uow, event.data.case_id, event.data.model_dump(mode="json")
         )
 
     @consumer.handles(ReferralInfoRequested)

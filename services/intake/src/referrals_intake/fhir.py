@@ -170,6 +170,8 @@ TASK_STATUS: dict[str, str] = {
     "accepted": "accepted",
     # The center paused its work until the patient answers; businessStatus says why.
     "information_requested": "on-hold",
+    # Waiting for the patient to choose among the proposed centers.
+    "choosing_center": "on-hold",
     "opinion_delivered": "completed",
     "unroutable": "failed",
     "withdrawn": "cancelled",
@@ -188,6 +190,7 @@ SERVICE_REQUEST_STATUS: dict[str, str] = {
     "accepted": "active",
     # As for action_required: the fulfilment waits, the patient's request still stands.
     "information_requested": "active",
+    "choosing_center": "active",
     "opinion_delivered": "completed",
     # No eligible center was found: the fulfilment failed (Task `failed`), but the patient did not
     # revoke the request, and `revoked` means "no further activity should occur", which would
@@ -589,6 +592,17 @@ def _task(case: CaseForFhir, base: str) -> Task:
     business_status = None
     if case.status == "action_required":
         business_status = CodeableConcept(text="awaiting-information")
+    elif case.status == "choosing_center":
+        business_status = CodeableConcept(
+            coding=[
+                Coding(
+                    system=_system(base, "case-business-status"),
+                    code="awaiting-patient-choice",
+                    display="Waiting for the patient to choose a cancer center",
+                )
+            ],
+            text="waiting for the patient to choose among the proposed cancer centers",
+        )
     elif case.status == "information_requested":
         business_status = CodeableConcept(
             coding=[

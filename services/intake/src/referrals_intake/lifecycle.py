@@ -45,6 +45,10 @@ TRANSITIONS: dict[tuple[CaseStatus, StatusChangeReason], CaseStatus] = {
     # The patient answered as the request expired: partners expired it all the same, and the
     # case goes to the next center.
     (S.ACCEPTED, StatusChangeReason.INFORMATION_NOT_PROVIDED): S.REFERRED,
+    # The patient chooses the center among those proposed (or the first after the deadline).
+    (S.READY, StatusChangeReason.CENTERS_PROPOSED): S.CHOOSING_CENTER,
+    (S.CHOOSING_CENTER, StatusChangeReason.REFERRAL_REQUESTED): S.REFERRED,
+    (S.CHOOSING_CENTER, StatusChangeReason.NO_ELIGIBLE_CENTER): S.UNROUTABLE,
 }
 
 RESUMES_TO = frozenset({S.REFERRED, S.ACCEPTED})
@@ -60,6 +64,7 @@ OPEN_STATES = frozenset(
         S.REFERRED,
         S.ACCEPTED,
         S.INFORMATION_REQUESTED,
+        S.CHOOSING_CENTER,
     }
 )
 for _state in OPEN_STATES:
@@ -76,6 +81,7 @@ UPLOAD_STATES = frozenset(
         S.REFERRED,
         S.ACCEPTED,
         S.INFORMATION_REQUESTED,
+        S.CHOOSING_CENTER,
     }
 )
 # The preparation checklist may be completed until the center has given its opinion.
@@ -198,6 +204,10 @@ NEXT_STEPS: dict[StatusChangeReason, str | None] = {
         "them to the center."
     ),
     StatusChangeReason.INFORMATION_PROVIDED: "Wait: the center goes on with your case.",
+    StatusChangeReason.CENTERS_PROPOSED: (
+        "Choose one of the proposed centers before the date shown; otherwise we send your case "
+        "to the first one."
+    ),
     StatusChangeReason.INFORMATION_NOT_PROVIDED: (
         "Nothing: we are offering your case to the next center."
     ),
@@ -218,6 +228,7 @@ REASONS: dict[StatusChangeReason, str] = {
     StatusChangeReason.OPINION_DELIVERED: "The written opinion is ready.",
     StatusChangeReason.INFO_REQUESTED: "The cancer center needs more information.",
     StatusChangeReason.INFORMATION_PROVIDED: "The answer was sent to the cancer center.",
+    StatusChangeReason.CENTERS_PROPOSED: "Several cancer centers can give the opinion.",
     StatusChangeReason.INFORMATION_NOT_PROVIDED: (
         "The center's request was not answered in time; the case goes to the next center."
     ),

@@ -54,6 +54,9 @@ class Case(IntakeModel, table=True):
     withdrawal_reason: str | None = Field(default=None, max_length=32)
     opinion_outcome: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
     """The delivered opinion's conclusion (`OpinionOutcome`), when the center recorded it."""
+    patient_chooses_center: bool = False
+    center_proposal: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
+    """`case.centers_proposed` (the centers and the deadline), when the patient chooses."""
     opinion_referral_id: UUID | None = None
     opinion_center_code: str | None = Field(default=None, max_length=63)
     opinion_delivered_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))

@@ -142,6 +142,12 @@ class CaseFields(BaseModel):
         "doses, allergies): optional, shown to the center that accepts the case",
     )
     destination: DestinationIn
+    patient_chooses_center: bool = Field(
+        False,
+        description="Let the patient choose among the best-ranked eligible centers (with why, "
+        "turnaround and price) instead of routing choosing one; without a choice in 3 days the "
+        "first-ranked is used",
+    )
     locale: Literal["uk", "en"] = "uk"
     date_of_birth: Annotated[date, AfterValidator(_past_birth_date)]
     contact: Contact
@@ -188,6 +194,7 @@ class CaseUpdate(BaseModel):
     questions: list[ClinicalQuestion] | None = Field(None, max_length=20)
     preparation: Preparation | None = None
     destination: DestinationIn | None = None
+    patient_chooses_center: bool | None = None
     locale: Literal["uk", "en"] | None = None
     date_of_birth: Annotated[date, AfterValidator(_past_birth_date)] | None = None
     contact: Contact | None = None
@@ -325,6 +332,14 @@ class InformationRequestPublic(BaseModel):
     shipments: list[ShipmentPublic]
 
 
+class CenterChoiceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    center_code: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")] = Field(
+        max_length=63, description="One of the proposed centers' `center_code`"
+    )
+
+
 class FollowUpIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -370,6 +385,12 @@ class CasePublic(BaseModel):
         default_factory=list,
         description="Every request for information a center made, the open one (status "
         "`information_requested`) last",
+    )
+    patient_chooses_center: bool = False
+    center_proposal: dict[str, Any] | None = Field(
+        default=None,
+        description="The centers proposed to choose from (`proposals`, best first, each with "
+        "`why`, `turnaround_days`, `price`) and `choose_by`, when the patient asked to choose",
     )
     opinion_outcome: dict[str, Any] | None = Field(
         default=None,

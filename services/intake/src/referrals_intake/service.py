@@ -17,6 +17,7 @@ from sqlalchemy import update
 
 from referrals_common.contracts import (
     AgeGroup,
+    CaseCenterChosen,
     CaseContactShared,
     CaseFollowUpAsked,
     CaseInformationProvided,
@@ -74,6 +75,15 @@ class SubmissionIncomplete(Exception):
 
 class ConsentVersionUnknown(Exception):
     pass
+
+
+class ChoiceRefused(Exception):
+    """A choice of center the case does not take: it is not choosing (any more), the deadline
+    passed (`closed`), or the center was not proposed (`unknown`). Nothing applied."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class FollowUpRefused(Exception):
@@ -313,6 +323,7 @@ class Intake:
                 "countries": case.destination_countries,
             },
             "locale": case.locale,
+            "patient_chooses_center": case.patient_chooses_center,
             **personal,
         }
 
@@ -396,6 +407,7 @@ class Intake:
                         preparation=Preparation.model_validate(case.preparation)
                         if case.preparation
                         else None,
+                        patient_chooses=case.patient_chooses_center,
                     )
                 )
             )
@@ -442,6 +454,58 @@ class Intake:
             case.opinion_referral_id = opinion_referral_id
             case.opinion_center_code = opinion_center_code
             case.opinion_delivered_at = utcnow()
+
+    # --------------------------------------------------------------- the patient's choice
+
+    async def on_centers_proposed(
+        self, uow: UnitOfWork, case_id: UUID, proposal: dict[str, Any]
+    ) -> None:
+        """Partners proposes centers to a patient who asked to choose: the case waits for it."""
+        repo = CaseRepository(uow.session)
+        case = await repo.get(case_id, for_update=True)
+        if case is None or case.status != CaseStatus.READY:
+            log.warning("centers proposed for case %s ignored", case_id)
+            return
+        case.center_proposal = proposal
+        names = ", ".join(p["center_name"] for p in proposal["proposals"])
+        await _move(
+            uow,
+            case,
+            R.CENTERS_PROPOSED,
+            reason=f"{len(proposal['proposals'])} cancer centers can give the opinion: {names}. "
+            f"Choose by {proposal['choose_by'][:16].replace('T', ' ')} UTC.",
+        )
+
+    async def choose_center(
+        self, uow: UnitOfWork, case_id: UUID, center_code: str, *, now: datetime | None = None
+    ) -> Case:
+        repo = CaseRepository(uow.session)
+        case = await _locked(repo, case_id)
+        proposal = case.center_proposal or {}
+        if case.status != CaseStatus.CHOOSING_CENTER:
+            raise ChoiceRefused(
+                "closed", f"The case is {case.status}: it is not waiting for a choice."
+            )
+        if proposal.get("chosen"):
+            raise ChoiceRefused("closed", f"{proposal['chosen']} was chosen already.")
+        if (now or utcnow()) >= datetime.fromisoformat(proposal["choose_by"]):
+            raise ChoiceRefused(
+                "closed", "The time to choose is over: the first-ranked center gets the case."
+            )
+        proposed = {p["center_code"]: p for p in proposal.get("proposals", [])}
+        if center_code not in proposed:
+            raise ChoiceRefused("unknown", f"{center_code} is not one of the proposed centers.")
+        case.center_proposal = {**proposal, "chosen": center_code}
+        await uow.outbox.add(new_event(CaseCenterChosen(case_id=case.id, center_code=center_code)))
+        _note(
+            repo,
+            case,
+            "center_chosen",
+            f"The patient chose {proposed[center_code]['center_name']}.",
+            "Wait for the center's answer; we will tell you.",
+        )
+        await uow.session.flush()
+        return case
 
     # ------------------------------------------------------------ questions after the opinion
 
@@ -893,6 +957,7 @@ def _clinical_columns(data: CaseFields) -> dict[str, Any]:
         "preparation": data.preparation.model_dump(mode="json") if data.preparation else None,
         "destination_preference": str(data.destination.preference),
         "destination_countries": list(data.destination.countries),
+        "patient_chooses_center": data.patient_chooses_center,
         "locale": data.locale,
         "age_group": str(_age_group(data.date_of_birth)),
     }

@@ -15,6 +15,7 @@ from referrals_common.contracts import (
     CaseSubmitted,
     CaseUnroutable,
     CaseWithdrawn,
+    CentersProposed,
     CloudEvent,
     DocumentRejected,
     DocumentStored,
@@ -64,6 +65,7 @@ HANDLED = (
     ReferralShipmentReceived,
     ReferralOpinionDelivered,
     ReferralFollowUpAnswered,
+    CentersProposed,
     CaseUnroutable,
 )
 

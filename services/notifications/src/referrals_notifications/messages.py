@@ -11,7 +11,7 @@ length limit. Codes stay codes (language, country, reason); the templates turn t
 the patient's language.
 
 `webhook_facts` names the fields a partner front end may receive in a webhook: codes, counts, center
-names and dates, never the patient's name, a file name or a center's free-text message.
+names, prices and dates, never the patient's name, a file name or a center's free-text message.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from pydantic import (
     ConfigDict,
     Field,
     HttpUrl,
+    PositiveInt,
     StringConstraints,
     model_validator,
 )
@@ -39,6 +40,7 @@ from referrals_common.contracts.notifications import NotificationTrigger
 from referrals_common.contracts.partners import (
     CenterCode,
     DiagnosisVerdict,
+    Price,
     ReminderKind,
     TreatmentVerdict,
     UnroutableReason,
@@ -358,6 +360,34 @@ class FollowUpAnsweredContext(MessageContext):
     answered_at: AwareDatetime
 
 
+class ProposedCenterFacts(BaseModel):
+    """One center the patient may choose: what a patient weighs, nothing routing-internal.
+
+    Never the center's code or routing's `why` (its reasons may name the disease): the patient
+    chooses by name, country, usual time to the opinion and price, on the request page.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    center_name: CenterName
+    center_country: CountryCode
+    turnaround_days: PositiveInt = Field(description="Usual days from acceptance to opinion")
+    price: Price | None = Field(default=None, description="Its price, where it publishes one")
+
+
+class CentersProposedContext(MessageContext):
+    """The patient asked to choose the center: the centers to choose from, best first, and by
+    when; without a choice by `choose_by`, the case goes to the first of them."""
+
+    trigger: ClassVar[NotificationTrigger] = NotificationTrigger.CENTERS_PROPOSED
+    webhook_facts: ClassVar[tuple[str, ...]] = ("proposals", "choose_by")
+
+    proposals: list[ProposedCenterFacts] = Field(
+        min_length=2, max_length=10, description="The centers, best first"
+    )
+    choose_by: AwareDatetime = Field(description="Without a choice by then, the first is used")
+
+
 class CaseUnroutableContext(MessageContext):
     trigger: ClassVar[NotificationTrigger] = NotificationTrigger.CASE_UNROUTABLE
     webhook_facts: ClassVar[tuple[str, ...]] = ("reason",)
@@ -390,6 +420,7 @@ CONTEXT_MODELS: Mapping[NotificationTrigger, type[MessageContext]] = {
         ShipmentReceivedContext,
         OpinionDeliveredContext,
         FollowUpAnsweredContext,
+        CentersProposedContext,
         CaseUnroutableContext,
         CaseWithdrawnContext,
     )
@@ -422,6 +453,7 @@ __all__ = [
     "CaseSubmittedContext",
     "CaseUnroutableContext",
     "CaseWithdrawnContext",
+    "CentersProposedContext",
     "DeclineOutcome",
     "DocumentRejectedContext",
     "DocumentUnreadableContext",
@@ -432,6 +464,7 @@ __all__ = [
     "InformationSentContext",
     "MessageContext",
     "OpinionDeliveredContext",
+    "ProposedCenterFacts",
     "ReferralAcceptedContext",
     "ReferralDeclinedContext",
     "ReferralRequestedContext",

@@ -7,7 +7,8 @@ Every template is compiled up front so a broken template stops the service inste
 Templates live in `templates/<trigger>/`: `subject.txt`, `body.txt`, `body.html` and `sms.txt`.
 HTML is autoescaped; text is not. Undefined variables raise (`StrictUndefined`). Dates are shown in
 the patient's time zone and language with babel, language and country names come from babel's CLDR
-data in the patient's language, so translators never translate "German" or "Germany".
+data in the patient's language, so translators never translate "German" or "Germany", and prices
+are written the patient's way by babel too (`900,00 EUR` / `€900.00`).
 
 A webhook is not a text for a person: `build_webhook_message` makes the JSON body the partner front
 end receives, with codes and dates only (see `MessageContext.webhook_facts`).
@@ -27,6 +28,7 @@ from zoneinfo import ZoneInfo
 from babel import Locale
 from babel.dates import format_date, format_time, get_datetime_format, get_timezone_location
 from babel.lists import format_list
+from babel.numbers import format_currency
 from babel.support import Translations
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -124,6 +126,10 @@ class LocaleFormats:
         """A country's name in this locale: `DE` -> `Німеччина` / `Germany`."""
         return self.locale.territories.get(code, code)
 
+    def price(self, amount: float, currency: str) -> str:
+        """An amount of money in this locale: `900,00 EUR` / `€900.00`."""
+        return format_currency(amount, currency, locale=self.locale)
+
 
 def _utc(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -156,6 +162,7 @@ def make_environment(
         language=formats.language,
         languages=formats.languages,
         country=formats.country,
+        price=formats.price,
         utc=_utc,
     )
     env.globals["unknown_code"] = _unknown_code
@@ -266,6 +273,7 @@ TRIGGER_STATUS: Mapping[NotificationTrigger, CaseStatus | None] = {
     NotificationTrigger.SHIPMENT_RECEIVED: None,
     NotificationTrigger.OPINION_DELIVERED: CaseStatus.OPINION_DELIVERED,
     NotificationTrigger.FOLLOW_UP_ANSWERED: None,
+    NotificationTrigger.CENTERS_PROPOSED: CaseStatus.CHOOSING_CENTER,
     NotificationTrigger.CASE_UNROUTABLE: CaseStatus.UNROUTABLE,
     NotificationTrigger.CASE_WITHDRAWN: CaseStatus.WITHDRAWN,
 }
@@ -282,6 +290,7 @@ ACTION_REQUIRED = frozenset(
         NotificationTrigger.DOCUMENT_UNREADABLE,
         NotificationTrigger.INFO_REQUESTED,
         NotificationTrigger.INFO_REMINDER,
+        NotificationTrigger.CENTERS_PROPOSED,
     }
 )
 """The triggers that ask the patient to do something."""
@@ -291,9 +300,9 @@ class WebhookPayload(BaseModel):
     """The JSON body a partner front end receives: what happened to a case, without contact data.
 
     `notification_id` is stable across retries: a receiver uses it to ignore a repeated delivery.
-    `facts` holds the trigger's `webhook_facts` only: codes, counts, center names and dates, never
-    the patient's name, a file name, a center's message or the patient's answer (the front end
-    reads those from the API).
+    `facts` holds the trigger's `webhook_facts` only: codes, counts, center names, prices and dates,
+    never the patient's name, a file name, a center's message or the patient's answer (the front
+    end reads those from the API).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -11,6 +11,8 @@ submission). Facts are what the message needs and nothing more: codes, a center'
 A center's request keeps its words (the patient must know what to send); the patient's own answer
 is told by counts only (no words, document names or tracking numbers travel into a message), and
 an answered follow-up question by the center and the day (its words are read with the case).
+Centers proposed for the patient's choice travel by name, country, usual time and price: never
+their codes or routing's reasons for proposing them (those may name the disease).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from referrals_common.contracts import (
     CaseSubmitted,
     CaseUnroutable,
     CaseWithdrawn,
+    CentersProposed,
     CloudEvent,
     DocumentRejected,
     DocumentStored,
@@ -227,6 +230,22 @@ class Notifications:
                     T.FOLLOW_UP_ANSWERED,
                     center_name=await _center(uow, data.referral_id, data.center_code),
                     answered_at=data.answered_at,
+                )
+            case CentersProposed():
+                await self._notify(
+                    uow,
+                    event,
+                    T.CENTERS_PROPOSED,
+                    proposals=[
+                        {
+                            "center_name": proposal.center_name,
+                            "center_country": proposal.center_country,
+                            "turnaround_days": proposal.turnaround_days,
+                            "price": proposal.price.model_dump() if proposal.price else None,
+                        }
+                        for proposal in sorted(data.proposals, key=lambda p: p.rank)
+                    ],
+                    choose_by=data.choose_by,
                 )
             case CaseUnroutable():
                 uow.session.add(

@@ -36,6 +36,12 @@ class PartnersSettings(ServiceSettings):
         "its due time (3 days, and on the day: 8 hours); a reminder whose time passed when the "
         "request was made is skipped",
     )
+    choice_count: int = Field(
+        3, ge=2, le=10, description="centers proposed to a patient who asked to choose"
+    )
+    choice_window_seconds: float = Field(
+        259200.0, gt=0, description="time to choose (3 days); then the first-ranked is offered"
+    )
     scheduler_interval_seconds: float = Field(1.0, gt=0)
     webhook_timeout_seconds: float = Field(10.0, gt=0)
     webhook_max_attempts: int = Field(8, ge=1)

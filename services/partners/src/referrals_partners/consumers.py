@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from referrals_common.contracts import (
+    CaseCenterChosen,
     CaseFollowUpAsked,
     CaseInformationProvided,
     CaseReadyForReferral,
@@ -44,6 +45,10 @@ def build_consumer(
     @consumer.handles(CaseInformationProvided)
     async def answered(event: CloudEvent[CaseInformationProvided], uow: UnitOfWork) -> None:
         await partners.on_information_provided(uow, event.data)
+
+    @consumer.handles(CaseCenterChosen)
+    async def chosen(event: CloudEvent[CaseCenterChosen], uow: UnitOfWork) -> None:
+        await partners.on_center_chosen(uow, event.data.case_id, event.data.center_code)
 
     @consumer.handles(CaseFollowUpAsked)
     async def follow_up(event: CloudEvent[CaseFollowUpAsked], uow: UnitOfWork) -> None:

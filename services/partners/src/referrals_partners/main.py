@@ -76,6 +76,8 @@ def build_runtime(settings: PartnersSettings) -> Runtime:
                 deadline_override=timedelta(seconds=override) if override else None,
                 info_min_due=timedelta(seconds=settings.info_min_due_seconds),
                 info_max_due=timedelta(days=settings.info_max_due_days),
+                choice_count=settings.choice_count,
+                choice_window=timedelta(seconds=settings.choice_window_seconds),
                 info_reminders_before=tuple(
                     timedelta(seconds=s)
                     for s in sorted(settings.info_reminders_before_seconds, reverse=True)

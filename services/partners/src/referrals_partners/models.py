@@ -60,9 +60,9 @@ class ApiClient(PartnersModel, table=True):
 class RoutingCase(PartnersModel, table=True):
     """A case partners was asked to route; its row lock serialises everything about the case.
 
-    status: awaiting_documents | offered | accepted | info_requested | completed | unroutable |
-    withdrawn. `request` is the latest `case.ready_for_referral` (clinical summary, destination,
-    consent, documents and their languages).
+    status: awaiting_documents | choosing | offered | accepted | info_requested | completed |
+    unroutable | withdrawn. `request` is the latest `case.ready_for_referral` (clinical summary,
+    destination, consent, documents and their languages).
     """
 
     __tablename__ = "routing_cases"
@@ -73,6 +73,9 @@ class RoutingCase(PartnersModel, table=True):
     attempts: int = 0
     last_decision: dict[str, Any] | None = Field(default=None, sa_column=_json(nullable=True))
     unroutable_reason: str | None = Field(default=None, max_length=32)
+    proposal: dict[str, Any] | None = Field(default=None, sa_column=_json(nullable=True))
+    """`case.centers_proposed` as sent, while (and after) the patient chooses."""
+    choose_by: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 

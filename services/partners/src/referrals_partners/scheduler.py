@@ -169,11 +169,16 @@ async def run_scheduler(
                     async with db.unit_of_work() as uow:
                         requests = await partners.remind_and_expire_requests(uow)
                         await uow.commit()
+                    async with db.unit_of_work() as uow:
+                        chosen = await partners.choose_for_silent_patients(uow)
+                        await uow.commit()
+                    if chosen:
+                        log.info("offered %d cases to their first-ranked center", chosen)
                     if expired:
                         log.info("expired %d offers", expired)
                     if requests:
                         log.info("reminded of or expired %d information requests", requests)
-                    if not (expired or requests):
+                    if not (expired or requests or chosen):
                         break
                 await sender.deliver_due()
         except Exception:  # the database may be restarting: log, wait, try again

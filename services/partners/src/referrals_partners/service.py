@@ -39,12 +39,14 @@ from referrals_common.contracts import (
     CaseInformationProvided,
     CaseReadyForReferral,
     CaseUnroutable,
+    CentersProposed,
     CloudEvent,
     DeclineReason,
     DocumentStored,
     ExpiryReason,
     OfferedDocument,
     OpinionOutcome,
+    ProposedCenter,
     ReferralAccepted,
     ReferralDeclined,
     ReferralExpired,
@@ -63,6 +65,7 @@ from referrals_common.contracts import (
     UnroutableReason,
     new_event,
 )
+from referrals_common.contracts.partners import Price as ProposedPrice
 from referrals_common.contracts.partners import document_fetch_path
 from referrals_common.db import UnitOfWork
 from referrals_common.metrics import OPINION_OUTCOMES, service_name
@@ -130,6 +133,10 @@ class Limits:
     info_max_due: timedelta = timedelta(days=90)
     info_reminders_before: tuple[timedelta, ...] = (timedelta(days=3), timedelta(hours=8))
     """Reminders of an unanswered request, before its due time, earliest first."""
+    choice_count: int = 3
+    """How many centers a patient who asked to choose is proposed (the best-ranked)."""
+    choice_window: timedelta = timedelta(hours=72)
+    """How long the patient has to choose; then the first-ranked center is offered the case."""
 
 
 class Partners:
@@ -179,6 +186,8 @@ class Partners:
         if current is not None:
             log.info("case %s already has open referral %s", case.case_id, current.id)
             return
+        if case.status == "choosing":
+            return  # the patient is choosing among the proposed centers
         await self._route(uow, case)
 
     async def on_case_withdrawn(self, uow: UnitOfWork, case_id: UUID) -> None:
@@ -736,6 +745,10 @@ class Partners:
         case.last_decision = decision.as_record()
         case.updated_at = self.clock()
         chosen = decision.chosen
+        first_routing = not tried and case.proposal is None
+        if ready.patient_chooses and first_routing and decision.eligible_count >= 2:
+            await self._propose(uow, case, decision)
+            return
         if chosen is None or case.attempts >= self.limits.max_attempts:
             if case.attempts >= self.limits.max_attempts:
                 reason = UnroutableReason.ATTEMPTS_EXHAUSTED
@@ -762,6 +775,99 @@ class Partners:
         )
         uow.session.add(referral)
         await self._offer(uow, case, referral, chosen, docs=docs, rationale=decision.rationale)
+
+    async def _propose(self, uow: UnitOfWork, case: RoutingCase, decision: Any) -> None:
+        """The patient chooses: the best-ranked eligible centers, each with why, until when."""
+        now = self.clock()
+        proposals = [
+            ProposedCenter(
+                rank=item.rank,
+                center_code=item.code,
+                center_name=item.center.name,
+                center_country=item.center.country,
+                turnaround_days=item.center.opinion_turnaround_days,
+                price=ProposedPrice(
+                    amount=float(item.center.price.amount), currency=item.center.price.currency
+                )
+                if item.center.price.amount
+                else None,
+                why=(
+                    decision.rationale
+                    if item.rank == 1
+                    else "; ".join(r.text for r in item.reasons) or "eligible"
+                )[:1000],
+            )
+            for item in decision.eligible[: self.limits.choice_count]
+        ]
+        event = CentersProposed(
+            case_id=case.case_id, proposals=proposals, choose_by=now + self.limits.choice_window
+        )
+        case.status = "choosing"
+        case.proposal = event.model_dump(mode="json")
+        case.choose_by = event.choose_by
+        await uow.outbox.add(new_event(event))
+
+    async def on_center_chosen(self, uow: UnitOfWork, case_id: UUID, center_code: str) -> None:
+        """The patient chose: that center is offered the case (if it still may be)."""
+        case = await _case(uow, case_id)
+        if case.status != "choosing":
+            log.info(
+                "case %s is %s: the choice of %s comes too late", case_id, case.status, center_code
+            )
+            return
+        await self._offer_proposed(uow, case, center_code, chosen_by_patient=True)
+
+    async def choose_for_silent_patients(self, uow: UnitOfWork, *, limit: int = 50) -> int:
+        """Cases whose choice's deadline passed: the first-ranked center is offered the case."""
+        now = self.clock()
+        rows = await uow.session.execute(
+            select(RoutingCase.case_id)
+            .where(RoutingCase.status == "choosing", RoutingCase.choose_by <= now)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        chosen = 0
+        for (case_id,) in rows.all():
+            case = await uow.session.get(RoutingCase, case_id, populate_existing=True)
+            assert case is not None
+            assert case.proposal is not None
+            first = case.proposal["proposals"][0]["center_code"]
+            await self._offer_proposed(uow, case, first, chosen_by_patient=False)
+            chosen += 1
+        return chosen
+
+    async def _offer_proposed(
+        self, uow: UnitOfWork, case: RoutingCase, code: str, *, chosen_by_patient: bool
+    ) -> None:
+        proposal = case.proposal or {}
+        codes = [p["center_code"] for p in proposal.get("proposals", [])]
+        row = await uow.session.get(CenterRow, code)
+        if code not in codes or row is None or not row.active:
+            log.warning(
+                "case %s: %s cannot be offered the case; routing instead", case.case_id, code
+            )
+            await self._route(uow, case)  # not `choosing` any more once it offers or gives up
+            return
+        center = self._center(row)
+        case.choose_by = None
+        case.attempts += 1
+        why = (
+            f"The patient chose {center.name} among {len(codes)} proposed centers."
+            if chosen_by_patient
+            else f"The patient did not choose by the deadline: the first-ranked center, "
+            f"{center.name}, is offered the case."
+        )
+        referral = Referral(
+            id=uuid4(),
+            case_id=case.case_id,
+            center_code=code,
+            attempt=case.attempts,
+            status="offered",
+            answer_due_at=self.clock(),
+            decision={**(case.last_decision or {}), "chosen": code, "rationale": why},
+        )
+        uow.session.add(referral)
+        await self._offer(uow, case, referral, center, rationale=why)
 
     async def _offer(
         self,

@@ -15,6 +15,7 @@ from .envelope import EventData
 from .information import RequestedItem, RequestedItemKind, Shipment, ShipmentMaterial
 from .intake import (
     AgeGroup,
+    CaseCenterChosen,
     CaseContactShared,
     CaseFollowUpAsked,
     CaseInformationProvided,
@@ -34,10 +35,13 @@ from .intake import (
 from .notifications import NotificationFailed, NotificationSent
 from .partners import (
     CaseUnroutable,
+    CentersProposed,
     DiagnosisVerdict,
     ExpiryReason,
     OfferedDocument,
     OpinionOutcome,
+    Price,
+    ProposedCenter,
     ReferralAccepted,
     ReferralDeclined,
     ReferralExpired,
@@ -255,6 +259,30 @@ EXAMPLES: dict[type[EventData], Callable[[], EventData]] = {
         written_answer=True,
         expected_opinion_at=datetime(2026, 4, 4, 12, 0, tzinfo=KYIV),
     ),
+    CentersProposed: lambda: CentersProposed(
+        case_id=CASE,
+        proposals=[
+            ProposedCenter(
+                rank=1,
+                center_code="charite-berlin",
+                center_name="Charité Comprehensive Cancer Center",
+                center_country="DE",
+                turnaround_days=7,
+                price=Price(amount=900, currency="EUR"),
+                why="Breast cancer board; reads English and German; opinion in 7 days.",
+            ),
+            ProposedCenter(
+                rank=2,
+                center_code="nio-warszawa",
+                center_name="National Institute of Oncology, Warsaw",
+                center_country="PL",
+                turnaround_days=10,
+                why="Ranked 2 of 2: opinion in 10 days, the first center's in 7.",
+            ),
+        ],
+        choose_by=NOW + timedelta(days=3),
+    ),
+    CaseCenterChosen: lambda: CaseCenterChosen(case_id=CASE, center_code="nio-warszawa"),
     CaseFollowUpAsked: lambda: CaseFollowUpAsked(
         case_id=CASE,
         question_id=QUESTION,

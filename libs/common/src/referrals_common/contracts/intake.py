@@ -160,6 +160,7 @@ class CaseStatus(StrEnum):
     REFERRED = "referred"  # requested
     ACCEPTED = "accepted"  # accepted / in-progress
     INFORMATION_REQUESTED = "information_requested"  # on-hold, businessStatus information-requested
+    CHOOSING_CENTER = "choosing_center"  # on-hold, businessStatus awaiting-patient-choice
     OPINION_DELIVERED = "opinion_delivered"  # completed
     UNROUTABLE = "unroutable"  # failed
     WITHDRAWN = "withdrawn"  # cancelled
@@ -181,6 +182,7 @@ class StatusChangeReason(StrEnum):
     INFO_REQUESTED = "info_requested"
     INFORMATION_PROVIDED = "information_provided"
     INFORMATION_NOT_PROVIDED = "information_not_provided"
+    CENTERS_PROPOSED = "centers_proposed"
     OPINION_DELIVERED = "opinion_delivered"
     NO_ELIGIBLE_CENTER = "no_eligible_center"
     PATIENT_WITHDREW = "patient_withdrew"
@@ -414,6 +416,13 @@ class CaseReadyForReferral(EventData):
         "gave them; null when none was given. For the accepting center only (partners shows it "
         "through its API, never on a center's topic)",
     )
+    patient_chooses: bool = Field(
+        default=False,
+        description="The patient asked to choose the center: when several are eligible, "
+        "partners proposes the best few (`case.centers_proposed`) instead of offering the case, "
+        "and offers it to the one chosen (`case.center_chosen`), or to the first after the "
+        "choice's deadline",
+    )
 
     @model_validator(mode="after")
     def _cross_border_consent(self) -> CaseReadyForReferral:
@@ -494,6 +503,22 @@ class CaseInformationProvided(EventData):
         return self
 
 
+class CaseCenterChosen(EventData):
+    """The patient chose one of the centers partners proposed.
+
+    Emitted once, while the case is `choosing_center` and before the choice's deadline; partners
+    offers the case to that center (and after a decline or an expiry routes on as usual).
+    """
+
+    event_type: ClassVar[str] = "referrals.case.center_chosen.v1"
+    topic: ClassVar[str] = topics.CASES
+    source: ClassVar[str] = SOURCE
+
+    center_code: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")] = Field(
+        max_length=63, description="The chosen center, one of `case.centers_proposed`'s"
+    )
+
+
 class CaseFollowUpAsked(EventData):
     """After the opinion, the patient asked the center that gave it a follow-up question.
 
@@ -537,6 +562,7 @@ class CaseWithdrawn(EventData):
 
 __all__ = [
     "AgeGroup",
+    "CaseCenterChosen",
     "CaseContactShared",
     "CaseFollowUpAsked",
     "CaseInformationProvided",

@@ -42,6 +42,8 @@ class NotificationTrigger(StrEnum):
     """The center confirmed receiving the material the patient sent."""
     OPINION_DELIVERED = "opinion_delivered"
     FOLLOW_UP_ANSWERED = "follow_up_answered"
+    CENTERS_PROPOSED = "centers_proposed"
+    """The patient asked to choose: the centers to choose from, and by when."""
     """The center answered the patient's follow-up question on its opinion."""
     CASE_UNROUTABLE = "case_unroutable"
     CASE_WITHDRAWN = "case_withdrawn"

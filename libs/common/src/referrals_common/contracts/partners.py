@@ -407,6 +407,48 @@ class ReferralFollowUpAnswered(EventData):
     answered_at: AwareDatetime = Field(description="When the center answered")
 
 
+class Price(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    amount: float = Field(ge=0, description="The center's published price of a second opinion")
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")
+
+
+class ProposedCenter(BaseModel):
+    """One center the patient may choose, as routing ranked it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rank: PositiveInt = Field(description="1 for the center routing would choose")
+    center_code: CenterCode
+    center_name: str = Field(max_length=200, description="The center's name, in English")
+    center_country: CountryCode
+    turnaround_days: PositiveInt = Field(description="Usual days from acceptance to opinion")
+    price: Price | None = Field(default=None, description="Its price, where it publishes one")
+    why: str = Field(
+        max_length=1000, description="Why it is proposed, or why it ranks below the first"
+    )
+
+
+class CentersProposed(EventData):
+    """The patient asked to choose: partners proposes the best-ranked eligible centers.
+
+    Emitted once per case that asked to choose (`case.ready_for_referral.patient_chooses`) when
+    at least two centers are eligible at its first routing. Intake shows the choice to the
+    patient; `case.center_chosen` answers it; without an answer by `choose_by`, the case is
+    offered to the first-ranked center.
+    """
+
+    event_type: ClassVar[str] = "referrals.case.centers_proposed.v1"
+    topic: ClassVar[str] = topics.ROUTING
+    source: ClassVar[str] = SOURCE
+
+    proposals: list[ProposedCenter] = Field(
+        min_length=2, max_length=10, description="The centers, best first"
+    )
+    choose_by: AwareDatetime = Field(description="Without a choice by then, the first is used")
+
+
 class CaseUnroutable(EventData):
     """No center will give an opinion on the case: routing gave up.
 
@@ -569,11 +611,14 @@ __all__ = [
     "PARTNER_INBOX_TOPIC_TEMPLATE",
     "CaseUnroutable",
     "CenterCode",
+    "CentersProposed",
     "DeclineReason",
     "DiagnosisVerdict",
     "ExpiryReason",
     "OfferedDocument",
     "OpinionOutcome",
+    "Price",
+    "ProposedCenter",
     "ReferralAccepted",
     "ReferralDeclined",
     "ReferralExpired",

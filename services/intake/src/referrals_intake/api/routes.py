@@ -43,6 +43,7 @@ from referrals_intake.schemas import (
     CaseCreated,
     CasePublic,
     CaseUpdate,
+    CenterChoiceIn,
     ConsentIn,
     FollowUpIn,
     TimelineEntryPublic,
@@ -53,6 +54,7 @@ from referrals_intake.service import (
     AnswerInvalid,
     CaseNotEditable,
     CaseNotFound,
+    ChoiceRefused,
     ConsentVersionUnknown,
     DocumentsNotReady,
     FollowUpRefused,
@@ -120,6 +122,7 @@ async def to_public(runtime: Runtime, repo: CaseRepository, case: Case) -> CaseP
                 for d in documents
             ],
             "next_step": timeline[-1].next_step if timeline else None,
+            "center_proposal": case.center_proposal,
             "opinion_outcome": case.opinion_outcome,
             "follow_up_questions": [
                 {
@@ -603,6 +606,70 @@ async def answer_request(
             ],
         ) from None
     repo.audit(access.actor, "answer_request", case.id)
+    public = await to_public(runtime, repo, case)
+    await uow.commit()
+    return public
+
+
+@router.post(
+    "/cases/{case_id}/center-choice",
+    response_model=CasePublic,
+    responses=CASE_ERRORS,
+    summary="Choose one of the proposed cancer centers",
+)
+async def choose_center(
+    body: CenterChoiceIn,
+    access: CaseAccessDep,
+    runtime: RuntimeDep,
+    uow: UowDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> CasePublic:
+    """While the case is `choosing_center` and before `center_proposal.choose_by`: partners
+    offers the case to that center. Refused with nothing changed: 409 `choice-closed` (not
+    choosing, or too late: the first-ranked center was offered it), 422 `center-not-proposed`."""
+    repo = CaseRepository(uow.session)
+    operation = f"choose_center:{access.case_id}"
+    replayed = await claim_or_replay(
+        uow,
+        access.client_id,
+        operation,
+        idempotency_key,
+        request_hash(operation, body.center_code),
+        access.case_id,
+    )
+    if replayed is not None:
+        response.headers["Idempotent-Replayed"] = "true"
+        return await to_public(runtime, repo, await load(repo, replayed))
+    try:
+        case = await runtime.intake.choose_center(uow, access.case_id, body.center_code)
+    except CaseNotFound:
+        raise NotFound(f"There is no case {access.case_id}.") from None
+    except ChoiceRefused as exc:
+        if exc.reason == "unknown":
+            raise Unprocessable(
+                str(exc),
+                type_slug="center-not-proposed",
+                title="That center was not proposed",
+                errors=[
+                    FieldError(
+                        pointer="/center_code",
+                        location="body",
+                        code="not_proposed",
+                        message=str(exc),
+                    )
+                ],
+            ) from None
+        raise await refused(
+            runtime,
+            access.actor,
+            "choose_center",
+            access.case_id,
+            ProblemError(
+                str(exc), status=409, title="The choice is closed", type_slug="choice-closed"
+            ),
+        ) from None
+    repo.audit(access.actor, "choose_center", case.id)
     public = await to_public(runtime, repo, case)
     await uow.commit()
     return public
