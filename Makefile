@@ -21,7 +21,7 @@ $(CURDIR)/.tools/bin/uv:
 	python3 -m venv .tools
 	.tools/bin/pip install --disable-pip-version-check --progress-bar on uv==$(UV_VERSION)
 
-.venv/.synced: uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml deploy/local/pyproject.toml) | $(UV)
+.venv/.synced: uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml deploy/local/pyproject.toml frontend/pyproject.toml) | $(UV)
 	$(UV) sync --frozen
 	@touch $@
 

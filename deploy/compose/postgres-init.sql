@@ -12,4 +12,7 @@ create role partners login password :'partners_password';
 create database partners owner partners;
 create role notifications login password :'notifications_password';
 create database notifications owner notifications;
-revoke all on database intake, records, translation, partners, notifications from public;
+-- The patient's web app (frontend/): its sessions and one-time codes, nothing of the services'.
+create role web login password :'web_password';
+create database web owner web;
+revoke all on database intake, records, translation, partners, notifications, web from public;

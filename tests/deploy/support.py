@@ -30,6 +30,12 @@ JOBS: dict[str, frozenset[str]] = {
     for service in SERVICES
 }
 API_PORTS = {"intake": 8001, "records": 8002, "partners": 8004}
+# The patient's web app (frontend/): one image (frontend/Dockerfile) for its two commands, a
+# database of its own, the public APIs as its only way into the platform.
+WEB = "web"
+WEB_PORT = 8010
+WEB_COMMANDS = frozenset({"serve", "migrate"})
+WEB_DOCKERFILE = REPO / "frontend" / "Dockerfile"
 METRICS_PORT = 9100
 ANY_ADDRESS = "0.0.0.0"  # noqa: S104 - containers listen on every interface of their own
 TMP = "/tmp"  # noqa: S108 - the one writable directory of a read-only container
@@ -37,7 +43,7 @@ TMP = "/tmp"  # noqa: S108 - the one writable directory of a read-only container
 
 @cache
 def cli_commands(service: str) -> frozenset[str]:
-    """The commands `referrals-<service>` really has (its Typer app)."""
+    """The commands `referrals-<service>` (or `referrals-web`) really has (its Typer app)."""
     module = importlib.import_module(f"referrals_{service}.cli")
     group = typer.main.get_command(module.app)
     return frozenset(group.commands)  # type: ignore[attr-defined]

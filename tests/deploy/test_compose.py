@@ -31,6 +31,9 @@ from tests.deploy.support import (
     ROLES,
     SERVICES,
     TMP,
+    WEB,
+    WEB_COMMANDS,
+    WEB_PORT,
     cli_commands,
     interpolate,
     is_pinned,
@@ -296,7 +299,7 @@ def test_postgres_creates_each_services_database_and_role(
     sql = (REPO / "deploy/compose/postgres-init.sql").read_text()
     script = (REPO / "deploy/compose/postgres-init.sh").read_text()
     postgres_env = services["postgres"]["environment"]
-    for service in SERVICES:
+    for service in (*SERVICES, WEB):
         assert f"create role {service} login password :'{service}_password';" in sql
         assert f"create database {service} owner {service};" in sql
         assert f'-v {service}_password="${{{service.upper()}_DB_PASSWORD:?}}"' in script
@@ -308,6 +311,9 @@ def test_postgres_creates_each_services_database_and_role(
                     services[name]["environment"][f"REFERRALS_{service.upper()}_POSTGRES__DSN"]
                 )
                 assert dsn.startswith(f"postgresql://{service}:{password}@"), name
+    revoked = next(line for line in sql.splitlines() if line.startswith("revoke all on database"))
+    for database in (*SERVICES, WEB):
+        assert f" {database}," in revoked or f" {database} from public" in revoked, database
     mounts = " ".join(services["postgres"]["volumes"])
     assert "./deploy/compose/postgres-init.sh:/docker-entrypoint-initdb.d/" in mounts
     assert "./deploy/compose/postgres-init.sql:/opt/referrals/postgres-init.sql" in mounts
@@ -465,3 +471,75 @@ def test_the_trace_viewer_is_bounded(services: dict[str, dict[str, Any]]) -> Non
     health = config["extensions"]["healthcheckv2"]["http"]["endpoint"]
     assert health.endswith(":13133") and ":13133/" in " ".join(jaeger["healthcheck"]["test"])
     assert "healthcheckv2" in config["service"]["extensions"]
+
+
+# ---- the patient's web app ----------------------------------------------------------------------
+
+
+def test_the_web_app_is_a_hardened_compose_service(services: dict[str, dict[str, Any]]) -> None:
+    """`web` serves the pages from frontend/Dockerfile's image after its own migration job, once
+    the three APIs and the mail sink are healthy; read-only, no capabilities, like the rest."""
+    web, migrate = services[WEB], services[f"{WEB}-migrate"]
+    for name, spec in ((WEB, web), (f"{WEB}-migrate", migrate)):
+        assert interpolate(spec["image"]).split(":")[0] == f"referrals-{WEB}", name
+        assert spec["build"] == {"context": ".", "dockerfile": "frontend/Dockerfile"}, name
+        command = _command(spec)
+        assert command[0] in WEB_COMMANDS and command[0] in cli_commands(WEB), name
+        assert spec.get("read_only") is True, name
+        assert "ALL" in (spec.get("cap_drop") or []), name
+        assert "no-new-privileges:true" in (spec.get("security_opt") or []), name
+        assert TMP in (spec.get("tmpfs") or []), name
+    assert _command(web) == ["serve", "--host", ANY_ADDRESS, "--port", str(WEB_PORT)]
+    assert _command(migrate) == ["migrate"]
+    assert migrate["restart"] == "no"
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert web["restart"] == "unless-stopped"
+    assert f"http://127.0.0.1:{WEB_PORT}/health" in " ".join(web["healthcheck"]["test"])
+    assert f"127.0.0.1:{WEB_PORT}:{WEB_PORT}" in web["ports"]
+    depends = web["depends_on"]
+    assert depends[f"{WEB}-migrate"]["condition"] == "service_completed_successfully"
+    processes = _processes(services)
+    for service in API_PORTS:
+        assert depends[processes[(service, "api")]]["condition"] == "service_healthy", service
+    assert depends["mailpit"]["condition"] == "service_healthy"
+
+
+def test_the_web_app_reaches_the_platform_through_the_public_apis_only(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its settings name the three APIs' Compose services and ports, its own database (the role
+    postgres-init makes, with the same password), Mailpit for one-time codes; it holds none of
+    the services' secrets, nor Kafka's or MinIO's; its settings class accepts the environment."""
+    from referrals_web.config import WebSettings
+
+    processes = _processes(services)
+    postgres_env = services["postgres"]["environment"]
+    password = interpolate(postgres_env["WEB_DB_PASSWORD"])
+    for name in (WEB, f"{WEB}-migrate"):
+        env = _environment_of(services, name)
+        for service, port in API_PORTS.items():
+            api = processes[(service, "api")]
+            assert env[f"REFERRALS_WEB_{service.upper()}_URL"] == f"http://{api}:{port}", name
+        assert env["REFERRALS_WEB_POSTGRES__DSN"] == (
+            f"postgresql://{WEB}:{password}@postgres:5432/{WEB}"
+        )
+        assert env["REFERRALS_WEB_SMTP__HOST"] == "mailpit"
+        assert env["REFERRALS_WEB_ENVIRONMENT"] == "development"
+        assert env["OTEL_SERVICE_NAME"] == WEB
+        foreign = [
+            k
+            for k in env
+            if k.startswith("REFERRALS_")
+            and not k.startswith("REFERRALS_WEB_")
+            and not k.startswith("REFERRALS_TELEMETRY__")
+        ]
+        assert not foreign, f"{name} needs none of the platform's settings: {foreign}"
+        for key in list(os.environ):
+            if key.startswith("REFERRALS_"):
+                monkeypatch.delenv(key)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        settings = WebSettings()
+        assert settings.intake_url == env["REFERRALS_WEB_INTAKE_URL"]
+        assert settings.postgres.dsn.get_secret_value().endswith(f"@postgres:5432/{WEB}")
+        assert settings.smtp.host == "mailpit"

@@ -1,7 +1,8 @@
-"""services/*/Dockerfile and .dockerignore: multi-stage builds from pinned images that run as a
-numeric non-root user, and a builder stage that really builds: its COPY and `uv sync` steps are
-replayed here with the repository's uv, into a temporary directory, and the resulting
-environment runs the service's command line (no Docker engine needed)."""
+"""services/*/Dockerfile, frontend/Dockerfile (the patient's web app) and .dockerignore:
+multi-stage builds from pinned images that run as a numeric non-root user, and a builder stage
+that really builds: its COPY and `uv sync` steps are replayed here with the repository's uv, into
+a temporary directory, and the resulting environment runs the image's command line (no Docker
+engine needed)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,10 @@ from tests.deploy.support import (
     REPO,
     ROLES,
     SERVICES,
+    WEB,
+    WEB_COMMANDS,
+    WEB_DOCKERFILE,
+    WEB_PORT,
     DockerIgnore,
     Stage,
     image_tag,
@@ -31,9 +36,20 @@ from tests.deploy.support import (
 
 pytestmark = pytest.mark.deploy
 
+IMAGES = (*SERVICES, WEB)
+"""Every image the repository builds: one per service, and the web app's."""
+
+
+def _dockerfile(image: str) -> Path:
+    return WEB_DOCKERFILE if image == WEB else REPO / "services" / image / "Dockerfile"
+
+
+def _commands(image: str) -> frozenset[str]:
+    return WEB_COMMANDS if image == WEB else ROLES[image] | JOBS[image]
+
 
 def _stages(service: str) -> list[Stage]:
-    return parse_dockerfile((REPO / "services" / service / "Dockerfile").read_text())
+    return parse_dockerfile(_dockerfile(service).read_text())
 
 
 def _final(service: str) -> Stage:
@@ -50,7 +66,7 @@ def _dockerignore() -> DockerIgnore:
     return DockerIgnore((REPO / ".dockerignore").read_text())
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", IMAGES)
 def test_multi_stage_from_pinned_images(service: str) -> None:
     stages = _stages(service)
     assert len(stages) >= 2, "a builder stage and a runtime stage"
@@ -79,7 +95,7 @@ def test_multi_stage_from_pinned_images(service: str) -> None:
     assert uv_copies, "uv's binary comes from a pinned image"
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", IMAGES)
 def test_runtime_runs_as_a_numeric_non_root_user(service: str) -> None:
     final = _final(service)
     users = final.all("USER")
@@ -119,6 +135,42 @@ def test_runtime_has_a_healthcheck_and_runs_the_service(service: str) -> None:
         ]  # fmt: skip
 
 
+def test_web_runtime_serves_the_app_with_the_pinned_htmx() -> None:
+    """The web app's image: `referrals-web serve` on its port, probed on /health, and htmx from
+    the same locked npm set the local stack uses (deploy/local/node/web), never a CDN."""
+    stages = _stages(WEB)
+    final = stages[-1]
+    (health,) = final.all("HEALTHCHECK")
+    env = " ".join(i.arguments for i in final.all("ENV"))
+    assert f"HEALTHCHECK_URL=http://127.0.0.1:{WEB_PORT}/health" in env
+    assert "HEALTHCHECK_URL" in health.arguments
+    (entrypoint,) = final.all("ENTRYPOINT")
+    assert _json_or_shell(entrypoint.arguments)[-1] == f"referrals-{WEB}"
+    (command,) = final.all("CMD")
+    assert _json_or_shell(command.arguments) == [
+        "serve", "--host", ANY_ADDRESS, "--port", str(WEB_PORT)
+    ]  # fmt: skip
+    assert str(WEB_PORT) in " ".join(i.arguments for i in final.all("EXPOSE")).split()
+    vendor = next(s for s in stages if any("npm ci" in i.arguments for i in s.all("RUN")))
+    assert vendor.name and is_pinned(vendor.image) and vendor.image.startswith("node:")
+    copied = " ".join(i.arguments for i in vendor.all("COPY")).split()
+    assert {
+        "deploy/local/node/web/package.json",
+        "deploy/local/node/web/package-lock.json",
+    } <= set(copied), "the image's htmx is the locked one `make up` serves"
+    (npm,) = [i.words() for i in vendor.all("RUN") if "npm ci" in i.arguments]
+    assert "--ignore-scripts" in npm
+    vendor_dir = next(
+        w.split("=", 1)[1] for w in env.split() if w.startswith("REFERRALS_WEB_VENDOR_DIR=")
+    )
+    htmx = [
+        i.words()
+        for i in final.all("COPY")
+        if f"--from={vendor.name}" in i.arguments and "htmx.min.js" in i.arguments
+    ]
+    assert htmx and htmx[0][-1] == f"{vendor_dir}/htmx.min.js", htmx
+
+
 def test_translation_has_tesseract_with_every_language_pack() -> None:
     from devstack.install import OCR_LANGUAGES
 
@@ -131,7 +183,7 @@ def test_translation_has_tesseract_with_every_language_pack() -> None:
     assert "/var/lib/apt/lists/*" in runs
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", IMAGES)
 def test_builder_syncs_the_locked_service_only(service: str) -> None:
     syncs = [
         shlex.split(i.arguments.split("uv sync", 1)[1])
@@ -159,8 +211,14 @@ def test_dockerignore_sends_what_the_builds_need_and_nothing_else() -> None:
         ]
     needed += [
         str(p.relative_to(REPO))
-        for p in (REPO / "libs/common/src").rglob("*")
+        for tree in ("libs/common/src", "frontend/src")
+        for p in (REPO / tree).rglob("*")
         if p.is_file() and "__pycache__" not in p.parts
+    ]
+    needed += [
+        "frontend/pyproject.toml",
+        "deploy/local/node/web/package.json",
+        "deploy/local/node/web/package-lock.json",
     ]
     left_out = [path for path in needed if not ignore.included(path)]
     assert not left_out, f".dockerignore leaves out files the images need: {left_out[:5]}"
@@ -172,6 +230,9 @@ def test_dockerignore_sends_what_the_builds_need_and_nothing_else() -> None:
         "bench/results/intake.json",
         "services/intake/src/referrals_intake/__pycache__/cli.cpython-311.pyc",
         "deploy/local/src/devstack/stack.py",
+        "deploy/local/node/asyncapi/package.json",
+        "tests/browser/conftest.py",
+        "docs/screenshots/start-phone-uk.png",
     ):
         assert not ignore.included(path), f"{path} must not reach the build context"
 
@@ -204,7 +265,7 @@ def _copy_into_context(stage: Stage, context: Path, ignore: DockerIgnore) -> Non
                 shutil.copyfile(path, context / target)
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", IMAGES)
 def test_builder_stage_builds_the_service(service: str, tmp_path: Path) -> None:
     """Replay the builder: its COPYs (through .dockerignore) and its `uv sync` commands, with
     the repository's uv and this Python, then run the console script it installed."""
@@ -239,7 +300,7 @@ def test_builder_stage_builds_the_service(service: str, tmp_path: Path) -> None:
     script = venv / "bin" / f"referrals-{service}"
     done = subprocess.run([script, "--help"], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
-    for role in ROLES[service] | JOBS[service]:
+    for role in _commands(service):
         assert role in done.stdout, f"referrals-{service} --help does not list {role}"
     # installed as wheels: nothing in the environment points back into the source tree
     site = next((venv / "lib").glob("python3*/site-packages"))

@@ -22,6 +22,9 @@ from tests.deploy.support import (
     ROLES,
     SERVICES,
     TMP,
+    WEB,
+    WEB_COMMANDS,
+    WEB_PORT,
     cli_commands,
     is_pinned,
     platform_topics,
@@ -565,3 +568,110 @@ def test_minio_users_script_makes_the_local_stacks_policies() -> None:
     kustomization = yaml.safe_load((BASE / "kustomization.yaml").read_text())
     generated = {g["name"]: g["files"] for g in kustomization["configMapGenerator"]}
     assert generated["minio-users"] == ["minio-users.sh"]
+
+
+# ---- the patient's web app ------------------------------------------------------------------
+
+
+def test_the_web_app_is_deployed_probed_and_scaled(resources: list[dict[str, Any]]) -> None:
+    """Deployment `web` (`referrals-web serve`, probed on /health), its Service, autoscaler and
+    disruption budget, the migration Job, and a network policy that lets traffic reach its port."""
+    deployment = _by_kind(resources, "Deployment")[WEB]
+    job = _by_kind(resources, "Job")[f"{WEB}-migrate"]
+    for doc in (deployment, job):
+        (container,) = doc["spec"]["template"]["spec"]["containers"]
+        assert container["image"].split(":")[0] == f"referrals-{WEB}"
+        assert "command" not in container, "the image's entrypoint is the web app's CLI"
+        assert container["args"][0] in WEB_COMMANDS & cli_commands(WEB)
+        assert doc["metadata"]["labels"]["app.kubernetes.io/name"] == WEB
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["migrate"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["serve", "--host", ANY_ADDRESS, "--port", str(WEB_PORT)]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        get = container[probe]["httpGet"]
+        assert get["path"] == "/health", probe
+        assert ports.get(get["port"], get["port"]) == WEB_PORT, probe
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    service = _by_kind(resources, "Service")[WEB]
+    assert all(labels.get(k) == v for k, v in service["spec"]["selector"].items())
+    assert [p["port"] for p in service["spec"]["ports"]] == [WEB_PORT]
+    hpa = _by_kind(resources, "HorizontalPodAutoscaler")[WEB]
+    assert hpa["spec"]["scaleTargetRef"]["name"] == WEB
+    assert 2 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+    assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
+    budget = _by_kind(resources, "PodDisruptionBudget")[WEB]["spec"]["selector"]["matchLabels"]
+    assert all(labels.get(k) == v for k, v in budget.items())
+    admitted = [
+        policy
+        for policy in _by_kind(resources, "NetworkPolicy").values()
+        if all(
+            labels.get(k) == v
+            for k, v in policy["spec"]["podSelector"].get("matchLabels", {}).items()
+        )
+        and any(
+            port.get("port") == WEB_PORT
+            for rule in policy["spec"].get("ingress", [])
+            for port in rule.get("ports", [])
+        )
+    ]
+    assert admitted, f"no NetworkPolicy admits traffic to the web app's port {WEB_PORT}"
+
+
+def test_the_web_app_calls_the_apis_services_in_the_namespace(
+    resources: list[dict[str, Any]],
+) -> None:
+    config = _by_kind(resources, "ConfigMap")["referrals-config"]["data"]
+    services = _by_kind(resources, "Service")
+    for service, port in API_PORTS.items():
+        url = config[f"REFERRALS_WEB_{service.upper()}_URL"]
+        assert url == f"http://{service}-api:{port}", url
+        assert [p["port"] for p in services[f"{service}-api"]["spec"]["ports"]] == [port]
+    assert config["REFERRALS_WEB_PUBLIC_BASE_URL"].startswith("https://")
+
+
+def test_the_web_app_starts_in_production_with_real_secrets_and_not_with_the_templates(
+    resources: list[dict[str, Any]],
+    secret_templates: dict[str, dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The ConfigMap and Secret web-secrets give the web app what its settings demand in
+    production, and nothing of the services' secrets; the template's placeholders are refused."""
+    from pydantic import ValidationError
+
+    from referrals_web.config import WebSettings
+
+    configmaps = _by_kind(resources, "ConfigMap")
+    template = secret_templates[f"{WEB}-secrets"]["stringData"]
+    real = {(f"{WEB}-secrets", key): f"v{os.urandom(12).hex()}" for key in template}
+    real[(f"{WEB}-secrets", "postgres-dsn")] = (
+        f"postgresql://{WEB}:{os.urandom(8).hex()}@db.internal:5432/{WEB}"
+    )
+    placeholders = {(f"{WEB}-secrets", key): value for key, value in template.items()}
+    for doc in (
+        _by_kind(resources, "Deployment")[WEB],
+        _by_kind(resources, "Job")[f"{WEB}-migrate"],
+    ):
+        (container,) = doc["spec"]["template"]["spec"]["containers"]
+        names = {
+            e["valueFrom"]["secretKeyRef"]["name"]
+            for e in container.get("env", [])
+            if "secretKeyRef" in e.get("valueFrom", {})
+        }
+        assert names == {f"{WEB}-secrets"}, f"{doc['metadata']['name']} reads {names}"
+        for secrets, accepted in ((real, True), (placeholders, False)):
+            for key in list(os.environ):
+                if key.startswith(("REFERRALS_", "PGSSL")):
+                    monkeypatch.delenv(key)
+            for key, value in _container_env(container, configmaps, secrets).items():
+                monkeypatch.setenv(key, value)
+            if accepted:
+                settings = WebSettings()
+                assert settings.environment == "production"
+                dsn = settings.postgres.dsn.get_secret_value()
+                assert dsn == real[(f"{WEB}-secrets", "postgres-dsn")]
+                assert settings.intake_url == f"http://intake-api:{API_PORTS['intake']}"
+            else:
+                with pytest.raises(ValidationError, match="placeholder"):
+                    WebSettings()

@@ -64,3 +64,60 @@ def test_no_port_is_handed_out_twice_before_its_server_binds_it():
     ports = [free_port() for _ in range(500)]
     assert len(set(ports)) == len(ports)
     assert free_port(preferred=ports[0]) != ports[0]
+
+
+def test_the_web_app_gets_its_own_settings_and_none_of_the_services(tmp_path):
+    """The patient's web app reads REFERRALS_WEB_* only: the public APIs, the front end's key,
+    its own database, the mail sink, htmx; no service's secret reaches its process."""
+    from devstack.platform import platform_secrets, web_environment
+    from devstack.stack import DATABASES, SERVICES, StackInfo
+
+    assert (*SERVICES, "web") == DATABASES
+    stack = StackInfo(
+        root=str(tmp_path),
+        kafka_bootstrap="127.0.0.1:1",
+        s3_endpoint="127.0.0.1:2",
+        s3_console="127.0.0.1:3",
+        s3_access_key="root",
+        s3_secret_key="root-secret",
+        postgres_dsn="postgresql://postgres:pw@127.0.0.1:4/postgres",
+        smtp="127.0.0.1:2525",
+        database_dsns={name: f"postgresql://{name}:pw@127.0.0.1:4/{name}" for name in DATABASES},
+    )
+    secrets = platform_secrets(tmp_path)
+    apis = {
+        s: f"http://127.0.0.1:{800 + i}" for i, s in enumerate(("intake", "records", "partners"))
+    }
+    env = web_environment(
+        stack, secrets, apis, "http://127.0.0.1:8010", "rfk_x", tmp_path / "dist", ""
+    )
+    assert env["REFERRALS_WEB_INTAKE_URL"] == apis["intake"]
+    assert env["REFERRALS_WEB_RECORDS_URL"] == apis["records"]
+    assert env["REFERRALS_WEB_PARTNERS_URL"] == apis["partners"]
+    assert env["REFERRALS_WEB_FRONT_END_API_KEY"] == "rfk_x"
+    assert env["REFERRALS_WEB_POSTGRES__DSN"] == stack.database_dsns["web"]
+    assert (env["REFERRALS_WEB_SMTP__HOST"], env["REFERRALS_WEB_SMTP__PORT"]) == (
+        "127.0.0.1",
+        "2525",
+    )
+    assert env["REFERRALS_WEB_VENDOR_DIR"] == str(tmp_path / "dist")
+    assert env["REFERRALS_WEB_SESSION_SECRET"] == secrets["web_session_secret"]
+    assert env["REFERRALS_WEB_ENVIRONMENT"] == "development"
+    assert env["REFERRALS_WEB_PUBLIC_BASE_URL"] == "http://127.0.0.1:8010"
+    foreign = [k for k in env if k.startswith("REFERRALS_") and not k.startswith("REFERRALS_WEB_")]
+    assert not foreign
+    others = {v for k, v in secrets.items() if k != "web_session_secret"}
+    assert not others & set(env.values())
+
+
+def test_a_stack_made_before_the_web_app_gets_its_session_secret(tmp_path):
+    import json
+
+    from devstack.platform import platform_secrets
+
+    (tmp_path / "platform-secrets.json").write_text(json.dumps({"intake_pepper": "kept"}))
+    secrets = platform_secrets(tmp_path)
+    assert secrets["intake_pepper"] == "kept"
+    assert len(secrets["web_session_secret"]) >= 32
+    assert platform_secrets(tmp_path) == secrets
+    assert (tmp_path / "platform-secrets.json").stat().st_mode & 0o777 == 0o600

@@ -18,7 +18,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     help="Run the platform locally as plain processes: Apache Kafka (KRaft), MinIO, PostgreSQL, "
-    "a mail sink, a trace viewer and the five services.",
+    "a mail sink, a trace viewer, the five services and the patient's web app.",
 )
 console = Console()
 
@@ -42,15 +42,20 @@ def install_parts() -> None:
         f"kafka: {kafka}\nminio: {minio}\npostgres: {pg}\ntesseract: {tesseract}\n"
         f"zipkin: {zipkin}\ndocker compose (for checking docker-compose.yml): {compose}"
     )
+    uses = {"asyncapi": "for the contract tests", "web": "htmx, for the patient's web app"}
     for name, home in node_tools.items():
-        console.print(f"npm tools {name} (for the contract tests): {home}")
+        console.print(f"npm tools {name} ({uses.get(name, 'pinned')}): {home}")
 
 
 @app.command()
 def up(
     root: RootOpt = None,
     services: Annotated[
-        bool, typer.Option(help="start the five services (--no-services: only the infrastructure)")
+        bool,
+        typer.Option(
+            help="start the five services and the patient's web app "
+            "(--no-services: only the infrastructure)"
+        ),
     ] = True,
 ) -> None:
     """Start the platform (installing parts on first use) and print where everything is."""
@@ -60,12 +65,13 @@ def up(
     if (
         current
         and all(current.alive().values())
-        and (not services or (running and all(running.alive().values())))
+        and (not services or (running and running.web and all(running.alive().values())))
     ):
         console.print("[yellow]the platform is already running[/]")
         _print(current, running)
+        _print_web(running)
         return
-    if running:  # a service died: restart them all on the same data
+    if running:  # a process died (or the web app is missing): restart them all on the same data
         platform_mod.stop(running)
         (where / platform_mod.STATE_FILE).unlink(missing_ok=True)
         running = None
@@ -88,6 +94,7 @@ def up(
             f"\nenvironment of the services: [bold]{where / 'platform.env'}[/]; "
             f"sample keys: [bold]{running.keys_file}[/]"
         )
+        _print_web(running)
         console.print("Next: [bold]make demo[/] walks one case through the whole journey.")
     else:
         console.print(f"\nenvironment for the services: [bold]source {env_file}[/]")
@@ -180,6 +187,11 @@ def env(root: RootOpt = None) -> None:
         print(f"export {key}={value}")
 
 
+def _print_web(running: platform_mod.PlatformInfo | None) -> None:
+    if running is not None and running.web:
+        console.print(f"Open [bold]{running.web}/[/] for the patient's pages.", highlight=False)
+
+
 def _rss_mib(pid: int) -> float:
     try:
         root = psutil.Process(pid)
@@ -220,6 +232,8 @@ def _print(
             service = name.split("-", 1)[0]
             if name == "zipkin":
                 where = f"traces {running.trace_viewer}/zipkin/"
+            elif name == platform_mod.WEB:
+                where = f"{running.web}/  the patient's pages"
             elif name.endswith("-api"):
                 where = f"{running.apis[service]}  docs {running.apis[service]}/docs"
             else:

@@ -1,4 +1,5 @@
-"""The five services on top of the local stack, every role its own process, and a trace viewer.
+"""The five services on top of the local stack, every role its own process, the patient's web
+app and a trace viewer.
 
 `start(stack, ...)` runs, in order:
 
@@ -8,7 +9,11 @@
    per stack: the keys are kept in `<root>/keys.json` (mode 600);
 4. every role of every service as its own process (`python -m referrals_<service>.cli <role>`):
    API, consumer and outbox relay, partners' scheduler and notifications' sender;
-5. waits until each API answers `/health` and each other process serves its metrics.
+5. the patient's web app (frontend/, `python -m referrals_web`): its migrations, then its server,
+   talking to the public APIs with the front end's key, its one-time codes going to the mail sink,
+   and htmx from the npm tool set deploy/local/node/web;
+6. waits until each API and the web app answer `/health` and each other process serves its
+   metrics.
 
 Secrets (case-token signing key, field keys, notifications' key pair, key peppers) are made once
 per stack in `<root>/platform-secrets.json` (mode 600). Every process exports its spans to the
@@ -40,7 +45,7 @@ from devstack.process import (
     stop_group,
     wait_until,
 )
-from devstack.stack import StackInfo
+from devstack.stack import Secrets, StackInfo, provision_databases
 from referrals_common.contracts import topics
 from referrals_common.messaging.kafka import ensure_topics
 
@@ -52,6 +57,11 @@ ROLES: dict[str, tuple[str, ...]] = {
     "notifications": ("consumer", "sender", "relay"),
 }
 DEV_API_PORTS = {"intake": 8001, "records": 8002, "partners": 8004}
+WEB = "web"
+"""The patient's web app: its process name, its database (`devstack.stack.DATABASES`) and its npm
+tool set (deploy/local/node/web: htmx)."""
+DEV_WEB_PORT = 8010
+WEB_ENV_FILE = "web-env.json"
 DEV_ZIPKIN_PORT = 9411
 DEV_METRICS_BASE = 9460
 STATE_FILE = "platform.json"
@@ -73,6 +83,8 @@ class PlatformInfo:
     """service → base URL of its HTTP API."""
     trace_viewer: str = ""
     """Base URL of the Zipkin UI and API, or empty when started without one."""
+    web: str = ""
+    """Base URL of the patient's web app (process `web`), or empty when started without it."""
     pids: dict[str, int] = field(default_factory=dict)
     """`<service>-<role>` (and `zipkin`) → pid."""
     logs: dict[str, str] = field(default_factory=dict)
@@ -82,7 +94,8 @@ class PlatformInfo:
     started_at: float = 0.0
     commands: dict[str, dict[str, object]] = field(default_factory=dict)
     """`<service>-<role>` → {"argv": [...], "env": {variables of that process only}}: what
-    `restart` runs again (the shared environment is in `platform-env.json`, mode 600)."""
+    `restart` runs again (the shared environment is in `platform-env.json`, mode 600; the web
+    app's own, all of it, in `web-env.json`, mode 600)."""
 
     def save(self) -> Path:
         path = Path(self.root) / STATE_FILE
@@ -111,6 +124,8 @@ class PlatformInfo:
         process's metrics."""
         if name == "zipkin":
             return f"{self.trace_viewer}/health"
+        if name == WEB:
+            return f"{self.web}/health"
         service = name.split("-", 1)[0]
         if name.endswith("-api") and service in self.apis:
             return f"{self.apis[service]}/health"
@@ -127,7 +142,11 @@ class PlatformInfo:
             url = self.probe_url(name)
             if not url:
                 return "up"
-            works = zipkin_healthy(self.trace_viewer) if name == "zipkin" else _http_ok(url)
+            works = (
+                zipkin_healthy(self.trace_viewer)
+                if name == "zipkin"
+                else _http_ok(url, expect_json=name != WEB)
+            )
             return "up" if works else "unhealthy"
 
         with ThreadPoolExecutor(max_workers=8) as pool:
@@ -138,12 +157,18 @@ class PlatformInfo:
 
 
 def platform_secrets(root: Path) -> dict[str, str]:
-    """The services' own secrets, made once per stack and kept private to its user."""
-    path = root / "platform-secrets.json"
-    if path.exists():
-        return json.loads(path.read_text())
+    """The services' own secrets (and the web app's session key), made once per stack and kept
+    private to its user; a stack made before the web app existed gets its key added."""
     import secrets
 
+    path = root / "platform-secrets.json"
+    if path.exists():
+        kept: dict[str, str] = json.loads(path.read_text())
+        if "web_session_secret" not in kept:
+            kept["web_session_secret"] = secrets.token_urlsafe(32)
+            path.write_text(json.dumps(kept))
+            path.chmod(0o600)
+        return kept
     from referrals_common.auth.case_tokens import generate_private_key_pem
     from referrals_common.crypto import FieldCipher, SealedBox
 
@@ -157,6 +182,7 @@ def platform_secrets(root: Path) -> dict[str, str]:
         "intake_pepper": secrets.token_urlsafe(24),
         "records_pepper": secrets.token_urlsafe(24),
         "partners_pepper": secrets.token_urlsafe(24),
+        "web_session_secret": secrets.token_urlsafe(32),
     }
     path.write_text(json.dumps(made))
     path.chmod(0o600)
@@ -193,6 +219,47 @@ def environment(
     if zipkin:
         env |= trace_environment(zipkin)
     return env
+
+
+def web_environment(
+    stack: StackInfo,
+    secrets: dict[str, str],
+    apis: dict[str, str],
+    web: str,
+    front_end_key: str,
+    vendor_dir: Path,
+    zipkin: str,
+) -> dict[str, str]:
+    """Every variable the patient's web app reads (`REFERRALS_WEB_*`), and nothing of the
+    services': it reaches the platform only through the public APIs, as a front end, with the
+    front end's API key (`keys.json`); its one-time codes go to the mail sink."""
+    smtp_host, smtp_port = stack.smtp.rsplit(":", 1) if stack.smtp else ("127.0.0.1", "25")
+    env = {
+        "REFERRALS_WEB_ENVIRONMENT": "development",
+        "REFERRALS_WEB_INTAKE_URL": apis["intake"],
+        "REFERRALS_WEB_RECORDS_URL": apis["records"],
+        "REFERRALS_WEB_PARTNERS_URL": apis["partners"],
+        "REFERRALS_WEB_FRONT_END_API_KEY": front_end_key,
+        "REFERRALS_WEB_POSTGRES__DSN": stack.database_dsns[WEB],
+        "REFERRALS_WEB_SMTP__HOST": smtp_host,
+        "REFERRALS_WEB_SMTP__PORT": smtp_port,
+        "REFERRALS_WEB_VENDOR_DIR": str(vendor_dir),
+        "REFERRALS_WEB_SESSION_SECRET": secrets["web_session_secret"],
+        "REFERRALS_WEB_PUBLIC_BASE_URL": web,
+        "OTEL_SERVICE_NAME": WEB,
+        "OTEL_RESOURCE_ATTRIBUTES": f"referrals.role={WEB}",
+        "PYTHONUNBUFFERED": "1",
+    }
+    return env | trace_environment(zipkin)
+
+
+def ensure_web_vendor(console: Console) -> Path:
+    """The directory the web app serves htmx from: `htmx.min.js` of the pinned npm tool set
+    deploy/local/node/web, installed with `npm ci` on first use."""
+    vendor = install.ensure_node_tool(console, WEB) / "node_modules" / "htmx.org" / "dist"
+    if not (vendor / "htmx.min.js").is_file():
+        raise install.InstallError(f"`npm ci` finished but {vendor}/htmx.min.js does not exist")
+    return vendor
 
 
 def trace_environment(zipkin: str) -> dict[str, str]:
@@ -284,13 +351,15 @@ def zipkin_healthy(base: str) -> bool:
         return False
 
 
-def _http_ok(url: str) -> bool:
+def _http_ok(url: str, *, expect_json: bool = True) -> bool:
     """Whether `url` answers 2xx; an API's `/health` must also answer JSON, as a metrics
-    server that took the API's port answers every path with Prometheus text."""
+    server that took the API's port answers every path with Prometheus text (the web app's,
+    `expect_json=False`, may answer any type: it shares its port with no metrics server)."""
     try:
         with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback URL
             if (
-                url.endswith("/health")
+                expect_json
+                and url.endswith("/health")
                 and response.headers.get_content_type() != "application/json"
             ):
                 return False
@@ -320,12 +389,13 @@ def start(
     *,
     prefer_dev_ports: bool = False,
     trace_viewer: bool = True,
+    web: bool = True,
     timeout: float = 120.0,
     extra_env: dict[str, str] | None = None,
 ) -> PlatformInfo:
-    """Start every service's processes on `stack` (see the module doc); stop them on failure.
-    `extra_env` adds or overrides service settings (the tests' shorter information-request
-    timings)."""
+    """Start every service's processes and the patient's web app (unless `web=False`) on
+    `stack` (see the module doc); stop them on failure. `extra_env` adds or overrides service
+    settings (the tests' shorter information-request timings)."""
     root = Path(stack.root)
     logs = root / "services"
     logs.mkdir(parents=True, exist_ok=True)
@@ -337,7 +407,15 @@ def start(
     apis = {svc: f"http://127.0.0.1:{port(p)}" for svc, p in DEV_API_PORTS.items()}
     started: list[Running] = []
     info = PlatformInfo(root=str(root), apis=apis, started_at=time.time())
+    if web:
+        if WEB not in stack.database_dsns:  # a stack started before the web app existed
+            stack.database_dsns |= asyncio.run(
+                provision_databases(stack.postgres_dsn, (WEB,), Secrets.load_or_create(root))
+            )
+            stack.save()
+        info.web = f"http://127.0.0.1:{port(DEV_WEB_PORT)}"
     try:
+        vendor = ensure_web_vendor(console) if web else None
         zipkin = ""
         if trace_viewer:
             jar = ensure_zipkin(console)
@@ -376,6 +454,26 @@ def start(
                 keys_file.write_text(out.stdout)
                 keys_file.chmod(0o600)
         info.keys_file = str(keys_file)
+        web_env: dict[str, str] = {}
+        if vendor is not None:
+            web_env = web_environment(
+                stack,
+                platform_secrets(root),
+                apis,
+                info.web,
+                str(info.keys()["front_end"]),
+                vendor,
+                zipkin,
+            )
+            (root / WEB_ENV_FILE).write_text(json.dumps(web_env))
+            (root / WEB_ENV_FILE).chmod(0o600)
+            with console.status("migrating the web app's database…"):
+                _run_all(
+                    {f"{WEB}-migrate": [sys.executable, "-m", "referrals_web", "migrate"]},
+                    web_env,
+                    logs,
+                    "migrations",
+                )
         metrics_port = DEV_METRICS_BASE
         for svc, roles in ROLES.items():
             for role in roles:
@@ -398,21 +496,31 @@ def start(
                 info.commands[name] = {"argv": argv, "env": own_env}
                 proc = spawn(argv, log=log, env={**env, **own_env})
                 started.append(Running(name, proc.pid, log))
+        if web_env:
+            # Only its own variables: the web app holds none of the services' secrets.
+            argv = [sys.executable, "-m", "referrals_web", "serve"]
+            argv += ["--host", "127.0.0.1", "--port", info.web.rsplit(":", 1)[1]]
+            log = logs / f"{WEB}.log"
+            info.commands[WEB] = {"argv": argv, "env": {}}
+            proc = spawn(argv, log=log, env=web_env)
+            started.append(Running(WEB, proc.pid, log))
         info.pids = {r.name: r.pid for r in started}
         info.logs = {r.name: str(r.log) for r in started}
         probes = {r.name: info.metrics.get(r.name) for r in started}
         probes.update({f"{svc}-api": f"{url}/health" for svc, url in apis.items()})
         if zipkin:
             probes["zipkin"] = f"{zipkin}/health"
+        if web_env:
+            probes[WEB] = f"{info.web}/health"
         with (
-            console.status("waiting for the services and the trace viewer…"),
+            console.status("waiting for the services, the web app and the trace viewer…"),
             ThreadPoolExecutor(max_workers=8) as pool,
         ):
             futures = [
                 pool.submit(
                     wait_until,
                     r.name,
-                    lambda url=probes[r.name]: _http_ok(url),
+                    lambda url=probes[r.name], name=r.name: _http_ok(url, expect_json=name != WEB),
                     pid=r.pid,
                     log=r.log,
                     timeout=timeout,
@@ -424,10 +532,10 @@ def start(
                 fut.result()
         info.started_at = time.time()  # after the last process started (see `owns`)
         info.save()
-        console.print(
-            f"[green]✓[/] {len(started) - bool(zipkin)} service processes"
-            f"{' and the trace viewer' if zipkin else ''} ready in {time.monotonic() - began:.1f} s"
-        )
+        parts = [f"{len(started) - bool(web_env) - bool(zipkin)} service processes"]
+        parts += [*(["the web app"] if web_env else []), *(["the trace viewer"] if zipkin else [])]
+        listed = ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
+        console.print(f"[green]✓[/] {listed} ready in {time.monotonic() - began:.1f} s")
         return info
     except BaseException:
         for running in reversed(started):
@@ -457,12 +565,18 @@ def restart(info: PlatformInfo, name: str, *, timeout: float = 120.0) -> int:
     """Start one service process again (after `kill` or a crash) with the command and
     environment it had; wait until it serves; return its new pid and record it."""
     command = info.commands[name]
-    env = json.loads((Path(info.root) / ENV_FILE).read_text())
+    env = json.loads((Path(info.root) / (WEB_ENV_FILE if name == WEB else ENV_FILE)).read_text())
     log = Path(info.logs[name])
     proc = spawn(list(command["argv"]), log=log, env={**env, **command["env"]})  # type: ignore[call-overload]
-    service = name.split("-", 1)[0]
-    probe = f"{info.apis[service]}/health" if name.endswith("-api") else info.metrics[name]
-    wait_until(name, lambda: _http_ok(probe), pid=proc.pid, log=log, timeout=timeout, interval=0.3)
+    probe = info.probe_url(name)
+    wait_until(
+        name,
+        lambda: _http_ok(probe, expect_json=name != WEB),
+        pid=proc.pid,
+        log=log,
+        timeout=timeout,
+        interval=0.3,
+    )
     info.pids[name] = proc.pid
     info.started_at = time.time()
     info.save()

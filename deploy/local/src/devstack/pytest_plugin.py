@@ -200,9 +200,10 @@ TEST_PLATFORM_ENV = {
 
 @pytest.fixture(scope="session")
 def running_platform() -> Iterator[tuple[stack_mod.StackInfo, object]]:
-    """The whole platform as `make up` runs it — every service role its own process, the sample
-    centers, the mail sink and the trace viewer — on a stack of its own (free ports, temporary
-    directory), so its consumers never see other tests' events. Yields (stack, platform)."""
+    """The whole platform as `make up` runs it — every service role its own process, the
+    patient's web app (`platform.web`), the sample centers, the mail sink and the trace viewer —
+    on a stack of its own (free ports, temporary directory), so its consumers never see other
+    tests' events. Yields (stack, platform)."""
     from devstack import platform as platform_mod
 
     root = stack_root("platform")

@@ -20,6 +20,10 @@ from devstack import install, object_store, parts
 from devstack.process import free_port, started_before, stop_group
 
 SERVICES = ("intake", "records", "translation", "partners", "notifications")
+WEB = "web"
+"""The patient's web app (frontend/, `referrals_web`): a database of its own, like a service's."""
+DATABASES = (*SERVICES, WEB)
+"""Every database a platform stack provisions: one per service, and the web app's."""
 STATE_FILE = "stack.json"
 
 # Ports a developer's stack prefers (so bookmarks keep working); any that is taken, and every port
@@ -137,7 +141,7 @@ def start(
     console: Console,
     *,
     prefer_dev_ports: bool = False,
-    databases: tuple[str, ...] = SERVICES,
+    databases: tuple[str, ...] = DATABASES,
     timeout: float = 120.0,
 ) -> StackInfo:
     """Install what is missing, start the parts concurrently, wait until each is ready.
@@ -214,7 +218,8 @@ def start(
 async def provision_databases(
     admin_dsn: str, names: tuple[str, ...], creds: Secrets
 ) -> dict[str, str]:
-    """One database and one login role per service: a service cannot read another's tables."""
+    """One database and one login role per service (and the web app): none can read another's
+    tables."""
     import asyncpg
 
     conn = await asyncpg.connect(admin_dsn)

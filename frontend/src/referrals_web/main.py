@@ -1,0 +1,235 @@
+"""Bootstrap: builds the web application's parts from settings, once, when the process starts
+(nothing connects at import). `create_app()` is the ASGI application; `app_from_environment()`
+the factory `python -m referrals_web serve` runs.
+
+Every request first meets the platform's edge (`referrals_common.edge`: rate limits per address
+or per session, body limits, slow bodies), then the session middleware (the cookie's session
+loaded before the page, saved with its answer), then the page.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from referrals_common import metrics
+from referrals_common.db import Database
+from referrals_common.edge import Edge, EdgeMiddleware
+from referrals_common.telemetry import instrument_fastapi
+from referrals_web.config import WebSettings
+from referrals_web.mail import CodeMailer, SmtpCodeMailer
+from referrals_web.platform import Platform
+from referrals_web.rendering import Renderer
+from referrals_web.repository import (
+    CaseDirectory,
+    LoginCodeStore,
+    MemoryCaseDirectory,
+    MemoryLoginCodeStore,
+    MemorySessionStore,
+    PostgresCaseDirectory,
+    PostgresLoginCodeStore,
+    PostgresSessionStore,
+    SessionStore,
+)
+from referrals_web.sessions import COOKIE_NAME, Sessions
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+STATIC_DIR = Path(__file__).parent / "static"
+UPLOAD_ROUTES = ("POST /case/documents",)
+log = logging.getLogger(__name__)
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+
+
+@dataclass
+class Runtime:
+    settings: WebSettings
+    platform: Platform
+    sessions: Sessions
+    codes: LoginCodeStore
+    directory: CaseDirectory
+    mailer: CodeMailer
+    renderer: Renderer
+    db: Database | None = None
+
+    @property
+    def htmx(self) -> bool:
+        vendor = self.settings.vendor_dir
+        return bool(vendor and (vendor / "htmx.min.js").is_file())
+
+    async def close(self) -> None:
+        await self.platform.close()
+        if self.db is not None:
+            await self.db.dispose()
+
+
+def build_runtime(
+    settings: WebSettings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    session_store: SessionStore | None = None,
+    codes: LoginCodeStore | None = None,
+    directory: CaseDirectory | None = None,
+    mailer: CodeMailer | None = None,
+    renderer: Renderer | None = None,
+) -> Runtime:
+    """The runtime of one process; the stores are PostgreSQL unless given (tests give memory)."""
+    db = None
+    if session_store is None or codes is None or directory is None:
+        db = Database(settings.postgres)
+    return Runtime(
+        settings=settings,
+        platform=Platform(settings, transport=transport),
+        sessions=Sessions(
+            session_store or PostgresSessionStore(db),  # type: ignore[arg-type]
+            settings.session_secret.get_secret_value(),
+            idle=timedelta(minutes=settings.session_idle_minutes),
+        ),
+        codes=codes or PostgresLoginCodeStore(db),  # type: ignore[arg-type]
+        directory=directory or PostgresCaseDirectory(db),  # type: ignore[arg-type]
+        mailer=mailer or SmtpCodeMailer(settings.smtp),
+        renderer=renderer or Renderer(),
+        db=db,
+    )
+
+
+def memory_runtime(settings: WebSettings, **kwargs: Any) -> Runtime:
+    """A runtime whose stores are in memory (tests, a demo without a database)."""
+    return build_runtime(
+        settings,
+        session_store=kwargs.pop("session_store", MemorySessionStore()),
+        codes=kwargs.pop("codes", MemoryLoginCodeStore()),
+        directory=kwargs.pop("directory", MemoryCaseDirectory()),
+        **kwargs,
+    )
+
+
+class PagesEdge(EdgeMiddleware):
+    """The platform's edge, but static files (the pages' own CSS and scripts) pass untouched:
+    they would spend a visitor's requests several times per page."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/static/"):
+            await self.app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+def _untouched(path: str) -> bool:
+    return path.startswith("/static/") or path in ("/health", "/metrics")
+
+
+class SessionMiddleware:
+    """Loads the cookie's session before the page (`scope["state"]["web_session"]`) and, as
+    the answer starts, saves it if it changed and sets the cookie (HttpOnly, SameSite=Lax,
+    Secure outside development). Adds the pages' security headers."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if _untouched(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        runtime: Runtime = scope["app"].state.runtime
+        key = HTTPConnection(scope).cookies.get(COOKIE_NAME)
+        state = scope.setdefault("state", {})
+        state["web_session"] = await runtime.sessions.load(key) if key else None
+
+        async def send_with_session(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                session = state.get("web_session")
+                if state.get("web_session_ended"):
+                    headers.append("Set-Cookie", _cookie("", runtime, max_age=0))
+                elif session is not None and session.changed:
+                    await runtime.sessions.save(session)
+                    headers.append("Set-Cookie", _cookie(session.key, runtime))
+                headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+                headers.setdefault("X-Content-Type-Options", "nosniff")
+                headers.setdefault("Referrer-Policy", "same-origin")
+                headers.setdefault("X-Frame-Options", "DENY")
+                headers.setdefault("Cache-Control", "no-store")
+            await send(message)
+
+        await self.app(scope, receive, send_with_session)
+
+
+def _cookie(value: str, runtime: Runtime, *, max_age: int | None = None) -> str:
+    age = max_age if max_age is not None else runtime.settings.session_idle_minutes * 60
+    parts = [f"{COOKIE_NAME}={value}", "Path=/", f"Max-Age={age}", "HttpOnly", "SameSite=Lax"]
+    if runtime.settings.secure_cookies:
+        parts.append("Secure")
+    return "; ".join(parts)
+
+
+def create_app(settings: WebSettings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    """The web application; `runtime` (tests) is used as is and left open for its owner."""
+    from referrals_web.pages import install_error_pages, router
+
+    settings = runtime.settings if runtime is not None else (settings or WebSettings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = runtime or build_runtime(settings)
+        app.state.runtime = rt
+        edge.configure_from(app.state)
+        try:
+            yield
+        finally:
+            if runtime is None:
+                await rt.close()
+
+    edge = Edge(UPLOAD_ROUTES)
+    app = FastAPI(
+        title="Second opinion on cancer",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.edge = edge
+    if runtime is not None:  # routes may run without the lifespan (tests' clients)
+        app.state.runtime = runtime
+    app.include_router(router)
+    install_error_pages(app)
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics(request: Request) -> Response:
+        body, content_type = metrics.exposition(request.headers.get("accept"))
+        return Response(body, media_type=content_type)
+
+    vendor = settings.vendor_dir
+    if vendor is not None and Path(vendor).is_dir():  # before /static, which would take it
+        app.mount("/static/vendor", StaticFiles(directory=vendor), name="vendor")
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(SessionMiddleware)
+    app.add_middleware(PagesEdge, edge=edge)
+    instrument_fastapi(app)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    return create_app(WebSettings())

@@ -1,0 +1,309 @@
+"""The web application's client of the platform's public HTTP APIs: intake (cases, consents,
+submission, the timeline, the answer to a center's request, access tokens), records (documents)
+and partners (where the case went and why). This is the only way the pages reach the platform.
+
+The partner front end's API key is used only for what needs it (opening a case, minting a case
+access token); everything about one case goes with that case's token. Problems (RFC 9457) come
+back as `PlatformProblem`, with each `errors[]` entry's JSON pointer, so a page can put the
+message beside the field it is about; a platform that cannot be reached is
+`PlatformUnavailable`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import IO, Any
+from uuid import UUID
+
+import httpx
+
+from referrals_web.config import WebSettings
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    pointer: str
+    message: str
+    code: str | None = None
+
+
+@dataclass
+class PlatformProblem(Exception):
+    """The platform refused a request (4xx), with its problem details."""
+
+    status: int
+    slug: str
+    """The last part of the problem's `type` (`submission-incomplete`), or `about:blank`."""
+    title: str = ""
+    detail: str = ""
+    errors: list[FieldProblem] = field(default_factory=list)
+    extensions: dict[str, Any] = field(default_factory=dict)
+    retry_after: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.slug}: {self.detail or self.title}"
+
+    def fields(self, pointers: dict[str, str]) -> dict[str, FieldProblem]:
+        """This problem's field errors by the page's field names: `pointers` maps a JSON pointer
+        (or a prefix of one: `/contact`) to a field name; the longest prefix wins."""
+        found: dict[str, FieldProblem] = {}
+        for error in self.errors:
+            pointer = error.pointer.removeprefix("#")
+            best = max(
+                (p for p in pointers if pointer == p or pointer.startswith(p.rstrip("/") + "/")),
+                key=len,
+                default=None,
+            )
+            if best is not None:
+                found.setdefault(pointers[best], error)
+        return found
+
+
+class PlatformUnavailable(Exception):
+    """The platform could not be reached or failed (5xx, 503 with Retry-After, a timeout)."""
+
+
+@dataclass(frozen=True)
+class CaseToken:
+    token: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Upload:
+    kind: str
+    file_name: str
+    content_type: str
+    file: IO[bytes]
+    translation_of: UUID | None = None
+
+
+def _problem(response: httpx.Response) -> PlatformProblem:
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    type_ = str(body.get("type") or "about:blank")
+    slug = type_.rstrip("/").rsplit("/", 1)[-1] if type_ != "about:blank" else type_
+    errors = [
+        FieldProblem(
+            pointer=str(e.get("pointer", "")),
+            message=str(e.get("message", "")),
+            code=e.get("code"),
+        )
+        for e in body.get("errors") or []
+        if isinstance(e, dict)
+    ]
+    known = {"type", "title", "status", "detail", "instance", "errors"}
+    retry = response.headers.get("retry-after")
+    return PlatformProblem(
+        status=response.status_code,
+        slug=slug,
+        title=str(body.get("title") or ""),
+        detail=str(body.get("detail") or ""),
+        errors=errors,
+        extensions={k: v for k, v in body.items() if k not in known},
+        retry_after=int(retry) if retry and retry.isdigit() else None,
+    )
+
+
+class Platform:
+    """One HTTP client for the three APIs (connection pools kept for the process's life)."""
+
+    def __init__(
+        self, settings: WebSettings, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self.intake = settings.intake_url.rstrip("/")
+        self.records = settings.records_url.rstrip("/")
+        self.partners = settings.partners_url.rstrip("/")
+        self._key = settings.front_end_api_key.get_secret_value()
+        self.client = httpx.AsyncClient(
+            transport=transport,
+            timeout=httpx.Timeout(settings.api_timeout_seconds, connect=5.0),
+            follow_redirects=False,
+        )
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    # ------------------------------------------------------------------ plumbing
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        token: str | None = None,
+        front_end: bool = False,
+        ok: Iterable[int] = (200, 201),
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        sent = dict(headers or {})
+        if front_end:
+            sent["X-Api-Key"] = self._key
+        if token is not None:
+            sent["Authorization"] = f"Bearer {token}"
+        sent.setdefault("Accept", "application/json")
+        try:
+            response = await self.client.request(method, url, headers=sent, **kwargs)
+        except httpx.HTTPError as exc:
+            raise PlatformUnavailable(f"{method} {url}: {type(exc).__name__}") from exc
+        if response.status_code in ok:
+            return response
+        if response.status_code >= 500 or response.status_code == 429:
+            raise PlatformUnavailable(f"{method} {url}: HTTP {response.status_code}")
+        raise _problem(response)
+
+    # ------------------------------------------------------------------ front end's key
+    async def create_case(
+        self, body: dict[str, Any], idempotency_key: str
+    ) -> tuple[dict, CaseToken]:
+        """Open a draft case (or, for a key already used, get the case it opened)."""
+        response = await self._send(
+            "POST",
+            f"{self.intake}/v1/cases",
+            front_end=True,
+            json=body,
+            headers={"Idempotency-Key": idempotency_key},
+        )
+        created = response.json()
+        return created["case"], CaseToken(
+            created["access_token"], datetime.fromisoformat(created["expires_at"])
+        )
+
+    async def access_token(self, case_id: UUID) -> CaseToken:
+        """A fresh token for a case this front end opened (404 for any other)."""
+        response = await self._send(
+            "POST", f"{self.intake}/v1/cases/{case_id}/access-token", front_end=True
+        )
+        body = response.json()
+        return CaseToken(body["access_token"], datetime.fromisoformat(body["expires_at"]))
+
+    # ------------------------------------------------------------------ the case's token
+    async def read_case(self, case_id: UUID, token: str) -> dict[str, Any]:
+        response = await self._send("GET", f"{self.intake}/v1/cases/{case_id}", token=token)
+        return response.json()  # type: ignore[no-any-return]
+
+    async def timeline(self, case_id: UUID, token: str) -> list[dict[str, Any]]:
+        response = await self._send(
+            "GET", f"{self.intake}/v1/cases/{case_id}/timeline", token=token
+        )
+        return response.json()  # type: ignore[no-any-return]
+
+    async def edit_case(self, case_id: UUID, token: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = await self._send(
+            "PATCH", f"{self.intake}/v1/cases/{case_id}", token=token, json=body
+        )
+        return response.json()  # type: ignore[no-any-return]
+
+    async def give_consent(
+        self, case_id: UUID, token: str, kind: str, version: str
+    ) -> dict[str, Any]:
+        response = await self._send(
+            "PUT",
+            f"{self.intake}/v1/cases/{case_id}/consents/{kind}",
+            token=token,
+            json={"version": version},
+        )
+        return response.json()  # type: ignore[no-any-return]
+
+    async def set_preparation(
+        self, case_id: UUID, token: str, preparation: dict[str, Any]
+    ) -> dict[str, Any]:
+        response = await self._send(
+            "PUT", f"{self.intake}/v1/cases/{case_id}/preparation", token=token, json=preparation
+        )
+        return response.json()  # type: ignore[no-any-return]
+
+    async def submit(self, case_id: UUID, token: str, idempotency_key: str) -> dict[str, Any]:
+        response = await self._send(
+            "POST",
+            f"{self.intake}/v1/cases/{case_id}/submit",
+            token=token,
+            headers={"Idempotency-Key": idempotency_key},
+        )
+        return response.json()  # type: ignore[no-any-return]
+
+    async def withdraw(self, case_id: UUID, token: str, reason: str | None) -> dict[str, Any]:
+        response = await self._send(
+            "POST",
+            f"{self.intake}/v1/cases/{case_id}/withdraw",
+            token=token,
+            json={"reason": reason} if reason else None,
+        )
+        return response.json()  # type: ignore[no-any-return]
+
+    async def answer_request(
+        self,
+        case_id: UUID,
+        token: str,
+        request_id: UUID,
+        body: dict[str, Any],
+        idempotency_key: str,
+    ) -> dict[str, Any]:
+        response = await self._send(
+            "POST",
+            f"{self.intake}/v1/cases/{case_id}/information-requests/{request_id}/answer",
+            token=token,
+            json=body,
+            headers={"Idempotency-Key": idempotency_key},
+        )
+        return response.json()  # type: ignore[no-any-return]
+
+    async def documents(self, case_id: UUID, token: str) -> list[dict[str, Any]]:
+        response = await self._send(
+            "GET", f"{self.records}/v1/cases/{case_id}/documents", token=token
+        )
+        return response.json()  # type: ignore[no-any-return]
+
+    async def upload(self, case_id: UUID, token: str, upload: Upload) -> dict[str, Any]:
+        """Stream one file to records (`kind` and `translation_of` go before the file)."""
+        data = {"kind": upload.kind}
+        if upload.translation_of is not None:
+            data["translation_of"] = str(upload.translation_of)
+        response = await self._send(
+            "POST",
+            f"{self.records}/v1/cases/{case_id}/documents",
+            token=token,
+            data=data,
+            files={"file": (upload.file_name, upload.file, upload.content_type)},
+            timeout=httpx.Timeout(None, connect=5.0),
+        )
+        return response.json()  # type: ignore[no-any-return]
+
+    async def download(
+        self, case_id: UUID, token: str, document_id: UUID
+    ) -> tuple[dict[str, Any], AsyncIterator[bytes], httpx.Response]:
+        """A short-lived link from records, then the document's bytes through it."""
+        link = (
+            await self._send(
+                "POST",
+                f"{self.records}/v1/cases/{case_id}/documents/{document_id}/link",
+                token=token,
+            )
+        ).json()
+        request = self.client.build_request("GET", link["url"])
+        try:
+            response = await self.client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise PlatformUnavailable(f"download: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            await response.aclose()
+            raise PlatformUnavailable(f"download: HTTP {response.status_code}")
+        return link, response.aiter_bytes(), response
+
+    async def routing(self, case_id: UUID, token: str) -> dict[str, Any] | None:
+        """Where the case went and why; None before partners has heard of it."""
+        try:
+            response = await self._send(
+                "GET", f"{self.partners}/v1/cases/{case_id}/routing", token=token
+            )
+        except PlatformProblem as problem:
+            if problem.status == 404:
+                return None
+            raise
+        return response.json()  # type: ignore[no-any-return]
