@@ -77,11 +77,17 @@ async def documents_view(request: Request, case: dict[str, Any]) -> list[dict[st
         for d in checked
         if d.get("translation_of") and d.get("check") == "accepted"
     }
+    # A draft's documents are read at once but judged only when the case is sent (the language
+    # a center reads is known then): "being checked" would wait until the patient sends it.
+    draft = case.get("status") == "draft"
+    not_yet = _("Received. We check it when you send your case.")
     rows = []
     for d in checked:
         record = names.get(d["document_id"], {})
         if d["document_id"] in replaced:
             words, tone = _("A translation of this document was accepted."), "ok"
+        elif draft and d.get("check") in (None, "pending"):
+            words, tone = not_yet, "wait"
         else:
             words, tone = verdict(d, locale, _)
         rows.append(
@@ -104,7 +110,9 @@ async def documents_view(request: Request, case: dict[str, Any]) -> list[dict[st
                     "kind": record["kind"],
                     "name": record["file_name"],
                     "uploaded_at": record.get("created_at"),
-                    "verdict": _("Being checked. This usually takes a few minutes."),
+                    "verdict": not_yet
+                    if draft
+                    else _("Being checked. This usually takes a few minutes."),
                     "tone": "wait",
                     "attention": False,
                 }
@@ -258,9 +266,12 @@ async def upload(request: Request) -> Response:
         return await _documents_page(request, form, status_code=422)
     finally:
         await file.close()
+    draft = (await read_case(request))["status"] == "draft"
     flash(
         request,
-        N_("Your document %(name)s was uploaded. We are checking it."),
+        N_("Your document %(name)s was uploaded. We check it when you send your case.")
+        if draft
+        else N_("Your document %(name)s was uploaded. We are checking it."),
         name=document.file_name,
     )
     return redirect(

@@ -8,6 +8,9 @@
     document.title = doc.title;
     document.body.replaceWith(doc.body);
     if (url && window.history && window.history.replaceState) { window.history.replaceState(null, "", url); }
+    // As a page loaded anew: from its top, where the notice or the error summary is (the
+    // person had scrolled down to the upload button).
+    window.scrollTo(0, 0);
     var summary = document.getElementById("error-summary");
     (summary || document.getElementById("main")).focus();
     enhance();
