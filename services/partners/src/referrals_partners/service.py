@@ -534,13 +534,7 @@ class Partners:
         )
         handled = 0
         for request_id, case_id in rows.all():
-            locked = (
-                await uow.session.execute(
-                    select(RoutingCase)
-                    .where(RoutingCase.case_id == case_id)
-                    .with_for_update(skip_locked=True)
-                )
-            ).scalar_one_or_none()
+            locked = await _case_unless_locked(uow, case_id)
             if locked is None:
                 continue
             request = await uow.session.get(InformationRequest, request_id, populate_existing=True)
@@ -689,12 +683,7 @@ class Partners:
         )
         expired = 0
         for referral_id, case_id in due.all():
-            case = await uow.session.execute(
-                select(RoutingCase)
-                .where(RoutingCase.case_id == case_id)
-                .with_for_update(skip_locked=True)
-            )
-            locked = case.scalar_one_or_none()
+            locked = await _case_unless_locked(uow, case_id)
             if locked is None:
                 continue  # another scheduler or an API call holds it; next round
             referral = await uow.session.get(Referral, referral_id, populate_existing=True)
@@ -989,6 +978,15 @@ async def _case(uow: UnitOfWork, case_id: UUID) -> RoutingCase:
     return case
 
 
+async def _case_unless_locked(uow: UnitOfWork, case_id: UUID) -> RoutingCase | None:
+    """The case's row locked for this transaction, or None if another scheduler or an API call
+    holds it (SKIP LOCKED: that case is handled next round)."""
+    rows = await uow.session.execute(
+        select(RoutingCase).where(RoutingCase.case_id == case_id).with_for_update(skip_locked=True)
+    )
+    return rows.scalar_one_or_none()
+
+
 async def _open_referral(uow: UnitOfWork, case_id: UUID) -> Referral | None:
     rows = await uow.session.execute(
         select(Referral).where(Referral.case_id == case_id, Referral.status.in_(OPEN))
@@ -1037,12 +1035,21 @@ class Concordance:
         )
 
 
-class QuestionNotFound(Exception):
-    """No such follow-up question on this referral."""
+class NotOnReferral(Exception):
+    """No such item (a follow-up question, a shipment) on this referral; `what` names it."""
+
+    what = "item"
+
+    def __str__(self) -> str:
+        return f"There is no {self.what} {self.args[0]} on this referral."
 
 
-class ShipmentNotFound(Exception):
-    """No such shipment on this referral."""
+class QuestionNotFound(NotOnReferral):
+    what = "follow-up question"
+
+
+class ShipmentNotFound(NotOnReferral):
+    what = "shipment"
 
 
 def _offered(referral_id: UUID, doc: CaseDocument) -> OfferedDocument:

@@ -23,6 +23,7 @@ from referrals_common.api.problems import (
 from referrals_common.contracts.information import Shipment
 from referrals_common.contracts.intake import Preparation
 from referrals_common.db import UnitOfWork
+from referrals_common.edge.principals import CaseAccess
 from referrals_intake.api.deps import CaseAccessDep, ClientDep, RuntimeDep, UowDep
 from referrals_intake.fhir import (
     CaseForFhir,
@@ -217,6 +218,28 @@ async def claim_or_replay(
     return UUID(first.response["case_id"])
 
 
+async def replay_for_case(
+    uow: UnitOfWork,
+    runtime: Runtime,
+    access: CaseAccess,
+    operation: str,
+    key: str | None,
+    fingerprint: str,
+    response: Response,
+) -> CasePublic | None:
+    """A case action's `Idempotency-Key`: the case as it is when the key was used before for
+    the same request (marked `Idempotent-Replayed`, status 200), or None after claiming it."""
+    replayed = await claim_or_replay(
+        uow, access.client_id, operation, key, fingerprint, access.case_id
+    )
+    if replayed is None:
+        return None
+    response.status_code = status.HTTP_200_OK
+    response.headers["Idempotent-Replayed"] = "true"
+    repo = CaseRepository(uow.session)
+    return await to_public(runtime, repo, await load(repo, replayed))
+
+
 # ------------------------------------------------------------------------------- routes
 
 
@@ -397,12 +420,11 @@ async def submit_case(
     diagnosis or a consent it needs."""
     repo = CaseRepository(uow.session)
     operation = f"submit_case:{access.case_id}"
-    replayed = await claim_or_replay(
-        uow, access.client_id, operation, idempotency_key, request_hash(operation), access.case_id
+    replayed = await replay_for_case(
+        uow, runtime, access, operation, idempotency_key, request_hash(operation), response
     )
     if replayed is not None:
-        response.headers["Idempotent-Replayed"] = "true"
-        return await to_public(runtime, repo, await load(repo, replayed))
+        return replayed
     try:
         case = await runtime.intake.submit_case(uow, access.case_id)
     except CaseNotFound:
@@ -530,18 +552,18 @@ async def answer_request(
     answer (422)."""
     repo = CaseRepository(uow.session)
     operation = f"answer:{request_id}"  # request ids are unique across cases
-    replayed = await claim_or_replay(
+    replayed = await replay_for_case(
         uow,
-        access.client_id,
+        runtime,
+        access,
         operation,
         idempotency_key,
         # The case is in the fingerprint: another case's token replaying it is refused.
         request_hash(operation, str(access.case_id), body.model_dump(mode="json")),
-        access.case_id,
+        response,
     )
     if replayed is not None:
-        response.headers["Idempotent-Replayed"] = "true"
-        return await to_public(runtime, repo, await load(repo, replayed))
+        return replayed
     try:
         case = await runtime.intake.answer_request(
             uow,
@@ -630,17 +652,17 @@ async def choose_center(
     choosing, or too late: the first-ranked center was offered it), 422 `center-not-proposed`."""
     repo = CaseRepository(uow.session)
     operation = f"choose_center:{access.case_id}"
-    replayed = await claim_or_replay(
+    replayed = await replay_for_case(
         uow,
-        access.client_id,
+        runtime,
+        access,
         operation,
         idempotency_key,
         request_hash(operation, body.center_code),
-        access.case_id,
+        response,
     )
     if replayed is not None:
-        response.headers["Idempotent-Replayed"] = "true"
-        return await to_public(runtime, repo, await load(repo, replayed))
+        return replayed
     try:
         case = await runtime.intake.choose_center(uow, access.case_id, body.center_code)
     except CaseNotFound:
@@ -696,18 +718,17 @@ async def ask_follow_up(
     (`reason`: no-opinion, window-closed, no-questions-left)."""
     repo = CaseRepository(uow.session)
     operation = f"follow_up:{access.case_id}"
-    replayed = await claim_or_replay(
+    replayed = await replay_for_case(
         uow,
-        access.client_id,
+        runtime,
+        access,
         operation,
         idempotency_key,
         request_hash(operation, body.question),
-        access.case_id,
+        response,
     )
     if replayed is not None:
-        response.status_code = status.HTTP_200_OK
-        response.headers["Idempotent-Replayed"] = "true"
-        return await to_public(runtime, repo, await load(repo, replayed))
+        return replayed
     try:
         await runtime.intake.ask_follow_up(uow, access.case_id, body.question)
     except CaseNotFound:

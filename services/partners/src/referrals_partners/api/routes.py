@@ -53,11 +53,10 @@ from referrals_partners.registry import Center
 from referrals_partners.service import (
     IllegalAction,
     InvalidAnswer,
+    NotOnReferral,
     OpinionNotOwn,
     OpinionNotStored,
-    QuestionNotFound,
     ReferralNotFound,
-    ShipmentNotFound,
 )
 
 router = APIRouter(prefix="/v1")
@@ -512,7 +511,7 @@ async def _answer(
             outcome="refused",
         )
         raise Conflict(str(exc), extensions={"referral_status": exc.status}) from None
-    except QuestionNotFound as exc:
+    except NotOnReferral as exc:
         await audit(
             runtime,
             f"center:{center}",
@@ -520,16 +519,7 @@ async def _answer(
             referral_id=referral_id,
             outcome="not_found",
         )
-        raise NotFound(f"There is no follow-up question {exc.args[0]} on this referral.") from None
-    except ShipmentNotFound as exc:
-        await audit(
-            runtime,
-            f"center:{center}",
-            route_of(request),
-            referral_id=referral_id,
-            outcome="not_found",
-        )
-        raise NotFound(f"There is no shipment {exc.args[0]} on this referral.") from None
+        raise NotFound(str(exc)) from None
     except InvalidAnswer as exc:
         raise Unprocessable(
             str(exc),
