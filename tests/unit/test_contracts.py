@@ -75,7 +75,7 @@ def sample_json(event_type: str = "referrals.case.submitted.v1") -> dict[str, An
 
 def test_every_event_has_a_sample_and_the_catalogue_is_complete():
     assert set(SAMPLES) == set(registry().values())
-    assert len(registry()) == 30
+    assert len(registry()) == 38
 
 
 @pytest.mark.parametrize("event_type", EVENT_TYPES)
@@ -439,8 +439,8 @@ def test_an_offer_goes_to_the_centers_inbox():
 # --- catalogue-wide rules ------------------------------------------------------------------------
 
 CONTACT_WORDS = ("name", "email", "e_mail", "mail", "phone", "address", "birth", "dob", "contact")
-# Names that are not a person's: a cancer center's public display name.
-NOT_PERSONAL = {"center_name"}
+# Names that are not a person's: a cancer center's public display name and its street address.
+NOT_PERSONAL = {"center_name", "center_address"}
 # The one event made to carry contact details: sealed to notifications, on its private topic.
 SEALED_CONTACT_EVENTS = {"referrals.case.contact_shared.v1"}
 
@@ -606,6 +606,7 @@ def test_a_center_receives_its_inbox_and_each_service_what_it_subscribes_to():
     assert sorted(m["$ref"] for m in offers) == [
         "#/channels/partnerInbox/messages/ReferralFollowUpAsked",
         "#/channels/partnerInbox/messages/ReferralInformationReceived",
+        "#/channels/partnerInbox/messages/ReferralMeetingChanged",
         "#/channels/partnerInbox/messages/ReferralOffered",
     ]
     for service, subscribed in topics.CONSUMERS.items():

@@ -19,6 +19,8 @@ from .intake import (
     CaseContactShared,
     CaseFollowUpAsked,
     CaseInformationProvided,
+    CaseMeetingCancelled,
+    CaseMeetingSlotChosen,
     CaseReadyForReferral,
     CaseStatus,
     CaseStatusChanged,
@@ -32,12 +34,15 @@ from .intake import (
     ReferralReason,
     Stage,
 )
+from .meetings import MeetingMode, MeetingPlace, MeetingSlot, PatientCancelReason, ReminderBefore
 from .notifications import NotificationFailed, NotificationSent
 from .partners import (
     CaseUnroutable,
     CentersProposed,
     DiagnosisVerdict,
     ExpiryReason,
+    MeetingChange,
+    MeetingEnd,
     OfferedDocument,
     OpinionOutcome,
     Price,
@@ -50,6 +55,12 @@ from .partners import (
     ReferralInfoReminder,
     ReferralInfoRequested,
     ReferralInformationReceived,
+    ReferralMeetingBooked,
+    ReferralMeetingCancelled,
+    ReferralMeetingChanged,
+    ReferralMeetingEnded,
+    ReferralMeetingOffered,
+    ReferralMeetingReminder,
     ReferralOffered,
     ReferralOpinionDelivered,
     ReferralRequested,
@@ -78,6 +89,9 @@ REQUEST = UUID("1e2f3a4b-5c6d-4e7f-8a9b-0c1d2e3f4a5b")
 SHIPMENT = UUID("2f3a4b5c-6d7e-4f8a-9b0c-1d2e3f4a5b6c")
 QUESTION = UUID("3a4b5c6d-7e8f-4a9b-8c0d-2e3f4a5b6c7d")
 NOW = datetime(2026, 3, 14, 9, 26, 53, tzinfo=UTC)
+MEETING = UUID("4b5c6d7e-8f9a-4b0c-9d1e-3f4a5b6c7d8e")
+SLOT_1 = UUID("5c6d7e8f-9a0b-4c1d-8e2f-4a5b6c7d8e9f")
+SLOT_2 = UUID("6d7e8f9a-0b1c-4d2e-9f3a-5b6c7d8e9f0a")
 KYIV = timezone(timedelta(hours=2))
 
 CLINICAL = ClinicalSummary(
@@ -93,6 +107,23 @@ CLINICAL = ClinicalSummary(
 )
 DESTINATION = Destination(preference=DestinationPreference.COUNTRIES, countries=["DE", "PL"])
 
+
+MEETING_PLACE = MeetingPlace(
+    mode=MeetingMode.VIDEO,
+    join_url="https://video.charite.example/room/tumor-board-7",
+    time_zone="Europe/Berlin",
+    language="en",
+)
+SLOT_A = MeetingSlot(
+    slot_id=SLOT_1,
+    starts_at=NOW + timedelta(days=25, hours=4),
+    ends_at=NOW + timedelta(days=25, hours=5),
+)
+SLOT_B = MeetingSlot(
+    slot_id=SLOT_2,
+    starts_at=NOW + timedelta(days=26, hours=5),
+    ends_at=NOW + timedelta(days=26, hours=6),
+)
 
 EXAMPLES: dict[type[EventData], Callable[[], EventData]] = {
     CaseSubmitted: lambda: CaseSubmitted(
@@ -353,6 +384,75 @@ EXAMPLES: dict[type[EventData], Callable[[], EventData]] = {
             for doc, kind in ((DOC_A, "pathology_report"), (DOC_B, "translation"))
         ],
         answer_due_at=(NOW + timedelta(days=3)).astimezone(KYIV),
+    ),
+    ReferralMeetingOffered: lambda: ReferralMeetingOffered(
+        case_id=CASE,
+        referral_id=REFERRAL,
+        center_code="charite-berlin",
+        meeting_id=MEETING,
+        place=MEETING_PLACE,
+        slots=[SLOT_A, SLOT_B],
+        note="Please bring your questions; an interpreter can join if you ask us.",
+    ),
+    CaseMeetingSlotChosen: lambda: CaseMeetingSlotChosen(
+        case_id=CASE,
+        referral_id=REFERRAL,
+        meeting_id=MEETING,
+        slot_id=SLOT_2,
+        time_zone="Europe/Kyiv",
+    ),
+    ReferralMeetingBooked: lambda: ReferralMeetingBooked(
+        case_id=CASE,
+        referral_id=REFERRAL,
+        center_code="charite-berlin",
+        meeting_id=MEETING,
+        slot=SLOT_B,
+        place=MEETING_PLACE,
+        patient_time_zone="Europe/Kyiv",
+        sequence=0,
+    ),
+    ReferralMeetingChanged: lambda: ReferralMeetingChanged(
+        case_id=CASE,
+        referral_id=REFERRAL,
+        center_code="charite-berlin",
+        meeting_id=MEETING,
+        change=MeetingChange.BOOKED,
+        slot=SLOT_B,
+    ),
+    ReferralMeetingReminder: lambda: ReferralMeetingReminder(
+        case_id=CASE,
+        referral_id=REFERRAL,
+        center_code="charite-berlin",
+        meeting_id=MEETING,
+        before=ReminderBefore.DAY_BEFORE,
+        slot=SLOT_B,
+        place=MEETING_PLACE,
+        patient_time_zone="Europe/Kyiv",
+    ),
+    CaseMeetingCancelled: lambda: CaseMeetingCancelled(
+        case_id=CASE,
+        referral_id=REFERRAL,
+        meeting_id=MEETING,
+        reason=PatientCancelReason.CANNOT_ATTEND,
+    ),
+    ReferralMeetingCancelled: lambda: ReferralMeetingCancelled(
+        case_id=CASE,
+        referral_id=REFERRAL,
+        center_code="charite-berlin",
+        meeting_id=MEETING,
+        cancelled_by="patient",
+        patient_reason=PatientCancelReason.CANNOT_ATTEND,
+        slot=SLOT_B,
+        patient_time_zone="Europe/Kyiv",
+        sequence=1,
+    ),
+    ReferralMeetingEnded: lambda: ReferralMeetingEnded(
+        case_id=CASE,
+        referral_id=REFERRAL,
+        center_code="charite-berlin",
+        meeting_id=MEETING,
+        outcome=MeetingEnd.HELD,
+        slot=SLOT_B,
     ),
     NotificationSent: lambda: NotificationSent(
         case_id=CASE,

@@ -32,6 +32,7 @@ from referrals_common.text import NoControlCharacters
 from . import topics
 from .envelope import EventData
 from .information import Shipment
+from .meetings import PatientCancelReason, TimeZoneName
 
 SOURCE = "/referrals/intake"
 
@@ -542,6 +543,42 @@ class CaseFollowUpAsked(EventData):
     asked_at: AwareDatetime = Field(description="When the patient asked")
 
 
+class CaseMeetingSlotChosen(EventData):
+    """The patient picked a time of the consultation meeting the center offered (or moved to
+    another of the offered times).
+
+    Emitted once per choice, while the meeting is offered or booked and the slot is ahead.
+    Partners books it when the meeting is still open and the slot still offered
+    (`referral.meeting_booked`); otherwise the choice is dropped and the meeting's current state
+    stands (a center's re-schedule or cancellation crossed it).
+    """
+
+    event_type: ClassVar[str] = "referrals.case.meeting_slot_chosen.v1"
+    topic: ClassVar[str] = topics.CASES
+    source: ClassVar[str] = SOURCE
+
+    referral_id: UUID = Field(description="The referral whose center offered the meeting")
+    meeting_id: UUID = Field(description="The meeting, as partners' `referral.meeting_offered`")
+    slot_id: UUID = Field(description="The chosen slot, one of `referral.meeting_offered`'s")
+    time_zone: TimeZoneName = Field(description="The patient's time zone")
+
+
+class CaseMeetingCancelled(EventData):
+    """The patient cancelled the consultation meeting (a reason code, never free text).
+
+    Emitted once per meeting, while it is offered or booked; partners records the cancellation
+    (`referral.meeting_cancelled`) and tells the center.
+    """
+
+    event_type: ClassVar[str] = "referrals.case.meeting_cancelled.v1"
+    topic: ClassVar[str] = topics.CASES
+    source: ClassVar[str] = SOURCE
+
+    referral_id: UUID = Field(description="The referral whose center offered the meeting")
+    meeting_id: UUID = Field(description="The cancelled meeting")
+    reason: PatientCancelReason = Field(description="Why, as the patient chose it")
+
+
 class CaseWithdrawn(EventData):
     """The case was withdrawn and is closed: consumers stop all work on it.
 
@@ -566,6 +603,8 @@ __all__ = [
     "CaseContactShared",
     "CaseFollowUpAsked",
     "CaseInformationProvided",
+    "CaseMeetingCancelled",
+    "CaseMeetingSlotChosen",
     "CaseReadyForReferral",
     "CaseStatus",
     "CaseStatusChanged",

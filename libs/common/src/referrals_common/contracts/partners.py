@@ -29,6 +29,16 @@ from . import topics
 from .envelope import EventData
 from .information import CenterText, RequestedItem
 from .intake import ClinicalSummary, CountryCode, Icd10Code, Stage
+from .meetings import (
+    CancelledBy,
+    MeetingPlace,
+    MeetingSlot,
+    MeetingSlots,
+    PatientCancelReason,
+    ReminderBefore,
+    TimeZoneName,
+    check_slots,
+)
 from .records import DocumentKind, MediaType
 
 SOURCE = "/referrals/partners"
@@ -407,6 +417,129 @@ class ReferralFollowUpAnswered(EventData):
     answered_at: AwareDatetime = Field(description="When the center answered")
 
 
+class ReferralMeetingOffered(EventData):
+    """The center offered times for the consultation meeting that explains its opinion.
+
+    Emitted when a center that accepted the referral offers slots, and again (`rescheduled`) when
+    it replaces them with new times, which releases a booked time. The patient picks one through
+    the front end (intake's `case.meeting_slot_chosen`).
+    """
+
+    event_type: ClassVar[str] = "referrals.referral.meeting_offered.v1"
+    topic: ClassVar[str] = topics.ROUTING
+    source: ClassVar[str] = SOURCE
+
+    referral_id: UUID = Field(description="The referral whose opinion the meeting explains")
+    center_code: CenterCode
+    meeting_id: UUID = Field(description="The meeting; the patient books one of its slots")
+    place: MeetingPlace = Field(description="How and where the patient meets the doctors")
+    slots: Annotated[MeetingSlots, AfterValidator(check_slots)] = Field(
+        description="The times offered, in time order, none overlapping"
+    )
+    rescheduled: bool = Field(
+        default=False, description="True when these times replace earlier ones"
+    )
+    note: CenterText | None = Field(
+        default=None, description="What the center asks the patient to prepare, in its words"
+    )
+
+
+class ReferralMeetingBooked(EventData):
+    """The meeting is booked at one of the offered times (or moved to another of them).
+
+    Emitted by partners when it takes the patient's choice while the meeting is open and the slot
+    still offered. `sequence` starts at 0 and grows with every change of the meeting, as a
+    calendar's SEQUENCE does, so the patient's calendar file replaces the earlier one.
+    """
+
+    event_type: ClassVar[str] = "referrals.referral.meeting_booked.v1"
+    topic: ClassVar[str] = topics.ROUTING
+    source: ClassVar[str] = SOURCE
+
+    referral_id: UUID = Field(description="The referral whose center offered the meeting")
+    center_code: CenterCode
+    meeting_id: UUID = Field(description="The meeting")
+    slot: MeetingSlot = Field(description="The booked time")
+    place: MeetingPlace = Field(description="How and where the patient meets the doctors")
+    patient_time_zone: TimeZoneName = Field(
+        description="The patient's time zone, to tell them the time as their clock shows it"
+    )
+    sequence: int = Field(ge=0, description="Calendar SEQUENCE of this version of the meeting")
+    rebooked: bool = Field(default=False, description="True when the patient changed the time")
+
+
+class ReferralMeetingCancelled(EventData):
+    """The meeting will not take place: the patient or the center cancelled it.
+
+    Emitted once per meeting. `slot` is the booked time that is cancelled, if one was booked.
+    A center may offer a new meeting afterwards.
+    """
+
+    event_type: ClassVar[str] = "referrals.referral.meeting_cancelled.v1"
+    topic: ClassVar[str] = topics.ROUTING
+    source: ClassVar[str] = SOURCE
+
+    referral_id: UUID = Field(description="The referral whose center offered the meeting")
+    center_code: CenterCode
+    meeting_id: UUID = Field(description="The meeting")
+    cancelled_by: CancelledBy = Field(description="Who cancelled")
+    patient_reason: PatientCancelReason | None = Field(
+        default=None, description="The patient's reason, when the patient cancelled"
+    )
+    center_reason: CenterText | None = Field(
+        default=None, description="The center's words, when the center cancelled"
+    )
+    slot: MeetingSlot | None = Field(default=None, description="The booked time, if any")
+    patient_time_zone: TimeZoneName | None = Field(
+        default=None, description="The patient's time zone, when a time was booked"
+    )
+    sequence: int = Field(ge=0, description="Calendar SEQUENCE of the cancellation")
+
+
+class ReferralMeetingReminder(EventData):
+    """A booked meeting is near: notifications reminds the patient (24 hours, then 1 hour, before).
+
+    Emitted by partners' scheduler once per reminder; a reminder whose time had passed when the
+    meeting was booked is not sent.
+    """
+
+    event_type: ClassVar[str] = "referrals.referral.meeting_reminder.v1"
+    topic: ClassVar[str] = topics.ROUTING
+    source: ClassVar[str] = SOURCE
+
+    referral_id: UUID = Field(description="The referral whose center offered the meeting")
+    center_code: CenterCode
+    meeting_id: UUID = Field(description="The meeting")
+    before: ReminderBefore = Field(description="Which reminder: a day or an hour before")
+    slot: MeetingSlot = Field(description="The booked time")
+    place: MeetingPlace = Field(description="How and where the patient meets the doctors")
+    patient_time_zone: TimeZoneName = Field(description="The patient's time zone")
+
+
+class MeetingEnd(StrEnum):
+    HELD = "held"
+    MISSED = "missed"
+    """The patient did not come."""
+
+
+class ReferralMeetingEnded(EventData):
+    """After the booked time, the center recorded whether the meeting took place.
+
+    Emitted once per booked meeting. A missed meeting is recorded with the case; the center may
+    offer new times.
+    """
+
+    event_type: ClassVar[str] = "referrals.referral.meeting_ended.v1"
+    topic: ClassVar[str] = topics.ROUTING
+    source: ClassVar[str] = SOURCE
+
+    referral_id: UUID = Field(description="The referral whose center offered the meeting")
+    center_code: CenterCode
+    meeting_id: UUID = Field(description="The meeting")
+    outcome: MeetingEnd = Field(description="Whether the meeting took place or was missed")
+    slot: MeetingSlot = Field(description="The booked time")
+
+
 class Price(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -607,6 +740,44 @@ class ReferralFollowUpAsked(EventData):
         return self.topic_for(self.center_code)
 
 
+class MeetingChange(StrEnum):
+    BOOKED = "booked"
+    """The patient booked one of the offered times, or moved to another."""
+    CANCELLED = "cancelled"
+    """The patient cancelled the meeting."""
+
+
+class ReferralMeetingChanged(EventData):
+    """The patient booked, moved or cancelled the consultation meeting this center offered.
+
+    Emitted to the center's own inbox topic. It carries times and a reason code, never the
+    patient's words or contacts; the meeting's details are in the partner API
+    (`GET /v1/partner/referrals/{referral_id}`, `meetings`).
+    """
+
+    event_type: ClassVar[str] = "referrals.referral.meeting_changed.v1"
+    topic: ClassVar[str] = PARTNER_INBOX_TOPIC_TEMPLATE
+    source: ClassVar[str] = SOURCE
+
+    referral_id: UUID = Field(description="The referral; the id to use in the partner API")
+    center_code: CenterCode
+    meeting_id: UUID = Field(description="The meeting")
+    change: MeetingChange = Field(description="What the patient did")
+    slot: MeetingSlot | None = Field(
+        default=None, description="The booked time (for `booked`), or the cancelled one"
+    )
+    patient_reason: PatientCancelReason | None = Field(
+        default=None, description="Why the patient cancelled (for `cancelled`)"
+    )
+
+    @classmethod
+    def topic_for(cls, center_code: str) -> str:
+        return topics.partner_inbox(center_code)
+
+    def publish_topic(self) -> str:
+        return self.topic_for(self.center_code)
+
+
 __all__ = [
     "PARTNER_INBOX_TOPIC_TEMPLATE",
     "CaseUnroutable",
@@ -615,6 +786,8 @@ __all__ = [
     "DeclineReason",
     "DiagnosisVerdict",
     "ExpiryReason",
+    "MeetingChange",
+    "MeetingEnd",
     "OfferedDocument",
     "OpinionOutcome",
     "Price",
@@ -627,6 +800,12 @@ __all__ = [
     "ReferralInfoReminder",
     "ReferralInfoRequested",
     "ReferralInformationReceived",
+    "ReferralMeetingBooked",
+    "ReferralMeetingCancelled",
+    "ReferralMeetingChanged",
+    "ReferralMeetingEnded",
+    "ReferralMeetingOffered",
+    "ReferralMeetingReminder",
     "ReferralOffered",
     "ReferralOpinionDelivered",
     "ReferralRequested",
