@@ -294,11 +294,15 @@ async def test_the_consumer_span_continues_the_trace_of_the_span_that_wrote_the_
 
     finished = [s for s in spans.get_finished_spans() if s.context.trace_id == trace_id]
     by_name = {s.name: s for s in finished}
-    publish, process = by_name[f"{topic} publish"], by_name[f"{topic} process"]
+    publish, process = by_name[f"send {topic}"], by_name[f"process {topic}"]
     assert publish.parent.span_id == root.get_span_context().span_id
     assert process.parent.span_id == publish.context.span_id
     assert process.kind is SpanKind.CONSUMER
     assert process.attributes["messaging.message.id"] == str(event.id)
+    # The case id rides along: on the publish (from the row's key) and the process (from the
+    # envelope, and the record's `baggage` header).
+    assert publish.attributes["referrals.case_id"] == str(event.case_id)
+    assert process.attributes["referrals.case_id"] == str(event.case_id)
 
 
 async def test_two_relay_replicas_never_publish_a_row_twice_and_keep_each_cases_order(

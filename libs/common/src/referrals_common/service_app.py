@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -25,7 +26,12 @@ from referrals_common import metrics
 from referrals_common.api.problems import install_problem_handlers
 from referrals_common.edge import Edge, EdgeMiddleware
 from referrals_common.settings import ServiceSettings
-from referrals_common.telemetry import configure_logging, configure_telemetry, instrument_fastapi
+from referrals_common.telemetry import (
+    configure_logging,
+    configure_telemetry,
+    instrument_fastapi,
+    untraced,
+)
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED_ROUTE = "unmatched"
@@ -82,6 +88,17 @@ def migrate(settings: ServiceSettings, migrations_dir: Path) -> None:
     upgrade(settings.postgres.dsn.get_secret_value(), migrations_dir)
 
 
+def _case_of_referral(table: type[Any]) -> Callable[[Any, UUID], Any]:
+    async def case_of(app_state: Any, referral_id: UUID) -> UUID | None:
+        # Once per referral and process (the edge keeps the answer): not worth a span.
+        with untraced():
+            async with app_state.runtime.db.unit_of_work() as uow:
+                row = await uow.session.get(table, referral_id)
+        return getattr(row, "case_id", None)
+
+    return case_of
+
+
 def create_service_app(
     *,
     title: str,
@@ -91,6 +108,7 @@ def create_service_app(
     runtime: Any | None = None,
     service: str | None = None,
     streamed_bodies: Collection[str] = (),
+    referral_table: type[Any] | None = None,
 ) -> FastAPI:
     """A service's HTTP API; `app.state.runtime` holds the runtime its routes use.
 
@@ -98,8 +116,13 @@ def create_service_app(
     `streamed_bodies` names the routes (`"POST /v1/cases/{case_id}/documents"`) that stream a
     large body and limit it themselves; every other route's body is limited by the edge to
     `settings.http.max_body_bytes`. The edge (`app.state.edge`) takes its limits from the
-    runtime's `settings.rate_limit` and `settings.http`."""
-    edge = Edge(streamed_bodies)
+    runtime's `settings.rate_limit` and `settings.http`. `referral_table` (a table keyed by
+    referral id with a `case_id` column) tells the edge the case of a `…/referrals/<id>` path,
+    so those requests' spans and logs carry the case id too."""
+    edge = Edge(
+        streamed_bodies,
+        case_of_referral=None if referral_table is None else _case_of_referral(referral_table),
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -11,6 +11,18 @@
   here; FastAPI apps are instrumented by
   `instrument_fastapi(app)`. Kafka spans are made by the outbox relay (publish) and the
   consumer helper (process), which carry the context in the records' `traceparent` header.
+
+**One case, one story.** Whatever a process does about a case runs with the case id in the
+OpenTelemetry baggage (`referrals.case_id`), put there once where the work enters the process:
+the API edge (from the path), the consumer (from the envelope), the relay (from the outbox row),
+the scheduler and sender (from their rows, through `case_context` and `continue_trace`). From
+there `CaseSpanProcessor` copies it onto every span as the attribute `referrals.case_id`, and
+`configure_logging` onto every log line as the field `case_id`; the relay carries it on to the
+next service in the Kafka `baggage` header. Each case also has a root trace whose trace id is
+the case id itself (`case_root`): every trace that starts for a case (a request, a scheduled
+expiry) links to it, so "everything about case X" is one query by tag, and X's root trace is
+`/traces/<X without dashes>` in the viewer. Why links rather than one trace a case:
+docs/architecture.md, "One case, one story".
 """
 
 from __future__ import annotations
@@ -18,15 +30,116 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from contextvars import ContextVar
 from typing import Any
+from uuid import UUID
 
 import structlog
-from opentelemetry import trace
+from opentelemetry import baggage, trace
+from opentelemetry import context as otel_context
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.trace import SpanContext, TraceFlags
+
+CASE_ID = "referrals.case_id"
+"""The baggage entry and the span attribute naming the case a piece of work is about."""
+CASE_LOG_FIELD = "case_id"
+"""The structured-log field with the same value."""
 
 _configured = False
+
+
+def case_root(case_id: UUID | str) -> SpanContext:
+    """The span context of the case's root span: trace id = the case id's 128 bits, span id =
+    its last 64 (never zero for a UUID4), so any process derives it from the case id alone."""
+    value = case_id.int if isinstance(case_id, UUID) else UUID(str(case_id)).int
+    return SpanContext(
+        trace_id=value,
+        span_id=(value & 0xFFFF_FFFF_FFFF_FFFF) or 1,
+        is_remote=True,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+    )
+
+
+def with_case(case_id: UUID | str, context: otel_context.Context | None = None) -> Any:
+    """`context` (default: the current one) with `case_id` in its baggage."""
+    return baggage.set_baggage(CASE_ID, str(case_id), context)
+
+
+def case_context(case_id: UUID | str) -> Any:
+    """A fresh context for work that starts a case's trace of its own, with nothing above it
+    (a scheduled expiry): its spans carry the case id and its root links to the case's root."""
+    return with_case(case_id, otel_context.Context())
+
+
+def current_case() -> str | None:
+    """The case id in the current context's baggage, if any."""
+    value = baggage.get_baggage(CASE_ID)
+    return value if isinstance(value, str) else None
+
+
+class CaseSpanProcessor(SpanProcessor):
+    """Copies the case id onto every span started under it, and links every trace root about a
+    case (a span with no parent at all) to the case's root span.
+
+    The case id is the baggage's, or else its parent span's attribute: `start_as_current_span(
+    name, context=ctx)` makes the span current over the *current* context, not `ctx`, so the
+    spans under it see `ctx`'s baggage only through their parent. A few dictionary look-ups per
+    span; nothing more when no case is in sight."""
+
+    def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
+        case_id = baggage.get_baggage(CASE_ID, parent_context)
+        if case_id is None:
+            attributes = getattr(trace.get_current_span(parent_context), "attributes", None)
+            case_id = attributes.get(CASE_ID) if attributes else None
+            if case_id is None:
+                return
+        span.set_attribute(CASE_ID, str(case_id))
+        if span.parent is None:
+            try:
+                root = case_root(str(case_id))
+            except ValueError:  # not a UUID: an attribute, but no case trace to link to
+                return
+            if root.trace_id != span.get_span_context().trace_id:
+                span.add_link(root)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        pass
+
+
+def open_case_trace(case_id: UUID | str, *, cause: SpanContext | None = None) -> None:
+    """Record the case's root span (once, when the case is created), linked to the span that
+    created it; every later trace about the case links to this root (`case_root`)."""
+    root = case_root(case_id)
+    ids = _FIXED_IDS.set((root.trace_id, root.span_id))
+    try:
+        span = _tracer.start_span(
+            "case",
+            context=with_case(case_id, otel_context.Context()),
+            kind=trace.SpanKind.INTERNAL,
+            links=[trace.Link(cause)] if cause is not None and cause.is_valid else None,
+        )
+    finally:
+        _FIXED_IDS.reset(ids)
+    span.end()
+
+
+_FIXED_IDS: ContextVar[tuple[int, int] | None] = ContextVar("referrals_fixed_ids", default=None)
+_tracer = trace.get_tracer("referrals_common.telemetry")
+
+
+class _CaseRootIds(RandomIdGenerator):
+    """Random ids, except for the case's root span, whose ids are the case's (`case_root`)."""
+
+    def generate_span_id(self) -> int:
+        fixed = _FIXED_IDS.get()
+        return fixed[1] if fixed is not None else super().generate_span_id()
+
+    def generate_trace_id(self) -> int:
+        fixed = _FIXED_IDS.get()
+        return fixed[0] if fixed is not None else super().generate_trace_id()
 
 
 def _exporter_choice() -> str:
@@ -58,7 +171,9 @@ def configure_telemetry(
         # request (the W3C context in Kafka headers is still carried through untouched).
         return TracerProvider()
     resource = Resource.create({SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME", service_name)})
-    provider = TracerProvider(resource=resource)
+    provider = TracerProvider(resource=resource, id_generator=_CaseRootIds())
+    # First, so the exporters' processors see the attribute (they read spans when they end).
+    provider.add_span_processor(CaseSpanProcessor())
     if choice == "otlp":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -107,15 +222,30 @@ def _add_trace_ids(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any
     return event_dict
 
 
+def add_case_id(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: the `case_id` of the current context's baggage, if there is one
+    (a value the call gave explicitly is kept)."""
+    if CASE_LOG_FIELD not in event_dict:
+        case_id = baggage.get_baggage(CASE_ID)
+        if case_id is None:  # a span started for a case with `context=` (see CaseSpanProcessor)
+            attributes = getattr(trace.get_current_span(), "attributes", None)
+            case_id = attributes.get(CASE_ID) if attributes else None
+        if case_id is not None:
+            event_dict[CASE_LOG_FIELD] = case_id
+    return event_dict
+
+
 def configure_logging(service_name: str, *, level: str = "INFO", json: bool = True) -> None:
     """structlog (and the standard library's logging) as one stream of JSON lines on stdout,
-    each with the service, and the trace and span ids of the current span when there is one."""
+    each with the service, the case id of the work in progress (`case_id`), and the trace and
+    span ids of the current span when there is one."""
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _add_trace_ids,
+        add_case_id,
         lambda _, __, ev: {**ev, "service": service_name},
     ]
     renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
@@ -151,9 +281,11 @@ def untraced() -> Any:
     return suppress_instrumentation()
 
 
-def continue_trace(carrier: dict[str, str] | None) -> Any:
-    """The OpenTelemetry context of a stored W3C carrier, on a fresh base: work picked up inside
-    `untraced()` is traced again, as part of the trace that caused it."""
-    from opentelemetry import context, propagate
+def continue_trace(carrier: dict[str, str] | None, case_id: UUID | str | None = None) -> Any:
+    """The OpenTelemetry context of a stored W3C carrier (trace context and baggage), on a
+    fresh base: work picked up inside `untraced()` is traced again, as part of the trace that
+    caused it, and about its case (`case_id`, when given, over the carrier's baggage)."""
+    from opentelemetry import propagate
 
-    return propagate.extract(carrier or {}, context=context.Context())
+    ctx = propagate.extract(carrier or {}, context=otel_context.Context())
+    return ctx if case_id is None else with_case(case_id, ctx)

@@ -17,10 +17,14 @@ import binascii
 import json
 import re
 import time
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
+from uuid import UUID
 
 from fastapi import HTTPException, Request
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from starlette.datastructures import Headers
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -35,11 +39,22 @@ from referrals_common.auth.api_keys import InvalidApiKey, parse_api_key
 from referrals_common.edge.audit import LOCKED_OUT, AuditSink, FailedAuthentications
 from referrals_common.edge.ratelimit import RateLimits
 from referrals_common.settings import HttpSettings, RateLimitSettings
+from referrals_common.telemetry import CASE_ID, case_root, open_case_trace, with_case
 
 EXEMPT_PATHS = frozenset({"/health", "/metrics"})
 """Never limited: probes and Prometheus scrapes (they carry no credentials and read nothing)."""
 
 MAX_TOKEN_CHARS = 4096
+CASE_PATH = re.compile(
+    r"/(cases|referrals)/([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})(?:/|$)"
+)
+"""A path about one case (`…/cases/<case id>…`) or one referral (`…/referrals/<referral id>…`)."""
+CREATED_CASE = re.compile(rb"/cases/([0-9a-fA-F-]{36})$")
+"""The `Location` of a case a request created (`201 Created`)."""
+REFERRAL_CACHE_SIZE = 10_000
+
+CaseOfReferral = Callable[[Any, UUID], Awaitable[UUID | None]]
+"""The case of a referral id, looked up in a service's own tables (given the app's state)."""
 _CLAIMED = "referrals_edge_claimed"
 _AUTHENTICATED = "referrals_edge_authenticated"
 
@@ -57,8 +72,13 @@ class Edge:
     failed authentications, its body limits. Configured from the runtime's settings on the
     first request (`configure`), since a service builds its runtime in the app's lifespan."""
 
-    def __init__(self, streamed_bodies: Iterable[str] = ()) -> None:
+    def __init__(
+        self, streamed_bodies: Iterable[str] = (), case_of_referral: CaseOfReferral | None = None
+    ) -> None:
         self._streamed: list[tuple[str, re.Pattern[str]]] = []
+        self.case_of_referral = case_of_referral
+        # A referral's case never changes: found once, kept (the most recent ones).
+        self._referral_cases: OrderedDict[UUID, str] = OrderedDict()
         for route in streamed_bodies:
             method, _, template = route.partition(" ")
             self._streamed.append((method.upper(), compile_path(template)[0]))
@@ -89,6 +109,34 @@ class Edge:
     def streams_body(self, method: str, path: str) -> bool:
         """Whether `method path` is a streamed upload, which keeps its own size limits."""
         return any(m == method and p.match(path) for m, p in self._streamed)
+
+    async def case_of(self, path: str, app_state: Any) -> str | None:
+        """The case a request is about, from its path: the case id of `…/cases/<id>`, or the
+        case of the referral of `…/referrals/<id>` (when the service can say,
+        `case_of_referral`); None for anything else."""
+        found = CASE_PATH.search(path)
+        if found is None:
+            return None
+        kind, value = found.groups()
+        if kind == "cases":
+            return value.lower()
+        if self.case_of_referral is None:
+            return None
+        referral_id = UUID(value)
+        cached = self._referral_cases.get(referral_id)
+        if cached is not None:
+            self._referral_cases.move_to_end(referral_id)
+            return cached
+        try:
+            case_id = await self.case_of_referral(app_state, referral_id)
+        except Exception:  # a label for traces and logs: never the reason a request fails
+            return None
+        if case_id is None:  # not (yet) known here: asked again next time
+            return None
+        self._referral_cases[referral_id] = str(case_id)
+        if len(self._referral_cases) > REFERRAL_CACHE_SIZE:
+            self._referral_cases.popitem(last=False)
+        return str(case_id)
 
     # ---------------------------------------------------------------- flushing
     def start_flushing(self) -> None:
@@ -317,11 +365,47 @@ class EdgeMiddleware:
             return
         state: dict[str, Any] = scope.setdefault("state", {})
         state[_CLAIMED] = claimed
+        server = trace.get_current_span()  # the request's span (its instrumentation is outside)
+        case_id = await edge.case_of(scope["path"], scope["app"].state if "app" in scope else None)
+        token = None
+        if case_id is not None:
+            _about_case(server, case_id)
+            token = otel_context.attach(with_case(case_id))
+        elif scope["method"] == "POST":
+            send = _noting_created_case(send, server)
         try:
             await self.app(scope, _guarded(receive, limit, edge.http), send)
         finally:
+            if token is not None:
+                otel_context.detach(token)
             if claimed is not None and _AUTHENTICATED not in state:
                 edge.limits.spend_ip(ip)
+
+
+def _about_case(span: trace.Span, case_id: str) -> None:
+    """Mark a request's span as about `case_id` and link it to the case's root trace."""
+    span.set_attribute(CASE_ID, case_id)
+    if span.is_recording():
+        root = case_root(case_id)
+        if span.get_span_context().trace_id != root.trace_id:
+            span.add_link(root)
+
+
+def _noting_created_case(send: Send, server: trace.Span) -> Send:
+    """`send` that notices a case being created (`201` with `Location: …/cases/<id>`): the
+    request's span is marked as about it, and the case's root trace starts, linked to it."""
+
+    async def noting(message: Message) -> None:
+        if message["type"] == "http.response.start" and message["status"] == 201:
+            for name, value in message.get("headers", ()):
+                if name.lower() == b"location" and (created := CREATED_CASE.search(value)):
+                    case_id = created.group(1).decode().lower()
+                    _about_case(server, case_id)
+                    open_case_trace(case_id, cause=server.get_span_context())
+                    break
+        await send(message)
+
+    return noting
 
 
 def _problem_of(error: HTTPException) -> ProblemError:

@@ -21,7 +21,9 @@ For every record:
    NACK_ON_ERROR, no auto commit); if a record cannot be settled, not even into the dead-letter
    topic, the batch is not acknowledged and is consumed again (the inbox absorbs the repeats).
 
-The consumer's span continues the producer's trace from the record's `traceparent` header.
+The consumer's span (`process <topic>`) continues the producer's trace from the record's
+`traceparent` header; the handler runs with the envelope's case id in the baggage, so its spans
+and log lines carry it (`referrals_common.telemetry`).
 
 Metrics (`referrals_consumer_*`, see docs/runbook.md): records by outcome, handler durations and
 dead letters are counted as records are settled (in memory, no query); the lag of every
@@ -34,16 +36,18 @@ partitions and the consumer's position otherwise (FastStream commits every batch
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from tenacity import (
@@ -65,6 +69,7 @@ from referrals_common.db import Database, UnitOfWork
 from referrals_common.faults import is_infrastructure_fault
 from referrals_common.messaging.dlq import DeadLetterPublisher
 from referrals_common.settings import KafkaSettings
+from referrals_common.telemetry import CASE_ID, with_case
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("referrals_common.consumer")
@@ -85,6 +90,14 @@ def parse_record(record: Any, body: bytes | None = None) -> CloudEvent[EventData
                 "structured mode: the record value is the whole envelope"
             )
     return parse_event(record.value if body is None else body)
+
+
+@contextlib.contextmanager
+def _detaching(token: object) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        otel_context.detach(token)  # type: ignore[arg-type]
 
 
 class PoisonEvent(Exception):
@@ -238,6 +251,7 @@ class EventConsumer:
                 return False
             events.append((record, event))
         applied = duplicates = skipped = 0
+        last: trace.Span | None = None
         try:
             async with self.db.unit_of_work() as uow:
                 for record, event in events:
@@ -246,18 +260,20 @@ class EventConsumer:
                         skipped += 1
                         continue
                     headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
-                    with tracer.start_as_current_span(
-                        f"{record.topic} process",
-                        context=propagate.extract(headers),
-                        kind=SpanKind.CONSUMER,
-                    ) as span:
-                        span.set_attribute("messaging.system", "kafka")
-                        group = self.group(record.topic)
-                        span.set_attribute("messaging.consumer.group.name", group)
-                        span.set_attribute("messaging.destination.name", record.topic)
-                        span.set_attribute("messaging.kafka.offset", record.offset)
+                    # The envelope says whose case this is, whatever the headers carried.
+                    token = otel_context.attach(
+                        with_case(event.case_id, propagate.extract(headers))
+                    )
+                    with (
+                        _detaching(token),
+                        tracer.start_as_current_span(
+                            f"process {record.topic}", kind=SpanKind.CONSUMER
+                        ) as span,
+                    ):
+                        self._describe(span, record)
                         span.set_attribute("messaging.message.id", str(event.id))
                         span.set_attribute("cloudevents.event_type", event.type)
+                        last = span
                         if not await uow.inbox.record(self.name, event.id, event.type):
                             duplicates += 1
                             continue
@@ -267,7 +283,10 @@ class EventConsumer:
                         uow.session.expire_all()
                         await self._call(handler, event, uow)
                         applied += 1
-                await uow.commit()
+                # The one commit of the partition's events, under the last one's span (its
+                # own trace otherwise, about no case).
+                with trace.use_span(last or trace.INVALID_SPAN, end_on_exit=False):
+                    await uow.commit()
         except Exception as exc:
             log.info("%s: batch of %d falls back to one by one: %r", self.name, len(records), exc)
             return False
@@ -285,18 +304,17 @@ class EventConsumer:
         headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
         parent = propagate.extract(headers)
         with tracer.start_as_current_span(
-            f"{record.topic} process", context=parent, kind=SpanKind.CONSUMER
+            f"process {record.topic}", context=parent, kind=SpanKind.CONSUMER
         ) as span:
-            span.set_attribute("messaging.system", "kafka")
-            span.set_attribute("messaging.consumer.group.name", self.group(record.topic))
-            span.set_attribute("messaging.destination.name", record.topic)
-            span.set_attribute("messaging.kafka.offset", record.offset)
+            self._describe(span, record)
             try:
                 event = parse_record(record, body)
             except (InvalidEvent, UnknownEventType) as exc:
                 span.set_status(Status(StatusCode.ERROR, str(exc)))
                 await self._dead_letter(record, body, exc)
                 return
+            case_id = str(event.case_id)
+            span.set_attribute(CASE_ID, case_id)
             span.set_attribute("messaging.message.id", str(event.id))
             span.set_attribute("cloudevents.event_type", event.type)
             handler = self._handlers.get(event.type)
@@ -304,6 +322,8 @@ class EventConsumer:
                 self.stats["skipped"] += 1
                 self._count(record.topic, "skipped")
                 return
+            # The envelope says whose case this is, whatever the headers carried.
+            token = otel_context.attach(with_case(case_id))
             try:
                 outcome = await self._apply(event, handler)
             except Exception as exc:
@@ -318,7 +338,26 @@ class EventConsumer:
                     raise
                 await self._dead_letter(record, body, exc)
                 return
+            finally:
+                otel_context.detach(token)
             self._count(record.topic, outcome)
+
+    def _describe(self, span: trace.Span, record: Any) -> None:
+        """The messaging attributes of a record's process span (OpenTelemetry's semantic
+        conventions for Kafka)."""
+        if not span.is_recording():
+            return
+        span.set_attributes(
+            {
+                "messaging.system": "kafka",
+                "messaging.operation.type": "process",
+                "messaging.operation.name": "process",
+                "messaging.consumer.group.name": self.group(record.topic),
+                "messaging.destination.name": record.topic,
+                "messaging.destination.partition.id": str(record.partition),
+                "messaging.kafka.offset": record.offset,
+            }
+        )
 
     async def _apply(self, event: CloudEvent[Any], handler: Handler) -> str:
         """Apply an event with retries; its outcome: ok, retried (after failed attempts) or

@@ -32,6 +32,7 @@ from referrals_common import metrics
 from referrals_common.contracts.envelope import CONTENT_TYPE
 from referrals_common.messaging.kafka import Kafka, client_options
 from referrals_common.messaging.schema import NOTIFY_CHANNEL, OUTBOX_SLOTS
+from referrals_common.telemetry import with_case
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("referrals_common.relay")
@@ -224,16 +225,22 @@ class OutboxRelay:
 
     async def _send(self, row: asyncpg.Record) -> asyncio.Future[object]:
         assert self._producer is not None
-        parent = propagate.extract(json.loads(row["headers"]))
+        # The row's case (its key) is the baggage of the publish and goes on in the record's
+        # `baggage` header; a row stored without a trace context starts a trace of its own,
+        # linked to the case's root.
+        parent = with_case(row["aggregate_id"], propagate.extract(json.loads(row["headers"])))
         with tracer.start_as_current_span(
-            f"{row['topic']} publish", context=parent, kind=SpanKind.PRODUCER
+            f"send {row['topic']}", context=parent, kind=SpanKind.PRODUCER
         ) as span:
             span.set_attribute("messaging.system", "kafka")
+            span.set_attribute("messaging.operation.type", "send")
+            span.set_attribute("messaging.operation.name", "send")
             span.set_attribute("messaging.destination.name", row["topic"])
             span.set_attribute("messaging.message.id", str(row["id"]))
             span.set_attribute("messaging.kafka.message.key", row["aggregate_id"])
+            span.set_attribute("cloudevents.event_type", row["event_type"])
             carrier: dict[str, str] = {}
-            propagate.inject(carrier)
+            propagate.inject(carrier, context=trace.set_span_in_context(span, parent))
         return await self._producer.send(
             row["topic"],
             value=row["payload"].encode(),
