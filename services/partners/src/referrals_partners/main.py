@@ -26,7 +26,7 @@ from referrals_common.edge.principals import AccessLog
 from referrals_common.outbound import OutboundPolicy
 from referrals_common.service_app import create_service_app, setup_observability
 from referrals_partners.config import PartnersSettings
-from referrals_partners.models import AccessAudit
+from referrals_partners.models import AccessAudit, Referral
 from referrals_partners.registry import load_registry
 from referrals_partners.service import Limits, Partners
 
@@ -114,6 +114,7 @@ def create_app(settings: PartnersSettings | None = None, runtime: Runtime | None
         router=router,
         build_runtime=lambda: build_runtime(settings or PartnersSettings()),
         runtime=runtime,
+        referral_table=Referral,  # the case of `…/referrals/<id>` for traces and logs
     )
 
 

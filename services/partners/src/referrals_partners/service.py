@@ -29,7 +29,6 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -69,6 +68,7 @@ from referrals_common.contracts.partners import Price as ProposedPrice
 from referrals_common.contracts.partners import document_fetch_path
 from referrals_common.db import UnitOfWork
 from referrals_common.metrics import OPINION_OUTCOMES, service_name
+from referrals_common.telemetry import case_context
 from referrals_partners.models import (
     CaseDocument,
     CenterRow,
@@ -575,7 +575,7 @@ class Partners:
         if referral.status != "info_requested":
             return
         with tracer.start_as_current_span(
-            "information request expire", context=otel_context.Context()
+            "information request expire", context=case_context(case.case_id)
         ) as span:
             span.set_attribute("referrals.case_id", str(case.case_id))
             span.set_attribute("referrals.center_code", referral.center_code)
@@ -692,7 +692,7 @@ class Partners:
                 continue
             # An expiry is a case step of its own: a new trace, whatever the caller suppressed.
             with tracer.start_as_current_span(
-                "referral expire", context=otel_context.Context()
+                "referral expire", context=case_context(case_id)
             ) as span:
                 span.set_attribute("referrals.case_id", str(case_id))
                 span.set_attribute("referrals.center_code", referral.center_code)

@@ -17,7 +17,7 @@ from referrals_common.edge.principals import AccessLog
 from referrals_common.service_app import create_service_app, setup_observability
 from referrals_records.config import RecordsSettings
 from referrals_records.links import LinkSigner
-from referrals_records.models import AccessAudit
+from referrals_records.models import AccessAudit, CenterReferral
 from referrals_records.service import Records
 from referrals_records.storage import DocumentClient, DocumentStore
 
@@ -106,6 +106,7 @@ def create_app(settings: RecordsSettings | None = None, runtime: Runtime | None 
         runtime=runtime,
         # Uploads stream to storage under records' own size limits; every other body: the edge's.
         streamed_bodies=STREAMED_UPLOADS,
+        referral_table=CenterReferral,  # the case of `…/referrals/<id>` for traces and logs
     )
 
 
