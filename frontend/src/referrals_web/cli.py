@@ -1,5 +1,12 @@
-"""`referrals-web migrate | serve | purge-sessions`: apply the web application's migrations;
-serve its pages; delete ended sessions.
+"""`referrals-web migrate | serve | purge-sessions | staff …`: apply the web application's
+migrations; serve its pages; delete ended sessions; manage the center console's staff accounts.
+
+`staff add --email … --center CODE --name …` adds a staff member (or updates the one with that
+address). The center's partner API key is read from `REFERRALS_WEB_CENTER_KEY` or standard
+input, never from the command line (argv is visible to every user of the machine and kept in
+shell history); it may be left out when the center already has a key here. `staff set-key
+--center CODE` stores a new key (rotation), `staff disable --email …` stops a member from
+signing in, `staff list` shows who may sign in for which center.
 
 `serve` runs uvicorn through the platform's edge server (header deadline, keep-alive, client
 addresses from a trusted proxy); it does not migrate: run `migrate` first (once per release).
@@ -7,9 +14,21 @@ addresses from a trusted proxy); it does not migrate: run `migrate` first (once 
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+staff_app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="The center console's staff accounts."
+)
+app.add_typer(staff_app, name="staff")
+
+CENTER_KEY_ENV = "REFERRALS_WEB_CENTER_KEY"
 
 
 @app.command()
@@ -59,6 +78,109 @@ def serve(host: str = "127.0.0.1", port: int = 8010, workers: int = 1) -> None:
         port=port,
         workers=workers,
     )
+
+
+def _center_key(required: bool) -> str | None:
+    """The center's key from the environment, else from standard input (a pipe, or typed
+    without echo at a terminal); None when not given and not `required`."""
+    key = os.environ.get(CENTER_KEY_ENV, "").strip()
+    if key:
+        return key
+    if sys.stdin is not None and not sys.stdin.isatty():
+        return sys.stdin.readline().strip() or None
+    if required:
+        return str(typer.prompt("The center's partner API key", hide_input=True)).strip()
+    return None
+
+
+def _with_accounts(work: Callable[[Any, Any], Awaitable[str]]) -> None:
+    """Run `work(staff directory, center keys)` on the web application's database."""
+    from referrals_common.db import Database
+    from referrals_web.config import WebSettings
+    from referrals_web.repository import PostgresCenterKeyStore, PostgresStaffDirectory
+    from referrals_web.staff import CenterKeys, StaffError
+
+    settings = WebSettings()
+
+    async def run() -> str:
+        db = Database(settings.postgres)
+        try:
+            keys = CenterKeys(
+                PostgresCenterKeyStore(db), settings.session_secret.get_secret_value()
+            )
+            return await work(PostgresStaffDirectory(db), keys)
+        finally:
+            await db.dispose()
+
+    try:
+        typer.echo(asyncio.run(run()))
+    except StaffError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+@staff_app.command("add")
+def staff_add(
+    email: str = typer.Option(..., help="The staff member's work e-mail: sign-in codes go there"),
+    center: str = typer.Option(..., help="The center's code in the partner registry"),
+    name: str = typer.Option(..., help="The name shown on the console and in its audit"),
+) -> None:
+    """Add a staff member of a center (or update the one with this address)."""
+    from referrals_web.staff import add_staff
+
+    key = _center_key(required=False)
+
+    async def work(directory: Any, keys: Any) -> str:
+        member, new = await add_staff(
+            directory, keys, email=email, name=name, center_code=center, key=key
+        )
+        what = "added" if new else "updated"
+        kept = "; the center's key was stored" if key else ""
+        return f"{what} {member.email} ({member.name}) for {member.center_code}{kept}"
+
+    _with_accounts(work)
+
+
+@staff_app.command("set-key")
+def staff_set_key(center: str = typer.Option(..., help="The center's code")) -> None:
+    """Store a new partner API key for a center (after partners issued it)."""
+    key = _center_key(required=True)
+
+    async def work(directory: Any, keys: Any) -> str:
+        await keys.put(center, key or "")
+        return f"stored a new key for {center}"
+
+    _with_accounts(work)
+
+
+@staff_app.command("disable")
+def staff_disable(email: str = typer.Option(..., help="The staff member's e-mail")) -> None:
+    """Stop a staff member from signing in (their open sessions end at the next request)."""
+    from referrals_web.staff import disable_staff
+
+    async def work(directory: Any, keys: Any) -> str:
+        member = await disable_staff(directory, email)
+        return f"disabled {member.email} ({member.center_code})"
+
+    _with_accounts(work)
+
+
+@staff_app.command("list")
+def staff_list() -> None:
+    """Every staff account: e-mail, center, name, and whether it may sign in."""
+
+    async def work(directory: Any, keys: Any) -> str:
+        members = await directory.all()
+        if not members:
+            return "no staff accounts"
+        lines = []
+        for m in members:
+            key = "key kept" if await keys.get(m.center_code) else "NO KEY"
+            state = "active" if m.active else "disabled"
+            lines.append(f"{m.email}\t{m.center_code}\t{m.name}\t{state}\t{key}")
+        return "\n".join(lines)
+
+    _with_accounts(work)
 
 
 if __name__ == "__main__":

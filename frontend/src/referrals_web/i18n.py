@@ -8,14 +8,14 @@ and dates are never translated by hand: babel renders them from CLDR in the page
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pycountry
 from babel import Locale
-from babel.dates import format_date, format_time
+from babel.dates import format_date, format_time, format_timedelta
 from babel.lists import format_list
 from babel.support import Translations
 
@@ -119,3 +119,35 @@ def date_time(value: datetime | str | None, locale: str) -> str:
     local = value.astimezone(KYIV)
     day = format_date(local.date(), format="long", locale=cldr(locale))
     return f"{day}, {format_time(local.time(), format='short', locale=cldr(locale))}"
+
+
+def utc_date_time(value: datetime | str | None, locale: str) -> str:
+    """A moment in UTC, said so (the center console: its staff are in many time zones):
+    "12 April 2026, 11:05 UTC"."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    moment = value.astimezone(UTC)
+    day = format_date(moment.date(), format="long", locale=cldr(locale))
+    return f"{day}, {format_time(moment.time(), format='short', locale=cldr(locale))} UTC"
+
+
+def utc_date(value: datetime | str | None, locale: str) -> str:
+    """The day of a moment in UTC: "12 April 2026"."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return format_date(value.astimezone(UTC).date(), format="long", locale=cldr(locale))
+
+
+def from_now(value: datetime | str | None, locale: str) -> str:
+    """How far a moment is from now, in words: "in 2 days", "3 hours ago"."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return format_timedelta(
+        value - datetime.now(UTC), add_direction=True, threshold=1.5, locale=cldr(locale)
+    )

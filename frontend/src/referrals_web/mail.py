@@ -1,5 +1,6 @@
 """One-time sign-in codes by e-mail (SMTP). The message says the code, how long it works and
-nothing about the case: no diagnosis, no center, no name."""
+nothing about the case: no diagnosis, no center, no name. A patient's code opens their case
+(`purpose` "case"); a center staff member's opens the center console ("console")."""
 
 from __future__ import annotations
 
@@ -11,19 +12,28 @@ from referrals_web.i18n import translations
 
 
 class CodeMailer(Protocol):
-    async def send_code(self, to: str, code: str, *, locale: str, minutes: int) -> None: ...
+    async def send_code(
+        self, to: str, code: str, *, locale: str, minutes: int, purpose: str = "case"
+    ) -> None: ...
 
 
-def code_message(sender: str, to: str, code: str, *, locale: str, minutes: int) -> EmailMessage:
+def code_message(
+    sender: str, to: str, code: str, *, locale: str, minutes: int, purpose: str = "case"
+) -> EmailMessage:
     _ = translations(locale).gettext
     message = EmailMessage()
     message["From"] = sender
     message["To"] = to
-    message["Subject"] = _("Your sign-in code")
+    if purpose == "console":
+        message["Subject"] = _("Your sign-in code for the center console")
+        opening = _("Your code to sign in to the center console: %(code)s") % {"code": code}
+    else:
+        message["Subject"] = _("Your sign-in code")
+        opening = _("Your code to see your second-opinion case: %(code)s") % {"code": code}
     message.set_content(
         "\n\n".join(
             [
-                _("Your code to see your second-opinion case: %(code)s") % {"code": code},
+                opening,
                 _("It works for %(minutes)s minutes, once.") % {"minutes": minutes},
                 _(
                     "If you did not ask for it, you can ignore this e-mail. Never tell the code "
@@ -40,12 +50,14 @@ class SmtpCodeMailer:
     def __init__(self, settings: SmtpSettings) -> None:
         self.settings = settings
 
-    async def send_code(self, to: str, code: str, *, locale: str, minutes: int) -> None:
+    async def send_code(
+        self, to: str, code: str, *, locale: str, minutes: int, purpose: str = "case"
+    ) -> None:
         import aiosmtplib
 
         s = self.settings
         await aiosmtplib.send(
-            code_message(s.sender, to, code, locale=locale, minutes=minutes),
+            code_message(s.sender, to, code, locale=locale, minutes=minutes, purpose=purpose),
             hostname=s.host,
             port=s.port,
             username=s.username,

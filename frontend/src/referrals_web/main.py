@@ -4,7 +4,8 @@ the factory `python -m referrals_web serve` runs.
 
 Every request first meets the platform's edge (`referrals_common.edge`: rate limits per address
 or per session, body limits, slow bodies), then the session middleware (the cookie's session
-loaded before the page, saved with its answer), then the page.
+loaded before the page, saved with its answer), then the page. The center console (/center…)
+has sessions of its own realm and cookie (`sessions.STAFF`), never a patient's.
 """
 
 from __future__ import annotations
@@ -30,24 +31,36 @@ from referrals_common.edge import Edge, EdgeMiddleware
 from referrals_common.telemetry import instrument_fastapi
 from referrals_web.config import WebSettings
 from referrals_web.mail import CodeMailer, SmtpCodeMailer
+from referrals_web.models import staff_login_codes
 from referrals_web.platform import Platform
 from referrals_web.rendering import Renderer
 from referrals_web.repository import (
     CaseDirectory,
+    CenterKeyStore,
+    ConsoleAudit,
     LoginCodeStore,
     MemoryCaseDirectory,
+    MemoryCenterKeyStore,
+    MemoryConsoleAudit,
     MemoryLoginCodeStore,
     MemorySessionStore,
+    MemoryStaffDirectory,
     PostgresCaseDirectory,
+    PostgresCenterKeyStore,
+    PostgresConsoleAudit,
     PostgresLoginCodeStore,
     PostgresSessionStore,
+    PostgresStaffDirectory,
     SessionStore,
+    StaffDirectory,
 )
-from referrals_web.sessions import COOKIE_NAME, Sessions
+from referrals_web.sessions import STAFF, Sessions
+from referrals_web.staff import CenterKeys
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 STATIC_DIR = Path(__file__).parent / "static"
-UPLOAD_ROUTES = ("POST /case/documents",)
+UPLOAD_ROUTES = ("POST /case/documents", "POST /center/referrals/{referral_id}/opinion")
+CONSOLE_PREFIX = "/center"
 log = logging.getLogger(__name__)
 
 CONTENT_SECURITY_POLICY = (
@@ -65,7 +78,16 @@ class Runtime:
     directory: CaseDirectory
     mailer: CodeMailer
     renderer: Renderer
+    staff_sessions: Sessions
+    staff: StaffDirectory
+    staff_codes: LoginCodeStore
+    center_keys: CenterKeys
+    console_audit: ConsoleAudit
     db: Database | None = None
+
+    def sessions_of(self, path: str) -> Sessions:
+        """The console's sessions for /center…, the patients' for every other page."""
+        return self.staff_sessions if is_console(path) else self.sessions
 
     @property
     def htmx(self) -> bool:
@@ -87,23 +109,32 @@ def build_runtime(
     directory: CaseDirectory | None = None,
     mailer: CodeMailer | None = None,
     renderer: Renderer | None = None,
+    staff: StaffDirectory | None = None,
+    staff_codes: LoginCodeStore | None = None,
+    center_keys: CenterKeyStore | None = None,
+    console_audit: ConsoleAudit | None = None,
 ) -> Runtime:
     """The runtime of one process; the stores are PostgreSQL unless given (tests give memory)."""
     db = None
-    if session_store is None or codes is None or directory is None:
+    given = (session_store, codes, directory, staff, staff_codes, center_keys, console_audit)
+    if any(store is None for store in given):
         db = Database(settings.postgres)
+    secret = settings.session_secret.get_secret_value()
+    store = session_store or PostgresSessionStore(db)  # type: ignore[arg-type]
+    idle = timedelta(minutes=settings.session_idle_minutes)
     return Runtime(
         settings=settings,
         platform=Platform(settings, transport=transport),
-        sessions=Sessions(
-            session_store or PostgresSessionStore(db),  # type: ignore[arg-type]
-            settings.session_secret.get_secret_value(),
-            idle=timedelta(minutes=settings.session_idle_minutes),
-        ),
+        sessions=Sessions(store, secret, idle=idle),
         codes=codes or PostgresLoginCodeStore(db),  # type: ignore[arg-type]
         directory=directory or PostgresCaseDirectory(db),  # type: ignore[arg-type]
         mailer=mailer or SmtpCodeMailer(settings.smtp),
         renderer=renderer or Renderer(),
+        staff_sessions=Sessions(store, secret, idle=idle, realm=STAFF, default_locale="en"),
+        staff=staff or PostgresStaffDirectory(db),  # type: ignore[arg-type]
+        staff_codes=staff_codes or PostgresLoginCodeStore(db, staff_login_codes),  # type: ignore[arg-type]
+        center_keys=CenterKeys(center_keys or PostgresCenterKeyStore(db), secret),  # type: ignore[arg-type]
+        console_audit=console_audit or PostgresConsoleAudit(db),  # type: ignore[arg-type]
         db=db,
     )
 
@@ -115,6 +146,10 @@ def memory_runtime(settings: WebSettings, **kwargs: Any) -> Runtime:
         session_store=kwargs.pop("session_store", MemorySessionStore()),
         codes=kwargs.pop("codes", MemoryLoginCodeStore()),
         directory=kwargs.pop("directory", MemoryCaseDirectory()),
+        staff=kwargs.pop("staff", MemoryStaffDirectory()),
+        staff_codes=kwargs.pop("staff_codes", MemoryLoginCodeStore()),
+        center_keys=kwargs.pop("center_keys", MemoryCenterKeyStore()),
+        console_audit=kwargs.pop("console_audit", MemoryConsoleAudit()),
         **kwargs,
     )
 
@@ -134,10 +169,16 @@ def _untouched(path: str) -> bool:
     return path.startswith("/static/") or path in ("/health", "/metrics")
 
 
+def is_console(path: str) -> bool:
+    """Whether `path` is a page of the center console (its own session realm and cookie)."""
+    return path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")
+
+
 class SessionMiddleware:
     """Loads the cookie's session before the page (`scope["state"]["web_session"]`) and, as
     the answer starts, saves it if it changed and sets the cookie (HttpOnly, SameSite=Lax,
-    Secure outside development). Adds the pages' security headers."""
+    Secure outside development). Adds the pages' security headers. The console's pages read
+    and set the staff cookie (Path=/center) only; every other page the patient's only."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -150,19 +191,20 @@ class SessionMiddleware:
             await self.app(scope, receive, send)
             return
         runtime: Runtime = scope["app"].state.runtime
-        key = HTTPConnection(scope).cookies.get(COOKIE_NAME)
+        sessions = runtime.sessions_of(scope["path"])
+        key = HTTPConnection(scope).cookies.get(sessions.cookie_name)
         state = scope.setdefault("state", {})
-        state["web_session"] = await runtime.sessions.load(key) if key else None
+        state["web_session"] = await sessions.load(key) if key else None
 
         async def send_with_session(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 session = state.get("web_session")
                 if state.get("web_session_ended"):
-                    headers.append("Set-Cookie", _cookie("", runtime, max_age=0))
+                    headers.append("Set-Cookie", _cookie("", runtime, sessions, max_age=0))
                 elif session is not None and session.changed:
-                    await runtime.sessions.save(session)
-                    headers.append("Set-Cookie", _cookie(session.key, runtime))
+                    await sessions.save(session)
+                    headers.append("Set-Cookie", _cookie(session.key, runtime, sessions))
                 headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
                 headers.setdefault("X-Content-Type-Options", "nosniff")
                 headers.setdefault("Referrer-Policy", "same-origin")
@@ -173,9 +215,16 @@ class SessionMiddleware:
         await self.app(scope, receive, send_with_session)
 
 
-def _cookie(value: str, runtime: Runtime, *, max_age: int | None = None) -> str:
+def _cookie(value: str, runtime: Runtime, sessions: Sessions, *, max_age: int | None = None) -> str:
     age = max_age if max_age is not None else runtime.settings.session_idle_minutes * 60
-    parts = [f"{COOKIE_NAME}={value}", "Path=/", f"Max-Age={age}", "HttpOnly", "SameSite=Lax"]
+    path = CONSOLE_PREFIX if sessions is runtime.staff_sessions else "/"
+    parts = [
+        f"{sessions.cookie_name}={value}",
+        f"Path={path}",
+        f"Max-Age={age}",
+        "HttpOnly",
+        "SameSite=Lax",
+    ]
     if runtime.settings.secure_cookies:
         parts.append("Secure")
     return "; ".join(parts)

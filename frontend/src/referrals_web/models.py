@@ -1,10 +1,15 @@
-"""The web application's own tables: server-side sessions, one-time sign-in codes and the
-cases it opened (by reference).
+"""The web application's own tables: server-side sessions, one-time sign-in codes, the cases it
+opened (by reference), and for the center console the staff accounts, each center's partner API
+key (sealed) and what each staff member did.
 
 Nothing here is the platform's data: a session points at a case and keeps its access token
 sealed (AES-256-GCM, bound to the session's row), and the answers of a form in progress
 sealed the same way. A session's row id is the SHA-256 of the cookie's value, so a copy of the
-table opens no session.
+table opens no session. Patients' and staff's sessions share the table but not a realm: a
+session of one realm is never loaded as the other's.
+
+A center's partner API key is sealed (AES-256-GCM with a key derived from the session secret,
+bound to the center's code): the browser never sees it, and a copy of the table opens nothing.
 """
 
 from __future__ import annotations
@@ -12,7 +17,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from uuid import UUID
 
-from sqlalchemy import Column, DateTime, Integer, LargeBinary, MetaData, String, Table, Uuid
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Uuid,
+)
 
 metadata = MetaData()
 
@@ -31,6 +46,8 @@ sessions = Table(
     Column("case_id", Uuid(), nullable=True),
     Column("case_token_sealed", LargeBinary(), nullable=True),
     Column("data_sealed", LargeBinary(), nullable=True),
+    Column("realm", String(10), nullable=False, server_default="patient"),
+    Column("staff_id", Uuid(), nullable=True),
 )
 
 login_codes = Table(
@@ -52,4 +69,61 @@ known_cases = Table(
 """The cases opened through this front end, by the reference the patient sees (`3F0F-6C7D`):
 how a patient who kept only the reference signs in again."""
 
-__all__ = ["UUID", "known_cases", "login_codes", "metadata", "sessions", "utcnow"]
+staff = Table(
+    "staff",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("email", String(254), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("center_code", String(63), nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("disabled_at", DateTime(timezone=True), nullable=True),
+)
+"""A center's staff member: signs in to the console with a code sent to `email` (kept in lower
+case) and sees only the referrals of `center_code`."""
+
+center_keys = Table(
+    "center_keys",
+    metadata,
+    Column("center_code", String(63), primary_key=True),
+    Column("key_sealed", LargeBinary(), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+"""Each center's partner API key (`ccr_…`), sealed: the console calls partners and records
+with it on the staff's behalf."""
+
+staff_login_codes = Table(
+    "staff_login_codes",
+    metadata,
+    Column("staff_id", Uuid(), primary_key=True),
+    Column("code_hash", String(64), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("attempts", Integer(), nullable=False, default=0),
+)
+
+console_actions = Table(
+    "console_actions",
+    metadata,
+    Column("id", BigInteger(), primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("staff_id", Uuid(), nullable=False, index=True),
+    Column("center_code", String(63), nullable=False),
+    Column("referral_id", Uuid(), nullable=True, index=True),
+    Column("action", String(40), nullable=False),
+    Column("outcome", String(40), nullable=False),
+)
+"""Who did what in the console: partners' audit names only the center (its key), this names
+the staff member behind each action."""
+
+__all__ = [
+    "UUID",
+    "center_keys",
+    "console_actions",
+    "known_cases",
+    "login_codes",
+    "metadata",
+    "sessions",
+    "staff",
+    "staff_login_codes",
+    "utcnow",
+]

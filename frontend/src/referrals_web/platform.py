@@ -1,6 +1,12 @@
 """The web application's client of the platform's public HTTP APIs: intake (cases, consents,
-submission, the timeline, the answer to a center's request, access tokens), records (documents)
-and partners (where the case went and why). This is the only way the pages reach the platform.
+submission, the timeline, the answer to a center's request, access tokens), records (documents;
+for a center, its referrals' documents and its opinion) and partners (where the case went and
+why; for a center, its referrals and its answers). This is the only way the pages reach the
+platform.
+
+The console's calls go with the staff member's center's partner API key (`center_key`), which
+partners and records both accept: they, not the web application, decide what that center may
+see (another center's referral is a 404 there).
 
 The partner front end's API key is used only for what needs it (opening a case, minting a case
 access token); everything about one case goes with that case's token. Problems (RFC 9457) come
@@ -138,6 +144,7 @@ class Platform:
         *,
         token: str | None = None,
         front_end: bool = False,
+        center_key: str | None = None,
         ok: Iterable[int] = (200, 201),
         headers: dict[str, str] | None = None,
         **kwargs: Any,
@@ -145,6 +152,8 @@ class Platform:
         sent = dict(headers or {})
         if front_end:
             sent["X-Api-Key"] = self._key
+        if center_key is not None:
+            sent["X-Api-Key"] = center_key
         if token is not None:
             sent["Authorization"] = f"Bearer {token}"
         sent.setdefault("Accept", "application/json")
@@ -307,3 +316,85 @@ class Platform:
                 return None
             raise
         return response.json()  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------ a center's key (console)
+    async def center_referrals(
+        self, center_key: str, status: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The referrals offered to the key's center, newest offer first."""
+        response = await self._send(
+            "GET",
+            f"{self.partners}/v1/partner/referrals",
+            center_key=center_key,
+            params={"status": status} if status else None,
+        )
+        return response.json()  # type: ignore[no-any-return]
+
+    async def center_referral(self, center_key: str, referral_id: UUID) -> dict[str, Any]:
+        """One referral of the key's center (a 404 problem for any other)."""
+        response = await self._send(
+            "GET", f"{self.partners}/v1/partner/referrals/{referral_id}", center_key=center_key
+        )
+        return response.json()  # type: ignore[no-any-return]
+
+    async def center_action(
+        self, center_key: str, referral_id: UUID, action: str, body: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """POST /v1/partner/referrals/{id}/{action} (`accept`, `decline`,
+        `information-requests`, `opinion`, `shipments/{id}/receipt`,
+        `follow-up-questions/{id}/answer`); the referral as it is afterwards."""
+        response = await self._send(
+            "POST",
+            f"{self.partners}/v1/partner/referrals/{referral_id}/{action}",
+            center_key=center_key,
+            json=body,
+        )
+        return response.json()  # type: ignore[no-any-return]
+
+    async def referral_documents(self, center_key: str, referral_id: UUID) -> list[dict[str, Any]]:
+        """The referral's documents as records shows them to the center (neutral names)."""
+        response = await self._send(
+            "GET", f"{self.records}/v1/referrals/{referral_id}/documents", center_key=center_key
+        )
+        return response.json()  # type: ignore[no-any-return]
+
+    async def referral_download(
+        self, center_key: str, referral_id: UUID, document_id: UUID
+    ) -> tuple[dict[str, Any], AsyncIterator[bytes], httpx.Response]:
+        """Records' short-lived link for the center (the download is audited there), then the
+        document's bytes through it."""
+        link = (
+            await self._send(
+                "GET",
+                f"{self.records}/v1/referrals/{referral_id}/documents/{document_id}",
+                center_key=center_key,
+            )
+        ).json()
+        return link, *(await self._stream(link["url"]))
+
+    async def upload_opinion(
+        self, center_key: str, referral_id: UUID, file_name: str, file: IO[bytes]
+    ) -> dict[str, Any]:
+        """Stream the written opinion to records (kind `opinion`, for this referral)."""
+        response = await self._send(
+            "POST",
+            f"{self.records}/v1/referrals/{referral_id}/opinion",
+            center_key=center_key,
+            files={"file": (file_name, file, "application/pdf")},
+            timeout=httpx.Timeout(None, connect=5.0),
+        )
+        return response.json()  # type: ignore[no-any-return]
+
+    async def _stream(self, url: str) -> tuple[AsyncIterator[bytes], httpx.Response]:
+        request = self.client.build_request("GET", url)
+        try:
+            response = await self.client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise PlatformUnavailable(f"download: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            await response.aread()
+            await response.aclose()
+            if response.status_code in (403, 410):  # the link was refused or has ended
+                raise _problem(response)
+            raise PlatformUnavailable(f"download: HTTP {response.status_code}")
+        return response.aiter_bytes(), response

@@ -73,6 +73,9 @@ def make_environment(locale: str) -> Environment:
         country_name=lambda v: i18n.country_name(v, locale),
         any_of=lambda v: i18n.any_of(list(v), locale),
         all_of=lambda v: i18n.all_of(list(v), locale),
+        utc_date_time=lambda v: i18n.utc_date_time(v, locale),
+        utc_date=lambda v: i18n.utc_date(v, locale),
+        from_now=lambda v: i18n.from_now(v, locale),
     )
     return env
 

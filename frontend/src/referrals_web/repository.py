@@ -1,4 +1,5 @@
-"""Where sessions, one-time codes and the cases this front end opened are kept.
+"""Where sessions, one-time codes, the cases this front end opened, and the console's staff,
+centers' keys and staff actions are kept.
 
 Each store is a small interface with two implementations: PostgreSQL for real runs, memory for
 the unit tests (no I/O). What is personal or secret arrives here already sealed or hashed
@@ -12,11 +13,19 @@ from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Table, delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from referrals_common.db import Database
-from referrals_web.models import known_cases, login_codes, sessions, utcnow
+from referrals_web.models import (
+    center_keys,
+    console_actions,
+    known_cases,
+    login_codes,
+    sessions,
+    staff,
+    utcnow,
+)
 
 
 @dataclass(frozen=True)
@@ -29,11 +38,15 @@ class StoredSession:
     case_id: UUID | None
     case_token_sealed: bytes | None
     data_sealed: bytes | None
+    realm: str = "patient"
+    """`patient` or `staff`: a session is loaded only in its own realm."""
+    staff_id: UUID | None = None
 
 
 @dataclass(frozen=True)
 class LoginCode:
-    case_id: UUID
+    owner_id: UUID
+    """The case (a patient's code) or the staff member (a staff code)."""
     code_hash: str
     expires_at: datetime
     attempts: int
@@ -48,21 +61,75 @@ class SessionStore(Protocol):
 
 class LoginCodeStore(Protocol):
     async def put(self, code: LoginCode) -> None:
-        """Keep this code for its case, replacing any earlier one (and its attempts)."""
+        """Keep this code for its owner, replacing any earlier one (and its attempts)."""
         ...
 
-    async def get(self, case_id: UUID) -> LoginCode | None: ...
+    async def get(self, owner_id: UUID) -> LoginCode | None: ...
 
-    async def count_attempt(self, case_id: UUID) -> int:
-        """One more attempt at the case's code; the number of attempts so far."""
+    async def count_attempt(self, owner_id: UUID) -> int:
+        """One more attempt at the owner's code; the number of attempts so far."""
         ...
 
-    async def delete(self, case_id: UUID) -> None: ...
+    async def delete(self, owner_id: UUID) -> None: ...
 
 
 class CaseDirectory(Protocol):
     async def remember(self, case_id: UUID, reference: str) -> None: ...
     async def find(self, reference: str) -> list[UUID]: ...
+
+
+@dataclass(frozen=True)
+class StaffMember:
+    """A center's staff member, as the console knows them."""
+
+    id: UUID
+    email: str
+    """In lower case: the address the sign-in code goes to."""
+    name: str
+    center_code: str
+    created_at: datetime
+    disabled_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.disabled_at is None
+
+
+@dataclass(frozen=True)
+class ConsoleAction:
+    """One action a staff member took in the console, and how the platform answered."""
+
+    at: datetime
+    staff_id: UUID
+    center_code: str
+    referral_id: UUID | None
+    action: str
+    """`accept`, `decline`, `request_information`, `confirm_shipment`, `upload_opinion`,
+    `deliver_opinion`, `answer_follow_up`, `download`, `sign_in`."""
+    outcome: str
+    """`ok`, or the problem's slug (`conflict`, `validation-failed`, …)."""
+
+
+class StaffDirectory(Protocol):
+    async def save(self, member: StaffMember) -> None:
+        """Add the member, or replace the one with the same id."""
+        ...
+
+    async def by_email(self, email: str) -> StaffMember | None: ...
+    async def get(self, staff_id: UUID) -> StaffMember | None: ...
+    async def all(self) -> list[StaffMember]: ...
+
+
+class CenterKeyStore(Protocol):
+    async def put(self, center_code: str, sealed: bytes) -> None: ...
+    async def get(self, center_code: str) -> bytes | None: ...
+
+
+class ConsoleAudit(Protocol):
+    async def record(self, action: ConsoleAction) -> None: ...
+    async def of_referral(self, referral_id: UUID) -> list[ConsoleAction]:
+        """The referral's actions, oldest first."""
+        ...
 
 
 # ------------------------------------------------------------------------------ memory
@@ -93,20 +160,20 @@ class MemoryLoginCodeStore:
         self.rows: dict[UUID, LoginCode] = {}
 
     async def put(self, code: LoginCode) -> None:
-        self.rows[code.case_id] = code
+        self.rows[code.owner_id] = code
 
-    async def get(self, case_id: UUID) -> LoginCode | None:
-        return self.rows.get(case_id)
+    async def get(self, owner_id: UUID) -> LoginCode | None:
+        return self.rows.get(owner_id)
 
-    async def count_attempt(self, case_id: UUID) -> int:
-        row = self.rows.get(case_id)
+    async def count_attempt(self, owner_id: UUID) -> int:
+        row = self.rows.get(owner_id)
         if row is None:
             return 0
-        self.rows[case_id] = replace(row, attempts=row.attempts + 1)
+        self.rows[owner_id] = replace(row, attempts=row.attempts + 1)
         return row.attempts + 1
 
-    async def delete(self, case_id: UUID) -> None:
-        self.rows.pop(case_id, None)
+    async def delete(self, owner_id: UUID) -> None:
+        self.rows.pop(owner_id, None)
 
 
 class MemoryCaseDirectory:
@@ -118,6 +185,45 @@ class MemoryCaseDirectory:
 
     async def find(self, reference: str) -> list[UUID]:
         return [case_id for case_id, ref in self.rows.items() if ref == reference]
+
+
+class MemoryStaffDirectory:
+    def __init__(self) -> None:
+        self.rows: dict[UUID, StaffMember] = {}
+
+    async def save(self, member: StaffMember) -> None:
+        self.rows[member.id] = member
+
+    async def by_email(self, email: str) -> StaffMember | None:
+        return next((m for m in self.rows.values() if m.email == email.casefold()), None)
+
+    async def get(self, staff_id: UUID) -> StaffMember | None:
+        return self.rows.get(staff_id)
+
+    async def all(self) -> list[StaffMember]:
+        return sorted(self.rows.values(), key=lambda m: (m.center_code, m.email))
+
+
+class MemoryCenterKeyStore:
+    def __init__(self) -> None:
+        self.rows: dict[str, bytes] = {}
+
+    async def put(self, center_code: str, sealed: bytes) -> None:
+        self.rows[center_code] = sealed
+
+    async def get(self, center_code: str) -> bytes | None:
+        return self.rows.get(center_code)
+
+
+class MemoryConsoleAudit:
+    def __init__(self) -> None:
+        self.rows: list[ConsoleAction] = []
+
+    async def record(self, action: ConsoleAction) -> None:
+        self.rows.append(action)
+
+    async def of_referral(self, referral_id: UUID) -> list[ConsoleAction]:
+        return [a for a in self.rows if a.referral_id == referral_id]
 
 
 # -------------------------------------------------------------------------- PostgreSQL
@@ -143,11 +249,16 @@ class PostgresSessionStore:
             "case_id": row.case_id,
             "case_token_sealed": row.case_token_sealed,
             "data_sealed": row.data_sealed,
+            "realm": row.realm,
+            "staff_id": row.staff_id,
         }
         statement = insert(sessions).values(values)
         statement = statement.on_conflict_do_update(
             index_elements=[sessions.c.id],
-            set_={k: statement.excluded[k] for k in values if k not in ("id", "created_at")},
+            # A row never changes realm: a cookie of one realm cannot become the other's.
+            set_={
+                k: statement.excluded[k] for k in values if k not in ("id", "created_at", "realm")
+            },
         )
         async with self.db.unit_of_work() as uow:
             await uow.session.execute(statement)
@@ -166,50 +277,61 @@ class PostgresSessionStore:
 
 
 class PostgresLoginCodeStore:
-    def __init__(self, db: Database) -> None:
+    """One-time codes in `table` (patients' `login_codes`, keyed by case; staff's
+    `staff_login_codes`, keyed by staff member): the first column is the owner."""
+
+    def __init__(self, db: Database, table: Table = login_codes) -> None:
         self.db = db
+        self.table = table
+        self.owner = next(iter(table.primary_key.columns))
 
     async def put(self, code: LoginCode) -> None:
         values = {
-            "case_id": code.case_id,
+            self.owner.name: code.owner_id,
             "code_hash": code.code_hash,
             "expires_at": code.expires_at,
             "attempts": code.attempts,
         }
-        statement = insert(login_codes).values(values)
+        statement = insert(self.table).values(values)
         statement = statement.on_conflict_do_update(
-            index_elements=[login_codes.c.case_id],
-            set_={k: statement.excluded[k] for k in values if k != "case_id"},
+            index_elements=[self.owner],
+            set_={k: statement.excluded[k] for k in values if k != self.owner.name},
         )
         async with self.db.unit_of_work() as uow:
             await uow.session.execute(statement)
             await uow.commit()
 
-    async def get(self, case_id: UUID) -> LoginCode | None:
+    async def get(self, owner_id: UUID) -> LoginCode | None:
         async with self.db.unit_of_work() as uow:
             row = (
-                await uow.session.execute(
-                    select(login_codes).where(login_codes.c.case_id == case_id)
-                )
+                await uow.session.execute(select(self.table).where(self.owner == owner_id))
             ).first()
-        return LoginCode(**row._mapping) if row is not None else None
+        if row is None:
+            return None
+        found = row._mapping
+        return LoginCode(
+            owner_id=found[self.owner.name],
+            code_hash=found["code_hash"],
+            expires_at=found["expires_at"],
+            attempts=found["attempts"],
+        )
 
-    async def count_attempt(self, case_id: UUID) -> int:
+    async def count_attempt(self, owner_id: UUID) -> int:
         async with self.db.unit_of_work() as uow:
             attempts = (
                 await uow.session.execute(
-                    update(login_codes)
-                    .where(login_codes.c.case_id == case_id)
-                    .values(attempts=login_codes.c.attempts + 1)
-                    .returning(login_codes.c.attempts)
+                    update(self.table)
+                    .where(self.owner == owner_id)
+                    .values(attempts=self.table.c.attempts + 1)
+                    .returning(self.table.c.attempts)
                 )
             ).scalar()
             await uow.commit()
         return int(attempts or 0)
 
-    async def delete(self, case_id: UUID) -> None:
+    async def delete(self, owner_id: UUID) -> None:
         async with self.db.unit_of_work() as uow:
-            await uow.session.execute(delete(login_codes).where(login_codes.c.case_id == case_id))
+            await uow.session.execute(delete(self.table).where(self.owner == owner_id))
             await uow.commit()
 
 
@@ -233,3 +355,107 @@ class PostgresCaseDirectory:
                 select(known_cases.c.case_id).where(known_cases.c.reference == reference)
             )
         return [row[0] for row in rows]
+
+
+class PostgresStaffDirectory:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def save(self, member: StaffMember) -> None:
+        values = {
+            "id": member.id,
+            "email": member.email.casefold(),
+            "name": member.name,
+            "center_code": member.center_code,
+            "created_at": member.created_at,
+            "disabled_at": member.disabled_at,
+        }
+        statement = insert(staff).values(values)
+        statement = statement.on_conflict_do_update(
+            index_elements=[staff.c.id],
+            set_={k: statement.excluded[k] for k in values if k not in ("id", "created_at")},
+        )
+        async with self.db.unit_of_work() as uow:
+            await uow.session.execute(statement)
+            await uow.commit()
+
+    async def _one(self, where: object) -> StaffMember | None:
+        async with self.db.unit_of_work() as uow:
+            row = (await uow.session.execute(select(staff).where(where))).first()  # type: ignore[arg-type]
+        return StaffMember(**row._mapping) if row is not None else None
+
+    async def by_email(self, email: str) -> StaffMember | None:
+        return await self._one(staff.c.email == email.casefold())
+
+    async def get(self, staff_id: UUID) -> StaffMember | None:
+        return await self._one(staff.c.id == staff_id)
+
+    async def all(self) -> list[StaffMember]:
+        async with self.db.unit_of_work() as uow:
+            rows = await uow.session.execute(
+                select(staff).order_by(staff.c.center_code, staff.c.email)
+            )
+        return [StaffMember(**row._mapping) for row in rows]
+
+
+class PostgresCenterKeyStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def put(self, center_code: str, sealed: bytes) -> None:
+        statement = insert(center_keys).values(
+            center_code=center_code, key_sealed=sealed, updated_at=utcnow()
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[center_keys.c.center_code],
+            set_={
+                "key_sealed": statement.excluded.key_sealed,
+                "updated_at": statement.excluded.updated_at,
+            },
+        )
+        async with self.db.unit_of_work() as uow:
+            await uow.session.execute(statement)
+            await uow.commit()
+
+    async def get(self, center_code: str) -> bytes | None:
+        async with self.db.unit_of_work() as uow:
+            return (  # type: ignore[no-any-return]
+                await uow.session.execute(
+                    select(center_keys.c.key_sealed).where(center_keys.c.center_code == center_code)
+                )
+            ).scalar()
+
+
+class PostgresConsoleAudit:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def record(self, action: ConsoleAction) -> None:
+        async with self.db.unit_of_work() as uow:
+            await uow.session.execute(
+                insert(console_actions).values(
+                    at=action.at,
+                    staff_id=action.staff_id,
+                    center_code=action.center_code,
+                    referral_id=action.referral_id,
+                    action=action.action,
+                    outcome=action.outcome,
+                )
+            )
+            await uow.commit()
+
+    async def of_referral(self, referral_id: UUID) -> list[ConsoleAction]:
+        async with self.db.unit_of_work() as uow:
+            rows = await uow.session.execute(
+                select(
+                    console_actions.c.at,
+                    console_actions.c.staff_id,
+                    console_actions.c.center_code,
+                    console_actions.c.referral_id,
+                    console_actions.c.action,
+                    console_actions.c.outcome,
+                )
+                .where(console_actions.c.referral_id == referral_id)
+                .order_by(console_actions.c.at, console_actions.c.id)
+            )
+        return [ConsoleAction(**row._mapping) for row in rows]

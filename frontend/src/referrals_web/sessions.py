@@ -4,6 +4,11 @@ progress (sealed), and ends after `session_idle_minutes` without a request.
 
 CSRF: every form carries `csrf_token`, an HMAC of the session id with the server's secret, so a
 token is good only for the session it was shown in and needs no storage.
+
+Two realms share the table and never each other's sessions: `patient` (cookie
+`referrals_session`, every page but the console) and `staff` (cookie `referrals_staff`, the
+center console under /center, English first). A staff session names the staff member; the
+center's API key is not in it (it is sealed in `center_keys`).
 """
 
 from __future__ import annotations
@@ -21,7 +26,10 @@ from referrals_web.models import utcnow
 from referrals_web.repository import SessionStore, StoredSession
 
 COOKIE_NAME = "referrals_session"
+STAFF_COOKIE_NAME = "referrals_staff"
 DEFAULT_LOCALE = "uk"
+PATIENT = "patient"
+STAFF = "staff"
 
 
 @dataclass
@@ -38,6 +46,9 @@ class WebSession:
     data: dict[str, Any] = field(default_factory=dict)
     is_new: bool = False
     changed: bool = False
+    realm: str = PATIENT
+    staff_id: UUID | None = None
+    """The signed-in staff member (realm `staff` only)."""
 
     @property
     def row_id(self) -> str:
@@ -69,21 +80,33 @@ class WebSession:
 class Sessions:
     """Loads and saves sessions through a store, sealing what they keep."""
 
-    def __init__(self, store: SessionStore, secret: str, *, idle: timedelta) -> None:
+    def __init__(
+        self,
+        store: SessionStore,
+        secret: str,
+        *,
+        idle: timedelta,
+        realm: str = PATIENT,
+        default_locale: str = DEFAULT_LOCALE,
+    ) -> None:
         self.store = store
         self._secret = secret.encode()
         self._cipher = FieldCipher(hashlib.sha256(b"referrals-web-seal|" + self._secret).digest())
         self.idle = idle
+        self.realm = realm
+        self.default_locale = default_locale
+        self.cookie_name = STAFF_COOKIE_NAME if realm == STAFF else COOKIE_NAME
 
-    def new(self, locale: str = DEFAULT_LOCALE) -> WebSession:
+    def new(self, locale: str | None = None) -> WebSession:
         now = utcnow()
         return WebSession(
             key=secrets.token_urlsafe(32),
             created_at=now,
             expires_at=now + self.idle,
-            locale=locale,
+            locale=locale or self.default_locale,
             is_new=True,
             changed=True,
+            realm=self.realm,
         )
 
     async def load(self, key: str | None) -> WebSession | None:
@@ -93,7 +116,7 @@ class Sessions:
         row_id = hashlib.sha256(key.encode()).hexdigest()
         row = await self.store.load(row_id)
         now = utcnow()
-        if row is None or row.expires_at <= now:
+        if row is None or row.expires_at <= now or row.realm != self.realm:
             return None
         try:
             token = (
@@ -116,6 +139,8 @@ class Sessions:
             case_id=row.case_id,
             case_token=token,
             data=data,
+            realm=row.realm,
+            staff_id=row.staff_id,
         )
         # Sliding expiry, written at most once a minute per session.
         if row.expires_at - now < self.idle - timedelta(minutes=1):
@@ -138,6 +163,8 @@ class Sessions:
                 data_sealed=self._cipher.encrypt_json(session.data, bound_to=row_id)
                 if session.data
                 else None,
+                realm=self.realm,
+                staff_id=session.staff_id if self.realm == STAFF else None,
             )
         )
         session.changed = False
@@ -148,7 +175,11 @@ class Sessions:
 
     # ------------------------------------------------------------------------ CSRF
     def csrf_token(self, session: WebSession) -> str:
-        return hmac.new(self._secret, b"csrf|" + session.key.encode(), hashlib.sha256).hexdigest()
+        # The realm is in the MAC: a patient page's token is no good on a console form.
+        realm = b"" if self.realm == PATIENT else self.realm.encode() + b"|"
+        return hmac.new(
+            self._secret, b"csrf|" + realm + session.key.encode(), hashlib.sha256
+        ).hexdigest()
 
     def csrf_valid(self, session: WebSession | None, presented: str | None) -> bool:
         if session is None or session.is_new or not presented:

@@ -216,3 +216,75 @@ def case_reference(case_id: Any) -> str:
     as notifications' `case_reference`, so the pages and the e-mails say the same)."""
     head = str(case_id).replace("-", "")[:8].upper()
     return f"{head[:4]}-{head[4:]}"
+
+
+# --------------------------------------------------------------------- the center console
+# A center's staff read the same codes in a doctor's words.
+
+REFERRAL_STATUSES = {
+    "offered": N_("Offered to your center: waiting for your answer"),
+    "accepted": N_("Accepted: the opinion is being written"),
+    "info_requested": N_("Waiting for the patient's information"),
+    "declined": N_("Declined"),
+    "expired": N_("Expired"),
+    "completed": N_("Opinion delivered"),
+    "withdrawn": N_("Withdrawn by the patient"),
+}
+
+DECLINE_REASONS = {
+    "outside_expertise": N_("The case is outside our expertise"),
+    "no_capacity": N_("We have no capacity now"),
+    "insufficient_documents": N_("The documents are not enough to give an opinion"),
+    "language": N_("We cannot read the documents' language"),
+    "other": N_("Another reason (say which below)"),
+}
+
+CENTER_REQUESTED_ITEMS = {
+    "pathology_review": N_("Slides or paraffin blocks for a re-review (sent by courier)"),
+    "pathology_report": N_("A pathology, biopsy or immunohistochemistry report"),
+    "imaging": N_("Imaging: the radiologist's report or the images (DICOM)"),
+    "lab_test": N_("A laboratory test result"),
+    "document": N_("Another document (say which)"),
+    "question": N_("A question the patient answers in words"),
+    "family_history": N_("Family history (the patient's checklist)"),
+    "medications": N_("Current medications with doses (the patient's checklist)"),
+    "allergies": N_("Allergies and intolerances (the patient's checklist)"),
+}
+
+REQUEST_STATUSES = {
+    "open": N_("Waiting for the patient's answer"),
+    "answered": N_("Answered"),
+    "expired": N_("Not answered in time"),
+    "cancelled": N_("Cancelled"),
+}
+
+AGE_GROUPS = {"adult": N_("Adult"), "pediatric": N_("Child (paediatric oncology)")}
+
+DIAGNOSIS_VERDICTS = {
+    "confirmed": N_("Confirmed"),
+    "refined": N_("Refined: the same disease, described more precisely"),
+    "changed": N_("Changed: a different diagnosis"),
+}
+
+STAGE_VERDICTS = {
+    "confirmed": N_("Confirmed"),
+    "changed": N_("Changed"),
+    "not_assessed": N_("Not assessed"),
+}
+
+TREATMENT_VERDICTS = {
+    "agreed": N_("We agree with the treatment plan"),
+    "alternative_proposed": N_("We propose another treatment"),
+    "not_assessed": N_("Not assessed"),
+}
+
+CONSOLE_ACTIONS = {
+    "accept": N_("Accepted the referral"),
+    "decline": N_("Declined the referral"),
+    "request_information": N_("Asked the patient for information"),
+    "confirm_shipment": N_("Confirmed a shipment's receipt"),
+    "upload_opinion": N_("Uploaded the written opinion"),
+    "deliver_opinion": N_("Delivered the opinion"),
+    "answer_follow_up": N_("Answered a follow-up question"),
+    "download": N_("Opened a document"),
+}

@@ -14,7 +14,17 @@ import pytest
 from referrals_web.config import WebSettings
 from referrals_web.main import Runtime, create_app, memory_runtime
 from referrals_web.rendering import Renderer
-from tests.unit.web.fake_platform import API_KEY, INTAKE, PARTNERS, RECORDS, FakePlatform
+from referrals_web.repository import StaffMember
+from referrals_web.staff import add_staff
+from tests.unit.web.fake_platform import (
+    API_KEY,
+    CENTER,
+    CENTER_KEY,
+    INTAKE,
+    PARTNERS,
+    RECORDS,
+    FakePlatform,
+)
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -24,14 +34,17 @@ class SentCode:
     to: str
     code: str
     locale: str
+    purpose: str = "case"
 
 
 @dataclass
 class RecordingMailer:
     sent: list[SentCode] = field(default_factory=list)
 
-    async def send_code(self, to: str, code: str, *, locale: str, minutes: int) -> None:
-        self.sent.append(SentCode(to, code, locale))
+    async def send_code(
+        self, to: str, code: str, *, locale: str, minutes: int, purpose: str = "case"
+    ) -> None:
+        self.sent.append(SentCode(to, code, locale, purpose))
 
 
 @pytest.fixture
@@ -134,3 +147,42 @@ async def fill_new_case(browser: Browser, answers: dict[str, dict[str, Any]] | N
 async def open_case(browser: Browser) -> httpx.Response:
     await fill_new_case(browser)
     return await browser.post("/new/check")
+
+
+# ------------------------------------------------------------------------ the center console
+
+STAFF_EMAIL = "dr.weber@center-a.example"
+OTHER_STAFF_EMAIL = "dr.nowak@center-b.example"
+
+
+async def add_staff_member(
+    runtime: Runtime, email: str = STAFF_EMAIL, center: str = CENTER, key: str | None = CENTER_KEY
+) -> StaffMember:
+    member, _ = await add_staff(
+        runtime.staff,
+        runtime.center_keys,
+        email=email,
+        name="Dr. Anna Weber" if center == CENTER else "Dr. Jan Nowak",
+        center_code=center,
+        key=key,
+    )
+    return member
+
+
+async def sign_in_staff(
+    browser: Browser, mailer: RecordingMailer, email: str = STAFF_EMAIL
+) -> None:
+    """Sign in to the console as a staff member would: the address, then the e-mailed code."""
+    asked = await browser.post("/center/sign-in", {"email": email})
+    assert asked.status_code == 303, asked.text[:2000]
+    code = next(sent.code for sent in reversed(mailer.sent) if sent.to == email.casefold())
+    signed = await browser.post("/center/sign-in/code", {"code": code, "action": "check"})
+    assert signed.status_code == 303 and signed.headers["location"] == "/center", signed.text
+
+
+@pytest.fixture
+async def staff_browser(browser: Browser, runtime: Runtime, mailer: RecordingMailer) -> Browser:
+    """A browser signed in to the console as a staff member of `CENTER`."""
+    await add_staff_member(runtime)
+    await sign_in_staff(browser, mailer)
+    return browser

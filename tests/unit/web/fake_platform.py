@@ -14,6 +14,10 @@ from uuid import UUID, uuid4
 import httpx
 
 API_KEY = "rfk_webtest_k3yV4lu3NeverInHtml0001"
+CENTER = "sample-center-a"
+OTHER_CENTER = "sample-center-b"
+CENTER_KEY = "ccr_webtestAAAA_CenterKeyNeverInHtmlA0001"
+OTHER_CENTER_KEY = "ccr_webtestBBBB_CenterKeyNeverInHtmlB0002"
 INTAKE = "http://intake.test"
 RECORDS = "http://records.test"
 PARTNERS = "http://partners.test"
@@ -45,8 +49,267 @@ class Seen:
         return json.loads(self.body)
 
 
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def invalid(pointer: str, message: str) -> httpx.Response:
+    return problem(
+        422,
+        "validation-failed",
+        message,
+        errors=[{"pointer": pointer, "location": "body", "code": "invalid", "message": message}],
+    )
+
+
+class CenterSide:
+    """The partner API's center side and records' referral endpoints, for the console: a
+    center's key sees only its center's referrals (another's is a 404), and the actions change
+    the referral as partners would (with its problems for a wrong state or a wrong date)."""
+
+    center_keys: dict[str, str]
+    referrals: dict[UUID, dict[str, Any]]
+    referral_docs: dict[UUID, list[dict[str, Any]]]
+
+    def add_referral(
+        self,
+        center: str = CENTER,
+        status: str = "offered",
+        documents: int = 1,
+        **fields: Any,
+    ) -> UUID:
+        referral_id, case_id = uuid4(), uuid4()
+        docs = []
+        for n in range(documents):
+            docs.append(
+                {
+                    "id": str(uuid4()),
+                    "case_id": str(case_id),
+                    "kind": "pathology_report",
+                    "media_type": "application/pdf",
+                    "size_bytes": 10,
+                    "sha256": "0" * 64,
+                    "file_name": f"pathology-report-{n + 1}.pdf",
+                    "translation_of": None,
+                    "created_at": _now().isoformat(),
+                }
+            )
+        self.referral_docs[referral_id] = docs
+        self.referrals[referral_id] = {
+            "center_code": center,
+            "id": str(referral_id),
+            "case_id": str(case_id),
+            "status": status,
+            "attempt": 1,
+            "offered_at": _now().isoformat(),
+            "answer_due_at": (_now() + timedelta(days=2)).isoformat(),
+            "answered_at": None,
+            "expected_opinion_at": None,
+            "decline_reason": None,
+            "info_message": None,
+            "opinion_document_id": None,
+            "outcome": None,
+            "offer": {
+                "referral_id": str(referral_id),
+                "center_code": center,
+                "clinical": {
+                    "icd10": "C50.4",
+                    "morphology": None,
+                    "stage": {"tnm": "cT2N1M0", "group": None},
+                    "age_group": "adult",
+                    "reasons": ["choose_treatment"],
+                    "questions": [],
+                },
+                "documents": [
+                    {"document_id": d["id"], "kind": d["kind"], "media_type": d["media_type"]}
+                    for d in docs
+                ],
+                "answer_due_at": (_now() + timedelta(days=2)).isoformat(),
+            },
+            "questions": ["Is breast-conserving surgery possible?"],
+            "preparation": None,
+            "information_requests": [],
+            "follow_up_questions": [],
+            **fields,
+        }
+        return referral_id
+
+    def _center(self, request: httpx.Request) -> str | httpx.Response:
+        center = self.center_keys.get(request.headers.get("x-api-key", ""))
+        if center is None:
+            return problem(401, "unauthorized", "The API key is not valid here.")
+        return center
+
+    def _view(self, referral_id: UUID) -> httpx.Response:
+        shown = {k: v for k, v in self.referrals[referral_id].items() if k != "center_code"}
+        return httpx.Response(200, json=shown)
+
+    def _partner(self, request: httpx.Request, path: str, body: bytes) -> httpx.Response:
+        center = self._center(request)
+        if isinstance(center, httpx.Response):
+            return center
+        if request.method == "GET" and path == "/v1/partner/referrals":
+            status = request.url.params.get("status")
+            return httpx.Response(
+                200,
+                json=[
+                    {k: v for k, v in r.items() if k != "center_code"}
+                    for r in self.referrals.values()
+                    if r["center_code"] == center and (not status or r["status"] == status)
+                ],
+            )
+        m = re.fullmatch(r"/v1/partner/referrals/([0-9a-f-]+)(/.*)?", path)
+        if not m:
+            return problem(404, "not-found", path)
+        referral_id, rest = UUID(m[1]), m[2] or ""
+        referral = self.referrals.get(referral_id)
+        if referral is None or referral["center_code"] != center:
+            return problem(404, "not-found", f"There is no referral {referral_id} for this center.")
+        if request.method == "GET" and not rest:
+            return self._view(referral_id)
+        data = json.loads(body) if body else {}
+
+        def state(*allowed: str) -> httpx.Response | None:
+            if referral["status"] not in allowed:
+                return problem(
+                    409,
+                    "conflict",
+                    f"This referral is {referral['status']}: it is not possible to do that.",
+                    referral_status=referral["status"],
+                )
+            return None
+
+        if rest == "/accept":
+            refused = state("offered")
+            if refused:
+                return refused
+            when = datetime.fromisoformat(data["expected_opinion_at"])
+            if when <= _now():
+                return invalid(
+                    "/expected_opinion_at", "The expected opinion date must be in the future."
+                )
+            referral.update(status="accepted", expected_opinion_at=when.isoformat())
+            return self._view(referral_id)
+        if rest == "/decline":
+            refused = state("offered", "info_requested")
+            if refused:
+                return refused
+            referral.update(status="declined", decline_reason=data["reason"])
+            return self._view(referral_id)
+        if rest == "/information-requests":
+            refused = state("offered", "accepted")
+            if refused:
+                return refused
+            due = datetime.fromisoformat(data["due_at"])
+            if due < _now() + timedelta(days=1):
+                return invalid(
+                    "/due_at",
+                    "The patient needs time to answer: the due date must be at least 1 day "
+                    "from now.",
+                )
+            if due > _now() + timedelta(days=90):
+                return invalid("/due_at", "The due date must be within 90 days from now.")
+            referral["information_requests"].append(
+                {
+                    "id": str(uuid4()),
+                    "status": "open",
+                    "reason": data["reason"],
+                    "items": data["items"],
+                    "due_at": due.isoformat(),
+                    "requested_at": _now().isoformat(),
+                    "answered_at": None,
+                    "answer": None,
+                    "new_document_ids": [],
+                    "shipments": [],
+                }
+            )
+            referral["status"] = "info_requested"
+            return self._view(referral_id)
+        m2 = re.fullmatch(r"/shipments/([0-9a-f-]+)/receipt", rest)
+        if m2:
+            for info in referral["information_requests"]:
+                for shipment in info["shipments"]:
+                    if shipment["id"] == m2[1]:
+                        shipment["received_at"] = shipment["received_at"] or _now().isoformat()
+                        return self._view(referral_id)
+            return problem(404, "not-found", "There is no such shipment on this referral.")
+        m3 = re.fullmatch(r"/follow-up-questions/([0-9a-f-]+)/answer", rest)
+        if m3:
+            for question in referral["follow_up_questions"]:
+                if question["id"] == m3[1]:
+                    if question["answer"]:
+                        return problem(409, "conflict", "This question was answered already.")
+                    question.update(answer=data["answer"], answered_at=_now().isoformat())
+                    return self._view(referral_id)
+            return problem(404, "not-found", "There is no such question on this referral.")
+        if rest == "/opinion":
+            refused = state("accepted")
+            if refused:
+                return refused
+            own = [d["id"] for d in self.referral_docs[referral_id] if d["kind"] == "opinion"]
+            if data["document_id"] not in own:
+                return invalid("/document_id", "not an opinion uploaded for this referral")
+            outcome = data.get("outcome") or {}
+            if outcome.get("diagnosis") == "changed" and not outcome.get("icd10"):
+                return invalid(
+                    "/outcome", "Value error, a changed diagnosis names the new ICD-10 code (icd10)"
+                )
+            referral.update(
+                status="completed", opinion_document_id=data["document_id"], outcome=outcome
+            )
+            return self._view(referral_id)
+        return problem(404, "not-found", path)
+
+    def _center_records(self, request: httpx.Request, path: str, body: bytes) -> httpx.Response:
+        center = self._center(request)
+        if isinstance(center, httpx.Response):
+            return center
+        m = re.fullmatch(r"/v1/referrals/([0-9a-f-]+)/(documents|opinion)(?:/([0-9a-f-]+))?", path)
+        if not m:
+            return problem(404, "not-found", path)
+        referral_id = UUID(m[1])
+        referral = self.referrals.get(referral_id)
+        if referral is None or referral["center_code"] != center:
+            return problem(404, "not-found", f"There is no referral {referral_id} for this center.")
+        docs = self.referral_docs[referral_id]
+        if m[2] == "documents" and not m[3] and request.method == "GET":
+            return httpx.Response(200, json=docs)
+        if m[2] == "documents" and m[3] and request.method == "GET":
+            doc = next((d for d in docs if d["id"] == m[3]), None)
+            if doc is None:
+                return problem(404, "not-found", "There is no such document in this referral.")
+            return httpx.Response(
+                200,
+                json={
+                    "url": f"{RECORDS}/v1/downloads/tok-{doc['id']}",
+                    "expires_at": (_now() + timedelta(minutes=5)).isoformat(),
+                    "media_type": doc["media_type"],
+                    "file_name": doc["file_name"],
+                },
+            )
+        if m[2] == "opinion" and request.method == "POST":
+            if referral["status"] != "accepted":
+                return problem(409, "referral-not-accepted", "The referral is not accepted.")
+            fields = parse_multipart(request.headers["content-type"], body)
+            content = fields["file"][1]
+            doc = {
+                "id": str(uuid4()),
+                "case_id": referral["case_id"],
+                "kind": "opinion",
+                "media_type": "application/pdf",
+                "size_bytes": len(content),
+                "sha256": "1" * 64,
+                "file_name": "opinion-1.pdf",
+                "translation_of": None,
+                "created_at": _now().isoformat(),
+            }
+            docs.append(doc)
+            return httpx.Response(201, json=doc)
+        return problem(404, "not-found", path)
+
+
 @dataclass
-class FakePlatform:
+class FakePlatform(CenterSide):
     cases: dict[UUID, dict[str, Any]] = field(default_factory=dict)
     tokens: dict[str, UUID] = field(default_factory=dict)
     idempotency: dict[tuple[str, str], UUID] = field(default_factory=dict)
@@ -54,6 +317,12 @@ class FakePlatform:
     timelines: dict[UUID, list[dict[str, Any]]] = field(default_factory=dict)
     routing: dict[UUID, dict[str, Any]] = field(default_factory=dict)
     seen: list[Seen] = field(default_factory=list)
+    center_keys: dict[str, str] = field(
+        default_factory=lambda: {CENTER_KEY: CENTER, OTHER_CENTER_KEY: OTHER_CENTER}
+    )
+    """A center's partner API key -> its center (partners' and records' view of the key)."""
+    referrals: dict[UUID, dict[str, Any]] = field(default_factory=dict)
+    referral_docs: dict[UUID, list[dict[str, Any]]] = field(default_factory=dict)
     fail_next: dict[str, httpx.Response] = field(default_factory=dict)
     """`"POST /v1/cases"` (a method and a path pattern) -> the answer to give once."""
     issued: int = 0
@@ -161,6 +430,10 @@ class FakePlatform:
             return self._intake(request, path, body)
         if url.startswith(RECORDS):
             return self._records(request, path, body)
+        if url.startswith(PARTNERS) and path.startswith("/v1/partner/"):
+            return self._partner(request, path, body)
+        if url.startswith(RECORDS) and path.startswith("/v1/referrals/"):
+            return self._center_records(request, path, body)
         if url.startswith(PARTNERS):
             m = re.fullmatch(r"/v1/cases/([0-9a-f-]+)/routing", path)
             if m:

@@ -1,5 +1,7 @@
 """The pages, and what a visitor sees when something goes wrong: a form that lost its session
-(403), a case the session may not see (to signing in), the platform away (503), a missing page."""
+(403), a case the session may not see (to signing in), the platform away (503), a missing page.
+In the center console: no staff session (to the console's sign-in), a referral the center may
+not see (404, as if it did not exist), the center's key missing or refused (503)."""
 
 from __future__ import annotations
 
@@ -10,14 +12,16 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from referrals_common.faults import is_infrastructure_fault
-from referrals_web.pages import case, new_case, signin, start, status
+from referrals_web.main import is_console
+from referrals_web.pages import case, console, console_signin, new_case, signin, start, status
 from referrals_web.pages.common import CsrfRefused, NoCase, redirect, render
+from referrals_web.pages.console import CenterKeyMissing, NoStaff
 from referrals_web.platform import PlatformProblem, PlatformUnavailable
 
 log = logging.getLogger(__name__)
 
 router = APIRouter()
-for module in (start, new_case, case, status, signin):
+for module in (start, new_case, case, status, signin, console_signin, console):
     router.include_router(module.router)
 
 
@@ -30,6 +34,15 @@ def install_error_pages(app: FastAPI) -> None:
     async def no_case(request: Request, exc: NoCase) -> Response:
         return redirect("/sign-in")
 
+    @app.exception_handler(NoStaff)
+    async def no_staff(request: Request, exc: NoStaff) -> Response:
+        return redirect("/center/sign-in")
+
+    @app.exception_handler(CenterKeyMissing)
+    async def no_center_key(request: Request, exc: CenterKeyMissing) -> Response:
+        log.warning("no usable API key is kept for center %s", exc)
+        return render(request, "center/no_key.html", status_code=503)
+
     @app.exception_handler(PlatformUnavailable)
     async def unavailable(request: Request, exc: PlatformUnavailable) -> Response:
         log.warning("platform unavailable: %s", exc)
@@ -40,6 +53,14 @@ def install_error_pages(app: FastAPI) -> None:
     @app.exception_handler(PlatformProblem)
     async def refused(request: Request, exc: PlatformProblem) -> Response:
         log.warning("platform refused a page's request: %s", exc)
+        if is_console(request.url.path):
+            if exc.status == 404:  # another center's referral is not shown, nor said to exist
+                return render(request, "errors/not_found.html", status_code=404)
+            if exc.status in (401, 403):
+                return render(request, "center/no_key.html", status_code=503)
+            return render(
+                request, "errors/refused.html", status_code=409 if exc.status == 409 else 400
+            )
         if exc.status in (401, 404):
             return redirect("/sign-in")
         return render(request, "errors/refused.html", status_code=409 if exc.status == 409 else 400)

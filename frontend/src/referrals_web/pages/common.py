@@ -18,7 +18,7 @@ from referrals_web.i18n import LANGUAGE_NAMES, LOCALES
 from referrals_web.main import Runtime
 from referrals_web.platform import PlatformProblem
 from referrals_web.rendering import Form
-from referrals_web.sessions import WebSession
+from referrals_web.sessions import Sessions, WebSession
 
 T = TypeVar("T")
 
@@ -35,6 +35,11 @@ def runtime(request: Request) -> Runtime:
     return request.app.state.runtime  # type: ignore[no-any-return]
 
 
+def realm_sessions(request: Request) -> Sessions:
+    """The sessions of this page's realm: the console's under /center, the patients' elsewhere."""
+    return runtime(request).sessions_of(request.url.path)
+
+
 def current_session(request: Request) -> WebSession | None:
     return request.scope.setdefault("state", {}).get("web_session")  # type: ignore[no-any-return]
 
@@ -43,7 +48,7 @@ def ensure_session(request: Request) -> WebSession:
     """The visitor's session, started now if there is none (saved with the answer)."""
     session = current_session(request)
     if session is None:
-        session = runtime(request).sessions.new()
+        session = realm_sessions(request).new()
         request.scope["state"]["web_session"] = session
     return session
 
@@ -67,7 +72,7 @@ async def checked_form(request: Request) -> FormData:
     form = await request.form()
     session = current_session(request)
     token = form.get("csrf_token")
-    if not runtime(request).sessions.csrf_valid(session, token if isinstance(token, str) else None):
+    if not realm_sessions(request).csrf_valid(session, token if isinstance(token, str) else None):
         raise CsrfRefused
     return form
 
@@ -82,21 +87,25 @@ def render(
 ) -> HTMLResponse:
     session = ensure_session(request)
     rt = runtime(request)
+    sessions = realm_sessions(request)
+    console = sessions is rt.staff_sessions
     locale = session.locale
     other = next(code for code in LOCALES if code != locale)
     here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     if request.method != "GET":
         here = request.url.path
+    switch = "/center/language" if console else "/language"
     context.setdefault("form", Form())
     html = rt.renderer.render(
         locale,
         template,
         {
-            "csrf_token": rt.sessions.csrf_token(session),
+            "csrf_token": sessions.csrf_token(session),
             "htmx": rt.htmx,
             "other_locale": other,
             "other_locale_name": LANGUAGE_NAMES[other],
-            "switch_url": f"/language/{other}?next={quote(here, safe='')}",
+            "switch_url": f"{switch}/{other}?next={quote(here, safe='')}",
+            "console": console,
             "signed_in": session.case_id is not None,
             "case_ref": session.case_id,
             "path": request.url.path,

@@ -3,24 +3,23 @@ or phone number given with it, then a 6-digit code sent by e-mail.
 
 The answer is the same whether or not the details match a case ("if they match, we sent a
 code"), so the form tells nobody which cases exist or whose they are. Codes are stored as an HMAC,
-work for `login_code_minutes` and `login_code_attempts` tries, once.
+work for `login_code_minutes` and `login_code_attempts` tries, once (`one_time_codes`).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import secrets
-from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from referrals_web import one_time_codes
 from referrals_web.forms import normalise_phone
 from referrals_web.i18n import N_
-from referrals_web.models import utcnow
+from referrals_web.one_time_codes import Verdict
 from referrals_web.pages.common import (
     checked_form,
     ensure_session,
@@ -31,12 +30,19 @@ from referrals_web.pages.common import (
 )
 from referrals_web.platform import PlatformProblem
 from referrals_web.rendering import Form
-from referrals_web.repository import LoginCode
 
 router = APIRouter()
 log = logging.getLogger(__name__)
 
 SIGN_IN = "signin"
+CODE_NAMESPACE = "login-code"
+CODE_MESSAGES = {
+    Verdict.WRONG: N_(
+        "The code is not right. Check the e-mail and try again, or ask for a new code"
+    ),
+    Verdict.EXPIRED: N_("This code has expired. Ask for a new code: what you typed before is kept"),
+    Verdict.TOO_MANY: N_("Too many tries with this code. Ask for a new code"),
+}
 _REFERENCE = re.compile(r"^[0-9A-F]{4}-?[0-9A-F]{4}$")
 
 
@@ -120,15 +126,9 @@ async def _send_code(request: Request, reference: str, contact: str) -> None:
     )
     if matched is None or not email:
         return
-    code = f"{secrets.randbelow(1_000_000):06d}"
     minutes = rt.settings.login_code_minutes
-    await rt.codes.put(
-        LoginCode(
-            case_id=matched,
-            code_hash=rt.sessions.keyed_hash("login-code", str(matched), code),
-            expires_at=utcnow() + timedelta(minutes=minutes),
-            attempts=0,
-        )
+    code = await one_time_codes.issue(
+        rt.codes, rt.sessions, matched, namespace=CODE_NAMESPACE, minutes=minutes
     )
     try:
         await rt.mailer.send_code(email, code, locale=session.locale, minutes=minutes)
@@ -161,42 +161,24 @@ async def check_code(request: Request) -> Response:
         form.error("code", N_("Enter the 6-digit code from the e-mail"))
         return render(request, "signin/code.html", form=form, status_code=422)
     case_id = UUID(pending["case_id"]) if pending.get("case_id") else None
-    stored = await rt.codes.get(case_id) if case_id else None
-    if stored is None:
-        form.error(
-            "code",
-            N_("The code is not right. Check the e-mail and try again, or ask for a new code"),
-        )
+    verdict = await one_time_codes.check(
+        rt.codes,
+        rt.sessions,
+        case_id,
+        typed,
+        namespace=CODE_NAMESPACE,
+        attempts=rt.settings.login_code_attempts,
+    )
+    if verdict is not Verdict.OK or case_id is None:
+        form.error("code", CODE_MESSAGES[verdict])
         return render(request, "signin/code.html", form=form, status_code=422)
-    attempts = await rt.codes.count_attempt(stored.case_id)
-    if stored.expires_at <= utcnow():
-        form.error(
-            "code", N_("This code has expired. Ask for a new code: what you typed before is kept")
-        )
-        return render(request, "signin/code.html", form=form, status_code=422)
-    if attempts > rt.settings.login_code_attempts:
-        form.error("code", N_("Too many tries with this code. Ask for a new code"))
-        return render(request, "signin/code.html", form=form, status_code=422)
-    if not secrets.compare_digest(
-        stored.code_hash, rt.sessions.keyed_hash("login-code", str(case_id), typed)
-    ):
-        left = rt.settings.login_code_attempts - attempts
-        if left <= 0:
-            form.error("code", N_("Too many tries with this code. Ask for a new code"))
-        else:
-            form.error(
-                "code",
-                N_("The code is not right. Check the e-mail and try again, or ask for a new code"),
-            )
-        return render(request, "signin/code.html", form=form, status_code=422)
-    await rt.codes.delete(stored.case_id)
     try:
-        token = await rt.platform.access_token(stored.case_id)
+        token = await rt.platform.access_token(case_id)
     except PlatformProblem:
         return redirect("/sign-in")
     # A new session id on signing in: a cookie planted before cannot ride along.
     fresh = rt.sessions.new(session.locale)
-    fresh.open_case(stored.case_id, token.token, token.expires_at)
+    fresh.open_case(case_id, token.token, token.expires_at)
     await rt.sessions.end(session)
     request.scope["state"]["web_session"] = fresh
     return redirect("/case")

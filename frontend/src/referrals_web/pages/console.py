@@ -1,0 +1,808 @@
+"""The center console: a cancer center's staff member does the center's whole job in the browser.
+
+- the inbox (`/center`): offers waiting for an answer (soonest deadline first), accepted
+  referrals (soonest opinion first), referrals waiting for the patient's information, follow-up
+  questions to answer, and closed ones;
+- a referral (`/center/referrals/{id}`): the case summary as partners shows it to the center
+  (no contact data), its documents (viewed or downloaded through this server with the center's
+  key; records audits each), its requests, shipments, follow-up questions, the opinion, who did
+  what here, and the actions allowed in its state only;
+- the actions, each a page that says what it will do and to whom it goes: accept (with the
+  expected opinion date), decline (with a reason), ask for information (items, the center's
+  words, why, by when), confirm a shipment's receipt, upload and deliver the written opinion
+  with its structured outcome, answer a follow-up question.
+
+Every call goes with the staff member's center's key (`staff.CenterKeys`), never shown: partners
+and records decide what the center may see, so another center's referral is a 404 here too. A
+problem (RFC 9457) from the platform comes back on the same form, in the error summary and
+beside its field, with what was typed kept. Each action is recorded with the staff member's
+name (`console_actions`): partners' audit names only the center.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from typing import Any
+from urllib.parse import quote
+from uuid import UUID
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
+from starlette.datastructures import UploadFile
+
+from referrals_web.i18n import N_
+from referrals_web.models import utcnow
+from referrals_web.pages.common import (
+    checked_form,
+    current_session,
+    end_session,
+    ensure_session,
+    redirect,
+    render,
+    runtime,
+    text,
+)
+from referrals_web.platform import PlatformProblem
+from referrals_web.rendering import Form
+from referrals_web.repository import ConsoleAction, StaffMember
+from referrals_web.vocabulary import (
+    CENTER_REQUESTED_ITEMS,
+    DECLINE_REASONS,
+    DIAGNOSIS_VERDICTS,
+    STAGE_VERDICTS,
+    TREATMENT_VERDICTS,
+    case_reference,
+)
+
+router = APIRouter()
+log = logging.getLogger(__name__)
+
+FLASH = "flash"
+ITEM_ROWS = 3
+"""Rows of requested items a request form offers (unused rows are left empty)."""
+CLOSED_SHOWN = 50
+OPINION_KEPT = "opinion_upload:{referral_id}"
+"""Session data: the opinion uploaded for a referral but not yet delivered (id, name)."""
+DELIVERY_TRIES = 6
+"""Partners learns of an uploaded opinion from records' event a moment later (409
+`opinion-not-stored` with Retry-After): the delivery is tried again this many times."""
+INLINE_TYPES = frozenset({"application/pdf", "image/jpeg", "image/png", "text/plain"})
+"""What a browser may show in a tab (anything else is only downloaded)."""
+OPEN_STATES = frozenset({"offered", "accepted", "info_requested"})
+
+
+class NoStaff(Exception):
+    """No staff member is signed in (or the account was disabled): to the console's sign-in."""
+
+
+class CenterKeyMissing(Exception):
+    """No API key (or none that opens) is kept for the staff member's center."""
+
+
+@dataclass(frozen=True)
+class Desk:
+    """The signed-in staff member and their center's key (never leaves the server)."""
+
+    member: StaffMember
+    key: str
+
+
+async def signed_in(request: Request) -> Desk:
+    """The staff member of this session, checked again at every request (a disabled account
+    is signed out at once)."""
+    session = current_session(request)
+    if session is None or session.staff_id is None:
+        raise NoStaff
+    rt = runtime(request)
+    member = await rt.staff.get(session.staff_id)
+    if member is None or not member.active:
+        await rt.staff_sessions.end(session)
+        end_session(request)
+        raise NoStaff
+    key = await rt.center_keys.get(member.center_code)
+    if key is None:
+        raise CenterKeyMissing(member.center_code)
+    return Desk(member, key)
+
+
+def page(request: Request, template: str, desk: Desk, **context: Any) -> HTMLResponse:
+    status_code = context.pop("status_code", 200)
+    return render(request, template, status_code=status_code, staff=desk.member, **context)
+
+
+def flash(request: Request, message: str, **params: Any) -> None:
+    ensure_session(request).set(FLASH, [message, params])
+
+
+def take_flash(request: Request) -> tuple[str, dict[str, Any]] | None:
+    found = ensure_session(request).pop(FLASH)
+    return (found[0], found[1]) if found else None
+
+
+async def audit(
+    desk: Desk, request: Request, referral_id: UUID | None, action: str, outcome: str
+) -> None:
+    await runtime(request).console_audit.record(
+        ConsoleAction(
+            utcnow(), desk.member.id, desk.member.center_code, referral_id, action, outcome
+        )
+    )
+
+
+# ------------------------------------------------------------------------------ the inbox
+
+
+def _at(value: Any) -> datetime:
+    return datetime.fromisoformat(str(value)) if value else datetime.max.replace(tzinfo=UTC)
+
+
+def open_request(referral: dict[str, Any]) -> dict[str, Any] | None:
+    for info in reversed(referral.get("information_requests") or []):
+        if info.get("status") == "open":
+            return info
+    return None
+
+
+def open_follow_ups(referral: dict[str, Any]) -> list[dict[str, Any]]:
+    return [q for q in referral.get("follow_up_questions") or [] if not q.get("answer")]
+
+
+def inbox_groups(referrals: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The inbox's parts, each in the order a doctor works through it: offers by their answer
+    deadline, accepted referrals by the expected opinion date, waiting ones by the patient's due
+    date, unanswered follow-up questions by when they were asked, closed ones newest first."""
+    groups: dict[str, list[dict[str, Any]]] = {
+        "offered": [],
+        "accepted": [],
+        "info_requested": [],
+        "follow_ups": [],
+        "closed": [],
+    }
+    for referral in referrals:
+        status = referral["status"]
+        if status in ("offered", "accepted", "info_requested"):
+            groups[status].append(referral)
+        else:
+            groups["closed"].append(referral)
+        if status == "completed" and open_follow_ups(referral):
+            groups["follow_ups"].append(referral)
+    groups["offered"].sort(key=lambda r: _at(r.get("answer_due_at")))
+    groups["accepted"].sort(key=lambda r: _at(r.get("expected_opinion_at")))
+    groups["info_requested"].sort(key=lambda r: _at((open_request(r) or {}).get("due_at")))
+    groups["follow_ups"].sort(key=lambda r: _at(open_follow_ups(r)[0].get("asked_at")))
+    groups["closed"].sort(
+        key=lambda r: _at(r.get("answered_at") or r.get("offered_at")), reverse=True
+    )
+    groups["closed"] = groups["closed"][:CLOSED_SHOWN]
+    return groups
+
+
+def summary(referral: dict[str, Any]) -> dict[str, Any]:
+    """What a row and the referral's page say of the case: the offer's clinical summary."""
+    clinical = (referral.get("offer") or {}).get("clinical") or {}
+    return {
+        "reference": case_reference(referral["case_id"]),
+        "icd10": clinical.get("icd10"),
+        "morphology": clinical.get("morphology"),
+        "stage": {k: (clinical.get("stage") or {}).get(k) for k in ("tnm", "group")},
+        "age_group": clinical.get("age_group"),
+        "reasons": clinical.get("reasons") or [],
+        "documents": len((referral.get("offer") or {}).get("documents") or []),
+    }
+
+
+@router.get("/center")
+async def inbox(request: Request) -> Response:
+    desk = await signed_in(request)
+    referrals = await runtime(request).platform.center_referrals(desk.key)
+    return page(
+        request,
+        "center/inbox.html",
+        desk,
+        groups=inbox_groups(referrals),
+        summaries={r["id"]: summary(r) for r in referrals},
+        open_request=open_request,
+        open_follow_ups=open_follow_ups,
+        flash=take_flash(request),
+        now=datetime.now(UTC),
+    )
+
+
+# --------------------------------------------------------------------------- a referral
+
+
+async def _referral(request: Request, desk: Desk, referral_id: UUID) -> dict[str, Any]:
+    """The referral as the center sees it; another center's (or none) is the 404 page."""
+    return await runtime(request).platform.center_referral(desk.key, referral_id)
+
+
+async def _documents(
+    request: Request, desk: Desk, referral: dict[str, Any]
+) -> tuple[list[dict[str, Any]], bool]:
+    """(the referral's documents from records, whether records has not heard of it yet)."""
+    if referral["status"] not in OPEN_STATES and referral["status"] != "completed":
+        return [], False
+    try:
+        docs = await runtime(request).platform.referral_documents(desk.key, UUID(referral["id"]))
+    except PlatformProblem as problem:
+        if problem.status == 409:  # records has not yet heard of the referral
+            return [], True
+        if problem.status == 404:  # the referral ended at records (declined, expired…)
+            return [], False
+        raise
+    return sorted(docs, key=lambda d: d.get("created_at") or ""), False
+
+
+def allowed_actions(referral: dict[str, Any]) -> set[str]:
+    """What the center may do with the referral in its state (partners has the last word)."""
+    status = referral["status"]
+    accepted = referral.get("expected_opinion_at") is not None
+    found: set[str] = set()
+    if status == "offered":
+        found |= {"accept", "decline", "request_information"}
+    elif status == "accepted":
+        found |= {"request_information", "opinion"}
+    elif status == "info_requested" and not accepted:
+        found.add("decline")
+    return found
+
+
+async def _referral_page(
+    request: Request, desk: Desk, referral: dict[str, Any], *, status_code: int = 200
+) -> HTMLResponse:
+    documents, documents_pending = await _documents(request, desk, referral)
+    actions = await runtime(request).console_audit.of_referral(UUID(referral["id"]))
+    names = {desk.member.id: desk.member.name}
+    for action in actions:
+        if action.staff_id not in names:
+            other = await runtime(request).staff.get(action.staff_id)
+            names[action.staff_id] = other.name if other else "?"
+    return page(
+        request,
+        "center/referral.html",
+        desk,
+        status_code=status_code,
+        referral=referral,
+        case=summary(referral),
+        documents=documents,
+        documents_pending=documents_pending,
+        document_names={d["id"]: d.get("file_name") for d in documents},
+        allowed=allowed_actions(referral),
+        open_request=open_request(referral),
+        actions=[a for a in actions if a.action != "download"],
+        staff_names=names,
+        inline_types=INLINE_TYPES,
+        flash=take_flash(request),
+    )
+
+
+@router.get("/center/referrals/{referral_id}")
+async def referral_page(request: Request, referral_id: UUID) -> Response:
+    desk = await signed_in(request)
+    referral = await _referral(request, desk, referral_id)
+    return await _referral_page(request, desk, referral)
+
+
+@router.get("/center/referrals/{referral_id}/documents/{document_id}")
+async def document(request: Request, referral_id: UUID, document_id: UUID) -> Response:
+    """The document's bytes through this server (the key stays here); records audits it.
+    `?view=1` shows a PDF, an image or a text in the browser; otherwise it is downloaded."""
+    desk = await signed_in(request)
+    platform = runtime(request).platform
+    link, body, upstream = await platform.referral_download(desk.key, referral_id, document_id)
+    await audit(desk, request, referral_id, "download", "ok")
+    name = str(link.get("file_name") or "document").replace('"', "")
+    media_type = link.get("media_type") or "application/octet-stream"
+    inline = request.query_params.get("view") == "1" and media_type in INLINE_TYPES
+    disposition = "inline" if inline else "attachment"
+    return StreamingResponse(
+        body,
+        media_type=media_type,
+        headers={
+            "Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(name)}",
+            "Cache-Control": "no-store",
+        },
+        background=BackgroundTask(upstream.aclose),
+    )
+
+
+# -------------------------------------------------------------------------- the actions
+
+
+def _day(form: Form, prefix: str, error: str, message: str) -> date | None:
+    """The day typed in the three fields `<prefix>_day|month|year`, or None with an error."""
+    parts = [form.values.get(f"{prefix}_{p}", "") for p in ("day", "month", "year")]
+    try:
+        if not all(p.isdigit() for p in parts) or len(parts[2]) != 4:
+            raise ValueError
+        return date(int(parts[2]), int(parts[1]), int(parts[0]))
+    except ValueError:
+        form.error(error, message, anchor=f"{prefix}_day")
+        return None
+
+
+def end_of_day(day: date) -> datetime:
+    """A day the staff member chose, as the moment partners takes: its end, in UTC."""
+    return datetime.combine(day, time(23, 59), tzinfo=UTC)
+
+
+def _refused(form: Form, problem: PlatformProblem, pointers: dict[str, str], default: str) -> None:
+    """The platform's problem on the form: each field error beside its field, else the
+    problem's detail on `default` (a 409 says the referral's state changed)."""
+    found = problem.fields(pointers)
+    for name, error in found.items():
+        form.platform_error(name, error.message, anchor=form.anchors.get(name))
+    if not found:
+        form.platform_error(
+            default, problem.detail or problem.title, anchor=form.anchors.get(default)
+        )
+
+
+async def _act(
+    request: Request,
+    desk: Desk,
+    referral_id: UUID,
+    action: str,
+    path: str,
+    body: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """One action through partners, recorded with its outcome."""
+    try:
+        result = await runtime(request).platform.center_action(desk.key, referral_id, path, body)
+    except PlatformProblem as problem:
+        await audit(desk, request, referral_id, action, problem.slug)
+        raise
+    await audit(desk, request, referral_id, action, "ok")
+    return result
+
+
+# ----------------------------------------------------------------------------- accept
+
+ACCEPT_FIELDS = ("opinion_day", "opinion_month", "opinion_year")
+
+
+@router.get("/center/referrals/{referral_id}/accept")
+async def accept_page(request: Request, referral_id: UUID) -> Response:
+    desk = await signed_in(request)
+    referral = await _referral(request, desk, referral_id)
+    if "accept" not in allowed_actions(referral):
+        return redirect(f"/center/referrals/{referral_id}")
+    form = Form(values=dict.fromkeys(ACCEPT_FIELDS, ""))
+    return page(
+        request, "center/accept.html", desk, referral=referral, case=summary(referral), form=form
+    )
+
+
+@router.post("/center/referrals/{referral_id}/accept")
+async def accept(request: Request, referral_id: UUID) -> Response:
+    posted = await checked_form(request)
+    desk = await signed_in(request)
+    referral = await _referral(request, desk, referral_id)
+    form = Form(
+        values={n: text(posted, n, 4) for n in ACCEPT_FIELDS},
+        anchors={"expected_opinion_at": "opinion_day"},
+    )
+    day = _day(
+        form,
+        "opinion",
+        "expected_opinion_at",
+        N_("Enter the day you expect to deliver the opinion, as a real date"),
+    )
+    status_code = 422
+    if day is not None:
+        body = {"expected_opinion_at": end_of_day(day).isoformat()}
+        try:
+            await _act(request, desk, referral_id, "accept", "accept", body)
+        except PlatformProblem as problem:
+            pointers = {"/expected_opinion_at": "expected_opinion_at"}
+            _refused(form, problem, pointers, "expected_opinion_at")
+            status_code = problem.status
+    if not form.ok:
+        return page(
+            request,
+            "center/accept.html",
+            desk,
+            referral=referral,
+            case=summary(referral),
+            form=form,
+            status_code=status_code,
+        )
+    flash(
+        request, N_("You accepted the referral. The patient is told when to expect your opinion.")
+    )
+    return redirect(f"/center/referrals/{referral_id}")
+
+
+# ----------------------------------------------------------------------------- decline
+
+
+@router.get("/center/referrals/{referral_id}/decline")
+async def decline_page(request: Request, referral_id: UUID) -> Response:
+    desk = await signed_in(request)
+    referral = await _referral(request, desk, referral_id)
+    if "decline" not in allowed_actions(referral):
+        return redirect(f"/center/referrals/{referral_id}")
+    form = Form(values={"reason": "", "detail": ""}, anchors={"reason": "reason-0"})
+    return page(
+        request, "center/decline.html", desk, referral=referral, case=summary(referral), form=form
+    )
+
+
+@router.post("/center/referrals/{referral_id}/decline")
+async def decline(request: Request, referral_id: UUID) -> Response:
+    posted = await checked_form(request)
+    desk = await signed_in(request)
+    referral = await _referral(request, desk, referral_id)
+    form = Form(
+        values={"reason": text(posted, "reason", 40), "detail": text(posted, "detail", 1100)},
+        anchors={"reason": "reason-0"},
+    )
+    if form.values["reason"] not in DECLINE_REASONS:
+        form.error("reason", N_("Choose why your center declines"))
+    if form.values["reason"] == "other" and not form.values["detail"]:
+        form.error("detail", N_("Say in a few words why your center declines"))
+    status_code = 422
+    if form.ok:
+        body = {"reason": form.values["reason"], "detail": form.values["detail"] or None}
+        try:
+            await _act(request, desk, referral_id, "decline", "decline", body)
+        except PlatformProblem as problem:
+            _refused(form, problem, {"/reason": "reason", "/detail": "detail"}, "reason")
+            status_code = problem.status
+    if not form.ok:
+        return page(
+            request,
+            "center/decline.html",
+            desk,
+            referral=referral,
+            case=summary(referral),
+            form=form,
+            status_code=status_code,
+        )
+    flash(request, N_("You declined the referral. The case goes to another center."))
+    return redirect("/center")
+
+
+# ----------------------------------------------------------------- ask for information
+
+REQUEST_FIELDS = (
+    "reason",
+    "due_day",
+    "due_month",
+    "due_year",
+    *(f"item_{i}_{part}" for i in range(1, ITEM_ROWS + 1) for part in ("kind", "detail")),
+)
+
+
+def _request_pointers() -> dict[str, str]:
+    pointers = {"/reason": "reason", "/due_at": "due_at", "/items": "item_1_kind"}
+    for i in range(ITEM_ROWS):
+        pointers[f"/items/{i}"] = f"item_{i + 1}_kind"
+        pointers[f"/items/{i}/kind"] = f"item_{i + 1}_kind"
+        pointers[f"/items/{i}/detail"] = f"item_{i + 1}_detail"
+    return pointers
+
+
+def _request_page(
+    request: Request, desk: Desk, referral: dict[str, Any], form: Form, status_code: int = 200
+) -> HTMLResponse:
+    return page(
+        request,
+        "center/information.html",
+        desk,
+        referral=referral,
+        case=summary(referral),
+        form=form,
+        rows=range(1, ITEM_ROWS + 1),
+        status_code=status_code,
+    )
+
+
+@router.get("/center/referrals/{referral_id}/information")
+async def information_page(request: Request, referral_id: UUID) -> Response:
+    desk = await signed_in(request)
+    referral = await _referral(request, desk, referral_id)
+    if "request_information" not in allowed_actions(referral):
+        return redirect(f"/center/referrals/{referral_id}")
+    return _request_page(request, desk, referral, Form(values=dict.fromkeys(REQUEST_FIELDS, "")))
+
+
+@router.post("/center/referrals/{referral_id}/information")
+async def request_information(request: Request, referral_id: UUID) -> Response:
+    posted = await checked_form(request)
+    desk = await signed_in(request)
+    referral = await _referral(request, desk, referral_id)
+    form = Form(
+        values={n: text(posted, n, 4100) for n in REQUEST_FIELDS},
+        anchors={"due_at": "due_day"},
+    )
+    v = form.values
+    items = []
+    for i in range(1, ITEM_ROWS + 1):
+        kind, detail = v[f"item_{i}_kind"], v[f"item_{i}_detail"]
+        if not kind and not detail:
+            continue
+        if kind not in CENTER_REQUESTED_ITEMS:
+            form.error(f"item_{i}_kind", N_("Choose what kind of information you need"))
+        elif not detail:
+            form.error(f"item_{i}_detail", N_("Say exactly what you need, in a few words"))
+        elif len(detail) > 1000:
+            form.error(f"item_{i}_detail", N_("Say it in at most 1000 characters"))
+        else:
+            items.append({"kind": kind, "detail": detail})
+    if not items and not form.errors:
+        form.error("item_1_kind", N_("Say at least one thing you need"))
+    if not v["reason"]:
+        form.error("reason", N_("Say why your center needs it: the patient reads it"))
+    elif len(v["reason"]) > 4000:
+        form.error("reason", N_("Say it in at most 4000 characters"))
+    day = _day(
+        form, "due", "due_at", N_("Enter the day the patient must answer by, as a real date")
+    )
+    status_code = 422
+    if form.ok and day is not None:
+        body = {"reason": v["reason"], "items": items, "due_at": end_of_day(day).isoformat()}
+        try:
+            await _act(
+                request, desk, referral_id, "request_information", "information-requests", body
+            )
+        except PlatformProblem as problem:
+            _refused(form, problem, _request_pointers(), "reason")
+            status_code = problem.status
+    if not form.ok:
+        return _request_page(request, desk, referral, form, status_code)
+    flash(request, N_("Your request was sent. The patient is told what you need, why and by when."))
+    return redirect(f"/center/referrals/{referral_id}")
+
+
+# --------------------------------------------------------------------------- shipments
+
+
+@router.post("/center/referrals/{referral_id}/shipments/{shipment_id}/receipt")
+async def confirm_shipment(request: Request, referral_id: UUID, shipment_id: UUID) -> Response:
+    await checked_form(request)
+    desk = await signed_in(request)
+    try:
+        await _act(
+            request, desk, referral_id, "confirm_shipment", f"shipments/{shipment_id}/receipt", None
+        )
+    except PlatformProblem as problem:
+        referral = await _referral(request, desk, referral_id)  # another center's: 404 page
+        flash(request, N_("The receipt could not be confirmed: %(why)s"), why=problem.detail)
+        return await _referral_page(request, desk, referral, status_code=problem.status)
+    flash(request, N_("You confirmed the receipt. The patient is told."))
+    return redirect(f"/center/referrals/{referral_id}")
+
+
+# ----------------------------------------------------------------------- follow-up questions
+
+
+def _question(referral: dict[str, Any], question_id: UUID) -> dict[str, Any] | None:
+    return next(
+        (q for q in referral.get("follow_up_questions") or [] if q["id"] == str(question_id)), None
+    )
+
+
+@router.get("/center/referrals/{referral_id}/follow-up/{question_id}")
+async def follow_up_page(request: Request, referral_id: UUID, question_id: UUID) -> Response:
+    desk = await signed_in(request)
+    referral = await _referral(request, desk, referral_id)
+    question = _question(referral, question_id)
+    if question is None or question.get("answer"):
+        return redirect(f"/center/referrals/{referral_id}")
+    return page(
+        request,
+        "center/follow_up.html",
+        desk,
+        referral=referral,
+        case=summary(referral),
+        question=question,
+        form=Form(values={"answer": ""}),
+    )
+
+
+@router.post("/center/referrals/{referral_id}/follow-up/{question_id}")
+async def answer_follow_up(request: Request, referral_id: UUID, question_id: UUID) -> Response:
+    posted = await checked_form(request)
+    desk = await signed_in(request)
+    referral = await _referral(request, desk, referral_id)
+    question = _question(referral, question_id)
+    if question is None:
+        return redirect(f"/center/referrals/{referral_id}")
+    form = Form(values={"answer": text(posted, "answer", 1100)})
+    if not form.values["answer"]:
+        form.error("answer", N_("Write your answer to the patient's question"))
+    elif len(form.values["answer"]) > 1000:
+        form.error("answer", N_("Say it in at most 1000 characters"))
+    status_code = 422
+    if form.ok:
+        try:
+            await _act(
+                request,
+                desk,
+                referral_id,
+                "answer_follow_up",
+                f"follow-up-questions/{question_id}/answer",
+                {"answer": form.values["answer"]},
+            )
+        except PlatformProblem as problem:
+            _refused(form, problem, {"/answer": "answer"}, "answer")
+            status_code = problem.status
+    if not form.ok:
+        return page(
+            request,
+            "center/follow_up.html",
+            desk,
+            referral=referral,
+            case=summary(referral),
+            question=question,
+            form=form,
+            status_code=status_code,
+        )
+    flash(request, N_("Your answer was sent. The patient reads it with the opinion."))
+    return redirect(f"/center/referrals/{referral_id}")
+
+
+# --------------------------------------------------------------------------- the opinion
+
+OUTCOME_FIELDS = (
+    "diagnosis",
+    "icd10",
+    "stage",
+    "new_tnm",
+    "new_group",
+    "treatment",
+    "additional_tests",
+    "clinical_trials",
+    "clinical_trials_detail",
+)
+OUTCOME_POINTERS = {
+    "/document_id": "file",
+    "/outcome": "diagnosis",
+    "/outcome/diagnosis": "diagnosis",
+    "/outcome/icd10": "icd10",
+    "/outcome/stage": "stage",
+    "/outcome/new_stage": "new_tnm",
+    "/outcome/new_stage/tnm": "new_tnm",
+    "/outcome/new_stage/group": "new_group",
+    "/outcome/treatment": "treatment",
+    "/outcome/additional_tests": "additional_tests",
+    "/outcome/clinical_trials": "clinical_trials",
+    "/outcome/clinical_trials_detail": "clinical_trials_detail",
+}
+OUTCOME_ANCHORS = {
+    "diagnosis": "diagnosis-0",
+    "stage": "stage-0",
+    "treatment": "treatment-0",
+    "clinical_trials": "clinical_trials-0",
+}
+
+
+def outcome_of(form: Form) -> dict[str, Any]:
+    """The opinion's outcome as partners takes it, from the form as typed (partners checks
+    that it holds together: a changed diagnosis names its code, and so on)."""
+    v = form.values
+    outcome: dict[str, Any] = {
+        "diagnosis": v["diagnosis"],
+        "stage": v["stage"],
+        "treatment": v["treatment"],
+        "clinical_trials": v["clinical_trials"] == "yes",
+    }
+    if v["icd10"]:
+        outcome["icd10"] = v["icd10"].upper()
+    if v["new_tnm"] or v["new_group"]:
+        outcome["new_stage"] = {
+            k: value
+            for k, value in (("tnm", v["new_tnm"]), ("group", v["new_group"].upper()))
+            if value
+        }
+    tests = [line.strip() for line in v["additional_tests"].splitlines() if line.strip()]
+    if tests:
+        outcome["additional_tests"] = tests
+    if v["clinical_trials_detail"]:
+        outcome["clinical_trials_detail"] = v["clinical_trials_detail"]
+    return outcome
+
+
+def _opinion_page(
+    request: Request,
+    desk: Desk,
+    referral: dict[str, Any],
+    form: Form,
+    *,
+    status_code: int = 200,
+) -> HTMLResponse:
+    kept = ensure_session(request).data.get(OPINION_KEPT.format(referral_id=referral["id"]))
+    return page(
+        request,
+        "center/opinion.html",
+        desk,
+        referral=referral,
+        case=summary(referral),
+        form=form,
+        uploaded=kept,
+        status_code=status_code,
+    )
+
+
+@router.get("/center/referrals/{referral_id}/opinion")
+async def opinion_page(request: Request, referral_id: UUID) -> Response:
+    desk = await signed_in(request)
+    referral = await _referral(request, desk, referral_id)
+    if "opinion" not in allowed_actions(referral):
+        return redirect(f"/center/referrals/{referral_id}")
+    form = Form(values=dict.fromkeys(OUTCOME_FIELDS, ""), anchors=dict(OUTCOME_ANCHORS))
+    return _opinion_page(request, desk, referral, form)
+
+
+async def _upload_opinion(
+    request: Request, desk: Desk, referral_id: UUID, file: UploadFile, form: Form
+) -> dict[str, Any] | None:
+    """The PDF stored at records for this referral (kept in the session until delivered)."""
+    head = await file.read(5)
+    await file.seek(0)
+    if head != b"%PDF-":
+        form.error("file", N_("The opinion must be a PDF file"))
+        return None
+    name = re.sub(r"[^\w.\- ]", "_", file.filename or "opinion.pdf")[:120] or "opinion.pdf"
+    try:
+        stored = await runtime(request).platform.upload_opinion(
+            desk.key, referral_id, name, file.file
+        )
+    except PlatformProblem as problem:
+        await audit(desk, request, referral_id, "upload_opinion", problem.slug)
+        form.platform_error("file", problem.detail or problem.title)
+        return None
+    await audit(desk, request, referral_id, "upload_opinion", "ok")
+    kept = {"id": stored["id"], "name": name}
+    ensure_session(request).set(OPINION_KEPT.format(referral_id=referral_id), kept)
+    return kept
+
+
+@router.post("/center/referrals/{referral_id}/opinion")
+async def deliver_opinion(request: Request, referral_id: UUID) -> Response:
+    """Store the PDF at records (once: kept while the outcome is being corrected), then
+    deliver it through partners with the structured outcome."""
+    posted = await checked_form(request)
+    desk = await signed_in(request)
+    referral = await _referral(request, desk, referral_id)
+    form = Form(
+        values={n: text(posted, n, 4100) for n in OUTCOME_FIELDS}, anchors=dict(OUTCOME_ANCHORS)
+    )
+    v = form.values
+    if v["diagnosis"] not in DIAGNOSIS_VERDICTS:
+        form.error("diagnosis", N_("Say what your opinion says of the diagnosis"))
+    if v["stage"] not in STAGE_VERDICTS:
+        form.error("stage", N_("Say what your opinion says of the stage"))
+    if v["treatment"] not in TREATMENT_VERDICTS:
+        form.error("treatment", N_("Say what your opinion says of the treatment plan"))
+    session = ensure_session(request)
+    kept = session.data.get(OPINION_KEPT.format(referral_id=referral_id))
+    upload = posted.get("file")
+    chosen = isinstance(upload, UploadFile) and bool(upload.filename)
+    if chosen:
+        assert isinstance(upload, UploadFile)
+        kept = await _upload_opinion(request, desk, referral_id, upload, form) or kept
+    elif kept is None:
+        form.error("file", N_("Choose the PDF of your written opinion"))
+    if not form.ok or kept is None:
+        return _opinion_page(request, desk, referral, form, status_code=422)
+    body = {"document_id": kept["id"], "outcome": outcome_of(form)}
+    for attempt in range(DELIVERY_TRIES):
+        try:
+            await _act(request, desk, referral_id, "deliver_opinion", "opinion", body)
+            break
+        except PlatformProblem as problem:
+            if problem.slug == "opinion-not-stored" and attempt + 1 < DELIVERY_TRIES:
+                await asyncio.sleep(min(problem.retry_after or 1, 3))
+                continue
+            _refused(form, problem, OUTCOME_POINTERS, "diagnosis")
+            return _opinion_page(request, desk, referral, form, status_code=problem.status)
+    session.pop(OPINION_KEPT.format(referral_id=referral_id))
+    flash(request, N_("Your opinion was delivered. The patient is told and can read it now."))
+    return redirect(f"/center/referrals/{referral_id}")
