@@ -78,7 +78,7 @@ async def partners_running(rt: Runtime) -> AsyncIterator[None]:
     dead = DeadLetterPublisher(bootstrap)
     await dead.start()
     broker = KafkaBroker(bootstrap, logger=None)
-    consumers.build_consumer(rt.partners, rt.db, dead).subscribe(
+    consumers.build_consumer(rt.partners, rt.db, dead, meetings=rt.meetings).subscribe(
         broker, *consumers.SUBSCRIBED_TOPICS
     )
     relay = OutboxRelay(rt.settings.postgres.asyncpg_dsn(), bootstrap)
@@ -87,7 +87,7 @@ async def partners_running(rt: Runtime) -> AsyncIterator[None]:
     stop = asyncio.Event()
     sender = WebhookSender(rt.db, rt.cipher, rt.outbound, max_attempts=3, backoff=0.2)
     scheduler = asyncio.create_task(
-        run_scheduler(rt.partners, rt.db, sender, interval=0.2, stop=stop)
+        run_scheduler(rt.partners, rt.db, sender, interval=0.2, stop=stop, meetings=rt.meetings)
     )
     await broker.start()
     try:

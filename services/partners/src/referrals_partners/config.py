@@ -42,6 +42,14 @@ class PartnersSettings(ServiceSettings):
     choice_window_seconds: float = Field(
         259200.0, gt=0, description="time to choose (3 days); then the first-ranked is offered"
     )
+    meeting_min_notice_seconds: float = Field(
+        7200.0, gt=0, description="the earliest an offered meeting time may start (2 hours)"
+    )
+    meeting_reminders_before_seconds: list[float] = Field(
+        [86400.0, 3600.0],
+        description="when the patient is reminded of a booked meeting, as seconds before it "
+        "starts (a day, and an hour); a reminder whose time passed when it was booked is skipped",
+    )
     scheduler_interval_seconds: float = Field(1.0, gt=0)
     webhook_timeout_seconds: float = Field(10.0, gt=0)
     webhook_max_attempts: int = Field(8, ge=1)

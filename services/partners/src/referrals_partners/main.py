@@ -26,6 +26,7 @@ from referrals_common.edge.principals import AccessLog
 from referrals_common.outbound import OutboundPolicy
 from referrals_common.service_app import create_service_app, setup_observability
 from referrals_partners.config import PartnersSettings
+from referrals_partners.meetings import MeetingLimits, Meetings
 from referrals_partners.models import AccessAudit, Referral
 from referrals_partners.registry import load_registry
 from referrals_partners.service import Limits, Partners
@@ -39,6 +40,8 @@ class Runtime:
     settings: PartnersSettings
     db: Database
     partners: Partners
+    meetings: Meetings
+    """The consultation meetings' use cases (over the same `Partners`)."""
     cipher: FieldCipher
     pepper: bytes
     verified_keys: VerifiedKeys[tuple[str, str, str | None]]
@@ -62,28 +65,43 @@ def field_cipher(settings: PartnersSettings) -> FieldCipher:
     return FieldCipher.from_base64(base64.b64encode(digest.digest()).decode())
 
 
+def meetings_of(partners: Partners, settings: PartnersSettings) -> Meetings:
+    return Meetings(
+        partners,
+        MeetingLimits(
+            min_notice=timedelta(seconds=settings.meeting_min_notice_seconds),
+            reminders_before=tuple(
+                timedelta(seconds=s)
+                for s in sorted(settings.meeting_reminders_before_seconds, reverse=True)
+            ),
+        ),
+    )
+
+
 def build_runtime(settings: PartnersSettings) -> Runtime:
     pepper = settings.api_key_pepper.get_secret_value().encode()
     override = settings.deadline_override_seconds
     db = Database(settings.postgres)
+    partners = Partners(
+        load_registry(settings.seed_file or None).currency,
+        Limits(
+            max_attempts=settings.max_attempts,
+            deadline_override=timedelta(seconds=override) if override else None,
+            info_min_due=timedelta(seconds=settings.info_min_due_seconds),
+            info_max_due=timedelta(days=settings.info_max_due_days),
+            choice_count=settings.choice_count,
+            choice_window=timedelta(seconds=settings.choice_window_seconds),
+            info_reminders_before=tuple(
+                timedelta(seconds=s)
+                for s in sorted(settings.info_reminders_before_seconds, reverse=True)
+            ),
+        ),
+    )
     return Runtime(
         settings=settings,
         db=db,
-        partners=Partners(
-            load_registry(settings.seed_file or None).currency,
-            Limits(
-                max_attempts=settings.max_attempts,
-                deadline_override=timedelta(seconds=override) if override else None,
-                info_min_due=timedelta(seconds=settings.info_min_due_seconds),
-                info_max_due=timedelta(days=settings.info_max_due_days),
-                choice_count=settings.choice_count,
-                choice_window=timedelta(seconds=settings.choice_window_seconds),
-                info_reminders_before=tuple(
-                    timedelta(seconds=s)
-                    for s in sorted(settings.info_reminders_before_seconds, reverse=True)
-                ),
-            ),
-        ),
+        partners=partners,
+        meetings=meetings_of(partners, settings),
         cipher=field_cipher(settings),
         pepper=pepper,
         verified_keys=VerifiedKeys(pepper),
@@ -138,7 +156,7 @@ async def run_consumer(settings: PartnersSettings) -> None:
             "partners",
             settings.kafka,
             consumers.SUBSCRIBED_TOPICS,
-            lambda dead: consumers.build_consumer(rt.partners, rt.db, dead),
+            lambda dead: consumers.build_consumer(rt.partners, rt.db, dead, meetings=rt.meetings),
         )
     finally:
         await rt.db.dispose()
@@ -165,7 +183,12 @@ async def run_scheduler(settings: PartnersSettings) -> None:
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     try:
         await loop(
-            rt.partners, rt.db, sender, interval=settings.scheduler_interval_seconds, stop=stop
+            rt.partners,
+            rt.db,
+            sender,
+            interval=settings.scheduler_interval_seconds,
+            stop=stop,
+            meetings=rt.meetings,
         )
     finally:
         await sender.close()

@@ -174,6 +174,39 @@ class FollowUpQuestion(PartnersModel, table=True):
     answered_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
 
 
+class Meeting(PartnersModel, table=True):
+    """The consultation meeting a center offered to explain its opinion: its times, the booked
+    one, and how it ended. Status offered | booked | held | missed | cancelled."""
+
+    __tablename__ = "meetings"
+    __table_args__ = (
+        Index("meetings_booked_start", "starts_at", postgresql_where=text("status = 'booked'")),
+    )
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    referral_id: UUID = Field(index=True)
+    case_id: UUID
+    center_code: str = Field(max_length=63)
+    status: str = Field(default="offered", max_length=16)
+    place: dict[str, Any] = Field(sa_column=_json())
+    """The `MeetingPlace`: mode, video link or address, the center's time zone and language."""
+    slots: list[dict[str, Any]] = Field(sa_column=_json())
+    """The offered `MeetingSlot`s, in time order."""
+    note: str | None = Field(default=None, max_length=1000)
+    slot_id: UUID | None = None
+    """The booked slot."""
+    starts_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    ends_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    patient_time_zone: str | None = Field(default=None, max_length=64)
+    sequence: int = 0
+    """The calendar SEQUENCE: grows with every change the patient's calendar must follow."""
+    reminders_sent: int = 0
+    cancelled_by: str | None = Field(default=None, max_length=16)
+    cancel_reason: str | None = Field(default=None, max_length=1000)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
 class CaseDocument(PartnersModel, table=True):
     """A stored document as records announced it: what an offer lists and an opinion cites."""
 

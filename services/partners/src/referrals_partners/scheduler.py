@@ -34,6 +34,7 @@ from referrals_common.db import Database
 from referrals_common.outbound import OutboundPolicy, TargetRefused, classify
 from referrals_common.telemetry import untraced
 from referrals_common.webhooks import EVENT_ID_HEADER, signed_headers
+from referrals_partners.meetings import Meetings
 from referrals_partners.models import Referral, Webhook, WebhookDelivery, utcnow
 from referrals_partners.service import Partners
 
@@ -90,12 +91,12 @@ class WebhookSender:
                 return False
             hook = await uow.session.get(Webhook, delivery.center_code)
             referral = await uow.session.get(Referral, delivery.referral_id)
-            # An offer is sent while it is open; news of an answered request while the
-            # referral is the center's.
+            # An offer is sent while it is open; other news (an answered request, a follow-up
+            # question, a meeting booked) while the referral is the center's, opinion given or not.
             still_for = (
                 ("offered",)
                 if delivery.payload.get("type") == ReferralOffered.event_type
-                else ("accepted", "info_requested", "offered")
+                else ("accepted", "info_requested", "offered", "completed")
             )
             if referral is not None and referral.status not in still_for:
                 delivery.status = "cancelled"  # the offer ended before it could be sent
@@ -155,9 +156,11 @@ async def run_scheduler(
     *,
     interval: float,
     stop: asyncio.Event,
+    meetings: Meetings | None = None,
 ) -> None:
     """Until `stop` is set: expire due offers (re-routing their cases), remind of and expire
-    information requests, deliver due webhooks."""
+    information requests, remind of booked meetings, deliver due webhooks."""
+    meetings = meetings or Meetings(partners)
     while not stop.is_set():
         try:
             # Each round polls; only an expiry (a case step of its own) is traced.
@@ -172,13 +175,18 @@ async def run_scheduler(
                     async with db.unit_of_work() as uow:
                         chosen = await partners.choose_for_silent_patients(uow)
                         await uow.commit()
+                    async with db.unit_of_work() as uow:
+                        reminded = await meetings.remind(uow)
+                        await uow.commit()
+                    if reminded:
+                        log.info("reminded of %d meetings", reminded)
                     if chosen:
                         log.info("offered %d cases to their first-ranked center", chosen)
                     if expired:
                         log.info("expired %d offers", expired)
                     if requests:
                         log.info("reminded of or expired %d information requests", requests)
-                    if not (expired or requests or chosen):
+                    if not (expired or requests or chosen or reminded):
                         break
                 await sender.deliver_due()
         except Exception:  # the database may be restarting: log, wait, try again

@@ -439,6 +439,17 @@ class ReferralMeetingOffered(EventData):
     rescheduled: bool = Field(
         default=False, description="True when these times replace earlier ones"
     )
+    released_slot: MeetingSlot | None = Field(
+        default=None,
+        description="On a re-schedule of a booked meeting: the booked time these times replace "
+        "(the patient's calendar entry for it is withdrawn, with `sequence`)",
+    )
+    patient_time_zone: TimeZoneName | None = Field(
+        default=None, description="The patient's time zone, once they booked a time"
+    )
+    sequence: int = Field(
+        default=0, ge=0, description="Calendar SEQUENCE of the meeting after this change"
+    )
     note: CenterText | None = Field(
         default=None, description="What the center asks the patient to prepare, in its words"
     )

@@ -14,7 +14,7 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response, Security, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, Security, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl
 from sqlalchemy import select
@@ -28,8 +28,16 @@ from referrals_common.api.problems import (
     Unprocessable,
     problem_responses,
 )
-from referrals_common.contracts import DeclineReason, OpinionOutcome, RequestedItem
+from referrals_common.contracts import (
+    DeclineReason,
+    MeetingPlace,
+    MeetingSlot,
+    OpinionOutcome,
+    RequestedItem,
+)
 from referrals_common.contracts.information import CenterText
+from referrals_common.contracts.meetings import MAX_SLOTS, CancelledBy, MeetingStatus
+from referrals_common.contracts.partners import MeetingEnd
 from referrals_common.edge import authenticated
 from referrals_common.edge.principals import key_table, route_of, verify_api_key, verify_case_token
 from referrals_common.outbound import TargetRefused
@@ -37,11 +45,13 @@ from referrals_common.text import PlainText
 from referrals_common.webhooks import new_secret
 from referrals_partners.centers import center_row_values, issue_key
 from referrals_partners.main import Runtime
+from referrals_partners.meetings import SlotTime
 from referrals_partners.models import (
     ApiClient,
     CenterRow,
     FollowUpQuestion,
     InformationRequest,
+    Meeting,
     Referral,
     RoutingCase,
     Shipment,
@@ -190,6 +200,35 @@ class FollowUpView(BaseModel):
     answered_at: datetime | None
 
 
+class MeetingView(BaseModel):
+    """A consultation meeting this center offered, as it stands."""
+
+    id: UUID = Field(description="Change it with POST .../meetings/{id}/…")
+    status: MeetingStatus
+    place: MeetingPlace
+    slots: list[MeetingSlot] = Field(description="The times offered, in time order")
+    booked_slot: MeetingSlot | None = Field(description="The time the patient booked, if any")
+    note: str | None
+    cancelled_by: CancelledBy | None
+
+    @classmethod
+    def of(cls, m: Meeting) -> MeetingView:
+        booked = (
+            MeetingSlot(slot_id=m.slot_id, starts_at=m.starts_at, ends_at=m.ends_at)
+            if m.slot_id and m.starts_at and m.ends_at
+            else None
+        )
+        return cls(
+            id=m.id,
+            status=MeetingStatus(m.status),
+            place=MeetingPlace.model_validate(m.place),
+            slots=[MeetingSlot.model_validate(x) for x in m.slots],
+            booked_slot=booked,
+            note=m.note,
+            cancelled_by=CancelledBy(m.cancelled_by) if m.cancelled_by else None,
+        )
+
+
 class OfferedReferral(BaseModel):
     """A referral as its center sees it: the offer (clinical summary, documents) and its state."""
 
@@ -227,6 +266,11 @@ class OfferedReferral(BaseModel):
         default_factory=list,
         description="The patient's follow-up questions on the delivered opinion, oldest first",
     )
+    meetings: list[MeetingView] = Field(
+        default_factory=list,
+        description="The consultation meetings this center offered on this referral, oldest "
+        "first (at most one offered or booked at a time)",
+    )
 
     @classmethod
     def of(
@@ -235,6 +279,7 @@ class OfferedReferral(BaseModel):
         request: dict[str, Any] | None = None,
         information: list[InformationRequestView] | None = None,
         follow_ups: list[FollowUpView] | None = None,
+        meetings: list[MeetingView] | None = None,
     ) -> OfferedReferral:
         """The referral as its center sees it; `request` is the case's latest
         `case.ready_for_referral` (questions, and the preparation once accepted)."""
@@ -255,6 +300,7 @@ class OfferedReferral(BaseModel):
                     "preparation",
                     "information_requests",
                     "follow_up_questions",
+                    "meetings",
                 }
             },
             status=referral.status,  # type: ignore[arg-type]
@@ -263,6 +309,7 @@ class OfferedReferral(BaseModel):
             preparation=request.get("preparation") if accepted or answered else None,
             information_requests=information or [],
             follow_up_questions=follow_ups or [],
+            meetings=meetings or [],
         )
 
 
@@ -342,6 +389,20 @@ async def _follow_ups(uow: Any, referral_ids: set[UUID]) -> dict[UUID, list[Foll
                 answered_at=q.answered_at,
             )
         )
+    return found
+
+
+async def _meetings(uow: Any, referral_ids: set[UUID]) -> dict[UUID, list[MeetingView]]:
+    if not referral_ids:
+        return {}
+    rows = await uow.session.execute(
+        select(Meeting)
+        .where(Meeting.referral_id.in_(list(referral_ids)))  # type: ignore[attr-defined]
+        .order_by(Meeting.created_at)  # type: ignore[arg-type]
+    )
+    found: dict[UUID, list[MeetingView]] = {}
+    for m in rows.scalars():
+        found.setdefault(m.referral_id, []).append(MeetingView.of(m))
     return found
 
 
@@ -487,6 +548,7 @@ async def _answer(
         async with runtime.db.unit_of_work() as uow:
             information = (await _information(uow, {referral.id})).get(referral.id)
             follow_ups = (await _follow_ups(uow, {referral.id})).get(referral.id)
+            meetings = (await _meetings(uow, {referral.id})).get(referral.id)
     except ReferralNotFound:
         # Audited with the case the referral is about, if it exists (another center's): the
         # caller learns nothing of it, the case's audit trail shows the attempt.
@@ -571,7 +633,7 @@ async def _answer(
         case_id=referral.case_id,
         referral_id=referral.id,
     )
-    return OfferedReferral.of(referral, request_, information, follow_ups)
+    return OfferedReferral.of(referral, request_, information, follow_ups, meetings)
 
 
 @router.get(
@@ -596,9 +658,14 @@ async def list_referrals(
         requests = await _requests(uow, {r.case_id for r in rows})
         information = await _information(uow, {r.id for r in rows})
         follow_ups = await _follow_ups(uow, {r.id for r in rows})
+        meetings = await _meetings(uow, {r.id for r in rows})
         referrals = [
             OfferedReferral.of(
-                r, requests.get(r.case_id), information.get(r.id), follow_ups.get(r.id)
+                r,
+                requests.get(r.case_id),
+                information.get(r.id),
+                follow_ups.get(r.id),
+                meetings.get(r.id),
             )
             for r in rows
         ]
@@ -761,6 +828,165 @@ async def deliver_opinion(
         lambda uow: runtime.partners.deliver_opinion(
             uow, center, referral_id, body.document_id, body.outcome
         ),
+    )
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=128,
+        min_length=8,
+        description="A unique key per intended operation (e.g. a UUID): the same request sent "
+        "again with it changes nothing and returns the referral as it is",
+    ),
+]
+
+
+class SlotBody(_Body):
+    starts_at: AwareDatetime = Field(description="When the meeting would start")
+    ends_at: AwareDatetime = Field(description="When it would end (15 minutes to 3 hours later)")
+
+
+class MeetingOfferBody(_Body):
+    place: MeetingPlace
+    slots: list[SlotBody] = Field(
+        min_length=1, max_length=MAX_SLOTS, description="The times offered (1 to 20)"
+    )
+    note: CenterText | None = Field(
+        default=None, description="What the patient should prepare, in the center's words"
+    )
+
+
+class MeetingSlotsBody(_Body):
+    slots: list[SlotBody] = Field(
+        min_length=1, max_length=MAX_SLOTS, description="The new times (1 to 20)"
+    )
+
+
+class MeetingCancelBody(_Body):
+    reason: CenterText = Field(description="Why, in the center's words: the patient reads it")
+
+
+class MeetingEndBody(_Body):
+    outcome: MeetingEnd = Field(description="held, or missed (the patient did not come)")
+
+
+def _times(slots: list[SlotBody]) -> list[SlotTime]:
+    return [SlotTime(starts_at=s.starts_at, ends_at=s.ends_at) for s in slots]
+
+
+@router.post(
+    "/partner/referrals/{referral_id}/meetings",
+    response_model=OfferedReferral,
+    responses=problem_responses(401, 404, 409, 422),
+    summary="Offer the patient times for the consultation meeting",
+)
+async def offer_meeting(
+    referral_id: UUID,
+    body: MeetingOfferBody,
+    center: CenterDep,
+    runtime: RuntimeDep,
+    request: Request,
+    idempotency_key: IdempotencyKey = None,
+) -> OfferedReferral:
+    """On a referral this center accepted, before or after the opinion: the meeting at which the
+    doctors explain the opinion (about an hour; seeds 000, 001). By video (an https link) or in
+    person (the center's address). Times start at least 2 hours from now, within 90 days, and do
+    not overlap. One meeting is open at a time (409 otherwise). The patient picks a time; the
+    center's inbox is told (`referral.meeting_changed`)."""
+    return await _answer(
+        runtime,
+        request,
+        center,
+        referral_id,
+        lambda uow: runtime.meetings.offer(
+            uow,
+            center,
+            referral_id,
+            body.place,
+            _times(body.slots),
+            body.note,
+            key=idempotency_key,
+        ),
+    )
+
+
+@router.post(
+    "/partner/referrals/{referral_id}/meetings/{meeting_id}/slots",
+    response_model=OfferedReferral,
+    responses=problem_responses(401, 404, 409, 422),
+    summary="Offer new times for the meeting (re-schedule)",
+)
+async def reschedule_meeting(
+    referral_id: UUID,
+    meeting_id: UUID,
+    body: MeetingSlotsBody,
+    center: CenterDep,
+    runtime: RuntimeDep,
+    request: Request,
+    idempotency_key: IdempotencyKey = None,
+) -> OfferedReferral:
+    """The new times replace the offered ones; a time the patient booked is released, and the
+    patient is asked to choose again (their calendar entry is withdrawn)."""
+    return await _answer(
+        runtime,
+        request,
+        center,
+        referral_id,
+        lambda uow: runtime.meetings.reschedule(
+            uow, center, referral_id, meeting_id, _times(body.slots), key=idempotency_key
+        ),
+    )
+
+
+@router.post(
+    "/partner/referrals/{referral_id}/meetings/{meeting_id}/cancellation",
+    response_model=OfferedReferral,
+    responses=problem_responses(401, 404, 409, 422),
+    summary="Cancel the meeting",
+)
+async def cancel_meeting(
+    referral_id: UUID,
+    meeting_id: UUID,
+    body: MeetingCancelBody,
+    center: CenterDep,
+    runtime: RuntimeDep,
+    request: Request,
+) -> OfferedReferral:
+    """An offered or booked meeting; again changes nothing. The patient is told, with the
+    center's words. A new meeting may be offered afterwards."""
+    return await _answer(
+        runtime,
+        request,
+        center,
+        referral_id,
+        lambda uow: runtime.meetings.cancel(uow, center, referral_id, meeting_id, body.reason),
+    )
+
+
+@router.post(
+    "/partner/referrals/{referral_id}/meetings/{meeting_id}/outcome",
+    response_model=OfferedReferral,
+    responses=problem_responses(401, 404, 409, 422),
+    summary="Record whether the meeting took place",
+)
+async def record_meeting_outcome(
+    referral_id: UUID,
+    meeting_id: UUID,
+    body: MeetingEndBody,
+    center: CenterDep,
+    runtime: RuntimeDep,
+    request: Request,
+) -> OfferedReferral:
+    """Once the booked time has started (409 before): held, or missed. Once; the same answer
+    again changes nothing."""
+    return await _answer(
+        runtime,
+        request,
+        center,
+        referral_id,
+        lambda uow: runtime.meetings.record_end(uow, center, referral_id, meeting_id, body.outcome),
     )
 
 
