@@ -249,7 +249,14 @@ class CenterSide:
             own = [d["id"] for d in self.referral_docs[referral_id] if d["kind"] == "opinion"]
             if data["document_id"] not in own:
                 return invalid("/document_id", "not an opinion uploaded for this referral")
-            outcome = data.get("outcome") or {}
+            outcome = {
+                "icd10": None,
+                "new_stage": None,
+                "additional_tests": [],
+                "clinical_trials": False,
+                "clinical_trials_detail": None,
+                **(data.get("outcome") or {}),
+            }
             if outcome.get("diagnosis") == "changed" and not outcome.get("icd10"):
                 return invalid(
                     "/outcome", "Value error, a changed diagnosis names the new ICD-10 code (icd10)"
@@ -428,12 +435,12 @@ class FakePlatform(CenterSide):
         url, path = str(request.url), request.url.path
         if url.startswith(INTAKE):
             return self._intake(request, path, body)
+        if url.startswith(RECORDS) and path.startswith("/v1/referrals/"):
+            return self._center_records(request, path, body)
         if url.startswith(RECORDS):
             return self._records(request, path, body)
         if url.startswith(PARTNERS) and path.startswith("/v1/partner/"):
             return self._partner(request, path, body)
-        if url.startswith(RECORDS) and path.startswith("/v1/referrals/"):
-            return self._center_records(request, path, body)
         if url.startswith(PARTNERS):
             m = re.fullmatch(r"/v1/cases/([0-9a-f-]+)/routing", path)
             if m:
