@@ -91,6 +91,8 @@ class Email:
     subject: str
     body: str
     trace_id: str = ""
+    attachments: list[tuple[str, str, bytes]] = field(default_factory=list)
+    """Each attached file: its name, media type and bytes (a calendar file, say)."""
 
 
 @dataclass
@@ -387,7 +389,19 @@ def read_emails(mail_dir: str, since: float, case_id: str | None = None) -> list
         message = BytesParser(policy=policy.default).parsebytes(stored.path.read_bytes())
         part = message.get_body(preferencelist=("plain",))
         body = part.get_content() if part is not None else ""
-        found.append(Email(received - since, PATIENT_EMAIL, str(message["Subject"]), body))
+        attached = [
+            (a.get_filename() or "", a.get_content_type(), a.get_payload(decode=True) or b"")
+            for a in message.iter_attachments()
+        ]
+        found.append(
+            Email(
+                received - since,
+                PATIENT_EMAIL,
+                str(message["Subject"]),
+                body,
+                attachments=attached,
+            )
+        )
     return found
 
 

@@ -194,6 +194,10 @@ TEST_PLATFORM_ENV = {
     # seconds before: the unanswered-request journey takes half a minute, not days.
     "REFERRALS_PARTNERS_INFO_MIN_DUE_SECONDS": "5",
     "REFERRALS_PARTNERS_INFO_REMINDERS_BEFORE_SECONDS": "[12, 6]",
+    # A consultation meeting may start seconds after it is offered, and its reminders come 25
+    # and 12 seconds before it: the meeting journey takes a minute, not a day.
+    "REFERRALS_PARTNERS_MEETING_MIN_NOTICE_SECONDS": "5",
+    "REFERRALS_PARTNERS_MEETING_REMINDERS_BEFORE_SECONDS": "[25, 12]",
 }
 """Settings of the test platform that differ from `make up`'s."""
 

@@ -24,6 +24,10 @@ from referrals_common.contracts import (
     ReferralFollowUpAnswered,
     ReferralInfoReminder,
     ReferralInfoRequested,
+    ReferralMeetingBooked,
+    ReferralMeetingCancelled,
+    ReferralMeetingEnded,
+    ReferralMeetingOffered,
     ReferralOpinionDelivered,
     ReferralRequested,
     ReferralResumed,
@@ -35,6 +39,7 @@ from referrals_common.contracts.partners import ExpiryReason
 from referrals_common.db import Database, UnitOfWork
 from referrals_common.messaging.consumer import EventConsumer
 from referrals_common.messaging.dlq import DeadLetterPublisher
+from referrals_intake import meetings
 from referrals_intake.service import Intake
 
 CONSUMER_NAME = "intake.case-lifecycle"
@@ -224,6 +229,24 @@ def build_consumer(
     async def follow_up(event: CloudEvent[ReferralFollowUpAnswered], uow: UnitOfWork) -> None:
         d = event.data
         await intake.on_follow_up_answered(uow, d.case_id, d.question_id, d.answer, d.answered_at)
+
+    @consumer.handles(ReferralMeetingOffered)
+    async def meeting_offered(event: CloudEvent[ReferralMeetingOffered], uow: UnitOfWork) -> None:
+        await meetings.on_offered(uow, event.data)
+
+    @consumer.handles(ReferralMeetingBooked)
+    async def meeting_booked(event: CloudEvent[ReferralMeetingBooked], uow: UnitOfWork) -> None:
+        await meetings.on_booked(uow, event.data)
+
+    @consumer.handles(ReferralMeetingCancelled)
+    async def meeting_cancelled(
+        event: CloudEvent[ReferralMeetingCancelled], uow: UnitOfWork
+    ) -> None:
+        await meetings.on_cancelled(uow, event.data)
+
+    @consumer.handles(ReferralMeetingEnded)
+    async def meeting_ended(event: CloudEvent[ReferralMeetingEnded], uow: UnitOfWork) -> None:
+        await meetings.on_ended(uow, event.data)
 
     @consumer.handles(CaseUnroutable)
     async def unroutable(event: CloudEvent[CaseUnroutable], uow: UnitOfWork) -> None:

@@ -195,3 +195,29 @@ class FollowUpQuestion(IntakeModel, table=True):
     asked_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     answer: str | None = Field(default=None, max_length=1000)
     answered_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class Meeting(IntakeModel, table=True):
+    """The consultation meeting a center offered, as partners' events tell it, with the
+    patient's pending choice. Status offered | booked | held | missed | cancelled."""
+
+    __tablename__ = "meetings"
+    __table_args__ = (Index("meetings_case", "case_id", "created_at"),)
+
+    id: UUID = Field(primary_key=True)
+    case_id: UUID = Field(foreign_key="cases.id")
+    referral_id: UUID
+    center_code: str = Field(max_length=63)
+    status: str = Field(max_length=16)
+    place: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    slots: list[dict[str, Any]] = Field(sa_column=Column(JSONB, nullable=False))
+    note: str | None = Field(default=None, max_length=1000)
+    booked_slot: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
+    patient_time_zone: str | None = Field(default=None, max_length=64)
+    requested_slot_id: UUID | None = None
+    """The time the patient chose, until partners books it (or a center's change crosses it)."""
+    cancelled_by: str | None = Field(default=None, max_length=16)
+    cancel_reason: str | None = Field(default=None, max_length=1000)
+    """The patient's reason code, or the center's words."""
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())

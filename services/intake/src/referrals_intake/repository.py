@@ -18,6 +18,7 @@ from referrals_intake.models import (
     FollowUpQuestion,
     IdempotencyRecord,
     InformationRequest,
+    Meeting,
     TimelineEntry,
     utcnow,
 )
@@ -85,6 +86,12 @@ class CaseRepository:
             select(FollowUpQuestion)
             .where(FollowUpQuestion.case_id == case_id)
             .order_by(FollowUpQuestion.asked_at)
+        )
+        return list(rows.scalars())
+
+    async def meetings(self, case_id: UUID) -> list[Meeting]:
+        rows = await self.session.execute(
+            select(Meeting).where(Meeting.case_id == case_id).order_by(Meeting.created_at)  # type: ignore[arg-type]
         )
         return list(rows.scalars())
 

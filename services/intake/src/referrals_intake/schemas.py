@@ -33,6 +33,12 @@ from referrals_common.contracts.intake import (
     StatusChangeReason,
     WithdrawalReason,
 )
+from referrals_common.contracts.meetings import (
+    MeetingPlace,
+    MeetingSlot,
+    PatientCancelReason,
+    TimeZoneName,
+)
 from referrals_common.text import NoControlCharacters
 
 NEOPLASM_CHAPTER = "II"  # WHO ICD-10 chapter II, Neoplasms (C00-D48)
@@ -359,6 +365,46 @@ class FollowUpPublic(BaseModel):
     answered_at: datetime | None
 
 
+class MeetingChoiceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    slot_id: UUID = Field(description="One of the meeting's offered `slots`")
+    time_zone: TimeZoneName = Field(
+        default="Europe/Kyiv",
+        description="The patient's time zone (IANA name): the confirmation and reminders give "
+        "the time as the patient's clock shows it",
+    )
+
+
+class MeetingCancelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: PatientCancelReason = Field(
+        description="Why (a choice; the center is told the code, never words)"
+    )
+
+
+class MeetingPublic(BaseModel):
+    """A consultation meeting a center offered, to explain its opinion."""
+
+    id: UUID
+    center_code: str
+    status: Literal["offered", "booking", "booked", "held", "missed", "cancelled"] = Field(
+        description="`booking`: the patient chose a time and the center's calendar confirms it "
+        "in a moment"
+    )
+    place: MeetingPlace = Field(description="By video (the link) or in person (the address)")
+    note: str | None = Field(description="What the center asks the patient to prepare")
+    slots: list[MeetingSlot] = Field(description="The times to choose from, while it is open")
+    booked_slot: MeetingSlot | None
+    chosen_slot_id: UUID | None = Field(description="The chosen time waiting for confirmation")
+    patient_time_zone: str | None
+    cancelled_by: Literal["patient", "center"] | None
+    cancel_reason: str | None = Field(
+        description="The patient's reason code, or the center's words"
+    )
+
+
 class CasePublic(BaseModel):
     """A case as the front end reads it. Plain output types: what is stored was validated on
     the way in, and re-running the input validators on every response would only cost time."""
@@ -405,6 +451,11 @@ class CasePublic(BaseModel):
     follow_up_questions_left: int = Field(
         default=0,
         description="How many more may be asked now (0 before the opinion and after the window)",
+    )
+    meetings: list[MeetingPublic] = Field(
+        default_factory=list,
+        description="Consultation meetings the center offered, oldest first (book one of the "
+        "times with POST /v1/cases/{id}/meetings/{meeting_id}/booking)",
     )
     still_missing: list[str] = Field(
         default_factory=list,

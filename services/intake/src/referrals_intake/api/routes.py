@@ -24,6 +24,7 @@ from referrals_common.contracts.information import Shipment
 from referrals_common.contracts.intake import Preparation
 from referrals_common.db import UnitOfWork
 from referrals_common.edge.principals import CaseAccess
+from referrals_intake import meetings as meeting_use_cases
 from referrals_intake.api.deps import CaseAccessDep, ClientDep, RuntimeDep, UowDep
 from referrals_intake.fhir import (
     CaseForFhir,
@@ -47,6 +48,8 @@ from referrals_intake.schemas import (
     CenterChoiceIn,
     ConsentIn,
     FollowUpIn,
+    MeetingCancelIn,
+    MeetingChoiceIn,
     TimelineEntryPublic,
     WithdrawIn,
 )
@@ -99,6 +102,7 @@ async def to_public(runtime: Runtime, repo: CaseRepository, case: Case) -> CaseP
     timeline = await repo.timeline(case.id)
     requests = await repo.information_requests(case.id)
     follow_ups = await repo.follow_up_questions(case.id)
+    meetings = await repo.meetings(case.id)
     return CasePublic.model_validate(
         {
             **runtime.intake.public_fields(case),
@@ -137,6 +141,7 @@ async def to_public(runtime: Runtime, repo: CaseRepository, case: Case) -> CaseP
                 for q in follow_ups
             ],
             "follow_up_questions_left": runtime.intake.follow_up_left(case, len(follow_ups)),
+            "meetings": [meeting_use_cases.public(m) for m in meetings],
             "information_requests": [
                 {
                     "id": r.id,
@@ -748,6 +753,130 @@ async def ask_follow_up(
             ),
         ) from None
     repo.audit(access.actor, "ask_follow_up", access.case_id)
+    public = await to_public(runtime, repo, await load(repo, access.case_id))
+    await uow.commit()
+    return public
+
+
+@router.post(
+    "/cases/{case_id}/meetings/{meeting_id}/booking",
+    response_model=CasePublic,
+    responses=CASE_ERRORS,
+    summary="Book one of the times the center offered for the consultation meeting",
+)
+async def book_meeting(
+    meeting_id: UUID,
+    body: MeetingChoiceIn,
+    access: CaseAccessDep,
+    runtime: RuntimeDep,
+    uow: UowDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> CasePublic:
+    """Also to move a booked meeting to another of the offered times. The meeting shows
+    `booking` until the center's calendar confirms it (a moment); then the patient gets the
+    confirmation with a calendar file, and reminders a day and an hour before. Refused with
+    nothing changed: 404 for a meeting not on the case, 409 `meeting-closed` (held, missed,
+    cancelled, or the case withdrawn), 422 `slot-not-offered` (not one of its times, or past)."""
+    operation = f"meeting_booking:{access.case_id}:{meeting_id}"
+    replayed = await replay_for_case(
+        uow,
+        runtime,
+        access,
+        operation,
+        idempotency_key,
+        request_hash(operation, str(body.slot_id), body.time_zone),
+        response,
+    )
+    if replayed is not None:
+        return replayed
+    return await _meeting_action(
+        runtime,
+        uow,
+        access,
+        "book_meeting",
+        meeting_use_cases.choose_slot(
+            uow, access.case_id, meeting_id, body.slot_id, body.time_zone
+        ),
+    )
+
+
+@router.post(
+    "/cases/{case_id}/meetings/{meeting_id}/cancellation",
+    response_model=CasePublic,
+    responses=CASE_ERRORS,
+    summary="Cancel the consultation meeting",
+)
+async def cancel_meeting(
+    meeting_id: UUID,
+    body: MeetingCancelIn,
+    access: CaseAccessDep,
+    runtime: RuntimeDep,
+    uow: UowDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> CasePublic:
+    """An offered or booked meeting; the center is told (the reason code only), and may offer
+    new times. 409 `meeting-closed` when it is no longer open."""
+    operation = f"meeting_cancellation:{access.case_id}:{meeting_id}"
+    replayed = await replay_for_case(
+        uow,
+        runtime,
+        access,
+        operation,
+        idempotency_key,
+        request_hash(operation, body.reason.value),
+        response,
+    )
+    if replayed is not None:
+        return replayed
+    return await _meeting_action(
+        runtime,
+        uow,
+        access,
+        "cancel_meeting",
+        meeting_use_cases.cancel(uow, access.case_id, meeting_id, body.reason),
+    )
+
+
+async def _meeting_action(
+    runtime: Runtime, uow: UnitOfWork, access: CaseAccess, action: str, change: Any
+) -> CasePublic:
+    repo = CaseRepository(uow.session)
+    try:
+        await change
+    except CaseNotFound:
+        raise NotFound(f"There is no case {access.case_id}.") from None
+    except meeting_use_cases.MeetingNotFound as exc:
+        raise NotFound(f"There is no meeting {exc} on this case.") from None
+    except meeting_use_cases.MeetingClosed as exc:
+        raise await refused(
+            runtime,
+            access.actor,
+            action,
+            access.case_id,
+            ProblemError(
+                str(exc),
+                status=409,
+                title="The meeting can no longer be changed",
+                type_slug="meeting-closed",
+                extensions={"meeting_status": exc.status},
+            ),
+        ) from None
+    except meeting_use_cases.SlotNotOffered as exc:
+        raise await refused(
+            runtime,
+            access.actor,
+            action,
+            access.case_id,
+            ProblemError(
+                str(exc),
+                status=422,
+                title="That time is not offered",
+                type_slug="slot-not-offered",
+            ),
+        ) from None
+    repo.audit(access.actor, action, access.case_id)
     public = await to_public(runtime, repo, await load(repo, access.case_id))
     await uow.commit()
     return public
