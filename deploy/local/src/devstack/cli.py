@@ -177,6 +177,40 @@ def demo(
 
 
 @app.command()
+def timeline(
+    case_id: Annotated[str, typer.Argument(help="the case id")],
+    root: RootOpt = None,
+    everything: Annotated[
+        bool, typer.Option("--all", help="also the database and object-storage calls")
+    ] = False,
+    lookback_days: Annotated[float, typer.Option(help="how far back to look")] = 7.0,
+    viewer: Annotated[
+        str | None, typer.Option(help="the trace viewer's base URL (default: the platform's)")
+    ] = None,
+) -> None:
+    """One case's journey across the services, in time order, from the trace viewer: every span
+    tagged with the case id (service, span, event type, status, trace)."""
+    import httpx
+
+    from devstack import timeline as timeline_mod
+
+    if viewer is None:
+        running = platform_mod.PlatformInfo.load(stack_mod.resolve_root(root))
+        viewer = running.trace_viewer if running is not None else ""
+    if not viewer:
+        console.print("[red]✗ no trace viewer: start the platform (`make up`) or give --viewer[/]")
+        raise typer.Exit(1)
+    try:
+        traces = timeline_mod.case_traces(viewer, case_id, lookback_days=lookback_days)
+    except httpx.HTTPError as exc:
+        console.print(f"[red]✗ the trace viewer at {viewer} did not answer: {exc}[/]")
+        raise typer.Exit(1) from exc
+    timeline_mod.show(viewer, case_id, traces, console, everything=everything)
+    if not traces:
+        raise typer.Exit(1)
+
+
+@app.command()
 def env(root: RootOpt = None) -> None:
     """Print `export` lines for the running stack (use: eval "$(devstack env)")."""
     info = stack_mod.StackInfo.load(stack_mod.resolve_root(root))
