@@ -69,6 +69,28 @@ PROPOSED_CENTERS = [
 """Centers proposed for the patient's choice, best first: 7, 21 and 3 days (three plural forms
 in Ukrainian), a price in euros, none, and one with cents."""
 
+MEETING_ID = "4b5c6d7e-8f9a-4b0c-9d1e-3f4a5b6c7d8e"
+JOIN_URL = "https://video.charite.example/room/tumor-board-7"
+CENTER_ADDRESS = "Charitéplatz 1, 10117 Berlin, Building 7, Room 2.14"
+MEETING_NOTE = "Please bring your questions; an interpreter can join if you ask us."
+"""What the center asks the patient to prepare, in its words."""
+CENTER_CANCEL_REASON = "Our tumour board had to move; we will offer new times this week."
+MEETING_STARTS = datetime(2026, 4, 8, 12, 0, tzinfo=UTC)
+"""15:00 in Kyiv (EEST, UTC+3), 14:00 in Berlin (CEST, UTC+2): summer time."""
+MEETING_ENDS = datetime(2026, 4, 8, 13, 0, tzinfo=UTC)
+WINTER_MEETING = {
+    "starts_at": datetime(2026, 11, 10, 12, 0, tzinfo=UTC),
+    "ends_at": datetime(2026, 11, 10, 12, 45, tzinfo=UTC),
+}
+"""14:00 in Kyiv (EET, UTC+2), 13:00 in Berlin (CET, UTC+1): winter time; 45 minutes."""
+MEETING_BOOKED_AT = datetime(2026, 3, 20, 9, 15, tzinfo=UTC)
+VIDEO_PLACE = {
+    "mode": "video",
+    "center_time_zone": "Europe/Berlin",
+    "meeting_language": "en",
+}
+MEETING_TIME = {"starts_at": MEETING_STARTS, "ends_at": MEETING_ENDS}
+
 FACTS: dict[T, dict[str, Any]] = {
     T.CASE_SUBMITTED: {"submitted_at": SUBMITTED},
     T.DOCUMENT_REJECTED: {"reason": "corrupt", "document_name": DOCUMENT_NAME},
@@ -109,6 +131,38 @@ FACTS: dict[T, dict[str, Any]] = {
     T.OPINION_DELIVERED: {"center_name": CENTER_NAME},
     T.FOLLOW_UP_ANSWERED: {"center_name": CENTER_NAME, "answered_at": FOLLOW_UP_ANSWERED},
     T.CENTERS_PROPOSED: {"proposals": PROPOSED_CENTERS, "choose_by": CHOOSE_BY},
+    T.MEETING_OFFERED: {
+        "center_name": CENTER_NAME,
+        **VIDEO_PLACE,
+        "slots": [MEETING_TIME, WINTER_MEETING],
+        "note": MEETING_NOTE,
+    },
+    T.MEETING_BOOKED: {
+        "center_name": CENTER_NAME,
+        **VIDEO_PLACE,
+        "join_url": JOIN_URL,
+        **MEETING_TIME,
+        "meeting_id": MEETING_ID,
+        "sequence": 0,
+        "changed_at": MEETING_BOOKED_AT,
+    },
+    T.MEETING_CANCELLED: {
+        "center_name": CENTER_NAME,
+        "cancelled_by": "center",
+        "center_reason": CENTER_CANCEL_REASON,
+        **MEETING_TIME,
+        "meeting_id": MEETING_ID,
+        "sequence": 1,
+        "changed_at": MEETING_BOOKED_AT,
+    },
+    T.MEETING_REMINDER: {
+        "center_name": CENTER_NAME,
+        **VIDEO_PLACE,
+        "join_url": JOIN_URL,
+        **MEETING_TIME,
+        "before": "day_before",
+    },
+    T.MEETING_MISSED: {"center_name": CENTER_NAME, **MEETING_TIME},
     T.CASE_UNROUTABLE: {"reason": "no_eligible_center"},
     T.CASE_WITHDRAWN: {"reason": "patient_request"},
 }

@@ -60,8 +60,9 @@ def renderer() -> Renderer:
 
 
 def plain(text: str) -> str:
-    """CLDR puts narrow no-break spaces in dates ("15 квітня 2026\u202fр.", "2:00\u202fPM")."""
-    return text.replace("\u202f", " ").replace("\xa0", " ")
+    """CLDR puts narrow no-break spaces in dates ("15 квітня 2026\u202fр.", "2:00\u202fPM"), and
+    thin spaces around a range's dash ("3:00\u2009–\u20094:00")."""
+    return text.replace("\u202f", " ").replace("\xa0", " ").replace("\u2009", " ")
 
 
 def visible_text(markup: str) -> str:
@@ -204,6 +205,48 @@ UK_KEY_PHRASES = {
         "до 18 квітня 2026 р., 00:30 за київським часом.",
         "Якщо до цього часу ви не оберете центр, ми надішлемо ваш запит першому центру зі списку.",
     ],
+    T.MEETING_OFFERED: [
+        "запрошує вас на консультацію",
+        "Формат: відеозв’язок",
+        "Мова консультації: англійська",
+        "1. середа, 8 квітня 2026 р., 15:00–16:00 за київським часом",
+        "Місцевий час центру: середа, 8 квітня 2026 р., 14:00–15:00, час: Німеччина (Берлін)",
+        "2. вівторок, 10 листопада 2026 р., 14:00–14:45 за київським часом",
+        "Місцевий час центру: вівторок, 10 листопада 2026 р., 13:00–13:45, час: Німеччина (Берлін)",
+        "Повідомлення центру:",
+        "оберіть зручний для вас час на сторінці запиту",
+    ],
+    T.MEETING_BOOKED: [
+        "Вас записано на консультацію з онкологічним центром.",
+        "зазвичай вона триває близько години",
+        "Коли: середа, 8 квітня 2026 р., 15:00–16:00 за київським часом",
+        "Місцевий час центру: середа, 8 квітня 2026 р., 14:00–15:00, час: Німеччина (Берлін)",
+        "Тривалість: 60 хвилин",
+        "Посилання для підключення: https://video.charite.example/room/tumor-board-7",
+        "Мова консультації: англійська",
+        "Як підготуватися",
+        "запишіть запитання, які хочете поставити",
+        "Файл календаря, доданий до цього листа",
+    ],
+    T.MEETING_CANCELLED: [
+        "Онкологічний центр скасував вашу консультацію.",
+        "Скасований час: середа, 8 квітня 2026 р., 15:00–16:00 за київським часом",
+        "Повідомлення центру:",
+        "Our tumour board had to move",
+        "Центр може запропонувати новий час для консультації.",
+    ],
+    T.MEETING_REMINDER: [
+        "Нагадуємо: ваша консультація з онкологічним центром відбудеться приблизно через 24 "
+        "години.",
+        "Коли: середа, 8 квітня 2026 р., 15:00–16:00 за київським часом",
+        "Посилання для підключення: https://video.charite.example/room/tumor-board-7",
+    ],
+    T.MEETING_MISSED: [
+        "вам не вдалося взяти участь у консультації",
+        "Запланований час: середа, 8 квітня 2026 р., 15:00–16:00 за київським часом",
+        "Центр може запропонувати новий час для консультації.",
+        "Письмовий висновок і надалі доступний на сторінці вашого запиту.",
+    ],
     T.CASE_UNROUTABLE: ["Нам дуже шкода", "обраним вами країнам"],
     T.CASE_WITHDRAWN: ["відкликано й закрито"],
 }
@@ -261,6 +304,16 @@ EN_KEY_PHRASES = {
         "Please discuss the answer, together with the opinion, with your treating doctor.",
         "you can ask the center another one on your request page",
         "the time for questions after the opinion has not run out",
+    ],
+    T.MEETING_BOOKED: [
+        "Your consultation meeting with the cancer center is booked.",
+        "When: Wednesday, April 8, 2026, 3:00 – 4:00 PM Kyiv time",
+        "The center's local time: Wednesday, April 8, 2026, 2:00 – 3:00 PM, Germany (Berlin) Time",
+        "Length: 60 minutes",
+        "How: by video call",
+        "Link to join: https://video.charite.example/room/tumor-board-7",
+        "Language of the meeting: English",
+        "write down the questions you would like to ask",
     ],
     T.CENTERS_PROPOSED: [
         "3 cancer centers can give you a second opinion on your case.",
@@ -429,9 +482,12 @@ def test_templates_use_exactly_their_context_fields(renderer: Renderer) -> None:
         for part in (*EMAIL_PARTS, SMS_PART):
             used = _used_variables(env, f"{trigger}/{part}")
             assert used <= fields, f"{trigger}/{part} uses {used - fields}"
+        calendar_only = set(model.calendar_facts)
+        assert calendar_only <= own
         for body in ("body.txt", "body.html"):
             used = _used_variables(env, f"{trigger}/{body}")
-            assert own <= used, f"{trigger}/{body} never shows {own - used}"
+            assert own - calendar_only <= used, f"{trigger}/{body} never shows {own - used}"
+            assert not calendar_only & used, f"{trigger}/{body} shows {calendar_only & used}"
 
 
 SHARED_MACROS = ("macros/common.txt", "macros/reasons.txt")

@@ -12,6 +12,8 @@ the patient's language.
 
 `webhook_facts` names the fields a partner front end may receive in a webhook: codes, counts, center
 names, prices and dates, never the patient's name, a file name or a center's free-text message.
+`calendar_facts` names the fields only a calendar file uses (a meeting's id and version): they are
+never written in a message's words.
 """
 
 from __future__ import annotations
@@ -36,6 +38,15 @@ from pydantic import (
 
 from referrals_common.contracts.information import RequestedItemKind
 from referrals_common.contracts.intake import CountryCode, LanguageCode, WithdrawalReason
+from referrals_common.contracts.meetings import (
+    MAX_SLOTS,
+    MEETING_MAX_LENGTH,
+    MEETING_MIN_LENGTH,
+    CancelledBy,
+    MeetingMode,
+    PatientCancelReason,
+    ReminderBefore,
+)
 from referrals_common.contracts.notifications import NotificationTrigger
 from referrals_common.contracts.partners import (
     CenterCode,
@@ -132,6 +143,9 @@ class MessageContext(BaseModel):
 
     trigger: ClassVar[NotificationTrigger]
     webhook_facts: ClassVar[tuple[str, ...]] = ()
+    calendar_facts: ClassVar[tuple[str, ...]] = ()
+    """Fields only the e-mail's calendar file uses (its UID, SEQUENCE, DTSTAMP): no template
+    shows them."""
 
     case_ref: CaseRef
     greeting_name: GreetingName | None = Field(
@@ -388,6 +402,172 @@ class CentersProposedContext(MessageContext):
     choose_by: AwareDatetime = Field(description="Without a choice by then, the first is used")
 
 
+class MeetingTimeFacts(BaseModel):
+    """When a consultation meeting starts and ends (instants; the templates show them in the
+    patient's time zone and in the center's). Never the slot's id."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _length(self) -> MeetingTimeFacts:
+        if not MEETING_MIN_LENGTH <= self.ends_at - self.starts_at <= MEETING_MAX_LENGTH:
+            raise ValueError("a meeting lasts between 15 minutes and 3 hours")
+        return self
+
+
+CenterAddress = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=500, pattern=_NO_CONTROL),
+    Field(description="Where at the center the meeting is: the center's words, on one line"),
+]
+
+
+class _MeetingPlaceFacts(MessageContext):
+    """How the patient meets the center's doctors: by video, or in person at an address; the
+    center's time zone (to show its local time) and the language its doctors speak, if known.
+
+    The video link and the address are the center's, not the patient's; a front end reads them
+    from the API, so they are never webhook facts."""
+
+    center_name: CenterName | None = Field(
+        default=None, description="The center, if notifications saw its referral (never its code)"
+    )
+    mode: MeetingMode
+    center_address: CenterAddress | None = None
+    center_time_zone: TimeZoneName = Field(description="The center's time zone")
+    meeting_language: LanguageCode | None = Field(
+        default=None, description="The language the doctors speak, if the center said"
+    )
+
+    @model_validator(mode="after")
+    def _address_in_person(self) -> _MeetingPlaceFacts:
+        if (self.mode is MeetingMode.IN_PERSON) != (self.center_address is not None):
+            raise ValueError("a meeting in person has the center's address, and only it")
+        return self
+
+
+class _BookedMeetingFacts(_MeetingPlaceFacts):
+    """A booked meeting: its time and, for a video call, the link to join."""
+
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    join_url: HttpUrl | None = Field(default=None, description="For a video call: the link")
+
+    @model_validator(mode="after")
+    def _link_for_video(self) -> _BookedMeetingFacts:
+        if (self.mode is MeetingMode.VIDEO) != (self.join_url is not None):
+            raise ValueError("a video meeting has the link to join, and only it")
+        if self.join_url is not None and self.join_url.scheme != "https":
+            raise ValueError("the link to join is https")
+        if not MEETING_MIN_LENGTH <= self.ends_at - self.starts_at <= MEETING_MAX_LENGTH:
+            raise ValueError("a meeting lasts between 15 minutes and 3 hours")
+        return self
+
+
+class MeetingOfferedContext(_MeetingPlaceFacts):
+    """The center offered times for the consultation meeting (or new times, `rescheduled`): the
+    patient chooses one on the request page. Each time is shown in the patient's time zone and
+    the center's local time; the link to join comes with the booking."""
+
+    trigger: ClassVar[NotificationTrigger] = NotificationTrigger.MEETING_OFFERED
+    webhook_facts: ClassVar[tuple[str, ...]] = ("center_name", "mode", "slots", "rescheduled")
+
+    slots: list[MeetingTimeFacts] = Field(min_length=1, max_length=MAX_SLOTS)
+    rescheduled: bool = Field(default=False, description="These times replace earlier ones")
+    note: CenterMessage | None = Field(
+        default=None, description="What the center asks the patient to prepare, in its words"
+    )
+
+
+class MeetingBookedContext(_BookedMeetingFacts):
+    """The meeting is booked (or moved to another time, `rebooked`): when, how long, how to join,
+    in which language, and how to prepare. The e-mail carries a calendar file (`calendar_facts`
+    are its identity and version, never shown in the words)."""
+
+    trigger: ClassVar[NotificationTrigger] = NotificationTrigger.MEETING_BOOKED
+    webhook_facts: ClassVar[tuple[str, ...]] = (
+        "center_name",
+        "mode",
+        "starts_at",
+        "ends_at",
+        "rebooked",
+    )
+    calendar_facts: ClassVar[tuple[str, ...]] = ("meeting_id", "sequence", "changed_at")
+
+    meeting_id: UUID = Field(description="The meeting: the calendar entry's UID, never shown")
+    sequence: int = Field(ge=0, description="The calendar entry's SEQUENCE")
+    changed_at: AwareDatetime = Field(description="When the meeting was booked: the DTSTAMP")
+    rebooked: bool = Field(default=False, description="The patient moved it to another time")
+
+
+class MeetingCancelledContext(MessageContext):
+    """The meeting will not take place: who cancelled, in plain words; the patient's reason (a
+    code) or the center's words; what happens next. With a booked time, the e-mail carries the
+    calendar's cancellation of its entry."""
+
+    trigger: ClassVar[NotificationTrigger] = NotificationTrigger.MEETING_CANCELLED
+    webhook_facts: ClassVar[tuple[str, ...]] = (
+        "center_name",
+        "cancelled_by",
+        "patient_reason",
+        "starts_at",
+        "ends_at",
+    )
+    calendar_facts: ClassVar[tuple[str, ...]] = ("meeting_id", "sequence", "changed_at")
+
+    center_name: CenterName | None = None
+    cancelled_by: CancelledBy
+    patient_reason: PatientCancelReason | None = None
+    center_reason: CenterMessage | None = Field(
+        default=None, description="The center's words, when the center cancelled"
+    )
+    starts_at: AwareDatetime | None = Field(default=None, description="The booked time, if any")
+    ends_at: AwareDatetime | None = None
+    meeting_id: UUID = Field(description="The meeting: the calendar entry's UID, never shown")
+    sequence: int = Field(ge=0, description="The cancellation's calendar SEQUENCE")
+    changed_at: AwareDatetime = Field(description="When it was cancelled: the DTSTAMP")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MeetingCancelledContext:
+        if (self.starts_at is None) != (self.ends_at is None):
+            raise ValueError("a booked time has its start and its end")
+        if self.cancelled_by is CancelledBy.CENTER and self.patient_reason is not None:
+            raise ValueError("the patient's reason is for the patient's cancellation")
+        if self.cancelled_by is CancelledBy.PATIENT and self.center_reason is not None:
+            raise ValueError("the center's words are for the center's cancellation")
+        return self
+
+
+class MeetingReminderContext(_BookedMeetingFacts):
+    """The booked meeting is in about a day, or in about an hour: when, and how to join."""
+
+    trigger: ClassVar[NotificationTrigger] = NotificationTrigger.MEETING_REMINDER
+    webhook_facts: ClassVar[tuple[str, ...]] = (
+        "center_name",
+        "before",
+        "mode",
+        "starts_at",
+        "ends_at",
+    )
+
+    before: ReminderBefore
+
+
+class MeetingMissedContext(MessageContext):
+    """The center recorded that the patient did not join the booked meeting; it may offer new
+    times. Said without blame: the opinion itself stands and stays readable."""
+
+    trigger: ClassVar[NotificationTrigger] = NotificationTrigger.MEETING_MISSED
+    webhook_facts: ClassVar[tuple[str, ...]] = ("center_name", "starts_at", "ends_at")
+
+    center_name: CenterName | None = None
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+
+
 class CaseUnroutableContext(MessageContext):
     trigger: ClassVar[NotificationTrigger] = NotificationTrigger.CASE_UNROUTABLE
     webhook_facts: ClassVar[tuple[str, ...]] = ("reason",)
@@ -421,6 +601,11 @@ CONTEXT_MODELS: Mapping[NotificationTrigger, type[MessageContext]] = {
         OpinionDeliveredContext,
         FollowUpAnsweredContext,
         CentersProposedContext,
+        MeetingOfferedContext,
+        MeetingBookedContext,
+        MeetingCancelledContext,
+        MeetingReminderContext,
+        MeetingMissedContext,
         CaseUnroutableContext,
         CaseWithdrawnContext,
     )
@@ -462,6 +647,12 @@ __all__ = [
     "InfoReminderContext",
     "InfoRequestedContext",
     "InformationSentContext",
+    "MeetingBookedContext",
+    "MeetingCancelledContext",
+    "MeetingMissedContext",
+    "MeetingOfferedContext",
+    "MeetingReminderContext",
+    "MeetingTimeFacts",
     "MessageContext",
     "OpinionDeliveredContext",
     "ProposedCenterFacts",

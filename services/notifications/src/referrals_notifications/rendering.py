@@ -10,6 +10,10 @@ the patient's time zone and language with babel, language and country names come
 data in the patient's language, so translators never translate "German" or "Germany", and prices
 are written the patient's way by babel too (`900,00 EUR` / `€900.00`).
 
+The consultation meeting's booking and cancellation e-mails carry a calendar file (see
+`meeting_calendar`), its words rendered from `templates/calendar/` and the trigger's
+`calendar.txt`; SMS and webhooks carry no attachment.
+
 A webhook is not a text for a person: `build_webhook_message` makes the JSON body the partner front
 end receives, with codes and dates only (see `MessageContext.webhook_facts`).
 """
@@ -26,7 +30,13 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from babel import Locale
-from babel.dates import format_date, format_time, get_datetime_format, get_timezone_location
+from babel.dates import (
+    format_date,
+    format_interval,
+    format_time,
+    get_datetime_format,
+    get_timezone_location,
+)
 from babel.lists import format_list
 from babel.numbers import format_currency
 from babel.support import Translations
@@ -36,7 +46,14 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from referrals_common.contracts.intake import CaseStatus
 from referrals_common.contracts.notifications import NotificationChannel, NotificationTrigger
 
-from .messages import CONTEXT_MODELS, MessageContext, UnroutableOpsAlert
+from . import meeting_calendar
+from .messages import (
+    CONTEXT_MODELS,
+    MeetingBookedContext,
+    MeetingCancelledContext,
+    MessageContext,
+    UnroutableOpsAlert,
+)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 TEMPLATES_DIR = PACKAGE_DIR / "templates"
@@ -51,6 +68,10 @@ KYIV_ZONES = frozenset({"Europe/Kyiv", "Europe/Kiev"})
 EMAIL_PARTS = ("subject.txt", "body.txt", "body.html")
 SMS_PART = "sms.txt"
 OPS_ALERT_TEMPLATES = ("ops/case_unroutable/subject.txt", "ops/case_unroutable/body.txt")
+CALENDAR_SUMMARY = "calendar/summary.txt"
+CALENDAR_PART = "calendar.txt"
+"""The calendar entry's description, for the triggers whose e-mail carries a calendar file."""
+CALENDAR_TRIGGERS = (NotificationTrigger.MEETING_BOOKED, NotificationTrigger.MEETING_CANCELLED)
 
 
 def N_(message: str) -> str:
@@ -62,8 +83,21 @@ KYIV_TIME = N_("%(datetime)s Kyiv time")
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file an e-mail carries: its name, media type (with parameters) and content."""
+
+    filename: str
+    media_type: str
+    """`maintype/subtype`: `text/calendar`."""
+    content: bytes
+    parameters: tuple[tuple[str, str], ...] = ()
+    """Content-Type parameters besides the name and charset: `(("method", "REQUEST"),)`."""
+
+
+@dataclass(frozen=True, slots=True)
 class RenderedMessage:
-    """A message ready for a channel: `html` only for e-mail; one line of `text` for SMS."""
+    """A message ready for a channel: `html` and `attachments` only for e-mail; one line of
+    `text` for SMS."""
 
     subject: str
     text: str
@@ -71,6 +105,7 @@ class RenderedMessage:
     notification_id: UUID | None = None
     """The delivery this message is for: every attempt to send it carries it (the e-mail's
     `Message-ID`), so a receiver can drop a repeat after a crash between send and record."""
+    attachments: tuple[Attachment, ...] = ()
 
 
 class UnknownCode(ValueError):
@@ -104,11 +139,29 @@ class LocaleFormats:
         local = value.astimezone(zone)
         day = format_date(local, "long", locale=self.locale)
         clock = format_time(value, "short", tzinfo=zone, locale=self.locale)
+        return self._in_zone(self._day_and_clock(day, clock), time_zone)
+
+    def meeting_time(self, starts_at: datetime, ends_at: datetime, time_zone: str) -> str:
+        """A meeting's weekday, date and hours on the clock of `time_zone`, with the zone named:
+        `середа, 8 квітня 2026 р., 15:00–16:00 за київським часом`, `Wednesday, April 8, 2026,
+        2:00 – 3:00 PM, Germany (Berlin) Time`."""
+        zone = ZoneInfo(time_zone)
+        start, end = starts_at.astimezone(zone), ends_at.astimezone(zone)
+        day = format_date(start, "full", locale=self.locale)
+        twelve_hours = "h" in str(self.locale.time_formats["short"].pattern)
+        hours = format_interval(
+            start, end, "hm" if twelve_hours else "Hm", tzinfo=zone, locale=self.locale
+        )
+        return self._in_zone(self._day_and_clock(day, hours), time_zone)
+
+    def _day_and_clock(self, day: str, clock: str) -> str:
         pattern = str(get_datetime_format("long", locale=self.locale)).replace("'", "")
-        both = pattern.replace("{1}", day).replace("{0}", clock)
+        return pattern.replace("{1}", day).replace("{0}", clock)
+
+    def _in_zone(self, text: str, time_zone: str) -> str:
         if time_zone in KYIV_ZONES:
-            return self.gettext(KYIV_TIME) % {"datetime": both}
-        return f"{both}, {get_timezone_location(zone, locale=self.locale)}"
+            return self.gettext(KYIV_TIME) % {"datetime": text}
+        return f"{text}, {get_timezone_location(ZoneInfo(time_zone), locale=self.locale)}"
 
     def date(self, value: datetime, time_zone: str) -> str:
         """The day of a moment in the patient's time zone: `15 April 2026`."""
@@ -129,6 +182,11 @@ class LocaleFormats:
     def price(self, amount: float, currency: str) -> str:
         """An amount of money in this locale: `900,00 EUR` / `€900.00`."""
         return format_currency(amount, currency, locale=self.locale)
+
+
+def _minutes(starts_at: datetime, ends_at: datetime) -> int:
+    """How many whole minutes from `starts_at` to `ends_at`: a meeting's length."""
+    return int((ends_at - starts_at).total_seconds() // 60)
 
 
 def _utc(value: datetime) -> str:
@@ -163,6 +221,8 @@ def make_environment(
         languages=formats.languages,
         country=formats.country,
         price=formats.price,
+        meeting_time=formats.meeting_time,
+        minutes_until=_minutes,
         utc=_utc,
     )
     env.globals["unknown_code"] = _unknown_code
@@ -217,6 +277,8 @@ class Renderer:
         """Every template the renderer uses (loaded and compiled at start-up)."""
         names = [f"{trigger}/{part}" for trigger in NotificationTrigger for part in EMAIL_PARTS]
         names += [f"{trigger}/{SMS_PART}" for trigger in NotificationTrigger]
+        names += [CALENDAR_SUMMARY]
+        names += [f"{trigger}/{CALENDAR_PART}" for trigger in CALENDAR_TRIGGERS]
         return [*names, *OPS_ALERT_TEMPLATES]
 
     def environment(self, locale: str) -> Environment:
@@ -244,10 +306,48 @@ class Renderer:
 
         subject = one_line(part("subject.txt"))
         if channel is NotificationChannel.EMAIL:
-            return RenderedMessage(subject, tidy_text(part("body.txt")), part("body.html"))
+            return RenderedMessage(
+                subject,
+                tidy_text(part("body.txt")),
+                part("body.html"),
+                attachments=self._calendar_file(context, env, variables, locale),
+            )
         if channel is NotificationChannel.SMS:
             return RenderedMessage(subject, one_line(part(SMS_PART)))
         raise ValueError(f"{channel} messages are not rendered from templates")
+
+    @staticmethod
+    def _calendar_file(
+        context: MessageContext, env: Environment, variables: dict[str, Any], locale: str
+    ) -> tuple[Attachment, ...]:
+        """The meeting's calendar file for the booking's and the cancellation's e-mail: the
+        entry to add, or the withdrawal of the booked entry (none when no time was booked)."""
+        if not isinstance(context, MeetingBookedContext | MeetingCancelledContext):
+            return ()
+        if context.starts_at is None or context.ends_at is None:
+            return ()  # cancelled before a time was booked: no calendar holds it
+        words = meeting_calendar.MeetingWords(
+            locale=locale,
+            summary=one_line(env.get_template(CALENDAR_SUMMARY).render(variables)),
+            description=tidy_text(
+                env.get_template(f"{context.trigger}/{CALENDAR_PART}").render(variables)
+            ).rstrip("\n"),
+        )
+        entry = meeting_calendar.MeetingEntry(
+            meeting_id=context.meeting_id,
+            sequence=context.sequence,
+            stamped_at=context.changed_at,
+            starts_at=context.starts_at,
+            ends_at=context.ends_at,
+        )
+        if isinstance(context, MeetingCancelledContext):
+            content = meeting_calendar.meeting_cancellation(entry, words)
+            return (_calendar_attachment("meeting-cancelled.ics", "CANCEL", content),)
+        link = str(context.join_url) if context.join_url is not None else None
+        where = link or context.center_address
+        assert where is not None  # a video meeting has its link, one in person its address
+        content = meeting_calendar.meeting_request(entry, words, location=where, url=link)
+        return (_calendar_attachment("meeting.ics", "REQUEST", content),)
 
     def render_ops_alert(self, alert: UnroutableOpsAlert) -> RenderedMessage:
         """The operators' e-mail that a case is unroutable: English, plain text, no names."""
@@ -255,6 +355,15 @@ class Renderer:
         variables = template_variables(alert, "en")
         subject, body = (env.get_template(name).render(variables) for name in OPS_ALERT_TEMPLATES)
         return RenderedMessage(one_line(subject), tidy_text(body))
+
+
+def _calendar_attachment(filename: str, method: str, content: bytes) -> Attachment:
+    return Attachment(
+        filename=filename,
+        media_type=meeting_calendar.MEDIA_TYPE,
+        content=content,
+        parameters=(("method", method),),
+    )
 
 
 TRIGGER_STATUS: Mapping[NotificationTrigger, CaseStatus | None] = {
@@ -274,13 +383,18 @@ TRIGGER_STATUS: Mapping[NotificationTrigger, CaseStatus | None] = {
     NotificationTrigger.OPINION_DELIVERED: CaseStatus.OPINION_DELIVERED,
     NotificationTrigger.FOLLOW_UP_ANSWERED: None,
     NotificationTrigger.CENTERS_PROPOSED: CaseStatus.CHOOSING_CENTER,
+    NotificationTrigger.MEETING_OFFERED: None,
+    NotificationTrigger.MEETING_BOOKED: None,
+    NotificationTrigger.MEETING_CANCELLED: None,
+    NotificationTrigger.MEETING_REMINDER: None,
+    NotificationTrigger.MEETING_MISSED: None,
     NotificationTrigger.CASE_UNROUTABLE: CaseStatus.UNROUTABLE,
     NotificationTrigger.CASE_WITHDRAWN: CaseStatus.WITHDRAWN,
 }
 """The case status a trigger implies; None where the trigger alone does not tell it (a refused
 upload leaves the case where it was; an answered request puts the case back where it was when the
-center asked, offered or accepted; a received shipment or an answered follow-up question changes
-nothing).
+center asked, offered or accepted; a received shipment, an answered follow-up question or anything
+about the consultation meeting changes nothing: the opinion is delivered either way).
 """
 
 ACTION_REQUIRED = frozenset(
@@ -291,6 +405,7 @@ ACTION_REQUIRED = frozenset(
         NotificationTrigger.INFO_REQUESTED,
         NotificationTrigger.INFO_REMINDER,
         NotificationTrigger.CENTERS_PROPOSED,
+        NotificationTrigger.MEETING_OFFERED,
     }
 )
 """The triggers that ask the patient to do something."""
@@ -363,8 +478,10 @@ def build_webhook_message(
 
 
 __all__ = [
+    "CALENDAR_TRIGGERS",
     "FALLBACK_LOCALE",
     "SUPPORTED_LOCALES",
+    "Attachment",
     "LocaleFormats",
     "RenderedMessage",
     "Renderer",

@@ -278,6 +278,8 @@ class Sender:
         return None
 
     def _context(self, delivery: Delivery, locale: str) -> Any:
+        """The trigger's context: the row's facts, the patient's language, the time zone the
+        event gave for the patient (a booked meeting's) or else the configured one."""
         model = CONTEXT_MODELS[NotificationTrigger(delivery.trigger)]
         url = self.settings.case_url_template
         return model.model_validate(
@@ -285,7 +287,7 @@ class Sender:
                 **{k: v for k, v in delivery.facts.items() if v is not None},
                 "case_ref": case_reference(delivery.case_id),
                 "locale": locale,
-                "time_zone": self.settings.time_zone,
+                "time_zone": delivery.facts.get("time_zone") or self.settings.time_zone,
                 **({"case_url": url.format(case_id=delivery.case_id)} if url else {}),
             }
         )

@@ -13,6 +13,12 @@ is told by counts only (no words, document names or tracking numbers travel into
 an answered follow-up question by the center and the day (its words are read with the case).
 Centers proposed for the patient's choice travel by name, country, usual time and price: never
 their codes or routing's reasons for proposing them (those may name the disease).
+
+The consultation meeting travels by its times, the center's name (or none: never its code), how
+to join (the center's video link or address), the center's time zone and language, and the
+center's own words where it gave some; the patient's time zone, when the event knows it, becomes
+the message's `time_zone`. The meeting's id and calendar sequence are facts for the calendar file
+only. A meeting the center records as held needs no message; a missed one does.
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ from referrals_common.contracts import (
     DocumentTranslationRequired,
     DocumentUnreadable,
     ExpiryReason,
+    MeetingEnd,
+    MeetingPlace,
+    MeetingSlot,
     OpinionOutcome,
     ReferralAccepted,
     ReferralDeclined,
@@ -45,6 +54,11 @@ from referrals_common.contracts import (
     ReferralFollowUpAnswered,
     ReferralInfoReminder,
     ReferralInfoRequested,
+    ReferralMeetingBooked,
+    ReferralMeetingCancelled,
+    ReferralMeetingEnded,
+    ReferralMeetingOffered,
+    ReferralMeetingReminder,
     ReferralOpinionDelivered,
     ReferralRequested,
     ReferralShipmentReceived,
@@ -247,6 +261,67 @@ class Notifications:
                     ],
                     choose_by=data.choose_by,
                 )
+            case ReferralMeetingOffered():
+                await self._notify(
+                    uow,
+                    event,
+                    T.MEETING_OFFERED,
+                    center_name=await _center_name(uow, data.referral_id),
+                    **_place(data.place, with_link=False),
+                    slots=[_times(slot) for slot in data.slots],
+                    rescheduled=data.rescheduled,
+                    note=data.note,
+                )
+            case ReferralMeetingBooked():
+                await self._notify(
+                    uow,
+                    event,
+                    T.MEETING_BOOKED,
+                    time_zone=data.patient_time_zone,
+                    center_name=await _center_name(uow, data.referral_id),
+                    **_place(data.place, with_link=True),
+                    **_times(data.slot),
+                    rebooked=data.rebooked,
+                    meeting_id=str(data.meeting_id),
+                    sequence=data.sequence,
+                    changed_at=event.time,
+                )
+            case ReferralMeetingCancelled():
+                await self._notify(
+                    uow,
+                    event,
+                    T.MEETING_CANCELLED,
+                    time_zone=data.patient_time_zone,
+                    center_name=await _center_name(uow, data.referral_id),
+                    cancelled_by=str(data.cancelled_by),
+                    patient_reason=str(data.patient_reason) if data.patient_reason else None,
+                    center_reason=data.center_reason,
+                    **(_times(data.slot) if data.slot else {}),
+                    meeting_id=str(data.meeting_id),
+                    sequence=data.sequence,
+                    changed_at=event.time,
+                )
+            case ReferralMeetingReminder():
+                await self._notify(
+                    uow,
+                    event,
+                    T.MEETING_REMINDER,
+                    time_zone=data.patient_time_zone,
+                    center_name=await _center_name(uow, data.referral_id),
+                    **_place(data.place, with_link=True),
+                    **_times(data.slot),
+                    before=str(data.before),
+                )
+            case ReferralMeetingEnded(outcome=MeetingEnd.MISSED):
+                await self._notify(
+                    uow,
+                    event,
+                    T.MEETING_MISSED,
+                    center_name=await _center_name(uow, data.referral_id),
+                    **_times(data.slot),
+                )
+            case ReferralMeetingEnded():
+                log.info("meeting %s was held: nothing to tell the patient", data.meeting_id)
             case CaseUnroutable():
                 uow.session.add(
                     OpsAlert(
@@ -352,6 +427,31 @@ async def _kind(uow: UnitOfWork, document_id: UUID) -> str | None:
 async def _center(uow: UnitOfWork, referral_id: UUID, fallback: str) -> str:
     referral = await uow.session.get(ReferralSeen, referral_id)
     return referral.center_name if referral else fallback
+
+
+async def _center_name(uow: UnitOfWork, referral_id: UUID) -> str | None:
+    """The center's display name, if notifications saw its referral; never its code."""
+    referral = await uow.session.get(ReferralSeen, referral_id)
+    return referral.center_name if referral else None
+
+
+def _place(place: MeetingPlace, *, with_link: bool) -> dict[str, Any]:
+    """How the patient meets the doctors. The link to join is for the booked meeting: an offer
+    says only that it is a video call."""
+    facts: dict[str, Any] = {
+        "mode": str(place.mode),
+        "center_address": place.center_address,
+        "center_time_zone": place.time_zone,
+        "meeting_language": place.language,
+    }
+    if with_link:
+        facts["join_url"] = str(place.join_url) if place.join_url else None
+    return facts
+
+
+def _times(slot: MeetingSlot) -> dict[str, str]:
+    """A slot's start and end (ISO 8601, as JSON keeps them); never the slot's id."""
+    return {"starts_at": slot.starts_at.isoformat(), "ends_at": slot.ends_at.isoformat()}
 
 
 def _opinion_verdicts(outcome: OpinionOutcome | None) -> dict[str, Any]:

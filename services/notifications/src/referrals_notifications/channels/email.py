@@ -1,9 +1,11 @@
 """E-mail over SMTP with aiosmtplib: one connection per message, plain text and HTML.
 
 A message is `multipart/alternative` with the plain-text part first and the HTML part last (mail
-clients show the last part they can display), marked `Auto-Submitted: auto-generated` (RFC 3834) so
-that out-of-office replies are not sent back. One connection per message keeps the channel simple
-and stateless; notifications send a few messages per case, not a mailing list.
+clients show the last part they can display), or, with attachments (the meeting's calendar file),
+`multipart/mixed` with that alternative first and then each attachment. It is marked
+`Auto-Submitted: auto-generated` (RFC 3834) so that out-of-office replies are not sent back. One
+connection per message keeps the channel simple and stateless; notifications send a few messages
+per case, not a mailing list.
 
 SMTP replies are classified by their code: a 4xx reply or a broken connection is transient, a 5xx
 reply is permanent (`invalid_recipient` when the server refused the recipient, `rejected`
@@ -25,7 +27,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 
 from referrals_common.contracts.notifications import NotificationChannel, NotificationError
 
-from ..rendering import RenderedMessage
+from ..rendering import Attachment, RenderedMessage
 from .base import (
     DeliveryError,
     DeliveryReceipt,
@@ -89,7 +91,8 @@ def _recipient_address(recipient: str) -> Address:
 
 
 def build_email(settings: SmtpSettings, recipient: str, message: RenderedMessage) -> EmailMessage:
-    """The MIME message: plain text, plus HTML as the preferred alternative when there is one."""
+    """The MIME message: plain text, plus HTML as the preferred alternative when there is one,
+    then the attachments, if any."""
     email = EmailMessage()
     email["From"] = Address(display_name=settings.from_name or "", addr_spec=settings.from_address)
     email["To"] = _recipient_address(recipient)
@@ -105,7 +108,26 @@ def build_email(settings: SmtpSettings, recipient: str, message: RenderedMessage
     email.set_content(message.text)
     if message.html is not None:
         email.add_alternative(message.html, subtype="html")
+    for attachment in message.attachments:
+        _attach(email, attachment)
     return email
+
+
+def _attach(email: EmailMessage, attachment: Attachment) -> None:
+    """Adds one attachment (the message becomes `multipart/mixed`), base64-encoded so that its
+    bytes arrive as they were made (a calendar file's CRLF line ends and folded lines); text is
+    UTF-8, with its parameters (a calendar's `method`)."""
+    maintype, subtype = attachment.media_type.split("/", 1)
+    params = dict(attachment.parameters)
+    if maintype == "text":
+        params.setdefault("charset", "utf-8")
+    email.add_attachment(
+        attachment.content,
+        maintype=maintype,
+        subtype=subtype,
+        filename=attachment.filename,
+        params=params,
+    )
 
 
 def _code_error(code: int, detail: str, *, refused_recipient: bool = False) -> DeliveryError:
