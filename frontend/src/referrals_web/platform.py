@@ -338,16 +338,24 @@ class Platform:
         return response.json()  # type: ignore[no-any-return]
 
     async def center_action(
-        self, center_key: str, referral_id: UUID, action: str, body: dict[str, Any] | None = None
+        self,
+        center_key: str,
+        referral_id: UUID,
+        action: str,
+        body: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         """POST /v1/partner/referrals/{id}/{action} (`accept`, `decline`,
         `information-requests`, `opinion`, `shipments/{id}/receipt`,
-        `follow-up-questions/{id}/answer`); the referral as it is afterwards."""
+        `follow-up-questions/{id}/answer`, `meetings`); the referral as it is afterwards.
+        `idempotency_key` for the actions that take one (a meeting's offer)."""
         response = await self._send(
             "POST",
             f"{self.partners}/v1/partner/referrals/{referral_id}/{action}",
             center_key=center_key,
             json=body,
+            headers={"Idempotency-Key": idempotency_key} if idempotency_key else None,
         )
         return response.json()  # type: ignore[no-any-return]
 

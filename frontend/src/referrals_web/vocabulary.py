@@ -287,4 +287,15 @@ CONSOLE_ACTIONS = {
     "deliver_opinion": N_("Delivered the opinion"),
     "answer_follow_up": N_("Answered a follow-up question"),
     "download": N_("Opened a document"),
+    "offer_meeting": N_("Offered times for the consultation meeting"),
 }
+
+MEETING_STATUSES = {
+    "offered": N_("Times offered: waiting for the patient to choose"),
+    "booked": N_("Booked"),
+    "held": N_("Held"),
+    "missed": N_("The patient did not come"),
+    "cancelled": N_("Cancelled"),
+}
+
+MEETING_MODES = {"video": N_("By video call"), "in_person": N_("In person at your center")}

@@ -130,6 +130,7 @@ class CenterSide:
             "preparation": None,
             "information_requests": [],
             "follow_up_questions": [],
+            "meetings": [],
             **fields,
         }
         return referral_id
@@ -242,6 +243,29 @@ class CenterSide:
                     question.update(answer=data["answer"], answered_at=_now().isoformat())
                     return self._view(referral_id)
             return problem(404, "not-found", "There is no such question on this referral.")
+        if rest == "/meetings":
+            refused = state("accepted", "completed")
+            if refused:
+                return refused
+            key = request.headers.get("idempotency-key", "")
+            if key and any(m["key"] == key for m in referral["meetings"]):
+                return self._view(referral_id)
+            for n, slot in enumerate(data["slots"]):
+                if datetime.fromisoformat(slot["starts_at"]) < _now() + timedelta(hours=2):
+                    return invalid(f"/slots/{n}", "A time starts at least 2 hours from now.")
+            referral["meetings"].append(
+                {
+                    "key": key,
+                    "id": str(uuid4()),
+                    "status": "offered",
+                    "place": data["place"],
+                    "slots": [{"slot_id": str(uuid4()), **slot} for slot in data["slots"]],
+                    "booked_slot": None,
+                    "note": data.get("note"),
+                    "cancelled_by": None,
+                }
+            )
+            return self._view(referral_id)
         if rest == "/opinion":
             refused = state("accepted")
             if refused:

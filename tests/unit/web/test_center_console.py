@@ -471,3 +471,76 @@ async def test_other_centers_key_is_never_used_for_this_staff_member(
     used = {s.headers.get("x-api-key") for s in fake.seen}
     assert OTHER_CENTER_KEY not in used and CENTER_KEY in used
     assert UUID(str(referral_id))
+
+
+# ------------------------------------------------------------------ the consultation meeting
+
+
+async def test_times_for_the_meeting_are_offered_once_with_an_idempotency_key(
+    staff_browser: Browser, fake: FakePlatform
+) -> None:
+    referral_id = fake.add_referral(
+        status="accepted", expected_opinion_at=datetime.now(UTC).isoformat()
+    )
+    page = await staff_browser.get(f"/center/referrals/{referral_id}")
+    assert f'href="/center/referrals/{referral_id}/meeting"' in page.text
+    soon = datetime.now(UTC) + timedelta(days=3)
+    form = {
+        "mode": "video",
+        "join_url": "https://meet.example.org/abc-defg",
+        "time_zone": "Europe/Berlin",
+        "language": "de",
+        "slot_1_day": str(soon.day),
+        "slot_1_month": str(soon.month),
+        "slot_1_year": str(soon.year),
+        "slot_1_time": "14:30",
+        "slot_1_minutes": "60",
+    }
+
+    done = await staff_browser.post(f"/center/referrals/{referral_id}/meeting", form)
+
+    assert done.status_code == 303
+    [sent] = fake.requests_to("POST", "/meetings$")
+    assert sent.headers["idempotency-key"]
+    body = sent.json()
+    assert body["place"] == {
+        "mode": "video",
+        "time_zone": "Europe/Berlin",
+        "join_url": "https://meet.example.org/abc-defg",
+        "language": "de",
+    }
+    starts = datetime.fromisoformat(body["slots"][0]["starts_at"])
+    assert (starts.hour, starts.minute) == (14, 30) and starts.utcoffset() in (
+        timedelta(hours=1),
+        timedelta(hours=2),
+    )
+    page = await staff_browser.get(done.headers["location"])
+    assert "Times offered: waiting for the patient to choose" in page.text
+    assert f'href="/center/referrals/{referral_id}/meeting"' not in page.text  # one at a time
+
+
+async def test_a_time_the_api_refuses_is_shown_beside_its_row_and_kept(
+    staff_browser: Browser, fake: FakePlatform
+) -> None:
+    referral_id = fake.add_referral(
+        status="accepted", expected_opinion_at=datetime.now(UTC).isoformat()
+    )
+    now = datetime.now(UTC)
+    form = {
+        "mode": "in_person",
+        "center_address": "Building 4, room 12",
+        "time_zone": "UTC",
+        "slot_1_day": str(now.day),
+        "slot_1_month": str(now.month),
+        "slot_1_year": str(now.year),
+        "slot_1_time": now.strftime("%H:%M"),
+        "slot_1_minutes": "45",
+    }
+
+    page = await staff_browser.post(f"/center/referrals/{referral_id}/meeting", form)
+
+    assert page.status_code == 422
+    assert "A time starts at least 2 hours from now." in page.text
+    assert 'href="#slot_1_day"' in page.text
+    assert "Building 4, room 12" in page.text and f'value="{now.strftime("%H:%M")}"' in page.text
+    assert fake.referrals[referral_id]["meetings"] == []

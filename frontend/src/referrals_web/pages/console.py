@@ -10,7 +10,8 @@
 - the actions, each a page that says what it will do and to whom it goes: accept (with the
   expected opinion date), decline (with a reason), ask for information (items, the center's
   words, why, by when), confirm a shipment's receipt, upload and deliver the written opinion
-  with its structured outcome, answer a follow-up question.
+  with its structured outcome, answer a follow-up question, offer times for the consultation
+  meeting at which the doctors explain the opinion.
 
 Every call goes with the staff member's center's key (`staff.CenterKeys`), never shown: partners
 and records decide what the center may see, so another center's referral is a 404 here too. A
@@ -25,10 +26,10 @@ import asyncio
 import logging
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import quote
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
@@ -272,7 +273,7 @@ async def _referral_page(
         documents=documents,
         documents_pending=documents_pending,
         document_names={d["id"]: d.get("file_name") for d in documents},
-        allowed=allowed_actions(referral),
+        allowed=allowed_actions(referral) | ({"meeting"} if may_offer_meeting(referral) else set()),
         open_request=open_request(referral),
         actions=[a for a in actions if a.action != "download"],
         staff_names=names,
@@ -350,10 +351,14 @@ async def _act(
     action: str,
     path: str,
     body: dict[str, Any] | None,
+    *,
+    idempotency_key: str | None = None,
 ) -> dict[str, Any]:
     """One action through partners, recorded with its outcome."""
     try:
-        result = await runtime(request).platform.center_action(desk.key, referral_id, path, body)
+        result = await runtime(request).platform.center_action(
+            desk.key, referral_id, path, body, idempotency_key=idempotency_key
+        )
     except PlatformProblem as problem:
         await audit(desk, request, referral_id, action, problem.slug)
         raise
@@ -805,4 +810,183 @@ async def deliver_opinion(request: Request, referral_id: UUID) -> Response:
             return _opinion_page(request, desk, referral, form, status_code=problem.status)
     session.pop(OPINION_KEPT.format(referral_id=referral_id))
     flash(request, N_("Your opinion was delivered. The patient is told and can read it now."))
+    return redirect(f"/center/referrals/{referral_id}")
+
+
+# ------------------------------------------------------------------- the consultation meeting
+
+MEETING_ROWS = 5
+"""Rows of times the meeting form offers (unused rows are left empty)."""
+MEETING_LENGTHS = (30, 45, 60, 90, 120)
+"""Minutes a meeting may be offered for (partners takes 15 minutes to 3 hours)."""
+MEETING_ZONES = (
+    "Europe/Kyiv",
+    "Europe/Warsaw",
+    "Europe/Berlin",
+    "Europe/Vienna",
+    "Europe/Prague",
+    "Europe/Paris",
+    "Europe/London",
+    "Europe/Istanbul",
+    "Asia/Jerusalem",
+    "UTC",
+)
+MEETING_LANGUAGES = ("en", "uk", "de", "pl", "he", "tr", "fr", "ru")
+MEETING_KEY = "meeting_key:{referral_id}"
+"""Session data: the Idempotency-Key of the meeting being offered (one per offer, kept until
+partners took it, so a form sent twice offers one meeting)."""
+MEETING_FIELDS = (
+    "mode",
+    "join_url",
+    "center_address",
+    "time_zone",
+    "language",
+    "note",
+    *(
+        f"slot_{i}_{part}"
+        for i in range(1, MEETING_ROWS + 1)
+        for part in ("day", "month", "year", "time", "minutes")
+    ),
+)
+
+
+def open_meeting(referral: dict[str, Any]) -> dict[str, Any] | None:
+    for meeting in reversed(referral.get("meetings") or []):
+        if meeting.get("status") in ("offered", "booked"):
+            return meeting
+    return None
+
+
+def may_offer_meeting(referral: dict[str, Any]) -> bool:
+    """A center that accepted (before or after its opinion) offers one meeting at a time."""
+    accepted = referral.get("expected_opinion_at") is not None
+    state = referral["status"] in ("accepted", "completed") or (
+        referral["status"] == "info_requested" and accepted
+    )
+    return state and open_meeting(referral) is None
+
+
+def _meeting_pointers() -> dict[str, str]:
+    pointers = {
+        "/place": "mode",
+        "/place/mode": "mode",
+        "/place/join_url": "join_url",
+        "/place/center_address": "center_address",
+        "/place/time_zone": "time_zone",
+        "/place/language": "language",
+        "/note": "note",
+        "/slots": "slot_1_day",
+    }
+    for i in range(MEETING_ROWS):
+        pointers[f"/slots/{i}"] = f"slot_{i + 1}_day"
+    return pointers
+
+
+def meeting_slots(form: Form) -> list[dict[str, str]]:
+    """The times typed, as partners takes them (the zone's local time, with its offset)."""
+    from zoneinfo import ZoneInfo
+
+    v = form.values
+    zone = ZoneInfo(v["time_zone"]) if v["time_zone"] in MEETING_ZONES else UTC
+    slots = []
+    for i in range(1, MEETING_ROWS + 1):
+        parts = [v[f"slot_{i}_{p}"] for p in ("day", "month", "year", "time")]
+        if not any(parts):
+            continue
+        anchor = f"slot_{i}_day"
+        name = f"slot_{i}"
+        form.anchors[name] = anchor
+        clock = re.fullmatch(r"([01]?\d|2[0-3])[:.]([0-5]\d)", parts[3])
+        try:
+            if not all(p.isdigit() for p in parts[:3]) or clock is None:
+                raise ValueError
+            day = date(int(parts[2]), int(parts[1]), int(parts[0]))
+        except ValueError:
+            form.error(name, N_("Enter the day and the time, like 27 4 2026 and 14:30"))
+            continue
+        minutes = int(v[f"slot_{i}_minutes"] or 60)
+        if minutes not in MEETING_LENGTHS:
+            minutes = 60
+        starts = datetime.combine(day, time(int(clock[1]), int(clock[2])), tzinfo=zone)
+        ends = starts + timedelta(minutes=minutes)
+        slots.append({"starts_at": starts.isoformat(), "ends_at": ends.isoformat()})
+    if not slots and not any(n.startswith("slot_") for n in form.errors):
+        form.error("slot_1", N_("Offer at least one time"), anchor="slot_1_day")
+    return slots
+
+
+def _meeting_page(
+    request: Request, desk: Desk, referral: dict[str, Any], form: Form, status_code: int = 200
+) -> HTMLResponse:
+    return page(
+        request,
+        "center/meeting.html",
+        desk,
+        referral=referral,
+        case=summary(referral),
+        form=form,
+        rows=range(1, MEETING_ROWS + 1),
+        lengths=MEETING_LENGTHS,
+        zones=MEETING_ZONES,
+        languages=MEETING_LANGUAGES,
+        status_code=status_code,
+    )
+
+
+@router.get("/center/referrals/{referral_id}/meeting")
+async def meeting_page(request: Request, referral_id: UUID) -> Response:
+    desk = await signed_in(request)
+    referral = await _referral(request, desk, referral_id)
+    if not may_offer_meeting(referral):
+        return redirect(f"/center/referrals/{referral_id}")
+    values = dict.fromkeys(MEETING_FIELDS, "")
+    values |= {"mode": "video", "time_zone": "Europe/Berlin", "language": "en"}
+    values |= {f"slot_{i}_minutes": "60" for i in range(1, MEETING_ROWS + 1)}
+    return _meeting_page(request, desk, referral, Form(values=values, anchors={"mode": "mode-0"}))
+
+
+@router.post("/center/referrals/{referral_id}/meeting")
+async def offer_meeting(request: Request, referral_id: UUID) -> Response:
+    posted = await checked_form(request)
+    desk = await signed_in(request)
+    referral = await _referral(request, desk, referral_id)
+    form = Form(
+        values={n: text(posted, n, 1100) for n in MEETING_FIELDS}, anchors={"mode": "mode-0"}
+    )
+    v = form.values
+    if v["mode"] not in ("video", "in_person"):
+        form.error("mode", N_("Choose how the patient meets your doctors"))
+    elif v["mode"] == "video" and not v["join_url"].startswith("https://"):
+        form.error("join_url", N_("Enter the video call's link, starting with https://"))
+    elif v["mode"] == "in_person" and not v["center_address"]:
+        form.error("center_address", N_("Enter where at your center the meeting is"))
+    if v["time_zone"] not in MEETING_ZONES:
+        form.error("time_zone", N_("Choose the time zone of the times you offer"))
+    slots = meeting_slots(form)
+    status_code = 422
+    if form.ok:
+        place: dict[str, Any] = {"mode": v["mode"], "time_zone": v["time_zone"]}
+        if v["mode"] == "video":
+            place["join_url"] = v["join_url"]
+        else:
+            place["center_address"] = v["center_address"]
+        if v["language"] in MEETING_LANGUAGES:
+            place["language"] = v["language"]
+        body = {"place": place, "slots": slots, "note": v["note"] or None}
+        session = ensure_session(request)
+        key_name = MEETING_KEY.format(referral_id=referral_id)
+        key = session.data.get(key_name) or str(uuid4())
+        session.set(key_name, key)
+        try:
+            await _act(
+                request, desk, referral_id, "offer_meeting", "meetings", body, idempotency_key=key
+            )
+        except PlatformProblem as problem:
+            _refused(form, problem, _meeting_pointers(), "slot_1")
+            status_code = problem.status
+        else:
+            session.pop(key_name)
+    if not form.ok:
+        return _meeting_page(request, desk, referral, form, status_code)
+    flash(request, N_("The times were sent. The patient is asked to choose one."))
     return redirect(f"/center/referrals/{referral_id}")
