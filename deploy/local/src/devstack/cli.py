@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import psutil
@@ -69,7 +70,7 @@ def up(
     ):
         console.print("[yellow]the platform is already running[/]")
         _print(current, running)
-        _print_web(running)
+        _print_web(running, current)
         return
     if running:  # a process died (or the web app is missing): restart them all on the same data
         platform_mod.stop(running)
@@ -94,7 +95,7 @@ def up(
             f"\nenvironment of the services: [bold]{where / 'platform.env'}[/]; "
             f"sample keys: [bold]{running.keys_file}[/]"
         )
-        _print_web(running)
+        _print_web(running, current)
         console.print("Next: [bold]make demo[/] walks one case through the whole journey.")
     else:
         console.print(f"\nenvironment for the services: [bold]source {env_file}[/]")
@@ -221,9 +222,55 @@ def env(root: RootOpt = None) -> None:
         print(f"export {key}={value}")
 
 
-def _print_web(running: platform_mod.PlatformInfo | None) -> None:
-    if running is not None and running.web:
-        console.print(f"Open [bold]{running.web}/[/] for the patient's pages.", highlight=False)
+def _print_web(
+    running: platform_mod.PlatformInfo | None, stack: stack_mod.StackInfo | None
+) -> None:
+    if running is None or not running.web:
+        return
+    console.print(f"Open [bold]{running.web}/[/] for the patient's pages.", highlight=False)
+    staff = running.staff
+    if staff:
+        sink = f"the mail sink (SMTP {stack.smtp}, messages in {stack.mail_dir})" if stack else ""
+        console.print(
+            f"The center console: [bold]{running.web}/center[/], sign in as "
+            f"[bold]{staff['email']}[/] ({staff['name']}, {staff['center']}); the sign-in code "
+            f"arrives in {sink or 'the mail sink'}; read it with "
+            f"[bold]uv run devstack mail --to {staff['email']}[/].",
+            highlight=False,
+        )
+
+
+@app.command()
+def mail(
+    root: RootOpt = None,
+    to: Annotated[str | None, typer.Option(help="only messages to this address")] = None,
+    last: Annotated[int, typer.Option(help="how many messages to list")] = 10,
+) -> None:
+    """The mail sink's newest messages (a one-time sign-in code, what a patient was told); with
+    --to, the newest message to that address in full."""
+    from devstack.mailsink import list_messages
+
+    info = stack_mod.StackInfo.load(stack_mod.resolve_root(root))
+    if info is None or not info.mail_dir:
+        console.print("[red]✗ the stack is not running: start it with `make up`[/]")
+        raise typer.Exit(1)
+    found = [
+        m for m in list_messages(Path(info.mail_dir)) if to is None or to.casefold() in m.recipients
+    ]
+    if not found:
+        console.print(f"no messages{f' to {to}' if to else ''} in {info.mail_dir}")
+        raise typer.Exit(1)
+    if to is not None:
+        newest = found[-1]
+        console.print(f"[bold]{newest.subject}[/]  ({newest.received_at:%Y-%m-%d %H:%M:%S} UTC)")
+        console.print(newest.text() or "", highlight=False, markup=False)
+        return
+    for m in found[-last:]:
+        console.print(
+            f"{m.received_at:%Y-%m-%d %H:%M:%S}  {', '.join(m.recipients)}  {m.subject}",
+            highlight=False,
+            markup=False,
+        )
 
 
 def _rss_mib(pid: int) -> float:
@@ -267,7 +314,7 @@ def _print(
             if name == "zipkin":
                 where = f"traces {running.trace_viewer}/zipkin/"
             elif name == platform_mod.WEB:
-                where = f"{running.web}/  the patient's pages"
+                where = f"{running.web}/  the patient's pages, the center console at /center"
             elif name.endswith("-api"):
                 where = f"{running.apis[service]}  docs {running.apis[service]}/docs"
             else:

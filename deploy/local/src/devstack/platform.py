@@ -9,9 +9,10 @@ app and a trace viewer.
    per stack: the keys are kept in `<root>/keys.json` (mode 600);
 4. every role of every service as its own process (`python -m referrals_<service>.cli <role>`):
    API, consumer and outbox relay, partners' scheduler and notifications' sender;
-5. the patient's web app (frontend/, `python -m referrals_web`): its migrations, then its server,
-   talking to the public APIs with the front end's key, its one-time codes going to the mail sink,
-   and htmx from the npm tool set deploy/local/node/web;
+5. the patient's web app (frontend/, `python -m referrals_web`): its migrations, a staff account of
+   the center console for one sample center (with that center's key), then its server, talking
+   to the public APIs with the front end's key, its one-time codes going to the mail sink, and
+   htmx from the npm tool set deploy/local/node/web;
 6. waits until each API and the web app answer `/health` and each other process serves its
    metrics.
 
@@ -62,6 +63,13 @@ WEB = "web"
 tool set (deploy/local/node/web: htmx)."""
 DEV_WEB_PORT = 8010
 WEB_ENV_FILE = "web-env.json"
+CONSOLE_STAFF = {
+    "center": "sample-breast-center-berlin",
+    "email": "doctor@sample-breast-center-berlin.localhost",
+    "name": "Dr. Lena Sample",
+}
+"""The center console's staff member `start` makes: of the center a C50 case for Germany goes to
+first (`centers.sample.yaml`), so `make demo`-like cases reach the console."""
 DEV_ZIPKIN_PORT = 9411
 DEV_METRICS_BASE = 9460
 STATE_FILE = "platform.json"
@@ -85,6 +93,8 @@ class PlatformInfo:
     """Base URL of the Zipkin UI and API, or empty when started without one."""
     web: str = ""
     """Base URL of the patient's web app (process `web`), or empty when started without it."""
+    staff: dict[str, str] = field(default_factory=dict)
+    """The center console's staff account (`email`, `name`, `center`), made with the web app."""
     pids: dict[str, int] = field(default_factory=dict)
     """`<service>-<role>` (and `zipkin`) → pid."""
     logs: dict[str, str] = field(default_factory=dict)
@@ -251,6 +261,29 @@ def web_environment(
         "PYTHONUNBUFFERED": "1",
     }
     return env | trace_environment(zipkin)
+
+
+def add_console_staff(
+    keys: dict[str, object], web_env: dict[str, str], logs: Path
+) -> dict[str, str]:
+    """A staff account of the center console for `CONSOLE_STAFF`'s center (or, with another
+    registry, its first center), made with the web app's own CLI and that center's key (given
+    in the environment, never on the command line); again on every start, which changes
+    nothing but keeps the key the stack has."""
+    centers: dict[str, str] = keys["centers"]  # type: ignore[assignment]
+    staff = dict(CONSOLE_STAFF)
+    if staff["center"] not in centers:
+        staff["center"] = sorted(centers)[0]
+        staff["email"] = f"doctor@{staff['center']}.localhost"
+    argv = [sys.executable, "-m", "referrals_web", "staff", "add"]
+    argv += ["--email", staff["email"], "--center", staff["center"], "--name", staff["name"]]
+    _run_all(
+        {f"{WEB}-staff": argv},
+        {**web_env, "REFERRALS_WEB_CENTER_KEY": centers[staff["center"]]},
+        logs,
+        "the console's staff account",
+    )
+    return staff
 
 
 def ensure_web_vendor(console: Console) -> Path:
@@ -474,6 +507,7 @@ def start(
                     logs,
                     "migrations",
                 )
+            info.staff = add_console_staff(info.keys(), web_env, logs)
         metrics_port = DEV_METRICS_BASE
         for svc, roles in ROLES.items():
             for role in roles:
