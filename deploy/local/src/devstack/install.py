@@ -342,7 +342,9 @@ def ensure_fhir_validator(console: Console) -> FhirValidator:
     npm = _require("npm", "install npm (e.g. Debian's npm)")
     shutil.rmtree(home, ignore_errors=True)
     (home / "pom").mkdir(parents=True)
-    (home / "pom" / "pom.xml").write_text(_FHIR_VALIDATOR_POM)
+    # Maven does not read an imported POM's version from a -D property: it is written in.
+    pom = _FHIR_VALIDATOR_POM.replace("${validator.version}", FHIR_VALIDATOR_VERSION)
+    (home / "pom" / "pom.xml").write_text(pom)
     _run_with_progress(
         console,
         [
@@ -350,7 +352,6 @@ def ensure_fhir_validator(console: Console) -> FhirValidator:
             "-B",
             "dependency:copy-dependencies",
             f"-DoutputDirectory={home / 'libs'}",
-            f"-Dvalidator.version={FHIR_VALIDATOR_VERSION}",
         ],
         cwd=home / "pom",
         what=f"resolving the HL7 FHIR validator {FHIR_VALIDATOR_VERSION} from Maven Central",
