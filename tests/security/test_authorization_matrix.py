@@ -596,6 +596,167 @@ async def deliver_opinion(world: World) -> Target:
     )
 
 
+VIDEO = {"mode": "video", "join_url": "https://video.example.org/r/7", "time_zone": "Europe/Berlin"}
+
+
+def _slots(*hours: float) -> list[dict[str, str]]:
+    now = datetime.now(UTC)
+    return [
+        {
+            "starts_at": (now + timedelta(hours=h)).isoformat(),
+            "ends_at": (now + timedelta(hours=h, minutes=45)).isoformat(),
+        }
+        for h in hours
+    ]
+
+
+async def _center_meeting(world: World, case: CaseHandle) -> dict[str, Any]:
+    r = await world.partners.get(
+        f"/v1/partner/referrals/{case.referral_id}", headers={"X-Api-Key": world.keys.center}
+    )
+    assert r.status_code == 200, r.text
+    return r.json()["meetings"][-1]  # type: ignore[no-any-return]
+
+
+async def _meeting_offered(world: World) -> tuple[CaseHandle, dict[str, Any]]:
+    """An accepted case whose center offered a meeting, as intake shows it."""
+    case = await world.accepted_case()
+    r = await world.partners.post(
+        f"/v1/partner/referrals/{case.referral_id}/meetings",
+        json={"place": VIDEO, "slots": _slots(24, 48)},
+        headers={"X-Api-Key": world.keys.center},
+    )
+    assert r.status_code == 200, r.text
+
+    async def shown() -> dict[str, Any] | None:
+        meetings = (await _case_view(world, case))["meetings"]
+        return meetings[0] if meetings else None
+
+    return case, await wait_for(shown, "intake to show the meeting")
+
+
+async def offer_meeting(world: World) -> Target:
+    case = await world.accepted_case()
+    note = f"Bring the scans {secrets.token_hex(4)}"
+
+    async def untouched() -> None:
+        r = await world.partners.get(
+            f"/v1/partner/referrals/{case.referral_id}", headers={"X-Api-Key": world.keys.center}
+        )
+        assert r.json()["meetings"] == [], r.text
+
+    return Target(
+        case,
+        f"/v1/partner/referrals/{case.referral_id}/meetings",
+        _json(place=VIDEO, slots=_slots(30), note=note),
+        shown_to_owner=[note],
+        untouched=untouched,
+    )
+
+
+async def reschedule_meeting(world: World) -> Target:
+    case, meeting = await _meeting_offered(world)
+    before = [s["slot_id"] for s in meeting["slots"]]
+
+    async def untouched() -> None:
+        assert [s["slot_id"] for s in (await _center_meeting(world, case))["slots"]] == before
+
+    return Target(
+        case,
+        f"/v1/partner/referrals/{case.referral_id}/meetings/{meeting['id']}/slots",
+        _json(slots=_slots(72)),
+        secrets=[meeting["id"]],
+        untouched=untouched,
+    )
+
+
+async def cancel_meeting_by_center(world: World) -> Target:
+    case, meeting = await _meeting_offered(world)
+
+    async def untouched() -> None:
+        assert (await _center_meeting(world, case))["status"] == "offered"
+
+    return Target(
+        case,
+        f"/v1/partner/referrals/{case.referral_id}/meetings/{meeting['id']}/cancellation",
+        _json(reason="Our doctor is ill."),
+        secrets=[meeting["id"]],
+        shown_to_owner=["cancelled"],
+        untouched=untouched,
+    )
+
+
+async def record_meeting_outcome(world: World) -> Target:
+    """A booked meeting whose time has come (its start moved into the past in partners' table:
+    the only way to be after a meeting's start without waiting for it)."""
+    from referrals_partners.models import Meeting
+
+    case, meeting = await _meeting_offered(world)
+    r = await world.intake.post(
+        f"/v1/cases/{case.case_id}/meetings/{meeting['id']}/booking",
+        json={"slot_id": meeting["slots"][0]["slot_id"]},
+        headers=case.bearer,
+    )
+    assert r.status_code == 200, r.text
+
+    async def booked() -> bool:
+        return (await _center_meeting(world, case))["status"] == "booked"
+
+    await wait_for(booked, "partners to book the meeting")
+    async with world.runtimes["partners"].db.unit_of_work() as uow:
+        row = await uow.session.get(Meeting, uuid.UUID(meeting["id"]))
+        assert row is not None
+        assert row.starts_at is not None
+        assert row.ends_at is not None
+        row.starts_at -= timedelta(days=2)
+        row.ends_at -= timedelta(days=2)
+        await uow.commit()
+
+    async def untouched() -> None:
+        assert (await _center_meeting(world, case))["status"] == "booked"
+
+    return Target(
+        case,
+        f"/v1/partner/referrals/{case.referral_id}/meetings/{meeting['id']}/outcome",
+        _json(outcome="missed"),
+        secrets=[meeting["id"]],
+        shown_to_owner=["missed"],
+        untouched=untouched,
+    )
+
+
+async def book_meeting(world: World) -> Target:
+    case, meeting = await _meeting_offered(world)
+
+    async def untouched() -> None:
+        assert (await _case_view(world, case))["meetings"][0]["status"] == "offered"
+
+    return Target(
+        case,
+        f"/v1/cases/{case.case_id}/meetings/{meeting['id']}/booking",
+        _json(slot_id=meeting["slots"][1]["slot_id"], time_zone="Europe/Kyiv"),
+        secrets=[meeting["id"]],
+        shown_to_owner=["booking"],
+        untouched=untouched,
+    )
+
+
+async def cancel_meeting_by_patient(world: World) -> Target:
+    case, meeting = await _meeting_offered(world)
+
+    async def untouched() -> None:
+        assert (await _case_view(world, case))["meetings"][0]["status"] == "offered"
+
+    return Target(
+        case,
+        f"/v1/cases/{case.case_id}/meetings/{meeting['id']}/cancellation",
+        _json(reason="cannot_attend"),
+        secrets=[meeting["id"]],
+        shown_to_owner=["cancelled"],
+        untouched=untouched,
+    )
+
+
 async def _register_webhook(world: World) -> str:
     url = f"https://hooks-{secrets.token_hex(4)}.berlin.example.org/offers"
     r = await world.partners.put(
@@ -760,6 +921,12 @@ ROUTES: dict[tuple[str, str, str], Route] = {
     ("intake", "POST", "/v1/cases/{case_id}/follow-up-questions"): Route(
         Auth.CASE, 201, ask_follow_up
     ),
+    ("intake", "POST", "/v1/cases/{case_id}/meetings/{meeting_id}/booking"): Route(
+        Auth.CASE, 200, book_meeting
+    ),
+    ("intake", "POST", "/v1/cases/{case_id}/meetings/{meeting_id}/cancellation"): Route(
+        Auth.CASE, 200, cancel_meeting_by_patient
+    ),
     ("intake", "POST", "/v1/cases/{case_id}/information-requests/{request_id}/answer"): Route(
         Auth.CASE, 200, answer_request
     ),
@@ -860,6 +1027,20 @@ ROUTES: dict[tuple[str, str, str], Route] = {
     ),
     ("partners", "POST", "/v1/partner/referrals/{referral_id}/opinion"): Route(
         Auth.CENTER, 200, deliver_opinion
+    ),
+    ("partners", "POST", "/v1/partner/referrals/{referral_id}/meetings"): Route(
+        Auth.CENTER, 200, offer_meeting
+    ),
+    ("partners", "POST", "/v1/partner/referrals/{referral_id}/meetings/{meeting_id}/slots"): (
+        Route(Auth.CENTER, 200, reschedule_meeting)
+    ),
+    (
+        "partners",
+        "POST",
+        "/v1/partner/referrals/{referral_id}/meetings/{meeting_id}/cancellation",
+    ): Route(Auth.CENTER, 200, cancel_meeting_by_center),
+    ("partners", "POST", "/v1/partner/referrals/{referral_id}/meetings/{meeting_id}/outcome"): (
+        Route(Auth.CENTER, 200, record_meeting_outcome)
     ),
     ("partners", "PUT", "/v1/partner/webhook"): Route(
         Auth.CENTER, 200, webhook(change=True), {"other_center_key": OWN_WEBHOOK}
