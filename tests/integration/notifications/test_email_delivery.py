@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from icalendar import Calendar
 
 from devstack.mailsink import list_messages, start_mailsink
 from referrals_common.contracts.notifications import NotificationChannel as C
@@ -20,7 +21,7 @@ from referrals_notifications.channels.email import EmailChannel, SmtpSettings, S
 from referrals_notifications.channels.retry import RetryPolicy, deliver_with_retry
 from referrals_notifications.rendering import RenderedMessage, Renderer
 
-from ...unit.notifications.samples import sample_context
+from ...unit.notifications.samples import MEETING_ID, sample_context
 from .conftest import SmtpRecorder, StartSmtp
 
 pytestmark = pytest.mark.integration
@@ -71,6 +72,35 @@ async def test_an_email_arrives_with_both_parts_and_the_right_headers(
     assert stored.text() == message.text
     assert (stored.html() or "").strip() == (message.html or "").strip()
     assert receipt.channel is C.EMAIL
+
+
+async def test_the_meeting_booking_arrives_with_its_calendar_file(tmp_path: Path) -> None:
+    """Through a real SMTP conversation into the mail sink: text, HTML and the .ics, whose bytes
+    (CRLF line ends, folded lines) arrive as they were made and parse back as the booking."""
+    booking = Renderer().render(T.MEETING_BOOKED, sample_context(T.MEETING_BOOKED, "uk"), C.EMAIL)
+    sink = await start_mailsink("127.0.0.1", 0, tmp_path / "mail")
+    try:
+        await EmailChannel(smtp(sink.port)).send(PATIENT, booking)
+    finally:
+        await sink.close()
+
+    (stored,) = list_messages(tmp_path / "mail")
+    assert stored.subject == booking.subject == "Запит 3F0F-6C7D: вас записано на консультацію"
+    assert stored.text() == booking.text
+    assert (stored.html() or "").strip() == (booking.html or "").strip()
+    email = stored.message()
+    assert email.get_content_type() == "multipart/mixed"
+    (attachment,) = email.iter_attachments()
+    assert attachment.get_content_type() == "text/calendar"
+    assert attachment.get_param("method") == "REQUEST"
+    assert attachment.get_filename() == "meeting.ics"
+    content = attachment.get_payload(decode=True)
+    assert content == booking.attachments[0].content
+    calendar = Calendar.from_ical(content)
+    (event,) = calendar.walk("VEVENT")
+    assert str(calendar["METHOD"]) == "REQUEST"
+    assert str(event["UID"]) == f"{MEETING_ID}@referrals"
+    assert len(event.walk("VALARM")) == 2
 
 
 async def test_greylisting_twice_then_accepted_is_delivered_exactly_once(
