@@ -149,7 +149,7 @@ async def test_offered_times_ask_the_patient_to_choose() -> None:
     )
     assert "join_url" not in facts  # the link comes with the booking
     assert len(facts["slots"]) == 2 and set(facts["slots"][0]) == {"starts_at", "ends_at"}
-    assert "time_zone" not in facts  # the patient has not chosen yet: the default, Kyiv
+    assert facts["time_zone"] is None  # the patient has not booked yet: the default, Kyiv
     context = as_the_sender_reads_it(row, "uk")
     assert context.time_zone == "Europe/Kyiv"
 
@@ -341,6 +341,35 @@ async def test_new_times_say_that_they_replace_the_earlier_ones() -> None:
 
 
 @pytest.mark.parametrize("locale", LOCALES)
+async def test_new_times_that_release_a_booking_withdraw_its_calendar_entry(locale: str) -> None:
+    offered = EXAMPLES[ReferralMeetingOffered]().model_copy(
+        update={
+            "slots": [WINTER_NOON],
+            "rescheduled": True,
+            "released_slot": SUMMER_NOON,
+            "patient_time_zone": "Europe/Berlin",
+            "sequence": 4,
+        }
+    )
+    message = await patient_message(offered, locale)
+    text = plain(message.text)
+    earlier = {
+        "uk": "Ваш попередній запис: вівторок, 14 липня 2026 р., 14:00–15:00, час: Німеччина",
+        "en": "Your earlier booking: Tuesday, July 14, 2026, 2:00 – 3:00 PM, Germany (Berlin)",
+    }[locale]
+    assert earlier in text  # on the patient's clock, now that the event knows it
+    assert "Kyiv" not in text and "київським" not in text
+    [attachment] = message.attachments
+    assert dict(attachment.parameters) == {"method": "CANCEL"}
+    calendar, event = calendar_of(message)
+    assert str(calendar["METHOD"]) == "CANCEL"
+    assert str(event["UID"]) == meeting_uid(offered.meeting_id)  # type: ignore[attr-defined]
+    assert event.decoded("SEQUENCE") == 4
+    assert event.decoded("DTSTART") == SUMMER_NOON.starts_at
+    assert str(event["STATUS"]) == "CANCELLED"
+
+
+@pytest.mark.parametrize("locale", LOCALES)
 async def test_a_meeting_in_person_gives_the_address(locale: str) -> None:
     message = await patient_message(booked(place=IN_PERSON), locale)
     address = {"uk": "Адреса: ", "en": "Address: "}[locale] + CENTER_ADDRESS
@@ -506,7 +535,8 @@ async def test_the_cancellation_withdraws_the_calendar_entry(locale: str) -> Non
 def test_only_the_booking_and_the_cancellation_carry_a_file(trigger: T) -> None:
     renderer = RENDERER
     email = renderer.render(trigger, sample_context(trigger, "uk"), C.EMAIL)
-    expected = 1 if trigger in (T.MEETING_BOOKED, T.MEETING_CANCELLED) else 0
+    expected = 1 if trigger in (T.MEETING_BOOKED, T.MEETING_CANCELLED) else 0  # offered: none
+    # (new times carry a file only when they release a booked time)
     assert len(email.attachments) == expected
     assert renderer.render(trigger, sample_context(trigger, "uk"), C.SMS).attachments == ()
 

@@ -469,17 +469,43 @@ class _BookedMeetingFacts(_MeetingPlaceFacts):
 
 class MeetingOfferedContext(_MeetingPlaceFacts):
     """The center offered times for the consultation meeting (or new times, `rescheduled`): the
-    patient chooses one on the request page. Each time is shown in the patient's time zone and
-    the center's local time; the link to join comes with the booking."""
+    patient chooses one on the request page. Each time is shown in the patient's time zone (Kyiv
+    time until the patient has booked one) and the center's local time; the link to join comes
+    with the booking. New times that replace a booked one (`released_starts_at`) say so, and the
+    e-mail withdraws the booked time's calendar entry (`calendar_facts`)."""
 
     trigger: ClassVar[NotificationTrigger] = NotificationTrigger.MEETING_OFFERED
     webhook_facts: ClassVar[tuple[str, ...]] = ("center_name", "mode", "slots", "rescheduled")
+    calendar_facts: ClassVar[tuple[str, ...]] = ("meeting_id", "sequence", "changed_at")
 
     slots: list[MeetingTimeFacts] = Field(min_length=1, max_length=MAX_SLOTS)
     rescheduled: bool = Field(default=False, description="These times replace earlier ones")
     note: CenterMessage | None = Field(
         default=None, description="What the center asks the patient to prepare, in its words"
     )
+    released_starts_at: AwareDatetime | None = Field(
+        default=None, description="The booked time these times replace, if one was booked"
+    )
+    released_ends_at: AwareDatetime | None = None
+    meeting_id: UUID | None = Field(
+        default=None, description="With a released time: the calendar entry's UID, never shown"
+    )
+    sequence: int | None = Field(
+        default=None, ge=0, description="With a released time: the withdrawal's SEQUENCE"
+    )
+    changed_at: AwareDatetime | None = Field(
+        default=None, description="With a released time: when it was released, the DTSTAMP"
+    )
+
+    @model_validator(mode="after")
+    def _released_with_its_calendar_facts(self) -> MeetingOfferedContext:
+        released = (self.released_starts_at, self.released_ends_at)
+        calendar = (self.meeting_id, self.sequence, self.changed_at)
+        if len({value is None for value in (*released, *calendar)}) > 1:
+            raise ValueError("a released time comes with its end and its calendar facts, or none")
+        if self.released_starts_at is not None and not self.rescheduled:
+            raise ValueError("only new times release a booked one")
+        return self
 
 
 class MeetingBookedContext(_BookedMeetingFacts):

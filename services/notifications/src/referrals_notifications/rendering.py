@@ -51,6 +51,7 @@ from .messages import (
     CONTEXT_MODELS,
     MeetingBookedContext,
     MeetingCancelledContext,
+    MeetingOfferedContext,
     MessageContext,
     UnroutableOpsAlert,
 )
@@ -71,7 +72,11 @@ OPS_ALERT_TEMPLATES = ("ops/case_unroutable/subject.txt", "ops/case_unroutable/b
 CALENDAR_SUMMARY = "calendar/summary.txt"
 CALENDAR_PART = "calendar.txt"
 """The calendar entry's description, for the triggers whose e-mail carries a calendar file."""
-CALENDAR_TRIGGERS = (NotificationTrigger.MEETING_BOOKED, NotificationTrigger.MEETING_CANCELLED)
+CALENDAR_TRIGGERS = (
+    NotificationTrigger.MEETING_OFFERED,
+    NotificationTrigger.MEETING_BOOKED,
+    NotificationTrigger.MEETING_CANCELLED,
+)
 
 
 def N_(message: str) -> str:
@@ -320,19 +325,31 @@ class Renderer:
     def _calendar_file(
         context: MessageContext, env: Environment, variables: dict[str, Any], locale: str
     ) -> tuple[Attachment, ...]:
-        """The meeting's calendar file for the booking's and the cancellation's e-mail: the
-        entry to add, or the withdrawal of the booked entry (none when no time was booked)."""
+        """The meeting's calendar file for the booking's e-mail (the entry to add), and for the
+        cancellation's and the new times' (the withdrawal of the booked entry; none when no time
+        was booked, as no calendar holds one)."""
+        if isinstance(context, MeetingOfferedContext):
+            if context.released_starts_at is None or context.released_ends_at is None:
+                return ()
+            # the context's validator keeps a released time with its calendar facts
+            assert context.meeting_id is not None
+            assert context.sequence is not None
+            assert context.changed_at is not None
+            entry = meeting_calendar.MeetingEntry(
+                meeting_id=context.meeting_id,
+                sequence=context.sequence,
+                stamped_at=context.changed_at,
+                starts_at=context.released_starts_at,
+                ends_at=context.released_ends_at,
+            )
+            words = _calendar_words(context, env, variables, locale)
+            content = meeting_calendar.meeting_cancellation(entry, words)
+            return (_calendar_attachment("meeting-cancelled.ics", "CANCEL", content),)
         if not isinstance(context, MeetingBookedContext | MeetingCancelledContext):
             return ()
         if context.starts_at is None or context.ends_at is None:
             return ()  # cancelled before a time was booked: no calendar holds it
-        words = meeting_calendar.MeetingWords(
-            locale=locale,
-            summary=one_line(env.get_template(CALENDAR_SUMMARY).render(variables)),
-            description=tidy_text(
-                env.get_template(f"{context.trigger}/{CALENDAR_PART}").render(variables)
-            ).rstrip("\n"),
-        )
+        words = _calendar_words(context, env, variables, locale)
         entry = meeting_calendar.MeetingEntry(
             meeting_id=context.meeting_id,
             sequence=context.sequence,
@@ -355,6 +372,18 @@ class Renderer:
         variables = template_variables(alert, "en")
         subject, body = (env.get_template(name).render(variables) for name in OPS_ALERT_TEMPLATES)
         return RenderedMessage(one_line(subject), tidy_text(body))
+
+
+def _calendar_words(
+    context: MessageContext, env: Environment, variables: dict[str, Any], locale: str
+) -> meeting_calendar.MeetingWords:
+    return meeting_calendar.MeetingWords(
+        locale=locale,
+        summary=one_line(env.get_template(CALENDAR_SUMMARY).render(variables)),
+        description=tidy_text(
+            env.get_template(f"{context.trigger}/{CALENDAR_PART}").render(variables)
+        ).rstrip("\n"),
+    )
 
 
 def _calendar_attachment(filename: str, method: str, content: bytes) -> Attachment:

@@ -266,11 +266,13 @@ class Notifications:
                     uow,
                     event,
                     T.MEETING_OFFERED,
+                    time_zone=data.patient_time_zone,
                     center_name=await _center_name(uow, data.referral_id),
                     **_place(data.place, with_link=False),
                     slots=[_times(slot) for slot in data.slots],
                     rescheduled=data.rescheduled,
                     note=data.note,
+                    **(_released(data, event.time) if data.released_slot else {}),
                 )
             case ReferralMeetingBooked():
                 await self._notify(
@@ -447,6 +449,19 @@ def _place(place: MeetingPlace, *, with_link: bool) -> dict[str, Any]:
     if with_link:
         facts["join_url"] = str(place.join_url) if place.join_url else None
     return facts
+
+
+def _released(data: ReferralMeetingOffered, changed_at: datetime) -> dict[str, Any]:
+    """New times that replace a booked one: the booked time, and what withdraws its calendar
+    entry (the meeting's id and the new sequence)."""
+    assert data.released_slot is not None
+    return {
+        "released_starts_at": data.released_slot.starts_at.isoformat(),
+        "released_ends_at": data.released_slot.ends_at.isoformat(),
+        "meeting_id": str(data.meeting_id),
+        "sequence": data.sequence,
+        "changed_at": changed_at,
+    }
 
 
 def _times(slot: MeetingSlot) -> dict[str, str]:
