@@ -14,7 +14,7 @@ import json
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid5
 
 import pytest
 from fhir.resources.R4B.bundle import Bundle
@@ -38,6 +38,9 @@ DISCHARGE_ID = UUID("5f1c2d3e-0000-4000-8000-000000000001")
 TRANSLATION_ID = UUID("5f1c2d3e-0000-4000-8000-000000000002")
 PATHOLOGY_ID = UUID("5f1c2d3e-0000-4000-8000-000000000003")
 CREATED = datetime(2025, 3, 3, 9, 15, tzinfo=UTC)
+PATIENT_URL = f"urn:uuid:{uuid5(CASE_ID, 'Patient')}"
+TASK_URL = f"urn:uuid:{uuid5(CASE_ID, 'Task')}"
+REQUEST_URL = f"urn:uuid:{CASE_ID}"
 
 # The design's lifecycle mapping (docs/architecture.md), written out here on purpose rather than
 # read from TASK_STATUS, so that a change to the table has to change this test too.
@@ -165,6 +168,14 @@ def _references(node: Any) -> list[str]:
     return []
 
 
+def _expected_url(resource: dict[str, Any]) -> str:
+    """The documented fullUrl of an entry: urn:uuid of its id, except for the case-scoped
+    Patient, Condition and Task (uuid5 of the case id and the type)."""
+    if resource["resourceType"] in ("Patient", "Condition", "Task"):
+        return f"urn:uuid:{uuid5(UUID(resource['id']), resource['resourceType'])}"
+    return f"urn:uuid:{resource['id']}"
+
+
 def test_the_bundle_parses_back_as_an_r4_collection(case):
     bundle = case_bundle(case, base_url=BASE)
 
@@ -225,18 +236,20 @@ def test_the_task_tracks_the_service_request_for_the_patient(case):
     bundle = case_bundle(case, base_url=BASE)
 
     task = _one(bundle, "Task")
-    assert task["focus"]["reference"] == f"{BASE}/fhir/ServiceRequest/{CASE_ID}"
-    assert task["for"]["reference"] == f"{BASE}/fhir/Patient/{CASE_ID}"
+    assert task["focus"]["reference"] == REQUEST_URL
+    assert task["for"]["reference"] == PATIENT_URL
     assert task["authoredOn"] == "2025-03-03T09:15:00Z"
 
 
 def test_the_patient_carries_no_name_telecom_or_address(case):
     patient = _one(case_bundle(case, base_url=BASE), "Patient")
 
-    assert set(patient) == {"resourceType", "id", "identifier", "birthDate"}
+    assert set(patient) == {"resourceType", "id", "text", "identifier", "birthDate"}
     assert patient["birthDate"] == "1979-06-14"
+    assert patient["text"]["status"] == "generated"
     (identifier,) = patient["identifier"]
-    assert identifier["value"] == str(CASE_ID)
+    assert identifier["value"] == f"urn:uuid:{CASE_ID}"
+    assert identifier["type"]["coding"][0]["code"] == "MR"
 
 
 def test_a_patient_without_a_known_birth_date_has_none(case):
@@ -252,7 +265,7 @@ def test_every_reference_resolves_to_an_entry_of_the_bundle(case):
     assert len(set(full_urls)) == len(full_urls)
     for entry in bundle["entry"]:
         resource = entry["resource"]
-        assert entry["fullUrl"] == f"{BASE}/fhir/{resource['resourceType']}/{resource['id']}"
+        assert entry["fullUrl"] == _expected_url(resource)
     references = _references(bundle)
     assert references
     assert set(references) <= set(full_urls)
@@ -273,7 +286,7 @@ def test_the_condition_carries_the_icd10_diagnosis_stage_and_histology(case):
     assert [note["text"] for note in condition["note"]] == [
         "Histology (ICD-O-3 morphology): 8500/3"
     ]
-    assert condition["subject"]["reference"] == f"{BASE}/fhir/Patient/{CASE_ID}"
+    assert condition["subject"]["reference"] == PATIENT_URL
 
 
 def test_a_histology_in_words_is_kept_as_reported(case):
@@ -325,7 +338,7 @@ def test_the_translation_relates_to_its_original(case):
     assert translation["content"][0]["attachment"]["language"] == "de"
 
 
-def test_a_document_reference_points_at_records_and_names_its_sha256(case):
+def test_a_document_reference_names_its_record_id_and_its_sha256(case):
     bundle = case_bundle(case, base_url=BASE)
 
     pathology = next(
@@ -333,14 +346,12 @@ def test_a_document_reference_points_at_records_and_names_its_sha256(case):
     )
     assert pathology["status"] == "current"
     assert pathology["type"]["text"] == "pathology_report"
-    assert pathology["subject"]["reference"] == f"{BASE}/fhir/Patient/{CASE_ID}"
+    assert pathology["subject"]["reference"] == PATIENT_URL
     attachment = pathology["content"][0]["attachment"]
-    assert attachment == {
-        "contentType": "image/jpeg",
-        "language": "en",
-        "url": f"{BASE}/documents/{PATHOLOGY_ID}",
-        "size": 245_760,
-    }
+    # No url: nothing at the deployment's address serves the bytes to every reader; records
+    # serves them by the document id, the masterIdentifier.
+    assert attachment == {"contentType": "image/jpeg", "language": "en", "size": 245_760}
+    assert pathology["masterIdentifier"]["value"] == f"urn:uuid:{PATHOLOGY_ID}"
     # No SHA-1 to give, so no Attachment.hash; the SHA-256 is an RFC 6920 name instead.
     (digest_identifier,) = pathology["identifier"]
     scheme, encoded = digest_identifier["value"].split(";")
@@ -363,13 +374,10 @@ def test_a_superseded_document_and_a_huge_study_are_stated_validly(case):
     reference = references[str(study.document_id)]
     assert reference["status"] == "superseded"
     # 3 GiB does not fit FHIR R4's unsignedInt, so the size is left out rather than wrong.
-    assert reference["content"][0]["attachment"] == {
-        "contentType": "application/dicom",
-        "url": f"{BASE}/documents/{study.document_id}",
-    }
+    assert reference["content"][0]["attachment"] == {"contentType": "application/dicom"}
 
 
-def test_consents_carry_their_versions_and_the_cross_border_purpose(case):
+def test_consents_carry_their_versions_and_what_each_permits(case):
     consents = _resources(case_bundle(case, base_url=BASE), "Consent")
 
     by_policy = {consent["policy"][0]["uri"]: consent for consent in consents}
@@ -386,14 +394,21 @@ def test_consents_carry_their_versions_and_the_cross_border_purpose(case):
             "display": "Patient Consent",
         }
         assert consent["dateTime"] == "2025-03-03T09:15:00Z"
-        assert consent["patient"]["reference"] == f"{BASE}/fhir/Patient/{CASE_ID}"
+        assert consent["patient"]["reference"] == PATIENT_URL
     processing = by_policy[f"{BASE}/consent-texts/processing/2025-01"]
     cross_border = by_policy[f"{BASE}/consent-texts/cross_border/2025-02"]
-    assert "version 2025-01" in processing["policyRule"]["text"]
-    assert "version 2025-02" in cross_border["policyRule"]["text"]
-    purposes = {purpose["code"] for purpose in cross_border["provision"]["purpose"]}
-    assert "cross-border-transfer" in purposes
-    assert "cross-border-transfer" not in {p["code"] for p in processing["provision"]["purpose"]}
+    assert "version 2025-01" in processing["text"]["div"]
+    assert "version 2025-02" in cross_border["text"]["div"]
+    # The cross-border consent permits disclosure (to a center abroad) under its own text; the
+    # processing consent permits collection and use. Both are for treatment.
+    actions = {
+        kind: [a["coding"][0]["code"] for a in consent["provision"]["action"]]
+        for kind, consent in [("processing", processing), ("cross_border", cross_border)]
+    }
+    assert actions == {"processing": ["collect", "use"], "cross_border": ["disclose"]}
+    for consent in consents:
+        assert [p["code"] for p in consent["provision"]["purpose"]] == ["TREAT"]
+        assert "policyRule" not in consent
 
 
 def test_an_older_consent_of_the_same_kind_is_kept_as_inactive(case):
@@ -523,7 +538,77 @@ def test_follow_up_questions_and_answers_are_communications(case):
     assert set(comms) >= {str(answered_id), str(open_id)}
     answers = [c for c in comms.values() if c.get("inResponseTo")]
     (answer,) = answers
-    assert answer["inResponseTo"][0]["reference"].endswith(f"/Communication/{answered_id}")
+    assert answer["inResponseTo"][0]["reference"] == f"urn:uuid:{answered_id}"
     assert answer["payload"][0]["contentString"] == "Yes."
     assert comms[str(open_id)]["payload"][0]["contentString"] == "And radiotherapy?"
     Bundle.model_validate(bundle)
+
+
+def test_every_resource_has_a_generated_narrative(case):
+    bundle = case_bundle(replace(case, status="opinion_delivered"), base_url=BASE)
+
+    for entry in bundle["entry"]:
+        text = entry["resource"]["text"]
+        assert text["status"] == "generated"
+        assert text["div"].startswith('<div xmlns="http://www.w3.org/1999/xhtml">')
+
+
+def test_the_center_owns_the_task_and_the_opinion_is_its_output(case):
+    from referrals_intake.fhir import FollowUpForFhir
+
+    opinion = _document(document_id=UUID(int=11), kind="opinion")
+    asked = datetime(2025, 3, 20, 9, 0, tzinfo=UTC)
+    question = FollowUpForFhir(UUID(int=12), "DE-HD-NCT", "Radiotherapy?", asked, "No.", asked)
+    done = replace(
+        case,
+        status="opinion_delivered",
+        center_code="DE-HD-NCT",
+        documents=[*case.documents, opinion],
+        follow_ups=[question],
+    )
+
+    bundle = case_bundle(done, base_url=BASE)
+
+    task = _one(bundle, "Task")
+    assert task["owner"]["type"] == "Organization"
+    assert task["owner"]["identifier"]["value"] == "DE-HD-NCT"
+    references = {o["type"]["text"]: o["valueReference"]["reference"] for o in task["output"]}
+    assert references["opinion"] == f"urn:uuid:{opinion.document_id}"
+    answer = next(c for c in _resources(bundle, "Communication") if c.get("inResponseTo"))
+    assert references["follow-up-answer"] == _expected_url(answer)
+    assert "owner" not in _one(case_bundle(case, base_url=BASE), "Task")
+
+
+def test_every_code_of_our_own_systems_is_defined(case):
+    from referrals_intake.fhir import code_systems
+
+    outcome = {
+        "diagnosis": "changed",
+        "icd10": "C50.4",
+        "stage": "not_assessed",
+        "treatment": "agreed",
+        "additional_tests": [],
+        "clinical_trials": False,
+    }
+    bundles = [
+        case_bundle(replace(case, status=status, opinion_outcome=outcome), base_url=BASE)
+        for status in TASK_STATUS
+    ]
+    defined = {
+        (system["url"], concept["code"]): concept["display"]
+        for system in code_systems(base_url=BASE)
+        for concept in system["concept"]
+    }
+
+    def codings(node: Any) -> list[dict[str, Any]]:
+        if isinstance(node, dict):
+            own = [node] if "system" in node and "code" in node else []
+            return own + [c for value in node.values() for c in codings(value)]
+        if isinstance(node, list):
+            return [c for item in node for c in codings(item)]
+        return []
+
+    ours = [c for b in bundles for c in codings(b) if c["system"].startswith(f"{BASE}/fhir/")]
+    assert ours
+    for coding in ours:
+        assert defined[(coding["system"], coding["code"])] == coding["display"]

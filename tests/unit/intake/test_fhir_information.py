@@ -11,7 +11,7 @@ import uuid
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid5
 
 import pytest
 from fhir.resources.R4B.bundle import Bundle
@@ -38,6 +38,9 @@ ANSWERED_ID = UUID("7a000000-0000-4000-8000-000000000001")
 OPEN_ID = UUID("7a000000-0000-4000-8000-000000000002")
 SHIPMENT_ID = UUID("7b000000-0000-4000-8000-000000000001")
 CREATED = datetime(2025, 3, 3, 9, 15, tzinfo=UTC)
+PATIENT_URL = f"urn:uuid:{uuid5(CASE_ID, 'Patient')}"
+TASK_URL = f"urn:uuid:{uuid5(CASE_ID, 'Task')}"
+REQUEST_URL = f"urn:uuid:{CASE_ID}"
 REQUESTED = datetime(2025, 3, 10, 14, 0, tzinfo=UTC)
 DUE = datetime(2025, 3, 24, 23, 59, tzinfo=UTC)
 ANSWERED = datetime(2025, 3, 14, 8, 30, tzinfo=UTC)
@@ -180,6 +183,14 @@ def _references(node: Any) -> list[str]:
     return []
 
 
+def _expected_url(resource: dict[str, Any]) -> str:
+    """The documented fullUrl of an entry: urn:uuid of its id, except for the case-scoped
+    Patient, Condition and Task (uuid5 of the case id and the type)."""
+    if resource["resourceType"] in ("Patient", "Condition", "Task"):
+        return f"urn:uuid:{uuid5(UUID(resource['id']), resource['resourceType'])}"
+    return f"urn:uuid:{resource['id']}"
+
+
 def test_the_bundle_with_requests_parses_back_and_every_reference_resolves(case):
     bundle = case_bundle(case, base_url=BASE)
 
@@ -193,7 +204,7 @@ def test_the_bundle_with_requests_parses_back_and_every_reference_resolves(case)
     ]
     for entry in bundle["entry"]:
         resource = entry["resource"]
-        assert entry["fullUrl"] == f"{BASE}/fhir/{resource['resourceType']}/{resource['id']}"
+        assert entry["fullUrl"] == _expected_url(resource)
     assert set(_references(bundle)) <= set(_full_urls(bundle))
 
 
@@ -247,10 +258,10 @@ def test_each_request_is_a_communication_request_from_the_center(case):
     assert still_open["payload"] == [{"contentString": "Imaging: Chest CT from the last 3 months"}]
     assert answered["reasonCode"] == [{"text": ANSWERED_REQUEST.reason}]
     assert answered["category"] == [{"text": "information-request"}]
-    patient = f"{BASE}/fhir/Patient/{CASE_ID}"
+    patient = PATIENT_URL
     assert answered["subject"]["reference"] == patient
-    assert answered["basedOn"][0]["reference"] == f"{BASE}/fhir/ServiceRequest/{CASE_ID}"
-    assert answered["about"][0]["reference"] == f"{BASE}/fhir/Task/{CASE_ID}"
+    assert answered["basedOn"][0]["reference"] == REQUEST_URL
+    assert answered["about"][0]["reference"] == TASK_URL
     assert answered["requester"]["display"] == "cancer center DE-HD-NCT"
     assert answered["requester"]["identifier"]["value"] == "DE-HD-NCT"
     assert "reference" not in answered["requester"]
@@ -285,18 +296,18 @@ def test_the_answer_is_a_communication_based_on_its_request(case):
     assert communication["status"] == "completed"
     assert communication["basedOn"] == [
         {
-            "reference": f"{BASE}/fhir/CommunicationRequest/{ANSWERED_ID}",
+            "reference": f"urn:uuid:{ANSWERED_ID}",
             "type": "CommunicationRequest",
         }
     ]
-    assert communication["partOf"][0]["reference"] == f"{BASE}/fhir/Task/{CASE_ID}"
-    assert communication["subject"]["reference"] == f"{BASE}/fhir/Patient/{CASE_ID}"
+    assert communication["partOf"][0]["reference"] == TASK_URL
+    assert communication["subject"]["reference"] == PATIENT_URL
     assert communication["sent"] == "2025-03-14T08:30:00Z"
     payload = communication["payload"]
     assert payload[0] == {"contentString": "No treatment since the biopsy."}
     # The document outside the case is left out: every reference resolves inside the bundle.
     references = [p["contentReference"]["reference"] for p in payload if "contentReference" in p]
-    assert references == [f"{BASE}/fhir/DocumentReference/{IHC_REPORT_ID}"]
+    assert references == [f"urn:uuid:{IHC_REPORT_ID}"]
     assert set(references) <= set(_full_urls(bundle, "DocumentReference"))
     assert payload[-1] == {
         "contentString": "Shipment of blocks by DHL Express, tracking 1234567890, sent "

@@ -24,6 +24,7 @@ patient's questions are written in.
 from __future__ import annotations
 
 import base64
+import html
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from fhir.resources.R4B.annotation import Annotation
 from fhir.resources.R4B.attachment import Attachment
 from fhir.resources.R4B.bundle import Bundle, BundleEntry
 from fhir.resources.R4B.codeableconcept import CodeableConcept
+from fhir.resources.R4B.codesystem import CodeSystem, CodeSystemConcept
 from fhir.resources.R4B.coding import Coding
 from fhir.resources.R4B.communication import Communication, CommunicationPayload
 from fhir.resources.R4B.communicationrequest import (
@@ -51,6 +53,7 @@ from fhir.resources.R4B.documentreference import (
     DocumentReferenceRelatesTo,
 )
 from fhir.resources.R4B.identifier import Identifier
+from fhir.resources.R4B.narrative import Narrative
 from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.reference import Reference
 from fhir.resources.R4B.resource import Resource
@@ -65,6 +68,7 @@ __all__ = [
     "DocumentForFhir",
     "InformationRequestForFhir",
     "case_bundle",
+    "code_systems",
 ]
 
 
@@ -157,6 +161,10 @@ class CaseForFhir:
     """The opinion's conclusion (`OpinionOutcome` as JSON), once delivered with one."""
     follow_ups: list[FollowUpForFhir] = field(default_factory=list)
     """Follow-up questions on the opinion, oldest first."""
+    center_code: str | None = None
+    """The cancer center the case is with (referred, accepted, asked for information, gave the
+    opinion), when known; without it the center of an open information request while the case
+    waits for the answer, or the center answering follow-up questions after the opinion."""
 
 
 TASK_STATUS: dict[str, str] = {
@@ -208,8 +216,8 @@ _URI = "urn:ietf:rfc:3986"
 _TASK_CODE = "http://hl7.org/fhir/CodeSystem/task-code"
 _CONSENT_SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
 _CONSENT_ACTION = "http://terminology.hl7.org/CodeSystem/consentaction"
-_ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 _ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+_IDENTIFIER_TYPE = "http://terminology.hl7.org/CodeSystem/v2-0203"
 
 _REASON_DISPLAY = {
     "confirm_diagnosis_or_stage": "Confirm the diagnosis or the stage",
@@ -292,6 +300,23 @@ _CONSENT_TEXT = {
     "cross_border": "Consent to the transfer of health data to another country",
 }
 
+_BUSINESS_STATUS_DISPLAY = {
+    "awaiting-patient-choice": "Waiting for the patient to choose a cancer center",
+    "information-requested": "Information requested by the cancer center",
+}
+
+_STAGE_TYPE_DISPLAY = {"group": "Stage group", "tnm": "TNM classification"}
+
+_SERVICE_DISPLAY = {"second-opinion": "Oncology second opinion"}
+
+# The parts of an opinion's conclusion and the verdicts of each (`OpinionOutcome` in the
+# contracts); a code is `{part}-{verdict}` with hyphens.
+_OUTCOME_VERDICTS = {
+    "diagnosis": ("confirmed", "refined", "changed"),
+    "stage": ("confirmed", "changed", "not_assessed"),
+    "treatment": ("agreed", "alternative_proposed", "not_assessed"),
+}
+
 _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 _ICD_O_3 = re.compile(r"[89][0-9]{3}/[0-369]")  # morphology/behaviour, e.g. 8500/3
 
@@ -338,12 +363,56 @@ def case_bundle(case: CaseForFhir, *, base_url: str) -> dict[str, Any]:
     ]
     bundle = Bundle(
         type="collection",
-        entry=[
-            BundleEntry(fullUrl=_url(base, r.get_resource_type(), r.id), resource=r)
-            for r in entries
-        ],
+        entry=[BundleEntry(fullUrl=_url(r.get_resource_type(), r.id), resource=r) for r in entries],
     )
     return bundle.model_dump(mode="json")
+
+
+def code_systems(*, base_url: str) -> list[dict[str, Any]]:
+    """Return the platform's own FHIR R4 CodeSystems (plain JSON data), complete: every code the
+    bundles of `case_bundle` take from a system under `{base_url}/fhir/CodeSystem/` is defined in
+    one of them, with the display the bundles give it. A reader (or a validator) that has them
+    can check every code of a bundle; their `url` is where the deployment publishes them."""
+    base = _base(base_url)
+    outcome = {part: part for part in _OUTCOME_VERDICTS}
+    for part, verdicts in _OUTCOME_VERDICTS.items():
+        for verdict in verdicts:
+            code = f"{part}-{verdict.replace('_', '-')}"
+            outcome[code] = code.replace("-", " ")
+    tables = {
+        "case-business-status": ("Why a paused case waits", _BUSINESS_STATUS_DISPLAY),
+        "stage-type": ("Which staging a Condition.stage entry holds", _STAGE_TYPE_DISPLAY),
+        "second-opinion-reason": ("Why the patient asks for a second opinion", _REASON_DISPLAY),
+        "service": ("The service a referral asks for", _SERVICE_DISPLAY),
+        "destination-preference": (
+            "Where the patient wants the opinion from",
+            _DESTINATION_DISPLAY,
+        ),
+        "document-kind": ("The kinds of a case's medical documents", _DOCUMENT_KIND_DISPLAY),
+        "opinion-outcome": ("The parts and verdicts of an opinion's conclusion", outcome),
+    }
+    found = []
+    for name, (title, concepts) in tables.items():
+        system = CodeSystem(
+            id=name,
+            text=_narrative(
+                f"{title}.", *(f"{code}: {display}" for code, display in concepts.items())
+            ),
+            url=_system(base, name),
+            name="".join(word.capitalize() for word in name.split("-")),
+            title=title,
+            status="active",
+            publisher="The second-opinion referrals platform",
+            description=f"{title}: the codes of the platform's FHIR export.",
+            caseSensitive=True,
+            content="complete",
+            count=len(concepts),
+            concept=[
+                CodeSystemConcept(code=code, display=display) for code, display in concepts.items()
+            ],
+        )
+        found.append(system.model_dump(mode="json"))
+    return found
 
 
 def _base(base_url: str) -> str:
@@ -354,12 +423,32 @@ def _base(base_url: str) -> str:
     return base
 
 
-def _url(base: str, resource_type: str, resource_id: object) -> str:
-    return f"{base}/fhir/{resource_type}/{resource_id}"
+# The Patient, the Condition and the Task share the case id with the ServiceRequest (each id is
+# unique within its type); their entries need URNs of their own.
+_CASE_SCOPED = frozenset({"Patient", "Condition", "Task"})
+
+
+def _url(resource_type: str, resource_id: object) -> str:
+    """The entry's `fullUrl`, a `urn:uuid:` that names it inside the bundle and nowhere else (no
+    reader tries to fetch it from a server that does not serve it): the resource's own UUID id,
+    except for the case-scoped Patient, Condition and Task, whose UUID derives from the case id
+    (uuid5 of it and the type); the ServiceRequest, the request that is the case, has the case's.
+    """
+    if resource_type in _CASE_SCOPED:
+        return f"urn:uuid:{uuid.uuid5(UUID(str(resource_id)), resource_type)}"
+    return f"urn:uuid:{resource_id}"
 
 
 def _ref(base: str, resource_type: str, resource_id: object) -> Reference:
-    return Reference(reference=_url(base, resource_type, resource_id), type=resource_type)
+    return Reference(reference=_url(resource_type, resource_id), type=resource_type)
+
+
+def _narrative(*lines: str) -> Narrative:
+    """A generated narrative: the resource's content in plain sentences, one paragraph each."""
+    paragraphs = "".join(f"<p>{html.escape(line, quote=False)}</p>" for line in lines if line)
+    return Narrative(
+        status="generated", div=f'<div xmlns="http://www.w3.org/1999/xhtml">{paragraphs}</div>'
+    )
 
 
 def _system(base: str, name: str) -> str:
@@ -452,13 +541,21 @@ def _aware(moment: datetime, what: str) -> None:
 def _patient(case: CaseForFhir, base: str) -> Patient:
     # Minimum personal data: the identifier names "the patient of this case" and links to nothing
     # outside it (the same person with two cases is two unlinkable Patients).
+    born = f"Born {case.birth_date.isoformat()}." if case.birth_date else "Birth date not known."
     return Patient(
         id=str(case.case_id),
+        text=_narrative(f"The patient of second-opinion case {case.case_id}.", born),
         identifier=[
             Identifier(
-                system=f"{base}/fhir/NamingSystem/case-patient",
-                value=str(case.case_id),
-                type=CodeableConcept(text="Patient of one second-opinion case (pseudonym)"),
+                # The case's record number stands for the patient (a pseudonym of one case).
+                system=_URI,
+                value=f"urn:uuid:{case.case_id}",
+                type=CodeableConcept(
+                    coding=[
+                        Coding(system=_IDENTIFIER_TYPE, code="MR", display="Medical record number")
+                    ],
+                    text="Patient of one second-opinion case (pseudonym)",
+                ),
             )
         ],
         birthDate=case.birth_date,
@@ -483,6 +580,13 @@ def _condition(case: CaseForFhir, base: str) -> Condition:
     # documents (asserter = Patient), and confirming it is what the second opinion is for.
     return Condition(
         id=str(case.case_id),
+        text=_narrative(
+            f"Diagnosis (ICD-10 {case.icd10}): {case.icd10_display}.",
+            case.diagnosis_text or "",
+            f"Stage group {case.stage_group}." if case.stage_group else "",
+            f"TNM {case.stage_tnm}." if case.stage_tnm else "",
+            notes[0].text if notes else "",
+        ),
         code=CodeableConcept(
             coding=[Coding(system=_ICD10, code=case.icd10, display=case.icd10_display)],
             text=case.diagnosis_text or case.icd10_display,
@@ -524,6 +628,14 @@ def _service_request(case: CaseForFhir, base: str) -> ServiceRequest:
     questions = [Annotation(text=q.strip()) for q in case.questions if q.strip()]
     return ServiceRequest(
         id=str(case.case_id),
+        text=_narrative(
+            "Request for an oncology second opinion.",
+            "Reasons: " + "; ".join(_REASON_DISPLAY[r] for r in dict.fromkeys(case.reasons)) + "."
+            if case.reasons
+            else "",
+            f"Where: {_DESTINATION_DISPLAY[case.destination_preference]}.",
+            *(f"Question: {q.text}" for q in questions),
+        ),
         identifier=[Identifier(system=_URI, value=f"urn:uuid:{case.case_id}")],
         status=SERVICE_REQUEST_STATUS[case.status],
         intent="order",
@@ -598,7 +710,7 @@ def _task(case: CaseForFhir, base: str) -> Task:
                 Coding(
                     system=_system(base, "case-business-status"),
                     code="awaiting-patient-choice",
-                    display="Waiting for the patient to choose a cancer center",
+                    display=_BUSINESS_STATUS_DISPLAY["awaiting-patient-choice"],
                 )
             ],
             text="waiting for the patient to choose among the proposed cancer centers",
@@ -609,13 +721,25 @@ def _task(case: CaseForFhir, base: str) -> Task:
                 Coding(
                     system=_system(base, "case-business-status"),
                     code="information-requested",
-                    display="Information requested by the cancer center",
+                    display=_BUSINESS_STATUS_DISPLAY["information-requested"],
                 )
             ],
             text="awaiting information requested by the cancer center",
         )
+    center = _task_owner(case)
+    outputs = [
+        *_outcome_outputs(case.opinion_outcome, base),
+        *_opinion_outputs(case, base),
+        *_follow_up_outputs(case, base),
+    ]
     return Task(
         id=str(case.case_id),
+        text=_narrative(
+            f"Second-opinion case {case.case_id}: {case.status.replace('_', ' ')} "
+            f"(task {TASK_STATUS[case.status]}).",
+            case.status_reason or "",
+            f"With cancer center {center}." if center else "",
+        ),
         status=TASK_STATUS[case.status],
         statusReason=CodeableConcept(text=case.status_reason) if case.status_reason else None,
         businessStatus=business_status,
@@ -627,11 +751,52 @@ def _task(case: CaseForFhir, base: str) -> Task:
         for_fhir=_ref(base, "Patient", case.case_id),
         authoredOn=case.created_at,
         lastModified=case.updated_at,
-        output=_outcome_outputs(case.opinion_outcome, base) or None,
+        owner=_center(base, center) if center else None,
+        output=outputs or None,
     )
 
 
-_ICD_10 = "http://hl7.org/fhir/sid/icd-10"
+def _task_owner(case: CaseForFhir) -> str | None:
+    if case.center_code:
+        return case.center_code
+    if case.status == "information_requested":
+        waiting = [r for r in case.information_requests if r.status == "open"]
+        if waiting:
+            return max(waiting, key=lambda r: r.requested_at).center_code
+    if case.status == "opinion_delivered" and case.follow_ups:
+        return case.follow_ups[-1].center_code
+    return None
+
+
+def _opinion_outputs(case: CaseForFhir, base: str) -> list[TaskOutput]:
+    """The written opinion: each current document of kind `opinion`, by reference."""
+    return [
+        TaskOutput(
+            type=CodeableConcept(
+                coding=[Coding(system=_LOINC, code="11488-4", display="Consult note")],
+                text="opinion",
+            ),
+            valueReference=_ref(base, "DocumentReference", doc.document_id),
+        )
+        for doc in case.documents
+        if doc.kind == "opinion" and doc.status != "superseded"
+    ]
+
+
+def _follow_up_outputs(case: CaseForFhir, base: str) -> list[TaskOutput]:
+    """The center's answers to follow-up questions, by reference to their Communications."""
+    return [
+        TaskOutput(
+            type=CodeableConcept(text="follow-up-answer"),
+            valueReference=_ref(base, "Communication", _follow_up_answer_id(q)),
+        )
+        for q in case.follow_ups
+        if q.answer is not None
+    ]
+
+
+def _follow_up_answer_id(question: FollowUpForFhir) -> UUID:
+    return uuid.uuid5(question.question_id, "communication:follow-up-answer")
 
 
 def _outcome_outputs(outcome: dict[str, Any] | None, base: str) -> list[TaskOutput]:
@@ -644,7 +809,9 @@ def _outcome_outputs(outcome: dict[str, Any] | None, base: str) -> list[TaskOutp
     def coded(part: str, value: str, extra: list[Coding] | None = None) -> TaskOutput:
         code = f"{part}-{value.replace('_', '-')}"
         return TaskOutput(
-            type=CodeableConcept(coding=[Coding(system=system, code=part)], text=part),
+            type=CodeableConcept(
+                coding=[Coding(system=system, code=part, display=part)], text=part
+            ),
             valueCodeableConcept=CodeableConcept(
                 coding=[Coding(system=system, code=code, display=code.replace("-", " "))]
                 + (extra or []),
@@ -657,7 +824,7 @@ def _outcome_outputs(outcome: dict[str, Any] | None, base: str) -> list[TaskOutp
         coded(
             "diagnosis",
             outcome["diagnosis"],
-            [Coding(system=_ICD_10, code=icd10)] if icd10 else None,
+            [Coding(system=_ICD10, code=icd10)] if icd10 else None,
         ),
         coded("stage", outcome["stage"]),
         coded("treatment", outcome["treatment"]),
@@ -701,14 +868,18 @@ def _document_reference(case: CaseForFhir, doc: DocumentForFhir, base: str) -> D
         ]
     return DocumentReference(
         id=str(doc.document_id),
+        text=_narrative(
+            f"{_DOCUMENT_KIND_DISPLAY[doc.kind]} ({doc.media_type}"
+            + (f", language {doc.language}" if doc.language else "")
+            + f"), {doc.status.replace('_', ' ')}.",
+            f"SHA-256 {doc.sha256.lower()}.",
+            f"A translation of document {doc.translation_of}." if doc.translation_of else "",
+        ),
+        # The records service serves the bytes by this id (through the partner API for a center).
         masterIdentifier=Identifier(system=_URI, value=f"urn:uuid:{doc.document_id}"),
-        identifier=[
-            Identifier(
-                system=_URI,
-                value=f"ni:///sha-256;{digest}",
-                type=CodeableConcept(text="SHA-256 digest of the content (RFC 6920)"),
-            )
-        ],
+        # No identifier type: no code of the identifier-type value set says "digest", and the
+        # `ni:` URI names its algorithm itself.
+        identifier=[Identifier(system=_URI, value=f"ni:///sha-256;{digest}")],
         status=_DOCUMENT_STATUS[doc.status],
         type=CodeableConcept(coding=kind_codings, text=doc.kind),
         subject=_ref(base, "Patient", case.case_id),
@@ -716,11 +887,11 @@ def _document_reference(case: CaseForFhir, doc: DocumentForFhir, base: str) -> D
         relatesTo=relates_to,
         content=[
             DocumentReferenceContent(
+                # No url: no address the export could give serves the bytes to every reader;
+                # a center fetches them from records by the masterIdentifier. Never embedded.
                 attachment=Attachment(
                     contentType=doc.media_type,
                     language=doc.language,
-                    # Served by the records service; the bundle never embeds the bytes.
-                    url=f"{base}/documents/{doc.document_id}",
                     size=doc.size_bytes if 0 <= doc.size_bytes <= _UNSIGNED_INT_MAX else None,
                 )
             )
@@ -745,18 +916,18 @@ def _consent(case: CaseForFhir, consent: ConsentForFhir, base: str, *, in_force:
         case.case_id, f"consent:{consent.kind}:{consent.version}:{consent.granted_at.isoformat()}"
     )
     actions = ["collect", "use"] if consent.kind == "processing" else ["disclose"]
+    # PurposeOfUse (extensible) has no code for a transfer abroad: the cross-border consent is a
+    # permit to disclose for treatment under the cross-border text (its policy URI), not a code
+    # of our own in a value set that has none.
     purposes = [Coding(system=_ACT_REASON, code="TREAT", display="treatment")]
-    if consent.kind == "cross_border":
-        # PurposeOfUse (extensible) has no code for a transfer abroad, hence our own.
-        purposes.append(
-            Coding(
-                system=_system(base, "consent-purpose"),
-                code="cross-border-transfer",
-                display="Transfer of health data to a recipient in another country",
-            )
-        )
     return Consent(
         id=str(consent_id),
+        text=_narrative(
+            f"{_CONSENT_TEXT[consent.kind]}, version {consent.version}, given "
+            f"{consent.granted_at.isoformat()}"
+            + ("." if in_force else "; replaced by a newer version."),
+            f"Permits: {', '.join(actions)}, for treatment.",
+        ),
         status="active" if in_force else "inactive",
         scope=CodeableConcept(
             coding=[
@@ -778,10 +949,8 @@ def _consent(case: CaseForFhir, consent: ConsentForFhir, base: str, *, in_force:
                 f"{quote(consent.version, safe='')}"
             )
         ],
-        policyRule=CodeableConcept(
-            coding=[Coding(system=_ACT_CODE, code="OPTIN", display="opt-in")],
-            text=f"{_CONSENT_TEXT[consent.kind]}, version {consent.version}",
-        ),
+        # No policyRule: the consent-policy value set (extensible) holds US and jurisdiction
+        # policies only, and the policy URI already names the exact text and version.
         provision=ConsentProvision(
             type="permit",
             action=[
@@ -822,6 +991,12 @@ def _communication_request(
     ]
     return CommunicationRequest(
         id=str(request.request_id),
+        text=_narrative(
+            f"Cancer center {request.center_code} asks for more information ({request.status}).",
+            f"Why: {request.reason.strip()}" if request.reason.strip() else "",
+            *(f"{_REQUESTED_ITEM_DISPLAY[kind]}: {detail}" for kind, detail in request.items),
+            f"Due by {request.due_at.isoformat()}." if request.due_at else "",
+        ),
         identifier=[Identifier(system=_URI, value=f"urn:uuid:{request.request_id}")],
         basedOn=[_ref(base, "ServiceRequest", case.case_id)],
         status=_INFORMATION_REQUEST_STATUS[request.status],
@@ -858,6 +1033,13 @@ def _communication(
     return Communication(
         # Stable across exports: derived from the request it answers.
         id=str(uuid.uuid5(request.request_id, "communication:answer")),
+        text=_narrative(
+            f"The patient's answer to the request of cancer center {request.center_code}.",
+            *(p.contentString for p in payloads if p.contentString),
+            f"{sum(1 for p in payloads if p.contentReference)} document(s) added."
+            if any(p.contentReference for p in payloads)
+            else "",
+        ),
         basedOn=[_ref(base, "CommunicationRequest", request.request_id)],
         partOf=[_ref(base, "Task", case.case_id)],
         status="completed",
@@ -879,6 +1061,10 @@ def _follow_ups(case: CaseForFhir, base: str) -> list[Communication]:
         found.append(
             Communication(
                 id=str(q.question_id),
+                text=_narrative(
+                    f"The patient's follow-up question to cancer center {q.center_code}.",
+                    q.question,
+                ),
                 partOf=[_ref(base, "Task", case.case_id)],
                 status="completed",
                 category=[CodeableConcept(text="follow-up-question")],
@@ -892,7 +1078,8 @@ def _follow_ups(case: CaseForFhir, base: str) -> list[Communication]:
         if q.answer is not None:
             found.append(
                 Communication(
-                    id=str(uuid.uuid5(q.question_id, "communication:follow-up-answer")),
+                    id=str(_follow_up_answer_id(q)),
+                    text=_narrative(f"Cancer center {q.center_code} answered.", q.answer),
                     partOf=[_ref(base, "Task", case.case_id)],
                     inResponseTo=[_ref(base, "Communication", q.question_id)],
                     status="completed",
