@@ -6,7 +6,8 @@ web app's CLI when routing chose another center) signs in to the console on a la
 code the mail sink received, opens the offer, reads a document, accepts, asks the patient for
 information (first with a due date partners refuses: its problem is shown on the form with
 everything typed kept), the patient answers through intake's API, and the doctor uploads and
-delivers the written opinion with its outcome: the case becomes `opinion_delivered`.
+delivers the written opinion with its outcome: the case becomes `opinion_delivered`; then the
+doctor offers times for the consultation meeting.
 
 axe-core on every console page (0 serious or critical); screenshots of the main pages in
 docs/screenshots/center-0N-*.png.
@@ -325,6 +326,29 @@ def test_a_center_doctor_does_the_whole_job_in_the_browser(
 
         case = front.wait(lambda c: c["status"] == "opinion_delivered", "the opinion")
         assert case["opinion_outcome"]["treatment"] == "alternative_proposed"
+
+        # Times for the consultation meeting at which the doctors explain the opinion.
+        page.get_by_role("link", name=_("Offer times for the consultation meeting")).click()
+        expect(page).to_have_url(re.compile(r"/meeting$"))
+        check_page(page)
+        page.get_by_label(_("By video call")).check()
+        page.get_by_label(_("The video call's link (for a video call)")).fill(
+            "https://meet.example.org/tumour-board-7"
+        )
+        page.get_by_label(_("Time zone of the times below")).select_option("Europe/Berlin")
+        slot = page.locator("#slot-1")
+        when = datetime.now(UTC) + timedelta(days=4)
+        slot.get_by_label(_("Day")).fill(str(when.day))
+        slot.get_by_label(_("Month")).fill(str(when.month))
+        slot.get_by_label(_("Year")).fill(str(when.year))
+        slot.get_by_label(_("Starts at")).fill("14:30")
+        shoot(page, "center-09-meeting")
+        page.get_by_role("button", name=_("Send the times to the patient")).click()
+        expect(page.locator("#flash")).to_contain_text(_("The times were sent."))
+        expect(page.locator("#meetings")).to_contain_text(
+            _("Times offered: waiting for the patient to choose")
+        )
+        check_page(page)
 
         page.goto(f"{web_url}/center")
         expect(page.locator("#closed")).to_contain_text(reference)
