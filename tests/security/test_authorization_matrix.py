@@ -725,6 +725,22 @@ async def record_meeting_outcome(world: World) -> Target:
     )
 
 
+async def ask_further_opinion(world: World) -> Target:
+    case = await _opinion_delivered(world)
+
+    async def untouched() -> None:
+        view = await _case_view(world, case)
+        assert (view["status"], view["opinion_round"]) == ("opinion_delivered", 1)
+
+    return Target(
+        case,
+        f"/v1/cases/{case.case_id}/further-opinion",
+        _json(reason="conflicting_opinions", share_earlier_opinions=True),
+        shown_to_owner=['"status":"ready"'],
+        untouched=untouched,
+    )
+
+
 async def book_meeting(world: World) -> Target:
     case, meeting = await _meeting_offered(world)
 
@@ -920,6 +936,9 @@ ROUTES: dict[tuple[str, str, str], Route] = {
     ("intake", "POST", "/v1/cases/{case_id}/center-choice"): Route(Auth.CASE, 200, choose_center),
     ("intake", "POST", "/v1/cases/{case_id}/follow-up-questions"): Route(
         Auth.CASE, 201, ask_follow_up
+    ),
+    ("intake", "POST", "/v1/cases/{case_id}/further-opinion"): Route(
+        Auth.CASE, 200, ask_further_opinion
     ),
     ("intake", "POST", "/v1/cases/{case_id}/meetings/{meeting_id}/booking"): Route(
         Auth.CASE, 200, book_meeting

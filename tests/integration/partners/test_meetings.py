@@ -308,3 +308,90 @@ async def test_rescheduled_moved_and_cancelled_by_either_side(make_runtime):
             len(await routing.wait_for(case_id, "referrals.referral.meeting_booked.v1", count=3))
             == 3
         )
+
+
+# ------------------------------------------------------------------ a further opinion (§6)
+async def test_a_further_opinion_goes_to_a_center_never_offered_the_case(make_runtime):
+    """After Berlin's opinion the patient asks for another: Munich is offered the case (never
+    Berlin again), with Berlin's opinion only because the patient shared it; after Munich's
+    opinion, one more finds no center left (Warsaw is not in the destination): unroutable."""
+    from referrals_common.contracts import CaseFurtherOpinionRequested
+
+    from .conftest import document_stored
+
+    rt = await make_runtime()
+    bootstrap = rt.settings.kafka.bootstrap_servers
+    async with (
+        partners_running(rt),
+        api_client(rt) as api,
+        Topic(bootstrap, topics.ROUTING) as routing,
+        Inbox(bootstrap, BERLIN) as berlin,
+        Inbox(bootstrap, MUNICH) as munich_inbox,
+    ):
+        case_id, referral_id, key = await accepted_referral(rt, api, berlin)
+
+        async def deliver(referral, center_key) -> uuid.UUID:
+            opinion = document_stored(case_id, kind="opinion", referral_id=referral)
+            await publish(bootstrap, opinion)
+            async with asyncio.timeout(20):
+                while True:
+                    done = await api.post(
+                        f"/v1/partner/referrals/{referral}/opinion",
+                        json={"document_id": str(opinion.data.document_id)},
+                        headers=center_key,
+                    )
+                    if done.status_code != 409:
+                        break
+                    await asyncio.sleep(0.2)
+            assert done.status_code == 200, done.text
+            return opinion.data.document_id
+
+        first_opinion = await deliver(referral_id, key)
+        await routing.wait_for(case_id, "referrals.referral.opinion_delivered.v1")
+        await publish(
+            bootstrap,
+            new_event(
+                CaseFurtherOpinionRequested(
+                    case_id=case_id,
+                    opinion_round=2,
+                    reason="conflicting_opinions",
+                    share_earlier_opinions=True,
+                    shared_document_ids=[first_opinion],
+                )
+            ),
+        )
+        offer = ReferralOffered.model_validate((await munich_inbox.offer_for(case_id))["data"])
+        assert offer.center_code == MUNICH
+        offered_kinds = {str(d.document_id): d.kind for d in offer.documents}
+        assert offered_kinds[str(first_opinion)] == "opinion"
+        requested = await routing.wait_for(case_id, "referrals.referral.requested.v1", count=2)
+        assert [r["data"]["center_code"] for r in requested] == [BERLIN, MUNICH]
+        assert requested[1]["data"]["attempt"] == 1  # each opinion has its own attempts
+
+        munich = {"X-Api-Key": await key_for(rt, "center", MUNICH)}
+        accepted = await api.post(
+            f"/v1/partner/referrals/{offer.referral_id}/accept",
+            json={"expected_opinion_at": (datetime.now(UTC) + timedelta(days=7)).isoformat()},
+            headers=munich,
+        )
+        assert accepted.status_code == 200, accepted.text
+        await deliver(offer.referral_id, munich)
+        await routing.wait_for(case_id, "referrals.referral.opinion_delivered.v1", count=2)
+
+        # A third opinion: every eligible center was offered the case before.
+        await publish(
+            bootstrap,
+            new_event(
+                CaseFurtherOpinionRequested(
+                    case_id=case_id,
+                    opinion_round=3,
+                    reason="another_view",
+                    share_earlier_opinions=False,
+                )
+            ),
+        )
+        unroutable = await routing.wait_for(case_id, "referrals.case.unroutable.v1")
+        assert unroutable[0]["data"]["reason"] == "no_eligible_center"
+        assert set(unroutable[0]["data"]["centers_tried"]) == {BERLIN, MUNICH}
+        await asyncio.sleep(1)
+        assert len(await routing.wait_for(case_id, "referrals.referral.requested.v1", 2)) == 2

@@ -40,6 +40,9 @@ class IntakeSettings(ServiceSettings):
     follow_up_window_days: int = Field(
         30, ge=1, description="days after the opinion during which they may be asked"
     )
+    max_opinions: int = Field(
+        3, ge=1, le=10, description="opinions a case may get: the first and further ones"
+    )
 
     def _secrets(self) -> dict[str, str]:
         return {

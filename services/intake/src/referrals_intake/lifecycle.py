@@ -12,6 +12,9 @@
                                           └─not answered by the due date, or the center
                                             declines─▶ referred (partners offers the next center)
 
+    opinion_delivered ─further opinion─▶ ready ─▶ … ─▶ opinion_delivered (another center's)
+                                          └─no other center─▶ opinion_delivered (the one it has)
+
 Declined and expired referrals of a `referred` case keep it `referred` while partners routes it
 to the next center; they are timeline entries, not transitions.
 """
@@ -49,6 +52,12 @@ TRANSITIONS: dict[tuple[CaseStatus, StatusChangeReason], CaseStatus] = {
     (S.READY, StatusChangeReason.CENTERS_PROPOSED): S.CHOOSING_CENTER,
     (S.CHOOSING_CENTER, StatusChangeReason.REFERRAL_REQUESTED): S.REFERRED,
     (S.CHOOSING_CENTER, StatusChangeReason.NO_ELIGIBLE_CENTER): S.UNROUTABLE,
+    # A further opinion (seed 003): routed again, never to a center offered the case before; if
+    # no center is left, the case keeps the opinion it has.
+    (S.OPINION_DELIVERED, StatusChangeReason.FURTHER_OPINION_REQUESTED): S.READY,
+    (S.READY, StatusChangeReason.FURTHER_OPINION_UNAVAILABLE): S.OPINION_DELIVERED,
+    (S.REFERRED, StatusChangeReason.FURTHER_OPINION_UNAVAILABLE): S.OPINION_DELIVERED,
+    (S.INFORMATION_REQUESTED, StatusChangeReason.FURTHER_OPINION_UNAVAILABLE): S.OPINION_DELIVERED,
 }
 
 RESUMES_TO = frozenset({S.REFERRED, S.ACCEPTED})

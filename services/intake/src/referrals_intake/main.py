@@ -69,6 +69,7 @@ def build_runtime(settings: IntakeSettings) -> Runtime:
             cross_border_consent_versions=settings.cross_border_consent_versions,
             follow_up_max_questions=settings.follow_up_max_questions,
             follow_up_window=timedelta(days=settings.follow_up_window_days),
+            max_opinions=settings.max_opinions,
             contact_box=SealedBox(public_key_b64=settings.notifications_public_key)
             if settings.notifications_public_key
             else None,

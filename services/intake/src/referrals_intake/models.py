@@ -60,6 +60,13 @@ class Case(IntakeModel, table=True):
     opinion_referral_id: UUID | None = None
     opinion_center_code: str | None = Field(default=None, max_length=63)
     opinion_delivered_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    opinion_round: int = 1
+    """Which opinion the case is on: 1, then 2 and so on for each further opinion asked."""
+    further_opinions: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSONB, nullable=False, server_default="[]")
+    )
+    """Each further opinion asked: round, reason, whether the patient agreed to share the
+    earlier opinions (and when), which documents were shared, when it was asked."""
 
 
 class CaseConsent(IntakeModel, table=True):

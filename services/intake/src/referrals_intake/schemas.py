@@ -26,6 +26,7 @@ from referrals_common.contracts.intake import (
     ClinicalQuestion,
     Destination,
     DestinationPreference,
+    FurtherOpinionReason,
     IcdO3Morphology,
     Preparation,
     ReferralReason,
@@ -365,6 +366,16 @@ class FollowUpPublic(BaseModel):
     answered_at: datetime | None
 
 
+class FurtherOpinionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: FurtherOpinionReason = Field(description="Why one more opinion is wanted")
+    share_earlier_opinions: bool = Field(
+        description="The consent step, asked explicitly: true lets the next center read the "
+        "earlier opinions; false sends the case without them"
+    )
+
+
 class MeetingChoiceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -451,6 +462,14 @@ class CasePublic(BaseModel):
     follow_up_questions_left: int = Field(
         default=0,
         description="How many more may be asked now (0 before the opinion and after the window)",
+    )
+    opinion_round: int = Field(
+        default=1, description="Which opinion the case is on: 1, then 2 after a further opinion"
+    )
+    further_opinions_left: int = Field(
+        default=0,
+        description="How many further opinions may be asked now (0 before an opinion is "
+        "delivered, and once the case had all it may get)",
     )
     meetings: list[MeetingPublic] = Field(
         default_factory=list,

@@ -20,6 +20,7 @@ from referrals_common.contracts import (
     CaseCenterChosen,
     CaseContactShared,
     CaseFollowUpAsked,
+    CaseFurtherOpinionRequested,
     CaseInformationProvided,
     CaseReadyForReferral,
     CaseStatus,
@@ -29,6 +30,7 @@ from referrals_common.contracts import (
     ClinicalSummary,
     Destination,
     DestinationPreference,
+    FurtherOpinionReason,
     Stage,
     StatusChangeReason,
     WithdrawalReason,
@@ -95,6 +97,15 @@ class FollowUpRefused(Exception):
         self.reason = reason
 
 
+class FurtherOpinionRefused(Exception):
+    """A further opinion the case does not take now: no opinion yet, or no more allowed.
+    Nothing applied."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class RequestNotFound(Exception):
     """No such information request on this case."""
 
@@ -148,6 +159,8 @@ class Intake:
     """Seals contact details to notifications' public key; None: no contact is shared."""
     follow_up_max_questions: int = 3
     follow_up_window: timedelta = timedelta(days=30)
+    max_opinions: int = 3
+    """Opinions a case may get: the first, then further ones (seed 003)."""
 
     # ------------------------------------------------------------------ personal data at rest
 
@@ -443,6 +456,10 @@ class Intake:
                 repo, case, reason, detail, "Nothing: we are offering your case to the next center."
             )
             return
+        if reason == R.NO_ELIGIBLE_CENTER and case.opinion_round > 1:
+            # A further opinion no center can give: the case keeps the opinion it has.
+            reason = R.FURTHER_OPINION_UNAVAILABLE
+            detail = "No other cancer center can give a further opinion on this case."
         try:
             await _move(uow, case, reason, reason=detail)
         except IllegalTransition as exc:
@@ -454,6 +471,72 @@ class Intake:
             case.opinion_referral_id = opinion_referral_id
             case.opinion_center_code = opinion_center_code
             case.opinion_delivered_at = utcnow()
+
+    # ----------------------------------------------------------------- a further opinion
+
+    def further_opinions_left(self, case: Case) -> int:
+        if case.status != CaseStatus.OPINION_DELIVERED:
+            return 0
+        return max(0, self.max_opinions - case.opinion_round)
+
+    async def request_further_opinion(
+        self,
+        uow: UnitOfWork,
+        case_id: UUID,
+        reason: FurtherOpinionReason,
+        share_earlier_opinions: bool,
+    ) -> Case:
+        """After an opinion, one more from another center: the case is `ready` again and partners
+        routes it to a center it was never offered to. The earlier opinions go with it only when
+        the patient agreed (`share_earlier_opinions`, the consent step)."""
+        repo = CaseRepository(uow.session)
+        case = await _locked(repo, case_id)
+        if case.status != CaseStatus.OPINION_DELIVERED:
+            raise FurtherOpinionRefused(
+                "no-opinion",
+                f"The case is {case.status}: a further opinion follows a delivered opinion.",
+            )
+        if case.opinion_round >= self.max_opinions:
+            raise FurtherOpinionRefused(
+                "no-opinions-left",
+                f"This case has had the {self.max_opinions} opinions a case may get.",
+            )
+        opinions = [
+            d.document_id for d in await repo.documents(case.id) if d.kind == "opinion" and d.stored
+        ]
+        shared = opinions if share_earlier_opinions else []
+        now = utcnow()
+        case.opinion_round += 1
+        case.further_opinions = [
+            *case.further_opinions,
+            {
+                "round": case.opinion_round,
+                "reason": reason.value,
+                "share_earlier_opinions": share_earlier_opinions,
+                "consented_at": now.isoformat() if share_earlier_opinions else None,
+                "shared_document_ids": [str(d) for d in shared],
+                "requested_at": now.isoformat(),
+            },
+        ]
+        await uow.outbox.add(
+            new_event(
+                CaseFurtherOpinionRequested(
+                    case_id=case.id,
+                    opinion_round=case.opinion_round,
+                    reason=reason,
+                    share_earlier_opinions=share_earlier_opinions,
+                    shared_document_ids=shared,
+                )
+            )
+        )
+        await _move(
+            uow,
+            case,
+            R.FURTHER_OPINION_REQUESTED,
+            reason="The patient asked for a further opinion from another cancer center"
+            + (", sharing the earlier opinion." if shared else ", without the earlier opinion."),
+        )
+        return case
 
     # --------------------------------------------------------------- the patient's choice
 

@@ -319,6 +319,7 @@ class Notifications:
                     uow,
                     event,
                     T.MEETING_MISSED,
+                    **({"time_zone": data.patient_time_zone} if data.patient_time_zone else {}),
                     center_name=await _center_name(uow, data.referral_id),
                     **_times(data.slot),
                 )

@@ -12,6 +12,7 @@ from typing import Any
 from referrals_common.contracts import (
     CaseCenterChosen,
     CaseFollowUpAsked,
+    CaseFurtherOpinionRequested,
     CaseInformationProvided,
     CaseMeetingCancelled,
     CaseMeetingSlotChosen,
@@ -63,6 +64,10 @@ def build_consumer(
     @consumer.handles(CaseFollowUpAsked)
     async def follow_up(event: CloudEvent[CaseFollowUpAsked], uow: UnitOfWork) -> None:
         await partners.on_follow_up_asked(uow, event.data)
+
+    @consumer.handles(CaseFurtherOpinionRequested)
+    async def further(event: CloudEvent[CaseFurtherOpinionRequested], uow: UnitOfWork) -> None:
+        await partners.on_further_opinion(uow, event.data)
 
     @consumer.handles(CaseMeetingSlotChosen)
     async def slot_chosen(event: CloudEvent[CaseMeetingSlotChosen], uow: UnitOfWork) -> None:

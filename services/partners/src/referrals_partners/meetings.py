@@ -246,6 +246,7 @@ class Meetings:
                     meeting_id=meeting.id,
                     outcome=outcome,
                     slot=slot,
+                    patient_time_zone=meeting.patient_time_zone,
                 )
             )
         )

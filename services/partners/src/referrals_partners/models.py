@@ -60,9 +60,10 @@ class ApiClient(PartnersModel, table=True):
 class RoutingCase(PartnersModel, table=True):
     """A case partners was asked to route; its row lock serialises everything about the case.
 
-    status: awaiting_documents | choosing | offered | accepted | info_requested | completed |
-    unroutable | withdrawn. `request` is the latest `case.ready_for_referral` (clinical summary,
-    destination, consent, documents and their languages).
+    status: awaiting_documents | choosing | further_opinion | offered | accepted | info_requested |
+    completed | unroutable | withdrawn. `request` is the latest `case.ready_for_referral`
+    (clinical summary, destination, consent, documents and their languages; for a further
+    opinion, with the earlier opinions the patient shared).
     """
 
     __tablename__ = "routing_cases"

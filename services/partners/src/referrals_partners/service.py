@@ -35,6 +35,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from referrals_common.contracts import (
     CaseFollowUpAsked,
+    CaseFurtherOpinionRequested,
     CaseInformationProvided,
     CaseReadyForReferral,
     CaseUnroutable,
@@ -188,6 +189,26 @@ class Partners:
             return
         if case.status == "choosing":
             return  # the patient is choosing among the proposed centers
+        await self._route(uow, case)
+
+    async def on_further_opinion(self, uow: UnitOfWork, asked: CaseFurtherOpinionRequested) -> None:
+        """After an opinion, route the case again: never to a center offered it before (one that
+        gave an opinion, declined or let the offer expire); the earlier opinions are offered
+        with the case only when the patient agreed to share them. Automatic routing: the
+        patient's choice of center applies to the first routing only."""
+        case = await _case(uow, asked.case_id)
+        if case.status != "completed" or case.request is None:
+            log.info("case %s is %s: further opinion ignored", case.case_id, case.status)
+            return
+        request = dict(case.request)
+        ids = list(request.get("document_ids") or [])
+        request["document_ids"] = ids + [
+            str(d) for d in asked.shared_document_ids if str(d) not in ids
+        ]
+        case.request = request
+        case.status = "further_opinion"
+        case.attempts = 0  # each opinion has its own attempts
+        case.updated_at = self.clock()
         await self._route(uow, case)
 
     async def on_case_withdrawn(self, uow: UnitOfWork, case_id: UUID) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from referrals_common.contracts import (
+    CaseFurtherOpinionRequested,
     CaseStatus,
     CaseStatusChanged,
     CaseSubmitted,
@@ -45,6 +46,12 @@ def build_consumer(
     @consumer.handles(CaseStatusChanged)
     async def status_changed(event: CloudEvent[CaseStatusChanged], uow: UnitOfWork) -> None:
         await records.on_case_status(uow, event.data.case_id, event.data.to_status)
+
+    @consumer.handles(CaseFurtherOpinionRequested)
+    async def further(event: CloudEvent[CaseFurtherOpinionRequested], uow: UnitOfWork) -> None:
+        d = event.data
+        if d.share_earlier_opinions and d.shared_document_ids:
+            await records.on_opinions_shared(uow, d.case_id, d.shared_document_ids)
 
     @consumer.handles(CaseWithdrawn)
     async def withdrawn(event: CloudEvent[CaseWithdrawn], uow: UnitOfWork) -> None:

@@ -51,6 +51,9 @@ class Document(RecordsModel, table=True):
     """The cancer center that uploaded this document (its opinion); null for the patient's."""
     referral_id: UUID | None = None
     """The referral a center uploaded this document for; null for the patient's documents."""
+    shared_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    """When the patient agreed that a center's opinion goes to the centers asked for a further
+    opinion (they may read it then); null: only its own center reads it."""
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     deleted_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
 

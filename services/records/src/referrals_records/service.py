@@ -310,11 +310,16 @@ class Records:
         self, uow: UnitOfWork, case_id: UUID, *, for_center: str | None = None
     ) -> list[Document]:
         """The case's live documents, oldest first. `for_center`: only what that center may
-        see, the patient's documents and its own uploads (never another center's opinion)."""
+        see, the patient's documents and its own uploads (never another center's opinion,
+        unless the patient shared it for a further opinion)."""
         query = select(Document).where(Document.case_id == case_id, Document.deleted_at.is_(None))
         if for_center is not None:
             query = query.where(
-                or_(Document.center_code.is_(None), Document.center_code == for_center)
+                or_(
+                    Document.center_code.is_(None),
+                    Document.center_code == for_center,
+                    Document.shared_at.is_not(None),  # type: ignore[union-attr]
+                )
             )
         rows = await uow.session.execute(query.order_by(Document.created_at, Document.id))
         return list(rows.scalars())
@@ -326,7 +331,7 @@ class Records:
         doc = await uow.session.get(Document, document_id)
         if doc is None or doc.case_id != case_id or doc.deleted_at is not None:
             raise DocumentNotFound(str(document_id))
-        if for_center is not None and doc.center_code not in (None, for_center):
+        if for_center is not None and not readable_by(doc, for_center):
             raise DocumentNotFound(str(document_id))
         return doc
 
@@ -342,7 +347,7 @@ class Records:
             referral = await uow.session.get(CenterReferral, grant.referral_id)
             if referral is None or referral.closed_at is not None:
                 raise LinkRevoked("the referral that granted it has ended")
-            if doc.center_code not in (None, referral.center_code):
+            if not readable_by(doc, referral.center_code):
                 raise LinkRevoked("the document is not this center's to read")
         stream = await asyncio.to_thread(self.store.open_stream, doc.object_key)
         return doc, stream
@@ -356,6 +361,16 @@ class Records:
         elif row.status != CaseStatus.WITHDRAWN:  # withdrawal is final, whatever comes late
             row.status = status
             row.updated_at = utcnow()
+
+    async def on_opinions_shared(
+        self, uow: UnitOfWork, case_id: UUID, document_ids: list[UUID]
+    ) -> None:
+        """The patient agreed that the earlier opinions go to the center of a further opinion:
+        from now on a center offered the case reads them (only these, only of this case)."""
+        for document_id in document_ids:
+            doc = await uow.session.get(Document, document_id, with_for_update=True)
+            if doc is not None and doc.case_id == case_id and doc.shared_at is None:
+                doc.shared_at = utcnow()
 
     async def _referral(
         self, uow: UnitOfWork, referral_id: UUID, case_id: UUID, center_code: str
@@ -462,4 +477,10 @@ async def _read_head(upload: Upload):  # type: ignore[no-untyped-def]
     return bytes(head), iterator
 
 
-__all__ = ["CLOSED", "Records", "RejectionReason"]
+def readable_by(doc: Document, center: str) -> bool:
+    """A center reads the patient's documents, its own uploads, and the earlier opinions the
+    patient shared for a further opinion; never another center's opinion otherwise."""
+    return doc.center_code in (None, center) or doc.shared_at is not None
+
+
+__all__ = ["CLOSED", "Records", "RejectionReason", "readable_by"]

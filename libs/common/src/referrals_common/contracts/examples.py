@@ -18,6 +18,7 @@ from .intake import (
     CaseCenterChosen,
     CaseContactShared,
     CaseFollowUpAsked,
+    CaseFurtherOpinionRequested,
     CaseInformationProvided,
     CaseMeetingCancelled,
     CaseMeetingSlotChosen,
@@ -312,6 +313,13 @@ EXAMPLES: dict[type[EventData], Callable[[], EventData]] = {
             ),
         ],
         choose_by=NOW + timedelta(days=3),
+    ),
+    CaseFurtherOpinionRequested: lambda: CaseFurtherOpinionRequested(
+        case_id=CASE,
+        opinion_round=2,
+        reason="conflicting_opinions",
+        share_earlier_opinions=True,
+        shared_document_ids=[DOC_B],
     ),
     CaseCenterChosen: lambda: CaseCenterChosen(case_id=CASE, center_code="nio-warszawa"),
     CaseFollowUpAsked: lambda: CaseFollowUpAsked(

@@ -187,6 +187,20 @@ class StatusChangeReason(StrEnum):
     OPINION_DELIVERED = "opinion_delivered"
     NO_ELIGIBLE_CENTER = "no_eligible_center"
     PATIENT_WITHDREW = "patient_withdrew"
+    FURTHER_OPINION_REQUESTED = "further_opinion_requested"
+    """After an opinion, the patient asked another center for one more (seed 003)."""
+    FURTHER_OPINION_UNAVAILABLE = "further_opinion_unavailable"
+    """No other center could give a further opinion: the case keeps the opinion it has."""
+    OTHER = "other"
+
+
+class FurtherOpinionReason(StrEnum):
+    """Why the patient asks for a further opinion (a choice, never free text: it reaches the
+    next center)."""
+
+    CONFLICTING_OPINIONS = "conflicting_opinions"
+    """The opinion differs from the treating doctors' plan, or from another opinion."""
+    ANOTHER_VIEW = "another_view"
     OTHER = "other"
 
 
@@ -579,6 +593,42 @@ class CaseMeetingCancelled(EventData):
     reason: PatientCancelReason = Field(description="Why, as the patient chose it")
 
 
+class CaseFurtherOpinionRequested(EventData):
+    """After an opinion, the patient asked for one more from another center (seed 003:
+    conflicting opinions may need a further consultation).
+
+    Emitted once per further opinion, while the case is `opinion_delivered` (it then becomes
+    `ready`, and partners routes it again, never to a center that was offered the case before).
+    The earlier opinions travel with the case only if the patient agreed, in an explicit consent
+    step: then `shared_document_ids` lists them, and only those documents of other centers are
+    readable by the next center; otherwise it is empty.
+    """
+
+    event_type: ClassVar[str] = "referrals.case.further_opinion_requested.v1"
+    topic: ClassVar[str] = topics.CASES
+    source: ClassVar[str] = SOURCE
+
+    opinion_round: Annotated[int, Field(ge=2, le=10)] = Field(
+        description="Which opinion this will be: 2 for the first further opinion"
+    )
+    reason: FurtherOpinionReason = Field(description="Why, as the patient chose it")
+    share_earlier_opinions: bool = Field(
+        description="The patient agreed that the earlier opinions go to the next center"
+    )
+    shared_document_ids: list[UUID] = Field(
+        default_factory=list,
+        max_length=10,
+        description="The earlier opinions' documents the next center may read (empty unless "
+        "the patient agreed)",
+    )
+
+    @model_validator(mode="after")
+    def _consented(self) -> CaseFurtherOpinionRequested:
+        if self.shared_document_ids and not self.share_earlier_opinions:
+            raise ValueError("earlier opinions are shared only with the patient's consent")
+        return self
+
+
 class CaseWithdrawn(EventData):
     """The case was withdrawn and is closed: consumers stop all work on it.
 
@@ -602,6 +652,7 @@ __all__ = [
     "CaseCenterChosen",
     "CaseContactShared",
     "CaseFollowUpAsked",
+    "CaseFurtherOpinionRequested",
     "CaseInformationProvided",
     "CaseMeetingCancelled",
     "CaseMeetingSlotChosen",
@@ -616,6 +667,7 @@ __all__ = [
     "CountryCode",
     "Destination",
     "DestinationPreference",
+    "FurtherOpinionReason",
     "Icd10Code",
     "IcdO3Morphology",
     "LanguageCode",

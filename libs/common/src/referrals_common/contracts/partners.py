@@ -549,6 +549,9 @@ class ReferralMeetingEnded(EventData):
     meeting_id: UUID = Field(description="The meeting")
     outcome: MeetingEnd = Field(description="Whether the meeting took place or was missed")
     slot: MeetingSlot = Field(description="The booked time")
+    patient_time_zone: TimeZoneName | None = Field(
+        default=None, description="The patient's time zone, to tell them the time they missed"
+    )
 
 
 class Price(BaseModel):

@@ -48,6 +48,7 @@ from referrals_intake.schemas import (
     CenterChoiceIn,
     ConsentIn,
     FollowUpIn,
+    FurtherOpinionIn,
     MeetingCancelIn,
     MeetingChoiceIn,
     TimelineEntryPublic,
@@ -62,6 +63,7 @@ from referrals_intake.service import (
     ConsentVersionUnknown,
     DocumentsNotReady,
     FollowUpRefused,
+    FurtherOpinionRefused,
     RequestClosed,
     RequestNotFound,
     SubmissionIncomplete,
@@ -142,6 +144,8 @@ async def to_public(runtime: Runtime, repo: CaseRepository, case: Case) -> CaseP
             ],
             "follow_up_questions_left": runtime.intake.follow_up_left(case, len(follow_ups)),
             "meetings": [meeting_use_cases.public(m) for m in meetings],
+            "opinion_round": case.opinion_round,
+            "further_opinions_left": runtime.intake.further_opinions_left(case),
             "information_requests": [
                 {
                     "id": r.id,
@@ -759,6 +763,65 @@ async def ask_follow_up(
 
 
 @router.post(
+    "/cases/{case_id}/further-opinion",
+    response_model=CasePublic,
+    responses=CASE_ERRORS,
+    summary="Ask another cancer center for a further opinion",
+)
+async def ask_further_opinion(
+    body: FurtherOpinionIn,
+    access: CaseAccessDep,
+    runtime: RuntimeDep,
+    uow: UowDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> CasePublic:
+    """After an opinion (seed 003: opinions that conflict may need a further one), up to the
+    case's allowed number (`further_opinions_left`): the case is `ready` again and goes to a
+    center it was never offered to. The earlier opinions go with it only if
+    `share_earlier_opinions` is true: the front end asks this as its own consent step. If no
+    other center can take it, the case keeps the opinion it has. Refused with nothing changed:
+    409 `further-opinion-refused` (`reason`: no-opinion, no-opinions-left)."""
+    operation = f"further_opinion:{access.case_id}"
+    replayed = await replay_for_case(
+        uow,
+        runtime,
+        access,
+        operation,
+        idempotency_key,
+        request_hash(operation, body.reason.value, str(body.share_earlier_opinions)),
+        response,
+    )
+    if replayed is not None:
+        return replayed
+    repo = CaseRepository(uow.session)
+    try:
+        await runtime.intake.request_further_opinion(
+            uow, access.case_id, body.reason, body.share_earlier_opinions
+        )
+    except CaseNotFound:
+        raise NotFound(f"There is no case {access.case_id}.") from None
+    except FurtherOpinionRefused as exc:
+        raise await refused(
+            runtime,
+            access.actor,
+            "ask_further_opinion",
+            access.case_id,
+            ProblemError(
+                str(exc),
+                status=409,
+                title="No further opinion can be asked now",
+                type_slug="further-opinion-refused",
+                extensions={"reason": exc.reason},
+            ),
+        ) from None
+    repo.audit(access.actor, "ask_further_opinion", access.case_id)
+    public = await to_public(runtime, repo, await load(repo, access.case_id))
+    await uow.commit()
+    return public
+
+
+@router.post(
     "/cases/{case_id}/meetings/{meeting_id}/booking",
     response_model=CasePublic,
     responses=CASE_ERRORS,
@@ -778,7 +841,7 @@ async def book_meeting(
     confirmation with a calendar file, and reminders a day and an hour before. Refused with
     nothing changed: 404 for a meeting not on the case, 409 `meeting-closed` (held, missed,
     cancelled, or the case withdrawn), 422 `slot-not-offered` (not one of its times, or past)."""
-    operation = f"meeting_booking:{access.case_id}:{meeting_id}"
+    operation = f"meeting_booking:{meeting_id}"  # the key's record binds the case
     replayed = await replay_for_case(
         uow,
         runtime,
@@ -818,7 +881,7 @@ async def cancel_meeting(
 ) -> CasePublic:
     """An offered or booked meeting; the center is told (the reason code only), and may offer
     new times. 409 `meeting-closed` when it is no longer open."""
-    operation = f"meeting_cancellation:{access.case_id}:{meeting_id}"
+    operation = f"meeting_cancellation:{meeting_id}"
     replayed = await replay_for_case(
         uow,
         runtime,
