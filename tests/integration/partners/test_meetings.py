@@ -393,5 +393,6 @@ async def test_a_further_opinion_goes_to_a_center_never_offered_the_case(make_ru
         unroutable = await routing.wait_for(case_id, "referrals.case.unroutable.v1")
         assert unroutable[0]["data"]["reason"] == "no_eligible_center"
         assert set(unroutable[0]["data"]["centers_tried"]) == {BERLIN, MUNICH}
+        assert unroutable[0]["data"]["opinion_round"] == 3
         await asyncio.sleep(1)
         assert len(await routing.wait_for(case_id, "referrals.referral.requested.v1", 2)) == 2

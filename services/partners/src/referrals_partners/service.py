@@ -744,10 +744,16 @@ class Partners:
         if len(docs) < len(ready.document_ids):
             case.status = "awaiting_documents"  # records' events are still on their way
             return
-        tried_rows = await uow.session.execute(
-            select(Referral.center_code).where(Referral.case_id == case.case_id)
-        )
-        tried = [code for (code,) in tried_rows.all()]
+        tried_rows = (
+            await uow.session.execute(
+                select(Referral.center_code, Referral.status).where(
+                    Referral.case_id == case.case_id
+                )
+            )
+        ).all()
+        tried = [code for code, _ in tried_rows]
+        # The opinion being sought: 1, or more after opinions were given (a further opinion).
+        ready_round = 1 + sum(1 for _, status in tried_rows if status == "completed")
         states = await self._center_states(uow)
         decision = decide(
             RoutingRequest.from_ready_event(ready), states, set(tried), rates=self.rates
@@ -770,7 +776,14 @@ class Partners:
             case.unroutable_reason = str(reason)
             log.warning("case %s is unroutable: %s", case.case_id, reason)
             await uow.outbox.add(
-                new_event(CaseUnroutable(case_id=case.case_id, reason=reason, centers_tried=tried))
+                new_event(
+                    CaseUnroutable(
+                        case_id=case.case_id,
+                        reason=reason,
+                        centers_tried=tried,
+                        opinion_round=(ready_round if ready_round > 1 else None),
+                    )
+                )
             )
             return
         case.attempts += 1

@@ -599,8 +599,9 @@ class CentersProposed(EventData):
 class CaseUnroutable(EventData):
     """No center will give an opinion on the case: routing gave up.
 
-    Emitted once per case, instead of (or after the last) `ReferralRequested`. `centers_tried` is
-    empty when no center was eligible at all.
+    Emitted once per case (and once per further opinion that cannot be had), instead of (or
+    after the last) `ReferralRequested`. `centers_tried` is empty when no center was eligible at
+    all. For a further opinion (`opinion_round` 2 or more) the case keeps the opinion it has.
     """
 
     event_type: ClassVar[str] = "referrals.case.unroutable.v1"
@@ -611,6 +612,12 @@ class CaseUnroutable(EventData):
     centers_tried: Annotated[list[CenterCode], AfterValidator(_no_duplicates)] = Field(
         default_factory=list,
         description="The centers offered the case, in the order they were tried",
+    )
+    opinion_round: int | None = Field(
+        default=None,
+        ge=2,
+        description="Set when a further opinion could not be had: which opinion it was to be "
+        "(the case keeps its earlier one); absent for a case's first routing",
     )
 
 
