@@ -8,6 +8,7 @@ and the inbox row together, or none of them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
@@ -57,6 +58,10 @@ class UnitOfWork:
 
     `async with db.unit_of_work() as uow: ...; await uow.commit()`. Leaving the block without
     `commit()` (or with an exception) rolls everything back.
+
+    `uow.after_commit(fn)` runs `fn()` once the transaction is committed, never if it is rolled
+    back: how a use case counts what happened (a metric), so a retried or rolled-back
+    transaction counts nothing twice.
     """
 
     session: AsyncSession
@@ -66,6 +71,7 @@ class UnitOfWork:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
         self._committed = False
+        self._after_commit: list[Callable[[], object]] = []
 
     async def __aenter__(self) -> Self:
         self.session = self._sessions()
@@ -92,6 +98,14 @@ class UnitOfWork:
     async def commit(self) -> None:
         await self.session.commit()
         self._committed = True
+        done, self._after_commit = self._after_commit, []
+        for fn in done:
+            fn()
+
+    def after_commit(self, fn: Callable[[], object]) -> None:
+        """Run `fn()` (quick, no I/O: a metric's `inc`) after the next successful commit."""
+        self._after_commit.append(fn)
 
     async def rollback(self) -> None:
+        self._after_commit.clear()
         await self.session.rollback()

@@ -66,6 +66,86 @@ OPINION_OUTCOMES = Counter(
     ["service", "center_code", "diagnosis", "treatment"],
 )
 
+# --- the case journey (intake) -----------------------------------------------------------------
+# Counted once a transition is committed (`UnitOfWork.after_commit`); never labelled by case.
+
+CASE_TRANSITIONS = Counter(
+    "referrals_case_transitions_total",
+    "Case lifecycle transitions intake committed, by the state left and the state entered "
+    "(`sum by (to_state)`: cases that entered each state; the journey funnel)",
+    ["service", "from_state", "to_state"],
+)
+TIME_IN_STATE_BUCKETS = (
+    1, 5, 30, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 2 * 86400, 4 * 86400,
+    7 * 86400, 14 * 86400, 30 * 86400,
+)  # fmt: skip
+"""From seconds (a test platform, a case that moves on at once) to a month (a center's
+opinion)."""
+CASE_TIME_IN_STATE = Histogram(
+    "referrals_case_time_in_state_seconds",
+    "How long a case stayed in a state, observed when it leaves it, by that state",
+    ["service", "state"],
+    buckets=TIME_IN_STATE_BUCKETS,
+)
+CASES_IN_STATE = Gauge(
+    "referrals_cases",
+    "Cases in each state now, counted in intake's database every few seconds (by the "
+    "consumer process; with replicas, take `max`)",
+    ["service", "state"],
+)
+CASE_OLDEST_IN_STATE = Gauge(
+    "referrals_case_oldest_in_state_seconds",
+    "How long the case that has been longest in each state has been there (0 when none is): "
+    "what the stuck-case alert compares with the state's deadline",
+    ["service", "state"],
+)
+
+# --- referrals per center (partners) ----------------------------------------------------------
+
+CENTER_REFERRALS = Counter(
+    "referrals_center_referrals_total",
+    "What happened to referrals at each center: offered, accepted, declined, expired, "
+    "info_requested (the center asked the patient for more), opinion_delivered",
+    ["service", "center_code", "event"],
+)
+JOURNEY_BUCKETS = (
+    1, 5, 30, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 2 * 86400, 4 * 86400,
+    7 * 86400, 14 * 86400, 30 * 86400, 60 * 86400,
+)  # fmt: skip
+TIME_TO_FIRST_OFFER = Histogram(
+    "referrals_time_to_first_offer_seconds",
+    "From a case's arrival at partners (ready for referral) to its first offer to a center",
+    ["service"],
+    buckets=JOURNEY_BUCKETS,
+)
+CENTER_ANSWER_TIME = Histogram(
+    "referrals_center_answer_seconds",
+    "From an offer to the center's answer (accepted or declined), by center: the centers' SLA",
+    ["service", "center_code", "answer"],
+    buckets=JOURNEY_BUCKETS,
+)
+TIME_TO_OPINION = Histogram(
+    "referrals_time_to_opinion_seconds",
+    "From a case's arrival at partners to the delivered opinion, by the center that gave it",
+    ["service", "center_code"],
+    buckets=JOURNEY_BUCKETS,
+)
+WEBHOOK_DELIVERIES = Counter(
+    "referrals_webhook_deliveries_total",
+    "Webhook calls partners' scheduler made to centers, by outcome: delivered, retried (failed, "
+    "tried again later), failed (gave up)",
+    ["service", "outcome"],
+)
+
+# --- notifications -------------------------------------------------------------------------------
+
+NOTIFICATION_DELIVERIES = Counter(
+    "referrals_notification_deliveries_total",
+    "Deliveries notifications' sender settled, by channel (email, sms, webhook) and outcome: "
+    "sent, retried (failed, tried again later), failed (gave up)",
+    ["service", "channel", "outcome"],
+)
+
 # --- consumers ---------------------------------------------------------------------------------
 
 CONSUMER_LAG = Gauge(

@@ -43,6 +43,9 @@ class IntakeSettings(ServiceSettings):
     max_opinions: int = Field(
         3, ge=1, le=10, description="opinions a case may get: the first and further ones"
     )
+    case_gauges_interval: float = Field(
+        5.0, gt=0, description="seconds between the consumer's counts of cases by state"
+    )
 
     def _secrets(self) -> dict[str, str]:
         return {

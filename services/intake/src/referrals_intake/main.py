@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -115,6 +116,7 @@ async def run_consumer(settings: IntakeSettings) -> None:
     from referrals_intake import consumers
 
     rt = build_runtime(settings)
+    gauges = asyncio.create_task(count_cases_by_state(rt.db, settings.case_gauges_interval))
     try:
         await serve_consumer(
             "intake",
@@ -123,4 +125,29 @@ async def run_consumer(settings: IntakeSettings) -> None:
             lambda dead: consumers.build_consumer(rt.intake, rt.db, dead),
         )
     finally:
+        gauges.cancel()
         await rt.db.dispose()
+
+
+async def count_cases_by_state(db: Database, interval: float) -> None:
+    """Keep `referrals_cases` and `referrals_case_oldest_in_state_seconds` up to date: one
+    grouped query every `interval` seconds (a state no case is in any more reads 0)."""
+    from referrals_common.metrics import CASE_OLDEST_IN_STATE, CASES_IN_STATE, service_name
+    from referrals_intake.repository import CaseRepository
+
+    seen: set[str] = set()
+    while True:
+        try:
+            async with db.unit_of_work() as uow:
+                states = await CaseRepository(uow.session).states()
+            now = {state for state, _, _ in states}
+            for state in seen - now:
+                CASES_IN_STATE.labels(service_name(), state).set(0)
+                CASE_OLDEST_IN_STATE.labels(service_name(), state).set(0)
+            for state, count, oldest in states:
+                CASES_IN_STATE.labels(service_name(), state).set(count)
+                CASE_OLDEST_IN_STATE.labels(service_name(), state).set(oldest)
+            seen |= now
+        except Exception:  # the database is away: keep the last figures, try again
+            log.warning("counting cases by state failed", exc_info=True)
+        await asyncio.sleep(interval)

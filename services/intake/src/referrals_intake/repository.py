@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID, uuid4
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,6 +35,19 @@ class CaseRepository:
         if for_update:
             query = query.with_for_update()
         return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def states(self) -> list[tuple[str, int, float]]:
+        """Per case state: how many cases are in it, and for how many seconds the one longest
+        there has been (since its last transition; cases never moved count from creation)."""
+        rows = await self.session.execute(
+            text(
+                "select c.status, count(*), coalesce(extract(epoch from now() - min("
+                "  coalesce((select t.at from case_timeline t where t.case_id = c.id"
+                "            order by t.id desc limit 1), c.created_at))), 0)"
+                " from cases c group by c.status"
+            )
+        )
+        return [(str(status), int(n), float(age)) for status, n, age in rows.all()]
 
     def add(self, row: object) -> None:
         self.session.add(row)

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from referrals_common.contracts import (
     AgeGroup,
@@ -40,6 +40,7 @@ from referrals_common.contracts.information import PREPARATION_ITEMS, RequestedI
 from referrals_common.contracts.intake import Preparation
 from referrals_common.crypto import FieldCipher, SealedBox
 from referrals_common.db import UnitOfWork
+from referrals_common.metrics import CASE_TIME_IN_STATE, CASE_TRANSITIONS, service_name
 from referrals_intake import lifecycle
 from referrals_intake.lifecycle import IllegalTransition
 from referrals_intake.models import (
@@ -987,8 +988,18 @@ async def _move(
     before = CaseStatus(case.status)
     after = lifecycle.next_status(before, reason_code, resume=resume)
     text = reason or lifecycle.REASONS.get(reason_code, reason_code.replace("_", " "))
+    # When the case entered the state it leaves: its last timeline entry (one indexed row).
+    entered = await uow.session.scalar(
+        select(TimelineEntry.at)
+        .where(TimelineEntry.case_id == case.id)
+        .order_by(TimelineEntry.id.desc())  # type: ignore[union-attr]
+        .limit(1)
+    )
     case.status = after
     case.updated_at = utcnow()
+    stayed = (case.updated_at - (entered or case.created_at)).total_seconds()
+    uow.after_commit(CASE_TRANSITIONS.labels(service_name(), before, after).inc)
+    uow.after_commit(lambda: CASE_TIME_IN_STATE.labels(service_name(), before).observe(stayed))
     uow.session.add(
         TimelineEntry(
             case_id=case.id,
