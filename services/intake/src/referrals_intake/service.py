@@ -988,12 +988,20 @@ async def _move(
     before = CaseStatus(case.status)
     after = lifecycle.next_status(before, reason_code, resume=resume)
     text = reason or lifecycle.REASONS.get(reason_code, reason_code.replace("_", " "))
-    # When the case entered the state it leaves: its last timeline entry (one indexed row).
-    entered = await uow.session.scalar(
-        select(TimelineEntry.at)
-        .where(TimelineEntry.case_id == case.id)
-        .order_by(TimelineEntry.id.desc())  # type: ignore[union-attr]
-        .limit(1)
+    # When the case entered the state it leaves: its last timeline entry, this transaction's
+    # own (not flushed yet) or the last stored one (one indexed row).
+    pending = [
+        e.at for e in uow.session.new if isinstance(e, TimelineEntry) and e.case_id == case.id
+    ]
+    entered = (
+        max(pending)
+        if pending
+        else await uow.session.scalar(
+            select(TimelineEntry.at)
+            .where(TimelineEntry.case_id == case.id)
+            .order_by(TimelineEntry.id.desc())  # type: ignore[union-attr]
+            .limit(1)
+        )
     )
     case.status = after
     case.updated_at = utcnow()

@@ -50,6 +50,7 @@ from referrals_common.contracts.notifications import (
 )
 from referrals_common.crypto import SealedBox
 from referrals_common.db import Database, UnitOfWork
+from referrals_common.metrics import NOTIFICATION_DELIVERIES, service_name
 from referrals_common.telemetry import continue_trace
 from referrals_notifications.channels.base import PermanentDeliveryError
 from referrals_notifications.channels.retry import RetryPolicy, deliver_with_retry
@@ -313,6 +314,7 @@ class Sender:
                     )
                 )
             )
+            _count(uow, delivery.channel, "sent")
             return
         error = outcome.error
         assert error is not None
@@ -324,6 +326,7 @@ class Sender:
         delivery.last_error = str(error)[:500]
         delay = self.settings.round_backoff * 2 ** max(rounds - 1, 0)
         delivery.next_attempt_at = self.clock() + timedelta(seconds=delay)
+        _count(uow, delivery.channel, "retried")
         log.info("delivery %s: %s; next round in %.0f s", delivery.id, error.code, delay)
 
     async def _failed(
@@ -364,6 +367,7 @@ class Sender:
                 detail=f"{delivery.trigger} to the {delivery.audience} failed: {code}",
             )
         )
+        _count(uow, delivery.channel, "failed")
         log.warning("delivery %s failed for good: %s", delivery.id, code)
 
     def _ops_alert(self, delivery: Delivery) -> tuple[Any, Any, Any] | None:
@@ -378,3 +382,9 @@ class Sender:
             occurred_at=delivery.occurred_at,
         )
         return self.channels.email, self.channels.ops_email, self.renderer.render_ops_alert(alert)
+
+
+def _count(uow: UnitOfWork, channel: str | None, outcome: str) -> None:
+    """Count a delivery's outcome on its channel once the transaction commits."""
+    counted = NOTIFICATION_DELIVERIES.labels(service_name(), channel or "none", outcome)
+    uow.after_commit(counted.inc)

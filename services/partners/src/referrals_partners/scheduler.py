@@ -31,6 +31,7 @@ from sqlalchemy import select
 from referrals_common.contracts import ReferralOffered
 from referrals_common.crypto import FieldCipher
 from referrals_common.db import Database
+from referrals_common.metrics import WEBHOOK_DELIVERIES, service_name
 from referrals_common.outbound import OutboundPolicy, TargetRefused, classify
 from referrals_common.telemetry import untraced
 from referrals_common.webhooks import EVENT_ID_HEADER, signed_headers
@@ -102,6 +103,7 @@ class WebhookSender:
                 delivery.status = "cancelled"  # the offer ended before it could be sent
                 delivery.last_error = "the offer ended before it was delivered"
                 await uow.commit()
+                _count(delivery)
                 return True
             delivery.attempts += 1
             if hook is None:
@@ -110,6 +112,7 @@ class WebhookSender:
             else:
                 await self._post(delivery, hook)
             await uow.commit()
+            _count(delivery)
         return True
 
     async def _post(self, delivery: WebhookDelivery, hook: Webhook) -> None:
@@ -147,6 +150,15 @@ class WebhookSender:
         else:
             delay = self.backoff * 2 ** (delivery.attempts - 1)
             delivery.next_attempt_at = self.clock() + timedelta(seconds=delay)
+
+
+_OUTCOMES = {"delivered": "delivered", "pending": "retried", "failed": "failed"}
+
+
+def _count(delivery: WebhookDelivery) -> None:
+    """Count a committed delivery attempt by what became of it (`cancelled`: the offer ended)."""
+    outcome = _OUTCOMES.get(delivery.status, delivery.status)
+    WEBHOOK_DELIVERIES.labels(service_name(), outcome).inc()
 
 
 async def run_scheduler(

@@ -68,7 +68,14 @@ from referrals_common.contracts import (
 from referrals_common.contracts.partners import Price as ProposedPrice
 from referrals_common.contracts.partners import document_fetch_path
 from referrals_common.db import UnitOfWork
-from referrals_common.metrics import OPINION_OUTCOMES, service_name
+from referrals_common.metrics import (
+    CENTER_ANSWER_TIME,
+    CENTER_REFERRALS,
+    OPINION_OUTCOMES,
+    TIME_TO_FIRST_OFFER,
+    TIME_TO_OPINION,
+    service_name,
+)
 from referrals_common.telemetry import case_context
 from referrals_partners.models import (
     CaseDocument,
@@ -263,6 +270,7 @@ class Partners:
                 )
             )
         )
+        _count(uow, center, "accepted", answered=referral)
         return referral
 
     async def decline(
@@ -301,6 +309,7 @@ class Partners:
                 )
             )
         )
+        _count(uow, center, "declined", answered=referral)
         await self._route(uow, case, after_all_declined=True)
         return referral
 
@@ -364,6 +373,7 @@ class Partners:
                 )
             )
         )
+        _count(uow, center, "info_requested")
         return referral
 
     async def on_information_provided(
@@ -614,6 +624,7 @@ class Partners:
                     )
                 )
             )
+            _count(uow, referral.center_code, "expired")
             await self._route(uow, case, after_all_declined=True)
 
     async def deliver_opinion(
@@ -650,12 +661,17 @@ class Partners:
                 )
             )
         )
-        OPINION_OUTCOMES.labels(
-            service_name(),
-            center,
-            str(outcome.diagnosis) if outcome else "not_recorded",
-            str(outcome.treatment) if outcome else "not_recorded",
-        ).inc()
+        uow.after_commit(
+            OPINION_OUTCOMES.labels(
+                service_name(),
+                center,
+                str(outcome.diagnosis) if outcome else "not_recorded",
+                str(outcome.treatment) if outcome else "not_recorded",
+            ).inc
+        )
+        _count(uow, center, "opinion_delivered")
+        waited = (self.clock() - case.created_at).total_seconds()
+        uow.after_commit(lambda: TIME_TO_OPINION.labels(service_name(), center).observe(waited))
         return referral
 
     async def concordance(self, uow: UnitOfWork) -> list[Concordance]:
@@ -729,6 +745,7 @@ class Partners:
                         )
                     )
                 )
+                _count(uow, referral.center_code, "expired")
                 await self._route(uow, locked, after_all_declined=True)
             expired += 1
         return expired
@@ -946,6 +963,10 @@ class Partners:
                     )
                 )
             )
+            _count(uow, center.code, "offered")
+            if referral.attempt == 1:
+                waited = (now - case.created_at).total_seconds()
+                uow.after_commit(lambda: TIME_TO_FIRST_OFFER.labels(service_name()).observe(waited))
         offer = new_event(
             ReferralOffered(
                 case_id=case.case_id,
@@ -1093,6 +1114,17 @@ def _offered(referral_id: UUID, doc: CaseDocument) -> OfferedDocument:
         media_type=doc.media_type,  # type: ignore[arg-type]
         fetch_via=document_fetch_path(referral_id, doc.document_id),
     )
+
+
+def _count(uow: UnitOfWork, center: str, event: str, *, answered: Referral | None = None) -> None:
+    """Count a referral's step at `center` once the transaction commits; an answer (accepted,
+    declined) also observes how long the center took since the offer."""
+    uow.after_commit(CENTER_REFERRALS.labels(service_name(), center, event).inc)
+    if answered is not None and answered.answered_at is not None:
+        took = (answered.answered_at - answered.offered_at).total_seconds()
+        uow.after_commit(
+            lambda: CENTER_ANSWER_TIME.labels(service_name(), center, event).observe(took)
+        )
 
 
 async def _queue_webhook(uow: UnitOfWork, event: CloudEvent[Any], referral: Referral) -> None:
