@@ -197,6 +197,9 @@ class EventConsumer:
         lag = ConsumerLag(self, chained=options.pop("listener", None))
         group = options.pop("group_id", self.name)
         self.groups.update(dict.fromkeys(topics, group))
+        for topic in topics:
+            # At 0 from the start, so the first dead letter is an increase Prometheus sees.
+            metrics.CONSUMER_DEAD_LETTERS.labels(self.service, self.name, topic)
         subscriber = broker.subscriber(
             *topics,
             group_id=group,
