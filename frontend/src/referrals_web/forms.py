@@ -16,7 +16,7 @@ from referrals_common.contracts.intake import StageGroup, TnmStage
 from referrals_web import icd10
 from referrals_web.i18n import N_
 from referrals_web.rendering import Form
-from referrals_web.vocabulary import DESTINATIONS, REASONS
+from referrals_web.vocabulary import CENTER_CHOICES, DESTINATIONS, REASONS
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ STEPS: tuple[Step, ...] = (
     Step("questions", ("question_1", "question_2", "question_3"), "new/questions.html"),
     Step(
         "destination",
-        ("destination", "country_1", "country_2", "country_3"),
+        ("destination", "country_1", "country_2", "country_3", "center_choice"),
         "new/destination.html",
     ),
     Step("date-of-birth", ("dob_day", "dob_month", "dob_year"), "new/date_of_birth.html"),
@@ -55,6 +55,7 @@ POINTERS = {
     **{f"/questions/{i}": f"question_{i + 1}" for i in range(MAX_QUESTIONS)},
     "/destination": "destination",
     "/destination/countries": "country_1",
+    "/patient_chooses_center": "center_choice",
     "/date_of_birth": "date_of_birth",
     "/contact": "email",
     "/contact/email": "email",
@@ -72,6 +73,7 @@ FIELD_STEP = {
     **{f"question_{i + 1}": "questions" for i in range(MAX_QUESTIONS)},
     "destination": "destination",
     **{f"country_{i + 1}": "destination" for i in range(MAX_COUNTRIES)},
+    "center_choice": "destination",
     "date_of_birth": "date-of-birth",
     "email": "contact",
     "phone": "contact",
@@ -90,6 +92,7 @@ FIELD_MESSAGES = {
     "question_1": N_("Check your questions: each can be at most 2000 characters long"),
     "destination": N_("Choose where the opinion should come from"),
     "country_1": N_("Choose at least one country"),
+    "center_choice": N_("Choose how the cancer center is chosen"),
     "date_of_birth": N_("Check the date of birth: it must be a real date in the past"),
     "email": N_("Enter an e-mail address in the right format, like name@example.com"),
     "phone": N_("Enter a phone number in international format, like +380 50 123 45 67"),
@@ -97,7 +100,12 @@ FIELD_MESSAGES = {
 }
 """What to say beside a field intake refused (intake's own words are English only)."""
 
-ANCHORS = {"date_of_birth": "dob_day", "reasons": "reasons-0", "destination": "destination-0"}
+ANCHORS = {
+    "date_of_birth": "dob_day",
+    "reasons": "reasons-0",
+    "destination": "destination-0",
+    "center_choice": "center_choice-0",
+}
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _TNM = TypeAdapter(TnmStage)
@@ -176,6 +184,10 @@ def _check_questions(form: Form, v: dict[str, Any]) -> None:
 
 
 def _check_destination(form: Form, v: dict[str, Any]) -> None:
+    choice = v.get("center_choice") or "automatic"  # answers from before the question: automatic
+    form.values["center_choice"] = choice
+    if choice not in CENTER_CHOICES:
+        form.error("center_choice", FIELD_MESSAGES["center_choice"])
     preference = v.get("destination", "")
     if preference not in DESTINATIONS:
         form.error("destination", FIELD_MESSAGES["destination"])
@@ -281,7 +293,8 @@ def part(step: Step, v: dict[str, Any]) -> dict[str, Any]:
             "destination": {
                 "preference": preference,
                 "countries": _countries(v) if preference == "countries" else [],
-            }
+            },
+            "patient_chooses_center": v.get("center_choice") == "choose",
         }
     if step.slug == "date-of-birth":
         born = date(int(v["dob_year"]), int(v["dob_month"]), int(v["dob_day"]))
@@ -322,6 +335,7 @@ def values_from_case(case: dict[str, Any]) -> dict[str, Any]:
         "stage_group": stage.get("group") or "",
         "reasons": list(case.get("reasons") or []),
         "destination": destination.get("preference", ""),
+        "center_choice": "choose" if case.get("patient_chooses_center") else "automatic",
         "dob_day": day.lstrip("0"),
         "dob_month": month.lstrip("0"),
         "dob_year": year,

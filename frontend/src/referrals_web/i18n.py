@@ -11,11 +11,18 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
-from zoneinfo import ZoneInfo
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pycountry
 from babel import Locale
-from babel.dates import format_date, format_time, format_timedelta
+from babel.dates import (
+    format_date,
+    format_time,
+    format_timedelta,
+    get_timezone,
+    get_timezone_location,
+)
 from babel.lists import format_list
 from babel.support import Translations
 
@@ -151,3 +158,63 @@ def from_now(value: datetime | str | None, locale: str) -> str:
     return format_timedelta(
         value - datetime.now(UTC), add_direction=True, threshold=1.5, locale=cldr(locale)
     )
+
+
+def known_zone(name: str | None) -> str | None:
+    """`name` if it is a time zone of the IANA database (`Europe/Kyiv`), else None."""
+    if not name or len(name) > 64 or name.startswith(("/", ".")) or ".." in name:
+        return None
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+    return name
+
+
+def zone_name(zone: str, locale: str) -> str:
+    """A time zone by the place it is named after: "Germany (Berlin) Time" / "час: Німеччина
+    (Берлін)"; UTC as itself."""
+    if zone in ("UTC", "Etc/UTC"):
+        return "UTC"
+    try:
+        return str(get_timezone_location(get_timezone(zone), locale=cldr(locale)))
+    except (LookupError, ValueError):
+        return zone
+
+
+def zoned_date_time(value: datetime | str | None, zone: str, locale: str) -> str:
+    """A moment on the clock of `zone`, with its weekday: "вівторок, 12 травня 2026 р., 15:30"."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    local = value.astimezone(ZoneInfo(zone))
+    day = format_date(local.date(), format="full", locale=cldr(locale))
+    return f"{day}, {format_time(local.time(), format='short', locale=cldr(locale))}"
+
+
+def zoned_time(value: datetime | str | None, zone: str, locale: str) -> str:
+    """The clock time of a moment in `zone`: "15:30"."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return format_time(value.astimezone(ZoneInfo(zone)).time(), format="short", locale=cldr(locale))
+
+
+def zoned_day(value: datetime | str | None, zone: str, locale: str) -> str:
+    """The day of a moment in `zone`, in words with its weekday."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return format_date(value.astimezone(ZoneInfo(zone)).date(), format="full", locale=cldr(locale))
+
+
+def money(price: dict[str, Any] | None, locale: str) -> str:
+    """A center's price in the page's language: "2 500,00 EUR" / "€2,500.00"."""
+    from babel.numbers import format_currency
+
+    if not price:
+        return ""
+    return str(format_currency(price["amount"], price["currency"], locale=cldr(locale)))

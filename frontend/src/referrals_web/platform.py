@@ -263,6 +263,27 @@ class Platform:
         )
         return response.json()  # type: ignore[no-any-return]
 
+    async def case_action(
+        self,
+        case_id: UUID,
+        token: str,
+        action: str,
+        body: dict[str, Any],
+        idempotency_key: str,
+    ) -> dict[str, Any]:
+        """POST /v1/cases/{id}/{action} with the case's token (`center-choice`,
+        `follow-up-questions`, `further-opinion`, `meetings/{id}/booking`,
+        `meetings/{id}/cancellation`): the case as it is afterwards. Each takes an
+        Idempotency-Key: the same key again changes nothing."""
+        response = await self._send(
+            "POST",
+            f"{self.intake}/v1/cases/{case_id}/{action}",
+            token=token,
+            json=body,
+            headers={"Idempotency-Key": idempotency_key},
+        )
+        return response.json()  # type: ignore[no-any-return]
+
     async def documents(self, case_id: UUID, token: str) -> list[dict[str, Any]]:
         response = await self._send(
             "GET", f"{self.records}/v1/cases/{case_id}/documents", token=token
@@ -348,8 +369,10 @@ class Platform:
     ) -> dict[str, Any]:
         """POST /v1/partner/referrals/{id}/{action} (`accept`, `decline`,
         `information-requests`, `opinion`, `shipments/{id}/receipt`,
-        `follow-up-questions/{id}/answer`, `meetings`); the referral as it is afterwards.
-        `idempotency_key` for the actions that take one (a meeting's offer)."""
+        `follow-up-questions/{id}/answer`, `meetings`, `meetings/{id}/slots`,
+        `meetings/{id}/cancellation`, `meetings/{id}/outcome`); the referral as it is
+        afterwards. `idempotency_key` for the actions that take one (a meeting's offer, new
+        times)."""
         response = await self._send(
             "POST",
             f"{self.partners}/v1/partner/referrals/{referral_id}/{action}",

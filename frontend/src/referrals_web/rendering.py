@@ -76,6 +76,11 @@ def make_environment(locale: str) -> Environment:
         utc_date_time=lambda v: i18n.utc_date_time(v, locale),
         utc_date=lambda v: i18n.utc_date(v, locale),
         from_now=lambda v: i18n.from_now(v, locale),
+        zone_name=lambda zone: i18n.zone_name(zone, locale),
+        zoned_date_time=lambda v, zone: i18n.zoned_date_time(v, zone, locale),
+        zoned_time=lambda v, zone: i18n.zoned_time(v, zone, locale),
+        zoned_day=lambda v, zone: i18n.zoned_day(v, zone, locale),
+        money=lambda price: i18n.money(price, locale),
     )
     return env
 

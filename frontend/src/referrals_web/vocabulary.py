@@ -26,6 +26,11 @@ DESTINATIONS = {
     "countries": N_("A cancer center in the countries I choose"),
 }
 
+CENTER_CHOICES = {
+    "automatic": N_("Choose the best-suited cancer center for me"),
+    "choose": N_("Let me choose among the best-suited cancer centers"),
+}
+
 CHANNELS = {"email": N_("E-mail"), "sms": N_("Text message (SMS)")}
 
 DOCUMENT_KINDS = {
@@ -49,6 +54,7 @@ CASE_STATUSES = {
     "referred": N_("With a cancer center, waiting for its answer"),
     "accepted": N_("Accepted by a cancer center: the opinion is being written"),
     "information_requested": N_("The cancer center needs more information from you"),
+    "choosing_center": N_("Waiting for you to choose a cancer center"),
     "opinion_delivered": N_("The written opinion is ready"),
     "unroutable": N_("No cancer center could take the case"),
     "withdrawn": N_("Withdrawn"),
@@ -70,9 +76,15 @@ TIMELINE_REASONS = {
     "information_not_provided": N_(
         "The center's request was not answered in time; the case goes to the next center."
     ),
+    "centers_proposed": N_("Several cancer centers can give the opinion: you choose one."),
+    "center_chosen": N_("You chose the cancer center."),
     "opinion_delivered": N_("The written opinion is ready."),
     "no_eligible_center": N_("No cancer center could take the case."),
     "patient_withdrew": N_("You withdrew the case."),
+    "further_opinion_requested": N_("You asked another cancer center for a further opinion."),
+    "further_opinion_unavailable": N_(
+        "No other cancer center can give a further opinion. Your case keeps the opinion it has."
+    ),
 }
 
 NEXT_STEPS = {
@@ -93,7 +105,13 @@ NEXT_STEPS = {
     "info_requested": N_("Answer the center's request before its due date."),
     "information_provided": N_("Wait: the center goes on with your case."),
     "information_not_provided": N_("Nothing: we are offering your case to the next center."),
+    "centers_proposed": N_("Choose the cancer center you want, before the date shown."),
+    "center_chosen": N_("Wait for the center's answer. We will tell you."),
     "opinion_delivered": N_("Read the opinion and talk it over with your doctor."),
+    "further_opinion_requested": N_("Wait: we are choosing another cancer center."),
+    "further_opinion_unavailable": N_(
+        "Read the opinion you have and talk it over with your doctor."
+    ),
     "no_eligible_center": N_(
         "Our team will contact you about other options, such as another destination."
     ),
@@ -288,6 +306,9 @@ CONSOLE_ACTIONS = {
     "answer_follow_up": N_("Answered a follow-up question"),
     "download": N_("Opened a document"),
     "offer_meeting": N_("Offered times for the consultation meeting"),
+    "reschedule_meeting": N_("Offered new times for the consultation meeting"),
+    "cancel_meeting": N_("Cancelled the consultation meeting"),
+    "record_meeting": N_("Recorded whether the consultation meeting took place"),
 }
 
 MEETING_STATUSES = {
@@ -299,3 +320,58 @@ MEETING_STATUSES = {
 }
 
 MEETING_MODES = {"video": N_("By video call"), "in_person": N_("In person at your center")}
+
+
+# ------------------------------------------------------------- after the opinion (patient)
+
+PATIENT_DIAGNOSIS_VERDICTS = {
+    "confirmed": N_("The center agrees with your diagnosis."),
+    "refined": N_("The center describes your diagnosis more precisely."),
+    "changed": N_("The center comes to a different diagnosis."),
+}
+
+PATIENT_STAGE_VERDICTS = {
+    "confirmed": N_("The center agrees with the stage."),
+    "changed": N_("The center finds a different stage."),
+    "not_assessed": N_("The center did not assess the stage."),
+}
+
+PATIENT_TREATMENT_VERDICTS = {
+    "agreed": N_("The center agrees with the treatment plan you were given."),
+    "alternative_proposed": N_("The center proposes a different treatment."),
+    "not_assessed": N_("The center did not assess the treatment plan."),
+}
+
+FURTHER_OPINION_REASONS = {
+    "conflicting_opinions": N_(
+        "The opinion differs from what my doctors say, or from another opinion"
+    ),
+    "another_view": N_("I would like one more doctor's view"),
+    "other": N_("Another reason"),
+}
+
+PATIENT_MEETING_STATUSES = {
+    "offered": N_("The center offers times: choose one"),
+    "booking": N_("Your time is being confirmed"),
+    "booked": N_("Booked"),
+    "held": N_("The meeting took place"),
+    "missed": N_("The center recorded that you did not come"),
+    "cancelled": N_("Cancelled"),
+}
+
+PATIENT_MEETING_MODES = {
+    "video": N_("A video call"),
+    "in_person": N_("In person at the center"),
+}
+
+MEETING_CANCEL_REASONS = {
+    "cannot_attend": N_("I cannot come at the time I booked"),
+    "none_of_the_times": N_("None of the times suits me"),
+    "no_longer_needed": N_("I no longer need the meeting"),
+    "other": N_("Another reason"),
+}
+
+MEETING_OUTCOMES = {
+    "held": N_("The meeting took place"),
+    "missed": N_("The patient did not come"),
+}

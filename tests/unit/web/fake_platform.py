@@ -266,6 +266,42 @@ class CenterSide:
                 }
             )
             return self._view(referral_id)
+        m4 = re.fullmatch(r"/meetings/([0-9a-f-]+)/(slots|cancellation|outcome)", rest)
+        if m4:
+            meeting = next((x for x in referral["meetings"] if x["id"] == m4[1]), None)
+            if meeting is None:
+                return problem(404, "not-found", "There is no such meeting on this referral.")
+            if meeting["status"] not in ("offered", "booked"):
+                return problem(
+                    409,
+                    "meeting-closed",
+                    f"The meeting is {meeting['status']}.",
+                    meeting_status=meeting["status"],
+                )
+            if m4[2] == "slots":
+                if not request.headers.get("idempotency-key"):
+                    return invalid("#/header/Idempotency-Key", "this fake wants one")
+                for n, slot in enumerate(data["slots"]):
+                    if datetime.fromisoformat(slot["starts_at"]) < _now() + timedelta(hours=2):
+                        return invalid(f"/slots/{n}", "A time starts at least 2 hours from now.")
+                meeting.update(
+                    status="offered",
+                    booked_slot=None,
+                    slots=[{"slot_id": str(uuid4()), **slot} for slot in data["slots"]],
+                )
+                return self._view(referral_id)
+            if m4[2] == "cancellation":
+                if not str(data.get("reason") or "").strip():
+                    return invalid("/reason", "String should have at least 1 character")
+                meeting.update(status="cancelled", cancelled_by="center")
+                return self._view(referral_id)
+            booked = meeting.get("booked_slot")
+            if meeting["status"] != "booked" or booked is None:
+                return problem(409, "meeting-not-started", "No time was booked.")
+            if datetime.fromisoformat(booked["starts_at"]) > _now():
+                return problem(409, "meeting-not-started", "The meeting has not started yet.")
+            meeting["status"] = data["outcome"]
+            return self._view(referral_id)
         if rest == "/opinion":
             refused = state("accepted")
             if refused:
@@ -501,6 +537,7 @@ class FakePlatform(CenterSide):
                         "preference": data["destination"]["preference"],
                         "countries": data["destination"].get("countries", []),
                     },
+                    patient_chooses_center=data.get("patient_chooses_center", False),
                     locale=data.get("locale", "uk"),
                     date_of_birth=data["date_of_birth"],
                     contact={
@@ -604,6 +641,10 @@ class FakePlatform(CenterSide):
             if key:
                 self.idempotency[("submit", key)] = case_id
             return httpx.Response(200, json=case)
+        after = rest in ("/center-choice", "/follow-up-questions", "/further-opinion")
+        meeting = re.fullmatch(r"/meetings/[0-9a-f-]+/(booking|cancellation)", rest)
+        if request.method == "POST" and (after or meeting):
+            return self._after_opinion(request, case_id, rest, body)
         if rest == "/withdraw" and request.method == "POST":
             case["status"] = "withdrawn"
             return httpx.Response(200, json=case)
@@ -617,6 +658,109 @@ class FakePlatform(CenterSide):
                     return httpx.Response(200, json=case)
             return problem(404, "not-found", "no such request")
         return problem(404, "not-found", path)
+
+    def _after_opinion(
+        self, request: httpx.Request, case_id: UUID, rest: str, body: bytes
+    ) -> httpx.Response:
+        """The patient's actions after routing: choosing a center, follow-up questions, a
+        further opinion, the meeting's booking and cancellation, each with intake's problems
+        and its Idempotency-Key (the same key again: the case as it is, nothing done twice)."""
+        case = self.cases[case_id]
+        data = json.loads(body) if body else {}
+        key = request.headers.get("idempotency-key", "")
+        if not key:
+            return invalid("#/header/Idempotency-Key", "this fake wants one")
+        if (rest, key) in self.idempotency:
+            return httpx.Response(200, json=case, headers={"Idempotent-Replayed": "true"})
+        answer = self._do(case, rest, data)
+        if answer.status_code < 300:
+            self.idempotency[(rest, key)] = case_id
+        return answer
+
+    def _do(self, case: dict[str, Any], rest: str, data: dict[str, Any]) -> httpx.Response:
+        if rest == "/center-choice":
+            proposal = case.get("center_proposal") or {}
+            if case["status"] != "choosing_center" or proposal.get("chosen"):
+                return problem(409, "choice-closed", "The case is not waiting for a choice.")
+            codes = [p["center_code"] for p in proposal.get("proposals", [])]
+            if data.get("center_code") not in codes:
+                return problem(
+                    422,
+                    "center-not-proposed",
+                    "not proposed",
+                    errors=[{"pointer": "/center_code", "message": "not proposed"}],
+                )
+            case["center_proposal"] = {**proposal, "chosen": data["center_code"]}
+            return httpx.Response(200, json=case)
+        if rest == "/follow-up-questions":
+            question = str(data.get("question") or "").strip()
+            if not question or len(question) > 2000:
+                return invalid("/question", "String should have at most 2000 characters")
+            if case["status"] != "opinion_delivered":
+                return problem(409, "follow-up-refused", "no opinion", reason="no-opinion")
+            if case.get("follow_up_questions_left", 0) < 1:
+                return problem(409, "follow-up-refused", "all asked", reason="no-questions-left")
+            case.setdefault("follow_up_questions", []).append(
+                {
+                    "id": str(uuid4()),
+                    "center_code": CENTER,
+                    "question": question,
+                    "asked_at": _now().isoformat(),
+                    "answer": None,
+                    "answered_at": None,
+                }
+            )
+            case["follow_up_questions_left"] -= 1
+            return httpx.Response(201, json=case)
+        if rest == "/further-opinion":
+            if data.get("reason") not in ("conflicting_opinions", "another_view", "other"):
+                return invalid("/reason", "Input should be 'conflicting_opinions', …")
+            if not isinstance(data.get("share_earlier_opinions"), bool):
+                return invalid("/share_earlier_opinions", "Field required")
+            if case["status"] != "opinion_delivered":
+                return problem(409, "further-opinion-refused", "no", reason="no-opinion")
+            if case.get("further_opinions_left", 0) < 1:
+                return problem(409, "further-opinion-refused", "no", reason="no-opinions-left")
+            case.update(
+                status="ready",
+                opinion_round=case.get("opinion_round", 1) + 1,
+                further_opinions_left=0,
+                follow_up_questions_left=0,
+                further_opinion_asked=data,
+            )
+            return httpx.Response(200, json=case)
+        m = re.fullmatch(r"/meetings/([0-9a-f-]+)/(booking|cancellation)", rest)
+        assert m
+        meeting = next((x for x in case.get("meetings") or [] if x["id"] == m[1]), None)
+        if meeting is None:
+            return problem(404, "not-found", f"There is no meeting {m[1]} on this case.")
+        if meeting["status"] not in ("offered", "booking", "booked"):
+            return problem(409, "meeting-closed", "closed", meeting_status=meeting["status"])
+        if m[2] == "booking":
+            slot = next((x for x in meeting["slots"] if x["slot_id"] == data.get("slot_id")), None)
+            if slot is None:
+                return problem(422, "slot-not-offered", "That time is not offered.")
+            meeting.update(
+                status="booking",
+                chosen_slot_id=slot["slot_id"],
+                patient_time_zone=data.get("time_zone", "Europe/Kyiv"),
+            )
+            return httpx.Response(200, json=case)
+        if data.get("reason") not in (
+            "cannot_attend",
+            "none_of_the_times",
+            "no_longer_needed",
+            "other",
+        ):
+            return invalid("/reason", "Input should be 'cannot_attend', …")
+        meeting.update(status="cancelled", cancelled_by="patient", cancel_reason=data["reason"])
+        return httpx.Response(200, json=case)
+
+    def confirm_booking(self, case_id: UUID, meeting_id: str) -> None:
+        """The center's calendar confirms the chosen time (partners' event, as intake hears it)."""
+        meeting = next(x for x in self.cases[case_id]["meetings"] if x["id"] == meeting_id)
+        slot = next(x for x in meeting["slots"] if x["slot_id"] == meeting["chosen_slot_id"])
+        meeting.update(status="booked", booked_slot=slot, chosen_slot_id=None)
 
     def _records(self, request: httpx.Request, path: str, body: bytes) -> httpx.Response:
         m = re.fullmatch(r"/v1/cases/([0-9a-f-]+)/documents(/.*)?", path)

@@ -28,6 +28,7 @@ async def test_the_pages_build_intakes_create_request(browser: Browser, fake: Fa
         "reasons": ["confirm_diagnosis_or_stage", "choose_treatment"],
         "questions": ["Is surgery possible after chemotherapy?"],
         "destination": {"preference": "countries", "countries": ["DE", "AT"]},
+        "patient_chooses_center": False,
         "date_of_birth": "1979-04-12",
         "contact": {
             "preferred_channel": "email",

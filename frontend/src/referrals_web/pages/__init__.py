@@ -13,7 +13,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from referrals_common.faults import is_infrastructure_fault
 from referrals_web.main import is_console
-from referrals_web.pages import case, console, console_signin, new_case, signin, start, status
+from referrals_web.pages import (
+    case,
+    center_choice,
+    console,
+    console_signin,
+    meetings,
+    new_case,
+    opinion,
+    signin,
+    start,
+    status,
+)
 from referrals_web.pages.common import CsrfRefused, NoCase, redirect, render
 from referrals_web.pages.console import CenterKeyMissing, NoStaff
 from referrals_web.platform import PlatformProblem, PlatformUnavailable
@@ -21,7 +32,18 @@ from referrals_web.platform import PlatformProblem, PlatformUnavailable
 log = logging.getLogger(__name__)
 
 router = APIRouter()
-for module in (start, new_case, case, status, signin, console_signin, console):
+for module in (
+    start,
+    new_case,
+    case,
+    status,
+    center_choice,
+    opinion,
+    meetings,
+    signin,
+    console_signin,
+    console,
+):
     router.include_router(module.router)
 
 

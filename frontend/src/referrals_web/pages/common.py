@@ -4,11 +4,13 @@ front end's key when it is about to expire or was refused)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -200,3 +202,17 @@ def open_request(case: dict[str, Any]) -> dict[str, Any] | None:
         if request.get("status") == "open":
             return request
     return None
+
+
+def idempotency_key(request: Request, operation: str, body: Any) -> tuple[str, str]:
+    """(the session's name for it, the Idempotency-Key) of one intended request: the same key
+    while the same request is sent again (a double click, a retry after a lost answer), a new
+    one for a different request. Forget it (`session.pop(name)`) once the platform took it."""
+    digest = hashlib.sha256(
+        json.dumps([operation, body], sort_keys=True, default=str).encode()
+    ).hexdigest()[:16]
+    name = f"idempotency:{operation}:{digest}"
+    session = ensure_session(request)
+    key = session.data.get(name) or str(uuid4())
+    session.set(name, key)
+    return name, key

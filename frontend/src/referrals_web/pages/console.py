@@ -11,7 +11,8 @@
   expected opinion date), decline (with a reason), ask for information (items, the center's
   words, why, by when), confirm a shipment's receipt, upload and deliver the written opinion
   with its structured outcome, answer a follow-up question, offer times for the consultation
-  meeting at which the doctors explain the opinion.
+  meeting at which the doctors explain the opinion, offer it new times, cancel it with the
+  center's words, and record after its start whether it took place.
 
 Every call goes with the staff member's center's key (`staff.CenterKeys`), never shown: partners
 and records decide what the center may see, so another center's referral is a 404 here too. A
@@ -43,6 +44,7 @@ from referrals_web.pages.common import (
     current_session,
     end_session,
     ensure_session,
+    idempotency_key,
     redirect,
     render,
     runtime,
@@ -55,6 +57,7 @@ from referrals_web.vocabulary import (
     CENTER_REQUESTED_ITEMS,
     DECLINE_REASONS,
     DIAGNOSIS_VERDICTS,
+    MEETING_OUTCOMES,
     STAGE_VERDICTS,
     TREATMENT_VERDICTS,
     case_reference,
@@ -274,6 +277,7 @@ async def _referral_page(
         documents_pending=documents_pending,
         document_names={d["id"]: d.get("file_name") for d in documents},
         allowed=allowed_actions(referral) | ({"meeting"} if may_offer_meeting(referral) else set()),
+        meeting_actions={m["id"]: meeting_actions(m) for m in referral.get("meetings") or []},
         open_request=open_request(referral),
         actions=[a for a in actions if a.action != "download"],
         staff_names=names,
@@ -989,4 +993,223 @@ async def offer_meeting(request: Request, referral_id: UUID) -> Response:
     if not form.ok:
         return _meeting_page(request, desk, referral, form, status_code)
     flash(request, N_("The times were sent. The patient is asked to choose one."))
+    return redirect(f"/center/referrals/{referral_id}")
+
+
+# ------------------------------------------------------------- the meeting, after the offer
+
+MEETING_TIME_FIELDS = (
+    "time_zone",
+    *(
+        f"slot_{i}_{part}"
+        for i in range(1, MEETING_ROWS + 1)
+        for part in ("day", "month", "year", "time", "minutes")
+    ),
+)
+CANCEL_MAX = 1000
+
+
+def meeting_actions(meeting: dict[str, Any], now: datetime | None = None) -> set[str]:
+    """What the center may do with a meeting it offered (partners has the last word): new
+    times or a cancellation while it is open; once the booked time has started, record
+    whether it took place."""
+    if meeting.get("status") not in ("offered", "booked"):
+        return set()
+    found = {"times", "cancel"}
+    booked = meeting.get("booked_slot")
+    if meeting["status"] == "booked" and booked and _at(booked["starts_at"]) <= (now or utcnow()):
+        found.add("outcome")
+    return found
+
+
+def _the_meeting(referral: dict[str, Any], meeting_id: UUID) -> dict[str, Any] | None:
+    return next((m for m in referral.get("meetings") or [] if m["id"] == str(meeting_id)), None)
+
+
+async def _meeting_of(
+    request: Request, referral_id: UUID, meeting_id: UUID, action: str
+) -> tuple[Desk, dict[str, Any], dict[str, Any]] | Response:
+    """(the desk, the referral, the meeting) when `action` is allowed on it; the 404 page for a
+    meeting not on the referral, the referral's page for an action not allowed now."""
+    desk = await signed_in(request)
+    referral = await _referral(request, desk, referral_id)
+    meeting = _the_meeting(referral, meeting_id)
+    if meeting is None:
+        return render(request, "errors/not_found.html", status_code=404)
+    if action not in meeting_actions(meeting):
+        return redirect(f"/center/referrals/{referral_id}")
+    return desk, referral, meeting
+
+
+def _meeting_action_page(
+    request: Request,
+    desk: Desk,
+    referral: dict[str, Any],
+    meeting: dict[str, Any],
+    template: str,
+    form: Form,
+    status_code: int = 200,
+) -> HTMLResponse:
+    return page(
+        request,
+        template,
+        desk,
+        referral=referral,
+        meeting=meeting,
+        case=summary(referral),
+        form=form,
+        rows=range(1, MEETING_ROWS + 1),
+        lengths=MEETING_LENGTHS,
+        zones=MEETING_ZONES,
+        status_code=status_code,
+    )
+
+
+@router.get("/center/referrals/{referral_id}/meetings/{meeting_id}/times")
+async def new_times_page(request: Request, referral_id: UUID, meeting_id: UUID) -> Response:
+    found = await _meeting_of(request, referral_id, meeting_id, "times")
+    if isinstance(found, Response):
+        return found
+    desk, referral, meeting = found
+    values = dict.fromkeys(MEETING_TIME_FIELDS, "")
+    zone = meeting["place"]["time_zone"]
+    values |= {"time_zone": zone if zone in MEETING_ZONES else "UTC"}
+    values |= {f"slot_{i}_minutes": "60" for i in range(1, MEETING_ROWS + 1)}
+    return _meeting_action_page(
+        request, desk, referral, meeting, "center/meeting_times.html", Form(values=values)
+    )
+
+
+@router.post("/center/referrals/{referral_id}/meetings/{meeting_id}/times")
+async def offer_new_times(request: Request, referral_id: UUID, meeting_id: UUID) -> Response:
+    """New times replace the offered ones; a time the patient booked is released and the
+    patient is asked to choose again. With an Idempotency-Key: a form sent twice offers once."""
+    posted = await checked_form(request)
+    found = await _meeting_of(request, referral_id, meeting_id, "times")
+    if isinstance(found, Response):
+        return found
+    desk, referral, meeting = found
+    form = Form(values={n: text(posted, n, 100) for n in MEETING_TIME_FIELDS})
+    if form.values["time_zone"] not in MEETING_ZONES:
+        form.error("time_zone", N_("Choose the time zone of the times you offer"))
+    slots = meeting_slots(form)
+    status_code = 422
+    if form.ok:
+        body = {"slots": slots}
+        key_name, key = idempotency_key(request, f"meeting_slots:{meeting_id}", body)
+        try:
+            await _act(
+                request,
+                desk,
+                referral_id,
+                "reschedule_meeting",
+                f"meetings/{meeting_id}/slots",
+                body,
+                idempotency_key=key,
+            )
+        except PlatformProblem as problem:
+            _refused(form, problem, _meeting_pointers(), "slot_1")
+            status_code = problem.status
+        else:
+            ensure_session(request).pop(key_name)
+    if not form.ok:
+        return _meeting_action_page(
+            request, desk, referral, meeting, "center/meeting_times.html", form, status_code
+        )
+    flash(request, N_("The new times were sent. The patient is asked to choose one."))
+    return redirect(f"/center/referrals/{referral_id}")
+
+
+@router.get("/center/referrals/{referral_id}/meetings/{meeting_id}/cancel")
+async def cancel_meeting_page(request: Request, referral_id: UUID, meeting_id: UUID) -> Response:
+    found = await _meeting_of(request, referral_id, meeting_id, "cancel")
+    if isinstance(found, Response):
+        return found
+    desk, referral, meeting = found
+    return _meeting_action_page(
+        request, desk, referral, meeting, "center/meeting_cancel.html", Form(values={"reason": ""})
+    )
+
+
+@router.post("/center/referrals/{referral_id}/meetings/{meeting_id}/cancel")
+async def cancel_meeting(request: Request, referral_id: UUID, meeting_id: UUID) -> Response:
+    """Cancel with the center's words (the patient reads them). Partners takes no
+    Idempotency-Key here: a second cancellation changes nothing."""
+    posted = await checked_form(request)
+    found = await _meeting_of(request, referral_id, meeting_id, "cancel")
+    if isinstance(found, Response):
+        return found
+    desk, referral, meeting = found
+    form = Form(values={"reason": text(posted, "reason", CANCEL_MAX + 100)})
+    reason = form.values["reason"]
+    if not reason:
+        form.error("reason", N_("Say why you cancel: the patient reads it"))
+    elif len(reason) > CANCEL_MAX:
+        form.error("reason", N_("The reason can be at most 1000 characters long"))
+    status_code = 422
+    if form.ok:
+        try:
+            await _act(
+                request,
+                desk,
+                referral_id,
+                "cancel_meeting",
+                f"meetings/{meeting_id}/cancellation",
+                {"reason": reason},
+            )
+        except PlatformProblem as problem:
+            _refused(form, problem, {"/reason": "reason"}, "reason")
+            status_code = problem.status
+    if not form.ok:
+        return _meeting_action_page(
+            request, desk, referral, meeting, "center/meeting_cancel.html", form, status_code
+        )
+    flash(request, N_("The meeting was cancelled. The patient is told, with your words."))
+    return redirect(f"/center/referrals/{referral_id}")
+
+
+@router.get("/center/referrals/{referral_id}/meetings/{meeting_id}/outcome")
+async def meeting_outcome_page(request: Request, referral_id: UUID, meeting_id: UUID) -> Response:
+    found = await _meeting_of(request, referral_id, meeting_id, "outcome")
+    if isinstance(found, Response):
+        return found
+    desk, referral, meeting = found
+    form = Form(values={"outcome": ""}, anchors={"outcome": "outcome-0"})
+    return _meeting_action_page(
+        request, desk, referral, meeting, "center/meeting_outcome.html", form
+    )
+
+
+@router.post("/center/referrals/{referral_id}/meetings/{meeting_id}/outcome")
+async def record_meeting_outcome(request: Request, referral_id: UUID, meeting_id: UUID) -> Response:
+    """Held, or missed: once the booked time has started, once (the same answer again changes
+    nothing at partners)."""
+    posted = await checked_form(request)
+    found = await _meeting_of(request, referral_id, meeting_id, "outcome")
+    if isinstance(found, Response):
+        return found
+    desk, referral, meeting = found
+    outcome = text(posted, "outcome", 20)
+    form = Form(values={"outcome": outcome}, anchors={"outcome": "outcome-0"})
+    if outcome not in MEETING_OUTCOMES:
+        form.error("outcome", N_("Choose whether the meeting took place"))
+    status_code = 422
+    if form.ok:
+        try:
+            await _act(
+                request,
+                desk,
+                referral_id,
+                "record_meeting",
+                f"meetings/{meeting_id}/outcome",
+                {"outcome": outcome},
+            )
+        except PlatformProblem as problem:
+            _refused(form, problem, {"/outcome": "outcome"}, "outcome")
+            status_code = problem.status
+    if not form.ok:
+        return _meeting_action_page(
+            request, desk, referral, meeting, "center/meeting_outcome.html", form, status_code
+        )
+    flash(request, N_("Recorded. Thank you."))
     return redirect(f"/center/referrals/{referral_id}")

@@ -184,6 +184,8 @@ async def question(request: Request, slug: str) -> Response:
     form = Form(values={n: values.get(n, forms._empty(n)) for n in step.fields})
     if step.slug == "contact" and not form.values.get("preferred_channel"):
         form.values["preferred_channel"] = "email"
+    if step.slug == "destination" and not form.values.get("center_choice"):
+        form.values["center_choice"] = "automatic"  # what routing does unless the patient asks
     return _page(request, step, form)
 
 

@@ -25,6 +25,8 @@ from referrals_web.pages.common import (
     text,
     with_case,
 )
+from referrals_web.pages.meetings import open_meetings, patient_zone
+from referrals_web.pages.opinion import has_opinion
 from referrals_web.platform import PlatformProblem, PlatformUnavailable
 from referrals_web.rendering import Form
 from referrals_web.vocabulary import SHIPMENT_MATERIALS, WITHDRAWAL_REASONS, case_reference
@@ -43,7 +45,14 @@ OPEN_STATUSES = frozenset(
     }
 )
 ROUTED_STATUSES = frozenset(
-    {"referred", "accepted", "information_requested", "opinion_delivered", "unroutable"}
+    {
+        "referred",
+        "accepted",
+        "information_requested",
+        "choosing_center",
+        "opinion_delivered",
+        "unroutable",
+    }
 )
 
 
@@ -74,8 +83,18 @@ async def _live(request: Request) -> dict[str, Any]:
 @router.get("/case/status")
 async def status(request: Request) -> Response:
     live = await _live(request)
-    rows = await documents_view(request, live["case"])
-    return render(request, "status/status.html", documents=rows, flash=take_flash(request), **live)
+    case = live["case"]
+    rows = [r for r in await documents_view(request, case) if r["kind"] != "opinion"]
+    return render(
+        request,
+        "status/status.html",
+        documents=rows,
+        flash=take_flash(request),
+        meetings=open_meetings(case),
+        zone=patient_zone(request),
+        has_opinion=has_opinion(case),
+        **live,
+    )
 
 
 @router.get("/case/status/live")
