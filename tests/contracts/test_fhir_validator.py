@@ -3,9 +3,12 @@
 The validator (`org.hl7.fhir.validation`'s command line, installed by devstack from Maven Central
 with the FHIR R4 core, terminology and extensions packages) runs offline, without a terminology
 server, once over all the bundles (it is a slow JVM start): one exported by the real platform
-(a case opened through intake's public API) and one per case status built by the same
-`case_bundle` from realistic case rows. The platform's own code systems (`code_systems`) are
-given to it as an implementation guide, so every code of ours is checked too.
+(a case opened through intake's public API), one per case status built by the same
+`case_bundle` from realistic case rows, and cases after the opinion with consultation meetings in
+every state (booked, cancelled by either side, offered, chosen, held, missed) and with further
+opinions (the earlier opinion shared, then not). The platform's own code systems
+(`code_systems`) are given to it as an implementation guide, so every code of ours is checked
+too.
 
 Without a terminology server the validator cannot look into external code systems (ICD-10,
 LOINC, SNOMED CT, ISO 3166, the IETF language tags and media types): it says so for each code,
@@ -36,7 +39,10 @@ from referrals_intake.fhir import (
     ConsentForFhir,
     DocumentForFhir,
     FollowUpForFhir,
+    FurtherOpinionForFhir,
     InformationRequestForFhir,
+    MeetingForFhir,
+    MeetingSlotForFhir,
     case_bundle,
     code_systems,
 )
@@ -152,6 +158,130 @@ FOLLOW_UPS = [
         asked_at=OPENED + timedelta(days=16),
     ),
 ]
+
+
+def _slot(number: int, day: int, hour: int) -> MeetingSlotForFhir:
+    starts = OPENED.replace(hour=hour, minute=0) + timedelta(days=day)
+    return MeetingSlotForFhir(
+        slot_id=UUID(f"7d000000-0000-4000-8000-{number:012d}"),
+        starts_at=starts,
+        ends_at=starts + timedelta(hours=1),
+    )
+
+
+SLOTS = [_slot(1, 20, 9), _slot(2, 20, 14), _slot(3, 21, 10)]
+BOOKED = MeetingForFhir(
+    meeting_id=UUID("7e000000-0000-4000-8000-000000000001"),
+    center_code="DE-HD-NCT",
+    status="booked",
+    mode="video",
+    created_at=OPENED + timedelta(days=13),
+    slots=SLOTS,
+    booked_slot=SLOTS[1],
+    time_zone="Europe/Berlin",
+    language="de",
+    note="Please have your questions ready; an interpreter joins the call.",
+)
+CANCELLED_BY_PATIENT = replace(
+    BOOKED,
+    meeting_id=UUID("7e000000-0000-4000-8000-000000000002"),
+    status="cancelled",
+    cancelled_by="patient",
+    cancel_reason="cannot_attend",
+)
+CANCELLED_BY_CENTER = replace(
+    BOOKED,
+    meeting_id=UUID("7e000000-0000-4000-8000-000000000003"),
+    status="cancelled",
+    booked_slot=None,
+    cancelled_by="center",
+    cancel_reason="The doctor is ill; we will offer new times.",
+)
+OFFERED = replace(
+    BOOKED,
+    meeting_id=UUID("7e000000-0000-4000-8000-000000000004"),
+    status="offered",
+    booked_slot=None,
+)
+CHOSEN = replace(
+    OFFERED,
+    meeting_id=UUID("7e000000-0000-4000-8000-000000000005"),
+    requested_slot_id=SLOTS[2].slot_id,
+)
+HELD_IN_PERSON = replace(
+    BOOKED,
+    meeting_id=UUID("7e000000-0000-4000-8000-000000000006"),
+    status="held",
+    mode="in_person",
+    center_address="Im Neuenheimer Feld 460, 69120 Heidelberg, building 2, room 112",
+    note=None,
+)
+MISSED = replace(BOOKED, meeting_id=UUID("7e000000-0000-4000-8000-000000000007"), status="missed")
+SECOND_OPINION = _document(
+    7,
+    "opinion",
+    created_at=OPENED + timedelta(days=40),
+    language="de",
+    media_type="application/pdf",
+)
+FURTHER_SHARED = FurtherOpinionForFhir(
+    opinion_round=2,
+    reason="conflicting_opinions",
+    share_earlier_opinions=True,
+    requested_at=OPENED + timedelta(days=25),
+    consented_at=OPENED + timedelta(days=25),
+    shared_document_ids=[OPINION.document_id],
+)
+FURTHER_NOT_SHARED = FurtherOpinionForFhir(
+    opinion_round=3,
+    reason="another_view",
+    share_earlier_opinions=False,
+    requested_at=OPENED + timedelta(days=45),
+)
+
+
+def _variants() -> dict[str, CaseForFhir]:
+    """Cases after the opinion with meetings and further opinions, by bundle file name."""
+    delivered = _case("opinion_delivered")
+    return {
+        "meeting-booked.json": replace(delivered, meetings=[BOOKED]),
+        "meeting-cancelled.json": replace(
+            delivered, meetings=[CANCELLED_BY_PATIENT, CANCELLED_BY_CENTER]
+        ),
+        "meetings-offered-chosen-held-missed.json": replace(
+            delivered, meetings=[OFFERED, CHOSEN, HELD_IN_PERSON, MISSED]
+        ),
+        "further-opinion-referred.json": replace(
+            delivered,
+            status="referred",
+            status_reason="Referred to cancer center AT-VIE-CCC (AT), attempt 1.",
+            center_code=None,
+            opinion_round=2,
+            further_opinions=[FURTHER_SHARED],
+            meetings=[HELD_IN_PERSON],
+            updated_at=OPENED + timedelta(days=26),
+        ),
+        "further-opinion-delivered.json": replace(
+            delivered,
+            documents=[*delivered.documents, SECOND_OPINION],
+            center_code="AT-VIE-CCC",
+            opinion_round=2,
+            further_opinions=[FURTHER_SHARED],
+            status_reason="Cancer center AT-VIE-CCC delivered its written opinion.",
+            updated_at=OPENED + timedelta(days=40),
+        ),
+        "further-opinion-not-shared.json": replace(
+            delivered,
+            documents=[*delivered.documents, SECOND_OPINION],
+            center_code=None,
+            opinion_round=3,
+            further_opinions=[FURTHER_SHARED, FURTHER_NOT_SHARED],
+            status="ready",
+            status_reason="The patient asked for a further opinion from another cancer center, "
+            "without the earlier opinion.",
+            updated_at=OPENED + timedelta(days=45),
+        ),
+    }
 
 
 def _case(status: str) -> CaseForFhir:
@@ -318,6 +448,7 @@ def test_the_hl7_validator_accepts_the_export_of_a_case_in_every_state(
     bundles = {"platform-draft.json": platform_export} | {
         f"{status}.json": case_bundle(_case(status), base_url=BASE) for status in TASK_STATUS
     }
+    bundles |= {name: case_bundle(case, base_url=BASE) for name, case in _variants().items()}
     for name, bundle in bundles.items():
         (tmp_path / name).write_text(json.dumps(bundle, indent=1))
     guide = tmp_path / "code-systems"

@@ -5,7 +5,10 @@ FHIR `Bundle` of type `collection` holding the Patient (minimum personal data), 
 diagnosis and its stage), the ServiceRequest (the request for a second opinion), the Task that
 tracks its fulfilment (the case lifecycle), one DocumentReference per document, one Consent per
 recorded consent, one CommunicationRequest per request for more information a cancer center made,
-and one Communication per request the patient answered.
+one Communication per request the patient answered, one Appointment per consultation meeting a
+center offered (with the center's doctors as a PractitionerRole and, for a meeting in person, the
+place as a Location), and, for each further opinion the patient asked for, the reason as the
+Task's input and, when the patient agreed to share the earlier opinions, a Consent naming them.
 
 The resources are built with the `fhir.resources.R4B` models (FHIR 4.3, identical to R4 for every
 element used here), so building a bundle validates its structure and data types. The models do not
@@ -34,7 +37,9 @@ from urllib.parse import quote, urlsplit
 from uuid import UUID
 
 import pycountry
+from fhir.resources.R4B.address import Address
 from fhir.resources.R4B.annotation import Annotation
+from fhir.resources.R4B.appointment import Appointment, AppointmentParticipant
 from fhir.resources.R4B.attachment import Attachment
 from fhir.resources.R4B.bundle import Bundle, BundleEntry
 from fhir.resources.R4B.codeableconcept import CodeableConcept
@@ -46,19 +51,27 @@ from fhir.resources.R4B.communicationrequest import (
     CommunicationRequestPayload,
 )
 from fhir.resources.R4B.condition import Condition, ConditionStage
-from fhir.resources.R4B.consent import Consent, ConsentPolicy, ConsentProvision
+from fhir.resources.R4B.consent import (
+    Consent,
+    ConsentPolicy,
+    ConsentProvision,
+    ConsentProvisionData,
+)
 from fhir.resources.R4B.documentreference import (
     DocumentReference,
     DocumentReferenceContent,
     DocumentReferenceRelatesTo,
 )
 from fhir.resources.R4B.identifier import Identifier
+from fhir.resources.R4B.location import Location
 from fhir.resources.R4B.narrative import Narrative
 from fhir.resources.R4B.patient import Patient
+from fhir.resources.R4B.period import Period
+from fhir.resources.R4B.practitionerrole import PractitionerRole
 from fhir.resources.R4B.reference import Reference
 from fhir.resources.R4B.resource import Resource
 from fhir.resources.R4B.servicerequest import ServiceRequest
-from fhir.resources.R4B.task import Task, TaskOutput
+from fhir.resources.R4B.task import Task, TaskInput, TaskOutput
 
 __all__ = [
     "SERVICE_REQUEST_STATUS",
@@ -66,7 +79,11 @@ __all__ = [
     "CaseForFhir",
     "ConsentForFhir",
     "DocumentForFhir",
+    "FollowUpForFhir",
+    "FurtherOpinionForFhir",
     "InformationRequestForFhir",
+    "MeetingForFhir",
+    "MeetingSlotForFhir",
     "case_bundle",
     "code_systems",
 ]
@@ -132,6 +149,53 @@ class InformationRequestForFhir:
 
 
 @dataclass(frozen=True)
+class MeetingSlotForFhir:
+    """One time of a consultation meeting: an instant range."""
+
+    slot_id: UUID
+    starts_at: datetime
+    ends_at: datetime
+
+
+@dataclass(frozen=True)
+class MeetingForFhir:
+    """The consultation meeting at which a center explains its opinion, as intake keeps it."""
+
+    meeting_id: UUID
+    center_code: str
+    status: str  # offered | booked | held | missed | cancelled
+    mode: str  # video | in_person
+    created_at: datetime
+    slots: list[MeetingSlotForFhir]
+    """The times the center offers (those of an open meeting; kept as last offered)."""
+    booked_slot: MeetingSlotForFhir | None = None
+    requested_slot_id: UUID | None = None
+    """The time the patient chose while the center's booking of it is still to come."""
+    center_address: str | None = None
+    time_zone: str | None = None
+    """The center's time zone (IANA), in which the center shows the times."""
+    language: str | None = None  # ISO 639-1, the language the doctors speak at the meeting
+    note: str | None = None
+    """The center's words to the patient about the meeting."""
+    cancelled_by: str | None = None  # patient | center
+    cancel_reason: str | None = None
+    """The patient's reason code (`PatientCancelReason`), or the center's words."""
+
+
+@dataclass(frozen=True)
+class FurtherOpinionForFhir:
+    """One further opinion the patient asked for after an opinion (round 2, 3, ...)."""
+
+    opinion_round: int
+    reason: str  # conflicting_opinions | another_view | other
+    share_earlier_opinions: bool
+    requested_at: datetime
+    consented_at: datetime | None = None
+    """When the patient agreed to share the earlier opinions (None: not shared)."""
+    shared_document_ids: list[UUID] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class CaseForFhir:
     """One second-opinion case: the clinical facts, the destination, consents and documents."""
 
@@ -165,6 +229,12 @@ class CaseForFhir:
     """The cancer center the case is with (referred, accepted, asked for information, gave the
     opinion), when known; without it the center of an open information request while the case
     waits for the answer, or the center answering follow-up questions after the opinion."""
+    meetings: list[MeetingForFhir] = field(default_factory=list)
+    """Consultation meetings, oldest first."""
+    opinion_round: int = 1
+    """Which opinion the case is on: 1, then 2 and so on for each further opinion asked."""
+    further_opinions: list[FurtherOpinionForFhir] = field(default_factory=list)
+    """Each further opinion asked, oldest first."""
 
 
 TASK_STATUS: dict[str, str] = {
@@ -218,6 +288,7 @@ _CONSENT_SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
 _CONSENT_ACTION = "http://terminology.hl7.org/CodeSystem/consentaction"
 _ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 _IDENTIFIER_TYPE = "http://terminology.hl7.org/CodeSystem/v2-0203"
+_APPOINTMENT_CANCELLATION = "http://terminology.hl7.org/CodeSystem/appointment-cancellation-reason"
 
 _REASON_DISPLAY = {
     "confirm_diagnosis_or_stage": "Confirm the diagnosis or the stage",
@@ -307,7 +378,45 @@ _BUSINESS_STATUS_DISPLAY = {
 
 _STAGE_TYPE_DISPLAY = {"group": "Stage group", "tnm": "TNM classification"}
 
-_SERVICE_DISPLAY = {"second-opinion": "Oncology second opinion"}
+_SERVICE_DISPLAY = {
+    "second-opinion": "Oncology second opinion",
+    "opinion-consultation": "Consultation on the second opinion",
+}
+
+# Meeting status -> Appointment.status (http://hl7.org/fhir/appointmentstatus). An offered
+# meeting whose time the patient chose, before the center's booking confirms it, is `pending`.
+_APPOINTMENT_STATUS = {
+    "offered": "proposed",
+    "booked": "booked",
+    "held": "fulfilled",
+    "missed": "noshow",
+    "cancelled": "cancelled",
+}
+
+_MEETING_MODE_DISPLAY = {"video": "by video", "in_person": "in person at the center"}
+
+# Why the patient cancelled a meeting (`PatientCancelReason`): a choice, never words.
+_MEETING_CANCEL_REASON_DISPLAY = {
+    "cannot_attend": "The patient cannot attend",
+    "none_of_the_times": "None of the offered times suits the patient",
+    "no_longer_needed": "The patient no longer needs the meeting",
+    "other": "Another reason",
+}
+
+# Why the patient asks for a further opinion (`FurtherOpinionReason`).
+_FURTHER_OPINION_REASON_DISPLAY = {
+    "conflicting_opinions": "The opinion differs from the treating doctors' plan or from another",
+    "another_view": "Another cancer center's view",
+    "other": "Other reason",
+}
+
+# What the Task's inputs are: the opinion the case is on, each further opinion asked, and the
+# patient's consent to share the earlier opinions with the next center.
+_TASK_INPUT_DISPLAY = {
+    "opinion-round": "Which opinion of the case is asked for",
+    "further-opinion": "A further opinion from another cancer center",
+    "earlier-opinions-shared": "Consent to share the earlier opinions",
+}
 
 # The parts of an opinion's conclusion and the verdicts of each (`OpinionOutcome` in the
 # contracts); a code is `{part}-{verdict}` with hyphens.
@@ -330,11 +439,17 @@ def case_bundle(case: CaseForFhir, *, base_url: str) -> dict[str, Any]:
     The bundle holds, in this order: a Patient, a Condition, a ServiceRequest and a Task, all with
     the case id as their id; one DocumentReference per document (id = document id, in the order
     given); one Consent per distinct consent (the latest of each kind `active`, older ones
-    `inactive`); then, per information request in the order given, a CommunicationRequest (id =
+    `inactive`), then one Consent per further opinion that shares the earlier opinions (id =
+    uuid5 of the case id and the round; its `provision.data` the shared DocumentReferences the
+    bundle holds); then, per information request in the order given, a CommunicationRequest (id =
     request id) and, when the request was answered, the Communication of the answer (id = uuid5
     of the request id); then per follow-up question a Communication (id = question id) and,
-    once answered, the Communication of the answer (`inResponseTo` it). Each entry's `fullUrl` is
-    `{base_url}/fhir/{type}/{id}` and every reference in the bundle is one of those URLs. The
+    once answered, the Communication of the answer (`inResponseTo` it); then per meeting, in the
+    order given, the PractitionerRole of its center's doctors (once per center; id = uuid5 of
+    the case id and the center code), for a meeting in person its Location (id = uuid5 of the
+    meeting id), and its Appointment (id = meeting id). Each further opinion is a Task input
+    (its reason), with the opinion round and a reference to the sharing Consent. Each entry's
+    `fullUrl` is a `urn:uuid:` (see `_url`) and every reference in the bundle is one of them. The
     Patient carries only a case-scoped identifier and the birth date (when known): no name,
     telecom or address. The Task status follows `TASK_STATUS`, the ServiceRequest status
     `SERVICE_REQUEST_STATUS`. The same case always gives the same bundle (no clock, no random ids).
@@ -342,7 +457,10 @@ def case_bundle(case: CaseForFhir, *, base_url: str) -> dict[str, Any]:
     Raises ValueError when the case cannot be written faithfully: an unknown case status, reason,
     destination preference, consent kind, document kind or document status, information request
     status, requested item kind or shipment material; a shipment missing a field; duplicate
-    information request ids; an unknown country
+    information request ids; a meeting with an unknown status, mode or patient's cancel reason,
+    a booked, held or missed meeting without its booked time, a slot that ends before it starts,
+    or a meeting listed twice; a further opinion with an unknown reason or a round that is not
+    2, 3, ... in order up to `opinion_round`; an unknown country
     code or countries that contradict the preference; a SHA-256 that is not 64 hex digits; a
     translation whose original is not another document of the case; duplicate document ids;
     a datetime without a time zone; `updated_at` before `created_at`; a `base_url` that is not an
@@ -358,8 +476,10 @@ def case_bundle(case: CaseForFhir, *, base_url: str) -> dict[str, Any]:
         _task(case, base),
         *(_document_reference(case, doc, base) for doc in case.documents),
         *_consents(case, base),
+        *_sharing_consents(case, base),
         *_information_requests(case, base),
         *_follow_ups(case, base),
+        *_meetings(case, base),
     ]
     bundle = Bundle(
         type="collection",
@@ -390,6 +510,15 @@ def code_systems(*, base_url: str) -> list[dict[str, Any]]:
         ),
         "document-kind": ("The kinds of a case's medical documents", _DOCUMENT_KIND_DISPLAY),
         "opinion-outcome": ("The parts and verdicts of an opinion's conclusion", outcome),
+        "meeting-cancel-reason": (
+            "Why the patient cancelled a consultation meeting",
+            _MEETING_CANCEL_REASON_DISPLAY,
+        ),
+        "further-opinion-reason": (
+            "Why the patient asks for a further opinion",
+            _FURTHER_OPINION_REASON_DISPLAY,
+        ),
+        "task-input": ("What a case Task's input is", _TASK_INPUT_DISPLAY),
     }
     found = []
     for name, (title, concepts) in tables.items():
@@ -505,6 +634,51 @@ def _check(case: CaseForFhir) -> None:
         raise ValueError("the case lists an information request id twice")
     for request in case.information_requests:
         _check_information_request(request)
+
+    meeting_ids = [meeting.meeting_id for meeting in case.meetings]
+    if len(set(meeting_ids)) != len(meeting_ids):
+        raise ValueError("the case lists a meeting id twice")
+    for meeting in case.meetings:
+        _check_meeting(meeting)
+
+    rounds = [further.opinion_round for further in case.further_opinions]
+    if rounds != list(range(2, 2 + len(rounds))) or case.opinion_round < 1 + len(rounds):
+        raise ValueError(
+            f"further opinion rounds {rounds} do not count 2, 3, ... up to the case's opinion "
+            f"round {case.opinion_round}"
+        )
+    for further in case.further_opinions:
+        if further.reason not in _FURTHER_OPINION_REASON_DISPLAY:
+            raise ValueError(f"unknown further opinion reason {further.reason!r}")
+        _aware(further.requested_at, f"further opinion {further.opinion_round} requested_at")
+        if further.consented_at is not None:
+            _aware(further.consented_at, f"further opinion {further.opinion_round} consented_at")
+
+
+def _check_meeting(meeting: MeetingForFhir) -> None:
+    what = f"meeting {meeting.meeting_id}"
+    if meeting.status not in _APPOINTMENT_STATUS:
+        raise ValueError(f"{what}: unknown status {meeting.status!r}")
+    if meeting.mode not in _MEETING_MODE_DISPLAY:
+        raise ValueError(f"{what}: unknown mode {meeting.mode!r}")
+    if meeting.cancelled_by not in (None, "patient", "center"):
+        raise ValueError(f"{what}: cancelled by {meeting.cancelled_by!r}")
+    if (
+        meeting.cancelled_by == "patient"
+        and meeting.cancel_reason is not None
+        and meeting.cancel_reason not in _MEETING_CANCEL_REASON_DISPLAY
+    ):
+        raise ValueError(f"{what}: unknown patient's cancel reason {meeting.cancel_reason!r}")
+    # Appointment invariant app-3: only a proposed or cancelled appointment has no start and end.
+    if meeting.status in ("booked", "held", "missed") and meeting.booked_slot is None:
+        raise ValueError(f"{what} is {meeting.status} without its booked time")
+    _aware(meeting.created_at, f"{what} created_at")
+    slots = [*meeting.slots, *([meeting.booked_slot] if meeting.booked_slot else [])]
+    for slot in slots:
+        _aware(slot.starts_at, f"{what} slot {slot.slot_id}")
+        _aware(slot.ends_at, f"{what} slot {slot.slot_id}")
+        if slot.ends_at <= slot.starts_at:
+            raise ValueError(f"{what}: slot {slot.slot_id} ends before it starts")
 
 
 def _check_information_request(request: InformationRequestForFhir) -> None:
@@ -732,6 +906,7 @@ def _task(case: CaseForFhir, base: str) -> Task:
         *_opinion_outputs(case, base),
         *_follow_up_outputs(case, base),
     ]
+    inputs = _further_opinion_inputs(case, base)
     return Task(
         id=str(case.case_id),
         text=_narrative(
@@ -739,6 +914,8 @@ def _task(case: CaseForFhir, base: str) -> Task:
             f"(task {TASK_STATUS[case.status]}).",
             case.status_reason or "",
             f"With cancer center {center}." if center else "",
+            f"Opinion {case.opinion_round} of the case." if case.opinion_round > 1 else "",
+            *(_further_opinion_sentence(further) for further in case.further_opinions),
         ),
         status=TASK_STATUS[case.status],
         statusReason=CodeableConcept(text=case.status_reason) if case.status_reason else None,
@@ -752,6 +929,7 @@ def _task(case: CaseForFhir, base: str) -> Task:
         authoredOn=case.created_at,
         lastModified=case.updated_at,
         owner=_center(base, center) if center else None,
+        input=inputs or None,
         output=outputs or None,
     )
 
@@ -766,6 +944,63 @@ def _task_owner(case: CaseForFhir) -> str | None:
     if case.status == "opinion_delivered" and case.follow_ups:
         return case.follow_ups[-1].center_code
     return None
+
+
+def _task_input_type(base: str, code: str) -> CodeableConcept:
+    return CodeableConcept(
+        coding=[
+            Coding(system=_system(base, "task-input"), code=code, display=_TASK_INPUT_DISPLAY[code])
+        ],
+        text=code,
+    )
+
+
+def _further_opinion_inputs(case: CaseForFhir, base: str) -> list[TaskInput]:
+    """Once a further opinion was asked: which opinion the case is on, and per further opinion
+    (oldest first) its reason, followed, when the patient agreed to share the earlier opinions,
+    by a reference to that Consent."""
+    if case.opinion_round == 1 and not case.further_opinions:
+        return []
+    inputs = [
+        TaskInput(type=_task_input_type(base, "opinion-round"), valuePositiveInt=case.opinion_round)
+    ]
+    for further in case.further_opinions:
+        display = _FURTHER_OPINION_REASON_DISPLAY[further.reason]
+        inputs.append(
+            TaskInput(
+                type=_task_input_type(base, "further-opinion"),
+                valueCodeableConcept=CodeableConcept(
+                    coding=[
+                        Coding(
+                            system=_system(base, "further-opinion-reason"),
+                            code=further.reason,
+                            display=display,
+                        )
+                    ],
+                    text=display,
+                ),
+            )
+        )
+        if further.share_earlier_opinions:
+            inputs.append(
+                TaskInput(
+                    type=_task_input_type(base, "earlier-opinions-shared"),
+                    valueReference=_ref(base, "Consent", _sharing_consent_id(case, further)),
+                )
+            )
+    return inputs
+
+
+def _further_opinion_sentence(further: FurtherOpinionForFhir) -> str:
+    return (
+        f"Further opinion {further.opinion_round} asked {further.requested_at.isoformat()}: "
+        f"{_FURTHER_OPINION_REASON_DISPLAY[further.reason]}; the earlier opinions "
+        + (
+            "shared with the next cancer center."
+            if further.share_earlier_opinions
+            else "not shared."
+        )
+    )
 
 
 def _opinion_outputs(case: CaseForFhir, base: str) -> list[TaskOutput]:
@@ -962,6 +1197,67 @@ def _consent(case: CaseForFhir, consent: ConsentForFhir, base: str, *, in_force:
     )
 
 
+def _sharing_consent_id(case: CaseForFhir, further: FurtherOpinionForFhir) -> UUID:
+    return uuid.uuid5(case.case_id, f"consent:share-earlier-opinions:{further.opinion_round}")
+
+
+def _sharing_consents(case: CaseForFhir, base: str) -> list[Consent]:
+    """Per further opinion for which the patient agreed to share the earlier opinions, the
+    permit to disclose them, for treatment, to the center giving it; the shared documents the
+    bundle holds are the provision's data."""
+    in_bundle = {doc.document_id for doc in case.documents}
+    found = []
+    for further in case.further_opinions:
+        if not further.share_earlier_opinions:
+            continue
+        shared = [d for d in dict.fromkeys(further.shared_document_ids) if d in in_bundle]
+        given = further.consented_at or further.requested_at
+        found.append(
+            Consent(
+                id=str(_sharing_consent_id(case, further)),
+                text=_narrative(
+                    f"Consent to share the earlier opinions with the cancer center giving "
+                    f"further opinion {further.opinion_round}, given {given.isoformat()}.",
+                    f"Permits: disclose {len(shared)} document(s), for treatment.",
+                ),
+                status="active",
+                scope=CodeableConcept(
+                    coding=[
+                        Coding(
+                            system=_CONSENT_SCOPE, code="patient-privacy", display="Privacy Consent"
+                        )
+                    ]
+                ),
+                category=[
+                    CodeableConcept(
+                        coding=[Coding(system=_LOINC, code="59284-0", display="Patient Consent")]
+                    )
+                ],
+                patient=_ref(base, "Patient", case.case_id),
+                dateTime=given,
+                performer=[_ref(base, "Patient", case.case_id)],
+                # The consent step of the request for a further opinion: an explicit yes to
+                # sharing, asked each time, with no versioned text of its own.
+                policy=[ConsentPolicy(uri=f"{base}/consent-texts/share_earlier_opinions")],
+                provision=ConsentProvision(
+                    type="permit",
+                    action=[
+                        CodeableConcept(coding=[Coding(system=_CONSENT_ACTION, code="disclose")])
+                    ],
+                    purpose=[Coding(system=_ACT_REASON, code="TREAT", display="treatment")],
+                    data=[
+                        ConsentProvisionData(
+                            meaning="instance", reference=_ref(base, "DocumentReference", d)
+                        )
+                        for d in shared
+                    ]
+                    or None,
+                ),
+            )
+        )
+    return found
+
+
 def _information_requests(case: CaseForFhir, base: str) -> list[Resource]:
     resources: list[Resource] = []
     for request in case.information_requests:
@@ -1092,6 +1388,178 @@ def _follow_ups(case: CaseForFhir, base: str) -> list[Communication]:
                 )
             )
     return found
+
+
+def _meetings(case: CaseForFhir, base: str) -> list[Resource]:
+    """Per meeting: its center's doctors (once per center), its place when in person, and the
+    Appointment."""
+    found: list[Resource] = []
+    centers: set[str] = set()
+    for meeting in case.meetings:
+        if meeting.center_code not in centers:
+            centers.add(meeting.center_code)
+            found.append(_center_doctors(case, meeting.center_code, base))
+        if meeting.mode == "in_person":
+            found.append(_meeting_place(meeting, base))
+        found.append(_appointment(case, meeting, base))
+    return found
+
+
+def _center_doctors_id(case: CaseForFhir, center_code: str) -> UUID:
+    return uuid.uuid5(case.case_id, f"practitioner-role:{center_code}")
+
+
+def _center_doctors(case: CaseForFhir, center_code: str, base: str) -> PractitionerRole:
+    # R4 does not let an Organization take part in an Appointment; the center's doctors, unnamed,
+    # do, as a role at the center.
+    return PractitionerRole(
+        id=str(_center_doctors_id(case, center_code)),
+        text=_narrative(f"The doctors of cancer center {center_code} who explain its opinion."),
+        active=True,
+        organization=_center(base, center_code),
+    )
+
+
+def _meeting_place_id(meeting: MeetingForFhir) -> UUID:
+    return uuid.uuid5(meeting.meeting_id, "location")
+
+
+def _meeting_place(meeting: MeetingForFhir, base: str) -> Location:
+    address = meeting.center_address or "the cancer center"
+    return Location(
+        id=str(_meeting_place_id(meeting)),
+        text=_narrative(
+            f"Where cancer center {meeting.center_code} meets the patient: {address}.",
+            f"Time zone {meeting.time_zone}." if meeting.time_zone else "",
+        ),
+        status="active",
+        name=f"Cancer center {meeting.center_code}",
+        mode="instance",
+        address=Address(text=meeting.center_address) if meeting.center_address else None,
+        managingOrganization=_center(base, meeting.center_code),
+    )
+
+
+def _appointment(case: CaseForFhir, meeting: MeetingForFhir, base: str) -> Appointment:
+    chosen = None
+    if meeting.status == "offered" and meeting.requested_slot_id is not None:
+        chosen = next((s for s in meeting.slots if s.slot_id == meeting.requested_slot_id), None)
+    status = "pending" if chosen else _APPOINTMENT_STATUS[meeting.status]
+    when = chosen or meeting.booked_slot
+    open_ = status in ("proposed", "pending")
+    by_patient, by_center = meeting.cancelled_by == "patient", meeting.cancelled_by == "center"
+    if status == "proposed":
+        patient_status = "needs-action"
+    elif status == "cancelled":
+        patient_status = "declined" if by_patient else "accepted" if when else "needs-action"
+    else:
+        patient_status = "accepted"
+    # The center offered the times; a chosen time waits for its booking to confirm it.
+    center_status = (
+        "needs-action" if status == "pending" else "declined" if by_center else "accepted"
+    )
+    participants = [
+        AppointmentParticipant(
+            actor=_ref(base, "Patient", case.case_id), required="required", status=patient_status
+        ),
+        AppointmentParticipant(
+            actor=_ref(base, "PractitionerRole", _center_doctors_id(case, meeting.center_code)),
+            required="required",
+            status=center_status,
+        ),
+    ]
+    if meeting.mode == "in_person":
+        participants.append(
+            AppointmentParticipant(
+                actor=_ref(base, "Location", _meeting_place_id(meeting)),
+                required="required",
+                status="accepted",
+            )
+        )
+    description = _meeting_description(meeting)
+    cancelled = _cancelation_reason(meeting, base) if status == "cancelled" else None
+    return Appointment(
+        id=str(meeting.meeting_id),
+        text=_narrative(
+            f"{description} ({status}).",
+            f"From {when.starts_at.isoformat()} to {when.ends_at.isoformat()}"
+            + (" (the time the patient chose, to be booked)." if chosen else ".")
+            if when
+            else "",
+            *(
+                f"Offered: {s.starts_at.isoformat()} to {s.ends_at.isoformat()}."
+                for s in (meeting.slots if open_ else [])
+            ),
+            f"The center's time zone is {meeting.time_zone}." if meeting.time_zone else "",
+            f"Cancelled: {cancelled.text}." if cancelled else "",
+            meeting.note or "",
+        ),
+        identifier=[Identifier(system=_URI, value=f"urn:uuid:{meeting.meeting_id}")],
+        status=status,
+        cancelationReason=cancelled,
+        serviceType=[
+            CodeableConcept(
+                coding=[
+                    Coding(
+                        system=_system(base, "service"),
+                        code="opinion-consultation",
+                        display=_SERVICE_DISPLAY["opinion-consultation"],
+                    )
+                ],
+                text=_SERVICE_DISPLAY["opinion-consultation"],
+            )
+        ],
+        # The preferred value set (v2 0276) has no code for a meeting that explains an opinion.
+        appointmentType=CodeableConcept(text="consultation on the second opinion"),
+        description=description,
+        start=when.starts_at if when else None,
+        end=when.ends_at if when else None,
+        created=meeting.created_at,
+        patientInstruction=meeting.note or None,
+        basedOn=[_ref(base, "ServiceRequest", case.case_id)],
+        participant=participants,
+        requestedPeriod=[Period(start=s.starts_at, end=s.ends_at) for s in meeting.slots]
+        if open_ and meeting.slots
+        else None,
+    )
+
+
+def _meeting_description(meeting: MeetingForFhir) -> str:
+    language = None
+    if meeting.language:
+        found = pycountry.languages.get(alpha_2=meeting.language)
+        language = found.name if found else meeting.language
+    return (
+        f"Consultation on the second opinion with cancer center {meeting.center_code}, "
+        f"{_MEETING_MODE_DISPLAY[meeting.mode]}"
+        + (
+            f" ({meeting.center_address})"
+            if meeting.mode == "in_person" and meeting.center_address
+            else ""
+        )
+        + (f", in {language}" if language else "")
+    )
+
+
+def _cancelation_reason(meeting: MeetingForFhir, base: str) -> CodeableConcept:
+    """Who cancelled (HL7's patient or provider) and why: the patient's reason code, or the
+    center's words."""
+    if meeting.cancelled_by == "patient":
+        codings = [Coding(system=_APPOINTMENT_CANCELLATION, code="pat", display="Patient")]
+        reason = meeting.cancel_reason
+        if reason is not None:
+            display = _MEETING_CANCEL_REASON_DISPLAY[reason]
+            codings.append(
+                Coding(system=_system(base, "meeting-cancel-reason"), code=reason, display=display)
+            )
+            return CodeableConcept(coding=codings, text=display)
+        return CodeableConcept(coding=codings, text="cancelled by the patient")
+    if meeting.cancelled_by == "center":
+        return CodeableConcept(
+            coding=[Coding(system=_APPOINTMENT_CANCELLATION, code="prov", display="Provider")],
+            text=(meeting.cancel_reason or "").strip() or "cancelled by the cancer center",
+        )
+    return CodeableConcept(text="cancelled")
 
 
 def _shipment_text(shipment: dict[str, Any]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
@@ -22,6 +23,7 @@ from referrals_common.api.problems import (
 )
 from referrals_common.contracts.information import Shipment
 from referrals_common.contracts.intake import Preparation
+from referrals_common.contracts.meetings import MeetingSlot
 from referrals_common.db import UnitOfWork
 from referrals_common.edge.principals import CaseAccess
 from referrals_intake import meetings as meeting_use_cases
@@ -31,12 +33,15 @@ from referrals_intake.fhir import (
     ConsentForFhir,
     DocumentForFhir,
     FollowUpForFhir,
+    FurtherOpinionForFhir,
     InformationRequestForFhir,
+    MeetingForFhir,
+    MeetingSlotForFhir,
     case_bundle,
 )
 from referrals_intake.lifecycle import CONTACT_MISSING, IllegalTransition, still_missing
 from referrals_intake.main import Runtime
-from referrals_intake.models import Case, IdempotencyRecord
+from referrals_intake.models import Case, IdempotencyRecord, Meeting
 from referrals_intake.repository import CaseRepository
 from referrals_intake.schemas import (
     AccessToken,
@@ -966,7 +971,10 @@ async def timeline(access: CaseAccessDep, uow: UowDep) -> list[TimelineEntryPubl
         200: {
             "content": {"application/fhir+json": {}},
             "description": "A FHIR R4 Bundle: ServiceRequest, Task, Condition, Patient, "
-            "DocumentReference per document, Consent per consent",
+            "DocumentReference per document, Consent per consent (and per further opinion "
+            "that shares the earlier opinions), CommunicationRequest and Communication per "
+            "request for information and follow-up question, Appointment per consultation "
+            "meeting",
         },
         **CASE_ERRORS,
     },
@@ -1032,6 +1040,25 @@ async def fhir_view(access: CaseAccessDep, runtime: RuntimeDep, uow: UowDep) -> 
             )
             for q in await repo.follow_up_questions(case.id)
         ],
+        # Intake keeps the center only once it delivered the opinion; while a referral is open
+        # the center is in the timeline's words only, so the Task has no owner then (unless an
+        # open request for information names it).
+        center_code=case.opinion_center_code if case.status == "opinion_delivered" else None,
+        meetings=_fhir_meetings(await repo.meetings(case.id)),
+        opinion_round=case.opinion_round,
+        further_opinions=[
+            FurtherOpinionForFhir(
+                opinion_round=f["round"],
+                reason=f["reason"],
+                share_earlier_opinions=f["share_earlier_opinions"],
+                requested_at=datetime.fromisoformat(f["requested_at"]),
+                consented_at=datetime.fromisoformat(f["consented_at"])
+                if f.get("consented_at")
+                else None,
+                shared_document_ids=[UUID(d) for d in f.get("shared_document_ids") or []],
+            )
+            for f in case.further_opinions
+        ],
     )
     repo.audit(access.actor, "read_fhir", case.id)
     await uow.commit()
@@ -1057,6 +1084,35 @@ def _date(value: Any):  # type: ignore[no-untyped-def]
     from datetime import date
 
     return date.fromisoformat(value) if value else None
+
+
+def _fhir_meetings(meetings: list[Meeting]) -> list[MeetingForFhir]:
+    """Meetings as partners' events left them; the join link is not exported (no R4 element or
+    extension the validator accepts holds it)."""
+
+    def slot(value: dict[str, Any]) -> MeetingSlotForFhir:
+        checked = MeetingSlot.model_validate(value)
+        return MeetingSlotForFhir(checked.slot_id, checked.starts_at, checked.ends_at)
+
+    return [
+        MeetingForFhir(
+            meeting_id=m.id,
+            center_code=m.center_code,
+            status=m.status,
+            mode=m.place["mode"],
+            created_at=m.created_at,
+            slots=[slot(s) for s in m.slots],
+            booked_slot=slot(m.booked_slot) if m.booked_slot else None,
+            requested_slot_id=m.requested_slot_id,
+            center_address=m.place.get("center_address"),
+            time_zone=m.place.get("time_zone"),
+            language=m.place.get("language"),
+            note=m.note,
+            cancelled_by=m.cancelled_by,
+            cancel_reason=m.cancel_reason,
+        )
+        for m in meetings
+    ]
 
 
 def _fhir_documents(docs):  # type: ignore[no-untyped-def]
