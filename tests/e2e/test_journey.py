@@ -3,10 +3,11 @@ MinIO, PostgreSQL, the mail sink and the Zipkin trace viewer, started by the har
 
 The journey is the demo's (`devstack.demo.run_journey`, what `make demo` runs): a case for a
 patient in Kyiv wanting an opinion in Germany, a Ukrainian discharge summary that must be
-translated, an English pathology report, the German translation, a sample center process that
-declines over its inbox topic, the next center accepting and delivering an opinion. The test then
-checks every status change, every event, every e-mail, the traces in the viewer and the FHIR
-export.
+translated, an English pathology report, the German translation, the patient choosing among the
+proposed centers, a sample center process that declines over its inbox topic, the next center
+accepting and delivering an opinion, then offering times for the consultation meeting, one of
+which the patient books. The test then checks every status change, every event, every e-mail
+(the booking's with its calendar file), the traces in the viewer and the FHIR export.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
@@ -35,6 +37,7 @@ STATUSES = [
     "action_required",  # the Ukrainian discharge summary must be translated for Germany
     "submitted",  # the translation was uploaded
     "ready",
+    "choosing_center",  # the patient asked to choose among the best centers
     "referred",
     "accepted",  # by the second center, after the first declined
     "opinion_delivered",
@@ -53,7 +56,13 @@ EVENTS = Counter(
         "referrals.referral.declined.v1": 1,
         "referrals.referral.accepted.v1": 1,
         "referrals.referral.opinion_delivered.v1": 1,
-        "referrals.notification.sent.v1": 7,
+        "referrals.case.centers_proposed.v1": 1,
+        "referrals.case.center_chosen.v1": 1,
+        "referrals.referral.meeting_offered.v1": 1,
+        "referrals.case.meeting_slot_chosen.v1": 1,
+        "referrals.referral.meeting_booked.v1": 1,
+        "referrals.referral.meeting_changed.v1": 1,  # the center's inbox: the booked time
+        "referrals.notification.sent.v1": 10,
     }
 )
 PATIENT_TRIGGERS = Counter(
@@ -64,6 +73,9 @@ PATIENT_TRIGGERS = Counter(
         "referral_declined": 1,
         "referral_accepted": 1,
         "opinion_delivered": 1,
+        "centers_proposed": 1,
+        "meeting_offered": 1,
+        "meeting_booked": 1,
     }
 )
 
@@ -165,11 +177,16 @@ async def test_each_step_is_one_trace_across_the_services(journey: Journey) -> N
     assert any(n.startswith("post /v1/cases/{case_id}/documents") for n in names)  # records API
     assert any(n.startswith("process ") for n in names)  # consumers
     assert any(n.startswith("send ") for n in names)  # outbox relays
-    assert any(n.startswith("send referrals.partner-inbox.") for n in names)  # the center's offer
     assert "smtp send" in names  # the patient's e-mail
     assert any(span.get("tags", {}).get("db.system") == "postgresql" for span in spans)
     assert any(_is_minio(span) for span in spans), "no MinIO call in the trace"
     assert kinds["CONSUMER"] >= 5 and kinds["PRODUCER"] >= 5
+
+    # The patient's choice of center is the step whose trace carries the offer to that center.
+    choice = next(s for s in journey.steps if s.name == "choose the center")
+    spans = await _trace(journey.trace_viewer, choice.trace_id, must_have="smtp send")
+    names = [span["name"] for span in spans]
+    assert any(n.startswith("send referrals.partner-inbox.") for n in names)  # the center's offer
 
     # The center's steps are traces of their own that reach the services too.
     opinion = next(s for s in journey.steps if s.name.endswith("opinion delivered"))
@@ -212,3 +229,39 @@ async def _trace(viewer: str, trace_id: str, *, must_have: str) -> list[dict[str
                     return (await client.get(f"/api/v2/trace/{trace_id}")).json()
             await asyncio.sleep(0.5)
     raise AssertionError(f"trace {trace_id} has no {must_have!r} after 30 s: {len(spans)} spans")
+
+
+async def test_the_patient_chose_the_center_and_booked_the_meeting_with_a_calendar_file(
+    journey: Journey, running_platform: Any
+) -> None:
+    from icalendar import Calendar
+
+    proposed = [c["center_code"] for c in journey.proposal["proposals"]]
+    assert len(proposed) >= 2 and journey.proposal["chosen"] == proposed[0]
+    offered = [e for e in journey.events if e.type == "referrals.referral.offered.v1"]
+    assert offered[0].data["center_code"] == journey.proposal["chosen"]
+    assert journey.meeting["status"] == "booked"
+    assert journey.meeting["patient_time_zone"] == "Europe/Kyiv"
+    booked = next(e for e in journey.events if e.type == "referrals.referral.meeting_booked.v1")
+    calendars = [
+        content
+        for email in journey.emails
+        for _name, media_type, content in email.attachments
+        if media_type == "text/calendar"
+    ]
+    assert len(calendars) == 1, [e.subject for e in journey.emails]
+    calendar = Calendar.from_ical(calendars[0])
+    assert str(calendar["METHOD"]) == "REQUEST"
+    (event,) = calendar.walk("VEVENT")
+    assert str(event["UID"]).startswith(booked.data["meeting_id"])
+    assert int(event["SEQUENCE"]) == booked.data["sequence"] == 0
+    starts = event.decoded("DTSTART")
+    assert (
+        starts.isoformat()[:16]
+        == (datetime_utc(journey.meeting["booked_slot"]["starts_at"]).isoformat()[:16])
+    )
+    assert journey.case_id not in calendars[0].decode()  # no identifiers beyond the reference
+
+
+def datetime_utc(value: str) -> datetime:
+    return datetime.fromisoformat(value).astimezone(UTC)

@@ -10,7 +10,7 @@ import psutil
 import typer
 from rich.console import Console
 
-from devstack import install
+from devstack import install, monitoring
 from devstack import platform as platform_mod
 from devstack import stack as stack_mod
 from devstack.process import StartupError
@@ -37,11 +37,13 @@ def install_parts() -> None:
     trace viewer and the Compose CLI that the deployment tests use)."""
     kafka, minio, pg, tesseract = install.ensure_all(console)
     zipkin = platform_mod.ensure_zipkin(console)
+    prometheus = monitoring.ensure_prometheus(console)
     compose = install.ensure_compose(console)
     node_tools = {name: install.ensure_node_tool(console, name) for name in install.NODE_TOOLS}
     console.print(
         f"kafka: {kafka}\nminio: {minio}\npostgres: {pg}\ntesseract: {tesseract}\n"
-        f"zipkin: {zipkin}\ndocker compose (for checking docker-compose.yml): {compose}"
+        f"zipkin: {zipkin}\nprometheus and alertmanager (Debian's packages): {prometheus.home}\n"
+        f"docker compose (for checking docker-compose.yml): {compose}"
     )
     uses = {"asyncapi": "for the contract tests", "web": "htmx, for the patient's web app"}
     for name, home in node_tools.items():
@@ -96,6 +98,13 @@ def up(
             f"sample keys: [bold]{running.keys_file}[/]"
         )
         _print_web(running, current)
+        if running.prometheus:
+            console.print(
+                f"Metrics: Prometheus [bold]{running.prometheus}/graph[/] (alerts "
+                f"{running.prometheus}/alerts, e-mailed by Alertmanager {running.alertmanager} "
+                f"to {monitoring.OPS_EMAIL} in the mail sink).",
+                highlight=False,
+            )
         console.print("Next: [bold]make demo[/] walks one case through the whole journey.")
     else:
         console.print(f"\nenvironment for the services: [bold]source {env_file}[/]")
@@ -313,6 +322,10 @@ def _print(
             service = name.split("-", 1)[0]
             if name == "zipkin":
                 where = f"traces {running.trace_viewer}/zipkin/"
+            elif name == "prometheus":
+                where = f"metrics, rules and alerts {running.prometheus}/graph"
+            elif name == "alertmanager":
+                where = f"alerts (e-mailed to the mail sink) {running.alertmanager}"
             elif name == platform_mod.WEB:
                 where = f"{running.web}/  the patient's pages, the center console at /center"
             elif name.endswith("-api"):

@@ -7,9 +7,13 @@ a sample center process (`devstack.sample_center`) reads its inbox topic over Ka
    summary and an English pathology report (`samples/`), submit;
 2. translation asks for the discharge summary in English or German: the demo shows what the
    patient is told, then uploads the German translation linked to the original;
-3. the case becomes ready and is referred; the first center declines, partners re-routes it, the
-   next center accepts, reads the documents and delivers its opinion;
-4. the patient's e-mails (from the local mail sink), the timeline of every event with timings,
+3. the case becomes ready; the patient asked to choose the center, so partners proposes the best
+   ones (why, turnaround, price) and the front end chooses the first; that center declines,
+   partners re-routes the case, the next center accepts, reads the documents and delivers its
+   opinion;
+4. the center offers times for the consultation meeting that explains its opinion; the patient
+   books one (the confirmation e-mail carries a calendar file, `.ics`, in the mail sink);
+5. the patient's e-mails (from the local mail sink), the timeline of every event with timings,
    each step's trace id (and its link in the trace viewer) and the FHIR export are shown.
 
 `run_journey` returns everything it saw, so the end-to-end test asserts on the same run.
@@ -27,6 +31,8 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from datetime import time as dt_time
 from email import policy
 from email.parser import BytesParser
 from importlib import resources
@@ -106,6 +112,10 @@ class Journey:
     next_step: str | None = None
     fhir: dict[str, Any] = field(default_factory=dict)
     opinion_bytes: int = 0
+    proposal: dict[str, Any] = field(default_factory=dict)
+    """The centers proposed to the patient, and the one chosen (`chosen`)."""
+    meeting: dict[str, Any] = field(default_factory=dict)
+    """The consultation meeting as the patient's case shows it once booked."""
     seconds: float = 0.0
     trace_viewer: str = ""
 
@@ -239,28 +249,28 @@ class FrontEnd:
         self.token = ""
 
     @contextlib.contextmanager
-    def step(self, name: str) -> Iterator[None]:
+    def step(self, name: str, actor: str = "front end") -> Iterator[None]:
         started = time.monotonic()
         with tracer.start_as_current_span(
-            f"front end: {name}", context=otel_context.Context()
+            f"{actor}: {name}", context=otel_context.Context()
         ) as span:
             if self.journey.case_id:
                 span.set_attribute("referrals.case_id", self.journey.case_id)
             yield
         trace_id = format(span.get_span_context().trace_id, "032x")
         self.journey.steps.append(
-            Step(name, "front end", trace_id, started - self.began, time.monotonic() - started)
+            Step(name, actor, trace_id, started - self.began, time.monotonic() - started)
         )
 
     @property
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
-    async def create_case(self) -> str:
+    async def create_case(self, **extra: Any) -> str:
         with self.step("create the case"):
             response = await self.intake.post(
                 "/v1/cases",
-                json=CASE,
+                json={**CASE, **extra},
                 headers={"X-Api-Key": self.api_key, "Idempotency-Key": str(uuid.uuid4())},
             )
             _ok(response)
@@ -332,6 +342,46 @@ class FrontEnd:
                 _ok(content)
         return len(content.content)
 
+    async def choose_center(self, timeout: float) -> dict[str, Any]:
+        """The patient chooses among the proposed centers: the first-ranked."""
+        deadline = time.monotonic() + timeout
+        while not (proposal := (await self.read_case()).get("center_proposal")):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the case never showed the proposed centers")
+            await asyncio.sleep(0.3)
+        chosen = proposal["proposals"][0]["center_code"]
+        with self.step("choose the center"):
+            _ok(
+                await self.intake.post(
+                    f"/v1/cases/{self.journey.case_id}/center-choice",
+                    json={"center_code": chosen},
+                    headers={**self.auth, "Idempotency-Key": str(uuid.uuid4())},
+                )
+            )
+        return {**proposal, "chosen": chosen}
+
+    async def book_meeting(self, timeout: float) -> dict[str, Any]:
+        """Book the first time the center offered, in the patient's time zone (Kyiv)."""
+        deadline = time.monotonic() + timeout
+        while not (meetings := (await self.read_case())["meetings"]):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the case never showed the meeting's times")
+            await asyncio.sleep(0.3)
+        meeting = meetings[0]
+        with self.step("book the consultation meeting"):
+            _ok(
+                await self.intake.post(
+                    f"/v1/cases/{self.journey.case_id}/meetings/{meeting['id']}/booking",
+                    json={"slot_id": meeting["slots"][0]["slot_id"], "time_zone": "Europe/Kyiv"},
+                    headers={**self.auth, "Idempotency-Key": str(uuid.uuid4())},
+                )
+            )
+        while (meeting := (await self.read_case())["meetings"][0])["status"] != "booked":
+            if time.monotonic() > deadline:
+                raise TimeoutError("the meeting was never confirmed")
+            await asyncio.sleep(0.3)
+        return meeting
+
     async def fhir(self) -> dict[str, Any]:
         with self.step("export the case as FHIR"):
             response = await self.intake.get(
@@ -343,6 +393,42 @@ class FrontEnd:
     async def close(self) -> None:
         await self.intake.aclose()
         await self.records.aclose()
+
+
+MEETING_PLACE = {
+    "mode": "video",
+    "join_url": "https://video.sample-centers.localhost/room/tumour-board",
+    "time_zone": "Europe/Berlin",
+    "language": "en",
+}
+
+
+async def offer_meeting(platform: PlatformInfo, center: str, referral_id: str) -> None:
+    """The center offers two times, tomorrow and the day after at 10:00 its time, one hour each
+    (what a center's staff does in the console or its own system through the partner API)."""
+    from zoneinfo import ZoneInfo
+
+    berlin = ZoneInfo("Europe/Berlin")
+    today = datetime.now(berlin).date()
+    slots = []
+    for days in (1, 2):
+        start = datetime.combine(today + timedelta(days=days), dt_time(10), tzinfo=berlin)
+        slots.append(
+            {"starts_at": start.isoformat(), "ends_at": (start + timedelta(hours=1)).isoformat()}
+        )
+    key = str(platform.keys()["centers"][center])  # type: ignore[index]
+    async with httpx.AsyncClient(base_url=platform.apis["partners"], timeout=30) as partners:
+        _ok(
+            await partners.post(
+                f"/v1/partner/referrals/{referral_id}/meetings",
+                json={
+                    "place": MEETING_PLACE,
+                    "slots": slots,
+                    "note": "Please prepare your questions; the meeting takes about an hour.",
+                },
+                headers={"X-Api-Key": key, "Idempotency-Key": f"demo-meeting-{referral_id}"},
+            )
+        )
 
 
 def _ok(response: httpx.Response) -> None:
@@ -411,7 +497,7 @@ async def run_journey(
     *,
     console: Console | None = None,
     timeout: float = 180.0,
-    expected_emails: int = 7,
+    expected_emails: int = 10,
 ) -> Journey:
     """Play the journey on a running platform (see the module doc); returns what it saw."""
     from referrals_common.telemetry import configure_telemetry
@@ -433,9 +519,9 @@ async def run_journey(
             "[bold]1.[/] the front end opens a case for a patient in Kyiv who asks for an opinion "
             "in Germany"
         )
-        case_id = await front.create_case()
+        case_id = await front.create_case(patient_chooses_center=True)
         watcher.follow(case_id)
-        say(f"   case {case_id}")
+        say(f"   case {case_id} (the patient asked to choose the center)")
         original = await front.upload(
             "upload the discharge summary (Ukrainian)",
             "discharge_summary",
@@ -463,11 +549,37 @@ async def run_journey(
         await front.upload(
             "upload the German translation", "translation", "discharge_summary_de.pdf", original
         )
+        await watcher.wait_for(status_is("choosing_center"), timeout, "the centers proposed")
+        journey.proposal = await front.choose_center(timeout)
+        say("   ready; partners proposes the best centers, and the patient chooses:")
+        for proposed in journey.proposal["proposals"]:
+            price = proposed.get("price")
+            say(
+                f"   {proposed['rank']}. {proposed.get('center_name') or proposed['center_code']}"
+                f" ({proposed['center_country']}): opinion in {proposed['turnaround_days']} days"
+                + (f", {price['amount']:.0f} {price['currency']}" if price else "")
+                + (
+                    "  [bold]← chosen[/]"
+                    if proposed["center_code"] == journey.proposal["chosen"]
+                    else ""
+                )
+            )
         await watcher.wait_for(status_is("referred"), timeout, "the case to be referred")
-        say("   ready and referred; the sample center answers…")
+        say("   referred; the sample center answers…")
         await watcher.wait_for(status_is("opinion_delivered"), timeout, "the opinion")
         say("[bold]4.[/] the opinion is delivered; the patient reads it")
         journey.opinion_bytes = await front.read_opinion()
+        opinion = next(
+            e for e in watcher.seen if e.type == "referrals.referral.opinion_delivered.v1"
+        )
+        say("[bold]5.[/] the center offers times for the consultation meeting; the patient books")
+        with front.step("offer times for the consultation meeting", actor="sample center"):
+            await offer_meeting(platform, opinion.data["center_code"], opinion.data["referral_id"])
+        journey.meeting = await front.book_meeting(timeout)
+        say(
+            f"   booked for {journey.meeting['booked_slot']['starts_at']} (the confirmation "
+            "carries a calendar file)"
+        )
         journey.fhir = await front.fhir()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

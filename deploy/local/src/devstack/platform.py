@@ -13,8 +13,10 @@ app and a trace viewer.
    the center console for one sample center (with that center's key), then its server, talking
    to the public APIs with the front end's key, its one-time codes going to the mail sink, and
    htmx from the npm tool set deploy/local/node/web;
-6. waits until each API and the web app answer `/health` and each other process serves its
-   metrics.
+6. Prometheus scraping every process, with the platform's recording and alert rules, and
+   Alertmanager sending its alerts to the mail sink (`devstack.monitoring`);
+7. waits until each API and the web app answer `/health`, each other process serves its
+   metrics, and Prometheus and Alertmanager say they are ready.
 
 Secrets (case-token signing key, field keys, notifications' key pair, key peppers) are made once
 per stack in `<root>/platform-secrets.json` (mode 600). Every process exports its spans to the
@@ -36,7 +38,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from devstack import install
+from devstack import install, monitoring
 from devstack.parts import Running
 from devstack.process import (
     StartupError,
@@ -100,6 +102,10 @@ class PlatformInfo:
     logs: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, str] = field(default_factory=dict)
     """`<service>-<role>` → URL of its Prometheus metrics."""
+    prometheus: str = ""
+    """Base URL of Prometheus (its UI and HTTP API), or empty when started without it."""
+    alertmanager: str = ""
+    """Base URL of Alertmanager, or empty when started without it."""
     keys_file: str = ""
     started_at: float = 0.0
     commands: dict[str, dict[str, object]] = field(default_factory=dict)
@@ -136,6 +142,8 @@ class PlatformInfo:
             return f"{self.trace_viewer}/health"
         if name == WEB:
             return f"{self.web}/health"
+        if name in {"prometheus", "alertmanager"}:
+            return f"{getattr(self, name)}/-/ready"
         service = name.split("-", 1)[0]
         if name.endswith("-api") and service in self.apis:
             return f"{self.apis[service]}/health"
@@ -425,10 +433,13 @@ def start(
     web: bool = True,
     timeout: float = 120.0,
     extra_env: dict[str, str] | None = None,
+    metrics_stack: bool = True,
+    prometheus_rules: dict[str, str] | None = None,
 ) -> PlatformInfo:
     """Start every service's processes and the patient's web app (unless `web=False`) on
     `stack` (see the module doc); stop them on failure. `extra_env` adds or overrides service
-    settings (the tests' shorter information-request timings)."""
+    settings (the tests' shorter information-request timings); `metrics_stack=False` starts
+    no Prometheus or Alertmanager; `prometheus_rules` replaces or adds rule files by name."""
     root = Path(stack.root)
     logs = root / "services"
     logs.mkdir(parents=True, exist_ok=True)
@@ -449,6 +460,7 @@ def start(
         info.web = f"http://127.0.0.1:{port(DEV_WEB_PORT)}"
     try:
         vendor = ensure_web_vendor(console) if web else None
+        binaries = monitoring.ensure_prometheus(console) if metrics_stack else None
         zipkin = ""
         if trace_viewer:
             jar = ensure_zipkin(console)
@@ -538,16 +550,38 @@ def start(
             info.commands[WEB] = {"argv": argv, "env": {}}
             proc = spawn(argv, log=log, env=web_env)
             started.append(Running(WEB, proc.pid, log))
+        if binaries is not None:
+            alerting, info.alertmanager = monitoring.start_alertmanager(
+                binaries,
+                root / "alertmanager",
+                port(monitoring.DEV_ALERTMANAGER_PORT),
+                stack.smtp,
+            )
+            started.append(alerting)
+            scraping, info.prometheus = monitoring.start_prometheus(
+                binaries,
+                root / "prometheus",
+                port(monitoring.DEV_PROMETHEUS_PORT),
+                info.metrics,
+                info.alertmanager,
+                rules=prometheus_rules,
+            )
+            started.append(scraping)
         info.pids = {r.name: r.pid for r in started}
         info.logs = {r.name: str(r.log) for r in started}
         probes = {r.name: info.metrics.get(r.name) for r in started}
+        for name in ("prometheus", "alertmanager"):
+            if getattr(info, name):
+                probes[name] = info.probe_url(name)
         probes.update({f"{svc}-api": f"{url}/health" for svc, url in apis.items()})
         if zipkin:
             probes["zipkin"] = f"{zipkin}/health"
         if web_env:
             probes[WEB] = f"{info.web}/health"
         with (
-            console.status("waiting for the services, the web app and the trace viewer…"),
+            console.status(
+                "waiting for the services, the web app, the trace viewer and Prometheus…"
+            ),
             ThreadPoolExecutor(max_workers=8) as pool,
         ):
             futures = [
@@ -566,8 +600,10 @@ def start(
                 fut.result()
         info.started_at = time.time()  # after the last process started (see `owns`)
         info.save()
-        parts = [f"{len(started) - bool(web_env) - bool(zipkin)} service processes"]
+        others = bool(web_env) + bool(zipkin) + 2 * bool(info.prometheus)
+        parts = [f"{len(started) - others} service processes"]
         parts += [*(["the web app"] if web_env else []), *(["the trace viewer"] if zipkin else [])]
+        parts += ["Prometheus and Alertmanager"] if info.prometheus else []
         listed = ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
         console.print(f"[green]✓[/] {listed} ready in {time.monotonic() - began:.1f} s")
         return info

@@ -173,6 +173,8 @@ async def run_scheduler(
     """Until `stop` is set: expire due offers (re-routing their cases), remind of and expire
     information requests, remind of booked meetings, deliver due webhooks."""
     meetings = meetings or Meetings(partners)
+    for outcome in _OUTCOMES.values():  # at 0 from the start: the first failure is an increase
+        WEBHOOK_DELIVERIES.labels(service_name(), outcome)
     while not stop.is_set():
         try:
             # Each round polls; only an expiry (a case step of its own) is traced.
