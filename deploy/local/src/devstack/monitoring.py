@@ -5,7 +5,10 @@ Both come from Debian's packages (`prometheus`, `prometheus-alertmanager`) witho
 `apt-get download` fetches the .deb files apt verifies against its package lists, and
 `dpkg-deb -x` unpacks them into the user cache with the JavaScript libraries of Prometheus's web
 UI (Debian ships them as packages of their own; the UI's files link to them). On a system without
-apt, the command to install them is printed.
+apt, the command to install them is printed. Debian's Alertmanager reads its default notification
+template from a fixed directory under /usr/share, where only the installed package puts it: the
+unpacked binary gets that one path rewritten, byte for byte, to one of the same length that means
+"the working directory" (`_relocate_templates`), and devstack starts it where the template is.
 
 `start(...)` writes, under `<root>/prometheus/`: the configuration (deploy/prometheus/prometheus.yml
 with the local intervals and Alertmanager's address), the targets file made from
@@ -15,6 +18,7 @@ Alertmanager's configuration (routing every alert by e-mail to the mail sink).
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -136,8 +140,29 @@ def ensure_prometheus(console: Console) -> Binaries:
     for binary in (binaries.prometheus, binaries.promtool, binaries.alertmanager):
         if not binary.exists():
             raise install.InstallError(f"the Debian packages unpacked, but {binary} is missing")
+    _relocate_templates(binaries.alertmanager)
     marker.write_text(f"{stamp}\n{names}\n")
     return binaries
+
+
+TEMPLATES_DIR = b"/usr/share/prometheus/alertmanager"
+"""Where Debian's Alertmanager looks for `default.tmpl` (its UI's path is a flag)."""
+
+
+def _relocate_templates(binary: Path) -> None:
+    """Rewrite Alertmanager's template directory (the string alone, not the UI paths that
+    begin with it) as `./././…` of the same length, which Go's `filepath.Join` cleans to the
+    working directory. Fails if the binary does not hold it exactly once."""
+    data = binary.read_bytes()
+    at = [m.start() for m in re.finditer(re.escape(TEMPLATES_DIR) + rb"(?!/)", data)]
+    if len(at) != 1:
+        raise install.InstallError(
+            f"{binary} does not name its template directory once ({len(at)} times): install "
+            f"Alertmanager with `{INSTALL_HINT}`"
+        )
+    relative = b"./" * (len(TEMPLATES_DIR) // 2) + b"/" * (len(TEMPLATES_DIR) % 2)
+    patched = data[: at[0]] + relative + data[at[0] + len(TEMPLATES_DIR) :]
+    binary.write_bytes(patched)
 
 
 # ------------------------------------------------------------------------------- configuration
@@ -208,6 +233,9 @@ def start_alertmanager(
 ) -> tuple[Running, str]:
     """Alertmanager on loopback, alone (no cluster), its notifications to the mail sink."""
     directory.mkdir(parents=True, exist_ok=True)
+    templates = binaries.home / "usr/share/prometheus/alertmanager"
+    for template in templates.glob("*.tmpl"):  # default.tmpl and the e-mail's, see the doc
+        shutil.copyfile(template, directory / template.name)
     config = directory / "alertmanager.yml"
     config.write_text(yaml.safe_dump(alertmanager_config(smtp)))
     base = f"http://127.0.0.1:{port}"
@@ -219,6 +247,7 @@ def start_alertmanager(
             f"--storage.path={directory / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}",
             f"--web.external-url={base}",
+            f"--web.ui-path={templates / 'no-ui'}/",
             "--cluster.listen-address=",
             "--log.level=warn",
         ],
