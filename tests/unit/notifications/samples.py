@@ -163,6 +163,8 @@ FACTS: dict[T, dict[str, Any]] = {
         "before": "day_before",
     },
     T.MEETING_MISSED: {"center_name": CENTER_NAME, **MEETING_TIME},
+    T.FURTHER_OPINION_REQUESTED: {"share_earlier_opinions": True, "shared_opinions": 1},
+    T.FURTHER_OPINION_UNAVAILABLE: {"reason": "no_eligible_center"},
     T.CASE_UNROUTABLE: {"reason": "no_eligible_center"},
     T.CASE_WITHDRAWN: {"reason": "patient_request"},
 }

@@ -58,11 +58,12 @@ CARRIER = "DHL Express"
 
 
 class FakeSession:
-    """Rows by key for `get`; the statements `execute` was given."""
+    """Rows by key for `get`; the statements `execute` was given; the rows `add` was given."""
 
     def __init__(self, rows: dict[tuple[type, Any], Any]) -> None:
         self.rows = rows
         self.statements: list[Any] = []
+        self.added: list[Any] = []
 
     async def get(self, model: type, key: Any) -> Any:
         return self.rows.get((model, key))
@@ -71,7 +72,7 @@ class FakeSession:
         self.statements.append(statement)
 
     def add(self, row: Any) -> None:
-        self.statements.append(row)
+        self.added.append(row)
 
 
 def seen_referral() -> dict[tuple[type, Any], Any]:

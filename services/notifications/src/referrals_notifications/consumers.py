@@ -11,6 +11,7 @@ from typing import Any
 
 from referrals_common.contracts import (
     CaseContactShared,
+    CaseFurtherOpinionRequested,
     CaseInformationProvided,
     CaseSubmitted,
     CaseUnroutable,
@@ -56,6 +57,7 @@ HANDLED = (
     CaseContactShared,
     CaseSubmitted,
     CaseInformationProvided,
+    CaseFurtherOpinionRequested,
     CaseWithdrawn,
     DocumentStored,
     DocumentRejected,

@@ -594,7 +594,45 @@ class MeetingMissedContext(MessageContext):
     ends_at: AwareDatetime
 
 
+class FurtherOpinionRequestedContext(MessageContext):
+    """After an opinion, the patient asked for one more: we ask another center, one never offered
+    the case, and say whether the earlier opinions go with it, as the patient chose.
+
+    Never the patient's reason (it is theirs, and told to the next center only), nor the shared
+    documents' ids: how many earlier opinions go, if any."""
+
+    trigger: ClassVar[NotificationTrigger] = NotificationTrigger.FURTHER_OPINION_REQUESTED
+    webhook_facts: ClassVar[tuple[str, ...]] = ("share_earlier_opinions", "shared_opinions")
+
+    share_earlier_opinions: bool = Field(
+        description="The patient agreed that the earlier opinions go to the next center"
+    )
+    shared_opinions: int = Field(
+        default=0, ge=0, le=10, description="How many earlier opinions go with the case"
+    )
+
+    @model_validator(mode="after")
+    def _shared_with_consent(self) -> FurtherOpinionRequestedContext:
+        if self.shared_opinions and not self.share_earlier_opinions:
+            raise ValueError("earlier opinions go to the next center only with the consent")
+        return self
+
+
+class FurtherOpinionUnavailableContext(MessageContext):
+    """No other center can give the further opinion the patient asked for (`case.unroutable`
+    with an `opinion_round`). Not "no center takes your case": the case keeps the opinion it has,
+    and the patient can still discuss it and ask its center follow-up questions."""
+
+    trigger: ClassVar[NotificationTrigger] = NotificationTrigger.FURTHER_OPINION_UNAVAILABLE
+    webhook_facts: ClassVar[tuple[str, ...]] = ("reason",)
+
+    reason: UnroutableReason
+
+
 class CaseUnroutableContext(MessageContext):
+    """No center will give the case its first opinion (a further opinion that cannot be had is
+    `FurtherOpinionUnavailableContext`)."""
+
     trigger: ClassVar[NotificationTrigger] = NotificationTrigger.CASE_UNROUTABLE
     webhook_facts: ClassVar[tuple[str, ...]] = ("reason",)
 
@@ -632,6 +670,8 @@ CONTEXT_MODELS: Mapping[NotificationTrigger, type[MessageContext]] = {
         MeetingCancelledContext,
         MeetingReminderContext,
         MeetingMissedContext,
+        FurtherOpinionRequestedContext,
+        FurtherOpinionUnavailableContext,
         CaseUnroutableContext,
         CaseWithdrawnContext,
     )
@@ -640,7 +680,8 @@ CONTEXT_MODELS: Mapping[NotificationTrigger, type[MessageContext]] = {
 
 
 class UnroutableOpsAlert(BaseModel):
-    """The operators' alert that routing gave up on a case: in English, without personal data.
+    """The operators' alert that routing gave up on a case, or on a further opinion for it
+    (`opinion_round`): in English, without personal data.
 
     Operators look the patient up in intake by `case_id`; the alert itself names nobody.
     """
@@ -652,6 +693,11 @@ class UnroutableOpsAlert(BaseModel):
     reason: UnroutableReason
     centers_tried: list[CenterCode] = Field(default_factory=list)
     occurred_at: AwareDatetime
+    opinion_round: int | None = Field(
+        default=None,
+        ge=2,
+        description="Set when a further opinion could not be had (the case keeps its opinion)",
+    )
     console_url: HttpUrl | None = Field(
         default=None, description="Link to the case in the operators' console, if there is one"
     )
@@ -669,6 +715,8 @@ __all__ = [
     "DocumentRejectedContext",
     "DocumentUnreadableContext",
     "FollowUpAnsweredContext",
+    "FurtherOpinionRequestedContext",
+    "FurtherOpinionUnavailableContext",
     "InfoExpiredContext",
     "InfoReminderContext",
     "InfoRequestedContext",

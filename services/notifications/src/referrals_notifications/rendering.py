@@ -417,13 +417,17 @@ TRIGGER_STATUS: Mapping[NotificationTrigger, CaseStatus | None] = {
     NotificationTrigger.MEETING_CANCELLED: None,
     NotificationTrigger.MEETING_REMINDER: None,
     NotificationTrigger.MEETING_MISSED: None,
+    NotificationTrigger.FURTHER_OPINION_REQUESTED: CaseStatus.READY,
+    NotificationTrigger.FURTHER_OPINION_UNAVAILABLE: CaseStatus.OPINION_DELIVERED,
     NotificationTrigger.CASE_UNROUTABLE: CaseStatus.UNROUTABLE,
     NotificationTrigger.CASE_WITHDRAWN: CaseStatus.WITHDRAWN,
 }
 """The case status a trigger implies; None where the trigger alone does not tell it (a refused
 upload leaves the case where it was; an answered request puts the case back where it was when the
 center asked, offered or accepted; a received shipment, an answered follow-up question or anything
-about the consultation meeting changes nothing: the opinion is delivered either way).
+about the consultation meeting changes nothing: the opinion is delivered either way). A further
+opinion asked for makes the case ready to be routed again; one that cannot be had leaves the case
+with the opinion it has.
 """
 
 ACTION_REQUIRED = frozenset(

@@ -380,6 +380,7 @@ class Sender:
             reason=delivery.facts["reason"],
             centers_tried=delivery.facts.get("centers_tried", []),
             occurred_at=delivery.occurred_at,
+            opinion_round=delivery.facts.get("opinion_round"),
         )
         return self.channels.email, self.channels.ops_email, self.renderer.render_ops_alert(alert)
 

@@ -14,6 +14,13 @@ an answered follow-up question by the center and the day (its words are read wit
 Centers proposed for the patient's choice travel by name, country, usual time and price: never
 their codes or routing's reasons for proposing them (those may name the disease).
 
+A further opinion travels by whether (and how many) earlier opinions go with it, as the patient
+chose: never the patient's reason or the documents' ids. A
+further opinion no center can give (`case.unroutable` with an `opinion_round`) is its own
+notification, `further_opinion_unavailable`: the case keeps its opinion, so the patient must not
+read `case_unroutable`'s "no center can take your request", and a front end must not see the
+case as unroutable.
+
 The consultation meeting travels by its times, the center's name (or none: never its code), how
 to join (the center's video link or address), the center's time zone and language, and the
 center's own words where it gave some; the patient's time zone, when the event knows it, becomes
@@ -33,6 +40,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from referrals_common.contracts import (
     CaseContactShared,
+    CaseFurtherOpinionRequested,
     CaseInformationProvided,
     CaseSubmitted,
     CaseUnroutable,
@@ -325,6 +333,48 @@ class Notifications:
                 )
             case ReferralMeetingEnded():
                 log.info("meeting %s was held: nothing to tell the patient", data.meeting_id)
+            case CaseFurtherOpinionRequested():
+                await self._notify(
+                    uow,
+                    event,
+                    T.FURTHER_OPINION_REQUESTED,
+                    share_earlier_opinions=data.share_earlier_opinions,
+                    shared_opinions=len(data.shared_document_ids),
+                )
+            case CaseUnroutable(opinion_round=int(opinion_round)):
+                # A further opinion that cannot be had: the case keeps the opinion it has, so
+                # the patient must not read that no center takes the case.
+                uow.session.add(
+                    OpsAlert(
+                        case_id=data.case_id,
+                        kind="further_opinion_unavailable",
+                        detail=f"routing found no center for opinion {opinion_round} "
+                        f"({data.reason}); centers tried: "
+                        + (", ".join(data.centers_tried) or "none"),
+                    )
+                )
+                log.warning(
+                    "case %s: no center for opinion %d; ops alert recorded",
+                    data.case_id,
+                    opinion_round,
+                )
+                await self._notify(
+                    uow,
+                    event,
+                    T.FURTHER_OPINION_UNAVAILABLE,
+                    reason=str(data.reason),
+                )
+                await self._add(
+                    uow,
+                    event,
+                    T.FURTHER_OPINION_UNAVAILABLE,
+                    OPS,
+                    {
+                        "reason": str(data.reason),
+                        "centers_tried": list(data.centers_tried),
+                        "opinion_round": opinion_round,
+                    },
+                )
             case CaseUnroutable():
                 uow.session.add(
                     OpsAlert(

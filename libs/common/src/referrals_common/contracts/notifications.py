@@ -55,6 +55,10 @@ class NotificationTrigger(StrEnum):
     """The meeting is in about 24 hours, or in about an hour."""
     MEETING_MISSED = "meeting_missed"
     """The center recorded that the patient missed the meeting."""
+    FURTHER_OPINION_REQUESTED = "further_opinion_requested"
+    """After an opinion the patient asked for one more, from a center never offered the case."""
+    FURTHER_OPINION_UNAVAILABLE = "further_opinion_unavailable"
+    """No other center can give the further opinion now; the case keeps the opinion it has."""
     CASE_UNROUTABLE = "case_unroutable"
     CASE_WITHDRAWN = "case_withdrawn"
 
