@@ -883,10 +883,12 @@ def test_information_loop_webhooks() -> None:
 # The opinion: what it concluded, in verdicts and counts, when the center recorded an outcome.
 
 OPINION_IN_SHORT = {"uk": "Коротко про висновок", "en": "The opinion in short"}
-DISCUSS = {
-    "uk": "Будь ласка, прочитайте висновок повністю й обговоріть його зі своїм лікарем.",
-    "en": "Please read the full opinion and discuss it with your doctor.",
+READ_IN_FULL = {
+    "uk": "Це лише короткий виклад: будь ласка, прочитайте висновок повністю.",
+    "en": "This is only a short summary: please read the full opinion.",
 }
+"""The summary's last line; the advice to discuss the opinion with a doctor comes once, after."""
+DISCUSS_WITH_DOCTOR = {"uk": "обговорити", "en": "discuss"}
 DIAGNOSIS_WORDS = {
     "confirmed": {"uk": "Центр підтверджує діагноз.", "en": "The center confirms the diagnosis."},
     "refined": {
@@ -920,14 +922,14 @@ def opinion(locale: str, **verdicts: object) -> MessageContext:
 
 
 def opinion_lines(renderer: Renderer, context: MessageContext) -> list[str]:
-    """The verdict lines of the e-mail, between the summary's heading and the advice to discuss
-    it with a doctor (both there), checked to read the same in the HTML, in the same order."""
+    """The verdict lines of the e-mail, between the summary's heading and the advice to read the
+    opinion in full (both there), checked to read the same in the HTML, in the same order."""
     message = renderer.render(T.OPINION_DELIVERED, context, C.EMAIL)
     lines = message.text.splitlines()
     heading = lines.index(OPINION_IN_SHORT[context.locale])
     assert lines[heading + 1] == ""
-    summary = lines[heading + 2 : lines.index(DISCUSS[context.locale])]
-    assert " ".join([*summary, DISCUSS[context.locale]]) in visible_text(message.html or "")
+    summary = lines[heading + 2 : lines.index(READ_IN_FULL[context.locale])]
+    assert " ".join([*summary, READ_IN_FULL[context.locale]]) in visible_text(message.html or "")
     return summary
 
 
@@ -1002,12 +1004,24 @@ def test_an_opinion_without_an_outcome_reads_as_before(renderer: Renderer, local
     message = renderer.render(T.OPINION_DELIVERED, context, C.EMAIL)
     for part in (message.text, message.html or ""):
         assert OPINION_IN_SHORT[locale] not in part
-        assert DISCUSS[locale] not in part
+        assert READ_IN_FULL[locale] not in part
         for words in (*DIAGNOSIS_WORDS.values(), *TREATMENT_WORDS.values(), TRIALS_WORDS):
             assert words[locale] not in part
     start = message.text.index("\n\n") + 2
     end = message.text.index("Your request page" if locale == "en" else "Сторінка вашого запиту")
     assert message.text[start:end] == OPINION_READY_BODY[locale]
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("with_outcome", [True, False], ids=["outcome", "no-outcome"])
+def test_the_opinion_says_to_discuss_it_with_the_doctor_once(
+    renderer: Renderer, locale: str, with_outcome: bool
+) -> None:
+    context = opinion(locale) if with_outcome else sample_context(T.OPINION_DELIVERED, locale)
+    message = renderer.render(T.OPINION_DELIVERED, context, C.EMAIL)
+    for seen in (message.text, visible_text(message.html or "")):
+        assert seen.lower().count(DISCUSS_WITH_DOCTOR[locale]) == 1, seen
+        assert seen.count("лікар" if locale == "uk" else "doctor") == 1, seen
 
 
 OPINION_READY_BODY = {
