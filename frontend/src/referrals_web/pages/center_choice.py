@@ -14,7 +14,6 @@ from referrals_web.i18n import N_
 from referrals_web.pages.case import flash
 from referrals_web.pages.common import (
     checked_form,
-    ensure_session,
     idempotency_key,
     read_case,
     redirect,
@@ -82,7 +81,7 @@ async def chosen(request: Request) -> Response:
         form.error("center_code", N_("Choose one of the cancer centers"))
         return _page(request, case, form, status_code=422)
     body = {"center_code": code}
-    key_name, key = idempotency_key(request, "center_choice", body)
+    key = idempotency_key(request, "center_choice", body)
     platform = runtime(request).platform
     try:
         await with_case(
@@ -99,7 +98,6 @@ async def chosen(request: Request) -> Response:
         else:
             raise
         return _page(request, await read_case(request), form, status_code=problem.status)
-    ensure_session(request).pop(key_name)
     name = next(p["center_name"] for p in proposals(case) if p["center_code"] == code)
     flash(request, N_("You chose %(center)s. We are asking it to take your case."), center=name)
     return redirect("/case/status")

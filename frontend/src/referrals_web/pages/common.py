@@ -204,10 +204,11 @@ def open_request(case: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def idempotency_key(request: Request, operation: str, body: Any) -> tuple[str, str]:
-    """(the session's name for it, the Idempotency-Key) of one intended request: the same key
-    while the same request is sent again (a double click, a retry after a lost answer), a new
-    one for a different request. Forget it (`session.pop(name)`) once the platform took it."""
+def idempotency_key(request: Request, operation: str, body: Any) -> str:
+    """The Idempotency-Key of one intended request: the same whenever the same request is sent
+    again (a double click, the back button, a retry after a lost answer), so the platform does
+    it once; a new one for a different request. `body` names the request: include what makes a
+    later, wanted repeat differ (the meeting's booked time for a booking)."""
     digest = hashlib.sha256(
         json.dumps([operation, body], sort_keys=True, default=str).encode()
     ).hexdigest()[:16]
@@ -215,4 +216,4 @@ def idempotency_key(request: Request, operation: str, body: Any) -> tuple[str, s
     session = ensure_session(request)
     key = session.data.get(name) or str(uuid4())
     session.set(name, key)
-    return name, key
+    return key

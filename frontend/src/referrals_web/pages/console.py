@@ -1096,7 +1096,7 @@ async def offer_new_times(request: Request, referral_id: UUID, meeting_id: UUID)
     status_code = 422
     if form.ok:
         body = {"slots": slots}
-        key_name, key = idempotency_key(request, f"meeting_slots:{meeting_id}", body)
+        key = idempotency_key(request, f"meeting_slots:{meeting_id}", body)
         try:
             await _act(
                 request,
@@ -1110,8 +1110,6 @@ async def offer_new_times(request: Request, referral_id: UUID, meeting_id: UUID)
         except PlatformProblem as problem:
             _refused(form, problem, _meeting_pointers(), "slot_1")
             status_code = problem.status
-        else:
-            ensure_session(request).pop(key_name)
     if not form.ok:
         return _meeting_action_page(
             request, desk, referral, meeting, "center/meeting_times.html", form, status_code

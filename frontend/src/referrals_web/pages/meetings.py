@@ -156,8 +156,13 @@ async def book(request: Request, meeting_id: UUID) -> Response:
         form.error("slot_id", NOT_OFFERED_MESSAGE)
     if not form.ok:
         return _meeting_page(request, the_meeting, form, zone=zone, status_code=422)
+    if slot == _chosen(the_meeting):  # sent again (a double click, the back button): done
+        return redirect(f"/case/meetings/{meeting_id}")
     body = {"slot_id": slot, "time_zone": zone}
-    key_name, key = idempotency_key(request, f"meeting_booking:{meeting_id}", body)
+    # Moving back to a time booked before is a new request: the key names the time it leaves.
+    key = idempotency_key(
+        request, f"meeting_booking:{meeting_id}", {**body, "from": _chosen(the_meeting)}
+    )
     platform = runtime(request).platform
     try:
         await with_case(
@@ -172,7 +177,6 @@ async def book(request: Request, meeting_id: UUID) -> Response:
         _refused(form, problem)
         _, fresh = await _fresh(request, meeting_id, the_meeting)
         return _meeting_page(request, fresh, form, zone=zone, status_code=problem.status)
-    ensure_session(request).pop(key_name)
     flash(
         request,
         N_("Your time was sent to the center. We tell you as soon as its calendar confirms it."),
@@ -235,7 +239,7 @@ async def cancel(request: Request, meeting_id: UUID) -> Response:
             request, the_meeting, form, template="meetings/cancel.html", status_code=422
         )
     body = {"reason": reason}
-    key_name, key = idempotency_key(request, f"meeting_cancellation:{meeting_id}", body)
+    key = idempotency_key(request, f"meeting_cancellation:{meeting_id}", body)
     platform = runtime(request).platform
     try:
         await with_case(
@@ -252,6 +256,5 @@ async def cancel(request: Request, meeting_id: UUID) -> Response:
         return _meeting_page(
             request, fresh, form, template="meetings/cancel.html", status_code=problem.status
         )
-    ensure_session(request).pop(key_name)
     flash(request, N_("The meeting was cancelled. We told the center."))
     return redirect(f"/case/meetings/{meeting_id}")

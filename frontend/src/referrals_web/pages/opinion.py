@@ -145,7 +145,7 @@ async def ask_question(request: Request) -> Response:
     if not form.ok:
         return _question_page(request, case, form, status_code=422)
     body = {"question": words}
-    key_name, key = idempotency_key(request, "follow_up", body)
+    key = idempotency_key(request, "follow_up", body)
     platform = runtime(request).platform
     try:
         await with_case(
@@ -170,7 +170,6 @@ async def ask_question(request: Request) -> Response:
         else:
             raise
         return _question_page(request, case, form, status_code=problem.status)
-    ensure_session(request).pop(key_name)
     flash(request, N_("Your question was sent to the center. We will tell you when it answers."))
     return redirect("/case/opinion")
 
@@ -323,7 +322,7 @@ async def ask_further(request: Request) -> Response:
     if "reason" not in further or "share" not in further:
         return redirect("/case/further-opinion")
     body = {"reason": further["reason"], "share_earlier_opinions": bool(further["share"])}
-    key_name, key = idempotency_key(request, "further_opinion", body)
+    key = idempotency_key(request, "further_opinion", body)
     platform = runtime(request).platform
     try:
         await with_case(
@@ -344,7 +343,6 @@ async def ask_further(request: Request) -> Response:
             form.platform_error("send", problem.detail or problem.title, anchor="main")
         return _check_page(request, case, form, status_code=problem.status)
     session = ensure_session(request)
-    session.pop(key_name)
     session.pop(FURTHER)
     flash(
         request,
