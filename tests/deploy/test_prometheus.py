@@ -150,3 +150,70 @@ def test_dashboards_read_only_metrics_the_platform_exports_or_records() -> None:
         for name in re.findall(r"\b(referrals[:_][a-z0-9_:]+)", expr):
             base = re.sub(r"_(bucket|sum|count|total)$", "", name)
             assert name in recorded or base in exported, f"{board} / {title}: {name}"
+
+
+K8S_MONITORING = REPO / "deploy/k8s/monitoring"
+
+
+def test_kubernetes_uses_the_same_configuration_and_rules_with_pod_discovery() -> None:
+    shared = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    k8s = yaml.safe_load((K8S_MONITORING / "prometheus/prometheus.conf").read_text())
+    assert k8s["global"] == shared["global"]
+    assert k8s["rule_files"] == shared["rule_files"]
+    assert [j["job_name"] for j in k8s["scrape_configs"]] == [
+        j["job_name"] for j in shared["scrape_configs"]
+    ]
+    job = k8s["scrape_configs"][0]
+    assert job["kubernetes_sd_configs"] == [{"role": "pod", "namespaces": {"names": ["referrals"]}}]
+    # The same `process` label as compose's and devstack's targets (<service>-<role>).
+    labels = [r for r in job["relabel_configs"] if r.get("target_label") == "process"]
+    assert labels[0]["source_labels"] == [
+        "__meta_kubernetes_pod_label_app_kubernetes_io_name",
+        "__meta_kubernetes_pod_label_app_kubernetes_io_component",
+    ]
+    assert labels[0]["separator"] == "-"
+    assert k8s["scrape_configs"][1:] == shared["scrape_configs"][1:]
+    kustomization = yaml.safe_load((K8S_MONITORING / "kustomization.yaml").read_text())
+    rules = {
+        key: K8S_MONITORING / source
+        for generator in kustomization["configMapGenerator"]
+        if generator["name"] == "prometheus-rules"
+        for key, source in (f.split("=", 1) for f in generator["files"])
+    }
+    assert set(rules) == {p.name for p in (PROMETHEUS / "rules").glob("*.yml")}
+    for name, copy in rules.items():
+        assert copy.read_text() == (PROMETHEUS / "rules" / name).read_text(), name
+
+
+def test_kubernetes_pods_carry_what_discovery_reads() -> None:
+    """Every Deployment of the base is annotated for scraping, on the port its metrics are on,
+    with the labels the `process` label is made of."""
+    for path in sorted((REPO / "deploy/k8s/base").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc or doc.get("kind") != "Deployment" or doc["metadata"]["name"] == "web":
+                continue
+            name = doc["metadata"]["name"]
+            template = doc["spec"]["template"]["metadata"]
+            service, role = name.split("-", 1)
+            assert template["labels"]["app.kubernetes.io/name"] == service, name
+            assert template["labels"]["app.kubernetes.io/component"] == role, name
+            annotations = template["annotations"]
+            assert annotations["prometheus.io/scrape"] == "true", name
+            port = API_PORTS[service] if role == "api" else METRICS_PORT
+            assert annotations["prometheus.io/port"] == str(port), name
+
+
+def test_compose_runs_prometheus_and_alertmanager_with_the_shared_files() -> None:
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    prometheus, alertmanager = compose["prometheus"], compose["alertmanager"]
+    assert "./deploy/prometheus:/etc/prometheus:ro" in prometheus["volumes"]
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+    assert any(
+        v.startswith("./deploy/prometheus/alertmanager.yml:") for v in alertmanager["volumes"]
+    )
+    routing = yaml.safe_load((PROMETHEUS / "alertmanager.yml").read_text())
+    (email,) = routing["receivers"][0]["email_configs"]
+    assert email["smarthost"] == "mailpit:1025"
+    assert "alertmanager" in str(
+        yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())["alerting"]
+    )
