@@ -35,12 +35,13 @@ from referrals_common.contracts import (
     ShipmentMaterial,
     new_event,
 )
+from referrals_common.contracts.intake import Medication, Preparation
 from referrals_common.contracts.notifications import NotificationChannel as C
 from referrals_common.contracts.notifications import NotificationTrigger as T
 from referrals_common.contracts.partners import Price
 from referrals_notifications import consumers
 from referrals_notifications.messages import CONTEXT_MODELS, case_reference
-from referrals_notifications.models import ReferralSeen
+from referrals_notifications.models import InformationRequestSeen, ReferralSeen
 from referrals_notifications.rendering import Renderer, build_webhook_message
 from referrals_notifications.service import FRONT_END, PATIENT, Notifications
 
@@ -296,6 +297,90 @@ async def test_an_answer_sent_is_information_sent_told_by_counts_only() -> None:
     message = Renderer().render(T.INFORMATION_SENT, context, C.EMAIL)
     for part in (message.subject, message.text, message.html or ""):
         for secret in (ANSWER, TRACKING, CARRIER):
+            assert secret not in part
+
+
+# The preparation checklist: the answer carries it as it is now whatever the request asked, so
+# the message says it went only when the request asked for parts of it and the answer completes
+# them.
+
+CHECKLIST = Preparation(
+    family_history="mother: breast cancer at 52",
+    medications=[Medication(medicine="Letrozole", dose="2.5 mg once a day")],
+    allergies=["penicillin"],
+)
+
+
+def asked_checklist(*parts: str) -> dict[tuple[type, Any], Any]:
+    """Notifications saw the referral and a request that asked for `parts` of the checklist."""
+    row = InformationRequestSeen(request_id=REQUEST, case_id=CASE, checklist_items=list(parts))
+    return {**seen_referral(), (InformationRequestSeen, REQUEST): row}
+
+
+async def test_a_request_for_parts_of_the_checklist_is_kept() -> None:
+    items = [
+        RequestedItem(kind=RequestedItemKind.ALLERGIES, detail="Any allergy to contrast agents"),
+        RequestedItem(kind=RequestedItemKind.LAB_TEST, detail="Ki-67 index"),
+        RequestedItem(kind=RequestedItemKind.MEDICATIONS, detail="Every medicine you take"),
+    ]
+    session = FakeSession(seen_referral())
+    await Notifications().on_event(
+        SimpleNamespace(session=session),  # type: ignore[arg-type]
+        new_event(info_requested(items=items)),
+    )
+    [kept] = [
+        statement.compile(dialect=postgresql.dialect()).params
+        for statement in session.statements
+        if statement.table.name == "information_requests_seen"
+    ]
+    assert kept["request_id"] == REQUEST and kept["case_id"] == CASE
+    assert kept["checklist_items"] == ["allergies", "medications"]
+
+
+async def test_a_request_for_no_part_of_the_checklist_is_not_kept() -> None:
+    session = FakeSession(seen_referral())
+    await Notifications().on_event(
+        SimpleNamespace(session=session),  # type: ignore[arg-type]
+        new_event(info_requested()),
+    )
+    assert {statement.table.name for statement in session.statements} == {"deliveries"}
+
+
+@pytest.mark.parametrize(
+    ("asked", "preparation"),
+    [
+        ((), CHECKLIST),
+        (("family_history", "medications"), None),
+        (("family_history", "allergies"), Preparation(family_history=CHECKLIST.family_history)),
+    ],
+    ids=["request-asked-for-none-of-it", "no-checklist", "checklist-incomplete"],
+)
+async def test_a_checklist_the_case_merely_has_is_not_said_to_be_sent(
+    asked: tuple[str, ...], preparation: Preparation | None
+) -> None:
+    # a request that asks for no part of the checklist is not kept: notifications has no row
+    rows = asked_checklist(*asked) if asked else seen_referral()
+    row = await patient_delivery(information_provided(preparation=preparation), rows=rows)
+    assert row["facts"]["preparation"] is False
+    for locale, checklist in (("uk", "Анкета для підготовки"), ("en", "preparation checklist")):
+        message = Renderer().render(
+            T.INFORMATION_SENT, as_the_sender_reads_it(row, locale), C.EMAIL
+        )
+        assert checklist not in message.text and checklist not in (message.html or "")
+
+
+@pytest.mark.parametrize("locale", ["uk", "en"])
+async def test_a_checklist_the_request_asked_for_is_said_to_be_sent(locale: str) -> None:
+    row = await patient_delivery(
+        information_provided(answer=None, shipments=[], preparation=CHECKLIST),
+        rows=asked_checklist("family_history", "medications", "allergies"),
+    )
+    assert row["facts"]["preparation"] is True
+    message = Renderer().render(T.INFORMATION_SENT, as_the_sender_reads_it(row, locale), C.EMAIL)
+    checklist = "Анкета для підготовки" if locale == "uk" else "The preparation checklist"
+    assert checklist in message.text and checklist in (message.html or "")
+    for part in (message.subject, message.text, message.html or ""):
+        for secret in ("breast", "Letrozole", "penicillin"):
             assert secret not in part
 
 

@@ -306,7 +306,11 @@ class InformationSentContext(MessageContext):
     new_documents: int = Field(default=0, ge=0, le=50)
     shipments: int = Field(default=0, ge=0, le=10)
     written_answer: bool = False
-    preparation: bool = Field(default=False, description="Whether the checklist was sent too")
+    preparation: bool = Field(
+        default=False,
+        description="Whether this answer sent the preparation checklist: its request asked for "
+        "parts of it and the answer completes them (a checklist the case merely has is not sent)",
+    )
 
 
 class ShipmentReceivedContext(MessageContext):

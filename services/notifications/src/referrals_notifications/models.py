@@ -1,6 +1,6 @@
-"""Notifications' tables: the sealed contact of each case, what it learned of documents and
-referrals (to word its messages), the delivery table that makes each message go out once, and
-the alerts operators must see."""
+"""Notifications' tables: the sealed contact of each case, what it learned of documents, referrals
+and information requests (to word its messages), the delivery table that makes each message go out
+once, and the alerts operators must see."""
 
 from __future__ import annotations
 
@@ -64,6 +64,22 @@ class ReferralSeen(NotificationsModel, table=True):
     center_code: str = Field(max_length=63)
     center_name: str = Field(max_length=200)
     center_country: str = Field(max_length=2)
+
+
+class InformationRequestSeen(NotificationsModel, table=True):
+    """A center's request for information that asks for parts of the preparation checklist.
+
+    The patient's answer carries the checklist as it is now, whatever the request asked; the
+    answer's message says the checklist went only when the request asked for it and the answer
+    completes the parts asked. Requests that ask for none of it are not kept.
+    """
+
+    __tablename__ = "information_requests_seen"
+
+    request_id: UUID = Field(primary_key=True)
+    case_id: UUID = Field(index=True)
+    checklist_items: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    """The checklist's parts asked for: family_history, medications, allergies."""
 
 
 class Delivery(NotificationsModel, table=True):

@@ -8,18 +8,19 @@ second row impossible anyway. The sender (`sender.py`) takes the rows from there
 Only submitted cases are notified: before submission the patient is in the front end, which
 shows every answer itself, and notifications has no contact yet (intake shares it, sealed, at
 submission). Facts are what the message needs and nothing more: codes, a center's name, dates.
-A center's request keeps its words (the patient must know what to send); the patient's own answer
-is told by counts only (no words, document names or tracking numbers travel into a message), and
-an answered follow-up question by the center and the day (its words are read with the case).
+A center's request keeps its words (the patient must know what to send), and notifications keeps
+which parts of the preparation checklist it asked for. The patient's own answer is told by counts
+only (no words, document names or tracking numbers travel into a message), and the checklist as
+sent only when its request asked for it and the answer completes it; an answered follow-up
+question by the center and the day (its words are read with the case).
 Centers proposed for the patient's choice travel by name, country, usual time and price: never
 their codes or routing's reasons for proposing them (those may name the disease).
 
 A further opinion travels by whether (and how many) earlier opinions go with it, as the patient
-chose: never the patient's reason or the documents' ids. A
-further opinion no center can give (`case.unroutable` with an `opinion_round`) is its own
-notification, `further_opinion_unavailable`: the case keeps its opinion, so the patient must not
-read `case_unroutable`'s "no center can take your request", and a front end must not see the
-case as unroutable.
+chose: never the patient's reason or the documents' ids. A further opinion no center can give
+(`case.unroutable` with an `opinion_round`) is its own notification, `further_opinion_unavailable`:
+the case keeps its opinion, so the patient must not read `case_unroutable`'s "no center can take
+your request", and a front end must not see the case as unroutable.
 
 The consultation meeting travels by its times, the center's name (or none: never its code), how
 to join (the center's video link or address), the center's time zone and language, and the
@@ -71,6 +72,8 @@ from referrals_common.contracts import (
     ReferralRequested,
     ReferralShipmentReceived,
 )
+from referrals_common.contracts.information import PREPARATION_ITEMS
+from referrals_common.contracts.intake import Preparation
 from referrals_common.contracts.notifications import NotificationTrigger as T
 from referrals_common.db import UnitOfWork
 from referrals_notifications.models import (
@@ -78,6 +81,7 @@ from referrals_notifications.models import (
     CaseSeen,
     Delivery,
     DocumentSeen,
+    InformationRequestSeen,
     OpsAlert,
     ReferralSeen,
     utcnow,
@@ -194,6 +198,16 @@ class Notifications:
                     outcome="declined" if isinstance(data, ReferralDeclined) else "expired",
                 )
             case ReferralInfoRequested():
+                checklist = sorted(str(i.kind) for i in data.items if i.kind in PREPARATION_ITEMS)
+                if data.request_id is not None and checklist:
+                    await _upsert(
+                        uow,
+                        InformationRequestSeen,
+                        "request_id",
+                        request_id=data.request_id,
+                        case_id=data.case_id,
+                        checklist_items=checklist,
+                    )
                 await self._notify(
                     uow,
                     event,
@@ -218,6 +232,7 @@ class Notifications:
                 )
             case CaseInformationProvided():
                 referral = await uow.session.get(ReferralSeen, data.referral_id)
+                request = await uow.session.get(InformationRequestSeen, data.request_id)
                 await self._notify(
                     uow,
                     event,
@@ -226,7 +241,9 @@ class Notifications:
                     new_documents=len(data.new_document_ids),
                     shipments=len(data.shipments),
                     written_answer=data.answer is not None,
-                    preparation=data.preparation is not None,
+                    preparation=_checklist_sent(
+                        request.checklist_items if request else [], data.preparation
+                    ),
                 )
             case ReferralShipmentReceived():
                 await self._notify(
@@ -486,6 +503,16 @@ async def _center_name(uow: UnitOfWork, referral_id: UUID) -> str | None:
     """The center's display name, if notifications saw its referral; never its code."""
     referral = await uow.session.get(ReferralSeen, referral_id)
     return referral.center_name if referral else None
+
+
+def _checklist_sent(asked: list[str], preparation: Preparation | None) -> bool:
+    """Whether this answer sent the preparation checklist: only when its request asked for parts
+    of it and the checklist has every part asked (as intake counts it). The answer carries the
+    checklist as it is now whatever the request asked, so a checklist in it proves nothing; a
+    request not seen asked for none of it, as far as the message can tell."""
+    if not asked or preparation is None:
+        return False
+    return all(getattr(preparation, part, None) for part in asked)
 
 
 def _place(place: MeetingPlace, *, with_link: bool) -> dict[str, Any]:
