@@ -14,9 +14,9 @@ The resources are built with the `fhir.resources.R4B` models (FHIR 4.3, identica
 element used here), so building a bundle validates its structure and data types. The models do not
 check codes against value sets, so every code written here comes from a table in this module.
 
-Every resource lives at `{base_url}/fhir/{type}/{id}`, and every reference in the bundle is one of
-those absolute URLs, which resolve against the entries' `fullUrl`s. Our own code systems and naming
-systems also live under `{base_url}/fhir/`: the deployment's base URL is the one namespace the
+Every entry's `fullUrl` is a `urn:uuid:` (see `_url`) and every reference in the bundle is one of
+them, so each resolves inside the bundle. Our own code systems and naming systems live under
+`{base_url}/fhir/`: the deployment's base URL is the one namespace the
 platform really owns (an invented domain could belong to someone else).
 
 The patient's `locale` is deliberately not written: the Patient carries nothing beyond a
