@@ -45,7 +45,11 @@ def install_parts() -> None:
         f"zipkin: {zipkin}\nprometheus and alertmanager (Debian's packages): {prometheus.home}\n"
         f"docker compose (for checking docker-compose.yml): {compose}"
     )
-    uses = {"asyncapi": "for the contract tests", "web": "htmx, for the patient's web app"}
+    uses = {
+        "asyncapi": "for the contract tests",
+        "spectral": "the OpenAPI linter, for the contract tests",
+        "web": "htmx, for the patient's web app",
+    }
     for name, home in node_tools.items():
         console.print(f"npm tools {name} ({uses.get(name, 'pinned')}): {home}")
 

@@ -189,10 +189,10 @@ def ensure_compose(console: Console) -> Path:
     return plugin
 
 
-NODE_TOOLS = ("asyncapi", "web")
+NODE_TOOLS = ("asyncapi", "spectral", "web")
 """The npm tool sets under deploy/local/node/<name>/ (a package.json and its package-lock.json,
-every version pinned): the AsyncAPI parser that tests run with the machine's Node.js, and the
-browser-side library (htmx) the patient's web app serves."""
+every version pinned): the AsyncAPI parser and Spectral (the OpenAPI linter) that tests run with
+the machine's Node.js, and the browser-side library (htmx) the patient's web app serves."""
 
 
 def _node_tool_sources(name: str) -> Path:
