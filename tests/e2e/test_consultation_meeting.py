@@ -146,6 +146,12 @@ async def test_the_patient_books_moves_and_attends_the_meeting_and_cancels_anoth
         )
         starts = datetime.fromisoformat(at_center["meetings"][0]["booked_slot"]["starts_at"])
         await asyncio.sleep(max(0.0, (starts - datetime.now(UTC)).total_seconds()) + 0.5)
+        late = await front.intake.post(
+            f"/v1/cases/{case_id}/meetings/{meeting_id}/cancellation",
+            json={"reason": "cannot_attend"},
+            headers=front.auth,
+        )
+        assert late.status_code == 409 and late.json()["meeting_status"] == "started"
         outcome = f"{meetings_path}/{meeting_id}/outcome"
         held = await desk.call(center, desk.partners, "POST", outcome, json={"outcome": "held"})
         assert held["meetings"][0]["status"] == "held"

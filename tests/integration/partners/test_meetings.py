@@ -394,5 +394,19 @@ async def test_a_further_opinion_goes_to_a_center_never_offered_the_case(make_ru
         assert unroutable[0]["data"]["reason"] == "no_eligible_center"
         assert set(unroutable[0]["data"]["centers_tried"]) == {BERLIN, MUNICH}
         assert unroutable[0]["data"]["opinion_round"] == 3
+        # Asked again after a round that found no center: routed (not ignored), none left again.
+        await publish(
+            bootstrap,
+            new_event(
+                CaseFurtherOpinionRequested(
+                    case_id=case_id,
+                    opinion_round=4,
+                    reason="other",
+                    share_earlier_opinions=False,
+                )
+            ),
+        )
+        again = await routing.wait_for(case_id, "referrals.case.unroutable.v1", count=2)
+        assert again[1]["data"]["opinion_round"] == 4
         await asyncio.sleep(1)
         assert len(await routing.wait_for(case_id, "referrals.referral.requested.v1", 2)) == 2

@@ -422,3 +422,58 @@ async def test_document_stored_is_published_once_per_stored_document(api, runtim
     assert sorted(e["data"]["kind"] for e in found) == ["discharge_summary", "imaging_report"]
     assert all(e["type"] == "referrals.document.stored.v1" for e in found)
     assert all("Виписка" not in json.dumps(e) for e in found), "no file names in events"
+
+
+async def test_another_centers_opinion_is_readable_only_while_the_patient_shares_it(api, runtime):
+    """A further opinion (issue 21 §6): the next center reads the first center's opinion only
+    for the round the patient shared it in; not before, and not after a round without consent
+    (even through a link it was given while shared)."""
+    case_id = uuid.uuid4()
+    patients = (await upload(api, case_id, pdf_bytes())).json()
+    first, second = uuid.uuid4(), uuid.uuid4()
+    async with runtime.db.unit_of_work() as uow:
+        await runtime.records.on_referral_offered(uow, first, case_id, "charite-berlin")
+        await uow.commit()
+    async with runtime.db.unit_of_work() as uow:
+        await runtime.records.on_referral_accepted(uow, first, case_id, "charite-berlin")
+        await uow.commit()
+    charite = {"X-Api-Key": await center_key(runtime, "charite-berlin")}
+    stored = await api.post(
+        f"/v1/referrals/{first}/opinion",
+        files={"file": ("opinion.pdf", pdf_bytes(note="opinion"), "application/pdf")},
+        headers=charite,
+    )
+    assert stored.status_code == 201, stored.text
+    opinion = stored.json()["id"]
+    async with runtime.db.unit_of_work() as uow:
+        await runtime.records.on_referral_closed(uow, first, case_id, "charite-berlin", "completed")
+        await uow.commit()
+    async with runtime.db.unit_of_work() as uow:
+        await runtime.records.on_referral_offered(uow, second, case_id, "nio-warsaw")
+        await uow.commit()
+    warsaw = {"X-Api-Key": await center_key(runtime, "nio-warsaw")}
+
+    async def listed() -> list[str]:
+        r = await api.get(f"/v1/referrals/{second}/documents", headers=warsaw)
+        assert r.status_code == 200, r.text
+        return [d["id"] for d in r.json()]
+
+    assert await listed() == [patients["id"]]
+    path = f"/v1/referrals/{second}/documents/{opinion}"
+    assert (await api.get(path, headers=warsaw)).status_code == 404
+
+    async def share(ids: list[str]) -> None:
+        async with runtime.db.unit_of_work() as uow:
+            await runtime.records.on_opinions_shared(uow, case_id, [uuid.UUID(i) for i in ids])
+            await uow.commit()
+
+    await share([opinion])
+    assert await listed() == [patients["id"], opinion]
+    link = await api.get(path, headers=warsaw)
+    assert link.status_code == 200, link.text
+    assert (await api.get(link.json()["url"])).status_code == 200
+
+    await share([])  # a later round without the patient's consent
+    assert await listed() == [patients["id"]]
+    assert (await api.get(path, headers=warsaw)).status_code == 404
+    assert (await api.get(link.json()["url"])).status_code == 410

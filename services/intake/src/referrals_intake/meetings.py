@@ -51,12 +51,23 @@ class SlotNotOffered(ValueError):
     """The time is not one of the meeting's offered times, or it has passed."""
 
 
+def pending_choice(meeting: Meeting, now: datetime | None = None) -> UUID | None:
+    """The time the patient chose that partners has not booked yet; None once it has passed
+    (partners drops a choice whose time came first, and the meeting stands as it was)."""
+    if meeting.requested_slot_id is None or meeting.status not in OPEN:
+        return None
+    chosen = next(
+        (s for s in meeting.slots if s["slot_id"] == str(meeting.requested_slot_id)), None
+    )
+    if chosen is None or datetime.fromisoformat(chosen["starts_at"]) <= (now or utcnow()):
+        return None
+    return meeting.requested_slot_id
+
+
 def public_status(meeting: Meeting) -> str:
     """offered | booking (the patient's choice waits for partners) | booked | held | missed |
     cancelled."""
-    if meeting.requested_slot_id is not None and meeting.status in OPEN:
-        return "booking"
-    return meeting.status
+    return "booking" if pending_choice(meeting) is not None else meeting.status
 
 
 # ------------------------------------------------------------------ the patient's choices
@@ -117,6 +128,9 @@ async def cancel(
     case = await _locked(repo, case_id)
     meeting = await _meeting(uow, case_id, meeting_id)
     _require_open(meeting, case.status)
+    booked = meeting.booked_slot
+    if booked and datetime.fromisoformat(booked["starts_at"]) <= utcnow():
+        raise MeetingClosed("started", "The meeting has started: it can no longer be cancelled.")
     meeting.status = MeetingStatus.CANCELLED.value
     meeting.cancelled_by = "patient"
     meeting.cancel_reason = reason.value
@@ -253,7 +267,7 @@ def public(meeting: Meeting) -> dict[str, Any]:
         "note": meeting.note,
         "slots": meeting.slots if meeting.status in OPEN else [],
         "booked_slot": meeting.booked_slot,
-        "chosen_slot_id": meeting.requested_slot_id if meeting.status in OPEN else None,
+        "chosen_slot_id": pending_choice(meeting),
         "patient_time_zone": meeting.patient_time_zone,
         "cancelled_by": meeting.cancelled_by,
         "cancel_reason": meeting.cancel_reason,

@@ -312,6 +312,9 @@ class Meetings:
         if meeting is None:
             return
         slot = self._booked_slot(meeting)
+        if slot is not None and slot.starts_at <= self.clock():
+            log.info("meeting %s has started: the patient's cancellation dropped", meeting.id)
+            return
         await self._cancelled(uow, meeting, CancelledBy.PATIENT, patient_reason=cancelled.reason)
         referral = await uow.session.get(Referral, meeting.referral_id)
         assert referral is not None

@@ -77,6 +77,8 @@ class RoutingCase(PartnersModel, table=True):
     proposal: dict[str, Any] | None = Field(default=None, sa_column=_json(nullable=True))
     """`case.centers_proposed` as sent, while (and after) the patient chooses."""
     choose_by: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    opinion_round: int = 1
+    """Which opinion the case is being routed for: 1, then 2 and so on for further opinions."""
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 

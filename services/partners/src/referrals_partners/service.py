@@ -204,16 +204,31 @@ class Partners:
         with the case only when the patient agreed to share them. Automatic routing: the
         patient's choice of center applies to the first routing only."""
         case = await _case(uow, asked.case_id)
-        if case.status != "completed" or case.request is None:
+        # After an opinion; or after a further round that found no center (`unroutable`, the
+        # case keeps an opinion given before), when the patient asks again.
+        given = await uow.session.scalar(
+            select(func.count())
+            .select_from(Referral)
+            .where(Referral.case_id == case.case_id, Referral.status == "completed")
+        )
+        if case.status not in ("completed", "unroutable") or not given or case.request is None:
             log.info("case %s is %s: further opinion ignored", case.case_id, case.status)
             return
         request = dict(case.request)
-        ids = list(request.get("document_ids") or [])
+        # The patient's documents, and the earlier opinions only as this round shares them: an
+        # opinion shared for an earlier round is not offered again without the patient's consent.
+        opinions = {
+            str(d.document_id)
+            for d in await _documents(uow, [UUID(i) for i in request.get("document_ids") or []])
+            if d.kind == "opinion"
+        }
+        ids = [d for d in request.get("document_ids") or [] if d not in opinions]
         request["document_ids"] = ids + [
             str(d) for d in asked.shared_document_ids if str(d) not in ids
         ]
         case.request = request
         case.status = "further_opinion"
+        case.opinion_round = asked.opinion_round
         case.attempts = 0  # each opinion has its own attempts
         case.updated_at = self.clock()
         await self._route(uow, case)
@@ -763,14 +778,10 @@ class Partners:
             return
         tried_rows = (
             await uow.session.execute(
-                select(Referral.center_code, Referral.status).where(
-                    Referral.case_id == case.case_id
-                )
+                select(Referral.center_code).where(Referral.case_id == case.case_id)
             )
         ).all()
-        tried = [code for code, _ in tried_rows]
-        # The opinion being sought: 1, or more after opinions were given (a further opinion).
-        ready_round = 1 + sum(1 for _, status in tried_rows if status == "completed")
+        tried = [code for (code,) in tried_rows]
         states = await self._center_states(uow)
         decision = decide(
             RoutingRequest.from_ready_event(ready), states, set(tried), rates=self.rates
@@ -798,7 +809,7 @@ class Partners:
                         case_id=case.case_id,
                         reason=reason,
                         centers_tried=tried,
-                        opinion_round=(ready_round if ready_round > 1 else None),
+                        opinion_round=case.opinion_round if case.opinion_round > 1 else None,
                     )
                 )
             )

@@ -50,8 +50,7 @@ def build_consumer(
     @consumer.handles(CaseFurtherOpinionRequested)
     async def further(event: CloudEvent[CaseFurtherOpinionRequested], uow: UnitOfWork) -> None:
         d = event.data
-        if d.share_earlier_opinions and d.shared_document_ids:
-            await records.on_opinions_shared(uow, d.case_id, d.shared_document_ids)
+        await records.on_opinions_shared(uow, d.case_id, d.shared_document_ids)
 
     @consumer.handles(CaseWithdrawn)
     async def withdrawn(event: CloudEvent[CaseWithdrawn], uow: UnitOfWork) -> None:

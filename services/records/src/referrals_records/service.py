@@ -365,12 +365,20 @@ class Records:
     async def on_opinions_shared(
         self, uow: UnitOfWork, case_id: UUID, document_ids: list[UUID]
     ) -> None:
-        """The patient agreed that the earlier opinions go to the center of a further opinion:
-        from now on a center offered the case reads them (only these, only of this case)."""
-        for document_id in document_ids:
-            doc = await uow.session.get(Document, document_id, with_for_update=True)
-            if doc is not None and doc.case_id == case_id and doc.shared_at is None:
+        """A further opinion was asked: the centers offered the case from now on read exactly
+        the earlier opinions this round shares (the patient's consent), only of this case; an
+        opinion shared for an earlier round and not now is no longer readable by them."""
+        shared = set(document_ids)
+        rows = await uow.session.execute(
+            select(Document)
+            .where(Document.case_id == case_id, Document.center_code.is_not(None))  # type: ignore[union-attr]
+            .with_for_update()
+        )
+        for doc in rows.scalars():
+            if doc.id in shared and doc.shared_at is None:
                 doc.shared_at = utcnow()
+            elif doc.id not in shared and doc.shared_at is not None:
+                doc.shared_at = None
 
     async def _referral(
         self, uow: UnitOfWork, referral_id: UUID, case_id: UUID, center_code: str
