@@ -418,8 +418,19 @@ async def test_the_fhir_view_is_a_valid_r4_bundle_of_the_case(api, api_key, runt
 async def test_the_openapi_document_describes_problems_and_security(api):
     schema = (await api.get("/openapi.json")).json()
     assert "Problem" in schema["components"]["schemas"]
-    assert {"APIKeyHeader", "HTTPBearer"} <= set(schema["components"]["securitySchemes"])
+    schemes = schema["components"]["securitySchemes"]
+    assert set(schemes) == {"FrontEndApiKey", "CaseAccessToken"}
+    assert schemes["CaseAccessToken"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": schemes["CaseAccessToken"]["description"],
+    }
     create = schema["paths"]["/v1/cases"]["post"]
+    assert create["operationId"] == "createCase"
+    assert create["tags"] == ["front-end"]
+    assert create["security"] == [{"FrontEndApiKey": []}]
+    assert schema["paths"]["/v1/cases/{case_id}"]["get"]["security"] == [{"CaseAccessToken": []}]
     assert "422" in create["responses"]
     assert create["requestBody"]["content"]["application/json"]["schema"]
 

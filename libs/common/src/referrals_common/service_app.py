@@ -2,7 +2,12 @@
 database migrations, and the FastAPI application around its router.
 
 A service's `main.py` keeps only what is its own: its `Runtime` (built from settings) and its
-processes' entry points. The HTTP app made here installs RFC 9457 problem handlers, `/health`
+processes' entry points. The HTTP app made here documents itself the same way in every service
+(`/openapi.json`, checked by Spectral's `spectral:oas` ruleset in tests/contracts): each
+operation's id is its route function's name in camelCase (`create_case` → `createCase`, unique in
+the service), each is tagged with its audience (`ApiTag`, matched by path), `servers` is the
+service's `public_base_url`, and contact and licence are the platform's. It installs RFC 9457
+problem handlers, `/health`
 and `/metrics` (Prometheus) endpoints outside the schema, without authentication and without
 traces, a request latency histogram by route template, and the OpenTelemetry instrumentation; it
 builds the runtime in the app's lifespan (nothing connects at import); a runtime passed in
@@ -13,13 +18,16 @@ builds the runtime in the app's lifespan (nothing connects at import); a runtime
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Collection
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from referrals_common import metrics
@@ -36,6 +44,52 @@ from referrals_common.telemetry import (
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED_ROUTE = "unmatched"
 """The `route` label of a request no route matched (404s for any path count as one series)."""
+
+
+CONTACT = {"name": "The referrals platform's maintainers"}
+LICENSE = {"name": "Apache 2.0", "identifier": "Apache-2.0"}
+
+
+@dataclass(frozen=True)
+class ApiTag:
+    """An OpenAPI tag: who an operation is for (`front-end`, `centers`, `operators`, …). Every
+    documented route whose path starts with one of `paths` carries it (the first tag that
+    matches); a generated client groups its operations by it."""
+
+    name: str
+    description: str
+    paths: tuple[str, ...]
+
+
+def operation_id(route: APIRoute) -> str:
+    """The route's operationId: its function's name in camelCase (`answer_follow_up` →
+    `answerFollowUp`), stable as long as the function keeps its name."""
+    head, *rest = route.name.split("_")
+    return head + "".join(word[:1].upper() + word[1:] for word in rest)
+
+
+def _document_operations(router: APIRouter, tags: Sequence[ApiTag]) -> None:
+    """Check that the router's operation ids are unique and give each documented route its
+    audience's tag; a route no tag matches is a mistake of the service, refused when the app is
+    built. (On the router's own routes, before the app includes it: the app derives its routes
+    from them.)"""
+    routes = [r for r in router.routes if isinstance(r, APIRoute) and r.include_in_schema]
+    twice = [i for i, n in Counter(map(operation_id, routes)).items() if n > 1]
+    if twice:
+        raise ValueError(f"operation ids used by more than one route: {sorted(twice)}")
+    if not tags:
+        return
+    untagged = []
+    for route in routes:
+        if route.tags:
+            continue
+        found = next((t for t in tags if any(route.path.startswith(p) for p in t.paths)), None)
+        if found is None:
+            untagged.append(route.path)
+        else:
+            route.tags = [found.name]
+    if untagged:
+        raise ValueError(f"routes that no ApiTag names: {sorted(set(untagged))}")
 
 
 def setup_observability(service: str, settings: ServiceSettings) -> None:
@@ -109,6 +163,8 @@ def create_service_app(
     service: str | None = None,
     streamed_bodies: Collection[str] = (),
     referral_table: type[Any] | None = None,
+    tags: Sequence[ApiTag] = (),
+    settings: ServiceSettings | None = None,
 ) -> FastAPI:
     """A service's HTTP API; `app.state.runtime` holds the runtime its routes use.
 
@@ -118,7 +174,10 @@ def create_service_app(
     `settings.http.max_body_bytes`. The edge (`app.state.edge`) takes its limits from the
     runtime's `settings.rate_limit` and `settings.http`. `referral_table` (a table keyed by
     referral id with a `case_id` column) tells the edge the case of a `…/referrals/<id>` path,
-    so those requests' spans and logs carry the case id too."""
+    so those requests' spans and logs carry the case id too. `tags` say whom each route is for
+    (every documented route must match one). The OpenAPI `servers` entry is the
+    `public_base_url` of `settings` (or of the runtime's), where integrators reach the API;
+    without one, `/` (relative to the document, wherever it was fetched from)."""
     edge = Edge(
         streamed_bodies,
         case_of_referral=None if referral_table is None else _case_of_referral(referral_table),
@@ -138,9 +197,26 @@ def create_service_app(
             if runtime is None:
                 await rt.db.dispose()
 
-    app = FastAPI(title=title, version="1.0.0", description=description, lifespan=lifespan)
+    known = settings or getattr(runtime, "settings", None)
+    public_url = getattr(known, "public_base_url", None)
+    app = FastAPI(
+        title=title,
+        version="1.0.0",
+        description=description,
+        lifespan=lifespan,
+        contact=CONTACT,
+        license_info=LICENSE,
+        openapi_tags=[{"name": t.name, "description": t.description} for t in tags],
+        servers=[
+            {"url": str(public_url).rstrip("/") or "/", "description": "This API"}
+            if public_url
+            else {"url": "/", "description": "This API, where this document was served"}
+        ],
+        generate_unique_id_function=operation_id,
+    )
     app.state.edge = edge
     install_problem_handlers(app)
+    _document_operations(router, tags)
     app.include_router(router)
 
     @app.get("/health", include_in_schema=False)

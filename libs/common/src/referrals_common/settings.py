@@ -234,6 +234,11 @@ class ServiceSettings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
     http: HttpSettings = HttpSettings()
+    public_base_url: str | None = Field(
+        None,
+        description="where integrators reach this service's API (`https://records.example.org`): "
+        "the OpenAPI document's `servers`; unset, the document names its own address",
+    )
     outbound_allowed_targets: list[str] = Field(
         default_factory=list,
         description="`host:port` receivers of webhooks that may be non-public addresses (the "

@@ -86,7 +86,7 @@ def build_runtime(settings: IntakeSettings) -> Runtime:
 
 def create_app(settings: IntakeSettings | None = None, runtime: Runtime | None = None) -> FastAPI:
     """The intake HTTP API. Tests pass a runtime; a process builds one from its settings."""
-    from referrals_intake.api.routes import router
+    from referrals_intake.api.routes import TAGS, router
 
     return create_service_app(
         title="Intake: second-opinion cases",
@@ -99,6 +99,8 @@ def create_app(settings: IntakeSettings | None = None, runtime: Runtime | None =
         router=router,
         build_runtime=lambda: build_runtime(settings or IntakeSettings()),
         runtime=runtime,
+        settings=settings,
+        tags=TAGS,
     )
 
 

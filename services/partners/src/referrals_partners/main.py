@@ -118,7 +118,7 @@ def build_runtime(settings: PartnersSettings) -> Runtime:
 
 
 def create_app(settings: PartnersSettings | None = None, runtime: Runtime | None = None) -> FastAPI:
-    from referrals_partners.api.routes import router
+    from referrals_partners.api.routes import TAGS, router
 
     return create_service_app(
         title="Partners: cancer centers and routing",
@@ -132,6 +132,8 @@ def create_app(settings: PartnersSettings | None = None, runtime: Runtime | None
         router=router,
         build_runtime=lambda: build_runtime(settings or PartnersSettings()),
         runtime=runtime,
+        settings=settings,
+        tags=TAGS,
         referral_table=Referral,  # the case of `…/referrals/<id>` for traces and logs
     )
 

@@ -91,7 +91,7 @@ def link_signer(settings: RecordsSettings) -> LinkSigner:
 
 
 def create_app(settings: RecordsSettings | None = None, runtime: Runtime | None = None) -> FastAPI:
-    from referrals_records.api.routes import router
+    from referrals_records.api.routes import TAGS, router
 
     return create_service_app(
         title="Records: medical documents",
@@ -104,6 +104,8 @@ def create_app(settings: RecordsSettings | None = None, runtime: Runtime | None 
         router=router,
         build_runtime=lambda: build_runtime(settings or RecordsSettings()),
         runtime=runtime,
+        settings=settings,
+        tags=TAGS,
         # Uploads stream to storage under records' own size limits; every other body: the edge's.
         streamed_bodies=STREAMED_UPLOADS,
         referral_table=CenterReferral,  # the case of `…/referrals/<id>` for traces and logs

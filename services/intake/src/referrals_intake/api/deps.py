@@ -27,9 +27,17 @@ from referrals_intake.main import Runtime
 from referrals_intake.repository import CaseRepository
 
 api_key_header = APIKeyHeader(
-    name="X-Api-Key", auto_error=False, description="The partner front end's API key"
+    name="X-Api-Key",
+    scheme_name="FrontEndApiKey",
+    auto_error=False,
+    description="The partner front end's API key",
 )
-bearer = HTTPBearer(auto_error=False, description="A case access token")
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="CaseAccessToken",
+    bearerFormat="JWT",
+    description="A case access token (intake issues it with the case and refreshes it)",
+)
 
 
 def get_runtime(request: Request) -> Runtime:

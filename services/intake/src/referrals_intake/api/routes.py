@@ -26,6 +26,7 @@ from referrals_common.contracts.intake import Preparation
 from referrals_common.contracts.meetings import MeetingSlot
 from referrals_common.db import UnitOfWork
 from referrals_common.edge.principals import CaseAccess
+from referrals_common.service_app import ApiTag
 from referrals_intake import meetings as meeting_use_cases
 from referrals_intake.api.deps import CaseAccessDep, ClientDep, RuntimeDep, UowDep
 from referrals_intake.fhir import (
@@ -87,6 +88,19 @@ async def refused(
 
 
 router = APIRouter(prefix="/v1")
+TAGS = (
+    ApiTag(
+        "front-end",
+        "A partner front end opens a patient's case with its API key, then fills it in, "
+        "submits it and follows it with the case's access token.",
+        ("/v1/cases",),
+    ),
+    ApiTag(
+        "keys",
+        "The public keys that verify case access tokens, for the other services.",
+        ("/v1/.well-known/",),
+    ),
+)
 IdempotencyKey = Annotated[
     str | None,
     Header(
@@ -340,6 +354,8 @@ async def refresh_token(
     "/cases/{case_id}", response_model=CasePublic, responses=CASE_ERRORS, summary="Read a case"
 )
 async def read_case(access: CaseAccessDep, runtime: RuntimeDep, uow: UowDep) -> CasePublic:
+    """The case as the patient sees it: what they entered, its status and the next step, its
+    documents, the center's requests and answers, the opinion and meetings. Audited."""
     repo = CaseRepository(uow.session)
     case = await load(repo, access.case_id)
     repo.audit(access.actor, "read_case", case.id)
@@ -354,6 +370,9 @@ async def read_case(access: CaseAccessDep, runtime: RuntimeDep, uow: UowDep) -> 
 async def edit_case(
     body: CaseUpdate, access: CaseAccessDep, runtime: RuntimeDep, uow: UowDep
 ) -> CasePublic:
+    """Change the fields given (a field left out stays as it is) while the case is a draft;
+    after submission the case no longer changes (409). A field it requires cannot be emptied
+    (422, field by field)."""
     repo = CaseRepository(uow.session)
     try:
         case = await runtime.intake.edit_case(uow, access.case_id, body)
@@ -490,6 +509,9 @@ async def withdraw_case(
     uow: UowDep,
     body: Annotated[WithdrawIn | None, Body()] = None,
 ) -> CasePublic:
+    """The patient no longer wants the opinion (a reason is optional): the case closes, its
+    open requests are cancelled, and the other services are told. A case already closed cannot
+    be withdrawn (409)."""
     repo = CaseRepository(uow.session)
     try:
         case = await runtime.intake.withdraw_case(
@@ -957,6 +979,7 @@ async def _meeting_action(
     summary="Every status change, with what to do next",
 )
 async def timeline(access: CaseAccessDep, uow: UowDep) -> list[TimelineEntryPublic]:
+    """Oldest first: each status the case went through, why, and what the patient does next."""
     repo = CaseRepository(uow.session)
     await load(repo, access.case_id)
     entries = await repo.timeline(access.case_id)
@@ -981,6 +1004,8 @@ async def timeline(access: CaseAccessDep, uow: UowDep) -> list[TimelineEntryPubl
     summary="The case as a FHIR R4 Bundle",
 )
 async def fhir_view(access: CaseAccessDep, runtime: RuntimeDep, uow: UowDep) -> JSONResponse:
+    """The same case in FHIR R4 (`application/fhir+json`), for a hospital system or a
+    patient's record: one Bundle, valid for the official HL7 validator."""
     repo = CaseRepository(uow.session)
     case = await load(repo, access.case_id)
     fields = runtime.intake.public_fields(case)

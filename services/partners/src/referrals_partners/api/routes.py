@@ -41,6 +41,7 @@ from referrals_common.contracts.partners import MeetingEnd
 from referrals_common.edge import authenticated
 from referrals_common.edge.principals import key_table, route_of, verify_api_key, verify_case_token
 from referrals_common.outbound import TargetRefused
+from referrals_common.service_app import ApiTag
 from referrals_common.text import PlainText
 from referrals_common.webhooks import new_secret
 from referrals_partners.centers import center_row_values, issue_key
@@ -70,10 +71,42 @@ from referrals_partners.service import (
 )
 
 router = APIRouter(prefix="/v1")
-api_key = APIKeyHeader(
-    name="X-Api-Key", auto_error=False, description="A center's (ccr_…) or operator's (ops_…) key"
+TAGS = (
+    ApiTag(
+        "centers",
+        "A cancer center answers the referrals offered to it, with its own API key.",
+        ("/v1/partner/",),
+    ),
+    ApiTag(
+        "operators",
+        "The platform's operators manage the center registry and follow routing.",
+        ("/v1/ops/",),
+    ),
+    ApiTag(
+        "front-end",
+        "A patient's front end, with the case access token, reads where the case went.",
+        ("/v1/cases/",),
+    ),
 )
-bearer = HTTPBearer(auto_error=False, description="The case access token issued by intake")
+# One header, two schemes: a center's key and an operator's key open different operations.
+center_key = APIKeyHeader(
+    name="X-Api-Key",
+    scheme_name="CenterApiKey",
+    auto_error=False,
+    description="The center's API key (`ccr_…`), issued by the platform's operators",
+)
+operator_key = APIKeyHeader(
+    name="X-Api-Key",
+    scheme_name="OperatorApiKey",
+    auto_error=False,
+    description="An operator's API key (`ops_…`)",
+)
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="CaseAccessToken",
+    bearerFormat="JWT",
+    description="The case access token issued by intake",
+)
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -130,7 +163,7 @@ async def _principal(
 
 
 async def current_center(
-    request: Request, runtime: RuntimeDep, presented: Annotated[str | None, Security(api_key)]
+    request: Request, runtime: RuntimeDep, presented: Annotated[str | None, Security(center_key)]
 ) -> str:
     _, code = await _principal(request, runtime, presented, "center")
     assert code is not None
@@ -138,7 +171,9 @@ async def current_center(
 
 
 async def current_operator(
-    request: Request, runtime: RuntimeDep, presented: Annotated[str | None, Security(api_key)]
+    request: Request,
+    runtime: RuntimeDep,
+    presented: Annotated[str | None, Security(operator_key)],
 ) -> str:
     key_id, _ = await _principal(request, runtime, presented, "ops")
     return f"ops:{key_id}"
@@ -648,6 +683,8 @@ async def list_referrals(
     request: Request,
     status_: Annotated[ReferralStatus | None, Query(alias="status")] = None,
 ) -> list[OfferedReferral]:
+    """Newest first, optionally only those in one `status` (`offered`: the ones waiting for an
+    answer). Each as `GET /v1/partner/referrals/{referral_id}` gives it."""
     query = select(Referral).where(Referral.center_code == center)
     if status_:
         query = query.where(Referral.status == status_)
@@ -682,6 +719,10 @@ async def list_referrals(
 async def read_referral(
     referral_id: UUID, center: CenterDep, runtime: RuntimeDep, request: Request
 ) -> OfferedReferral:
+    """The offer (clinical summary, documents, the patient's questions), its state, and what
+    happened since: information requests and answers, follow-up questions, meetings. Another
+    center's referral is a 404."""
+
     async def read(uow: Any) -> Referral:
         referral, _ = await runtime.partners.referral_for_center(uow, center, referral_id)
         return referral
@@ -1036,6 +1077,8 @@ async def put_webhook(
     summary="This center's webhook and its recent deliveries",
 )
 async def get_webhook(center: CenterDep, runtime: RuntimeDep, request: Request) -> WebhookView:
+    """Its URL (never the secret) and the last 100 deliveries with their attempts and errors;
+    404 when the center has none."""
     async with runtime.db.unit_of_work() as uow:
         hook = await uow.session.get(Webhook, center)
         if hook is None:
@@ -1059,6 +1102,8 @@ async def get_webhook(center: CenterDep, runtime: RuntimeDep, request: Request) 
     summary="Remove this center's webhook",
 )
 async def delete_webhook(center: CenterDep, runtime: RuntimeDep, request: Request) -> Response:
+    """Offers are then no longer POSTed; the center reads them with `GET
+    /v1/partner/referrals`."""
     async with runtime.db.unit_of_work() as uow:
         hook = await uow.session.get(Webhook, center)
         if hook is None:
@@ -1080,6 +1125,7 @@ async def delete_webhook(center: CenterDep, runtime: RuntimeDep, request: Reques
 async def list_centers(
     operator: OperatorDep, runtime: RuntimeDep, request: Request
 ) -> list[CenterView]:
+    """Every center, active or paused, by code, with the profile routing matches against."""
     async with runtime.db.unit_of_work() as uow:
         rows = (await uow.session.execute(select(CenterRow).order_by(CenterRow.code))).scalars()
         centers = [CenterView.model_validate(r, from_attributes=True) for r in rows]
@@ -1127,6 +1173,8 @@ async def add_center(
 async def update_center(
     code: str, center: Center, operator: OperatorDep, runtime: RuntimeDep, request: Request
 ) -> CenterView:
+    """The whole profile is replaced (the body's `code` must be the path's: codes never
+    change); the next routing decision uses it."""
     if center.code != code:
         raise Unprocessable("The body's code must be the center's code; codes do not change.")
     async with runtime.db.unit_of_work() as uow:
@@ -1161,6 +1209,7 @@ async def _set_active(runtime: Runtime, code: str, active: bool) -> CenterView:
 async def pause_center(
     code: str, operator: OperatorDep, runtime: RuntimeDep, request: Request
 ) -> CenterView:
+    """Routing offers it no new case; the referrals it already has go on."""
     view = await _set_active(runtime, code, False)
     await audit(runtime, operator, route_of(request))
     return view
@@ -1175,6 +1224,7 @@ async def pause_center(
 async def resume_center(
     code: str, operator: OperatorDep, runtime: RuntimeDep, request: Request
 ) -> CenterView:
+    """Routing considers it again for new cases."""
     view = await _set_active(runtime, code, True)
     await audit(runtime, operator, route_of(request))
     return view
@@ -1190,6 +1240,8 @@ async def resume_center(
 async def issue_center_key(
     code: str, operator: OperatorDep, runtime: RuntimeDep, request: Request
 ) -> IssuedKey:
+    """The key is shown once, in this answer; the center's older keys keep working until they
+    are revoked."""
     async with runtime.db.unit_of_work() as uow:
         if await uow.session.get(CenterRow, code) is None:
             raise NotFound(f"There is no center {code}.")
@@ -1208,6 +1260,8 @@ async def issue_center_key(
 async def revoke_key(
     key_id: str, operator: OperatorDep, runtime: RuntimeDep, request: Request
 ) -> Response:
+    """The key (named by its id) is refused from then on, within a minute in every process.
+    Again changes nothing."""
     async with runtime.db.unit_of_work() as uow:
         row = await uow.session.get(ApiClient, key_id)
         if row is None:
@@ -1245,6 +1299,8 @@ async def list_cases(
     status_: Annotated[CaseRoutingStatus, Query(alias="status")] = "unroutable",
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[RoutingView]:
+    """The most recently changed first, at most `limit`; by default the `unroutable` ones, for
+    which no center fits and an operator must act."""
     await audit(runtime, operator, route_of(request))
     async with runtime.db.unit_of_work() as uow:
         rows = await uow.session.execute(
@@ -1303,6 +1359,8 @@ async def concordance(
 async def case_routing(
     case_id: UUID, operator: OperatorDep, runtime: RuntimeDep, request: Request
 ) -> RoutingView:
+    """Each referral in attempt order, with the decision that chose its center (every center
+    considered, and why it was or was not chosen)."""
     async with runtime.db.unit_of_work() as uow:
         case = await uow.session.get(RoutingCase, case_id)
         if case is None:
@@ -1335,6 +1393,8 @@ async def patient_routing(
     case_id: Annotated[UUID, Path()],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
 ) -> PatientRouting:
+    """The latest referral's center (name, country, city), why routing chose it, and when it
+    answers or delivers the opinion; 404 until the case was routed."""
     access = await verify_case_token(
         request, credentials, case_id, verifier=runtime.verifier, log=runtime.access_log
     )

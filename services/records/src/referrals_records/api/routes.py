@@ -34,6 +34,7 @@ from referrals_common.edge.principals import (
     verify_api_key,
     verify_case_token,
 )
+from referrals_common.service_app import ApiTag
 from referrals_records.inspection import ACCEPTED_MEDIA_TYPES, CaseQuotaExceeded, UploadRefused
 from referrals_records.links import InvalidLink
 from referrals_records.main import Runtime
@@ -49,8 +50,37 @@ from referrals_records.service import (
 from referrals_records.uploads import read_upload
 
 router = APIRouter(prefix="/v1")
-bearer = HTTPBearer(auto_error=False, description="The case access token issued by intake")
-center_key = APIKeyHeader(name="X-Api-Key", auto_error=False, description="A center's API key")
+TAGS = (
+    ApiTag(
+        "front-end",
+        "A patient's front end uploads, lists and removes the case's documents with the case "
+        "access token, and asks for download links.",
+        ("/v1/cases/",),
+    ),
+    ApiTag(
+        "centers",
+        "A cancer center reads the documents of a referral offered to it and uploads its "
+        "opinion, with its API key.",
+        ("/v1/referrals/",),
+    ),
+    ApiTag(
+        "downloads",
+        "A short-lived link opens one document: the link is the credential.",
+        ("/v1/downloads/",),
+    ),
+)
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="CaseAccessToken",
+    bearerFormat="JWT",
+    description="The case access token issued by intake",
+)
+center_key = APIKeyHeader(
+    name="X-Api-Key",
+    scheme_name="CenterApiKey",
+    auto_error=False,
+    description="The center's API key (`ccr_…`), issued by partners' operators",
+)
 
 
 class DocumentPublic(BaseModel):
@@ -353,6 +383,8 @@ async def _store(
     summary="List a case's documents",
 )
 async def list_documents(access: CaseAccessDep, runtime: RuntimeDep) -> list[DocumentPublic]:
+    """Every stored document of the case, with its kind, its media type as found in the
+    content, size and SHA-256. Audited."""
     async with runtime.db.unit_of_work() as uow:
         docs = await runtime.records.documents(uow, access.case_id)
     await audit(runtime, access.actor, "list", access.case_id)
@@ -371,6 +403,7 @@ DocumentId = Annotated[UUID, Path(description="The document id")]
 async def read_document(
     document_id: DocumentId, access: CaseAccessDep, runtime: RuntimeDep
 ) -> DocumentPublic:
+    """One document's metadata; its content only through a download link. Audited."""
     async with runtime.db.unit_of_work() as uow:
         try:
             doc = await runtime.records.document(uow, access.case_id, document_id)
@@ -409,6 +442,8 @@ async def download_link(
 async def delete_document(
     document_id: DocumentId, access: CaseAccessDep, runtime: RuntimeDep
 ) -> Response:
+    """Remove a document while the case is a draft; once it was submitted, documents stay
+    (409)."""
     try:
         await runtime.records.delete_document(access.case_id, document_id)
     except DocumentNotFound:
