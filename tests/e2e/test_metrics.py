@@ -247,9 +247,14 @@ async def screenshots(prometheus: str) -> None:
         try:
             page = await browser.new_page(viewport={"width": 1366, "height": 900})
             await page.goto(str(funnel))
-            await page.wait_for_selector(".rickshaw_graph svg path", timeout=30_000)
+            await page.wait_for_selector(
+                ".rickshaw_graph svg path", state="attached", timeout=30_000
+            )
             await page.wait_for_timeout(1000)
-            await page.screenshot(path=str(SCREENSHOTS / "prom-funnel.png"), full_page=True)
+            # The page focuses the last expression (scrolled): shoot it from the top, whole.
+            await page.set_viewport_size({"width": 1366, "height": 1420})
+            await page.evaluate("window.scrollTo(0, 0)")
+            await page.screenshot(path=str(SCREENSHOTS / "prom-funnel.png"))
             await page.goto(f"{prometheus}/classic/alerts")
             stuck = page.locator("text=CaseStuckInState").first
             await stuck.click()
