@@ -401,8 +401,15 @@ async def test_the_patient_chooses_one_of_the_proposed_centers(api, api_key, run
 
     bootstrap = runtime.settings.kafka.bootstrap_servers
     async with intake_running(runtime):
-        raw_id, headers = await open_case(api, api_key, patient_chooses_center=True)
+        payer = {"kind": "insurer", "insurer": "allianz-care"}
+        raw_id, headers = await open_case(api, api_key, patient_chooses_center=True, payer=payer)
         case_id = uuid.UUID(raw_id)
+        # Who pays (issue 21 §4): an insurer is named exactly when an insurer pays.
+        bad = await api.patch(
+            f"/v1/cases/{case_id}", json={"payer": {"kind": "insurer"}}, headers=headers
+        )
+        assert bad.status_code == 422
+        assert (await api.get(f"/v1/cases/{case_id}", headers=headers)).json()["payer"] == payer
         doc, doc_stored = stored(case_id, "pathology_report")
         await publish_twice(bootstrap, doc_stored)
 
@@ -424,6 +431,7 @@ async def test_the_patient_chooses_one_of_the_proposed_centers(api, api_key, run
 
         (ready,) = await wait_for(ready_event)
         assert ready["data"]["patient_chooses"] is True
+        assert ready["data"]["payer"] == payer  # for routing; never the policy number
         path = f"/v1/cases/{case_id}/center-choice"
         early = await api.post(path, json={"center_code": "charite-berlin"}, headers=headers)
         assert early.status_code == 409 and early.json()["type"].endswith("choice-closed")

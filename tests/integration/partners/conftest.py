@@ -150,11 +150,13 @@ def ready(
     languages: tuple[str, ...] = ("de", "en"),
     preparation: dict[str, Any] | None = None,
     patient_chooses: bool = False,
+    payer: dict[str, Any] | None = None,
 ) -> Any:
     return new_event(
         CaseReadyForReferral(
             preparation=preparation,
             patient_chooses=patient_chooses,
+            payer=payer,
             case_id=case_id,
             clinical={
                 "icd10": icd10,

@@ -753,3 +753,48 @@ async def test_with_one_eligible_center_there_is_nothing_to_choose(make_runtime)
         assert offer.center_code == WARSAW
         await asyncio.sleep(0.5)
         assert not [e for e in routing.events if e["type"].endswith("centers_proposed.v1")]
+
+
+async def test_routing_offers_only_centers_that_accept_the_payer(make_runtime):
+    """Insurance (issue 21 §4): a case paid by an insurer goes only to a center with an
+    agreement with it (Munich here, though Berlin ranks first otherwise); the payer reaches the
+    center through the partner API once it accepted, never on its inbox; a payer no center
+    accepts is unroutable, and the rationale says why."""
+    rt = await make_runtime()
+    bootstrap = rt.settings.kafka.bootstrap_servers
+    async with (
+        partners_running(rt),
+        api_client(rt) as api,
+        Topic(bootstrap, topics.ROUTING) as routing,
+        Inbox(bootstrap, MUNICH) as munich,
+    ):
+        insured = {"kind": "insurer", "insurer": "allianz-care"}
+        case_id, _ = await open_case(rt, payer=insured)
+        event = await munich.offer_for(case_id)
+        assert "allianz" not in json.dumps(event)  # not on the center's inbox
+        offer = ReferralOffered.model_validate(event["data"])
+        requested = await routing.wait_for(case_id, "referrals.referral.requested.v1")
+        assert requested[0]["data"]["center_code"] == MUNICH
+        key = {"X-Api-Key": await key_for(rt, "center", MUNICH)}
+        before = await api.get(f"/v1/partner/referrals/{offer.referral_id}", headers=key)
+        assert before.json()["payer"] is None
+        accepted = await api.post(
+            f"/v1/partner/referrals/{offer.referral_id}/accept",
+            json={"expected_opinion_at": soon(days=7)},
+            headers=key,
+        )
+        assert accepted.status_code == 200, accepted.text
+        assert accepted.json()["payer"] == insured
+
+        nobody, _ = await open_case(rt, payer={"kind": "insurer", "insurer": "unknown-mutual"})
+        unroutable = await routing.wait_for(nobody, "referrals.case.unroutable.v1")
+        assert unroutable[0]["data"]["reason"] == "no_eligible_center"
+        why = await api.get(
+            f"/v1/ops/cases/{nobody}/routing", headers={"X-Api-Key": await key_for(rt, "ops")}
+        )
+        assert "payer" in json.dumps(why.json())
+
+        # A charity: Berlin does not take it, so Munich (the only other match) is offered.
+        charity, _ = await open_case(rt, payer={"kind": "charity"})
+        first = await routing.wait_for(charity, "referrals.referral.requested.v1")
+        assert first[0]["data"]["center_code"] == MUNICH

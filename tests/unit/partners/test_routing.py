@@ -599,3 +599,60 @@ def test_a_copied_center_is_routed_by_its_own_fields() -> None:
     copy = original.model_copy(update={"languages": ["de", "en"]})
     assert copy.routing_profile.languages == {"de", "en"}
     assert decide(request(), [CenterState(copy)], rates=RATES).chosen == copy
+
+
+# ------------------------------------------------------------------------------ who pays
+
+PAYERS = [
+    pytest.param(None, {}, (), id="no-payer-not-checked"),
+    pytest.param({"kind": "self_pay"}, {}, (), id="self-pay-by-default"),
+    pytest.param({"kind": "charity"}, {}, (), id="charity-by-default"),
+    pytest.param(
+        {"kind": "self_pay"}, {"self_pay": False}, (R.PAYER_NOT_ACCEPTED,), id="no-self-pay"
+    ),
+    pytest.param({"kind": "charity"}, {"charity": False}, (R.PAYER_NOT_ACCEPTED,), id="no-charity"),
+    pytest.param(
+        {"kind": "insurer", "insurer": "allianz-care"},
+        {},
+        (R.PAYER_NOT_ACCEPTED,),
+        id="no-insurer-by-default",
+    ),
+    pytest.param(
+        {"kind": "insurer", "insurer": "allianz-care"},
+        {"insurers": ["allianz-care"]},
+        (),
+        id="insurer-with-agreement",
+    ),
+    pytest.param(
+        {"kind": "insurer", "insurer": "axa-health"},
+        {"insurers": ["allianz-care"]},
+        (R.PAYER_NOT_ACCEPTED,),
+        id="another-insurer",
+    ),
+]
+
+
+@pytest.mark.parametrize(("payer", "accepted", "expected"), PAYERS)
+def test_a_center_must_accept_the_cases_payer(payer, accepted, expected):
+    check(state(payers=accepted), request(payer=payer), expected)
+
+
+def test_the_payer_reason_names_it_and_an_unroutable_rationale_says_so():
+    req = request(payer={"kind": "insurer", "insurer": "axa-health"})
+    decision = decide(req, [state("center-a"), state("center-b")], rates=RATES)
+    assert decision.chosen is None
+    assert decision.unroutable is UnroutableReason.NO_ELIGIBLE_CENTER
+    (reason,) = decision.assessment("center-a").reasons
+    assert reason.key == "payer_not_accepted:insurer/axa-health"
+    assert "axa-health" in reason.text
+    assert "does not accept the case's payer (2)" in decision.rationale
+
+
+def test_an_insurer_is_named_exactly_when_an_insurer_pays():
+    from pydantic import ValidationError
+
+    from referrals_common.contracts.intake import Payer
+
+    for wrong in ({"kind": "insurer"}, {"kind": "self_pay", "insurer": "allianz-care"}):
+        with pytest.raises(ValidationError):
+            Payer.model_validate(wrong)

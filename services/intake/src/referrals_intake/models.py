@@ -55,6 +55,8 @@ class Case(IntakeModel, table=True):
     opinion_outcome: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
     """The delivered opinion's conclusion (`OpinionOutcome`), when the center recorded it."""
     patient_chooses_center: bool = False
+    payer: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
+    """Who pays (`Payer`: the kind, and for an insurer its code); the policy stays sealed."""
     center_proposal: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
     """`case.centers_proposed` (the centers and the deadline), when the patient chooses."""
     opinion_referral_id: UUID | None = None

@@ -28,6 +28,7 @@ from referrals_common.contracts.intake import (
     DestinationPreference,
     FurtherOpinionReason,
     IcdO3Morphology,
+    Payer,
     Preparation,
     ReferralReason,
     Stage,
@@ -155,6 +156,12 @@ class CaseFields(BaseModel):
         "turnaround and price) instead of routing choosing one; without a choice in 3 days the "
         "first-ranked is used",
     )
+    payer: Payer | None = Field(
+        default=None,
+        description="Who pays (self-pay, an insurer by its registry code, a charity or fund): "
+        "routing offers only centers that accept it; the accepting center reads it through the "
+        "partner API",
+    )
     locale: Literal["uk", "en"] = "uk"
     date_of_birth: Annotated[date, AfterValidator(_past_birth_date)]
     contact: Contact
@@ -202,6 +209,7 @@ class CaseUpdate(BaseModel):
     preparation: Preparation | None = None
     destination: DestinationIn | None = None
     patient_chooses_center: bool | None = None
+    payer: Payer | None = None
     locale: Literal["uk", "en"] | None = None
     date_of_birth: Annotated[date, AfterValidator(_past_birth_date)] | None = None
     contact: Contact | None = None
@@ -444,6 +452,7 @@ class CasePublic(BaseModel):
         "`information_requested`) last",
     )
     patient_chooses_center: bool = False
+    payer: Payer | None = None
     center_proposal: dict[str, Any] | None = Field(
         default=None,
         description="The centers proposed to choose from (`proposals`, best first, each with "

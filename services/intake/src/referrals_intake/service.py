@@ -37,7 +37,7 @@ from referrals_common.contracts import (
     new_event,
 )
 from referrals_common.contracts.information import PREPARATION_ITEMS, RequestedItem, Shipment
-from referrals_common.contracts.intake import Preparation
+from referrals_common.contracts.intake import Payer, Preparation
 from referrals_common.crypto import FieldCipher, SealedBox
 from referrals_common.db import UnitOfWork
 from referrals_common.metrics import CASE_TIME_IN_STATE, CASE_TRANSITIONS, service_name
@@ -338,6 +338,7 @@ class Intake:
             },
             "locale": case.locale,
             "patient_chooses_center": case.patient_chooses_center,
+            "payer": case.payer,
             **personal,
         }
 
@@ -422,6 +423,7 @@ class Intake:
                         if case.preparation
                         else None,
                         patient_chooses=case.patient_chooses_center,
+                        payer=Payer.model_validate(case.payer) if case.payer else None,
                     )
                 )
             )
@@ -1060,6 +1062,7 @@ def _clinical_columns(data: CaseFields) -> dict[str, Any]:
         "destination_preference": str(data.destination.preference),
         "destination_countries": list(data.destination.countries),
         "patient_chooses_center": data.patient_chooses_center,
+        "payer": data.payer.model_dump(mode="json") if data.payer else None,
         "locale": data.locale,
         "age_group": str(_age_group(data.date_of_birth)),
     }

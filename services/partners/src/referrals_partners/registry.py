@@ -48,7 +48,13 @@ from pydantic import (
 )
 
 from referrals_common.contracts import AgeGroup
-from referrals_common.contracts.intake import CountryCode, LanguageCode
+from referrals_common.contracts.intake import (
+    CountryCode,
+    InsurerCode,
+    LanguageCode,
+    Payer,
+    PayerKind,
+)
 from referrals_common.contracts.partners import CenterCode
 
 SUPPORTED_VERSIONS = frozenset({1})
@@ -244,6 +250,26 @@ class Price(BaseModel):
     currency: CurrencyCode
 
 
+class AcceptedPayers(BaseModel):
+    """Who may pay a center for an opinion (seeds 003, 004). A center that declares nothing
+    takes self-paying patients and charities or funds, and no insurer."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    self_pay: bool = Field(default=True, description="Patients who pay themselves")
+    charity: bool = Field(default=True, description="A charity or fund paying for the patient")
+    insurers: list[InsurerCode] = Field(
+        default_factory=list, max_length=200, description="The insurers it has agreements with"
+    )
+
+    def accepts(self, payer: Payer) -> bool:
+        if payer.kind is PayerKind.SELF_PAY:
+            return self.self_pay
+        if payer.kind is PayerKind.CHARITY:
+            return self.charity
+        return payer.insurer in self.insurers
+
+
 class CenterContact(BaseModel):
     """How partners reaches the center's referral desk (the center's contact, not a patient's)."""
 
@@ -280,6 +306,7 @@ class RoutingProfile:
     """`icd.subcodes`, one attribute closer."""
     capacity: int
     turnaround_days: int
+    payers: AcceptedPayers
 
 
 class _CompiledModel(BaseModel):
@@ -325,6 +352,9 @@ class Center(_CompiledModel):
         le=90, description="Days from acceptance to the written opinion"
     )
     price: Price
+    payers: AcceptedPayers = Field(
+        default_factory=AcceptedPayers, description="Who may pay it for an opinion"
+    )
     contact: CenterContact
     status: CenterStatus
 
@@ -349,6 +379,7 @@ class Center(_CompiledModel):
             subcodes=icd.subcodes,
             capacity=self.weekly_capacity,
             turnaround_days=self.opinion_turnaround_days,
+            payers=self.payers,
         )
 
 

@@ -50,6 +50,8 @@ from referrals_common.contracts.intake import (
     DestinationPreference,
     Icd10Code,
     LanguageCode,
+    Payer,
+    PayerKind,
 )
 from referrals_common.contracts.partners import UnroutableReason
 
@@ -109,6 +111,9 @@ class RoutingRequest(BaseModel):
     document_languages: Annotated[list[LanguageCode], AfterValidator(_no_duplicates)] = Field(
         min_length=1, description="Languages of the documents; a center must read every one"
     )
+    payer: Payer | None = Field(
+        default=None, description="Who pays; a center must accept it (None: not checked)"
+    )
 
     @classmethod
     def from_ready_event(cls, event: CaseReadyForReferral) -> RoutingRequest:
@@ -119,6 +124,7 @@ class RoutingRequest(BaseModel):
             destination=event.destination,
             cross_border_transfer_allowed=event.cross_border_transfer_allowed,
             document_languages=event.document_languages,
+            payer=event.payer,
         )
 
 
@@ -146,6 +152,7 @@ class ReasonCode(StrEnum):
     DIAGNOSIS_NOT_REVIEWED = "diagnosis_not_reviewed"
     AGE_GROUP_NOT_SEEN = "age_group_not_seen"
     LANGUAGE_NOT_READ = "language_not_read"
+    PAYER_NOT_ACCEPTED = "payer_not_accepted"
     NO_CAPACITY = "no_capacity"
     ALREADY_TRIED = "already_tried"
     RANKED_LOWER = "ranked_lower"
@@ -320,6 +327,8 @@ class _Case:
     age_reason: Reason
     language_reasons: dict[str, Reason]
     destination_reasons: dict[str, tuple[Reason, ...]]
+    payer: Payer | None
+    payer_reasons: tuple[Reason, ...]
 
     @classmethod
     def of(cls, request: RoutingRequest, tried: Collection[str]) -> _Case:
@@ -348,6 +357,8 @@ class _Case:
                 for lang in languages
             },
             destination_reasons={},
+            payer=request.payer,
+            payer_reasons=(_payer_reason(request.payer),) if request.payer else (),
         )
 
     def against_country(self, country: str) -> tuple[Reason, ...]:
@@ -374,6 +385,16 @@ class _Case:
             text = f"is in {name}; the patient has not consented to cross-border transfer"
             reasons.append(Reason.of(ReasonCode.NO_CROSS_BORDER_CONSENT, text, country))
         return tuple(reasons)
+
+
+def _payer_reason(payer: Payer) -> Reason:
+    if payer.kind is PayerKind.INSURER:
+        text, subject = f"does not accept the insurer {payer.insurer}", f"insurer/{payer.insurer}"
+    elif payer.kind is PayerKind.CHARITY:
+        text, subject = "does not accept payment by a charity or fund", "charity"
+    else:
+        text, subject = "does not accept self-paying patients", "self_pay"
+    return Reason.of(ReasonCode.PAYER_NOT_ACCEPTED, text, subject)
 
 
 @lru_cache(maxsize=4096)
@@ -417,6 +438,7 @@ def _assess(
     by_country, against_country = case.destination_reasons.get, case.against_country
     diagnosis, age_group = (case.diagnosis_reason,), (case.age_reason,)
     language_reasons = {lang: (reason,) for lang, reason in case.language_reasons.items()}
+    payer, payer_reasons = case.payer, case.payer_reasons
     for state in centers:
         profile = state.center.routing_profile
         reasons: tuple[Reason, ...] = () if profile.active else _PAUSED_ONLY
@@ -434,6 +456,8 @@ def _assess(
             for lang in order:
                 if lang not in profile.languages:
                     reasons += language_reasons[lang]
+        if payer is not None and not profile.payers.accepts(payer):
+            reasons += payer_reasons
         matches = not reasons
         load = state.load
         full = load >= profile.capacity
@@ -598,6 +622,7 @@ _SUMMARY = {
     ReasonCode.OUTSIDE_DESTINATION: "is not where the patient asked for",
     ReasonCode.NO_CROSS_BORDER_CONSENT: "is outside Ukraine (no cross-border consent)",
     ReasonCode.NO_CAPACITY: "has no places left this week",
+    ReasonCode.PAYER_NOT_ACCEPTED: "does not accept the case's payer",
 }
 
 

@@ -397,6 +397,46 @@ class Preparation(BaseModel):
     )
 
 
+class PayerKind(StrEnum):
+    """Who pays for the second opinion (seeds 003, 004)."""
+
+    SELF_PAY = "self_pay"
+    INSURER = "insurer"
+    """A health insurer covers it: `Payer.insurer` names which."""
+    CHARITY = "charity"
+    """A charity or fund pays."""
+
+
+InsurerCode = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=63),
+    Field(
+        description="An insurer's code, as the center registry lists the insurers a center "
+        "accepts: lower-case letters, digits and inner '-'",
+        examples=["allianz-care"],
+    ),
+]
+
+
+class Payer(BaseModel):
+    """Who pays, as routing needs it: the kind, and for an insurer which one. Never the policy
+    number (that stays sealed with intake), and never on a center's inbox: a center learns the
+    payer through the partner API once it accepted."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: PayerKind = Field(description="Self-pay, an insurer, or a charity or fund")
+    insurer: InsurerCode | None = Field(
+        default=None, description="For `insurer`: which insurer (its registry code)"
+    )
+
+    @model_validator(mode="after")
+    def _insurer_named(self) -> Payer:
+        if (self.kind is PayerKind.INSURER) != (self.insurer is not None):
+            raise ValueError("an insurer is named exactly when the payer is an insurer")
+        return self
+
+
 class CaseReadyForReferral(EventData):
     """Every document of the case is stored and in an acceptable language: partners may route it.
 
@@ -430,6 +470,11 @@ class CaseReadyForReferral(EventData):
         description="Family history, current medications and allergies, as far as the patient "
         "gave them; null when none was given. For the accepting center only (partners shows it "
         "through its API, never on a center's topic)",
+    )
+    payer: Payer | None = Field(
+        default=None,
+        description="Who pays: routing offers only centers that accept this payer; null when "
+        "the front end did not say (every center's terms apply as before)",
     )
     patient_chooses: bool = Field(
         default=False,
@@ -670,9 +715,12 @@ __all__ = [
     "FurtherOpinionReason",
     "Icd10Code",
     "IcdO3Morphology",
+    "InsurerCode",
     "LanguageCode",
     "Locale",
     "Medication",
+    "Payer",
+    "PayerKind",
     "Preparation",
     "ReferralReason",
     "Stage",

@@ -19,6 +19,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl
 from sqlalchemy import select
 
+from referrals_common.api.idempotency import claim_or_replay, request_fingerprint
 from referrals_common.api.problems import (
     Conflict,
     FieldError,
@@ -51,6 +52,7 @@ from referrals_partners.models import (
     ApiClient,
     CenterRow,
     FollowUpQuestion,
+    IdempotencyRecord,
     InformationRequest,
     Meeting,
     Referral,
@@ -301,6 +303,12 @@ class OfferedReferral(BaseModel):
         default_factory=list,
         description="The patient's follow-up questions on the delivered opinion, oldest first",
     )
+    payer: dict[str, Any] | None = Field(
+        default=None,
+        description="Who pays (`kind`: self_pay, insurer or charity; `insurer`: its code), once "
+        "this center accepted the referral; null before, or when the front end did not say. "
+        "Never on the center's inbox topic",
+    )
     meetings: list[MeetingView] = Field(
         default_factory=list,
         description="The consultation meetings this center offered on this referral, oldest "
@@ -336,6 +344,7 @@ class OfferedReferral(BaseModel):
                     "information_requests",
                     "follow_up_questions",
                     "meetings",
+                    "payer",
                 }
             },
             status=referral.status,  # type: ignore[arg-type]
@@ -345,6 +354,7 @@ class OfferedReferral(BaseModel):
             information_requests=information or [],
             follow_up_questions=follow_ups or [],
             meetings=meetings or [],
+            payer=request.get("payer") if accepted else None,
         )
 
 
@@ -570,14 +580,64 @@ class PatientRouting(BaseModel):
     expected_opinion_at: datetime | None
 
 
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=128,
+        min_length=8,
+        description="A unique key per intended operation (e.g. a UUID): the same request sent "
+        "again with it changes nothing and returns the referral as it is (200, "
+        "`Idempotent-Replayed: true`); the key with a different request is a 422",
+    ),
+]
+
+
 # --------------------------------------------------------------------------- center side
+async def _replayed(
+    uow: Any, request: Request, center: str, referral_id: UUID, key: str, body: BaseModel | None
+) -> bool:
+    """Claim the center's `key` for this request (False: do the work), or True when the same
+    request was already made with it (422 when a different one was)."""
+    operation = request.scope["route"].name
+    fingerprint = request_fingerprint(
+        operation, request.path_params, body.model_dump(mode="json") if body else None
+    )
+    first = await claim_or_replay(
+        uow.session,
+        IdempotencyRecord(
+            center_code=center,
+            operation=operation,
+            key=key,
+            request_hash=fingerprint,
+            referral_id=referral_id,
+        ),
+    )
+    return first is not None
+
+
 async def _answer(
-    runtime: Runtime, request: Request, center: str, referral_id: UUID, action: Any
+    runtime: Runtime,
+    request: Request,
+    center: str,
+    referral_id: UUID,
+    action: Any,
+    *,
+    key: str | None = None,
+    body: BaseModel | None = None,
+    response: Response | None = None,
 ) -> OfferedReferral:
-    """Run a center's action on one of its referrals in one transaction, audited."""
+    """Run a center's action on one of its referrals in one transaction, audited. With an
+    Idempotency-Key (`key`, for the request's `body`): the same request again changes nothing
+    and answers the referral as it is, marked `Idempotent-Replayed` on `response`."""
     try:
         async with runtime.db.unit_of_work() as uow:
-            referral = await action(uow)
+            if key is not None and await _replayed(uow, request, center, referral_id, key, body):
+                referral, _ = await runtime.partners.referral_for_center(uow, center, referral_id)
+                if response is not None:
+                    response.headers["Idempotent-Replayed"] = "true"
+            else:
+                referral = await action(uow)
             request_ = (await _requests(uow, {referral.case_id})).get(referral.case_id)
             await uow.commit()
         async with runtime.db.unit_of_work() as uow:
@@ -737,7 +797,13 @@ async def read_referral(
     summary="Accept a referral",
 )
 async def accept(
-    referral_id: UUID, body: AcceptBody, center: CenterDep, runtime: RuntimeDep, request: Request
+    referral_id: UUID,
+    body: AcceptBody,
+    center: CenterDep,
+    runtime: RuntimeDep,
+    request: Request,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> OfferedReferral:
     """Before the answer deadline; the case is the center's until it delivers its opinion."""
     return await _answer(
@@ -746,6 +812,9 @@ async def accept(
         center,
         referral_id,
         lambda uow: runtime.partners.accept(uow, center, referral_id, body.expected_opinion_at),
+        key=idempotency_key,
+        body=body,
+        response=response,
     )
 
 
@@ -756,7 +825,13 @@ async def accept(
     summary="Decline a referral",
 )
 async def decline(
-    referral_id: UUID, body: DeclineBody, center: CenterDep, runtime: RuntimeDep, request: Request
+    referral_id: UUID,
+    body: DeclineBody,
+    center: CenterDep,
+    runtime: RuntimeDep,
+    request: Request,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> OfferedReferral:
     """The case goes to the next eligible center, never back to this one."""
     return await _answer(
@@ -765,6 +840,9 @@ async def decline(
         center,
         referral_id,
         lambda uow: runtime.partners.decline(uow, center, referral_id, body.reason, body.detail),
+        key=idempotency_key,
+        body=body,
+        response=response,
     )
 
 
@@ -780,6 +858,8 @@ async def request_information(
     center: CenterDep,
     runtime: RuntimeDep,
     request: Request,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> OfferedReferral:
     """From an offered or accepted referral: what (items), why (reason), by when (due_at). The
     referral waits (`info_requested`); the patient is told and answers with documents (checked
@@ -797,6 +877,9 @@ async def request_information(
         lambda uow: runtime.partners.request_info(
             uow, center, referral_id, reason=body.reason, items=body.items, due_at=body.due_at
         ),
+        key=idempotency_key,
+        body=body,
+        response=response,
     )
 
 
@@ -817,6 +900,8 @@ async def answer_follow_up(
     center: CenterDep,
     runtime: RuntimeDep,
     request: Request,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> OfferedReferral:
     """Once per question (409 when answered already); the patient is told and reads it with
     the case."""
@@ -828,17 +913,26 @@ async def answer_follow_up(
         lambda uow: runtime.partners.answer_follow_up(
             uow, center, referral_id, question_id, body.answer
         ),
+        key=idempotency_key,
+        body=body,
+        response=response,
     )
 
 
 @router.post(
     "/partner/referrals/{referral_id}/shipments/{shipment_id}/receipt",
     response_model=OfferedReferral,
-    responses=problem_responses(401, 404, 409),
+    responses=problem_responses(401, 404, 409, 422),
     summary="Confirm receipt of slides or blocks the patient sent",
 )
 async def confirm_shipment(
-    referral_id: UUID, shipment_id: UUID, center: CenterDep, runtime: RuntimeDep, request: Request
+    referral_id: UUID,
+    shipment_id: UUID,
+    center: CenterDep,
+    runtime: RuntimeDep,
+    request: Request,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> OfferedReferral:
     """Once per shipment (again changes nothing); the patient is told."""
     return await _answer(
@@ -847,6 +941,8 @@ async def confirm_shipment(
         center,
         referral_id,
         lambda uow: runtime.partners.confirm_shipment(uow, center, referral_id, shipment_id),
+        key=idempotency_key,
+        response=response,
     )
 
 
@@ -857,7 +953,13 @@ async def confirm_shipment(
     summary="Deliver the written opinion",
 )
 async def deliver_opinion(
-    referral_id: UUID, body: OpinionBody, center: CenterDep, runtime: RuntimeDep, request: Request
+    referral_id: UUID,
+    body: OpinionBody,
+    center: CenterDep,
+    runtime: RuntimeDep,
+    request: Request,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> OfferedReferral:
     """Upload the opinion to records first (`POST /v1/referrals/{referral_id}/opinion` there),
     then reference its document id here."""
@@ -869,19 +971,10 @@ async def deliver_opinion(
         lambda uow: runtime.partners.deliver_opinion(
             uow, center, referral_id, body.document_id, body.outcome
         ),
+        key=idempotency_key,
+        body=body,
+        response=response,
     )
-
-
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        max_length=128,
-        min_length=8,
-        description="A unique key per intended operation (e.g. a UUID): the same request sent "
-        "again with it changes nothing and returns the referral as it is",
-    ),
-]
 
 
 class SlotBody(_Body):
@@ -929,6 +1022,7 @@ async def offer_meeting(
     center: CenterDep,
     runtime: RuntimeDep,
     request: Request,
+    response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> OfferedReferral:
     """On a referral this center accepted, before or after the opinion: the meeting at which the
@@ -950,6 +1044,9 @@ async def offer_meeting(
             body.note,
             key=idempotency_key,
         ),
+        key=idempotency_key,
+        body=body,
+        response=response,
     )
 
 
@@ -966,6 +1063,7 @@ async def reschedule_meeting(
     center: CenterDep,
     runtime: RuntimeDep,
     request: Request,
+    response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> OfferedReferral:
     """The new times replace the offered ones; a time the patient booked is released, and the
@@ -978,6 +1076,9 @@ async def reschedule_meeting(
         lambda uow: runtime.meetings.reschedule(
             uow, center, referral_id, meeting_id, _times(body.slots), key=idempotency_key
         ),
+        key=idempotency_key,
+        body=body,
+        response=response,
     )
 
 
@@ -994,6 +1095,8 @@ async def cancel_meeting(
     center: CenterDep,
     runtime: RuntimeDep,
     request: Request,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> OfferedReferral:
     """An offered or booked meeting; again changes nothing. The patient is told, with the
     center's words. A new meeting may be offered afterwards."""
@@ -1003,6 +1106,9 @@ async def cancel_meeting(
         center,
         referral_id,
         lambda uow: runtime.meetings.cancel(uow, center, referral_id, meeting_id, body.reason),
+        key=idempotency_key,
+        body=body,
+        response=response,
     )
 
 
@@ -1019,6 +1125,8 @@ async def record_meeting_outcome(
     center: CenterDep,
     runtime: RuntimeDep,
     request: Request,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> OfferedReferral:
     """Once the booked time has started (409 before): held, or missed. Once; the same answer
     again changes nothing."""
@@ -1028,6 +1136,9 @@ async def record_meeting_outcome(
         center,
         referral_id,
         lambda uow: runtime.meetings.record_end(uow, center, referral_id, meeting_id, body.outcome),
+        key=idempotency_key,
+        body=body,
+        response=response,
     )
 
 
