@@ -139,10 +139,7 @@ class Meetings:
         await uow.outbox.add(
             new_event(
                 ReferralMeetingOffered(
-                    case_id=referral.case_id,
-                    referral_id=referral.id,
-                    center_code=center,
-                    meeting_id=meeting.id,
+                    **_about(meeting),
                     place=place,
                     slots=slots,
                     note=note,
@@ -178,10 +175,7 @@ class Meetings:
         await uow.outbox.add(
             new_event(
                 ReferralMeetingOffered(
-                    case_id=referral.case_id,
-                    referral_id=referral.id,
-                    center_code=center,
-                    meeting_id=meeting.id,
+                    **_about(meeting),
                     place=MeetingPlace.model_validate(meeting.place),
                     slots=slots,
                     note=meeting.note,
@@ -240,10 +234,7 @@ class Meetings:
         await uow.outbox.add(
             new_event(
                 ReferralMeetingEnded(
-                    case_id=referral.case_id,
-                    referral_id=referral.id,
-                    center_code=center,
-                    meeting_id=meeting.id,
+                    **_about(meeting),
                     outcome=outcome,
                     slot=slot,
                     patient_time_zone=meeting.patient_time_zone,
@@ -292,10 +283,7 @@ class Meetings:
         await uow.outbox.add(
             new_event(
                 ReferralMeetingBooked(
-                    case_id=meeting.case_id,
-                    referral_id=meeting.referral_id,
-                    center_code=meeting.center_code,
-                    meeting_id=meeting.id,
+                    **_about(meeting),
                     slot=slot,
                     place=MeetingPlace.model_validate(meeting.place),
                     patient_time_zone=chosen.time_zone,
@@ -359,10 +347,7 @@ class Meetings:
                 await uow.outbox.add(
                     new_event(
                         ReferralMeetingReminder(
-                            case_id=meeting.case_id,
-                            referral_id=meeting.referral_id,
-                            center_code=meeting.center_code,
-                            meeting_id=meeting.id,
+                            **_about(meeting),
                             before=(
                                 ReminderBefore.HOUR_BEFORE
                                 if index == len(offsets) - 1
@@ -484,10 +469,7 @@ class Meetings:
         await uow.outbox.add(
             new_event(
                 ReferralMeetingCancelled(
-                    case_id=meeting.case_id,
-                    referral_id=meeting.referral_id,
-                    center_code=meeting.center_code,
-                    meeting_id=meeting.id,
+                    **_about(meeting),
                     cancelled_by=by,
                     patient_reason=patient_reason,
                     center_reason=center_reason,
@@ -509,10 +491,7 @@ class Meetings:
     ) -> None:
         told: CloudEvent[Any] = new_event(
             ReferralMeetingChanged(
-                case_id=meeting.case_id,
-                referral_id=meeting.referral_id,
-                center_code=meeting.center_code,
-                meeting_id=meeting.id,
+                **_about(meeting),
                 change=change,
                 slot=slot,
                 patient_reason=reason,
@@ -520,6 +499,16 @@ class Meetings:
         )
         await uow.outbox.add(told)
         await _queue_webhook(uow, told, referral)
+
+
+def _about(meeting: Meeting) -> dict[str, Any]:
+    """The fields every meeting event starts with: whose case, which referral and meeting."""
+    return {
+        "case_id": meeting.case_id,
+        "referral_id": meeting.referral_id,
+        "center_code": meeting.center_code,
+        "meeting_id": meeting.id,
+    }
 
 
 __all__ = ["MeetingLimits", "MeetingNotFound", "Meetings", "SlotTime"]
