@@ -16,7 +16,6 @@ from referrals_intake.models import (
     CaseConsent,
     CaseDocument,
     FollowUpQuestion,
-    IdempotencyRecord,
     InformationRequest,
     Meeting,
     TimelineEntry,
@@ -122,21 +121,6 @@ class CaseRepository:
 
     async def client(self, key_id: str) -> ApiClient | None:
         return await self.session.get(ApiClient, key_id)
-
-    async def idempotency(
-        self, client_id: str, operation: str, key: str
-    ) -> IdempotencyRecord | None:
-        return await self.session.get(IdempotencyRecord, (client_id, operation, key))
-
-    async def claim_idempotency_key(self, record: IdempotencyRecord) -> bool:
-        """Insert the record; False if the key was already used (the first use wins)."""
-        stmt = (
-            insert(IdempotencyRecord)
-            .values(**record.model_dump())
-            .on_conflict_do_nothing()
-            .returning(IdempotencyRecord.key)
-        )
-        return (await self.session.execute(stmt)).first() is not None
 
     def audit(self, actor: str, action: str, case_id: UUID | None, outcome: str = "ok") -> None:
         self.session.add(AccessAudit(actor=actor, action=action, case_id=case_id, outcome=outcome))

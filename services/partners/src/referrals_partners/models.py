@@ -271,3 +271,18 @@ class AccessAudit(PartnersModel, table=True):
     case_id: UUID | None = Field(default=None, index=True)
     referral_id: UUID | None = None
     outcome: str = Field(max_length=16)
+
+
+class IdempotencyRecord(PartnersModel, table=True):
+    """A center's `Idempotency-Key` on one of its actions on a referral: the request it was first
+    used for (`request_hash`) and the referral it acted on; a replay answers the referral as it
+    is (`referrals_common.api.idempotency`)."""
+
+    __tablename__ = "idempotency_keys"
+
+    center_code: str = Field(primary_key=True, max_length=63)
+    operation: str = Field(primary_key=True, max_length=64)
+    key: str = Field(primary_key=True, max_length=128)
+    request_hash: str = Field(max_length=64)
+    referral_id: UUID
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
@@ -13,6 +11,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from referrals_common.api.idempotency import claim_or_replay as claim_key
+from referrals_common.api.idempotency import request_fingerprint
 from referrals_common.api.problems import (
     Conflict,
     FieldError,
@@ -198,8 +198,7 @@ async def load(repo: CaseRepository, case_id: UUID) -> Case:
     return case
 
 
-def request_hash(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+request_hash = request_fingerprint
 
 
 async def claim_or_replay(
@@ -211,13 +210,14 @@ async def claim_or_replay(
     case_id: UUID,
 ) -> UUID | None:
     """With an Idempotency-Key: the case id of the first request made with it (replay), or None
-    after claiming the key for this request's `case_id`. A concurrent twin waits on the key's row
-    until the first commits, then replays it: one case, never two. The record keeps a pointer to
-    the case, never the personal data of the response."""
+    after claiming the key for this request's `case_id` (`referrals_common.api.idempotency`:
+    a concurrent twin replays the first, one case, never two; a different request with the key
+    is a 422). The record keeps a pointer to the case, never the personal data of the
+    response."""
     if key is None:
         return None
-    repo = CaseRepository(uow.session)
-    claimed = await repo.claim_idempotency_key(
+    first = await claim_key(
+        uow.session,
         IdempotencyRecord(
             client_id=client_id,
             operation=operation,
@@ -225,25 +225,9 @@ async def claim_or_replay(
             request_hash=fingerprint,
             status_code=200,
             response={"case_id": str(case_id)},
-        )
+        ),
     )
-    if claimed:
-        return None
-    first = await repo.idempotency(client_id, operation, key)
-    assert first is not None
-    if first.request_hash != fingerprint:
-        raise Unprocessable(
-            "This Idempotency-Key was already used for a different request; use a new key.",
-            errors=[
-                FieldError(
-                    pointer="#/header/Idempotency-Key",
-                    location="header",
-                    message="reused with a different request",
-                    code="key_reused",
-                )
-            ],
-        )
-    return UUID(first.response["case_id"])
+    return None if first is None else UUID(first.response["case_id"])
 
 
 async def replay_for_case(

@@ -1,0 +1,66 @@
+"""`Idempotency-Key` on the APIs' non-idempotent writes, the same in every service.
+
+A write sent with a key claims it, in the write's own transaction, by inserting a row of the
+service's key table (primary key: who, which operation, the key; a `request_hash` column): the
+first request with a key does the work; the same request again (a retry after a lost answer)
+finds the row and answers what the first one did, changing nothing; a different request with
+the same key is refused with 422 `validation-failed` (`errors[0].code` `key_reused`). A refused
+write rolls its claim back with everything else, so the key is free for the retry. A concurrent
+twin waits on the row's insert until the first request commits, then replays it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, TypeVar
+
+from sqlalchemy import inspect, literal_column
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import SQLModel
+
+from referrals_common.api.problems import FieldError, Unprocessable
+
+Record = TypeVar("Record", bound=SQLModel)
+
+
+def request_fingerprint(*parts: Any) -> str:
+    """What makes two requests the same request (the operation, its path ids, its body)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def key_reused() -> Unprocessable:
+    """422: the key was already used for a different request."""
+    return Unprocessable(
+        "This Idempotency-Key was already used for a different request; use a new key.",
+        errors=[
+            FieldError(
+                pointer="#/header/Idempotency-Key",
+                location="header",
+                message="reused with a different request",
+                code="key_reused",
+            )
+        ],
+    )
+
+
+async def claim_or_replay(session: AsyncSession, record: Record) -> Record | None:
+    """Claim `record`'s key (None: this request is the first, do the work), or return the record
+    of the first request with that key when it was the same request (`request_hash`); raise 422
+    `key_reused` when it was not."""
+    table = type(record)
+    inserted = await session.execute(
+        insert(table)
+        .values(**record.model_dump())
+        .on_conflict_do_nothing()
+        .returning(literal_column("1"))
+    )
+    if inserted.first() is not None:
+        return None
+    identity = tuple(getattr(record, c.key) for c in inspect(table).primary_key)
+    first = await session.get(table, identity)
+    assert first is not None  # the insert waited for the first request's commit
+    if first.request_hash != record.request_hash:  # type: ignore[attr-defined]
+        raise key_reused()
+    return first
