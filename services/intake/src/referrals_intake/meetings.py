@@ -205,11 +205,9 @@ async def on_booked(uow: UnitOfWork, booked: ReferralMeetingBooked) -> None:
     if meeting.requested_slot_id == booked.slot.slot_id:
         meeting.requested_slot_id = None
     meeting.updated_at = utcnow()
-    case = await CaseRepository(uow.session).get(booked.case_id)
-    assert case is not None
-    _note(
-        CaseRepository(uow.session),
-        case,
+    await _note_on(
+        uow,
+        booked.case_id,
         "meeting_booked",
         f"The consultation meeting with cancer center {booked.center_code} is booked for "
         f"{booked.slot.starts_at.isoformat()}.",
@@ -228,11 +226,9 @@ async def on_cancelled(uow: UnitOfWork, cancelled: ReferralMeetingCancelled) -> 
     )
     meeting.requested_slot_id = None
     meeting.updated_at = utcnow()
-    case = await CaseRepository(uow.session).get(cancelled.case_id)
-    assert case is not None
-    _note(
-        CaseRepository(uow.session),
-        case,
+    await _note_on(
+        uow,
+        cancelled.case_id,
         "meeting_cancelled",
         f"Cancer center {cancelled.center_code} cancelled the consultation meeting.",
         "The center may offer new times; we will tell you.",
@@ -245,12 +241,10 @@ async def on_ended(uow: UnitOfWork, ended: ReferralMeetingEnded) -> None:
         return
     meeting.status = ended.outcome.value
     meeting.updated_at = utcnow()
-    case = await CaseRepository(uow.session).get(ended.case_id)
-    assert case is not None
     held = ended.outcome.value == MeetingStatus.HELD
-    _note(
-        CaseRepository(uow.session),
-        case,
+    await _note_on(
+        uow,
+        ended.case_id,
         f"meeting_{ended.outcome.value}",
         "The consultation meeting took place." if held else "The consultation meeting was missed.",
         None if held else "The center may offer new times; we will tell you.",
@@ -288,6 +282,16 @@ async def _known(uow: UnitOfWork, case_id: UUID, meeting_id: UUID) -> Meeting | 
         return None
     meeting = await uow.session.get(Meeting, meeting_id, with_for_update=True)
     return meeting if meeting is not None and meeting.case_id == case_id else None
+
+
+async def _note_on(
+    uow: UnitOfWork, case_id: UUID, code: str, text: str, next_step: str | None
+) -> None:
+    """A timeline entry on the case (already locked by `_known`)."""
+    repo = CaseRepository(uow.session)
+    case = await repo.get(case_id)
+    assert case is not None
+    _note(repo, case, code, text, next_step)
 
 
 def _require_open(meeting: Meeting, case_status: str) -> None:
