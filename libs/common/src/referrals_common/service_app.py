@@ -7,12 +7,13 @@ processes' entry points. The HTTP app made here documents itself the same way in
 operation's id is its route function's name in camelCase (`create_case` → `createCase`, unique in
 the service), each is tagged with its audience (`ApiTag`, matched by path), `servers` is the
 service's `public_base_url`, and contact and licence are the platform's. It installs RFC 9457
-problem handlers, `/health`
-and `/metrics` (Prometheus) endpoints outside the schema, without authentication and without
-traces, a request latency histogram by route template, and the OpenTelemetry instrumentation; it
-builds the runtime in the app's lifespan (nothing connects at import); a runtime passed in
-(tests) is used as is and left open for its owner. Every request first meets the edge
-(`referrals_common.edge`): rate limits, lockout after failed authentications, body limits.
+problem handlers, `/health` and `/metrics` (Prometheus) endpoints outside the schema, without
+authentication and without traces, a request latency histogram by route template, the request's
+`X-Request-ID` on its answer and log lines (`edge.request_id`), and the OpenTelemetry
+instrumentation; it builds the runtime in the app's lifespan (nothing connects at import); a
+runtime passed in (tests) is used as is and left open for its owner. Every request first meets
+the edge (`referrals_common.edge`): rate limits, lockout after failed authentications, body
+limits.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from referrals_common import metrics
 from referrals_common.api.problems import install_problem_handlers
 from referrals_common.edge import Edge, EdgeMiddleware
+from referrals_common.edge.request_id import HEADER as REQUEST_ID
+from referrals_common.edge.request_id import RequestIdMiddleware
 from referrals_common.settings import ServiceSettings
 from referrals_common.telemetry import (
     configure_logging,
@@ -90,6 +93,32 @@ def _document_operations(router: APIRouter, tags: Sequence[ApiTag]) -> None:
             route.tags = [found.name]
     if untagged:
         raise ValueError(f"routes that no ApiTag names: {sorted(set(untagged))}")
+
+
+def _document_request_id(app: FastAPI) -> None:
+    """Every answer of the document carries `X-Request-ID` (`referrals_common.edge.request_id`)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        document = generate()
+        document.setdefault("components", {}).setdefault("headers", {})["RequestId"] = {
+            "description": "The request's id: the caller's own `X-Request-ID` when it is 1-128 "
+            "letters, digits and `._:-`, else one the service made; our logs name the request "
+            "by it.",
+            "schema": {"type": "string", "maxLength": 128},
+        }
+        for operations in document.get("paths", {}).values():
+            for operation in operations.values():
+                for answer in operation.get("responses", {}).values():
+                    answer.setdefault("headers", {})[REQUEST_ID] = {
+                        "$ref": "#/components/headers/RequestId"
+                    }
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def setup_observability(service: str, settings: ServiceSettings) -> None:
@@ -233,5 +262,9 @@ def create_service_app(
     app.add_middleware(EdgeMiddleware, edge=edge)
     # Added after the problem middleware, so it sees the 500 that middleware answers.
     app.add_middleware(_RequestMetricsMiddleware, service=service or metrics.service_name())
+    # Outermost of ours: every answer (a refusal of the edge, a 500) carries the request's id,
+    # and every log line written for the request has it.
+    app.add_middleware(RequestIdMiddleware)
+    _document_request_id(app)
     instrument_fastapi(app)
     return app
