@@ -224,6 +224,8 @@ def environment(
         "REFERRALS_INTAKE_API_KEY_PEPPER": secrets["intake_pepper"],
         "REFERRALS_INTAKE_NOTIFICATIONS_PUBLIC_KEY": secrets["notifications_public_key"],
         "REFERRALS_INTAKE_PUBLIC_BASE_URL": apis["intake"],
+        "REFERRALS_RECORDS_PUBLIC_BASE_URL": apis["records"],
+        "REFERRALS_PARTNERS_PUBLIC_BASE_URL": apis["partners"],
         "REFERRALS_RECORDS_CASE_TOKEN_JWKS": jwks,
         "REFERRALS_RECORDS_API_KEY_PEPPER": secrets["records_pepper"],
         "REFERRALS_PARTNERS_CASE_TOKEN_JWKS": jwks,
