@@ -149,6 +149,8 @@ async def test_accepting_sends_the_day_and_shows_the_new_state(
     )
     [sent] = fake.requests_to("POST", rf"/v1/partner/referrals/{referral_id}/accept$")
     assert sent.headers["x-api-key"] == CENTER_KEY
+    # Every center action carries an Idempotency-Key (partners does a retried one once).
+    assert len(sent.headers["idempotency-key"]) >= 8
     when = datetime.fromisoformat(sent.json()["expected_opinion_at"])
     assert (when.hour, when.minute, when.utcoffset()) == (23, 59, timedelta(0))
     page = await staff_browser.get(done.headers["location"])

@@ -50,6 +50,7 @@ from referrals_web.pages.common import (
     runtime,
     text,
 )
+from referrals_web.pages.common import idempotency_key as idempotency_key_of
 from referrals_web.platform import PlatformProblem
 from referrals_web.rendering import Form
 from referrals_web.repository import ConsoleAction, StaffMember
@@ -358,7 +359,11 @@ async def _act(
     *,
     idempotency_key: str | None = None,
 ) -> dict[str, Any]:
-    """One action through partners, recorded with its outcome."""
+    """One action through partners, recorded with its outcome. Every action sends an
+    Idempotency-Key: the same one for the same request sent again (a double click, the back
+    button, a retry after a lost answer), so partners does it once."""
+    if idempotency_key is None:
+        idempotency_key = idempotency_key_of(request, f"center:{action}:{referral_id}:{path}", body)
     try:
         result = await runtime(request).platform.center_action(
             desk.key, referral_id, path, body, idempotency_key=idempotency_key
