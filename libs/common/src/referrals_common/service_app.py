@@ -9,11 +9,12 @@ the service), each is tagged with its audience (`ApiTag`, matched by path), `ser
 service's `public_base_url`, and contact and licence are the platform's. It installs RFC 9457
 problem handlers, `/health` and `/metrics` (Prometheus) endpoints outside the schema, without
 authentication and without traces, a request latency histogram by route template, the request's
-`X-Request-ID` on its answer and log lines (`edge.request_id`), and the OpenTelemetry
-instrumentation; it builds the runtime in the app's lifespan (nothing connects at import); a
-runtime passed in (tests) is used as is and left open for its owner. Every request first meets
-the edge (`referrals_common.edge`): rate limits, lockout after failed authentications, body
-limits.
+`X-Request-ID` on its answer and log lines (`edge.request_id`), the documentation pages `/docs`
+and `/redoc` with their assets served by the service itself (`api.docs`: no CDN), and the
+OpenTelemetry instrumentation; it builds the runtime in the app's lifespan (nothing connects at
+import); a runtime passed in (tests) is used as is and left open for its owner. Every request
+first meets the edge (`referrals_common.edge`): rate limits, lockout after failed
+authentications, body limits.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from referrals_common import metrics
+from referrals_common.api.docs import serve_docs
 from referrals_common.api.problems import install_problem_handlers
 from referrals_common.edge import Edge, EdgeMiddleware
 from referrals_common.edge.request_id import HEADER as REQUEST_ID
@@ -242,7 +244,10 @@ def create_service_app(
             else {"url": "/", "description": "This API, where this document was served"}
         ],
         generate_unique_id_function=operation_id,
+        docs_url=None,  # FastAPI's own pages load their assets from a CDN: ours are served here
+        redoc_url=None,
     )
+    serve_docs(app)
     app.state.edge = edge
     install_problem_handlers(app)
     _document_operations(router, tags)
