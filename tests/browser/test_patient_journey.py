@@ -257,7 +257,8 @@ def test_a_patient_sends_a_case_on_a_phone_in_ukrainian(
     for shown in ("C50.4", "cT2N1M0", email, "Німеччина"):
         expect(answers).to_contain_text(shown)
     expect(answers).to_contain_text(_("Help to choose between treatments"))
-    expect(answers.get_by_role("link", name=re.compile(_("Change")))).to_have_count(7)
+    # Seven questions, the destination's with two answers (where, and who chooses the center).
+    expect(answers.get_by_role("link", name=re.compile(_("Change")))).to_have_count(8)
     shoot(page, "patient-03-check-uk")
     reference = create_case(page, _)
 

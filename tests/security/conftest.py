@@ -13,7 +13,7 @@ import pytest
 from .world import World, running_world
 
 # Routed cases for the tests that change a referral (accept, decline, ask, opinion, fuzzing...).
-ROUTED_POOL = 24
+ROUTED_POOL = 48
 
 
 @pytest.fixture(scope="package")

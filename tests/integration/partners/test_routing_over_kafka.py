@@ -151,6 +151,7 @@ async def test_no_eligible_center_is_unroutable_at_once(make_runtime):
             "case_id": str(case_id),
             "reason": "no_eligible_center",
             "centers_tried": [],
+            "opinion_round": None,  # the first opinion, not a further one
         }
     async with api_client(rt) as api:
         ops = {"X-Api-Key": await key_for(rt, "ops")}
