@@ -1149,26 +1149,47 @@ async def cancel_meeting(request: Request, referral_id: UUID, meeting_id: UUID) 
         form.error("reason", N_("Say why you cancel: the patient reads it"))
     elif len(reason) > CANCEL_MAX:
         form.error("reason", N_("The reason can be at most 1000 characters long"))
+    return await _send_meeting_action(
+        request,
+        (desk, referral, meeting),
+        form,
+        ("cancel_meeting", "cancellation", "reason"),
+        "center/meeting_cancel.html",
+        N_("The meeting was cancelled. The patient is told, with your words."),
+    )
+
+
+async def _send_meeting_action(
+    request: Request,
+    found: tuple[Desk, dict[str, Any], dict[str, Any]],
+    form: Form,
+    action: tuple[str, str, str],
+    template: str,
+    done: str,
+) -> Response:
+    """Send one meeting action (`action`: the audit name, the path after the meeting, and the
+    form's one field, sent as is) if the form is valid; partners' problem goes beside the
+    field with what was typed kept; done, back to the referral with `done` said."""
+    desk, referral, meeting = found
+    name, path, field = action
     status_code = 422
     if form.ok:
         try:
             await _act(
                 request,
                 desk,
-                referral_id,
-                "cancel_meeting",
-                f"meetings/{meeting_id}/cancellation",
-                {"reason": reason},
+                UUID(str(referral["id"])),
+                name,
+                f"meetings/{meeting['id']}/{path}",
+                {field: form.values[field]},
             )
         except PlatformProblem as problem:
-            _refused(form, problem, {"/reason": "reason"}, "reason")
+            _refused(form, problem, {f"/{field}": field}, field)
             status_code = problem.status
     if not form.ok:
-        return _meeting_action_page(
-            request, desk, referral, meeting, "center/meeting_cancel.html", form, status_code
-        )
-    flash(request, N_("The meeting was cancelled. The patient is told, with your words."))
-    return redirect(f"/center/referrals/{referral_id}")
+        return _meeting_action_page(request, desk, referral, meeting, template, form, status_code)
+    flash(request, done)
+    return redirect(f"/center/referrals/{referral['id']}")
 
 
 @router.get("/center/referrals/{referral_id}/meetings/{meeting_id}/outcome")
@@ -1196,23 +1217,11 @@ async def record_meeting_outcome(request: Request, referral_id: UUID, meeting_id
     form = Form(values={"outcome": outcome}, anchors={"outcome": "outcome-0"})
     if outcome not in MEETING_OUTCOMES:
         form.error("outcome", N_("Choose whether the meeting took place"))
-    status_code = 422
-    if form.ok:
-        try:
-            await _act(
-                request,
-                desk,
-                referral_id,
-                "record_meeting",
-                f"meetings/{meeting_id}/outcome",
-                {"outcome": outcome},
-            )
-        except PlatformProblem as problem:
-            _refused(form, problem, {"/outcome": "outcome"}, "outcome")
-            status_code = problem.status
-    if not form.ok:
-        return _meeting_action_page(
-            request, desk, referral, meeting, "center/meeting_outcome.html", form, status_code
-        )
-    flash(request, N_("Recorded. Thank you."))
-    return redirect(f"/center/referrals/{referral_id}")
+    return await _send_meeting_action(
+        request,
+        (desk, referral, meeting),
+        form,
+        ("record_meeting", "outcome", "outcome"),
+        "center/meeting_outcome.html",
+        N_("Recorded. Thank you."),
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
@@ -736,7 +737,6 @@ async def ask_follow_up(
     (3 by default, `follow_up_questions_left`): the center that gave the opinion answers in
     writing, and the patient is told. Refused with nothing changed: 409 `follow-up-refused`
     (`reason`: no-opinion, window-closed, no-questions-left)."""
-    repo = CaseRepository(uow.session)
     operation = f"follow_up:{access.case_id}"
     replayed = await replay_for_case(
         uow,
@@ -749,28 +749,22 @@ async def ask_follow_up(
     )
     if replayed is not None:
         return replayed
-    try:
-        await runtime.intake.ask_follow_up(uow, access.case_id, body.question)
-    except CaseNotFound:
-        raise NotFound(f"There is no case {access.case_id}.") from None
-    except FollowUpRefused as exc:
-        raise await refused(
-            runtime,
-            access.actor,
-            "ask_follow_up",
-            access.case_id,
-            ProblemError(
+    return await _case_action(
+        runtime,
+        uow,
+        access,
+        "ask_follow_up",
+        runtime.intake.ask_follow_up(uow, access.case_id, body.question),
+        {
+            FollowUpRefused: lambda exc: ProblemError(
                 str(exc),
                 status=409,
                 title="No follow-up question can be asked now",
                 type_slug="follow-up-refused",
-                extensions={"reason": exc.reason},
-            ),
-        ) from None
-    repo.audit(access.actor, "ask_follow_up", access.case_id)
-    public = await to_public(runtime, repo, await load(repo, access.case_id))
-    await uow.commit()
-    return public
+                extensions={"reason": getattr(exc, "reason", None)},
+            )
+        },
+    )
 
 
 @router.post(
@@ -805,31 +799,24 @@ async def ask_further_opinion(
     )
     if replayed is not None:
         return replayed
-    repo = CaseRepository(uow.session)
-    try:
-        await runtime.intake.request_further_opinion(
+    return await _case_action(
+        runtime,
+        uow,
+        access,
+        "ask_further_opinion",
+        runtime.intake.request_further_opinion(
             uow, access.case_id, body.reason, body.share_earlier_opinions
-        )
-    except CaseNotFound:
-        raise NotFound(f"There is no case {access.case_id}.") from None
-    except FurtherOpinionRefused as exc:
-        raise await refused(
-            runtime,
-            access.actor,
-            "ask_further_opinion",
-            access.case_id,
-            ProblemError(
+        ),
+        {
+            FurtherOpinionRefused: lambda exc: ProblemError(
                 str(exc),
                 status=409,
                 title="No further opinion can be asked now",
                 type_slug="further-opinion-refused",
-                extensions={"reason": exc.reason},
-            ),
-        ) from None
-    repo.audit(access.actor, "ask_further_opinion", access.case_id)
-    public = await to_public(runtime, repo, await load(repo, access.case_id))
-    await uow.commit()
-    return public
+                extensions={"reason": getattr(exc, "reason", None)},
+            )
+        },
+    )
 
 
 @router.post(
@@ -864,7 +851,7 @@ async def book_meeting(
     )
     if replayed is not None:
         return replayed
-    return await _meeting_action(
+    return await _case_action(
         runtime,
         uow,
         access,
@@ -872,6 +859,7 @@ async def book_meeting(
         meeting_use_cases.choose_slot(
             uow, access.case_id, meeting_id, body.slot_id, body.time_zone
         ),
+        MEETING_REFUSALS,
     )
 
 
@@ -904,18 +892,31 @@ async def cancel_meeting(
     )
     if replayed is not None:
         return replayed
-    return await _meeting_action(
+    return await _case_action(
         runtime,
         uow,
         access,
         "cancel_meeting",
         meeting_use_cases.cancel(uow, access.case_id, meeting_id, body.reason),
+        MEETING_REFUSALS,
     )
 
 
-async def _meeting_action(
-    runtime: Runtime, uow: UnitOfWork, access: CaseAccess, action: str, change: Any
+Refusal = Callable[[Exception], ProblemError]
+"""How a use case's refusal reads as a problem (audited as a refused change)."""
+
+
+async def _case_action(
+    runtime: Runtime,
+    uow: UnitOfWork,
+    access: CaseAccess,
+    action: str,
+    change: Awaitable[Any],
+    refusals: dict[type[Exception], Refusal],
 ) -> CasePublic:
+    """Run a patient's action on the case (`change`, a use case in `uow`), audited: the case as
+    it is then, committed; or a problem with nothing applied. An unknown case, or a meeting not
+    on it, is a 404; each exception in `refusals` is audited and answered as it says."""
     repo = CaseRepository(uow.session)
     try:
         await change
@@ -923,37 +924,27 @@ async def _meeting_action(
         raise NotFound(f"There is no case {access.case_id}.") from None
     except meeting_use_cases.MeetingNotFound as exc:
         raise NotFound(f"There is no meeting {exc} on this case.") from None
-    except meeting_use_cases.MeetingClosed as exc:
-        raise await refused(
-            runtime,
-            access.actor,
-            action,
-            access.case_id,
-            ProblemError(
-                str(exc),
-                status=409,
-                title="The meeting can no longer be changed",
-                type_slug="meeting-closed",
-                extensions={"meeting_status": exc.status},
-            ),
-        ) from None
-    except meeting_use_cases.SlotNotOffered as exc:
-        raise await refused(
-            runtime,
-            access.actor,
-            action,
-            access.case_id,
-            ProblemError(
-                str(exc),
-                status=422,
-                title="That time is not offered",
-                type_slug="slot-not-offered",
-            ),
-        ) from None
+    except tuple(refusals) as exc:
+        problem = next(make(exc) for kind, make in refusals.items() if isinstance(exc, kind))
+        raise await refused(runtime, access.actor, action, access.case_id, problem) from None
     repo.audit(access.actor, action, access.case_id)
     public = await to_public(runtime, repo, await load(repo, access.case_id))
     await uow.commit()
     return public
+
+
+MEETING_REFUSALS: dict[type[Exception], Refusal] = {
+    meeting_use_cases.MeetingClosed: lambda exc: ProblemError(
+        str(exc),
+        status=409,
+        title="The meeting can no longer be changed",
+        type_slug="meeting-closed",
+        extensions={"meeting_status": getattr(exc, "status", None)},
+    ),
+    meeting_use_cases.SlotNotOffered: lambda exc: ProblemError(
+        str(exc), status=422, title="That time is not offered", type_slug="slot-not-offered"
+    ),
+}
 
 
 @router.get(
