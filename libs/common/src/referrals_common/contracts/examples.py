@@ -22,6 +22,7 @@ from .intake import (
     CaseInformationProvided,
     CaseMeetingCancelled,
     CaseMeetingSlotChosen,
+    CasePolicyShared,
     CaseReadyForReferral,
     CaseStatus,
     CaseStatusChanged,
@@ -162,6 +163,9 @@ EXAMPLES: dict[type[EventData], Callable[[], EventData]] = {
         sealed_contact="AQ" + "x" * 120,
         locale="uk",
         front_end="kyiv-clinic",
+    ),
+    CasePolicyShared: lambda: CasePolicyShared(
+        case_id=CASE, referral_id=REFERRAL, sealed_policy="AQ" + "p" * 120
     ),
     DocumentStored: lambda: DocumentStored(
         case_id=CASE,
@@ -339,6 +343,7 @@ EXAMPLES: dict[type[EventData], Callable[[], EventData]] = {
         question_id=QUESTION,
         answer="Yes: the trial has a site in Warsaw; your oncologist can refer you.",
         answered_at=NOW + timedelta(days=22),
+        document_ids=[DOC_B],
     ),
     CaseInformationProvided: lambda: CaseInformationProvided(
         case_id=CASE,

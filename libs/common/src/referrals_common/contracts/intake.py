@@ -514,6 +514,28 @@ class CaseContactShared(EventData):
     )
 
 
+class CasePolicyShared(EventData):
+    """The patient's insurance policy, sealed for partners alone, for the center that accepted.
+
+    Emitted once per accepted referral of a case an insurer pays (`Payer.kind` `insurer`) whose
+    front end gave the policy, on the platform's cases topic (never a center's inbox). Only
+    partners opens `sealed_policy`: it is encrypted to partners' public key
+    (`referrals_common.crypto.SealedBox`, bound to `<case_id>/<referral_id>`, so it opens for no
+    other case or referral); the broker, the dead-letter topic and every other reader see
+    ciphertext. Once opened it is `{"insurer": str, "provider": str, "policy_number": str}`.
+    Partners shows it to the accepting center through the authenticated partner API only.
+    """
+
+    event_type: ClassVar[str] = "referrals.case.policy_shared.v1"
+    topic: ClassVar[str] = topics.CASES
+    source: ClassVar[str] = SOURCE
+
+    referral_id: UUID = Field(description="The accepted referral the policy is for")
+    sealed_policy: str = Field(
+        min_length=40, max_length=4000, description="Base64 sealed box of the policy reference"
+    )
+
+
 class CaseInformationProvided(EventData):
     """The patient answered a center's request for information and sent it to the center.
 
@@ -701,6 +723,7 @@ __all__ = [
     "CaseInformationProvided",
     "CaseMeetingCancelled",
     "CaseMeetingSlotChosen",
+    "CasePolicyShared",
     "CaseReadyForReferral",
     "CaseStatus",
     "CaseStatusChanged",

@@ -64,6 +64,12 @@ def _no_duplicates(values: list[str]) -> list[str]:
     return values
 
 
+def _no_duplicate_ids(values: list[UUID]) -> list[UUID]:
+    if len(set(values)) != len(values):
+        raise ValueError("the list names a document twice")
+    return values
+
+
 def document_fetch_path(referral_id: UUID, document_id: UUID) -> str:
     """The partner API path a center fetches one document of a referral from."""
     return f"/v1/referrals/{referral_id}/documents/{document_id}"
@@ -403,7 +409,9 @@ class ReferralFollowUpAnswered(EventData):
 
     Emitted once per question, when the center answers through the partner API. `answer` is the
     center's words (clinical content; platform topics only): intake keeps it with the case,
-    notifications tells the patient.
+    notifications tells the patient. `document_ids` are documents the center attached: each one
+    it uploaded to records for this referral (stored as part of its opinion, kind `opinion`),
+    which the patient reads with the case.
     """
 
     event_type: ClassVar[str] = "referrals.referral.follow_up_answered.v1"
@@ -415,6 +423,13 @@ class ReferralFollowUpAnswered(EventData):
     question_id: UUID = Field(description="The question answered")
     answer: CenterText = Field(description="The center's answer, in its words")
     answered_at: AwareDatetime = Field(description="When the center answered")
+    document_ids: Annotated[list[UUID], AfterValidator(_no_duplicate_ids)] = Field(
+        default_factory=list,
+        max_length=5,
+        description="Documents the center attached to its answer, each uploaded to records for "
+        "this referral; empty when it answered in words only (and in events older than the "
+        "field)",
+    )
 
 
 class ReferralMeetingOffered(EventData):
