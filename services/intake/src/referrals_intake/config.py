@@ -32,6 +32,9 @@ class IntakeSettings(ServiceSettings):
     public_base_url: str = "http://127.0.0.1:8001"
     # Notifications' X25519 public key (base64): contact details are sealed to it.
     notifications_public_key: str = ""
+    # Partners' X25519 public key (base64): the insurance policy is sealed to it for the center
+    # that accepted (`case.policy_shared`); empty: the policy is never shared.
+    partners_public_key: str = ""
     processing_consent_versions: tuple[str, ...] = ("2026-01",)
     cross_border_consent_versions: tuple[str, ...] = ("2026-01",)
     follow_up_max_questions: int = Field(
@@ -45,6 +48,15 @@ class IntakeSettings(ServiceSettings):
     )
     case_gauges_interval: float = Field(
         5.0, gt=0, description="seconds between the consumer's counts of cases by state"
+    )
+    case_streams_max: int = Field(
+        200, ge=1, description="case event streams (SSE) one API process serves at once"
+    )
+    case_streams_per_case: int = Field(
+        3, ge=1, description="case event streams open at once for one case"
+    )
+    case_stream_heartbeat_seconds: float = Field(
+        15.0, gt=0, le=300, description="seconds between the comments that keep a stream open"
     )
 
     def _secrets(self) -> dict[str, str]:

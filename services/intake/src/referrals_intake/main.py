@@ -26,6 +26,7 @@ from referrals_common.crypto import FieldCipher, SealedBox
 from referrals_common.db import Database
 from referrals_common.edge.principals import AccessLog
 from referrals_common.service_app import create_service_app, setup_observability
+from referrals_intake.case_events import CaseEventHub
 from referrals_intake.config import IntakeSettings
 from referrals_intake.models import AccessAudit
 from referrals_intake.service import Intake
@@ -46,6 +47,8 @@ class Runtime:
     verified_keys: VerifiedKeys[Any]
     access_log: AccessLog
     """The access audit, written in transactions of its own (denials, refused credentials)."""
+    case_events: CaseEventHub
+    """The case event streams this process serves, woken by PostgreSQL notifications."""
 
 
 def build_runtime(settings: IntakeSettings) -> Runtime:
@@ -74,6 +77,9 @@ def build_runtime(settings: IntakeSettings) -> Runtime:
             contact_box=SealedBox(public_key_b64=settings.notifications_public_key)
             if settings.notifications_public_key
             else None,
+            policy_box=SealedBox(public_key_b64=settings.partners_public_key)
+            if settings.partners_public_key
+            else None,
         ),
         tokens=CaseTokenIssuer(key_pem, issuer=settings.tokens.issuer, ttl=settings.tokens.ttl),
         verifier=CaseTokenVerifier(jwks),
@@ -81,13 +87,24 @@ def build_runtime(settings: IntakeSettings) -> Runtime:
         pepper=settings.api_key_pepper.get_secret_value().encode(),
         verified_keys=VerifiedKeys(settings.api_key_pepper.get_secret_value().encode()),
         access_log=AccessLog(db, AccessAudit),
+        case_events=CaseEventHub.for_dsn(
+            settings.postgres.asyncpg_dsn(),
+            max_streams=settings.case_streams_max,
+            max_per_case=settings.case_streams_per_case,
+        ),
     )
 
 
 def create_app(settings: IntakeSettings | None = None, runtime: Runtime | None = None) -> FastAPI:
     """The intake HTTP API. Tests pass a runtime; a process builds one from its settings."""
+    from fastapi import APIRouter
+
+    from referrals_intake.api import case_events
     from referrals_intake.api.routes import TAGS, router
 
+    api = APIRouter()
+    api.include_router(router)
+    api.include_router(case_events.router)
     return create_service_app(
         title="Intake: second-opinion cases",
         description=(
@@ -96,7 +113,7 @@ def create_app(settings: IntakeSettings | None = None, runtime: Runtime | None =
             "each case gets its own short-lived access token (`Authorization: Bearer ...`). "
             "Errors are RFC 9457 problem details."
         ),
-        router=router,
+        router=api,
         build_runtime=lambda: build_runtime(settings or IntakeSettings()),
         runtime=runtime,
         settings=settings,
