@@ -16,6 +16,9 @@ class PartnersSettings(ServiceSettings):
     api_key_pepper: SecretStr = SecretStr("change-me-in-dev-only-pepper")
     # AES-GCM key (base64, 32 bytes) for webhook signing secrets at rest.
     field_encryption_key: SecretStr = SecretStr("")
+    # X25519 private key (base64) that opens the insurance policies intake seals to partners
+    # (`case.policy_shared`); empty: the accepting center reads the payer without the policy.
+    policy_private_key: SecretStr = SecretStr("")
     # The JWKS intake publishes: the patient's front end reads "why this center" with its token.
     case_token_jwks: str = ""
     case_token_issuer: str = "referrals-intake"  # noqa: S105 - an issuer name
@@ -54,6 +57,19 @@ class PartnersSettings(ServiceSettings):
     webhook_timeout_seconds: float = Field(10.0, gt=0)
     webhook_max_attempts: int = Field(8, ge=1)
     webhook_backoff_seconds: float = Field(2.0, gt=0, description="first retry delay, doubling")
+    trace_viewer_url: str = Field(
+        "",
+        description="the trace viewer's query API (Zipkin API v2, or Jaeger's or Tempo's "
+        "Zipkin-compatible endpoint), an internal address the operators configure: the ops "
+        "timeline reads a case's spans there (empty: the timeline holds partners' own records "
+        "only)",
+    )
+    trace_viewer_public_url: str = Field(
+        "",
+        description="where an operator's browser opens the trace viewer, for the timeline's "
+        "trace links (empty: `trace_viewer_url`)",
+    )
+    trace_viewer_timeout_seconds: float = Field(5.0, gt=0, le=60)
 
     @model_validator(mode="after")
     def _real_registry_in_production(self) -> PartnersSettings:
@@ -71,4 +87,5 @@ class PartnersSettings(ServiceSettings):
             **super()._secrets(),
             "api_key_pepper": self.api_key_pepper.get_secret_value(),
             "field_encryption_key": self.field_encryption_key.get_secret_value(),
+            "policy_private_key": self.policy_private_key.get_secret_value(),
         }

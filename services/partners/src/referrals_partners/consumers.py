@@ -16,6 +16,7 @@ from referrals_common.contracts import (
     CaseInformationProvided,
     CaseMeetingCancelled,
     CaseMeetingSlotChosen,
+    CasePolicyShared,
     CaseReadyForReferral,
     CaseWithdrawn,
     CloudEvent,
@@ -76,6 +77,10 @@ def build_consumer(
     @consumer.handles(CaseMeetingCancelled)
     async def meeting_cancelled(event: CloudEvent[CaseMeetingCancelled], uow: UnitOfWork) -> None:
         await meetings.on_patient_cancelled(uow, event.data)
+
+    @consumer.handles(CasePolicyShared)
+    async def policy(event: CloudEvent[CasePolicyShared], uow: UnitOfWork) -> None:
+        await partners.on_policy_shared(uow, event.data)
 
     @consumer.handles(DocumentStored)
     async def stored(event: CloudEvent[DocumentStored], uow: UnitOfWork) -> None:

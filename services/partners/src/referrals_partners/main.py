@@ -20,7 +20,7 @@ from fastapi import FastAPI
 
 from referrals_common.auth.api_keys import VerifiedKeys
 from referrals_common.auth.case_tokens import CaseTokenVerifier
-from referrals_common.crypto import FieldCipher
+from referrals_common.crypto import FieldCipher, SealedBox
 from referrals_common.db import Database
 from referrals_common.edge.principals import AccessLog
 from referrals_common.outbound import OutboundPolicy
@@ -28,6 +28,7 @@ from referrals_common.service_app import create_service_app, setup_observability
 from referrals_partners.config import PartnersSettings
 from referrals_partners.meetings import MeetingLimits, Meetings
 from referrals_partners.models import AccessAudit, Referral
+from referrals_partners.operations import TraceViewer
 from referrals_partners.registry import load_registry
 from referrals_partners.service import Limits, Partners
 
@@ -50,6 +51,8 @@ class Runtime:
     """Which webhook receivers may be called, checked at registration and at every delivery."""
     access_log: AccessLog
     """The access audit, written in transactions of its own."""
+    trace_viewer: TraceViewer | None = None
+    """Where the ops timeline reads a case's spans (None: not configured)."""
 
 
 def field_cipher(settings: PartnersSettings) -> FieldCipher:
@@ -96,6 +99,9 @@ def build_runtime(settings: PartnersSettings) -> Runtime:
                 for s in sorted(settings.info_reminders_before_seconds, reverse=True)
             ),
         ),
+        policy_box=SealedBox(private_key_b64=settings.policy_private_key.get_secret_value())
+        if settings.policy_private_key.get_secret_value()
+        else None,
     )
     return Runtime(
         settings=settings,
@@ -114,6 +120,7 @@ def build_runtime(settings: PartnersSettings) -> Runtime:
             settings.environment, settings.outbound_allowed_targets
         ),
         access_log=AccessLog(db, AccessAudit),
+        trace_viewer=TraceViewer.from_settings(settings),
     )
 
 
@@ -126,7 +133,8 @@ def create_app(settings: PartnersSettings | None = None, runtime: Runtime | None
             "Cancer centers answer the referrals offered to them here (`/v1/partner`, each with "
             "its own API key): accept, decline, ask for more information, deliver the opinion, "
             "and register a webhook. Operators manage the center registry and follow routing "
-            "(`/v1/ops`, operator keys). A patient's front end reads why a center was chosen "
+            "(`/v1/ops`, operator keys), read a case's timeline across the services and "
+            "replay dead letters. A patient's front end reads why a center was chosen "
             "(`/v1/cases/{case_id}/routing`, case access token)."
         ),
         router=router,

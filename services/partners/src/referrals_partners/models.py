@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import JSON, Column, DateTime, Index, MetaData, text
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, MetaData, text
 from sqlmodel import Field, SQLModel
 
 metadata = MetaData()
@@ -110,6 +110,9 @@ class Referral(PartnersModel, table=True):
     decline_detail: str | None = Field(default=None, max_length=1000)
     info_message: str | None = Field(default=None, max_length=4000)
     opinion_document_id: UUID | None = None
+    sealed_policy: str | None = Field(default=None, max_length=4000)
+    """The patient's insurance policy as intake sealed it to partners' key for this referral
+    once accepted (`case.policy_shared`); opened only to show it to this center."""
     outcome: dict[str, Any] | None = Field(default=None, sa_column=_json(nullable=True))
     """The opinion's conclusion (`OpinionOutcome`), when the center recorded it."""
     decision: dict[str, Any] = Field(default_factory=dict, sa_column=_json())
@@ -175,6 +178,8 @@ class FollowUpQuestion(PartnersModel, table=True):
     asked_at: datetime = Field(sa_column=_ts())
     answer: str | None = Field(default=None, max_length=1000)
     answered_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    answer_document_ids: list[str] = Field(default_factory=list, sa_column=_json())
+    """Documents the center attached to its answer, each uploaded for this referral."""
 
 
 class Meeting(PartnersModel, table=True):
@@ -286,3 +291,23 @@ class IdempotencyRecord(PartnersModel, table=True):
     request_hash: str = Field(max_length=64)
     referral_id: UUID
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class DeadLetterReplay(PartnersModel, table=True):
+    """An operator's replay of one dead letter (`POST /v1/ops/dead-letters/.../replay`), keyed by
+    the operator's `Idempotency-Key`: the same request again answers this row and publishes
+    nothing. Also the replay's audit: who sent which record back, and when."""
+
+    __tablename__ = "dead_letter_replays"
+
+    operator: str = Field(primary_key=True, max_length=120)
+    """`ops:<key id>`."""
+    key: str = Field(primary_key=True, max_length=128)
+    request_hash: str = Field(max_length=64)
+    topic: str = Field(max_length=249, index=True)
+    """The original topic the record went back to."""
+    dlq_partition: int
+    dlq_offset: int = Field(sa_column=Column(BigInteger, nullable=False))
+    event_id: str = Field(max_length=64)
+    case_id: str = Field(max_length=64)
+    replayed_at: datetime = Field(default_factory=utcnow, sa_column=_ts())

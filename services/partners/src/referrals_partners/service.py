@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
+from cryptography.exceptions import InvalidTag
 from opentelemetry import trace
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -37,6 +38,7 @@ from referrals_common.contracts import (
     CaseFollowUpAsked,
     CaseFurtherOpinionRequested,
     CaseInformationProvided,
+    CasePolicyShared,
     CaseReadyForReferral,
     CaseUnroutable,
     CentersProposed,
@@ -67,6 +69,7 @@ from referrals_common.contracts import (
 )
 from referrals_common.contracts.partners import Price as ProposedPrice
 from referrals_common.contracts.partners import document_fetch_path
+from referrals_common.crypto import SealedBox
 from referrals_common.db import UnitOfWork
 from referrals_common.metrics import (
     CENTER_ANSWER_TIME,
@@ -129,6 +132,25 @@ class OpinionNotStored(Exception):
 class OpinionNotOwn(Exception):
     """The document is known, but it is not an opinion this referral uploaded."""
 
+    pointer = "/document_id"
+
+
+class AttachmentNotStored(OpinionNotStored):
+    """A document attached to a follow-up answer is not (yet) known as stored."""
+
+    def __init__(self, document_id: UUID, pointer: str) -> None:
+        super().__init__(document_id)
+        self.pointer = pointer
+
+
+class AttachmentNotOwn(OpinionNotOwn):
+    """A document attached to a follow-up answer is not one this referral uploaded (the
+    patient's, another referral's or another case's)."""
+
+    def __init__(self, document_id: UUID, pointer: str) -> None:
+        super().__init__(document_id)
+        self.pointer = pointer
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -153,8 +175,11 @@ class Partners:
         rates: ExchangeRates,
         limits: Limits | None = None,
         clock: Callable[[], datetime] = utcnow,
+        policy_box: SealedBox | None = None,
     ) -> None:
         self.rates = rates
+        self.policy_box = policy_box
+        """Opens the insurance policies intake seals to partners; None: they stay sealed."""
         """Fixed rates to compare prices in one currency (the registry seed's)."""
         self.limits = limits or Limits()
         self.clock = clock
@@ -479,6 +504,36 @@ class Partners:
         await uow.outbox.add(received)
         await _queue_webhook(uow, received, referral)
 
+    async def on_policy_shared(self, uow: UnitOfWork, shared: CasePolicyShared) -> None:
+        """Intake handed over the insurance policy for a referral a center accepted: kept
+        sealed with that referral, for that center's API reads only."""
+        await _case(uow, shared.case_id)  # the case's lock, as on every path
+        referral = await uow.session.get(Referral, shared.referral_id)
+        if referral is None or referral.case_id != shared.case_id:
+            log.warning("policy for unknown referral %s ignored", shared.referral_id)
+            return
+        referral.sealed_policy = shared.sealed_policy
+
+    def policy_of(self, referral: Referral) -> dict[str, Any] | None:
+        """The policy (`insurer_name`, `policy_number`) of a referral its center accepted, opened;
+        None before the acceptance, for any other referral, or when it cannot be opened."""
+        accepted = referral.status in ("accepted", "info_requested", "completed") and (
+            referral.expected_opinion_at is not None
+        )
+        if not accepted or not referral.sealed_policy or self.policy_box is None:
+            return None
+        try:
+            opened = self.policy_box.open_json(
+                referral.sealed_policy, bound_to=f"{referral.case_id}/{referral.id}"
+            )
+        except (ValueError, InvalidTag):  # sealed to another key, or for another referral
+            log.warning("the policy of referral %s does not open", referral.id)
+            return None
+        return {
+            "insurer_name": opened.get("provider"),
+            "policy_number": opened.get("policy_number"),
+        }
+
     async def on_follow_up_asked(self, uow: UnitOfWork, asked: CaseFollowUpAsked) -> None:
         """The patient asked the center that gave the opinion: kept, and the center told on its
         inbox (and webhook) that a question waits, without the patient's words."""
@@ -513,16 +568,32 @@ class Partners:
         await _queue_webhook(uow, told, referral)
 
     async def answer_follow_up(
-        self, uow: UnitOfWork, center: str, referral_id: UUID, question_id: UUID, answer: str
+        self,
+        uow: UnitOfWork,
+        center: str,
+        referral_id: UUID,
+        question_id: UUID,
+        answer: str,
+        document_ids: Sequence[UUID] = (),
     ) -> Referral:
-        """The center answers a follow-up question on its opinion, once."""
+        """The center answers a follow-up question on its opinion, once, in words and with the
+        documents it uploaded to records for this referral (the rule of the opinion: a center
+        attaches only its own uploads for this referral, never the patient's or another's)."""
         referral, _ = await self.referral_for_center(uow, center, referral_id, lock=True)
         question = await uow.session.get(FollowUpQuestion, question_id, with_for_update=True)
         if question is None or question.referral_id != referral.id:
             raise QuestionNotFound(question_id)
         if question.answered_at is not None:
             raise IllegalAction("This question was answered already.", "answered", referral.case_id)
+        for index, document_id in enumerate(document_ids):
+            doc = await uow.session.get(CaseDocument, document_id)
+            pointer = f"/document_ids/{index}"
+            if doc is None:
+                raise AttachmentNotStored(document_id, pointer)  # records' event on its way
+            if doc.case_id != referral.case_id or doc.referral_id != referral.id:
+                raise AttachmentNotOwn(document_id, pointer)
         question.answer, question.answered_at = answer, self.clock()
+        question.answer_document_ids = [str(d) for d in document_ids]
         await uow.outbox.add(
             new_event(
                 ReferralFollowUpAnswered(
@@ -532,6 +603,7 @@ class Partners:
                     question_id=question.id,
                     answer=answer,
                     answered_at=question.answered_at,
+                    document_ids=list(document_ids),
                 )
             )
         )

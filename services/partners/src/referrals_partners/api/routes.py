@@ -3,7 +3,8 @@
 - `/v1/partner/...`: a cancer center, with its own API key (`X-Api-Key: ccr_…`), sees and
   answers only the referrals offered to it; another center's referral is a 404, as if it did not
   exist. Every call is audited.
-- `/v1/ops/...`: operators (`X-Api-Key: ops_…`) manage the registry and follow routing.
+- `/v1/ops/...`: operators (`X-Api-Key: ops_…`) manage the registry, follow routing, read a
+  case's timeline across services and replay dead letters (`referrals_partners.operations`).
 - `/v1/cases/{case_id}/routing`: the patient's front end, with the case access token, reads where
   the case went and why.
 """
@@ -16,10 +17,18 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, Security, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl, field_validator
 from sqlalchemy import select
 
 from referrals_common.api.idempotency import claim_or_replay, request_fingerprint
+from referrals_common.api.pagination import (
+    DEFAULT_LIMIT,
+    LINK_HEADER,
+    Cursor,
+    CursorSigner,
+    OptionalLimit,
+    after,
+)
 from referrals_common.api.problems import (
     Conflict,
     FieldError,
@@ -37,6 +46,7 @@ from referrals_common.contracts import (
     RequestedItem,
 )
 from referrals_common.contracts.information import CenterText
+from referrals_common.contracts.intake import PayerKind
 from referrals_common.contracts.meetings import MAX_SLOTS, CancelledBy, MeetingStatus
 from referrals_common.contracts.partners import MeetingEnd
 from referrals_common.edge import authenticated
@@ -45,12 +55,14 @@ from referrals_common.outbound import TargetRefused
 from referrals_common.service_app import ApiTag
 from referrals_common.text import PlainText
 from referrals_common.webhooks import new_secret
+from referrals_partners import operations
 from referrals_partners.centers import center_row_values, issue_key
 from referrals_partners.main import Runtime
 from referrals_partners.meetings import SlotTime
 from referrals_partners.models import (
     ApiClient,
     CenterRow,
+    DeadLetterReplay,
     FollowUpQuestion,
     IdempotencyRecord,
     InformationRequest,
@@ -64,6 +76,8 @@ from referrals_partners.models import (
 )
 from referrals_partners.registry import Center
 from referrals_partners.service import (
+    AttachmentNotOwn,
+    AttachmentNotStored,
     IllegalAction,
     InvalidAnswer,
     NotOnReferral,
@@ -235,6 +249,27 @@ class FollowUpView(BaseModel):
     asked_at: datetime
     answer: str | None
     answered_at: datetime | None
+    document_ids: list[UUID] = Field(
+        default_factory=list,
+        description="Documents this center attached to its answer (its uploads for this referral)",
+    )
+
+
+class PayerView(BaseModel):
+    """Who pays, as the accepting center reads it (never on a Kafka topic to a center)."""
+
+    kind: PayerKind = Field(description="self_pay, insurer, or charity (a charity or fund)")
+    insurer: str | None = Field(default=None, description="For `insurer`: its registry code")
+    insurer_name: str | None = Field(
+        default=None,
+        description="For `insurer`: the insurer as the patient's front end named it, once the "
+        "platform handed this center the policy (a moment after it accepted)",
+    )
+    policy_number: str | None = Field(
+        default=None,
+        description="For `insurer`: the patient's policy number, once the platform handed it to "
+        "this center (a moment after it accepted); null when the front end gave none",
+    )
 
 
 class MeetingView(BaseModel):
@@ -303,10 +338,11 @@ class OfferedReferral(BaseModel):
         default_factory=list,
         description="The patient's follow-up questions on the delivered opinion, oldest first",
     )
-    payer: dict[str, Any] | None = Field(
+    payer: PayerView | None = Field(
         default=None,
-        description="Who pays (`kind`: self_pay, insurer or charity; `insurer`: its code), once "
-        "this center accepted the referral; null before, or when the front end did not say. "
+        description="Who pays (`kind`: self_pay, insurer or charity; `insurer`: its code; for an "
+        "insurer the policy reference), once this center accepted the referral; null before, "
+        "for a center that declined or only was offered it, or when the front end did not say. "
         "Never on the center's inbox topic",
     )
     meetings: list[MeetingView] = Field(
@@ -323,9 +359,11 @@ class OfferedReferral(BaseModel):
         information: list[InformationRequestView] | None = None,
         follow_ups: list[FollowUpView] | None = None,
         meetings: list[MeetingView] | None = None,
+        policy: dict[str, Any] | None = None,
     ) -> OfferedReferral:
         """The referral as its center sees it; `request` is the case's latest
-        `case.ready_for_referral` (questions, and the preparation once accepted)."""
+        `case.ready_for_referral` (questions, and the preparation once accepted); `policy` the
+        insurance policy opened for this referral (shown only once accepted)."""
         request = request or {}
         # Accepted once (an expected opinion date), not only asked for more while offered.
         accepted = referral.status in ACCEPTED_STATES and referral.expected_opinion_at is not None
@@ -354,7 +392,9 @@ class OfferedReferral(BaseModel):
             information_requests=information or [],
             follow_up_questions=follow_ups or [],
             meetings=meetings or [],
-            payer=request.get("payer") if accepted else None,
+            payer=PayerView.model_validate({**request["payer"], **(policy or {})})
+            if accepted and request.get("payer")
+            else None,
         )
 
 
@@ -432,6 +472,7 @@ async def _follow_ups(uow: Any, referral_ids: set[UUID]) -> dict[UUID, list[Foll
                 asked_at=q.asked_at,
                 answer=q.answer,
                 answered_at=q.answered_at,
+                document_ids=[UUID(d) for d in q.answer_document_ids or []],
             )
         )
     return found
@@ -693,12 +734,17 @@ async def _answer(
             outcome="denied",
         )
         raise Unprocessable(
-            f"Document {exc.args[0]} is not an opinion this referral uploaded: a center delivers "
-            "only the opinion it uploaded to records for this referral "
+            f"Document {exc.args[0]} is not a document this referral uploaded: a center "
+            "attaches to a follow-up answer only documents it uploaded to records for this "
+            "referral (POST /v1/referrals/{referral_id}/follow-up-questions/{question_id}/"
+            "documents on records)."
+            if isinstance(exc, AttachmentNotOwn)
+            else f"Document {exc.args[0]} is not an opinion this referral uploaded: a center "
+            "delivers only the opinion it uploaded to records for this referral "
             "(POST /v1/referrals/{referral_id}/opinion on records).",
             errors=[
                 FieldError(
-                    pointer="/document_id",
+                    pointer=exc.pointer,
                     location="body",
                     code="not_own_opinion",
                     message="not an opinion uploaded for this referral",
@@ -714,8 +760,12 @@ async def _answer(
             outcome="not_known_yet",
         )
         raise ProblemError(
-            f"Document {exc.args[0]} is not a stored opinion of this referral's case. Upload it "
-            "to records first (kind `opinion`); if you just did, retry in a few seconds.",
+            f"Document {exc.args[0]} is not a stored document of this referral's case. Upload "
+            "it to records first; if you just did, retry in a few seconds."
+            if isinstance(exc, AttachmentNotStored)
+            else f"Document {exc.args[0]} is not a stored opinion of this referral's case. "
+            "Upload it to records first (kind `opinion`); if you just did, retry in a few "
+            "seconds.",
             status=409,
             title="The opinion document is not known yet",
             type_slug="opinion-not-stored",
@@ -728,30 +778,47 @@ async def _answer(
         case_id=referral.case_id,
         referral_id=referral.id,
     )
-    return OfferedReferral.of(referral, request_, information, follow_ups, meetings)
+    return OfferedReferral.of(
+        referral, request_, information, follow_ups, meetings, runtime.partners.policy_of(referral)
+    )
 
 
 @router.get(
     "/partner/referrals",
     response_model=list[OfferedReferral],
-    responses=problem_responses(401),
+    responses={200: {"headers": LINK_HEADER}, **problem_responses(401, 422)},
     summary="Referrals offered to this center",
 )
 async def list_referrals(
     center: CenterDep,
     runtime: RuntimeDep,
     request: Request,
+    response: Response,
     status_: Annotated[ReferralStatus | None, Query(alias="status")] = None,
+    limit: OptionalLimit = None,
+    cursor: Cursor = None,
 ) -> list[OfferedReferral]:
     """Newest first, optionally only those in one `status` (`offered`: the ones waiting for an
-    answer). Each as `GET /v1/partner/referrals/{referral_id}` gives it."""
+    answer). Each as `GET /v1/partner/referrals/{referral_id}` gives it. With `limit`, a page:
+    the `Link` header names the next one (its cursor works only for this center and the same
+    `status`)."""
+    scope = {"list": "partners.referrals", "center": center, "status": status_}
+    signer = CursorSigner(runtime.pepper)
+    position = signer.position(cursor, scope)
     query = select(Referral).where(Referral.center_code == center)
     if status_:
         query = query.where(Referral.status == status_)
+    query = after(query, (Referral.offered_at, Referral.id), position)  # type: ignore[arg-type]
+    paged = limit is not None or cursor is not None
+    page_size = limit or DEFAULT_LIMIT
     async with runtime.db.unit_of_work() as uow:
         rows = list(
-            (await uow.session.execute(query.order_by(Referral.offered_at.desc()))).scalars()
+            (await uow.session.execute(query.limit(page_size + 1) if paged else query)).scalars()
         )
+        if paged:
+            page = signer.page(rows, page_size, scope, request, key=lambda r: (r.offered_at, r.id))
+            rows = page.items
+            page.link(response)
         requests = await _requests(uow, {r.case_id for r in rows})
         information = await _information(uow, {r.id for r in rows})
         follow_ups = await _follow_ups(uow, {r.id for r in rows})
@@ -763,6 +830,7 @@ async def list_referrals(
                 information.get(r.id),
                 follow_ups.get(r.id),
                 meetings.get(r.id),
+                runtime.partners.policy_of(r),
             )
             for r in rows
         ]
@@ -885,6 +953,21 @@ async def request_information(
 
 class FollowUpAnswerBody(_Body):
     answer: CenterText = Field(description="The answer, in the center's words (up to 1,000)")
+    document_ids: list[UUID] = Field(
+        default_factory=list,
+        max_length=5,
+        description="Documents to attach (up to 5, each once): each one this center uploaded to "
+        "records for this referral "
+        "(`POST /v1/referrals/{referral_id}/follow-up-questions/{question_id}/documents` there); "
+        "the patient reads them with the case",
+    )
+
+    @field_validator("document_ids")
+    @classmethod
+    def _each_once(cls, value: list[UUID]) -> list[UUID]:
+        if len(set(value)) != len(value):
+            raise ValueError("a document is attached twice")
+        return value
 
 
 @router.post(
@@ -903,15 +986,17 @@ async def answer_follow_up(
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> OfferedReferral:
-    """Once per question (409 when answered already); the patient is told and reads it with
-    the case."""
+    """Once per question (409 when answered already), in words and optionally with documents
+    this center uploaded to records for this referral (422 for the patient's document or
+    another referral's; 409 `opinion-not-stored` while records' word of a fresh upload is on its
+    way); the patient is told and reads the answer, and the documents, with the case."""
     return await _answer(
         runtime,
         request,
         center,
         referral_id,
         lambda uow: runtime.partners.answer_follow_up(
-            uow, center, referral_id, question_id, body.answer
+            uow, center, referral_id, question_id, body.answer, body.document_ids
         ),
         key=idempotency_key,
         body=body,
@@ -1489,6 +1574,264 @@ async def case_routing(
         last_decision=case.last_decision,
         referrals=referrals,
     )
+
+
+# ------------------------------------------------------------------- ops: timeline, DLQ
+class TimelineEntryView(BaseModel):
+    """One thing that happened to the case."""
+
+    at: datetime
+    source: Literal["trace", "partners", "dead_letter"] = Field(
+        description="`trace`: a span from the trace viewer; `partners`: partners' own rows "
+        "(offers and answers, information requests, webhook deliveries); `dead_letter`: a record "
+        "about the case that a consumer could not apply"
+    )
+    kind: str = Field(
+        description="A span's kind (`server`, `client`, `producer`, `consumer`, `internal`), or "
+        "`state_change`, `request`, `delivery`, `dead_letter`"
+    )
+    service: str
+    name: str = Field(description="The span's name, or what the row says happened")
+    event_type: str | None = Field(description="The CloudEvents type published or consumed")
+    status: str | None = Field(description="An HTTP status, a state, a delivery's or error's")
+    error: bool
+    detail: str | None
+    trace_id: str | None
+    trace_url: str | None = Field(description="The trace in the trace viewer's UI")
+
+
+class CaseTimelineView(BaseModel):
+    """A case's journey across the services, in time order."""
+
+    case_id: UUID
+    routing_status: str | None = Field(description="Partners' routing status; null: not routed")
+    trace_viewer: Literal["ok", "not_configured", "unavailable"] = Field(
+        description="Whether the trace viewer answered: without it, the timeline holds partners' "
+        "rows and the dead letters only"
+    )
+    dead_letters: Literal["ok", "unavailable"]
+    root_trace_url: str | None = Field(
+        description="The case's root trace (its id is the case id), which every later trace links"
+    )
+    spans: int = Field(description="Spans of the case's traces (inner calls included)")
+    traces: int
+    services: list[str] = Field(description="The services whose spans are in the timeline")
+    entries: list[TimelineEntryView]
+
+
+class DeadLetterTopicView(BaseModel):
+    topic: str = Field(description="The platform topic")
+    dead_letter_topic: str
+    count: int = Field(description="Records in its dead-letter topic now")
+
+
+class ReplayView(BaseModel):
+    replayed_at: datetime
+    operator: str = Field(description="`ops:<key id>`")
+
+
+class DeadLetterView(BaseModel):
+    """One record a consumer could not apply (its payload is not shown)."""
+
+    topic: str = Field(description="The original topic a replay sends it back to")
+    partition: int = Field(description="Its partition in the dead-letter topic")
+    offset: int = Field(description="Its offset in the dead-letter topic")
+    event_id: str
+    event_type: str
+    case_id: str = Field(description="The record's key")
+    consumer: str
+    error_type: str
+    error: str = Field(description="Why it failed (the first 500 characters)")
+    failed_at: str
+    trace_url: str | None
+    replays: list[ReplayView] = Field(description="Every replay of this record, oldest first")
+
+
+DLQ_LIMIT = 100
+
+
+def _dead_letter_view(
+    letter: Any, runtime: Runtime, replays: list[DeadLetterReplay]
+) -> DeadLetterView:
+    entry = operations.dead_letter_entry(letter, runtime.trace_viewer)
+    return DeadLetterView(
+        topic=letter.header("dlq.original_topic") or letter.topic.removesuffix(".dlq"),
+        partition=letter.partition,
+        offset=letter.offset,
+        event_id=letter.event_id,
+        event_type=letter.event_type,
+        case_id=letter.case_id,
+        consumer=letter.header("dlq.consumer"),
+        error_type=letter.header("dlq.error_type"),
+        error=letter.header("dlq.error")[: operations.MAX_ERROR_SHOWN],
+        failed_at=letter.header("dlq.failed_at"),
+        trace_url=entry.trace_url,
+        replays=[ReplayView(replayed_at=r.replayed_at, operator=r.operator) for r in replays],
+    )
+
+
+def _platform_topic(topic: str) -> str:
+    try:
+        return operations.platform_topic(topic)
+    except operations.UnknownTopic:
+        raise NotFound(f"{topic} is not a platform topic.") from None
+
+
+@router.get(
+    "/ops/cases/{case_id}/timeline",
+    response_model=CaseTimelineView,
+    responses=problem_responses(401, 404),
+    summary="A case's journey across the services: events, state changes, deliveries, errors",
+)
+async def case_timeline(
+    case_id: UUID,
+    operator: OperatorDep,
+    runtime: RuntimeDep,
+    request: Request,
+    everything: Annotated[
+        bool, Query(description="Also the database and object-storage calls inside each step")
+    ] = False,
+    lookback_days: Annotated[
+        float, Query(gt=0, le=90, description="How far back the trace viewer looks")
+    ] = 7.0,
+) -> CaseTimelineView:
+    """Every span the trace viewer holds about the case (by its `referrals.case_id` tag), each
+    offer and answer, information request and webhook delivery partners recorded, and the
+    case's dead letters, in time order, with links into the trace viewer. A trace viewer that is
+    not configured or does not answer leaves the rest (`trace_viewer` says which); 404 when no
+    source knows the case."""
+    async with runtime.db.unit_of_work() as uow:
+        timeline = await operations.build_case_timeline(
+            uow,
+            runtime.settings.kafka,
+            runtime.trace_viewer,
+            case_id,
+            everything=everything,
+            lookback_days=lookback_days,
+        )
+    await audit(runtime, operator, route_of(request), case_id=case_id)
+    if not timeline.entries:
+        viewer = {"ok": "", "not_configured": " (no trace viewer is configured)"}.get(
+            timeline.trace_viewer, " (the trace viewer did not answer)"
+        )
+        raise NotFound(f"Nothing is known of case {case_id}{viewer}.")
+    return CaseTimelineView.model_validate(timeline, from_attributes=True)
+
+
+@router.get(
+    "/ops/dead-letters",
+    response_model=list[DeadLetterTopicView],
+    responses=problem_responses(401),
+    summary="How many dead letters each platform topic has",
+)
+async def dead_letter_topics(
+    operator: OperatorDep, runtime: RuntimeDep, request: Request
+) -> list[DeadLetterTopicView]:
+    """Every platform topic with the number of records in its dead-letter topic (`<topic>.dlq`)
+    now; 0 when it has none."""
+    counts = await operations.topic_counts(runtime.settings.kafka)
+    await audit(runtime, operator, route_of(request))
+    return [
+        DeadLetterTopicView(topic=t, dead_letter_topic=f"{t}.dlq", count=n)
+        for t, n in counts.items()
+    ]
+
+
+@router.get(
+    "/ops/dead-letters/{topic}",
+    response_model=list[DeadLetterView],
+    responses=problem_responses(401, 404),
+    summary="The dead letters of one platform topic",
+)
+async def list_dead_letters(
+    topic: str,
+    operator: OperatorDep,
+    runtime: RuntimeDep,
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=500)] = DLQ_LIMIT,
+) -> list[DeadLetterView]:
+    """The newest `limit` records of the topic's dead-letter topic, newest first: which event,
+    which case, which consumer failed and why, and every replay of it. 404 for a topic that is
+    not the platform's."""
+    letters = await operations.dead_letters(runtime.settings.kafka, _platform_topic(topic))
+    async with runtime.db.unit_of_work() as uow:
+        replays = await operations.replays_of(uow, topic)
+    await audit(runtime, operator, route_of(request))
+    return [
+        _dead_letter_view(d, runtime, replays.get((d.partition, d.offset), []))
+        for d in operations.letters_newest(letters, limit)
+    ]
+
+
+RequiredIdempotencyKey = Annotated[
+    str,
+    Header(
+        alias="Idempotency-Key",
+        max_length=128,
+        min_length=8,
+        description="A unique key per intended replay (e.g. a UUID), required: the same request "
+        "sent again with it publishes nothing and answers the same (200, "
+        "`Idempotent-Replayed: true`); the key with a different request is a 422",
+    ),
+]
+
+
+@router.post(
+    "/ops/dead-letters/{topic}/{partition}/{offset}/replay",
+    response_model=DeadLetterView,
+    responses=problem_responses(401, 404, 422),
+    summary="Send one dead letter back to its topic",
+)
+async def replay_dead_letter(
+    topic: str,
+    partition: Annotated[int, Path(ge=0)],
+    offset: Annotated[int, Path(ge=0)],
+    operator: OperatorDep,
+    runtime: RuntimeDep,
+    request: Request,
+    response: Response,
+    idempotency_key: RequiredIdempotencyKey,
+) -> DeadLetterView:
+    """Republishes the record at `partition`:`offset` of the topic's dead-letter topic to the
+    topic, with its original key and headers (its trace context among them); consumers are
+    idempotent, so an event applied meanwhile changes nothing. The record stays in the
+    dead-letter topic, now with this replay listed. Audited with the operator's key."""
+    _platform_topic(topic)
+    try:
+        async with runtime.db.unit_of_work() as uow:
+            done = await operations.replay_dead_letter(
+                uow,
+                runtime.settings.kafka,
+                operator=operator,
+                key=idempotency_key,
+                topic=topic,
+                partition=partition,
+                offset=offset,
+            )
+            await uow.commit()
+        async with runtime.db.unit_of_work() as uow:
+            replays = await operations.replays_of(uow, topic)
+    except operations.NoSuchDeadLetter:
+        await audit(runtime, operator, route_of(request), outcome="not_found")
+        raise NotFound(f"{topic} has no dead letter at {partition}:{offset}.") from None
+    case_id = _uuid_or_none(done.letter.case_id)
+    await audit(
+        runtime,
+        operator,
+        route_of(request),
+        case_id=case_id,
+        outcome="replayed_again" if done.again else "replayed",
+    )
+    if done.again:
+        response.headers["Idempotent-Replayed"] = "true"
+    return _dead_letter_view(done.letter, runtime, replays.get((partition, offset), []))
+
+
+def _uuid_or_none(value: str) -> UUID | None:
+    try:
+        return UUID(value)
+    except ValueError:
+        return None
 
 
 # -------------------------------------------------------------------------- patient side
