@@ -11,7 +11,7 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 PYTEST_ARGS ?=
 
-.PHONY: help setup up down status demo demo-information test test-unit test-integration lint format
+.PHONY: help setup up down status demo demo-information test test-unit test-integration lint format render
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -57,3 +57,6 @@ lint: setup ## ruff lint and format check
 format: setup ## apply ruff's formatting and safe fixes
 	$(UV) run --frozen ruff format .
 	$(UV) run --frozen ruff check --fix .
+
+render: setup ## write docker-compose.yml's processes and deploy/k8s/base from deploy/roles.yaml
+	$(UV) run --frozen devstack render

@@ -12,30 +12,25 @@ from pathlib import Path
 
 import typer.main
 
+from devstack import roles
+
 REPO = Path(__file__).resolve().parents[2]
 
-SERVICES = ("intake", "records", "translation", "partners", "notifications")
-
+# The platform's processes, from the one manifest that declares them (deploy/roles.yaml): the
+# checks below hold the Compose and Kubernetes files, the Dockerfile and the CLIs to it.
+MANIFEST = roles.load()
+SERVICES = tuple(MANIFEST.platform())
 # Every long-running process of every service: each is its own container / Deployment.
-ROLES: dict[str, frozenset[str]] = {
-    "intake": frozenset({"api", "consumer", "relay"}),
-    "records": frozenset({"api", "consumer", "relay"}),
-    "translation": frozenset({"consumer", "relay"}),
-    "partners": frozenset({"api", "consumer", "relay", "scheduler"}),
-    "notifications": frozenset({"consumer", "sender", "relay"}),
-}
+ROLES: dict[str, frozenset[str]] = {s: frozenset(r) for s, r in MANIFEST.roles().items()}
 # One-off processes: a migration per service, and partners' registry seed.
-JOBS: dict[str, frozenset[str]] = {
-    service: frozenset({"migrate", "load-seed"} if service == "partners" else {"migrate"})
-    for service in SERVICES
-}
-API_PORTS = {"intake": 8001, "records": 8002, "partners": 8004}
-# The patient's web app (frontend/): one image (frontend/Dockerfile) for its two commands, a
-# database of its own, the public APIs as its only way into the platform.
+JOBS: dict[str, frozenset[str]] = {s: frozenset(j) for s, j in MANIFEST.jobs().items()}
+API_PORTS = MANIFEST.api_ports()
+# The patient's web app (frontend/): one image for its two commands, a database of its own, the
+# public APIs as its only way into the platform.
 WEB = "web"
-WEB_PORT = 8010
-WEB_COMMANDS = frozenset({"serve", "migrate"})
-WEB_DOCKERFILE = REPO / "frontend" / "Dockerfile"
+WEB_PORT = MANIFEST.services[WEB].api_port
+WEB_COMMANDS = frozenset({*MANIFEST.services[WEB].roles, *MANIFEST.services[WEB].jobs})
+DOCKERFILE = REPO / "Dockerfile"
 METRICS_PORT = 9100
 ANY_ADDRESS = "0.0.0.0"  # noqa: S104 - containers listen on every interface of their own
 TMP = "/tmp"  # noqa: S108 - the one writable directory of a read-only container

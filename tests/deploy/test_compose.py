@@ -198,8 +198,10 @@ def test_every_process_of_every_service_is_a_compose_service(
         image = interpolate(services[name]["image"])
         assert image.split(":")[0] == f"referrals-{service}", name
         build = services[name].get("build") or {}
-        assert build.get("dockerfile") == f"services/{service}/Dockerfile", name
+        assert build.get("dockerfile") == "Dockerfile", f"{name}: the one Dockerfile"
         assert build.get("context") == ".", name
+        assert build["args"]["SERVICE"] == service, name
+        assert build["args"]["SOURCE"] == f"services/{service}", name
     for service, port in API_PORTS.items():
         command = _command(services[processes[(service, "api")]])
         assert command == ["api", "--host", ANY_ADDRESS, "--port", str(port)]
@@ -477,12 +479,15 @@ def test_the_trace_viewer_is_bounded(services: dict[str, dict[str, Any]]) -> Non
 
 
 def test_the_web_app_is_a_hardened_compose_service(services: dict[str, dict[str, Any]]) -> None:
-    """`web` serves the pages from frontend/Dockerfile's image after its own migration job, once
+    """`web` serves the pages from the one Dockerfile's web image after its own migration job, once
     the three APIs and the mail sink are healthy; read-only, no capabilities, like the rest."""
     web, migrate = services[WEB], services[f"{WEB}-migrate"]
     for name, spec in ((WEB, web), (f"{WEB}-migrate", migrate)):
         assert interpolate(spec["image"]).split(":")[0] == f"referrals-{WEB}", name
-        assert spec["build"] == {"context": ".", "dockerfile": "frontend/Dockerfile"}, name
+        build = spec["build"]
+        assert (build["context"], build["dockerfile"]) == (".", "Dockerfile"), name
+        assert build["args"]["SOURCE"] == "frontend", name
+        assert build["args"]["VENDOR"] == "web", "the web app's image carries its htmx"
         command = _command(spec)
         assert command[0] in WEB_COMMANDS and command[0] in cli_commands(WEB), name
         assert spec.get("read_only") is True, name

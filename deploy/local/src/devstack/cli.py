@@ -1,7 +1,9 @@
-"""`devstack up|down|status|env|install`: the local stack for developers, without Docker."""
+"""`devstack up|down|status|env|install`: the local stack for developers, without Docker;
+`devstack render`: the deployment files that follow from deploy/roles.yaml."""
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -233,6 +235,47 @@ def env(root: RootOpt = None) -> None:
         raise typer.Exit(1)
     for key, value in info.env().items():
         print(f"export {key}={value}")
+
+
+@app.command()
+def render(
+    check: Annotated[
+        bool, typer.Option(help="write nothing; exit 1 if a generated file is out of date")
+    ] = False,
+    build_args: Annotated[
+        str | None,
+        typer.Option(
+            "--build-args", metavar="SERVICE", help="print the Dockerfile's arguments of one image"
+        ),
+    ] = None,
+) -> None:
+    """Write docker-compose.yml's process entries and deploy/k8s/base's per-service files from
+    deploy/roles.yaml (the one list of services and their roles)."""
+    from devstack import render as render_mod
+    from devstack import roles
+
+    if build_args is not None:
+        manifest = roles.load()
+        if build_args not in manifest.services:
+            console.print(f"[red]✗ no service {build_args!r} in {roles.manifest_path()}[/]")
+            raise typer.Exit(2)
+        for key, value in render_mod.build_args(manifest, build_args).items():
+            print(f"--build-arg {key}={shlex.quote(value)}")
+        return
+    root = roles.repository_root()
+    if check:
+        stale = render_mod.drift(root)
+        for path in stale:
+            console.print(f"[red]✗[/] {path.relative_to(root)} differs from `devstack render`")
+        if stale:
+            raise typer.Exit(1)
+        console.print("[green]✓[/] the generated files match deploy/roles.yaml")
+        return
+    changed = render_mod.write(root)
+    for path in changed:
+        console.print(f"[green]✓[/] wrote {path.relative_to(root)}")
+    if not changed:
+        console.print("nothing to write: the generated files match deploy/roles.yaml")
 
 
 def _print_web(

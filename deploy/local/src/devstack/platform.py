@@ -7,8 +7,9 @@ app and a trace viewer.
 2. every service's migrations (one process per service, side by side);
 3. provisioning (`devstack.provision`: sample centers, their inbox topics, the demo's keys), once
    per stack: the keys are kept in `<root>/keys.json` (mode 600);
-4. every role of every service as its own process (`python -m referrals_<service>.cli <role>`):
-   API, consumer and outbox relay, partners' scheduler and notifications' sender;
+4. every role of every service as its own process (`python -m referrals_<service>.cli <role>`),
+   as deploy/roles.yaml lists them (`devstack.roles`): API, consumer and outbox relay,
+   partners' scheduler and notifications' sender;
 5. the patient's web app (frontend/, `python -m referrals_web`): its migrations, a staff account of
    the center console for one sample center (with that center's key), then its server, talking
    to the public APIs with the front end's key, its one-time codes going to the mail sink, and
@@ -38,7 +39,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from devstack import install, monitoring
+from devstack import install, monitoring, roles
 from devstack.parts import Running
 from devstack.process import (
     StartupError,
@@ -52,18 +53,15 @@ from devstack.stack import Secrets, StackInfo, provision_databases
 from referrals_common.contracts import topics
 from referrals_common.messaging.kafka import ensure_topics
 
-ROLES: dict[str, tuple[str, ...]] = {
-    "intake": ("api", "consumer", "relay"),
-    "records": ("api", "consumer", "relay"),
-    "translation": ("consumer", "relay"),
-    "partners": ("api", "consumer", "relay", "scheduler"),
-    "notifications": ("consumer", "sender", "relay"),
-}
-DEV_API_PORTS = {"intake": 8001, "records": 8002, "partners": 8004}
+MANIFEST = roles.load()
+ROLES: dict[str, tuple[str, ...]] = MANIFEST.roles()
+"""service → its long-running roles, each started as its own process (deploy/roles.yaml)."""
+DEV_API_PORTS = MANIFEST.api_ports()
+"""The ports a developer's APIs prefer: the ones they have in containers (deploy/roles.yaml)."""
 WEB = "web"
 """The patient's web app: its process name, its database (`devstack.stack.DATABASES`) and its npm
 tool set (deploy/local/node/web: htmx)."""
-DEV_WEB_PORT = 8010
+DEV_WEB_PORT = MANIFEST.services[WEB].api_port or 8010
 WEB_ENV_FILE = "web-env.json"
 CONSOLE_STAFF = {
     "center": "sample-breast-center-berlin",
@@ -523,14 +521,15 @@ def start(
                 )
             info.staff = add_console_staff(info.keys(), web_env, logs)
         metrics_port = DEV_METRICS_BASE
-        for svc, roles in ROLES.items():
-            for role in roles:
+        for svc, service_roles in ROLES.items():
+            for role in service_roles:
                 name = f"{svc}-{role}"
-                argv = [sys.executable, "-m", _module(svc), role]
+                api = MANIFEST.is_api(svc, role)
+                api_port = int(apis[svc].rsplit(":", 1)[1]) if api else None
+                command = MANIFEST.command(svc, role, host="127.0.0.1", port=api_port)
+                argv = [sys.executable, "-m", _module(svc), *command]
                 own_env = {"OTEL_RESOURCE_ATTRIBUTES": f"referrals.role={role}"}
-                if role == "api":
-                    api_port = apis[svc].rsplit(":", 1)[1]
-                    argv += ["--host", "127.0.0.1", "--port", api_port]
+                if api:
                     info.metrics[name] = f"{apis[svc]}/metrics"
                 else:
                     mport = port(metrics_port)
