@@ -870,6 +870,8 @@ class Partners:
                 reason = UnroutableReason.ATTEMPTS_EXHAUSTED
             elif tried and after_all_declined:
                 reason = UnroutableReason.ALL_CENTERS_DECLINED
+            elif decision.unroutable is UnroutableReason.PAYER_NOT_ACCEPTED:
+                reason = UnroutableReason.PAYER_NOT_ACCEPTED  # tell the patient why
             else:
                 reason = UnroutableReason.NO_ELIGIBLE_CENTER
             case.status = "unroutable"
