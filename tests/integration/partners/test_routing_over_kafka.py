@@ -785,11 +785,15 @@ async def test_routing_offers_only_centers_that_accept_the_payer(make_runtime):
             headers=key,
         )
         assert accepted.status_code == 200, accepted.text
-        assert accepted.json()["payer"] == insured
+        assert accepted.json()["payer"] == {
+            **insured,
+            "insurer_name": None,  # no policy handed over for this case
+            "policy_number": None,
+        }
 
         nobody, _ = await open_case(rt, payer={"kind": "insurer", "insurer": "unknown-mutual"})
         unroutable = await routing.wait_for(nobody, "referrals.case.unroutable.v1")
-        assert unroutable[0]["data"]["reason"] == "no_eligible_center"
+        assert unroutable[0]["data"]["reason"] == "payer_not_accepted"
         why = await api.get(
             f"/v1/ops/cases/{nobody}/routing", headers={"X-Api-Key": await key_for(rt, "ops")}
         )

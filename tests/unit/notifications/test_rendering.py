@@ -1118,7 +1118,57 @@ def test_a_follow_up_answers_webhook_carries_the_center_and_the_day() -> None:
     )
     # The case stays where the opinion left it: the answer changes no status, asks nothing.
     assert (payload.case_status, payload.action_required) == (None, False)
-    assert payload.facts == {"center_name": CENTER_NAME, "answered_at": "2026-05-12T22:40:00Z"}
+    assert payload.facts == {
+        "center_name": CENTER_NAME,
+        "answered_at": "2026-05-12T22:40:00Z",
+        "documents": 0,
+    }
+
+
+ATTACHED = {
+    "uk": (
+        "Додані документи: 2",
+        "Центр додав до своєї відповіді документи. Ви можете завантажити їх на сторінці",
+    ),
+    "en": (
+        "Attached documents: 2",
+        "The center attached documents to its answer. You can download them on your request page",
+    ),
+}
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_a_follow_up_answer_with_documents_says_they_are_attached(
+    renderer: Renderer, locale: str
+) -> None:
+    """The e-mail says how many documents came with the answer and where to download them,
+    never what they are; without documents it says nothing of them."""
+    base = sample_context(T.FOLLOW_UP_ANSWERED, locale)
+    with_documents = base.model_copy(update={"documents": 2})
+    email = renderer.render(T.FOLLOW_UP_ANSWERED, with_documents, C.EMAIL)
+    for line in ATTACHED[locale]:
+        assert line in " ".join(email.text.split())
+        assert line in " ".join(visible_text(email.html or "").split())
+    plain = renderer.render(T.FOLLOW_UP_ANSWERED, base, C.EMAIL)
+    assert ATTACHED[locale][0].split(":")[0] not in plain.text
+    assert ATTACHED[locale][1][:20] not in plain.text
+
+
+UNROUTABLE_PAYER = {
+    "uk": "не приймають той спосіб оплати висновку, який ви вказали",
+    "en": "do not accept the way your opinion is paid for",
+}
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_a_payer_no_center_accepts_is_told_in_both_languages(
+    renderer: Renderer, locale: str
+) -> None:
+    context = sample_context(T.CASE_UNROUTABLE, locale).model_copy(
+        update={"reason": "payer_not_accepted"}
+    )
+    email = renderer.render(T.CASE_UNROUTABLE, context, C.EMAIL)
+    assert UNROUTABLE_PAYER[locale] in " ".join(email.text.split())
 
 
 # Centers proposed for the patient's choice: names, countries, usual times, prices and by when.

@@ -548,7 +548,11 @@ async def test_a_follow_up_answer_is_follow_up_answered() -> None:
     assert row["facts"] == {
         "center_name": CENTER_NAME,
         "answered_at": "2026-05-12T09:30:00+00:00",
+        "documents": 0,
     }
+    attached = follow_up_answered().model_copy(update={"document_ids": [uuid.uuid4()] * 1})
+    with_documents = await patient_delivery(attached)
+    assert with_documents["facts"]["documents"] == 1  # how many, never which
     unseen = await patient_delivery(follow_up_answered(), rows={})
     assert unseen["facts"]["center_name"] == CENTER_CODE  # the referral was not seen: its code
 

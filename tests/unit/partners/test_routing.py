@@ -641,11 +641,29 @@ def test_the_payer_reason_names_it_and_an_unroutable_rationale_says_so():
     req = request(payer={"kind": "insurer", "insurer": "axa-health"})
     decision = decide(req, [state("center-a"), state("center-b")], rates=RATES)
     assert decision.chosen is None
-    assert decision.unroutable is UnroutableReason.NO_ELIGIBLE_CENTER
+    assert decision.unroutable is UnroutableReason.PAYER_NOT_ACCEPTED
     (reason,) = decision.assessment("center-a").reasons
     assert reason.key == "payer_not_accepted:insurer/axa-health"
     assert "axa-health" in reason.text
     assert "does not accept the case's payer (2)" in decision.rationale
+
+
+def test_the_payer_is_the_unroutable_reason_only_when_it_alone_stands_in_the_way():
+    insured = request(payer={"kind": "insurer", "insurer": "axa-health"})
+    # One center would match but for the payer, the other does not read the documents either:
+    # the payer is what stands in the way.
+    mixed = [state("center-a"), state("center-b", languages=["pl"])]
+    assert decide(insured, mixed, rates=RATES).unroutable is UnroutableReason.PAYER_NOT_ACCEPTED
+    # No center would match even with the payer accepted: the payer is not the reason.
+    elsewhere = [state("center-a", languages=["pl"])]
+    assert decide(insured, elsewhere, rates=RATES).unroutable is (
+        UnroutableReason.NO_ELIGIBLE_CENTER
+    )
+    # A center that accepts the payer is only full this week: waiting, not the payer.
+    full = [state("center-a"), state("center-b", load=20, payers={"insurers": ["axa-health"]})]
+    decision = decide(insured, full, rates=RATES)
+    assert decision.unroutable is UnroutableReason.NO_ELIGIBLE_CENTER
+    assert decision.waiting_for_capacity
 
 
 def test_an_insurer_is_named_exactly_when_an_insurer_pays():

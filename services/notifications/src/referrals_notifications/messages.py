@@ -367,15 +367,19 @@ class OpinionDeliveredContext(MessageContext):
 class FollowUpAnsweredContext(MessageContext):
     """The center answered the patient's follow-up question on its opinion.
 
-    The center and the day only: never the answer's words or the patient's question (clinical
-    content stays off e-mail, SMS and webhooks; the patient reads both with the case).
+    The center, the day and how many documents it attached only: never the answer's words,
+    the documents or the patient's question (clinical content stays off e-mail, SMS and
+    webhooks; the patient reads and downloads them with the case).
     """
 
     trigger: ClassVar[NotificationTrigger] = NotificationTrigger.FOLLOW_UP_ANSWERED
-    webhook_facts: ClassVar[tuple[str, ...]] = ("center_name", "answered_at")
+    webhook_facts: ClassVar[tuple[str, ...]] = ("center_name", "answered_at", "documents")
 
     center_name: CenterName
     answered_at: AwareDatetime
+    documents: int = Field(
+        default=0, ge=0, le=5, description="How many documents the center attached"
+    )
 
 
 class ProposedCenterFacts(BaseModel):

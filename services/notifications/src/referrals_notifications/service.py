@@ -262,13 +262,15 @@ class Notifications:
                     **_opinion_verdicts(data.outcome),
                 )
             case ReferralFollowUpAnswered():
-                # The center and the day only: the answer's words are read with the case.
+                # The center, the day and the number of documents only: the answer's words and
+                # documents are read with the case.
                 await self._notify(
                     uow,
                     event,
                     T.FOLLOW_UP_ANSWERED,
                     center_name=await _center(uow, data.referral_id, data.center_code),
                     answered_at=data.answered_at,
+                    documents=len(data.document_ids),
                 )
             case CentersProposed():
                 await self._notify(

@@ -251,7 +251,8 @@ class RoutingDecision:
     chosen: Center | None
     unroutable: UnroutableReason | None
     """None when a center was chosen; `no_eligible_center` when no center matches the case (or
-    every matching one is full); `all_centers_declined` when every matching center was tried."""
+    every matching one is full); `all_centers_declined` when every matching center was tried;
+    `payer_not_accepted` when no center matches, but some would if they accepted the payer."""
     rationale: str
     """Why this center (or why none), in English, at most 1,000 characters."""
     assessments: tuple[Assessment, ...]
@@ -414,6 +415,8 @@ class _Tally:
     """Centers that pass every check except capacity and having been tried."""
     matching_tried: int = 0
     matching_full_untried: int = 0
+    payer_only: int = 0
+    """Centers that would match the case but do not accept its payer."""
 
     def count(self, tried: bool, full: bool) -> None:
         """Count a center that matches the case but is full or was tried."""
@@ -457,6 +460,7 @@ def _assess(
                 if lang not in profile.languages:
                     reasons += language_reasons[lang]
         if payer is not None and not profile.payers.accepts(payer):
+            tally.payer_only += not reasons
             reasons += payer_reasons
         matches = not reasons
         load = state.load
@@ -561,11 +565,12 @@ def decide(
     if chosen is not None:
         unroutable, rationale = None, _chosen_rationale(case, chosen, ranked, len(assessments))
     else:
-        unroutable = (
-            UnroutableReason.ALL_CENTERS_DECLINED
-            if tally.matching and tally.matching == tally.matching_tried
-            else UnroutableReason.NO_ELIGIBLE_CENTER
-        )
+        if tally.matching and tally.matching == tally.matching_tried:
+            unroutable = UnroutableReason.ALL_CENTERS_DECLINED
+        elif not tally.matching and tally.payer_only:
+            unroutable = UnroutableReason.PAYER_NOT_ACCEPTED
+        else:
+            unroutable = UnroutableReason.NO_ELIGIBLE_CENTER
         rationale = _unroutable_rationale(request, case, unroutable, tally, assessments)
     return RoutingDecision(
         request=request,

@@ -93,6 +93,9 @@ class UnroutableReason(StrEnum):
     ALL_CENTERS_DECLINED = "all_centers_declined"
     ATTEMPTS_EXHAUSTED = "attempts_exhausted"
     """Declines and expired offers used up the attempts routing allows."""
+    PAYER_NOT_ACCEPTED = "payer_not_accepted"
+    """No center matches the case, and some would but for who pays: none of them accepts the
+    case's payer (its insurer, self-pay, or a charity or fund)."""
 
 
 class ReferralRequested(EventData):
