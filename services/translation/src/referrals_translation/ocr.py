@@ -3,15 +3,17 @@
 Why this shape:
 
 * **The library, not the program, inside a killable worker.** Tesseract is called through
-  `libtesseract`'s C API (ctypes; the library comes with Debian's `tesseract-ocr`), with an
-  engine per set of language packs kept for the life of the checking worker. Running the
-  `tesseract` program for every call cost more than the reading itself on short pages: each run
-  loaded its models and dictionaries again (OSD took 0.35-0.45 s a page as a program, 0.13 s
-  here; recognition 0.9-1.0 s against 0.65-0.7 s). Isolation is kept one level up: documents are
-  read in worker processes (`checking`), so a Tesseract that crashes or runs away takes one
-  worker with it, which the pool replaces, and the document is unreadable with a reason.
-  Recognition has a deadline per page (Tesseract's progress monitor); orientation detection is
-  bounded by the few characters it classifies.
+  `tesserocr` (pinned; its wheel bundles libtesseract and Leptonica, and reads the language packs
+  of Debian's `tesseract-ocr-*` packages), with an engine per set of language packs kept for the
+  life of the checking worker. Running the `tesseract` program for every call cost more than the
+  reading itself on short pages: each run loaded its models and dictionaries again (OSD took
+  0.35-0.45 s a page as a program, 0.13 s in the library; recognition 0.9-1.0 s against
+  0.65-0.7 s). Isolation is kept one level up: documents are read in worker processes
+  (`checking`), so a Tesseract that crashes or runs away takes one worker with it, which the
+  pool replaces, and the document is unreadable with a reason. Recognition has a deadline per
+  page (Tesseract's progress monitor, `Recognize(timeout=...)`); orientation detection is
+  bounded by the few characters it classifies. The program itself is run only to ask which
+  language packs are installed and where (`tesseract --list-langs`).
 * **One script, a few languages.** Giving Tesseract every installed language pack
   (`eng+ukr+rus+deu+pol+heb+tur+fra+spa+ita`) makes it retry each poorly recognised word in
   every pack: on a 300 dpi Cyrillic page that took 9 s instead of 3.6 s, and the seven Latin
@@ -35,9 +37,10 @@ Why this shape:
 * **A confidence per page.** Recognition asks for TSV output, which gives every word its
   confidence (0-100); a page's confidence is the mean over its words weighted by their letters.
   The caller decides what is too poor to trust.
-* **One core per call.** `OMP_THREAD_LIMIT=1` (set before the library loads): Tesseract's
-  OpenMP threads do not speed up a single page much and fight each other when several documents
-  are read at once.
+* **One core per call.** The wheel's Tesseract is built without OpenMP; `OMP_THREAD_LIMIT=1`
+  (set before the library loads) keeps a Tesseract built with it (tesserocr compiled from source
+  against a distribution's libtesseract) to one thread too: its OpenMP threads do not speed up a
+  single page much and fight each other when several documents are read at once.
 
 What it costs, per core (bench/translation.py): OSD about 0.13 s a page (on 15 characters;
 Tesseract's default of 50 takes several times longer), recognition about 1 300 letters/s, so
@@ -48,25 +51,23 @@ the test scans and photos read just as well, which is why pages are rendered at 
 
 from __future__ import annotations
 
-import ctypes
 import os
+import re
 import shutil
 import subprocess
 import threading
 import time
 from dataclasses import dataclass
 from functools import cache
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from PIL import Image
 
+if TYPE_CHECKING:
+    from tesserocr import PyTessBaseAPI
+
 TESSERACT: Final = "tesseract"
-"""The command-line program, used only to list the installed language packs."""
-
-LIBRARY: Final = "libtesseract.so.5"
-
-PSM_AUTO: Final = 3
-"""Fully automatic page segmentation, without OSD (the CLI's `--psm 3`)."""
+"""The command-line program, used only to list the installed language packs and their folder."""
 
 SCRIPT_LANGUAGES: Final[dict[str, str]] = {
     "Cyrillic": "ukr+rus",
@@ -123,13 +124,7 @@ class Recognised:
 
 def packs_available() -> frozenset[str]:
     """The language packs the installed Tesseract has (empty when Tesseract is missing)."""
-    if shutil.which(TESSERACT) is None:
-        return frozenset()
-    done = subprocess.run(
-        [TESSERACT, "--list-langs"], capture_output=True, text=True, timeout=30, check=False
-    )
-    lines = done.stdout.splitlines()[1:]  # the first line says where the packs are
-    return frozenset(line.strip() for line in lines if line.strip())
+    return _installed_packs()[1]
 
 
 def ensure_available() -> None:
@@ -137,7 +132,7 @@ def ensure_available() -> None:
     missing = REQUIRED_PACKS - packs_available()
     if missing:
         raise OcrError(f"Tesseract or its language packs are missing: {', '.join(sorted(missing))}")
-    _library()
+    _load_library()
 
 
 def detect_orientation(image: Image.Image, *, timeout: float) -> Orientation | None:
@@ -145,28 +140,21 @@ def detect_orientation(image: Image.Image, *, timeout: float) -> Orientation | N
     began = time.monotonic()
     with _engine("osd") as api:
         _set_image(api, image, dpi=None)
-        degrees, degrees_confidence = ctypes.c_int(), ctypes.c_float()
-        script, script_confidence = ctypes.c_char_p(), ctypes.c_float()
-        found = _library().TessBaseAPIDetectOrientationScript(
-            api,
-            ctypes.byref(degrees),
-            ctypes.byref(degrees_confidence),
-            ctypes.byref(script),
-            ctypes.byref(script_confidence),
-        )
-        name = (script.value or b"").decode("ascii", "replace")
-        _library().TessBaseAPIClear(api)
+        try:
+            found = api.DetectOrientationScript()
+        finally:
+            api.Clear()
     if time.monotonic() - began > timeout:
         raise OcrError(f"OCR of a page took longer than {timeout:g} s.")
-    if not found or not name:
+    if not found or not found.get("script_name"):
         return None
     return Orientation(
         # Tesseract says how far the text is turned (counter-clockwise); undoing it turns the
         # image clockwise by the same angle, which is what the command line calls "Rotate".
-        rotate=(360 - degrees.value) % 360,
-        orientation_confidence=degrees_confidence.value,
-        script=name,
-        script_confidence=script_confidence.value,
+        rotate=(360 - int(found["orient_deg"])) % 360,
+        orientation_confidence=float(found["orient_conf"]),
+        script=str(found["script_name"]),
+        script_confidence=float(found["script_conf"]),
     )
 
 
@@ -195,29 +183,22 @@ def upright(image: Image.Image, orientation: Orientation | None) -> Image.Image:
 
 def recognise(image: Image.Image, languages: str, *, dpi: int | None, timeout: float) -> Recognised:
     """Read the text of an upright image with the given Tesseract language packs."""
-    lib = _library()
     with _engine(languages) as api:
         _set_image(api, image, dpi=dpi)
-        lib.TessBaseAPISetPageSegMode(api, PSM_AUTO)
-        monitor = lib.TessMonitorCreate()
         began = time.monotonic()
         try:
-            lib.TessMonitorSetDeadlineMSecs(monitor, max(1, round(timeout * 1000)))
-            failed = lib.TessBaseAPIRecognize(api, monitor) != 0
-            tsv_text = None if failed else lib.TessBaseAPIGetTsvText(api, 0)
-            tsv = b"" if tsv_text is None else ctypes.string_at(tsv_text)
-            if tsv_text is not None:
-                lib.TessDeleteText(tsv_text)
+            # The deadline is Tesseract's progress monitor: recognition stops there and fails.
+            read = api.Recognize(timeout=max(1, round(timeout * 1000)))
+            tsv = api.GetTSVText(0) if read else ""
         finally:
-            lib.TessMonitorDelete(monitor)
-            lib.TessBaseAPIClear(api)
-    if failed:
+            api.Clear()
+    if not read:
         # Recognition stops at the monitor's deadline, and fails on an image it cannot take.
         if time.monotonic() - began >= timeout:
             raise OcrError(f"OCR of a page took longer than {timeout:g} s.")
         raise OcrError("Tesseract could not read the page.")
-    # The C API's TSV has no header row and starts at the page's own row; the CLI's has both.
-    return parse_tsv("header\n" + tsv.decode("utf-8", errors="replace"))
+    # The API's TSV has no header row and starts at the page's own row; the CLI's has both.
+    return parse_tsv("header\n" + tsv)
 
 
 def parse_tsv(tsv: str) -> Recognised:
@@ -246,68 +227,62 @@ def parse_tsv(tsv: str) -> Recognised:
     return Recognised(text=text, confidence=weighted / letters if letters else 0.0, words=words)
 
 
+_PACKS_FOLDER: Final = re.compile(r'"([^"]+)"')
+
+
 @cache
-def _library() -> ctypes.CDLL:
-    """libtesseract with the C API's signatures (loaded once per process)."""
-    os.environ["OMP_THREAD_LIMIT"] = "1"  # read by the OpenMP runtime when it loads
+def _installed_packs() -> tuple[str | None, frozenset[str]]:
+    """Where the installed Tesseract keeps its language packs, and which it has (asked once per
+    process of the `tesseract` program, which honours TESSDATA_PREFIX as the library does)."""
+    if shutil.which(TESSERACT) is None:
+        return None, frozenset()
+    done = subprocess.run(
+        [TESSERACT, "--list-langs"], capture_output=True, text=True, timeout=30, check=False
+    )
+    first, *lines = done.stdout.splitlines() or [""]
+    # The first line says where the packs are: List of available languages in "/…/tessdata/" (11):
+    folder = match[1] if (match := _PACKS_FOLDER.search(first)) else None
+    return folder, frozenset(line.strip() for line in lines if line.strip())
+
+
+def _load_library() -> None:
+    """Load Tesseract's library (tesserocr) into this process, or raise `OcrError`."""
+    os.environ["OMP_THREAD_LIMIT"] = "1"  # read by an OpenMP runtime when it loads
     try:
-        lib = ctypes.CDLL(LIBRARY)
-    except OSError as exc:
-        raise OcrError(f"Tesseract's library ({LIBRARY}) is not installed.") from exc
-    handle, text = ctypes.c_void_p, ctypes.c_char_p
-    signatures: dict[str, tuple[list[object], object]] = {
-        "TessBaseAPICreate": ([], handle),
-        "TessBaseAPIInit3": ([handle, text, text], ctypes.c_int),
-        "TessBaseAPISetVariable": ([handle, text, text], ctypes.c_int),
-        "TessBaseAPISetImage": (
-            [handle, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int],
-            None,
-        ),
-        "TessBaseAPISetSourceResolution": ([handle, ctypes.c_int], None),
-        "TessBaseAPISetPageSegMode": ([handle, ctypes.c_int], None),
-        "TessBaseAPIDetectOrientationScript": (
-            [
-                handle,
-                ctypes.POINTER(ctypes.c_int),
-                ctypes.POINTER(ctypes.c_float),
-                ctypes.POINTER(ctypes.c_char_p),
-                ctypes.POINTER(ctypes.c_float),
-            ],
-            ctypes.c_int,
-        ),
-        "TessBaseAPIRecognize": ([handle, handle], ctypes.c_int),
-        "TessBaseAPIGetTsvText": ([handle, ctypes.c_int], ctypes.c_void_p),
-        "TessDeleteText": ([ctypes.c_void_p], None),
-        "TessBaseAPIClear": ([handle], None),
-        "TessMonitorCreate": ([], handle),
-        "TessMonitorDelete": ([handle], None),
-        "TessMonitorSetDeadlineMSecs": ([handle, ctypes.c_int], None),
-    }
-    for name, (arguments, result) in signatures.items():
-        function = getattr(lib, name)
-        function.argtypes = arguments
-        function.restype = result
-    return lib
+        import tesserocr  # noqa: F401
+    except ImportError as exc:
+        raise OcrError("Tesseract's library (tesserocr) is not installed.") from exc
 
 
 class _Engine:
     """A Tesseract API initialised with one set of language packs; one caller at a time."""
 
     def __init__(self, languages: str) -> None:
-        lib = _library()
-        self.api = lib.TessBaseAPICreate()
-        if lib.TessBaseAPIInit3(self.api, None, languages.encode()) != 0:
-            raise OcrError(f"Tesseract cannot load the language packs {languages}.")
-        lib.TessBaseAPISetVariable(self.api, b"debug_file", os.devnull.encode())  # no warnings
+        folder, _ = _installed_packs()
+        if folder is None:
+            raise OcrError("Tesseract's language packs are not installed.")
+        _load_library()
+        from tesserocr import PSM, PyTessBaseAPI
+
+        variables = {"debug_file": os.devnull}  # no warnings on stderr
         if languages == "osd":
-            lib.TessBaseAPISetVariable(
-                self.api, b"min_characters_to_try", str(OSD_CHARACTERS).encode()
+            variables["min_characters_to_try"] = str(OSD_CHARACTERS)
+        try:
+            self.api = PyTessBaseAPI(
+                path=folder,
+                lang=languages,
+                # OSD keeps the library's default segmentation (a single block), as it always
+                # ran with; recognition segments the page fully automatically (the CLI's psm 3).
+                psm=PSM.SINGLE_BLOCK if languages == "osd" else PSM.AUTO,
+                variables=variables,
             )
+        except RuntimeError as exc:
+            raise OcrError(f"Tesseract cannot load the language packs {languages}.") from exc
         self.lock = threading.Lock()
 
-    def __enter__(self) -> int:
+    def __enter__(self) -> PyTessBaseAPI:
         self.lock.acquire()
-        return self.api  # type: ignore[no-any-return]
+        return self.api
 
     def __exit__(self, *exc: object) -> None:
         self.lock.release()
@@ -326,11 +301,9 @@ def _engine(languages: str) -> _Engine:
         return engine
 
 
-def _set_image(api: int, image: Image.Image, *, dpi: int | None) -> None:
+def _set_image(api: PyTessBaseAPI, image: Image.Image, *, dpi: int | None) -> None:
     """Give Tesseract an 8-bit grey copy of `image` (and its resolution when known)."""
     grey = image if image.mode == "L" else image.convert("L")
-    pixels = grey.tobytes()
-    lib = _library()
-    lib.TessBaseAPISetImage(api, pixels, grey.width, grey.height, 1, grey.width)
+    api.SetImageBytes(grey.tobytes(), grey.width, grey.height, 1, grey.width)
     if dpi is not None:
-        lib.TessBaseAPISetSourceResolution(api, dpi)
+        api.SetSourceResolution(dpi)
