@@ -112,11 +112,17 @@ class Center:
         self.post("/accept", json={"expected_opinion_at": _days(10).isoformat()})
 
     def deliver_opinion(self) -> None:
-        stored = self.records.post(
-            f"/v1/referrals/{self.referral_id}/opinion",
-            files={"file": ("second-opinion.pdf", OPINION.read_bytes(), "application/pdf")},
-            headers=self.headers,
-        )
+        deadline = time.monotonic() + TIMEOUT_S
+        while True:  # records hears of the acceptance from partners' event, within seconds
+            stored = self.records.post(
+                f"/v1/referrals/{self.referral_id}/opinion",
+                files={"file": ("second-opinion.pdf", OPINION.read_bytes(), "application/pdf")},
+                headers=self.headers,
+            )
+            if stored.status_code != 409 or "retry-after" not in stored.headers:
+                break
+            assert time.monotonic() < deadline, stored.text
+            time.sleep(float(stored.headers["retry-after"]))
         assert stored.status_code == 201, stored.text
         self.post("/opinion", json={"document_id": stored.json()["id"], "outcome": OUTCOME})
 
