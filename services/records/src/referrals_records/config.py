@@ -28,6 +28,15 @@ class RecordsSettings(ServiceSettings):
     case_quota_mb: int = Field(
         5120, ge=1, description="total of a case's live documents; an upload past it is refused"
     )
+    upload_part_mb: int = Field(
+        8, ge=5, le=512, description="part size of resumable uploads (S3's minimum is 5 MB)"
+    )
+    upload_ttl_hours: float = Field(
+        24, gt=0, description="an upload with no new part for this long expires, parts dropped"
+    )
+    upload_sweep_seconds: float = Field(
+        60, gt=0, description="how often the consumer process expires abandoned uploads"
+    )
     link_ttl_seconds: int = Field(300, ge=1, le=3600, description="life of a download link")
     # HMAC key (base64, 32 bytes or more) that signs download links; development derives one.
     link_signing_key: SecretStr = SecretStr("")

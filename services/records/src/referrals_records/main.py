@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass
@@ -15,16 +16,19 @@ from referrals_common.auth.case_tokens import CaseTokenVerifier
 from referrals_common.db import Database
 from referrals_common.edge.principals import AccessLog
 from referrals_common.service_app import create_service_app, setup_observability
-from referrals_records.config import RecordsSettings
+from referrals_records.config import MIB, RecordsSettings
 from referrals_records.links import LinkSigner
 from referrals_records.models import AccessAudit, CenterReferral
+from referrals_records.resumable import ResumableUploads, expire_uploads_forever
 from referrals_records.service import Records
-from referrals_records.storage import DocumentClient, DocumentStore
+from referrals_records.storage import DocumentClient, DocumentStore, MultipartUploads
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 STREAMED_UPLOADS = (
     "POST /v1/cases/{case_id}/documents",
     "POST /v1/referrals/{referral_id}/opinion",
+    "PUT /v1/cases/{case_id}/uploads/{upload_id}/parts/{part_number}",
+    "PUT /v1/referrals/{referral_id}/opinion/uploads/{upload_id}/parts/{part_number}",
 )
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,8 @@ class Runtime:
     """The access audit, written in transactions of its own."""
     links: LinkSigner
     """Signs and opens download links (`/v1/downloads/<token>`)."""
+    uploads: ResumableUploads
+    """Resumable uploads: parts into MinIO multipart uploads, completed into documents."""
 
 
 def build_runtime(settings: RecordsSettings) -> Runtime:
@@ -61,14 +67,21 @@ def build_runtime(settings: RecordsSettings) -> Runtime:
     store = DocumentStore(client, settings.bucket)
     store.ensure_bucket()
     db = Database(settings.postgres)
+    records = Records(
+        db=db,
+        store=store,
+        limits=settings.size_limits,
+        case_quota_bytes=settings.case_quota_bytes,
+    )
     return Runtime(
         settings=settings,
         db=db,
-        records=Records(
-            db=db,
-            store=store,
-            limits=settings.size_limits,
-            case_quota_bytes=settings.case_quota_bytes,
+        records=records,
+        uploads=ResumableUploads(
+            records=records,
+            multipart=MultipartUploads(client, settings.bucket),
+            part_size=settings.upload_part_mb * MIB,
+            ttl=timedelta(hours=settings.upload_ttl_hours),
         ),
         verifier=CaseTokenVerifier(
             json.loads(settings.case_token_jwks), issuer=settings.case_token_issuer
@@ -91,7 +104,14 @@ def link_signer(settings: RecordsSettings) -> LinkSigner:
 
 
 def create_app(settings: RecordsSettings | None = None, runtime: Runtime | None = None) -> FastAPI:
-    from referrals_records.api.routes import TAGS, router
+    from fastapi import APIRouter
+
+    from referrals_records.api import resumable, routes
+
+    # One router of both modules' routes, made per app (their route objects, as they are: the
+    # app documents and tags the router's own routes).
+    router = APIRouter()
+    router.routes.extend([*routes.router.routes, *resumable.router.routes])
 
     return create_service_app(
         title="Records: medical documents",
@@ -105,7 +125,7 @@ def create_app(settings: RecordsSettings | None = None, runtime: Runtime | None 
         build_runtime=lambda: build_runtime(settings or RecordsSettings()),
         runtime=runtime,
         settings=settings,
-        tags=TAGS,
+        tags=routes.TAGS,
         # Uploads stream to storage under records' own size limits; every other body: the edge's.
         streamed_bodies=STREAMED_UPLOADS,
         referral_table=CenterReferral,  # the case of `…/referrals/<id>` for traces and logs
@@ -125,6 +145,9 @@ async def run_consumer(settings: RecordsSettings) -> None:
     from referrals_records import consumers
 
     rt = build_runtime(settings)
+    # Abandoned resumable uploads expire here, beside the consumer (one loop per replica: each
+    # sweep takes rows the others have not locked).
+    sweep = asyncio.create_task(expire_uploads_forever(rt.uploads, settings.upload_sweep_seconds))
     try:
         await serve_consumer(
             "records",
@@ -133,4 +156,6 @@ async def run_consumer(settings: RecordsSettings) -> None:
             lambda dead: consumers.build_consumer(rt.records, rt.db, dead),
         )
     finally:
+        sweep.cancel()
+        await rt.uploads.multipart.close()
         await rt.db.dispose()

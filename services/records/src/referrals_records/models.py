@@ -107,3 +107,68 @@ class AccessAudit(RecordsModel, table=True):
     case_id: UUID | None = Field(default=None, index=True)
     document_id: UUID | None = None
     outcome: str = Field(max_length=16)
+
+
+class UploadSession(RecordsModel, table=True):
+    """A resumable upload: a file of a declared size sent in numbered parts, each stored as a
+    part of one MinIO multipart upload, then completed into one document (`document_id`, the
+    name of its object) or refused. Abandoned, it expires and its parts are aborted.
+
+    `state`: open (parts arrive) → completing → completed | refused; open → cancelled | expired.
+    """
+
+    __tablename__ = "upload_sessions"
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    case_id: UUID = Field(index=True)
+    owner: str = Field(max_length=120)
+    """Who may continue it: `case:<case id>` for the patient's front end, `center:<code>`."""
+    uploaded_by: str = Field(max_length=120)
+    kind: str = Field(max_length=32)
+    translation_of: UUID | None = None
+    file_name: str = Field(max_length=255)
+    size_bytes: int
+    part_size: int
+    media_type: str | None = Field(default=None, max_length=127)
+    """Sniffed from the first part's content."""
+    document_id: UUID = Field(default_factory=uuid4)
+    """The document's id if it becomes a new one (its object is `…/documents/<document_id>`)."""
+    object_key: str = Field(max_length=512)
+    storage_upload_id: str = Field(max_length=1024)
+    center_code: str | None = Field(default=None, max_length=63)
+    referral_id: UUID | None = None
+    state: str = Field(default="open", max_length=16)
+    refusal: str | None = Field(default=None, max_length=64)
+    result_document_id: UUID | None = None
+    """The document it became: `document_id`, or the case's document with the same bytes."""
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    expires_at: datetime = Field(sa_column=_ts())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class UploadPart(RecordsModel, table=True):
+    """One part of a resumable upload: received (`etag` set) or being received (`etag` null,
+    since `started_at`; a second copy of it waits until the first ends)."""
+
+    __tablename__ = "upload_parts"
+
+    upload_id: UUID = Field(primary_key=True)
+    number: int = Field(primary_key=True)
+    size_bytes: int
+    sha256: str | None = Field(default=None, max_length=64)
+    etag: str | None = Field(default=None, max_length=128)
+    started_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    received_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
+class UploadKey(RecordsModel, table=True):
+    """An `Idempotency-Key` that created a resumable upload: the same request again answers the
+    same upload (`referrals_common.api.idempotency`)."""
+
+    __tablename__ = "upload_keys"
+
+    owner: str = Field(primary_key=True, max_length=120)
+    key: str = Field(primary_key=True, max_length=128)
+    request_hash: str = Field(max_length=64)
+    upload_id: UUID
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())

@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID, uuid4
 
 from sqlalchemy import func, or_, select, text, update
@@ -178,6 +179,21 @@ class Records:
         except BaseException:
             await self.store.remove(key)
             raise
+
+    async def quota_left(self, uow: UnitOfWork, case_id: UUID) -> int:
+        """The bytes the case's quota leaves for one more document of the patient."""
+        return self.case_quota_bytes - await _live_bytes(uow, case_id)
+
+    async def record_document(self, *args: Any) -> StoreResult:
+        """Record an object already stored and inspected (a completed resumable upload) as a
+        one-shot upload records its own: the document with its audit row and `document.stored`
+        in one transaction, or the case's document with the same bytes (the object is then
+        removed). Arguments as `_record`'s."""
+        return await self._record(*args)
+
+    async def rejected(self, case_id: UUID, document_id: UUID, refused: UploadRefused) -> None:
+        """Publish `document.rejected` for an upload records refused."""
+        await self._rejected(case_id, document_id, refused)
 
     async def _quota_left(self, case_id: UUID, kind: DocumentKind) -> _QuotaMeter:
         """What the case's quota leaves for one more upload (no bound for a center's opinion:

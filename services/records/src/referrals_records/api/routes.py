@@ -304,6 +304,37 @@ async def upload_document(
     )
 
 
+def refusal_problem(refused: UploadRefused) -> ProblemError:
+    """The problem answering an upload records refused (one-shot or resumable)."""
+    # The rest of a refused body is not wanted: closing the connection after the answer
+    # stops the server from reading (and the client from sending) what is left of it.
+    unread = {"Connection": "close"}
+    if isinstance(refused, CaseQuotaExceeded):
+        return ProblemError(
+            refused.detail,
+            status=413,
+            type_slug="case-quota-exceeded",
+            title="The case's documents would exceed its quota",
+            headers=unread,
+            extensions={
+                "reason": str(refused.reason),
+                "quota_bytes": refused.quota_bytes,
+                "used_bytes": refused.used_bytes,
+            },
+        )
+    return ProblemError(
+        refused.detail,
+        status=refused.status,
+        type_slug=f"upload-{refused.reason.replace('_', '-')}",
+        title="The upload was refused",
+        headers=unread,
+        extensions={
+            "reason": str(refused.reason),
+            "accepted_media_types": sorted(ACCEPTED_MEDIA_TYPES),
+        },
+    )
+
+
 async def _store(
     runtime: Runtime,
     response: Response,
@@ -321,33 +352,7 @@ async def _store(
         )
     except UploadRefused as refused:
         await audit(runtime, actor, "upload_refused", case_id, outcome="denied")
-        # The rest of a refused body is not wanted: closing the connection after the answer
-        # stops the server from reading (and the client from sending) what is left of it.
-        unread = {"Connection": "close"}
-        if isinstance(refused, CaseQuotaExceeded):
-            raise ProblemError(
-                refused.detail,
-                status=413,
-                type_slug="case-quota-exceeded",
-                title="The case's documents would exceed its quota",
-                headers=unread,
-                extensions={
-                    "reason": str(refused.reason),
-                    "quota_bytes": refused.quota_bytes,
-                    "used_bytes": refused.used_bytes,
-                },
-            ) from None
-        raise ProblemError(
-            refused.detail,
-            status=refused.status,
-            type_slug=f"upload-{refused.reason.replace('_', '-')}",
-            title="The upload was refused",
-            headers=unread,
-            extensions={
-                "reason": str(refused.reason),
-                "accepted_media_types": sorted(ACCEPTED_MEDIA_TYPES),
-            },
-        ) from None
+        raise refusal_problem(refused) from None
     except CaseClosed as exc:
         await audit(runtime, actor, "upload", case_id, outcome="conflict")
         raise Conflict(str(exc).capitalize() + ".") from None
