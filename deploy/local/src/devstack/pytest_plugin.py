@@ -1,9 +1,12 @@
 """pytest fixtures that start the real stack (Kafka, MinIO, PostgreSQL) for a test session.
 
-The stack runs on free loopback ports in a temporary directory, so it never collides with a
-developer's running stack, and it is stopped at the end of the session (or at interpreter exit
-if the session is interrupted). Each test that needs isolation asks for its own database, topic
-or bucket through the factory fixtures below.
+One interface, two providers (`devstack.teststack`): the parts run as containers
+(testcontainers) when a Docker engine answers, as the project's own local processes (devstack)
+otherwise; REFERRALS_TEST_STACK=devstack|testcontainers forces one. Fixture `stack_provider` says
+which. Either way the stack runs on free ports with its state in a temporary directory, so it
+never collides with a developer's running stack, and it is stopped at the end of the session
+(or at interpreter exit if the session is interrupted). Each test that needs isolation asks for
+its own database, topic or bucket through the factory fixtures below.
 
 With CI=true a skipped test is reported as a failure: an integration test that did not run
 proves nothing.
@@ -24,6 +27,7 @@ import pytest
 from rich.console import Console
 
 from devstack import stack as stack_mod
+from devstack import teststack
 
 
 def _in_ci() -> bool:
@@ -49,17 +53,25 @@ def stack_root(name: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def local_stack() -> Iterator[stack_mod.StackInfo]:
-    """A running stack for this test session, on free ports in a fresh temporary directory."""
+def stack_provider() -> teststack.StackProvider:
+    """Who starts this session's Kafka, MinIO and PostgreSQL: testcontainers when a Docker
+    engine answers, devstack otherwise (`devstack.teststack.choose_provider`)."""
+    return teststack.provider()
+
+
+@pytest.fixture(scope="session")
+def local_stack(stack_provider: teststack.StackProvider) -> Iterator[stack_mod.StackInfo]:
+    """A running stack for this test session, on free ports, its state in a fresh temporary
+    directory, from `stack_provider`."""
     root = stack_root("stack")
-    info = stack_mod.start(root, Console(stderr=True), databases=())
+    info = stack_provider.start(root, Console(stderr=True), databases=())
     stopped = False
 
     def stop() -> None:
         nonlocal stopped
         if not stopped:
             stopped = True
-            stack_mod.stop(info)
+            stack_provider.stop(info)
             shutil.rmtree(root, ignore_errors=True)
 
     atexit.register(stop)
@@ -203,22 +215,24 @@ TEST_PLATFORM_ENV = {
 
 
 @pytest.fixture(scope="session")
-def running_platform() -> Iterator[tuple[stack_mod.StackInfo, object]]:
+def running_platform(
+    stack_provider: teststack.StackProvider,
+) -> Iterator[tuple[stack_mod.StackInfo, object]]:
     """The whole platform as `make up` runs it — every service role its own process, the
     patient's web app (`platform.web`), the sample centers, the mail sink and the trace viewer —
-    on a stack of its own (free ports, temporary directory), so its consumers never see other
-    tests' events. Yields (stack, platform)."""
+    on a stack of its own from `stack_provider` (free ports, temporary directory), so its
+    consumers never see other tests' events. Yields (stack, platform)."""
     from devstack import platform as platform_mod
 
     root = stack_root("platform")
     console = Console(stderr=True)
-    info = stack_mod.start(root, console)
+    info = stack_provider.start(root, console, databases=stack_mod.DATABASES)
     running: list[object] = []
 
     def stop() -> None:
         while running:
             platform_mod.stop(running.pop())  # type: ignore[arg-type]
-        stack_mod.stop(info)
+        stack_provider.stop(info)
         shutil.rmtree(root, ignore_errors=True)
 
     atexit.register(stop)
