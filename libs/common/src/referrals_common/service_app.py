@@ -33,6 +33,7 @@ from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from referrals_common import metrics
+from referrals_common.api.cors import CaseTokenCors
 from referrals_common.api.docs import serve_docs
 from referrals_common.api.problems import install_problem_handlers
 from referrals_common.edge import Edge, EdgeMiddleware
@@ -49,6 +50,10 @@ from referrals_common.telemetry import (
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED_ROUTE = "unmatched"
 """The `route` label of a request no route matched (404s for any path count as one series)."""
+
+CASE_TOKEN_PATHS = ("/v1/cases/",)
+"""The paths a case token opens, on every service: the only ones a partner's single-page app
+may call from a browser (CORS, per front-end client's origins)."""
 
 
 CONTACT = {"name": "The referrals platform's maintainers"}
@@ -267,6 +272,12 @@ def create_service_app(
     app.add_middleware(EdgeMiddleware, edge=edge)
     # Added after the problem middleware, so it sees the 500 that middleware answers.
     app.add_middleware(_RequestMetricsMiddleware, service=service or metrics.service_name())
+    # Outside the edge: a preflight carries no credential and is answered before any limit.
+    app.add_middleware(
+        CaseTokenCors,
+        origins=getattr(known, "front_end_origins", None) or {},
+        paths=CASE_TOKEN_PATHS,
+    )
     # Outermost of ours: every answer (a refusal of the edge, a 500) carries the request's id,
     # and every log line written for the request has it.
     app.add_middleware(RequestIdMiddleware)

@@ -10,10 +10,11 @@ secrets are refused at start-up.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -214,6 +215,23 @@ class HttpSettings(BaseModel):
     )
 
 
+_ORIGIN = re.compile(r"^https?://[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$")
+
+
+def _origin(value: str) -> str:
+    if not _ORIGIN.match(value):
+        raise ValueError(
+            f"{value!r} is not a web origin: scheme://host[:port] in lower case, without a path "
+            "(no wildcard, no 'null')"
+        )
+    return value
+
+
+Origin = Annotated[str, AfterValidator(_origin)]
+FrontEndOrigins = dict[str, list[Origin]]
+"""CORS: the web origins allowed per front-end client (API key id); none by default."""
+
+
 class ServiceSettings(BaseSettings):
     """Base of every service's settings; a service subclass sets `service_name`."""
 
@@ -245,6 +263,22 @@ class ServiceSettings(BaseSettings):
         "local stack's sample center), one explicit entry each; every other receiver must "
         "resolve to public addresses (`referrals_common.outbound`)",
     )
+
+    front_end_origins: FrontEndOrigins = Field(
+        default_factory=dict,
+        description="CORS: per front-end client (its API key id), the web origins "
+        "(`https://app.clinic.example`) whose single-page app may call the case-token paths "
+        "(`/v1/cases/...`) from the browser; none by default (`referrals_common.api.cors`)",
+    )
+
+    @model_validator(mode="after")
+    def _https_origins_outside_development(self) -> ServiceSettings:
+        if self.environment != "development":
+            found = self.front_end_origins.values()
+            plain = [o for origins in found for o in origins if not o.startswith("https://")]
+            if plain:
+                raise ValueError(f"front_end_origins must be https outside development: {plain}")
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -102,9 +102,10 @@ def create_app(settings: IntakeSettings | None = None, runtime: Runtime | None =
     from referrals_intake.api import case_events
     from referrals_intake.api.routes import TAGS, router
 
+    # One router of both modules' routes, their route objects as they are (the app documents
+    # and tags the router's own routes; `include_router` would tag copies the app never sees).
     api = APIRouter()
-    api.include_router(router)
-    api.include_router(case_events.router)
+    api.routes.extend([*router.routes, *case_events.router.routes])
     return create_service_app(
         title="Intake: second-opinion cases",
         description=(
