@@ -422,14 +422,18 @@ def test_bad_input_is_explained_and_nothing_typed_is_lost(phone: Any, web_url: s
 def test_the_status_page_follows_the_case_without_a_reload(
     phone: Any, web_url: str, running_platform: tuple[Any, Any]
 ) -> None:
+    """Pushed, not polled: the page opens one Server-Sent Events stream from the app (fed by
+    intake's stream of the case) and asks for nothing else while the center accepts."""
     _stack, platform = running_platform
-    vendor = httpx.get(f"{web_url}/static/vendor/htmx.min.js", timeout=10)
-    assert vendor.status_code == 200, "the test platform serves no htmx: the page cannot be live"
     page = phone
     reference = submitted_case(page, web_url, unique_email("live"))
-    page.goto(f"{web_url}/case/status")
-    expect(page.locator("script[src='/static/vendor/htmx.min.js']")).to_be_attached()
-    page.wait_for_function("() => Boolean(window.htmx)")
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url) if r.url.startswith(web_url) else None)
+    # The browser's EventSource connects to the app's stream of the case.
+    with page.expect_request(lambda r: "/case/status/events" in r.url, timeout=30_000):
+        page.goto(f"{web_url}/case/status")
+    expect(page.locator("script[src='/static/live.js']")).to_be_attached()
+    expect(page.locator("#case-status")).to_have_attribute("data-live-events", re.compile("."))
     check_page(page)
 
     referred = UK(CASE_STATUSES["referred"])
@@ -440,6 +444,7 @@ def test_the_status_page_follows_the_case_without_a_reload(
     navigations: list[str] = []
     page.on("framenavigated", lambda f: navigations.append(f.url) if f == page.main_frame else None)
     expect(page.locator("#case-status .tag--status")).to_have_text(referred, timeout=30_000)
+    requests.clear()
 
     due = datetime.now(UTC) + timedelta(days=10)
     answer = httpx.post(
@@ -457,6 +462,8 @@ def test_the_status_page_follows_the_case_without_a_reload(
     )
     assert page.evaluate("() => window.__sameDocument === true"), "the page was reloaded"
     assert not navigations, f"the page navigated: {navigations}"
+    # Nothing was polled: the news came down the open stream (a reconnect of it at most).
+    assert all("/case/status/events" in url for url in requests), requests
     expect(page).to_have_url(re.compile(r"/case/status$"))
     check_page(page)
 

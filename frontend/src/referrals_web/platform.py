@@ -18,12 +18,14 @@ message beside the field it is about; a platform that cannot be reached is
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
 from uuid import UUID
 
 import httpx
+from httpx_sse import ServerSentEvent, aconnect_sse
 
 from referrals_web.config import WebSettings
 
@@ -202,6 +204,32 @@ class Platform:
             "GET", f"{self.intake}/v1/cases/{case_id}/timeline", token=token
         )
         return response.json()  # type: ignore[no-any-return]
+
+    @asynccontextmanager
+    async def case_events(
+        self, case_id: UUID, token: str, last_event_id: str | None = None
+    ) -> AsyncIterator[AsyncIterator[ServerSentEvent]]:
+        """Intake's live stream of the case's timeline (Server-Sent Events), from just after
+        `last_event_id` (from the first entry without it). It ends when the token expires."""
+        url = f"{self.intake}/v1/cases/{case_id}/events"
+        headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
+        if last_event_id:
+            headers["Last-Event-ID"] = last_event_id
+        # Heartbeats come every 15 s: a minute of silence is a dead connection.
+        timeout = httpx.Timeout(60.0, connect=5.0)
+        try:
+            async with aconnect_sse(
+                self.client, "GET", url, headers=headers, timeout=timeout
+            ) as source:
+                response = source.response
+                if response.status_code != 200:
+                    await response.aread()
+                    if response.status_code >= 500 or response.status_code == 429:
+                        raise PlatformUnavailable(f"GET {url}: HTTP {response.status_code}")
+                    raise _problem(response)
+                yield source.aiter_sse()
+        except httpx.HTTPError as exc:
+            raise PlatformUnavailable(f"GET {url}: {type(exc).__name__}") from exc
 
     async def edit_case(self, case_id: UUID, token: str, body: dict[str, Any]) -> dict[str, Any]:
         response = await self._send(

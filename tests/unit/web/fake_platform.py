@@ -474,6 +474,19 @@ class FakePlatform(CenterSide):
         )
         return doc_id
 
+    def _events(self, case_id: UUID, last_event_id: str | None) -> httpx.Response:
+        """Intake's stream of the case's timeline, as far as it goes now, then its end (as at
+        the token's expiry): each entry's id is its place in the timeline, from 1."""
+        after = int(last_event_id or 0)
+        lines = []
+        for number, entry in enumerate(self.timelines[case_id], start=1):
+            if number > after:
+                data = json.dumps({"id": number, **entry})
+                lines.append(f"id: {number}\nevent: timeline_entry\ndata: {data}\n\n")
+        return httpx.Response(
+            200, headers={"content-type": "text/event-stream"}, content="".join(lines).encode()
+        )
+
     def _case_of(self, request: httpx.Request, case_id: UUID) -> httpx.Response | None:
         auth = request.headers.get("authorization", "")
         token = auth.removeprefix("Bearer ")
@@ -585,6 +598,8 @@ class FakePlatform(CenterSide):
             return httpx.Response(200, json=case)
         if request.method == "GET" and rest == "/timeline":
             return httpx.Response(200, json=self.timelines[case_id])
+        if request.method == "GET" and rest == "/events":
+            return self._events(case_id, request.headers.get("last-event-id"))
         if request.method == "PATCH" and rest == "":
             data = json.loads(body)
             for key_, value in data.items():

@@ -110,22 +110,100 @@ async def test_the_status_page_says_the_status_and_the_next_step(
     assert "hx-get" not in page.text  # no htmx without the vendored script
 
 
-async def test_with_htmx_the_status_and_timeline_poll_every_5_seconds(
+async def test_the_status_page_listens_to_the_app_s_stream_and_polls_nothing(
     browser: Browser, fake: FakePlatform, case_with_request: tuple[UUID, dict], tmp_path
 ) -> None:
     case_id, _ = case_with_request
     (tmp_path / "htmx.min.js").write_text("/* htmx */")
     runtime = browser.client._transport.app.state.runtime  # type: ignore[attr-defined]
-    runtime.settings.vendor_dir = tmp_path
+    runtime.settings.vendor_dir = tmp_path  # even with htmx there, nothing polls
     await signed_in(browser, fake, case_id)
 
     page = await browser.get("/case/status")
-    fragment = await browser.get("/case/status/live?part=timeline")
 
-    assert '<script src="/static/vendor/htmx.min.js" defer></script>' in page.text
-    assert 'hx-get="/case/status/live?part=status" hx-trigger="every 5s"' in page.text
-    assert 'hx-get="/case/status/live?part=timeline" hx-trigger="every 5s"' in page.text
-    assert "<html" not in fragment.text and "Ви надіслали справу" in fragment.text
+    assert '<script src="/static/live.js" defer></script>' in page.text
+    # The two entries the page shows are not pushed again.
+    assert 'data-live-events="/case/status/events?seen=2"' in page.text
+    assert "hx-trigger" not in page.text and "every 5s" not in page.text
+    script = await browser.client.get("/static/live.js")
+    assert script.status_code == 200 and "new EventSource(" in script.text
+
+
+def pushed(text: str) -> list[dict[str, str]]:
+    """The Server-Sent Events of a finished stream, each as its fields."""
+    events = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        fields: dict[str, str] = {}
+        for line in block.splitlines():
+            name, _, value = line.partition(":")
+            if name:
+                fields[name] = fields.get(name, "") + value.removeprefix(" ")
+        if "event" in fields:
+            events.append(fields)
+    return events
+
+
+async def test_an_entry_the_page_has_not_shown_is_pushed_as_the_rendered_regions(
+    browser: Browser, fake: FakePlatform, case_with_request: tuple[UUID, dict]
+) -> None:
+    case_id, _ = case_with_request
+    await signed_in(browser, fake, case_id)
+    fake.cases[case_id]["status"] = "accepted"
+    fake.timelines[case_id].append(
+        {
+            "at": datetime.now(UTC).isoformat(),
+            "from_status": "information_requested",
+            "to_status": "accepted",
+            "reason_code": "info_provided",
+            "reason": "The information was sent to the center.",
+            "next_step": None,
+        }
+    )
+
+    stream = await browser.client.get("/case/status/events?seen=2")
+
+    assert stream.status_code == 200
+    assert stream.headers["content-type"].startswith("text/event-stream")
+    events = pushed(stream.text)
+    assert [e["event"] for e in events] == ["status", "timeline"]  # the third entry only
+    assert events[1]["id"] == "3"
+    assert "<html" not in events[0]["data"] and "tag--status" in events[0]["data"]
+    assert "Ви надіслали справу" in events[1]["data"]
+    [upstream] = fake.requests_to("GET", r"/events$")
+    assert upstream.headers["authorization"].startswith("Bearer ")
+    assert "last-event-id" not in upstream.headers
+
+
+async def test_a_reconnecting_browser_resumes_after_the_last_event_it_got(
+    browser: Browser, fake: FakePlatform, case_with_request: tuple[UUID, dict]
+) -> None:
+    case_id, _ = case_with_request
+    await signed_in(browser, fake, case_id)
+
+    stream = await browser.client.get("/case/status/events?seen=0", headers={"Last-Event-ID": "1"})
+
+    [upstream] = fake.requests_to("GET", r"/events$")
+    assert upstream.headers["last-event-id"] == "1"
+    assert [e.get("id") for e in pushed(stream.text)] == [None, "2"]
+
+
+async def test_a_refused_token_is_renewed_and_the_stream_opened_again(
+    browser: Browser, fake: FakePlatform, case_with_request: tuple[UUID, dict]
+) -> None:
+    case_id, _ = case_with_request
+    await signed_in(browser, fake, case_id)
+    fake.tokens.clear()  # intake refuses the token the session holds
+
+    stream = await browser.client.get("/case/status/events?seen=1")
+
+    assert len(fake.requests_to("GET", r"/events$")) == 2
+    assert [e["event"] for e in pushed(stream.text)] == ["status", "timeline"]
+
+
+async def test_without_a_case_in_the_session_there_is_no_stream(browser: Browser) -> None:
+    stream = await browser.client.get("/case/status/events")
+
+    assert not stream.headers.get("content-type", "").startswith("text/event-stream")
 
 
 async def test_the_request_page_says_what_why_and_by_when(

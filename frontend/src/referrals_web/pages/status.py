@@ -1,20 +1,25 @@
 """The case after it was sent: its status in words with the one next step, the timeline (newest
-first, refreshed by htmx every 5 s when JavaScript is on), the documents' verdicts, why this
-center; the answer to a center's request for information; withdrawing the case."""
+first; with JavaScript, live: pushed by Server-Sent Events as intake's stream of the case
+tells of each change), the documents' verdicts, why this center; the answer to a center's
+request for information; withdrawing the case."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from referrals_web.i18n import N_
 from referrals_web.pages.case import documents_view, flash, take_flash
 from referrals_web.pages.common import (
+    case_id,
+    case_token,
     checked_form,
     ensure_session,
     open_request,
@@ -97,13 +102,54 @@ async def status(request: Request) -> Response:
     )
 
 
-@router.get("/case/status/live")
-async def status_fragment(request: Request) -> Response:
-    """The status region or the timeline alone, for htmx's polling."""
-    live = await _live(request)
-    part = request.query_params.get("part")
-    template = "status/_timeline.html" if part == "timeline" else "status/_status.html"
-    return render(request, template, **live)
+@router.get("/case/status/events")
+async def status_events(request: Request, seen: int = 0) -> Response:
+    """The status page's live regions (Server-Sent Events): each time intake's stream of the
+    case says its timeline grew, the status and the timeline rendered anew, as the page would
+    show them. `seen` is how many entries the page already showed (those are not pushed); a
+    reconnecting browser sends the last event's id instead. The stream lasts as long as intake's
+    (until the case token expires); the browser then reconnects and a fresh token is used."""
+    the_case = case_id(request)
+    await case_token(request)  # no case in the session: the sign-in page, not a stream
+    return EventSourceResponse(
+        _pushes(request, the_case, request.headers.get("last-event-id"), max(seen, 0)),
+        ping=LIVE_PING_SECONDS,
+    )
+
+
+LIVE_PING_SECONDS = 20
+LIVE_RETRY_MS = 5000
+"""How long the browser waits before reconnecting to a stream that ended."""
+
+
+async def _pushes(
+    request: Request, the_case: UUID, last_id: str | None, skip: int
+) -> AsyncIterator[ServerSentEvent]:
+    platform = runtime(request).platform
+    skip = 0 if last_id else skip
+    for attempt in range(2):  # once more with a renewed token if intake refuses this one
+        token = await case_token(request, renew=attempt > 0)
+        session = ensure_session(request)
+        if session.changed:  # the answer's headers are gone: keep the new token by hand
+            await runtime(request).sessions.save(session)
+        try:
+            async with platform.case_events(the_case, token, last_id) as events:
+                async for event in events:
+                    last_id = event.id or last_id
+                    if skip:
+                        skip -= 1
+                        continue
+                    live = await _live(request)
+                    status = render(request, "status/_status.html", **live).body.decode()
+                    timeline = render(request, "status/_timeline.html", **live).body.decode()
+                    yield ServerSentEvent(data=status, event="status", retry=LIVE_RETRY_MS)
+                    yield ServerSentEvent(data=timeline, event="timeline", id=last_id)
+            return
+        except PlatformProblem as problem:
+            if problem.status != 401:
+                return
+        except PlatformUnavailable:
+            return  # the browser reconnects after LIVE_RETRY_MS
 
 
 # --------------------------------------------------------------- the center's request
