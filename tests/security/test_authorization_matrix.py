@@ -197,6 +197,8 @@ class Target:
     """What the rightful caller's 2xx must contain (so the leak check looks for real data)."""
     untouched: Callable[[], Awaitable[None]] | None = None
     """Asserts, after every denied attempt and before the control, that nothing changed."""
+    headers: dict[str, str] = field(default_factory=dict)
+    """Headers every identity sends besides its credentials (a required Idempotency-Key)."""
 
 
 Prepare = Callable[[World], Awaitable[Target]]
@@ -245,6 +247,15 @@ async def create_case(world: World) -> Target:
         "/v1/cases",
         _json(**patient.case_body()),
         shown_to_owner=[patient.email],
+    )
+
+
+async def list_own_cases(world: World) -> Target:
+    """The opening front end's list, narrowed to the main case by its short reference (the
+    front end opened many more): another front end gets its own list, without the main case."""
+    reference = world.main.case_id.replace("-", "")[:8]
+    return Target(
+        world.main, f"/v1/cases?reference={reference}", shown_to_owner=[world.main.case_id]
     )
 
 
@@ -913,6 +924,65 @@ async def ops_concordance(world: World) -> Target:
     return Target(world.main, "/v1/ops/concordance", shown_to_owner=["plan_changed_share"])
 
 
+async def ops_dead_letter_topics(world: World) -> Target:
+    return Target(world.main, "/v1/ops/dead-letters", shown_to_owner=["referrals.cases.v1.dlq"])
+
+
+async def _main_case_dead_letter(world: World) -> dict[str, Any]:
+    """A dead letter of the main case on referrals.cases.v1 (made as a consumer makes one), as
+    the ops API lists it."""
+    from types import SimpleNamespace
+
+    from referrals_common.messaging.dlq import DeadLetterPublisher
+
+    ops = {"X-Api-Key": world.keys.ops}
+    listed = await world.partners.get("/v1/ops/dead-letters/referrals.cases.v1", headers=ops)
+    found = [d for d in listed.json() if d["case_id"] == world.main.case_id]
+    if found:
+        return found[0]  # type: ignore[no-any-return]
+    record = SimpleNamespace(
+        topic="referrals.cases.v1",
+        partition=0,
+        offset=1,
+        key=world.main.case_id.encode(),
+        headers=[],
+    )
+    dead = DeadLetterPublisher(world.bootstrap)
+    await dead.start()
+    try:
+        body = json.dumps({"id": str(uuid.uuid4()), "type": "referrals.case.withdrawn.v1"})
+        await dead.publish(record, body.encode(), consumer="intake", error=ValueError("poison"))
+    finally:
+        await dead.stop()
+    listed = await world.partners.get("/v1/ops/dead-letters/referrals.cases.v1", headers=ops)
+    (letter,) = [d for d in listed.json() if d["case_id"] == world.main.case_id]
+    return letter  # type: ignore[no-any-return]
+
+
+async def ops_dead_letters(world: World) -> Target:
+    await _main_case_dead_letter(world)
+    return Target(
+        world.main, "/v1/ops/dead-letters/referrals.cases.v1", shown_to_owner=[world.main.case_id]
+    )
+
+
+async def replay_dead_letter(world: World) -> Target:
+    letter = await _main_case_dead_letter(world)
+    replays = len(letter["replays"])
+
+    async def untouched() -> None:
+        again = await _main_case_dead_letter(world)
+        assert len(again["replays"]) == replays, again
+
+    return Target(
+        world.main,
+        f"/v1/ops/dead-letters/referrals.cases.v1/{letter['partition']}/{letter['offset']}/replay",
+        shown_to_owner=[world.main.case_id],
+        untouched=untouched,
+        headers={"Idempotency-Key": f"replay-{uuid.uuid4()}"},
+    )
+
+
 async def ops_cases(world: World) -> Target:
     return Target(world.main, "/v1/ops/cases?status=offered", shown_to_owner=[world.main.case_id])
 
@@ -921,6 +991,12 @@ ROUTES: dict[tuple[str, str, str], Route] = {
     # intake: the partner front end (key) and the patient (case token)
     ("intake", "POST", "/v1/cases"): Route(
         Auth.FRONT_END, 201, create_case, {"other_front_end_key": OWN_CASE}
+    ),
+    ("intake", "GET", "/v1/cases"): Route(
+        Auth.FRONT_END,
+        200,
+        list_own_cases,
+        {"other_front_end_key": Expect.status(200, "its own cases only, never the target")},
     ),
     ("intake", "POST", "/v1/cases/{case_id}/access-token"): Route(
         Auth.FRONT_END, 200, main_target("/v1/cases/{case_id}/access-token")
@@ -1081,6 +1157,17 @@ ROUTES: dict[tuple[str, str, str], Route] = {
     ("partners", "DELETE", "/v1/ops/keys/{key_id}"): Route(Auth.OPS, 204, revoke_key),
     ("partners", "GET", "/v1/ops/cases"): Route(Auth.OPS, 200, ops_cases),
     ("partners", "GET", "/v1/ops/concordance"): Route(Auth.OPS, 200, ops_concordance),
+    ("partners", "GET", "/v1/ops/cases/{case_id}/timeline"): Route(
+        Auth.OPS,
+        200,
+        main_target("/v1/ops/cases/{case_id}/timeline", shown=lambda w: [w.centers["berlin"]]),
+    ),
+    ("partners", "GET", "/v1/ops/dead-letters"): Route(Auth.OPS, 200, ops_dead_letter_topics),
+    ("partners", "GET", "/v1/ops/overdue"): Route(Auth.OPS, 200, main_target("/v1/ops/overdue")),
+    ("partners", "GET", "/v1/ops/dead-letters/{topic}"): Route(Auth.OPS, 200, ops_dead_letters),
+    ("partners", "POST", "/v1/ops/dead-letters/{topic}/{partition}/{offset}/replay"): Route(
+        Auth.OPS, 200, replay_dead_letter
+    ),
     ("partners", "GET", "/v1/ops/cases/{case_id}/routing"): Route(
         Auth.OPS,
         200,
@@ -1200,7 +1287,7 @@ async def test_every_identity_gets_exactly_what_it_may(
             continue
         expect = expected(route.auth, identity, route.overrides)
         kwargs = target.body()
-        headers = identity_headers(world, identity, target.case)
+        headers = {**target.headers, **identity_headers(world, identity, target.case)}
         response = await client.request(method, target.path, headers=headers, **kwargs)
         in_request = _request_text(target, kwargs)
         not_sent = [f for f in forbidden if f.lower() not in in_request]
@@ -1216,7 +1303,10 @@ async def test_every_identity_gets_exactly_what_it_may(
     # The positive control: the rightful identity gets the route's 2xx, with the real data.
     kwargs = target.body()
     response = await client.request(
-        method, target.path, headers=identity_headers(world, rightful, target.case), **kwargs
+        method,
+        target.path,
+        headers={**target.headers, **identity_headers(world, rightful, target.case)},
+        **kwargs,
     )
     if response.status_code != route.ok:
         failures.append(f"{rightful} (the rightful caller): {response.status_code} {response.text}")

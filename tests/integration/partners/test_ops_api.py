@@ -10,7 +10,8 @@ these routes: a center's is a 401.
 
 The case timeline of a routed case holds partners' rows (the offer, the center's decline and the
 next offer) and the case's dead letter, says that no trace viewer is configured, or that the one
-configured does not answer, and is a 404 for a case nobody knows.
+configured does not answer, and is a 404 for a case nobody knows. An accepted referral whose
+opinion is late is listed as overdue.
 """
 
 from __future__ import annotations
@@ -18,17 +19,18 @@ from __future__ import annotations
 import json
 import socket
 import uuid
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from opentelemetry.trace import format_trace_id
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from referrals_common.contracts import CaseWithdrawn, new_event, topics
 from referrals_common.messaging.dlq import DeadLetterPublisher
-from referrals_partners.models import AccessAudit
+from referrals_partners.models import AccessAudit, Referral
 from referrals_partners.operations import TraceViewer
 
 from .conftest import Inbox, api_client, key_for, partners_running
@@ -244,3 +246,42 @@ async def test_a_case_timeline_holds_partners_rows_and_its_dead_letters(make_run
         assert nobody.headers["content-type"] == "application/problem+json"
         assert (await api.get(url, headers=center)).status_code == 401
     assert [a.case_id for a in await audited(rt, "/timeline")].count(case_id) >= 2
+
+
+async def test_an_opinion_past_its_expected_date_is_listed_as_overdue(make_runtime):
+    rt = await make_runtime()
+    bootstrap = rt.settings.kafka.bootstrap_servers
+    ops = {"X-Api-Key": await key_for(rt, "ops")}
+    async with (
+        partners_running(rt),
+        api_client(rt) as api,
+        Inbox(bootstrap, BERLIN) as berlin,
+    ):
+        case_id, _ = await open_case(rt)
+        offer = (await berlin.offer_for(case_id))["data"]
+        center = {"X-Api-Key": await key_for(rt, "center", BERLIN)}
+        in_a_week = (datetime.now(UTC) + timedelta(days=7)).isoformat()
+        accepted = await api.post(
+            f"/v1/partner/referrals/{offer['referral_id']}/accept",
+            json={"expected_opinion_at": in_a_week},
+            headers=center,
+        )
+        assert accepted.status_code == 200, accepted.text
+        listed = await api.get("/v1/ops/overdue", headers=ops)
+        assert listed.status_code == 200, listed.text
+        assert str(case_id) not in listed.text
+
+        # Eight days later (the row's date moved back, as the clock would move forward).
+        async with rt.db.unit_of_work() as uow:
+            await uow.session.execute(
+                update(Referral)
+                .where(Referral.id == uuid.UUID(offer["referral_id"]))
+                .values(expected_opinion_at=datetime.now(UTC) - timedelta(days=1))
+            )
+            await uow.commit()
+        listed = await api.get("/v1/ops/overdue", headers=ops)
+        (late,) = [o for o in listed.json() if o["case_id"] == str(case_id)]
+        assert (late["what"], late["center_code"]) == ("opinion", BERLIN)
+        assert late["referral_id"] == offer["referral_id"]
+        assert late["overdue_seconds"] >= 86_000
+        assert (await api.get("/v1/ops/overdue", headers=center)).status_code == 401

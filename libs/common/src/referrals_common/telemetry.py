@@ -109,6 +109,24 @@ class CaseSpanProcessor(SpanProcessor):
         pass
 
 
+def note_request_case(case_id: UUID | str) -> None:
+    """For a request whose case is known only inside its handler (a download link names a
+    token, not a case; a web page learns the case from its session): the request's span is
+    marked as about `case_id` and linked to the case's root, and the rest of the request (its
+    queries, its object-storage reads, its outgoing calls, a streamed answer) runs with the case
+    in its baggage, until the request's task ends."""
+    span = trace.get_current_span()
+    span.set_attribute(CASE_ID, str(case_id))
+    if span.is_recording():
+        try:
+            root = case_root(case_id)
+        except ValueError:
+            root = None
+        if root is not None and span.get_span_context().trace_id != root.trace_id:
+            span.add_link(root)
+    otel_context.attach(with_case(case_id))
+
+
 def open_case_trace(case_id: UUID | str, *, cause: SpanContext | None = None) -> None:
     """Record the case's root span (once, when the case is created), linked to the span that
     created it; every later trace about the case links to this root (`case_root`)."""

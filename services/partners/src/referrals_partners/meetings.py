@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
+from opentelemetry import trace
 from sqlalchemy import select, update
 
 from referrals_common.contracts import (
@@ -54,6 +55,7 @@ from referrals_common.contracts.meetings import (
 )
 from referrals_common.contracts.partners import MeetingChange, MeetingEnd
 from referrals_common.db import UnitOfWork
+from referrals_common.telemetry import case_context
 from referrals_partners.models import Meeting, Referral
 from referrals_partners.service import (
     IllegalAction,
@@ -65,6 +67,7 @@ from referrals_partners.service import (
 )
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("referrals_partners")
 
 OPEN = (MeetingStatus.OFFERED.value, MeetingStatus.BOOKED.value)
 _KEYS = uuid5(NAMESPACE_URL, "urn:referrals:meetings")
@@ -344,21 +347,26 @@ class Meetings:
                 assert slot is not None
                 assert meeting.patient_time_zone is not None
                 meeting.reminders_sent = index + 1
-                await uow.outbox.add(
-                    new_event(
-                        ReferralMeetingReminder(
-                            **_about(meeting),
-                            before=(
-                                ReminderBefore.HOUR_BEFORE
-                                if index == len(offsets) - 1
-                                else ReminderBefore.DAY_BEFORE
-                            ),
-                            slot=slot,
-                            place=MeetingPlace.model_validate(meeting.place),
-                            patient_time_zone=meeting.patient_time_zone,
+                # A step of the case's journey of its own, found by the case id like an expiry.
+                with tracer.start_as_current_span(
+                    "meeting remind", context=case_context(meeting.case_id)
+                ) as span:
+                    span.set_attribute("referrals.center_code", meeting.center_code)
+                    await uow.outbox.add(
+                        new_event(
+                            ReferralMeetingReminder(
+                                **_about(meeting),
+                                before=(
+                                    ReminderBefore.HOUR_BEFORE
+                                    if index == len(offsets) - 1
+                                    else ReminderBefore.DAY_BEFORE
+                                ),
+                                slot=slot,
+                                place=MeetingPlace.model_validate(meeting.place),
+                                patient_time_zone=meeting.patient_time_zone,
+                            )
                         )
                     )
-                )
                 sent += 1
         return sent
 

@@ -317,6 +317,63 @@ async def build_case_timeline(
     return timeline
 
 
+# ------------------------------------------------------------------------------ overdue
+
+
+@dataclass(frozen=True)
+class Overdue:
+    """A case waiting past one of partners' deadlines."""
+
+    case_id: UUID
+    what: str
+    """`answer` (an offer past its answer deadline, not yet expired: is the scheduler running?),
+    `opinion` (an accepted referral past the opinion's expected date), `information` (a
+    request for information past its due time, not yet expired), `choice` (a patient's choice of
+    center past its deadline, not yet offered)."""
+    due_at: datetime
+    center_code: str | None = None
+    referral_id: UUID | None = None
+
+
+async def overdue_cases(uow: UnitOfWork, now: datetime, *, limit: int) -> list[Overdue]:
+    """Everything past one of partners' deadlines now, the longest overdue first."""
+    session = uow.session
+    found: list[Overdue] = []
+    offers = await session.execute(
+        select(Referral).where(Referral.status == "offered", Referral.answer_due_at < now)
+    )
+    found += [
+        Overdue(r.case_id, "answer", r.answer_due_at, r.center_code, r.id) for r in offers.scalars()
+    ]
+    opinions = await session.execute(
+        select(Referral).where(
+            Referral.status == "accepted",
+            Referral.expected_opinion_at < now,  # type: ignore[operator]
+        )
+    )
+    found += [
+        Overdue(r.case_id, "opinion", r.expected_opinion_at, r.center_code, r.id)  # type: ignore[arg-type]
+        for r in opinions.scalars()
+    ]
+    requests = await session.execute(
+        select(InformationRequest).where(
+            InformationRequest.status == "open", InformationRequest.due_at < now
+        )
+    )
+    found += [
+        Overdue(r.case_id, "information", r.due_at, r.center_code, r.referral_id)
+        for r in requests.scalars()
+    ]
+    choosing = await session.execute(
+        select(RoutingCase).where(
+            RoutingCase.status == "choosing",
+            RoutingCase.choose_by < now,  # type: ignore[operator]
+        )
+    )
+    found += [Overdue(c.case_id, "choice", c.choose_by) for c in choosing.scalars()]  # type: ignore[arg-type]
+    return sorted(found, key=lambda o: o.due_at)[:limit]
+
+
 # ---------------------------------------------------------------------------- dead letters
 
 

@@ -669,18 +669,25 @@ class Partners:
                     continue
                 request.reminders_sent += 1
                 last = request.reminders_sent == len(offsets)
-                await uow.outbox.add(
-                    new_event(
-                        ReferralInfoReminder(
-                            case_id=case_id,
-                            referral_id=request.referral_id,
-                            center_code=request.center_code,
-                            request_id=request.id,
-                            reminder=ReminderKind.DUE_SOON if last else ReminderKind.DAYS_BEFORE,
-                            due_at=request.due_at,
+                # A step of the case's journey of its own, found by the case id like an expiry.
+                with tracer.start_as_current_span(
+                    "information request remind", context=case_context(case_id)
+                ) as span:
+                    span.set_attribute("referrals.center_code", request.center_code)
+                    await uow.outbox.add(
+                        new_event(
+                            ReferralInfoReminder(
+                                case_id=case_id,
+                                referral_id=request.referral_id,
+                                center_code=request.center_code,
+                                request_id=request.id,
+                                reminder=ReminderKind.DUE_SOON
+                                if last
+                                else ReminderKind.DAYS_BEFORE,
+                                due_at=request.due_at,
+                            )
                         )
                     )
-                )
                 handled += 1
         return handled
 
@@ -957,7 +964,11 @@ class Partners:
             assert case is not None
             assert case.proposal is not None
             first = case.proposal["proposals"][0]["center_code"]
-            await self._offer_proposed(uow, case, first, chosen_by_patient=False)
+            with tracer.start_as_current_span(
+                "choice deadline offer", context=case_context(case_id)
+            ) as span:
+                span.set_attribute("referrals.center_code", first)
+                await self._offer_proposed(uow, case, first, chosen_by_patient=False)
             chosen += 1
         return chosen
 

@@ -1763,6 +1763,53 @@ async def list_dead_letters(
     ]
 
 
+class OverdueView(BaseModel):
+    """A case waiting past one of partners' deadlines."""
+
+    case_id: UUID
+    what: Literal["answer", "opinion", "information", "choice"] = Field(
+        description="`answer`: an offer past its answer deadline, not yet expired (is the "
+        "scheduler running?); `opinion`: an accepted referral past the opinion's expected date; "
+        "`information`: a request for information past its due time, not yet expired; `choice`: "
+        "a patient's choice of center past its deadline, not yet offered"
+    )
+    due_at: datetime
+    overdue_seconds: int
+    center_code: str | None
+    referral_id: UUID | None
+
+
+@router.get(
+    "/ops/overdue",
+    response_model=list[OverdueView],
+    responses=problem_responses(401),
+    summary="Cases stuck past one of partners' deadlines",
+)
+async def overdue(
+    operator: OperatorDep,
+    runtime: RuntimeDep,
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[OverdueView]:
+    """Offers, opinions, requests for information and patients' choices past their deadline
+    now, the longest overdue first, at most `limit`."""
+    now = utcnow()
+    async with runtime.db.unit_of_work() as uow:
+        found = await operations.overdue_cases(uow, now, limit=limit)
+    await audit(runtime, operator, route_of(request))
+    return [
+        OverdueView(
+            case_id=o.case_id,
+            what=o.what,  # type: ignore[arg-type]
+            due_at=o.due_at,
+            overdue_seconds=int((now - o.due_at).total_seconds()),
+            center_code=o.center_code,
+            referral_id=o.referral_id,
+        )
+        for o in found
+    ]
+
+
 RequiredIdempotencyKey = Annotated[
     str,
     Header(

@@ -35,6 +35,7 @@ from referrals_common.edge.principals import (
     verify_case_token,
 )
 from referrals_common.service_app import ApiTag
+from referrals_common.telemetry import note_request_case
 from referrals_records.inspection import ACCEPTED_MEDIA_TYPES, CaseQuotaExceeded, UploadRefused
 from referrals_records.links import InvalidLink
 from referrals_records.main import Runtime
@@ -716,6 +717,7 @@ async def download_document(
             ) from None
         await audit(runtime, "link:invalid", "download", None, outcome="denied")
         raise Forbidden("This download link is not valid.") from None
+    note_request_case(grant.case_id)  # the path names a token: the case is the grant's
     try:
         async with runtime.db.unit_of_work() as uow:
             doc, chunks = await runtime.records.open_download(uow, grant)
