@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from uuid import UUID, uuid4
 
 from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from referrals_common.api.pagination import Position, after
 from referrals_intake.lifecycle import DocumentState
 from referrals_intake.models import (
     AccessAudit,
@@ -34,6 +37,35 @@ class CaseRepository:
         if for_update:
             query = query.with_for_update()
         return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def client_cases(
+        self,
+        client_id: str,
+        *,
+        statuses: Sequence[str] = (),
+        created_since: datetime | None = None,
+        updated_since: datetime | None = None,
+        id_prefix: str | None = None,
+        after_position: Position | None = None,
+        limit: int,
+    ) -> list[Case]:
+        """The cases `client_id` opened, newest first (by creation, then id), from just after
+        `after_position`, at most `limit`: those in one of `statuses`, created or changed since
+        the given times, and whose id starts with the 8 hex digits `id_prefix` (the short
+        reference the patient sees)."""
+        query = select(Case).where(Case.client_id == client_id)
+        if statuses:
+            query = query.where(Case.status.in_(list(statuses)))  # type: ignore[attr-defined]
+        if created_since is not None:
+            query = query.where(Case.created_at >= created_since)
+        if updated_since is not None:
+            query = query.where(Case.updated_at >= updated_since)
+        if id_prefix is not None:
+            # A range of the primary key: the ids whose first 8 hex digits are the reference.
+            low, high = UUID(id_prefix + "0" * 24), UUID(id_prefix + "f" * 24)
+            query = query.where(Case.id >= low, Case.id <= high)  # type: ignore[operator]
+        query = after(query, (Case.created_at, Case.id), after_position)  # type: ignore[arg-type]
+        return list((await self.session.execute(query.limit(limit))).scalars())
 
     async def states(self) -> list[tuple[str, int, float]]:
         """Per case state: how many cases are in it, and for how many seconds the one longest

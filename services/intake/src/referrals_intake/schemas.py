@@ -498,6 +498,34 @@ class CaseCreated(BaseModel):
     token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - a scheme name, not a secret
     expires_at: datetime
 
+class CaseSummary(BaseModel):
+    """A case in the front end's list: what tells it apart and where it stands, no personal data
+    (read the case itself with its access token, `POST /v1/cases/{case_id}/access-token`)."""
+
+    id: UUID
+    reference: str = Field(
+        description="The short reference the patient sees and quotes (the id's first 8 hex "
+        "digits, upper case)",
+        examples=["3F0F-6C7D"],
+    )
+    status: CaseStatus
+    locale: Literal["uk", "en"]
+    created_at: datetime
+    updated_at: datetime
+    submitted_at: datetime | None
+
+
+def case_reference(case_id: UUID) -> str:
+    """The short reference of a case the patient sees: its id's first 8 hex digits, `3F0F-6C7D`
+    (as notifications and the reference front end print it)."""
+    head = case_id.hex[:8].upper()
+    return f"{head[:4]}-{head[4:]}"
+
+
+class CasePage(Page[CaseSummary]):
+    """One page of the front end's cases, newest first."""
+
+
 
 class AccessToken(BaseModel):
     access_token: str

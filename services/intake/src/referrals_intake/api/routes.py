@@ -7,13 +7,20 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Body, Header, Response, status
+from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import AwareDatetime, ValidationError
 
 from referrals_common.api.idempotency import claim_or_replay as claim_key
 from referrals_common.api.idempotency import request_fingerprint
+from referrals_common.api.pagination import (
+    DEFAULT_LIMIT,
+    LINK_HEADER,
+    Cursor,
+    CursorSigner,
+    Limit,
+)
 from referrals_common.api.problems import (
     Conflict,
     FieldError,
@@ -23,7 +30,7 @@ from referrals_common.api.problems import (
     problem_responses,
 )
 from referrals_common.contracts.information import Shipment
-from referrals_common.contracts.intake import Preparation
+from referrals_common.contracts.intake import CaseStatus, Preparation
 from referrals_common.contracts.meetings import MeetingSlot
 from referrals_common.db import UnitOfWork
 from referrals_common.edge.principals import CaseAccess
@@ -51,7 +58,9 @@ from referrals_intake.schemas import (
     CaseCreate,
     CaseCreated,
     CasePublic,
+    CasePage,
     CaseUpdate,
+    CaseSummary,
     CenterChoiceIn,
     ConsentIn,
     FollowUpIn,
@@ -61,6 +70,7 @@ from referrals_intake.schemas import (
     TimelineEntryPublic,
     WithdrawIn,
 )
+    case_reference,
 from referrals_intake.service import (
     DRAFT_NEXT_STEP,
     AnswerInvalid,
@@ -315,6 +325,81 @@ async def create_case(
 
 @router.post(
     "/cases/{case_id}/access-token",
+@router.get(
+    "/cases",
+    response_model=CasePage,
+    responses={200: {"headers": LINK_HEADER}, **problem_responses(401, 422)},
+    summary="The cases this front end opened, a page at a time",
+)
+async def list_cases(
+    client: ClientDep,
+    runtime: RuntimeDep,
+    uow: UowDep,
+    request: Request,
+    response: Response,
+    status_: Annotated[
+        list[CaseStatus] | None,
+        Query(alias="status", description="Only cases in one of these statuses (repeatable)"),
+    ] = None,
+    created_since: Annotated[
+        AwareDatetime | None, Query(description="Only cases opened at or after this time")
+    ] = None,
+    updated_since: Annotated[
+        AwareDatetime | None, Query(description="Only cases changed at or after this time")
+    ] = None,
+    reference: Annotated[
+        str | None,
+        Query(
+            pattern=r"^[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}$",
+            description="Only the case(s) with this short reference (`3F0F-6C7D`)",
+        ),
+    ] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> CasePage:
+    """Newest first, only this front end's own cases, without personal data (each case is read
+    with its access token). Page with `next_cursor` (or follow `next`, also in the `Link`
+    header): a cursor works only for the same filters and the same front end; a case opened
+    while paging shows on a new first page, never twice. Audited."""
+    filters = {
+        "status": sorted(status_ or []),
+        "created_since": created_since,
+        "updated_since": updated_since,
+        "reference": reference.replace("-", "").lower() if reference else None,
+    }
+    scope = {"list": "intake.cases", "client": client.key_id, **filters}
+    signer = CursorSigner(runtime.pepper)
+    rows = await CaseRepository(uow.session).client_cases(
+        client.key_id,
+        statuses=filters["status"],
+        created_since=created_since,
+        updated_since=updated_since,
+        id_prefix=filters["reference"],
+        after_position=signer.position(cursor, scope),
+        limit=limit + 1,
+    )
+    page = signer.page(
+        rows,
+        limit,
+        scope,
+        request,
+        key=lambda c: (c.created_at, c.id),
+        convert=lambda c: CaseSummary(
+            id=c.id,
+            reference=case_reference(c.id),
+            status=c.status,
+            locale=c.locale,
+            created_at=c.created_at,
+            updated_at=c.updated_at,
+            submitted_at=c.submitted_at,
+        ),
+    )
+    CaseRepository(uow.session).audit(client.actor, "list_cases", None)
+    await uow.commit()
+    page.link(response)
+    return CasePage(items=page.items, next_cursor=page.next_cursor, next=page.next)
+
+
     response_model=AccessToken,
     responses=problem_responses(401, 404),
     summary="A fresh case access token",

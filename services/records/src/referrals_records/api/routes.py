@@ -14,6 +14,15 @@ from pydantic import BaseModel, Field
 from starlette.requests import ClientDisconnect
 from starlette.responses import StreamingResponse
 
+from referrals_common.api.pagination import (
+    DEFAULT_LIMIT,
+    LINK_HEADER,
+    Cursor,
+    CursorSigner,
+    OptionalLimit,
+    Position,
+    slice_after,
+)
 from referrals_common.api.problems import (
     PROBLEM_MEDIA_TYPE,
     Conflict,
@@ -385,16 +394,50 @@ async def _store(
 @router.get(
     "/cases/{case_id}/documents",
     response_model=list[DocumentPublic],
-    responses=problem_responses(401, 404),
+    responses={200: {"headers": LINK_HEADER}, **problem_responses(401, 404, 422)},
     summary="List a case's documents",
 )
-async def list_documents(access: CaseAccessDep, runtime: RuntimeDep) -> list[DocumentPublic]:
-    """Every stored document of the case, with its kind, its media type as found in the
-    content, size and SHA-256. Audited."""
+async def list_documents(
+    access: CaseAccessDep,
+    runtime: RuntimeDep,
+    request: Request,
+    response: Response,
+    limit: OptionalLimit = None,
+    cursor: Cursor = None,
+) -> list[DocumentPublic]:
+    """Every stored document of the case, oldest first, with its kind, its media type as found
+    in the content, size and SHA-256. With `limit`, a page: the `Link` header names the next
+    one. Audited."""
+    scope = {"list": "records.case-documents", "case": access.case_id}
     async with runtime.db.unit_of_work() as uow:
         docs = await runtime.records.documents(uow, access.case_id)
     await audit(runtime, access.actor, "list", access.case_id)
-    return [public(d) for d in docs]
+    return [public(d) for d in _page(runtime, docs, scope, request, response, limit, cursor)]
+
+
+def _page(
+    runtime: Runtime,
+    docs: list[Document],
+    scope: dict[str, Any],
+    request: Request,
+    response: Response,
+    limit: int | None,
+    cursor: str | None,
+) -> list[Document]:
+    """A case's documents (read whole: a case's quota bounds them), oldest first: all of them,
+    or with `limit` or `cursor` one page, the next named by the `Link` header."""
+    if limit is None and cursor is None:
+        return docs
+    signer = CursorSigner(runtime.pepper)
+    key = _document_position
+    rest = slice_after(docs, signer.position(cursor, scope), key, newest_first=False)
+    page = signer.page(rest, limit or DEFAULT_LIMIT, scope, request, key=key)
+    page.link(response)
+    return page.items
+
+
+def _document_position(doc: Document) -> Position:
+    return doc.created_at, doc.id
 
 
 DocumentId = Annotated[UUID, Path(description="The document id")]
@@ -572,22 +615,37 @@ async def _offered(
 @router.get(
     "/referrals/{referral_id}/documents",
     response_model=list[DocumentPublic],
-    responses={**problem_responses(401, 404), **not_known_yet_response("documents")},
+    responses={
+        200: {"headers": LINK_HEADER},
+        **problem_responses(401, 404, 422),
+        **not_known_yet_response("documents"),
+    },
     summary="Documents of a referral (center)",
 )
 async def center_documents(
-    referral_id: UUID, center: CenterDep, runtime: RuntimeDep, request: Request
+    referral_id: UUID,
+    center: CenterDep,
+    runtime: RuntimeDep,
+    request: Request,
+    response: Response,
+    limit: OptionalLimit = None,
+    cursor: Cursor = None,
 ) -> list[DocumentPublic]:
-    """The documents of a case offered to this center: the patient's, under neutral names
-    (`pathology-report-1.pdf`, never the patient's file names), and this center's own uploads,
-    never another center's; audited. Asked a moment after the offer, before records has heard
-    of the referral: 409 `referral-not-known-yet`, retry after `Retry-After` seconds."""
+    """The documents of a case offered to this center, oldest first: the patient's, under
+    neutral names (`pathology-report-1.pdf`, never the patient's file names), and this center's
+    own uploads, never another center's; audited. With `limit`, a page: the `Link` header names
+    the next one. Asked a moment after the offer, before records has heard of the referral: 409
+    `referral-not-known-yet`, retry after `Retry-After` seconds."""
+    scope = {"list": "records.referral-documents", "center": center, "referral": referral_id}
     referral = await _offered(runtime, center, referral_id, request)
     async with runtime.db.unit_of_work() as uow:
         docs = await runtime.records.documents(uow, referral.case_id, for_center=center)
     await audit(runtime, f"center:{center}", "list", referral.case_id)
-    names = neutral_names(docs)
-    return [public(d, names[d.id]) for d in docs]
+    names = neutral_names(docs)  # numbered over the whole list, the same on every page
+    return [
+        public(d, names[d.id])
+        for d in _page(runtime, docs, scope, request, response, limit, cursor)
+    ]
 
 
 @router.get(
