@@ -130,6 +130,7 @@ def build_consumer(
             f"Cancer center {d.center_code} accepted the case; opinion expected by "
             f"{d.expected_opinion_at:%Y-%m-%d}.",
         )
+        await intake.share_policy(uow, d.case_id, d.referral_id)
 
     @consumer.handles(ReferralDeclined)
     async def declined(event: CloudEvent[ReferralDeclined], uow: UnitOfWork) -> None:
@@ -228,7 +229,9 @@ def build_consumer(
     @consumer.handles(ReferralFollowUpAnswered)
     async def follow_up(event: CloudEvent[ReferralFollowUpAnswered], uow: UnitOfWork) -> None:
         d = event.data
-        await intake.on_follow_up_answered(uow, d.case_id, d.question_id, d.answer, d.answered_at)
+        await intake.on_follow_up_answered(
+            uow, d.case_id, d.question_id, d.answer, d.answered_at, list(d.document_ids)
+        )
 
     @consumer.handles(ReferralMeetingOffered)
     async def meeting_offered(event: CloudEvent[ReferralMeetingOffered], uow: UnitOfWork) -> None:

@@ -57,6 +57,7 @@ from fhir.resources.R4B.consent import (
     ConsentProvision,
     ConsentProvisionData,
 )
+from fhir.resources.R4B.coverage import Coverage
 from fhir.resources.R4B.documentreference import (
     DocumentReference,
     DocumentReferenceContent,
@@ -125,6 +126,19 @@ class FollowUpForFhir:
     asked_at: datetime
     answer: str | None = None
     answered_at: datetime | None = None
+    document_ids: list[UUID] = field(default_factory=list)
+    """Documents the center attached to its answer (in the bundle as DocumentReferences)."""
+
+
+@dataclass(frozen=True)
+class PayerForFhir:
+    """Who pays for the opinion: self-pay, an insurer (its registry code, and its name as the
+    front end gave it), or a charity or fund. Never the policy number: the bundle names no
+    personal identifier of the patient."""
+
+    kind: Literal["self_pay", "insurer", "charity"]
+    insurer: str | None = None
+    insurer_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -235,6 +249,8 @@ class CaseForFhir:
     """Which opinion the case is on: 1, then 2 and so on for each further opinion asked."""
     further_opinions: list[FurtherOpinionForFhir] = field(default_factory=list)
     """Each further opinion asked, oldest first."""
+    payer: PayerForFhir | None = None
+    """Who pays, when the front end said (a Coverage, the ServiceRequest's insurance)."""
 
 
 TASK_STATUS: dict[str, str] = {
@@ -480,6 +496,7 @@ def case_bundle(case: CaseForFhir, *, base_url: str) -> dict[str, Any]:
         *_information_requests(case, base),
         *_follow_ups(case, base),
         *_meetings(case, base),
+        *_coverages(case, base),
     ]
     bundle = Bundle(
         type="collection",
@@ -852,6 +869,7 @@ def _service_request(case: CaseForFhir, base: str) -> ServiceRequest:
         reasonReference=[_ref(base, "Condition", case.case_id)],
         supportingInfo=[_ref(base, "DocumentReference", d.document_id) for d in case.documents]
         or None,
+        insurance=[_ref(base, "Coverage", _coverage_id(case))] if case.payer else None,
         note=questions or None,
     )
 
@@ -1351,7 +1369,9 @@ def _communication(
 
 def _follow_ups(case: CaseForFhir, base: str) -> list[Communication]:
     """Each follow-up question as a Communication from the patient to the center (id = the
-    question id), and each answer as a Communication in response to it (id = uuid5 of it)."""
+    question id), and each answer as a Communication in response to it (id = uuid5 of it), its
+    payload the center's words and a reference to each DocumentReference it attached."""
+    in_bundle = {doc.document_id for doc in case.documents}
     found: list[Communication] = []
     for q in case.follow_ups:
         found.append(
@@ -1372,10 +1392,16 @@ def _follow_ups(case: CaseForFhir, base: str) -> list[Communication]:
             )
         )
         if q.answer is not None:
+            # Only documents the bundle holds, so that every reference resolves inside it.
+            attached = [d for d in dict.fromkeys(q.document_ids) if d in in_bundle]
             found.append(
                 Communication(
                     id=str(_follow_up_answer_id(q)),
-                    text=_narrative(f"Cancer center {q.center_code} answered.", q.answer),
+                    text=_narrative(
+                        f"Cancer center {q.center_code} answered.",
+                        q.answer,
+                        f"{len(attached)} document(s) attached." if attached else "",
+                    ),
                     partOf=[_ref(base, "Task", case.case_id)],
                     inResponseTo=[_ref(base, "Communication", q.question_id)],
                     status="completed",
@@ -1384,10 +1410,70 @@ def _follow_ups(case: CaseForFhir, base: str) -> list[Communication]:
                     sent=q.answered_at,
                     sender=_center(base, q.center_code),
                     recipient=[_ref(base, "Patient", case.case_id)],
-                    payload=[CommunicationPayload(contentString=q.answer)],
+                    payload=[
+                        CommunicationPayload(contentString=q.answer),
+                        *(
+                            CommunicationPayload(
+                                contentReference=_ref(base, "DocumentReference", document_id)
+                            )
+                            for document_id in attached
+                        ),
+                    ],
                 )
             )
     return found
+
+
+_PAYER_DISPLAY = {
+    "self_pay": "The patient pays",
+    "insurer": "A health insurer pays",
+    "charity": "A charity or fund pays",
+}
+_COVERAGE_SELF_PAY = "http://terminology.hl7.org/CodeSystem/coverage-selfpay"
+
+
+def _coverage_id(case: CaseForFhir) -> UUID:
+    return uuid.uuid5(case.case_id, "coverage")
+
+
+def _coverages(case: CaseForFhir, base: str) -> list[Coverage]:
+    """Who pays, as one Coverage (id = uuid5 of the case id) the ServiceRequest names as its
+    insurance: self-pay is R4's `coverage-selfpay#pay` with the patient as payor; an insurer is
+    the payor by its registry code (a logical reference, like the centers); a charity or fund
+    the payor by its words only. No policy number (the bundle names no personal identifier)."""
+    payer = case.payer
+    if payer is None:
+        return []
+    if payer.kind == "self_pay":
+        payor = _ref(base, "Patient", case.case_id)
+        kind = CodeableConcept(
+            coding=[Coding(system=_COVERAGE_SELF_PAY, code="pay", display="PAY")],
+            text=_PAYER_DISPLAY["self_pay"],
+        )
+    elif payer.kind == "insurer":
+        name = (payer.insurer_name or "").strip() or f"insurer {payer.insurer}"
+        payor = Reference(
+            type="Organization",
+            identifier=Identifier(system=f"{base}/fhir/NamingSystem/insurer", value=payer.insurer),
+            display=name,
+        )
+        kind = CodeableConcept(text=_PAYER_DISPLAY["insurer"])
+    else:
+        payor = Reference(type="Organization", display="a charity or fund")
+        kind = CodeableConcept(text=_PAYER_DISPLAY["charity"])
+    return [
+        Coverage(
+            id=str(_coverage_id(case)),
+            text=_narrative(
+                f"{_PAYER_DISPLAY[payer.kind]} for the second opinion.",
+                f"Payor: {payor.display}." if payor.display else "",
+            ),
+            status="active",
+            type=kind,
+            beneficiary=_ref(base, "Patient", case.case_id),
+            payor=[payor],
+        )
+    ]
 
 
 def _meetings(case: CaseForFhir, base: str) -> list[Resource]:

@@ -204,6 +204,10 @@ class FollowUpQuestion(IntakeModel, table=True):
     asked_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     answer: str | None = Field(default=None, max_length=1000)
     answered_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    answer_document_ids: list[str] = Field(
+        default_factory=list, sa_column=Column(JSONB, nullable=False, server_default="[]")
+    )
+    """Documents the center attached to its answer (records' ids, kind `opinion`)."""
 
 
 class Meeting(IntakeModel, table=True):

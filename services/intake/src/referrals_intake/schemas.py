@@ -372,6 +372,11 @@ class FollowUpPublic(BaseModel):
     asked_at: datetime
     answer: str | None = Field(description="The center's answer; null until it answered")
     answered_at: datetime | None
+    document_ids: list[UUID] = Field(
+        default_factory=list,
+        description="Documents the center attached to its answer: download each from records "
+        "with the case's token (`GET /v1/cases/{case_id}/documents/{document_id}/link`)",
+    )
 
 
 class FurtherOpinionIn(BaseModel):

@@ -22,6 +22,7 @@ from referrals_common.contracts import (
     CaseFollowUpAsked,
     CaseFurtherOpinionRequested,
     CaseInformationProvided,
+    CasePolicyShared,
     CaseReadyForReferral,
     CaseStatus,
     CaseStatusChanged,
@@ -37,7 +38,7 @@ from referrals_common.contracts import (
     new_event,
 )
 from referrals_common.contracts.information import PREPARATION_ITEMS, RequestedItem, Shipment
-from referrals_common.contracts.intake import Payer, Preparation
+from referrals_common.contracts.intake import Payer, PayerKind, Preparation
 from referrals_common.crypto import FieldCipher, SealedBox
 from referrals_common.db import UnitOfWork
 from referrals_common.metrics import CASE_TIME_IN_STATE, CASE_TRANSITIONS, service_name
@@ -158,6 +159,8 @@ class Intake:
     cross_border_consent_versions: tuple[str, ...] = ("2026-01",)
     contact_box: SealedBox | None = None
     """Seals contact details to notifications' public key; None: no contact is shared."""
+    policy_box: SealedBox | None = None
+    """Seals the insurance policy to partners' public key; None: the policy is never shared."""
     follow_up_max_questions: int = 3
     follow_up_window: timedelta = timedelta(days=30)
     max_opinions: int = 3
@@ -300,6 +303,37 @@ class Intake:
                     ),
                     locale=case.locale,  # type: ignore[arg-type]
                     front_end=case.client_id,
+                )
+            )
+        )
+
+    async def share_policy(self, uow: UnitOfWork, case_id: UUID, referral_id: UUID) -> None:
+        """A center accepted the case's referral: when an insurer pays and the front end gave the
+        policy, hand it to partners, sealed to its key for this referral alone, on the cases
+        topic (never a center's inbox); partners shows it to that center through its API."""
+        case = await CaseRepository(uow.session).get(case_id)
+        payer = Payer.model_validate(case.payer) if case and case.payer else None
+        if case is None or payer is None or payer.kind is not PayerKind.INSURER:
+            return
+        insurance = self.unseal(case).get("insurance") or {}
+        if not insurance.get("policy_number"):
+            return
+        if self.policy_box is None:
+            log.warning("no partners public key: case %s's policy is not shared", case.id)
+            return
+        await uow.outbox.add(
+            new_event(
+                CasePolicyShared(
+                    case_id=case.id,
+                    referral_id=referral_id,
+                    sealed_policy=self.policy_box.seal_json(
+                        {
+                            "insurer": payer.insurer,
+                            "provider": insurance.get("provider"),
+                            "policy_number": insurance["policy_number"],
+                        },
+                        bound_to=f"{case.id}/{referral_id}",
+                    ),
                 )
             )
         )
@@ -662,20 +696,32 @@ class Intake:
         return row
 
     async def on_follow_up_answered(
-        self, uow: UnitOfWork, case_id: UUID, question_id: UUID, answer: str, at: datetime
+        self,
+        uow: UnitOfWork,
+        case_id: UUID,
+        question_id: UUID,
+        answer: str,
+        at: datetime,
+        document_ids: list[UUID] | None = None,
     ) -> None:
+        """The center's answer (its words and the documents it attached, which the patient
+        downloads from records with the case's token) is kept with the question."""
         repo = CaseRepository(uow.session)
         case = await repo.get(case_id, for_update=True)
         row = await uow.session.get(FollowUpQuestion, question_id, with_for_update=True)
         if case is None or row is None or row.case_id != case_id or row.answered_at is not None:
             return
         row.answer, row.answered_at = answer, at
+        row.answer_document_ids = [str(d) for d in document_ids or []]
+        attached = len(row.answer_document_ids)
         _note(
             repo,
             case,
             "follow_up_answered",
-            f"Cancer center {row.center_code} answered a follow-up question.",
-            "Read the answer beside your question.",
+            f"Cancer center {row.center_code} answered a follow-up question"
+            + (f", with {attached} document(s)." if attached else "."),
+            "Read the answer beside your question"
+            + (" and download the attached document." if attached else "."),
         )
 
     # ----------------------------------------------------------------- the information loop

@@ -46,6 +46,7 @@ from referrals_intake.fhir import (
     InformationRequestForFhir,
     MeetingForFhir,
     MeetingSlotForFhir,
+    PayerForFhir,
     case_bundle,
 )
 from referrals_intake.lifecycle import CONTACT_MISSING, IllegalTransition, still_missing
@@ -169,6 +170,7 @@ async def to_public(runtime: Runtime, repo: CaseRepository, case: Case) -> CaseP
                     "asked_at": q.asked_at,
                     "answer": q.answer,
                     "answered_at": q.answered_at,
+                    "document_ids": q.answer_document_ids,
                 }
                 for q in follow_ups
             ],
@@ -1122,6 +1124,7 @@ async def fhir_view(access: CaseAccessDep, runtime: RuntimeDep, uow: UowDep) -> 
                 asked_at=q.asked_at,
                 answer=q.answer,
                 answered_at=q.answered_at,
+                document_ids=[UUID(d) for d in q.answer_document_ids],
             )
             for q in await repo.follow_up_questions(case.id)
         ],
@@ -1144,6 +1147,13 @@ async def fhir_view(access: CaseAccessDep, runtime: RuntimeDep, uow: UowDep) -> 
             )
             for f in case.further_opinions
         ],
+        payer=PayerForFhir(
+            kind=case.payer["kind"],
+            insurer=case.payer.get("insurer"),
+            insurer_name=(fields.get("insurance") or {}).get("provider"),
+        )
+        if case.payer
+        else None,
     )
     repo.audit(access.actor, "read_fhir", case.id)
     await uow.commit()
