@@ -26,6 +26,8 @@ async def intake_dsn(new_database) -> str:
 
 # Notifications' key pair: intake seals contact details with the public half.
 NOTIFICATIONS_PRIVATE, NOTIFICATIONS_PUBLIC = SealedBox.generate_keypair_base64()
+# Partners' key pair: intake seals the insurance policy with the public half.
+PARTNERS_PRIVATE, PARTNERS_PUBLIC = SealedBox.generate_keypair_base64()
 
 
 def intake_settings(dsn: str, kafka_bootstrap: str) -> IntakeSettings:
@@ -37,6 +39,7 @@ def intake_settings(dsn: str, kafka_bootstrap: str) -> IntakeSettings:
         field_encryption_key=FieldCipher.generate_key_base64(),
         public_base_url="https://intake.example.org",
         notifications_public_key=NOTIFICATIONS_PUBLIC,
+        partners_public_key=PARTNERS_PUBLIC,
     )
 
 

@@ -6,6 +6,7 @@ expires."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -63,10 +64,10 @@ def asks(case_id, referral_id, request_id, *, resumes_as="offered"):
     )
 
 
-async def referred_case(api, api_key, runtime):
+async def referred_case(api, api_key, runtime, **case):
     """A case referred to a center (its documents accepted, the referral requested)."""
     bootstrap = runtime.settings.kafka.bootstrap_servers
-    raw_id, headers = await open_case(api, api_key)
+    raw_id, headers = await open_case(api, api_key, **case)
     case_id = uuid.UUID(raw_id)
     doc, doc_stored = stored(case_id, "pathology_report")
     await publish_twice(bootstrap, doc_stored)
@@ -327,6 +328,7 @@ async def test_a_checklist_request_is_answered_by_completing_the_checklist(api, 
 
 async def test_follow_up_questions_after_the_opinion(api, api_key, runtime):
     from referrals_common.contracts import (
+        DocumentStored,
         ReferralAccepted,
         ReferralFollowUpAnswered,
         ReferralOpinionDelivered,
@@ -388,6 +390,127 @@ async def test_follow_up_questions_after_the_opinion(api, api_key, runtime):
             return view["follow_up_questions"][0]["answer"]
 
         assert await wait_for(answered) == "Yes, at the Warsaw site."
+
+        # An answer with a document the center uploaded to records (kind opinion, for this
+        # referral): kept with the question, in the timeline, and in the FHIR export as a
+        # reference to the document's DocumentReference.
+        second = (await api.get(f"/v1/cases/{case_id}", headers=headers)).json()[
+            "follow_up_questions"
+        ][1]
+        attachment = uuid.uuid4()
+        attachment_stored = new_event(
+            DocumentStored(
+                case_id=case_id,
+                document_id=attachment,
+                kind="opinion",
+                media_type="application/pdf",
+                size_bytes=20_480,
+                sha256="cd" * 32,
+                object_key=f"cases/{case_id}/{attachment}",
+                stored_at=datetime.now(UTC),
+                referral_id=referral_id,
+            )
+        )
+        await publish_twice(
+            bootstrap,
+            attachment_stored,
+            new_event(
+                ReferralFollowUpAnswered(
+                    case_id=case_id,
+                    referral_id=referral_id,
+                    center_code=CENTER,
+                    question_id=uuid.UUID(second["id"]),
+                    answer="The attached report explains the staging.",
+                    answered_at=datetime.now(UTC),
+                    document_ids=[attachment],
+                )
+            ),
+        )
+
+        async def with_document():
+            view = (await api.get(f"/v1/cases/{case_id}", headers=headers)).json()
+            return view["follow_up_questions"][1]["document_ids"] or None
+
+        assert await wait_for(with_document) == [str(attachment)]
+        view = (await api.get(f"/v1/cases/{case_id}", headers=headers)).json()
+        assert view["follow_up_questions"][0]["document_ids"] == []  # words only
+        bundle = (await api.get(f"/v1/cases/{case_id}/fhir", headers=headers)).json()
+        answers = [
+            e["resource"]
+            for e in bundle["entry"]
+            if e["resource"]["resourceType"] == "Communication"
+            and e["resource"]["category"][0]["text"] == "follow-up-answer"
+        ]
+        by_question = {a["inResponseTo"][0]["reference"]: a for a in answers}
+        attached = by_question[f"urn:uuid:{second['id']}"]
+        assert attached["payload"] == [
+            {"contentString": "The attached report explains the staging."},
+            {
+                "contentReference": {
+                    "reference": f"urn:uuid:{attachment}",
+                    "type": "DocumentReference",
+                }
+            },
+        ]
+        assert f"urn:uuid:{attachment}" in {e["fullUrl"] for e in bundle["entry"]}
+        words_only = by_question[f"urn:uuid:{question['id']}"]
+        assert words_only["payload"] == [{"contentString": "Yes, at the Warsaw site."}]
+
+
+async def test_the_policy_goes_sealed_to_partners_only_when_an_insurer_pays(api, api_key, runtime):
+    """Issue 21 §4: once a center accepted, intake hands the policy to partners on the cases
+    topic, sealed to partners' key for that referral alone; a self-paying patient's policy (or
+    an insured case before acceptance) goes nowhere."""
+    from referrals_common.contracts import ReferralAccepted
+    from referrals_common.crypto import SealedBox
+
+    from .conftest import PARTNERS_PRIVATE
+
+    bootstrap = runtime.settings.kafka.bootstrap_servers
+    insurance = {"provider": "Allianz Care", "policy_number": "AC-55-0193-7"}
+    async with intake_running(runtime):
+        insured, headers, referral_id = await referred_case(
+            api,
+            api_key,
+            runtime,
+            payer={"kind": "insurer", "insurer": "allianz-care"},
+            insurance=insurance,
+        )
+        self_pay, self_pay_headers, self_pay_referral = await referred_case(
+            api, api_key, runtime, payer={"kind": "self_pay"}, insurance=insurance
+        )
+        before = await case_events(bootstrap, insured)
+        assert not [e for e in before if e["type"] == "referrals.case.policy_shared.v1"]
+        for case_id, referral in ((insured, referral_id), (self_pay, self_pay_referral)):
+            await publish_twice(
+                bootstrap,
+                new_event(
+                    ReferralAccepted(
+                        case_id=case_id,
+                        referral_id=referral,
+                        center_code=CENTER,
+                        expected_opinion_at=datetime.now(UTC) + timedelta(days=5),
+                    )
+                ),
+            )
+        await wait_for(lambda: status_is(api, insured, headers, "accepted"))
+
+        async def shared(case_id):
+            events = await case_events(bootstrap, case_id)
+            found = [e for e in events if e["type"] == "referrals.case.policy_shared.v1"]
+            return found or None
+
+        (event,) = await wait_for(lambda: shared(insured), timeout=30)
+        assert event["data"]["referral_id"] == str(referral_id)
+        assert "AC-55-0193-7" not in str(event) and "Allianz" not in str(event)
+        box = SealedBox(private_key_b64=PARTNERS_PRIVATE)
+        opened = box.open_json(event["data"]["sealed_policy"], bound_to=f"{insured}/{referral_id}")
+        assert opened == {"insurer": "allianz-care", **insurance}
+        with pytest.raises(Exception):  # noqa: B017, PT011 - bound to this case and referral
+            box.open_json(event["data"]["sealed_policy"], bound_to=f"{insured}/{uuid.uuid4()}")
+        await wait_for(lambda: status_is(api, self_pay, self_pay_headers, "accepted"))
+        await asyncio.sleep(2)  # the relay's time: the case's status change is out by now
+        assert await shared(self_pay) is None
 
 
 async def _follow_ups_published(bootstrap, case_id, count):
