@@ -333,6 +333,58 @@ class Platform:
         )
         return response.json()  # type: ignore[no-any-return]
 
+    # Resumable uploads: the page's script sends a large file in parts through the app, which
+    # passes each part on to records with the case's token (records answers where to resume).
+    async def start_upload(
+        self, case_id: UUID, token: str, body: dict[str, Any], idempotency_key: str
+    ) -> dict[str, Any]:
+        """Open a resumable upload at records (the same key again: the same upload)."""
+        response = await self._send(
+            "POST",
+            f"{self.records}/v1/cases/{case_id}/uploads",
+            token=token,
+            json=body,
+            headers={"Idempotency-Key": idempotency_key},
+        )
+        return response.json()  # type: ignore[no-any-return]
+
+    async def upload_progress(self, case_id: UUID, token: str, upload_id: UUID) -> dict[str, Any]:
+        """The upload's parts received and the next one to send."""
+        response = await self._send(
+            "GET", f"{self.records}/v1/cases/{case_id}/uploads/{upload_id}", token=token
+        )
+        return response.json()  # type: ignore[no-any-return]
+
+    async def upload_part(
+        self,
+        case_id: UUID,
+        token: str,
+        upload_id: UUID,
+        number: int,
+        body: AsyncIterator[bytes],
+        length: int,
+    ) -> dict[str, Any]:
+        """Stream one part to records as it arrives (never held whole here)."""
+        response = await self._send(
+            "PUT",
+            f"{self.records}/v1/cases/{case_id}/uploads/{upload_id}/parts/{number}",
+            token=token,
+            content=body,
+            headers={"Content-Length": str(length), "Content-Type": "application/octet-stream"},
+            timeout=httpx.Timeout(None, connect=5.0),
+        )
+        return response.json()  # type: ignore[no-any-return]
+
+    async def complete_upload(self, case_id: UUID, token: str, upload_id: UUID) -> dict[str, Any]:
+        """Assemble the parts into the document (the same document if completed already)."""
+        response = await self._send(
+            "POST",
+            f"{self.records}/v1/cases/{case_id}/uploads/{upload_id}/complete",
+            token=token,
+            timeout=httpx.Timeout(None, connect=5.0),
+        )
+        return response.json()  # type: ignore[no-any-return]
+
     async def download(
         self, case_id: UUID, token: str, document_id: UUID
     ) -> tuple[dict[str, Any], AsyncIterator[bytes], httpx.Response]:

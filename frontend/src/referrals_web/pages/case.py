@@ -10,19 +10,23 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 
 from referrals_web.i18n import N_
 from referrals_web.pages.common import (
+    CsrfRefused,
     checked_form,
     consent_done,
     consents_given,
     crosses_border,
+    current_session,
     ensure_session,
     gettext,
     locale_of,
     read_case,
+    realm_sessions,
     redirect,
     render,
     runtime,
@@ -186,6 +190,7 @@ async def _documents_page(
         back=_back_to(request),
         action=request.url.path + ("?for=information" if _back_to(request) != "/case" else ""),
         flash=take_flash(request),
+        resumable_from=RESUMABLE_FROM,
     )
 
 
@@ -294,6 +299,137 @@ def _upload_refused(form: Form, problem: PlatformProblem) -> None:
         form.error("file", N_("Documents can no longer be added to this case"))
     else:
         form.platform_error("file", problem.detail or problem.title)
+
+
+# ------------------------------------------------------------------- resumable uploads
+#
+# The page's script (static/upload.js) sends a file of RESUMABLE_FROM bytes or more in parts:
+# it asks the app to open an upload, sends each part to the app, which streams it on to records
+# with the case's token (kept in the session, never in the browser), asks where to resume after
+# a dropped connection, then completes. The app proxies rather than handing the browser a URL
+# of records: records takes the case's token only, which stays on the server, and the browser
+# talks to one origin (the app), as on a clinic's LAN without other routes.
+
+RESUMABLE_FROM = 8 * 1024 * 1024
+"""Files from this size go in parts (the plain form sends smaller ones, and any without JS)."""
+
+
+def _json_refused(request: Request, problem: PlatformProblem | None, status: int) -> JSONResponse:
+    """A refusal the script shows as it is: the message in the page's language."""
+    _ = gettext(request)
+    form = Form(values={})
+    if problem is not None:
+        _upload_refused(form, problem)
+    message, params = next(iter(form.errors.values()), (None, {}))
+    if problem is not None and problem.slug in ("upload-expired", "upload-closed"):
+        message, params = N_("The upload was interrupted for too long: choose the file again"), {}
+    said = _(message or N_("The file could not be uploaded: try again"))
+    said = said % params if params else said.replace("%%", "%")
+    return JSONResponse({"message": said}, status_code=status)
+
+
+def _script_checked(request: Request) -> None:
+    """The script's request carries this session's CSRF token (header `X-CSRF-Token`)."""
+    token = request.headers.get("x-csrf-token")
+    if not realm_sessions(request).csrf_valid(current_session(request), token):
+        raise CsrfRefused
+
+
+def _progress(view: dict[str, Any]) -> dict[str, Any]:
+    keys = ("id", "part_size", "parts_total", "received_bytes", "next_part", "state", "size_bytes")
+    return {k: view.get(k) for k in keys}
+
+
+async def _relay(request: Request, call: Any) -> Response:
+    try:
+        view = await with_case(request, call)
+    except PlatformProblem as problem:
+        return _json_refused(request, problem, problem.status)
+    except PlatformUnavailable:
+        return _json_refused(request, None, 503)
+    return JSONResponse(_progress(view), headers={"Cache-Control": "no-store"})
+
+
+@router.post("/case/uploads")
+async def start_upload(request: Request) -> Response:
+    """Open a resumable upload for the file the page's script is about to send."""
+    _script_checked(request)
+    try:
+        posted = await request.json()
+        size = int(posted.get("size_bytes"))
+        name = str(posted.get("file_name") or "")[:255]
+        kind = str(posted.get("kind") or "")
+        original = posted.get("translation_of") or None
+        translation_of = UUID(str(original)) if original else None
+    except (ValueError, TypeError, AttributeError):
+        return _json_refused(request, None, 422)
+    if translation_of is not None:
+        kind = "translation"
+    if kind not in UPLOAD_KINDS:
+        return JSONResponse({"message": gettext(request)(N_("Choose what the document is"))}, 422)
+    key = request.headers.get("idempotency-key", "")
+    if not 8 <= len(key) <= 128:
+        return _json_refused(request, None, 422)
+    body = {"kind": kind, "file_name": name, "size_bytes": size}
+    if translation_of is not None:
+        body["translation_of"] = str(translation_of)
+    platform = runtime(request).platform
+    return await _relay(
+        request, lambda case_id, token: platform.start_upload(case_id, token, body, key)
+    )
+
+
+@router.get("/case/uploads/{upload_id}")
+async def upload_progress(request: Request, upload_id: UUID) -> Response:
+    """Where to resume: the parts records received."""
+    platform = runtime(request).platform
+    return await _relay(
+        request, lambda case_id, token: platform.upload_progress(case_id, token, upload_id)
+    )
+
+
+@router.put("/case/uploads/{upload_id}/parts/{number}")
+async def upload_part(request: Request, upload_id: UUID, number: int) -> Response:
+    """One part, streamed on to records as it arrives."""
+    _script_checked(request)
+    declared = request.headers.get("content-length", "")
+    if not declared.isdigit() or not 1 <= number <= 10000:
+        return _json_refused(request, None, 422)
+    platform = runtime(request).platform
+    try:
+        return await _relay(
+            request,
+            lambda case_id, token: platform.upload_part(
+                case_id, token, upload_id, number, request.stream(), int(declared)
+            ),
+        )
+    except ClientDisconnect:
+        return Response(status_code=499)  # the browser is gone: it resumes from records' offset
+
+
+@router.post("/case/uploads/{upload_id}/complete")
+async def complete_upload(request: Request, upload_id: UUID) -> Response:
+    """Assemble the document; the script then opens the documents page with its notice."""
+    _script_checked(request)
+    platform = runtime(request).platform
+    try:
+        document = await with_case(
+            request, lambda case_id, token: platform.complete_upload(case_id, token, upload_id)
+        )
+    except PlatformProblem as problem:
+        return _json_refused(request, problem, problem.status)
+    except PlatformUnavailable:
+        return _json_refused(request, None, 503)
+    draft = (await read_case(request))["status"] == "draft"
+    flash(
+        request,
+        N_("Your document %(name)s was uploaded. We check it when you send your case.")
+        if draft
+        else N_("Your document %(name)s was uploaded. We are checking it."),
+        name=document.get("file_name", ""),
+    )
+    back = "?for=information" if request.query_params.get("for") == "information" else ""
+    return JSONResponse({"redirect": "/case/documents" + back})
 
 
 @router.get("/case/documents/{document_id}/download")
