@@ -1,6 +1,6 @@
-"""Records listens to intake (is the case still open?) and partners (which center may read the
-case, which may upload to it: offered, accepted, then closed by a decline, an expiry or the
-delivered opinion).
+"""Records listens to intake (is the case still open? which follow-up question waits for the
+center?) and partners (which center may read the case, which may upload to it: offered,
+accepted, then closed by a decline, an expiry or the delivered opinion; a follow-up answered).
 
 Group `records.projections` over the cases and routing topics.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from referrals_common.contracts import (
+    CaseFollowUpAsked,
     CaseFurtherOpinionRequested,
     CaseStatus,
     CaseStatusChanged,
@@ -19,6 +20,7 @@ from referrals_common.contracts import (
     ReferralAccepted,
     ReferralDeclined,
     ReferralExpired,
+    ReferralFollowUpAnswered,
     ReferralOpinionDelivered,
     ReferralRequested,
     topics,
@@ -51,6 +53,17 @@ def build_consumer(
     async def further(event: CloudEvent[CaseFurtherOpinionRequested], uow: UnitOfWork) -> None:
         d = event.data
         await records.on_opinions_shared(uow, d.case_id, d.shared_document_ids)
+
+    @consumer.handles(CaseFollowUpAsked)
+    async def follow_up(event: CloudEvent[CaseFollowUpAsked], uow: UnitOfWork) -> None:
+        d = event.data
+        await records.on_follow_up_asked(uow, d.question_id, d.referral_id, d.case_id, d.asked_at)
+
+    @consumer.handles(ReferralFollowUpAnswered)
+    async def follow_up_answered(
+        event: CloudEvent[ReferralFollowUpAnswered], uow: UnitOfWork
+    ) -> None:
+        await records.on_follow_up_answered(uow, event.data.question_id)
 
     @consumer.handles(CaseWithdrawn)
     async def withdrawn(event: CloudEvent[CaseWithdrawn], uow: UnitOfWork) -> None:

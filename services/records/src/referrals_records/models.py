@@ -87,6 +87,20 @@ class CenterReferral(RecordsModel, table=True):
     """declined | expired | withdrawn | completed"""
 
 
+class FollowUpQuestion(RecordsModel, table=True):
+    """A patient's follow-up question on a center's opinion, as intake's event told it: while it
+    is unanswered, the center that gave the opinion may upload documents to answer it, though
+    its referral is completed."""
+
+    __tablename__ = "follow_up_questions"
+
+    question_id: UUID = Field(primary_key=True)
+    referral_id: UUID = Field(index=True)
+    case_id: UUID
+    asked_at: datetime = Field(sa_column=_ts())
+    answered_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
 class CenterClient(RecordsModel, table=True):
     __tablename__ = "center_clients"
 

@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -33,7 +34,14 @@ from referrals_records.inspection import (
     too_large,
 )
 from referrals_records.links import DownloadGrant
-from referrals_records.models import AccessAudit, CaseState, CenterReferral, Document, utcnow
+from referrals_records.models import (
+    AccessAudit,
+    CaseState,
+    CenterReferral,
+    Document,
+    FollowUpQuestion,
+    utcnow,
+)
 from referrals_records.storage import DocumentStore
 from referrals_records.uploads import Upload
 
@@ -110,7 +118,7 @@ class Records:
         document_id = uuid4()
         async with self.db.unit_of_work() as uow:
             status = await self.case_status(uow, case_id)
-            if status in CLOSED:
+            if status in CLOSED and not _answers_after_opinion(status, referral):
                 raise CaseClosed(status)
             if (kind == DocumentKind.TRANSLATION) != (translation_of is not None):
                 raise BadTranslation(
@@ -438,6 +446,41 @@ class Records:
             referral.closed_at = utcnow()
             referral.closed_reason = reason
 
+    async def on_follow_up_asked(
+        self,
+        uow: UnitOfWork,
+        question_id: UUID,
+        referral_id: UUID,
+        case_id: UUID,
+        asked_at: datetime,
+    ) -> None:
+        """The patient asked the center of `referral_id` a follow-up question: until it answers,
+        that center may upload documents to answer it."""
+        if await uow.session.get(FollowUpQuestion, question_id) is None:
+            uow.session.add(
+                FollowUpQuestion(
+                    question_id=question_id,
+                    referral_id=referral_id,
+                    case_id=case_id,
+                    asked_at=asked_at,
+                )
+            )
+
+    async def on_follow_up_answered(self, uow: UnitOfWork, question_id: UUID) -> None:
+        """The center answered: it uploads nothing more for this question."""
+        question = await uow.session.get(FollowUpQuestion, question_id, with_for_update=True)
+        if question is not None and question.answered_at is None:
+            question.answered_at = utcnow()
+
+    async def open_question(
+        self, uow: UnitOfWork, referral_id: UUID, question_id: UUID
+    ) -> FollowUpQuestion | None:
+        """The unanswered follow-up question `question_id` on `referral_id`, if there is one."""
+        question = await uow.session.get(FollowUpQuestion, question_id)
+        if question is None or question.referral_id != referral_id or question.answered_at:
+            return None
+        return question
+
     async def close_case_referrals(self, uow: UnitOfWork, case_id: UUID, reason: str) -> None:
         """The case was withdrawn: no center reads it any more."""
         await uow.session.execute(
@@ -499,6 +542,16 @@ async def _read_head(upload: Upload):  # type: ignore[no-untyped-def]
         except StopAsyncIteration:
             break
     return bytes(head), iterator
+
+
+def _answers_after_opinion(status: str, referral: CenterReferral | None) -> bool:
+    """A center's upload that answers a follow-up question: the case has its opinion (closed to
+    the patient's uploads), the referral delivered it (the route checked the open question)."""
+    return (
+        status == CaseStatus.OPINION_DELIVERED
+        and referral is not None
+        and referral.closed_reason == "completed"
+    )
 
 
 def readable_by(doc: Document, center: str) -> bool:

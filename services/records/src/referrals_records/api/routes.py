@@ -740,6 +740,95 @@ async def upload_opinion(
     return document
 
 
+async def _answering(
+    runtime: Runtime, center: str, referral_id: UUID, question_id: UUID, request: Request
+) -> CenterReferral:
+    """The referral `referral_id` of `center` that gave its opinion (or is about to: records may
+    hear of the delivery a moment late) and has the unanswered follow-up question
+    `question_id`; 404 for any other referral, question or center."""
+    async with runtime.db.unit_of_work() as uow:
+        referral = await uow.session.get(CenterReferral, referral_id)
+        question = await runtime.records.open_question(uow, referral_id, question_id)
+    if referral is None:
+        await audit(runtime, f"center:{center}", route_of(request), None, outcome="not_known_yet")
+        raise ReferralNotKnownYet(referral_id)
+    if referral.center_code != center or referral.closed_reason not in (None, "completed"):
+        await audit(
+            runtime, f"center:{center}", route_of(request), referral.case_id, outcome="denied"
+        )
+        raise NotFound(f"There is no referral {referral_id} for this center.")
+    if question is None:
+        await audit(
+            runtime, f"center:{center}", route_of(request), referral.case_id, outcome="denied"
+        )
+        raise NotFound(
+            f"There is no unanswered follow-up question {question_id} on referral {referral_id}."
+        )
+    return referral
+
+
+@router.post(
+    "/referrals/{referral_id}/follow-up-questions/{question_id}/documents",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DocumentPublic,
+    responses={
+        200: {"model": DocumentPublic, "description": "The same file was already uploaded"},
+        **problem_responses(400, 401, 404, 413, 415),
+        **not_known_yet_response(
+            f"follow-up-questions/{UUID(int=0)}/documents",
+            also="`conflict`: the case is closed (withdrawn), or the file is a document this "
+            "referral did not upload",
+        ),
+    },
+    summary="Upload a document that answers a follow-up question (center)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {"file": {"type": "string", "format": "binary"}},
+                    }
+                }
+            },
+        }
+    },
+)
+async def upload_follow_up_document(
+    referral_id: UUID,
+    question_id: UUID,
+    center: CenterDep,
+    runtime: RuntimeDep,
+    request: Request,
+    response: Response,
+) -> DocumentPublic:
+    """After its opinion, the center that gave it answers the patient's unanswered follow-up
+    question with a document: checked like every upload and stored as part of its opinion
+    (kind `opinion`, naming this referral and this center); then attach it with the returned
+    id to the answer through partners
+    (`POST /v1/partner/referrals/{referral_id}/follow-up-questions/{question_id}/answer`,
+    `document_ids`). The patient reads it with the case; no other center sees it. Once the
+    question is answered, nothing more is taken for it (404)."""
+    referral = await _answering(runtime, center, referral_id, question_id, request)
+    upload = await read_upload(request)
+    document = await _store(
+        runtime,
+        response,
+        referral.case_id,
+        DocumentKind.OPINION,
+        upload,
+        f"center:{center}",
+        None,
+        referral,
+    )
+    await audit(
+        runtime, f"center:{center}", "upload_follow_up_document", referral.case_id, document.id
+    )
+    return document
+
+
 # ------------------------------------------------------------------------------ downloads
 
 
