@@ -6,13 +6,22 @@ case's traces are then read back from Zipkin's API in two ways: by the case id t
 `devstack timeline` do) and, independently, every trace of the test's time window that touches
 the case at all (its id anywhere in a span, or the trace of one of its events or steps). The
 second must hold nothing the first misses: no orphan trace.
+
+Then ops read the same journey where they work: partners' ops API (`GET /v1/ops/cases/{id}/
+timeline`, the shared `referrals_common.case_timeline` reading the viewer, with partners' own
+offers and answers), and the web app's ops screen, signed in as devstack's operator: the web
+app's spans (its page, its call to partners) carry the case id too, in the same trace as the
+partners request they caused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +29,7 @@ import pytest
 
 from devstack import timeline
 from devstack.demo import Journey, run_journey
+from devstack.mailsink import list_messages
 
 pytestmark = pytest.mark.e2e
 
@@ -108,14 +118,14 @@ async def test_one_query_by_case_id_returns_the_whole_journey(journey: Journey) 
     )
     # The case's root span: its trace id is the case id.
     assert journey.case_id.replace("-", "") in {e.trace_id for e in entries}
-    # Every platform span of the case's traces carries the case id, but for two known gaps:
-    # the create request's queries run before the case id exists (its request span has it), and
-    # a download by link names a token, not a case. The front end's and the center's own spans
-    # are theirs.
+    # A download by link names a token, not a case: records marks it with the grant's case.
+    downloads = [e for e in entries if e.name == "get /v1/downloads/{token}"]
+    assert downloads and {e.service for e in downloads} == {"records"}
+    # Every platform span of the case's traces carries the case id, but for one known gap: the
+    # create request's queries run before the case id exists (its request span has it). The
+    # front end's and the center's own spans are theirs.
     gaps = {
-        spans[0]["traceId"]
-        for spans in traces
-        if any(s["name"] in {"post /v1/cases", "get /v1/downloads/{token}"} for s in spans)
+        spans[0]["traceId"] for spans in traces if any(s["name"] == "post /v1/cases" for s in spans)
     }
     untagged = Counter(
         s["name"]
@@ -138,3 +148,100 @@ async def test_no_trace_about_the_case_lacks_its_case_id(journey: Journey) -> No
         if trace_id not in tagged
     }
     assert not orphans, f"traces about the case that the case id does not find: {orphans}"
+
+
+async def test_the_ops_api_tells_the_same_journey_with_partners_records(
+    journey: Journey, running_platform: tuple[Any, Any]
+) -> None:
+    _, platform = running_platform
+    ops = {"X-Api-Key": str(platform.keys()["ops"])}
+    async with httpx.AsyncClient(base_url=platform.apis["partners"], timeout=30) as client:
+        answer = await client.get(f"/v1/ops/cases/{journey.case_id}/timeline", headers=ops)
+        refused = await client.get(
+            f"/v1/ops/cases/{journey.case_id}/timeline",
+            headers={"X-Api-Key": str(next(iter(platform.keys()["centers"].values())))},
+        )
+    assert answer.status_code == 200, answer.text
+    assert refused.status_code == 401, refused.text
+    found = answer.json()
+    assert found["trace_viewer"] == "ok"
+    assert set(found["services"]) >= SERVICES
+    hex_id = journey.case_id.replace("-", "")
+    assert found["root_trace_url"] == f"{platform.trace_viewer}/zipkin/traces/{hex_id}"
+    names = [e["name"] for e in found["entries"]]
+    assert "post /v1/cases" in names
+    declined = [n for n in names if n.startswith("declined by ")]
+    offered = [n for n in names if n.startswith("offered to ")]
+    assert len(declined) == 1 and len(offered) >= 2, (declined, offered)
+    spans = [e for e in found["entries"] if e["source"] == "trace"]
+    assert all(e["trace_url"].startswith(platform.trace_viewer) for e in spans)
+    # The same spans as `devstack timeline` finds (one implementation, two readers), which read
+    # later finds a few more (the ops API's own request, about the case too).
+    by_tag = timeline.entries(await asyncio.to_thread(case_traces_by_tag, journey))
+    assert Counter((e["trace_id"], e["name"]) for e in spans) <= Counter(
+        (e.trace_id, e.name) for e in by_tag
+    )
+
+
+def _ops_code(mail_dir: str, email: str, since: datetime) -> str:
+    deadline = time.monotonic() + 30
+    while True:
+        found = [
+            m
+            for m in list_messages(Path(mail_dir))
+            if email in m.recipients and m.received_at >= since and "ops screen" in m.subject
+        ]
+        if found:
+            code = re.search(r"\b(\d{6})\b", found[-1].text() or "")
+            assert code
+            return code[1]
+        assert time.monotonic() < deadline, f"no ops sign-in code for {email}"
+        time.sleep(0.3)
+
+
+def _csrf(page: httpx.Response) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert found, page.text[:500]
+    return found[1]
+
+
+async def test_the_web_apps_spans_carry_the_case_id(
+    journey: Journey, running_platform: tuple[Any, Any]
+) -> None:
+    stack, platform = running_platform
+    email = platform.operator["email"]
+    began = datetime.now(UTC) - timedelta(seconds=1)
+    async with httpx.AsyncClient(base_url=platform.web, timeout=30) as web:
+        form = await web.get("/ops/sign-in")
+        asked = await web.post("/ops/sign-in", data={"csrf_token": _csrf(form), "email": email})
+        assert asked.status_code == 303, asked.text[:500]
+        code_page = await web.get("/ops/sign-in/code")
+        code = await asyncio.to_thread(_ops_code, stack.mail_dir, email, began)
+        signed = await web.post(
+            "/ops/sign-in/code",
+            data={"csrf_token": _csrf(code_page), "code": code, "action": "check"},
+        )
+        assert signed.status_code == 303 and signed.headers["location"] == "/ops"
+        page = await web.get(f"/ops/cases/{journey.case_id}")
+        assert page.status_code == 200, page.text[:500]
+        assert "post /v1/cases" in page.text
+    await asyncio.sleep(3)  # the web app's spans leave its batch
+    traces = await asyncio.to_thread(case_traces_by_tag, journey)
+    web_spans = [s for t in traces for s in t if s["localEndpoint"]["serviceName"] == "web"]
+    names = {s["name"] for s in web_spans}
+    assert "GET /ops/cases/{case_id}" in names or any("/ops/cases" in n for n in names), names
+    # The page's request and its calls to the platform carry the case id (the session's own
+    # queries before the page ran cannot: the case is the page's, known once it runs).
+    steps = [s for s in web_spans if not timeline.is_inner(s) or "db.system" not in s["tags"]]
+    assert steps and all(s["tags"].get(timeline.CASE_TAG) == journey.case_id for s in steps), [
+        (s["name"], s["tags"].get(timeline.CASE_TAG)) for s in steps
+    ]
+    # The web app's call and partners' answer are one trace: the context went along.
+    page_trace = next(s["traceId"] for s in web_spans if "/ops/cases" in s["name"])
+    partners_spans = [
+        s
+        for t in traces
+        for s in t
+        if s["traceId"] == page_trace and s["localEndpoint"]["serviceName"] == "partners"
+    ]
+    assert any("timeline" in s["name"] for s in partners_spans), [s["name"] for s in partners_spans]

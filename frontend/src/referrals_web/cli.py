@@ -1,5 +1,6 @@
-"""`referrals-web migrate | serve | purge-sessions | staff …`: apply the web application's
-migrations; serve its pages; delete ended sessions; manage the center console's staff accounts.
+"""`referrals-web migrate | serve | purge-sessions | staff … | ops …`: apply the web application's
+migrations; serve its pages; delete ended sessions; manage the center console's staff accounts
+and the ops screen's operators.
 
 `staff add --email … --center CODE --name …` adds a staff member (or updates the one with that
 address). The center's partner API key is read from `REFERRALS_WEB_CENTER_KEY` or standard
@@ -7,6 +8,10 @@ input, never from the command line (argv is visible to every user of the machine
 shell history); it may be left out when the center already has a key here. `staff set-key
 --center CODE` stores a new key (rotation), `staff disable --email …` stops a member from
 signing in, `staff list` shows who may sign in for which center.
+
+`ops add --email … --name …` adds an operator of the ops screen (/ops), who signs in with a code
+sent to that address; the operator key the ops screen uses is the server's setting
+(`REFERRALS_WEB_OPS_API_KEY`), never an operator's. `ops disable --email …`, `ops list`.
 
 `serve` runs uvicorn through the platform's edge server (header deadline, keep-alive, client
 addresses from a trusted proxy); it does not migrate: run `migrate` first (once per release).
@@ -27,6 +32,10 @@ staff_app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="The center console's staff accounts."
 )
 app.add_typer(staff_app, name="staff")
+ops_app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="The ops screen's operator accounts."
+)
+app.add_typer(ops_app, name="ops")
 
 CENTER_KEY_ENV = "REFERRALS_WEB_CENTER_KEY"
 
@@ -153,6 +162,52 @@ def staff_set_key(center: str = typer.Option(..., help="The center's code")) -> 
     _with_accounts(work)
 
 
+@ops_app.command("add")
+def ops_add(
+    email: str = typer.Option(..., help="The operator's work e-mail: sign-in codes go there"),
+    name: str = typer.Option(..., help="The name shown on the ops screen and in its audit"),
+) -> None:
+    """Add an operator (or update the one with this address, enabled again)."""
+    from referrals_web.staff import add_operator
+
+    async def work(directory: Any, keys: Any) -> str:
+        member, new = await add_operator(directory, email=email, name=name)
+        return f"{'added' if new else 'updated'} operator {member.email} ({member.name})"
+
+    _with_accounts(work)
+
+
+@ops_app.command("disable")
+def ops_disable(email: str = typer.Option(..., help="The operator's e-mail")) -> None:
+    """Stop an operator from signing in (their open sessions end at the next request)."""
+    from referrals_web.staff import OPS_ROLE, StaffError, disable_staff
+
+    async def work(directory: Any, keys: Any) -> str:
+        found = await directory.by_email(email.strip().casefold())
+        if found is None or found.role != OPS_ROLE:
+            raise StaffError(f"there is no operator {email}")
+        member = await disable_staff(directory, email)
+        return f"disabled operator {member.email}"
+
+    _with_accounts(work)
+
+
+@ops_app.command("list")
+def ops_list() -> None:
+    """Every operator: e-mail, name, and whether they may sign in."""
+    from referrals_web.staff import OPS_ROLE
+
+    async def work(directory: Any, keys: Any) -> str:
+        found = [m for m in await directory.all() if m.role == OPS_ROLE]
+        if not found:
+            return "no operators"
+        return "\n".join(
+            f"{m.email}\t{m.name}\t{'active' if m.active else 'disabled'}" for m in found
+        )
+
+    _with_accounts(work)
+
+
 @staff_app.command("disable")
 def staff_disable(email: str = typer.Option(..., help="The staff member's e-mail")) -> None:
     """Stop a staff member from signing in (their open sessions end at the next request)."""
@@ -169,8 +224,10 @@ def staff_disable(email: str = typer.Option(..., help="The staff member's e-mail
 def staff_list() -> None:
     """Every staff account: e-mail, center, name, and whether it may sign in."""
 
+    from referrals_web.staff import CENTER_ROLE
+
     async def work(directory: Any, keys: Any) -> str:
-        members = await directory.all()
+        members = [m for m in await directory.all() if m.role == CENTER_ROLE]
         if not members:
             return "no staff accounts"
         lines = []

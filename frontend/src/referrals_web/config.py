@@ -42,6 +42,10 @@ class WebSettings(ServiceSettings):
     partners_url: str = "http://127.0.0.1:8004"
     front_end_api_key: SecretStr = SecretStr("")
     """The partner front end's key at intake (`rfk_…`): it stays on this server."""
+    ops_api_key: SecretStr = SecretStr("")
+    """An operator key of partners (`ops_…`) for the ops screen: it stays on this server, and
+    only operators signed in to /ops have it used for them (empty: the ops screen says it has
+    no key)."""
     session_secret: SecretStr = SecretStr(DEV_SESSION_SECRET)
     """Signs CSRF tokens and seals what a session keeps (the case's token, the answers)."""
     smtp: SmtpSettings = SmtpSettings()

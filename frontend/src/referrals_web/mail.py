@@ -1,6 +1,7 @@
 """One-time sign-in codes by e-mail (SMTP). The message says the code, how long it works and
 nothing about the case: no diagnosis, no center, no name. A patient's code opens their case
-(`purpose` "case"); a center staff member's opens the center console ("console")."""
+(`purpose` "case"); a center staff member's opens the center console ("console"); an
+operator's opens the ops screen ("ops")."""
 
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ def code_message(
     if purpose == "console":
         message["Subject"] = _("Your sign-in code for the center console")
         opening = _("Your code to sign in to the center console: %(code)s") % {"code": code}
+    elif purpose == "ops":
+        message["Subject"] = _("Your sign-in code for the ops screen")
+        opening = _("Your code to sign in to the ops screen: %(code)s") % {"code": code}
     else:
         message["Subject"] = _("Your sign-in code")
         opening = _("Your code to see your second-opinion case: %(code)s") % {"code": code}

@@ -5,7 +5,8 @@ the factory `python -m referrals_web serve` runs.
 Every request first meets the platform's edge (`referrals_common.edge`: rate limits per address
 or per session, body limits, slow bodies), then the session middleware (the cookie's session
 loaded before the page, saved with its answer), then the page. The center console (/center…)
-has sessions of its own realm and cookie (`sessions.STAFF`), never a patient's.
+and the ops screen (/ops…) have sessions of their own realm and cookie (`sessions.STAFF`,
+`sessions.OPS`), never a patient's nor each other's.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from referrals_common import metrics
 from referrals_common.db import Database
 from referrals_common.edge import Edge, EdgeMiddleware
-from referrals_common.telemetry import instrument_fastapi
+from referrals_common.telemetry import instrument_fastapi, note_request_case
 from referrals_web.config import WebSettings
 from referrals_web.mail import CodeMailer, SmtpCodeMailer
 from referrals_web.models import staff_login_codes
@@ -43,24 +44,28 @@ from referrals_web.repository import (
     MemoryCenterKeyStore,
     MemoryConsoleAudit,
     MemoryLoginCodeStore,
+    MemoryOpsAudit,
     MemorySessionStore,
     MemoryStaffDirectory,
+    OpsAudit,
     PostgresCaseDirectory,
     PostgresCenterKeyStore,
     PostgresConsoleAudit,
     PostgresLoginCodeStore,
+    PostgresOpsAudit,
     PostgresSessionStore,
     PostgresStaffDirectory,
     SessionStore,
     StaffDirectory,
 )
-from referrals_web.sessions import STAFF, Sessions
+from referrals_web.sessions import OPS, STAFF, Sessions
 from referrals_web.staff import CenterKeys
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 STATIC_DIR = Path(__file__).parent / "static"
 UPLOAD_ROUTES = ("POST /case/documents", "POST /center/referrals/{referral_id}/opinion")
 CONSOLE_PREFIX = "/center"
+OPS_PREFIX = "/ops"
 log = logging.getLogger(__name__)
 
 CONTENT_SECURITY_POLICY = (
@@ -83,11 +88,18 @@ class Runtime:
     staff_codes: LoginCodeStore
     center_keys: CenterKeys
     console_audit: ConsoleAudit
+    ops_sessions: Sessions
+    ops_audit: OpsAudit
     db: Database | None = None
 
     def sessions_of(self, path: str) -> Sessions:
-        """The console's sessions for /center…, the patients' for every other page."""
-        return self.staff_sessions if is_console(path) else self.sessions
+        """The console's sessions for /center…, the ops screen's for /ops…, the patients' for
+        every other page."""
+        if is_console(path):
+            return self.staff_sessions
+        if is_ops(path):
+            return self.ops_sessions
+        return self.sessions
 
     @property
     def htmx(self) -> bool:
@@ -113,10 +125,20 @@ def build_runtime(
     staff_codes: LoginCodeStore | None = None,
     center_keys: CenterKeyStore | None = None,
     console_audit: ConsoleAudit | None = None,
+    ops_audit: OpsAudit | None = None,
 ) -> Runtime:
     """The runtime of one process; the stores are PostgreSQL unless given (tests give memory)."""
     db = None
-    given = (session_store, codes, directory, staff, staff_codes, center_keys, console_audit)
+    given = (
+        session_store,
+        codes,
+        directory,
+        staff,
+        staff_codes,
+        center_keys,
+        console_audit,
+        ops_audit,
+    )
     if any(store is None for store in given):
         db = Database(settings.postgres)
     secret = settings.session_secret.get_secret_value()
@@ -135,6 +157,8 @@ def build_runtime(
         staff_codes=staff_codes or PostgresLoginCodeStore(db, staff_login_codes),  # type: ignore[arg-type]
         center_keys=CenterKeys(center_keys or PostgresCenterKeyStore(db), secret),  # type: ignore[arg-type]
         console_audit=console_audit or PostgresConsoleAudit(db),  # type: ignore[arg-type]
+        ops_sessions=Sessions(store, secret, idle=idle, realm=OPS, default_locale="en"),
+        ops_audit=ops_audit or PostgresOpsAudit(db),  # type: ignore[arg-type]
         db=db,
     )
 
@@ -150,6 +174,7 @@ def memory_runtime(settings: WebSettings, **kwargs: Any) -> Runtime:
         staff_codes=kwargs.pop("staff_codes", MemoryLoginCodeStore()),
         center_keys=kwargs.pop("center_keys", MemoryCenterKeyStore()),
         console_audit=kwargs.pop("console_audit", MemoryConsoleAudit()),
+        ops_audit=kwargs.pop("ops_audit", MemoryOpsAudit()),
         **kwargs,
     )
 
@@ -174,11 +199,19 @@ def is_console(path: str) -> bool:
     return path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")
 
 
+def is_ops(path: str) -> bool:
+    """Whether `path` is a page of the ops screen (its own session realm and cookie)."""
+    return path == OPS_PREFIX or path.startswith(OPS_PREFIX + "/")
+
+
 class SessionMiddleware:
     """Loads the cookie's session before the page (`scope["state"]["web_session"]`) and, as
     the answer starts, saves it if it changed and sets the cookie (HttpOnly, SameSite=Lax,
     Secure outside development). Adds the pages' security headers. The console's pages read
-    and set the staff cookie (Path=/center) only; every other page the patient's only."""
+    and set the staff cookie (Path=/center) only, the ops screen's the ops cookie (Path=/ops)
+    only; every other page the patient's only. The request's span is marked as about the
+    session's case, if it has one (`note_request_case`), so the web app's spans and its calls
+    to the platform are found by the case id like the services'."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -195,6 +228,8 @@ class SessionMiddleware:
         key = HTTPConnection(scope).cookies.get(sessions.cookie_name)
         state = scope.setdefault("state", {})
         state["web_session"] = await sessions.load(key) if key else None
+        if state["web_session"] is not None and state["web_session"].case_id is not None:
+            note_request_case(state["web_session"].case_id)
 
         async def send_with_session(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -217,7 +252,9 @@ class SessionMiddleware:
 
 def _cookie(value: str, runtime: Runtime, sessions: Sessions, *, max_age: int | None = None) -> str:
     age = max_age if max_age is not None else runtime.settings.session_idle_minutes * 60
-    path = CONSOLE_PREFIX if sessions is runtime.staff_sessions else "/"
+    path = {id(runtime.staff_sessions): CONSOLE_PREFIX, id(runtime.ops_sessions): OPS_PREFIX}.get(
+        id(sessions), "/"
+    )
     parts = [
         f"{sessions.cookie_name}={value}",
         f"Path={path}",

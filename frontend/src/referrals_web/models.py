@@ -78,9 +78,11 @@ staff = Table(
     Column("center_code", String(63), nullable=False, index=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("disabled_at", DateTime(timezone=True), nullable=True),
+    Column("role", String(10), nullable=False, server_default="center"),
 )
-"""A center's staff member: signs in to the console with a code sent to `email` (kept in lower
-case) and sees only the referrals of `center_code`."""
+"""A center's staff member (`role` `center`): signs in to the console with a code sent to `email`
+(kept in lower case) and sees only the referrals of `center_code`; or one of the platform's
+operators (`role` `ops`, `center_code` empty): signs in to the ops screen (/ops) the same way."""
 
 center_keys = Table(
     "center_keys",
@@ -115,6 +117,20 @@ console_actions = Table(
 """Who did what in the console: partners' audit names only the center (its key), this names
 the staff member behind each action."""
 
+ops_actions = Table(
+    "ops_actions",
+    metadata,
+    Column("id", BigInteger(), primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("staff_id", Uuid(), nullable=False, index=True),
+    Column("action", String(40), nullable=False),
+    Column("target", String(300), nullable=False),
+    Column("outcome", String(40), nullable=False),
+)
+"""Who did what on the ops screen (`sign_in`, `view_timeline`, `replay_dead_letter`, …) and on
+what (a case id, a dead letter `topic partition:offset`): partners' audit names only the ops
+key the web application holds, this names the operator behind each call."""
+
 __all__ = [
     "UUID",
     "center_keys",
@@ -122,6 +138,7 @@ __all__ = [
     "known_cases",
     "login_codes",
     "metadata",
+    "ops_actions",
     "sessions",
     "staff",
     "staff_login_codes",

@@ -1,5 +1,5 @@
 """Where sessions, one-time codes, the cases this front end opened, and the console's staff,
-centers' keys and staff actions are kept.
+centers' keys and staff actions (and the ops screen's operators and their actions) are kept.
 
 Each store is a small interface with two implementations: PostgreSQL for real runs, memory for
 the unit tests (no I/O). What is personal or secret arrives here already sealed or hashed
@@ -22,6 +22,7 @@ from referrals_web.models import (
     console_actions,
     known_cases,
     login_codes,
+    ops_actions,
     sessions,
     staff,
     utcnow,
@@ -87,8 +88,11 @@ class StaffMember:
     """In lower case: the address the sign-in code goes to."""
     name: str
     center_code: str
+    """The member's center; empty for an operator."""
     created_at: datetime
     disabled_at: datetime | None = None
+    role: str = "center"
+    """`center` (the console's staff of `center_code`) or `ops` (the ops screen's operator)."""
 
     @property
     def active(self) -> bool:
@@ -108,6 +112,27 @@ class ConsoleAction:
     `deliver_opinion`, `answer_follow_up`, `download`, `sign_in`."""
     outcome: str
     """`ok`, or the problem's slug (`conflict`, `validation-failed`, …)."""
+
+
+@dataclass(frozen=True)
+class OpsAction:
+    """One thing an operator did on the ops screen, and how the platform answered."""
+
+    at: datetime
+    staff_id: UUID
+    action: str
+    """`sign_in`, `find_case`, `view_timeline`, `view_dead_letters`, `replay_dead_letter`."""
+    target: str
+    """A case id, a reference, a dead letter (`topic partition:offset`), or empty."""
+    outcome: str
+    """`ok`, or the problem's slug."""
+
+
+class OpsAudit(Protocol):
+    async def record(self, action: OpsAction) -> None: ...
+    async def recent(self, limit: int) -> list[OpsAction]:
+        """The newest actions first."""
+        ...
 
 
 class StaffDirectory(Protocol):
@@ -201,7 +226,18 @@ class MemoryStaffDirectory:
         return self.rows.get(staff_id)
 
     async def all(self) -> list[StaffMember]:
-        return sorted(self.rows.values(), key=lambda m: (m.center_code, m.email))
+        return sorted(self.rows.values(), key=lambda m: (m.role, m.center_code, m.email))
+
+
+class MemoryOpsAudit:
+    def __init__(self) -> None:
+        self.rows: list[OpsAction] = []
+
+    async def record(self, action: OpsAction) -> None:
+        self.rows.append(action)
+
+    async def recent(self, limit: int) -> list[OpsAction]:
+        return list(reversed(self.rows))[:limit]
 
 
 class MemoryCenterKeyStore:
@@ -369,6 +405,7 @@ class PostgresStaffDirectory:
             "center_code": member.center_code,
             "created_at": member.created_at,
             "disabled_at": member.disabled_at,
+            "role": member.role,
         }
         statement = insert(staff).values(values)
         statement = statement.on_conflict_do_update(
@@ -393,7 +430,7 @@ class PostgresStaffDirectory:
     async def all(self) -> list[StaffMember]:
         async with self.db.unit_of_work() as uow:
             rows = await uow.session.execute(
-                select(staff).order_by(staff.c.center_code, staff.c.email)
+                select(staff).order_by(staff.c.role, staff.c.center_code, staff.c.email)
             )
         return [StaffMember(**row._mapping) for row in rows]
 
@@ -459,3 +496,36 @@ class PostgresConsoleAudit:
                 .order_by(console_actions.c.at, console_actions.c.id)
             )
         return [ConsoleAction(**row._mapping) for row in rows]
+
+
+class PostgresOpsAudit:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def record(self, action: OpsAction) -> None:
+        async with self.db.unit_of_work() as uow:
+            await uow.session.execute(
+                insert(ops_actions).values(
+                    at=action.at,
+                    staff_id=action.staff_id,
+                    action=action.action,
+                    target=action.target[:300],
+                    outcome=action.outcome[:40],
+                )
+            )
+            await uow.commit()
+
+    async def recent(self, limit: int) -> list[OpsAction]:
+        async with self.db.unit_of_work() as uow:
+            rows = await uow.session.execute(
+                select(
+                    ops_actions.c.at,
+                    ops_actions.c.staff_id,
+                    ops_actions.c.action,
+                    ops_actions.c.target,
+                    ops_actions.c.outcome,
+                )
+                .order_by(ops_actions.c.at.desc(), ops_actions.c.id.desc())
+                .limit(limit)
+            )
+        return [OpsAction(**row._mapping) for row in rows]

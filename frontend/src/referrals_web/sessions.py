@@ -5,10 +5,12 @@ progress (sealed), and ends after `session_idle_minutes` without a request.
 CSRF: every form carries `csrf_token`, an HMAC of the session id with the server's secret, so a
 token is good only for the session it was shown in and needs no storage.
 
-Two realms share the table and never each other's sessions: `patient` (cookie
-`referrals_session`, every page but the console) and `staff` (cookie `referrals_staff`, the
-center console under /center, English first). A staff session names the staff member; the
-center's API key is not in it (it is sealed in `center_keys`).
+Three realms share the table and never each other's sessions: `patient` (cookie
+`referrals_session`, every page but the console's and the ops screen's), `staff` (cookie
+`referrals_staff`, the center console under /center, English first) and `ops` (cookie
+`referrals_ops`, the ops screen under /ops, English first). A staff or ops session names the
+staff member (an operator is a staff account with the role `ops`); no API key is in it (a
+center's is sealed in `center_keys`, the operators' is the server's setting).
 """
 
 from __future__ import annotations
@@ -27,9 +29,12 @@ from referrals_web.repository import SessionStore, StoredSession
 
 COOKIE_NAME = "referrals_session"
 STAFF_COOKIE_NAME = "referrals_staff"
+OPS_COOKIE_NAME = "referrals_ops"
 DEFAULT_LOCALE = "uk"
 PATIENT = "patient"
 STAFF = "staff"
+OPS = "ops"
+COOKIE_NAMES = {PATIENT: COOKIE_NAME, STAFF: STAFF_COOKIE_NAME, OPS: OPS_COOKIE_NAME}
 
 
 @dataclass
@@ -48,7 +53,7 @@ class WebSession:
     changed: bool = False
     realm: str = PATIENT
     staff_id: UUID | None = None
-    """The signed-in staff member (realm `staff` only)."""
+    """The signed-in staff member (realms `staff` and `ops` only)."""
 
     @property
     def row_id(self) -> str:
@@ -95,7 +100,7 @@ class Sessions:
         self.idle = idle
         self.realm = realm
         self.default_locale = default_locale
-        self.cookie_name = STAFF_COOKIE_NAME if realm == STAFF else COOKIE_NAME
+        self.cookie_name = COOKIE_NAMES[realm]
 
     def new(self, locale: str | None = None) -> WebSession:
         now = utcnow()
@@ -164,7 +169,7 @@ class Sessions:
                 if session.data
                 else None,
                 realm=self.realm,
-                staff_id=session.staff_id if self.realm == STAFF else None,
+                staff_id=session.staff_id if self.realm != PATIENT else None,
             )
         )
         session.changed = False

@@ -1,5 +1,7 @@
 """The center console's accounts: a center's staff members, each bound to one center, and each
-center's partner API key, which the web application holds for its staff and never shows.
+center's partner API key, which the web application holds for its staff and never shows; and the
+ops screen's operators: staff accounts with the role `ops` and no center, for whom the web
+application uses its own operator key of partners (`WebSettings.ops_api_key`), never shown.
 
 A key is sealed (AES-256-GCM) with a key derived from the session secret and bound to its
 center's code, the way a session's case token is sealed: a row copied to another center, or a
@@ -22,6 +24,8 @@ CENTER_CODE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 """A partner registry code (`referrals_common.contracts.partners.CenterCode`)."""
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 CENTER_KEY = re.compile(r"^ccr_[A-Za-z0-9_-]{8,200}$")
+CENTER_ROLE = "center"
+OPS_ROLE = "ops"
 
 
 class StaffError(ValueError):
@@ -82,12 +86,39 @@ async def add_staff(
             "(REFERRALS_WEB_CENTER_KEY or standard input)"
         )
     found = await directory.by_email(email)
+    if found is not None and found.role != CENTER_ROLE:
+        raise StaffError(f"{email} is an operator's account, not a center's")
     if found is not None:
         member = replace(found, name=name, center_code=center_code, disabled_at=None)
         await directory.save(member)
         return member, False
     member = StaffMember(
         id=uuid4(), email=email, name=name, center_code=center_code, created_at=utcnow()
+    )
+    await directory.save(member)
+    return member, True
+
+
+async def add_operator(
+    directory: StaffDirectory, *, email: str, name: str
+) -> tuple[StaffMember, bool]:
+    """Add an operator of the ops screen (or update the one with this address, enabled again).
+    Returns (the operator, whether it was new)."""
+    email = email.strip().casefold()
+    name = " ".join(name.split())
+    if not EMAIL.match(email) or len(email) > 254:
+        raise StaffError(f"{email!r} is not an e-mail address")
+    if not name or len(name) > 200:
+        raise StaffError("the name is empty or longer than 200 characters")
+    found = await directory.by_email(email)
+    if found is not None and found.role != OPS_ROLE:
+        raise StaffError(f"{email} is a center's staff account, not an operator's")
+    if found is not None:
+        member = replace(found, name=name, disabled_at=None)
+        await directory.save(member)
+        return member, False
+    member = StaffMember(
+        id=uuid4(), email=email, name=name, center_code="", created_at=utcnow(), role=OPS_ROLE
     )
     await directory.save(member)
     return member, True

@@ -294,6 +294,15 @@ def _print_web(
             f"[bold]uv run devstack mail --to {staff['email']}[/].",
             highlight=False,
         )
+    operator = running.operator
+    if operator:
+        console.print(
+            f"The ops screen: [bold]{running.web}/ops[/] (find a case, its timeline across the "
+            f"services, cases past a deadline, dead letters), sign in as "
+            f"[bold]{operator['email']}[/] ({operator['name']}); read the code with "
+            f"[bold]uv run devstack mail --to {operator['email']}[/].",
+            highlight=False,
+        )
 
 
 @app.command()
@@ -374,7 +383,10 @@ def _print(
             elif name == "alertmanager":
                 where = f"alerts (e-mailed to the mail sink) {running.alertmanager}"
             elif name == platform_mod.WEB:
-                where = f"{running.web}/  the patient's pages, the center console at /center"
+                where = (
+                    f"{running.web}/  the patient's pages, the center console at /center, "
+                    "the ops screen at /ops"
+                )
             elif name.endswith("-api"):
                 where = f"{running.apis[service]}  docs {running.apis[service]}/docs"
             else:

@@ -11,9 +11,10 @@ app and a trace viewer.
    as deploy/roles.yaml lists them (`devstack.roles`): API, consumer and outbox relay,
    partners' scheduler and notifications' sender;
 5. the patient's web app (frontend/, `python -m referrals_web`): its migrations, a staff account of
-   the center console for one sample center (with that center's key), then its server, talking
-   to the public APIs with the front end's key, its one-time codes going to the mail sink, and
-   htmx from the npm tool set deploy/local/node/web;
+   the center console for one sample center (with that center's key) and an operator of the ops
+   screen (/ops), then its server, talking to the public APIs with the front end's key (and the
+   ops screen with the operator key), its one-time codes going to the mail sink, and htmx from
+   the npm tool set deploy/local/node/web;
 6. Prometheus scraping every process, with the platform's recording and alert rules, and
    Alertmanager sending its alerts to the mail sink (`devstack.monitoring`);
 7. waits until each API and the web app answer `/health`, each other process serves its
@@ -70,6 +71,8 @@ CONSOLE_STAFF = {
 }
 """The center console's staff member `start` makes: of the center a C50 case for Germany goes to
 first (`centers.sample.yaml`), so `make demo`-like cases reach the console."""
+OPS_OPERATOR = {"email": "operator@referrals.localhost", "name": "Olha Operator"}
+"""The ops screen's operator `start` makes (/ops): signs in with a code from the mail sink."""
 DEV_ZIPKIN_PORT = 9411
 DEV_METRICS_BASE = 9460
 STATE_FILE = "platform.json"
@@ -95,6 +98,8 @@ class PlatformInfo:
     """Base URL of the patient's web app (process `web`), or empty when started without it."""
     staff: dict[str, str] = field(default_factory=dict)
     """The center console's staff account (`email`, `name`, `center`), made with the web app."""
+    operator: dict[str, str] = field(default_factory=dict)
+    """The ops screen's operator account (`email`, `name`), made with the web app."""
     pids: dict[str, int] = field(default_factory=dict)
     """`<service>-<role>` (and `zipkin`) → pid."""
     logs: dict[str, str] = field(default_factory=dict)
@@ -236,6 +241,8 @@ def environment(
     }
     if zipkin:
         env |= trace_environment(zipkin)
+        # The ops timeline (partners' GET /v1/ops/cases/{id}/timeline) reads the viewer's API.
+        env["REFERRALS_PARTNERS_TRACE_VIEWER_URL"] = zipkin
     return env
 
 
@@ -247,10 +254,12 @@ def web_environment(
     front_end_key: str,
     vendor_dir: Path,
     zipkin: str,
+    ops_key: str = "",
 ) -> dict[str, str]:
     """Every variable the patient's web app reads (`REFERRALS_WEB_*`), and nothing of the
     services': it reaches the platform only through the public APIs, as a front end, with the
-    front end's API key (`keys.json`); its one-time codes go to the mail sink."""
+    front end's API key (`keys.json`), and for the ops screen with the operator key; its
+    one-time codes go to the mail sink."""
     smtp_host, smtp_port = stack.smtp.rsplit(":", 1) if stack.smtp else ("127.0.0.1", "25")
     env = {
         "REFERRALS_WEB_ENVIRONMENT": "development",
@@ -258,6 +267,7 @@ def web_environment(
         "REFERRALS_WEB_RECORDS_URL": apis["records"],
         "REFERRALS_WEB_PARTNERS_URL": apis["partners"],
         "REFERRALS_WEB_FRONT_END_API_KEY": front_end_key,
+        "REFERRALS_WEB_OPS_API_KEY": ops_key,
         "REFERRALS_WEB_POSTGRES__DSN": stack.database_dsns[WEB],
         "REFERRALS_WEB_SMTP__HOST": smtp_host,
         "REFERRALS_WEB_SMTP__PORT": smtp_port,
@@ -292,6 +302,15 @@ def add_console_staff(
         "the console's staff account",
     )
     return staff
+
+
+def add_ops_operator(web_env: dict[str, str], logs: Path) -> dict[str, str]:
+    """The ops screen's operator (`OPS_OPERATOR`), made with the web app's own CLI; again on
+    every start, which changes nothing."""
+    argv = [sys.executable, "-m", "referrals_web", "ops", "add"]
+    argv += ["--email", OPS_OPERATOR["email"], "--name", OPS_OPERATOR["name"]]
+    _run_all({f"{WEB}-operator": argv}, web_env, logs, "the ops screen's operator account")
+    return dict(OPS_OPERATOR)
 
 
 def ensure_web_vendor(console: Console) -> Path:
@@ -509,6 +528,7 @@ def start(
                 str(info.keys()["front_end"]),
                 vendor,
                 zipkin,
+                ops_key=str(info.keys()["ops"]),
             )
             (root / WEB_ENV_FILE).write_text(json.dumps(web_env))
             (root / WEB_ENV_FILE).chmod(0o600)
@@ -520,6 +540,7 @@ def start(
                     "migrations",
                 )
             info.staff = add_console_staff(info.keys(), web_env, logs)
+            info.operator = add_ops_operator(web_env, logs)
         metrics_port = DEV_METRICS_BASE
         for svc, service_roles in ROLES.items():
             for role in service_roles:

@@ -1,7 +1,8 @@
 """The pages, and what a visitor sees when something goes wrong: a form that lost its session
 (403), a case the session may not see (to signing in), the platform away (503), a missing page.
 In the center console: no staff session (to the console's sign-in), a referral the center may
-not see (404, as if it did not exist), the center's key missing or refused (503)."""
+not see (404, as if it did not exist), the center's key missing or refused (503). On the ops
+screen: no operator's session (to its sign-in), the operator key missing or refused (503)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from referrals_common.faults import is_infrastructure_fault
-from referrals_web.main import is_console
+from referrals_web.main import is_console, is_ops
+from referrals_web.ops_api import NoOpsKey
 from referrals_web.pages import (
     case,
     center_choice,
@@ -21,6 +23,7 @@ from referrals_web.pages import (
     meetings,
     new_case,
     opinion,
+    ops,
     signin,
     start,
     status,
@@ -43,6 +46,7 @@ for module in (
     signin,
     console_signin,
     console,
+    ops,
 ):
     router.include_router(module.router)
 
@@ -60,6 +64,15 @@ def install_error_pages(app: FastAPI) -> None:
     async def no_staff(request: Request, exc: NoStaff) -> Response:
         return redirect("/center/sign-in")
 
+    @app.exception_handler(ops.NoOperator)
+    async def no_operator(request: Request, exc: ops.NoOperator) -> Response:
+        return redirect("/ops/sign-in")
+
+    @app.exception_handler(NoOpsKey)
+    async def no_ops_key(request: Request, exc: NoOpsKey) -> Response:
+        log.warning("the web application holds no operator key (REFERRALS_WEB_OPS_API_KEY)")
+        return render(request, "ops/no_key.html", status_code=503)
+
     @app.exception_handler(CenterKeyMissing)
     async def no_center_key(request: Request, exc: CenterKeyMissing) -> Response:
         log.warning("no usable API key is kept for center %s", exc)
@@ -75,6 +88,14 @@ def install_error_pages(app: FastAPI) -> None:
     @app.exception_handler(PlatformProblem)
     async def refused(request: Request, exc: PlatformProblem) -> Response:
         log.warning("platform refused a page's request: %s", exc)
+        if is_ops(request.url.path):
+            if exc.status == 404:
+                return render(request, "errors/not_found.html", status_code=404)
+            if exc.status in (401, 403):
+                return render(request, "ops/no_key.html", status_code=503)
+            return render(
+                request, "errors/refused.html", status_code=409 if exc.status == 409 else 400
+            )
         if is_console(request.url.path):
             if exc.status == 404:  # another center's referral is not shown, nor said to exist
                 return render(request, "errors/not_found.html", status_code=404)

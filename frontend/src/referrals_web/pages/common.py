@@ -38,7 +38,8 @@ def runtime(request: Request) -> Runtime:
 
 
 def realm_sessions(request: Request) -> Sessions:
-    """The sessions of this page's realm: the console's under /center, the patients' elsewhere."""
+    """The sessions of this page's realm: the console's under /center, the ops screen's under
+    /ops, the patients' elsewhere."""
     return runtime(request).sessions_of(request.url.path)
 
 
@@ -91,12 +92,13 @@ def render(
     rt = runtime(request)
     sessions = realm_sessions(request)
     console = sessions is rt.staff_sessions
+    ops = sessions is rt.ops_sessions
     locale = session.locale
     other = next(code for code in LOCALES if code != locale)
     here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     if request.method != "GET":
         here = request.url.path
-    switch = "/center/language" if console else "/language"
+    switch = "/center/language" if console else ("/ops/language" if ops else "/language")
     context.setdefault("form", Form())
     html = rt.renderer.render(
         locale,
@@ -108,6 +110,7 @@ def render(
             "other_locale_name": LANGUAGE_NAMES[other],
             "switch_url": f"{switch}/{other}?next={quote(here, safe='')}",
             "console": console,
+            "ops": ops,
             "signed_in": session.case_id is not None,
             "case_ref": session.case_id,
             "path": request.url.path,

@@ -37,6 +37,7 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.datastructures import UploadFile
 
+from referrals_common.telemetry import note_request_case
 from referrals_web.i18n import N_
 from referrals_web.models import utcnow
 from referrals_web.pages.common import (
@@ -54,6 +55,7 @@ from referrals_web.pages.common import idempotency_key as idempotency_key_of
 from referrals_web.platform import PlatformProblem
 from referrals_web.rendering import Form
 from referrals_web.repository import ConsoleAction, StaffMember
+from referrals_web.staff import CENTER_ROLE
 from referrals_web.vocabulary import (
     CENTER_REQUESTED_ITEMS,
     DECLINE_REASONS,
@@ -105,7 +107,7 @@ async def signed_in(request: Request) -> Desk:
         raise NoStaff
     rt = runtime(request)
     member = await rt.staff.get(session.staff_id)
-    if member is None or not member.active:
+    if member is None or not member.active or member.role != CENTER_ROLE:
         await rt.staff_sessions.end(session)
         end_session(request)
         raise NoStaff
@@ -222,8 +224,12 @@ async def inbox(request: Request) -> Response:
 
 
 async def _referral(request: Request, desk: Desk, referral_id: UUID) -> dict[str, Any]:
-    """The referral as the center sees it; another center's (or none) is the 404 page."""
-    return await runtime(request).platform.center_referral(desk.key, referral_id)
+    """The referral as the center sees it; another center's (or none) is the 404 page. The rest
+    of the request is traced as about the referral's case."""
+    referral = await runtime(request).platform.center_referral(desk.key, referral_id)
+    if referral.get("case_id"):
+        note_request_case(referral["case_id"])
+    return referral
 
 
 async def _documents(

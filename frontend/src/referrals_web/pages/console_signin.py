@@ -32,7 +32,7 @@ from referrals_web.pages.common import (
 )
 from referrals_web.rendering import Form
 from referrals_web.repository import ConsoleAction
-from referrals_web.staff import EMAIL
+from referrals_web.staff import CENTER_ROLE, EMAIL
 
 router = APIRouter()
 log = logging.getLogger(__name__)
@@ -80,7 +80,8 @@ async def _send_code(request: Request, email: str) -> None:
     rt = runtime(request)
     session = ensure_session(request)
     member = await rt.staff.by_email(email)
-    found = member is not None and member.active
+    # An operator's address gets no console code (the ops screen has its own sign-in).
+    found = member is not None and member.active and member.role == CENTER_ROLE
     session.set(
         STAFF_SIGN_IN,
         {"email": email, "staff_id": str(member.id) if member is not None and found else None},
@@ -136,7 +137,7 @@ async def check_code(request: Request) -> Response:
         form.error("code", CODE_MESSAGES[verdict])
         return render(request, "center/code.html", form=form, status_code=422)
     member = await rt.staff.get(staff_id)
-    if member is None or not member.active:  # disabled since the code was sent
+    if member is None or not member.active or member.role != CENTER_ROLE:  # disabled since
         form.error("code", CODE_MESSAGES[Verdict.WRONG])
         return render(request, "center/code.html", form=form, status_code=422)
     # A new session id on signing in: a cookie planted before cannot ride along.
