@@ -770,3 +770,43 @@ def test_nothing_may_be_fed_after_the_inspection_is_finished() -> None:
 
     with pytest.raises(RuntimeError):
         inspector.feed(b"more")
+
+
+# --- where filetype's matchers decide otherwise than the signature tables they replaced ----------
+
+
+def test_a_canon_raw_photo_is_refused_by_name_although_it_is_shaped_like_a_tiff() -> None:
+    cr2 = b"II*\x00\x10\x00\x00\x00CR\x02\x00" + bytes(200)
+
+    refused = refusal(lambda: sniff(cr2, "IMG_0001.tif"))
+
+    assert refused.reason is RejectionReason.UNSUPPORTED_TYPE
+    assert refused.detail.startswith("The file is a camera raw photo (Canon CR2")
+    assert refused.detail.endswith(ACCEPTED_LIST)
+
+
+def test_a_png_signature_cut_after_four_bytes_is_a_png_refused_as_damaged() -> None:
+    damaged = b"\x89PNG" + b"garbage" + bytes(100)
+
+    assert sniff(damaged, "scan.png") == PNG
+    refused = refusal(lambda: inspect(damaged, "scan.png"))
+    assert refused.reason is RejectionReason.CORRUPT
+    assert refused.status == 422
+
+
+def test_an_empty_zip_archive_is_refused_as_a_zip_archive() -> None:
+    refused = refusal(lambda: sniff(b"PK\x05\x06" + bytes(18), "records.zip"))
+
+    assert refused.detail.startswith("The file is a ZIP archive, which records does not accept.")
+
+
+@pytest.mark.parametrize(
+    "note",
+    [
+        pytest.param(b"%! urgent: bring the CT disc\n", id="percent-bang"),
+        pytest.param(b"MZ ward, bed 4: biopsy booked\n", id="mz"),
+        pytest.param(b"BM trephine biopsy, 12 March 2024\n", id="bm"),
+    ],
+)
+def test_a_note_starting_with_the_letters_of_a_short_signature_is_text(note: bytes) -> None:
+    assert sniff(note, "notes.txt") == TEXT

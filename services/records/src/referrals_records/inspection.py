@@ -22,6 +22,14 @@ decodes as UTF-8, as UTF-16 with a BOM, or else as a single-byte legacy encoding
 Ukrainian legacy files use it; any other 8-bit text (CP1252, KOI8-U) passes the same test and is
 stored as it came, so the media type carries no charset.
 
+The magic numbers are `filetype`'s matchers (pinned, pure Python: no native parser reads an
+upload in the API's process). Kept here is only what it lacks or what is records' own rule:
+DICOM (the Part 10 header, a program hidden in its preamble, a bare data set), a PDF header
+anywhere in the first 1024 bytes without a web page before it, which ZIP is a Word document
+(and not a DOCM, XLSX or ODT), what counts as plain text and as markup, the few signatures
+filetype lacks (Mach-O, Java class, OLE2, BigTIFF, a bare JPEG 2000 codestream, scripts), and
+stricter checks over its shortest signatures ("MZ", "BM", "%!" could start a note).
+
 DICOM is accepted only as a standard (Part 10) file: a 128-byte preamble, then "DICM". A bare data
 set without that header can only be recognised heuristically, and many viewers cannot open one,
 so it is refused with a sentence that says so and asks for a standard export.
@@ -34,9 +42,14 @@ import io
 import re
 import struct
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+import filetype
+from filetype.types import archive, audio, image, video
+from filetype.types.base import Type
+from filetype.types.isobmff import IsoBmff
 from PIL import JpegImagePlugin, PngImagePlugin, TiffImagePlugin
 
 from referrals_common.contracts.records import RejectionReason
@@ -262,7 +275,6 @@ def _extension(file_name: str) -> str:
 
 # --- sniffing ------------------------------------------------------------------------------------
 
-_PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
 _ZIP_LOCAL_HEADER: Final = b"PK\x03\x04"
 _ZIP_END_OF_DIRECTORY: Final = b"PK\x05\x06"
 _PDF_MAGIC: Final = b"%PDF-"
@@ -272,38 +284,100 @@ _PDF_MAGIC_WITHIN: Final = 1024
 _DICOM_PREAMBLE: Final = 128
 _DICOM_MAGIC: Final = b"DICM"
 
-_EXECUTABLE_SIGNATURES: Final = (
-    (b"MZ", "a Windows program (EXE or DLL)"),
-    (b"\x7fELF", "a Linux program (ELF executable)"),
-    (b"\xcf\xfa\xed\xfe", "a macOS program (Mach-O executable)"),
-    (b"\xce\xfa\xed\xfe", "a macOS program (Mach-O executable)"),
-    (b"\xfe\xed\xfa\xcf", "a macOS program (Mach-O executable)"),
-    (b"\xfe\xed\xfa\xce", "a macOS program (Mach-O executable)"),
-    (b"\xca\xfe\xba\xbe", "a macOS program or a Java class file"),
-)
 
-# Formats recognised only to explain a refusal precisely.
-_REFUSED_SIGNATURES: Final = (
-    (b"GIF87a", "a GIF image"),
-    (b"GIF89a", "a GIF image"),
-    (b"II+\x00", "a BigTIFF image"),
-    (b"MM\x00+", "a BigTIFF image"),
-    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "a JPEG 2000 image"),
-    (b"\xffO\xffQ", "a JPEG 2000 image"),
-    (b"8BPS", "a Photoshop document"),
-    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "a legacy or password-protected Microsoft Office file"),
-    (b"{\\rtf", "an RTF document"),
-    (b"%!PS", "a PostScript file"),
-    (b"Rar!\x1a\x07", "a RAR archive"),
-    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
-    (b"\x1f\x8b", "a gzip archive"),
-    (b"\xfd7zXZ\x00", "an XZ archive"),
-    (b"PK\x05\x06", "an empty ZIP archive"),
-    (b"PK\x07\x08", "a ZIP archive"),
-    (b"OggS", "an audio or video file"),
-    (b"\x1aE\xdf\xa3", "a video (WebM or MKV)"),
+class _Signature(Type):
+    """A format `filetype` does not know, recognised by the bytes it starts with."""
+
+    def __init__(self, extension: str, *prefixes: bytes) -> None:
+        super().__init__(mime="application/octet-stream", extension=extension)
+        self.prefixes = prefixes
+
+    def match(self, buf: bytes | bytearray) -> bool:
+        return bytes(buf[:16]).startswith(self.prefixes)
+
+
+class _Stricter(Type):
+    """One of `filetype`'s matchers whose few letters could also start a note ("MZ", "BM",
+    "%!"), with a check of what else the real header has."""
+
+    def __init__(self, matcher: Type, check: Callable[[bytes], bool]) -> None:
+        super().__init__(mime=matcher.mime, extension=matcher.extension)
+        self.matcher, self.check = matcher, check
+
+    def match(self, buf: bytes | bytearray) -> bool:
+        return bool(self.matcher.match(buf)) and self.check(bytes(buf[:64]))
+
+
+class _IsoMedia(IsoBmff):
+    """Any ISO base media file (an `ftyp` box of any brand): MP4, MOV, 3GP and kin."""
+
+    def __init__(self) -> None:
+        super().__init__(mime="video/mp4", extension="mp4")
+
+    def match(self, buf: bytes | bytearray) -> bool:
+        return bool(self._is_isobmff(buf))
+
+
+_MACH_O: Final = (
+    b"\xcf\xfa\xed\xfe",
+    b"\xce\xfa\xed\xfe",
+    b"\xfe\xed\xfa\xcf",
+    b"\xfe\xed\xfa\xce",
 )
-_HEIF_BRANDS: Final = frozenset({b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1"})
+_PROGRAMS: Final = (
+    (archive.Exe(), "a Windows program (EXE or DLL)"),
+    (archive.Elf(), "a Linux program (ELF executable)"),
+    (_Signature("macho", *_MACH_O), "a macOS program (Mach-O executable)"),
+    (_Signature("class", b"\xca\xfe\xba\xbe"), "a macOS program or a Java class file"),
+)
+"""Program headers: `filetype`'s matchers, and the Mach-O and Java ones it lacks."""
+
+# Formats recognised only to explain a refusal precisely, in the order they are tried.
+_REFUSED: Final = (
+    # A DOS header has NUL bytes in its first 64, not just "MZ".
+    (_Stricter(archive.Exe(), lambda head: b"\x00" in head), "a Windows program (EXE or DLL)"),
+    *_PROGRAMS[1:],
+    (image.Gif(), "a GIF image"),
+    (_Signature("tif", b"II+\x00", b"MM\x00+"), "a BigTIFF image"),
+    (image.Jpx(), "a JPEG 2000 image"),
+    (_Signature("j2c", b"\xffO\xffQ"), "a JPEG 2000 image"),  # a bare codestream
+    (image.Psd(), "a Photoshop document"),
+    (image.Cr2(), "a camera raw photo (Canon CR2; export it as JPEG)"),  # TIFF-shaped
+    (
+        _Signature("cfb", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"),
+        "a legacy or password-protected Microsoft Office file",
+    ),
+    (archive.Rtf(), "an RTF document"),
+    (_Stricter(archive.Ps(), lambda head: head.startswith(b"%!PS")), "a PostScript file"),
+    (archive.Rar(), "a RAR archive"),
+    (archive.SevenZ(), "a 7-Zip archive"),
+    (archive.Gz(), "a gzip archive"),
+    (archive.Xz(), "an XZ archive"),
+    (archive.Zip(), "a ZIP archive"),  # an empty or spanned one: local headers are seen first
+    (audio.Ogg(), "an audio or video file"),
+    (video.Mkv(), "a video (WebM or MKV)"),
+    (video.Webm(), "a video (WebM or MKV)"),
+    (_Signature("sh", b"#!"), "a script"),
+    (image.Webp(), "a WebP image"),
+    (video.Avi(), "an audio or video file"),
+    (audio.Wav(), "an audio or video file"),
+    (image.Heic(), "a HEIC/HEIF photo (as iPhones take them; export it as JPEG)"),
+    (image.Avif(), "an AVIF image"),
+    (_IsoMedia(), "a video or audio file (MP4, MOV or similar)"),
+    # A bitmap's header has reserved zeros after its size, not just "BM".
+    (
+        _Stricter(image.Bmp(), lambda head: head[6:10] == bytes(4) and len(head) >= 26),
+        "a BMP image",
+    ),
+)
+_REFUSED_DESCRIPTIONS: Final[dict[Type, str]] = dict(_REFUSED)
+
+_ACCEPTED_IMAGE_TYPES: Final[dict[Type, str]] = {
+    image.Jpeg(): JPEG,
+    image.Png(): PNG,
+    image.Tiff(): TIFF,
+}
+"""`filetype`'s matchers of the images records accepts, with their media types."""
 
 
 def sniff(head: bytes, file_name: str) -> str:
@@ -368,16 +442,12 @@ def _detect(head: bytes) -> str:
     if head[_DICOM_PREAMBLE : _DICOM_PREAMBLE + 4] == _DICOM_MAGIC:
         _check_dicom_preamble(head[:_DICOM_PREAMBLE])
         return DICOM
-    if head.startswith(b"\xff\xd8\xff"):
-        return JPEG
-    if head.startswith(_PNG_SIGNATURE):
-        return PNG
-    if head.startswith((b"II*\x00", b"MM\x00*")):
-        return TIFF
+    if kind := filetype.match(head, list(_ACCEPTED_IMAGE_TYPES)):
+        return _ACCEPTED_IMAGE_TYPES[kind]
     if head.startswith(_ZIP_LOCAL_HEADER):
         return _detect_zip(head)
-    if refused := _refused_binary(head):
-        raise _unsupported(refused)
+    if kind := filetype.match(head, list(_REFUSED_DESCRIPTIONS)):
+        raise _unsupported(_REFUSED_DESCRIPTIONS[kind])
     if (position := head.find(_PDF_MAGIC, 0, _PDF_MAGIC_WITHIN + len(_PDF_MAGIC))) > 0:
         # The junk before the header must not itself be a web page (an HTML/PDF polyglot).
         if markup := _markup(head[:position].decode("latin-1")):
@@ -398,39 +468,11 @@ def _detect(head: bytes) -> str:
     return TEXT
 
 
-def _refused_binary(head: bytes) -> str | None:
-    """A description of `head`'s format if it is a known format records refuses."""
-    for signature, description in _EXECUTABLE_SIGNATURES:
-        # "MZ" alone could start a sentence; a real DOS header has NUL bytes in its first 64.
-        if head.startswith(signature) and (signature != b"MZ" or b"\x00" in head[:64]):
-            return description
-    for signature, description in _REFUSED_SIGNATURES:
-        if head.startswith(signature):
-            return description
-    if head.startswith(b"#!"):
-        return "a script"
-    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
-        return "a WebP image"
-    if head.startswith(b"RIFF") and head[8:12] in {b"AVI ", b"WAVE"}:
-        return "an audio or video file"
-    if head[4:8] == b"ftyp":
-        brand = head[8:12]
-        if brand in _HEIF_BRANDS:
-            return "a HEIC/HEIF photo (as iPhones take them; export it as JPEG)"
-        if brand in {b"avif", b"avis"}:
-            return "an AVIF image"
-        return "a video or audio file (MP4, MOV or similar)"
-    if head.startswith(b"BM") and head[6:10] == b"\x00\x00\x00\x00" and len(head) >= 26:
-        return "a BMP image"
-    return None
-
-
 def _check_dicom_preamble(preamble: bytes) -> None:
     # The preamble is free for applications to use, which is how a file can be a valid DICOM
     # file and a Windows program at once (CVE-2019-11687): such files are refused.
-    for signature, _ in _EXECUTABLE_SIGNATURES:
-        if preamble.startswith(signature):
-            raise _unsupported("a DICOM file whose preamble holds a program header")
+    if filetype.match(preamble, [matcher for matcher, _ in _PROGRAMS]):
+        raise _unsupported("a DICOM file whose preamble holds a program header")
     if preamble.startswith(b"#!"):
         raise _unsupported("a DICOM file whose preamble holds a script")
 
