@@ -1,11 +1,11 @@
 """Imported once by the forkserver that forks the checking workers (see `checking`).
 
-Importing the parsers and loading Lingua's language models here, before any worker is forked,
-means every worker starts in about 50 ms and shares the ~900 MB of models copy-on-write instead
-of spending 6 s and 900 MB of its own on them. Nothing else should import this module.
+Importing the parsers and loading the language identification models here, before any worker is
+forked, means every worker starts in about 50 ms and shares the models copy-on-write instead of
+spending seconds and memory of its own on them. Nothing else should import this module.
 """
 
 from referrals_translation import pipeline  # noqa: F401  (pypdf, pdfium, Pillow, python-docx, pydicom)
-from referrals_translation.language import detector
+from referrals_translation.language import load
 
-detector()
+load()

@@ -14,11 +14,12 @@ is read in a **worker process** (`pipeline.read_document`), and the consumer onl
 `check` never raises because of a document. It raises `CheckerUnavailable` only when no worker
 can be started at all (an infrastructure fault to retry, not a verdict on the document).
 
-Workers are forked by a **forkserver** that first imports the parsers and loads Lingua's models
-(`_worker_preload`): a new worker starts in about 50 ms and shares the ~900 MB of models
-copy-on-write with its siblings instead of loading its own, which makes killing and replacing a
-worker cheap. The forkserver is a fresh interpreter, so it does not inherit the consumer's threads
-or event loop. Each worker also caps its address space (`Limits.max_memory_mb`), so a memory bomb
+Workers are forked by a **forkserver** that first imports the parsers and loads the language
+identification models (`_worker_preload`: py3langid, Lingua's Cyrillic models, letter-pair
+counts, about 300 MB in all): a new worker starts in about 50 ms and shares them copy-on-write
+with its siblings instead of loading its own, which makes killing and replacing a worker cheap.
+The forkserver is a fresh interpreter, so it does not inherit the consumer's threads or event
+loop. Each worker also caps its address space (`Limits.max_memory_mb`), so a memory bomb
 ends as a `MemoryError` (or a crash) in the worker rather than as the host's OOM killer choosing
 a victim.
 
@@ -174,7 +175,7 @@ def _serve(conn: Connection, target: CheckTarget) -> None:
     """The worker: answer jobs until the pipe closes or a None job arrives."""
     os.setpgrp()  # its own process group, so a kill takes anything it started along
     _quiet_libraries()
-    language.detector()  # already loaded when forked from the preloaded forkserver
+    language.load()  # already loaded when forked from the preloaded forkserver
     conn.send(READY)
     while True:
         try:

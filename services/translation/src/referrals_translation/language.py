@@ -1,88 +1,76 @@
 """Which language a document's text is written in: the main one, its confidence, and the shares.
 
-The detector is Lingua (`lingua-language-detector`, high-accuracy models), restricted to
-`LANGUAGES`: the languages of patients from Ukraine (Ukrainian, Russian, and the minority and
-neighbouring languages Belarusian, Hungarian, Romanian, Polish, Bulgarian) and of the countries
-their cases go to (English, German, Polish, Hebrew and Arabic, Turkish, the large EU languages and
-Catalan, the Baltic and Nordic states, Georgia, Armenia, Azerbaijan, the Balkans). The set is a
-trade-off, measured on tests/fixtures/translation/sentences.tsv:
+Three light stages, cheapest first, measured on tests/fixtures/langid/sentences.tsv (real
+sentences from Debian packages' translations, bench/translation.py prints the figures):
 
-* Lingua's confidences are relative to the set, so a language outside it is attributed to a
-  relative with high confidence: Catalan would pass for Spanish (so Catalan is in the set), and
-  Macedonian does pass for Bulgarian, at 1.0.
-* Every candidate can take text from the others. Kazakh is left out because with it 6 of 70
-  Ukrainian sentences were read as Kazakh; Macedonian because Lingua 2.1.1 reads a Ukrainian
-  paragraph ending in a short code ("... ступінь злоякісності G2") as Macedonian at 1.0. All 75
-  languages in low-accuracy mode got 13 of 319 test sentences wrong.
-
-The models are loaded once per process (`detector()`), eagerly: 5-10 s and about 900 MB. The
-checking workers are forked from a process that loaded them (see `checking`), so they share those
-pages instead of loading their own.
+1. **Script.** A chunk's letters are mostly of one script. Hebrew, Arabic, Georgian, Armenian and
+   Greek script each belong to one language of `LANGUAGES`, so the script is the answer.
+2. **py3langid** (a naive Bayes over byte n-grams, about 100 MB, thousands of chunks a second)
+   restricted to the languages of the chunk's script (`LATIN`, `CYRILLIC`): restricting keeps a
+   Romanian chunk among Latin-script languages and never lets an unrelated script's language win.
+3. **Lingua, for Cyrillic only.** py3langid sees Cyrillic through byte 4-grams (two letters), and
+   on a Ukrainian sentence without і, ї, є or ґ it can lean to Russian; when its Cyrillic answer is
+   less sure than `CYRILLIC_SURE`, Lingua's high-accuracy models of the five Cyrillic languages
+   (about 170 MB, loaded once per process and shared by the checking workers) decide.
 
 A document may mix languages (a Ukrainian discharge summary with an English lab report). The text
-is cut into chunks of about `CHUNK_LETTERS` letters along line breaks; each chunk with a confident
-language counts its letters for that language. The main language has the most letters, its
-confidence is the mean confidence of its chunks, and each language's share is its letters over all
-the letters of the text (so shares add up to at most 1: uncertain chunks belong to no language).
+is cut into chunks of about `CHUNK_LETTERS` letters along line breaks (a long text is sampled:
+`MAX_CHUNKS` chunks spread over it); each chunk with a language counts its letters for it. The
+main language has the most letters, its confidence is the mean confidence of its chunks, and each
+language's share is its letters over all the letters of the text (shares add up to at most 1).
 
-No guessing: a text with fewer than `min_letters` letters (short texts are where Lingua errs: it
-reads "Биопсия от 12.03." as Bulgarian at 0.8), or whose main language is less certain than
-`min_confidence`, is undetermined, with an English explanation. The default 0.6 abstains on 5 of
-319 test sentences and gets none wrong; 0.75 abstains on 8 and still gets none wrong. Because
-those confidences are relative, gibberish (a PDF font with a private encoding, random letters)
-also gets a confident language; it is caught by checking words one by one (`word_agreement`).
+No guessing: a text with fewer than `min_letters` letters, or whose main language is less certain
+than `min_confidence`, is undetermined, with an English explanation.
+
+**Unreadable only when it is not language.** Confidences are relative to the candidates, so
+gibberish in a known script still gets a "confident" language. Two checks catch it, and neither
+may reject real prose (a test runs every sentence of the set through them):
+
+* characters that are no text (control characters, U+FFFD, unassigned or private-use code points:
+  random bytes decoded), a text that is mostly symbols rather than letters (OCR noise), or words
+  that mix scripts (Latin and Cyrillic letters in one word);
+* letter pairs (`letter_pair_score`): real words follow the letter pairs of their language, so the
+  mean pointwise mutual information of a text's adjacent letters, under letter-pair counts taken
+  from the language's own CLDR locale data (Babel, already a dependency), is clearly positive for
+  prose and negative for shuffled characters, random letters, a font with shifted letters or a
+  text typed on the wrong keyboard layout. Texts shorter than `PAIR_CHECK_MIN_LETTERS` letters are
+  too short for this to be reliable and are not checked.
 """
 
 from __future__ import annotations
 
+import copy
+import math
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Final
+from itertools import pairwise
+from typing import Any, Final
 
-from lingua import Language, LanguageDetector, LanguageDetectorBuilder
+SINGLE_SCRIPT: Final[Mapping[str, str]] = {
+    "HEBREW": "he",
+    "ARABIC": "ar",
+    "GEORGIAN": "ka",
+    "ARMENIAN": "hy",
+    "GREEK": "el",
+}
+"""Scripts that only one language of `LANGUAGES` is written in."""
 
-LANGUAGES: Final[tuple[Language, ...]] = (
-    # patients from Ukraine
-    Language.UKRAINIAN,
-    Language.RUSSIAN,
-    Language.BELARUSIAN,
-    Language.HUNGARIAN,
-    Language.ROMANIAN,
-    Language.BULGARIAN,
-    # where cases go, and the rest of the region
-    Language.ENGLISH,
-    Language.GERMAN,
-    Language.POLISH,
-    Language.HEBREW,
-    Language.ARABIC,
-    Language.TURKISH,
-    Language.FRENCH,
-    Language.SPANISH,
-    Language.CATALAN,
-    Language.ITALIAN,
-    Language.PORTUGUESE,
-    Language.DUTCH,
-    Language.CZECH,
-    Language.SLOVAK,
-    Language.SLOVENE,
-    Language.CROATIAN,
-    Language.SERBIAN,
-    Language.GREEK,
-    Language.LITHUANIAN,
-    Language.LATVIAN,
-    Language.ESTONIAN,
-    Language.FINNISH,
-    Language.SWEDISH,
-    Language.DANISH,
-    Language.BOKMAL,
-    Language.GEORGIAN,
-    Language.ARMENIAN,
-    Language.AZERBAIJANI,
-)
-"""The languages a document can be identified as (34)."""
+LATIN: Final[tuple[str, ...]] = (
+    # destinations and the region; Catalan is in so that it is not read as Spanish
+    "en", "de", "pl", "tr", "fr", "es", "ca", "it", "pt", "nl", "cs", "sk", "sl", "hr", "hu",
+    "ro", "lt", "lv", "et", "fi", "sv", "da", "nb", "az",
+)  # fmt: skip
+CYRILLIC: Final[tuple[str, ...]] = ("uk", "ru", "be", "bg", "sr")
+
+LANGUAGES: Final[tuple[str, ...]] = (*CYRILLIC, *LATIN, *SINGLE_SCRIPT.values())
+"""The languages (ISO 639-1) a document can be identified as (34)."""
+
+_PY3LANGID_CODE: Final = {"nb": "no"}
+"""py3langid's name of a language where it differs (it calls Norwegian Bokmål `no`)."""
 
 CHUNK_LETTERS: Final = 150
 """About how many letters each chunk of a mixed document has."""
@@ -90,30 +78,48 @@ CHUNK_LETTERS: Final = 150
 MIN_CHUNK_LETTERS: Final = 20
 """A chunk with fewer letters (a line of codes and numbers) is not identified on its own."""
 
-MIN_CHUNK_CONFIDENCE: Final = 0.5
-"""A chunk counts for its best language only when Lingua gives it at least this confidence."""
+MAX_CHUNKS: Final = 40
+"""Chunks identified per text; a longer text is sampled evenly (about 6,000 letters)."""
+
+CYRILLIC_SURE: Final = 0.95
+"""A Cyrillic chunk py3langid is less sure of goes to Lingua."""
 
 MIN_SHARE: Final = 0.05
 """Languages with a smaller share of the text are left out of the shares (noise, quotes)."""
 
 DEFAULT_MIN_LETTERS: Final = 40
-DEFAULT_MIN_CONFIDENCE: Final = 0.6
+DEFAULT_MIN_CONFIDENCE: Final = 0.3
+"""py3langid's probabilities are spread over up to 24 Latin-script languages: a correct answer
+on a sentence can have 0.35 (Spanish next to Portuguese and Catalan)."""
 
-MIN_WORD_AGREEMENT: Final = 0.25
-"""A main language that fewer of the words agree with is a garbled text's (`word_agreement`)."""
+MAX_JUNK: Final = 0.02
+"""Share of characters that are no text (controls, U+FFFD, unassigned) above which a text is
+broken: real documents have none."""
 
-WORDS_SAMPLED: Final = 200
-"""Words of the main language's chunks checked one by one, spread over the text."""
+MIN_LETTER_SHARE: Final = 0.5
+"""Share of letters among the characters that are neither spaces nor digits, below which a text
+is mostly symbols (OCR noise)."""
 
-WORDS_FIRST: Final = 50
-"""Words checked first; all `WORDS_SAMPLED` only when these do not agree clearly."""
+MAX_MIXED_SCRIPT_WORDS: Final = 0.1
+"""Share of words mixing scripts above which a text is garbled (real text: a rare homoglyph)."""
+_LOOKALIKES: Final = frozenset("aceijopsxyABCEHIJKMOPSTXY" + "асеіјорѕхуАВСЕНІЈКМОРЅТХУ")
+"""Latin and Cyrillic letters that look alike: typed or OCR'd in the other script, they are
+common in real documents (a Latin i in Ukrainian words) and do not make a word mixed."""
+_TO_CYRILLIC: Final = str.maketrans("aceijopsxyABCEHIJKMOPSTXY", "асеіјорѕхуАВСЕНІЈКМОРЅТХУ")
+_TO_LATIN: Final = str.maketrans("асеіјорѕхуАВСЕНІЈКМОРЅТХУ", "aceijopsxyABCEHIJKMOPSTXY")
+MIXED_SCRIPT_SAMPLE: Final = 20_000
+"""Characters of the text looked at for words that mix scripts."""
 
-CLEAR_AGREEMENT: Final = 0.45
-"""Agreement of the first words that ends the check: for a garbled text (under 15 % of its words
-agree) to reach it by chance among 50 words is about two in ten million."""
+PAIR_CHECK_MIN_LETTERS: Final = 120
+MIN_PAIR_SCORE: Final = -0.35
+"""Mean letter-pair information below which a text is not language (`letter_pair_score`)."""
+PAIR_CHECK_SKIPPED: Final = frozenset({"he", "ar"})
+"""Abjads: CLDR's Hebrew and Arabic (mostly transcribed names) do not tell their prose from
+shuffled letters well enough, so only the other checks apply to them."""
+PAIR_SAMPLE_LETTERS: Final = 3000
 
 _LINE_BREAK = re.compile(r"\n\s*")
-_WORD = re.compile(r"\w+")
+_WORD = re.compile(r"[^\W\d_]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,24 +136,36 @@ class Identification:
     """How many letters the text has."""
     undetermined: str | None = None
     """Why the language is undetermined, in English without text from the document."""
+    garbled: bool = False
+    """True when the text was found not to be language at all (noise, broken encoding)."""
 
 
 @dataclass(slots=True)
 class _Votes:
-    """The chunks of a text each language won with enough confidence."""
+    """The chunks of a text each language won."""
 
     letters: dict[str, int] = field(default_factory=dict)
     weighted: dict[str, float] = field(default_factory=dict)
     """Letters times confidence, per language."""
     chunks: dict[str, list[str]] = field(default_factory=dict)
+    counted: int = 0
+    """Letters of the chunks looked at (all, or the sample)."""
+    chunked: int = 0
+    """Letters of all the chunks of the text."""
 
     @classmethod
     def of(cls, text: str) -> _Votes:
         votes = cls()
-        for chunk, chunk_letters in _chunks(text):
-            best = detector().compute_language_confidence_values(chunk)[0]
-            if best.value >= MIN_CHUNK_CONFIDENCE:
-                votes.add(code(best.language), chunk, chunk_letters, best.value)
+        chunks = list(_chunks(text))
+        votes.chunked = sum(chunk_letters for _, chunk_letters in chunks)
+        if len(chunks) > MAX_CHUNKS:
+            step = len(chunks) / MAX_CHUNKS
+            chunks = [chunks[int(i * step)] for i in range(MAX_CHUNKS)]
+        for chunk, chunk_letters in chunks:
+            votes.counted += chunk_letters
+            found = classify_chunk(chunk)
+            if found is not None:
+                votes.add(found[0], chunk, chunk_letters, found[1])
         return votes
 
     def add(self, language: str, chunk: str, letters: int, confidence: float) -> None:
@@ -160,17 +178,65 @@ class _Votes:
         return self.weighted[language] / self.letters[language]
 
 
+def load() -> None:
+    """Load every model now (the forkserver does, so that workers share them)."""
+    _identifier("LATIN")
+    _identifier("CYRILLIC")
+    cyrillic_detector()
+    for language in LANGUAGES:
+        _letter_pairs(language)
+
+
 @cache
-def detector() -> LanguageDetector:
-    """The process's Lingua detector over `LANGUAGES`, its models loaded on first use."""
+def _full_identifier() -> Any:
+    import py3langid.langid as langid
+
+    return langid.LanguageIdentifier.from_model_file(langid.MODEL_FILE, norm_probs=True)
+
+
+@cache
+def _identifier(script: str) -> Any:
+    """py3langid restricted to the languages of `script` (LATIN or CYRILLIC)."""
+    identifier = copy.copy(_full_identifier())
+    languages = LATIN if script == "LATIN" else CYRILLIC
+    identifier.set_languages([_PY3LANGID_CODE.get(code, code) for code in languages])
+    return identifier
+
+
+@cache
+def cyrillic_detector() -> Any:
+    """Lingua over the Cyrillic languages of `LANGUAGES`, high-accuracy models preloaded."""
+    from lingua import Language, LanguageDetectorBuilder
+
     return (
-        LanguageDetectorBuilder.from_languages(*LANGUAGES).with_preloaded_language_models().build()
+        LanguageDetectorBuilder.from_languages(
+            Language.UKRAINIAN,
+            Language.RUSSIAN,
+            Language.BELARUSIAN,
+            Language.BULGARIAN,
+            Language.SERBIAN,
+        )
+        .with_preloaded_language_models()
+        .build()
     )
 
 
-def code(language: Language) -> str:
-    """The ISO 639-1 code of a Lingua language: `uk`, `en`, `he`."""
-    return language.iso_code_639_1.name.lower()
+def classify_chunk(chunk: str) -> tuple[str, float] | None:
+    """The language of one chunk and its confidence (0-1); None for a script no language has."""
+    script = _script(chunk)
+    if script is None:
+        return None
+    if script in SINGLE_SCRIPT:
+        return SINGLE_SCRIPT[script], 1.0
+    if script not in ("LATIN", "CYRILLIC"):
+        return None
+    chunk = chunk.translate(_TO_CYRILLIC if script == "CYRILLIC" else _TO_LATIN)
+    found, probability = _identifier(script).classify(chunk)
+    language = "nb" if found == "no" else found
+    if script == "CYRILLIC" and probability < CYRILLIC_SURE:
+        best = cyrillic_detector().compute_language_confidence_values(chunk)[0]
+        language, probability = best.language.iso_code_639_1.name.lower(), best.value
+    return language, float(probability)
 
 
 def count_letters(text: str) -> int:
@@ -190,66 +256,189 @@ def identify(
         return _undetermined(
             letters, f"The text has {letters} letters; at least {min_letters} are needed."
         )
+    broken = not_text(text)
+    if broken is not None:
+        return _undetermined(letters, broken, garbled=True)
     votes = _Votes.of(text)
     if not votes.letters:
         return _undetermined(letters, "No part of the text is in a recognisable language.")
     main = max(votes.letters, key=lambda language: votes.letters[language])
     confidence = votes.confidence(main)
+    main_text = " ".join(votes.chunks[main])
+    score = letter_pair_score(main_text, main)
+    if score is not None and score < MIN_PAIR_SCORE:
+        return _undetermined(
+            letters,
+            f"The letters do not follow each other as in {main} (score {score:.2f}): the text "
+            "looks garbled.",
+            garbled=True,
+        )
     if votes.letters[main] < min_letters or confidence < min_confidence:
         return _undetermined(
             letters,
             f"The language is uncertain (confidence {confidence:.2f}, at least "
             f"{min_confidence:.2f} needed).",
         )
-    agreement = word_agreement(" ".join(votes.chunks[main]), main)
-    if agreement < MIN_WORD_AGREEMENT:
-        return _undetermined(
-            letters,
-            f"Only {agreement:.0%} of the words read as {main}: the text looks garbled.",
-        )
     return Identification(
         main_language=main,
         confidence=round(confidence, 4),
-        shares=_shares(votes.letters, letters, main),
+        shares=_shares(votes.letters, votes.chunked / (votes.counted * letters), main),
         letters=letters,
     )
 
 
-def word_agreement(text: str, language: str) -> float:
-    """The share of the text's words (of 4 letters or more) that, alone, read as `language`.
+def not_text(text: str) -> str | None:
+    """Why `text` is no text at all (binary data decoded, symbols), or None when it may be."""
+    junk = letters = symbols = 0
+    for ch, n in Counter(text).items():
+        kind = _kind(ch)
+        if kind == "junk":
+            junk += n
+        elif kind == "letter":
+            letters += n
+        elif kind == "symbol":
+            symbols += n
+    if junk > MAX_JUNK * len(text):
+        return (
+            f"{junk / len(text):.0%} of the characters are no text (a broken encoding or "
+            "binary data): the text looks garbled."
+        )
+    if letters < MIN_LETTER_SHARE * (letters + symbols):
+        return (
+            f"Only {letters / (letters + symbols):.0%} of the characters (besides spaces and "
+            "digits) are letters: the text looks garbled."
+        )
+    words = [word for word in _WORD.findall(text[:MIXED_SCRIPT_SAMPLE]) if len(word) >= 3]
+    mixed = sum(
+        len({_letter_script(ch) for ch in word if ch not in _LOOKALIKES}) > 1 for word in words
+    )
+    if words and mixed > MAX_MIXED_SCRIPT_WORDS * len(words):
+        return (
+            f"{mixed / len(words):.0%} of the words mix scripts (Latin and Cyrillic letters in "
+            "one word): the text looks garbled."
+        )
+    return None
 
-    Lingua's confidences are relative, so a text in no language at all (a broken font encoding,
-    random letters) still gets a "confident" language. Its words do not: about half the words of
-    a real English document read as English on their own (the lowest of the languages here; 0.8
-    for Ukrainian or Polish), but under 15 % of the words of gibberish or of a text whose letters
-    are shifted agree with the language Lingua picked for the whole.
+
+def letter_pair_score(text: str, language: str) -> float | None:
+    """The mean pointwise mutual information of adjacent letters of `text`'s words under
+    `language`'s letter-pair counts (word edges included); None when not checked.
+
+    About +0.2 for prose in its language and -0.5 to -1.5 for shuffled or random letters, over
+    sentences and paragraphs of 120 letters or more (tests/unit/translation/test_langid_set.py).
     """
-    words = [word for word in _WORD.findall(text) if count_letters(word) >= 4]
-    sample = words[:: max(1, len(words) // WORDS_SAMPLED)][:WORDS_SAMPLED]
-    if not sample:
-        return 1.0  # nothing to contradict the chunk-level answer
-    # The first words checked are spread over the whole text too (every k-th of the sample):
-    # when they already agree far above the threshold, the rest could not bring it down.
-    first = sample[:: max(1, len(sample) // WORDS_FIRST)][:WORDS_FIRST]
-    hits = sum(_best(word) == language for word in first)
-    if len(first) == len(sample) or hits / len(first) >= CLEAR_AGREEMENT:
-        return hits / len(first)
-    return sum(_best(word) == language for word in sample) / len(sample)
+    if language in PAIR_CHECK_SKIPPED or count_letters(text) < PAIR_CHECK_MIN_LETTERS:
+        return None  # (and when fewer letter pairs are in the language's script)
+    pairs = _letter_pairs(language)
+    if pairs is None:
+        return None
+    script = _script_of(language)
+    to_script = _TO_CYRILLIC if script == "CYRILLIC" else _TO_LATIN
+    total = 0.0
+    n = 0
+    for word in _WORD.findall(text.lower()):
+        if any(_letter_script(ch) not in (script, None) for ch in word if ch not in _LOOKALIKES):
+            continue  # a word in another script (an English term in Ukrainian) says nothing
+        padded = f" {word.translate(to_script)} "
+        for a, b in pairwise(padded):
+            total += pairs.information(a, b)
+            n += 1
+        if n * 2 > PAIR_SAMPLE_LETTERS:
+            break
+    return total / n if n >= PAIR_CHECK_MIN_LETTERS else None
 
 
-def _best(word: str) -> str | None:
-    values = detector().compute_language_confidence_values(word)
-    return code(values[0].language) if values and values[0].value > 0 else None
+def _script_of(language: str) -> str:
+    if language in CYRILLIC:
+        return "CYRILLIC"
+    if language in LATIN:
+        return "LATIN"
+    return next(script for script, code in SINGLE_SCRIPT.items() if code == language)
 
 
-def _undetermined(letters: int, why: str) -> Identification:
+@dataclass(frozen=True, slots=True)
+class _LetterPairs:
+    """Pointwise mutual information of letter pairs in a language's words (space marks a word's
+    edges): log P(b | a) / P(b), smoothed so that unseen letters and pairs stay finite."""
+
+    single: Mapping[str, int]
+    total: int
+    seen: Mapping[str, float]
+    """The information of every pair the counts have, precomputed."""
+
+    @classmethod
+    def of(cls, single: Mapping[str, int], pairs: Mapping[str, int]) -> _LetterPairs:
+        total = sum(single.values())
+        counts = cls(single=single, total=total, seen={})
+        seen = {pair: counts._information(pair[0], pair[1], n) for pair, n in pairs.items()}
+        return cls(single=single, total=total, seen=seen)
+
+    def information(self, a: str, b: str) -> float:
+        found = self.seen.get(a + b)
+        return self._information(a, b, 0) if found is None else found
+
+    def _information(self, a: str, b: str, pair_count: int) -> float:
+        alphabet = len(self.single) + 1
+        p_b = (self.single.get(b, 0) + 0.5) / (self.total + 0.5 * alphabet)
+        p_b_after_a = (pair_count + 5 * p_b) / (self.single.get(a, 0) + 5)
+        return math.log(p_b_after_a / p_b)
+
+
+@cache
+def _letter_pairs(language: str) -> _LetterPairs | None:
+    """Counts from every string of the language's CLDR locale data (names, units, dates...)."""
+    from babel import localedata
+
+    if not localedata.exists(language):
+        return None
+    strings: list[str] = []
+    _strings(localedata.load(language), strings)
+    single: Counter[str] = Counter()
+    pairs: Counter[str] = Counter()
+    for word in _WORD.findall(" ".join(strings).lower()):
+        padded = f" {word} "
+        single.update(padded[:-1])
+        pairs.update(a + b for a, b in pairwise(padded))
+    return _LetterPairs.of(dict(single), dict(pairs))
+
+
+def _strings(value: object, into: list[str]) -> None:
+    if isinstance(value, str):
+        into.append(value)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            _strings(item, into)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _strings(item, into)
+
+
+@cache
+def _kind(ch: str) -> str:
+    """letter, junk (controls, U+FFFD, unassigned, private use, surrogates), symbol or other."""
+    if ch.isalpha():
+        return "letter"
+    if ch.isspace() or ch.isdigit():
+        return "other"
+    if ch == "\ufffd" or unicodedata.category(ch) in ("Cc", "Cn", "Co", "Cs"):
+        return "junk"
+    return "symbol"
+
+
+def _undetermined(letters: int, why: str, *, garbled: bool = False) -> Identification:
     return Identification(
-        main_language=None, confidence=0.0, shares=(), letters=letters, undetermined=why
+        main_language=None,
+        confidence=0.0,
+        shares=(),
+        letters=letters,
+        undetermined=why,
+        garbled=garbled,
     )
 
 
-def _shares(counted: dict[str, int], letters: int, main: str) -> tuple[tuple[str, float], ...]:
-    shares = {language: round(n / letters, 4) for language, n in counted.items()}
+def _shares(counted: dict[str, int], per_letter: float, main: str) -> tuple[tuple[str, float], ...]:
+    """Each language's share of the text: its letters (in the sample) times `per_letter`."""
+    shares = {language: round(min(1.0, n * per_letter), 4) for language, n in counted.items()}
     kept = [(lang, share) for lang, share in shares.items() if share >= MIN_SHARE or lang == main]
     kept.sort(key=lambda item: (item[0] != main, -item[1]))
     return tuple(kept)
@@ -292,11 +481,17 @@ def _chunks(text: str) -> Iterator[tuple[str, int]]:
 def _script(line: str) -> str | None:
     """The script most letters of `line` are in: LATIN, CYRILLIC, HEBREW... (None: no letters)."""
     counts: dict[str, int] = {}
-    for ch in line:
-        if ch.isalpha():
-            script = unicodedata.name(ch, "OTHER").partition(" ")[0]
-            counts[script] = counts.get(script, 0) + 1
+    for ch, n in Counter(line).items():
+        script = _letter_script(ch)
+        if script is not None:
+            counts[script] = counts.get(script, 0) + n
     return max(counts, key=lambda script: counts[script]) if counts else None
+
+
+@cache
+def _letter_script(ch: str) -> str | None:
+    """The script of a letter (the first word of its Unicode name); None for a non-letter."""
+    return unicodedata.name(ch, "OTHER").partition(" ")[0] if ch.isalpha() else None
 
 
 def _split_evenly(line: str, letters: int) -> Iterator[tuple[str, int]]:
