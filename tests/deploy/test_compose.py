@@ -375,6 +375,13 @@ def test_development_keys_fit_together(services: dict[str, dict[str, Any]]) -> N
     assert SealedBox(private_key_b64=private).open_json(sealed, bound_to="case") == {
         "email": "a@b.example"
     }
+    # The insurance policy: sealed by intake, opened by partners for the accepting center.
+    policy_public = intake["REFERRALS_INTAKE_PARTNERS_PUBLIC_KEY"]
+    policy_private = _environment_of(services, "partners-consumer")[
+        "REFERRALS_PARTNERS_POLICY_PRIVATE_KEY"
+    ]
+    policy = SealedBox(public_key_b64=policy_public).seal_json({"n": "1"}, bound_to="c/r")
+    assert SealedBox(private_key_b64=policy_private).open_json(policy, bound_to="c/r") == {"n": "1"}
     for name, var in (
         ("intake-api", "REFERRALS_INTAKE_FIELD_ENCRYPTION_KEY"),
         ("partners-api", "REFERRALS_PARTNERS_FIELD_ENCRYPTION_KEY"),

@@ -189,17 +189,28 @@ def platform_secrets(root: Path) -> dict[str, str]:
             kept["web_session_secret"] = secrets.token_urlsafe(32)
             path.write_text(json.dumps(kept))
             path.chmod(0o600)
+        if "partners_policy_private_key" not in kept:
+            from referrals_common.crypto import SealedBox
+
+            policy_private, policy_public = SealedBox.generate_keypair_base64()
+            kept["partners_policy_private_key"] = policy_private
+            kept["partners_policy_public_key"] = policy_public
+            path.write_text(json.dumps(kept))
+            path.chmod(0o600)
         return kept
     from referrals_common.auth.case_tokens import generate_private_key_pem
     from referrals_common.crypto import FieldCipher, SealedBox
 
     private, public = SealedBox.generate_keypair_base64()
+    policy_private, policy_public = SealedBox.generate_keypair_base64()
     made = {
         "signing_key_pem": generate_private_key_pem().decode(),
         "intake_field_key": FieldCipher.generate_key_base64(),
         "partners_field_key": FieldCipher.generate_key_base64(),
         "notifications_private_key": private,
         "notifications_public_key": public,
+        "partners_policy_private_key": policy_private,
+        "partners_policy_public_key": policy_public,
         "intake_pepper": secrets.token_urlsafe(24),
         "records_pepper": secrets.token_urlsafe(24),
         "partners_pepper": secrets.token_urlsafe(24),
@@ -226,6 +237,7 @@ def environment(
         "REFERRALS_INTAKE_FIELD_ENCRYPTION_KEY": secrets["intake_field_key"],
         "REFERRALS_INTAKE_API_KEY_PEPPER": secrets["intake_pepper"],
         "REFERRALS_INTAKE_NOTIFICATIONS_PUBLIC_KEY": secrets["notifications_public_key"],
+        "REFERRALS_INTAKE_PARTNERS_PUBLIC_KEY": secrets["partners_policy_public_key"],
         "REFERRALS_INTAKE_PUBLIC_BASE_URL": apis["intake"],
         "REFERRALS_RECORDS_PUBLIC_BASE_URL": apis["records"],
         "REFERRALS_PARTNERS_PUBLIC_BASE_URL": apis["partners"],
@@ -234,6 +246,7 @@ def environment(
         "REFERRALS_PARTNERS_CASE_TOKEN_JWKS": jwks,
         "REFERRALS_PARTNERS_API_KEY_PEPPER": secrets["partners_pepper"],
         "REFERRALS_PARTNERS_FIELD_ENCRYPTION_KEY": secrets["partners_field_key"],
+        "REFERRALS_PARTNERS_POLICY_PRIVATE_KEY": secrets["partners_policy_private_key"],
         "REFERRALS_NOTIFICATIONS_CONTACT_PRIVATE_KEY": secrets["notifications_private_key"],
         "REFERRALS_NOTIFICATIONS_OPS_EMAIL": "ops@referrals.localhost",
         "REFERRALS_NOTIFICATIONS_SMTP__FROM_NAME": "Second opinion (local)",

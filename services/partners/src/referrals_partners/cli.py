@@ -92,5 +92,16 @@ def load_seed(
     asyncio.run(run())
 
 
+@app.command()
+def keygen() -> None:
+    """Print a new X25519 key pair: the private half for partners (it opens the insurance
+    policies intake seals for the center that accepted), the public for intake."""
+    from referrals_common.crypto import SealedBox
+
+    private, public = SealedBox.generate_keypair_base64()
+    typer.echo(f"REFERRALS_PARTNERS_POLICY_PRIVATE_KEY={private}")
+    typer.echo(f"REFERRALS_INTAKE_PARTNERS_PUBLIC_KEY={public}")
+
+
 if __name__ == "__main__":
     app()
