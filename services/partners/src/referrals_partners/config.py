@@ -59,10 +59,10 @@ class PartnersSettings(ServiceSettings):
     webhook_backoff_seconds: float = Field(2.0, gt=0, description="first retry delay, doubling")
     trace_viewer_url: str = Field(
         "",
-        description="the trace viewer's query API (Zipkin API v2, or Jaeger's or Tempo's "
-        "Zipkin-compatible endpoint), an internal address the operators configure: the ops "
-        "timeline reads a case's spans there (empty: the timeline holds partners' own records "
-        "only)",
+        description="the trace viewer's base URL, serving Zipkin's query API v2 (a Zipkin "
+        "server; Jaeger's query API is not Zipkin's), an internal address the operators set: "
+        "the ops timeline reads a case's spans there (empty: the timeline holds partners' own "
+        "records and the dead letters only)",
     )
     trace_viewer_public_url: str = Field(
         "",
