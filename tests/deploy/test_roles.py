@@ -34,6 +34,7 @@ def _copy_of_the_repository(tmp_path: Path) -> Path:
 
 def test_a_hand_edit_of_a_generated_file_is_drift(tmp_path: Path) -> None:
     root = _copy_of_the_repository(tmp_path)
+    render.write(root)
     assert render.drift(root) == []
     k8s = root / render.K8S_BASE / "partners.yaml"
     k8s.write_text(k8s.read_text().replace("replicas: 2", "replicas: 3", 1))
