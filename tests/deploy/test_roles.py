@@ -27,6 +27,8 @@ def test_the_committed_files_are_what_devstack_render_writes() -> None:
 def _copy_of_the_repository(tmp_path: Path) -> Path:
     (tmp_path / render.K8S_BASE).mkdir(parents=True)
     shutil.copyfile(REPO / render.COMPOSE_FILE, tmp_path / render.COMPOSE_FILE)
+    (tmp_path / render.COMPOSE_TARGETS).parent.mkdir(parents=True)
+    shutil.copyfile(REPO / render.COMPOSE_TARGETS, tmp_path / render.COMPOSE_TARGETS)
     for path in (REPO / render.K8S_BASE).glob("*.yaml"):
         shutil.copyfile(path, tmp_path / render.K8S_BASE / path.name)
     return tmp_path
