@@ -10,7 +10,7 @@ forced `testcontainers` without an engine fails rather than falls back); unset o
 containers when the Docker engine named by DOCKER_HOST (or the default socket) answers a ping
 within two seconds, devstack otherwise.
 
-Either way the tests get a `devstack.stack.StackInfo` (the `TestStack` protocol names what they
+Either way the tests get a `devstack.stack.StackInfo` (the `Stack` protocol names what they
 may use): Kafka's bootstrap address, MinIO's endpoint with its administrator and each service's
 own user (records read-write, translation read-only), PostgreSQL's admin DSN from which
 `new_database` makes fresh databases, one database and role per requested service, and the
@@ -68,7 +68,7 @@ KAFKA_SETTINGS = {
 PING_TIMEOUT = 2
 
 
-class TestStack(Protocol):
+class Stack(Protocol):
     """What a test may use of the running stack, whichever provider started it (both give a
     `devstack.stack.StackInfo`)."""
 
