@@ -20,7 +20,8 @@ from pydantic import (
     field_validator,
 )
 
-from referrals_common.contracts.information import RequestedItemKind, ShipmentMaterial
+from referrals_common.api.pagination import Page
+from referrals_common.contracts.information import RequestedItem, ShipmentMaterial
 from referrals_common.contracts.intake import (
     CaseStatus,
     ClinicalQuestion,
@@ -36,11 +37,13 @@ from referrals_common.contracts.intake import (
     WithdrawalReason,
 )
 from referrals_common.contracts.meetings import (
+    CancelledBy,
     MeetingPlace,
     MeetingSlot,
     PatientCancelReason,
     TimeZoneName,
 )
+from referrals_common.contracts.records import DocumentKind
 from referrals_common.text import NoControlCharacters
 
 NEOPLASM_CHAPTER = "II"  # WHO ICD-10 chapter II, Neoplasms (C00-D48)
@@ -230,10 +233,13 @@ class ConsentPublic(BaseModel):
     granted_at: datetime
 
 
-class DocumentPublic(BaseModel):
+class DocumentCheckPublic(BaseModel):
+    """A document of the case as intake follows it: whether its language was accepted for the
+    destination (records' `DocumentPublic` is the stored file itself)."""
+
     document_id: UUID
-    kind: str | None
-    check: str
+    kind: DocumentKind | None = Field(description="Null until records says what it stored")
+    check: Literal["pending", "accepted", "translation_required", "unreadable"]
     language: str | None
     detail: str | None
     translation_of: UUID | None
@@ -326,11 +332,6 @@ class ShipmentPublic(BaseModel):
     received_at: datetime | None = None
 
 
-class RequestedItemPublic(BaseModel):
-    kind: RequestedItemKind
-    detail: str
-
-
 class InformationRequestPublic(BaseModel):
     """A center's request for more information, and the patient's answer once sent."""
 
@@ -338,7 +339,7 @@ class InformationRequestPublic(BaseModel):
     center_code: str
     status: Literal["open", "answered", "expired", "cancelled"]
     reason: str = Field(description="Why the center needs it, in the center's words")
-    items: list[RequestedItemPublic] = Field(description="What the center needs")
+    items: list[RequestedItem] = Field(description="What the center needs")
     due_at: datetime | None = Field(description="When the answer must be sent, at the latest")
     requested_at: datetime
     answered_at: datetime | None
@@ -423,7 +424,7 @@ class MeetingPublic(BaseModel):
     booked_slot: MeetingSlot | None
     chosen_slot_id: UUID | None = Field(description="The chosen time waiting for confirmation")
     patient_time_zone: str | None
-    cancelled_by: Literal["patient", "center"] | None
+    cancelled_by: CancelledBy | None
     cancel_reason: str | None = Field(
         description="The patient's reason code, or the center's words"
     )
@@ -449,7 +450,7 @@ class CasePublic(BaseModel):
     updated_at: datetime
     submitted_at: datetime | None
     consents: list[ConsentPublic]
-    documents: list[DocumentPublic]
+    documents: list[DocumentCheckPublic]
     next_step: str | None = Field(description="What the patient must do now, if anything")
     information_requests: list[InformationRequestPublic] = Field(
         default_factory=list,

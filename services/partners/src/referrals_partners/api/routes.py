@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -200,9 +201,19 @@ OperatorDep = Annotated[str, Depends(current_operator)]
 
 
 # ------------------------------------------------------------------------------ schemas
-ReferralStatus = Literal[
-    "offered", "accepted", "info_requested", "declined", "expired", "completed", "withdrawn"
-]
+class ReferralStatus(StrEnum):
+    """Where a referral stands for its center (one named enumeration in the OpenAPI document,
+    for the referral's `status` and the list's filter alike)."""
+
+    OFFERED = "offered"
+    ACCEPTED = "accepted"
+    INFO_REQUESTED = "info_requested"
+    DECLINED = "declined"
+    EXPIRED = "expired"
+    COMPLETED = "completed"
+    WITHDRAWN = "withdrawn"
+
+
 CaseRoutingStatus = Literal[
     "awaiting_documents",
     "offered",
