@@ -376,7 +376,7 @@ class FollowUpPublic(BaseModel):
     document_ids: list[UUID] = Field(
         default_factory=list,
         description="Documents the center attached to its answer: download each from records "
-        "with the case's token (`GET /v1/cases/{case_id}/documents/{document_id}/link`)",
+        "with the case's token (`POST /v1/cases/{case_id}/documents/{document_id}/link`)",
     )
 
 
@@ -498,12 +498,6 @@ class CasePublic(BaseModel):
     )
 
 
-class CaseCreated(BaseModel):
-    case: CasePublic
-    access_token: str = Field(description="Case access token (Bearer) for this case only")
-    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - a scheme name, not a secret
-    expires_at: datetime
-
 class CaseSummary(BaseModel):
     """A case in the front end's list: what tells it apart and where it stands, no personal data
     (read the case itself with its access token, `POST /v1/cases/{case_id}/access-token`)."""
@@ -531,6 +525,12 @@ def case_reference(case_id: UUID) -> str:
 class CasePage(Page[CaseSummary]):
     """One page of the front end's cases, newest first."""
 
+
+class CaseCreated(BaseModel):
+    case: CasePublic
+    access_token: str = Field(description="Case access token (Bearer) for this case only")
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - a scheme name, not a secret
+    expires_at: datetime
 
 
 class AccessToken(BaseModel):

@@ -58,10 +58,10 @@ from referrals_intake.schemas import (
     AnswerIn,
     CaseCreate,
     CaseCreated,
-    CasePublic,
     CasePage,
-    CaseUpdate,
+    CasePublic,
     CaseSummary,
+    CaseUpdate,
     CenterChoiceIn,
     ConsentIn,
     FollowUpIn,
@@ -70,8 +70,8 @@ from referrals_intake.schemas import (
     MeetingChoiceIn,
     TimelineEntryPublic,
     WithdrawIn,
-)
     case_reference,
+)
 from referrals_intake.service import (
     DRAFT_NEXT_STEP,
     AnswerInvalid,
@@ -325,8 +325,6 @@ async def create_case(
     return CaseCreated(case=public, access_token=issued.token, expires_at=issued.expires_at)
 
 
-@router.post(
-    "/cases/{case_id}/access-token",
 @router.get(
     "/cases",
     response_model=CasePage,
@@ -402,6 +400,8 @@ async def list_cases(
     return CasePage(items=page.items, next_cursor=page.next_cursor, next=page.next)
 
 
+@router.post(
+    "/cases/{case_id}/access-token",
     response_model=AccessToken,
     responses=problem_responses(401, 404),
     summary="A fresh case access token",
