@@ -1022,7 +1022,10 @@ def _further_opinion_sentence(further: FurtherOpinionForFhir) -> str:
 
 
 def _opinion_outputs(case: CaseForFhir, base: str) -> list[TaskOutput]:
-    """The written opinion: each current document of kind `opinion`, by reference."""
+    """The written opinions: each current document of kind `opinion`, by reference, but for the
+    documents a center attached to a follow-up answer (outputs through that answer's
+    Communication)."""
+    attached = {document_id for q in case.follow_ups for document_id in q.document_ids}
     return [
         TaskOutput(
             type=CodeableConcept(
@@ -1032,7 +1035,7 @@ def _opinion_outputs(case: CaseForFhir, base: str) -> list[TaskOutput]:
             valueReference=_ref(base, "DocumentReference", doc.document_id),
         )
         for doc in case.documents
-        if doc.kind == "opinion" and doc.status != "superseded"
+        if doc.kind == "opinion" and doc.status != "superseded" and doc.document_id not in attached
     ]
 
 
