@@ -388,11 +388,10 @@ def test_consents_carry_their_versions_and_what_each_permits(case):
     for consent in consents:
         assert consent["status"] == "active"
         assert consent["scope"]["coding"][0]["code"] == "patient-privacy"
-        assert consent["category"][0]["coding"][0] == {
-            "system": "http://loinc.org",
-            "code": "59284-0",
-            "display": "Patient Consent",
-        }
+        # HL7's own consent types (v3 ActConsentType), not LOINC: checked offline too.
+        assert consent["category"][0]["coding"][0]["system"] == (
+            "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+        )
         assert consent["dateTime"] == "2025-03-03T09:15:00Z"
         assert consent["patient"]["reference"] == PATIENT_URL
     processing = by_policy[f"{BASE}/consent-texts/processing/2025-01"]
@@ -406,6 +405,11 @@ def test_consents_carry_their_versions_and_what_each_permits(case):
         for kind, consent in [("processing", processing), ("cross_border", cross_border)]
     }
     assert actions == {"processing": ["collect", "use"], "cross_border": ["disclose"]}
+    categories = {
+        kind: consent["category"][0]["coding"][0]["code"]
+        for kind, consent in [("processing", processing), ("cross_border", cross_border)]
+    }
+    assert categories == {"processing": "INFA", "cross_border": "IDSCL"}
     for consent in consents:
         assert [p["code"] for p in consent["provision"]["purpose"]] == ["TREAT"]
         assert "policyRule" not in consent
@@ -612,3 +616,102 @@ def test_every_code_of_our_own_systems_is_defined(case):
     assert ours
     for coding in ours:
         assert defined[(coding["system"], coding["code"])] == coding["display"]
+
+
+def test_a_follow_up_answers_documents_are_references_in_its_payload(case):
+    """Issue 21 §1: the answer's documents are its payload's references to their
+    DocumentReferences (only those in the bundle), not opinions of their own in the Task."""
+    from referrals_intake.fhir import FollowUpForFhir
+
+    opinion = _document(document_id=UUID(int=21), kind="opinion")
+    note = _document(document_id=UUID(int=22), kind="opinion")
+    asked = datetime(2025, 3, 20, 9, 0, tzinfo=UTC)
+    question = FollowUpForFhir(
+        UUID(int=23),
+        "DE-HD-NCT",
+        "The staging?",
+        asked,
+        "See the note.",
+        asked,
+        document_ids=[note.document_id, UUID(int=99)],  # the second is not in the bundle
+    )
+    done = replace(
+        case,
+        status="opinion_delivered",
+        center_code="DE-HD-NCT",
+        documents=[*case.documents, opinion, note],
+        follow_ups=[question],
+    )
+    bundle = case_bundle(done, base_url=BASE)
+    (answer,) = [c for c in _resources(bundle, "Communication") if c.get("inResponseTo")]
+    assert answer["payload"] == [
+        {"contentString": "See the note."},
+        {
+            "contentReference": {
+                "reference": f"urn:uuid:{note.document_id}",
+                "type": "DocumentReference",
+            }
+        },
+    ]
+    outputs = [o["valueReference"]["reference"] for o in _one(bundle, "Task")["output"]]
+    assert f"urn:uuid:{opinion.document_id}" in outputs
+    assert f"urn:uuid:{note.document_id}" not in outputs  # output through the answer instead
+    Bundle.model_validate(bundle)
+
+
+@pytest.mark.parametrize(
+    ("payer", "payor", "coding"),
+    [
+        (
+            {"kind": "self_pay"},
+            {"type": "Patient"},
+            [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/coverage-selfpay",
+                    "code": "pay",
+                    "display": "PAY",
+                }
+            ],
+        ),
+        (
+            {"kind": "insurer", "insurer": "allianz-care", "insurer_name": "Allianz Care"},
+            {
+                "type": "Organization",
+                "identifier": {
+                    "system": f"{BASE}/fhir/NamingSystem/insurer",
+                    "value": "allianz-care",
+                },
+                "display": "Allianz Care",
+            },
+            None,
+        ),
+        (
+            {"kind": "charity"},
+            {"type": "Organization", "display": "a charity or fund"},
+            None,
+        ),
+    ],
+)
+def test_who_pays_is_a_coverage_the_service_request_names(case, payer, payor, coding):
+    from referrals_intake.fhir import PayerForFhir
+
+    bundle = case_bundle(replace(case, payer=PayerForFhir(**payer)), base_url=BASE)
+    coverage = _one(bundle, "Coverage")
+    assert coverage["status"] == "active"
+    patient = next(
+        e["fullUrl"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"
+    )
+    assert coverage["beneficiary"]["reference"] == patient
+    got = coverage["payor"][0]
+    if payor["type"] == "Patient":
+        assert got["reference"] == patient
+    else:
+        assert got == payor
+    assert coverage["type"].get("coding") == coding
+    request = _one(bundle, "ServiceRequest")
+    assert request["insurance"] == [{"reference": f"urn:uuid:{coverage['id']}", "type": "Coverage"}]
+    Bundle.model_validate(bundle)
+    # Without a payer there is no Coverage.
+    plain = case_bundle(replace(case, payer=None), base_url=BASE)
+    assert not _resources(plain, "Coverage")
+    assert "insurance" not in _one(plain, "ServiceRequest")
