@@ -11,6 +11,7 @@ import pytest
 from minio import Minio
 
 from devstack.process import free_port
+from referrals_records.storage import MultipartUploads
 
 from ..unavailable import assert_unavailable
 from .conftest import case_headers, pdf_bytes, upload
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 async def test_records_without_minio_answers_503_and_keeps_no_row(api, runtime):
     store = runtime.records.store
-    working = store.client
+    working = store.client, store.multipart
     s3 = runtime.settings.s3
     store.client = Minio(
         f"127.0.0.1:{free_port()}",
@@ -28,11 +29,12 @@ async def test_records_without_minio_answers_503_and_keeps_no_row(api, runtime):
         secret_key=s3.secret_key.get_secret_value(),
         secure=False,
     )
+    store.multipart = MultipartUploads(store.client, store.bucket)
     case_id = uuid.uuid4()
     try:
         assert_unavailable(await upload(api, case_id, pdf_bytes(2)))
     finally:
-        store.client = working
+        store.client, store.multipart = working
     conn = await asyncpg.connect(runtime.settings.postgres.asyncpg_dsn())
     try:
         assert (

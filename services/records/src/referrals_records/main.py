@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
+from minio import Minio
 
 from referrals_common.auth.api_keys import VerifiedKeys
 from referrals_common.auth.case_tokens import CaseTokenVerifier
@@ -21,7 +22,7 @@ from referrals_records.links import LinkSigner
 from referrals_records.models import AccessAudit, CenterReferral
 from referrals_records.resumable import ResumableUploads, expire_uploads_forever
 from referrals_records.service import Records
-from referrals_records.storage import DocumentClient, DocumentStore, MultipartUploads
+from referrals_records.storage import DocumentStore
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 STREAMED_UPLOADS = (
@@ -57,7 +58,7 @@ def build_runtime(settings: RecordsSettings) -> Runtime:
             "keys intake publishes at /v1/.well-known/jwks.json"
         )
     s3 = settings.s3
-    client = DocumentClient(
+    client = Minio(
         s3.endpoint,
         access_key=s3.access_key,
         secret_key=s3.secret_key.get_secret_value(),
@@ -79,7 +80,7 @@ def build_runtime(settings: RecordsSettings) -> Runtime:
         records=records,
         uploads=ResumableUploads(
             records=records,
-            multipart=MultipartUploads(client, settings.bucket),
+            multipart=store.multipart,
             part_size=settings.upload_part_mb * MIB,
             ttl=timedelta(hours=settings.upload_ttl_hours),
         ),

@@ -169,7 +169,8 @@ class UploadPart(RecordsModel, table=True):
     upload_id: UUID = Field(primary_key=True)
     number: int = Field(primary_key=True)
     size_bytes: int
-    sha256: str | None = Field(default=None, max_length=64)
+    checksum: str | None = Field(default=None, max_length=64)
+    """Of the part's bytes (`resumable.PartChecksum`): a part sent again is compared with it."""
     etag: str | None = Field(default=None, max_length=128)
     started_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     received_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))

@@ -1,113 +1,40 @@
-"""Documents in MinIO: streamed in, encrypted at rest (SSE-S3), read out through presigned links.
+"""Documents in MinIO: streamed in, encrypted at rest (SSE-S3), read out through records' links.
 
-The `minio` SDK is synchronous, so an upload runs in a worker thread that pulls chunks from a
-small bounded queue fed by the request's stream: memory stays at a few parts (the SDK buffers one
-part of `PART_SIZE` per upload thread) whatever the file size. If the request stream fails or the
-content is refused half way, the reader raises inside the SDK, which aborts the multipart upload;
-the object is then removed in case it had been completed as a single part.
+Every upload, one-shot or resumable, is an S3 multipart upload driven by `MultipartUploads`:
+requests presigned with the `minio` SDK's public `get_presigned_url` and sent with httpx. A
+one-shot upload (`DocumentStore.put_stream`) cuts the request's stream into parts of
+`PART_SIZE` and keeps at most `PARALLEL_PARTS` of them in flight, so memory stays at a few parts
+whatever the file size; if the request stream fails or the content is refused half way, the
+multipart upload is aborted and nothing is left in the bucket.
+
+A presigned request carries an unsigned payload: over plain HTTP the SDK's own `put_object`
+would hash every part with SHA-256 for the signature and MinIO would hash it again to check it,
+two passes over bytes records already hashes once (its SHA-256 identifies the document), which
+cost a third of the upload's CPU on a 2-core machine (bench/records.py). The request, its
+headers and its expiry stay signed; the bytes in transit are protected by TLS
+(`REFERRALS_S3__SECURE=true`) wherever the network to MinIO is not trusted. (Records used to
+get this by overriding the SDK's private `_build_headers`; this uses only its public API.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import contextvars
 import hashlib
-import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from minio import Minio
-from minio.credentials import Credentials
 from minio.error import S3Error
 from minio.sse import SseS3
 
+from referrals_common.faults import UNAVAILABLE_S3_CODES
+
 PART_SIZE = 5 * 1024 * 1024  # the S3 minimum: least memory per part in flight
 PARALLEL_PARTS = 3
-BLOCK_BYTES = 512 * 1024
-QUEUE_CHUNKS = 12  # ~6 MB of blocks: the client keeps sending while a part uploads
-_EOF = object()
-
-
-UNSIGNED_PAYLOAD_FROM = 1024 * 1024
-"""Request bodies from this size are sent with an unsigned payload (see `DocumentClient`)."""
-
-
-class DocumentClient(Minio):
-    """The `minio` client, sending the parts of documents with an unsigned payload.
-
-    Over plain HTTP the SDK signs each request's payload: it hashes every 5 MB part with SHA-256
-    before sending it, and MinIO hashes the part again to check that signature. Records already
-    hashes every document on the way in (its SHA-256 identifies the document), so those two more
-    passes over the bytes cost a third of the upload's CPU and a quarter of its throughput on a
-    2-core machine (bench/records.py). Bodies of `UNSIGNED_PAYLOAD_FROM` bytes or more are sent as
-    `UNSIGNED-PAYLOAD`, which is what the SDK itself does over HTTPS (there it adds a Content-MD5,
-    yet another pass, which this client leaves out too). The request, its headers and its
-    Content-Length stay signed; the bytes in transit are protected by TLS
-    (`REFERRALS_S3__SECURE=true`) wherever the network to MinIO is not trusted.
-    """
-
-    def _build_headers(
-        self,
-        host: str,
-        headers: dict[str, str | list[str] | tuple[str]] | None = None,
-        body: bytes | None = None,
-        creds: Credentials | None = None,
-    ) -> tuple[dict[str, str | list[str] | tuple[str]], datetime]:
-        if creds is None or body is None or len(body) < UNSIGNED_PAYLOAD_FROM:
-            return super()._build_headers(host, headers, body, creds)
-        built, date = super()._build_headers(host, headers, None, creds)
-        built["Content-Length"] = str(len(body))
-        built["x-amz-content-sha256"] = "UNSIGNED-PAYLOAD"
-        return built, date
-
-
-class UploadAborted(Exception):
-    """The upload was stopped by its producer; the cause is chained."""
-
-
-class _QueueReader:
-    """A file-like object for the SDK's thread: `read(n)` returns bytes from the queue."""
-
-    def __init__(self) -> None:
-        self.queue: queue.Queue[object] = queue.Queue(maxsize=QUEUE_CHUNKS)
-        self._pieces: collections.deque[bytes] = collections.deque()
-        self._buffered = 0
-        self._done = False
-
-    def read(self, size: int = -1) -> bytes:
-        while not self._done and (size < 0 or self._buffered < size):
-            item = self.queue.get()
-            if item is _EOF:
-                self._done = True
-            elif isinstance(item, BaseException):
-                raise UploadAborted("the upload was aborted") from item
-            else:
-                self._pieces.append(item)  # type: ignore[arg-type]
-                self._buffered += len(item)  # type: ignore[arg-type]
-        if size < 0 or size >= self._buffered:
-            out = b"".join(self._pieces)
-            self._pieces.clear()
-            self._buffered = 0
-            return out
-        # One copy per part: whole pieces, then the head of the piece that straddles the end.
-        taken: list[bytes] = []
-        need = size
-        while need:
-            piece = self._pieces.popleft()
-            if len(piece) <= need:
-                taken.append(piece)
-                need -= len(piece)
-            else:
-                taken.append(piece[:need])
-                self._pieces.appendleft(piece[need:])
-                need = 0
-        self._buffered -= size
-        return b"".join(taken)
 
 
 @dataclass(frozen=True)
@@ -120,6 +47,7 @@ class DocumentStore:
     def __init__(self, client: Minio, bucket: str) -> None:
         self.client = client
         self.bucket = bucket
+        self.multipart = MultipartUploads(client, bucket)
 
     def ensure_bucket(self) -> None:
         """Create the bucket if needed and prove that encryption at rest works: without a KMS,
@@ -147,79 +75,56 @@ class DocumentStore:
         media_type: str,
         inspect: Callable[[bytes | bytearray], None],
     ) -> StoredObject:
-        """Stream `chunks` to `key`, encrypted; `inspect` sees every chunk first and may raise to
-        refuse the upload. On any failure nothing is left in the bucket."""
-        reader = _QueueReader()
+        """Stream `chunks` to `key`, encrypted; `inspect` sees every part's bytes first and may
+        raise to refuse the upload. On any failure nothing is left in the bucket."""
         digest = hashlib.sha256()
         size = 0
-        loop = asyncio.get_running_loop()
-        outcome: dict[str, BaseException | None] = {"error": None}
+        upload_id = await self.multipart.create(key, media_type)
+        etags: dict[int, str] = {}
+        in_flight: set[asyncio.Task[None]] = set()
+        numbered = 0
 
-        def upload() -> None:
-            try:
-                self.client.put_object(
-                    self.bucket,
-                    key,
-                    reader,
-                    length=-1,
-                    part_size=PART_SIZE,
-                    num_parallel_uploads=PARALLEL_PARTS,
-                    content_type=media_type,
-                    sse=SseS3(),
-                )
-            except BaseException as exc:
-                outcome["error"] = exc
+        async def send(number: int, data: bytes) -> None:
+            async def body() -> AsyncIterator[bytes]:
+                yield data
 
-        # The thread runs in this request's context, so MinIO's HTTP calls join its trace.
-        context = contextvars.copy_context()
-        thread = threading.Thread(
-            target=context.run, args=(upload,), name=f"upload-{key}", daemon=True
-        )
-        thread.start()
+            etags[number] = await self.multipart.put_part(key, upload_id, number, body(), len(data))
 
-        async def put(item: object) -> None:
-            # A bounded queue: a slow MinIO slows the client down instead of filling memory.
-            while True:
-                try:
-                    reader.queue.put_nowait(item)
-                    return
-                except queue.Full:
-                    if not thread.is_alive():
-                        return
-                    await asyncio.sleep(0.002)
+        async def part(data: bytes) -> None:
+            # A bounded number in flight: a slow MinIO slows the client down, memory stays flat.
+            nonlocal size, numbered
+            inspect(data)
+            digest.update(data)
+            size += len(data)
+            numbered += 1
+            in_flight.add(asyncio.create_task(send(numbered, data)))
+            if len(in_flight) >= PARALLEL_PARTS:
+                done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    in_flight.discard(task)
+                    task.result()
 
         try:
-            # Network chunks are small (~64 KiB): hash, inspect and hand over in blocks, so the
-            # per-chunk cost is paid once per block. A full block is handed over as it is (the
-            # next one is a new buffer), not copied.
             block = bytearray()
             async for chunk in chunks:
                 block += chunk
-                if len(block) < BLOCK_BYTES:
-                    continue
-                data, block = block, bytearray()
-                inspect(data)
-                digest.update(data)
-                size += len(data)
-                await put(data)
-                if not thread.is_alive():
-                    break
-            if block:
-                data = block
-                inspect(data)
-                digest.update(data)
-                size += len(data)
-                await put(data)
-            await put(_EOF)
-        except BaseException as exc:
-            await put(exc)
-            await loop.run_in_executor(None, thread.join)
+                while len(block) >= PART_SIZE:
+                    await part(bytes(block[:PART_SIZE]))
+                    del block[:PART_SIZE]
+            if block or not numbered:
+                await part(bytes(block))  # the last part (or the only one, even empty)
+            for task in list(in_flight):
+                await task
+                in_flight.discard(task)
+            await self.multipart.complete(key, upload_id, sorted(etags.items()))
+        except BaseException:
+            for task in in_flight:
+                task.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await self.multipart.abort(key, upload_id)
             await self.remove(key)
             raise
-        await loop.run_in_executor(None, thread.join)
-        if outcome["error"] is not None:
-            await self.remove(key)
-            raise outcome["error"]
         return StoredObject(size_bytes=size, sha256=digest.hexdigest())
 
     async def remove(self, key: str) -> None:
@@ -280,6 +185,11 @@ class MultipartFailed(Exception):
         self.code = code
 
 
+class ObjectStoreUnavailable(MultipartFailed, ConnectionError):
+    """The object store cannot serve now (5xx, `SlowDown`, a storage quorum lost): a fault of
+    the infrastructure, answered 503 with `Retry-After` like a refused connection."""
+
+
 def _element(xml: bytes, name: str) -> str:
     """The text of the first `<name>` element of an S3 answer (flat, known answers: no parser
     of arbitrary XML is needed, nor offered to what comes back)."""
@@ -317,9 +227,10 @@ class MultipartUploads:
     async def _send(self, operation: str, method: str, url: str, **options: Any) -> Any:
         response = await self.http.request(method, url, **options)
         if response.status_code >= 300:
-            raise MultipartFailed(
-                operation, response.status_code, _element(response.content, "Code")
-            )
+            code = _element(response.content, "Code")
+            if response.status_code >= 500 or code in UNAVAILABLE_S3_CODES:
+                raise ObjectStoreUnavailable(operation, response.status_code, code)
+            raise MultipartFailed(operation, response.status_code, code)
         return response
 
     async def create(self, key: str, media_type: str = "application/octet-stream") -> str:

@@ -53,7 +53,7 @@ def upgrade() -> None:
         sa.Column("upload_id", sa.Uuid(), primary_key=True),
         sa.Column("number", sa.Integer(), primary_key=True),
         sa.Column("size_bytes", sa.BigInteger(), nullable=False),
-        sa.Column("sha256", sa.String(64), nullable=True),
+        sa.Column("checksum", sa.String(64), nullable=True),
         sa.Column("etag", sa.String(128), nullable=True),
         _ts("started_at"),
         _ts("received_at", nullable=True),

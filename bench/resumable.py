@@ -1,0 +1,179 @@
+"""Benchmark: a 50 MB imaging study uploaded to records in parts (resumable upload) vs the
+`minio` SDK's direct put, and vs records' one-shot upload, in the same run.
+
+Not a test: it prints figures and writes bench/results/resumable.json. On a stack it starts
+itself, `referrals-records api` runs as a process; each file goes (1) in parts: create, `PUT`
+each 8 MB part, complete (each part streamed into a MinIO multipart part, hashed and inspected
+on the way, one document recorded); (2) in one multipart/form-data request; (3) straight into
+MinIO with `fput_object` (8 MB parts, SSE-S3, as records stores). MB/s of each and the ratios.
+
+    uv run python bench/resumable.py [--files 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from minio import Minio
+from minio.sse import SseS3
+from records import MB, make_dicom_like, per_gb, timed
+from rich.console import Console
+
+from devstack import stack as stack_mod
+from devstack.process import free_port, stop_group
+from referrals_common.auth.case_tokens import CaseTokenIssuer, generate_private_key_pem, public_jwks
+
+ROOT = Path(__file__).resolve().parents[1]
+console = Console()
+SIZE_MB = 50
+
+
+def main(args: argparse.Namespace) -> dict[str, object]:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-resumable-"))
+    info = stack_mod.start(tmp / "stack", Console(stderr=True), databases=("records",))
+    proc = None
+    try:
+        key_pem = generate_private_key_pem()
+        issuer = CaseTokenIssuer(key_pem)
+        env = {
+            **os.environ,
+            "REFERRALS_RECORDS_POSTGRES__DSN": info.database_dsns["records"],
+            "REFERRALS_KAFKA__BOOTSTRAP_SERVERS": info.kafka_bootstrap,
+            "REFERRALS_S3__ENDPOINT": info.s3_endpoint,
+            "REFERRALS_S3__ACCESS_KEY": info.s3_access_key,
+            "REFERRALS_S3__SECRET_KEY": info.s3_secret_key,
+            "REFERRALS_RECORDS_CASE_TOKEN_JWKS": json.dumps(public_jwks(key_pem)),
+            "REFERRALS_RECORDS_BUCKET": "bench-documents",
+            "REFERRALS_RATE_LIMIT__ENABLED": "false",
+            "REFERRALS_TELEMETRY__LOG_LEVEL": "WARNING",
+            "OTEL_TRACES_EXPORTER": "none",
+        }
+        port = free_port()
+        log = tmp / "records.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "referrals_records.cli", "api", "--port", str(port)],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(log.read_text()[-3000:])
+            time.sleep(0.2)
+        minio = Minio(
+            info.s3_endpoint,
+            access_key=info.s3_access_key,
+            secret_key=info.s3_secret_key,
+            secure=False,
+            region="us-east-1",
+        )
+        if not minio.bucket_exists("bench-direct"):
+            minio.make_bucket("bench-direct")
+        files = []
+        for i in range(args.files):
+            path = tmp / f"study-{i}.dcm"
+            make_dicom_like(path, SIZE_MB * MB)
+            files.append(path)
+        pids = {"service": proc.pid, "minio": info.pids["minio"], "client": os.getpid()}
+
+        with httpx.Client(timeout=600) as http:
+
+            def in_parts(path: Path) -> None:
+                case_id = uuid.uuid4()
+                auth = {"Authorization": f"Bearer {issuer.issue(case_id, 'bench').token}"}
+                size = path.stat().st_size
+                r = http.post(
+                    f"{base}/v1/cases/{case_id}/uploads",
+                    json={"kind": "imaging_study", "file_name": path.name, "size_bytes": size},
+                    headers={**auth, "Idempotency-Key": uuid.uuid4().hex},
+                )
+                r.raise_for_status()
+                upload = r.json()
+                with path.open("rb") as f:
+                    for number in range(1, upload["parts_total"] + 1):
+                        part = f.read(upload["part_size"])
+                        r = http.put(
+                            f"{base}/v1/cases/{case_id}/uploads/{upload['id']}/parts/{number}",
+                            content=part,
+                            headers=auth,
+                        )
+                        r.raise_for_status()
+                r = http.post(
+                    f"{base}/v1/cases/{case_id}/uploads/{upload['id']}/complete", headers=auth
+                )
+                if r.status_code != 201:
+                    raise RuntimeError(f"completion failed: {r.status_code} {r.text}")
+
+            def one_shot(path: Path) -> None:
+                case_id = uuid.uuid4()
+                token = issuer.issue(case_id, "bench").token
+                with path.open("rb") as f:
+                    r = http.post(
+                        f"{base}/v1/cases/{case_id}/documents",
+                        data={"kind": "imaging_study"},
+                        files={"file": (path.name, f, "application/dicom")},
+                        headers={"Authorization": f"Bearer {token}"},
+                    )
+                if r.status_code != 201:
+                    raise RuntimeError(f"upload failed: {r.status_code} {r.text}")
+
+            def direct(path: Path) -> None:
+                minio.fput_object(
+                    "bench-direct",
+                    f"direct/{uuid.uuid4()}",
+                    str(path),
+                    content_type="application/dicom",
+                    sse=SseS3(),
+                    part_size=8 * MB,
+                )
+
+            direct(files[0])  # warm the connections and MinIO before timing
+            parts_s, parts_cpu = timed(files, in_parts, pids)
+            shot_s, shot_cpu = timed(files, one_shot, pids)
+            direct_s, direct_cpu = timed(files, direct, pids)
+    finally:
+        if proc is not None:
+            stop_group(proc.pid)
+        stack_mod.stop(info)
+        stack_mod.purge(tmp)
+    total_mb = SIZE_MB * args.files
+    return {
+        "file_MB": SIZE_MB,
+        "files": args.files,
+        "in_parts_MB_per_s": round(total_mb / parts_s, 1),
+        "one_shot_MB_per_s": round(total_mb / shot_s, 1),
+        "direct_MB_per_s": round(total_mb / direct_s, 1),
+        "in_parts_vs_direct": round(direct_s / parts_s, 3),
+        "in_parts_vs_one_shot": round(shot_s / parts_s, 3),
+        "cpu_s_per_GB_in_parts": per_gb(parts_cpu, total_mb),
+        "cpu_s_per_GB_one_shot": per_gb(shot_cpu, total_mb),
+        "cpu_s_per_GB_direct": per_gb(direct_cpu, total_mb),
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=3)
+    results = main(parser.parse_args())
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "resumable.json").write_text(json.dumps(results, indent=2) + "\n")
+    console.print_json(data=results)
