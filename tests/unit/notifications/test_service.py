@@ -69,8 +69,10 @@ class FakeSession:
     async def get(self, model: type, key: Any) -> Any:
         return self.rows.get((model, key))
 
-    async def execute(self, statement: Any) -> None:
-        self.statements.append(statement)
+    async def execute(self, statement: Any) -> Any:
+        if not getattr(statement, "is_select", False):
+            self.statements.append(statement)
+        return SimpleNamespace(first=lambda: None)  # a query finds nothing (no subscription)
 
     def add(self, row: Any) -> None:
         self.added.append(row)

@@ -43,7 +43,12 @@ from referrals_intake import meetings
 from referrals_intake.service import Intake
 
 CONSUMER_NAME = "intake.case-lifecycle"
-SUBSCRIBED_TOPICS = (topics.DOCUMENTS, topics.LANGUAGE_CHECKS, topics.ROUTING)
+SUBSCRIBED_TOPICS = (
+    topics.DOCUMENTS,
+    topics.LANGUAGE_CHECKS,
+    topics.ROUTING,
+    topics.NOTIFICATIONS,  # webhook attempts, for the front ends' delivery logs
+)
 GROUPS = {CONSUMER_NAME: SUBSCRIBED_TOPICS}
 """Each consumer group of the consumer process and the topics it reads."""
 R = StatusChangeReason

@@ -25,6 +25,7 @@ from referrals_common.auth.case_tokens import (
 from referrals_common.crypto import FieldCipher, SealedBox
 from referrals_common.db import Database
 from referrals_common.edge.principals import AccessLog
+from referrals_common.outbound import OutboundPolicy
 from referrals_common.service_app import create_service_app, setup_observability
 from referrals_intake.case_events import CaseEventHub
 from referrals_intake.config import IntakeSettings
@@ -49,6 +50,8 @@ class Runtime:
     """The access audit, written in transactions of its own (denials, refused credentials)."""
     case_events: CaseEventHub
     """The case event streams this process serves, woken by PostgreSQL notifications."""
+    outbound: OutboundPolicy
+    """Which webhook addresses a front end may subscribe (public, https outside development)."""
 
 
 def build_runtime(settings: IntakeSettings) -> Runtime:
@@ -92,6 +95,9 @@ def build_runtime(settings: IntakeSettings) -> Runtime:
             max_streams=settings.case_streams_max,
             max_per_case=settings.case_streams_per_case,
         ),
+        outbound=OutboundPolicy.for_environment(
+            settings.environment, settings.outbound_allowed_targets
+        ),
     )
 
 
@@ -99,13 +105,20 @@ def create_app(settings: IntakeSettings | None = None, runtime: Runtime | None =
     """The intake HTTP API. Tests pass a runtime; a process builds one from its settings."""
     from fastapi import APIRouter
 
-    from referrals_intake.api import case_events
+    from referrals_common.service_app import ApiTag
+    from referrals_intake.api import case_events, webhooks
     from referrals_intake.api.routes import TAGS, router
 
-    # One router of both modules' routes, their route objects as they are (the app documents
+    # One router of the modules' routes, their route objects as they are (the app documents
     # and tags the router's own routes; `include_router` would tag copies the app never sees).
     api = APIRouter()
-    api.routes.extend([*router.routes, *case_events.router.routes])
+    api.routes.extend([*router.routes, *case_events.router.routes, *webhooks.router.routes])
+    webhook_tag = ApiTag(
+        "webhooks",
+        "A partner front end subscribes its endpoint for signed updates of its cases, with its "
+        "API key, tests it and reads the delivery log.",
+        ("/v1/front-end/",),
+    )
     return create_service_app(
         title="Intake: second-opinion cases",
         description=(
@@ -118,7 +131,7 @@ def create_app(settings: IntakeSettings | None = None, runtime: Runtime | None =
         build_runtime=lambda: build_runtime(settings or IntakeSettings()),
         runtime=runtime,
         settings=settings,
-        tags=TAGS,
+        tags=(*TAGS, webhook_tag),
     )
 
 

@@ -234,3 +234,42 @@ class Meeting(IntakeModel, table=True):
     """The patient's reason code, or the center's words."""
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class WebhookSubscription(IntakeModel, table=True):
+    """A front end's webhook endpoint, subscribed through the API with its key. The signing
+    secret is not kept here: it is shown to the front end once and sealed to notifications,
+    which signs with it. `url` null: unsubscribed (the row keeps the version, which grows with
+    every change and orders them for notifications)."""
+
+    __tablename__ = "webhook_subscriptions"
+
+    client_id: str = Field(primary_key=True, max_length=64)
+    url: str | None = Field(default=None, max_length=2000)
+    version: int = 1
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    secret_issued_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class WebhookDeliveryAttempt(IntakeModel, table=True):
+    """One attempt of notifications to deliver a webhook to a front end (its delivery log),
+    from `notification.webhook_attempted`. `case_id` null: a test ping."""
+
+    __tablename__ = "webhook_delivery_attempts"
+    __table_args__ = (
+        UniqueConstraint("delivery_id", "attempt"),
+        Index("webhook_delivery_attempts_client", "client_id", "attempted_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    client_id: str = Field(max_length=64)
+    delivery_id: UUID
+    case_id: UUID | None = None
+    event: str = Field(max_length=40)
+    attempt: int
+    attempted_at: datetime = Field(sa_column=_ts())
+    status_code: int | None = None
+    outcome: str = Field(max_length=16)
+    error_code: str | None = Field(default=None, max_length=32)
+    next_attempt_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))

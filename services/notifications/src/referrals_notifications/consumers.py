@@ -22,6 +22,8 @@ from referrals_common.contracts import (
     DocumentStored,
     DocumentTranslationRequired,
     DocumentUnreadable,
+    FrontEndWebhookChanged,
+    FrontEndWebhookPingRequested,
     ReferralAccepted,
     ReferralDeclined,
     ReferralExpired,
@@ -54,6 +56,8 @@ SUBSCRIBED_TOPICS = (
 GROUPS = {CONSUMER_NAME: SUBSCRIBED_TOPICS}
 """Each consumer group of the consumer process and the topics it reads."""
 HANDLED = (
+    FrontEndWebhookChanged,
+    FrontEndWebhookPingRequested,
     CaseContactShared,
     CaseSubmitted,
     CaseInformationProvided,

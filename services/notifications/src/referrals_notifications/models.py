@@ -127,3 +127,18 @@ class OpsAlert(NotificationsModel, table=True):
     detail: str = Field(max_length=1000)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     resolved_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
+class FrontEndWebhook(NotificationsModel, table=True):
+    """A partner front end's webhook subscription, as intake's `webhook.subscription_changed`
+    events left it: where to POST its cases' updates and the signing secret, still sealed
+    (opened only at the moment of sending). `url` null: unsubscribed (the row keeps the
+    version, so an older change replayed cannot bring the subscription back)."""
+
+    __tablename__ = "front_end_webhooks"
+
+    front_end: str = Field(primary_key=True, max_length=64)
+    url: str | None = Field(default=None, max_length=2000)
+    sealed_secret: str | None = Field(default=None, max_length=4000)
+    version: int
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())

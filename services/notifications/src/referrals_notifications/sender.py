@@ -25,6 +25,7 @@ side can drop the repeat.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
@@ -60,9 +61,16 @@ from referrals_notifications.messages import (
     UnroutableOpsAlert,
     case_reference,
 )
-from referrals_notifications.models import CaseContact, Delivery, OpsAlert, utcnow
-from referrals_notifications.rendering import Renderer, build_webhook_message
-from referrals_notifications.service import FRONT_END, OPS, PATIENT
+from referrals_notifications.models import (
+    CaseContact,
+    Delivery,
+    FrontEndWebhook,
+    OpsAlert,
+    utcnow,
+)
+from referrals_notifications.rendering import RenderedMessage, Renderer, build_webhook_message
+from referrals_notifications.service import FRONT_END, OPS, PATIENT, PING
+from referrals_notifications.webhook_log import WebhookAttempts
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("referrals_notifications.sender")
@@ -111,6 +119,8 @@ class Sender:
         self.channels = channels
         self.settings = settings or SenderSettings()
         self.clock = clock
+        self._attempts = WebhookAttempts()
+        """Each webhook request's outcome, until its delivery's row is recorded."""
         self._accepted: OrderedDict[UUID, Any] = OrderedDict()
         """Messages a channel accepted whose row has not been committed as sent yet."""
 
@@ -210,9 +220,10 @@ class Sender:
             span.set_attribute("referrals.notification.id", str(delivery.id))
             span.set_attribute("referrals.notification.audience", delivery.audience)
             span.set_attribute("referrals.notification.channel", str(channel.channel))
-            outcome = await deliver_with_retry(
-                partial(channel.send, recipient, message), self.settings.policy
-            )
+            send = partial(channel.send, recipient, message)
+            if delivery.audience == FRONT_END:
+                send = self._attempts.recording(delivery.id, send, self.clock)
+            outcome = await deliver_with_retry(send, self.settings.policy)
             span.set_attribute("referrals.notification.attempts", outcome.attempts)
             if outcome.delivered:
                 self._accepted[delivery.id] = outcome
@@ -228,6 +239,8 @@ class Sender:
         """What to send for this row (channel, recipient, message), or None if nothing now."""
         if delivery.audience == OPS:
             return self._ops_alert(delivery)
+        if delivery.trigger == PING:
+            return await self._ping(uow, delivery)
         if contact is None:
             waited = (self.clock() - delivery.created_at).total_seconds()
             if waited < self.settings.contact_wait:
@@ -240,7 +253,7 @@ class Sender:
             return None
         context = self._context(delivery, contact.locale)
         if delivery.audience == FRONT_END:
-            target = self.channels.front_ends.get(contact.front_end)
+            target = await self._webhook_target(uow, contact.front_end)
             if target is None:
                 delivery.status = "skipped"  # this front end takes no webhooks
                 return None
@@ -265,6 +278,33 @@ class Sender:
             NotificationTrigger(delivery.trigger), context, channel.channel
         )
         return channel, recipient, replace(message, notification_id=delivery.id)
+
+    async def _webhook_target(self, uow: UnitOfWork, front_end: str) -> WebhookTarget | None:
+        """Where the front end takes its webhooks: its subscription (made through intake's API),
+        else the static configuration, else nowhere."""
+        row = await uow.session.get(FrontEndWebhook, front_end)
+        if row is not None and row.url is not None and row.sealed_secret is not None:
+            opened = self.box.open_json(row.sealed_secret, bound_to=front_end)
+            return WebhookTarget(url=row.url, secret=opened["secret"])
+        if row is not None:  # unsubscribed through the API: that wins over the configuration
+            return None
+        return self.channels.front_ends.get(front_end)
+
+    async def _ping(self, uow: UnitOfWork, delivery: Delivery) -> tuple[Any, Any, Any] | None:
+        front_end = delivery.facts["front_end"]
+        target = await self._webhook_target(uow, front_end)
+        if target is None:
+            delivery.status = "skipped"  # unsubscribed before the ping went out
+            return None
+        body = json.dumps(
+            {
+                "type": "referrals.webhook.ping.v1",
+                "ping_id": str(delivery.id),
+                "front_end": front_end,
+                "occurred_at": delivery.occurred_at.isoformat(),
+            }
+        )
+        return self.channels.webhook, target, RenderedMessage(subject=PING, text=body)
 
     def _patient_channel(self, address: dict[str, Any]) -> tuple[Any, str] | None:
         """The patient's preferred channel if usable, else the other one."""
@@ -296,12 +336,22 @@ class Sender:
     async def _record(
         self, uow: UnitOfWork, delivery: Delivery, channel: Any, outcome: Any
     ) -> None:
+        attempted_before = delivery.attempts
+        await self._record_outcome(uow, delivery, channel, outcome)
+        if delivery.audience == FRONT_END:
+            await self._attempts.publish(uow, delivery, attempted_before)
+
+    async def _record_outcome(
+        self, uow: UnitOfWork, delivery: Delivery, channel: Any, outcome: Any
+    ) -> None:
         delivery.attempts += max(outcome.attempts, 1)
         delivery.channel = str(channel.channel)
         if outcome.delivered:
             delivery.status = "sent"
             delivery.sent_at = self.clock()
             delivery.error_code = delivery.last_error = None
+            if delivery.trigger == PING:  # a test: its log is the only record
+                return
             await uow.outbox.add(
                 new_event(
                     NotificationSent(
@@ -340,6 +390,8 @@ class Sender:
         delivery.status = "failed"
         delivery.error_code = str(code)
         delivery.last_error = detail[:500]
+        if delivery.trigger == PING:  # the front end's test: no notification, no ops alert
+            return
         channel = channel or (
             NotificationChannel.WEBHOOK
             if delivery.audience == FRONT_END

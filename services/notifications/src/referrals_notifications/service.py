@@ -37,6 +37,7 @@ from typing import Any
 from uuid import UUID
 
 from opentelemetry import propagate
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
 from referrals_common.contracts import (
@@ -53,6 +54,8 @@ from referrals_common.contracts import (
     DocumentTranslationRequired,
     DocumentUnreadable,
     ExpiryReason,
+    FrontEndWebhookChanged,
+    FrontEndWebhookPingRequested,
     MeetingEnd,
     MeetingPlace,
     MeetingSlot,
@@ -81,6 +84,7 @@ from referrals_notifications.models import (
     CaseSeen,
     Delivery,
     DocumentSeen,
+    FrontEndWebhook,
     InformationRequestSeen,
     OpsAlert,
     ReferralSeen,
@@ -93,6 +97,8 @@ PATIENT = "patient"
 FRONT_END = "front_end"
 OPS = "ops"
 AUDIENCES = (PATIENT, FRONT_END)
+PING = "ping"
+"""The trigger of a front end's test delivery (not a notification: no notification event)."""
 # Triggers that also happen to drafts, which are not notified; the others exist only after
 # submission (their event may still be consumed before `case.submitted`, on another topic).
 DRAFT_TOO = frozenset({T.DOCUMENT_REJECTED, T.CASE_WITHDRAWN})
@@ -106,6 +112,10 @@ class Notifications:
     async def on_event(self, uow: UnitOfWork, event: CloudEvent[Any]) -> None:
         data = event.data
         match data:
+            case FrontEndWebhookChanged():
+                await _subscription_changed(uow, data)
+            case FrontEndWebhookPingRequested():
+                await _ping(uow, event)
             case CaseContactShared():
                 await _upsert(
                     uow,
@@ -428,11 +438,16 @@ class Notifications:
             log.info("%s for case %s before submission: not notified", trigger, case_id)
             return
         await self._add(uow, event, trigger, PATIENT, facts)
-        if self.front_ends_with_webhooks:
-            contact = await uow.session.get(CaseContact, case_id)
+        contact = await uow.session.get(CaseContact, case_id)
+        if contact is None:
             # Unknown front end yet (the contact is on its way): the sender decides.
-            if contact is None or contact.front_end in self.front_ends_with_webhooks:
-                await self._add(uow, event, trigger, FRONT_END, facts)
+            takes = bool(self.front_ends_with_webhooks) or await _anyone_subscribed(uow)
+        else:
+            takes = contact.front_end in self.front_ends_with_webhooks or await _subscribed(
+                uow, contact.front_end
+            )
+        if takes:
+            await self._add(uow, event, trigger, FRONT_END, facts)
 
     async def _add(
         self,
@@ -460,6 +475,60 @@ class Notifications:
             )
             .on_conflict_do_nothing(constraint="deliveries_once")
         )
+
+
+async def _subscription_changed(uow: UnitOfWork, data: FrontEndWebhookChanged) -> None:
+    """Apply a front end's subscription change over an older one only (a replayed or late
+    event changes nothing); a change without a secret keeps the one held."""
+    row = await uow.session.get(FrontEndWebhook, data.front_end, with_for_update=True)
+    if row is not None and row.version >= data.version:
+        log.info("front end %s: subscription version %s is not newer", data.front_end, data.version)
+        return
+    if row is None:
+        row = FrontEndWebhook(front_end=data.front_end, version=data.version)
+        uow.session.add(row)
+    row.version = data.version
+    row.url = str(data.url) if data.url is not None else None
+    if data.url is None:
+        row.sealed_secret = None
+    elif data.sealed_secret is not None:
+        row.sealed_secret = data.sealed_secret
+    row.updated_at = utcnow()
+
+
+async def _ping(uow: UnitOfWork, event: CloudEvent[Any]) -> None:
+    """A test delivery to the front end's endpoint, sent by the sender like any update."""
+    data: FrontEndWebhookPingRequested = event.data
+    await uow.session.execute(
+        insert(Delivery)
+        .values(
+            id=data.ping_id,
+            case_id=data.case_id,
+            trigger=PING,
+            trigger_event_id=event.id,
+            audience=FRONT_END,
+            facts={"front_end": data.front_end},
+            occurred_at=event.time,
+            status="pending",
+            attempts=0,
+            next_attempt_at=utcnow(),
+            created_at=utcnow(),
+            trace_context=_trace_context(),
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+async def _subscribed(uow: UnitOfWork, front_end: str) -> bool:
+    row = await uow.session.get(FrontEndWebhook, front_end)
+    return row is not None and row.url is not None
+
+
+async def _anyone_subscribed(uow: UnitOfWork) -> bool:
+    found = await uow.session.execute(
+        select(FrontEndWebhook.front_end).where(FrontEndWebhook.url.is_not(None)).limit(1)  # type: ignore[union-attr]
+    )
+    return found.first() is not None
 
 
 def _trace_context() -> dict[str, str]:

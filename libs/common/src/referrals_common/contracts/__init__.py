@@ -30,6 +30,7 @@ from .envelope import (
     registry,
     schema_uri,
 )
+from .front_ends import FrontEndWebhookChanged, FrontEndWebhookPingRequested, front_end_key
 from .information import RequestedItem, RequestedItemKind, Shipment, ShipmentMaterial
 from .intake import (
     AgeGroup,
@@ -64,7 +65,7 @@ from .meetings import (
     PatientCancelReason,
     ReminderBefore,
 )
-from .notifications import NotificationFailed, NotificationSent
+from .notifications import NotificationFailed, NotificationSent, WebhookAttempted
 from .partners import (
     PARTNER_INBOX_TOPIC_TEMPLATE,
     CaseUnroutable,
@@ -145,6 +146,8 @@ __all__ = [
     "DocumentUnreadable",
     "EventData",
     "ExpiryReason",
+    "FrontEndWebhookChanged",
+    "FrontEndWebhookPingRequested",
     "FurtherOpinionReason",
     "InvalidEvent",
     "MeetingChange",
@@ -191,7 +194,9 @@ __all__ = [
     "TreatmentVerdict",
     "UnknownEventType",
     "UnroutableReason",
+    "WebhookAttempted",
     "WithdrawalReason",
+    "front_end_key",
     "information",
     "intake",
     "meetings",

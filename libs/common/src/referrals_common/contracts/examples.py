@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from uuid import UUID
 
 from .envelope import EventData
+from .front_ends import FrontEndWebhookChanged, FrontEndWebhookPingRequested, front_end_key
 from .information import RequestedItem, RequestedItemKind, Shipment, ShipmentMaterial
 from .intake import (
     AgeGroup,
@@ -37,7 +38,7 @@ from .intake import (
     Stage,
 )
 from .meetings import MeetingMode, MeetingPlace, MeetingSlot, PatientCancelReason, ReminderBefore
-from .notifications import NotificationFailed, NotificationSent
+from .notifications import NotificationFailed, NotificationSent, WebhookAttempted
 from .partners import (
     CaseUnroutable,
     CentersProposed,
@@ -484,6 +485,30 @@ EXAMPLES: dict[type[EventData], Callable[[], EventData]] = {
         attempts=5,
         error_code="provider_unavailable",
         failed_at=NOW,
+    ),
+    FrontEndWebhookChanged: lambda: FrontEndWebhookChanged(
+        case_id=front_end_key("Qx7fK2mP9aZt"),
+        front_end="Qx7fK2mP9aZt",
+        url="https://clinic.example.org/hooks/referrals",
+        sealed_secret="AQ" + "s" * 120,  # the shape of a sealed box, not a real one
+        version=1,
+    ),
+    FrontEndWebhookPingRequested: lambda: FrontEndWebhookPingRequested(
+        case_id=front_end_key("Qx7fK2mP9aZt"),
+        front_end="Qx7fK2mP9aZt",
+        ping_id=UUID("5f0c8a1e-2b7d-4c3e-9f61-0d2a4b6c8e10"),
+    ),
+    WebhookAttempted: lambda: WebhookAttempted(
+        case_id=CASE,
+        front_end="Qx7fK2mP9aZt",
+        delivery_id=NOTIFICATION,
+        event="referral_accepted",
+        attempt=1,
+        attempted_at=NOW,
+        status_code=503,
+        outcome="retrying",
+        error_code="webhook_http_error",
+        next_attempt_at=NOW + timedelta(seconds=30),
     ),
 }
 

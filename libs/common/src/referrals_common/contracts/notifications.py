@@ -125,10 +125,55 @@ class NotificationFailed(EventData):
     failed_at: AwareDatetime = Field(description="When notifications gave up")
 
 
+class WebhookOutcome(StrEnum):
+    """What one webhook attempt came to."""
+
+    DELIVERED = "delivered"
+    RETRYING = "retrying"
+    """It failed; it is tried again at `next_attempt_at`."""
+    FAILED = "failed"
+    """It failed and will not be tried again (a permanent refusal, or the retries ran out)."""
+
+
+class WebhookAttempted(EventData):
+    """One HTTP attempt to deliver a signed webhook to a partner front end, for its delivery log.
+
+    Emitted for every attempt (a retry is an attempt of its own), when its outcome is recorded.
+    Intake keeps them for the front end to read (`GET /v1/front-end/webhook/deliveries`): the
+    status code it answered, the error class, when the next attempt is due. No personal data and
+    never the body: what was sent is `event` and the ids. `case_id` is the case the update is
+    about, or for a test ping the front end's stream key (`front_end_key`).
+    """
+
+    event_type: ClassVar[str] = "referrals.notification.webhook_attempted.v1"
+    topic: ClassVar[str] = topics.NOTIFICATIONS
+    source: ClassVar[str] = SOURCE
+
+    front_end: str = Field(min_length=1, max_length=64, description="The front end's client id")
+    delivery_id: UUID = Field(description="The delivery (the notification id, or the ping id)")
+    event: str = Field(
+        max_length=40, description="What was delivered: a notification trigger, or `ping`"
+    )
+    attempt: PositiveInt = Field(description="1 for the first attempt of this delivery")
+    attempted_at: AwareDatetime = Field(description="When the request was made")
+    status_code: int | None = Field(
+        default=None, ge=100, le=599, description="The endpoint's HTTP status; null: no answer"
+    )
+    outcome: WebhookOutcome = Field(description="What the attempt came to")
+    error_code: NotificationError | None = Field(
+        default=None, description="Why it failed (the error class, never a socket's text)"
+    )
+    next_attempt_at: AwareDatetime | None = Field(
+        default=None, description="When it is tried again (outcome `retrying` only)"
+    )
+
+
 __all__ = [
     "NotificationChannel",
     "NotificationError",
     "NotificationFailed",
     "NotificationSent",
     "NotificationTrigger",
+    "WebhookAttempted",
+    "WebhookOutcome",
 ]

@@ -6,7 +6,8 @@ LANGUAGE_CHECKS = "referrals.language-checks.v1"
 ROUTING = "referrals.routing.v1"
 NOTIFICATIONS = "referrals.notifications.v1"
 CONTACTS = "referrals.contacts.v1"
-"""Private: sealed contact details, read by notifications only."""
+"""Private: sealed contact details and front ends' webhook subscriptions (their secrets
+sealed), read by notifications only."""
 
 DLQ_SUFFIX = ".dlq"
 
@@ -25,7 +26,7 @@ def dead_letter(topic: str) -> str:
 PLATFORM_TOPICS = (CASES, DOCUMENTS, LANGUAGE_CHECKS, ROUTING, NOTIFICATIONS, CONTACTS)
 
 CONSUMERS: dict[str, tuple[str, ...]] = {
-    "intake": (DOCUMENTS, LANGUAGE_CHECKS, ROUTING),
+    "intake": (DOCUMENTS, LANGUAGE_CHECKS, ROUTING, NOTIFICATIONS),
     "records": (CASES, ROUTING),
     "translation": (DOCUMENTS, CASES),
     "partners": (CASES, DOCUMENTS),

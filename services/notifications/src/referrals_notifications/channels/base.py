@@ -43,6 +43,8 @@ class DeliveryReceipt:
     channel: NotificationChannel
     provider_id: str | None = None
     accepted_at: datetime = field(default_factory=utc_now)
+    status_code: int | None = None
+    """The HTTP status the receiver answered (webhooks)."""
 
 
 class DeliveryError(Exception):
@@ -50,10 +52,14 @@ class DeliveryError(Exception):
 
     transient: ClassVar[bool]
 
-    def __init__(self, code: NotificationError, detail: str) -> None:
+    def __init__(
+        self, code: NotificationError, detail: str, *, status_code: int | None = None
+    ) -> None:
         super().__init__(f"{code}: {detail}")
         self.code = code
         self.detail = detail
+        self.status_code = status_code
+        """The HTTP status the receiver answered, if it answered (webhooks)."""
 
 
 class TransientDeliveryError(DeliveryError):
@@ -93,10 +99,10 @@ def classify_http_status(
     """The delivery error for an unsuccessful HTTP status (a 3xx counts as a refusal: redirects
     are not followed, so a signed request never lands somewhere it was not addressed to)."""
     if status == 408:
-        return TransientDeliveryError(NotificationError.TIMEOUT, detail)
+        return TransientDeliveryError(NotificationError.TIMEOUT, detail, status_code=status)
     if is_transient_http_status(status):
-        return TransientDeliveryError(transient_code, detail)
-    return PermanentDeliveryError(permanent_code, detail)
+        return TransientDeliveryError(transient_code, detail, status_code=status)
+    return PermanentDeliveryError(permanent_code, detail, status_code=status)
 
 
 def classify_http_exception(

@@ -150,7 +150,11 @@ class WebhookChannel:
                 transient_code=NotificationError.WEBHOOK_HTTP_ERROR,
                 permanent_code=NotificationError.REJECTED,
             )
-        return DeliveryReceipt(self.channel, provider_id=response.headers.get("X-Request-Id"))
+        return DeliveryReceipt(
+            self.channel,
+            provider_id=response.headers.get("X-Request-Id"),
+            status_code=response.status_code,
+        )
 
 
 __all__ = [

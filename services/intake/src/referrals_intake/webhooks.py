@@ -1,0 +1,152 @@
+"""A front end's webhook subscription, and its delivery log.
+
+A front end (with its API key) subscribes one HTTPS endpoint for its cases' updates. Intake
+keeps who subscribed where, hands the signing secret to the front end once and to notifications
+sealed (`FrontEndWebhookChanged` on the private contacts topic), and never keeps it. Notifications
+signs and delivers the updates (`referrals_common.webhooks`' scheme), retries them, and sends
+every attempt back (`WebhookAttempted`), which intake keeps as the front end's delivery log: the
+front end authenticates to intake only, and the log is read where the key is checked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID, uuid4
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+
+from referrals_common.contracts import (
+    FrontEndWebhookChanged,
+    FrontEndWebhookPingRequested,
+    front_end_key,
+    new_event,
+)
+from referrals_common.contracts.notifications import WebhookAttempted
+from referrals_common.crypto import SealedBox
+from referrals_common.db import UnitOfWork
+from referrals_common.webhooks import new_secret
+from referrals_intake.models import WebhookDeliveryAttempt, WebhookSubscription, utcnow
+
+
+class NoSubscription(Exception):
+    """The front end has no webhook subscribed."""
+
+
+@dataclass(frozen=True)
+class Subscribed:
+    subscription: WebhookSubscription
+    secret: str | None
+    """The new signing secret (shown once), or None when the secret did not change."""
+    created: bool
+
+
+async def subscribe(
+    uow: UnitOfWork, box: SealedBox, client_id: str, url: str, *, rotate_secret: bool
+) -> Subscribed:
+    """Subscribe `url` for the front end, or move its subscription there; a new subscription,
+    or `rotate_secret`, gets a new signing secret."""
+    row = await uow.session.get(WebhookSubscription, client_id, with_for_update=True)
+    created = row is None or row.url is None
+    now = utcnow()
+    if row is None:
+        row = WebhookSubscription(client_id=client_id, version=0, created_at=now)
+        uow.session.add(row)
+    elif created:
+        row.created_at = now
+    row.version += 1
+    row.url = url
+    row.updated_at = now
+    secret = new_secret() if created or rotate_secret else None
+    if secret is not None:
+        row.secret_issued_at = now
+    await uow.outbox.add(
+        new_event(
+            FrontEndWebhookChanged(
+                case_id=front_end_key(client_id),
+                front_end=client_id,
+                url=url,  # type: ignore[arg-type]
+                sealed_secret=box.seal_json({"secret": secret}, bound_to=client_id)
+                if secret is not None
+                else None,
+                version=row.version,
+            )
+        )
+    )
+    return Subscribed(row, secret, created)
+
+
+async def current(uow: UnitOfWork, client_id: str) -> WebhookSubscription:
+    row = await uow.session.get(WebhookSubscription, client_id)
+    if row is None or row.url is None:
+        raise NoSubscription
+    return row
+
+
+async def unsubscribe(uow: UnitOfWork, client_id: str) -> None:
+    """Stop the front end's webhooks (NoSubscription if there are none)."""
+    row = await uow.session.get(WebhookSubscription, client_id, with_for_update=True)
+    if row is None or row.url is None:
+        raise NoSubscription
+    row.version += 1
+    row.url = None
+    row.updated_at = utcnow()
+    await uow.outbox.add(
+        new_event(
+            FrontEndWebhookChanged(
+                case_id=front_end_key(client_id), front_end=client_id, url=None, version=row.version
+            )
+        )
+    )
+
+
+async def request_ping(uow: UnitOfWork, client_id: str) -> UUID:
+    """Ask notifications for a signed test delivery to the subscribed endpoint; its id."""
+    await current(uow, client_id)
+    ping_id = uuid4()
+    await uow.outbox.add(
+        new_event(
+            FrontEndWebhookPingRequested(
+                case_id=front_end_key(client_id), front_end=client_id, ping_id=ping_id
+            )
+        )
+    )
+    return ping_id
+
+
+async def record_attempt(uow: UnitOfWork, data: WebhookAttempted) -> None:
+    """Keep one attempt in the front end's log (a redelivered attempt is kept once)."""
+    is_ping = data.case_id == front_end_key(data.front_end)
+    await uow.session.execute(
+        insert(WebhookDeliveryAttempt)
+        .values(
+            client_id=data.front_end,
+            delivery_id=data.delivery_id,
+            case_id=None if is_ping else data.case_id,
+            event=data.event,
+            attempt=data.attempt,
+            attempted_at=data.attempted_at,
+            status_code=data.status_code,
+            outcome=str(data.outcome),
+            error_code=str(data.error_code) if data.error_code else None,
+            next_attempt_at=data.next_attempt_at,
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+async def delivery_log(
+    uow: UnitOfWork, client_id: str, *, limit: int, before: datetime | None = None
+) -> list[WebhookDeliveryAttempt]:
+    """The front end's own attempts, newest first."""
+    query = select(WebhookDeliveryAttempt).where(WebhookDeliveryAttempt.client_id == client_id)
+    if before is not None:
+        query = query.where(WebhookDeliveryAttempt.attempted_at < before)  # type: ignore[arg-type]
+    rows = await uow.session.execute(
+        query.order_by(
+            WebhookDeliveryAttempt.attempted_at.desc(),  # type: ignore[attr-defined]
+            WebhookDeliveryAttempt.attempt.desc(),  # type: ignore[attr-defined]
+        ).limit(limit)
+    )
+    return list(rows.scalars())

@@ -1,0 +1,107 @@
+"""The delivery log of front ends' webhooks: every HTTP attempt, as an event for intake.
+
+The sender notes each request to a front end's endpoint as it is made (when, the status code
+the endpoint answered or none, the error class), and when the delivery's row is recorded, adds
+one `referrals.notification.webhook_attempted.v1` per attempt to the outbox in that same
+transaction: intake keeps them as the front end's delivery log (`GET /v1/front-end/webhook/
+deliveries`), since the front end authenticates to intake, not to notifications. An attempt
+followed by another one in the same round says `retrying` with the time of the next; the last
+one of a round says `retrying` with the row's next round, `failed` when the row gave up, or
+`delivered`.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from referrals_common.contracts import new_event
+from referrals_common.contracts.notifications import WebhookAttempted, WebhookOutcome
+from referrals_common.db import UnitOfWork
+from referrals_notifications.channels.base import DeliveryError
+from referrals_notifications.models import CaseContact, Delivery
+
+MEMORY = 10_000
+"""Deliveries whose attempts are held until their rows are recorded (a bound, far above one
+batch: a batch that failed before recording leaves its attempts behind)."""
+
+
+@dataclass(frozen=True)
+class Attempt:
+    at: datetime
+    status_code: int | None
+    error: DeliveryError | None
+
+
+class WebhookAttempts:
+    def __init__(self) -> None:
+        self._by_delivery: OrderedDict[UUID, list[Attempt]] = OrderedDict()
+
+    def recording(
+        self, delivery_id: UUID, send: Callable[[], Awaitable[Any]], clock: Callable[[], datetime]
+    ) -> Callable[[], Awaitable[Any]]:
+        """`send`, noting each call's outcome for `delivery_id`."""
+
+        async def attempt() -> Any:
+            at = clock()
+            try:
+                receipt = await send()
+            except DeliveryError as error:
+                self._note(delivery_id, Attempt(at, error.status_code, error))
+                raise
+            self._note(delivery_id, Attempt(at, getattr(receipt, "status_code", None), None))
+            return receipt
+
+        return attempt
+
+    def _note(self, delivery_id: UUID, attempt: Attempt) -> None:
+        self._by_delivery.setdefault(delivery_id, []).append(attempt)
+        self._by_delivery.move_to_end(delivery_id)
+        while len(self._by_delivery) > MEMORY:
+            self._by_delivery.popitem(last=False)
+
+    async def publish(self, uow: UnitOfWork, delivery: Delivery, attempted_before: int) -> None:
+        """One event per attempt noted for `delivery`, in the transaction recording its row."""
+        attempts = self._by_delivery.pop(delivery.id, [])
+        if not attempts:
+            return
+        front_end = delivery.facts.get("front_end")
+        if front_end is None:
+            contact = await uow.session.get(CaseContact, delivery.case_id)
+            front_end = contact.front_end if contact is not None else None
+        if front_end is None:
+            return
+        for number, attempt in enumerate(attempts):
+            outcome, next_at = _outcome(delivery, attempts, number)
+            await uow.outbox.add(
+                new_event(
+                    WebhookAttempted(
+                        case_id=delivery.case_id,
+                        front_end=front_end,
+                        delivery_id=delivery.id,
+                        event=delivery.trigger,
+                        attempt=attempted_before + number + 1,
+                        attempted_at=attempt.at,
+                        status_code=attempt.status_code,
+                        outcome=outcome,
+                        error_code=attempt.error.code if attempt.error else None,
+                        next_attempt_at=next_at,
+                    )
+                )
+            )
+
+
+def _outcome(
+    delivery: Delivery, attempts: list[Attempt], number: int
+) -> tuple[WebhookOutcome, datetime | None]:
+    if attempts[number].error is None:
+        return WebhookOutcome.DELIVERED, None
+    if number + 1 < len(attempts):
+        return WebhookOutcome.RETRYING, attempts[number + 1].at
+    if delivery.status == "failed":
+        return WebhookOutcome.FAILED, None
+    return WebhookOutcome.RETRYING, delivery.next_attempt_at
