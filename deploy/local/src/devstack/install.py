@@ -227,6 +227,49 @@ def ensure_node_tool(console: Console, name: str) -> Path:
     return home
 
 
+PYTHON_TOOLS = ("openapi-client",)
+"""The Python tool sets under deploy/local/python/<name>/ (a pyproject.toml and its uv.lock,
+every version pinned) that cannot share the workspace's lock: `openapi-client` holds
+openapi-python-client, which generates a typed client from an OpenAPI document (its typer pin
+excludes the services')."""
+
+
+def _uv() -> str:
+    """uv: on PATH, or the one `make` installs into the repository's .tools/."""
+    found = shutil.which("uv")
+    if found:
+        return found
+    local = Path(__file__).resolve().parents[4] / ".tools" / "bin" / "uv"
+    if local.exists():
+        return str(local)
+    raise InstallError("`uv` was not found on PATH or in .tools/bin: run `make` once")
+
+
+def ensure_python_tool(console: Console, name: str) -> Path:
+    """Return a virtual environment (its `bin/` holds the tools' commands) with the Python tool
+    set `name` installed exactly as its committed uv.lock says (again when the lock changes: the
+    directory is named after its digest), apart from the workspace's environment."""
+    sources = Path(__file__).resolve().parents[2] / "python" / name
+    lock = (sources / "uv.lock").read_bytes()
+    home = cache_dir() / f"python-{name}-{hashlib.sha256(lock).hexdigest()[:16]}"
+    marker = home / ".complete"
+    if marker.exists():
+        return home / "venv"
+    shutil.rmtree(home, ignore_errors=True)
+    (home / "project").mkdir(parents=True)
+    for file in ("pyproject.toml", "uv.lock"):
+        shutil.copyfile(sources / file, home / "project" / file)
+    _run_with_progress(
+        console,
+        [_uv(), "sync", "--frozen", "--no-dev", "--project", str(home / "project")],
+        cwd=home / "project",
+        what=f"installing the Python tools of deploy/local/python/{name} with `uv sync`",
+        env={"UV_PROJECT_ENVIRONMENT": str(home / "venv")},
+    )
+    marker.write_text(name)
+    return home / "venv"
+
+
 FHIR_VALIDATOR_VERSION = "6.5.18"
 """The HL7 FHIR validator (`ca.uhn.hapi.fhir:org.hl7.fhir.validation`, main class
 `org.hl7.fhir.validation.ValidatorCli`): the newest release on Maven Central whose jar still holds
