@@ -5,13 +5,17 @@ sentences from Debian packages' translations, bench/translation.py prints the fi
 
 1. **Script.** A chunk's letters are mostly of one script. Hebrew, Arabic, Georgian, Armenian and
    Greek script each belong to one language of `LANGUAGES`, so the script is the answer.
-2. **py3langid** (a naive Bayes over byte n-grams, about 100 MB, thousands of chunks a second)
+2. **py3langid** (a naive Bayes over byte n-grams, about 70 MB, thousands of chunks a second)
    restricted to the languages of the chunk's script (`LATIN`, `CYRILLIC`): restricting keeps a
    Romanian chunk among Latin-script languages and never lets an unrelated script's language win.
-3. **Lingua, for Cyrillic only.** py3langid sees Cyrillic through byte 4-grams (two letters), and
-   on a Ukrainian sentence without і, ї, є or ґ it can lean to Russian; when its Cyrillic answer is
-   less sure than `CYRILLIC_SURE`, Lingua's high-accuracy models of the five Cyrillic languages
-   (about 170 MB, loaded once per process and shared by the checking workers) decide.
+3. **Lingua, for Ukrainian, Russian and Bulgarian only.** py3langid sees Cyrillic through byte
+   4-grams (two letters): on a Ukrainian sentence without і, ї, є or ґ it can lean to Russian,
+   and on a Russian one without ы or э to Bulgarian. When it reads a chunk as one of those three
+   less surely than `EAST_SLAVIC_OR_BULGARIAN_SURE`, Lingua's high-accuracy models of the three
+   (loaded once per process and shared by the checking workers) decide. Belarusian (ў) and
+   Serbian (ј, љ, њ) have letters of their own and are left to py3langid: with all five Cyrillic
+   languages Lingua fixed one Bulgarian sentence read as Serbian, for about 60 MB more;
+   low-accuracy models (27 MB) confused Ukrainian and Russian three times in the set.
 
 A document may mix languages (a Ukrainian discharge summary with an English lab report). The text
 is cut into chunks of about `CHUNK_LETTERS` letters along line breaks (a long text is sampled:
@@ -39,7 +43,6 @@ may reject real prose (a test runs every sentence of the set through them):
 
 from __future__ import annotations
 
-import copy
 import math
 import re
 import unicodedata
@@ -81,8 +84,10 @@ MIN_CHUNK_LETTERS: Final = 20
 MAX_CHUNKS: Final = 40
 """Chunks identified per text; a longer text is sampled evenly (about 6,000 letters)."""
 
-CYRILLIC_SURE: Final = 0.95
-"""A Cyrillic chunk py3langid is less sure of goes to Lingua."""
+EAST_SLAVIC_OR_BULGARIAN: Final = frozenset({"uk", "ru", "bg"})
+EAST_SLAVIC_OR_BULGARIAN_SURE: Final = 0.95
+"""A chunk py3langid reads as Ukrainian, Russian or Bulgarian less surely than this goes to
+Lingua."""
 
 MIN_SHARE: Final = 0.05
 """Languages with a smaller share of the text are left out of the shares (noise, quotes)."""
@@ -182,39 +187,33 @@ def load() -> None:
     """Load every model now (the forkserver does, so that workers share them)."""
     _identifier("LATIN")
     _identifier("CYRILLIC")
-    cyrillic_detector()
+    east_slavic_or_bulgarian()
     for language in LANGUAGES:
         _letter_pairs(language)
 
 
 @cache
-def _full_identifier() -> Any:
-    import py3langid.langid as langid
-
-    return langid.LanguageIdentifier.from_model_file(langid.MODEL_FILE, norm_probs=True)
-
-
-@cache
 def _identifier(script: str) -> Any:
     """py3langid restricted to the languages of `script` (LATIN or CYRILLIC)."""
-    identifier = copy.copy(_full_identifier())
+    import py3langid.langid as langid
+
+    identifier = langid.LanguageIdentifier.from_model_file(langid.MODEL_FILE, norm_probs=True)
     languages = LATIN if script == "LATIN" else CYRILLIC
     identifier.set_languages([_PY3LANGID_CODE.get(code, code) for code in languages])
+    # set_languages keeps the whole model (100,000 features by 97 languages, about 55 MB) to
+    # restore it later; nothing here does, so only the restricted tables are kept (pinned 0.4.0).
+    identifier._full_model = (identifier.nb_ptc, identifier.nb_pc, identifier.nb_classes)
     return identifier
 
 
 @cache
-def cyrillic_detector() -> Any:
-    """Lingua over the Cyrillic languages of `LANGUAGES`, high-accuracy models preloaded."""
+def east_slavic_or_bulgarian() -> Any:
+    """Lingua choosing among Ukrainian, Russian and Bulgarian, high-accuracy models preloaded."""
     from lingua import Language, LanguageDetectorBuilder
 
     return (
         LanguageDetectorBuilder.from_languages(
-            Language.UKRAINIAN,
-            Language.RUSSIAN,
-            Language.BELARUSIAN,
-            Language.BULGARIAN,
-            Language.SERBIAN,
+            Language.UKRAINIAN, Language.RUSSIAN, Language.BULGARIAN
         )
         .with_preloaded_language_models()
         .build()
@@ -233,8 +232,8 @@ def classify_chunk(chunk: str) -> tuple[str, float] | None:
     chunk = chunk.translate(_TO_CYRILLIC if script == "CYRILLIC" else _TO_LATIN)
     found, probability = _identifier(script).classify(chunk)
     language = "nb" if found == "no" else found
-    if script == "CYRILLIC" and probability < CYRILLIC_SURE:
-        best = cyrillic_detector().compute_language_confidence_values(chunk)[0]
+    if language in EAST_SLAVIC_OR_BULGARIAN and probability < EAST_SLAVIC_OR_BULGARIAN_SURE:
+        best = east_slavic_or_bulgarian().compute_language_confidence_values(chunk)[0]
         language, probability = best.language.iso_code_639_1.name.lower(), best.value
     return language, float(probability)
 
@@ -392,7 +391,10 @@ def _letter_pairs(language: str) -> _LetterPairs | None:
     if not localedata.exists(language):
         return None
     strings: list[str] = []
+    cached = language in localedata._cache  # pinned Babel 2.18.0
     _strings(localedata.load(language), strings)
+    if not cached:  # 34 locales' whole data (about 1 MB each) are not kept for this
+        localedata._cache.pop(language, None)
     single: Counter[str] = Counter()
     pairs: Counter[str] = Counter()
     for word in _WORD.findall(" ".join(strings).lower()):
