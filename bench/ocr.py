@@ -13,9 +13,9 @@ Each implementation runs in its own process (two copies of Tesseract's C++ symbo
 are asking for trouble), with a warm-up page first (models loaded), and the two alternate over
 `--rounds` rounds. Times are CPU seconds of the reading thread (Tesseract reads a page on the
 caller's thread, on one core, in both), so other load on a shared machine hardly moves them;
-a page's time is its best over the rounds. Printed per implementation: pages/s on one core, OSD and
-recognition seconds a page; and how far the two agree (script, rotation, letters, mean word
-confidence, text similarity).
+a page's time is its best over the rounds. Printed per implementation: pages/s on one core, OSD
+and recognition seconds a page, the reading process's resident memory with every engine loaded;
+and how far the two agree (script, rotation, letters, mean word confidence, text similarity).
 
 The pages: scans of the fixture documents in each script the service reads (Latin, Cyrillic,
 Hebrew), one turned on its side, and the fixture photos (tests/fixtures/translation).
@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the fixture generator lives under tests/
@@ -147,7 +149,10 @@ def measure(name: str, pages: list[tuple[Path, int | None]], folder: Path) -> li
     blank = Image.new("L", (200, 100), 255)
     for packs in {*ocr.SCRIPT_LANGUAGES.values(), ocr.FALLBACK_LANGUAGES}:
         ocr.recognise(blank, packs, dpi=None, timeout=60)
-    return [read(path, dpi) for path, dpi in pages]
+    rows = [read(path, dpi) for path, dpi in pages]
+    # The reading process's resident memory with every engine loaded (a checking worker's).
+    rss_mib = psutil.Process().memory_info().rss / 2**20
+    return [{**row, "rss_mib": rss_mib} for row in rows]
 
 
 def run_child(
@@ -186,6 +191,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, float]:
         "recognition_s_per_page": round(recognition / max(1, len(read)), 3),
         "mean_word_confidence": round(statistics.mean(row["confidence"] for row in read), 1),
         "letters": sum(row["letters"] for row in read),
+        "resident_mib_with_engines_loaded": round(max(row["rss_mib"] for row in rows)),
     }
 
 
@@ -237,7 +243,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             f"(OSD {figures['osd_s_per_page']} s, "
             f"recognition {figures['recognition_s_per_page']} s a page), "
             f"mean word confidence {figures['mean_word_confidence']}, "
-            f"{figures['letters']} letters"
+            f"{figures['letters']} letters; {figures['resident_mib_with_engines_loaded']} MiB "
+            "resident with the engines loaded"
         )
     same = result["agreement"]
     console.print(
