@@ -595,6 +595,44 @@ async def answer_follow_up(world: World) -> Target:
     )
 
 
+async def upload_follow_up_document(world: World) -> Target:
+    """The center that gave the opinion uploads a document for the patient's open question."""
+    case = await _opinion_delivered(world)
+    r = await world.intake.post(
+        f"/v1/cases/{case.case_id}/follow-up-questions",
+        json={"question": "Could you send the staging table?"},
+        headers=case.bearer,
+    )
+    assert r.status_code == 201, r.text
+    question = r.json()["follow_up_questions"][0]["id"]
+    name, content = _opinion_pdf(case)
+
+    async def untouched() -> None:
+        listed = await world.records.get(f"/v1/cases/{case.case_id}/documents", headers=case.bearer)
+        assert [d["kind"] for d in listed.json()].count("opinion") == 1  # the opinion only
+
+    path = f"/v1/referrals/{case.referral_id}/follow-up-questions/{question}/documents"
+
+    async def known() -> bool:
+        # records hears of the question from intake's event: the rightful upload then works.
+        async with world.runtimes["records"].db.unit_of_work() as uow:
+            return (
+                await world.runtimes["records"].records.open_question(
+                    uow, uuid.UUID(case.referral_id), uuid.UUID(question)
+                )
+                is not None
+            )
+
+    await wait_for(known, "records to know the follow-up question")
+    return Target(
+        case,
+        path,
+        lambda: {"files": {"file": (name, content, "application/pdf")}},
+        shown_to_owner=["opinion"],
+        untouched=untouched,
+    )
+
+
 async def deliver_opinion(world: World) -> Target:
     case = await world.accepted_case()
     opinion = await world.upload_opinion(case)
@@ -1085,6 +1123,11 @@ ROUTES: dict[tuple[str, str, str], Route] = {
     ("records", "POST", "/v1/referrals/{referral_id}/opinion"): Route(
         Auth.CENTER, 201, upload_opinion
     ),
+    (
+        "records",
+        "POST",
+        "/v1/referrals/{referral_id}/follow-up-questions/{question_id}/documents",
+    ): Route(Auth.CENTER, 201, upload_follow_up_document),
     # partners: the center (its key), operators (ops key), the patient (case token)
     ("partners", "GET", "/v1/partner/referrals"): Route(
         Auth.CENTER,
