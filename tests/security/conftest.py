@@ -12,8 +12,9 @@ import pytest
 
 from .world import World, running_world
 
-# Routed cases for the tests that change a referral (accept, decline, ask, opinion, fuzzing...).
-ROUTED_POOL = 48
+# Routed cases for the tests that change a referral (accept, decline, ask, opinion, fuzzing...;
+# the resumable opinion uploads take seven).
+ROUTED_POOL = 58
 
 
 @pytest.fixture(scope="package")

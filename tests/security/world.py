@@ -91,6 +91,9 @@ T = TypeVar("T")
 CONSENT_VERSION = "2026-01"
 # Notifications' key pair: intake seals the contact to the public half, only the private opens it.
 NOTIFICATIONS_PRIVATE, NOTIFICATIONS_PUBLIC = SealedBox.generate_keypair_base64()
+PARTNERS_POLICY_PRIVATE, PARTNERS_POLICY_PUBLIC = SealedBox.generate_keypair_base64()
+INSURER = "uniqa-ukraine"
+"""Every case of the world is paid by this insurer, which Berlin and Munich accept."""
 PIPELINE_TIMEOUT = 120.0
 # The suite sends hundreds of refused credentials and fuzzed requests from one address (httpx's
 # ASGI transport says 127.0.0.1): limits far above that, so the edge runs on every request here
@@ -211,6 +214,8 @@ class Patient:
                 "provider": self.insurance_provider,
                 "policy_number": self.policy_number,
             },
+            # Insured: the accepting center reads the policy through the partner API only.
+            "payer": {"kind": "insurer", "insurer": INSURER},
         }
 
     def report_pdf(self) -> bytes:
@@ -649,11 +654,11 @@ def center_profiles(suffix: str) -> dict[str, dict[str, Any]]:
     return {
         "berlin": center(
             f"sec{suffix}-breast-berlin", f"Security Breast Center Berlin {suffix}", "DE",
-            "Berlin", 7, cancers=["C50"],
+            "Berlin", 7, cancers=["C50"], payers={"insurers": [INSURER]},
         ),
         "munich": center(
             f"sec{suffix}-oncology-munich", f"Security Oncology Munich {suffix}", "DE", "Munich",
-            10,
+            10, payers={"insurers": [INSURER]},
         ),
         "spare": center(
             f"sec{suffix}-oncology-lyon", f"Security Oncology Lyon {suffix}", "FR", "Lyon", 5,
@@ -751,6 +756,7 @@ async def running_world(local_stack: Any, tmp_dir: Path, *, routed: int) -> Asyn
                 rate_limit=SUITE_RATE_LIMITS,
                 public_base_url="https://intake.example.org",
                 notifications_public_key=NOTIFICATIONS_PUBLIC,
+                partners_public_key=PARTNERS_POLICY_PUBLIC,
             )
         )
         stack.push_async_callback(intake.db.dispose)
@@ -788,6 +794,7 @@ async def running_world(local_stack: Any, tmp_dir: Path, *, routed: int) -> Asyn
                 case_token_jwks=jwks,
                 api_key_pepper="partners-security-tests-pepper-0123",
                 rate_limit=SUITE_RATE_LIMITS,
+                policy_private_key=PARTNERS_POLICY_PRIVATE,
             )
         )
         partners.outbound = with_example_dns(partners.outbound)
