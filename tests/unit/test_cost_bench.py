@@ -1,0 +1,147 @@
+"""bench/cost.py's aggregation: the issue's twelve keys, read from the other benchmarks' results
+as they are shaped, with targets judged; so the script cannot drift from the benches it reads."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+ISSUE_KEYS = {
+    "cpu_s_per_staged_case",
+    "cpu_s_per_whole_case",
+    "hop_p99_ratio_vs_raw",
+    "submit_to_offered_p99_ms",
+    "platform_rss_mib_under_load",
+    "translation_rss_mib",
+    "upload_ratio_1mb",
+    "upload_ratio_200mb",
+    "intake_create_ratio_vs_bare",
+    "langid_accuracy",
+    "langid_undetermined",
+    "langid_sentences_per_s",
+}
+
+
+@pytest.fixture(scope="module")
+def cost():  # type: ignore[no-untyped-def]
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_cost", BENCH / "cost.py")
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path.remove(str(BENCH))
+        for name in ("pipeline", "messaging", "records", "intake", "translation", "harness"):
+            sys.modules.pop(name, None)
+
+
+def _pipeline_phase(cpu: float, p99: float, rss: float) -> dict:
+    return {
+        "latency_submit_to_offered": {"p99_ms": p99},
+        "cpu_per_case": {
+            "platform_cpu_s_per_case_above_idle": cpu,
+            "by_process_above_idle": {"postgres": cpu / 2},
+        },
+        "resources": {
+            "processes": {
+                "intake-api": {"peak_rss_MiB": rss},
+                "postgres": {"peak_rss_MiB": rss},
+                "bench-watcher": {"peak_rss_MiB": 999.0},
+            }
+        },
+    }
+
+
+PARTS = {
+    "pipeline": {
+        "pipeline": {
+            "fixed_rate": _pipeline_phase(0.2, 150.0, 100.0),
+            "staged_max_rate": _pipeline_phase(0.03, 900.0, 100.0),
+            "max_rate": _pipeline_phase(0.3, 900.0, 600.0),
+        },
+        "floor": {"fixed_rate": {"latency": {"p99_ms": 20.0}}},
+        "idle": {"resources": {"processes": {"postgres": {"peak_rss_MiB": 50.0}}}},
+    },
+    "messaging": {
+        "ratios": {"p99_latency_vs_raw": 3.5},
+        "raw_aiokafka": {"latency": {"p99_ms": 6.0}},
+        "outbox_to_consumer": {"latency_at_rate": {"p99_ms": 21.0}},
+    },
+    "records": {
+        "uploads": {
+            "1MB": {"ratio": 0.65, "service_MB_per_s": 65, "direct_MB_per_s": 100},
+            "200MB": {"ratio": 0.85, "service_MB_per_s": 85, "direct_MB_per_s": 100},
+        }
+    },
+    "intake": {
+        "ratios": {"create_rate_vs_bare": 0.05},
+        "intake_create": {"requests_per_s": 500},
+        "bare_fastapi_echo": {"requests_per_s": 10000},
+    },
+    "language": {
+        "langid_accuracy": 0.998,
+        "langid_undetermined": 0.001,
+        "langid_sentences_per_s": 4000,
+        "translation_rss_mib": 700,
+        "memory": {"rss_mib_sum": 1200},
+        "language_identification": {
+            "py3langid": {"accuracy": 0.99, "undetermined": 0.0, "sentences_per_cpu_s": 12000},
+            "lingua": {"accuracy": 0.998, "undetermined": 0.0, "sentences_per_cpu_s": 900},
+        },
+    },
+}
+
+
+def test_cost_json_has_every_issue_key_as_a_number_with_its_target(cost) -> None:  # type: ignore[no-untyped-def]
+    result = cost.aggregate(PARTS, {"quick": True}, ["a note"])
+    assert set(cost.KEYS) == ISSUE_KEYS
+    for key in ISSUE_KEYS:
+        assert isinstance(result[key], int | float), key
+        assert result["targets"][key]["met"] in (True, False), key
+    assert result["cpu_s_per_staged_case"] == 0.03
+    assert result["cpu_s_per_whole_case"] == 0.3
+    assert result["submit_to_offered_p99_ms"] == 150.0
+    assert result["platform_rss_mib_under_load"] == 1200.0  # the bench's own processes left out
+    met = {key: t["met"] for key, t in result["targets"].items()}
+    assert met["cpu_s_per_staged_case"] and met["submit_to_offered_p99_ms"]
+    assert met["upload_ratio_1mb"] and not met["upload_ratio_200mb"]
+    assert not met["hop_p99_ratio_vs_raw"] and not met["translation_rss_mib"]
+    assert not met["intake_create_ratio_vs_bare"]
+    assert result["measured"] == 12
+    assert result["met"] == sum(met.values())
+    assert "20.0 ms" in result["targets"]["submit_to_offered_p99_ms"]["baseline_same_run"]
+    json.dumps(result)  # cost.json is plain JSON
+
+
+def test_a_part_not_run_leaves_its_figures_empty_and_unjudged(cost) -> None:  # type: ignore[no-untyped-def]
+    result = cost.aggregate({"messaging": PARTS["messaging"]}, {}, [])
+    assert result["hop_p99_ratio_vs_raw"] == 3.5
+    assert result["cpu_s_per_staged_case"] is None
+    assert result["targets"]["cpu_s_per_staged_case"]["met"] is None
+    assert result["measured"] == 1
+
+
+def test_every_benchmark_the_cost_run_reads_is_importable_with_its_entry_point(cost) -> None:  # type: ignore[no-untyped-def]
+    import importlib
+
+    entry = {
+        "pipeline": ("run", "machine_info", "DocumentSet"),
+        "messaging": ("main",),
+        "records": ("main",),
+        "intake": ("main",),
+        "translation": ("main", "language_summary"),
+    }
+    for name, attributes in entry.items():
+        module = importlib.import_module(name)
+        for attribute in attributes:
+            assert hasattr(module, attribute), f"bench/{name}.py lost {attribute}"
+    assert set(cost.RUNNERS) == set(cost.PARTS)
+    quick, full = cost.parameters(True), cost.parameters(False)
+    assert quick["pipeline"]["cases"] < full["pipeline"]["cases"]
