@@ -58,6 +58,12 @@ def test_partners_refuses_the_sample_registry_in_production(monkeypatch):
     monkeypatch.setenv(
         "REFERRALS_PARTNERS_FIELD_ENCRYPTION_KEY", "QkFTRTY0LWtleS1vZi0zMi1ieXRlcy0uLi4uLi4uLi4="
     )
+    # Partners opens the policies intake seals for the accepting center: a key of its own.
+    with pytest.raises(ValidationError, match=r"policy_private_key"):
+        PartnersSettings()
+    monkeypatch.setenv(
+        "REFERRALS_PARTNERS_POLICY_PRIVATE_KEY", "8KGKkMDyc/dNOcoOiPNeRDPPS42jRIgJdbVkD9EYP1U="
+    )
     with pytest.raises(ValidationError, match=r"REFERRALS_PARTNERS_SEED_FILE"):
         PartnersSettings()
     monkeypatch.setenv("REFERRALS_PARTNERS_SEED_FILE", "/etc/referrals/centers.yaml")
