@@ -303,6 +303,15 @@ _TASK_CODE = "http://hl7.org/fhir/CodeSystem/task-code"
 _CONSENT_SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
 _CONSENT_ACTION = "http://terminology.hl7.org/CodeSystem/consentaction"
 _ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+_ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+# The consent's category from HL7's own consent types (v3 ActConsentType, in the consent-category
+# value set; offline in the HL7 terminology package, unlike LOINC): processing is access to the
+# health data, the transfer abroad and the sharing of earlier opinions are disclosures.
+_CONSENT_CATEGORY = {
+    "processing": ("INFA", "information access"),
+    "cross_border": ("IDSCL", "information disclosure"),
+    "share_earlier_opinions": ("IDSCL", "information disclosure"),
+}
 _IDENTIFIER_TYPE = "http://terminology.hl7.org/CodeSystem/v2-0203"
 _APPOINTMENT_CANCELLATION = "http://terminology.hl7.org/CodeSystem/appointment-cancellation-reason"
 
@@ -1190,11 +1199,7 @@ def _consent(case: CaseForFhir, consent: ConsentForFhir, base: str, *, in_force:
                 Coding(system=_CONSENT_SCOPE, code="patient-privacy", display="Privacy Consent")
             ]
         ),
-        category=[
-            CodeableConcept(
-                coding=[Coding(system=_LOINC, code="59284-0", display="Patient Consent")]
-            )
-        ],
+        category=[_consent_category(consent.kind)],
         patient=_ref(base, "Patient", case.case_id),
         dateTime=consent.granted_at,
         performer=[_ref(base, "Patient", case.case_id)],
@@ -1216,6 +1221,11 @@ def _consent(case: CaseForFhir, consent: ConsentForFhir, base: str, *, in_force:
             purpose=purposes,
         ),
     )
+
+
+def _consent_category(kind: str) -> CodeableConcept:
+    code, display = _CONSENT_CATEGORY[kind]
+    return CodeableConcept(coding=[Coding(system=_ACT_CODE, code=code, display=display)])
 
 
 def _sharing_consent_id(case: CaseForFhir, further: FurtherOpinionForFhir) -> UUID:
@@ -1249,11 +1259,7 @@ def _sharing_consents(case: CaseForFhir, base: str) -> list[Consent]:
                         )
                     ]
                 ),
-                category=[
-                    CodeableConcept(
-                        coding=[Coding(system=_LOINC, code="59284-0", display="Patient Consent")]
-                    )
-                ],
+                category=[_consent_category("share_earlier_opinions")],
                 patient=_ref(base, "Patient", case.case_id),
                 dateTime=given,
                 performer=[_ref(base, "Patient", case.case_id)],
