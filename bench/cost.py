@@ -255,6 +255,12 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(PARTS), help=f"some of {','.join(PARTS)}")
     parser.add_argument("--out", type=Path, default=RESULTS / "cost.json")
     parser.add_argument("--note", action="append", default=[], help="a note kept in the JSON")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        help="another run's cost.json (e.g. before a change), read at the end: its figures are "
+        "kept beside this run's as `compared_run`",
+    )
     args = parser.parse_args()
     chosen = [p for p in args.only.split(",") if p]
     unknown = set(chosen) - set(PARTS)
@@ -293,6 +299,14 @@ def main() -> None:
         *args.note,
     ]
     result = aggregate(parts, meta, notes)
+    if args.compare is not None and args.compare.exists():
+        other = json.loads(args.compare.read_text())
+        result["compared_run"] = {
+            "file": args.compare.name,
+            "measured_at": other.get("measured_at"),
+            "notes": other.get("notes", [])[3:],
+            **{key: other.get(key) for key in KEYS if other.get(key) is not None},
+        }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     show(result)
