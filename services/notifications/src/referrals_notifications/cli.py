@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import typer
 
 from referrals_common.service_cli import ServiceCli
@@ -28,7 +26,7 @@ def sender() -> None:
     settings = cli.settings()
     cli.migrate(settings)
     cli.start_metrics(settings)
-    asyncio.run(run_sender(settings))
+    cli.run(run_sender(settings))
 
 
 @app.command()

@@ -30,7 +30,7 @@ def scheduler() -> None:
     settings = cli.settings()
     cli.migrate(settings)
     cli.start_metrics(settings)
-    asyncio.run(run_scheduler(settings))
+    cli.run(run_scheduler(settings))
 
 
 async def _issue(settings: PartnersSettings, role: str, name: str, center: str | None) -> str:
