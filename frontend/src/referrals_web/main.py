@@ -63,7 +63,11 @@ from referrals_web.staff import CenterKeys
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 STATIC_DIR = Path(__file__).parent / "static"
-UPLOAD_ROUTES = ("POST /case/documents", "POST /center/referrals/{referral_id}/opinion")
+UPLOAD_ROUTES = (
+    "POST /case/documents",
+    "PUT /case/uploads/{upload_id}/parts/{number}",  # records bounds a part: its declared size
+    "POST /center/referrals/{referral_id}/opinion",
+)
 CONSOLE_PREFIX = "/center"
 OPS_PREFIX = "/ops"
 log = logging.getLogger(__name__)

@@ -129,6 +129,28 @@ async def test_a_file_in_parts_goes_through_the_app_to_records_with_the_case_tok
     assert "Документ ct.dcm завантажено" in page.text
 
 
+async def test_a_part_larger_than_the_apps_body_limit_passes_through_whole(
+    browser: Browser, fake: RecordsWithUploads
+) -> None:
+    await open_case(browser)
+    headers = await csrf(browser)
+    size = 3 * 1024 * 1024  # past the 1 MiB every other body of the app may have
+    upload = (
+        await browser.client.post(
+            "/case/uploads",
+            json={"kind": "imaging_study", "file_name": "ct.dcm", "size_bytes": size},
+            headers={**headers, "Idempotency-Key": "browser-key-0005"},
+        )
+    ).json()
+    part = bytes(range(256)) * (size // 256)
+    sent = await browser.client.put(
+        f"/case/uploads/{upload['id']}/parts/1", content=part, headers=headers
+    )
+    assert sent.status_code == 200, sent.text[:300]
+    [relayed] = fake.requests_to("PUT", r"/uploads/.+/parts/1$")
+    assert relayed.body == part
+
+
 async def test_the_scripts_calls_need_the_sessions_csrf_token(
     browser: Browser, fake: RecordsWithUploads
 ) -> None:
