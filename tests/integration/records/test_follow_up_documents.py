@@ -120,3 +120,61 @@ async def test_no_other_center_and_no_other_referral_uploads_for_the_question(ap
     assert withdrawn.status_code == 409, withdrawn.text
     listed = await api.get(f"/v1/cases/{case_id}/documents", headers=case_headers(case_id))
     assert [d["kind"] for d in listed.json()] == ["discharge_summary", "opinion"]
+
+
+async def test_records_learns_the_question_and_its_answer_from_the_events(api, runtime):
+    """The grant comes from intake's `case.follow_up_asked` and ends with partners'
+    `referral.follow_up_answered`, read by records' own consumer from Kafka."""
+    from referrals_common.contracts import CaseFollowUpAsked, ReferralFollowUpAnswered, new_event
+
+    from ..conftest import publish, wait_for
+    from .test_center_before_grant import records_consumer
+
+    case_id, referral_id, question = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await upload(api, case_id, pdf_bytes())
+    key, _ = await _opinion_delivered(api, runtime, case_id, referral_id)
+    bootstrap = runtime.settings.kafka.bootstrap_servers
+
+    async def open_question():
+        async with runtime.db.unit_of_work() as uow:
+            return await runtime.records.open_question(uow, referral_id, question)
+
+    async with records_consumer(runtime):
+        await publish(
+            bootstrap,
+            new_event(
+                CaseFollowUpAsked(
+                    case_id=case_id,
+                    question_id=question,
+                    referral_id=referral_id,
+                    question="Which dose?",
+                    asked_at=datetime.now(UTC),
+                )
+            ),
+            times=2,
+        )
+        await wait_for(open_question, timeout=60)
+        path = f"/v1/referrals/{referral_id}/follow-up-questions/{question}/documents"
+        stored = await api.post(path, files=_file("dose"), headers=key)
+        assert stored.status_code == 201, stored.text
+        await publish(
+            bootstrap,
+            new_event(
+                ReferralFollowUpAnswered(
+                    case_id=case_id,
+                    referral_id=referral_id,
+                    center_code=BERLIN,
+                    question_id=question,
+                    answer="Two a day.",
+                    answered_at=datetime.now(UTC),
+                    document_ids=[uuid.UUID(stored.json()["id"])],
+                )
+            ),
+        )
+
+        async def closed():
+            return await open_question() is None
+
+        await wait_for(closed, timeout=60)
+        late = await api.post(path, files=_file("late"), headers=key)
+        assert late.status_code == 404, late.text
