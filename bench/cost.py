@@ -1,8 +1,9 @@
 """Benchmark: cost per case (issue 25), every figure beside its floor, measured in one run.
 
-Not a test: it prints a table and writes bench/results/cost.json. It runs the other benchmarks
-with small parameters, in this process, through their own functions (each starts and stops its
-own stack), and keeps only the issue's figures with the baseline each is compared with:
+Not a test: it prints a table and writes bench/results/cost.json and cost.png (each figure as a
+multiple of its target). It runs the other benchmarks with small parameters, in this process,
+through their own functions (each starts and stops its own stack), and keeps only the issue's
+figures with the baseline each is compared with:
 
     cpu_s_per_staged_case        bench/pipeline.py, staged cases submitted at max rate (the event
                                  pipeline only: submit → offered), platform CPU-s above idle
@@ -249,11 +250,43 @@ def show(result: dict[str, Any]) -> None:
     console.print(table)
 
 
+def plot(result: dict[str, Any], path: Path) -> None:
+    """One bar per figure: how far it is from its target, as a multiple of the target's room
+    (measured / target for "≤" targets, target / measured for "≥"), so 1 is the target and
+    every bar left of it is met."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = []
+    for key, target, sense, _unit in TARGETS:
+        value = result.get(key)
+        if not isinstance(value, int | float) or not value:
+            continue
+        rows.append((key, value / target if sense == "<=" else target / value))
+    fig, ax = plt.subplots(figsize=(10, 0.45 * len(rows) + 1.5))
+    names = [name for name, _ in rows][::-1]
+    ratios = [ratio for _, ratio in rows][::-1]
+    ax.barh(names, ratios, color=["tab:green" if r <= 1 else "tab:red" for r in ratios])
+    ax.axvline(1.0, color="black", linewidth=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("times the target (≤ 1: met)")
+    load = result.get("machine", {}).get("loadavg_start")
+    ax.set_title(f"cost per case, {result.get('measured_at')} (load average at start {load})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny parameters: a smoke run")
     parser.add_argument("--only", default=",".join(PARTS), help=f"some of {','.join(PARTS)}")
     parser.add_argument("--out", type=Path, default=RESULTS / "cost.json")
+    parser.add_argument(
+        "--plot-only", action="store_true", help="redraw the plot of --out, measure nothing"
+    )
     parser.add_argument("--note", action="append", default=[], help="a note kept in the JSON")
     parser.add_argument(
         "--compare",
@@ -262,6 +295,9 @@ def main() -> None:
         "kept beside this run's as `compared_run`",
     )
     args = parser.parse_args()
+    if args.plot_only:
+        plot(json.loads(args.out.read_text()), args.out.with_suffix(".png"))
+        return
     chosen = [p for p in args.only.split(",") if p]
     unknown = set(chosen) - set(PARTS)
     if unknown:
@@ -310,6 +346,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     show(result)
+    plot(result, args.out.with_suffix(".png"))
     console.print(
         f"written to {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}"
     )

@@ -120,6 +120,12 @@ def test_cost_json_has_every_issue_key_as_a_number_with_its_target(cost) -> None
     json.dumps(result)  # cost.json is plain JSON
 
 
+def test_the_plot_is_drawn_from_the_figures(cost, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = cost.aggregate(PARTS, {"measured_at": "now"}, [])
+    cost.plot(result, tmp_path / "cost.png")
+    assert (tmp_path / "cost.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_a_part_not_run_leaves_its_figures_empty_and_unjudged(cost) -> None:  # type: ignore[no-untyped-def]
     result = cost.aggregate({"messaging": PARTS["messaging"]}, {}, [])
     assert result["hop_p99_ratio_vs_raw"] == 3.5
