@@ -67,8 +67,12 @@ PUBLIC_PATHS = frozenset(
         "/redoc",
         "/openapi.json",
         "/v1/.well-known/jwks.json",
+        "/fhir/CodeSystem",
+        "/fhir/CodeSystem/{code_system_id}",
     }
 )
+PUBLIC_EXAMPLES = {"/fhir/CodeSystem/{code_system_id}": "/fhir/CodeSystem/document-kind"}
+"""The path requested for a public route with a parameter."""
 CAPABILITY_PATHS = frozenset({"/v1/downloads/{token}"})
 """Routes whose URL is its own credential (records' download links: a signed, short-lived,
 revocable token naming one document and whom it was issued to); tested in
@@ -1372,7 +1376,7 @@ async def test_public_routes_answer_anyone_and_reveal_no_case(world: World, serv
     assert "/health" in served and "/openapi.json" in served
     forbidden = [s for case in world.cases for s in case.secrets()]
     for path in sorted(served - {"/docs/oauth2-redirect"}):
-        response = await client.get(path)
+        response = await client.get(PUBLIC_EXAMPLES.get(path, path))
         assert response.status_code == 200, (path, response.status_code, response.text[:200])
         assert leaked(response, forbidden) == [], (path, leaked(response, forbidden))
     if service == "intake":

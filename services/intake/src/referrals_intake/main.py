@@ -106,13 +106,20 @@ def create_app(settings: IntakeSettings | None = None, runtime: Runtime | None =
     from fastapi import APIRouter
 
     from referrals_common.service_app import ApiTag
-    from referrals_intake.api import case_events, webhooks
+    from referrals_intake.api import case_events, terminology, webhooks
     from referrals_intake.api.routes import TAGS, router
 
     # One router of the modules' routes, their route objects as they are (the app documents
     # and tags the router's own routes; `include_router` would tag copies the app never sees).
     api = APIRouter()
-    api.routes.extend([*router.routes, *case_events.router.routes, *webhooks.router.routes])
+    api.routes.extend(
+        [
+            *router.routes,
+            *case_events.router.routes,
+            *webhooks.router.routes,
+            *terminology.router.routes,
+        ]
+    )
     webhook_tag = ApiTag(
         "webhooks",
         "A partner front end subscribes its endpoint for signed updates of its cases, with its "

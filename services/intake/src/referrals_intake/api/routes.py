@@ -112,6 +112,11 @@ TAGS = (
         "The public keys that verify case access tokens, for the other services.",
         ("/v1/.well-known/",),
     ),
+    ApiTag(
+        "terminology",
+        "The platform's own FHIR CodeSystems, at the canonical URLs its FHIR exports name.",
+        ("/fhir/CodeSystem",),
+    ),
 )
 IdempotencyKey = Annotated[
     str | None,
