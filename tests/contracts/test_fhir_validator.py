@@ -52,6 +52,7 @@ from referrals_intake.fhir import (
     InformationRequestForFhir,
     MeetingForFhir,
     MeetingSlotForFhir,
+    PayerForFhir,
     case_bundle,
     code_systems,
 )
@@ -228,6 +229,13 @@ SECOND_OPINION = _document(
     language="de",
     media_type="application/pdf",
 )
+FOLLOW_UP_DOCUMENT = _document(
+    8,
+    "opinion",
+    created_at=OPENED + timedelta(days=15),
+    language="en",
+    media_type="application/pdf",
+)
 FURTHER_SHARED = FurtherOpinionForFhir(
     opinion_round=2,
     reason="conflicting_opinions",
@@ -274,6 +282,20 @@ def _variants() -> dict[str, CaseForFhir]:
             status_reason="Cancer center AT-VIE-CCC delivered its written opinion.",
             updated_at=OPENED + timedelta(days=40),
         ),
+        # A follow-up answered with a document the center uploaded (issue 21 §1), and who pays
+        # (issue 21 §4) as a Coverage: an insurer, the patient, a charity.
+        "follow-up-with-document-insurer.json": replace(
+            delivered,
+            documents=[*delivered.documents, FOLLOW_UP_DOCUMENT],
+            follow_ups=[
+                replace(FOLLOW_UPS[0], document_ids=[FOLLOW_UP_DOCUMENT.document_id]),
+                FOLLOW_UPS[1],
+            ],
+            payer=PayerForFhir(kind="insurer", insurer="allianz-care", insurer_name="Allianz Care"),
+            updated_at=OPENED + timedelta(days=17),
+        ),
+        "payer-self-pay.json": replace(_case("referred"), payer=PayerForFhir(kind="self_pay")),
+        "payer-charity.json": replace(_case("ready"), payer=PayerForFhir(kind="charity")),
         "further-opinion-not-shared.json": replace(
             delivered,
             documents=[*delivered.documents, SECOND_OPINION],
