@@ -58,7 +58,7 @@ async def test_the_cloudevents_sdk_reads_every_event_the_relay_publishes(
     for topic in topic_of.values():
         expected = sum(1 for e in events if topic_of[type(e.data).topic] == topic)
         records += await read_topic(kafka_bootstrap, topic, expected)
-    assert len(records) == len(events) == len(registry()) == 43
+    assert len(records) == len(events) == len(registry()) == 45
 
     by_id = {str(event.id): event for event in events}
     seen_types = set()

@@ -73,12 +73,11 @@ from referrals_partners.main import build_runtime as build_partners
 from referrals_partners.main import create_app as create_partners_app
 from referrals_partners.models import CaseDocument, Referral
 from referrals_records import consumers as records_consumers
-from referrals_records.clients import register_center
 from referrals_records.config import RecordsSettings
 from referrals_records.main import MIGRATIONS as RECORDS_MIGRATIONS
 from referrals_records.main import build_runtime as build_records
 from referrals_records.main import create_app as create_records_app
-from referrals_records.models import CenterReferral
+from referrals_records.models import CenterCredential, CenterReferral
 from referrals_translation import consumers as translation_consumers
 from referrals_translation.config import TranslationSettings
 from referrals_translation.main import MIGRATIONS as TRANSLATION_MIGRATIONS
@@ -361,15 +360,26 @@ class World:
         return key
 
     async def _center_key(self, code: str) -> str:
-        """A key issued by partners and registered with records too (one key, both services)."""
-        partners, records = self.runtimes["partners"], self.runtimes["records"]
+        """A key issued by partners, once records has learnt it from partners' event (one key,
+        both services; records registers nothing itself)."""
+        partners = self.runtimes["partners"]
         async with partners.db.unit_of_work() as uow:
             key = await issue_key(uow, partners.pepper, role="center", name=code, center_code=code)
             await uow.commit()
-        async with records.db.unit_of_work() as uow:
-            await register_center(uow, code, records.pepper, existing_key=key)
-            await uow.commit()
+        await self.records_knows_key(key, revoked=False)
         return key
+
+    async def records_knows_key(self, key: str, *, revoked: bool) -> None:
+        """Wait until records' read model has the key (revoked or not), from partners' events."""
+        records = self.runtimes["records"]
+        key_id = key.split("_")[1]
+
+        async def known() -> bool:
+            async with records.db.unit_of_work() as uow:
+                row = await uow.session.get(CenterCredential, key_id, populate_existing=True)
+            return row is not None and (row.revoked_at is not None) == revoked
+
+        await wait_for(known, f"records learns key {key_id} {'revoked' if revoked else 'issued'}")
 
     async def center_key(self, role: str = "spare") -> str:
         return await self._center_key(self.centers[role])
@@ -395,19 +405,13 @@ class World:
         ops = await self.ops_key()
         revoked_ops = await self.ops_key()
         revoked_center = await self._center_key(self.centers["berlin"])
-        # Revoked the way an operator does it: partners' API, then records' table (runbook).
+        # Revoked the way an operator does it: partners' API, nothing else (records learns it).
         for key in (revoked_center, revoked_ops):
             r = await self.partners.delete(
                 f"/v1/ops/keys/{key.split('_')[1]}", headers={"X-Api-Key": ops}
             )
             assert r.status_code == 204, r.text
-        records = self.runtimes["records"]
-        async with records.db.unit_of_work() as uow:
-            await uow.session.execute(
-                text("update center_clients set revoked_at = now() where key_id = :k"),
-                {"k": revoked_center.split("_")[1]},
-            )
-            await uow.commit()
+        await self.records_knows_key(revoked_center, revoked=True)
         self.keys = Keys(
             front_end=front_end,
             other_front_end=other_front_end,
@@ -827,17 +831,20 @@ async def running_world(local_stack: Any, tmp_dir: Path, *, routed: int) -> Asyn
         stack.push_async_callback(notifications.db.dispose)
 
         # The processes: a consumer and a relay per service, and notifications' sender.
-        for rt, use_case, module, opts in (
-            (intake, intake.intake, intake_consumers, {}),
-            (records, records.records, records_consumers, {}),
-            (translation, translation.translation, translation_consumers, {"max_records": 4}),
-            (partners, partners.partners, partners_consumers, {}),
-            (notifications, notifications.notifications, notifications_consumers, {}),
+        records_keys = {"pepper": records.pepper}  # records keeps the centers' key digests
+        for rt, use_case, module, opts, built in (
+            (intake, intake.intake, intake_consumers, {}, {}),
+            (records, records.records, records_consumers, {}, records_keys),
+            (translation, translation.translation, translation_consumers, {"max_records": 4}, {}),
+            (partners, partners.partners, partners_consumers, {}, {}),
+            (notifications, notifications.notifications, notifications_consumers, {}, {}),
         ):
             await stack.enter_async_context(
                 consuming(
                     bootstrap,
-                    lambda dead, m=module, u=use_case, r=rt: m.build_consumer(u, r.db, dead),
+                    lambda dead, m=module, u=use_case, r=rt, b=built: m.build_consumer(
+                        u, r.db, dead, **b
+                    ),
                     *module.SUBSCRIBED_TOPICS,
                     **opts,
                 )

@@ -12,11 +12,14 @@
 #   KAFKA_REPLICATION_FACTOR    default 1 (a production cluster: 3)
 #   KAFKA_MIN_INSYNC_REPLICAS   default 1 (a production cluster: 2)
 #   KAFKA_COMMAND_CONFIG        client properties (SASL/TLS) used when the file exists
+#   KAFKA_COMPACTED_TOPICS      topics (space-separated) made with cleanup.policy=compact, their
+#                               .dlq not: referrals_common.contracts.topics.TOPIC_CONFIGS
 set -eu
 
 : "${KAFKA_BOOTSTRAP_SERVERS:?set KAFKA_BOOTSTRAP_SERVERS}"
 replication="${KAFKA_REPLICATION_FACTOR:-1}"
 min_isr="${KAFKA_MIN_INSYNC_REPLICAS:-1}"
+compacted=" ${KAFKA_COMPACTED_TOPICS:-} "
 topics_dir="${TOPICS_DIR:-/etc/referrals/topics}"
 kafka_topics="${KAFKA_HOME:-/opt/kafka}/bin/kafka-topics.sh"
 
@@ -47,9 +50,11 @@ for spec in $specs; do
       echo "exists:  $name"
       continue
     fi
+    policy="delete"
+    case "$compacted" in *" $name "*) policy="compact" ;; esac
     "$kafka_topics" --bootstrap-server "$KAFKA_BOOTSTRAP_SERVERS" "$@" --create --if-not-exists \
       --topic "$name" --partitions "$partitions" --replication-factor "$replication" \
-      --config "min.insync.replicas=$min_isr"
-    echo "created: $name ($partitions partitions, replication factor $replication)"
+      --config "min.insync.replicas=$min_isr" --config "cleanup.policy=$policy"
+    echo "created: $name ($partitions partitions, replication factor $replication, $policy)"
   done
 done

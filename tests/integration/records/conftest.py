@@ -13,12 +13,14 @@ import pytest
 from PIL import Image
 from pypdf import PdfWriter
 
+from referrals_common.auth.api_keys import generate_api_key, key_digest
 from referrals_common.auth.case_tokens import CaseTokenIssuer, generate_private_key_pem, public_jwks
 from referrals_common.migrations import upgrade_async
 from referrals_common.settings import KafkaSettings, PostgresSettings
-from referrals_records.clients import register_center
 from referrals_records.config import RecordsSettings
 from referrals_records.main import MIGRATIONS, Runtime, build_runtime, create_app
+from referrals_records.models import utcnow
+from referrals_records.service import on_credential_issued
 
 KEY_PEM = generate_private_key_pem()
 ISSUER = CaseTokenIssuer(KEY_PEM)
@@ -60,10 +62,20 @@ def case_headers(case_id: uuid.UUID) -> dict[str, str]:
 
 
 async def center_key(runtime: Runtime, code: str) -> str:
+    """A key as partners issues it, told to records as partners' event tells it (records'
+    consumer's use case; tests/integration/test_center_credentials.py runs the whole way)."""
+    key = generate_api_key("ccr")
     async with runtime.db.unit_of_work() as uow:
-        key = await register_center(uow, code, runtime.pepper)
+        await on_credential_issued(
+            uow,
+            runtime.pepper,
+            key_id=key.key_id,
+            center_code=code,
+            key_sha256=key_digest(key.secret),
+            issued_at=utcnow(),
+        )
         await uow.commit()
-    return key
+    return key.display
 
 
 def pdf_bytes(pages: int = 1, note: str = "") -> bytes:

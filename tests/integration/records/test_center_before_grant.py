@@ -57,7 +57,9 @@ async def records_consumer(runtime) -> AsyncIterator[None]:
     await ensure_topics(bootstrap, topics.PLATFORM_TOPICS)
 
     def build(dead: DeadLetterPublisher) -> EventConsumer:
-        consumer = consumers.build_consumer(runtime.records, runtime.db, dead)
+        consumer = consumers.build_consumer(
+            runtime.records, runtime.db, dead, pepper=runtime.pepper
+        )
         consumer.name = f"{consumers.CONSUMER_NAME}.test-{uuid.uuid4().hex[:8]}"
         return consumer
 

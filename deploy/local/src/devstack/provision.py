@@ -5,9 +5,11 @@ read their own variables from it). It prints one JSON object on stdout:
 
     {"front_end": "rfk_…", "ops": "ops_…", "centers": {"DE-HD-NCT": "ccr_…", …}}
 
-Each center gets one key that both partners (answers) and records (documents, the opinion)
-accept, as a real center would. Keys are shown once and stored hashed by the services; the caller
-keeps this output in the stack's private directory for the demo.
+Each center gets one key, issued by partners, that both partners (answers) and records
+(documents, the opinion) accept, as a real center would: records learns it from partners' event
+(`referrals.center.credential_issued.v1`) once partners' relay and records' consumer run. Keys
+are shown once and stored hashed; the caller keeps this output in the stack's private directory
+for the demo.
 """
 
 from __future__ import annotations
@@ -29,16 +31,10 @@ async def provision() -> dict[str, object]:
     from referrals_partners.centers import ensure_inbox_topics, issue_key, load_seed
     from referrals_partners.config import PartnersSettings
     from referrals_partners.models import CenterRow
-    from referrals_records.clients import register_center
-    from referrals_records.config import RecordsSettings
 
-    intake, records, partners = IntakeSettings(), RecordsSettings(), PartnersSettings()
+    intake, partners = IntakeSettings(), PartnersSettings()
     keys: dict[str, object] = {}
-    intake_db, records_db, partners_db = (
-        Database(intake.postgres),
-        Database(records.postgres),
-        Database(partners.postgres),
-    )
+    intake_db, partners_db = Database(intake.postgres), Database(partners.postgres)
     try:
         await load_seed(partners_db, partners.seed_file or None)
         await ensure_inbox_topics(partners_db, partners.kafka)
@@ -57,14 +53,9 @@ async def provision() -> dict[str, object]:
                     uow, pepper, role="center", name=f"{code} (sample)", center_code=code
                 )
             await uow.commit()
-        async with records_db.unit_of_work() as uow:
-            records_pepper = records.api_key_pepper.get_secret_value().encode()
-            for code, key in centers.items():
-                await register_center(uow, code, records_pepper, key)
-            await uow.commit()
         keys["centers"] = centers
     finally:
-        for db in (intake_db, records_db, partners_db):
+        for db in (intake_db, partners_db):
             await db.dispose()
     return keys
 

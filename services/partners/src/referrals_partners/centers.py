@@ -1,5 +1,9 @@
 """The registry in the database: loading the versioned seed, inbox topics, and API keys.
 
+Partners owns the centers' keys: it issues them (shown once), keeps their peppered hashes and
+revokes them, and tells records each issue and revocation (`referrals.center-credentials.v1`,
+key id and `key_digest`, never the key), in the same transaction, through the outbox.
+
 The seed file is the starting point, not the truth: on start-up the consumer adds the seed's
 centers that are not in the database yet and never overwrites a center ops changed through the
 API (pause, capacity, deadline). Every center gets its own inbox topic,
@@ -15,8 +19,14 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
-from referrals_common.auth.api_keys import generate_api_key, hash_secret
-from referrals_common.contracts import topics
+from referrals_common.auth.api_keys import generate_api_key, hash_secret, key_digest
+from referrals_common.contracts import (
+    CenterCredentialIssued,
+    CenterCredentialRevoked,
+    credential_key,
+    new_event,
+    topics,
+)
 from referrals_common.db import Database, UnitOfWork
 from referrals_common.settings import KafkaSettings
 from referrals_partners.models import ApiClient, CenterRow, utcnow
@@ -83,15 +93,50 @@ async def ensure_inbox_topics(db: Database, kafka: KafkaSettings | str) -> list[
 async def issue_key(
     uow: UnitOfWork, pepper: bytes, *, role: str, name: str, center_code: str | None = None
 ) -> str:
-    """A new API key for a center (`role` center) or an operator (`role` ops), shown once."""
+    """A new API key for a center (`role` center) or an operator (`role` ops), shown once. A
+    center's key is announced to records in the same transaction: it works there too once
+    records has read the event (within seconds)."""
     key = generate_api_key(CENTER_KEY_PREFIX if role == "center" else OPS_KEY_PREFIX)
-    uow.session.add(
-        ApiClient(
-            key_id=key.key_id,
-            role=role,
-            center_code=center_code,
-            name=name,
-            secret_hash=hash_secret(key.secret, pepper),
-        )
+    row = ApiClient(
+        key_id=key.key_id,
+        role=role,
+        center_code=center_code,
+        name=name,
+        secret_hash=hash_secret(key.secret, pepper),
     )
+    uow.session.add(row)
+    if role == "center":
+        assert center_code is not None, "a center's key names its center"
+        await uow.outbox.add(
+            new_event(
+                CenterCredentialIssued(
+                    case_id=credential_key(key.key_id),
+                    center_code=center_code,
+                    key_id=key.key_id,
+                    key_sha256=key_digest(key.secret),
+                    issued_at=row.created_at,
+                )
+            )
+        )
     return key.display
+
+
+async def revoke_key(uow: UnitOfWork, key_id: str) -> ApiClient | None:
+    """Revoke the key `key_id` (None: there is no such key). The first revocation of a center's
+    key is announced to records in the same transaction; revoking again changes nothing."""
+    row = await uow.session.get(ApiClient, key_id, with_for_update=True)
+    if row is None or row.revoked_at is not None:
+        return row
+    row.revoked_at = utcnow()
+    if row.role == "center" and row.center_code is not None:
+        await uow.outbox.add(
+            new_event(
+                CenterCredentialRevoked(
+                    case_id=credential_key(row.key_id),
+                    center_code=row.center_code,
+                    key_id=row.key_id,
+                    revoked_at=row.revoked_at,
+                )
+            )
+        )
+    return row

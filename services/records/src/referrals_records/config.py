@@ -38,6 +38,13 @@ class RecordsSettings(ServiceSettings):
         60, gt=0, description="how often the consumer process expires abandoned uploads"
     )
     link_ttl_seconds: int = Field(300, ge=1, le=3600, description="life of a download link")
+    center_key_cache_seconds: float = Field(
+        2.0,
+        ge=0.1,
+        le=60,
+        description="how long a verified center key is remembered in one API process; a key "
+        "partners revoked keeps working there at most this long after records read the event",
+    )
     # HMAC key (base64, 32 bytes or more) that signs download links; development derives one.
     link_signing_key: SecretStr = SecretStr("")
     # The JWKS intake publishes at /v1/.well-known/jwks.json: case tokens are verified offline.

@@ -1,8 +1,9 @@
 """Records listens to intake (is the case still open? which follow-up question waits for the
 center?) and partners (which center may read the case, which may upload to it: offered,
-accepted, then closed by a decline, an expiry or the delivered opinion; a follow-up answered).
+accepted, then closed by a decline, an expiry or the delivered opinion; a follow-up answered;
+which keys partners issued to centers and revoked).
 
-Group `records.projections` over the cases and routing topics.
+Group `records.projections` over the cases, routing and center credentials topics.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from referrals_common.contracts import (
     CaseStatusChanged,
     CaseSubmitted,
     CaseWithdrawn,
+    CenterCredentialIssued,
+    CenterCredentialRevoked,
     CloudEvent,
     ReferralAccepted,
     ReferralDeclined,
@@ -28,18 +31,43 @@ from referrals_common.contracts import (
 from referrals_common.db import Database, UnitOfWork
 from referrals_common.messaging.consumer import EventConsumer
 from referrals_common.messaging.dlq import DeadLetterPublisher
-from referrals_records.service import Records
+from referrals_records.service import Records, on_credential_issued, on_credential_revoked
 
 CONSUMER_NAME = "records.projections"
-SUBSCRIBED_TOPICS = (topics.CASES, topics.ROUTING)
+SUBSCRIBED_TOPICS = (topics.CASES, topics.ROUTING, topics.CREDENTIALS)
 GROUPS = {CONSUMER_NAME: SUBSCRIBED_TOPICS}
 """Each consumer group of the consumer process and the topics it reads."""
 
 
 def build_consumer(
-    records: Records, db: Database, dead_letters: DeadLetterPublisher, **options: Any
+    records: Records,
+    db: Database,
+    dead_letters: DeadLetterPublisher,
+    *,
+    pepper: bytes,
+    **options: Any,
 ) -> EventConsumer:
+    """Records' consumer; `pepper` hashes the digests of the centers' keys as they are kept."""
     consumer = EventConsumer(CONSUMER_NAME, db, dead_letters, **options)
+
+    @consumer.handles(CenterCredentialIssued)
+    async def key_issued(event: CloudEvent[CenterCredentialIssued], uow: UnitOfWork) -> None:
+        d = event.data
+        await on_credential_issued(
+            uow,
+            pepper,
+            key_id=d.key_id,
+            center_code=d.center_code,
+            key_sha256=d.key_sha256,
+            issued_at=d.issued_at,
+        )
+
+    @consumer.handles(CenterCredentialRevoked)
+    async def key_revoked(event: CloudEvent[CenterCredentialRevoked], uow: UnitOfWork) -> None:
+        d = event.data
+        await on_credential_revoked(
+            uow, key_id=d.key_id, center_code=d.center_code, revoked_at=d.revoked_at
+        )
 
     @consumer.handles(CaseSubmitted)
     async def submitted(event: CloudEvent[CaseSubmitted], uow: UnitOfWork) -> None:

@@ -42,7 +42,8 @@ class Runtime:
     verifier: CaseTokenVerifier
     pepper: bytes
     verified_keys: VerifiedKeys[tuple[str, str]]
-    """Verified center keys: (key id, center code)."""
+    """Verified center keys: (key id, center code), for `center_key_cache_seconds` (a key
+    partners revoked is refused that long at most after records read the revocation)."""
     access_log: AccessLog
     """The access audit, written in transactions of its own."""
     links: LinkSigner
@@ -88,7 +89,10 @@ def build_runtime(settings: RecordsSettings) -> Runtime:
             json.loads(settings.case_token_jwks), issuer=settings.case_token_issuer
         ),
         pepper=settings.api_key_pepper.get_secret_value().encode(),
-        verified_keys=VerifiedKeys(settings.api_key_pepper.get_secret_value().encode()),
+        verified_keys=VerifiedKeys(
+            settings.api_key_pepper.get_secret_value().encode(),
+            ttl=settings.center_key_cache_seconds,
+        ),
         links=link_signer(settings),
         access_log=AccessLog(db, AccessAudit),
     )
@@ -154,7 +158,7 @@ async def run_consumer(settings: RecordsSettings) -> None:
             "records",
             settings.kafka,
             consumers.SUBSCRIBED_TOPICS,
-            lambda dead: consumers.build_consumer(rt.records, rt.db, dead),
+            lambda dead: consumers.build_consumer(rt.records, rt.db, dead, pepper=rt.pepper),
         )
     finally:
         sweep.cancel()

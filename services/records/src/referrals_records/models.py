@@ -1,5 +1,5 @@
-"""Records' tables: documents, what records knows of each case and referral, center clients,
-and the audit of every download."""
+"""Records' tables: documents, what records knows of each case and referral, the centers' keys
+partners announced, and the audit of every download."""
 
 from __future__ import annotations
 
@@ -101,14 +101,20 @@ class FollowUpQuestion(RecordsModel, table=True):
     answered_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
 
 
-class CenterClient(RecordsModel, table=True):
-    __tablename__ = "center_clients"
+class CenterCredential(RecordsModel, table=True):
+    """A center's API key as partners announced it (`referrals.center-credentials.v1`): records
+    issues no keys and stores none, only what checks a presented key. `secret_hash` is
+    `hash_secret(key_sha256, records' pepper)`, null when records learnt only the revocation
+    (compaction kept no more); a revoked key stays revoked whatever arrives later."""
+
+    __tablename__ = "center_credentials"
 
     key_id: str = Field(primary_key=True, max_length=32)
-    center_code: str = Field(max_length=63)
-    secret_hash: str = Field(max_length=64)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    center_code: str = Field(max_length=63, index=True)
+    secret_hash: str | None = Field(default=None, max_length=64)
+    issued_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     revoked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
 
 class AccessAudit(RecordsModel, table=True):

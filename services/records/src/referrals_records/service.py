@@ -1,5 +1,6 @@
 """Records' use cases: store a document (streamed, inspected, deduplicated), list, link, delete;
-and what intake's and partners' events tell records about cases and referrals."""
+what intake's and partners' events tell records about cases and referrals; and the centers'
+keys partners issued and revoked (records issues none)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from sqlalchemy import func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
+from referrals_common.auth.api_keys import hash_secret
 from referrals_common.contracts import (
     CaseStatus,
     DocumentKind,
@@ -37,6 +40,7 @@ from referrals_records.links import DownloadGrant
 from referrals_records.models import (
     AccessAudit,
     CaseState,
+    CenterCredential,
     CenterReferral,
     Document,
     FollowUpQuestion,
@@ -490,6 +494,50 @@ class Records:
         )
 
 
+async def on_credential_issued(
+    uow: UnitOfWork,
+    pepper: bytes,
+    *,
+    key_id: str,
+    center_code: str,
+    key_sha256: str,
+    issued_at: datetime,
+) -> None:
+    """Partners issued a key to `center_code`: records accepts it from now on, checked against
+    `hash_secret(key_sha256, pepper)`. A key records already knows is left as it is: a revoked
+    key is never revived, and a key id is never moved to another center."""
+    await uow.session.execute(
+        insert(CenterCredential)
+        .values(
+            key_id=key_id,
+            center_code=center_code,
+            secret_hash=hash_secret(key_sha256, pepper),
+            issued_at=issued_at,
+            updated_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["key_id"])
+    )
+
+
+async def on_credential_revoked(
+    uow: UnitOfWork, *, key_id: str, center_code: str, revoked_at: datetime
+) -> None:
+    """Partners revoked the key: records refuses it from now on, forever. Known only by its
+    revocation (the issue was compacted away or comes later), the key is kept as revoked."""
+    statement = insert(CenterCredential).values(
+        key_id=key_id, center_code=center_code, revoked_at=revoked_at, updated_at=utcnow()
+    )
+    await uow.session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["key_id"],
+            set_={
+                "revoked_at": func.coalesce(CenterCredential.revoked_at, revoked_at),
+                "updated_at": utcnow(),
+            },
+        )
+    )
+
+
 async def _live_twin(uow: UnitOfWork, case_id: UUID, sha256: str) -> Document | None:
     rows = await uow.session.execute(
         select(Document).where(
@@ -560,4 +608,11 @@ def readable_by(doc: Document, center: str) -> bool:
     return doc.center_code in (None, center) or doc.shared_at is not None
 
 
-__all__ = ["CLOSED", "Records", "RejectionReason", "readable_by"]
+__all__ = [
+    "CLOSED",
+    "Records",
+    "RejectionReason",
+    "on_credential_issued",
+    "on_credential_revoked",
+    "readable_by",
+]

@@ -123,6 +123,15 @@ def hash_secret(secret: str, pepper: bytes) -> str:
     return hmac.new(_pepper(pepper), secret.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
+def key_digest(secret: str) -> str:
+    """SHA-256 of a key's secret, as 64 lowercase hex digits: what the key's issuer tells another
+    service that must check the key (partners tells records about a center's key) without
+    sharing its pepper. The secret is 256 random bits, so the digest gives no way back to it;
+    the receiver stores `hash_secret(digest, its own pepper)` and checks
+    `verify_secret(key_digest(presented secret), stored, its own pepper)`."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
 def verify_secret(secret: str, stored_hash: str, pepper: bytes) -> bool:
     """Whether `secret` hashes to `stored_hash` under `pepper`, compared in constant time; a
     malformed stored hash is simply no match."""

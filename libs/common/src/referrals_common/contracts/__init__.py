@@ -7,6 +7,8 @@ Importing this package imports every producer's module, so `registry()` (and the
 - `records` (`referrals.documents.v1`): stored and rejected documents;
 - `translation` (`referrals.language-checks.v1`): the language check of each document;
 - `partners` (`referrals.routing.v1`, and `referrals.partner-inbox.<center>.v1` for offers);
+- `credentials` (`referrals.center-credentials.v1`, private to records): partners' center keys
+  issued and revoked;
 
 with shared vocabularies in `information` (a center's request) and `meetings` (the consultation
 meeting).
@@ -18,6 +20,7 @@ with the released ones (`docs/contracts/snapshot/`); `examples` has one payload 
 """
 
 from . import information, intake, meetings, notifications, partners, records, topics, translation
+from .credentials import CenterCredentialIssued, CenterCredentialRevoked, credential_key
 from .envelope import (
     CONTENT_TYPE,
     SCHEMA_URI_PREFIX,
@@ -131,6 +134,8 @@ __all__ = [
     "CaseUnroutable",
     "CaseWithdrawn",
     "CenterCode",
+    "CenterCredentialIssued",
+    "CenterCredentialRevoked",
     "CentersProposed",
     "ClinicalSummary",
     "CloudEvent",
@@ -196,6 +201,7 @@ __all__ = [
     "UnroutableReason",
     "WebhookAttempted",
     "WithdrawalReason",
+    "credential_key",
     "front_end_key",
     "information",
     "intake",

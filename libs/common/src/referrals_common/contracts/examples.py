@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from uuid import UUID
 
+from .credentials import CenterCredentialIssued, CenterCredentialRevoked, credential_key
 from .envelope import EventData
 from .front_ends import FrontEndWebhookChanged, FrontEndWebhookPingRequested, front_end_key
 from .information import RequestedItem, RequestedItemKind, Shipment, ShipmentMaterial
@@ -497,6 +498,19 @@ EXAMPLES: dict[type[EventData], Callable[[], EventData]] = {
         case_id=front_end_key("Qx7fK2mP9aZt"),
         front_end="Qx7fK2mP9aZt",
         ping_id=UUID("5f0c8a1e-2b7d-4c3e-9f61-0d2a4b6c8e10"),
+    ),
+    CenterCredentialIssued: lambda: CenterCredentialIssued(
+        case_id=credential_key("Vb7nR0cW3yPq"),
+        center_code="charite-berlin",
+        key_id="Vb7nR0cW3yPq",
+        key_sha256="9f2c" + "0" * 56 + "7a1e",  # the shape of a digest, not a real key's
+        issued_at=NOW,
+    ),
+    CenterCredentialRevoked: lambda: CenterCredentialRevoked(
+        case_id=credential_key("Vb7nR0cW3yPq"),
+        center_code="charite-berlin",
+        key_id="Vb7nR0cW3yPq",
+        revoked_at=NOW + timedelta(days=90),
     ),
     WebhookAttempted: lambda: WebhookAttempted(
         case_id=CASE,

@@ -45,6 +45,7 @@ SCHEMA_SUFFIX = ".schema.json"
 _CHANNELS: dict[str, str] = {
     topics.CASES: "cases",
     topics.CONTACTS: "contacts",
+    topics.CREDENTIALS: "centerCredentials",
     topics.DOCUMENTS: "documents",
     topics.LANGUAGE_CHECKS: "languageChecks",
     topics.ROUTING: "routing",
@@ -56,6 +57,8 @@ _TOPIC_DESCRIPTIONS = {
     topics.CASES: "Cases and their lifecycle, published by intake.",
     topics.CONTACTS: "Private: the patient's sealed contact details, published by intake and "
     "read by notifications only.",
+    topics.CREDENTIALS: "Private: the API keys partners issued to cancer centers and revoked "
+    "(key id and digest, never the key), read by records only.",
     topics.DOCUMENTS: "Stored and rejected documents, published by records.",
     topics.LANGUAGE_CHECKS: "The outcome of the language check of each document, published by "
     "translation.",

@@ -8,6 +8,9 @@ NOTIFICATIONS = "referrals.notifications.v1"
 CONTACTS = "referrals.contacts.v1"
 """Private: sealed contact details and front ends' webhook subscriptions (their secrets
 sealed), read by notifications only."""
+CREDENTIALS = "referrals.center-credentials.v1"
+"""Private: the API keys partners issued to cancer centers and revoked (key id and digest, never
+the key), read by records only. Compacted: the last word on every key is kept."""
 
 DLQ_SUFFIX = ".dlq"
 
@@ -23,11 +26,27 @@ def dead_letter(topic: str) -> str:
     return topic + DLQ_SUFFIX
 
 
-PLATFORM_TOPICS = (CASES, DOCUMENTS, LANGUAGE_CHECKS, ROUTING, NOTIFICATIONS, CONTACTS)
+PLATFORM_TOPICS = (
+    CASES,
+    DOCUMENTS,
+    LANGUAGE_CHECKS,
+    ROUTING,
+    NOTIFICATIONS,
+    CONTACTS,
+    CREDENTIALS,
+)
+
+TOPIC_CONFIGS: dict[str, dict[str, str]] = {
+    # Keyed by the credential (one stream key per key id): compaction keeps each key's last
+    # event (issued, or revoked) for good, so a records replica that starts afresh, or reads
+    # the topic from the beginning a year later, still learns every key that is valid.
+    CREDENTIALS: {"cleanup.policy": "compact"},
+}
+"""Topic settings other than the broker's defaults, applied when a topic is created."""
 
 CONSUMERS: dict[str, tuple[str, ...]] = {
     "intake": (DOCUMENTS, LANGUAGE_CHECKS, ROUTING, NOTIFICATIONS),
-    "records": (CASES, ROUTING),
+    "records": (CASES, ROUTING, CREDENTIALS),
     "translation": (DOCUMENTS, CASES),
     "partners": (CASES, DOCUMENTS),
     "notifications": (CONTACTS, CASES, DOCUMENTS, LANGUAGE_CHECKS, ROUTING),

@@ -118,11 +118,14 @@ async def verify_api_key(
     actor_prefix: str,
     missing: str,
     refused: str = "The API key is not valid.",
+    digest: Callable[[str], str] | None = None,
 ) -> tuple[str, Row]:
     """(key id, its row) for a valid, unrevoked key; 401 otherwise (`missing` when no key was
     presented, `refused` when the key is unknown, wrong or revoked). A refused key counts
     towards the edge's lockout and its summary row (`<actor_prefix>:<key id>`, or
-    `<actor_prefix>:malformed-key`); a valid key spends one of its caller's requests."""
+    `<actor_prefix>:malformed-key`); a valid key spends one of its caller's requests. `digest`:
+    the table stores the peppered hash of `digest(secret)`, not of the secret (a key another
+    service issued, known by its `key_digest`)."""
     if not presented:
         raise Unauthorized(missing)
     try:
@@ -134,7 +137,7 @@ async def verify_api_key(
     if (
         row is None
         or row.revoked_at is not None
-        or not verify_secret(secret, row.secret_hash, pepper)
+        or not verify_secret(digest(secret) if digest else secret, row.secret_hash, pepper)
     ):
         await log.authentication_failed(request, f"{actor_prefix}:{key_id}")
         raise Unauthorized(refused)

@@ -22,7 +22,7 @@ from faststream.security import (
 )
 from pydantic_settings import BaseSettings
 
-from referrals_common.contracts.topics import dead_letter
+from referrals_common.contracts.topics import TOPIC_CONFIGS, dead_letter
 from referrals_common.settings import KafkaSettings, ServiceSettings
 
 Kafka = KafkaSettings | str
@@ -117,7 +117,8 @@ async def ensure_topics(
     replication_factor: int = 1,
     with_dead_letters: bool = True,
 ) -> list[str]:
-    """Create every topic (and its `.dlq`) that does not exist yet; return the ones created."""
+    """Create every topic (and its `.dlq`) that does not exist yet, with its `TOPIC_CONFIGS`;
+    return the ones created."""
     wanted = list(topics) + ([dead_letter(t) for t in topics] if with_dead_letters else [])
     admin = AIOKafkaAdminClient(**client_options(kafka))
     await admin.start()
@@ -127,7 +128,12 @@ async def ensure_topics(
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # another replica made it first
                 await admin.create_topics(
-                    [NewTopic(t, partitions, replication_factor) for t in missing]
+                    [
+                        NewTopic(
+                            t, partitions, replication_factor, topic_configs=TOPIC_CONFIGS.get(t)
+                        )
+                        for t in missing
+                    ]
                 )
         return missing
     finally:

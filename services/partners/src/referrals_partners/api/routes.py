@@ -58,6 +58,7 @@ from referrals_common.text import PlainText
 from referrals_common.webhooks import new_secret
 from referrals_partners import operations
 from referrals_partners.centers import center_row_values, issue_key
+from referrals_partners.centers import revoke_key as revoke_key_of
 from referrals_partners.main import Runtime
 from referrals_partners.meetings import SlotTime
 from referrals_partners.models import (
@@ -1462,18 +1463,17 @@ async def issue_center_key(
     "/ops/keys/{key_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(401, 404),
-    summary="Revoke an API key (effective within a minute)",
+    summary="Revoke an API key (at once at records, within a minute here)",
 )
 async def revoke_key(
     key_id: str, operator: OperatorDep, runtime: RuntimeDep, request: Request
 ) -> Response:
-    """The key (named by its id) is refused from then on, within a minute in every process.
-    Again changes nothing."""
+    """The key (named by its id) is refused from then on, within a minute in every partners
+    process; a center's key also at records, within seconds (records learns the revocation
+    from partners' event). Again changes nothing."""
     async with runtime.db.unit_of_work() as uow:
-        row = await uow.session.get(ApiClient, key_id)
-        if row is None:
+        if await revoke_key_of(uow, key_id) is None:
             raise NotFound(f"There is no key {key_id}.")
-        row.revoked_at = row.revoked_at or utcnow()
         await uow.commit()
     await audit(runtime, operator, route_of(request))
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -34,6 +34,7 @@ from referrals_common.api.problems import (
     problem_responses,
     problem_type,
 )
+from referrals_common.auth.api_keys import key_digest
 from referrals_common.contracts import DocumentKind
 from referrals_common.edge import authenticated
 from referrals_common.edge.principals import (
@@ -48,7 +49,7 @@ from referrals_common.telemetry import note_request_case
 from referrals_records.inspection import ACCEPTED_MEDIA_TYPES, CaseQuotaExceeded, UploadRefused
 from referrals_records.links import InvalidLink
 from referrals_records.main import Runtime
-from referrals_records.models import CenterClient, CenterReferral, Document
+from referrals_records.models import CenterCredential, CenterReferral, Document
 from referrals_records.service import (
     BadTranslation,
     CaseClosed,
@@ -89,7 +90,8 @@ center_key = APIKeyHeader(
     name="X-Api-Key",
     scheme_name="CenterApiKey",
     auto_error=False,
-    description="The center's API key (`ccr_…`), issued by partners' operators",
+    description="The center's API key (`ccr_…`), issued by partners' operators (the same key "
+    "as for partners' API; revoked there, refused here within seconds)",
 )
 
 
@@ -201,8 +203,10 @@ async def current_center(
     runtime: RuntimeDep,
     presented: Annotated[str | None, Security(center_key)],
 ) -> str:
-    """The code of the cancer center whose API key this is (`referrals_common.edge.principals`:
-    a refused key counts towards the lockout; a valid one spends one of its requests)."""
+    """The code of the cancer center whose API key this is: a key partners issued and has not
+    revoked, as its events told records (`center_credentials`); records issues no keys. A
+    refused key counts towards the lockout (`referrals_common.edge.principals`); a valid one
+    spends one of its requests."""
     cached = runtime.verified_keys.get(presented) if presented else None
     if cached is not None:
         authenticated(request, f"key:{cached[0]}")
@@ -211,8 +215,9 @@ async def current_center(
     key_id, row = await verify_api_key(
         request,
         presented,
-        lookup=key_table(runtime.db, CenterClient),
+        lookup=key_table(runtime.db, CenterCredential),
         pepper=runtime.pepper,
+        digest=key_digest,
         log=runtime.access_log,
         actor_prefix="center",
         missing="This endpoint needs the center's API key in X-Api-Key.",
