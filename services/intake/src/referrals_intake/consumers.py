@@ -35,11 +35,12 @@ from referrals_common.contracts import (
     StatusChangeReason,
     topics,
 )
+from referrals_common.contracts.notifications import WebhookAttempted
 from referrals_common.contracts.partners import ExpiryReason
 from referrals_common.db import Database, UnitOfWork
 from referrals_common.messaging.consumer import EventConsumer
 from referrals_common.messaging.dlq import DeadLetterPublisher
-from referrals_intake import meetings
+from referrals_intake import meetings, webhooks
 from referrals_intake.service import Intake
 
 CONSUMER_NAME = "intake.case-lifecycle"
@@ -266,5 +267,9 @@ def build_consumer(
             R.NO_ELIGIBLE_CENTER,
             f"No cancer center could take the case ({d.reason}; tried: {tried}).",
         )
+
+    @consumer.handles(WebhookAttempted)
+    async def webhook_attempted(event: CloudEvent[WebhookAttempted], uow: UnitOfWork) -> None:
+        await webhooks.record_attempt(uow, event.data)
 
     return consumer
