@@ -250,6 +250,42 @@ def show(result: dict[str, Any]) -> None:
     console.print(table)
 
 
+def merge(runs: list[dict[str, Any]], notes: list[str]) -> dict[str, Any]:
+    """One cost.json from runs of different parts started together (e.g. the pipeline in one
+    process and the other benches in another, to share the machine's hours): each figure from
+    the run that measured it, with its target and baseline."""
+    out: dict[str, Any] = {key: None for key in KEYS}
+    out["targets"] = {}
+    sources: dict[str, str] = {}
+    for run in runs:
+        for key in KEYS:
+            if run.get(key) is not None and out[key] is None:
+                out[key] = run[key]
+                out["targets"][key] = run["targets"][key]
+                sources[key] = str(run.get("parts"))
+    for key, target, sense, unit in TARGETS:
+        out["targets"].setdefault(key, {"target": f"{sense} {target:g}", "unit": unit, "met": None})
+    out["met"] = sum(1 for t in out["targets"].values() if t["met"])
+    out["measured"] = sum(1 for key in KEYS if out[key] is not None)
+    out["measured_at"] = max(str(run.get("measured_at")) for run in runs)
+    out["runs"] = [
+        {k: run.get(k) for k in ("parts", "measured_at", "quick", "parameters", "part_seconds",
+                                 "machine")}
+        for run in runs
+    ]  # fmt: skip
+    out["machine"] = runs[0].get("machine", {})
+    out["figure_from_run_of_parts"] = sources
+    compared = [run["compared_run"] for run in runs if "compared_run" in run]
+    if compared:
+        out["compared_run"] = compared[0]
+    seen: list[str] = []
+    for note in [n for run in runs for n in run.get("notes", [])] + notes:
+        if note not in seen:
+            seen.append(note)
+    out["notes"] = seen
+    return out
+
+
 def plot(result: dict[str, Any], path: Path) -> None:
     """One bar per figure: how far it is from its target, as a multiple of the target's room
     (measured / target for "≤" targets, target / measured for "≥"), so 1 is the target and
@@ -285,6 +321,12 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(PARTS), help=f"some of {','.join(PARTS)}")
     parser.add_argument("--out", type=Path, default=RESULTS / "cost.json")
     parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        help="measure nothing: write --out from these runs' cost.json (parts run side by side)",
+    )
+    parser.add_argument(
         "--plot-only", action="store_true", help="redraw the plot of --out, measure nothing"
     )
     parser.add_argument("--note", action="append", default=[], help="a note kept in the JSON")
@@ -295,6 +337,12 @@ def main() -> None:
         "kept beside this run's as `compared_run`",
     )
     args = parser.parse_args()
+    if args.merge:
+        result = merge([json.loads(p.read_text()) for p in args.merge], args.note)
+        args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+        show(result)
+        plot(result, args.out.with_suffix(".png"))
+        return
     if args.plot_only:
         plot(json.loads(args.out.read_text()), args.out.with_suffix(".png"))
         return
@@ -310,7 +358,11 @@ def main() -> None:
     for name in chosen:
         console.rule(f"[bold]{name}[/] {params[name]}")
         began = time.monotonic()
-        parts[name] = RUNNERS[name](params[name])
+        try:
+            parts[name] = RUNNERS[name](params[name])
+        except Exception as exc:  # the other parts' figures are still worth keeping
+            console.print_exception()
+            args.note.append(f"part {name} failed: {exc!r}")
         seconds[name] = round(time.monotonic() - began, 1)
     meta = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -120,6 +120,17 @@ def test_cost_json_has_every_issue_key_as_a_number_with_its_target(cost) -> None
     json.dumps(result)  # cost.json is plain JSON
 
 
+def test_runs_of_different_parts_merge_into_one_cost_json(cost) -> None:  # type: ignore[no-untyped-def]
+    pipeline_only = cost.aggregate({"pipeline": PARTS["pipeline"]}, {"parts": ["pipeline"]}, [])
+    others = {name: data for name, data in PARTS.items() if name != "pipeline"}
+    the_rest = cost.aggregate(others, {"parts": sorted(others)}, ["side by side"])
+    merged = cost.merge([pipeline_only, the_rest], ["merged"])
+    assert merged["measured"] == 12
+    assert merged["cpu_s_per_staged_case"] == 0.03 and merged["hop_p99_ratio_vs_raw"] == 3.5
+    assert merged["figure_from_run_of_parts"]["cpu_s_per_staged_case"] == "['pipeline']"
+    assert "side by side" in merged["notes"] and "merged" in merged["notes"]
+
+
 def test_the_plot_is_drawn_from_the_figures(cost, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     result = cost.aggregate(PARTS, {"measured_at": "now"}, [])
     cost.plot(result, tmp_path / "cost.png")
