@@ -97,7 +97,7 @@ IDENTITIES: dict[str, str] = {
     "forged_front_end_key": "the opening front end's key id with a secret of its own",
     "center_key": "the valid key of the center the referral was offered to",
     "other_center_key": "the valid key of a center the referral was not offered to",
-    "revoked_center_key": "a key of the offered center, revoked in partners and records",
+    "revoked_center_key": "a key of the offered center, revoked in partners only",
     "forged_center_key": "the offered center's key id with a secret of its own",
     "ops_key": "a valid operator key",
     "revoked_ops_key": "an operator key revoked through the ops API",
