@@ -37,7 +37,7 @@ from sqlalchemy import text
 from devstack import stack as stack_mod
 from referrals_common.contracts import CaseWithdrawn, new_event
 from referrals_common.db import Database
-from referrals_common.messaging.consumer import EventConsumer
+from referrals_common.messaging.consumer import EventConsumer, parse_record
 from referrals_common.messaging.dlq import DeadLetterPublisher
 from referrals_common.messaging.kafka import ensure_topics
 from referrals_common.messaging.relay import OutboxRelay
@@ -144,9 +144,13 @@ class TimedConsumer(EventConsumer):
         super().__init__(*args, **kwargs)
         self.done_at: dict[uuid.UUID, float] = {}
 
-    async def _apply(self, event, handler) -> None:  # type: ignore[no-untyped-def]
-        await super()._apply(event, handler)
-        self.done_at[event.id] = time.time()
+    async def process_batch(self, records) -> None:  # type: ignore[no-untyped-def]
+        # Once a batch returns, every effect of it is committed, whether its partitions went
+        # through one transaction (`_apply_together`) or one per record (`_apply`).
+        await super().process_batch(records)
+        now = time.time()
+        for record in records:
+            self.done_at.setdefault(parse_record(record).id, now)
 
 
 async def apply_effect(event, uow) -> None:  # type: ignore[no-untyped-def]
