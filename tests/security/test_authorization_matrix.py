@@ -391,6 +391,93 @@ async def upload_opinion(world: World) -> Target:
     )
 
 
+# records' resumable uploads: a small DICOM file (one part) or a PDF opinion, opened by the
+# rightful caller when the route is about an upload that exists.
+
+SMALL_STUDY = b"\x00" * 128 + b"DICM" + b"\x02\x00\x00\x00UL\x04\x00" + b"\x00" * 4000
+
+
+async def _upload_state(world: World, upload_id: str) -> tuple[str, int]:
+    from referrals_records.models import UploadPart, UploadSession
+
+    async with world.runtimes["records"].db.unit_of_work() as uow:
+        session = await uow.session.get(UploadSession, uuid.UUID(upload_id))
+        assert session is not None
+        parts = await uow.session.scalar(
+            select(func.count()).where(UploadPart.upload_id == session.id)
+        )
+        return session.state, int(parts or 0)
+
+
+async def _uploads_of(world: World, case_id: str) -> int:
+    from referrals_records.models import UploadSession
+
+    async with world.runtimes["records"].db.unit_of_work() as uow:
+        count = await uow.session.scalar(
+            select(func.count()).where(UploadSession.case_id == uuid.UUID(case_id))
+        )
+        return int(count or 0)
+
+
+def _resumable(
+    *, center: bool, opened: bool, parts_sent: int = 0, action: str = "", shown: bool = True
+) -> Prepare:
+    """A Target on a resumable upload: its creation (`opened` False), or an upload the
+    rightful caller opened (with `parts_sent` parts) and `action` on it (`shown`: the 2xx names
+    the file)."""
+
+    async def prepare(world: World) -> Target:
+        if center:
+            case = await world.accepted_case()
+            name, content = _opinion_pdf(case)
+            base = f"/v1/referrals/{case.referral_id}/opinion/uploads"
+            owner = {"X-Api-Key": world.keys.center}
+            declared = {"file_name": name, "size_bytes": len(content)}
+        else:
+            case = await world.open_case()
+            name, content = f"{case.patient.family_name}_CT.dcm", SMALL_STUDY
+            base = f"/v1/cases/{case.case_id}/uploads"
+            owner = case.bearer
+            declared = {"kind": "imaging_study", "file_name": name, "size_bytes": len(content)}
+        key = {"Idempotency-Key": uuid.uuid4().hex}
+        if not opened:
+
+            async def nothing_opened() -> None:
+                assert await _uploads_of(world, case.case_id) == 0
+
+            return Target(
+                case,
+                base,
+                lambda: {"json": declared},
+                shown_to_owner=[name],
+                untouched=nothing_opened,
+                headers=key,
+            )
+        r = await world.records.post(base, json=declared, headers={**owner, **key})
+        assert r.status_code == 201, r.text
+        upload_id = r.json()["id"]
+        for number in range(1, parts_sent + 1):
+            r = await world.records.put(
+                f"{base}/{upload_id}/parts/{number}", content=content, headers=owner
+            )
+            assert r.status_code == 200, r.text
+        before = await _upload_state(world, upload_id)
+
+        async def untouched() -> None:
+            assert await _upload_state(world, upload_id) == before
+
+        return Target(
+            case,
+            f"{base}/{upload_id}{action}",
+            (lambda: {"content": content}) if action.startswith("/parts/") else dict,
+            shown_to_owner=[name] if shown else [],
+            untouched=untouched,
+        )
+
+    return prepare
+
+
+# partners -------------------------------------------------------------------------------
 # partners -------------------------------------------------------------------------------
 
 
@@ -863,6 +950,44 @@ async def read_webhook(world: World) -> Target:
     return Target(world.main, "/v1/partner/webhook", secrets=[url], shown_to_owner=[url])
 
 
+async def _subscribe_front_end(world: World) -> str:
+    """The opening front end's webhook, subscribed; its address."""
+    url = f"https://hooks-{secrets.token_hex(4)}.kyiv.example.org/updates"
+    r = await world.intake.put(
+        "/v1/front-end/webhook", json={"url": url}, headers={"X-Api-Key": world.keys.front_end}
+    )
+    assert r.status_code in (200, 201), r.text
+    return url
+
+
+def front_end_webhook(path: str, *, change: bool = False) -> Prepare:
+    async def prepare(world: World) -> Target:
+        url = await _subscribe_front_end(world)
+
+        async def untouched() -> None:
+            r = await world.intake.get(
+                "/v1/front-end/webhook", headers={"X-Api-Key": world.keys.front_end}
+            )
+            assert r.status_code == 200 and r.json()["url"] == url, r.text
+
+        new_url = f"https://hooks-{secrets.token_hex(4)}.kyiv.example.org/v2"
+        return Target(
+            world.main,
+            path,
+            _json(url=new_url) if change else dict,
+            secrets=[url],
+            shown_to_owner=[new_url] if change else ([url] if path.endswith("webhook") else []),
+            untouched=untouched,
+        )
+
+    return prepare
+
+
+OWN_SUBSCRIPTION = Expect(frozenset({200, 201}), "it subscribes its own webhook, not the target's")
+OWN_PING = Expect(frozenset({202, 404}), "its own webhook (none, or its own), never the target's")
+OWN_LOG = Expect.status(200, "its own delivery log, without the target's")
+
+
 async def _centers(world: World) -> dict[str, dict[str, Any]]:
     r = await world.partners.get("/v1/ops/centers", headers={"X-Api-Key": world.keys.ops})
     assert r.status_code == 200, r.text
@@ -1072,6 +1197,41 @@ ROUTES: dict[tuple[str, str, str], Route] = {
         200,
         main_target("/v1/cases/{case_id}/timeline", shown=lambda w: [w.centers["berlin"]]),
     ),
+    ("intake", "GET", "/v1/cases/{case_id}/events"): Route(
+        Auth.CASE,
+        200,
+        main_target("/v1/cases/{case_id}/events", shown=lambda w: ["timeline_entry"]),
+    ),
+    ("intake", "PUT", "/v1/front-end/webhook"): Route(
+        Auth.FRONT_END,
+        200,
+        front_end_webhook("/v1/front-end/webhook", change=True),
+        {"other_front_end_key": OWN_SUBSCRIPTION},
+    ),
+    ("intake", "GET", "/v1/front-end/webhook"): Route(
+        Auth.FRONT_END,
+        200,
+        front_end_webhook("/v1/front-end/webhook"),
+        {"other_front_end_key": OWN_WEBHOOK},
+    ),
+    ("intake", "DELETE", "/v1/front-end/webhook"): Route(
+        Auth.FRONT_END,
+        204,
+        front_end_webhook("/v1/front-end/webhook"),
+        {"other_front_end_key": OWN_WEBHOOK},
+    ),
+    ("intake", "POST", "/v1/front-end/webhook/ping"): Route(
+        Auth.FRONT_END,
+        202,
+        front_end_webhook("/v1/front-end/webhook/ping"),
+        {"other_front_end_key": OWN_PING},
+    ),
+    ("intake", "GET", "/v1/front-end/webhook/deliveries"): Route(
+        Auth.FRONT_END,
+        200,
+        front_end_webhook("/v1/front-end/webhook/deliveries"),
+        {"other_front_end_key": OWN_LOG},
+    ),
     ("intake", "GET", "/v1/cases/{case_id}/fhir"): Route(
         Auth.CASE,
         200,
@@ -1132,6 +1292,40 @@ ROUTES: dict[tuple[str, str, str], Route] = {
         "POST",
         "/v1/referrals/{referral_id}/follow-up-questions/{question_id}/documents",
     ): Route(Auth.CENTER, 201, upload_follow_up_document),
+    ("records", "POST", "/v1/cases/{case_id}/uploads"): Route(
+        Auth.CASE, 201, _resumable(center=False, opened=False)
+    ),
+    ("records", "GET", "/v1/cases/{case_id}/uploads/{upload_id}"): Route(
+        Auth.CASE, 200, _resumable(center=False, opened=True)
+    ),
+    ("records", "PUT", "/v1/cases/{case_id}/uploads/{upload_id}/parts/{part_number}"): Route(
+        Auth.CASE, 200, _resumable(center=False, opened=True, action="/parts/1")
+    ),
+    ("records", "POST", "/v1/cases/{case_id}/uploads/{upload_id}/complete"): Route(
+        Auth.CASE, 201, _resumable(center=False, opened=True, parts_sent=1, action="/complete")
+    ),
+    ("records", "DELETE", "/v1/cases/{case_id}/uploads/{upload_id}"): Route(
+        Auth.CASE, 204, _resumable(center=False, opened=True, shown=False)
+    ),
+    ("records", "POST", "/v1/referrals/{referral_id}/opinion/uploads"): Route(
+        Auth.CENTER, 201, _resumable(center=True, opened=False)
+    ),
+    ("records", "GET", "/v1/referrals/{referral_id}/opinion/uploads/{upload_id}"): Route(
+        Auth.CENTER, 200, _resumable(center=True, opened=True)
+    ),
+    (
+        "records",
+        "PUT",
+        "/v1/referrals/{referral_id}/opinion/uploads/{upload_id}/parts/{part_number}",
+    ): Route(Auth.CENTER, 200, _resumable(center=True, opened=True, action="/parts/1")),
+    ("records", "POST", "/v1/referrals/{referral_id}/opinion/uploads/{upload_id}/complete"): (
+        Route(
+            Auth.CENTER, 201, _resumable(center=True, opened=True, parts_sent=1, action="/complete")
+        )
+    ),
+    ("records", "DELETE", "/v1/referrals/{referral_id}/opinion/uploads/{upload_id}"): Route(
+        Auth.CENTER, 204, _resumable(center=True, opened=True, shown=False)
+    ),
     # partners: the center (its key), operators (ops key), the patient (case token)
     ("partners", "GET", "/v1/partner/referrals"): Route(
         Auth.CENTER,
@@ -1271,10 +1465,13 @@ def test_the_table_covers_exactly_the_routes_of_the_app(service: str) -> None:
     table = {(m, p) for s, m, p in ROUTES if s == service}
     assert served - table == set(), f"routes without expectations: {sorted(served - table)}"
     assert table - served == set(), f"expectations for routes that are gone: {table - served}"
+    # HEAD aside, as in app_routes (records' resumable uploads document theirs: each answers as
+    # its GET twin, checked in tests/security/test_resumable_uploads.py).
     documented = {
         (method.upper(), path)
         for path, operations in app.openapi()["paths"].items()
         for method in operations
+        if method != "head"
     }
     assert documented - set(app_routes(app)) == set(), "the OpenAPI documents unserved routes"
 
