@@ -291,11 +291,11 @@ async def test_an_abandoned_upload_expires_and_its_parts_are_aborted(api, runtim
         "select object_key, storage_upload_id from upload_sessions where id = $1",
         uuid.UUID(upload["id"]),
     )
+
+    async def one_byte():
+        yield b"x"
+
     with pytest.raises(MultipartFailed) as aborted:
-
-        async def one_byte():
-            yield b"x"
-
         await runtime.uploads.multipart.put_part(
             session["object_key"], session["storage_upload_id"], 3, one_byte(), 1
         )
