@@ -151,7 +151,7 @@ def main(args: argparse.Namespace) -> dict[str, object]:
                 start_new_session=True,
             )
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # migrations first; minutes on a loaded machine
         while True:
             try:
                 if httpx.get(f"{base}/health", timeout=1).status_code == 200:
