@@ -761,9 +761,13 @@ async def running_world(local_stack: Any, tmp_dir: Path, *, routed: int) -> Asyn
                 public_base_url="https://intake.example.org",
                 notifications_public_key=NOTIFICATIONS_PUBLIC,
                 partners_public_key=PARTNERS_POLICY_PUBLIC,
+                # The matrix reads whole answers: a case's event stream ends after a second.
+                case_stream_max_seconds=1.0,
             )
         )
+        intake.outbound = with_example_dns(intake.outbound)
         stack.push_async_callback(intake.db.dispose)
+        stack.push_async_callback(intake.case_events.close)
         jwks = json.dumps(intake.jwks)
         records = build_records(
             RecordsSettings(

@@ -58,6 +58,12 @@ class IntakeSettings(ServiceSettings):
     case_stream_heartbeat_seconds: float = Field(
         15.0, gt=0, le=300, description="seconds between the comments that keep a stream open"
     )
+    case_stream_max_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="seconds a stream lasts at most (sooner if its token expires); the client "
+        "reconnects with Last-Event-ID",
+    )
 
     def _secrets(self) -> dict[str, str]:
         return {

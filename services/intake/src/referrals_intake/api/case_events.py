@@ -3,12 +3,14 @@
 Authorized by the case's access token like every other read of the case. The stream sends the
 timeline entries after `Last-Event-ID` (all of them without it), then each new one as intake
 commits it (`referrals_intake.case_events`), a heartbeat comment every
-`case_stream_heartbeat_seconds`, and ends when the token expires: the client reconnects with a
+`case_stream_heartbeat_seconds`, and ends when the token expires (or after
+`case_stream_max_seconds`): the client reconnects with a
 fresh token and the last id it saw, and loses nothing. The protocol is sse-starlette's.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 from uuid import UUID
 
@@ -85,7 +87,10 @@ async def case_event_stream(
     one as it is committed. At most a few streams per case and a bounded number per process
     (429 or 503 with Retry-After past them)."""
     assert credentials is not None  # `access` verified it
-    expires_at = runtime.verifier.verify(credentials.credentials).expires_at
+    expires_at = min(
+        runtime.verifier.verify(credentials.credentials).expires_at,
+        datetime.now(UTC) + timedelta(seconds=runtime.settings.case_stream_max_seconds),
+    )
     async with runtime.db.unit_of_work() as uow:
         repo = CaseRepository(uow.session)
         if await repo.get(access.case_id) is None:
