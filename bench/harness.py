@@ -20,7 +20,7 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def wait_healthy(base: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 90) -> None:
+def wait_healthy(base: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 240) -> None:
     """Until `base`/health answers 200; the server's log tail if it exits or never does."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
