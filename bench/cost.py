@@ -264,7 +264,15 @@ def merge(runs: list[dict[str, Any]], notes: list[str]) -> dict[str, Any]:
                 out["targets"][key] = run["targets"][key]
                 sources[key] = str(run.get("parts"))
     for key, target, sense, unit in TARGETS:
-        out["targets"].setdefault(key, {"target": f"{sense} {target:g}", "unit": unit, "met": None})
+        out["targets"].setdefault(
+            key,
+            {
+                "target": f"{sense} {target:g}",
+                "unit": unit,
+                "met": None,
+                "baseline_same_run": "not measured",
+            },
+        )
     out["met"] = sum(1 for t in out["targets"].values() if t["met"])
     out["measured"] = sum(1 for key in KEYS if out[key] is not None)
     out["measured_at"] = max(str(run.get("measured_at")) for run in runs)
