@@ -960,7 +960,7 @@ async def _subscribe_front_end(world: World) -> str:
     return url
 
 
-def front_end_webhook(path: str, *, change: bool = False) -> Prepare:
+def front_end_webhook(path: str, *, change: bool = False, shown: bool = False) -> Prepare:
     async def prepare(world: World) -> Target:
         url = await _subscribe_front_end(world)
 
@@ -976,7 +976,7 @@ def front_end_webhook(path: str, *, change: bool = False) -> Prepare:
             path,
             _json(url=new_url) if change else dict,
             secrets=[url],
-            shown_to_owner=[new_url] if change else ([url] if path.endswith("webhook") else []),
+            shown_to_owner=[new_url] if change else ([url] if shown else []),
             untouched=untouched,
         )
 
@@ -1211,7 +1211,7 @@ ROUTES: dict[tuple[str, str, str], Route] = {
     ("intake", "GET", "/v1/front-end/webhook"): Route(
         Auth.FRONT_END,
         200,
-        front_end_webhook("/v1/front-end/webhook"),
+        front_end_webhook("/v1/front-end/webhook", shown=True),
         {"other_front_end_key": OWN_WEBHOOK},
     ),
     ("intake", "DELETE", "/v1/front-end/webhook"): Route(
