@@ -20,7 +20,7 @@ from schemathesis.checks import not_a_server_error
 
 from devstack.process import free_port, stop_group
 from referrals_common.auth.case_tokens import generate_private_key_pem
-from referrals_common.crypto import FieldCipher
+from referrals_common.crypto import FieldCipher, SealedBox
 
 from .conftest import case_body
 
@@ -45,6 +45,10 @@ def intake_server(local_stack, tmp_path_factory):
         "REFERRALS_INTAKE_TOKENS__SIGNING_KEY_PEM": generate_private_key_pem().decode(),
         "REFERRALS_INTAKE_FIELD_ENCRYPTION_KEY": FieldCipher.generate_key_base64(),
         "REFERRALS_INTAKE_API_KEY_PEPPER": "a-test-pepper-of-32-characters!!",
+        # Configured like a real intake: the keys it seals contacts, webhook secrets and
+        # policies to (without them a subscription is a 503, which is not what is tested here).
+        "REFERRALS_INTAKE_NOTIFICATIONS_PUBLIC_KEY": SealedBox.generate_keypair_base64()[1],
+        "REFERRALS_INTAKE_PARTNERS_PUBLIC_KEY": SealedBox.generate_keypair_base64()[1],
         "REFERRALS_TELEMETRY__LOG_LEVEL": "WARNING",
     }
     log = tmp_path_factory.mktemp("intake") / "intake.log"
