@@ -337,7 +337,7 @@ def test_a_center_doctor_moves_cancels_and_records_meetings_in_the_console(
         )
         booked = front.intake.post(
             f"/v1/cases/{case_id}/meetings/{second['id']}/booking",
-            json={"slot_id": second["slots"][0]["id"], "time_zone": "Europe/Kyiv"},
+            json={"slot_id": second["slots"][0]["slot_id"], "time_zone": "Europe/Kyiv"},
             headers={**front.token(), "Idempotency-Key": str(uuid.uuid4())},
         )
         assert booked.status_code == 200, booked.text
