@@ -27,11 +27,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from referrals_common.telemetry import note_request_case
-from referrals_web import one_time_codes
-from referrals_web.i18n import LOCALES, N_
+from referrals_web.i18n import N_
 from referrals_web.models import utcnow
-from referrals_web.one_time_codes import Verdict
 from referrals_web.ops_api import OpsApi
+from referrals_web.pages import staff_signin
 from referrals_web.pages.common import (
     checked_form,
     current_session,
@@ -41,28 +40,18 @@ from referrals_web.pages.common import (
     redirect,
     render,
     runtime,
-    safe_next,
     text,
 )
 from referrals_web.platform import PlatformProblem
 from referrals_web.rendering import Form
 from referrals_web.repository import OpsAction, StaffMember
-from referrals_web.staff import EMAIL, OPS_ROLE
+from referrals_web.staff import OPS_ROLE
 
 router = APIRouter()
 log = logging.getLogger(__name__)
 
-SIGN_IN = "ops_signin"
-CODE_NAMESPACE = "ops-code"
 FLASH = "ops_flash"
 REFERENCE = re.compile(r"^[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}$")
-CODE_MESSAGES = {
-    Verdict.WRONG: N_(
-        "The code is not right. Check the e-mail and try again, or ask for a new code"
-    ),
-    Verdict.EXPIRED: N_("This code has expired. Ask for a new code: what you typed before is kept"),
-    Verdict.TOO_MANY: N_("Too many tries with this code. Ask for a new code"),
-}
 OVERDUE_WHAT = {
     "answer": N_("The center has not answered the offer by its deadline"),
     "opinion": N_("The opinion is later than the center said"),
@@ -116,120 +105,50 @@ def page(request: Request, template: str, member: StaffMember, **context: Any) -
 # --------------------------------------------------------------------------- sign-in
 
 
+async def _signed_in(request: Request, member: StaffMember) -> None:
+    await audit(request, member, "sign_in", "")
+
+
+REALM = staff_signin.StaffRealm(
+    role=OPS_ROLE,
+    prefix="/ops",
+    templates="ops",
+    pending_key="ops_signin",
+    namespace="ops-code",
+    purpose="ops",
+    signed_in=_signed_in,
+)
+
+
 @router.get("/ops/sign-in")
 async def sign_in(request: Request) -> Response:
-    session = ensure_session(request)
-    if session.staff_id is not None:
-        return redirect("/ops")
-    pending = session.data.get(SIGN_IN) or {}
-    return render(request, "ops/signin.html", form=Form(values={"email": pending.get("email", "")}))
+    return await staff_signin.sign_in_page(request, REALM)
 
 
 @router.post("/ops/sign-in")
 async def ask_for_code(request: Request) -> Response:
-    posted = await checked_form(request)
-    form = Form(values={"email": text(posted, "email", 254)})
-    if not form.values["email"]:
-        form.error("email", N_("Enter your work e-mail address"))
-    elif not EMAIL.match(form.values["email"]):
-        form.error(
-            "email", N_("Enter an e-mail address in the right format, like name@example.com")
-        )
-    if not form.ok:
-        return render(request, "ops/signin.html", form=form, status_code=422)
-    await _send_code(request, form.values["email"])
-    return redirect("/ops/sign-in/code")
-
-
-async def _send_code(request: Request, email: str) -> None:
-    """E-mail a code if the address is an active operator's; the page says the same either
-    way."""
-    rt = runtime(request)
-    session = ensure_session(request)
-    member = await rt.staff.by_email(email)
-    found = member is not None and member.active and member.role == OPS_ROLE
-    session.set(SIGN_IN, {"email": email, "staff_id": str(member.id) if found and member else None})
-    if member is None or not found:
-        return
-    minutes = rt.settings.login_code_minutes
-    code = await one_time_codes.issue(
-        rt.staff_codes, rt.ops_sessions, member.id, namespace=CODE_NAMESPACE, minutes=minutes
-    )
-    try:
-        await rt.mailer.send_code(
-            member.email, code, locale=session.locale, minutes=minutes, purpose="ops"
-        )
-    except Exception:  # the page says the same; the log says why
-        log.exception("the ops sign-in code could not be sent")
+    return await staff_signin.ask_for_code(request, REALM)
 
 
 @router.get("/ops/sign-in/code")
 async def code_page(request: Request) -> Response:
-    session = ensure_session(request)
-    if not session.data.get(SIGN_IN):
-        return redirect("/ops/sign-in")
-    return render(request, "ops/code.html", form=Form(values={"code": ""}))
+    return await staff_signin.code_page(request, REALM)
 
 
 @router.post("/ops/sign-in/code")
 async def check_code(request: Request) -> Response:
-    posted = await checked_form(request)
-    session = ensure_session(request)
-    pending = session.data.get(SIGN_IN)
-    if not pending:
-        return redirect("/ops/sign-in")
-    rt = runtime(request)
-    if posted.get("action") == "resend":
-        await _send_code(request, pending["email"])
-        return render(request, "ops/code.html", form=Form(values={"code": ""}), resent=True)
-    typed = re.sub(r"\s", "", text(posted, "code", 20))
-    form = Form(values={"code": typed})
-    if not re.fullmatch(r"\d{6}", typed):
-        form.error("code", N_("Enter the 6-digit code from the e-mail"))
-        return render(request, "ops/code.html", form=form, status_code=422)
-    staff_id = UUID(pending["staff_id"]) if pending.get("staff_id") else None
-    verdict = await one_time_codes.check(
-        rt.staff_codes,
-        rt.ops_sessions,
-        staff_id,
-        typed,
-        namespace=CODE_NAMESPACE,
-        attempts=rt.settings.login_code_attempts,
-    )
-    if verdict is not Verdict.OK or staff_id is None:
-        form.error("code", CODE_MESSAGES[verdict])
-        return render(request, "ops/code.html", form=form, status_code=422)
-    member = await rt.staff.get(staff_id)
-    if member is None or not member.active or member.role != OPS_ROLE:
-        form.error("code", CODE_MESSAGES[Verdict.WRONG])
-        return render(request, "ops/code.html", form=form, status_code=422)
-    # A new session id on signing in: a cookie planted before cannot ride along.
-    fresh = rt.ops_sessions.new(session.locale)
-    fresh.staff_id = member.id
-    await rt.ops_sessions.end(session)
-    request.scope["state"]["web_session"] = fresh
-    await audit(request, member, "sign_in", "")
-    return redirect("/ops")
+    return await staff_signin.check_code(request, REALM)
 
 
 @router.post("/ops/sign-out")
 async def sign_out(request: Request) -> Response:
-    await checked_form(request)
-    session = current_session(request)
-    if session is not None:
-        await runtime(request).ops_sessions.end(session)
-    end_session(request)
-    return redirect("/ops/sign-in")
+    return await staff_signin.sign_out(request, REALM)
 
 
 @router.get("/ops/language/{locale}")
 async def switch_language(request: Request, locale: str) -> Response:
     """The same ops page in the other language."""
-    session = ensure_session(request)
-    if locale in LOCALES and session.locale != locale:
-        session.locale = locale
-        session.changed = True
-    return redirect(safe_next(request.query_params.get("next"), "/ops"))
+    return staff_signin.switch_language(request, REALM, locale)
 
 
 # --------------------------------------------------------------------------- overview
