@@ -18,7 +18,6 @@ from starlette.requests import ClientDisconnect
 
 from referrals_common.api.idempotency import request_fingerprint
 from referrals_common.api.problems import (
-    Conflict,
     FieldError,
     NotFound,
     ProblemError,
@@ -35,7 +34,7 @@ from referrals_records.api.routes import (
     audit,
     not_known_yet_response,
     public,
-    refusal_problem,
+    recording_problem,
 )
 from referrals_records.inspection import UploadRefused
 from referrals_records.main import Runtime
@@ -142,8 +141,7 @@ async def _answer(
         await audit(runtime, actor, action, case_id, outcome="denied")
         raise NotFound("There is no such upload for this case.") from None
     except UploadRefused as refused:
-        await audit(runtime, actor, "upload_refused", case_id, outcome="denied")
-        raise refusal_problem(refused) from None
+        raise await recording_problem(runtime, actor, action, case_id, refused) from None
     except UploadGone as exc:
         raise ProblemError(
             f"This upload was {exc.state} and its parts are gone: start a new upload.",
@@ -224,23 +222,8 @@ async def _answer(
             title="The upload is being completed",
             headers={"Retry-After": "2"},
         ) from None
-    except CaseClosed as exc:
-        await audit(runtime, actor, action, case_id, outcome="conflict")
-        raise Conflict(str(exc).capitalize() + ".") from None
-    except NotOwnUpload as exc:
-        await audit(runtime, actor, action, case_id, exc.document_id, outcome="denied")
-        raise Conflict(
-            "This file is already a document of the case that this referral did not upload."
-        ) from None
-    except BadTranslation as exc:
-        raise Unprocessable(
-            str(exc).capitalize() + ".",
-            errors=[
-                FieldError(
-                    pointer="/translation_of", location="body", code="translation", message=str(exc)
-                )
-            ],
-        ) from None
+    except (CaseClosed, NotOwnUpload, BadTranslation) as exc:
+        raise await recording_problem(runtime, actor, action, case_id, exc) from None
 
 
 async def _parts(request: Request) -> AsyncIterator[bytes]:

@@ -350,6 +350,37 @@ def refusal_problem(refused: UploadRefused) -> ProblemError:
     )
 
 
+async def recording_problem(
+    runtime: Runtime,
+    actor: str,
+    action: str,
+    case_id: UUID,
+    exc: UploadRefused | CaseClosed | NotOwnUpload | BadTranslation,
+) -> ProblemError:
+    """The problem (audited) for a file records refused to keep as a document: the one mapping
+    for every way a document is recorded (one request, or completed from parts)."""
+    if isinstance(exc, UploadRefused):
+        await audit(runtime, actor, "upload_refused", case_id, outcome="denied")
+        return refusal_problem(exc)
+    if isinstance(exc, CaseClosed):
+        await audit(runtime, actor, action, case_id, outcome="conflict")
+        return Conflict(str(exc).capitalize() + ".")
+    if isinstance(exc, NotOwnUpload):
+        await audit(runtime, actor, action, case_id, exc.document_id, outcome="denied")
+        return Conflict(
+            "This file is already a document of the case that this referral did not upload: "
+            "a center uploads its own opinion, it cannot adopt another document as one."
+        )
+    return Unprocessable(
+        str(exc).capitalize() + ".",
+        errors=[
+            FieldError(
+                pointer="/translation_of", location="body", code="translation", message=str(exc)
+            )
+        ],
+    )
+
+
 async def _store(
     runtime: Runtime,
     response: Response,
@@ -365,27 +396,8 @@ async def _store(
         result = await runtime.records.store_document(
             case_id, kind, upload, actor, translation_of, referral
         )
-    except UploadRefused as refused:
-        await audit(runtime, actor, "upload_refused", case_id, outcome="denied")
-        raise refusal_problem(refused) from None
-    except CaseClosed as exc:
-        await audit(runtime, actor, "upload", case_id, outcome="conflict")
-        raise Conflict(str(exc).capitalize() + ".") from None
-    except NotOwnUpload as exc:
-        await audit(runtime, actor, "upload", case_id, exc.document_id, outcome="denied")
-        raise Conflict(
-            "This file is already a document of the case that this referral did not upload: "
-            "a center uploads its own opinion, it cannot adopt another document as one."
-        ) from None
-    except BadTranslation as exc:
-        raise Unprocessable(
-            str(exc).capitalize() + ".",
-            errors=[
-                FieldError(
-                    pointer="/translation_of", location="body", code="translation", message=str(exc)
-                )
-            ],
-        ) from None
+    except (UploadRefused, CaseClosed, NotOwnUpload, BadTranslation) as exc:
+        raise await recording_problem(runtime, actor, "upload", case_id, exc) from None
     except ClientDisconnect:
         # The client is gone: nothing was kept (the storage layer aborted the upload).
         return Response(status_code=499)  # type: ignore[return-value]
