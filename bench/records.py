@@ -12,6 +12,7 @@ MB/s for both, their ratio, and the service's peak resident memory during the up
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -20,11 +21,13 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import psutil
+from harness import wait_healthy
 from minio import Minio
 from minio.sse import SseS3
 from rich.console import Console
@@ -119,13 +122,28 @@ class PeakRss:
         self._thread.join()
 
 
-def main(args: argparse.Namespace) -> dict[str, object]:
-    tmp = Path(tempfile.mkdtemp(prefix="bench-records-"))
+@dataclass
+class RecordsServer:
+    """`referrals-records api` as a process on a stack of its own, with a case-token issuer and
+    a MinIO client for the direct baseline (bucket `bench-direct`)."""
+
+    tmp: Path
+    info: stack_mod.StackInfo
+    base: str
+    proc: subprocess.Popen[bytes]
+    issuer: CaseTokenIssuer
+    minio: Minio
+
+
+@contextlib.contextmanager
+def records_server(prefix: str) -> Iterator[RecordsServer]:
+    """Start a stack and records' API on it (migrations first: minutes on a loaded machine);
+    stop and remove both afterwards."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
     info = stack_mod.start(tmp / "stack", Console(stderr=True), databases=("records",))
     proc = None
     try:
         key_pem = generate_private_key_pem()
-        issuer = CaseTokenIssuer(key_pem)
         env = {
             **os.environ,
             "REFERRALS_RECORDS_POSTGRES__DSN": info.database_dsns["records"],
@@ -151,16 +169,7 @@ def main(args: argparse.Namespace) -> dict[str, object]:
                 start_new_session=True,
             )
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 180  # migrations first; minutes on a loaded machine
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(log.read_text()[-3000:])
-            time.sleep(0.2)
+        wait_healthy(base, proc, log, timeout=180)
         minio = Minio(
             info.s3_endpoint,
             access_key=info.s3_access_key,
@@ -170,6 +179,18 @@ def main(args: argparse.Namespace) -> dict[str, object]:
         )
         if not minio.bucket_exists("bench-direct"):
             minio.make_bucket("bench-direct")
+        yield RecordsServer(tmp, info, base, proc, CaseTokenIssuer(key_pem), minio)
+    finally:
+        if proc is not None:
+            stop_group(proc.pid)
+        stack_mod.stop(info)
+        stack_mod.purge(tmp)
+
+
+def main(args: argparse.Namespace) -> dict[str, object]:
+    with records_server("bench-records-") as server:
+        tmp, info, base, proc = server.tmp, server.info, server.base, server.proc
+        issuer, minio = server.issuer, server.minio
         results: dict[str, dict[str, float]] = {}
         idle_rss = psutil.Process(proc.pid).memory_info().rss
         with PeakRss(proc.pid) as peak, httpx.Client(timeout=600) as http:
@@ -221,11 +242,6 @@ def main(args: argparse.Namespace) -> dict[str, object]:
                 for path in files:
                     path.unlink()
         peak_mib = peak.peak / MB
-    finally:
-        if proc is not None:
-            stop_group(proc.pid)
-        stack_mod.stop(info)
-        stack_mod.purge(tmp)
     return {
         "uploads": results,
         "service_idle_rss_MiB": round(idle_rss / MB, 1),

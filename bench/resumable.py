@@ -15,22 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
-import tempfile
-import time
 import uuid
 from pathlib import Path
 
 import httpx
-from minio import Minio
 from minio.sse import SseS3
-from records import MB, make_dicom_like, per_gb, timed
+from records import MB, make_dicom_like, per_gb, records_server, timed
 from rich.console import Console
-
-from devstack import stack as stack_mod
-from devstack.process import free_port, stop_group
-from referrals_common.auth.case_tokens import CaseTokenIssuer, generate_private_key_pem, public_jwks
 
 ROOT = Path(__file__).resolve().parents[1]
 console = Console()
@@ -38,55 +29,9 @@ SIZE_MB = 50
 
 
 def main(args: argparse.Namespace) -> dict[str, object]:
-    tmp = Path(tempfile.mkdtemp(prefix="bench-resumable-"))
-    info = stack_mod.start(tmp / "stack", Console(stderr=True), databases=("records",))
-    proc = None
-    try:
-        key_pem = generate_private_key_pem()
-        issuer = CaseTokenIssuer(key_pem)
-        env = {
-            **os.environ,
-            "REFERRALS_RECORDS_POSTGRES__DSN": info.database_dsns["records"],
-            "REFERRALS_KAFKA__BOOTSTRAP_SERVERS": info.kafka_bootstrap,
-            "REFERRALS_S3__ENDPOINT": info.s3_endpoint,
-            "REFERRALS_S3__ACCESS_KEY": info.s3_access_key,
-            "REFERRALS_S3__SECRET_KEY": info.s3_secret_key,
-            "REFERRALS_RECORDS_CASE_TOKEN_JWKS": json.dumps(public_jwks(key_pem)),
-            "REFERRALS_RECORDS_BUCKET": "bench-documents",
-            "REFERRALS_RATE_LIMIT__ENABLED": "false",
-            "REFERRALS_TELEMETRY__LOG_LEVEL": "WARNING",
-            "OTEL_TRACES_EXPORTER": "none",
-        }
-        port = free_port()
-        log = tmp / "records.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "referrals_records.cli", "api", "--port", str(port)],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(log.read_text()[-3000:])
-            time.sleep(0.2)
-        minio = Minio(
-            info.s3_endpoint,
-            access_key=info.s3_access_key,
-            secret_key=info.s3_secret_key,
-            secure=False,
-            region="us-east-1",
-        )
-        if not minio.bucket_exists("bench-direct"):
-            minio.make_bucket("bench-direct")
+    with records_server("bench-resumable-") as server:
+        tmp, info, base, proc = server.tmp, server.info, server.base, server.proc
+        issuer, minio = server.issuer, server.minio
         files = []
         for i in range(args.files):
             path = tmp / f"study-{i}.dcm"
@@ -149,11 +94,6 @@ def main(args: argparse.Namespace) -> dict[str, object]:
             parts_s, parts_cpu = timed(files, in_parts, pids)
             shot_s, shot_cpu = timed(files, one_shot, pids)
             direct_s, direct_cpu = timed(files, direct, pids)
-    finally:
-        if proc is not None:
-            stop_group(proc.pid)
-        stack_mod.stop(info)
-        stack_mod.purge(tmp)
     total_mb = SIZE_MB * args.files
     return {
         "file_MB": SIZE_MB,
