@@ -742,18 +742,32 @@ async def upload_opinion(
     deliver it through partners' `POST /v1/partner/referrals/{referral_id}/opinion` with the
     returned id. Only the center that uploaded it can deliver it, and no other center sees it."""
     referral = await _offered(runtime, center, referral_id, request, accepted=True)
-    upload = await read_upload(request)
+    return await _store_center_upload(
+        runtime, request, response, center, referral, "upload_opinion"
+    )
+
+
+async def _store_center_upload(
+    runtime: Runtime,
+    request: Request,
+    response: Response,
+    center: str,
+    referral: CenterReferral,
+    action: str,
+) -> DocumentPublic:
+    """A center's own upload on its referral (its opinion, or a document answering a follow-up
+    question): kind `opinion`, naming the referral and the center; audited as `action`."""
     document = await _store(
         runtime,
         response,
         referral.case_id,
         DocumentKind.OPINION,
-        upload,
+        await read_upload(request),
         f"center:{center}",
         None,
         referral,
     )
-    await audit(runtime, f"center:{center}", "upload_opinion", referral.case_id, document.id)
+    await audit(runtime, f"center:{center}", action, referral.case_id, document.id)
     return document
 
 
@@ -829,21 +843,9 @@ async def upload_follow_up_document(
     `document_ids`). The patient reads it with the case; no other center sees it. Once the
     question is answered, nothing more is taken for it (404)."""
     referral = await _answering(runtime, center, referral_id, question_id, request)
-    upload = await read_upload(request)
-    document = await _store(
-        runtime,
-        response,
-        referral.case_id,
-        DocumentKind.OPINION,
-        upload,
-        f"center:{center}",
-        None,
-        referral,
+    return await _store_center_upload(
+        runtime, request, response, center, referral, "upload_follow_up_document"
     )
-    await audit(
-        runtime, f"center:{center}", "upload_follow_up_document", referral.case_id, document.id
-    )
-    return document
 
 
 # ------------------------------------------------------------------------------ downloads
