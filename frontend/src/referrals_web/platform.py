@@ -282,14 +282,9 @@ class Platform:
         body: dict[str, Any],
         idempotency_key: str,
     ) -> dict[str, Any]:
-        response = await self._send(
-            "POST",
-            f"{self.intake}/v1/cases/{case_id}/information-requests/{request_id}/answer",
-            token=token,
-            json=body,
-            headers={"Idempotency-Key": idempotency_key},
+        return await self.case_action(
+            case_id, token, f"information-requests/{request_id}/answer", body, idempotency_key
         )
-        return response.json()  # type: ignore[no-any-return]
 
     async def case_action(
         self,
