@@ -47,7 +47,7 @@ def twilio(server: HttpRecorder) -> TwilioSmsProvider:
         from_number="+4915112345678",
         timeout=5,
     )
-    return TwilioSmsProvider(settings)
+    return TwilioSmsProvider(settings, policy=allowing(server))
 
 
 def created(sid: str) -> Answer:

@@ -191,13 +191,20 @@ def test_http_exceptions_are_classified() -> None:
 
 
 # --- SMS ---------------------------------------------------------------------------------------
+# The provider itself (form, credentials, outbound guard, classification) is the platform's
+# shared one: tests/unit/test_sms.py. Here: the channel over it, and what `notification.failed`
+# says for each of the provider's refusals.
 
 TWILIO = TwilioSettings(
-    base_url="http://sms.test",
+    base_url="https://sms.example.org",
     account_sid="AC0123456789abcdef0123456789abcdef",
     auth_token="tok-secret",
     from_number="+4915112345678",
 )
+
+
+async def _public(host: str, port: int) -> list[IPAddress]:
+    return [ipaddress.ip_address("93.184.215.14")]
 
 
 def provider_answering(
@@ -208,11 +215,13 @@ def provider_answering(
         return httpx.Response(status, json=body)
 
     return TwilioSmsProvider(
-        TWILIO, client=httpx.AsyncClient(transport=httpx.MockTransport(answer))
+        TWILIO,
+        client=httpx.AsyncClient(transport=httpx.MockTransport(answer)),
+        policy=OutboundPolicy(require_https=True, resolve=_public),
     )
 
 
-async def test_twilio_request_is_a_basic_auth_form_post() -> None:
+async def test_the_sms_channel_sends_the_text_and_keeps_the_providers_id() -> None:
     seen: list[httpx.Request] = []
     provider = provider_answering(201, {"sid": "SM123", "status": "queued"}, seen)
     receipt = await SmsChannel(provider).send(
@@ -221,11 +230,7 @@ async def test_twilio_request_is_a_basic_auth_form_post() -> None:
 
     assert receipt.channel is NotificationChannel.SMS and receipt.provider_id == "SM123"
     (request,) = seen
-    assert request.method == "POST"
-    assert str(request.url) == (
-        "http://sms.test/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json"
-    )
-    assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert request.headers["Host"] == "sms.example.org"
     form = parse_qs(request.content.decode())
     assert form == {
         "To": ["+380671234567"],
@@ -237,22 +242,6 @@ async def test_twilio_request_is_a_basic_auth_form_post() -> None:
     assert base64.b64decode(credentials).decode() == f"{TWILIO.account_sid}:tok-secret"
 
 
-async def test_twilio_messaging_service_instead_of_a_number() -> None:
-    seen: list[httpx.Request] = []
-    settings = TWILIO.model_copy(update={"from_number": None, "messaging_service_sid": "MG42"})
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(201, json={"sid": "SM1"})
-
-    provider = TwilioSmsProvider(
-        settings, client=httpx.AsyncClient(transport=httpx.MockTransport(answer))
-    )
-    await provider.send_sms("+380671234567", "hi")
-    form = parse_qs(seen[0].content.decode())
-    assert form["MessagingServiceSid"] == ["MG42"] and "From" not in form
-
-
 @pytest.mark.parametrize(
     ("status", "body", "kind", "code"),
     [
@@ -260,17 +249,19 @@ async def test_twilio_messaging_service_instead_of_a_number() -> None:
         (400, {"code": 21614, "message": "not a mobile number"}, PERM, E.INVALID_RECIPIENT),
         (400, {"code": 21602, "message": "Message body is required"}, PERM, E.REJECTED),
         (401, {"code": 20003, "message": "Authenticate"}, PERM, E.REJECTED),
+        (408, {}, TRANS, E.TIMEOUT),
         (429, {"code": 20429, "message": "Too Many Requests"}, TRANS, E.PROVIDER_UNAVAILABLE),
         (503, {}, TRANS, E.PROVIDER_UNAVAILABLE),
     ],
 )
-async def test_twilio_refusals_are_classified(
+async def test_sms_refusals_become_the_channels_delivery_errors(
     status: int, body: dict[str, object], kind: type[DeliveryError], code: NotificationError
 ) -> None:
-    provider = provider_answering(status, body, [])
+    channel = SmsChannel(provider_answering(status, body, []))
     with pytest.raises(DeliveryError) as raised:
-        await provider.send_sms("+380671234567", "hi")
+        await channel.send("+380671234567", RenderedMessage("s", "hi"))
     assert_error(raised.value, kind, code)
+    assert raised.value.status_code == status
 
 
 async def test_an_unreachable_sms_provider_is_transient() -> None:
@@ -278,11 +269,33 @@ async def test_an_unreachable_sms_provider_is_transient() -> None:
         raise httpx.ConnectError("refused", request=request)
 
     provider = TwilioSmsProvider(
-        TWILIO, client=httpx.AsyncClient(transport=httpx.MockTransport(refuse))
+        TWILIO,
+        client=httpx.AsyncClient(transport=httpx.MockTransport(refuse)),
+        policy=OutboundPolicy(require_https=True, resolve=_public),
     )
     with pytest.raises(TransientDeliveryError) as raised:
-        await provider.send_sms("+380671234567", "hi")
+        await SmsChannel(provider).send("+380671234567", RenderedMessage("s", "hi"))
     assert raised.value.code is E.PROVIDER_UNAVAILABLE
+
+
+async def test_an_sms_provider_on_an_internal_address_is_a_permanent_failure() -> None:
+    seen: list[httpx.Request] = []
+
+    async def loopback(host: str, port: int) -> list[IPAddress]:
+        return [ipaddress.ip_address("127.0.0.1")]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(201, json={"sid": "SM1"})
+
+    provider = TwilioSmsProvider(
+        TWILIO,
+        client=httpx.AsyncClient(transport=httpx.MockTransport(answer)),
+        policy=OutboundPolicy(require_https=True, resolve=loopback),
+    )
+    with pytest.raises(PermanentDeliveryError) as raised:
+        await SmsChannel(provider).send("+380671234567", RenderedMessage("s", "hi"))
+    assert raised.value.code is E.OTHER and seen == []
 
 
 @pytest.mark.parametrize("number", ["0671234567", "+0671234567", "+38 067 123 45 67", "", "+1"])
@@ -293,18 +306,6 @@ async def test_a_number_that_is_not_e164_is_refused_without_a_request(number: st
         await channel.send(number, RenderedMessage("s", "hi"))
     assert raised.value.code is E.INVALID_RECIPIENT
     assert seen == []
-
-
-def test_twilio_settings_need_exactly_one_sender() -> None:
-    with pytest.raises(ValidationError):
-        TwilioSettings(account_sid="AC1", auth_token="t")
-    with pytest.raises(ValidationError):
-        TwilioSettings(
-            account_sid="AC1",
-            auth_token="t",
-            from_number="+4915112345678",
-            messaging_service_sid="MG1",
-        )
 
 
 # --- webhook -----------------------------------------------------------------------------------

@@ -259,9 +259,10 @@ class ServiceSettings(BaseSettings):
     )
     outbound_allowed_targets: list[str] = Field(
         default_factory=list,
-        description="`host:port` receivers of webhooks that may be non-public addresses (the "
-        "local stack's sample center), one explicit entry each; every other receiver must "
-        "resolve to public addresses (`referrals_common.outbound`)",
+        description="`host:port` receivers of webhooks, or an SMS provider, that may be "
+        "non-public addresses (the local stack's sample center, its SMS sink), one explicit "
+        "entry each; every other receiver must resolve to public addresses "
+        "(`referrals_common.outbound`)",
     )
 
     front_end_origins: FrontEndOrigins = Field(

@@ -7,8 +7,8 @@ from typing import ClassVar
 from pydantic import Field, SecretStr
 
 from referrals_common.settings import ServiceSettings
+from referrals_common.sms import TwilioSettings
 from referrals_notifications.channels.email import SmtpSettings, SmtpTls
-from referrals_notifications.channels.sms import TwilioSettings
 from referrals_notifications.channels.webhook import WebhookTarget
 
 

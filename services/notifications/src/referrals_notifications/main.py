@@ -40,9 +40,10 @@ def build_runtime(settings: NotificationsSettings) -> Runtime:
 def build_sender(settings: NotificationsSettings, db: Database):  # type: ignore[no-untyped-def]
     """The sender with every configured channel (SMS only with a provider)."""
     from referrals_common.outbound import OutboundPolicy
+    from referrals_common.sms import TwilioSmsProvider
     from referrals_notifications.channels.email import EmailChannel
     from referrals_notifications.channels.retry import RetryPolicy
-    from referrals_notifications.channels.sms import SmsChannel, TwilioSmsProvider
+    from referrals_notifications.channels.sms import SmsChannel
     from referrals_notifications.channels.webhook import WebhookChannel
     from referrals_notifications.rendering import Renderer
     from referrals_notifications.sender import Channels, Sender, SenderSettings
@@ -54,14 +55,15 @@ def build_sender(settings: NotificationsSettings, db: Database):  # type: ignore
             "the contact details intake seals (make a key pair with `referrals-notifications "
             "keygen`, give intake the public half)"
         )
+    # Webhooks and the SMS provider are called through the same outbound guard.
+    outbound = OutboundPolicy.for_environment(
+        settings.environment, settings.outbound_allowed_targets
+    )
+    sms = TwilioSmsProvider(settings.sms, policy=outbound) if settings.sms else None
     channels = Channels(
         email=EmailChannel(settings.smtp),
-        webhook=WebhookChannel(
-            policy=OutboundPolicy.for_environment(
-                settings.environment, settings.outbound_allowed_targets
-            )
-        ),
-        sms=SmsChannel(TwilioSmsProvider(settings.sms)) if settings.sms else None,
+        webhook=WebhookChannel(policy=outbound),
+        sms=SmsChannel(sms) if sms is not None else None,
         front_ends=dict(settings.front_end_webhooks),
         ops_email=settings.ops_email,
     )
