@@ -3,10 +3,15 @@ filters, and the refusals of what is not a valid query."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
+from uuid import UUID
 
 import pytest
+from sqlalchemy import event, text
+
+from referrals_intake.repository import CaseRepository
 
 from .conftest import new_client_key, open_case
 
@@ -165,3 +170,82 @@ async def test_the_list_needs_the_front_end_key(api):
     r = await api.get("/v1/cases")
     assert r.status_code == 401
     assert r.headers["content-type"] == "application/problem+json"
+
+
+async def _plan(runtime, **query) -> tuple[dict, float]:
+    """The plan PostgreSQL runs for the repository's own case-list query (captured as it is
+    sent), and its execution time in ms."""
+    sent: list[tuple[str, tuple]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if "FROM cases" in statement:
+            sent.append((statement, parameters))
+
+    sync_engine = runtime.db.engine.sync_engine
+    event.listen(sync_engine, "before_cursor_execute", capture)
+    try:
+        async with runtime.db.unit_of_work() as uow:
+            await CaseRepository(uow.session).client_cases(**query)
+    finally:
+        event.remove(sync_engine, "before_cursor_execute", capture)
+    (statement, parameters), *_ = sent
+    async with runtime.db.engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        explained = await raw.driver_connection.fetchval(
+            f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", *parameters
+        )
+    (plan,) = json.loads(explained) if isinstance(explained, str) else explained
+    return plan["Plan"], plan["Execution Time"]
+
+
+def _nodes(plan: dict) -> list[dict]:
+    return [plan, *(n for child in plan.get("Plans", []) for n in _nodes(child))]
+
+
+async def test_a_page_of_a_busy_front_end_is_read_from_the_index_without_a_sort(
+    api, api_key, runtime
+):
+    """50,000 cases of 20 front ends: a page of one front end's list, first or later, walks
+    `cases_client_created` backwards and stops after `limit` rows; it never sorts the client's
+    cases (which, without the index, every page would)."""
+    template, _ = await open_case(api, api_key)
+    generated = {
+        "id": "md5(random()::text || g)::uuid",
+        "client_id": "'client-' || (g % 20)",
+        "created_at": "c.created_at - make_interval(secs => g)",
+    }
+    async with runtime.db.unit_of_work() as uow:
+        columns = (
+            await uow.session.execute(
+                text(
+                    "SELECT column_name FROM information_schema.columns"
+                    " WHERE table_name = 'cases' ORDER BY ordinal_position"
+                )
+            )
+        ).scalars()
+        values = ", ".join(generated.get(c, f"c.{c}") for c in columns)
+        await uow.session.execute(
+            text(
+                f"INSERT INTO cases SELECT {values}"
+                " FROM cases c, generate_series(1, 50000) g WHERE c.id = :template"
+            ),
+            {"template": template},
+        )
+        await uow.session.execute(text("ANALYZE cases"))
+        await uow.commit()
+
+    first, first_ms = await _plan(runtime, client_id="client-7", limit=21)
+    last_created = datetime.now(UTC)
+    later, later_ms = await _plan(
+        runtime,
+        client_id="client-7",
+        after_position=(last_created.replace(year=last_created.year - 1), UUID(template)),
+        limit=21,
+    )
+
+    for plan in (first, later):
+        kinds = [n["Node Type"] for n in _nodes(plan)]
+        assert "Sort" not in kinds, kinds
+        scans = [n for n in _nodes(plan) if n.get("Index Name") == "cases_client_created"]
+        assert scans and scans[0]["Scan Direction"] == "Backward", kinds
+    print(f"\ncase list page over 50,000 cases: first {first_ms:.2f} ms, later {later_ms:.2f} ms")

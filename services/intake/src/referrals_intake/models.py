@@ -28,6 +28,9 @@ class IntakeModel(SQLModel):
 
 class Case(IntakeModel, table=True):
     __tablename__ = "cases"
+    # The front end's case list: one client's cases, newest first by (created_at, id), paged by
+    # keyset. Read backwards, this index gives each page without a sort.
+    __table_args__ = (Index("cases_client_created", "client_id", "created_at", "id"),)
 
     id: UUID = Field(default_factory=uuid4, primary_key=True)
     client_id: str = Field(index=True, max_length=64, description="the front end that opened it")
