@@ -51,6 +51,7 @@ from .partners import (
     OpinionOutcome,
     Price,
     ProposedCenter,
+    RankCriterion,
     ReferralAccepted,
     ReferralDeclined,
     ReferralExpired,
@@ -71,6 +72,11 @@ from .partners import (
     ReferralResumed,
     ReferralShipmentReceived,
     ReminderKind,
+    RoutingExplanation,
+    RoutingMatch,
+    RoutingReason,
+    RoutingReasonCode,
+    RoutingRule,
     StageVerdict,
     TreatmentVerdict,
     document_fetch_path,
@@ -82,6 +88,59 @@ from .translation import (
     DocumentUnreadable,
     LanguageShare,
 )
+
+ROUTING_EXPLANATION = RoutingExplanation(
+    rank=1,
+    eligible_count=2,
+    considered_count=41,
+    chosen_by_patient=False,
+    matched=[
+        RoutingMatch(
+            rule=RoutingRule.DIAGNOSIS,
+            codes=["C50", "C50.9"],
+            text="Your center reviews C50, which covers the case's C50.9.",
+        ),
+        RoutingMatch(
+            rule=RoutingRule.AGE_GROUP, codes=["adult"], text="Your center sees adult patients."
+        ),
+        RoutingMatch(
+            rule=RoutingRule.DESTINATION,
+            codes=["DE"],
+            text="Your center is in Germany, a country the patient named and consented to "
+            "cross-border transfer.",
+        ),
+        RoutingMatch(
+            rule=RoutingRule.LANGUAGES,
+            codes=["de", "en"],
+            text="Your reviewers read every language the documents are in: German and English.",
+        ),
+        RoutingMatch(
+            rule=RoutingRule.CAPACITY,
+            places_taken=3,
+            weekly_capacity=20,
+            text="Your center had places left this week (3 of 20 taken).",
+        ),
+        RoutingMatch(
+            rule=RoutingRule.TURNAROUND,
+            turnaround_days=7,
+            text="Your center's usual opinion turnaround is 7 days.",
+        ),
+    ],
+    reasons=[
+        RoutingReason(
+            code=RoutingReasonCode.RANKED_FIRST,
+            criterion=RankCriterion.TURNAROUND,
+            text="Ranked first of 2 eligible centers (41 considered): the shortest opinion "
+            "turnaround.",
+        ),
+        RoutingReason(
+            code=RoutingReasonCode.REROUTED_AFTER_DECLINE,
+            count=1,
+            text="Offered after 1 other center declined it.",
+        ),
+    ],
+)
+"""Why `charite-berlin` was offered the sample case (the sample `referral.offered` carries it)."""
 
 CASE = UUID("3f1d2c4b-8a9e-4b7f-9c61-2d5e8f0a1b23")
 REFERRAL = UUID("9b2e7c15-4d3a-4f68-a1b0-c7d8e9f01234")
@@ -399,6 +458,7 @@ EXAMPLES: dict[type[EventData], Callable[[], EventData]] = {
             for doc, kind in ((DOC_A, "pathology_report"), (DOC_B, "translation"))
         ],
         answer_due_at=(NOW + timedelta(days=3)).astimezone(KYIV),
+        routing=ROUTING_EXPLANATION,
     ),
     ReferralMeetingOffered: lambda: ReferralMeetingOffered(
         case_id=CASE,

@@ -654,6 +654,136 @@ class OfferedDocument(BaseModel):
     )
 
 
+RoutingCode = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]{0,15}$"),
+    Field(
+        description="A code a routing rule matched on: an ICD-10 code or coverage entry (C50, "
+        "C50.9, C00-C14), an age group (adult), a country (DE), a language (de)",
+        examples=["C50"],
+    ),
+]
+
+
+class RoutingRule(StrEnum):
+    """A rule of routing that the offered center met for the case."""
+
+    DIAGNOSIS = "diagnosis"
+    """One of the center's ICD-10 coverage entries covers the case's code."""
+    AGE_GROUP = "age_group"
+    """The center sees patients of the case's age group."""
+    DESTINATION = "destination"
+    """The center is where the patient asked for the opinion from (and, outside Ukraine, the
+    patient consented to cross-border transfer)."""
+    LANGUAGES = "languages"
+    """The center's reviewers read every language the documents are in."""
+    CAPACITY = "capacity"
+    """The center had places left this week."""
+    TURNAROUND = "turnaround"
+    """The center's usual days from acceptance to the opinion (the first ranking criterion)."""
+
+
+class RoutingMatch(BaseModel):
+    """One rule the center met, with the codes and figures it matched on."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rule: RoutingRule = Field(description="Which rule")
+    codes: list[RoutingCode] = Field(
+        default_factory=list,
+        max_length=20,
+        description="What it matched on: for `diagnosis` the center's coverage entry, then the "
+        "case's ICD-10 code; `age_group` the age group; `destination` the center's country; "
+        "`languages` the documents' languages; empty for `capacity` and `turnaround`",
+    )
+    places_taken: int | None = Field(
+        default=None, ge=0, description="For `capacity`: the center's open referrals this week"
+    )
+    weekly_capacity: PositiveInt | None = Field(
+        default=None, description="For `capacity`: the referrals the center takes per week"
+    )
+    turnaround_days: PositiveInt | None = Field(
+        default=None, description="For `turnaround`: days from acceptance to the opinion"
+    )
+    text: str = Field(max_length=300, description="The match in one English sentence")
+
+
+class RoutingReasonCode(StrEnum):
+    """Why this center was offered the case, beyond the rules it met."""
+
+    RANKED_FIRST = "ranked_first"
+    """First of several eligible centers (by turnaround, load this week, price, code)."""
+    ONLY_ELIGIBLE = "only_eligible"
+    """The one eligible center."""
+    CHOSEN_BY_PATIENT = "chosen_by_patient"
+    """The patient chose it among the proposed centers."""
+    NO_CHOICE_BY_DEADLINE = "no_choice_by_deadline"
+    """The patient was proposed a choice and did not choose in time: the first-ranked center."""
+    REROUTED_AFTER_DECLINE = "rerouted_after_decline"
+    """Centers offered the case before declined it."""
+    REROUTED_AFTER_EXPIRY = "rerouted_after_expiry"
+    """Centers offered the case before let the offer expire."""
+    FURTHER_OPINION = "further_opinion"
+    """The patient asked for a further opinion after an earlier one."""
+
+
+class RankCriterion(StrEnum):
+    """The ranking criterion that put the first-ranked center ahead of the second."""
+
+    TURNAROUND = "turnaround"
+    LOAD = "load"
+    PRICE = "price"
+    CODE = "code"
+    """A tie on everything else, broken by center code."""
+
+
+class RoutingReason(BaseModel):
+    """One reason this center was offered the case."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: RoutingReasonCode = Field(description="The reason")
+    count: PositiveInt | None = Field(
+        default=None,
+        description="For `rerouted_after_decline` / `rerouted_after_expiry`: how many centers; "
+        "for `further_opinion`: which opinion this is (2 for the second); for "
+        "`chosen_by_patient`: how many centers were proposed",
+    )
+    criterion: RankCriterion | None = Field(
+        default=None, description="For `ranked_first`: what put it ahead of the second"
+    )
+    text: str = Field(max_length=300, description="The reason in one English sentence")
+
+
+class RoutingExplanation(BaseModel):
+    """Why routing offered a case to this center: the rules it met, its rank among the eligible
+    centers, and how the offer came about. Codes and figures only, from the registry and the
+    case's clinical facts (never the patient's words, contact data or payer); the English
+    sentences are made from those codes. Other centers are counted, never named."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rank: PositiveInt = Field(description="Its rank among the eligible centers (1: the best)")
+    eligible_count: PositiveInt = Field(description="How many centers were eligible")
+    considered_count: PositiveInt = Field(description="How many centers routing considered")
+    chosen_by_patient: bool = Field(description="Whether the patient chose this center")
+    opinion_round: PositiveInt = Field(
+        default=1, description="Which opinion the case was routed for: 1, then 2 and on"
+    )
+    matched: list[RoutingMatch] = Field(
+        max_length=10, description="The rules the center met, in routing's order"
+    )
+    reasons: list[RoutingReason] = Field(
+        min_length=1, max_length=10, description="Why this center, most telling first"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RoutingExplanation:
+        if not self.rank <= self.eligible_count <= self.considered_count:
+            raise ValueError("rank <= eligible_count <= considered_count must hold")
+        return self
+
+
 class ReferralOffered(EventData):
     """A referral offered to one cancer center, on that center's own inbox topic.
 
@@ -680,6 +810,12 @@ class ReferralOffered(EventData):
         min_length=1, description="The case's documents and where to fetch each, each once"
     )
     answer_due_at: AwareDatetime = Field(description="When the center must accept or decline")
+    routing: RoutingExplanation | None = Field(
+        default=None,
+        description="Why routing offered the case to this center: rules met, rank among the "
+        "eligible centers, re-routing, the patient's choice (codes and figures, with an English "
+        "sentence each); absent in offers made before partners recorded it",
+    )
 
     @classmethod
     def topic_for(cls, center_code: str) -> str:
