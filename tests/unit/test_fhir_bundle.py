@@ -382,8 +382,8 @@ def test_consents_carry_their_versions_and_what_each_permits(case):
 
     by_policy = {consent["policy"][0]["uri"]: consent for consent in consents}
     assert set(by_policy) == {
-        f"{BASE}/consent-texts/processing/2025-01",
-        f"{BASE}/consent-texts/cross_border/2025-02",
+        f"{BASE}/v1/consent-texts/processing/2025-01",
+        f"{BASE}/v1/consent-texts/cross_border/2025-02",
     }
     for consent in consents:
         assert consent["status"] == "active"
@@ -394,8 +394,8 @@ def test_consents_carry_their_versions_and_what_each_permits(case):
         )
         assert consent["dateTime"] == "2025-03-03T09:15:00Z"
         assert consent["patient"]["reference"] == PATIENT_URL
-    processing = by_policy[f"{BASE}/consent-texts/processing/2025-01"]
-    cross_border = by_policy[f"{BASE}/consent-texts/cross_border/2025-02"]
+    processing = by_policy[f"{BASE}/v1/consent-texts/processing/2025-01"]
+    cross_border = by_policy[f"{BASE}/v1/consent-texts/cross_border/2025-02"]
     assert "version 2025-01" in processing["text"]["div"]
     assert "version 2025-02" in cross_border["text"]["div"]
     # The cross-border consent permits disclosure (to a center abroad) under its own text; the

@@ -124,7 +124,7 @@ def _sharing_consents(bundle: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         c
         for c in _resources(bundle, "Consent")
-        if c["policy"][0]["uri"].endswith("/share_earlier_opinions")
+        if "/v1/consent-texts/share_earlier_opinions/" in c["policy"][0]["uri"]
     ]
 
 

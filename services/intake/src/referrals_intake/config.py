@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import ClassVar
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator
 
 from referrals_common.settings import ServiceSettings
+from referrals_intake.consent_texts import require_published
 
 
 class TokenSettings(BaseModel):
@@ -35,8 +36,18 @@ class IntakeSettings(ServiceSettings):
     # Partners' X25519 public key (base64): the insurance policy is sealed to it for the center
     # that accepted (`case.policy_shared`); empty: the policy is never shared.
     partners_public_key: str = ""
+    # The consent versions a case may be given: each must have its published text
+    # (`referrals_intake.consent_texts`), or intake refuses to start.
     processing_consent_versions: tuple[str, ...] = ("2026-01",)
     cross_border_consent_versions: tuple[str, ...] = ("2026-01",)
+
+    @field_validator("processing_consent_versions", "cross_border_consent_versions")
+    @classmethod
+    def _published(cls, versions: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        kind = "processing" if info.field_name == "processing_consent_versions" else "cross_border"
+        require_published(kind, versions)
+        return versions
+
     follow_up_max_questions: int = Field(
         3, ge=0, description="follow-up questions a patient may ask after the opinion"
     )

@@ -74,6 +74,8 @@ from fhir.resources.R4B.resource import Resource
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from fhir.resources.R4B.task import Task, TaskInput, TaskOutput
 
+from referrals_intake.consent_texts import SHARING_VERSION, policy_path
+
 __all__ = [
     "SERVICE_REQUEST_STATUS",
     "TASK_STATUS",
@@ -1206,8 +1208,8 @@ def _consent(case: CaseForFhir, consent: ConsentForFhir, base: str, *, in_force:
         # The exact text the patient agreed to: one URI per kind and version of the text.
         policy=[
             ConsentPolicy(
-                uri=f"{base}/consent-texts/{quote(consent.kind, safe='')}/"
-                f"{quote(consent.version, safe='')}"
+                uri=base
+                + policy_path(quote(consent.kind, safe=""), quote(consent.version, safe=""))
             )
         ],
         # No policyRule: the consent-policy value set (extensible) holds US and jurisdiction
@@ -1264,8 +1266,10 @@ def _sharing_consents(case: CaseForFhir, base: str) -> list[Consent]:
                 dateTime=given,
                 performer=[_ref(base, "Patient", case.case_id)],
                 # The consent step of the request for a further opinion: an explicit yes to
-                # sharing, asked each time, with no versioned text of its own.
-                policy=[ConsentPolicy(uri=f"{base}/consent-texts/share_earlier_opinions")],
+                # sharing, asked each time, under the published words of that step.
+                policy=[
+                    ConsentPolicy(uri=base + policy_path("share_earlier_opinions", SHARING_VERSION))
+                ],
                 provision=ConsentProvision(
                     type="permit",
                     action=[

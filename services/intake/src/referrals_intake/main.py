@@ -106,7 +106,7 @@ def create_app(settings: IntakeSettings | None = None, runtime: Runtime | None =
     from fastapi import APIRouter
 
     from referrals_common.service_app import ApiTag
-    from referrals_intake.api import case_events, terminology, webhooks
+    from referrals_intake.api import case_events, consent_texts, terminology, webhooks
     from referrals_intake.api.routes import TAGS, router
 
     # One router of the modules' routes, their route objects as they are (the app documents
@@ -118,6 +118,7 @@ def create_app(settings: IntakeSettings | None = None, runtime: Runtime | None =
             *case_events.router.routes,
             *webhooks.router.routes,
             *terminology.router.routes,
+            *consent_texts.router.routes,
         ]
     )
     webhook_tag = ApiTag(
@@ -138,7 +139,16 @@ def create_app(settings: IntakeSettings | None = None, runtime: Runtime | None =
         build_runtime=lambda: build_runtime(settings or IntakeSettings()),
         runtime=runtime,
         settings=settings,
-        tags=(*TAGS, webhook_tag),
+        tags=(
+            *TAGS,
+            webhook_tag,
+            ApiTag(
+                "consent",
+                "The consent texts a patient agrees to, published by version: the words a FHIR "
+                "export's Consent.policy names.",
+                ("/v1/consent-texts",),
+            ),
+        ),
     )
 
 
