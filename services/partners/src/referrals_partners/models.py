@@ -116,6 +116,9 @@ class Referral(PartnersModel, table=True):
     outcome: dict[str, Any] | None = Field(default=None, sa_column=_json(nullable=True))
     """The opinion's conclusion (`OpinionOutcome`), when the center recorded it."""
     decision: dict[str, Any] = Field(default_factory=dict, sa_column=_json())
+    routing: dict[str, Any] | None = Field(default=None, sa_column=_json(nullable=True))
+    """Why this center was offered the case (`RoutingExplanation`), for this center only;
+    null for referrals offered before partners recorded it."""
     offer: dict[str, Any] = Field(default_factory=dict, sa_column=_json())
 
 

@@ -80,6 +80,7 @@ from referrals_common.metrics import (
     service_name,
 )
 from referrals_common.telemetry import case_context
+from referrals_partners.explanation import OfferFacts, ahead_by, explain
 from referrals_partners.models import (
     CaseDocument,
     CenterRow,
@@ -93,7 +94,7 @@ from referrals_partners.models import (
     utcnow,
 )
 from referrals_partners.registry import Center, ExchangeRates
-from referrals_partners.routing import CenterState, RoutingRequest, decide
+from referrals_partners.routing import CenterState, RoutingRequest, Score, decide
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("referrals_partners")
@@ -855,12 +856,14 @@ class Partners:
         if len(docs) < len(ready.document_ids):
             case.status = "awaiting_documents"  # records' events are still on their way
             return
-        tried_rows = (
-            await uow.session.execute(
-                select(Referral.center_code).where(Referral.case_id == case.case_id)
-            )
-        ).all()
-        tried = [code for (code,) in tried_rows]
+        # Entities, not columns: a referral this transaction just declined or expired is not
+        # flushed yet (no autoflush), and its new status counts in the explanation.
+        earlier = (
+            (await uow.session.execute(select(Referral).where(Referral.case_id == case.case_id)))
+            .scalars()
+            .all()
+        )
+        tried = [r.center_code for r in earlier]
         states = await self._center_states(uow)
         decision = decide(
             RoutingRequest.from_ready_event(ready), states, set(tried), rates=self.rates
@@ -905,6 +908,20 @@ class Partners:
             answer_due_at=self.clock(),
             decision=decision.as_record(include_ineligible=False),
         )
+        first = decision.assessment(chosen.code)
+        runner_up = decision.eligible[1].score if decision.eligible_count > 1 else None
+        facts = OfferFacts(
+            rank=1,
+            eligible_count=decision.eligible_count,
+            considered_count=decision.considered,
+            load=first.load,
+            ahead_by=ahead_by(first.score, runner_up) if first.score and runner_up else None,
+            opinion_round=case.opinion_round,
+            **_answered_before(earlier),
+        )
+        referral.routing = explain(
+            RoutingRequest.from_ready_event(ready), chosen, facts
+        ).model_dump(mode="json")
         uow.session.add(referral)
         await self._offer(uow, case, referral, chosen, docs=docs, rationale=decision.rationale)
 
@@ -1002,8 +1019,32 @@ class Partners:
             answer_due_at=self.clock(),
             decision={**(case.last_decision or {}), "chosen": code, "rationale": why},
         )
+        referral.routing = self._explain_proposed(case, center, chosen_by_patient, len(codes))
         uow.session.add(referral)
         await self._offer(uow, case, referral, center, rationale=why)
+
+    def _explain_proposed(
+        self, case: RoutingCase, center: Center, chosen_by_patient: bool, proposed: int
+    ) -> dict[str, Any]:
+        """The explanation of an offer to a proposed center, from the decision that proposed
+        it (its rank, load and score then): the patient's first routing, nothing declined yet."""
+        assert case.request is not None
+        record = case.last_decision or {}
+        ranked = record.get("ranked") or []
+        mine = next(item for item in ranked if item["code"] == center.code)
+        scores = [Score(**item["score"]) for item in ranked[:2] if item.get("score")]
+        facts = OfferFacts(
+            rank=int(mine["rank"]),
+            eligible_count=int(record["eligible"]),
+            considered_count=int(record["considered"]),
+            load=int(mine["load"]),
+            ahead_by=ahead_by(*scores) if len(scores) == 2 else None,
+            proposed=proposed,
+            chosen_by_patient=chosen_by_patient,
+            opinion_round=case.opinion_round,
+        )
+        request = RoutingRequest.from_ready_event(CaseReadyForReferral.model_validate(case.request))
+        return explain(request, center, facts).model_dump(mode="json")
 
     async def _offer(
         self,
@@ -1073,6 +1114,7 @@ class Partners:
                 clinical=ready.clinical.model_copy(update={"questions": []}),
                 documents=[_offered(referral.id, d) for d in docs],
                 answer_due_at=referral.answer_due_at,
+                routing=referral.routing,
             )
         )
         referral.offer = offer.model_dump(mode="json")
@@ -1201,6 +1243,18 @@ class QuestionNotFound(NotOnReferral):
 
 class ShipmentNotFound(NotOnReferral):
     what = "shipment"
+
+
+def _answered_before(earlier: Sequence[Referral]) -> dict[str, int]:
+    """How many centers offered the case for this opinion declined it, and how many let it
+    expire (for a further opinion, those offered after the last opinion given)."""
+    given = [r.offered_at for r in earlier if r.status == "completed"]
+    since = max(given) if given else None
+    this_round = [r for r in earlier if since is None or r.offered_at > since]
+    return {
+        "declined_before": sum(r.status == "declined" for r in this_round),
+        "expired_before": sum(r.status == "expired" for r in this_round),
+    }
 
 
 def _offered(referral_id: UUID, doc: CaseDocument) -> OfferedDocument:

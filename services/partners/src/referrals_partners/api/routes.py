@@ -45,6 +45,7 @@ from referrals_common.contracts import (
     MeetingSlot,
     OpinionOutcome,
     RequestedItem,
+    RoutingExplanation,
 )
 from referrals_common.contracts.information import CenterText
 from referrals_common.contracts.intake import PayerKind
@@ -361,6 +362,15 @@ class OfferedReferral(BaseModel):
         default_factory=list,
         description="The consultation meetings this center offered on this referral, oldest "
         "first (at most one offered or booked at a time)",
+    )
+    routing: RoutingExplanation | None = Field(
+        default=None,
+        description="Why routing offered this case to this center: the rules it met (ICD-10 "
+        "coverage entry, age group, destination, document languages, capacity, turnaround), its "
+        "rank among the eligible centers and how many were eligible, whether the patient chose "
+        "it, re-routing after declines or expiries, a further opinion; codes and figures with an "
+        "English sentence each. Only this referral's center reads it; null for referrals "
+        "offered before partners recorded it",
     )
 
     @classmethod
