@@ -22,6 +22,7 @@ import pytest
 import yaml
 from rich.console import Console
 
+from devstack import platform
 from tests.deploy.support import (
     ANY_ADDRESS,
     API_PORTS,
@@ -47,7 +48,9 @@ COMPOSE_FILE = REPO / "docker-compose.yml"
 # The first run builds the Compose CLI (about 1-2 minutes on two idle cores, more on a busy
 # machine) inside the first test that needs it.
 BUILDS_THE_CLI = pytest.mark.timeout(1200)
-INFRASTRUCTURE = {"kafka", "minio", "postgres", "jaeger", "mailpit"}
+INFRASTRUCTURE = {"kafka", "minio", "postgres", "zipkin", "mailpit"}
+# The trace viewer as the services reach it: the Compose service `zipkin` on its port.
+ZIPKIN = "http://zipkin:9411"
 
 
 @pytest.fixture(scope="module")
@@ -213,9 +216,8 @@ def test_infrastructure_is_there(services: dict[str, dict[str, Any]]) -> None:
     assert images["kafka"].startswith("apache/kafka:")
     assert images["minio"].startswith("minio/minio:")
     assert images["postgres"].startswith("postgres:")
-    assert images["jaeger"].startswith("jaegertracing/jaeger:2.")  # Jaeger v2
-    jaeger_ports = {str(p).rsplit(":", 1)[-1] for p in services["jaeger"].get("ports", [])}
-    assert {"4317", "4318", "16686"} <= jaeger_ports
+    assert images["zipkin"] == f"openzipkin/zipkin:{platform.ZIPKIN_VERSION}"  # make up's
+    assert "127.0.0.1:9411:9411" in services["zipkin"]["ports"]
     kafka_env = services["kafka"]["environment"]
     assert kafka_env["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
     assert kafka_env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
@@ -283,7 +285,9 @@ def test_settings_and_secrets(services: dict[str, dict[str, Any]]) -> None:
         env = {k: interpolate(str(v)) for k, v in (services[name].get("environment") or {}).items()}
         assert env["REFERRALS_ENVIRONMENT"] == "development", name
         assert env["REFERRALS_KAFKA__BOOTSTRAP_SERVERS"] == "kafka:9092", name
-        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318", name
+        assert not [k for k in env if k.startswith("OTEL_EXPORTER_OTLP")], name
+        for key in ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_ZIPKIN_ENDPOINT"):
+            assert env[key] == platform.trace_environment(ZIPKIN)[key], (name, key)
         assert env["OTEL_SERVICE_NAME"] == service, name
         assert env["REFERRALS_METRICS__HOST"] == ANY_ADDRESS, name
         assert env["REFERRALS_METRICS__PORT"] == str(METRICS_PORT), name
@@ -456,30 +460,70 @@ def test_each_service_logs_in_to_minio_as_its_own_user(services: dict[str, dict[
 
 
 def test_the_trace_viewer_is_bounded(services: dict[str, dict[str, Any]]) -> None:
-    """Jaeger keeps a bounded number of traces, refuses spans before its memory runs out, and
-    its container has a memory limit: a flood of spans cannot exhaust it."""
-    jaeger = services["jaeger"]
-    config_file, target = jaeger["volumes"][0].split(":")[:2]
-    assert jaeger["command"] == ["--config", target]
-    config = yaml.safe_load((REPO / config_file).read_text())
-    storage = config["extensions"]["jaeger_query"]["storage"]["traces"]
-    backend = config["extensions"]["jaeger_storage"]["backends"][storage]
-    assert set(backend) == {"memory"} and 0 < backend["memory"]["max_traces"] <= 20_000
-    assert config["exporters"]["jaeger_storage_exporter"]["trace_storage"] == storage
-    pipeline = config["service"]["pipelines"]["traces"]
-    assert pipeline["receivers"] == ["otlp"]
-    assert pipeline["processors"][0] == "memory_limiter"  # first, as the collector advises
-    limiter = config["processors"]["memory_limiter"]
-    container_mib = int(str(jaeger["mem_limit"]).removesuffix("g")) * 1024
-    assert 0 < limiter["limit_mib"] < container_mib
-    gomemlimit = int(jaeger["environment"]["GOMEMLIMIT"].removesuffix("MiB"))
-    assert limiter["limit_mib"] < gomemlimit < container_mib
-    protocols = config["receivers"]["otlp"]["protocols"]
-    assert protocols["grpc"]["endpoint"].endswith(":4317")
-    assert protocols["http"]["endpoint"].endswith(":4318")
-    health = config["extensions"]["healthcheckv2"]["http"]["endpoint"]
-    assert health.endswith(":13133") and ":13133/" in " ".join(jaeger["healthcheck"]["test"])
-    assert "healthcheckv2" in config["service"]["extensions"]
+    """Zipkin keeps the bounded number of spans `make up`'s does, in a heap of the same size that
+    its container's memory limit holds, and exits when that heap runs out rather than failing
+    every request; Compose restarts it. A flood of spans cannot exhaust it."""
+    zipkin = services["zipkin"]
+    env = {k: str(v) for k, v in zipkin["environment"].items()}
+    assert env["STORAGE_TYPE"] == "mem"
+    assert int(env["MEM_MAX_SPANS"]) == platform.ZIPKIN_MAX_SPANS
+    java = env["JAVA_OPTS"].split()
+    assert f"-Xmx{platform.ZIPKIN_HEAP}" in java
+    assert "-XX:+ExitOnOutOfMemoryError" in java
+    heap_mib = int(platform.ZIPKIN_HEAP.removesuffix("m"))
+    assert heap_mib < int(str(zipkin["mem_limit"]).removesuffix("g")) * 1024
+    assert zipkin["restart"] == "unless-stopped"
+    assert zipkin["healthcheck"]["test"] == ["CMD", "docker-healthcheck"]  # the image's own
+
+
+def test_every_process_traces_to_zipkin_and_the_ops_timeline_reads_it(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every process of the five services and the web app sends its spans to the Compose
+    service `zipkin` with the exporter `make up` uses, and partners' ops timeline reads them
+    back from the same server (its links open on the host's published port)."""
+    from referrals_common import telemetry
+    from referrals_partners.config import PartnersSettings
+    from referrals_partners.operations import TraceViewer
+
+    _, host_port, _ = services["zipkin"]["ports"][0].split(":")  # 127.0.0.1:<host>:<container>
+    processes = [
+        name
+        for name, spec in services.items()
+        if {"referrals.service", "referrals.app"} & set(_labels(spec))
+    ]
+    assert len(processes) > len(ROLES)
+    for name in processes:
+        env = _environment_of(services, name)
+        assert env["OTEL_EXPORTER_ZIPKIN_ENDPOINT"] == f"{ZIPKIN}/api/v2/spans", name
+        for key in list(os.environ):
+            if key.startswith("OTEL_"):
+                monkeypatch.delenv(key)
+        for key, value in env.items():
+            if key.startswith("OTEL_"):
+                monkeypatch.setenv(key, value)
+        assert telemetry._exporter_choice() == "zipkin", name
+    for name, spec in services.items():
+        if _labels(spec).get("referrals.service") != "partners":
+            continue
+        env = _environment_of(services, name)
+        for key in list(os.environ):
+            if key.startswith("REFERRALS_"):
+                monkeypatch.delenv(key)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        viewer = TraceViewer.from_settings(PartnersSettings())
+        assert viewer is not None, f"{name}: the ops timeline reads no trace viewer"
+        assert viewer.url == ZIPKIN, name
+        assert viewer.public_url == f"http://localhost:{host_port}", name
+
+
+def test_no_jaeger_remains() -> None:
+    """One trace viewer everywhere: nothing of Compose names Jaeger or its OTLP ports."""
+    for path in [COMPOSE_FILE, *sorted((REPO / "deploy/compose").iterdir())]:
+        text = path.read_text().lower()
+        assert "jaeger" not in text, path
+        assert "4318" not in text and "16686" not in text, path
 
 
 # ---- the patient's web app ----------------------------------------------------------------------

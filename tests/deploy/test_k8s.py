@@ -41,6 +41,9 @@ KUBERNETES_VERSIONS = ("1.31.0", kubernetes_validate.latest_version())
 # ConfigMaps the operator creates (documented in docs/deployment.md), not the base.
 OPERATOR_CONFIGMAPS = {"partners-registry"}
 CONSUMES = "referrals/consumes"
+MONITORING = K8S / "monitoring"
+# The trace viewer as the platform's pods reach it: Service `zipkin` of namespace `monitoring`.
+ZIPKIN_URL = "http://zipkin.monitoring.svc:9411"
 
 
 def _yaml_files() -> list[Path]:
@@ -459,6 +462,11 @@ def test_every_process_starts_in_production_with_real_secrets_and_not_with_the_t
                 assert settings.environment == "production"
                 dsn = settings.postgres.dsn.get_secret_value()
                 assert dsn == real[(f"{service}-secrets", "postgres-dsn")], (service, role)
+                if service == "partners":  # the ops timeline reads the cluster's Zipkin
+                    from referrals_partners.operations import TraceViewer
+
+                    viewer = TraceViewer.from_settings(settings)
+                    assert viewer is not None and viewer.url == ZIPKIN_URL, role
             else:
                 with pytest.raises(ValidationError, match="placeholder"):
                     settings_class()
@@ -675,3 +683,101 @@ def test_the_web_app_starts_in_production_with_real_secrets_and_not_with_the_tem
             else:
                 with pytest.raises(ValidationError, match="placeholder"):
                     WebSettings()
+
+
+# ---- the trace viewer -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def monitoring() -> list[dict[str, Any]]:
+    """Every object deploy/k8s/monitoring deploys."""
+    kustomization = yaml.safe_load((MONITORING / "kustomization.yaml").read_text())
+    assert set(kustomization["resources"]) == {
+        p.name for p in MONITORING.glob("*.yaml") if p.name != "kustomization.yaml"
+    }
+    return [doc for name in kustomization["resources"] for doc in _documents(MONITORING / name)]
+
+
+def test_every_process_traces_to_zipkin_with_the_local_platforms_exporter(
+    resources: list[dict[str, Any]],
+    monitoring: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The shared ConfigMap, which every process reads, sends spans to monitoring's Zipkin with
+    the exporter and variables `make up` sets (devstack.platform.trace_environment), and names
+    the same server as the ops timeline's viewer (partners' settings: the production test
+    above); the Service it names is there, on that port."""
+    from devstack import platform
+    from referrals_common import telemetry
+
+    config = _by_kind(resources, "ConfigMap")["referrals-config"]["data"]
+    local = platform.trace_environment(ZIPKIN_URL)
+    for key in ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_ZIPKIN_ENDPOINT"):
+        assert config[key] == local[key], key
+    assert not [k for k in config if k.startswith("OTEL_EXPORTER_OTLP")]
+    assert config["REFERRALS_PARTNERS_TRACE_VIEWER_URL"] == ZIPKIN_URL
+    for key in [k for k in os.environ if k.startswith("OTEL_")]:
+        monkeypatch.delenv(key)
+    for key, value in config.items():
+        if key.startswith("OTEL_"):
+            monkeypatch.setenv(key, value)
+    assert telemetry._exporter_choice() == "zipkin"
+    for doc in _by_kind(resources, "Deployment").values():
+        (container,) = doc["spec"]["template"]["spec"]["containers"]
+        sources = [s["configMapRef"]["name"] for s in container.get("envFrom", [])]
+        assert "referrals-config" in sources, doc["metadata"]["name"]
+    service = _by_kind(monitoring, "Service")["zipkin"]
+    assert f"http://zipkin.{service['metadata']['namespace']}.svc:9411" == ZIPKIN_URL
+    assert [p["port"] for p in service["spec"]["ports"]] == [9411]
+
+
+def test_zipkin_is_bounded_hardened_and_reached_only_from_the_platform(
+    monitoring: list[dict[str, Any]],
+) -> None:
+    """The same Zipkin as `make up`'s and Compose's (version, span bound, heap, exit when the
+    heap runs out), one replica (memory storage is per process), a hardened pod whose container
+    limit holds the heap, probed on /health; only namespace `referrals` reaches its port."""
+    from devstack import platform
+
+    deployment = _by_kind(monitoring, "Deployment")["zipkin"]
+    assert deployment["metadata"]["namespace"] == "monitoring"
+    assert deployment["spec"]["replicas"] == 1
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == f"openzipkin/zipkin:{platform.ZIPKIN_VERSION}"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["STORAGE_TYPE"] == "mem"
+    assert int(env["MEM_MAX_SPANS"]) == platform.ZIPKIN_MAX_SPANS
+    java = env["JAVA_OPTS"].split()
+    assert f"-Xmx{platform.ZIPKIN_HEAP}" in java and "-XX:+ExitOnOutOfMemoryError" in java
+    heap = _quantity(platform.ZIPKIN_HEAP.removesuffix("m") + "Mi")
+    assert heap < _quantity(container["resources"]["limits"]["memory"])
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] > 0
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    own = container["securityContext"]
+    assert own["readOnlyRootFilesystem"] is True and own["allowPrivilegeEscalation"] is False
+    assert own["capabilities"]["drop"] == ["ALL"]
+    assert TMP in {m["mountPath"] for m in container["volumeMounts"]}
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["path"] == "/health", probe
+    (policy,) = [
+        p
+        for p in _by_kind(monitoring, "NetworkPolicy").values()
+        if p["spec"]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "zipkin"}
+    ]
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "referrals"}}}
+    ]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 9411}]
+
+
+def test_no_jaeger_remains() -> None:
+    """One trace viewer everywhere: no manifest names Jaeger, its collector or its ports."""
+    for path in sorted(p for p in K8S.rglob("*") if p.is_file()):
+        text = path.read_text().lower()
+        assert "jaeger" not in text, path
+        assert ":4318" not in text and ":4317" not in text, path

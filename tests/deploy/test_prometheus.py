@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -153,54 +154,176 @@ def test_dashboards_read_only_metrics_the_platform_exports_or_records() -> None:
 
 
 K8S_MONITORING = REPO / "deploy/k8s/monitoring"
+K8S_BASE = REPO / "deploy/k8s/base"
 
 
-def test_kubernetes_uses_the_same_configuration_and_rules_with_pod_discovery() -> None:
+def _k8s_config() -> dict[str, Any]:
+    return yaml.safe_load((K8S_MONITORING / "prometheus/prometheus.conf").read_text())
+
+
+def _generated_files(name: str) -> dict[str, Path]:
+    """The files of the monitoring kustomization's ConfigMap `name`: key → source."""
+    kustomization = yaml.safe_load((K8S_MONITORING / "kustomization.yaml").read_text())
+    return {
+        key: K8S_MONITORING / source
+        for generator in kustomization["configMapGenerator"]
+        if generator["name"] == name
+        for key, source in (f.split("=", 1) for f in generator["files"])
+    }
+
+
+def _k8s_documents(directory: Path) -> list[dict[str, Any]]:
+    return [
+        doc
+        for path in sorted(directory.glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc and "kind" in doc
+    ]
+
+
+def test_kubernetes_uses_the_same_configuration_and_rules_with_dns_discovery() -> None:
     shared = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
-    k8s = yaml.safe_load((K8S_MONITORING / "prometheus/prometheus.conf").read_text())
+    k8s = _k8s_config()
     assert k8s["global"] == shared["global"]
     assert k8s["rule_files"] == shared["rule_files"]
     assert [j["job_name"] for j in k8s["scrape_configs"]] == [
         j["job_name"] for j in shared["scrape_configs"]
     ]
     job = k8s["scrape_configs"][0]
-    assert job["kubernetes_sd_configs"] == [{"role": "pod", "namespaces": {"names": ["referrals"]}}]
-    # The same `process` label as compose's and devstack's targets (<service>-<role>).
-    labels = [r for r in job["relabel_configs"] if r.get("target_label") == "process"]
-    assert labels[0]["source_labels"] == [
-        "__meta_kubernetes_pod_label_app_kubernetes_io_name",
-        "__meta_kubernetes_pod_label_app_kubernetes_io_component",
-    ]
-    assert labels[0]["separator"] == "-"
+    assert set(job) == {"job_name", "dns_sd_configs", "relabel_configs"}
     assert k8s["scrape_configs"][1:] == shared["scrape_configs"][1:]
-    kustomization = yaml.safe_load((K8S_MONITORING / "kustomization.yaml").read_text())
-    rules = {
-        key: K8S_MONITORING / source
-        for generator in kustomization["configMapGenerator"]
-        if generator["name"] == "prometheus-rules"
-        for key, source in (f.split("=", 1) for f in generator["files"])
-    }
+    rules = _generated_files("prometheus-rules")
     assert set(rules) == {p.name for p in (PROMETHEUS / "rules").glob("*.yml")}
     for name, copy in rules.items():
         assert copy.read_text() == (PROMETHEUS / "rules" / name).read_text(), name
 
 
-def test_kubernetes_pods_carry_what_discovery_reads() -> None:
-    """Every Deployment of the base is annotated for scraping, on the port its metrics are on,
-    with the labels the `process` label is made of."""
-    for path in sorted((REPO / "deploy/k8s/base").glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            if not doc or doc.get("kind") != "Deployment" or doc["metadata"]["name"] == "web":
-                continue
-            name = doc["metadata"]["name"]
-            template = doc["spec"]["template"]["metadata"]
-            service, role = name.split("-", 1)
-            assert template["labels"]["app.kubernetes.io/name"] == service, name
-            assert template["labels"]["app.kubernetes.io/component"] == role, name
-            annotations = template["annotations"]
-            assert annotations["prometheus.io/scrape"] == "true", name
-            port = API_PORTS[service] if role == "api" else METRICS_PORT
-            assert annotations["prometheus.io/port"] == str(port), name
+def test_kubernetes_configuration_and_rules_pass_promtool(
+    binaries: monitoring.Binaries, tmp_path: Path
+) -> None:
+    """The configuration and rules as the Prometheus pod sees them (its ConfigMaps mounted at
+    /etc/prometheus/prometheus.yml and /etc/prometheus/rules) are valid for the project's
+    promtool, which checks the rule files the configuration names along with it."""
+    (deployment,) = [
+        d
+        for d in _k8s_documents(K8S_MONITORING)
+        if d["kind"] == "Deployment" and d["metadata"]["name"] == "prometheus"
+    ]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert "--config.file=/etc/prometheus/prometheus.yml" in container["args"]
+    assert mounts["config"] == "/etc/prometheus/prometheus.yml"
+    assert mounts["rules"] == "/etc/prometheus/rules"
+    ((key, config),) = _generated_files("prometheus-config").items()
+    assert key == "prometheus.yml"
+    (tmp_path / "rules").mkdir()
+    shutil.copyfile(config, tmp_path / "prometheus.yml")
+    for name, source in _generated_files("prometheus-rules").items():
+        shutil.copyfile(source, tmp_path / "rules" / name)
+    out = _run([binaries.promtool, "check", "config", tmp_path / "prometheus.yml"])
+    assert f"SUCCESS: {len(_generated_files('prometheus-rules'))} rule files found" in out
+    _run([binaries.promtool, "check", "rules", *sorted((tmp_path / "rules").glob("*.yml"))])
+
+
+def test_promtool_refuses_the_pod_discovery_it_cannot_check(
+    binaries: monitoring.Binaries, tmp_path: Path
+) -> None:
+    """Why Kubernetes' scrape configuration discovers by DNS: the project's promtool (Debian's
+    build) fails on `kubernetes_sd_configs`, so a configuration using it could not be checked.
+    Should a promtool that knows it come along, this fails, and pod discovery may come back."""
+    config = _k8s_config()
+    job = config["scrape_configs"][0]
+    del job["dns_sd_configs"]
+    job["kubernetes_sd_configs"] = [{"role": "pod", "namespaces": {"names": ["referrals"]}}]
+    config["rule_files"] = []
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    out = subprocess.run(
+        [str(binaries.promtool), "check", "config", str(tmp_path / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode != 0
+    assert "kubernetes_sd_configs not found" in out.stdout + out.stderr
+
+
+def test_kubernetes_discovery_finds_every_process_through_its_headless_service() -> None:
+    """Each DNS name the configuration queries is a headless Service of the base (its A records
+    are the pods' addresses, not a cluster IP), selecting the pods of exactly one Deployment, on
+    the port that Deployment serves /metrics on; together they are every long-running process;
+    the `process` label the relabelling makes is <service>-<role> as in compose and devstack;
+    and the base's NetworkPolicy lets namespace `monitoring` reach each port."""
+    from devstack import render, roles
+
+    manifest = roles.load()
+    job = _k8s_config()["scrape_configs"][0]
+    (relabel,) = job["relabel_configs"]
+    assert relabel["source_labels"] == ["__meta_dns_name"]
+    assert relabel["target_label"] == "process"
+    assert relabel.get("replacement", "$1") == "$1"  # Prometheus's default: the first group
+    base = _k8s_documents(K8S_BASE)
+    services = {d["metadata"]["name"]: d for d in base if d["kind"] == "Service"}
+    deployments = [d for d in base if d["kind"] == "Deployment"]
+    found: dict[str, int] = {}
+    for sd in job["dns_sd_configs"]:
+        assert sd["type"] == "A", sd
+        for name in sd["names"]:
+            service_name, namespace, svc = name.split(".")
+            assert (namespace, svc) == ("referrals", "svc"), name
+            match = re.fullmatch(relabel["regex"], name)  # Prometheus anchors its regexes
+            assert match, name
+            process = match.group(1)
+            assert process not in found, f"{process} is scraped twice"
+            found[process] = sd["port"]
+            spec = services[service_name]["spec"]
+            assert spec["clusterIP"] == "None", f"{service_name} is not headless"
+            assert spec["publishNotReadyAddresses"] is True, service_name
+            (port,) = spec["ports"]
+            assert port["port"] == sd["port"], service_name
+            selected = [
+                d
+                for d in deployments
+                if all(
+                    d["spec"]["template"]["metadata"]["labels"].get(k) == v
+                    for k, v in spec["selector"].items()
+                )
+            ]
+            assert [d["metadata"]["name"] for d in selected] == [process], service_name
+            (container,) = selected[0]["spec"]["template"]["spec"]["containers"]
+            ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+            assert ports[port["targetPort"]] == sd["port"], service_name
+    want = {
+        manifest.process_name(service, role): render.metrics_port(manifest, service, role)
+        for service, spec in manifest.services.items()
+        for role in spec.roles
+    }
+    assert found == want
+    assert {f"{s}-{r}" for s, roles_ in ROLES.items() for r in roles_} <= set(found)
+    scrape = next(
+        d
+        for d in base
+        if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "allow-metrics-scrape"
+    )
+    (rule,) = scrape["spec"]["ingress"]
+    assert rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+    assert set(found.values()) <= {p["port"] for p in rule["ports"]}
+    assert METRICS_PORT in found.values()
+
+
+def test_kubernetes_prometheus_needs_no_access_to_the_kubernetes_api() -> None:
+    """DNS discovery reads no Kubernetes object: no Role, no binding, no account token."""
+    monitoring_docs = _k8s_documents(K8S_MONITORING)
+    kinds = {d["kind"] for d in monitoring_docs}
+    assert not kinds & {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
+    assert "ServiceAccount" not in kinds
+    for doc in monitoring_docs:
+        if doc["kind"] == "Deployment":
+            pod = doc["spec"]["template"]["spec"]
+            assert pod.get("automountServiceAccountToken") is False, doc["metadata"]["name"]
+            assert "serviceAccountName" not in pod, doc["metadata"]["name"]
+    assert not [d for d in _k8s_documents(K8S_BASE) if d["kind"] == "ServiceMonitor"]
 
 
 def test_compose_runs_prometheus_and_alertmanager_with_the_shared_files() -> None:

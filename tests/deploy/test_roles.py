@@ -31,6 +31,9 @@ def _copy_of_the_repository(tmp_path: Path) -> Path:
     shutil.copyfile(REPO / render.COMPOSE_TARGETS, tmp_path / render.COMPOSE_TARGETS)
     for path in (REPO / render.K8S_BASE).glob("*.yaml"):
         shutil.copyfile(path, tmp_path / render.K8S_BASE / path.name)
+    for name in (render.PROMETHEUS_CONFIG, render.K8S_PROMETHEUS_CONFIG):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO / name, tmp_path / name)
     return tmp_path
 
 
@@ -67,6 +70,16 @@ def test_a_role_added_to_the_manifest_reaches_compose_and_kubernetes(tmp_path: P
     archiver = next(d for d in k8s if d["metadata"]["name"] == "partners-archiver")
     assert archiver["spec"]["replicas"] == 1
     assert archiver["spec"]["template"]["spec"]["containers"][0]["args"] == ["archiver"]
+    # ... and a target of Kubernetes' Prometheus, through a headless Service of its own.
+    metrics = next(
+        d
+        for d in yaml.safe_load_all(files[root / render.K8S_BASE / "partners.yaml"])
+        if d and d["kind"] == "Service" and d["metadata"]["name"] == "partners-archiver-metrics"
+    )
+    assert metrics["spec"]["clusterIP"] == "None"
+    scrape = yaml.safe_load(files[root / render.K8S_PROMETHEUS_CONFIG])["scrape_configs"][0]
+    names = [n for sd in scrape["dns_sd_configs"] for n in sd["names"]]
+    assert "partners-archiver-metrics.referrals.svc" in names
     assert set(files) >= set(render.drift(root))
 
 
