@@ -1,11 +1,12 @@
 """The web application's settings: the platform's shared ones (PostgreSQL, telemetry, the edge's
 limits) plus where the three public APIs are, the partner front end's API key, the session
-secret and the mail server for one-time codes.
+secret, the mail server for one-time codes and, optionally, an SMS account for codes by text.
 
 Environment: `REFERRALS_WEB_<FIELD>`, nested fields with `__` (`REFERRALS_WEB_POSTGRES__DSN`,
-`REFERRALS_WEB_SMTP__HOST`); the platform-wide `REFERRALS_<FIELD>` applies where the web
-application's own variable is not set (`ServiceSettings`). Outside `development`, placeholder
-or empty secrets stop the application at start-up.
+`REFERRALS_WEB_SMTP__HOST`, `REFERRALS_WEB_SMS__ACCOUNT_SID`); the platform-wide
+`REFERRALS_<FIELD>` applies where the web application's own variable is not set
+(`ServiceSettings`). Outside `development`, placeholder or empty secrets stop the application
+at start-up.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import ClassVar
 from pydantic import BaseModel, Field, SecretStr
 
 from referrals_common.settings import ServiceSettings
+from referrals_common.sms import TwilioSettings
 
 DEV_SESSION_SECRET = "change-me-in-dev-only-web-session-secret"  # noqa: S105 - the placeholder
 
@@ -49,12 +51,20 @@ class WebSettings(ServiceSettings):
     session_secret: SecretStr = SecretStr(DEV_SESSION_SECRET)
     """Signs CSRF tokens and seals what a session keeps (the case's token, the answers)."""
     smtp: SmtpSettings = SmtpSettings()
+    sms: TwilioSettings | None = None
+    """A Twilio-compatible account (notifications' own) for sign-in codes by text message to
+    the phone given on a case; none: codes go by e-mail only, and a patient whose case has only
+    a phone number is told to ask the clinic. Its provider is called through the outbound guard:
+    a local one (the dev stack's SMS sink) only as an `outbound_allowed_targets` entry."""
     public_base_url: str = "http://127.0.0.1:8010"
     vendor_dir: Path | None = None
     """A directory holding `htmx.min.js`, served at /static/vendor/; the pages work without."""
     session_idle_minutes: int = Field(60, ge=5, le=24 * 60)
     login_code_minutes: int = Field(10, ge=1, le=60)
     login_code_attempts: int = Field(5, ge=1, le=20)
+    login_codes_per_hour: int = Field(5, ge=1, le=60)
+    """Codes sent for one case in an hour, by e-mail and text together (in each process's
+    memory): a text costs money, and neither a patient's phone nor inbox is flooded."""
     api_timeout_seconds: float = Field(30.0, gt=0)
     upload_max_bytes: int = Field(2 * 1024**3 + 1024 * 1024, ge=1)
     """The largest upload the app passes on (records' own limit for DICOM, plus the form)."""
@@ -71,4 +81,5 @@ class WebSettings(ServiceSettings):
             "postgres.dsn password": password,
             "session_secret": self.session_secret.get_secret_value(),
             "front_end_api_key": self.front_end_api_key.get_secret_value(),
+            **({"sms.auth_token": self.sms.auth_token.get_secret_value()} if self.sms else {}),
         }

@@ -33,6 +33,7 @@ from referrals_common.telemetry import instrument_fastapi, note_request_case
 from referrals_web.config import WebSettings
 from referrals_web.mail import CodeMailer, SmtpCodeMailer
 from referrals_web.models import staff_login_codes
+from referrals_web.one_time_codes import SendLimit
 from referrals_web.platform import Platform
 from referrals_web.rendering import Renderer
 from referrals_web.repository import (
@@ -59,6 +60,7 @@ from referrals_web.repository import (
     StaffDirectory,
 )
 from referrals_web.sessions import OPS, STAFF, Sessions
+from referrals_web.sms import CodeTexter, texter_from_settings
 from referrals_web.staff import CenterKeys
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -94,7 +96,11 @@ class Runtime:
     console_audit: ConsoleAudit
     ops_sessions: Sessions
     ops_audit: OpsAudit
+    code_sends: SendLimit
+    """How many patient sign-in codes each case may be sent (`login_codes_per_hour`)."""
     db: Database | None = None
+    texter: CodeTexter | None = None
+    """Sign-in codes by text message; None when no SMS account is configured."""
 
     def sessions_of(self, path: str) -> Sessions:
         """The console's sessions for /center…, the ops screen's for /ops…, the patients' for
@@ -112,6 +118,9 @@ class Runtime:
 
     async def close(self) -> None:
         await self.platform.close()
+        close_texter = getattr(self.texter, "aclose", None)
+        if close_texter is not None:
+            await close_texter()
         if self.db is not None:
             await self.db.dispose()
 
@@ -130,6 +139,7 @@ def build_runtime(
     center_keys: CenterKeyStore | None = None,
     console_audit: ConsoleAudit | None = None,
     ops_audit: OpsAudit | None = None,
+    texter: CodeTexter | None = None,
 ) -> Runtime:
     """The runtime of one process; the stores are PostgreSQL unless given (tests give memory)."""
     db = None
@@ -163,7 +173,12 @@ def build_runtime(
         console_audit=console_audit or PostgresConsoleAudit(db),  # type: ignore[arg-type]
         ops_sessions=Sessions(store, secret, idle=idle, realm=OPS, default_locale="en"),
         ops_audit=ops_audit or PostgresOpsAudit(db),  # type: ignore[arg-type]
+        code_sends=SendLimit(settings.login_codes_per_hour),
         db=db,
+        texter=texter
+        or texter_from_settings(
+            settings.sms, settings.environment, settings.outbound_allowed_targets
+        ),
     )
 
 

@@ -1,7 +1,7 @@
-"""One-time sign-in codes: 6 digits by e-mail, stored as an HMAC with the server's secret, good
-for `login_code_minutes` and `login_code_attempts` tries, once. Patients (a code per case) and
-center staff (a code per staff member) sign in the same way, each with a store and a namespace
-of their own, so one's code never opens the other."""
+"""One-time sign-in codes: 6 digits by e-mail (or, for a patient, by text message), stored as
+an HMAC with the server's secret, good for `login_code_minutes` and `login_code_attempts` tries,
+once. Patients (a code per case) and center staff (a code per staff member) sign in the same
+way, each with a store and a namespace of their own, so one's code never opens the other."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ import secrets
 from datetime import timedelta
 from enum import StrEnum
 from uuid import UUID
+
+from limits import parse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 
 from referrals_web.models import utcnow
 from referrals_web.repository import LoginCode, LoginCodeStore
@@ -63,3 +67,18 @@ async def check(
         return Verdict.TOO_MANY if attempts - tries <= 0 else Verdict.WRONG
     await store.delete(stored.owner_id)
     return Verdict.OK
+
+
+class SendLimit:
+    """At most `per_hour` codes sent to one owner in any hour (a moving window, in this
+    process's memory, like the edge's limits): a text message costs money, and neither a
+    patient's phone nor inbox is flooded by someone who knows their details. What happens
+    past the limit is the caller's silence, never a different page."""
+
+    def __init__(self, per_hour: int) -> None:
+        self._item = parse(f"{per_hour}/hour")
+        self._windows = MovingWindowRateLimiter(MemoryStorage())
+
+    def spend(self, owner_id: UUID) -> bool:
+        """Count one code for `owner_id`; False (and nothing counted) when its hour is full."""
+        return self._windows.hit(self._item, "login-code", str(owner_id))
