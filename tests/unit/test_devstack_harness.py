@@ -110,6 +110,66 @@ def test_the_web_app_gets_its_own_settings_and_none_of_the_services(tmp_path):
     assert not others & set(env.values())
 
 
+def test_notifications_and_the_web_app_send_texts_to_the_sms_sink_through_the_guard(tmp_path):
+    """The stack's SMS sink is both processes' Twilio-compatible provider, the one loopback
+    entry of each one's outbound guard; a stack without a sink configures no SMS at all."""
+    import json
+    import os
+    from unittest import mock
+
+    from devstack.parts import SMS_ACCOUNT_SID, SMS_FROM_NUMBER
+    from devstack.platform import platform_secrets, web_environment
+    from devstack.stack import DATABASES, StackInfo
+    from referrals_notifications.config import NotificationsSettings
+    from referrals_web.config import WebSettings
+
+    stack = StackInfo(
+        root=str(tmp_path),
+        kafka_bootstrap="127.0.0.1:1",
+        s3_endpoint="127.0.0.1:2",
+        s3_console="127.0.0.1:3",
+        s3_access_key="root",
+        s3_secret_key="root-secret",
+        postgres_dsn="postgresql://postgres:pw@127.0.0.1:4/postgres",
+        smtp="127.0.0.1:2525",
+        sms_url="http://127.0.0.1:11026",
+        sms_dir=str(tmp_path / "sms"),
+        sms_auth_token="sink-token",
+        database_dsns={name: f"postgresql://{name}:pw@127.0.0.1:4/{name}" for name in DATABASES},
+    )
+    web = web_environment(
+        stack,
+        platform_secrets(tmp_path),
+        {"intake": "", "records": "", "partners": ""},
+        "http://127.0.0.1:8010",
+        "rfk_x",
+        tmp_path / "dist",
+        "",
+    )
+    services = stack.env()
+    for prefix, env in (("WEB", web), ("NOTIFICATIONS", services)):
+        assert env[f"REFERRALS_{prefix}_SMS__BASE_URL"] == "http://127.0.0.1:11026"
+        assert env[f"REFERRALS_{prefix}_SMS__ACCOUNT_SID"] == SMS_ACCOUNT_SID
+        assert env[f"REFERRALS_{prefix}_SMS__AUTH_TOKEN"] == "sink-token"
+        assert env[f"REFERRALS_{prefix}_SMS__FROM_NUMBER"] == SMS_FROM_NUMBER
+        allowed = json.loads(env[f"REFERRALS_{prefix}_OUTBOUND_ALLOWED_TARGETS"])
+        assert allowed == ["127.0.0.1:11026"]
+    with mock.patch.dict(os.environ, services, clear=True):
+        notifications = NotificationsSettings()
+    assert notifications.sms is not None
+    assert str(notifications.sms.base_url).startswith("http://127.0.0.1:11026")
+    assert notifications.outbound_allowed_targets == ["127.0.0.1:11026"]
+    with mock.patch.dict(os.environ, web, clear=True):
+        web_settings = WebSettings()
+    assert web_settings.sms is not None and web_settings.sms.from_number == SMS_FROM_NUMBER
+    assert web_settings.outbound_allowed_targets == ["127.0.0.1:11026"]
+
+    stack.sms_url = ""
+    assert not [k for k in stack.env() if "_SMS__" in k or "OUTBOUND" in k]
+    with mock.patch.dict(os.environ, stack.env(), clear=True):
+        assert NotificationsSettings().sms is None  # no sink: SMS off, as before
+
+
 def test_a_stack_made_before_the_web_app_gets_its_session_secret(tmp_path):
     import json
 

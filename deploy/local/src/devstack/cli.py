@@ -21,7 +21,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     help="Run the platform locally as plain processes: Apache Kafka (KRaft), MinIO, PostgreSQL, "
-    "a mail sink, a trace viewer, the five services and the patient's web app.",
+    "a mail sink, an SMS sink, a trace viewer, the five services and the patient's web app.",
 )
 console = Console()
 
@@ -95,7 +95,8 @@ def up(
         console.print(f"[red]✗ {exc}[/]")
         raise typer.Exit(1) from exc
     env_file = where / "env"
-    env_file.write_text("".join(f"export {k}={v}\n" for k, v in current.env().items()))
+    # Quoted: the outbound allow-list is a JSON list, which a shell would strip of its quotes.
+    env_file.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in current.env().items()))
     env_file.chmod(0o600)
     _print(current, running)
     if running:
@@ -234,7 +235,7 @@ def env(root: RootOpt = None) -> None:
         print("devstack: the stack is not running", file=sys.stderr)
         raise typer.Exit(1)
     for key, value in info.env().items():
-        print(f"export {key}={value}")
+        print(f"export {key}={shlex.quote(value)}")
 
 
 @app.command()
@@ -284,6 +285,13 @@ def _print_web(
     if running is None or not running.web:
         return
     console.print(f"Open [bold]{running.web}/[/] for the patient's pages.", highlight=False)
+    if stack is not None and stack.sms_dir:
+        console.print(
+            f"Texts (a patient's sign-in code by SMS, updates to a phone-only case) land in the "
+            f"SMS sink: [bold]{stack.sms_dir}[/]; read them with "
+            f"[bold]uv run devstack sms --to +380…[/].",
+            highlight=False,
+        )
     staff = running.staff
     if staff:
         sink = f"the mail sink (SMTP {stack.smtp}, messages in {stack.mail_dir})" if stack else ""
@@ -338,6 +346,31 @@ def mail(
         )
 
 
+@app.command()
+def sms(
+    root: RootOpt = None,
+    to: Annotated[str | None, typer.Option(help="only texts to this number (E.164)")] = None,
+    last: Annotated[int, typer.Option(help="how many texts to list")] = 10,
+) -> None:
+    """The SMS sink's newest texts (a patient's sign-in code, an update to a phone-only case);
+    with --to, only those to that number."""
+    from devstack.smssink import list_messages
+
+    info = stack_mod.StackInfo.load(stack_mod.resolve_root(root))
+    if info is None or not info.sms_dir:
+        console.print("[red]✗ the stack is not running (or has no SMS sink): `make up`[/]")
+        raise typer.Exit(1)
+    wanted = to.replace(" ", "") if to else None
+    found = [m for m in list_messages(Path(info.sms_dir)) if wanted is None or m.to == wanted]
+    if not found:
+        console.print(f"no texts{f' to {to}' if to else ''} in {info.sms_dir}")
+        raise typer.Exit(1)
+    for m in found[-last:]:
+        console.print(
+            f"{m.received_at:%Y-%m-%d %H:%M:%S}  {m.to}  {m.body}", highlight=False, markup=False
+        )
+
+
 def _rss_mib(pid: int) -> float:
     try:
         root = psutil.Process(pid)
@@ -359,6 +392,7 @@ def _print(
         "minio": f"S3 http://{info.s3_endpoint}  console http://{info.s3_console}",
         "postgres": f"postgresql://{info.postgres_dsn.rsplit('@', 1)[1]}",
         "mailsink": f"SMTP {info.smtp}  messages in {info.mail_dir}",
+        "smssink": f"Twilio-compatible API {info.sms_url}  texts in {info.sms_dir}",
     }
     total = 0.0
     for name, pid in info.pids.items():

@@ -373,12 +373,42 @@ def mailsink_ready(address: str) -> bool:
         return False
 
 
+SMS_ACCOUNT_SID = "ACdevstack"
+"""The SMS sink's account: the `account_sid` the platform's Twilio settings name locally."""
+SMS_FROM_NUMBER = "+15005550006"
+"""The sender number of local texts (Twilio's own test number for "a valid sender")."""
+
+
+def start_smssink(data_dir: Path, port: int, auth_token: str) -> tuple[Running, str, Path]:
+    """The local Twilio-compatible SMS server (`devstack.smssink`) that keeps every text as a
+    .json file in `inbox/`: what a patient's phone would receive. Returns it, its base URL and
+    the folder. The token goes through the environment, never the command line."""
+    import sys
+
+    from devstack.smssink import TOKEN_ENV
+
+    inbox = data_dir / "inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    log = data_dir / "smssink.log"
+    argv = [sys.executable, "-m", "devstack.smssink", "--host", "127.0.0.1"]
+    argv += ["--port", str(port), "--dir", str(inbox), "--account-sid", SMS_ACCOUNT_SID]
+    proc = spawn(argv, log=log, env={TOKEN_ENV: auth_token})
+    return Running("smssink", proc.pid, log), f"http://127.0.0.1:{port}", inbox
+
+
+def smssink_ready(url: str) -> bool:
+    import httpx
+
+    return httpx.get(f"{url}/health", timeout=2).status_code == 200
+
+
 def wait_ready(running: Running, probe_arg: str, timeout: float) -> None:
     probes = {
         "kafka": kafka_ready,
         "minio": minio_ready,
         "postgres": postgres_ready,
         "mailsink": mailsink_ready,
+        "smssink": smssink_ready,
     }
     probe = probes[running.name]
     wait_until(

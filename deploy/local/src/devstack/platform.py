@@ -272,7 +272,9 @@ def web_environment(
     """Every variable the patient's web app reads (`REFERRALS_WEB_*`), and nothing of the
     services': it reaches the platform only through the public APIs, as a front end, with the
     front end's API key (`keys.json`), and for the ops screen with the operator key; its
-    one-time codes go to the mail sink."""
+    one-time codes go to the mail sink, or by text to the SMS sink (the same Twilio-compatible
+    account as notifications', its address the one loopback entry of the web app's outbound
+    guard)."""
     smtp_host, smtp_port = stack.smtp.rsplit(":", 1) if stack.smtp else ("127.0.0.1", "25")
     env = {
         "REFERRALS_WEB_ENVIRONMENT": "development",
@@ -290,6 +292,7 @@ def web_environment(
         "OTEL_SERVICE_NAME": WEB,
         "OTEL_RESOURCE_ATTRIBUTES": f"referrals.role={WEB}",
         "PYTHONUNBUFFERED": "1",
+        **stack.sms_env("WEB"),
     }
     return env | trace_environment(zipkin)
 

@@ -34,6 +34,7 @@ DEV_PORTS = {
     "minio_console": 19001,
     "postgres": 15432,
     "mailsink": 11025,
+    "smssink": 11026,
 }
 
 
@@ -54,6 +55,12 @@ class StackInfo:
     """host:port of the local mail sink."""
     mail_dir: str = ""
     """Where the mail sink keeps every message it received (.eml files)."""
+    sms_url: str = ""
+    """Base URL of the local SMS sink (a Twilio-compatible Messages API on loopback)."""
+    sms_dir: str = ""
+    """Where the SMS sink keeps every text it accepted (.json files)."""
+    sms_auth_token: str = ""
+    """The auth token the SMS sink accepts for its account (`parts.SMS_ACCOUNT_SID`)."""
     database_dsns: dict[str, str] = field(default_factory=dict)
     s3_users: dict[str, dict[str, str]] = field(default_factory=dict)
     """service → {"access_key", "secret_key"}: the MinIO user of each service that uses object
@@ -82,7 +89,24 @@ class StackInfo:
             env["REFERRALS_NOTIFICATIONS_SMTP__HOST"] = host
             env["REFERRALS_NOTIFICATIONS_SMTP__PORT"] = port
             env["REFERRALS_NOTIFICATIONS_SMTP__TLS"] = "none"
+        env |= self.sms_env("NOTIFICATIONS")
         return env
+
+    def sms_env(self, prefix: str) -> dict[str, str]:
+        """`REFERRALS_<prefix>_SMS__*` naming the SMS sink as a Twilio-compatible provider, and
+        the sink's `host:port` as the one loopback entry of that process's outbound guard (the
+        sink is reached through `referrals_common.outbound` like any provider); nothing when
+        the stack has no sink."""
+        if not (self.sms_url and self.sms_auth_token):
+            return {}
+        sink = self.sms_url.split("://", 1)[-1].rstrip("/")
+        return {
+            f"REFERRALS_{prefix}_SMS__BASE_URL": self.sms_url,
+            f"REFERRALS_{prefix}_SMS__ACCOUNT_SID": parts.SMS_ACCOUNT_SID,
+            f"REFERRALS_{prefix}_SMS__AUTH_TOKEN": self.sms_auth_token,
+            f"REFERRALS_{prefix}_SMS__FROM_NUMBER": parts.SMS_FROM_NUMBER,
+            f"REFERRALS_{prefix}_OUTBOUND_ALLOWED_TARGETS": json.dumps([sink]),
+        }
 
     def save(self) -> Path:
         path = Path(self.root) / STATE_FILE
@@ -177,10 +201,19 @@ def start(
         started.append(pg)
         mail, smtp, inbox = parts.start_mailsink(root / "mail", port("mailsink"))
         started.append(mail)
-        probes = {"kafka": bootstrap, "minio": s3, "postgres": dsn, "mailsink": smtp}
+        sms_token = secrets.token_urlsafe(24)
+        sms, sms_url, sms_inbox = parts.start_smssink(root / "sms", port("smssink"), sms_token)
+        started.append(sms)
+        probes = {
+            "kafka": bootstrap,
+            "minio": s3,
+            "postgres": dsn,
+            "mailsink": smtp,
+            "smssink": sms_url,
+        }
         with (
-            console.status("waiting for Kafka, MinIO, PostgreSQL and the mail sink…"),
-            ThreadPoolExecutor(max_workers=4) as pool,
+            console.status("waiting for Kafka, MinIO, PostgreSQL and the mail and SMS sinks…"),
+            ThreadPoolExecutor(max_workers=5) as pool,
         ):
             futures = [pool.submit(parts.wait_ready, r, probes[r.name], timeout) for r in started]
             for fut in futures:
@@ -195,6 +228,9 @@ def start(
             postgres_dsn=dsn,
             smtp=smtp,
             mail_dir=str(inbox),
+            sms_url=sms_url,
+            sms_dir=str(sms_inbox),
+            sms_auth_token=sms_token,
             pids={r.name: r.pid for r in started},
             logs={r.name: str(r.log) for r in started},
             started_at=time.time(),
@@ -243,7 +279,7 @@ async def provision_databases(
 
 def stop(info: StackInfo) -> None:
     """Stop every part (Kafka first, so it can shut down cleanly while the others still run)."""
-    for name in ("kafka", "minio", "postgres", "mailsink"):
+    for name in ("kafka", "minio", "postgres", "mailsink", "smssink"):
         pid = info.pids.get(name)
         if pid is not None and info.owns(pid):
             stop_group(pid, timeout=30)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -80,6 +81,8 @@ class Stack(Protocol):
     postgres_dsn: str
     smtp: str
     mail_dir: str
+    sms_url: str
+    sms_dir: str
     database_dsns: dict[str, str]
     s3_users: dict[str, dict[str, str]]
 
@@ -166,7 +169,7 @@ class DevstackProvider:
 
 
 class ContainersProvider:
-    """Kafka, MinIO and PostgreSQL as containers (testcontainers), the mail sink local; the
+    """Kafka, MinIO and PostgreSQL as containers (testcontainers), the mail and SMS sinks local; the
     result is provisioned as the local stack is (databases, bucket, the services' MinIO users)."""
 
     name = TESTCONTAINERS
@@ -209,6 +212,7 @@ class ContainersProvider:
         kafka, minio, postgres = containers = self.containers(root)
         started: list[Any] = []
         mail: parts.Running | None = None
+        sms: parts.Running | None = None
         began = time.monotonic()
 
         def start_one(container: Any) -> None:
@@ -227,6 +231,9 @@ class ContainersProvider:
                     future.result()
             mail, smtp, inbox = parts.start_mailsink(root / "mail", free_port())
             parts.wait_ready(mail, smtp, self.timeout)
+            sms_token = secrets.token_urlsafe(24)
+            sms, sms_url, sms_inbox = parts.start_smssink(root / "sms", free_port(), sms_token)
+            parts.wait_ready(sms, sms_url, self.timeout)
             dsn = postgres.get_connection_url(driver=None)
             s3 = minio.get_config()["endpoint"]
             info = stack_mod.StackInfo(
@@ -239,8 +246,11 @@ class ContainersProvider:
                 postgres_dsn=dsn,
                 smtp=smtp,
                 mail_dir=str(inbox),
-                pids={mail.name: mail.pid},
-                logs={mail.name: str(mail.log)},
+                sms_url=sms_url,
+                sms_dir=str(sms_inbox),
+                sms_auth_token=sms_token,
+                pids={mail.name: mail.pid, sms.name: sms.pid},
+                logs={mail.name: str(mail.log), sms.name: str(sms.log)},
                 started_at=time.time(),
             )
             info.database_dsns = asyncio.run(stack_mod.provision_databases(dsn, databases, creds))
@@ -251,8 +261,9 @@ class ContainersProvider:
             }
             info.save()
         except BaseException:
-            if mail is not None:
-                stop_group(mail.pid)
+            for local in (sms, mail):
+                if local is not None:
+                    stop_group(local.pid)
             for container in reversed(started):
                 container.stop()
             raise
@@ -261,7 +272,7 @@ class ContainersProvider:
         return info
 
     def stop(self, info: stack_mod.StackInfo) -> None:
-        """Remove the stack's containers (their data goes with them) and stop the mail sink."""
+        """Remove the stack's containers (their data goes with them) and stop the sinks."""
         for container in reversed(self._containers.pop(info.root, [])):
             container.stop()
         stack_mod.stop(info)
