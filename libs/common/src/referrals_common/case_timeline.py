@@ -3,12 +3,12 @@
 two readers: `devstack timeline <case id>` (a terminal table) and partners' ops API
 (`GET /v1/ops/cases/{case_id}/timeline`, with what partners itself knows of the case).
 
-The viewer is one that serves Zipkin's query API v2 (the local platform's Zipkin; Jaeger's own
-query API, which compose and Kubernetes run, is a different one and is not read here). One
-query, `annotationQuery=referrals.case_id=<id>`, returns every trace holding a span about the
-case. What ops read is the spans that say what happened (requests, publishes, consumers,
-expiries, sends), without the database and object-storage calls inside them unless asked
-(`everything`).
+The viewer is one that serves Zipkin's query API v2: the Zipkin that the local platform,
+Compose and Kubernetes all run (one query API everywhere, the one this reader is tested
+against). One query, `annotationQuery=referrals.case_id=<id>`, returns every trace holding a
+span about the case. What ops read is the spans that say what happened (requests, publishes,
+consumers, expiries, sends), without the database and object-storage calls inside them unless
+asked (`everything`).
 
 The viewer's address is configuration (an operator's internal address), never a caller's: see
 docs/security.md on why `referrals_common.outbound`'s public-address rule does not apply.

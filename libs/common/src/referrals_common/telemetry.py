@@ -2,9 +2,10 @@
 
 `configure_telemetry("intake")` at start-up:
 
-* `OTEL_TRACES_EXPORTER` = `otlp` (default when `OTEL_EXPORTER_OTLP_ENDPOINT` or
-  `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set), `zipkin` (the local stack's trace viewer, at
-  `OTEL_EXPORTER_ZIPKIN_ENDPOINT`), `console`, or `none` (default otherwise). Each exporter reads
+* `OTEL_TRACES_EXPORTER` = `zipkin` (the platform's trace viewer under devstack, compose and
+  Kubernetes, at `OTEL_EXPORTER_ZIPKIN_ENDPOINT`), `otlp` (default when
+  `OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set: a collector of
+  one's own), `console`, or `none` (default otherwise). Each exporter reads
   its endpoint, headers and timeout from the standard variables itself.
 * `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` are honoured by the SDK's resource detection.
 * Instrumentation for asyncpg, httpx and urllib3 (the MinIO SDK's HTTP client) is switched on
