@@ -11,7 +11,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from referrals_web import i18n, icd10, vocabulary
+from referrals_web import i18n, icd10, routing_words, vocabulary
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
@@ -65,6 +65,7 @@ def make_environment(locale: str) -> Environment:
         locale=locale,
         vocabulary=vocabulary,
         icd10_title=icd10.title,
+        routing_words=lambda routing: routing_words.explain(routing, locale),
     )
     env.filters.update(
         long_date=lambda v: i18n.long_date(v, locale),
