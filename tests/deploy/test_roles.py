@@ -11,7 +11,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from devstack import render, roles
+from devstack import diagram, render, roles
 from tests.deploy.support import MANIFEST, REPO, cli_commands
 
 pytestmark = pytest.mark.deploy
@@ -31,7 +31,7 @@ def _copy_of_the_repository(tmp_path: Path) -> Path:
     shutil.copyfile(REPO / render.COMPOSE_TARGETS, tmp_path / render.COMPOSE_TARGETS)
     for path in (REPO / render.K8S_BASE).glob("*.yaml"):
         shutil.copyfile(path, tmp_path / render.K8S_BASE / path.name)
-    for name in (render.PROMETHEUS_CONFIG, render.K8S_PROMETHEUS_CONFIG):
+    for name in (render.PROMETHEUS_CONFIG, render.K8S_PROMETHEUS_CONFIG, diagram.DOCUMENT):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(REPO / name, tmp_path / name)
     return tmp_path
