@@ -23,6 +23,7 @@ from sqlalchemy import func, select, update
 
 from devstack.process import free_port
 from referrals_common.outbound import IPAddress, OutboundPolicy
+from referrals_common.webhooks import RetryPolicy
 from referrals_partners.models import WebhookDelivery
 from referrals_partners.scheduler import WebhookSender
 from referrals_records.models import CenterReferral, Document
@@ -299,7 +300,9 @@ async def _queued_then_delivered(
         await uow.commit()
     if before is not None:
         await before()
-    sender = WebhookSender(rt.db, rt.cipher, rt.outbound, max_attempts=max_attempts)
+    # One attempt (no quick retry), `max_attempts` rounds before the delivery is given up.
+    once = RetryPolicy(attempts=1, base_delay=0, max_delay=0, rounds=max_attempts)
+    sender = WebhookSender(rt.db, rt.cipher, rt.outbound, retry=once)
     try:
         await sender.deliver_due()
     finally:

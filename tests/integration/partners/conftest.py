@@ -30,6 +30,7 @@ from referrals_common.messaging.kafka import ensure_topics
 from referrals_common.messaging.relay import OutboxRelay
 from referrals_common.migrations import upgrade_async
 from referrals_common.settings import KafkaSettings, PostgresSettings
+from referrals_common.webhooks import RetryPolicy, WebhookRetrySettings
 from referrals_partners import consumers
 from referrals_partners.centers import ensure_inbox_topics, issue_key, load_seed
 from referrals_partners.config import PartnersSettings
@@ -55,7 +56,9 @@ async def make_runtime(new_database, local_stack) -> AsyncIterator[Callable[...,
             seed_file=str(SEED),
             case_token_jwks=json.dumps(public_jwks(KEY_PEM)),
             scheduler_interval_seconds=0.2,
-            webhook_backoff_seconds=0.2,
+            webhook_retry=WebhookRetrySettings(
+                quick_backoff_seconds=0.05, round_backoff_seconds=0.2
+            ),
             **overrides,
         )
         rt = build_runtime(settings)
@@ -85,7 +88,12 @@ async def partners_running(rt: Runtime) -> AsyncIterator[None]:
     await relay.start()
     relay_task = asyncio.create_task(relay.run())
     stop = asyncio.Event()
-    sender = WebhookSender(rt.db, rt.cipher, rt.outbound, max_attempts=3, backoff=0.2)
+    sender = WebhookSender(
+        rt.db,
+        rt.cipher,
+        rt.outbound,
+        retry=RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.2, rounds=3, round_backoff=0.2),
+    )
     scheduler = asyncio.create_task(
         run_scheduler(rt.partners, rt.db, sender, interval=0.2, stop=stop, meetings=rt.meetings)
     )

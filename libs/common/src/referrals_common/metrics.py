@@ -136,6 +136,12 @@ WEBHOOK_DELIVERIES = Counter(
     "tried again later), failed (gave up)",
     ["service", "outcome"],
 )
+WEBHOOK_LOG_PRUNED = Counter(
+    "referrals_webhook_log_pruned_total",
+    "Settled webhook delivery-log rows deleted after their retention, by log: "
+    "center_deliveries (partners), front_end_deliveries (notifications), front_end_log (intake)",
+    ["service", "log"],
+)
 
 # --- notifications -------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from typing import ClassVar
 from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator
 
 from referrals_common.settings import ServiceSettings
+from referrals_common.webhooks.retention import RetentionSettings
 from referrals_intake.consent_texts import require_published
 
 
@@ -26,6 +27,10 @@ class IntakeSettings(ServiceSettings):
     service_name: ClassVar[str] = "intake"
 
     tokens: TokenSettings = TokenSettings()
+    webhook_log: RetentionSettings = Field(
+        default_factory=RetentionSettings,
+        description="how long the front ends' webhook delivery log is kept (30 days)",
+    )
     # Server-side secret mixed into API key hashes: a leaked table alone cannot authenticate.
     api_key_pepper: SecretStr = SecretStr("change-me-in-dev-only-pepper")
     # 32-byte key (base64) encrypting contact details, date of birth and insurance at rest.

@@ -40,6 +40,7 @@ from referrals_common.contracts.partners import ExpiryReason
 from referrals_common.db import Database, UnitOfWork
 from referrals_common.messaging.consumer import EventConsumer
 from referrals_common.messaging.dlq import DeadLetterPublisher
+from referrals_common.webhooks.retention import RetentionSettings
 from referrals_intake import meetings, webhooks
 from referrals_intake.service import Intake
 
@@ -56,9 +57,15 @@ R = StatusChangeReason
 
 
 def build_consumer(
-    intake: Intake, db: Database, dead_letters: DeadLetterPublisher, **options: Any
+    intake: Intake,
+    db: Database,
+    dead_letters: DeadLetterPublisher,
+    *,
+    webhook_log: RetentionSettings | None = None,
+    **options: Any,
 ) -> EventConsumer:
     consumer = EventConsumer(CONSUMER_NAME, db, dead_letters, **options)
+    pruner = webhooks.delivery_log_pruner(db, webhook_log)
 
     @consumer.handles(DocumentStored)
     async def document_stored(event: CloudEvent[DocumentStored], uow: UnitOfWork) -> None:
@@ -271,5 +278,7 @@ def build_consumer(
     @consumer.handles(WebhookAttempted)
     async def webhook_attempted(event: CloudEvent[WebhookAttempted], uow: UnitOfWork) -> None:
         await webhooks.record_attempt(uow, event.data)
+        # The log grows only here, so it is pruned here (every `interval_seconds` at most).
+        await pruner.prune_if_due()
 
     return consumer

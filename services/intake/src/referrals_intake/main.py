@@ -172,7 +172,9 @@ async def run_consumer(settings: IntakeSettings) -> None:
             "intake",
             settings.kafka,
             consumers.SUBSCRIBED_TOPICS,
-            lambda dead: consumers.build_consumer(rt.intake, rt.db, dead),
+            lambda dead: consumers.build_consumer(
+                rt.intake, rt.db, dead, webhook_log=settings.webhook_log
+            ),
         )
     finally:
         gauges.cancel()

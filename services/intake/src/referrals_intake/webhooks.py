@@ -5,7 +5,9 @@ keeps who subscribed where, hands the signing secret to the front end once and t
 sealed (`FrontEndWebhookChanged` on the private contacts topic), and never keeps it. Notifications
 signs and delivers the updates (`referrals_common.webhooks`' scheme), retries them, and sends
 every attempt back (`WebhookAttempted`), which intake keeps as the front end's delivery log: the
-front end authenticates to intake only, and the log is read where the key is checked.
+front end authenticates to intake only, and the log is read where the key is checked. The log is
+kept for `webhook_log.retention_days` (30): the consumer that writes it prunes older attempts as
+it goes (`referrals_common.webhooks.retention`), never one whose next try is still to come.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID, uuid4
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 
 from referrals_common.contracts import (
@@ -25,8 +27,9 @@ from referrals_common.contracts import (
 )
 from referrals_common.contracts.notifications import WebhookAttempted
 from referrals_common.crypto import SealedBox
-from referrals_common.db import UnitOfWork
+from referrals_common.db import Database, UnitOfWork
 from referrals_common.webhooks import new_secret
+from referrals_common.webhooks.retention import LogPruner, RetentionSettings
 from referrals_intake.models import WebhookDeliveryAttempt, WebhookSubscription, utcnow
 
 
@@ -133,6 +136,24 @@ async def record_attempt(uow: UnitOfWork, data: WebhookAttempted) -> None:
             next_attempt_at=data.next_attempt_at,
         )
         .on_conflict_do_nothing()
+    )
+
+
+def delivery_log_pruner(db: Database, settings: RetentionSettings | None = None) -> LogPruner:
+    """Deletes the front ends' logged attempts older than the retention, except an attempt
+    whose next try is still to come (a delivery pending a retry keeps its log)."""
+    attempt = WebhookDeliveryAttempt
+    return LogPruner(
+        db,
+        attempt,
+        name="front_end_log",
+        settled=or_(
+            attempt.next_attempt_at.is_(None),  # type: ignore[union-attr]
+            attempt.next_attempt_at < func.now(),  # type: ignore[operator]
+        ),
+        age=attempt.attempted_at,
+        settings=settings,
+        clock=utcnow,
     )
 
 

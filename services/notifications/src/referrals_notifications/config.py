@@ -8,6 +8,8 @@ from pydantic import Field, SecretStr
 
 from referrals_common.settings import ServiceSettings
 from referrals_common.sms import TwilioSettings
+from referrals_common.webhooks import RetryPolicy, WebhookRetrySettings
+from referrals_common.webhooks.retention import RetentionSettings
 from referrals_notifications.channels.email import SmtpSettings, SmtpTls
 from referrals_notifications.channels.webhook import WebhookTarget
 
@@ -26,13 +28,30 @@ class NotificationsSettings(ServiceSettings):
     case_url_template: str | None = Field(
         None, description="link to the case page in the front end, with {case_id}"
     )
+    # The platform's one retry policy (`referrals_common.webhooks.policy`), for every channel.
     quick_attempts: int = Field(3, ge=1, description="tries in a row before waiting a round")
     quick_backoff_seconds: float = Field(0.5, gt=0)
     max_rounds: int = Field(5, ge=1)
     round_backoff_seconds: float = Field(30.0, gt=0)
+    max_retry_after_seconds: float = Field(
+        3600.0, ge=0, description="the longest `Retry-After` a receiver may ask for"
+    )
+    webhook_log: RetentionSettings = Field(
+        default_factory=RetentionSettings,
+        description="how long settled front-end webhook deliveries are kept (30 days)",
+    )
     contact_wait_seconds: float = Field(600.0, gt=0)
     sender_interval_seconds: float = Field(0.2, gt=0)
     sender_concurrency: int = Field(16, ge=1, description="deliveries sent at the same time")
+
+    def retry_policy(self) -> RetryPolicy:
+        return WebhookRetrySettings(
+            quick_attempts=self.quick_attempts,
+            quick_backoff_seconds=self.quick_backoff_seconds,
+            max_rounds=self.max_rounds,
+            round_backoff_seconds=self.round_backoff_seconds,
+            max_retry_after_seconds=self.max_retry_after_seconds,
+        ).policy()
 
     def _secrets(self) -> dict[str, str]:
         return {

@@ -15,6 +15,7 @@ from pathlib import Path
 from referrals_common.crypto import SealedBox
 from referrals_common.db import Database
 from referrals_common.telemetry import untraced
+from referrals_common.webhooks.retention import LogPruner
 from referrals_notifications.config import NotificationsSettings
 from referrals_notifications.service import Notifications
 
@@ -42,7 +43,6 @@ def build_sender(settings: NotificationsSettings, db: Database):  # type: ignore
     from referrals_common.outbound import OutboundPolicy
     from referrals_common.sms import TwilioSmsProvider
     from referrals_notifications.channels.email import EmailChannel
-    from referrals_notifications.channels.retry import RetryPolicy
     from referrals_notifications.channels.sms import SmsChannel
     from referrals_notifications.channels.webhook import WebhookChannel
     from referrals_notifications.rendering import Renderer
@@ -73,13 +73,7 @@ def build_sender(settings: NotificationsSettings, db: Database):  # type: ignore
         SealedBox(private_key_b64=key),
         channels,
         SenderSettings(
-            policy=RetryPolicy(
-                attempts=settings.quick_attempts,
-                base_delay=settings.quick_backoff_seconds,
-                max_delay=max(settings.quick_backoff_seconds * 8, settings.quick_backoff_seconds),
-            ),
-            max_rounds=settings.max_rounds,
-            round_backoff=settings.round_backoff_seconds,
+            policy=settings.retry_policy(),
             contact_wait=settings.contact_wait_seconds,
             time_zone=settings.time_zone,
             case_url_template=settings.case_url_template,
@@ -88,12 +82,18 @@ def build_sender(settings: NotificationsSettings, db: Database):  # type: ignore
     )
 
 
-async def run_sender_loop(sender, interval: float, stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
+async def run_sender_loop(  # type: ignore[no-untyped-def]
+    sender, interval: float, stop: asyncio.Event, pruner: LogPruner | None = None
+) -> None:
+    """Until `stop` is set: send what is due, and (every `pruner`'s interval) prune the front
+    ends' webhook delivery log."""
     while not stop.is_set():
         try:
             # Polling is not traced; each message sent continues its event's trace.
             with untraced():
                 await sender.send_due()
+                if pruner is not None:
+                    await pruner.prune_if_due()
         except Exception:  # the database may be restarting: log, wait, try again
             log.exception("sender round failed; retrying")
         with contextlib.suppress(TimeoutError):
@@ -104,13 +104,20 @@ async def run_sender(settings: NotificationsSettings) -> None:
     """The sender process, until SIGTERM or SIGINT."""
     import signal
 
+    from referrals_notifications.sender import webhook_log_pruner
+
     rt = build_runtime(settings)
     sender = build_sender(settings, rt.db)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     try:
-        await run_sender_loop(sender, settings.sender_interval_seconds, stop)
+        await run_sender_loop(
+            sender,
+            settings.sender_interval_seconds,
+            stop,
+            pruner=webhook_log_pruner(rt.db, settings.webhook_log),
+        )
     finally:
         await rt.db.dispose()
 

@@ -53,8 +53,10 @@ from referrals_common.crypto import SealedBox
 from referrals_common.db import Database, UnitOfWork
 from referrals_common.metrics import NOTIFICATION_DELIVERIES, service_name
 from referrals_common.telemetry import continue_trace
+from referrals_common.webhooks import RetryPolicy, WebhookOutcome
+from referrals_common.webhooks.retention import LogPruner, RetentionSettings
 from referrals_notifications.channels.base import PermanentDeliveryError
-from referrals_notifications.channels.retry import RetryPolicy, deliver_with_retry
+from referrals_notifications.channels.retry import deliver_with_retry
 from referrals_notifications.channels.webhook import WebhookTarget
 from referrals_notifications.messages import (
     CONTEXT_MODELS,
@@ -93,8 +95,7 @@ class Channels:
 @dataclass
 class SenderSettings:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
-    max_rounds: int = 5
-    round_backoff: float = 30.0
+    """The platform's one retry policy: quick attempts per round, rounds, their backoff."""
     contact_wait: float = 600.0
     """How long a message waits for the case's sealed contact before it fails as no_contact."""
     time_zone: str = "Europe/Kyiv"
@@ -368,13 +369,19 @@ class Sender:
             return
         error = outcome.error
         assert error is not None
-        rounds = delivery.attempts // max(self.settings.policy.attempts, 1)
-        if isinstance(error, PermanentDeliveryError) or rounds >= self.settings.max_rounds:
+        settled = self.settings.policy.settle(
+            attempts=delivery.attempts,
+            delivered=False,
+            retryable=not isinstance(error, PermanentDeliveryError),
+            retry_after=error.retry_after,
+        )
+        if settled.outcome is WebhookOutcome.FAILED:
             await self._failed(uow, delivery, error.code, str(error), channel.channel)
             return
+        assert settled.delay is not None
+        delay = settled.delay
         delivery.error_code = str(error.code)
         delivery.last_error = str(error)[:500]
-        delay = self.settings.round_backoff * 2 ** max(rounds - 1, 0)
         delivery.next_attempt_at = self.clock() + timedelta(seconds=delay)
         _count(uow, delivery.channel, "retried")
         log.info("delivery %s: %s; next round in %.0f s", delivery.id, error.code, delay)
@@ -435,6 +442,30 @@ class Sender:
             opinion_round=delivery.facts.get("opinion_round"),
         )
         return self.channels.email, self.channels.ops_email, self.renderer.render_ops_alert(alert)
+
+
+SETTLED = ("sent", "failed", "skipped")
+"""Deliveries that are over: the only ones the retention may delete."""
+
+
+def webhook_log_pruner(
+    db: Database,
+    settings: RetentionSettings | None = None,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+) -> LogPruner:
+    """Deletes settled front-end webhook deliveries (updates and pings) older than the
+    retention; pending ones stay, and so do the patient's e-mails and SMS (what went to a
+    patient is kept)."""
+    return LogPruner(
+        db,
+        Delivery,
+        name="front_end_deliveries",
+        settled=(Delivery.audience == FRONT_END) & Delivery.status.in_(SETTLED),  # type: ignore[attr-defined]
+        age=Delivery.created_at,
+        settings=settings,
+        clock=clock,
+    )
 
 
 def _count(uow: UnitOfWork, channel: str | None, outcome: str) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -22,6 +22,8 @@ from uuid import UUID
 from referrals_common.contracts import new_event
 from referrals_common.contracts.notifications import WebhookAttempted, WebhookOutcome
 from referrals_common.db import UnitOfWork
+from referrals_common.outbound import ErrorClass
+from referrals_common.webhooks import Attempt, log_entries
 from referrals_notifications.channels.base import DeliveryError
 from referrals_notifications.models import CaseContact, Delivery
 
@@ -29,45 +31,48 @@ MEMORY = 10_000
 """Deliveries whose attempts are held until their rows are recorded (a bound, far above one
 batch: a batch that failed before recording leaves its attempts behind)."""
 
-
-@dataclass(frozen=True)
-class Attempt:
-    at: datetime
-    status_code: int | None
-    error: DeliveryError | None
+Noted = tuple[Attempt, DeliveryError | None]
+"""An attempt as the delivery log keeps it (`referrals_common.webhooks`), and the delivery error
+it was worded as (its `NotificationError` code goes into the event)."""
 
 
 class WebhookAttempts:
     def __init__(self) -> None:
-        self._by_delivery: OrderedDict[UUID, list[Attempt]] = OrderedDict()
+        self._by_delivery: OrderedDict[UUID, list[Noted]] = OrderedDict()
 
     def recording(
         self, delivery_id: UUID, send: Callable[[], Awaitable[Any]], clock: Callable[[], datetime]
     ) -> Callable[[], Awaitable[Any]]:
-        """`send`, noting each call's outcome for `delivery_id`."""
+        """`send`, noting each call's outcome for `delivery_id` (at the sender's `clock`)."""
 
         async def attempt() -> Any:
             at = clock()
             try:
                 receipt = await send()
             except DeliveryError as error:
-                self._note(delivery_id, Attempt(at, error.status_code, error))
+                made = error.attempt or Attempt(
+                    at, error.status_code, ErrorClass.PROTOCOL_ERROR, error.retry_after
+                )
+                self._note(delivery_id, (replace(made, at=at), error))
                 raise
-            self._note(delivery_id, Attempt(at, getattr(receipt, "status_code", None), None))
+            made = getattr(receipt, "attempt", None) or Attempt(
+                at, getattr(receipt, "status_code", None)
+            )
+            self._note(delivery_id, (replace(made, at=at), None))
             return receipt
 
         return attempt
 
-    def _note(self, delivery_id: UUID, attempt: Attempt) -> None:
-        self._by_delivery.setdefault(delivery_id, []).append(attempt)
+    def _note(self, delivery_id: UUID, noted: Noted) -> None:
+        self._by_delivery.setdefault(delivery_id, []).append(noted)
         self._by_delivery.move_to_end(delivery_id)
         while len(self._by_delivery) > MEMORY:
             self._by_delivery.popitem(last=False)
 
     async def publish(self, uow: UnitOfWork, delivery: Delivery, attempted_before: int) -> None:
         """One event per attempt noted for `delivery`, in the transaction recording its row."""
-        attempts = self._by_delivery.pop(delivery.id, [])
-        if not attempts:
+        noted = self._by_delivery.pop(delivery.id, [])
+        if not noted:
             return
         front_end = delivery.facts.get("front_end")
         if front_end is None:
@@ -75,8 +80,11 @@ class WebhookAttempts:
             front_end = contact.front_end if contact is not None else None
         if front_end is None:
             return
-        for number, attempt in enumerate(attempts):
-            outcome, next_at = _outcome(delivery, attempts, number)
+        settled = {"sent": WebhookOutcome.DELIVERED, "failed": WebhookOutcome.FAILED}.get(
+            delivery.status, WebhookOutcome.RETRYING
+        )
+        entries = log_entries([a for a, _ in noted], settled, delivery.next_attempt_at)
+        for number, (entry, (_, error)) in enumerate(zip(entries, noted, strict=True)):
             await uow.outbox.add(
                 new_event(
                     WebhookAttempted(
@@ -85,23 +93,11 @@ class WebhookAttempts:
                         delivery_id=delivery.id,
                         event=delivery.trigger,
                         attempt=attempted_before + number + 1,
-                        attempted_at=attempt.at,
-                        status_code=attempt.status_code,
-                        outcome=outcome,
-                        error_code=attempt.error.code if attempt.error else None,
-                        next_attempt_at=next_at,
+                        attempted_at=entry.attempt.at,
+                        status_code=entry.attempt.status_code,
+                        outcome=entry.outcome,
+                        error_code=error.code if error else None,
+                        next_attempt_at=entry.next_attempt_at,
                     )
                 )
             )
-
-
-def _outcome(
-    delivery: Delivery, attempts: list[Attempt], number: int
-) -> tuple[WebhookOutcome, datetime | None]:
-    if attempts[number].error is None:
-        return WebhookOutcome.DELIVERED, None
-    if number + 1 < len(attempts):
-        return WebhookOutcome.RETRYING, attempts[number + 1].at
-    if delivery.status == "failed":
-        return WebhookOutcome.FAILED, None
-    return WebhookOutcome.RETRYING, delivery.next_attempt_at

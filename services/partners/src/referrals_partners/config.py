@@ -7,6 +7,8 @@ from typing import ClassVar
 from pydantic import Field, SecretStr, model_validator
 
 from referrals_common.settings import ServiceSettings
+from referrals_common.webhooks import WebhookRetrySettings
+from referrals_common.webhooks.retention import RetentionSettings
 
 
 class PartnersSettings(ServiceSettings):
@@ -55,8 +57,14 @@ class PartnersSettings(ServiceSettings):
     )
     scheduler_interval_seconds: float = Field(1.0, gt=0)
     webhook_timeout_seconds: float = Field(10.0, gt=0)
-    webhook_max_attempts: int = Field(8, ge=1)
-    webhook_backoff_seconds: float = Field(2.0, gt=0, description="first retry delay, doubling")
+    webhook_retry: WebhookRetrySettings = Field(
+        default_factory=WebhookRetrySettings,
+        description="the platform's one webhook retry policy (`referrals_common.webhooks`)",
+    )
+    webhook_log: RetentionSettings = Field(
+        default_factory=RetentionSettings,
+        description="how long settled webhook deliveries are kept (30 days)",
+    )
     trace_viewer_url: str = Field(
         "",
         description="the trace viewer's base URL, serving Zipkin's query API v2 (a Zipkin "

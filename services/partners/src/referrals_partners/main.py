@@ -176,7 +176,7 @@ async def run_scheduler(settings: PartnersSettings) -> None:
     """The scheduler process: deadlines and webhook deliveries, until SIGTERM or SIGINT."""
     import signal
 
-    from referrals_partners.scheduler import WebhookSender
+    from referrals_partners.scheduler import WebhookSender, delivery_log_pruner
     from referrals_partners.scheduler import run_scheduler as loop
 
     rt = build_runtime(settings)
@@ -185,8 +185,7 @@ async def run_scheduler(settings: PartnersSettings) -> None:
         rt.cipher,
         rt.outbound,
         timeout=settings.webhook_timeout_seconds,
-        max_attempts=settings.webhook_max_attempts,
-        backoff=settings.webhook_backoff_seconds,
+        retry=settings.webhook_retry.policy(),
     )
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -199,6 +198,7 @@ async def run_scheduler(settings: PartnersSettings) -> None:
             interval=settings.scheduler_interval_seconds,
             stop=stop,
             meetings=rt.meetings,
+            pruner=delivery_log_pruner(rt.db, settings.webhook_log),
         )
     finally:
         await sender.close()

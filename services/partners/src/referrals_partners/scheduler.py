@@ -1,19 +1,23 @@
-"""The scheduler process: expires offers whose answer deadline passed, and delivers offers to the
-centers that take them by webhook.
+"""The scheduler process: expires offers whose answer deadline passed, delivers offers to the
+centers that take them by webhook, and prunes the webhook delivery log.
 
 Deadlines and deliveries are rows, not timers: a scheduler that restarts (or a second one running
 beside it) finds what is due in the database and carries on; rows are claimed with
 `FOR UPDATE SKIP LOCKED`, so two schedulers never handle the same one.
 
-A webhook delivery is at least once: the offer is POSTed with an HMAC-SHA256 signature
-(`referrals_common.webhooks`) and the CloudEvents id in `X-Referrals-Event-Id`, so a receiver
-that sees the same id twice ignores the second. A 2xx marks it delivered; anything else is
-retried with exponential backoff until `webhook_max_attempts`, then the delivery is `failed`,
-which the center's API and ops can see. Before every attempt the receiver's host is resolved
-again and must still be public, and the POST goes to the address that was checked
-(`referrals_common.outbound`); what went wrong is stored as a coarse class ("connect failed",
-"HTTP 5xx"), never as the socket's words. An offer that ended (answered, expired, withdrawn)
-is not sent any more: its delivery is `cancelled`.
+A webhook delivery is at least once, through the platform's one webhook component
+(`referrals_common.webhooks`, which notifications uses for front ends too): the offer is POSTed
+with an HMAC-SHA256 signature and the CloudEvents id in `X-Referrals-Event-Id`, so a receiver
+that sees the same id twice ignores the second. A 2xx marks it delivered; a retryable failure (no
+answer, 408, 425, 429, 5xx) is tried again in the same round, then in later rounds with backoff
+(honouring `Retry-After`), until the policy gives up and the delivery is `failed`, which the
+center's API and ops can see; any other answer fails at once. Before every attempt the
+receiver's host is resolved again and must still be public, and the POST goes to the address
+that was checked (`referrals_common.outbound`); what went wrong is stored as a coarse class
+("connect failed", "HTTP 5xx"), never as the socket's words. An offer that ended (answered,
+expired, withdrawn) is not sent any more: its delivery is `cancelled`. Settled deliveries
+(delivered, failed, cancelled) older than the retention are deleted in bounded batches; a
+pending one never is.
 """
 
 from __future__ import annotations
@@ -32,14 +36,20 @@ from referrals_common.contracts import ReferralOffered
 from referrals_common.crypto import FieldCipher
 from referrals_common.db import Database
 from referrals_common.metrics import WEBHOOK_DELIVERIES, service_name
-from referrals_common.outbound import OutboundPolicy, TargetRefused, classify
+from referrals_common.outbound import OutboundPolicy
 from referrals_common.telemetry import untraced
-from referrals_common.webhooks import EVENT_ID_HEADER, signed_headers
+from referrals_common.webhooks import EVENT_ID_HEADER, RetryPolicy, WebhookOutcome, WebhookPoster
+from referrals_common.webhooks.policy import Sleep
+from referrals_common.webhooks.retention import LogPruner, RetentionSettings
 from referrals_partners.meetings import Meetings
 from referrals_partners.models import Referral, Webhook, WebhookDelivery, utcnow
 from referrals_partners.service import Partners
 
 log = logging.getLogger(__name__)
+
+
+SETTLED = ("delivered", "failed", "cancelled")
+"""Deliveries that are over: the only ones the retention may delete."""
 
 
 class WebhookSender:
@@ -50,24 +60,25 @@ class WebhookSender:
         policy: OutboundPolicy,
         *,
         timeout: float = 10.0,
-        max_attempts: int = 8,
-        backoff: float = 2.0,
+        retry: RetryPolicy | None = None,
         clock: Callable[[], datetime] = utcnow,
         transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep | None = None,
     ) -> None:
         self.db = db
         self.cipher = cipher
-        self.policy = policy
-        self.max_attempts = max_attempts
-        self.backoff = backoff
+        self.retry = retry or RetryPolicy()
         self.clock = clock
-        self.client = httpx.AsyncClient(timeout=timeout, transport=transport)
+        self.poster = WebhookPoster(
+            policy, timeout=timeout, transport=transport, user_agent="referrals-partners/0.1"
+        )
+        self._sleep = sleep
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await self.poster.aclose()
 
     async def deliver_due(self, *, limit: int = 20) -> int:
-        """Try every due delivery once; returns how many were tried."""
+        """Try every due delivery once (one round each); returns how many were tried."""
         tried = 0
         for _ in range(limit):
             if not await self._deliver_one():
@@ -105,8 +116,8 @@ class WebhookSender:
                 await uow.commit()
                 _count(delivery)
                 return True
-            delivery.attempts += 1
             if hook is None:
+                delivery.attempts += 1
                 delivery.status = "failed"
                 delivery.last_error = "the center removed its webhook"
             else:
@@ -116,40 +127,64 @@ class WebhookSender:
         return True
 
     async def _post(self, delivery: WebhookDelivery, hook: Webhook) -> None:
+        """One round of attempts, and the delivery settled by the retry policy."""
         secret = self.cipher.decrypt_json(
             bytes.fromhex(hook.secret_encrypted), bound_to=hook.center_code
         )
         body = json.dumps(delivery.payload, separators=(",", ":")).encode()
-        headers = {**signed_headers(secret, body), EVENT_ID_HEADER: str(delivery.event_id)}
-        try:
-            response = await self.policy.post(self.client, hook.url, content=body, headers=headers)
-        except (httpx.HTTPError, TargetRefused) as exc:
-            # The class only: the socket's words would tell a center what listens where.
-            log.info("webhook delivery %s to %s: %r", delivery.id, delivery.center_code, exc)
-            self._failed(delivery, str(classify(exc)), None)
-            return
-        if response.is_success:
+        attempts = await self.poster.deliver(
+            hook.url,
+            secret,
+            body,
+            policy=self.retry,
+            headers={EVENT_ID_HEADER: str(delivery.event_id)},
+            sleep=self._sleep,
+        )
+        delivery.attempts += len(attempts)
+        last = attempts[-1]
+        delivery.last_status_code = last.status_code
+        settled = self.retry.settle(
+            attempts=delivery.attempts,
+            delivered=last.delivered,
+            retryable=last.retryable,
+            retry_after=last.retry_after,
+        )
+        if settled.outcome is WebhookOutcome.DELIVERED:
             delivery.status = "delivered"
             delivery.delivered_at = self.clock()
-            delivery.last_status_code = response.status_code
             delivery.last_error = None
-        else:
-            self._failed(delivery, str(classify(response)), response.status_code)
-
-    def _failed(self, delivery: WebhookDelivery, error: str, code: int | None) -> None:
-        delivery.last_error = error
-        delivery.last_status_code = code
-        if delivery.attempts >= self.max_attempts:
+            return
+        # The class only: the socket's words would tell a center what listens where.
+        delivery.last_error = str(last.error)
+        if settled.outcome is WebhookOutcome.FAILED:
             delivery.status = "failed"
             log.warning(
                 "webhook delivery %s to %s failed for good: %s",
                 delivery.id,
                 delivery.center_code,
-                error,
+                last.error,
             )
         else:
-            delay = self.backoff * 2 ** (delivery.attempts - 1)
-            delivery.next_attempt_at = self.clock() + timedelta(seconds=delay)
+            assert settled.delay is not None
+            delivery.next_attempt_at = self.clock() + timedelta(seconds=settled.delay)
+
+
+def delivery_log_pruner(
+    db: Database,
+    settings: RetentionSettings | None = None,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+) -> LogPruner:
+    """Deletes settled webhook deliveries older than the retention; pending ones stay."""
+    return LogPruner(
+        db,
+        WebhookDelivery,
+        name="center_deliveries",
+        settled=WebhookDelivery.status.in_(SETTLED),  # type: ignore[attr-defined]
+        age=WebhookDelivery.created_at,
+        settings=settings,
+        clock=clock,
+    )
 
 
 _OUTCOMES = {"delivered": "delivered", "pending": "retried", "failed": "failed"}
@@ -169,9 +204,11 @@ async def run_scheduler(
     interval: float,
     stop: asyncio.Event,
     meetings: Meetings | None = None,
+    pruner: LogPruner | None = None,
 ) -> None:
     """Until `stop` is set: expire due offers (re-routing their cases), remind of and expire
-    information requests, remind of booked meetings, deliver due webhooks."""
+    information requests, remind of booked meetings, deliver due webhooks, and (every
+    `pruner`'s interval) prune the webhook delivery log."""
     meetings = meetings or Meetings(partners)
     for outcome in _OUTCOMES.values():  # at 0 from the start: the first failure is an increase
         WEBHOOK_DELIVERIES.labels(service_name(), outcome)
@@ -203,6 +240,8 @@ async def run_scheduler(
                     if not (expired or requests or chosen or reminded):
                         break
                 await sender.deliver_due()
+                if pruner is not None:
+                    await pruner.prune_if_due()
         except Exception:  # the database may be restarting: log, wait, try again
             log.exception("scheduler round failed; retrying")
         with contextlib.suppress(TimeoutError):

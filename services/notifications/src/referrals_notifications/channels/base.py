@@ -23,13 +23,19 @@ from typing import ClassVar, Protocol, TypeVar
 import httpx
 
 from referrals_common.contracts.notifications import NotificationChannel, NotificationError
+from referrals_common.webhooks import (
+    RETRYABLE_STATUSES,
+    Attempt,
+    is_retryable_status,
+)
 
 from ..rendering import RenderedMessage
 
 RecipientT_contra = TypeVar("RecipientT_contra", contravariant=True)
 
-TRANSIENT_HTTP_STATUSES = frozenset({408, 425, 429})
-"""4xx statuses that mean "not now" rather than "never"; every 5xx is transient too."""
+TRANSIENT_HTTP_STATUSES = RETRYABLE_STATUSES
+"""4xx statuses that mean "not now" rather than "never"; every 5xx is transient too (the
+platform's one retry policy, `referrals_common.webhooks.policy`)."""
 
 
 def utc_now() -> datetime:
@@ -45,6 +51,8 @@ class DeliveryReceipt:
     accepted_at: datetime = field(default_factory=utc_now)
     status_code: int | None = None
     """The HTTP status the receiver answered (webhooks)."""
+    attempt: Attempt | None = None
+    """The webhook attempt as the delivery log keeps it (webhooks)."""
 
 
 class DeliveryError(Exception):
@@ -53,13 +61,23 @@ class DeliveryError(Exception):
     transient: ClassVar[bool]
 
     def __init__(
-        self, code: NotificationError, detail: str, *, status_code: int | None = None
+        self,
+        code: NotificationError,
+        detail: str,
+        *,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+        attempt: Attempt | None = None,
     ) -> None:
         super().__init__(f"{code}: {detail}")
         self.code = code
         self.detail = detail
         self.status_code = status_code
         """The HTTP status the receiver answered, if it answered (webhooks)."""
+        self.retry_after = retry_after
+        """The seconds the receiver asked to wait (`Retry-After`), if it asked."""
+        self.attempt = attempt
+        """The webhook attempt as the delivery log keeps it (webhooks)."""
 
 
 class TransientDeliveryError(DeliveryError):
@@ -84,9 +102,8 @@ class Channel(Protocol[RecipientT_contra]):
         ...
 
 
-def is_transient_http_status(status: int) -> bool:
-    """Whether an HTTP error status is worth retrying: 408, 425, 429 and every 5xx."""
-    return status in TRANSIENT_HTTP_STATUSES or status >= 500
+is_transient_http_status = is_retryable_status
+"""Whether an HTTP error status is worth retrying: 408, 425, 429 and every 5xx."""
 
 
 def classify_http_status(

@@ -1,17 +1,19 @@
 """Retrying a delivery: transient failures again, with exponential backoff and jitter.
 
-`deliver_with_retry` runs one delivery attempt after another (tenacity) until it succeeds, fails
-permanently, or the attempts run out, and reports how many attempts were made and the last error:
-what `notification.sent` / `notification.failed` (`attempts`, `error_code`) need. The wait before
+`deliver_with_retry` makes one round of attempts of any channel (e-mail, SMS, webhook) under the
+platform's one retry policy (`referrals_common.webhooks.policy`: `RetryPolicy`, `retry_round`,
+over tenacity), and reports how many attempts were made and the last error: what
+`notification.sent` / `notification.failed` (`attempts`, `error_code`) need. The wait before
 attempt n+1 is `base_delay * 2**(n-1)` plus a random jitter of up to `base_delay`, capped at
-`max_delay`, so many failing notifications do not retry in lockstep.
+`max_delay`, so many failing notifications do not retry in lockstep; a receiver's `Retry-After`
+is honoured (one longer than a quick retry ends the round).
 
 Only `DeliveryError`s are outcomes. Any other exception is a bug in a channel and propagates
 untouched, unretried, to the caller (whose own retry and dead-letter handling then apply).
 
 Retries here are short and in-process: they ride out a blip (a greylisting SMTP server, a provider
-restarting). Longer outages are the consumer's business: the failed notification is recorded and
-the event is not lost.
+restarting). Longer outages are the sender's rounds (`RetryPolicy.settle`): the failed
+notification stays pending and the event is not lost.
 """
 
 from __future__ import annotations
@@ -20,36 +22,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
+from referrals_common.webhooks import RetryPolicy, retry_round
+from referrals_common.webhooks.policy import Sleep
 
 from .base import DeliveryError
 
 T = TypeVar("T")
 
-Sleep = Callable[[float], Awaitable[None]]
 OnRetry = Callable[[int, DeliveryError, float], None]
 """Called before each wait with the attempt that failed, its error and the seconds to wait."""
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How hard to try: `attempts` in all (1 = no retry), waits from `base_delay` seconds."""
-
-    attempts: int = 4
-    base_delay: float = 1.0
-    max_delay: float = 30.0
-
-    def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ValueError("attempts must be at least 1")
-        if self.base_delay < 0 or self.max_delay < self.base_delay:
-            raise ValueError("need 0 <= base_delay <= max_delay")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,21 +46,12 @@ class DeliveryOutcome(Generic[T]):
         return self.error is None
 
 
-def _transient(exc: BaseException) -> bool:
-    return isinstance(exc, DeliveryError) and exc.transient
+def _transient(outcome: object) -> bool:
+    return isinstance(outcome, DeliveryError) and outcome.transient
 
 
-def _report(on_retry: OnRetry | None) -> Callable[[RetryCallState], None] | None:
-    if on_retry is None:
-        return None
-
-    def before_sleep(state: RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        wait = state.next_action.sleep if state.next_action else 0.0
-        if isinstance(error, DeliveryError):
-            on_retry(state.attempt_number, error, wait)
-
-    return before_sleep
+def _retry_after(outcome: object) -> float | None:
+    return outcome.retry_after if isinstance(outcome, DeliveryError) else None
 
 
 async def deliver_with_retry(
@@ -93,30 +65,28 @@ async def deliver_with_retry(
 
     `sleep` replaces `asyncio.sleep` (tests pass one that records the waits).
     """
-    policy = policy or RetryPolicy()
-    options: dict[str, object] = {}
-    if sleep is not None:
-        options["sleep"] = sleep
-    retrying = AsyncRetrying(
-        stop=stop_after_attempt(policy.attempts),
-        wait=wait_exponential_jitter(
-            multiplier=policy.base_delay, max=policy.max_delay, jitter=policy.base_delay
-        ),
-        retry=retry_if_exception(_transient),
-        before_sleep=_report(on_retry),
-        reraise=True,
-        **options,  # type: ignore[arg-type]
+
+    async def caught() -> T | DeliveryError:
+        try:
+            return await attempt()
+        except DeliveryError as error:
+            return error
+
+    def heard(number: int, outcome: T | DeliveryError, wait: float) -> None:
+        if on_retry is not None and isinstance(outcome, DeliveryError):
+            on_retry(number, outcome, wait)
+
+    last, attempts = await retry_round(
+        caught,
+        policy or RetryPolicy(),
+        retryable=_transient,
+        retry_after=_retry_after,
+        sleep=sleep,
+        on_retry=heard,
     )
-    attempts = 0
-    result: T | None = None
-    try:
-        async for trial in retrying:
-            with trial:
-                attempts = trial.retry_state.attempt_number
-                result = await attempt()
-    except DeliveryError as error:
-        return DeliveryOutcome(attempts=attempts, error=error)
-    return DeliveryOutcome(attempts=attempts, result=result)
+    if isinstance(last, DeliveryError):
+        return DeliveryOutcome(attempts=attempts, error=last)
+    return DeliveryOutcome(attempts=attempts, result=last)
 
 
 __all__ = ["DeliveryOutcome", "RetryPolicy", "deliver_with_retry"]

@@ -1,23 +1,21 @@
 """Signed webhooks to the partner front end a case came from.
 
-The body is the JSON made by `rendering.build_webhook_message`. The scheme is the platform's
-(`referrals_common.webhooks`, which partners uses for centers too); each request carries
+The body is the JSON made by `rendering.build_webhook_message`. The request is the platform's one
+webhook component's (`referrals_common.webhooks`, which partners uses for centers too): signed
 
     X-Referrals-Timestamp: <unix seconds>
     X-Referrals-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>" with the shared secret>
 
-Signing the timestamp with the body lets a receiver refuse a replayed request: `verify_signature`
-(for receivers, and for our own tests) recomputes the HMAC over the exact bytes received, compares
-in constant time and refuses a timestamp outside the tolerance. Redirects are not followed: a
-signed request goes only where it was addressed. A 2xx answer is a delivery; 408, 425, 429 and 5xx
-are retried; any other status is a permanent refusal. Before every request the front end's host
-is resolved and must resolve to public addresses only, and the request goes to the address that
-was checked (`referrals_common.outbound`): a configured URL never reaches internal services.
+so a receiver refuses a changed body or a replayed request (`verify_signature`, for receivers and
+our own tests, is the component's `verify`); sent only after the front end's host resolved to
+public addresses, to the address that was checked, redirects never followed
+(`referrals_common.outbound`). What the front end answered is an `Attempt` of the delivery log;
+this channel only words it as a delivery error: a 2xx is a delivery; no answer, 408, 425, 429
+and 5xx are transient; anything else is a permanent refusal.
 """
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections.abc import Callable
 
@@ -25,20 +23,24 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr
 
 from referrals_common.contracts.notifications import NotificationChannel, NotificationError
-from referrals_common.outbound import OutboundPolicy, TargetRefused, classify
+from referrals_common.outbound import ErrorClass, OutboundPolicy
 from referrals_common.webhooks import (
     DEFAULT_TOLERANCE_SECONDS,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
+    Attempt,
+    InvalidSignature,
+    WebhookPoster,
     signature,
+    verify,
 )
 
 from ..rendering import RenderedMessage
 from .base import (
+    DeliveryError,
     DeliveryReceipt,
     PermanentDeliveryError,
-    classify_http_exception,
-    classify_http_status,
+    TransientDeliveryError,
 )
 
 EVENT_HEADER = "X-Referrals-Event"
@@ -64,16 +66,18 @@ def verify_signature(
     Never raises: malformed input (a non-numeric timestamp, a header with non-ASCII characters,
     a missing header) is simply not a valid signature.
     """
-    if timestamp is None or header is None:
+    try:
+        verify(
+            secret,
+            body,
+            None if timestamp is None else str(timestamp),
+            header,
+            tolerance=tolerance,
+            now=now,
+        )
+    except InvalidSignature:
         return False
-    stamp = str(timestamp)
-    if not stamp.isascii() or not stamp.isdigit():
-        return False
-    current = time.time() if now is None else now
-    if abs(current - int(stamp)) > tolerance:
-        return False
-    expected = compute_signature(secret, stamp, body).encode("ascii")
-    return hmac.compare_digest(expected, header.strip().encode("utf-8", "replace"))
+    return True
 
 
 class WebhookTarget(BaseModel):
@@ -105,56 +109,61 @@ class WebhookChannel:
         self.settings = settings or WebhookSettings()
         self.policy = policy or OutboundPolicy(require_https=True)
         """Which receivers may be called (default: public HTTPS addresses only)."""
-        self._client = client or httpx.AsyncClient(timeout=self.settings.timeout)
-        self._owns_client = client is None
-        self._clock = clock
+        self.poster = WebhookPoster(
+            self.policy,
+            timeout=self.settings.timeout,
+            user_agent=self.settings.user_agent,
+            client=client,
+            clock=clock,
+        )
 
     async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
-
-    def signed_headers(self, target: WebhookTarget, body: bytes, event: str) -> dict[str, str]:
-        timestamp = int(self._clock())
-        signature = compute_signature(target.secret.get_secret_value(), timestamp, body)
-        return {
-            "Content-Type": "application/json",
-            "User-Agent": self.settings.user_agent,
-            EVENT_HEADER: event,
-            TIMESTAMP_HEADER: str(timestamp),
-            SIGNATURE_HEADER: signature,
-        }
+        await self.poster.aclose()
 
     async def send(self, recipient: WebhookTarget, message: RenderedMessage) -> DeliveryReceipt:
-        body = message.text.encode("utf-8")
-        headers = self.signed_headers(recipient, body, message.subject)
-        try:
-            response = await self.policy.post(
-                self._client,
-                str(recipient.url),
-                content=body,
-                headers=headers,
-                timeout=self.settings.timeout,
-            )
-        except TargetRefused as refused:
-            raise PermanentDeliveryError(
-                NotificationError.OTHER, f"{classify(refused)}: {refused.reason}"
-            ) from None
-        except httpx.HTTPError as exc:
-            raise classify_http_exception(
-                exc, unreachable_code=NotificationError.WEBHOOK_HTTP_ERROR
-            ) from exc
-        if not response.is_success:
-            raise classify_http_status(
-                response.status_code,
-                f"webhook endpoint answered {response.status_code}",
-                transient_code=NotificationError.WEBHOOK_HTTP_ERROR,
-                permanent_code=NotificationError.REJECTED,
-            )
+        attempt = await self.poster.post(
+            str(recipient.url),
+            recipient.secret.get_secret_value(),
+            message.text.encode("utf-8"),
+            headers={EVENT_HEADER: message.subject},
+        )
+        if not attempt.delivered:
+            raise delivery_error(attempt)
         return DeliveryReceipt(
             self.channel,
-            provider_id=response.headers.get("X-Request-Id"),
-            status_code=response.status_code,
+            provider_id=attempt.request_id,
+            status_code=attempt.status_code,
+            attempt=attempt,
         )
+
+
+def delivery_error(attempt: Attempt) -> DeliveryError:
+    """A failed attempt as the delivery error `notification.failed` reports."""
+    kind = TransientDeliveryError if attempt.retryable else PermanentDeliveryError
+    code = attempt.status_code
+    if attempt.error is ErrorClass.ADDRESS_REFUSED:
+        detail = f"{attempt.error}: {attempt.refusal}"
+        error_code = NotificationError.OTHER
+    elif code is not None:
+        detail = f"webhook endpoint answered {code}"
+        if code == 408:
+            error_code = NotificationError.TIMEOUT
+        elif attempt.retryable:
+            error_code = NotificationError.WEBHOOK_HTTP_ERROR
+        else:
+            error_code = NotificationError.REJECTED
+    elif attempt.error is ErrorClass.TIMEOUT:
+        detail, error_code = "no answer in time", NotificationError.TIMEOUT
+    else:
+        detail = f"could not reach the endpoint: {attempt.error}"
+        error_code = NotificationError.WEBHOOK_HTTP_ERROR
+    return kind(
+        error_code,
+        detail,
+        status_code=code,
+        retry_after=attempt.retry_after,
+        attempt=attempt,
+    )
 
 
 __all__ = [

@@ -7,8 +7,8 @@ The signature is HMAC-SHA256 over `"{timestamp}.{body}"` with the receiver's own
     X-Referrals-Signature: sha256=5d6e…
 
 so a receiver rejects a body changed in transit, a wrong secret, and a replay older than the
-tolerance (five minutes by default). Partners signs offers to centers with it; notifications signs
-case updates to partner front ends.
+tolerance (five minutes by default). Every webhook of the platform is signed so (partners' offers
+to centers, notifications' case updates to front ends: `referrals_common.webhooks.delivery`).
 """
 
 from __future__ import annotations
@@ -60,14 +60,14 @@ def verify(
     """Raise InvalidSignature unless the headers sign `body` with `secret` within `tolerance`."""
     if not timestamp_header or not signature_header:
         raise InvalidSignature("the signature or timestamp header is missing")
-    try:
-        timestamp = int(timestamp_header)
-    except ValueError:
-        raise InvalidSignature("the timestamp is not an integer") from None
+    # Unix seconds in ASCII digits only: int() would also take "+1", " 1" or other scripts' digits.
+    if not (timestamp_header.isascii() and timestamp_header.isdigit()):
+        raise InvalidSignature("the timestamp is not an integer")
+    timestamp = int(timestamp_header)
     current = now if now is not None else time.time()
     if abs(current - timestamp) > tolerance:
         raise InvalidSignature("the timestamp is outside the tolerance (a replay?)")
     expected = signature(secret, timestamp, body).encode()
     # Bytes on both sides: a header with non-ASCII characters is a bad signature, not an error.
-    if not hmac.compare_digest(expected, signature_header.encode("utf-8", "replace")):
+    if not hmac.compare_digest(expected, signature_header.strip().encode("utf-8", "replace")):
         raise InvalidSignature("the signature does not match the body")

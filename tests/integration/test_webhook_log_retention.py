@@ -1,0 +1,174 @@
+"""Retention of the webhook delivery logs on real PostgreSQL (each service's own migrated
+database): settled rows older than the retention are deleted in bounded batches and counted;
+rows still pending a retry, recent rows and what is not a webhook's are kept.
+
+Partners' scheduler prunes the centers' deliveries, notifications' sender the front ends'
+deliveries, intake's consumer the front ends' log of attempts (`referrals_common.webhooks.
+retention`)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from referrals_common.db import Database
+from referrals_common.metrics import WEBHOOK_LOG_PRUNED, service_name
+from referrals_common.migrations import upgrade_async
+from referrals_common.settings import PostgresSettings
+from referrals_common.webhooks.retention import RetentionSettings
+
+NOW = datetime.now(UTC)
+OLD = NOW - timedelta(days=31)
+RECENT = NOW - timedelta(days=29)
+SMALL_BATCHES = RetentionSettings(retention_days=30, batch_size=2, interval_seconds=3600)
+
+
+def pruned(log: str) -> float:
+    return WEBHOOK_LOG_PRUNED.labels(service_name(), log)._value.get()
+
+
+async def migrated(new_database, prefix: str, migrations) -> Database:  # type: ignore[no-untyped-def]
+    dsn = await new_database(prefix)
+    await upgrade_async(dsn, migrations)
+    return Database(PostgresSettings(dsn=dsn))
+
+
+async def test_partners_prunes_old_settled_center_deliveries_and_keeps_pending_ones(
+    new_database,
+) -> None:
+    from referrals_partners.main import MIGRATIONS
+    from referrals_partners.models import WebhookDelivery
+    from referrals_partners.scheduler import delivery_log_pruner
+
+    db = await migrated(new_database, "partners", MIGRATIONS)
+    try:
+
+        def row(status: str, created: datetime, **extra: object) -> WebhookDelivery:
+            return WebhookDelivery(
+                event_id=uuid.uuid4(),
+                center_code="berlin-charite",
+                referral_id=uuid.uuid4(),
+                payload={"type": "referrals.referral.offered.v1"},
+                status=status,
+                created_at=created,
+                **extra,
+            )
+
+        gone = [row("delivered", OLD), row("failed", OLD), row("cancelled", OLD)]
+        kept = [
+            row("pending", OLD, next_attempt_at=NOW + timedelta(minutes=5)),  # a retry to come
+            row("pending", OLD - timedelta(days=300)),  # however old: still pending
+            row("delivered", RECENT),
+            row("failed", RECENT),
+        ]
+        async with db.unit_of_work() as uow:
+            uow.session.add_all(gone + kept)
+            await uow.commit()
+        before = pruned("center_deliveries")
+
+        pruner = delivery_log_pruner(db, SMALL_BATCHES)
+        assert await pruner.prune_if_due() == 3  # batches of 2: 2, then 1
+        assert await pruner.prune_if_due() == 0  # not due again within the interval
+
+        async with db.unit_of_work() as uow:
+            left = set((await uow.session.execute(select(WebhookDelivery.id))).scalars())
+        assert left == {r.id for r in kept}
+        assert pruned("center_deliveries") - before == 3
+    finally:
+        await db.dispose()
+
+
+async def test_notifications_prunes_old_settled_front_end_deliveries_only(new_database) -> None:
+    from referrals_notifications.main import MIGRATIONS
+    from referrals_notifications.models import Delivery
+    from referrals_notifications.sender import webhook_log_pruner
+    from referrals_notifications.service import FRONT_END, PATIENT
+
+    db = await migrated(new_database, "notifications", MIGRATIONS)
+    try:
+
+        def row(audience: str, status: str, created: datetime, **extra: object) -> Delivery:
+            return Delivery(
+                case_id=uuid.uuid4(),
+                trigger="case_received",
+                trigger_event_id=uuid.uuid4(),
+                audience=audience,
+                facts={},
+                occurred_at=created,
+                status=status,
+                created_at=created,
+                **extra,
+            )
+
+        gone = [
+            row(FRONT_END, "sent", OLD),
+            row(FRONT_END, "failed", OLD),
+            row(FRONT_END, "skipped", OLD),
+        ]
+        kept = [
+            row(FRONT_END, "pending", OLD, next_attempt_at=NOW + timedelta(seconds=60)),
+            row(FRONT_END, "sent", RECENT),
+            row(PATIENT, "sent", OLD),  # what went to a patient is not the webhook log
+        ]
+        async with db.unit_of_work() as uow:
+            uow.session.add_all(gone + kept)
+            await uow.commit()
+        before = pruned("front_end_deliveries")
+
+        assert await webhook_log_pruner(db, SMALL_BATCHES).prune() == 3
+
+        async with db.unit_of_work() as uow:
+            left = set((await uow.session.execute(select(Delivery.id))).scalars())
+        assert left == {r.id for r in kept}
+        assert pruned("front_end_deliveries") - before == 3
+    finally:
+        await db.dispose()
+
+
+async def test_intake_prunes_the_front_ends_old_log_but_not_a_retry_to_come(new_database) -> None:
+    from referrals_intake.main import MIGRATIONS
+    from referrals_intake.models import WebhookDeliveryAttempt
+    from referrals_intake.webhooks import delivery_log_pruner
+
+    db = await migrated(new_database, "intake", MIGRATIONS)
+    try:
+
+        def row(
+            outcome: str, at: datetime, next_at: datetime | None = None
+        ) -> WebhookDeliveryAttempt:
+            return WebhookDeliveryAttempt(
+                client_id="clinic-kyiv",
+                delivery_id=uuid.uuid4(),
+                case_id=uuid.uuid4(),
+                event="case_received",
+                attempt=1,
+                attempted_at=at,
+                status_code=503 if outcome != "delivered" else 204,
+                outcome=outcome,
+                next_attempt_at=next_at,
+            )
+
+        gone = [
+            row("delivered", OLD),
+            row("failed", OLD),
+            row("retrying", OLD, next_at=OLD + timedelta(seconds=30)),  # retried long ago
+        ]
+        kept = [
+            row("retrying", OLD, next_at=NOW + timedelta(minutes=10)),  # its retry is to come
+            row("delivered", RECENT),
+        ]
+        async with db.unit_of_work() as uow:
+            uow.session.add_all(gone + kept)
+            await uow.commit()
+        before = pruned("front_end_log")
+
+        assert await delivery_log_pruner(db, SMALL_BATCHES).prune() == 3
+
+        async with db.unit_of_work() as uow:
+            left = set((await uow.session.execute(select(WebhookDeliveryAttempt.id))).scalars())
+        assert left == {r.id for r in kept}
+        assert pruned("front_end_log") - before == 3
+    finally:
+        await db.dispose()
