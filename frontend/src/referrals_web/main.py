@@ -69,6 +69,8 @@ UPLOAD_ROUTES = (
     "POST /case/documents",
     "PUT /case/uploads/{upload_id}/parts/{number}",  # records bounds a part: its declared size
     "POST /center/referrals/{referral_id}/opinion",
+    "PUT /center/referrals/{referral_id}/opinion/uploads/{upload_id}/parts/{number}",
+    "POST /center/referrals/{referral_id}/follow-up/{question_id}",  # up to 5 documents
 )
 CONSOLE_PREFIX = "/center"
 OPS_PREFIX = "/ops"

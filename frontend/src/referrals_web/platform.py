@@ -330,25 +330,20 @@ class Platform:
 
     # Resumable uploads: the page's script sends a large file in parts through the app, which
     # passes each part on to records with the case's token (records answers where to resume).
+    # A center's opinion goes the same way under its referral, with the center's key.
     async def start_upload(
         self, case_id: UUID, token: str, body: dict[str, Any], idempotency_key: str
     ) -> dict[str, Any]:
         """Open a resumable upload at records (the same key again: the same upload)."""
-        response = await self._send(
-            "POST",
-            f"{self.records}/v1/cases/{case_id}/uploads",
-            token=token,
-            json=body,
-            headers={"Idempotency-Key": idempotency_key},
+        return await self._start_upload(
+            f"{self.records}/v1/cases/{case_id}/uploads", body, idempotency_key, token=token
         )
-        return response.json()  # type: ignore[no-any-return]
 
     async def upload_progress(self, case_id: UUID, token: str, upload_id: UUID) -> dict[str, Any]:
         """The upload's parts received and the next one to send."""
-        response = await self._send(
-            "GET", f"{self.records}/v1/cases/{case_id}/uploads/{upload_id}", token=token
+        return await self._upload_progress(
+            f"{self.records}/v1/cases/{case_id}/uploads/{upload_id}", token=token
         )
-        return response.json()  # type: ignore[no-any-return]
 
     async def upload_part(
         self,
@@ -360,24 +355,75 @@ class Platform:
         length: int,
     ) -> dict[str, Any]:
         """Stream one part to records as it arrives (never held whole here)."""
-        response = await self._send(
-            "PUT",
-            f"{self.records}/v1/cases/{case_id}/uploads/{upload_id}/parts/{number}",
-            token=token,
-            content=body,
-            headers={"Content-Length": str(length), "Content-Type": "application/octet-stream"},
-            timeout=httpx.Timeout(None, connect=5.0),
-        )
-        return response.json()  # type: ignore[no-any-return]
+        url = f"{self.records}/v1/cases/{case_id}/uploads/{upload_id}/parts/{number}"
+        return await self._upload_part(url, body, length, token=token)
 
     async def complete_upload(self, case_id: UUID, token: str, upload_id: UUID) -> dict[str, Any]:
         """Assemble the parts into the document (the same document if completed already)."""
-        response = await self._send(
-            "POST",
-            f"{self.records}/v1/cases/{case_id}/uploads/{upload_id}/complete",
-            token=token,
-            timeout=httpx.Timeout(None, connect=5.0),
+        return await self._complete_upload(
+            f"{self.records}/v1/cases/{case_id}/uploads/{upload_id}/complete", token=token
         )
+
+    def _opinion_uploads(self, referral_id: UUID) -> str:
+        return f"{self.records}/v1/referrals/{referral_id}/opinion/uploads"
+
+    async def start_opinion_upload(
+        self, center_key: str, referral_id: UUID, body: dict[str, Any], idempotency_key: str
+    ) -> dict[str, Any]:
+        """Open a resumable upload of the center's opinion (`file_name`, `size_bytes`)."""
+        url = self._opinion_uploads(referral_id)
+        return await self._start_upload(url, body, idempotency_key, center_key=center_key)
+
+    async def opinion_upload_progress(
+        self, center_key: str, referral_id: UUID, upload_id: UUID
+    ) -> dict[str, Any]:
+        url = f"{self._opinion_uploads(referral_id)}/{upload_id}"
+        return await self._upload_progress(url, center_key=center_key)
+
+    async def opinion_upload_part(
+        self,
+        center_key: str,
+        referral_id: UUID,
+        upload_id: UUID,
+        number: int,
+        body: AsyncIterator[bytes],
+        length: int,
+    ) -> dict[str, Any]:
+        url = f"{self._opinion_uploads(referral_id)}/{upload_id}/parts/{number}"
+        return await self._upload_part(url, body, length, center_key=center_key)
+
+    async def complete_opinion_upload(
+        self, center_key: str, referral_id: UUID, upload_id: UUID
+    ) -> dict[str, Any]:
+        """The opinion as a document of the referral: deliver it with the returned id."""
+        url = f"{self._opinion_uploads(referral_id)}/{upload_id}/complete"
+        return await self._complete_upload(url, center_key=center_key)
+
+    async def _start_upload(
+        self, url: str, body: dict[str, Any], idempotency_key: str, **auth: Any
+    ) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key}
+        response = await self._send("POST", url, json=body, headers=headers, **auth)
+        return response.json()  # type: ignore[no-any-return]
+
+    async def _upload_progress(self, url: str, **auth: Any) -> dict[str, Any]:
+        return (await self._send("GET", url, **auth)).json()  # type: ignore[no-any-return]
+
+    async def _upload_part(
+        self, url: str, body: AsyncIterator[bytes], length: int, **auth: Any
+    ) -> dict[str, Any]:
+        response = await self._send(
+            "PUT",
+            url,
+            content=body,
+            headers={"Content-Length": str(length), "Content-Type": "application/octet-stream"},
+            timeout=httpx.Timeout(None, connect=5.0),
+            **auth,
+        )
+        return response.json()  # type: ignore[no-any-return]
+
+    async def _complete_upload(self, url: str, **auth: Any) -> dict[str, Any]:
+        response = await self._send("POST", url, timeout=httpx.Timeout(None, connect=5.0), **auth)
         return response.json()  # type: ignore[no-any-return]
 
     async def download(
@@ -487,6 +533,26 @@ class Platform:
             f"{self.records}/v1/referrals/{referral_id}/opinion",
             center_key=center_key,
             files={"file": (file_name, file, "application/pdf")},
+            timeout=httpx.Timeout(None, connect=5.0),
+        )
+        return response.json()  # type: ignore[no-any-return]
+
+    async def upload_follow_up_document(
+        self,
+        center_key: str,
+        referral_id: UUID,
+        question_id: UUID,
+        file_name: str,
+        file: IO[bytes],
+        content_type: str,
+    ) -> dict[str, Any]:
+        """Stream a document answering an open follow-up question to records (stored as part of
+        the center's opinion); attach it to the answer with the returned id."""
+        response = await self._send(
+            "POST",
+            f"{self.records}/v1/referrals/{referral_id}/follow-up-questions/{question_id}/documents",
+            center_key=center_key,
+            files={"file": (file_name, file, content_type)},
             timeout=httpx.Timeout(None, connect=5.0),
         )
         return response.json()  # type: ignore[no-any-return]

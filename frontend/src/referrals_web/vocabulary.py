@@ -304,6 +304,7 @@ CONSOLE_ACTIONS = {
     "upload_opinion": N_("Uploaded the written opinion"),
     "deliver_opinion": N_("Delivered the opinion"),
     "answer_follow_up": N_("Answered a follow-up question"),
+    "upload_follow_up_document": N_("Uploaded a document for a follow-up answer"),
     "download": N_("Opened a document"),
     "offer_meeting": N_("Offered times for the consultation meeting"),
     "reschedule_meeting": N_("Offered new times for the consultation meeting"),

@@ -13,6 +13,8 @@ from uuid import UUID, uuid4
 
 import httpx
 
+from referrals_intake.consent_texts import text_of as published_consent_text
+
 API_KEY = "rfk_webtest_k3yV4lu3NeverInHtml0001"
 CENTER = "sample-center-a"
 OTHER_CENTER = "sample-center-b"
@@ -240,7 +242,15 @@ class CenterSide:
                 if question["id"] == m3[1]:
                     if question["answer"]:
                         return problem(409, "conflict", "This question was answered already.")
-                    question.update(answer=data["answer"], answered_at=_now().isoformat())
+                    own = {d["id"] for d in self.referral_docs[referral_id]}
+                    for n, document_id in enumerate(data.get("document_ids") or []):
+                        if document_id not in own:
+                            return invalid(f"/document_ids/{n}", "not this referral's upload")
+                    question.update(
+                        answer=data["answer"],
+                        answered_at=_now().isoformat(),
+                        document_ids=data.get("document_ids") or [],
+                    )
                     return self._view(referral_id)
             return problem(404, "not-found", "There is no such question on this referral.")
         if rest == "/meetings":
@@ -331,7 +341,11 @@ class CenterSide:
         center = self._center(request)
         if isinstance(center, httpx.Response):
             return center
-        m = re.fullmatch(r"/v1/referrals/([0-9a-f-]+)/(documents|opinion)(?:/([0-9a-f-]+))?", path)
+        m = re.fullmatch(
+            r"/v1/referrals/([0-9a-f-]+)/(documents|opinion|follow-up-questions)"
+            r"(?:/([0-9a-f-]+))?(?:/documents)?",
+            path,
+        )
         if not m:
             return problem(404, "not-found", path)
         referral_id = UUID(m[1])
@@ -354,6 +368,26 @@ class CenterSide:
                     "file_name": doc["file_name"],
                 },
             )
+        if m[2] == "follow-up-questions" and request.method == "POST":
+            open_ = [q["id"] for q in referral["follow_up_questions"] if not q["answer"]]
+            if m[3] not in open_:
+                return problem(404, "not-found", "There is no unanswered follow-up question.")
+            file_name, content = parse_multipart(request.headers["content-type"], body)["file"]
+            if not content.startswith(b"%PDF-"):
+                return problem(415, "upload-unsupported-type", "not a type records takes")
+            doc = {
+                "id": str(uuid4()),
+                "case_id": referral["case_id"],
+                "kind": "opinion",
+                "media_type": "application/pdf",
+                "size_bytes": len(content),
+                "sha256": "2" * 64,
+                "file_name": file_name,
+                "translation_of": None,
+                "created_at": _now().isoformat(),
+            }
+            docs.append(doc)
+            return httpx.Response(201, json=doc)
         if m[2] == "opinion" and request.method == "POST":
             if referral["status"] != "accepted":
                 return problem(409, "referral-not-accepted", "The referral is not accepted.")
@@ -527,6 +561,13 @@ class FakePlatform(CenterSide):
         return problem(404, "not-found", path)
 
     def _intake(self, request: httpx.Request, path: str, body: bytes) -> httpx.Response:
+        m = re.fullmatch(r"/v1/consent-texts/([a-z_]+)/([0-9-]+)", path)
+        if request.method == "GET" and m:
+            # Intake's published texts themselves (public: no key, no token).
+            text = published_consent_text(m[1], m[2])
+            if text is None:
+                return problem(404, "not-found", path)
+            return httpx.Response(200, json=text.model_dump(mode="json"))
         if request.method == "POST" and path == "/v1/cases":
             if request.headers.get("x-api-key") != API_KEY:
                 return problem(401, "unauthorized", "bad key")

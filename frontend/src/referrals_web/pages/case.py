@@ -6,6 +6,7 @@ case token; nothing of the case is kept here but its id and token.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -314,7 +315,7 @@ RESUMABLE_FROM = 8 * 1024 * 1024
 """Files from this size go in parts (the plain form sends smaller ones, and any without JS)."""
 
 
-def _json_refused(request: Request, problem: PlatformProblem | None, status: int) -> JSONResponse:
+def json_refused(request: Request, problem: PlatformProblem | None, status: int) -> JSONResponse:
     """A refusal the script shows as it is: the message in the page's language."""
     _ = gettext(request)
     form = Form(values={})
@@ -328,7 +329,7 @@ def _json_refused(request: Request, problem: PlatformProblem | None, status: int
     return JSONResponse({"message": said}, status_code=status)
 
 
-def _script_checked(request: Request) -> None:
+def script_checked(request: Request) -> None:
     """The script's request carries this session's CSRF token (header `X-CSRF-Token`)."""
     token = request.headers.get("x-csrf-token")
     if not realm_sessions(request).csrf_valid(current_session(request), token):
@@ -340,20 +341,27 @@ def _progress(view: dict[str, Any]) -> dict[str, Any]:
     return {k: view.get(k) for k in keys}
 
 
-async def _relay(request: Request, call: Any) -> Response:
+async def relay_upload(request: Request, work: Awaitable[dict[str, Any]]) -> Response:
+    """One step of an upload in parts, for the page's script: records' view of the upload (where
+    to resume), or its refusal as a sentence in the page's language. The patient's documents
+    and the console's opinion both go this way."""
     try:
-        view = await with_case(request, call)
+        view = await work
     except PlatformProblem as problem:
-        return _json_refused(request, problem, problem.status)
+        return json_refused(request, problem, problem.status)
     except PlatformUnavailable:
-        return _json_refused(request, None, 503)
+        return json_refused(request, None, 503)
     return JSONResponse(_progress(view), headers={"Cache-Control": "no-store"})
+
+
+async def _relay(request: Request, call: Any) -> Response:
+    return await relay_upload(request, with_case(request, call))
 
 
 @router.post("/case/uploads")
 async def start_upload(request: Request) -> Response:
     """Open a resumable upload for the file the page's script is about to send."""
-    _script_checked(request)
+    script_checked(request)
     try:
         posted = await request.json()
         size = int(posted.get("size_bytes"))
@@ -362,14 +370,14 @@ async def start_upload(request: Request) -> Response:
         original = posted.get("translation_of") or None
         translation_of = UUID(str(original)) if original else None
     except (ValueError, TypeError, AttributeError):
-        return _json_refused(request, None, 422)
+        return json_refused(request, None, 422)
     if translation_of is not None:
         kind = "translation"
     if kind not in UPLOAD_KINDS:
         return JSONResponse({"message": gettext(request)(N_("Choose what the document is"))}, 422)
     key = request.headers.get("idempotency-key", "")
     if not 8 <= len(key) <= 128:
-        return _json_refused(request, None, 422)
+        return json_refused(request, None, 422)
     body = {"kind": kind, "file_name": name, "size_bytes": size}
     if translation_of is not None:
         body["translation_of"] = str(translation_of)
@@ -391,10 +399,10 @@ async def upload_progress(request: Request, upload_id: UUID) -> Response:
 @router.put("/case/uploads/{upload_id}/parts/{number}")
 async def upload_part(request: Request, upload_id: UUID, number: int) -> Response:
     """One part, streamed on to records as it arrives."""
-    _script_checked(request)
+    script_checked(request)
     declared = request.headers.get("content-length", "")
     if not declared.isdigit() or not 1 <= number <= 10000:
-        return _json_refused(request, None, 422)
+        return json_refused(request, None, 422)
     platform = runtime(request).platform
     try:
         return await _relay(
@@ -410,16 +418,16 @@ async def upload_part(request: Request, upload_id: UUID, number: int) -> Respons
 @router.post("/case/uploads/{upload_id}/complete")
 async def complete_upload(request: Request, upload_id: UUID) -> Response:
     """Assemble the document; the script then opens the documents page with its notice."""
-    _script_checked(request)
+    script_checked(request)
     platform = runtime(request).platform
     try:
         document = await with_case(
             request, lambda case_id, token: platform.complete_upload(case_id, token, upload_id)
         )
     except PlatformProblem as problem:
-        return _json_refused(request, problem, problem.status)
+        return json_refused(request, problem, problem.status)
     except PlatformUnavailable:
-        return _json_refused(request, None, 503)
+        return json_refused(request, None, 503)
     draft = (await read_case(request))["status"] == "draft"
     flash(
         request,

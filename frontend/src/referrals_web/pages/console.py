@@ -33,18 +33,27 @@ from urllib.parse import quote
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 
 from referrals_common.telemetry import note_request_case
 from referrals_web.i18n import N_
 from referrals_web.models import utcnow
+from referrals_web.pages.case import (
+    RESUMABLE_FROM,
+    UPLOAD_MESSAGES,
+    json_refused,
+    relay_upload,
+    script_checked,
+)
 from referrals_web.pages.common import (
     checked_form,
     current_session,
     end_session,
     ensure_session,
+    gettext,
     idempotency_key,
     redirect,
     render,
@@ -52,7 +61,7 @@ from referrals_web.pages.common import (
     text,
 )
 from referrals_web.pages.common import idempotency_key as idempotency_key_of
-from referrals_web.platform import PlatformProblem
+from referrals_web.platform import PlatformProblem, PlatformUnavailable
 from referrals_web.rendering import Form
 from referrals_web.repository import ConsoleAction, StaffMember
 from referrals_web.staff import CENTER_ROLE
@@ -249,6 +258,16 @@ async def _documents(
     return sorted(docs, key=lambda d: d.get("created_at") or ""), False
 
 
+def answer_documents(referral: dict[str, Any]) -> set[str]:
+    """The ids of the documents the center attached to its follow-up answers (records lists
+    them, like the opinion, as the center's own uploads of kind `opinion`)."""
+    return {
+        str(d)
+        for q in referral.get("follow_up_questions") or []
+        for d in q.get("document_ids") or []
+    }
+
+
 def allowed_actions(referral: dict[str, Any]) -> set[str]:
     """What the center may do with the referral in its state (partners has the last word)."""
     status = referral["status"]
@@ -283,6 +302,7 @@ async def _referral_page(
         documents=documents,
         documents_pending=documents_pending,
         document_names={d["id"]: d.get("file_name") for d in documents},
+        answer_document_ids=answer_documents(referral),
         allowed=allowed_actions(referral) | ({"meeting"} if may_offer_meeting(referral) else set()),
         meeting_actions={m["id"]: meeting_actions(m) for m in referral.get("meetings") or []},
         open_request=open_request(referral),
@@ -608,13 +628,38 @@ def _question(referral: dict[str, Any], question_id: UUID) -> dict[str, Any] | N
     )
 
 
-@router.get("/center/referrals/{referral_id}/follow-up/{question_id}")
-async def follow_up_page(request: Request, referral_id: UUID, question_id: UUID) -> Response:
-    desk = await signed_in(request)
-    referral = await _referral(request, desk, referral_id)
-    question = _question(referral, question_id)
-    if question is None or question.get("answer"):
-        return redirect(f"/center/referrals/{referral_id}")
+FOLLOW_UP_KEPT = "follow_up_files:{question_id}"
+"""Session data: the documents uploaded to records for a follow-up answer not yet sent (id,
+name), so a refused answer does not make the staff member choose the files again."""
+FOLLOW_UP_FILES_MAX = 5
+"""Documents an answer may carry (partners takes up to 5)."""
+
+
+def _kept_files(request: Request, question_id: UUID) -> list[dict[str, str]]:
+    found = ensure_session(request).data.get(FOLLOW_UP_KEPT.format(question_id=question_id))
+    return list(found) if isinstance(found, list) else []
+
+
+def chosen_files(posted: Any, name: str) -> list[UploadFile]:
+    """The files chosen in the form's file input `name` (an input left empty sends one
+    nameless, empty part: not a file)."""
+    return [f for f in posted.getlist(name) if isinstance(f, UploadFile) and f.filename]
+
+
+def attachment_name(file: UploadFile) -> str:
+    """A file's name as records is given it (no path, no control or markup characters)."""
+    base = re.split(r"[\\/]", file.filename or "")[-1]
+    return re.sub(r"[^\w.\- ]", "_", base)[:120].strip() or "document"
+
+
+def _follow_up_page(
+    request: Request,
+    desk: Desk,
+    referral: dict[str, Any],
+    question: dict[str, Any],
+    form: Form,
+    status_code: int = 200,
+) -> HTMLResponse:
     return page(
         request,
         "center/follow_up.html",
@@ -622,48 +667,132 @@ async def follow_up_page(request: Request, referral_id: UUID, question_id: UUID)
         referral=referral,
         case=summary(referral),
         question=question,
-        form=Form(values={"answer": ""}),
+        form=form,
+        attached=_kept_files(request, UUID(question["id"])),
+        files_max=FOLLOW_UP_FILES_MAX,
+        status_code=status_code,
     )
+
+
+@router.get("/center/referrals/{referral_id}/follow-up/{question_id}")
+async def follow_up_page(request: Request, referral_id: UUID, question_id: UUID) -> Response:
+    desk = await signed_in(request)
+    referral = await _referral(request, desk, referral_id)
+    question = _question(referral, question_id)
+    if question is None or question.get("answer"):
+        return redirect(f"/center/referrals/{referral_id}")
+    return _follow_up_page(request, desk, referral, question, Form(values={"answer": ""}))
+
+
+async def _attach(
+    request: Request,
+    desk: Desk,
+    referral_id: UUID,
+    question_id: UUID,
+    files: list[UploadFile],
+    form: Form,
+) -> None:
+    """Store each chosen file at records as part of the answer (kept in the session until the
+    answer is sent); the first refusal goes beside the file input, naming the file."""
+
+    session = ensure_session(request)
+    key = FOLLOW_UP_KEPT.format(question_id=question_id)
+    platform = runtime(request).platform
+    for file in files:
+        name = attachment_name(file)
+        content_type = file.content_type or "application/octet-stream"
+        try:
+            stored = await platform.upload_follow_up_document(
+                desk.key, referral_id, question_id, name, file.file, content_type
+            )
+        except PlatformProblem as problem:
+            await audit(desk, request, referral_id, "upload_follow_up_document", problem.slug)
+            known = UPLOAD_MESSAGES.get(problem.slug)
+            form.error(
+                "files",
+                N_("%(file)s could not be attached: %(why)s"),
+                anchor="files",
+                file=name,
+                why=gettext(request)(known) if known else problem.detail or problem.title,
+            )
+            return
+        finally:
+            await file.close()
+        await audit(desk, request, referral_id, "upload_follow_up_document", "ok")
+        session.set(key, [*_kept_files(request, question_id), {"id": stored["id"], "name": name}])
+
+
+async def _send_answer(
+    request: Request, desk: Desk, referral_id: UUID, question_id: UUID, body: dict[str, Any]
+) -> None:
+    """The answer through partners, tried again while partners has not yet heard from records
+    of a document just uploaded (409 `opinion-not-stored`, with Retry-After)."""
+    path = f"follow-up-questions/{question_id}/answer"
+    for attempt in range(DELIVERY_TRIES):
+        try:
+            await _act(request, desk, referral_id, "answer_follow_up", path, body)
+            return
+        except PlatformProblem as problem:
+            if problem.slug != "opinion-not-stored" or attempt + 1 == DELIVERY_TRIES:
+                raise
+            await asyncio.sleep(min(problem.retry_after or 1, 3))
 
 
 @router.post("/center/referrals/{referral_id}/follow-up/{question_id}")
 async def answer_follow_up(request: Request, referral_id: UUID, question_id: UUID) -> Response:
+    """The answer in words, with up to five documents: each file is stored at records first
+    (once: kept while the answer is corrected), then the answer goes to partners with their
+    ids."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > runtime(request).settings.upload_max_bytes:
+        desk = await signed_in(request)
+        referral = await _referral(request, desk, referral_id)
+        question = _question(referral, question_id)
+        if question is None:
+            return redirect(f"/center/referrals/{referral_id}")
+        form = Form(values={"answer": ""}, anchors={"files": "files"})
+        form.error("files", UPLOAD_MESSAGES["upload-too-large"])
+        response = _follow_up_page(request, desk, referral, question, form, 413)
+        response.headers["Connection"] = "close"
+        return response
     posted = await checked_form(request)
     desk = await signed_in(request)
     referral = await _referral(request, desk, referral_id)
     question = _question(referral, question_id)
     if question is None:
         return redirect(f"/center/referrals/{referral_id}")
-    form = Form(values={"answer": text(posted, "answer", 1100)})
+    form = Form(values={"answer": text(posted, "answer", 1100)}, anchors={"files": "files"})
     if not form.values["answer"]:
         form.error("answer", N_("Write your answer to the patient's question"))
     elif len(form.values["answer"]) > 1000:
         form.error("answer", N_("Say it in at most 1000 characters"))
+    files = chosen_files(posted, "files")
+    if len(_kept_files(request, question_id)) + len(files) > FOLLOW_UP_FILES_MAX:
+        form.error("files", N_("Attach at most 5 documents to one answer"))
+    elif files and not question.get("answer"):
+        await _attach(request, desk, referral_id, question_id, files, form)
     status_code = 422
     if form.ok:
+        kept = _kept_files(request, question_id)
+        body = {"answer": form.values["answer"], "document_ids": [f["id"] for f in kept]}
         try:
-            await _act(
-                request,
-                desk,
-                referral_id,
-                "answer_follow_up",
-                f"follow-up-questions/{question_id}/answer",
-                {"answer": form.values["answer"]},
-            )
+            await _send_answer(request, desk, referral_id, question_id, body)
         except PlatformProblem as problem:
-            _refused(form, problem, {"/answer": "answer"}, "answer")
             status_code = problem.status
+            if problem.slug == "opinion-not-stored":
+                form.error(
+                    "files",
+                    N_(
+                        "The platform is still checking your documents. Wait a minute, then "
+                        "send the answer again: your words and documents are kept."
+                    ),
+                )
+            else:
+                pointers = {"/answer": "answer", "/document_ids": "files"}
+                _refused(form, problem, pointers, "answer")
     if not form.ok:
-        return page(
-            request,
-            "center/follow_up.html",
-            desk,
-            referral=referral,
-            case=summary(referral),
-            question=question,
-            form=form,
-            status_code=status_code,
-        )
+        return _follow_up_page(request, desk, referral, question, form, status_code)
+    ensure_session(request).pop(FOLLOW_UP_KEPT.format(question_id=question_id))
     flash(request, N_("Your answer was sent. The patient reads it with the opinion."))
     return redirect(f"/center/referrals/{referral_id}")
 
@@ -746,6 +875,7 @@ def _opinion_page(
         case=summary(referral),
         form=form,
         uploaded=kept,
+        resumable_from=RESUMABLE_FROM,
         status_code=status_code,
     )
 
@@ -760,6 +890,11 @@ async def opinion_page(request: Request, referral_id: UUID) -> Response:
     return _opinion_page(request, desk, referral, form)
 
 
+def opinion_file_name(name: str) -> str:
+    """The opinion's file name as the console keeps and sends it (no markup or path)."""
+    return re.sub(r"[^\w.\- ]", "_", name)[:120] or "opinion.pdf"
+
+
 async def _upload_opinion(
     request: Request, desk: Desk, referral_id: UUID, file: UploadFile, form: Form
 ) -> dict[str, Any] | None:
@@ -769,7 +904,7 @@ async def _upload_opinion(
     if head != b"%PDF-":
         form.error("file", N_("The opinion must be a PDF file"))
         return None
-    name = re.sub(r"[^\w.\- ]", "_", file.filename or "opinion.pdf")[:120] or "opinion.pdf"
+    name = opinion_file_name(file.filename or "")
     try:
         stored = await runtime(request).platform.upload_opinion(
             desk.key, referral_id, name, file.file
@@ -782,6 +917,94 @@ async def _upload_opinion(
     kept = {"id": stored["id"], "name": name}
     ensure_session(request).set(OPINION_KEPT.format(referral_id=referral_id), kept)
     return kept
+
+
+# An opinion of RESUMABLE_FROM bytes or more goes in parts, as a patient's large document does
+# (static/upload.js): the page's script opens an upload here, sends each part here, and this
+# server passes it on to records' resumable opinion upload with the center's key (never in the
+# browser); after a dropped connection the script asks where to resume. Once complete, the
+# opinion is kept in the session like a one-shot upload and the script sends the form (the
+# outcome) without the file.
+
+
+@router.post("/center/referrals/{referral_id}/opinion/uploads")
+async def start_opinion_upload(request: Request, referral_id: UUID) -> Response:
+    """Open a resumable upload of the opinion the page's script is about to send."""
+
+    script_checked(request)
+    desk = await signed_in(request)
+    _ = gettext(request)
+    try:
+        posted = await request.json()
+        size = int(posted.get("size_bytes"))
+        name = str(posted.get("file_name") or "")[:255]
+    except (ValueError, TypeError, AttributeError):
+        return json_refused(request, None, 422)
+    if not name.lower().endswith(".pdf"):
+        return JSONResponse({"message": _(N_("The opinion must be a PDF file"))}, 422)
+    key = request.headers.get("idempotency-key", "")
+    if not 8 <= len(key) <= 128:
+        return json_refused(request, None, 422)
+    body = {"file_name": opinion_file_name(name), "size_bytes": size}
+    platform = runtime(request).platform
+    return await relay_upload(
+        request, platform.start_opinion_upload(desk.key, referral_id, body, key)
+    )
+
+
+@router.get("/center/referrals/{referral_id}/opinion/uploads/{upload_id}")
+async def opinion_upload_progress(request: Request, referral_id: UUID, upload_id: UUID) -> Response:
+    """Where to resume: the parts records received."""
+
+    desk = await signed_in(request)
+    platform = runtime(request).platform
+    return await relay_upload(
+        request, platform.opinion_upload_progress(desk.key, referral_id, upload_id)
+    )
+
+
+@router.put("/center/referrals/{referral_id}/opinion/uploads/{upload_id}/parts/{number}")
+async def opinion_upload_part(
+    request: Request, referral_id: UUID, upload_id: UUID, number: int
+) -> Response:
+    """One part, streamed on to records as it arrives."""
+
+    script_checked(request)
+    desk = await signed_in(request)
+    declared = request.headers.get("content-length", "")
+    if not declared.isdigit() or not 1 <= number <= 10000:
+        return json_refused(request, None, 422)
+    platform = runtime(request).platform
+    try:
+        return await relay_upload(
+            request,
+            platform.opinion_upload_part(
+                desk.key, referral_id, upload_id, number, request.stream(), int(declared)
+            ),
+        )
+    except ClientDisconnect:
+        return Response(status_code=499)  # the browser is gone: it resumes from records' offset
+
+
+@router.post("/center/referrals/{referral_id}/opinion/uploads/{upload_id}/complete")
+async def complete_opinion_upload(request: Request, referral_id: UUID, upload_id: UUID) -> Response:
+    """The parts become the opinion at records, kept in the session until it is delivered
+    (audited as the one-shot upload is); the script then sends the form with the outcome."""
+
+    script_checked(request)
+    desk = await signed_in(request)
+    platform = runtime(request).platform
+    try:
+        stored = await platform.complete_opinion_upload(desk.key, referral_id, upload_id)
+    except PlatformProblem as problem:
+        await audit(desk, request, referral_id, "upload_opinion", problem.slug)
+        return json_refused(request, problem, problem.status)
+    except PlatformUnavailable:
+        return json_refused(request, None, 503)
+    await audit(desk, request, referral_id, "upload_opinion", "ok")
+    kept = {"id": stored["id"], "name": opinion_file_name(str(stored.get("file_name") or ""))}
+    ensure_session(request).set(OPINION_KEPT.format(referral_id=referral_id), kept)
+    return JSONResponse({"uploaded": kept["name"]}, headers={"Cache-Control": "no-store"})
 
 
 @router.post("/center/referrals/{referral_id}/opinion")

@@ -56,8 +56,9 @@ def has_opinion(case: dict[str, Any]) -> bool:
     return case["status"] == "opinion_delivered" or case.get("opinion_outcome") is not None
 
 
-async def opinion_documents(request: Request) -> list[dict[str, Any]]:
-    """The written opinions of the case, newest first, as records lists them to the patient."""
+async def _centers_documents(request: Request) -> list[dict[str, Any]]:
+    """The documents the centers gave the case (kind `opinion`: the written opinions and the
+    documents answering follow-up questions), newest first, as records lists them."""
     platform = runtime(request).platform
     try:
         stored = await with_case(request, platform.documents)
@@ -65,6 +66,34 @@ async def opinion_documents(request: Request) -> list[dict[str, Any]]:
         return []
     found = [d for d in stored if d.get("kind") == "opinion"]
     return sorted(found, key=lambda d: d.get("created_at") or "", reverse=True)
+
+
+def answer_documents(
+    questions: list[dict[str, Any]], documents: list[dict[str, Any]]
+) -> dict[str, list[dict[str, Any]]]:
+    """Each answered follow-up question's documents (by question id), in the order the center
+    attached them; one records does not list (yet) is left out until it does."""
+    by_id = {str(d["id"]): d for d in documents}
+    return {
+        str(q["id"]): [by_id[str(i)] for i in q.get("document_ids") or [] if str(i) in by_id]
+        for q in questions
+        if q.get("answer")
+    }
+
+
+def written_opinions(
+    questions: list[dict[str, Any]], documents: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The written opinions: the centers' documents but those attached to an answer."""
+    attached = {str(i) for q in questions for i in q.get("document_ids") or []}
+    return [d for d in documents if str(d["id"]) not in attached]
+
+
+async def opinion_documents(request: Request, case: dict[str, Any]) -> list[dict[str, Any]]:
+    """The written opinions of the case, newest first (without the documents that answer a
+    follow-up question)."""
+    questions = case.get("follow_up_questions") or []
+    return written_opinions(questions, await _centers_documents(request))
 
 
 async def _center(request: Request, case: dict[str, Any]) -> dict[str, Any] | None:
@@ -83,15 +112,18 @@ async def opinion(request: Request) -> Response:
     case = await read_case(request)
     if not has_opinion(case):
         return redirect("/case/status")
+    questions = case.get("follow_up_questions") or []
+    documents = await _centers_documents(request)
     return render(
         request,
         "opinion/opinion.html",
         case=case,
         reference=case_reference(case["id"]),
         outcome=case.get("opinion_outcome"),
-        opinions=await opinion_documents(request),
+        opinions=written_opinions(questions, documents),
+        answer_documents=answer_documents(questions, documents),
         routing=await _center(request, case),
-        questions=case.get("follow_up_questions") or [],
+        questions=questions,
         meetings=[m for m in case.get("meetings") or [] if m["status"] != "cancelled"],
         flash=take_flash(request),
     )
@@ -269,7 +301,7 @@ async def sharing(request: Request) -> Response:
         values={"share": "" if share is None else ("yes" if share else "no")},
         anchors={"share": "share-0"},
     )
-    return _sharing_page(request, case, form, await opinion_documents(request))
+    return _sharing_page(request, case, form, await opinion_documents(request, case))
 
 
 @router.post("/case/further-opinion/sharing")
@@ -284,7 +316,9 @@ async def choose_sharing(request: Request) -> Response:
         form.error(
             "share", N_("Choose whether the next center may read the opinion you already have")
         )
-        return _sharing_page(request, case, form, await opinion_documents(request), status_code=422)
+        return _sharing_page(
+            request, case, form, await opinion_documents(request, case), status_code=422
+        )
     ensure_session(request).set(FURTHER, {**_further(request), "share": answer == "yes"})
     return redirect("/case/further-opinion/check")
 

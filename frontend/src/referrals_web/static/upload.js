@@ -64,7 +64,9 @@
   // ------------------------------------------------------------- a large file, in parts
   // The app opens an upload at records and passes each part on; after a dropped connection the
   // script asks which parts arrived and goes on from the first missing one. The upload's id is
-  // kept in sessionStorage, so a reload of the page resumes the same file too.
+  // kept in sessionStorage, so a reload of the page resumes the same file too. `data-uploads`
+  // names where the app takes the parts (a patient's document, or a center's opinion, whose form
+  // says `data-then="submit"`: once the file is stored, the form is sent without it).
 
   function inParts(form, file, ui) {
     function field(name) {
@@ -74,7 +76,7 @@
     var base = form.getAttribute("data-uploads");
     var csrf = field("csrf_token");
     var info = form.getAttribute("data-for") === "information" ? "?for=information" : "";
-    var memo = "upload:" + file.name + ":" + file.size + ":" + file.lastModified + ":" + field("kind");
+    var memo = "upload:" + base + ":" + file.name + ":" + file.size + ":" + file.lastModified + ":" + field("kind");
     var lastSaid = -1;
     var waited = 0;
 
@@ -144,6 +146,13 @@
         return call("POST", base + "/" + upload.id + "/complete" + info).then(function (r) {
           if (r.status === 200 || r.status === 201) {
             sessionStorage.removeItem(memo);
+            if (form.getAttribute("data-then") === "submit") {
+              // The file is stored (the server keeps it for this form): the rest of the form
+              // goes the plain way, without the file.
+              form.querySelector("input[type=file]").value = "";
+              form.submit();
+              return;
+            }
             window.location.assign(r.body.redirect);
             return;
           }
