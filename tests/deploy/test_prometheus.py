@@ -312,6 +312,61 @@ def test_kubernetes_discovery_finds_every_process_through_its_headless_service()
     assert METRICS_PORT in found.values()
 
 
+def test_kubernetes_relabelling_labels_each_discovered_pod_with_its_process(
+    binaries: monitoring.Binaries, tmp_path: Path
+) -> None:
+    """What DNS discovery gives Prometheus for each pod (its address on the configured port and
+    `__meta_dns_name`, the name queried), run through the Kubernetes job's own relabelling by
+    promtool (`check service-discovery`, a file of those discovered targets standing in for the
+    cluster's DNS): every pod of every process is scraped in job `referrals` (what ProcessDown
+    watches) and labelled `process` <service>-<role>, as in compose and devstack."""
+    from devstack import render, roles
+
+    manifest = roles.load()
+    config = _k8s_config()
+    job = config["scrape_configs"][0]
+    discovered = []
+    for n, (name, port) in enumerate(
+        (name, sd["port"]) for sd in job.pop("dns_sd_configs") for name in sd["names"]
+    ):
+        for pod in (1, 2):  # two replicas: two A records behind one name
+            address = f"10.0.{n}.{pod}:{port}"
+            discovered.append({"targets": [address], "labels": {"__meta_dns_name": name}})
+    (tmp_path / "discovered.yml").write_text(yaml.safe_dump(discovered))
+    job["file_sd_configs"] = [{"files": [str(tmp_path / "discovered.yml")]}]
+    config["rule_files"] = []
+    config.pop("alerting")
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    out = subprocess.run(
+        [
+            str(binaries.promtool),
+            "check",
+            "service-discovery",
+            "--timeout=10s",
+            str(tmp_path / "prometheus.yml"),
+            job["job_name"],
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    targets = json.loads(out.stdout[: out.stdout.rindex("]") + 1])
+    assert len(targets) == len(discovered)
+    got: dict[str, set[str]] = {}
+    for target in targets:
+        labels = target["labels"]
+        assert labels["job"] == "referrals", labels
+        assert labels["__metrics_path__"] == "/metrics", labels
+        got.setdefault(labels["process"], set()).add(labels["__address__"].rsplit(":", 1)[1])
+    want = {
+        manifest.process_name(service, role): {str(render.metrics_port(manifest, service, role))}
+        for service, spec in manifest.services.items()
+        for role in spec.roles
+    }
+    assert got == want
+
+
 def test_kubernetes_prometheus_needs_no_access_to_the_kubernetes_api() -> None:
     """DNS discovery reads no Kubernetes object: no Role, no binding, no account token."""
     monitoring_docs = _k8s_documents(K8S_MONITORING)
