@@ -8,6 +8,7 @@ retention`)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -172,3 +173,108 @@ async def test_intake_prunes_the_front_ends_old_log_but_not_a_retry_to_come(new_
         assert pruned("front_end_log") - before == 3
     finally:
         await db.dispose()
+
+
+# --- the long-running roles prune as they go ------------------------------------------------------
+
+
+async def _until_gone(db: Database, model, key) -> None:  # type: ignore[no-untyped-def]
+    async with asyncio.timeout(15):
+        while True:
+            async with db.unit_of_work() as uow:
+                if await uow.session.get(model, key) is None:
+                    return
+            await asyncio.sleep(0.1)
+
+
+async def test_partners_scheduler_prunes_while_it_runs(new_database) -> None:
+    from referrals_partners.config import PartnersSettings
+    from referrals_partners.main import MIGRATIONS, build_runtime
+    from referrals_partners.models import WebhookDelivery
+    from referrals_partners.scheduler import WebhookSender, delivery_log_pruner, run_scheduler
+
+    dsn = await new_database("partners")
+    await upgrade_async(dsn, MIGRATIONS)
+    settings = PartnersSettings(postgres=PostgresSettings(dsn=dsn))
+    rt = build_runtime(settings)
+    old = WebhookDelivery(
+        event_id=uuid.uuid4(),
+        center_code="berlin-charite",
+        referral_id=uuid.uuid4(),
+        payload={},
+        status="delivered",
+        created_at=OLD,
+    )
+    async with rt.db.unit_of_work() as uow:
+        uow.session.add(old)
+        await uow.commit()
+    sender = WebhookSender(rt.db, rt.cipher, rt.outbound)
+    stop = asyncio.Event()
+    running = asyncio.create_task(
+        run_scheduler(
+            rt.partners,
+            rt.db,
+            sender,
+            interval=0.1,
+            stop=stop,
+            meetings=rt.meetings,
+            pruner=delivery_log_pruner(rt.db, settings.webhook_log),
+        )
+    )
+    try:
+        await _until_gone(rt.db, WebhookDelivery, old.id)
+    finally:
+        stop.set()
+        await running
+        await sender.close()
+        await rt.db.dispose()
+
+
+async def test_notifications_sender_prunes_while_it_runs(new_database) -> None:
+    from referrals_common.crypto import SealedBox
+    from referrals_notifications.config import NotificationsSettings
+    from referrals_notifications.main import (
+        MIGRATIONS,
+        build_runtime,
+        build_sender,
+        run_sender_loop,
+    )
+    from referrals_notifications.models import Delivery
+    from referrals_notifications.sender import webhook_log_pruner
+    from referrals_notifications.service import FRONT_END
+
+    dsn = await new_database("notifications")
+    await upgrade_async(dsn, MIGRATIONS)
+    private, _ = SealedBox.generate_keypair_base64()
+    settings = NotificationsSettings(
+        postgres=PostgresSettings(dsn=dsn), contact_private_key=private
+    )
+    rt = build_runtime(settings)
+    old = Delivery(
+        case_id=uuid.uuid4(),
+        trigger="case_received",
+        trigger_event_id=uuid.uuid4(),
+        audience=FRONT_END,
+        facts={},
+        occurred_at=OLD,
+        status="sent",
+        created_at=OLD,
+    )
+    async with rt.db.unit_of_work() as uow:
+        uow.session.add(old)
+        await uow.commit()
+    stop = asyncio.Event()
+    running = asyncio.create_task(
+        run_sender_loop(
+            build_sender(settings, rt.db),
+            0.1,
+            stop,
+            pruner=webhook_log_pruner(rt.db, settings.webhook_log),
+        )
+    )
+    try:
+        await _until_gone(rt.db, Delivery, old.id)
+    finally:
+        stop.set()
+        await running
+        await rt.db.dispose()
