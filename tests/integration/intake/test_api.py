@@ -56,7 +56,10 @@ async def test_a_case_is_opened_as_a_draft_with_its_own_access_token(api, api_ke
     assert data["case"]["contact"]["phone"] == "+380501234567"
     assert data["token_type"] == "Bearer"
     assert r.headers["location"] == f"/v1/cases/{data['case']['id']}"
-    assert "pathology" in data["case"]["next_step"]
+    # the case is in Ukrainian: so is its next step
+    assert "патогістологічний висновок" in data["case"]["next_step"]
+    head = data["case"]["id"].replace("-", "")[:8].upper()
+    assert data["case"]["reference"] == f"{head[:4]}-{head[4:]}"
 
     read = await api.get(
         f"/v1/cases/{data['case']['id']}",

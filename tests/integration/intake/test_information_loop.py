@@ -108,11 +108,15 @@ async def test_the_patient_sees_the_request_and_only_a_valid_answer_goes_to_the_
         assert request["reason"] == "The board wants the HER2 status re-tested."
         assert [i["kind"] for i in request["items"]] == ["pathology_report", "family_history"]
         assert request["due_at"]
-        assert view["still_missing"] == ["your family history: Cancers in first-degree relatives"]
-        assert "send them to the center" in view["next_step"]
+        # The case is in Ukrainian; the center's own words stay as it wrote them.
+        assert view["still_missing"] == [
+            "хвороби у вашій родині (сімейний анамнез): Cancers in first-degree relatives"
+        ]
+        assert "надішліть усе центру" in view["next_step"]
         timeline = (await api.get(f"/v1/cases/{case_id}/timeline", headers=headers)).json()
-        assert "needs more information" in timeline[-1]["reason"]
+        assert "просить додаткову інформацію" in timeline[-1]["reason"]
         assert "HER2 IHC report" in timeline[-1]["reason"]
+        assert timeline[-1]["next_step_code"] == "answer_request"
 
         answer_path = f"/v1/cases/{case_id}/information-requests/{request_id}/answer"
 
@@ -587,7 +591,11 @@ async def test_the_patient_chooses_one_of_the_proposed_centers(api, api_key, run
             "Charité Berlin",
             "LMU Munich",
         ]
-        assert "Choose one" in view["next_step"]
+        assert "Оберіть один із запропонованих центрів" in view["next_step"]
+        assert [p["center_country_name"] for p in view["center_proposal"]["proposals"]] == [
+            "Німеччина",
+            "Німеччина",
+        ]
         wrong = await api.post(path, json={"center_code": "nio-warszawa"}, headers=headers)
         assert wrong.status_code == 422 and wrong.json()["errors"][0]["pointer"] == "/center_code"
         chose = await api.post(path, json={"center_code": "lmu-munich"}, headers=headers)

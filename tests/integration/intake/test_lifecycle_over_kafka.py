@@ -167,8 +167,9 @@ async def test_a_submitted_case_becomes_ready_once_its_documents_are_accepted(
 
         await wait_for(lambda: status_is("action_required"))
         timeline = (await api.get(f"/v1/cases/{case_id}/timeline", headers=headers)).json()
-        assert "needs a translation into en or de" in timeline[-1]["reason"]
-        assert "translation" in timeline[-1]["next_step"]
+        # The case is in Ukrainian: the languages by their Ukrainian names.
+        assert "Мова перекладу: англійська або німецька." in timeline[-1]["reason"]
+        assert "Завантажте переклад" in timeline[-1]["next_step"]
 
         translation, translation_stored = stored(case_id, "translation", translation_of=summary)
         await publish_twice(bootstrap, translation_stored, accepted(case_id, translation, "de"))

@@ -98,6 +98,8 @@ def build_consumer(
             check="accepted",
             language=d.main_language,
             check_detail=None,
+            acceptable_languages=None,
+            unreadable_reason=None,
         )
 
     @consumer.handles(DocumentTranslationRequired)
@@ -113,13 +115,21 @@ def build_consumer(
             language=d.detected_language,
             check_detail=f"written in {d.detected_language}; needs a translation into "
             f"{' or '.join(d.acceptable_languages)}",
+            acceptable_languages=list(d.acceptable_languages),
+            unreadable_reason=None,
         )
 
     @consumer.handles(DocumentUnreadable)
     async def unreadable(event: CloudEvent[DocumentUnreadable], uow: UnitOfWork) -> None:
         d = event.data
         await intake.on_document(
-            uow, d.case_id, d.document_id, check="unreadable", check_detail=d.detail[:500]
+            uow,
+            d.case_id,
+            d.document_id,
+            check="unreadable",
+            check_detail=d.detail[:500],
+            acceptable_languages=None,
+            unreadable_reason=str(d.reason),
         )
 
     @consumer.handles(ReferralRequested)
@@ -129,8 +139,12 @@ def build_consumer(
             uow,
             d.case_id,
             R.REFERRAL_REQUESTED,
-            f"Referred to cancer center {d.center_code} ({d.center_country}), attempt "
-            f"{d.attempt}; answer due by {d.answer_due_at:%Y-%m-%d %H:%M} UTC.",
+            {
+                "center": d.center_code,
+                "country": d.center_country,
+                "attempt": d.attempt,
+                "due": d.answer_due_at.isoformat(),
+            },
         )
 
     @consumer.handles(ReferralAccepted)
@@ -140,8 +154,7 @@ def build_consumer(
             uow,
             d.case_id,
             R.REFERRAL_ACCEPTED,
-            f"Cancer center {d.center_code} accepted the case; opinion expected by "
-            f"{d.expected_opinion_at:%Y-%m-%d}.",
+            {"center": d.center_code, "date": d.expected_opinion_at.date().isoformat()},
         )
         await intake.share_policy(uow, d.case_id, d.referral_id)
 
@@ -152,7 +165,7 @@ def build_consumer(
             uow,
             d.case_id,
             R.REFERRAL_DECLINED,
-            f"Cancer center {d.center_code} declined ({d.reason}).",
+            {"center": d.center_code, "reason": str(d.reason)},
         )
 
     @consumer.handles(ReferralExpired)
@@ -165,7 +178,7 @@ def build_consumer(
             uow,
             d.case_id,
             R.REFERRAL_EXPIRED,
-            f"Cancer center {d.center_code} did not answer in time.",
+            {"center": d.center_code},
         )
 
     @consumer.handles(CentersProposed)
@@ -197,26 +210,22 @@ def build_consumer(
             uow,
             d.case_id,
             "info_reminder",
-            f"Reminder: the request of cancer center {d.center_code} is due by "
-            f"{d.due_at:%Y-%m-%d %H:%M} UTC.",
-            "Answer the center's request before it is due, or the case goes to the next center.",
+            {"center": d.center_code, "due": d.due_at.isoformat()},
+            "answer_before_due",
         )
 
     @consumer.handles(ReferralResumed)
     async def resumed(event: CloudEvent[ReferralResumed], uow: UnitOfWork) -> None:
         d = event.data
-        when = (
-            f"; it answers the offer by {d.answer_due_at:%Y-%m-%d %H:%M} UTC"
-            if d.answer_due_at
-            else f"; opinion expected by {d.expected_opinion_at:%Y-%m-%d}"
-            if d.expected_opinion_at
-            else ""
-        )
         await intake.on_loop_fact(
             uow,
             d.case_id,
             "referral_resumed",
-            f"Cancer center {d.center_code} has the answer and goes on with the case{when}.",
+            {
+                "center": d.center_code,
+                "due": d.answer_due_at.isoformat() if d.answer_due_at else None,
+                "date": d.expected_opinion_at.date().isoformat() if d.expected_opinion_at else None,
+            },
         )
 
     @consumer.handles(ReferralShipmentReceived)
@@ -233,7 +242,7 @@ def build_consumer(
             uow,
             d.case_id,
             R.OPINION_DELIVERED,
-            f"Cancer center {d.center_code} delivered its written opinion.",
+            {"center": d.center_code},
             outcome=d.outcome.model_dump(mode="json") if d.outcome else None,
             opinion_referral_id=d.referral_id,
             opinion_center_code=d.center_code,
@@ -267,12 +276,11 @@ def build_consumer(
     @consumer.handles(CaseUnroutable)
     async def unroutable(event: CloudEvent[CaseUnroutable], uow: UnitOfWork) -> None:
         d = event.data
-        tried = ", ".join(d.centers_tried) or "none"
         await intake.on_referral(
             uow,
             d.case_id,
             R.NO_ELIGIBLE_CENTER,
-            f"No cancer center could take the case ({d.reason}; tried: {tried}).",
+            {"reason": str(d.reason), "tried": list(d.centers_tried)},
         )
 
     @consumer.handles(WebhookAttempted)

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from referrals_common.contracts import CaseStatus, StatusChangeReason
+from referrals_common.i18n.case_texts import requested_item
 
 S = CaseStatus
 
@@ -193,82 +194,34 @@ def missing_for_submission(
 
 
 NEXT_STEPS: dict[StatusChangeReason, str | None] = {
-    StatusChangeReason.PATIENT_SUBMITTED: "Nothing for now: your documents are being checked.",
-    StatusChangeReason.DOCUMENTS_ACCEPTED: "Nothing for now: we are choosing a cancer center.",
-    StatusChangeReason.TRANSLATION_REQUIRED: (
-        "Upload a translation of the document named in the timeline into one of the languages "
-        "listed there."
-    ),
-    StatusChangeReason.DOCUMENT_UNREADABLE: (
-        "Upload a clearer copy of the document named in the timeline (a PDF, or a sharp photo of "
-        "every page)."
-    ),
-    StatusChangeReason.DOCUMENTS_UPDATED: "Nothing for now: your new documents are being checked.",
-    StatusChangeReason.REFERRAL_REQUESTED: "Wait for the center's answer; we will tell you.",
-    StatusChangeReason.REFERRAL_ACCEPTED: "Wait for the written opinion; we will tell you.",
-    StatusChangeReason.OPINION_DELIVERED: "Read the opinion and discuss it with your doctor.",
-    StatusChangeReason.INFO_REQUESTED: (
-        "Answer the center's request by its due date: upload the documents it asks for, send "
-        "any slides or blocks by courier and record the shipment, write your answers, then send "
-        "them to the center."
-    ),
-    StatusChangeReason.INFORMATION_PROVIDED: "Wait: the center goes on with your case.",
-    StatusChangeReason.CENTERS_PROPOSED: (
-        "Choose one of the proposed centers before the date shown; otherwise we send your case "
-        "to the first one."
-    ),
-    StatusChangeReason.INFORMATION_NOT_PROVIDED: (
-        "Nothing: we are offering your case to the next center."
-    ),
-    StatusChangeReason.NO_ELIGIBLE_CENTER: (
-        "Our team will contact you about other options, such as another destination."
-    ),
+    StatusChangeReason.PATIENT_SUBMITTED: "documents_being_checked",
+    StatusChangeReason.DOCUMENTS_ACCEPTED: "choosing_center",
+    StatusChangeReason.TRANSLATION_REQUIRED: "upload_translation",
+    StatusChangeReason.DOCUMENT_UNREADABLE: "upload_clearer_copy",
+    StatusChangeReason.DOCUMENTS_UPDATED: "new_documents_being_checked",
+    StatusChangeReason.REFERRAL_REQUESTED: "wait_for_center",
+    StatusChangeReason.REFERRAL_ACCEPTED: "wait_for_opinion",
+    StatusChangeReason.OPINION_DELIVERED: "read_opinion",
+    StatusChangeReason.INFO_REQUESTED: "answer_request",
+    StatusChangeReason.INFORMATION_PROVIDED: "center_goes_on",
+    StatusChangeReason.CENTERS_PROPOSED: "choose_center",
+    StatusChangeReason.INFORMATION_NOT_PROVIDED: "next_center",
+    StatusChangeReason.NO_ELIGIBLE_CENTER: "other_options",
     StatusChangeReason.PATIENT_WITHDREW: None,
 }
-
-REASONS: dict[StatusChangeReason, str] = {
-    StatusChangeReason.PATIENT_SUBMITTED: "The case was submitted.",
-    StatusChangeReason.DOCUMENTS_ACCEPTED: "Every document is stored and readable by the center.",
-    StatusChangeReason.TRANSLATION_REQUIRED: "A document needs a translation.",
-    StatusChangeReason.DOCUMENT_UNREADABLE: "A document could not be read.",
-    StatusChangeReason.DOCUMENTS_UPDATED: "New documents resolve what was missing.",
-    StatusChangeReason.REFERRAL_REQUESTED: "The case was referred to a cancer center.",
-    StatusChangeReason.REFERRAL_ACCEPTED: "The cancer center accepted the case.",
-    StatusChangeReason.OPINION_DELIVERED: "The written opinion is ready.",
-    StatusChangeReason.INFO_REQUESTED: "The cancer center needs more information.",
-    StatusChangeReason.INFORMATION_PROVIDED: "The answer was sent to the cancer center.",
-    StatusChangeReason.CENTERS_PROPOSED: "Several cancer centers can give the opinion.",
-    StatusChangeReason.INFORMATION_NOT_PROVIDED: (
-        "The center's request was not answered in time; the case goes to the next center."
-    ),
-    StatusChangeReason.NO_ELIGIBLE_CENTER: "No cancer center could take the case.",
-    StatusChangeReason.PATIENT_WITHDREW: "The case was withdrawn.",
-    StatusChangeReason.REFERRAL_DECLINED: "The cancer center declined the case.",
-}
-
-
-ITEM_LABELS: dict[str, str] = {
-    "pathology_review": "the biopsy material (slides or blocks) for a re-review",
-    "pathology_report": "a pathology report",
-    "imaging": "imaging (a report or the images)",
-    "lab_test": "a laboratory test result",
-    "document": "a document",
-    "question": "an answer to a question",
-    "family_history": "your family history",
-    "medications": "your current medications with doses",
-    "allergies": "your allergies",
-}
+"""The next step after each transition, as a code of `referrals_common.i18n.case_texts`
+(its words are rendered in the case's language when read)."""
 
 
 def still_missing(
-    items: Iterable[dict[str, str]], preparation: dict[str, object] | None
+    items: Iterable[dict[str, str]], preparation: dict[str, object] | None, locale: str = "en"
 ) -> list[str]:
     """What the preparation checklist still lacks of what an open request asks for, in words
-    the patient can act on (`family history: cancers in the family, with the relation`)."""
+    the patient can act on, in `locale` (`your family history: cancers in the family`)."""
     have = preparation or {}
-    missing = []
-    for item in items:
-        kind = item.get("kind", "")
-        if kind in ("family_history", "medications", "allergies") and not have.get(kind):
-            missing.append(f"{ITEM_LABELS[kind]}: {item.get('detail', '')}".rstrip(": "))
-    return missing
+    return [
+        requested_item(kind, item.get("detail"), locale)
+        for item in items
+        if (kind := item.get("kind", "")) in ("family_history", "medications", "allergies")
+        and not have.get(kind)
+    ]

@@ -114,9 +114,8 @@ async def choose_slot(
         repo,
         case,
         "meeting_time_chosen",
-        f"A time was chosen for the consultation meeting with cancer center "
-        f"{meeting.center_code}: {slot.starts_at.isoformat()}.",
-        "Wait for the confirmation; it comes with a calendar file.",
+        {"center": meeting.center_code, "at": slot.starts_at.isoformat()},
+        "wait_for_confirmation",
     )
     return meeting
 
@@ -150,8 +149,8 @@ async def cancel(
         repo,
         case,
         "meeting_cancelled",
-        f"The consultation meeting with cancer center {meeting.center_code} was cancelled.",
-        "The center may offer new times; we will tell you.",
+        {"center": meeting.center_code, "by": "patient"},
+        "center_may_offer_times",
     )
     return meeting
 
@@ -188,10 +187,8 @@ async def on_offered(uow: UnitOfWork, offered: ReferralMeetingOffered) -> None:
         repo,
         case,
         "meeting_offered",
-        f"Cancer center {offered.center_code} offered "
-        + ("new times" if offered.rescheduled else "times")
-        + " for a consultation meeting to explain its opinion.",
-        "Choose the time that suits you.",
+        {"center": offered.center_code, "rescheduled": bool(offered.rescheduled)},
+        "choose_time",
     )
 
 
@@ -209,9 +206,8 @@ async def on_booked(uow: UnitOfWork, booked: ReferralMeetingBooked) -> None:
         uow,
         booked.case_id,
         "meeting_booked",
-        f"The consultation meeting with cancer center {booked.center_code} is booked for "
-        f"{booked.slot.starts_at.isoformat()}.",
-        "Prepare your questions; we will remind you a day and an hour before.",
+        {"center": booked.center_code, "at": booked.slot.starts_at.isoformat()},
+        "prepare_questions",
     )
 
 
@@ -230,8 +226,8 @@ async def on_cancelled(uow: UnitOfWork, cancelled: ReferralMeetingCancelled) -> 
         uow,
         cancelled.case_id,
         "meeting_cancelled",
-        f"Cancer center {cancelled.center_code} cancelled the consultation meeting.",
-        "The center may offer new times; we will tell you.",
+        {"center": cancelled.center_code, "by": "center"},
+        "center_may_offer_times",
     )
 
 
@@ -246,8 +242,8 @@ async def on_ended(uow: UnitOfWork, ended: ReferralMeetingEnded) -> None:
         uow,
         ended.case_id,
         f"meeting_{ended.outcome.value}",
-        "The consultation meeting took place." if held else "The consultation meeting was missed.",
-        None if held else "The center may offer new times; we will tell you.",
+        {},
+        None if held else "center_may_offer_times",
     )
 
 
@@ -285,13 +281,14 @@ async def _known(uow: UnitOfWork, case_id: UUID, meeting_id: UUID) -> Meeting | 
 
 
 async def _note_on(
-    uow: UnitOfWork, case_id: UUID, code: str, text: str, next_step: str | None
+    uow: UnitOfWork, case_id: UUID, code: str, params: dict[str, Any], next_step: str | None
 ) -> None:
-    """A timeline entry on the case (already locked by `_known`)."""
+    """A timeline entry on the case (already locked by `_known`): its sentence's code and
+    parameters, and its next step's code."""
     repo = CaseRepository(uow.session)
     case = await repo.get(case_id)
     assert case is not None
-    _note(repo, case, code, text, next_step)
+    _note(repo, case, code, params, next_step)
 
 
 def _require_open(meeting: Meeting, case_status: str) -> None:

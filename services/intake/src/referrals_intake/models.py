@@ -96,7 +96,13 @@ class TimelineEntry(IntakeModel, table=True):
     to_status: str = Field(max_length=32)
     reason_code: str = Field(max_length=40)
     reason: str = Field(max_length=500)
+    """The reason in English, as the status event carries it; shown as it is for a row without
+    `params` (written before the codes were kept)."""
     next_step: str | None = Field(default=None, max_length=500)
+    params: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
+    """What the reason's sentence is made of (`referrals_common.i18n.case_texts`), rendered in
+    the case's language when read."""
+    next_step_code: str | None = Field(default=None, max_length=40)
 
 
 class CaseDocument(IntakeModel, table=True):
@@ -119,6 +125,10 @@ class CaseDocument(IntakeModel, table=True):
     )
     language: str | None = Field(default=None, max_length=8)
     check_detail: str | None = Field(default=None, max_length=500)
+    acceptable_languages: list[str] | None = Field(default=None, sa_column=Column(JSONB))
+    """For `translation_required`: the languages a translation may be in."""
+    unreadable_reason: str | None = Field(default=None, max_length=32)
+    """For `unreadable`: translation's `UnreadableReason`."""
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 

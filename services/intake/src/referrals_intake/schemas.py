@@ -233,6 +233,13 @@ class ConsentPublic(BaseModel):
     granted_at: datetime
 
 
+class LanguageName(BaseModel):
+    """A language by its ISO 639-1 code and its name in the case's language (CLDR)."""
+
+    code: str = Field(examples=["de"])
+    name: str = Field(examples=["німецька"])
+
+
 class DocumentCheckPublic(BaseModel):
     """A document of the case as intake follows it: whether its language was accepted for the
     destination (records' `DocumentPublic` is the stored file itself)."""
@@ -240,8 +247,25 @@ class DocumentCheckPublic(BaseModel):
     document_id: UUID
     kind: DocumentKind | None = Field(description="Null until records says what it stored")
     check: Literal["pending", "accepted", "translation_required", "unreadable"]
-    language: str | None
-    detail: str | None
+    language: str | None = Field(description="The document's main language (ISO 639-1)")
+    language_name: str | None = Field(
+        default=None,
+        description="`language` by name, in the case's language (`румунська`, `Romanian`)",
+    )
+    acceptable_languages: list[LanguageName] = Field(
+        default_factory=list,
+        description="For `translation_required`: the languages a translation may be in, each "
+        "by code and name, in the order of preference",
+    )
+    detail: str | None = Field(
+        description="The check's finding in English, as it was recorded (for operators and "
+        "existing clients); `explanation` says it to the patient"
+    )
+    explanation: str | None = Field(
+        default=None,
+        description="What the check found and what to do, in the case's language (null when "
+        "the document is accepted or still being checked)",
+    )
     translation_of: UUID | None
 
 
@@ -255,6 +279,10 @@ class DiagnosisPublic(BaseModel):
 class DestinationPublic(BaseModel):
     preference: DestinationPreference
     countries: list[str]
+    country_names: list[str] = Field(
+        default_factory=list,
+        description="Each of `countries` by name, in the case's language (CLDR), same order",
+    )
 
 
 class ContactPublic(BaseModel):
@@ -435,6 +463,12 @@ class CasePublic(BaseModel):
     the way in, and re-running the input validators on every response would only cost time."""
 
     id: UUID
+    reference: str | None = Field(
+        default=None,
+        description="The short reference the patient sees and quotes (the id's first 8 hex "
+        "digits, upper case), as in every message the patient receives",
+        examples=["3F0F-6C7D"],
+    )
     diagnosis: DiagnosisPublic
     stage: Stage | None = None
     reasons: list[ReferralReason]
@@ -451,7 +485,9 @@ class CasePublic(BaseModel):
     submitted_at: datetime | None
     consents: list[ConsentPublic]
     documents: list[DocumentCheckPublic]
-    next_step: str | None = Field(description="What the patient must do now, if anything")
+    next_step: str | None = Field(
+        description="What the patient must do now, if anything, in the case's language"
+    )
     information_requests: list[InformationRequestPublic] = Field(
         default_factory=list,
         description="Every request for information a center made, the open one (status "
@@ -462,7 +498,8 @@ class CasePublic(BaseModel):
     center_proposal: dict[str, Any] | None = Field(
         default=None,
         description="The centers proposed to choose from (`proposals`, best first, each with "
-        "`why`, `turnaround_days`, `price`) and `choose_by`, when the patient asked to choose",
+        "`why`, `turnaround_days`, `price`, `center_country` and its name in the case's "
+        "language, `center_country_name`) and `choose_by`, when the patient asked to choose",
     )
     opinion_outcome: dict[str, Any] | None = Field(
         default=None,
@@ -494,7 +531,7 @@ class CasePublic(BaseModel):
     still_missing: list[str] = Field(
         default_factory=list,
         description="What the open request asks of the preparation checklist and the case does "
-        "not have yet (PUT /v1/cases/{case_id}/preparation)",
+        "not have yet (PUT /v1/cases/{case_id}/preparation), in the case's language",
     )
 
 
@@ -550,5 +587,16 @@ class TimelineEntryPublic(BaseModel):
     from_status: CaseStatus | None
     to_status: CaseStatus
     reason_code: StatusChangeReason | str
-    reason: str
-    next_step: str | None
+    reason: str = Field(description="What happened, in the case's language (`language`)")
+    next_step: str | None = Field(description="What the patient does now, if anything")
+    next_step_code: str | None = Field(
+        default=None,
+        description="The next step as a code (`upload_translation`, `wait_for_center`…), for a "
+        "front end that words it itself; null when there is none",
+    )
+    language: Literal["uk", "en"] = Field(
+        default="en",
+        description="The language `reason` and `next_step` are written in: the case's (or the "
+        "one asked with `Accept-Language`); `en` for entries recorded before texts were kept "
+        "as codes",
+    )

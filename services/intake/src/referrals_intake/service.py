@@ -41,6 +41,7 @@ from referrals_common.contracts.information import PREPARATION_ITEMS, RequestedI
 from referrals_common.contracts.intake import Payer, PayerKind, Preparation
 from referrals_common.crypto import FieldCipher, SealedBox
 from referrals_common.db import UnitOfWork
+from referrals_common.i18n import case_texts
 from referrals_common.metrics import CASE_TIME_IN_STATE, CASE_TRANSITIONS, service_name
 from referrals_intake import lifecycle
 from referrals_intake.lifecycle import IllegalTransition
@@ -192,15 +193,7 @@ class Intake:
         )
         case.personal_sealed = self.seal(case.id, data)
         repo.add(case)
-        repo.add(
-            TimelineEntry(
-                case_id=case.id,
-                to_status=CaseStatus.DRAFT,
-                reason_code="case_opened",
-                reason="The case was opened.",
-                next_step=DRAFT_NEXT_STEP,
-            )
-        )
+        repo.add(_entry(case.id, None, CaseStatus.DRAFT, "case_opened", {}, DRAFT_NEXT_STEP))
         return case
 
     async def edit_case(self, uow: UnitOfWork, case_id: UUID, changes: CaseUpdate) -> Case:
@@ -387,16 +380,7 @@ class Intake:
         if case is None:
             log.warning("rejected upload of unknown case %s ignored", case_id)
             return
-        repo.add(
-            TimelineEntry(
-                case_id=case.id,
-                from_status=case.status,
-                to_status=case.status,
-                reason_code=R.DOCUMENT_REJECTED,
-                reason=f"An upload was refused: {detail}"[:500],
-                next_step="Upload the document again in an accepted format.",
-            )
-        )
+        _note(repo, case, R.DOCUMENT_REJECTED, {"reason": reason, "detail": detail}, "upload_again")
 
     async def on_document(
         self, uow: UnitOfWork, case_id: UUID, document_id: UUID, **facts: Any
@@ -436,7 +420,7 @@ class Intake:
             await _move(uow, case, R.DOCUMENTS_UPDATED)
         if case.status == CaseStatus.SUBMITTED and needs_action:
             assert verdict is not None
-            await _move(uow, case, verdict, reason=await _action_reason(repo, case.id, verdict))
+            await _move(uow, case, verdict, params=await _action_params(repo, case.id, verdict))
         elif case.status == CaseStatus.SUBMITTED and verdict == R.DOCUMENTS_ACCEPTED:
             await _move(uow, case, R.DOCUMENTS_ACCEPTED)
             current = lifecycle.current_documents(docs)
@@ -467,7 +451,7 @@ class Intake:
         uow: UnitOfWork,
         case_id: UUID,
         reason: StatusChangeReason,
-        detail: str | None = None,
+        params: dict[str, Any] | None = None,
         *,
         outcome: dict[str, Any] | None = None,
         opinion_referral_id: UUID | None = None,
@@ -476,7 +460,8 @@ class Intake:
         """A routing fact: a transition (requested, accepted, opinion, unroutable) or, for a
         decline or an expiry of a `referred` case, a timeline entry only (partners routes the
         case to the next center). A decline of a case that waits for the patient's answer ends
-        the wait: the case is `referred` again."""
+        the wait: the case is `referred` again. `params`: the timeline sentence's
+        (`referrals_common.i18n.case_texts`)."""
         repo = CaseRepository(uow.session)
         case = await repo.get(case_id, for_update=True)
         if case is None:
@@ -485,20 +470,17 @@ class Intake:
         waiting = case.status == CaseStatus.INFORMATION_REQUESTED
         if waiting and reason == R.REFERRAL_DECLINED:
             await _close_requests(uow, case.id, "cancelled")
-            await _move(uow, case, reason, reason=detail)
+            await _move(uow, case, reason, params=params)
             return
         rerouted = reason == R.REFERRAL_REQUESTED and case.status == CaseStatus.REFERRED
         if rerouted or reason in (R.REFERRAL_DECLINED, R.REFERRAL_EXPIRED):
-            _note(
-                repo, case, reason, detail, "Nothing: we are offering your case to the next center."
-            )
+            _note(repo, case, reason, params, "next_center")
             return
         if reason == R.NO_ELIGIBLE_CENTER and case.opinion_round > 1:
             # A further opinion no center can give: the case keeps the opinion it has.
-            reason = R.FURTHER_OPINION_UNAVAILABLE
-            detail = "No other cancer center can give a further opinion on this case."
+            reason, params = R.FURTHER_OPINION_UNAVAILABLE, {}
         try:
-            await _move(uow, case, reason, reason=detail)
+            await _move(uow, case, reason, params=params)
         except IllegalTransition as exc:
             # Refused and logged, never applied: the event stays recorded in the inbox.
             log.warning("illegal transition refused for case %s: %s", case_id, exc)
@@ -570,8 +552,7 @@ class Intake:
             uow,
             case,
             R.FURTHER_OPINION_REQUESTED,
-            reason="The patient asked for a further opinion from another cancer center"
-            + (", sharing the earlier opinion." if shared else ", without the earlier opinion."),
+            params={"shared": bool(shared)},
         )
         return case
 
@@ -587,13 +568,14 @@ class Intake:
             log.warning("centers proposed for case %s ignored", case_id)
             return
         case.center_proposal = proposal
-        names = ", ".join(p["center_name"] for p in proposal["proposals"])
         await _move(
             uow,
             case,
             R.CENTERS_PROPOSED,
-            reason=f"{len(proposal['proposals'])} cancer centers can give the opinion: {names}. "
-            f"Choose by {proposal['choose_by'][:16].replace('T', ' ')} UTC.",
+            params={
+                "names": [p["center_name"] for p in proposal["proposals"]],
+                "by": proposal["choose_by"],
+            },
         )
 
     async def choose_center(
@@ -621,8 +603,8 @@ class Intake:
             repo,
             case,
             "center_chosen",
-            f"The patient chose {proposed[center_code]['center_name']}.",
-            "Wait for the center's answer; we will tell you.",
+            {"name": proposed[center_code]["center_name"]},
+            "wait_for_center",
         )
         await uow.session.flush()
         return case
@@ -686,13 +668,7 @@ class Intake:
                 )
             )
         )
-        _note(
-            repo,
-            case,
-            "follow_up_asked",
-            f"A follow-up question was sent to cancer center {row.center_code}.",
-            "Wait for the center's answer; we will tell you.",
-        )
+        _note(repo, case, "follow_up_asked", {"center": row.center_code}, "wait_for_center")
         return row
 
     async def on_follow_up_answered(
@@ -718,10 +694,8 @@ class Intake:
             repo,
             case,
             "follow_up_answered",
-            f"Cancer center {row.center_code} answered a follow-up question"
-            + (f", with {attached} document(s)." if attached else "."),
-            "Read the answer beside your question"
-            + (" and download the attached document." if attached else "."),
+            {"center": row.center_code, "attached": attached},
+            "read_answer_and_document" if attached else "read_answer",
         )
 
     # ----------------------------------------------------------------- the information loop
@@ -772,16 +746,16 @@ class Intake:
                 shipments=[],
             )
         )
-        what = "; ".join(
-            f"{lifecycle.ITEM_LABELS.get(i['kind'], i['kind'])} ({i['detail']})" for i in listed
-        )
-        by = f" Due by {due_at:%Y-%m-%d %H:%M} UTC." if due_at else ""
         await _move(
             uow,
             case,
             R.INFO_REQUESTED,
-            reason=f"Cancer center {center_code} needs more information: {what}. Why: "
-            f"{message}.{by}",
+            params={
+                "center": center_code,
+                "items": [{"kind": i["kind"], "detail": i["detail"]} for i in listed],
+                "message": message,
+                "due": due_at.isoformat() if due_at else None,
+            },
         )
 
     async def set_preparation(
@@ -900,16 +874,17 @@ class Intake:
                 )
             )
         )
-        parts = [f"{len(new_ids)} document(s)"] if new_ids else []
-        parts += [f"{len(shipments)} shipment(s)"] if shipments else []
-        parts += ["a written answer"] if answer else []
-        parts += ["the checklist"] if checklist else []
         await _move(
             uow,
             case,
             R.INFORMATION_PROVIDED,
-            reason=f"The answer ({', '.join(parts)}) was sent to cancer center "
-            f"{request.center_code}.",
+            params={
+                "center": request.center_code,
+                "documents": len(new_ids),
+                "shipments": len(shipments),
+                "answer": bool(answer),
+                "checklist": bool(checklist),
+            },
             resume=CaseStatus(request.resume_status),
         )
         return case
@@ -923,30 +898,32 @@ class Intake:
         if case is None:
             return
         await _close_requests(uow, case.id, "expired", only=request_id)
-        text = (
-            f"The request of cancer center {center_code} was not answered by its due date; "
-            "the case goes to the next center."
-        )
+        params = {"center": center_code}
         if case.status in (CaseStatus.INFORMATION_REQUESTED, CaseStatus.ACCEPTED):
-            await _move(uow, case, R.INFORMATION_NOT_PROVIDED, reason=text)
+            await _move(uow, case, R.INFORMATION_NOT_PROVIDED, params=params)
         else:
             _note(
                 repo,
                 case,
                 R.INFORMATION_NOT_PROVIDED,
-                text,
+                params,
                 lifecycle.NEXT_STEPS[R.INFORMATION_NOT_PROVIDED],
             )
 
     async def on_loop_fact(
-        self, uow: UnitOfWork, case_id: UUID, code: str, text: str, next_step: str | None = None
+        self,
+        uow: UnitOfWork,
+        case_id: UUID,
+        code: str,
+        params: dict[str, Any],
+        next_step: str | None = None,
     ) -> None:
         """A fact of the loop that changes no state (a reminder, the center resumed): a
-        timeline entry."""
+        timeline entry (its sentence's code and parameters, and its next step's code)."""
         repo = CaseRepository(uow.session)
         case = await repo.get(case_id, for_update=True)
         if case is not None:
-            _note(repo, case, code, text, next_step)
+            _note(repo, case, code, params, next_step)
 
     async def on_shipment_received(
         self,
@@ -972,8 +949,7 @@ class Intake:
             repo,
             case,
             "shipment_received",
-            f"Cancer center {center_code} received the material sent on the shipment "
-            f"{str(shipment_id)[:8]}.",
+            {"center": center_code, "shipment": str(shipment_id)[:8]},
             None,
         )
 
@@ -983,20 +959,38 @@ def _order(docs: dict[UUID, CaseDocument], doc_id: str) -> datetime:
     return doc.created_at if doc else utcnow()
 
 
-def _note(
-    repo: CaseRepository, case: Case, code: str, text: str | None, next_step: str | None
-) -> None:
-    """A timeline entry that changes no state."""
-    repo.add(
-        TimelineEntry(
-            case_id=case.id,
-            from_status=case.status,
-            to_status=case.status,
-            reason_code=code,
-            reason=(text or code.replace("_", " "))[:500],
-            next_step=next_step,
-        )
+def _entry(
+    case_id: UUID,
+    before: str | None,
+    after: str,
+    code: str,
+    params: dict[str, Any],
+    next_step: str | None,
+) -> TimelineEntry:
+    """A timeline entry kept as codes (rendered in the case's language when read), with its
+    English words beside them for the status event and for readers of the table."""
+    return TimelineEntry(
+        case_id=case_id,
+        from_status=before,
+        to_status=after,
+        reason_code=code,
+        reason=(case_texts.reason(code, params, "en") or code.replace("_", " "))[:500],
+        next_step=case_texts.next_step(next_step, "en"),
+        params=params,
+        next_step_code=next_step,
     )
+
+
+def _note(
+    repo: CaseRepository,
+    case: Case,
+    code: str,
+    params: dict[str, Any] | None,
+    next_step: str | None,
+) -> None:
+    """A timeline entry that changes no state: its sentence's code and parameters
+    (`referrals_common.i18n.case_texts`), and its next step's code."""
+    repo.add(_entry(case.id, case.status, case.status, code, params or {}, next_step))
 
 
 async def _close_requests(
@@ -1011,10 +1005,8 @@ async def _close_requests(
     await uow.session.execute(query.values(status=status))
 
 
-DRAFT_NEXT_STEP = (
-    "Upload your documents (at least a pathology report or a discharge summary), give your "
-    "consent, then submit the case."
-)
+DRAFT_NEXT_STEP = "draft"
+"""The next step of a new draft (a code of `referrals_common.i18n.case_texts`)."""
 
 
 async def _locked(repo: CaseRepository, case_id: UUID) -> Case:
@@ -1029,13 +1021,13 @@ async def _move(
     case: Case,
     reason_code: StatusChangeReason,
     *,
-    reason: str | None = None,
+    params: dict[str, Any] | None = None,
     resume: CaseStatus | None = None,
 ) -> None:
-    """Apply one lifecycle transition: state, timeline entry and status event together."""
+    """Apply one lifecycle transition: state, timeline entry and status event together.
+    `params`: what the entry's sentence says besides its code (a center, a date)."""
     before = CaseStatus(case.status)
     after = lifecycle.next_status(before, reason_code, resume=resume)
-    text = reason or lifecycle.REASONS.get(reason_code, reason_code.replace("_", " "))
     # When the case entered the state it leaves: its last timeline entry, this transaction's
     # own (not flushed yet) or the last stored one (one indexed row).
     pending = [
@@ -1056,16 +1048,10 @@ async def _move(
     stayed = (case.updated_at - (entered or case.created_at)).total_seconds()
     uow.after_commit(CASE_TRANSITIONS.labels(service_name(), before, after).inc)
     uow.after_commit(lambda: CASE_TIME_IN_STATE.labels(service_name(), before).observe(stayed))
-    uow.session.add(
-        TimelineEntry(
-            case_id=case.id,
-            from_status=before,
-            to_status=after,
-            reason_code=reason_code,
-            reason=text[:500],
-            next_step=lifecycle.NEXT_STEPS.get(reason_code),
-        )
+    entry = _entry(
+        case.id, before, after, reason_code, params or {}, lifecycle.NEXT_STEPS.get(reason_code)
     )
+    uow.session.add(entry)
     await uow.outbox.add(
         new_event(
             CaseStatusChanged(
@@ -1073,19 +1059,30 @@ async def _move(
                 from_status=before,
                 to_status=after,
                 reason_code=reason_code,
-                reason=text[:500],
+                reason=entry.reason,
             )
         )
     )
 
 
-async def _action_reason(repo: CaseRepository, case_id: UUID, verdict: StatusChangeReason) -> str:
+async def _action_params(
+    repo: CaseRepository, case_id: UUID, verdict: StatusChangeReason
+) -> dict[str, Any]:
+    """The documents that need the patient's action, as the timeline entry names them."""
     wanted = "translation_required" if verdict == R.TRANSLATION_REQUIRED else "unreadable"
     docs = [d for d in await repo.documents(case_id) if d.check == wanted]
-    parts = [
-        f"{(d.kind or 'document').replace('_', ' ')}: {d.check_detail or wanted}" for d in docs
-    ]
-    return ("; ".join(parts) or lifecycle.REASONS[verdict])[:500]
+    return {
+        "documents": [
+            {
+                "kind": d.kind,
+                "check": d.check,
+                "language": d.language,
+                "acceptable_languages": d.acceptable_languages,
+                "unreadable_reason": d.unreadable_reason,
+            }
+            for d in docs
+        ]
+    }
 
 
 def _age_group(born: date, today: date | None = None) -> AgeGroup:

@@ -241,26 +241,32 @@ def _sentence(text: str) -> str:
 def _documents(words: _Words, p: Params) -> str:
     sentences = []
     for doc in p.get("documents") or []:
-        if doc.get("check") == "translation_required":
+        kind = words.kind(doc.get("kind"))
+        acceptable = [words.language(c) for c in doc.get("acceptable_languages") or []]
+        if doc.get("check") == "translation_required" and acceptable:
             sentences.append(
                 words.gettext(
                     "%(kind)s: the document is in %(language)s; it needs a translation into "
                     "%(languages)s.",
-                    kind=words.kind(doc.get("kind")),
+                    kind=kind,
                     language=words.language(doc.get("language")) or _UNKNOWN,
-                    languages=words.either(
-                        [words.language(c) for c in doc.get("acceptable_languages") or []]
-                    ),
+                    languages=words.either(acceptable),
                 )
             )
-        else:
+        elif doc.get("check") == "translation_required":
+            sentences.append(
+                words.gettext("%(kind)s: the document needs a translation.", kind=kind)
+            )
+        elif doc.get("unreadable_reason"):
             sentences.append(
                 words.gettext(
                     "%(kind)s: the document could not be read (%(why)s).",
-                    kind=words.kind(doc.get("kind")),
+                    kind=kind,
                     why=words.label(UNREADABLE_REASONS, doc.get("unreadable_reason")),
                 )
             )
+        else:
+            sentences.append(words.gettext("%(kind)s: the document could not be read.", kind=kind))
     return " ".join(sentences)
 
 

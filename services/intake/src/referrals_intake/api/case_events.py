@@ -11,6 +11,7 @@ fresh token and the last id it saw, and loses nothing. The protocol is sse-starl
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Annotated
 from uuid import UUID
 
@@ -23,6 +24,7 @@ from referrals_common.api.problems import ProblemError, problem_responses
 from referrals_intake.api.deps import CaseAccessDep, RuntimeDep, bearer
 from referrals_intake.case_events import TooManyStreams, case_events
 from referrals_intake.models import TimelineEntry
+from referrals_intake.rendering import AcceptLanguage, text_locale, timeline_entry
 from referrals_intake.repository import CaseRepository
 from referrals_intake.schemas import TimelineEntryPublic
 
@@ -72,10 +74,12 @@ data: {"id": 42, "at": "…", "from_status": "referred", "to_status": "accepted"
 ```
 
 `data` is one line of JSON: `id`, `at`, `from_status`, `to_status`, `reason_code`, `reason`,
-`next_step`. A comment line (`: ping …`) is sent every 15 seconds by default when nothing else
-is. The stream ends when the case token expires; reconnect with a fresh token and
-`Last-Event-ID`. Browsers' `EventSource` cannot send the `Authorization` header: read the
-stream with `fetch` (or from your server)."""
+`next_step`, `next_step_code`, `language`: the texts in the case's language as the stream opens
+(or the one `Accept-Language` asks for; `Content-Language` says which). A comment line
+(`: ping …`) is sent every 15 seconds by default when nothing else is. The stream ends when
+the case token expires; reconnect with a fresh token and `Last-Event-ID`. Browsers'
+`EventSource` cannot send the `Authorization` header: read the stream with `fetch` (or from
+your server)."""
 
 
 class TimelineEvent(TimelineEntryPublic):
@@ -101,6 +105,7 @@ async def case_event_stream(
     runtime: RuntimeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
     last_event_id: LastEventId = None,
+    accept_language: AcceptLanguage = None,
 ) -> EventSourceResponse:
     """Every status change of the case as an event: those after `Last-Event-ID`, then each new
     one as it is committed. At most a few streams per case and a bounded number per process
@@ -112,8 +117,10 @@ async def case_event_stream(
     )
     async with runtime.db.unit_of_work() as uow:
         repo = CaseRepository(uow.session)
-        if await repo.get(access.case_id) is None:
+        case = await repo.get(access.case_id)
+        if case is None:
             raise ProblemError(f"There is no case {access.case_id}.", status=404)
+        locale = text_locale(case, accept_language, None)
         repo.audit(access.actor, "stream_events", access.case_id)
         await uow.commit()
     try:
@@ -141,15 +148,20 @@ async def case_event_stream(
             read_after,
             last_id=int(last_event_id or 0),
             expires_at=expires_at,
-            render=_event,
+            render=partial(_event, locale=locale),
         ),
         ping=runtime.settings.case_stream_heartbeat_seconds,
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        headers={
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",
+            "Content-Language": locale,
+            "Vary": "Accept-Language",
+        },
     )
 
 
-def _event(entry: TimelineEntry) -> ServerSentEvent:
-    body = TimelineEvent.model_validate(entry, from_attributes=True)
+def _event(entry: TimelineEntry, *, locale: str) -> ServerSentEvent:
+    body = TimelineEvent.model_validate(timeline_entry(entry, locale))
     return ServerSentEvent(
         data=body.model_dump_json(), event=EVENT_NAME, id=str(entry.id), retry=RECONNECT_MS
     )

@@ -34,8 +34,10 @@ from referrals_common.contracts.intake import CaseStatus, Preparation
 from referrals_common.contracts.meetings import MeetingSlot
 from referrals_common.db import UnitOfWork
 from referrals_common.edge.principals import CaseAccess
+from referrals_common.i18n import case_texts, country_name
 from referrals_common.service_app import ApiTag
 from referrals_intake import meetings as meeting_use_cases
+from referrals_intake import rendering
 from referrals_intake.api.deps import CaseAccessDep, ClientDep, RuntimeDep, UowDep
 from referrals_intake.fhir import (
     CaseForFhir,
@@ -52,6 +54,7 @@ from referrals_intake.fhir import (
 from referrals_intake.lifecycle import CONTACT_MISSING, IllegalTransition, still_missing
 from referrals_intake.main import Runtime
 from referrals_intake.models import Case, IdempotencyRecord, Meeting
+from referrals_intake.rendering import AcceptLanguage
 from referrals_intake.repository import CaseRepository
 from referrals_intake.schemas import (
     AccessToken,
@@ -134,17 +137,29 @@ CASE_ERRORS = problem_responses(401, 404, 409, 422)
 # ------------------------------------------------------------------------------ helpers
 
 
-async def to_public(runtime: Runtime, repo: CaseRepository, case: Case) -> CasePublic:
+async def to_public(
+    runtime: Runtime, repo: CaseRepository, case: Case, locale: str | None = None
+) -> CasePublic:
+    """The case as the front end reads it, its texts in `locale` (default: the case's)."""
+    locale = locale or case.locale
     consents = await repo.consents(case.id)
     documents = await repo.documents(case.id)
     timeline = await repo.timeline(case.id)
     requests = await repo.information_requests(case.id)
     follow_ups = await repo.follow_up_questions(case.id)
     meetings = await repo.meetings(case.id)
+    fields = runtime.intake.public_fields(case)
     return CasePublic.model_validate(
         {
-            **runtime.intake.public_fields(case),
+            **fields,
+            "destination": {
+                **fields["destination"],
+                "country_names": [
+                    country_name(c, locale) for c in fields["destination"]["countries"]
+                ],
+            },
             "id": case.id,
+            "reference": case_reference(case.id),
             "status": case.status,
             "created_at": case.created_at,
             "updated_at": case.updated_at,
@@ -153,19 +168,9 @@ async def to_public(runtime: Runtime, repo: CaseRepository, case: Case) -> CaseP
                 {"kind": c.kind, "version": c.version, "granted_at": c.granted_at}
                 for c in consents.values()
             ],
-            "documents": [
-                {
-                    "document_id": d.document_id,
-                    "kind": d.kind,
-                    "check": d.check,
-                    "language": d.language,
-                    "detail": d.check_detail,
-                    "translation_of": d.translation_of,
-                }
-                for d in documents
-            ],
-            "next_step": timeline[-1].next_step if timeline else None,
-            "center_proposal": case.center_proposal,
+            "documents": [rendering.document_check(d, locale) for d in documents],
+            "next_step": rendering.next_step(timeline[-1] if timeline else None, locale),
+            "center_proposal": rendering.center_proposal(case.center_proposal, locale),
             "opinion_outcome": case.opinion_outcome,
             "follow_up_questions": [
                 {
@@ -203,7 +208,7 @@ async def to_public(runtime: Runtime, repo: CaseRepository, case: Case) -> CaseP
                 missing
                 for r in requests
                 if r.status == "open"
-                for missing in still_missing(r.items, case.preparation)
+                for missing in still_missing(r.items, case.preparation, locale)
             ],
         }
     )
@@ -310,17 +315,25 @@ async def create_case(
     else:
         case = await runtime.intake.open_case(uow, client.key_id, body, case_id=new_id)
         # A new case has no consents or documents yet: nothing to read back.
+        data = body.model_dump()
         public = CasePublic.model_validate(
             {
-                **body.model_dump(),
+                **data,
+                "destination": {
+                    **data["destination"],
+                    "country_names": [
+                        country_name(c, body.locale) for c in body.destination.countries
+                    ],
+                },
                 "id": case.id,
+                "reference": case_reference(case.id),
                 "status": case.status,
                 "created_at": case.created_at,
                 "updated_at": case.updated_at,
                 "submitted_at": None,
                 "consents": [],
                 "documents": [],
-                "next_step": DRAFT_NEXT_STEP,
+                "next_step": case_texts.next_step(DRAFT_NEXT_STEP, body.locale),
             }
         )
     repo.audit(client.actor, "create_case", case.id)
@@ -430,13 +443,21 @@ async def refresh_token(
 @router.get(
     "/cases/{case_id}", response_model=CasePublic, responses=CASE_ERRORS, summary="Read a case"
 )
-async def read_case(access: CaseAccessDep, runtime: RuntimeDep, uow: UowDep) -> CasePublic:
+async def read_case(
+    access: CaseAccessDep,
+    runtime: RuntimeDep,
+    uow: UowDep,
+    response: Response,
+    accept_language: AcceptLanguage = None,
+) -> CasePublic:
     """The case as the patient sees it: what they entered, its status and the next step, its
-    documents, the center's requests and answers, the opinion and meetings. Audited."""
+    documents, the center's requests and answers, the opinion and meetings, with its texts in
+    the case's language (or the one `Accept-Language` asks for). Audited."""
     repo = CaseRepository(uow.session)
     case = await load(repo, access.case_id)
     repo.audit(access.actor, "read_case", case.id)
-    public = await to_public(runtime, repo, case)
+    locale = rendering.text_locale(case, accept_language, response)
+    public = await to_public(runtime, repo, case, locale)
     await uow.commit()
     return public
 
@@ -1045,14 +1066,23 @@ MEETING_REFUSALS: dict[type[Exception], Refusal] = {
     responses=CASE_ERRORS,
     summary="Every status change, with what to do next",
 )
-async def timeline(access: CaseAccessDep, uow: UowDep) -> list[TimelineEntryPublic]:
-    """Oldest first: each status the case went through, why, and what the patient does next."""
+async def timeline(
+    access: CaseAccessDep,
+    uow: UowDep,
+    response: Response,
+    accept_language: AcceptLanguage = None,
+) -> list[TimelineEntryPublic]:
+    """Oldest first: each status the case went through, why, and what the patient does next,
+    in the case's language (or the one `Accept-Language` asks for)."""
     repo = CaseRepository(uow.session)
-    await load(repo, access.case_id)
+    case = await load(repo, access.case_id)
+    locale = rendering.text_locale(case, accept_language, response)
     entries = await repo.timeline(access.case_id)
     repo.audit(access.actor, "read_timeline", access.case_id)
     await uow.commit()
-    return [TimelineEntryPublic.model_validate(e, from_attributes=True) for e in entries]
+    return [
+        TimelineEntryPublic.model_validate(rendering.timeline_entry(e, locale)) for e in entries
+    ]
 
 
 @router.get(
