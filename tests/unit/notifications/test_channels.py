@@ -20,8 +20,6 @@ from referrals_notifications.channels.base import (
     DeliveryError,
     PermanentDeliveryError,
     TransientDeliveryError,
-    classify_http_exception,
-    classify_http_status,
 )
 from referrals_notifications.channels.email import (
     EmailChannel,
@@ -149,45 +147,6 @@ def test_smtp_error_details_do_not_name_the_recipient() -> None:
         [aiosmtplib.SMTPRecipientRefused(550, "no such user", "olena@example.org")]
     )
     assert "olena" not in str(classify_smtp_error(refused))
-
-
-# --- HTTP classification -----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("status", "kind", "code"),
-    [
-        (500, TRANS, E.PROVIDER_UNAVAILABLE),
-        (503, TRANS, E.PROVIDER_UNAVAILABLE),
-        (429, TRANS, E.PROVIDER_UNAVAILABLE),
-        (425, TRANS, E.PROVIDER_UNAVAILABLE),
-        (408, TRANS, E.TIMEOUT),
-        (400, PERM, E.REJECTED),
-        (401, PERM, E.REJECTED),
-        (404, PERM, E.REJECTED),
-        (302, PERM, E.REJECTED),
-    ],
-)
-def test_http_statuses_are_classified(
-    status: int, kind: type[DeliveryError], code: NotificationError
-) -> None:
-    error = classify_http_status(
-        status, "x", transient_code=E.PROVIDER_UNAVAILABLE, permanent_code=E.REJECTED
-    )
-    assert_error(error, kind, code)
-
-
-def test_http_exceptions_are_classified() -> None:
-    request = httpx.Request("POST", "https://example.org")
-    timeout = httpx.ReadTimeout("slow", request=request)
-    refused = httpx.ConnectError("refused", request=request)
-    unsupported = httpx.UnsupportedProtocol("ftp")
-    code = E.WEBHOOK_HTTP_ERROR
-    assert_error(classify_http_exception(timeout, unreachable_code=code), TRANS, E.TIMEOUT)
-    assert_error(
-        classify_http_exception(refused, unreachable_code=code), TransientDeliveryError, code
-    )
-    assert_error(classify_http_exception(unsupported, unreachable_code=code), PERM, E.OTHER)
 
 
 # --- SMS ---------------------------------------------------------------------------------------

@@ -31,14 +31,16 @@ import httpx
 from pydantic import BaseModel, Field, HttpUrl, SecretStr, model_validator
 
 from referrals_common.outbound import OutboundPolicy, TargetRefused, classify
+from referrals_common.webhooks.policy import RETRYABLE_STATUSES, is_retryable_status
 
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 TWILIO_INVALID_RECIPIENT_CODES = frozenset({21211, 21614})
 """Twilio's error codes for "not a valid phone number" and "not a mobile number"."""
 
-TRANSIENT_HTTP_STATUSES = frozenset({408, 425, 429})
-"""4xx statuses that mean "not now" rather than "never"; every 5xx is transient too."""
+TRANSIENT_HTTP_STATUSES = RETRYABLE_STATUSES
+"""4xx statuses that mean "not now" rather than "never"; every 5xx is transient too (the
+platform's one retry policy: `referrals_common.webhooks.policy`)."""
 
 
 def is_e164(number: str) -> bool:
@@ -115,7 +117,7 @@ def classify_status(status: int, error_code: int | None, detail: str) -> SmsErro
         return SmsError(SmsFailure.INVALID_RECIPIENT, detail, transient=False, status_code=status)
     if status == 408:
         return SmsError(SmsFailure.TIMEOUT, detail, transient=True, status_code=status)
-    if status in TRANSIENT_HTTP_STATUSES or status >= 500:
+    if is_retryable_status(status):
         return SmsError(SmsFailure.UNAVAILABLE, detail, transient=True, status_code=status)
     return SmsError(SmsFailure.REJECTED, detail, transient=False, status_code=status)
 

@@ -20,22 +20,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import ClassVar, Protocol, TypeVar
 
-import httpx
-
 from referrals_common.contracts.notifications import NotificationChannel, NotificationError
-from referrals_common.webhooks import (
-    RETRYABLE_STATUSES,
-    Attempt,
-    is_retryable_status,
-)
+from referrals_common.webhooks import Attempt
 
 from ..rendering import RenderedMessage
 
 RecipientT_contra = TypeVar("RecipientT_contra", contravariant=True)
-
-TRANSIENT_HTTP_STATUSES = RETRYABLE_STATUSES
-"""4xx statuses that mean "not now" rather than "never"; every 5xx is transient too (the
-platform's one retry policy, `referrals_common.webhooks.policy`)."""
 
 
 def utc_now() -> datetime:
@@ -102,46 +92,10 @@ class Channel(Protocol[RecipientT_contra]):
         ...
 
 
-is_transient_http_status = is_retryable_status
-"""Whether an HTTP error status is worth retrying: 408, 425, 429 and every 5xx."""
-
-
-def classify_http_status(
-    status: int,
-    detail: str,
-    *,
-    transient_code: NotificationError,
-    permanent_code: NotificationError,
-) -> DeliveryError:
-    """The delivery error for an unsuccessful HTTP status (a 3xx counts as a refusal: redirects
-    are not followed, so a signed request never lands somewhere it was not addressed to)."""
-    if status == 408:
-        return TransientDeliveryError(NotificationError.TIMEOUT, detail, status_code=status)
-    if is_transient_http_status(status):
-        return TransientDeliveryError(transient_code, detail, status_code=status)
-    return PermanentDeliveryError(permanent_code, detail, status_code=status)
-
-
-def classify_http_exception(
-    exc: httpx.HTTPError, *, unreachable_code: NotificationError
-) -> DeliveryError:
-    """The delivery error for an HTTP request that got no response at all."""
-    if isinstance(exc, httpx.TimeoutException):
-        return TransientDeliveryError(NotificationError.TIMEOUT, f"no answer in time: {exc!r}")
-    if isinstance(exc, httpx.UnsupportedProtocol):
-        return PermanentDeliveryError(NotificationError.OTHER, f"not an HTTP(S) address: {exc!r}")
-    if isinstance(exc, httpx.TransportError):
-        return TransientDeliveryError(unreachable_code, f"could not reach the endpoint: {exc!r}")
-    return PermanentDeliveryError(NotificationError.OTHER, f"the request failed: {exc!r}")
-
-
 __all__ = [
     "Channel",
     "DeliveryError",
     "DeliveryReceipt",
     "PermanentDeliveryError",
     "TransientDeliveryError",
-    "classify_http_exception",
-    "classify_http_status",
-    "is_transient_http_status",
 ]
