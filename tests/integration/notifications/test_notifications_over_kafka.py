@@ -113,7 +113,11 @@ async def notifications_running(
     mailbox: Mailbox,
     receiver: Receiver | None = None,
     wrap_email: Callable[[Any], Any] | None = None,
+    **settings_extra: Any,
 ) -> AsyncIterator[Any]:
+    """Notifications' consumer, relay and sender on the test stack; `settings_extra` are more
+    settings (an SMS account), added to the outbound allow-list's entries rather than
+    replacing them."""
     smtp = Controller(mailbox, hostname="127.0.0.1", port=free_port())
     smtp.start()
     server = serving = None
@@ -136,7 +140,11 @@ async def notifications_running(
         contact_private_key=PRIVATE,
         smtp=SmtpSettings(host="127.0.0.1", port=smtp.port, tls=SmtpTls.NONE, timeout=5),
         front_end_webhooks=webhooks,
-        outbound_allowed_targets=[f"127.0.0.1:{port}"] if receiver is not None else [],
+        outbound_allowed_targets=[
+            *([f"127.0.0.1:{port}"] if receiver is not None else []),
+            *settings_extra.pop("outbound_allowed_targets", []),
+        ],
+        **settings_extra,
         quick_attempts=3,
         quick_backoff_seconds=0.05,
         round_backoff_seconds=0.2,
