@@ -129,6 +129,7 @@ class Platform:
         self.records = settings.records_url.rstrip("/")
         self.partners = settings.partners_url.rstrip("/")
         self._key = settings.front_end_api_key.get_secret_value()
+        self._consent_texts: dict[tuple[str, str], dict[str, Any]] = {}
         self.client = httpx.AsyncClient(
             transport=transport,
             timeout=httpx.Timeout(settings.api_timeout_seconds, connect=5.0),
@@ -247,6 +248,16 @@ class Platform:
             json={"version": version},
         )
         return response.json()  # type: ignore[no-any-return]
+
+    async def consent_text(self, kind: str, version: str) -> dict[str, Any]:
+        """The published words of a consent (intake's, both languages), the words the patient
+        reads. A published version never changes: read once per process."""
+        key = (kind, version)
+        if key not in self._consent_texts:
+            url = f"{self.intake}/v1/consent-texts/{kind}/{version}"
+            text = (await self._send("GET", url)).json()
+            self._consent_texts[key] = text
+        return self._consent_texts[key]
 
     async def set_preparation(
         self, case_id: UUID, token: str, preparation: dict[str, Any]

@@ -469,12 +469,21 @@ def _closing(upstream: Any) -> Any:
 @router.get("/case/consent")
 async def consent(request: Request) -> Response:
     case = await read_case(request)
-    return _consent_page(request, case, Form())
+    return await _consent_page(request, case, Form())
 
 
-def _consent_page(
+async def _consent_page(
     request: Request, case: dict[str, Any], form: Form, *, status_code: int = 200
 ) -> HTMLResponse:
+    # The words are intake's published text of this version (the one a FHIR export's
+    # Consent.policy names), in the patient's language: what they read is what is recorded.
+    platform = runtime(request).platform
+    locale = locale_of(request)
+    kinds = ["processing"] + (["cross_border"] if crosses_border(case) else [])
+    words = {
+        kind: (await platform.consent_text(kind, CONSENT_VERSION))["texts"][locale]
+        for kind in kinds
+    }
     return render(
         request,
         "case/consent.html",
@@ -484,6 +493,7 @@ def _consent_page(
         given=consents_given(case),
         abroad=crosses_border(case),
         version=CONSENT_VERSION,
+        words=words,
     )
 
 
@@ -508,7 +518,7 @@ async def give_consent(request: Request) -> Response:
             ),
         )
     if not form.ok:
-        return _consent_page(request, case, form, status_code=422)
+        return await _consent_page(request, case, form, status_code=422)
     platform = runtime(request).platform
     for kind in wanted:
         if kind not in given:
