@@ -67,8 +67,8 @@ class PartnersSettings(ServiceSettings):
     )
     trace_viewer_url: str = Field(
         "",
-        description="the trace viewer's base URL, serving Zipkin's query API v2 (a Zipkin "
-        "server; Jaeger's query API is not Zipkin's), an internal address the operators set: "
+        description="the trace viewer's base URL, serving Zipkin's query API v2 (the Zipkin "
+        "server every deployment runs), an internal address the operators set: "
         "the ops timeline reads a case's spans there (empty: the timeline holds partners' own "
         "records and the dead letters only)",
     )
