@@ -287,3 +287,38 @@ def test_the_compiled_catalogue_matches_its_source(tmp_path: Path) -> None:
     with UK_MO.open("rb") as handle:
         checked_in = {key(m.id): key(m.string) for m in read_mo(handle) if m.id}
     assert checked_in == expected, "run pybabel compile (i18n.md)"
+
+
+# ---------------------------------------------------------------- why this center (routing)
+def test_every_rule_and_reason_of_a_routing_explanation_reads_in_both_languages() -> None:
+    from referrals_common.contracts.partners import RoutingReasonCode, RoutingRule
+
+    matched = {
+        RoutingRule.DIAGNOSIS: {"codes": ["C50", "C50.9"]},
+        RoutingRule.AGE_GROUP: {"codes": ["pediatric"]},
+        RoutingRule.DESTINATION: {"codes": ["DE"]},
+        RoutingRule.LANGUAGES: {"codes": ["en", "de"]},
+        RoutingRule.CAPACITY: {"places_taken": 3, "weekly_capacity": 10},
+        RoutingRule.TURNAROUND: {"turnaround_days": 2},
+    }
+    assert set(matched) == set(RoutingRule)
+    explanation = {
+        "eligible_count": 3,
+        "matched": [{"rule": rule.value, **facts} for rule, facts in matched.items()],
+        "reasons": [{"code": code.value, "count": 2} for code in RoutingReasonCode],
+    }
+    uk = texts.routing_explanation(explanation, "uk")
+    en = texts.routing_explanation(explanation, "en")
+    assert len(uk) == len(en) == len(RoutingRule) + len(RoutingReasonCode)
+    assert all(CYRILLIC.search(s) for s in uk) and not any(CYRILLIC.search(s) for s in en)
+    assert "Країна центру: Німеччина." in uk
+    assert "Центр читає мови ваших документів: англійська і німецька." in uk
+    assert "Центр зазвичай надає висновок за 2 дні." in uk
+    assert "Центр приймає дітей." in uk
+    assert "The center's country: Germany." in en
+
+
+def test_a_routing_explanation_leaves_out_what_it_does_not_know() -> None:
+    assert texts.routing_explanation(None, "uk") == []
+    unknown = {"eligible_count": 1, "matched": [{"rule": "new_rule"}], "reasons": [{"code": "x"}]}
+    assert texts.routing_explanation(unknown, "uk") == []

@@ -442,6 +442,7 @@ class Intake:
                         else None,
                         patient_chooses=case.patient_chooses_center,
                         payer=Payer.model_validate(case.payer) if case.payer else None,
+                        locale=case.locale,  # type: ignore[arg-type]
                     )
                 )
             )

@@ -483,6 +483,12 @@ class CaseReadyForReferral(EventData):
         "and offers it to the one chosen (`case.center_chosen`), or to the first after the "
         "choice's deadline",
     )
+    locale: Locale | None = Field(
+        default=None,
+        description="The language the patient is spoken to in: partners tells the patient's "
+        "front end why a center was chosen in it; null from an intake that did not send it "
+        "(English then)",
+    )
 
     @model_validator(mode="after")
     def _cross_border_consent(self) -> CaseReadyForReferral:

@@ -549,6 +549,81 @@ def next_step(code: str | None, locale: str) -> str | None:
     return _Words(locale).gettext(NEXT_STEPS[code])
 
 
+# ------------------------------------------------------------- why this center (routing)
+def _routing_rule(words: _Words, match: Mapping[str, Any]) -> str | None:
+    rule, codes = match.get("rule"), list(match.get("codes") or [])
+    if rule == "diagnosis":
+        return words.gettext(
+            "The center reviews this diagnosis (%(code)s).", code=codes[-1] if codes else _UNKNOWN
+        )
+    if rule == "age_group":
+        if codes[:1] == ["pediatric"]:
+            return words.gettext("The center sees children.")
+        return words.gettext("The center sees adult patients.")
+    if rule == "destination":
+        return words.gettext(
+            "The center's country: %(country)s.",
+            country=words.both([words.country(c) for c in codes]),
+        )
+    if rule == "languages":
+        return words.gettext(
+            "The center reads the languages of your documents: %(languages)s.",
+            languages=words.both([words.language(c) for c in codes]),
+        )
+    if rule == "capacity" and match.get("weekly_capacity"):
+        return words.gettext(
+            "The center has places this week: %(taken)s of %(capacity)s are taken.",
+            taken=match.get("places_taken") or 0,
+            capacity=match["weekly_capacity"],
+        )
+    if rule == "turnaround" and match.get("turnaround_days"):
+        return words.ngettext(
+            "The center usually gives its opinion in %(count)d day.",
+            "The center usually gives its opinion in %(count)d days.",
+            int(match["turnaround_days"]),
+        )
+    return None
+
+
+def _routing_reason(words: _Words, reason: Mapping[str, Any], eligible: int) -> str | None:
+    code, count = reason.get("code"), int(reason.get("count") or 0)
+    if code == "ranked_first":
+        return words.gettext(
+            "Suitable centers: %(eligible)s. This one came first.", eligible=eligible
+        )
+    if code == "only_eligible":
+        return words.gettext("It is the only center that suits the case.")
+    if code == "chosen_by_patient":
+        return words.gettext("You chose this center.")
+    if code == "no_choice_by_deadline":
+        return words.gettext(
+            "No center was chosen in time, so the case went to the first one proposed."
+        )
+    if code == "rerouted_after_decline":
+        return words.gettext("Centers that declined the case before: %(count)s.", count=count or 1)
+    if code == "rerouted_after_expiry":
+        return words.gettext(
+            "Centers that did not answer in time before: %(count)s.", count=count or 1
+        )
+    if code == "further_opinion":
+        return words.gettext("You asked for a further opinion (opinion %(count)s).", count=count)
+    return None
+
+
+def routing_explanation(explanation: Mapping[str, Any] | None, locale: str) -> list[str]:
+    """Why routing offered the case to its center (partners' `RoutingExplanation`), as short
+    sentences for the patient in `locale`: the reasons first, then the rules the center met.
+    Empty for no explanation; a code this version does not know is left out."""
+    if not explanation:
+        return []
+    words = _Words(locale)
+    eligible = int(explanation.get("eligible_count") or 1)
+    sentences = [
+        _routing_reason(words, reason, eligible) for reason in explanation.get("reasons") or []
+    ] + [_routing_rule(words, match) for match in explanation.get("matched") or []]
+    return [sentence for sentence in sentences if sentence]
+
+
 __all__ = [
     "DOCUMENT_KINDS",
     "NEXT_STEPS",
@@ -558,4 +633,5 @@ __all__ = [
     "next_step",
     "reason",
     "requested_item",
+    "routing_explanation",
 ]

@@ -53,6 +53,8 @@ from referrals_common.contracts.meetings import MAX_SLOTS, CancelledBy, MeetingS
 from referrals_common.contracts.partners import MeetingEnd
 from referrals_common.edge import authenticated
 from referrals_common.edge.principals import key_table, route_of, verify_api_key, verify_case_token
+from referrals_common.i18n import country_name, negotiate, supported
+from referrals_common.i18n.case_texts import routing_explanation
 from referrals_common.outbound import TargetRefused
 from referrals_common.service_app import ApiTag
 from referrals_common.text import PlainText
@@ -637,8 +639,22 @@ class PatientRouting(BaseModel):
     status: str
     center_name: str | None
     center_country: str | None
+    center_country_name: str | None = Field(
+        default=None, description="`center_country` by name, in `language` (CLDR)"
+    )
     center_city: str | None
-    why: str | None
+    why: str | None = Field(description="Routing's rationale, in English, as operators read it")
+    explanation: list[str] = Field(
+        default_factory=list,
+        description="Why this center, for the patient, in short sentences in `language`: the "
+        "reasons, then the rules the center met (empty for an offer routed before partners "
+        "recorded them)",
+    )
+    language: Literal["uk", "en"] = Field(
+        default="en",
+        description="The language of `explanation` and `center_country_name`: the case's, or "
+        "the one `Accept-Language` asks for",
+    )
     answer_due_at: datetime | None
     expected_opinion_at: datetime | None
 
@@ -1914,9 +1930,19 @@ async def patient_routing(
     runtime: RuntimeDep,
     case_id: Annotated[UUID, Path()],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+    response: Response,
+    accept_language: Annotated[
+        str | None,
+        Header(
+            alias="Accept-Language",
+            description="The language of the explanation (`uk` or `en`); without it, the "
+            "case's. The answer's `Content-Language` says which.",
+        ),
+    ] = None,
 ) -> PatientRouting:
-    """The latest referral's center (name, country, city), why routing chose it, and when it
-    answers or delivers the opinion; 404 until the case was routed."""
+    """The latest referral's center (name, country, city), why routing chose it (in English,
+    and for the patient in the case's language), and when it answers or delivers the opinion;
+    404 until the case was routed."""
     access = await verify_case_token(
         request, credentials, case_id, verifier=runtime.verifier, log=runtime.access_log
     )
@@ -1933,6 +1959,10 @@ async def patient_routing(
         )
         latest = rows.first()
     await audit(runtime, access.actor, route_of(request), case_id=case_id)
+    # The case's language came with `case.ready_for_referral` (English from an older intake).
+    locale = negotiate(accept_language, supported((case.request or {}).get("locale")))
+    response.headers["Content-Language"] = locale
+    response.headers["Vary"] = "Accept-Language"
     if latest is None:
         return PatientRouting(
             status=case.status,
@@ -1940,6 +1970,7 @@ async def patient_routing(
             center_country=None,
             center_city=None,
             why=(case.last_decision or {}).get("rationale"),
+            language=locale,  # type: ignore[arg-type]
             answer_due_at=None,
             expected_opinion_at=None,
         )
@@ -1948,8 +1979,11 @@ async def patient_routing(
         status=case.status,
         center_name=row.profile.get("name"),
         center_country=row.profile.get("country"),
+        center_country_name=country_name(row.profile.get("country"), locale) or None,
         center_city=row.profile.get("city"),
         why=referral.decision.get("rationale"),
+        explanation=routing_explanation(referral.routing, locale),
+        language=locale,  # type: ignore[arg-type]
         answer_due_at=referral.answer_due_at,
         expected_opinion_at=referral.expected_opinion_at,
     )
