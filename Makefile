@@ -11,7 +11,7 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 PYTEST_ARGS ?=
 
-.PHONY: help setup up down status demo demo-information test test-unit test-integration lint format render
+.PHONY: help setup up down status demo demo-information test test-unit test-integration lint typecheck format render
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ test-unit: setup ## only the fast tests with no I/O
 lint: setup ## ruff lint and format check
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
+
+typecheck: setup ## mypy --strict over every package of the workspace (pyproject.toml [tool.mypy])
+	$(UV) run --frozen mypy
 
 format: setup ## apply ruff's formatting and safe fixes
 	$(UV) run --frozen ruff format .
