@@ -322,3 +322,21 @@ def test_a_routing_explanation_leaves_out_what_it_does_not_know() -> None:
     assert texts.routing_explanation(None, "uk") == []
     unknown = {"eligible_count": 1, "matched": [{"rule": "new_rule"}], "reasons": [{"code": "x"}]}
     assert texts.routing_explanation(unknown, "uk") == []
+
+
+def test_a_proposed_center_says_its_country_time_and_price_in_the_case_s_language() -> None:
+    proposal = {
+        "center_country": "DE",
+        "turnaround_days": 3,
+        "price": {"amount": 1200.0, "currency": "EUR"},
+        "why": "Chosen: …",
+    }
+    uk = texts.proposal_explanation(proposal, "uk")
+    assert uk[:2] == ["Країна центру: Німеччина.", "Центр зазвичай надає висновок за 3 дні."]
+    assert uk[2].startswith("Ціна: 1\xa0200,00")
+    assert texts.proposal_explanation(proposal, "en") == [
+        "The center's country: Germany.",
+        "The center usually gives its opinion in 3 days.",
+        "Price: €1,200.00.",
+    ]
+    assert texts.proposal_explanation({"center_country": "PL"}, "uk") == ["Країна центру: Польща."]

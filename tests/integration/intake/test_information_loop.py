@@ -596,6 +596,10 @@ async def test_the_patient_chooses_one_of_the_proposed_centers(api, api_key, run
             "Німеччина",
             "Німеччина",
         ]
+        assert [p["explanation"] for p in view["center_proposal"]["proposals"]] == [
+            ["Країна центру: Німеччина.", "Центр зазвичай надає висновок за 7 днів."],
+            ["Країна центру: Німеччина.", "Центр зазвичай надає висновок за 8 днів."],
+        ]
         wrong = await api.post(path, json={"center_code": "nio-warszawa"}, headers=headers)
         assert wrong.status_code == 422 and wrong.json()["errors"][0]["pointer"] == "/center_code"
         chose = await api.post(path, json={"center_code": "lmu-munich"}, headers=headers)

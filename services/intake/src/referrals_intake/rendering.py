@@ -93,15 +93,18 @@ def document_check(doc: CaseDocument, locale: str) -> dict[str, Any]:
 
 
 def center_proposal(proposal: dict[str, Any] | None, locale: str) -> dict[str, Any] | None:
-    """The centers proposed to the patient, each with its country's name beside its code."""
+    """The centers proposed to the patient, each with its country's name beside its code and
+    what it offers in the case's language (`explanation`; `why` stays routing's English)."""
     if proposal is None:
         return None
     return {
         **proposal,
         "proposals": [
-            {**p, "center_country_name": country_name(p.get("center_country"), locale)}
-            if p.get("center_country")
-            else p
+            {
+                **p,
+                "center_country_name": country_name(p.get("center_country"), locale) or None,
+                "explanation": case_texts.proposal_explanation(p, locale),
+            }
             for p in proposal.get("proposals", [])
         ],
     }

@@ -498,8 +498,10 @@ class CasePublic(BaseModel):
     center_proposal: dict[str, Any] | None = Field(
         default=None,
         description="The centers proposed to choose from (`proposals`, best first, each with "
-        "`why`, `turnaround_days`, `price`, `center_country` and its name in the case's "
-        "language, `center_country_name`) and `choose_by`, when the patient asked to choose",
+        "`why` in English, `turnaround_days`, `price`, `center_country` and, in the case's "
+        "language, `center_country_name` and `explanation`: the country, the usual time to the "
+        "opinion and the price in short sentences) and `choose_by`, when the patient asked to "
+        "choose",
     )
     opinion_outcome: dict[str, Any] | None = Field(
         default=None,

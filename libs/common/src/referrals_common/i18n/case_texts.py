@@ -19,6 +19,7 @@ from typing import Any
 
 from babel.dates import format_date, format_datetime
 from babel.lists import format_list
+from babel.numbers import format_currency
 
 from referrals_common.i18n import (
     N_,
@@ -139,7 +140,7 @@ class _Words:
     def __init__(self, locale: str) -> None:
         self.locale = supported(locale)
         self._t = translations(self.locale)
-        self._cldr = "en_GB" if self.locale == "en" else self.locale
+        self.cldr = "en_GB" if self.locale == "en" else self.locale
 
     def gettext(self, message: str, **params: Any) -> str:
         text = self._t.gettext(message)
@@ -155,20 +156,20 @@ class _Words:
         moment = datetime.fromisoformat(value) if isinstance(value, str) else value
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
-        shown = format_datetime(moment, "d MMMM y, HH:mm", tzinfo=UTC, locale=self._cldr)
+        shown = format_datetime(moment, "d MMMM y, HH:mm", tzinfo=UTC, locale=self.cldr)
         return f"{shown} UTC"
 
     def day(self, value: str | date | None) -> str:
         if value is None:
             return ""
         day = date.fromisoformat(value[:10]) if isinstance(value, str) else value
-        return format_date(day, "d MMMM y", locale=self._cldr)
+        return format_date(day, "d MMMM y", locale=self.cldr)
 
     def either(self, items: list[str]) -> str:
-        return format_list(items, style="or", locale=self._cldr) if items else ""
+        return format_list(items, style="or", locale=self.cldr) if items else ""
 
     def both(self, items: list[str]) -> str:
-        return format_list(items, locale=self._cldr) if items else ""
+        return format_list(items, locale=self.cldr) if items else ""
 
     def language(self, code: str | None) -> str:
         return language_name(code, self.locale)
@@ -624,6 +625,33 @@ def routing_explanation(explanation: Mapping[str, Any] | None, locale: str) -> l
     return [sentence for sentence in sentences if sentence]
 
 
+def proposal_explanation(proposal: Mapping[str, Any], locale: str) -> list[str]:
+    """What a proposed center (partners' `ProposedCenter`) offers, in short sentences in
+    `locale`: its country, its usual time to the opinion and its price, where it publishes one."""
+    words = _Words(locale)
+    sentences = []
+    if proposal.get("center_country"):
+        sentences.append(
+            words.gettext(
+                "The center's country: %(country)s.",
+                country=words.country(proposal["center_country"]),
+            )
+        )
+    if proposal.get("turnaround_days"):
+        sentences.append(
+            words.ngettext(
+                "The center usually gives its opinion in %(count)d day.",
+                "The center usually gives its opinion in %(count)d days.",
+                int(proposal["turnaround_days"]),
+            )
+        )
+    price = proposal.get("price") or {}
+    if price.get("amount") and price.get("currency"):
+        shown = format_currency(price["amount"], price["currency"], locale=words.cldr)
+        sentences.append(words.gettext("Price: %(price)s.", price=shown))
+    return sentences
+
+
 __all__ = [
     "DOCUMENT_KINDS",
     "NEXT_STEPS",
@@ -631,6 +659,7 @@ __all__ = [
     "REQUESTED_ITEMS",
     "document_detail",
     "next_step",
+    "proposal_explanation",
     "reason",
     "requested_item",
     "routing_explanation",
