@@ -168,3 +168,33 @@ async def test_the_patients_choice_is_the_reason_even_for_a_lower_ranked_center(
         berlin_key = {"X-Api-Key": await key_for(rt, "center", BERLIN)}
         refused = await api.get(f"/v1/partner/referrals/{offer.referral_id}", headers=berlin_key)
         assert refused.status_code == 404
+
+
+async def test_a_re_route_after_an_expiry_and_a_silent_patient_are_explained(make_runtime):
+    rt = await make_runtime(deadline_override_seconds=1.5, choice_window_seconds=1.5)
+    bootstrap = rt.settings.kafka.bootstrap_servers
+    async with (
+        partners_running(rt),
+        Topic(bootstrap, topics.ROUTING) as routing_topic,
+        Inbox(bootstrap, BERLIN) as berlin,
+        Inbox(bootstrap, MUNICH) as munich,
+    ):
+        # Berlin lets the offer expire: Munich is told why it has the case now.
+        case_id, _ = await open_case(rt)
+        await berlin.offer_for(case_id)
+        await routing_topic.wait_for(case_id, "referrals.referral.expired.v1")
+        second = ReferralOffered.model_validate((await munich.offer_for(case_id))["data"])
+        routing = await stored_routing(rt, second.referral_id)
+        assert reason_codes(routing) == ["only_eligible", "rerouted_after_expiry"]
+        assert routing["reasons"][1]["count"] == 1
+        assert second.routing is not None and second.routing.model_dump(mode="json") == routing
+
+        # A patient asked to choose and did not: the first-ranked center, and why.
+        silent, _ = await open_case(rt, patient_chooses=True)
+        await routing_topic.wait_for(silent, "referrals.case.centers_proposed.v1")
+        offer = ReferralOffered.model_validate((await berlin.offer_for(silent))["data"])
+        routing = await stored_routing(rt, offer.referral_id)
+        assert routing["chosen_by_patient"] is False
+        assert (routing["rank"], routing["eligible_count"]) == (1, 2)
+        assert reason_codes(routing) == ["no_choice_by_deadline", "ranked_first"]
+        assert routing["reasons"][1]["criterion"] == "turnaround"
