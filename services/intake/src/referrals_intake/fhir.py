@@ -92,11 +92,16 @@ __all__ = [
 ]
 
 
+ConsentKind = Literal["processing", "cross_border"]
+DestinationPreferenceCode = Literal["ukraine", "abroad", "countries"]
+DocumentStatus = Literal["stored", "accepted", "translation_required", "unreadable", "superseded"]
+
+
 @dataclass(frozen=True)
 class ConsentForFhir:
     """One consent the patient gave: what to, to which version of the text, and when."""
 
-    kind: Literal["processing", "cross_border"]
+    kind: ConsentKind
     version: str
     granted_at: datetime
 
@@ -113,7 +118,7 @@ class DocumentForFhir:
     size_bytes: int
     sha256: str
     language: str | None
-    status: Literal["stored", "accepted", "translation_required", "unreadable", "superseded"]
+    status: DocumentStatus
     created_at: datetime
     translation_of: UUID | None
 
@@ -230,7 +235,7 @@ class CaseForFhir:
     stage_group: str | None
     reasons: list[str]
     questions: list[str]
-    destination_preference: Literal["ukraine", "abroad", "countries"]
+    destination_preference: DestinationPreferenceCode
     destination_countries: list[str]  # ISO 3166-1 alpha-2
     locale: str
     birth_date: date | None
@@ -787,7 +792,7 @@ def _condition(case: CaseForFhir, base: str) -> Condition:
             case.diagnosis_text or "",
             f"Stage group {case.stage_group}." if case.stage_group else "",
             f"TNM {case.stage_tnm}." if case.stage_tnm else "",
-            notes[0].text if notes else "",
+            (notes[0].text or "") if notes else "",
         ),
         code=CodeableConcept(
             coding=[Coding(system=_ICD10, code=case.icd10, display=case.icd10_display)],

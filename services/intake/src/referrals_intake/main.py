@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
@@ -32,6 +32,9 @@ from referrals_intake.config import IntakeSettings
 from referrals_intake.models import AccessAudit
 from referrals_intake.service import Intake
 
+if TYPE_CHECKING:
+    from referrals_intake.api.deps import Client
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 log = logging.getLogger(__name__)
 
@@ -43,9 +46,9 @@ class Runtime:
     intake: Intake
     tokens: CaseTokenIssuer
     verifier: CaseTokenVerifier
-    jwks: dict  # type: ignore[type-arg]
+    jwks: dict[str, list[dict[str, str]]]
     pepper: bytes
-    verified_keys: VerifiedKeys[Any]
+    verified_keys: VerifiedKeys[Client]
     access_log: AccessLog
     """The access audit, written in transactions of its own (denials, refused credentials)."""
     case_events: CaseEventHub

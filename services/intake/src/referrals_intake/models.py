@@ -18,8 +18,8 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _ts(**kwargs: object) -> Column:  # type: ignore[type-arg]
-    return Column(DateTime(timezone=True), nullable=False, **kwargs)  # type: ignore[arg-type]
+def _ts(**kwargs: Any) -> Column[datetime]:
+    return Column(DateTime(timezone=True), nullable=False, **kwargs)
 
 
 class IntakeModel(SQLModel):
@@ -154,7 +154,7 @@ class IdempotencyRecord(IntakeModel, table=True):
     key: str = Field(primary_key=True, max_length=128)
     request_hash: str = Field(max_length=64)
     status_code: int
-    response: dict = Field(sa_column=Column(JSONB, nullable=False))  # type: ignore[type-arg]
+    response: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
 

@@ -9,6 +9,7 @@ from uuid import UUID, uuid4
 from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from referrals_common.api.pagination import Position, after
 from referrals_intake.lifecycle import DocumentState
@@ -33,7 +34,7 @@ class CaseRepository:
     async def get(self, case_id: UUID, *, for_update: bool = False) -> Case | None:
         """The case, locked for the rest of the transaction when it is to change: a case's
         transitions (and so its outbox events) are serialised."""
-        query = select(Case).where(Case.id == case_id)
+        query = select(Case).where(col(Case.id) == case_id)
         if for_update:
             query = query.with_for_update()
         return (await self.session.execute(query)).scalar_one_or_none()
@@ -53,18 +54,18 @@ class CaseRepository:
         `after_position`, at most `limit`: those in one of `statuses`, created or changed since
         the given times, and whose id starts with the 8 hex digits `id_prefix` (the short
         reference the patient sees)."""
-        query = select(Case).where(Case.client_id == client_id)
+        query = select(Case).where(col(Case.client_id) == client_id)
         if statuses:
-            query = query.where(Case.status.in_(list(statuses)))  # type: ignore[attr-defined]
+            query = query.where(col(Case.status).in_(list(statuses)))
         if created_since is not None:
-            query = query.where(Case.created_at >= created_since)
+            query = query.where(col(Case.created_at) >= created_since)
         if updated_since is not None:
-            query = query.where(Case.updated_at >= updated_since)
+            query = query.where(col(Case.updated_at) >= updated_since)
         if id_prefix is not None:
             # A range of the primary key: the ids whose first 8 hex digits are the reference.
             low, high = UUID(id_prefix + "0" * 24), UUID(id_prefix + "f" * 24)
-            query = query.where(Case.id >= low, Case.id <= high)  # type: ignore[operator]
-        query = after(query, (Case.created_at, Case.id), after_position)  # type: ignore[arg-type]
+            query = query.where(col(Case.id) >= low, col(Case.id) <= high)
+        query = after(query, (col(Case.created_at), col(Case.id)), after_position)
         return list((await self.session.execute(query.limit(limit))).scalars())
 
     async def states(self) -> list[tuple[str, int, float]]:
@@ -84,20 +85,24 @@ class CaseRepository:
         self.session.add(row)
 
     async def consents(self, case_id: UUID) -> dict[str, CaseConsent]:
-        rows = await self.session.execute(select(CaseConsent).where(CaseConsent.case_id == case_id))
+        rows = await self.session.execute(
+            select(CaseConsent).where(col(CaseConsent.case_id) == case_id)
+        )
         return {c.kind: c for c in rows.scalars()}
 
     async def timeline(self, case_id: UUID) -> list[TimelineEntry]:
         rows = await self.session.execute(
-            select(TimelineEntry).where(TimelineEntry.case_id == case_id).order_by(TimelineEntry.id)
+            select(TimelineEntry)
+            .where(col(TimelineEntry.case_id) == case_id)
+            .order_by(col(TimelineEntry.id))
         )
         return list(rows.scalars())
 
     async def documents(self, case_id: UUID) -> list[CaseDocument]:
         rows = await self.session.execute(
             select(CaseDocument)
-            .where(CaseDocument.case_id == case_id)
-            .order_by(CaseDocument.created_at)
+            .where(col(CaseDocument.case_id) == case_id)
+            .order_by(col(CaseDocument.created_at))
         )
         return list(rows.scalars())
 
@@ -120,22 +125,22 @@ class CaseRepository:
     async def information_requests(self, case_id: UUID) -> list[InformationRequest]:
         rows = await self.session.execute(
             select(InformationRequest)
-            .where(InformationRequest.case_id == case_id)
-            .order_by(InformationRequest.requested_at)
+            .where(col(InformationRequest.case_id) == case_id)
+            .order_by(col(InformationRequest.requested_at))
         )
         return list(rows.scalars())
 
     async def follow_up_questions(self, case_id: UUID) -> list[FollowUpQuestion]:
         rows = await self.session.execute(
             select(FollowUpQuestion)
-            .where(FollowUpQuestion.case_id == case_id)
-            .order_by(FollowUpQuestion.asked_at)
+            .where(col(FollowUpQuestion.case_id) == case_id)
+            .order_by(col(FollowUpQuestion.asked_at))
         )
         return list(rows.scalars())
 
     async def meetings(self, case_id: UUID) -> list[Meeting]:
         rows = await self.session.execute(
-            select(Meeting).where(Meeting.case_id == case_id).order_by(Meeting.created_at)  # type: ignore[arg-type]
+            select(Meeting).where(col(Meeting.case_id) == case_id).order_by(col(Meeting.created_at))
         )
         return list(rows.scalars())
 

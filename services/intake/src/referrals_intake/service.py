@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from uuid import UUID, uuid4
 
 from sqlalchemy import select, update
+from sqlmodel import col
 
 from referrals_common.contracts import (
     AgeGroup,
@@ -175,7 +176,10 @@ class Intake:
         return self.cipher.encrypt_json(personal, bound_to=str(case_id))
 
     def unseal(self, case: Case) -> dict[str, Any]:
-        return self.cipher.decrypt_json(case.personal_sealed, bound_to=str(case.id))
+        # `seal` always seals a JSON object.
+        return cast(
+            dict[str, Any], self.cipher.decrypt_json(case.personal_sealed, bound_to=str(case.id))
+        )
 
     # -------------------------------------------------------------------------- front end
 
@@ -262,7 +266,7 @@ class Intake:
                     case_id=case.id,
                     clinical=_clinical_summary(case),
                     destination=_destination(case),
-                    locale=case.locale,  # type: ignore[arg-type]
+                    locale=case.locale,
                     processing_consent_version=consents["processing"].version,
                     cross_border_consent_version=(
                         consents["cross_border"].version if "cross_border" in consents else None
@@ -294,7 +298,7 @@ class Intake:
                         },
                         bound_to=str(case.id),
                     ),
-                    locale=case.locale,  # type: ignore[arg-type]
+                    locale=case.locale,
                     front_end=case.client_id,
                 )
             )
@@ -442,7 +446,7 @@ class Intake:
                         else None,
                         patient_chooses=case.patient_chooses_center,
                         payer=Payer.model_validate(case.payer) if case.payer else None,
-                        locale=case.locale,  # type: ignore[arg-type]
+                        locale=case.locale,
                     )
                 )
             )
@@ -999,10 +1003,10 @@ async def _close_requests(
 ) -> None:
     """Open requests of the case end as `status` (expired, cancelled)."""
     query = update(InformationRequest).where(
-        InformationRequest.case_id == case_id, InformationRequest.status == "open"
+        col(InformationRequest.case_id) == case_id, col(InformationRequest.status) == "open"
     )
     if only is not None:
-        query = query.where(InformationRequest.id == only)
+        query = query.where(col(InformationRequest.id) == only)
     await uow.session.execute(query.values(status=status))
 
 
@@ -1038,9 +1042,9 @@ async def _move(
         max(pending)
         if pending
         else await uow.session.scalar(
-            select(TimelineEntry.at)
-            .where(TimelineEntry.case_id == case.id)
-            .order_by(TimelineEntry.id.desc())  # type: ignore[union-attr]
+            select(col(TimelineEntry.at))
+            .where(col(TimelineEntry.case_id) == case.id)
+            .order_by(col(TimelineEntry.id).desc())
             .limit(1)
         )
     )

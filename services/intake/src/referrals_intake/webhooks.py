@@ -18,6 +18,7 @@ from uuid import UUID, uuid4
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.dialects.postgresql import insert
+from sqlmodel import col
 
 from referrals_common.contracts import (
     FrontEndWebhookChanged,
@@ -69,7 +70,7 @@ async def subscribe(
             FrontEndWebhookChanged(
                 case_id=front_end_key(client_id),
                 front_end=client_id,
-                url=url,  # type: ignore[arg-type]
+                url=url,
                 sealed_secret=box.seal_json({"secret": secret}, bound_to=client_id)
                 if secret is not None
                 else None,
@@ -148,8 +149,8 @@ def delivery_log_pruner(db: Database, settings: RetentionSettings | None = None)
         attempt,
         name="front_end_log",
         settled=or_(
-            attempt.next_attempt_at.is_(None),  # type: ignore[union-attr]
-            attempt.next_attempt_at < func.now(),  # type: ignore[operator]
+            col(attempt.next_attempt_at).is_(None),
+            col(attempt.next_attempt_at) < func.now(),
         ),
         age=attempt.attempted_at,
         settings=settings,
@@ -161,13 +162,13 @@ async def delivery_log(
     uow: UnitOfWork, client_id: str, *, limit: int, before: datetime | None = None
 ) -> list[WebhookDeliveryAttempt]:
     """The front end's own attempts, newest first."""
-    query = select(WebhookDeliveryAttempt).where(WebhookDeliveryAttempt.client_id == client_id)
+    query = select(WebhookDeliveryAttempt).where(col(WebhookDeliveryAttempt.client_id) == client_id)
     if before is not None:
-        query = query.where(WebhookDeliveryAttempt.attempted_at < before)  # type: ignore[arg-type]
+        query = query.where(col(WebhookDeliveryAttempt.attempted_at) < before)
     rows = await uow.session.execute(
         query.order_by(
-            WebhookDeliveryAttempt.attempted_at.desc(),  # type: ignore[attr-defined]
-            WebhookDeliveryAttempt.attempt.desc(),  # type: ignore[attr-defined]
+            col(WebhookDeliveryAttempt.attempted_at).desc(),
+            col(WebhookDeliveryAttempt.attempt).desc(),
         ).limit(limit)
     )
     return list(rows.scalars())

@@ -37,7 +37,7 @@ from fastapi.exceptions import RequestValidationError
 from itsdangerous import BadData, URLSafeSerializer
 from pydantic import BaseModel, Field
 from sqlalchemy import Select, tuple_
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import Mapped
 
 MAX_LIMIT = 100
 """The largest page a caller may ask for."""
@@ -199,7 +199,7 @@ class CursorSigner:
 
 def after(
     query: Select[Any],
-    columns: tuple[InstrumentedAttribute[datetime], InstrumentedAttribute[UUID]],
+    columns: tuple[Mapped[datetime], Mapped[UUID]],
     position: Position | None,
     *,
     newest_first: bool = True,

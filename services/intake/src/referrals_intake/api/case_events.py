@@ -18,6 +18,7 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Security
 from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy import select
+from sqlmodel import col
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from referrals_common.api.problems import ProblemError, problem_responses
@@ -137,8 +138,8 @@ async def case_event_stream(
         async with runtime.db.unit_of_work() as uow:
             rows = await uow.session.execute(
                 select(TimelineEntry)
-                .where(TimelineEntry.case_id == case_id, TimelineEntry.id > last_id)  # type: ignore[operator]
-                .order_by(TimelineEntry.id)  # type: ignore[arg-type]
+                .where(col(TimelineEntry.case_id) == case_id, col(TimelineEntry.id) > last_id)
+                .order_by(col(TimelineEntry.id))
             )
             return list(rows.scalars())
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, cast
 from uuid import UUID
 
 from fastapi import Depends, Path, Request, Security
@@ -41,7 +41,7 @@ bearer = HTTPBearer(
 
 
 def get_runtime(request: Request) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
+    return cast(Runtime, request.app.state.runtime)
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
@@ -75,7 +75,7 @@ async def current_client(
     cached = runtime.verified_keys.get(presented) if presented else None
     if cached is not None:
         authenticated(request, f"key:{cached.key_id}")
-        return cached  # type: ignore[no-any-return]
+        return cached
     key_id, row = await verify_api_key(
         request,
         presented,
@@ -85,6 +85,7 @@ async def current_client(
         actor_prefix="client",
         missing="This endpoint needs the front end's API key in X-Api-Key.",
     )
+    assert presented is not None  # verify_api_key refuses a missing key
     client = Client(key_id=key_id, name=row.name)
     runtime.verified_keys.put(presented, client)
     return client

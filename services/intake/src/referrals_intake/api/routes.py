@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from datetime import date, datetime
+from typing import Annotated, Any, Literal, cast
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response, status
@@ -42,7 +42,10 @@ from referrals_intake.api.deps import CaseAccessDep, ClientDep, RuntimeDep, UowD
 from referrals_intake.fhir import (
     CaseForFhir,
     ConsentForFhir,
+    ConsentKind,
+    DestinationPreferenceCode,
     DocumentForFhir,
+    DocumentStatus,
     FollowUpForFhir,
     FurtherOpinionForFhir,
     InformationRequestForFhir,
@@ -53,7 +56,7 @@ from referrals_intake.fhir import (
 )
 from referrals_intake.lifecycle import CONTACT_MISSING, IllegalTransition, still_missing
 from referrals_intake.main import Runtime
-from referrals_intake.models import Case, IdempotencyRecord, Meeting
+from referrals_intake.models import Case, CaseDocument, IdempotencyRecord, Meeting
 from referrals_intake.rendering import AcceptLanguage
 from referrals_intake.repository import CaseRepository
 from referrals_intake.schemas import (
@@ -379,20 +382,22 @@ async def list_cases(
     with its access token). Page with `next_cursor` (or follow `next`, also in the `Link`
     header): a cursor works only for the same filters and the same front end; a case opened
     while paging shows on a new first page, never twice. Audited."""
+    statuses = sorted(status_ or [])
+    id_prefix = reference.replace("-", "").lower() if reference else None
     filters = {
-        "status": sorted(status_ or []),
+        "status": statuses,
         "created_since": created_since,
         "updated_since": updated_since,
-        "reference": reference.replace("-", "").lower() if reference else None,
+        "reference": id_prefix,
     }
     scope = {"list": "intake.cases", "client": client.key_id, **filters}
     signer = CursorSigner(runtime.pepper)
     rows = await CaseRepository(uow.session).client_cases(
         client.key_id,
-        statuses=filters["status"],
+        statuses=statuses,
         created_since=created_since,
         updated_since=updated_since,
-        id_prefix=filters["reference"],
+        id_prefix=id_prefix,
         after_position=signer.position(cursor, scope),
         limit=limit + 1,
     )
@@ -1121,14 +1126,15 @@ async def fhir_view(access: CaseAccessDep, runtime: RuntimeDep, uow: UowDep) -> 
         stage_group=case.stage_group,
         reasons=case.reasons,
         questions=case.questions,
-        destination_preference=case.destination_preference,  # type: ignore[arg-type]
+        # Intake writes only these; case_bundle refuses any other value.
+        destination_preference=cast(DestinationPreferenceCode, case.destination_preference),
         destination_countries=case.destination_countries,
         locale=case.locale,
         birth_date=_date(fields.get("date_of_birth")),
         consents=[
             ConsentForFhir(
-                kind=c.kind,
-                version=c.version,  # type: ignore[arg-type]
+                kind=cast(ConsentKind, c.kind),  # likewise
+                version=c.version,
                 granted_at=c.granted_at,
             )
             for c in (await repo.consents(case.id)).values()
@@ -1210,9 +1216,7 @@ def _icd10_display(code: str) -> str:
     return str(icd.get_description(code))
 
 
-def _date(value: Any):  # type: ignore[no-untyped-def]
-    from datetime import date
-
+def _date(value: Any) -> date | None:
     return date.fromisoformat(value) if value else None
 
 
@@ -1245,7 +1249,7 @@ def _fhir_meetings(meetings: list[Meeting]) -> list[MeetingForFhir]:
     ]
 
 
-def _fhir_documents(docs):  # type: ignore[no-untyped-def]
+def _fhir_documents(docs: list[CaseDocument]) -> list[DocumentForFhir]:
     """Stored documents; an original replaced by an accepted translation is `superseded`."""
     replaced = {d.translation_of for d in docs if d.translation_of and d.check == "accepted"}
     return [
@@ -1259,7 +1263,7 @@ def _fhir_documents(docs):  # type: ignore[no-untyped-def]
             status="superseded"
             if d.document_id in replaced
             else (
-                d.check
+                cast(DocumentStatus, d.check)
                 if d.check in ("accepted", "translation_required", "unreadable")
                 else "stored"
             ),
