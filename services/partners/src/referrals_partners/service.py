@@ -917,7 +917,8 @@ class Partners:
             load=first.load,
             ahead_by=ahead_by(first.score, runner_up) if first.score and runner_up else None,
             opinion_round=case.opinion_round,
-            **_answered_before(earlier),
+            declined_before=_ended_before(earlier, "declined"),
+            expired_before=_ended_before(earlier, "expired"),
         )
         referral.routing = explain(
             RoutingRequest.from_ready_event(ready), chosen, facts
@@ -1245,16 +1246,12 @@ class ShipmentNotFound(NotOnReferral):
     what = "shipment"
 
 
-def _answered_before(earlier: Sequence[Referral]) -> dict[str, int]:
-    """How many centers offered the case for this opinion declined it, and how many let it
-    expire (for a further opinion, those offered after the last opinion given)."""
+def _ended_before(earlier: Sequence[Referral], status: str) -> int:
+    """How many centers offered the case for this opinion ended their referral so (`declined`,
+    `expired`); for a further opinion, those offered after the last opinion given."""
     given = [r.offered_at for r in earlier if r.status == "completed"]
     since = max(given) if given else None
-    this_round = [r for r in earlier if since is None or r.offered_at > since]
-    return {
-        "declined_before": sum(r.status == "declined" for r in this_round),
-        "expired_before": sum(r.status == "expired" for r in this_round),
-    }
+    return sum(r.status == status and (since is None or r.offered_at > since) for r in earlier)
 
 
 def _offered(referral_id: UUID, doc: CaseDocument) -> OfferedDocument:
