@@ -30,7 +30,7 @@ def alembic_config(migrations_dir: Path, dsn: str) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_dir))
     # Percent signs would be read as interpolation by ConfigParser.
-    url = PostgresSettings(dsn=dsn).async_url().replace("%", "%%")  # type: ignore[arg-type]
+    url = PostgresSettings(dsn=dsn).async_url().replace("%", "%%")
     cfg.set_main_option("sqlalchemy.url", url)
     return cfg
 

@@ -133,7 +133,8 @@ async def system_resolve(host: str, port: int) -> list[IPAddress]:
     """Every address the system's resolver gives for `host` (TCP)."""
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+    # An AF_INET/AF_INET6 sockaddr starts with the address as a string.
+    return [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
 
 
 class OutboundPolicy:

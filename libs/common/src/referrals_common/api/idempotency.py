@@ -15,7 +15,7 @@ import hashlib
 import json
 from typing import Any, TypeVar
 
-from sqlalchemy import inspect, literal_column
+from sqlalchemy import Result, inspect, literal_column
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel
@@ -50,7 +50,7 @@ async def claim_or_replay(session: AsyncSession, record: Record) -> Record | Non
     of the first request with that key when it was the same request (`request_hash`); raise 422
     `key_reused` when it was not."""
     table = type(record)
-    inserted = await session.execute(
+    inserted: Result[Any] = await session.execute(
         insert(table)
         .values(**record.model_dump())
         .on_conflict_do_nothing()
@@ -61,6 +61,6 @@ async def claim_or_replay(session: AsyncSession, record: Record) -> Record | Non
     identity = tuple(getattr(record, c.key) for c in inspect(table).primary_key)
     first = await session.get(table, identity)
     assert first is not None  # the insert waited for the first request's commit
-    if first.request_hash != record.request_hash:  # type: ignore[attr-defined]
+    if first.request_hash != record.request_hash:  # type: ignore[attr-defined]  # every key table has it
         raise key_reused()
     return first

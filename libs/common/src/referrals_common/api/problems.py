@@ -379,7 +379,7 @@ def field_errors(
         result.append(
             FieldError(
                 pointer=pointer,
-                location=where,  # type: ignore[arg-type]  # one of the locations checked above
+                location=where,
                 message=_message(error, where, path),
                 code=code,
             )

@@ -32,7 +32,15 @@ from pydantic import AwareDatetime, Field, create_model
 from pydantic.json_schema import models_json_schema
 
 from . import topics
-from .envelope import CONTENT_TYPE, CloudEvent, EventData, new_event, registry, schema_uri
+from .envelope import (
+    CONTENT_TYPE,
+    CloudEvent,
+    EventData,
+    enveloped,
+    new_event,
+    registry,
+    schema_uri,
+)
 from .examples import EXAMPLES, NOW
 from .partners import PARTNER_INBOX_TOPIC_TEMPLATE
 
@@ -91,18 +99,17 @@ def envelope_model(model: type[EventData]) -> type[CloudEvent[Any]]:
     """
     description = f"`{model.event_type}` in its CloudEvents envelope.\n\n"
     description += inspect.cleandoc(model.__doc__ or "")
-    return create_model(  # type: ignore[call-overload, no-any-return]
-        f"{model.__name__}Event",
-        __base__=CloudEvent[model],  # type: ignore[valid-type]
-        __doc__=description.strip(),
+    # Field types made at run time (literals of this event's values): pydantic reads them, a
+    # static checker cannot, hence Any.
+    fields: dict[str, Any] = dict(
         specversion=(Literal["1.0"], Field(description="CloudEvents specification version")),
         id=(UUID, Field(description="Unique per occurrence; consumers deduplicate on it")),
         source=(
-            Literal[model.source],  # type: ignore[valid-type]
+            Literal[model.source],
             Field(description="The producing service"),
         ),
         type=(
-            Literal[model.event_type],  # type: ignore[valid-type]
+            Literal[model.event_type],
             Field(description="The event type, with its version"),
         ),
         subject=(
@@ -120,7 +127,7 @@ def envelope_model(model: type[EventData]) -> type[CloudEvent[Any]]:
         # Optional in the schema, though our producers always send it: the events published
         # before it existed are still on the topics (an added required attribute is breaking).
         dataschema=(
-            Literal[schema_uri(model.event_type)],  # type: ignore[valid-type]
+            Literal[schema_uri(model.event_type)],
             Field(
                 default=schema_uri(model.event_type),
                 description="The `$id` of this event's JSON Schema (always sent since it was "
@@ -128,6 +135,12 @@ def envelope_model(model: type[EventData]) -> type[CloudEvent[Any]]:
             ),
         ),
         data=(model, Field(description="The event payload")),
+    )
+    return create_model(
+        f"{model.__name__}Event",
+        __base__=enveloped(model),
+        __doc__=description.strip(),
+        **fields,
     )
 
 

@@ -103,7 +103,7 @@ def key_table(db: Database, model: type[Row]) -> Callable[[str], Awaitable[Row |
 
     async def lookup(key_id: str) -> Row | None:
         async with db.unit_of_work() as uow:
-            return await uow.session.get(model, key_id)  # type: ignore[no-any-return]
+            return await uow.session.get(model, key_id)
 
     return lookup
 

@@ -501,7 +501,8 @@ class ConsumerLag(ConsumerRebalanceListener):  # type: ignore[misc]
             committed = self.owner.in_flight.get((tp.topic, tp.partition))
             if committed is None:
                 # No batch in progress: the position is what the last batch committed.
-                committed = await asyncio.wait_for(consumer.position(tp), timeout=1.0)
+                position: int = await asyncio.wait_for(consumer.position(tp), timeout=1.0)
+                committed = position
         except Exception as exc:
             log.debug("%s: no lag for %s yet: %r", self.owner.name, tp, exc)
             return None

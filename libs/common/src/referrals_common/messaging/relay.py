@@ -22,6 +22,7 @@ import logging
 import time
 from collections import Counter
 from datetime import timedelta
+from typing import TypedDict, Unpack
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -241,12 +242,13 @@ class OutboxRelay:
             span.set_attribute("cloudevents.event_type", row["event_type"])
             carrier: dict[str, str] = {}
             propagate.inject(carrier, context=trace.set_span_in_context(span, parent))
-        return await self._producer.send(
+        sent: asyncio.Future[object] = await self._producer.send(
             row["topic"],
             value=row["payload"].encode(),
             key=row["aggregate_id"].encode(),
             headers=record_headers(carrier),
         )
+        return sent
 
     async def prune(self) -> int:
         """Delete rows sent longer ago than the retention period (in bounded batches)."""
@@ -266,6 +268,7 @@ class OutboxRelay:
         """
         assert self._conn is not None, "start() first"
         row = await self._conn.fetchrow(BACKLOG_SQL)
+        assert row is not None  # an aggregate without GROUP BY gives one row
         backlog, oldest_age = int(row["backlog"]), float(row["oldest_age"])
         self._backlog.set(backlog)
         self._oldest_age.set(oldest_age)
@@ -277,11 +280,25 @@ class OutboxRelay:
         return int(await self._conn.fetchval("select count(*) from outbox where sent_at is null"))
 
 
-async def serve(dsn: str, kafka: Kafka, **options: object) -> None:
+class RelayOptions(TypedDict, total=False):
+    """`OutboxRelay`'s keyword options, as `serve` passes them on."""
+
+    batch_size: int
+    slots_per_claim: int
+    poll_interval: float
+    retention: timedelta
+    prune_interval: float
+    client_id: str
+    linger_ms: int
+    service: str | None
+    metrics_interval: float
+
+
+async def serve(dsn: str, kafka: Kafka, **options: Unpack[RelayOptions]) -> None:
     """Run one relay until SIGTERM or SIGINT, then stop cleanly."""
     import signal
 
-    relay = OutboxRelay(dsn, kafka, **options)  # type: ignore[arg-type]
+    relay = OutboxRelay(dsn, kafka, **options)
     await relay.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -125,7 +125,7 @@ class RetryPolicy:
     def round_delay(self, rounds_done: int, retry_after: float | None = None) -> float:
         """The wait before the next round after `rounds_done` rounds, and not before the
         receiver's `Retry-After` (capped)."""
-        delay = self.round_backoff * 2 ** max(rounds_done - 1, 0)
+        delay: float = self.round_backoff * 2 ** max(rounds_done - 1, 0)
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.max_retry_after))
         return delay
