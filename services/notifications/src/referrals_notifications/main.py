@@ -11,6 +11,7 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from referrals_common.crypto import SealedBox
 from referrals_common.db import Database
@@ -18,6 +19,9 @@ from referrals_common.telemetry import untraced
 from referrals_common.webhooks.retention import LogPruner
 from referrals_notifications.config import NotificationsSettings
 from referrals_notifications.service import Notifications
+
+if TYPE_CHECKING:
+    from referrals_notifications.sender import Sender
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 log = logging.getLogger(__name__)
@@ -38,7 +42,7 @@ def build_runtime(settings: NotificationsSettings) -> Runtime:
     )
 
 
-def build_sender(settings: NotificationsSettings, db: Database):  # type: ignore[no-untyped-def]
+def build_sender(settings: NotificationsSettings, db: Database) -> Sender:
     """The sender with every configured channel (SMS only with a provider)."""
     from referrals_common.outbound import OutboundPolicy
     from referrals_common.sms import TwilioSmsProvider
@@ -82,8 +86,8 @@ def build_sender(settings: NotificationsSettings, db: Database):  # type: ignore
     )
 
 
-async def run_sender_loop(  # type: ignore[no-untyped-def]
-    sender, interval: float, stop: asyncio.Event, pruner: LogPruner | None = None
+async def run_sender_loop(
+    sender: Sender, interval: float, stop: asyncio.Event, pruner: LogPruner | None = None
 ) -> None:
     """Until `stop` is set: send what is due, and (every `pruner`'s interval) prune the front
     ends' webhook delivery log."""

@@ -101,7 +101,8 @@ def _calendar(method: str, event: Event) -> bytes:
     calendar.add("calscale", "GREGORIAN")
     calendar.add("method", method)
     calendar.add_component(event)
-    return calendar.to_ical()
+    ical: bytes = calendar.to_ical()  # icalendar leaves to_ical unannotated
+    return ical
 
 
 __all__ = [

@@ -20,6 +20,7 @@ end receives, with codes and dates only (see `MessageContext.webhook_facts`).
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -137,7 +138,8 @@ class LocaleFormats:
     locale: Locale
     gettext: Callable[[str], str]
 
-    def datetime(self, value: datetime, time_zone: str) -> str:
+    # In this class `datetime` names the filter below, so the type is spelt `dt.datetime`.
+    def datetime(self, value: dt.datetime, time_zone: str) -> str:
         """A moment with its date, time and zone, e.g. `15 квітня 2026 р., 14:00 за київським
         часом`."""
         zone = ZoneInfo(time_zone)
@@ -146,7 +148,7 @@ class LocaleFormats:
         clock = format_time(value, "short", tzinfo=zone, locale=self.locale)
         return self._in_zone(self._day_and_clock(day, clock), time_zone)
 
-    def meeting_time(self, starts_at: datetime, ends_at: datetime, time_zone: str) -> str:
+    def meeting_time(self, starts_at: dt.datetime, ends_at: dt.datetime, time_zone: str) -> str:
         """A meeting's weekday, date and hours on the clock of `time_zone`, with the zone named:
         `середа, 8 квітня 2026 р., 15:00–16:00 за київським часом`, `Wednesday, April 8, 2026,
         2:00 – 3:00 PM, Germany (Berlin) Time`."""
@@ -168,13 +170,13 @@ class LocaleFormats:
             return self.gettext(KYIV_TIME) % {"datetime": text}
         return f"{text}, {get_timezone_location(ZoneInfo(time_zone), locale=self.locale)}"
 
-    def date(self, value: datetime, time_zone: str) -> str:
+    def date(self, value: dt.datetime, time_zone: str) -> str:
         """The day of a moment in the patient's time zone: `15 April 2026`."""
         return format_date(value.astimezone(ZoneInfo(time_zone)), "long", locale=self.locale)
 
     def language(self, code: str) -> str:
         """A language's name in this locale: `de` -> `німецька` / `German`."""
-        return self.locale.languages.get(code, code)
+        return str(self.locale.languages.get(code, code))
 
     def languages(self, codes: Iterable[str]) -> str:
         """Alternatives: `English or German` / `англійська або німецька`."""
@@ -182,7 +184,7 @@ class LocaleFormats:
 
     def country(self, code: str) -> str:
         """A country's name in this locale: `DE` -> `Німеччина` / `Germany`."""
-        return self.locale.territories.get(code, code)
+        return str(self.locale.territories.get(code, code))
 
     def price(self, amount: float, currency: str) -> str:
         """An amount of money in this locale: `900,00 EUR` / `€900.00`."""
@@ -217,7 +219,7 @@ def make_environment(
     )
     # Whitespace inside {% trans %} is collapsed; babel.cfg extracts with the same policy.
     env.policies["ext.i18n.trimmed"] = True
-    env.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
+    env.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]  # added by jinja2.ext.i18n at runtime
     formats = LocaleFormats(Locale.parse(locale), translations.gettext)
     env.filters.update(
         datetime=formats.datetime,

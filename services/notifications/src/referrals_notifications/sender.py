@@ -28,7 +28,7 @@ import asyncio
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
@@ -40,6 +40,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from sqlalchemy import exists, select, tuple_
 from sqlalchemy.orm import aliased
+from sqlmodel import col
 
 from referrals_common.contracts import new_event
 from referrals_common.contracts.notifications import (
@@ -145,20 +146,20 @@ class Sender:
             # audience, and the patient never reads the outcome before "we received your case".
             earlier = aliased(Delivery)
             waits_for_earlier = exists().where(
-                earlier.case_id == Delivery.case_id,
-                earlier.audience == Delivery.audience,
-                earlier.status == "pending",
+                col(earlier.case_id) == Delivery.case_id,
+                col(earlier.audience) == Delivery.audience,
+                col(earlier.status) == "pending",
                 tuple_(earlier.occurred_at, earlier.created_at, earlier.id)
                 < tuple_(Delivery.occurred_at, Delivery.created_at, Delivery.id),
             )
             rows = await uow.session.execute(
                 select(Delivery)
                 .where(
-                    Delivery.status == "pending",
-                    Delivery.next_attempt_at <= self.clock(),
+                    col(Delivery.status) == "pending",
+                    col(Delivery.next_attempt_at) <= self.clock(),
                     ~waits_for_earlier,
                 )
-                .order_by(Delivery.next_attempt_at)
+                .order_by(col(Delivery.next_attempt_at))
                 .limit(self.settings.concurrency)
                 .with_for_update(skip_locked=True)
             )
@@ -166,7 +167,9 @@ class Sender:
             if not deliveries:
                 return 0
             found = await uow.session.execute(
-                select(CaseContact).where(CaseContact.case_id.in_({d.case_id for d in deliveries}))
+                select(CaseContact).where(
+                    col(CaseContact.case_id).in_({d.case_id for d in deliveries})
+                )
             )
             contacts = {c.case_id: c for c in found.scalars()}
             jobs = []
@@ -221,7 +224,7 @@ class Sender:
             span.set_attribute("referrals.notification.id", str(delivery.id))
             span.set_attribute("referrals.notification.audience", delivery.audience)
             span.set_attribute("referrals.notification.channel", str(channel.channel))
-            send = partial(channel.send, recipient, message)
+            send: Callable[[], Awaitable[Any]] = partial(channel.send, recipient, message)
             if delivery.audience == FRONT_END:
                 send = self._attempts.recording(delivery.id, send, self.clock)
             outcome = await deliver_with_retry(send, self.settings.policy)
@@ -310,13 +313,13 @@ class Sender:
     def _patient_channel(self, address: dict[str, Any]) -> tuple[Any, str] | None:
         """The patient's preferred channel if usable, else the other one."""
         email, phone = address.get("email"), address.get("phone")
-        sms_ok = self.channels.sms is not None and bool(phone)
-        if address.get("preferred_channel") == "sms" and sms_ok:
-            return self.channels.sms, phone  # type: ignore[return-value]
+        sms = self.channels.sms
+        if address.get("preferred_channel") == "sms" and sms is not None and phone:
+            return sms, phone
         if email:
             return self.channels.email, email
-        if sms_ok:
-            return self.channels.sms, phone  # type: ignore[return-value]
+        if sms is not None and phone:
+            return sms, phone
         return None
 
     def _context(self, delivery: Delivery, locale: str) -> Any:
@@ -461,7 +464,7 @@ def webhook_log_pruner(
         db,
         Delivery,
         name="front_end_deliveries",
-        settled=(Delivery.audience == FRONT_END) & Delivery.status.in_(SETTLED),  # type: ignore[attr-defined]
+        settled=(col(Delivery.audience) == FRONT_END) & col(Delivery.status).in_(SETTLED),
         age=Delivery.created_at,
         settings=settings,
         clock=clock,

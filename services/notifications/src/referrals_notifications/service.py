@@ -39,6 +39,7 @@ from uuid import UUID
 from opentelemetry import propagate
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
+from sqlmodel import col
 
 from referrals_common.contracts import (
     CaseContactShared,
@@ -526,7 +527,7 @@ async def _subscribed(uow: UnitOfWork, front_end: str) -> bool:
 
 async def _anyone_subscribed(uow: UnitOfWork) -> bool:
     found = await uow.session.execute(
-        select(FrontEndWebhook.front_end).where(FrontEndWebhook.url.is_not(None)).limit(1)  # type: ignore[union-attr]
+        select(col(FrontEndWebhook.front_end)).where(col(FrontEndWebhook.url).is_not(None)).limit(1)
     )
     return found.first() is not None
 
