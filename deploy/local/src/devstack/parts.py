@@ -403,7 +403,7 @@ def smssink_ready(url: str) -> bool:
 
 
 def wait_ready(running: Running, probe_arg: str, timeout: float) -> None:
-    probes = {
+    probes: dict[str, Callable[[str], bool]] = {
         "kafka": kafka_ready,
         "minio": minio_ready,
         "postgres": postgres_ready,
