@@ -44,15 +44,18 @@ import struct
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import IO, TYPE_CHECKING, Final, cast
 
 import filetype
 from filetype.types import archive, audio, image, video
 from filetype.types.base import Type
 from filetype.types.isobmff import IsoBmff
-from PIL import JpegImagePlugin, PngImagePlugin, TiffImagePlugin
+from PIL import ImageFile, JpegImagePlugin, PngImagePlugin, TiffImagePlugin
 
 from referrals_common.contracts.records import RejectionReason
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 PDF: Final = "application/pdf"
 JPEG: Final = "image/jpeg"
@@ -285,7 +288,7 @@ _DICOM_PREAMBLE: Final = 128
 _DICOM_MAGIC: Final = b"DICM"
 
 
-class _Signature(Type):
+class _Signature(Type):  # type: ignore[misc]  # filetype is untyped: its base class is Any
     """A format `filetype` does not know, recognised by the bytes it starts with."""
 
     def __init__(self, extension: str, *prefixes: bytes) -> None:
@@ -296,7 +299,7 @@ class _Signature(Type):
         return bytes(buf[:16]).startswith(self.prefixes)
 
 
-class _Stricter(Type):
+class _Stricter(Type):  # type: ignore[misc]  # filetype is untyped: its base class is Any
     """One of `filetype`'s matchers whose few letters could also start a note ("MZ", "BM",
     "%!"), with a check of what else the real header has."""
 
@@ -308,7 +311,7 @@ class _Stricter(Type):
         return bool(self.matcher.match(buf)) and self.check(bytes(buf[:64]))
 
 
-class _IsoMedia(IsoBmff):
+class _IsoMedia(IsoBmff):  # type: ignore[misc]  # filetype is untyped: its base class is Any
     """Any ISO base media file (an `ftyp` box of any brand): MP4, MOV, 3GP and kin."""
 
     def __init__(self) -> None:
@@ -616,7 +619,7 @@ def _markup(text: str) -> str | None:
 
 # --- streaming inspection ------------------------------------------------------------------------
 
-_IMAGE_FORMATS: Final = {
+_IMAGE_FORMATS: Final[dict[str, Callable[[IO[bytes]], ImageFile.ImageFile]]] = {
     JPEG: JpegImagePlugin.JpegImageFile,
     PNG: PngImagePlugin.PngImageFile,
     TIFF: TiffImagePlugin.TiffImageFile,
@@ -756,7 +759,8 @@ class ContentInspector:
         # The plugin class is used directly, not Image.open, which would itself refuse large
         # images (or warn) against Pillow's own global limit before we could name the size.
         try:
-            image = _IMAGE_FORMATS[self.media_type](kept)
+            # A RawIOBase is a binary file; typeshed's IO[bytes] is a nominal type it lacks.
+            image = _IMAGE_FORMATS[self.media_type](cast(IO[bytes], kept))
             width, height = image.size
         except Exception:  # Pillow on hostile input: anything it raises means unreadable
             raise _corrupt(
@@ -939,7 +943,7 @@ class _KeptBytes(io.RawIOBase):
         self._position = base + offset
         return self._position
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:
+    def readinto(self, buffer: Buffer) -> int:
         target = memoryview(buffer).cast("B")
         start = self._position
         if start < len(self._head):

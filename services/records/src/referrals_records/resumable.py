@@ -33,9 +33,11 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from sqlalchemy import delete, select
+from sqlmodel import col
 
 from referrals_common.api.idempotency import claim_or_replay
 from referrals_common.contracts import DocumentKind
+from referrals_common.db import Database, UnitOfWork
 from referrals_records.inspection import (
     HEAD_BYTES,
     CaseQuotaExceeded,
@@ -211,7 +213,7 @@ class ResumableUploads:
     progress: ProgressCache = field(default_factory=ProgressCache)
 
     @property
-    def db(self):  # type: ignore[no-untyped-def]
+    def db(self) -> Database:
         return self.records.db
 
     # ------------------------------------------------------------------------ creating
@@ -306,7 +308,9 @@ class ResumableUploads:
 
     # ------------------------------------------------------------------------- reading
 
-    async def _owned(self, uow: Any, owner: str, case_id: UUID, upload_id: UUID, *, lock: bool):
+    async def _owned(
+        self, uow: UnitOfWork, owner: str, case_id: UUID, upload_id: UUID, *, lock: bool
+    ) -> UploadSession:
         session = await uow.session.get(UploadSession, upload_id, with_for_update=lock)
         if session is None or session.owner != owner or session.case_id != case_id:
             raise UploadNotFound(str(upload_id))
@@ -319,15 +323,15 @@ class ResumableUploads:
             session = await self._owned(uow, owner, case_id, upload_id, lock=False)
             return await self._view(uow, session)
 
-    async def _view(self, uow: Any, session: UploadSession) -> UploadView:
+    async def _view(self, uow: UnitOfWork, session: UploadSession) -> UploadView:
         if session.state in ("expired", "cancelled"):
             raise UploadGone(session.state)
         if session.state == "open" and session.expires_at <= utcnow():
             raise UploadGone("expired")
         rows = await uow.session.execute(
-            select(UploadPart.number, UploadPart.size_bytes)
-            .where(UploadPart.upload_id == session.id, UploadPart.etag.is_not(None))  # type: ignore[union-attr]
-            .order_by(UploadPart.number)
+            select(col(UploadPart.number), col(UploadPart.size_bytes))
+            .where(col(UploadPart.upload_id) == session.id, col(UploadPart.etag).is_not(None))
+            .order_by(col(UploadPart.number))
         )
         parts = list(rows.all())
         if session.state == "completed":
@@ -368,13 +372,13 @@ class ResumableUploads:
                 if part is not None and part.started_at > utcnow() - PART_LEASE:
                     raise PartBusy()
                 before = await uow.session.execute(
-                    select(UploadPart.number)
+                    select(col(UploadPart.number))
                     .where(
-                        UploadPart.upload_id == upload_id,
-                        UploadPart.number < number,
-                        UploadPart.etag.is_not(None),  # type: ignore[union-attr]
+                        col(UploadPart.upload_id) == upload_id,
+                        col(UploadPart.number) < number,
+                        col(UploadPart.etag).is_not(None),
                     )
-                    .order_by(UploadPart.number)
+                    .order_by(col(UploadPart.number))
                 )
                 have = [n for (n,) in before.all()]
                 if len(have) != number - 1:
@@ -403,9 +407,9 @@ class ResumableUploads:
             async with self.db.unit_of_work() as uow:
                 await uow.session.execute(
                     delete(UploadPart).where(
-                        UploadPart.upload_id == upload_id,  # type: ignore[arg-type]
-                        UploadPart.number == number,  # type: ignore[arg-type]
-                        UploadPart.etag.is_(None),  # type: ignore[union-attr]
+                        col(UploadPart.upload_id) == upload_id,
+                        col(UploadPart.number) == number,
+                        col(UploadPart.etag).is_(None),
                     )
                 )
                 await uow.commit()
@@ -506,9 +510,9 @@ class ResumableUploads:
                 raise UploadIncomplete(missing)
             status = await self.records.case_status(uow, case_id)
             parts = await uow.session.execute(
-                select(UploadPart.number, UploadPart.etag)
-                .where(UploadPart.upload_id == upload_id)
-                .order_by(UploadPart.number)
+                select(col(UploadPart.number), col(UploadPart.etag))
+                .where(col(UploadPart.upload_id) == upload_id)
+                .order_by(col(UploadPart.number))
             )
             etags = [(n, str(e)) for n, e in parts.all()]
             if status not in CLOSED:
@@ -566,7 +570,9 @@ class ResumableUploads:
                 result.document.id,
                 utcnow(),
             )
-            await uow.session.execute(delete(UploadPart).where(UploadPart.upload_id == upload_id))  # type: ignore[arg-type]
+            await uow.session.execute(
+                delete(UploadPart).where(col(UploadPart.upload_id) == upload_id)
+            )
             await uow.commit()
         return result
 
@@ -613,7 +619,9 @@ class ResumableUploads:
             row = await uow.session.get(UploadSession, session.id, with_for_update=True)
             assert row is not None
             row.state, row.refusal, row.updated_at = state, reason, utcnow()
-            await uow.session.execute(delete(UploadPart).where(UploadPart.upload_id == session.id))  # type: ignore[arg-type]
+            await uow.session.execute(
+                delete(UploadPart).where(col(UploadPart.upload_id) == session.id)
+            )
             await uow.commit()
 
     async def _set_state(self, upload_id: UUID, state: str) -> None:
@@ -631,10 +639,10 @@ class ResumableUploads:
             rows = await uow.session.execute(
                 select(UploadSession)
                 .where(
-                    UploadSession.state.in_(("open", "completing")),  # type: ignore[attr-defined]
-                    UploadSession.expires_at <= now,
+                    col(UploadSession.state).in_(("open", "completing")),
+                    col(UploadSession.expires_at) <= now,
                 )
-                .order_by(UploadSession.expires_at)
+                .order_by(col(UploadSession.expires_at))
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             )
@@ -645,9 +653,7 @@ class ResumableUploads:
                 self.progress.drop(session.id)
             if expired:
                 await uow.session.execute(
-                    delete(UploadPart).where(
-                        UploadPart.upload_id.in_([s.id for s in expired])  # type: ignore[attr-defined]
-                    )
+                    delete(UploadPart).where(col(UploadPart.upload_id).in_([s.id for s in expired]))
                 )
             await uow.commit()
         return len(expired)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,6 +15,7 @@ from uuid import UUID, uuid4
 from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import col
 
 from referrals_common.auth.api_keys import hash_secret
 from referrals_common.contracts import (
@@ -155,7 +156,7 @@ class Records:
 
             key = f"cases/{case_id}/documents/{document_id}"
 
-            async def chunks():  # type: ignore[no-untyped-def]
+            async def chunks() -> AsyncIterator[bytes]:
                 if head:
                     yield head
                 async for chunk in rest:
@@ -247,8 +248,11 @@ class Records:
     ) -> StoreResult:
         async with self.db.unit_of_work() as uow:
             twin = await _live_twin(uow, case_id, sha256)
-            adopted = twin is not None and referral is not None
-            if adopted and twin.referral_id != referral.referral_id:
+            if (
+                twin is not None
+                and referral is not None
+                and twin.referral_id != referral.referral_id
+            ):
                 # The same bytes as a document the patient or another referral stored: a center
                 # cannot adopt someone else's document as its own upload.
                 raise NotOwnUpload(twin.id)
@@ -340,16 +344,18 @@ class Records:
         """The case's live documents, oldest first. `for_center`: only what that center may
         see, the patient's documents and its own uploads (never another center's opinion,
         unless the patient shared it for a further opinion)."""
-        query = select(Document).where(Document.case_id == case_id, Document.deleted_at.is_(None))
+        query = select(Document).where(
+            col(Document.case_id) == case_id, col(Document.deleted_at).is_(None)
+        )
         if for_center is not None:
             query = query.where(
                 or_(
-                    Document.center_code.is_(None),
-                    Document.center_code == for_center,
-                    Document.shared_at.is_not(None),  # type: ignore[union-attr]
+                    col(Document.center_code).is_(None),
+                    col(Document.center_code) == for_center,
+                    col(Document.shared_at).is_not(None),
                 )
             )
-        rows = await uow.session.execute(query.order_by(Document.created_at, Document.id))
+        rows = await uow.session.execute(query.order_by(col(Document.created_at), col(Document.id)))
         return list(rows.scalars())
 
     async def document(
@@ -399,7 +405,7 @@ class Records:
         shared = set(document_ids)
         rows = await uow.session.execute(
             select(Document)
-            .where(Document.case_id == case_id, Document.center_code.is_not(None))  # type: ignore[union-attr]
+            .where(col(Document.case_id) == case_id, col(Document.center_code).is_not(None))
             .with_for_update()
         )
         for doc in rows.scalars():
@@ -489,7 +495,7 @@ class Records:
         """The case was withdrawn: no center reads it any more."""
         await uow.session.execute(
             update(CenterReferral)
-            .where(CenterReferral.case_id == case_id, CenterReferral.closed_at.is_(None))
+            .where(col(CenterReferral.case_id) == case_id, col(CenterReferral.closed_at).is_(None))
             .values(closed_at=utcnow(), closed_reason=reason)
         )
 
@@ -541,7 +547,9 @@ async def on_credential_revoked(
 async def _live_twin(uow: UnitOfWork, case_id: UUID, sha256: str) -> Document | None:
     rows = await uow.session.execute(
         select(Document).where(
-            Document.case_id == case_id, Document.sha256 == sha256, Document.deleted_at.is_(None)
+            col(Document.case_id) == case_id,
+            col(Document.sha256) == sha256,
+            col(Document.deleted_at).is_(None),
         )
     )
     return rows.scalars().first()
@@ -573,14 +581,14 @@ def _lock_key(case_id: UUID) -> int:
 async def _live_bytes(uow: UnitOfWork, case_id: UUID) -> int:
     """The bytes the case's live (not deleted) documents take."""
     total = await uow.session.scalar(
-        select(func.coalesce(func.sum(Document.size_bytes), 0)).where(
-            Document.case_id == case_id, Document.deleted_at.is_(None)
+        select(func.coalesce(func.sum(col(Document.size_bytes)), 0)).where(
+            col(Document.case_id) == case_id, col(Document.deleted_at).is_(None)
         )
     )
     return int(total or 0)
 
 
-async def _read_head(upload: Upload):  # type: ignore[no-untyped-def]
+async def _read_head(upload: Upload) -> tuple[bytes, AsyncIterator[bytes]]:
     """The first HEAD_BYTES (or the whole file if smaller), and the iterator for the rest."""
     head = bytearray()
     iterator = upload.chunks.__aiter__()

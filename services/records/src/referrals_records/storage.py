@@ -220,8 +220,9 @@ class MultipartUploads:
         self.http = http or httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0))
 
     def _url(self, method: str, key: str, **query: str) -> str:
+        params: dict[str, str | list[str] | tuple[str]] = dict(query)
         return self.client.get_presigned_url(
-            method, self.bucket, key, expires=PRESIGN_TTL, extra_query_params=query
+            method, self.bucket, key, expires=PRESIGN_TTL, extra_query_params=params
         )
 
     async def _send(self, operation: str, method: str, url: str, **options: Any) -> Any:

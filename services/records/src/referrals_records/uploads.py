@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from referrals_common.api.problems import BadRequest, UnsupportedMediaType
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 MAX_FIELD_BYTES = 1024
 
@@ -46,17 +50,22 @@ class Upload:
         return self.declared_bytes is not None and self.declared_bytes > limit + FORM_ALLOWANCE
 
 
+_Event = tuple[str, Any, Any]
+"""(what, its payload, the file's number): ("file", name, n), ("data", bytes, n), ("end", None,
+n), or ("field", name, value)."""
+
+
 class _Events:
     """Turns the push parser's callbacks into a list of events the reader drains."""
 
     def __init__(self) -> None:
-        self.items: list[tuple] = []  # type: ignore[type-arg]
+        self.items: list[_Event] = []
         self.part = _Part()
         self._header_field = b""
         self._header_value = b""
         self.files = 0
 
-    def callbacks(self) -> dict[str, object]:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self.on_part_begin,
             "on_header_field": self.on_header_field,
@@ -121,10 +130,10 @@ async def read_upload(request: Request) -> Upload:
             "for a translation, `translation_of` before it)."
         )
     events = _Events()
-    parser = MultipartParser(boundary, events.callbacks())  # type: ignore[arg-type]
+    parser = MultipartParser(boundary, events.callbacks())
     stream = request.stream().__aiter__()
     fields: dict[str, str] = {}
-    pending: list[tuple] = []  # type: ignore[type-arg]
+    pending: list[_Event] = []
     file_name: str | None = None
 
     async def more() -> bool:

@@ -89,10 +89,13 @@ class AccessLog:
 
 
 class StoredKey(Protocol):
-    """What `verify_api_key` needs of a row of a service's key table."""
+    """What `verify_api_key` needs of a row of a service's key table (read only: a table may
+    keep no hash for a key it knows only as revoked)."""
 
-    secret_hash: str
-    revoked_at: datetime | None
+    @property
+    def secret_hash(self) -> str | None: ...
+    @property
+    def revoked_at(self) -> datetime | None: ...
 
 
 Row = TypeVar("Row", bound=StoredKey)
@@ -137,6 +140,7 @@ async def verify_api_key(
     if (
         row is None
         or row.revoked_at is not None
+        or row.secret_hash is None
         or not verify_secret(digest(secret) if digest else secret, row.secret_hash, pepper)
     ):
         await log.authentication_failed(request, f"{actor_prefix}:{key_id}")

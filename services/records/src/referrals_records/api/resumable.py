@@ -247,7 +247,7 @@ async def _create(
     response: Response,
     owner: Owner,
     key: str,
-    body: BaseModel,
+    body: UploadCreate | OpinionUploadCreate,
     kind: DocumentKind,
     translation_of: UUID | None,
     referral: Any = None,
@@ -266,8 +266,8 @@ async def _create(
             owner=who,
             uploaded_by=actor,
             kind=kind,
-            file_name=body.file_name,  # type: ignore[attr-defined]
-            size_bytes=body.size_bytes,  # type: ignore[attr-defined]
+            file_name=body.file_name,
+            size_bytes=body.size_bytes,
             translation_of=translation_of,
             idempotency_key=key,
             request_hash=fingerprint,
@@ -308,7 +308,7 @@ async def _put_part(
         )
     except ClientDisconnect:
         # The connection dropped mid-part: the part is not kept; the client resumes from it.
-        return Response(status_code=499)  # type: ignore[return-value]
+        return Response(status_code=499)  # type: ignore[return-value]  # FastAPI sends a Response as is; the annotation stays the documented body
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     _progress_headers(response, view)

@@ -4,7 +4,7 @@ cancer centers use their API key. Every error is an RFC 9457 problem."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 from urllib.parse import quote
 from uuid import UUID
 
@@ -20,6 +20,7 @@ from referrals_common.api.pagination import (
     Cursor,
     CursorSigner,
     OptionalLimit,
+    PageOf,
     Position,
     slice_after,
 )
@@ -162,7 +163,7 @@ def _link(
 
 
 def get_runtime(request: Request) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
+    return cast(Runtime, request.app.state.runtime)
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
@@ -222,6 +223,7 @@ async def current_center(
         actor_prefix="center",
         missing="This endpoint needs the center's API key in X-Api-Key.",
     )
+    assert presented is not None  # verify_api_key refuses a missing key
     runtime.verified_keys.put(presented, (key_id, row.center_code))
     return row.center_code
 
@@ -400,7 +402,7 @@ async def _store(
         raise await recording_problem(runtime, actor, "upload", case_id, exc) from None
     except ClientDisconnect:
         # The client is gone: nothing was kept (the storage layer aborted the upload).
-        return Response(status_code=499)  # type: ignore[return-value]
+        return Response(status_code=499)  # type: ignore[return-value]  # FastAPI sends a Response as is; the annotation stays the documented body
     if not result.created:
         await audit(runtime, actor, "upload_duplicate", case_id, result.document.id)
         response.status_code = status.HTTP_200_OK
@@ -448,7 +450,7 @@ def _page(
     signer = CursorSigner(runtime.pepper)
     key = _document_position
     rest = slice_after(docs, signer.position(cursor, scope), key, newest_first=False)
-    page = signer.page(rest, limit or DEFAULT_LIMIT, scope, request, key=key)
+    page: PageOf[Document] = signer.page(rest, limit or DEFAULT_LIMIT, scope, request, key=key)
     page.link(response)
     return page.items
 
