@@ -74,7 +74,8 @@ def verdict(main_language: str, acceptable: Sequence[str]) -> Verdict:
 
 def language_name(code: str) -> str:
     """The English name of a language: `uk` → Ukrainian (the code itself when CLDR has none)."""
-    return Locale("en").languages.get(code, code)
+    name: str = Locale("en").languages.get(code, code)
+    return name
 
 
 def translation_request(detected_language: str, acceptable: Sequence[str]) -> str:

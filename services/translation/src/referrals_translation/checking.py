@@ -45,7 +45,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from multiprocessing.context import BaseContext
+from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Final
@@ -87,7 +87,7 @@ class _Worker:
         self.jobs = 0
 
     @classmethod
-    def start(cls, context: BaseContext, target: CheckTarget, timeout_s: float) -> _Worker:
+    def start(cls, context: ForkServerContext, target: CheckTarget, timeout_s: float) -> _Worker:
         ours, theirs = context.Pipe(duplex=True)
         process = context.Process(
             target=_serve, args=(theirs, target), name="referrals-check", daemon=True
@@ -214,7 +214,7 @@ def _cap_memory(megabytes: int | None) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
-def _context() -> BaseContext:
+def _context() -> ForkServerContext:
     context = multiprocessing.get_context("forkserver")
     # A new worker still imports the program's main module (multiprocessing's rule; preloading
     # "__main__" does not reach the forkserver in Python 3.11): a light entry point keeps worker

@@ -337,7 +337,8 @@ def _page_text(reader: PdfReader, fast: pdfium.PdfDocument | None, index: int) -
             try:
                 textpage = page.get_textpage()
                 try:
-                    return textpage.get_text_bounded().replace("\r\n", "\n")
+                    text: str = textpage.get_text_bounded()
+                    return text.replace("\r\n", "\n")
                 finally:
                     textpage.close()
             finally:

@@ -17,7 +17,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _ts(nullable: bool = False) -> Column:  # type: ignore[type-arg]
+def _ts(nullable: bool = False) -> Column[datetime]:
     return Column(DateTime(timezone=True), nullable=nullable)
 
 

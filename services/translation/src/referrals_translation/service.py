@@ -23,6 +23,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
+from sqlmodel import col
 
 from referrals_common.contracts import (
     Destination,
@@ -96,8 +97,8 @@ class Translation:
         if not wanted:
             return []
         known = await uow.session.execute(
-            select(DocumentCheck.document_id).where(
-                DocumentCheck.document_id.in_([d.document_id for d, _ in wanted])
+            select(col(DocumentCheck.document_id)).where(
+                col(DocumentCheck.document_id).in_([d.document_id for d, _ in wanted])
             )
         )
         already = set(known.scalars())
@@ -173,8 +174,8 @@ class Translation:
         case.updated_at = utcnow()
         waiting = await uow.session.execute(
             select(DocumentCheck)
-            .where(DocumentCheck.case_id == case_id, DocumentCheck.verdict.is_(None))
-            .order_by(DocumentCheck.checked_at)
+            .where(col(DocumentCheck.case_id) == case_id, col(DocumentCheck.verdict).is_(None))
+            .order_by(col(DocumentCheck.checked_at))
         )
         for check in waiting.scalars():
             await _decide(uow, check, case.acceptable)
