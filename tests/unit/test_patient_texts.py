@@ -340,3 +340,13 @@ def test_a_proposed_center_says_its_country_time_and_price_in_the_case_s_languag
         "Price: €1,200.00.",
     ]
     assert texts.proposal_explanation({"center_country": "PL"}, "uk") == ["Країна центру: Польща."]
+
+
+def test_everything_a_draft_may_lack_has_words_in_both_languages() -> None:
+    from referrals_intake.lifecycle import MISSING_CODES
+
+    assert set(MISSING_CODES.values()) == set(texts.MISSING)
+    for code in texts.MISSING:
+        uk, en = texts.missing(code, "uk"), texts.missing(code, "en")
+        assert uk and en and CYRILLIC.search(uk) and not CYRILLIC.search(en)
+    assert texts.missing("something_new", "uk") is None

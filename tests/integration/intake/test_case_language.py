@@ -272,3 +272,18 @@ async def test_the_live_stream_speaks_the_case_s_language(served):  # noqa: F811
             assert r.status_code == 200, r.text
             second = (await next_event(stream, timeout=5)).json()
             assert second["reason"] == withdrawn and second["next_step"] is None
+
+
+async def test_what_a_draft_lacks_is_said_in_the_case_s_language_beside_the_english(api, api_key):
+    case_id, headers = await open_case(api, api_key, locale="uk")
+    r = await api.post(f"/v1/cases/{case_id}/submit", headers=headers)
+    assert r.status_code == 422 and r.json()["type"].endswith("submission-incomplete")
+    problem = r.json()
+    assert [item["code"] for item in problem["missing_items"]] == [
+        "diagnosis_evidence",
+        "processing_consent",
+        "cross_border_consent",
+    ]
+    assert problem["missing_items"][1]["text"] == "Дайте згоду на обробку даних про ваше здоров’я."
+    # `missing` keeps its English entries, which existing front ends match
+    assert problem["missing"][1] == "consent to the processing of health data"

@@ -167,6 +167,19 @@ CONTACT_MISSING = (
     "a way to tell the patient what happens: an e-mail address (contact.email) or a phone "
     "number (contact.phone)"
 )
+EVIDENCE_MISSING = (
+    "a document that shows the diagnosis: a pathology or biopsy report, or a discharge summary "
+    "(Form 100)"
+)
+PROCESSING_CONSENT_MISSING = "consent to the processing of health data"
+CROSS_BORDER_CONSENT_MISSING = "consent to the transfer of the case to a center outside Ukraine"
+MISSING_CODES = {
+    CONTACT_MISSING: "contact",
+    EVIDENCE_MISSING: "diagnosis_evidence",
+    PROCESSING_CONSENT_MISSING: "processing_consent",
+    CROSS_BORDER_CONSENT_MISSING: "cross_border_consent",
+}
+"""Each English entry of `missing` and its code (`referrals_common.i18n.case_texts.MISSING`)."""
 
 
 def missing_for_submission(
@@ -182,14 +195,11 @@ def missing_for_submission(
     if not can_reach_patient:
         missing.append(CONTACT_MISSING)
     if not any(d.stored and d.kind in EVIDENCE_KINDS for d in docs):
-        missing.append(
-            "a document that shows the diagnosis: a pathology or biopsy report, or a discharge "
-            "summary (Form 100)"
-        )
+        missing.append(EVIDENCE_MISSING)
     if not has_processing_consent:
-        missing.append("consent to the processing of health data")
+        missing.append(PROCESSING_CONSENT_MISSING)
     if needs_cross_border_consent and not has_cross_border_consent:
-        missing.append("consent to the transfer of the case to a center outside Ukraine")
+        missing.append(CROSS_BORDER_CONSENT_MISSING)
     return missing
 
 

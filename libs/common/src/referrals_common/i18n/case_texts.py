@@ -132,6 +132,19 @@ NEXT_STEPS = {
 }
 """Every next step a timeline entry may give, by code (no parameters)."""
 
+MISSING = {
+    "contact": N_("Give an e-mail address or a phone number, so we can tell you what happens."),
+    "diagnosis_evidence": N_(
+        "Add a document that shows the diagnosis: a pathology or biopsy report, or a discharge "
+        "summary."
+    ),
+    "processing_consent": N_("Give your consent to the processing of your health data."),
+    "cross_border_consent": N_(
+        "Give your consent to sending your case to a center outside Ukraine."
+    ),
+}
+"""What a draft lacks to be submitted, by code, as the patient fixes it."""
+
 
 # --------------------------------------------------------------------------- formatting
 class _Words:
@@ -543,6 +556,11 @@ def reason(code: str, params: Params | None, locale: str) -> str | None:
         return None
 
 
+def missing(code: str, locale: str) -> str | None:
+    """What a draft lacks (`MISSING`), in `locale`; None for a code without words here."""
+    return _Words(locale).gettext(MISSING[code]) if code in MISSING else None
+
+
 def next_step(code: str | None, locale: str) -> str | None:
     """A next step in `locale` (None for none, or a code without a sentence here)."""
     if code is None or code not in NEXT_STEPS:
@@ -654,10 +672,12 @@ def proposal_explanation(proposal: Mapping[str, Any], locale: str) -> list[str]:
 
 __all__ = [
     "DOCUMENT_KINDS",
+    "MISSING",
     "NEXT_STEPS",
     "REASONS",
     "REQUESTED_ITEMS",
     "document_detail",
+    "missing",
     "next_step",
     "proposal_explanation",
     "reason",

@@ -54,7 +54,12 @@ from referrals_intake.fhir import (
     PayerForFhir,
     case_bundle,
 )
-from referrals_intake.lifecycle import CONTACT_MISSING, IllegalTransition, still_missing
+from referrals_intake.lifecycle import (
+    CONTACT_MISSING,
+    MISSING_CODES,
+    IllegalTransition,
+    still_missing,
+)
 from referrals_intake.main import Runtime
 from referrals_intake.models import Case, CaseDocument, IdempotencyRecord, Meeting
 from referrals_intake.rendering import AcceptLanguage
@@ -579,12 +584,19 @@ async def submit_case(
             if CONTACT_MISSING in exc.missing
             else []
         )
+        case = await load(repo, access.case_id)
         raise Unprocessable(
             "The case cannot be submitted yet.",
             type_slug="submission-incomplete",
             title="The case is incomplete",
             errors=fields or None,
-            extensions={"missing": exc.missing},
+            extensions={
+                "missing": exc.missing,
+                "missing_items": [
+                    {"code": code, "text": case_texts.missing(code, case.locale)}
+                    for code in (MISSING_CODES[m] for m in exc.missing)
+                ],
+            },
         ) from None
     except IllegalTransition as exc:
         raise await refused(
