@@ -173,7 +173,7 @@ class Platform:
     # ------------------------------------------------------------------ front end's key
     async def create_case(
         self, body: dict[str, Any], idempotency_key: str
-    ) -> tuple[dict, CaseToken]:
+    ) -> tuple[dict[str, Any], CaseToken]:
         """Open a draft case (or, for a key already used, get the case it opened)."""
         response = await self._send(
             "POST",

@@ -456,7 +456,7 @@ class PostgresCenterKeyStore:
 
     async def get(self, center_code: str) -> bytes | None:
         async with self.db.unit_of_work() as uow:
-            return (  # type: ignore[no-any-return]
+            return (
                 await uow.session.execute(
                     select(center_keys.c.key_sealed).where(center_keys.c.center_code == center_code)
                 )

@@ -181,7 +181,7 @@ _TRANSLATION_INTO = re.compile(r"needs a translation into (?P<langs>[a-z]{2}(?: 
 
 def missing_items(missing: list[str]) -> list[tuple[str, str | None, str]]:
     """Intake's `missing` entries as (words to translate, their link, the original text)."""
-    out = []
+    out: list[tuple[str, str | None, str]] = []
     for entry in missing:
         for start, words, link in MISSING:
             if entry.startswith(start):

@@ -7,6 +7,7 @@ case token; nothing of the case is kept here but its id and token.
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from functools import partial
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -523,10 +524,7 @@ async def give_consent(request: Request) -> Response:
     for kind in wanted:
         if kind not in given:
             await with_case(
-                request,
-                lambda case_id, token, kind=kind: platform.give_consent(
-                    case_id, token, kind, CONSENT_VERSION
-                ),
+                request, partial(platform.give_consent, kind=kind, version=CONSENT_VERSION)
             )
     return redirect("/case" if case["status"] == "draft" else "/case/status")
 

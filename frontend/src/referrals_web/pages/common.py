@@ -201,6 +201,7 @@ def consent_done(case: dict[str, Any]) -> bool:
 
 def open_request(case: dict[str, Any]) -> dict[str, Any] | None:
     """The center's request waiting for the patient's answer, if any."""
+    request: dict[str, Any]
     for request in reversed(case.get("information_requests") or []):
         if request.get("status") == "open":
             return request

@@ -158,6 +158,7 @@ def _at(value: Any) -> datetime:
 
 
 def open_request(referral: dict[str, Any]) -> dict[str, Any] | None:
+    info: dict[str, Any]
     for info in reversed(referral.get("information_requests") or []):
         if info.get("status") == "open":
             return info
@@ -1089,6 +1090,7 @@ MEETING_FIELDS = (
 
 
 def open_meeting(referral: dict[str, Any]) -> dict[str, Any] | None:
+    meeting: dict[str, Any]
     for meeting in reversed(referral.get("meetings") or []):
         if meeting.get("status") in ("offered", "booked"):
             return meeting

@@ -50,6 +50,7 @@ class MeetingNotFound(Exception):
 
 
 def _meeting(case: dict[str, Any], meeting_id: UUID) -> dict[str, Any]:
+    meeting: dict[str, Any]
     for meeting in case.get("meetings") or []:
         if meeting["id"] == str(meeting_id):
             return meeting

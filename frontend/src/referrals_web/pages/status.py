@@ -140,8 +140,8 @@ async def _pushes(
                         skip -= 1
                         continue
                     live = await _live(request)
-                    status = render(request, "status/_status.html", **live).body.decode()
-                    timeline = render(request, "status/_timeline.html", **live).body.decode()
+                    status = bytes(render(request, "status/_status.html", **live).body).decode()
+                    timeline = bytes(render(request, "status/_timeline.html", **live).body).decode()
                     yield ServerSentEvent(data=status, event="status", retry=LIVE_RETRY_MS)
                     yield ServerSentEvent(data=timeline, event="timeline", id=last_id)
             return
