@@ -28,6 +28,7 @@ import pytest
 from playwright.sync_api import expect
 
 from devstack.mailsink import list_messages
+from referrals_intake.consent_texts import ConsentText, text_of
 from referrals_web.i18n import language_name, translations
 from referrals_web.pages.case import UPLOAD_MESSAGES
 from referrals_web.vocabulary import CASE_STATUSES, case_reference
@@ -193,9 +194,17 @@ def wait_accepted(page: Any, _: Callable[[str], str], file_name: str, locale: st
     expect(document).to_have_class(re.compile(r"\bdocument--ok\b"))
 
 
+def consent_text(kind: str, version: str) -> ConsentText:
+    text = text_of(kind, version)
+    assert text is not None, f"no published {kind} consent text {version}"
+    return text
+
+
 def give_consent(page: Any, _: Callable[[str], str]) -> None:
-    processing = _("I agree to the processing of my health data as described above.")
-    abroad = _("I agree that my case may be sent to a cancer center outside Ukraine.")
+    # The page shows intake's published consent texts, in the page's language.
+    locale = page.locator("html").get_attribute("lang")
+    processing = consent_text("processing", "2026-01").texts[locale].agreement
+    abroad = consent_text("cross_border", "2026-01").texts[locale].agreement
     page.get_by_label(processing).check()
     page.get_by_label(abroad).check()
     page.get_by_role("button", name=_("Save my consent")).click()

@@ -17,6 +17,7 @@ from pydantic import (
     EmailStr,
     Field,
     StringConstraints,
+    computed_field,
     field_validator,
 )
 
@@ -352,12 +353,22 @@ class AnswerIn(BaseModel):
 
 
 class ShipmentPublic(BaseModel):
-    shipment_id: UUID
+    shipment_id: UUID = Field(
+        description="The same as `id` (kept for v1 clients; a v2 drops it)",
+        json_schema_extra={"deprecated": True},
+    )
     material: ShipmentMaterial
     carrier: str
     tracking_number: str
     sent_on: date
     received_at: datetime | None = None
+
+    @computed_field(  # type: ignore[prop-decorator]  # pydantic's documented computed property
+        description="The shipment's id: the center confirms its receipt by it"
+    )
+    @property
+    def id(self) -> UUID:
+        return self.shipment_id
 
 
 class InformationRequestPublic(BaseModel):

@@ -47,8 +47,8 @@ from referrals_common.contracts import (
     RequestedItem,
     RoutingExplanation,
 )
-from referrals_common.contracts.information import CenterText
-from referrals_common.contracts.intake import PayerKind
+from referrals_common.contracts.information import CenterText, ShipmentMaterial
+from referrals_common.contracts.intake import InsurerCode, PayerKind
 from referrals_common.contracts.meetings import MAX_SLOTS, CancelledBy, MeetingStatus
 from referrals_common.contracts.partners import MeetingEnd
 from referrals_common.edge import authenticated
@@ -231,7 +231,7 @@ CaseRoutingStatus = Literal[
 
 class ShipmentView(BaseModel):
     id: UUID = Field(description="Confirm receipt with POST .../shipments/{id}/receipt")
-    material: str
+    material: ShipmentMaterial
     carrier: str
     tracking_number: str
     sent_on: date
@@ -249,9 +249,13 @@ class InformationRequestView(BaseModel):
     requested_at: datetime
     answered_at: datetime | None
     answer: str | None = Field(description="The patient's written answer, in their words")
-    new_document_ids: list[UUID] = Field(
+    document_ids: list[UUID] = Field(
         description="Documents added in answer: fetch them like the offer's (GET "
         "/v1/referrals/{referral_id}/documents/{document_id} on records)"
+    )
+    new_document_ids: list[UUID] = Field(
+        description="The same as `document_ids` (kept for v1 clients; a v2 drops it)",
+        json_schema_extra={"deprecated": True},
     )
     shipments: list[ShipmentView]
 
@@ -274,7 +278,9 @@ class PayerView(BaseModel):
     """Who pays, as the accepting center reads it (never on a Kafka topic to a center)."""
 
     kind: PayerKind = Field(description="self_pay, insurer, or charity (a charity or fund)")
-    insurer: str | None = Field(default=None, description="For `insurer`: its registry code")
+    insurer: InsurerCode | None = Field(
+        default=None, description="For `insurer`: its registry code"
+    )
     insurer_name: str | None = Field(
         default=None,
         description="For `insurer`: the insurer as the patient's front end named it, once the "
@@ -472,6 +478,7 @@ async def _information(
                 requested_at=r.requested_at,
                 answered_at=r.answered_at,
                 answer=answer.get("answer"),
+                document_ids=answer.get("new_document_ids") or [],
                 new_document_ids=answer.get("new_document_ids") or [],
                 shipments=shipments.get(r.id, []),
             )
