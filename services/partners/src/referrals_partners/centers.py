@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, select
 from sqlalchemy.dialects.postgresql import insert
+from sqlmodel import col
 
 from referrals_common.auth.api_keys import generate_api_key, hash_secret, key_digest
 from referrals_common.contracts import (
@@ -52,17 +54,21 @@ async def load_seed(db: Database, path: str | Path | None = None) -> Registry:
     async with db.unit_of_work() as uow:
         added = 0
         for center in registry.centers:
-            result = await uow.session.execute(
-                insert(CenterRow)
-                .values(
-                    **center_row_values(center),
-                    seed_version=registry.version,
-                    created_at=utcnow(),
-                    updated_at=utcnow(),
-                )
-                .on_conflict_do_nothing(index_elements=["code"])
+            # An INSERT's result is a CursorResult (the session types every result as Result).
+            result = cast(
+                CursorResult[Any],
+                await uow.session.execute(
+                    insert(CenterRow)
+                    .values(
+                        **center_row_values(center),
+                        seed_version=registry.version,
+                        created_at=utcnow(),
+                        updated_at=utcnow(),
+                    )
+                    .on_conflict_do_nothing(index_elements=["code"])
+                ),
             )
-            added += result.rowcount or 0  # type: ignore[attr-defined]
+            added += result.rowcount or 0
         await uow.commit()
     log.info(
         "registry seed v%s (%s): %d centers, %d new",
@@ -81,7 +87,7 @@ async def ensure_inbox_topics(db: Database, kafka: KafkaSettings | str) -> list[
 
     kafka = kafka_settings(kafka)
     async with db.unit_of_work() as uow:
-        codes = (await uow.session.execute(select(CenterRow.code))).scalars().all()
+        codes = (await uow.session.execute(select(col(CenterRow.code)))).scalars().all()
     return await ensure_topics(
         kafka,
         [topics.partner_inbox(code) for code in codes],

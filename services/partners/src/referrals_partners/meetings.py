@@ -29,6 +29,7 @@ from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from opentelemetry import trace
 from sqlalchemy import select, update
+from sqlmodel import col
 
 from referrals_common.contracts import (
     CaseMeetingCancelled,
@@ -318,7 +319,7 @@ class Meetings:
         withdrawal, and the patient is told nothing more but the withdrawal)."""
         await uow.session.execute(
             update(Meeting)
-            .where(Meeting.case_id == case_id, Meeting.status.in_(OPEN))  # type: ignore[attr-defined]
+            .where(col(Meeting.case_id) == case_id, col(Meeting.status).in_(OPEN))
             .values(status=MeetingStatus.CANCELLED.value, cancelled_by=CancelledBy.PATIENT.value)
         )
 
@@ -333,12 +334,12 @@ class Meetings:
             rows = await uow.session.execute(
                 select(Meeting)
                 .where(
-                    Meeting.status == MeetingStatus.BOOKED.value,
-                    Meeting.reminders_sent == index,
-                    Meeting.starts_at <= now + before,  # type: ignore[operator]
-                    Meeting.starts_at > now,  # type: ignore[operator]
+                    col(Meeting.status) == MeetingStatus.BOOKED.value,
+                    col(Meeting.reminders_sent) == index,
+                    col(Meeting.starts_at) <= now + before,
+                    col(Meeting.starts_at) > now,
                 )
-                .order_by(Meeting.starts_at)  # type: ignore[arg-type]
+                .order_by(col(Meeting.starts_at))
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             )
@@ -453,8 +454,8 @@ class Meetings:
     async def _open_meeting(uow: UnitOfWork, referral_id: UUID) -> Meeting | None:
         rows = await uow.session.execute(
             select(Meeting).where(
-                Meeting.referral_id == referral_id,
-                Meeting.status.in_(OPEN),  # type: ignore[attr-defined]
+                col(Meeting.referral_id) == referral_id,
+                col(Meeting.status).in_(OPEN),
             )
         )
         return rows.scalars().first()

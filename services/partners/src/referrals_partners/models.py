@@ -18,11 +18,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _ts(nullable: bool = False) -> Column:  # type: ignore[type-arg]
+def _ts(nullable: bool = False) -> Column[datetime]:
     return Column(DateTime(timezone=True), nullable=nullable)
 
 
-def _json(nullable: bool = False) -> Column:  # type: ignore[type-arg]
+def _json(nullable: bool = False) -> Column[Any]:
     return Column(JSON, nullable=nullable)
 
 

@@ -35,6 +35,7 @@ import httpx
 from opentelemetry import propagate
 from opentelemetry import trace as otel_trace
 from sqlalchemy import select
+from sqlmodel import col
 
 from referrals_common import case_timeline
 from referrals_common.api.idempotency import claim_or_replay, request_fingerprint
@@ -237,20 +238,20 @@ async def partners_entries(uow: UnitOfWork, case_id: UUID) -> tuple[str | None, 
     session = uow.session
     case = await session.get(RoutingCase, case_id)
     referrals = list(
-        (await session.execute(select(Referral).where(Referral.case_id == case_id))).scalars()
+        (await session.execute(select(Referral).where(col(Referral.case_id) == case_id))).scalars()
     )
     found: list[TimelineEntry] = []
     for referral in referrals:
         found += _referral_entries(referral)
     requests = await session.execute(
-        select(InformationRequest).where(InformationRequest.case_id == case_id)
+        select(InformationRequest).where(col(InformationRequest.case_id) == case_id)
     )
     for request in requests.scalars():
         found += _request_entries(request)
     if referrals:
         deliveries = await session.execute(
             select(WebhookDelivery).where(
-                WebhookDelivery.referral_id.in_([r.id for r in referrals])  # type: ignore[attr-defined]
+                col(WebhookDelivery.referral_id).in_([r.id for r in referrals])
             )
         )
         found += [_delivery_entry(d) for d in deliveries.scalars()]
@@ -340,24 +341,25 @@ async def overdue_cases(uow: UnitOfWork, now: datetime, *, limit: int) -> list[O
     session = uow.session
     found: list[Overdue] = []
     offers = await session.execute(
-        select(Referral).where(Referral.status == "offered", Referral.answer_due_at < now)
+        select(Referral).where(col(Referral.status) == "offered", col(Referral.answer_due_at) < now)
     )
     found += [
         Overdue(r.case_id, "answer", r.answer_due_at, r.center_code, r.id) for r in offers.scalars()
     ]
     opinions = await session.execute(
         select(Referral).where(
-            Referral.status == "accepted",
-            Referral.expected_opinion_at < now,  # type: ignore[operator]
+            col(Referral.status) == "accepted",
+            col(Referral.expected_opinion_at) < now,
         )
     )
     found += [
-        Overdue(r.case_id, "opinion", r.expected_opinion_at, r.center_code, r.id)  # type: ignore[arg-type]
+        Overdue(r.case_id, "opinion", r.expected_opinion_at, r.center_code, r.id)
         for r in opinions.scalars()
+        if r.expected_opinion_at is not None  # always: the query compared it
     ]
     requests = await session.execute(
         select(InformationRequest).where(
-            InformationRequest.status == "open", InformationRequest.due_at < now
+            col(InformationRequest.status) == "open", col(InformationRequest.due_at) < now
         )
     )
     found += [
@@ -366,11 +368,15 @@ async def overdue_cases(uow: UnitOfWork, now: datetime, *, limit: int) -> list[O
     ]
     choosing = await session.execute(
         select(RoutingCase).where(
-            RoutingCase.status == "choosing",
-            RoutingCase.choose_by < now,  # type: ignore[operator]
+            col(RoutingCase.status) == "choosing",
+            col(RoutingCase.choose_by) < now,
         )
     )
-    found += [Overdue(c.case_id, "choice", c.choose_by) for c in choosing.scalars()]  # type: ignore[arg-type]
+    found += [
+        Overdue(c.case_id, "choice", c.choose_by)
+        for c in choosing.scalars()
+        if c.choose_by is not None  # always: the query compared it
+    ]
     return sorted(found, key=lambda o: o.due_at)[:limit]
 
 
@@ -404,8 +410,8 @@ async def replays_of(uow: UnitOfWork, topic: str) -> dict[tuple[int, int], list[
     """Every replay of the dead letters of `topic`, by (partition, offset)."""
     rows = await uow.session.execute(
         select(DeadLetterReplay)
-        .where(DeadLetterReplay.topic == topic)
-        .order_by(DeadLetterReplay.replayed_at)  # type: ignore[arg-type]
+        .where(col(DeadLetterReplay.topic) == topic)
+        .order_by(col(DeadLetterReplay.replayed_at))
     )
     found: dict[tuple[int, int], list[DeadLetterReplay]] = {}
     for row in rows.scalars():

@@ -68,13 +68,13 @@ _CENT = Decimal("0.01")
 @lru_cache(maxsize=512)
 def language_name(code: str) -> str:
     """The English name of an ISO 639-1 language (`uk` → Ukrainian); the code if unknown."""
-    return _ENGLISH.languages.get(code, code)
+    return str(_ENGLISH.languages.get(code, code))
 
 
 @lru_cache(maxsize=512)
 def country_name(code: str) -> str:
     """The English name of an ISO 3166-1 country (`DE` → Germany); the code if unknown."""
-    return _ENGLISH.territories.get(code, code)
+    return str(_ENGLISH.territories.get(code, code))
 
 
 def _and_list(items: Sequence[str], conjunction: str = "and") -> str:

@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 
 import httpx
 from sqlalchemy import select
+from sqlmodel import col
 
 from referrals_common.contracts import ReferralOffered
 from referrals_common.crypto import FieldCipher
@@ -98,10 +99,10 @@ class WebhookSender:
             rows = await uow.session.execute(
                 select(WebhookDelivery)
                 .where(
-                    WebhookDelivery.status == "pending",
-                    WebhookDelivery.next_attempt_at <= self.clock(),
+                    col(WebhookDelivery.status) == "pending",
+                    col(WebhookDelivery.next_attempt_at) <= self.clock(),
                 )
-                .order_by(WebhookDelivery.next_attempt_at)
+                .order_by(col(WebhookDelivery.next_attempt_at))
                 .limit(1)
                 .with_for_update(skip_locked=True)
             )
@@ -187,7 +188,7 @@ def delivery_log_pruner(
         db,
         WebhookDelivery,
         name="center_deliveries",
-        settled=WebhookDelivery.status.in_(SETTLED),  # type: ignore[attr-defined]
+        settled=col(WebhookDelivery.status).in_(SETTLED),
         age=WebhookDelivery.created_at,
         settings=settings,
         clock=clock,

@@ -33,6 +33,7 @@ from cryptography.exceptions import InvalidTag
 from opentelemetry import trace
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlmodel import col
 
 from referrals_common.contracts import (
     CaseFollowUpAsked,
@@ -45,6 +46,7 @@ from referrals_common.contracts import (
     CloudEvent,
     DeclineReason,
     DocumentStored,
+    EventData,
     ExpiryReason,
     OfferedDocument,
     OpinionOutcome,
@@ -235,7 +237,7 @@ class Partners:
         given = await uow.session.scalar(
             select(func.count())
             .select_from(Referral)
-            .where(Referral.case_id == case.case_id, Referral.status == "completed")
+            .where(col(Referral.case_id) == case.case_id, col(Referral.status) == "completed")
         )
         if case.status not in ("completed", "unroutable") or not given or case.request is None:
             log.info("case %s is %s: further opinion ignored", case.case_id, case.status)
@@ -297,8 +299,8 @@ class Partners:
         await _cancel_deliveries(uow, referral.id)  # the center has the offer
         referral.expected_opinion_at = expected_opinion_at
         await uow.session.execute(
-            RoutingCase.__table__.update()  # type: ignore[attr-defined]
-            .where(RoutingCase.case_id == referral.case_id)
+            RoutingCase.__table__.update()  # type: ignore[attr-defined]  # SQLModel leaves __table__ undeclared
+            .where(col(RoutingCase.case_id) == referral.case_id)
             .values(status="accepted", updated_at=self.clock())
         )
         await uow.outbox.add(
@@ -410,7 +412,7 @@ class Partners:
                     request_id=request.id,
                     items=list(items),
                     due_at=due_at,
-                    resumes_as=request.resume_status,  # type: ignore[arg-type]
+                    resumes_as=request.resume_status,
                 )
             )
         )
@@ -490,7 +492,8 @@ class Partners:
             )
         )
         docs = await _documents(uow, provided.new_document_ids)
-        received = new_event(
+        # The outbox takes any event: the variable is typed as one (CloudEvent is invariant).
+        received: CloudEvent[EventData] = new_event(
             ReferralInformationReceived(
                 case_id=case.case_id,
                 referral_id=referral.id,
@@ -553,11 +556,11 @@ class Partners:
                 asked_at=asked.asked_at,
             )
             .on_conflict_do_nothing(index_elements=["id"])
-            .returning(FollowUpQuestion.id)
+            .returning(col(FollowUpQuestion.id))
         )
         if inserted.first() is None:
             return  # the same question again
-        told = new_event(
+        told: CloudEvent[EventData] = new_event(
             ReferralFollowUpAsked(
                 case_id=referral.case_id,
                 referral_id=referral.id,
@@ -642,13 +645,13 @@ class Partners:
         now = self.clock()
         offsets = self.limits.info_reminders_before
         rows = await uow.session.execute(
-            select(InformationRequest.id, InformationRequest.case_id)
-            .where(InformationRequest.status == "open")
+            select(col(InformationRequest.id), col(InformationRequest.case_id))
+            .where(col(InformationRequest.status) == "open")
             .where(
-                (InformationRequest.due_at <= now)
+                (col(InformationRequest.due_at) <= now)
                 | (InformationRequest.reminders_sent < len(offsets))
             )
-            .order_by(InformationRequest.due_at)
+            .order_by(col(InformationRequest.due_at))
             .limit(limit)
         )
         handled = 0
@@ -773,7 +776,9 @@ class Partners:
         """Per center, then overall (`center_code` None): opinions delivered, with an outcome,
         and the shares that changed the diagnosis or the treatment plan (of those with one)."""
         rows = await uow.session.execute(
-            select(Referral.center_code, Referral.outcome).where(Referral.status == "completed")
+            select(col(Referral.center_code), col(Referral.outcome)).where(
+                col(Referral.status) == "completed"
+            )
         )
         by_center: dict[str | None, list[dict[str, Any] | None]] = {None: []}  # overall, always
         for code, outcome in rows.all():
@@ -808,9 +813,9 @@ class Partners:
         """
         now = self.clock()
         due = await uow.session.execute(
-            select(Referral.id, Referral.case_id)
-            .where(Referral.status == "offered", Referral.answer_due_at <= now)
-            .order_by(Referral.answer_due_at)
+            select(col(Referral.id), col(Referral.case_id))
+            .where(col(Referral.status) == "offered", col(Referral.answer_due_at) <= now)
+            .order_by(col(Referral.answer_due_at))
             .limit(limit)
         )
         expired = 0
@@ -859,7 +864,11 @@ class Partners:
         # Entities, not columns: a referral this transaction just declined or expired is not
         # flushed yet (no autoflush), and its new status counts in the explanation.
         earlier = (
-            (await uow.session.execute(select(Referral).where(Referral.case_id == case.case_id)))
+            (
+                await uow.session.execute(
+                    select(Referral).where(col(Referral.case_id) == case.case_id)
+                )
+            )
             .scalars()
             .all()
         )
@@ -971,8 +980,8 @@ class Partners:
         """Cases whose choice's deadline passed: the first-ranked center is offered the case."""
         now = self.clock()
         rows = await uow.session.execute(
-            select(RoutingCase.case_id)
-            .where(RoutingCase.status == "choosing", RoutingCase.choose_by <= now)
+            select(col(RoutingCase.case_id))
+            .where(col(RoutingCase.status) == "choosing", col(RoutingCase.choose_by) <= now)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
@@ -1105,7 +1114,7 @@ class Partners:
             if referral.attempt == 1:
                 waited = (now - case.created_at).total_seconds()
                 uow.after_commit(lambda: TIME_TO_FIRST_OFFER.labels(service_name()).observe(waited))
-        offer = new_event(
+        offer: CloudEvent[EventData] = new_event(
             ReferralOffered(
                 case_id=case.case_id,
                 referral_id=referral.id,
@@ -1127,10 +1136,12 @@ class Partners:
         loads = dict(
             (
                 await uow.session.execute(
-                    select(Referral.center_code, func.count())
+                    select(col(Referral.center_code), func.count())
                     .where(
-                        Referral.offered_at >= since,
-                        Referral.status.in_(("offered", "accepted", "info_requested", "completed")),
+                        col(Referral.offered_at) >= since,
+                        col(Referral.status).in_(
+                            ("offered", "accepted", "info_requested", "completed")
+                        ),
                     )
                     .group_by(Referral.center_code)
                 )
@@ -1176,14 +1187,16 @@ async def _case_unless_locked(uow: UnitOfWork, case_id: UUID) -> RoutingCase | N
     """The case's row locked for this transaction, or None if another scheduler or an API call
     holds it (SKIP LOCKED: that case is handled next round)."""
     rows = await uow.session.execute(
-        select(RoutingCase).where(RoutingCase.case_id == case_id).with_for_update(skip_locked=True)
+        select(RoutingCase)
+        .where(col(RoutingCase.case_id) == case_id)
+        .with_for_update(skip_locked=True)
     )
     return rows.scalar_one_or_none()
 
 
 async def _open_referral(uow: UnitOfWork, case_id: UUID) -> Referral | None:
     rows = await uow.session.execute(
-        select(Referral).where(Referral.case_id == case_id, Referral.status.in_(OPEN))
+        select(Referral).where(col(Referral.case_id) == case_id, col(Referral.status).in_(OPEN))
     )
     return rows.scalars().first()
 
@@ -1193,7 +1206,10 @@ async def _cancel_deliveries(uow: UnitOfWork, referral_id: UUID) -> None:
     cancelled, so a center is never sent an offer it can no longer take."""
     await uow.session.execute(
         update(WebhookDelivery)
-        .where(WebhookDelivery.referral_id == referral_id, WebhookDelivery.status == "pending")
+        .where(
+            col(WebhookDelivery.referral_id) == referral_id,
+            col(WebhookDelivery.status) == "pending",
+        )
         .values(status="cancelled", last_error="the offer ended before it was delivered")
     )
 
@@ -1257,8 +1273,8 @@ def _ended_before(earlier: Sequence[Referral], status: str) -> int:
 def _offered(referral_id: UUID, doc: CaseDocument) -> OfferedDocument:
     return OfferedDocument(
         document_id=doc.document_id,
-        kind=doc.kind,  # type: ignore[arg-type]
-        media_type=doc.media_type,  # type: ignore[arg-type]
+        kind=doc.kind,
+        media_type=doc.media_type,
         fetch_via=document_fetch_path(referral_id, doc.document_id),
     )
 
@@ -1291,7 +1307,10 @@ async def _end_requests(uow: UnitOfWork, referral_id: UUID, status: str) -> None
     """The referral's open request ends as `status` (the center declined, the case closed)."""
     await uow.session.execute(
         update(InformationRequest)
-        .where(InformationRequest.referral_id == referral_id, InformationRequest.status == "open")
+        .where(
+            col(InformationRequest.referral_id) == referral_id,
+            col(InformationRequest.status) == "open",
+        )
         .values(status=status)
     )
 
@@ -1307,7 +1326,7 @@ def _words(span: timedelta) -> str:
 
 async def _documents(uow: UnitOfWork, ids: Sequence[UUID]) -> list[CaseDocument]:
     rows = await uow.session.execute(
-        select(CaseDocument).where(CaseDocument.document_id.in_(list(ids)))
+        select(CaseDocument).where(col(CaseDocument.document_id).in_(list(ids)))
     )
     by_id = {d.document_id: d for d in rows.scalars()}
     return [by_id[i] for i in ids if i in by_id]
