@@ -194,7 +194,9 @@ class _Words:
         return self.gettext(DOCUMENT_KINDS.get(kind or "other", DOCUMENT_KINDS["other"]))
 
     def label(self, table: Mapping[str, str], code: str | None) -> str:
-        return self.gettext(table[code]) if code in table else (code or "").replace("_", " ")
+        if code is not None and code in table:
+            return self.gettext(table[code])
+        return (code or "").replace("_", " ")
 
 
 # ------------------------------------------------------------------------ document checks
