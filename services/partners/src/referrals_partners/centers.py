@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypedDict, cast
 
 from sqlalchemy import CursorResult, select
 from sqlalchemy.dialects.postgresql import insert
@@ -40,7 +40,13 @@ CENTER_KEY_PREFIX = "ccr"
 OPS_KEY_PREFIX = "ops"
 
 
-def center_row_values(center: Center) -> dict[str, object]:
+class CenterRowValues(TypedDict):
+    code: str
+    profile: dict[str, Any]
+    active: bool
+
+
+def center_row_values(center: Center) -> CenterRowValues:
     return {
         "code": center.code,
         "profile": center.model_dump(mode="json"),

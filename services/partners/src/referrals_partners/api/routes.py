@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, Security, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl, field_validator
 from sqlalchemy import select
+from sqlmodel import col
 
 from referrals_common.api.idempotency import claim_or_replay, request_fingerprint
 from referrals_common.api.pagination import (
@@ -28,6 +29,7 @@ from referrals_common.api.pagination import (
     Cursor,
     CursorSigner,
     OptionalLimit,
+    PageOf,
     after,
 )
 from referrals_common.api.problems import (
@@ -131,7 +133,7 @@ bearer = HTTPBearer(
 
 
 def get_runtime(request: Request) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
+    return cast(Runtime, request.app.state.runtime)
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
@@ -179,6 +181,7 @@ async def _principal(
     if row.role != role:
         await audit(runtime, f"key:{key_id}", route_of(request), outcome="denied")
         raise Unauthorized(refused)
+    assert presented is not None  # verify_api_key refuses a missing key
     runtime.verified_keys.put(presented, (key_id, role, row.center_code))
     return key_id, row.center_code
 
@@ -415,7 +418,7 @@ class OfferedReferral(BaseModel):
                     "payer",
                 }
             },
-            status=referral.status,  # type: ignore[arg-type]
+            status=referral.status,
             offer=referral.offer.get("data", referral.offer),
             questions=list((request.get("clinical") or {}).get("questions") or []),
             preparation=request.get("preparation") if accepted or answered else None,
@@ -441,8 +444,8 @@ async def _information(
     rows = (
         await uow.session.execute(
             select(InformationRequest)
-            .where(InformationRequest.referral_id.in_(list(referral_ids)))
-            .order_by(InformationRequest.requested_at)
+            .where(col(InformationRequest.referral_id).in_(list(referral_ids)))
+            .order_by(col(InformationRequest.requested_at))
         )
     ).scalars()
     requests = list(rows)
@@ -451,8 +454,8 @@ async def _information(
         for row in (
             await uow.session.execute(
                 select(Shipment)
-                .where(Shipment.request_id.in_([r.id for r in requests]))
-                .order_by(Shipment.sent_on)
+                .where(col(Shipment.request_id).in_([r.id for r in requests]))
+                .order_by(col(Shipment.sent_on))
             )
         ).scalars():
             shipments.setdefault(row.request_id, []).append(
@@ -471,7 +474,7 @@ async def _information(
         found.setdefault(r.referral_id, []).append(
             InformationRequestView(
                 id=r.id,
-                status=r.status,  # type: ignore[arg-type]
+                status=r.status,
                 reason=r.reason,
                 items=[RequestedItem.model_validate(i) for i in r.items],
                 due_at=r.due_at,
@@ -491,8 +494,8 @@ async def _follow_ups(uow: Any, referral_ids: set[UUID]) -> dict[UUID, list[Foll
         return {}
     rows = await uow.session.execute(
         select(FollowUpQuestion)
-        .where(FollowUpQuestion.referral_id.in_(list(referral_ids)))
-        .order_by(FollowUpQuestion.asked_at)
+        .where(col(FollowUpQuestion.referral_id).in_(list(referral_ids)))
+        .order_by(col(FollowUpQuestion.asked_at))
     )
     found: dict[UUID, list[FollowUpView]] = {}
     for q in rows.scalars():
@@ -514,8 +517,8 @@ async def _meetings(uow: Any, referral_ids: set[UUID]) -> dict[UUID, list[Meetin
         return {}
     rows = await uow.session.execute(
         select(Meeting)
-        .where(Meeting.referral_id.in_(list(referral_ids)))  # type: ignore[attr-defined]
-        .order_by(Meeting.created_at)  # type: ignore[arg-type]
+        .where(col(Meeting.referral_id).in_(list(referral_ids)))
+        .order_by(col(Meeting.created_at))
     )
     found: dict[UUID, list[MeetingView]] = {}
     for m in rows.scalars():
@@ -528,8 +531,8 @@ async def _requests(uow: Any, case_ids: set[UUID]) -> dict[UUID, dict[str, Any]]
     if not case_ids:
         return {}
     rows = await uow.session.execute(
-        select(RoutingCase.case_id, RoutingCase.request).where(
-            RoutingCase.case_id.in_(list(case_ids))
+        select(col(RoutingCase.case_id), col(RoutingCase.request)).where(
+            col(RoutingCase.case_id).in_(list(case_ids))
         )
     )
     return {case_id: request or {} for case_id, request in rows.all()}
@@ -850,10 +853,10 @@ async def list_referrals(
     scope = {"list": "partners.referrals", "center": center, "status": status_}
     signer = CursorSigner(runtime.pepper)
     position = signer.position(cursor, scope)
-    query = select(Referral).where(Referral.center_code == center)
+    query = select(Referral).where(col(Referral.center_code) == center)
     if status_:
-        query = query.where(Referral.status == status_)
-    query = after(query, (Referral.offered_at, Referral.id), position)  # type: ignore[arg-type]
+        query = query.where(col(Referral.status) == status_)
+    query = after(query, (col(Referral.offered_at), col(Referral.id)), position)
     paged = limit is not None or cursor is not None
     page_size = limit or DEFAULT_LIMIT
     async with runtime.db.unit_of_work() as uow:
@@ -861,7 +864,9 @@ async def list_referrals(
             (await uow.session.execute(query.limit(page_size + 1) if paged else query)).scalars()
         )
         if paged:
-            page = signer.page(rows, page_size, scope, request, key=lambda r: (r.offered_at, r.id))
+            page: PageOf[Referral] = signer.page(
+                rows, page_size, scope, request, key=lambda r: (r.offered_at, r.id)
+            )
             rows = page.items
             page.link(response)
         requests = await _requests(uow, {r.case_id for r in rows})
@@ -1327,8 +1332,8 @@ async def get_webhook(center: CenterDep, runtime: RuntimeDep, request: Request) 
             raise NotFound("This center has no webhook.")
         rows = await uow.session.execute(
             select(WebhookDelivery)
-            .where(WebhookDelivery.center_code == center)
-            .order_by(WebhookDelivery.created_at.desc())
+            .where(col(WebhookDelivery.center_code) == center)
+            .order_by(col(WebhookDelivery.created_at).desc())
             .limit(100)
         )
         deliveries = [DeliveryView.model_validate(d, from_attributes=True) for d in rows.scalars()]
@@ -1391,7 +1396,7 @@ async def add_center(
     async with runtime.db.unit_of_work() as uow:
         if await uow.session.get(CenterRow, center.code) is not None:
             raise Conflict(f"There is already a center {center.code}.")
-        row = CenterRow(**center_row_values(center))  # type: ignore[arg-type]
+        row = CenterRow(**center_row_values(center))
         uow.session.add(row)
         await uow.commit()
     kafka = runtime.settings.kafka
@@ -1423,7 +1428,7 @@ async def update_center(
         if row is None:
             raise NotFound(f"There is no center {code}.")
         values = center_row_values(center)
-        row.profile, row.active, row.updated_at = values["profile"], values["active"], utcnow()  # type: ignore[assignment]
+        row.profile, row.active, row.updated_at = values["profile"], values["active"], utcnow()
         await uow.commit()
     await audit(runtime, operator, route_of(request))
     return CenterView.model_validate(row, from_attributes=True)
@@ -1545,8 +1550,8 @@ async def list_cases(
     async with runtime.db.unit_of_work() as uow:
         rows = await uow.session.execute(
             select(RoutingCase)
-            .where(RoutingCase.status == status_)
-            .order_by(RoutingCase.updated_at.desc())
+            .where(col(RoutingCase.status) == status_)
+            .order_by(col(RoutingCase.updated_at).desc())
             .limit(limit)
         )
         return [
@@ -1606,7 +1611,7 @@ async def case_routing(
         if case is None:
             raise NotFound(f"Partners has not seen case {case_id}.")
         rows = await uow.session.execute(
-            select(Referral).where(Referral.case_id == case_id).order_by(Referral.attempt)
+            select(Referral).where(col(Referral.case_id) == case_id).order_by(col(Referral.attempt))
         )
         referrals = [_referral_record(r) for r in rows.scalars()]
     await audit(runtime, operator, route_of(request), case_id=case_id)
@@ -1844,7 +1849,7 @@ async def overdue(
     return [
         OverdueView(
             case_id=o.case_id,
-            what=o.what,  # type: ignore[arg-type]
+            what=o.what,
             due_at=o.due_at,
             overdue_seconds=int((now - o.due_at).total_seconds()),
             center_code=o.center_code,
@@ -1959,9 +1964,9 @@ async def patient_routing(
             raise NotFound(f"Case {case_id} has not been referred yet.")
         rows = await uow.session.execute(
             select(Referral, CenterRow)
-            .join(CenterRow, CenterRow.code == Referral.center_code)
-            .where(Referral.case_id == case_id)
-            .order_by(Referral.attempt.desc())
+            .join(CenterRow, col(CenterRow.code) == col(Referral.center_code))
+            .where(col(Referral.case_id) == case_id)
+            .order_by(col(Referral.attempt).desc())
             .limit(1)
         )
         latest = rows.first()
@@ -1977,7 +1982,7 @@ async def patient_routing(
             center_country=None,
             center_city=None,
             why=(case.last_decision or {}).get("rationale"),
-            language=locale,  # type: ignore[arg-type]
+            language=locale,
             answer_due_at=None,
             expected_opinion_at=None,
         )
@@ -1990,7 +1995,7 @@ async def patient_routing(
         center_city=row.profile.get("city"),
         why=referral.decision.get("rationale"),
         explanation=routing_explanation(referral.routing, locale),
-        language=locale,  # type: ignore[arg-type]
+        language=locale,
         answer_due_at=referral.answer_due_at,
         expected_opinion_at=referral.expected_opinion_at,
     )
