@@ -110,6 +110,48 @@ async def test_the_status_page_says_the_status_and_the_next_step(
     assert "hx-get" not in page.text  # no htmx without the vendored script
 
 
+async def test_why_this_center_is_said_in_the_case_s_language_when_partners_explains_it(
+    browser: Browser, fake: FakePlatform, case_with_request: tuple[UUID, dict]
+) -> None:
+    case_id, _ = case_with_request
+    fake.routing[case_id] |= {
+        "explanation": [
+            "Центр переглядає випадки з кодом C50.",
+            "Центр читає документи англійською.",
+        ],
+        "language": "uk",
+    }
+    await signed_in(browser, fake, case_id)
+
+    page = await browser.get("/case/status")
+
+    assert '<ul class="list list--bullet" id="routing-why" lang="uk">' in page.text
+    assert "<li>Центр читає документи англійською.</li>" in page.text
+    assert "Chosen because" not in page.text  # partners' English for operators is not shown
+
+
+async def test_a_timeline_entry_in_words_the_app_does_not_know_says_its_language(
+    browser: Browser, fake: FakePlatform, case_with_request: tuple[UUID, dict]
+) -> None:
+    case_id, _ = case_with_request
+    fake.timelines[case_id].append(
+        {
+            "at": datetime.now(UTC).isoformat(),
+            "from_status": "information_requested",
+            "to_status": "accepted",
+            "reason_code": "a_reason_this_app_has_no_words_for",
+            "reason": "Центр продовжує роботу над вашою справою.",
+            "next_step": None,
+            "language": "uk",
+        }
+    )
+    await signed_in(browser, fake, case_id)
+
+    page = await browser.get("/case/status")
+
+    assert '<span lang="uk">Центр продовжує роботу над вашою справою.</span>' in page.text
+
+
 async def test_the_status_page_listens_to_the_app_s_stream_and_polls_nothing(
     browser: Browser, fake: FakePlatform, case_with_request: tuple[UUID, dict], tmp_path
 ) -> None:
