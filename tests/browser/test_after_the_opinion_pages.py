@@ -5,9 +5,10 @@ asks to choose the center herself; routing proposes several and she chooses the 
 center (through partners' and records' APIs, as its own system would) accepts, delivers the
 written opinion with its outcome and offers two times for the consultation meeting. In the
 browser the patient reads the opinion and its outcome in words, downloads it, asks a follow-up
-question, books the first time (shown on her own clock, with the center's beside it) and sees it
-confirmed without a reload, moves it to the second, cancels it with a reason, and asks for a
-further opinion, answering the consent to share the earlier one as a question of its own.
+question (the center answers it with a document, which she downloads beside the answer), books
+the first time (shown on her own clock, with the center's beside it) and sees it confirmed
+without a reload, moves it to the second, cancels it with a reason, and asks for a further
+opinion, answering the consent to share the earlier one as a question of its own.
 
 axe-core on every new page (0 serious or critical) and nothing wider than the phone's screen;
 screenshots in docs/screenshots/after-0N-*-uk.png.
@@ -126,6 +127,39 @@ class Center:
         assert stored.status_code == 201, stored.text
         self.post("/opinion", json={"document_id": stored.json()["id"], "outcome": OUTCOME})
 
+    def answer_follow_up(self, words: str, file_name: str, content: bytes) -> None:
+        """Answer the patient's open follow-up question with a document: stored at records for
+        the question first (records hears of the question a moment after partners), then
+        attached to the answer by its id."""
+        deadline = time.monotonic() + TIMEOUT_S
+        while True:
+            referral = self.partners.get(
+                f"/v1/partner/referrals/{self.referral_id}", headers=self.headers
+            )
+            assert referral.status_code == 200, referral.text
+            open_ = [q for q in referral.json()["follow_up_questions"] if not q["answer"]]
+            if open_:
+                break
+            assert time.monotonic() < deadline, "no follow-up question at partners"
+            time.sleep(0.5)
+        question_id = open_[0]["id"]
+        while True:
+            stored = self.records.post(
+                f"/v1/referrals/{self.referral_id}/follow-up-questions/{question_id}/documents",
+                files={"file": (file_name, content, "application/pdf")},
+                headers=self.headers,
+            )
+            if stored.status_code not in (404, 409):
+                break
+            assert time.monotonic() < deadline, stored.text
+            time.sleep(0.5)
+        assert stored.status_code == 201, stored.text
+        self.post(
+            f"/follow-up-questions/{question_id}/answer",
+            json={"answer": words, "document_ids": [stored.json()["id"]]},
+            key=f"answer-{question_id}",
+        )
+
     def offer_meeting(self, starts: list[datetime]) -> dict[str, Any]:
         place = {
             "mode": "video",
@@ -162,6 +196,9 @@ def tag(page: Any) -> str:
     return page.locator("#case-status .tag--status").inner_text().strip()
 
 
+# One case from the first page to a further opinion, with an answer's document on the way:
+# longer than the default 300 s on a loaded 2-core machine.
+@pytest.mark.timeout(900)
 def test_a_patient_reads_asks_meets_and_asks_again_on_a_phone(
     warsaw_phone: Any, web_url: str, running_platform: tuple[Any, Any]
 ) -> None:
@@ -260,6 +297,27 @@ def test_a_patient_reads_asks_meets_and_asks_again_on_a_phone(
     )
     expect(page.locator("#follow-ups")).to_contain_text(question)
     check_page(page)
+
+    # The center answers with a document: a download link beside its answer, apart from the
+    # written opinion.
+    plan = OPINION.read_bytes() + b"% radiotherapy plan\n"
+    center = Center(platform, offer)
+    try:
+        center.answer_follow_up("Yes: the plan is attached.", "radiotherapy-plan.pdf", plan)
+    finally:
+        center.close()
+    attached = page.locator("#follow-ups .answer-documents a")
+    reload_until(page, lambda: attached.count() > 0, "the answer's document")
+    expect(page.locator("#follow-ups .answer")).to_contain_text("Yes: the plan is attached.")
+    expect(attached).to_have_count(1)
+    expect(attached).to_contain_text(_("Download the center's document"))
+    expect(page.locator("#follow-ups")).to_contain_text("radiotherapy-plan.pdf")
+    expect(page.locator("#opinion-documents a")).to_have_count(1)  # still one written opinion
+    check_page(page)
+    shoot(page, "after-05b-answer-document-uk")
+    with page.expect_download() as downloaded:
+        attached.first.click()
+    assert Path(downloaded.value.path()).read_bytes() == plan
 
     # The meeting: the times on her clock (Warsaw's, from the browser) and the center's.
     page.locator("#meetings a").first.click()
