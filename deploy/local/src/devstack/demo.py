@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from datetime import time as dt_time
 from email import policy
+from email.message import Message
 from email.parser import BytesParser
 from importlib import resources
 from pathlib import Path
@@ -323,7 +324,8 @@ class FrontEnd:
     async def read_case(self) -> dict[str, Any]:
         response = await self.intake.get(f"/v1/cases/{self.journey.case_id}", headers=self.auth)
         _ok(response)
-        return response.json()
+        case: dict[str, Any] = response.json()
+        return case
 
     async def read_opinion(self) -> int:
         with self.step("read the opinion"):
@@ -367,7 +369,7 @@ class FrontEnd:
             if time.monotonic() > deadline:
                 raise TimeoutError("the case never showed the meeting's times")
             await asyncio.sleep(0.3)
-        meeting = meetings[0]
+        meeting: dict[str, Any] = meetings[0]
         with self.step("book the consultation meeting"):
             _ok(
                 await self.intake.post(
@@ -388,7 +390,8 @@ class FrontEnd:
                 f"/v1/cases/{self.journey.case_id}/fhir", headers=self.auth
             )
             _ok(response)
-        return response.json()
+        bundle: dict[str, Any] = response.json()
+        return bundle
 
     async def close(self) -> None:
         await self.intake.aclose()
@@ -416,7 +419,7 @@ async def offer_meeting(platform: PlatformInfo, center: str, referral_id: str) -
         slots.append(
             {"starts_at": start.isoformat(), "ends_at": (start + timedelta(hours=1)).isoformat()}
         )
-    key = str(platform.keys()["centers"][center])  # type: ignore[index]
+    key = platform.keys()["centers"][center]
     async with httpx.AsyncClient(base_url=platform.apis["partners"], timeout=30) as partners:
         _ok(
             await partners.post(
@@ -429,6 +432,12 @@ async def offer_meeting(platform: PlatformInfo, center: str, referral_id: str) -
                 headers={"X-Api-Key": key, "Idempotency-Key": f"demo-meeting-{referral_id}"},
             )
         )
+
+
+def _decoded(part: Message) -> bytes:
+    """A leaf part's content, its transfer encoding undone (b"" for none)."""
+    payload = part.get_payload(decode=True)
+    return payload if isinstance(payload, bytes) else b""
 
 
 def _ok(response: httpx.Response) -> None:
@@ -476,7 +485,7 @@ def read_emails(mail_dir: str, since: float, case_id: str | None = None) -> list
         part = message.get_body(preferencelist=("plain",))
         body = part.get_content() if part is not None else ""
         attached = [
-            (a.get_filename() or "", a.get_content_type(), a.get_payload(decode=True) or b"")
+            (a.get_filename() or "", a.get_content_type(), _decoded(a))
             for a in message.iter_attachments()
         ]
         found.append(
@@ -509,7 +518,7 @@ async def run_journey(
     journey = Journey(trace_viewer=platform.trace_viewer)
     wall_start = time.time()
     began = time.monotonic()
-    centers = sorted(platform.keys()["centers"])  # type: ignore[arg-type]
+    centers = sorted(platform.keys()["centers"])
     watcher = EventWatcher(stack.kafka_bootstrap, centers, began)
     await watcher.start()
     center = start_sample_center(Path(platform.root), trace_env)

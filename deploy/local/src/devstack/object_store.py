@@ -75,7 +75,7 @@ def service_secret(root_secret: str, name: str) -> str:
 
 def _clients(endpoint: str, root_user: str, root_password: str, secure: bool) -> tuple[Any, Any]:
     from minio import Minio, MinioAdmin
-    from minio.credentials import StaticProvider
+    from minio.credentials.providers import StaticProvider
 
     s3 = Minio(endpoint, access_key=root_user, secret_key=root_password, secure=secure)
     admin = MinioAdmin(

@@ -221,7 +221,8 @@ def start_minio(
 def minio_ready(endpoint: str) -> bool:
     url = f"http://{endpoint}/minio/health/ready"
     with urllib.request.urlopen(url, timeout=2) as resp:
-        return resp.status == 200
+        status: int = resp.status
+        return status == 200
 
 
 # ---------------------------------------------------------------------------------- PostgreSQL
@@ -326,7 +327,8 @@ def postgres_ready(dsn: str) -> bool:
 
         conn = await asyncpg.connect(dsn, timeout=3)
         try:
-            return await conn.fetchval("select 1") == 1
+            one: object = await conn.fetchval("select 1")
+            return one == 1
         finally:
             await conn.close()
 

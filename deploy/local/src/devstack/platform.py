@@ -36,7 +36,9 @@ import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import TypedDict
 
 from rich.console import Console
 
@@ -50,6 +52,7 @@ from devstack.process import (
     stop_group,
     wait_until,
 )
+from devstack.provision import SampleKeys
 from devstack.stack import Secrets, StackInfo, provision_databases
 from referrals_common.contracts import topics
 from referrals_common.messaging.kafka import ensure_topics
@@ -85,6 +88,13 @@ ZIPKIN_HEAP = "512m"
 each), with room for the queries and the intake of a burst."""
 
 
+class ProcessCommand(TypedDict):
+    """How one process was started: its argv and the variables of that process only."""
+
+    argv: list[str]
+    env: dict[str, str]
+
+
 @dataclass
 class PlatformInfo:
     """Where every process of a running platform is."""
@@ -111,7 +121,7 @@ class PlatformInfo:
     """Base URL of Alertmanager, or empty when started without it."""
     keys_file: str = ""
     started_at: float = 0.0
-    commands: dict[str, dict[str, object]] = field(default_factory=dict)
+    commands: dict[str, ProcessCommand] = field(default_factory=dict)
     """`<service>-<role>` → {"argv": [...], "env": {variables of that process only}}: what
     `restart` runs again (the shared environment is in `platform-env.json`, mode 600; the web
     app's own, all of it, in `web-env.json`, mode 600)."""
@@ -135,8 +145,10 @@ class PlatformInfo:
         """Whether `pid` is still the process this platform started (see `started_before`)."""
         return started_before(pid, self.started_at)
 
-    def keys(self) -> dict[str, object]:
-        return json.loads(Path(self.keys_file).read_text())
+    def keys(self) -> SampleKeys:
+        """The sample keys `devstack.provision` made for this platform."""
+        keys: SampleKeys = json.loads(Path(self.keys_file).read_text())
+        return keys
 
     def probe_url(self, name: str) -> str:
         """What says whether process `name` works: Zipkin's and an API's `/health`, another
@@ -297,14 +309,12 @@ def web_environment(
     return env | trace_environment(zipkin)
 
 
-def add_console_staff(
-    keys: dict[str, object], web_env: dict[str, str], logs: Path
-) -> dict[str, str]:
+def add_console_staff(keys: SampleKeys, web_env: dict[str, str], logs: Path) -> dict[str, str]:
     """A staff account of the center console for `CONSOLE_STAFF`'s center (or, with another
     registry, its first center), made with the web app's own CLI and that center's key (given
     in the environment, never on the command line); again on every start, which changes
     nothing but keeps the key the stack has."""
-    centers: dict[str, str] = keys["centers"]  # type: ignore[assignment]
+    centers = keys["centers"]
     staff = dict(CONSOLE_STAFF)
     if staff["center"] not in centers:
         staff["center"] = sorted(centers)[0]
@@ -439,7 +449,8 @@ def _http_ok(url: str, *, expect_json: bool = True) -> bool:
                 and response.headers.get_content_type() != "application/json"
             ):
                 return False
-            return 200 <= response.status < 300
+            status: int = response.status
+            return 200 <= status < 300
     except OSError:
         return False
 
@@ -541,10 +552,10 @@ def start(
                 platform_secrets(root),
                 apis,
                 info.web,
-                str(info.keys()["front_end"]),
+                info.keys()["front_end"],
                 vendor,
                 zipkin,
-                ops_key=str(info.keys()["ops"]),
+                ops_key=info.keys()["ops"],
             )
             (root / WEB_ENV_FILE).write_text(json.dumps(web_env))
             (root / WEB_ENV_FILE).chmod(0o600)
@@ -607,7 +618,8 @@ def start(
             started.append(scraping)
         info.pids = {r.name: r.pid for r in started}
         info.logs = {r.name: str(r.log) for r in started}
-        probes = {r.name: info.metrics.get(r.name) for r in started}
+        # Every process started has metrics, else one of the probes set below.
+        probes = {r.name: info.metrics.get(r.name, "") for r in started}
         for name in ("prometheus", "alertmanager"):
             if getattr(info, name):
                 probes[name] = info.probe_url(name)
@@ -626,7 +638,7 @@ def start(
                 pool.submit(
                     wait_until,
                     r.name,
-                    lambda url=probes[r.name], name=r.name: _http_ok(url, expect_json=name != WEB),
+                    partial(_http_ok, probes[r.name], expect_json=r.name != WEB),
                     pid=r.pid,
                     log=r.log,
                     timeout=timeout,
@@ -675,7 +687,7 @@ def restart(info: PlatformInfo, name: str, *, timeout: float = 120.0) -> int:
     command = info.commands[name]
     env = json.loads((Path(info.root) / (WEB_ENV_FILE if name == WEB else ENV_FILE)).read_text())
     log = Path(info.logs[name])
-    proc = spawn(list(command["argv"]), log=log, env={**env, **command["env"]})  # type: ignore[call-overload]
+    proc = spawn(command["argv"], log=log, env={**env, **command["env"]})
     probe = info.probe_url(name)
     wait_until(
         name,
@@ -699,6 +711,6 @@ def stop(info: PlatformInfo) -> None:
             pid = info.pids[name]
             if info.owns(pid):
                 pool.submit(stop_group, pid, timeout=15)
-    pid = info.pids.get("zipkin")
-    if pid is not None and info.owns(pid):
-        stop_group(pid, timeout=10)
+    zipkin = info.pids.get("zipkin")
+    if zipkin is not None and info.owns(zipkin):
+        stop_group(zipkin, timeout=10)

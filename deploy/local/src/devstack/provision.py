@@ -17,13 +17,23 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from typing import TypedDict
 
 DEMO_FRONT_END = "demo-front-end"
 """The partner front end the demo plays (an intake API client)."""
 
 
-async def provision() -> dict[str, object]:
+class SampleKeys(TypedDict):
+    """What `provision` prints: the demo front end's, the operator's and each center's key."""
+
+    front_end: str
+    ops: str
+    centers: dict[str, str]
+
+
+async def provision() -> SampleKeys:
     from sqlalchemy import select
+    from sqlmodel import col
 
     from referrals_common.db import Database
     from referrals_intake.clients import register_client
@@ -33,31 +43,29 @@ async def provision() -> dict[str, object]:
     from referrals_partners.models import CenterRow
 
     intake, partners = IntakeSettings(), PartnersSettings()
-    keys: dict[str, object] = {}
     intake_db, partners_db = Database(intake.postgres), Database(partners.postgres)
     try:
         await load_seed(partners_db, partners.seed_file or None)
         await ensure_inbox_topics(partners_db, partners.kafka)
         async with intake_db.unit_of_work() as uow:
-            keys["front_end"] = await register_client(
+            front_end = await register_client(
                 uow, DEMO_FRONT_END, intake.api_key_pepper.get_secret_value().encode()
             )
             await uow.commit()
         pepper = partners.api_key_pepper.get_secret_value().encode()
         centers: dict[str, str] = {}
         async with partners_db.unit_of_work() as uow:
-            codes = (await uow.session.execute(select(CenterRow.code))).scalars().all()
-            keys["ops"] = await issue_key(uow, pepper, role="ops", name="local operator")
+            codes = (await uow.session.execute(select(col(CenterRow.code)))).scalars().all()
+            ops = await issue_key(uow, pepper, role="ops", name="local operator")
             for code in sorted(codes):
                 centers[code] = await issue_key(
                     uow, pepper, role="center", name=f"{code} (sample)", center_code=code
                 )
             await uow.commit()
-        keys["centers"] = centers
     finally:
         for db in (intake_db, partners_db):
             await db.dispose()
-    return keys
+    return SampleKeys(front_end=front_end, ops=ops, centers=centers)
 
 
 def main() -> None:

@@ -119,8 +119,10 @@ def _env(m: Manifest, service: str, component: str) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = []
     if spec.kafka:
         for name, key in (("USERNAME", "kafka-username"), ("PASSWORD", "kafka-password")):
-            ref = {"name": own, "key": key, "optional": True}
-            env.append({"name": f"REFERRALS_KAFKA__{name}", "valueFrom": {"secretKeyRef": ref}})
+            kafka_ref = {"name": own, "key": key, "optional": True}
+            env.append(
+                {"name": f"REFERRALS_KAFKA__{name}", "valueFrom": {"secretKeyRef": kafka_ref}}
+            )
         ca = {"name": "kafka-ca", "key": "ca.crt", "optional": True}
         env.append({"name": "REFERRALS_KAFKA__SSL_CADATA", "valueFrom": {"configMapKeyRef": ca}})
     env.append({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})

@@ -210,7 +210,7 @@ async def polite_request(
         retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
         **options,
     )
-    return await retrying(client.request, method, url, **kwargs)  # type: ignore[no-any-return]
+    return await retrying(client.request, method, url, **kwargs)
 
 
 def referral_status(response: httpx.Response) -> str:
@@ -269,7 +269,7 @@ async def assign_at_end(consumer: Any, names: list[str], *, timeout: float = 10.
 class SampleCenters:
     def __init__(self, stack: StackInfo, platform: PlatformInfo, *, decline_first: bool) -> None:
         self.bootstrap = stack.kafka_bootstrap
-        self.keys: dict[str, str] = platform.keys()["centers"]  # type: ignore[assignment]
+        self.keys: dict[str, str] = platform.keys()["centers"]
         self.partners = httpx.AsyncClient(base_url=platform.apis["partners"], timeout=30)
         self.records = httpx.AsyncClient(base_url=platform.apis["records"], timeout=60)
         self.downloads = httpx.AsyncClient(timeout=60)

@@ -112,7 +112,9 @@ def docker_answers(
     if client_factory is None:
         import docker
 
-        client_factory = docker.from_env
+        # docker's stubs say the timeout is an int; it hands it to requests, which takes a float.
+        from_env: Callable[..., Any] = docker.from_env
+        client_factory = from_env
     from docker.errors import DockerException
     from requests.exceptions import RequestException
 
