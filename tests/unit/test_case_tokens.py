@@ -274,3 +274,40 @@ def test_an_issuer_refuses_a_non_ed25519_key():
 def test_the_issued_token_stays_out_of_reprs(issuer):
     issued = issuer.issue(CASE_ID, "p")
     assert issued.token not in repr(issued)
+
+
+def _signed(key_pem: bytes, **extra: object) -> str:
+    """A well-formed case token for CASE_ID with `extra` claims, signed with `key_pem`."""
+    private_key = serialization.load_pem_private_key(key_pem, None)
+    now = int(datetime.now(UTC).timestamp())
+    claims = {"iss": "referrals-intake", "aud": "referrals", "sub": str(CASE_ID), "cid": "p"}
+    claims |= {"scope": "case:read", "iat": now, "nbf": now, "exp": now + 60, "jti": "j"}
+    headers = {"kid": public_jwk(key_pem)["kid"], "typ": JWT_TYPE}
+    return jwt.encode(claims | extra, private_key, algorithm="EdDSA", headers=headers)
+
+
+@pytest.mark.parametrize("locale", ["uk", "en"])
+def test_a_token_carries_the_case_s_language(issuer, verifier, locale):
+    issued = issuer.issue(CASE_ID, "partner-es", locale=locale)
+    assert segments(issued.token)[1]["loc"] == locale
+    assert verifier.verify(issued.token).locale == locale
+
+
+def test_a_token_without_a_language_still_verifies_with_none(issuer, verifier, key_pem):
+    issued = issuer.issue(CASE_ID, "partner-es")
+    assert "loc" not in segments(issued.token)[1]
+    assert verifier.verify(issued.token).locale is None
+    assert verifier.verify(_signed(key_pem)).locale is None
+
+
+def test_a_language_this_version_does_not_speak_is_no_language(verifier, key_pem):
+    assert verifier.verify(_signed(key_pem, loc="pl")).locale is None
+
+
+def test_a_language_claim_that_is_not_text_is_refused(verifier, key_pem):
+    assert refusal(verifier, _signed(key_pem, loc=["uk"])) == "invalid-claim"
+
+
+def test_an_issuer_refuses_a_language_the_platform_does_not_speak(issuer):
+    with pytest.raises(ValueError, match="language"):
+        issuer.issue(CASE_ID, "partner-es", locale="uk-UA")

@@ -146,6 +146,85 @@ def test_every_code_of_the_contracts_has_words(table: dict[str, str], codes: Any
     assert {c.value for c in codes} == set(table)
 
 
+# ---------------------------------------------------------------------- upload refusals
+ACCEPTED = (("PDF", (".pdf",)), ("DICOM", (".dcm", "")), ("plain text", (".txt",)))
+
+
+def test_every_rejection_reason_has_a_sentence() -> None:
+    assert {c.value for c in RejectionReason} == set(texts.UPLOAD_REFUSALS)
+
+
+@pytest.mark.parametrize("reason", sorted(texts.UPLOAD_REFUSALS))
+def test_each_upload_refusal_reads_in_ukrainian_and_in_english(reason: str) -> None:
+    refusal = texts.Refusal(reason)
+    uk, en = texts.upload_refusal(refusal, "uk"), texts.upload_refusal(refusal, "en")
+    assert uk and en and uk != en
+    assert CYRILLIC.search(uk), uk
+    assert not CYRILLIC.search(en), en
+
+
+@pytest.mark.parametrize("found", sorted(texts.FILE_TYPES))
+def test_each_type_records_may_find_is_named_in_both_languages(found: str) -> None:
+    refusal = texts.Refusal("unsupported_type", found=found, accepted=ACCEPTED)
+    uk, en = texts.upload_refusal(refusal, "uk"), texts.upload_refusal(refusal, "en")
+    assert found in en and found not in uk
+    assert CYRILLIC.search(uk.split(":", 1)[1]), uk  # the type itself in Ukrainian words
+    assert "%(" not in uk and "%(" not in en
+
+
+@pytest.mark.parametrize(
+    ("refusal", "uk", "en"),
+    [
+        (
+            texts.Refusal("too_large", limit_bytes=3 * 2**19),
+            "Файл більший за дозволені 1,5 МБ.",
+            "The file is larger than the limit of 1.5 MB.",
+        ),
+        (
+            texts.Refusal("too_large", quota_bytes=2048 * 2**20, used_bytes=2047 * 2**20),
+            "Усі документи справи можуть займати до 2 048 МБ; уже зайнято 2 047 МБ",
+            "The case's documents may take 2,048 MB in all; 2,047 MB are used",
+        ),
+        (
+            texts.Refusal("unsupported_type", found="a GIF image", accepted=ACCEPTED),
+            "Такий тип файлу не приймаємо: зображення GIF. Приймаємо такі типи файлів: PDF "
+            "(.pdf), DICOM (.dcm, без розширення) і звичайний текст (.txt).",
+            "This type of file is not accepted: a GIF image. Accepted types: PDF (.pdf), DICOM "
+            "(.dcm, no extension) and plain text (.txt).",
+        ),
+        (
+            texts.Refusal(
+                "unsupported_type", found="a JPEG image", expected_extensions=(".jpg", ".jpeg")
+            ),
+            "Що це за файл: зображення JPEG. Можливі закінчення назви: .jpg або .jpeg.",
+            "which is a JPEG image. Endings its name may have: .jpg or .jpeg.",
+        ),
+        (
+            texts.Refusal("unsupported_type", bare_dicom=True),
+            "Експортуйте знімки ще раз як стандартні файли DICOM.",
+            "Please export the images again as standard DICOM files.",
+        ),
+        (
+            texts.Refusal("unsupported_type"),
+            "Не вдалося розпізнати тип файлу.",
+            "The file's type could not be recognised.",
+        ),
+    ],
+    ids=["size-limit", "case-quota", "type", "name-against-content", "bare-dicom", "unknown"],
+)
+def test_an_upload_refusal_names_its_limits_and_types_in_the_case_s_language(
+    refusal: Any, uk: str, en: str
+) -> None:
+    # CLDR groups Ukrainian thousands with a no-break space.
+    spaced = re.sub("[\u00a0\u202f]", " ", texts.upload_refusal(refusal, "uk"))
+    assert uk in spaced
+    assert en in texts.upload_refusal(refusal, "en")
+
+
+def test_a_refusal_reason_this_version_does_not_know_still_has_words() -> None:
+    assert CYRILLIC.search(texts.upload_refusal(texts.Refusal("new_reason"), "uk"))
+
+
 def test_an_entry_without_parameters_or_an_unknown_code_keeps_its_stored_text() -> None:
     assert texts.reason("referral_accepted", None, "uk") is None
     assert texts.reason("something_new", {}, "uk") is None

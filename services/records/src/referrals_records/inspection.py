@@ -53,6 +53,7 @@ from filetype.types.isobmff import IsoBmff
 from PIL import ImageFile, JpegImagePlugin, PngImagePlugin, TiffImagePlugin
 
 from referrals_common.contracts.records import RejectionReason
+from referrals_common.i18n.case_texts import Refusal
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -140,22 +141,26 @@ def too_large(max_bytes: int) -> UploadRefused:
     return UploadRefused(
         RejectionReason.TOO_LARGE,
         f"The file is larger than the limit of {_megabytes(max_bytes)} MB.",
+        Refusal(RejectionReason.TOO_LARGE, limit_bytes=max_bytes),
     )
 
 
 class UploadRefused(Exception):
     """An upload records will not store, with the reason, the HTTP status and an explanation.
 
-    `detail` is one or two sentences in English for the patient and the front end; it never
-    contains the file name, so it may also be published as `DocumentRejected.detail`. `status` is
-    415 for a type records does not accept (or a name contradicting the content), 413 for a file
-    over the size limit and 422 for everything else.
+    `detail` is one or two sentences in English for the center, the logs and an English front
+    end; it never contains the file name, so it may also be published as
+    `DocumentRejected.detail`. `words` is what the patient's words are made of, rendered in the
+    case's language (`referrals_common.i18n.case_texts.upload_refusal`); without it, the
+    reason's. `status` is 415 for a type records does not accept (or a name contradicting the
+    content), 413 for a file over the size limit and 422 for everything else.
     """
 
-    def __init__(self, reason: RejectionReason, detail: str) -> None:
+    def __init__(self, reason: RejectionReason, detail: str, words: Refusal | None = None) -> None:
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
+        self.words = words or Refusal(reason)
         self.status = _STATUS.get(reason, 422)
 
 
@@ -172,6 +177,7 @@ class CaseQuotaExceeded(UploadRefused):
             f"The case's documents may take {_megabytes(quota_bytes)} MB in all; "
             f"{_megabytes(used_bytes)} MB are used, and this file does not fit in the rest. "
             "Delete a document the case does not need, or send a smaller file.",
+            Refusal(RejectionReason.TOO_LARGE, quota_bytes=quota_bytes, used_bytes=used_bytes),
         )
         self.quota_bytes = quota_bytes
         self.used_bytes = used_bytes
@@ -223,6 +229,20 @@ def accepted_types_sentence() -> str:
             listed += " or no extension"
         parts.append(f"{_SHORT_NAMES[media_type]} ({listed})")
     return f"Accepted types: {', '.join(parts[:-1])} and {parts[-1]}."
+
+
+def _not_accepted(
+    found: str | None, *, expected: str | None = None, bare_dicom: bool = False
+) -> Refusal:
+    """The patient's words of a type refusal: what the file is (None: not recognised), the
+    endings a file of the `expected` media type may have, and the accepted types."""
+    return Refusal(
+        RejectionReason.UNSUPPORTED_TYPE,
+        found=found,
+        expected_extensions=ACCEPTED_MEDIA_TYPES[expected] if expected else (),
+        bare_dicom=bare_dicom,
+        accepted=tuple((_SHORT_NAMES[m], e) for m, e in ACCEPTED_MEDIA_TYPES.items()),
+    )
 
 
 # --- file names ---------------------------------------------------------------------------------
@@ -408,6 +428,7 @@ def sniff(head: bytes, file_name: str) -> str:
             RejectionReason.UNSUPPORTED_TYPE,
             f"{_mismatch(extension, _DESCRIPTIONS[media_type])}; its name must end in "
             f"{_extensions_phrase(media_type)}. {accepted_types_sentence()}",
+            _not_accepted(_DESCRIPTIONS[media_type], expected=media_type),
         )
     return media_type
 
@@ -433,7 +454,11 @@ def _unsupported(what: str | None) -> UploadRefused:
         if what
         else "The file's type could not be recognised."
     )
-    return UploadRefused(RejectionReason.UNSUPPORTED_TYPE, f"{opening} {accepted_types_sentence()}")
+    return UploadRefused(
+        RejectionReason.UNSUPPORTED_TYPE,
+        f"{opening} {accepted_types_sentence()}",
+        _not_accepted(what),
+    )
 
 
 def _detect(head: bytes) -> str:
@@ -462,6 +487,7 @@ def _detect(head: bytes) -> str:
             "The file looks like DICOM data without the standard DICOM file header (the "
             "128-byte preamble and 'DICM'), which records cannot check reliably; please export "
             f"the images again as standard DICOM files. {accepted_types_sentence()}",
+            _not_accepted(None, bare_dicom=True),
         )
     text = _decode_text(head)
     if text is None:

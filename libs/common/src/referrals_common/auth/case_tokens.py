@@ -15,7 +15,12 @@ a JWT signed with Ed25519 (JWS `alg: EdDSA`), so a verifier needs only intake's 
 
 Claims: `iss` (intake), `aud` (the platform), `sub` (the case id), `cid` (the partner client the
 case was opened through), `scope` (space-separated, `case:read case:write`), `iat`, `nbf`,
-`exp`, `jti`. The header names the key (`kid`, by default its RFC 7638 thumbprint) and the
+`exp`, `jti`, and optionally `loc`, the case's language when the token was issued (`uk` or
+`en`), so a service that keeps no case (records) answers the patient in it. `loc` is additive:
+a token without it (or naming a language this version does not speak) verifies, with no
+language (the verifier falls back to `Accept-Language`, then English).
+
+The header names the key (`kid`, by default its RFC 7638 thumbprint) and the
 token type (`typ: case-access+jwt`, RFC 8725 explicit typing, so no other JWT signed with the
 same key can pass for a case token). The verifier accepts EdDSA over Ed25519 and nothing else:
 no `none`, and no HMAC that could be keyed with the public key.
@@ -44,6 +49,8 @@ from uuid import UUID
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from referrals_common.i18n import LOCALES
 
 ALGORITHM = "EdDSA"
 JWT_TYPE = "case-access+jwt"
@@ -115,6 +122,8 @@ class CaseClaims:
     scopes: tuple[str, ...]
     expires_at: datetime
     token_id: str
+    locale: str | None = None
+    """The case's language (`loc`: `uk` or `en`) when the token was issued; None without one."""
 
     def allows(self, scope: str) -> bool:
         """Whether the token was granted `scope`."""
@@ -221,10 +230,17 @@ class CaseTokenIssuer:
         self._clock = clock
 
     def issue(
-        self, case_id: UUID, client_id: str, scopes: tuple[str, ...] = DEFAULT_SCOPES
+        self,
+        case_id: UUID,
+        client_id: str,
+        scopes: tuple[str, ...] = DEFAULT_SCOPES,
+        *,
+        locale: str | None = None,
     ) -> IssuedToken:
         """A token granting `scopes` on case `case_id` to calls through `client_id`, valid from
-        now for the issuer's ttl."""
+        now for the issuer's ttl; `locale`, the case's language (`uk`, `en`), goes in `loc`."""
+        if locale is not None and locale not in LOCALES:
+            raise ValueError(f"a case's language is one of {LOCALES}, not {locale!r}")
         if not client_id:
             raise ValueError("a case token names the client it was issued through")
         if not scopes or any(
@@ -244,6 +260,8 @@ class CaseTokenIssuer:
             "exp": expires,
             "jti": str(uuid.uuid4()),
         }
+        if locale is not None:
+            claims["loc"] = locale
         token = jwt.encode(
             claims,
             self._key,
@@ -370,10 +388,15 @@ def _case_claims(claims: Mapping[str, Any]) -> CaseClaims:
         expires_at = datetime.fromtimestamp(int(claims["exp"]), UTC)
     except (TypeError, ValueError, OverflowError):
         raise InvalidCaseToken("invalid-claim") from None
+    locale = claims.get("loc")
+    if locale is not None and not isinstance(locale, str):
+        raise InvalidCaseToken("invalid-claim")
     return CaseClaims(
         case_id=case_id,
         client_id=client_id,
         scopes=tuple(scope.split()),
         expires_at=expires_at,
         token_id=claims["jti"],
+        # A language this version does not speak (a newer intake's) is no language.
+        locale=locale if locale in LOCALES else None,
     )

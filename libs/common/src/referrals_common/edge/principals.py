@@ -151,10 +151,12 @@ async def verify_api_key(
 
 @dataclass(frozen=True)
 class CaseAccess:
-    """The holder of one case's access token, issued to the front end `client_id`."""
+    """The holder of one case's access token, issued to the front end `client_id`; `locale` is
+    the case's language the token names (`loc`), None for a token without one."""
 
     case_id: UUID
     client_id: str
+    locale: str | None = None
 
     @property
     def actor(self) -> str:
@@ -187,7 +189,7 @@ async def verify_case_token(
             f"case-token:{claims.client_id}", route_of(request), case_id=case_id, outcome="denied"
         )
         raise NotFound(f"There is no case {case_id}.")
-    return CaseAccess(case_id=case_id, client_id=claims.client_id)
+    return CaseAccess(case_id=case_id, client_id=claims.client_id, locale=claims.locale)
 
 
 __all__ = [

@@ -13,13 +13,14 @@ and time (shown in UTC), `date` an ISO date, counts as integers; the rest is nam
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 from babel.dates import format_date, format_datetime
 from babel.lists import format_list
-from babel.numbers import format_currency
+from babel.numbers import format_currency, format_decimal
 
 from referrals_common.i18n import (
     N_,
@@ -235,6 +236,162 @@ def requested_item(kind: str, detail: str | None, locale: str) -> str:
     words = _Words(locale)
     label = words.label(REQUESTED_ITEMS, kind)
     return f"{label}: {detail}" if detail else label
+
+
+# ------------------------------------------------------------------------ upload refusals
+UPLOAD_REFUSALS = {
+    "unsupported_type": N_("This type of file is not accepted."),
+    "too_large": N_("The file is too large."),
+    "empty": N_("The file is empty."),
+    "corrupt": N_(
+        "The file is damaged or incomplete. Save or export it again, then upload the new copy."
+    ),
+    "decompression_bomb": N_(
+        "The file unpacks to far too much data. Send a smaller file, or the pages as a PDF."
+    ),
+    "bad_name": N_(
+        "The file name is not accepted. Rename the file with ordinary letters and digits, then "
+        "upload it again."
+    ),
+}
+"""Why records refused an upload, by `RejectionReason`, when it has no more precise words."""
+
+FILE_TYPES = frozenset(
+    {
+        N_("a PDF document"),
+        N_("a JPEG image"),
+        N_("a PNG image"),
+        N_("a TIFF image"),
+        N_("a DICOM file"),
+        N_("a Word document (DOCX)"),
+        N_("a plain text file"),
+        N_("a Windows program (EXE or DLL)"),
+        N_("a Linux program (ELF executable)"),
+        N_("a macOS program (Mach-O executable)"),
+        N_("a macOS program or a Java class file"),
+        N_("a GIF image"),
+        N_("a BigTIFF image"),
+        N_("a JPEG 2000 image"),
+        N_("a Photoshop document"),
+        N_("a camera raw photo (Canon CR2; export it as JPEG)"),
+        N_("a legacy or password-protected Microsoft Office file"),
+        N_("an RTF document"),
+        N_("a PostScript file"),
+        N_("a RAR archive"),
+        N_("a 7-Zip archive"),
+        N_("a gzip archive"),
+        N_("an XZ archive"),
+        N_("a ZIP archive"),
+        N_("an audio or video file"),
+        N_("a video (WebM or MKV)"),
+        N_("a script"),
+        N_("a WebP image"),
+        N_("a HEIC/HEIF photo (as iPhones take them; export it as JPEG)"),
+        N_("an AVIF image"),
+        N_("a video or audio file (MP4, MOV or similar)"),
+        N_("a BMP image"),
+        N_("an SVG image"),
+        N_("an HTML page"),
+        N_("an XML document"),
+        N_("a DICOM file whose preamble holds a program header"),
+        N_("a DICOM file whose preamble holds a script"),
+        N_("a Word document with macros (DOCM)"),
+        N_("an Excel workbook (XLSX)"),
+        N_("a PowerPoint presentation (PPTX)"),
+        N_("an Office Open XML package that is not a Word document"),
+        N_("an OpenDocument file (ODT, ODS or ODP)"),
+    }
+)
+"""What records may find a file to be (its English words are the codes: records names them)."""
+
+ACCEPTED_TYPE_NAMES = {"plain text": N_("plain text")}
+"""The short names of accepted types that are words, not format names (PDF, JPEG, Word)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """What the words for a refused upload are made of (records' `UploadRefused.words`).
+
+    `reason` is its `RejectionReason`; `limit_bytes` the size limit a file crossed;
+    `quota_bytes` and `used_bytes` a case's quota and what its documents take; `found` what the
+    file is (one of `FILE_TYPES`); `expected_extensions` the endings the name of a file of that
+    content may have, when its name says otherwise ("" for none); `bare_dicom` DICOM data without
+    the standard file header; `accepted` the accepted types, each a short name and its endings.
+    """
+
+    reason: str
+    limit_bytes: int | None = None
+    quota_bytes: int | None = None
+    used_bytes: int | None = None
+    found: str | None = None
+    expected_extensions: tuple[str, ...] = ()
+    bare_dicom: bool = False
+    accepted: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+
+def _megabytes(words: _Words, size: int) -> str:
+    return format_decimal(size / 2**20, "#,##0.#", locale=words.cldr)
+
+
+def _endings(words: _Words, extensions: Sequence[str]) -> list[str]:
+    return [extension or words.gettext("no extension") for extension in extensions]
+
+
+def _accepted_types(words: _Words, refusal: Refusal) -> str:
+    types = [
+        f"{words.gettext(ACCEPTED_TYPE_NAMES.get(name, name))} "
+        f"({', '.join(_endings(words, extensions))})"
+        for name, extensions in refusal.accepted
+    ]
+    return words.gettext("Accepted types: %(types)s.", types=words.both(types))
+
+
+def _unsupported_type(words: _Words, refusal: Refusal) -> str:
+    what = words.gettext(refusal.found) if refusal.found in FILE_TYPES else None
+    if refusal.bare_dicom:
+        opening = words.gettext(
+            "The file looks like DICOM data without the standard DICOM file header. Please "
+            "export the images again as standard DICOM files."
+        )
+    elif refusal.expected_extensions and what:
+        opening = words.gettext(
+            "The file's name does not match its content, which is %(what)s. Endings its name "
+            "may have: %(endings)s.",
+            what=what,
+            endings=words.either(_endings(words, refusal.expected_extensions)),
+        )
+    elif what:
+        opening = words.gettext("This type of file is not accepted: %(what)s.", what=what)
+    elif refusal.found is None:
+        opening = words.gettext("The file's type could not be recognised.")
+    else:
+        opening = words.label(UPLOAD_REFUSALS, refusal.reason)
+    return f"{opening} {_accepted_types(words, refusal)}" if refusal.accepted else opening
+
+
+def upload_refusal(refusal: Refusal, locale: str) -> str:
+    """Why records refused an upload, for the patient in `locale`: the size limit or the case's
+    quota in MB, what the file is and which types are accepted, where the refusal tells them;
+    otherwise a sentence for its reason (`UPLOAD_REFUSALS`)."""
+    words = _Words(locale)
+    if refusal.reason == "too_large" and refusal.quota_bytes is not None:
+        return words.gettext(
+            "The case's documents may take %(quota)s MB in all; %(used)s MB are used, and this "
+            "file does not fit in the rest. Delete a document the case does not need, or send "
+            "a smaller file.",
+            quota=_megabytes(words, refusal.quota_bytes),
+            used=_megabytes(words, refusal.used_bytes or 0),
+        )
+    if refusal.reason == "too_large" and refusal.limit_bytes is not None:
+        return words.gettext(
+            "The file is larger than the limit of %(limit)s MB.",
+            limit=_megabytes(words, refusal.limit_bytes),
+        )
+    if refusal.reason == "unsupported_type":
+        return _unsupported_type(words, refusal)
+    # A reason this version does not know: the file could not be kept as it is.
+    known = refusal.reason if refusal.reason in UPLOAD_REFUSALS else "corrupt"
+    return words.label(UPLOAD_REFUSALS, known)
 
 
 # ---------------------------------------------------------------------- timeline reasons
@@ -673,11 +830,15 @@ def proposal_explanation(proposal: Mapping[str, Any], locale: str) -> list[str]:
 
 
 __all__ = [
+    "ACCEPTED_TYPE_NAMES",
     "DOCUMENT_KINDS",
+    "FILE_TYPES",
     "MISSING",
     "NEXT_STEPS",
     "REASONS",
     "REQUESTED_ITEMS",
+    "UPLOAD_REFUSALS",
+    "Refusal",
     "document_detail",
     "missing",
     "next_step",
@@ -685,4 +846,5 @@ __all__ = [
     "reason",
     "requested_item",
     "routing_explanation",
+    "upload_refusal",
 ]

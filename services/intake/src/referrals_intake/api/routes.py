@@ -346,7 +346,7 @@ async def create_case(
         )
     repo.audit(client.actor, "create_case", case.id)
     await uow.commit()
-    issued = runtime.tokens.issue(case.id, client.key_id)
+    issued = runtime.tokens.issue(case.id, client.key_id, locale=case.locale)
     response.headers["Location"] = f"/v1/cases/{case.id}"
     return CaseCreated(case=public, access_token=issued.token, expires_at=issued.expires_at)
 
@@ -446,7 +446,7 @@ async def refresh_token(
         raise NotFound(f"There is no case {case_id}.")
     repo.audit(client.actor, "refresh_token", case_id)
     await uow.commit()
-    issued = runtime.tokens.issue(case_id, client.key_id)
+    issued = runtime.tokens.issue(case_id, client.key_id, locale=case.locale)
     return AccessToken(access_token=issued.token, expires_at=issued.expires_at)
 
 

@@ -25,6 +25,7 @@ from referrals_common.api.problems import (
     problem_responses,
 )
 from referrals_common.contracts import DocumentKind
+from referrals_common.edge.principals import CaseAccess
 from referrals_records.api.routes import (
     CaseAccessDep,
     CenterDep,
@@ -132,16 +133,24 @@ def _progress_headers(response: Response, view: UploadView) -> None:
 
 
 async def _answer(
-    runtime: Runtime, actor: str, case_id: UUID, action: str, work: Awaitable[T]
+    runtime: Runtime,
+    actor: str,
+    case_id: UUID,
+    action: str,
+    work: Awaitable[T],
+    locale: str | None = None,
 ) -> T:
-    """Run an upload action, turning each refusal into its problem (audited)."""
+    """Run an upload action, turning each refusal into its problem (audited); a refused file
+    is explained in `locale`, the patient's language (None: a center's upload, English)."""
     try:
         return await work
     except UploadNotFound:
         await audit(runtime, actor, action, case_id, outcome="denied")
         raise NotFound("There is no such upload for this case.") from None
     except UploadRefused as refused:
-        raise await recording_problem(runtime, actor, action, case_id, refused) from None
+        raise await recording_problem(
+            runtime, actor, action, case_id, refused, locale=locale
+        ) from None
     except UploadGone as exc:
         raise ProblemError(
             f"This upload was {exc.state} and its parts are gone: start a new upload.",
@@ -238,7 +247,8 @@ def _length(request: Request) -> int | None:
 
 
 # The same steps for a patient's upload and a center's opinion: who owns it, and its case.
-Owner = tuple[str, UUID, str]  # (owner, case id, actor)
+# (owner, case id, actor, the patient's language: None for a center)
+Owner = tuple[str, UUID, str, str | None]
 
 
 async def _create(
@@ -252,7 +262,7 @@ async def _create(
     translation_of: UUID | None,
     referral: Any = None,
 ) -> UploadPublic:
-    who, case_id, actor = owner
+    who, case_id, actor, locale = owner
     fingerprint = request_fingerprint(
         request.scope["route"].name, request.path_params, body.model_dump(mode="json")
     )
@@ -273,6 +283,7 @@ async def _create(
             request_hash=fingerprint,
             referral=referral,
         ),
+        locale,
     )
     view = await _answer(
         runtime, actor, case_id, "upload_start", runtime.uploads.view(who, case_id, session.id)
@@ -295,7 +306,7 @@ async def _put_part(
     upload_id: UUID,
     number: int,
 ) -> UploadPublic:
-    who, case_id, actor = owner
+    who, case_id, actor, locale = owner
     try:
         view, replayed = await _answer(
             runtime,
@@ -305,6 +316,7 @@ async def _put_part(
             runtime.uploads.put_part(
                 who, case_id, upload_id, number, _length(request), _parts(request)
             ),
+            locale,
         )
     except ClientDisconnect:
         # The connection dropped mid-part: the part is not kept; the client resumes from it.
@@ -318,9 +330,14 @@ async def _put_part(
 async def _complete(
     runtime: Runtime, response: Response, owner: Owner, upload_id: UUID
 ) -> DocumentPublic:
-    who, case_id, actor = owner
+    who, case_id, actor, locale = owner
     result = await _answer(
-        runtime, actor, case_id, "upload", runtime.uploads.complete(who, case_id, upload_id)
+        runtime,
+        actor,
+        case_id,
+        "upload",
+        runtime.uploads.complete(who, case_id, upload_id),
+        locale,
     )
     if not result.created:
         response.status_code = status.HTTP_200_OK
@@ -331,7 +348,7 @@ async def _complete(
 async def _read(
     runtime: Runtime, response: Response, owner: Owner, upload_id: UUID
 ) -> UploadPublic:
-    who, case_id, actor = owner
+    who, case_id, actor, _ = owner
     view = await _answer(
         runtime, actor, case_id, "upload_status", runtime.uploads.view(who, case_id, upload_id)
     )
@@ -340,7 +357,7 @@ async def _read(
 
 
 async def _cancel(runtime: Runtime, owner: Owner, upload_id: UUID) -> Response:
-    who, case_id, actor = owner
+    who, case_id, actor, _ = owner
     await _answer(
         runtime, actor, case_id, "upload_cancel", runtime.uploads.cancel(who, case_id, upload_id)
     )
@@ -348,8 +365,8 @@ async def _cancel(runtime: Runtime, owner: Owner, upload_id: UUID) -> Response:
     return Response(status_code=204)
 
 
-def _patient(access: Any) -> Owner:
-    return (f"case:{access.case_id}", access.case_id, access.actor)
+def _patient(access: CaseAccess) -> Owner:
+    return (f"case:{access.case_id}", access.case_id, access.actor, access.locale)
 
 
 async def _center(
@@ -357,7 +374,8 @@ async def _center(
 ) -> tuple[Owner, Any]:
     # Every step asks again: a referral declined, expired or withdrawn meanwhile ends the upload.
     referral = await _offered(runtime, center, referral_id, request, accepted=True)
-    return (f"center:{center}:{referral_id}", referral.case_id, f"center:{center}"), referral
+    owner = (f"center:{center}:{referral_id}", referral.case_id, f"center:{center}", None)
+    return owner, referral
 
 
 PART_BODY: dict[str, Any] = {

@@ -3,12 +3,13 @@ cancer centers use their API key. Every error is an RFC 9457 problem."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any, cast
 from urllib.parse import quote
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Path, Request, Response, Security, status
+from fastapi import APIRouter, Depends, Header, Path, Request, Response, Security, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.requests import ClientDisconnect
@@ -45,6 +46,7 @@ from referrals_common.edge.principals import (
     verify_api_key,
     verify_case_token,
 )
+from referrals_common.i18n import SOURCE_LOCALE, case_texts, negotiate
 from referrals_common.service_app import ApiTag
 from referrals_common.telemetry import note_request_case
 from referrals_records.inspection import ACCEPTED_MEDIA_TYPES, CaseQuotaExceeded, UploadRefused
@@ -183,17 +185,33 @@ async def audit(
     )
 
 
+AcceptLanguage = Annotated[
+    str | None,
+    Header(
+        alias="Accept-Language",
+        description="The language of the patient's texts in the answer (`uk` or `en`), such as "
+        "why an upload was refused; without it, or naming neither, the case's language as its "
+        "access token says (`loc`), else English. The answer's `Content-Language` says which.",
+        examples=["uk"],
+    ),
+]
+
+
 async def case_access(
     request: Request,
     runtime: RuntimeDep,
     case_id: Annotated[UUID, Path()],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+    accept_language: AcceptLanguage = None,
 ) -> CaseAccess:
     """The holder of the case's token; another case's token is a 404, as if it did not exist
-    (`referrals_common.edge.principals`)."""
-    return await verify_case_token(
+    (`referrals_common.edge.principals`). Its `locale` is the language records answers the
+    patient in: the one `Accept-Language` asks for among the platform's, else the case's (the
+    token's `loc`), else English: records keeps no case, the token carries its language."""
+    access = await verify_case_token(
         request, credentials, case_id, verifier=runtime.verifier, log=runtime.access_log
     )
+    return replace(access, locale=negotiate(accept_language, access.locale or SOURCE_LOCALE))
 
 
 CaseAccessDep = Annotated[CaseAccess, Depends(case_access)]
@@ -317,18 +335,34 @@ async def upload_document(
                 ],
             ) from None
     return await _store(
-        runtime, response, access.case_id, kind, upload, access.actor, translation_of
+        runtime,
+        response,
+        access.case_id,
+        kind,
+        upload,
+        access.actor,
+        translation_of,
+        locale=access.locale,
     )
 
 
-def refusal_problem(refused: UploadRefused) -> ProblemError:
-    """The problem answering an upload records refused (one-shot or resumable)."""
+def refusal_problem(refused: UploadRefused, locale: str | None = None) -> ProblemError:
+    """The problem answering an upload records refused (one-shot or resumable). For a patient,
+    `locale` is the case's language: `detail` says it in that language (`language` and
+    `Content-Language` name it); a center's (None) is records' English."""
     # The rest of a refused body is not wanted: closing the connection after the answer
     # stops the server from reading (and the client from sending) what is left of it.
     unread = {"Connection": "close"}
+    detail, language = refused.detail, {}
+    if locale is not None:
+        # English keeps records' own sentence, the more precise (which pixel count, which part).
+        if locale != SOURCE_LOCALE:
+            detail = case_texts.upload_refusal(refused.words, locale)
+        unread |= {"Content-Language": locale, "Vary": "Accept-Language"}
+        language = {"language": locale}
     if isinstance(refused, CaseQuotaExceeded):
         return ProblemError(
-            refused.detail,
+            detail,
             status=413,
             type_slug="case-quota-exceeded",
             title="The case's documents would exceed its quota",
@@ -337,10 +371,11 @@ def refusal_problem(refused: UploadRefused) -> ProblemError:
                 "reason": str(refused.reason),
                 "quota_bytes": refused.quota_bytes,
                 "used_bytes": refused.used_bytes,
+                **language,
             },
         )
     return ProblemError(
-        refused.detail,
+        detail,
         status=refused.status,
         type_slug=f"upload-{refused.reason.replace('_', '-')}",
         title="The upload was refused",
@@ -348,6 +383,7 @@ def refusal_problem(refused: UploadRefused) -> ProblemError:
         extensions={
             "reason": str(refused.reason),
             "accepted_media_types": sorted(ACCEPTED_MEDIA_TYPES),
+            **language,
         },
     )
 
@@ -358,12 +394,14 @@ async def recording_problem(
     action: str,
     case_id: UUID,
     exc: UploadRefused | CaseClosed | NotOwnUpload | BadTranslation,
+    locale: str | None = None,
 ) -> ProblemError:
     """The problem (audited) for a file records refused to keep as a document: the one mapping
-    for every way a document is recorded (one request, or completed from parts)."""
+    for every way a document is recorded (one request, or completed from parts); a refused
+    file is explained in `locale`, the patient's language (None: a center's, English)."""
     if isinstance(exc, UploadRefused):
         await audit(runtime, actor, "upload_refused", case_id, outcome="denied")
-        return refusal_problem(exc)
+        return refusal_problem(exc, locale)
     if isinstance(exc, CaseClosed):
         await audit(runtime, actor, action, case_id, outcome="conflict")
         return Conflict(str(exc).capitalize() + ".")
@@ -392,14 +430,19 @@ async def _store(
     actor: str,
     translation_of: UUID | None,
     referral: CenterReferral | None = None,
+    *,
+    locale: str | None = None,
 ) -> DocumentPublic:
-    """Store an upload, turning every refusal into its problem; 201 new, 200 the same file."""
+    """Store an upload, turning every refusal into its problem (in `locale`, the patient's
+    language; None for a center); 201 new, 200 the same file."""
     try:
         result = await runtime.records.store_document(
             case_id, kind, upload, actor, translation_of, referral
         )
     except (UploadRefused, CaseClosed, NotOwnUpload, BadTranslation) as exc:
-        raise await recording_problem(runtime, actor, "upload", case_id, exc) from None
+        raise await recording_problem(
+            runtime, actor, "upload", case_id, exc, locale=locale
+        ) from None
     except ClientDisconnect:
         # The client is gone: nothing was kept (the storage layer aborted the upload).
         return Response(status_code=499)  # type: ignore[return-value]  # FastAPI sends a Response as is; the annotation stays the documented body
