@@ -125,7 +125,7 @@ def _document_request_id(app: FastAPI) -> None:
         app.openapi_schema = document
         return document
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
 
 
 def setup_observability(service: str, settings: ServiceSettings) -> None:

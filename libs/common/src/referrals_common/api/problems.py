@@ -669,7 +669,7 @@ def _document_problems(app: FastAPI) -> None:
             schemas.pop("ValidationError", None)
         return document
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
 
 
 def install_problem_handlers(app: FastAPI) -> None:

@@ -74,7 +74,7 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
             self.transport.write(_timeout_response(self.header_timeout))
         self.transport.close()
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn's
         super().connection_made(transport)
         self._arm_header_deadline()
 

@@ -41,6 +41,7 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextvars import Token
 from typing import Annotated, Any
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
@@ -94,11 +95,11 @@ def parse_record(record: Any, body: bytes | None = None) -> CloudEvent[EventData
 
 
 @contextlib.contextmanager
-def _detaching(token: object) -> Iterator[None]:
+def _detaching(token: Token[otel_context.Context]) -> Iterator[None]:
     try:
         yield
     finally:
-        otel_context.detach(token)  # type: ignore[arg-type]
+        otel_context.detach(token)
 
 
 class _ContextOnTheLoop(Context):
@@ -107,7 +108,7 @@ class _ContextOnTheLoop(Context):
     task group for a dictionary lookup, about a twentieth of a consumer's CPU in the profile of
     bench/pipeline.py."""
 
-    async def use(self, /, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+    async def use(self, /, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]  # async on purpose
         return super().use(**kwargs)
 
 
@@ -423,7 +424,7 @@ class EventConsumer:
         metrics.CONSUMER_DEAD_LETTERS.labels(self.service, self.name, record.topic).inc()
 
 
-class ConsumerLag(ConsumerRebalanceListener):  # type: ignore[misc]
+class ConsumerLag(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped (Any)
     """Keeps `referrals_consumer_lag` for the partitions the group assigns to this process.
 
     Started by the first assignment, a task refreshes every partition's lag each

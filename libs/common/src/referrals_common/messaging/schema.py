@@ -11,6 +11,8 @@ redelivered event a no-op.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -25,6 +27,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.engine import Connection
 
 OUTBOX_SLOTS = 32
 NOTIFY_CHANNEL = "referrals_outbox"
@@ -71,7 +74,15 @@ for each statement execute function referrals_outbox_notify();
 """
 
 
-def create_messaging_schema(op) -> None:  # type: ignore[no-untyped-def]
+class MigrationOps(Protocol):
+    """What these helpers use of a migration's `alembic.op`."""
+
+    def get_bind(self) -> Connection: ...
+
+    def execute(self, sqltext: str) -> None: ...
+
+
+def create_messaging_schema(op: MigrationOps) -> None:
     """Alembic helper: create the outbox and inbox with their trigger (call from a migration)."""
     bind = op.get_bind()
     messaging_metadata.create_all(bind)
@@ -79,7 +90,7 @@ def create_messaging_schema(op) -> None:  # type: ignore[no-untyped-def]
     op.execute(NOTIFY_TRIGGER_SQL)
 
 
-def drop_messaging_schema(op) -> None:  # type: ignore[no-untyped-def]
+def drop_messaging_schema(op: MigrationOps) -> None:
     op.execute("drop trigger if exists outbox_notify on outbox")
     op.execute("drop function if exists referrals_outbox_notify()")
     messaging_metadata.drop_all(op.get_bind())

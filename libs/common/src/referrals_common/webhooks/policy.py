@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import TypeVar
+from typing import TypedDict, TypeVar
 
 from pydantic import BaseModel, Field
 from tenacity import (
@@ -40,6 +40,13 @@ from referrals_common.outbound import ErrorClass
 T = TypeVar("T")
 
 Sleep = Callable[[float], Awaitable[None]]
+
+
+class _SleepOption(TypedDict, total=False):
+    """`AsyncRetrying`'s `sleep`, passed only when given (else tenacity's own)."""
+
+    sleep: Sleep
+
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 """4xx statuses that mean "not now" rather than "never"; every 5xx is retryable too."""
@@ -207,7 +214,7 @@ async def retry_round(
         if on_retry is not None and state.outcome is not None and state.next_action is not None:
             on_retry(state.attempt_number, state.outcome.result(), state.next_action.sleep)
 
-    options: dict[str, object] = {} if sleep is None else {"sleep": sleep}
+    options: _SleepOption = {} if sleep is None else {"sleep": sleep}
     retrying = AsyncRetrying(
         stop=stop,
         wait=wait,
@@ -215,7 +222,7 @@ async def retry_round(
         before_sleep=before_sleep,
         retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         reraise=True,
-        **options,  # type: ignore[arg-type]
+        **options,
     )
     calls = 0
 

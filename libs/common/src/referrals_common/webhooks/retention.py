@@ -16,10 +16,10 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel, Field
-from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy import ColumnElement, CursorResult, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from referrals_common.db import Database
@@ -65,8 +65,12 @@ async def delete_batch(
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    result = await session.execute(delete(table).where(key.in_(victims.scalar_subquery())))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    # A DELETE's result is a cursor result (it has a row count).
+    result = cast(
+        "CursorResult[Any]",
+        await session.execute(delete(table).where(key.in_(victims.scalar_subquery()))),
+    )
+    return int(result.rowcount or 0)
 
 
 class LogPruner:
