@@ -24,7 +24,7 @@ from babel.dates import (
     get_timezone_location,
 )
 from babel.lists import format_list
-from babel.support import Translations
+from babel.support import NullTranslations, Translations
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 LOCALE_DIR = PACKAGE_DIR / "locale"
@@ -48,12 +48,12 @@ def resolve_locale(tag: str | None) -> str:
 
 
 @cache
-def translations(locale: str) -> Translations:
+def translations(locale: str) -> NullTranslations:
     """The compiled catalog of a page language (English is the source: an empty catalog)."""
     found = Translations.load(str(LOCALE_DIR), [locale], domain=DOMAIN)
     if locale != "en" and not isinstance(found, Translations):
         raise RuntimeError(f"the {locale} catalog is missing: compile locale/ (README.md)")
-    return found  # type: ignore[return-value]
+    return found
 
 
 def cldr(locale: str) -> str:

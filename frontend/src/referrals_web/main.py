@@ -144,7 +144,6 @@ def build_runtime(
     texter: CodeTexter | None = None,
 ) -> Runtime:
     """The runtime of one process; the stores are PostgreSQL unless given (tests give memory)."""
-    db = None
     given = (
         session_store,
         codes,
@@ -155,26 +154,30 @@ def build_runtime(
         console_audit,
         ops_audit,
     )
-    if any(store is None for store in given):
-        db = Database(settings.postgres)
+    db = Database(settings.postgres) if any(store is None for store in given) else None
+
+    def database() -> Database:
+        assert db is not None  # made above, as a store is missing
+        return db
+
     secret = settings.session_secret.get_secret_value()
-    store = session_store or PostgresSessionStore(db)  # type: ignore[arg-type]
+    store = session_store or PostgresSessionStore(database())
     idle = timedelta(minutes=settings.session_idle_minutes)
     return Runtime(
         settings=settings,
         platform=Platform(settings, transport=transport),
         sessions=Sessions(store, secret, idle=idle),
-        codes=codes or PostgresLoginCodeStore(db),  # type: ignore[arg-type]
-        directory=directory or PostgresCaseDirectory(db),  # type: ignore[arg-type]
+        codes=codes or PostgresLoginCodeStore(database()),
+        directory=directory or PostgresCaseDirectory(database()),
         mailer=mailer or SmtpCodeMailer(settings.smtp),
         renderer=renderer or Renderer(),
         staff_sessions=Sessions(store, secret, idle=idle, realm=STAFF, default_locale="en"),
-        staff=staff or PostgresStaffDirectory(db),  # type: ignore[arg-type]
-        staff_codes=staff_codes or PostgresLoginCodeStore(db, staff_login_codes),  # type: ignore[arg-type]
-        center_keys=CenterKeys(center_keys or PostgresCenterKeyStore(db), secret),  # type: ignore[arg-type]
-        console_audit=console_audit or PostgresConsoleAudit(db),  # type: ignore[arg-type]
+        staff=staff or PostgresStaffDirectory(database()),
+        staff_codes=staff_codes or PostgresLoginCodeStore(database(), staff_login_codes),
+        center_keys=CenterKeys(center_keys or PostgresCenterKeyStore(database()), secret),
+        console_audit=console_audit or PostgresConsoleAudit(database()),
         ops_sessions=Sessions(store, secret, idle=idle, realm=OPS, default_locale="en"),
-        ops_audit=ops_audit or PostgresOpsAudit(db),  # type: ignore[arg-type]
+        ops_audit=ops_audit or PostgresOpsAudit(database()),
         code_sends=SendLimit(settings.login_codes_per_hour),
         db=db,
         texter=texter

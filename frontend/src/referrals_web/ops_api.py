@@ -13,7 +13,9 @@ from typing import Any
 from urllib.parse import quote
 from uuid import UUID
 
-from referrals_web.platform import Platform
+import httpx
+
+from referrals_web.platform import Platform, json_object, json_objects
 
 
 class NoOpsKey(Exception):
@@ -30,27 +32,26 @@ class OpsApi:
             raise NoOpsKey
         return {"X-Api-Key": self._key}
 
-    async def _get(self, path: str, **params: Any) -> Any:
-        response = await self.platform._send(
+    async def _get(self, path: str, **params: Any) -> httpx.Response:
+        return await self.platform._send(
             "GET", f"{self.platform.partners}{path}", headers=self._auth(), params=params
         )
-        return response.json()
 
     async def timeline(self, case_id: UUID) -> dict[str, Any]:
         """The case's journey across the services (partners' `…/timeline`)."""
-        return await self._get(f"/v1/ops/cases/{case_id}/timeline")  # type: ignore[no-any-return]
+        return json_object(await self._get(f"/v1/ops/cases/{case_id}/timeline"))
 
     async def routing(self, case_id: UUID) -> dict[str, Any]:
-        return await self._get(f"/v1/ops/cases/{case_id}/routing")  # type: ignore[no-any-return]
+        return json_object(await self._get(f"/v1/ops/cases/{case_id}/routing"))
 
     async def overdue(self) -> list[dict[str, Any]]:
-        return await self._get("/v1/ops/overdue", limit=50)  # type: ignore[no-any-return]
+        return json_objects(await self._get("/v1/ops/overdue", limit=50))
 
     async def dead_letter_topics(self) -> list[dict[str, Any]]:
-        return await self._get("/v1/ops/dead-letters")  # type: ignore[no-any-return]
+        return json_objects(await self._get("/v1/ops/dead-letters"))
 
     async def dead_letters(self, topic: str) -> list[dict[str, Any]]:
-        return await self._get(f"/v1/ops/dead-letters/{quote(topic, safe='')}")  # type: ignore[no-any-return]
+        return json_objects(await self._get(f"/v1/ops/dead-letters/{quote(topic, safe='')}"))
 
     async def replay(
         self, topic: str, partition: int, offset: int, idempotency_key: str
@@ -62,7 +63,7 @@ class OpsApi:
             f"{self.platform.partners}{path}",
             headers={**self._auth(), "Idempotency-Key": idempotency_key},
         )
-        return response.json()  # type: ignore[no-any-return]
+        return json_object(response)
 
     async def cases_by_reference(self, reference: str) -> list[dict[str, Any]]:
         """The cases this front end opened with the reference (`3F0F-6C7D`), from intake."""
@@ -72,4 +73,5 @@ class OpsApi:
             front_end=True,
             params={"reference": reference, "limit": 20},
         )
-        return response.json()["items"]  # type: ignore[no-any-return]
+        items: list[dict[str, Any]] = json_object(response)["items"]
+        return items

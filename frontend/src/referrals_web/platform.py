@@ -88,6 +88,18 @@ class Upload:
     translation_of: UUID | None = None
 
 
+def json_object(response: httpx.Response) -> dict[str, Any]:
+    """The JSON object an API answered (what every call answered with one expects)."""
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def json_objects(response: httpx.Response) -> list[dict[str, Any]]:
+    """The JSON array of objects an API answered (its lists)."""
+    body: list[dict[str, Any]] = response.json()
+    return body
+
+
 def _problem(response: httpx.Response) -> PlatformProblem:
     try:
         body = response.json()
@@ -198,13 +210,13 @@ class Platform:
     # ------------------------------------------------------------------ the case's token
     async def read_case(self, case_id: UUID, token: str) -> dict[str, Any]:
         response = await self._send("GET", f"{self.intake}/v1/cases/{case_id}", token=token)
-        return response.json()  # type: ignore[no-any-return]
+        return json_object(response)
 
     async def timeline(self, case_id: UUID, token: str) -> list[dict[str, Any]]:
         response = await self._send(
             "GET", f"{self.intake}/v1/cases/{case_id}/timeline", token=token
         )
-        return response.json()  # type: ignore[no-any-return]
+        return json_objects(response)
 
     @asynccontextmanager
     async def case_events(
@@ -236,7 +248,7 @@ class Platform:
         response = await self._send(
             "PATCH", f"{self.intake}/v1/cases/{case_id}", token=token, json=body
         )
-        return response.json()  # type: ignore[no-any-return]
+        return json_object(response)
 
     async def give_consent(
         self, case_id: UUID, token: str, kind: str, version: str
@@ -247,7 +259,7 @@ class Platform:
             token=token,
             json={"version": version},
         )
-        return response.json()  # type: ignore[no-any-return]
+        return json_object(response)
 
     async def consent_text(self, kind: str, version: str) -> dict[str, Any]:
         """The published words of a consent (intake's, both languages), the words the patient
@@ -265,7 +277,7 @@ class Platform:
         response = await self._send(
             "PUT", f"{self.intake}/v1/cases/{case_id}/preparation", token=token, json=preparation
         )
-        return response.json()  # type: ignore[no-any-return]
+        return json_object(response)
 
     async def submit(self, case_id: UUID, token: str, idempotency_key: str) -> dict[str, Any]:
         response = await self._send(
@@ -274,7 +286,7 @@ class Platform:
             token=token,
             headers={"Idempotency-Key": idempotency_key},
         )
-        return response.json()  # type: ignore[no-any-return]
+        return json_object(response)
 
     async def withdraw(self, case_id: UUID, token: str, reason: str | None) -> dict[str, Any]:
         response = await self._send(
@@ -283,7 +295,7 @@ class Platform:
             token=token,
             json={"reason": reason} if reason else None,
         )
-        return response.json()  # type: ignore[no-any-return]
+        return json_object(response)
 
     async def answer_request(
         self,
@@ -316,13 +328,13 @@ class Platform:
             json=body,
             headers={"Idempotency-Key": idempotency_key},
         )
-        return response.json()  # type: ignore[no-any-return]
+        return json_object(response)
 
     async def documents(self, case_id: UUID, token: str) -> list[dict[str, Any]]:
         response = await self._send(
             "GET", f"{self.records}/v1/cases/{case_id}/documents", token=token
         )
-        return response.json()  # type: ignore[no-any-return]
+        return json_objects(response)
 
     async def upload(self, case_id: UUID, token: str, upload: Upload) -> dict[str, Any]:
         """Stream one file to records (`kind` and `translation_of` go before the file)."""
@@ -337,7 +349,7 @@ class Platform:
             files={"file": (upload.file_name, upload.file, upload.content_type)},
             timeout=httpx.Timeout(None, connect=5.0),
         )
-        return response.json()  # type: ignore[no-any-return]
+        return json_object(response)
 
     # Resumable uploads: the page's script sends a large file in parts through the app, which
     # passes each part on to records with the case's token (records answers where to resume).
@@ -415,10 +427,10 @@ class Platform:
     ) -> dict[str, Any]:
         headers = {"Idempotency-Key": idempotency_key}
         response = await self._send("POST", url, json=body, headers=headers, **auth)
-        return response.json()  # type: ignore[no-any-return]
+        return json_object(response)
 
     async def _upload_progress(self, url: str, **auth: Any) -> dict[str, Any]:
-        return (await self._send("GET", url, **auth)).json()  # type: ignore[no-any-return]
+        return json_object(await self._send("GET", url, **auth))
 
     async def _upload_part(
         self, url: str, body: AsyncIterator[bytes], length: int, **auth: Any
@@ -431,11 +443,11 @@ class Platform:
             timeout=httpx.Timeout(None, connect=5.0),
             **auth,
         )
-        return response.json()  # type: ignore[no-any-return]
+        return json_object(response)
 
     async def _complete_upload(self, url: str, **auth: Any) -> dict[str, Any]:
         response = await self._send("POST", url, timeout=httpx.Timeout(None, connect=5.0), **auth)
-        return response.json()  # type: ignore[no-any-return]
+        return json_object(response)
 
     async def download(
         self, case_id: UUID, token: str, document_id: UUID
@@ -468,7 +480,7 @@ class Platform:
             if problem.status == 404:
                 return None
             raise
-        return response.json()  # type: ignore[no-any-return]
+        return json_object(response)
 
     # ------------------------------------------------------------ a center's key (console)
     async def center_referrals(
@@ -481,14 +493,14 @@ class Platform:
             center_key=center_key,
             params={"status": status} if status else None,
         )
-        return response.json()  # type: ignore[no-any-return]
+        return json_objects(response)
 
     async def center_referral(self, center_key: str, referral_id: UUID) -> dict[str, Any]:
         """One referral of the key's center (a 404 problem for any other)."""
         response = await self._send(
             "GET", f"{self.partners}/v1/partner/referrals/{referral_id}", center_key=center_key
         )
-        return response.json()  # type: ignore[no-any-return]
+        return json_object(response)
 
     async def center_action(
         self,
@@ -512,14 +524,14 @@ class Platform:
             json=body,
             headers={"Idempotency-Key": idempotency_key} if idempotency_key else None,
         )
-        return response.json()  # type: ignore[no-any-return]
+        return json_object(response)
 
     async def referral_documents(self, center_key: str, referral_id: UUID) -> list[dict[str, Any]]:
         """The referral's documents as records shows them to the center (neutral names)."""
         response = await self._send(
             "GET", f"{self.records}/v1/referrals/{referral_id}/documents", center_key=center_key
         )
-        return response.json()  # type: ignore[no-any-return]
+        return json_objects(response)
 
     async def referral_download(
         self, center_key: str, referral_id: UUID, document_id: UUID
@@ -546,7 +558,7 @@ class Platform:
             files={"file": (file_name, file, "application/pdf")},
             timeout=httpx.Timeout(None, connect=5.0),
         )
-        return response.json()  # type: ignore[no-any-return]
+        return json_object(response)
 
     async def upload_follow_up_document(
         self,
@@ -566,7 +578,7 @@ class Platform:
             files={"file": (file_name, file, content_type)},
             timeout=httpx.Timeout(None, connect=5.0),
         )
-        return response.json()  # type: ignore[no-any-return]
+        return json_object(response)
 
     async def _stream(self, url: str) -> tuple[AsyncIterator[bytes], httpx.Response]:
         request = self.client.build_request("GET", url)

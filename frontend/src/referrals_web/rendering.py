@@ -5,6 +5,7 @@ compiled when the application starts, so a broken template stops it instead of a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,7 @@ def make_environment(locale: str) -> Environment:
         auto_reload=False,
     )
     env.policies["ext.i18n.trimmed"] = True
+    # jinja2.ext.i18n adds this method to the environment at run time.
     env.install_gettext_translations(i18n.translations(locale), newstyle=True)  # type: ignore[attr-defined]
     env.globals.update(
         locale=locale,
@@ -96,5 +98,5 @@ class Renderer:
     def render(self, locale: str, template: str, context: dict[str, Any]) -> str:
         return self.envs[i18n.resolve_locale(locale)].get_template(template).render(context)
 
-    def gettext(self, locale: str) -> Any:
+    def gettext(self, locale: str) -> Callable[[str], str]:
         return i18n.translations(i18n.resolve_locale(locale)).gettext

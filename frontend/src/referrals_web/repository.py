@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol, cast
 from uuid import UUID
 
-from sqlalchemy import Table, delete, select, update
+from sqlalchemy import ColumnElement, CursorResult, Table, delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from referrals_common.db import Database
@@ -307,9 +307,13 @@ class PostgresSessionStore:
 
     async def purge_expired(self, now: datetime) -> int:
         async with self.db.unit_of_work() as uow:
-            result = await uow.session.execute(delete(sessions).where(sessions.c.expires_at <= now))
+            # A DELETE's result is a cursor result (it has a row count).
+            result = cast(
+                "CursorResult[Any]",
+                await uow.session.execute(delete(sessions).where(sessions.c.expires_at <= now)),
+            )
             await uow.commit()
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        return int(result.rowcount or 0)
 
 
 class PostgresLoginCodeStore:
@@ -416,9 +420,9 @@ class PostgresStaffDirectory:
             await uow.session.execute(statement)
             await uow.commit()
 
-    async def _one(self, where: object) -> StaffMember | None:
+    async def _one(self, where: ColumnElement[bool]) -> StaffMember | None:
         async with self.db.unit_of_work() as uow:
-            row = (await uow.session.execute(select(staff).where(where))).first()  # type: ignore[arg-type]
+            row = (await uow.session.execute(select(staff).where(where))).first()
         return StaffMember(**row._mapping) if row is not None else None
 
     async def by_email(self, email: str) -> StaffMember | None:
