@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import yaml
 from rich.console import Console
@@ -184,9 +185,9 @@ def targets(metrics: Mapping[str, str]) -> list[dict[str, object]]:
 def prometheus_config(alertmanager: str, *, interval: str = SCRAPE_INTERVAL) -> dict[str, object]:
     """deploy/prometheus/prometheus.yml for the local platform: its intervals, the local
     Alertmanager (`host:port`), the same rules and targets files, Prometheus scraping itself."""
-    config: dict[str, object] = yaml.safe_load((config_dir() / "prometheus.yml").read_text())
-    config["global"] = {**config["global"], "scrape_interval": interval}  # type: ignore[dict-item]
-    config["global"]["evaluation_interval"] = interval  # type: ignore[index]
+    config: dict[str, Any] = yaml.safe_load((config_dir() / "prometheus.yml").read_text())
+    config["global"] = {**config["global"], "scrape_interval": interval}
+    config["global"]["evaluation_interval"] = interval
     config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
     return config
 
@@ -194,9 +195,9 @@ def prometheus_config(alertmanager: str, *, interval: str = SCRAPE_INTERVAL) -> 
 def alertmanager_config(smtp: str, *, to: str = OPS_EMAIL) -> dict[str, object]:
     """deploy/prometheus/alertmanager.yml with the local mail sink (`host:port`) as smarthost,
     and quicker grouping: a test sees its alert's e-mail within seconds."""
-    config: dict[str, object] = yaml.safe_load((config_dir() / "alertmanager.yml").read_text())
-    config["route"] = {**config["route"], "group_wait": "1s", "group_interval": "10s"}  # type: ignore[dict-item]
-    for receiver in config["receivers"]:  # type: ignore[attr-defined]
+    config: dict[str, Any] = yaml.safe_load((config_dir() / "alertmanager.yml").read_text())
+    config["route"] = {**config["route"], "group_wait": "1s", "group_interval": "10s"}
+    for receiver in config["receivers"]:
         for email in receiver.get("email_configs", []):
             email["smarthost"] = smtp
             email["to"] = to

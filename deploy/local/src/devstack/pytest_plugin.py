@@ -20,8 +20,9 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from rich.console import Console
@@ -29,13 +30,21 @@ from rich.console import Console
 from devstack import stack as stack_mod
 from devstack import teststack
 
+if TYPE_CHECKING:
+    import pluggy
+    from minio import Minio
+
+    from devstack.platform import PlatformInfo
+
 
 def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pluggy.Result[pytest.TestReport], None]:
     outcome = yield
     report = outcome.get_result()
     if _in_ci() and report.skipped and not hasattr(report, "wasxfail"):
@@ -92,7 +101,7 @@ def postgres_admin_dsn(local_stack: stack_mod.StackInfo) -> str:
 
 
 @pytest.fixture(scope="session")
-def s3_client(local_stack: stack_mod.StackInfo):  # type: ignore[no-untyped-def]
+def s3_client(local_stack: stack_mod.StackInfo) -> Minio:
     from minio import Minio
 
     return Minio(
@@ -149,7 +158,7 @@ async def new_topic(kafka_bootstrap: str) -> AsyncIterator[Callable[..., object]
 
 
 @pytest.fixture
-def new_bucket(s3_client) -> Iterator[Callable[[str], str]]:  # type: ignore[no-untyped-def]
+def new_bucket(s3_client: Minio) -> Iterator[Callable[[str], str]]:
     """Factory: `bucket = new_bucket("records")` creates an empty bucket, removed afterwards."""
     made: list[str] = []
 
@@ -217,7 +226,7 @@ TEST_PLATFORM_ENV = {
 @pytest.fixture(scope="session")
 def running_platform(
     stack_provider: teststack.StackProvider,
-) -> Iterator[tuple[stack_mod.StackInfo, object]]:
+) -> Iterator[tuple[stack_mod.StackInfo, PlatformInfo]]:
     """The whole platform as `make up` runs it — every service role its own process, the
     patient's web app (`platform.web`), the sample centers, the mail sink and the trace viewer —
     on a stack of its own from `stack_provider` (free ports, temporary directory), so its
@@ -227,11 +236,11 @@ def running_platform(
     root = stack_root("platform")
     console = Console(stderr=True)
     info = stack_provider.start(root, console, databases=stack_mod.DATABASES)
-    running: list[object] = []
+    running: list[PlatformInfo] = []
 
     def stop() -> None:
         while running:
-            platform_mod.stop(running.pop())  # type: ignore[arg-type]
+            platform_mod.stop(running.pop())
         stack_provider.stop(info)
         shutil.rmtree(root, ignore_errors=True)
 

@@ -28,6 +28,7 @@ import json
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import Token
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -155,6 +156,12 @@ def _cause(state: RetryCallState) -> tuple[str, httpx.Response | None]:
     return f"{response.status_code} {slug}".strip(), response
 
 
+def _last_outcome(state: RetryCallState) -> Any:
+    """The last attempt's answer, or its error raised (tenacity calls this after an attempt)."""
+    assert state.outcome is not None
+    return state.outcome.result()
+
+
 async def polite_request(
     client: httpx.AsyncClient,
     method: str,
@@ -207,7 +214,7 @@ async def polite_request(
         stop=stop_before_delay(politeness.budget),
         before_sleep=before_sleep,
         # Out of budget: the last answer for the caller to judge, or the last error raised.
-        retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
+        retry_error_callback=_last_outcome,
         **options,
     )
     return await retrying(client.request, method, url, **kwargs)
@@ -400,14 +407,15 @@ class _Step:
     def __init__(self, name: str, case_id: str) -> None:
         self.span = tracer.start_span(name, context=otel_context.Context())
         self.span.set_attribute("referrals.case_id", case_id)
-        self.token: object | None = None
+        self.token: Token[otel_context.Context] | None = None
 
     def __enter__(self) -> str:
         self.token = otel_context.attach(trace.set_span_in_context(self.span))
         return format(self.span.get_span_context().trace_id, "032x")
 
     def __exit__(self, *exc: object) -> None:
-        otel_context.detach(self.token)  # type: ignore[arg-type]
+        assert self.token is not None, "entered first"
+        otel_context.detach(self.token)
         self.span.end()
 
 
