@@ -61,8 +61,7 @@ def make_environment(locale: str) -> Environment:
         auto_reload=False,
     )
     env.policies["ext.i18n.trimmed"] = True
-    # jinja2.ext.i18n adds this method to the environment at run time.
-    env.install_gettext_translations(i18n.translations(locale), newstyle=True)  # type: ignore[attr-defined]
+    env.install_gettext_translations(i18n.translations(locale), newstyle=True)  # type: ignore[attr-defined]  # jinja2.ext.i18n's
     env.globals.update(
         locale=locale,
         vocabulary=vocabulary,
