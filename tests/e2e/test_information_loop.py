@@ -36,6 +36,7 @@ from devstack.information_demo import (
     send_answer,
     wait_case,
 )
+from referrals_common.i18n.case_texts import requested_item
 
 pytestmark = pytest.mark.e2e
 TIMEOUT = 180
@@ -264,8 +265,11 @@ async def test_a_center_that_asks_twice_gets_both_answers_then_gives_its_opinion
                 assert view["still_missing"] == []
                 answer = {"answer": "No chemotherapy so far."}
             else:
+                # In the case's language: the item in words, then the center's own detail.
                 assert view["still_missing"] == [
-                    "your current medications with doses: All current medicines with doses"
+                    requested_item(
+                        "medications", "All current medicines with doses", view["locale"]
+                    )
                 ]
                 await front.upload("upload the Ki-67 result", "lab_results", "her2_review_en.pdf")
                 prepared = await front.intake.put(
