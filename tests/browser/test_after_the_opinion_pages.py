@@ -37,7 +37,7 @@ from referrals_web.vocabulary import (
     PATIENT_MEETING_STATUSES,
     PATIENT_TREATMENT_VERDICTS,
 )
-from tests.browser.support import PHONE, TIMEOUT_MS
+from tests.browser.support import PHONE, SCREENSHOTS, TIMEOUT_MS
 from tests.browser.test_patient_journey import (
     PATHOLOGY_REPORT,
     SAMPLES,
@@ -314,7 +314,10 @@ def test_a_patient_reads_asks_meets_and_asks_again_on_a_phone(
     expect(page.locator("#follow-ups")).to_contain_text("radiotherapy-plan.pdf")
     expect(page.locator("#opinion-documents a")).to_have_count(1)  # still one written opinion
     check_page(page)
-    shoot(page, "after-05b-answer-document-uk")
+    # The answer with its document, as she sees it there (the page's top is after-04).
+    page.locator("section[aria-labelledby=questions-title]").screenshot(
+        path=str(SCREENSHOTS / "after-05b-answer-document-uk.png"), animations="disabled"
+    )
     with page.expect_download() as downloaded:
         attached.first.click()
     assert Path(downloaded.value.path()).read_bytes() == plan
