@@ -221,6 +221,13 @@ def test_an_upload_refusal_names_its_limits_and_types_in_the_case_s_language(
     assert en in texts.upload_refusal(refusal, "en")
 
 
+@pytest.mark.parametrize("code", sorted(texts.UPLOAD_STATES))
+def test_each_upload_state_reads_in_ukrainian_and_in_english(code: str) -> None:
+    uk, en = texts.upload_state(code, "uk"), texts.upload_state(code, "en")
+    assert uk and en and CYRILLIC.search(uk) and not CYRILLIC.search(en)
+    assert texts.upload_state("no_such_state", "uk") is None
+
+
 def test_a_refusal_reason_this_version_does_not_know_still_has_words() -> None:
     assert CYRILLIC.search(texts.upload_refusal(texts.Refusal("new_reason"), "uk"))
 

@@ -11,6 +11,7 @@ import os
 import re
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -22,6 +23,7 @@ from referrals_intake.main import build_runtime as build_intake
 from referrals_intake.main import create_app as intake_app
 from referrals_records.config import RecordsSettings
 from referrals_records.main import MIGRATIONS, build_runtime, create_app
+from referrals_records.models import utcnow
 from tests.integration.intake.conftest import case_body, intake_settings, new_client_key
 
 from .conftest import ISSUER, case_headers, center_key, upload
@@ -212,3 +214,37 @@ async def test_a_front_end_may_ask_for_the_other_language(intake, records):
     assert r.status_code == 415, r.text
     assert r.headers["content-language"] == "en"
     assert r.json()["detail"].startswith("The file is a GIF image")
+
+
+async def test_a_closed_case_and_an_expired_upload_are_told_in_the_case_s_language(api, runtime):
+    case_id = uuid.uuid4()
+    uk = {"Authorization": f"Bearer {ISSUER.issue(case_id, 'kyiv-clinic', locale='uk').token}"}
+    dicom = b"\x00" * 128 + b"DICM" + b"\x02\x00\x00\x00UL\x04\x00" + os.urandom(9 * MIB)
+    started = await api.post(
+        f"/v1/cases/{case_id}/uploads",
+        json={"kind": "imaging_study", "file_name": "КТ.dcm", "size_bytes": len(dicom)},
+        headers={**uk, "Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert started.status_code == 201, started.text
+    later = utcnow() + runtime.uploads.ttl + timedelta(seconds=1)
+    assert await runtime.uploads.expire_uploads(later) == 1
+
+    gone = await api.get(f"/v1/cases/{case_id}/uploads/{started.json()['id']}", headers=uk)
+
+    assert gone.status_code == 410, gone.text
+    assert gone.json()["type"].endswith("/upload-expired")
+    assert (gone.json()["state"], gone.json()["language"]) == ("expired", "uk")
+    assert gone.headers["content-language"] == "uk"
+    assert gone.json()["detail"].endswith("Почніть нове завантаження.")
+
+    async with runtime.db.unit_of_work() as uow:
+        await runtime.records.on_case_status(uow, case_id, "withdrawn")
+        await uow.commit()
+    closed = await upload(api, case_id, GIF, name="scan.gif", headers=uk)
+    english = await upload(api, case_id, GIF, name="scan.gif", headers=case_headers(case_id))
+
+    assert closed.status_code == english.status_code == 409, closed.text
+    assert closed.json()["type"] == english.json()["type"]
+    assert closed.json()["detail"] == "Справу закрито: вона більше не приймає документів."
+    assert closed.headers["content-language"] == "uk"
+    assert "withdrawn" in english.json()["detail"]

@@ -369,6 +369,20 @@ def _unsupported_type(words: _Words, refusal: Refusal) -> str:
     return f"{opening} {_accepted_types(words, refusal)}" if refusal.accepted else opening
 
 
+UPLOAD_STATES = {
+    "case_closed": N_("The case is closed: it takes no more documents."),
+    "upload_gone": N_(
+        "This upload expired or was cancelled, and the parts sent are gone. Start a new upload."
+    ),
+}
+"""What records says to the patient about an upload it cannot go on with, by code."""
+
+
+def upload_state(code: str, locale: str) -> str | None:
+    """`UPLOAD_STATES[code]` in `locale`; None for a code without words here."""
+    return _Words(locale).gettext(UPLOAD_STATES[code]) if code in UPLOAD_STATES else None
+
+
 def upload_refusal(refusal: Refusal, locale: str) -> str:
     """Why records refused an upload, for the patient in `locale`: the size limit or the case's
     quota in MB, what the file is and which types are accepted, where the refusal tells them;
@@ -838,6 +852,7 @@ __all__ = [
     "REASONS",
     "REQUESTED_ITEMS",
     "UPLOAD_REFUSALS",
+    "UPLOAD_STATES",
     "Refusal",
     "document_detail",
     "missing",
@@ -847,4 +862,5 @@ __all__ = [
     "requested_item",
     "routing_explanation",
     "upload_refusal",
+    "upload_state",
 ]

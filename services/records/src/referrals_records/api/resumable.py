@@ -33,7 +33,9 @@ from referrals_records.api.routes import (
     RuntimeDep,
     _offered,
     audit,
+    in_language,
     not_known_yet_response,
+    patient_text,
     public,
     recording_problem,
 )
@@ -152,12 +154,15 @@ async def _answer(
             runtime, actor, action, case_id, refused, locale=locale
         ) from None
     except UploadGone as exc:
+        said = in_language(locale)
         raise ProblemError(
-            f"This upload was {exc.state} and its parts are gone: start a new upload.",
+            patient_text("upload_gone", locale)
+            or f"This upload was {exc.state} and its parts are gone: start a new upload.",
             status=410,
             type_slug="upload-expired",
             title="The upload has expired",
-            extensions={"state": exc.state},
+            headers=said.get("headers"),
+            extensions={"state": exc.state, **said.get("extensions", {})},
         ) from None
     except UploadClosed as exc:
         raise ProblemError(
@@ -232,7 +237,7 @@ async def _answer(
             headers={"Retry-After": "2"},
         ) from None
     except (CaseClosed, NotOwnUpload, BadTranslation) as exc:
-        raise await recording_problem(runtime, actor, action, case_id, exc) from None
+        raise await recording_problem(runtime, actor, action, case_id, exc, locale=locale) from None
 
 
 async def _parts(request: Request) -> AsyncIterator[bytes]:
@@ -286,7 +291,12 @@ async def _create(
         locale,
     )
     view = await _answer(
-        runtime, actor, case_id, "upload_start", runtime.uploads.view(who, case_id, session.id)
+        runtime,
+        actor,
+        case_id,
+        "upload_start",
+        runtime.uploads.view(who, case_id, session.id),
+        locale,
     )
     if replayed:
         response.status_code = status.HTTP_200_OK
@@ -348,18 +358,28 @@ async def _complete(
 async def _read(
     runtime: Runtime, response: Response, owner: Owner, upload_id: UUID
 ) -> UploadPublic:
-    who, case_id, actor, _ = owner
+    who, case_id, actor, locale = owner
     view = await _answer(
-        runtime, actor, case_id, "upload_status", runtime.uploads.view(who, case_id, upload_id)
+        runtime,
+        actor,
+        case_id,
+        "upload_status",
+        runtime.uploads.view(who, case_id, upload_id),
+        locale,
     )
     _progress_headers(response, view)
     return _public(view)
 
 
 async def _cancel(runtime: Runtime, owner: Owner, upload_id: UUID) -> Response:
-    who, case_id, actor, _ = owner
+    who, case_id, actor, locale = owner
     await _answer(
-        runtime, actor, case_id, "upload_cancel", runtime.uploads.cancel(who, case_id, upload_id)
+        runtime,
+        actor,
+        case_id,
+        "upload_cancel",
+        runtime.uploads.cancel(who, case_id, upload_id),
+        locale,
     )
     await audit(runtime, actor, "upload_cancel", case_id)
     return Response(status_code=204)

@@ -346,6 +346,25 @@ async def upload_document(
     )
 
 
+def patient_text(code: str, locale: str | None) -> str | None:
+    """Records' words `code` (`case_texts.UPLOAD_STATES`) for a patient whose language is not
+    English; None for English and for a center (`locale` None): records' own sentence stands."""
+    if locale is None or locale == SOURCE_LOCALE:
+        return None
+    return case_texts.upload_state(code, locale)
+
+
+def in_language(locale: str | None) -> dict[str, Any]:
+    """A patient's problem names its language (`language`, `Content-Language`); a center's
+    (`locale` None) is English and says nothing."""
+    if locale is None:
+        return {}
+    return {
+        "headers": {"Content-Language": locale, "Vary": "Accept-Language"},
+        "extensions": {"language": locale},
+    }
+
+
 def refusal_problem(refused: UploadRefused, locale: str | None = None) -> ProblemError:
     """The problem answering an upload records refused (one-shot or resumable). For a patient,
     `locale` is the case's language: `detail` says it in that language (`language` and
@@ -404,7 +423,10 @@ async def recording_problem(
         return refusal_problem(exc, locale)
     if isinstance(exc, CaseClosed):
         await audit(runtime, actor, action, case_id, outcome="conflict")
-        return Conflict(str(exc).capitalize() + ".")
+        return Conflict(
+            patient_text("case_closed", locale) or str(exc).capitalize() + ".",
+            **in_language(locale),
+        )
     if isinstance(exc, NotOwnUpload):
         await audit(runtime, actor, action, case_id, exc.document_id, outcome="denied")
         return Conflict(
