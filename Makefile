@@ -50,9 +50,10 @@ test: setup ## run every test: unit, then integration and e2e against a real sta
 test-unit: setup ## only the fast tests with no I/O
 	$(UV) run --frozen pytest -m unit $(PYTEST_ARGS)
 
-lint: setup ## ruff lint and format check
+lint: setup ## ruff lint and format check, mypy --strict over every package
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy
 
 typecheck: setup ## mypy --strict over every package of the workspace (pyproject.toml [tool.mypy])
 	$(UV) run --frozen mypy
@@ -61,5 +62,5 @@ format: setup ## apply ruff's formatting and safe fixes
 	$(UV) run --frozen ruff format .
 	$(UV) run --frozen ruff check --fix .
 
-render: setup ## write docker-compose.yml's processes and deploy/k8s/base from deploy/roles.yaml
+render: setup ## write what follows from deploy/roles.yaml and the contracts: Compose, deploy/k8s/base, Prometheus targets, the architecture diagram
 	$(UV) run --frozen devstack render
