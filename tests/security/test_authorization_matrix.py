@@ -69,9 +69,14 @@ PUBLIC_PATHS = frozenset(
         "/v1/.well-known/jwks.json",
         "/fhir/CodeSystem",
         "/fhir/CodeSystem/{code_system_id}",
+        "/v1/consent-texts",
+        "/v1/consent-texts/{kind}/{version}",
     }
 )
-PUBLIC_EXAMPLES = {"/fhir/CodeSystem/{code_system_id}": "/fhir/CodeSystem/document-kind"}
+PUBLIC_EXAMPLES = {
+    "/fhir/CodeSystem/{code_system_id}": "/fhir/CodeSystem/document-kind",
+    "/v1/consent-texts/{kind}/{version}": "/v1/consent-texts/processing/2026-01",
+}
 """The path requested for a public route with a parameter."""
 CAPABILITY_PATHS = frozenset({"/v1/downloads/{token}"})
 """Routes whose URL is its own credential (records' download links: a signed, short-lived,
