@@ -28,7 +28,7 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -36,7 +36,8 @@ SUFFIX = ".eml"
 _STAMP = "%Y%m%dT%H%M%S.%fZ"
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """A sink listens only on loopback: it accepts anything from anyone."""
     if host == "localhost":
         return True
     try:
@@ -92,7 +93,7 @@ class MailSink:
 
 async def start_mailsink(host: str, port: int, directory: Path) -> MailSink:
     """Starts the sink on `host:port` (0: a free port) writing into `directory` (created)."""
-    if not _is_loopback(host):
+    if not is_loopback(host):
         raise ValueError(f"the mail sink listens on loopback only, not {host!r}")
     await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
     handler = MailSinkHandler(directory)
@@ -171,11 +172,13 @@ def list_messages(directory: Path) -> list[StoredMessage]:
     return stored
 
 
-async def _serve(host: str, port: int, directory: Path) -> None:
-    sink = await start_mailsink(host, port, directory)
-    print(
-        f"mailsink listening on smtp://{sink.host}:{sink.port}, writing to {directory}", flush=True
-    )
+class _Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+async def serve_until_signalled(sink: _Closable, banner: str) -> None:
+    """Print `banner` (the line devstack waits for), then serve until SIGINT or SIGTERM."""
+    print(banner, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -187,6 +190,13 @@ async def _serve(host: str, port: int, directory: Path) -> None:
         await sink.close()
 
 
+async def _serve(host: str, port: int, directory: Path) -> None:
+    sink = await start_mailsink(host, port, directory)
+    await serve_until_signalled(
+        sink, f"mailsink listening on smtp://{sink.host}:{sink.port}, writing to {directory}"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m devstack.mailsink", description="SMTP on loopback into .eml files"
@@ -195,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=1025, help="port; 0 picks a free one")
     parser.add_argument("--dir", type=Path, required=True, help="folder for the .eml files")
     args = parser.parse_args(argv)
-    if not _is_loopback(args.host):
+    if not is_loopback(args.host):
         parser.error(f"--host must be a loopback address, not {args.host}")
     asyncio.run(_serve(args.host, args.port, args.dir.resolve()))
 

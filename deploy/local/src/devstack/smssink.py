@@ -31,13 +31,10 @@ import argparse
 import asyncio
 import base64
 import binascii
-import contextlib
-import ipaddress
 import json
 import os
 import re
 import secrets
-import signal
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,6 +49,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from devstack.mailsink import is_loopback, serve_until_signalled
+
 SUFFIX = ".json"
 TOKEN_ENV = "DEVSTACK_SMSSINK_AUTH_TOKEN"  # noqa: S105 - a variable's name, not a secret
 MAX_FORM_BYTES = 64 * 1024
@@ -60,15 +59,6 @@ MAX_BODY_CHARS = 1600
 _STAMP = "%Y%m%dT%H%M%S.%fZ"
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 _SID = re.compile(r"^[A-Za-z0-9]{2,64}$")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _twilio_error(status: int, code: int, message: str) -> JSONResponse:
@@ -211,7 +201,7 @@ async def start_smssink(
     host: str, port: int, directory: Path, *, account_sid: str, auth_token: str
 ) -> SmsSink:
     """Starts the sink on `host:port` (0: a free port) writing into `directory` (created)."""
-    if not _is_loopback(host):
+    if not is_loopback(host):
         raise ValueError(f"the SMS sink listens on loopback only, not {host!r}")
     if not _SID.match(account_sid) or not auth_token:
         raise ValueError("the SMS sink needs an account sid (letters and digits) and a token")
@@ -259,16 +249,7 @@ def list_messages(directory: Path) -> list[StoredSms]:
 
 async def _serve(host: str, port: int, directory: Path, account_sid: str, token: str) -> None:
     sink = await start_smssink(host, port, directory, account_sid=account_sid, auth_token=token)
-    print(f"smssink listening on {sink.url}, writing to {directory}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(signum, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await sink.close()
+    await serve_until_signalled(sink, f"smssink listening on {sink.url}, writing to {directory}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -281,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--dir", type=Path, required=True, help="folder for the .json files")
     parser.add_argument("--account-sid", default="ACdevstack", help="the account it accepts")
     args = parser.parse_args(argv)
-    if not _is_loopback(args.host):
+    if not is_loopback(args.host):
         parser.error(f"--host must be a loopback address, not {args.host}")
     token = os.environ.get(TOKEN_ENV, "")
     if not token:
