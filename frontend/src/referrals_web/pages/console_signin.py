@@ -8,16 +8,13 @@ it. English first (the console's `default_locale`), Ukrainian one tap away.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi import Request
 
 from referrals_web.models import utcnow
 from referrals_web.pages import staff_signin
 from referrals_web.pages.common import runtime
 from referrals_web.repository import ConsoleAction, StaffMember
 from referrals_web.staff import CENTER_ROLE
-
-router = APIRouter()
 
 
 async def _signed_in(request: Request, member: StaffMember) -> None:
@@ -35,34 +32,4 @@ REALM = staff_signin.StaffRealm(
     purpose="console",
     signed_in=_signed_in,
 )
-
-
-@router.get("/center/sign-in")
-async def sign_in(request: Request) -> Response:
-    return await staff_signin.sign_in_page(request, REALM)
-
-
-@router.post("/center/sign-in")
-async def ask_for_code(request: Request) -> Response:
-    return await staff_signin.ask_for_code(request, REALM)
-
-
-@router.get("/center/sign-in/code")
-async def code_page(request: Request) -> Response:
-    return await staff_signin.code_page(request, REALM)
-
-
-@router.post("/center/sign-in/code")
-async def check_code(request: Request) -> Response:
-    return await staff_signin.check_code(request, REALM)
-
-
-@router.post("/center/sign-out")
-async def sign_out(request: Request) -> Response:
-    return await staff_signin.sign_out(request, REALM)
-
-
-@router.get("/center/language/{locale}")
-async def switch_language(request: Request, locale: str) -> Response:
-    """The same console page in the other language."""
-    return staff_signin.switch_language(request, REALM, locale)
+router = staff_signin.router_for(REALM)

@@ -120,35 +120,7 @@ REALM = staff_signin.StaffRealm(
 )
 
 
-@router.get("/ops/sign-in")
-async def sign_in(request: Request) -> Response:
-    return await staff_signin.sign_in_page(request, REALM)
-
-
-@router.post("/ops/sign-in")
-async def ask_for_code(request: Request) -> Response:
-    return await staff_signin.ask_for_code(request, REALM)
-
-
-@router.get("/ops/sign-in/code")
-async def code_page(request: Request) -> Response:
-    return await staff_signin.code_page(request, REALM)
-
-
-@router.post("/ops/sign-in/code")
-async def check_code(request: Request) -> Response:
-    return await staff_signin.check_code(request, REALM)
-
-
-@router.post("/ops/sign-out")
-async def sign_out(request: Request) -> Response:
-    return await staff_signin.sign_out(request, REALM)
-
-
-@router.get("/ops/language/{locale}")
-async def switch_language(request: Request, locale: str) -> Response:
-    """The same ops page in the other language."""
-    return staff_signin.switch_language(request, REALM, locale)
+router.include_router(staff_signin.router_for(REALM))
 
 
 # --------------------------------------------------------------------------- overview

@@ -4,8 +4,8 @@
 An e-mail address, then a 6-digit code sent to it (`one_time_codes`, the patients' mechanism with
 a namespace per realm). The answer is the same whether or not the address is an active member of
 the realm's role, so the form tells nobody who works where. Signing in starts a new session of the
-realm (a new cookie value); signing out ends it. Each realm's pages keep their own routes and
-templates (`<templates>/signin.html`, `<templates>/code.html`) and call these functions.
+realm (a new cookie value); signing out ends it. `router_for(realm)` gives a realm its sign-in
+routes under its prefix; its templates are its own (`<templates>/signin.html`, `code.html`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from uuid import UUID
 
-from fastapi import Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from referrals_web import one_time_codes
@@ -181,3 +181,36 @@ def switch_language(request: Request, realm: StaffRealm, locale: str) -> Respons
         session.locale = locale
         session.changed = True
     return redirect(safe_next(request.query_params.get("next"), realm.prefix))
+
+
+def router_for(realm: StaffRealm) -> APIRouter:
+    """The realm's sign-in routes: `<prefix>/sign-in` (the address, then `/code`), `/sign-out`
+    and `/language/{locale}`."""
+    router = APIRouter()
+    at = realm.prefix
+
+    @router.get(f"{at}/sign-in")
+    async def sign_in(request: Request) -> Response:
+        return await sign_in_page(request, realm)
+
+    @router.post(f"{at}/sign-in")
+    async def ask(request: Request) -> Response:
+        return await ask_for_code(request, realm)
+
+    @router.get(f"{at}/sign-in/code")
+    async def code(request: Request) -> Response:
+        return await code_page(request, realm)
+
+    @router.post(f"{at}/sign-in/code")
+    async def check(request: Request) -> Response:
+        return await check_code(request, realm)
+
+    @router.post(f"{at}/sign-out")
+    async def out(request: Request) -> Response:
+        return await sign_out(request, realm)
+
+    @router.get(f"{at}/language/{{locale}}")
+    async def language(request: Request, locale: str) -> Response:
+        return switch_language(request, realm, locale)
+
+    return router
