@@ -27,6 +27,7 @@ import psutil
 from rich.console import Console
 
 from devstack import install, parts
+from devstack.process import clock as process_clock
 from devstack.process import port_accepts, spawn
 from devstack.stack import Secrets, StackInfo
 
@@ -83,7 +84,7 @@ def _started(info: StackInfo, running: parts.Running, probe: str, timeout: float
     info.pids[running.name] = running.pid
     info.logs[running.name] = str(running.log)
     # `StackInfo.owns` accepts processes created before `started_at`: move it past this one.
-    info.started_at = time.time()
+    info.started_at = process_clock()
     info.save()
 
 

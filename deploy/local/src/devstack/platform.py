@@ -52,6 +52,9 @@ from devstack.process import (
     stop_group,
     wait_until,
 )
+from devstack.process import (
+    clock as process_clock,
+)
 from devstack.provision import SampleKeys
 from devstack.stack import Secrets, StackInfo, provision_databases
 from referrals_common.contracts import topics
@@ -120,7 +123,7 @@ class PlatformInfo:
     alertmanager: str = ""
     """Base URL of Alertmanager, or empty when started without it."""
     keys_file: str = ""
-    started_at: float = 0.0
+    started_at: float = 0.0  # on devstack.process.clock(): seconds since boot
     commands: dict[str, ProcessCommand] = field(default_factory=dict)
     """`<service>-<role>` → {"argv": [...], "env": {variables of that process only}}: what
     `restart` runs again (the shared environment is in `platform-env.json`, mode 600; the web
@@ -496,7 +499,7 @@ def start(
 
     apis = {svc: f"http://127.0.0.1:{port(p)}" for svc, p in DEV_API_PORTS.items()}
     started: list[Running] = []
-    info = PlatformInfo(root=str(root), apis=apis, started_at=time.time())
+    info = PlatformInfo(root=str(root), apis=apis, started_at=process_clock())
     if web:
         if WEB not in stack.database_dsns:  # a stack started before the web app existed
             stack.database_dsns |= asyncio.run(
@@ -648,7 +651,7 @@ def start(
             ]
             for fut in futures:
                 fut.result()
-        info.started_at = time.time()  # after the last process started (see `owns`)
+        info.started_at = process_clock()  # after the last process started (see `owns`)
         info.save()
         others = bool(web_env) + bool(zipkin) + 2 * bool(info.prometheus)
         parts = [f"{len(started) - others} service processes"]
@@ -698,7 +701,7 @@ def restart(info: PlatformInfo, name: str, *, timeout: float = 120.0) -> int:
         interval=0.3,
     )
     info.pids[name] = proc.pid
-    info.started_at = time.time()
+    info.started_at = process_clock()
     info.save()
     return proc.pid
 

@@ -137,15 +137,37 @@ def wait_until(
     raise StartupError(part, reason, log)
 
 
+def clock() -> float:
+    """Seconds since the machine booted: the clock `started_before` compares with. Unlike
+    time.time() it does not move when the wall clock is stepped (NTP, a resumed VM), which
+    would make a process look started after a moment taken before it."""
+    try:
+        return time.clock_gettime(time.CLOCK_BOOTTIME)
+    except (AttributeError, OSError):  # not Linux: psutil's wall-clock times, as before
+        return time.time()
+
+
+def _started_at(pid: int) -> float:
+    """When `pid` started, on `clock()`'s scale: on Linux its start in clock ticks since boot
+    (field 22 of /proc/<pid>/stat), which no wall-clock step changes."""
+    try:
+        time.clock_gettime(time.CLOCK_BOOTTIME)
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (AttributeError, OSError):
+        return psutil.Process(pid).create_time()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
 def started_before(pid: int, moment: float) -> bool:
-    """Whether `pid` is alive and was started no later than `moment` (a time.time()): still the
+    """Whether `pid` is alive and was started no later than `moment` (a `clock()`): still the
     process a stack started, not a later one given the same pid after ours died (pids are
     recycled). A `moment` of 0 accepts any live process."""
     if not is_alive(pid):
         return False
     try:
-        created = psutil.Process(pid).create_time()
-    except psutil.NoSuchProcess:
+        created = _started_at(pid)
+    except (psutil.NoSuchProcess, FileNotFoundError, ProcessLookupError):
         return False
     return not moment or created <= moment + 1.0
 

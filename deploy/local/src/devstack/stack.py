@@ -17,6 +17,7 @@ from pathlib import Path
 from rich.console import Console
 
 from devstack import install, object_store, parts
+from devstack.process import clock as process_clock
 from devstack.process import free_port, started_before, stop_group
 
 SERVICES = ("intake", "records", "translation", "partners", "notifications")
@@ -67,7 +68,7 @@ class StackInfo:
     storage (records read-write, translation read-only; `devstack.object_store`)."""
     pids: dict[str, int] = field(default_factory=dict)
     logs: dict[str, str] = field(default_factory=dict)
-    started_at: float = 0.0
+    started_at: float = 0.0  # on devstack.process.clock(): seconds since boot
 
     def env(self) -> dict[str, str]:
         """Environment variables the platform's settings read (see referrals_common.settings).
@@ -233,7 +234,7 @@ def start(
             sms_auth_token=sms_token,
             pids={r.name: r.pid for r in started},
             logs={r.name: str(r.log) for r in started},
-            started_at=time.time(),
+            started_at=process_clock(),
         )
         info.database_dsns = asyncio.run(provision_databases(dsn, databases, creds))
         # The documents bucket and the services' own MinIO users (never the root user).

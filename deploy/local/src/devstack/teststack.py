@@ -43,6 +43,7 @@ from rich.console import Console
 
 from devstack import object_store, parts
 from devstack import stack as stack_mod
+from devstack.process import clock as process_clock
 from devstack.process import free_port, stop_group
 
 PROVIDER_ENV = "REFERRALS_TEST_STACK"
@@ -253,7 +254,7 @@ class ContainersProvider:
                 sms_auth_token=sms_token,
                 pids={mail.name: mail.pid, sms.name: sms.pid},
                 logs={mail.name: str(mail.log), sms.name: str(sms.log)},
-                started_at=time.time(),
+                started_at=process_clock(),
             )
             info.database_dsns = asyncio.run(stack_mod.provision_databases(dsn, databases, creds))
             users = object_store.provision(s3, creds.s3_access_key, creds.s3_secret_key)
