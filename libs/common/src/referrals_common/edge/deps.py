@@ -158,6 +158,13 @@ def api_key_principal(
         return caller
 
     current.__doc__ = f"The caller presenting {what} API key in {header.model.name}."
+    # The annotations as objects: under `from __future__ import annotations` they are strings
+    # FastAPI would resolve in this module's globals, where this call's `header` is not.
+    current.__annotations__ = {
+        "request": Request,
+        "presented": Annotated[str | None, Security(header)],
+        "return": object,
+    }
     return current
 
 
