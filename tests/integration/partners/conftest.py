@@ -32,9 +32,10 @@ from referrals_common.migrations import upgrade_async
 from referrals_common.settings import KafkaSettings, PostgresSettings
 from referrals_common.webhooks import RetryPolicy, WebhookRetrySettings
 from referrals_partners import consumers
+from referrals_partners.bootstrap import Runtime, build_runtime
 from referrals_partners.centers import ensure_inbox_topics, issue_key, load_seed
 from referrals_partners.config import PartnersSettings
-from referrals_partners.main import MIGRATIONS, Runtime, build_runtime, create_app
+from referrals_partners.main import MIGRATIONS, create_app
 from referrals_partners.scheduler import WebhookSender, run_scheduler
 from tests.public_dns import with_example_dns
 

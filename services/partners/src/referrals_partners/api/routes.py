@@ -62,9 +62,9 @@ from referrals_common.service_app import ApiTag
 from referrals_common.text import PlainText
 from referrals_common.webhooks import new_secret
 from referrals_partners import operations
+from referrals_partners.bootstrap import Runtime
 from referrals_partners.centers import center_row_values, issue_key
 from referrals_partners.centers import revoke_key as revoke_key_of
-from referrals_partners.main import Runtime
 from referrals_partners.meetings import SlotTime
 from referrals_partners.models import (
     ApiClient,
