@@ -79,9 +79,9 @@ from referrals_records.main import build_runtime as build_records
 from referrals_records.main import create_app as create_records_app
 from referrals_records.models import CenterCredential, CenterReferral
 from referrals_translation import consumers as translation_consumers
+from referrals_translation.bootstrap import build_runtime as build_translation
 from referrals_translation.config import TranslationSettings
 from referrals_translation.main import MIGRATIONS as TRANSLATION_MIGRATIONS
-from referrals_translation.main import build_runtime as build_translation
 from tests.public_dns import with_example_dns
 from tests.running import consuming, relaying
 

@@ -27,8 +27,9 @@ from referrals_common.messaging.relay import OutboxRelay
 from referrals_common.migrations import upgrade_async
 from referrals_common.settings import KafkaSettings, PostgresSettings, S3Settings
 from referrals_translation import consumers
+from referrals_translation.bootstrap import build_runtime
 from referrals_translation.config import TranslationSettings
-from referrals_translation.main import MIGRATIONS, build_runtime
+from referrals_translation.main import MIGRATIONS
 
 from ..conftest import publish
 
