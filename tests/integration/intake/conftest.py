@@ -12,9 +12,10 @@ from referrals_common.auth.case_tokens import generate_private_key_pem
 from referrals_common.crypto import FieldCipher, SealedBox
 from referrals_common.migrations import upgrade_async
 from referrals_common.settings import KafkaSettings, PostgresSettings
+from referrals_intake.bootstrap import Runtime, build_runtime
 from referrals_intake.clients import register_client
 from referrals_intake.config import IntakeSettings, TokenSettings
-from referrals_intake.main import MIGRATIONS, Runtime, build_runtime, create_app
+from referrals_intake.main import MIGRATIONS, create_app
 
 
 @pytest.fixture

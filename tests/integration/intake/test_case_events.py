@@ -17,7 +17,8 @@ import pytest
 import uvicorn
 
 from devstack.process import free_port
-from referrals_intake.main import build_runtime, create_app
+from referrals_intake.bootstrap import build_runtime
+from referrals_intake.main import create_app
 
 from .conftest import intake_settings, new_client_key, open_case
 

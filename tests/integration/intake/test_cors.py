@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from referrals_common.auth.api_keys import parse_api_key
-from referrals_intake.main import build_runtime, create_app
+from referrals_intake.bootstrap import build_runtime
+from referrals_intake.main import create_app
 
 from .conftest import case_body, intake_settings, new_client_key
 

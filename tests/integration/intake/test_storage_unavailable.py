@@ -7,7 +7,8 @@ import httpx
 import pytest
 
 from devstack.process import free_port
-from referrals_intake.main import build_runtime, create_app
+from referrals_intake.bootstrap import build_runtime
+from referrals_intake.main import create_app
 
 from ..unavailable import assert_unavailable
 from .conftest import case_body, intake_settings

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from referrals_common.auth.api_keys import generate_api_key, hash_secret
 from referrals_common.db import Database, UnitOfWork
 from referrals_intake.config import IntakeSettings
 from referrals_intake.models import ApiClient
 
 KEY_PREFIX = "rfk"
+
+
+@dataclass(frozen=True)
+class Client:
+    """A partner front end calling with its API key (the principal of its routes)."""
+
+    key_id: str
+    name: str
+
+    @property
+    def actor(self) -> str:
+        return f"client:{self.key_id}"
 
 
 async def register_client(

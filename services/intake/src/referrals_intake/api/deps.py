@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Annotated, cast
 from uuid import UUID
 
@@ -23,7 +22,8 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from referrals_common.db import UnitOfWork
 from referrals_common.edge import authenticated
 from referrals_common.edge.principals import CaseAccess, verify_api_key, verify_case_token
-from referrals_intake.main import Runtime
+from referrals_intake.bootstrap import Runtime
+from referrals_intake.clients import Client
 from referrals_intake.repository import CaseRepository
 
 api_key_header = APIKeyHeader(
@@ -53,16 +53,6 @@ async def get_uow(runtime: RuntimeDep) -> AsyncIterator[UnitOfWork]:
 
 
 UowDep = Annotated[UnitOfWork, Depends(get_uow)]
-
-
-@dataclass(frozen=True)
-class Client:
-    key_id: str
-    name: str
-
-    @property
-    def actor(self) -> str:
-        return f"client:{self.key_id}"
 
 
 async def current_client(

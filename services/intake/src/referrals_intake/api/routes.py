@@ -39,6 +39,7 @@ from referrals_common.service_app import ApiTag
 from referrals_intake import meetings as meeting_use_cases
 from referrals_intake import rendering
 from referrals_intake.api.deps import CaseAccessDep, ClientDep, RuntimeDep, UowDep
+from referrals_intake.bootstrap import Runtime
 from referrals_intake.fhir import (
     CaseForFhir,
     ConsentForFhir,
@@ -60,7 +61,6 @@ from referrals_intake.lifecycle import (
     IllegalTransition,
     still_missing,
 )
-from referrals_intake.main import Runtime
 from referrals_intake.models import Case, CaseDocument, IdempotencyRecord, Meeting
 from referrals_intake.rendering import AcceptLanguage
 from referrals_intake.repository import CaseRepository
