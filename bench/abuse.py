@@ -26,8 +26,6 @@ import json
 import os
 import secrets
 import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -35,15 +33,16 @@ from typing import Any
 
 import asyncpg
 import httpx
-from harness import cpu_seconds, pct, wait_healthy
+from _harness.processes import cpu_seconds
+from _harness.results import parser, report
+from _harness.stack import QUIET, api, create_client, own_stack_async
+from _harness.stats import pct
 from rich.console import Console
 
-from devstack import stack as stack_mod
-from devstack.process import free_port, stop_group
+from devstack.process import stop_group
 from referrals_common.auth.case_tokens import generate_private_key_pem, public_jwks
 from referrals_common.crypto import FieldCipher
 
-ROOT = Path(__file__).resolve().parents[1]
 console = Console()
 ATTACKER_ADDRESS = "127.0.0.2"
 """The attacker's source address (all of 127/8 is loopback): rate limits and lockout count
@@ -278,11 +277,12 @@ async def run_phase(
     return figures
 
 
-async def main(args: argparse.Namespace) -> dict[str, Any]:
-    tmp = Path(tempfile.mkdtemp(prefix="bench-abuse-"))
-    info = await asyncio.to_thread(
-        stack_mod.start, tmp / "stack", Console(stderr=True), databases=("intake", "records")
-    )
+async def measure(args: argparse.Namespace) -> dict[str, Any]:
+    async with own_stack_async("bench-abuse-", ("intake", "records")) as (tmp, info):
+        return await run(args, tmp, info)
+
+
+async def run(args: argparse.Namespace, tmp: Path, info: Any) -> dict[str, Any]:
     procs: dict[str, subprocess.Popen[bytes]] = {}
     pools: dict[str, asyncpg.Pool] = {}
     try:
@@ -294,36 +294,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "REFERRALS_INTAKE_FIELD_ENCRYPTION_KEY": FieldCipher.generate_key_base64(),
             "REFERRALS_INTAKE_API_KEY_PEPPER": "bench-pepper-" + uuid.uuid4().hex,
             "REFERRALS_RECORDS_CASE_TOKEN_JWKS": json.dumps(public_jwks(key_pem)),
-            "REFERRALS_TELEMETRY__LOG_LEVEL": "WARNING",
-            "OTEL_TRACES_EXPORTER": "none",
+            **QUIET,
         }
         bases: dict[str, str] = {}
         for service in ("intake", "records"):
-            port = free_port()
-            log = tmp / f"{service}.log"
-            with log.open("wb") as out:
-                procs[service] = subprocess.Popen(
-                    [sys.executable, "-m", f"referrals_{service}.cli", "api", "--port", str(port)],
-                    env=env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            bases[service] = f"http://127.0.0.1:{port}"
-            wait_healthy(bases[service], procs[service], log)
+            procs[service], bases[service] = api(service, env, tmp)
 
-        def new_key(name: str) -> str:
-            out = subprocess.run(
-                [sys.executable, "-m", "referrals_intake.cli", "create-client", name],
-                env=env,
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            return out.stdout.strip().splitlines()[-1]
-
-        keys = [new_key(f"good front end {i}") for i in range(args.good_clients)]
-        attacker_key = new_key("abusive front end")
+        keys = [create_client(env, f"good front end {i}") for i in range(args.good_clients)]
+        attacker_key = create_client(env, "abusive front end")
         transport = httpx.AsyncHTTPTransport(local_address=ATTACKER_ADDRESS)
         async with httpx.AsyncClient(transport=transport) as client:
             r = await client.post(
@@ -360,8 +338,6 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             await pool.close()
         for proc in procs.values():
             stop_group(proc.pid)
-        await asyncio.to_thread(stack_mod.stop, info)
-        await asyncio.to_thread(stack_mod.purge, tmp)
 
     audit_added = sum(abusive["audit_rows_added"].values())
     lost = (
@@ -395,15 +371,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def main() -> None:
+    cli = parser(__doc__)
+    cli.add_argument("--seconds", type=float, default=20.0)
+    cli.add_argument("--good-clients", type=int, default=6)
+    cli.add_argument("--rate", type=float, default=2.0, help="cases a second per good client")
+    cli.add_argument("--attack-concurrency", type=int, default=16)
+    report("abuse.json", asyncio.run(measure(cli.parse_args())), "ratios", "targets")
+
+
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--good-clients", type=int, default=6)
-    parser.add_argument("--rate", type=float, default=2.0, help="cases a second per good client")
-    parser.add_argument("--attack-concurrency", type=int, default=16)
-    results = asyncio.run(main(parser.parse_args()))
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "abuse.json").write_text(json.dumps(results, indent=2) + "\n")
-    console.print_json(data=results["ratios"])
-    console.print_json(data=results["targets"])
+    main()

@@ -36,11 +36,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from _harness.results import RESULTS, loadavg, machine_info, parser, shown
 from rich.console import Console
 from rich.table import Table
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
 console = Console()
 
 PARTS = ("pipeline", "messaging", "records", "intake", "language")
@@ -86,7 +85,7 @@ def run_pipeline(p: dict[str, Any]) -> dict[str, Any]:
         phase1="ahead", lead=8.0, seed=1, drain_timeout=600.0, lag_interval=1.0, attach=False,
         keep=False, root=None, role=None, bootstrap=None, topics=None, types="", group=None, **p,
     )  # fmt: skip
-    extra: dict[str, Any] = {"machine": pipeline.machine_info()}
+    extra: dict[str, Any] = {"machine": machine_info()}
     docs = pipeline.DocumentSet.generate(args.variants, args.seed)
     extra["documents"] = docs.sizes()
     return asyncio.run(pipeline.run(args, docs, extra))
@@ -95,25 +94,25 @@ def run_pipeline(p: dict[str, Any]) -> dict[str, Any]:
 def run_messaging(p: dict[str, Any]) -> dict[str, Any]:
     import messaging
 
-    return asyncio.run(messaging.main(argparse.Namespace(**p)))
+    return asyncio.run(messaging.measure(argparse.Namespace(**p)))
 
 
 def run_records(p: dict[str, Any]) -> dict[str, Any]:
     import records
 
-    return records.main(argparse.Namespace(**p))
+    return records.measure(argparse.Namespace(**p))
 
 
 def run_intake(p: dict[str, Any]) -> dict[str, Any]:
     import intake
 
-    return asyncio.run(intake.main(argparse.Namespace(**p)))
+    return asyncio.run(intake.measure(argparse.Namespace(**p)))
 
 
 def run_language(p: dict[str, Any]) -> dict[str, Any]:
     import translation
 
-    return translation.main(argparse.Namespace(documents=0, pages=0, scans=0, **p))
+    return translation.measure(argparse.Namespace(documents=0, pages=0, scans=0, **p))
 
 
 RUNNERS = {
@@ -324,27 +323,27 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny parameters: a smoke run")
-    parser.add_argument("--only", default=",".join(PARTS), help=f"some of {','.join(PARTS)}")
-    parser.add_argument("--out", type=Path, default=RESULTS / "cost.json")
-    parser.add_argument(
+    cli = parser(__doc__)
+    cli.add_argument("--quick", action="store_true", help="tiny parameters: a smoke run")
+    cli.add_argument("--only", default=",".join(PARTS), help=f"some of {','.join(PARTS)}")
+    cli.add_argument("--out", type=Path, default=RESULTS / "cost.json")
+    cli.add_argument(
         "--merge",
         type=Path,
         nargs="+",
         help="measure nothing: write --out from these runs' cost.json (parts run side by side)",
     )
-    parser.add_argument(
+    cli.add_argument(
         "--plot-only", action="store_true", help="redraw the plot of --out, measure nothing"
     )
-    parser.add_argument("--note", action="append", default=[], help="a note kept in the JSON")
-    parser.add_argument(
+    cli.add_argument("--note", action="append", default=[], help="a note kept in the JSON")
+    cli.add_argument(
         "--compare",
         type=Path,
         help="another run's cost.json (e.g. before a change), read at the end: its figures are "
         "kept beside this run's as `compared_run`",
     )
-    args = parser.parse_args()
+    args = cli.parse_args()
     if args.merge:
         result = merge([json.loads(p.read_text()) for p in args.merge], args.note)
         args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
@@ -357,9 +356,9 @@ def main() -> None:
     chosen = [p for p in args.only.split(",") if p]
     unknown = set(chosen) - set(PARTS)
     if unknown:
-        parser.error(f"unknown parts: {sorted(unknown)}")
+        cli.error(f"unknown parts: {sorted(unknown)}")
     params = parameters(args.quick)
-    load_start = [round(v, 2) for v in os.getloadavg()]
+    load_start = loadavg()
     console.print(f"load average at start: {load_start}")
     parts: dict[str, dict[str, Any]] = {}
     seconds: dict[str, float] = {}
@@ -381,7 +380,7 @@ def main() -> None:
         "machine": {
             "cpus": os.cpu_count(),
             "loadavg_start": load_start,
-            "loadavg_end": [round(v, 2) for v in os.getloadavg()],
+            "loadavg_end": loadavg(),
         },
     }
     notes = [
@@ -407,9 +406,7 @@ def main() -> None:
     args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     show(result)
     plot(result, args.out.with_suffix(".png"))
-    console.print(
-        f"written to {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}"
-    )
+    console.print(f"written to {shown(args.out)}")
 
 
 if __name__ == "__main__":

@@ -23,11 +23,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
-import json
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +33,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from _harness.results import ROOT, parser, shown, write_results
+from _harness.revision import module_at
+
 sys.path.insert(0, str(ROOT))  # the samples live under tests/
 
 OLD_REVISION = "745c5f7489d1052ffc60e4f5a63688bdc7fbd027"
@@ -102,21 +101,7 @@ def samples() -> list[tuple[str, bytes, str]]:
 
 def old_inspection(folder: Path) -> ModuleType:
     """`referrals_records.inspection` as it was at `OLD_REVISION` (its own signature tables)."""
-    source = subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{OLD_REVISION}:{INSPECTION_MODULE}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    path = folder / "inspection_signatures.py"
-    path.write_text(source, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location("inspection_signatures", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["inspection_signatures"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return module_at(OLD_REVISION, INSPECTION_MODULE, "inspection_signatures", folder)
 
 
 def outcome(module: ModuleType, head: bytes, name: str) -> str:
@@ -160,7 +145,7 @@ def optional_detectors() -> dict[str, Callable[[bytes, str], object]]:
     return found
 
 
-def main(args: argparse.Namespace) -> dict[str, Any]:
+def measure(args: argparse.Namespace) -> dict[str, Any]:
     from rich.console import Console
 
     from referrals_records import inspection
@@ -219,13 +204,16 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     console.print(
         f"filetype / signatures (mean µs per file): {result['ratio_filetype_over_signatures_mean']}"
     )
-    out = ROOT / "bench" / "results" / "inspection.json"
-    out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    console.print(f"written to {out.relative_to(ROOT)}")
+    out = write_results("inspection.json", result, ensure_ascii=False)
+    console.print(f"written to {shown(out)}")
     return result
 
 
+def main() -> None:
+    cli = parser(__doc__)
+    cli.add_argument("--rounds", type=int, default=200)
+    measure(cli.parse_args())
+
+
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=200)
-    main(parser.parse_args())
+    main()

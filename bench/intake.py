@@ -21,19 +21,19 @@ import sys
 import tempfile
 import time
 import uuid
-from pathlib import Path
 
 import asyncpg
 import httpx
-from harness import pct, wait_healthy
+from _harness.processes import wait_healthy
+from _harness.results import parser, report
+from _harness.stack import QUIET, api, create_client, own_stack_async
+from _harness.stats import pct
 from rich.console import Console
 
-from devstack import stack as stack_mod
-from devstack.process import free_port, stop_group
+from devstack.process import free_port, spawn, stop_group
 from referrals_common.auth.case_tokens import generate_private_key_pem
 from referrals_common.crypto import FieldCipher
 
-ROOT = Path(__file__).resolve().parents[1]
 console = Console()
 
 CASE = {
@@ -171,160 +171,42 @@ async def load(seconds: float, concurrency: int, one_request) -> dict[str, float
     }
 
 
-async def main(args: argparse.Namespace) -> dict[str, object]:
-    tmp = Path(tempfile.mkdtemp(prefix="bench-intake-"))
-    info = await asyncio.to_thread(
-        stack_mod.start, tmp / "stack", Console(stderr=True), databases=("intake",)
-    )
+async def measure(args: argparse.Namespace) -> dict[str, object]:
     procs: list[subprocess.Popen[bytes]] = []
-    try:
-        dsn = info.database_dsns["intake"]
-        env = {
-            **os.environ,
-            "REFERRALS_INTAKE_POSTGRES__DSN": dsn,
-            "REFERRALS_INTAKE_POSTGRES__POOL_SIZE": "10",
-            "REFERRALS_KAFKA__BOOTSTRAP_SERVERS": info.kafka_bootstrap,
-            "REFERRALS_INTAKE_TOKENS__SIGNING_KEY_PEM": generate_private_key_pem().decode(),
-            "REFERRALS_INTAKE_FIELD_ENCRYPTION_KEY": FieldCipher.generate_key_base64(),
-            "REFERRALS_INTAKE_API_KEY_PEPPER": "bench-pepper-" + uuid.uuid4().hex,
-            # One key drives the whole load: the per-client rate limit would measure itself.
-            "REFERRALS_RATE_LIMIT__ENABLED": "false",
-            "REFERRALS_TELEMETRY__LOG_LEVEL": "WARNING",
-            "OTEL_TRACES_EXPORTER": "none",
-        }
-        intake_port, base_port = free_port(), free_port()
-        intake_log, base_log = tmp / "intake.log", tmp / "baseline.log"
-        with intake_log.open("wb") as out:
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "referrals_intake.cli",
-                        "api",
-                        "--port",
-                        str(intake_port),
-                        "--workers",
-                        str(args.workers),
-                    ],
-                    env=env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            )
-        (tmp / "baseline_app.py").write_text(BASELINE_APP)
-        with base_log.open("wb") as out:
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "uvicorn",
-                        "baseline_app:create",
-                        "--factory",
-                        "--port",
-                        str(base_port),
-                        "--workers",
-                        str(args.workers),
-                        "--no-access-log",
-                        "--log-level",
-                        "warning",
-                    ],
-                    env=env,
-                    cwd=tmp,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            )
-        intake, baseline = f"http://127.0.0.1:{intake_port}", f"http://127.0.0.1:{base_port}"
-        wait_healthy(intake, procs[0], intake_log)
-        wait_healthy(baseline, procs[1], base_log)
-        key = (
-            subprocess.run(
-                [sys.executable, "-m", "referrals_intake.cli", "create-client", "bench"],
-                env=env,
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
-        pg = await asyncpg.create_pool(dsn, min_size=4, max_size=8)
-
-        async def bare(client: httpx.AsyncClient) -> bool:
-            r = await client.post(f"{baseline}/echo", json=CASE)
-            return r.status_code == 201
-
-        async def create(client: httpx.AsyncClient) -> bool:
-            r = await client.post(
-                f"{intake}/v1/cases",
-                json=CASE,
-                headers={"X-Api-Key": key, "Idempotency-Key": str(uuid.uuid4())},
-            )
-            return r.status_code == 201
-
-        async def create_and_submit(client: httpx.AsyncClient) -> bool:
-            r = await client.post(
-                f"{intake}/v1/cases",
-                json=CASE,
-                headers={"X-Api-Key": key, "Idempotency-Key": str(uuid.uuid4())},
-            )
-            if r.status_code != 201:
-                return False
-            case_id, token = r.json()["case"]["id"], r.json()["access_token"]
-            # What records' document.stored event would have told intake (no HTTP involved).
-            await pg.execute(
-                'insert into case_documents (document_id, case_id, kind, stored, "check", '
-                "created_at, updated_at) values ($1, $2, 'pathology_report', true, 'pending', "
-                "now(), now())",
-                uuid.uuid4(),
-                uuid.UUID(case_id),
-            )
-            auth = {"Authorization": f"Bearer {token}"}
-            for kind in ("processing", "cross_border"):
-                c = await client.put(
-                    f"{intake}/v1/cases/{case_id}/consents/{kind}",
-                    json={"version": "2026-01"},
-                    headers=auth,
-                )
-                if c.status_code != 200:
-                    return False
-            s = await client.post(
-                f"{intake}/v1/cases/{case_id}/submit",
-                headers={**auth, "Idempotency-Key": str(uuid.uuid4())},
-            )
-            return s.status_code == 200
-
-        wrk = ensure_wrk()
-        script = WRK_SCRIPT.replace("BODY", json.dumps(CASE)).replace("KEY", key)
-        console.print("warming up…")
-        wrk_load(wrk, f"{baseline}/echo", 3, args.concurrency, script)
-        wrk_load(wrk, f"{intake}/v1/cases", 3, args.concurrency, script)
-        console.print(
-            f"[bold]bare FastAPI[/] {args.seconds:.0f} s x {args.concurrency} connections"
-        )
-        bare_figures = wrk_load(wrk, f"{baseline}/echo", args.seconds, args.concurrency, script)
-        console.print(f"[bold]intake: create[/] {args.seconds:.0f} s x {args.concurrency}")
-        create_figures = wrk_load(wrk, f"{intake}/v1/cases", args.seconds, args.concurrency, script)
-        console.print(
-            f"[bold]intake: create → consents → submit[/] {args.seconds:.0f} s "
-            f"x {args.flow_clients} clients (Python client: 4 requests a case)"
-        )
-        flow_figures = await load(args.seconds, args.flow_clients, create_and_submit)
-        await pg.close()
-    finally:
-        for proc in procs:
-            stop_group(proc.pid)
-        await asyncio.to_thread(stack_mod.stop, info)
-        await asyncio.to_thread(stack_mod.purge, tmp)
-
+    async with own_stack_async("bench-intake-", ("intake",)) as (tmp, info):
+        try:
+            dsn = info.database_dsns["intake"]
+            env = {
+                **os.environ,
+                "REFERRALS_INTAKE_POSTGRES__DSN": dsn,
+                "REFERRALS_INTAKE_POSTGRES__POOL_SIZE": "10",
+                "REFERRALS_KAFKA__BOOTSTRAP_SERVERS": info.kafka_bootstrap,
+                "REFERRALS_INTAKE_TOKENS__SIGNING_KEY_PEM": generate_private_key_pem().decode(),
+                "REFERRALS_INTAKE_FIELD_ENCRYPTION_KEY": FieldCipher.generate_key_base64(),
+                "REFERRALS_INTAKE_API_KEY_PEPPER": "bench-pepper-" + uuid.uuid4().hex,
+                # One key drives the whole load: the per-client rate limit would measure itself.
+                "REFERRALS_RATE_LIMIT__ENABLED": "false",
+                **QUIET,
+            }
+            proc, intake = api("intake", env, tmp, "--workers", str(args.workers))
+            procs.append(proc)
+            (tmp / "baseline_app.py").write_text(BASELINE_APP)
+            base_port, base_log = free_port(), tmp / "baseline.log"
+            argv = ["uvicorn", "baseline_app:create", "--factory", "--port", str(base_port)]
+            argv += ["--workers", str(args.workers), "--no-access-log", "--log-level", "warning"]
+            procs.append(spawn([sys.executable, "-m", *argv], log=base_log, env=env, cwd=tmp))
+            baseline = f"http://127.0.0.1:{base_port}"
+            wait_healthy(baseline, procs[1], base_log)
+            key = create_client(env, "bench")
+            figures = await drive(args, intake, baseline, key, dsn)
+        finally:
+            for proc in procs:
+                stop_group(proc.pid)
+    bare_figures, create_figures = figures["bare"], figures["create"]
     return {
         "bare_fastapi_echo": bare_figures,
         "intake_create": create_figures,
-        "intake_create_consent_submit_flow": flow_figures,
+        "intake_create_consent_submit_flow": figures["flow"],
         "ratios": {
             "create_rate_vs_bare": round(
                 create_figures["requests_per_s"] / bare_figures["requests_per_s"], 3
@@ -344,14 +226,75 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+async def drive(
+    args: argparse.Namespace, intake: str, baseline: str, key: str, dsn: str
+) -> dict[str, dict]:
+    """The three loads, one after the other: bare FastAPI and intake's create under wrk, then
+    create → consents → submit from Python clients."""
+    pg = await asyncpg.create_pool(dsn, min_size=4, max_size=8)
+
+    async def create_and_submit(client: httpx.AsyncClient) -> bool:
+        r = await client.post(
+            f"{intake}/v1/cases",
+            json=CASE,
+            headers={"X-Api-Key": key, "Idempotency-Key": str(uuid.uuid4())},
+        )
+        if r.status_code != 201:
+            return False
+        case_id, token = r.json()["case"]["id"], r.json()["access_token"]
+        # What records' document.stored event would have told intake (no HTTP involved).
+        await pg.execute(
+            'insert into case_documents (document_id, case_id, kind, stored, "check", '
+            "created_at, updated_at) values ($1, $2, 'pathology_report', true, 'pending', "
+            "now(), now())",
+            uuid.uuid4(),
+            uuid.UUID(case_id),
+        )
+        auth = {"Authorization": f"Bearer {token}"}
+        for kind in ("processing", "cross_border"):
+            c = await client.put(
+                f"{intake}/v1/cases/{case_id}/consents/{kind}",
+                json={"version": "2026-01"},
+                headers=auth,
+            )
+            if c.status_code != 200:
+                return False
+        s = await client.post(
+            f"{intake}/v1/cases/{case_id}/submit",
+            headers={**auth, "Idempotency-Key": str(uuid.uuid4())},
+        )
+        return s.status_code == 200
+
+    try:
+        wrk = ensure_wrk()
+        script = WRK_SCRIPT.replace("BODY", json.dumps(CASE)).replace("KEY", key)
+        console.print("warming up…")
+        wrk_load(wrk, f"{baseline}/echo", 3, args.concurrency, script)
+        wrk_load(wrk, f"{intake}/v1/cases", 3, args.concurrency, script)
+        console.print(
+            f"[bold]bare FastAPI[/] {args.seconds:.0f} s x {args.concurrency} connections"
+        )
+        bare = wrk_load(wrk, f"{baseline}/echo", args.seconds, args.concurrency, script)
+        console.print(f"[bold]intake: create[/] {args.seconds:.0f} s x {args.concurrency}")
+        create = wrk_load(wrk, f"{intake}/v1/cases", args.seconds, args.concurrency, script)
+        console.print(
+            f"[bold]intake: create → consents → submit[/] {args.seconds:.0f} s "
+            f"x {args.flow_clients} clients (Python client: 4 requests a case)"
+        )
+        flow = await load(args.seconds, args.flow_clients, create_and_submit)
+    finally:
+        await pg.close()
+    return {"bare": bare, "create": create, "flow": flow}
+
+
+def main() -> None:
+    cli = parser(__doc__)
+    cli.add_argument("--seconds", type=float, default=15.0)
+    cli.add_argument("--concurrency", type=int, default=8)
+    cli.add_argument("--flow-clients", type=int, default=8)
+    cli.add_argument("--workers", type=int, default=2)
+    report("intake.json", asyncio.run(measure(cli.parse_args())))
+
+
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--flow-clients", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=2)
-    results = asyncio.run(main(parser.parse_args()))
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "intake.json").write_text(json.dumps(results, indent=2) + "\n")
-    console.print_json(data=results)
+    main()

@@ -19,22 +19,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+from _harness import stats
+from _harness.results import ROOT, parser, report
+from _harness.stack import own_stack_async
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from faststream.kafka import KafkaBroker
-from harness import pct
 from rich.console import Console
 from sqlalchemy import text
 
-from devstack import stack as stack_mod
 from referrals_common.contracts import CaseWithdrawn, new_event
 from referrals_common.db import Database
 from referrals_common.messaging.consumer import EventConsumer, parse_record
@@ -44,38 +45,39 @@ from referrals_common.messaging.relay import OutboxRelay
 from referrals_common.migrations import upgrade_async
 from referrals_common.settings import PostgresSettings
 
-ROOT = Path(__file__).resolve().parents[1]
 MIGRATIONS = ROOT / "tests" / "integration" / "messaging_migrations"
 console = Console()
 
 
 def summary(latencies_s: list[float]) -> dict[str, float]:
-    ms = [v * 1000 for v in latencies_s]
-    return {
-        "p50_ms": round(pct(ms, 0.50), 2),
-        "p95_ms": round(pct(ms, 0.95), 2),
-        "p99_ms": round(pct(ms, 0.99), 2),
-        "mean_ms": round(statistics.fmean(ms), 2),
-        "count": len(ms),
-    }
+    """p50/p95/p99/mean in ms to two decimals (a hop takes a few milliseconds), and the count."""
+    return stats.summary(latencies_s, digits=2, with_max=False)
 
 
 # ------------------------------------------------------------------------------- raw aiokafka
 
 
-async def raw_throughput(bootstrap: str, topic: str, n: int, payload: bytes) -> float:
+async def raw_clients(
+    bootstrap: str, topic: str, group: str, offset_reset: str, **producer_options: Any
+) -> tuple[AIOKafkaProducer, AIOKafkaConsumer]:
+    """An idempotent acks=all producer and a consumer of `topic` in a new group, started."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=2
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, **producer_options
     )
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
-        group_id=f"raw-{uuid.uuid4()}",
-        auto_offset_reset="earliest",
+        group_id=f"{group}-{uuid.uuid4()}",
+        auto_offset_reset=offset_reset,
         enable_auto_commit=False,
     )
     await producer.start()
     await consumer.start()
+    return producer, consumer
+
+
+async def raw_throughput(bootstrap: str, topic: str, n: int, payload: bytes) -> float:
+    producer, consumer = await raw_clients(bootstrap, topic, "raw", "earliest", linger_ms=2)
     try:
         began = time.perf_counter()
         futures = [await producer.send(topic, payload, key=str(i % 500).encode()) for i in range(n)]
@@ -94,16 +96,7 @@ async def raw_throughput(bootstrap: str, topic: str, n: int, payload: bytes) -> 
 async def raw_latency(
     bootstrap: str, topic: str, rate: float, seconds: float, payload: bytes
 ) -> list[float]:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=f"lat-{uuid.uuid4()}",
-        auto_offset_reset="latest",
-        enable_auto_commit=False,
-    )
-    await producer.start()
-    await consumer.start()
+    producer, consumer = await raw_clients(bootstrap, topic, "lat", "latest")
     await asyncio.sleep(1.0)  # partition assignment
     sent: dict[bytes, float] = {}
     latencies: list[float] = []
@@ -290,10 +283,8 @@ async def outbox_latency(
         await dead.stop()
 
 
-async def main(args: argparse.Namespace) -> dict[str, object]:
-    tmp = Path(tempfile.mkdtemp(prefix="bench-messaging-"))
-    info = await asyncio.to_thread(stack_mod.start, tmp, Console(stderr=True), databases=())
-    try:
+async def measure(args: argparse.Namespace) -> dict[str, object]:
+    async with own_stack_async("bench-messaging-", ()) as (_, info):
         bootstrap = info.kafka_bootstrap
         admin = await asyncpg.connect(info.postgres_dsn)
         await admin.execute("create database bench")
@@ -315,12 +306,11 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         e2e_n = max(1000, args.events // 4)
         console.print(f"[bold]outbox → consumer[/]: {e2e_n} events end to end, then {args.rate}/s")
         e2e_tp = await end_to_end_throughput(dsn, bootstrap, db, "bench.e2e", e2e_n)
-        lat, stats = await outbox_latency(dsn, bootstrap, db, "bench.lat", args.rate, args.seconds)
+        lat, consumer_stats = await outbox_latency(
+            dsn, bootstrap, db, "bench.lat", args.rate, args.seconds
+        )
         out_lat = summary(lat)
         await db.dispose()
-    finally:
-        await asyncio.to_thread(stack_mod.stop, info)
-        await asyncio.to_thread(stack_mod.purge, tmp)
 
     results = {
         "raw_aiokafka": {"throughput_events_per_s": round(raw_tp), "latency": raw_lat},
@@ -328,7 +318,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         "outbox_to_consumer": {
             "throughput_events_per_s": round(e2e_tp),
             "latency_at_rate": out_lat,
-            "consumer_stats": stats,
+            "consumer_stats": consumer_stats,
         },
         "ratios": {
             "relay_throughput_vs_raw": round(relay_tp / raw_tp, 3),
@@ -346,21 +336,21 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
     return results
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=20000)
-    parser.add_argument("--rate", type=float, default=200.0)
-    parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--write-to", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--dsn", help=argparse.SUPPRESS)
-    parser.add_argument("--topic", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+def main() -> None:
+    cli = parser(__doc__)
+    cli.add_argument("--events", type=int, default=20000)
+    cli.add_argument("--rate", type=float, default=200.0)
+    cli.add_argument("--seconds", type=float, default=15.0)
+    cli.add_argument("--write-to", type=Path, help=argparse.SUPPRESS)
+    cli.add_argument("--dsn", help=argparse.SUPPRESS)
+    cli.add_argument("--topic", help=argparse.SUPPRESS)
+    args = cli.parse_args()
     if args.write_to:  # the writer process of the latency hop
         asyncio.run(write_at_rate(args.dsn, args.topic, args.rate, args.seconds, args.write_to))
-        sys.exit(0)
-    results = asyncio.run(main(args))
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "messaging.json").write_text(json.dumps(results, indent=2) + "\n")
-    console.print_json(data=results)
+        return
+    report("messaging.json", asyncio.run(measure(args)))
+
+
+if __name__ == "__main__":
+    main()
     sys.exit(0)

@@ -19,23 +19,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 import aiosmtplib
+from _harness.results import parser, shown, write_results
+from _harness.stack import QUIET, own_stack, service
+from _harness.stats import pct_floor
 from aiokafka import AIOKafkaProducer
 from aiosmtpd.controller import Controller
 from rich.console import Console
 
-from devstack import stack as stack_mod
 from devstack.process import free_port, stop_group
 from referrals_common.contracts import CaseContactShared, CaseSubmitted, new_event, topics
 from referrals_common.crypto import SealedBox
@@ -44,7 +44,6 @@ from referrals_notifications.channels.email import SmtpSettings, SmtpTls, build_
 from referrals_notifications.messages import CaseSubmittedContext, case_reference
 from referrals_notifications.rendering import Renderer
 
-ROOT = Path(__file__).resolve().parents[1]
 console = Console()
 
 
@@ -147,7 +146,7 @@ async def pipeline(bootstrap: str, public: str, n: int, counter: Counter) -> dic
     return {
         "per_second": n / (last - started),
         "p50_ms": statistics.median(latencies),
-        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        "p99_ms": pct_floor(latencies, 0.99),
     }
 
 
@@ -160,25 +159,15 @@ def start_services(info, tmp: Path, smtp_port: int, private: str) -> list[subpro
         "REFERRALS_NOTIFICATIONS_SMTP__HOST": "127.0.0.1",
         "REFERRALS_NOTIFICATIONS_SMTP__PORT": str(smtp_port),
         "REFERRALS_NOTIFICATIONS_SMTP__TLS": "none",
-        "REFERRALS_TELEMETRY__LOG_LEVEL": "WARNING",
-        "OTEL_TRACES_EXPORTER": "none",
+        **QUIET,
     }
     subprocess.run(
         [sys.executable, "-m", "referrals_notifications.cli", "migrate"], env=env, check=True
     )
-    procs = []
-    for role in ("consumer", "sender", "relay"):
-        log = (tmp / f"notifications-{role}.log").open("wb")
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "referrals_notifications.cli", role],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        )
-    return procs
+    return [
+        service("notifications", role, env, tmp / f"notifications-{role}.log")
+        for role in ("consumer", "sender", "relay")
+    ]
 
 
 async def stages(dsn: str, n: int) -> dict[str, float]:
@@ -243,20 +232,16 @@ async def run(args: argparse.Namespace, info, tmp: Path) -> dict[str, object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cases", type=int, default=400)
-    parser.add_argument("--concurrency", type=int, default=4)
-    args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="bench-notifications-"))
-    info = stack_mod.start(tmp / "stack", Console(stderr=True), databases=("notifications",))
-    try:
+    cli = parser(__doc__)
+    cli.add_argument("--cases", type=int, default=400)
+    cli.add_argument("--concurrency", type=int, default=4)
+    args = cli.parse_args()
+    with own_stack("bench-notifications-", ("notifications",)) as (tmp, info):
         result = asyncio.run(run(args, info, tmp))
-    finally:
-        stack_mod.stop(info)
-    out = ROOT / "bench" / "results" / "notifications.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"measured_at": datetime.now(UTC).isoformat(), **result}, indent=2))
-    console.print(f"written to {out.relative_to(ROOT)}")
+    out = write_results(
+        "notifications.json", {"measured_at": datetime.now(UTC).isoformat(), **result}
+    )
+    console.print(f"written to {shown(out)}")
 
 
 if __name__ == "__main__":

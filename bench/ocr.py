@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import importlib.util
 import json
 import statistics
 import subprocess
@@ -39,8 +38,9 @@ from types import ModuleType
 from typing import Any
 
 import psutil
+from _harness.results import ROOT, parser, shown, write_results
+from _harness.revision import module_at
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the fixture generator lives under tests/
 
 OLD_REVISION = "7091b190939711100b813e099af08e979d6e186b"
@@ -97,24 +97,12 @@ def load_implementation(name: str, folder: Path) -> ModuleType:
         from referrals_translation import ocr
 
         return ocr
-    source = subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{OLD_REVISION}:{OCR_MODULE}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    path = folder / "ocr_ctypes.py"
-    path.write_text(source, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location("ocr_ctypes", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ocr_ctypes"] = module  # dataclasses look their module up while they are made
-    spec.loader.exec_module(module)
-    return module
+    return module_at(OLD_REVISION, OCR_MODULE, "ocr_ctypes", folder)
 
 
-def measure(name: str, pages: list[tuple[Path, int | None]], folder: Path) -> list[dict[str, Any]]:
+def measure_pages(
+    name: str, pages: list[tuple[Path, int | None]], folder: Path
+) -> list[dict[str, Any]]:
     """Read every page with implementation `name` in this process; one row per page."""
     from PIL import Image
 
@@ -213,7 +201,7 @@ def agreement(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> dict[str,
     }
 
 
-def main(args: argparse.Namespace) -> dict[str, Any]:
+def measure(args: argparse.Namespace) -> dict[str, Any]:
     from rich.console import Console
 
     console = Console(width=120)
@@ -259,21 +247,23 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             f"{b['osd_s'] + b['recognition_s']:.2f} s "
             f"({b.get('script')}, {b.get('confidence', 0):.0f})"
         )
-    out = ROOT / "bench" / "results" / "ocr.json"
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    console.print(f"written to {out.relative_to(ROOT)}")
+    console.print(f"written to {shown(write_results('ocr.json', result))}")
     return result
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--scans", type=int, default=8)
-    parser.add_argument("--measure", choices=("ctypes", "tesserocr"), help=argparse.SUPPRESS)
-    parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
-    arguments = parser.parse_args()
+def main() -> None:
+    cli = parser(__doc__)
+    cli.add_argument("--rounds", type=int, default=2)
+    cli.add_argument("--scans", type=int, default=8)
+    cli.add_argument("--measure", choices=("ctypes", "tesserocr"), help=argparse.SUPPRESS)
+    cli.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    arguments = cli.parse_args()
     if arguments.measure:
         listed = [(Path(path), dpi) for path, dpi in json.loads(sys.stdin.read())]
-        print(json.dumps(measure(arguments.measure, listed, arguments.folder)))
+        print(json.dumps(measure_pages(arguments.measure, listed, arguments.folder)))
     else:
-        main(arguments)
+        measure(arguments)
+
+
+if __name__ == "__main__":
+    main()

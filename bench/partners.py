@@ -38,6 +38,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from _harness.results import parser, report
+from _harness.stats import pct_floor
 from babel import Locale
 from rich.console import Console
 
@@ -45,7 +47,6 @@ from referrals_common.contracts.intake import Destination
 from referrals_partners.registry import Center, ExchangeRates, load_registry, parse_icd_spec
 from referrals_partners.routing import CenterState, RoutingRequest, decide
 
-ROOT = Path(__file__).resolve().parents[1]
 console = Console()
 TARGET_DECISIONS_PER_S = 500
 
@@ -268,12 +269,11 @@ def _rate(run_one: Callable[[int], object], count: int, seconds: float) -> dict[
             run_one(i)
             latencies.append(time.perf_counter() - t0)
         per_pass.append(count / (time.perf_counter() - began))
-    ordered = sorted(latencies)
     return {
         "decisions_per_s": round(statistics.median(per_pass), 1),
         "best_pass_decisions_per_s": round(max(per_pass), 1),
-        "p50_ms": round(ordered[len(ordered) // 2] * 1000, 3),
-        "p99_ms": round(ordered[int(len(ordered) * 0.99)] * 1000, 3),
+        "p50_ms": round(pct_floor(latencies, 0.5) * 1000, 3),
+        "p99_ms": round(pct_floor(latencies, 0.99) * 1000, 3),
         "decisions": len(latencies),
     }
 
@@ -352,11 +352,6 @@ def bench_decisions(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
-
-
 async def _hop(bootstrap: str, env: dict[str, str], tmp: Path, args: argparse.Namespace) -> dict:
     import asyncio
     import os
@@ -365,6 +360,7 @@ async def _hop(bootstrap: str, env: dict[str, str], tmp: Path, args: argparse.Na
     import uuid
     from datetime import UTC, datetime
 
+    from _harness.stack import service
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     from devstack.process import stop_group
@@ -382,18 +378,10 @@ async def _hop(bootstrap: str, env: dict[str, str], tmp: Path, args: argparse.Na
     subprocess.run(
         [sys.executable, "-m", "referrals_partners.cli", "load-seed"], env=run_env, check=True
     )
-    procs = []
-    for role in ("consumer", "relay"):
-        log = (tmp / f"partners-{role}.log").open("wb")
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "referrals_partners.cli", role],
-                env=run_env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        )
+    procs = [
+        service("partners", role, run_env, tmp / f"partners-{role}.log")
+        for role in ("consumer", "relay")
+    ]
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     inbox = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -501,30 +489,24 @@ async def _hop(bootstrap: str, env: dict[str, str], tmp: Path, args: argparse.Na
         "offered": len(hops),
         "rate_per_second": args.rate,
         "p50_ms": round(statistics.median(hops), 1),
-        "p99_ms": round(_percentile(hops, 0.99), 1),
+        "p99_ms": round(pct_floor(hops, 0.99), 1),
         "floor_p50_ms": round(statistics.median(floor), 2),
-        "floor_p99_ms": round(_percentile(floor, 0.99), 2),
+        "floor_p99_ms": round(pct_floor(floor, 0.99), 2),
     }
 
 
 def bench_hop(args: argparse.Namespace) -> dict[str, Any]:
     import asyncio
-    import tempfile
 
-    from devstack import stack as stack_mod
+    from _harness.stack import QUIET, own_stack
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-partners-"))
-    info = stack_mod.start(tmp / "stack", Console(stderr=True), databases=("partners",))
-    try:
+    with own_stack("bench-partners-", ("partners",)) as (tmp, info):
         env = {
             "REFERRALS_PARTNERS_POSTGRES__DSN": info.database_dsns["partners"],
             "REFERRALS_KAFKA__BOOTSTRAP_SERVERS": info.kafka_bootstrap,
-            "REFERRALS_TELEMETRY__LOG_LEVEL": "WARNING",
-            "OTEL_TRACES_EXPORTER": "none",
+            **QUIET,
         }
         result = asyncio.run(_hop(info.kafka_bootstrap, env, tmp, args))
-    finally:
-        stack_mod.stop(info)
     console.print(
         f"hop case.ready_for_referral → referral.offered: {result['offered']}/{result['cases']} "
         f"offered at {args.rate}/s, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms "
@@ -534,24 +516,24 @@ def bench_hop(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def main(args: argparse.Namespace) -> dict[str, Any]:
+def measure(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"decisions": bench_decisions(args)}
     if not args.no_kafka:
         results["hop"] = bench_hop(args)
     return results
 
 
+def main() -> None:
+    cli = parser(__doc__)
+    cli.add_argument("--centers", type=int, default=1000)
+    cli.add_argument("--cases", type=int, default=300)
+    cli.add_argument("--seconds", type=float, default=3.0)
+    cli.add_argument("--seed", type=int, default=7)
+    cli.add_argument("--no-kafka", action="store_true", help="skip the hop over real Kafka")
+    cli.add_argument("--hop-cases", type=int, default=200)
+    cli.add_argument("--rate", type=float, default=20.0, help="cases per second for the hop")
+    report("partners.json", measure(cli.parse_args()))
+
+
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--centers", type=int, default=1000)
-    parser.add_argument("--cases", type=int, default=300)
-    parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--no-kafka", action="store_true", help="skip the hop over real Kafka")
-    parser.add_argument("--hop-cases", type=int, default=200)
-    parser.add_argument("--rate", type=float, default=20.0, help="cases per second for the hop")
-    results = main(parser.parse_args())
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "partners.json").write_text(json.dumps(results, indent=2) + "\n")
-    console.print_json(data=results)
+    main()

@@ -13,31 +13,25 @@ MinIO with `fput_object` (8 MB parts, SSE-S3, as records stores). MB/s of each a
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import uuid
 from pathlib import Path
 
 import httpx
-from minio.sse import SseS3
-from records import MB, make_dicom_like, per_gb, records_server, timed
-from rich.console import Console
+from _harness.records import MB, make_dicom_like, per_gb, records_server, timed
+from _harness.results import parser, report
 
-ROOT = Path(__file__).resolve().parents[1]
-console = Console()
 SIZE_MB = 50
 
 
-def main(args: argparse.Namespace) -> dict[str, object]:
+def measure(args: argparse.Namespace) -> dict[str, object]:
     with records_server("bench-resumable-") as server:
-        tmp, info, base, proc = server.tmp, server.info, server.base, server.proc
-        issuer, minio = server.issuer, server.minio
+        base, issuer = server.base, server.issuer
         files = []
         for i in range(args.files):
-            path = tmp / f"study-{i}.dcm"
+            path = server.tmp / f"study-{i}.dcm"
             make_dicom_like(path, SIZE_MB * MB)
             files.append(path)
-        pids = {"service": proc.pid, "minio": info.pids["minio"], "client": os.getpid()}
+        pids = server.pids()
 
         with httpx.Client(timeout=600) as http:
 
@@ -68,32 +62,12 @@ def main(args: argparse.Namespace) -> dict[str, object]:
                     raise RuntimeError(f"completion failed: {r.status_code} {r.text}")
 
             def one_shot(path: Path) -> None:
-                case_id = uuid.uuid4()
-                token = issuer.issue(case_id, "bench").token
-                with path.open("rb") as f:
-                    r = http.post(
-                        f"{base}/v1/cases/{case_id}/documents",
-                        data={"kind": "imaging_study"},
-                        files={"file": (path.name, f, "application/dicom")},
-                        headers={"Authorization": f"Bearer {token}"},
-                    )
-                if r.status_code != 201:
-                    raise RuntimeError(f"upload failed: {r.status_code} {r.text}")
+                server.upload(http, path, path.name)
 
-            def direct(path: Path) -> None:
-                minio.fput_object(
-                    "bench-direct",
-                    f"direct/{uuid.uuid4()}",
-                    str(path),
-                    content_type="application/dicom",
-                    sse=SseS3(),
-                    part_size=8 * MB,
-                )
-
-            direct(files[0])  # warm the connections and MinIO before timing
+            server.put_direct(files[0])  # warm the connections and MinIO before timing
             parts_s, parts_cpu = timed(files, in_parts, pids)
             shot_s, shot_cpu = timed(files, one_shot, pids)
-            direct_s, direct_cpu = timed(files, direct, pids)
+            direct_s, direct_cpu = timed(files, server.put_direct, pids)
     total_mb = SIZE_MB * args.files
     return {
         "file_MB": SIZE_MB,
@@ -109,11 +83,11 @@ def main(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+def main() -> None:
+    cli = parser(__doc__)
+    cli.add_argument("--files", type=int, default=3)
+    report("resumable.json", measure(cli.parse_args()))
+
+
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=3)
-    results = main(parser.parse_args())
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "resumable.json").write_text(json.dumps(results, indent=2) + "\n")
-    console.print_json(data=results)
+    main()

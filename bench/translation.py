@@ -31,7 +31,6 @@ the consumer process itself (Kafka, database, no models) adds about 100 MB, the 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
+from _harness.results import ROOT, parser, report
 from rich.console import Console
 
 from referrals_translation import language
@@ -49,11 +49,11 @@ from referrals_translation.extraction import PDF, TEXT
 from referrals_translation.outcome import Limits, Outcome
 from referrals_translation.pipeline import read_document
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the fixture generator lives under tests/
 
 # Checking workers import this module again when they start: what it needs beyond the service
-# (fpdf2, the fixture generator and its matplotlib fonts, py3langid) is imported where used.
+# (fpdf2, the fixture generator and its matplotlib fonts, py3langid) is imported where used, and
+# of the harness only its light `results` (the standard library alone).
 
 console = Console()
 
@@ -415,7 +415,7 @@ def workers() -> dict[str, float]:
     return result
 
 
-def main(args: argparse.Namespace) -> dict[str, object]:
+def measure(args: argparse.Namespace) -> dict[str, object]:
     if args.only_language:
         return language_summary(language_identification(), resident_memory())
     pool = workers()
@@ -438,20 +438,19 @@ def main(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--documents", type=int, default=20, help="text PDFs")
-    parser.add_argument("--pages", type=int, default=10, help="pages per text PDF")
-    parser.add_argument("--scans", type=int, default=8, help="scanned pages")
-    parser.add_argument(
+def main() -> None:
+    cli = parser(__doc__)
+    cli.add_argument("--documents", type=int, default=20, help="text PDFs")
+    cli.add_argument("--pages", type=int, default=10, help="pages per text PDF")
+    cli.add_argument("--scans", type=int, default=8, help="scanned pages")
+    cli.add_argument(
         "--only-language",
         action="store_true",
         help="language identification and memory only (bench/results/langid.json)",
     )
-    args = parser.parse_args()
-    results = main(args)
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    name = "langid.json" if args.only_language else "translation.json"
-    (out / name).write_text(json.dumps(results, indent=2) + "\n")
-    console.print_json(data=results)
+    args = cli.parse_args()
+    report("langid.json" if args.only_language else "translation.json", measure(args))
+
+
+if __name__ == "__main__":
+    main()
