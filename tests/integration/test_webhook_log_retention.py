@@ -234,13 +234,9 @@ async def test_partners_scheduler_prunes_while_it_runs(new_database) -> None:
 
 async def test_notifications_sender_prunes_while_it_runs(new_database) -> None:
     from referrals_common.crypto import SealedBox
+    from referrals_notifications.bootstrap import build_runtime, build_sender
     from referrals_notifications.config import NotificationsSettings
-    from referrals_notifications.main import (
-        MIGRATIONS,
-        build_runtime,
-        build_sender,
-        run_sender_loop,
-    )
+    from referrals_notifications.main import MIGRATIONS, run_sender_loop
     from referrals_notifications.models import Delivery
     from referrals_notifications.sender import webhook_log_pruner
     from referrals_notifications.service import FRONT_END

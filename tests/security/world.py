@@ -60,11 +60,12 @@ from referrals_intake.main import MIGRATIONS as INTAKE_MIGRATIONS
 from referrals_intake.main import build_runtime as build_intake
 from referrals_intake.main import create_app as create_intake_app
 from referrals_notifications import consumers as notifications_consumers
+from referrals_notifications.bootstrap import build_runtime as build_notifications
+from referrals_notifications.bootstrap import build_sender
 from referrals_notifications.channels.email import SmtpSettings, SmtpTls
 from referrals_notifications.config import NotificationsSettings
 from referrals_notifications.main import MIGRATIONS as NOTIFICATIONS_MIGRATIONS
-from referrals_notifications.main import build_runtime as build_notifications
-from referrals_notifications.main import build_sender, run_sender_loop
+from referrals_notifications.main import run_sender_loop
 from referrals_partners import consumers as partners_consumers
 from referrals_partners.centers import ensure_inbox_topics, issue_key, load_seed
 from referrals_partners.config import PartnersSettings

@@ -36,9 +36,10 @@ from referrals_intake.main import MIGRATIONS as INTAKE_MIGRATIONS
 from referrals_intake.main import build_runtime as build_intake
 from referrals_intake.main import create_app as intake_app
 from referrals_notifications import consumers as notification_consumers
+from referrals_notifications.bootstrap import build_runtime, build_sender
 from referrals_notifications.config import NotificationsSettings
 from referrals_notifications.main import MIGRATIONS as NOTIFICATIONS_MIGRATIONS
-from referrals_notifications.main import build_runtime, build_sender, run_sender_loop
+from referrals_notifications.main import run_sender_loop
 from referrals_notifications.models import FrontEndWebhook
 from tests.integration.intake.conftest import (
     NOTIFICATIONS_PRIVATE,

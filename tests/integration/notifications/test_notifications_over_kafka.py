@@ -47,14 +47,10 @@ from referrals_common.migrations import upgrade_async
 from referrals_common.settings import KafkaSettings, PostgresSettings
 from referrals_common.webhooks import verify
 from referrals_notifications import consumers
+from referrals_notifications.bootstrap import build_runtime, build_sender
 from referrals_notifications.channels.email import SmtpSettings, SmtpTls
 from referrals_notifications.config import NotificationsSettings
-from referrals_notifications.main import (
-    MIGRATIONS,
-    build_runtime,
-    build_sender,
-    run_sender_loop,
-)
+from referrals_notifications.main import MIGRATIONS, run_sender_loop
 from referrals_notifications.models import Delivery, OpsAlert
 
 from ..conftest import publish
