@@ -17,8 +17,9 @@ from referrals_common.auth.api_keys import generate_api_key, key_digest
 from referrals_common.auth.case_tokens import CaseTokenIssuer, generate_private_key_pem, public_jwks
 from referrals_common.migrations import upgrade_async
 from referrals_common.settings import KafkaSettings, PostgresSettings
+from referrals_records.bootstrap import Runtime, build_runtime
 from referrals_records.config import RecordsSettings
-from referrals_records.main import MIGRATIONS, Runtime, build_runtime, create_app
+from referrals_records.main import MIGRATIONS, create_app
 from referrals_records.models import utcnow
 from referrals_records.service import on_credential_issued
 

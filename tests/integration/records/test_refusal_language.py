@@ -21,8 +21,9 @@ from referrals_common.settings import KafkaSettings, PostgresSettings
 from referrals_intake.main import MIGRATIONS as INTAKE_MIGRATIONS
 from referrals_intake.main import build_runtime as build_intake
 from referrals_intake.main import create_app as intake_app
+from referrals_records.bootstrap import build_runtime
 from referrals_records.config import RecordsSettings
-from referrals_records.main import MIGRATIONS, build_runtime, create_app
+from referrals_records.main import MIGRATIONS, create_app
 from referrals_records.models import utcnow
 from tests.integration.intake.conftest import case_body, intake_settings, new_client_key
 

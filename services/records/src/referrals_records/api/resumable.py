@@ -39,8 +39,8 @@ from referrals_records.api.routes import (
     public,
     recording_problem,
 )
+from referrals_records.bootstrap import Runtime
 from referrals_records.inspection import UploadRefused
-from referrals_records.main import Runtime
 from referrals_records.resumable import (
     PartBeyondDeclaredSize,
     PartBusy,

@@ -49,9 +49,9 @@ from referrals_common.edge.principals import (
 from referrals_common.i18n import SOURCE_LOCALE, case_texts, negotiate
 from referrals_common.service_app import ApiTag
 from referrals_common.telemetry import note_request_case
+from referrals_records.bootstrap import Runtime
 from referrals_records.inspection import ACCEPTED_MEDIA_TYPES, CaseQuotaExceeded, UploadRefused
 from referrals_records.links import InvalidLink
-from referrals_records.main import Runtime
 from referrals_records.models import CenterCredential, CenterReferral, Document
 from referrals_records.service import (
     BadTranslation,
