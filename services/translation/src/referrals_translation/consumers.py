@@ -74,6 +74,7 @@ class ReadingAheadConsumer(EventConsumer):
         started: list[Any] = []
         if documents:
             try:
+                # Read-only, before the batch's events each get their inbox transaction.
                 async with self.db.unit_of_work() as uow:
                     started = await self.translation.read_ahead(uow, documents)
             except Exception:  # the database away: each event will read its own document

@@ -7,6 +7,10 @@ judging are separate: the reading (languages, pages, method, or why it is unread
 document; the verdict (accepted, translation required, unreadable) is written, with its event,
 when both the reading and the destination are there, whichever came last. Each case has a row
 whose lock serialises the two paths, so neither can miss the other.
+
+Each use case runs in the unit of work its caller gives (the consumer's inbox transaction, whose
+commit also publishes the verdicts through the outbox) and reaches the tables through
+`TranslationRepository`; none commits.
 """
 
 from __future__ import annotations
@@ -21,9 +25,6 @@ from uuid import UUID
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
-from sqlmodel import col
 
 from referrals_common.contracts import (
     Destination,
@@ -36,7 +37,8 @@ from referrals_common.contracts import (
 )
 from referrals_common.contracts.translation import ExtractionMethod, LanguageShare
 from referrals_common.db import UnitOfWork
-from referrals_translation.models import CaseLanguages, DocumentCheck, utcnow
+from referrals_translation.models import DocumentCheck, utcnow
+from referrals_translation.repository import RepositoryFactory, TranslationRepository
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("referrals_translation.service")
@@ -74,9 +76,16 @@ AcceptableLanguages = Callable[[Destination], list[str]]
 
 
 class Translation:
-    def __init__(self, reader: DocumentReader, acceptable_for: AcceptableLanguages) -> None:
+    def __init__(
+        self,
+        reader: DocumentReader,
+        acceptable_for: AcceptableLanguages,
+        repository: RepositoryFactory = TranslationRepository,
+    ) -> None:
         self.reader = reader
         self.acceptable_for = acceptable_for
+        self.repository = repository
+        """Makes the use cases' repository from the unit of work's session."""
         self._ahead: dict[UUID, asyncio.Task[Reading]] = {}
         """Readings started by `read_ahead`, taken by `on_document_stored`."""
 
@@ -96,12 +105,8 @@ class Translation:
         wanted = [(d, ctx) for d, ctx in documents if d.kind not in NOT_CHECKED]
         if not wanted:
             return []
-        known = await uow.session.execute(
-            select(col(DocumentCheck.document_id)).where(
-                col(DocumentCheck.document_id).in_([d.document_id for d, _ in wanted])
-            )
-        )
-        already = set(known.scalars())
+        repo = self.repository(uow.session)
+        already = await repo.read_already([d.document_id for d, _ in wanted])
         started = []
         for stored, parent in wanted:
             if stored.document_id in already or stored.document_id in self._ahead:
@@ -135,14 +140,18 @@ class Translation:
         return await self.reader.read(stored.object_key, str(stored.media_type))
 
     async def on_document_stored(self, uow: UnitOfWork, stored: DocumentStored) -> None:
+        """Read a stored document once and keep its reading; its verdict goes into the outbox
+        now if the case's destination is known (else when `case.submitted` comes). Nothing for
+        the center's opinion, a document already read, or a withdrawn case."""
         if stored.kind in NOT_CHECKED:
             return
-        if await uow.session.get(DocumentCheck, stored.document_id) is not None:
+        repo = self.repository(uow.session)
+        if await repo.check(stored.document_id) is not None:
             return  # the same document announced again: read once
         # Reading takes seconds (OCR): no case row is created, locked or waited for before it
         # (a new row would be held by this transaction, and `case.submitted` for the same case,
         # applied beside it, would wait for the whole reading).
-        seen = await uow.session.get(CaseLanguages, stored.case_id)
+        seen = await repo.case(stored.case_id)
         if seen is not None and seen.withdrawn:
             return
         try:
@@ -150,9 +159,9 @@ class Translation:
         except ObjectGone:
             log.warning("document %s was deleted before it was read", stored.document_id)
             return
-        case = await _case(uow, stored.case_id, lock=True)
+        case = await repo.locked_case(stored.case_id)
         check = _check_row(stored, reading)
-        uow.session.add(check)
+        repo.add_check(check)
         log.info(
             "document %s read: %s %s in %.2f s",
             stored.document_id,
@@ -166,39 +175,25 @@ class Translation:
     async def on_case_submitted(
         self, uow: UnitOfWork, case_id: UUID, destination: Destination
     ) -> None:
-        case = await _case(uow, case_id, lock=True)
+        """Keep where the case's opinion will come from (the languages it accepts), and give
+        every document already read its verdict. The first destination stands; a withdrawn case
+        gets none."""
+        repo = self.repository(uow.session)
+        case = await repo.locked_case(case_id)
         if case.withdrawn or case.acceptable is not None:
             return
         case.acceptable = self.acceptable_for(destination)
         case.destination = destination.model_dump(mode="json")
         case.updated_at = utcnow()
-        waiting = await uow.session.execute(
-            select(DocumentCheck)
-            .where(col(DocumentCheck.case_id) == case_id, col(DocumentCheck.verdict).is_(None))
-            .order_by(col(DocumentCheck.checked_at))
-        )
-        for check in waiting.scalars():
+        for check in await repo.waiting_checks(case_id):
             await _decide(uow, check, case.acceptable)
 
     async def on_case_withdrawn(self, uow: UnitOfWork, case_id: UUID) -> None:
-        case = await _case(uow, case_id, lock=True)
+        """A withdrawn case: from now on no document of it gets a verdict, and documents still
+        to come are not read."""
+        case = await self.repository(uow.session).locked_case(case_id)
         case.withdrawn = True
         case.updated_at = utcnow()
-
-
-async def _case(uow: UnitOfWork, case_id: UUID, *, lock: bool = False) -> CaseLanguages:
-    """The case's row, created on first sight; `lock` holds it until the transaction ends."""
-    await uow.session.execute(
-        insert(CaseLanguages)
-        .values(case_id=case_id, withdrawn=False, updated_at=utcnow())
-        # A new row is visible to this transaction at once; a concurrent one waits for ours.
-        .on_conflict_do_nothing(index_elements=["case_id"])
-    )
-    case = await uow.session.get(
-        CaseLanguages, case_id, with_for_update=lock, populate_existing=True
-    )
-    assert case is not None
-    return case
 
 
 def _check_row(stored: DocumentStored, reading: Reading) -> DocumentCheck:
