@@ -21,6 +21,7 @@ from referrals_common.crypto import FieldCipher, SealedBox
 from referrals_common.db import Database
 from referrals_common.edge.principals import AccessLog
 from referrals_common.outbound import OutboundPolicy
+from referrals_partners.centers import KeyHolder
 from referrals_partners.config import PartnersSettings
 from referrals_partners.meetings import MeetingLimits, Meetings
 from referrals_partners.models import AccessAudit
@@ -40,7 +41,8 @@ class Runtime:
     """The consultation meetings' use cases (over the same `Partners`)."""
     cipher: FieldCipher
     pepper: bytes
-    verified_keys: VerifiedKeys[tuple[str, str, str | None]]
+    verified_keys: VerifiedKeys[tuple[str, KeyHolder]]
+    """The edge's keys verified recently: (key id, its holder)."""
     verifier: CaseTokenVerifier | None
     outbound: OutboundPolicy
     """Which webhook receivers may be called, checked at registration and at every delivery."""

@@ -14,6 +14,7 @@ auto-create topics).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict, cast
 
@@ -38,6 +39,28 @@ log = logging.getLogger(__name__)
 
 CENTER_KEY_PREFIX = "ccr"
 OPS_KEY_PREFIX = "ops"
+
+
+@dataclass(frozen=True)
+class KeyHolder:
+    """Who holds a valid partners key: a center (`role` center, `center_code` its code) or an
+    operator (`role` ops)."""
+
+    key_id: str
+    role: str
+    center_code: str | None
+
+    @classmethod
+    def of(cls, key_id: str, row: ApiClient) -> KeyHolder:
+        return cls(key_id=key_id, role=row.role, center_code=row.center_code)
+
+    @property
+    def is_center(self) -> bool:
+        return self.role == "center" and self.center_code is not None
+
+    @property
+    def is_operator(self) -> bool:
+        return self.role == "ops"
 
 
 class CenterRowValues(TypedDict):

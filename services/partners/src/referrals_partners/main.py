@@ -32,7 +32,7 @@ __all__ = [
 
 
 def create_app(settings: PartnersSettings | None = None, runtime: Runtime | None = None) -> FastAPI:
-    from referrals_partners.api.routes import TAGS, router
+    from referrals_partners.api import TAGS, router
 
     return create_service_app(
         title="Partners: cancer centers and routing",
