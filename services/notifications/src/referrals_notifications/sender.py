@@ -38,8 +38,6 @@ from uuid import UUID
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
-from sqlalchemy import exists, select, tuple_
-from sqlalchemy.orm import aliased
 from sqlmodel import col
 
 from referrals_common.contracts import new_event
@@ -64,14 +62,9 @@ from referrals_notifications.messages import (
     UnroutableOpsAlert,
     case_reference,
 )
-from referrals_notifications.models import (
-    CaseContact,
-    Delivery,
-    FrontEndWebhook,
-    OpsAlert,
-    utcnow,
-)
+from referrals_notifications.models import CaseContact, Delivery, OpsAlert, utcnow
 from referrals_notifications.rendering import RenderedMessage, Renderer, build_webhook_message
+from referrals_notifications.repository import NotificationsRepository, RepositoryFactory
 from referrals_notifications.service import FRONT_END, OPS, PATIENT, PING
 from referrals_notifications.webhook_log import WebhookAttempts
 
@@ -114,6 +107,7 @@ class Sender:
         channels: Channels,
         settings: SenderSettings | None = None,
         clock: Callable[[], datetime] = utcnow,
+        repository: RepositoryFactory = NotificationsRepository,
     ) -> None:
         self.db = db
         self.renderer = renderer
@@ -121,6 +115,8 @@ class Sender:
         self.channels = channels
         self.settings = settings or SenderSettings()
         self.clock = clock
+        self.repository = repository
+        """Makes the repository of each batch from its unit of work's session."""
         self._attempts = WebhookAttempts()
         """Each webhook request's outcome, until its delivery's row is recorded."""
         self._accepted: OrderedDict[UUID, Any] = OrderedDict()
@@ -139,48 +135,25 @@ class Sender:
     async def _batch(self) -> int:
         """Claim up to `concurrency` due rows, send their messages at the same time, record
         every outcome, commit once."""
+        # Its own transaction (a polling loop, no caller gives one): the claimed rows stay locked
+        # while their messages go out, and their outcomes commit together.
         async with self.db.unit_of_work() as uow:
-            # In the order of the case's history: a message waits while an earlier one of the
-            # same case to the same audience is still pending (being sent, waiting for the
-            # contact, or between retry rounds), so a batch holds at most one per case and
-            # audience, and the patient never reads the outcome before "we received your case".
-            earlier = aliased(Delivery)
-            waits_for_earlier = exists().where(
-                col(earlier.case_id) == Delivery.case_id,
-                col(earlier.audience) == Delivery.audience,
-                col(earlier.status) == "pending",
-                tuple_(earlier.occurred_at, earlier.created_at, earlier.id)
-                < tuple_(Delivery.occurred_at, Delivery.created_at, Delivery.id),
-            )
-            rows = await uow.session.execute(
-                select(Delivery)
-                .where(
-                    col(Delivery.status) == "pending",
-                    col(Delivery.next_attempt_at) <= self.clock(),
-                    ~waits_for_earlier,
-                )
-                .order_by(col(Delivery.next_attempt_at))
-                .limit(self.settings.concurrency)
-                .with_for_update(skip_locked=True)
-            )
-            deliveries = list(rows.scalars())
+            repo = self.repository(uow.session)
+            # In the order of the case's history (see `NotificationsRepository.claim_due`).
+            deliveries = await repo.claim_due(self.clock(), self.settings.concurrency)
             if not deliveries:
                 return 0
-            found = await uow.session.execute(
-                select(CaseContact).where(
-                    col(CaseContact.case_id).in_({d.case_id for d in deliveries})
-                )
-            )
-            contacts = {c.case_id: c for c in found.scalars()}
+            contacts = await repo.contacts({d.case_id for d in deliveries})
             jobs = []
             for delivery in deliveries:
                 try:
-                    job = await self._process(uow, delivery, contacts.get(delivery.case_id))
+                    job = await self._process(repo, uow, delivery, contacts.get(delivery.case_id))
                 except Exception as exc:
                     # A contact sealed to another key, facts a template cannot take: nothing
                     # will change on a retry, so the row fails (ops alert) and the batch goes on.
                     log.exception("delivery %s cannot be prepared", delivery.id)
                     await self._failed(
+                        repo,
                         uow,
                         delivery,
                         NotificationError.OTHER,
@@ -195,7 +168,7 @@ class Sender:
                 # notification.sent continues the trace of the event that caused the message.
                 token = otel_context.attach(ctx)
                 try:
-                    await self._record(uow, delivery, channel, outcome)
+                    await self._record(repo, uow, delivery, channel, outcome)
                 finally:
                     otel_context.detach(token)
             await uow.commit()
@@ -238,13 +211,17 @@ class Sender:
             return outcome, otel_context.get_current()
 
     async def _process(
-        self, uow: UnitOfWork, delivery: Delivery, contact: CaseContact | None
+        self,
+        repo: NotificationsRepository,
+        uow: UnitOfWork,
+        delivery: Delivery,
+        contact: CaseContact | None,
     ) -> tuple[Any, Any, Any] | None:
         """What to send for this row (channel, recipient, message), or None if nothing now."""
         if delivery.audience == OPS:
             return self._ops_alert(delivery)
         if delivery.trigger == PING:
-            return await self._ping(uow, delivery)
+            return await self._ping(repo, delivery)
         if contact is None:
             waited = (self.clock() - delivery.created_at).total_seconds()
             if waited < self.settings.contact_wait:
@@ -253,11 +230,13 @@ class Sender:
                 delay = min(30.0, max(0.2, waited / 2))
                 delivery.next_attempt_at = self.clock() + timedelta(seconds=delay)
                 return None
-            await self._failed(uow, delivery, NotificationError.NO_CONTACT, "no contact", None)
+            await self._failed(
+                repo, uow, delivery, NotificationError.NO_CONTACT, "no contact", None
+            )
             return None
         context = self._context(delivery, contact.locale)
         if delivery.audience == FRONT_END:
-            target = await self._webhook_target(uow, contact.front_end)
+            target = await self._webhook_target(repo, contact.front_end)
             if target is None:
                 delivery.status = "skipped"  # this front end takes no webhooks
                 return None
@@ -274,7 +253,7 @@ class Sender:
         picked = self._patient_channel(address)
         if picked is None:
             await self._failed(
-                uow, delivery, NotificationError.NO_CONTACT, "no usable e-mail or phone", None
+                repo, uow, delivery, NotificationError.NO_CONTACT, "no usable e-mail or phone", None
             )
             return None
         channel, recipient = picked
@@ -283,10 +262,12 @@ class Sender:
         )
         return channel, recipient, replace(message, notification_id=delivery.id)
 
-    async def _webhook_target(self, uow: UnitOfWork, front_end: str) -> WebhookTarget | None:
+    async def _webhook_target(
+        self, repo: NotificationsRepository, front_end: str
+    ) -> WebhookTarget | None:
         """Where the front end takes its webhooks: its subscription (made through intake's API),
         else the static configuration, else nowhere."""
-        row = await uow.session.get(FrontEndWebhook, front_end)
+        row = await repo.front_end_webhook(front_end)
         if row is not None and row.url is not None and row.sealed_secret is not None:
             opened = self.box.open_json(row.sealed_secret, bound_to=front_end)
             return WebhookTarget(url=row.url, secret=opened["secret"])
@@ -294,9 +275,11 @@ class Sender:
             return None
         return self.channels.front_ends.get(front_end)
 
-    async def _ping(self, uow: UnitOfWork, delivery: Delivery) -> tuple[Any, Any, Any] | None:
+    async def _ping(
+        self, repo: NotificationsRepository, delivery: Delivery
+    ) -> tuple[Any, Any, Any] | None:
         front_end = delivery.facts["front_end"]
-        target = await self._webhook_target(uow, front_end)
+        target = await self._webhook_target(repo, front_end)
         if target is None:
             delivery.status = "skipped"  # unsubscribed before the ping went out
             return None
@@ -338,15 +321,25 @@ class Sender:
         )
 
     async def _record(
-        self, uow: UnitOfWork, delivery: Delivery, channel: Any, outcome: Any
+        self,
+        repo: NotificationsRepository,
+        uow: UnitOfWork,
+        delivery: Delivery,
+        channel: Any,
+        outcome: Any,
     ) -> None:
         attempted_before = delivery.attempts
-        await self._record_outcome(uow, delivery, channel, outcome)
+        await self._record_outcome(repo, uow, delivery, channel, outcome)
         if delivery.audience == FRONT_END:
-            await self._attempts.publish(uow, delivery, attempted_before)
+            await self._attempts.publish(uow, repo, delivery, attempted_before)
 
     async def _record_outcome(
-        self, uow: UnitOfWork, delivery: Delivery, channel: Any, outcome: Any
+        self,
+        repo: NotificationsRepository,
+        uow: UnitOfWork,
+        delivery: Delivery,
+        channel: Any,
+        outcome: Any,
     ) -> None:
         delivery.attempts += max(outcome.attempts, 1)
         delivery.channel = str(channel.channel)
@@ -379,7 +372,7 @@ class Sender:
             retry_after=error.retry_after,
         )
         if settled.outcome is WebhookOutcome.FAILED:
-            await self._failed(uow, delivery, error.code, str(error), channel.channel)
+            await self._failed(repo, uow, delivery, error.code, str(error), channel.channel)
             return
         assert settled.delay is not None
         delay = settled.delay
@@ -391,6 +384,7 @@ class Sender:
 
     async def _failed(
         self,
+        repo: NotificationsRepository,
         uow: UnitOfWork,
         delivery: Delivery,
         code: NotificationError,
@@ -422,7 +416,7 @@ class Sender:
                 )
             )
         )
-        uow.session.add(
+        repo.add_alert(
             OpsAlert(
                 case_id=delivery.case_id,
                 kind="notification_failed",

@@ -37,9 +37,6 @@ from typing import Any
 from uuid import UUID
 
 from opentelemetry import propagate
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
-from sqlmodel import col
 
 from referrals_common.contracts import (
     CaseContactShared,
@@ -80,17 +77,8 @@ from referrals_common.contracts.information import PREPARATION_ITEMS
 from referrals_common.contracts.intake import Preparation
 from referrals_common.contracts.notifications import NotificationTrigger as T
 from referrals_common.db import UnitOfWork
-from referrals_notifications.models import (
-    CaseContact,
-    CaseSeen,
-    Delivery,
-    DocumentSeen,
-    FrontEndWebhook,
-    InformationRequestSeen,
-    OpsAlert,
-    ReferralSeen,
-    utcnow,
-)
+from referrals_notifications.models import Delivery, FrontEndWebhook, OpsAlert, utcnow
+from referrals_notifications.repository import NotificationsRepository, RepositoryFactory
 
 log = logging.getLogger(__name__)
 
@@ -106,79 +94,72 @@ DRAFT_TOO = frozenset({T.DOCUMENT_REJECTED, T.CASE_WITHDRAWN})
 
 
 class Notifications:
-    def __init__(self, front_ends_with_webhooks: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        front_ends_with_webhooks: frozenset[str] = frozenset(),
+        repository: RepositoryFactory = NotificationsRepository,
+    ) -> None:
         self.front_ends_with_webhooks = front_ends_with_webhooks
         """Front ends that take webhooks: only their cases get a front-end delivery row."""
+        self.repository = repository
+        """Makes the use case's repository from the unit of work's session."""
 
     async def on_event(self, uow: UnitOfWork, event: CloudEvent[Any]) -> None:
+        """Plan what `event` means for the patient, the front end and the operators (delivery
+        rows, ops alerts) and keep what later messages need to know from it, in the caller's
+        unit of work (the consumer's inbox transaction; nothing is sent or committed here)."""
+        repo = self.repository(uow.session)
         data = event.data
         match data:
             case FrontEndWebhookChanged():
-                await _subscription_changed(uow, data)
+                await _subscription_changed(repo, data)
             case FrontEndWebhookPingRequested():
-                await _ping(uow, event)
+                await _ping(repo, event)
             case CaseContactShared():
-                await _upsert(
-                    uow,
-                    CaseContact,
-                    "case_id",
-                    case_id=data.case_id,
+                await repo.remember_contact(
+                    data.case_id,
                     sealed_contact=data.sealed_contact,
                     locale=data.locale,
                     front_end=data.front_end,
-                    updated_at=utcnow(),
                 )
             case CaseSubmitted():
-                await _upsert(
-                    uow,
-                    CaseSeen,
-                    "case_id",
-                    case_id=data.case_id,
-                    locale=data.locale,
-                    submitted_at=data.submitted_at,
+                await repo.remember_case(
+                    data.case_id, locale=data.locale, submitted_at=data.submitted_at
                 )
-                await self._notify(uow, event, T.CASE_SUBMITTED, submitted_at=data.submitted_at)
+                await self._notify(repo, event, T.CASE_SUBMITTED, submitted_at=data.submitted_at)
             case DocumentStored():
-                await _upsert(
-                    uow,
-                    DocumentSeen,
-                    "document_id",
-                    document_id=data.document_id,
-                    case_id=data.case_id,
-                    kind=str(data.kind),
+                await repo.remember_document(
+                    data.document_id, case_id=data.case_id, kind=str(data.kind)
                 )
             case DocumentRejected():
-                await self._notify(uow, event, T.DOCUMENT_REJECTED, reason=str(data.reason))
+                await self._notify(repo, event, T.DOCUMENT_REJECTED, reason=str(data.reason))
             case DocumentTranslationRequired():
                 await self._notify(
-                    uow,
+                    repo,
                     event,
                     T.TRANSLATION_REQUIRED,
-                    document_kind=await _kind(uow, data.document_id),
+                    document_kind=await _kind(repo, data.document_id),
                     detected_language=data.detected_language,
                     acceptable_languages=list(data.acceptable_languages),
                 )
             case DocumentUnreadable():
                 await self._notify(
-                    uow,
+                    repo,
                     event,
                     T.DOCUMENT_UNREADABLE,
-                    document_kind=await _kind(uow, data.document_id),
+                    document_kind=await _kind(repo, data.document_id),
                     reason=str(data.reason),
                 )
             case ReferralRequested():
-                await _upsert(
-                    uow,
-                    ReferralSeen,
-                    "referral_id",
-                    referral_id=data.referral_id,
+                await repo.remember_referral(
+                    data.referral_id,
                     case_id=data.case_id,
                     center_code=data.center_code,
                     center_name=data.center_name or data.center_code,
                     center_country=data.center_country,
                 )
                 await self._notify(
-                    uow,
+                    repo,
                     event,
                     T.REFERRAL_REQUESTED,
                     center_name=data.center_name or data.center_code,
@@ -187,43 +168,40 @@ class Notifications:
                 )
             case ReferralAccepted():
                 await self._notify(
-                    uow,
+                    repo,
                     event,
                     T.REFERRAL_ACCEPTED,
-                    center_name=await _center(uow, data.referral_id, data.center_code),
+                    center_name=await _center(repo, data.referral_id, data.center_code),
                     expected_opinion_at=data.expected_opinion_at,
                 )
             case ReferralExpired(reason=ExpiryReason.INFORMATION_NOT_PROVIDED):
                 await self._notify(
-                    uow,
+                    repo,
                     event,
                     T.INFO_EXPIRED,
-                    center_name=await _center(uow, data.referral_id, data.center_code),
+                    center_name=await _center(repo, data.referral_id, data.center_code),
                 )
             case ReferralDeclined() | ReferralExpired():
                 await self._notify(
-                    uow,
+                    repo,
                     event,
                     T.REFERRAL_DECLINED,
-                    center_name=await _center(uow, data.referral_id, data.center_code),
+                    center_name=await _center(repo, data.referral_id, data.center_code),
                     outcome="declined" if isinstance(data, ReferralDeclined) else "expired",
                 )
             case ReferralInfoRequested():
                 checklist = sorted(str(i.kind) for i in data.items if i.kind in PREPARATION_ITEMS)
                 if data.request_id is not None and checklist:
-                    await _upsert(
-                        uow,
-                        InformationRequestSeen,
-                        "request_id",
-                        request_id=data.request_id,
+                    await repo.remember_information_request(
+                        data.request_id,
                         case_id=data.case_id,
                         checklist_items=checklist,
                     )
                 await self._notify(
-                    uow,
+                    repo,
                     event,
                     T.INFO_REQUESTED,
-                    center_name=await _center(uow, data.referral_id, data.center_code),
+                    center_name=await _center(repo, data.referral_id, data.center_code),
                     message=data.message,
                     # One line per item: the center's words, whitespace collapsed.
                     items=[
@@ -234,18 +212,18 @@ class Notifications:
                 )
             case ReferralInfoReminder():
                 await self._notify(
-                    uow,
+                    repo,
                     event,
                     T.INFO_REMINDER,
-                    center_name=await _center(uow, data.referral_id, data.center_code),
+                    center_name=await _center(repo, data.referral_id, data.center_code),
                     reminder=str(data.reminder),
                     due_at=data.due_at,
                 )
             case CaseInformationProvided():
-                referral = await uow.session.get(ReferralSeen, data.referral_id)
-                request = await uow.session.get(InformationRequestSeen, data.request_id)
+                referral = await repo.referral(data.referral_id)
+                request = await repo.information_request(data.request_id)
                 await self._notify(
-                    uow,
+                    repo,
                     event,
                     T.INFORMATION_SENT,
                     center_name=referral.center_name if referral else None,
@@ -258,34 +236,34 @@ class Notifications:
                 )
             case ReferralShipmentReceived():
                 await self._notify(
-                    uow,
+                    repo,
                     event,
                     T.SHIPMENT_RECEIVED,
-                    center_name=await _center(uow, data.referral_id, data.center_code),
+                    center_name=await _center(repo, data.referral_id, data.center_code),
                     received_at=data.received_at,
                 )
             case ReferralOpinionDelivered():
                 await self._notify(
-                    uow,
+                    repo,
                     event,
                     T.OPINION_DELIVERED,
-                    center_name=await _center(uow, data.referral_id, data.center_code),
+                    center_name=await _center(repo, data.referral_id, data.center_code),
                     **_opinion_verdicts(data.outcome),
                 )
             case ReferralFollowUpAnswered():
                 # The center, the day and the number of documents only: the answer's words and
                 # documents are read with the case.
                 await self._notify(
-                    uow,
+                    repo,
                     event,
                     T.FOLLOW_UP_ANSWERED,
-                    center_name=await _center(uow, data.referral_id, data.center_code),
+                    center_name=await _center(repo, data.referral_id, data.center_code),
                     answered_at=data.answered_at,
                     documents=len(data.document_ids),
                 )
             case CentersProposed():
                 await self._notify(
-                    uow,
+                    repo,
                     event,
                     T.CENTERS_PROPOSED,
                     proposals=[
@@ -301,11 +279,11 @@ class Notifications:
                 )
             case ReferralMeetingOffered():
                 await self._notify(
-                    uow,
+                    repo,
                     event,
                     T.MEETING_OFFERED,
                     time_zone=data.patient_time_zone,
-                    center_name=await _center_name(uow, data.referral_id),
+                    center_name=await _center_name(repo, data.referral_id),
                     **_place(data.place, with_link=False),
                     slots=[_times(slot) for slot in data.slots],
                     rescheduled=data.rescheduled,
@@ -314,11 +292,11 @@ class Notifications:
                 )
             case ReferralMeetingBooked():
                 await self._notify(
-                    uow,
+                    repo,
                     event,
                     T.MEETING_BOOKED,
                     time_zone=data.patient_time_zone,
-                    center_name=await _center_name(uow, data.referral_id),
+                    center_name=await _center_name(repo, data.referral_id),
                     **_place(data.place, with_link=True),
                     **_times(data.slot),
                     rebooked=data.rebooked,
@@ -328,11 +306,11 @@ class Notifications:
                 )
             case ReferralMeetingCancelled():
                 await self._notify(
-                    uow,
+                    repo,
                     event,
                     T.MEETING_CANCELLED,
                     time_zone=data.patient_time_zone,
-                    center_name=await _center_name(uow, data.referral_id),
+                    center_name=await _center_name(repo, data.referral_id),
                     cancelled_by=str(data.cancelled_by),
                     patient_reason=str(data.patient_reason) if data.patient_reason else None,
                     center_reason=data.center_reason,
@@ -343,29 +321,29 @@ class Notifications:
                 )
             case ReferralMeetingReminder():
                 await self._notify(
-                    uow,
+                    repo,
                     event,
                     T.MEETING_REMINDER,
                     time_zone=data.patient_time_zone,
-                    center_name=await _center_name(uow, data.referral_id),
+                    center_name=await _center_name(repo, data.referral_id),
                     **_place(data.place, with_link=True),
                     **_times(data.slot),
                     before=str(data.before),
                 )
             case ReferralMeetingEnded(outcome=MeetingEnd.MISSED):
                 await self._notify(
-                    uow,
+                    repo,
                     event,
                     T.MEETING_MISSED,
                     **({"time_zone": data.patient_time_zone} if data.patient_time_zone else {}),
-                    center_name=await _center_name(uow, data.referral_id),
+                    center_name=await _center_name(repo, data.referral_id),
                     **_times(data.slot),
                 )
             case ReferralMeetingEnded():
                 log.info("meeting %s was held: nothing to tell the patient", data.meeting_id)
             case CaseFurtherOpinionRequested():
                 await self._notify(
-                    uow,
+                    repo,
                     event,
                     T.FURTHER_OPINION_REQUESTED,
                     share_earlier_opinions=data.share_earlier_opinions,
@@ -374,7 +352,7 @@ class Notifications:
             case CaseUnroutable(opinion_round=int(opinion_round)):
                 # A further opinion that cannot be had: the case keeps the opinion it has, so
                 # the patient must not read that no center takes the case.
-                uow.session.add(
+                repo.add_alert(
                     OpsAlert(
                         case_id=data.case_id,
                         kind="further_opinion_unavailable",
@@ -389,13 +367,13 @@ class Notifications:
                     opinion_round,
                 )
                 await self._notify(
-                    uow,
+                    repo,
                     event,
                     T.FURTHER_OPINION_UNAVAILABLE,
                     reason=str(data.reason),
                 )
                 await self._add(
-                    uow,
+                    repo,
                     event,
                     T.FURTHER_OPINION_UNAVAILABLE,
                     OPS,
@@ -406,7 +384,7 @@ class Notifications:
                     },
                 )
             case CaseUnroutable():
-                uow.session.add(
+                repo.add_alert(
                     OpsAlert(
                         case_id=data.case_id,
                         kind="case_unroutable",
@@ -415,9 +393,9 @@ class Notifications:
                     )
                 )
                 log.warning("case %s is unroutable: ops alert recorded", data.case_id)
-                await self._notify(uow, event, T.CASE_UNROUTABLE, reason=str(data.reason))
+                await self._notify(repo, event, T.CASE_UNROUTABLE, reason=str(data.reason))
                 await self._add(
-                    uow,
+                    repo,
                     event,
                     T.CASE_UNROUTABLE,
                     OPS,
@@ -425,42 +403,42 @@ class Notifications:
                 )
             case CaseWithdrawn():
                 await self._notify(
-                    uow,
+                    repo,
                     event,
                     T.CASE_WITHDRAWN,
                     reason=str(data.reason) if data.reason else None,
                 )
 
     async def _notify(
-        self, uow: UnitOfWork, event: CloudEvent[Any], trigger: T, **facts: Any
+        self, repo: NotificationsRepository, event: CloudEvent[Any], trigger: T, **facts: Any
     ) -> None:
+        """The patient's delivery, and the front end's if it takes webhooks."""
         case_id: UUID = event.data.case_id
-        if trigger in DRAFT_TOO and await uow.session.get(CaseSeen, case_id) is None:
+        if trigger in DRAFT_TOO and await repo.case_seen(case_id) is None:
             log.info("%s for case %s before submission: not notified", trigger, case_id)
             return
-        await self._add(uow, event, trigger, PATIENT, facts)
-        contact = await uow.session.get(CaseContact, case_id)
+        await self._add(repo, event, trigger, PATIENT, facts)
+        contact = await repo.contact(case_id)
         if contact is None:
             # Unknown front end yet (the contact is on its way): the sender decides.
-            takes = bool(self.front_ends_with_webhooks) or await _anyone_subscribed(uow)
+            takes = bool(self.front_ends_with_webhooks) or await repo.anyone_subscribed()
         else:
             takes = contact.front_end in self.front_ends_with_webhooks or await _subscribed(
-                uow, contact.front_end
+                repo, contact.front_end
             )
         if takes:
-            await self._add(uow, event, trigger, FRONT_END, facts)
+            await self._add(repo, event, trigger, FRONT_END, facts)
 
     async def _add(
         self,
-        uow: UnitOfWork,
+        repo: NotificationsRepository,
         event: CloudEvent[Any],
         trigger: T,
         audience: str,
         facts: dict[str, Any],
     ) -> None:
-        await uow.session.execute(
-            insert(Delivery)
-            .values(
+        await repo.add_delivery(
+            _pending(
                 id=_delivery_id(event.id, audience),
                 case_id=event.data.case_id,
                 trigger=str(trigger),
@@ -468,26 +446,22 @@ class Notifications:
                 audience=audience,
                 facts=_jsonable(facts),
                 occurred_at=event.time,
-                status="pending",
-                attempts=0,
-                next_attempt_at=utcnow(),
-                created_at=utcnow(),
-                trace_context=_trace_context(),
             )
-            .on_conflict_do_nothing(constraint="deliveries_once")
         )
 
 
-async def _subscription_changed(uow: UnitOfWork, data: FrontEndWebhookChanged) -> None:
+async def _subscription_changed(
+    repo: NotificationsRepository, data: FrontEndWebhookChanged
+) -> None:
     """Apply a front end's subscription change over an older one only (a replayed or late
     event changes nothing); a change without a secret keeps the one held."""
-    row = await uow.session.get(FrontEndWebhook, data.front_end, with_for_update=True)
+    row = await repo.front_end_webhook(data.front_end, for_update=True)
     if row is not None and row.version >= data.version:
         log.info("front end %s: subscription version %s is not newer", data.front_end, data.version)
         return
     if row is None:
         row = FrontEndWebhook(front_end=data.front_end, version=data.version)
-        uow.session.add(row)
+        repo.add_front_end_webhook(row)
     row.version = data.version
     row.url = str(data.url) if data.url is not None else None
     if data.url is None:
@@ -497,12 +471,11 @@ async def _subscription_changed(uow: UnitOfWork, data: FrontEndWebhookChanged) -
     row.updated_at = utcnow()
 
 
-async def _ping(uow: UnitOfWork, event: CloudEvent[Any]) -> None:
+async def _ping(repo: NotificationsRepository, event: CloudEvent[Any]) -> None:
     """A test delivery to the front end's endpoint, sent by the sender like any update."""
     data: FrontEndWebhookPingRequested = event.data
-    await uow.session.execute(
-        insert(Delivery)
-        .values(
+    await repo.add_ping(
+        _pending(
             id=data.ping_id,
             case_id=data.case_id,
             trigger=PING,
@@ -510,26 +483,26 @@ async def _ping(uow: UnitOfWork, event: CloudEvent[Any]) -> None:
             audience=FRONT_END,
             facts={"front_end": data.front_end},
             occurred_at=event.time,
-            status="pending",
-            attempts=0,
-            next_attempt_at=utcnow(),
-            created_at=utcnow(),
-            trace_context=_trace_context(),
         )
-        .on_conflict_do_nothing()
     )
 
 
-async def _subscribed(uow: UnitOfWork, front_end: str) -> bool:
-    row = await uow.session.get(FrontEndWebhook, front_end)
+def _pending(**values: Any) -> Delivery:
+    """A delivery due now, continuing the trace of the event being processed."""
+    now = utcnow()
+    return Delivery(
+        **values,
+        status="pending",
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+        trace_context=_trace_context(),
+    )
+
+
+async def _subscribed(repo: NotificationsRepository, front_end: str) -> bool:
+    row = await repo.front_end_webhook(front_end)
     return row is not None and row.url is not None
-
-
-async def _anyone_subscribed(uow: UnitOfWork) -> bool:
-    found = await uow.session.execute(
-        select(col(FrontEndWebhook.front_end)).where(col(FrontEndWebhook.url).is_not(None)).limit(1)
-    )
-    return found.first() is not None
 
 
 def _trace_context() -> dict[str, str]:
@@ -551,29 +524,19 @@ def _jsonable(facts: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in facts.items()}
 
 
-async def _upsert(uow: UnitOfWork, model: Any, key: str, **values: Any) -> None:
-    await uow.session.execute(
-        insert(model)
-        .values(**values)
-        .on_conflict_do_update(
-            index_elements=[key], set_={k: v for k, v in values.items() if k != key}
-        )
-    )
-
-
-async def _kind(uow: UnitOfWork, document_id: UUID) -> str | None:
-    doc = await uow.session.get(DocumentSeen, document_id)
+async def _kind(repo: NotificationsRepository, document_id: UUID) -> str | None:
+    doc = await repo.document(document_id)
     return doc.kind if doc else None
 
 
-async def _center(uow: UnitOfWork, referral_id: UUID, fallback: str) -> str:
-    referral = await uow.session.get(ReferralSeen, referral_id)
+async def _center(repo: NotificationsRepository, referral_id: UUID, fallback: str) -> str:
+    referral = await repo.referral(referral_id)
     return referral.center_name if referral else fallback
 
 
-async def _center_name(uow: UnitOfWork, referral_id: UUID) -> str | None:
+async def _center_name(repo: NotificationsRepository, referral_id: UUID) -> str | None:
     """The center's display name, if notifications saw its referral; never its code."""
-    referral = await uow.session.get(ReferralSeen, referral_id)
+    referral = await repo.referral(referral_id)
     return referral.center_name if referral else None
 
 

@@ -25,7 +25,8 @@ from referrals_common.db import UnitOfWork
 from referrals_common.outbound import ErrorClass
 from referrals_common.webhooks import Attempt, log_entries
 from referrals_notifications.channels.base import DeliveryError
-from referrals_notifications.models import CaseContact, Delivery
+from referrals_notifications.models import Delivery
+from referrals_notifications.repository import NotificationsRepository
 
 MEMORY = 10_000
 """Deliveries whose attempts are held until their rows are recorded (a bound, far above one
@@ -69,14 +70,21 @@ class WebhookAttempts:
         while len(self._by_delivery) > MEMORY:
             self._by_delivery.popitem(last=False)
 
-    async def publish(self, uow: UnitOfWork, delivery: Delivery, attempted_before: int) -> None:
-        """One event per attempt noted for `delivery`, in the transaction recording its row."""
+    async def publish(
+        self,
+        uow: UnitOfWork,
+        repo: NotificationsRepository,
+        delivery: Delivery,
+        attempted_before: int,
+    ) -> None:
+        """One event per attempt noted for `delivery`, in the transaction recording its row
+        (`uow`, whose repository `repo` tells the case's front end when the row does not)."""
         noted = self._by_delivery.pop(delivery.id, [])
         if not noted:
             return
         front_end = delivery.facts.get("front_end")
         if front_end is None:
-            contact = await uow.session.get(CaseContact, delivery.case_id)
+            contact = await repo.contact(delivery.case_id)
             front_end = contact.front_end if contact is not None else None
         if front_end is None:
             return

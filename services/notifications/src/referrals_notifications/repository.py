@@ -1,0 +1,213 @@
+"""Reading and writing notifications' tables inside the caller's unit of work. Nothing here
+commits: the consumer's inbox transaction does, or the sender's own (see `sender.py`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import exists, select, tuple_
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+from sqlmodel import col
+
+from referrals_notifications.models import (
+    CaseContact,
+    CaseSeen,
+    Delivery,
+    DocumentSeen,
+    FrontEndWebhook,
+    InformationRequestSeen,
+    OpsAlert,
+    ReferralSeen,
+    utcnow,
+)
+
+PLANNED = (
+    "id",
+    "case_id",
+    "trigger",
+    "trigger_event_id",
+    "audience",
+    "facts",
+    "occurred_at",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "created_at",
+    "trace_context",
+)
+"""The columns a planned delivery is written with (the rest are the sender's)."""
+
+
+class NotificationsRepository:
+    """What notifications learned of cases (contacts, documents, referrals, requests), the front
+    ends' webhook subscriptions, the deliveries to send and the operators' alerts."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # ------------------------------------------------------------------ what the events said
+    async def remember_contact(
+        self, case_id: UUID, *, sealed_contact: str, locale: str, front_end: str
+    ) -> None:
+        await self._upsert(
+            CaseContact,
+            "case_id",
+            case_id=case_id,
+            sealed_contact=sealed_contact,
+            locale=locale,
+            front_end=front_end,
+            updated_at=utcnow(),
+        )
+
+    async def remember_case(self, case_id: UUID, *, locale: str, submitted_at: datetime) -> None:
+        await self._upsert(
+            CaseSeen, "case_id", case_id=case_id, locale=locale, submitted_at=submitted_at
+        )
+
+    async def remember_document(self, document_id: UUID, *, case_id: UUID, kind: str) -> None:
+        await self._upsert(
+            DocumentSeen, "document_id", document_id=document_id, case_id=case_id, kind=kind
+        )
+
+    async def remember_referral(
+        self,
+        referral_id: UUID,
+        *,
+        case_id: UUID,
+        center_code: str,
+        center_name: str,
+        center_country: str,
+    ) -> None:
+        await self._upsert(
+            ReferralSeen,
+            "referral_id",
+            referral_id=referral_id,
+            case_id=case_id,
+            center_code=center_code,
+            center_name=center_name,
+            center_country=center_country,
+        )
+
+    async def remember_information_request(
+        self, request_id: UUID, *, case_id: UUID, checklist_items: list[str]
+    ) -> None:
+        await self._upsert(
+            InformationRequestSeen,
+            "request_id",
+            request_id=request_id,
+            case_id=case_id,
+            checklist_items=checklist_items,
+        )
+
+    async def _upsert(self, model: Any, key: str, **values: Any) -> None:
+        """The row as the latest event says it (a replayed event writes the same again)."""
+        await self.session.execute(
+            insert(model)
+            .values(**values)
+            .on_conflict_do_update(
+                index_elements=[key], set_={k: v for k, v in values.items() if k != key}
+            )
+        )
+
+    async def case_seen(self, case_id: UUID) -> CaseSeen | None:
+        return await self.session.get(CaseSeen, case_id)
+
+    async def contact(self, case_id: UUID) -> CaseContact | None:
+        return await self.session.get(CaseContact, case_id)
+
+    async def contacts(self, case_ids: Collection[UUID]) -> dict[UUID, CaseContact]:
+        found = await self.session.execute(
+            select(CaseContact).where(col(CaseContact.case_id).in_(set(case_ids)))
+        )
+        return {contact.case_id: contact for contact in found.scalars()}
+
+    async def document(self, document_id: UUID) -> DocumentSeen | None:
+        return await self.session.get(DocumentSeen, document_id)
+
+    async def referral(self, referral_id: UUID) -> ReferralSeen | None:
+        return await self.session.get(ReferralSeen, referral_id)
+
+    async def information_request(self, request_id: UUID) -> InformationRequestSeen | None:
+        return await self.session.get(InformationRequestSeen, request_id)
+
+    # ------------------------------------------------------------------ front ends' webhooks
+    async def front_end_webhook(
+        self, front_end: str, *, for_update: bool = False
+    ) -> FrontEndWebhook | None:
+        """The front end's subscription; `for_update` locks it until the transaction ends (a
+        change is applied over the version it read)."""
+        if for_update:
+            return await self.session.get(FrontEndWebhook, front_end, with_for_update=True)
+        return await self.session.get(FrontEndWebhook, front_end)
+
+    def add_front_end_webhook(self, row: FrontEndWebhook) -> None:
+        self.session.add(row)
+
+    async def anyone_subscribed(self) -> bool:
+        """Whether any front end has a webhook subscription now."""
+        found = await self.session.execute(
+            select(col(FrontEndWebhook.front_end))
+            .where(col(FrontEndWebhook.url).is_not(None))
+            .limit(1)
+        )
+        return found.first() is not None
+
+    # ------------------------------------------------------------------ deliveries and alerts
+    async def add_delivery(self, delivery: Delivery) -> None:
+        """A delivery to send, once per trigger event and audience: the same again adds none."""
+        await self.session.execute(
+            insert(Delivery)
+            .values(**_planned(delivery))
+            .on_conflict_do_nothing(constraint="deliveries_once")
+        )
+
+    async def add_ping(self, delivery: Delivery) -> None:
+        """A front end's test delivery, once per ping id."""
+        await self.session.execute(
+            insert(Delivery).values(**_planned(delivery)).on_conflict_do_nothing()
+        )
+
+    async def claim_due(self, now: datetime, limit: int) -> list[Delivery]:
+        """Up to `limit` pending deliveries due at `now`, earliest due first, each locked for the
+        rest of the transaction and skipped by any other sender meanwhile.
+
+        In the order of the case's history: a delivery waits while an earlier one of the same
+        case to the same audience is still pending (being sent, waiting for the contact, or
+        between retry rounds), so a claim holds at most one per case and audience, and the
+        patient never reads the outcome before "we received your case"."""
+        earlier = aliased(Delivery)
+        waits_for_earlier = exists().where(
+            col(earlier.case_id) == Delivery.case_id,
+            col(earlier.audience) == Delivery.audience,
+            col(earlier.status) == "pending",
+            tuple_(earlier.occurred_at, earlier.created_at, earlier.id)
+            < tuple_(Delivery.occurred_at, Delivery.created_at, Delivery.id),
+        )
+        rows = await self.session.execute(
+            select(Delivery)
+            .where(
+                col(Delivery.status) == "pending",
+                col(Delivery.next_attempt_at) <= now,
+                ~waits_for_earlier,
+            )
+            .order_by(col(Delivery.next_attempt_at))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list(rows.scalars())
+
+    def add_alert(self, alert: OpsAlert) -> None:
+        self.session.add(alert)
+
+
+def _planned(delivery: Delivery) -> dict[str, Any]:
+    return {name: getattr(delivery, name) for name in PLANNED}
+
+
+RepositoryFactory = Callable[[AsyncSession], NotificationsRepository]
+"""How a use case gets its repository from the unit of work's session (a test passes a fake)."""
