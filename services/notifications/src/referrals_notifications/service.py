@@ -3,7 +3,9 @@
 The consumer turns an event into delivery rows (one per audience: the patient, and the partner
 front end by webhook) in the same transaction as the event's inbox row: a redelivered event
 finds its inbox row and writes nothing, and the unique `(trigger_event_id, audience)` makes a
-second row impossible anyway. The sender (`sender.py`) takes the rows from there.
+second row impossible anyway. The sender (`sender.py`) takes the rows from there. The use case
+runs in the unit of work the consumer gives, reaches the tables through
+`NotificationsRepository`, and does not commit.
 
 Only submitted cases are notified: before submission the patient is in the front end, which
 shows every answer itself, and notifications has no contact yet (intake shares it, sealed, at
