@@ -572,6 +572,14 @@ async def run(args: argparse.Namespace, docs: DocumentSet, extra: dict[str, Any]
         args.attach, args.root, args.keep, "bench-pipeline-", own_platform_env(args.cases)
     )
     async with platform as (stack, plat):
+        if args.attach:
+            from devstack.stack import resolve_root
+
+            console.print(
+                f"[yellow]attached to {resolve_root(args.root)}[/]: the sample centers' weekly "
+                "capacity applies (the German ones take 50 cases a week); cases past it end "
+                "unroutable and are counted so"
+            )
         extra["platform"] = {
             "own_stack": not args.attach,
             "trace_viewer": plat.trace_viewer or None,

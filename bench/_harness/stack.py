@@ -106,16 +106,11 @@ async def own_platform(
     from devstack import platform as platform_mod
     from devstack.platform import PlatformInfo
 
-    console = Console()
     if attach:
         where = stack_mod.resolve_root(root)
         stack, plat = stack_mod.StackInfo.load(where), PlatformInfo.load(where)
         if stack is None or plat is None or not all(plat.alive().values()):
             raise SystemExit(f"no running platform in {where} (make up)")
-        console.print(
-            f"[yellow]attached to {where}[/]: the sample centers' weekly capacity applies (the "
-            "German ones take 50 cases a week); cases past it end unroutable and are counted so"
-        )
         yield stack, plat
         return
     tmp = Path(tempfile.mkdtemp(prefix=prefix))
@@ -134,6 +129,6 @@ async def own_platform(
         await asyncio.to_thread(platform_mod.stop, plat)
         await asyncio.to_thread(stack_mod.stop, stack)
         if keep:
-            console.print(f"kept {tmp} (services' logs in {tmp / 'stack' / 'services'})")
+            Console().print(f"kept {tmp} (services' logs in {tmp / 'stack' / 'services'})")
         else:
             await asyncio.to_thread(stack_mod.purge, tmp)
