@@ -26,14 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: RecordsSettings | None = None, runtime: Runtime | None = None) -> FastAPI:
-    from fastapi import APIRouter
-
-    from referrals_records.api import resumable, routes
-
-    # One router of both modules' routes, made per app (their route objects, as they are: the
-    # app documents and tags the router's own routes).
-    router = APIRouter()
-    router.routes.extend([*routes.router.routes, *resumable.router.routes])
+    from referrals_records import api
 
     return create_service_app(
         title="Records: medical documents",
@@ -43,11 +36,11 @@ def create_app(settings: RecordsSettings | None = None, runtime: Runtime | None 
             "key. Documents are typed by content, streamed to object storage, encrypted at "
             "rest, and read only through short-lived links scoped to one document."
         ),
-        router=router,
+        router=api.router(),
         build_runtime=lambda: build_runtime(settings or RecordsSettings()),
         runtime=runtime,
         settings=settings,
-        tags=routes.TAGS,
+        tags=api.TAGS,
         # Uploads stream to storage under records' own size limits; every other body: the edge's.
         streamed_bodies=STREAMED_UPLOADS,
         referral_table=CenterReferral,  # the case of `…/referrals/<id>` for traces and logs

@@ -17,6 +17,13 @@ what was stored, other bytes are refused (409) and change nothing.
 
 An upload nobody continues expires (`upload_ttl_hours` after its last part): `expire_uploads`
 aborts its multipart upload in MinIO, which drops the parts.
+
+Unlike records' other use cases, these open their own short units of work and commit them: a
+part streams for as long as the client takes to send it, and no transaction may stay open that
+long, so each step reads and locks its rows, commits, streams, then records what arrived in
+another; and a row change that follows an object-store action (a multipart upload created,
+completed or aborted) commits at once, so the two cannot drift apart. Queries are
+`repository.UploadRepository`'s (and `RecordsRepository`'s for documents and cases).
 """
 
 from __future__ import annotations
@@ -26,16 +33,12 @@ import copy
 import hashlib
 import zlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import delete, select
-from sqlmodel import col
-
-from referrals_common.api.idempotency import claim_or_replay
 from referrals_common.contracts import DocumentKind
 from referrals_common.db import Database, UnitOfWork
 from referrals_records.inspection import (
@@ -50,13 +53,13 @@ from referrals_records.inspection import (
 )
 from referrals_records.models import (
     CenterReferral,
-    Document,
     UploadKey,
     UploadPart,
     UploadSession,
     utcnow,
 )
-from referrals_records.service import CLOSED, BadTranslation, CaseClosed, Records, StoreResult
+from referrals_records.repository import UploadRepository
+from referrals_records.service import CLOSED, CaseClosed, Records, StoreResult
 from referrals_records.storage import MultipartUploads
 
 PART_LEASE = timedelta(minutes=15)
@@ -211,10 +214,16 @@ class ResumableUploads:
     part_size: int
     ttl: timedelta
     progress: ProgressCache = field(default_factory=ProgressCache)
+    repository: Callable[[Any], UploadRepository] = UploadRepository
+    """Makes the repository of a unit of work's session (an in-memory one in unit tests)."""
 
     @property
     def db(self) -> Database:
         return self.records.db
+
+    def repo(self, uow: UnitOfWork) -> UploadRepository:
+        """The uploads' repository on `uow`'s session."""
+        return self.repository(uow.session)
 
     # ------------------------------------------------------------------------ creating
 
@@ -249,28 +258,17 @@ class ResumableUploads:
         document_id = uuid4()
         key = f"cases/{case_id}/documents/{document_id}"
         async with self.db.unit_of_work() as uow:
-            first = await claim_or_replay(
-                uow.session,
+            uploads = self.repo(uow)
+            first = await uploads.claim(
                 UploadKey(
                     owner=owner, key=idempotency_key, request_hash=request_hash, upload_id=upload_id
                 ),
             )
             if first is not None:
-                session = await uow.session.get(UploadSession, first.upload_id)
+                session = await uploads.upload(first.upload_id)
                 assert session is not None
                 return session, True
-            status = await self.records.case_status(uow, case_id)
-            if status in CLOSED:
-                raise CaseClosed(status)
-            if (kind == DocumentKind.TRANSLATION) != (translation_of is not None):
-                raise BadTranslation(
-                    "a translation names the document it translates "
-                    "(translation_of), and only a translation does"
-                )
-            if translation_of is not None:
-                original = await uow.session.get(Document, translation_of)
-                if original is None or original.case_id != case_id or original.deleted_at:
-                    raise BadTranslation(f"there is no document {translation_of} in this case")
+            await self.records.check_upload(uow, case_id, kind, translation_of)
             if kind != DocumentKind.OPINION:
                 quota = await self.records.quota_left(uow, case_id)
                 if size_bytes > quota:
@@ -298,8 +296,9 @@ class ResumableUploads:
                 updated_at=now,
                 expires_at=now + self.ttl,
             )
-            uow.session.add(session)
+            uploads.add(session)
             try:
+                # Committed here: the multipart upload just created is aborted if its row is not.
                 await uow.commit()
             except BaseException:
                 await self.multipart.abort(key, storage_upload_id)
@@ -311,7 +310,7 @@ class ResumableUploads:
     async def _owned(
         self, uow: UnitOfWork, owner: str, case_id: UUID, upload_id: UUID, *, lock: bool
     ) -> UploadSession:
-        session = await uow.session.get(UploadSession, upload_id, with_for_update=lock)
+        session = await self.repo(uow).upload(upload_id, lock=lock)
         if session is None or session.owner != owner or session.case_id != case_id:
             raise UploadNotFound(str(upload_id))
         return session
@@ -328,12 +327,7 @@ class ResumableUploads:
             raise UploadGone(session.state)
         if session.state == "open" and session.expires_at <= utcnow():
             raise UploadGone("expired")
-        rows = await uow.session.execute(
-            select(col(UploadPart.number), col(UploadPart.size_bytes))
-            .where(col(UploadPart.upload_id) == session.id, col(UploadPart.etag).is_not(None))
-            .order_by(col(UploadPart.number))
-        )
-        parts = list(rows.all())
+        parts = await self.repo(uow).received(session.id)
         if session.state == "completed":
             numbers = list(range(1, parts_total(session) + 1))
             return UploadView(session, numbers, session.size_bytes)
@@ -364,32 +358,23 @@ class ResumableUploads:
             expected = part_length(session, number)
             if length != expected:
                 raise PartWrongSize(number, expected)
-            part = await uow.session.get(UploadPart, (upload_id, number), with_for_update=True)
+            uploads = self.repo(uow)
+            part = await uploads.part(upload_id, number, lock=True)
             if part is not None and part.etag is not None:
                 received_sha = part.checksum
             else:
                 received_sha = None
                 if part is not None and part.started_at > utcnow() - PART_LEASE:
                     raise PartBusy()
-                before = await uow.session.execute(
-                    select(col(UploadPart.number))
-                    .where(
-                        col(UploadPart.upload_id) == upload_id,
-                        col(UploadPart.number) < number,
-                        col(UploadPart.etag).is_not(None),
-                    )
-                    .order_by(col(UploadPart.number))
-                )
-                have = [n for (n,) in before.all()]
+                have = await uploads.received_before(upload_id, number)
                 if len(have) != number - 1:
                     missing = next(n for n in range(1, number) if n not in set(have))
                     raise PartOutOfOrder(missing)
                 if part is None:
-                    uow.session.add(
-                        UploadPart(upload_id=upload_id, number=number, size_bytes=expected)
-                    )
+                    uploads.add(UploadPart(upload_id=upload_id, number=number, size_bytes=expected))
                 else:
                     part.started_at = utcnow()
+                # Committed before the part streams: its lease is taken, no transaction held.
                 await uow.commit()
         if received_sha is not None:
             again = PartChecksum()
@@ -405,13 +390,7 @@ class ResumableUploads:
             raise
         except BaseException:
             async with self.db.unit_of_work() as uow:
-                await uow.session.execute(
-                    delete(UploadPart).where(
-                        col(UploadPart.upload_id) == upload_id,
-                        col(UploadPart.number) == number,
-                        col(UploadPart.etag).is_(None),
-                    )
-                )
+                await self.repo(uow).drop_unfinished_part(upload_id, number)
                 await uow.commit()
             raise
         return await self.view(owner, case_id, upload_id), False
@@ -455,8 +434,9 @@ class ResumableUploads:
             session.object_key, session.storage_upload_id, number, body(), length
         )
         async with self.db.unit_of_work() as uow:
-            part = await uow.session.get(UploadPart, (upload_id, number), with_for_update=True)
-            row = await uow.session.get(UploadSession, upload_id, with_for_update=True)
+            uploads = self.repo(uow)
+            part = await uploads.part(upload_id, number, lock=True)
+            row = await uploads.upload(upload_id, lock=True)
             assert part is not None
             assert row is not None
             part.etag, part.checksum, part.received_at = etag, part_digest.hexdigest(), utcnow()
@@ -496,7 +476,8 @@ class ResumableUploads:
         async with self.db.unit_of_work() as uow:
             session = await self._owned(uow, owner, case_id, upload_id, lock=True)
             if session.state == "completed":
-                doc = await uow.session.get(Document, session.result_document_id)
+                assert session.result_document_id is not None
+                doc = await self.records.repo(uow).document(session.result_document_id)
                 assert doc is not None
                 return StoreResult(doc, created=False)
             if session.state == "completing":
@@ -509,12 +490,7 @@ class ResumableUploads:
             if missing:
                 raise UploadIncomplete(missing)
             status = await self.records.case_status(uow, case_id)
-            parts = await uow.session.execute(
-                select(col(UploadPart.number), col(UploadPart.etag))
-                .where(col(UploadPart.upload_id) == upload_id)
-                .order_by(col(UploadPart.number))
-            )
-            etags = [(n, str(e)) for n, e in parts.all()]
+            etags = await self.repo(uow).etags(upload_id)
             if status not in CLOSED:
                 session.state = "completing"
                 session.updated_at = utcnow()
@@ -537,7 +513,7 @@ class ResumableUploads:
             referral = None
             if session.referral_id is not None:
                 async with self.db.unit_of_work() as uow:
-                    referral = await uow.session.get(CenterReferral, session.referral_id)
+                    referral = await self.records.referral(uow, session.referral_id)
             result = await self.records.record_document(
                 case_id,
                 session.document_id,
@@ -563,16 +539,15 @@ class ResumableUploads:
         finally:
             self.progress.drop(upload_id)
         async with self.db.unit_of_work() as uow:
-            row = await uow.session.get(UploadSession, upload_id, with_for_update=True)
+            uploads = self.repo(uow)
+            row = await uploads.upload(upload_id, lock=True)
             assert row is not None
             row.state, row.result_document_id, row.updated_at = (
                 "completed",
                 result.document.id,
                 utcnow(),
             )
-            await uow.session.execute(
-                delete(UploadPart).where(col(UploadPart.upload_id) == upload_id)
-            )
+            await uploads.drop_parts([upload_id])
             await uow.commit()
         return result
 
@@ -616,17 +591,16 @@ class ResumableUploads:
             await self.multipart.abort(session.object_key, session.storage_upload_id)
         self.progress.drop(session.id)
         async with self.db.unit_of_work() as uow:
-            row = await uow.session.get(UploadSession, session.id, with_for_update=True)
+            uploads = self.repo(uow)
+            row = await uploads.upload(session.id, lock=True)
             assert row is not None
             row.state, row.refusal, row.updated_at = state, reason, utcnow()
-            await uow.session.execute(
-                delete(UploadPart).where(col(UploadPart.upload_id) == session.id)
-            )
+            await uploads.drop_parts([session.id])
             await uow.commit()
 
     async def _set_state(self, upload_id: UUID, state: str) -> None:
         async with self.db.unit_of_work() as uow:
-            row = await uow.session.get(UploadSession, upload_id, with_for_update=True)
+            row = await self.repo(uow).upload(upload_id, lock=True)
             assert row is not None
             row.state, row.updated_at = state, utcnow()
             await uow.commit()
@@ -636,25 +610,14 @@ class ResumableUploads:
         MinIO); how many. Replicas may run this at once: each takes other rows."""
         now = now or utcnow()
         async with self.db.unit_of_work() as uow:
-            rows = await uow.session.execute(
-                select(UploadSession)
-                .where(
-                    col(UploadSession.state).in_(("open", "completing")),
-                    col(UploadSession.expires_at) <= now,
-                )
-                .order_by(col(UploadSession.expires_at))
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-            expired = list(rows.scalars())
+            uploads = self.repo(uow)
+            expired = await uploads.expired(now, limit)
             for session in expired:
                 await self.multipart.abort(session.object_key, session.storage_upload_id)
                 session.state, session.updated_at = "expired", now
                 self.progress.drop(session.id)
             if expired:
-                await uow.session.execute(
-                    delete(UploadPart).where(col(UploadPart.upload_id).in_([s.id for s in expired]))
-                )
+                await uploads.drop_parts([s.id for s in expired])
             await uow.commit()
         return len(expired)
 

@@ -1,21 +1,26 @@
 """Records' use cases: store a document (streamed, inspected, deduplicated), list, link, delete;
 what intake's and partners' events tell records about cases and referrals; and the centers'
-keys partners issued and revoked (records issues none)."""
+keys partners issued and revoked (records issues none).
+
+Each use case runs in the unit of work its caller gives (an API route's, the consumer's inbox
+transaction) and never commits: the caller does. The exception is storing an upload
+(`store_document`, `record_document`, `rejected`): its bytes stream for minutes, and no
+transaction may stay open that long, so it opens its own short units of work, one before the
+stream and one recording the document with its `document.stored` (said again beside them).
+Queries are `repository.RecordsRepository`'s, made from the unit of work's session by
+`Records.repository` (a unit test gives an in-memory one)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import func, or_, select, text, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col
 
 from referrals_common.auth.api_keys import hash_secret
 from referrals_common.contracts import (
@@ -41,12 +46,12 @@ from referrals_records.links import DownloadGrant
 from referrals_records.models import (
     AccessAudit,
     CaseState,
-    CenterCredential,
     CenterReferral,
     Document,
     FollowUpQuestion,
     utcnow,
 )
+from referrals_records.repository import RecordsRepository
 from referrals_records.storage import DocumentStore
 from referrals_records.uploads import Upload
 
@@ -100,10 +105,40 @@ class Records:
     store: DocumentStore
     limits: SizeLimits
     case_quota_bytes: int = 5 * 2**30
+    repository: Callable[[Any], RecordsRepository] = RecordsRepository
+    """Makes the repository of a unit of work's session (an in-memory one in unit tests)."""
+
+    def repo(self, uow: UnitOfWork) -> RecordsRepository:
+        """The repository on `uow`'s session."""
+        return self.repository(uow.session)
 
     async def case_status(self, uow: UnitOfWork, case_id: UUID) -> str:
-        row = await uow.session.get(CaseState, case_id)
-        return row.status if row else CaseStatus.DRAFT
+        return await self.repo(uow).case_status(case_id)
+
+    async def check_upload(
+        self,
+        uow: UnitOfWork,
+        case_id: UUID,
+        kind: DocumentKind,
+        translation_of: UUID | None,
+        referral: CenterReferral | None = None,
+    ) -> None:
+        """Refuse up front what no upload of `kind` to the case may be: the case is closed (but
+        to a center answering a follow-up question after its opinion), or a translation that
+        names no document of the case, or a document that is not a translation naming one."""
+        repo = self.repo(uow)
+        status = await repo.case_status(case_id)
+        if status in CLOSED and not _answers_after_opinion(status, referral):
+            raise CaseClosed(status)
+        if (kind == DocumentKind.TRANSLATION) != (translation_of is not None):
+            raise BadTranslation(
+                "a translation names the document it translates "
+                "(translation_of), and only a translation does"
+            )
+        if translation_of is not None:
+            original = await repo.document(translation_of)
+            if original is None or original.case_id != case_id or original.deleted_at:
+                raise BadTranslation(f"there is no document {translation_of} in this case")
 
     async def store_document(
         self,
@@ -119,21 +154,14 @@ class Records:
         `referral` is the referral a center uploads for (its opinion); None for the patient's
         documents. A refused upload publishes `document.rejected` and leaves no object and no
         row.
+
+        Opens its own units of work, none held across the stream (minutes, for a large study):
+        one for the checks before the bytes flow, one for the quota left, one recording the
+        document (`_record`), or one publishing its refusal (`_rejected`).
         """
         document_id = uuid4()
         async with self.db.unit_of_work() as uow:
-            status = await self.case_status(uow, case_id)
-            if status in CLOSED and not _answers_after_opinion(status, referral):
-                raise CaseClosed(status)
-            if (kind == DocumentKind.TRANSLATION) != (translation_of is not None):
-                raise BadTranslation(
-                    "a translation names the document it translates "
-                    "(translation_of), and only a translation does"
-                )
-            if translation_of is not None:
-                original = await uow.session.get(Document, translation_of)
-                if original is None or original.case_id != case_id or original.deleted_at:
-                    raise BadTranslation(f"there is no document {translation_of} in this case")
+            await self.check_upload(uow, case_id, kind, translation_of, referral)
         try:
             file_name = check_file_name(upload.file_name)
             head, rest = await _read_head(upload)
@@ -195,7 +223,7 @@ class Records:
 
     async def quota_left(self, uow: UnitOfWork, case_id: UUID) -> int:
         """The bytes the case's quota leaves for one more document of the patient."""
-        return self.case_quota_bytes - await _live_bytes(uow, case_id)
+        return self.case_quota_bytes - await self.repo(uow).live_bytes(case_id)
 
     async def record_document(self, *args: Any) -> StoreResult:
         """Record an object already stored and inspected (a completed resumable upload) as a
@@ -210,25 +238,23 @@ class Records:
 
     async def _quota_left(self, case_id: UUID, kind: DocumentKind) -> _QuotaMeter:
         """What the case's quota leaves for one more upload (no bound for a center's opinion:
-        a patient filling the quota must not keep the case from its opinion)."""
+        a patient filling the quota must not keep the case from its opinion). Its own unit of
+        work, read before the stream (`store_document`)."""
         async with self.db.unit_of_work() as uow:
-            used = await _live_bytes(uow, case_id)
+            used = await self.repo(uow).live_bytes(case_id)
         quota = None if kind == DocumentKind.OPINION else self.case_quota_bytes
         return _QuotaMeter(quota, used)
 
     async def _check_quota(
-        self, uow: UnitOfWork, case_id: UUID, kind: DocumentKind, size: int
+        self, repo: RecordsRepository, case_id: UUID, kind: DocumentKind, size: int
     ) -> None:
         """In the transaction recording a document: serialise the case's uploads on an advisory
         lock (held until commit) and refuse one that no longer fits, so two uploads streamed at
         once cannot both pass the quota."""
         if kind == DocumentKind.OPINION:
             return
-        await uow.session.execute(
-            text("select pg_advisory_xact_lock(:namespace, :key)"),
-            {"namespace": QUOTA_LOCK_NAMESPACE, "key": _lock_key(case_id)},
-        )
-        used = await _live_bytes(uow, case_id)
+        await repo.lock_case_uploads(case_id)
+        used = await repo.live_bytes(case_id)
         if used + size > self.case_quota_bytes:
             raise CaseQuotaExceeded(self.case_quota_bytes, used)
 
@@ -246,8 +272,12 @@ class Records:
         uploaded_by: str,
         referral: CenterReferral | None,
     ) -> StoreResult:
+        # Its own unit of work, committed here: the bytes are stored already (an upload's end,
+        # after a stream no transaction was held across), and the document, its audit row and
+        # `document.stored` commit together, or the object is removed by the caller.
         async with self.db.unit_of_work() as uow:
-            twin = await _live_twin(uow, case_id, sha256)
+            repo = self.repo(uow)
+            twin = await repo.live_twin(case_id, sha256)
             if (
                 twin is not None
                 and referral is not None
@@ -257,7 +287,7 @@ class Records:
                 # cannot adopt someone else's document as its own upload.
                 raise NotOwnUpload(twin.id)
             if twin is None:
-                await self._check_quota(uow, case_id, kind, size)
+                await self._check_quota(repo, case_id, kind, size)
                 doc = Document(
                     id=document_id,
                     case_id=case_id,
@@ -272,9 +302,9 @@ class Records:
                     center_code=referral.center_code if referral else None,
                     referral_id=referral.referral_id if referral else None,
                 )
-                uow.session.add(doc)
+                repo.add(doc)
                 # The upload's audit row commits with the document: one transaction, not two.
-                uow.session.add(
+                repo.add(
                     AccessAudit(
                         actor=uploaded_by,
                         action="upload",
@@ -305,7 +335,7 @@ class Records:
                 except IntegrityError:
                     await uow.rollback()  # the same bytes, uploaded at the same moment
         async with self.db.unit_of_work() as uow:
-            twin = await _live_twin(uow, case_id, sha256)
+            twin = await self.repo(uow).live_twin(case_id, sha256)
         await self.store.remove(key)
         assert twin is not None
         if referral is not None and twin.referral_id != referral.referral_id:
@@ -313,6 +343,8 @@ class Records:
         return StoreResult(twin, created=False)
 
     async def _rejected(self, case_id: UUID, document_id: UUID, refused: UploadRefused) -> None:
+        # Its own unit of work, committed here: a refused upload's stream has no transaction
+        # of its caller to join (none is held across a stream).
         async with self.db.unit_of_work() as uow:
             await uow.outbox.add(
                 new_event(
@@ -326,16 +358,22 @@ class Records:
             )
             await uow.commit()
 
-    async def delete_document(self, case_id: UUID, document_id: UUID) -> None:
-        async with self.db.unit_of_work() as uow:
-            status = await self.case_status(uow, case_id)
-            if status != CaseStatus.DRAFT:
-                raise NotADraft(status)
-            doc = await uow.session.get(Document, document_id, with_for_update=True)
-            if doc is None or doc.case_id != case_id or doc.deleted_at is not None:
-                raise DocumentNotFound(str(document_id))
-            doc.deleted_at = utcnow()
-            await uow.commit()
+    async def delete_document(self, uow: UnitOfWork, case_id: UUID, document_id: UUID) -> Document:
+        """Mark a document of a draft case deleted (NotADraft once the case was submitted,
+        DocumentNotFound for no live document of the case); its object stays until the caller
+        committed and calls `discard` with it."""
+        repo = self.repo(uow)
+        status = await repo.case_status(case_id)
+        if status != CaseStatus.DRAFT:
+            raise NotADraft(status)
+        doc = await repo.document(document_id, lock=True)
+        if doc is None or doc.case_id != case_id or doc.deleted_at is not None:
+            raise DocumentNotFound(str(document_id))
+        doc.deleted_at = utcnow()
+        return doc
+
+    async def discard(self, doc: Document) -> None:
+        """Remove a deleted document's object from storage, once its deletion is committed."""
         await self.store.remove(doc.object_key)
 
     async def documents(
@@ -344,25 +382,13 @@ class Records:
         """The case's live documents, oldest first. `for_center`: only what that center may
         see, the patient's documents and its own uploads (never another center's opinion,
         unless the patient shared it for a further opinion)."""
-        query = select(Document).where(
-            col(Document.case_id) == case_id, col(Document.deleted_at).is_(None)
-        )
-        if for_center is not None:
-            query = query.where(
-                or_(
-                    col(Document.center_code).is_(None),
-                    col(Document.center_code) == for_center,
-                    col(Document.shared_at).is_not(None),
-                )
-            )
-        rows = await uow.session.execute(query.order_by(col(Document.created_at), col(Document.id)))
-        return list(rows.scalars())
+        return await self.repo(uow).documents(case_id, for_center=for_center)
 
     async def document(
         self, uow: UnitOfWork, case_id: UUID, document_id: UUID, *, for_center: str | None = None
     ) -> Document:
         """One live document of the case (for `for_center`, only one that center may see)."""
-        doc = await uow.session.get(Document, document_id)
+        doc = await self.repo(uow).document(document_id)
         if doc is None or doc.case_id != case_id or doc.deleted_at is not None:
             raise DocumentNotFound(str(document_id))
         if for_center is not None and not readable_by(doc, for_center):
@@ -374,11 +400,12 @@ class Records:
     ) -> tuple[Document, Iterator[bytes]]:
         """The document a link grants and its bytes, if the grant still holds: the document is
         live and, for a center's link, its referral is still open (LinkRevoked otherwise)."""
-        doc = await uow.session.get(Document, grant.document_id)
+        repo = self.repo(uow)
+        doc = await repo.document(grant.document_id)
         if doc is None or doc.case_id != grant.case_id or doc.deleted_at is not None:
             raise LinkRevoked("the document was deleted")
         if grant.referral_id is not None:
-            referral = await uow.session.get(CenterReferral, grant.referral_id)
+            referral = await repo.referral(grant.referral_id)
             if referral is None or referral.closed_at is not None:
                 raise LinkRevoked("the referral that granted it has ended")
             if not readable_by(doc, referral.center_code):
@@ -386,12 +413,17 @@ class Records:
         stream = await asyncio.to_thread(self.store.open_stream, doc.object_key)
         return doc, stream
 
+    async def referral(self, uow: UnitOfWork, referral_id: UUID) -> CenterReferral | None:
+        """The referral records heard of from partners, if it has."""
+        return await self.repo(uow).referral(referral_id)
+
     # ---------------------------------------------------------------------------- events
 
     async def on_case_status(self, uow: UnitOfWork, case_id: UUID, status: str) -> None:
-        row = await uow.session.get(CaseState, case_id, with_for_update=True)
+        repo = self.repo(uow)
+        row = await repo.case_state(case_id, lock=True)
         if row is None:
-            uow.session.add(CaseState(case_id=case_id, status=status))
+            repo.add(CaseState(case_id=case_id, status=status))
         elif row.status != CaseStatus.WITHDRAWN:  # withdrawal is final, whatever comes late
             row.status = status
             row.updated_at = utcnow()
@@ -403,12 +435,7 @@ class Records:
         the earlier opinions this round shares (the patient's consent), only of this case; an
         opinion shared for an earlier round and not now is no longer readable by them."""
         shared = set(document_ids)
-        rows = await uow.session.execute(
-            select(Document)
-            .where(col(Document.case_id) == case_id, col(Document.center_code).is_not(None))
-            .with_for_update()
-        )
-        for doc in rows.scalars():
+        for doc in await self.repo(uow).centers_documents(case_id):
             if doc.id in shared and doc.shared_at is None:
                 doc.shared_at = utcnow()
             elif doc.id not in shared and doc.shared_at is not None:
@@ -420,15 +447,16 @@ class Records:
         """The referral's row, made (and locked) if records had not heard of it: the cases and
         routing topics are not ordered with each other, so a referral first seen after the
         case's withdrawal is born closed and grants nothing."""
-        referral = await uow.session.get(CenterReferral, referral_id, with_for_update=True)
+        repo = self.repo(uow)
+        referral = await repo.referral(referral_id, lock=True)
         if referral is None:
             referral = CenterReferral(
                 referral_id=referral_id, case_id=case_id, center_code=center_code
             )
-            state = await uow.session.get(CaseState, case_id)
+            state = await repo.case_state(case_id)
             if state is not None and state.status == CaseStatus.WITHDRAWN:
                 referral.closed_at, referral.closed_reason = utcnow(), "withdrawn"
-            uow.session.add(referral)
+            repo.add(referral)
         return referral
 
     async def on_referral_offered(
@@ -466,8 +494,9 @@ class Records:
     ) -> None:
         """The patient asked the center of `referral_id` a follow-up question: until it answers,
         that center may upload documents to answer it."""
-        if await uow.session.get(FollowUpQuestion, question_id) is None:
-            uow.session.add(
+        repo = self.repo(uow)
+        if await repo.question(question_id) is None:
+            repo.add(
                 FollowUpQuestion(
                     question_id=question_id,
                     referral_id=referral_id,
@@ -478,7 +507,7 @@ class Records:
 
     async def on_follow_up_answered(self, uow: UnitOfWork, question_id: UUID) -> None:
         """The center answered: it uploads nothing more for this question."""
-        question = await uow.session.get(FollowUpQuestion, question_id, with_for_update=True)
+        question = await self.repo(uow).question(question_id, lock=True)
         if question is not None and question.answered_at is None:
             question.answered_at = utcnow()
 
@@ -486,18 +515,14 @@ class Records:
         self, uow: UnitOfWork, referral_id: UUID, question_id: UUID
     ) -> FollowUpQuestion | None:
         """The unanswered follow-up question `question_id` on `referral_id`, if there is one."""
-        question = await uow.session.get(FollowUpQuestion, question_id)
+        question = await self.repo(uow).question(question_id)
         if question is None or question.referral_id != referral_id or question.answered_at:
             return None
         return question
 
     async def close_case_referrals(self, uow: UnitOfWork, case_id: UUID, reason: str) -> None:
         """The case was withdrawn: no center reads it any more."""
-        await uow.session.execute(
-            update(CenterReferral)
-            .where(col(CenterReferral.case_id) == case_id, col(CenterReferral.closed_at).is_(None))
-            .values(closed_at=utcnow(), closed_reason=reason)
-        )
+        await self.repo(uow).close_case_referrals(case_id, reason)
 
 
 async def on_credential_issued(
@@ -508,56 +533,32 @@ async def on_credential_issued(
     center_code: str,
     key_sha256: str,
     issued_at: datetime,
+    repository: Callable[[Any], RecordsRepository] = RecordsRepository,
 ) -> None:
     """Partners issued a key to `center_code`: records accepts it from now on, checked against
     `hash_secret(key_sha256, pepper)`. A key records already knows is left as it is: a revoked
     key is never revived, and a key id is never moved to another center."""
-    await uow.session.execute(
-        insert(CenterCredential)
-        .values(
-            key_id=key_id,
-            center_code=center_code,
-            secret_hash=hash_secret(key_sha256, pepper),
-            issued_at=issued_at,
-            updated_at=utcnow(),
-        )
-        .on_conflict_do_nothing(index_elements=["key_id"])
+    await repository(uow.session).add_key(
+        key_id=key_id,
+        center_code=center_code,
+        secret_hash=hash_secret(key_sha256, pepper),
+        issued_at=issued_at,
     )
 
 
 async def on_credential_revoked(
-    uow: UnitOfWork, *, key_id: str, center_code: str, revoked_at: datetime
+    uow: UnitOfWork,
+    *,
+    key_id: str,
+    center_code: str,
+    revoked_at: datetime,
+    repository: Callable[[Any], RecordsRepository] = RecordsRepository,
 ) -> None:
     """Partners revoked the key: records refuses it from now on, forever. Known only by its
     revocation (the issue was compacted away or comes later), the key is kept as revoked."""
-    statement = insert(CenterCredential).values(
-        key_id=key_id, center_code=center_code, revoked_at=revoked_at, updated_at=utcnow()
+    await repository(uow.session).revoke_key(
+        key_id=key_id, center_code=center_code, revoked_at=revoked_at
     )
-    await uow.session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["key_id"],
-            set_={
-                "revoked_at": func.coalesce(CenterCredential.revoked_at, revoked_at),
-                "updated_at": utcnow(),
-            },
-        )
-    )
-
-
-async def _live_twin(uow: UnitOfWork, case_id: UUID, sha256: str) -> Document | None:
-    rows = await uow.session.execute(
-        select(Document).where(
-            col(Document.case_id) == case_id,
-            col(Document.sha256) == sha256,
-            col(Document.deleted_at).is_(None),
-        )
-    )
-    return rows.scalars().first()
-
-
-QUOTA_LOCK_NAMESPACE = 0x0D0C
-"""First key of the two-key advisory lock serialising one case's uploads as they are recorded
-(the outbox relays use 0x0B0C)."""
 
 
 @dataclass
@@ -572,20 +573,6 @@ class _QuotaMeter:
         self.fed += len(chunk)
         if self.quota is not None and self.used + self.fed > self.quota:
             raise CaseQuotaExceeded(self.quota, self.used)
-
-
-def _lock_key(case_id: UUID) -> int:
-    return int.from_bytes(case_id.bytes[:4], "big", signed=True)
-
-
-async def _live_bytes(uow: UnitOfWork, case_id: UUID) -> int:
-    """The bytes the case's live (not deleted) documents take."""
-    total = await uow.session.scalar(
-        select(func.coalesce(func.sum(col(Document.size_bytes)), 0)).where(
-            col(Document.case_id) == case_id, col(Document.deleted_at).is_(None)
-        )
-    )
-    return int(total or 0)
 
 
 async def _read_head(upload: Upload) -> tuple[bytes, AsyncIterator[bytes]]:

@@ -1,0 +1,259 @@
+"""Records' queries, on the session of a unit of work its caller opened: documents, the case
+states and referrals records learned from events, follow-up questions, centers' keys, and the
+rows of resumable uploads. Nothing here commits: the caller's unit of work does, with the outbox
+rows of the same change.
+
+A use case gets a repository from `uow.session` through a factory (`Records.repository`,
+`ResumableUploads.repository`), so a unit test hands it an in-memory one instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import delete, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from referrals_common.api.idempotency import claim_or_replay
+from referrals_common.contracts import CaseStatus
+from referrals_records.models import (
+    CaseState,
+    CenterCredential,
+    CenterReferral,
+    Document,
+    FollowUpQuestion,
+    UploadKey,
+    UploadPart,
+    UploadSession,
+    utcnow,
+)
+
+QUOTA_LOCK_NAMESPACE = 0x0D0C
+"""First key of the two-key advisory lock serialising one case's uploads as they are recorded
+(the outbox relays use 0x0B0C)."""
+
+
+def _lock_key(case_id: UUID) -> int:
+    return int.from_bytes(case_id.bytes[:4], "big", signed=True)
+
+
+class RecordsRepository:
+    """Documents, case states, referrals, follow-up questions and centers' keys."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def add(self, row: Any) -> None:
+        """A new row (a document, its audit row, a case state, a referral, a question)."""
+        self.session.add(row)
+
+    # ------------------------------------------------------------------------ cases
+
+    async def case_state(self, case_id: UUID, *, lock: bool = False) -> CaseState | None:
+        return await self.session.get(CaseState, case_id, with_for_update=lock)
+
+    async def case_status(self, case_id: UUID) -> str:
+        """The case's status as intake's events told it; a draft until one did."""
+        row = await self.case_state(case_id)
+        return row.status if row else CaseStatus.DRAFT
+
+    # -------------------------------------------------------------------- documents
+
+    async def document(self, document_id: UUID, *, lock: bool = False) -> Document | None:
+        return await self.session.get(Document, document_id, with_for_update=lock)
+
+    async def documents(self, case_id: UUID, *, for_center: str | None = None) -> list[Document]:
+        """The case's live documents, oldest first. `for_center`: only what that center may
+        see, the patient's documents and its own uploads (never another center's opinion,
+        unless the patient shared it for a further opinion)."""
+        query = select(Document).where(
+            col(Document.case_id) == case_id, col(Document.deleted_at).is_(None)
+        )
+        if for_center is not None:
+            query = query.where(
+                or_(
+                    col(Document.center_code).is_(None),
+                    col(Document.center_code) == for_center,
+                    col(Document.shared_at).is_not(None),
+                )
+            )
+        rows = await self.session.execute(
+            query.order_by(col(Document.created_at), col(Document.id))
+        )
+        return list(rows.scalars())
+
+    async def centers_documents(self, case_id: UUID) -> list[Document]:
+        """The case's documents that centers uploaded (their opinions), locked."""
+        rows = await self.session.execute(
+            select(Document)
+            .where(col(Document.case_id) == case_id, col(Document.center_code).is_not(None))
+            .with_for_update()
+        )
+        return list(rows.scalars())
+
+    async def live_twin(self, case_id: UUID, sha256: str) -> Document | None:
+        """The case's live document with these bytes, if there is one."""
+        rows = await self.session.execute(
+            select(Document).where(
+                col(Document.case_id) == case_id,
+                col(Document.sha256) == sha256,
+                col(Document.deleted_at).is_(None),
+            )
+        )
+        return rows.scalars().first()
+
+    async def live_bytes(self, case_id: UUID) -> int:
+        """The bytes the case's live (not deleted) documents take."""
+        total = await self.session.scalar(
+            select(func.coalesce(func.sum(col(Document.size_bytes)), 0)).where(
+                col(Document.case_id) == case_id, col(Document.deleted_at).is_(None)
+            )
+        )
+        return int(total or 0)
+
+    async def lock_case_uploads(self, case_id: UUID) -> None:
+        """Serialise the recording of the case's uploads: an advisory lock held until the
+        transaction ends."""
+        await self.session.execute(
+            text("select pg_advisory_xact_lock(:namespace, :key)"),
+            {"namespace": QUOTA_LOCK_NAMESPACE, "key": _lock_key(case_id)},
+        )
+
+    # -------------------------------------------------------------------- referrals
+
+    async def referral(self, referral_id: UUID, *, lock: bool = False) -> CenterReferral | None:
+        return await self.session.get(CenterReferral, referral_id, with_for_update=lock)
+
+    async def close_case_referrals(self, case_id: UUID, reason: str) -> None:
+        """Close every open referral of the case."""
+        await self.session.execute(
+            update(CenterReferral)
+            .where(col(CenterReferral.case_id) == case_id, col(CenterReferral.closed_at).is_(None))
+            .values(closed_at=utcnow(), closed_reason=reason)
+        )
+
+    async def question(self, question_id: UUID, *, lock: bool = False) -> FollowUpQuestion | None:
+        return await self.session.get(FollowUpQuestion, question_id, with_for_update=lock)
+
+    # ---------------------------------------------------------------- centers' keys
+
+    async def add_key(
+        self, *, key_id: str, center_code: str, secret_hash: str, issued_at: datetime
+    ) -> None:
+        """A key partners issued, unless records knows its id already (a revoked key is never
+        revived, a key id never moved to another center)."""
+        await self.session.execute(
+            insert(CenterCredential)
+            .values(
+                key_id=key_id,
+                center_code=center_code,
+                secret_hash=secret_hash,
+                issued_at=issued_at,
+                updated_at=utcnow(),
+            )
+            .on_conflict_do_nothing(index_elements=["key_id"])
+        )
+
+    async def revoke_key(self, *, key_id: str, center_code: str, revoked_at: datetime) -> None:
+        """The key revoked (its first revocation stands); a key known only by its revocation is
+        kept as revoked."""
+        statement = insert(CenterCredential).values(
+            key_id=key_id, center_code=center_code, revoked_at=revoked_at, updated_at=utcnow()
+        )
+        await self.session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["key_id"],
+                set_={
+                    "revoked_at": func.coalesce(CenterCredential.revoked_at, revoked_at),
+                    "updated_at": utcnow(),
+                },
+            )
+        )
+
+
+class UploadRepository:
+    """The rows of resumable uploads: sessions, their parts, their idempotency keys."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def add(self, row: UploadSession | UploadPart) -> None:
+        self.session.add(row)
+
+    async def claim(self, key: UploadKey) -> UploadKey | None:
+        """Claim an idempotency key for a new upload; the earlier claim when the same request
+        came with it before (a different request with it: 422)."""
+        return await claim_or_replay(self.session, key)
+
+    async def upload(self, upload_id: UUID, *, lock: bool = False) -> UploadSession | None:
+        return await self.session.get(UploadSession, upload_id, with_for_update=lock)
+
+    async def part(self, upload_id: UUID, number: int, *, lock: bool = False) -> UploadPart | None:
+        return await self.session.get(UploadPart, (upload_id, number), with_for_update=lock)
+
+    async def received(self, upload_id: UUID) -> list[tuple[int, int]]:
+        """(number, bytes) of the parts stored, in order."""
+        rows = await self.session.execute(
+            select(col(UploadPart.number), col(UploadPart.size_bytes))
+            .where(col(UploadPart.upload_id) == upload_id, col(UploadPart.etag).is_not(None))
+            .order_by(col(UploadPart.number))
+        )
+        return [(n, s) for n, s in rows.all()]
+
+    async def received_before(self, upload_id: UUID, number: int) -> list[int]:
+        """The numbers of the parts stored before part `number`, in order."""
+        rows = await self.session.execute(
+            select(col(UploadPart.number))
+            .where(
+                col(UploadPart.upload_id) == upload_id,
+                col(UploadPart.number) < number,
+                col(UploadPart.etag).is_not(None),
+            )
+            .order_by(col(UploadPart.number))
+        )
+        return [n for (n,) in rows.all()]
+
+    async def etags(self, upload_id: UUID) -> list[tuple[int, str]]:
+        """(number, the object store's etag) of every part, in order."""
+        rows = await self.session.execute(
+            select(col(UploadPart.number), col(UploadPart.etag))
+            .where(col(UploadPart.upload_id) == upload_id)
+            .order_by(col(UploadPart.number))
+        )
+        return [(n, str(e)) for n, e in rows.all()]
+
+    async def drop_unfinished_part(self, upload_id: UUID, number: int) -> None:
+        """Forget a part whose receiving failed (one received stays)."""
+        await self.session.execute(
+            delete(UploadPart).where(
+                col(UploadPart.upload_id) == upload_id,
+                col(UploadPart.number) == number,
+                col(UploadPart.etag).is_(None),
+            )
+        )
+
+    async def drop_parts(self, upload_ids: Sequence[UUID]) -> None:
+        """Forget every part of these uploads."""
+        await self.session.execute(
+            delete(UploadPart).where(col(UploadPart.upload_id).in_(list(upload_ids)))
+        )
+
+    async def expired(self, now: datetime, limit: int) -> list[UploadSession]:
+        """Up to `limit` open or completing uploads past their expiry, locked; rows another
+        transaction holds are skipped (replicas sweep at once)."""
+        rows = await self.session.execute(
+            select(UploadSession)
+            .where(
+                col(UploadSession.state).in_(("open", "completing")),
+                col(UploadSession.expires_at) <= now,
+            )
+            .order_by(col(UploadSession.expires_at))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list(rows.scalars())
