@@ -1,0 +1,521 @@
+"""Records' use cases against a fake unit of work and an in-memory repository: what a case's
+and a referral's events change, who may delete and download what, and how an upload is refused
+or recorded. No database, no object store; the integration tests run the same rules on real
+ones (tests/integration/records)."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from referrals_common.auth.api_keys import hash_secret
+from referrals_common.contracts import CaseStatus, DocumentKind
+from referrals_records.inspection import CaseQuotaExceeded, SizeLimits
+from referrals_records.links import DownloadGrant
+from referrals_records.models import (
+    CaseState,
+    CenterReferral,
+    Document,
+    FollowUpQuestion,
+    utcnow,
+)
+from referrals_records.service import (
+    BadTranslation,
+    CaseClosed,
+    DocumentNotFound,
+    LinkRevoked,
+    NotADraft,
+    Records,
+    on_credential_issued,
+    on_credential_revoked,
+)
+from referrals_records.storage import StoredObject
+from referrals_records.uploads import Upload
+from tests.unit.fakes import FakeUnitOfWork, SessionUsed
+
+pytestmark = pytest.mark.unit
+
+CASE = uuid.UUID("00000000-0000-4000-8000-00000000000c")
+CHARITE, NIO = "charite-berlin", "nio-warsaw"
+MB = 1024 * 1024
+LIMITS = SizeLimits(dicom=20 * MB, pdf=5 * MB, image=5 * MB, docx=5 * MB, text=MB)
+
+
+@dataclass
+class FakeRecordsRepository:
+    """`RecordsRepository` in memory: the rows a use case reads and adds, and what it asked."""
+
+    documents_by_id: dict[UUID, Document] = field(default_factory=dict)
+    cases: dict[UUID, CaseState] = field(default_factory=dict)
+    referrals: dict[UUID, CenterReferral] = field(default_factory=dict)
+    questions: dict[UUID, FollowUpQuestion] = field(default_factory=dict)
+    added: list[Any] = field(default_factory=list)
+    keys: dict[str, dict[str, Any]] = field(default_factory=dict)
+    locked_cases: list[UUID] = field(default_factory=list)
+
+    def add(self, row: Any) -> None:
+        self.added.append(row)
+        if isinstance(row, Document):
+            self.documents_by_id[row.id] = row
+        elif isinstance(row, CaseState):
+            self.cases[row.case_id] = row
+        elif isinstance(row, CenterReferral):
+            self.referrals[row.referral_id] = row
+        elif isinstance(row, FollowUpQuestion):
+            self.questions[row.question_id] = row
+
+    async def case_state(self, case_id: UUID, *, lock: bool = False) -> CaseState | None:
+        return self.cases.get(case_id)
+
+    async def case_status(self, case_id: UUID) -> str:
+        row = self.cases.get(case_id)
+        return row.status if row else CaseStatus.DRAFT
+
+    async def document(self, document_id: UUID, *, lock: bool = False) -> Document | None:
+        return self.documents_by_id.get(document_id)
+
+    def _live(self, case_id: UUID) -> list[Document]:
+        return [
+            d for d in self.documents_by_id.values() if d.case_id == case_id and not d.deleted_at
+        ]
+
+    async def documents(self, case_id: UUID, *, for_center: str | None = None) -> list[Document]:
+        return self._live(case_id)
+
+    async def centers_documents(self, case_id: UUID) -> list[Document]:
+        return [
+            d
+            for d in self.documents_by_id.values()
+            if d.case_id == case_id and d.center_code is not None
+        ]
+
+    async def live_twin(self, case_id: UUID, sha256: str) -> Document | None:
+        return next((d for d in self._live(case_id) if d.sha256 == sha256), None)
+
+    async def live_bytes(self, case_id: UUID) -> int:
+        return sum(d.size_bytes for d in self._live(case_id))
+
+    async def lock_case_uploads(self, case_id: UUID) -> None:
+        self.locked_cases.append(case_id)
+
+    async def referral(self, referral_id: UUID, *, lock: bool = False) -> CenterReferral | None:
+        return self.referrals.get(referral_id)
+
+    async def close_case_referrals(self, case_id: UUID, reason: str) -> None:
+        for referral in self.referrals.values():
+            if referral.case_id == case_id and referral.closed_at is None:
+                referral.closed_at, referral.closed_reason = utcnow(), reason
+
+    async def question(self, question_id: UUID, *, lock: bool = False) -> FollowUpQuestion | None:
+        return self.questions.get(question_id)
+
+    async def add_key(
+        self, *, key_id: str, center_code: str, secret_hash: str, issued_at: datetime
+    ) -> None:
+        self.keys.setdefault(
+            key_id, {"center_code": center_code, "secret_hash": secret_hash, "revoked_at": None}
+        )
+
+    async def revoke_key(self, *, key_id: str, center_code: str, revoked_at: datetime) -> None:
+        key = self.keys.setdefault(
+            key_id, {"center_code": center_code, "secret_hash": None, "revoked_at": None}
+        )
+        key["revoked_at"] = key["revoked_at"] or revoked_at
+
+
+@dataclass
+class FakeStore:
+    """The object store: what was put, removed and opened."""
+
+    objects: dict[str, bytes] = field(default_factory=dict)
+    removed: list[str] = field(default_factory=list)
+
+    async def put_stream(
+        self, key: str, chunks: AsyncIterator[bytes], *, media_type: str, inspect: Any
+    ) -> StoredObject:
+        data = bytearray()
+        async for chunk in chunks:
+            inspect(chunk)
+            data += chunk
+        self.objects[key] = bytes(data)
+        return StoredObject(size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+    async def remove(self, key: str) -> None:
+        self.removed.append(key)
+        self.objects.pop(key, None)
+
+    def open_stream(self, key: str) -> Iterator[bytes]:
+        return iter([self.objects[key]])
+
+
+class FakeDatabase:
+    """Hands out the units of work a use case opens itself (an upload's, streamed)."""
+
+    def __init__(self) -> None:
+        self.opened: list[FakeUnitOfWork] = []
+
+    def unit_of_work(self) -> FakeUnitOfWork:
+        self.opened.append(FakeUnitOfWork())
+        return self.opened[-1]
+
+
+@pytest.fixture
+def repo() -> FakeRecordsRepository:
+    return FakeRecordsRepository()
+
+
+@pytest.fixture
+def store() -> FakeStore:
+    return FakeStore()
+
+
+@pytest.fixture
+def db() -> FakeDatabase:
+    return FakeDatabase()
+
+
+@pytest.fixture
+def records(repo: FakeRecordsRepository, store: FakeStore, db: FakeDatabase) -> Records:
+    return Records(
+        db=db,
+        store=store,
+        limits=LIMITS,
+        case_quota_bytes=MB,
+        repository=lambda session: repo,
+    )
+
+
+def document(
+    case_id: UUID = CASE,
+    *,
+    center: str | None = None,
+    referral_id: UUID | None = None,
+    size: int = 1000,
+    content: bytes = b"",
+) -> Document:
+    doc_id = uuid.uuid4()
+    return Document(
+        id=doc_id,
+        case_id=case_id,
+        kind=DocumentKind.OPINION if center else DocumentKind.PATHOLOGY_REPORT,
+        media_type="application/pdf",
+        size_bytes=size,
+        sha256=hashlib.sha256(content or doc_id.bytes).hexdigest(),
+        object_key=f"cases/{case_id}/documents/{doc_id}",
+        file_name="Ivanenko biopsy.pdf",
+        uploaded_by="case-token:clinic",
+        center_code=center,
+        referral_id=referral_id,
+        created_at=utcnow(),
+    )
+
+
+def grant(doc: Document, referral_id: UUID | None = None) -> DownloadGrant:
+    return DownloadGrant(
+        document_id=doc.id,
+        case_id=doc.case_id,
+        actor="center:charite-berlin" if referral_id else "case-token:clinic",
+        referral_id=referral_id,
+        download_name="pathology-report-1.pdf",
+        expires_at=datetime.now(UTC) + timedelta(minutes=5),
+    )
+
+
+def pdf(size: int = 2000) -> bytes:
+    body = b"%PDF-1.7\n" + b"0" * size
+    return body + b"\nstartxref\n0\n%%EOF\n"
+
+
+def upload(content: bytes, name: str = "scan.pdf") -> Upload:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield content
+
+    return Upload(fields={}, file_name=name, chunks=chunks(), declared_bytes=len(content))
+
+
+# ------------------------------------------------------------------- cases and referrals
+
+
+async def test_an_offer_then_an_acceptance_then_a_decline_open_and_close_the_centers_access(
+    records: Records, repo: FakeRecordsRepository
+) -> None:
+    uow, referral_id = FakeUnitOfWork(), uuid.uuid4()
+
+    await records.on_referral_offered(uow, referral_id, CASE, CHARITE)
+    offered = repo.referrals[referral_id]
+    assert (offered.center_code, offered.accepted_at, offered.closed_at) == (CHARITE, None, None)
+
+    await records.on_referral_accepted(uow, referral_id, CASE, CHARITE)
+    accepted_at = offered.accepted_at
+    assert accepted_at is not None
+
+    await records.on_referral_closed(uow, referral_id, CASE, CHARITE, "declined")
+    await records.on_referral_closed(uow, referral_id, CASE, CHARITE, "expired")
+    assert offered.closed_reason == "declined"  # the first close stands
+    assert offered.accepted_at == accepted_at
+    assert uow.committed is False  # the consumer's inbox transaction commits, not the use case
+    assert uow.outbox.events == []
+
+
+async def test_a_referral_first_heard_of_after_the_withdrawal_is_born_closed(
+    records: Records, repo: FakeRecordsRepository
+) -> None:
+    uow, referral_id = FakeUnitOfWork(), uuid.uuid4()
+    await records.on_case_status(uow, CASE, CaseStatus.WITHDRAWN)
+
+    await records.on_referral_offered(uow, referral_id, CASE, NIO)
+
+    assert repo.referrals[referral_id].closed_reason == "withdrawn"
+    assert uow.committed is False
+
+
+async def test_withdrawal_is_final_whatever_status_comes_late(
+    records: Records, repo: FakeRecordsRepository
+) -> None:
+    uow = FakeUnitOfWork()
+    await records.on_case_status(uow, CASE, CaseStatus.SUBMITTED)
+    await records.on_case_status(uow, CASE, CaseStatus.WITHDRAWN)
+
+    await records.on_case_status(uow, CASE, CaseStatus.SUBMITTED)
+
+    assert repo.cases[CASE].status == CaseStatus.WITHDRAWN
+    assert uow.committed is False
+
+
+async def test_a_further_opinion_shares_exactly_the_opinions_the_patient_chose(
+    records: Records, repo: FakeRecordsRepository
+) -> None:
+    kept, dropped, chosen = (document(center=CHARITE) for _ in range(3))
+    patients = document()
+    dropped.shared_at = utcnow()  # shared in an earlier round
+    for doc in (kept, dropped, chosen, patients):
+        repo.add(doc)
+    uow = FakeUnitOfWork()
+
+    await records.on_opinions_shared(uow, CASE, [chosen.id])
+
+    assert chosen.shared_at is not None
+    assert dropped.shared_at is None
+    assert kept.shared_at is None
+    assert patients.shared_at is None  # a patient's document is no opinion to share
+    assert uow.committed is False
+
+
+async def test_a_follow_up_question_is_open_until_answered_and_only_on_its_referral(
+    records: Records, repo: FakeRecordsRepository
+) -> None:
+    uow, question, referral_id = FakeUnitOfWork(), uuid.uuid4(), uuid.uuid4()
+    await records.on_follow_up_asked(uow, question, referral_id, CASE, utcnow())
+
+    assert await records.open_question(uow, referral_id, question) is not None
+    assert await records.open_question(uow, uuid.uuid4(), question) is None
+
+    await records.on_follow_up_answered(uow, question)
+    assert await records.open_question(uow, referral_id, question) is None
+    assert uow.committed is False
+
+
+async def test_a_key_partners_issued_is_kept_as_its_peppered_digest_and_its_revocation_stands(
+    repo: FakeRecordsRepository,
+) -> None:
+    uow, pepper, digest = (
+        FakeUnitOfWork(),
+        b"a pepper of 16 bytes or more",
+        hashlib.sha256(b"secret").hexdigest(),
+    )
+    first, later = utcnow(), utcnow() + timedelta(hours=1)
+
+    await on_credential_issued(
+        uow,
+        pepper,
+        key_id="k1",
+        center_code=CHARITE,
+        key_sha256=digest,
+        issued_at=first,
+        repository=lambda session: repo,
+    )
+    for revoked_at in (first, later):
+        await on_credential_revoked(
+            uow,
+            key_id="k1",
+            center_code=CHARITE,
+            revoked_at=revoked_at,
+            repository=lambda session: repo,
+        )
+
+    assert repo.keys["k1"]["secret_hash"] == hash_secret(digest, pepper)
+    assert repo.keys["k1"]["secret_hash"] != digest
+    assert repo.keys["k1"]["revoked_at"] == first
+    assert uow.committed is False
+
+
+# ------------------------------------------------------------------ deleting, downloading
+
+
+async def test_a_draft_cases_document_is_marked_deleted_and_its_object_stays_until_commit(
+    records: Records, repo: FakeRecordsRepository, store: FakeStore
+) -> None:
+    doc = document()
+    repo.add(doc)
+    uow = FakeUnitOfWork()
+
+    deleted = await records.delete_document(uow, CASE, doc.id)
+
+    assert deleted is doc
+    assert doc.deleted_at is not None
+    assert uow.committed is False
+    assert store.removed == []  # the caller removes it once the deletion is committed
+    await records.discard(deleted)
+    assert store.removed == [doc.object_key]
+
+
+async def test_a_submitted_cases_document_stays_and_another_cases_is_not_found(
+    records: Records, repo: FakeRecordsRepository
+) -> None:
+    doc, other = document(), document(uuid.uuid4())
+    repo.add(doc)
+    repo.add(other)
+    uow = FakeUnitOfWork()
+
+    with pytest.raises(DocumentNotFound):
+        await records.delete_document(uow, CASE, other.id)
+    await records.on_case_status(uow, CASE, CaseStatus.SUBMITTED)
+    with pytest.raises(NotADraft):
+        await records.delete_document(uow, CASE, doc.id)
+
+    assert doc.deleted_at is None
+    assert other.deleted_at is None
+    assert uow.committed is False
+
+
+async def test_a_centers_link_stops_opening_when_its_referral_ends_or_the_document_is_not_its_own(
+    records: Records, repo: FakeRecordsRepository, store: FakeStore
+) -> None:
+    referral_id = uuid.uuid4()
+    repo.add(CenterReferral(referral_id=referral_id, case_id=CASE, center_code=CHARITE))
+    patients, others_opinion = document(), document(center=NIO)
+    for doc in (patients, others_opinion):
+        repo.add(doc)
+        store.objects[doc.object_key] = b"%PDF-1.7 bytes"
+    uow = FakeUnitOfWork()
+
+    opened, chunks = await records.open_download(uow, grant(patients, referral_id))
+    assert opened is patients
+    assert b"".join(chunks) == b"%PDF-1.7 bytes"
+
+    with pytest.raises(LinkRevoked, match="not this center's"):
+        await records.open_download(uow, grant(others_opinion, referral_id))
+
+    await records.on_referral_closed(uow, referral_id, CASE, CHARITE, "declined")
+    with pytest.raises(LinkRevoked, match="referral that granted it has ended"):
+        await records.open_download(uow, grant(patients, referral_id))
+
+    patients.deleted_at = utcnow()
+    with pytest.raises(LinkRevoked, match="deleted"):
+        await records.open_download(uow, grant(patients))
+    assert uow.committed is False
+
+
+# ------------------------------------------------------------------------------ uploading
+
+
+async def test_an_upload_to_a_closed_case_is_refused_before_a_byte_is_stored(
+    records: Records, repo: FakeRecordsRepository, store: FakeStore, db: FakeDatabase
+) -> None:
+    repo.add(CaseState(case_id=CASE, status=CaseStatus.WITHDRAWN))
+
+    with pytest.raises(CaseClosed):
+        await records.store_document(
+            CASE, DocumentKind.PATHOLOGY_REPORT, upload(pdf()), "case-token:clinic", None
+        )
+
+    assert store.objects == {}
+    assert [uow.committed for uow in db.opened] == [False]
+
+
+async def test_a_translation_must_name_a_document_of_the_case(
+    records: Records, repo: FakeRecordsRepository, store: FakeStore
+) -> None:
+    elsewhere = document(uuid.uuid4())
+    repo.add(elsewhere)
+
+    with pytest.raises(BadTranslation):
+        await records.store_document(
+            CASE, DocumentKind.TRANSLATION, upload(pdf()), "case-token:clinic", elsewhere.id
+        )
+    with pytest.raises(BadTranslation):
+        await records.store_document(
+            CASE, DocumentKind.PATHOLOGY_REPORT, upload(pdf()), "case-token:clinic", elsewhere.id
+        )
+    assert store.objects == {}
+
+
+async def test_a_stored_upload_commits_its_document_audit_row_and_event_in_its_own_unit_of_work(
+    records: Records, repo: FakeRecordsRepository, store: FakeStore, db: FakeDatabase
+) -> None:
+    content = pdf()
+
+    result = await records.store_document(
+        CASE, DocumentKind.PATHOLOGY_REPORT, upload(content), "case-token:clinic", None
+    )
+
+    assert result.created is True
+    doc = result.document
+    assert store.objects == {doc.object_key: content}
+    assert doc.sha256 == hashlib.sha256(content).hexdigest()
+    assert [type(row).__name__ for row in repo.added] == ["Document", "AccessAudit"]
+    assert repo.locked_cases == [CASE]  # the quota is checked again under the case's lock
+    # Checks, quota, record: the last one, and only it, commits (no transaction over the stream)
+    assert [uow.committed for uow in db.opened] == [False, False, True]
+    assert db.opened[-1].outbox.types() == ["referrals.document.stored.v1"]
+
+
+async def test_the_same_bytes_again_are_the_same_document_and_the_second_object_is_removed(
+    records: Records, repo: FakeRecordsRepository, store: FakeStore, db: FakeDatabase
+) -> None:
+    content = pdf()
+    first = await records.store_document(
+        CASE, DocumentKind.PATHOLOGY_REPORT, upload(content), "case-token:clinic", None
+    )
+
+    again = await records.store_document(
+        CASE, DocumentKind.PATHOLOGY_REPORT, upload(content, "again.pdf"), "case-token:clinic", None
+    )
+
+    assert again.created is False
+    assert again.document is first.document
+    assert list(store.objects) == [first.document.object_key]
+    assert len(store.removed) == 1
+    assert sum(uow.outbox.types() == ["referrals.document.stored.v1"] for uow in db.opened) == 1
+
+
+async def test_an_upload_past_the_quota_is_refused_and_published_as_rejected(
+    records: Records, repo: FakeRecordsRepository, store: FakeStore, db: FakeDatabase
+) -> None:
+    repo.add(document(size=MB - 500))  # the quota (1 MB) is nearly full
+
+    with pytest.raises(CaseQuotaExceeded):
+        await records.store_document(
+            CASE, DocumentKind.PATHOLOGY_REPORT, upload(pdf()), "case-token:clinic", None
+        )
+
+    assert store.objects == {}
+    rejected = [uow for uow in db.opened if uow.outbox.events]
+    assert [uow.outbox.types() for uow in rejected] == [["referrals.document.rejected.v1"]]
+    assert rejected[0].committed is True
+
+
+async def test_use_cases_go_through_their_repository_never_the_session(
+    store: FakeStore,
+) -> None:
+    records = Records(db=FakeDatabase(), store=store, limits=LIMITS)
+
+    with pytest.raises(SessionUsed):
+        await records.documents(FakeUnitOfWork(), CASE)
