@@ -328,7 +328,7 @@ def test_a_meeting_listed_twice_is_refused(case):
 
 
 def test_a_meeting_row_is_exported_without_its_join_link():
-    from referrals_intake.api.routes import _fhir_meetings
+    from referrals_intake.api.case_holder import _fhir_meetings
     from referrals_intake.models import Meeting
 
     link = "https://video.example.org/join/secret-room"

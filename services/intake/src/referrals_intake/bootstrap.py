@@ -39,7 +39,8 @@ class Runtime:
     verifier: CaseTokenVerifier
     jwks: dict[str, list[dict[str, str]]]
     pepper: bytes
-    verified_keys: VerifiedKeys[Client]
+    verified_keys: VerifiedKeys[tuple[str, Client]]
+    """Front ends' keys verified recently: (key id, principal) (`api.deps.current_client`)."""
     access_log: AccessLog
     """The access audit, written in transactions of its own (denials, refused credentials)."""
     case_events: CaseEventHub

@@ -32,30 +32,8 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: IntakeSettings | None = None, runtime: Runtime | None = None) -> FastAPI:
     """The intake HTTP API. Tests pass a runtime; a process builds one from its settings."""
-    from fastapi import APIRouter
+    from referrals_intake.api import TAGS, api_router
 
-    from referrals_common.service_app import ApiTag
-    from referrals_intake.api import case_events, consent_texts, terminology, webhooks
-    from referrals_intake.api.routes import TAGS, router
-
-    # One router of the modules' routes, their route objects as they are (the app documents
-    # and tags the router's own routes; `include_router` would tag copies the app never sees).
-    api = APIRouter()
-    api.routes.extend(
-        [
-            *router.routes,
-            *case_events.router.routes,
-            *webhooks.router.routes,
-            *terminology.router.routes,
-            *consent_texts.router.routes,
-        ]
-    )
-    webhook_tag = ApiTag(
-        "webhooks",
-        "A partner front end subscribes its endpoint for signed updates of its cases, with its "
-        "API key, tests it and reads the delivery log.",
-        ("/v1/front-end/",),
-    )
     return create_service_app(
         title="Intake: second-opinion cases",
         description=(
@@ -64,20 +42,11 @@ def create_app(settings: IntakeSettings | None = None, runtime: Runtime | None =
             "each case gets its own short-lived access token (`Authorization: Bearer ...`). "
             "Errors are RFC 9457 problem details."
         ),
-        router=api,
+        router=api_router(),
         build_runtime=lambda: build_runtime(settings or IntakeSettings()),
         runtime=runtime,
         settings=settings,
-        tags=(
-            *TAGS,
-            webhook_tag,
-            ApiTag(
-                "consent",
-                "The consent texts a patient agrees to, published by version: the words a FHIR "
-                "export's Consent.policy names.",
-                ("/v1/consent-texts",),
-            ),
-        ),
+        tags=TAGS,
     )
 
 

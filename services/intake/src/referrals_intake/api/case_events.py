@@ -22,7 +22,7 @@ from sqlmodel import col
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from referrals_common.api.problems import ProblemError, problem_responses
-from referrals_intake.api.deps import CaseAccessDep, RuntimeDep, bearer
+from referrals_intake.api.deps import CaseAccessDep, RuntimeDep, case_token
 from referrals_intake.case_events import TooManyStreams, case_events
 from referrals_intake.models import TimelineEntry
 from referrals_intake.rendering import AcceptLanguage, text_locale, timeline_entry
@@ -104,7 +104,7 @@ class TimelineEvent(TimelineEntryPublic):
 async def case_event_stream(
     access: CaseAccessDep,
     runtime: RuntimeDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(case_token)],
     last_event_id: LastEventId = None,
     accept_language: AcceptLanguage = None,
 ) -> EventSourceResponse:

@@ -1,98 +1,76 @@
-"""Who is calling, and the unit of work a request runs in.
+"""Who is calling, and the unit of work a request runs in: the edge's dependencies
+(`referrals_common.edge.deps`) bound to intake's runtime, key table and principal.
 
-* `ClientDep`: a partner front end, by its API key (`X-Api-Key`).
+* `RuntimeDep`: the runtime `bootstrap.build_runtime` made for this process.
+* `UowDep`: the request's unit of work (its routes commit it).
+* `ClientDep`: a partner front end, by its API key (`X-Api-Key`, intake's `api_clients`).
 * `CaseAccessDep`: the holder of a case access token (`Authorization: Bearer`) for the case in
   the path. A token for another case gets 404, exactly like a case that does not exist: a caller
-  learns nothing about cases that are not theirs. Every denied call of an authenticated caller is
-  written to the access audit; refused credentials (malformed, unknown or revoked keys, invalid
-  tokens) count towards the edge's lockout and are audited in summary, one row per credential
-  and window (`referrals_common.edge`). A verified caller spends one of its requests (429 past
-  its rate limit).
+  learns nothing about cases that are not theirs.
+* `audit`: a row of the access audit in a transaction of its own (a refused change).
+
+Every denied call of an authenticated caller is written to the access audit; refused credentials
+(malformed, unknown or revoked keys, invalid tokens) count towards the edge's lockout and are
+audited in summary, one row per credential and window (`referrals_common.edge`). A verified
+caller spends one of its requests (429 past its rate limit).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated, cast
-from uuid import UUID
+from typing import Annotated
 
-from fastapi import Depends, Path, Request, Security
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Header
+from fastapi.security import APIKeyHeader
 
-from referrals_common.db import UnitOfWork
-from referrals_common.edge import authenticated
-from referrals_common.edge.principals import CaseAccess, verify_api_key, verify_case_token
+from referrals_common.edge.deps import (
+    CaseAccessDep,
+    UowDep,
+    api_key_principal,
+    app_runtime,
+    audit,
+    case_access,
+    case_token,
+)
 from referrals_intake.bootstrap import Runtime
 from referrals_intake.clients import Client
-from referrals_intake.repository import CaseRepository
+from referrals_intake.models import ApiClient
 
-api_key_header = APIKeyHeader(
+RuntimeDep = Annotated[Runtime, Depends(app_runtime)]
+
+front_end_key = APIKeyHeader(
     name="X-Api-Key",
     scheme_name="FrontEndApiKey",
     auto_error=False,
     description="The partner front end's API key",
 )
-bearer = HTTPBearer(
-    auto_error=False,
-    scheme_name="CaseAccessToken",
-    bearerFormat="JWT",
-    description="A case access token (intake issues it with the case and refreshes it)",
+current_client = api_key_principal(
+    front_end_key,
+    model=ApiClient,
+    principal=lambda key_id, row: Client(key_id=key_id, name=row.name),
+    what="the front end's",
+    actor_prefix="client",
 )
-
-
-def get_runtime(request: Request) -> Runtime:
-    return cast(Runtime, request.app.state.runtime)
-
-
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-
-
-async def get_uow(runtime: RuntimeDep) -> AsyncIterator[UnitOfWork]:
-    async with runtime.db.unit_of_work() as uow:
-        yield uow
-
-
-UowDep = Annotated[UnitOfWork, Depends(get_uow)]
-
-
-async def current_client(
-    request: Request,
-    runtime: RuntimeDep,
-    uow: UowDep,
-    presented: Annotated[str | None, Security(api_key_header)],
-) -> Client:
-    """The partner front end whose API key this is (`referrals_common.edge.principals`)."""
-    cached = runtime.verified_keys.get(presented) if presented else None
-    if cached is not None:
-        authenticated(request, f"key:{cached.key_id}")
-        return cached
-    key_id, row = await verify_api_key(
-        request,
-        presented,
-        lookup=CaseRepository(uow.session).client,
-        pepper=runtime.pepper,
-        log=runtime.access_log,
-        actor_prefix="client",
-        missing="This endpoint needs the front end's API key in X-Api-Key.",
-    )
-    assert presented is not None  # verify_api_key refuses a missing key
-    client = Client(key_id=key_id, name=row.name)
-    runtime.verified_keys.put(presented, client)
-    return client
-
-
 ClientDep = Annotated[Client, Depends(current_client)]
 
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=128,
+        min_length=8,
+        description="A unique key per intended operation (e.g. a UUID). Sending the same key "
+        "again returns the first result instead of doing it twice.",
+    ),
+]
 
-async def case_access(
-    request: Request,
-    runtime: RuntimeDep,
-    case_id: Annotated[UUID, Path(description="The case id")],
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
-) -> CaseAccess:
-    return await verify_case_token(
-        request, credentials, case_id, verifier=runtime.verifier, log=runtime.access_log
-    )
-
-
-CaseAccessDep = Annotated[CaseAccess, Depends(case_access)]
+__all__ = [
+    "CaseAccessDep",
+    "ClientDep",
+    "IdempotencyKey",
+    "RuntimeDep",
+    "UowDep",
+    "audit",
+    "case_access",
+    "case_token",
+    "current_client",
+]

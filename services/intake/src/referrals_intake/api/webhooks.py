@@ -23,8 +23,7 @@ from referrals_common.webhooks import (
     TIMESTAMP_HEADER,
 )
 from referrals_intake import webhooks
-from referrals_intake.api.deps import ClientDep, RuntimeDep, UowDep
-from referrals_intake.api.routes import IdempotencyKey
+from referrals_intake.api.deps import ClientDep, IdempotencyKey, RuntimeDep, UowDep
 from referrals_intake.models import IdempotencyRecord, WebhookSubscription
 from referrals_intake.repository import CaseRepository
 

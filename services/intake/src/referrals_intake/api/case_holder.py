@@ -1,4 +1,8 @@
-"""Intake's HTTP API, `/v1`. Every error is an RFC 9457 problem (see referrals_common.api)."""
+"""The case holder's routes, with the case's access token (`Authorization: Bearer`): read the
+case, edit the draft, record consents, submit or withdraw it, complete the checklist, answer a
+center's request, choose a center, ask a follow-up question or a further opinion, book or cancel
+the meeting, read the timeline and the FHIR export. A token opens its own case only: another
+case is a 404, as if it did not exist. The live timeline is `case_events`."""
 
 from __future__ import annotations
 
@@ -7,20 +11,12 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal, cast
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Body, Header, Query, Request, Response, status
+from fastapi import APIRouter, Body, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, ValidationError
+from pydantic import ValidationError
 
-from referrals_common.api.idempotency import claim_or_replay as claim_key
-from referrals_common.api.idempotency import request_fingerprint
-from referrals_common.api.pagination import (
-    DEFAULT_LIMIT,
-    LINK_HEADER,
-    Cursor,
-    CursorSigner,
-    Limit,
-)
+from referrals_common.api.idempotency import request_fingerprint as request_hash
 from referrals_common.api.problems import (
     Conflict,
     FieldError,
@@ -30,15 +26,15 @@ from referrals_common.api.problems import (
     problem_responses,
 )
 from referrals_common.contracts.information import Shipment
-from referrals_common.contracts.intake import CaseStatus, Preparation
+from referrals_common.contracts.intake import Preparation
 from referrals_common.contracts.meetings import MeetingSlot
 from referrals_common.db import UnitOfWork
 from referrals_common.edge.principals import CaseAccess
-from referrals_common.i18n import case_texts, country_name
-from referrals_common.service_app import ApiTag
+from referrals_common.i18n import case_texts
 from referrals_intake import meetings as meeting_use_cases
 from referrals_intake import rendering
-from referrals_intake.api.deps import CaseAccessDep, ClientDep, RuntimeDep, UowDep
+from referrals_intake.api.case_view import claim_or_replay, load, to_public
+from referrals_intake.api.deps import CaseAccessDep, IdempotencyKey, RuntimeDep, UowDep, audit
 from referrals_intake.bootstrap import Runtime
 from referrals_intake.fhir import (
     CaseForFhir,
@@ -55,23 +51,13 @@ from referrals_intake.fhir import (
     PayerForFhir,
     case_bundle,
 )
-from referrals_intake.lifecycle import (
-    CONTACT_MISSING,
-    MISSING_CODES,
-    IllegalTransition,
-    still_missing,
-)
-from referrals_intake.models import Case, CaseDocument, IdempotencyRecord, Meeting
+from referrals_intake.lifecycle import CONTACT_MISSING, MISSING_CODES, IllegalTransition
+from referrals_intake.models import CaseDocument, Meeting
 from referrals_intake.rendering import AcceptLanguage
 from referrals_intake.repository import CaseRepository
 from referrals_intake.schemas import (
-    AccessToken,
     AnswerIn,
-    CaseCreate,
-    CaseCreated,
-    CasePage,
     CasePublic,
-    CaseSummary,
     CaseUpdate,
     CenterChoiceIn,
     ConsentIn,
@@ -81,10 +67,8 @@ from referrals_intake.schemas import (
     MeetingChoiceIn,
     TimelineEntryPublic,
     WithdrawIn,
-    case_reference,
 )
 from referrals_intake.service import (
-    DRAFT_NEXT_STEP,
     AnswerInvalid,
     CaseNotEditable,
     CaseNotFound,
@@ -98,167 +82,17 @@ from referrals_intake.service import (
     SubmissionIncomplete,
 )
 
-
-async def refused(
-    runtime: Runtime, actor: str, action: str, case_id: UUID, conflict: ProblemError
-) -> ProblemError:
-    """Audit a refused change (its transaction rolls back, so in a transaction of its own) and
-    return the problem to raise: every 409 leaves a row naming the case it was about."""
-    async with runtime.db.unit_of_work() as uow:
-        CaseRepository(uow.session).audit(actor, action, case_id, outcome="conflict")
-        await uow.commit()
-    return conflict
-
-
 router = APIRouter(prefix="/v1")
-TAGS = (
-    ApiTag(
-        "front-end",
-        "A partner front end opens a patient's case with its API key, then fills it in, "
-        "submits it and follows it with the case's access token.",
-        ("/v1/cases",),
-    ),
-    ApiTag(
-        "keys",
-        "The public keys that verify case access tokens, for the other services.",
-        ("/v1/.well-known/",),
-    ),
-    ApiTag(
-        "terminology",
-        "The platform's own FHIR CodeSystems, at the canonical URLs its FHIR exports name.",
-        ("/fhir/CodeSystem",),
-    ),
-)
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        max_length=128,
-        min_length=8,
-        description="A unique key per intended operation (e.g. a UUID). Sending the same key "
-        "again returns the first result instead of doing it twice.",
-    ),
-]
 CASE_ERRORS = problem_responses(401, 404, 409, 422)
 
 
-# ------------------------------------------------------------------------------ helpers
-
-
-async def to_public(
-    runtime: Runtime, repo: CaseRepository, case: Case, locale: str | None = None
-) -> CasePublic:
-    """The case as the front end reads it, its texts in `locale` (default: the case's)."""
-    locale = locale or case.locale
-    consents = await repo.consents(case.id)
-    documents = await repo.documents(case.id)
-    timeline = await repo.timeline(case.id)
-    requests = await repo.information_requests(case.id)
-    follow_ups = await repo.follow_up_questions(case.id)
-    meetings = await repo.meetings(case.id)
-    fields = runtime.intake.public_fields(case)
-    return CasePublic.model_validate(
-        {
-            **fields,
-            "destination": {
-                **fields["destination"],
-                "country_names": [
-                    country_name(c, locale) for c in fields["destination"]["countries"]
-                ],
-            },
-            "id": case.id,
-            "reference": case_reference(case.id),
-            "status": case.status,
-            "created_at": case.created_at,
-            "updated_at": case.updated_at,
-            "submitted_at": case.submitted_at,
-            "consents": [
-                {"kind": c.kind, "version": c.version, "granted_at": c.granted_at}
-                for c in consents.values()
-            ],
-            "documents": [rendering.document_check(d, locale) for d in documents],
-            "next_step": rendering.next_step(timeline[-1] if timeline else None, locale),
-            "center_proposal": rendering.center_proposal(case.center_proposal, locale),
-            "opinion_outcome": case.opinion_outcome,
-            "follow_up_questions": [
-                {
-                    "id": q.id,
-                    "center_code": q.center_code,
-                    "question": q.question,
-                    "asked_at": q.asked_at,
-                    "answer": q.answer,
-                    "answered_at": q.answered_at,
-                    "document_ids": q.answer_document_ids,
-                }
-                for q in follow_ups
-            ],
-            "follow_up_questions_left": runtime.intake.follow_up_left(case, len(follow_ups)),
-            "meetings": [meeting_use_cases.public(m) for m in meetings],
-            "opinion_round": case.opinion_round,
-            "further_opinions_left": runtime.intake.further_opinions_left(case),
-            "information_requests": [
-                {
-                    "id": r.id,
-                    "center_code": r.center_code,
-                    "status": r.status,
-                    "reason": r.reason,
-                    "items": r.items,
-                    "due_at": r.due_at,
-                    "requested_at": r.requested_at,
-                    "answered_at": r.answered_at,
-                    "answer": r.answer,
-                    "document_ids": r.document_ids,
-                    "shipments": r.shipments,
-                }
-                for r in requests
-            ],
-            "still_missing": [
-                missing
-                for r in requests
-                if r.status == "open"
-                for missing in still_missing(r.items, case.preparation, locale)
-            ],
-        }
-    )
-
-
-async def load(repo: CaseRepository, case_id: UUID) -> Case:
-    case = await repo.get(case_id)
-    if case is None:
-        raise NotFound(f"There is no case {case_id}.")
-    return case
-
-
-request_hash = request_fingerprint
-
-
-async def claim_or_replay(
-    uow: UnitOfWork,
-    client_id: str,
-    operation: str,
-    key: str | None,
-    fingerprint: str,
-    case_id: UUID,
-) -> UUID | None:
-    """With an Idempotency-Key: the case id of the first request made with it (replay), or None
-    after claiming the key for this request's `case_id` (`referrals_common.api.idempotency`:
-    a concurrent twin replays the first, one case, never two; a different request with the key
-    is a 422). The record keeps a pointer to the case, never the personal data of the
-    response."""
-    if key is None:
-        return None
-    first = await claim_key(
-        uow.session,
-        IdempotencyRecord(
-            client_id=client_id,
-            operation=operation,
-            key=key,
-            request_hash=fingerprint,
-            status_code=200,
-            response={"case_id": str(case_id)},
-        ),
-    )
-    return None if first is None else UUID(first.response["case_id"])
+async def refused(
+    request: Request, actor: str, action: str, case_id: UUID, conflict: ProblemError
+) -> ProblemError:
+    """Audit a refused change (its transaction rolls back, so in a transaction of its own) and
+    return the problem to raise: every 409 leaves a row naming the case it was about."""
+    await audit(request, actor, action, outcome="conflict", case_id=case_id)
+    return conflict
 
 
 async def replay_for_case(
@@ -284,170 +118,6 @@ async def replay_for_case(
 
 
 # ------------------------------------------------------------------------------- routes
-
-
-@router.post(
-    "/cases",
-    status_code=status.HTTP_201_CREATED,
-    response_model=CaseCreated,
-    responses={
-        200: {
-            "model": CaseCreated,
-            "description": "Replayed: this Idempotency-Key already opened this case (header "
-            "`Idempotent-Replayed: true`)",
-        },
-        **problem_responses(401, 422),
-    },
-    summary="Open a draft case",
-)
-async def create_case(
-    body: CaseCreate,
-    client: ClientDep,
-    runtime: RuntimeDep,
-    uow: UowDep,
-    response: Response,
-    idempotency_key: IdempotencyKey = None,
-) -> CaseCreated:
-    """Open a draft case for a patient and return it with its case access token."""
-    repo = CaseRepository(uow.session)
-    fingerprint = request_hash("create", body.model_dump(mode="json"))
-    new_id = uuid4()
-    replayed = await claim_or_replay(
-        uow, client.key_id, "create_case", idempotency_key, fingerprint, new_id
-    )
-    if replayed is not None:
-        case = await load(repo, replayed)
-        public = await to_public(runtime, repo, case)
-        response.status_code = status.HTTP_200_OK
-        response.headers["Idempotent-Replayed"] = "true"
-    else:
-        case = await runtime.intake.open_case(uow, client.key_id, body, case_id=new_id)
-        # A new case has no consents or documents yet: nothing to read back.
-        data = body.model_dump()
-        public = CasePublic.model_validate(
-            {
-                **data,
-                "destination": {
-                    **data["destination"],
-                    "country_names": [
-                        country_name(c, body.locale) for c in body.destination.countries
-                    ],
-                },
-                "id": case.id,
-                "reference": case_reference(case.id),
-                "status": case.status,
-                "created_at": case.created_at,
-                "updated_at": case.updated_at,
-                "submitted_at": None,
-                "consents": [],
-                "documents": [],
-                "next_step": case_texts.next_step(DRAFT_NEXT_STEP, body.locale),
-            }
-        )
-    repo.audit(client.actor, "create_case", case.id)
-    await uow.commit()
-    issued = runtime.tokens.issue(case.id, client.key_id, locale=case.locale)
-    response.headers["Location"] = f"/v1/cases/{case.id}"
-    return CaseCreated(case=public, access_token=issued.token, expires_at=issued.expires_at)
-
-
-@router.get(
-    "/cases",
-    response_model=CasePage,
-    responses={200: {"headers": LINK_HEADER}, **problem_responses(401, 422)},
-    summary="The cases this front end opened, a page at a time",
-)
-async def list_cases(
-    client: ClientDep,
-    runtime: RuntimeDep,
-    uow: UowDep,
-    request: Request,
-    response: Response,
-    status_: Annotated[
-        list[CaseStatus] | None,
-        Query(alias="status", description="Only cases in one of these statuses (repeatable)"),
-    ] = None,
-    created_since: Annotated[
-        AwareDatetime | None, Query(description="Only cases opened at or after this time")
-    ] = None,
-    updated_since: Annotated[
-        AwareDatetime | None, Query(description="Only cases changed at or after this time")
-    ] = None,
-    reference: Annotated[
-        str | None,
-        Query(
-            pattern=r"^[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}$",
-            description="Only the case(s) with this short reference (`3F0F-6C7D`)",
-        ),
-    ] = None,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
-) -> CasePage:
-    """Newest first, only this front end's own cases, without personal data (each case is read
-    with its access token). Page with `next_cursor` (or follow `next`, also in the `Link`
-    header): a cursor works only for the same filters and the same front end; a case opened
-    while paging shows on a new first page, never twice. Audited."""
-    statuses = sorted(status_ or [])
-    id_prefix = reference.replace("-", "").lower() if reference else None
-    filters = {
-        "status": statuses,
-        "created_since": created_since,
-        "updated_since": updated_since,
-        "reference": id_prefix,
-    }
-    scope = {"list": "intake.cases", "client": client.key_id, **filters}
-    signer = CursorSigner(runtime.pepper)
-    rows = await CaseRepository(uow.session).client_cases(
-        client.key_id,
-        statuses=statuses,
-        created_since=created_since,
-        updated_since=updated_since,
-        id_prefix=id_prefix,
-        after_position=signer.position(cursor, scope),
-        limit=limit + 1,
-    )
-    page = signer.page(
-        rows,
-        limit,
-        scope,
-        request,
-        key=lambda c: (c.created_at, c.id),
-        convert=lambda c: CaseSummary(
-            id=c.id,
-            reference=case_reference(c.id),
-            status=c.status,
-            locale=c.locale,
-            created_at=c.created_at,
-            updated_at=c.updated_at,
-            submitted_at=c.submitted_at,
-        ),
-    )
-    CaseRepository(uow.session).audit(client.actor, "list_cases", None)
-    await uow.commit()
-    page.link(response)
-    return CasePage(items=page.items, next_cursor=page.next_cursor, next=page.next)
-
-
-@router.post(
-    "/cases/{case_id}/access-token",
-    response_model=AccessToken,
-    responses=problem_responses(401, 404),
-    summary="A fresh case access token",
-)
-async def refresh_token(
-    case_id: UUID, client: ClientDep, runtime: RuntimeDep, uow: UowDep
-) -> AccessToken:
-    """For the front end that opened the case: a new short-lived token for it."""
-    repo = CaseRepository(uow.session)
-    case = await repo.get(case_id)
-    if case is None or case.client_id != client.key_id:
-        repo.audit(client.actor, "refresh_token", case_id, outcome="denied")
-        await uow.commit()
-        raise NotFound(f"There is no case {case_id}.")
-    repo.audit(client.actor, "refresh_token", case_id)
-    await uow.commit()
-    issued = runtime.tokens.issue(case_id, client.key_id, locale=case.locale)
-    return AccessToken(access_token=issued.token, expires_at=issued.expires_at)
 
 
 @router.get(
@@ -476,7 +146,7 @@ async def read_case(
     "/cases/{case_id}", response_model=CasePublic, responses=CASE_ERRORS, summary="Edit a draft"
 )
 async def edit_case(
-    body: CaseUpdate, access: CaseAccessDep, runtime: RuntimeDep, uow: UowDep
+    body: CaseUpdate, request: Request, access: CaseAccessDep, runtime: RuntimeDep, uow: UowDep
 ) -> CasePublic:
     """Change the fields given (a field left out stays as it is) while the case is a draft;
     after submission the case no longer changes (409). A field it requires cannot be emptied
@@ -494,7 +164,7 @@ async def edit_case(
         raise NotFound(f"There is no case {access.case_id}.") from None
     except CaseNotEditable as exc:
         raise await refused(
-            runtime, access.actor, "edit_case", access.case_id, Conflict(str(exc))
+            request, access.actor, "edit_case", access.case_id, Conflict(str(exc))
         ) from None
     repo.audit(access.actor, "edit_case", case.id)
     public = await to_public(runtime, repo, case)
@@ -511,6 +181,7 @@ async def edit_case(
 async def give_consent(
     kind: Literal["processing", "cross_border"],
     body: ConsentIn,
+    request: Request,
     access: CaseAccessDep,
     runtime: RuntimeDep,
     uow: UowDep,
@@ -524,7 +195,7 @@ async def give_consent(
         raise NotFound(f"There is no case {access.case_id}.") from None
     except CaseNotEditable as exc:
         raise await refused(
-            runtime, access.actor, f"consent_{kind}", access.case_id, Conflict(str(exc))
+            request, access.actor, f"consent_{kind}", access.case_id, Conflict(str(exc))
         ) from None
     except ConsentVersionUnknown as exc:
         raise Unprocessable(
@@ -551,6 +222,7 @@ async def give_consent(
     summary="Submit the case",
 )
 async def submit_case(
+    request: Request,
     access: CaseAccessDep,
     runtime: RuntimeDep,
     uow: UowDep,
@@ -600,7 +272,7 @@ async def submit_case(
         ) from None
     except IllegalTransition as exc:
         raise await refused(
-            runtime,
+            request,
             access.actor,
             "submit_case",
             access.case_id,
@@ -619,6 +291,7 @@ async def submit_case(
     summary="Withdraw the case",
 )
 async def withdraw_case(
+    request: Request,
     access: CaseAccessDep,
     runtime: RuntimeDep,
     uow: UowDep,
@@ -636,7 +309,7 @@ async def withdraw_case(
         raise NotFound(f"There is no case {access.case_id}.") from None
     except IllegalTransition as exc:
         raise await refused(
-            runtime,
+            request,
             access.actor,
             "withdraw_case",
             access.case_id,
@@ -655,7 +328,7 @@ async def withdraw_case(
     summary="Complete the preparation checklist",
 )
 async def set_preparation(
-    body: Preparation, access: CaseAccessDep, runtime: RuntimeDep, uow: UowDep
+    body: Preparation, request: Request, access: CaseAccessDep, runtime: RuntimeDep, uow: UowDep
 ) -> CasePublic:
     """Family history, current medications with doses, allergies: replaced as a whole, at any
     time until the case is closed. A center that asked for them (`still_missing`) reads them
@@ -667,7 +340,7 @@ async def set_preparation(
         raise NotFound(f"There is no case {access.case_id}.") from None
     except CaseNotEditable as exc:
         raise await refused(
-            runtime,
+            request,
             access.actor,
             "set_preparation",
             access.case_id,
@@ -688,6 +361,7 @@ async def set_preparation(
 async def answer_request(
     request_id: UUID,
     body: AnswerIn,
+    request: Request,
     access: CaseAccessDep,
     runtime: RuntimeDep,
     uow: UowDep,
@@ -730,7 +404,7 @@ async def answer_request(
         raise NotFound(f"There is no information request {request_id} on this case.") from None
     except RequestClosed as exc:
         raise await refused(
-            runtime,
+            request,
             access.actor,
             "answer_request",
             access.case_id,
@@ -763,7 +437,7 @@ async def answer_request(
             )
         )
         raise await refused(
-            runtime, access.actor, "answer_request", access.case_id, problem
+            request, access.actor, "answer_request", access.case_id, problem
         ) from None
     except AnswerInvalid as exc:
         if not exc.pointer:
@@ -792,6 +466,7 @@ async def answer_request(
 )
 async def choose_center(
     body: CenterChoiceIn,
+    request: Request,
     access: CaseAccessDep,
     runtime: RuntimeDep,
     uow: UowDep,
@@ -834,7 +509,7 @@ async def choose_center(
                 ],
             ) from None
         raise await refused(
-            runtime,
+            request,
             access.actor,
             "choose_center",
             access.case_id,
@@ -857,6 +532,7 @@ async def choose_center(
 )
 async def ask_follow_up(
     body: FollowUpIn,
+    request: Request,
     access: CaseAccessDep,
     runtime: RuntimeDep,
     uow: UowDep,
@@ -880,6 +556,7 @@ async def ask_follow_up(
     if replayed is not None:
         return replayed
     return await _case_action(
+        request,
         runtime,
         uow,
         access,
@@ -905,6 +582,7 @@ async def ask_follow_up(
 )
 async def ask_further_opinion(
     body: FurtherOpinionIn,
+    request: Request,
     access: CaseAccessDep,
     runtime: RuntimeDep,
     uow: UowDep,
@@ -930,6 +608,7 @@ async def ask_further_opinion(
     if replayed is not None:
         return replayed
     return await _case_action(
+        request,
         runtime,
         uow,
         access,
@@ -958,6 +637,7 @@ async def ask_further_opinion(
 async def book_meeting(
     meeting_id: UUID,
     body: MeetingChoiceIn,
+    request: Request,
     access: CaseAccessDep,
     runtime: RuntimeDep,
     uow: UowDep,
@@ -982,6 +662,7 @@ async def book_meeting(
     if replayed is not None:
         return replayed
     return await _case_action(
+        request,
         runtime,
         uow,
         access,
@@ -1002,6 +683,7 @@ async def book_meeting(
 async def cancel_meeting(
     meeting_id: UUID,
     body: MeetingCancelIn,
+    request: Request,
     access: CaseAccessDep,
     runtime: RuntimeDep,
     uow: UowDep,
@@ -1023,6 +705,7 @@ async def cancel_meeting(
     if replayed is not None:
         return replayed
     return await _case_action(
+        request,
         runtime,
         uow,
         access,
@@ -1037,6 +720,7 @@ Refusal = Callable[[Exception], ProblemError]
 
 
 async def _case_action(
+    request: Request,
     runtime: Runtime,
     uow: UnitOfWork,
     access: CaseAccess,
@@ -1056,7 +740,7 @@ async def _case_action(
         raise NotFound(f"There is no meeting {exc} on this case.") from None
     except tuple(refusals) as exc:
         problem = next(make(exc) for kind, make in refusals.items() if isinstance(exc, kind))
-        raise await refused(runtime, access.actor, action, access.case_id, problem) from None
+        raise await refused(request, access.actor, action, access.case_id, problem) from None
     repo.audit(access.actor, action, access.case_id)
     public = await to_public(runtime, repo, await load(repo, access.case_id))
     await uow.commit()
@@ -1214,12 +898,6 @@ async def fhir_view(access: CaseAccessDep, runtime: RuntimeDep, uow: UowDep) -> 
         case_bundle(view, base_url=runtime.settings.public_base_url),
         media_type="application/fhir+json",
     )
-
-
-@router.get("/.well-known/jwks.json", summary="Keys that verify case access tokens")
-async def jwks(runtime: RuntimeDep) -> dict[str, Any]:
-    """Public keys only: other services (records) verify case tokens with them, offline."""
-    return runtime.jwks
 
 
 def _icd10_display(code: str) -> str:

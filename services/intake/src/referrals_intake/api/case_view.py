@@ -1,0 +1,131 @@
+"""What a front end and a case's holder both read back: the case as the patient sees it
+(`to_public`), and the case an `Idempotency-Key` made or changed before (`claim_or_replay`)."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from referrals_common.api.idempotency import claim_or_replay as claim_key
+from referrals_common.api.problems import NotFound
+from referrals_common.db import UnitOfWork
+from referrals_common.i18n import country_name
+from referrals_intake import meetings as meeting_use_cases
+from referrals_intake import rendering
+from referrals_intake.bootstrap import Runtime
+from referrals_intake.lifecycle import still_missing
+from referrals_intake.models import Case, IdempotencyRecord
+from referrals_intake.repository import CaseRepository
+from referrals_intake.schemas import CasePublic, case_reference
+
+
+async def to_public(
+    runtime: Runtime, repo: CaseRepository, case: Case, locale: str | None = None
+) -> CasePublic:
+    """The case as the front end reads it, its texts in `locale` (default: the case's)."""
+    locale = locale or case.locale
+    consents = await repo.consents(case.id)
+    documents = await repo.documents(case.id)
+    timeline = await repo.timeline(case.id)
+    requests = await repo.information_requests(case.id)
+    follow_ups = await repo.follow_up_questions(case.id)
+    meetings = await repo.meetings(case.id)
+    fields = runtime.intake.public_fields(case)
+    return CasePublic.model_validate(
+        {
+            **fields,
+            "destination": {
+                **fields["destination"],
+                "country_names": [
+                    country_name(c, locale) for c in fields["destination"]["countries"]
+                ],
+            },
+            "id": case.id,
+            "reference": case_reference(case.id),
+            "status": case.status,
+            "created_at": case.created_at,
+            "updated_at": case.updated_at,
+            "submitted_at": case.submitted_at,
+            "consents": [
+                {"kind": c.kind, "version": c.version, "granted_at": c.granted_at}
+                for c in consents.values()
+            ],
+            "documents": [rendering.document_check(d, locale) for d in documents],
+            "next_step": rendering.next_step(timeline[-1] if timeline else None, locale),
+            "center_proposal": rendering.center_proposal(case.center_proposal, locale),
+            "opinion_outcome": case.opinion_outcome,
+            "follow_up_questions": [
+                {
+                    "id": q.id,
+                    "center_code": q.center_code,
+                    "question": q.question,
+                    "asked_at": q.asked_at,
+                    "answer": q.answer,
+                    "answered_at": q.answered_at,
+                    "document_ids": q.answer_document_ids,
+                }
+                for q in follow_ups
+            ],
+            "follow_up_questions_left": runtime.intake.follow_up_left(case, len(follow_ups)),
+            "meetings": [meeting_use_cases.public(m) for m in meetings],
+            "opinion_round": case.opinion_round,
+            "further_opinions_left": runtime.intake.further_opinions_left(case),
+            "information_requests": [
+                {
+                    "id": r.id,
+                    "center_code": r.center_code,
+                    "status": r.status,
+                    "reason": r.reason,
+                    "items": r.items,
+                    "due_at": r.due_at,
+                    "requested_at": r.requested_at,
+                    "answered_at": r.answered_at,
+                    "answer": r.answer,
+                    "document_ids": r.document_ids,
+                    "shipments": r.shipments,
+                }
+                for r in requests
+            ],
+            "still_missing": [
+                missing
+                for r in requests
+                if r.status == "open"
+                for missing in still_missing(r.items, case.preparation, locale)
+            ],
+        }
+    )
+
+
+async def load(repo: CaseRepository, case_id: UUID) -> Case:
+    case = await repo.get(case_id)
+    if case is None:
+        raise NotFound(f"There is no case {case_id}.")
+    return case
+
+
+async def claim_or_replay(
+    uow: UnitOfWork,
+    client_id: str,
+    operation: str,
+    key: str | None,
+    fingerprint: str,
+    case_id: UUID,
+) -> UUID | None:
+    """With an Idempotency-Key: the case id of the first request made with it (replay), or None
+    after claiming the key for this request's `case_id` (`referrals_common.api.idempotency`:
+    a concurrent twin replays the first, one case, never two; a different request with the key
+    is a 422). The record keeps a pointer to the case, never the personal data of the
+    response."""
+    if key is None:
+        return None
+    first = await claim_key(
+        uow.session,
+        IdempotencyRecord(
+            client_id=client_id,
+            operation=operation,
+            key=key,
+            request_hash=fingerprint,
+            status_code=200,
+            response={"case_id": str(case_id)},
+        ),
+    )
+    return None if first is None else UUID(first.response["case_id"])
