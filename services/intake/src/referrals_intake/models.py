@@ -3,23 +3,18 @@ idempotency records and the access audit. Personal data lives only in `Case.pers
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import Column, DateTime, Index, LargeBinary, MetaData, UniqueConstraint
+from sqlalchemy import Column, Index, LargeBinary, MetaData, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
+from referrals_common.tables import AccessAuditColumns, ApiKeyColumns, timestamp
+from referrals_common.tables import utcnow as utcnow
+
 metadata = MetaData()
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def _ts(**kwargs: Any) -> Column[datetime]:
-    return Column(DateTime(timezone=True), nullable=False, **kwargs)
 
 
 class IntakeModel(SQLModel):
@@ -35,9 +30,9 @@ class Case(IntakeModel, table=True):
     id: UUID = Field(default_factory=uuid4, primary_key=True)
     client_id: str = Field(index=True, max_length=64, description="the front end that opened it")
     status: str = Field(max_length=32, index=True)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
-    submitted_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())
+    submitted_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
     icd10: str = Field(max_length=8)
     diagnosis_text: str | None = Field(default=None, max_length=500)
     histology: str | None = Field(default=None, max_length=500)
@@ -64,7 +59,7 @@ class Case(IntakeModel, table=True):
     """`case.centers_proposed` (the centers and the deadline), when the patient chooses."""
     opinion_referral_id: UUID | None = None
     opinion_center_code: str | None = Field(default=None, max_length=63)
-    opinion_delivered_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    opinion_delivered_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
     opinion_round: int = 1
     """Which opinion the case is on: 1, then 2 and so on for each further opinion asked."""
     further_opinions: list[dict[str, Any]] = Field(
@@ -82,7 +77,7 @@ class CaseConsent(IntakeModel, table=True):
     case_id: UUID = Field(foreign_key="cases.id", index=True)
     kind: str = Field(max_length=16, description="processing | cross_border")
     version: str = Field(max_length=32)
-    granted_at: datetime = Field(sa_column=_ts())
+    granted_at: datetime = Field(sa_column=timestamp())
 
 
 class TimelineEntry(IntakeModel, table=True):
@@ -91,7 +86,7 @@ class TimelineEntry(IntakeModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     case_id: UUID = Field(foreign_key="cases.id")
-    at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    at: datetime = Field(default_factory=utcnow, sa_column=timestamp())
     from_status: str | None = Field(default=None, max_length=32)
     to_status: str = Field(max_length=32)
     reason_code: str = Field(max_length=40)
@@ -129,18 +124,15 @@ class CaseDocument(IntakeModel, table=True):
     """For `translation_required`: the languages a translation may be in."""
     unreadable_reason: str | None = Field(default=None, max_length=32)
     """For `unreadable`: translation's `UnreadableReason`."""
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())
 
 
-class ApiClient(IntakeModel, table=True):
+class ApiClient(IntakeModel, ApiKeyColumns, table=True):
+    """A partner front end's key (`referrals_common.tables.ApiKeyColumns`)."""
+
     __tablename__ = "api_clients"
 
-    key_id: str = Field(primary_key=True, max_length=32)
-    name: str = Field(max_length=120)
-    secret_hash: str = Field(max_length=64)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
-    revoked_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     takes_webhooks: bool = False
     """The front end takes its cases' updates by webhook (configured in notifications), so a
     case may reach the patient through it without an e-mail address or a phone number."""
@@ -155,18 +147,14 @@ class IdempotencyRecord(IntakeModel, table=True):
     request_hash: str = Field(max_length=64)
     status_code: int
     response: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())
 
 
-class AccessAudit(IntakeModel, table=True):
+class AccessAudit(IntakeModel, AccessAuditColumns, table=True):
+    """The access audit (`referrals_common.tables.AccessAuditColumns`); intake's actors are
+    `client:<key id>` and `case-token:<client>`."""
+
     __tablename__ = "access_audit"
-
-    id: int | None = Field(default=None, primary_key=True)
-    at: datetime = Field(default_factory=utcnow, sa_column=_ts())
-    case_id: UUID | None = Field(default=None, index=True)
-    actor: str = Field(max_length=120, description="client:<key id> or case-token:<client>")
-    action: str = Field(max_length=120)
-    outcome: str = Field(max_length=16)
 
 
 def birth_date_of(personal: dict[str, object]) -> date | None:
@@ -190,11 +178,11 @@ class InformationRequest(IntakeModel, table=True):
     center_code: str = Field(max_length=63)
     reason: str = Field(max_length=4000)
     items: list[dict[str, Any]] = Field(sa_column=Column(JSONB, nullable=False))
-    due_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
-    requested_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    due_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
+    requested_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())
     status: str = Field(default="open", max_length=16)
     resume_status: str = Field(max_length=32)
-    answered_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    answered_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
     answer: str | None = Field(default=None, max_length=4000)
     document_ids: list[str] = Field(default_factory=list, sa_column=Column(JSONB, nullable=False))
     shipments: list[dict[str, Any]] = Field(
@@ -214,9 +202,9 @@ class FollowUpQuestion(IntakeModel, table=True):
     referral_id: UUID
     center_code: str = Field(max_length=63)
     question: str = Field(max_length=2000)
-    asked_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    asked_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())
     answer: str | None = Field(default=None, max_length=1000)
-    answered_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    answered_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
     answer_document_ids: list[str] = Field(
         default_factory=list, sa_column=Column(JSONB, nullable=False, server_default="[]")
     )
@@ -245,8 +233,8 @@ class Meeting(IntakeModel, table=True):
     cancelled_by: str | None = Field(default=None, max_length=16)
     cancel_reason: str | None = Field(default=None, max_length=1000)
     """The patient's reason code, or the center's words."""
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())
 
 
 class WebhookSubscription(IntakeModel, table=True):
@@ -260,9 +248,9 @@ class WebhookSubscription(IntakeModel, table=True):
     client_id: str = Field(primary_key=True, max_length=64)
     url: str | None = Field(default=None, max_length=2000)
     version: int = 1
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
-    secret_issued_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())
+    secret_issued_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
 
 
 class WebhookDeliveryAttempt(IntakeModel, table=True):
@@ -281,8 +269,8 @@ class WebhookDeliveryAttempt(IntakeModel, table=True):
     case_id: UUID | None = None
     event: str = Field(max_length=40)
     attempt: int
-    attempted_at: datetime = Field(sa_column=_ts())
+    attempted_at: datetime = Field(sa_column=timestamp())
     status_code: int | None = None
     outcome: str = Field(max_length=16)
     error_code: str | None = Field(default=None, max_length=32)
-    next_attempt_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    next_attempt_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))

@@ -4,22 +4,21 @@ once, and the alerts operators must see."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
-from sqlalchemy import JSON, Column, DateTime, Index, MetaData, UniqueConstraint, text
+from sqlalchemy import Index, MetaData, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
+from referrals_common.tables import (
+    RetriedDeliveryColumns,
+    json_column,
+    timestamp,
+)
+from referrals_common.tables import utcnow as utcnow
+
 metadata = MetaData()
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def _ts(nullable: bool = False) -> Column[datetime]:
-    return Column(DateTime(timezone=True), nullable=nullable)
 
 
 class NotificationsModel(SQLModel):
@@ -35,7 +34,7 @@ class CaseContact(NotificationsModel, table=True):
     sealed_contact: str = Field(max_length=4000)
     locale: str = Field(max_length=5)
     front_end: str = Field(max_length=64)
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())
 
 
 class CaseSeen(NotificationsModel, table=True):
@@ -45,7 +44,7 @@ class CaseSeen(NotificationsModel, table=True):
 
     case_id: UUID = Field(primary_key=True)
     locale: str = Field(max_length=5)
-    submitted_at: datetime = Field(sa_column=_ts())
+    submitted_at: datetime = Field(sa_column=timestamp())
 
 
 class DocumentSeen(NotificationsModel, table=True):
@@ -78,11 +77,11 @@ class InformationRequestSeen(NotificationsModel, table=True):
 
     request_id: UUID = Field(primary_key=True)
     case_id: UUID = Field(index=True)
-    checklist_items: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    checklist_items: list[str] = Field(sa_column=json_column())
     """The checklist's parts asked for: family_history, medications, allergies."""
 
 
-class Delivery(NotificationsModel, table=True):
+class Delivery(NotificationsModel, RetriedDeliveryColumns, table=True):
     """One message to one audience (the patient, or the front end by webhook) about one event.
 
     Written in the consumer's transaction with the event's inbox row, so an event redelivered
@@ -97,22 +96,16 @@ class Delivery(NotificationsModel, table=True):
         Index("deliveries_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
     )
 
-    id: UUID = Field(default_factory=uuid4, primary_key=True)
     case_id: UUID = Field(index=True)
     trigger: str = Field(max_length=32)
     trigger_event_id: UUID
     audience: str = Field(max_length=16)
-    facts: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
-    occurred_at: datetime = Field(sa_column=_ts())
-    status: str = Field(default="pending", max_length=16)
+    facts: dict[str, Any] = Field(sa_column=json_column())
+    occurred_at: datetime = Field(sa_column=timestamp())
     channel: str | None = Field(default=None, max_length=16)
-    attempts: int = 0
-    next_attempt_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     error_code: str | None = Field(default=None, max_length=32)
-    last_error: str | None = Field(default=None, max_length=500)
-    sent_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
-    trace_context: dict[str, str] | None = Field(default=None, sa_column=Column(JSON))
+    sent_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
+    trace_context: dict[str, str] | None = Field(default=None, sa_column=json_column(nullable=True))
     """W3C trace context of the event that caused the message: sending continues its trace."""
 
 
@@ -125,8 +118,8 @@ class OpsAlert(NotificationsModel, table=True):
     case_id: UUID = Field(index=True)
     kind: str = Field(max_length=32)
     detail: str = Field(max_length=1000)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
-    resolved_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())
+    resolved_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
 
 
 class FrontEndWebhook(NotificationsModel, table=True):
@@ -141,4 +134,4 @@ class FrontEndWebhook(NotificationsModel, table=True):
     url: str | None = Field(default=None, max_length=2000)
     sealed_secret: str | None = Field(default=None, max_length=4000)
     version: int
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())

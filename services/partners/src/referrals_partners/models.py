@@ -4,26 +4,23 @@ subscriptions and deliveries, and the audit of every center and operator action.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, MetaData, text
+from sqlalchemy import BigInteger, Column, Index, MetaData, text
 from sqlmodel import Field, SQLModel
 
+from referrals_common.tables import (
+    AccessAuditColumns,
+    ApiKeyColumns,
+    RetriedDeliveryColumns,
+    json_column,
+    timestamp,
+)
+from referrals_common.tables import utcnow as utcnow
+
 metadata = MetaData()
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def _ts(nullable: bool = False) -> Column[datetime]:
-    return Column(DateTime(timezone=True), nullable=nullable)
-
-
-def _json(nullable: bool = False) -> Column[Any]:
-    return Column(JSON, nullable=nullable)
 
 
 class PartnersModel(SQLModel):
@@ -36,25 +33,21 @@ class CenterRow(PartnersModel, table=True):
     __tablename__ = "centers"
 
     code: str = Field(primary_key=True, max_length=63)
-    profile: dict[str, Any] = Field(sa_column=_json())
+    profile: dict[str, Any] = Field(sa_column=json_column())
     active: bool = True
     seed_version: int | None = None
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())
 
 
-class ApiClient(PartnersModel, table=True):
-    """A key of a center (`role` center, `center_code` set) or of an operator (`role` ops)."""
+class ApiClient(PartnersModel, ApiKeyColumns, table=True):
+    """A key (`referrals_common.tables.ApiKeyColumns`) of a center (`role` center,
+    `center_code` set) or of an operator (`role` ops)."""
 
     __tablename__ = "api_clients"
 
-    key_id: str = Field(primary_key=True, max_length=32)
     role: str = Field(max_length=16)
     center_code: str | None = Field(default=None, max_length=63, index=True)
-    name: str = Field(max_length=120)
-    secret_hash: str = Field(max_length=64)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
-    revoked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
 
 
 class RoutingCase(PartnersModel, table=True):
@@ -70,17 +63,17 @@ class RoutingCase(PartnersModel, table=True):
 
     case_id: UUID = Field(primary_key=True)
     status: str = Field(max_length=24, index=True)
-    request: dict[str, Any] | None = Field(default=None, sa_column=_json(nullable=True))
+    request: dict[str, Any] | None = Field(default=None, sa_column=json_column(nullable=True))
     attempts: int = 0
-    last_decision: dict[str, Any] | None = Field(default=None, sa_column=_json(nullable=True))
+    last_decision: dict[str, Any] | None = Field(default=None, sa_column=json_column(nullable=True))
     unroutable_reason: str | None = Field(default=None, max_length=32)
-    proposal: dict[str, Any] | None = Field(default=None, sa_column=_json(nullable=True))
+    proposal: dict[str, Any] | None = Field(default=None, sa_column=json_column(nullable=True))
     """`case.centers_proposed` as sent, while (and after) the patient chooses."""
-    choose_by: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    choose_by: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
     opinion_round: int = 1
     """Which opinion the case is being routed for: 1, then 2 and so on for further opinions."""
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())
 
 
 class Referral(PartnersModel, table=True):
@@ -102,10 +95,10 @@ class Referral(PartnersModel, table=True):
     center_code: str = Field(max_length=63, index=True)
     attempt: int
     status: str = Field(max_length=24)
-    offered_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
-    answer_due_at: datetime = Field(sa_column=_ts())
-    answered_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
-    expected_opinion_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    offered_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())
+    answer_due_at: datetime = Field(sa_column=timestamp())
+    answered_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
+    expected_opinion_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
     decline_reason: str | None = Field(default=None, max_length=32)
     decline_detail: str | None = Field(default=None, max_length=1000)
     info_message: str | None = Field(default=None, max_length=4000)
@@ -113,13 +106,13 @@ class Referral(PartnersModel, table=True):
     sealed_policy: str | None = Field(default=None, max_length=4000)
     """The patient's insurance policy as intake sealed it to partners' key for this referral
     once accepted (`case.policy_shared`); opened only to show it to this center."""
-    outcome: dict[str, Any] | None = Field(default=None, sa_column=_json(nullable=True))
+    outcome: dict[str, Any] | None = Field(default=None, sa_column=json_column(nullable=True))
     """The opinion's conclusion (`OpinionOutcome`), when the center recorded it."""
-    decision: dict[str, Any] = Field(default_factory=dict, sa_column=_json())
-    routing: dict[str, Any] | None = Field(default=None, sa_column=_json(nullable=True))
+    decision: dict[str, Any] = Field(default_factory=dict, sa_column=json_column())
+    routing: dict[str, Any] | None = Field(default=None, sa_column=json_column(nullable=True))
     """Why this center was offered the case (`RoutingExplanation`), for this center only;
     null for referrals offered before partners recorded it."""
-    offer: dict[str, Any] = Field(default_factory=dict, sa_column=_json())
+    offer: dict[str, Any] = Field(default_factory=dict, sa_column=json_column())
 
 
 class InformationRequest(PartnersModel, table=True):
@@ -141,14 +134,14 @@ class InformationRequest(PartnersModel, table=True):
     case_id: UUID
     center_code: str = Field(max_length=63)
     reason: str = Field(max_length=4000)
-    items: list[dict[str, Any]] = Field(sa_column=_json())
-    due_at: datetime = Field(sa_column=_ts())
-    requested_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    items: list[dict[str, Any]] = Field(sa_column=json_column())
+    due_at: datetime = Field(sa_column=timestamp())
+    requested_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())
     resume_status: str = Field(max_length=16)
     status: str = Field(default="open", max_length=16)
     reminders_sent: int = 0
-    answered_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
-    answer: dict[str, Any] | None = Field(default=None, sa_column=_json(nullable=True))
+    answered_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
+    answer: dict[str, Any] | None = Field(default=None, sa_column=json_column(nullable=True))
     """The patient's answer as `case.information_provided` carried it: written answer, new
     documents, preparation (shipments are rows of their own)."""
 
@@ -166,7 +159,7 @@ class Shipment(PartnersModel, table=True):
     carrier: str = Field(max_length=80)
     tracking_number: str = Field(max_length=40)
     sent_on: date
-    received_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    received_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
 
 
 class FollowUpQuestion(PartnersModel, table=True):
@@ -178,10 +171,10 @@ class FollowUpQuestion(PartnersModel, table=True):
     referral_id: UUID = Field(index=True)
     case_id: UUID
     question: str = Field(max_length=2000)
-    asked_at: datetime = Field(sa_column=_ts())
+    asked_at: datetime = Field(sa_column=timestamp())
     answer: str | None = Field(default=None, max_length=1000)
-    answered_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
-    answer_document_ids: list[str] = Field(default_factory=list, sa_column=_json())
+    answered_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
+    answer_document_ids: list[str] = Field(default_factory=list, sa_column=json_column())
     """Documents the center attached to its answer, each uploaded for this referral."""
 
 
@@ -199,23 +192,23 @@ class Meeting(PartnersModel, table=True):
     case_id: UUID
     center_code: str = Field(max_length=63)
     status: str = Field(default="offered", max_length=16)
-    place: dict[str, Any] = Field(sa_column=_json())
+    place: dict[str, Any] = Field(sa_column=json_column())
     """The `MeetingPlace`: mode, video link or address, the center's time zone and language."""
-    slots: list[dict[str, Any]] = Field(sa_column=_json())
+    slots: list[dict[str, Any]] = Field(sa_column=json_column())
     """The offered `MeetingSlot`s, in time order."""
     note: str | None = Field(default=None, max_length=1000)
     slot_id: UUID | None = None
     """The booked slot."""
-    starts_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
-    ends_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    starts_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
+    ends_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
     patient_time_zone: str | None = Field(default=None, max_length=64)
     sequence: int = 0
     """The calendar SEQUENCE: grows with every change the patient's calendar must follow."""
     reminders_sent: int = 0
     cancelled_by: str | None = Field(default=None, max_length=16)
     cancel_reason: str | None = Field(default=None, max_length=1000)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())
 
 
 class CaseDocument(PartnersModel, table=True):
@@ -239,10 +232,10 @@ class Webhook(PartnersModel, table=True):
     center_code: str = Field(primary_key=True, max_length=63)
     url: str = Field(max_length=2000)
     secret_encrypted: str = Field(max_length=400)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())
 
 
-class WebhookDelivery(PartnersModel, table=True):
+class WebhookDelivery(PartnersModel, RetriedDeliveryColumns, table=True):
     """One offer to POST to a center's webhook; status pending | delivered | failed |
     cancelled (the offer ended, by an answer, an expiry or a withdrawal, before it was sent)."""
 
@@ -255,30 +248,20 @@ class WebhookDelivery(PartnersModel, table=True):
         ),
     )
 
-    id: UUID = Field(default_factory=uuid4, primary_key=True)
     event_id: UUID = Field(unique=True)
     center_code: str = Field(max_length=63, index=True)
     referral_id: UUID = Field(index=True)
-    payload: dict[str, Any] = Field(sa_column=_json())
-    status: str = Field(default="pending", max_length=16)
-    attempts: int = 0
-    next_attempt_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
-    last_error: str | None = Field(default=None, max_length=500)
+    payload: dict[str, Any] = Field(sa_column=json_column())
     last_status_code: int | None = None
-    delivered_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    delivered_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
 
 
-class AccessAudit(PartnersModel, table=True):
+class AccessAudit(PartnersModel, AccessAuditColumns, table=True):
+    """The access audit (`referrals_common.tables.AccessAuditColumns`), with the referral."""
+
     __tablename__ = "access_audit"
 
-    id: int | None = Field(default=None, primary_key=True)
-    at: datetime = Field(default_factory=utcnow, sa_column=_ts())
-    actor: str = Field(max_length=120)
-    action: str = Field(max_length=120)
-    case_id: UUID | None = Field(default=None, index=True)
     referral_id: UUID | None = None
-    outcome: str = Field(max_length=16)
 
 
 class IdempotencyRecord(PartnersModel, table=True):
@@ -293,7 +276,7 @@ class IdempotencyRecord(PartnersModel, table=True):
     key: str = Field(primary_key=True, max_length=128)
     request_hash: str = Field(max_length=64)
     referral_id: UUID
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())
 
 
 class DeadLetterReplay(PartnersModel, table=True):
@@ -313,4 +296,4 @@ class DeadLetterReplay(PartnersModel, table=True):
     dlq_offset: int = Field(sa_column=Column(BigInteger, nullable=False))
     event_id: str = Field(max_length=64)
     case_id: str = Field(max_length=64)
-    replayed_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    replayed_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())

@@ -3,21 +3,16 @@ partners announced, and the audit of every download."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from uuid import UUID, uuid4
 
-from sqlalchemy import Column, DateTime, Index, MetaData, text
+from sqlalchemy import Index, MetaData, text
 from sqlmodel import Field, SQLModel
 
+from referrals_common.tables import AccessAuditColumns, timestamp
+from referrals_common.tables import utcnow as utcnow
+
 metadata = MetaData()
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def _ts(nullable: bool = False) -> Column[datetime]:
-    return Column(DateTime(timezone=True), nullable=nullable)
 
 
 class RecordsModel(SQLModel):
@@ -51,11 +46,11 @@ class Document(RecordsModel, table=True):
     """The cancer center that uploaded this document (its opinion); null for the patient's."""
     referral_id: UUID | None = None
     """The referral a center uploaded this document for; null for the patient's documents."""
-    shared_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    shared_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
     """When the patient agreed that a center's opinion goes to the centers asked for a further
     opinion (they may read it then); null: only its own center reads it."""
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
-    deleted_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())
+    deleted_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
 
 
 class CaseState(RecordsModel, table=True):
@@ -65,7 +60,7 @@ class CaseState(RecordsModel, table=True):
 
     case_id: UUID = Field(primary_key=True)
     status: str = Field(max_length=32)
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())
 
 
 class CenterReferral(RecordsModel, table=True):
@@ -79,10 +74,10 @@ class CenterReferral(RecordsModel, table=True):
     referral_id: UUID = Field(primary_key=True)
     case_id: UUID = Field(index=True)
     center_code: str = Field(max_length=63, index=True)
-    offered_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
-    accepted_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    offered_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())
+    accepted_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
     """When partners reported the center's acceptance: from then on it may upload."""
-    closed_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    closed_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
     closed_reason: str | None = Field(default=None, max_length=32)
     """declined | expired | withdrawn | completed"""
 
@@ -97,8 +92,8 @@ class FollowUpQuestion(RecordsModel, table=True):
     question_id: UUID = Field(primary_key=True)
     referral_id: UUID = Field(index=True)
     case_id: UUID
-    asked_at: datetime = Field(sa_column=_ts())
-    answered_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    asked_at: datetime = Field(sa_column=timestamp())
+    answered_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
 
 
 class CenterCredential(RecordsModel, table=True):
@@ -112,21 +107,17 @@ class CenterCredential(RecordsModel, table=True):
     key_id: str = Field(primary_key=True, max_length=32)
     center_code: str = Field(max_length=63, index=True)
     secret_hash: str | None = Field(default=None, max_length=64)
-    issued_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
-    revoked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    issued_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
+    revoked_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())
 
 
-class AccessAudit(RecordsModel, table=True):
+class AccessAudit(RecordsModel, AccessAuditColumns, table=True):
+    """The access audit (`referrals_common.tables.AccessAuditColumns`), with the document."""
+
     __tablename__ = "access_audit"
 
-    id: int | None = Field(default=None, primary_key=True)
-    at: datetime = Field(default_factory=utcnow, sa_column=_ts())
-    actor: str = Field(max_length=120)
-    action: str = Field(max_length=120)
-    case_id: UUID | None = Field(default=None, index=True)
     document_id: UUID | None = None
-    outcome: str = Field(max_length=16)
 
 
 class UploadSession(RecordsModel, table=True):
@@ -161,9 +152,9 @@ class UploadSession(RecordsModel, table=True):
     refusal: str | None = Field(default=None, max_length=64)
     result_document_id: UUID | None = None
     """The document it became: `document_id`, or the case's document with the same bytes."""
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
-    expires_at: datetime = Field(sa_column=_ts())
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())
+    expires_at: datetime = Field(sa_column=timestamp())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())
 
 
 class UploadPart(RecordsModel, table=True):
@@ -178,8 +169,8 @@ class UploadPart(RecordsModel, table=True):
     checksum: str | None = Field(default=None, max_length=64)
     """Of the part's bytes (`resumable.PartChecksum`): a part sent again is compared with it."""
     etag: str | None = Field(default=None, max_length=128)
-    started_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
-    received_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    started_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())
+    received_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
 
 
 class UploadKey(RecordsModel, table=True):
@@ -192,4 +183,4 @@ class UploadKey(RecordsModel, table=True):
     key: str = Field(primary_key=True, max_length=128)
     request_hash: str = Field(max_length=64)
     upload_id: UUID
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())

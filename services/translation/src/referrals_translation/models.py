@@ -3,22 +3,17 @@ outcome of each document's check, kept so a verdict can wait for the destination
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import JSON, Column, DateTime, MetaData
+from sqlalchemy import MetaData
 from sqlmodel import Field, SQLModel
 
+from referrals_common.tables import json_column, timestamp
+from referrals_common.tables import utcnow as utcnow
+
 metadata = MetaData()
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def _ts(nullable: bool = False) -> Column[datetime]:
-    return Column(DateTime(timezone=True), nullable=nullable)
 
 
 class TranslationModel(SQLModel):
@@ -34,10 +29,10 @@ class CaseLanguages(TranslationModel, table=True):
     __tablename__ = "cases"
 
     case_id: UUID = Field(primary_key=True)
-    acceptable: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
-    destination: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    acceptable: list[str] | None = Field(default=None, sa_column=json_column(nullable=True))
+    destination: dict[str, Any] | None = Field(default=None, sa_column=json_column(nullable=True))
     withdrawn: bool = False
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())
 
 
 class DocumentCheck(TranslationModel, table=True):
@@ -53,7 +48,9 @@ class DocumentCheck(TranslationModel, table=True):
     # accepted | imaging | unreadable: what reading the document found, before any destination.
     outcome: str = Field(max_length=16)
     main_language: str | None = Field(default=None, max_length=2)
-    languages: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
+    languages: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=json_column(nullable=True)
+    )
     confidence: float = 0.0
     pages: int = 0
     method: str | None = Field(default=None, max_length=16)
@@ -62,5 +59,5 @@ class DocumentCheck(TranslationModel, table=True):
     seconds: float = 0.0
     # accepted | translation_required | unreadable, once the event is in the outbox.
     verdict: str | None = Field(default=None, max_length=24)
-    checked_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
-    decided_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    checked_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())
+    decided_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
