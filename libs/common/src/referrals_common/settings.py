@@ -320,3 +320,29 @@ class ServiceSettings(BaseSettings):
         if self.kafka.password is not None:
             found["kafka.password"] = self.kafka.password.get_secret_value()
         return found
+
+
+class ApiServiceSettings(ServiceSettings):
+    """Base of the settings of a service with an HTTP API whose callers present API keys
+    (intake's front ends, records' and partners' centers, partners' operators)."""
+
+    api_key_pepper: SecretStr = Field(
+        SecretStr("change-me-in-dev-only-pepper"),
+        description="server-side secret mixed into the API keys' hashes: a leaked key table "
+        "alone cannot authenticate",
+    )
+
+    def _secrets(self) -> dict[str, str]:
+        return {**super()._secrets(), "api_key_pepper": self.api_key_pepper.get_secret_value()}
+
+
+class CaseTokenCheckSettings(BaseModel):
+    """Mixed into the settings of a service that takes the case access tokens intake signs
+    (records, partners): it checks them offline against intake's published keys."""
+
+    case_token_jwks: str = Field(
+        "", description="the JWKS intake publishes at /v1/.well-known/jwks.json"
+    )
+    case_token_issuer: str = Field(
+        "referrals-intake", description="the tokens' issuer (`iss`), as intake signs it"
+    )

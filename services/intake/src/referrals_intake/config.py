@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator
 
-from referrals_common.settings import ServiceSettings
+from referrals_common.settings import ApiServiceSettings
 from referrals_common.webhooks.retention import RetentionSettings
 from referrals_intake.consent_texts import require_published
 
@@ -23,7 +23,7 @@ class TokenSettings(BaseModel):
         return timedelta(minutes=self.ttl_minutes)
 
 
-class IntakeSettings(ServiceSettings):
+class IntakeSettings(ApiServiceSettings):
     service_name: ClassVar[str] = "intake"
 
     tokens: TokenSettings = TokenSettings()
@@ -31,8 +31,6 @@ class IntakeSettings(ServiceSettings):
         default_factory=RetentionSettings,
         description="how long the front ends' webhook delivery log is kept (30 days)",
     )
-    # Server-side secret mixed into API key hashes: a leaked table alone cannot authenticate.
-    api_key_pepper: SecretStr = SecretStr("change-me-in-dev-only-pepper")
     # 32-byte key (base64) encrypting contact details, date of birth and insurance at rest.
     field_encryption_key: SecretStr = SecretStr("")
     public_base_url: str = "http://127.0.0.1:8001"
@@ -84,7 +82,6 @@ class IntakeSettings(ServiceSettings):
     def _secrets(self) -> dict[str, str]:
         return {
             **super()._secrets(),
-            "api_key_pepper": self.api_key_pepper.get_secret_value(),
             "tokens.signing_key_pem": self.tokens.signing_key_pem.get_secret_value() or "",
             "field_encryption_key": self.field_encryption_key.get_secret_value(),
         }

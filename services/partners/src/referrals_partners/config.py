@@ -6,24 +6,19 @@ from typing import ClassVar
 
 from pydantic import Field, SecretStr, model_validator
 
-from referrals_common.settings import ServiceSettings
+from referrals_common.settings import ApiServiceSettings, CaseTokenCheckSettings
 from referrals_common.webhooks import WebhookRetrySettings
 from referrals_common.webhooks.retention import RetentionSettings
 
 
-class PartnersSettings(ServiceSettings):
+class PartnersSettings(ApiServiceSettings, CaseTokenCheckSettings):
     service_name: ClassVar[str] = "partners"
 
-    # Server-side secret mixed into center and operator API key hashes.
-    api_key_pepper: SecretStr = SecretStr("change-me-in-dev-only-pepper")
     # AES-GCM key (base64, 32 bytes) for webhook signing secrets at rest.
     field_encryption_key: SecretStr = SecretStr("")
     # X25519 private key (base64) that opens the insurance policies intake seals to partners
     # (`case.policy_shared`); empty: the accepting center reads the payer without the policy.
     policy_private_key: SecretStr = SecretStr("")
-    # The JWKS intake publishes: the patient's front end reads "why this center" with its token.
-    case_token_jwks: str = ""
-    case_token_issuer: str = "referrals-intake"  # noqa: S105 - an issuer name
     seed_file: str = Field("", description="registry seed to load (default: the sample centers)")
     max_attempts: int = Field(10, ge=1, description="offers per case before it is unroutable")
     deadline_override_seconds: float | None = Field(
@@ -93,7 +88,6 @@ class PartnersSettings(ServiceSettings):
     def _secrets(self) -> dict[str, str]:
         return {
             **super()._secrets(),
-            "api_key_pepper": self.api_key_pepper.get_secret_value(),
             "field_encryption_key": self.field_encryption_key.get_secret_value(),
             "policy_private_key": self.policy_private_key.get_secret_value(),
         }

@@ -6,13 +6,13 @@ from typing import ClassVar
 
 from pydantic import Field, SecretStr
 
-from referrals_common.settings import ServiceSettings
+from referrals_common.settings import ApiServiceSettings, CaseTokenCheckSettings
 from referrals_records.inspection import SizeLimits
 
 MIB = 1024 * 1024
 
 
-class RecordsSettings(ServiceSettings):
+class RecordsSettings(ApiServiceSettings, CaseTokenCheckSettings):
     service_name: ClassVar[str] = "records"
 
     bucket: str = "referrals-documents"
@@ -47,11 +47,6 @@ class RecordsSettings(ServiceSettings):
     )
     # HMAC key (base64, 32 bytes or more) that signs download links; development derives one.
     link_signing_key: SecretStr = SecretStr("")
-    # The JWKS intake publishes at /v1/.well-known/jwks.json: case tokens are verified offline.
-    case_token_jwks: str = ""
-    case_token_issuer: str = "referrals-intake"  # noqa: S105 - an issuer name
-    # Server-side secret mixed into cancer centers' API key hashes.
-    api_key_pepper: SecretStr = SecretStr("change-me-in-dev-only-pepper")
 
     @property
     def size_limits(self) -> SizeLimits:
@@ -77,6 +72,5 @@ class RecordsSettings(ServiceSettings):
     def _secrets(self) -> dict[str, str]:
         return {
             **super()._secrets(),
-            "api_key_pepper": self.api_key_pepper.get_secret_value(),
             "link_signing_key": self.link_signing_key.get_secret_value(),
         }
