@@ -54,17 +54,10 @@ from PIL import ImageFile, JpegImagePlugin, PngImagePlugin, TiffImagePlugin
 
 from referrals_common.contracts.records import RejectionReason
 from referrals_common.i18n.case_texts import Refusal
+from referrals_common.media_types import DICOM, DOCX, JPEG, PDF, PNG, TEXT, TIFF
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
-
-PDF: Final = "application/pdf"
-JPEG: Final = "image/jpeg"
-PNG: Final = "image/png"
-TIFF: Final = "image/tiff"
-DICOM: Final = "application/dicom"
-DOCX: Final = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-TEXT: Final = "text/plain"
 
 ACCEPTED_MEDIA_TYPES: Final[dict[str, tuple[str, ...]]] = {
     PDF: (".pdf",),

@@ -54,19 +54,16 @@ from PIL import Image, ImageOps
 from pypdf import PasswordType, PdfReader
 
 from referrals_common.contracts.translation import ExtractionMethod, UnreadableReason
+from referrals_common.media_types import DICOM, JPEG, PNG, TIFF
+from referrals_common.media_types import DOCX as DOCX
+from referrals_common.media_types import PDF as PDF
+from referrals_common.media_types import TEXT as TEXT
 from referrals_translation import ocr
 from referrals_translation.language import count_letters
 from referrals_translation.outcome import Limits
 
 log = logging.getLogger(__name__)
 
-PDF: Final = "application/pdf"
-JPEG: Final = "image/jpeg"
-PNG: Final = "image/png"
-TIFF: Final = "image/tiff"
-DICOM: Final = "application/dicom"
-DOCX: Final = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-TEXT: Final = "text/plain"
 IMAGES: Final = frozenset({JPEG, PNG, TIFF})
 
 OLE_MAGIC: Final = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
