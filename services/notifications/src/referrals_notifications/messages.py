@@ -27,8 +27,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (
     AfterValidator,
     AwareDatetime,
-    BaseModel,
-    ConfigDict,
     Field,
     HttpUrl,
     PositiveInt,
@@ -58,6 +56,7 @@ from referrals_common.contracts.partners import (
 )
 from referrals_common.contracts.records import DocumentKind, RejectionReason
 from referrals_common.contracts.translation import UnreadableReason
+from referrals_common.frozen import FrozenModel
 
 DEFAULT_TIME_ZONE = "Europe/Kyiv"
 """The time zone dates are shown in unless the patient chose another."""
@@ -136,10 +135,8 @@ def case_reference(case_id: UUID) -> str:
     return f"{head[:4]}-{head[4:]}"
 
 
-class MessageContext(BaseModel):
+class MessageContext(FrozenModel):
     """The facts every notification carries, whatever its trigger."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     trigger: ClassVar[NotificationTrigger]
     webhook_facts: ClassVar[tuple[str, ...]] = ()
@@ -241,10 +238,8 @@ class ReferralDeclinedContext(MessageContext):
     outcome: DeclineOutcome
 
 
-class RequestedItemFacts(BaseModel):
+class RequestedItemFacts(FrozenModel):
     """One thing the center asks for: its kind (worded by the templates) and the center's words."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: RequestedItemKind
     detail: CenterDetail
@@ -382,14 +377,12 @@ class FollowUpAnsweredContext(MessageContext):
     )
 
 
-class ProposedCenterFacts(BaseModel):
+class ProposedCenterFacts(FrozenModel):
     """One center the patient may choose: what a patient weighs, nothing routing-internal.
 
     Never the center's code or routing's `why` (its reasons may name the disease): the patient
     chooses by name, country, usual time to the opinion and price, on the request page.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     center_name: CenterName
     center_country: CountryCode
@@ -410,11 +403,9 @@ class CentersProposedContext(MessageContext):
     choose_by: AwareDatetime = Field(description="Without a choice by then, the first is used")
 
 
-class MeetingTimeFacts(BaseModel):
+class MeetingTimeFacts(FrozenModel):
     """When a consultation meeting starts and ends (instants; the templates show them in the
     patient's time zone and in the center's). Never the slot's id."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     starts_at: AwareDatetime
     ends_at: AwareDatetime
@@ -687,14 +678,12 @@ CONTEXT_MODELS: Mapping[NotificationTrigger, type[MessageContext]] = {
 """The context model of every trigger."""
 
 
-class UnroutableOpsAlert(BaseModel):
+class UnroutableOpsAlert(FrozenModel):
     """The operators' alert that routing gave up on a case, or on a further opinion for it
     (`opinion_round`): in English, without personal data.
 
     Operators look the patient up in intake by `case_id`; the alert itself names nobody.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     case_id: UUID
     case_ref: CaseRef

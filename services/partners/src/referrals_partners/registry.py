@@ -36,8 +36,6 @@ from typing import Annotated, Any, Self
 import yaml
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     HttpUrl,
     PositiveInt,
@@ -56,6 +54,7 @@ from referrals_common.contracts.intake import (
     PayerKind,
 )
 from referrals_common.contracts.partners import CenterCode
+from referrals_common.frozen import FrozenModel
 
 SUPPORTED_VERSIONS = frozenset({1})
 """Seed file versions this code reads."""
@@ -241,20 +240,16 @@ class CenterStatus(StrEnum):
     """In the registry but offered nothing (holidays, contract renewal, an incident)."""
 
 
-class Price(BaseModel):
+class Price(FrozenModel):
     """What one opinion costs the patient or the payer, in the center's currency."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     amount: Decimal = Field(ge=0, max_digits=12, decimal_places=2, description="0 if free")
     currency: CurrencyCode
 
 
-class AcceptedPayers(BaseModel):
+class AcceptedPayers(FrozenModel):
     """Who may pay a center for an opinion (seeds 003, 004). A center that declares nothing
     takes self-paying patients and charities or funds, and no insurer."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     self_pay: bool = Field(default=True, description="Patients who pay themselves")
     charity: bool = Field(default=True, description="A charity or fund paying for the patient")
@@ -270,10 +265,8 @@ class AcceptedPayers(BaseModel):
         return payer.insurer in self.insurers
 
 
-class CenterContact(BaseModel):
+class CenterContact(FrozenModel):
     """How partners reaches the center's referral desk (the center's contact, not a patient's)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     email: Email
     phone: Phone
@@ -309,7 +302,7 @@ class RoutingProfile:
     payers: AcceptedPayers
 
 
-class _CompiledModel(BaseModel):
+class _CompiledModel(FrozenModel):
     """A frozen model whose `cached_property` values are derived from its fields.
 
     `model_copy(update=...)` copies the instance dict, cached values included, without
@@ -327,8 +320,6 @@ class _CompiledModel(BaseModel):
 
 class Center(_CompiledModel):
     """A cancer center of the registry."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     code: CenterCode
     name: str = Field(min_length=1, max_length=200, description="Display name, in English")
@@ -386,10 +377,8 @@ class Center(_CompiledModel):
 # ----------------------------------------------------------------------------- the registry
 
 
-class ExchangeRates(BaseModel):
+class ExchangeRates(FrozenModel):
     """Fixed, approximate rates to one reference currency: for ranking prices, never billing."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     reference: CurrencyCode = Field(description="The currency prices are compared in")
     rates: dict[CurrencyCode, Decimal] = Field(
@@ -414,8 +403,6 @@ class ExchangeRates(BaseModel):
 
 class Registry(_CompiledModel):
     """A validated registry: the seed's version, whether it is sample data, rates and centers."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     version: int = Field(description="Version of the seed file format")
     sample_data: bool = Field(description="True for invented centers (demos and tests only)")
