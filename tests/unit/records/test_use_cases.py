@@ -24,8 +24,11 @@ from referrals_records.models import (
     CenterReferral,
     Document,
     FollowUpQuestion,
+    UploadKey,
+    UploadSession,
     utcnow,
 )
+from referrals_records.resumable import ResumableUploads, UploadGone, UploadNotFound
 from referrals_records.service import (
     BadTranslation,
     CaseClosed,
@@ -519,3 +522,143 @@ async def test_use_cases_go_through_their_repository_never_the_session(
 
     with pytest.raises(SessionUsed):
         await records.documents(FakeUnitOfWork(), CASE)
+
+
+# ---------------------------------------------------------------------- resumable uploads
+
+
+@dataclass
+class FakeUploadRepository:
+    """`UploadRepository` in memory: upload sessions and the parts received."""
+
+    uploads: dict[UUID, UploadSession] = field(default_factory=dict)
+    parts: dict[UUID, list[tuple[int, int]]] = field(default_factory=dict)
+    claims: dict[tuple[str, str], UploadKey] = field(default_factory=dict)
+
+    def add(self, row: Any) -> None:
+        if isinstance(row, UploadSession):
+            self.uploads[row.id] = row
+
+    async def claim(self, key: UploadKey) -> UploadKey | None:
+        first = self.claims.get((key.owner, key.key))
+        if first is None:
+            self.claims[(key.owner, key.key)] = key
+        return first
+
+    async def upload(self, upload_id: UUID, *, lock: bool = False) -> UploadSession | None:
+        return self.uploads.get(upload_id)
+
+    async def received(self, upload_id: UUID) -> list[tuple[int, int]]:
+        return self.parts.get(upload_id, [])
+
+
+@dataclass
+class FakeMultipart:
+    created: list[str] = field(default_factory=list)
+
+    async def create(self, key: str) -> str:
+        self.created.append(key)
+        return f"storage-{len(self.created)}"
+
+
+@pytest.fixture
+def uploads_repo() -> FakeUploadRepository:
+    return FakeUploadRepository()
+
+
+@pytest.fixture
+def multipart() -> FakeMultipart:
+    return FakeMultipart()
+
+
+@pytest.fixture
+def uploads(
+    records: Records, uploads_repo: FakeUploadRepository, multipart: FakeMultipart
+) -> ResumableUploads:
+    return ResumableUploads(
+        records=records,
+        multipart=multipart,
+        part_size=5 * MB,
+        ttl=timedelta(hours=24),
+        repository=lambda session: uploads_repo,
+    )
+
+
+def opened(owner: str = f"case:{CASE}", **changes: Any) -> UploadSession:
+    now = utcnow()
+    session = UploadSession(
+        case_id=CASE,
+        owner=owner,
+        uploaded_by="case-token:clinic",
+        kind=DocumentKind.IMAGING_STUDY,
+        file_name="study.dcm",
+        size_bytes=12 * MB,
+        part_size=5 * MB,
+        object_key=f"cases/{CASE}/documents/{uuid.uuid4()}",
+        storage_upload_id="storage-1",
+        created_at=now,
+        updated_at=now,
+        expires_at=now + timedelta(hours=24),
+    )
+    for name, value in changes.items():
+        setattr(session, name, value)
+    return session
+
+
+async def test_an_upload_is_read_in_the_callers_unit_of_work_by_its_owner_only(
+    uploads: ResumableUploads, uploads_repo: FakeUploadRepository
+) -> None:
+    session = opened()
+    uploads_repo.add(session)
+    uploads_repo.parts[session.id] = [(1, 5 * MB)]
+    uow = FakeUnitOfWork()
+
+    view = await uploads.view(uow, f"case:{CASE}", CASE, session.id)
+
+    assert (view.received, view.received_bytes, view.next_part, view.parts_total) == (
+        [1],
+        5 * MB,
+        2,
+        3,
+    )
+    with pytest.raises(UploadNotFound):
+        await uploads.view(uow, f"center:{CHARITE}:{uuid.uuid4()}", CASE, session.id)
+    assert uow.committed is False
+
+
+async def test_an_upload_past_its_expiry_or_cancelled_is_gone(
+    uploads: ResumableUploads, uploads_repo: FakeUploadRepository
+) -> None:
+    late = opened(expires_at=utcnow() - timedelta(seconds=1))
+    cancelled = opened(state="cancelled")
+    for session in (late, cancelled):
+        uploads_repo.add(session)
+
+    for session in (late, cancelled):
+        with pytest.raises(UploadGone):
+            await uploads.view(FakeUnitOfWork(), f"case:{CASE}", CASE, session.id)
+
+
+async def test_an_upload_to_a_closed_case_opens_no_multipart_upload(
+    uploads: ResumableUploads,
+    repo: FakeRecordsRepository,
+    multipart: FakeMultipart,
+    db: FakeDatabase,
+) -> None:
+    repo.add(CaseState(case_id=CASE, status=CaseStatus.OPINION_DELIVERED))
+
+    with pytest.raises(CaseClosed):
+        await uploads.create(
+            case_id=CASE,
+            owner=f"case:{CASE}",
+            uploaded_by="case-token:clinic",
+            kind=DocumentKind.IMAGING_STUDY,
+            file_name="study.dcm",
+            size_bytes=12 * MB,
+            translation_of=None,
+            idempotency_key="key-0001",
+            request_hash="hash",
+        )
+
+    assert multipart.created == []
+    assert [uow.committed for uow in db.opened] == [False]

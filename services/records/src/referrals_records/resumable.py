@@ -18,11 +18,12 @@ what was stored, other bytes are refused (409) and change nothing.
 An upload nobody continues expires (`upload_ttl_hours` after its last part): `expire_uploads`
 aborts its multipart upload in MinIO, which drops the parts.
 
-Unlike records' other use cases, these open their own short units of work and commit them: a
-part streams for as long as the client takes to send it, and no transaction may stay open that
-long, so each step reads and locks its rows, commits, streams, then records what arrived in
-another; and a row change that follows an object-store action (a multipart upload created,
-completed or aborted) commits at once, so the two cannot drift apart. Queries are
+Reading an upload (`view`) runs in its caller's unit of work, as records' other use cases do.
+The steps that change one open their own short units of work and commit them: a part streams
+for as long as the client takes to send it, and no transaction may stay open that long, so
+each step reads and locks its rows, commits, streams, then records what arrived in another;
+and a row change that follows an object-store action (a multipart upload created, completed or
+aborted) commits at once, so the two cannot drift apart. Queries are
 `repository.UploadRepository`'s (and `RecordsRepository`'s for documents and cases).
 """
 
@@ -315,12 +316,16 @@ class ResumableUploads:
             raise UploadNotFound(str(upload_id))
         return session
 
-    async def view(self, owner: str, case_id: UUID, upload_id: UUID) -> UploadView:
+    async def view(self, uow: UnitOfWork, owner: str, case_id: UUID, upload_id: UUID) -> UploadView:
         """The upload and the parts received so far (404 for anyone but its owner; 410 once it
-        expired or was cancelled)."""
+        expired or was cancelled), read in the caller's unit of work."""
+        session = await self._owned(uow, owner, case_id, upload_id, lock=False)
+        return await self._view(uow, session)
+
+    async def _view_now(self, owner: str, case_id: UUID, upload_id: UUID) -> UploadView:
+        """`view` in a unit of work of its own: after a part streamed, the state it left."""
         async with self.db.unit_of_work() as uow:
-            session = await self._owned(uow, owner, case_id, upload_id, lock=False)
-            return await self._view(uow, session)
+            return await self.view(uow, owner, case_id, upload_id)
 
     async def _view(self, uow: UnitOfWork, session: UploadSession) -> UploadView:
         if session.state in ("expired", "cancelled"):
@@ -382,7 +387,7 @@ class ResumableUploads:
                 again.update(chunk)
             if again.hexdigest() != received_sha:
                 raise PartDiffers()
-            return await self.view(owner, case_id, upload_id), True
+            return await self._view_now(owner, case_id, upload_id), True
         try:
             await self._receive(session, number, expected, chunks)
         except UploadRefused as refused:
@@ -393,7 +398,7 @@ class ResumableUploads:
                 await self.repo(uow).drop_unfinished_part(upload_id, number)
                 await uow.commit()
             raise
-        return await self.view(owner, case_id, upload_id), False
+        return await self._view_now(owner, case_id, upload_id), False
 
     async def _receive(
         self, session: UploadSession, number: int, length: int, chunks: AsyncIterator[bytes]

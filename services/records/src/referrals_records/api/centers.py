@@ -340,6 +340,7 @@ async def start_opinion_upload(
     idempotency_key: IdempotencyKey,
     center: CenterDep,
     runtime: RuntimeDep,
+    uow: UowDep,
     request: Request,
     response: Response,
 ) -> UploadPublic:
@@ -348,6 +349,7 @@ async def start_opinion_upload(
     owner, referral = await _owner(runtime, center, referral_id, request)
     return await uploading.create(
         runtime,
+        uow,
         request,
         response,
         owner,
@@ -374,12 +376,13 @@ async def read_opinion_upload(
     upload_id: UploadId,
     center: CenterDep,
     runtime: RuntimeDep,
+    uow: UowDep,
     request: Request,
     response: Response,
 ) -> UploadPublic:
     """Which parts arrived and which to send next."""
     owner, _ = await _owner(runtime, center, referral_id, request)
-    return await uploading.read(runtime, request, response, owner, upload_id)
+    return await uploading.read(runtime, uow, request, response, owner, upload_id)
 
 
 @router.head(
@@ -396,12 +399,13 @@ async def opinion_upload_offset(
     upload_id: UploadId,
     center: CenterDep,
     runtime: RuntimeDep,
+    uow: UowDep,
     request: Request,
     response: Response,
 ) -> None:
     """The bytes received so far in `Upload-Offset`, without a body."""
     owner, _ = await _owner(runtime, center, referral_id, request)
-    await uploading.read(runtime, request, response, owner, upload_id)
+    await uploading.read(runtime, uow, request, response, owner, upload_id)
 
 
 @router.put(

@@ -270,6 +270,7 @@ async def start_upload(
     idempotency_key: IdempotencyKey,
     access: CaseAccessDep,
     runtime: RuntimeDep,
+    uow: UowDep,
     request: Request,
     response: Response,
 ) -> UploadPublic:
@@ -284,6 +285,7 @@ async def start_upload(
         )
     return await uploading.create(
         runtime,
+        uow,
         request,
         response,
         _owner(access),
@@ -307,12 +309,13 @@ async def read_upload(
     upload_id: UploadId,
     access: CaseAccessDep,
     runtime: RuntimeDep,
+    uow: UowDep,
     request: Request,
     response: Response,
 ) -> UploadPublic:
     """Which parts arrived (`received_parts`, `received_bytes`, also in `Upload-Offset`) and
     which to send next: after a dropped connection, resume there. 410 once it expired."""
-    return await uploading.read(runtime, request, response, _owner(access), upload_id)
+    return await uploading.read(runtime, uow, request, response, _owner(access), upload_id)
 
 
 @router.head(
@@ -327,12 +330,13 @@ async def upload_offset(
     upload_id: UploadId,
     access: CaseAccessDep,
     runtime: RuntimeDep,
+    uow: UowDep,
     request: Request,
     response: Response,
 ) -> None:
     """The bytes received so far in `Upload-Offset` and the declared size in `Upload-Length`,
     without a body."""
-    await uploading.read(runtime, request, response, _owner(access), upload_id)
+    await uploading.read(runtime, uow, request, response, _owner(access), upload_id)
 
 
 @router.put(

@@ -16,6 +16,7 @@ from starlette.requests import ClientDisconnect
 
 from referrals_common.api.idempotency import request_fingerprint
 from referrals_common.contracts import DocumentKind
+from referrals_common.db import UnitOfWork
 from referrals_records.api.deps import audit
 from referrals_records.api.documents import DocumentPublic, public
 from referrals_records.api.problems import recording_problem, upload_step
@@ -160,6 +161,7 @@ center)."""
 
 async def create(
     runtime: Runtime,
+    uow: UnitOfWork,
     request: Request,
     response: Response,
     owner: Owner,
@@ -197,7 +199,7 @@ async def create(
         actor,
         case_id,
         "upload_start",
-        runtime.uploads.view(who, case_id, session.id),
+        runtime.uploads.view(uow, who, case_id, session.id),
         locale,
     )
     if replayed:
@@ -258,7 +260,12 @@ async def complete(
 
 
 async def read(
-    runtime: Runtime, request: Request, response: Response, owner: Owner, upload_id: UUID
+    runtime: Runtime,
+    uow: UnitOfWork,
+    request: Request,
+    response: Response,
+    owner: Owner,
+    upload_id: UUID,
 ) -> UploadPublic:
     who, case_id, actor, locale = owner
     view = await upload_step(
@@ -266,7 +273,7 @@ async def read(
         actor,
         case_id,
         "upload_status",
-        runtime.uploads.view(who, case_id, upload_id),
+        runtime.uploads.view(uow, who, case_id, upload_id),
         locale,
     )
     _progress_headers(response, view)
