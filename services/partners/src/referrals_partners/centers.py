@@ -14,13 +14,10 @@ auto-create topics).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict, cast
-
-from sqlalchemy import CursorResult, select
-from sqlalchemy.dialects.postgresql import insert
-from sqlmodel import col
+from typing import Any, TypedDict
 
 from referrals_common.auth.api_keys import generate_api_key, hash_secret, key_digest
 from referrals_common.contracts import (
@@ -32,8 +29,9 @@ from referrals_common.contracts import (
 )
 from referrals_common.db import Database, UnitOfWork
 from referrals_common.settings import KafkaSettings
-from referrals_partners.models import ApiClient, CenterRow, utcnow
+from referrals_partners.models import ApiClient, utcnow
 from referrals_partners.registry import Center, CenterStatus, Registry, load_registry
+from referrals_partners.repository import PartnersRepository
 
 log = logging.getLogger(__name__)
 
@@ -80,24 +78,18 @@ def center_row_values(center: Center) -> CenterRowValues:
 async def load_seed(db: Database, path: str | Path | None = None) -> Registry:
     """Add the seed's centers that the database does not have; returns the seed registry."""
     registry = load_registry(path)
+    # A start-up step of the consumer process, not a use case: it is its own caller.
     async with db.unit_of_work() as uow:
+        repo = PartnersRepository(uow.session)
         added = 0
         for center in registry.centers:
-            # An INSERT's result is a CursorResult (the session types every result as Result).
-            result = cast(
-                CursorResult[Any],
-                await uow.session.execute(
-                    insert(CenterRow)
-                    .values(
-                        **center_row_values(center),
-                        seed_version=registry.version,
-                        created_at=utcnow(),
-                        updated_at=utcnow(),
-                    )
-                    .on_conflict_do_nothing(index_elements=["code"])
-                ),
-            )
-            added += result.rowcount or 0
+            values = {
+                **center_row_values(center),
+                "seed_version": registry.version,
+                "created_at": utcnow(),
+                "updated_at": utcnow(),
+            }
+            added += await repo.add_seed_center(values)
         await uow.commit()
     log.info(
         "registry seed v%s (%s): %d centers, %d new",
@@ -116,7 +108,7 @@ async def ensure_inbox_topics(db: Database, kafka: KafkaSettings | str) -> list[
 
     kafka = kafka_settings(kafka)
     async with db.unit_of_work() as uow:
-        codes = (await uow.session.execute(select(col(CenterRow.code)))).scalars().all()
+        codes = await PartnersRepository(uow.session).center_codes()
     return await ensure_topics(
         kafka,
         [topics.partner_inbox(code) for code in codes],
@@ -126,7 +118,13 @@ async def ensure_inbox_topics(db: Database, kafka: KafkaSettings | str) -> list[
 
 
 async def issue_key(
-    uow: UnitOfWork, pepper: bytes, *, role: str, name: str, center_code: str | None = None
+    uow: UnitOfWork,
+    pepper: bytes,
+    *,
+    role: str,
+    name: str,
+    center_code: str | None = None,
+    repository: Callable[[Any], PartnersRepository] = PartnersRepository,
 ) -> str:
     """A new API key for a center (`role` center) or an operator (`role` ops), shown once. A
     center's key is announced to records in the same transaction: it works there too once
@@ -139,7 +137,7 @@ async def issue_key(
         name=name,
         secret_hash=hash_secret(key.secret, pepper),
     )
-    uow.session.add(row)
+    repository(uow.session).add(row)
     if role == "center":
         assert center_code is not None, "a center's key names its center"
         await uow.outbox.add(
@@ -156,10 +154,15 @@ async def issue_key(
     return key.display
 
 
-async def revoke_key(uow: UnitOfWork, key_id: str) -> ApiClient | None:
+async def revoke_key(
+    uow: UnitOfWork,
+    key_id: str,
+    *,
+    repository: Callable[[Any], PartnersRepository] = PartnersRepository,
+) -> ApiClient | None:
     """Revoke the key `key_id` (None: there is no such key). The first revocation of a center's
     key is announced to records in the same transaction; revoking again changes nothing."""
-    row = await uow.session.get(ApiClient, key_id, with_for_update=True)
+    row = await repository(uow.session).api_key(key_id, lock=True)
     if row is None or row.revoked_at is not None:
         return row
     row.revoked_at = utcnow()

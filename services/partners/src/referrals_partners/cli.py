@@ -36,12 +36,15 @@ def scheduler() -> None:
 async def _issue(settings: PartnersSettings, role: str, name: str, center: str | None) -> str:
     from referrals_common.db import Database
     from referrals_partners.centers import issue_key
-    from referrals_partners.models import CenterRow
+    from referrals_partners.repository import PartnersRepository
 
     db = Database(settings.postgres)
     try:
         async with db.unit_of_work() as uow:
-            if center is not None and await uow.session.get(CenterRow, center) is None:
+            if (
+                center is not None
+                and await PartnersRepository(uow.session).center_row(center) is None
+            ):
                 raise typer.BadParameter(f"there is no center {center} in the registry")
             key = await issue_key(
                 uow,

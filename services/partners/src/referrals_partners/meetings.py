@@ -28,8 +28,6 @@ from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from opentelemetry import trace
-from sqlalchemy import select, update
-from sqlmodel import col
 
 from referrals_common.contracts import (
     CaseMeetingCancelled,
@@ -58,19 +56,19 @@ from referrals_common.contracts.partners import MeetingChange, MeetingEnd
 from referrals_common.db import UnitOfWork
 from referrals_common.telemetry import case_context
 from referrals_partners.models import Meeting, Referral
+from referrals_partners.repository import OPEN_MEETINGS
 from referrals_partners.service import (
     IllegalAction,
     InvalidAnswer,
     NotOnReferral,
     Partners,
-    _case,
     _queue_webhook,
 )
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("referrals_partners")
 
-OPEN = (MeetingStatus.OFFERED.value, MeetingStatus.BOOKED.value)
+OPEN = OPEN_MEETINGS
 _KEYS = uuid5(NAMESPACE_URL, "urn:referrals:meetings")
 
 
@@ -117,10 +115,11 @@ class Meetings:
         """Offer the patient times for a meeting; one open meeting per referral."""
         referral, _ = await self.partners.referral_for_center(uow, center, referral_id, lock=True)
         meeting_id = uuid5(_KEYS, f"{referral.id}/{key}") if key else uuid4()
-        if key and await uow.session.get(Meeting, meeting_id) is not None:
+        repo = self.partners.repo(uow)
+        if key and await repo.meeting(meeting_id) is not None:
             return referral  # the same request again: its meeting exists
         self._require_accepted(referral)
-        if await self._open_meeting(uow, referral.id) is not None:
+        if await repo.open_meeting(referral.id) is not None:
             raise IllegalAction(
                 "This referral has a meeting offered or booked: offer new times for it "
                 "(…/meetings/{meeting_id}/slots) or cancel it first.",
@@ -139,7 +138,7 @@ class Meetings:
             created_at=self.clock(),
             updated_at=self.clock(),
         )
-        uow.session.add(meeting)
+        repo.add(meeting)
         await uow.outbox.add(
             new_event(
                 ReferralMeetingOffered(
@@ -249,7 +248,8 @@ class Meetings:
 
     # ----------------------------------------------------------- patient choices
     async def on_slot_chosen(self, uow: UnitOfWork, chosen: CaseMeetingSlotChosen) -> None:
-        await _case(uow, chosen.case_id)  # the case's lock, as on every path
+        repo = self.partners.repo(uow)
+        await repo.lock_case(chosen.case_id)  # the case's lock, as on every path
         meeting = await self._patients_meeting(uow, chosen.case_id, chosen.meeting_id)
         if meeting is None:
             return
@@ -282,7 +282,7 @@ class Meetings:
             1 for before in self.limits.reminders_before if slot.starts_at - before <= now
         )
         meeting.updated_at = now
-        referral = await uow.session.get(Referral, meeting.referral_id)
+        referral = await repo.referral(meeting.referral_id)
         assert referral is not None
         await uow.outbox.add(
             new_event(
@@ -299,7 +299,8 @@ class Meetings:
         await self._tell_center(uow, referral, meeting, MeetingChange.BOOKED, slot)
 
     async def on_patient_cancelled(self, uow: UnitOfWork, cancelled: CaseMeetingCancelled) -> None:
-        await _case(uow, cancelled.case_id)
+        repo = self.partners.repo(uow)
+        await repo.lock_case(cancelled.case_id)
         meeting = await self._patients_meeting(uow, cancelled.case_id, cancelled.meeting_id)
         if meeting is None:
             return
@@ -308,7 +309,7 @@ class Meetings:
             log.info("meeting %s has started: the patient's cancellation dropped", meeting.id)
             return
         await self._cancelled(uow, meeting, CancelledBy.PATIENT, patient_reason=cancelled.reason)
-        referral = await uow.session.get(Referral, meeting.referral_id)
+        referral = await repo.referral(meeting.referral_id)
         assert referral is not None
         await self._tell_center(
             uow, referral, meeting, MeetingChange.CANCELLED, slot, cancelled.reason
@@ -317,10 +318,8 @@ class Meetings:
     async def on_case_withdrawn(self, uow: UnitOfWork, case_id: UUID) -> None:
         """A withdrawn case has no meeting: open ones end quietly (the center learns of the
         withdrawal, and the patient is told nothing more but the withdrawal)."""
-        await uow.session.execute(
-            update(Meeting)
-            .where(col(Meeting.case_id) == case_id, col(Meeting.status).in_(OPEN))
-            .values(status=MeetingStatus.CANCELLED.value, cancelled_by=CancelledBy.PATIENT.value)
+        await self.partners.repo(uow).end_open_meetings(
+            case_id, status=MeetingStatus.CANCELLED.value, cancelled_by=CancelledBy.PATIENT.value
         )
 
     # -------------------------------------------------------------- the scheduler
@@ -329,21 +328,10 @@ class Meetings:
         SKIP LOCKED, so several schedulers share the work."""
         now = self.clock()
         offsets = self.limits.reminders_before
+        repo = self.partners.repo(uow)
         sent = 0
         for index, before in enumerate(offsets):
-            rows = await uow.session.execute(
-                select(Meeting)
-                .where(
-                    col(Meeting.status) == MeetingStatus.BOOKED.value,
-                    col(Meeting.reminders_sent) == index,
-                    col(Meeting.starts_at) <= now + before,
-                    col(Meeting.starts_at) > now,
-                )
-                .order_by(col(Meeting.starts_at))
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-            for meeting in rows.scalars():
+            for meeting in await repo.meetings_to_remind(index, now, before, limit):
                 slot = self._booked_slot(meeting)
                 assert slot is not None
                 assert meeting.patient_time_zone is not None
@@ -431,7 +419,7 @@ class Meetings:
         )
 
     async def _meeting(self, uow: UnitOfWork, referral: Referral, meeting_id: UUID) -> Meeting:
-        meeting = await uow.session.get(Meeting, meeting_id, with_for_update=True)
+        meeting = await self.partners.repo(uow).meeting(meeting_id, lock=True)
         if meeting is None or meeting.referral_id != referral.id:
             raise MeetingNotFound(meeting_id)
         return meeting
@@ -439,7 +427,7 @@ class Meetings:
     async def _patients_meeting(
         self, uow: UnitOfWork, case_id: UUID, meeting_id: UUID
     ) -> Meeting | None:
-        meeting = await uow.session.get(Meeting, meeting_id, with_for_update=True)
+        meeting = await self.partners.repo(uow).meeting(meeting_id, lock=True)
         if meeting is None or meeting.case_id != case_id:
             log.warning("meeting %s is not a meeting of case %s; ignored", meeting_id, case_id)
             return None
@@ -449,16 +437,6 @@ class Meetings:
             )
             return None
         return meeting
-
-    @staticmethod
-    async def _open_meeting(uow: UnitOfWork, referral_id: UUID) -> Meeting | None:
-        rows = await uow.session.execute(
-            select(Meeting).where(
-                col(Meeting.referral_id) == referral_id,
-                col(Meeting.status).in_(OPEN),
-            )
-        )
-        return rows.scalars().first()
 
     async def _cancelled(
         self,
@@ -489,8 +467,8 @@ class Meetings:
             )
         )
 
-    @staticmethod
     async def _tell_center(
+        self,
         uow: UnitOfWork,
         referral: Referral,
         meeting: Meeting,
@@ -507,7 +485,7 @@ class Meetings:
             )
         )
         await uow.outbox.add(told)
-        await _queue_webhook(uow, told, referral)
+        await _queue_webhook(self.partners.repo(uow), told, referral)
 
 
 def _about(meeting: Meeting) -> dict[str, Any]:

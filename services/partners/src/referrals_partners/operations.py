@@ -34,8 +34,6 @@ from uuid import UUID
 import httpx
 from opentelemetry import propagate
 from opentelemetry import trace as otel_trace
-from sqlalchemy import select
-from sqlmodel import col
 
 from referrals_common import case_timeline
 from referrals_common.api.idempotency import claim_or_replay, request_fingerprint
@@ -53,9 +51,9 @@ from referrals_partners.models import (
     DeadLetterReplay,
     InformationRequest,
     Referral,
-    RoutingCase,
     WebhookDelivery,
 )
+from referrals_partners.repository import PartnersRepository
 
 log = logging.getLogger(__name__)
 
@@ -235,26 +233,15 @@ def _delivery_entry(delivery: WebhookDelivery) -> TimelineEntry:
 
 async def partners_entries(uow: UnitOfWork, case_id: UUID) -> tuple[str | None, list[Any]]:
     """(the case's routing status, the entries of partners' rows about it)."""
-    session = uow.session
-    case = await session.get(RoutingCase, case_id)
-    referrals = list(
-        (await session.execute(select(Referral).where(col(Referral.case_id) == case_id))).scalars()
-    )
+    repo = PartnersRepository(uow.session)
+    case = await repo.case(case_id)
+    referrals = await repo.referrals_of_case(case_id)
     found: list[TimelineEntry] = []
     for referral in referrals:
         found += _referral_entries(referral)
-    requests = await session.execute(
-        select(InformationRequest).where(col(InformationRequest.case_id) == case_id)
-    )
-    for request in requests.scalars():
+    for request in await repo.information_requests_of_case(case_id):
         found += _request_entries(request)
-    if referrals:
-        deliveries = await session.execute(
-            select(WebhookDelivery).where(
-                col(WebhookDelivery.referral_id).in_([r.id for r in referrals])
-            )
-        )
-        found += [_delivery_entry(d) for d in deliveries.scalars()]
+    found += [_delivery_entry(d) for d in await repo.deliveries_of([r.id for r in referrals])]
     return (case.status if case is not None else None), found
 
 
@@ -338,43 +325,24 @@ class Overdue:
 
 async def overdue_cases(uow: UnitOfWork, now: datetime, *, limit: int) -> list[Overdue]:
     """Everything past one of partners' deadlines now, the longest overdue first."""
-    session = uow.session
+    repo = PartnersRepository(uow.session)
     found: list[Overdue] = []
-    offers = await session.execute(
-        select(Referral).where(col(Referral.status) == "offered", col(Referral.answer_due_at) < now)
-    )
     found += [
-        Overdue(r.case_id, "answer", r.answer_due_at, r.center_code, r.id) for r in offers.scalars()
+        Overdue(r.case_id, "answer", r.answer_due_at, r.center_code, r.id)
+        for r in await repo.offers_past_due(now)
     ]
-    opinions = await session.execute(
-        select(Referral).where(
-            col(Referral.status) == "accepted",
-            col(Referral.expected_opinion_at) < now,
-        )
-    )
     found += [
         Overdue(r.case_id, "opinion", r.expected_opinion_at, r.center_code, r.id)
-        for r in opinions.scalars()
+        for r in await repo.opinions_past_due(now)
         if r.expected_opinion_at is not None  # always: the query compared it
     ]
-    requests = await session.execute(
-        select(InformationRequest).where(
-            col(InformationRequest.status) == "open", col(InformationRequest.due_at) < now
-        )
-    )
     found += [
         Overdue(r.case_id, "information", r.due_at, r.center_code, r.referral_id)
-        for r in requests.scalars()
+        for r in await repo.requests_past_due(now)
     ]
-    choosing = await session.execute(
-        select(RoutingCase).where(
-            col(RoutingCase.status) == "choosing",
-            col(RoutingCase.choose_by) < now,
-        )
-    )
     found += [
         Overdue(c.case_id, "choice", c.choose_by)
-        for c in choosing.scalars()
+        for c in await repo.choices_past_due(now)
         if c.choose_by is not None  # always: the query compared it
     ]
     return sorted(found, key=lambda o: o.due_at)[:limit]
@@ -408,13 +376,8 @@ async def dead_letters(kafka: Kafka, topic: str) -> list[DeadLetter]:
 
 async def replays_of(uow: UnitOfWork, topic: str) -> dict[tuple[int, int], list[DeadLetterReplay]]:
     """Every replay of the dead letters of `topic`, by (partition, offset)."""
-    rows = await uow.session.execute(
-        select(DeadLetterReplay)
-        .where(col(DeadLetterReplay.topic) == topic)
-        .order_by(col(DeadLetterReplay.replayed_at))
-    )
     found: dict[tuple[int, int], list[DeadLetterReplay]] = {}
-    for row in rows.scalars():
+    for row in await PartnersRepository(uow.session).replays(topic):
         found.setdefault((row.dlq_partition, row.dlq_offset), []).append(row)
     return found
 

@@ -30,7 +30,6 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import httpx
-from sqlalchemy import select
 from sqlmodel import col
 
 from referrals_common.contracts import ReferralOffered
@@ -43,7 +42,8 @@ from referrals_common.webhooks import EVENT_ID_HEADER, RetryPolicy, WebhookOutco
 from referrals_common.webhooks.policy import Sleep
 from referrals_common.webhooks.retention import LogPruner, RetentionSettings
 from referrals_partners.meetings import Meetings
-from referrals_partners.models import Referral, Webhook, WebhookDelivery, utcnow
+from referrals_partners.models import Webhook, WebhookDelivery, utcnow
+from referrals_partners.repository import PartnersRepository
 from referrals_partners.service import Partners
 
 log = logging.getLogger(__name__)
@@ -96,21 +96,12 @@ class WebhookSender:
 
     async def _deliver_one(self) -> bool:
         async with self.db.unit_of_work() as uow:
-            rows = await uow.session.execute(
-                select(WebhookDelivery)
-                .where(
-                    col(WebhookDelivery.status) == "pending",
-                    col(WebhookDelivery.next_attempt_at) <= self.clock(),
-                )
-                .order_by(col(WebhookDelivery.next_attempt_at))
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            )
-            delivery = rows.scalar_one_or_none()
+            repo = PartnersRepository(uow.session)
+            delivery = await repo.next_delivery_due(self.clock())
             if delivery is None:
                 return False
-            hook = await uow.session.get(Webhook, delivery.center_code)
-            referral = await uow.session.get(Referral, delivery.referral_id)
+            hook = await repo.webhook(delivery.center_code)
+            referral = await repo.referral(delivery.referral_id)
             # An offer is sent while it is open; other news (an answered request, a follow-up
             # question, a meeting booked) while the referral is the center's, opinion given or not.
             still_for = (

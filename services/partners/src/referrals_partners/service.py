@@ -4,7 +4,10 @@ center's answer and opinion, and give up loudly when no center is left.
 Every change to a case happens under its `routing_cases` row lock, whichever path it came from
 (an event, a center's API call, the deadline scheduler), so two paths can never offer the same
 case twice or answer the same referral twice. State, outgoing events (outbox) and webhook
-deliveries are written in the caller's unit of work: all of them or none.
+deliveries are written in the caller's unit of work: all of them or none. The use cases never
+commit and never open a transaction; they read and write through `PartnersRepository`, built
+from the unit of work's session by `Partners(repository=...)` (a unit test passes an in-memory
+one).
 
 A referral's life: offered → accepted → completed (opinion delivered); offered → declined or
 expired (the case goes to the next eligible center, never the same one twice); offered or
@@ -31,9 +34,6 @@ from uuid import UUID, uuid4
 
 from cryptography.exceptions import InvalidTag
 from opentelemetry import trace
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlmodel import col
 
 from referrals_common.contracts import (
     CaseFollowUpAsked,
@@ -86,22 +86,19 @@ from referrals_partners.explanation import OfferFacts, ahead_by, explain
 from referrals_partners.models import (
     CaseDocument,
     CenterRow,
-    FollowUpQuestion,
     InformationRequest,
     Referral,
     RoutingCase,
-    Shipment,
-    Webhook,
     WebhookDelivery,
     utcnow,
 )
 from referrals_partners.registry import Center, ExchangeRates
+from referrals_partners.repository import PartnersRepository
 from referrals_partners.routing import CenterState, RoutingRequest, Score, decide
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("referrals_partners")
 
-OPEN = ("offered", "accepted", "info_requested")
 FINAL_CASE = ("completed", "unroutable", "withdrawn")
 LOAD_WINDOW = timedelta(days=7)
 
@@ -179,8 +176,12 @@ class Partners:
         limits: Limits | None = None,
         clock: Callable[[], datetime] = utcnow,
         policy_box: SealedBox | None = None,
+        repository: Callable[[Any], PartnersRepository] = PartnersRepository,
     ) -> None:
         self.rates = rates
+        self.repository = repository
+        """Builds the repository the use cases read and write through from the caller's unit of
+        work's session (a unit test passes an in-memory one)."""
         self.policy_box = policy_box
         """Opens the insurance policies intake seals to partners; None: they stay sealed."""
         """Fixed rates to compare prices in one currency (the registry seed's)."""
@@ -190,35 +191,31 @@ class Partners:
         # validating 1,000 centers per decision would cost more than the decision itself.
         self._centers: dict[str, tuple[datetime, Center]] = {}
 
+    def repo(self, uow: UnitOfWork) -> PartnersRepository:
+        """The repository on the caller's unit of work."""
+        return self.repository(uow.session)
+
     # ------------------------------------------------------------------ events
     async def on_document_stored(self, uow: UnitOfWork, stored: DocumentStored) -> None:
         # The case's row lock first, as on every path: `on_case_ready` for the same case may run
         # at the same time (the two events come from different topics and consumers), and each
         # transaction would otherwise miss what the other has not committed yet, leaving the
         # case at `awaiting_documents` for ever. A draft's documents thus get a `new` row.
-        case = await _case(uow, stored.case_id)
-        await uow.session.execute(
-            insert(CaseDocument)
-            .values(
-                document_id=stored.document_id,
-                case_id=stored.case_id,
-                kind=str(stored.kind),
-                media_type=str(stored.media_type),
-                referral_id=stored.referral_id,
-            )
-            .on_conflict_do_nothing(index_elements=["document_id"])
-        )
+        repo = self.repo(uow)
+        case = await repo.lock_case(stored.case_id)
+        await repo.store_document(stored)
         if case.status == "awaiting_documents":
             await self._route(uow, case)
 
     async def on_case_ready(self, uow: UnitOfWork, ready: CaseReadyForReferral) -> None:
-        case = await _case(uow, ready.case_id)
+        repo = self.repo(uow)
+        case = await repo.lock_case(ready.case_id)
         if case.status in FINAL_CASE:
             log.info("case %s is %s: ready_for_referral ignored", case.case_id, case.status)
             return
         case.request = ready.model_dump(mode="json")
         case.updated_at = self.clock()
-        current = await _open_referral(uow, case.case_id)
+        current = await repo.open_referral(case.case_id)
         if current is not None:
             log.info("case %s already has open referral %s", case.case_id, current.id)
             return
@@ -231,14 +228,11 @@ class Partners:
         gave an opinion, declined or let the offer expire); the earlier opinions are offered
         with the case only when the patient agreed to share them. Automatic routing: the
         patient's choice of center applies to the first routing only."""
-        case = await _case(uow, asked.case_id)
+        repo = self.repo(uow)
+        case = await repo.lock_case(asked.case_id)
         # After an opinion; or after a further round that found no center (`unroutable`, the
         # case keeps an opinion given before), when the patient asks again.
-        given = await uow.session.scalar(
-            select(func.count())
-            .select_from(Referral)
-            .where(col(Referral.case_id) == case.case_id, col(Referral.status) == "completed")
-        )
+        given = await repo.opinions_given(case.case_id)
         if case.status not in ("completed", "unroutable") or not given or case.request is None:
             log.info("case %s is %s: further opinion ignored", case.case_id, case.status)
             return
@@ -247,7 +241,7 @@ class Partners:
         # opinion shared for an earlier round is not offered again without the patient's consent.
         opinions = {
             str(d.document_id)
-            for d in await _documents(uow, [UUID(i) for i in request.get("document_ids") or []])
+            for d in await repo.documents([UUID(i) for i in request.get("document_ids") or []])
             if d.kind == "opinion"
         }
         ids = [d for d in request.get("document_ids") or [] if d not in opinions]
@@ -262,27 +256,29 @@ class Partners:
         await self._route(uow, case)
 
     async def on_case_withdrawn(self, uow: UnitOfWork, case_id: UUID) -> None:
-        case = await _case(uow, case_id)
+        repo = self.repo(uow)
+        case = await repo.lock_case(case_id)
         case.status = "withdrawn"
         case.updated_at = self.clock()
-        current = await _open_referral(uow, case_id)
+        current = await repo.open_referral(case_id)
         if current is not None:
             current.status = "withdrawn"
             current.answered_at = self.clock()
-            await _cancel_deliveries(uow, current.id)
-            await _end_requests(uow, current.id, "cancelled")
+            await repo.cancel_deliveries(current.id)
+            await repo.end_requests(current.id, "cancelled")
 
     # ------------------------------------------------------------ center actions
     async def referral_for_center(
         self, uow: UnitOfWork, center_code: str, referral_id: UUID, *, lock: bool = False
     ) -> tuple[Referral, RoutingCase]:
-        referral = await uow.session.get(Referral, referral_id)
+        repo = self.repo(uow)
+        referral = await repo.referral(referral_id)
         if referral is None or referral.center_code != center_code:
             raise ReferralNotFound(referral_id)
-        case = await uow.session.get(RoutingCase, referral.case_id, with_for_update=lock)
+        case = await repo.case(referral.case_id, lock=lock)
         assert case is not None
         if lock:  # the referral as it is now that the case is ours
-            await uow.session.refresh(referral)
+            await repo.refresh(referral)
         return referral, case
 
     async def accept(
@@ -294,15 +290,12 @@ class Partners:
             raise InvalidAnswer(
                 "/expected_opinion_at", "The expected opinion date must be in the future."
             )
+        repo = self.repo(uow)
         referral.status = "accepted"
         referral.answered_at = self.clock()
-        await _cancel_deliveries(uow, referral.id)  # the center has the offer
+        await repo.cancel_deliveries(referral.id)  # the center has the offer
         referral.expected_opinion_at = expected_opinion_at
-        await uow.session.execute(
-            RoutingCase.__table__.update()  # type: ignore[attr-defined]  # SQLModel leaves __table__ undeclared
-            .where(col(RoutingCase.case_id) == referral.case_id)
-            .values(status="accepted", updated_at=self.clock())
-        )
+        await repo.set_case_status(referral.case_id, "accepted", self.clock())
         await uow.outbox.add(
             new_event(
                 ReferralAccepted(
@@ -335,10 +328,11 @@ class Partners:
                 "info_requested",
                 referral.case_id,
             )
-        await _end_requests(uow, referral.id, "cancelled")
+        repo = self.repo(uow)
+        await repo.end_requests(referral.id, "cancelled")
         referral.status = "declined"
         referral.answered_at = self.clock()
-        await _cancel_deliveries(uow, referral.id)
+        await repo.cancel_deliveries(referral.id)
         referral.decline_reason = str(reason)
         referral.decline_detail = detail
         await uow.outbox.add(
@@ -396,8 +390,9 @@ class Partners:
                 1 for before in self.limits.info_reminders_before if due_at - before <= now
             ),
         )
-        uow.session.add(request)
-        await _cancel_deliveries(uow, referral.id)  # an offer not yet delivered is on hold
+        repo = self.repo(uow)
+        repo.add(request)
+        await repo.cancel_deliveries(referral.id)  # an offer not yet delivered is on hold
         referral.status = "info_requested"
         referral.info_message = reason
         case.status = "info_requested"
@@ -423,9 +418,10 @@ class Partners:
         self, uow: UnitOfWork, provided: CaseInformationProvided
     ) -> None:
         """The patient answered: the same center gets the case back, with the new material."""
-        case = await _case(uow, provided.case_id)
-        request = await uow.session.get(InformationRequest, provided.request_id)
-        referral = await uow.session.get(Referral, provided.referral_id)
+        repo = self.repo(uow)
+        case = await repo.lock_case(provided.case_id)
+        request = await repo.information_request(provided.request_id)
+        referral = await repo.referral(provided.referral_id)
         if (
             request is None
             or referral is None
@@ -446,20 +442,7 @@ class Partners:
             else None,
         }
         for shipment in provided.shipments:
-            await uow.session.execute(
-                insert(Shipment)
-                .values(
-                    id=shipment.shipment_id,
-                    request_id=request.id,
-                    referral_id=referral.id,
-                    case_id=referral.case_id,
-                    material=str(shipment.material),
-                    carrier=shipment.carrier,
-                    tracking_number=shipment.tracking_number,
-                    sent_on=shipment.sent_on,
-                )
-                .on_conflict_do_nothing(index_elements=["id"])
-            )
+            await repo.add_shipment(shipment, request, referral)
         # The case's documents are now these (the checks passed: intake names only accepted
         # ones); its preparation, the latest the patient gave.
         assert case.request is not None
@@ -468,7 +451,7 @@ class Partners:
             "document_ids": [str(d) for d in provided.document_ids],
             "preparation": request.answer["preparation"] or case.request.get("preparation"),
         }
-        center = await _center(uow, referral.center_code)
+        center = await self._center_of(repo, referral.center_code)
         if request.resume_status == "offered":
             await self._offer(uow, case, referral, center, resumed=request.id)
             return
@@ -491,7 +474,7 @@ class Partners:
                 )
             )
         )
-        docs = await _documents(uow, provided.new_document_ids)
+        docs = await repo.documents(provided.new_document_ids)
         # The outbox takes any event: the variable is typed as one (CloudEvent is invariant).
         received: CloudEvent[EventData] = new_event(
             ReferralInformationReceived(
@@ -506,13 +489,14 @@ class Partners:
             )
         )
         await uow.outbox.add(received)
-        await _queue_webhook(uow, received, referral)
+        await _queue_webhook(repo, received, referral)
 
     async def on_policy_shared(self, uow: UnitOfWork, shared: CasePolicyShared) -> None:
         """Intake handed over the insurance policy for a referral a center accepted: kept
         sealed with that referral, for that center's API reads only."""
-        await _case(uow, shared.case_id)  # the case's lock, as on every path
-        referral = await uow.session.get(Referral, shared.referral_id)
+        repo = self.repo(uow)
+        await repo.lock_case(shared.case_id)  # the case's lock, as on every path
+        referral = await repo.referral(shared.referral_id)
         if referral is None or referral.case_id != shared.case_id:
             log.warning("policy for unknown referral %s ignored", shared.referral_id)
             return
@@ -541,24 +525,13 @@ class Partners:
     async def on_follow_up_asked(self, uow: UnitOfWork, asked: CaseFollowUpAsked) -> None:
         """The patient asked the center that gave the opinion: kept, and the center told on its
         inbox (and webhook) that a question waits, without the patient's words."""
-        await _case(uow, asked.case_id)  # the case's lock, as on every path
-        referral = await uow.session.get(Referral, asked.referral_id)
+        repo = self.repo(uow)
+        await repo.lock_case(asked.case_id)  # the case's lock, as on every path
+        referral = await repo.referral(asked.referral_id)
         if referral is None or referral.status != "completed":
             log.warning("follow-up question on referral %s ignored", asked.referral_id)
             return
-        inserted = await uow.session.execute(
-            insert(FollowUpQuestion)
-            .values(
-                id=asked.question_id,
-                referral_id=referral.id,
-                case_id=referral.case_id,
-                question=asked.question,
-                asked_at=asked.asked_at,
-            )
-            .on_conflict_do_nothing(index_elements=["id"])
-            .returning(col(FollowUpQuestion.id))
-        )
-        if inserted.first() is None:
+        if not await repo.add_follow_up(asked, referral):
             return  # the same question again
         told: CloudEvent[EventData] = new_event(
             ReferralFollowUpAsked(
@@ -569,7 +542,7 @@ class Partners:
             )
         )
         await uow.outbox.add(told)
-        await _queue_webhook(uow, told, referral)
+        await _queue_webhook(repo, told, referral)
 
     async def answer_follow_up(
         self,
@@ -584,13 +557,14 @@ class Partners:
         documents it uploaded to records for this referral (the rule of the opinion: a center
         attaches only its own uploads for this referral, never the patient's or another's)."""
         referral, _ = await self.referral_for_center(uow, center, referral_id, lock=True)
-        question = await uow.session.get(FollowUpQuestion, question_id, with_for_update=True)
+        repo = self.repo(uow)
+        question = await repo.follow_up(question_id)
         if question is None or question.referral_id != referral.id:
             raise QuestionNotFound(question_id)
         if question.answered_at is not None:
             raise IllegalAction("This question was answered already.", "answered", referral.case_id)
         for index, document_id in enumerate(document_ids):
-            doc = await uow.session.get(CaseDocument, document_id)
+            doc = await repo.document(document_id)
             pointer = f"/document_ids/{index}"
             if doc is None:
                 raise AttachmentNotStored(document_id, pointer)  # records' event on its way
@@ -618,7 +592,7 @@ class Partners:
     ) -> Referral:
         """The center received the slides or blocks of a shipment (once; again is a no-op)."""
         referral, _ = await self.referral_for_center(uow, center, referral_id, lock=True)
-        shipment = await uow.session.get(Shipment, shipment_id, with_for_update=True)
+        shipment = await self.repo(uow).shipment(shipment_id)
         if shipment is None or shipment.referral_id != referral.id:
             raise ShipmentNotFound(shipment_id)
         self._require(referral, ("offered", "accepted", "info_requested"), "confirm material on")
@@ -644,22 +618,13 @@ class Partners:
         LOCKED under the case's lock, as offers are."""
         now = self.clock()
         offsets = self.limits.info_reminders_before
-        rows = await uow.session.execute(
-            select(col(InformationRequest.id), col(InformationRequest.case_id))
-            .where(col(InformationRequest.status) == "open")
-            .where(
-                (col(InformationRequest.due_at) <= now)
-                | (InformationRequest.reminders_sent < len(offsets))
-            )
-            .order_by(col(InformationRequest.due_at))
-            .limit(limit)
-        )
+        repo = self.repo(uow)
         handled = 0
-        for request_id, case_id in rows.all():
-            locked = await _case_unless_locked(uow, case_id)
+        for request_id, case_id in await repo.requests_to_handle(now, len(offsets), limit):
+            locked = await repo.case_unless_locked(case_id)
             if locked is None:
                 continue
-            request = await uow.session.get(InformationRequest, request_id, populate_existing=True)
+            request = await repo.information_request(request_id, fresh=True)
             assert request is not None
             if request.status != "open":
                 continue
@@ -698,7 +663,8 @@ class Partners:
     async def _expire_request(
         self, uow: UnitOfWork, case: RoutingCase, request: InformationRequest
     ) -> None:
-        referral = await uow.session.get(Referral, request.referral_id, populate_existing=True)
+        repo = self.repo(uow)
+        referral = await repo.referral(request.referral_id, fresh=True)
         assert referral is not None
         request.status = "expired"
         if referral.status != "info_requested":
@@ -710,7 +676,7 @@ class Partners:
             span.set_attribute("referrals.center_code", referral.center_code)
             referral.status = "expired"
             referral.answered_at = self.clock()
-            await _cancel_deliveries(uow, referral.id)
+            await repo.cancel_deliveries(referral.id)
             await uow.outbox.add(
                 new_event(
                     ReferralExpired(
@@ -735,7 +701,7 @@ class Partners:
     ) -> Referral:
         referral, case = await self.referral_for_center(uow, center, referral_id, lock=True)
         self._require(referral, "accepted", "deliver an opinion on")
-        doc = await uow.session.get(CaseDocument, document_id)
+        doc = await self.repo(uow).document(document_id)
         if doc is None:
             raise OpinionNotStored(document_id)  # records' event may still be on its way
         own = doc.kind == "opinion" and doc.referral_id == referral.id
@@ -775,13 +741,8 @@ class Partners:
     async def concordance(self, uow: UnitOfWork) -> list[Concordance]:
         """Per center, then overall (`center_code` None): opinions delivered, with an outcome,
         and the shares that changed the diagnosis or the treatment plan (of those with one)."""
-        rows = await uow.session.execute(
-            select(col(Referral.center_code), col(Referral.outcome)).where(
-                col(Referral.status) == "completed"
-            )
-        )
         by_center: dict[str | None, list[dict[str, Any] | None]] = {None: []}  # overall, always
-        for code, outcome in rows.all():
+        for code, outcome in await self.repo(uow).delivered_outcomes():
             by_center.setdefault(code, []).append(outcome)
             by_center.setdefault(None, []).append(outcome)
         return [
@@ -812,18 +773,13 @@ class Partners:
         Several schedulers may run: each claims different rows (SKIP LOCKED).
         """
         now = self.clock()
-        due = await uow.session.execute(
-            select(col(Referral.id), col(Referral.case_id))
-            .where(col(Referral.status) == "offered", col(Referral.answer_due_at) <= now)
-            .order_by(col(Referral.answer_due_at))
-            .limit(limit)
-        )
+        repo = self.repo(uow)
         expired = 0
-        for referral_id, case_id in due.all():
-            locked = await _case_unless_locked(uow, case_id)
+        for referral_id, case_id in await repo.offers_due(now, limit):
+            locked = await repo.case_unless_locked(case_id)
             if locked is None:
                 continue  # another scheduler or an API call holds it; next round
-            referral = await uow.session.get(Referral, referral_id, populate_existing=True)
+            referral = await repo.referral(referral_id, fresh=True)
             assert referral is not None
             if referral.status != "offered" or referral.answer_due_at > now:
                 continue
@@ -835,7 +791,7 @@ class Partners:
                 span.set_attribute("referrals.center_code", referral.center_code)
                 referral.status = "expired"
                 referral.answered_at = now
-                await _cancel_deliveries(uow, referral.id)
+                await repo.cancel_deliveries(referral.id)
                 await uow.outbox.add(
                     new_event(
                         ReferralExpired(
@@ -857,23 +813,16 @@ class Partners:
         """Offer the case to the best eligible center not tried yet, or declare it unroutable."""
         assert case.request is not None
         ready = CaseReadyForReferral.model_validate(case.request)
-        docs = await _documents(uow, ready.document_ids)
+        repo = self.repo(uow)
+        docs = await repo.documents(ready.document_ids)
         if len(docs) < len(ready.document_ids):
             case.status = "awaiting_documents"  # records' events are still on their way
             return
         # Entities, not columns: a referral this transaction just declined or expired is not
         # flushed yet (no autoflush), and its new status counts in the explanation.
-        earlier = (
-            (
-                await uow.session.execute(
-                    select(Referral).where(col(Referral.case_id) == case.case_id)
-                )
-            )
-            .scalars()
-            .all()
-        )
+        earlier = await repo.referrals_of_case(case.case_id)
         tried = [r.center_code for r in earlier]
-        states = await self._center_states(uow)
+        states = await self._center_states(repo)
         decision = decide(
             RoutingRequest.from_ready_event(ready), states, set(tried), rates=self.rates
         )
@@ -932,7 +881,7 @@ class Partners:
         referral.routing = explain(
             RoutingRequest.from_ready_event(ready), chosen, facts
         ).model_dump(mode="json")
-        uow.session.add(referral)
+        repo.add(referral)
         await self._offer(uow, case, referral, chosen, docs=docs, rationale=decision.rationale)
 
     async def _propose(self, uow: UnitOfWork, case: RoutingCase, decision: Any) -> None:
@@ -968,7 +917,7 @@ class Partners:
 
     async def on_center_chosen(self, uow: UnitOfWork, case_id: UUID, center_code: str) -> None:
         """The patient chose: that center is offered the case (if it still may be)."""
-        case = await _case(uow, case_id)
+        case = await self.repo(uow).lock_case(case_id)
         if case.status != "choosing":
             log.info(
                 "case %s is %s: the choice of %s comes too late", case_id, case.status, center_code
@@ -979,15 +928,10 @@ class Partners:
     async def choose_for_silent_patients(self, uow: UnitOfWork, *, limit: int = 50) -> int:
         """Cases whose choice's deadline passed: the first-ranked center is offered the case."""
         now = self.clock()
-        rows = await uow.session.execute(
-            select(col(RoutingCase.case_id))
-            .where(col(RoutingCase.status) == "choosing", col(RoutingCase.choose_by) <= now)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
+        repo = self.repo(uow)
         chosen = 0
-        for (case_id,) in rows.all():
-            case = await uow.session.get(RoutingCase, case_id, populate_existing=True)
+        for case_id in await repo.cases_choosing_past(now, limit):
+            case = await repo.case(case_id, fresh=True)
             assert case is not None
             assert case.proposal is not None
             first = case.proposal["proposals"][0]["center_code"]
@@ -1004,7 +948,8 @@ class Partners:
     ) -> None:
         proposal = case.proposal or {}
         codes = [p["center_code"] for p in proposal.get("proposals", [])]
-        row = await uow.session.get(CenterRow, code)
+        repo = self.repo(uow)
+        row = await repo.center_row(code)
         if code not in codes or row is None or not row.active:
             log.warning(
                 "case %s: %s cannot be offered the case; routing instead", case.case_id, code
@@ -1030,7 +975,7 @@ class Partners:
             decision={**(case.last_decision or {}), "chosen": code, "rationale": why},
         )
         referral.routing = self._explain_proposed(case, center, chosen_by_patient, len(codes))
-        uow.session.add(referral)
+        repo.add(referral)
         await self._offer(uow, case, referral, center, rationale=why)
 
     def _explain_proposed(
@@ -1072,8 +1017,9 @@ class Partners:
         `referral.resumed` instead of a new `referral.requested`)."""
         assert case.request is not None
         ready = CaseReadyForReferral.model_validate(case.request)
+        repo = self.repo(uow)
         if docs is None:
-            docs = await _documents(uow, ready.document_ids)
+            docs = await repo.documents(ready.document_ids)
         now = self.clock()
         deadline = self.limits.deadline_override or timedelta(hours=center.answer_deadline_hours)
         referral.status = "offered"
@@ -1129,28 +1075,19 @@ class Partners:
         )
         referral.offer = offer.model_dump(mode="json")
         await uow.outbox.add(offer)
-        await _queue_webhook(uow, offer, referral)
+        await _queue_webhook(repo, offer, referral)
 
-    async def _center_states(self, uow: UnitOfWork) -> list[CenterState]:
-        since = self.clock() - LOAD_WINDOW
-        loads = dict(
-            (
-                await uow.session.execute(
-                    select(col(Referral.center_code), func.count())
-                    .where(
-                        col(Referral.offered_at) >= since,
-                        col(Referral.status).in_(
-                            ("offered", "accepted", "info_requested", "completed")
-                        ),
-                    )
-                    .group_by(Referral.center_code)
-                )
-            ).all()
-        )
-        rows = (await uow.session.execute(select(CenterRow))).scalars().all()
+    async def _center_states(self, repo: PartnersRepository) -> list[CenterState]:
+        loads = await repo.center_loads(self.clock() - LOAD_WINDOW)
+        rows = await repo.center_rows()
         return [
             CenterState(center=self._center(row), load=int(loads.get(row.code, 0))) for row in rows
         ]
+
+    async def _center_of(self, repo: PartnersRepository, code: str) -> Center:
+        row = await repo.center_row(code)
+        assert row is not None, f"center {code} is not in the registry"
+        return center_of(row)
 
     def _center(self, row: CenterRow) -> Center:
         cached = self._centers.get(row.code)
@@ -1163,55 +1100,6 @@ class Partners:
 def center_of(row: CenterRow) -> Center:
     """The registry entry of a row; `active` is the row's, which ops change with pause/resume."""
     return Center.model_validate({**row.profile, "status": "active" if row.active else "paused"})
-
-
-async def _center(uow: UnitOfWork, code: str) -> Center:
-    row = await uow.session.get(CenterRow, code)
-    assert row is not None, f"center {code} is not in the registry"
-    return center_of(row)
-
-
-async def _case(uow: UnitOfWork, case_id: UUID) -> RoutingCase:
-    """The case's row, created on first sight, locked until the transaction ends."""
-    await uow.session.execute(
-        insert(RoutingCase)
-        .values(case_id=case_id, status="new", attempts=0, created_at=utcnow(), updated_at=utcnow())
-        .on_conflict_do_nothing(index_elements=["case_id"])
-    )
-    case = await uow.session.get(RoutingCase, case_id, with_for_update=True, populate_existing=True)
-    assert case is not None
-    return case
-
-
-async def _case_unless_locked(uow: UnitOfWork, case_id: UUID) -> RoutingCase | None:
-    """The case's row locked for this transaction, or None if another scheduler or an API call
-    holds it (SKIP LOCKED: that case is handled next round)."""
-    rows = await uow.session.execute(
-        select(RoutingCase)
-        .where(col(RoutingCase.case_id) == case_id)
-        .with_for_update(skip_locked=True)
-    )
-    return rows.scalar_one_or_none()
-
-
-async def _open_referral(uow: UnitOfWork, case_id: UUID) -> Referral | None:
-    rows = await uow.session.execute(
-        select(Referral).where(col(Referral.case_id) == case_id, col(Referral.status).in_(OPEN))
-    )
-    return rows.scalars().first()
-
-
-async def _cancel_deliveries(uow: UnitOfWork, referral_id: UUID) -> None:
-    """The offer ended (answered, expired, withdrawn): its webhook deliveries not yet made are
-    cancelled, so a center is never sent an offer it can no longer take."""
-    await uow.session.execute(
-        update(WebhookDelivery)
-        .where(
-            col(WebhookDelivery.referral_id) == referral_id,
-            col(WebhookDelivery.status) == "pending",
-        )
-        .values(status="cancelled", last_error="the offer ended before it was delivered")
-    )
 
 
 @dataclass(frozen=True)
@@ -1290,10 +1178,12 @@ def _count(uow: UnitOfWork, center: str, event: str, *, answered: Referral | Non
         )
 
 
-async def _queue_webhook(uow: UnitOfWork, event: CloudEvent[Any], referral: Referral) -> None:
+async def _queue_webhook(
+    repo: PartnersRepository, event: CloudEvent[Any], referral: Referral
+) -> None:
     """POST `event` to the center's webhook too, if it has one (the scheduler delivers it)."""
-    if await uow.session.get(Webhook, referral.center_code) is not None:
-        uow.session.add(
+    if await repo.webhook(referral.center_code) is not None:
+        repo.add(
             WebhookDelivery(
                 event_id=event.id,
                 center_code=referral.center_code,
@@ -1303,18 +1193,6 @@ async def _queue_webhook(uow: UnitOfWork, event: CloudEvent[Any], referral: Refe
         )
 
 
-async def _end_requests(uow: UnitOfWork, referral_id: UUID, status: str) -> None:
-    """The referral's open request ends as `status` (the center declined, the case closed)."""
-    await uow.session.execute(
-        update(InformationRequest)
-        .where(
-            col(InformationRequest.referral_id) == referral_id,
-            col(InformationRequest.status) == "open",
-        )
-        .values(status=status)
-    )
-
-
 def _words(span: timedelta) -> str:
     seconds = int(span.total_seconds())
     if seconds % 86400 == 0:
@@ -1322,11 +1200,3 @@ def _words(span: timedelta) -> str:
     if seconds % 3600 == 0:
         return f"{seconds // 3600} hour(s)"
     return f"{seconds} seconds"
-
-
-async def _documents(uow: UnitOfWork, ids: Sequence[UUID]) -> list[CaseDocument]:
-    rows = await uow.session.execute(
-        select(CaseDocument).where(col(CaseDocument.document_id).in_(list(ids)))
-    )
-    by_id = {d.document_id: d for d in rows.scalars()}
-    return [by_id[i] for i in ids if i in by_id]

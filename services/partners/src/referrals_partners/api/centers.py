@@ -53,17 +53,13 @@ from referrals_partners.api.deps import CenterDep, RuntimeDep, audit
 from referrals_partners.bootstrap import Runtime
 from referrals_partners.meetings import SlotTime
 from referrals_partners.models import (
-    FollowUpQuestion,
     IdempotencyRecord,
-    InformationRequest,
     Meeting,
     Referral,
-    RoutingCase,
-    Shipment,
     Webhook,
-    WebhookDelivery,
     utcnow,
 )
+from referrals_partners.repository import PartnersRepository
 from referrals_partners.service import (
     AttachmentNotOwn,
     AttachmentNotStored,
@@ -295,38 +291,22 @@ ACCEPTED_STATES = frozenset({"accepted", "info_requested", "completed"})
 
 
 async def _information(
-    uow: Any, referral_ids: set[UUID]
+    repo: PartnersRepository, referral_ids: set[UUID]
 ) -> dict[UUID, list[InformationRequestView]]:
     """Each referral's information requests with their answers and shipments."""
-    if not referral_ids:
-        return {}
-    rows = (
-        await uow.session.execute(
-            select(InformationRequest)
-            .where(col(InformationRequest.referral_id).in_(list(referral_ids)))
-            .order_by(col(InformationRequest.requested_at))
-        )
-    ).scalars()
-    requests = list(rows)
+    requests = await repo.information_of(referral_ids)
     shipments: dict[UUID, list[ShipmentView]] = {}
-    if requests:
-        for row in (
-            await uow.session.execute(
-                select(Shipment)
-                .where(col(Shipment.request_id).in_([r.id for r in requests]))
-                .order_by(col(Shipment.sent_on))
+    for row in await repo.shipments_of([r.id for r in requests]):
+        shipments.setdefault(row.request_id, []).append(
+            ShipmentView(
+                id=row.id,
+                material=row.material,
+                carrier=row.carrier,
+                tracking_number=row.tracking_number,
+                sent_on=row.sent_on,
+                received_at=row.received_at,
             )
-        ).scalars():
-            shipments.setdefault(row.request_id, []).append(
-                ShipmentView(
-                    id=row.id,
-                    material=row.material,
-                    carrier=row.carrier,
-                    tracking_number=row.tracking_number,
-                    sent_on=row.sent_on,
-                    received_at=row.received_at,
-                )
-            )
+        )
     found: dict[UUID, list[InformationRequestView]] = {}
     for r in requests:
         answer = r.answer or {}
@@ -348,16 +328,11 @@ async def _information(
     return found
 
 
-async def _follow_ups(uow: Any, referral_ids: set[UUID]) -> dict[UUID, list[FollowUpView]]:
-    if not referral_ids:
-        return {}
-    rows = await uow.session.execute(
-        select(FollowUpQuestion)
-        .where(col(FollowUpQuestion.referral_id).in_(list(referral_ids)))
-        .order_by(col(FollowUpQuestion.asked_at))
-    )
+async def _follow_ups(
+    repo: PartnersRepository, referral_ids: set[UUID]
+) -> dict[UUID, list[FollowUpView]]:
     found: dict[UUID, list[FollowUpView]] = {}
-    for q in rows.scalars():
+    for q in await repo.follow_ups_of(referral_ids):
         found.setdefault(q.referral_id, []).append(
             FollowUpView(
                 id=q.id,
@@ -371,30 +346,13 @@ async def _follow_ups(uow: Any, referral_ids: set[UUID]) -> dict[UUID, list[Foll
     return found
 
 
-async def _meetings(uow: Any, referral_ids: set[UUID]) -> dict[UUID, list[MeetingView]]:
-    if not referral_ids:
-        return {}
-    rows = await uow.session.execute(
-        select(Meeting)
-        .where(col(Meeting.referral_id).in_(list(referral_ids)))
-        .order_by(col(Meeting.created_at))
-    )
+async def _meetings(
+    repo: PartnersRepository, referral_ids: set[UUID]
+) -> dict[UUID, list[MeetingView]]:
     found: dict[UUID, list[MeetingView]] = {}
-    for m in rows.scalars():
+    for m in await repo.meetings_of(referral_ids):
         found.setdefault(m.referral_id, []).append(MeetingView.of(m))
     return found
-
-
-async def _requests(uow: Any, case_ids: set[UUID]) -> dict[UUID, dict[str, Any]]:
-    """The latest `case.ready_for_referral` of each case."""
-    if not case_ids:
-        return {}
-    rows = await uow.session.execute(
-        select(col(RoutingCase.case_id), col(RoutingCase.request)).where(
-            col(RoutingCase.case_id).in_(list(case_ids))
-        )
-    )
-    return {case_id: request or {} for case_id, request in rows.all()}
 
 
 class _Body(BaseModel):
@@ -516,6 +474,7 @@ async def _answer(
     """Run a center's action on one of its referrals in one transaction, audited. With an
     Idempotency-Key (`key`, for the request's `body`): the same request again changes nothing
     and answers the referral as it is, marked `Idempotent-Replayed` on `response`."""
+    repo = runtime.partners.repo
     try:
         async with runtime.db.unit_of_work() as uow:
             if key is not None and await _replayed(uow, request, center, referral_id, key, body):
@@ -524,17 +483,17 @@ async def _answer(
                     response.headers["Idempotent-Replayed"] = "true"
             else:
                 referral = await action(uow)
-            request_ = (await _requests(uow, {referral.case_id})).get(referral.case_id)
+            request_ = (await repo(uow).ready_requests({referral.case_id})).get(referral.case_id)
             await uow.commit()
         async with runtime.db.unit_of_work() as uow:
-            information = (await _information(uow, {referral.id})).get(referral.id)
-            follow_ups = (await _follow_ups(uow, {referral.id})).get(referral.id)
-            meetings = (await _meetings(uow, {referral.id})).get(referral.id)
+            information = (await _information(repo(uow), {referral.id})).get(referral.id)
+            follow_ups = (await _follow_ups(repo(uow), {referral.id})).get(referral.id)
+            meetings = (await _meetings(repo(uow), {referral.id})).get(referral.id)
     except ReferralNotFound:
         # Audited with the case the referral is about, if it exists (another center's): the
         # caller learns nothing of it, the case's audit trail shows the attempt.
         async with runtime.db.unit_of_work() as uow:
-            other = await uow.session.get(Referral, referral_id)
+            other = await repo(uow).referral(referral_id)
         await audit(
             request,
             f"center:{center}",
@@ -651,19 +610,18 @@ async def list_referrals(
     paged = limit is not None or cursor is not None
     page_size = limit or DEFAULT_LIMIT
     async with runtime.db.unit_of_work() as uow:
-        rows = list(
-            (await uow.session.execute(query.limit(page_size + 1) if paged else query)).scalars()
-        )
+        repo = runtime.partners.repo(uow)
+        rows = await repo.referrals_page(query.limit(page_size + 1) if paged else query)
         if paged:
             page: PageOf[Referral] = signer.page(
                 rows, page_size, scope, request, key=lambda r: (r.offered_at, r.id)
             )
             rows = page.items
             page.link(response)
-        requests = await _requests(uow, {r.case_id for r in rows})
-        information = await _information(uow, {r.id for r in rows})
-        follow_ups = await _follow_ups(uow, {r.id for r in rows})
-        meetings = await _meetings(uow, {r.id for r in rows})
+        requests = await repo.ready_requests({r.case_id for r in rows})
+        information = await _information(repo, {r.id for r in rows})
+        follow_ups = await _follow_ups(repo, {r.id for r in rows})
+        meetings = await _meetings(repo, {r.id for r in rows})
         referrals = [
             OfferedReferral.of(
                 r,
@@ -1097,9 +1055,10 @@ async def put_webhook(
     secret = new_secret()
     sealed = runtime.cipher.encrypt_json(secret, bound_to=center).hex()
     async with runtime.db.unit_of_work() as uow:
-        hook = await uow.session.get(Webhook, center)
+        repo = runtime.partners.repo(uow)
+        hook = await repo.webhook(center)
         if hook is None:
-            uow.session.add(Webhook(center_code=center, url=url, secret_encrypted=sealed))
+            repo.add(Webhook(center_code=center, url=url, secret_encrypted=sealed))
         else:
             hook.url, hook.secret_encrypted, hook.created_at = url, sealed, utcnow()
         await uow.commit()
@@ -1117,17 +1076,15 @@ async def get_webhook(center: CenterDep, runtime: RuntimeDep, request: Request) 
     """Its URL (never the secret) and the last 100 deliveries with their attempts and errors;
     404 when the center has none."""
     async with runtime.db.unit_of_work() as uow:
-        hook = await uow.session.get(Webhook, center)
+        repo = runtime.partners.repo(uow)
+        hook = await repo.webhook(center)
         if hook is None:
             await audit(request, f"center:{center}", outcome="not_found")
             raise NotFound("This center has no webhook.")
-        rows = await uow.session.execute(
-            select(WebhookDelivery)
-            .where(col(WebhookDelivery.center_code) == center)
-            .order_by(col(WebhookDelivery.created_at).desc())
-            .limit(100)
-        )
-        deliveries = [DeliveryView.model_validate(d, from_attributes=True) for d in rows.scalars()]
+        deliveries = [
+            DeliveryView.model_validate(d, from_attributes=True)
+            for d in await repo.recent_deliveries(center, 100)
+        ]
     await audit(request, f"center:{center}")
     return WebhookView(url=hook.url, created_at=hook.created_at, deliveries=deliveries)
 
@@ -1142,11 +1099,12 @@ async def delete_webhook(center: CenterDep, runtime: RuntimeDep, request: Reques
     """Offers are then no longer POSTed; the center reads them with `GET
     /v1/partner/referrals`."""
     async with runtime.db.unit_of_work() as uow:
-        hook = await uow.session.get(Webhook, center)
+        repo = runtime.partners.repo(uow)
+        hook = await repo.webhook(center)
         if hook is None:
             await audit(request, f"center:{center}", outcome="not_found")
             raise NotFound("This center has no webhook.")
-        await uow.session.delete(hook)
+        await repo.remove(hook)
         await uow.commit()
     await audit(request, f"center:{center}")
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -9,8 +9,6 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import select
-from sqlmodel import col
 
 from referrals_common.api.problems import (
     NotFound,
@@ -19,11 +17,6 @@ from referrals_common.api.problems import (
 from referrals_common.i18n import country_name, negotiate, supported
 from referrals_common.i18n.case_texts import routing_explanation
 from referrals_partners.api.deps import CaseAccessDep, RuntimeDep, audit
-from referrals_partners.models import (
-    CenterRow,
-    Referral,
-    RoutingCase,
-)
 
 router = APIRouter(prefix="/v1")
 
@@ -79,17 +72,11 @@ async def patient_routing(
     404 until the case was routed."""
     case_id = access.case_id
     async with runtime.db.unit_of_work() as uow:
-        case = await uow.session.get(RoutingCase, case_id)
+        repo = runtime.partners.repo(uow)
+        case = await repo.case(case_id)
         if case is None:
             raise NotFound(f"Case {case_id} has not been referred yet.")
-        rows = await uow.session.execute(
-            select(Referral, CenterRow)
-            .join(CenterRow, col(CenterRow.code) == col(Referral.center_code))
-            .where(col(Referral.case_id) == case_id)
-            .order_by(col(Referral.attempt).desc())
-            .limit(1)
-        )
-        latest = rows.first()
+        latest = await repo.latest_referral_with_center(case_id)
     await audit(request, access.actor, case_id=case_id)
     # The case's language came with `case.ready_for_referral` (English from an older intake).
     locale = negotiate(accept_language, supported((case.request or {}).get("locale")))

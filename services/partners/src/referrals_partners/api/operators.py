@@ -11,8 +11,6 @@ from uuid import UUID
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from pydantic import BaseModel, Field
-from sqlalchemy import select
-from sqlmodel import col
 
 from referrals_common.api.problems import (
     Conflict,
@@ -29,7 +27,6 @@ from referrals_partners.models import (
     CenterRow,
     DeadLetterReplay,
     Referral,
-    RoutingCase,
     utcnow,
 )
 from referrals_partners.registry import Center
@@ -95,7 +92,7 @@ async def list_centers(
 ) -> list[CenterView]:
     """Every center, active or paused, by code, with the profile routing matches against."""
     async with runtime.db.unit_of_work() as uow:
-        rows = (await uow.session.execute(select(CenterRow).order_by(CenterRow.code))).scalars()
+        rows = await runtime.partners.repo(uow).centers_by_code()
         centers = [CenterView.model_validate(r, from_attributes=True) for r in rows]
     await audit(request, operator)
     return centers
@@ -116,10 +113,11 @@ async def add_center(
     from referrals_common.messaging.kafka import ensure_topics
 
     async with runtime.db.unit_of_work() as uow:
-        if await uow.session.get(CenterRow, center.code) is not None:
+        repo = runtime.partners.repo(uow)
+        if await repo.center_row(center.code) is not None:
             raise Conflict(f"There is already a center {center.code}.")
         row = CenterRow(**center_row_values(center))
-        uow.session.add(row)
+        repo.add(row)
         await uow.commit()
     kafka = runtime.settings.kafka
     await ensure_topics(
@@ -146,7 +144,7 @@ async def update_center(
     if center.code != code:
         raise Unprocessable("The body's code must be the center's code; codes do not change.")
     async with runtime.db.unit_of_work() as uow:
-        row = await uow.session.get(CenterRow, code, with_for_update=True)
+        row = await runtime.partners.repo(uow).center_row(code, lock=True)
         if row is None:
             raise NotFound(f"There is no center {code}.")
         values = center_row_values(center)
@@ -158,7 +156,7 @@ async def update_center(
 
 async def _set_active(runtime: Runtime, code: str, active: bool) -> CenterView:
     async with runtime.db.unit_of_work() as uow:
-        row = await uow.session.get(CenterRow, code, with_for_update=True)
+        row = await runtime.partners.repo(uow).center_row(code, lock=True)
         if row is None:
             raise NotFound(f"There is no center {code}.")
         row.active = active
@@ -211,7 +209,7 @@ async def issue_center_key(
     """The key is shown once, in this answer; the center's older keys keep working until they
     are revoked."""
     async with runtime.db.unit_of_work() as uow:
-        if await uow.session.get(CenterRow, code) is None:
+        if await runtime.partners.repo(uow).center_row(code) is None:
             raise NotFound(f"There is no center {code}.")
         key = await issue_key(uow, runtime.pepper, role="center", name=code, center_code=code)
         await uow.commit()
@@ -270,12 +268,7 @@ async def list_cases(
     which no center fits and an operator must act."""
     await audit(request, operator)
     async with runtime.db.unit_of_work() as uow:
-        rows = await uow.session.execute(
-            select(RoutingCase)
-            .where(col(RoutingCase.status) == status_)
-            .order_by(col(RoutingCase.updated_at).desc())
-            .limit(limit)
-        )
+        rows = await runtime.partners.repo(uow).cases_by_status(status_, limit)
         return [
             RoutingView(
                 case_id=c.case_id,
@@ -285,7 +278,7 @@ async def list_cases(
                 last_decision=c.last_decision,
                 referrals=[],
             )
-            for c in rows.scalars()
+            for c in rows
         ]
 
 
@@ -329,13 +322,11 @@ async def case_routing(
     """Each referral in attempt order, with the decision that chose its center (every center
     considered, and why it was or was not chosen)."""
     async with runtime.db.unit_of_work() as uow:
-        case = await uow.session.get(RoutingCase, case_id)
+        repo = runtime.partners.repo(uow)
+        case = await repo.case(case_id)
         if case is None:
             raise NotFound(f"Partners has not seen case {case_id}.")
-        rows = await uow.session.execute(
-            select(Referral).where(col(Referral.case_id) == case_id).order_by(col(Referral.attempt))
-        )
-        referrals = [_referral_record(r) for r in rows.scalars()]
+        referrals = [_referral_record(r) for r in await repo.referrals_of_case(case_id)]
     await audit(request, operator, case_id=case_id)
     return RoutingView(
         case_id=case.case_id,

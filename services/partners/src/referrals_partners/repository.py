@@ -1,0 +1,535 @@
+"""Partners' queries, on the session of the caller's unit of work. Nothing here commits: the
+caller (an API route's unit of work, a consumer's inbox transaction, a scheduler round) does.
+
+`PartnersRepository(session)` is what the use cases (`service.Partners`) and the API's routes read
+and write through; `Partners` builds it from `uow.session` with an injectable factory, so a unit
+test hands the use cases an in-memory repository instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, cast
+from uuid import UUID
+
+from sqlalchemy import CursorResult, Select, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from referrals_common.contracts import CaseFollowUpAsked, DocumentStored
+from referrals_common.contracts.information import Shipment as ShipmentNotice
+from referrals_common.contracts.meetings import MeetingStatus
+from referrals_partners.models import (
+    ApiClient,
+    CaseDocument,
+    CenterRow,
+    DeadLetterReplay,
+    FollowUpQuestion,
+    InformationRequest,
+    Meeting,
+    Referral,
+    RoutingCase,
+    Shipment,
+    Webhook,
+    WebhookDelivery,
+    utcnow,
+)
+
+OPEN = ("offered", "accepted", "info_requested")
+"""A referral's states while its center may still answer or deliver."""
+OPEN_MEETINGS = (MeetingStatus.OFFERED.value, MeetingStatus.BOOKED.value)
+"""A meeting's states while it may still take place."""
+LOADED = ("offered", "accepted", "info_requested", "completed")
+"""A referral's states that count towards its center's load."""
+
+
+class PartnersRepository:
+    """The routing cases, referrals and what hangs off them, centers and webhooks."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def add(self, row: object) -> None:
+        """A new row, written with the unit of work."""
+        self.session.add(row)
+
+    async def refresh(self, row: object) -> None:
+        """`row` as the database has it now (after a lock was taken)."""
+        await self.session.refresh(row)
+
+    # ----------------------------------------------------------------------- cases
+    async def lock_case(self, case_id: UUID) -> RoutingCase:
+        """The case's row, created on first sight, locked until the transaction ends."""
+        await self.session.execute(
+            insert(RoutingCase)
+            .values(
+                case_id=case_id, status="new", attempts=0, created_at=utcnow(), updated_at=utcnow()
+            )
+            .on_conflict_do_nothing(index_elements=["case_id"])
+        )
+        case = await self.session.get(
+            RoutingCase, case_id, with_for_update=True, populate_existing=True
+        )
+        assert case is not None
+        return case
+
+    async def case_unless_locked(self, case_id: UUID) -> RoutingCase | None:
+        """The case's row locked for this transaction, or None if another scheduler or an API
+        call holds it (SKIP LOCKED: that case is handled next round)."""
+        rows = await self.session.execute(
+            select(RoutingCase)
+            .where(col(RoutingCase.case_id) == case_id)
+            .with_for_update(skip_locked=True)
+        )
+        return rows.scalar_one_or_none()
+
+    async def case(
+        self, case_id: UUID, *, lock: bool = False, fresh: bool = False
+    ) -> RoutingCase | None:
+        """The case's row (`lock`: locked until the transaction ends; `fresh`: as the database
+        has it, not as this session last read it)."""
+        return await self.session.get(
+            RoutingCase, case_id, with_for_update=lock, populate_existing=fresh
+        )
+
+    async def set_case_status(self, case_id: UUID, status: str, at: datetime) -> None:
+        await self.session.execute(
+            RoutingCase.__table__.update()  # type: ignore[attr-defined]  # SQLModel leaves __table__ undeclared
+            .where(col(RoutingCase.case_id) == case_id)
+            .values(status=status, updated_at=at)
+        )
+
+    async def cases_choosing_past(self, now: datetime, limit: int) -> list[UUID]:
+        """Cases whose patient's choice is past its deadline, locked (SKIP LOCKED)."""
+        rows = await self.session.execute(
+            select(col(RoutingCase.case_id))
+            .where(col(RoutingCase.status) == "choosing", col(RoutingCase.choose_by) <= now)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return [case_id for (case_id,) in rows.all()]
+
+    async def cases_by_status(self, status: str, limit: int) -> list[RoutingCase]:
+        """The most recently changed first."""
+        rows = await self.session.execute(
+            select(RoutingCase)
+            .where(col(RoutingCase.status) == status)
+            .order_by(col(RoutingCase.updated_at).desc())
+            .limit(limit)
+        )
+        return list(rows.scalars())
+
+    async def ready_requests(self, case_ids: set[UUID]) -> dict[UUID, dict[str, Any]]:
+        """The latest `case.ready_for_referral` of each case."""
+        if not case_ids:
+            return {}
+        rows = await self.session.execute(
+            select(col(RoutingCase.case_id), col(RoutingCase.request)).where(
+                col(RoutingCase.case_id).in_(list(case_ids))
+            )
+        )
+        return {case_id: request or {} for case_id, request in rows.all()}
+
+    # ------------------------------------------------------------------- referrals
+    async def referral(self, referral_id: UUID, *, fresh: bool = False) -> Referral | None:
+        return await self.session.get(Referral, referral_id, populate_existing=fresh)
+
+    async def open_referral(self, case_id: UUID) -> Referral | None:
+        rows = await self.session.execute(
+            select(Referral).where(col(Referral.case_id) == case_id, col(Referral.status).in_(OPEN))
+        )
+        return rows.scalars().first()
+
+    async def referrals_of_case(self, case_id: UUID) -> list[Referral]:
+        """Every referral of the case, in attempt order (entities: a referral this transaction
+        just changed counts as it is now)."""
+        rows = await self.session.execute(
+            select(Referral).where(col(Referral.case_id) == case_id).order_by(col(Referral.attempt))
+        )
+        return list(rows.scalars().all())
+
+    async def opinions_given(self, case_id: UUID) -> int:
+        given = await self.session.scalar(
+            select(func.count())
+            .select_from(Referral)
+            .where(col(Referral.case_id) == case_id, col(Referral.status) == "completed")
+        )
+        return int(given or 0)
+
+    async def offers_due(self, now: datetime, limit: int) -> list[tuple[UUID, UUID]]:
+        """(referral id, case id) of offers past their answer deadline, the oldest first."""
+        rows = await self.session.execute(
+            select(col(Referral.id), col(Referral.case_id))
+            .where(col(Referral.status) == "offered", col(Referral.answer_due_at) <= now)
+            .order_by(col(Referral.answer_due_at))
+            .limit(limit)
+        )
+        return [(referral_id, case_id) for referral_id, case_id in rows.all()]
+
+    async def center_loads(self, since: datetime) -> dict[str, int]:
+        """Referrals offered to each center since `since` that count towards its load."""
+        rows = await self.session.execute(
+            select(col(Referral.center_code), func.count())
+            .where(col(Referral.offered_at) >= since, col(Referral.status).in_(LOADED))
+            .group_by(col(Referral.center_code))
+        )
+        return {code: int(count) for code, count in rows.all()}
+
+    async def delivered_outcomes(self) -> list[tuple[str, dict[str, Any] | None]]:
+        """(center code, recorded outcome) of every delivered opinion."""
+        rows = await self.session.execute(
+            select(col(Referral.center_code), col(Referral.outcome)).where(
+                col(Referral.status) == "completed"
+            )
+        )
+        return [(code, outcome) for code, outcome in rows.all()]
+
+    async def referrals_page(self, query: Select[Any]) -> list[Referral]:
+        """The referrals a built query (a center's list, a page of it) selects."""
+        found: list[Referral] = list((await self.session.execute(query)).scalars())
+        return found
+
+    async def latest_referral_with_center(self, case_id: UUID) -> tuple[Referral, CenterRow] | None:
+        """The case's latest referral and its center's row."""
+        rows = await self.session.execute(
+            select(Referral, CenterRow)
+            .join(CenterRow, col(CenterRow.code) == col(Referral.center_code))
+            .where(col(Referral.case_id) == case_id)
+            .order_by(col(Referral.attempt).desc())
+            .limit(1)
+        )
+        latest = rows.first()
+        return (latest[0], latest[1]) if latest is not None else None
+
+    # ------------------------------------------------------------------- documents
+    async def store_document(self, stored: DocumentStored) -> None:
+        """Records stored a document of the case (once per document id)."""
+        await self.session.execute(
+            insert(CaseDocument)
+            .values(
+                document_id=stored.document_id,
+                case_id=stored.case_id,
+                kind=str(stored.kind),
+                media_type=str(stored.media_type),
+                referral_id=stored.referral_id,
+            )
+            .on_conflict_do_nothing(index_elements=["document_id"])
+        )
+
+    async def document(self, document_id: UUID) -> CaseDocument | None:
+        return await self.session.get(CaseDocument, document_id)
+
+    async def documents(self, ids: Sequence[UUID]) -> list[CaseDocument]:
+        """The stored ones of `ids`, in their order (records' events may still be on their
+        way for the others)."""
+        rows = await self.session.execute(
+            select(CaseDocument).where(col(CaseDocument.document_id).in_(list(ids)))
+        )
+        by_id = {d.document_id: d for d in rows.scalars()}
+        return [by_id[i] for i in ids if i in by_id]
+
+    # --------------------------------------------------------- information requests
+    async def information_request(
+        self, request_id: UUID, *, fresh: bool = False
+    ) -> InformationRequest | None:
+        return await self.session.get(InformationRequest, request_id, populate_existing=fresh)
+
+    async def end_requests(self, referral_id: UUID, status: str) -> None:
+        """The referral's open request ends as `status` (the center declined, the case
+        closed)."""
+        await self.session.execute(
+            update(InformationRequest)
+            .where(
+                col(InformationRequest.referral_id) == referral_id,
+                col(InformationRequest.status) == "open",
+            )
+            .values(status=status)
+        )
+
+    async def requests_to_handle(
+        self, now: datetime, reminders: int, limit: int
+    ) -> list[tuple[UUID, UUID]]:
+        """(request id, case id) of open requests past due or with a reminder left, by due
+        time."""
+        rows = await self.session.execute(
+            select(col(InformationRequest.id), col(InformationRequest.case_id))
+            .where(col(InformationRequest.status) == "open")
+            .where(
+                (col(InformationRequest.due_at) <= now)
+                | (col(InformationRequest.reminders_sent) < reminders)
+            )
+            .order_by(col(InformationRequest.due_at))
+            .limit(limit)
+        )
+        return [(request_id, case_id) for request_id, case_id in rows.all()]
+
+    async def add_shipment(
+        self, shipment: ShipmentNotice, request: InformationRequest, referral: Referral
+    ) -> None:
+        """A shipment the patient announced in an answer (once per shipment id)."""
+        await self.session.execute(
+            insert(Shipment)
+            .values(
+                id=shipment.shipment_id,
+                request_id=request.id,
+                referral_id=referral.id,
+                case_id=referral.case_id,
+                material=str(shipment.material),
+                carrier=shipment.carrier,
+                tracking_number=shipment.tracking_number,
+                sent_on=shipment.sent_on,
+            )
+            .on_conflict_do_nothing(index_elements=["id"])
+        )
+
+    async def shipment(self, shipment_id: UUID) -> Shipment | None:
+        """The shipment, locked until the transaction ends."""
+        return await self.session.get(Shipment, shipment_id, with_for_update=True)
+
+    async def information_of(self, referral_ids: set[UUID]) -> list[InformationRequest]:
+        """The referrals' information requests, oldest first."""
+        if not referral_ids:
+            return []
+        rows = await self.session.execute(
+            select(InformationRequest)
+            .where(col(InformationRequest.referral_id).in_(list(referral_ids)))
+            .order_by(col(InformationRequest.requested_at))
+        )
+        return list(rows.scalars())
+
+    async def shipments_of(self, request_ids: list[UUID]) -> list[Shipment]:
+        """The requests' shipments, by the day they were sent."""
+        if not request_ids:
+            return []
+        rows = await self.session.execute(
+            select(Shipment)
+            .where(col(Shipment.request_id).in_(request_ids))
+            .order_by(col(Shipment.sent_on))
+        )
+        return list(rows.scalars())
+
+    # ---------------------------------------------------------- follow-up questions
+    async def add_follow_up(self, asked: CaseFollowUpAsked, referral: Referral) -> bool:
+        """The patient's follow-up question (once per question id); False: known already."""
+        inserted = await self.session.execute(
+            insert(FollowUpQuestion)
+            .values(
+                id=asked.question_id,
+                referral_id=referral.id,
+                case_id=referral.case_id,
+                question=asked.question,
+                asked_at=asked.asked_at,
+            )
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(col(FollowUpQuestion.id))
+        )
+        return inserted.first() is not None
+
+    async def follow_up(self, question_id: UUID) -> FollowUpQuestion | None:
+        """The question, locked until the transaction ends."""
+        return await self.session.get(FollowUpQuestion, question_id, with_for_update=True)
+
+    async def follow_ups_of(self, referral_ids: set[UUID]) -> list[FollowUpQuestion]:
+        """The referrals' follow-up questions, oldest first."""
+        if not referral_ids:
+            return []
+        rows = await self.session.execute(
+            select(FollowUpQuestion)
+            .where(col(FollowUpQuestion.referral_id).in_(list(referral_ids)))
+            .order_by(col(FollowUpQuestion.asked_at))
+        )
+        return list(rows.scalars())
+
+    async def meetings_of(self, referral_ids: set[UUID]) -> list[Meeting]:
+        """The referrals' meetings, oldest first."""
+        if not referral_ids:
+            return []
+        rows = await self.session.execute(
+            select(Meeting)
+            .where(col(Meeting.referral_id).in_(list(referral_ids)))
+            .order_by(col(Meeting.created_at))
+        )
+        return list(rows.scalars())
+
+    async def meeting(self, meeting_id: UUID, *, lock: bool = False) -> Meeting | None:
+        """The meeting (`lock`: locked until the transaction ends)."""
+        return await self.session.get(Meeting, meeting_id, with_for_update=lock)
+
+    async def open_meeting(self, referral_id: UUID) -> Meeting | None:
+        """The referral's meeting offered or booked, if any (one at a time)."""
+        rows = await self.session.execute(
+            select(Meeting).where(
+                col(Meeting.referral_id) == referral_id,
+                col(Meeting.status).in_(OPEN_MEETINGS),
+            )
+        )
+        return rows.scalars().first()
+
+    async def end_open_meetings(self, case_id: UUID, *, status: str, cancelled_by: str) -> None:
+        """The case's meetings offered or booked end as `status`, quietly."""
+        await self.session.execute(
+            update(Meeting)
+            .where(col(Meeting.case_id) == case_id, col(Meeting.status).in_(OPEN_MEETINGS))
+            .values(status=status, cancelled_by=cancelled_by)
+        )
+
+    async def meetings_to_remind(
+        self, reminders_sent: int, now: datetime, before: timedelta, limit: int
+    ) -> list[Meeting]:
+        """Booked meetings that have had `reminders_sent` reminders and start within `before`
+        (not yet started), soonest first, locked (SKIP LOCKED: several schedulers share them)."""
+        rows = await self.session.execute(
+            select(Meeting)
+            .where(
+                col(Meeting.status) == MeetingStatus.BOOKED.value,
+                col(Meeting.reminders_sent) == reminders_sent,
+                col(Meeting.starts_at) <= now + before,
+                col(Meeting.starts_at) > now,
+            )
+            .order_by(col(Meeting.starts_at))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list(rows.scalars())
+
+    # ------------------------------------------------------------ operators' reads
+    async def information_requests_of_case(self, case_id: UUID) -> list[InformationRequest]:
+        rows = await self.session.execute(
+            select(InformationRequest).where(col(InformationRequest.case_id) == case_id)
+        )
+        return list(rows.scalars())
+
+    async def deliveries_of(self, referral_ids: list[UUID]) -> list[WebhookDelivery]:
+        """The webhook deliveries of the referrals."""
+        if not referral_ids:
+            return []
+        rows = await self.session.execute(
+            select(WebhookDelivery).where(col(WebhookDelivery.referral_id).in_(referral_ids))
+        )
+        return list(rows.scalars())
+
+    async def offers_past_due(self, now: datetime) -> list[Referral]:
+        """Offers past their answer deadline, not yet expired."""
+        rows = await self.session.execute(
+            select(Referral).where(
+                col(Referral.status) == "offered", col(Referral.answer_due_at) < now
+            )
+        )
+        return list(rows.scalars())
+
+    async def opinions_past_due(self, now: datetime) -> list[Referral]:
+        """Accepted referrals past the opinion's expected date."""
+        rows = await self.session.execute(
+            select(Referral).where(
+                col(Referral.status) == "accepted", col(Referral.expected_opinion_at) < now
+            )
+        )
+        return list(rows.scalars())
+
+    async def requests_past_due(self, now: datetime) -> list[InformationRequest]:
+        """Open requests for information past their due time, not yet expired."""
+        rows = await self.session.execute(
+            select(InformationRequest).where(
+                col(InformationRequest.status) == "open", col(InformationRequest.due_at) < now
+            )
+        )
+        return list(rows.scalars())
+
+    async def choices_past_due(self, now: datetime) -> list[RoutingCase]:
+        """Cases whose patient's choice of center is past its deadline, not yet offered."""
+        rows = await self.session.execute(
+            select(RoutingCase).where(
+                col(RoutingCase.status) == "choosing", col(RoutingCase.choose_by) < now
+            )
+        )
+        return list(rows.scalars())
+
+    async def replays(self, topic: str) -> list[DeadLetterReplay]:
+        """Every replay of the dead letters of `topic`, oldest first."""
+        rows = await self.session.execute(
+            select(DeadLetterReplay)
+            .where(col(DeadLetterReplay.topic) == topic)
+            .order_by(col(DeadLetterReplay.replayed_at))
+        )
+        return list(rows.scalars())
+
+    # --------------------------------------------------------------------- centers
+    async def center_row(self, code: str, *, lock: bool = False) -> CenterRow | None:
+        return await self.session.get(CenterRow, code, with_for_update=lock)
+
+    async def center_rows(self) -> list[CenterRow]:
+        """Every center, as the database returns them (routing ranks them itself)."""
+        return list((await self.session.execute(select(CenterRow))).scalars().all())
+
+    async def centers_by_code(self) -> list[CenterRow]:
+        """Every center, by code."""
+        rows = await self.session.execute(select(CenterRow).order_by(CenterRow.code))
+        return list(rows.scalars().all())
+
+    async def add_seed_center(self, values: dict[str, Any]) -> bool:
+        """A center of the registry seed, unless the registry has it (ops' changes stay);
+        False: it had."""
+        # An INSERT's result is a CursorResult (the session types every result as Result).
+        result = cast(
+            CursorResult[Any],
+            await self.session.execute(
+                insert(CenterRow).values(**values).on_conflict_do_nothing(index_elements=["code"])
+            ),
+        )
+        return bool(result.rowcount)
+
+    async def center_codes(self) -> list[str]:
+        return list((await self.session.execute(select(col(CenterRow.code)))).scalars().all())
+
+    # -------------------------------------------------------------------- API keys
+    async def api_key(self, key_id: str, *, lock: bool = False) -> ApiClient | None:
+        """A center's or an operator's key (`lock`: locked until the transaction ends)."""
+        return await self.session.get(ApiClient, key_id, with_for_update=lock)
+
+    # -------------------------------------------------------------------- webhooks
+    async def webhook(self, center_code: str) -> Webhook | None:
+        return await self.session.get(Webhook, center_code)
+
+    async def remove(self, row: object) -> None:
+        await self.session.delete(row)
+
+    async def recent_deliveries(self, center_code: str, limit: int) -> list[WebhookDelivery]:
+        """The center's webhook deliveries, the newest first."""
+        rows = await self.session.execute(
+            select(WebhookDelivery)
+            .where(col(WebhookDelivery.center_code) == center_code)
+            .order_by(col(WebhookDelivery.created_at).desc())
+            .limit(limit)
+        )
+        return list(rows.scalars())
+
+    async def next_delivery_due(self, now: datetime) -> WebhookDelivery | None:
+        """The pending delivery due the longest, locked (SKIP LOCKED: several schedulers)."""
+        rows = await self.session.execute(
+            select(WebhookDelivery)
+            .where(
+                col(WebhookDelivery.status) == "pending",
+                col(WebhookDelivery.next_attempt_at) <= now,
+            )
+            .order_by(col(WebhookDelivery.next_attempt_at))
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        return rows.scalar_one_or_none()
+
+    async def cancel_deliveries(self, referral_id: UUID) -> None:
+        """The offer ended (answered, expired, withdrawn): its webhook deliveries not yet made
+        are cancelled, so a center is never sent an offer it can no longer take."""
+        await self.session.execute(
+            update(WebhookDelivery)
+            .where(
+                col(WebhookDelivery.referral_id) == referral_id,
+                col(WebhookDelivery.status) == "pending",
+            )
+            .values(status="cancelled", last_error="the offer ended before it was delivered")
+        )
+
+
+__all__ = ["LOADED", "OPEN", "OPEN_MEETINGS", "PartnersRepository"]
