@@ -29,7 +29,7 @@ from referrals_common.contracts import (
 from referrals_common.contracts.meetings import MeetingStatus, PatientCancelReason
 from referrals_common.db import UnitOfWork
 from referrals_intake.models import Meeting, utcnow
-from referrals_intake.repository import CaseRepository
+from referrals_intake.repository import CaseRepository, RepositoryFactory
 from referrals_intake.service import _locked, _note
 
 OPEN = (MeetingStatus.OFFERED.value, MeetingStatus.BOOKED.value)
@@ -79,10 +79,11 @@ async def choose_slot(
     time_zone: str,
     *,
     now: datetime | None = None,
+    repository: RepositoryFactory = CaseRepository,
 ) -> Meeting:
-    repo = CaseRepository(uow.session)
+    repo = repository(uow.session)
     case = await _locked(repo, case_id)
-    meeting = await _meeting(uow, case_id, meeting_id)
+    meeting = await _meeting(repo, case_id, meeting_id)
     _require_open(meeting, case.status)
     now = now or utcnow()
     slot = next(
@@ -121,11 +122,16 @@ async def choose_slot(
 
 
 async def cancel(
-    uow: UnitOfWork, case_id: UUID, meeting_id: UUID, reason: PatientCancelReason
+    uow: UnitOfWork,
+    case_id: UUID,
+    meeting_id: UUID,
+    reason: PatientCancelReason,
+    *,
+    repository: RepositoryFactory = CaseRepository,
 ) -> Meeting:
-    repo = CaseRepository(uow.session)
+    repo = repository(uow.session)
     case = await _locked(repo, case_id)
-    meeting = await _meeting(uow, case_id, meeting_id)
+    meeting = await _meeting(repo, case_id, meeting_id)
     _require_open(meeting, case.status)
     booked = meeting.booked_slot
     if booked and datetime.fromisoformat(booked["starts_at"]) <= utcnow():
@@ -156,12 +162,17 @@ async def cancel(
 
 
 # ------------------------------------------------------------------------ partners' events
-async def on_offered(uow: UnitOfWork, offered: ReferralMeetingOffered) -> None:
-    repo = CaseRepository(uow.session)
+async def on_offered(
+    uow: UnitOfWork,
+    offered: ReferralMeetingOffered,
+    *,
+    repository: RepositoryFactory = CaseRepository,
+) -> None:
+    repo = repository(uow.session)
     case = await repo.get(offered.case_id, for_update=True)
     if case is None:
         return
-    meeting = await uow.session.get(Meeting, offered.meeting_id, with_for_update=True)
+    meeting = await repo.meeting(offered.meeting_id)
     slots = [s.model_dump(mode="json") for s in offered.slots]
     if meeting is None:
         meeting = Meeting(
@@ -192,8 +203,14 @@ async def on_offered(uow: UnitOfWork, offered: ReferralMeetingOffered) -> None:
     )
 
 
-async def on_booked(uow: UnitOfWork, booked: ReferralMeetingBooked) -> None:
-    meeting = await _known(uow, booked.case_id, booked.meeting_id)
+async def on_booked(
+    uow: UnitOfWork,
+    booked: ReferralMeetingBooked,
+    *,
+    repository: RepositoryFactory = CaseRepository,
+) -> None:
+    repo = repository(uow.session)
+    meeting = await _known(repo, booked.case_id, booked.meeting_id)
     if meeting is None or meeting.status not in OPEN:
         return
     meeting.status = MeetingStatus.BOOKED.value
@@ -203,7 +220,7 @@ async def on_booked(uow: UnitOfWork, booked: ReferralMeetingBooked) -> None:
         meeting.requested_slot_id = None
     meeting.updated_at = utcnow()
     await _note_on(
-        uow,
+        repo,
         booked.case_id,
         "meeting_booked",
         {"center": booked.center_code, "at": booked.slot.starts_at.isoformat()},
@@ -211,8 +228,14 @@ async def on_booked(uow: UnitOfWork, booked: ReferralMeetingBooked) -> None:
     )
 
 
-async def on_cancelled(uow: UnitOfWork, cancelled: ReferralMeetingCancelled) -> None:
-    meeting = await _known(uow, cancelled.case_id, cancelled.meeting_id)
+async def on_cancelled(
+    uow: UnitOfWork,
+    cancelled: ReferralMeetingCancelled,
+    *,
+    repository: RepositoryFactory = CaseRepository,
+) -> None:
+    repo = repository(uow.session)
+    meeting = await _known(repo, cancelled.case_id, cancelled.meeting_id)
     if meeting is None or meeting.status == MeetingStatus.CANCELLED:
         return
     meeting.status = MeetingStatus.CANCELLED.value
@@ -223,7 +246,7 @@ async def on_cancelled(uow: UnitOfWork, cancelled: ReferralMeetingCancelled) -> 
     meeting.requested_slot_id = None
     meeting.updated_at = utcnow()
     await _note_on(
-        uow,
+        repo,
         cancelled.case_id,
         "meeting_cancelled",
         {"center": cancelled.center_code, "by": "center"},
@@ -231,15 +254,18 @@ async def on_cancelled(uow: UnitOfWork, cancelled: ReferralMeetingCancelled) -> 
     )
 
 
-async def on_ended(uow: UnitOfWork, ended: ReferralMeetingEnded) -> None:
-    meeting = await _known(uow, ended.case_id, ended.meeting_id)
+async def on_ended(
+    uow: UnitOfWork, ended: ReferralMeetingEnded, *, repository: RepositoryFactory = CaseRepository
+) -> None:
+    repo = repository(uow.session)
+    meeting = await _known(repo, ended.case_id, ended.meeting_id)
     if meeting is None or meeting.status != MeetingStatus.BOOKED:
         return
     meeting.status = ended.outcome.value
     meeting.updated_at = utcnow()
     held = ended.outcome.value == MeetingStatus.HELD
     await _note_on(
-        uow,
+        repo,
         ended.case_id,
         f"meeting_{ended.outcome.value}",
         {},
@@ -265,27 +291,26 @@ def public(meeting: Meeting) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- helpers
-async def _meeting(uow: UnitOfWork, case_id: UUID, meeting_id: UUID) -> Meeting:
-    meeting = await uow.session.get(Meeting, meeting_id, with_for_update=True)
+async def _meeting(repo: CaseRepository, case_id: UUID, meeting_id: UUID) -> Meeting:
+    meeting = await repo.meeting(meeting_id)
     if meeting is None or meeting.case_id != case_id:
         raise MeetingNotFound(str(meeting_id))
     return meeting
 
 
-async def _known(uow: UnitOfWork, case_id: UUID, meeting_id: UUID) -> Meeting | None:
+async def _known(repo: CaseRepository, case_id: UUID, meeting_id: UUID) -> Meeting | None:
     """The meeting of a partners' event, under the case's lock (None: not this case's)."""
-    if await CaseRepository(uow.session).get(case_id, for_update=True) is None:
+    if await repo.get(case_id, for_update=True) is None:
         return None
-    meeting = await uow.session.get(Meeting, meeting_id, with_for_update=True)
+    meeting = await repo.meeting(meeting_id)
     return meeting if meeting is not None and meeting.case_id == case_id else None
 
 
 async def _note_on(
-    uow: UnitOfWork, case_id: UUID, code: str, params: dict[str, Any], next_step: str | None
+    repo: CaseRepository, case_id: UUID, code: str, params: dict[str, Any], next_step: str | None
 ) -> None:
     """A timeline entry on the case (already locked by `_known`): its sentence's code and
     parameters, and its next step's code."""
-    repo = CaseRepository(uow.session)
     case = await repo.get(case_id)
     assert case is not None
     _note(repo, case, code, params, next_step)

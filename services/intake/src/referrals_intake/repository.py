@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from uuid import UUID, uuid4
 
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -28,6 +28,9 @@ from referrals_intake.models import (
 
 
 class CaseRepository:
+    """Intake's queries on one session: rows are added and changed in the caller's transaction,
+    never committed here."""
+
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
@@ -84,6 +87,27 @@ class CaseRepository:
     def add(self, row: object) -> None:
         self.session.add(row)
 
+    async def flush(self) -> None:
+        """Write what was added or changed so far, inside the transaction (the unit of work does
+        not autoflush): ids and defaults are set, and this transaction's reads see it."""
+        await self.session.flush()
+
+    async def entered_state_at(self, case_id: UUID) -> datetime | None:
+        """When the case entered the state it is in: its last timeline entry's time, this
+        transaction's own (added, not flushed yet) or the last stored one (one indexed row);
+        None when it never moved (it counts from its creation)."""
+        pending = [
+            e.at for e in self.session.new if isinstance(e, TimelineEntry) and e.case_id == case_id
+        ]
+        if pending:
+            return max(pending)
+        return await self.session.scalar(
+            select(col(TimelineEntry.at))
+            .where(col(TimelineEntry.case_id) == case_id)
+            .order_by(col(TimelineEntry.id).desc())
+            .limit(1)
+        )
+
     async def consents(self, case_id: UUID) -> dict[str, CaseConsent]:
         rows = await self.session.execute(
             select(CaseConsent).where(col(CaseConsent.case_id) == case_id)
@@ -138,6 +162,31 @@ class CaseRepository:
         )
         return list(rows.scalars())
 
+    async def information_request(
+        self, request_id: UUID, *, for_update: bool = False
+    ) -> InformationRequest | None:
+        return await self.session.get(
+            InformationRequest, request_id, with_for_update=True if for_update else None
+        )
+
+    async def close_requests(self, case_id: UUID, status: str, *, only: UUID | None = None) -> None:
+        """The case's open requests (or only the one `only`) end as `status` (expired,
+        cancelled)."""
+        query = update(InformationRequest).where(
+            col(InformationRequest.case_id) == case_id, col(InformationRequest.status) == "open"
+        )
+        if only is not None:
+            query = query.where(col(InformationRequest.id) == only)
+        await self.session.execute(query.values(status=status))
+
+    async def follow_up_question(self, question_id: UUID) -> FollowUpQuestion | None:
+        """The question, locked for the rest of the transaction (its answer is to be kept)."""
+        return await self.session.get(FollowUpQuestion, question_id, with_for_update=True)
+
+    async def meeting(self, meeting_id: UUID) -> Meeting | None:
+        """The meeting, locked for the rest of the transaction (it is to change)."""
+        return await self.session.get(Meeting, meeting_id, with_for_update=True)
+
     async def meetings(self, case_id: UUID) -> list[Meeting]:
         rows = await self.session.execute(
             select(Meeting).where(col(Meeting.case_id) == case_id).order_by(col(Meeting.created_at))
@@ -161,3 +210,8 @@ class CaseRepository:
 
     def audit(self, actor: str, action: str, case_id: UUID | None, outcome: str = "ok") -> None:
         self.session.add(AccessAudit(actor=actor, action=action, case_id=case_id, outcome=outcome))
+
+
+RepositoryFactory = Callable[[AsyncSession], CaseRepository]
+"""How a use case gets its repository from its unit of work's session: `CaseRepository`
+itself, or (a unit test) a function answering an in-memory fake."""

@@ -2,7 +2,9 @@
 documents, language checks and referrals the other services report.
 
 Every use case runs in the caller's unit of work: the state change, the timeline entry and the
-outgoing events (outbox) are committed together by the caller, or not at all.
+outgoing events (outbox) are committed together by the caller, or not at all; none commits. Its
+queries go through the repository `Intake.repository` makes on the unit of work's session
+(`CaseRepository`, or a unit test's in-memory fake), never through the session itself.
 """
 
 from __future__ import annotations
@@ -12,9 +14,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 from uuid import UUID, uuid4
-
-from sqlalchemy import select, update
-from sqlmodel import col
 
 from referrals_common.contracts import (
     AgeGroup,
@@ -47,7 +46,6 @@ from referrals_common.metrics import CASE_TIME_IN_STATE, CASE_TRANSITIONS, servi
 from referrals_intake import lifecycle
 from referrals_intake.lifecycle import IllegalTransition
 from referrals_intake.models import (
-    ApiClient,
     Case,
     CaseDocument,
     FollowUpQuestion,
@@ -55,7 +53,7 @@ from referrals_intake.models import (
     TimelineEntry,
     utcnow,
 )
-from referrals_intake.repository import CaseRepository
+from referrals_intake.repository import CaseRepository, RepositoryFactory
 from referrals_intake.schemas import CaseCreate, CaseFields, CaseUpdate
 
 log = logging.getLogger(__name__)
@@ -167,6 +165,12 @@ class Intake:
     follow_up_window: timedelta = timedelta(days=30)
     max_opinions: int = 3
     """Opinions a case may get: the first, then further ones (seed 003)."""
+    repository: RepositoryFactory = CaseRepository
+    """Makes the use cases' repository on their unit of work's session (a unit test passes an
+    in-memory fake's factory)."""
+
+    def _repo(self, uow: UnitOfWork) -> CaseRepository:
+        return self.repository(uow.session)
 
     # ------------------------------------------------------------------ personal data at rest
 
@@ -187,7 +191,7 @@ class Intake:
         self, uow: UnitOfWork, client_id: str, data: CaseCreate, case_id: UUID | None = None
     ) -> Case:
         """A new draft case owned by the front end `client_id`."""
-        repo = CaseRepository(uow.session)
+        repo = self._repo(uow)
         case = Case(
             id=case_id or uuid4(),
             client_id=client_id,
@@ -202,7 +206,7 @@ class Intake:
 
     async def edit_case(self, uow: UnitOfWork, case_id: UUID, changes: CaseUpdate) -> Case:
         """Apply the given fields to a draft; CaseNotEditable once it was submitted."""
-        repo = CaseRepository(uow.session)
+        repo = self._repo(uow)
         case = await _locked(repo, case_id)
         if case.status not in lifecycle.EDITABLE_STATES:
             raise CaseNotEditable(case.status)
@@ -231,7 +235,7 @@ class Intake:
                 f"{version!r} is not a published version of the {kind} consent "
                 f"(known: {', '.join(known)})"
             )
-        repo = CaseRepository(uow.session)
+        repo = self._repo(uow)
         case = await _locked(repo, case_id)
         if case.status not in lifecycle.OPEN_STATES:
             raise CaseNotEditable(case.status)
@@ -240,14 +244,14 @@ class Intake:
 
     async def submit_case(self, uow: UnitOfWork, case_id: UUID) -> Case:
         """Submit a draft that has evidence of the diagnosis and the consents it needs."""
-        repo = CaseRepository(uow.session)
+        repo = self._repo(uow)
         case = await _locked(repo, case_id)
         if case.status != CaseStatus.DRAFT:
             raise IllegalTransition(CaseStatus(case.status), R.PATIENT_SUBMITTED)
         consents = await repo.consents(case_id)
         docs = await repo.document_states(case_id)
         contact = self.unseal(case).get("contact") or {}
-        front_end = await uow.session.get(ApiClient, case.client_id)
+        front_end = await repo.client(case.client_id)
         missing = lifecycle.missing_for_submission(
             docs,
             has_processing_consent="processing" in consents,
@@ -276,7 +280,7 @@ class Intake:
             )
         )
         await self._share_contact(uow, case)
-        await _move(uow, case, R.PATIENT_SUBMITTED)
+        await _move(uow, repo, case, R.PATIENT_SUBMITTED)
         await self._follow_documents(uow, case)
         return case
 
@@ -308,7 +312,7 @@ class Intake:
         """A center accepted the case's referral: when an insurer pays and the front end gave the
         policy, hand it to partners, sealed to its key for this referral alone, on the cases
         topic (never a center's inbox); partners shows it to that center through its API."""
-        case = await CaseRepository(uow.session).get(case_id)
+        case = await self._repo(uow).get(case_id)
         payer = Payer.model_validate(case.payer) if case and case.payer else None
         if case is None or payer is None or payer.kind is not PayerKind.INSURER:
             return
@@ -338,10 +342,10 @@ class Intake:
     async def withdraw_case(
         self, uow: UnitOfWork, case_id: UUID, reason: WithdrawalReason | None
     ) -> Case:
-        repo = CaseRepository(uow.session)
+        repo = self._repo(uow)
         case = await _locked(repo, case_id)
-        await _move(uow, case, R.PATIENT_WITHDREW)
-        await _close_requests(uow, case.id, "cancelled")
+        await _move(uow, repo, case, R.PATIENT_WITHDREW)
+        await repo.close_requests(case.id, "cancelled")
         case.withdrawal_reason = reason
         await uow.outbox.add(new_event(CaseWithdrawn(case_id=case.id, reason=reason)))
         return case
@@ -379,7 +383,7 @@ class Intake:
         self, uow: UnitOfWork, case_id: UUID, reason: str, detail: str
     ) -> None:
         """An upload records refused: nothing was stored; the timeline tells the patient why."""
-        repo = CaseRepository(uow.session)
+        repo = self._repo(uow)
         case = await repo.get(case_id, for_update=True)
         if case is None:
             log.warning("rejected upload of unknown case %s ignored", case_id)
@@ -394,7 +398,7 @@ class Intake:
         Records' and translation's events travel on different topics, so a language check may
         arrive before the document's `stored` event: either creates the row.
         """
-        repo = CaseRepository(uow.session)
+        repo = self._repo(uow)
         case = await repo.get(case_id, for_update=True)
         if case is None:
             log.warning("document %s of unknown case %s ignored", document_id, case_id)
@@ -409,24 +413,26 @@ class Intake:
         for name, value in facts.items():
             setattr(doc, name, value)
         doc.updated_at = utcnow()
-        await uow.session.flush()
+        await repo.flush()
         await self._follow_documents(uow, case)
 
     async def _follow_documents(self, uow: UnitOfWork, case: Case) -> None:
         """Move a submitted case when its documents say so (ready, or action required)."""
         if case.status not in (CaseStatus.SUBMITTED, CaseStatus.ACTION_REQUIRED):
             return
-        repo = CaseRepository(uow.session)
+        repo = self._repo(uow)
         docs = await repo.document_states(case.id)
         verdict = lifecycle.documents_verdict(docs)
         needs_action = verdict in (R.TRANSLATION_REQUIRED, R.DOCUMENT_UNREADABLE)
         if case.status == CaseStatus.ACTION_REQUIRED and not needs_action:
-            await _move(uow, case, R.DOCUMENTS_UPDATED)
+            await _move(uow, repo, case, R.DOCUMENTS_UPDATED)
         if case.status == CaseStatus.SUBMITTED and needs_action:
             assert verdict is not None
-            await _move(uow, case, verdict, params=await _action_params(repo, case.id, verdict))
+            await _move(
+                uow, repo, case, verdict, params=await _action_params(repo, case.id, verdict)
+            )
         elif case.status == CaseStatus.SUBMITTED and verdict == R.DOCUMENTS_ACCEPTED:
-            await _move(uow, case, R.DOCUMENTS_ACCEPTED)
+            await _move(uow, repo, case, R.DOCUMENTS_ACCEPTED)
             current = lifecycle.current_documents(docs)
             consents = await repo.consents(case.id)
             await uow.outbox.add(
@@ -467,15 +473,15 @@ class Intake:
         case to the next center). A decline of a case that waits for the patient's answer ends
         the wait: the case is `referred` again. `params`: the timeline sentence's
         (`referrals_common.i18n.case_texts`)."""
-        repo = CaseRepository(uow.session)
+        repo = self._repo(uow)
         case = await repo.get(case_id, for_update=True)
         if case is None:
             log.warning("routing event for unknown case %s ignored", case_id)
             return
         waiting = case.status == CaseStatus.INFORMATION_REQUESTED
         if waiting and reason == R.REFERRAL_DECLINED:
-            await _close_requests(uow, case.id, "cancelled")
-            await _move(uow, case, reason, params=params)
+            await repo.close_requests(case.id, "cancelled")
+            await _move(uow, repo, case, reason, params=params)
             return
         rerouted = reason == R.REFERRAL_REQUESTED and case.status == CaseStatus.REFERRED
         if rerouted or reason in (R.REFERRAL_DECLINED, R.REFERRAL_EXPIRED):
@@ -485,7 +491,7 @@ class Intake:
             # A further opinion no center can give: the case keeps the opinion it has.
             reason, params = R.FURTHER_OPINION_UNAVAILABLE, {}
         try:
-            await _move(uow, case, reason, params=params)
+            await _move(uow, repo, case, reason, params=params)
         except IllegalTransition as exc:
             # Refused and logged, never applied: the event stays recorded in the inbox.
             log.warning("illegal transition refused for case %s: %s", case_id, exc)
@@ -513,7 +519,7 @@ class Intake:
         """After an opinion, one more from another center: the case is `ready` again and partners
         routes it to a center it was never offered to. The earlier opinions go with it only when
         the patient agreed (`share_earlier_opinions`, the consent step)."""
-        repo = CaseRepository(uow.session)
+        repo = self._repo(uow)
         case = await _locked(repo, case_id)
         if case.status != CaseStatus.OPINION_DELIVERED:
             raise FurtherOpinionRefused(
@@ -555,6 +561,7 @@ class Intake:
         )
         await _move(
             uow,
+            repo,
             case,
             R.FURTHER_OPINION_REQUESTED,
             params={"shared": bool(shared)},
@@ -567,7 +574,7 @@ class Intake:
         self, uow: UnitOfWork, case_id: UUID, proposal: dict[str, Any]
     ) -> None:
         """Partners proposes centers to a patient who asked to choose: the case waits for it."""
-        repo = CaseRepository(uow.session)
+        repo = self._repo(uow)
         case = await repo.get(case_id, for_update=True)
         if case is None or case.status != CaseStatus.READY:
             log.warning("centers proposed for case %s ignored", case_id)
@@ -575,6 +582,7 @@ class Intake:
         case.center_proposal = proposal
         await _move(
             uow,
+            repo,
             case,
             R.CENTERS_PROPOSED,
             params={
@@ -586,7 +594,7 @@ class Intake:
     async def choose_center(
         self, uow: UnitOfWork, case_id: UUID, center_code: str, *, now: datetime | None = None
     ) -> Case:
-        repo = CaseRepository(uow.session)
+        repo = self._repo(uow)
         case = await _locked(repo, case_id)
         proposal = case.center_proposal or {}
         if case.status != CaseStatus.CHOOSING_CENTER:
@@ -611,7 +619,7 @@ class Intake:
             {"name": proposed[center_code]["center_name"]},
             "wait_for_center",
         )
-        await uow.session.flush()
+        await repo.flush()
         return case
 
     # ------------------------------------------------------------ questions after the opinion
@@ -629,7 +637,7 @@ class Intake:
     ) -> FollowUpQuestion:
         """A follow-up question to the center that gave the opinion: while the case has one,
         within the window after it, up to the allowed number (FollowUpRefused otherwise)."""
-        repo = CaseRepository(uow.session)
+        repo = self._repo(uow)
         case = await _locked(repo, case_id)
         now = now or utcnow()
         if (
@@ -661,7 +669,7 @@ class Intake:
             asked_at=now,
         )
         repo.add(row)
-        await uow.session.flush()  # the unit of work does not autoflush: the case view reads it
+        await repo.flush()  # the unit of work does not autoflush: the case view reads it
         await uow.outbox.add(
             new_event(
                 CaseFollowUpAsked(
@@ -687,9 +695,9 @@ class Intake:
     ) -> None:
         """The center's answer (its words and the documents it attached, which the patient
         downloads from records with the case's token) is kept with the question."""
-        repo = CaseRepository(uow.session)
+        repo = self._repo(uow)
         case = await repo.get(case_id, for_update=True)
-        row = await uow.session.get(FollowUpQuestion, question_id, with_for_update=True)
+        row = await repo.follow_up_question(question_id)
         if case is None or row is None or row.case_id != case_id or row.answered_at is not None:
             return
         row.answer, row.answered_at = answer, at
@@ -719,12 +727,12 @@ class Intake:
         resumes_as: str | None,
     ) -> None:
         """A center asks for more: the case waits for the patient's answer (what, why, by when)."""
-        repo = CaseRepository(uow.session)
+        repo = self._repo(uow)
         case = await repo.get(case_id, for_update=True)
         if case is None:
             log.warning("information request for unknown case %s ignored", case_id)
             return
-        if await uow.session.get(InformationRequest, request_id) is not None:
+        if await repo.information_request(request_id) is not None:
             return  # the same request again (a replayed event): applied once
         if case.status not in (CaseStatus.REFERRED, CaseStatus.ACCEPTED):
             log.warning("information request for case %s in %s refused", case_id, case.status)
@@ -753,6 +761,7 @@ class Intake:
         )
         await _move(
             uow,
+            repo,
             case,
             R.INFO_REQUESTED,
             params={
@@ -768,7 +777,7 @@ class Intake:
     ) -> Case:
         """Complete the preparation checklist (family history, medications, allergies) while the
         case is open: the center that asked for it reads it once the answer is sent."""
-        repo = CaseRepository(uow.session)
+        repo = self._repo(uow)
         case = await _locked(repo, case_id)
         if case.status not in lifecycle.PREPARATION_STATES:
             raise CaseNotEditable(case.status)
@@ -794,9 +803,9 @@ class Intake:
         or past its due date (RequestClosed), a document that is not the patient's of this case
         or an answer with nothing in it (AnswerInvalid), a document still being checked or
         refused by its check (DocumentsNotReady)."""
-        repo = CaseRepository(uow.session)
+        repo = self._repo(uow)
         case = await _locked(repo, case_id)
-        request = await uow.session.get(InformationRequest, request_id, with_for_update=True)
+        request = await repo.information_request(request_id, for_update=True)
         if request is None or request.case_id != case.id:
             raise RequestNotFound(request_id)
         now = now or utcnow()
@@ -881,6 +890,7 @@ class Intake:
         )
         await _move(
             uow,
+            repo,
             case,
             R.INFORMATION_PROVIDED,
             params={
@@ -898,14 +908,14 @@ class Intake:
         self, uow: UnitOfWork, case_id: UUID, request_id: UUID | None, center_code: str
     ) -> None:
         """The patient did not answer in time: partners expired the referral and routes on."""
-        repo = CaseRepository(uow.session)
+        repo = self._repo(uow)
         case = await repo.get(case_id, for_update=True)
         if case is None:
             return
-        await _close_requests(uow, case.id, "expired", only=request_id)
+        await repo.close_requests(case.id, "expired", only=request_id)
         params = {"center": center_code}
         if case.status in (CaseStatus.INFORMATION_REQUESTED, CaseStatus.ACCEPTED):
-            await _move(uow, case, R.INFORMATION_NOT_PROVIDED, params=params)
+            await _move(uow, repo, case, R.INFORMATION_NOT_PROVIDED, params=params)
         else:
             _note(
                 repo,
@@ -925,7 +935,7 @@ class Intake:
     ) -> None:
         """A fact of the loop that changes no state (a reminder, the center resumed): a
         timeline entry (its sentence's code and parameters, and its next step's code)."""
-        repo = CaseRepository(uow.session)
+        repo = self._repo(uow)
         case = await repo.get(case_id, for_update=True)
         if case is not None:
             _note(repo, case, code, params, next_step)
@@ -939,9 +949,9 @@ class Intake:
         received_at: datetime,
         center_code: str,
     ) -> None:
-        repo = CaseRepository(uow.session)
+        repo = self._repo(uow)
         case = await repo.get(case_id, for_update=True)
-        request = await uow.session.get(InformationRequest, request_id, with_for_update=True)
+        request = await repo.information_request(request_id, for_update=True)
         if case is None or request is None:
             return
         request.shipments = [
@@ -998,18 +1008,6 @@ def _note(
     repo.add(_entry(case.id, case.status, case.status, code, params or {}, next_step))
 
 
-async def _close_requests(
-    uow: UnitOfWork, case_id: UUID, status: str, *, only: UUID | None = None
-) -> None:
-    """Open requests of the case end as `status` (expired, cancelled)."""
-    query = update(InformationRequest).where(
-        col(InformationRequest.case_id) == case_id, col(InformationRequest.status) == "open"
-    )
-    if only is not None:
-        query = query.where(col(InformationRequest.id) == only)
-    await uow.session.execute(query.values(status=status))
-
-
 DRAFT_NEXT_STEP = "draft"
 """The next step of a new draft (a code of `referrals_common.i18n.case_texts`)."""
 
@@ -1023,6 +1021,7 @@ async def _locked(repo: CaseRepository, case_id: UUID) -> Case:
 
 async def _move(
     uow: UnitOfWork,
+    repo: CaseRepository,
     case: Case,
     reason_code: StatusChangeReason,
     *,
@@ -1033,21 +1032,7 @@ async def _move(
     `params`: what the entry's sentence says besides its code (a center, a date)."""
     before = CaseStatus(case.status)
     after = lifecycle.next_status(before, reason_code, resume=resume)
-    # When the case entered the state it leaves: its last timeline entry, this transaction's
-    # own (not flushed yet) or the last stored one (one indexed row).
-    pending = [
-        e.at for e in uow.session.new if isinstance(e, TimelineEntry) and e.case_id == case.id
-    ]
-    entered = (
-        max(pending)
-        if pending
-        else await uow.session.scalar(
-            select(col(TimelineEntry.at))
-            .where(col(TimelineEntry.case_id) == case.id)
-            .order_by(col(TimelineEntry.id).desc())
-            .limit(1)
-        )
-    )
+    entered = await repo.entered_state_at(case.id)
     case.status = after
     case.updated_at = utcnow()
     stayed = (case.updated_at - (entered or case.created_at)).total_seconds()
@@ -1056,7 +1041,7 @@ async def _move(
     entry = _entry(
         case.id, before, after, reason_code, params or {}, lifecycle.NEXT_STEPS.get(reason_code)
     )
-    uow.session.add(entry)
+    repo.add(entry)
     await uow.outbox.add(
         new_event(
             CaseStatusChanged(
