@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, SecretStr, model_validator
+
+if TYPE_CHECKING:
+    from minio import Minio
+
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -115,6 +119,18 @@ class S3Settings(BaseModel):
     secret_key: SecretStr = SecretStr("change-me-in-dev-only")
     secure: bool = False
     region: str = "us-east-1"
+
+    def client(self) -> Minio:
+        """The MinIO (S3) client these settings describe."""
+        from minio import Minio
+
+        return Minio(
+            self.endpoint,
+            access_key=self.access_key,
+            secret_key=self.secret_key.get_secret_value(),
+            secure=self.secure,
+            region=self.region,
+        )
 
 
 class TelemetrySettings(BaseModel):

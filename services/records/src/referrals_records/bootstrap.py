@@ -7,8 +7,6 @@ import json
 from dataclasses import dataclass
 from datetime import timedelta
 
-from minio import Minio
-
 from referrals_common.auth.api_keys import VerifiedKeys
 from referrals_common.auth.case_tokens import CaseTokenVerifier
 from referrals_common.db import Database
@@ -45,14 +43,7 @@ def build_runtime(settings: RecordsSettings) -> Runtime:
             "REFERRALS_RECORDS_CASE_TOKEN_JWKS is not set: records verifies case tokens with the "
             "keys intake publishes at /v1/.well-known/jwks.json"
         )
-    s3 = settings.s3
-    client = Minio(
-        s3.endpoint,
-        access_key=s3.access_key,
-        secret_key=s3.secret_key.get_secret_value(),
-        secure=s3.secure,
-        region=s3.region,
-    )
+    client = settings.s3.client()
     store = DocumentStore(client, settings.bucket)
     store.ensure_bucket()
     db = Database(settings.postgres)

@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from minio import Minio
-
 from referrals_common.db import Database
 from referrals_translation.config import TranslationSettings
 from referrals_translation.service import Translation
@@ -36,14 +34,7 @@ def build_runtime(settings: TranslationSettings) -> Runtime:
     from referrals_translation.acceptance import acceptable_languages
     from referrals_translation.reader import FileChecker, ObjectReader
 
-    s3 = settings.s3
-    client = Minio(
-        s3.endpoint,
-        access_key=s3.access_key,
-        secret_key=s3.secret_key.get_secret_value(),
-        secure=s3.secure,
-        region=s3.region,
-    )
+    client = settings.s3.client()
     checker = FileChecker(settings)
     db = Database(settings.postgres)
     reader = ObjectReader(client, settings.bucket, checker.check)
