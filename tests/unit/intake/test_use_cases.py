@@ -1,0 +1,416 @@
+"""Intake's use cases as a specification, against a fake unit of work and an in-memory
+repository (`tests/unit/fakes.py`): open a case, edit the draft, record consents, submit it
+(refused while incomplete), withdraw it. Each test reads what the use case changed, which events
+it queued in the outbox, and that it committed nothing: its caller (an API route, a consumer)
+commits. A use case that reaches past its repository to the session fails the test."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+
+from referrals_common.contracts import (
+    CaseContactShared,
+    CaseReadyForReferral,
+    CaseStatus,
+    CaseStatusChanged,
+    CaseSubmitted,
+    CaseWithdrawn,
+    WithdrawalReason,
+)
+from referrals_common.crypto import FieldCipher, SealedBox
+from referrals_intake.lifecycle import (
+    CONTACT_MISSING,
+    CROSS_BORDER_CONSENT_MISSING,
+    EVIDENCE_MISSING,
+    PROCESSING_CONSENT_MISSING,
+    DocumentState,
+    IllegalTransition,
+)
+from referrals_intake.models import (
+    ApiClient,
+    Case,
+    CaseConsent,
+    CaseDocument,
+    InformationRequest,
+    TimelineEntry,
+    utcnow,
+)
+from referrals_intake.schemas import CaseCreate, CaseUpdate
+from referrals_intake.service import (
+    CaseNotEditable,
+    CaseNotFound,
+    ConsentVersionUnknown,
+    Intake,
+    SubmissionIncomplete,
+)
+from tests.unit.fakes import FakeUnitOfWork
+
+pytestmark = pytest.mark.unit
+
+FRONT_END = "kyivclinic01"
+EMAIL = "olena.petrenko@example.org"
+_, NOTIFICATIONS_PUBLIC = SealedBox.generate_keypair_base64()
+
+
+class FakeCaseRepository:
+    """`CaseRepository`'s surface that these use cases use, over dicts and lists."""
+
+    def __init__(self) -> None:
+        self.cases: dict[UUID, Case] = {}
+        self.timeline_entries: list[TimelineEntry] = []
+        self.consent_rows: dict[tuple[UUID, str], CaseConsent] = {}
+        self.document_rows: list[CaseDocument] = []
+        self.requests: list[InformationRequest] = []
+        self.clients: dict[str, ApiClient] = {}
+        self.flushes = 0
+
+    def add(self, row: object) -> None:
+        if isinstance(row, Case):
+            self.cases[row.id] = row
+        elif isinstance(row, TimelineEntry):
+            self.timeline_entries.append(row)
+        elif isinstance(row, CaseDocument):
+            self.document_rows.append(row)
+        elif isinstance(row, InformationRequest):
+            self.requests.append(row)
+        else:
+            raise AssertionError(f"unexpected row {row!r}")
+
+    async def flush(self) -> None:
+        self.flushes += 1
+
+    async def get(self, case_id: UUID, *, for_update: bool = False) -> Case | None:
+        return self.cases.get(case_id)
+
+    async def client(self, key_id: str) -> ApiClient | None:
+        return self.clients.get(key_id)
+
+    async def consents(self, case_id: UUID) -> dict[str, CaseConsent]:
+        return {kind: c for (cid, kind), c in self.consent_rows.items() if cid == case_id}
+
+    async def upsert_consent(self, case_id: UUID, kind: str, version: str) -> CaseConsent:
+        row = CaseConsent(case_id=case_id, kind=kind, version=version, granted_at=utcnow())
+        self.consent_rows[case_id, kind] = row
+        return row
+
+    async def documents(self, case_id: UUID) -> list[CaseDocument]:
+        return [d for d in self.document_rows if d.case_id == case_id]
+
+    async def document_states(self, case_id: UUID) -> list[DocumentState]:
+        return [
+            DocumentState(
+                str(d.document_id),
+                d.kind,
+                d.stored,
+                d.check,
+                str(d.translation_of) if d.translation_of else None,
+                d.language,
+            )
+            for d in await self.documents(case_id)
+        ]
+
+    async def close_requests(self, case_id: UUID, status: str, *, only: UUID | None = None) -> None:
+        for r in self.requests:
+            if r.case_id == case_id and r.status == "open" and only in (None, r.id):
+                r.status = status
+
+    async def entered_state_at(self, case_id: UUID) -> datetime | None:
+        times = [e.at for e in self.timeline_entries if e.case_id == case_id]
+        return max(times) if times else None
+
+    def timeline(self, case_id: UUID) -> list[tuple[str | None, str, str]]:
+        return [
+            (e.from_status, e.to_status, e.reason_code)
+            for e in self.timeline_entries
+            if e.case_id == case_id
+        ]
+
+
+@pytest.fixture
+def repo() -> FakeCaseRepository:
+    return FakeCaseRepository()
+
+
+@pytest.fixture
+def intake(repo: FakeCaseRepository) -> Intake:
+    return Intake(
+        cipher=FieldCipher.from_base64(FieldCipher.generate_key_base64()),
+        contact_box=SealedBox(public_key_b64=NOTIFICATIONS_PUBLIC),
+        repository=lambda session: repo,
+    )
+
+
+def case_create(**overrides: Any) -> CaseCreate:
+    body: dict[str, Any] = {
+        "diagnosis": {"icd10": "C50.9", "text": "Carcinoma of the left breast"},
+        "stage": {"tnm": "cT2N1M0", "group": "IIB"},
+        "reasons": ["confirm_diagnosis_or_stage", "choose_treatment"],
+        "destination": {"preference": "countries", "countries": ["DE"]},
+        "locale": "uk",
+        "date_of_birth": "1979-04-12",
+        "contact": {"email": EMAIL},
+    }
+    body.update(overrides)
+    return CaseCreate.model_validate(body)
+
+
+async def open_draft(intake: Intake, **overrides: Any) -> Case:
+    return await intake.open_case(FakeUnitOfWork(), FRONT_END, case_create(**overrides))
+
+
+def store_document(repo: FakeCaseRepository, case: Case, kind: str, check: str) -> None:
+    repo.add(
+        CaseDocument(
+            document_id=uuid4(), case_id=case.id, kind=kind, stored=True, check=check, language="uk"
+        )
+    )
+
+
+async def complete(intake: Intake, repo: FakeCaseRepository, case: Case, check: str) -> None:
+    """Evidence of the diagnosis (its language check `check`) and both consents."""
+    store_document(repo, case, "pathology_report", check)
+    uow = FakeUnitOfWork()
+    await intake.give_consent(uow, case.id, "processing", "2026-01")
+    await intake.give_consent(uow, case.id, "cross_border", "2026-01")
+    assert uow.committed is False
+
+
+async def test_opening_a_case_adds_a_draft_with_its_personal_data_sealed(
+    intake: Intake, repo: FakeCaseRepository
+) -> None:
+    uow = FakeUnitOfWork()
+
+    case = await intake.open_case(uow, FRONT_END, case_create())
+
+    assert repo.cases == {case.id: case}
+    assert (case.status, case.client_id, case.icd10, case.age_group) == (
+        CaseStatus.DRAFT,
+        FRONT_END,
+        "C50.9",
+        "adult",
+    )
+    assert EMAIL.encode() not in case.personal_sealed
+    assert intake.unseal(case)["contact"]["email"] == EMAIL
+    assert repo.timeline(case.id) == [(None, CaseStatus.DRAFT, "case_opened")]
+    assert uow.outbox.events == []
+    assert uow.committed is False
+
+
+async def test_editing_a_draft_changes_only_the_fields_given(
+    intake: Intake, repo: FakeCaseRepository
+) -> None:
+    case = await open_draft(intake)
+    uow = FakeUnitOfWork()
+
+    edited = await intake.edit_case(
+        uow,
+        case.id,
+        CaseUpdate.model_validate({"diagnosis": {"icd10": "C34.1", "text": "Lung, upper lobe"}}),
+    )
+
+    assert edited is repo.cases[case.id]
+    assert (edited.icd10, edited.diagnosis_text, edited.stage_tnm) == (
+        "C34.1",
+        "Lung, upper lobe",
+        "cT2N1M0",
+    )
+    assert intake.unseal(edited)["contact"]["email"] == EMAIL
+    assert uow.outbox.events == []
+    assert uow.committed is False
+
+
+async def test_a_submitted_case_can_no_longer_be_edited(
+    intake: Intake, repo: FakeCaseRepository
+) -> None:
+    case = await open_draft(intake)
+    await complete(intake, repo, case, check="pending")
+    await intake.submit_case(FakeUnitOfWork(), case.id)
+
+    with pytest.raises(CaseNotEditable):
+        await intake.edit_case(
+            FakeUnitOfWork(), case.id, CaseUpdate.model_validate({"questions": ["Surgery?"]})
+        )
+    assert case.icd10 == "C50.9"
+
+
+async def test_an_unknown_case_or_consent_version_is_refused(
+    intake: Intake, repo: FakeCaseRepository
+) -> None:
+    case = await open_draft(intake)
+
+    with pytest.raises(CaseNotFound):
+        await intake.submit_case(FakeUnitOfWork(), uuid4())
+    with pytest.raises(ConsentVersionUnknown):
+        await intake.give_consent(FakeUnitOfWork(), case.id, "processing", "1999-01")
+    assert repo.consent_rows == {}
+
+
+async def test_an_incomplete_case_is_not_submitted_and_says_what_it_lacks(
+    intake: Intake, repo: FakeCaseRepository
+) -> None:
+    case = await open_draft(intake, contact={"email": None, "phone": None})
+    uow = FakeUnitOfWork()
+
+    with pytest.raises(SubmissionIncomplete) as refused:
+        await intake.submit_case(uow, case.id)
+
+    assert refused.value.missing == [
+        CONTACT_MISSING,
+        EVIDENCE_MISSING,
+        PROCESSING_CONSENT_MISSING,
+        CROSS_BORDER_CONSENT_MISSING,  # Germany is abroad
+    ]
+    assert (case.status, case.submitted_at) == (CaseStatus.DRAFT, None)
+    assert repo.timeline(case.id) == [(None, CaseStatus.DRAFT, "case_opened")]
+    assert uow.outbox.events == []
+    assert uow.committed is False
+
+
+async def test_a_front_end_that_takes_webhooks_reaches_a_patient_without_contact(
+    intake: Intake, repo: FakeCaseRepository
+) -> None:
+    repo.clients[FRONT_END] = ApiClient(
+        key_id=FRONT_END, name="Kyiv clinic", secret_hash="0" * 64, takes_webhooks=True
+    )
+    case = await open_draft(intake, contact={"email": None, "phone": None})
+    await complete(intake, repo, case, check="pending")
+
+    submitted = await intake.submit_case(FakeUnitOfWork(), case.id)
+
+    assert submitted.status == CaseStatus.SUBMITTED
+
+
+async def test_a_complete_case_is_submitted_and_its_events_queued_without_personal_data(
+    intake: Intake, repo: FakeCaseRepository
+) -> None:
+    case = await open_draft(intake)
+    await complete(intake, repo, case, check="pending")
+    uow = FakeUnitOfWork()
+
+    submitted = await intake.submit_case(uow, case.id)
+
+    assert submitted.status == CaseStatus.SUBMITTED
+    assert submitted.submitted_at is not None
+    assert repo.timeline(case.id)[-1] == (
+        CaseStatus.DRAFT,
+        CaseStatus.SUBMITTED,
+        "patient_submitted",
+    )
+    assert uow.outbox.types() == [
+        CaseSubmitted.event_type,
+        CaseContactShared.event_type,
+        CaseStatusChanged.event_type,
+    ]
+    (event,) = uow.outbox.of_type(CaseSubmitted.event_type)
+    assert event.subject == str(case.id)
+    assert (event.data.processing_consent_version, event.data.cross_border_consent_version) == (
+        "2026-01",
+        "2026-01",
+    )
+    # The contact travels sealed to notifications, never readable in an event.
+    for published, _topic in uow.outbox.events:
+        assert EMAIL not in published.model_dump_json()
+    assert uow.committed is False
+
+
+async def test_a_case_whose_documents_are_all_accepted_is_ready_for_referral_on_submission(
+    intake: Intake, repo: FakeCaseRepository
+) -> None:
+    case = await open_draft(intake)
+    await complete(intake, repo, case, check="accepted")
+    uow = FakeUnitOfWork()
+
+    ready = await intake.submit_case(uow, case.id)
+
+    assert ready.status == CaseStatus.READY
+    assert [to for _, to, _ in repo.timeline(case.id)] == [
+        CaseStatus.DRAFT,
+        CaseStatus.SUBMITTED,
+        CaseStatus.READY,
+    ]
+    assert uow.outbox.types()[-2:] == [
+        CaseStatusChanged.event_type,
+        CaseReadyForReferral.event_type,
+    ]
+    (event,) = uow.outbox.of_type(CaseReadyForReferral.event_type)
+    assert event.data.cross_border_transfer_allowed is True
+    assert event.data.document_languages == ["uk"]
+    assert uow.committed is False
+
+
+async def test_a_case_submitted_twice_is_refused_the_second_time(
+    intake: Intake, repo: FakeCaseRepository
+) -> None:
+    case = await open_draft(intake)
+    await complete(intake, repo, case, check="pending")
+    await intake.submit_case(FakeUnitOfWork(), case.id)
+    uow = FakeUnitOfWork()
+
+    with pytest.raises(IllegalTransition):
+        await intake.submit_case(uow, case.id)
+    assert uow.outbox.events == []
+
+
+async def test_withdrawing_closes_the_case_and_cancels_its_open_requests(
+    intake: Intake, repo: FakeCaseRepository
+) -> None:
+    case = await open_draft(intake)
+    await complete(intake, repo, case, check="pending")
+    await intake.submit_case(FakeUnitOfWork(), case.id)
+    request = InformationRequest(
+        id=uuid4(),
+        case_id=case.id,
+        referral_id=uuid4(),
+        center_code="charite",
+        reason="The pathology slides, please",
+        items=[{"kind": "slides", "detail": "H&E"}],
+        resume_status=CaseStatus.REFERRED,
+    )
+    repo.add(request)
+    uow = FakeUnitOfWork()
+
+    withdrawn = await intake.withdraw_case(uow, case.id, WithdrawalReason.PATIENT_REQUEST)
+
+    assert (withdrawn.status, withdrawn.withdrawal_reason) == (
+        CaseStatus.WITHDRAWN,
+        WithdrawalReason.PATIENT_REQUEST,
+    )
+    assert request.status == "cancelled"
+    assert uow.outbox.types() == [CaseStatusChanged.event_type, CaseWithdrawn.event_type]
+    (event,) = uow.outbox.of_type(CaseWithdrawn.event_type)
+    assert event.data.reason == WithdrawalReason.PATIENT_REQUEST
+    assert uow.committed is False
+
+
+async def test_a_withdrawn_case_cannot_be_withdrawn_again(
+    intake: Intake, repo: FakeCaseRepository
+) -> None:
+    case = await open_draft(intake)
+    await intake.withdraw_case(FakeUnitOfWork(), case.id, None)
+    uow = FakeUnitOfWork()
+
+    with pytest.raises(IllegalTransition):
+        await intake.withdraw_case(uow, case.id, None)
+    assert uow.outbox.events == []
+    assert case.status == CaseStatus.WITHDRAWN
+
+
+async def test_a_transition_counts_in_the_metrics_only_once_committed(
+    intake: Intake, repo: FakeCaseRepository
+) -> None:
+    from referrals_common.metrics import CASE_TRANSITIONS, service_name
+
+    case = await open_draft(intake)
+    await complete(intake, repo, case, check="pending")
+    counter = CASE_TRANSITIONS.labels(service_name(), CaseStatus.DRAFT, CaseStatus.SUBMITTED)
+    before = counter._value.get()
+    uow = FakeUnitOfWork()
+
+    await intake.submit_case(uow, case.id)
+    assert counter._value.get() == before
+    await uow.commit()  # the caller's commit
+    assert counter._value.get() == before + 1
