@@ -7,7 +7,7 @@ import argparse
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from _harness.platform_metrics import lag_columns
 from _harness.stats import ratio
@@ -15,8 +15,25 @@ from rich.console import Console
 from rich.table import Table
 
 console = Console()
-if TYPE_CHECKING:
-    from pipeline import Bench
+
+
+class Bench(Protocol):
+    """What the report reads of a pipeline run (pipeline.py's `Bench`), without importing it."""
+
+    chain: Any
+    floor_seen: Any
+    front: Any
+    handlers: Any
+    lag: Any
+    offered: Any
+    runs: Any
+    sampler: Any
+    staging: Any
+    staging_staged: Any
+    windows: Any
+
+    def phase_result(self, name: str) -> Any: ...
+
 
 TARGET_CASES_PER_S = 50.0
 TARGET_P99_S = 2.0

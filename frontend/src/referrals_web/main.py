@@ -14,12 +14,8 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
-import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
@@ -27,41 +23,12 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from referrals_common import metrics
-from referrals_common.db import Database
 from referrals_common.edge import Edge, EdgeMiddleware
 from referrals_common.telemetry import instrument_fastapi, note_request_case
+from referrals_web.bootstrap import Runtime, build_runtime
 from referrals_web.config import WebSettings
-from referrals_web.mail import CodeMailer, SmtpCodeMailer
-from referrals_web.models import staff_login_codes
-from referrals_web.one_time_codes import SendLimit
-from referrals_web.platform import Platform
-from referrals_web.rendering import Renderer
-from referrals_web.repository import (
-    CaseDirectory,
-    CenterKeyStore,
-    ConsoleAudit,
-    LoginCodeStore,
-    MemoryCaseDirectory,
-    MemoryCenterKeyStore,
-    MemoryConsoleAudit,
-    MemoryLoginCodeStore,
-    MemoryOpsAudit,
-    MemorySessionStore,
-    MemoryStaffDirectory,
-    OpsAudit,
-    PostgresCaseDirectory,
-    PostgresCenterKeyStore,
-    PostgresConsoleAudit,
-    PostgresLoginCodeStore,
-    PostgresOpsAudit,
-    PostgresSessionStore,
-    PostgresStaffDirectory,
-    SessionStore,
-    StaffDirectory,
-)
-from referrals_web.sessions import OPS, STAFF, Sessions
-from referrals_web.sms import CodeTexter, texter_from_settings
-from referrals_web.staff import CenterKeys
+from referrals_web.realms import CONSOLE_PREFIX, OPS_PREFIX
+from referrals_web.sessions import Sessions
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -72,135 +39,12 @@ UPLOAD_ROUTES = (
     "PUT /center/referrals/{referral_id}/opinion/uploads/{upload_id}/parts/{number}",
     "POST /center/referrals/{referral_id}/follow-up/{question_id}",  # up to 5 documents
 )
-CONSOLE_PREFIX = "/center"
-OPS_PREFIX = "/ops"
 log = logging.getLogger(__name__)
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
     "form-action 'self'; frame-ancestors 'none'"
 )
-
-
-@dataclass
-class Runtime:
-    settings: WebSettings
-    platform: Platform
-    sessions: Sessions
-    codes: LoginCodeStore
-    directory: CaseDirectory
-    mailer: CodeMailer
-    renderer: Renderer
-    staff_sessions: Sessions
-    staff: StaffDirectory
-    staff_codes: LoginCodeStore
-    center_keys: CenterKeys
-    console_audit: ConsoleAudit
-    ops_sessions: Sessions
-    ops_audit: OpsAudit
-    code_sends: SendLimit
-    """How many patient sign-in codes each case may be sent (`login_codes_per_hour`)."""
-    db: Database | None = None
-    texter: CodeTexter | None = None
-    """Sign-in codes by text message; None when no SMS account is configured."""
-
-    def sessions_of(self, path: str) -> Sessions:
-        """The console's sessions for /center…, the ops screen's for /ops…, the patients' for
-        every other page."""
-        if is_console(path):
-            return self.staff_sessions
-        if is_ops(path):
-            return self.ops_sessions
-        return self.sessions
-
-    @property
-    def htmx(self) -> bool:
-        vendor = self.settings.vendor_dir
-        return bool(vendor and (vendor / "htmx.min.js").is_file())
-
-    async def close(self) -> None:
-        await self.platform.close()
-        close_texter = getattr(self.texter, "aclose", None)
-        if close_texter is not None:
-            await close_texter()
-        if self.db is not None:
-            await self.db.dispose()
-
-
-def build_runtime(
-    settings: WebSettings,
-    *,
-    transport: httpx.AsyncBaseTransport | None = None,
-    session_store: SessionStore | None = None,
-    codes: LoginCodeStore | None = None,
-    directory: CaseDirectory | None = None,
-    mailer: CodeMailer | None = None,
-    renderer: Renderer | None = None,
-    staff: StaffDirectory | None = None,
-    staff_codes: LoginCodeStore | None = None,
-    center_keys: CenterKeyStore | None = None,
-    console_audit: ConsoleAudit | None = None,
-    ops_audit: OpsAudit | None = None,
-    texter: CodeTexter | None = None,
-) -> Runtime:
-    """The runtime of one process; the stores are PostgreSQL unless given (tests give memory)."""
-    given = (
-        session_store,
-        codes,
-        directory,
-        staff,
-        staff_codes,
-        center_keys,
-        console_audit,
-        ops_audit,
-    )
-    db = Database(settings.postgres) if any(store is None for store in given) else None
-
-    def database() -> Database:
-        assert db is not None  # made above, as a store is missing
-        return db
-
-    secret = settings.session_secret.get_secret_value()
-    store = session_store or PostgresSessionStore(database())
-    idle = timedelta(minutes=settings.session_idle_minutes)
-    return Runtime(
-        settings=settings,
-        platform=Platform(settings, transport=transport),
-        sessions=Sessions(store, secret, idle=idle),
-        codes=codes or PostgresLoginCodeStore(database()),
-        directory=directory or PostgresCaseDirectory(database()),
-        mailer=mailer or SmtpCodeMailer(settings.smtp),
-        renderer=renderer or Renderer(),
-        staff_sessions=Sessions(store, secret, idle=idle, realm=STAFF, default_locale="en"),
-        staff=staff or PostgresStaffDirectory(database()),
-        staff_codes=staff_codes or PostgresLoginCodeStore(database(), staff_login_codes),
-        center_keys=CenterKeys(center_keys or PostgresCenterKeyStore(database()), secret),
-        console_audit=console_audit or PostgresConsoleAudit(database()),
-        ops_sessions=Sessions(store, secret, idle=idle, realm=OPS, default_locale="en"),
-        ops_audit=ops_audit or PostgresOpsAudit(database()),
-        code_sends=SendLimit(settings.login_codes_per_hour),
-        db=db,
-        texter=texter
-        or texter_from_settings(
-            settings.sms, settings.environment, settings.outbound_allowed_targets
-        ),
-    )
-
-
-def memory_runtime(settings: WebSettings, **kwargs: Any) -> Runtime:
-    """A runtime whose stores are in memory (tests, a demo without a database)."""
-    return build_runtime(
-        settings,
-        session_store=kwargs.pop("session_store", MemorySessionStore()),
-        codes=kwargs.pop("codes", MemoryLoginCodeStore()),
-        directory=kwargs.pop("directory", MemoryCaseDirectory()),
-        staff=kwargs.pop("staff", MemoryStaffDirectory()),
-        staff_codes=kwargs.pop("staff_codes", MemoryLoginCodeStore()),
-        center_keys=kwargs.pop("center_keys", MemoryCenterKeyStore()),
-        console_audit=kwargs.pop("console_audit", MemoryConsoleAudit()),
-        ops_audit=kwargs.pop("ops_audit", MemoryOpsAudit()),
-        **kwargs,
-    )
 
 
 class PagesEdge(EdgeMiddleware):
@@ -216,16 +60,6 @@ class PagesEdge(EdgeMiddleware):
 
 def _untouched(path: str) -> bool:
     return path.startswith("/static/") or path in ("/health", "/metrics")
-
-
-def is_console(path: str) -> bool:
-    """Whether `path` is a page of the center console (its own session realm and cookie)."""
-    return path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")
-
-
-def is_ops(path: str) -> bool:
-    """Whether `path` is a page of the ops screen (its own session realm and cookie)."""
-    return path == OPS_PREFIX or path.startswith(OPS_PREFIX + "/")
 
 
 class SessionMiddleware:

@@ -14,8 +14,9 @@ from referrals_common.migrations import upgrade_async
 from referrals_intake.main import MIGRATIONS as INTAKE_MIGRATIONS
 from referrals_intake.main import build_runtime as build_intake
 from referrals_intake.main import create_app as create_intake
+from referrals_web.bootstrap import memory_runtime
 from referrals_web.config import WebSettings
-from referrals_web.main import create_app, memory_runtime
+from referrals_web.main import create_app
 from tests.integration.intake.conftest import intake_settings, new_client_key
 from tests.unit.web.conftest import ANSWERS, Browser, RecordingMailer, fill_new_case
 from tests.unit.web.fake_platform import INTAKE, PARTNERS, RECORDS, FakePlatform

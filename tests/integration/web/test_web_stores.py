@@ -13,8 +13,9 @@ import pytest
 from referrals_common.db import Database
 from referrals_common.migrations import upgrade_async
 from referrals_common.settings import PostgresSettings
+from referrals_web.bootstrap import build_runtime
 from referrals_web.config import WebSettings
-from referrals_web.main import MIGRATIONS, build_runtime, create_app
+from referrals_web.main import MIGRATIONS, create_app
 from referrals_web.models import utcnow
 from referrals_web.repository import (
     LoginCode,

@@ -11,8 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
+from referrals_web.bootstrap import Runtime, memory_runtime
 from referrals_web.config import WebSettings
-from referrals_web.main import Runtime, create_app, memory_runtime
+from referrals_web.main import create_app
 from referrals_web.rendering import Renderer
 from referrals_web.repository import StaffMember
 from referrals_web.staff import add_staff

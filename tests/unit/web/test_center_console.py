@@ -11,7 +11,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from referrals_web.main import Runtime
+from referrals_web.bootstrap import Runtime
 from referrals_web.pages.console import OPINION_KEPT, inbox_groups, outcome_of
 from referrals_web.rendering import Form
 from tests.unit.web.conftest import Browser

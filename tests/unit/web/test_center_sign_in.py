@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from referrals_web.main import Runtime
+from referrals_web.bootstrap import Runtime
 from referrals_web.models import utcnow
 from referrals_web.staff import StaffError, disable_staff
 from tests.unit.web.conftest import (

@@ -16,7 +16,7 @@ from uuid import UUID, uuid4
 import httpx
 import pytest
 
-from referrals_web.main import Runtime
+from referrals_web.bootstrap import Runtime
 from referrals_web.pages.console import attachment_name
 from referrals_web.pages.opinion import answer_documents, written_opinions
 from tests.unit.web.conftest import Browser

@@ -12,8 +12,8 @@ from uuid import UUID
 import pytest
 
 from referrals_common.sms import SmsError, SmsFailure
+from referrals_web.bootstrap import Runtime, memory_runtime
 from referrals_web.config import WebSettings
-from referrals_web.main import Runtime, memory_runtime
 from referrals_web.rendering import Renderer
 from referrals_web.sms import code_text
 from referrals_web.vocabulary import case_reference

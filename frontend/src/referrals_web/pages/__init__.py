@@ -13,7 +13,6 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from referrals_common.faults import is_infrastructure_fault
-from referrals_web.main import is_console, is_ops
 from referrals_web.ops_api import NoOpsKey
 from referrals_web.pages import (
     case,
@@ -31,6 +30,7 @@ from referrals_web.pages import (
 from referrals_web.pages.common import CsrfRefused, NoCase, redirect, render
 from referrals_web.pages.console import CenterKeyMissing, NoStaff
 from referrals_web.platform import PlatformProblem, PlatformUnavailable
+from referrals_web.realms import is_console, is_ops
 
 log = logging.getLogger(__name__)
 

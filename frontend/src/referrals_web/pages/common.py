@@ -16,8 +16,8 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.datastructures import FormData
 
+from referrals_web.bootstrap import Runtime
 from referrals_web.i18n import LANGUAGE_NAMES, LOCALES
-from referrals_web.main import Runtime
 from referrals_web.platform import PlatformProblem
 from referrals_web.rendering import Form
 from referrals_web.sessions import Sessions, WebSession
