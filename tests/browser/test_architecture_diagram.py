@@ -77,3 +77,37 @@ def test_mermaid_renders_every_node_and_edge(browser: Any) -> None:
     assert drawn_edges >= len(edges), (drawn_edges, len(edges))
     for label in ("referrals.routing.v1", "17 event types", "Patient, on a phone"):
         assert label in svg
+
+
+def test_mermaid_renders_every_services_modules(browser: Any) -> None:
+    """The modules' diagrams (devstack/modules.py): one per service, a box per module, an arrow
+    per import between two of them."""
+    from devstack import modules
+
+    text = (REPO / diagram.DOCUMENT).read_text(encoding="utf-8")
+    block = text[text.index(modules.BEGIN) : text.index(modules.END)]
+    codes = [part.split("```", 1)[0] for part in block.split("```mermaid\n")[1:]]
+    assert len(codes) == len(modules.SERVICES)
+    home = install.ensure_node_tool(Console(stderr=True), "mermaid")
+    script = home / "node_modules" / "mermaid" / "dist" / "mermaid.min.js"
+    page = browser.new_page()
+    try:
+        page.set_content("<!doctype html><html><body><div id='out'></div></body></html>")
+        page.add_script_tag(path=str(script))
+        for service, code in zip(modules.SERVICES, codes, strict=True):
+            nodes, arrows = modules.graph(REPO, service)
+            page.evaluate(
+                """async ([name, code]) => {
+                    mermaid.initialize({startOnLoad: false, securityLevel: "strict"});
+                    await mermaid.parse(code);
+                    const {svg} = await mermaid.render(name, code);
+                    document.getElementById("out").innerHTML = svg;
+                }""",
+                [f"modules_{service}", code],
+            )
+            drawn_nodes = page.locator("#out g.node").count()
+            drawn_edges = page.locator("#out .edgePaths path, #out path.flowchart-link").count()
+            assert drawn_nodes == len(nodes), (service, drawn_nodes, nodes)
+            assert drawn_edges >= len(arrows), (service, drawn_edges, len(arrows))
+    finally:
+        page.close()

@@ -34,6 +34,11 @@ def _copy_of_the_repository(tmp_path: Path) -> Path:
     for name in (render.PROMETHEUS_CONFIG, render.K8S_PROMETHEUS_CONFIG, diagram.DOCUMENT):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(REPO / name, tmp_path / name)
+    shutil.copytree(  # the modules' diagram is drawn from their sources
+        REPO / "services",
+        tmp_path / "services",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
     return tmp_path
 
 

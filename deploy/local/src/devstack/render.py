@@ -8,7 +8,8 @@
   headless `<process>-metrics` per long-running process, which Prometheus finds by DNS.
 - deploy/prometheus/targets/compose.yml: what Prometheus scrapes under Compose.
 - docs/architecture.md: the architecture diagram between its generated markers
-  (`devstack.diagram`: services from the manifest, topics from the contracts).
+  (`devstack.diagram`: services from the manifest, topics from the contracts), and the
+  diagram of each service's modules from their imports (`devstack.modules`).
 - deploy/k8s/monitoring/prometheus/prometheus.conf: deploy/prometheus/prometheus.yml for
   Kubernetes, its `referrals` job discovering those headless Services by DNS (`dns_sd_configs`,
   which the project's promtool checks; Debian's build has no `kubernetes_sd_configs`).
@@ -26,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from devstack import diagram
+from devstack import diagram, modules
 from devstack.roles import Manifest, Process, load, repository_root
 
 COMPOSE_FILE = "docker-compose.yml"
@@ -660,7 +661,8 @@ def render(root: Path | None = None, manifest: Manifest | None = None) -> dict[P
     compose = root / COMPOSE_FILE
     files[compose] = compose_file(m, compose.read_text())
     document = root / diagram.DOCUMENT
-    files[document] = diagram.architecture_document(m, document.read_text(encoding="utf-8"))
+    drawn = diagram.architecture_document(m, document.read_text(encoding="utf-8"))
+    files[document] = modules.render_into(drawn, modules.draw(root))
     return files
 
 

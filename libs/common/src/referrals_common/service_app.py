@@ -1,21 +1,20 @@
 """What every service's bootstrap does the same way: logging and tracing for a process, its
 database migrations, and the FastAPI application around its router.
 
-A service's `main.py` keeps only what is its own: its `Runtime` (built from settings) and its
-processes' entry points. The HTTP app made here documents itself the same way in every service
-(`/openapi.json`, checked by Spectral's `spectral:oas` ruleset in tests/contracts): each
-operation's id is its route function's name in camelCase (`create_case` → `createCase`, unique in
-the service), each is tagged with its audience (`ApiTag`, matched by path), `servers` is the
-service's `public_base_url`, and contact and licence are the platform's. It installs RFC 9457
-problem handlers, `/health` and `/metrics` (Prometheus) endpoints outside the schema, without
-authentication and without traces, a request latency histogram by route template, the request's
-`X-Request-ID` on its answer and log lines (`edge.request_id`), the documentation pages `/docs`
-and `/redoc` with their assets served by the service itself (`api.docs`: no CDN), and the
-OpenTelemetry instrumentation; it builds the runtime in the app's lifespan (nothing connects at
-import); a runtime passed in (tests) is used as is and left open for its owner. Every request
-first meets the edge (`referrals_common.edge`): rate limits, lockout after failed
-authentications, body limits.
-"""
+A service keeps only what is its own: its `Runtime`, built from settings by its `bootstrap.py`, and
+its app factory and processes' entry points in `main.py`. The HTTP app made here documents itself
+the same way in every service (`/openapi.json`, checked by Spectral's `spectral:oas` ruleset in
+tests/contracts): each operation's id is its route function's name in camelCase (`create_case` →
+`createCase`, unique in the service), each is tagged with its audience (`ApiTag`, matched by path),
+`servers` is the service's `public_base_url`, and contact and licence are the platform's. It
+installs RFC 9457 problem handlers, `/health` and `/metrics` (Prometheus) endpoints outside the
+schema, without authentication and without traces, a request latency histogram by route template,
+the request's `X-Request-ID` on its answer and log lines (`edge.request_id`), the documentation
+pages `/docs` and `/redoc` with their assets served by the service itself (`api.docs`: no CDN), and
+the OpenTelemetry instrumentation; it builds the runtime in the app's lifespan (nothing connects at
+import); a runtime passed in (tests) is used as is and left open for its owner. Every request first
+meets the edge (`referrals_common.edge`): rate limits, lockout after failed authentications, body
+limits."""
 
 from __future__ import annotations
 
