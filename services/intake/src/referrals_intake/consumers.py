@@ -2,6 +2,10 @@
 
 One consumer (group `intake.case-lifecycle`) over the three topics: the case row lock in every
 handler serialises what happens to one case, whichever topic it came from.
+
+Each handler runs its use case in the consumer's inbox transaction (`uow`), which the consumer
+commits: the case use cases through `intake.repository`, the front ends' delivery log through
+`webhook_repository` (the real repositories unless a unit test passes fakes).
 """
 
 from __future__ import annotations
@@ -40,8 +44,9 @@ from referrals_common.contracts.partners import ExpiryReason
 from referrals_common.db import Database, UnitOfWork
 from referrals_common.messaging.consumer import EventConsumer
 from referrals_common.messaging.dlq import DeadLetterPublisher
-from referrals_common.webhooks.retention import RetentionSettings
+from referrals_common.webhooks.retention import LogPruner, RetentionSettings
 from referrals_intake import meetings, webhooks
+from referrals_intake.repository import WebhookRepository, WebhookRepositoryFactory
 from referrals_intake.service import Intake
 
 CONSUMER_NAME = "intake.case-lifecycle"
@@ -62,10 +67,14 @@ def build_consumer(
     dead_letters: DeadLetterPublisher,
     *,
     webhook_log: RetentionSettings | None = None,
+    webhook_repository: WebhookRepositoryFactory = WebhookRepository,
+    webhook_log_pruner: LogPruner | None = None,
     **options: Any,
 ) -> EventConsumer:
+    """The consumer; `webhook_repository` and `webhook_log_pruner` (default: the real ones, the
+    pruner built from `db` and `webhook_log`) are there for a unit test to replace."""
     consumer = EventConsumer(CONSUMER_NAME, db, dead_letters, **options)
-    pruner = webhooks.delivery_log_pruner(db, webhook_log)
+    pruner = webhook_log_pruner or webhooks.delivery_log_pruner(db, webhook_log)
 
     @consumer.handles(DocumentStored)
     async def document_stored(event: CloudEvent[DocumentStored], uow: UnitOfWork) -> None:
@@ -257,21 +266,21 @@ def build_consumer(
 
     @consumer.handles(ReferralMeetingOffered)
     async def meeting_offered(event: CloudEvent[ReferralMeetingOffered], uow: UnitOfWork) -> None:
-        await meetings.on_offered(uow, event.data)
+        await meetings.on_offered(uow, event.data, repository=intake.repository)
 
     @consumer.handles(ReferralMeetingBooked)
     async def meeting_booked(event: CloudEvent[ReferralMeetingBooked], uow: UnitOfWork) -> None:
-        await meetings.on_booked(uow, event.data)
+        await meetings.on_booked(uow, event.data, repository=intake.repository)
 
     @consumer.handles(ReferralMeetingCancelled)
     async def meeting_cancelled(
         event: CloudEvent[ReferralMeetingCancelled], uow: UnitOfWork
     ) -> None:
-        await meetings.on_cancelled(uow, event.data)
+        await meetings.on_cancelled(uow, event.data, repository=intake.repository)
 
     @consumer.handles(ReferralMeetingEnded)
     async def meeting_ended(event: CloudEvent[ReferralMeetingEnded], uow: UnitOfWork) -> None:
-        await meetings.on_ended(uow, event.data)
+        await meetings.on_ended(uow, event.data, repository=intake.repository)
 
     @consumer.handles(CaseUnroutable)
     async def unroutable(event: CloudEvent[CaseUnroutable], uow: UnitOfWork) -> None:
@@ -285,7 +294,7 @@ def build_consumer(
 
     @consumer.handles(WebhookAttempted)
     async def webhook_attempted(event: CloudEvent[WebhookAttempted], uow: UnitOfWork) -> None:
-        await webhooks.record_attempt(uow, event.data)
+        await webhooks.record_attempt(uow, event.data, repository=webhook_repository)
         # The log grows only here, so it is pruned here (every `interval_seconds` at most).
         await pruner.prune_if_due()
 

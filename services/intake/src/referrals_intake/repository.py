@@ -1,4 +1,7 @@
-"""Reading and writing intake's tables inside a unit of work. Nothing here commits."""
+"""Reading and writing intake's tables inside a unit of work. Nothing here commits.
+
+`CaseRepository`: the cases and what hangs off them; `WebhookRepository`: the front ends' webhook
+subscriptions and their delivery logs (`webhooks.py`'s use cases)."""
 
 from __future__ import annotations
 
@@ -23,6 +26,8 @@ from referrals_intake.models import (
     InformationRequest,
     Meeting,
     TimelineEntry,
+    WebhookDeliveryAttempt,
+    WebhookSubscription,
     utcnow,
 )
 
@@ -215,3 +220,65 @@ class CaseRepository:
 RepositoryFactory = Callable[[AsyncSession], CaseRepository]
 """How a use case gets its repository from its unit of work's session: `CaseRepository`
 itself, or (a unit test) a function answering an in-memory fake."""
+
+
+class WebhookRepository:
+    """The front ends' webhook subscriptions and delivery logs on one session: rows are added and
+    changed in the caller's transaction, never committed here."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def subscription(
+        self, client_id: str, *, for_update: bool = False
+    ) -> WebhookSubscription | None:
+        """The front end's subscription row (also once unsubscribed: `url` null), locked for the
+        rest of the transaction when it is to change: its versions are serialised."""
+        return await self.session.get(
+            WebhookSubscription, client_id, with_for_update=True if for_update else None
+        )
+
+    def add(self, row: WebhookSubscription) -> None:
+        self.session.add(row)
+
+    async def keep_attempt(self, attempt: WebhookDeliveryAttempt) -> None:
+        """Keep one delivery attempt in the log; the same attempt again (its delivery id and
+        number) is left as it is."""
+        await self.session.execute(
+            insert(WebhookDeliveryAttempt)
+            .values(
+                client_id=attempt.client_id,
+                delivery_id=attempt.delivery_id,
+                case_id=attempt.case_id,
+                event=attempt.event,
+                attempt=attempt.attempt,
+                attempted_at=attempt.attempted_at,
+                status_code=attempt.status_code,
+                outcome=attempt.outcome,
+                error_code=attempt.error_code,
+                next_attempt_at=attempt.next_attempt_at,
+            )
+            .on_conflict_do_nothing()
+        )
+
+    async def delivery_log(
+        self, client_id: str, *, limit: int, before: datetime | None = None
+    ) -> list[WebhookDeliveryAttempt]:
+        """The front end's attempts, newest first, made before `before`, at most `limit`."""
+        query = select(WebhookDeliveryAttempt).where(
+            col(WebhookDeliveryAttempt.client_id) == client_id
+        )
+        if before is not None:
+            query = query.where(col(WebhookDeliveryAttempt.attempted_at) < before)
+        rows = await self.session.execute(
+            query.order_by(
+                col(WebhookDeliveryAttempt.attempted_at).desc(),
+                col(WebhookDeliveryAttempt.attempt).desc(),
+            ).limit(limit)
+        )
+        return list(rows.scalars())
+
+
+WebhookRepositoryFactory = Callable[[AsyncSession], WebhookRepository]
+"""How a webhook use case gets its repository from its unit of work's session:
+`WebhookRepository` itself, or (a unit test) a function answering an in-memory fake."""

@@ -8,6 +8,12 @@ every attempt back (`WebhookAttempted`), which intake keeps as the front end's d
 front end authenticates to intake only, and the log is read where the key is checked. The log is
 kept for `webhook_log.retention_days` (30): the consumer that writes it prunes older attempts as
 it goes (`referrals_common.webhooks.retention`), never one whose next try is still to come.
+
+The use cases run in their caller's unit of work (the route's, the consumer's inbox transaction)
+and commit nothing; they reach the tables only through the `WebhookRepository` their
+`repository` factory makes on that unit of work's session (a unit test passes an in-memory
+fake's). The pruner alone runs its own short transactions: it is maintenance beside the
+consumer, not part of the event's.
 """
 
 from __future__ import annotations
@@ -16,8 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID, uuid4
 
-from sqlalchemy import func, or_, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import func, or_
 from sqlmodel import col
 
 from referrals_common.contracts import (
@@ -32,6 +37,7 @@ from referrals_common.db import Database, UnitOfWork
 from referrals_common.webhooks import new_secret
 from referrals_common.webhooks.retention import LogPruner, RetentionSettings
 from referrals_intake.models import WebhookDeliveryAttempt, WebhookSubscription, utcnow
+from referrals_intake.repository import WebhookRepository, WebhookRepositoryFactory
 
 
 class NoSubscription(Exception):
@@ -47,16 +53,23 @@ class Subscribed:
 
 
 async def subscribe(
-    uow: UnitOfWork, box: SealedBox, client_id: str, url: str, *, rotate_secret: bool
+    uow: UnitOfWork,
+    box: SealedBox,
+    client_id: str,
+    url: str,
+    *,
+    rotate_secret: bool,
+    repository: WebhookRepositoryFactory = WebhookRepository,
 ) -> Subscribed:
     """Subscribe `url` for the front end, or move its subscription there; a new subscription,
     or `rotate_secret`, gets a new signing secret."""
-    row = await uow.session.get(WebhookSubscription, client_id, with_for_update=True)
+    repo = repository(uow.session)
+    row = await repo.subscription(client_id, for_update=True)
     created = row is None or row.url is None
     now = utcnow()
     if row is None:
         row = WebhookSubscription(client_id=client_id, version=0, created_at=now)
-        uow.session.add(row)
+        repo.add(row)
     elif created:
         row.created_at = now
     row.version += 1
@@ -81,16 +94,21 @@ async def subscribe(
     return Subscribed(row, secret, created)
 
 
-async def current(uow: UnitOfWork, client_id: str) -> WebhookSubscription:
-    row = await uow.session.get(WebhookSubscription, client_id)
+async def current(
+    uow: UnitOfWork, client_id: str, *, repository: WebhookRepositoryFactory = WebhookRepository
+) -> WebhookSubscription:
+    """The front end's subscription (NoSubscription if it has none)."""
+    row = await repository(uow.session).subscription(client_id)
     if row is None or row.url is None:
         raise NoSubscription
     return row
 
 
-async def unsubscribe(uow: UnitOfWork, client_id: str) -> None:
+async def unsubscribe(
+    uow: UnitOfWork, client_id: str, *, repository: WebhookRepositoryFactory = WebhookRepository
+) -> None:
     """Stop the front end's webhooks (NoSubscription if there are none)."""
-    row = await uow.session.get(WebhookSubscription, client_id, with_for_update=True)
+    row = await repository(uow.session).subscription(client_id, for_update=True)
     if row is None or row.url is None:
         raise NoSubscription
     row.version += 1
@@ -105,9 +123,11 @@ async def unsubscribe(uow: UnitOfWork, client_id: str) -> None:
     )
 
 
-async def request_ping(uow: UnitOfWork, client_id: str) -> UUID:
+async def request_ping(
+    uow: UnitOfWork, client_id: str, *, repository: WebhookRepositoryFactory = WebhookRepository
+) -> UUID:
     """Ask notifications for a signed test delivery to the subscribed endpoint; its id."""
-    await current(uow, client_id)
+    await current(uow, client_id, repository=repository)
     ping_id = uuid4()
     await uow.outbox.add(
         new_event(
@@ -119,12 +139,16 @@ async def request_ping(uow: UnitOfWork, client_id: str) -> UUID:
     return ping_id
 
 
-async def record_attempt(uow: UnitOfWork, data: WebhookAttempted) -> None:
+async def record_attempt(
+    uow: UnitOfWork,
+    data: WebhookAttempted,
+    *,
+    repository: WebhookRepositoryFactory = WebhookRepository,
+) -> None:
     """Keep one attempt in the front end's log (a redelivered attempt is kept once)."""
     is_ping = data.case_id == front_end_key(data.front_end)
-    await uow.session.execute(
-        insert(WebhookDeliveryAttempt)
-        .values(
+    await repository(uow.session).keep_attempt(
+        WebhookDeliveryAttempt(
             client_id=data.front_end,
             delivery_id=data.delivery_id,
             case_id=None if is_ping else data.case_id,
@@ -136,7 +160,6 @@ async def record_attempt(uow: UnitOfWork, data: WebhookAttempted) -> None:
             error_code=str(data.error_code) if data.error_code else None,
             next_attempt_at=data.next_attempt_at,
         )
-        .on_conflict_do_nothing()
     )
 
 
@@ -159,16 +182,12 @@ def delivery_log_pruner(db: Database, settings: RetentionSettings | None = None)
 
 
 async def delivery_log(
-    uow: UnitOfWork, client_id: str, *, limit: int, before: datetime | None = None
+    uow: UnitOfWork,
+    client_id: str,
+    *,
+    limit: int,
+    before: datetime | None = None,
+    repository: WebhookRepositoryFactory = WebhookRepository,
 ) -> list[WebhookDeliveryAttempt]:
     """The front end's own attempts, newest first."""
-    query = select(WebhookDeliveryAttempt).where(col(WebhookDeliveryAttempt.client_id) == client_id)
-    if before is not None:
-        query = query.where(col(WebhookDeliveryAttempt.attempted_at) < before)
-    rows = await uow.session.execute(
-        query.order_by(
-            col(WebhookDeliveryAttempt.attempted_at).desc(),
-            col(WebhookDeliveryAttempt.attempt).desc(),
-        ).limit(limit)
-    )
-    return list(rows.scalars())
+    return await repository(uow.session).delivery_log(client_id, limit=limit, before=before)
