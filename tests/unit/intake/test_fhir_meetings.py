@@ -328,7 +328,7 @@ def test_a_meeting_listed_twice_is_refused(case):
 
 
 def test_a_meeting_row_is_exported_without_its_join_link():
-    from referrals_intake.api.case_holder import _fhir_meetings
+    from referrals_intake.fhir_view import meetings_for_fhir
     from referrals_intake.models import Meeting
 
     link = "https://video.example.org/join/secret-room"
@@ -350,7 +350,7 @@ def test_a_meeting_row_is_exported_without_its_join_link():
         created_at=OFFERED_AT,
     )  # fmt: skip
 
-    (meeting,) = _fhir_meetings([row])
+    (meeting,) = meetings_for_fhir([row])
 
     assert meeting.status == "booked" and meeting.mode == "video"
     assert meeting.booked_slot == SLOTS[1]

