@@ -5,6 +5,7 @@ ones (tests/integration/records)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -17,7 +18,7 @@ import pytest
 
 from referrals_common.auth.api_keys import hash_secret
 from referrals_common.contracts import CaseStatus, DocumentKind
-from referrals_records.inspection import CaseQuotaExceeded, SizeLimits
+from referrals_records.inspection import CaseQuotaExceeded, SizeLimits, UploadRefused
 from referrals_records.links import DownloadGrant
 from referrals_records.models import (
     CaseState,
@@ -139,6 +140,10 @@ class FakeStore:
 
     objects: dict[str, bytes] = field(default_factory=dict)
     removed: list[str] = field(default_factory=list)
+    gate: asyncio.Event | None = None
+    """Set: a one-request put waits for it (to see what happens meanwhile)."""
+    fail: Exception | None = None
+    """Set: a one-request put fails with it."""
 
     async def put_stream(
         self, key: str, chunks: AsyncIterator[bytes], *, media_type: str, inspect: Any
@@ -149,6 +154,13 @@ class FakeStore:
             data += chunk
         self.objects[key] = bytes(data)
         return StoredObject(size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+    async def put_object(self, key: str, data: bytes, *, media_type: str) -> None:
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail is not None:
+            raise self.fail
+        self.objects[key] = data
 
     async def remove(self, key: str) -> None:
         self.removed.append(key)
@@ -475,9 +487,64 @@ async def test_a_stored_upload_commits_its_document_audit_row_and_event_in_its_o
     assert doc.sha256 == hashlib.sha256(content).hexdigest()
     assert [type(row).__name__ for row in repo.added] == ["Document", "AccessAudit"]
     assert repo.locked_cases == [CASE]  # the quota is checked again under the case's lock
-    # Checks, quota, record: the last one, and only it, commits (no transaction over the stream)
-    assert [uow.committed for uow in db.opened] == [False, False, True]
+    # The checks and the quota left, then the record: only the last commits (none over a stream)
+    assert [uow.committed for uow in db.opened] == [False, True]
     assert db.opened[-1].outbox.types() == ["referrals.document.stored.v1"]
+
+
+async def test_a_small_file_is_recorded_while_it_is_put_and_committed_only_once_stored(
+    records: Records, repo: FakeRecordsRepository, store: FakeStore, db: FakeDatabase
+) -> None:
+    store.gate = asyncio.Event()
+    task = asyncio.create_task(
+        records.store_document(
+            CASE, DocumentKind.PATHOLOGY_REPORT, upload(pdf()), "case-token:clinic", None
+        )
+    )
+    for _ in range(50):  # until the record waits for the object
+        await asyncio.sleep(0.01)
+        if repo.added:
+            break
+
+    assert [type(row).__name__ for row in repo.added] == ["Document", "AccessAudit"]
+    assert store.objects == {}, "the put is still under way"
+    assert [uow.committed for uow in db.opened] == [False, False], "no commit before the object"
+    store.gate.set()
+    result = await task
+    assert store.objects == {result.document.object_key: pdf()}
+    assert [uow.committed for uow in db.opened] == [False, True]
+
+
+async def test_a_failed_put_commits_no_row_and_leaves_no_object(
+    records: Records, repo: FakeRecordsRepository, store: FakeStore, db: FakeDatabase
+) -> None:
+    store.fail = ConnectionError("object storage away")
+
+    with pytest.raises(ConnectionError):
+        await records.store_document(
+            CASE, DocumentKind.PATHOLOGY_REPORT, upload(pdf()), "case-token:clinic", None
+        )
+
+    assert [uow.committed for uow in db.opened] == [False, False]
+    assert store.objects == {}
+    assert len(store.removed) == 1
+
+
+async def test_a_small_file_refused_at_its_end_is_never_stored(
+    records: Records, store: FakeStore, db: FakeDatabase
+) -> None:
+    truncated = pdf()[:-20]  # no `%%EOF`: cut short
+
+    with pytest.raises(UploadRefused):
+        await records.store_document(
+            CASE, DocumentKind.PATHOLOGY_REPORT, upload(truncated), "case-token:clinic", None
+        )
+
+    assert store.objects == {}
+    assert store.removed == [], "nothing was sent, so nothing had to be removed"
+    assert [uow.outbox.types() for uow in db.opened if uow.committed] == [
+        ["referrals.document.rejected.v1"]
+    ]
 
 
 async def test_the_same_bytes_again_are_the_same_document_and_the_second_object_is_removed(

@@ -6,13 +6,16 @@ Each use case runs in the unit of work its caller gives (an API route's, the con
 transaction) and never commits: the caller does. The exception is storing an upload
 (`store_document`, `record_document`, `rejected`): its bytes stream for minutes, and no
 transaction may stay open that long, so it opens its own short units of work, one before the
-stream and one recording the document with its `document.stored` (said again beside them).
+stream (the checks and the quota left, read together) and one recording the document with its
+`document.stored` (said again beside them); for a file of at most one part, whole in memory
+before anything is sent, the recording one is open while that one request puts the object.
 Queries are `repository.RecordsRepository`'s, made from the unit of work's session by
 `Records.repository` (a unit test gives an in-memory one)."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -52,7 +55,7 @@ from referrals_records.models import (
     utcnow,
 )
 from referrals_records.repository import RecordsRepository
-from referrals_records.storage import DocumentStore
+from referrals_records.storage import PART_SIZE, DocumentStore, StoredObject
 from referrals_records.uploads import Upload
 
 log = logging.getLogger(__name__)
@@ -156,12 +159,23 @@ class Records:
         row.
 
         Opens its own units of work, none held across the stream (minutes, for a large study):
-        one for the checks before the bytes flow, one for the quota left, one recording the
+        one before the bytes flow (the checks, and the quota left: one transaction, its reads
+        only a snapshot, checked again under a lock when recording), one recording the
         document (`_record`), or one publishing its refusal (`_rejected`).
+
+        A file of at most one part (`PART_SIZE`: most scans and letters) is in memory whole
+        before anything is sent, as the stream would hold it anyway: it is inspected to its end
+        first (nothing is stored if it is refused), then put in one request of known length
+        while it is hashed in a worker thread and recorded, the record committing only once
+        the object is stored (`_record`'s `storing`). A larger file streams in parts
+        (`DocumentStore.put_stream`) and is recorded after.
         """
         document_id = uuid4()
+        key = f"cases/{case_id}/documents/{document_id}"
         async with self.db.unit_of_work() as uow:
             await self.check_upload(uow, case_id, kind, translation_of, referral)
+            quota = await self._quota_left(uow, case_id, kind)
+        stored: StoredObject | None = None
         try:
             file_name = check_file_name(upload.file_name)
             head, rest = await _read_head(upload)
@@ -170,7 +184,6 @@ class Records:
             # case's quota left bounds the stream too (checked again when recording).
             limit = max_bytes_for(media_type, self.limits)
             inspector = ContentInspector(media_type, max_bytes=limit)
-            quota = await self._quota_left(case_id, kind)
             # A body announced larger than any file of its type (or than the quota left) is
             # refused now, not after streaming and hashing up to the limit.
             if upload.surely_larger_than(limit):
@@ -182,24 +195,28 @@ class Records:
                 inspector.feed(chunk)
                 quota.feed(chunk)
 
-            key = f"cases/{case_id}/documents/{document_id}"
-
-            async def chunks() -> AsyncIterator[bytes]:
-                if head:
-                    yield head
-                async for chunk in rest:
-                    yield chunk
-
-            stored = await self.store.put_stream(
-                key, chunks(), media_type=media_type, inspect=inspect
-            )
-            inspector.finish()
+            first, ended = await _read_on(head, rest, PART_SIZE)
+            if ended:  # the whole file, at most one part: checked before anything is stored
+                inspect(first)
+                inspector.finish()
+            else:
+                chunks, first = _chain(first, rest), b""
+                stored = await self.store.put_stream(
+                    key, chunks, media_type=media_type, inspect=inspect
+                )
+                inspector.finish()
         except UploadRefused as refused:
-            if "key" in locals():
-                await self.store.remove(key)
+            if stored is not None:  # refused at its end, once streamed (put_stream removes
+                await self.store.remove(key)  # what it stored if it fails itself)
             await self._rejected(case_id, document_id, refused)
             raise
+        storing = None
+        if stored is None:
+            storing = asyncio.create_task(self.store.put_object(key, first, media_type=media_type))
         try:
+            if stored is None:
+                digest = await asyncio.to_thread(hashlib.sha256, first)
+                stored = StoredObject(size_bytes=len(first), sha256=digest.hexdigest())
             return await self._record(
                 case_id,
                 document_id,
@@ -212,14 +229,22 @@ class Records:
                 translation_of,
                 uploaded_by,
                 referral,
+                storing,
             )
         except CaseQuotaExceeded as refused:  # a concurrent upload took the rest of the quota
-            await self.store.remove(key)
+            await self._discard(key, storing)
             await self._rejected(case_id, document_id, refused)
             raise
         except BaseException:
-            await self.store.remove(key)
+            await self._discard(key, storing)
             raise
+
+    async def _discard(self, key: str, storing: asyncio.Task[None] | None) -> None:
+        """Remove an upload's object, once its put (if still in flight) has ended: removed
+        before the put ends, the object would appear after its removal."""
+        if storing is not None:
+            await asyncio.gather(storing, return_exceptions=True)
+        await self.store.remove(key)
 
     async def quota_left(self, uow: UnitOfWork, case_id: UUID) -> int:
         """The bytes the case's quota leaves for one more document of the patient."""
@@ -236,14 +261,13 @@ class Records:
         """Publish `document.rejected` for an upload records refused."""
         await self._rejected(case_id, document_id, refused)
 
-    async def _quota_left(self, case_id: UUID, kind: DocumentKind) -> _QuotaMeter:
+    async def _quota_left(self, uow: UnitOfWork, case_id: UUID, kind: DocumentKind) -> _QuotaMeter:
         """What the case's quota leaves for one more upload (no bound for a center's opinion:
-        a patient filling the quota must not keep the case from its opinion). Its own unit of
-        work, read before the stream (`store_document`)."""
-        async with self.db.unit_of_work() as uow:
-            used = await self.repo(uow).live_bytes(case_id)
-        quota = None if kind == DocumentKind.OPINION else self.case_quota_bytes
-        return _QuotaMeter(quota, used)
+        a patient filling the quota must not keep the case from its opinion), read in the unit
+        of work of the checks before the stream (`store_document`)."""
+        if kind == DocumentKind.OPINION:
+            return _QuotaMeter(None, 0)
+        return _QuotaMeter(self.case_quota_bytes, await self.repo(uow).live_bytes(case_id))
 
     async def _check_quota(
         self, repo: RecordsRepository, case_id: UUID, kind: DocumentKind, size: int
@@ -271,10 +295,14 @@ class Records:
         translation_of: UUID | None,
         uploaded_by: str,
         referral: CenterReferral | None,
+        storing: asyncio.Task[None] | None = None,
     ) -> StoreResult:
         # Its own unit of work, committed here: the bytes are stored already (an upload's end,
-        # after a stream no transaction was held across), and the document, its audit row and
-        # `document.stored` commit together, or the object is removed by the caller.
+        # after a stream no transaction was held across), or are being put in one request
+        # (`storing`: a file of at most one part, whole in memory), awaited before the commit;
+        # the document, its audit row and `document.stored` commit together once the object
+        # is stored, or the object is removed by the caller. (The case's advisory lock is held
+        # meanwhile: another upload to the same case records after this one's put.)
         async with self.db.unit_of_work() as uow:
             repo = self.repo(uow)
             twin = await repo.live_twin(case_id, sha256)
@@ -329,6 +357,8 @@ class Records:
                         )
                     )
                 )
+                if storing is not None:
+                    await storing  # the object first: a row never names a missing object
                 try:
                     await uow.commit()
                     return StoreResult(doc, created=True)
@@ -336,7 +366,7 @@ class Records:
                     await uow.rollback()  # the same bytes, uploaded at the same moment
         async with self.db.unit_of_work() as uow:
             twin = await self.repo(uow).live_twin(case_id, sha256)
-        await self.store.remove(key)
+        await self._discard(key, storing)
         assert twin is not None
         if referral is not None and twin.referral_id != referral.referral_id:
             raise NotOwnUpload(twin.id)
@@ -573,6 +603,25 @@ class _QuotaMeter:
         self.fed += len(chunk)
         if self.quota is not None and self.used + self.fed > self.quota:
             raise CaseQuotaExceeded(self.quota, self.used)
+
+
+async def _read_on(head: bytes, rest: AsyncIterator[bytes], size: int) -> tuple[bytes, bool]:
+    """`head` and what follows from `rest` until more than `size` bytes or the end: (those bytes,
+    whether they are the whole file)."""
+    data = bytearray(head)
+    while len(data) <= size:
+        try:
+            data += await rest.__anext__()
+        except StopAsyncIteration:
+            return bytes(data), True
+    return bytes(data), False
+
+
+async def _chain(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield first
+    del first  # a part's worth of memory, not held for the rest of a long stream
+    async for chunk in rest:
+        yield chunk
 
 
 async def _read_head(upload: Upload) -> tuple[bytes, AsyncIterator[bytes]]:

@@ -1,11 +1,13 @@
 """Documents in MinIO: streamed in, encrypted at rest (SSE-S3), read out through records' links.
 
-Every upload, one-shot or resumable, is an S3 multipart upload driven by `MultipartUploads`:
-requests presigned with the `minio` SDK's public `get_presigned_url` and sent with httpx. A
-one-shot upload (`DocumentStore.put_stream`) cuts the request's stream into parts of
-`PART_SIZE` and keeps at most `PARALLEL_PARTS` of them in flight, so memory stays at a few parts
-whatever the file size; if the request stream fails or the content is refused half way, the
-multipart upload is aborted and nothing is left in the bucket.
+Every upload reaches MinIO through `MultipartUploads`: requests presigned with the `minio`
+SDK's public `get_presigned_url` and sent with httpx. A one-shot upload
+(`DocumentStore.put_stream`) cuts the request's stream into parts of `PART_SIZE` and keeps at
+most `PARALLEL_PARTS` of them in flight, so memory stays at a few parts whatever the file size;
+a file that fits in one part (most scans and PDFs) is held anyway before it is sent, so it goes
+in one PUT of known length instead of three requests (create, part, complete). If the request
+stream fails or the content is refused half way, the multipart upload is aborted and nothing is
+left in the bucket. A resumable upload is always a multipart upload.
 
 A presigned request carries an unsigned payload: over plain HTTP the SDK's own `put_object`
 would hash every part with SHA-256 for the signature and MinIO would hash it again to check it,
@@ -79,25 +81,31 @@ class DocumentStore:
         raise to refuse the upload. On any failure nothing is left in the bucket."""
         digest = hashlib.sha256()
         size = 0
-        upload_id = await self.multipart.create(key, media_type)
+        upload_id: str | None = None  # created with the first part: a small file needs none
         etags: dict[int, str] = {}
         in_flight: set[asyncio.Task[None]] = set()
         numbered = 0
 
-        async def send(number: int, data: bytes) -> None:
+        def account(data: bytes) -> None:
+            nonlocal size
+            inspect(data)  # may refuse: before the bytes are sent anywhere
+            digest.update(data)
+            size += len(data)
+
+        async def send(number: int, data: bytes, upload: str) -> None:
             async def body() -> AsyncIterator[bytes]:
                 yield data
 
-            etags[number] = await self.multipart.put_part(key, upload_id, number, body(), len(data))
+            etags[number] = await self.multipart.put_part(key, upload, number, body(), len(data))
 
         async def part(data: bytes) -> None:
             # A bounded number in flight: a slow MinIO slows the client down, memory stays flat.
-            nonlocal size, numbered
-            inspect(data)
-            digest.update(data)
-            size += len(data)
+            nonlocal numbered, upload_id
+            account(data)
+            if upload_id is None:
+                upload_id = await self.multipart.create(key, media_type)
             numbered += 1
-            in_flight.add(asyncio.create_task(send(numbered, data)))
+            in_flight.add(asyncio.create_task(send(numbered, data, upload_id)))
             if len(in_flight) >= PARALLEL_PARTS:
                 done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
@@ -108,24 +116,39 @@ class DocumentStore:
             block = bytearray()
             async for chunk in chunks:
                 block += chunk
-                while len(block) >= PART_SIZE:
-                    await part(bytes(block[:PART_SIZE]))
+                # A part leaves only once more bytes follow it, so a file of at most one part
+                # is never a multipart upload.
+                while len(block) > PART_SIZE:
+                    with memoryview(block) as view:
+                        data = bytes(view[:PART_SIZE])
                     del block[:PART_SIZE]
-            if block or not numbered:
-                await part(bytes(block))  # the last part (or the only one, even empty)
-            for task in list(in_flight):
-                await task
-                in_flight.discard(task)
-            await self.multipart.complete(key, upload_id, sorted(etags.items()))
+                    await part(data)
+            if upload_id is None:
+                # The whole file is in `block` (at most PART_SIZE): one PUT of known length.
+                data = bytes(block)
+                account(data)
+                await self.multipart.put_object(key, data, media_type)
+            else:
+                await part(bytes(block))  # the last part: never empty (see above)
+                for task in list(in_flight):
+                    await task
+                    in_flight.discard(task)
+                await self.multipart.complete(key, upload_id, sorted(etags.items()))
         except BaseException:
             for task in in_flight:
                 task.cancel()
             await asyncio.gather(*in_flight, return_exceptions=True)
-            with contextlib.suppress(Exception):
-                await self.multipart.abort(key, upload_id)
+            if upload_id is not None:
+                with contextlib.suppress(Exception):
+                    await self.multipart.abort(key, upload_id)
             await self.remove(key)
             raise
         return StoredObject(size_bytes=size, sha256=digest.hexdigest())
+
+    async def put_object(self, key: str, data: bytes, *, media_type: str) -> None:
+        """Store `data`, a whole file already inspected, as `key`, encrypted, in one request of
+        known length; if it fails, nothing is left under `key` by it."""
+        await self.multipart.put_object(key, data, media_type)
 
     async def remove(self, key: str) -> None:
         def remove() -> None:
@@ -204,7 +227,8 @@ PRESIGN_TTL = timedelta(minutes=15)
 
 
 class MultipartUploads:
-    """S3 multipart uploads whose parts arrive in separate requests (resumable uploads).
+    """S3 multipart uploads whose parts arrive in separate requests (resumable uploads, and a
+    one-shot upload larger than a part), and the single PUT of a file that fits in one part.
 
     Each request is presigned with the SDK's public `get_presigned_url` and sent with httpx, so a
     part streams from the client's request straight into MinIO as one multipart part: nothing is
@@ -246,6 +270,19 @@ class MultipartUploads:
         if not upload_id:
             raise MultipartFailed("create", response.status_code, "NoUploadId")
         return upload_id
+
+    async def put_object(
+        self, key: str, data: bytes, media_type: str = "application/octet-stream"
+    ) -> None:
+        """Store `data` as the whole object `key` in one request (encrypted at rest, SSE-S3):
+        a file that fits in one part needs no multipart upload."""
+        await self._send(
+            "put",
+            "PUT",
+            self._url("PUT", key),
+            content=data,
+            headers={"Content-Type": media_type, "x-amz-server-side-encryption": "AES256"},
+        )
 
     async def put_part(
         self, key: str, upload_id: str, number: int, body: AsyncIterator[bytes], length: int
