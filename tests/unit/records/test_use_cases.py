@@ -106,6 +106,10 @@ class FakeRecordsRepository:
     async def live_bytes(self, case_id: UUID) -> int:
         return sum(d.size_bytes for d in self._live(case_id))
 
+    async def live_bytes_and_twin(self, case_id: UUID, sha256: str) -> tuple[int, UUID | None]:
+        twin = await self.live_twin(case_id, sha256)
+        return await self.live_bytes(case_id), twin.id if twin else None
+
     async def lock_case_uploads(self, case_id: UUID) -> None:
         self.locked_cases.append(case_id)
 

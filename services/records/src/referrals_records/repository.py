@@ -116,6 +116,27 @@ class RecordsRepository:
         )
         return int(total or 0)
 
+    async def live_bytes_and_twin(self, case_id: UUID, sha256: str) -> tuple[int, UUID | None]:
+        """`live_bytes` and the id of `live_twin`, in one round trip."""
+        twin = (
+            select(col(Document.id))
+            .where(
+                col(Document.case_id) == case_id,
+                col(Document.sha256) == sha256,
+                col(Document.deleted_at).is_(None),
+            )
+            .limit(1)
+            .scalar_subquery()
+        )
+        row = (
+            await self.session.execute(
+                select(func.coalesce(func.sum(col(Document.size_bytes)), 0), twin).where(
+                    col(Document.case_id) == case_id, col(Document.deleted_at).is_(None)
+                )
+            )
+        ).one()
+        return int(row[0] or 0), row[1]
+
     async def lock_case_uploads(self, case_id: UUID) -> None:
         """Serialise the recording of the case's uploads: an advisory lock held until the
         transaction ends."""

@@ -269,18 +269,25 @@ class Records:
             return _QuotaMeter(None, 0)
         return _QuotaMeter(self.case_quota_bytes, await self.repo(uow).live_bytes(case_id))
 
-    async def _check_quota(
-        self, repo: RecordsRepository, case_id: UUID, kind: DocumentKind, size: int
-    ) -> None:
-        """In the transaction recording a document: serialise the case's uploads on an advisory
-        lock (held until commit) and refuse one that no longer fits, so two uploads streamed at
-        once cannot both pass the quota."""
+    async def _twin_within_quota(
+        self, repo: RecordsRepository, case_id: UUID, kind: DocumentKind, sha256: str, size: int
+    ) -> Document | None:
+        """In the transaction recording a document: the case's live document with the same
+        bytes, if there is one; else, for a patient's document, serialise the case's uploads on
+        an advisory lock (held until commit) and refuse one that no longer fits, so two uploads
+        streamed at once cannot both pass the quota. Under the lock, the bytes used and the
+        twin are read in one query."""
         if kind == DocumentKind.OPINION:
-            return
+            return await repo.live_twin(case_id, sha256)
         await repo.lock_case_uploads(case_id)
-        used = await repo.live_bytes(case_id)
+        used, twin_id = await repo.live_bytes_and_twin(case_id, sha256)
+        if twin_id is not None:
+            twin = await repo.document(twin_id)
+            if twin is not None and twin.deleted_at is None:
+                return twin
         if used + size > self.case_quota_bytes:
             raise CaseQuotaExceeded(self.case_quota_bytes, used)
+        return None
 
     async def _record(
         self,
@@ -305,7 +312,7 @@ class Records:
         # meanwhile: another upload to the same case records after this one's put.)
         async with self.db.unit_of_work() as uow:
             repo = self.repo(uow)
-            twin = await repo.live_twin(case_id, sha256)
+            twin = await self._twin_within_quota(repo, case_id, kind, sha256, size)
             if (
                 twin is not None
                 and referral is not None
@@ -315,7 +322,6 @@ class Records:
                 # cannot adopt someone else's document as its own upload.
                 raise NotOwnUpload(twin.id)
             if twin is None:
-                await self._check_quota(repo, case_id, kind, size)
                 doc = Document(
                     id=document_id,
                     case_id=case_id,
