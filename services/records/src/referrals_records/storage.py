@@ -85,12 +85,17 @@ class DocumentStore:
         etags: dict[int, str] = {}
         in_flight: set[asyncio.Task[None]] = set()
         numbered = 0
+        hashing: asyncio.Task[None] | None = None
 
-        def account(data: bytes) -> None:
-            nonlocal size
+        async def account(data: bytes) -> None:
+            nonlocal size, hashing
             inspect(data)  # may refuse: before the bytes are sent anywhere
-            digest.update(data)
             size += len(data)
+            # Hashed in a worker thread (hashlib lets go of the GIL for it) while this loop goes
+            # on receiving and sending: one part at a time, in order.
+            if hashing is not None:
+                await hashing
+            hashing = asyncio.create_task(asyncio.to_thread(digest.update, data))
 
         async def send(number: int, data: bytes, upload: str) -> None:
             async def body() -> AsyncIterator[bytes]:
@@ -101,7 +106,7 @@ class DocumentStore:
         async def part(data: bytes) -> None:
             # A bounded number in flight: a slow MinIO slows the client down, memory stays flat.
             nonlocal numbered, upload_id
-            account(data)
+            await account(data)
             if upload_id is None:
                 upload_id = await self.multipart.create(key, media_type)
             numbered += 1
@@ -126,7 +131,7 @@ class DocumentStore:
             if upload_id is None:
                 # The whole file is in `block` (at most PART_SIZE): one PUT of known length.
                 data = bytes(block)
-                account(data)
+                await account(data)
                 await self.multipart.put_object(key, data, media_type)
             else:
                 await part(bytes(block))  # the last part: never empty (see above)
@@ -134,10 +139,13 @@ class DocumentStore:
                     await task
                     in_flight.discard(task)
                 await self.multipart.complete(key, upload_id, sorted(etags.items()))
+            if hashing is not None:
+                await hashing
         except BaseException:
-            for task in in_flight:
+            pending = [*in_flight, *([hashing] if hashing else [])]
+            for task in pending:
                 task.cancel()
-            await asyncio.gather(*in_flight, return_exceptions=True)
+            await asyncio.gather(*pending, return_exceptions=True)
             if upload_id is not None:
                 with contextlib.suppress(Exception):
                     await self.multipart.abort(key, upload_id)
