@@ -27,7 +27,6 @@ from referrals_intake.lifecycle import (
     CROSS_BORDER_CONSENT_MISSING,
     EVIDENCE_MISSING,
     PROCESSING_CONSENT_MISSING,
-    DocumentState,
     IllegalTransition,
 )
 from referrals_intake.models import (
@@ -39,6 +38,7 @@ from referrals_intake.models import (
     TimelineEntry,
     utcnow,
 )
+from referrals_intake.repository import CaseRepository
 from referrals_intake.schemas import CaseCreate, CaseUpdate
 from referrals_intake.service import (
     CaseNotEditable,
@@ -100,18 +100,8 @@ class FakeCaseRepository:
     async def documents(self, case_id: UUID) -> list[CaseDocument]:
         return [d for d in self.document_rows if d.case_id == case_id]
 
-    async def document_states(self, case_id: UUID) -> list[DocumentState]:
-        return [
-            DocumentState(
-                str(d.document_id),
-                d.kind,
-                d.stored,
-                d.check,
-                str(d.translation_of) if d.translation_of else None,
-                d.language,
-            )
-            for d in await self.documents(case_id)
-        ]
+    # The real mapping from rows to states, over this fake's `documents`.
+    document_states = CaseRepository.document_states
 
     async def close_requests(self, case_id: UUID, status: str, *, only: UUID | None = None) -> None:
         for r in self.requests:
