@@ -43,16 +43,13 @@ async def run_sender_loop(
 
 
 async def run_sender(settings: NotificationsSettings) -> None:
-    """The sender process, until SIGTERM or SIGINT."""
-    import signal
-
+    """The sender role, until SIGTERM or SIGINT."""
+    from referrals_common import shutdown
     from referrals_notifications.sender import webhook_log_pruner
 
     rt = build_runtime(settings)
     sender = build_sender(settings, rt.db)
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    stop = shutdown.requested()
     try:
         await run_sender_loop(
             sender,

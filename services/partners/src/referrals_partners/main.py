@@ -8,7 +8,6 @@ the outbox relay.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -80,9 +79,8 @@ async def run_consumer(settings: PartnersSettings) -> None:
 
 
 async def run_scheduler(settings: PartnersSettings) -> None:
-    """The scheduler process: deadlines and webhook deliveries, until SIGTERM or SIGINT."""
-    import signal
-
+    """The scheduler role: deadlines and webhook deliveries, until SIGTERM or SIGINT."""
+    from referrals_common import shutdown
     from referrals_partners.scheduler import WebhookSender, delivery_log_pruner
     from referrals_partners.scheduler import run_scheduler as loop
 
@@ -94,9 +92,7 @@ async def run_scheduler(settings: PartnersSettings) -> None:
         timeout=settings.webhook_timeout_seconds,
         retry=settings.webhook_retry.policy(),
     )
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    stop = shutdown.requested()
     try:
         await loop(
             rt.partners,

@@ -562,8 +562,7 @@ async def serve_consumer(
     partitions and replication of new topics). `subscribe_options` go to
     `EventConsumer.subscribe` (e.g. a smaller `max_records` for a consumer whose events take
     seconds each); `lanes` give some topics a subscriber of their own (`subscribe_lanes`)."""
-    import signal
-
+    from referrals_common import shutdown
     from referrals_common.messaging.kafka import ensure_topics, event_broker, kafka_settings
 
     kafka = kafka_settings(kafka)
@@ -579,12 +578,8 @@ async def serve_consumer(
     broker = event_broker(kafka, client_id=service)
     subscribe_lanes(build(dead), broker, topics, lanes, **subscribe_options)
     await broker.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await shutdown.requested().wait()
     finally:
         await broker.stop()
         await dead.stop()

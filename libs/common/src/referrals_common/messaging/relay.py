@@ -295,17 +295,20 @@ class RelayOptions(TypedDict, total=False):
 
 
 async def serve(dsn: str, kafka: Kafka, **options: Unpack[RelayOptions]) -> None:
-    """Run one relay until SIGTERM or SIGINT, then stop cleanly."""
-    import signal
+    """Run one relay until SIGTERM or SIGINT (`referrals_common.shutdown`), then stop cleanly."""
+    from referrals_common import shutdown
 
     relay = OutboxRelay(dsn, kafka, **options)
     await relay.start()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(relay.stop()))
+    stop = shutdown.requested()
+    stopping = asyncio.create_task(stop.wait())
+    stopping.add_done_callback(
+        lambda waited: None if waited.cancelled() else asyncio.ensure_future(relay.stop())
+    )
     try:
         await relay.run()
     finally:
+        stopping.cancel()
         await relay.stop()
 
 
