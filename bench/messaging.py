@@ -7,11 +7,14 @@ real stack (Kafka, PostgreSQL, MinIO) on free ports, measures in the same run:
 2. relay throughput: a pre-filled outbox drained to Kafka (rows published and marked sent per s);
 3. end-to-end throughput: outbox commit → relay → Kafka → idempotent consumer effect committed;
 4. one-hop latency at a fixed rate: outbox commit → consumer effect committed (p50/p95/p99),
-   with the writer, the relay and the consumer each in its own process, as deployed;
+   with the writer, the relay and the consumer each in its own process, as deployed; and the
+   relay's and the consumer's CPU (user + system) per event and per idle second;
 
 and prints the outbox path's figures as ratios to the raw floor.
 
-    uv run python bench/messaging.py [--events 20000] [--rate 200] [--seconds 15]
+    uv run python bench/messaging.py [--events 20000] [--rate 200] [--seconds 15] [--hop-only]
+
+`--hop-only` measures only the two latencies (1 and 4's), for comparing changes to the hop.
 """
 
 from __future__ import annotations
@@ -24,12 +27,14 @@ import sys
 import tempfile
 import time
 import uuid
+from math import isnan, nan
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import psutil
 from _harness import stats
-from _harness.results import ROOT, parser, report
+from _harness.results import ROOT, loadavg, parser, report
 from _harness.stack import own_stack_async
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from faststream.kafka import KafkaBroker
@@ -46,7 +51,13 @@ from referrals_common.migrations import upgrade_async
 from referrals_common.settings import PostgresSettings
 
 MIGRATIONS = ROOT / "tests" / "integration" / "messaging_migrations"
+IDLE_S = 4.0  # seconds of no events over which the relay's and the consumer's idle CPU is taken
 console = Console()
+
+
+def figure(value: float, digits: int | None = None) -> float | None:
+    """A throughput or ratio as reported: rounded, or None if not measured (`--hop-only`)."""
+    return None if isnan(value) else round(value, digits)
 
 
 def summary(latencies_s: list[float]) -> dict[str, float]:
@@ -131,19 +142,28 @@ async def raw_latency(
 
 
 class TimedConsumer(EventConsumer):
-    """Records when each event's effect was committed."""
+    """Records when each event's effect was committed, and for the hop's parts when its record
+    was made (the relay's `send`: the record's timestamp, in milliseconds) and reached this
+    consumer (its batch delivered by the subscriber)."""
 
     def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)
         self.done_at: dict[uuid.UUID, float] = {}
+        self.sent_at: dict[uuid.UUID, float] = {}
+        self.received_at: dict[uuid.UUID, float] = {}
 
     async def process_batch(self, records) -> None:  # type: ignore[no-untyped-def]
+        received = time.time()
         # Once a batch returns, every effect of it is committed, whether its partitions went
         # through one transaction (`_apply_together`) or one per record (`_apply`).
         await super().process_batch(records)
         now = time.time()
         for record in records:
-            self.done_at.setdefault(parse_record(record).id, now)
+            event_id = parse_record(record).id
+            if event_id not in self.done_at:
+                self.done_at[event_id] = now
+                self.sent_at[event_id] = record.timestamp / 1000
+                self.received_at[event_id] = received
 
 
 async def apply_effect(event, uow) -> None:  # type: ignore[no-untyped-def]
@@ -229,11 +249,37 @@ async def write_at_rate(dsn: str, topic: str, rate: float, seconds: float, out: 
     await db.dispose()
 
 
+def cpu_seconds(process: psutil.Process) -> float:
+    """User + system CPU seconds of a process so far (all its threads)."""
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+async def relay_listening(dsn: str, timeout: float = 60.0) -> None:
+    """Wait until the relay process listens for the outbox's notifications (it has started)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        deadline = time.perf_counter() + timeout
+        while not await conn.fetchval(
+            "select exists (select from pg_stat_activity where query ilike 'listen %')"
+        ):
+            if time.perf_counter() > deadline:
+                raise TimeoutError("the relay did not start")
+            await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
+
+
 async def outbox_latency(
     dsn: str, bootstrap: str, db: Database, topic: str, rate: float, seconds: float
-) -> tuple[list[float], dict[str, int]]:
-    """One hop at a fixed rate, with writer, relay and consumer each in its own process, as they
-    are deployed; commit and effect times are wall-clock times on this one machine."""
+) -> tuple[list[float], dict[str, int], dict[str, float], dict[str, dict[str, float]]]:
+    """One hop at a fixed rate, with the writer and the relay each in a process of their own and
+    the consumer in this one (which does nothing else meanwhile); commit and effect times are
+    wall-clock times on this one machine.
+
+    Also the CPU (user + system) of the relay's process and of this one, the consumer's: per
+    second while idle (no event for `IDLE_S` seconds before the writer starts) and per event
+    while the events flow (from the writer's start until the last effect), idle share included."""
     consumer, broker, dead = await with_consumer(db, bootstrap, topic)
     relay = subprocess.Popen(
         [
@@ -249,8 +295,21 @@ async def outbox_latency(
         stderr=subprocess.DEVNULL,
     )
     commits = Path(tempfile.mkstemp(suffix=".jsonl")[1])
+    relay_process, consumer_process = psutil.Process(relay.pid), psutil.Process()
     try:
-        await asyncio.sleep(3.0)  # partition assignment, relay start-up
+        await asyncio.sleep(3.0)  # partition assignment
+        await relay_listening(dsn)
+        idle_began = time.perf_counter()
+        relay_cpu, consumer_cpu = cpu_seconds(relay_process), cpu_seconds(consumer_process)
+        await asyncio.sleep(IDLE_S)
+        idle_s = time.perf_counter() - idle_began
+        cpu = {
+            "relay_idle_cpu_ms_per_s": (cpu_seconds(relay_process) - relay_cpu) / idle_s * 1000,
+            "consumer_idle_cpu_ms_per_s": (cpu_seconds(consumer_process) - consumer_cpu)
+            / idle_s
+            * 1000,
+        }
+        relay_cpu, consumer_cpu = cpu_seconds(relay_process), cpu_seconds(consumer_process)
         writer = await asyncio.create_subprocess_exec(
             sys.executable,
             __file__,
@@ -273,8 +332,22 @@ async def outbox_latency(
         deadline = time.perf_counter() + 60
         while len(consumer.done_at) < len(committed) and time.perf_counter() < deadline:
             await asyncio.sleep(0.05)
-        latencies = [consumer.done_at[k] - t for k, t in committed.items() if k in consumer.done_at]
-        return latencies, dict(consumer.stats)
+        n = max(1, len(committed))
+        cpu["relay_cpu_ms_per_event"] = (cpu_seconds(relay_process) - relay_cpu) / n * 1000
+        cpu["consumer_cpu_ms_per_event"] = (cpu_seconds(consumer_process) - consumer_cpu) / n * 1000
+        cpu = {key: round(value, 3) for key, value in cpu.items()}
+        done = [(k, t) for k, t in committed.items() if k in consumer.done_at]
+        latencies = [consumer.done_at[k] - t for k, t in done]
+        parts = {
+            "commit_to_send": summary([consumer.sent_at[k] - t for k, t in done]),
+            "send_to_received": summary(
+                [consumer.received_at[k] - consumer.sent_at[k] for k, _ in done]
+            ),
+            "received_to_effect": summary(
+                [consumer.done_at[k] - consumer.received_at[k] for k, _ in done]
+            ),
+        }
+        return latencies, dict(consumer.stats), cpu, parts
     finally:
         commits.unlink(missing_ok=True)
         relay.terminate()
@@ -297,41 +370,57 @@ async def measure(args: argparse.Namespace) -> dict[str, object]:
         payload = new_event(CaseWithdrawn(case_id=uuid.uuid4())).to_json()
 
         console.print(f"[bold]raw aiokafka[/]: {args.events} events, then {args.rate}/s")
-        raw_tp = await raw_throughput(bootstrap, "bench.raw.tp", args.events, payload)
+        hop_only = getattr(args, "hop_only", False)
+        raw_tp = (
+            nan
+            if hop_only
+            else await raw_throughput(bootstrap, "bench.raw.tp", args.events, payload)
+        )
         raw_lat = summary(
             await raw_latency(bootstrap, "bench.raw.lat", args.rate, args.seconds, payload)
         )
         console.print(f"[bold]outbox relay[/]: drain {args.events} pre-filled rows")
-        relay_tp = await relay_throughput(dsn, bootstrap, db, "bench.relay", args.events)
+        relay_tp = (
+            nan
+            if hop_only
+            else await relay_throughput(dsn, bootstrap, db, "bench.relay", args.events)
+        )
         e2e_n = max(1000, args.events // 4)
         console.print(f"[bold]outbox → consumer[/]: {e2e_n} events end to end, then {args.rate}/s")
-        e2e_tp = await end_to_end_throughput(dsn, bootstrap, db, "bench.e2e", e2e_n)
-        lat, consumer_stats = await outbox_latency(
+        e2e_tp = (
+            nan if hop_only else await end_to_end_throughput(dsn, bootstrap, db, "bench.e2e", e2e_n)
+        )
+        load_before = loadavg()
+        lat, consumer_stats, cpu, parts = await outbox_latency(
             dsn, bootstrap, db, "bench.lat", args.rate, args.seconds
         )
         out_lat = summary(lat)
         await db.dispose()
 
     results = {
-        "raw_aiokafka": {"throughput_events_per_s": round(raw_tp), "latency": raw_lat},
-        "outbox_relay": {"throughput_events_per_s": round(relay_tp)},
+        "raw_aiokafka": {"throughput_events_per_s": figure(raw_tp), "latency": raw_lat},
+        "outbox_relay": {"throughput_events_per_s": figure(relay_tp)},
         "outbox_to_consumer": {
-            "throughput_events_per_s": round(e2e_tp),
+            "throughput_events_per_s": figure(e2e_tp),
             "latency_at_rate": out_lat,
+            # The hop's parts (the relay's send time is the record's timestamp, to the ms).
+            "latency_parts": parts,
             "consumer_stats": consumer_stats,
+            "cpu": cpu,
         },
         "ratios": {
-            "relay_throughput_vs_raw": round(relay_tp / raw_tp, 3),
-            "end_to_end_throughput_vs_raw": round(e2e_tp / raw_tp, 3),
+            "relay_throughput_vs_raw": figure(relay_tp / raw_tp, 3),
+            "end_to_end_throughput_vs_raw": figure(e2e_tp / raw_tp, 3),
             "p50_latency_vs_raw": round(out_lat["p50_ms"] / raw_lat["p50_ms"], 2),
             "p99_latency_vs_raw": round(out_lat["p99_ms"] / raw_lat["p99_ms"], 2),
         },
         "targets": {
-            "relay_events_per_s>=3000": relay_tp >= 3000,
+            "relay_events_per_s>=3000": None if isnan(relay_tp) else relay_tp >= 3000,
             "hop_p50_ms<=25": out_lat["p50_ms"] <= 25,
             "hop_p99_ms<=100": out_lat["p99_ms"] <= 100,
         },
         "parameters": {"events": args.events, "rate_per_s": args.rate, "seconds": args.seconds},
+        "loadavg": {"before_latency": load_before, "after": loadavg()},
     }
     return results
 
@@ -341,6 +430,7 @@ def main() -> None:
     cli.add_argument("--events", type=int, default=20000)
     cli.add_argument("--rate", type=float, default=200.0)
     cli.add_argument("--seconds", type=float, default=15.0)
+    cli.add_argument("--hop-only", action="store_true", help="only the two latencies")
     cli.add_argument("--write-to", type=Path, help=argparse.SUPPRESS)
     cli.add_argument("--dsn", help=argparse.SUPPRESS)
     cli.add_argument("--topic", help=argparse.SUPPRESS)
