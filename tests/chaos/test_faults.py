@@ -149,7 +149,14 @@ async def chaos(request: pytest.FixtureRequest) -> AsyncIterator[Chaos]:
         # reads, would not exist and notifications' relay could never publish notification.sent.
         await ensure_topics(stack.kafka_bootstrap, list(topics.PLATFORM_TOPICS))
         platform = await asyncio.to_thread(
-            platform_mod.start, stack, console, trace_viewer=False, timeout=240, web=False
+            platform_mod.start,
+            stack,
+            console,
+            trace_viewer=False,
+            timeout=240,
+            web=False,
+            # Every role its own process, as in Compose and Kubernetes: each fault kills one.
+            processes="role",
         )
         await _raise_capacity(platform, DESTINATION)
         center, center_log = await _start_center(root)

@@ -66,6 +66,13 @@ def up(
             "(--no-services: only the infrastructure)"
         ),
     ] = True,
+    process_per_role: Annotated[
+        bool,
+        typer.Option(
+            help="run every role of a service (API, consumer, relay...) as its own process, "
+            "as Compose and Kubernetes do; by default each service is one process"
+        ),
+    ] = False,
 ) -> None:
     """Start the platform (installing parts on first use) and print where everything is."""
     where = stack_mod.resolve_root(root)
@@ -90,7 +97,12 @@ def up(
                 stack_mod.stop(current)
             current = stack_mod.start(where, console, prefer_dev_ports=True)
         if services:
-            running = platform_mod.start(current, console, prefer_dev_ports=True)
+            running = platform_mod.start(
+                current,
+                console,
+                prefer_dev_ports=True,
+                processes="role" if process_per_role else "service",
+            )
     except (StartupError, install.InstallError) as exc:
         console.print(f"[red]✗ {exc}[/]")
         raise typer.Exit(1) from exc

@@ -38,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TypedDict
+from typing import Literal, TypedDict
 
 from rich.console import Console
 
@@ -163,7 +163,7 @@ class PlatformInfo:
         if name in {"prometheus", "alertmanager"}:
             return f"{getattr(self, name)}/-/ready"
         service = name.split("-", 1)[0]
-        if name.endswith("-api") and service in self.apis:
+        if (name.endswith("-api") or name == service) and service in self.apis:
             return f"{self.apis[service]}/health"
         return self.metrics.get(name, "")
 
@@ -465,6 +465,24 @@ def _module(service: str) -> str:
     return f"referrals_{service}.cli"
 
 
+Processes = Literal["service", "role"]
+"""How a platform runs its services: one process each (`referrals-<service> all`), or one
+process per role (`<service>-<role>`), as Compose and Kubernetes do."""
+ALL_ROLES = "all"
+
+
+def service_processes(processes: Processes) -> list[tuple[str, str, str]]:
+    """(service, role, process name) of each service process: the role `all` named after its
+    service, or every long-running role of deploy/roles.yaml named `<service>-<role>`."""
+    if processes == "service":
+        return [(svc, ALL_ROLES, svc) for svc in ROLES]
+    return [
+        (svc, role, f"{svc}-{role}")
+        for svc, service_roles in ROLES.items()
+        for role in service_roles
+    ]
+
+
 def _run_all(argvs: dict[str, list[str]], env: dict[str, str], logs: Path, what: str) -> None:
     """Run one-off commands side by side; fail with the failing one's log."""
     procs = {name: spawn(argv, log=logs / f"{name}.log", env=env) for name, argv in argvs.items()}
@@ -484,11 +502,15 @@ def start(
     extra_env: dict[str, str] | None = None,
     metrics_stack: bool = True,
     prometheus_rules: dict[str, str] | None = None,
+    processes: Processes = "service",
 ) -> PlatformInfo:
     """Start every service's processes and the patient's web app (unless `web=False`) on
     `stack` (see the module doc); stop them on failure. `extra_env` adds or overrides service
     settings (the tests' shorter information-request timings); `metrics_stack=False` starts
-    no Prometheus or Alertmanager; `prometheus_rules` replaces or adds rule files by name."""
+    no Prometheus or Alertmanager; `prometheus_rules` replaces or adds rule files by name.
+    `processes="role"` runs every role of a service as its own process, as Compose and
+    Kubernetes do (what the chaos tests kill one by one); by default each service is one
+    process (`referrals-<service> all`), as fits one small machine."""
     root = Path(stack.root)
     logs = root / "services"
     logs.mkdir(parents=True, exist_ok=True)
@@ -572,28 +594,32 @@ def start(
             info.staff = add_console_staff(info.keys(), web_env, logs)
             info.operator = add_ops_operator(web_env, logs)
         metrics_port = DEV_METRICS_BASE
-        for svc, service_roles in ROLES.items():
-            for role in service_roles:
-                name = f"{svc}-{role}"
-                api = MANIFEST.is_api(svc, role)
-                api_port = int(apis[svc].rsplit(":", 1)[1]) if api else None
+        for svc, role, name in service_processes(processes):
+            api = svc in apis if role == ALL_ROLES else MANIFEST.is_api(svc, role)
+            api_port = int(apis[svc].rsplit(":", 1)[1]) if api else None
+            if role == ALL_ROLES:
+                command = [
+                    ALL_ROLES,
+                    *(["--host", "127.0.0.1", "--port", str(api_port)] if api else []),
+                ]
+            else:
                 command = MANIFEST.command(svc, role, host="127.0.0.1", port=api_port)
-                argv = [sys.executable, "-m", _module(svc), *command]
-                own_env = {"OTEL_RESOURCE_ATTRIBUTES": f"referrals.role={role}"}
-                if api:
-                    info.metrics[name] = f"{apis[svc]}/metrics"
-                else:
-                    mport = port(metrics_port)
-                    metrics_port += 1
-                    own_env |= {
-                        "REFERRALS_METRICS__HOST": "127.0.0.1",
-                        "REFERRALS_METRICS__PORT": str(mport),
-                    }
-                    info.metrics[name] = f"http://127.0.0.1:{mport}/metrics"
-                log = logs / f"{name}.log"
-                info.commands[name] = {"argv": argv, "env": own_env}
-                proc = spawn(argv, log=log, env={**env, **own_env})
-                started.append(Running(name, proc.pid, log))
+            argv = [sys.executable, "-m", _module(svc), *command]
+            own_env = {"OTEL_RESOURCE_ATTRIBUTES": f"referrals.role={role}"}
+            if api:
+                info.metrics[name] = f"{apis[svc]}/metrics"
+            else:
+                mport = port(metrics_port)
+                metrics_port += 1
+                own_env |= {
+                    "REFERRALS_METRICS__HOST": "127.0.0.1",
+                    "REFERRALS_METRICS__PORT": str(mport),
+                }
+                info.metrics[name] = f"http://127.0.0.1:{mport}/metrics"
+            log = logs / f"{name}.log"
+            info.commands[name] = {"argv": argv, "env": own_env}
+            proc = spawn(argv, log=log, env={**env, **own_env})
+            started.append(Running(name, proc.pid, log))
         if web_env:
             # Only its own variables: the web app holds none of the services' secrets.
             argv = [sys.executable, "-m", "referrals_web", "serve"]
@@ -626,7 +652,12 @@ def start(
         for name in ("prometheus", "alertmanager"):
             if getattr(info, name):
                 probes[name] = info.probe_url(name)
-        probes.update({f"{svc}-api": f"{url}/health" for svc, url in apis.items()})
+        probes.update(
+            {
+                f"{svc}-api" if processes == "role" else svc: f"{url}/health"
+                for svc, url in apis.items()
+            }
+        )
         if zipkin:
             probes["zipkin"] = f"{zipkin}/health"
         if web_env:

@@ -1,4 +1,5 @@
-"""`referrals-notifications consumer|sender|relay|migrate|keygen`: one process per role."""
+"""`referrals-notifications consumer|sender|relay|all|migrate|keygen`: one process per role, or
+`all` of them in one."""
 
 from __future__ import annotations
 
@@ -18,15 +19,13 @@ cli = ServiceCli(
 app = cli.app
 
 
-@app.command()
-def sender() -> None:
-    """Send due deliveries by e-mail, SMS and webhook, with retries."""
+async def _sender(settings: NotificationsSettings) -> None:
     from referrals_notifications.main import run_sender
 
-    settings = cli.settings()
-    cli.migrate(settings)
-    cli.start_metrics(settings)
-    cli.run(run_sender(settings))
+    await run_sender(settings)
+
+
+cli.long_running("sender", _sender, "Send due deliveries by e-mail, SMS and webhook, with retries.")
 
 
 @app.command()

@@ -1,5 +1,5 @@
-"""`referrals-partners api|consumer|scheduler|relay|migrate|create-center-key|create-ops-key|
-load-seed`: one process per role, and the operator's commands."""
+"""`referrals-partners api|consumer|scheduler|relay|all|migrate|create-center-key|create-ops-key|
+load-seed`: one process per role (or `all` of them in one), and the operator's commands."""
 
 from __future__ import annotations
 
@@ -22,15 +22,17 @@ cli = ServiceCli(
 app = cli.app
 
 
-@app.command()
-def scheduler() -> None:
-    """Expire offers past their answer deadline (re-routing them) and deliver webhooks."""
+async def _scheduler(settings: PartnersSettings) -> None:
     from referrals_partners.main import run_scheduler
 
-    settings = cli.settings()
-    cli.migrate(settings)
-    cli.start_metrics(settings)
-    cli.run(run_scheduler(settings))
+    await run_scheduler(settings)
+
+
+cli.long_running(
+    "scheduler",
+    _scheduler,
+    "Expire offers past their answer deadline (re-routing them) and deliver webhooks.",
+)
 
 
 async def _issue(settings: PartnersSettings, role: str, name: str, center: str | None) -> str:

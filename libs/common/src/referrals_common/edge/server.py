@@ -16,8 +16,10 @@ the connection gets a 408 problem and is closed. Everything else is uvicorn's (c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -112,15 +114,45 @@ def serve(
     loopback by default), no access log (requests are measured and traced instead)."""
     import uvicorn
 
-    uvicorn.run(
-        app,
-        factory=factory,
-        host=host,
-        port=port,
-        workers=workers,
-        log_config=None,
-        proxy_headers=True,
-        access_log=False,
-        http=protocol(http),  # type: ignore[arg-type]  # a protocol factory, as uvicorn calls it
-        timeout_keep_alive=http.keep_alive_seconds,
-    )
+    uvicorn.run(app, factory=factory, host=host, port=port, workers=workers, **_options(http))
+
+
+def _options(http: HttpSettings) -> dict[str, Any]:
+    """uvicorn's settings of every API process (see `serve`)."""
+    return {
+        "log_config": None,
+        "proxy_headers": True,
+        "access_log": False,
+        "http": protocol(http),
+        "timeout_keep_alive": http.keep_alive_seconds,
+    }
+
+
+async def serve_in_loop(
+    app: str, *, http: HttpSettings, host: str, port: int, stop: asyncio.Event
+) -> None:
+    """Serve the app factory `app` on the running loop until `stop` is set, with `serve`'s
+    settings: for a process that runs the API beside other roles (`referrals-<service> all`).
+
+    uvicorn's own signal handling is left out: it would replace the process's (the roles share
+    one stop event, `referrals_common.shutdown`) and raise the signal again once it stops."""
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    server = _Server(uvicorn.Config(app, factory=True, host=host, port=port, **_options(http)))
+
+    async def stop_when_asked() -> None:
+        await stop.wait()
+        server.should_exit = True
+
+    watcher = asyncio.create_task(stop_when_asked())
+    try:
+        await server.serve()
+        if not server.started:  # the port was taken, or the app failed to start
+            raise RuntimeError(f"the API did not start on {host}:{port}")
+    finally:
+        watcher.cancel()
