@@ -9,8 +9,9 @@ figures with the baseline each is compared with:
                                  pipeline only: submit → offered), platform CPU-s above idle
     cpu_s_per_whole_case         bench/pipeline.py, whole cases at max rate (uploads, readings)
     submit_to_offered_p99_ms     bench/pipeline.py, staged cases submitted at a fixed rate
-    platform_rss_mib_under_load  bench/pipeline.py, the platform's processes' peak RSS, summed,
-                                 while whole cases run at max rate
+    platform_rss_mib_under_load  bench/pipeline.py, the platform's memory at its fullest while
+                                 whole cases run at max rate: its processes' PSS, summed in one
+                                 sample (each service one process, as `make up` runs it)
     hop_p99_ratio_vs_raw         bench/messaging.py, outbox → consumer p99 at a fixed rate over
                                  raw aiokafka's one-hop p99 at the same rate
     upload_ratio_1mb / _200mb    bench/records.py, records' upload rate over the MinIO SDK's
@@ -83,7 +84,8 @@ def run_pipeline(p: dict[str, Any]) -> dict[str, Any]:
 
     args = argparse.Namespace(
         phase1="ahead", lead=8.0, seed=1, drain_timeout=600.0, lag_interval=1.0, attach=False,
-        keep=False, root=None, role=None, bootstrap=None, topics=None, types="", group=None, **p,
+        keep=False, root=None, role=None, bootstrap=None, topics=None, types="", group=None,
+        processes="service", **p,
     )  # fmt: skip
     extra: dict[str, Any] = {"machine": machine_info()}
     docs = pipeline.DocumentSet.generate(args.variants, args.seed)
@@ -138,6 +140,11 @@ def _platform_peak_rss(resources: dict[str, Any] | None) -> float | None:
     return round(sum(peaks), 1) if peaks else None
 
 
+def _platform_peak_pss(resources: dict[str, Any] | None) -> float | None:
+    peak = (resources or {}).get("platform_peak_pss_MiB")
+    return float(peak) if peak else None
+
+
 def figures(parts: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The issue's figures from the benchmarks' results, each with the baseline it is set
     against in the same run (None where that part did not run)."""
@@ -174,8 +181,10 @@ def figures(parts: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "baseline": f"raw aiokafka through the same 4 hops, p99 {floor_fixed_p99} ms",
         },
         "platform_rss_mib_under_load": {
-            "value": _platform_peak_rss(whole.get("resources")),
-            "baseline": f"idle: {_platform_peak_rss(_get(pl, 'idle', 'resources'))} MiB",
+            "value": _platform_peak_pss(whole.get("resources")),
+            "baseline": f"idle: {_platform_peak_pss(_get(pl, 'idle', 'resources'))} MiB; "
+            f"peak RSS summed over the processes (shared pages once per process) "
+            f"{_platform_peak_rss(whole.get('resources'))} MiB under load",
         },
         "translation_rss_mib": {
             "value": _get(lg, "translation_rss_mib"),
@@ -389,8 +398,11 @@ def main() -> None:
         "CPU-s per case are user+system seconds of the platform's process trees above what "
         "each burned idle, per offered case: they hold under other load on the machine; "
         "wall-clock latencies do not.",
-        "platform_rss_mib_under_load sums each process's peak RSS: pages shared between forked "
-        "processes count once per process, so it is an upper bound.",
+        "platform_rss_mib_under_load is the platform's memory at its fullest moment under "
+        "load: the largest sum, in one sample (every 2 s), of its processes' PSS (each shared "
+        "page divided among the processes mapping it: PostgreSQL's shared buffers and "
+        "translation's model pages once, not once per process, as a sum of RSS has them). "
+        "Each service runs as one process, as `make up` runs it.",
         *args.note,
     ]
     result = aggregate(parts, meta, notes)

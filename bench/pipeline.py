@@ -2,8 +2,9 @@
 aiokafka chain of as many hops.
 
 Not a test: it prints figures and writes bench/results/pipeline.json and pipeline.png. It starts
-its own stack and platform in a temporary directory (every role of every service its own process,
-no trace viewer), or measures a running `make up` platform with `--attach`. Partner front ends
+its own stack and platform in a temporary directory (each service one process, as `make up` runs
+them, or every role its own process with `--processes role`; no trace viewer), or measures a
+running `make up` platform with `--attach`. Partner front ends
 (concurrent httpx clients with the demo front end's key) open cases for Germany, give the consents,
 upload three text-layer PDFs of 100 KB - 1 MB each (an English pathology report, the German
 discharge summary, and an English imaging report or a German lab report: all acceptable for
@@ -265,7 +266,8 @@ class Bench:
             await asyncio.sleep(0.5)
         read = time.time()
         handlers = handler_window(before, await scrape_handlers(self.platform.metrics))
-        stored = handlers.get("translation-consumer", {}).get("document.stored", {})
+        translation = handlers.get("translation-consumer") or handlers.get("translation", {})
+        stored = translation.get("document.stored", {})
         ok = [r for r in runs if not r.error]
         staging = {
             "cases": len(runs),
@@ -569,7 +571,12 @@ def own_platform_env(cases: int) -> Callable[[Path], dict[str, str]]:
 
 async def run(args: argparse.Namespace, docs: DocumentSet, extra: dict[str, Any]) -> dict[str, Any]:
     platform = own_platform(
-        args.attach, args.root, args.keep, "bench-pipeline-", own_platform_env(args.cases)
+        args.attach,
+        args.root,
+        args.keep,
+        "bench-pipeline-",
+        own_platform_env(args.cases),
+        processes=args.processes,
     )
     async with platform as (stack, plat):
         if args.attach:
@@ -584,6 +591,7 @@ async def run(args: argparse.Namespace, docs: DocumentSet, extra: dict[str, Any]
             "own_stack": not args.attach,
             "trace_viewer": plat.trace_viewer or None,
             "processes": sorted(plat.pids),
+            "process_per": None if args.attach else args.processes,
         }
         bench = Bench(stack, plat, args, docs)
         try:
@@ -624,6 +632,12 @@ def main() -> None:
     cli.add_argument("--seed", type=int, default=1)
     cli.add_argument("--drain-timeout", type=float, default=900.0)
     cli.add_argument("--lag-interval", type=float, default=1.0)
+    cli.add_argument(
+        "--processes",
+        choices=["service", "role"],
+        default="service",
+        help="own platform: one process per service (as make up) or per role (as Kubernetes)",
+    )
     cli.add_argument("--attach", action="store_true", help="measure the `make up` platform")
     cli.add_argument("--keep", action="store_true", help="keep the stack's directory (logs)")
     cli.add_argument("--root", help="the running platform's directory (with --attach)")

@@ -87,12 +87,14 @@ HANDLER_METRIC = re.compile(
 
 async def scrape_handlers(urls: dict[str, str]) -> dict[tuple[str, str, str], float]:
     """Each consumer's handler time and calls by event type, from its Prometheus metrics
-    (`referrals_consumer_handler_duration_seconds`); empty where a process serves none."""
+    (`referrals_consumer_handler_duration_seconds`), keyed by the process that serves them
+    (`<service>-consumer`, or `<service>` when a service is one process); empty where a
+    process serves none."""
     found: dict[tuple[str, str, str], float] = {}
     async with httpx.AsyncClient(timeout=5) as client:
         for name, url in urls.items():
-            if not name.endswith("-consumer"):
-                continue
+            if name.endswith(("-api", "-relay", "-scheduler", "-sender")):
+                continue  # a role of its own that consumes nothing
             try:
                 text = (await client.get(url)).text
             except httpx.HTTPError:

@@ -99,14 +99,32 @@ class PeakRss:
         self._thread.join()
 
 
+def pss_bytes(pid: int) -> int:
+    """A process's proportional set size: its resident pages, each shared page divided among
+    the processes mapping it (/proc/<pid>/smaps_rollup); 0 where it cannot be read. Summed over
+    processes it is the memory they use together, which a sum of RSS overstates (PostgreSQL's
+    shared buffers counted once per backend, a forked worker's model pages once per worker)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as rollup:
+            for line in rollup:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 class ResourceSampler:
     """Every `interval` s, each watched process tree's CPU seconds (user + system, summed over
     every process ever seen in the tree, so recycled workers still count) and resident memory
-    (RSS summed over the tree), the machine's busy CPU, and its load average."""
+    (RSS summed over the tree), the machine's busy CPU, and its load average; every
+    `pss_every` samples, each tree's PSS (`pss_bytes`, dearer to read than RSS)."""
 
-    def __init__(self, roots: dict[str, int], interval: float = 0.5) -> None:
+    def __init__(self, roots: dict[str, int], interval: float = 0.5, pss_every: int = 4) -> None:
         self.roots = roots
         self.interval = interval
+        self.pss_every = pss_every
+        self.pss_samples: list[tuple[float, dict[str, int]]] = []
         self.samples: list[tuple[float, dict[str, float], dict[str, int], float]] = []
         self.loadavg: list[tuple[float, tuple[float, float, float]]] = []
         self._cpu: dict[str, dict[int, float]] = defaultdict(dict)
@@ -143,11 +161,17 @@ class ResourceSampler:
 
     def _run(self) -> None:
         last_load = 0.0
+        rounds = 0
         while not self._stop.is_set():
             now = time.time()
             cpu: dict[str, float] = {}
             rss: dict[str, int] = {}
-            for name, tree in self._trees().items():
+            trees = self._trees()
+            if rounds % self.pss_every == 0:
+                pss = {name: sum(pss_bytes(p.pid) for p in tree) for name, tree in trees.items()}
+                self.pss_samples.append((now, pss))
+            rounds += 1
+            for name, tree in trees.items():
                 total_rss = 0
                 for proc in tree:
                     try:
@@ -182,11 +206,22 @@ class ResourceSampler:
                 "cores": round(cpu_s / seconds, 3),
                 "peak_rss_MiB": round(max(s[2].get(name, 0) for s in inside) / 2**20, 1),
             }
+        pss = [sample for t, sample in self.pss_samples if start <= t <= end]
+        for name in per:
+            per[name]["peak_pss_MiB"] = round(
+                max((s.get(name, 0) for s in pss), default=0) / 2**20, 1
+            )
+        platform = [n for n in self.roots if not n.startswith("bench-")]
         machine = last[3] - first[3]
         ours = sum(v["cpu_s"] for v in per.values())
         loads = [load[0] for t, load in self.loadavg if start <= t <= end]
         return {
             "seconds": round(seconds, 1),
+            # The platform's memory at its fullest moment: the largest sum of its processes'
+            # PSS in one sample (not a sum of peaks reached at different times).
+            "platform_peak_pss_MiB": round(
+                max((sum(s.get(n, 0) for n in platform) for s in pss), default=0) / 2**20, 1
+            ),
             "processes": per,
             "machine_busy_cpu_s": round(machine, 1),
             "machine_busy_cores": round(machine / seconds, 2),

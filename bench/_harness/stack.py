@@ -99,10 +99,12 @@ async def own_platform(
     keep: bool,
     prefix: str,
     env: Callable[[Path], dict[str, str]],
+    processes: str = "service",
 ) -> AsyncIterator[tuple[Any, Any]]:
     """(StackInfo, PlatformInfo): the running `make up` platform in `root` (`attach`), or a
     stack and every service's processes (no trace viewer) started in a temporary directory,
-    with `env(directory)` set first; stopped afterwards and removed unless `keep`."""
+    with `env(directory)` set first; stopped afterwards and removed unless `keep`. `processes`
+    is `devstack.platform.start`'s: one per service, as `make up` runs them, or one per role."""
     from devstack import platform as platform_mod
     from devstack.platform import PlatformInfo
 
@@ -118,7 +120,11 @@ async def own_platform(
     stack = await asyncio.to_thread(stack_mod.start, tmp / "stack", Console(stderr=True))
     try:
         plat = await asyncio.to_thread(
-            platform_mod.start, stack, Console(stderr=True), trace_viewer=False
+            platform_mod.start,
+            stack,
+            Console(stderr=True),
+            trace_viewer=False,
+            processes=processes,
         )
     except BaseException:
         await asyncio.to_thread(stack_mod.stop, stack)
