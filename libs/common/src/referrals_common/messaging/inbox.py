@@ -9,6 +9,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from referrals_common.messaging.schema import inbox_table
 
+# One statement for every event (its parameters bound at execution): built and compiled once,
+# not a new construct whose cache key SQLAlchemy works out again for every event.
+_RECORD = insert(inbox_table).on_conflict_do_nothing().returning(inbox_table.c.event_id)
+
 
 class Inbox:
     def __init__(self, session: AsyncSession) -> None:
@@ -21,9 +25,6 @@ class Inbox:
         until this transaction ends, then sees the row: only one of them applies the effect.
         """
         result = await self._session.execute(
-            insert(inbox_table)
-            .values(consumer=consumer, event_id=event_id, event_type=event_type)
-            .on_conflict_do_nothing()
-            .returning(inbox_table.c.event_id)
+            _RECORD, {"consumer": consumer, "event_id": event_id, "event_type": event_type}
         )
         return result.first() is not None
