@@ -21,6 +21,7 @@ from opentelemetry.trace import SpanKind
 from referrals_common.contracts import CaseWithdrawn, new_event
 from referrals_common.messaging.consumer import PoisonEvent
 from referrals_common.messaging.dlq_cli import read_dead_letters, replay
+from referrals_common.messaging.outbox import slot_of
 from referrals_common.messaging.relay import ADVISORY_NAMESPACE as ADVISORY
 from referrals_common.messaging.relay import OutboxRelay
 from tests.running import relaying
@@ -333,6 +334,66 @@ async def test_two_relay_replicas_never_publish_a_row_twice_and_keep_each_cases_
     for e in written:
         written_order[str(e.case_id)].append(str(e.id))
     assert published_order == written_order
+
+
+class CountingRelay(OutboxRelay):
+    """A relay that counts its claims (`publish_batch` calls)."""
+
+    claims = 0
+
+    async def publish_batch(self) -> int:
+        self.claims += 1
+        return await super().publish_batch()
+
+
+async def write_in_one_transaction(db, cases: list[uuid.UUID], per_case: int, topic: str) -> None:
+    async with db.unit_of_work() as uow:
+        events = [new_event(CaseWithdrawn(case_id=c)) for c in cases for _ in range(per_case)]
+        await uow.outbox.add_all(events, topic=topic)
+        await uow.commit()
+
+
+def cases_in_distinct_slots(n: int) -> list[uuid.UUID]:
+    cases: dict[int, uuid.UUID] = {}
+    while len(cases) < n:
+        case = uuid.uuid4()
+        cases.setdefault(slot_of(str(case)), case)
+    return list(cases.values())
+
+
+async def test_a_relay_that_took_everything_claims_again_only_when_notified(
+    db, messaging_dsn, kafka_bootstrap, new_topic
+):
+    topic = await new_topic("cases")
+    relay = CountingRelay(messaging_dsn, kafka_bootstrap, poll_interval=60.0)
+    await relay.start()
+    task = asyncio.create_task(relay.run())
+    try:
+        await wait_for(lambda: asyncio.sleep(0, relay.claims == 1 or None))  # found nothing
+        await write_in_one_transaction(db, [uuid.uuid4()], 3, topic)  # one notification
+        await wait_for(lambda: asyncio.sleep(0, relay.published == 3 or None))
+        await asyncio.sleep(0.5)
+        assert relay.claims == 2, "no claim after the one that took all three rows"
+        await write_in_one_transaction(db, [uuid.uuid4()], 1, topic)
+        await wait_for(lambda: asyncio.sleep(0, relay.published == 4 or None), timeout=10)
+    finally:
+        await relay.stop()
+        await task
+
+
+@pytest.mark.parametrize(
+    ("options", "cases", "per_case"),
+    [({"batch_size": 2}, 1, 5), ({"slots_per_claim": 1}, 3, 1)],
+    ids=["batch-size", "slots-per-claim"],
+)
+async def test_a_relay_whose_claim_was_cut_short_claims_again_without_a_notification(
+    db, messaging_dsn, kafka_bootstrap, new_topic, options, cases, per_case
+):
+    topic = await new_topic("cases")
+    async with relaying(messaging_dsn, kafka_bootstrap, poll_interval=60.0, **options) as relay:
+        await write_in_one_transaction(db, cases_in_distinct_slots(cases), per_case, topic)
+        await wait_for(lambda: asyncio.sleep(0, relay.published == cases * per_case or None))
+    assert await unsent(messaging_dsn) == 0
 
 
 async def test_sent_rows_are_pruned_after_the_retention_period_and_unsent_rows_never(

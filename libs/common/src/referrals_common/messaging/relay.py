@@ -2,9 +2,12 @@
 
 * Woken by PostgreSQL LISTEN/NOTIFY when a transaction adds rows; a slow poll is only the safety
   net (a missed notification, a relay that started after the insert).
-* Idempotent producer with acks=all: a row is marked sent only after Kafka has it. A relay that
-  dies between the two publishes the row again after restart; consumers' inboxes make that a
-  no-op (at-least-once publication, exactly-once effect).
+* Idempotent producer with acks=all: the claim marks its rows sent, and that is committed only
+  after Kafka has them all (rolled back otherwise). A relay that dies between the two publishes
+  the rows again after restart; consumers' inboxes make that a no-op (at-least-once
+  publication, exactly-once effect).
+* After a claim that took everything there was for it, the relay waits for the next
+  notification rather than claiming again (three round trips) to find nothing.
 * Several replicas may run: rows are claimed with FOR UPDATE SKIP LOCKED, and each relay
   publishes only from the work slots whose advisory lock it holds, so one case's events are never
   in flight from two relays and keep their order.
@@ -40,6 +43,9 @@ tracer = trace.get_tracer("referrals_common.relay")
 
 ADVISORY_NAMESPACE = 0x0B0C  # first key of the two-key advisory locks the relays take
 
+# Claims the rows and marks them sent in one statement; the transaction is committed only once
+# Kafka has acknowledged every one of them, and rolled back (the rows unsent again) otherwise.
+# RETURNING has no order: the caller sorts by `seq`.
 CLAIM_SQL = """
 with mine as (
     select slot from (
@@ -48,17 +54,19 @@ with mine as (
     ) shuffled
     where pg_try_advisory_xact_lock($3::int, slot::int)
     limit $2
+), claimed as (
+    select o.id from outbox o join mine using (slot)
+    where o.sent_at is null
+    order by o.seq
+    limit $1
+    for update of o skip locked
 )
-select o.id, o.aggregate_id, o.topic, o.event_type, o.payload::text as payload,
-       o.headers::text as headers
-from outbox o join mine using (slot)
-where o.sent_at is null
-order by o.seq
-limit $1
-for update of o skip locked
+update outbox o set sent_at = now()
+from claimed
+where o.id = claimed.id
+returning o.id, o.seq, o.slot, o.aggregate_id, o.topic, o.event_type, o.payload::text as payload,
+          o.headers::text as headers
 """
-
-MARK_SENT_SQL = "update outbox set sent_at = now() where id = any($1::uuid[])"
 
 # Reads the `outbox_pending` partial index: as cheap as the backlog is small.
 BACKLOG_SQL = """
@@ -119,6 +127,8 @@ class OutboxRelay:
         self._listener: asyncpg.Connection | None = None
         self._producer: AIOKafkaProducer | None = None
         self.published = 0
+        # Whether the last claim took everything there was for this relay (see publish_batch).
+        self.exhausted = False
         # The `service` label of this relay's metrics (default: the process's service).
         self.service = service or metrics.service_name()
         self.metrics_interval = metrics_interval
@@ -186,7 +196,9 @@ class OutboxRelay:
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue
-            if published == 0:
+            if published == 0 or (self.exhausted and not self._wake.is_set()):
+                # Nothing more to publish until a notification (or the safety-net poll): no
+                # claim that would find nothing (3 round trips) after every one that did.
                 await self._sleep(self.poll_interval, wakeable=True)
 
     async def _sleep(self, seconds: float, *, wakeable: bool = False) -> None:
@@ -205,7 +217,8 @@ class OutboxRelay:
             log.warning("outbox relay: reconnect failed: %r", exc)
 
     async def publish_batch(self) -> int:
-        """Claim up to `batch_size` pending rows, publish them, mark them sent; return the count."""
+        """Claim up to `batch_size` pending rows and mark them sent, publish them, commit once
+        Kafka has them all; return the count."""
         assert self._conn is not None, "start() first"
         assert self._producer is not None, "start() first"
         async with self._conn.transaction():
@@ -213,12 +226,20 @@ class OutboxRelay:
                 CLAIM_SQL, self.batch_size, self.slots_per_claim, ADVISORY_NAMESPACE
             )
             if not rows:
+                self.exhausted = True
                 return 0
+            rows.sort(key=lambda row: row["seq"])
             deliveries = []
             for row in rows:
                 deliveries.append(await self._send(row))
             await asyncio.gather(*deliveries)
-            await self._conn.execute(MARK_SENT_SQL, [row["id"] for row in rows])
+        # Less than a full claim (fewer rows than the batch, fewer slots than allowed) means that
+        # nothing else was there for this relay when it claimed; whatever was committed since
+        # has notified it (`run` cleared the wake-up before the claim).
+        self.exhausted = (
+            len(rows) < self.batch_size
+            and len({row["slot"] for row in rows}) < self.slots_per_claim
+        )
         self.published += len(rows)
         for topic, count in Counter(row["topic"] for row in rows).items():
             metrics.OUTBOX_PUBLISHED.labels(self.service, topic).inc(count)
