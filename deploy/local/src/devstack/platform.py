@@ -1,5 +1,5 @@
-"""The five services on top of the local stack, every role its own process, the patient's web
-app and a trace viewer.
+"""The five services on top of the local stack (each one process, or every role its own), the
+patient's web app and a trace viewer.
 
 `start(stack, ...)` runs, in order:
 
@@ -7,9 +7,11 @@ app and a trace viewer.
 2. every service's migrations (one process per service, side by side);
 3. provisioning (`devstack.provision`: sample centers, their inbox topics, the demo's keys), once
    per stack: the keys are kept in `<root>/keys.json` (mode 600);
-4. every role of every service as its own process (`python -m referrals_<service>.cli <role>`),
-   as deploy/roles.yaml lists them (`devstack.roles`): API, consumer and outbox relay,
-   partners' scheduler and notifications' sender;
+4. every service as one process running all its long-running roles
+   (`python -m referrals_<service>.cli all`), or with `processes="role"` every role as its own
+   process (`python -m referrals_<service>.cli <role>`), as deploy/roles.yaml lists them
+   (`devstack.roles`): API, consumer and outbox relay, partners' scheduler and notifications'
+   sender;
 5. the patient's web app (frontend/, `python -m referrals_web`): its migrations, a staff account of
    the center console for one sample center (with that center's key) and an operator of the ops
    screen (/ops), then its server, talking to the public APIs with the front end's key (and the
@@ -62,7 +64,7 @@ from referrals_common.messaging.kafka import ensure_topics
 
 MANIFEST = roles.load()
 ROLES: dict[str, tuple[str, ...]] = MANIFEST.roles()
-"""service → its long-running roles, each started as its own process (deploy/roles.yaml)."""
+"""service → its long-running roles (deploy/roles.yaml)."""
 DEV_API_PORTS = MANIFEST.api_ports()
 """The ports a developer's APIs prefer: the ones they have in containers (deploy/roles.yaml)."""
 WEB = "web"
@@ -114,10 +116,10 @@ class PlatformInfo:
     operator: dict[str, str] = field(default_factory=dict)
     """The ops screen's operator account (`email`, `name`), made with the web app."""
     pids: dict[str, int] = field(default_factory=dict)
-    """`<service>-<role>` (and `zipkin`) → pid."""
+    """`<service>` (or `<service>-<role>`, one process per role), `web` and `zipkin` → pid."""
     logs: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, str] = field(default_factory=dict)
-    """`<service>-<role>` → URL of its Prometheus metrics."""
+    """process name (`<service>` or `<service>-<role>`) → URL of its Prometheus metrics."""
     prometheus: str = ""
     """Base URL of Prometheus (its UI and HTTP API), or empty when started without it."""
     alertmanager: str = ""
@@ -125,7 +127,7 @@ class PlatformInfo:
     keys_file: str = ""
     started_at: float = 0.0  # on devstack.process.clock(): seconds since boot
     commands: dict[str, ProcessCommand] = field(default_factory=dict)
-    """`<service>-<role>` → {"argv": [...], "env": {variables of that process only}}: what
+    """process name → {"argv": [...], "env": {variables of that process only}}: what
     `restart` runs again (the shared environment is in `platform-env.json`, mode 600; the web
     app's own, all of it, in `web-env.json`, mode 600)."""
 

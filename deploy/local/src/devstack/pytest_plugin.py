@@ -227,7 +227,7 @@ TEST_PLATFORM_ENV = {
 def running_platform(
     stack_provider: teststack.StackProvider,
 ) -> Iterator[tuple[stack_mod.StackInfo, PlatformInfo]]:
-    """The whole platform as `make up` runs it — every service role its own process, the
+    """The whole platform as `make up` runs it — each service one process running all its roles, the
     patient's web app (`platform.web`), the sample centers, the mail sink and the trace viewer —
     on a stack of its own from `stack_provider` (free ports, temporary directory), so its
     consumers never see other tests' events. Yields (stack, platform)."""
