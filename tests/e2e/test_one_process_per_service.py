@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import signal
+import time
 
 import httpx
 import psutil
@@ -43,12 +44,20 @@ def test_each_service_process_serves_its_api_and_runs_its_consumer_and_relay(
             }
             assert owners == {pid}, f"{name}'s API port is served by {owners}, not {pid}"
             assert httpx.get(f"{plat.apis[name]}/health", timeout=10).status_code == 200
-        metrics = httpx.get(plat.metrics[name], timeout=10).text
-        # The relay's gauge and the consumer's counter, with the service's label, in one place.
-        assert re.search(rf'^referrals_outbox_backlog\{{service="{name}"\}} ', metrics, re.M)
-        assert re.search(
-            rf'^referrals_consumer_dead_letters_total\{{[^}}]*service="{name}"', metrics, re.M
-        ), f"{name} serves no consumer metrics"
+        # The relay's gauge and the consumer's counter, with the service's label, in one place
+        # (translation's consumer subscribes once its document readers have started).
+        relay = re.compile(rf'^referrals_outbox_backlog\{{service="{name}"\}} ', re.M)
+        consumer = re.compile(
+            rf'^referrals_consumer_dead_letters_total\{{[^}}]*service="{name}"', re.M
+        )
+        deadline = time.monotonic() + 120
+        while True:
+            metrics = httpx.get(plat.metrics[name], timeout=10).text
+            if (relay.search(metrics) and consumer.search(metrics)) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert relay.search(metrics), f"{name} serves no relay metrics"
+        assert consumer.search(metrics), f"{name} serves no consumer metrics"
 
 
 def test_one_sigterm_stops_every_role_of_a_service_and_it_starts_again(running_platform) -> None:
