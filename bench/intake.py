@@ -7,7 +7,11 @@ body, pydantic validation, same uvicorn settings), and drives both with the same
 from wrk (N connections, each sending its next request when the previous one answered). The
 create → consent → submit flow is driven by a Python client (4 requests a case).
 
-    uv run python bench/intake.py [--seconds 15] [--concurrency 8] [--workers 2]
+CPU per request is measured too (user + system CPU-seconds over the requests served, each server
+process tree alone, PostgreSQL's backends included), as it says more than a rate on a machine
+shared with other loads.
+
+    uv run python bench/intake.py [--seconds 15] [--concurrency 8] [--workers 2] [--no-flow]
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ import uuid
 
 import asyncpg
 import httpx
-from _harness.processes import wait_healthy
-from _harness.results import parser, report
+import psutil
+from _harness.processes import cpu_seconds, wait_healthy
+from _harness.results import loadavg, parser, report
 from _harness.stack import QUIET, api, create_client, own_stack_async
 from _harness.stats import pct
 from rich.console import Console
@@ -128,7 +133,8 @@ def wrk_load(wrk: str, url: str, seconds: float, connections: int, script: str) 
         text=True,
     ).stdout
     os.unlink(f.name)
-    pcts = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)$", out, re.M))
+    # wrk pads a latency in seconds ("1.28s ") with a trailing space.
+    pcts = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)\s*$", out, re.M))
     total = int(re.search(r"(\d+) requests in", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {
@@ -198,7 +204,8 @@ async def measure(args: argparse.Namespace) -> dict[str, object]:
             baseline = f"http://127.0.0.1:{base_port}"
             wait_healthy(baseline, procs[1], base_log)
             key = create_client(env, "bench")
-            figures = await drive(args, intake, baseline, key, dsn)
+            pids = {"intake": proc.pid, "bare": procs[1].pid, "postgres": info.pids["postgres"]}
+            figures = await drive(args, intake, baseline, key, dsn, pids)
         finally:
             for proc in procs:
                 stop_group(proc.pid)
@@ -206,7 +213,8 @@ async def measure(args: argparse.Namespace) -> dict[str, object]:
     return {
         "bare_fastapi_echo": bare_figures,
         "intake_create": create_figures,
-        "intake_create_consent_submit_flow": figures["flow"],
+        "intake_create_consent_submit_flow": figures.get("flow"),
+        "cpu_ms_per_request": figures["cpu_ms"],
         "ratios": {
             "create_rate_vs_bare": round(
                 create_figures["requests_per_s"] / bare_figures["requests_per_s"], 3
@@ -222,15 +230,37 @@ async def measure(args: argparse.Namespace) -> dict[str, object]:
             "concurrency": args.concurrency,
             "workers": args.workers,
             "cpus": os.cpu_count(),
+            "loadavg": loadavg(),
         },
     }
 
 
+def _workers(pid: int) -> set[int]:
+    return {p.pid for p in psutil.Process(pid).children(recursive=True)}
+
+
+def timed_load(pids: dict[str, int], run):  # type: ignore[no-untyped-def]
+    """wrk's figures of `run()`, and the CPU-milliseconds per request each process tree of
+    `pids` spent meanwhile."""
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    figures = run()
+    spent = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+    per_request = {
+        name: round(1000 * s / max(figures["requests"], 1), 3) for name, s in spent.items()
+    }
+    return figures, per_request
+
+
 async def drive(
-    args: argparse.Namespace, intake: str, baseline: str, key: str, dsn: str
+    args: argparse.Namespace,
+    intake: str,
+    baseline: str,
+    key: str,
+    dsn: str,
+    pids: dict[str, int],
 ) -> dict[str, dict]:
     """The three loads, one after the other: bare FastAPI and intake's create under wrk, then
-    create → consents → submit from Python clients."""
+    create → consents → submit from Python clients (not with `--no-flow`)."""
     pg = await asyncpg.create_pool(dsn, min_size=4, max_size=8)
 
     async def create_and_submit(client: httpx.AsyncClient) -> bool:
@@ -274,9 +304,22 @@ async def drive(
         console.print(
             f"[bold]bare FastAPI[/] {args.seconds:.0f} s x {args.concurrency} connections"
         )
-        bare = wrk_load(wrk, f"{baseline}/echo", args.seconds, args.concurrency, script)
+        bare, bare_cpu = timed_load(
+            {"bare": pids["bare"]},
+            lambda: wrk_load(wrk, f"{baseline}/echo", args.seconds, args.concurrency, script),
+        )
         console.print(f"[bold]intake: create[/] {args.seconds:.0f} s x {args.concurrency}")
-        create = wrk_load(wrk, f"{intake}/v1/cases", args.seconds, args.concurrency, script)
+        replaced = _workers(pids["intake"])
+        create, create_cpu = timed_load(
+            {"intake": pids["intake"], "postgres": pids["postgres"]},
+            lambda: wrk_load(wrk, f"{intake}/v1/cases", args.seconds, args.concurrency, script),
+        )
+        # A worker uvicorn replaced meanwhile (one that missed its health check) spent CPU
+        # these figures do not count, and served nothing while it started again.
+        create["workers_replaced"] = len(replaced - _workers(pids["intake"]))
+        cpu_ms = {"bare_echo": bare_cpu["bare"], "intake_create": create_cpu}
+        if getattr(args, "no_flow", False):
+            return {"bare": bare, "create": create, "cpu_ms": cpu_ms}
         console.print(
             f"[bold]intake: create → consents → submit[/] {args.seconds:.0f} s "
             f"x {args.flow_clients} clients (Python client: 4 requests a case)"
@@ -284,7 +327,7 @@ async def drive(
         flow = await load(args.seconds, args.flow_clients, create_and_submit)
     finally:
         await pg.close()
-    return {"bare": bare, "create": create, "flow": flow}
+    return {"bare": bare, "create": create, "flow": flow, "cpu_ms": cpu_ms}
 
 
 def main() -> None:
@@ -293,6 +336,9 @@ def main() -> None:
     cli.add_argument("--concurrency", type=int, default=8)
     cli.add_argument("--flow-clients", type=int, default=8)
     cli.add_argument("--workers", type=int, default=2)
+    cli.add_argument(
+        "--no-flow", action="store_true", help="only the creations (no create → submit flow)"
+    )
     report("intake.json", asyncio.run(measure(cli.parse_args())))
 
 

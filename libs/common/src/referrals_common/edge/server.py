@@ -93,6 +93,16 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
 
+WORKER_HEALTHCHECK_SECONDS = 60
+"""How long uvicorn's supervisor waits for a worker process to answer its health check before
+killing it and starting another. uvicorn's 5 s counts from the worker's very start, before it
+answers anything: a new worker first imports the protocol's modules (this package, FastAPI,
+pydantic: about a CPU-second), which on a busy machine of two cores takes longer than 5 s, so
+workers were killed while starting, again and again (seen under benchmark load: one of intake's
+two workers started over every few seconds, served nothing and burnt a core doing so). A worker
+that is really hung is still replaced, a minute later."""
+
+
 def protocol(http: HttpSettings) -> functools.partial[HeaderDeadlineProtocol]:
     """The protocol factory uvicorn builds each connection with (a partial of a module-level
     class: it pickles, for uvicorn's worker processes)."""
@@ -111,10 +121,20 @@ def serve(
     """Serve the app factory `app` (`package.main:app_from_environment`) until SIGTERM/SIGINT:
     uvicorn with the header deadline, `http.keep_alive_seconds` between requests, client
     addresses from a trusted proxy's `X-Forwarded-For` (uvicorn's `forwarded_allow_ips`, the
-    loopback by default), no access log (requests are measured and traced instead)."""
+    loopback by default), no access log (requests are measured and traced instead). With
+    `workers` > 1, a worker is replaced when it has not answered uvicorn's health check for
+    `WORKER_HEALTHCHECK_SECONDS`."""
     import uvicorn
 
-    uvicorn.run(app, factory=factory, host=host, port=port, workers=workers, **_options(http))
+    uvicorn.run(
+        app,
+        factory=factory,
+        host=host,
+        port=port,
+        workers=workers,
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+        **_options(http),
+    )
 
 
 def _options(http: HttpSettings) -> dict[str, Any]:
