@@ -80,6 +80,11 @@ class FakeCaseRepository:
         else:
             raise AssertionError(f"unexpected row {row!r}")
 
+    async def insert_opened(self, case: Case, entry: TimelineEntry) -> None:
+        assert case.id not in self.cases, "a case is opened once"
+        self.cases[case.id] = case
+        self.timeline_entries.append(entry)
+
     async def flush(self) -> None:
         self.flushes += 1
 

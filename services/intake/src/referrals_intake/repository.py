@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from uuid import UUID, uuid4
 
-from sqlalchemy import select, text, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -91,6 +91,18 @@ class CaseRepository:
 
     def add(self, row: object) -> None:
         self.session.add(row)
+
+    async def insert_opened(self, case: Case, entry: TimelineEntry) -> None:
+        """A new case and its first timeline entry, inserted now in one statement (one round
+        trip, no ORM flush: the front ends' busiest write). `case` and `entry` stay out of the
+        session; every column is given (nothing is read back)."""
+        await self.session.execute(
+            _OPEN_CASE,
+            {
+                **{f"case_{c.key}": getattr(case, c.key) for c in _CASE_COLUMNS},
+                **{f"entry_{c.key}": getattr(entry, c.key) for c in _ENTRY_COLUMNS},
+            },
+        )
 
     async def flush(self) -> None:
         """Write what was added or changed so far, inside the transaction (the unit of work does
@@ -214,7 +226,28 @@ class CaseRepository:
         return await self.session.get(ApiClient, key_id)
 
     def audit(self, actor: str, action: str, case_id: UUID | None, outcome: str = "ok") -> None:
-        self.session.add(AccessAudit(actor=actor, action=action, case_id=case_id, outcome=outcome))
+        self.session.add(
+            AccessAudit(actor=actor, action=action, case_id=case_id, outcome=outcome, at=utcnow())
+        )
+
+
+_CASE_COLUMNS = tuple(Case.__table__.columns)  # type: ignore[attr-defined]  # a SQLModel table
+_ENTRY_COLUMNS = tuple(
+    c
+    for c in TimelineEntry.__table__.columns  # type: ignore[attr-defined]  # a SQLModel table
+    if c.key != "id"  # the entry's serial
+)
+_OPEN_CASE = (
+    insert(TimelineEntry)
+    .values({c.key: bindparam(f"entry_{c.key}", type_=c.type) for c in _ENTRY_COLUMNS})
+    .add_cte(
+        insert(Case)
+        .values({c.key: bindparam(f"case_{c.key}", type_=c.type) for c in _CASE_COLUMNS})
+        .cte("opened")
+    )
+)
+"""`insert_opened`'s statement, built once: the case's row in a data-modifying CTE, its entry in
+the statement itself (its foreign key is checked at the statement's end, the case inserted)."""
 
 
 RepositoryFactory = Callable[[AsyncSession], CaseRepository]

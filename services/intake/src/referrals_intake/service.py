@@ -190,18 +190,24 @@ class Intake:
     async def open_case(
         self, uow: UnitOfWork, client_id: str, data: CaseCreate, case_id: UUID | None = None
     ) -> Case:
-        """A new draft case owned by the front end `client_id`."""
-        repo = self._repo(uow)
+        """A new draft case owned by the front end `client_id`, inserted with its first timeline
+        entry (not added to the session: the case is returned as it was written)."""
+        new_id = case_id or uuid4()
+        now = utcnow()
+        # The defaulted columns given: pydantic inspects a default factory's signature on every
+        # call (`list`'s, parsed from its text signature, costs more than the rest of the row).
         case = Case(
-            id=case_id or uuid4(),
+            id=new_id,
             client_id=client_id,
             status=CaseStatus.DRAFT,
-            personal_sealed=b"",
+            created_at=now,
+            updated_at=now,
+            personal_sealed=self.seal(new_id, data),
+            further_opinions=[],
             **_clinical_columns(data),
         )
-        case.personal_sealed = self.seal(case.id, data)
-        repo.add(case)
-        repo.add(_entry(case.id, None, CaseStatus.DRAFT, "case_opened", {}, DRAFT_NEXT_STEP))
+        entry = _entry(case.id, None, CaseStatus.DRAFT, "case_opened", {}, DRAFT_NEXT_STEP, at=now)
+        await self._repo(uow).insert_opened(case, entry)
         return case
 
     async def edit_case(self, uow: UnitOfWork, case_id: UUID, changes: CaseUpdate) -> Case:
@@ -981,11 +987,15 @@ def _entry(
     code: str,
     params: dict[str, Any],
     next_step: str | None,
+    *,
+    at: datetime | None = None,
 ) -> TimelineEntry:
     """A timeline entry kept as codes (rendered in the case's language when read), with its
-    English words beside them for the status event and for readers of the table."""
+    English words beside them for the status event and for readers of the table; made `at` now
+    unless given."""
     return TimelineEntry(
         case_id=case_id,
+        at=at or utcnow(),
         from_status=before,
         to_status=after,
         reason_code=code,

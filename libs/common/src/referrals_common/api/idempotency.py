@@ -11,13 +11,15 @@ twin waits on the row's insert until the first request commits, then replays it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from typing import Any, TypeVar
 
-from sqlalchemy import Result, inspect, literal_column
+from sqlalchemy import Result, Table, inspect, literal_column
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import ReturningInsert
 from sqlmodel import SQLModel
 
 from referrals_common.api.problems import FieldError, Unprocessable
@@ -45,16 +47,22 @@ def key_reused() -> Unprocessable:
     )
 
 
+@functools.cache
+def _claim_statement(table: Table) -> ReturningInsert[Any]:
+    """The claim of a key in `table`, its values given at execution: built once per table, a
+    Core statement on the table (not the ORM's insert of the model, which sorts the values
+    through the mapper on every call)."""
+    return insert(table).on_conflict_do_nothing().returning(literal_column("1"))
+
+
 async def claim_or_replay(session: AsyncSession, record: Record) -> Record | None:
     """Claim `record`'s key (None: this request is the first, do the work), or return the record
     of the first request with that key when it was the same request (`request_hash`); raise 422
     `key_reused` when it was not."""
     table = type(record)
     inserted: Result[Any] = await session.execute(
-        insert(table)
-        .values(**record.model_dump())
-        .on_conflict_do_nothing()
-        .returning(literal_column("1"))
+        _claim_statement(table.__table__),  # type: ignore[attr-defined]  # every SQLModel table has it
+        record.model_dump(),
     )
     if inserted.first() is not None:
         return None

@@ -59,9 +59,11 @@ class EdgeRuntime(Protocol):
     def access_log(self) -> AccessLog: ...
 
 
-def app_runtime(request: Request) -> Any:
+async def app_runtime(request: Request) -> Any:
     """The runtime the process's bootstrap built (`app.state.runtime`); a service types it with
-    its own alias, `Annotated[Runtime, Depends(app_runtime)]`."""
+    its own alias, `Annotated[Runtime, Depends(app_runtime)]`. A coroutine function although it
+    awaits nothing: FastAPI runs a plain function dependency in its thread pool, a thread hop
+    (and a GIL hand-over) per request for one attribute read."""
     return request.app.state.runtime
 
 

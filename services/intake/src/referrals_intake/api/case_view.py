@@ -13,7 +13,7 @@ from referrals_intake import meetings as meeting_use_cases
 from referrals_intake import rendering
 from referrals_intake.bootstrap import Runtime
 from referrals_intake.lifecycle import still_missing
-from referrals_intake.models import Case, IdempotencyRecord
+from referrals_intake.models import Case, IdempotencyRecord, utcnow
 from referrals_intake.repository import CaseRepository
 from referrals_intake.schemas import CasePublic, case_reference
 
@@ -126,6 +126,7 @@ async def claim_or_replay(
             request_hash=fingerprint,
             status_code=200,
             response={"case_id": str(case_id)},
+            created_at=utcnow(),  # given: the model's default factory is inspected per call
         ),
     )
     return None if first is None else UUID(first.response["case_id"])
