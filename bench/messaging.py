@@ -9,6 +9,7 @@ real stack (Kafka, PostgreSQL, MinIO) on free ports, measures in the same run:
 4. one-hop latency at a fixed rate: outbox commit → consumer effect committed (p50/p95/p99),
    with the writer, the relay and the consumer each in its own process, as deployed; and the
    relay's and the consumer's CPU (user + system) per event and per idle second;
+5. the consumer's own CPU per event without Kafka (`consumer_code_cpu`), alone and in batches;
 
 and prints the outbox path's figures as ratios to the raw floor.
 
@@ -36,7 +37,7 @@ import psutil
 from _harness import stats
 from _harness.results import ROOT, loadavg, parser, report
 from _harness.stack import own_stack_async
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from faststream.kafka import KafkaBroker
 from rich.console import Console
 from sqlalchemy import text
@@ -356,6 +357,34 @@ async def outbox_latency(
         await dead.stop()
 
 
+async def consumer_code_cpu(db: Database, events: int = 1000) -> dict[str, float]:
+    """CPU microseconds per event of the consumer's own code and its database work, without
+    Kafka or FastStream: records made here are given to `process_batch` one at a time and in
+    batches of 20 (over 3 partitions). Less sensitive to the machine's load than the hop's
+    figures, which include the clients' network work."""
+    consumer = EventConsumer(f"bench-cpu-{uuid.uuid4().hex[:6]}", db, None)  # type: ignore[arg-type]  # no dead letters here
+    consumer.handles(CaseWithdrawn)(apply_effect)
+    offsets = iter(range(10**9))
+    headers = ((b"traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),)
+
+    def record(partition: int) -> ConsumerRecord[bytes, bytes]:
+        value = new_event(CaseWithdrawn(case_id=uuid.uuid4())).to_json()
+        return ConsumerRecord(
+            "bench.cpu", partition, next(offsets), 0, 0, b"k", value, None, 0, 0, headers
+        )
+
+    for _ in range(100):  # connections, prepared statements
+        await consumer.process_batch((record(0),))
+    result = {}
+    for size in (1, 20):
+        batches = [tuple(record(i % 3) for i in range(size)) for _ in range(events // size)]
+        began = time.process_time()
+        for batch in batches:
+            await consumer.process_batch(batch)
+        result[f"batch_{size}"] = round((time.process_time() - began) / events * 1e6)
+    return result
+
+
 async def measure(args: argparse.Namespace) -> dict[str, object]:
     async with own_stack_async("bench-messaging-", ()) as (_, info):
         bootstrap = info.kafka_bootstrap
@@ -390,6 +419,7 @@ async def measure(args: argparse.Namespace) -> dict[str, object]:
         e2e_tp = (
             nan if hop_only else await end_to_end_throughput(dsn, bootstrap, db, "bench.e2e", e2e_n)
         )
+        code_cpu = await consumer_code_cpu(db)
         load_before = loadavg()
         lat, consumer_stats, cpu, parts = await outbox_latency(
             dsn, bootstrap, db, "bench.lat", args.rate, args.seconds
@@ -407,6 +437,7 @@ async def measure(args: argparse.Namespace) -> dict[str, object]:
             "latency_parts": parts,
             "consumer_stats": consumer_stats,
             "cpu": cpu,
+            "consumer_code_cpu_us_per_event": code_cpu,
         },
         "ratios": {
             "relay_throughput_vs_raw": figure(relay_tp / raw_tp, 3),
