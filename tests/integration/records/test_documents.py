@@ -95,6 +95,30 @@ async def test_a_document_of_several_parts_sent_unsigned_comes_back_whole(api, r
     assert hashlib.sha256(got.content).hexdigest() == doc["sha256"]
 
 
+async def test_a_one_part_put_is_signed_with_its_sha256_and_other_bytes_are_refused(runtime):
+    # A file of one part goes in one PUT whose payload hash is the document's SHA-256
+    # (storage.SignedPuts): MinIO hashes what arrives and stores nothing that differs from it.
+    import hashlib
+
+    from referrals_records.storage import MultipartFailed
+
+    store = runtime.records.store
+    content = pdf_bytes(2)
+    digest = hashlib.sha256(content).hexdigest()
+    altered = content[:-1] + b"?"
+    with pytest.raises(MultipartFailed) as refused:
+        await store.put_object(
+            "cases/c/documents/d", altered, media_type="text/plain", sha256=digest
+        )
+    assert (refused.value.status, refused.value.code) == (400, "XAmzContentSHA256Mismatch")
+    assert objects(runtime) == []
+    await store.put_object("cases/c/documents/d", content, media_type="text/plain", sha256=digest)
+    assert objects(runtime) == ["cases/c/documents/d"]
+    stat = store.client.stat_object(store.bucket, "cases/c/documents/d")
+    assert stat.metadata.get("X-Amz-Server-Side-Encryption") == "AES256"
+    assert stat.content_type == "text/plain"
+
+
 async def test_a_download_link_expires_and_opens_only_its_own_document(api, runtime):
     case_id = uuid.uuid4()
     first = (await upload(api, case_id, pdf_bytes(note="a"))).json()

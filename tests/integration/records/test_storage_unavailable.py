@@ -8,10 +8,9 @@ import uuid
 
 import asyncpg
 import pytest
-from minio import Minio
 
 from devstack.process import free_port
-from referrals_records.storage import MultipartUploads
+from referrals_records.storage import MultipartUploads, SignedPuts
 
 from ..unavailable import assert_unavailable
 from .conftest import case_headers, pdf_bytes, upload
@@ -21,20 +20,17 @@ pytestmark = pytest.mark.integration
 
 async def test_records_without_minio_answers_503_and_keeps_no_row(api, runtime):
     store = runtime.records.store
-    working = store.client, store.multipart
-    s3 = runtime.settings.s3
-    store.client = Minio(
-        f"127.0.0.1:{free_port()}",
-        access_key=s3.access_key,
-        secret_key=s3.secret_key.get_secret_value(),
-        secure=False,
-    )
+    working = store.client, store.multipart, store.puts
+    away = runtime.settings.s3.model_copy(update={"endpoint": f"127.0.0.1:{free_port()}"})
+    http = away.http_pool()
+    store.client = away.client(http)
     store.multipart = MultipartUploads(store.client, store.bucket)
+    store.puts = SignedPuts(away, store.bucket, http)
     case_id = uuid.uuid4()
     try:
         assert_unavailable(await upload(api, case_id, pdf_bytes(2)))
     finally:
-        store.client, store.multipart = working
+        store.client, store.multipart, store.puts = working
     conn = await asyncpg.connect(runtime.settings.postgres.asyncpg_dsn())
     try:
         assert (

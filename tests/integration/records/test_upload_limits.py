@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from referrals_records.repository import RecordsRepository
 from tests.fixtures import zip_bombs
 
 from .conftest import case_headers, upload
@@ -135,14 +136,14 @@ async def test_two_uploads_at_once_cannot_both_pass_the_quota(api, runtime, monk
     runtime.records.case_quota_bytes = 3 * MB
     case_id = uuid.uuid4()
     both_looked = asyncio.Barrier(2)
-    quota_left = runtime.records._quota_left
+    upload_state = RecordsRepository.upload_state
 
-    async def look_together(*args):
-        left = await quota_left(*args)
+    async def look_together(self, *args):
+        state = await upload_state(self, *args)
         await asyncio.wait_for(both_looked.wait(), 30)
-        return left
+        return state
 
-    monkeypatch.setattr(runtime.records, "_quota_left", look_together)
+    monkeypatch.setattr(RecordsRepository, "upload_state", look_together)
 
     answers = await asyncio.gather(
         upload(api, case_id, big_pdf(19 * MB // 10), name="a.pdf"),

@@ -21,6 +21,7 @@ from referrals_common.contracts import CaseStatus, DocumentKind
 from referrals_records.inspection import CaseQuotaExceeded, SizeLimits, UploadRefused
 from referrals_records.links import DownloadGrant
 from referrals_records.models import (
+    AccessAudit,
     CaseState,
     CenterReferral,
     Document,
@@ -29,6 +30,7 @@ from referrals_records.models import (
     UploadSession,
     utcnow,
 )
+from referrals_records.repository import UploadState
 from referrals_records.resumable import ResumableUploads, UploadGone, UploadNotFound
 from referrals_records.service import (
     BadTranslation,
@@ -106,9 +108,32 @@ class FakeRecordsRepository:
     async def live_bytes(self, case_id: UUID) -> int:
         return sum(d.size_bytes for d in self._live(case_id))
 
-    async def live_bytes_and_twin(self, case_id: UUID, sha256: str) -> tuple[int, UUID | None]:
-        twin = await self.live_twin(case_id, sha256)
-        return await self.live_bytes(case_id), twin.id if twin else None
+    async def upload_state(self, case_id: UUID, translation_of: UUID | None) -> UploadState:
+        original = self.documents_by_id.get(translation_of) if translation_of else None
+        return UploadState(
+            status=await self.case_status(case_id),
+            live_bytes=await self.live_bytes(case_id),
+            original_live=original is not None
+            and original.case_id == case_id
+            and not original.deleted_at,
+        )
+
+    async def add_unless_twin(self, doc: Document, *, quota: int | None) -> tuple[int, UUID | None]:
+        twin = await self.live_twin(doc.case_id, doc.sha256)
+        used = await self.live_bytes(doc.case_id)
+        if twin is None and (quota is None or used + doc.size_bytes <= quota):
+            self.add(doc)
+            self.add(
+                AccessAudit(
+                    at=doc.created_at,
+                    actor=doc.uploaded_by,
+                    action="upload",
+                    case_id=doc.case_id,
+                    document_id=doc.id,
+                    outcome="ok",
+                )
+            )
+        return used, twin.id if twin else None
 
     async def lock_case_uploads(self, case_id: UUID) -> None:
         self.locked_cases.append(case_id)
@@ -159,11 +184,13 @@ class FakeStore:
         self.objects[key] = bytes(data)
         return StoredObject(size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
 
-    async def put_object(self, key: str, data: bytes, *, media_type: str) -> None:
+    async def put_object(self, key: str, data: bytes, *, media_type: str, sha256: str) -> None:
         if self.gate is not None:
             await self.gate.wait()
         if self.fail is not None:
             raise self.fail
+        # As MinIO does with a signed payload: bytes that do not have the digest are refused.
+        assert hashlib.sha256(data).hexdigest() == sha256, "the put is signed with its digest"
         self.objects[key] = data
 
     async def remove(self, key: str) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from pydantic import AfterValidator, BaseModel, Field, SecretStr, model_validator
 
 if TYPE_CHECKING:
+    import urllib3
     from minio import Minio
 
 from pydantic_settings import (
@@ -120,8 +121,9 @@ class S3Settings(BaseModel):
     secure: bool = False
     region: str = "us-east-1"
 
-    def client(self) -> Minio:
-        """The MinIO (S3) client these settings describe."""
+    def client(self, http: urllib3.PoolManager | None = None) -> Minio:
+        """The MinIO (S3) client these settings describe, on `http` (`http_pool()`) if given,
+        else on a pool of its own."""
         from minio import Minio
 
         return Minio(
@@ -130,6 +132,27 @@ class S3Settings(BaseModel):
             secret_key=self.secret_key.get_secret_value(),
             secure=self.secure,
             region=self.region,
+            http_client=http,
+        )
+
+    def http_pool(self, *, connections: int = 10) -> urllib3.PoolManager:
+        """A pool of connections to MinIO as the SDK makes its own (the same CA certificates:
+        `SSL_CERT_FILE` or certifi's; the same timeouts and retries of a failed connection or
+        a 5xx answer), to share between the SDK's client (`client(http=...)`) and requests a
+        service signs itself; `connections` kept open per host."""
+        import os
+
+        import certifi
+        import urllib3
+
+        return urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=300, read=300),
+            maxsize=connections,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+            retries=urllib3.Retry(
+                total=5, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]
+            ),
         )
 
 

@@ -16,7 +16,7 @@ from referrals_records.links import LinkSigner
 from referrals_records.models import AccessAudit
 from referrals_records.resumable import ResumableUploads
 from referrals_records.service import Records
-from referrals_records.storage import DocumentStore
+from referrals_records.storage import DocumentStore, SignedPuts
 
 
 @dataclass
@@ -43,8 +43,10 @@ def build_runtime(settings: RecordsSettings) -> Runtime:
             "REFERRALS_RECORDS_CASE_TOKEN_JWKS is not set: records verifies case tokens with the "
             "keys intake publishes at /v1/.well-known/jwks.json"
         )
-    client = settings.s3.client()
-    store = DocumentStore(client, settings.bucket)
+    # One pool of connections to MinIO for the SDK's requests and records' signed puts.
+    http = settings.s3.http_pool()
+    client = settings.s3.client(http)
+    store = DocumentStore(client, settings.bucket, SignedPuts(settings.s3, settings.bucket, http))
     store.ensure_bucket()
     db = Database(settings.postgres)
     records = Records(

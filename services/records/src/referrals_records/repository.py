@@ -10,18 +10,34 @@ A use case gets a repository from `uow.session` through a factory (`Records.repo
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, func, or_, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    Uuid,
+    bindparam,
+    cast,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
 
 from referrals_common.api.idempotency import claim_or_replay
 from referrals_common.contracts import CaseStatus
 from referrals_records.models import (
+    AccessAudit,
     CaseState,
     CenterCredential,
     CenterReferral,
@@ -38,8 +54,98 @@ QUOTA_LOCK_NAMESPACE = 0x0D0C
 (the outbox relays use 0x0B0C)."""
 
 
+@dataclass(frozen=True)
+class UploadState:
+    """What an upload to a case is checked against before its bytes flow (`upload_state`)."""
+
+    status: str
+    """The case's status as intake's events told it; a draft until one did."""
+    live_bytes: int
+    """The bytes the case's live documents take."""
+    original_live: bool
+    """Whether the document a translation names is a live document of the case."""
+
+
+_LOCK_CASE_UPLOADS = text("select pg_advisory_xact_lock(:namespace, :key)")
+
+
 def _lock_key(case_id: UUID) -> int:
     return int.from_bytes(case_id.bytes[:4], "big", signed=True)
+
+
+def _documents() -> Any:
+    return Document.__table__  # type: ignore[attr-defined]  # SQLModel's table classes have it
+
+
+@cache
+def _upload_state() -> Any:
+    """`upload_state`'s statement, built once (a statement object reused keeps its compiled
+    form and cache key: building one per call cost more than running it)."""
+    case_id = bindparam("case_id", type_=Uuid())
+    status = (
+        select(col(CaseState.status)).where(col(CaseState.case_id) == case_id).scalar_subquery()
+    )
+    used = (
+        select(func.coalesce(func.sum(col(Document.size_bytes)), 0))
+        .where(col(Document.case_id) == case_id, col(Document.deleted_at).is_(None))
+        .scalar_subquery()
+    )
+    original = (
+        select(col(Document.id))
+        .where(
+            col(Document.id) == bindparam("translation_of", type_=Uuid()),
+            col(Document.case_id) == case_id,
+            col(Document.deleted_at).is_(None),
+        )
+        .scalar_subquery()
+    )
+    return select(status, used, original)
+
+
+@cache
+def _add_unless_twin(bounded: bool) -> Any:
+    """`add_unless_twin`'s statement (`bounded`: with a quota), built once: the case's live
+    bytes and twin (`live`), the document inserted from it only if it may be (`added`), the
+    audit row only if it was (`audited`)."""
+    documents, audits = _documents(), AccessAudit.__table__  # type: ignore[attr-defined]  # SQLModel's table classes have it
+    params = {c.name: bindparam(c.name, type_=c.type) for c in documents.columns}
+    case_id = params["case_id"]
+    live = (
+        select(
+            func.coalesce(func.sum(col(Document.size_bytes)), 0).label("used"),
+            select(col(Document.id))
+            .where(
+                col(Document.case_id) == case_id,
+                col(Document.sha256) == params["sha256"],
+                col(Document.deleted_at).is_(None),
+            )
+            .limit(1)
+            .scalar_subquery()
+            .label("twin"),
+        )
+        .where(col(Document.case_id) == case_id, col(Document.deleted_at).is_(None))
+        .cte("live")
+    )
+    fits: ColumnElement[bool] = live.c.twin.is_(None)
+    if bounded:
+        size = cast(params["size_bytes"], BigInteger())
+        fits = fits & (live.c.used + size <= bindparam("quota", type_=BigInteger()))
+    added = (
+        insert(documents)
+        .from_select(list(params), select(*params.values()).where(fits))
+        .returning(documents.c.id)
+        .cte("added")
+    )
+    audit = {
+        "at": params["created_at"],
+        "actor": params["uploaded_by"],
+        "action": literal("upload"),
+        "case_id": case_id,
+        "outcome": literal("ok"),
+        "document_id": added.c.id,
+    }
+    audited = insert(audits).from_select(list(audit), select(*audit.values())).cte("audited")
+    return select(live.c.used, live.c.twin).add_cte(added).add_cte(audited)
 
 
 class RecordsRepository:
@@ -116,33 +222,45 @@ class RecordsRepository:
         )
         return int(total or 0)
 
-    async def live_bytes_and_twin(self, case_id: UUID, sha256: str) -> tuple[int, UUID | None]:
-        """`live_bytes` and the id of `live_twin`, in one round trip."""
-        twin = (
-            select(col(Document.id))
-            .where(
-                col(Document.case_id) == case_id,
-                col(Document.sha256) == sha256,
-                col(Document.deleted_at).is_(None),
-            )
-            .limit(1)
-            .scalar_subquery()
+    async def upload_state(self, case_id: UUID, translation_of: UUID | None) -> UploadState:
+        """What an upload to the case is checked against before its bytes flow: the case's
+        status, the bytes its live documents take, and the document a translation names. One
+        statement, one snapshot; run outside a transaction (autocommit: no BEGIN and ROLLBACK
+        round trips around it) when it is its unit of work's first statement."""
+        connection = await self.session.connection(
+            execution_options={"isolation_level": "AUTOCOMMIT"}
         )
         row = (
-            await self.session.execute(
-                select(func.coalesce(func.sum(col(Document.size_bytes)), 0), twin).where(
-                    col(Document.case_id) == case_id, col(Document.deleted_at).is_(None)
-                )
+            await connection.execute(
+                _upload_state(), {"case_id": case_id, "translation_of": translation_of}
             )
         ).one()
+        return UploadState(
+            status=row[0] or CaseStatus.DRAFT,
+            live_bytes=int(row[1] or 0),
+            original_live=row[2] is not None,
+        )
+
+    async def add_unless_twin(self, doc: Document, *, quota: int | None) -> tuple[int, UUID | None]:
+        """Insert `doc` and the audit row of its upload (by `doc.uploaded_by`), unless the
+        case has a live document with the same bytes, or (with a `quota`) the case's live
+        documents and `doc` would take more than `quota` bytes: (the bytes the case's live
+        documents took before, the twin's id). One statement, one snapshot: call it after
+        `lock_case_uploads` (then no other upload to the case records meanwhile); a concurrent
+        twin of an unlocked upload (a center's) makes it raise IntegrityError (the unique index
+        on a live document's case and bytes)."""
+        values = {column.name: getattr(doc, column.key) for column in _documents().columns}
+        values["quota"] = quota
+        connection = await self.session.connection()
+        row = (await connection.execute(_add_unless_twin(quota is not None), values)).one()
         return int(row[0] or 0), row[1]
 
     async def lock_case_uploads(self, case_id: UUID) -> None:
         """Serialise the recording of the case's uploads: an advisory lock held until the
         transaction ends."""
-        await self.session.execute(
-            text("select pg_advisory_xact_lock(:namespace, :key)"),
-            {"namespace": QUOTA_LOCK_NAMESPACE, "key": _lock_key(case_id)},
+        connection = await self.session.connection()
+        await connection.execute(
+            _LOCK_CASE_UPLOADS, {"namespace": QUOTA_LOCK_NAMESPACE, "key": _lock_key(case_id)}
         )
 
     # -------------------------------------------------------------------- referrals

@@ -47,7 +47,6 @@ from referrals_records.inspection import (
 )
 from referrals_records.links import DownloadGrant
 from referrals_records.models import (
-    AccessAudit,
     CaseState,
     CenterReferral,
     Document,
@@ -131,17 +130,11 @@ class Records:
         names no document of the case, or a document that is not a translation naming one."""
         repo = self.repo(uow)
         status = await repo.case_status(case_id)
-        if status in CLOSED and not _answers_after_opinion(status, referral):
-            raise CaseClosed(status)
-        if (kind == DocumentKind.TRANSLATION) != (translation_of is not None):
-            raise BadTranslation(
-                "a translation names the document it translates "
-                "(translation_of), and only a translation does"
-            )
+        _refuse_upload(status, kind, translation_of, referral)
         if translation_of is not None:
             original = await repo.document(translation_of)
-            if original is None or original.case_id != case_id or original.deleted_at:
-                raise BadTranslation(f"there is no document {translation_of} in this case")
+            live = original is not None and original.case_id == case_id and not original.deleted_at
+            _refuse_upload(status, kind, translation_of, referral, original_live=live)
 
     async def store_document(
         self,
@@ -159,22 +152,32 @@ class Records:
         row.
 
         Opens its own units of work, none held across the stream (minutes, for a large study):
-        one before the bytes flow (the checks, and the quota left: one transaction, its reads
-        only a snapshot, checked again under a lock when recording), one recording the
-        document (`_record`), or one publishing its refusal (`_rejected`).
+        one before the bytes flow (the checks, and the quota left: one statement, outside a
+        transaction, its snapshot checked again under a lock when recording), one recording
+        the document (`_record`), or one publishing its refusal (`_rejected`).
 
         A file of at most one part (`PART_SIZE`: most scans and letters) is in memory whole
         before anything is sent, as the stream would hold it anyway: it is inspected to its end
-        first (nothing is stored if it is refused), then put in one request of known length
-        while it is hashed in a worker thread and recorded, the record committing only once
-        the object is stored (`_record`'s `storing`). A larger file streams in parts
-        (`DocumentStore.put_stream`) and is recorded after.
+        first (nothing is stored if it is refused), hashed (in a worker thread), then put in
+        one request of known length signed with that SHA-256 (MinIO stores only bytes that
+        have it) while it is recorded, the record committing only once the object is stored
+        (`_record`'s `storing`). A larger file streams in parts (`DocumentStore.put_stream`)
+        and is recorded after.
         """
         document_id = uuid4()
         key = f"cases/{case_id}/documents/{document_id}"
         async with self.db.unit_of_work() as uow:
-            await self.check_upload(uow, case_id, kind, translation_of, referral)
-            quota = await self._quota_left(uow, case_id, kind)
+            state = await self.repo(uow).upload_state(case_id, translation_of)
+        _refuse_upload(
+            state.status, kind, translation_of, referral, original_live=state.original_live
+        )
+        quota = (
+            # No bound on a center's opinion: a patient filling the quota must not keep the
+            # case from its opinion.
+            _QuotaMeter(None, 0)
+            if kind == DocumentKind.OPINION
+            else _QuotaMeter(self.case_quota_bytes, state.live_bytes)
+        )
         stored: StoredObject | None = None
         try:
             file_name = check_file_name(upload.file_name)
@@ -212,11 +215,14 @@ class Records:
             raise
         storing = None
         if stored is None:
-            storing = asyncio.create_task(self.store.put_object(key, first, media_type=media_type))
+            # Hashed first (in a worker thread: hashlib lets go of the GIL), as the put is
+            # signed with the digest: MinIO stores the bytes only if they have it.
+            digest = await asyncio.to_thread(hashlib.sha256, first)
+            stored = StoredObject(size_bytes=len(first), sha256=digest.hexdigest())
+            storing = asyncio.create_task(
+                self.store.put_object(key, first, media_type=media_type, sha256=stored.sha256)
+            )
         try:
-            if stored is None:
-                digest = await asyncio.to_thread(hashlib.sha256, first)
-                stored = StoredObject(size_bytes=len(first), sha256=digest.hexdigest())
             return await self._record(
                 case_id,
                 document_id,
@@ -261,34 +267,6 @@ class Records:
         """Publish `document.rejected` for an upload records refused."""
         await self._rejected(case_id, document_id, refused)
 
-    async def _quota_left(self, uow: UnitOfWork, case_id: UUID, kind: DocumentKind) -> _QuotaMeter:
-        """What the case's quota leaves for one more upload (no bound for a center's opinion:
-        a patient filling the quota must not keep the case from its opinion), read in the unit
-        of work of the checks before the stream (`store_document`)."""
-        if kind == DocumentKind.OPINION:
-            return _QuotaMeter(None, 0)
-        return _QuotaMeter(self.case_quota_bytes, await self.repo(uow).live_bytes(case_id))
-
-    async def _twin_within_quota(
-        self, repo: RecordsRepository, case_id: UUID, kind: DocumentKind, sha256: str, size: int
-    ) -> Document | None:
-        """In the transaction recording a document: the case's live document with the same
-        bytes, if there is one; else, for a patient's document, serialise the case's uploads on
-        an advisory lock (held until commit) and refuse one that no longer fits, so two uploads
-        streamed at once cannot both pass the quota. Under the lock, the bytes used and the
-        twin are read in one query."""
-        if kind == DocumentKind.OPINION:
-            return await repo.live_twin(case_id, sha256)
-        await repo.lock_case_uploads(case_id)
-        used, twin_id = await repo.live_bytes_and_twin(case_id, sha256)
-        if twin_id is not None:
-            twin = await repo.document(twin_id)
-            if twin is not None and twin.deleted_at is None:
-                return twin
-        if used + size > self.case_quota_bytes:
-            raise CaseQuotaExceeded(self.case_quota_bytes, used)
-        return None
-
     async def _record(
         self,
         case_id: UUID,
@@ -312,41 +290,38 @@ class Records:
         # meanwhile: another upload to the same case records after this one's put.)
         async with self.db.unit_of_work() as uow:
             repo = self.repo(uow)
-            twin = await self._twin_within_quota(repo, case_id, kind, sha256, size)
-            if (
-                twin is not None
-                and referral is not None
-                and twin.referral_id != referral.referral_id
-            ):
-                # The same bytes as a document the patient or another referral stored: a center
-                # cannot adopt someone else's document as its own upload.
-                raise NotOwnUpload(twin.id)
-            if twin is None:
-                doc = Document(
-                    id=document_id,
-                    case_id=case_id,
-                    kind=kind,
-                    media_type=media_type,
-                    size_bytes=size,
-                    sha256=sha256,
-                    object_key=key,
-                    file_name=file_name,
-                    translation_of=translation_of,
-                    uploaded_by=uploaded_by,
-                    center_code=referral.center_code if referral else None,
-                    referral_id=referral.referral_id if referral else None,
-                )
-                repo.add(doc)
+            doc = Document(
+                id=document_id,
+                case_id=case_id,
+                kind=kind,
+                media_type=media_type,
+                size_bytes=size,
+                sha256=sha256,
+                object_key=key,
+                file_name=file_name,
+                translation_of=translation_of,
+                uploaded_by=uploaded_by,
+                center_code=referral.center_code if referral else None,
+                referral_id=referral.referral_id if referral else None,
+            )
+            quota = None
+            if kind != DocumentKind.OPINION:
+                # A patient's uploads to the case are recorded one at a time (the lock is held
+                # until commit), so two streamed at once cannot both pass the quota. A center's
+                # opinion has no bound: a patient filling the quota must not keep the case from
+                # its opinion.
+                await repo.lock_case_uploads(case_id)
+                quota = self.case_quota_bytes
+            try:
                 # The upload's audit row commits with the document: one transaction, not two.
-                repo.add(
-                    AccessAudit(
-                        actor=uploaded_by,
-                        action="upload",
-                        case_id=case_id,
-                        document_id=document_id,
-                        outcome="ok",
-                    )
-                )
+                used, twin_id = await repo.add_unless_twin(doc, quota=quota)
+            except IntegrityError:  # the same bytes, recorded at the same moment (a center's)
+                await uow.rollback()
+                twin_id = document_id  # not recorded: the twin is read again below
+            else:
+                if twin_id is None and quota is not None and used + size > quota:
+                    raise CaseQuotaExceeded(quota, used)
+            if twin_id is None:
                 await uow.outbox.add(
                     new_event(
                         DocumentStored(
@@ -365,11 +340,8 @@ class Records:
                 )
                 if storing is not None:
                     await storing  # the object first: a row never names a missing object
-                try:
-                    await uow.commit()
-                    return StoreResult(doc, created=True)
-                except IntegrityError:
-                    await uow.rollback()  # the same bytes, uploaded at the same moment
+                await uow.commit()
+                return StoreResult(doc, created=True)
         async with self.db.unit_of_work() as uow:
             twin = await self.repo(uow).live_twin(case_id, sha256)
         await self._discard(key, storing)
@@ -613,14 +585,17 @@ class _QuotaMeter:
 
 async def _read_on(head: bytes, rest: AsyncIterator[bytes], size: int) -> tuple[bytes, bool]:
     """`head` and what follows from `rest` until more than `size` bytes or the end: (those bytes,
-    whether they are the whole file)."""
-    data = bytearray(head)
-    while len(data) <= size:
+    whether they are the whole file). The chunks are joined once, at the end (a growing buffer
+    would copy them again as it grows)."""
+    chunks, held = [head], len(head)
+    while held <= size:
         try:
-            data += await rest.__anext__()
+            chunk = await rest.__anext__()
         except StopAsyncIteration:
-            return bytes(data), True
-    return bytes(data), False
+            return b"".join(chunks), True
+        chunks.append(chunk)
+        held += len(chunk)
+    return b"".join(chunks), False
 
 
 async def _chain(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -640,6 +615,28 @@ async def _read_head(upload: Upload) -> tuple[bytes, AsyncIterator[bytes]]:
         except StopAsyncIteration:
             break
     return bytes(head), iterator
+
+
+def _refuse_upload(
+    status: str,
+    kind: DocumentKind,
+    translation_of: UUID | None,
+    referral: CenterReferral | None,
+    *,
+    original_live: bool | None = None,
+) -> None:
+    """Refuse what no upload of `kind` to a case in `status` may be (see `check_upload`);
+    `original_live`: whether the document a translation names is a live one of the case (None:
+    not known yet, not checked)."""
+    if status in CLOSED and not _answers_after_opinion(status, referral):
+        raise CaseClosed(status)
+    if (kind == DocumentKind.TRANSLATION) != (translation_of is not None):
+        raise BadTranslation(
+            "a translation names the document it translates "
+            "(translation_of), and only a translation does"
+        )
+    if translation_of is not None and original_live is False:
+        raise BadTranslation(f"there is no document {translation_of} in this case")
 
 
 def _answers_after_opinion(status: str, referral: CenterReferral | None) -> bool:

@@ -9,13 +9,18 @@ in one PUT of known length instead of three requests (create, part, complete). I
 stream fails or the content is refused half way, the multipart upload is aborted and nothing is
 left in the bucket. A resumable upload is always a multipart upload.
 
-A presigned request carries an unsigned payload: over plain HTTP the SDK's own `put_object`
-would hash every part with SHA-256 for the signature and MinIO would hash it again to check it,
-two passes over bytes records already hashes once (its SHA-256 identifies the document), which
-cost a third of the upload's CPU on a 2-core machine (bench/records.py). The request, its
-headers and its expiry stay signed; the bytes in transit are protected by TLS
-(`REFERRALS_S3__SECURE=true`) wherever the network to MinIO is not trusted. (Records used to
-get this by overriding the SDK's private `_build_headers`; this uses only its public API.)
+A file that fits in one part goes in one PUT signed with its SHA-256 (`SignedPuts`): the digest
+records computes anyway (it identifies the document) is the payload hash of the signature, so
+MinIO checks the bytes it stores against the very digest records keeps, and nothing is hashed
+twice on records' side. The request is urllib3's (the SDK's transport), sent from a worker
+thread on a pool of kept-open connections shared with the SDK's client.
+
+A part of a multipart upload (a larger file, a resumable upload) goes in a presigned request
+with an unsigned payload: signing it would take one more SHA-256 pass over every part in records
+besides the whole file's. The request, its headers and its expiry stay signed; the bytes in
+transit are protected by TLS (`REFERRALS_S3__SECURE=true`) wherever the network to MinIO is not
+trusted, and a multipart object's bytes are checked when it is read (a download, translation's
+reading) against nothing but TLS: the document's SHA-256 is records' hash of what it sent.
 """
 
 from __future__ import annotations
@@ -27,13 +32,18 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from minio import Minio
 from minio.error import S3Error
 from minio.sse import SseS3
 
 from referrals_common.faults import UNAVAILABLE_S3_CODES
+
+if TYPE_CHECKING:
+    import urllib3
+
+    from referrals_common.settings import S3Settings
 
 PART_SIZE = 5 * 1024 * 1024  # the S3 minimum: least memory per part in flight
 PARALLEL_PARTS = 3
@@ -46,10 +56,11 @@ class StoredObject:
 
 
 class DocumentStore:
-    def __init__(self, client: Minio, bucket: str) -> None:
+    def __init__(self, client: Minio, bucket: str, puts: SignedPuts) -> None:
         self.client = client
         self.bucket = bucket
         self.multipart = MultipartUploads(client, bucket)
+        self.puts = puts
 
     def ensure_bucket(self) -> None:
         """Create the bucket if needed and prove that encryption at rest works: without a KMS,
@@ -129,10 +140,14 @@ class DocumentStore:
                     del block[:PART_SIZE]
                     await part(data)
             if upload_id is None:
-                # The whole file is in `block` (at most PART_SIZE): one PUT of known length.
+                # The whole file is in `block` (at most PART_SIZE): one PUT of known length,
+                # signed with its digest.
                 data = bytes(block)
                 await account(data)
-                await self.multipart.put_object(key, data, media_type)
+                if hashing is not None:
+                    await hashing
+                    hashing = None
+                await self.put_object(key, data, media_type=media_type, sha256=digest.hexdigest())
             else:
                 await part(bytes(block))  # the last part: never empty (see above)
                 for task in list(in_flight):
@@ -153,10 +168,11 @@ class DocumentStore:
             raise
         return StoredObject(size_bytes=size, sha256=digest.hexdigest())
 
-    async def put_object(self, key: str, data: bytes, *, media_type: str) -> None:
-        """Store `data`, a whole file already inspected, as `key`, encrypted, in one request of
-        known length; if it fails, nothing is left under `key` by it."""
-        await self.multipart.put_object(key, data, media_type)
+    async def put_object(self, key: str, data: bytes, *, media_type: str, sha256: str) -> None:
+        """Store `data`, a whole file already inspected whose SHA-256 is `sha256` (hex), as
+        `key`, encrypted, in one request of known length that MinIO refuses unless the bytes it
+        received have that digest; if it fails, nothing is left under `key` by it."""
+        await asyncio.to_thread(self.puts.put, key, data, sha256=sha256, media_type=media_type)
 
     async def remove(self, key: str) -> None:
         def remove() -> None:
@@ -231,12 +247,86 @@ def _element(xml: bytes, name: str) -> str:
     return unescape(found.group(1).decode()) if found else ""
 
 
+def _refusal(operation: str, status: int, answer: bytes) -> MultipartFailed:
+    """What an S3 error answer means: the store cannot serve now, or it refused the request."""
+    code = _element(answer, "Code")
+    if status >= 500 or code in UNAVAILABLE_S3_CODES:
+        return ObjectStoreUnavailable(operation, status, code)
+    return MultipartFailed(operation, status, code)
+
+
 PRESIGN_TTL = timedelta(minutes=15)
+PUT_TIMEOUT = (5.0, 60.0)
+"""Seconds to connect to MinIO, and to wait for it to read on or answer (httpx's, below)."""
+
+
+class SignedPuts:
+    """Whole objects put in one request whose body's SHA-256 is signed: AWS Signature V4 with
+    the digest in `x-amz-content-sha256`, as the SDK signs its own requests over plain HTTP
+    (with the SDK's signer). MinIO hashes what it receives and refuses a body whose digest
+    differs (400 `XAmzContentSHA256Mismatch`, nothing stored), so the object is exactly the
+    bytes whose SHA-256 records keeps; the digest is the caller's, computed once.
+
+    `put` blocks (call it from a worker thread): urllib3 writes the body from the caller's
+    buffer, as one object with no copy, and lets go of the GIL while the socket takes it; the
+    connections stay open in `http` (shared with the SDK's client: `S3Settings.http_pool`).
+    No retry: a refusal or a store that is away is the caller's to answer (503, then the
+    client sends again)."""
+
+    def __init__(self, settings: S3Settings, bucket: str, http: urllib3.PoolManager) -> None:
+        from urllib.parse import quote
+
+        from minio.credentials.credentials import Credentials
+
+        scheme = "https" if settings.secure else "http"
+        self.base = f"{scheme}://{settings.endpoint}/{quote(bucket)}/"
+        self.region = settings.region
+        self.credentials = Credentials(settings.access_key, settings.secret_key.get_secret_value())
+        self.http = http
+
+    def put(self, key: str, data: bytes, *, sha256: str, media_type: str) -> None:
+        """Store `data` (whose SHA-256 is `sha256`, hex) as `key`, encrypted at rest (SSE-S3)."""
+        from urllib.parse import quote, urlsplit
+
+        import urllib3
+        from minio import time
+        from minio.signer import sign_v4_s3
+
+        url = urlsplit(self.base + quote(key, safe="/"))
+        date = time.utcnow()
+        headers: dict[str, str | list[str] | tuple[str]] = {
+            "Host": url.netloc,
+            "Content-Type": media_type,
+            "Content-Length": str(len(data)),
+            "x-amz-server-side-encryption": "AES256",
+            "x-amz-content-sha256": sha256,
+            "x-amz-date": time.to_amz_date(date),
+        }
+        signed = sign_v4_s3(
+            method="PUT",
+            url=url,
+            region=self.region,
+            headers=headers,
+            credentials=self.credentials,
+            content_sha256=sha256,
+            date=date,
+        )
+        response = self.http.request(
+            "PUT",
+            url.geturl(),
+            body=data,
+            # Every value is one string: the ones above, and the signer's Authorization.
+            headers=cast("dict[str, str]", signed),
+            retries=False,
+            timeout=urllib3.Timeout(connect=PUT_TIMEOUT[0], read=PUT_TIMEOUT[1]),
+        )
+        if response.status >= 300:
+            raise _refusal("put", response.status, response.data)
 
 
 class MultipartUploads:
     """S3 multipart uploads whose parts arrive in separate requests (resumable uploads, and a
-    one-shot upload larger than a part), and the single PUT of a file that fits in one part.
+    one-shot upload larger than a part).
 
     Each request is presigned with the SDK's public `get_presigned_url` and sent with httpx, so a
     part streams from the client's request straight into MinIO as one multipart part: nothing is
@@ -260,10 +350,7 @@ class MultipartUploads:
     async def _send(self, operation: str, method: str, url: str, **options: Any) -> Any:
         response = await self.http.request(method, url, **options)
         if response.status_code >= 300:
-            code = _element(response.content, "Code")
-            if response.status_code >= 500 or code in UNAVAILABLE_S3_CODES:
-                raise ObjectStoreUnavailable(operation, response.status_code, code)
-            raise MultipartFailed(operation, response.status_code, code)
+            raise _refusal(operation, response.status_code, response.content)
         return response
 
     async def create(self, key: str, media_type: str = "application/octet-stream") -> str:
@@ -278,19 +365,6 @@ class MultipartUploads:
         if not upload_id:
             raise MultipartFailed("create", response.status_code, "NoUploadId")
         return upload_id
-
-    async def put_object(
-        self, key: str, data: bytes, media_type: str = "application/octet-stream"
-    ) -> None:
-        """Store `data` as the whole object `key` in one request (encrypted at rest, SSE-S3):
-        a file that fits in one part needs no multipart upload."""
-        await self._send(
-            "put",
-            "PUT",
-            self._url("PUT", key),
-            content=data,
-            headers={"Content-Type": media_type, "x-amz-server-side-encryption": "AES256"},
-        )
 
     async def put_part(
         self, key: str, upload_id: str, number: int, body: AsyncIterator[bytes], length: int

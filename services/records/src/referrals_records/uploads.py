@@ -99,7 +99,9 @@ class _Events:
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self.part.file_name is not None:
-            self.items.append(("data", bytes(data[start:end]), self.files))
+            # A chunk that is all file data is handed on as it is (a slice would copy it).
+            whole = start == 0 and end == len(data) and type(data) is bytes
+            self.items.append(("data", data if whole else bytes(data[start:end]), self.files))
         else:
             self.part.value += data[start:end]
             if len(self.part.value) > MAX_FIELD_BYTES:
