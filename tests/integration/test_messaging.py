@@ -336,6 +336,36 @@ async def test_two_relay_replicas_never_publish_a_row_twice_and_keep_each_cases_
     assert published_order == written_order
 
 
+async def test_a_batch_with_repeated_and_already_applied_events_applies_each_once_in_order(
+    db, messaging_dsn
+):
+    """A partition's batch goes through one transaction and one inbox statement: an event
+    applied by an earlier batch, and a second copy of one in the same batch (the relay's
+    at-least-once), are duplicates; the rest are applied in the batch's order."""
+    from aiokafka import ConsumerRecord
+
+    from referrals_common.messaging.consumer import EventConsumer
+
+    from .conftest import record_effect
+
+    consumer = EventConsumer(f"test-{uuid.uuid4().hex[:8]}", db, None)  # no dead letters here
+    consumer.handles(CaseWithdrawn)(record_effect)
+    offsets = iter(range(100))
+
+    def record(event) -> ConsumerRecord:
+        return ConsumerRecord("t", 0, next(offsets), 0, 0, b"k", event.to_json(), None, 0, 0, ())
+
+    before, first, second = (new_event(CaseWithdrawn(case_id=uuid.uuid4())) for _ in range(3))
+    await consumer.process_batch((record(before),))
+    await consumer.process_batch(
+        (record(first), record(before), record(first), record(second), record(second))
+    )
+    applied = [r["event_id"] for r in await effects(messaging_dsn)]
+    assert applied == [before.id, first.id, second.id]
+    assert consumer.stats["applied"] == 3
+    assert consumer.stats["duplicates"] == 3
+
+
 class CountingRelay(OutboxRelay):
     """A relay that counts its claims (`publish_batch` calls)."""
 

@@ -317,6 +317,13 @@ class EventConsumer:
         last: trace.Span | None = None
         try:
             async with self.db.unit_of_work() as uow:
+                # Every handled event's inbox row in one statement (one round trip instead of
+                # one per event): the ids it inserted are the events applied now; the others
+                # (and a second copy of one in this batch) were applied before.
+                fresh = await uow.inbox.record_all(
+                    self.name,
+                    [(event.id, event.type) for _, event in events if event.type in self._handlers],
+                )
                 for record, event in events:
                     handler = self._handlers.get(event.type)
                     if handler is None:
@@ -337,9 +344,10 @@ class EventConsumer:
                         span.set_attribute("messaging.message.id", str(event.id))
                         span.set_attribute("cloudevents.event_type", event.type)
                         last = span
-                        if not await uow.inbox.record(self.name, event.id, event.type):
+                        if event.id not in fresh:
                             duplicates += 1
                             continue
+                        fresh.discard(event.id)
                         # Each handler sees the database as the previous ones left it, not
                         # objects the session still holds from before their writes.
                         await uow.session.flush()
