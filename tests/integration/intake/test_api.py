@@ -135,6 +135,44 @@ async def test_without_a_valid_api_key_nothing_is_created(api, runtime):
     ]
 
 
+async def test_an_opened_case_and_its_replay_are_each_audited_and_opened_once(
+    api, api_key, runtime
+):
+    from sqlalchemy import text
+
+    from referrals_common.auth.api_keys import parse_api_key
+
+    headers = {"X-Api-Key": api_key, "Idempotency-Key": unique_key()}
+    first = await api.post("/v1/cases", json=case_body(), headers=headers)
+    again = await api.post("/v1/cases", json=case_body(), headers=headers)
+    assert (first.status_code, again.status_code) == (201, 200)
+    case_id = first.json()["case"]["id"]
+    assert again.json()["case"]["id"] == case_id
+    async with runtime.db.unit_of_work() as uow:
+        audited = (
+            await uow.session.execute(
+                text(
+                    "select actor, action, outcome from access_audit "
+                    "where case_id = cast(:c as uuid) order by id"
+                ),
+                {"c": case_id},
+            )
+        ).all()
+        timeline = (
+            await uow.session.execute(
+                text(
+                    "select from_status, to_status, reason_code from case_timeline "
+                    "where case_id = cast(:c as uuid)"
+                ),
+                {"c": case_id},
+            )
+        ).all()
+        assert (await uow.session.execute(_count("cases"))).scalar() == 1
+    opened_by = f"client:{parse_api_key(api_key).key_id}"
+    assert [tuple(row) for row in audited] == [(opened_by, "create_case", "ok")] * 2
+    assert [tuple(row) for row in timeline] == [(None, "draft", "case_opened")]
+
+
 async def test_another_cases_token_gets_404_as_if_the_case_did_not_exist(api, api_key, runtime):
     mine, my_headers = await open_case(api, api_key)
     theirs, _ = await open_case(api, await new_client_key(runtime, "Lviv clinic"))

@@ -30,6 +30,7 @@ from referrals_intake.lifecycle import (
     IllegalTransition,
 )
 from referrals_intake.models import (
+    AccessAudit,
     ApiClient,
     Case,
     CaseConsent,
@@ -66,6 +67,7 @@ class FakeCaseRepository:
         self.document_rows: list[CaseDocument] = []
         self.requests: list[InformationRequest] = []
         self.clients: dict[str, ApiClient] = {}
+        self.audit_rows: list[AccessAudit] = []
         self.flushes = 0
 
     def add(self, row: object) -> None:
@@ -80,10 +82,14 @@ class FakeCaseRepository:
         else:
             raise AssertionError(f"unexpected row {row!r}")
 
-    async def insert_opened(self, case: Case, entry: TimelineEntry) -> None:
+    async def insert_opened(
+        self, case: Case, entry: TimelineEntry, audit: AccessAudit | None = None
+    ) -> None:
         assert case.id not in self.cases, "a case is opened once"
         self.cases[case.id] = case
         self.timeline_entries.append(entry)
+        if audit is not None:
+            self.audit_rows.append(audit)
 
     async def flush(self) -> None:
         self.flushes += 1
@@ -192,6 +198,25 @@ async def test_opening_a_case_adds_a_draft_with_its_personal_data_sealed(
     assert intake.unseal(case)["contact"]["email"] == EMAIL
     assert repo.timeline(case.id) == [(None, CaseStatus.DRAFT, "case_opened")]
     assert uow.outbox.events == []
+    assert repo.audit_rows == []
+    assert uow.committed is False
+
+
+async def test_opening_a_case_for_an_actor_writes_its_audit_row_with_the_case(
+    intake: Intake, repo: FakeCaseRepository
+) -> None:
+    uow = FakeUnitOfWork()
+
+    case = await intake.open_case(uow, FRONT_END, case_create(), audited_as=f"client:{FRONT_END}")
+
+    [row] = repo.audit_rows
+    assert (row.actor, row.action, row.case_id, row.outcome) == (
+        f"client:{FRONT_END}",
+        "create_case",
+        case.id,
+        "ok",
+    )
+    assert row.at == case.created_at
     assert uow.committed is False
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any
 from uuid import UUID, uuid4
 
 from sqlalchemy import bindparam, select, text, update
@@ -92,17 +93,21 @@ class CaseRepository:
     def add(self, row: object) -> None:
         self.session.add(row)
 
-    async def insert_opened(self, case: Case, entry: TimelineEntry) -> None:
-        """A new case and its first timeline entry, inserted now in one statement (one round
-        trip, no ORM flush: the front ends' busiest write). `case` and `entry` stay out of the
-        session; every column is given (nothing is read back)."""
-        await self.session.execute(
-            _OPEN_CASE,
-            {
-                **{f"case_{c.key}": getattr(case, c.key) for c in _CASE_COLUMNS},
-                **{f"entry_{c.key}": getattr(entry, c.key) for c in _ENTRY_COLUMNS},
-            },
-        )
+    async def insert_opened(
+        self, case: Case, entry: TimelineEntry, audit: AccessAudit | None = None
+    ) -> None:
+        """A new case, its first timeline entry and (when given) its access audit row, inserted
+        now in one statement (one round trip, no ORM flush: the front ends' busiest write). The
+        rows stay out of the session; every column is given (nothing is read back)."""
+        values = {
+            **{f"case_{c.key}": getattr(case, c.key) for c in _CASE_COLUMNS},
+            **{f"entry_{c.key}": getattr(entry, c.key) for c in _ENTRY_COLUMNS},
+        }
+        if audit is None:
+            await self.session.execute(_OPEN_CASE, values)
+            return
+        values.update({f"audit_{c.key}": getattr(audit, c.key) for c in _AUDIT_COLUMNS})
+        await self.session.execute(_OPEN_CASE_AUDITED, values)
 
     async def flush(self) -> None:
         """Write what was added or changed so far, inside the transaction (the unit of work does
@@ -237,17 +242,28 @@ _ENTRY_COLUMNS = tuple(
     for c in TimelineEntry.__table__.columns  # type: ignore[attr-defined]  # a SQLModel table
     if c.key != "id"  # the entry's serial
 )
+_AUDIT_COLUMNS = tuple(
+    c
+    for c in AccessAudit.__table__.columns  # type: ignore[attr-defined]  # a SQLModel table
+    if c.key != "id"  # the row's serial
+)
+
+
+def _values(prefix: str, columns: Sequence[Any]) -> dict[str, Any]:
+    return {c.key: bindparam(f"{prefix}_{c.key}", type_=c.type) for c in columns}
+
+
 _OPEN_CASE = (
     insert(TimelineEntry)
-    .values({c.key: bindparam(f"entry_{c.key}", type_=c.type) for c in _ENTRY_COLUMNS})
-    .add_cte(
-        insert(Case)
-        .values({c.key: bindparam(f"case_{c.key}", type_=c.type) for c in _CASE_COLUMNS})
-        .cte("opened")
-    )
+    .values(_values("entry", _ENTRY_COLUMNS))
+    .add_cte(insert(Case).values(_values("case", _CASE_COLUMNS)).cte("opened"))
 )
 """`insert_opened`'s statement, built once: the case's row in a data-modifying CTE, its entry in
 the statement itself (its foreign key is checked at the statement's end, the case inserted)."""
+_OPEN_CASE_AUDITED = _OPEN_CASE.add_cte(
+    insert(AccessAudit).values(_values("audit", _AUDIT_COLUMNS)).cte("audited")
+)
+"""`_OPEN_CASE` and the access audit row of whoever opened the case, in another CTE."""
 
 
 RepositoryFactory = Callable[[AsyncSession], CaseRepository]

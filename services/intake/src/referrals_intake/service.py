@@ -46,6 +46,7 @@ from referrals_common.metrics import CASE_TIME_IN_STATE, CASE_TRANSITIONS, servi
 from referrals_intake import lifecycle
 from referrals_intake.lifecycle import IllegalTransition
 from referrals_intake.models import (
+    AccessAudit,
     Case,
     CaseDocument,
     FollowUpQuestion,
@@ -188,10 +189,17 @@ class Intake:
     # -------------------------------------------------------------------------- front end
 
     async def open_case(
-        self, uow: UnitOfWork, client_id: str, data: CaseCreate, case_id: UUID | None = None
+        self,
+        uow: UnitOfWork,
+        client_id: str,
+        data: CaseCreate,
+        case_id: UUID | None = None,
+        *,
+        audited_as: str | None = None,
     ) -> Case:
         """A new draft case owned by the front end `client_id`, inserted with its first timeline
-        entry (not added to the session: the case is returned as it was written)."""
+        entry and, for `audited_as`, the access audit row of that actor's `create_case` (not
+        added to the session: the case is returned as it was written)."""
         new_id = case_id or uuid4()
         now = utcnow()
         # The defaulted columns given: pydantic inspects a default factory's signature on every
@@ -207,7 +215,18 @@ class Intake:
             **_clinical_columns(data),
         )
         entry = _entry(case.id, None, CaseStatus.DRAFT, "case_opened", {}, DRAFT_NEXT_STEP, at=now)
-        await self._repo(uow).insert_opened(case, entry)
+        audit = (
+            None
+            if audited_as is None
+            else AccessAudit(
+                actor=audited_as[:120],
+                action="create_case",
+                case_id=case.id,
+                outcome="ok",
+                at=now,
+            )
+        )
+        await self._repo(uow).insert_opened(case, entry, audit)
         return case
 
     async def edit_case(self, uow: UnitOfWork, case_id: UUID, changes: CaseUpdate) -> Case:

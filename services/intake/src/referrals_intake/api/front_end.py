@@ -67,8 +67,12 @@ async def create_case(
         public = await to_public(runtime, repo, case)
         response.status_code = status.HTTP_200_OK
         response.headers["Idempotent-Replayed"] = "true"
+        repo.audit(client.actor, "create_case", case.id)
     else:
-        case = await runtime.intake.open_case(uow, client.key_id, body, case_id=new_id)
+        # Its audit row is written with it (one statement).
+        case = await runtime.intake.open_case(
+            uow, client.key_id, body, case_id=new_id, audited_as=client.actor
+        )
         # A new case has no consents or documents yet: nothing to read back.
         data = body.model_dump()
         public = CasePublic.model_validate(
@@ -91,7 +95,6 @@ async def create_case(
                 "next_step": case_texts.next_step(DRAFT_NEXT_STEP, body.locale),
             }
         )
-    repo.audit(client.actor, "create_case", case.id)
     await uow.commit()
     issued = runtime.tokens.issue(case.id, client.key_id, locale=case.locale)
     response.headers["Location"] = f"/v1/cases/{case.id}"
