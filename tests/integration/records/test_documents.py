@@ -105,15 +105,23 @@ async def test_a_one_part_put_is_signed_with_its_sha256_and_other_bytes_are_refu
     store = runtime.records.store
     content = pdf_bytes(2)
     digest = hashlib.sha256(content).hexdigest()
-    altered = content[:-1] + b"?"
+    half = len(content) // 2
+    altered = [content[:half], content[half:-1] + b"?"]  # the pieces of a file as they arrived
     with pytest.raises(MultipartFailed) as refused:
         await store.put_object(
             "cases/c/documents/d", altered, media_type="text/plain", sha256=digest
         )
     assert (refused.value.status, refused.value.code) == (400, "XAmzContentSHA256Mismatch")
     assert objects(runtime) == []
-    await store.put_object("cases/c/documents/d", content, media_type="text/plain", sha256=digest)
+    pieces = [content[:half], content[half:]]
+    await store.put_object("cases/c/documents/d", pieces, media_type="text/plain", sha256=digest)
     assert objects(runtime) == ["cases/c/documents/d"]
+    got = store.client.get_object(store.bucket, "cases/c/documents/d")
+    try:
+        assert got.read() == content
+    finally:
+        got.close()
+        got.release_conn()
     stat = store.client.stat_object(store.bucket, "cases/c/documents/d")
     assert stat.metadata.get("X-Amz-Server-Side-Encryption") == "AES256"
     assert stat.content_type == "text/plain"

@@ -45,8 +45,8 @@ class PoolRecorder:
 
 def test_a_put_is_signed_with_the_documents_sha256_and_sends_its_buffer_as_is() -> None:
     pool = PoolRecorder()
-    data = b"%PDF-1.7 " + bytes(range(256)) * 64
-    digest = hashlib.sha256(data).hexdigest()
+    data = [b"%PDF-1.7 ", bytes(range(256)) * 64, b"%%EOF"]  # the pieces as they arrived
+    digest = hashlib.sha256(b"".join(data)).hexdigest()
     SignedPuts(SETTINGS, "documents", pool).put(  # type: ignore[arg-type]  # a recorder, not urllib3's pool
         "cases/c/documents/d", data, sha256=digest, media_type="application/pdf"
     )
@@ -56,11 +56,11 @@ def test_a_put_is_signed_with_the_documents_sha256_and_sends_its_buffer_as_is() 
         "PUT",
         "http://minio.test:9000/documents/cases/c/documents/d",
     )
-    assert sent["body"] is data  # no copy of the file on its way out
+    assert sent["body"] is data  # the pieces, never joined: no copy of the file on its way out
     headers = sent["headers"]
     assert headers["x-amz-content-sha256"] == digest  # not UNSIGNED-PAYLOAD
     assert headers["x-amz-server-side-encryption"] == "AES256"
-    assert headers["Content-Length"] == str(len(data))
+    assert headers["Content-Length"] == str(9 + 256 * 64 + 5)  # so urllib3 sends no chunks
     assert headers["Content-Type"] == "application/pdf"
     algorithm, _, rest = headers["Authorization"].partition(" ")
     assert algorithm == "AWS4-HMAC-SHA256"
@@ -82,7 +82,7 @@ def test_minio_refusing_the_bytes_is_a_refusal_and_a_busy_minio_a_fault_of_the_i
     )
     with pytest.raises(MultipartFailed) as refused:
         SignedPuts(SETTINGS, "documents", mismatch).put(  # type: ignore[arg-type]  # a recorder
-            "k", b"data", sha256="0" * 64, media_type="text/plain"
+            "k", [b"data"], sha256="0" * 64, media_type="text/plain"
         )
     assert (refused.value.status, refused.value.code) == (400, "XAmzContentSHA256Mismatch")
     assert not isinstance(refused.value, ObjectStoreUnavailable)
@@ -90,6 +90,6 @@ def test_minio_refusing_the_bytes_is_a_refusal_and_a_busy_minio_a_fault_of_the_i
     busy = PoolRecorder(Answer(503, b"<Error><Code>SlowDown</Code></Error>"))
     with pytest.raises(ObjectStoreUnavailable) as unavailable:
         SignedPuts(SETTINGS, "documents", busy).put(  # type: ignore[arg-type]  # a recorder
-            "k", b"data", sha256="0" * 64, media_type="text/plain"
+            "k", [b"data"], sha256="0" * 64, media_type="text/plain"
         )
     assert is_infrastructure_fault(unavailable.value)  # answered 503 with Retry-After

@@ -184,14 +184,17 @@ class FakeStore:
         self.objects[key] = bytes(data)
         return StoredObject(size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
 
-    async def put_object(self, key: str, data: bytes, *, media_type: str, sha256: str) -> None:
+    async def put_object(
+        self, key: str, data: list[bytes], *, media_type: str, sha256: str
+    ) -> None:
         if self.gate is not None:
             await self.gate.wait()
         if self.fail is not None:
             raise self.fail
+        whole = b"".join(data)
         # As MinIO does with a signed payload: bytes that do not have the digest are refused.
-        assert hashlib.sha256(data).hexdigest() == sha256, "the put is signed with its digest"
-        self.objects[key] = data
+        assert hashlib.sha256(whole).hexdigest() == sha256, "the put is signed with its digest"
+        self.objects[key] = whole
 
     async def remove(self, key: str) -> None:
         self.removed.append(key)

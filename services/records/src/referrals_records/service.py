@@ -181,8 +181,8 @@ class Records:
         stored: StoredObject | None = None
         try:
             file_name = check_file_name(upload.file_name)
-            head, rest = await _read_head(upload)
-            media_type = sniff(head, file_name)
+            chunks, rest = await _read_head(upload)
+            media_type = sniff(_joined(chunks), file_name)
             # The limit follows the type found in the content, not the declared kind; the
             # case's quota left bounds the stream too (checked again when recording).
             limit = max_bytes_for(media_type, self.limits)
@@ -198,14 +198,15 @@ class Records:
                 inspector.feed(chunk)
                 quota.feed(chunk)
 
-            first, ended = await _read_on(head, rest, PART_SIZE)
-            if ended:  # the whole file, at most one part: checked before anything is stored
-                inspect(first)
+            if await _read_on(chunks, rest, PART_SIZE):
+                # The whole file, at most one part: checked before anything is stored.
+                for chunk in chunks:
+                    inspect(chunk)
                 inspector.finish()
             else:
-                chunks, first = _chain(first, rest), b""
+                stream, chunks = _chain(b"".join(chunks), rest), []
                 stored = await self.store.put_stream(
-                    key, chunks, media_type=media_type, inspect=inspect
+                    key, stream, media_type=media_type, inspect=inspect
                 )
                 inspector.finish()
         except UploadRefused as refused:
@@ -216,11 +217,11 @@ class Records:
         storing = None
         if stored is None:
             # Hashed first (in a worker thread: hashlib lets go of the GIL), as the put is
-            # signed with the digest: MinIO stores the bytes only if they have it.
-            digest = await asyncio.to_thread(hashlib.sha256, first)
-            stored = StoredObject(size_bytes=len(first), sha256=digest.hexdigest())
+            # signed with the digest: MinIO stores the bytes only if they have it. The file's
+            # pieces as they arrived, never joined: hashed and sent as they are.
+            stored = await asyncio.to_thread(_whole, chunks)
             storing = asyncio.create_task(
-                self.store.put_object(key, first, media_type=media_type, sha256=stored.sha256)
+                self.store.put_object(key, chunks, media_type=media_type, sha256=stored.sha256)
             )
         try:
             return await self._record(
@@ -583,19 +584,31 @@ class _QuotaMeter:
             raise CaseQuotaExceeded(self.quota, self.used)
 
 
-async def _read_on(head: bytes, rest: AsyncIterator[bytes], size: int) -> tuple[bytes, bool]:
-    """`head` and what follows from `rest` until more than `size` bytes or the end: (those bytes,
-    whether they are the whole file). The chunks are joined once, at the end (a growing buffer
-    would copy them again as it grows)."""
-    chunks, held = [head], len(head)
+async def _read_on(chunks: list[bytes], rest: AsyncIterator[bytes], size: int) -> bool:
+    """Append what follows from `rest` to `chunks` until they hold more than `size` bytes or the
+    end: whether they are the whole file. Kept as pieces (a growing buffer would copy them as
+    it grows, and joining them once more)."""
+    held = sum(map(len, chunks))
     while held <= size:
         try:
             chunk = await rest.__anext__()
         except StopAsyncIteration:
-            return b"".join(chunks), True
+            return True
         chunks.append(chunk)
         held += len(chunk)
-    return b"".join(chunks), False
+    return False
+
+
+def _whole(chunks: list[bytes]) -> StoredObject:
+    """The size and SHA-256 of a file held in pieces."""
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(chunk)
+    return StoredObject(size_bytes=sum(map(len, chunks)), sha256=digest.hexdigest())
+
+
+def _joined(chunks: list[bytes]) -> bytes:
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def _chain(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -605,16 +618,20 @@ async def _chain(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[byte
         yield chunk
 
 
-async def _read_head(upload: Upload) -> tuple[bytes, AsyncIterator[bytes]]:
-    """The first HEAD_BYTES (or the whole file if smaller), and the iterator for the rest."""
-    head = bytearray()
+async def _read_head(upload: Upload) -> tuple[list[bytes], AsyncIterator[bytes]]:
+    """The first chunks, at least HEAD_BYTES (or the whole file if smaller), and the iterator
+    for the rest."""
+    chunks: list[bytes] = []
+    held = 0
     iterator = upload.chunks.__aiter__()
-    while len(head) < HEAD_BYTES:
+    while held < HEAD_BYTES:
         try:
-            head += await iterator.__anext__()
+            chunk = await iterator.__anext__()
         except StopAsyncIteration:
             break
-    return bytes(head), iterator
+        chunks.append(chunk)
+        held += len(chunk)
+    return chunks, iterator
 
 
 def _refuse_upload(

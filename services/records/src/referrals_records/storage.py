@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import hashlib
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
@@ -147,7 +147,7 @@ class DocumentStore:
                 if hashing is not None:
                     await hashing
                     hashing = None
-                await self.put_object(key, data, media_type=media_type, sha256=digest.hexdigest())
+                await self.put_object(key, [data], media_type=media_type, sha256=digest.hexdigest())
             else:
                 await part(bytes(block))  # the last part: never empty (see above)
                 for task in list(in_flight):
@@ -168,10 +168,13 @@ class DocumentStore:
             raise
         return StoredObject(size_bytes=size, sha256=digest.hexdigest())
 
-    async def put_object(self, key: str, data: bytes, *, media_type: str, sha256: str) -> None:
-        """Store `data`, a whole file already inspected whose SHA-256 is `sha256` (hex), as
-        `key`, encrypted, in one request of known length that MinIO refuses unless the bytes it
-        received have that digest; if it fails, nothing is left under `key` by it."""
+    async def put_object(
+        self, key: str, data: Sequence[bytes], *, media_type: str, sha256: str
+    ) -> None:
+        """Store `data` (its pieces, in order), a whole file already inspected whose SHA-256 is
+        `sha256` (hex), as `key`, encrypted, in one request of known length that MinIO refuses
+        unless the bytes it received have that digest; if it fails, nothing is left under
+        `key` by it."""
         await asyncio.to_thread(self.puts.put, key, data, sha256=sha256, media_type=media_type)
 
     async def remove(self, key: str) -> None:
@@ -268,7 +271,7 @@ class SignedPuts:
     bytes whose SHA-256 records keeps; the digest is the caller's, computed once.
 
     `put` blocks (call it from a worker thread): urllib3 writes the body from the caller's
-    buffer, as one object with no copy, and lets go of the GIL while the socket takes it; the
+    pieces, with no copy, and lets go of the GIL while the socket takes them; the
     connections stay open in `http` (shared with the SDK's client: `S3Settings.http_pool`).
     No retry: a refusal or a store that is away is the caller's to answer (503, then the
     client sends again)."""
@@ -284,8 +287,9 @@ class SignedPuts:
         self.credentials = Credentials(settings.access_key, settings.secret_key.get_secret_value())
         self.http = http
 
-    def put(self, key: str, data: bytes, *, sha256: str, media_type: str) -> None:
-        """Store `data` (whose SHA-256 is `sha256`, hex) as `key`, encrypted at rest (SSE-S3)."""
+    def put(self, key: str, data: Sequence[bytes], *, sha256: str, media_type: str) -> None:
+        """Store `data` (its pieces, in order: their SHA-256 is `sha256`, hex) as `key`,
+        encrypted at rest (SSE-S3). The pieces are written one after the other, never joined."""
         from urllib.parse import quote, urlsplit
 
         import urllib3
@@ -297,7 +301,7 @@ class SignedPuts:
         headers: dict[str, str | list[str] | tuple[str]] = {
             "Host": url.netloc,
             "Content-Type": media_type,
-            "Content-Length": str(len(data)),
+            "Content-Length": str(sum(map(len, data))),
             "x-amz-server-side-encryption": "AES256",
             "x-amz-content-sha256": sha256,
             "x-amz-date": time.to_amz_date(date),
@@ -314,7 +318,8 @@ class SignedPuts:
         response = self.http.request(
             "PUT",
             url.geturl(),
-            body=data,
+            # Pieces under a known length: written as they are, not chunked.
+            body=data[0] if len(data) == 1 else data,
             # Every value is one string: the ones above, and the signer's Authorization.
             headers=cast("dict[str, str]", signed),
             retries=False,
