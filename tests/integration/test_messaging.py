@@ -366,6 +366,33 @@ async def test_a_batch_with_repeated_and_already_applied_events_applies_each_onc
     assert consumer.stats["duplicates"] == 3
 
 
+async def test_a_claims_rows_leave_in_one_produce_request_without_lingering(
+    db, messaging_dsn, kafka_bootstrap, new_topic
+):
+    """The relay's producer does not linger (a lone event is not held back), yet a claim's rows
+    of one partition still go to Kafka together: they are all appended before the sender runs."""
+    topic = await new_topic("cases", partitions=1)
+    relay = OutboxRelay(messaging_dsn, kafka_bootstrap)
+    await relay.start()
+    try:
+        assert relay._producer is not None
+        client = relay._producer.client
+        produce_requests = 0
+        send = client.send
+
+        async def counting(node_id, request, *args, **kwargs):  # type: ignore[no-untyped-def]
+            nonlocal produce_requests
+            produce_requests += type(request).__name__.startswith("ProduceRequest")
+            return await send(node_id, request, *args, **kwargs)
+
+        client.send = counting
+        await write_in_one_transaction(db, [uuid.uuid4()], 50, topic)
+        assert await relay.publish_batch() == 50
+        assert produce_requests == 1
+    finally:
+        await relay.stop()
+
+
 class CountingRelay(OutboxRelay):
     """A relay that counts its claims (`publish_batch` calls)."""
 

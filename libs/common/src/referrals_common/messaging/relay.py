@@ -107,7 +107,10 @@ class OutboxRelay:
         retention: timedelta = timedelta(hours=1),
         prune_interval: float = 60.0,
         client_id: str = "referrals-relay",
-        linger_ms: int = 1,
+        # No wait for more records: a claim appends all its rows before the producer's sender
+        # runs (`send` does not yield while the topic's metadata is known and the buffer has
+        # room), so they still go out together, and a lone event is not held back 1 ms.
+        linger_ms: int = 0,
         service: str | None = None,
         metrics_interval: float = 5.0,
     ) -> None:
