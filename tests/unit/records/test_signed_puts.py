@@ -93,3 +93,33 @@ def test_minio_refusing_the_bytes_is_a_refusal_and_a_busy_minio_a_fault_of_the_i
             "k", [b"data"], sha256="0" * 64, media_type="text/plain"
         )
     assert is_infrastructure_fault(unavailable.value)  # answered 503 with Retry-After
+
+
+async def test_a_cancelled_put_ends_only_once_its_request_in_a_worker_thread_has() -> None:
+    # The caller removes the object after a cancelled put: removed while the request still
+    # runs, the object would appear after its removal.
+    import asyncio
+    import threading
+
+    from minio import Minio
+
+    from referrals_records.storage import DocumentStore
+
+    release, finished = threading.Event(), []
+
+    class SlowPuts:
+        def put(self, key: str, data: list[bytes], *, sha256: str, media_type: str) -> None:
+            release.wait(5)
+            finished.append(key)
+
+    client = Minio("minio.test:9000", access_key="a", secret_key="b", secure=False)
+    store = DocumentStore(client, "documents", SlowPuts())  # type: ignore[arg-type]  # a stand-in
+    put = asyncio.create_task(store.put_object("k", [b"x"], media_type="text/plain", sha256="0"))
+    await asyncio.sleep(0.05)
+    put.cancel()
+    await asyncio.sleep(0.05)
+    assert not put.done(), "the put ends with its request, not before"
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await put
+    assert finished == ["k"]

@@ -175,7 +175,16 @@ class DocumentStore:
         `sha256` (hex), as `key`, encrypted, in one request of known length that MinIO refuses
         unless the bytes it received have that digest; if it fails, nothing is left under
         `key` by it."""
-        await asyncio.to_thread(self.puts.put, key, data, sha256=sha256, media_type=media_type)
+        sent = asyncio.ensure_future(
+            asyncio.to_thread(self.puts.put, key, data, sha256=sha256, media_type=media_type)
+        )
+        try:
+            await asyncio.shield(sent)
+        except asyncio.CancelledError:
+            # A request in a worker thread cannot be stopped: the caller, cancelled, removes
+            # the object only once the put has ended, or the object would appear after that.
+            await asyncio.gather(sent, return_exceptions=True)
+            raise
 
     async def remove(self, key: str) -> None:
         def remove() -> None:
