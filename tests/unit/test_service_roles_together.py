@@ -101,3 +101,18 @@ def test_all_names_every_role_it_runs_including_the_services_own() -> None:
         consumer_help="c",
     )
     assert "in this one process: consumer, relay " in (without_api._all.__doc__ or "")
+
+
+def test_all_takes_host_and_port_only_where_there_is_an_api() -> None:
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    with_api = ServiceCli(
+        "intake", dict, package="referrals_intake", default_port=8001, consumer_help="c"
+    )
+    without_api = ServiceCli(
+        "translation", dict, package="referrals_translation", default_port=None, consumer_help="c"
+    )
+    assert "--port" in runner.invoke(with_api.app, ["all", "--help"]).output
+    refused = runner.invoke(without_api.app, ["all", "--port", "9000"])
+    assert refused.exit_code != 0  # an option that would change nothing is refused, not ignored

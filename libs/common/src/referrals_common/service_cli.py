@@ -221,7 +221,7 @@ class ServiceCli:
         self.app.command("relay")(relay)
 
     def _add_all(self) -> None:
-        def all_roles(host: str = "127.0.0.1", port: int = self.default_port or 0) -> None:
+        def start(host: str, port: int) -> None:
             settings = self.settings()
             if settings.migrate_on_start:
                 # In a child process, as for the API: Alembic stays out of this one's memory.
@@ -229,6 +229,19 @@ class ServiceCli:
             if self.default_port is None:
                 self.start_metrics(settings)  # with an API, /metrics is the API's
             run(self.together(settings, host=host, port=port))
+
+        # `--host` and `--port` only where there is an API to serve: elsewhere they would be
+        # options that change nothing.
+        if self.default_port is not None:
+            default_port = self.default_port
+
+            def all_roles(host: str = "127.0.0.1", port: int = default_port) -> None:
+                start(host, port)
+
+        else:
+
+            def all_roles() -> None:  # type: ignore[misc]  # the same command, without an API
+                start("", 0)
 
         self._all = all_roles
         self._describe_all()
