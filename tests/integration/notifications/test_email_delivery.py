@@ -245,3 +245,36 @@ async def test_starttls_is_required_not_hoped_for(
     assert outcome.attempts == 1
     assert isinstance(outcome.error, PermanentDeliveryError)
     assert server.accepted == []
+
+
+@pytest.mark.parametrize(
+    ("decode_data", "eight_bit"), [(False, True), (True, False)], ids=["8BITMIME", "7-bit only"]
+)
+@pytest.mark.parametrize(
+    "recipient", [PATIENT, "olena@care_team.example.org"], ids=["plain", "the email package's"]
+)
+async def test_what_arrives_is_the_same_message_whatever_the_server_takes(
+    start_smtp: StartSmtp, decode_data: bool, eight_bit: bool, recipient: str
+) -> None:
+    """A server that takes no 8-bit data (no 8BITMIME: aiosmtpd decoding data) gets only 7-bit
+    bytes; either way the parts decode to the rendered words. The directly written bytes and
+    the `email` package's (an address that is not plain) arrive alike."""
+    booking = Renderer().render(T.MEETING_BOOKED, sample_context(T.MEETING_BOOKED, "uk"), C.EMAIL)
+    booking = replace(booking, text="Доброго дня, Олено!\n")  # short lines: 8-bit if it may be
+    server = SmtpRecorder()
+    channel = EmailChannel(smtp(await start_smtp(server, decode_data=decode_data)))
+
+    receipt = await channel.send(recipient, booking)
+
+    (raw,) = server.accepted
+    assert raw.isascii() is not eight_bit  # 8-bit bodies only where the server takes them
+    email = message_from_bytes(raw, policy=policy.default)
+    assert email["To"].addresses[0].addr_spec == recipient
+    assert email["Subject"] == booking.subject
+    assert email["Message-ID"] == receipt.provider_id
+    for subtype, rendered in (("plain", booking.text), ("html", booking.html or "")):
+        part = email.get_body((subtype,))
+        assert part is not None
+        assert part.get_content().replace("\r\n", "\n").strip() == rendered.strip()
+    (attachment,) = email.iter_attachments()
+    assert attachment.get_payload(decode=True) == booking.attachments[0].content

@@ -6,16 +6,24 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+import re
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from urllib.parse import parse_qs
 
 import aiosmtplib
 import httpx
 import pytest
+from aiosmtplib.email import flatten_message
 from pydantic import ValidationError
 
 from referrals_common.contracts.notifications import NotificationChannel, NotificationError
+from referrals_common.contracts.notifications import NotificationChannel as C
+from referrals_common.contracts.notifications import NotificationTrigger as T
 from referrals_common.outbound import IPAddress, OutboundPolicy
+from referrals_notifications.channels import email as email_channel
 from referrals_notifications.channels.base import (
     DeliveryError,
     PermanentDeliveryError,
@@ -27,6 +35,8 @@ from referrals_notifications.channels.email import (
     SmtpTls,
     build_email,
     classify_smtp_error,
+    email_bytes,
+    plain_address,
 )
 from referrals_notifications.channels.sms import SmsChannel, TwilioSettings, TwilioSmsProvider
 from referrals_notifications.channels.webhook import (
@@ -37,7 +47,9 @@ from referrals_notifications.channels.webhook import (
     WebhookTarget,
     verify_signature,
 )
-from referrals_notifications.rendering import RenderedMessage
+from referrals_notifications.rendering import Attachment, RenderedMessage, Renderer
+
+from .samples import sample_context
 
 pytestmark = pytest.mark.unit
 
@@ -147,6 +159,80 @@ def test_smtp_error_details_do_not_name_the_recipient() -> None:
         [aiosmtplib.SMTPRecipientRefused(550, "no such user", "olena@example.org")]
     )
     assert "olena" not in str(classify_smtp_error(refused))
+
+
+# The wire form: `email_bytes` writes what aiosmtplib writes for `build_email`'s message, byte for
+# byte (the boundaries are random in both: they are matched up; the Date is the same instant).
+
+FIXED_NOW = datetime(2026, 4, 1, 10, 0, tzinfo=UTC)
+RENDERER = Renderer()
+CALENDAR = Attachment(
+    "meeting.ics",
+    "text/calendar",
+    b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n",
+    (("method", "REQUEST"),),
+)
+ODD_MESSAGES = {
+    "text only": RenderedMessage("Subject", "Body\n"),
+    "text and a file": RenderedMessage("Subject", "Тіло\n", attachments=(CALENDAR,)),
+    "long ASCII subject": RenderedMessage("Request 3F0F-6C7D: " + "word " * 30, "Body\n"),
+    "encoded-word look-alike": RenderedMessage("=?utf-8?q?hi?= 3F0F-6C7D", "Body\n"),
+    "spaces": RenderedMessage("  two  spaces ", "x" * 200 + "\n" + "é" * 100, html="<p>é</p>"),
+    "long lines": RenderedMessage("S", "\n".join(["a" * 90 + "é"] * 12), html="é" * 50),
+    "empty text": RenderedMessage("S", "", html=""),
+}
+
+
+def _wire_pairs() -> list[tuple[str, RenderedMessage]]:
+    samples = [
+        (f"{trigger}/{locale}", RENDERER.render(trigger, sample_context(trigger, locale), C.EMAIL))
+        for trigger in T
+        for locale in ("uk", "en")
+    ]
+    return samples + list(ODD_MESSAGES.items())
+
+
+def _same_boundaries(expected: bytes, written: bytes) -> bytes:
+    pattern = re.compile(rb'boundary="([^"]+)"')
+    for theirs, ours in zip(pattern.findall(expected), pattern.findall(written), strict=True):
+        expected = expected.replace(theirs, ours)
+    return expected
+
+
+@pytest.mark.parametrize("eight_bit", [True, False], ids=["8BITMIME", "7bit"])
+@pytest.mark.parametrize(
+    "settings",
+    [SMTP, SMTP.model_copy(update={"from_name": "Направлення", "from_address": "a@b.example"})],
+    ids=["plain from", "named from"],
+)
+@pytest.mark.parametrize("recipient", ["olena@example.org", "o.k+tag-" + "x" * 80 + "@ex.org"])
+@pytest.mark.parametrize(
+    ("name", "message"), _wire_pairs(), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_the_wire_form_is_what_the_email_package_writes(
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    message: RenderedMessage,
+    recipient: str,
+    settings: SmtpSettings,
+    eight_bit: bool,
+) -> None:
+    monkeypatch.setattr(email_channel, "utc_now", lambda: FIXED_NOW)
+    message = replace(message, notification_id=uuid.UUID(int=7))
+    written = email_bytes(settings, recipient, message, eight_bit=eight_bit)
+    expected = flatten_message(
+        build_email(settings, recipient, message), cte_type="8bit" if eight_bit else "7bit"
+    )
+    assert written == _same_boundaries(expected, written)
+
+
+@pytest.mark.parametrize(
+    "recipient", ["olena..x@example.org", "олена@example.org", "olena@care_team.example.org"]
+)
+def test_an_address_that_is_not_plain_is_left_to_the_email_package(recipient: str) -> None:
+    assert not plain_address(recipient)
+    with pytest.raises(ValueError, match="plain"):
+        email_bytes(SMTP, recipient, MESSAGE)
 
 
 # --- SMS ---------------------------------------------------------------------------------------

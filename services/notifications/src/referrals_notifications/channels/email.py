@@ -7,6 +7,13 @@ clients show the last part they can display), or, with attachments (the meeting'
 connection per message keeps the channel simple and stateless; notifications send a few messages
 per case, not a mailing list.
 
+The bytes on the wire are composed directly (`email_bytes`), exactly as the `email` package
+writes `build_email`'s message for aiosmtplib (same headers in the same order, folded and encoded
+the same way, the same transfer encodings): the package's header objects parse and refold every
+header, which cost more CPU than the rest of sending a message. A header the direct way cannot be
+sure to write as the package would (non-ASCII, long, or anything unusual) is still folded by the
+package, and a recipient address that is not a plain ASCII address goes the package's way whole.
+
 SMTP replies are classified by their code: a 4xx reply or a broken connection is transient, a 5xx
 reply is permanent (`invalid_recipient` when the server refused the recipient, `rejected`
 otherwise). The patient's address is never logged or put in an error message.
@@ -14,11 +21,17 @@ otherwise). The patient's address is never logged or put in an error message.
 
 from __future__ import annotations
 
+import binascii
+import random
 import re
+import sys
+from email import policy as email_policy
+from email import quoprimime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from enum import StrEnum
+from functools import lru_cache
 
 import aiosmtplib
 from opentelemetry import trace
@@ -98,12 +111,7 @@ def build_email(settings: SmtpSettings, recipient: str, message: RenderedMessage
     email["To"] = _recipient_address(recipient)
     email["Subject"] = message.subject
     email["Date"] = format_datetime(utc_now())
-    domain = settings.from_address.rsplit("@", 1)[1]
-    email["Message-ID"] = (
-        f"<notification.{message.notification_id}@{domain}>"
-        if message.notification_id is not None
-        else make_msgid(domain=domain)
-    )
+    email["Message-ID"] = _message_id(settings, message)
     email["Auto-Submitted"] = "auto-generated"
     email.set_content(message.text)
     if message.html is not None:
@@ -111,6 +119,170 @@ def build_email(settings: SmtpSettings, recipient: str, message: RenderedMessage
     for attachment in message.attachments:
         _attach(email, attachment)
     return email
+
+
+# --- the wire form, composed directly ---------------------------------------------------------
+
+_WIRE = email_policy.SMTP
+"""The policy aiosmtplib writes a message with (CRLF, 78-character lines, 8-bit bodies allowed)."""
+_MAX_LINE: int = _WIRE.max_line_length or 78
+_PLAIN_ADDRESS = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@"
+    r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$"
+)
+"""An address written the same whatever parses it: a dot-atom, ASCII, before and after the @."""
+_PLAIN_VALUE = re.compile(r"^[!-~]+( [!-~]+)*$")
+"""Printable ASCII words, one space between them: a header value nothing would refold."""
+_BOUNDARY_DIGITS = len(repr(sys.maxsize - 1))
+
+
+def plain_address(recipient: str) -> bool:
+    """Whether `email_bytes` can write a message to `recipient` (else `build_email` does)."""
+    return _PLAIN_ADDRESS.match(recipient) is not None
+
+
+def _header(name: str, value: str) -> bytes:
+    """`name: value` as the `email` package folds it: written as it is when it is short, plain
+    ASCII and holds nothing the package would encode (`=?`), else folded by the package."""
+    line = f"{name}: {value}"
+    if len(line) <= _MAX_LINE and "=?" not in value and _PLAIN_VALUE.match(value):
+        return line.encode("ascii") + b"\r\n"
+    return _folded(name, value)
+
+
+@lru_cache(maxsize=64)
+def _folded(name: str, value: str) -> bytes:
+    """A header folded by the `email` package (the same values come again: the From line, the
+    content types)."""
+    return _WIRE.fold_binary(name, _WIRE.header_factory(name, value))
+
+
+def _boundary(parts: list[bytes]) -> str:
+    """A boundary of the `email` package's form, found in no part."""
+    while True:
+        token = random.randrange(sys.maxsize)
+        boundary = f"{'=' * 15}{token:0{_BOUNDARY_DIGITS}d}=="
+        if not any(boundary.encode("ascii") in part for part in parts):
+            return boundary
+
+
+def _body_lines(data: bytes) -> bytes:
+    return b"\r\n".join(data.splitlines()) + b"\r\n"
+
+
+def _base64(data: bytes) -> bytes:
+    """Base64 in lines of 76 characters, as the `email` package writes it."""
+    step = _MAX_LINE // 4 * 3
+    lines = (binascii.b2a_base64(data[i : i + step]) for i in range(0, len(data), step))
+    return b"".join(line[:-1] + b"\r\n" for line in lines)
+
+
+def _encoded_text(text: str, *, eight_bit: bool) -> tuple[str, bytes]:
+    """(transfer encoding, body) of a UTF-8 text part, chosen as `EmailMessage.set_content`
+    chooses: 7bit for short ASCII lines, 8bit for short lines (base64 when the server takes no
+    8-bit data, as the package then rewrites it), else the shorter of quoted-printable and base64
+    on the first ten lines."""
+    lines = text.encode("utf-8").splitlines()
+    normal = b"\n".join(lines) + b"\n"
+    if max((len(line) for line in lines), default=0) <= _MAX_LINE:
+        if normal.isascii():
+            return "7bit", _body_lines(normal)
+        if eight_bit:
+            return "8bit", _body_lines(normal)
+        return "base64", _base64(normal)
+    sniff = b"\n".join(lines[:10]) + b"\n"
+    sniff_qp = quoprimime.body_encode(sniff.decode("latin-1"), _MAX_LINE)
+    if len(sniff_qp) > len(binascii.b2a_base64(sniff)):
+        return "base64", _base64(normal)
+    if len(lines) > 10:
+        sniff_qp = quoprimime.body_encode(normal.decode("latin-1"), _MAX_LINE)
+    return "quoted-printable", _body_lines(sniff_qp.encode("ascii"))
+
+
+def _text_part(
+    text: str, subtype: str, *, eight_bit: bool, mime_version: bool, top: bool = False
+) -> tuple[bytes, bytes]:
+    """(headers, body) of a text part as `set_content`/`add_alternative` write it."""
+    cte, body = _encoded_text(text, eight_bit=eight_bit)
+    headers = _header("Content-Type", f'text/{subtype}; charset="utf-8"')
+    headers += _header("Content-Transfer-Encoding", cte)
+    if mime_version:
+        headers += _header("MIME-Version", "1.0")
+    return headers, body
+
+
+def _attachment_part(attachment: Attachment) -> tuple[bytes, bytes]:
+    """(headers, body) of an attachment as `_attach` makes it with `add_attachment`."""
+    params = dict(attachment.parameters)
+    if attachment.media_type.startswith("text/"):
+        params.setdefault("charset", "utf-8")
+    content_type = attachment.media_type + "".join(f'; {k}="{v}"' for k, v in params.items())
+    headers = _header("Content-Transfer-Encoding", "base64")
+    headers += _header("Content-Disposition", f'attachment; filename="{attachment.filename}"')
+    headers += _header("Content-Type", content_type)
+    headers += _header("MIME-Version", "1.0")
+    return headers, _base64(attachment.content)
+
+
+def _multipart(subtype: str, parts: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes]:
+    """(Content-Type header, body) of a multipart with `parts`, as the package's generator
+    writes it."""
+    flat = [headers + b"\r\n" + body for headers, body in parts]
+    boundary = _boundary(flat)
+    delimiter = b"--" + boundary.encode("ascii")
+    body = delimiter + b"\r\n" + (b"\r\n" + delimiter + b"\r\n").join(flat)
+    body += b"\r\n" + delimiter + b"--\r\n"
+    return _header("Content-Type", f'multipart/{subtype}; boundary="{boundary}"'), body
+
+
+def _message_id(settings: SmtpSettings, message: RenderedMessage) -> str:
+    """The notification's own id (the same on every attempt), else a new one."""
+    domain = settings.from_address.rsplit("@", 1)[1]
+    if message.notification_id is not None:
+        return f"<notification.{message.notification_id}@{domain}>"
+    return make_msgid(domain=domain)
+
+
+def email_bytes(
+    settings: SmtpSettings,
+    recipient: str,
+    message: RenderedMessage,
+    *,
+    message_id: str | None = None,
+    eight_bit: bool = True,
+) -> bytes:
+    """`build_email`'s message as aiosmtplib sends it to a server that takes 8-bit data
+    (8BITMIME, `eight_bit`) or not, composed directly: for a `plain_address` recipient only."""
+    if not plain_address(recipient):
+        raise ValueError("only a plain ASCII address is written directly (see build_email)")
+    message_id = message_id or _message_id(settings, message)
+    head = _from_header(settings.from_name or "", settings.from_address)
+    head += _header("To", recipient)
+    head += _header("Subject", message.subject)
+    head += _header("Date", format_datetime(utc_now()))
+    head += _header("Message-ID", message_id)
+    head += _header("Auto-Submitted", "auto-generated")
+    if message.html is None and not message.attachments:
+        headers, body = _text_part(message.text, "plain", eight_bit=eight_bit, mime_version=True)
+        return head + headers + b"\r\n" + body
+    text = _text_part(message.text, "plain", eight_bit=eight_bit, mime_version=False)
+    if message.html is not None:
+        html = _text_part(message.html, "html", eight_bit=eight_bit, mime_version=True)
+        content = _multipart("alternative", [text, html])
+    else:
+        content = text
+    if message.attachments:
+        attached = [_attachment_part(attachment) for attachment in message.attachments]
+        content = _multipart("mixed", [content, *attached])
+    content_type, body = content
+    return head + _header("MIME-Version", "1.0") + content_type + b"\r\n" + body
+
+
+@lru_cache(maxsize=8)
+def _from_header(display_name: str, address: str) -> bytes:
+    """The From line (the same in every message), folded by the `email` package once."""
+    header = _WIRE.header_factory("From", Address(display_name=display_name, addr_spec=address))
+    return _WIRE.fold_binary("From", header)
 
 
 def _attach(email: EmailMessage, attachment: Attachment) -> None:
@@ -166,35 +338,77 @@ class EmailChannel:
         self.settings = settings
 
     async def send(self, recipient: str, message: RenderedMessage) -> DeliveryReceipt:
-        email = build_email(self.settings, recipient, message)
         settings = self.settings
-        password = settings.password.get_secret_value() if settings.password else None
+        direct = plain_address(recipient) and plain_address(settings.from_address)
+        # Anything else is checked (and refused before connecting) by the email package's way.
+        email = None if direct else build_email(settings, recipient, message)
+        message_id = email["Message-ID"] if email is not None else _message_id(settings, message)
         with tracer.start_as_current_span("smtp send", kind=SpanKind.CLIENT) as span:
             span.set_attribute("server.address", settings.host)
             span.set_attribute("server.port", settings.port)
-            span.set_attribute("referrals.smtp.message_id", str(email["Message-ID"]))
+            span.set_attribute("referrals.smtp.message_id", str(message_id))
             try:
-                await self._send(email, password)
+                if email is None:
+                    await self._send_direct(recipient, message, message_id)
+                else:
+                    await self._send(email)
             except DeliveryError as exc:
                 span.set_status(Status(StatusCode.ERROR, str(exc)))
                 raise
-        return DeliveryReceipt(self.channel, provider_id=email["Message-ID"])
+        return DeliveryReceipt(self.channel, provider_id=message_id)
 
-    async def _send(self, email: EmailMessage, password: str | None) -> None:
+    def _client(self) -> aiosmtplib.SMTP:
+        settings = self.settings
+        return aiosmtplib.SMTP(
+            hostname=settings.host,
+            port=settings.port,
+            username=settings.username,
+            password=settings.password.get_secret_value() if settings.password else None,
+            use_tls=settings.tls is SmtpTls.TLS,
+            start_tls=settings.tls is SmtpTls.STARTTLS,
+            timeout=settings.timeout,
+        )
+
+    async def _send_direct(self, recipient: str, message: RenderedMessage, message_id: str) -> None:
+        """What `aiosmtplib.send` does with `build_email`'s message, on the bytes of
+        `email_bytes`: greet, write 8-bit bodies only to a server that takes them, send."""
         settings = self.settings
         try:
-            await aiosmtplib.send(
-                email,
-                hostname=settings.host,
-                port=settings.port,
-                username=settings.username,
-                password=password,
-                use_tls=settings.tls is SmtpTls.TLS,
-                start_tls=settings.tls is SmtpTls.STARTTLS,
-                timeout=settings.timeout,
-            )
+            async with self._client() as client:
+                if client.is_ehlo_or_helo_needed:
+                    try:
+                        await client.ehlo()
+                    except aiosmtplib.SMTPHeloError:
+                        if not client.is_connected:
+                            raise
+                        await client.helo()
+                eight_bit = client.supports_extension("8bitmime")
+                raw = email_bytes(
+                    settings, recipient, message, message_id=message_id, eight_bit=eight_bit
+                )
+                await client.sendmail(
+                    settings.from_address,
+                    [recipient],
+                    raw,
+                    mail_options=["BODY=8BITMIME"] if eight_bit else [],
+                )
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise classify_smtp_error(exc) from exc
+
+    async def _send(self, email: EmailMessage) -> None:
+        try:
+            async with self._client() as client:
+                await client.send_message(email)
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise classify_smtp_error(exc) from exc
 
 
-__all__ = ["EmailChannel", "SmtpSettings", "SmtpTls", "build_email", "classify_smtp_error"]
+__all__ = [
+    "EmailChannel",
+    "SmtpSettings",
+    "SmtpTls",
+    "build_email",
+    "classify_smtp_error",
+    "email_bytes",
+    "plain_address",
+]
