@@ -68,6 +68,7 @@ class FakeCaseRepository:
         self.requests: list[InformationRequest] = []
         self.clients: dict[str, ApiClient] = {}
         self.audit_rows: list[AccessAudit] = []
+        self.claimed_keys: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.flushes = 0
 
     def add(self, row: object) -> None:
@@ -83,13 +84,24 @@ class FakeCaseRepository:
             raise AssertionError(f"unexpected row {row!r}")
 
     async def insert_opened(
-        self, case: Case, entry: TimelineEntry, audit: AccessAudit | None = None
-    ) -> None:
+        self,
+        case: Case,
+        entry: TimelineEntry,
+        audit: AccessAudit | None = None,
+        *,
+        claim: dict[str, Any] | None = None,
+    ) -> bool:
         assert case.id not in self.cases, "a case is opened once"
+        if claim is not None:
+            key = (claim["client_id"], claim["operation"], claim["key"])
+            if key in self.claimed_keys:
+                return False
+            self.claimed_keys[key] = claim
         self.cases[case.id] = case
         self.timeline_entries.append(entry)
         if audit is not None:
             self.audit_rows.append(audit)
+        return True
 
     async def flush(self) -> None:
         self.flushes += 1
@@ -218,6 +230,25 @@ async def test_opening_a_case_for_an_actor_writes_its_audit_row_with_the_case(
     )
     assert row.at == case.created_at
     assert uow.committed is False
+
+
+async def test_opening_a_case_under_a_key_claimed_before_opens_nothing(
+    intake: Intake, repo: FakeCaseRepository
+) -> None:
+    claim = {"client_id": FRONT_END, "operation": "create_case", "key": "k-1", "request_hash": "h"}
+    first = await intake.open_case(
+        FakeUnitOfWork(), FRONT_END, case_create(), audited_as="client:x", claim=claim
+    )
+
+    again = await intake.open_case(
+        FakeUnitOfWork(), FRONT_END, case_create(), audited_as="client:x", claim=dict(claim)
+    )
+
+    assert first is not None
+    assert again is None
+    assert list(repo.cases) == [first.id]
+    assert len(repo.audit_rows) == 1
+    assert repo.timeline(first.id) == [(None, CaseStatus.DRAFT, "case_opened")]
 
 
 async def test_editing_a_draft_changes_only_the_fields_given(

@@ -10,9 +10,10 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import Table, bindparam, select, text, update
+from sqlalchemy import Table, bindparam, exists, literal_column, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import ReturningInsert
 from sqlmodel import col
 
 from referrals_common.api.pagination import Position, after
@@ -24,6 +25,7 @@ from referrals_intake.models import (
     CaseConsent,
     CaseDocument,
     FollowUpQuestion,
+    IdempotencyRecord,
     InformationRequest,
     Meeting,
     TimelineEntry,
@@ -94,20 +96,34 @@ class CaseRepository:
         self.session.add(row)
 
     async def insert_opened(
-        self, case: Case, entry: TimelineEntry, audit: AccessAudit | None = None
-    ) -> None:
+        self,
+        case: Case,
+        entry: TimelineEntry,
+        audit: AccessAudit | None = None,
+        *,
+        claim: dict[str, Any] | None = None,
+    ) -> bool:
         """A new case, its first timeline entry and (when given) its access audit row, inserted
         now in one statement (one round trip, no ORM flush: the front ends' busiest write). The
-        rows stay out of the session; every column is given (nothing is read back)."""
+        rows stay out of the session; every column is given (nothing is read back).
+
+        `claim`: the values of the `Idempotency-Key`'s row (`idempotency_keys`), claimed in the
+        same statement; the case and its rows are inserted only if the key's row is. False when
+        the key was claimed before (nothing inserted: the caller replays the first request); a
+        concurrent twin's claim waits for the first request's commit, as a separate insert
+        would."""
         values = {
             **{f"case_{c.key}": getattr(case, c.key) for c in _CASE_COLUMNS},
             **{f"entry_{c.key}": getattr(entry, c.key) for c in _ENTRY_COLUMNS},
         }
-        if audit is None:
-            await self.session.execute(_OPEN_CASE, values)
-            return
-        values.update({f"audit_{c.key}": getattr(audit, c.key) for c in _AUDIT_COLUMNS})
-        await self.session.execute(_OPEN_CASE_AUDITED, values)
+        if audit is not None:
+            values.update({f"audit_{c.key}": getattr(audit, c.key) for c in _AUDIT_COLUMNS})
+        if claim is None:
+            await self.session.execute(_OPEN_CASE_AUDITED if audit else _OPEN_CASE, values)
+            return True
+        values.update({f"key_{c.key}": claim[c.key] for c in _KEY_COLUMNS})
+        statement = _OPEN_CLAIMED_CASE_AUDITED if audit else _OPEN_CLAIMED_CASE
+        return (await self.session.execute(statement, values)).first() is not None
 
     async def flush(self) -> None:
         """Write what was added or changed so far, inside the transaction (the unit of work does
@@ -262,6 +278,44 @@ _OPEN_CASE_AUDITED = _OPEN_CASE.add_cte(
     insert(_AUDIT).values(_values("audit", _AUDIT_COLUMNS)).cte("audited")
 )
 """`_OPEN_CASE` and the access audit row of whoever opened the case, in another CTE."""
+
+
+_KEYS: Table = IdempotencyRecord.__table__  # type: ignore[attr-defined]  # a SQLModel table
+_KEY_COLUMNS = tuple(_KEYS.columns)
+_CLAIMED = (
+    insert(_KEYS)
+    .values(_values("key", _KEY_COLUMNS))
+    .on_conflict_do_nothing()
+    .returning(literal_column("1"))
+    .cte("claimed")
+)
+"""The claim of an `Idempotency-Key` (as `referrals_common.api.idempotency` claims one): a row
+only when the key was not claimed before."""
+
+
+def _if_claimed(table: Table, prefix: str, columns: Sequence[Any]) -> ReturningInsert[Any]:
+    """An insert of one row of `table` (its values given at execution) that inserts nothing
+    unless `_CLAIMED` inserted the key's row."""
+    row = select(*(bindparam(f"{prefix}_{c.key}", type_=c.type) for c in columns))
+    return (
+        insert(table)
+        .from_select(
+            [c.key for c in columns],
+            row.where(exists(select(literal_column("1")).select_from(_CLAIMED))),
+        )
+        .returning(literal_column("1"))
+    )
+
+
+_OPEN_CLAIMED_CASE = _if_claimed(_TIMELINE, "entry", _ENTRY_COLUMNS).add_cte(
+    _if_claimed(_CASES, "case", _CASE_COLUMNS).cte("opened")
+)
+"""`_OPEN_CASE` under an `Idempotency-Key` claimed in the same statement: a row returned when the
+key was claimed and the case inserted, none when the key was claimed before."""
+_OPEN_CLAIMED_CASE_AUDITED = _OPEN_CLAIMED_CASE.add_cte(
+    _if_claimed(_AUDIT, "audit", _AUDIT_COLUMNS).cte("audited")
+)
+"""`_OPEN_CLAIMED_CASE` with the access audit row of whoever opened the case."""
 
 
 RepositoryFactory = Callable[[AsyncSession], CaseRepository]

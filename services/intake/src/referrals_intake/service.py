@@ -196,10 +196,13 @@ class Intake:
         case_id: UUID | None = None,
         *,
         audited_as: str | None = None,
-    ) -> Case:
+        claim: dict[str, Any] | None = None,
+    ) -> Case | None:
         """A new draft case owned by the front end `client_id`, inserted with its first timeline
         entry and, for `audited_as`, the access audit row of that actor's `create_case` (not
-        added to the session: the case is returned as it was written)."""
+        added to the session: the case is returned as it was written). `claim`: the row of the
+        request's `Idempotency-Key`, claimed with the case (one statement); None, and nothing
+        inserted, when that key was claimed before (the request is replayed)."""
         new_id = case_id or uuid4()
         now = utcnow()
         # The defaulted columns given: pydantic inspects a default factory's signature on every
@@ -226,8 +229,8 @@ class Intake:
                 at=now,
             )
         )
-        await self._repo(uow).insert_opened(case, entry, audit)
-        return case
+        opened = await self._repo(uow).insert_opened(case, entry, audit, claim=claim)
+        return case if opened else None
 
     async def edit_case(self, uow: UnitOfWork, case_id: UUID, changes: CaseUpdate) -> Case:
         """Apply the given fields to a draft; CaseNotEditable once it was submitted."""

@@ -60,15 +60,26 @@ async def claim_or_replay(session: AsyncSession, record: Record) -> Record | Non
     of the first request with that key when it was the same request (`request_hash`); raise 422
     `key_reused` when it was not."""
     table = type(record)
+    values = record.model_dump()
     inserted: Result[Any] = await session.execute(
         _claim_statement(table.__table__),  # type: ignore[attr-defined]  # every SQLModel table has it
-        record.model_dump(),
+        values,
     )
     if inserted.first() is not None:
         return None
-    identity = tuple(getattr(record, c.key) for c in inspect(table).primary_key)
+    return await first_request(session, table, values)
+
+
+async def first_request(
+    session: AsyncSession, table: type[Record], values: dict[str, Any]
+) -> Record:
+    """The record of the first request with the key of `values` (a row of `table`, the key's
+    table, whose claim found the key claimed already), when it was the same request
+    (`request_hash`); 422 `key_reused` when it was not. For a service that claims a key inside
+    a statement of its own (the claim's insert `ON CONFLICT DO NOTHING` inserted nothing)."""
+    identity = tuple(values[c.key] for c in inspect(table).primary_key)
     first = await session.get(table, identity)
-    assert first is not None  # the insert waited for the first request's commit
-    if first.request_hash != record.request_hash:  # type: ignore[attr-defined]  # every key table has it
+    assert first is not None  # the claim waited for the first request's commit
+    if first.request_hash != values["request_hash"]:  # type: ignore[attr-defined]  # every key table has it
         raise key_reused()
     return first

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 from referrals_common.api.idempotency import claim_or_replay as claim_key
+from referrals_common.api.idempotency import first_request
 from referrals_common.api.problems import NotFound
 from referrals_common.db import UnitOfWork
 from referrals_common.i18n import country_name
@@ -102,6 +104,29 @@ async def load(repo: CaseRepository, case_id: UUID) -> Case:
     return case
 
 
+def key_claim(
+    client_id: str, operation: str, key: str, fingerprint: str, case_id: UUID
+) -> dict[str, Any]:
+    """The row that claims an `Idempotency-Key` for `case_id` (a pointer to the case, never the
+    personal data of the response), as values of `idempotency_keys`."""
+    return {
+        "client_id": client_id,
+        "operation": operation,
+        "key": key,
+        "request_hash": fingerprint,
+        "status_code": 200,
+        "response": {"case_id": str(case_id)},
+        "created_at": utcnow(),
+    }
+
+
+async def replayed_case(uow: UnitOfWork, claim: dict[str, Any]) -> UUID:
+    """The case id of the first request with the key of `claim`, a claim that found its key
+    claimed already; 422 `key_reused` when that request was a different one."""
+    first = await first_request(uow.session, IdempotencyRecord, claim)
+    return UUID(first.response["case_id"])
+
+
 async def claim_or_replay(
     uow: UnitOfWork,
     client_id: str,
@@ -119,14 +144,6 @@ async def claim_or_replay(
         return None
     first = await claim_key(
         uow.session,
-        IdempotencyRecord(
-            client_id=client_id,
-            operation=operation,
-            key=key,
-            request_hash=fingerprint,
-            status_code=200,
-            response={"case_id": str(case_id)},
-            created_at=utcnow(),  # given: the model's default factory is inspected per call
-        ),
+        IdempotencyRecord(**key_claim(client_id, operation, key, fingerprint, case_id)),
     )
     return None if first is None else UUID(first.response["case_id"])

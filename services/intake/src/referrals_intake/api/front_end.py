@@ -16,7 +16,7 @@ from referrals_common.api.pagination import DEFAULT_LIMIT, LINK_HEADER, Cursor, 
 from referrals_common.api.problems import NotFound, problem_responses
 from referrals_common.contracts.intake import CaseStatus
 from referrals_common.i18n import case_texts, country_name
-from referrals_intake.api.case_view import claim_or_replay, load, to_public
+from referrals_intake.api.case_view import key_claim, load, replayed_case, to_public
 from referrals_intake.api.deps import ClientDep, IdempotencyKey, RuntimeDep, UowDep
 from referrals_intake.repository import CaseRepository
 from referrals_intake.schemas import (
@@ -57,22 +57,32 @@ async def create_case(
 ) -> CaseCreated:
     """Open a draft case for a patient and return it with its case access token."""
     repo = CaseRepository(uow.session)
-    fingerprint = request_hash("create", body.model_dump(mode="json"))
     new_id = uuid4()
-    replayed = await claim_or_replay(
-        uow, client.key_id, "create_case", idempotency_key, fingerprint, new_id
+    claim = (
+        None
+        if idempotency_key is None
+        else key_claim(
+            client.key_id,
+            "create_case",
+            idempotency_key,
+            request_hash("create", body.model_dump(mode="json")),
+            new_id,
+        )
     )
-    if replayed is not None:
-        case = await load(repo, replayed)
+    # The key is claimed in the statement that opens the case, with its audit row: a key used
+    # before opens nothing, and its first request's case is read back instead.
+    opened = await runtime.intake.open_case(
+        uow, client.key_id, body, case_id=new_id, audited_as=client.actor, claim=claim
+    )
+    if opened is None:
+        assert claim is not None  # without a key a case is always opened
+        case = await load(repo, await replayed_case(uow, claim))
         public = await to_public(runtime, repo, case)
         response.status_code = status.HTTP_200_OK
         response.headers["Idempotent-Replayed"] = "true"
         repo.audit(client.actor, "create_case", case.id)
     else:
-        # Its audit row is written with it (one statement).
-        case = await runtime.intake.open_case(
-            uow, client.key_id, body, case_id=new_id, audited_as=client.actor
-        )
+        case = opened
         # A new case has no consents or documents yet: nothing to read back.
         data = body.model_dump()
         public = CasePublic.model_validate(
