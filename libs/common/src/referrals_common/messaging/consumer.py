@@ -17,9 +17,12 @@ For every record:
 3. a failing handler is retried with exponential backoff; after the last attempt (or at once for
    `PoisonEvent`) the record goes to the dead-letter topic and the consumer carries on; a fault
    of the infrastructure (database down) never dead-letters a good event: it is retried;
-4. offsets are committed only after all that, once per batch (FastStream ack policy
-   NACK_ON_ERROR, no auto commit); if a record cannot be settled, not even into the dead-letter
-   topic, the batch is not acknowledged and is consumed again (the inbox absorbs the repeats).
+4. offsets are committed only after all that (FastStream ack policy NACK_ON_ERROR, no auto
+   commit), off the critical path: a settled batch notes its offsets and `OffsetCommits` sends
+   every batch noted in the last `commit_interval` seconds in one request (at once after a
+   dead letter, on a rebalance and on stop); if a record cannot be settled, not even into the
+   dead-letter topic, the batch is not acknowledged and is consumed again (the inbox absorbs
+   the repeats, and those of a crash before a noted batch was committed).
 
 The consumer's span (`process <topic>`) continues the producer's trace from the record's
 `traceparent` header; the handler runs with the envelope's case id in the baggage, so its spans
@@ -30,7 +33,8 @@ dead letters are counted as records are settled (in memory, no query); the lag o
 partition assigned to this process is refreshed every `lag_interval` seconds by a task started
 when the group assigns partitions: the log end offset (one ListOffsets request for all of them)
 minus the committed position, which is the first offset of the batch in progress for its
-partitions and the consumer's position otherwise (FastStream commits every batch it finishes).
+partitions and the consumer's position otherwise (what `OffsetCommits` commits within
+`commit_interval` seconds).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextvars import Token
@@ -50,7 +55,7 @@ from faststream import AckPolicy
 from faststream._internal.context import Context  # the class behind faststream.Context()
 from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.message import KafkaMessage as FastStreamKafkaMessage
-from faststream.kafka.subscriber.usecase import BatchSubscriber
+from faststream.kafka.subscriber.usecase import BatchSubscriber, LogicSubscriber
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -58,7 +63,6 @@ from tenacity import (
     AsyncRetrying,
     retry_if_not_exception_type,
     stop_after_attempt,
-    wait_exponential_jitter,
 )
 
 from referrals_common import metrics
@@ -134,6 +138,26 @@ class WaitingBatchSubscriber(BatchSubscriber):
 
     IDLE_WAIT_MS = 1000
 
+    # Set by `EventConsumer.subscribe`: who commits this subscriber's offsets.
+    offset_commits: OffsetCommits | None
+
+    async def start(self) -> None:
+        await super().start()
+        if getattr(self, "offset_commits", None) is not None:
+            # Before the consume loop's first batch (its task has not run yet).
+            self.parser._setup(_CommitsElsewhere(self.consumer))
+
+    async def stop(self) -> None:
+        # FastStream's stop (LogicSubscriber's) minus nothing: the consume loop stops (the
+        # batch in progress ends), then what it noted is committed, then the consumer stops.
+        await super(LogicSubscriber, self).stop()
+        commits = getattr(self, "offset_commits", None)
+        if commits is not None and self.consumer is not None:
+            await commits.close()
+        if self.consumer is not None:
+            await self.consumer.stop()
+            self.consumer = None
+
     async def get_msg(self, consumer: Any) -> tuple[Any, ...]:
         messages = await consumer.getmany(
             timeout_ms=self.IDLE_WAIT_MS, max_records=self.max_records
@@ -158,6 +182,97 @@ async def _undecoded(message: Any) -> None:
     return None
 
 
+class _CommitsElsewhere:
+    """aiokafka's consumer as FastStream's acknowledgement of a batch sees it: the batch's
+    offsets are `OffsetCommits`' to commit, so `commit` sends nothing; a rejected batch's
+    `seek` back to its first records goes to the consumer as before."""
+
+    def __init__(self, consumer: Any) -> None:
+        self._consumer = consumer
+
+    async def commit(self) -> None:
+        return None
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        self._consumer.seek(partition, offset)
+
+
+class OffsetCommits(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped (Any)
+    """The offsets up to which a subscriber's batches are settled, committed to Kafka off the
+    critical path.
+
+    FastStream commits each batch before it polls again: an OffsetCommit round trip to the group
+    coordinator between one event's effect and the next poll, and at a few events a second one
+    request per event. Here a settled batch only notes its offsets (`settled`); `interval`
+    seconds after the first note a task commits everything noted, one request for every batch of
+    the interval. Offsets still follow the effects: a batch is noted once all its effects are
+    committed in PostgreSQL (or dead-lettered). What is noted but not yet committed when the
+    process dies (at most `interval` seconds of events) is delivered again, and the inbox makes
+    it a no-op. A dead-lettered record has no inbox row, so its batch is committed at once
+    (`flush`); so is everything noted when the group rebalances and when the subscriber stops.
+    """
+
+    def __init__(self, interval: float, *, chained: ConsumerRebalanceListener | None = None):
+        self.interval = interval
+        self.chained = chained
+        self.subscriber: Any = None  # FastStream's subscriber; its `consumer` is aiokafka's
+        self.commits = 0  # OffsetCommit requests sent
+        self._noted: dict[TopicPartition, int] = {}
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    def settled(self, records: Sequence[Any]) -> None:
+        """Note that `records` (a batch of aiokafka records) are settled: their effects are
+        committed. Their offsets are committed within `interval` seconds."""
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            self._noted[tp] = max(self._noted.get(tp, 0), record.offset + 1)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._later(), name="offset commit")
+
+    async def _later(self) -> None:
+        await asyncio.sleep(self.interval)
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Commit every offset noted so far (of the partitions still assigned). A failed commit
+        is only logged: those records come again, and the inbox absorbs them."""
+        async with self._lock:
+            noted, self._noted = self._noted, {}
+            consumer = getattr(self.subscriber, "consumer", None)
+            if not noted or consumer is None:
+                return
+            assigned = consumer.assignment()
+            offsets = {tp: offset for tp, offset in noted.items() if tp in assigned}
+            if not offsets:
+                return
+            try:
+                await consumer.commit(offsets)
+                self.commits += 1
+            except Exception as exc:  # a rebalance, the coordinator away
+                log.info("offsets %s not committed, they come again: %r", offsets, exc)
+
+    async def close(self) -> None:
+        """Commit what is noted and stop the pending commit (the subscriber stops)."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        await self.flush()
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        # Still in the old generation: the coordinator accepts the partitions' offsets now.
+        await self.flush()
+        await self._chain("on_partitions_revoked", revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._chain("on_partitions_assigned", assigned)
+
+    async def _chain(self, method: str, partitions: set[TopicPartition]) -> None:
+        if self.chained is not None:
+            result = getattr(self.chained, method)(partitions)
+            if inspect.isawaitable(result):
+                await result
+
+
 class PoisonEvent(Exception):
     """Raised by a handler for an event that can never be applied: dead-letter it, no retries."""
 
@@ -176,6 +291,7 @@ class EventConsumer:
         backoff_max: float = 5.0,
         service: str | None = None,
         lag_interval: float = 2.0,
+        commit_interval: float = 0.5,
     ) -> None:
         self.name = name
         self.db = db
@@ -188,6 +304,8 @@ class EventConsumer:
         # The `service` label of this consumer's metrics (default: the process's service).
         self.service = service or metrics.service_name()
         self.lag_interval = lag_interval
+        # How long a settled batch's offsets may wait to be committed with the next ones.
+        self.commit_interval = commit_interval
         # Per partition of the batch in progress, its first offset: what is committed now.
         self.in_flight: dict[tuple[str, int], int] = {}
         # The consumer group reading each topic (`name`, or a lane's own `group_id`).
@@ -238,7 +356,8 @@ class EventConsumer:
         (or the `group_id` in `options`: the inbox is the consumer's `name` whatever the group).
 
         Records arrive in batches; each partition's records are applied in order (partitions
-        concurrently), and the batch's offsets are committed once, after every effect. If a
+        concurrently), and the batch's offsets are committed after every effect, with the other
+        batches settled within `commit_interval` seconds (`OffsetCommits`). If a
         record cannot be settled (an infrastructure fault), the batch is not acknowledged: every
         partition is rewound to its first record of the batch, and the inbox turns what was
         already applied into no-ops when it comes again.
@@ -248,12 +367,18 @@ class EventConsumer:
         """
 
         async def on_batch(message: KafkaMessage) -> None:
-            await self.process_batch(message.raw_message)
+            records = message.raw_message
+            dead_lettered = self.stats["dead_lettered"]
+            await self.process_batch(records)
+            commits.settled(records)
+            if self.stats["dead_lettered"] != dead_lettered:
+                await commits.flush()  # no inbox row would make its redelivery a no-op
 
         options.setdefault("auto_offset_reset", "earliest")
         options.setdefault("max_records", 200)
         options.setdefault("decoder", _undecoded)
         lag = ConsumerLag(self, chained=options.pop("listener", None))
+        commits = OffsetCommits(self.commit_interval, chained=lag)
         group = options.pop("group_id", self.name)
         self.groups.update(dict.fromkeys(topics, group))
         for topic in topics:
@@ -264,10 +389,11 @@ class EventConsumer:
             group_id=group,
             batch=True,
             ack_policy=AckPolicy.NACK_ON_ERROR,
-            listener=lag,
+            listener=commits,
             **options,
         )
-        lag.subscriber = waiting(subscriber)
+        lag.subscriber = commits.subscriber = waiting(subscriber)
+        lag.subscriber.offset_commits = commits
         self.subscribers.append(subscriber)
         return subscriber(on_batch)
 
@@ -433,26 +559,50 @@ class EventConsumer:
     async def _apply(self, event: CloudEvent[Any], handler: Handler) -> str:
         """Apply an event with retries; its outcome: ok, retried (after failed attempts) or
         duplicate."""
+        try:
+            # The first attempt without tenacity's machinery (most events need no other).
+            if not await self._apply_once(event, handler):
+                return "duplicate"
+        except PoisonEvent:
+            raise
+        except Exception as exc:
+            if self.attempts <= 1:
+                raise
+            log.info("%s: %s failed, retrying: %r", self.name, event.id, exc)
+            await asyncio.sleep(self._backoff(1))
+        else:
+            self.stats["applied"] += 1
+            return "ok"
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.attempts),
-            wait=wait_exponential_jitter(
-                multiplier=self.backoff_initial, max=self.backoff_max, jitter=self.backoff_initial
-            ),
+            stop=stop_after_attempt(self.attempts - 1),
+            # Counted on from the first attempt, which failed above.
+            wait=lambda state: self._backoff(state.attempt_number + 1),
             retry=retry_if_not_exception_type(PoisonEvent),
             reraise=True,
         )
-        retried = False
         async for attempt in retrying:
             with attempt:
-                async with self.db.unit_of_work() as uow:
-                    if not await uow.inbox.record(self.name, event.id, event.type):
-                        self.stats["duplicates"] += 1
-                        return "duplicate"
-                    await self._call(handler, event, uow)
-                    await uow.commit()
-            retried = attempt.retry_state.attempt_number > 1
+                if not await self._apply_once(event, handler):
+                    return "duplicate"
         self.stats["applied"] += 1
-        return "retried" if retried else "ok"
+        return "retried"
+
+    def _backoff(self, failed_attempts: int) -> float:
+        """The wait after `failed_attempts` attempts: exponential from `backoff_initial`, with
+        up to `backoff_initial` of jitter, at most `backoff_max`."""
+        exponential = self.backoff_initial * 2.0 ** (failed_attempts - 1)
+        return min(exponential + random.uniform(0, self.backoff_initial), self.backoff_max)
+
+    async def _apply_once(self, event: CloudEvent[Any], handler: Handler) -> bool:
+        """One attempt: the inbox row, the handler's effect, one commit; False (and nothing
+        changed) if the inbox already had the event."""
+        async with self.db.unit_of_work() as uow:
+            if not await uow.inbox.record(self.name, event.id, event.type):
+                self.stats["duplicates"] += 1
+                return False
+            await self._call(handler, event, uow)
+            await uow.commit()
+        return True
 
     async def _dead_letter(self, record: Any, body: bytes, exc: BaseException) -> None:
         log.warning(

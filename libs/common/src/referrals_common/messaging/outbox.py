@@ -11,6 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from referrals_common.contracts.envelope import CloudEvent, EventData
 from referrals_common.messaging.schema import OUTBOX_SLOTS, outbox_table
 
+# One statement for every call (its rows bound at execution): built once, not a new construct
+# whose cache key SQLAlchemy works out again for every event.
+_ADD = insert(outbox_table)
+
 
 def slot_of(aggregate_id: str) -> int:
     """The relay work slot of an aggregate: stable across processes and restarts."""
@@ -53,4 +57,6 @@ class Outbox:
                     "headers": headers,
                 }
             )
-        await self._session.execute(insert(outbox_table), rows)
+        # One row (the usual case) as a plain execute: a list, even of one, takes SQLAlchemy's
+        # executemany path.
+        await self._session.execute(_ADD, rows[0] if len(rows) == 1 else rows)
