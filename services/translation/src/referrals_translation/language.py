@@ -201,15 +201,36 @@ def load() -> None:
 @cache
 def _identifier(script: str) -> Any:
     """py3langid restricted to the languages of `script` (LATIN or CYRILLIC)."""
+    return _identifiers()[script]
+
+
+@cache
+def _identifiers() -> dict[str, Any]:
+    """py3langid's model read once, as one identifier per script sharing its tokenizer tables.
+
+    Each `from_model_file` reads the whole model again: two of them held two copies of the
+    tokenizer and of the 100,000 features by 97 languages (about 120 MB in every checking
+    process); built from one reading, the two restricted identifiers hold about 30 MB."""
     import py3langid.langid as langid
 
-    identifier = langid.LanguageIdentifier.from_model_file(langid.MODEL_FILE, norm_probs=True)
-    languages = LATIN if script == "LATIN" else CYRILLIC
-    identifier.set_languages([_PY3LANGID_CODE.get(code, code) for code in languages])
-    # set_languages keeps the whole model (100,000 features by 97 languages, about 55 MB) to
-    # restore it later; nothing here does, so only the restricted tables are kept (pinned 0.4.0).
-    identifier._full_model = (identifier.nb_ptc, identifier.nb_pc, identifier.nb_classes)
-    return identifier
+    full = langid.LanguageIdentifier.from_model_file(langid.MODEL_FILE, norm_probs=True)
+    identifiers = {}
+    for script, languages in (("LATIN", LATIN), ("CYRILLIC", CYRILLIC)):
+        identifier = langid.LanguageIdentifier(
+            full.nb_ptc,
+            full.nb_pc,
+            full.nb_classes,
+            full.tk_nextmove,
+            full.tk_output,
+            norm_probs=True,
+            tk_row=full.tk_row,
+        )
+        identifier.set_languages([_PY3LANGID_CODE.get(code, code) for code in languages])
+        # set_languages keeps the whole model to restore it later; nothing here does, so only
+        # the restricted tables are kept (py3langid pinned in the package's dependencies).
+        identifier._full_model = (identifier.nb_ptc, identifier.nb_pc, identifier.nb_classes)
+        identifiers[script] = identifier
+    return identifiers
 
 
 @cache
