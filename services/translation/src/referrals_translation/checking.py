@@ -53,12 +53,15 @@ from typing import Final
 from referrals_common.contracts.translation import UnreadableReason
 from referrals_translation import language, ocr
 from referrals_translation.outcome import Limits, Outcome
-from referrals_translation.pipeline import read_document
 
 log = logging.getLogger(__name__)
 
 CheckTarget = Callable[[str, str, Limits], Outcome]
-"""What a worker runs per document; `pipeline.read_document` unless a test substitutes it."""
+"""What a worker runs per document; `pipeline.read_document` unless a test substitutes it.
+
+The consumer's process never imports `pipeline` (its parsers, numpy, Pillow, pdfium: some 90 MB):
+with no target given, the worker takes `pipeline.read_document` itself, already imported by the
+preloaded forkserver it comes from."""
 
 PRELOAD: Final = "referrals_translation._worker_preload"
 READY: Final = "ready"
@@ -87,7 +90,9 @@ class _Worker:
         self.jobs = 0
 
     @classmethod
-    def start(cls, context: ForkServerContext, target: CheckTarget, timeout_s: float) -> _Worker:
+    def start(
+        cls, context: ForkServerContext, target: CheckTarget | None, timeout_s: float
+    ) -> _Worker:
         ours, theirs = context.Pipe(duplex=True)
         process = context.Process(
             target=_serve, args=(theirs, target), name="referrals-check", daemon=True
@@ -171,9 +176,14 @@ class _Worker:
         self.kill()
 
 
-def _serve(conn: Connection, target: CheckTarget) -> None:
-    """The worker: answer jobs until the pipe closes or a None job arrives."""
+def _serve(conn: Connection, target: CheckTarget | None) -> None:
+    """The worker: answer jobs until the pipe closes or a None job arrives (`target` None:
+    `pipeline.read_document`)."""
     os.setpgrp()  # its own process group, so a kill takes anything it started along
+    if target is None:
+        from referrals_translation.pipeline import read_document
+
+        target = read_document
     _quiet_libraries()
     language.load()  # already loaded when forked from the preloaded forkserver
     conn.send(READY)
@@ -236,7 +246,7 @@ class DocumentChecker:
         workers: int = 1,
         *,
         limits: Limits | None = None,
-        target: CheckTarget = read_document,
+        target: CheckTarget | None = None,
         max_jobs_per_worker: int = 200,
         start_timeout_s: float = 120.0,
     ) -> None:

@@ -63,9 +63,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Final
 
-from PIL import Image
-
 if TYPE_CHECKING:
+    from PIL import Image
     from tesserocr import PyTessBaseAPI
 
 TESSERACT: Final = "tesseract"
