@@ -7,7 +7,7 @@ commits. A use case that reaches past its repository to the session fails the te
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID, uuid4
 
 import pytest
@@ -85,22 +85,26 @@ class FakeCaseRepository:
 
     async def insert_opened(
         self,
-        case: Case,
-        entry: TimelineEntry,
-        audit: AccessAudit | None = None,
+        case: dict[str, Any],
+        entry: dict[str, Any],
+        audit: dict[str, Any] | None = None,
         *,
         claim: dict[str, Any] | None = None,
     ) -> bool:
-        assert case.id not in self.cases, "a case is opened once"
+        assert case["id"] not in self.cases, "a case is opened once"
         if claim is not None:
             key = (claim["client_id"], claim["operation"], claim["key"])
             if key in self.claimed_keys:
                 return False
             self.claimed_keys[key] = claim
-        self.cases[case.id] = case
-        self.timeline_entries.append(entry)
+        # Every column of each row is given, as the statement binds every one.
+        assert set(case) >= {c.key for c in Case.__table__.columns}
+        assert set(entry) >= {c.key for c in TimelineEntry.__table__.columns} - {"id"}
+        self.cases[case["id"]] = Case(**case)
+        self.timeline_entries.append(TimelineEntry(**entry))
         if audit is not None:
-            self.audit_rows.append(audit)
+            assert set(audit) >= {c.key for c in AccessAudit.__table__.columns} - {"id"}
+            self.audit_rows.append(AccessAudit(**audit))
         return True
 
     async def flush(self) -> None:
@@ -172,7 +176,10 @@ def case_create(**overrides: Any) -> CaseCreate:
 
 
 async def open_draft(intake: Intake, **overrides: Any) -> Case:
-    return await intake.open_case(FakeUnitOfWork(), FRONT_END, case_create(**overrides))
+    """A draft opened through `intake`, as its (fake) repository keeps it."""
+    opened = await intake.open_case(FakeUnitOfWork(), FRONT_END, case_create(**overrides))
+    assert opened is not None
+    return cast(FakeCaseRepository, intake.repository(cast(Any, None))).cases[opened.id]
 
 
 def store_document(repo: FakeCaseRepository, case: Case, kind: str, check: str) -> None:
@@ -197,9 +204,16 @@ async def test_opening_a_case_adds_a_draft_with_its_personal_data_sealed(
 ) -> None:
     uow = FakeUnitOfWork()
 
-    case = await intake.open_case(uow, FRONT_END, case_create())
+    opened = await intake.open_case(uow, FRONT_END, case_create())
 
-    assert repo.cases == {case.id: case}
+    assert opened is not None
+    assert list(repo.cases) == [opened.id]
+    case = repo.cases[opened.id]
+    assert (opened.status, opened.locale, opened.created_at) == (
+        case.status,
+        case.locale,
+        case.created_at,
+    )
     assert (case.status, case.client_id, case.icd10, case.age_group) == (
         CaseStatus.DRAFT,
         FRONT_END,
@@ -221,6 +235,7 @@ async def test_opening_a_case_for_an_actor_writes_its_audit_row_with_the_case(
 
     case = await intake.open_case(uow, FRONT_END, case_create(), audited_as=f"client:{FRONT_END}")
 
+    assert case is not None
     [row] = repo.audit_rows
     assert (row.actor, row.action, row.case_id, row.outcome) == (
         f"client:{FRONT_END}",

@@ -3,6 +3,7 @@ idempotency records and the access audit. Personal data lives only in `Case.pers
 
 from __future__ import annotations
 
+import functools
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -15,6 +16,23 @@ from referrals_common.tables import AccessAuditColumns, ApiKeyColumns, timestamp
 from referrals_common.tables import utcnow as utcnow
 
 metadata = MetaData()
+
+
+@functools.cache
+def _static_defaults(model: type[SQLModel]) -> dict[str, Any]:
+    return {
+        name: field.default
+        for name, field in model.model_fields.items()
+        if field.default_factory is None and not field.is_required()
+    }
+
+
+def new_row(model: type[SQLModel], **values: Any) -> dict[str, Any]:
+    """A new row of `model`'s table as its values by column, without making the model's
+    instance (an instance sets each column through SQLAlchemy's instrumentation and pydantic:
+    more than the insert itself): the model's constant defaults, then `values`. A column with
+    a default factory or none must be given."""
+    return {**_static_defaults(model), **values}
 
 
 class IntakeModel(SQLModel):

@@ -97,15 +97,17 @@ class CaseRepository:
 
     async def insert_opened(
         self,
-        case: Case,
-        entry: TimelineEntry,
-        audit: AccessAudit | None = None,
+        case: dict[str, Any],
+        entry: dict[str, Any],
+        audit: dict[str, Any] | None = None,
         *,
         claim: dict[str, Any] | None = None,
     ) -> bool:
-        """A new case, its first timeline entry and (when given) its access audit row, inserted
-        now in one statement (one round trip, no ORM flush: the front ends' busiest write). The
-        rows stay out of the session; every column is given (nothing is read back).
+        """A new case, its first timeline entry and (when given) its access audit row, each as
+        its values by column (`models.new_row`; the entry's and the audit row's serial ids left
+        out), inserted now in one statement (one round trip, no ORM flush: the front ends'
+        busiest write). Nothing enters the session; every column is given (nothing is read
+        back).
 
         `claim`: the values of the `Idempotency-Key`'s row (`idempotency_keys`), claimed in the
         same statement; the case and its rows are inserted only if the key's row is. False when
@@ -113,11 +115,11 @@ class CaseRepository:
         concurrent twin's claim waits for the first request's commit, as a separate insert
         would."""
         values = {
-            **{f"case_{c.key}": getattr(case, c.key) for c in _CASE_COLUMNS},
-            **{f"entry_{c.key}": getattr(entry, c.key) for c in _ENTRY_COLUMNS},
+            **{f"case_{c.key}": case[c.key] for c in _CASE_COLUMNS},
+            **{f"entry_{c.key}": entry[c.key] for c in _ENTRY_COLUMNS},
         }
         if audit is not None:
-            values.update({f"audit_{c.key}": getattr(audit, c.key) for c in _AUDIT_COLUMNS})
+            values.update({f"audit_{c.key}": audit[c.key] for c in _AUDIT_COLUMNS})
         if claim is None:
             await self.session.execute(_OPEN_CASE_AUDITED if audit else _OPEN_CASE, values)
             return True

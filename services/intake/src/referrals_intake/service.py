@@ -52,6 +52,7 @@ from referrals_intake.models import (
     FollowUpQuestion,
     InformationRequest,
     TimelineEntry,
+    new_row,
     utcnow,
 )
 from referrals_intake.repository import CaseRepository, RepositoryFactory
@@ -152,6 +153,18 @@ class DocumentsNotReady(Exception):
 
 
 @dataclass(frozen=True)
+class OpenedCase:
+    """A case `Intake.open_case` just wrote (its row stays out of the session): what the front
+    end's answer needs of it."""
+
+    id: UUID
+    status: str
+    locale: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
 class Intake:
     """What the use cases need besides the unit of work (built once by the bootstrap)."""
 
@@ -197,17 +210,17 @@ class Intake:
         *,
         audited_as: str | None = None,
         claim: dict[str, Any] | None = None,
-    ) -> Case | None:
+    ) -> OpenedCase | None:
         """A new draft case owned by the front end `client_id`, inserted with its first timeline
-        entry and, for `audited_as`, the access audit row of that actor's `create_case` (not
-        added to the session: the case is returned as it was written). `claim`: the row of the
-        request's `Idempotency-Key`, claimed with the case (one statement); None, and nothing
-        inserted, when that key was claimed before (the request is replayed)."""
+        entry and, for `audited_as`, the access audit row of that actor's `create_case`, as
+        rows (not models: nothing enters the session; `OpenedCase` says what was written).
+        `claim`: the row of the request's `Idempotency-Key`, claimed with the case (one
+        statement); None, and nothing inserted, when that key was claimed before (the request
+        is replayed)."""
         new_id = case_id or uuid4()
         now = utcnow()
-        # The defaulted columns given: pydantic inspects a default factory's signature on every
-        # call (`list`'s, parsed from its text signature, costs more than the rest of the row).
-        case = Case(
+        case = new_row(
+            Case,
             id=new_id,
             client_id=client_id,
             status=CaseStatus.DRAFT,
@@ -217,20 +230,29 @@ class Intake:
             further_opinions=[],
             **_clinical_columns(data),
         )
-        entry = _entry(case.id, None, CaseStatus.DRAFT, "case_opened", {}, DRAFT_NEXT_STEP, at=now)
+        entry = new_row(
+            TimelineEntry,
+            **_entry_values(
+                new_id, None, CaseStatus.DRAFT, "case_opened", {}, DRAFT_NEXT_STEP, now
+            ),
+        )
         audit = (
             None
             if audited_as is None
-            else AccessAudit(
+            else new_row(
+                AccessAudit,
                 actor=audited_as[:120],
                 action="create_case",
-                case_id=case.id,
+                case_id=new_id,
                 outcome="ok",
                 at=now,
             )
         )
-        opened = await self._repo(uow).insert_opened(case, entry, audit, claim=claim)
-        return case if opened else None
+        if not await self._repo(uow).insert_opened(case, entry, audit, claim=claim):
+            return None
+        return OpenedCase(
+            id=new_id, status=CaseStatus.DRAFT, locale=data.locale, created_at=now, updated_at=now
+        )
 
     async def edit_case(self, uow: UnitOfWork, case_id: UUID, changes: CaseUpdate) -> Case:
         """Apply the given fields to a draft; CaseNotEditable once it was submitted."""
@@ -1016,16 +1038,31 @@ def _entry(
     English words beside them for the status event and for readers of the table; made `at` now
     unless given."""
     return TimelineEntry(
-        case_id=case_id,
-        at=at or utcnow(),
-        from_status=before,
-        to_status=after,
-        reason_code=code,
-        reason=(case_texts.reason(code, params, "en") or code.replace("_", " "))[:500],
-        next_step=case_texts.next_step(next_step, "en"),
-        params=params,
-        next_step_code=next_step,
+        **_entry_values(case_id, before, after, code, params, next_step, at or utcnow())
     )
+
+
+def _entry_values(
+    case_id: UUID,
+    before: str | None,
+    after: str,
+    code: str,
+    params: dict[str, Any],
+    next_step: str | None,
+    at: datetime,
+) -> dict[str, Any]:
+    """`_entry`'s columns."""
+    return {
+        "case_id": case_id,
+        "at": at,
+        "from_status": before,
+        "to_status": after,
+        "reason_code": code,
+        "reason": (case_texts.reason(code, params, "en") or code.replace("_", " "))[:500],
+        "next_step": case_texts.next_step(next_step, "en"),
+        "params": params,
+        "next_step_code": next_step,
+    }
 
 
 def _note(

@@ -18,6 +18,7 @@ from referrals_common.contracts.intake import CaseStatus
 from referrals_common.i18n import case_texts, country_name
 from referrals_intake.api.case_view import key_claim, load, replayed_case, to_public
 from referrals_intake.api.deps import ClientDep, IdempotencyKey, RuntimeDep, UowDep
+from referrals_intake.models import Case
 from referrals_intake.repository import CaseRepository
 from referrals_intake.schemas import (
     AccessToken,
@@ -28,7 +29,7 @@ from referrals_intake.schemas import (
     CaseSummary,
     case_reference,
 )
-from referrals_intake.service import DRAFT_NEXT_STEP
+from referrals_intake.service import DRAFT_NEXT_STEP, OpenedCase
 
 router = APIRouter(prefix="/v1")
 
@@ -74,6 +75,7 @@ async def create_case(
     opened = await runtime.intake.open_case(
         uow, client.key_id, body, case_id=new_id, audited_as=client.actor, claim=claim
     )
+    case: Case | OpenedCase
     if opened is None:
         assert claim is not None  # without a key a case is always opened
         case = await load(repo, await replayed_case(uow, claim))
