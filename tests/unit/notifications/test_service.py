@@ -69,9 +69,10 @@ class FakeSession:
     async def get(self, model: type, key: Any) -> Any:
         return self.rows.get((model, key))
 
-    async def execute(self, statement: Any) -> Any:
+    async def execute(self, statement: Any, params: dict[str, Any] | None = None) -> Any:
         if not getattr(statement, "is_select", False):
-            self.statements.append(statement)
+            # A write built once is given its row's values when run: bound here, as they go.
+            self.statements.append(statement if params is None else statement.values(**params))
         return SimpleNamespace(first=lambda: None)  # a query finds nothing (no subscription)
 
     def add(self, row: Any) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from datetime import datetime
+from functools import cache
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import exists, select, tuple_
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Table, bindparam, exists, select, tuple_
+from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlmodel import col
@@ -106,13 +107,7 @@ class NotificationsRepository:
 
     async def _upsert(self, model: Any, key: str, **values: Any) -> None:
         """The row as the latest event says it (a replayed event writes the same again)."""
-        await self.session.execute(
-            insert(model)
-            .values(**values)
-            .on_conflict_do_update(
-                index_elements=[key], set_={k: v for k, v in values.items() if k != key}
-            )
-        )
+        await self.session.execute(_upsert_statement(model.__table__, key, tuple(values)), values)
 
     async def case_seen(self, case_id: UUID) -> CaseSeen | None:
         return await self.session.get(CaseSeen, case_id)
@@ -121,9 +116,7 @@ class NotificationsRepository:
         return await self.session.get(CaseContact, case_id)
 
     async def contacts(self, case_ids: Collection[UUID]) -> dict[UUID, CaseContact]:
-        found = await self.session.execute(
-            select(CaseContact).where(col(CaseContact.case_id).in_(set(case_ids)))
-        )
+        found = await self.session.execute(_CONTACTS, {"case_ids": list(set(case_ids))})
         return {contact.case_id: contact for contact in found.scalars()}
 
     async def document(self, document_id: UUID) -> DocumentSeen | None:
@@ -150,27 +143,17 @@ class NotificationsRepository:
 
     async def anyone_subscribed(self) -> bool:
         """Whether any front end has a webhook subscription now."""
-        found = await self.session.execute(
-            select(col(FrontEndWebhook.front_end))
-            .where(col(FrontEndWebhook.url).is_not(None))
-            .limit(1)
-        )
+        found = await self.session.execute(_ANYONE_SUBSCRIBED)
         return found.first() is not None
 
     # ------------------------------------------------------------------ deliveries and alerts
     async def add_delivery(self, delivery: Delivery) -> None:
         """A delivery to send, once per trigger event and audience: the same again adds none."""
-        await self.session.execute(
-            insert(Delivery)
-            .values(**_planned(delivery))
-            .on_conflict_do_nothing(constraint="deliveries_once")
-        )
+        await self.session.execute(_ADD_DELIVERY, _planned(delivery))
 
     async def add_ping(self, delivery: Delivery) -> None:
         """A front end's test delivery, once per ping id."""
-        await self.session.execute(
-            insert(Delivery).values(**_planned(delivery)).on_conflict_do_nothing()
-        )
+        await self.session.execute(_ADD_PING, _planned(delivery))
 
     async def claim_due(self, now: datetime, limit: int) -> list[Delivery]:
         """Up to `limit` pending deliveries due at `now`, earliest due first, each locked for the
@@ -180,25 +163,7 @@ class NotificationsRepository:
         case to the same audience is still pending (being sent, waiting for the contact, or
         between retry rounds), so a claim holds at most one per case and audience, and the
         patient never reads the outcome before "we received your case"."""
-        earlier = aliased(Delivery)
-        waits_for_earlier = exists().where(
-            col(earlier.case_id) == Delivery.case_id,
-            col(earlier.audience) == Delivery.audience,
-            col(earlier.status) == "pending",
-            tuple_(earlier.occurred_at, earlier.created_at, earlier.id)
-            < tuple_(Delivery.occurred_at, Delivery.created_at, Delivery.id),
-        )
-        rows = await self.session.execute(
-            select(Delivery)
-            .where(
-                col(Delivery.status) == "pending",
-                col(Delivery.next_attempt_at) <= now,
-                ~waits_for_earlier,
-            )
-            .order_by(col(Delivery.next_attempt_at))
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
+        rows = await self.session.execute(_CLAIM_DUE, {"now": now, "limit": limit})
         return list(rows.scalars())
 
     def add_alert(self, alert: OpsAlert) -> None:
@@ -207,6 +172,58 @@ class NotificationsRepository:
 
 def _planned(delivery: Delivery) -> dict[str, Any]:
     return {name: getattr(delivery, name) for name in PLANNED}
+
+
+# The statements of every event are built once and given their values when run: a statement built
+# with its values is built, and its cache key computed, again on every event (more CPU than
+# PostgreSQL's side of the insert). Core inserts on the tables: the ORM's bulk path is not needed
+# for one row that nothing loads back.
+_DELIVERIES: Table = Delivery.__table__
+_ADD_DELIVERY = insert(_DELIVERIES).on_conflict_do_nothing(constraint="deliveries_once")
+_ADD_PING = insert(_DELIVERIES).on_conflict_do_nothing()
+_ANYONE_SUBSCRIBED = (
+    select(col(FrontEndWebhook.front_end)).where(col(FrontEndWebhook.url).is_not(None)).limit(1)
+)
+
+
+def _claim_due() -> Any:
+    """See `NotificationsRepository.claim_due`: `now` and `limit` are given when it runs."""
+    earlier = aliased(Delivery)
+    waits_for_earlier = exists().where(
+        col(earlier.case_id) == Delivery.case_id,
+        col(earlier.audience) == Delivery.audience,
+        col(earlier.status) == "pending",
+        tuple_(earlier.occurred_at, earlier.created_at, earlier.id)
+        < tuple_(Delivery.occurred_at, Delivery.created_at, Delivery.id),
+    )
+    return (
+        select(Delivery)
+        .where(
+            col(Delivery.status) == "pending",
+            col(Delivery.next_attempt_at) <= bindparam("now"),
+            ~waits_for_earlier,
+        )
+        .order_by(col(Delivery.next_attempt_at))
+        .limit(bindparam("limit"))
+        .with_for_update(skip_locked=True)
+    )
+
+
+# The sender's queries, built once too (it claims every `sender_interval_seconds`, busy or not).
+_CLAIM_DUE = _claim_due()
+_CONTACTS = select(CaseContact).where(
+    col(CaseContact.case_id).in_(bindparam("case_ids", expanding=True))
+)
+
+
+@cache
+def _upsert_statement(table: Table, key: str, columns: tuple[str, ...]) -> Insert:
+    """Insert `columns`, or on a conflict on `key` set the others to the values given."""
+    statement = insert(table)
+    return statement.on_conflict_do_update(
+        index_elements=[key],
+        set_={column: statement.excluded[column] for column in columns if column != key},
+    )
 
 
 RepositoryFactory = Callable[[AsyncSession], NotificationsRepository]
