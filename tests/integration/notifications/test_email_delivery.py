@@ -278,3 +278,23 @@ async def test_what_arrives_is_the_same_message_whatever_the_server_takes(
         assert part.get_content().replace("\r\n", "\n").strip() == rendered.strip()
     (attachment,) = email.iter_attachments()
     assert attachment.get_payload(decode=True) == booking.attachments[0].content
+
+
+async def test_the_host_name_is_looked_up_once_not_for_every_message(
+    start_smtp: StartSmtp, message: RenderedMessage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    looked_up: list[str] = []
+
+    def getfqdn(name: str = "") -> str:
+        looked_up.append(name)
+        return "sender.referrals.test"
+
+    monkeypatch.setattr(socket, "getfqdn", getfqdn)
+    server = SmtpRecorder()
+    channel = EmailChannel(smtp(await start_smtp(server)))
+
+    for _ in range(3):
+        await channel.send(PATIENT, message)
+
+    assert len(server.accepted) == 3
+    assert looked_up == [""]

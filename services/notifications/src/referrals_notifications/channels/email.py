@@ -13,6 +13,7 @@ the same way, the same transfer encodings): the package's header objects parse a
 header, which cost more CPU than the rest of sending a message. A header the direct way cannot be
 sure to write as the package would (non-ASCII, long, or anything unusual) is still folded by the
 package, and a recipient address that is not a plain ASCII address goes the package's way whole.
+The name this host greets the server with is looked up once, not for every connection.
 
 SMTP replies are classified by their code: a 4xx reply or a broken connection is transient, a 5xx
 reply is permanent (`invalid_recipient` when the server refused the recipient, `rejected`
@@ -21,9 +22,11 @@ otherwise). The patient's address is never logged or put in an error message.
 
 from __future__ import annotations
 
+import asyncio
 import binascii
 import random
 import re
+import socket
 import sys
 from email import policy as email_policy
 from email import quoprimime
@@ -336,6 +339,8 @@ class EmailChannel:
 
     def __init__(self, settings: SmtpSettings) -> None:
         self.settings = settings
+        self._local_hostname: str | None = None
+        """The name this host greets with (EHLO): looked up once, not on every connection."""
 
     async def send(self, recipient: str, message: RenderedMessage) -> DeliveryReceipt:
         settings = self.settings
@@ -357,10 +362,14 @@ class EmailChannel:
                 raise
         return DeliveryReceipt(self.channel, provider_id=message_id)
 
-    def _client(self) -> aiosmtplib.SMTP:
+    async def _client(self) -> aiosmtplib.SMTP:
         settings = self.settings
+        if self._local_hostname is None:
+            # What aiosmtplib would look up (in a thread) for every connection.
+            self._local_hostname = await asyncio.to_thread(socket.getfqdn)
         return aiosmtplib.SMTP(
             hostname=settings.host,
+            local_hostname=self._local_hostname,
             port=settings.port,
             username=settings.username,
             password=settings.password.get_secret_value() if settings.password else None,
@@ -374,7 +383,7 @@ class EmailChannel:
         `email_bytes`: greet, write 8-bit bodies only to a server that takes them, send."""
         settings = self.settings
         try:
-            async with self._client() as client:
+            async with await self._client() as client:
                 if client.is_ehlo_or_helo_needed:
                     try:
                         await client.ehlo()
@@ -397,7 +406,7 @@ class EmailChannel:
 
     async def _send(self, email: EmailMessage) -> None:
         try:
-            async with self._client() as client:
+            async with await self._client() as client:
                 await client.send_message(email)
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise classify_smtp_error(exc) from exc
