@@ -153,8 +153,9 @@ class ResourceSampler:
                 current = todo.pop()
                 if current in procs:
                     found.append(procs[current])
-                # The driver started the platform: its children are counted as themselves.
-                if name != "bench-driver":
+                # The driver started the platform, and the launcher forked its service
+                # processes: their children are counted as themselves.
+                if name not in ("bench-driver", "launcher"):
                     todo += kids.get(current, [])
             trees[name] = found
         return trees

@@ -24,8 +24,12 @@ def test_the_platform_is_one_process_per_service(running_platform) -> None:
     _, plat = running_platform
     services = {name for name in plat.pids if name in SERVICES or "-" in name}
     assert services == SERVICES
+    launcher = plat.pids["launcher"]
     for name in SERVICES:
-        argv = psutil.Process(plat.pids[name]).cmdline()
+        process = psutil.Process(plat.pids[name])
+        # Forked from the launcher's preloaded libraries, titled with its own command.
+        assert process.ppid() == launcher
+        argv = " ".join(process.cmdline()).split()
         assert argv[argv.index("-m") + 1 :][:2] == [f"referrals_{name}.cli", "all"]
 
 
@@ -67,7 +71,7 @@ def test_one_sigterm_stops_every_role_of_a_service_and_it_starts_again(running_p
     process.send_signal(signal.SIGTERM)
     # Exit status 0: every role ended cleanly (a role still running after the grace period, or
     # one that failed on the way out, would have made it 1), and none was left hanging.
-    assert process.wait(timeout=90) == 0
+    assert platform_mod.exit_status(plat, process.pid, timeout=90) == 0
     assert plat.health()[name] == "down"
     platform_mod.restart(plat, name)
     assert plat.health()[name] == "up"

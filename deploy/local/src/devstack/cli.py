@@ -383,10 +383,20 @@ def sms(
         )
 
 
-def _rss_mib(pid: int) -> float:
+def _rss_mib(pid: int, *, children: bool = True) -> float:
+    """Memory of a process and its children, in MiB: their PSS (a page shared by n processes
+    counts 1/n in each, so the figures add up to what the machine holds), else their RSS. The
+    launcher's children are the service processes, each listed on its own."""
     try:
         root = psutil.Process(pid)
-        return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**20
+        procs = [root, *(root.children(recursive=True) if children else [])]
+        total = 0
+        for proc in procs:
+            try:
+                total += proc.memory_full_info().pss
+            except (psutil.AccessDenied, AttributeError):
+                total += proc.memory_info().rss
+        return total / 2**20
     except psutil.NoSuchProcess:
         return 0.0
 
@@ -417,7 +427,7 @@ def _print(
     if running is not None:
         states = health or {n: "up" if a else "down" for n, a in running.alive().items()}
         for name, pid in running.pids.items():
-            rss = _rss_mib(pid)
+            rss = _rss_mib(pid, children=name != platform_mod.LAUNCHER)
             total += rss
             label = states[name] if states[name] in {"up", "unhealthy"} else "down"
             state = f"[{'green' if label == 'up' else 'red'}]{label:<4}[/]"
@@ -435,11 +445,16 @@ def _print(
                 )
             elif name.endswith("-api"):
                 where = f"{running.apis[service]}  docs {running.apis[service]}/docs"
+            elif name == platform_mod.LAUNCHER:
+                where = "forked the service processes and the web app from shared libraries"
             else:
                 where = f"metrics {running.metrics.get(name, '')}"
             console.print(f"{state} [bold]{name:<22}[/] {where}  ({rss:.0f} MiB)")
         console.print(f"     logs: {running.root}/services/<process>.log", highlight=False)
-    console.print(f"total resident memory: {total:.0f} MiB; credentials: {info.root}/stack.json")
+    console.print(
+        f"total memory (PSS: shared pages counted once): {total:.0f} MiB; "
+        f"credentials: {info.root}/stack.json"
+    )
 
 
 if __name__ == "__main__":

@@ -8,15 +8,17 @@ patient's web app and a trace viewer.
 3. provisioning (`devstack.provision`: sample centers, their inbox topics, the demo's keys), once
    per stack: the keys are kept in `<root>/keys.json` (mode 600);
 4. every service as one process running all its long-running roles
-   (`python -m referrals_<service>.cli all`), or with `processes="role"` every role as its own
-   process (`python -m referrals_<service>.cli <role>`), as deploy/roles.yaml lists them
-   (`devstack.roles`): API, consumer and outbox relay, partners' scheduler and notifications'
-   sender;
-5. the patient's web app (frontend/, `python -m referrals_web`): its migrations, a staff account of
-   the center console for one sample center (with that center's key) and an operator of the ops
-   screen (/ops), then its server, talking to the public APIs with the front end's key (and the
-   ops screen with the operator key), its one-time codes going to the mail sink, and htmx from
-   the npm tool set deploy/local/node/web;
+   (`python -m referrals_<service>.cli all`), forked by the launcher (`devstack.launcher`,
+   process `launcher`, started first) from the libraries it imported once, so that the six
+   Python processes share those pages; or with `processes="role"` every role as its own
+   process (`python -m referrals_<service>.cli <role>`, started on its own), as
+   deploy/roles.yaml lists them (`devstack.roles`): API, consumer and outbox relay, partners'
+   scheduler and notifications' sender;
+5. the patient's web app (frontend/, `python -m referrals_web`, forked by the launcher too): its
+   migrations, a staff account of the center console for one sample center (with that center's
+   key) and an operator of the ops screen (/ops), then its server, talking to the public APIs
+   with the front end's key (and the ops screen with the operator key), its one-time codes
+   going to the mail sink, and htmx from the npm tool set deploy/local/node/web;
 6. Prometheus scraping every process, with the platform's recording and alert rules, and
    Alertmanager sending its alerts to the mail sink (`devstack.monitoring`);
 7. waits until each API and the web app answer `/health`, each other process serves its
@@ -44,7 +46,7 @@ from typing import Literal, TypedDict
 
 from rich.console import Console
 
-from devstack import install, monitoring, roles
+from devstack import install, launcher, monitoring, roles
 from devstack.parts import Running
 from devstack.process import (
     StartupError,
@@ -84,6 +86,8 @@ OPS_OPERATOR = {"email": "operator@referrals.localhost", "name": "Olha Operator"
 DEV_ZIPKIN_PORT = 9411
 DEV_METRICS_BASE = 9460
 STATE_FILE = "platform.json"
+LAUNCHER = "launcher"
+LAUNCHER_SOCKET = "launcher.sock"
 ENV_FILE = "platform-env.json"
 ZIPKIN_VERSION = "3.6.1"
 ZIPKIN_MAX_SPANS = 100_000
@@ -124,6 +128,10 @@ class PlatformInfo:
     """Base URL of Prometheus (its UI and HTTP API), or empty when started without it."""
     alertmanager: str = ""
     """Base URL of Alertmanager, or empty when started without it."""
+    launcher: str = ""
+    """The socket of the launcher (process `launcher`, `devstack.launcher`) that forked the
+    service processes and the web app from its preloaded libraries, or empty when each was
+    started on its own (one process per role)."""
     keys_file: str = ""
     started_at: float = 0.0  # on devstack.process.clock(): seconds since boot
     commands: dict[str, ProcessCommand] = field(default_factory=dict)
@@ -523,6 +531,7 @@ def start(
 
     apis = {svc: f"http://127.0.0.1:{port(p)}" for svc, p in DEV_API_PORTS.items()}
     started: list[Running] = []
+    forker: Running | None = None
     info = PlatformInfo(root=str(root), apis=apis, started_at=process_clock())
     if web:
         if WEB not in stack.database_dsns:  # a stack started before the web app existed
@@ -540,6 +549,15 @@ def start(
             viewer, zipkin = start_zipkin(jar, root / "zipkin", port(DEV_ZIPKIN_PORT))
             started.append(viewer)
             info.trace_viewer = zipkin
+        if processes == "service":
+            # Started early: importing the shared libraries takes seconds, which the
+            # migrations and provisioning below overlap.
+            sock = root / LAUNCHER_SOCKET
+            proc = spawn(
+                [sys.executable, "-m", "devstack.launcher", str(sock)], log=logs / "launcher.log"
+            )
+            forker = Running(LAUNCHER, proc.pid, logs / "launcher.log")
+            info.launcher = str(sock)
         env = environment(stack, platform_secrets(root), apis, zipkin) | (extra_env or {})
         (root / "platform.env").write_text(
             "".join(f"export {k}={json.dumps(v)}\n" for k, v in env.items())
@@ -595,6 +613,14 @@ def start(
                 )
             info.staff = add_console_staff(info.keys(), web_env, logs)
             info.operator = add_ops_operator(web_env, logs)
+        if forker is not None:
+            wait_until(
+                LAUNCHER,
+                partial(launcher.ready, Path(info.launcher)),
+                pid=forker.pid,
+                log=forker.log,
+                timeout=timeout,
+            )
         metrics_port = DEV_METRICS_BASE
         for svc, role, name in service_processes(processes):
             api = svc in apis if role == ALL_ROLES else MANIFEST.is_api(svc, role)
@@ -620,16 +646,14 @@ def start(
                 info.metrics[name] = f"http://127.0.0.1:{mport}/metrics"
             log = logs / f"{name}.log"
             info.commands[name] = {"argv": argv, "env": own_env}
-            proc = spawn(argv, log=log, env={**env, **own_env})
-            started.append(Running(name, proc.pid, log))
+            started.append(Running(name, _start(info, argv, log, {**env, **own_env}), log))
         if web_env:
             # Only its own variables: the web app holds none of the services' secrets.
             argv = [sys.executable, "-m", "referrals_web", "serve"]
             argv += ["--host", "127.0.0.1", "--port", info.web.rsplit(":", 1)[1]]
             log = logs / f"{WEB}.log"
             info.commands[WEB] = {"argv": argv, "env": {}}
-            proc = spawn(argv, log=log, env=web_env)
-            started.append(Running(WEB, proc.pid, log))
+            started.append(Running(WEB, _start(info, argv, log, web_env), log))
         if binaries is not None:
             alerting, info.alertmanager = monitoring.start_alertmanager(
                 binaries,
@@ -649,6 +673,9 @@ def start(
             started.append(scraping)
         info.pids = {r.name: r.pid for r in started}
         info.logs = {r.name: str(r.log) for r in started}
+        if forker is not None:
+            info.pids[LAUNCHER] = forker.pid
+            info.logs[LAUNCHER] = str(forker.log)
         # Every process started has metrics, else one of the probes set below.
         probes = {r.name: info.metrics.get(r.name, "") for r in started}
         for name in ("prometheus", "alertmanager"):
@@ -696,7 +723,30 @@ def start(
     except BaseException:
         for running in reversed(started):
             stop_group(running.pid, timeout=10)
+        if forker is not None:
+            stop_group(forker.pid, timeout=10)
         raise
+
+
+def _start(info: PlatformInfo, argv: list[str], log: Path, env: dict[str, str]) -> int:
+    """Start a service process (or the web app) with `env` added to devstack's environment, as
+    `spawn` does: forked by the platform's launcher when it has one, else on its own; its pid."""
+    if info.launcher:
+        return launcher.spawn(Path(info.launcher), argv, log=log, env={**_os_environ(), **env})
+    return spawn(argv, log=log, env=env).pid
+
+
+def exit_status(info: PlatformInfo, pid: int, *, timeout: float = 90.0) -> int | None:
+    """The exit status of a platform process that ended (None: still running at `timeout`)."""
+    if info.launcher:
+        return launcher.exit_code(Path(info.launcher), pid, timeout=timeout)
+    import psutil
+
+    try:
+        code: int | None = psutil.Process(pid).wait(timeout=timeout)
+    except psutil.TimeoutExpired:
+        return None
+    return code
 
 
 def _os_environ() -> dict[str, str]:
@@ -723,30 +773,39 @@ def restart(info: PlatformInfo, name: str, *, timeout: float = 120.0) -> int:
     command = info.commands[name]
     env = json.loads((Path(info.root) / (WEB_ENV_FILE if name == WEB else ENV_FILE)).read_text())
     log = Path(info.logs[name])
-    proc = spawn(command["argv"], log=log, env={**env, **command["env"]})
+    forker = info.pids.get(LAUNCHER)
+    launched = bool(info.launcher) and forker is not None and info.owns(forker)
+    pid = (
+        _start(info, command["argv"], log, {**env, **command["env"]})
+        if launched
+        else spawn(command["argv"], log=log, env={**env, **command["env"]}).pid
+    )
     probe = info.probe_url(name)
     wait_until(
         name,
         lambda: _http_ok(probe, expect_json=name != WEB),
-        pid=proc.pid,
+        pid=pid,
         log=log,
         timeout=timeout,
         interval=0.3,
     )
-    info.pids[name] = proc.pid
+    info.pids[name] = pid
     info.started_at = process_clock()
     info.save()
-    return proc.pid
+    return pid
 
 
 def stop(info: PlatformInfo) -> None:
     """Stop every service process (consumers first finish their batch on SIGTERM), then Zipkin."""
-    names = [n for n in info.pids if n != "zipkin"]
+    names = [n for n in info.pids if n not in ("zipkin", LAUNCHER)]
     with ThreadPoolExecutor(max_workers=8) as pool:
         for name in names:
             pid = info.pids[name]
             if info.owns(pid):
                 pool.submit(stop_group, pid, timeout=15)
+    forker = info.pids.get(LAUNCHER)
+    if forker is not None and info.owns(forker):
+        stop_group(forker, timeout=10)
     zipkin = info.pids.get("zipkin")
     if zipkin is not None and info.owns(zipkin):
         stop_group(zipkin, timeout=10)
