@@ -64,6 +64,10 @@ class ReadingAheadConsumer(EventConsumer):
     async def process_batch(self, records: tuple[Any, ...]) -> None:
         documents = []
         for record in records:
+            if record.topic != topics.DOCUMENTS:
+                # Only records announce documents: the cases lane's events are parsed once, when
+                # they are applied, not here as well.
+                continue
             try:
                 event = parse_event(record.value)
             except (InvalidEvent, UnknownEventType):

@@ -51,6 +51,13 @@ class TranslationRepository:
     async def locked_case(self, case_id: UUID) -> CaseLanguages:
         """The case's row, created on first sight, locked until the transaction ends: a case's
         readings and its destination are applied one at a time, so neither misses the other."""
+        # Locked first: the row is there for most events (a case's first document made it), and
+        # then this is the one round trip. A row seen missing is inserted, then locked.
+        case = await self.session.get(
+            CaseLanguages, case_id, with_for_update=True, populate_existing=True
+        )
+        if case is not None:
+            return case
         await self.session.execute(
             insert(CaseLanguages)
             .values(case_id=case_id, withdrawn=False, updated_at=utcnow())

@@ -27,12 +27,14 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from referrals_common.contracts import (
+    CloudEvent,
     Destination,
     DocumentKind,
     DocumentLanguageAccepted,
     DocumentStored,
     DocumentTranslationRequired,
     DocumentUnreadable,
+    EventData,
     new_event,
 )
 from referrals_common.contracts.translation import ExtractionMethod, LanguageShare
@@ -170,7 +172,7 @@ class Translation:
             reading.seconds,
         )
         if case.acceptable is not None and not case.withdrawn:
-            await _decide(uow, check, case.acceptable)
+            await uow.outbox.add(_decide(check, case.acceptable))
 
     async def on_case_submitted(
         self, uow: UnitOfWork, case_id: UUID, destination: Destination
@@ -185,8 +187,10 @@ class Translation:
         case.acceptable = self.acceptable_for(destination)
         case.destination = destination.model_dump(mode="json")
         case.updated_at = utcnow()
-        for check in await repo.waiting_checks(case_id):
-            await _decide(uow, check, case.acceptable)
+        verdicts = [_decide(check, case.acceptable) for check in await repo.waiting_checks(case_id)]
+        # The case's verdicts in one outbox statement (one round trip, not one per document),
+        # in the order the documents were read.
+        await uow.outbox.add_all(verdicts)
 
     async def on_case_withdrawn(self, uow: UnitOfWork, case_id: UUID) -> None:
         """A withdrawn case: from now on no document of it gets a verdict, and documents still
@@ -217,8 +221,9 @@ def _check_row(stored: DocumentStored, reading: Reading) -> DocumentCheck:
     )
 
 
-async def _decide(uow: UnitOfWork, check: DocumentCheck, acceptable: list[str]) -> None:
-    """Write the document's verdict and its one event."""
+def _decide(check: DocumentCheck, acceptable: list[str]) -> CloudEvent[EventData]:
+    """Write the document's verdict on its check; returns its one event, for the caller's
+    outbox."""
     event = verdict_event(check, acceptable)
     check.verdict = {
         DocumentLanguageAccepted: "accepted",
@@ -226,7 +231,7 @@ async def _decide(uow: UnitOfWork, check: DocumentCheck, acceptable: list[str]) 
         DocumentUnreadable: "unreadable",
     }[type(event)]
     check.decided_at = utcnow()
-    await uow.outbox.add(new_event(event))
+    return new_event(event)
 
 
 def verdict_event(
