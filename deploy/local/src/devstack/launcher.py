@@ -73,8 +73,8 @@ PRELOAD: Final = (
     "referrals_common.messaging.consumer",
     "referrals_common.messaging.relay",
 )
-"""What every service process imports anyway (checked in tests/integration: each is in the
-`sys.modules` of a running service)."""
+"""What the service processes import anyway; nothing that starts a thread or reads a secret at
+import (`preload` refuses threads)."""
 
 MAX_REQUEST: Final = 1 << 20
 EXITED_KEPT: Final = 256
