@@ -334,6 +334,70 @@ async def test_a_closed_case_refuses_uploads_and_a_submitted_one_refuses_deletio
     assert len(objects(runtime)) == 2
 
 
+async def test_a_case_status_is_one_row_per_case_and_a_withdrawal_stays_whatever_comes_late(
+    runtime,
+):
+    case_id = uuid.uuid4()
+    for status in ("submitted", "ready", "referred", "withdrawn", "referred"):
+        async with runtime.db.unit_of_work() as uow:
+            await runtime.records.on_case_status(uow, case_id, status)
+            await uow.commit()
+    states = await rows(runtime, "select status from case_states where case_id = $1", case_id)
+    assert [tuple(row) for row in states] == [("withdrawn",)]
+
+
+async def test_an_offer_is_one_row_kept_as_first_heard_and_born_closed_after_a_withdrawal(
+    runtime,
+):
+    open_case, withdrawn_case = uuid.uuid4(), uuid.uuid4()
+    offered, late = uuid.uuid4(), uuid.uuid4()
+    records = runtime.records
+    async with runtime.db.unit_of_work() as uow:
+        await records.on_case_status(uow, withdrawn_case, "withdrawn")
+        await records.on_referral_offered(uow, offered, open_case, "charite-berlin")
+        await records.on_referral_accepted(uow, offered, open_case, "charite-berlin")
+        await records.on_referral_offered(uow, offered, open_case, "nio-warsaw")  # redelivered
+        await records.on_referral_offered(uow, late, withdrawn_case, "charite-berlin")
+        await uow.commit()
+    found = {
+        row["referral_id"]: row
+        for row in await rows(
+            runtime,
+            "select referral_id, center_code, accepted_at, closed_at, closed_reason"
+            " from center_referrals where case_id = any($1::uuid[])",
+            [open_case, withdrawn_case],
+        )
+    }
+    assert found[offered]["center_code"] == "charite-berlin"
+    assert found[offered]["accepted_at"] is not None and found[offered]["closed_at"] is None
+    assert found[late]["closed_reason"] == "withdrawn" and found[late]["closed_at"] is not None
+
+
+async def test_events_of_one_transaction_see_each_others_case_and_referral_rows(runtime):
+    # A consumer may apply a partition's batch in one transaction: a referral's end heard of
+    # before its offer, and a case read before its withdrawal, are not missed by what follows.
+    case_id, ended, later = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    records = runtime.records
+    async with runtime.db.unit_of_work() as uow:
+        await records.on_case_status(uow, case_id, "referred")
+        await uow.commit()
+    async with runtime.db.unit_of_work() as uow:
+        await records.on_referral_closed(uow, ended, case_id, "charite-berlin", "declined")
+        await records.on_referral_offered(uow, ended, case_id, "charite-berlin")
+        await records.on_case_status(uow, case_id, "withdrawn")
+        await records.on_referral_closed(uow, later, case_id, "nio-warsaw", "expired")
+        await uow.commit()
+    found = {
+        row["referral_id"]: row["closed_reason"]
+        for row in await rows(
+            runtime,
+            "select referral_id, closed_reason from center_referrals where case_id = $1",
+            case_id,
+        )
+    }
+    assert found == {ended: "declined", later: "withdrawn"}
+
+
 async def test_a_draft_document_can_be_deleted_and_its_object_goes_with_it(api, runtime):
     case_id = uuid.uuid4()
     doc = (await upload(api, case_id, pdf_bytes())).json()

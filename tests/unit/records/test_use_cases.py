@@ -84,6 +84,13 @@ class FakeRecordsRepository:
         row = self.cases.get(case_id)
         return row.status if row else CaseStatus.DRAFT
 
+    async def set_case_status(self, case_id: UUID, status: str) -> None:
+        row = self.cases.get(case_id)
+        if row is None:
+            self.add(CaseState(case_id=case_id, status=status))
+        elif row.status != CaseStatus.WITHDRAWN:
+            row.status = status
+
     async def document(self, document_id: UUID, *, lock: bool = False) -> Document | None:
         return self.documents_by_id.get(document_id)
 
@@ -140,6 +147,14 @@ class FakeRecordsRepository:
 
     async def referral(self, referral_id: UUID, *, lock: bool = False) -> CenterReferral | None:
         return self.referrals.get(referral_id)
+
+    async def add_referral(self, referral_id: UUID, case_id: UUID, center_code: str) -> None:
+        if referral_id in self.referrals:
+            return
+        referral = CenterReferral(referral_id=referral_id, case_id=case_id, center_code=center_code)
+        if await self.case_status(case_id) == CaseStatus.WITHDRAWN:
+            referral.closed_at, referral.closed_reason = utcnow(), "withdrawn"
+        self.add(referral)
 
     async def close_case_referrals(self, case_id: UUID, reason: str) -> None:
         for referral in self.referrals.values():

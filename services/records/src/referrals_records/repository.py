@@ -20,6 +20,7 @@ from sqlalchemy import (
     BigInteger,
     Uuid,
     bindparam,
+    case,
     cast,
     delete,
     func,
@@ -103,6 +104,54 @@ def _upload_state() -> Any:
 
 
 @cache
+def _set_case_status() -> Any:
+    """`set_case_status`'s statement, built once: the case's row inserted, or its status
+    replaced unless the case was withdrawn."""
+    states = CaseState.__table__  # type: ignore[attr-defined]  # SQLModel's table classes have it
+    statement = insert(states).values(
+        case_id=bindparam("case_id", type_=Uuid()),
+        status=bindparam("status"),
+        updated_at=bindparam("at", type_=states.c.updated_at.type),
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[states.c.case_id],
+        set_={"status": statement.excluded.status, "updated_at": statement.excluded.updated_at},
+        where=states.c.status != CaseStatus.WITHDRAWN.value,
+    )
+
+
+@cache
+def _add_referral() -> Any:
+    """`add_referral`'s statement, built once: the referral's row unless records knows it,
+    closed at birth (`withdrawn`) if its case was withdrawn."""
+    referrals = CenterReferral.__table__  # type: ignore[attr-defined]  # SQLModel's table classes have it
+    at = bindparam("at", type_=referrals.c.offered_at.type)
+    case_id = bindparam("case_id", type_=Uuid())
+    withdrawn = (
+        select(literal(1))
+        .where(
+            col(CaseState.case_id) == case_id,
+            col(CaseState.status) == CaseStatus.WITHDRAWN.value,
+        )
+        .exists()
+    )
+    row = select(
+        bindparam("referral_id", type_=Uuid()),
+        case_id,
+        bindparam("center_code"),
+        at,
+        case((withdrawn, at), else_=None),
+        case((withdrawn, literal("withdrawn")), else_=None),
+    )
+    columns = ["referral_id", "case_id", "center_code", "offered_at", "closed_at", "closed_reason"]
+    return (
+        insert(referrals)
+        .from_select(columns, row)
+        .on_conflict_do_nothing(index_elements=[referrals.c.referral_id])
+    )
+
+
+@cache
 def _add_unless_twin(bounded: bool) -> Any:
     """`add_unless_twin`'s statement (`bounded`: with a quota), built once: the case's live
     bytes and twin (`live`), the document inserted from it only if it may be (`added`), the
@@ -167,6 +216,15 @@ class RecordsRepository:
         """The case's status as intake's events told it; a draft until one did."""
         row = await self.case_state(case_id)
         return row.status if row else CaseStatus.DRAFT
+
+    async def set_case_status(self, case_id: UUID, status: str) -> None:
+        """The case's status is now `status`, unless the case was withdrawn (withdrawal is
+        final, whatever comes late). One statement: no row read, locked and written back."""
+        await self.session.flush()  # what the transaction changed before, in order
+        connection = await self.session.connection()
+        await connection.execute(
+            _set_case_status(), {"case_id": case_id, "status": status, "at": utcnow()}
+        )
 
     # -------------------------------------------------------------------- documents
 
@@ -267,6 +325,23 @@ class RecordsRepository:
 
     async def referral(self, referral_id: UUID, *, lock: bool = False) -> CenterReferral | None:
         return await self.session.get(CenterReferral, referral_id, with_for_update=lock)
+
+    async def add_referral(self, referral_id: UUID, case_id: UUID, center_code: str) -> None:
+        """The referral's row, unless records knows it already; a referral first heard of
+        after its case's withdrawal is born closed. One statement, nothing read back."""
+        # A referral its transaction added before (its acceptance or its end heard of first)
+        # is written first, so it is known here.
+        await self.session.flush()
+        connection = await self.session.connection()
+        await connection.execute(
+            _add_referral(),
+            {
+                "referral_id": referral_id,
+                "case_id": case_id,
+                "center_code": center_code,
+                "at": utcnow(),
+            },
+        )
 
     async def close_case_referrals(self, case_id: UUID, reason: str) -> None:
         """Close every open referral of the case."""

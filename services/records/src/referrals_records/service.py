@@ -47,7 +47,6 @@ from referrals_records.inspection import (
 )
 from referrals_records.links import DownloadGrant
 from referrals_records.models import (
-    CaseState,
     CenterReferral,
     Document,
     FollowUpQuestion,
@@ -429,13 +428,8 @@ class Records:
     # ---------------------------------------------------------------------------- events
 
     async def on_case_status(self, uow: UnitOfWork, case_id: UUID, status: str) -> None:
-        repo = self.repo(uow)
-        row = await repo.case_state(case_id, lock=True)
-        if row is None:
-            repo.add(CaseState(case_id=case_id, status=status))
-        elif row.status != CaseStatus.WITHDRAWN:  # withdrawal is final, whatever comes late
-            row.status = status
-            row.updated_at = utcnow()
+        """Intake says the case is now `status`; withdrawal is final, whatever comes late."""
+        await self.repo(uow).set_case_status(case_id, status)
 
     async def on_opinions_shared(
         self, uow: UnitOfWork, case_id: UUID, document_ids: list[UUID]
@@ -471,8 +465,10 @@ class Records:
     async def on_referral_offered(
         self, uow: UnitOfWork, referral_id: UUID, case_id: UUID, center_code: str
     ) -> None:
-        """The center was offered the case: it may read the patient's documents."""
-        await self._referral(uow, referral_id, case_id, center_code)
+        """The center was offered the case: it may read the patient's documents (a referral
+        first heard of after the case's withdrawal is born closed; one records knows stays as
+        it is)."""
+        await self.repo(uow).add_referral(referral_id, case_id, center_code)
 
     async def on_referral_accepted(
         self, uow: UnitOfWork, referral_id: UUID, case_id: UUID, center_code: str
