@@ -73,7 +73,8 @@ class FakeSession:
         if not getattr(statement, "is_select", False):
             # A write built once is given its row's values when run: bound here, as they go.
             self.statements.append(statement if params is None else statement.values(**params))
-        return SimpleNamespace(first=lambda: None)  # a query finds nothing (no subscription)
+        # A query finds nothing: no contact, no subscription.
+        return SimpleNamespace(first=lambda: None, one=lambda: (None, False))
 
     def add(self, row: Any) -> None:
         self.added.append(row)

@@ -127,8 +127,14 @@ class FakeNotificationsRepository:
     def add_front_end_webhook(self, row: FrontEndWebhook) -> None:
         self.webhooks[row.front_end] = row
 
-    async def anyone_subscribed(self) -> bool:
-        return any(row.url is not None for row in self.webhooks.values())
+    async def webhook_audience(self, case_id: UUID) -> tuple[str | None, bool]:
+        contact = self.contacts_by_case.get(case_id)
+        front_end = contact.front_end if contact is not None else None
+        subscribed = any(
+            row.url is not None and front_end in (None, row.front_end)
+            for row in self.webhooks.values()
+        )
+        return front_end, subscribed
 
     async def add_delivery(self, delivery: Delivery) -> None:
         self.planned.append(delivery)

@@ -9,7 +9,7 @@ from functools import cache
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Table, bindparam, exists, select, tuple_
+from sqlalchemy import Table, bindparam, exists, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -24,6 +24,7 @@ from referrals_notifications.models import (
     InformationRequestSeen,
     OpsAlert,
     ReferralSeen,
+    metadata,
     utcnow,
 )
 
@@ -141,10 +142,14 @@ class NotificationsRepository:
     def add_front_end_webhook(self, row: FrontEndWebhook) -> None:
         self.session.add(row)
 
-    async def anyone_subscribed(self) -> bool:
-        """Whether any front end has a webhook subscription now."""
-        found = await self.session.execute(_ANYONE_SUBSCRIBED)
-        return found.first() is not None
+    async def webhook_audience(self, case_id: UUID) -> tuple[str | None, bool]:
+        """The front end of the case's contact (None: no contact yet), and whether it has a
+        webhook subscription now (for a case without a contact: whether any front end has).
+        One query, where `contact` and `front_end_webhook` would be two."""
+        front_end, subscribed = (
+            await self.session.execute(_WEBHOOK_AUDIENCE, {"case_id": case_id})
+        ).one()
+        return front_end, bool(subscribed)
 
     # ------------------------------------------------------------------ deliveries and alerts
     async def add_delivery(self, delivery: Delivery) -> None:
@@ -178,11 +183,20 @@ def _planned(delivery: Delivery) -> dict[str, Any]:
 # with its values is built, and its cache key computed, again on every event (more CPU than
 # PostgreSQL's side of the insert). Core inserts on the tables: the ORM's bulk path is not needed
 # for one row that nothing loads back.
-_DELIVERIES: Table = Delivery.__table__
+_DELIVERIES: Table = metadata.tables["deliveries"]
 _ADD_DELIVERY = insert(_DELIVERIES).on_conflict_do_nothing(constraint="deliveries_once")
 _ADD_PING = insert(_DELIVERIES).on_conflict_do_nothing()
-_ANYONE_SUBSCRIBED = (
-    select(col(FrontEndWebhook.front_end)).where(col(FrontEndWebhook.url).is_not(None)).limit(1)
+_CASE_FRONT_END = (
+    select(col(CaseContact.front_end))
+    .where(col(CaseContact.case_id) == bindparam("case_id"))
+    .scalar_subquery()
+)
+_WEBHOOK_AUDIENCE = select(
+    _CASE_FRONT_END,
+    exists().where(
+        col(FrontEndWebhook.url).is_not(None),
+        or_(_CASE_FRONT_END.is_(None), col(FrontEndWebhook.front_end) == _CASE_FRONT_END),
+    ),
 )
 
 

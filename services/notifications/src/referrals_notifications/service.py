@@ -420,14 +420,12 @@ class Notifications:
             log.info("%s for case %s before submission: not notified", trigger, case_id)
             return
         await self._add(repo, event, trigger, PATIENT, facts)
-        contact = await repo.contact(case_id)
-        if contact is None:
+        front_end, subscribed = await repo.webhook_audience(case_id)
+        if front_end is None:
             # Unknown front end yet (the contact is on its way): the sender decides.
-            takes = bool(self.front_ends_with_webhooks) or await repo.anyone_subscribed()
+            takes = bool(self.front_ends_with_webhooks) or subscribed
         else:
-            takes = contact.front_end in self.front_ends_with_webhooks or await _subscribed(
-                repo, contact.front_end
-            )
+            takes = front_end in self.front_ends_with_webhooks or subscribed
         if takes:
             await self._add(repo, event, trigger, FRONT_END, facts)
 
@@ -500,11 +498,6 @@ def _pending(**values: Any) -> Delivery:
         created_at=now,
         trace_context=_trace_context(),
     )
-
-
-async def _subscribed(repo: NotificationsRepository, front_end: str) -> bool:
-    row = await repo.front_end_webhook(front_end)
-    return row is not None and row.url is not None
 
 
 def _trace_context() -> dict[str, str]:
