@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 from faststream.kafka import KafkaBroker
@@ -70,15 +71,36 @@ async def test_a_rebalance_and_a_stop_commit_what_is_noted_at_once() -> None:
     assert kafka.commits == [{TopicPartition("t", 0): 2}, {TopicPartition("t", 0): 3}]
 
 
-async def test_a_failed_commit_is_dropped_and_the_records_come_again() -> None:
-    class Failing(FakeAiokafkaConsumer):
-        async def commit(self, offsets: dict[TopicPartition, int]) -> None:
-            raise RuntimeError("coordinator away")
+async def test_a_failed_commit_is_tried_again_in_the_next_round() -> None:
+    class FailingOnce(FakeAiokafkaConsumer):
+        failed = False
 
-    commits = commits_of(Failing(TopicPartition("t", 0)), 60)
+        async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+            if not self.failed:
+                self.failed = True
+                raise RuntimeError("coordinator away")
+            await super().commit(offsets)
+
+    kafka = FailingOnce(TopicPartition("t", 0))
+    commits = commits_of(kafka, 0.02)
     commits.settled([record(0, 1)])
-    await commits.flush()  # logged, not raised
-    assert commits.commits == 0
+    await asyncio.sleep(0.2)
+    assert kafka.commits == [{TopicPartition("t", 0): 2}]
+
+
+async def test_a_batch_settled_while_a_commit_is_under_way_is_committed_after_it() -> None:
+    class Slow(FakeAiokafkaConsumer):
+        async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+            await asyncio.sleep(0.1)
+            await super().commit(offsets)
+
+    kafka = Slow(TopicPartition("t", 0))
+    commits = commits_of(kafka, 0.01)
+    commits.settled([record(0, 1)])
+    await asyncio.sleep(0.05)  # the first commit is under way
+    commits.settled([record(0, 2)])
+    await asyncio.sleep(0.4)
+    assert kafka.commits == [{TopicPartition("t", 0): 2}, {TopicPartition("t", 0): 3}]
 
 
 def test_a_subscribed_consumer_commits_through_offset_commits() -> None:
@@ -88,3 +110,18 @@ def test_a_subscribed_consumer_commits_through_offset_commits() -> None:
     assert isinstance(subscriber.offset_commits, OffsetCommits)
     assert subscriber.offset_commits.interval == 0.25
     assert subscriber.offset_commits.subscriber is subscriber
+
+
+async def test_a_commit_that_hangs_is_given_up_so_a_rebalance_never_waits_for_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Hanging(FakeAiokafkaConsumer):
+        async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+            await asyncio.Event().wait()  # the coordinator never answers
+
+    monkeypatch.setattr(OffsetCommits, "COMMIT_TIMEOUT", 0.05)
+    commits = commits_of(Hanging(TopicPartition("t", 0)), 60)
+    commits.settled([record(0, 1)])
+    async with asyncio.timeout(1):
+        await commits.on_partitions_revoked({TopicPartition("t", 0)})
+    assert commits.commits == 0

@@ -212,6 +212,8 @@ class OffsetCommits(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafk
     (`flush`); so is everything noted when the group rebalances and when the subscriber stops.
     """
 
+    COMMIT_TIMEOUT = 5.0
+
     def __init__(self, interval: float, *, chained: ConsumerRebalanceListener | None = None):
         self.interval = interval
         self.chained = chained
@@ -231,12 +233,16 @@ class OffsetCommits(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafk
             self._task = asyncio.create_task(self._later(), name="offset commit")
 
     async def _later(self) -> None:
-        await asyncio.sleep(self.interval)
-        await self.flush()
+        # Until nothing is left: batches settled while a commit was under way, and offsets
+        # whose commit failed, go with the next round (an idle consumer's last batch too).
+        while self._noted:
+            await asyncio.sleep(self.interval)
+            await self.flush()
 
     async def flush(self) -> None:
         """Commit every offset noted so far (of the partitions still assigned). A failed commit
-        is only logged: those records come again, and the inbox absorbs them."""
+        is logged and its offsets noted again for the next round (if the process ends first,
+        those records come again, and the inbox absorbs them)."""
         async with self._lock:
             noted, self._noted = self._noted, {}
             consumer = getattr(self.subscriber, "consumer", None)
@@ -247,10 +253,13 @@ class OffsetCommits(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafk
             if not offsets:
                 return
             try:
-                await consumer.commit(offsets)
+                # Bounded: a rebalance (on_partitions_revoked) or a stop waits for this lock.
+                await asyncio.wait_for(consumer.commit(offsets), self.COMMIT_TIMEOUT)
                 self.commits += 1
-            except Exception as exc:  # a rebalance, the coordinator away
-                log.info("offsets %s not committed, they come again: %r", offsets, exc)
+            except Exception as exc:  # a rebalance, the coordinator away, too slow
+                log.info("offsets %s not committed yet: %r", offsets, exc)
+                for tp, offset in offsets.items():
+                    self._noted.setdefault(tp, offset)  # unless a later batch noted more
 
     async def close(self) -> None:
         """Commit what is noted and stop the pending commit (the subscriber stops)."""
