@@ -11,7 +11,9 @@ figures with the baseline each is compared with:
     submit_to_offered_p99_ms     bench/pipeline.py, staged cases submitted at a fixed rate
     platform_rss_mib_under_load  bench/pipeline.py, the platform's memory at its fullest while
                                  whole cases run at max rate: its processes' PSS, summed in one
-                                 sample (each service one process, as `make up` runs it)
+                                 sample (the platform as `make up` runs it: each service one
+                                 process forked by the launcher, and the trace viewer, every
+                                 process exporting its spans to it: in every pipeline figure)
     hop_p99_ratio_vs_raw         bench/messaging.py, outbox → consumer p99 at a fixed rate over
                                  raw aiokafka's one-hop p99 at the same rate
     upload_ratio_1mb / _200mb    bench/records.py, records' upload rate over the MinIO SDK's
@@ -85,7 +87,7 @@ def run_pipeline(p: dict[str, Any]) -> dict[str, Any]:
     args = argparse.Namespace(
         phase1="ahead", lead=8.0, seed=1, drain_timeout=600.0, lag_interval=1.0, attach=False,
         keep=False, root=None, role=None, bootstrap=None, topics=None, types="", group=None,
-        processes="service", **p,
+        processes="service", trace_viewer=True, **p,
     )  # fmt: skip
     extra: dict[str, Any] = {"machine": machine_info()}
     docs = pipeline.DocumentSet.generate(args.variants, args.seed)

@@ -3,7 +3,8 @@ aiokafka chain of as many hops.
 
 Not a test: it prints figures and writes bench/results/pipeline.json and pipeline.png. It starts
 its own stack and platform in a temporary directory (each service one process, as `make up` runs
-them, or every role its own process with `--processes role`; no trace viewer), or measures a
+them, or every role its own process with `--processes role`; the trace viewer only with
+`--trace-viewer`), or measures a
 running `make up` platform with `--attach`. Partner front ends
 (concurrent httpx clients with the demo front end's key) open cases for Germany, give the consents,
 upload three text-layer PDFs of 100 KB - 1 MB each (an English pathology report, the German
@@ -577,6 +578,7 @@ async def run(args: argparse.Namespace, docs: DocumentSet, extra: dict[str, Any]
         "bench-pipeline-",
         own_platform_env(args.cases),
         processes=args.processes,
+        trace_viewer=args.trace_viewer,
     )
     async with platform as (stack, plat):
         if args.attach:
@@ -637,6 +639,12 @@ def main() -> None:
         choices=["service", "role"],
         default="service",
         help="own platform: one process per service (as make up) or per role (as Kubernetes)",
+    )
+    cli.add_argument(
+        "--trace-viewer",
+        action="store_true",
+        help="own platform: with the trace viewer (Zipkin) as make up runs it, every process "
+        "exporting its spans to it",
     )
     cli.add_argument("--attach", action="store_true", help="measure the `make up` platform")
     cli.add_argument("--keep", action="store_true", help="keep the stack's directory (logs)")

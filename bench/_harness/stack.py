@@ -100,6 +100,7 @@ async def own_platform(
     prefix: str,
     env: Callable[[Path], dict[str, str]],
     processes: str = "service",
+    trace_viewer: bool = False,
 ) -> AsyncIterator[tuple[Any, Any]]:
     """(StackInfo, PlatformInfo): the running `make up` platform in `root` (`attach`), or a
     stack and every service's processes (no trace viewer) started in a temporary directory,
@@ -123,7 +124,7 @@ async def own_platform(
             platform_mod.start,
             stack,
             Console(stderr=True),
-            trace_viewer=False,
+            trace_viewer=trace_viewer,
             processes=processes,
         )
     except BaseException:
