@@ -17,6 +17,7 @@ import pytest
 from referrals_common.auth.api_keys import key_digest, parse_api_key, verify_secret
 from referrals_common.contracts import (
     CaseFollowUpAsked,
+    CloudEvent,
     DeclineReason,
     DocumentStored,
     OpinionOutcome,
@@ -42,7 +43,7 @@ from referrals_partners.models import (
     Webhook,
     WebhookDelivery,
 )
-from referrals_partners.repository import OPEN
+from referrals_partners.repository import OPEN, CenterVersion
 from referrals_partners.service import (
     IllegalAction,
     InvalidAnswer,
@@ -52,7 +53,7 @@ from referrals_partners.service import (
     ReferralNotFound,
     ShipmentNotFound,
 )
-from tests.unit.fakes import FakeUnitOfWork, SessionUsed
+from tests.unit.fakes import FakeOutbox, FakeUnitOfWork, SessionUsed
 from tests.unit.partners.helpers import RATES, center, destination
 
 pytestmark = pytest.mark.unit
@@ -78,6 +79,12 @@ class FakePartnersRepository:
     centers: dict[str, CenterRow] = field(default_factory=dict)
     webhooks: dict[str, Webhook] = field(default_factory=dict)
     added: list[Any] = field(default_factory=list)
+    centers_read: list[list[str] | None] = field(default_factory=list)
+    """The codes of each read of centers' rows (their profiles), in order."""
+    referral_reads: int = 0
+    """Queries of a case's referrals."""
+    webhook_reads: int = 0
+    """Queries of a center's webhook."""
     cancelled_deliveries: list[UUID] = field(default_factory=list)
     ended_requests: list[tuple[UUID, str]] = field(default_factory=list)
     locked: list[UUID] = field(default_factory=list)
@@ -116,20 +123,26 @@ class FakePartnersRepository:
         return self.referrals.get(referral_id)
 
     async def open_referral(self, case_id: UUID) -> Referral | None:
+        self.referral_reads += 1
         return next(
             (r for r in self.referrals.values() if r.case_id == case_id and r.status in OPEN),
             None,
         )
 
     async def referrals_of_case(self, case_id: UUID) -> list[Referral]:
+        self.referral_reads += 1
         mine = [r for r in self.referrals.values() if r.case_id == case_id]
         return sorted(mine, key=lambda r: r.attempt)
 
-    async def center_loads(self, since: datetime) -> dict[str, int]:
-        return {}
+    async def center_versions(self, since: datetime) -> list[CenterVersion]:
+        return [
+            CenterVersion(row.code, row.updated_at, row.active, 0, row.code in self.webhooks)
+            for row in self.centers.values()
+        ]
 
-    async def center_rows(self) -> list[CenterRow]:
-        return list(self.centers.values())
+    async def center_rows(self, codes: list[str] | None = None) -> list[CenterRow]:
+        self.centers_read.append(None if codes is None else sorted(codes))
+        return [row for row in self.centers.values() if codes is None or row.code in codes]
 
     async def center_row(self, code: str, *, lock: bool = False) -> CenterRow | None:
         return self.centers.get(code)
@@ -177,6 +190,7 @@ class FakePartnersRepository:
         self.cancelled_deliveries.append(referral_id)
 
     async def webhook(self, center_code: str) -> Webhook | None:
+        self.webhook_reads += 1
         return self.webhooks.get(center_code)
 
     async def open_meeting(self, referral_id: UUID) -> Meeting | None:
@@ -288,6 +302,74 @@ async def test_an_expected_opinion_date_in_the_past_is_refused() -> None:
     assert offer.status == "offered" and uow.outbox.events == []
 
 
+class StatementCountingOutbox(FakeOutbox):
+    """The fake outbox, counting the calls a use case made: each is one INSERT statement on the
+    real outbox, however many events it carries."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.statements = 0
+
+    async def add(self, event: CloudEvent[Any], *, topic: str | None = None) -> None:
+        self.statements += 1
+        self.events.append((event, topic))
+
+    async def add_all(self, events: list[CloudEvent[Any]], *, topic: str | None = None) -> None:
+        self.statements += 1 if events else 0
+        self.events.extend((event, topic) for event in events)
+
+
+def ready_case() -> tuple[Partners, FakePartnersRepository]:
+    """Charité and NIO in the registry, the case's one document stored, no referral yet."""
+    partners, _, repo, offer = world()
+    del repo.referrals[offer.id]
+    case = repo.cases[CASE]
+    case.status, case.attempts, case.request = "new", 0, None
+    return partners, repo
+
+
+def ready_event(case_id: UUID = CASE) -> CaseReadyForReferral:
+    return CaseReadyForReferral.model_validate({**ready(), "case_id": str(case_id)})
+
+
+async def test_a_ready_case_is_offered_with_one_outbox_statement_and_one_read_of_referrals() -> (
+    None
+):
+    partners, repo = ready_case()
+    uow = FakeUnitOfWork()
+    uow.outbox = outbox = StatementCountingOutbox()
+
+    await partners.on_case_ready(uow, ready_event())
+
+    assert outbox.types() == ["referrals.referral.requested.v1", "referrals.referral.offered.v1"]
+    assert outbox.statements == 1  # both events in one INSERT, in this order
+    # One query of the case's referrals: whether one is open, and which centers were tried.
+    assert repo.referral_reads == 1
+    # Whether the chosen center has a webhook came with the centers' loads.
+    assert repo.webhook_reads == 0
+    assert repo.cases[CASE].status == "offered"
+
+
+async def test_centers_profiles_are_read_again_only_when_their_row_changed() -> None:
+    partners, repo = ready_case()
+
+    await partners.on_case_ready(FakeUnitOfWork(), ready_event())
+    assert repo.centers_read == [sorted([CHARITE, NIO])]  # validated once, then kept
+
+    await partners.on_case_ready(FakeUnitOfWork(), ready_event(uuid.uuid4()))
+    assert repo.centers_read == [sorted([CHARITE, NIO])]  # nothing changed: no profile read
+
+    repo.centers[NIO].updated_at = NOW + timedelta(minutes=1)  # ops edited NIO's profile
+    await partners.on_case_ready(FakeUnitOfWork(), ready_event(uuid.uuid4()))
+    assert repo.centers_read[1:] == [[NIO]]
+
+    repo.centers[CHARITE].active = False  # paused: a new version of its row, whatever the time
+    uow = FakeUnitOfWork()
+    await partners.on_case_ready(uow, ready_event(uuid.uuid4()))
+    assert repo.centers_read[2:] == [[CHARITE]]
+    assert uow.outbox.of_type("referrals.referral.offered.v1")[0].data.center_code == NIO
+
+
 async def test_declined_referral_is_rerouted_to_the_next_center_never_the_same() -> None:
     partners, uow, repo, offer = world()
     repo.webhooks[NIO] = Webhook(
@@ -308,9 +390,11 @@ async def test_declined_referral_is_rerouted_to_the_next_center_never_the_same()
     assert repo.cases[CASE].status == "offered" and repo.cases[CASE].attempts == 2
     offered = uow.outbox.of_type("referrals.referral.offered.v1")[0].data
     assert offered.clinical.questions == []  # the patient's words never go on a center's topic
-    # NIO has a webhook: the offer is queued for it, in the same unit of work.
+    # NIO has a webhook: the offer is queued for it, in the same unit of work (known from the
+    # centers' versions, not asked again).
     (delivery,) = [r for r in repo.added if isinstance(r, WebhookDelivery)]
     assert (delivery.center_code, delivery.referral_id) == (NIO, new.id)
+    assert repo.webhook_reads == 0
     assert uow.committed is False
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 from uuid import UUID
 
-from sqlalchemy import CursorResult, Select, func, select, update
+from sqlalchemy import CursorResult, Select, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -45,6 +45,17 @@ LOADED = ("offered", "accepted", "info_requested", "completed")
 """A referral's states that count towards its center's load."""
 
 
+class CenterVersion(NamedTuple):
+    """What routing needs to know of a center each time (`PartnersRepository.center_versions`);
+    its profile is read only when its version changed."""
+
+    code: str
+    updated_at: datetime
+    active: bool
+    load: int
+    webhook: bool
+
+
 class PartnersRepository:
     """The routing cases, referrals and what hangs off them, centers and webhooks."""
 
@@ -62,6 +73,13 @@ class PartnersRepository:
     # ----------------------------------------------------------------------- cases
     async def lock_case(self, case_id: UUID) -> RoutingCase:
         """The case's row, created on first sight, locked until the transaction ends."""
+        # Locked first: the row is there for all but a case's first event, and then this is the
+        # one round trip. A row seen missing is inserted, then locked.
+        case = await self.session.get(
+            RoutingCase, case_id, with_for_update=True, populate_existing=True
+        )
+        if case is not None:
+            return case
         await self.session.execute(
             insert(RoutingCase)
             .values(
@@ -100,6 +118,54 @@ class PartnersRepository:
             .where(col(RoutingCase.case_id) == case_id)
             .values(status=status, updated_at=at)
         )
+
+    async def anything_due(
+        self,
+        now: datetime,
+        *,
+        request_reminders: Sequence[timedelta],
+        meeting_reminders: Sequence[timedelta],
+        deliveries_at: datetime,
+    ) -> bool:
+        """Whether any of the scheduler's polls has work now, asked in one statement: an offer
+        past its answer deadline (`offers_due`), an open information request past due or whose
+        next reminder (`request_reminders`, before its due time) is due
+        (`requests_to_handle`), a patient's choice past its deadline (`cases_choosing_past`), a
+        booked meeting whose next reminder (`meeting_reminders`, before it starts) is due
+        (`meetings_to_remind`), a webhook delivery due at `deliveries_at`
+        (`next_delivery_due`). False: every poll would find nothing to do; True: one may (a
+        row another scheduler holds is counted too)."""
+        request, meeting = InformationRequest, Meeting
+        reminder_due = [
+            (col(request.reminders_sent) == sent) & (col(request.due_at) <= now + before)
+            for sent, before in enumerate(request_reminders)
+        ]
+        meeting_due = [
+            (col(meeting.reminders_sent) == sent) & (col(meeting.starts_at) <= now + before)
+            for sent, before in enumerate(meeting_reminders)
+        ]
+        checks = [
+            exists().where(col(Referral.status) == "offered", col(Referral.answer_due_at) <= now),
+            exists().where(
+                col(request.status) == "open", or_(col(request.due_at) <= now, *reminder_due)
+            ),
+            exists().where(
+                col(RoutingCase.status) == "choosing", col(RoutingCase.choose_by) <= now
+            ),
+            exists().where(
+                col(WebhookDelivery.status) == "pending",
+                col(WebhookDelivery.next_attempt_at) <= deliveries_at,
+            ),
+        ]
+        if meeting_due:
+            checks.append(
+                exists().where(
+                    col(meeting.status) == MeetingStatus.BOOKED.value,
+                    col(meeting.starts_at) > now,
+                    or_(*meeting_due),
+                )
+            )
+        return bool(await self.session.scalar(select(or_(*checks))))
 
     async def cases_choosing_past(self, now: datetime, limit: int) -> list[UUID]:
         """Cases whose patient's choice is past its deadline, locked (SKIP LOCKED)."""
@@ -167,15 +233,6 @@ class PartnersRepository:
             .limit(limit)
         )
         return [(referral_id, case_id) for referral_id, case_id in rows.all()]
-
-    async def center_loads(self, since: datetime) -> dict[str, int]:
-        """Referrals offered to each center since `since` that count towards its load."""
-        rows = await self.session.execute(
-            select(col(Referral.center_code), func.count())
-            .where(col(Referral.offered_at) >= since, col(Referral.status).in_(LOADED))
-            .group_by(col(Referral.center_code))
-        )
-        return {code: int(count) for code, count in rows.all()}
 
     async def delivered_outcomes(self) -> list[tuple[str, dict[str, Any] | None]]:
         """(center code, recorded outcome) of every delivered opinion."""
@@ -459,9 +516,34 @@ class PartnersRepository:
     async def center_row(self, code: str, *, lock: bool = False) -> CenterRow | None:
         return await self.session.get(CenterRow, code, with_for_update=lock)
 
-    async def center_rows(self) -> list[CenterRow]:
-        """Every center, as the database returns them (routing ranks them itself)."""
-        return list((await self.session.execute(select(CenterRow))).scalars().all())
+    async def center_versions(self, since: datetime) -> list[CenterVersion]:
+        """Every center's version, whether it is active and has a webhook, and its load, in one
+        statement: the version is when its row last changed (`updated_at`), the load the
+        referrals offered to it since `since` that count towards its load (`LOADED`). Routing
+        ranks the centers itself."""
+        loads = (
+            select(col(Referral.center_code).label("code"), func.count().label("load"))
+            .where(col(Referral.offered_at) >= since, col(Referral.status).in_(LOADED))
+            .group_by(col(Referral.center_code))
+            .subquery()
+        )
+        rows = await self.session.execute(
+            select(
+                col(CenterRow.code),
+                col(CenterRow.updated_at),
+                col(CenterRow.active),
+                func.coalesce(loads.c.load, 0),
+                exists().where(col(Webhook.center_code) == col(CenterRow.code)),
+            ).outerjoin(loads, loads.c.code == col(CenterRow.code))
+        )
+        return [CenterVersion(*row) for row in rows.all()]
+
+    async def center_rows(self, codes: Sequence[str] | None = None) -> list[CenterRow]:
+        """The centers of `codes` (None: every center), as the database returns them."""
+        query = select(CenterRow)
+        if codes is not None:
+            query = query.where(col(CenterRow.code).in_(list(codes)))
+        return list((await self.session.execute(query)).scalars().all())
 
     async def centers_by_code(self) -> list[CenterRow]:
         """Every center, by code."""
@@ -532,4 +614,4 @@ class PartnersRepository:
         )
 
 
-__all__ = ["LOADED", "OPEN", "OPEN_MEETINGS", "PartnersRepository"]
+__all__ = ["LOADED", "OPEN", "OPEN_MEETINGS", "CenterVersion", "PartnersRepository"]

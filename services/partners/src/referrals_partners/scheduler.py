@@ -215,33 +215,57 @@ async def run_scheduler(
         try:
             # Each round polls; only an expiry (a case step of its own) is traced.
             with untraced():
-                while True:
-                    async with db.unit_of_work() as uow:
-                        expired = await partners.expire_due(uow)
-                        await uow.commit()
-                    async with db.unit_of_work() as uow:
-                        requests = await partners.remind_and_expire_requests(uow)
-                        await uow.commit()
-                    async with db.unit_of_work() as uow:
-                        chosen = await partners.choose_for_silent_patients(uow)
-                        await uow.commit()
-                    async with db.unit_of_work() as uow:
-                        reminded = await meetings.remind(uow)
-                        await uow.commit()
-                    if reminded:
-                        log.info("reminded of %d meetings", reminded)
-                    if chosen:
-                        log.info("offered %d cases to their first-ranked center", chosen)
-                    if expired:
-                        log.info("expired %d offers", expired)
-                    if requests:
-                        log.info("reminded of or expired %d information requests", requests)
-                    if not (expired or requests or chosen or reminded):
-                        break
-                await sender.deliver_due()
+                # One question first: a round with nothing due (most rounds) is one statement
+                # instead of a transaction per poll.
+                if await anything_due(partners, meetings, sender, db):
+                    await _round(partners, meetings, sender, db)
                 if pruner is not None:
                     await pruner.prune_if_due()
         except Exception:  # the database may be restarting: log, wait, try again
             log.exception("scheduler round failed; retrying")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)
+
+
+async def anything_due(
+    partners: Partners, meetings: Meetings, sender: WebhookSender, db: Database
+) -> bool:
+    """Whether any poll of a scheduler round may have work now (`PartnersRepository.anything_due`,
+    with each poll's own clock and reminder times)."""
+    async with db.unit_of_work() as uow:
+        return await PartnersRepository(uow.session).anything_due(
+            partners.clock(),
+            request_reminders=partners.limits.info_reminders_before,
+            meeting_reminders=meetings.limits.reminders_before,
+            deliveries_at=sender.clock(),
+        )
+
+
+async def _round(
+    partners: Partners, meetings: Meetings, sender: WebhookSender, db: Database
+) -> None:
+    """Every poll, until none finds more to do; then the due webhook deliveries."""
+    while True:
+        async with db.unit_of_work() as uow:
+            expired = await partners.expire_due(uow)
+            await uow.commit()
+        async with db.unit_of_work() as uow:
+            requests = await partners.remind_and_expire_requests(uow)
+            await uow.commit()
+        async with db.unit_of_work() as uow:
+            chosen = await partners.choose_for_silent_patients(uow)
+            await uow.commit()
+        async with db.unit_of_work() as uow:
+            reminded = await meetings.remind(uow)
+            await uow.commit()
+        if reminded:
+            log.info("reminded of %d meetings", reminded)
+        if chosen:
+            log.info("offered %d cases to their first-ranked center", chosen)
+        if expired:
+            log.info("expired %d offers", expired)
+        if requests:
+            log.info("reminded of or expired %d information requests", requests)
+        if not (expired or requests or chosen or reminded):
+            break
+    await sender.deliver_due()

@@ -93,7 +93,7 @@ from referrals_partners.models import (
     utcnow,
 )
 from referrals_partners.registry import Center, ExchangeRates
-from referrals_partners.repository import PartnersRepository
+from referrals_partners.repository import OPEN, PartnersRepository
 from referrals_partners.routing import CenterState, RoutingRequest, Score, decide
 
 log = logging.getLogger(__name__)
@@ -189,7 +189,7 @@ class Partners:
         self.clock = clock
         # Validated centers (with their precomputed routing profiles) by code and version:
         # validating 1,000 centers per decision would cost more than the decision itself.
-        self._centers: dict[str, tuple[datetime, Center]] = {}
+        self._centers: dict[str, tuple[tuple[datetime, bool], Center]] = {}
 
     def repo(self, uow: UnitOfWork) -> PartnersRepository:
         """The repository on the caller's unit of work."""
@@ -215,13 +215,16 @@ class Partners:
             return
         case.request = ready.model_dump(mode="json")
         case.updated_at = self.clock()
-        current = await repo.open_referral(case.case_id)
+        # Every referral of the case in one query: whether one is open, and (for routing) the
+        # centers tried before.
+        earlier = await repo.referrals_of_case(case.case_id)
+        current = next((r for r in earlier if r.status in OPEN), None)
         if current is not None:
             log.info("case %s already has open referral %s", case.case_id, current.id)
             return
         if case.status == "choosing":
             return  # the patient is choosing among the proposed centers
-        await self._route(uow, case)
+        await self._route(uow, case, earlier=earlier, ready=ready)
 
     async def on_further_opinion(self, uow: UnitOfWork, asked: CaseFurtherOpinionRequested) -> None:
         """After an opinion, route the case again: never to a center offered it before (one that
@@ -808,11 +811,20 @@ class Partners:
 
     # ------------------------------------------------------------------- routing
     async def _route(
-        self, uow: UnitOfWork, case: RoutingCase, *, after_all_declined: bool = False
+        self,
+        uow: UnitOfWork,
+        case: RoutingCase,
+        *,
+        after_all_declined: bool = False,
+        earlier: list[Referral] | None = None,
+        ready: CaseReadyForReferral | None = None,
     ) -> None:
-        """Offer the case to the best eligible center not tried yet, or declare it unroutable."""
+        """Offer the case to the best eligible center not tried yet, or declare it unroutable.
+        `earlier`: the case's referrals in attempt order, and `ready`: its request
+        (`case.request`) validated, if the caller has them already."""
         assert case.request is not None
-        ready = CaseReadyForReferral.model_validate(case.request)
+        if ready is None:
+            ready = CaseReadyForReferral.model_validate(case.request)
         repo = self.repo(uow)
         docs = await repo.documents(ready.document_ids)
         if len(docs) < len(ready.document_ids):
@@ -820,12 +832,12 @@ class Partners:
             return
         # Entities, not columns: a referral this transaction just declined or expired is not
         # flushed yet (no autoflush), and its new status counts in the explanation.
-        earlier = await repo.referrals_of_case(case.case_id)
+        if earlier is None:
+            earlier = await repo.referrals_of_case(case.case_id)
         tried = [r.center_code for r in earlier]
-        states = await self._center_states(repo)
-        decision = decide(
-            RoutingRequest.from_ready_event(ready), states, set(tried), rates=self.rates
-        )
+        states, with_webhook = await self._center_states(repo)
+        request = RoutingRequest.from_ready_event(ready)
+        decision = decide(request, states, set(tried), rates=self.rates)
         case.last_decision = decision.as_record()
         case.updated_at = self.clock()
         chosen = decision.chosen
@@ -878,11 +890,18 @@ class Partners:
             declined_before=_ended_before(earlier, "declined"),
             expired_before=_ended_before(earlier, "expired"),
         )
-        referral.routing = explain(
-            RoutingRequest.from_ready_event(ready), chosen, facts
-        ).model_dump(mode="json")
+        referral.routing = explain(request, chosen, facts).model_dump(mode="json")
         repo.add(referral)
-        await self._offer(uow, case, referral, chosen, docs=docs, rationale=decision.rationale)
+        await self._offer(
+            uow,
+            case,
+            referral,
+            chosen,
+            docs=docs,
+            rationale=decision.rationale,
+            ready=ready,
+            webhook=chosen.code in with_webhook,
+        )
 
     async def _propose(self, uow: UnitOfWork, case: RoutingCase, decision: Any) -> None:
         """The patient chooses: the best-ranked eligible centers, each with why, until when."""
@@ -1011,12 +1030,16 @@ class Partners:
         docs: Sequence[CaseDocument] | None = None,
         rationale: str | None = None,
         resumed: UUID | None = None,
+        ready: CaseReadyForReferral | None = None,
+        webhook: bool | None = None,
     ) -> None:
         """(Re-)offer `referral` to its center: deadline, the two events, the webhook delivery.
         `resumed`: the answered request that gives the offer back to the same center (a
-        `referral.resumed` instead of a new `referral.requested`)."""
+        `referral.resumed` instead of a new `referral.requested`); `ready`: the case's request
+        validated and `webhook`: whether the center has a webhook, if the caller knows them."""
         assert case.request is not None
-        ready = CaseReadyForReferral.model_validate(case.request)
+        if ready is None:
+            ready = CaseReadyForReferral.model_validate(case.request)
         repo = self.repo(uow)
         if docs is None:
             docs = await repo.documents(ready.document_ids)
@@ -1028,32 +1051,29 @@ class Partners:
         case.status = "offered"
         case.updated_at = now
         rationale = rationale or str(referral.decision.get("rationale") or "Offered again.")
+        told: CloudEvent[EventData]
         if resumed is not None:
-            await uow.outbox.add(
-                new_event(
-                    ReferralResumed(
-                        case_id=case.case_id,
-                        referral_id=referral.id,
-                        center_code=center.code,
-                        request_id=resumed,
-                        status="offered",
-                        answer_due_at=referral.answer_due_at,
-                    )
+            told = new_event(
+                ReferralResumed(
+                    case_id=case.case_id,
+                    referral_id=referral.id,
+                    center_code=center.code,
+                    request_id=resumed,
+                    status="offered",
+                    answer_due_at=referral.answer_due_at,
                 )
             )
         else:
-            await uow.outbox.add(
-                new_event(
-                    ReferralRequested(
-                        case_id=case.case_id,
-                        referral_id=referral.id,
-                        center_code=center.code,
-                        center_country=center.country,
-                        center_name=center.name,
-                        attempt=referral.attempt,
-                        answer_due_at=referral.answer_due_at,
-                        rationale=rationale[:1000],
-                    )
+            told = new_event(
+                ReferralRequested(
+                    case_id=case.case_id,
+                    referral_id=referral.id,
+                    center_code=center.code,
+                    center_country=center.country,
+                    center_name=center.name,
+                    attempt=referral.attempt,
+                    answer_due_at=referral.answer_due_at,
+                    rationale=rationale[:1000],
                 )
             )
             _count(uow, center.code, "offered")
@@ -1074,15 +1094,32 @@ class Partners:
             )
         )
         referral.offer = offer.model_dump(mode="json")
-        await uow.outbox.add(offer)
-        await _queue_webhook(repo, offer, referral)
+        # Both events in one outbox statement, in this order (one round trip, not two).
+        await uow.outbox.add_all([told, offer])
+        await _queue_webhook(repo, offer, referral, known=webhook)
 
-    async def _center_states(self, repo: PartnersRepository) -> list[CenterState]:
-        loads = await repo.center_loads(self.clock() - LOAD_WINDOW)
-        rows = await repo.center_rows()
-        return [
-            CenterState(center=self._center(row), load=int(loads.get(row.code, 0))) for row in rows
+    async def _center_states(
+        self, repo: PartnersRepository
+    ) -> tuple[list[CenterState], frozenset[str]]:
+        """Every center with its load, and the codes of those with a webhook, in one statement
+        while no center changed: a center's profile is read and validated again only when its
+        row did (`_centers`)."""
+        versions = await repo.center_versions(self.clock() - LOAD_WINDOW)
+        changed = [
+            v.code
+            for v in versions
+            if (cached := self._centers.get(v.code)) is None
+            or cached[0] != (v.updated_at, v.active)
         ]
+        if changed:
+            for row in await repo.center_rows(changed):
+                self._center(row)
+        states = [
+            CenterState(center=self._centers[v.code][1], load=v.load)
+            for v in versions
+            if v.code in self._centers  # a center removed since its version was read
+        ]
+        return states, frozenset(v.code for v in versions if v.webhook)
 
     async def _center_of(self, repo: PartnersRepository, code: str) -> Center:
         row = await repo.center_row(code)
@@ -1090,9 +1127,12 @@ class Partners:
         return center_of(row)
 
     def _center(self, row: CenterRow) -> Center:
+        """The center of a row, validated once per version of the row (its `updated_at`, and
+        whether it is active)."""
+        version = (row.updated_at, row.active)
         cached = self._centers.get(row.code)
-        if cached is None or cached[0] != row.updated_at:
-            cached = (row.updated_at, center_of(row))
+        if cached is None or cached[0] != version:
+            cached = (version, center_of(row))
             self._centers[row.code] = cached
         return cached[1]
 
@@ -1179,10 +1219,17 @@ def _count(uow: UnitOfWork, center: str, event: str, *, answered: Referral | Non
 
 
 async def _queue_webhook(
-    repo: PartnersRepository, event: CloudEvent[Any], referral: Referral
+    repo: PartnersRepository,
+    event: CloudEvent[Any],
+    referral: Referral,
+    *,
+    known: bool | None = None,
 ) -> None:
-    """POST `event` to the center's webhook too, if it has one (the scheduler delivers it)."""
-    if await repo.webhook(referral.center_code) is not None:
+    """POST `event` to the center's webhook too, if it has one (the scheduler delivers it).
+    `known`: whether it has, read in this transaction already (None: ask)."""
+    if known is None:
+        known = await repo.webhook(referral.center_code) is not None
+    if known:
         repo.add(
             WebhookDelivery(
                 event_id=event.id,

@@ -1,0 +1,141 @@
+"""What partners asks PostgreSQL, counted (issue 25, cost per case): an idle scheduler round is
+one statement, a known case's lock one, and the scheduler's one question finds each kind of work
+its polls would. The statements are counted as SQLAlchemy sends them (`before_cursor_execute`);
+that what is due is still done on time is tested end to end in test_routing_over_kafka and
+test_scheduler_traces."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from referrals_common.db import Database
+from referrals_partners.models import Referral, RoutingCase, WebhookDelivery, utcnow
+from referrals_partners.repository import PartnersRepository
+from referrals_partners.scheduler import WebhookSender, anything_due, run_scheduler
+
+pytestmark = pytest.mark.integration
+
+
+@contextmanager
+def statements_sent(db: Database) -> Iterator[list[str]]:
+    """The SQL statements sent on `db` while the block runs, in order."""
+    sent: list[str] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sent.append(statement)
+
+    sync_engine = db.engine.sync_engine
+    event.listen(sync_engine, "before_cursor_execute", capture)
+    try:
+        yield sent
+    finally:
+        event.remove(sync_engine, "before_cursor_execute", capture)
+
+
+async def test_an_idle_scheduler_round_is_one_statement(make_runtime):
+    rt = await make_runtime()
+    sender = WebhookSender(rt.db, rt.cipher, rt.outbound)
+    stop = asyncio.Event()
+    with statements_sent(rt.db) as sent:
+        rounds = asyncio.create_task(
+            run_scheduler(
+                rt.partners, rt.db, sender, interval=0.05, stop=stop, meetings=rt.meetings
+            )
+        )
+        for _ in range(200):
+            if len(sent) >= 5:
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await rounds
+    await sender.close()
+    assert len(sent) >= 5
+    # Nothing is due: every round asked its one question, and no poll ran.
+    assert all(statement.lstrip().startswith("SELECT (EXISTS") for statement in sent), sent
+
+
+async def test_the_schedulers_question_finds_each_kind_of_due_work(make_runtime):
+    rt = await make_runtime()
+    sender = WebhookSender(rt.db, rt.cipher, rt.outbound)
+    now = utcnow()
+
+    async def due() -> bool:
+        return await anything_due(rt.partners, rt.meetings, sender, rt.db)
+
+    case_id = uuid.uuid4()
+    async with rt.db.unit_of_work() as uow:
+        uow.session.add(RoutingCase(case_id=case_id, status="offered", attempts=1))
+        offer = Referral(
+            case_id=case_id,
+            center_code="test-breast-berlin",
+            attempt=1,
+            status="offered",
+            offered_at=now,
+            answer_due_at=now + timedelta(hours=1),
+        )
+        uow.session.add(offer)
+        await uow.commit()
+    assert not await due()  # an offer not yet due
+
+    async with rt.db.unit_of_work() as uow:
+        (await PartnersRepository(uow.session).referral(offer.id)).answer_due_at = now  # type: ignore[union-attr]
+        await uow.commit()
+    assert await due()  # its deadline passed
+
+    delivery = WebhookDelivery(
+        event_id=uuid.uuid4(),
+        center_code="test-breast-berlin",
+        referral_id=offer.id,
+        payload={},
+        next_attempt_at=now + timedelta(hours=1),
+    )
+    async with rt.db.unit_of_work() as uow:
+        (await PartnersRepository(uow.session).referral(offer.id)).status = "accepted"  # type: ignore[union-attr]
+        uow.session.add(delivery)
+        await uow.commit()
+    assert not await due()  # answered; a delivery to retry later
+
+    async with rt.db.unit_of_work() as uow:
+        (await uow.session.get(WebhookDelivery, delivery.id)).next_attempt_at = now  # type: ignore[union-attr]
+        await uow.commit()
+    assert await due()  # the delivery's retry is due
+
+    async with rt.db.unit_of_work() as uow:
+        (await uow.session.get(WebhookDelivery, delivery.id)).status = "delivered"  # type: ignore[union-attr]
+        await uow.commit()
+    assert not await due()
+
+    async with rt.db.unit_of_work() as uow:
+        chooser = RoutingCase(
+            case_id=uuid.uuid4(), status="choosing", attempts=0, choose_by=now - timedelta(1)
+        )
+        uow.session.add(chooser)
+        await uow.commit()
+    assert await due()  # a patient's choice past its deadline
+    await sender.close()
+
+
+async def test_a_known_cases_lock_is_one_statement(make_runtime):
+    rt = await make_runtime()
+    case_id = uuid.uuid4()
+    async with rt.db.unit_of_work() as uow:
+        with statements_sent(rt.db) as first:
+            created = await PartnersRepository(uow.session).lock_case(case_id)
+        await uow.commit()
+    assert created.status == "new"
+    assert [s.split()[0] for s in first] == ["SELECT", "INSERT", "SELECT"]
+
+    async with rt.db.unit_of_work() as uow:
+        with statements_sent(rt.db) as again:
+            known = await PartnersRepository(uow.session).lock_case(case_id)
+        await uow.commit()
+    assert known.case_id == case_id
+    assert len(again) == 1 and "FOR UPDATE" in again[0]
