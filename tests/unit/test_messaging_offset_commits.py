@@ -125,3 +125,10 @@ async def test_a_commit_that_hangs_is_given_up_so_a_rebalance_never_waits_for_it
     async with asyncio.timeout(1):
         await commits.on_partitions_revoked({TopicPartition("t", 0)})
     assert commits.commits == 0
+
+
+def test_by_default_fast_stream_commits_each_batch_itself() -> None:
+    events = EventConsumer("test.offsets", db=None, dead_letters=None)  # type: ignore[arg-type]  # not reached
+    events.subscribe(KafkaBroker("localhost:9092"), "t")
+    [subscriber] = events.subscribers
+    assert subscriber.offset_commits is None

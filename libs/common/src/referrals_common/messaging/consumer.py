@@ -18,11 +18,13 @@ For every record:
    `PoisonEvent`) the record goes to the dead-letter topic and the consumer carries on; a fault
    of the infrastructure (database down) never dead-letters a good event: it is retried;
 4. offsets are committed only after all that (FastStream ack policy NACK_ON_ERROR, no auto
-   commit), off the critical path: a settled batch notes its offsets and `OffsetCommits` sends
-   every batch noted in the last `commit_interval` seconds in one request (at once after a
-   dead letter, on a rebalance and on stop); if a record cannot be settled, not even into the
-   dead-letter topic, the batch is not acknowledged and is consumed again (the inbox absorbs
-   the repeats, and those of a crash before a noted batch was committed).
+   commit), once per batch before the next poll; or, with a `commit_interval` (opt-in, not yet
+   proven by the chaos suite's kill test), off the critical path: a settled batch notes its
+   offsets and `OffsetCommits` sends every batch noted in the last `commit_interval` seconds in
+   one request (at once after a dead letter, on a rebalance and on stop); if a record cannot
+   be settled, not even into the dead-letter topic, the batch is not acknowledged and is
+   consumed again (the inbox absorbs the repeats, and those of a crash before a noted batch was
+   committed).
 
 The consumer's span (`process <topic>`) continues the producer's trace from the record's
 `traceparent` header; the handler runs with the envelope's case id in the baggage, so its spans
@@ -33,8 +35,8 @@ dead letters are counted as records are settled (in memory, no query); the lag o
 partition assigned to this process is refreshed every `lag_interval` seconds by a task started
 when the group assigns partitions: the log end offset (one ListOffsets request for all of them)
 minus the committed position, which is the first offset of the batch in progress for its
-partitions and the consumer's position otherwise (what `OffsetCommits` commits within
-`commit_interval` seconds).
+partitions and the consumer's position otherwise (FastStream commits every batch it finishes;
+`OffsetCommits` within `commit_interval` seconds).
 """
 
 from __future__ import annotations
@@ -300,7 +302,7 @@ class EventConsumer:
         backoff_max: float = 5.0,
         service: str | None = None,
         lag_interval: float = 2.0,
-        commit_interval: float = 0.5,
+        commit_interval: float | None = None,
     ) -> None:
         self.name = name
         self.db = db
@@ -313,7 +315,8 @@ class EventConsumer:
         # The `service` label of this consumer's metrics (default: the process's service).
         self.service = service or metrics.service_name()
         self.lag_interval = lag_interval
-        # How long a settled batch's offsets may wait to be committed with the next ones.
+        # How long a settled batch's offsets may wait to be committed with the next ones
+        # (`OffsetCommits`); None: FastStream commits each batch before the next poll.
         self.commit_interval = commit_interval
         # Per partition of the batch in progress, its first offset: what is committed now.
         self.in_flight: dict[tuple[str, int], int] = {}
@@ -365,8 +368,8 @@ class EventConsumer:
         (or the `group_id` in `options`: the inbox is the consumer's `name` whatever the group).
 
         Records arrive in batches; each partition's records are applied in order (partitions
-        concurrently), and the batch's offsets are committed after every effect, with the other
-        batches settled within `commit_interval` seconds (`OffsetCommits`). If a
+        concurrently), and the batch's offsets are committed after every effect (once per batch,
+        or with the other batches settled within `commit_interval`: `OffsetCommits`). If a
         record cannot be settled (an infrastructure fault), the batch is not acknowledged: every
         partition is rewound to its first record of the batch, and the inbox turns what was
         already applied into no-ops when it comes again.
@@ -379,15 +382,20 @@ class EventConsumer:
             records = message.raw_message
             dead_lettered = self.stats["dead_lettered"]
             await self.process_batch(records)
-            commits.settled(records)
-            if self.stats["dead_lettered"] != dead_lettered:
-                await commits.flush()  # no inbox row would make its redelivery a no-op
+            if commits is not None:
+                commits.settled(records)
+                if self.stats["dead_lettered"] != dead_lettered:
+                    await commits.flush()  # no inbox row would make its redelivery a no-op
 
         options.setdefault("auto_offset_reset", "earliest")
         options.setdefault("max_records", 200)
         options.setdefault("decoder", _undecoded)
         lag = ConsumerLag(self, chained=options.pop("listener", None))
-        commits = OffsetCommits(self.commit_interval, chained=lag)
+        commits = (
+            None
+            if self.commit_interval is None
+            else OffsetCommits(self.commit_interval, chained=lag)
+        )
         group = options.pop("group_id", self.name)
         self.groups.update(dict.fromkeys(topics, group))
         for topic in topics:
@@ -398,11 +406,13 @@ class EventConsumer:
             group_id=group,
             batch=True,
             ack_policy=AckPolicy.NACK_ON_ERROR,
-            listener=commits,
+            listener=commits or lag,
             **options,
         )
-        lag.subscriber = commits.subscriber = waiting(subscriber)
+        lag.subscriber = waiting(subscriber)
         lag.subscriber.offset_commits = commits
+        if commits is not None:
+            commits.subscriber = lag.subscriber
         self.subscribers.append(subscriber)
         return subscriber(on_batch)
 
