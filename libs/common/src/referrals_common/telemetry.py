@@ -42,7 +42,13 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
-from opentelemetry.trace import SpanContext, TraceFlags
+from opentelemetry.sdk.trace.sampling import (
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+)
+from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
 CASE_ID = "referrals.case_id"
 """The baggage entry and the span attribute naming the case a piece of work is about."""
@@ -161,6 +167,40 @@ class _CaseRootIds(RandomIdGenerator):
         return fixed[0] if fixed is not None else super().generate_trace_id()
 
 
+class NoLoneClientCalls(Sampler):
+    """Keeps a trace unless it would begin with a client call: a database statement or an
+    outgoing HTTP request made outside any request, event or job (a relay's or a scheduler's
+    poll, every second or so while nothing happens). Those were each a trace of their own, one
+    to three spans, thousands an hour on an idle platform: the trace viewer's storage filled
+    with them (and pushed real cases' traces out), and every process spent CPU exporting them.
+    A client call inside a request, an event's handling or a job follows its parent."""
+
+    def should_sample(
+        self,
+        parent_context: Any,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Any = None,
+        links: Any = None,
+        trace_state: Any = None,
+    ) -> SamplingResult:
+        if kind is SpanKind.CLIENT:
+            return SamplingResult(Decision.DROP)
+        return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, trace_state)
+
+    def get_description(self) -> str:
+        return "NoLoneClientCalls"
+
+
+def platform_sampler() -> Sampler | None:
+    """The platform's sampler: a sampled parent's children are sampled, a root span is unless
+    it is a lone client call (`NoLoneClientCalls`). None when OTEL_TRACES_SAMPLER chooses."""
+    if os.environ.get("OTEL_TRACES_SAMPLER"):
+        return None
+    return ParentBased(root=NoLoneClientCalls())
+
+
 def _exporter_choice() -> str:
     choice = os.environ.get("OTEL_TRACES_EXPORTER")
     if choice:
@@ -190,7 +230,9 @@ def configure_telemetry(
         # request (the W3C context in Kafka headers is still carried through untouched).
         return TracerProvider()
     resource = Resource.create({SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME", service_name)})
-    provider = TracerProvider(resource=resource, id_generator=_CaseRootIds())
+    provider = TracerProvider(
+        resource=resource, id_generator=_CaseRootIds(), sampler=platform_sampler()
+    )
     # First, so the exporters' processors see the attribute (they read spans when they end).
     provider.add_span_processor(CaseSpanProcessor())
     if choice == "otlp":

@@ -1,0 +1,78 @@
+"""The platform's sampler drops traces that would begin with a client call (a relay's or a
+scheduler's database poll), and keeps everything else as before."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+
+from referrals_common.telemetry import platform_sampler
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def traced(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("OTEL_TRACES_SAMPLER", raising=False)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=platform_sampler())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider.get_tracer("test"), exporter
+
+
+def _names(exporter: InMemorySpanExporter) -> list[str]:
+    return sorted(span.name for span in exporter.get_finished_spans())
+
+
+def test_a_lone_statement_or_outgoing_call_is_not_a_trace(traced) -> None:
+    tracer, exporter = traced
+    # Its children go with it.
+    with (
+        tracer.start_as_current_span("BEGIN;", kind=SpanKind.CLIENT),
+        tracer.start_as_current_span("inner"),
+    ):
+        pass
+    with tracer.start_as_current_span("POST", kind=SpanKind.CLIENT):
+        pass
+    assert _names(exporter) == []
+
+
+def test_requests_events_and_jobs_keep_their_client_calls(traced) -> None:
+    tracer, exporter = traced
+    with (
+        tracer.start_as_current_span("POST /v1/cases", kind=SpanKind.SERVER),
+        tracer.start_as_current_span("INSERT", kind=SpanKind.CLIENT),
+    ):
+        pass
+    with (
+        tracer.start_as_current_span("referrals.cases.v1 process", kind=SpanKind.CONSUMER),
+        tracer.start_as_current_span("UPDATE", kind=SpanKind.CLIENT),
+    ):
+        pass
+    with (
+        tracer.start_as_current_span("scheduler.expire_offers"),
+        tracer.start_as_current_span("SELECT", kind=SpanKind.CLIENT),
+    ):
+        pass
+    kept = ["POST /v1/cases", "INSERT", "referrals.cases.v1 process", "UPDATE"]
+    kept += ["scheduler.expire_offers", "SELECT"]
+    assert _names(exporter) == sorted(kept)
+
+
+def test_a_client_call_under_a_remote_sampled_parent_is_kept(traced) -> None:
+    tracer, exporter = traced
+    remote = SpanContext(trace_id=0x1234, span_id=0x5678, is_remote=True, trace_flags=TraceFlags(1))
+    with tracer.start_as_current_span(
+        "INSERT", kind=SpanKind.CLIENT, context=trace.set_span_in_context(NonRecordingSpan(remote))
+    ):
+        pass
+    assert _names(exporter) == ["INSERT"]
+
+
+def test_otel_traces_sampler_still_chooses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_on")
+    assert platform_sampler() is None
