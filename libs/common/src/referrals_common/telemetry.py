@@ -167,13 +167,18 @@ class _CaseRootIds(RandomIdGenerator):
         return fixed[0] if fixed is not None else super().generate_trace_id()
 
 
-class NoLoneClientCalls(Sampler):
-    """Keeps a trace unless it would begin with a client call: a database statement or an
-    outgoing HTTP request made outside any request, event or job (a relay's or a scheduler's
-    poll, every second or so while nothing happens). Those were each a trace of their own, one
-    to three spans, thousands an hour on an idle platform: the trace viewer's storage filled
-    with them (and pushed real cases' traces out), and every process spent CPU exporting them.
-    A client call inside a request, an event's handling or a job follows its parent."""
+_DB_SYSTEM = frozenset({"db.system", "db.system.name"})
+"""The attribute naming a database client's system, in the old and the stable conventions."""
+
+
+class NoLoneStatements(Sampler):
+    """Keeps a trace unless it would begin with a database statement made outside any request,
+    event or job (a relay's or a scheduler's poll, every second or so while nothing happens).
+    Those were each a trace of their own, one to three spans, thousands an hour on an idle
+    platform: the trace viewer's storage filled with them (pushing real cases' traces out), and
+    every process spent CPU exporting them. A statement inside a request, an event's handling or
+    a job follows its parent; any other root span (an outgoing HTTP call too: its receiver's
+    trace goes on from it) is kept, as before."""
 
     def should_sample(
         self,
@@ -185,20 +190,21 @@ class NoLoneClientCalls(Sampler):
         links: Any = None,
         trace_state: Any = None,
     ) -> SamplingResult:
-        if kind is SpanKind.CLIENT:
+        if kind is SpanKind.CLIENT and attributes and _DB_SYSTEM.intersection(attributes):
             return SamplingResult(Decision.DROP)
         return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, trace_state)
 
     def get_description(self) -> str:
-        return "NoLoneClientCalls"
+        return "NoLoneStatements"
 
 
 def platform_sampler() -> Sampler | None:
     """The platform's sampler: a sampled parent's children are sampled, a root span is unless
-    it is a lone client call (`NoLoneClientCalls`). None when OTEL_TRACES_SAMPLER chooses."""
+    it is a lone database statement (`NoLoneStatements`). None when OTEL_TRACES_SAMPLER
+    chooses."""
     if os.environ.get("OTEL_TRACES_SAMPLER"):
         return None
-    return ParentBased(root=NoLoneClientCalls())
+    return ParentBased(root=NoLoneStatements())
 
 
 def _exporter_choice() -> str:

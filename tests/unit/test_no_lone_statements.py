@@ -1,5 +1,5 @@
-"""The platform's sampler drops traces that would begin with a client call (a relay's or a
-scheduler's database poll), and keeps everything else as before."""
+"""The platform's sampler drops traces that would begin with a database statement (a relay's or
+a scheduler's poll), and keeps everything else as before."""
 
 from __future__ import annotations
 
@@ -28,34 +28,45 @@ def _names(exporter: InMemorySpanExporter) -> list[str]:
     return sorted(span.name for span in exporter.get_finished_spans())
 
 
-def test_a_lone_statement_or_outgoing_call_is_not_a_trace(traced) -> None:
+DB = {"db.system": "postgresql"}
+
+
+def test_a_lone_statement_is_not_a_trace(traced) -> None:
     tracer, exporter = traced
     # Its children go with it.
     with (
-        tracer.start_as_current_span("BEGIN;", kind=SpanKind.CLIENT),
+        tracer.start_as_current_span("BEGIN;", kind=SpanKind.CLIENT, attributes=DB),
         tracer.start_as_current_span("inner"),
     ):
         pass
-    with tracer.start_as_current_span("POST", kind=SpanKind.CLIENT):
-        pass
     assert _names(exporter) == []
+
+
+def test_a_lone_outgoing_http_call_still_begins_a_trace(traced) -> None:
+    """Its receiver's spans follow its sampling decision: dropping it would drop theirs."""
+    tracer, exporter = traced
+    with tracer.start_as_current_span(
+        "POST", kind=SpanKind.CLIENT, attributes={"http.method": "POST"}
+    ):
+        pass
+    assert _names(exporter) == ["POST"]
 
 
 def test_requests_events_and_jobs_keep_their_client_calls(traced) -> None:
     tracer, exporter = traced
     with (
         tracer.start_as_current_span("POST /v1/cases", kind=SpanKind.SERVER),
-        tracer.start_as_current_span("INSERT", kind=SpanKind.CLIENT),
+        tracer.start_as_current_span("INSERT", kind=SpanKind.CLIENT, attributes=DB),
     ):
         pass
     with (
         tracer.start_as_current_span("referrals.cases.v1 process", kind=SpanKind.CONSUMER),
-        tracer.start_as_current_span("UPDATE", kind=SpanKind.CLIENT),
+        tracer.start_as_current_span("UPDATE", kind=SpanKind.CLIENT, attributes=DB),
     ):
         pass
     with (
         tracer.start_as_current_span("scheduler.expire_offers"),
-        tracer.start_as_current_span("SELECT", kind=SpanKind.CLIENT),
+        tracer.start_as_current_span("SELECT", kind=SpanKind.CLIENT, attributes=DB),
     ):
         pass
     kept = ["POST /v1/cases", "INSERT", "referrals.cases.v1 process", "UPDATE"]
@@ -67,7 +78,10 @@ def test_a_client_call_under_a_remote_sampled_parent_is_kept(traced) -> None:
     tracer, exporter = traced
     remote = SpanContext(trace_id=0x1234, span_id=0x5678, is_remote=True, trace_flags=TraceFlags(1))
     with tracer.start_as_current_span(
-        "INSERT", kind=SpanKind.CLIENT, context=trace.set_span_in_context(NonRecordingSpan(remote))
+        "INSERT",
+        kind=SpanKind.CLIENT,
+        attributes=DB,
+        context=trace.set_span_in_context(NonRecordingSpan(remote)),
     ):
         pass
     assert _names(exporter) == ["INSERT"]
