@@ -52,6 +52,23 @@ class FakeOutbox:
         return [event for event, _ in self.events if event.type == type_]
 
 
+class StatementCountingOutbox(FakeOutbox):
+    """The fake outbox, counting the calls a use case made: each is one INSERT statement on the
+    real outbox, however many events it carries."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.statements = 0
+
+    async def add(self, event: CloudEvent[Any], *, topic: str | None = None) -> None:
+        self.statements += 1
+        self.events.append((event, topic))
+
+    async def add_all(self, events: list[CloudEvent[Any]], *, topic: str | None = None) -> None:
+        self.statements += 1 if events else 0
+        self.events.extend((event, topic) for event in events)
+
+
 @dataclass
 class FakeInbox:
     """The consumer's inbox: an event id recorded once per consumer; again, False."""

@@ -17,7 +17,6 @@ import pytest
 from referrals_common.auth.api_keys import key_digest, parse_api_key, verify_secret
 from referrals_common.contracts import (
     CaseFollowUpAsked,
-    CloudEvent,
     DeclineReason,
     DocumentStored,
     OpinionOutcome,
@@ -53,7 +52,7 @@ from referrals_partners.service import (
     ReferralNotFound,
     ShipmentNotFound,
 )
-from tests.unit.fakes import FakeOutbox, FakeUnitOfWork, SessionUsed
+from tests.unit.fakes import FakeUnitOfWork, SessionUsed, StatementCountingOutbox
 from tests.unit.partners.helpers import RATES, center, destination
 
 pytestmark = pytest.mark.unit
@@ -300,23 +299,6 @@ async def test_an_expected_opinion_date_in_the_past_is_refused() -> None:
 
     assert refused.value.pointer == "/expected_opinion_at"
     assert offer.status == "offered" and uow.outbox.events == []
-
-
-class StatementCountingOutbox(FakeOutbox):
-    """The fake outbox, counting the calls a use case made: each is one INSERT statement on the
-    real outbox, however many events it carries."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.statements = 0
-
-    async def add(self, event: CloudEvent[Any], *, topic: str | None = None) -> None:
-        self.statements += 1
-        self.events.append((event, topic))
-
-    async def add_all(self, events: list[CloudEvent[Any]], *, topic: str | None = None) -> None:
-        self.statements += 1 if events else 0
-        self.events.extend((event, topic) for event in events)
 
 
 def ready_case() -> tuple[Partners, FakePartnersRepository]:

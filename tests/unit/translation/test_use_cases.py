@@ -18,7 +18,6 @@ import pytest
 from opentelemetry import context as otel_context
 
 from referrals_common.contracts import (
-    CloudEvent,
     Destination,
     DocumentKind,
     DocumentLanguageAccepted,
@@ -29,7 +28,7 @@ from referrals_common.contracts import (
 from referrals_translation.acceptance import acceptable_languages
 from referrals_translation.models import CaseLanguages, DocumentCheck, utcnow
 from referrals_translation.service import ObjectGone, Reading, Translation
-from tests.unit.fakes import FakeOutbox, FakeUnitOfWork, SessionUsed
+from tests.unit.fakes import FakeUnitOfWork, SessionUsed, StatementCountingOutbox
 
 pytestmark = pytest.mark.unit
 
@@ -191,23 +190,6 @@ async def test_every_waiting_document_is_judged_in_the_order_it_was_read(world: 
     assert uow.outbox.types() == [ACCEPTED, TRANSLATION_REQUIRED, UNREADABLE]
     assert verdict(uow, documents[2]).reason == "no_text"
     assert uow.committed is False
-
-
-class StatementCountingOutbox(FakeOutbox):
-    """The fake outbox, counting the calls a use case made: each is one INSERT statement on the
-    real outbox, however many events it carries."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.statements = 0
-
-    async def add(self, event: CloudEvent[Any], *, topic: str | None = None) -> None:
-        self.statements += 1
-        self.events.append((event, topic))
-
-    async def add_all(self, events: list[CloudEvent[Any]], *, topic: str | None = None) -> None:
-        self.statements += 1 if events else 0
-        self.events.extend((event, topic) for event in events)
 
 
 async def test_a_cases_waiting_verdicts_are_queued_in_one_outbox_statement(world: World) -> None:
