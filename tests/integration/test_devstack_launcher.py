@@ -112,3 +112,17 @@ def test_only_python_modules_are_run(running) -> None:
 def test_its_socket_is_its_users_only(running) -> None:
     _, sock, _ = running
     assert sock.stat().st_mode & 0o777 == 0o600
+
+
+def test_with_its_launcher_gone_a_process_is_started_on_its_own(tmp_path: Path) -> None:
+    from devstack import platform as platform_mod
+
+    gone = tmp_path / "launcher.sock"
+    with pytest.raises(launcher.LauncherGone):
+        launcher.request(gone, {"exit": 0}, timeout=2)
+    info = platform_mod.PlatformInfo(root=str(tmp_path), apis={}, launcher=str(gone))
+    argv = [sys.executable, "-m", "json.tool", "--help"]
+    pid = platform_mod._start(info, argv, tmp_path / "alone.log", {})
+    assert psutil.Process(pid).ppid() == os.getpid()  # spawned here, not forked by a launcher
+    assert psutil.Process(pid).wait(timeout=60) == 0
+    assert "usage" in (tmp_path / "alone.log").read_text()

@@ -87,6 +87,10 @@ class LauncherError(RuntimeError):
     """The launcher refused a request or did not answer."""
 
 
+class LauncherGone(LauncherError):
+    """Nothing answers on the launcher's socket (it stopped, or was never started)."""
+
+
 # ----------------------------------------------------------------------------------- the client
 
 
@@ -100,7 +104,7 @@ def request(sock: Path, message: dict[str, Any], *, timeout: float = 30.0) -> di
             conn.shutdown(socket.SHUT_WR)
             answer = _read_all(conn)
         except OSError as exc:
-            raise LauncherError(f"the launcher at {sock} did not answer: {exc}") from exc
+            raise LauncherGone(f"the launcher at {sock} did not answer: {exc}") from exc
     reply: dict[str, Any] = json.loads(answer)
     if "error" in reply:
         raise LauncherError(str(reply["error"]))

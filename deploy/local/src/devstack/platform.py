@@ -730,9 +730,12 @@ def start(
 
 def _start(info: PlatformInfo, argv: list[str], log: Path, env: dict[str, str]) -> int:
     """Start a service process (or the web app) with `env` added to devstack's environment, as
-    `spawn` does: forked by the platform's launcher when it has one, else on its own; its pid."""
+    `spawn` does: forked by the platform's launcher when it has one that answers, else on its
+    own; its pid."""
     if info.launcher:
-        return launcher.spawn(Path(info.launcher), argv, log=log, env={**_os_environ(), **env})
+        with contextlib.suppress(launcher.LauncherGone):
+            sock = Path(info.launcher)
+            return launcher.spawn(sock, argv, log=log, env={**_os_environ(), **env})
     return spawn(argv, log=log, env=env).pid
 
 
@@ -773,13 +776,7 @@ def restart(info: PlatformInfo, name: str, *, timeout: float = 120.0) -> int:
     command = info.commands[name]
     env = json.loads((Path(info.root) / (WEB_ENV_FILE if name == WEB else ENV_FILE)).read_text())
     log = Path(info.logs[name])
-    forker = info.pids.get(LAUNCHER)
-    launched = bool(info.launcher) and forker is not None and info.owns(forker)
-    pid = (
-        _start(info, command["argv"], log, {**env, **command["env"]})
-        if launched
-        else spawn(command["argv"], log=log, env={**env, **command["env"]}).pid
-    )
+    pid = _start(info, command["argv"], log, {**env, **command["env"]})
     probe = info.probe_url(name)
     wait_until(
         name,
