@@ -10,8 +10,10 @@
 
 For every record:
 
-1. the value is parsed against its contract; an invalid or unknown event goes to `<topic>.dlq`;
-   a valid event of a type this consumer does not handle is skipped;
+1. an event of a type this consumer does not handle is skipped, told by the `type` its envelope
+   declares (read without the full parse: its content is the handling consumers' to check);
+   any other value is parsed against its contract, and an invalid or unknown event goes to
+   `<topic>.dlq`;
 2. the handler runs in a unit of work that first records `(consumer, event id)` in the inbox: a
    redelivered or replayed event finds its row and changes nothing;
 3. a failing handler is retried with exponential backoff; after the last attempt (or at once for
@@ -61,6 +63,7 @@ from faststream.kafka.subscriber.usecase import BatchSubscriber, LogicSubscriber
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from pydantic_core import from_json
 from tenacity import (
     AsyncRetrying,
     retry_if_not_exception_type,
@@ -74,6 +77,7 @@ from referrals_common.contracts.envelope import (
     InvalidEvent,
     UnknownEventType,
     parse_event,
+    registry,
 )
 from referrals_common.db import Database, UnitOfWork
 from referrals_common.faults import is_infrastructure_fault
@@ -100,6 +104,22 @@ def parse_record(record: Any, body: bytes | None = None) -> CloudEvent[EventData
                 "structured mode: the record value is the whole envelope"
             )
     return parse_event(record.value if body is None else body)
+
+
+def declared_type(record: Any) -> str | None:
+    """The `type` a record's envelope declares, read without validating anything else (a
+    fraction of the full parse's CPU); None when the record cannot say: not a JSON object, no
+    string `type`, or binary mode (`parse_record` refuses those, and its refusal is what a
+    dead letter carries)."""
+    for key, _ in record.headers or ():
+        if key.lower() == "ce_specversion":
+            return None
+    try:
+        doc = from_json(record.value)
+    except ValueError:
+        return None
+    event_type = doc.get("type") if isinstance(doc, dict) else None
+    return event_type if isinstance(event_type, str) else None
 
 
 @contextlib.contextmanager
@@ -417,16 +437,37 @@ class EventConsumer:
         return subscriber(on_batch)
 
     async def process_batch(self, records: tuple[Any, ...]) -> None:
+        """Settle a batch of aiokafka records: skip the events of types this consumer does not
+        handle, apply the others (each partition's in order, partitions concurrently)."""
         by_partition: dict[tuple[str, int], list[Any]] = {}
+        first: dict[tuple[str, int], int] = {}
+        skipped: dict[str, int] = {}
+        known: dict[str, Any] | None = None
         for record in records:
-            by_partition.setdefault((record.topic, record.partition), []).append(record)
+            tp = (record.topic, record.partition)
+            first.setdefault(tp, record.offset)
+            # Most of a topic's events are for other consumers (records, partners and
+            # translation read every event of the cases topic and handle a few types): told
+            # apart by their declared type, they cost neither the full parse, nor a span, nor
+            # a transaction. Nothing of them is applied, so their content does not matter
+            # here; a consumer that handles the type validates it (and dead-letters it if
+            # invalid). A type no contract defines goes on to the parse, which dead-letters it.
+            event_type = declared_type(record)
+            if event_type is not None and event_type not in self._handlers:
+                known = registry() if known is None else known
+                if event_type in known:
+                    skipped[record.topic] = skipped.get(record.topic, 0) + 1
+                    continue
+            by_partition.setdefault(tp, []).append(record)
         # Until the batch is acknowledged, its partitions are committed at their first records.
-        for tp, partition_records in by_partition.items():
-            self.in_flight[tp] = partition_records[0].offset
+        self.in_flight.update(first)
         try:
+            for topic, n in skipped.items():
+                self.stats["skipped"] += n
+                self._count(topic, "skipped", n)
             await self._process_partitions(by_partition)
         finally:
-            for tp in by_partition:
+            for tp in first:
                 self.in_flight.pop(tp, None)
 
     async def _process_partitions(self, by_partition: dict[tuple[str, int], list[Any]]) -> None:
