@@ -9,6 +9,7 @@ import uuid
 import asyncpg
 import pytest
 from fhir.resources.R4B.bundle import Bundle
+from sqlalchemy import event
 
 from referrals_common.contracts import DocumentKind
 from referrals_common.db import UnitOfWork
@@ -224,6 +225,37 @@ async def test_only_the_front_end_that_opened_a_case_can_get_a_new_token_for_it(
         f"/v1/cases/{case_id}", headers={"Authorization": f"Bearer {fresh.json()['access_token']}"}
     )
     assert r.status_code == 200
+
+
+async def test_a_case_is_opened_in_one_statement_with_no_begin_or_commit(
+    api, api_key, runtime, monkeypatch
+):
+    """The statement that opens a case (its Idempotency-Key's claim and its audit row in it) is
+    the whole write and atomic on its own: it is sent alone, one round trip."""
+    headers = {"X-Api-Key": api_key}
+    # The key is verified once, then remembered: the request measured reads no key row.
+    assert (await api.post("/v1/cases", json=case_body(), headers=headers)).status_code == 201
+    sent: list[str] = []
+    execute = asyncpg.Connection.execute  # how asyncpg sends BEGIN and COMMIT
+
+    async def noted_execute(self, query, *args, **kwargs):
+        sent.append(query)
+        return await execute(self, query, *args, **kwargs)
+
+    def note(_conn, _cursor, statement, *_args) -> None:
+        sent.append(statement)
+
+    monkeypatch.setattr(asyncpg.Connection, "execute", noted_execute)
+    event.listen(runtime.db.engine.sync_engine, "before_cursor_execute", note)
+    try:
+        r = await api.post(
+            "/v1/cases", json=case_body(), headers={**headers, "Idempotency-Key": unique_key()}
+        )
+    finally:
+        event.remove(runtime.db.engine.sync_engine, "before_cursor_execute", note)
+    assert r.status_code == 201, r.text
+    assert len(sent) == 1, sent
+    assert "insert into idempotency_keys" in sent[0].lower(), sent
 
 
 async def test_the_same_idempotency_key_never_makes_a_second_case(api, api_key, runtime):

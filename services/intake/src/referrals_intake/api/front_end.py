@@ -17,7 +17,13 @@ from referrals_common.api.problems import NotFound, problem_responses
 from referrals_common.contracts.intake import CaseStatus
 from referrals_common.i18n import case_texts, country_name
 from referrals_intake.api.case_view import key_claim, load, replayed_case, to_public
-from referrals_intake.api.deps import ClientDep, IdempotencyKey, RuntimeDep, UowDep
+from referrals_intake.api.deps import (
+    ClientDep,
+    IdempotencyKey,
+    RuntimeDep,
+    UowDep,
+    single_statements,
+)
 from referrals_intake.models import Case
 from referrals_intake.repository import CaseRepository
 from referrals_intake.schemas import (
@@ -52,12 +58,10 @@ async def create_case(
     body: CaseCreate,
     client: ClientDep,
     runtime: RuntimeDep,
-    uow: UowDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> CaseCreated:
     """Open a draft case for a patient and return it with its case access token."""
-    repo = CaseRepository(uow.session)
     new_id = uuid4()
     claim = (
         None
@@ -71,18 +75,23 @@ async def create_case(
         )
     )
     # The key is claimed in the statement that opens the case, with its audit row: a key used
-    # before opens nothing, and its first request's case is read back instead.
-    opened = await runtime.intake.open_case(
-        uow, client.key_id, body, case_id=new_id, audited_as=client.actor, claim=claim
-    )
+    # before opens nothing, and its first request's case is read back instead. That statement
+    # is the whole write, atomic on its own: it commits by itself (no BEGIN, no COMMIT).
+    async with single_statements(runtime.db) as uow:
+        opened = await runtime.intake.open_case(
+            uow, client.key_id, body, case_id=new_id, audited_as=client.actor, claim=claim
+        )
     case: Case | OpenedCase
     if opened is None:
         assert claim is not None  # without a key a case is always opened
-        case = await load(repo, await replayed_case(uow, claim))
-        public = await to_public(runtime, repo, case)
+        async with runtime.db.unit_of_work() as uow:
+            repo = CaseRepository(uow.session)
+            case = await load(repo, await replayed_case(uow, claim))
+            public = await to_public(runtime, repo, case)
+            repo.audit(client.actor, "create_case", case.id)
+            await uow.commit()
         response.status_code = status.HTTP_200_OK
         response.headers["Idempotent-Replayed"] = "true"
-        repo.audit(client.actor, "create_case", case.id)
     else:
         case = opened
         # A new case has no consents or documents yet: nothing to read back.
@@ -107,7 +116,6 @@ async def create_case(
                 "next_step": case_texts.next_step(DRAFT_NEXT_STEP, body.locale),
             }
         )
-    await uow.commit()
     issued = runtime.tokens.issue(case.id, client.key_id, locale=case.locale)
     response.headers["Location"] = f"/v1/cases/{case.id}"
     return CaseCreated(case=public, access_token=issued.token, expires_at=issued.expires_at)
