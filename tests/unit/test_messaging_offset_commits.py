@@ -127,8 +127,16 @@ async def test_a_commit_that_hangs_is_given_up_so_a_rebalance_never_waits_for_it
     assert commits.commits == 0
 
 
-def test_by_default_fast_stream_commits_each_batch_itself() -> None:
+def test_by_default_offsets_are_committed_off_the_critical_path_every_half_second() -> None:
     events = EventConsumer("test.offsets", db=None, dead_letters=None)  # type: ignore[arg-type]  # not reached
+    events.subscribe(KafkaBroker("localhost:9092"), "t")
+    [subscriber] = events.subscribers
+    assert isinstance(subscriber.offset_commits, OffsetCommits)
+    assert subscriber.offset_commits.interval == 0.5
+
+
+def test_without_a_commit_interval_fast_stream_commits_each_batch_itself() -> None:
+    events = EventConsumer("test.offsets", db=None, dead_letters=None, commit_interval=None)  # type: ignore[arg-type]  # not reached
     events.subscribe(KafkaBroker("localhost:9092"), "t")
     [subscriber] = events.subscribers
     assert subscriber.offset_commits is None

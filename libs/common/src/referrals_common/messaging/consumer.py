@@ -20,13 +20,12 @@ For every record:
    `PoisonEvent`) the record goes to the dead-letter topic and the consumer carries on; a fault
    of the infrastructure (database down) never dead-letters a good event: it is retried;
 4. offsets are committed only after all that (FastStream ack policy NACK_ON_ERROR, no auto
-   commit), once per batch before the next poll; or, with a `commit_interval` (opt-in, not yet
-   proven by the chaos suite's kill test), off the critical path: a settled batch notes its
-   offsets and `OffsetCommits` sends every batch noted in the last `commit_interval` seconds in
-   one request (at once after a dead letter, on a rebalance and on stop); if a record cannot
-   be settled, not even into the dead-letter topic, the batch is not acknowledged and is
-   consumed again (the inbox absorbs the repeats, and those of a crash before a noted batch was
-   committed).
+   commit), off the critical path: a settled batch notes its offsets and `OffsetCommits` sends
+   every batch noted in the last `commit_interval` seconds (0.5) in one request (at once after
+   a dead letter, on a rebalance and on stop); with `commit_interval=None`, FastStream commits
+   each batch before the next poll. If a record cannot be settled, not even into the
+   dead-letter topic, the batch is not acknowledged and is consumed again (the inbox absorbs
+   the repeats, and those of a crash before a noted batch was committed).
 
 The consumer's span (`process <topic>`) continues the producer's trace from the record's
 `traceparent` header; the handler runs with the envelope's case id in the baggage, so its spans
@@ -37,8 +36,8 @@ dead letters are counted as records are settled (in memory, no query); the lag o
 partition assigned to this process is refreshed every `lag_interval` seconds by a task started
 when the group assigns partitions: the log end offset (one ListOffsets request for all of them)
 minus the committed position, which is the first offset of the batch in progress for its
-partitions and the consumer's position otherwise (FastStream commits every batch it finishes;
-`OffsetCommits` within `commit_interval` seconds).
+partitions and the consumer's position otherwise (what `OffsetCommits` commits within
+`commit_interval` seconds).
 """
 
 from __future__ import annotations
@@ -322,7 +321,7 @@ class EventConsumer:
         backoff_max: float = 5.0,
         service: str | None = None,
         lag_interval: float = 2.0,
-        commit_interval: float | None = None,
+        commit_interval: float | None = 0.5,
     ) -> None:
         self.name = name
         self.db = db
@@ -388,8 +387,9 @@ class EventConsumer:
         (or the `group_id` in `options`: the inbox is the consumer's `name` whatever the group).
 
         Records arrive in batches; each partition's records are applied in order (partitions
-        concurrently), and the batch's offsets are committed after every effect (once per batch,
-        or with the other batches settled within `commit_interval`: `OffsetCommits`). If a
+        concurrently), and the batch's offsets are committed after every effect, with the other
+        batches settled within `commit_interval` (`OffsetCommits`; None: FastStream commits
+        each batch before the next poll). If a
         record cannot be settled (an infrastructure fault), the batch is not acknowledged: every
         partition is rewound to its first record of the batch, and the inbox turns what was
         already applied into no-ops when it comes again.
