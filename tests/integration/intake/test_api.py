@@ -321,6 +321,40 @@ async def test_submit_lists_what_is_missing_then_succeeds_once_it_is_there(api, 
     assert events.count("referrals.case.status_changed.v1") == 1
 
 
+async def test_each_document_check_of_a_submitted_case_reads_its_documents_once(
+    api, api_key, runtime
+):
+    """A language check of a submitted case reads (and locks) the case's documents in one
+    statement, the checked one among them, and judges them as changed: the last accepted one
+    makes the case ready, the same as when they were read again."""
+    case_id, headers = await open_case(api, api_key)
+    first = await store_document(runtime, case_id, DocumentKind.PATHOLOGY_REPORT)
+    second = await store_document(runtime, case_id, DocumentKind.DISCHARGE_SUMMARY)
+    await consent(api, case_id, headers, "processing", "cross_border")
+    r = await api.post(f"/v1/cases/{case_id}/submit", headers=headers)
+    assert r.status_code == 200, r.text
+    reads: list[str] = []
+
+    def note(_conn, _cursor, statement, *_args) -> None:
+        if "from case_documents" in statement.lower():
+            reads.append(statement)
+
+    event.listen(runtime.db.engine.sync_engine, "before_cursor_execute", note)
+    try:
+        for document_id in (first, second):
+            async with runtime.db.unit_of_work() as uow:
+                await runtime.intake.on_document(
+                    uow, uuid.UUID(case_id), document_id, check="accepted", language="en"
+                )
+                await uow.commit()
+    finally:
+        event.remove(runtime.db.engine.sync_engine, "before_cursor_execute", note)
+    assert len(reads) == 2, reads
+    assert (await api.get(f"/v1/cases/{case_id}", headers=headers)).json()["status"] == "ready"
+    events = await outbox_types(runtime, case_id)
+    assert events.count("referrals.case.ready_for_referral.v1") == 1
+
+
 async def test_a_case_nobody_could_tell_anything_is_refused_at_submit(api, api_key, runtime):
     """No e-mail, no phone, and a front end that takes no webhooks: every later step would be
     told to nobody. Submit names the missing field and changes nothing; the same case from a

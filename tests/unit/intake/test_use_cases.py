@@ -124,7 +124,7 @@ class FakeCaseRepository:
         self.consent_rows[case_id, kind] = row
         return row
 
-    async def documents(self, case_id: UUID) -> list[CaseDocument]:
+    async def documents(self, case_id: UUID, *, for_update: bool = False) -> list[CaseDocument]:
         return [d for d in self.document_rows if d.case_id == case_id]
 
     # The real mapping from rows to states, over this fake's `documents`.

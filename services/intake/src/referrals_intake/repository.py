@@ -12,7 +12,7 @@ from uuid import UUID, uuid4
 
 from sqlalchemy import Table, bindparam, exists, literal_column, select, text, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.dml import ReturningInsert
 from sqlmodel import col
 
@@ -33,6 +33,50 @@ from referrals_intake.models import (
     WebhookSubscription,
     utcnow,
 )
+
+
+def document_state(d: CaseDocument) -> DocumentState:
+    """What the case's lifecycle reads of a document."""
+    return DocumentState(
+        str(d.document_id),
+        d.kind,
+        d.stored,
+        d.check,
+        str(d.translation_of) if d.translation_of else None,
+        d.language,
+    )
+
+
+async def insert_opened(
+    executor: AsyncSession | AsyncConnection,
+    case: dict[str, Any],
+    entry: dict[str, Any],
+    audit: dict[str, Any] | None = None,
+    *,
+    claim: dict[str, Any] | None = None,
+) -> bool:
+    """A new case, its first timeline entry and (when given) its access audit row, each as its
+    values by column (`models.new_row`; the entry's and the audit row's serial ids left out),
+    inserted now in one statement (one round trip, no ORM flush: the front ends' busiest write)
+    on `executor`: a session's transaction, or a connection in autocommit (the statement then
+    commits by itself). Nothing enters a session; every column is given (nothing is read back).
+
+    `claim`: the values of the `Idempotency-Key`'s row (`idempotency_keys`), claimed in the
+    same statement; the case and its rows are inserted only if the key's row is. False when
+    the key was claimed before (nothing inserted: the caller replays the first request); a
+    concurrent twin's claim waits for the first request's commit, as a separate insert would."""
+    values = {
+        **{f"case_{c.key}": case[c.key] for c in _CASE_COLUMNS},
+        **{f"entry_{c.key}": entry[c.key] for c in _ENTRY_COLUMNS},
+    }
+    if audit is not None:
+        values.update({f"audit_{c.key}": audit[c.key] for c in _AUDIT_COLUMNS})
+    if claim is None:
+        await executor.execute(_OPEN_CASE_AUDITED if audit else _OPEN_CASE, values)
+        return True
+    values.update({f"key_{c.key}": claim[c.key] for c in _KEY_COLUMNS})
+    statement = _OPEN_CLAIMED_CASE_AUDITED if audit else _OPEN_CLAIMED_CASE
+    return (await executor.execute(statement, values)).first() is not None
 
 
 class CaseRepository:
@@ -103,29 +147,8 @@ class CaseRepository:
         *,
         claim: dict[str, Any] | None = None,
     ) -> bool:
-        """A new case, its first timeline entry and (when given) its access audit row, each as
-        its values by column (`models.new_row`; the entry's and the audit row's serial ids left
-        out), inserted now in one statement (one round trip, no ORM flush: the front ends'
-        busiest write). Nothing enters the session; every column is given (nothing is read
-        back).
-
-        `claim`: the values of the `Idempotency-Key`'s row (`idempotency_keys`), claimed in the
-        same statement; the case and its rows are inserted only if the key's row is. False when
-        the key was claimed before (nothing inserted: the caller replays the first request); a
-        concurrent twin's claim waits for the first request's commit, as a separate insert
-        would."""
-        values = {
-            **{f"case_{c.key}": case[c.key] for c in _CASE_COLUMNS},
-            **{f"entry_{c.key}": entry[c.key] for c in _ENTRY_COLUMNS},
-        }
-        if audit is not None:
-            values.update({f"audit_{c.key}": audit[c.key] for c in _AUDIT_COLUMNS})
-        if claim is None:
-            await self.session.execute(_OPEN_CASE_AUDITED if audit else _OPEN_CASE, values)
-            return True
-        values.update({f"key_{c.key}": claim[c.key] for c in _KEY_COLUMNS})
-        statement = _OPEN_CLAIMED_CASE_AUDITED if audit else _OPEN_CLAIMED_CASE
-        return (await self.session.execute(statement, values)).first() is not None
+        """`insert_opened` in this repository's transaction."""
+        return await insert_opened(self.session, case, entry, audit, claim=claim)
 
     async def flush(self) -> None:
         """Write what was added or changed so far, inside the transaction (the unit of work does
@@ -162,29 +185,23 @@ class CaseRepository:
         )
         return list(rows.scalars())
 
-    async def documents(self, case_id: UUID) -> list[CaseDocument]:
-        rows = await self.session.execute(
+    async def documents(self, case_id: UUID, *, for_update: bool = False) -> list[CaseDocument]:
+        """The case's documents, oldest first; locked for the rest of the transaction when one
+        of them is to change."""
+        query = (
             select(CaseDocument)
             .where(col(CaseDocument.case_id) == case_id)
             .order_by(col(CaseDocument.created_at))
         )
-        return list(rows.scalars())
+        if for_update:
+            query = query.with_for_update()
+        return list((await self.session.execute(query)).scalars())
 
     async def document(self, document_id: UUID) -> CaseDocument | None:
         return await self.session.get(CaseDocument, document_id, with_for_update=True)
 
     async def document_states(self, case_id: UUID) -> list[DocumentState]:
-        return [
-            DocumentState(
-                str(d.document_id),
-                d.kind,
-                d.stored,
-                d.check,
-                str(d.translation_of) if d.translation_of else None,
-                d.language,
-            )
-            for d in await self.documents(case_id)
-        ]
+        return [document_state(d) for d in await self.documents(case_id)]
 
     async def information_requests(self, case_id: UUID) -> list[InformationRequest]:
         rows = await self.session.execute(

@@ -15,6 +15,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 from uuid import UUID, uuid4
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from referrals_common.contracts import (
     AgeGroup,
     CaseCenterChosen,
@@ -44,7 +46,7 @@ from referrals_common.db import UnitOfWork
 from referrals_common.i18n import case_texts
 from referrals_common.metrics import CASE_TIME_IN_STATE, CASE_TRANSITIONS, service_name
 from referrals_intake import lifecycle
-from referrals_intake.lifecycle import IllegalTransition
+from referrals_intake.lifecycle import DocumentState, IllegalTransition
 from referrals_intake.models import (
     AccessAudit,
     Case,
@@ -55,7 +57,12 @@ from referrals_intake.models import (
     new_row,
     utcnow,
 )
-from referrals_intake.repository import CaseRepository, RepositoryFactory
+from referrals_intake.repository import (
+    CaseRepository,
+    RepositoryFactory,
+    document_state,
+    insert_opened,
+)
 from referrals_intake.schemas import CaseCreate, CaseFields, CaseUpdate
 
 log = logging.getLogger(__name__)
@@ -203,7 +210,7 @@ class Intake:
 
     async def open_case(
         self,
-        uow: UnitOfWork,
+        uow: UnitOfWork | AsyncConnection,
         client_id: str,
         data: CaseCreate,
         case_id: UUID | None = None,
@@ -213,7 +220,9 @@ class Intake:
     ) -> OpenedCase | None:
         """A new draft case owned by the front end `client_id`, inserted with its first timeline
         entry and, for `audited_as`, the access audit row of that actor's `create_case`, as
-        rows (not models: nothing enters the session; `OpenedCase` says what was written).
+        rows (not models: nothing enters the session; `OpenedCase` says what was written), in
+        one statement: in `uow`'s transaction, or on a connection in autocommit, where that
+        statement, atomic on its own, commits by itself (one round trip, no BEGIN or COMMIT).
         `claim`: the row of the request's `Idempotency-Key`, claimed with the case (one
         statement); None, and nothing inserted, when that key was claimed before (the request
         is replayed)."""
@@ -248,7 +257,12 @@ class Intake:
                 at=now,
             )
         )
-        if not await self._repo(uow).insert_opened(case, entry, audit, claim=claim):
+        inserted = (
+            await insert_opened(uow, case, entry, audit, claim=claim)
+            if isinstance(uow, AsyncConnection)
+            else await self._repo(uow).insert_opened(case, entry, audit, claim=claim)
+        )
+        if not inserted:
             return None
         return OpenedCase(
             id=new_id, status=CaseStatus.DRAFT, locale=data.locale, created_at=now, updated_at=now
@@ -331,7 +345,7 @@ class Intake:
         )
         await self._share_contact(uow, case)
         await _move(uow, repo, case, R.PATIENT_SUBMITTED)
-        await self._follow_documents(uow, case)
+        await self._follow_documents(uow, case, docs)
         return case
 
     async def _share_contact(self, uow: UnitOfWork, case: Case) -> None:
@@ -453,25 +467,37 @@ class Intake:
         if case is None:
             log.warning("document %s of unknown case %s ignored", document_id, case_id)
             return
-        doc = await repo.document(document_id)
+        # A submitted case moves on what all of its documents say: they are read (and locked)
+        # in one statement, this one among them, and judged as changed here (not read again).
+        following = case.status in (CaseStatus.SUBMITTED, CaseStatus.ACTION_REQUIRED)
+        docs = await repo.documents(case_id, for_update=True) if following else []
+        doc = next((d for d in docs if d.document_id == document_id), None)
         if doc is None:
-            doc = CaseDocument(document_id=document_id, case_id=case_id)
-            repo.add(doc)
-        elif doc.case_id != case_id:
-            log.error("document %s belongs to case %s, not %s", document_id, doc.case_id, case_id)
-            return
+            doc = await repo.document(document_id)
+            if doc is None:
+                doc = CaseDocument(document_id=document_id, case_id=case_id)
+                repo.add(doc)
+                docs.append(doc)
+            elif doc.case_id != case_id:
+                log.error(
+                    "document %s belongs to case %s, not %s", document_id, doc.case_id, case_id
+                )
+                return
         for name, value in facts.items():
             setattr(doc, name, value)
         doc.updated_at = utcnow()
         await repo.flush()
-        await self._follow_documents(uow, case)
+        if following:
+            await self._follow_documents(uow, case, [document_state(d) for d in docs])
 
-    async def _follow_documents(self, uow: UnitOfWork, case: Case) -> None:
-        """Move a submitted case when its documents say so (ready, or action required)."""
+    async def _follow_documents(
+        self, uow: UnitOfWork, case: Case, docs: list[DocumentState]
+    ) -> None:
+        """Move a submitted case when its documents (`docs`, as they are now: the caller read
+        them) say so (ready, or action required)."""
         if case.status not in (CaseStatus.SUBMITTED, CaseStatus.ACTION_REQUIRED):
             return
         repo = self._repo(uow)
-        docs = await repo.document_states(case.id)
         verdict = lifecycle.documents_verdict(docs)
         needs_action = verdict in (R.TRANSLATION_REQUIRED, R.DOCUMENT_UNREADABLE)
         if case.status == CaseStatus.ACTION_REQUIRED and not needs_action:

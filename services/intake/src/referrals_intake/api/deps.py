@@ -8,7 +8,7 @@
   the path. A token for another case gets 404, exactly like a case that does not exist: a caller
   learns nothing about cases that are not theirs.
 * `audit`: a row of the access audit in a transaction of its own (a refused change).
-* `single_statements(db)`: a unit of work whose every statement commits on its own, for a write
+* `single_statements(db)`: a connection whose every statement commits on its own, for a write
   that is one statement (opening a case).
 
 Every denied call of an authenticated caller is written to the access audit; refused credentials
@@ -19,14 +19,16 @@ caller spends one of its requests (429 past its rate limit).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 from weakref import WeakKeyDictionary
 
 from fastapi import Depends, Header
 from fastapi.security import APIKeyHeader
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from referrals_common.db import Database, UnitOfWork
+from referrals_common.db import Database
 from referrals_common.edge.deps import (
     CaseAccessDep,
     UowDep,
@@ -68,20 +70,19 @@ IdempotencyKey = Annotated[
     ),
 ]
 
-_AUTOCOMMIT: WeakKeyDictionary[Database, async_sessionmaker[AsyncSession]] = WeakKeyDictionary()
+_AUTOCOMMIT: WeakKeyDictionary[Database, AsyncEngine] = WeakKeyDictionary()
 
 
-def single_statements(db: Database) -> UnitOfWork:
-    """A unit of work on `db` in which each statement commits by itself (PostgreSQL's
-    autocommit; its `commit()` writes what was added, each row in its own statement): for a
-    write that is one statement, atomic on its own, which then costs one round trip instead of
-    three (no BEGIN, no COMMIT). Its connections come from `db`'s pool."""
-    sessions = _AUTOCOMMIT.get(db)
-    if sessions is None:
-        engine = db.engine.execution_options(isolation_level="AUTOCOMMIT")
-        sessions = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
-        _AUTOCOMMIT[db] = sessions
-    return UnitOfWork(sessions)
+@asynccontextmanager
+async def single_statements(db: Database) -> AsyncIterator[AsyncConnection]:
+    """A connection of `db`'s pool on which each statement commits by itself (PostgreSQL's
+    autocommit): for a write that is one statement, atomic on its own, which then costs one
+    round trip instead of three (no BEGIN, no COMMIT), and no ORM session around it."""
+    engine = _AUTOCOMMIT.get(db)
+    if engine is None:
+        engine = _AUTOCOMMIT[db] = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+    async with engine.connect() as connection:
+        yield connection
 
 
 __all__ = [

@@ -77,9 +77,9 @@ async def create_case(
     # The key is claimed in the statement that opens the case, with its audit row: a key used
     # before opens nothing, and its first request's case is read back instead. That statement
     # is the whole write, atomic on its own: it commits by itself (no BEGIN, no COMMIT).
-    async with single_statements(runtime.db) as uow:
+    async with single_statements(runtime.db) as connection:
         opened = await runtime.intake.open_case(
-            uow, client.key_id, body, case_id=new_id, audited_as=client.actor, claim=claim
+            connection, client.key_id, body, case_id=new_id, audited_as=client.actor, claim=claim
         )
     case: Case | OpenedCase
     if opened is None:
