@@ -22,10 +22,9 @@ async def test_records_without_minio_answers_503_and_keeps_no_row(api, runtime):
     store = runtime.records.store
     working = store.client, store.multipart, store.puts
     away = runtime.settings.s3.model_copy(update={"endpoint": f"127.0.0.1:{free_port()}"})
-    http = away.http_pool()
-    store.client = away.client(http)
+    store.client = away.client(away.http_pool())
     store.multipart = MultipartUploads(store.client, store.bucket)
-    store.puts = SignedPuts(away, store.bucket, http)
+    store.puts = SignedPuts(away, store.bucket)
     case_id = uuid.uuid4()
     try:
         assert_unavailable(await upload(api, case_id, pdf_bytes(2)))

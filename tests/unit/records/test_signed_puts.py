@@ -1,68 +1,117 @@
 """Records' one-request put of a whole file (`storage.SignedPuts`): signed with the document's
-SHA-256 as its payload hash, encrypted at rest, the caller's buffer sent as it is, and an S3
-refusal told apart from a store that cannot serve now; checked on the request really made."""
+SHA-256 as its payload hash, encrypted at rest, the caller's pieces sent under one
+Content-Length, on kept-open connections, and an S3 refusal told apart from a store that cannot
+serve now; checked on the requests really received by a stand-in store on a local socket."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 from pydantic import SecretStr
 
 from referrals_common.faults import is_infrastructure_fault
 from referrals_common.settings import S3Settings
-from referrals_records.storage import MultipartFailed, ObjectStoreUnavailable, SignedPuts
+from referrals_records.storage import (
+    DocumentStore,
+    MultipartFailed,
+    ObjectStoreUnavailable,
+    SignedPuts,
+)
 
 pytestmark = pytest.mark.unit
 
-SETTINGS = S3Settings(
-    endpoint="minio.test:9000",
-    access_key="records",
-    secret_key=SecretStr("s3cr3t-key"),
-    region="eu-central-1",
-)
+
+@dataclass
+class Received:
+    line: str
+    headers: dict[str, str]
+    body: bytes
+    connection: int
+    """Which connection it came on (1 for the first one the store accepted)."""
 
 
 @dataclass
-class Answer:
-    status: int
-    data: bytes = b""
+class StandInStore:
+    """Answers every request with `status` and `answer` (closing the connection after it when
+    `close`), once `release` is set; keeps what it received."""
+
+    status: int = 200
+    answer: bytes = b""
+    close: bool = False
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    received: list[Received] = field(default_factory=list)
+    connections: int = 0
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        number = self.connections
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except asyncio.IncompleteReadError:
+                    return
+                line, *fields = head.decode("latin-1").split("\r\n")[:-2]
+                headers = dict(f.split(": ", 1) for f in fields)
+                body = await reader.readexactly(int(headers["Content-Length"]))
+                self.received.append(Received(line, headers, body, number))
+                await self.release.wait()
+                reason = {200: "OK", 400: "Bad Request", 503: "Service Unavailable"}[self.status]
+                keep = "close" if self.close else "keep-alive"
+                writer.write(
+                    f"HTTP/1.1 {self.status} {reason}\r\nContent-Length: {len(self.answer)}\r\n"
+                    f"Connection: {keep}\r\n\r\n".encode()
+                    + self.answer
+                )
+                await writer.drain()
+                if self.close:
+                    return
+        finally:
+            writer.close()
 
 
-@dataclass
-class PoolRecorder:
-    """urllib3's PoolManager as `SignedPuts` uses it: keeps each request, answers `answer`."""
+@pytest.fixture
+async def store() -> AsyncIterator[tuple[StandInStore, S3Settings]]:
+    stand_in = StandInStore()
+    stand_in.release.set()
+    server = await asyncio.start_server(stand_in.serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    settings = S3Settings(
+        endpoint=f"127.0.0.1:{port}",
+        access_key="records",
+        secret_key=SecretStr("s3cr3t-key"),
+        region="eu-central-1",
+    )
+    async with server:
+        yield stand_in, settings
+        server.close()
 
-    answer: Answer = field(default_factory=lambda: Answer(200))
-    requests: list[dict[str, Any]] = field(default_factory=list)
 
-    def request(self, method: str, url: str, **options: Any) -> Answer:
-        self.requests.append({"method": method, "url": url, **options})
-        return self.answer
-
-
-def test_a_put_is_signed_with_the_documents_sha256_and_sends_its_buffer_as_is() -> None:
-    pool = PoolRecorder()
+async def test_a_put_is_signed_with_the_documents_sha256_and_sends_its_pieces_under_one_length(
+    store: tuple[StandInStore, S3Settings],
+) -> None:
+    stand_in, settings = store
     data = [b"%PDF-1.7 ", bytes(range(256)) * 64, b"%%EOF"]  # the pieces as they arrived
     digest = hashlib.sha256(b"".join(data)).hexdigest()
-    SignedPuts(SETTINGS, "documents", pool).put(  # type: ignore[arg-type]  # a recorder, not urllib3's pool
+    await SignedPuts(settings, "documents").put(
         "cases/c/documents/d", data, sha256=digest, media_type="application/pdf"
     )
 
-    [sent] = pool.requests
-    assert (sent["method"], sent["url"]) == (
-        "PUT",
-        "http://minio.test:9000/documents/cases/c/documents/d",
-    )
-    assert sent["body"] is data  # the pieces, never joined: no copy of the file on its way out
-    headers = sent["headers"]
+    [sent] = stand_in.received
+    assert sent.line == "PUT /documents/cases/c/documents/d HTTP/1.1"
+    assert sent.body == b"".join(data)
+    headers = {name.lower(): value for name, value in sent.headers.items()}
+    assert "transfer-encoding" not in headers  # one known length, no chunks
+    assert headers["content-length"] == str(9 + 256 * 64 + 5)
     assert headers["x-amz-content-sha256"] == digest  # not UNSIGNED-PAYLOAD
     assert headers["x-amz-server-side-encryption"] == "AES256"
-    assert headers["Content-Length"] == str(9 + 256 * 64 + 5)  # so urllib3 sends no chunks
-    assert headers["Content-Type"] == "application/pdf"
-    algorithm, _, rest = headers["Authorization"].partition(" ")
+    assert headers["content-type"] == "application/pdf"
+    assert headers["host"] == settings.endpoint
+    algorithm, _, rest = headers["authorization"].partition(" ")
     assert algorithm == "AWS4-HMAC-SHA256"
     parts = dict(part.strip().split("=", 1) for part in rest.split(","))
     assert parts["Credential"].startswith("records/")
@@ -71,55 +120,102 @@ def test_a_put_is_signed_with_the_documents_sha256_and_sends_its_buffer_as_is() 
     signed = parts["SignedHeaders"].split(";")
     assert {"host", "x-amz-content-sha256", "x-amz-server-side-encryption"} <= set(signed)
     assert len(parts["Signature"]) == 64
-    assert sent["retries"] is False  # a failure is answered (503), the client sends again
 
 
-def test_minio_refusing_the_bytes_is_a_refusal_and_a_busy_minio_a_fault_of_the_infrastructure() -> (
-    None
-):
-    mismatch = PoolRecorder(
-        Answer(400, b"<Error><Code>XAmzContentSHA256Mismatch</Code><Message>x</Message></Error>")
-    )
+async def test_puts_go_on_one_kept_open_connection_and_on_a_new_one_once_the_store_closed_it(
+    store: tuple[StandInStore, S3Settings],
+) -> None:
+    stand_in, settings = store
+    puts = SignedPuts(settings, "documents")
+    for key in ("a", "b"):
+        await puts.put(key, [b"data"], sha256="0" * 64, media_type="text/plain")
+    assert [r.connection for r in stand_in.received] == [1, 1]
+
+    stand_in.close = True  # the store closes the connection after its next answer
+    await puts.put("c", [b"data"], sha256="0" * 64, media_type="text/plain")
+    stand_in.close = False
+    await puts.put("d", [b"data"], sha256="0" * 64, media_type="text/plain")
+    assert [r.connection for r in stand_in.received] == [1, 1, 1, 2]
+
+
+async def test_minio_refusing_the_bytes_is_a_refusal_and_a_busy_minio_a_fault_of_the_infrastructure(
+    store: tuple[StandInStore, S3Settings],
+) -> None:
+    stand_in, settings = store
+    puts = SignedPuts(settings, "documents")
+    stand_in.status = 400
+    stand_in.answer = b"<Error><Code>XAmzContentSHA256Mismatch</Code><Message>x</Message></Error>"
     with pytest.raises(MultipartFailed) as refused:
-        SignedPuts(SETTINGS, "documents", mismatch).put(  # type: ignore[arg-type]  # a recorder
-            "k", [b"data"], sha256="0" * 64, media_type="text/plain"
-        )
+        await puts.put("k", [b"data"], sha256="0" * 64, media_type="text/plain")
     assert (refused.value.status, refused.value.code) == (400, "XAmzContentSHA256Mismatch")
     assert not isinstance(refused.value, ObjectStoreUnavailable)
 
-    busy = PoolRecorder(Answer(503, b"<Error><Code>SlowDown</Code></Error>"))
+    stand_in.status, stand_in.answer = 503, b"<Error><Code>SlowDown</Code></Error>"
     with pytest.raises(ObjectStoreUnavailable) as unavailable:
-        SignedPuts(SETTINGS, "documents", busy).put(  # type: ignore[arg-type]  # a recorder
-            "k", [b"data"], sha256="0" * 64, media_type="text/plain"
-        )
+        await puts.put("k", [b"data"], sha256="0" * 64, media_type="text/plain")
     assert is_infrastructure_fault(unavailable.value)  # answered 503 with Retry-After
 
 
-async def test_a_cancelled_put_ends_only_once_its_request_in_a_worker_thread_has() -> None:
+async def test_a_store_nobody_answers_on_is_a_fault_of_the_infrastructure() -> None:
+    from devstack.process import free_port
+
+    settings = S3Settings(
+        endpoint=f"127.0.0.1:{free_port()}", access_key="a", secret_key=SecretStr("b")
+    )
+    with pytest.raises(ConnectionRefusedError) as away:
+        await SignedPuts(settings, "documents").put(
+            "k", [b"data"], sha256="0" * 64, media_type="text/plain"
+        )
+    assert is_infrastructure_fault(away.value)
+
+
+async def test_a_cancelled_put_ends_only_once_its_request_has(
+    store: tuple[StandInStore, S3Settings],
+) -> None:
     # The caller removes the object after a cancelled put: removed while the request still
     # runs, the object would appear after its removal.
-    import asyncio
-    import threading
-
     from minio import Minio
 
-    from referrals_records.storage import DocumentStore
-
-    release, finished = threading.Event(), []
-
-    class SlowPuts:
-        def put(self, key: str, data: list[bytes], *, sha256: str, media_type: str) -> None:
-            release.wait(5)
-            finished.append(key)
-
-    client = Minio("minio.test:9000", access_key="a", secret_key="b", secure=False)
-    store = DocumentStore(client, "documents", SlowPuts())  # type: ignore[arg-type]  # a stand-in
-    put = asyncio.create_task(store.put_object("k", [b"x"], media_type="text/plain", sha256="0"))
-    await asyncio.sleep(0.05)
+    stand_in, settings = store
+    stand_in.release.clear()  # the store holds its answer back
+    client = Minio(settings.endpoint, access_key="a", secret_key="b", secure=False)
+    documents = DocumentStore(client, "documents", SignedPuts(settings, "documents"))
+    put = asyncio.create_task(
+        documents.put_object("k", [b"x"], media_type="text/plain", sha256="0" * 64)
+    )
+    while not stand_in.received:
+        await asyncio.sleep(0.01)
     put.cancel()
     await asyncio.sleep(0.05)
     assert not put.done(), "the put ends with its request, not before"
-    release.set()
+    stand_in.release.set()
     with pytest.raises(asyncio.CancelledError):
         await put
-    assert finished == ["k"]
+    assert [r.line for r in stand_in.received] == ["PUT /documents/k HTTP/1.1"]
+
+
+async def test_a_put_is_a_client_span_with_its_answer(
+    store: tuple[StandInStore, S3Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The put is records' own request (no HTTP library's instrumentation sees it): its span
+    # keeps the upload's trace showing the object store's part.
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from referrals_records import storage
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(storage, "_tracer", provider.get_tracer("test"))
+    _, settings = store
+    await SignedPuts(settings, "documents").put(
+        "k", [b"data"], sha256="0" * 64, media_type="text/plain"
+    )
+    [span] = exporter.get_finished_spans()
+    assert (span.name, span.kind) == ("PUT", trace.SpanKind.CLIENT)
+    assert span.attributes is not None
+    assert span.attributes["http.response.status_code"] == 200
+    assert span.attributes["server.port"] == int(settings.endpoint.rpartition(":")[2])

@@ -43,10 +43,10 @@ def build_runtime(settings: RecordsSettings) -> Runtime:
             "REFERRALS_RECORDS_CASE_TOKEN_JWKS is not set: records verifies case tokens with the "
             "keys intake publishes at /v1/.well-known/jwks.json"
         )
-    # One pool of connections to MinIO for the SDK's requests and records' signed puts.
-    http = settings.s3.http_pool()
-    client = settings.s3.client(http)
-    store = DocumentStore(client, settings.bucket, SignedPuts(settings.s3, settings.bucket, http))
+    # The SDK's requests on its pool of connections; records' signed puts on their own
+    # (asyncio's, no worker thread: storage.SignedPuts).
+    client = settings.s3.client(settings.s3.http_pool())
+    store = DocumentStore(client, settings.bucket, SignedPuts(settings.s3, settings.bucket))
     store.ensure_bucket()
     db = Database(settings.postgres)
     records = Records(

@@ -177,7 +177,8 @@ class Records:
             if kind == DocumentKind.OPINION
             else _QuotaMeter(self.case_quota_bytes, state.live_bytes)
         )
-        stored: StoredObject | None = None
+        stored: StoredObject | None = None  # streamed into the bucket
+        whole: StoredObject | None = None  # held in memory, not stored yet
         try:
             file_name = check_file_name(upload.file_name)
             chunks, rest = await _read_head(upload)
@@ -198,12 +199,17 @@ class Records:
                 quota.feed(chunk)
 
             if await _read_on(chunks, rest, PART_SIZE):
-                # The whole file, at most one part: checked before anything is stored.
+                # The whole file, at most one part: checked before anything is stored, and
+                # hashed in the same pass (here, not in a worker thread: at most a part's
+                # worth, and a hop to a thread and back costs more than it saves).
+                digest = hashlib.sha256()
                 for chunk in chunks:
                     inspect(chunk)
+                    digest.update(chunk)
                 inspector.finish()
+                whole = StoredObject(sum(map(len, chunks)), digest.hexdigest())
             else:
-                stream, chunks = _chain(b"".join(chunks), rest), []
+                stream, chunks = _chain(chunks, rest), []
                 stored = await self.store.put_stream(
                     key, stream, media_type=media_type, inspect=inspect
                 )
@@ -214,14 +220,14 @@ class Records:
             await self._rejected(case_id, document_id, refused)
             raise
         storing = None
-        if stored is None:
-            # Hashed first (in a worker thread: hashlib lets go of the GIL), as the put is
-            # signed with the digest: MinIO stores the bytes only if they have it. The file's
-            # pieces as they arrived, never joined: hashed and sent as they are.
-            stored = await asyncio.to_thread(_whole, chunks)
+        if whole is not None:
+            # The put is signed with the digest: MinIO stores the bytes only if they have it.
+            # The file's pieces as they arrived, never joined: hashed and sent as they are.
+            stored = whole
             storing = asyncio.create_task(
                 self.store.put_object(key, chunks, media_type=media_type, sha256=stored.sha256)
             )
+        assert stored is not None  # streamed, or held whole
         try:
             return await self._record(
                 case_id,
@@ -595,21 +601,16 @@ async def _read_on(chunks: list[bytes], rest: AsyncIterator[bytes], size: int) -
     return False
 
 
-def _whole(chunks: list[bytes]) -> StoredObject:
-    """The size and SHA-256 of a file held in pieces."""
-    digest = hashlib.sha256()
-    for chunk in chunks:
-        digest.update(chunk)
-    return StoredObject(size_bytes=sum(map(len, chunks)), sha256=digest.hexdigest())
-
-
 def _joined(chunks: list[bytes]) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def _chain(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    yield first
-    del first  # a part's worth of memory, not held for the rest of a long stream
+async def _chain(first: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The pieces of `first`, then those of `rest`; `first` is emptied as it goes (a part's
+    worth of memory, not held for the rest of a long stream)."""
+    first.reverse()
+    while first:
+        yield first.pop()
     async for chunk in rest:
         yield chunk
 
