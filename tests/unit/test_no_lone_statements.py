@@ -1,5 +1,6 @@
 """The platform's sampler drops traces that would begin with a database statement (a relay's or
-a scheduler's poll), and keeps everything else as before."""
+a scheduler's poll) and the spans of a transaction's BEGIN, COMMIT and ROLLBACK, and keeps
+everything else as before."""
 
 from __future__ import annotations
 
@@ -85,6 +86,20 @@ def test_a_client_call_under_a_remote_sampled_parent_is_kept(traced) -> None:
     ):
         pass
     assert _names(exporter) == ["INSERT"]
+
+
+def test_a_transactions_begin_commit_and_rollback_are_not_recorded(traced) -> None:
+    """Their statements' spans say nothing the span above them does not: only the others are
+    kept, and the trace goes on."""
+    tracer, exporter = traced
+    with tracer.start_as_current_span("referrals.cases.v1 process", kind=SpanKind.CONSUMER):
+        for name in ("BEGIN;", "INSERT", "COMMIT;", "BEGIN", "SELECT", "ROLLBACK;"):
+            with tracer.start_as_current_span(name, kind=SpanKind.CLIENT, attributes=DB):
+                pass
+        # Not a database statement: kept.
+        with tracer.start_as_current_span("COMMIT", kind=SpanKind.CLIENT):
+            pass
+    assert _names(exporter) == sorted(["referrals.cases.v1 process", "INSERT", "SELECT", "COMMIT"])
 
 
 def test_otel_traces_sampler_still_chooses(monkeypatch: pytest.MonkeyPatch) -> None:
