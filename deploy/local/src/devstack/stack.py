@@ -244,12 +244,33 @@ def start(
             for service, user in users.items()
         }
         info.save()
+        _restart_minio_after_provisioning(info, started, timeout)
         console.print(f"[green]✓[/] stack ready in {time.monotonic() - began:.1f} s")
         return info
     except BaseException:
         for running in reversed(started):
             stop_group(running.pid)
         raise
+
+
+def _restart_minio_after_provisioning(
+    info: StackInfo, started: list[parts.Running], timeout: float
+) -> None:
+    """Start MinIO again once its users are made, to give back what provisioning kept.
+
+    MinIO's admin API derives the key of each request's and each answer's encrypted body with
+    Argon2id (64 MiB a derivation) and keeps those buffers for good: making the services' users
+    left it ~190 MiB larger (measured: 81 → 273 MiB PSS, 5 admin calls), for the whole life of
+    the process. Restarted on the same drive, ports and keys, it keeps the users and the bucket
+    and starts at its size before (~75 MiB); the services are not started yet."""
+    from devstack import faults  # faults builds on this module
+
+    faults.stop_minio(info, hard=False)
+    faults.start_minio(info, timeout=timeout)
+    started[:] = [
+        parts.Running(r.name, info.pids["minio"], r.log) if r.name == "minio" else r
+        for r in started
+    ]
 
 
 async def provision_databases(
