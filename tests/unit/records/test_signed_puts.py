@@ -219,3 +219,27 @@ async def test_a_put_is_a_client_span_with_its_answer(
     assert span.attributes is not None
     assert span.attributes["http.response.status_code"] == 200
     assert span.attributes["server.port"] == int(settings.endpoint.rpartition(":")[2])
+
+
+def test_a_part_is_cut_from_its_pieces_at_its_size_copying_only_the_piece_the_cut_falls_in() -> (
+    None
+):
+    import random
+
+    from referrals_records.storage import _split
+
+    rng = random.Random(25)
+    for _ in range(200):
+        pieces = [rng.randbytes(rng.randint(0, 40)) for _ in range(rng.randint(1, 8))]
+        whole = b"".join(pieces)
+        if not whole:
+            continue
+        rest = rng.randint(1, len(whole) - 1) if len(whole) > 1 else 0
+        if not rest:
+            continue
+        kept = list(pieces)
+        before, after = _split(pieces, rest)
+        assert b"".join(before) == whole[: len(whole) - rest]
+        assert b"".join(after) == whole[len(whole) - rest :]
+        # Every piece but the one cut in two is the very object that arrived.
+        assert sum(1 for p in before + after if not any(p is k for k in kept)) <= 2

@@ -59,7 +59,7 @@ class DocumentStore:
     def __init__(self, client: Minio, bucket: str, puts: SignedPuts) -> None:
         self.client = client
         self.bucket = bucket
-        self.multipart = MultipartUploads(client, bucket)
+        self.multipart = MultipartUploads(client, bucket, connections=puts.connections)
         self.puts = puts
 
     def ensure_bucket(self) -> None:
@@ -98,30 +98,28 @@ class DocumentStore:
         numbered = 0
         hashing: asyncio.Task[None] | None = None
 
-        async def account(data: bytes) -> None:
+        async def account(part: list[bytes]) -> None:
             nonlocal size, hashing
-            inspect(data)  # may refuse: before the bytes are sent anywhere
-            size += len(data)
+            for piece in part:
+                inspect(piece)  # may refuse: before the bytes are sent anywhere
+                size += len(piece)
             # Hashed in a worker thread (hashlib lets go of the GIL for it) while this loop goes
             # on receiving and sending: one part at a time, in order.
             if hashing is not None:
                 await hashing
-            hashing = asyncio.create_task(asyncio.to_thread(digest.update, data))
+            hashing = asyncio.create_task(asyncio.to_thread(_hash_on, digest, part))
 
-        async def send(number: int, data: bytes, upload: str) -> None:
-            async def body() -> AsyncIterator[bytes]:
-                yield data
+        async def send(number: int, part: list[bytes], upload: str) -> None:
+            etags[number] = await self.multipart.put_part_pieces(key, upload, number, part)
 
-            etags[number] = await self.multipart.put_part(key, upload, number, body(), len(data))
-
-        async def part(data: bytes) -> None:
+        async def leave(part: list[bytes]) -> None:
             # A bounded number in flight: a slow MinIO slows the client down, memory stays flat.
             nonlocal numbered, upload_id
-            await account(data)
+            await account(part)
             if upload_id is None:
                 upload_id = await self.multipart.create(key, media_type)
             numbered += 1
-            in_flight.add(asyncio.create_task(send(numbered, data, upload_id)))
+            in_flight.add(asyncio.create_task(send(numbered, part, upload_id)))
             if len(in_flight) >= PARALLEL_PARTS:
                 done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
@@ -129,8 +127,8 @@ class DocumentStore:
                     task.result()
 
         try:
-            # A part's pieces as they arrived, joined once when the part leaves (a growing
-            # buffer copied each piece in, and the part out of it again).
+            # A part is the pieces it arrived in, sent as they are: never joined or copied (but
+            # the piece a part's end cuts in two).
             pieces: list[bytes] = []
             held = 0
             async for chunk in chunks:
@@ -139,20 +137,19 @@ class DocumentStore:
                 # A part leaves only once more bytes follow it, so a file of at most one part
                 # is never a multipart upload.
                 while held > PART_SIZE:
-                    data, pieces = _split(pieces, held - PART_SIZE)
+                    part, pieces = _split(pieces, held - PART_SIZE)
                     held -= PART_SIZE
-                    await part(data)
+                    await leave(part)
             if upload_id is None:
                 # The whole file is in `pieces` (at most PART_SIZE): one PUT of known length,
                 # signed with its digest.
-                data = b"".join(pieces)
-                await account(data)
+                await account(pieces)
                 if hashing is not None:
                     await hashing
                     hashing = None
-                await self.put_object(key, [data], media_type=media_type, sha256=digest.hexdigest())
+                await self.put_object(key, pieces, media_type=media_type, sha256=digest.hexdigest())
             else:
-                await part(b"".join(pieces))  # the last part: never empty (see above)
+                await leave(pieces)  # the last part: never empty (see above)
                 for task in list(in_flight):
                     await task
                     in_flight.discard(task)
@@ -236,16 +233,23 @@ class DocumentStore:
         )
 
 
-def _split(pieces: list[bytes], rest: int) -> tuple[bytes, list[bytes]]:
-    """The bytes of `pieces` but their last `rest` bytes, joined, and those `rest` bytes (as
-    the pieces they are in; the piece that straddles the cut is cut)."""
-    last = pieces[-1]
-    if rest >= len(last):  # only when the cut is not in the last piece: rare
-        whole = b"".join(pieces)
-        return whole[: len(whole) - rest], [whole[len(whole) - rest :]]
-    with memoryview(last) as view:
-        head = b"".join([*pieces[:-1], view[: len(last) - rest]])
-    return head, [last[len(last) - rest :]] if rest else []
+def _split(pieces: list[bytes], rest: int) -> tuple[list[bytes], list[bytes]]:
+    """`pieces` cut before their last `rest` bytes (0 < `rest`): the pieces before the cut and
+    those after it; only the piece the cut falls in is copied, as its two halves."""
+    after: list[bytes] = []
+    while rest >= len(pieces[-1]):  # whole pieces after the cut (a piece larger than a part)
+        rest -= len(pieces[-1])
+        after.insert(0, pieces.pop())
+    if rest:
+        last = pieces.pop()
+        pieces.append(last[: len(last) - rest])
+        after.insert(0, last[len(last) - rest :])
+    return pieces, after
+
+
+def _hash_on(digest: Any, pieces: list[bytes]) -> None:
+    for piece in pieces:
+        digest.update(piece)
 
 
 class MultipartFailed(Exception):
@@ -306,19 +310,12 @@ class SignedPuts:
 
         from minio.credentials.credentials import Credentials
 
-        self.endpoint = settings.endpoint
-        host, _, port = settings.endpoint.rpartition(":")
-        self.host = (host or settings.endpoint).strip("[]")
-        self.port = int(port) if host and port.isdigit() else (443 if settings.secure else 80)
-        self.secure = settings.secure
         self.base = (
             f"{'https' if settings.secure else 'http'}://{settings.endpoint}/{quote(bucket)}/"
         )
         self.region = settings.region
         self.credentials = Credentials(settings.access_key, settings.secret_key.get_secret_value())
-        self.connections = connections
-        self._idle: list[_StoreConnection] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.connections = StoreConnections(settings, idle=connections)
 
     def request_head(self, key: str, length: int, *, sha256: str, media_type: str) -> bytes:
         """The signed request line and headers of a put of `length` bytes whose SHA-256 is
@@ -355,25 +352,53 @@ class SignedPuts:
         """Store `data` (its pieces, in order: their SHA-256 is `sha256`, hex) as `key`,
         encrypted at rest (SSE-S3). The pieces are written one after the other, never joined."""
         head = self.request_head(key, sum(map(len, data)), sha256=sha256, media_type=media_type)
-        # A client span, as urllib3's instrumentation gives the SDK's requests.
-        with _tracer.start_as_current_span(
-            "PUT",
-            kind=trace.SpanKind.CLIENT,
-            attributes={
-                "http.request.method": "PUT",
-                "server.address": self.host,
-                "server.port": self.port,
-            },
-        ) as span:
-            status, answer = await self._exchange(head, data)
+        with _client_span(self.connections) as span:
+            status, _, answer = await self.connections.exchange(head, data)
             span.set_attribute("http.response.status_code", status)
         if status >= 300:
             raise _refusal("put", status, answer)
 
-    async def _exchange(self, head: bytes, data: Sequence[bytes]) -> tuple[int, bytes]:
+
+def _client_span(connections: StoreConnections) -> Any:
+    """The client span of a PUT records writes itself (no HTTP library's instrumentation sees
+    it), as urllib3's and httpx's instrumentations give the other requests."""
+    return _tracer.start_as_current_span(
+        "PUT",
+        kind=trace.SpanKind.CLIENT,
+        attributes={
+            "http.request.method": "PUT",
+            "server.address": connections.host,
+            "server.port": connections.port,
+        },
+    )
+
+
+class StoreConnections:
+    """Connections to the object store kept open for requests records writes itself (a signed
+    put, a part of a multipart upload): at most `idle` idle ones, those of the running event
+    loop; TLS as the SDK's pool makes it (`S3Settings.secure`)."""
+
+    def __init__(self, settings: S3Settings, *, idle: int = 10) -> None:
+        host, _, port = settings.endpoint.rpartition(":")
+        self.netloc = settings.endpoint
+        self.host = (host or settings.endpoint).strip("[]")
+        self.port = int(port) if host and port.isdigit() else (443 if settings.secure else 80)
+        self.secure = settings.secure
+        self.idle = idle
+        self._idle: list[_StoreConnection] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tls: Any = None
+
+    async def exchange(
+        self, head: bytes, body: Sequence[bytes]
+    ) -> tuple[int, dict[bytes, bytes], bytes]:
+        """Send a request (`head`: its line and headers; `body`: its pieces) and read its answer:
+        (status, headers by lower-case name, body). A kept-open connection the store closed
+        meanwhile is replaced once; any other failure is the caller's (OSError, TimeoutError)."""
+        data = body
         connection, reused = await self._connection()
         try:
-            status, answer = await connection.exchange(head, data)
+            answer = await connection.exchange(head, data)
         except ConnectionError:
             connection.close()
             if not reused or connection.answered:
@@ -381,7 +406,7 @@ class SignedPuts:
             # A kept-open connection the store closed meanwhile: once more on a new one.
             connection, _ = await self._connection(fresh=True)
             try:
-                status, answer = await connection.exchange(head, data)
+                answer = await connection.exchange(head, data)
             except BaseException:
                 connection.close()
                 raise
@@ -389,7 +414,7 @@ class SignedPuts:
             connection.close()
             raise
         self._release(connection)
-        return status, answer
+        return answer
 
     async def _connection(self, *, fresh: bool = False) -> tuple[_StoreConnection, bool]:
         """An idle connection of this event loop (and True), or a new one (and False)."""
@@ -401,7 +426,9 @@ class SignedPuts:
             if connection.usable:
                 return connection, True
             connection.close()
-        tls = _tls_context() if self.secure else None
+        if self.secure and self._tls is None:
+            self._tls = _tls_context()
+        tls = self._tls
         async with asyncio.timeout(PUT_TIMEOUT[0]):
             _, connection = await loop.create_connection(
                 _StoreConnection,
@@ -413,7 +440,7 @@ class SignedPuts:
         return connection, False
 
     def _release(self, connection: _StoreConnection) -> None:
-        if connection.usable and len(self._idle) < self.connections:
+        if connection.usable and len(self._idle) < self.idle:
             self._idle.append(connection)
         else:
             connection.close()
@@ -441,6 +468,7 @@ class _StoreConnection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
         self.answer: asyncio.Future[int] | None = None
+        self.headers: dict[bytes, bytes] = {}
         self.body: list[bytes] = []
         self.closed = False
         self.answered = False
@@ -467,13 +495,16 @@ class _StoreConnection(asyncio.Protocol):
             and self.keep_alive
         )
 
-    async def exchange(self, head: bytes, body: Sequence[bytes]) -> tuple[int, bytes]:
+    async def exchange(
+        self, head: bytes, body: Sequence[bytes]
+    ) -> tuple[int, dict[bytes, bytes], bytes]:
         """Write a request (`head`, then the pieces of `body`) and read its answer: (status,
-        body). ConnectionError if the connection closes first; at most `PUT_TIMEOUT[1]` s."""
+        headers, body). ConnectionError if the connection closes first; at most
+        `PUT_TIMEOUT[1]` s."""
         if self.closed or self.transport is None:
             raise ConnectionError("the object store closed the connection")
         loop = asyncio.get_running_loop()
-        self.answer, self.body = loop.create_future(), []
+        self.answer, self.headers, self.body = loop.create_future(), {}, []
         self.answered = self.sent_whole = self.keep_alive = False
         async with asyncio.timeout(PUT_TIMEOUT[1]):
             self.transport.write(head)
@@ -487,7 +518,7 @@ class _StoreConnection(asyncio.Protocol):
             else:
                 self.sent_whole = True
             status = await self.answer
-        return status, b"".join(self.body)
+        return status, self.headers, b"".join(self.body)
 
     def close(self) -> None:
         self.closed = True
@@ -528,6 +559,9 @@ class _StoreConnection(asyncio.Protocol):
             self._writable = None
 
     # ---------------------------------------------------------------- httptools' callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.lower()] = value
+
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
 
@@ -551,12 +585,21 @@ class MultipartUploads:
     pass over the part); TLS protects the bytes wherever the network to MinIO is not trusted.
     """
 
-    def __init__(self, client: Minio, bucket: str, http: Any = None) -> None:
+    def __init__(
+        self,
+        client: Minio,
+        bucket: str,
+        http: Any = None,
+        *,
+        connections: StoreConnections | None = None,
+    ) -> None:
         import httpx
 
         self.client = client
         self.bucket = bucket
         self.http = http or httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0))
+        self.connections = connections
+        """Where a part already whole in memory is sent (`put_part_pieces`), if given."""
 
     def _url(self, method: str, key: str, **query: str) -> str:
         params: dict[str, str | list[str] | tuple[str]] = dict(query)
@@ -596,6 +639,34 @@ class MultipartUploads:
             headers={"Content-Length": str(length)},
         )
         return str(response.headers.get("ETag", "")).strip('"')
+
+    async def put_part_pieces(
+        self, key: str, upload_id: str, number: int, pieces: Sequence[bytes]
+    ) -> str:
+        """Send part `number`, whole in memory as `pieces` (in order, never joined); its ETag.
+        On `connections` when given: the pieces go to the socket as they are, with no HTTP
+        library's work per piece or per request."""
+        length = sum(map(len, pieces))
+        if self.connections is None:
+
+            async def body() -> AsyncIterator[bytes]:
+                for piece in pieces:
+                    yield piece
+
+            return await self.put_part(key, upload_id, number, body(), length)
+        from urllib.parse import urlsplit
+
+        url = urlsplit(self._url("PUT", key, partNumber=str(number), uploadId=upload_id))
+        head = (
+            f"PUT {url.path}?{url.query} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+            f"Content-Length: {length}\r\n\r\n"
+        ).encode("latin-1")
+        with _client_span(self.connections) as span:
+            status, headers, answer = await self.connections.exchange(head, pieces)
+            span.set_attribute("http.response.status_code", status)
+        if status >= 300:
+            raise _refusal("part", status, answer)
+        return headers.get(b"etag", b"").decode("latin-1").strip('"')
 
     async def complete(self, key: str, upload_id: str, parts: list[tuple[int, str]]) -> None:
         """Assemble the parts `(number, etag)` into the object."""
