@@ -355,6 +355,29 @@ async def test_each_document_check_of_a_submitted_case_reads_its_documents_once(
     assert events.count("referrals.case.ready_for_referral.v1") == 1
 
 
+async def test_submit_reads_the_front_ends_row_only_for_a_case_with_no_address(
+    api, api_key, runtime
+):
+    """A case with an e-mail address or a phone number can be told every step without the
+    front end's webhook: its submit does not read the front end's row."""
+    case_id, headers = await open_case(api, api_key)
+    await store_document(runtime, case_id, DocumentKind.PATHOLOGY_REPORT)
+    await consent(api, case_id, headers, "processing", "cross_border")
+    reads: list[str] = []
+
+    def note(_conn, _cursor, statement, *_args) -> None:
+        if "from api_clients" in statement.lower():
+            reads.append(statement)
+
+    event.listen(runtime.db.engine.sync_engine, "before_cursor_execute", note)
+    try:
+        r = await api.post(f"/v1/cases/{case_id}/submit", headers=headers)
+    finally:
+        event.remove(runtime.db.engine.sync_engine, "before_cursor_execute", note)
+    assert r.status_code == 200, r.text
+    assert reads == []
+
+
 async def test_a_case_nobody_could_tell_anything_is_refused_at_submit(api, api_key, runtime):
     """No e-mail, no phone, and a front end that takes no webhooks: every later step would be
     told to nobody. Submit names the missing field and changes nothing; the same case from a

@@ -315,15 +315,18 @@ class Intake:
         consents = await repo.consents(case_id)
         docs = await repo.document_states(case_id)
         contact = self.unseal(case).get("contact") or {}
-        front_end = await repo.client(case.client_id)
+        # Every step is told to the patient: by e-mail, SMS, or the front end's webhook (whose
+        # row is read only for a case with neither address).
+        reachable = bool(contact.get("email") or contact.get("phone"))
+        if not reachable:
+            front_end = await repo.client(case.client_id)
+            reachable = bool(front_end and front_end.takes_webhooks)
         missing = lifecycle.missing_for_submission(
             docs,
             has_processing_consent="processing" in consents,
             needs_cross_border_consent=_destination(case).crosses_border,
             has_cross_border_consent="cross_border" in consents,
-            # Every step is told to the patient: by e-mail, SMS, or the front end's webhook.
-            can_reach_patient=bool(contact.get("email") or contact.get("phone"))
-            or bool(front_end and front_end.takes_webhooks),
+            can_reach_patient=reachable,
         )
         if missing:
             raise SubmissionIncomplete(missing)
