@@ -216,7 +216,7 @@ def test_infrastructure_is_there(services: dict[str, dict[str, Any]]) -> None:
     assert images["kafka"].startswith("apache/kafka:")
     assert images["minio"].startswith("minio/minio:")
     assert images["postgres"].startswith("postgres:")
-    assert images["zipkin"] == f"openzipkin/zipkin:{platform.ZIPKIN_VERSION}"  # make up's
+    assert images["zipkin"] == f"openzipkin/zipkin-slim:{platform.ZIPKIN_VERSION}"  # make up's
     assert "127.0.0.1:9411:9411" in services["zipkin"]["ports"]
     kafka_env = services["kafka"]["environment"]
     assert kafka_env["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft

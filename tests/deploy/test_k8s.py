@@ -744,7 +744,7 @@ def test_zipkin_is_bounded_hardened_and_reached_only_from_the_platform(
     assert deployment["spec"]["replicas"] == 1
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert container["image"] == f"openzipkin/zipkin:{platform.ZIPKIN_VERSION}"
+    assert container["image"] == f"openzipkin/zipkin-slim:{platform.ZIPKIN_VERSION}"
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["STORAGE_TYPE"] == "mem"
     assert int(env["MEM_MAX_SPANS"]) == platform.ZIPKIN_MAX_SPANS
