@@ -378,6 +378,35 @@ async def test_submit_reads_the_front_ends_row_only_for_a_case_with_no_address(
     assert reads == []
 
 
+async def test_a_case_before_its_referral_is_read_back_without_its_later_steps_tables(
+    api, api_key, runtime
+):
+    """Information requests, follow-up questions and meetings come only after a referral: one
+    statement asks whether the case has any, and none of their tables is read when it has
+    none (the case reads back with them empty, as before)."""
+    case_id, headers = await open_case(api, api_key)
+    later = ("information_requests", "follow_up_questions", "meetings")
+    reads: list[str] = []
+
+    def note(_conn, _cursor, statement, *_args) -> None:
+        if any(f"from {table}" in statement.lower() for table in later):
+            reads.append(statement)
+
+    event.listen(runtime.db.engine.sync_engine, "before_cursor_execute", note)
+    try:
+        r = await api.get(f"/v1/cases/{case_id}", headers=headers)
+    finally:
+        event.remove(runtime.db.engine.sync_engine, "before_cursor_execute", note)
+    assert r.status_code == 200, r.text
+    assert len(reads) == 1, reads
+    case = r.json()
+    assert (case["information_requests"], case["follow_up_questions"], case["meetings"]) == (
+        [],
+        [],
+        [],
+    )
+
+
 async def test_a_case_nobody_could_tell_anything_is_refused_at_submit(api, api_key, runtime):
     """No e-mail, no phone, and a front end that takes no webhooks: every later step would be
     told to nobody. Submit names the missing field and changes nothing; the same case from a

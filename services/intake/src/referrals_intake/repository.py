@@ -203,6 +203,21 @@ class CaseRepository:
     async def document_states(self, case_id: UUID) -> list[DocumentState]:
         return [document_state(d) for d in await self.documents(case_id)]
 
+    async def later_steps(self, case_id: UUID) -> tuple[bool, bool, bool]:
+        """Whether the case has information requests, follow-up questions and meetings, in one
+        statement (a case before its referral has none of them: reading it back then needs
+        none of their tables' reads)."""
+        row = (
+            await self.session.execute(
+                select(
+                    exists().where(col(InformationRequest.case_id) == case_id),
+                    exists().where(col(FollowUpQuestion.case_id) == case_id),
+                    exists().where(col(Meeting.case_id) == case_id),
+                )
+            )
+        ).one()
+        return bool(row[0]), bool(row[1]), bool(row[2])
+
     async def information_requests(self, case_id: UUID) -> list[InformationRequest]:
         rows = await self.session.execute(
             select(InformationRequest)

@@ -28,9 +28,10 @@ async def to_public(
     consents = await repo.consents(case.id)
     documents = await repo.documents(case.id)
     timeline = await repo.timeline(case.id)
-    requests = await repo.information_requests(case.id)
-    follow_ups = await repo.follow_up_questions(case.id)
-    meetings = await repo.meetings(case.id)
+    has_requests, has_follow_ups, has_meetings = await repo.later_steps(case.id)
+    requests = await repo.information_requests(case.id) if has_requests else []
+    follow_ups = await repo.follow_up_questions(case.id) if has_follow_ups else []
+    meetings = await repo.meetings(case.id) if has_meetings else []
     fields = runtime.intake.public_fields(case)
     return CasePublic.model_validate(
         {
