@@ -504,6 +504,52 @@ async def test_an_upload_to_a_closed_case_is_refused_before_a_byte_is_stored(
     assert [uow.committed for uow in db.opened] == [False]
 
 
+async def test_the_cases_checks_are_read_while_the_file_arrives_and_still_answered_first(
+    records: Records, repo: FakeRecordsRepository, store: FakeStore, db: FakeDatabase
+) -> None:
+    # The checks' round trip is off the upload's path: the file is read meanwhile (with the
+    # checks read first, this upload would wait forever for its own body).
+    body_read = asyncio.Event()
+    answer = repo.upload_state
+
+    async def upload_state_once_the_body_is_read(
+        case_id: UUID, translation_of: UUID | None
+    ) -> UploadState:
+        await body_read.wait()
+        return await answer(case_id, translation_of)
+
+    repo.upload_state = upload_state_once_the_body_is_read  # type: ignore[method-assign]
+
+    def arriving(content: bytes, name: str) -> Upload:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield content
+            body_read.set()
+
+        return Upload(fields={}, file_name=name, chunks=chunks(), declared_bytes=len(content))
+
+    result = await asyncio.wait_for(
+        records.store_document(
+            CASE, DocumentKind.PATHOLOGY_REPORT, arriving(pdf(), "scan.pdf"), "t", None
+        ),
+        timeout=5,
+    )
+    assert result.created
+
+    # What the case refuses is still the answer, before what the file is: a closed case's
+    # upload of a file records would refuse anyway publishes no `document.rejected`.
+    body_read.clear()
+    repo.add(CaseState(case_id=CASE, status=CaseStatus.WITHDRAWN))
+    outboxes_before = len(db.opened)
+    with pytest.raises(CaseClosed):
+        await asyncio.wait_for(
+            records.store_document(
+                CASE, DocumentKind.PATHOLOGY_REPORT, arriving(b"MZ\x90\x00", "x.exe"), "t", None
+            ),
+            timeout=5,
+        )
+    assert all(not uow.committed for uow in db.opened[outboxes_before:])
+
+
 async def test_a_translation_must_name_a_document_of_the_case(
     records: Records, repo: FakeRecordsRepository, store: FakeStore
 ) -> None:

@@ -5,10 +5,11 @@ keys partners issued and revoked (records issues none).
 Each use case runs in the unit of work its caller gives (an API route's, the consumer's inbox
 transaction) and never commits: the caller does. The exception is storing an upload
 (`store_document`, `record_document`, `rejected`): its bytes stream for minutes, and no
-transaction may stay open that long, so it opens its own short units of work, one before the
-stream (the checks and the quota left, read together) and one recording the document with its
-`document.stored` (said again beside them); for a file of at most one part, whole in memory
-before anything is sent, the recording one is open while that one request puts the object.
+transaction may stay open that long, so it opens its own short units of work, one read while
+the file's first part arrives (the checks and the quota left, read together) and one
+recording the document with its `document.stored` (said again beside them); for a file of at
+most one part, whole in memory before anything is sent, the recording one is open while that
+one request puts the object.
 Queries are `repository.RecordsRepository`'s, made from the unit of work's session by
 `Records.repository` (a unit test gives an in-memory one)."""
 
@@ -52,7 +53,7 @@ from referrals_records.models import (
     FollowUpQuestion,
     utcnow,
 )
-from referrals_records.repository import RecordsRepository
+from referrals_records.repository import RecordsRepository, UploadState
 from referrals_records.storage import PART_SIZE, DocumentStore, StoredObject
 from referrals_records.uploads import Upload
 
@@ -151,13 +152,15 @@ class Records:
         row.
 
         Opens its own units of work, none held across the stream (minutes, for a large study):
-        one before the bytes flow (the checks, and the quota left: one statement, outside a
-        transaction, its snapshot checked again under a lock when recording), one recording
-        the document (`_record`), or one publishing its refusal (`_rejected`).
+        one read while the file's first part arrives, before anything is stored (the checks,
+        and the quota left: one statement, outside a transaction, its snapshot checked again
+        under a lock when recording; what it refuses is answered before any refusal of the
+        file), one recording the document (`_record`), or one publishing its refusal
+        (`_rejected`).
 
         A file of at most one part (`PART_SIZE`: most scans and letters) is in memory whole
         before anything is sent, as the stream would hold it anyway: it is inspected to its end
-        first (nothing is stored if it is refused), hashed (in a worker thread), then put in
+        first (nothing is stored if it is refused) and hashed in the same pass, then put in
         one request of known length signed with that SHA-256 (MinIO stores only bytes that
         have it) while it is recorded, the record committing only once the object is stored
         (`_record`'s `storing`). A larger file streams in parts (`DocumentStore.put_stream`)
@@ -165,32 +168,51 @@ class Records:
         """
         document_id = uuid4()
         key = f"cases/{case_id}/documents/{document_id}"
-        async with self.db.unit_of_work() as uow:
-            state = await self.repo(uow).upload_state(case_id, translation_of)
-        _refuse_upload(
-            state.status, kind, translation_of, referral, original_live=state.original_live
-        )
-        quota = (
-            # No bound on a center's opinion: a patient filling the quota must not keep the
-            # case from its opinion.
-            _QuotaMeter(None, 0)
-            if kind == DocumentKind.OPINION
-            else _QuotaMeter(self.case_quota_bytes, state.live_bytes)
-        )
+        # The checks and the quota left are read while the file's first part arrives: the
+        # round trip is off the upload's path. Any outcome of the reading waits for them, so
+        # what the case refuses (closed, a bad translation) is answered first, as if checked
+        # before the bytes.
+        state_read = asyncio.ensure_future(self._upload_state(case_id, translation_of))
+
+        async def checked() -> UploadState:
+            state = await state_read
+            _refuse_upload(
+                state.status, kind, translation_of, referral, original_live=state.original_live
+            )
+            return state
+
         stored: StoredObject | None = None  # streamed into the bucket
         whole: StoredObject | None = None  # held in memory, not stored yet
         try:
-            file_name = check_file_name(upload.file_name)
-            chunks, rest = await _read_head(upload)
-            media_type = sniff(_joined(chunks), file_name)
-            # The limit follows the type found in the content, not the declared kind; the
-            # case's quota left bounds the stream too (checked again when recording).
-            limit = max_bytes_for(media_type, self.limits)
-            inspector = ContentInspector(media_type, max_bytes=limit)
-            # A body announced larger than any file of its type (or than the quota left) is
-            # refused now, not after streaming and hashing up to the limit.
-            if upload.surely_larger_than(limit):
-                raise too_large(limit)
+            try:
+                file_name = check_file_name(upload.file_name)
+                chunks, rest = await _read_head(upload)
+                media_type = sniff(_joined(chunks), file_name)
+                # The limit follows the type found in the content, not the declared kind; the
+                # case's quota left bounds the stream too (checked again when recording).
+                limit = max_bytes_for(media_type, self.limits)
+                inspector = ContentInspector(media_type, max_bytes=limit)
+                # A body announced larger than any file of its type is refused now, not after
+                # streaming and hashing up to the limit.
+                if upload.surely_larger_than(limit):
+                    raise too_large(limit)
+                small = await _read_on(chunks, rest, PART_SIZE)
+            except Exception:
+                await checked()
+                raise
+            except BaseException:
+                state_read.cancel()
+                await asyncio.gather(state_read, return_exceptions=True)
+                raise
+            state = await checked()
+            quota = (
+                # No bound on a center's opinion: a patient filling the quota must not keep the
+                # case from its opinion.
+                _QuotaMeter(None, 0)
+                if kind == DocumentKind.OPINION
+                else _QuotaMeter(self.case_quota_bytes, state.live_bytes)
+            )
+            # Nor one announced larger than the quota left.
             if quota.quota is not None and upload.surely_larger_than(quota.quota - quota.used):
                 raise CaseQuotaExceeded(quota.quota, quota.used)
 
@@ -198,7 +220,7 @@ class Records:
                 inspector.feed(chunk)
                 quota.feed(chunk)
 
-            if await _read_on(chunks, rest, PART_SIZE):
+            if small:
                 # The whole file, at most one part: checked before anything is stored, and
                 # hashed in the same pass (here, not in a worker thread: at most a part's
                 # worth, and a hop to a thread and back costs more than it saves).
@@ -250,6 +272,10 @@ class Records:
         except BaseException:
             await self._discard(key, storing)
             raise
+
+    async def _upload_state(self, case_id: UUID, translation_of: UUID | None) -> UploadState:
+        async with self.db.unit_of_work() as uow:
+            return await self.repo(uow).upload_state(case_id, translation_of)
 
     async def _discard(self, key: str, storing: asyncio.Task[None] | None) -> None:
         """Remove an upload's object, once its put (if still in flight) has ended: removed
