@@ -7,20 +7,40 @@ streamed to MinIO with SSE-S3) and put directly into MinIO with the SDK (same SS
 MB/s for both, their ratio, and the service's peak resident memory during the uploads. One
 untimed 1 MB upload each way comes first, so no timed one opens a connection.
 
+With `--against REV`, records' API as it was at the commit REV (its package from a `git
+worktree` of REV, first on the import path; every other package this tree's) runs beside this
+tree's on the same stack, and uploads of 1 MB and of `--big-mb` go through each in turn and
+directly, alternated for `--rounds` rounds (A/B/A/B, the order reversed every other round): it
+prints and writes (bench/results/records-ab.json) the medians per upload of the CPU-ms of each
+records process, of MinIO and of PostgreSQL (its backends included), and of the wall time. On
+a shared machine of two cores the rate follows the CPU spent, and a process's CPU per upload
+varies far less than the wall time does.
+
     uv run python bench/records.py [--repeat-scale 1.0]
+    uv run python bench/records.py --against HEAD~1 [--rounds 6 --files 40 --big-mb 200]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import statistics
+import subprocess
+import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
 from _harness.processes import PeakRss
 from _harness.records import MB, make_dicom_like, per_gb, records_server, timed
-from _harness.results import parser, report
+from _harness.results import ROOT, parser, report
+from _harness.stack import api
 from rich.console import Console
+
+from devstack.process import stop_group
 
 console = Console()
 SIZES = [(1, 20), (20, 15), (200, 3)]  # (MB, repetitions)
@@ -78,10 +98,139 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+def _tree_cpu(pid: int) -> float:
+    """CPU-seconds of a process and its children now (PostgreSQL: the postmaster and its
+    backends)."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def _own_cpu(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
+def measure_against(args: argparse.Namespace) -> dict[str, object]:
+    """Records at `args.against` and this tree's, side by side on one stack (see the module's
+    docstring): medians per upload of each process's CPU-ms and of the wall time."""
+    worktree = Path(tempfile.mkdtemp(prefix="bench-records-old-")) / "tree"
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), args.against],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        with records_server("bench-records-ab-") as server:
+            # The same environment as this tree's API, the old records package first.
+            env = dict(psutil.Process(server.proc.pid).environ())
+            env["PYTHONPATH"] = str(worktree / "services" / "records" / "src")
+            folder = server.tmp / "old"
+            folder.mkdir()
+            old_proc, old_base = api("records", env, folder, timeout=300)
+            try:
+                procs = {"old": old_proc, "new": server.proc}
+                return _alternate(args, server, procs, {"old": old_base, "new": server.base})
+            finally:
+                stop_group(old_proc.pid)
+    finally:
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)],
+            check=False,
+            capture_output=True,
+        )
+
+
+def _alternate(
+    args: argparse.Namespace,
+    server: Any,
+    procs: dict[str, subprocess.Popen[bytes]],
+    bases: dict[str, str],
+) -> dict[str, object]:
+    minio, postgres = server.info.pids["minio"], server.info.pids["postgres"]
+    rows: list[dict[str, Any]] = []
+    with httpx.Client(timeout=600) as http:
+        files = {}
+        for size_mb, name in ((1, "1MB"), (args.big_mb, f"{args.big_mb}MB")):
+            files[name] = server.tmp / f"ab-{name}.dcm"
+            make_dicom_like(files[name], size_mb * MB)
+        for base in bases.values():  # connections opened before anything is timed
+            _upload(server, http, base, files["1MB"])
+        server.put_direct(files["1MB"])
+
+        def once(way: str, path: Path) -> None:
+            if way == "direct":
+                server.put_direct(path)
+            else:
+                _upload(server, http, bases[way], path)
+
+        ways = [*procs, "direct"]
+        for round_ in range(args.rounds):
+            for name, path in files.items():
+                count = args.files if name == "1MB" else 1
+                for way in ways if round_ % 2 == 0 else ways[::-1]:
+                    before = {
+                        "minio": _tree_cpu(minio),
+                        "postgres": _tree_cpu(postgres),
+                        **({"records": _own_cpu(procs[way].pid)} if way in procs else {}),
+                    }
+                    began = time.perf_counter()
+                    for _ in range(count):
+                        once(way, path)
+                    wall = time.perf_counter() - began
+                    after = {
+                        "minio": _tree_cpu(minio),
+                        "postgres": _tree_cpu(postgres),
+                        **({"records": _own_cpu(procs[way].pid)} if way in procs else {}),
+                    }
+                    row = {"round": round_, "size": name, "way": way, "wall_ms": wall / count * 1e3}
+                    row |= {f"{k}_cpu_ms": (after[k] - before[k]) / count * 1e3 for k in after}
+                    rows.append(row)
+    medians: dict[str, dict[str, dict[str, float]]] = {}
+    for name in files:
+        for way in ways:
+            mine = [r for r in rows if r["size"] == name and r["way"] == way]
+            keys = [k for k in mine[0] if k.endswith("_ms")]
+            medians.setdefault(name, {})[way] = {
+                k: round(statistics.median(r[k] for r in mine), 2) for k in keys
+            }
+    result = {
+        "against": args.against,
+        "rounds": args.rounds,
+        "files_of_1MB_per_round": args.files,
+        "medians_per_upload": medians,
+        "load_average": os.getloadavg(),
+    }
+    console.print(result)
+    return result
+
+
+def _upload(server: Any, http: httpx.Client, base: str, path: Path) -> None:
+    """`server.upload`, to the API at `base` (the old revision's or this tree's)."""
+    own = server.base
+    server.base = base
+    try:
+        server.upload(http, path, path.stem.upper())
+    finally:
+        server.base = own
+
+
 def main() -> None:
     cli = parser(__doc__)
     cli.add_argument("--repeat-scale", type=float, default=1.0)
-    report("records.json", measure(cli.parse_args()))
+    cli.add_argument("--against", help="a commit: its records API A/B against this tree's")
+    cli.add_argument("--rounds", type=int, default=6, help="with --against")
+    cli.add_argument("--files", type=int, default=40, help="1 MB files a round (--against)")
+    cli.add_argument("--big-mb", type=int, default=200, help="the large file (--against)")
+    args = cli.parse_args()
+    if args.against:
+        report("records-ab.json", measure_against(args))
+    else:
+        report("records.json", measure(args))
 
 
 if __name__ == "__main__":
