@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
@@ -243,3 +244,97 @@ def test_a_part_is_cut_from_its_pieces_at_its_size_copying_only_the_piece_the_cu
         assert b"".join(after) == whole[len(whole) - rest :]
         # Every piece but the one cut in two is the very object that arrived.
         assert sum(1 for p in before + after if not any(p is k for k in kept)) <= 2
+
+
+def _certificate_authority(tmp: Path, name: str) -> tuple[Path, Path, Path]:
+    """A CA of its own and a server certificate it signed for 127.0.0.1: (CA, cert, key)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "object store")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = tmp / f"{name}-ca.pem", tmp / f"{name}-cert.pem", tmp / f"{name}-key.pem"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
+async def test_with_tls_a_put_reaches_only_a_store_whose_certificate_a_trusted_ca_signed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`S3Settings.secure`: records' own puts verify the store's certificate against the CA
+    certificates of SSL_CERT_FILE (as the SDK's pool does); a store whose certificate another CA
+    signed gets no byte of the document."""
+    import ssl
+
+    trusted_ca, cert, key = _certificate_authority(tmp_path, "trusted")
+    other_ca, *_ = _certificate_authority(tmp_path, "other")
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    stand_in = StandInStore()
+    stand_in.release.set()
+    server = await asyncio.start_server(stand_in.serve, "127.0.0.1", 0, ssl=server_tls)
+    port = server.sockets[0].getsockname()[1]
+    settings = S3Settings(
+        endpoint=f"127.0.0.1:{port}", access_key="a", secret_key=SecretStr("b"), secure=True
+    )
+    async with server:
+        monkeypatch.setenv("SSL_CERT_FILE", str(trusted_ca))
+        await SignedPuts(settings, "documents").put(
+            "k", [b"data"], sha256="0" * 64, media_type="text/plain"
+        )
+        assert [r.body for r in stand_in.received] == [b"data"]
+
+        monkeypatch.setenv("SSL_CERT_FILE", str(other_ca))
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await SignedPuts(settings, "documents").put(
+                "k2", [b"secret"], sha256="0" * 64, media_type="text/plain"
+            )
+        assert [r.body for r in stand_in.received] == [b"data"]
+        server.close()
