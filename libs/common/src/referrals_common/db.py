@@ -23,16 +23,25 @@ from referrals_common.messaging.inbox import Inbox
 from referrals_common.messaging.outbox import Outbox
 from referrals_common.settings import PostgresSettings
 
+SIDE_POOL_SIZE = 2
+"""Connections of a `Database`'s side pool (`side_unit_of_work`)."""
+
 
 class Database:
     """An async SQLAlchemy engine (asyncpg driver) and its session factory for one service."""
 
     def __init__(self, settings: PostgresSettings, *, echo: bool = False) -> None:
         self.settings = settings
-        self.engine: AsyncEngine = create_async_engine(
-            settings.async_url(),
-            pool_size=settings.pool_size,
-            max_overflow=settings.max_overflow,
+        self.echo = echo
+        self.engine: AsyncEngine = self._engine(settings.pool_size, settings.max_overflow)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+        self._side: tuple[AsyncEngine, async_sessionmaker[AsyncSession]] | None = None
+
+    def _engine(self, pool_size: int, max_overflow: int) -> AsyncEngine:
+        return create_async_engine(
+            self.settings.async_url(),
+            pool_size=pool_size,
+            max_overflow=max_overflow,
             # No ping before each use: SQLAlchemy's asyncpg ping is three round trips (begin,
             # `;`, rollback) in front of every transaction. A connection that died with the
             # server fails its statement instead; SQLAlchemy sees a disconnect and discards
@@ -40,17 +49,34 @@ class Database:
             # fault handling (an API's 503, a consumer's redelivery, a loop's retry) tries
             # again on fresh ones.
             pool_pre_ping=False,
-            echo=echo,
+            echo=self.echo,
             # A failed statement's error never carries its parameters (health data) into a log.
             hide_parameters=True,
         )
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
 
     def unit_of_work(self) -> UnitOfWork:
         return UnitOfWork(self.sessions)
 
+    def side_unit_of_work(self) -> UnitOfWork:
+        """A unit of work on connections of its own (at most `SIDE_POOL_SIZE`, opened when first
+        needed), for a short write made while its caller may hold a connection of the main
+        pool: an access audit row written beside a route's unit of work.
+
+        From the main pool, as many concurrent requests as it has connections could each hold
+        one and wait for a second that none of them gives back: every request of the service
+        stalled until the pool's timeout (30 s), which eight concurrent center downloads did. A
+        side unit of work waits for nothing else while it holds its connection, so waiting for
+        one always ends."""
+        if self._side is None:
+            engine = self._engine(SIDE_POOL_SIZE, 0)
+            sessions = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+            self._side = (engine, sessions)
+        return UnitOfWork(self._side[1])
+
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._side is not None:
+            await self._side[0].dispose()
 
 
 class UnitOfWork:

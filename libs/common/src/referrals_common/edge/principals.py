@@ -40,7 +40,9 @@ def route_of(request: Request) -> str:
 
 class AccessLog:
     """A service's access audit table (a SQLModel with `actor`, `action`, `case_id`,
-    `outcome` and the service's own columns), each row in a transaction of its own."""
+    `outcome` and the service's own columns), each row in a transaction of its own, on the
+    database's side pool (`Database.side_unit_of_work`): a route writes its rows while it holds
+    its own unit of work's connection."""
 
     def __init__(self, db: Database, model: type[Any]) -> None:
         self.db = db
@@ -56,7 +58,7 @@ class AccessLog:
         **columns: Any,
     ) -> None:
         """One row: who, did what, on which case, with which outcome."""
-        async with self.db.unit_of_work() as uow:
+        async with self.db.side_unit_of_work() as uow:
             uow.session.add(
                 self.model(
                     actor=actor[:120],
@@ -71,7 +73,7 @@ class AccessLog:
     async def failures(self, summaries: Sequence[FailureSummary]) -> None:
         """One row per summary of failed authentications (`failed_authentication x<count> from
         <address>`), in one transaction: a flood adds a few rows a window, not one an attempt."""
-        async with self.db.unit_of_work() as uow:
+        async with self.db.side_unit_of_work() as uow:
             for summary in summaries:
                 uow.session.add(
                     self.model(
