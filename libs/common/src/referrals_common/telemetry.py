@@ -190,7 +190,7 @@ class NoLoneStatements(Sampler):
         links: Any = None,
         trace_state: Any = None,
     ) -> SamplingResult:
-        if kind is SpanKind.CLIENT and attributes and _DB_SYSTEM.intersection(attributes):
+        if _is_statement(kind, attributes):
             return SamplingResult(Decision.DROP)
         return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, trace_state)
 
@@ -199,6 +199,14 @@ class NoLoneStatements(Sampler):
 
 
 _TRANSACTION_CONTROL = frozenset({"BEGIN", "COMMIT", "ROLLBACK"})
+
+
+def _is_statement(kind: SpanKind | None, attributes: Any) -> bool:
+    """Whether a span about to start is a database statement's (a client span with a
+    `db.system` attribute, old or new name)."""
+    return (
+        kind is SpanKind.CLIENT and bool(attributes) and bool(_DB_SYSTEM.intersection(attributes))
+    )
 
 
 class NoTransactionControl(Sampler):
@@ -221,12 +229,7 @@ class NoTransactionControl(Sampler):
         links: Any = None,
         trace_state: Any = None,
     ) -> SamplingResult:
-        if (
-            kind is SpanKind.CLIENT
-            and name.rstrip(";").upper() in _TRANSACTION_CONTROL
-            and attributes
-            and _DB_SYSTEM.intersection(attributes)
-        ):
+        if name.rstrip(";").upper() in _TRANSACTION_CONTROL and _is_statement(kind, attributes):
             return SamplingResult(Decision.DROP)
         return self.then.should_sample(
             parent_context, trace_id, name, kind, attributes, links, trace_state
