@@ -246,65 +246,6 @@ def test_a_part_is_cut_from_its_pieces_at_its_size_copying_only_the_piece_the_cu
         assert sum(1 for p in before + after if not any(p is k for k in kept)) <= 2
 
 
-def _certificate_authority(tmp: Path, name: str) -> tuple[Path, Path, Path]:
-    """A CA of its own and a server certificate it signed for 127.0.0.1: (CA, cert, key)."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "object store")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    paths = tmp / f"{name}-ca.pem", tmp / f"{name}-cert.pem", tmp / f"{name}-key.pem"
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return paths
-
-
 async def test_with_tls_a_put_reaches_only_a_store_whose_certificate_a_trusted_ca_signed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -313,10 +254,12 @@ async def test_with_tls_a_put_reaches_only_a_store_whose_certificate_a_trusted_c
     signed gets no byte of the document."""
     import ssl
 
-    trusted_ca, cert, key = _certificate_authority(tmp_path, "trusted")
-    other_ca, *_ = _certificate_authority(tmp_path, "other")
+    from devstack.tls import Authority
+
+    trusted = Authority.create(tmp_path / "trusted")
+    other = Authority.create(tmp_path / "other", "another CA")
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_tls.load_cert_chain(cert, key)
+    server_tls.load_cert_chain(trusted.issue(tmp_path, "object-store"))  # key and chain in one
     stand_in = StandInStore()
     stand_in.release.set()
     server = await asyncio.start_server(stand_in.serve, "127.0.0.1", 0, ssl=server_tls)
@@ -325,13 +268,13 @@ async def test_with_tls_a_put_reaches_only_a_store_whose_certificate_a_trusted_c
         endpoint=f"127.0.0.1:{port}", access_key="a", secret_key=SecretStr("b"), secure=True
     )
     async with server:
-        monkeypatch.setenv("SSL_CERT_FILE", str(trusted_ca))
+        monkeypatch.setenv("SSL_CERT_FILE", str(trusted.ca_file))
         await SignedPuts(settings, "documents").put(
             "k", [b"data"], sha256="0" * 64, media_type="text/plain"
         )
         assert [r.body for r in stand_in.received] == [b"data"]
 
-        monkeypatch.setenv("SSL_CERT_FILE", str(other_ca))
+        monkeypatch.setenv("SSL_CERT_FILE", str(other.ca_file))
         with pytest.raises(ssl.SSLCertVerificationError):
             await SignedPuts(settings, "documents").put(
                 "k2", [b"secret"], sha256="0" * 64, media_type="text/plain"
