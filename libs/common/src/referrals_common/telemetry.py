@@ -40,7 +40,7 @@ from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import (
     Decision,
@@ -49,6 +49,8 @@ from opentelemetry.sdk.trace.sampling import (
     SamplingResult,
 )
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
+
+from referrals_common.statement_digest import StatementDigest, quick_statement_ms
 
 CASE_ID = "referrals.case_id"
 """The baggage entry and the span attribute naming the case a piece of work is about."""
@@ -283,16 +285,24 @@ def configure_telemetry(
     )
     # First, so the exporters' processors see the attribute (they read spans when they end).
     provider.add_span_processor(CaseSpanProcessor())
+    exporter: SpanExporter | None = None
     if choice == "otlp":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        exporter = OTLPSpanExporter()
     elif choice == "zipkin":
         from opentelemetry.exporter.zipkin.json import ZipkinExporter
 
-        provider.add_span_processor(BatchSpanProcessor(ZipkinExporter()))
+        exporter = ZipkinExporter()
     elif choice == "console":
-        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+        exporter = ConsoleSpanExporter()
+    if exporter is not None:
+        # Quick statements are counted on their parent span, not exported (statement_digest).
+        exporting: SpanProcessor = BatchSpanProcessor(exporter)
+        min_ms = quick_statement_ms()
+        provider.add_span_processor(
+            StatementDigest(exporting, min_ms=min_ms) if min_ms else exporting
+        )
     if extra_processor is not None:
         provider.add_span_processor(extra_processor)
     trace.set_tracer_provider(provider)
