@@ -11,7 +11,16 @@ CPU per request is measured too (user + system CPU-seconds over the requests ser
 process tree alone, PostgreSQL's backends included), as it says more than a rate on a machine
 shared with other loads.
 
+With `--against REV`, intake as it was at the commit REV (its package and the common library
+from a `git worktree` of REV, first on the import path; every other package this tree's) runs
+beside this tree's on one stack, and wrk drives each in turn for `--seconds`, alternated for
+`--rounds` rounds (A/B/A/B, the order reversed every other round): it prints and writes
+(bench/results/intake-ab.json) the medians per creation of the CPU-ms of each intake process
+tree and of PostgreSQL (its backends included), and the rates. On a shared machine of two cores
+a process's CPU per creation varies far less than its rate does.
+
     uv run python bench/intake.py [--seconds 15] [--concurrency 8] [--workers 2] [--no-flow]
+    uv run python bench/intake.py --against HEAD~1 [--rounds 6 --seconds 5]
 """
 
 from __future__ import annotations
@@ -20,17 +29,20 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
 import psutil
 from _harness.processes import cpu_seconds, wait_healthy
-from _harness.results import loadavg, parser, report
+from _harness.results import ROOT, loadavg, parser, report
 from _harness.stack import QUIET, api, create_client, own_stack_async
 from _harness.stats import pct
 from rich.console import Console
@@ -177,23 +189,27 @@ async def load(seconds: float, concurrency: int, one_request) -> dict[str, float
     }
 
 
+def _intake_env(info) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """The environment of an intake API under measurement, on the stack `info`."""
+    return {
+        "REFERRALS_INTAKE_POSTGRES__DSN": info.database_dsns["intake"],
+        "REFERRALS_INTAKE_POSTGRES__POOL_SIZE": "10",
+        "REFERRALS_KAFKA__BOOTSTRAP_SERVERS": info.kafka_bootstrap,
+        "REFERRALS_INTAKE_TOKENS__SIGNING_KEY_PEM": generate_private_key_pem().decode(),
+        "REFERRALS_INTAKE_FIELD_ENCRYPTION_KEY": FieldCipher.generate_key_base64(),
+        "REFERRALS_INTAKE_API_KEY_PEPPER": "bench-pepper-" + uuid.uuid4().hex,
+        # One key drives the whole load: the per-client rate limit would measure itself.
+        "REFERRALS_RATE_LIMIT__ENABLED": "false",
+        **QUIET,
+    }
+
+
 async def measure(args: argparse.Namespace) -> dict[str, object]:
     procs: list[subprocess.Popen[bytes]] = []
     async with own_stack_async("bench-intake-", ("intake",)) as (tmp, info):
         try:
             dsn = info.database_dsns["intake"]
-            env = {
-                **os.environ,
-                "REFERRALS_INTAKE_POSTGRES__DSN": dsn,
-                "REFERRALS_INTAKE_POSTGRES__POOL_SIZE": "10",
-                "REFERRALS_KAFKA__BOOTSTRAP_SERVERS": info.kafka_bootstrap,
-                "REFERRALS_INTAKE_TOKENS__SIGNING_KEY_PEM": generate_private_key_pem().decode(),
-                "REFERRALS_INTAKE_FIELD_ENCRYPTION_KEY": FieldCipher.generate_key_base64(),
-                "REFERRALS_INTAKE_API_KEY_PEPPER": "bench-pepper-" + uuid.uuid4().hex,
-                # One key drives the whole load: the per-client rate limit would measure itself.
-                "REFERRALS_RATE_LIMIT__ENABLED": "false",
-                **QUIET,
-            }
+            env = {**os.environ, **_intake_env(info)}
             proc, intake = api("intake", env, tmp, "--workers", str(args.workers))
             procs.append(proc)
             (tmp / "baseline_app.py").write_text(BASELINE_APP)
@@ -330,6 +346,94 @@ async def drive(
     return {"bare": bare, "create": create, "flow": flow, "cpu_ms": cpu_ms}
 
 
+async def measure_against(args: argparse.Namespace) -> dict[str, object]:
+    """Intake at `args.against` and this tree's, side by side on one stack (see the module's
+    docstring): medians per creation of each process tree's CPU-ms, and the rates."""
+    worktree = Path(tempfile.mkdtemp(prefix="bench-intake-old-")) / "tree"
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), args.against],
+        check=True,
+        capture_output=True,
+    )
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        async with own_stack_async("bench-intake-ab-", ("intake",)) as (tmp, info):
+            try:
+                env = {**os.environ, **_intake_env(info)}
+                old_env = {
+                    **env,
+                    "PYTHONPATH": os.pathsep.join(
+                        str(worktree / part / "src") for part in ("services/intake", "libs/common")
+                    ),
+                }
+                bases = {}
+                for name, its_env in (("old", old_env), ("new", env)):
+                    folder = tmp / name
+                    folder.mkdir()
+                    procs[name], bases[name] = api(
+                        "intake", its_env, folder, "--workers", str(args.workers), timeout=300
+                    )
+                key = create_client(env, "bench")
+                return _alternate(args, procs, bases, key, info.pids["postgres"])
+            finally:
+                for proc in procs.values():
+                    stop_group(proc.pid)
+    finally:
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)],
+            check=False,
+            capture_output=True,
+        )
+
+
+def _alternate(
+    args: argparse.Namespace,
+    procs: dict[str, subprocess.Popen[bytes]],
+    bases: dict[str, str],
+    key: str,
+    postgres: int,
+) -> dict[str, object]:
+    wrk = ensure_wrk()
+    script = WRK_SCRIPT.replace("BODY", json.dumps(CASE)).replace("KEY", key)
+    console.print("warming up…")
+    for base in bases.values():
+        wrk_load(wrk, f"{base}/v1/cases", 3, args.concurrency, script)
+    rows: list[dict[str, Any]] = []
+    ways = list(procs)
+    for round_ in range(args.rounds):
+        for way in ways if round_ % 2 == 0 else ways[::-1]:
+            figures, cpu_ms = timed_load(
+                {"intake": procs[way].pid, "postgres": postgres},
+                lambda way=way: wrk_load(
+                    wrk, f"{bases[way]}/v1/cases", args.seconds, args.concurrency, script
+                ),
+            )
+            row = {"round": round_, "way": way, "requests_per_s": figures["requests_per_s"]}
+            row |= {"errors": figures["errors"], "p99_ms": figures["p99_ms"]}
+            row |= {f"{k}_cpu_ms": v for k, v in cpu_ms.items()}
+            console.print(row)
+            rows.append(row)
+    medians = {}
+    for way in ways:
+        mine = [r for r in rows if r["way"] == way]
+        medians[way] = {
+            k: round(statistics.median(r[k] for r in mine), 3)
+            for k in ("intake_cpu_ms", "postgres_cpu_ms", "requests_per_s", "p99_ms")
+        }
+        medians[way]["errors"] = sum(r["errors"] for r in mine)
+    result = {
+        "against": args.against,
+        "rounds": args.rounds,
+        "seconds_per_load": args.seconds,
+        "concurrency": args.concurrency,
+        "workers": args.workers,
+        "medians_per_creation": medians,
+        "loadavg": loadavg(),
+    }
+    console.print(result)
+    return result
+
+
 def main() -> None:
     cli = parser(__doc__)
     cli.add_argument("--seconds", type=float, default=15.0)
@@ -339,7 +443,13 @@ def main() -> None:
     cli.add_argument(
         "--no-flow", action="store_true", help="only the creations (no create → submit flow)"
     )
-    report("intake.json", asyncio.run(measure(cli.parse_args())))
+    cli.add_argument("--against", help="a commit: its intake API A/B against this tree's")
+    cli.add_argument("--rounds", type=int, default=6, help="with --against")
+    args = cli.parse_args()
+    if args.against:
+        report("intake-ab.json", asyncio.run(measure_against(args)))
+    else:
+        report("intake.json", asyncio.run(measure(args)))
 
 
 if __name__ == "__main__":
