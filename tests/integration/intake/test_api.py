@@ -231,21 +231,25 @@ async def test_a_case_is_opened_in_one_statement_with_no_begin_or_commit(
     api, api_key, runtime, monkeypatch
 ):
     """The statement that opens a case (its Idempotency-Key's claim and its audit row in it) is
-    the whole write and atomic on its own: it is sent alone, one round trip."""
+    the whole write and atomic on its own: it is sent alone, one round trip, by asyncpg itself
+    (SQLAlchemy executes nothing for it)."""
     headers = {"X-Api-Key": api_key}
     # The key is verified once, then remembered: the request measured reads no key row.
     assert (await api.post("/v1/cases", json=case_body(), headers=headers)).status_code == 201
     sent: list[str] = []
-    execute = asyncpg.Connection.execute  # how asyncpg sends BEGIN and COMMIT
+    through_sqlalchemy: list[str] = []
+    for method in ("execute", "fetch", "fetchrow", "fetchval"):  # BEGIN, COMMIT and statements
+        original = getattr(asyncpg.Connection, method)
 
-    async def noted_execute(self, query, *args, **kwargs):
-        sent.append(query)
-        return await execute(self, query, *args, **kwargs)
+        async def noted(self, query, *args, _original=original, **kwargs):
+            sent.append(query)
+            return await _original(self, query, *args, **kwargs)
+
+        monkeypatch.setattr(asyncpg.Connection, method, noted)
 
     def note(_conn, _cursor, statement, *_args) -> None:
-        sent.append(statement)
+        through_sqlalchemy.append(statement)
 
-    monkeypatch.setattr(asyncpg.Connection, "execute", noted_execute)
     event.listen(runtime.db.engine.sync_engine, "before_cursor_execute", note)
     try:
         r = await api.post(
@@ -254,6 +258,7 @@ async def test_a_case_is_opened_in_one_statement_with_no_begin_or_commit(
     finally:
         event.remove(runtime.db.engine.sync_engine, "before_cursor_execute", note)
     assert r.status_code == 201, r.text
+    assert through_sqlalchemy == []
     assert len(sent) == 1, sent
     assert "insert into idempotency_keys" in sent[0].lower(), sent
 

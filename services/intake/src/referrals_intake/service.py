@@ -15,8 +15,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 from uuid import UUID, uuid4
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from referrals_common.contracts import (
     AgeGroup,
     CaseCenterChosen,
@@ -58,6 +56,7 @@ from referrals_intake.models import (
     utcnow,
 )
 from referrals_intake.repository import (
+    Autocommit,
     CaseRepository,
     RepositoryFactory,
     document_state,
@@ -210,7 +209,7 @@ class Intake:
 
     async def open_case(
         self,
-        uow: UnitOfWork | AsyncConnection,
+        uow: UnitOfWork | Autocommit,
         client_id: str,
         data: CaseCreate,
         case_id: UUID | None = None,
@@ -259,7 +258,7 @@ class Intake:
         )
         inserted = (
             await insert_opened(uow, case, entry, audit, claim=claim)
-            if isinstance(uow, AsyncConnection)
+            if isinstance(uow, Autocommit)
             else await self._repo(uow).insert_opened(case, entry, audit, claim=claim)
         )
         if not inserted:

@@ -22,11 +22,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
-from weakref import WeakKeyDictionary
 
+import asyncpg
 from fastapi import Depends, Header
 from fastapi.security import APIKeyHeader
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.util import greenlet_spawn
 
 from referrals_common.db import Database
 from referrals_common.edge.deps import (
@@ -41,6 +41,7 @@ from referrals_common.edge.deps import (
 from referrals_intake.bootstrap import Runtime
 from referrals_intake.clients import Client
 from referrals_intake.models import ApiClient
+from referrals_intake.repository import Autocommit
 
 RuntimeDep = Annotated[Runtime, Depends(app_runtime)]
 
@@ -70,19 +71,27 @@ IdempotencyKey = Annotated[
     ),
 ]
 
-_AUTOCOMMIT: WeakKeyDictionary[Database, AsyncEngine] = WeakKeyDictionary()
-
 
 @asynccontextmanager
-async def single_statements(db: Database) -> AsyncIterator[AsyncConnection]:
+async def single_statements(db: Database) -> AsyncIterator[Autocommit]:
     """A connection of `db`'s pool on which each statement commits by itself (PostgreSQL's
-    autocommit): for a write that is one statement, atomic on its own, which then costs one
-    round trip instead of three (no BEGIN, no COMMIT), and no ORM session around it."""
-    engine = _AUTOCOMMIT.get(db)
-    if engine is None:
-        engine = _AUTOCOMMIT[db] = db.engine.execution_options(isolation_level="AUTOCOMMIT")
-    async with engine.connect() as connection:
-        yield connection
+    autocommit: no transaction is opened on it): for a write that is one statement, atomic on
+    its own, which then costs one round trip instead of three (no BEGIN, no COMMIT), and no ORM
+    session or SQLAlchemy connection around it (`Autocommit`). The connection goes back to the
+    pool afterwards, unless a statement failed for another reason than the statement itself (a
+    connection lost, a cancelled request): then it is closed and the pool opens another."""
+    raw = await db.engine.raw_connection()
+    try:
+        yield Autocommit(raw.driver_connection, db.engine.dialect)
+    except BaseException as exc:
+        if not isinstance(exc, asyncpg.PostgresError) or isinstance(
+            exc, asyncpg.PostgresConnectionError
+        ):
+            await greenlet_spawn(raw.invalidate, exc)
+        raise
+    finally:
+        # SQLAlchemy's pool returns a connection from inside its greenlet bridge.
+        await greenlet_spawn(raw.close)
 
 
 __all__ = [
