@@ -43,6 +43,9 @@ class StandInStore:
     status: int = 200
     answer: bytes = b""
     close: bool = False
+    early: bool = False
+    """Answer after the head, before reading the body (as a store refusing a put up front), and
+    read nothing more on that connection."""
     release: asyncio.Event = field(default_factory=asyncio.Event)
     received: list[Received] = field(default_factory=list)
     connections: int = 0
@@ -58,6 +61,15 @@ class StandInStore:
                     return
                 line, *fields = head.decode("latin-1").split("\r\n")[:-2]
                 headers = dict(f.split(": ", 1) for f in fields)
+                if self.early:
+                    self.received.append(Received(line, headers, b"", number))
+                    writer.write(
+                        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n"
+                        b"Connection: keep-alive\r\n\r\n"
+                    )
+                    await writer.drain()
+                    await reader.read()  # until the client closes the connection
+                    return
                 body = await reader.readexactly(int(headers["Content-Length"]))
                 self.received.append(Received(line, headers, body, number))
                 await self.release.wait()
@@ -137,6 +149,25 @@ async def test_puts_go_on_one_kept_open_connection_and_on_a_new_one_once_the_sto
     stand_in.close = False
     await puts.put("d", [b"data"], sha256="0" * 64, media_type="text/plain")
     assert [r.connection for r in stand_in.received] == [1, 1, 1, 2]
+
+
+async def test_a_connection_answered_before_its_body_was_sent_is_not_used_again(
+    store: tuple[StandInStore, S3Settings],
+) -> None:
+    stand_in, settings = store
+    puts = SignedPuts(settings, "documents")
+    stand_in.early = True  # refuses before reading a body larger than the sockets' buffers
+    with pytest.raises(MultipartFailed):
+        await puts.put("a", [bytes(2**21)] * 16, sha256="0" * 64, media_type="text/plain")
+    stand_in.early = False
+    await puts.put("b", [b"data"], sha256="0" * 64, media_type="text/plain")
+
+    # The rest of the first body, unsent, would have been read as the second request.
+    assert [(r.line, r.connection) for r in stand_in.received] == [
+        ("PUT /documents/a HTTP/1.1", 1),
+        ("PUT /documents/b HTTP/1.1", 2),
+    ]
+    assert stand_in.received[1].body == b"data"
 
 
 async def test_minio_refusing_the_bytes_is_a_refusal_and_a_busy_minio_a_fault_of_the_infrastructure(

@@ -459,8 +459,11 @@ def _tls_context() -> Any:
 
 class _StoreConnection(asyncio.Protocol):
     """One kept-open HTTP/1.1 connection to the object store: one request at a time written,
-    its answer read with httptools; flow control as asyncio's (the write waits while the
-    socket's buffer is full)."""
+    its answer read with httptools. A request (at most a part: its pieces are in memory anyway)
+    is handed to the transport whole, in one `writelines`: the event loop sends what the socket
+    takes at once (one `writev`, not a send for the head and one for each piece: over loopback
+    each send also runs the store's side of TCP and wakes it, and the store read the body in
+    that many slices) and keeps the rest, without copying it, until the socket takes it."""
 
     def __init__(self) -> None:
         import httptools
@@ -474,10 +477,10 @@ class _StoreConnection(asyncio.Protocol):
         self.answered = False
         """Whether any byte of an answer arrived on this connection's current request."""
         self.sent_whole = False
-        """Whether the current request was written to its end (an answer may come first)."""
+        """Whether the current request was written to its end by its answer (an answer may
+        come first: a refusal before the whole body was read)."""
         self.keep_alive = False
         """Whether the store keeps the connection open after its last answer."""
-        self._writable: asyncio.Future[None] | None = None
 
     @property
     def usable(self) -> bool:
@@ -507,17 +510,11 @@ class _StoreConnection(asyncio.Protocol):
         self.answer, self.headers, self.body = loop.create_future(), {}, []
         self.answered = self.sent_whole = self.keep_alive = False
         async with asyncio.timeout(PUT_TIMEOUT[1]):
-            self.transport.write(head)
-            for piece in body:
-                if self._writable is not None:  # the socket's buffer is full: wait for room
-                    waits: list[asyncio.Future[Any]] = [self._writable, self.answer]
-                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-                if self.answer.done():  # answered (refused) or closed before the body's end
-                    break
-                self.transport.write(piece)
-            else:
-                self.sent_whole = True
+            self.transport.writelines([head, *body])
             status = await self.answer
+            # Bytes of the request still unsent (answered before the body's end) would be read
+            # as the next request's: such a connection is not used again.
+            self.sent_whole = self.transport.get_write_buffer_size() == 0
         return status, self.headers, b"".join(self.body)
 
     def close(self) -> None:
@@ -546,17 +543,6 @@ class _StoreConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._fail(ConnectionError("the object store closed the connection"))
-        self.resume_writing()
-
-    def pause_writing(self) -> None:
-        if self._writable is None:
-            self._writable = asyncio.get_running_loop().create_future()
-
-    def resume_writing(self) -> None:
-        if self._writable is not None:
-            if not self._writable.done():
-                self._writable.set_result(None)
-            self._writable = None
 
     # ---------------------------------------------------------------- httptools' callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
