@@ -18,6 +18,7 @@ import pytest
 
 from referrals_common.auth.api_keys import hash_secret
 from referrals_common.contracts import CaseStatus, DocumentKind
+from referrals_common.contracts.envelope import CloudEvent, EventData
 from referrals_records.inspection import CaseQuotaExceeded, SizeLimits, UploadRefused
 from referrals_records.links import DownloadGrant
 from referrals_records.models import (
@@ -65,6 +66,8 @@ class FakeRecordsRepository:
     added: list[Any] = field(default_factory=list)
     keys: dict[str, dict[str, Any]] = field(default_factory=dict)
     locked_cases: list[UUID] = field(default_factory=list)
+    events: list[CloudEvent[EventData]] = field(default_factory=list)
+    """The events written with the documents (`add_unless_twin`), in order."""
 
     def add(self, row: Any) -> None:
         self.added.append(row)
@@ -125,7 +128,9 @@ class FakeRecordsRepository:
             and not original.deleted_at,
         )
 
-    async def add_unless_twin(self, doc: Document, *, quota: int | None) -> tuple[int, UUID | None]:
+    async def add_unless_twin(
+        self, doc: Document, *, quota: int | None, stored: CloudEvent[EventData]
+    ) -> tuple[int, UUID | None]:
         twin = await self.live_twin(doc.case_id, doc.sha256)
         used = await self.live_bytes(doc.case_id)
         if twin is None and (quota is None or used + doc.size_bytes <= quota):
@@ -140,6 +145,7 @@ class FakeRecordsRepository:
                     outcome="ok",
                 )
             )
+            self.events.append(stored)
         return used, twin.id if twin else None
 
     async def lock_case_uploads(self, case_id: UUID) -> None:
@@ -584,7 +590,9 @@ async def test_a_stored_upload_commits_its_document_audit_row_and_event_in_its_o
     assert repo.locked_cases == [CASE]  # the quota is checked again under the case's lock
     # The checks and the quota left, then the record: only the last commits (none over a stream)
     assert [uow.committed for uow in db.opened] == [False, True]
-    assert db.opened[-1].outbox.types() == ["referrals.document.stored.v1"]
+    # `document.stored` written with the document (in the committed unit of work's statement)
+    assert [event.type for event in repo.events] == ["referrals.document.stored.v1"]
+    assert repo.events[0].data.document_id == doc.id
 
 
 async def test_a_small_file_is_recorded_while_it_is_put_and_committed_only_once_stored(
@@ -658,7 +666,7 @@ async def test_the_same_bytes_again_are_the_same_document_and_the_second_object_
     assert again.document is first.document
     assert list(store.objects) == [first.document.object_key]
     assert len(store.removed) == 1
-    assert sum(uow.outbox.types() == ["referrals.document.stored.v1"] for uow in db.opened) == 1
+    assert [event.type for event in repo.events] == ["referrals.document.stored.v1"]
 
 
 async def test_an_upload_past_the_quota_is_refused_and_published_as_rejected(

@@ -16,6 +16,7 @@ from functools import cache
 from typing import Any
 from uuid import UUID
 
+from opentelemetry import propagate
 from sqlalchemy import (
     BigInteger,
     Uuid,
@@ -37,6 +38,9 @@ from sqlmodel import col
 
 from referrals_common.api.idempotency import claim_or_replay
 from referrals_common.contracts import CaseStatus
+from referrals_common.contracts.envelope import CloudEvent
+from referrals_common.messaging.outbox import slot_of
+from referrals_common.messaging.schema import outbox_table
 from referrals_records.models import (
     AccessAudit,
     CaseState,
@@ -155,7 +159,7 @@ def _add_referral() -> Any:
 def _add_unless_twin(bounded: bool) -> Any:
     """`add_unless_twin`'s statement (`bounded`: with a quota), built once: the case's live
     bytes and twin (`live`), the document inserted from it only if it may be (`added`), the
-    audit row only if it was (`audited`)."""
+    audit row and the outbox row of its event only if it was (`audited`, `published`)."""
     documents, audits = _documents(), AccessAudit.__table__  # type: ignore[attr-defined]  # SQLModel's table classes have it
     params = {c.name: bindparam(c.name, type_=c.type) for c in documents.columns}
     case_id = params["case_id"]
@@ -194,7 +198,35 @@ def _add_unless_twin(bounded: bool) -> Any:
         "document_id": added.c.id,
     }
     audited = insert(audits).from_select(list(audit), select(*audit.values())).cte("audited")
-    return select(live.c.used, live.c.twin).add_cte(added).add_cte(audited)
+    event = {name: bindparam(f"event_{name}", type_=outbox_table.c[name].type) for name in _EVENT}
+    published = (
+        insert(outbox_table)
+        .from_select(list(event), select(*event.values()).select_from(added))
+        .cte("published")
+    )
+    return select(live.c.used, live.c.twin).add_cte(added).add_cte(audited).add_cte(published)
+
+
+_EVENT = ("id", "aggregate_id", "slot", "topic", "event_type", "payload", "headers")
+"""The columns of an outbox row a statement writes itself (the rest are the table's defaults)."""
+
+
+def _outbox_values(event: CloudEvent[Any]) -> dict[str, Any]:
+    """`event`'s outbox row as `Outbox.add` writes it (the case id its Kafka key, the topic its
+    contract's, the current trace context in its headers), as `event_`-prefixed parameters."""
+    headers: dict[str, str] = {}
+    propagate.inject(headers)
+    key = str(event.case_id)
+    row = {
+        "id": event.id,
+        "aggregate_id": key,
+        "slot": slot_of(key),
+        "topic": event.data.publish_topic(),
+        "event_type": event.type,
+        "payload": event.model_dump(mode="json"),
+        "headers": headers,
+    }
+    return {f"event_{name}": value for name, value in row.items()}
 
 
 class RecordsRepository:
@@ -299,16 +331,20 @@ class RecordsRepository:
             original_live=row[2] is not None,
         )
 
-    async def add_unless_twin(self, doc: Document, *, quota: int | None) -> tuple[int, UUID | None]:
-        """Insert `doc` and the audit row of its upload (by `doc.uploaded_by`), unless the
-        case has a live document with the same bytes, or (with a `quota`) the case's live
-        documents and `doc` would take more than `quota` bytes: (the bytes the case's live
-        documents took before, the twin's id). One statement, one snapshot: call it after
+    async def add_unless_twin(
+        self, doc: Document, *, quota: int | None, stored: CloudEvent[Any]
+    ) -> tuple[int, UUID | None]:
+        """Insert `doc`, the audit row of its upload (by `doc.uploaded_by`) and `stored` (its
+        event) into the outbox, unless the case has a live document with the same bytes, or
+        (with a `quota`) the case's live documents and `doc` would take more than `quota`
+        bytes: (the bytes the case's live documents took before, the twin's id). One
+        statement, one round trip, one snapshot: call it after
         `lock_case_uploads` (then no other upload to the case records meanwhile); a concurrent
         twin of an unlocked upload (a center's) makes it raise IntegrityError (the unique index
         on a live document's case and bytes)."""
         values = {column.name: getattr(doc, column.key) for column in _documents().columns}
         values["quota"] = quota
+        values |= _outbox_values(stored)
         connection = await self.session.connection()
         row = (await connection.execute(_add_unless_twin(quota is not None), values)).one()
         return int(row[0] or 0), row[1]

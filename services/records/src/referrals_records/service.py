@@ -344,9 +344,24 @@ class Records:
                 # its opinion.
                 await repo.lock_case_uploads(case_id)
                 quota = self.case_quota_bytes
+            # The upload's audit row and `document.stored` are written with the document, in
+            # the same statement: one transaction, one round trip.
+            stored = new_event(
+                DocumentStored(
+                    case_id=case_id,
+                    document_id=document_id,
+                    kind=kind,
+                    media_type=media_type,
+                    size_bytes=size,
+                    sha256=sha256,
+                    object_key=key,
+                    translation_of=translation_of,
+                    stored_at=doc.created_at,
+                    referral_id=doc.referral_id,
+                )
+            )
             try:
-                # The upload's audit row commits with the document: one transaction, not two.
-                used, twin_id = await repo.add_unless_twin(doc, quota=quota)
+                used, twin_id = await repo.add_unless_twin(doc, quota=quota, stored=stored)
             except IntegrityError:  # the same bytes, recorded at the same moment (a center's)
                 await uow.rollback()
                 twin_id = document_id  # not recorded: the twin is read again below
@@ -354,22 +369,6 @@ class Records:
                 if twin_id is None and quota is not None and used + size > quota:
                     raise CaseQuotaExceeded(quota, used)
             if twin_id is None:
-                await uow.outbox.add(
-                    new_event(
-                        DocumentStored(
-                            case_id=case_id,
-                            document_id=document_id,
-                            kind=kind,
-                            media_type=media_type,
-                            size_bytes=size,
-                            sha256=sha256,
-                            object_key=key,
-                            translation_of=translation_of,
-                            stored_at=doc.created_at,
-                            referral_id=doc.referral_id,
-                        )
-                    )
-                )
                 if storing is not None:
                     await storing  # the object first: a row never names a missing object
                 await uow.commit()
