@@ -40,6 +40,7 @@ from referrals_common.edge.request_id import HEADER as REQUEST_ID
 from referrals_common.edge.request_id import RequestIdMiddleware
 from referrals_common.settings import ServiceSettings
 from referrals_common.telemetry import (
+    NO_FASTAPI_TELEMETRY,
     configure_logging,
     configure_telemetry,
     instrument_fastapi,
@@ -250,6 +251,9 @@ def create_service_app(
         generate_unique_id_function=operation_id,
         docs_url=None,  # FastAPI's own pages load their assets from a CDN: ours are served here
         redoc_url=None,
+        # Requests are traced by `instrument_fastapi` (one server span) and measured by
+        # Prometheus: FastAPI's own telemetry would make a second span and histograms.
+        telemetry=NO_FASTAPI_TELEMETRY,
     )
     serve_docs(app)
     app.state.edge = edge

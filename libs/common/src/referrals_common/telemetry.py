@@ -9,8 +9,8 @@
   its endpoint, headers and timeout from the standard variables itself.
 * `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` are honoured by the SDK's resource detection.
 * Instrumentation for asyncpg, httpx and urllib3 (the MinIO SDK's HTTP client) is switched on
-  here; FastAPI apps are instrumented by
-  `instrument_fastapi(app)`. Kafka spans are made by the outbox relay (publish) and the
+  here; a FastAPI app's requests are traced by `instrument_fastapi(app)` (`ServerSpanMiddleware`:
+  one server span per request). Kafka spans are made by the outbox relay (publish) and the
   consumer helper (process), which carry the context in the records' `traceparent` header.
 
 **One case, one story.** Whatever a process does about a case runs with the case id in the
@@ -36,8 +36,10 @@ from typing import Any
 from uuid import UUID
 
 import structlog
-from opentelemetry import baggage, trace
+from fastapi.telemetry import TelemetryConfig
+from opentelemetry import baggage, propagate, trace
 from opentelemetry import context as otel_context
+from opentelemetry.propagators.textmap import Getter
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
@@ -48,7 +50,8 @@ from opentelemetry.sdk.trace.sampling import (
     Sampler,
     SamplingResult,
 )
-from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from referrals_common.statement_digest import StatementDigest, quick_statement_ms
 
@@ -318,19 +321,134 @@ def configure_telemetry(
     return provider
 
 
-def instrument_fastapi(app: Any, tracer_provider: Any = None) -> None:
-    """Trace every request but the health and metrics probes (with the global provider unless
-    one is given)."""
-    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+SERVER_SPAN_EXCLUDED_PATHS = frozenset({"/health", "/metrics"})
+"""Probes and Prometheus scrapes: never traced (each would be a trace of its own)."""
 
-    # No span per ASGI receive or send: an upload arrives in thousands of chunks, each of which
-    # became a span of its own (a 200 MB document made over 3 000), burying the request's trace.
-    FastAPIInstrumentor.instrument_app(
-        app,
-        excluded_urls="health,metrics",
-        exclude_spans=["receive", "send"],
-        tracer_provider=tracer_provider,
-    )
+
+class _HeaderGetter(Getter[dict[str, str]]):
+    """The W3C propagators' view of the propagation headers of a request (lowercase names)."""
+
+    def get(self, carrier: dict[str, str], key: str) -> list[str] | None:
+        value = carrier.get(key)
+        return None if value is None else [value]
+
+    def keys(self, carrier: dict[str, str]) -> list[str]:
+        return list(carrier)
+
+
+_PROPAGATED = frozenset({b"traceparent", b"tracestate", b"baggage"})
+_GETTER = _HeaderGetter()
+
+
+class ServerSpanMiddleware:
+    """One SERVER span per HTTP request (`<METHOD> <route template>`, e.g. `POST /v1/cases`,
+    or the method alone when no route matched), the child of the caller's W3C `traceparent`
+    (its `tracestate` and `baggage` too) and the current span while the app runs; with the
+    request's method, scheme, target path (no query: it may name a patient), route, status
+    code, HTTP version, host, peer address and user agent as attributes (OpenTelemetry's HTTP
+    conventions, the names the trace viewer's queries use), and the error status for a 5xx or an
+    exception. No span per ASGI receive or send: an upload arrives in thousands of chunks, each
+    of which became a span of its own with OpenTelemetry's ASGI instrumentation.
+
+    Ours rather than that instrumentation's: it matched the request against every route before
+    the app did (for the span's name), collected a dozen attributes and recorded five
+    histograms per request through the metrics API, whether or not anything exported them; the
+    route is known once the app has matched it (`scope["route"]`), and the platform's request
+    metrics are Prometheus's (`service_app`). With no tracer provider installed (no
+    exporter), the caller's context is still carried through, so what the request writes (an
+    outbox row's `traceparent`) continues the caller's trace."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        tracer_provider: Any = None,
+        excluded_paths: frozenset[str] = SERVER_SPAN_EXCLUDED_PATHS,
+    ) -> None:
+        self.app = app
+        self.tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
+        self.excluded_paths = excluded_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.excluded_paths:
+            await self.app(scope, receive, send)
+            return
+        carrier = {
+            name.decode("latin-1"): value.decode("latin-1")
+            for name, value in scope["headers"]
+            if name in _PROPAGATED
+        }
+        parent = propagate.extract(carrier, getter=_GETTER) if carrier else None
+        method = scope["method"]
+        span = self.tracer.start_span(
+            method, context=parent, kind=SpanKind.SERVER, attributes=_request_attributes(scope)
+        )
+        status_code = 500
+
+        async def send_noting(message: Message) -> None:
+            nonlocal status_code
+            if message["type"] == "http.response.start":
+                status_code = message["status"]
+            await send(message)
+
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        try:
+            await self.app(scope, receive, send_noting)
+        except BaseException as exc:
+            if span.is_recording():
+                span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            raise
+        finally:
+            otel_context.detach(token)
+            if span.is_recording():
+                route = getattr(scope.get("route"), "path", None)
+                if route:
+                    span.set_attribute("http.route", route)
+                    span.update_name(f"{method} {route}")
+                span.set_attribute("http.status_code", status_code)
+                if status_code >= 500:
+                    span.set_status(Status(StatusCode.ERROR))
+            span.end()
+
+
+def _request_attributes(scope: Scope) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        "http.method": scope["method"],
+        "http.scheme": scope.get("scheme", "http"),
+        "http.target": scope["path"],
+        "http.flavor": scope.get("http_version", "1.1"),
+    }
+    server, client = scope.get("server"), scope.get("client")
+    if server:
+        attributes["net.host.port"] = server[1]
+    if client:
+        attributes["net.peer.ip"] = client[0]
+    for name, value in scope["headers"]:
+        if name == b"host":
+            attributes["http.host"] = value.decode("latin-1")
+        elif name == b"user-agent":
+            attributes["http.user_agent"] = value.decode("latin-1")
+    return attributes
+
+
+def instrument_fastapi(app: Any, tracer_provider: Any = None) -> None:
+    """Trace every request but the health and metrics probes (`ServerSpanMiddleware`, with the
+    global provider unless one is given): the outermost of the app's own middleware, so a
+    refusal of the edge and a 500 are traced too."""
+    app.add_middleware(ServerSpanMiddleware, tracer_provider=tracer_provider)
+    # FastAPI's own telemetry (0.16x) makes a server span of its own, outside every middleware,
+    # as soon as a tracer provider is installed; it stands aside only for OpenTelemetry's ASGI
+    # middleware. A second span per request, which the edge's case id never reaches: off. Its
+    # switches are the constructor's `telemetry=` (`service_app` passes it); an app built
+    # elsewhere (the web app) has them here.
+    switches = getattr(app, "_telemetry", None)
+    if isinstance(switches, dict):
+        switches.update(NO_FASTAPI_TELEMETRY)
+
+
+NO_FASTAPI_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+"""FastAPI's `telemetry=` that switches its own off: the server span is `ServerSpanMiddleware`'s,
+the request metrics are Prometheus's (`service_app`)."""
 
 
 def _add_trace_ids(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
@@ -404,7 +522,5 @@ def continue_trace(carrier: dict[str, str] | None, case_id: UUID | str | None = 
     """The OpenTelemetry context of a stored W3C carrier (trace context and baggage), on a
     fresh base: work picked up inside `untraced()` is traced again, as part of the trace that
     caused it, and about its case (`case_id`, when given, over the carrier's baggage)."""
-    from opentelemetry import propagate
-
     ctx = propagate.extract(carrier or {}, context=otel_context.Context())
     return ctx if case_id is None else with_case(case_id, ctx)
