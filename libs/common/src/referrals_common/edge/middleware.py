@@ -276,7 +276,9 @@ def _guarded(receive: Receive, limit: int | None, http: HttpSettings) -> Receive
         if started is None:
             started = time.monotonic()
         try:
-            message = await asyncio.wait_for(receive(), http.body_idle_timeout_seconds)
+            # A deadline on this task, not wait_for's task of its own around each message.
+            async with asyncio.timeout(http.body_idle_timeout_seconds):
+                message = await receive()
         except TimeoutError:
             raise _too_slow(
                 f"sent nothing for {http.body_idle_timeout_seconds:g} seconds"

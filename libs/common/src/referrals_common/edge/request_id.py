@@ -9,8 +9,8 @@ and the request's span as the attribute `http.request.header.x-request-id`.
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 
 import structlog
 from opentelemetry import trace
@@ -25,8 +25,22 @@ _ACCEPTED = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 def request_id_of(headers: Headers) -> str:
     """The caller's request id when it is one we accept, else a new one."""
-    given = headers.get(HEADER, "")
-    return given if _ACCEPTED.fullmatch(given) else uuid.uuid4().hex
+    return _accepted_or_new(headers.get(HEADER, ""))
+
+
+def _accepted_or_new(given: str) -> str:
+    return given if _ACCEPTED.fullmatch(given) else os.urandom(16).hex()
+
+
+_HEADER_NAME = HEADER.lower().encode("latin-1")
+
+
+def _request_id_of_scope(scope: Scope) -> str:
+    """`request_id_of` the request's headers, read from the scope as they are (no `Headers`)."""
+    for name, value in scope["headers"]:
+        if name == _HEADER_NAME:
+            return _accepted_or_new(value.decode("latin-1"))
+    return _accepted_or_new("")
 
 
 class RequestIdMiddleware:
@@ -40,7 +54,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = request_id_of(Headers(scope=scope))
+        request_id = _request_id_of_scope(scope)
         scope.setdefault("state", {})[LOG_FIELD] = request_id
         trace.get_current_span().set_attribute(SPAN_ATTRIBUTE, request_id)
 
