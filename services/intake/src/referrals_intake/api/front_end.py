@@ -58,20 +58,17 @@ async def create_case(
     body: CaseCreate,
     client: ClientDep,
     runtime: RuntimeDep,
-    response: Response,
     idempotency_key: IdempotencyKey = None,
-) -> CaseCreated:
+) -> Response:
     """Open a draft case for a patient and return it with its case access token."""
     new_id = uuid4()
+    # Once: the request's fingerprint and the answer's fields (validated back from JSON's forms).
+    data = body.model_dump(mode="json")
     claim = (
         None
         if idempotency_key is None
         else key_claim(
-            client.key_id,
-            "create_case",
-            idempotency_key,
-            request_hash("create", body.model_dump(mode="json")),
-            new_id,
+            client.key_id, "create_case", idempotency_key, request_hash("create", data), new_id
         )
     )
     # The key is claimed in the statement that opens the case, with its audit row: a key used
@@ -82,6 +79,7 @@ async def create_case(
             connection, client.key_id, body, case_id=new_id, audited_as=client.actor, claim=claim
         )
     case: Case | OpenedCase
+    headers: dict[str, str] = {}
     if opened is None:
         assert claim is not None  # without a key a case is always opened
         async with runtime.db.unit_of_work() as uow:
@@ -90,12 +88,12 @@ async def create_case(
             public = await to_public(runtime, repo, case)
             repo.audit(client.actor, "create_case", case.id)
             await uow.commit()
-        response.status_code = status.HTTP_200_OK
-        response.headers["Idempotent-Replayed"] = "true"
+        status_code = status.HTTP_200_OK
+        headers["Idempotent-Replayed"] = "true"
     else:
         case = opened
+        status_code = status.HTTP_201_CREATED
         # A new case has no consents or documents yet: nothing to read back.
-        data = body.model_dump()
         public = CasePublic.model_validate(
             {
                 **data,
@@ -117,8 +115,16 @@ async def create_case(
             }
         )
     issued = runtime.tokens.issue(case.id, client.key_id, locale=case.locale)
-    response.headers["Location"] = f"/v1/cases/{case.id}"
-    return CaseCreated(case=public, access_token=issued.token, expires_at=issued.expires_at)
+    headers["Location"] = f"/v1/cases/{case.id}"
+    created = CaseCreated(case=public, access_token=issued.token, expires_at=issued.expires_at)
+    # Serialised once, as the response model would be (FastAPI validates a returned model
+    # again before serialising it; a response is sent as it is).
+    return Response(
+        created.model_dump_json(by_alias=True),
+        status_code=status_code,
+        headers=headers,
+        media_type="application/json",
+    )
 
 
 @router.get(
