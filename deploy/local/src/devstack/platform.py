@@ -90,7 +90,7 @@ STATE_FILE = "platform.json"
 LAUNCHER = "launcher"
 LAUNCHER_SOCKET = "launcher.sock"
 ENV_FILE = "platform-env.json"
-POOL_SIZE = 8
+POOL_SIZE = 4
 """PostgreSQL connections each platform process keeps at most (`REFERRALS_POSTGRES__POOL_SIZE`)."""
 ZIPKIN_VERSION = "3.6.1"
 ZIPKIN_MAX_SPANS = int(os.environ.get("DEVSTACK_ZIPKIN_SPANS", "10000"))
@@ -284,9 +284,11 @@ def environment(
         "REFERRALS_NOTIFICATIONS_CONTACT_PRIVATE_KEY": secrets["notifications_private_key"],
         "REFERRALS_NOTIFICATIONS_OPS_EMAIL": "ops@referrals.localhost",
         "REFERRALS_NOTIFICATIONS_SMTP__FROM_NAME": "Second opinion (local)",
-        # One small machine: a process's pool of 8 connections keeps both cores busy (its
-        # consumers' partitions, its relay, its API), where each further PostgreSQL backend
-        # held ~4 MiB for good once a burst had opened it (Kubernetes: 10 per pod).
+        # One small machine: a process is one event loop on one core at most, and 4 statements
+        # in flight keep it busy (its consumers' partitions, its relay, its API), where each
+        # further PostgreSQL backend held ~4 MiB for good once a burst had opened it. Measured
+        # under bench/pipeline.py's load: 8 a process, 64 backends and 253-286 MiB; 4, 40
+        # backends and 180-198 MiB (Kubernetes: 10 per pod).
         "REFERRALS_POSTGRES__POOL_SIZE": str(POOL_SIZE),
         "PYTHONUNBUFFERED": "1",
     }
