@@ -74,15 +74,15 @@ async def test_a_document_is_stored_encrypted_listed_and_downloaded_through_a_li
 
 
 async def test_a_document_of_several_parts_sent_unsigned_comes_back_whole(api, runtime):
-    # 12 MB: parts of 5, 5 and 2 MB, each a presigned request with an unsigned payload
+    # 36 MB: parts of 16, 16 and 4 MB, each a request with an unsigned payload
     # (storage.MultipartUploads); MinIO must take them and give back exactly the bytes sent.
     import hashlib
 
     from referrals_records.storage import PART_SIZE
 
-    assert PART_SIZE == 5 * 1024 * 1024
+    assert PART_SIZE == 16 * 1024 * 1024
     case_id = uuid.uuid4()
-    content = b"\x00" * 128 + b"DICM" + os.urandom(12 * 1024 * 1024)
+    content = b"\x00" * 128 + b"DICM" + os.urandom(36 * 1024 * 1024)
     r = await upload(api, case_id, content, name="CT_CHEST.dcm", kind="imaging_study")
     assert r.status_code == 201, r.text
     doc = r.json()

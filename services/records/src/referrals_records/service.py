@@ -54,7 +54,7 @@ from referrals_records.models import (
     utcnow,
 )
 from referrals_records.repository import RecordsRepository, UploadState
-from referrals_records.storage import PART_SIZE, DocumentStore, StoredObject
+from referrals_records.storage import WHOLE_FILE_BYTES, DocumentStore, StoredObject
 from referrals_records.uploads import Upload
 
 log = logging.getLogger(__name__)
@@ -158,7 +158,7 @@ class Records:
         file), one recording the document (`_record`), or one publishing its refusal
         (`_rejected`).
 
-        A file of at most one part (`PART_SIZE`: most scans and letters) is in memory whole
+        A file of at most `WHOLE_FILE_BYTES` (most scans and letters) is in memory whole
         before anything is sent, as the stream would hold it anyway: it is inspected to its end
         first (nothing is stored if it is refused) and hashed in the same pass, then put in
         one request of known length signed with that SHA-256 (MinIO stores only bytes that
@@ -196,7 +196,7 @@ class Records:
                 # streaming and hashing up to the limit.
                 if upload.surely_larger_than(limit):
                     raise too_large(limit)
-                small = await _read_on(chunks, rest, PART_SIZE)
+                small = await _read_on(chunks, rest, WHOLE_FILE_BYTES)
             except Exception:
                 await checked()
                 raise
