@@ -20,14 +20,12 @@ For every record:
    `PoisonEvent`) the record goes to the dead-letter topic and the consumer carries on; a fault
    of the infrastructure (database down) never dead-letters a good event: it is retried;
 4. offsets are committed only after all that (FastStream ack policy NACK_ON_ERROR, no auto
-   commit), off the critical path: each partition's records are settled by a worker of its own
-   (`PartitionWorkers`: no partition waits for another's batch), which then notes their
-   offsets, and `OffsetCommits` sends every batch noted in the last `commit_interval` seconds
-   (0.5) in one request (at once after a dead letter, on a rebalance and on stop); with
-   `commit_interval=None`, FastStream commits each whole batch before the next poll. If a
-   record cannot be settled, not even into the dead-letter topic, its partition is consumed
-   again from its first record of the batch (the inbox absorbs the repeats, and those of a
-   crash before a noted batch was committed).
+   commit), off the critical path: a settled batch notes its offsets and `OffsetCommits` sends
+   every batch noted in the last `commit_interval` seconds (0.5) in one request (at once after
+   a dead letter, on a rebalance and on stop); with `commit_interval=None`, FastStream commits
+   each batch before the next poll. If a record cannot be settled, not even into the
+   dead-letter topic, the batch is not acknowledged and is consumed again (the inbox absorbs
+   the repeats, and those of a crash before a noted batch was committed).
 
 The consumer's span (`process <topic>`) continues the producer's trace from the record's
 `traceparent` header; the handler runs with the envelope's case id in the baggage, so its spans
@@ -241,8 +239,6 @@ class OffsetCommits(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafk
         self.interval = interval
         self.chained = chained
         self.subscriber: Any = None  # FastStream's subscriber; its `consumer` is aiokafka's
-        # The subscriber's partition workers, whose work a rebalance and a stop wait for.
-        self.workers: PartitionWorkers | None = None
         self.commits = 0  # OffsetCommit requests sent
         self._noted: dict[TopicPartition, int] = {}
         self._lock = asyncio.Lock()
@@ -287,20 +283,13 @@ class OffsetCommits(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafk
                     self._noted.setdefault(tp, offset)  # unless a later batch noted more
 
     async def close(self) -> None:
-        """Let the partition workers settle what they were given, commit what is noted and
-        stop the pending commit (the subscriber stops)."""
-        if self.workers is not None:
-            await self.workers.finish()
+        """Commit what is noted and stop the pending commit (the subscriber stops)."""
         if self._task is not None and not self._task.done():
             self._task.cancel()
         await self.flush()
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        # The revoked partitions' records in progress are settled first (their offsets after
-        # their effects), then, still in the old generation, the coordinator accepts the
-        # partitions' offsets.
-        if self.workers is not None:
-            await self.workers.finish(revoked)
+        # Still in the old generation: the coordinator accepts the partitions' offsets now.
         await self.flush()
         await self._chain("on_partitions_revoked", revoked)
 
@@ -312,118 +301,6 @@ class OffsetCommits(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafk
             result = getattr(self.chained, method)(partitions)
             if inspect.isawaitable(result):
                 await result
-
-
-class PartitionWorkers:
-    """Each partition's records settled by a task of its own, so that no partition waits for
-    another's.
-
-    FastStream hands the subscriber a batch and polls again only once the batch is settled: a
-    record arriving on an idle partition waited for the slowest partition of the batch in
-    progress (a case's routing, tens of milliseconds), at every hop. Here a delivered batch is
-    split by partition and handed to that partition's worker, and the subscriber polls again at
-    once. A worker applies its partition's records in order (what arrived while it was busy as
-    one batch: `EventConsumer.process_batch`), then notes their offsets (`OffsetCommits`):
-    offsets still follow the effects, and one case's events (one key, one partition) keep their
-    order. At most `limit` records wait at a time; a delivery beyond that waits for the workers.
-
-    A batch that cannot be settled (an infrastructure fault) rewinds its partition alone to its
-    first record, dropping what was queued behind it; records of that partition fetched before
-    the rewind are dropped when delivered (they start past the rewind), and the partition's
-    records come again from there (the inbox absorbs what was already applied). A rebalance
-    waits for the revoked partitions' workers, a stop for all of them.
-    """
-
-    def __init__(self, owner: EventConsumer, commits: OffsetCommits, *, limit: int) -> None:
-        self.owner = owner
-        self.commits = commits
-        self.limit = limit
-        self.subscriber: Any = None  # FastStream's subscriber; its `consumer` is aiokafka's
-        self._queued: dict[TopicPartition, list[Any]] = {}
-        self._workers: dict[TopicPartition, asyncio.Task[None]] = {}
-        self._rewound: dict[TopicPartition, int] = {}
-        self._waiting = 0  # records given and not yet settled or dropped
-        self._progress = asyncio.Event()
-
-    async def deliver(self, records: Sequence[Any]) -> None:
-        """Hand a delivered batch's records to their partitions' workers; return once no more
-        than `limit` records wait."""
-        by_partition: dict[TopicPartition, list[Any]] = {}
-        for record in records:
-            by_partition.setdefault(TopicPartition(record.topic, record.partition), []).append(
-                record
-            )
-        for tp, batch in by_partition.items():
-            rewound = self._rewound.get(tp)
-            if rewound is not None:
-                if batch[0].offset != rewound:
-                    continue  # fetched before the rewind: these records come again
-                del self._rewound[tp]
-            self._queued.setdefault(tp, []).extend(batch)
-            self._waiting += len(batch)
-            # Committed no further than the first record not settled (the lag's figure).
-            self.owner.in_flight.setdefault((tp.topic, tp.partition), batch[0].offset)
-            worker = self._workers.get(tp)
-            if worker is None or worker.done():
-                self._workers[tp] = asyncio.create_task(
-                    self._work(tp), name=f"{self.owner.name} {tp.topic}[{tp.partition}]"
-                )
-        while self._waiting > self.limit:
-            self._progress.clear()
-            await self._progress.wait()
-
-    async def _work(self, tp: TopicPartition) -> None:
-        while batch := self._queued.pop(tp, None):
-            try:
-                settled = await self._settle(tp, batch)
-            finally:
-                self._waiting -= len(batch)
-                self._progress.set()
-            if not settled:
-                return
-            queued = self._queued.get(tp)
-            if queued:
-                self.owner.in_flight[(tp.topic, tp.partition)] = queued[0].offset
-
-    async def _settle(self, tp: TopicPartition, batch: list[Any]) -> bool:
-        dead_lettered = self.owner.stats["dead_lettered"]
-        try:
-            await self.owner.process_batch(tuple(batch))
-        except Exception as exc:
-            dropped = self._queued.pop(tp, [])
-            self._waiting -= len(dropped)
-            self.owner.in_flight.pop((tp.topic, tp.partition), None)
-            self._rewind(tp, batch[0].offset, exc)
-            return False
-        self.commits.settled(batch)
-        if self.owner.stats["dead_lettered"] != dead_lettered:
-            await self.commits.flush()  # no inbox row would make its redelivery a no-op
-        return True
-
-    def _rewind(self, tp: TopicPartition, offset: int, exc: BaseException) -> None:
-        consumer = getattr(self.subscriber, "consumer", None)
-        if consumer is None or tp not in consumer.assignment():
-            return  # revoked meanwhile: its new owner starts from the committed offset
-        log.warning(
-            "%s: %s[%d] not settled, consumed again from %d: %r",
-            self.owner.name,
-            tp.topic,
-            tp.partition,
-            offset,
-            exc,
-        )
-        consumer.seek(tp, offset)
-        self._rewound[tp] = offset
-
-    async def finish(self, partitions: set[TopicPartition] | None = None) -> None:
-        """Wait until the workers of `partitions` (default: all) have settled what they were
-        given; forget those partitions' rewinds."""
-        tps = set(self._workers) if partitions is None else set(partitions) & set(self._workers)
-        await asyncio.gather(*(self._workers[tp] for tp in tps), return_exceptions=True)
-        for tp in tps:
-            self._workers.pop(tp, None)
-        for tp in set(self._rewound) if partitions is None else partitions:
-            self._rewound.pop(tp, None)
 
 
 class PoisonEvent(Exception):
@@ -509,15 +386,13 @@ class EventConsumer:
         """Attach this consumer to `topics` as a FastStream batch subscriber in group `name`
         (or the `group_id` in `options`: the inbox is the consumer's `name` whatever the group).
 
-        Records arrive in batches; each partition's records are applied in order by a worker
-        of that partition (partitions concurrently, none waiting for another's: see
-        `PartitionWorkers`), and their offsets are committed after their effects, with the other
-        batches settled within `commit_interval` (`OffsetCommits`). If a record cannot be
-        settled (an infrastructure fault), its partition is rewound to its first record of the
-        batch, and the inbox turns what was already applied into no-ops when it comes again.
-        With `commit_interval=None`, FastStream commits each whole batch before the next poll,
-        partitions applied concurrently within the batch; a batch not settled is not
-        acknowledged, and every partition of it is rewound.
+        Records arrive in batches; each partition's records are applied in order (partitions
+        concurrently), and the batch's offsets are committed after every effect, with the other
+        batches settled within `commit_interval` (`OffsetCommits`; None: FastStream commits
+        each batch before the next poll). If a
+        record cannot be settled (an infrastructure fault), the batch is not acknowledged: every
+        partition is rewound to its first record of the batch, and the inbox turns what was
+        already applied into no-ops when it comes again.
 
         A rebalance listener keeps the lag gauges of the partitions the group assigns to this
         process (a `listener` given in `options` is called too).
@@ -525,9 +400,6 @@ class EventConsumer:
 
         async def on_batch(message: KafkaMessage) -> None:
             records = message.raw_message
-            if workers is not None:
-                await workers.deliver(records)
-                return
             dead_lettered = self.stats["dead_lettered"]
             await self.process_batch(records)
             if commits is not None:
@@ -544,15 +416,6 @@ class EventConsumer:
             if self.commit_interval is None
             else OffsetCommits(self.commit_interval, chained=lag)
         )
-        # Each partition settled by a worker of its own (`PartitionWorkers`) where offsets are
-        # noted as effects are committed; FastStream's own commits follow each whole batch.
-        workers = (
-            None
-            if commits is None
-            else PartitionWorkers(self, commits, limit=options["max_records"])
-        )
-        if commits is not None:
-            commits.workers = workers
         group = options.pop("group_id", self.name)
         self.groups.update(dict.fromkeys(topics, group))
         for topic in topics:
@@ -570,8 +433,6 @@ class EventConsumer:
         lag.subscriber.offset_commits = commits
         if commits is not None:
             commits.subscriber = lag.subscriber
-        if workers is not None:
-            workers.subscriber = lag.subscriber
         self.subscribers.append(subscriber)
         return subscriber(on_batch)
 
