@@ -30,11 +30,13 @@ Per case it measures submit (the HTTP answer) → `referral.offered` seen on the
 (an aiokafka reader assigned to every inbox from its end, in a process of its own), and per phase
 the sustained rate (offered cases per second between the 10th and 90th percentile of offers),
 p50/p95/p99 latency, each process's CPU seconds and peak RSS (psutil, the process and its
-children, every 0.5 s), CPU seconds per case above idle (and the rate all cores would carry if
-CPU were the only limit), every consumer group's lag per topic over time (committed offsets
-against log end offsets, every second), and each consumer's handler time by event type (from its
-Prometheus metrics). The machine's busy CPU is sampled too: what the platform and the benchmark
-did not use was other load on the machine.
+children, every 0.5 s), CPU seconds per case above idle (for the max-rate phases, from the first
+submit until every consumer group has caught up: all the work the phase's cases cause, e-mails
+and projections off the path to the offer included, and none left over from the phase before;
+and the rate all cores would carry if CPU were the only limit), every consumer group's lag per
+topic over time (committed offsets against log end offsets, every second), and each consumer's
+handler time by event type (from its Prometheus metrics). The machine's busy CPU is sampled
+too: what the platform and the benchmark did not use was other load on the machine.
 
 Its own platform loads the sample cancer centers with their weekly capacity raised above the
 cases of the run (the sample's German centers take 50 a week, so a run would otherwise end in
@@ -136,6 +138,10 @@ class Bench:
             on_line=self._on_pipeline_event,
         )
         self.windows: dict[str, tuple[float, float]] = {}
+        self.drained: dict[str, float] = {}
+        """phase → when every consumer group had caught up after its last case was offered: the
+        end of the window its CPU per case is measured over (the work a case causes off the
+        path to its offer, e-mails and projections, included)."""
         self.runs: dict[str, list[CaseRun]] = {}
         self.chain: list[dict[str, Any]] = []
         self.handlers: dict[str, Any] = {}
@@ -337,6 +343,7 @@ class Bench:
         offer when documents came days before, as they do."""
         runs = [CaseRun(i, "staged") for i in range(n)]
         self.staging_staged = await self.stage(runs, window="staging_2")
+        await self.quiet()  # the staging's own work (readings, e-mails) is not this phase's
         console.print(
             f"[bold]phase 2[/]: {n} staged cases, {self.args.clients} front ends submitting as "
             "fast as they can"
@@ -374,10 +381,23 @@ class Bench:
         start = time.time()
         await asyncio.gather(*(client() for _ in range(self.args.clients)))
         end = await self.settle(runs, self.args.drain_timeout)
+        self.drained[phase] = await self.caught_up()
         after = await scrape_handlers(self.platform.metrics)
         self.handlers[phase] = handler_window(before, after)
         self.runs[phase] = runs
         self.windows[phase] = (start, end)
+
+    async def caught_up(self, timeout: float = 120.0) -> float:
+        """The first moment (of the lag sampler's) at which no consumer group lags, waiting
+        for it at most `timeout`; that moment, or now when it never came."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            await asyncio.sleep(0.5)
+            if self.lag.samples and not any(
+                sum(t.values()) for t in self.lag.samples[-1][1].values()
+            ):
+                return float(self.lag.samples[-1][0])
+        return time.time()
 
     async def quiet(self, timeout: float = 60.0) -> None:
         """Between phases: until every consumer group has caught up (or `timeout`)."""
@@ -422,7 +442,12 @@ class Bench:
             "peak_consumer_lag": self.lag.window(start, end),
             "consumer_handlers": self.handlers.get(name, {}),
         }
-        result["cpu_per_case"] = self.cpu_per_case(result["resources"], len(offered))
+        if name in self.drained:  # CPU over the phase until every consumer caught up
+            drained = self.sampler.window(start, self.drained[name])
+            result["cpu_window_seconds"] = drained.get("seconds")
+            result["cpu_per_case"] = self.cpu_per_case(drained, len(offered))
+        else:
+            result["cpu_per_case"] = self.cpu_per_case(result["resources"], len(offered))
         if late:
             result["submits_late_over_100ms"] = sum(v > 0.1 for v in late)
             result["submit_lateness_max_s"] = round(max(late), 2)
