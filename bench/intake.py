@@ -35,14 +35,14 @@ import sys
 import tempfile
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import psutil
 from _harness.processes import cpu_seconds, wait_healthy
-from _harness.results import ROOT, loadavg, parser, report
+from _harness.results import loadavg, parser, report
+from _harness.revision import worktree_at
 from _harness.stack import QUIET, api, create_client, own_stack_async
 from _harness.stats import pct
 from rich.console import Console
@@ -349,14 +349,8 @@ async def drive(
 async def measure_against(args: argparse.Namespace) -> dict[str, object]:
     """Intake at `args.against` and this tree's, side by side on one stack (see the module's
     docstring): medians per creation of each process tree's CPU-ms, and the rates."""
-    worktree = Path(tempfile.mkdtemp(prefix="bench-intake-old-")) / "tree"
-    subprocess.run(
-        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), args.against],
-        check=True,
-        capture_output=True,
-    )
     procs: dict[str, subprocess.Popen[bytes]] = {}
-    try:
+    with worktree_at(args.against, "bench-intake-old-") as worktree:
         async with own_stack_async("bench-intake-ab-", ("intake",)) as (tmp, info):
             try:
                 env = {**os.environ, **_intake_env(info)}
@@ -378,12 +372,6 @@ async def measure_against(args: argparse.Namespace) -> dict[str, object]:
             finally:
                 for proc in procs.values():
                     stop_group(proc.pid)
-    finally:
-        subprocess.run(
-            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)],
-            check=False,
-            capture_output=True,
-        )
 
 
 def _alternate(

@@ -27,7 +27,6 @@ import contextlib
 import os
 import statistics
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,8 @@ import httpx
 import psutil
 from _harness.processes import PeakRss
 from _harness.records import MB, make_dicom_like, per_gb, records_server, timed
-from _harness.results import ROOT, parser, report
+from _harness.results import parser, report
+from _harness.revision import worktree_at
 from _harness.stack import api
 from rich.console import Console
 
@@ -118,31 +118,21 @@ def _own_cpu(pid: int) -> float:
 def measure_against(args: argparse.Namespace) -> dict[str, object]:
     """Records at `args.against` and this tree's, side by side on one stack (see the module's
     docstring): medians per upload of each process's CPU-ms and of the wall time."""
-    worktree = Path(tempfile.mkdtemp(prefix="bench-records-old-")) / "tree"
-    subprocess.run(
-        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), args.against],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        with records_server("bench-records-ab-") as server:
-            # The same environment as this tree's API, the old records package first.
-            env = dict(psutil.Process(server.proc.pid).environ())
-            env["PYTHONPATH"] = str(worktree / "services" / "records" / "src")
-            folder = server.tmp / "old"
-            folder.mkdir()
-            old_proc, old_base = api("records", env, folder, timeout=300)
-            try:
-                procs = {"old": old_proc, "new": server.proc}
-                return _alternate(args, server, procs, {"old": old_base, "new": server.base})
-            finally:
-                stop_group(old_proc.pid)
-    finally:
-        subprocess.run(
-            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)],
-            check=False,
-            capture_output=True,
-        )
+    with (
+        worktree_at(args.against, "bench-records-old-") as worktree,
+        records_server("bench-records-ab-") as server,
+    ):
+        # The same environment as this tree's API, the old records package first.
+        env = dict(psutil.Process(server.proc.pid).environ())
+        env["PYTHONPATH"] = str(worktree / "services" / "records" / "src")
+        folder = server.tmp / "old"
+        folder.mkdir()
+        old_proc, old_base = api("records", env, folder, timeout=300)
+        try:
+            procs = {"old": old_proc, "new": server.proc}
+            return _alternate(args, server, procs, {"old": old_base, "new": server.base})
+        finally:
+            stop_group(old_proc.pid)
 
 
 def _alternate(

@@ -3,9 +3,12 @@ the old code against its replacement on the same input."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -30,3 +33,22 @@ def module_at(revision: str, path: str, name: str, folder: Path) -> ModuleType:
     sys.modules[name] = module  # dataclasses look their module up while they are made
     spec.loader.exec_module(module)
     return module
+
+
+@contextlib.contextmanager
+def worktree_at(revision: str, prefix: str) -> Iterator[Path]:
+    """A `git worktree` of the repository at `revision` in a temporary folder, removed after."""
+    worktree = Path(tempfile.mkdtemp(prefix=prefix)) / "tree"
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), revision],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield worktree
+    finally:
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)],
+            check=False,
+            capture_output=True,
+        )
