@@ -154,3 +154,52 @@ async def test_an_app_built_elsewhere_still_makes_one_server_span_a_request(monk
         assert (await c.get("/v1/cases/abc")).status_code == 200
     servers = [s for s in exporter.get_finished_spans() if s.kind is trace.SpanKind.SERVER]
     assert [s.name for s in servers] == ["GET /v1/cases/{case_id}"]
+
+
+async def test_a_download_links_token_never_reaches_a_span():
+    """Whoever holds `/v1/downloads/<token>` may fetch the document: the trace viewer (no
+    authentication of its own) gets the route's parameter name instead, on the server span and on
+    the client span of whoever followed the link; a query (a presigned request's signature) is
+    dropped from client spans as from server spans."""
+    import httpx
+    from fastapi import FastAPI
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from referrals_common.telemetry import (
+        instrument_fastapi,
+        redact_client_span_async,
+        redact_target,
+    )
+
+    secret = "eyJhbGciOiJFZERTQSJ9.eyJkb2MiOiIxIn0.c2lnbmF0dXJl"
+    app = FastAPI()
+
+    @app.get("/v1/downloads/{token}")
+    async def download(token: str) -> dict[str, int]:
+        return {"length": len(token)}
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instrument_fastapi(app, tracer_provider=provider)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://records")
+    HTTPXClientInstrumentor.instrument_client(
+        client, tracer_provider=provider, request_hook=redact_client_span_async
+    )
+    async with client:
+        answer = await client.get(f"/v1/downloads/{secret}?X-Amz-Signature=abc123")
+    assert answer.json() == {"length": len(secret)}  # the route itself still gets the token
+    spans = exporter.get_finished_spans()
+    assert {span.kind for span in spans} == {trace.SpanKind.SERVER, trace.SpanKind.CLIENT}
+    for span in spans:
+        kept = json.dumps(dict(span.attributes or {})) + span.name
+        assert secret not in kept and "abc123" not in kept, kept
+    [server] = [s for s in spans if s.kind is trace.SpanKind.SERVER]
+    assert server.attributes["http.target"] == "/v1/downloads/{token}"
+    [client_span] = [s for s in spans if s.kind is trace.SpanKind.CLIENT]
+    urls = [client_span.attributes.get(k) for k in ("http.url", "url.full")]
+    assert "http://records/v1/downloads/{token}" in urls
+    # Other paths keep their values; only a query and fragment go.
+    assert redact_target("/v1/cases/abc/documents?name=Olena#x") == "/v1/cases/abc/documents"

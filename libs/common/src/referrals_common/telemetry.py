@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from contextvars import ContextVar
 from typing import Any
@@ -315,8 +316,10 @@ def configure_telemetry(
         from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
 
         AsyncPGInstrumentor().instrument()
-        HTTPXClientInstrumentor().instrument()
-        URLLib3Instrumentor().instrument()
+        HTTPXClientInstrumentor().instrument(
+            request_hook=redact_client_span, async_request_hook=redact_client_span_async
+        )
+        URLLib3Instrumentor().instrument(request_hook=redact_client_span)
     _configured = True
     return provider
 
@@ -411,11 +414,44 @@ class ServerSpanMiddleware:
             span.end()
 
 
+_CAPABILITY_IN_PATH = re.compile(r"(/v1/downloads/)[^/?#]+")
+"""A path segment that is itself a credential: records' download links (`/v1/downloads/<token>`,
+whoever holds the link may fetch the document until it expires)."""
+_CLIENT_URL_ATTRIBUTES = ("http.url", "url.full")
+
+
+def redact_target(url: str) -> str:
+    """`url` (or a path) as spans may keep it: without its query and fragment (a query may name
+    a patient, or carry a presigned request's signature: `X-Amz-Signature`, which
+    OpenTelemetry's own redaction leaves) and with a credential in the path replaced by its
+    parameter's name (`/v1/downloads/{token}`). The trace viewer has no authentication of its
+    own: what reaches it must not open a document."""
+    cut = url.split("#", 1)[0].split("?", 1)[0]
+    return _CAPABILITY_IN_PATH.sub(r"\1{token}", cut)
+
+
+def redact_client_span(span: Any, *_: Any) -> None:
+    """The httpx and urllib3 instrumentations' request hook: their client span's URL through
+    `redact_target` (the hook runs once they have set it, before the span ends)."""
+    if not span.is_recording():
+        return
+    attributes = getattr(span, "attributes", None) or {}
+    for name in _CLIENT_URL_ATTRIBUTES:
+        value = attributes.get(name)
+        if isinstance(value, str):
+            span.set_attribute(name, redact_target(value))
+
+
+async def redact_client_span_async(span: Any, *_: Any) -> None:
+    """`redact_client_span` for httpx's asynchronous transport."""
+    redact_client_span(span)
+
+
 def _request_attributes(scope: Scope) -> dict[str, Any]:
     attributes: dict[str, Any] = {
         "http.method": scope["method"],
         "http.scheme": scope.get("scheme", "http"),
-        "http.target": scope["path"],
+        "http.target": redact_target(scope["path"]),
         "http.flavor": scope.get("http_version", "1.1"),
     }
     server, client = scope.get("server"), scope.get("client")

@@ -53,6 +53,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from referrals_common.faults import causes, is_infrastructure_fault, sqlstates
+from referrals_common.telemetry import redact_target
 
 log = logging.getLogger(__name__)
 
@@ -394,7 +395,8 @@ def _instance(request: Request) -> str:
 async def _on_problem_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ProblemError)
     if exc.status >= 500:
-        log.warning("%s %s answered %s: %s", request.method, request.url.path, exc.status, exc)
+        path = redact_target(request.url.path)
+        log.warning("%s %s answered %s: %s", request.method, path, exc.status, exc)
     return problem_response(exc.to_problem(_instance(request)), headers=exc.headers)
 
 
@@ -491,7 +493,7 @@ def _unavailable(request: Request, exc: BaseException) -> Response:
     log.warning(
         "%s %s answered 503 (storage unavailable): %s",
         request.method,
-        request.url.path,
+        redact_target(request.url.path),
         " <- ".join(type(seen).__name__ for seen in causes(exc, limit=5)),
     )
     span = trace.get_current_span()
@@ -513,7 +515,7 @@ def _internal_error(request: Request, exc: BaseException) -> Response:
         "unhandled %s in %s %s",
         type(exc).__name__,
         request.method,
-        request.url.path,
+        redact_target(request.url.path),
         exc_info=(type(exc), exc, exc.__traceback__),
     )
     span = trace.get_current_span()
