@@ -63,7 +63,8 @@ class Autocommit:
     dialect: Dialect
 
 
-@functools.cache
+# A few module-level statements; bounded all the same, should a caller build one per call.
+@functools.lru_cache(maxsize=32)
 def native_statement(
     statement: ClauseElement, dialect: Dialect
 ) -> tuple[str, tuple[tuple[str, Callable[[Any], Any] | None], ...]]:
