@@ -5,23 +5,20 @@ subscriptions and their delivery logs (`webhooks.py`'s use cases)."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 from uuid import UUID, uuid4
 
 from sqlalchemy import Table, bindparam, exists, literal_column, select, text, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql import ClauseElement
-from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import ReturningInsert
 from sqlmodel import col
 
 from referrals_common.api.pagination import Position, after
+from referrals_common.native_sql import Autocommit as Autocommit  # intake's API deps import it
+from referrals_common.native_sql import run_native
 from referrals_intake.lifecycle import DocumentState
 from referrals_intake.models import (
     AccessAudit,
@@ -52,47 +49,6 @@ def document_state(d: CaseDocument) -> DocumentState:
     )
 
 
-@dataclass(frozen=True)
-class Autocommit:
-    """A connection of the pool driven through asyncpg itself, on which each statement commits
-    by itself (no transaction is ever opened on it): for a write that is one statement, atomic
-    on its own. `dialect` is the engine's, whose compiled statements and value conversions it
-    runs (`native_statement`)."""
-
-    connection: Any  # asyncpg.Connection: the pool's driver connection
-    dialect: Dialect
-
-
-# A few module-level statements; bounded all the same, should a caller build one per call.
-@functools.lru_cache(maxsize=32)
-def native_statement(
-    statement: ClauseElement, dialect: Dialect
-) -> tuple[str, tuple[tuple[str, Callable[[Any], Any] | None], ...]]:
-    """`statement` compiled once for `dialect` (asyncpg's: `$n` parameters with their casts), and
-    for each parameter in order its name and the dialect's conversion of its value (JSON to its
-    text, …): what SQLAlchemy sends for the statement, without its per-execution work (its
-    connection object, events, compiled-cache look-up, parameter processing and result proxy:
-    more CPU than asyncpg's round trip)."""
-    compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
-    assert compiled.positiontup is not None  # asyncpg's paramstyle is positional
-    binds = tuple(
-        (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
-        for name in compiled.positiontup
-    )
-    return compiled.string, binds
-
-
-async def _run_native(
-    executor: Autocommit, statement: ClauseElement, values: dict[str, Any], *, returns: bool
-) -> bool:
-    sql, binds = native_statement(statement, executor.dialect)
-    args = [values[name] if convert is None else convert(values[name]) for name, convert in binds]
-    if returns:
-        return await executor.connection.fetchrow(sql, *args) is not None
-    await executor.connection.execute(sql, *args)
-    return True
-
-
 async def insert_opened(
     executor: AsyncSession | Autocommit,
     case: dict[str, Any],
@@ -121,13 +77,13 @@ async def insert_opened(
     if claim is None:
         statement = _OPEN_CASE_AUDITED if audit else _OPEN_CASE
         if isinstance(executor, Autocommit):
-            return await _run_native(executor, statement, values, returns=False)
+            return await run_native(executor, statement, values, returns=False)
         await executor.execute(statement, values)
         return True
     values.update({f"key_{c.key}": claim[c.key] for c in _KEY_COLUMNS})
     claimed = _OPEN_CLAIMED_CASE_AUDITED if audit else _OPEN_CLAIMED_CASE
     if isinstance(executor, Autocommit):
-        return await _run_native(executor, claimed, values, returns=True)
+        return await run_native(executor, claimed, values, returns=True)
     return (await executor.execute(claimed, values)).first() is not None
 
 
