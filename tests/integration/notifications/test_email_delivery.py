@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from icalendar import Calendar
 
 from devstack.mailsink import list_messages, start_mailsink
 from referrals_common.contracts.notifications import NotificationChannel as C
 from referrals_common.contracts.notifications import NotificationError as E
 from referrals_common.contracts.notifications import NotificationTrigger as T
+from referrals_notifications.channels import email as email_channel
 from referrals_notifications.channels.base import PermanentDeliveryError
 from referrals_notifications.channels.email import EmailChannel, SmtpSettings, SmtpTls
 from referrals_notifications.channels.retry import RetryPolicy, deliver_with_retry
@@ -298,3 +300,106 @@ async def test_the_host_name_is_looked_up_once_not_for_every_message(
 
     assert len(server.accepted) == 3
     assert looked_up == [""]
+
+
+@dataclass
+class ConnectionCounter(SmtpRecorder):
+    """Counts the connections (each greets once); `drop_at_mail` closes a connection that
+    delivered a message when the next MAIL arrives on it, as a server that timed it out in the
+    instant the client chose it again."""
+
+    drop_at_mail: bool = False
+    connections: int = 0
+    disconnected: int = 0
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        self.connections += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if self.drop_at_mail and getattr(session, "delivered", False):
+            self.disconnected += 1
+            assert server.transport is not None
+            server.transport.close()
+            return "421 closing"
+        session.delivered = True  # type: ignore[attr-defined]
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+
+async def test_one_connection_carries_the_messages_sent_one_after_another(
+    start_smtp: StartSmtp, message: RenderedMessage
+) -> None:
+    """Connecting, greeting and saying goodbye cost both sides more than the message: a
+    connection that delivered one is kept for the next."""
+    server = ConnectionCounter()
+    channel = EmailChannel(smtp(await start_smtp(server)))
+
+    receipts = [
+        await channel.send(PATIENT, replace(message, notification_id=uuid.uuid4()))
+        for _ in range(5)
+    ]
+    await channel.aclose()
+
+    assert server.connections == 1
+    ids = [
+        str(message_from_bytes(raw, policy=policy.default)["Message-ID"]).strip()
+        for raw in server.accepted
+    ]
+    assert ids == [r.provider_id for r in receipts]
+
+
+async def test_messages_sent_at_the_same_time_each_have_a_connection_then_reuse_them(
+    start_smtp: StartSmtp, message: RenderedMessage
+) -> None:
+    server = ConnectionCounter()
+    channel = EmailChannel(smtp(await start_smtp(server)))
+
+    for _ in range(3):
+        await asyncio.gather(*(channel.send(PATIENT, message) for _ in range(4)))
+
+    assert len(server.accepted) == 12
+    assert server.connections == 4
+
+
+async def test_a_connection_the_server_dropped_is_replaced_and_the_message_sent_once(
+    start_smtp: StartSmtp, message: RenderedMessage
+) -> None:
+    server = ConnectionCounter(drop_at_mail=True)
+    channel = EmailChannel(smtp(await start_smtp(server)))
+
+    outcomes = [
+        await deliver_with_retry(lambda: channel.send(PATIENT, message), QUICK) for _ in range(3)
+    ]
+
+    assert [o.attempts for o in outcomes] == [1, 1, 1]  # no attempt lost to a dropped connection
+    assert server.disconnected == 2
+    assert server.connections == 3
+    assert len(server.accepted) == server.data_calls == 3
+
+
+async def test_a_connection_that_failed_or_idled_too_long_is_not_used_again(
+    start_smtp: StartSmtp, message: RenderedMessage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = ConnectionCounter(refuse_data=1)
+    channel = EmailChannel(smtp(await start_smtp(server)))
+
+    outcome = await deliver_with_retry(lambda: channel.send(PATIENT, message), QUICK)
+    assert outcome.delivered and outcome.attempts == 2
+    assert server.connections == 2  # the refused message's connection was closed
+
+    monkeypatch.setattr(email_channel, "REUSE_WITHIN", 0.0)
+    await channel.send(PATIENT, message)
+    assert server.connections == 3
+    assert len(server.accepted) == 2

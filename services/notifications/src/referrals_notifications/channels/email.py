@@ -1,11 +1,15 @@
-"""E-mail over SMTP with aiosmtplib: one connection per message, plain text and HTML.
+"""E-mail over SMTP with aiosmtplib: connections kept for the next message, plain text and HTML.
 
 A message is `multipart/alternative` with the plain-text part first and the HTML part last (mail
 clients show the last part they can display), or, with attachments (the meeting's calendar file),
 `multipart/mixed` with that alternative first and then each attachment. It is marked
-`Auto-Submitted: auto-generated` (RFC 3834) so that out-of-office replies are not sent back. One
-connection per message keeps the channel simple and stateless; notifications send a few messages
-per case, not a mailing list.
+`Auto-Submitted: auto-generated` (RFC 3834) so that out-of-office replies are not sent back.
+
+A connection that delivered a message is kept for the next one (`IDLE_CONNECTIONS` of them, each
+for at most `REUSE_WITHIN` seconds of idleness and `MESSAGES_PER_CONNECTION` messages): connecting,
+the greeting, EHLO (and STARTTLS, login) and QUIT cost both sides more CPU than sending the
+message. A connection that failed in any way is closed, never used again; one the server dropped
+while idle fails before the message went out and is replaced at once by a new one.
 
 The bytes on the wire are composed directly (`email_bytes`), exactly as the `email` package
 writes `build_email`'s message for aiosmtplib (same headers in the same order, folded and encoded
@@ -28,6 +32,8 @@ import random
 import re
 import socket
 import sys
+import time
+from dataclasses import dataclass
 from email import policy as email_policy
 from email import quoprimime
 from email.headerregistry import Address
@@ -37,6 +43,7 @@ from enum import StrEnum
 from functools import lru_cache
 
 import aiosmtplib
+from aiosmtplib.protocol import normalize_message_line_endings
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
@@ -332,6 +339,32 @@ def classify_smtp_error(exc: Exception) -> DeliveryError:
     return PermanentDeliveryError(NotificationError.OTHER, f"SMTP failure: {exc!r}")
 
 
+IDLE_CONNECTIONS = 16
+"""Connections kept open for the next messages (the sender sends this many at the same time)."""
+REUSE_WITHIN = 30.0
+"""Seconds a connection may have been idle and still be used (servers drop idle ones after a
+minute or more: RFC 5321 asks for at least 5 minutes)."""
+MESSAGES_PER_CONNECTION = 20
+"""Messages sent on one connection before a new one is opened (some servers limit it)."""
+
+
+class _StaleConnection(Exception):
+    """A kept connection the server had closed: nothing of the message went out on it."""
+
+    def __init__(self, disconnected: aiosmtplib.SMTPServerDisconnected) -> None:
+        super().__init__(str(disconnected))
+        self.disconnected = disconnected
+
+
+@dataclass
+class _Connection:
+    """An open, greeted SMTP connection, and what it has done."""
+
+    client: aiosmtplib.SMTP
+    sent: int = 0
+    idle_since: float = 0.0
+
+
 class EmailChannel:
     """Sends rendered messages to e-mail addresses through one SMTP server."""
 
@@ -341,6 +374,8 @@ class EmailChannel:
         self.settings = settings
         self._local_hostname: str | None = None
         """The name this host greets with (EHLO): looked up once, not on every connection."""
+        self._idle: list[_Connection] = []
+        """Connections that delivered their last message, the most recently used last."""
 
     async def send(self, recipient: str, message: RenderedMessage) -> DeliveryReceipt:
         settings = self.settings
@@ -353,21 +388,103 @@ class EmailChannel:
             span.set_attribute("server.port", settings.port)
             span.set_attribute("referrals.smtp.message_id", str(message_id))
             try:
-                if email is None:
-                    await self._send_direct(recipient, message, message_id)
-                else:
-                    await self._send(email)
+                await self._send_on_a_connection(recipient, message, message_id, email)
             except DeliveryError as exc:
                 span.set_status(Status(StatusCode.ERROR, str(exc)))
                 raise
         return DeliveryReceipt(self.channel, provider_id=message_id)
 
-    async def _client(self) -> aiosmtplib.SMTP:
+    async def aclose(self) -> None:
+        """Say goodbye (QUIT) on the connections kept open."""
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            await _quit(connection.client)
+
+    async def _send_on_a_connection(
+        self, recipient: str, message: RenderedMessage, message_id: str, email: EmailMessage | None
+    ) -> None:
+        """Send on a kept connection, else a new one. A kept one the server dropped while it
+        was idle fails at MAIL, before anything of the message went out: then once more on a
+        new connection. A message of the `email` package's way goes on a connection of its own
+        (closed after it), as every message went before connections were kept."""
+        if email is not None:
+            await self._send_alone(email)
+            return
+        connection = self._kept()
+        if connection is not None:
+            try:
+                await self._send_on(connection, recipient, message, message_id)
+                return
+            except _StaleConnection:
+                pass
+        try:
+            connection = _Connection(await self._connected())
+            await self._send_on(connection, recipient, message, message_id)
+        except _StaleConnection as exc:
+            raise classify_smtp_error(exc.disconnected) from exc.disconnected
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise classify_smtp_error(exc) from exc
+
+    async def _send_on(
+        self, connection: _Connection, recipient: str, message: RenderedMessage, message_id: str
+    ) -> None:
+        """One message on `connection` (what `aiosmtplib.SMTP.sendmail` does, on the bytes of
+        `email_bytes`, 8-bit bodies only to a server that takes them), the connection kept for
+        the next one if it went well, else closed. A disconnection at MAIL is `_StaleConnection`;
+        any other failure the channel's delivery error."""
+        client = connection.client
+        try:
+            eight_bit = client.supports_extension("8bitmime")
+            raw = email_bytes(
+                self.settings, recipient, message, message_id=message_id, eight_bit=eight_bit
+            )
+            options = ["BODY=8BITMIME"] if eight_bit else []
+            if client.supports_extension("size"):  # RFC 1870, as `sendmail` declares it
+                options.insert(0, f"size={len(normalize_message_line_endings(raw))}")
+            try:
+                await client.mail(self.settings.from_address, options=options)
+            except aiosmtplib.SMTPServerDisconnected as exc:
+                raise _StaleConnection(exc) from exc
+            await client.rcpt(recipient)
+            await client.data(raw)
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            await _quit(client)
+            raise classify_smtp_error(exc) from exc
+        except BaseException:
+            client.close()
+            raise
+        connection.sent += 1
+        if connection.sent >= MESSAGES_PER_CONNECTION or len(self._idle) >= IDLE_CONNECTIONS:
+            await _quit(client)
+            return
+        connection.idle_since = time.monotonic()
+        self._idle.append(connection)
+
+    async def _send_alone(self, email: EmailMessage) -> None:
+        try:
+            async with await self._connected() as client:
+                await client.send_message(email)
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise classify_smtp_error(exc) from exc
+
+    def _kept(self) -> _Connection | None:
+        """The most recently used kept connection that is still open and fresh, if any (the
+        stale ones are closed)."""
+        while self._idle:
+            connection = self._idle.pop()
+            fresh = time.monotonic() - connection.idle_since < REUSE_WITHIN
+            if fresh and connection.client.is_connected:
+                return connection
+            connection.client.close()
+        return None
+
+    async def _connected(self) -> aiosmtplib.SMTP:
+        """A new connection, greeted (EHLO, else HELO), upgraded and logged in as configured."""
         settings = self.settings
         if self._local_hostname is None:
             # What aiosmtplib would look up (in a thread) for every connection.
             self._local_hostname = await asyncio.to_thread(socket.getfqdn)
-        return aiosmtplib.SMTP(
+        client = aiosmtplib.SMTP(
             hostname=settings.host,
             local_hostname=self._local_hostname,
             port=settings.port,
@@ -377,39 +494,30 @@ class EmailChannel:
             start_tls=settings.tls is SmtpTls.STARTTLS,
             timeout=settings.timeout,
         )
-
-    async def _send_direct(self, recipient: str, message: RenderedMessage, message_id: str) -> None:
-        """What `aiosmtplib.send` does with `build_email`'s message, on the bytes of
-        `email_bytes`: greet, write 8-bit bodies only to a server that takes them, send."""
-        settings = self.settings
+        await client.connect()
         try:
-            async with await self._client() as client:
-                if client.is_ehlo_or_helo_needed:
-                    try:
-                        await client.ehlo()
-                    except aiosmtplib.SMTPHeloError:
-                        if not client.is_connected:
-                            raise
-                        await client.helo()
-                eight_bit = client.supports_extension("8bitmime")
-                raw = email_bytes(
-                    settings, recipient, message, message_id=message_id, eight_bit=eight_bit
-                )
-                await client.sendmail(
-                    settings.from_address,
-                    [recipient],
-                    raw,
-                    mail_options=["BODY=8BITMIME"] if eight_bit else [],
-                )
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            raise classify_smtp_error(exc) from exc
+            if client.is_ehlo_or_helo_needed:
+                try:
+                    await client.ehlo()
+                except aiosmtplib.SMTPHeloError:
+                    if not client.is_connected:
+                        raise
+                    await client.helo()
+        except BaseException:
+            client.close()
+            raise
+        return client
 
-    async def _send(self, email: EmailMessage) -> None:
-        try:
-            async with await self._client() as client:
-                await client.send_message(email)
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            raise classify_smtp_error(exc) from exc
+
+async def _quit(client: aiosmtplib.SMTP) -> None:
+    """QUIT if the server still listens, then close, whatever it answers."""
+    try:
+        if client.is_connected:
+            await client.quit()
+    except (aiosmtplib.SMTPException, OSError):
+        pass
+    finally:
+        client.close()
 
 
 __all__ = [
