@@ -6,7 +6,7 @@ commits. A use case that reaches past its repository to the session fails the te
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 from uuid import UUID, uuid4
 
@@ -22,6 +22,7 @@ from referrals_common.contracts import (
     WithdrawalReason,
 )
 from referrals_common.crypto import FieldCipher, SealedBox
+from referrals_intake import service as service_module
 from referrals_intake.lifecycle import (
     CONTACT_MISSING,
     CROSS_BORDER_CONSENT_MISSING,
@@ -48,7 +49,7 @@ from referrals_intake.service import (
     Intake,
     SubmissionIncomplete,
 )
-from tests.unit.fakes import FakeUnitOfWork
+from tests.unit.fakes import FakeUnitOfWork, StatementCountingOutbox
 
 pytestmark = pytest.mark.unit
 
@@ -70,6 +71,7 @@ class FakeCaseRepository:
         self.audit_rows: list[AccessAudit] = []
         self.claimed_keys: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.flushes = 0
+        self.timeline_reads = 0
 
     def add(self, row: object) -> None:
         if isinstance(row, Case):
@@ -136,6 +138,7 @@ class FakeCaseRepository:
                 r.status = status
 
     async def entered_state_at(self, case_id: UUID) -> datetime | None:
+        self.timeline_reads += 1
         times = [e.at for e in self.timeline_entries if e.case_id == case_id]
         return max(times) if times else None
 
@@ -356,6 +359,7 @@ async def test_a_complete_case_is_submitted_and_its_events_queued_without_person
     case = await open_draft(intake)
     await complete(intake, repo, case, check="pending")
     uow = FakeUnitOfWork()
+    uow.outbox = outbox = StatementCountingOutbox()
 
     submitted = await intake.submit_case(uow, case.id)
 
@@ -371,6 +375,7 @@ async def test_a_complete_case_is_submitted_and_its_events_queued_without_person
         CaseContactShared.event_type,
         CaseStatusChanged.event_type,
     ]
+    assert outbox.statements == 1  # the submission's events in one statement
     (event,) = uow.outbox.of_type(CaseSubmitted.event_type)
     assert event.subject == str(case.id)
     assert (event.data.processing_consent_version, event.data.cross_border_consent_version) == (
@@ -389,6 +394,7 @@ async def test_a_case_whose_documents_are_all_accepted_is_ready_for_referral_on_
     case = await open_draft(intake)
     await complete(intake, repo, case, check="accepted")
     uow = FakeUnitOfWork()
+    uow.outbox = outbox = StatementCountingOutbox()
 
     ready = await intake.submit_case(uow, case.id)
 
@@ -398,14 +404,71 @@ async def test_a_case_whose_documents_are_all_accepted_is_ready_for_referral_on_
         CaseStatus.SUBMITTED,
         CaseStatus.READY,
     ]
-    assert uow.outbox.types()[-2:] == [
+    assert uow.outbox.types() == [
+        CaseSubmitted.event_type,
+        CaseContactShared.event_type,
+        CaseStatusChanged.event_type,
         CaseStatusChanged.event_type,
         CaseReadyForReferral.event_type,
     ]
+    assert outbox.statements == 1
     (event,) = uow.outbox.of_type(CaseReadyForReferral.event_type)
     assert event.data.cross_border_transfer_allowed is True
     assert event.data.document_languages == ["uk"]
     assert uow.committed is False
+
+
+async def test_a_transition_counts_the_time_in_state_from_the_case_row_not_its_timeline(
+    intake: Intake, repo: FakeCaseRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the case entered its state is on its row (set at opening and by every
+    transition, the same time as the transition's timeline entry): no statement reads the
+    timeline. A row an older version moved (no time on it) falls back to its last entry."""
+    observed: list[tuple[str, float]] = []
+
+    class TimeInState:
+        def labels(self, service: str, state: str) -> Any:
+            return type("Child", (), {"observe": lambda _, s: observed.append((state, s))})()
+
+    monkeypatch.setattr(service_module, "CASE_TIME_IN_STATE", TimeInState())
+    case = await open_draft(intake)
+    assert case.status_since == case.created_at
+    await complete(intake, repo, case, check="accepted")
+    case.status_since = case.created_at - timedelta(hours=2)  # opened two hours ago
+    uow = FakeUnitOfWork()
+
+    await intake.submit_case(uow, case.id)
+    await uow.commit()
+
+    assert repo.timeline_reads == 0
+    *_, submitted, ready = [e for e in repo.timeline_entries if e.case_id == case.id]
+    assert case.status_since == ready.at == case.updated_at
+    assert [state for state, _ in observed] == [CaseStatus.DRAFT, CaseStatus.SUBMITTED]
+    assert 7200 <= observed[0][1] < 7260
+    assert observed[1][1] == (ready.at - submitted.at).total_seconds()
+
+    legacy = await open_draft(intake)
+    await complete(intake, repo, legacy, check="accepted")
+    legacy.status_since = None
+    await intake.submit_case(FakeUnitOfWork(), legacy.id)
+    assert repo.timeline_reads == 1  # the first transition only: it sets the row's time
+
+
+async def test_the_last_language_check_moves_the_case_to_ready_with_one_outbox_statement(
+    intake: Intake, repo: FakeCaseRepository
+) -> None:
+    case = await open_draft(intake)
+    await complete(intake, repo, case, check="pending")
+    await intake.submit_case(FakeUnitOfWork(), case.id)
+    (document,) = repo.document_rows
+    uow = FakeUnitOfWork()
+    uow.outbox = outbox = StatementCountingOutbox()
+
+    await intake.on_document(uow, case.id, document.document_id, check="accepted", language="uk")
+
+    assert case.status == CaseStatus.READY
+    assert uow.outbox.types() == [CaseStatusChanged.event_type, CaseReadyForReferral.event_type]
+    assert outbox.statements == 1
 
 
 async def test_a_case_submitted_twice_is_refused_the_second_time(

@@ -51,6 +51,9 @@ class Case(IntakeModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp())
     submitted_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
+    # When the case entered its status (its last transition; its creation before any): what
+    # the time-in-state metric counts from. Null only on a row an older version wrote.
+    status_since: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
     icd10: str = Field(max_length=8)
     diagnosis_text: str | None = Field(default=None, max_length=500)
     histology: str | None = Field(default=None, max_length=500)

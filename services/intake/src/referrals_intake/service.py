@@ -29,6 +29,7 @@ from referrals_common.contracts import (
     CaseSubmitted,
     CaseWithdrawn,
     ClinicalSummary,
+    CloudEvent,
     Destination,
     DestinationPreference,
     FurtherOpinionReason,
@@ -234,6 +235,7 @@ class Intake:
             status=CaseStatus.DRAFT,
             created_at=now,
             updated_at=now,
+            status_since=now,
             personal_sealed=self.seal(new_id, data),
             further_opinions=[],
             **_clinical_columns(data),
@@ -330,7 +332,9 @@ class Intake:
         if missing:
             raise SubmissionIncomplete(missing)
         case.submitted_at = utcnow()
-        await uow.outbox.add(
+        # The submission's events (and, when its documents were all checked, the move to ready
+        # with its event) are written in one statement, in this order.
+        events: list[CloudEvent[Any]] = [
             new_event(
                 CaseSubmitted(
                     case_id=case.id,
@@ -344,33 +348,34 @@ class Intake:
                     submitted_at=case.submitted_at,
                 )
             )
-        )
-        await self._share_contact(uow, case)
-        await _move(uow, repo, case, R.PATIENT_SUBMITTED)
-        await self._follow_documents(uow, case, docs)
+        ]
+        if (shared := self._contact_shared(case)) is not None:
+            events.append(shared)
+        await _move(uow, repo, case, R.PATIENT_SUBMITTED, queue=events)
+        await self._follow_documents(uow, case, docs, queue=events)
+        await uow.outbox.add_all(events)
         return case
 
-    async def _share_contact(self, uow: UnitOfWork, case: Case) -> None:
-        """Hand the contact details to notifications, sealed, on its private topic."""
+    def _contact_shared(self, case: Case) -> CloudEvent[Any] | None:
+        """The event that hands the contact details to notifications, sealed, on its private
+        topic (None without notifications' key)."""
         if self.contact_box is None:
             log.warning("no notifications public key: case %s's contact is not shared", case.id)
-            return
+            return None
         contact = self.unseal(case).get("contact") or {}
-        await uow.outbox.add(
-            new_event(
-                CaseContactShared(
-                    case_id=case.id,
-                    sealed_contact=self.contact_box.seal_json(
-                        {
-                            "email": contact.get("email"),
-                            "phone": contact.get("phone"),
-                            "preferred_channel": contact.get("preferred_channel", "email"),
-                        },
-                        bound_to=str(case.id),
-                    ),
-                    locale=case.locale,
-                    front_end=case.client_id,
-                )
+        return new_event(
+            CaseContactShared(
+                case_id=case.id,
+                sealed_contact=self.contact_box.seal_json(
+                    {
+                        "email": contact.get("email"),
+                        "phone": contact.get("phone"),
+                        "preferred_channel": contact.get("preferred_channel", "email"),
+                    },
+                    bound_to=str(case.id),
+                ),
+                locale=case.locale,
+                front_end=case.client_id,
             )
         )
 
@@ -493,27 +498,33 @@ class Intake:
             await self._follow_documents(uow, case, [document_state(d) for d in docs])
 
     async def _follow_documents(
-        self, uow: UnitOfWork, case: Case, docs: list[DocumentState]
+        self,
+        uow: UnitOfWork,
+        case: Case,
+        docs: list[DocumentState],
+        *,
+        queue: list[CloudEvent[Any]] | None = None,
     ) -> None:
         """Move a submitted case when its documents (`docs`, as they are now: the caller read
-        them) say so (ready, or action required)."""
+        them) say so (ready, or action required). Its events go to the outbox in one statement,
+        or onto `queue`, which the caller writes."""
         if case.status not in (CaseStatus.SUBMITTED, CaseStatus.ACTION_REQUIRED):
             return
         repo = self._repo(uow)
+        events: list[CloudEvent[Any]] = [] if queue is None else queue
         verdict = lifecycle.documents_verdict(docs)
         needs_action = verdict in (R.TRANSLATION_REQUIRED, R.DOCUMENT_UNREADABLE)
         if case.status == CaseStatus.ACTION_REQUIRED and not needs_action:
-            await _move(uow, repo, case, R.DOCUMENTS_UPDATED)
+            await _move(uow, repo, case, R.DOCUMENTS_UPDATED, queue=events)
         if case.status == CaseStatus.SUBMITTED and needs_action:
             assert verdict is not None
-            await _move(
-                uow, repo, case, verdict, params=await _action_params(repo, case.id, verdict)
-            )
+            params = await _action_params(repo, case.id, verdict)
+            await _move(uow, repo, case, verdict, params=params, queue=events)
         elif case.status == CaseStatus.SUBMITTED and verdict == R.DOCUMENTS_ACCEPTED:
-            await _move(uow, repo, case, R.DOCUMENTS_ACCEPTED)
+            await _move(uow, repo, case, R.DOCUMENTS_ACCEPTED, queue=events)
             current = lifecycle.current_documents(docs)
             consents = await repo.consents(case.id)
-            await uow.outbox.add(
+            events.append(
                 new_event(
                     CaseReadyForReferral(
                         case_id=case.id,
@@ -534,6 +545,8 @@ class Intake:
                     )
                 )
             )
+        if queue is None:
+            await uow.outbox.add_all(events)
 
     async def on_referral(
         self,
@@ -1124,32 +1137,44 @@ async def _move(
     *,
     params: dict[str, Any] | None = None,
     resume: CaseStatus | None = None,
+    queue: list[CloudEvent[Any]] | None = None,
 ) -> None:
     """Apply one lifecycle transition: state, timeline entry and status event together.
-    `params`: what the entry's sentence says besides its code (a center, a date)."""
+    `params`: what the entry's sentence says besides its code (a center, a date). The status
+    event goes to the outbox now, or onto `queue`, which the caller writes with its other
+    events in one statement."""
     before = CaseStatus(case.status)
     after = lifecycle.next_status(before, reason_code, resume=resume)
-    entered = await repo.entered_state_at(case.id)
+    # On the row (read with the case); a row an older version moved has only its timeline.
+    entered = case.status_since or await repo.entered_state_at(case.id)
     case.status = after
-    case.updated_at = utcnow()
+    case.updated_at = case.status_since = utcnow()
     stayed = (case.updated_at - (entered or case.created_at)).total_seconds()
     uow.after_commit(CASE_TRANSITIONS.labels(service_name(), before, after).inc)
     uow.after_commit(lambda: CASE_TIME_IN_STATE.labels(service_name(), before).observe(stayed))
     entry = _entry(
-        case.id, before, after, reason_code, params or {}, lifecycle.NEXT_STEPS.get(reason_code)
+        case.id,
+        before,
+        after,
+        reason_code,
+        params or {},
+        lifecycle.NEXT_STEPS.get(reason_code),
+        at=case.status_since,
     )
     repo.add(entry)
-    await uow.outbox.add(
-        new_event(
-            CaseStatusChanged(
-                case_id=case.id,
-                from_status=before,
-                to_status=after,
-                reason_code=reason_code,
-                reason=entry.reason,
-            )
+    changed: CloudEvent[Any] = new_event(
+        CaseStatusChanged(
+            case_id=case.id,
+            from_status=before,
+            to_status=after,
+            reason_code=reason_code,
+            reason=entry.reason,
         )
     )
+    if queue is None:
+        await uow.outbox.add(changed)
+    else:
+        queue.append(changed)
 
 
 async def _action_params(
