@@ -228,6 +228,11 @@ def write_config(
 
 # ------------------------------------------------------------------------------- processes
 
+SMALL_GO_HEAP: dict[str, str] = {"GOGC": "50"}
+"""Both are Go programs sized for one small machine: the collector runs at half the default heap
+growth, and harder as the heap nears its soft goal (`GOMEMLIMIT`, not a cap), as MinIO's (see
+`parts.start_minio`). Their heaps are a few MiB; what Go keeps above them is what this returns."""
+
 
 def start_alertmanager(
     binaries: Binaries, directory: Path, port: int, smtp: str
@@ -253,6 +258,7 @@ def start_alertmanager(
             "--log.level=warn",
         ],
         log=log,
+        env={**SMALL_GO_HEAP, "GOMEMLIMIT": "16MiB"},
         cwd=directory,
     )
     return Running("alertmanager", proc.pid, log), base
@@ -294,6 +300,7 @@ def start_prometheus(
             "--log.level=warn",
         ],
         log=log,
+        env={**SMALL_GO_HEAP, "GOMEMLIMIT": "48MiB"},
         cwd=directory,
     )
     return Running("prometheus", proc.pid, log), base
