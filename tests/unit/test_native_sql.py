@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import JSON, Column, Integer, MetaData, Table, bindparam, insert
+from sqlalchemy import JSON, Column, Integer, MetaData, Table, bindparam, func, insert, select
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 
 from referrals_common.native_sql import (
@@ -85,10 +85,25 @@ class FakeEngine:
 def test_a_statement_is_compiled_once_with_its_values_conversions() -> None:
     sql, binds = native_statement(INSERT, DIALECT)
     assert "$1" in sql and "$2" in sql
-    assert [name for name, _ in binds] == ["row_id", "body"]
-    convert = dict(binds)["body"]
+    assert [name for name, _, _ in binds] == ["row_id", "body"]
+    convert = binds[1][1]
     assert convert is not None and convert({"a": 1}) == '{"a": 1}'
     assert native_statement(INSERT, DIALECT) is native_statement(INSERT, DIALECT)
+
+
+async def test_a_statements_own_values_are_sent_and_the_callers_are_required() -> None:
+    # `coalesce(sum(id), 0)` and `limit 5`: values of the statement's own, bound as parameters.
+    statement = (
+        select(func.coalesce(func.sum(ROWS.c.id), 0))
+        .where(ROWS.c.id > bindparam("above", type_=Integer()))
+        .limit(5)
+    )
+    connection = FakeConnection()
+    executor = Autocommit(connection, DIALECT)
+    await fetch_native(executor, statement, {"above": 2})
+    assert sorted(connection.sent[-1][1]) == [0, 2, 5]
+    with pytest.raises(KeyError, match="above"):
+        await fetch_native(executor, statement, {})
 
 
 async def test_values_are_sent_in_the_statements_order_converted() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from referrals_records.repository import RecordsRepository
+from referrals_records.repository import UploadStatements
 from tests.fixtures import zip_bombs
 
 from .conftest import case_headers, upload
@@ -136,14 +136,14 @@ async def test_two_uploads_at_once_cannot_both_pass_the_quota(api, runtime, monk
     runtime.records.case_quota_bytes = 3 * MB
     case_id = uuid.uuid4()
     both_looked = asyncio.Barrier(2)
-    upload_state = RecordsRepository.upload_state
+    upload_state = UploadStatements.upload_state
 
     async def look_together(self, *args):
         state = await upload_state(self, *args)
         await asyncio.wait_for(both_looked.wait(), 30)
         return state
 
-    monkeypatch.setattr(RecordsRepository, "upload_state", look_together)
+    monkeypatch.setattr(UploadStatements, "upload_state", look_together)
 
     answers = await asyncio.gather(
         upload(api, case_id, big_pdf(19 * MB // 10), name="a.pdf"),

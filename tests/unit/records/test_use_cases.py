@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -66,6 +67,7 @@ class FakeRecordsRepository:
     added: list[Any] = field(default_factory=list)
     keys: dict[str, dict[str, Any]] = field(default_factory=dict)
     locked_cases: list[UUID] = field(default_factory=list)
+    """The cases whose uploads' recording was serialised (`UploadStatements.recording`)."""
     events: list[CloudEvent[EventData]] = field(default_factory=list)
     """The events written with the documents (`add_unless_twin`), in order."""
 
@@ -148,9 +150,6 @@ class FakeRecordsRepository:
             self.events.append(stored)
         return used, twin.id if twin else None
 
-    async def lock_case_uploads(self, case_id: UUID) -> None:
-        self.locked_cases.append(case_id)
-
     async def referral(self, referral_id: UUID, *, lock: bool = False) -> CenterReferral | None:
         return self.referrals.get(referral_id)
 
@@ -226,7 +225,9 @@ class FakeStore:
 
 
 class FakeDatabase:
-    """Hands out the units of work a use case opens itself (an upload's, streamed)."""
+    """Hands out the units of work a use case opens itself, and an upload's own statements
+    (`UploadStatements`, on `repo`), each with a unit of work of its own in `opened`: it is
+    committed when their `recording` commits."""
 
     def __init__(self) -> None:
         self.opened: list[FakeUnitOfWork] = []
@@ -234,6 +235,39 @@ class FakeDatabase:
     def unit_of_work(self) -> FakeUnitOfWork:
         self.opened.append(FakeUnitOfWork())
         return self.opened[-1]
+
+    @asynccontextmanager
+    async def upload_statements(
+        self, repo: FakeRecordsRepository
+    ) -> AsyncIterator[FakeUploadStatements]:
+        yield FakeUploadStatements(repo, self.unit_of_work())
+
+
+@dataclass
+class FakeUploadStatements:
+    """`UploadStatements` on the in-memory repository; `uow` stands for its connection."""
+
+    repo: FakeRecordsRepository
+    uow: FakeUnitOfWork
+
+    async def upload_state(self, case_id: UUID, translation_of: UUID | None) -> UploadState:
+        return await self.repo.upload_state(case_id, translation_of)
+
+    @asynccontextmanager
+    async def recording(self, lock_case: UUID | None) -> AsyncIterator[None]:
+        if lock_case is not None:
+            self.repo.locked_cases.append(lock_case)
+        try:
+            yield
+        except BaseException:
+            self.uow.rolled_back = True
+            raise
+        self.uow.committed = True
+
+    async def add_unless_twin(
+        self, doc: Document, *, quota: int | None, stored: CloudEvent[EventData]
+    ) -> tuple[int, UUID | None]:
+        return await self.repo.add_unless_twin(doc, quota=quota, stored=stored)
 
 
 @pytest.fixture
@@ -259,6 +293,7 @@ def records(repo: FakeRecordsRepository, store: FakeStore, db: FakeDatabase) -> 
         limits=LIMITS,
         case_quota_bytes=MB,
         repository=lambda session: repo,
+        upload_statements=lambda db: db.upload_statements(repo),
     )
 
 

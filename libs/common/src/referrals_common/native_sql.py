@@ -27,9 +27,13 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.util import greenlet_spawn
 
-NativeStatement = tuple[str, tuple[tuple[str, Callable[[Any], Any] | None], ...]]
-"""A statement's SQL text for asyncpg, and per parameter in order its name and the dialect's
-conversion of its value (None: the value as it is)."""
+NativeStatement = tuple[str, tuple[tuple[str, Callable[[Any], Any] | None, Any], ...]]
+"""A statement's SQL text for asyncpg, and per parameter in order its name, the dialect's
+conversion of its value (None: the value as it is) and the value the statement itself gives it
+(a literal's, `coalesce(…, 0)`'s 0; `REQUIRED`: the caller's to give)."""
+
+REQUIRED: Any = object()
+"""A parameter whose value only the caller gives (`NativeStatement`)."""
 
 
 @dataclass(frozen=True)
@@ -51,17 +55,21 @@ def native_statement(statement: ClauseElement, dialect: Dialect) -> NativeStatem
     text, …): what SQLAlchemy sends for the statement, without its per-execution work."""
     compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
     assert compiled.positiontup is not None  # asyncpg's paramstyle is positional
-    binds = tuple(
-        (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
-        for name in compiled.positiontup
-    )
-    return compiled.string, binds
+    binds = []
+    for name in compiled.positiontup:
+        bind = compiled.binds[name]
+        convert = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        binds.append((name, convert, REQUIRED if bind.required else bind.effective_value))
+    return compiled.string, tuple(binds)
 
 
-def _arguments(binds: NativeStatement, values: Mapping[str, Any]) -> list[Any]:
-    return [
-        values[name] if convert is None else convert(values[name]) for name, convert in binds[1]
-    ]
+def _arguments(compiled: NativeStatement, values: Mapping[str, Any]) -> list[Any]:
+    arguments = []
+    for name, convert, own in compiled[1]:
+        # A parameter the caller gives and does not: KeyError, as SQLAlchemy raises its own.
+        value = values[name] if own is REQUIRED or name in values else own
+        arguments.append(value if convert is None else convert(value))
+    return arguments
 
 
 async def run_native(

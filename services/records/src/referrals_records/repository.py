@@ -4,18 +4,22 @@ rows of resumable uploads. Nothing here commits: the caller's unit of work does,
 rows of the same change.
 
 A use case gets a repository from `uow.session` through a factory (`Records.repository`,
-`ResumableUploads.repository`), so a unit test hands it an in-memory one instead.
+`ResumableUploads.repository`), so a unit test hands it an in-memory one instead. An upload's
+own statements (its checks, its recording) are `UploadStatements`', run through asyncpg itself
+outside any unit of work (`Records.upload_statements`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 from opentelemetry import propagate
 from sqlalchemy import (
     BigInteger,
@@ -28,11 +32,10 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
 
@@ -41,6 +44,12 @@ from referrals_common.contracts import CaseStatus
 from referrals_common.contracts.envelope import CloudEvent
 from referrals_common.messaging.outbox import slot_of
 from referrals_common.messaging.schema import outbox_table
+from referrals_common.native_sql import (
+    Autocommit,
+    fetch_native,
+    native_connection,
+    native_transaction,
+)
 from referrals_records.models import (
     AccessAudit,
     CaseState,
@@ -69,9 +78,6 @@ class UploadState:
     """The bytes the case's live documents take."""
     original_live: bool
     """Whether the document a translation names is a live document of the case."""
-
-
-_LOCK_CASE_UPLOADS = text("select pg_advisory_xact_lock(:namespace, :key)")
 
 
 def _lock_key(case_id: UUID) -> int:
@@ -312,51 +318,6 @@ class RecordsRepository:
         )
         return int(total or 0)
 
-    async def upload_state(self, case_id: UUID, translation_of: UUID | None) -> UploadState:
-        """What an upload to the case is checked against before its bytes flow: the case's
-        status, the bytes its live documents take, and the document a translation names. One
-        statement, one snapshot; run outside a transaction (autocommit: no BEGIN and ROLLBACK
-        round trips around it) when it is its unit of work's first statement."""
-        connection = await self.session.connection(
-            execution_options={"isolation_level": "AUTOCOMMIT"}
-        )
-        row = (
-            await connection.execute(
-                _upload_state(), {"case_id": case_id, "translation_of": translation_of}
-            )
-        ).one()
-        return UploadState(
-            status=row[0] or CaseStatus.DRAFT,
-            live_bytes=int(row[1] or 0),
-            original_live=row[2] is not None,
-        )
-
-    async def add_unless_twin(
-        self, doc: Document, *, quota: int | None, stored: CloudEvent[Any]
-    ) -> tuple[int, UUID | None]:
-        """Insert `doc`, the audit row of its upload (by `doc.uploaded_by`) and `stored` (its
-        event) into the outbox, unless the case has a live document with the same bytes, or
-        (with a `quota`) the case's live documents and `doc` would take more than `quota`
-        bytes: (the bytes the case's live documents took before, the twin's id). One
-        statement, one round trip, one snapshot: call it after
-        `lock_case_uploads` (then no other upload to the case records meanwhile); a concurrent
-        twin of an unlocked upload (a center's) makes it raise IntegrityError (the unique index
-        on a live document's case and bytes)."""
-        values = {column.name: getattr(doc, column.key) for column in _documents().columns}
-        values["quota"] = quota
-        values |= _outbox_values(stored)
-        connection = await self.session.connection()
-        row = (await connection.execute(_add_unless_twin(quota is not None), values)).one()
-        return int(row[0] or 0), row[1]
-
-    async def lock_case_uploads(self, case_id: UUID) -> None:
-        """Serialise the recording of the case's uploads: an advisory lock held until the
-        transaction ends."""
-        connection = await self.session.connection()
-        await connection.execute(
-            _LOCK_CASE_UPLOADS, {"namespace": QUOTA_LOCK_NAMESPACE, "key": _lock_key(case_id)}
-        )
-
     # -------------------------------------------------------------------- referrals
 
     async def referral(self, referral_id: UUID, *, lock: bool = False) -> CenterReferral | None:
@@ -424,6 +385,75 @@ class RecordsRepository:
                 },
             )
         )
+
+
+class TwinRecorded(Exception):
+    """Another upload recorded the same bytes in the case at the same moment (the unique index
+    on a live document's case and bytes): nothing was recorded, the twin is the answer."""
+
+
+class UploadStatements:
+    """An upload's own statements (`Records.store_document`, `record_document`), run through
+    asyncpg itself on one pool connection outside any unit of work (`native_sql`): they are
+    every upload's, and SQLAlchemy's session, connection and result objects cost more CPU than
+    their round trips. Each statement commits by itself but within `recording`."""
+
+    def __init__(self, executor: Autocommit) -> None:
+        self.executor = executor
+
+    async def upload_state(self, case_id: UUID, translation_of: UUID | None) -> UploadState:
+        """What an upload to the case is checked against before its bytes flow: the case's
+        status, the bytes its live documents take, and whether the document a translation
+        names is a live document of the case. One statement, one snapshot, no transaction."""
+        row = await fetch_native(
+            self.executor, _upload_state(), {"case_id": case_id, "translation_of": translation_of}
+        )
+        assert row is not None  # scalar subqueries: always one row
+        return UploadState(
+            status=row[0] or CaseStatus.DRAFT,
+            live_bytes=int(row[1] or 0),
+            original_live=row[2] is not None,
+        )
+
+    def recording(self, lock_case: UUID | None) -> AbstractAsyncContextManager[None]:
+        """A transaction for the `with` block, committed when it ends, rolled back when it
+        raises. `lock_case`: the recording of that case's uploads is serialised (an advisory
+        lock held until the transaction ends, taken in the BEGIN's round trip), so two uploads
+        to it cannot both pass its quota."""
+        lock = ""
+        if lock_case is not None:
+            # Two integers of our own: no input reaches the statement's text.
+            lock = (
+                f"select pg_advisory_xact_lock({QUOTA_LOCK_NAMESPACE:d}, {_lock_key(lock_case):d})"
+            )
+        return native_transaction(self.executor, first=lock)
+
+    async def add_unless_twin(
+        self, doc: Document, *, quota: int | None, stored: CloudEvent[Any]
+    ) -> tuple[int, UUID | None]:
+        """Insert `doc`, the audit row of its upload (by `doc.uploaded_by`) and `stored` (its
+        event) into the outbox, unless the case has a live document with the same bytes, or
+        (with a `quota`) the case's live documents and `doc` would take more than `quota`
+        bytes: (the bytes the case's live documents took before, the twin's id). One
+        statement, one round trip, one snapshot: run it in a `recording` that locks the case
+        (then no other upload to the case records meanwhile); a concurrent twin of an
+        unlocked upload (a center's) makes it raise `TwinRecorded`."""
+        values = {column.name: getattr(doc, column.key) for column in _documents().columns}
+        values["quota"] = quota
+        values |= _outbox_values(stored)
+        try:
+            row = await fetch_native(self.executor, _add_unless_twin(quota is not None), values)
+        except asyncpg.UniqueViolationError:
+            raise TwinRecorded from None
+        assert row is not None  # the live bytes' aggregate: always one row
+        return int(row[0] or 0), row[1]
+
+
+@asynccontextmanager
+async def upload_statements(engine: AsyncEngine) -> AsyncIterator[UploadStatements]:
+    """`UploadStatements` on a connection of `engine`'s pool for the `with` block."""
+    async with native_connection(engine) as executor:
+        yield UploadStatements(executor)
 
 
 class UploadRepository:

@@ -5,11 +5,11 @@ keys partners issued and revoked (records issues none).
 Each use case runs in the unit of work its caller gives (an API route's, the consumer's inbox
 transaction) and never commits: the caller does. The exception is storing an upload
 (`store_document`, `record_document`, `rejected`): its bytes stream for minutes, and no
-transaction may stay open that long, so it opens its own short units of work, one read while
-the file's first part arrives (the checks and the quota left, read together) and one
-recording the document with its `document.stored` (said again beside them); for a file of at
-most one part, whole in memory before anything is sent, the recording one is open while that
-one request puts the object.
+transaction may stay open that long, so it runs its own short statements, through asyncpg
+itself (`repository.UploadStatements`): one read while the file's first part arrives (the
+checks and the quota left, read together) and one transaction recording the document with its
+`document.stored` (said again beside them); for a file of at most one part, whole in memory
+before anything is sent, that transaction is open while that one request puts the object.
 Queries are `repository.RecordsRepository`'s, made from the unit of work's session by
 `Records.repository` (a unit test gives an in-memory one)."""
 
@@ -19,12 +19,11 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
-
-from sqlalchemy.exc import IntegrityError
 
 from referrals_common.auth.api_keys import hash_secret
 from referrals_common.contracts import (
@@ -53,7 +52,13 @@ from referrals_records.models import (
     FollowUpQuestion,
     utcnow,
 )
-from referrals_records.repository import RecordsRepository, UploadState
+from referrals_records.repository import (
+    RecordsRepository,
+    TwinRecorded,
+    UploadState,
+    UploadStatements,
+)
+from referrals_records.repository import upload_statements as statements_on
 from referrals_records.storage import WHOLE_FILE_BYTES, DocumentStore, StoredObject
 from referrals_records.uploads import Upload
 
@@ -109,6 +114,11 @@ class Records:
     case_quota_bytes: int = 5 * 2**30
     repository: Callable[[Any], RecordsRepository] = RecordsRepository
     """Makes the repository of a unit of work's session (an in-memory one in unit tests)."""
+    upload_statements: Callable[[Any], AbstractAsyncContextManager[UploadStatements]] = lambda db: (
+        statements_on(db.engine)
+    )
+    """Opens an upload's own statements on a connection of `db`'s pool (`statements_on`; an
+    in-memory one in unit tests)."""
 
     def repo(self, uow: UnitOfWork) -> RecordsRepository:
         """The repository on `uow`'s session."""
@@ -151,7 +161,7 @@ class Records:
         documents. A refused upload publishes `document.rejected` and leaves no object and no
         row.
 
-        Opens its own units of work, none held across the stream (minutes, for a large study):
+        Opens its own connections, none held across the stream (minutes, for a large study):
         one read while the file's first part arrives, before anything is stored (the checks,
         and the quota left: one statement, outside a transaction, its snapshot checked again
         under a lock when recording; what it refuses is answered before any refusal of the
@@ -274,8 +284,8 @@ class Records:
             raise
 
     async def _upload_state(self, case_id: UUID, translation_of: UUID | None) -> UploadState:
-        async with self.db.unit_of_work() as uow:
-            return await self.repo(uow).upload_state(case_id, translation_of)
+        async with self.upload_statements(self.db) as statements:
+            return await statements.upload_state(case_id, translation_of)
 
     async def _discard(self, key: str, storing: asyncio.Task[None] | None) -> None:
         """Remove an upload's object, once its put (if still in flight) has ended: removed
@@ -314,65 +324,62 @@ class Records:
         referral: CenterReferral | None,
         storing: asyncio.Task[None] | None = None,
     ) -> StoreResult:
-        # Its own unit of work, committed here: the bytes are stored already (an upload's end,
+        # Its own transaction, committed here: the bytes are stored already (an upload's end,
         # after a stream no transaction was held across), or are being put in one request
         # (`storing`: a file of at most one part, whole in memory), awaited before the commit;
         # the document, its audit row and `document.stored` commit together once the object
         # is stored, or the object is removed by the caller. (The case's advisory lock is held
         # meanwhile: another upload to the same case records after this one's put.)
-        async with self.db.unit_of_work() as uow:
-            repo = self.repo(uow)
-            doc = Document(
-                id=document_id,
+        doc = Document(
+            id=document_id,
+            case_id=case_id,
+            kind=kind,
+            media_type=media_type,
+            size_bytes=size,
+            sha256=sha256,
+            object_key=key,
+            file_name=file_name,
+            translation_of=translation_of,
+            uploaded_by=uploaded_by,
+            center_code=referral.center_code if referral else None,
+            referral_id=referral.referral_id if referral else None,
+        )
+        # A patient's uploads to the case are recorded one at a time (the case's lock is held
+        # until commit), so two streamed at once cannot both pass the quota. A center's opinion
+        # has no bound: a patient filling the quota must not keep the case from its opinion.
+        quota = None if kind == DocumentKind.OPINION else self.case_quota_bytes
+        # The upload's audit row and `document.stored` are written with the document, in the
+        # same statement: BEGIN with the lock, that statement, COMMIT.
+        stored = new_event(
+            DocumentStored(
                 case_id=case_id,
+                document_id=document_id,
                 kind=kind,
                 media_type=media_type,
                 size_bytes=size,
                 sha256=sha256,
                 object_key=key,
-                file_name=file_name,
                 translation_of=translation_of,
-                uploaded_by=uploaded_by,
-                center_code=referral.center_code if referral else None,
-                referral_id=referral.referral_id if referral else None,
+                stored_at=doc.created_at,
+                referral_id=doc.referral_id,
             )
-            quota = None
-            if kind != DocumentKind.OPINION:
-                # A patient's uploads to the case are recorded one at a time (the lock is held
-                # until commit), so two streamed at once cannot both pass the quota. A center's
-                # opinion has no bound: a patient filling the quota must not keep the case from
-                # its opinion.
-                await repo.lock_case_uploads(case_id)
-                quota = self.case_quota_bytes
-            # The upload's audit row and `document.stored` are written with the document, in
-            # the same statement: one transaction, one round trip.
-            stored = new_event(
-                DocumentStored(
-                    case_id=case_id,
-                    document_id=document_id,
-                    kind=kind,
-                    media_type=media_type,
-                    size_bytes=size,
-                    sha256=sha256,
-                    object_key=key,
-                    translation_of=translation_of,
-                    stored_at=doc.created_at,
-                    referral_id=doc.referral_id,
-                )
-            )
+        )
+        twin_id: UUID | None = None
+        async with self.upload_statements(self.db) as statements:
             try:
-                used, twin_id = await repo.add_unless_twin(doc, quota=quota, stored=stored)
-            except IntegrityError:  # the same bytes, recorded at the same moment (a center's)
-                await uow.rollback()
+                async with statements.recording(lock_case=None if quota is None else case_id):
+                    used, twin_id = await statements.add_unless_twin(
+                        doc, quota=quota, stored=stored
+                    )
+                    if twin_id is None:
+                        if quota is not None and used + size > quota:
+                            raise CaseQuotaExceeded(quota, used)  # nothing recorded: rolled back
+                        if storing is not None:
+                            await storing  # the object first: a row never names a missing object
+            except TwinRecorded:  # the same bytes, recorded at the same moment (a center's)
                 twin_id = document_id  # not recorded: the twin is read again below
-            else:
-                if twin_id is None and quota is not None and used + size > quota:
-                    raise CaseQuotaExceeded(quota, used)
-            if twin_id is None:
-                if storing is not None:
-                    await storing  # the object first: a row never names a missing object
-                await uow.commit()
-                return StoreResult(doc, created=True)
+        if twin_id is None:
+            return StoreResult(doc, created=True)
         async with self.db.unit_of_work() as uow:
             twin = await self.repo(uow).live_twin(case_id, sha256)
         await self._discard(key, storing)
