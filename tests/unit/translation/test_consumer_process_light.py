@@ -10,7 +10,8 @@ import pytest
 
 pytestmark = pytest.mark.unit
 
-PARSERS = ("numpy", "PIL", "pypdfium2", "pypdf", "docx", "pydicom", "lxml", "py3langid", "lingua")
+PARSERS = ("numpy", "PIL", "pypdfium2", "pypdf", "docx", "pydicom", "lxml")
+LANGUAGE_MODELS = ("py3langid", "pycld2", "lingua")
 
 
 def test_the_service_process_imports_no_parser_or_language_model() -> None:
@@ -20,7 +21,7 @@ def test_the_service_process_imports_no_parser_or_language_model() -> None:
         "import referrals_translation.service, referrals_translation.cli\n"
         "from referrals_translation.checking import DocumentChecker\n"
         "DocumentChecker(2)\n"
-        f"print(','.join(m for m in {PARSERS!r} if m in sys.modules))\n"
+        f"print(','.join(m for m in {PARSERS + LANGUAGE_MODELS!r} if m in sys.modules))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True

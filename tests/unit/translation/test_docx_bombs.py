@@ -4,9 +4,9 @@ The bombs are real files (tests/fixtures/zip_bombs.py): a part inflating to 1 Gi
 or the styles every Word document loads), 300,000 entries, an archive nested in the document.
 Each is read in a real checking worker (`DocumentChecker`, as the consumer reads documents), and
 the worker itself reports its resident memory just before reading and its peak while reading
-(VmHWM, reset first: `targets.read_and_measure`). A worker starts at about 1 GB resident because
-it shares Lingua's models with the forkserver it was forked from; what the document costs is the
-peak above that. Not marked `unit`: it runs worker processes.
+(VmHWM, reset first: `targets.read_and_measure`). A worker starts at about 160 MB resident
+because it shares the parsers and language models with the forkserver it was forked from; what
+the document costs is the peak above that. Not marked `unit`: it runs worker processes.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ uncertain texts are undetermined rather than guessed."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -57,6 +59,43 @@ def test_ukrainian_without_its_own_letters_is_still_ukrainian() -> None:
     )
     assert not set("іїєґ") & set(text.lower())
     assert identify(text).main_language == "uk"
+
+
+def test_cld2_decides_a_chunk_py3langid_reads_as_russian_less_surely() -> None:
+    # py3langid (and fastText's small model) read this Ukrainian sentence as Russian.
+    text = (
+        "Хворий скаржиться на кашель, задишку та сильну втому, апетит добрий, сон порушений, "
+        "болю нема, набряку нема."
+    )
+    found, probability = language._identifier("CYRILLIC").classify(text)
+    assert (found, probability < language.EAST_SLAVIC_OR_BULGARIAN_SURE) == ("ru", True)
+    assert language.classify_chunk(text) == ("uk", pytest.approx(1.0, abs=0.02))
+
+
+def test_bulgarian_that_cld2_calls_serbian_keeps_py3langids_reading() -> None:
+    text = "Грешка при инициализиране на буфер за шифъра за дешифриране."
+    assert language.east_slavic_or_bulgarian(text) is None  # CLD2: Serbian, not one of the three
+    assert identify(text).main_language == "bg"
+
+
+@pytest.mark.parametrize("refused", ["\x00", "\x1f", "\x85", "\ud800", "\ufdd0", "\U0010ffff"])
+def test_characters_cld2_refuses_do_not_stop_the_arbiter(refused: str) -> None:
+    # not_text lets up to 2 % of such characters through; CLD2 raises on a single one.
+    text = f"Хворий скаржиться на кашель{refused}, задишку та сильну втому, болю нема."
+    assert language.east_slavic_or_bulgarian(text) == ("uk", pytest.approx(1.0, abs=0.02))
+
+
+def test_the_checking_processes_load_no_lingua() -> None:
+    code = (
+        "import sys\n"
+        "from referrals_translation import language\n"
+        "language.load()\n"
+        "print(','.join(m for m in ('lingua', 'pycld2', 'py3langid') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == "pycld2,py3langid"
 
 
 @pytest.mark.parametrize("code_at_the_end", [" G2", " IIB", ", HER2 1+, Ki-67 25 %.", " ПВ."])

@@ -15,9 +15,9 @@ is read in a **worker process** (`pipeline.read_document`), and the consumer onl
 can be started at all (an infrastructure fault to retry, not a verdict on the document).
 
 Workers are forked by a **forkserver** that first imports the parsers and loads the language
-identification models (`_worker_preload`: py3langid, Lingua's Cyrillic models, letter-pair
-counts, about 300 MB in all): a new worker starts in about 50 ms and shares them copy-on-write
-with its siblings instead of loading its own, which makes killing and replacing a worker cheap.
+identification models (`_worker_preload`: py3langid, CLD2, letter-pair counts, about 160 MB
+in all): a new worker starts in about 50 ms and shares them copy-on-write with its siblings
+instead of loading its own, which makes killing and replacing a worker cheap.
 The forkserver is a fresh interpreter, so it does not inherit the consumer's threads or event
 loop. Each worker also caps its address space (`Limits.max_memory_mb`), so a memory bomb
 ends as a `MemoryError` (or a crash) in the worker rather than as the host's OOM killer choosing
