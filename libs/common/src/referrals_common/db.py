@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -98,13 +98,37 @@ class UnitOfWork:
         self._sessions = sessions
         self._committed = False
         self._after_commit: list[Callable[[], object]] = []
+        # The asyncpg connection of a transaction this unit of work opened itself (`open_with`),
+        # which it commits and rolls back itself; None: SQLAlchemy's own transaction.
+        self.native: Any = None
 
     async def __aenter__(self) -> Self:
+        # The session begins with its first statement (autobegin), SQLAlchemy's BEGIN or ours
+        # (`open_with`): nothing is sent before.
         self.session = self._sessions()
-        await self.session.begin()
-        self.outbox = Outbox(self.session)
-        self.inbox = Inbox(self.session)
+        self.outbox = Outbox(self)
+        self.inbox = Inbox(self)
         return self
+
+    async def open_with(self, statement: str) -> str | None:
+        """Begin the transaction with `statement` (SQL with its values written in, no parameters)
+        in one round trip, `BEGIN; statement` as one simple query, and return its status
+        (`INSERT 0 1`); None, and nothing done, once the unit of work has sent anything.
+
+        SQLAlchemy sends BEGIN on its own, a round trip of its own before the first statement.
+        Here the connection is put in SQLAlchemy's autocommit mode (it sends no BEGIN or COMMIT)
+        inside the transaction opened here, which `commit` and leaving the block end: the
+        session's statements still run in it, with the outbox and the inbox."""
+        if self.native is not None or self.session.in_transaction():
+            return None
+        connection = await self.session.connection(
+            execution_options={"isolation_level": "AUTOCOMMIT"}
+        )
+        driver = (await connection.get_raw_connection()).driver_connection
+        assert driver is not None  # an open connection's
+        self.native = driver
+        status: str = await driver.execute(f"begin; {statement}")
+        return status
 
     async def __aexit__(
         self,
@@ -117,11 +141,30 @@ class UnitOfWork:
                 # Detach first: what a read-only unit of work loaded stays readable after the
                 # block (a rollback would expire it), and nothing is written.
                 self.session.expunge_all()
+                await self._rollback_native()
                 await self.session.rollback()
         finally:
             await self.session.close()
 
+    async def _rollback_native(self) -> None:
+        native, self.native = self.native, None
+        if native is None:
+            return
+        try:
+            await native.execute("rollback")
+        except BaseException:
+            # The connection's state is unknown (a transaction may be open on it): never back
+            # to the pool.
+            await self.session.invalidate()
+            raise
+
     async def commit(self) -> None:
+        if self.native is not None:
+            # What the session still holds goes in first, then the one COMMIT; SQLAlchemy's
+            # own commit then sends nothing (autocommit mode) and gives the connection back.
+            await self.session.flush()
+            await self.native.execute("commit")
+            self.native = None
         await self.session.commit()
         self._committed = True
         done, self._after_commit = self._after_commit, []
@@ -134,4 +177,5 @@ class UnitOfWork:
 
     async def rollback(self) -> None:
         self._after_commit.clear()
+        await self._rollback_native()
         await self.session.rollback()

@@ -2,18 +2,38 @@
 
 from __future__ import annotations
 
+import json
 import zlib
+from typing import TYPE_CHECKING
 
 from opentelemetry import propagate
 from sqlalchemy import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from referrals_common.contracts.envelope import CloudEvent, EventData
 from referrals_common.messaging.schema import OUTBOX_SLOTS, outbox_table
 
+if TYPE_CHECKING:
+    from referrals_common.db import UnitOfWork
+
 # One statement for every call (its rows bound at execution): built once, not a new construct
 # whose cache key SQLAlchemy works out again for every event.
 _ADD = insert(outbox_table)
+
+# The same rows through asyncpg itself, in a transaction the unit of work opened (`native`):
+# asyncpg prepares it once per connection; SQLAlchemy's own work per execution (its connection
+# object, parameter processing, result) is more CPU than the round trip.
+_ADD_ONE_NATIVE = """
+insert into outbox (id, aggregate_id, slot, topic, event_type, payload, headers)
+values ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb)
+"""
+# Several rows: unnest keeps the order given, so the rows' `seq` is the events' order. (Its
+# array parameters cost asyncpg a look-up of their types once per connection.)
+_ADD_NATIVE = """
+insert into outbox (id, aggregate_id, slot, topic, event_type, payload, headers)
+select r.id, r.aggregate_id, r.slot, r.topic, r.event_type, r.payload::jsonb, r.headers::jsonb
+from unnest($1::uuid[], $2::text[], $3::int2[], $4::text[], $5::text[], $6::text[], $7::text[])
+     as r(id, aggregate_id, slot, topic, event_type, payload, headers)
+"""
 
 
 def slot_of(aggregate_id: str) -> int:
@@ -28,8 +48,8 @@ class Outbox:
     consumer's span continue the trace of the request that caused the event.
     """
 
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
 
     async def add(self, event: CloudEvent[EventData], *, topic: str | None = None) -> None:
         """Queue `event` for publication to `topic` (default: where its contract sends it)."""
@@ -42,6 +62,9 @@ class Outbox:
             return
         headers: dict[str, str] = {}
         propagate.inject(headers)
+        if self._uow.native is not None:
+            await self._add_native(events, topic, headers)
+            return
         rows = []
         for event in events:
             target = topic or event.data.publish_topic()
@@ -59,4 +82,22 @@ class Outbox:
             )
         # One row (the usual case) as a plain execute: a list, even of one, takes SQLAlchemy's
         # executemany path.
-        await self._session.execute(_ADD, rows[0] if len(rows) == 1 else rows)
+        await self._uow.session.execute(_ADD, rows[0] if len(rows) == 1 else rows)
+
+    async def _add_native(
+        self, events: list[CloudEvent[EventData]], topic: str | None, headers: dict[str, str]
+    ) -> None:
+        keys = [str(event.case_id) for event in events]
+        columns = (
+            [event.id for event in events],
+            keys,
+            [slot_of(key) for key in keys],
+            [topic or event.data.publish_topic() for event in events],
+            [event.type for event in events],
+            [event.model_dump_json() for event in events],
+            [json.dumps(headers)] * len(events),
+        )
+        if len(events) == 1:
+            await self._uow.native.execute(_ADD_ONE_NATIVE, *(column[0] for column in columns))
+        else:
+            await self._uow.native.execute(_ADD_NATIVE, *columns)
