@@ -701,3 +701,34 @@ async def outbox_payloads(runtime, case_id, event_type) -> list[dict]:
         ]
     finally:
         await conn.close()
+
+
+async def test_submit_answers_with_the_case_as_submitted_without_reading_its_later_steps(
+    api, api_key, runtime
+):
+    """The submit's answer is the case as it is after the submission (its next step the one
+    the submission set, as a read of the case then says), and a case that was a draft a moment
+    ago has no information requests, follow-up questions nor meetings: none is asked for."""
+    case_id, headers = await open_case(api, api_key)
+    await store_document(runtime, case_id, DocumentKind.PATHOLOGY_REPORT)
+    await consent(api, case_id, headers, "processing", "cross_border")
+    later = ("information_requests", "follow_up_questions", "meetings")
+    reads: list[str] = []
+
+    def note(_conn, _cursor, statement, *_args) -> None:
+        if any(f"from {table}" in statement.lower() for table in later):
+            reads.append(statement)
+
+    event.listen(runtime.db.engine.sync_engine, "before_cursor_execute", note)
+    try:
+        r = await api.post(f"/v1/cases/{case_id}/submit", headers=headers)
+    finally:
+        event.remove(runtime.db.engine.sync_engine, "before_cursor_execute", note)
+    assert r.status_code == 200, r.text
+    read_back = (await api.get(f"/v1/cases/{case_id}", headers=headers)).json()
+    answered = r.json()
+    assert answered["status"] == read_back["status"] == "submitted"
+    assert answered["next_step"] == read_back["next_step"]
+    assert (answered["information_requests"], answered["follow_up_questions"]) == ([], [])
+    assert answered["meetings"] == []
+    assert reads == []

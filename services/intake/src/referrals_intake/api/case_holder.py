@@ -263,7 +263,8 @@ async def submit_case(
             Conflict(f"The case is {exc.current}: it was submitted already."),
         ) from None
     repo.audit(access.actor, "submit_case", case.id)
-    public = await to_public(runtime, repo, case)
+    # A draft a moment ago: no information request, follow-up question nor meeting yet.
+    public = await to_public(runtime, repo, case, later_steps=(False, False, False))
     await uow.commit()
     return public
 

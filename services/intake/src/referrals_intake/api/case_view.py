@@ -21,14 +21,25 @@ from referrals_intake.schemas import CasePublic, case_reference
 
 
 async def to_public(
-    runtime: Runtime, repo: CaseRepository, case: Case, locale: str | None = None
+    runtime: Runtime,
+    repo: CaseRepository,
+    case: Case,
+    locale: str | None = None,
+    *,
+    later_steps: tuple[bool, bool, bool] | None = None,
 ) -> CasePublic:
-    """The case as the front end reads it, its texts in `locale` (default: the case's)."""
+    """The case as the front end reads it, its texts in `locale` (default: the case's), with
+    what this transaction changed (its next step the one a transition just set). `later_steps`:
+    whether it has information requests, follow-up questions and meetings, when the caller
+    knows (a draft has none), else asked."""
     locale = locale or case.locale
+    # The unit of work does not autoflush: the rows read below include what was just changed
+    # (a transition's timeline entry) only once it is written (nothing to write: no statement).
+    await repo.flush()
     consents = await repo.consents(case.id)
     documents = await repo.documents(case.id)
     timeline = await repo.timeline(case.id)
-    has_requests, has_follow_ups, has_meetings = await repo.later_steps(case.id)
+    has_requests, has_follow_ups, has_meetings = later_steps or await repo.later_steps(case.id)
     requests = await repo.information_requests(case.id) if has_requests else []
     follow_ups = await repo.follow_up_questions(case.id) if has_follow_ups else []
     meetings = await repo.meetings(case.id) if has_meetings else []
