@@ -247,17 +247,18 @@ def _identifiers() -> dict[str, Any]:
 
 def east_slavic_or_bulgarian(chunk: str) -> tuple[str, float] | None:
     """CLD2's reading of `chunk` among Ukrainian, Russian and Bulgarian: the first of the three
-    among its (up to three) languages, and its share of the chunk's text CLD2 recognised as any
-    language; None when CLD2 names none of the three."""
+    among its (up to three) languages, and its share of the chunk's text CLD2 put in one of the
+    `CYRILLIC` languages (English drug names in a Ukrainian chunk do not make it less sure);
+    None when CLD2 names none of the three."""
     import pycld2
 
     # CLD2 refuses text with control characters, surrogates or noncharacters (which not_text
     # lets through below 2 %); they say nothing about the language.
     _, _, found = pycld2.detect(_CLD2_REFUSED.sub(" ", chunk), bestEffort=True)
-    recognised = sum(percent for _, code, percent, _ in found if code != "un")
+    cyrillic = sum(percent for _, code, percent, _ in found if code in CYRILLIC)
     for _, code, percent, _ in found:
         if code in EAST_SLAVIC_OR_BULGARIAN and percent > 0:
-            return code, percent / recognised
+            return code, percent / cyrillic
     return None
 
 
