@@ -93,17 +93,18 @@ ENV_FILE = "platform-env.json"
 POOL_SIZE = 4
 """PostgreSQL connections each platform process keeps at most (`REFERRALS_POSTGRES__POOL_SIZE`)."""
 ZIPKIN_VERSION = "3.6.1"
-ZIPKIN_MAX_SPANS = int(os.environ.get("DEVSTACK_ZIPKIN_SPANS", "10000"))
-"""Spans Zipkin's in-memory storage keeps: beyond it, the oldest traces are dropped. 10,000 is
-about 40 journeys like `make demo`'s (~230 spans each, quick database statements being counted on
+ZIPKIN_MAX_SPANS = int(os.environ.get("DEVSTACK_ZIPKIN_SPANS", "6000"))
+"""Spans Zipkin's in-memory storage keeps: beyond it, the oldest traces are dropped. 6,000 is
+about 25 journeys like `make demo`'s (at most ~230 spans each, quick database statements being counted on
 their parent span rather than kept: `referrals_common.statement_digest`): a small clinic's recent
 hours. Its heap (`ZIPKIN_HEAP`) is what the JVM adds to a floor of ~120 MiB, so the two
 are set together (`DEVSTACK_ZIPKIN_SPANS`, `DEVSTACK_ZIPKIN_HEAP`) where more history is wanted."""
-ZIPKIN_HEAP = os.environ.get("DEVSTACK_ZIPKIN_HEAP", "64m")
+ZIPKIN_HEAP = os.environ.get("DEVSTACK_ZIPKIN_HEAP", "48m")
 """Zipkin's maximum heap: `ZIPKIN_MAX_SPANS` spans of the platform's size (about 2 KiB of heap
 each), with room for the queries and the intake of a burst (measured: 150,000 spans sent at
-~3,000 a second into 10,000 kept, each 3,000 answered by a query for every trace of the last day:
-64m, peak 201 MiB PSS, no error; 20,000 in 128m had been 247)."""
+~3,000 a second, each 3,000 answered by a query for every trace of the last day: 6,000 and 7,500
+kept in 48m, peak 173-178 MiB PSS, no error (3 runs of 7,500); 10,000 in 48m and 6,000 in 40m ran
+out of heap; 10,000 in 64m had been 201-205, 20,000 in 128m 247)."""
 
 
 class ProcessCommand(TypedDict):
