@@ -16,6 +16,9 @@ and prints the outbox path's figures as ratios to the raw floor.
     uv run python bench/messaging.py [--events 20000] [--rate 200] [--seconds 15] [--hop-only]
 
 `--hop-only` measures only the two latencies (1 and 4's), for comparing changes to the hop.
+`--relay-against SRC` measures only the relay's CPU per event, A/B: a relay process of this
+checkout and one whose `referrals_common` is under SRC (another checkout's libs/common/src) take
+turns (`--rounds` each) publishing one event per transaction at `--rate` for `--seconds`.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -357,6 +362,74 @@ async def outbox_latency(
         await dead.stop()
 
 
+async def relay_cpu_per_event(
+    dsn: str, bootstrap: str, topic: str, rate: float, seconds: float, src: Path | None
+) -> float:
+    """CPU milliseconds per event of a relay process (this checkout's, or the one under `src`)
+    publishing one event per transaction at `rate`, from the first write until the outbox is
+    empty."""
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH")]))
+    relay = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "referrals_common.messaging.relay",
+            "--dsn",
+            dsn,
+            "--bootstrap",
+            bootstrap,
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    commits = Path(tempfile.mkstemp(suffix=".jsonl")[1])
+    try:
+        await relay_listening(dsn)
+        await asyncio.sleep(1.0)
+        process = psutil.Process(relay.pid)
+        began = cpu_seconds(process)
+        await write_at_rate(dsn, topic, rate, seconds, commits)
+        conn = await asyncpg.connect(dsn)
+        try:
+            while await conn.fetchval("select count(*) from outbox where sent_at is null"):
+                await asyncio.sleep(0.05)
+        finally:
+            await conn.close()
+        return (cpu_seconds(process) - began) / int(rate * seconds) * 1000
+    finally:
+        commits.unlink(missing_ok=True)
+        relay.terminate()
+        relay.wait(timeout=20)
+
+
+async def relay_ab(args: argparse.Namespace) -> dict[str, object]:
+    """The relay's CPU per event, this checkout's against `args.relay_against`'s, alternating."""
+    async with own_stack_async("bench-messaging-", ()) as (_, info):
+        admin = await asyncpg.connect(info.postgres_dsn)
+        await admin.execute("create database bench")
+        await admin.close()
+        dsn = info.postgres_dsn.rsplit("/", 1)[0] + "/bench"
+        await upgrade_async(dsn, MIGRATIONS)
+        await ensure_topics(info.kafka_bootstrap, ["bench.relay-ab"], partitions=6)
+        runs: dict[str, list[float]] = {"against": [], "this": []}
+        for _ in range(args.rounds):
+            for side, src in (("against", args.relay_against), ("this", None)):
+                cpu = await relay_cpu_per_event(
+                    dsn, info.kafka_bootstrap, "bench.relay-ab", args.rate, args.seconds, src
+                )
+                runs[side].append(round(cpu, 3))
+                console.print(f"relay {side}: {cpu:.3f} CPU-ms per event")
+    return {
+        "relay_cpu_ms_per_event": runs,
+        "medians": {side: statistics.median(values) for side, values in runs.items()},
+        "parameters": {"rate_per_s": args.rate, "seconds": args.seconds, "rounds": args.rounds},
+        "loadavg": loadavg(),
+    }
+
+
 async def consumer_code_cpu(db: Database, events: int = 1000) -> dict[str, float]:
     """CPU microseconds per event of the consumer's own code and its database work, without
     Kafka or FastStream: records made here are given to `process_batch` one at a time, in
@@ -473,12 +546,21 @@ def main() -> None:
     cli.add_argument("--rate", type=float, default=200.0)
     cli.add_argument("--seconds", type=float, default=15.0)
     cli.add_argument("--hop-only", action="store_true", help="only the two latencies")
+    cli.add_argument(
+        "--relay-against",
+        type=Path,
+        help="only the relay's CPU per event, A/B against the referrals_common under this path",
+    )
+    cli.add_argument("--rounds", type=int, default=3, help="runs of each side (--relay-against)")
     cli.add_argument("--write-to", type=Path, help=argparse.SUPPRESS)
     cli.add_argument("--dsn", help=argparse.SUPPRESS)
     cli.add_argument("--topic", help=argparse.SUPPRESS)
     args = cli.parse_args()
     if args.write_to:  # the writer process of the latency hop
         asyncio.run(write_at_rate(args.dsn, args.topic, args.rate, args.seconds, args.write_to))
+        return
+    if args.relay_against:
+        report("messaging-relay-ab.json", asyncio.run(relay_ab(args)))
         return
     report("messaging.json", asyncio.run(measure(args)))
 
