@@ -72,3 +72,17 @@ def read_and_measure(path: str, media_type: str, limits: Limits) -> Outcome:
     return dataclasses.replace(
         outcome, detail=f"{outcome.detail or ''} rss_kb={before} peak_kb={peak}"
     )
+
+
+_PINS: list[bytes] = []
+
+
+def fragment_heap(path: str, media_type: str, limits: Limits) -> Outcome:
+    """Take `path` MiB in 1 KiB blocks (glibc's heap, not mmap), keep a small block allocated
+    after each 64th (so the heap's top cannot simply shrink), free the rest; answer with the
+    worker's resident size in KiB as the document left it (`path` "0": only the answer)."""
+    blocks = [bytes(1024) for _ in range(int(path) * 1024)]
+    for i in range(0, len(blocks), 64):
+        _PINS.append(bytes(600 + i % 7))
+    del blocks
+    return Outcome.unreadable(UnreadableReason.CORRUPT, str(_status_kb("VmRSS")))

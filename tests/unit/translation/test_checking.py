@@ -154,6 +154,17 @@ def test_memory_is_capped() -> None:
         assert fine.detail == f"allocated {64 * 2**20} bytes"
 
 
+def test_a_worker_gives_back_what_a_document_freed() -> None:
+    # 200 MiB taken and freed around blocks still in use: without malloc_trim after the job the
+    # worker keeps it (measured: +210 MiB resident before the next document; with it, under 32).
+    with DocumentChecker(workers=1, target=targets.fragment_heap) as pool:
+        before = int(pool.check("0", TEXT).detail)
+        during = int(pool.check("200", TEXT).detail)
+        after = int(pool.check("0", TEXT).detail)
+    assert during - before > 150 * 1024
+    assert after - before < 32 * 1024
+
+
 def test_workers_are_recycled_after_a_number_of_documents() -> None:
     with DocumentChecker(workers=1, target=targets.whoami, max_jobs_per_worker=2) as pool:
         pids = [pool.check("-", TEXT).detail for _ in range(3)]

@@ -32,6 +32,9 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import ctypes
+import ctypes.util
+import gc
 import logging
 import multiprocessing
 import os
@@ -206,6 +209,30 @@ def _serve(conn: Connection, target: CheckTarget | None) -> None:
             conn.send(outcome)
         except OSError:
             return
+        _give_back_memory()
+
+
+def _give_back_memory() -> None:
+    """Return to the system what reading the document took and freed, before the next one.
+
+    A scan's pages decoded by Pillow, pdfium's bitmaps and Tesseract's buffers are freed when the
+    document is done, but glibc's allocator keeps the freed heap for the process: a worker that
+    read the fixtures' scans, images and DICOM files once stayed at ~240 MB PSS (from ~70).
+    `malloc_trim` gives the free pages back (and `gc.collect` first frees what only cycles held)."""
+    gc.collect()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _load_libc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:  # not glibc (musl, macOS): nothing to give back this way
+        return None
+    return libc if hasattr(libc, "malloc_trim") else None
+
+
+_LIBC: Final = _load_libc()
 
 
 def _quiet_libraries() -> None:
