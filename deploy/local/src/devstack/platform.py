@@ -95,10 +95,11 @@ POOL_SIZE = 4
 ZIPKIN_VERSION = "3.6.1"
 ZIPKIN_MAX_SPANS = int(os.environ.get("DEVSTACK_ZIPKIN_SPANS", "6000"))
 """Spans Zipkin's in-memory storage keeps: beyond it, the oldest traces are dropped. 6,000 is
-about 25 journeys like `make demo`'s (at most ~230 spans each, quick database statements being counted on
-their parent span rather than kept: `referrals_common.statement_digest`): a small clinic's recent
-hours. Its heap (`ZIPKIN_HEAP`) is what the JVM adds to a floor of ~120 MiB, so the two
-are set together (`DEVSTACK_ZIPKIN_SPANS`, `DEVSTACK_ZIPKIN_HEAP`) where more history is wanted."""
+about 25 journeys like `make demo`'s (at most ~230 spans each, quick database statements being
+counted on their parent span rather than kept: `referrals_common.statement_digest`): a small
+clinic's recent hours. Its heap (`ZIPKIN_HEAP`) is what the JVM adds to a floor of ~120 MiB, so
+the two are set together (`DEVSTACK_ZIPKIN_SPANS`, `DEVSTACK_ZIPKIN_HEAP`) where more history is
+wanted."""
 ZIPKIN_HEAP = os.environ.get("DEVSTACK_ZIPKIN_HEAP", "48m")
 """Zipkin's maximum heap: `ZIPKIN_MAX_SPANS` spans of the platform's size (about 2 KiB of heap
 each), with room for the queries and the intake of a burst (measured: 150,000 spans sent at

@@ -22,11 +22,11 @@ is not open in this process (none, or already ended) is exported as before: noth
 could not be counted. `REFERRALS_TELEMETRY_QUICK_STATEMENT_MS` sets `min_ms` (default 20; 0 exports
 every statement, as before).
 
-Why 20 ms: the platform's statements take well under a millisecond on an idle machine, and 5 to 20
-ms when the processes wait for a core (a busy two-core machine: 137 of the 347 spans of `make demo`'s
-journey were statements of 5 ms or more, 12 of 20 ms or more). Those say the machine was busy,
-which the request's own duration and its counted statements' total already say; a statement of 20
-ms or more is slow for a reason of its own (a lock, a missing index, a large result).
+Why 20 ms: the platform's statements take well under a millisecond on an idle machine, and 5 to
+20 ms when the processes wait for a core (a busy two-core machine: 137 of the 347 spans of `make
+demo`'s journey were statements of 5 ms or more, 12 of 20 ms or more). Those say the machine was
+busy, which the request's own duration and its counted statements' total already say; a statement
+of 20 ms or more is slow for a reason of its own (a lock, a missing index, a large result).
 """
 
 from __future__ import annotations
