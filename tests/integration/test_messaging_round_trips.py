@@ -5,6 +5,7 @@ commits a claim with the next claim's BEGIN."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -228,3 +229,41 @@ async def test_a_relay_whose_publish_fails_leaves_its_rows_unsent_for_the_next_c
     finally:
         await conn.close()
         await relay.stop()
+
+
+async def test_a_relay_whose_idle_transaction_the_server_ends_reconnects_and_publishes(
+    db, messaging_dsn, kafka_bootstrap, new_topic
+):
+    # Between claims the relay's connection is idle in a transaction; a server that ends such
+    # sessions (`idle_in_transaction_session_timeout`) only makes it reconnect.
+    topic = await new_topic("relay-idle-ended", partitions=1)
+    relay = OutboxRelay(messaging_dsn, kafka_bootstrap)
+    await relay.start()
+    assert relay._conn is not None
+    first = relay._conn
+    await first.execute("set idle_in_transaction_session_timeout = 300")
+    running = asyncio.create_task(relay.run())
+    conn = await asyncpg.connect(messaging_dsn)
+    try:
+        await asyncio.sleep(1.5)  # the server has ended the idle transaction's session by now
+        assert (
+            first.is_closed()
+            or await conn.fetchval(
+                "select count(*) from pg_stat_activity where pid = $1", first.get_server_pid()
+            )
+            == 0
+        )
+        written = await write_withdrawals(db, [uuid.uuid4()], 3, topic)
+        for _ in range(100):
+            if await conn.fetchval("select count(*) from outbox where sent_at is null") == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert await conn.fetchval("select count(*) from outbox where sent_at is null") == 0
+        assert await conn.fetchval("select count(*) from outbox") >= len(written)
+        assert relay._conn is not first
+    finally:
+        await conn.close()
+        await relay.stop()
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
