@@ -6,6 +6,7 @@ They must be importable by name (the worker unpickles them), hence a module of t
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import signal
 import subprocess
@@ -47,6 +48,11 @@ def allocate(path: str, media_type: str, limits: Limits) -> Outcome:
     """Allocate `path` MiB (a memory bomb)."""
     block = bytearray(int(path) * 2**20)
     return Outcome.unreadable(UnreadableReason.CORRUPT, f"allocated {len(block)} bytes")
+
+
+def objects_tracked(path: str, media_type: str, limits: Limits) -> Outcome:
+    """An outcome that says how many objects the worker's garbage collector looks at."""
+    return Outcome.unreadable(UnreadableReason.CORRUPT, str(len(gc.get_objects())))
 
 
 def whoami(path: str, media_type: str, limits: Limits) -> Outcome:
