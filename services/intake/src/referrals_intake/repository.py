@@ -133,11 +133,15 @@ class CaseRepository:
 
     async def states(self) -> list[tuple[str, int, float]]:
         """Per case state: how many cases are in it, and for how many seconds the one longest
-        there has been (since its last transition; cases never moved count from creation)."""
+        there has been (since its last transition, `status_since`: a later note on its timeline
+        does not reset it; a row an older version wrote, without it, from its last timeline
+        entry; cases never moved count from creation). One pass over `cases`, no timeline read
+        but for such rows (COALESCE evaluates only what it needs)."""
         rows = await self.session.execute(
             text(
                 "select c.status, count(*), coalesce(extract(epoch from now() - min("
-                "  coalesce((select t.at from case_timeline t where t.case_id = c.id"
+                "  coalesce(c.status_since,"
+                "           (select t.at from case_timeline t where t.case_id = c.id"
                 "            order by t.id desc limit 1), c.created_at))), 0)"
                 " from cases c group by c.status"
             )
