@@ -76,7 +76,10 @@ class FakeTranslationRepository:
         waiting = [c for c in self.checks.values() if c.case_id == case_id and c.verdict is None]
         return sorted(waiting, key=lambda c: c.checked_at)
 
+    looked_up: list[UUID] = field(default_factory=list)
+
     async def case(self, case_id: UUID) -> CaseLanguages | None:
+        self.looked_up.append(case_id)
         return self.cases.get(case_id)
 
     async def locked_case(self, case_id: UUID) -> CaseLanguages:
@@ -279,6 +282,32 @@ async def test_reading_ahead_starts_only_documents_not_read_yet(world: World) ->
     assert world.reader.asked == [done.object_key, fresh.object_key]
     world.translation.forget(started)
     assert uow.committed is False
+
+
+async def test_a_document_read_ahead_takes_one_look_at_its_case(world: World) -> None:
+    await world.translation.on_case_submitted(FakeUnitOfWork(), CASE, TO_GERMANY)
+    fresh = stored(world, UKRAINIAN)
+    uow = FakeUnitOfWork()
+    started = await world.translation.read_ahead(uow, [(fresh, otel_context.get_current())])
+    world.repo.locked.clear()
+    await world.translation.on_document_stored(uow, fresh)
+    world.translation.forget(started)
+    # the case's locked row only: no lookup of it before (the reading is there already)
+    assert (world.repo.looked_up, world.repo.locked) == ([], [CASE])
+    assert verdict(uow, fresh).detected_language == "uk"
+
+
+async def test_a_case_withdrawn_while_its_document_was_read_ahead_keeps_no_reading(
+    world: World,
+) -> None:
+    await world.translation.on_case_submitted(FakeUnitOfWork(), CASE, TO_GERMANY)
+    fresh = stored(world, UKRAINIAN)
+    uow = FakeUnitOfWork()
+    started = await world.translation.read_ahead(uow, [(fresh, otel_context.get_current())])
+    await world.translation.on_case_withdrawn(FakeUnitOfWork(), CASE)
+    await world.translation.on_document_stored(uow, fresh)
+    world.translation.forget(started)
+    assert (uow.outbox.events, world.repo.checks) == ([], {})
 
 
 async def test_a_use_case_goes_through_its_repository() -> None:

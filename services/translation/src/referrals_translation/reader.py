@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from minio import Minio
 from minio.error import S3Error
@@ -44,11 +45,8 @@ class ObjectReader:
         self.check_file = check_file
 
     async def read(self, object_key: str, media_type: str) -> Reading:
-        fd, name = tempfile.mkstemp(prefix="referrals-doc-")
-        path = Path(name)
+        path = await asyncio.to_thread(self._download, object_key)
         try:
-            os.close(fd)
-            await asyncio.to_thread(self._download, object_key, path)
             started = time.perf_counter()
             reading = await self.check_file(path, media_type)
             if not reading.seconds:
@@ -57,7 +55,18 @@ class ObjectReader:
         finally:
             await asyncio.to_thread(path.unlink, missing_ok=True)
 
-    def _download(self, object_key: str, path: Path) -> None:
+    def _download(self, object_key: str) -> Path:
+        """The object in a new private temporary file (removed again if the download fails)."""
+        fd, name = tempfile.mkstemp(prefix="referrals-doc-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                self._write(object_key, out)
+        except BaseException:
+            os.unlink(name)
+            raise
+        return Path(name)
+
+    def _write(self, object_key: str, out: BinaryIO) -> None:
         try:
             response = self.client.get_object(self.bucket, object_key)
         except S3Error as exc:
@@ -67,9 +76,8 @@ class ObjectReader:
         except Exception as exc:  # urllib3 connection and protocol errors
             raise StorageUnavailable(f"object storage unreachable: {exc!r}") from exc
         try:
-            with path.open("wb") as out:
-                for chunk in response.stream(CHUNK):
-                    out.write(chunk)
+            for chunk in response.stream(CHUNK):
+                out.write(chunk)
         except Exception as exc:
             raise StorageUnavailable(f"reading {object_key} from object storage failed") from exc
         finally:

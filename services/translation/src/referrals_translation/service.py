@@ -134,13 +134,6 @@ class Translation:
             span.set_attribute("referrals.document_id", str(stored.document_id))
             return await self.reader.read(stored.object_key, str(stored.media_type))
 
-    async def _reading(self, stored: DocumentStored) -> Reading:
-        """The document's reading: the one started ahead if there is one, else read now."""
-        task = self._ahead.pop(stored.document_id, None)
-        if task is not None:
-            return await task
-        return await self.reader.read(stored.object_key, str(stored.media_type))
-
     async def on_document_stored(self, uow: UnitOfWork, stored: DocumentStored) -> None:
         """Read a stored document once and keep its reading; its verdict goes into the outbox
         now if the case's destination is known (else when `case.submitted` comes). Nothing for
@@ -150,18 +143,27 @@ class Translation:
         repo = self.repository(uow.session)
         if await repo.check(stored.document_id) is not None:
             return  # the same document announced again: read once
-        # Reading takes seconds (OCR): no case row is created, locked or waited for before it
-        # (a new row would be held by this transaction, and `case.submitted` for the same case,
-        # applied beside it, would wait for the whole reading).
-        seen = await repo.case(stored.case_id)
-        if seen is not None and seen.withdrawn:
-            return
+        ahead = self._ahead.pop(stored.document_id, None)
+        if ahead is None:
+            # Reading takes seconds (OCR): no case row is created, locked or waited for before
+            # it (a new row would be held by this transaction, and `case.submitted` for the same
+            # case, applied beside it, would wait for the whole reading). A document of a case
+            # already withdrawn is not read. (One read ahead is read already: the locked row
+            # below says whether the case was withdrawn, without a statement of its own.)
+            seen = await repo.case(stored.case_id)
+            if seen is not None and seen.withdrawn:
+                return
         try:
-            reading = await self._reading(stored)
+            if ahead is not None:
+                reading = await ahead
+            else:
+                reading = await self.reader.read(stored.object_key, str(stored.media_type))
         except ObjectGone:
             log.warning("document %s was deleted before it was read", stored.document_id)
             return
         case = await repo.locked_case(stored.case_id)
+        if case.withdrawn:
+            return  # withdrawn before or while it was read: its reading is not kept
         check = _check_row(stored, reading)
         repo.add_check(check)
         log.info(
@@ -171,7 +173,7 @@ class Translation:
             reading.main_language or reading.reason or "",
             reading.seconds,
         )
-        if case.acceptable is not None and not case.withdrawn:
+        if case.acceptable is not None:
             await uow.outbox.add(_decide(check, case.acceptable))
 
     async def on_case_submitted(
