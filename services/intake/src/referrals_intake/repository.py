@@ -17,8 +17,7 @@ from sqlalchemy.sql.dml import ReturningInsert
 from sqlmodel import col
 
 from referrals_common.api.pagination import Position, after
-from referrals_common.native_sql import Autocommit as Autocommit  # intake's API deps import it
-from referrals_common.native_sql import run_native
+from referrals_common.native_sql import Autocommit, run_native
 from referrals_intake.lifecycle import DocumentState
 from referrals_intake.models import (
     AccessAudit,

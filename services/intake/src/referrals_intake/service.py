@@ -44,6 +44,7 @@ from referrals_common.crypto import FieldCipher, SealedBox
 from referrals_common.db import UnitOfWork
 from referrals_common.i18n import case_texts
 from referrals_common.metrics import CASE_TIME_IN_STATE, CASE_TRANSITIONS, service_name
+from referrals_common.native_sql import Autocommit
 from referrals_intake import lifecycle
 from referrals_intake.lifecycle import DocumentState, IllegalTransition
 from referrals_intake.models import (
@@ -57,7 +58,6 @@ from referrals_intake.models import (
     utcnow,
 )
 from referrals_intake.repository import (
-    Autocommit,
     CaseRepository,
     RepositoryFactory,
     document_state,

@@ -19,14 +19,11 @@ caller spends one of its requests (429 past its rate limit).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Annotated
 
-import asyncpg
 from fastapi import Depends, Header
 from fastapi.security import APIKeyHeader
-from sqlalchemy.util import greenlet_spawn
 
 from referrals_common.db import Database
 from referrals_common.edge.deps import (
@@ -38,10 +35,10 @@ from referrals_common.edge.deps import (
     case_access,
     case_token,
 )
+from referrals_common.native_sql import Autocommit, native_connection
 from referrals_intake.bootstrap import Runtime
 from referrals_intake.clients import Client
 from referrals_intake.models import ApiClient
-from referrals_intake.repository import Autocommit
 
 RuntimeDep = Annotated[Runtime, Depends(app_runtime)]
 
@@ -72,26 +69,13 @@ IdempotencyKey = Annotated[
 ]
 
 
-@asynccontextmanager
-async def single_statements(db: Database) -> AsyncIterator[Autocommit]:
+def single_statements(db: Database) -> AbstractAsyncContextManager[Autocommit]:
     """A connection of `db`'s pool on which each statement commits by itself (PostgreSQL's
     autocommit: no transaction is opened on it): for a write that is one statement, atomic on
     its own, which then costs one round trip instead of three (no BEGIN, no COMMIT), and no ORM
-    session or SQLAlchemy connection around it (`Autocommit`). The connection goes back to the
-    pool afterwards, unless a statement failed for another reason than the statement itself (a
-    connection lost, a cancelled request): then it is closed and the pool opens another."""
-    raw = await db.engine.raw_connection()
-    try:
-        yield Autocommit(raw.driver_connection, db.engine.dialect)
-    except BaseException as exc:
-        if not isinstance(exc, asyncpg.PostgresError) or isinstance(
-            exc, asyncpg.PostgresConnectionError
-        ):
-            await greenlet_spawn(raw.invalidate, exc)
-        raise
-    finally:
-        # SQLAlchemy's pool returns a connection from inside its greenlet bridge.
-        await greenlet_spawn(raw.close)
+    session or SQLAlchemy connection around it. `referrals_common.native_sql.native_connection`:
+    a connection interrupted, failed or left in a transaction is closed, not given back."""
+    return native_connection(db.engine)
 
 
 __all__ = [
