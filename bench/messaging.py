@@ -276,6 +276,20 @@ async def relay_listening(dsn: str, timeout: float = 60.0) -> None:
         await conn.close()
 
 
+def start_relay(
+    dsn: str, bootstrap: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """An outbox relay in a process of its own (`python -m referrals_common.messaging.relay`),
+    its output discarded; `env`: its environment (default: this process's)."""
+    module = "referrals_common.messaging.relay"
+    return subprocess.Popen(
+        [sys.executable, "-m", module, "--dsn", dsn, "--bootstrap", bootstrap],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 async def outbox_latency(
     dsn: str, bootstrap: str, db: Database, topic: str, rate: float, seconds: float
 ) -> tuple[list[float], dict[str, int], dict[str, float], dict[str, dict[str, float]]]:
@@ -287,19 +301,7 @@ async def outbox_latency(
     second while idle (no event for `IDLE_S` seconds before the writer starts) and per event
     while the events flow (from the writer's start until the last effect), idle share included."""
     consumer, broker, dead = await with_consumer(db, bootstrap, topic)
-    relay = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "referrals_common.messaging.relay",
-            "--dsn",
-            dsn,
-            "--bootstrap",
-            bootstrap,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    relay = start_relay(dsn, bootstrap)
     commits = Path(tempfile.mkstemp(suffix=".jsonl")[1])
     relay_process, consumer_process = psutil.Process(relay.pid), psutil.Process()
     try:
@@ -371,20 +373,7 @@ async def relay_cpu_per_event(
     env = dict(os.environ)
     if src is not None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH")]))
-    relay = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "referrals_common.messaging.relay",
-            "--dsn",
-            dsn,
-            "--bootstrap",
-            bootstrap,
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    relay = start_relay(dsn, bootstrap, env)
     commits = Path(tempfile.mkstemp(suffix=".jsonl")[1])
     try:
         await relay_listening(dsn)
