@@ -12,12 +12,16 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
 
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.util import greenlet_spawn
 
 from referrals_common.messaging.inbox import Inbox
 from referrals_common.messaging.outbox import Outbox
@@ -88,43 +92,69 @@ class UnitOfWork:
     `uow.after_commit(fn)` runs `fn()` once the transaction is committed, never if it is rolled
     back: how a use case counts what happened (a metric), so a retried or rolled-back
     transaction counts nothing twice.
+
+    The ORM session (`uow.session`) is made when first used. A consumer's unit of work begins
+    with its inbox row (`open_with`) on a connection of the pool driven through asyncpg, and
+    its handler's session then runs on that connection, in that transaction: no SQLAlchemy
+    session, connection or transaction is made for an event whose handler never asks for one,
+    and none of them sends anything of its own (BEGIN, COMMIT) when it does.
     """
 
-    session: AsyncSession
     outbox: Outbox
     inbox: Inbox
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+        self._session: AsyncSession | None = None
         self._committed = False
         self._after_commit: list[Callable[[], object]] = []
+        # The pool connection `open_with` took (SQLAlchemy's proxy of it), given back when the
+        # block ends; None: the session's own, if it has one.
+        self._raw: PoolProxiedConnection | None = None
         # The asyncpg connection of a transaction this unit of work opened itself (`open_with`),
         # which it commits and rolls back itself; None: SQLAlchemy's own transaction.
         self.native: Any = None
 
     async def __aenter__(self) -> Self:
-        # The session begins with its first statement (autobegin), SQLAlchemy's BEGIN or ours
-        # (`open_with`): nothing is sent before.
-        self.session = self._sessions()
+        # Nothing is sent and no connection taken before the first statement: SQLAlchemy's
+        # BEGIN (autobegin) or ours (`open_with`).
         self.outbox = Outbox(self)
         self.inbox = Inbox(self)
         return self
 
+    @property
+    def session(self) -> AsyncSession:
+        """The unit of work's ORM session, made on first use. After `open_with` it runs on that
+        transaction's connection in SQLAlchemy's autocommit mode (it sends no BEGIN or COMMIT;
+        the transaction is the unit of work's to end)."""
+        if self._session is None:
+            if self._raw is None:
+                self._session = self._sessions()
+            else:
+                engine: AsyncEngine = self._sessions.kw["bind"]
+                # The adapter's autocommit: its statements start no transaction of asyncpg's
+                # (one is open already). Reset before the connection goes back to the pool.
+                self._raw.dbapi_connection.autocommit = True  # type: ignore[union-attr]
+                connection = AsyncConnection(
+                    engine, Connection(engine.sync_engine, connection=self._raw)
+                )
+                self._session = self._sessions(bind=connection)
+        return self._session
+
     async def open_with(self, statement: str) -> str | None:
         """Begin the transaction with `statement` (SQL with its values written in, no parameters)
         in one round trip, `BEGIN; statement` as one simple query, and return its status
-        (`INSERT 0 1`); None, and nothing done, once the unit of work has sent anything.
+        (`INSERT 0 1`); None, and nothing done, once the unit of work has sent anything or made
+        its session.
 
-        SQLAlchemy sends BEGIN on its own, a round trip of its own before the first statement.
-        Here the connection is put in SQLAlchemy's autocommit mode (it sends no BEGIN or COMMIT)
-        inside the transaction opened here, which `commit` and leaving the block end: the
-        session's statements still run in it, with the outbox and the inbox."""
-        if self.native is not None or self.session.in_transaction():
+        The connection is taken from the engine's pool as asyncpg's own (no SQLAlchemy session,
+        connection or transaction object); `commit` and leaving the block end the transaction,
+        and the session, if the handler asks for one, runs in it (`session`)."""
+        if self.native is not None or self._session is not None:
             return None
-        connection = await self.session.connection(
-            execution_options={"isolation_level": "AUTOCOMMIT"}
-        )
-        driver = (await connection.get_raw_connection()).driver_connection
+        engine: AsyncEngine = self._sessions.kw["bind"]
+        self._raw = await engine.raw_connection()
+        driver = self._raw.driver_connection
         assert driver is not None  # an open connection's
         self.native = driver
         status: str = await driver.execute(f"begin; {statement}")
@@ -136,15 +166,22 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        session = self._session
         try:
             if not self._committed:
                 # Detach first: what a read-only unit of work loaded stays readable after the
                 # block (a rollback would expire it), and nothing is written.
-                self.session.expunge_all()
+                if session is not None:
+                    session.expunge_all()
                 await self._rollback_native()
-                await self.session.rollback()
+                if session is not None:
+                    await session.rollback()
         finally:
-            await self.session.close()
+            try:
+                if session is not None:
+                    await session.close()
+            finally:
+                await self._release()
 
     async def _rollback_native(self) -> None:
         native, self.native = self.native, None
@@ -155,17 +192,52 @@ class UnitOfWork:
         except BaseException:
             # The connection's state is unknown (a transaction may be open on it): never back
             # to the pool.
-            await self.session.invalidate()
+            await self._invalidate()
             raise
+        self._native_ended()
+
+    def _native_ended(self) -> None:
+        """The transaction `open_with` began has ended: the session's statements, if any come
+        after, begin a transaction of SQLAlchemy's again (ended when the session ends), as on
+        any connection, instead of each committing by itself."""
+        if self._raw is not None and self._session is not None and self._raw.is_valid:
+            self._raw.dbapi_connection.autocommit = False  # type: ignore[union-attr]
+
+    async def _invalidate(self) -> None:
+        if self._raw is not None:
+            await greenlet_spawn(self._raw.invalidate)
+        elif self._session is not None:
+            await self._session.invalidate()
+
+    async def _release(self) -> None:
+        """Give `open_with`'s connection back to the pool: as it was taken (not in SQLAlchemy's
+        autocommit mode), or discarded if a transaction may still be open on it."""
+        raw, self._raw = self._raw, None
+        if raw is None:
+            return
+        try:
+            if raw.is_valid:
+                driver = raw.driver_connection
+                if driver is None or driver.is_closed() or driver.is_in_transaction():
+                    # The pool knows nothing of a transaction opened through asyncpg: its
+                    # reset on return would leave it open for the connection's next user.
+                    await greenlet_spawn(raw.invalidate)
+                else:
+                    raw.dbapi_connection.autocommit = False  # type: ignore[union-attr]
+        finally:
+            await greenlet_spawn(raw.close)
 
     async def commit(self) -> None:
         if self.native is not None:
             # What the session still holds goes in first, then the one COMMIT; SQLAlchemy's
-            # own commit then sends nothing (autocommit mode) and gives the connection back.
-            await self.session.flush()
+            # own commit then sends nothing (autocommit mode).
+            if self._session is not None:
+                await self._session.flush()
             await self.native.execute("commit")
             self.native = None
-        await self.session.commit()
+            self._native_ended()
+        if self._session is not None:
+            await self._session.commit()
         self._committed = True
         done, self._after_commit = self._after_commit, []
         for fn in done:
@@ -178,4 +250,5 @@ class UnitOfWork:
     async def rollback(self) -> None:
         self._after_commit.clear()
         await self._rollback_native()
-        await self.session.rollback()
+        if self._session is not None:
+            await self._session.rollback()

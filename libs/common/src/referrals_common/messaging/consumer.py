@@ -90,35 +90,49 @@ tracer = trace.get_tracer("referrals_common.consumer")
 Handler = Callable[[CloudEvent[Any], UnitOfWork], Awaitable[None]]
 
 
-def parse_record(record: Any, body: bytes | None = None) -> CloudEvent[EventData]:
+def parse_record(
+    record: Any, body: bytes | None = None, *, doc: dict[str, Any] | None = None
+) -> CloudEvent[EventData]:
     """The event of a Kafka record in CloudEvents structured mode (the value is the envelope).
 
     A record in binary mode (a `ce_specversion` header, the value only the payload) is refused
     with that reason: the platform's topics carry structured mode only. Records published before
-    the relay stopped adding `ce_type`/`ce_id` copies still parse: the value decides."""
+    the relay stopped adding `ce_type`/`ce_id` copies still parse: the value decides. `doc`: the
+    value's JSON object as `declared_envelope` read it (validated, not read again)."""
     for key, _ in record.headers or ():
         if key.lower() == "ce_specversion":
             raise InvalidEvent(
                 "a CloudEvent in binary content mode (ce_* headers); this topic carries "
                 "structured mode: the record value is the whole envelope"
             )
+    if doc is not None:
+        return parse_event(doc)
     return parse_event(record.value if body is None else body)
 
 
-def declared_type(record: Any) -> str | None:
+def declared_envelope(record: Any) -> tuple[str | None, dict[str, Any] | None]:
     """The `type` a record's envelope declares, read without validating anything else (a
-    fraction of the full parse's CPU); None when the record cannot say: not a JSON object, no
-    string `type`, or binary mode (`parse_record` refuses those, and its refusal is what a
-    dead letter carries)."""
+    fraction of the full parse's CPU), and the envelope's JSON object as read (for
+    `parse_record`, which then does not read the JSON again); (None, None) when the record
+    cannot say: not a JSON object, or binary mode (`parse_record` refuses those, and its refusal
+    is what a dead letter carries); a None type when the object has no string `type`."""
     for key, _ in record.headers or ():
         if key.lower() == "ce_specversion":
-            return None
+            return None, None
     try:
         doc = from_json(record.value)
     except ValueError:
-        return None
-    event_type = doc.get("type") if isinstance(doc, dict) else None
-    return event_type if isinstance(event_type, str) else None
+        return None, None
+    if not isinstance(doc, dict):
+        return None, None
+    event_type = doc.get("type")
+    return (event_type if isinstance(event_type, str) else None), doc
+
+
+def declared_type(record: Any) -> str | None:
+    """The `type` a record's envelope declares (`declared_envelope`); None when the record
+    cannot say: not a JSON object, no string `type`, or binary mode."""
+    return declared_envelope(record)[0]
 
 
 @contextlib.contextmanager
@@ -439,7 +453,7 @@ class EventConsumer:
     async def process_batch(self, records: tuple[Any, ...]) -> None:
         """Settle a batch of aiokafka records: skip the events of types this consumer does not
         handle, apply the others (each partition's in order, partitions concurrently)."""
-        by_partition: dict[tuple[str, int], list[Any]] = {}
+        by_partition: dict[tuple[str, int], list[tuple[Any, dict[str, Any] | None]]] = {}
         first: dict[tuple[str, int], int] = {}
         skipped: dict[str, int] = {}
         known: dict[str, Any] | None = None
@@ -452,13 +466,14 @@ class EventConsumer:
             # a transaction. Nothing of them is applied, so their content does not matter
             # here; a consumer that handles the type validates it (and dead-letters it if
             # invalid). A type no contract defines goes on to the parse, which dead-letters it.
-            event_type = declared_type(record)
+            event_type, doc = declared_envelope(record)
             if event_type is not None and event_type not in self._handlers:
                 known = registry() if known is None else known
                 if event_type in known:
                     skipped[record.topic] = skipped.get(record.topic, 0) + 1
                     continue
-            by_partition.setdefault(tp, []).append(record)
+            # The JSON read once: the full parse validates this object.
+            by_partition.setdefault(tp, []).append((record, doc))
         # Until the batch is acknowledged, its partitions are committed at their first records.
         self.in_flight.update(first)
         try:
@@ -470,12 +485,14 @@ class EventConsumer:
             for tp in first:
                 self.in_flight.pop(tp, None)
 
-    async def _process_partitions(self, by_partition: dict[tuple[str, int], list[Any]]) -> None:
-        async def in_order(partition_records: list[Any]) -> None:
+    async def _process_partitions(
+        self, by_partition: dict[tuple[str, int], list[tuple[Any, dict[str, Any] | None]]]
+    ) -> None:
+        async def in_order(partition_records: list[tuple[Any, dict[str, Any] | None]]) -> None:
             if len(partition_records) > 1 and await self._apply_together(partition_records):
                 return
-            for record in partition_records:
-                await self.process(record, record.value)
+            for record, doc in partition_records:
+                await self.process(record, record.value, doc=doc)
 
         results = await asyncio.gather(
             *(in_order(rs) for rs in by_partition.values()), return_exceptions=True
@@ -484,7 +501,7 @@ class EventConsumer:
             if isinstance(result, BaseException):
                 raise result
 
-    async def _apply_together(self, records: list[Any]) -> bool:
+    async def _apply_together(self, records: list[tuple[Any, dict[str, Any] | None]]) -> bool:
         """Apply a partition's records in one transaction (one commit instead of one per event).
 
         The fast path for the common case where every record is a valid event whose handler
@@ -493,9 +510,9 @@ class EventConsumer:
         one by one, with retries and dead letters, exactly as if this had not been tried.
         """
         events = []
-        for record in records:
+        for record, doc in records:
             try:
-                event = parse_record(record)
+                event = parse_record(record, doc=doc)
             except (InvalidEvent, UnknownEventType):
                 return False
             events.append((record, event))
@@ -550,14 +567,15 @@ class EventConsumer:
         self.stats["applied"] += applied
         self.stats["duplicates"] += duplicates
         self.stats["skipped"] += skipped
-        topic = records[0].topic
+        topic = records[0][0].topic
         self._count(topic, "ok", applied)
         self._count(topic, "duplicate", duplicates)
         self._count(topic, "skipped", skipped)
         return True
 
-    async def process(self, record: Any, body: bytes) -> None:
-        """Apply one Kafka record (an aiokafka ConsumerRecord); see the module doc."""
+    async def process(self, record: Any, body: bytes, *, doc: dict[str, Any] | None = None) -> None:
+        """Apply one Kafka record (an aiokafka ConsumerRecord); see the module doc. `doc`: its
+        value's JSON object, already read (`declared_envelope`)."""
         headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
         parent = propagate.extract(headers)
         with tracer.start_as_current_span(
@@ -565,7 +583,7 @@ class EventConsumer:
         ) as span:
             self._describe(span, record)
             try:
-                event = parse_record(record, body)
+                event = parse_record(record, body, doc=doc)
             except (InvalidEvent, UnknownEventType) as exc:
                 span.set_status(Status(StatusCode.ERROR, str(exc)))
                 await self._dead_letter(record, body, exc)
