@@ -25,6 +25,9 @@ def test_the_platform_is_one_process_per_service(running_platform) -> None:
     services = {name for name in plat.pids if name in SERVICES or "-" in name}
     assert services == SERVICES
     launcher = plat.pids["launcher"]
+    # Started with two malloc arenas (glibc reads it once, at start): what it forks inherits
+    # them (a forked process's own /proc environ is overwritten by its title).
+    assert psutil.Process(launcher).environ().get("MALLOC_ARENA_MAX") == "2"
     for name in SERVICES:
         process = psutil.Process(plat.pids[name])
         # Forked from the launcher's preloaded libraries, titled with its own command.

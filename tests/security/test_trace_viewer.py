@@ -146,6 +146,8 @@ def test_a_flood_of_spans_leaves_zipkin_healthy_bounded_and_answering(
     assert refused == [], f"span intake failed under the flood: {refused[:5]}"
     assert is_alive(pid)
     assert platform_mod.zipkin_healthy(url)
+    # Two malloc arenas for the JVM's threads (devstack.process.FEW_MALLOC_ARENAS).
+    assert psutil.Process(pid).environ().get("MALLOC_ARENA_MAX") == "2"
 
     # It still answers queries: the service index, and every trace it kept.
     services = _get(f"{url}/api/v2/services")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack import install
-from devstack.process import free_port, port_accepts, spawn, wait_until
+from devstack.process import FEW_MALLOC_ARENAS, free_port, port_accepts, spawn, wait_until
 
 KAFKA_HEAP = os.environ.get("DEVSTACK_KAFKA_HEAP", "256m")
 """The broker's largest heap. The serial collector grows the heap only as far as it is used, and
@@ -171,7 +171,9 @@ def start_kafka(
             capture_output=True,
         )
     log = data / "kafka.out"
-    proc = spawn(kafka_java(kafka_home, data, "kafka.Kafka", str(props)), log=log)
+    proc = spawn(
+        kafka_java(kafka_home, data, "kafka.Kafka", str(props)), log=log, env=FEW_MALLOC_ARENAS
+    )
     return Running("kafka", proc.pid, log), f"127.0.0.1:{port}"
 
 

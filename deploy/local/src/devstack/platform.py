@@ -50,6 +50,7 @@ from rich.console import Console
 from devstack import install, launcher, monitoring, roles
 from devstack.parts import Running
 from devstack.process import (
+    FEW_MALLOC_ARENAS,
     StartupError,
     free_port,
     spawn,
@@ -453,7 +454,7 @@ def start_zipkin(
             "--logging.level.root=WARN",
         ],
         log=log,
-        env={"STORAGE_TYPE": "mem", "MEM_MAX_SPANS": str(max_spans)},
+        env={"STORAGE_TYPE": "mem", "MEM_MAX_SPANS": str(max_spans), **FEW_MALLOC_ARENAS},
         cwd=data,
     )
     return Running("zipkin", proc.pid, log), f"http://127.0.0.1:{port}"
@@ -575,6 +576,8 @@ def start(
             proc = spawn(
                 [sys.executable, "-m", "devstack.launcher", str(sock)],
                 log=logs / "launcher.log",
+                # Read by glibc when a process starts: the forked processes inherit it.
+                env=FEW_MALLOC_ARENAS,
             )
             forker = Running(LAUNCHER, proc.pid, logs / "launcher.log")
             info.launcher = str(sock)
@@ -756,7 +759,7 @@ def _start(info: PlatformInfo, argv: list[str], log: Path, env: dict[str, str]) 
         with contextlib.suppress(launcher.LauncherGone):
             sock = Path(info.launcher)
             return launcher.spawn(sock, argv, log=log, env={**_os_environ(), **env})
-    return spawn(argv, log=log, env=env).pid
+    return spawn(argv, log=log, env=FEW_MALLOC_ARENAS | env).pid
 
 
 def exit_status(info: PlatformInfo, pid: int, *, timeout: float = 90.0) -> int | None:
