@@ -210,7 +210,7 @@ NO_CENTER_TAKES_IT = {
 
 async def test_a_further_opinion_no_center_gives_is_its_own_notification() -> None:
     session = FakeSession({})
-    uow = SimpleNamespace(session=session)
+    uow = SimpleNamespace(session=session, native=None)
     await Notifications().on_event(uow, new_event(unroutable()))  # type: ignore[arg-type]
     [alert] = [row for row in session.added if isinstance(row, OpsAlert)]
     assert alert.kind == "further_opinion_unavailable"

@@ -39,7 +39,7 @@ from referrals_common.contracts.intake import Medication, Preparation
 from referrals_common.contracts.notifications import NotificationChannel as C
 from referrals_common.contracts.notifications import NotificationTrigger as T
 from referrals_common.contracts.partners import Price
-from referrals_notifications import consumers
+from referrals_notifications import consumers, repository
 from referrals_notifications.messages import CONTEXT_MODELS, case_reference
 from referrals_notifications.models import InformationRequestSeen, ReferralSeen
 from referrals_notifications.rendering import Renderer, build_webhook_message
@@ -70,7 +70,10 @@ class FakeSession:
         return self.rows.get((model, key))
 
     async def execute(self, statement: Any, params: dict[str, Any] | None = None) -> Any:
-        if not getattr(statement, "is_select", False):
+        if statement is repository._ADD_DELIVERY_AND_AUDIENCE:
+            # The patient's delivery, inserted by the audience's query.
+            self.statements.append(repository._ADD_DELIVERY.values(**(params or {})))
+        elif not getattr(statement, "is_select", False):
             # A write built once is given its row's values when run: bound here, as they go.
             self.statements.append(statement if params is None else statement.values(**params))
         # A query finds nothing: no contact, no subscription.
@@ -99,7 +102,7 @@ async def deliveries(
 ) -> list[dict[str, Any]]:
     """The delivery rows `data`'s event writes: {trigger, audience, facts, ...}."""
     session = FakeSession(seen_referral() if rows is None else rows)
-    uow = SimpleNamespace(session=session)
+    uow = SimpleNamespace(session=session, native=None)
     await Notifications(front_ends).on_event(uow, new_event(data))  # type: ignore[arg-type]
     written = []
     for statement in session.statements:
@@ -329,7 +332,7 @@ async def test_a_request_for_parts_of_the_checklist_is_kept() -> None:
     ]
     session = FakeSession(seen_referral())
     await Notifications().on_event(
-        SimpleNamespace(session=session),  # type: ignore[arg-type]
+        SimpleNamespace(session=session, native=None),  # type: ignore[arg-type]
         new_event(info_requested(items=items)),
     )
     [kept] = [
@@ -344,7 +347,7 @@ async def test_a_request_for_parts_of_the_checklist_is_kept() -> None:
 async def test_a_request_for_no_part_of_the_checklist_is_not_kept() -> None:
     session = FakeSession(seen_referral())
     await Notifications().on_event(
-        SimpleNamespace(session=session),  # type: ignore[arg-type]
+        SimpleNamespace(session=session, native=None),  # type: ignore[arg-type]
         new_event(info_requested()),
     )
     assert {statement.table.name for statement in session.statements} == {"deliveries"}

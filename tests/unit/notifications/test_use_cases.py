@@ -11,7 +11,6 @@ database: the integration tests run the same rules on a real one (tests/integrat
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -107,9 +106,6 @@ class FakeNotificationsRepository:
     async def contact(self, case_id: UUID) -> CaseContact | None:
         return self.contacts_by_case.get(case_id)
 
-    async def contacts(self, case_ids: Collection[UUID]) -> dict[UUID, CaseContact]:
-        return {c: self.contacts_by_case[c] for c in case_ids if c in self.contacts_by_case}
-
     async def document(self, document_id: UUID) -> DocumentSeen | None:
         return self.documents.get(document_id)
 
@@ -140,18 +136,25 @@ class FakeNotificationsRepository:
         self.planned.append(delivery)
         self.deliveries.setdefault((delivery.trigger_event_id, delivery.audience), delivery)
 
+    async def add_delivery_and_audience(self, delivery: Delivery) -> tuple[str | None, bool]:
+        await self.add_delivery(delivery)
+        return await self.webhook_audience(delivery.case_id)
+
     async def add_ping(self, delivery: Delivery) -> None:
         self.planned.append(delivery)
         if all(d.id != delivery.id for d in self.deliveries.values()):
             self.deliveries[(delivery.trigger_event_id, delivery.audience)] = delivery
 
-    async def claim_due(self, now: datetime, limit: int) -> list[Delivery]:
+    async def claim_due(
+        self, now: datetime, limit: int
+    ) -> list[tuple[Delivery, CaseContact | None]]:
         due = [
             d
             for d in self.deliveries.values()
             if d.status == "pending" and d.next_attempt_at <= now
         ]
-        return sorted(due, key=lambda d: d.next_attempt_at)[:limit]
+        claimed = sorted(due, key=lambda d: d.next_attempt_at)[:limit]
+        return [(d, self.contacts_by_case.get(d.case_id)) for d in claimed]
 
     def add_alert(self, alert: OpsAlert) -> None:
         self.alerts.append(alert)
@@ -163,7 +166,7 @@ class FakeNotificationsRepository:
 def notifications(
     repo: FakeNotificationsRepository, front_ends: frozenset[str] = frozenset()
 ) -> Notifications:
-    return Notifications(front_ends, repository=lambda session: repo)
+    return Notifications(front_ends, repository=lambda uow: repo)
 
 
 async def consume(service: Notifications, data: EventData) -> FakeUnitOfWork:
@@ -386,7 +389,7 @@ def sender(repo: FakeNotificationsRepository, db: FakeDatabase, email: FakeEmail
         SealedBox(private_key_b64=PRIVATE),
         Channels(email=email, webhook=None),
         SenderSettings(contact_wait=60.0),
-        repository=lambda session: repo,
+        repository=lambda uow: repo,
     )
 
 

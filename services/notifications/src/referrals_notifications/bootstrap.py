@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from referrals_common.crypto import SealedBox
 from referrals_common.db import Database
 from referrals_notifications.config import NotificationsSettings
+from referrals_notifications.repository import NotificationsRepository
 from referrals_notifications.service import Notifications
 
 if TYPE_CHECKING:
@@ -27,10 +28,14 @@ class Runtime:
 
 
 def build_runtime(settings: NotificationsSettings) -> Runtime:
+    db = Database(settings.postgres)
     return Runtime(
         settings=settings,
-        db=Database(settings.postgres),
-        notifications=Notifications(frozenset(settings.front_end_webhooks)),
+        db=db,
+        # The consumer's writes through asyncpg, in the inbox's transaction.
+        notifications=Notifications(
+            frozenset(settings.front_end_webhooks), repository=NotificationsRepository.on(db)
+        ),
     )
 
 

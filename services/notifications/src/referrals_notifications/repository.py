@@ -1,20 +1,29 @@
 """Reading and writing notifications' tables inside the caller's unit of work. Nothing here
-commits: the consumer's inbox transaction does, or the sender's own (see `sender.py`)."""
+commits: the consumer's inbox transaction does, or the sender's own (see `sender.py`).
+
+The consumer's writes (what an event said, the deliveries it plans) are its hottest statements:
+when the unit of work runs its own transaction on asyncpg (`UnitOfWork.native`, which the inbox
+opens), they go through asyncpg itself (`referrals_common.native_sql`), without SQLAlchemy's work
+per execution; otherwise (the sender, a test's unit of work) through the session as before.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
-from functools import cache
+from functools import cache, partial
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy import Table, bindparam, exists, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import Insert, insert
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlmodel import col
 
+from referrals_common.db import Database, UnitOfWork
+from referrals_common.native_sql import Autocommit, fetch_native, run_native
 from referrals_notifications.models import (
     CaseContact,
     CaseSeen,
@@ -49,8 +58,37 @@ class NotificationsRepository:
     """What notifications learned of cases (contacts, documents, referrals, requests), the front
     ends' webhook subscriptions, the deliveries to send and the operators' alerts."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, uow: UnitOfWork, dialect: Dialect | None = None) -> None:
+        self._uow = uow
+        self._dialect = dialect
+        """The engine's dialect, to run the consumer's writes through asyncpg itself (None:
+        everything through the session)."""
+
+    @classmethod
+    def on(cls, db: Database) -> RepositoryFactory:
+        """The repositories of `db`'s units of work, the consumer's writes through asyncpg
+        when the unit of work has its own transaction there (see the module doc)."""
+        return partial(cls, dialect=db.engine.dialect)
+
+    @property
+    def session(self) -> AsyncSession:
+        return self._uow.session
+
+    @property
+    def native(self) -> Autocommit | None:
+        """The unit of work's own transaction on asyncpg (`UnitOfWork.native`), if it opened one
+        and this repository may use it."""
+        connection = getattr(self._uow, "native", None)  # None too for a test's stand-in
+        if connection is None or self._dialect is None:
+            return None
+        return Autocommit(connection, self._dialect)
+
+    async def _run(self, statement: Insert, values: Mapping[str, Any]) -> None:
+        native = self.native
+        if native is not None:
+            await run_native(native, statement, values, returns=False)
+        else:
+            await self.session.execute(statement, values)
 
     # ------------------------------------------------------------------ what the events said
     async def remember_contact(
@@ -108,17 +146,13 @@ class NotificationsRepository:
 
     async def _upsert(self, model: Any, key: str, **values: Any) -> None:
         """The row as the latest event says it (a replayed event writes the same again)."""
-        await self.session.execute(_upsert_statement(model.__table__, key, tuple(values)), values)
+        await self._run(_upsert_statement(model.__table__, key, tuple(values)), values)
 
     async def case_seen(self, case_id: UUID) -> CaseSeen | None:
         return await self.session.get(CaseSeen, case_id)
 
     async def contact(self, case_id: UUID) -> CaseContact | None:
         return await self.session.get(CaseContact, case_id)
-
-    async def contacts(self, case_ids: Collection[UUID]) -> dict[UUID, CaseContact]:
-        found = await self.session.execute(_CONTACTS, {"case_ids": list(set(case_ids))})
-        return {contact.case_id: contact for contact in found.scalars()}
 
     async def document(self, document_id: UUID) -> DocumentSeen | None:
         return await self.session.get(DocumentSeen, document_id)
@@ -154,22 +188,39 @@ class NotificationsRepository:
     # ------------------------------------------------------------------ deliveries and alerts
     async def add_delivery(self, delivery: Delivery) -> None:
         """A delivery to send, once per trigger event and audience: the same again adds none."""
-        await self.session.execute(_ADD_DELIVERY, _planned(delivery))
+        await self._run(_ADD_DELIVERY, _planned(delivery))
+
+    async def add_delivery_and_audience(self, delivery: Delivery) -> tuple[str | None, bool]:
+        """`add_delivery`, and the case's `webhook_audience` in the same statement (one round
+        trip instead of two: the answer reads no table the insert writes)."""
+        values = _planned(delivery)
+        native = self.native
+        if native is not None:
+            row = await fetch_native(native, _ADD_DELIVERY_AND_AUDIENCE, values)
+            assert row is not None  # a SELECT without FROM: always one row
+            front_end, subscribed = row[0], row[1]
+        else:
+            found = await self.session.execute(_ADD_DELIVERY_AND_AUDIENCE, values)
+            front_end, subscribed = found.one()
+        return front_end, bool(subscribed)
 
     async def add_ping(self, delivery: Delivery) -> None:
         """A front end's test delivery, once per ping id."""
         await self.session.execute(_ADD_PING, _planned(delivery))
 
-    async def claim_due(self, now: datetime, limit: int) -> list[Delivery]:
+    async def claim_due(
+        self, now: datetime, limit: int
+    ) -> list[tuple[Delivery, CaseContact | None]]:
         """Up to `limit` pending deliveries due at `now`, earliest due first, each locked for the
-        rest of the transaction and skipped by any other sender meanwhile.
+        rest of the transaction and skipped by any other sender meanwhile, each with its case's
+        contact (None: not shared yet), read in the same statement (not locked).
 
         In the order of the case's history: a delivery waits while an earlier one of the same
         case to the same audience is still pending (being sent, waiting for the contact, or
         between retry rounds), so a claim holds at most one per case and audience, and the
         patient never reads the outcome before "we received your case"."""
         rows = await self.session.execute(_CLAIM_DUE, {"now": now, "limit": limit})
-        return list(rows.scalars())
+        return [(delivery, contact) for delivery, contact in rows.all()]
 
     def add_alert(self, alert: OpsAlert) -> None:
         self.session.add(alert)
@@ -182,9 +233,18 @@ def _planned(delivery: Delivery) -> dict[str, Any]:
 # The statements of every event are built once and given their values when run: a statement built
 # with its values is built, and its cache key computed, again on every event (more CPU than
 # PostgreSQL's side of the insert). Core inserts on the tables: the ORM's bulk path is not needed
-# for one row that nothing loads back.
+# for one row that nothing loads back. Each names its columns as bound parameters, so that it
+# compiles to the same statement for asyncpg (`native_sql`) as for the session.
 _DELIVERIES: Table = metadata.tables["deliveries"]
-_ADD_DELIVERY = insert(_DELIVERIES).on_conflict_do_nothing(constraint="deliveries_once")
+
+
+def _values(table: Table, columns: Collection[str]) -> dict[str, Any]:
+    """`columns` of `table` as bound parameters of their own names and types."""
+    return {column: bindparam(column, type_=table.c[column].type) for column in columns}
+
+
+_PLAN = insert(_DELIVERIES).values(_values(_DELIVERIES, PLANNED))
+_ADD_DELIVERY = _PLAN.on_conflict_do_nothing(constraint="deliveries_once")
 _ADD_PING = insert(_DELIVERIES).on_conflict_do_nothing()
 _CASE_FRONT_END = (
     select(col(CaseContact.front_end))
@@ -198,6 +258,10 @@ _WEBHOOK_AUDIENCE = select(
         or_(_CASE_FRONT_END.is_(None), col(FrontEndWebhook.front_end) == _CASE_FRONT_END),
     ),
 )
+# The delivery's insert as a data-modifying CTE of the audience's query: PostgreSQL runs it
+# whether or not the query reads it, and the query does not (it sees the tables as they were
+# before the statement, and reads neither deliveries nor anything the insert changes).
+_ADD_DELIVERY_AND_AUDIENCE = _WEBHOOK_AUDIENCE.add_cte(_ADD_DELIVERY.cte("planned"))
 
 
 def _claim_due() -> Any:
@@ -210,8 +274,10 @@ def _claim_due() -> Any:
         tuple_(earlier.occurred_at, earlier.created_at, earlier.id)
         < tuple_(Delivery.occurred_at, Delivery.created_at, Delivery.id),
     )
+    # The contact joined (it was a second query): only the deliveries' rows are locked.
     return (
-        select(Delivery)
+        select(Delivery, CaseContact)
+        .outerjoin(CaseContact, col(CaseContact.case_id) == col(Delivery.case_id))
         .where(
             col(Delivery.status) == "pending",
             col(Delivery.next_attempt_at) <= bindparam("now"),
@@ -219,26 +285,23 @@ def _claim_due() -> Any:
         )
         .order_by(col(Delivery.next_attempt_at))
         .limit(bindparam("limit"))
-        .with_for_update(skip_locked=True)
+        .with_for_update(of=Delivery, skip_locked=True)
     )
 
 
 # The sender's queries, built once too (it claims every `sender_interval_seconds`, busy or not).
 _CLAIM_DUE = _claim_due()
-_CONTACTS = select(CaseContact).where(
-    col(CaseContact.case_id).in_(bindparam("case_ids", expanding=True))
-)
 
 
 @cache
 def _upsert_statement(table: Table, key: str, columns: tuple[str, ...]) -> Insert:
     """Insert `columns`, or on a conflict on `key` set the others to the values given."""
-    statement = insert(table)
+    statement = insert(table).values(_values(table, columns))
     return statement.on_conflict_do_update(
         index_elements=[key],
         set_={column: statement.excluded[column] for column in columns if column != key},
     )
 
 
-RepositoryFactory = Callable[[AsyncSession], NotificationsRepository]
-"""How a use case gets its repository from the unit of work's session (a test passes a fake)."""
+RepositoryFactory = Callable[[UnitOfWork], NotificationsRepository]
+"""How a use case gets its repository from its unit of work (a test passes a fake)."""

@@ -116,7 +116,7 @@ class Sender:
         self.settings = settings or SenderSettings()
         self.clock = clock
         self.repository = repository
-        """Makes the repository of each batch from its unit of work's session."""
+        """Makes the repository of each batch on its unit of work."""
         self._attempts = WebhookAttempts()
         """Each webhook request's outcome, until its delivery's row is recorded."""
         self._accepted: OrderedDict[UUID, Any] = OrderedDict()
@@ -138,16 +138,16 @@ class Sender:
         # Its own transaction (a polling loop, no caller gives one): the claimed rows stay locked
         # while their messages go out, and their outcomes commit together.
         async with self.db.unit_of_work() as uow:
-            repo = self.repository(uow.session)
+            repo = self.repository(uow)
             # In the order of the case's history (see `NotificationsRepository.claim_due`).
-            deliveries = await repo.claim_due(self.clock(), self.settings.concurrency)
-            if not deliveries:
+            claimed = await repo.claim_due(self.clock(), self.settings.concurrency)
+            if not claimed:
                 return 0
-            contacts = await repo.contacts({d.case_id for d in deliveries})
+            deliveries = [delivery for delivery, _ in claimed]
             jobs = []
-            for delivery in deliveries:
+            for delivery, contact in claimed:
                 try:
-                    job = await self._process(repo, uow, delivery, contacts.get(delivery.case_id))
+                    job = await self._process(repo, uow, delivery, contact)
                 except Exception as exc:
                     # A contact sealed to another key, facts a template cannot take: nothing
                     # will change on a retry, so the row fails (ops alert) and the batch goes on.

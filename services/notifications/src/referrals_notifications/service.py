@@ -104,13 +104,13 @@ class Notifications:
         self.front_ends_with_webhooks = front_ends_with_webhooks
         """Front ends that take webhooks: only their cases get a front-end delivery row."""
         self.repository = repository
-        """Makes the use case's repository from the unit of work's session."""
+        """Makes the use case's repository on the unit of work."""
 
     async def on_event(self, uow: UnitOfWork, event: CloudEvent[Any]) -> None:
         """Plan what `event` means for the patient, the front end and the operators (delivery
         rows, ops alerts) and keep what later messages need to know from it, in the caller's
         unit of work (the consumer's inbox transaction; nothing is sent or committed here)."""
-        repo = self.repository(uow.session)
+        repo = self.repository(uow)
         data = event.data
         match data:
             case FrontEndWebhookChanged():
@@ -419,8 +419,10 @@ class Notifications:
         if trigger in DRAFT_TOO and await repo.case_seen(case_id) is None:
             log.info("%s for case %s before submission: not notified", trigger, case_id)
             return
-        await self._add(repo, event, trigger, PATIENT, facts)
-        front_end, subscribed = await repo.webhook_audience(case_id)
+        # The patient's row, and whether the front end takes webhooks, in one statement.
+        front_end, subscribed = await repo.add_delivery_and_audience(
+            _planned_delivery(event, trigger, PATIENT, facts)
+        )
         if front_end is None:
             # Unknown front end yet (the contact is on its way): the sender decides.
             takes = bool(self.front_ends_with_webhooks) or subscribed
@@ -437,17 +439,22 @@ class Notifications:
         audience: str,
         facts: dict[str, Any],
     ) -> None:
-        await repo.add_delivery(
-            _pending(
-                id=_delivery_id(event.id, audience),
-                case_id=event.data.case_id,
-                trigger=str(trigger),
-                trigger_event_id=event.id,
-                audience=audience,
-                facts=_jsonable(facts),
-                occurred_at=event.time,
-            )
-        )
+        await repo.add_delivery(_planned_delivery(event, trigger, audience, facts))
+
+
+def _planned_delivery(
+    event: CloudEvent[Any], trigger: T, audience: str, facts: dict[str, Any]
+) -> Delivery:
+    """The delivery of `event`'s notification to `audience`, due now."""
+    return _pending(
+        id=_delivery_id(event.id, audience),
+        case_id=event.data.case_id,
+        trigger=str(trigger),
+        trigger_event_id=event.id,
+        audience=audience,
+        facts=_jsonable(facts),
+        occurred_at=event.time,
+    )
 
 
 async def _subscription_changed(

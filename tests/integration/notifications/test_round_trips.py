@@ -1,0 +1,196 @@
+"""What notifications asks PostgreSQL per event and per sender batch, counted (issue 25, cost per
+case): every statement as asyncpg sends it (the consumer's go through asyncpg itself inside the
+inbox's transaction, where SQLAlchemy's events do not see them). That the messages still go out
+in order and exactly once is tested end to end in test_notifications_over_kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select
+
+from referrals_common.contracts import (
+    CaseContactShared,
+    CaseSubmitted,
+    ReferralRequested,
+    new_event,
+)
+from referrals_common.crypto import SealedBox
+from referrals_common.db import Database
+from referrals_common.migrations import upgrade_async
+from referrals_common.settings import PostgresSettings
+from referrals_notifications.main import MIGRATIONS
+from referrals_notifications.models import Delivery
+from referrals_notifications.repository import NotificationsRepository
+from referrals_notifications.service import FRONT_END, PATIENT, Notifications
+
+pytestmark = pytest.mark.integration
+
+CONSUMER = "notifications.triggers"
+FRONT = "kyiv-clinic"
+_, PUBLIC = SealedBox.generate_keypair_base64()
+
+
+@pytest.fixture
+async def db(new_database: Any) -> AsyncIterator[Database]:
+    dsn = await new_database("notifications")
+    await upgrade_async(dsn, MIGRATIONS)
+    database = Database(PostgresSettings(dsn=dsn))
+    yield database
+    await database.dispose()
+
+
+@dataclass
+class Sent:
+    """What went to PostgreSQL, in order: through SQLAlchemy (`orm`, as its cursor sends it),
+    and through asyncpg itself (`native`: BEGIN and COMMIT included)."""
+
+    orm: list[str] = field(default_factory=list)
+    native: list[str] = field(default_factory=list)
+
+
+@asynccontextmanager
+async def queries_sent(db: Database) -> AsyncIterator[Sent]:
+    """The statements sent on `db`'s connections while the block runs."""
+    sent = Sent()
+    logged: list[Any] = []
+
+    def log(query: Any) -> None:
+        sent.native.append(" ".join(query.query.split()))
+
+    def checked_out(dbapi_connection: Any, *_: Any) -> None:
+        connection = dbapi_connection.driver_connection
+        if connection not in logged:
+            connection.add_query_logger(log)
+            logged.append(connection)
+
+    def executed(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        sent.orm.append(" ".join(statement.split()))
+
+    sync_engine = db.engine.sync_engine
+    event.listen(sync_engine, "checkout", checked_out)
+    event.listen(sync_engine, "before_cursor_execute", executed)
+    try:
+        yield sent
+        await asyncio.sleep(0.05)  # asyncpg calls its loggers soon after, not at once
+    finally:
+        event.remove(sync_engine, "checkout", checked_out)
+        event.remove(sync_engine, "before_cursor_execute", executed)
+        for connection in logged:
+            connection.remove_query_logger(log)
+
+
+async def apply(db: Database, notifications: Notifications, *events: Any) -> None:
+    """Each event as the consumer applies it: its inbox row, the use case, one commit."""
+    for applied in events:
+        async with db.unit_of_work() as uow:
+            assert await uow.inbox.record(CONSUMER, applied.id, applied.type)
+            await notifications.on_event(uow, applied)
+            await uow.commit()
+
+
+def contact_shared(case_id: uuid.UUID) -> Any:
+    sealed = SealedBox(public_key_b64=PUBLIC).seal_json(
+        {"email": "olena@example.org"}, bound_to=str(case_id)
+    )
+    return new_event(
+        CaseContactShared(case_id=case_id, sealed_contact=sealed, locale="uk", front_end=FRONT)
+    )
+
+
+def submitted(case_id: uuid.UUID) -> Any:
+    return new_event(
+        CaseSubmitted(
+            case_id=case_id,
+            clinical={"icd10": "C50.9", "age_group": "adult", "reasons": ["choose_treatment"]},
+            destination={"preference": "countries", "countries": ["DE"]},
+            locale="uk",
+            processing_consent_version="2026-01",
+            cross_border_consent_version="2026-01",
+            submitted_at=datetime.now(UTC),
+        )
+    )
+
+
+def requested(case_id: uuid.UUID) -> Any:
+    return new_event(
+        ReferralRequested(
+            case_id=case_id,
+            referral_id=uuid.uuid4(),
+            center_code="sample-breast-center-berlin",
+            center_country="DE",
+            center_name="Sample Breast Center Berlin",
+            attempt=1,
+            answer_due_at=datetime(2026, 11, 23, 10, 0, tzinfo=UTC),
+            rationale="Reviews C50.",
+        )
+    )
+
+
+async def deliveries(db: Database, case_id: uuid.UUID) -> list[Delivery]:
+    async with db.unit_of_work() as uow:
+        rows = await uow.session.execute(select(Delivery).where(Delivery.case_id == case_id))
+        return sorted(rows.scalars(), key=lambda d: (d.occurred_at, d.audience))
+
+
+async def test_a_notified_event_is_its_opening_one_statement_for_what_it_says_one_for_its_delivery(
+    db: Database,
+) -> None:
+    """case.submitted: the inbox row with the BEGIN, the case's row, the patient's delivery with
+    whether its front end takes webhooks (one statement, was two), the COMMIT."""
+    case_id = uuid.uuid4()
+    notifications = Notifications(repository=NotificationsRepository.on(db))
+    await apply(db, notifications, contact_shared(case_id))
+    async with queries_sent(db) as sent:
+        await apply(db, notifications, submitted(case_id))
+    assert sent.orm == []  # all through asyncpg, in the transaction the inbox opened
+    native = sent.native
+    assert [query.split()[0].lower() for query in native] == ["begin;", "insert", "with", "commit"]
+    assert native[0].startswith("begin; insert into inbox")
+    assert "insert into cases_seen" in native[1].lower()
+    assert "insert into deliveries" in native[2].lower() and "front_end_webhooks" in native[2]
+    [row] = await deliveries(db, case_id)
+    assert (row.trigger, row.audience, row.status) == ("case_submitted", PATIENT, "pending")
+
+
+async def test_the_front_end_still_gets_its_delivery_when_it_takes_webhooks(db: Database) -> None:
+    case_id = uuid.uuid4()
+    notifications = Notifications(frozenset({FRONT}), repository=NotificationsRepository.on(db))
+    await apply(db, notifications, contact_shared(case_id), submitted(case_id), requested(case_id))
+    rows = await deliveries(db, case_id)
+    assert [(d.trigger, d.audience) for d in rows] == [
+        ("case_submitted", FRONT_END),
+        ("case_submitted", PATIENT),
+        ("referral_requested", FRONT_END),
+        ("referral_requested", PATIENT),
+    ]
+    # A front end that takes none: the patient's rows only.
+    other = uuid.uuid4()
+    only_patients = Notifications(repository=NotificationsRepository.on(db))
+    await apply(db, only_patients, contact_shared(other), submitted(other))
+    assert [d.audience for d in await deliveries(db, other)] == [PATIENT]
+
+
+async def test_a_sender_claims_its_deliveries_with_their_contacts_in_one_query(
+    db: Database,
+) -> None:
+    case_id, no_contact = uuid.uuid4(), uuid.uuid4()
+    notifications = Notifications()
+    await apply(
+        db, notifications, contact_shared(case_id), submitted(case_id), submitted(no_contact)
+    )
+    async with queries_sent(db) as sent, db.unit_of_work() as uow:
+        claimed = await NotificationsRepository(uow).claim_due(datetime.now(UTC), 16)
+    contacts = {delivery.case_id: contact for delivery, contact in claimed}
+    assert set(contacts) == {case_id, no_contact}
+    assert contacts[case_id] is not None and contacts[case_id].front_end == FRONT
+    assert contacts[no_contact] is None
+    selects = [query for query in sent.orm if query.lower().startswith("select")]
+    assert len(selects) == 1 and "FOR UPDATE OF deliveries SKIP LOCKED" in selects[0]
