@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import asyncpg
 import pytest
 from fhir.resources.R4B.bundle import Bundle
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from referrals_common.contracts import DocumentKind
 from referrals_common.db import UnitOfWork
@@ -360,6 +363,48 @@ async def test_each_document_check_of_a_submitted_case_reads_its_documents_once(
     assert events.count("referrals.case.ready_for_referral.v1") == 1
 
 
+async def test_a_drafts_document_fact_is_kept_in_one_statement_after_the_cases_lock(
+    api, api_key, runtime, monkeypatch
+):
+    """A document fact of a case not waiting on its documents (a draft) judges nothing: its row
+    is made or changed in one statement after the case's lock. A language check that comes
+    before the `stored` event makes the row, the `stored` event completes it, and a fact naming
+    another case's document changes nothing."""
+    case_id, headers = await open_case(api, api_key)
+    other_id, _ = await open_case(api, api_key)
+    document_id = uuid.uuid4()
+
+    async def fact(case: str, **facts) -> None:
+        async with runtime.db.unit_of_work() as uow:
+            await runtime.intake.on_document(uow, uuid.UUID(case), document_id, **facts)
+            await uow.commit()
+
+    with statements_sent(runtime, monkeypatch) as (_, through_sqlalchemy):
+        await fact(case_id, check="accepted", language="en")
+    lock, kept = (s.lower() for s in through_sqlalchemy)
+    assert "for update" in lock and "insert into case_documents" in kept
+    await fact(
+        case_id,
+        kind="pathology_report",
+        media_type="application/pdf",
+        size_bytes=1000,
+        sha256="a" * 64,
+        translation_of=None,
+        stored=True,
+    )
+    await fact(other_id, check="unreadable", language=None)
+    documents = (await api.get(f"/v1/cases/{case_id}", headers=headers)).json()["documents"]
+    assert [(d["document_id"], d["kind"], d["check"], d["language"]) for d in documents] == [
+        (str(document_id), "pathology_report", "accepted", "en")
+    ]
+    async with runtime.db.unit_of_work() as uow:
+        rows = await uow.session.execute(
+            text("select case_id, stored from case_documents where document_id = :d"),
+            {"d": document_id},
+        )
+        assert [tuple(r) for r in rows] == [(uuid.UUID(case_id), True)]
+
+
 async def test_submit_reads_the_front_ends_row_only_for_a_case_with_no_address(
     api, api_key, runtime
 ):
@@ -383,33 +428,117 @@ async def test_submit_reads_the_front_ends_row_only_for_a_case_with_no_address(
     assert reads == []
 
 
-async def test_a_case_before_its_referral_is_read_back_without_its_later_steps_tables(
-    api, api_key, runtime
+@contextmanager
+def statements_sent(runtime, monkeypatch) -> Iterator[tuple[list[str], list[str]]]:
+    """(what asyncpg sends in the block: BEGIN, COMMIT and statements; what of it goes through
+    SQLAlchemy)."""
+    sent: list[str] = []
+    through_sqlalchemy: list[str] = []
+    with monkeypatch.context() as patch:
+        for method in ("execute", "fetch", "fetchrow", "fetchval", "prepare"):
+            original = getattr(asyncpg.Connection, method)
+
+            async def noted(self, query, *args, _original=original, **kwargs):
+                sent.append(query)
+                return await _original(self, query, *args, **kwargs)
+
+            patch.setattr(asyncpg.Connection, method, noted)
+
+        def note(_conn, _cursor, statement, *_args) -> None:
+            through_sqlalchemy.append(statement)
+
+        event.listen(runtime.db.engine.sync_engine, "before_cursor_execute", note)
+        try:
+            yield sent, through_sqlalchemy
+        finally:
+            event.remove(runtime.db.engine.sync_engine, "before_cursor_execute", note)
+
+
+async def test_a_case_is_read_in_one_statement_that_also_writes_its_audit_row(
+    api, api_key, runtime, monkeypatch
 ):
-    """Information requests, follow-up questions and meetings come only after a referral: one
-    statement asks whether the case has any, and none of their tables is read when it has
-    none (the case reads back with them empty, as before)."""
+    """The read front ends poll: the case, its consents, documents, last timeline entry,
+    information requests, follow-up questions and meetings, and the reader's access audit row,
+    in one statement sent alone by asyncpg itself (no BEGIN, no COMMIT, nothing through
+    SQLAlchemy); the case reads as it did (its next step its last entry's, no later steps)."""
     case_id, headers = await open_case(api, api_key)
-    later = ("information_requests", "follow_up_questions", "meetings")
-    reads: list[str] = []
-
-    def note(_conn, _cursor, statement, *_args) -> None:
-        if any(f"from {table}" in statement.lower() for table in later):
-            reads.append(statement)
-
-    event.listen(runtime.db.engine.sync_engine, "before_cursor_execute", note)
-    try:
-        r = await api.get(f"/v1/cases/{case_id}", headers=headers)
-    finally:
-        event.remove(runtime.db.engine.sync_engine, "before_cursor_execute", note)
+    document_id = await store_document(runtime, case_id)
+    await consent(api, case_id, headers, "processing")
+    assert (await api.get(f"/v1/cases/{case_id}", headers=headers)).status_code == 200
+    with statements_sent(runtime, monkeypatch) as (sent, through_sqlalchemy):
+        r = await api.get(f"/v1/cases/{case_id}", headers={**headers, "Accept-Language": "en"})
     assert r.status_code == 200, r.text
-    assert len(reads) == 1, reads
+    assert through_sqlalchemy == []
+    assert len(sent) == 1, sent
     case = r.json()
+    assert r.headers["content-language"] == "en"
+    assert [d["document_id"] for d in case["documents"]] == [str(document_id)]
+    assert [c["kind"] for c in case["consents"]] == ["processing"]
+    assert case["next_step"] and case["status"] == "draft"
     assert (case["information_requests"], case["follow_up_questions"], case["meetings"]) == (
         [],
         [],
         [],
     )
+    async with runtime.db.unit_of_work() as uow:
+        audited = (
+            await uow.session.execute(
+                text(
+                    "select actor, action, outcome from access_audit"
+                    " where case_id = cast(:c as uuid) and action = 'read_case'"
+                ),
+                {"c": case_id},
+            )
+        ).all()
+    assert [tuple(a) for a in audited] == [
+        ("case-token:" + _client_id(headers), "read_case", "ok")
+    ] * 2
+
+
+def _client_id(headers: dict[str, str]) -> str:
+    """The client a case token was issued through (its `cid` claim, read without checking)."""
+    payload = headers["Authorization"].removeprefix("Bearer ").split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["cid"]
+
+
+async def test_a_valid_token_for_a_case_that_is_not_there_reads_404_and_audits_nothing(
+    api, runtime
+):
+    """The read's statement writes its audit row only with the case: a token for a case id
+    with no case (a case that never was) is answered 404 and leaves no row."""
+    missing = uuid.uuid4()
+    token = runtime.tokens.issue(missing, "some-client").token
+    r = await api.get(f"/v1/cases/{missing}", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 404
+    assert r.headers["content-type"] == "application/problem+json"
+    async with runtime.db.unit_of_work() as uow:
+        rows = await uow.session.execute(
+            text("select count(*) from access_audit where case_id = :c"), {"c": missing}
+        )
+        assert rows.scalar() == 0
+
+
+async def test_a_consent_is_answered_without_reading_the_case_again(
+    api, api_key, runtime, monkeypatch
+):
+    """Giving a consent locks and changes the case, then reads its parts back with the audit
+    row in one statement: the case is not read again after its lock, nor its consents,
+    documents and timeline one by one (6 round trips, were 11)."""
+    case_id, headers = await open_case(api, api_key)
+    with statements_sent(runtime, monkeypatch) as (sent, through_sqlalchemy):
+        r = await api.put(
+            f"/v1/cases/{case_id}/consents/processing",
+            json={"version": "2026-01"},
+            headers=headers,
+        )
+    assert r.status_code == 200, r.text
+    assert [c["kind"] for c in r.json()["consents"]] == ["processing"]
+    assert through_sqlalchemy == sent[1:-1]
+    lock, upsert, update, view = (s.lower() for s in through_sqlalchemy)
+    assert "for update" in lock and "insert into case_consents" in upsert
+    assert update.startswith("update cases")
+    assert "insert into access_audit" in view and "from case_timeline" in view
+    assert (sent[0].strip("; "), sent[-1].strip("; ")) == ("BEGIN", "COMMIT")
 
 
 async def test_a_case_nobody_could_tell_anything_is_refused_at_submit(api, api_key, runtime):
@@ -703,12 +832,13 @@ async def outbox_payloads(runtime, case_id, event_type) -> list[dict]:
         await conn.close()
 
 
-async def test_submit_answers_with_the_case_as_submitted_without_reading_its_later_steps(
+async def test_submit_answers_with_the_case_as_submitted_reading_its_parts_in_one_statement(
     api, api_key, runtime
 ):
     """The submit's answer is the case as it is after the submission (its next step the one
-    the submission set, as a read of the case then says), and a case that was a draft a moment
-    ago has no information requests, follow-up questions nor meetings: none is asked for."""
+    the submission set, as a read of the case then says), with no information requests,
+    follow-up questions nor meetings: its parts are read in one statement (with the audit row),
+    the later steps' tables in no other."""
     case_id, headers = await open_case(api, api_key)
     await store_document(runtime, case_id, DocumentKind.PATHOLOGY_REPORT)
     await consent(api, case_id, headers, "processing", "cross_border")
@@ -731,4 +861,4 @@ async def test_submit_answers_with_the_case_as_submitted_without_reading_its_lat
     assert answered["next_step"] == read_back["next_step"]
     assert (answered["information_requests"], answered["follow_up_questions"]) == ([], [])
     assert answered["meetings"] == []
-    assert reads == []
+    assert len(reads) == 1 and "insert into access_audit" in reads[0], reads

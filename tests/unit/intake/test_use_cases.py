@@ -126,6 +126,20 @@ class FakeCaseRepository:
         self.consent_rows[case_id, kind] = row
         return row
 
+    async def keep_document_facts(
+        self, case_id: UUID, document_id: UUID, facts: dict[str, Any]
+    ) -> bool:
+        doc = next((d for d in self.document_rows if d.document_id == document_id), None)
+        if doc is None:
+            doc = CaseDocument(document_id=document_id, case_id=case_id)
+            self.document_rows.append(doc)
+        elif doc.case_id != case_id:
+            return False
+        for name, value in facts.items():
+            setattr(doc, name, value)
+        doc.updated_at = utcnow()
+        return True
+
     async def documents(self, case_id: UUID, *, for_update: bool = False) -> list[CaseDocument]:
         return [d for d in self.document_rows if d.case_id == case_id]
 

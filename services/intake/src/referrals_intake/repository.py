@@ -5,19 +5,21 @@ subscriptions and their delivery logs (`webhooks.py`'s use cases)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 from uuid import UUID, uuid4
 
 from sqlalchemy import Table, bindparam, exists, literal_column, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import ReturningInsert
-from sqlmodel import col
+from sqlmodel import SQLModel, col
 
 from referrals_common.api.pagination import Position, after
-from referrals_common.native_sql import Autocommit, run_native
+from referrals_common.native_sql import Autocommit, fetch_native, run_native
 from referrals_intake.lifecycle import DocumentState
 from referrals_intake.models import (
     AccessAudit,
@@ -86,6 +88,78 @@ async def insert_opened(
     return (await executor.execute(claimed, values)).first() is not None
 
 
+@dataclass(frozen=True)
+class CaseParts:
+    """What hangs off a case that the front end reads with it: its consents by kind, its
+    documents (oldest first), its last timeline entry (None: none), its information requests,
+    follow-up questions and meetings (each oldest first). Read, not loaded: detached copies of
+    the rows, for reading only."""
+
+    consents: dict[str, CaseConsent]
+    documents: list[CaseDocument]
+    last_entry: TimelineEntry | None
+    information_requests: list[InformationRequest]
+    follow_up_questions: list[FollowUpQuestion]
+    meetings: list[Meeting]
+
+
+@dataclass(frozen=True)
+class Audited:
+    """The access audit row of whoever reads a case (`actor`, `action`: its outcome ok), written
+    by the statement that reads it."""
+
+    actor: str
+    action: str
+
+
+async def case_view(
+    executor: Autocommit, case_id: UUID, audited: Audited
+) -> tuple[Case, CaseParts] | None:
+    """The case and its parts (`CaseParts`) as one statement reads them on a connection in
+    autocommit, with the access audit row of `audited` (written only when the case exists, in
+    that statement, which commits by itself): one round trip, no BEGIN or COMMIT, no ORM
+    session. None, and no row written, when there is no such case."""
+    row = await fetch_native(executor, _CASE_VIEW, {"case_id": case_id, **_audit_values(audited)})
+    if row is None:
+        return None
+    case = _detached(Case, {c: row[c] for c in _CASE_COLUMN_NAMES})
+    return case, _parts(row)
+
+
+def _audit_values(audited: Audited | None) -> dict[str, Any]:
+    if audited is None:
+        return {"audit_actor": None, "audit_action": None, "audit_at": None}
+    return {
+        "audit_actor": audited.actor[:120],
+        "audit_action": audited.action,
+        "audit_at": utcnow(),
+    }
+
+
+def _detached(model: type[_Row], values: Mapping[str, Any]) -> _Row:
+    """A row as its model's instance, outside any session, without validating its values again
+    (PostgreSQL's, as the ORM's loading takes them): for reading only."""
+    return cast(_Row, model.model_construct(**values))
+
+
+def _rows(model: type[_Row], records: Sequence[Any] | None) -> list[_Row]:
+    # Each record is a row of the table's composite type, with its columns' names and values.
+    return [_detached(model, dict(r.items())) for r in records or ()]
+
+
+def _parts(row: Any) -> CaseParts:
+    # `row`: `_CASE_VIEW`'s, an asyncpg record or SQLAlchemy's mapping of it.
+    last = row["view_last_entry"]
+    return CaseParts(
+        consents={c.kind: c for c in _rows(CaseConsent, row["view_consents"])},
+        documents=_rows(CaseDocument, row["view_documents"]),
+        last_entry=None if last is None else _detached(TimelineEntry, dict(last.items())),
+        information_requests=_rows(InformationRequest, row["view_requests"]),
+        follow_up_questions=_rows(FollowUpQuestion, row["view_follow_ups"]),
+        meetings=_rows(Meeting, row["view_meetings"]),
+    )
+
+
 class CaseRepository:
     """Intake's queries on one session: rows are added and changed in the caller's transaction,
     never committed here."""
@@ -96,10 +170,13 @@ class CaseRepository:
     async def get(self, case_id: UUID, *, for_update: bool = False) -> Case | None:
         """The case, locked for the rest of the transaction when it is to change: a case's
         transitions (and so its outbox events) are serialised."""
-        query = select(Case).where(col(Case.id) == case_id)
-        if for_update:
-            query = query.with_for_update()
-        return (await self.session.execute(query)).scalar_one_or_none()
+        query = _LOCKED_CASE if for_update else _CASE
+        return (await self.session.execute(query, {"case_id": case_id})).scalar_one_or_none()
+
+    async def known(self, case_id: UUID) -> Case | None:
+        """The case as this transaction has it: the row it read (and perhaps changed) already,
+        with no statement, else read now."""
+        return await self.session.get(Case, case_id)
 
     async def client_cases(
         self,
@@ -182,10 +259,16 @@ class CaseRepository:
             .limit(1)
         )
 
+    async def parts(self, case_id: UUID, audited: Audited | None = None) -> CaseParts:
+        """The case's parts (`CaseParts`) as this transaction sees them (what it added is
+        written first), in one statement; with the access audit row of `audited` written by
+        that statement (the case must exist: it is this transaction's)."""
+        await self.session.flush()
+        values = {"case_id": case_id, **_audit_values(audited)}
+        return _parts((await self.session.execute(_CASE_VIEW, values)).mappings().one())
+
     async def consents(self, case_id: UUID) -> dict[str, CaseConsent]:
-        rows = await self.session.execute(
-            select(CaseConsent).where(col(CaseConsent.case_id) == case_id)
-        )
+        rows = await self.session.execute(_CONSENTS_OF, {"case_id": case_id})
         return {c.kind: c for c in rows.scalars()}
 
     async def timeline(self, case_id: UUID) -> list[TimelineEntry]:
@@ -199,35 +282,27 @@ class CaseRepository:
     async def documents(self, case_id: UUID, *, for_update: bool = False) -> list[CaseDocument]:
         """The case's documents, oldest first; locked for the rest of the transaction when one
         of them is to change."""
-        query = (
-            select(CaseDocument)
-            .where(col(CaseDocument.case_id) == case_id)
-            .order_by(col(CaseDocument.created_at))
-        )
-        if for_update:
-            query = query.with_for_update()
-        return list((await self.session.execute(query)).scalars())
+        query = _LOCKED_DOCUMENTS_OF if for_update else _DOCUMENTS_OF
+        return list((await self.session.execute(query, {"case_id": case_id})).scalars())
+
+    async def keep_document_facts(
+        self, case_id: UUID, document_id: UUID, facts: Mapping[str, Any]
+    ) -> bool:
+        """The document's row of `case_id` with `facts` (its columns' new values), made now
+        when it is not there (its other columns their defaults), in one statement; False, and
+        nothing changed, when the document is another case's."""
+        now = utcnow()
+        values = {"document_id": document_id, "case_id": case_id, "created_at": now, **facts}
+        statement = _keep_document(tuple(sorted(facts)))
+        return (
+            await self.session.execute(statement, {**values, "updated_at": now})
+        ).first() is not None
 
     async def document(self, document_id: UUID) -> CaseDocument | None:
         return await self.session.get(CaseDocument, document_id, with_for_update=True)
 
     async def document_states(self, case_id: UUID) -> list[DocumentState]:
         return [document_state(d) for d in await self.documents(case_id)]
-
-    async def later_steps(self, case_id: UUID) -> tuple[bool, bool, bool]:
-        """Whether the case has information requests, follow-up questions and meetings, in one
-        statement (a case before its referral has none of them: reading it back then needs
-        none of their tables' reads)."""
-        row = (
-            await self.session.execute(
-                select(
-                    exists().where(col(InformationRequest.case_id) == case_id),
-                    exists().where(col(FollowUpQuestion.case_id) == case_id),
-                    exists().where(col(Meeting.case_id) == case_id),
-                )
-            )
-        ).one()
-        return bool(row[0]), bool(row[1]), bool(row[2])
 
     async def information_requests(self, case_id: UUID) -> list[InformationRequest]:
         rows = await self.session.execute(
@@ -276,17 +351,13 @@ class CaseRepository:
         )
         return list(rows.scalars())
 
-    async def upsert_consent(self, case_id: UUID, kind: str, version: str) -> CaseConsent:
-        stmt = (
-            insert(CaseConsent)
-            .values(case_id=case_id, kind=kind, version=version, granted_at=utcnow(), id=uuid4())
-            .on_conflict_do_update(
-                index_elements=["case_id", "kind"],
-                set_={"version": version, "granted_at": utcnow()},
-            )
-            .returning(CaseConsent)
+    async def upsert_consent(self, case_id: UUID, kind: str, version: str) -> None:
+        """The case's consent of `kind` to `version`, given now (a consent given before is
+        replaced)."""
+        await self.session.execute(
+            _UPSERT_CONSENT,
+            {"id": uuid4(), "case_id": case_id, "kind": kind, "version": version, "at": utcnow()},
         )
-        return (await self.session.execute(stmt)).scalar_one()
 
     async def client(self, key_id: str) -> ApiClient | None:
         return await self.session.get(ApiClient, key_id)
@@ -302,6 +373,7 @@ class CaseRepository:
 # through the mapper) on every call.
 _CASES: Table = Case.__table__  # type: ignore[attr-defined]  # a SQLModel table
 _TIMELINE: Table = TimelineEntry.__table__  # type: ignore[attr-defined]  # a SQLModel table
+_DOCUMENTS: Table = CaseDocument.__table__  # type: ignore[attr-defined]  # a SQLModel table
 _AUDIT: Table = AccessAudit.__table__  # type: ignore[attr-defined]  # a SQLModel table
 _CASE_COLUMNS = tuple(_CASES.columns)
 _ENTRY_COLUMNS = tuple(c for c in _TIMELINE.columns if c.key != "id")  # the entry's serial
@@ -361,6 +433,75 @@ _OPEN_CLAIMED_CASE_AUDITED = _OPEN_CLAIMED_CASE.add_cte(
     _if_claimed(_AUDIT, "audit", _AUDIT_COLUMNS).cte("audited")
 )
 """`_OPEN_CLAIMED_CASE` with the access audit row of whoever opened the case."""
+
+
+# The hottest reads and writes, built once with their values as parameters: building a
+# statement and its cache key costs more CPU than the ORM's execution of a cached one.
+_CASE = select(Case).where(col(Case.id) == bindparam("case_id"))
+_LOCKED_CASE = _CASE.with_for_update()
+_CONSENTS_OF = select(CaseConsent).where(col(CaseConsent.case_id) == bindparam("case_id"))
+_DOCUMENTS_OF = (
+    select(CaseDocument)
+    .where(col(CaseDocument.case_id) == bindparam("case_id"))
+    .order_by(col(CaseDocument.created_at))
+)
+_LOCKED_DOCUMENTS_OF = _DOCUMENTS_OF.with_for_update()
+_CONSENTS: Table = CaseConsent.__table__  # type: ignore[attr-defined]  # a SQLModel table
+_NEW_CONSENT = insert(_CONSENTS).values(
+    id=bindparam("id"),
+    case_id=bindparam("case_id"),
+    kind=bindparam("kind"),
+    version=bindparam("version"),
+    granted_at=bindparam("at"),
+)
+_UPSERT_CONSENT = _NEW_CONSENT.on_conflict_do_update(
+    index_elements=[_CONSENTS.c.case_id, _CONSENTS.c.kind],
+    set_={"version": _NEW_CONSENT.excluded.version, "granted_at": _NEW_CONSENT.excluded.granted_at},
+)
+
+
+@functools.lru_cache(maxsize=16)
+def _keep_document(facts: tuple[str, ...]) -> ReturningInsert[Any]:
+    """`CaseRepository.keep_document_facts`' statement for the columns `facts`, built once."""
+    given = ("document_id", "case_id", "created_at", "updated_at", *facts)
+    new = insert(_DOCUMENTS).values(
+        {name: bindparam(name, type_=_DOCUMENTS.c[name].type) for name in given}
+    )
+    return new.on_conflict_do_update(
+        index_elements=[_DOCUMENTS.c.document_id],
+        set_={name: new.excluded[name] for name in (*facts, "updated_at")},
+        # Never another case's document.
+        where=_DOCUMENTS.c.case_id == new.excluded.case_id,
+    ).returning(literal_column("1"))
+
+
+_Row = TypeVar("_Row", bound=SQLModel)
+_CASE_COLUMN_NAMES = tuple(c.name for c in _CASES.columns)
+_CASE_VIEW = text(
+    # The reader's audit row, when one is given and the case exists: a data-modifying CTE runs
+    # whether or not the query reads it.
+    "with audited as (insert into access_audit (at, actor, action, case_id, outcome)"
+    " select cast(:audit_at as timestamptz), cast(:audit_actor as varchar),"
+    " cast(:audit_action as varchar), a.id, 'ok' from cases a"
+    " where a.id = :case_id and cast(:audit_actor as varchar) is not null)"
+    # Each part a row of its table's composite type (asyncpg decodes it with its columns'
+    # names and types, JSONB through the engine's codec), or an array of them.
+    " select c.*,"
+    " array(select k from case_consents k where k.case_id = c.id) as view_consents,"
+    " array(select d from case_documents d where d.case_id = c.id"
+    "  order by d.created_at) as view_documents,"
+    " (select t from case_timeline t where t.case_id = c.id"
+    "  order by t.id desc limit 1) as view_last_entry,"
+    " array(select r from information_requests r where r.case_id = c.id"
+    "  order by r.requested_at) as view_requests,"
+    " array(select q from follow_up_questions q where q.case_id = c.id"
+    "  order by q.asked_at) as view_follow_ups,"
+    " array(select m from meetings m where m.case_id = c.id"
+    "  order by m.created_at) as view_meetings"
+    " from cases c where c.id = :case_id"
+)
+"""The case, its parts (`CaseParts`) and, for an actor given, the reader's audit row, in one
+statement (`case_view`, `CaseRepository.parts`)."""
 
 
 RepositoryFactory = Callable[[AsyncSession], CaseRepository]

@@ -477,7 +477,13 @@ class Intake:
         # A submitted case moves on what all of its documents say: they are read (and locked)
         # in one statement, this one among them, and judged as changed here (not read again).
         following = case.status in (CaseStatus.SUBMITTED, CaseStatus.ACTION_REQUIRED)
-        docs = await repo.documents(case_id, for_update=True) if following else []
+        if not following:
+            # Nothing is judged (a draft's documents are at its submit): the fact is kept in
+            # one statement, the document's row made or changed, never another case's.
+            if not await repo.keep_document_facts(case_id, document_id, facts):
+                log.error("document %s belongs to another case than %s", document_id, case_id)
+            return
+        docs = await repo.documents(case_id, for_update=True)
         doc = next((d for d in docs if d.document_id == document_id), None)
         if doc is None:
             doc = await repo.document(document_id)

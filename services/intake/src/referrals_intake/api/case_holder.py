@@ -31,14 +31,21 @@ from referrals_common.edge.principals import CaseAccess
 from referrals_common.i18n import case_texts
 from referrals_intake import meetings as meeting_use_cases
 from referrals_intake import rendering
-from referrals_intake.api.case_view import claim_or_replay, load, to_public
-from referrals_intake.api.deps import CaseAccessDep, IdempotencyKey, RuntimeDep, UowDep, audit
+from referrals_intake.api.case_view import claim_or_replay, load, public_case, to_public
+from referrals_intake.api.deps import (
+    CaseAccessDep,
+    IdempotencyKey,
+    RuntimeDep,
+    UowDep,
+    audit,
+    single_statements,
+)
 from referrals_intake.bootstrap import Runtime
 from referrals_intake.fhir import case_bundle
 from referrals_intake.fhir_view import case_for_fhir
 from referrals_intake.lifecycle import CONTACT_MISSING, MISSING_CODES, IllegalTransition
 from referrals_intake.rendering import AcceptLanguage
-from referrals_intake.repository import CaseRepository
+from referrals_intake.repository import Audited, CaseRepository, case_view
 from referrals_intake.schemas import (
     AnswerIn,
     CasePublic,
@@ -110,20 +117,21 @@ async def replay_for_case(
 async def read_case(
     access: CaseAccessDep,
     runtime: RuntimeDep,
-    uow: UowDep,
     response: Response,
     accept_language: AcceptLanguage = None,
 ) -> CasePublic:
     """The case as the patient sees it: what they entered, its status and the next step, its
     documents, the center's requests and answers, the opinion and meetings, with its texts in
     the case's language (or the one `Accept-Language` asks for). Audited."""
-    repo = CaseRepository(uow.session)
-    case = await load(repo, access.case_id)
-    repo.audit(access.actor, "read_case", case.id)
+    # Front ends poll this read: the case, its parts and the access audit row are one statement
+    # that commits by itself (`case_view`), no transaction around it.
+    async with single_statements(runtime.db) as connection:
+        found = await case_view(connection, access.case_id, Audited(access.actor, "read_case"))
+    if found is None:
+        raise NotFound(f"There is no case {access.case_id}.")
+    case, parts = found
     locale = rendering.text_locale(case, accept_language, response)
-    public = await to_public(runtime, repo, case, locale)
-    await uow.commit()
-    return public
+    return public_case(runtime, case, parts, locale)
 
 
 @router.patch(
@@ -150,8 +158,7 @@ async def edit_case(
         raise await refused(
             request, access.actor, "edit_case", access.case_id, Conflict(str(exc))
         ) from None
-    repo.audit(access.actor, "edit_case", case.id)
-    public = await to_public(runtime, repo, case)
+    public = await to_public(runtime, repo, case, audited=Audited(access.actor, "edit_case"))
     await uow.commit()
     return public
 
@@ -193,8 +200,12 @@ async def give_consent(
                 )
             ],
         ) from None
-    repo.audit(access.actor, f"consent_{kind}", access.case_id)
-    public = await to_public(runtime, repo, await load(repo, access.case_id))
+    public = await to_public(
+        runtime,
+        repo,
+        await load(repo, access.case_id),
+        audited=Audited(access.actor, f"consent_{kind}"),
+    )
     await uow.commit()
     return public
 
@@ -262,9 +273,7 @@ async def submit_case(
             access.case_id,
             Conflict(f"The case is {exc.current}: it was submitted already."),
         ) from None
-    repo.audit(access.actor, "submit_case", case.id)
-    # A draft a moment ago: no information request, follow-up question nor meeting yet.
-    public = await to_public(runtime, repo, case, later_steps=(False, False, False))
+    public = await to_public(runtime, repo, case, audited=Audited(access.actor, "submit_case"))
     await uow.commit()
     return public
 
@@ -300,8 +309,7 @@ async def withdraw_case(
             access.case_id,
             Conflict(f"The case is {exc.current} and can no longer be withdrawn."),
         ) from None
-    repo.audit(access.actor, "withdraw_case", case.id)
-    public = await to_public(runtime, repo, case)
+    public = await to_public(runtime, repo, case, audited=Audited(access.actor, "withdraw_case"))
     await uow.commit()
     return public
 
@@ -331,8 +339,7 @@ async def set_preparation(
             access.case_id,
             Conflict(f"The case is {exc.status}: its checklist can no longer change."),
         ) from None
-    repo.audit(access.actor, "set_preparation", case.id)
-    public = await to_public(runtime, repo, case)
+    public = await to_public(runtime, repo, case, audited=Audited(access.actor, "set_preparation"))
     await uow.commit()
     return public
 
@@ -437,8 +444,7 @@ async def answer_request(
                 FieldError(pointer=exc.pointer, location="body", code=exc.code, message=str(exc))
             ],
         ) from None
-    repo.audit(access.actor, "answer_request", case.id)
-    public = await to_public(runtime, repo, case)
+    public = await to_public(runtime, repo, case, audited=Audited(access.actor, "answer_request"))
     await uow.commit()
     return public
 
@@ -502,8 +508,7 @@ async def choose_center(
                 str(exc), status=409, title="The choice is closed", type_slug="choice-closed"
             ),
         ) from None
-    repo.audit(access.actor, "choose_center", case.id)
-    public = await to_public(runtime, repo, case)
+    public = await to_public(runtime, repo, case, audited=Audited(access.actor, "choose_center"))
     await uow.commit()
     return public
 
@@ -726,8 +731,9 @@ async def _case_action(
     except tuple(refusals) as exc:
         problem = next(make(exc) for kind, make in refusals.items() if isinstance(exc, kind))
         raise await refused(request, access.actor, action, access.case_id, problem) from None
-    repo.audit(access.actor, action, access.case_id)
-    public = await to_public(runtime, repo, await load(repo, access.case_id))
+    public = await to_public(
+        runtime, repo, await load(repo, access.case_id), audited=Audited(access.actor, action)
+    )
     await uow.commit()
     return public
 

@@ -16,7 +16,7 @@ from referrals_intake import rendering
 from referrals_intake.bootstrap import Runtime
 from referrals_intake.lifecycle import still_missing
 from referrals_intake.models import Case, IdempotencyRecord, utcnow
-from referrals_intake.repository import CaseRepository
+from referrals_intake.repository import Audited, CaseParts, CaseRepository
 from referrals_intake.schemas import CasePublic, case_reference
 
 
@@ -26,23 +26,23 @@ async def to_public(
     case: Case,
     locale: str | None = None,
     *,
-    later_steps: tuple[bool, bool, bool] | None = None,
+    audited: Audited | None = None,
 ) -> CasePublic:
     """The case as the front end reads it, its texts in `locale` (default: the case's), with
-    what this transaction changed (its next step the one a transition just set). `later_steps`:
-    whether it has information requests, follow-up questions and meetings, when the caller
-    knows (a draft has none), else asked."""
+    what this transaction changed (its next step the one a transition just set), its parts read
+    in one statement (`CaseRepository.parts`), which also writes the access audit row of
+    `audited`."""
+    return public_case(runtime, case, await repo.parts(case.id, audited), locale)
+
+
+def public_case(
+    runtime: Runtime, case: Case, parts: CaseParts, locale: str | None = None
+) -> CasePublic:
+    """`case` with its `parts` as the front end reads it, its texts in `locale` (default: the
+    case's)."""
     locale = locale or case.locale
-    # The unit of work does not autoflush: the rows read below include what was just changed
-    # (a transition's timeline entry) only once it is written (nothing to write: no statement).
-    await repo.flush()
-    consents = await repo.consents(case.id)
-    documents = await repo.documents(case.id)
-    timeline = await repo.timeline(case.id)
-    has_requests, has_follow_ups, has_meetings = later_steps or await repo.later_steps(case.id)
-    requests = await repo.information_requests(case.id) if has_requests else []
-    follow_ups = await repo.follow_up_questions(case.id) if has_follow_ups else []
-    meetings = await repo.meetings(case.id) if has_meetings else []
+    consents, documents = parts.consents, parts.documents
+    requests, follow_ups = parts.information_requests, parts.follow_up_questions
     fields = runtime.intake.public_fields(case)
     return CasePublic.model_validate(
         {
@@ -64,7 +64,7 @@ async def to_public(
                 for c in consents.values()
             ],
             "documents": [rendering.document_check(d, locale) for d in documents],
-            "next_step": rendering.next_step(timeline[-1] if timeline else None, locale),
+            "next_step": rendering.next_step(parts.last_entry, locale),
             "center_proposal": rendering.center_proposal(case.center_proposal, locale),
             "opinion_outcome": case.opinion_outcome,
             "follow_up_questions": [
@@ -80,7 +80,7 @@ async def to_public(
                 for q in follow_ups
             ],
             "follow_up_questions_left": runtime.intake.follow_up_left(case, len(follow_ups)),
-            "meetings": [meeting_use_cases.public(m) for m in meetings],
+            "meetings": [meeting_use_cases.public(m) for m in parts.meetings],
             "opinion_round": case.opinion_round,
             "further_opinions_left": runtime.intake.further_opinions_left(case),
             "information_requests": [
@@ -110,7 +110,9 @@ async def to_public(
 
 
 async def load(repo: CaseRepository, case_id: UUID) -> Case:
-    case = await repo.get(case_id)
+    """The case as the transaction has it (`CaseRepository.known`: not read again once a use
+    case read it); 404 when there is none."""
+    case = await repo.known(case_id)
     if case is None:
         raise NotFound(f"There is no case {case_id}.")
     return case

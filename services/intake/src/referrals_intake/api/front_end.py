@@ -25,7 +25,7 @@ from referrals_intake.api.deps import (
     single_statements,
 )
 from referrals_intake.models import Case
-from referrals_intake.repository import CaseRepository
+from referrals_intake.repository import Audited, CaseRepository
 from referrals_intake.schemas import (
     AccessToken,
     CaseCreate,
@@ -85,8 +85,9 @@ async def create_case(
         async with runtime.db.unit_of_work() as uow:
             repo = CaseRepository(uow.session)
             case = await load(repo, await replayed_case(uow, claim))
-            public = await to_public(runtime, repo, case)
-            repo.audit(client.actor, "create_case", case.id)
+            public = await to_public(
+                runtime, repo, case, audited=Audited(client.actor, "create_case")
+            )
             await uow.commit()
         status_code = status.HTTP_200_OK
         headers["Idempotent-Replayed"] = "true"
