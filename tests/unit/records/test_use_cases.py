@@ -193,6 +193,8 @@ class FakeStore:
     """Set: a one-request put waits for it (to see what happens meanwhile)."""
     fail: Exception | None = None
     """Set: a one-request put fails with it."""
+    puts: list[str] = field(default_factory=list)
+    """The keys of the one-request puts begun, as each begins."""
 
     async def put_stream(
         self, key: str, chunks: AsyncIterator[bytes], *, media_type: str, inspect: Any
@@ -207,6 +209,7 @@ class FakeStore:
     async def put_object(
         self, key: str, data: list[bytes], *, media_type: str, sha256: str
     ) -> None:
+        self.puts.append(key)
         if self.gate is not None:
             await self.gate.wait()
         if self.fail is not None:
@@ -257,6 +260,7 @@ class FakeUploadStatements:
     async def recording(self, lock_case: UUID | None) -> AsyncIterator[None]:
         if lock_case is not None:
             self.repo.locked_cases.append(lock_case)
+        await asyncio.sleep(0)  # the BEGIN's round trip: other tasks run meanwhile
         try:
             yield
         except BaseException:
@@ -651,6 +655,28 @@ async def test_a_small_file_is_recorded_while_it_is_put_and_committed_only_once_
     result = await task
     assert store.objects == {result.document.object_key: pdf()}
     assert [uow.committed for uow in db.opened] == [False, True]
+
+
+async def test_a_small_files_put_goes_out_before_its_document_is_made(
+    records: Records, store: FakeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # While the recording's BEGIN is on its way the put writes its request, so MinIO stores
+    # the bytes while records makes the document and its event, not after.
+    from referrals_records import service
+
+    happened: list[str] = []
+    real = service.Document
+
+    def made(**fields: Any) -> Document:
+        happened.append(f"document, {len(store.puts)} put begun")
+        return real(**fields)
+
+    monkeypatch.setattr(service, "Document", made)
+    result = await records.store_document(
+        CASE, DocumentKind.PATHOLOGY_REPORT, upload(pdf()), "case-token:clinic", None
+    )
+    assert happened == ["document, 1 put begun"]
+    assert store.objects == {result.document.object_key: pdf()}
 
 
 async def test_a_failed_put_commits_no_row_and_leaves_no_object(

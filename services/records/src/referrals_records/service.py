@@ -33,6 +33,7 @@ from referrals_common.contracts import (
     DocumentStored,
     new_event,
 )
+from referrals_common.contracts.envelope import CloudEvent
 from referrals_common.contracts.records import RejectionReason
 from referrals_common.db import Database, UnitOfWork
 from referrals_records.inspection import (
@@ -330,44 +331,52 @@ class Records:
         # the document, its audit row and `document.stored` commit together once the object
         # is stored, or the object is removed by the caller. (The case's advisory lock is held
         # meanwhile: another upload to the same case records after this one's put.)
-        doc = Document(
-            id=document_id,
-            case_id=case_id,
-            kind=kind,
-            media_type=media_type,
-            size_bytes=size,
-            sha256=sha256,
-            object_key=key,
-            file_name=file_name,
-            translation_of=translation_of,
-            uploaded_by=uploaded_by,
-            center_code=referral.center_code if referral else None,
-            referral_id=referral.referral_id if referral else None,
-        )
+
+        def document_and_event() -> tuple[Document, CloudEvent[DocumentStored]]:
+            doc = Document(
+                id=document_id,
+                case_id=case_id,
+                kind=kind,
+                media_type=media_type,
+                size_bytes=size,
+                sha256=sha256,
+                object_key=key,
+                file_name=file_name,
+                translation_of=translation_of,
+                uploaded_by=uploaded_by,
+                center_code=referral.center_code if referral else None,
+                referral_id=referral.referral_id if referral else None,
+            )
+            stored = new_event(
+                DocumentStored(
+                    case_id=case_id,
+                    document_id=document_id,
+                    kind=kind,
+                    media_type=media_type,
+                    size_bytes=size,
+                    sha256=sha256,
+                    object_key=key,
+                    translation_of=translation_of,
+                    stored_at=doc.created_at,
+                    referral_id=doc.referral_id,
+                )
+            )
+            return doc, stored
+
         # A patient's uploads to the case are recorded one at a time (the case's lock is held
         # until commit), so two streamed at once cannot both pass the quota. A center's opinion
         # has no bound: a patient filling the quota must not keep the case from its opinion.
         quota = None if kind == DocumentKind.OPINION else self.case_quota_bytes
         # The upload's audit row and `document.stored` are written with the document, in the
         # same statement: BEGIN with the lock, that statement, COMMIT.
-        stored = new_event(
-            DocumentStored(
-                case_id=case_id,
-                document_id=document_id,
-                kind=kind,
-                media_type=media_type,
-                size_bytes=size,
-                sha256=sha256,
-                object_key=key,
-                translation_of=translation_of,
-                stored_at=doc.created_at,
-                referral_id=doc.referral_id,
-            )
-        )
         twin_id: UUID | None = None
         async with self.upload_statements(self.db) as statements:
             try:
                 async with statements.recording(lock_case=None if quota is None else case_id):
+                    # Made once the BEGIN is on its way: `storing`'s first steps (the object's
+                    # request signed and written) run then, so MinIO takes the bytes while the
+                    # document and its event are made, not after.
+                    doc, stored = document_and_event()
                     used, twin_id = await statements.add_unless_twin(
                         doc, quota=quota, stored=stored
                     )
