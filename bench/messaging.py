@@ -19,6 +19,10 @@ and prints the outbox path's figures as ratios to the raw floor.
 `--relay-against SRC` measures only the relay's CPU per event, A/B: a relay process of this
 checkout and one whose `referrals_common` is under SRC (another checkout's libs/common/src) take
 turns (`--rounds` each) publishing one event per transaction at `--rate` for `--seconds`.
+`--consumer-against SRC` does the same for the consumer: a consumer process of this checkout and
+one of SRC's take turns behind this checkout's relay, each reading a new topic; per run its CPU
+per event, the hop's p99 and raw aiokafka's p99 at the same rate just before; and, in a process
+of each side, the consumer's own code CPU without Kafka (5.).
 """
 
 from __future__ import annotations
@@ -44,12 +48,13 @@ from _harness.results import ROOT, loadavg, parser, report
 from _harness.stack import own_stack_async
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from faststream.kafka import KafkaBroker
+from pydantic_core import from_json
 from rich.console import Console
 from sqlalchemy import text
 
 from referrals_common.contracts import CaseStatusChanged, CaseWithdrawn, new_event
 from referrals_common.db import Database
-from referrals_common.messaging.consumer import EventConsumer, parse_record
+from referrals_common.messaging.consumer import EventConsumer
 from referrals_common.messaging.dlq import DeadLetterPublisher
 from referrals_common.messaging.kafka import ensure_topics
 from referrals_common.messaging.relay import OutboxRelay
@@ -165,7 +170,8 @@ class TimedConsumer(EventConsumer):
         await super().process_batch(records)
         now = time.time()
         for record in records:
-            event_id = parse_record(record).id
+            # The id alone (not the consumer's full parse again: its CPU is measured).
+            event_id = uuid.UUID(from_json(record.value)["id"])
             if event_id not in self.done_at:
                 self.done_at[event_id] = now
                 self.sent_at[event_id] = record.timestamp / 1000
@@ -419,6 +425,159 @@ async def relay_ab(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+async def consume_to(dsn: str, bootstrap: str, topic: str, events: int, out: Path) -> None:
+    """The consuming side of `--consumer-against`, in a process of its own (whichever
+    `referrals_common` its PYTHONPATH gives): applies `topic`'s events until it has `events`,
+    then writes each one's effect time (wall clock) to `out` (JSON lines). `out` + ".ready" is
+    written once the group has assigned it the topic's partitions."""
+    db = Database(PostgresSettings(dsn=dsn))  # type: ignore[arg-type]
+    consumer, broker, dead = await with_consumer(db, bootstrap, topic)
+    try:
+        subscriber = consumer.subscribers[0]
+        while not getattr(subscriber, "consumer", None) or not subscriber.consumer.assignment():
+            await asyncio.sleep(0.1)
+        Path(f"{out}.ready").write_text("")
+        while len(consumer.done_at) < events:
+            await asyncio.sleep(0.05)
+        out.write_text(
+            "\n".join(json.dumps({"id": str(k), "done": t}) for k, t in consumer.done_at.items())
+            + "\n"
+        )
+    finally:
+        await broker.stop()
+        await dead.stop()
+        await db.dispose()
+
+
+async def consumer_run(
+    dsn: str, bootstrap: str, topic: str, rate: float, seconds: float, src: Path | None
+) -> tuple[float, float]:
+    """(CPU milliseconds per event, hop p99 in ms) of a consumer process (this checkout's, or
+    the one under `src`) reading `topic` behind the running relay, one event per transaction
+    written at `rate` for `seconds`; its CPU from the writer's start to its last effect."""
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH")]))
+    n = int(rate * seconds)
+    done = Path(tempfile.mkstemp(suffix=".jsonl")[1])
+    done.unlink()
+    ready = Path(f"{done}.ready")
+    commits = Path(tempfile.mkstemp(suffix=".jsonl")[1])
+    command = [sys.executable, __file__, "--consume-to", str(done), "--dsn", dsn]
+    command += ["--bootstrap", bootstrap, "--topic", topic, "--events", str(n)]
+    process = subprocess.Popen(command, env=env)
+    try:
+        deadline = time.perf_counter() + 60
+        while not ready.exists():
+            if process.poll() is not None or time.perf_counter() > deadline:
+                raise RuntimeError("the consumer did not start")
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)
+        measured = psutil.Process(process.pid)
+        began = cpu_seconds(measured)
+        await write_at_rate(dsn, topic, rate, seconds, commits)
+        deadline = time.perf_counter() + 60
+        while not done.exists() and time.perf_counter() < deadline:
+            await asyncio.sleep(0.02)
+        cpu = (cpu_seconds(measured) - began) / n * 1000
+        process.wait(timeout=30)
+        committed = {
+            d["id"]: d["committed"] for d in map(json.loads, commits.read_text().splitlines())
+        }
+        effects = {d["id"]: d["done"] for d in map(json.loads, done.read_text().splitlines())}
+        latencies = [effects[k] - t for k, t in committed.items() if k in effects]
+        return cpu, summary(latencies)["p99_ms"]
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=20)
+        for path in (done, ready, commits):
+            path.unlink(missing_ok=True)
+
+
+async def side_code_cpu(dsn: str, src: Path | None) -> dict[str, float]:
+    """`consumer_code_cpu` in a process of its own, whose `referrals_common` is under `src`
+    (None: this checkout's)."""
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH")]))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--code-cpu", "--dsn", dsn, env=env, stdout=subprocess.PIPE
+    )
+    out, _ = await process.communicate()
+    result: dict[str, float] = json.loads(out.decode().strip().splitlines()[-1])
+    return result
+
+
+async def code_cpu_alone(dsn: str) -> None:
+    """The `--code-cpu` process: `consumer_code_cpu`'s batches of the consumer that applies
+    them, printed as one JSON line."""
+    db = Database(PostgresSettings(dsn=dsn))  # type: ignore[arg-type]
+    try:
+        figures = await consumer_code_cpu(db)
+    finally:
+        await db.dispose()
+    print(json.dumps({k: v for k, v in figures.items() if not k.startswith("skipped")}))
+
+
+async def consumer_ab(args: argparse.Namespace) -> dict[str, object]:
+    """The consumer's CPU per event and the hop's p99, this checkout's consumer against
+    `args.consumer_against`'s, alternating, each run on a new topic behind one relay of this
+    checkout; raw aiokafka's p99 at the same rate measured before each pair."""
+    async with own_stack_async("bench-messaging-", ()) as (_, info):
+        bootstrap = info.kafka_bootstrap
+        admin = await asyncpg.connect(info.postgres_dsn)
+        await admin.execute("create database bench")
+        await admin.close()
+        dsn = info.postgres_dsn.rsplit("/", 1)[0] + "/bench"
+        await upgrade_async(dsn, MIGRATIONS)
+        payload = new_event(CaseWithdrawn(case_id=uuid.uuid4())).to_json()
+        await ensure_topics(bootstrap, ["bench.raw.lat"], partitions=6)
+        relay = start_relay(dsn, bootstrap)
+        runs: dict[str, dict[str, list[float]]] = {
+            side: {"cpu_ms_per_event": [], "hop_p99_ms": [], "hop_p99_vs_raw": []}
+            for side in ("against", "this")
+        }
+        try:
+            await relay_listening(dsn)
+            for i in range(args.rounds):
+                raw = summary(
+                    await raw_latency(bootstrap, "bench.raw.lat", args.rate, args.seconds, payload)
+                )["p99_ms"]
+                sides = (("against", args.consumer_against), ("this", None))
+                # Each side first in every other round: a run may leave the database, the
+                # relay or the machine different for the next one.
+                for side, src in sides if i % 2 == 0 else sides[::-1]:
+                    topic = f"bench.consumer-ab.{i}.{side}"
+                    await ensure_topics(bootstrap, [topic], partitions=6)
+                    cpu, p99 = await consumer_run(
+                        dsn, bootstrap, topic, args.rate, args.seconds, src
+                    )
+                    figures = runs[side]
+                    code = await side_code_cpu(dsn, src)
+                    for size, us in code.items():
+                        figures.setdefault(f"code_us_per_event_{size}", []).append(us)
+                    figures["cpu_ms_per_event"].append(round(cpu, 3))
+                    figures["hop_p99_ms"].append(p99)
+                    figures["hop_p99_vs_raw"].append(round(p99 / raw, 2))
+                    console.print(
+                        f"consumer {side}: {cpu:.3f} CPU-ms per event, hop p99 {p99:.1f} ms"
+                        f" (raw {raw:.1f} ms); code without Kafka {code} us per event"
+                    )
+        finally:
+            relay.terminate()
+            relay.wait(timeout=20)
+    return {
+        "consumer": runs,
+        "medians": {
+            side: {name: statistics.median(values) for name, values in figures.items()}
+            for side, figures in runs.items()
+        },
+        "parameters": {"rate_per_s": args.rate, "seconds": args.seconds, "rounds": args.rounds},
+        "loadavg": loadavg(),
+    }
+
+
 async def consumer_code_cpu(db: Database, events: int = 1000) -> dict[str, float]:
     """CPU microseconds per event of the consumer's own code and its database work, without
     Kafka or FastStream: records made here are given to `process_batch` one at a time, in
@@ -540,13 +699,33 @@ def main() -> None:
         type=Path,
         help="only the relay's CPU per event, A/B against the referrals_common under this path",
     )
-    cli.add_argument("--rounds", type=int, default=3, help="runs of each side (--relay-against)")
+    cli.add_argument(
+        "--consumer-against",
+        type=Path,
+        help="only the consumer's CPU per event and the hop's p99, A/B against the "
+        "referrals_common under this path",
+    )
+    cli.add_argument(
+        "--rounds", type=int, default=3, help="runs of each side (--relay/consumer-against)"
+    )
     cli.add_argument("--write-to", type=Path, help=argparse.SUPPRESS)
+    cli.add_argument("--consume-to", type=Path, help=argparse.SUPPRESS)
+    cli.add_argument("--code-cpu", action="store_true", help=argparse.SUPPRESS)
+    cli.add_argument("--bootstrap", help=argparse.SUPPRESS)
     cli.add_argument("--dsn", help=argparse.SUPPRESS)
     cli.add_argument("--topic", help=argparse.SUPPRESS)
     args = cli.parse_args()
     if args.write_to:  # the writer process of the latency hop
         asyncio.run(write_at_rate(args.dsn, args.topic, args.rate, args.seconds, args.write_to))
+        return
+    if args.code_cpu:  # a side's code CPU in --consumer-against
+        asyncio.run(code_cpu_alone(args.dsn))
+        return
+    if args.consume_to:  # the consumer process of --consumer-against
+        asyncio.run(consume_to(args.dsn, args.bootstrap, args.topic, args.events, args.consume_to))
+        return
+    if args.consumer_against:
+        report("messaging-consumer-ab.json", asyncio.run(consumer_ab(args)))
         return
     if args.relay_against:
         report("messaging-relay-ab.json", asyncio.run(relay_ab(args)))
