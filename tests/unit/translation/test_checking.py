@@ -41,7 +41,9 @@ def running_ocr(interval: float = 0.4) -> list[psutil.Process]:
     busy = []
     for process, before in candidates:
         try:
-            if sum(process.cpu_times()[:2]) - before > interval / 2:
+            # Busy: any real CPU in the interval (an idle worker takes none; on a loaded
+            # machine a busy one gets only its share of a core, a tenth or less).
+            if sum(process.cpu_times()[:2]) - before > interval / 20:
                 busy.append(process)
         except psutil.Error:
             continue
@@ -206,7 +208,10 @@ async def test_cancelling_a_check_stops_its_worker(
             dataclasses.replace(SLOW, timeout_s=60),
         )
     )
-    await asyncio.sleep(1.5)
+    # Its worker reaches OCR within a second or two on an idle machine; a loaded one takes longer.
+    started = time.monotonic() + 30
+    while not await asyncio.to_thread(running_ocr) and time.monotonic() < started:
+        await asyncio.sleep(0.1)
     assert await asyncio.to_thread(running_ocr), "the slow scan should be in OCR by now"
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
