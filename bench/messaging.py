@@ -400,14 +400,20 @@ async def relay_cpu_per_event(
         relay.wait(timeout=20)
 
 
+async def bench_database(server_dsn: str) -> str:
+    """A new database `bench` on the stack's PostgreSQL with the messaging tables; its DSN."""
+    admin = await asyncpg.connect(server_dsn)
+    await admin.execute("create database bench")
+    await admin.close()
+    dsn = server_dsn.rsplit("/", 1)[0] + "/bench"
+    await upgrade_async(dsn, MIGRATIONS)
+    return dsn
+
+
 async def relay_ab(args: argparse.Namespace) -> dict[str, object]:
     """The relay's CPU per event, this checkout's against `args.relay_against`'s, alternating."""
     async with own_stack_async("bench-messaging-", ()) as (_, info):
-        admin = await asyncpg.connect(info.postgres_dsn)
-        await admin.execute("create database bench")
-        await admin.close()
-        dsn = info.postgres_dsn.rsplit("/", 1)[0] + "/bench"
-        await upgrade_async(dsn, MIGRATIONS)
+        dsn = await bench_database(info.postgres_dsn)
         await ensure_topics(info.kafka_bootstrap, ["bench.relay-ab"], partitions=6)
         runs: dict[str, list[float]] = {"against": [], "this": []}
         for _ in range(args.rounds):
@@ -526,11 +532,7 @@ async def consumer_ab(args: argparse.Namespace) -> dict[str, object]:
     checkout; raw aiokafka's p99 at the same rate measured before each pair."""
     async with own_stack_async("bench-messaging-", ()) as (_, info):
         bootstrap = info.kafka_bootstrap
-        admin = await asyncpg.connect(info.postgres_dsn)
-        await admin.execute("create database bench")
-        await admin.close()
-        dsn = info.postgres_dsn.rsplit("/", 1)[0] + "/bench"
-        await upgrade_async(dsn, MIGRATIONS)
+        dsn = await bench_database(info.postgres_dsn)
         payload = new_event(CaseWithdrawn(case_id=uuid.uuid4())).to_json()
         await ensure_topics(bootstrap, ["bench.raw.lat"], partitions=6)
         relay = start_relay(dsn, bootstrap)
@@ -620,11 +622,7 @@ async def consumer_code_cpu(db: Database, events: int = 1000) -> dict[str, float
 async def measure(args: argparse.Namespace) -> dict[str, object]:
     async with own_stack_async("bench-messaging-", ()) as (_, info):
         bootstrap = info.kafka_bootstrap
-        admin = await asyncpg.connect(info.postgres_dsn)
-        await admin.execute("create database bench")
-        await admin.close()
-        dsn = info.postgres_dsn.rsplit("/", 1)[0] + "/bench"
-        await upgrade_async(dsn, MIGRATIONS)
+        dsn = await bench_database(info.postgres_dsn)
         db = Database(PostgresSettings(dsn=dsn))  # type: ignore[arg-type]
         topics = ["bench.raw.tp", "bench.raw.lat", "bench.relay", "bench.e2e", "bench.lat"]
         await ensure_topics(bootstrap, topics, partitions=6)
