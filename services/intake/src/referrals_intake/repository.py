@@ -20,6 +20,7 @@ from sqlmodel import SQLModel, col
 
 from referrals_common.api.pagination import Position, after
 from referrals_common.native_sql import Autocommit, fetch_native, run_native
+from referrals_common.tables import access_audit_values
 from referrals_intake.lifecycle import DocumentState
 from referrals_intake.models import (
     AccessAudit,
@@ -129,11 +130,7 @@ async def case_view(
 def _audit_values(audited: Audited | None) -> dict[str, Any]:
     if audited is None:
         return {"audit_actor": None, "audit_action": None, "audit_at": None}
-    return {
-        "audit_actor": audited.actor[:120],
-        "audit_action": audited.action,
-        "audit_at": utcnow(),
-    }
+    return {f"audit_{k}": v for k, v in access_audit_values(audited.actor, audited.action).items()}
 
 
 def _detached(model: type[_Row], values: Mapping[str, Any]) -> _Row:
@@ -364,7 +361,7 @@ class CaseRepository:
 
     def audit(self, actor: str, action: str, case_id: UUID | None, outcome: str = "ok") -> None:
         self.session.add(
-            AccessAudit(actor=actor, action=action, case_id=case_id, outcome=outcome, at=utcnow())
+            AccessAudit(**access_audit_values(actor, action), case_id=case_id, outcome=outcome)
         )
 
 

@@ -29,6 +29,7 @@ from referrals_common.auth.case_tokens import CaseTokenVerifier, InvalidCaseToke
 from referrals_common.db import Database
 from referrals_common.edge.audit import FailureSummary
 from referrals_common.edge.middleware import authenticated, authentication_failed
+from referrals_common.tables import access_audit_values
 
 
 def route_of(request: Request) -> str:
@@ -61,8 +62,7 @@ class AccessLog:
         async with self.db.side_unit_of_work() as uow:
             uow.session.add(
                 self.model(
-                    actor=actor[:120],
-                    action=action[:120],
+                    **access_audit_values(actor, action),
                     case_id=case_id,
                     outcome=outcome,
                     **columns,
