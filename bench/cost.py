@@ -180,7 +180,10 @@ def figures(parts: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         },
         "submit_to_offered_p99_ms": {
             "value": _get(fixed, "latency_submit_to_offered", "p99_ms"),
-            "baseline": f"raw aiokafka through the same 4 hops, p99 {floor_fixed_p99} ms",
+            "baseline": f"raw aiokafka through the same 4 hops, p99 {floor_fixed_p99} ms; "
+            f"ours p50 {_get(fixed, 'latency_submit_to_offered', 'p50_ms')} ms, max "
+            f"{_get(fixed, 'latency_submit_to_offered', 'max_ms')} ms; slowest case's hops (ms): "
+            + json.dumps((_get(fixed, "slowest_cases") or [{}])[0].get("hops_ms")),
         },
         "platform_rss_mib_under_load": {
             "value": _platform_peak_pss(whole.get("resources")),
@@ -407,6 +410,13 @@ def main() -> None:
         "Each service runs as one process, as `make up` runs it.",
         *args.note,
     ]
+    if not args.quick:  # each part's whole result, for a look inside its figures later
+        runs_dir = args.out.parent / "cost-parts"
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        for name, part in parts.items():
+            (runs_dir / f"{name}.json").write_text(
+                json.dumps(part, indent=1, ensure_ascii=False, default=str) + "\n"
+            )
     result = aggregate(parts, meta, notes)
     if args.compare is not None and args.compare.exists():
         other = json.loads(args.compare.read_text())

@@ -81,6 +81,7 @@ from _harness.stack import own_platform
 from _harness.stats import summary, sustained_rate
 from _pipeline.documents import DOC_KINDS, DocumentSet
 from _pipeline.front_ends import CaseRun, FrontEnds
+from _pipeline.hops import split_cases
 from _pipeline.report import build_results, plot, show, write_json
 from _pipeline.roles import FLOOR_PAYLOADS, floor_hops, watch
 from aiokafka import AIOKafkaProducer
@@ -145,6 +146,9 @@ class Bench:
         self.runs: dict[str, list[CaseRun]] = {}
         self.chain: list[dict[str, Any]] = []
         self.handlers: dict[str, Any] = {}
+        self.case_hops: dict[str, dict[str, dict[str, float]]] = {}
+        """phase → case → milliseconds in each part of its four hops (`_pipeline.hops`), read
+        from the services' outbox and inbox rows once the phase's cases were offered."""
         self.staging: dict[str, Any] = {}
         self.staging_staged: dict[str, Any] = {}
 
@@ -308,6 +312,7 @@ class Bench:
         runs = [CaseRun(i, "fixed") for i in range(n)]
         if self.args.phase1 == "ahead":
             self.staging = await self.stage(runs)
+            await self.quiet()  # the staging's own work (readings, e-mails) is not this phase's
         start = time.time() + 0.5
 
         async def one(run: CaseRun) -> None:
@@ -336,6 +341,7 @@ class Bench:
         self.handlers["fixed_rate"] = handler_window(before, after)
         self.runs["fixed_rate"] = runs
         self.windows["fixed_rate"] = (start, end)
+        await self.split_hops("fixed_rate")
 
     async def staged_max_rate(self, n: int) -> None:
         """Staged cases (opened, filled, every document read) submitted by `clients` front
@@ -386,6 +392,16 @@ class Bench:
         self.handlers[phase] = handler_window(before, after)
         self.runs[phase] = runs
         self.windows[phase] = (start, end)
+        if phase == "staged_max_rate":  # a whole case's documents may be read after its submit
+            await self.split_hops(phase)
+
+    async def split_hops(self, phase: str) -> None:
+        """Where each offered case of `phase` spent its submit → offer, hop by hop."""
+        offered = [r.case_id for r in self.runs[phase] if r.case_id in self.offered]
+        try:
+            self.case_hops[phase] = await split_cases(self.stack.database_dsns, offered)
+        except Exception as exc:  # a look inside, not a figure: the phase's figures stand
+            console.print(f"[yellow]hops of {phase} not read: {exc!r}[/]")
 
     async def caught_up(self, timeout: float = 120.0) -> float:
         """The first moment (of the lag sampler's) at which no consumer group lags, waiting
@@ -435,6 +451,7 @@ class Bench:
             if offered
             else 0.0,
             "latency_submit_to_offered": summary(latencies),
+            **self.hops_result(name, offered),
             "submit_http": summary([r.submit_ms / 1000 for r in ok]),
             "prepare_open_consent_upload_listed": summary([r.prepare_s for r in ok]),
             "seconds": round(end - start, 1),
@@ -452,6 +469,33 @@ class Bench:
             result["submits_late_over_100ms"] = sum(v > 0.1 for v in late)
             result["submit_lateness_max_s"] = round(max(late), 2)
         return result
+
+    def hops_result(self, name: str, offered: list[CaseRun]) -> dict[str, Any]:
+        """The phase's hops (`_pipeline.hops`: each part's p50/p95/p99 in ms) and its slowest
+        cases, each with its submit → offer and the parts of it: where a tail came from."""
+        hops = self.case_hops.get(name)
+        if not hops:
+            return {}
+        parts: dict[str, list[float]] = {}
+        for measured in hops.values():
+            for part, ms in measured.items():
+                parts.setdefault(part, []).append(ms / 1000)
+        slowest = sorted(offered, key=lambda r: r.submitted - self.offered[r.case_id])[:3]
+        order = sorted(parts, key=lambda part: (part[1], part.endswith("kafka")))
+        return {
+            "hops": {part: summary(parts[part], with_max=False) for part in order},
+            "slowest_cases": [
+                {
+                    "submitted_s_into_phase": round(r.submitted - self.windows[name][0], 2),
+                    "submit_to_offered_ms": round(
+                        (self.offered[r.case_id] - r.submitted) * 1000, 1
+                    ),
+                    "submit_http_ms": round(r.submit_ms, 1),
+                    "hops_ms": {k: round(v, 1) for k, v in hops.get(r.case_id, {}).items()},
+                }
+                for r in slowest
+            ],
+        }
 
     def cpu_per_case(self, resources: dict[str, Any], cases: int) -> dict[str, Any]:
         """CPU seconds per offered case by process, above what each burns idle, and the rate

@@ -60,10 +60,11 @@ async def _rows(dsn: str) -> tuple[list[asyncpg.Record], dict[Any, datetime]]:
     return list(outbox), {row["event_id"]: row["at"] for row in inbox}
 
 
-async def split(stack: Path, skip: int, cases: int) -> dict[str, list[float]]:
-    """Per part (`hN_relay`, `hN_kafka`), its milliseconds for each case that went all the
-    way."""
-    dsns = json.loads((stack / "stack.json").read_text())["database_dsns"]
+async def split_cases(
+    dsns: dict[str, str], cases: list[str] | None = None, skip: int = 0, count: int = 10**9
+) -> dict[str, dict[str, float]]:
+    """Per case that went all the way, its milliseconds in each part (`hN_relay`, `hN_kafka`):
+    the `cases` given, or those submitted `skip`th to `skip + count`th."""
     services = {hop[0] for hop in HOPS} | {hop[2] for hop in HOPS if hop[2]}
     rows = {service: await _rows(dsns[service]) for service in services}
     by_case: dict[tuple[str, str], list[asyncpg.Record]] = {}
@@ -71,14 +72,19 @@ async def split(stack: Path, skip: int, cases: int) -> dict[str, list[float]]:
         for row in outbox:
             kind = row["event_type"].removeprefix("referrals.").removesuffix(".v1")
             by_case.setdefault((service, kind), []).append(row)
-    submitted = sorted(by_case.get(("intake", "case.submitted"), []), key=lambda r: r["created_at"])
-    chosen = {row["aggregate_id"] for row in submitted[skip : skip + cases]}
+    if cases is None:
+        submitted = sorted(
+            by_case.get(("intake", "case.submitted"), []), key=lambda r: r["created_at"]
+        )
+        chosen = {row["aggregate_id"] for row in submitted[skip : skip + count]}
+    else:
+        chosen = set(cases)
     events: dict[tuple[str, str, str], list[asyncpg.Record]] = {}
     for (service, kind), found in by_case.items():
         for row in found:
             if row["aggregate_id"] in chosen:
                 events.setdefault((service, kind, row["aggregate_id"]), []).append(row)
-    parts: dict[str, list[float]] = {}
+    out: dict[str, dict[str, float]] = {}
     for case in chosen:
         began: datetime | None = None
         measured: dict[str, float] = {}
@@ -98,8 +104,18 @@ async def split(stack: Path, skip: int, cases: int) -> dict[str, list[float]]:
             began = max(at for at in applied if at is not None)
             measured[f"h{n}_kafka"] = _ms(claimed, min(at for at in applied if at is not None))
         if "h4_relay" in measured:
-            for part, value in measured.items():
-                parts.setdefault(part, []).append(value)
+            out[case] = measured
+    return out
+
+
+async def split(stack: Path, skip: int, cases: int) -> dict[str, list[float]]:
+    """Per part (`hN_relay`, `hN_kafka`), its milliseconds for each case that went all the
+    way."""
+    dsns = json.loads((stack / "stack.json").read_text())["database_dsns"]
+    parts: dict[str, list[float]] = {}
+    for measured in (await split_cases(dsns, skip=skip, count=cases)).values():
+        for part, value in measured.items():
+            parts.setdefault(part, []).append(value)
     return parts
 
 
