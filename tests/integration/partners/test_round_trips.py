@@ -1,15 +1,16 @@
 """What partners asks PostgreSQL, counted (issue 25, cost per case): an idle scheduler round is
-one statement, a known case's lock one, and the scheduler's one question finds each kind of work
-its polls would. The statements are counted as SQLAlchemy sends them (`before_cursor_execute`);
-that what is due is still done on time is tested end to end in test_routing_over_kafka and
-test_scheduler_traces."""
+one statement, a known case's lock one, a consumer's `document.stored` one between its inbox's
+BEGIN and its COMMIT, and the scheduler's one question finds each kind of work its polls would.
+The statements are counted as SQLAlchemy sends them (`before_cursor_execute`), and those sent
+through asyncpg itself as asyncpg logs them; that what is due is still done on time is tested
+end to end in test_routing_over_kafka and test_scheduler_traces."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -17,9 +18,11 @@ import pytest
 from sqlalchemy import event
 
 from referrals_common.db import Database
-from referrals_partners.models import Referral, RoutingCase, WebhookDelivery, utcnow
+from referrals_partners.models import CaseDocument, Referral, RoutingCase, WebhookDelivery, utcnow
 from referrals_partners.repository import PartnersRepository
 from referrals_partners.scheduler import WebhookSender, anything_due, run_scheduler
+
+from .conftest import document_stored
 
 pytestmark = pytest.mark.integration
 
@@ -139,3 +142,55 @@ async def test_a_known_cases_lock_is_one_statement(make_runtime):
         await uow.commit()
     assert known.case_id == case_id
     assert len(again) == 1 and "FOR UPDATE" in again[0]
+
+
+@asynccontextmanager
+async def sent_through_asyncpg(db: Database) -> AsyncIterator[list[str]]:
+    """The statements sent through asyncpg itself on `db`'s connections while the block runs
+    (the inbox's BEGIN and what runs in its transaction), as asyncpg logs them."""
+    sent: list[str] = []
+    logged: list[Any] = []
+
+    def log(query: Any) -> None:
+        sent.append(" ".join(query.query.split()))
+
+    def checked_out(dbapi_connection: Any, *_: Any) -> None:
+        connection = dbapi_connection.driver_connection
+        if connection not in logged:
+            connection.add_query_logger(log)
+            logged.append(connection)
+
+    sync_engine = db.engine.sync_engine
+    event.listen(sync_engine, "checkout", checked_out)
+    try:
+        yield sent
+        await asyncio.sleep(0.05)  # asyncpg calls its loggers soon after, not at once
+    finally:
+        event.remove(sync_engine, "checkout", checked_out)
+        for connection in logged:
+            connection.remove_query_logger(log)
+
+
+async def test_a_consumers_document_stored_is_one_statement_in_the_inbox_transaction(make_runtime):
+    """`document.stored` as the consumer applies it: BEGIN with the inbox row, the case's lock
+    (its row made on first sight) and the document in one statement, COMMIT; no ORM session
+    (were a case lock of one to three statements and the document's insert through it)."""
+    rt = await make_runtime()
+    case_id = uuid.uuid4()
+    for n in range(2):  # the case's first document (its row made), then one more
+        stored = document_stored(case_id)
+        with statements_sent(rt.db) as orm:
+            async with sent_through_asyncpg(rt.db) as native, rt.db.unit_of_work() as uow:
+                assert await uow.inbox.record("partners.routing", stored.id, stored.type)
+                await rt.partners.on_document_stored(uow, stored.data)
+                await uow.commit()
+        assert orm == [], n
+        assert [q.split()[0].lower() for q in native] == ["begin;", "with", "commit"], native
+        statement = native[1].lower()
+        assert "for update" in statement and "insert into case_documents" in statement
+    async with rt.db.unit_of_work() as uow:
+        case = await uow.session.get(RoutingCase, case_id)
+        docs = await PartnersRepository(uow.session).documents([stored.data.document_id])
+    assert case is not None and (case.status, case.attempts, case.opinion_round) == ("new", 0, 1)
+    assert [(d.case_id, d.kind) for d in docs] == [(case_id, "pathology_report")]
+    assert isinstance(docs[0], CaseDocument)

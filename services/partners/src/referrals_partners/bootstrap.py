@@ -99,6 +99,7 @@ def build_runtime(settings: PartnersSettings) -> Runtime:
         policy_box=SealedBox(private_key_b64=settings.policy_private_key.get_secret_value())
         if settings.policy_private_key.get_secret_value()
         else None,
+        dialect=db.engine.dialect,
     )
     return Runtime(
         settings=settings,

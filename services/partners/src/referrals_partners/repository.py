@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple, cast
 from uuid import UUID
 
-from sqlalchemy import CursorResult, Select, bindparam, exists, func, or_, select, update
+from sqlalchemy import CursorResult, Select, bindparam, exists, func, or_, select, union_all, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -21,6 +21,7 @@ from sqlmodel import col
 from referrals_common.contracts import CaseFollowUpAsked, DocumentStored
 from referrals_common.contracts.information import Shipment as ShipmentNotice
 from referrals_common.contracts.meetings import MeetingStatus
+from referrals_common.native_sql import Autocommit, fetch_native
 from referrals_partners.models import (
     ApiClient,
     CaseDocument,
@@ -596,7 +597,36 @@ class PartnersRepository:
         )
 
 
-__all__ = ["LOADED", "OPEN", "OPEN_MEETINGS", "CenterVersion", "PartnersRepository"]
+async def store_document_locking_case(native: Autocommit, stored: DocumentStored) -> str | None:
+    """`PartnersRepository.lock_case` and `store_document` as one statement through asyncpg
+    itself, in the transaction the consumer's inbox opened: the case's row (created on first
+    sight, as `lock_case` does) locked until the transaction ends, the document stored (once per
+    document id), and the case's status returned. None: another transaction created the case's
+    row while this statement ran (its snapshot does not see that row, so it could not lock it):
+    the document is stored all the same, and the caller locks the case with `lock_case`."""
+    row = await fetch_native(
+        native,
+        _STORE_DOCUMENT_LOCKING_CASE,
+        {
+            "case_id": stored.case_id,
+            "document_id": stored.document_id,
+            "kind": str(stored.kind),
+            "media_type": str(stored.media_type),
+            "referral_id": stored.referral_id,
+            "now": utcnow(),
+        },
+    )
+    return None if row is None else str(row[0])
+
+
+__all__ = [
+    "LOADED",
+    "OPEN",
+    "OPEN_MEETINGS",
+    "CenterVersion",
+    "PartnersRepository",
+    "store_document_locking_case",
+]
 
 
 # The queries of every routed case, built once and given their values when run: a statement built
@@ -626,3 +656,46 @@ _CENTER_VERSIONS = select(
     func.coalesce(_LOADS.c.load, 0),
     exists().where(col(Webhook.center_code) == col(CenterRow.code)),
 ).outerjoin(_LOADS, _LOADS.c.code == col(CenterRow.code))
+
+
+# See `store_document_locking_case`. Within one statement every part sees the same snapshot: a
+# row `created` inserts is not `locked`'s to see (the insert itself holds its lock), a row that
+# was there is locked by `locked` (waiting for a transaction that holds it, then reading its
+# latest version), so one of the two returns the status. Nothing orders the document's insert
+# before or after the lock, and nothing needs to: a transaction of the same case that holds the
+# lock reads the documents only after this one commits (see `Partners.on_document_stored`).
+_CASE_CREATED = (
+    insert(RoutingCase)
+    .values(
+        case_id=bindparam("case_id"),
+        status="new",
+        attempts=0,
+        opinion_round=1,
+        created_at=bindparam("now"),
+        updated_at=bindparam("now"),
+    )
+    .on_conflict_do_nothing(index_elements=["case_id"])
+    .returning(col(RoutingCase.status))
+    .cte("created")
+)
+_CASE_LOCKED = (
+    select(col(RoutingCase.status))
+    .where(col(RoutingCase.case_id) == bindparam("case_id"))
+    .with_for_update()
+    .cte("locked")
+)
+_DOCUMENT_STORED = (
+    insert(CaseDocument)
+    .values(
+        document_id=bindparam("document_id"),
+        case_id=bindparam("case_id"),
+        kind=bindparam("kind"),
+        media_type=bindparam("media_type"),
+        referral_id=bindparam("referral_id"),
+    )
+    .on_conflict_do_nothing(index_elements=["document_id"])
+    .cte("stored")
+)
+_STORE_DOCUMENT_LOCKING_CASE = union_all(
+    select(_CASE_CREATED.c.status), select(_CASE_LOCKED.c.status)
+).add_cte(_DOCUMENT_STORED)

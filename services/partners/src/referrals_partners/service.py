@@ -34,6 +34,7 @@ from uuid import UUID, uuid4
 
 from cryptography.exceptions import InvalidTag
 from opentelemetry import trace
+from sqlalchemy.engine import Dialect
 
 from referrals_common.contracts import (
     CaseFollowUpAsked,
@@ -81,6 +82,7 @@ from referrals_common.metrics import (
     TIME_TO_OPINION,
     service_name,
 )
+from referrals_common.native_sql import Autocommit
 from referrals_common.telemetry import case_context
 from referrals_partners.explanation import OfferFacts, ahead_by, explain
 from referrals_partners.models import (
@@ -93,7 +95,7 @@ from referrals_partners.models import (
     utcnow,
 )
 from referrals_partners.registry import Center, ExchangeRates
-from referrals_partners.repository import OPEN, PartnersRepository
+from referrals_partners.repository import OPEN, PartnersRepository, store_document_locking_case
 from referrals_partners.routing import CenterState, RoutingRequest, Score, decide
 
 log = logging.getLogger(__name__)
@@ -177,6 +179,7 @@ class Partners:
         clock: Callable[[], datetime] = utcnow,
         policy_box: SealedBox | None = None,
         repository: Callable[[Any], PartnersRepository] = PartnersRepository,
+        dialect: Dialect | None = None,
     ) -> None:
         self.rates = rates
         self.repository = repository
@@ -187,6 +190,9 @@ class Partners:
         """Fixed rates to compare prices in one currency (the registry seed's)."""
         self.limits = limits or Limits()
         self.clock = clock
+        self.dialect = dialect
+        """The engine's dialect: with it, a consumer's `document.stored` is one statement through
+        asyncpg itself (`store_document_locking_case`); None: through the repository."""
         # Validated centers (with their precomputed routing profiles) by code and version:
         # validating 1,000 centers per decision would cost more than the decision itself.
         self._centers: dict[str, tuple[tuple[datetime, bool], Center]] = {}
@@ -201,9 +207,18 @@ class Partners:
         # at the same time (the two events come from different topics and consumers), and each
         # transaction would otherwise miss what the other has not committed yet, leaving the
         # case at `awaiting_documents` for ever. A draft's documents thus get a `new` row.
-        repo = self.repo(uow)
-        case = await repo.lock_case(stored.case_id)
-        await repo.store_document(stored)
+        native = getattr(uow, "native", None)  # None too for a test's stand-in
+        if native is not None and self.dialect is not None:
+            # The consumer's path: the lock and the document in one statement through asyncpg,
+            # in the inbox's transaction; no ORM session unless the case is to be routed.
+            status = await store_document_locking_case(Autocommit(native, self.dialect), stored)
+            if status is not None and status != "awaiting_documents":
+                return
+            case = await self.repo(uow).lock_case(stored.case_id)  # ours already, or now
+        else:
+            repo = self.repo(uow)
+            case = await repo.lock_case(stored.case_id)
+            await repo.store_document(stored)
         if case.status == "awaiting_documents":
             await self._route(uow, case)
 
