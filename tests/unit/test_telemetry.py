@@ -203,3 +203,123 @@ async def test_a_download_links_token_never_reaches_a_span():
     assert "http://records/v1/downloads/{token}" in urls
     # Other paths keep their values; only a query and fragment go.
     assert redact_target("/v1/cases/abc/documents?name=Olena#x") == "/v1/cases/abc/documents"
+
+
+class _Connection:
+    """What the asyncpg instrumentation reads of a connection for a statement's attributes."""
+
+    class _params:
+        database = "partners"
+        user = "partners"
+
+    _addr = ("127.0.0.1", 5432)
+
+
+def _statements(min_ms: float = 5.0):
+    """The platform's provider (sampler, case processor, digest before the exporter) with the
+    quick-statement instrumentation on its tracer; every span started is noted too."""
+    from opentelemetry.instrumentation._semconv import _StabilityMode
+    from opentelemetry.sdk.trace import SpanProcessor
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from referrals_common.statement_digest import StatementDigest
+    from referrals_common.telemetry import (
+        CaseSpanProcessor,
+        QuickStatementsInstrumentor,
+        platform_sampler,
+    )
+
+    started: list[str] = []
+
+    class Started(SpanProcessor):
+        def on_start(self, span, parent_context=None) -> None:
+            started.append(span.name)
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=platform_sampler())
+    provider.add_span_processor(Started())
+    provider.add_span_processor(CaseSpanProcessor())
+    provider.add_span_processor(
+        StatementDigest(SimpleSpanProcessor(exporter), min_ms=min_ms)
+        if min_ms
+        else SimpleSpanProcessor(exporter)
+    )
+    instrumentor = QuickStatementsInstrumentor(min_ms)
+    instrumentor._tracer = provider.get_tracer("asyncpg")
+    instrumentor._semconv_opt_in_mode = _StabilityMode.DEFAULT
+    return instrumentor, provider.get_tracer("test"), exporter, started
+
+
+async def _run(instrumentor, query: str, *, sleep_ms: float = 0.0, fails: bool = False) -> str:
+    import asyncio
+
+    async def statement(*args, **kwargs) -> str:
+        if sleep_ms:
+            await asyncio.sleep(sleep_ms / 1000)
+        if fails:
+            raise RuntimeError("duplicate key")
+        return "done"
+
+    return await instrumentor._do_execute(statement, _Connection(), (query,), {})
+
+
+async def test_a_quick_statement_is_counted_on_its_span_and_no_span_is_made_for_it():
+    """No span is started for a quick statement (the digest used to drop one made for each), nor
+    for BEGIN or COMMIT: the event's span counts the statements it made and how long they took."""
+    from referrals_common.statement_digest import QUICK_STATEMENTS, QUICK_STATEMENTS_MS
+
+    instrumentor, tracer, exporter, started = _statements()
+    with tracer.start_as_current_span("process referrals.documents.v1"):
+        assert await _run(instrumentor, "begin; insert into inbox values (1)") == "done"
+        assert await _run(instrumentor, "SELECT status FROM routing_cases") == "done"
+        assert await _run(instrumentor, "WITH stored AS (INSERT INTO case_documents) SELECT 1")
+        assert await _run(instrumentor, "commit") == "done"
+    assert started == ["process referrals.documents.v1"]
+    [event] = exporter.get_finished_spans()
+    assert event.attributes[QUICK_STATEMENTS] == 2
+    assert 0 < event.attributes[QUICK_STATEMENTS_MS] < 5
+
+
+async def test_a_slow_or_failed_statement_is_still_a_span_with_its_text_under_its_parent():
+    instrumentor, tracer, exporter, _ = _statements(min_ms=5.0)
+    with tracer.start_as_current_span("process referrals.cases.v1") as parent:
+        await _run(instrumentor, "SELECT pg_sleep(0.01)", sleep_ms=10)
+        with pytest.raises(RuntimeError):
+            await _run(instrumentor, "INSERT INTO inbox VALUES (1)", fails=True)
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    slow, failed = spans["SELECT"], spans["INSERT"]
+    for span in (slow, failed):
+        assert span.kind is trace.SpanKind.CLIENT
+        assert span.parent.span_id == parent.get_span_context().span_id
+        assert span.attributes["db.system"] == "postgresql"
+        assert span.attributes["db.name"] == "partners"
+    assert slow.attributes["db.statement"] == "SELECT pg_sleep(0.01)"
+    assert slow.end_time - slow.start_time >= 10_000_000
+    assert slow.status.status_code is trace.StatusCode.UNSET
+    assert failed.status.status_code is trace.StatusCode.ERROR
+
+
+async def test_statements_outside_any_open_span_or_with_the_digest_off_are_traced_as_before():
+    """A lone statement (a poll's) is dropped by the sampler as before; with the threshold at 0
+    every statement is a span, BEGIN and COMMIT dropped by the sampler."""
+    instrumentor, tracer, exporter, started = _statements()
+    await _run(instrumentor, "SELECT 1")
+    assert started == [] and exporter.get_finished_spans() == ()
+
+    instrumentor, tracer, exporter, _ = _statements(min_ms=0)
+    with tracer.start_as_current_span("job"):
+        await _run(instrumentor, "begin")
+        await _run(instrumentor, "SELECT 1")
+        await _run(instrumentor, "commit")
+    assert [s.name for s in exporter.get_finished_spans()] == ["SELECT", "job"]
+
+
+def test_the_platform_installs_the_quick_statements_instrumentation_not_its_own():
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+
+    from referrals_common.telemetry import QuickStatementsInstrumentor
+
+    AsyncPGInstrumentor()  # the library's singleton, made first
+    quick = QuickStatementsInstrumentor(20.0)
+    assert type(quick) is QuickStatementsInstrumentor and quick.min_ns == 20_000_000
