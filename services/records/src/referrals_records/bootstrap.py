@@ -14,6 +14,7 @@ from referrals_common.edge.principals import AccessLog
 from referrals_records.config import MIB, RecordsSettings
 from referrals_records.links import LinkSigner
 from referrals_records.models import AccessAudit
+from referrals_records.repository import RecordsRepository
 from referrals_records.resumable import ResumableUploads
 from referrals_records.service import Records
 from referrals_records.storage import DocumentStore, SignedPuts
@@ -54,6 +55,7 @@ def build_runtime(settings: RecordsSettings) -> Runtime:
         store=store,
         limits=settings.size_limits,
         case_quota_bytes=settings.case_quota_bytes,
+        repository=RecordsRepository.on(db),
     )
     return Runtime(
         settings=settings,

@@ -3,19 +3,21 @@ states and referrals records learned from events, follow-up questions, centers' 
 rows of resumable uploads. Nothing here commits: the caller's unit of work does, with the outbox
 rows of the same change.
 
-A use case gets a repository from `uow.session` through a factory (`Records.repository`,
-`ResumableUploads.repository`), so a unit test hands it an in-memory one instead. An upload's
+A use case gets a repository from its unit of work (`Records.repository`) or its session
+(`ResumableUploads.repository`) through a factory, so a unit test hands it an in-memory one
+instead; the consumer's projection writes go through asyncpg itself in the inbox's transaction
+(`RecordsRepository`). An upload's
 own statements (its checks, its recording) are `UploadStatements`', run through asyncpg itself
 outside any unit of work (`Records.upload_statements`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
+from functools import cache, partial
 from typing import Any
 from uuid import UUID
 
@@ -35,6 +37,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
@@ -42,6 +45,7 @@ from sqlmodel import col
 from referrals_common.api.idempotency import claim_or_replay
 from referrals_common.contracts import CaseStatus
 from referrals_common.contracts.envelope import CloudEvent
+from referrals_common.db import Database, UnitOfWork
 from referrals_common.messaging.outbox import slot_of
 from referrals_common.messaging.schema import outbox_table
 from referrals_common.native_sql import (
@@ -49,6 +53,7 @@ from referrals_common.native_sql import (
     fetch_native,
     native_connection,
     native_transaction,
+    run_native,
 )
 from referrals_records.models import (
     AccessAudit,
@@ -236,10 +241,52 @@ def _outbox_values(event: CloudEvent[Any]) -> dict[str, Any]:
 
 
 class RecordsRepository:
-    """Documents, case states, referrals, follow-up questions and centers' keys."""
+    """Documents, case states, referrals, follow-up questions and centers' keys, on a unit of
+    work's session (made when a query first asks for it).
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    The consumer's projection writes (a case's status, an offered referral: most of its events)
+    are one statement each: when the unit of work runs its own transaction on asyncpg (the inbox
+    opened it, `UnitOfWork.native`) and this repository has the engine's dialect (`on`), they
+    go through asyncpg itself in that transaction, and the event makes no ORM session at all."""
+
+    def __init__(self, uow: UnitOfWork, dialect: Dialect | None = None) -> None:
+        self._uow = uow
+        self._dialect = dialect
+        """The engine's dialect, to run the projection writes through asyncpg itself (None:
+        everything through the session)."""
+
+    @classmethod
+    def on(cls, db: Database) -> Callable[[UnitOfWork], RecordsRepository]:
+        """The repositories of `db`'s units of work, the projection writes through asyncpg when
+        the unit of work has its own transaction there (see the class doc)."""
+        return partial(cls, dialect=db.engine.dialect)
+
+    @property
+    def session(self) -> AsyncSession:
+        return self._uow.session
+
+    @property
+    def _native(self) -> Autocommit | None:
+        """The unit of work's own transaction on asyncpg, if it opened one and this repository
+        may use it (a unit test's stand-in has none)."""
+        connection = getattr(self._uow, "native", None)
+        if connection is None or self._dialect is None:
+            return None
+        return Autocommit(connection, self._dialect)
+
+    async def _write(self, statement: Any, values: dict[str, Any]) -> None:
+        """One write that reads back nothing: through asyncpg in the unit of work's own
+        transaction if it has one, else on the session's connection after what the session
+        holds (what the transaction changed before, in order). The consumer's handlers write
+        nothing through the session before such a write, so the asyncpg path has nothing to
+        flush."""
+        native = self._native
+        if native is not None:
+            await run_native(native, statement, values, returns=False)
+            return
+        await self.session.flush()
+        connection = await self.session.connection()
+        await connection.execute(statement, values)
 
     def add(self, row: Any) -> None:
         """A new row (a document, its audit row, a case state, a referral, a question)."""
@@ -258,9 +305,7 @@ class RecordsRepository:
     async def set_case_status(self, case_id: UUID, status: str) -> None:
         """The case's status is now `status`, unless the case was withdrawn (withdrawal is
         final, whatever comes late). One statement: no row read, locked and written back."""
-        await self.session.flush()  # what the transaction changed before, in order
-        connection = await self.session.connection()
-        await connection.execute(
+        await self._write(
             _set_case_status(), {"case_id": case_id, "status": status, "at": utcnow()}
         )
 
@@ -327,10 +372,8 @@ class RecordsRepository:
         """The referral's row, unless records knows it already; a referral first heard of
         after its case's withdrawal is born closed. One statement, nothing read back."""
         # A referral its transaction added before (its acceptance or its end heard of first)
-        # is written first, so it is known here.
-        await self.session.flush()
-        connection = await self.session.connection()
-        await connection.execute(
+        # is written first, so it is known here (`_write`).
+        await self._write(
             _add_referral(),
             {
                 "referral_id": referral_id,

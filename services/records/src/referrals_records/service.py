@@ -10,7 +10,7 @@ itself (`repository.UploadStatements`): one read while the file's first part arr
 checks and the quota left, read together) and one transaction recording the document with its
 `document.stored` (said again beside them); for a file of at most one part, whole in memory
 before anything is sent, that transaction is open while that one request puts the object.
-Queries are `repository.RecordsRepository`'s, made from the unit of work's session by
+Queries are `repository.RecordsRepository`'s, made from the unit of work by
 `Records.repository` (a unit test gives an in-memory one)."""
 
 from __future__ import annotations
@@ -114,7 +114,8 @@ class Records:
     limits: SizeLimits
     case_quota_bytes: int = 5 * 2**30
     repository: Callable[[Any], RecordsRepository] = RecordsRepository
-    """Makes the repository of a unit of work's session (an in-memory one in unit tests)."""
+    """Makes the repository of a unit of work (`RecordsRepository.on(db)`: its projection
+    writes through asyncpg; an in-memory one in unit tests)."""
     upload_statements: Callable[[Any], AbstractAsyncContextManager[UploadStatements]] = lambda db: (
         statements_on(db.engine)
     )
@@ -122,8 +123,8 @@ class Records:
     in-memory one in unit tests)."""
 
     def repo(self, uow: UnitOfWork) -> RecordsRepository:
-        """The repository on `uow`'s session."""
-        return self.repository(uow.session)
+        """The repository of `uow` (its session made only if a query needs it)."""
+        return self.repository(uow)
 
     async def case_status(self, uow: UnitOfWork, case_id: UUID) -> str:
         return await self.repo(uow).case_status(case_id)
@@ -590,7 +591,7 @@ async def on_credential_issued(
     """Partners issued a key to `center_code`: records accepts it from now on, checked against
     `hash_secret(key_sha256, pepper)`. A key records already knows is left as it is: a revoked
     key is never revived, and a key id is never moved to another center."""
-    await repository(uow.session).add_key(
+    await repository(uow).add_key(
         key_id=key_id,
         center_code=center_code,
         secret_hash=hash_secret(key_sha256, pepper),
@@ -608,9 +609,7 @@ async def on_credential_revoked(
 ) -> None:
     """Partners revoked the key: records refuses it from now on, forever. Known only by its
     revocation (the issue was compacted away or comes later), the key is kept as revoked."""
-    await repository(uow.session).revoke_key(
-        key_id=key_id, center_code=center_code, revoked_at=revoked_at
-    )
+    await repository(uow).revoke_key(key_id=key_id, center_code=center_code, revoked_at=revoked_at)
 
 
 @dataclass
