@@ -28,7 +28,7 @@ from referrals_common.contracts import (
 from referrals_translation.acceptance import acceptable_languages
 from referrals_translation.models import CaseLanguages, DocumentCheck, utcnow
 from referrals_translation.service import ObjectGone, Reading, Translation
-from tests.unit.fakes import FakeUnitOfWork, SessionUsed, StatementCountingOutbox
+from tests.unit.fakes import FakeUnitOfWork, StatementCountingOutbox
 
 pytestmark = pytest.mark.unit
 
@@ -66,15 +66,33 @@ class FakeTranslationRepository:
     async def read_already(self, document_ids: Sequence[UUID]) -> set[UUID]:
         return {d for d in document_ids if d in self.checks}
 
-    async def check(self, document_id: UUID) -> DocumentCheck | None:
-        return self.checks.get(document_id)
+    async def is_read(self, document_id: UUID) -> bool:
+        return document_id in self.checks
 
-    def add_check(self, check: DocumentCheck) -> None:
-        self.checks[check.document_id] = check
+    async def add_check(self, check: DocumentCheck) -> None:
+        self.checks[check.document_id] = check.model_copy()
 
     async def waiting_checks(self, case_id: UUID) -> list[DocumentCheck]:
+        """Copies, as rows read from a table are: a verdict is kept by `record_verdicts`."""
         waiting = [c for c in self.checks.values() if c.case_id == case_id and c.verdict is None]
-        return sorted(waiting, key=lambda c: c.checked_at)
+        return [c.model_copy() for c in sorted(waiting, key=lambda c: c.checked_at)]
+
+    async def record_verdicts(self, checks: Sequence[DocumentCheck]) -> None:
+        for check in checks:
+            kept = self.checks[check.document_id]
+            kept.verdict, kept.decided_at = check.verdict, check.decided_at
+
+    async def set_destination(
+        self, case_id: UUID, acceptable: list[str], destination: dict[str, Any]
+    ) -> bool:
+        case = await self.locked_case(case_id)
+        if case.withdrawn or case.acceptable is not None:
+            return False
+        case.acceptable, case.destination = acceptable, destination
+        return True
+
+    async def withdraw(self, case_id: UUID) -> None:
+        (await self.locked_case(case_id)).withdrawn = True
 
     looked_up: list[UUID] = field(default_factory=list)
 
@@ -114,7 +132,7 @@ class World:
 def world() -> World:
     repo = FakeTranslationRepository()
     reader = FakeReader()
-    translation = Translation(reader, acceptable_languages, repository=lambda session: repo)
+    translation = Translation(reader, acceptable_languages, repository=lambda uow: repo)
     return World(repo, reader, translation)
 
 
@@ -310,9 +328,23 @@ async def test_a_case_withdrawn_while_its_document_was_read_ahead_keeps_no_readi
     assert (uow.outbox.events, world.repo.checks) == ([], {})
 
 
+class DatabaseReached(AssertionError):
+    """The real repository asked the unit of work for its transaction."""
+
+
+class GuardedUnitOfWork(FakeUnitOfWork):
+    """A unit of work without a transaction yet, which refuses to open one."""
+
+    native = None
+
+    async def open_with(self, statement: str) -> str | None:
+        raise DatabaseReached(statement)
+
+
 async def test_a_use_case_goes_through_its_repository() -> None:
-    """The real default reaches the session: the guard of the fake unit of work says so, which
-    is what proves the fakes above stand where the repository does."""
+    """The real default reaches the database through the unit of work's transaction (never its
+    ORM session): the guard says so, which is what proves the fakes above stand where the
+    repository does."""
     translation = Translation(FakeReader(), acceptable_languages)
-    with pytest.raises(SessionUsed):
-        await translation.on_case_withdrawn(FakeUnitOfWork(), CASE)
+    with pytest.raises(DatabaseReached):
+        await translation.on_case_withdrawn(GuardedUnitOfWork(), CASE)

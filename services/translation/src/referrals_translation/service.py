@@ -87,7 +87,7 @@ class Translation:
         self.reader = reader
         self.acceptable_for = acceptable_for
         self.repository = repository
-        """Makes the use cases' repository from the unit of work's session."""
+        """Makes the use cases' repository from the unit of work."""
         self._ahead: dict[UUID, asyncio.Task[Reading]] = {}
         """Readings started by `read_ahead`, taken by `on_document_stored`."""
 
@@ -107,7 +107,7 @@ class Translation:
         wanted = [(d, ctx) for d, ctx in documents if d.kind not in NOT_CHECKED]
         if not wanted:
             return []
-        repo = self.repository(uow.session)
+        repo = self.repository(uow)
         already = await repo.read_already([d.document_id for d, _ in wanted])
         started = []
         for stored, parent in wanted:
@@ -140,8 +140,8 @@ class Translation:
         the center's opinion, a document already read, or a withdrawn case."""
         if stored.kind in NOT_CHECKED:
             return
-        repo = self.repository(uow.session)
-        if await repo.check(stored.document_id) is not None:
+        repo = self.repository(uow)
+        if await repo.is_read(stored.document_id):
             return  # the same document announced again: read once
         ahead = self._ahead.pop(stored.document_id, None)
         if ahead is None:
@@ -165,7 +165,8 @@ class Translation:
         if case.withdrawn:
             return  # withdrawn before or while it was read: its reading is not kept
         check = _check_row(stored, reading)
-        repo.add_check(check)
+        verdict = None if case.acceptable is None else _decide(check, case.acceptable)
+        await repo.add_check(check)  # with its verdict, when it has one
         log.info(
             "document %s read: %s %s in %.2f s",
             stored.document_id,
@@ -173,8 +174,8 @@ class Translation:
             reading.main_language or reading.reason or "",
             reading.seconds,
         )
-        if case.acceptable is not None:
-            await uow.outbox.add(_decide(check, case.acceptable))
+        if verdict is not None:
+            await uow.outbox.add(verdict)
 
     async def on_case_submitted(
         self, uow: UnitOfWork, case_id: UUID, destination: Destination
@@ -182,14 +183,13 @@ class Translation:
         """Keep where the case's opinion will come from (the languages it accepts), and give
         every document already read its verdict. The first destination stands; a withdrawn case
         gets none."""
-        repo = self.repository(uow.session)
-        case = await repo.locked_case(case_id)
-        if case.withdrawn or case.acceptable is not None:
+        repo = self.repository(uow)
+        acceptable = self.acceptable_for(destination)
+        if not await repo.set_destination(case_id, acceptable, destination.model_dump(mode="json")):
             return
-        case.acceptable = self.acceptable_for(destination)
-        case.destination = destination.model_dump(mode="json")
-        case.updated_at = utcnow()
-        verdicts = [_decide(check, case.acceptable) for check in await repo.waiting_checks(case_id)]
+        waiting = await repo.waiting_checks(case_id)
+        verdicts = [_decide(check, acceptable) for check in waiting]
+        await repo.record_verdicts(waiting)
         # The case's verdicts in one outbox statement (one round trip, not one per document),
         # in the order the documents were read.
         await uow.outbox.add_all(verdicts)
@@ -197,9 +197,7 @@ class Translation:
     async def on_case_withdrawn(self, uow: UnitOfWork, case_id: UUID) -> None:
         """A withdrawn case: from now on no document of it gets a verdict, and documents still
         to come are not read."""
-        case = await self.repository(uow.session).locked_case(case_id)
-        case.withdrawn = True
-        case.updated_at = utcnow()
+        await self.repository(uow).withdraw(case_id)
 
 
 def _check_row(stored: DocumentStored, reading: Reading) -> DocumentCheck:
