@@ -22,20 +22,24 @@ from referrals_common.contracts import (
     ReferralRequested,
     new_event,
 )
+from referrals_common.contracts.notifications import NotificationChannel, NotificationError
 from referrals_common.crypto import SealedBox
 from referrals_common.db import Database
 from referrals_common.migrations import upgrade_async
 from referrals_common.settings import PostgresSettings
+from referrals_notifications.channels.base import DeliveryReceipt, PermanentDeliveryError
 from referrals_notifications.main import MIGRATIONS
-from referrals_notifications.models import Delivery
+from referrals_notifications.models import Delivery, OpsAlert
+from referrals_notifications.rendering import RenderedMessage, Renderer
 from referrals_notifications.repository import NotificationsRepository
+from referrals_notifications.sender import Channels, Sender
 from referrals_notifications.service import FRONT_END, PATIENT, Notifications
 
 pytestmark = pytest.mark.integration
 
 CONSUMER = "notifications.triggers"
 FRONT = "kyiv-clinic"
-_, PUBLIC = SealedBox.generate_keypair_base64()
+PRIVATE, PUBLIC = SealedBox.generate_keypair_base64()
 
 
 @pytest.fixture
@@ -194,3 +198,78 @@ async def test_a_sender_claims_its_deliveries_with_their_contacts_in_one_query(
     assert contacts[no_contact] is None
     selects = [query for query in sent.orm if query.lower().startswith("select")]
     assert len(selects) == 1 and "FOR UPDATE OF deliveries SKIP LOCKED" in selects[0]
+
+
+@dataclass
+class Mailbox:
+    """An e-mail channel that accepts every message (`refuse`: refuses each for good)."""
+
+    refuse: bool = False
+    channel: NotificationChannel = NotificationChannel.EMAIL
+    sent: list[str] = field(default_factory=list)
+
+    async def send(self, recipient: str, message: RenderedMessage) -> DeliveryReceipt:
+        if self.refuse:
+            raise PermanentDeliveryError(NotificationError.REJECTED, "no such mailbox")
+        self.sent.append(recipient)
+        return DeliveryReceipt(channel=self.channel)
+
+
+def sender(db: Database, mailbox: Mailbox) -> Sender:
+    return Sender(
+        db,
+        Renderer(),
+        SealedBox(private_key_b64=PRIVATE),
+        Channels(email=mailbox, webhook=None),
+        repository=NotificationsRepository.on(db),
+    )
+
+
+async def test_a_sender_batch_is_begin_claim_its_events_one_update_and_commit_on_asyncpg(
+    db: Database,
+) -> None:
+    """Two messages sent in one batch: the claim begins the transaction on asyncpg, each
+    message's notification.sent goes to the outbox, both rows are written by one statement (were
+    SQLAlchemy's BEGIN, claim, outbox inserts, its flush's UPDATE and COMMIT)."""
+    first, second = uuid.uuid4(), uuid.uuid4()
+    notifications = Notifications(repository=NotificationsRepository.on(db))
+    for case_id in (first, second):
+        await apply(db, notifications, contact_shared(case_id), submitted(case_id))
+    mailbox = Mailbox()
+    async with queries_sent(db) as sent:
+        assert await sender(db, mailbox).send_due() == 2
+    assert mailbox.sent == ["olena@example.org"] * 2
+    assert sent.orm == []
+    # Without asyncpg's own look-up of the update's array types (once per connection).
+    native = [
+        query.lower()
+        for query in sent.native
+        if "typeinfo_tree" not in query and "set_config('jit'" not in query
+    ]
+    assert native[0] == "begin; select"
+    assert native[1].startswith("select") and "for update of deliveries skip locked" in native[1]
+    assert [query.split()[0] for query in native[2:6]] == ["insert", "insert", "update", "commit"]
+    assert all("insert into outbox" in query for query in native[2:4])
+    # the next round: nothing due, the claim's transaction rolled back
+    assert native[6:] == ["begin; select", native[1], "rollback"]
+    for case_id in (first, second):
+        [row] = await deliveries(db, case_id)
+        assert (row.status, row.attempts, row.channel) == ("sent", 1, "email")
+        assert row.sent_at is not None and row.error_code is None
+
+
+async def test_a_message_refused_for_good_is_failed_with_its_alert_in_the_claims_transaction(
+    db: Database,
+) -> None:
+    case_id = uuid.uuid4()
+    notifications = Notifications(repository=NotificationsRepository.on(db))
+    await apply(db, notifications, contact_shared(case_id), submitted(case_id))
+    assert await sender(db, Mailbox(refuse=True)).send_due() == 1
+    [row] = await deliveries(db, case_id)
+    assert (row.status, row.error_code, row.channel) == ("failed", "rejected", "email")
+    assert row.attempts == 1 and row.last_error == "rejected: no such mailbox"
+    async with db.unit_of_work() as uow:
+        alerts = (
+            await uow.session.execute(select(OpsAlert).where(OpsAlert.case_id == case_id))
+        ).scalars()
+        assert [alert.kind for alert in alerts] == ["notification_failed"]

@@ -156,6 +156,9 @@ class FakeNotificationsRepository:
         claimed = sorted(due, key=lambda d: d.next_attempt_at)[:limit]
         return [(d, self.contacts_by_case.get(d.case_id)) for d in claimed]
 
+    async def save_claimed(self, deliveries: Any) -> None:
+        """The claimed rows are these objects: what the sender changed on them is kept."""
+
     def add_alert(self, alert: OpsAlert) -> None:
         self.alerts.append(alert)
 

@@ -80,4 +80,5 @@ def build_sender(settings: NotificationsSettings, db: Database) -> Sender:
             case_url_template=settings.case_url_template,
             concurrency=settings.sender_concurrency,
         ),
+        repository=NotificationsRepository.on(db),
     )

@@ -23,7 +23,13 @@ from sqlalchemy.orm import aliased
 from sqlmodel import col
 
 from referrals_common.db import Database, UnitOfWork
-from referrals_common.native_sql import Autocommit, fetch_native, run_native
+from referrals_common.native_sql import (
+    REQUIRED,
+    Autocommit,
+    fetch_native,
+    native_statement,
+    run_native,
+)
 from referrals_notifications.models import (
     CaseContact,
     CaseSeen,
@@ -218,9 +224,29 @@ class NotificationsRepository:
         In the order of the case's history: a delivery waits while an earlier one of the same
         case to the same audience is still pending (being sent, waiting for the contact, or
         between retry rounds), so a claim holds at most one per case and audience, and the
-        patient never reads the outcome before "we received your case"."""
+        patient never reads the outcome before "we received your case".
+
+        With the engine's dialect (`on`) and a unit of work that has sent nothing yet, the claim
+        begins the unit of work's own transaction on asyncpg (`UnitOfWork.open_with`) and runs
+        there: the rows come back as objects outside any session, whose changes the sender
+        writes with `save_claimed`. Otherwise they are the session's, written by its flush."""
+        if self._dialect is not None and await self._uow.open_with(_BEGIN_CLAIM) is not None:
+            native = self.native
+            assert native is not None  # the transaction just begun
+            found = await _fetch_all(native, _CLAIM_DUE_ROWS, {"now": now, "limit": limit})
+            return [_claimed(row) for row in found]
         rows = await self.session.execute(_CLAIM_DUE, {"now": now, "limit": limit})
         return [(delivery, contact) for delivery, contact in rows.all()]
+
+    async def save_claimed(self, deliveries: Collection[Delivery]) -> None:
+        """What the sender changed on the deliveries `claim_due` gave (status, attempts,
+        channel, times, errors): one statement for all of them in the asyncpg transaction the
+        claim began; nothing to do for the session's rows (its flush writes them)."""
+        native = self.native
+        if native is None or not deliveries:
+            return
+        columns = [[getattr(delivery, name) for delivery in deliveries] for name in SENDERS]
+        await native.connection.execute(_SAVE_CLAIMED, *columns)
 
     def add_alert(self, alert: OpsAlert) -> None:
         self.session.add(alert)
@@ -291,6 +317,60 @@ def _claim_due() -> Any:
 
 # The sender's queries, built once too (it claims every `sender_interval_seconds`, busy or not).
 _CLAIM_DUE = _claim_due()
+_CONTACTS: Table = metadata.tables["case_contacts"]
+# The same claim as plain columns for asyncpg (deliveries' then the contact's), made objects by
+# `_claimed`.
+_CLAIM_DUE_ROWS = _CLAIM_DUE.with_only_columns(*_DELIVERIES.c, *_CONTACTS.c)
+_DELIVERY_COLUMNS = tuple(column.name for column in _DELIVERIES.c)
+_CONTACT_COLUMNS = tuple(column.name for column in _CONTACTS.c)
+# The claim's transaction is begun by a statement that does nothing (`open_with` sends it with
+# the BEGIN in one round trip and returns only its status; the claim's rows come next).
+_BEGIN_CLAIM = "select"
+
+SENDERS = (
+    "id",
+    "status",
+    "attempts",
+    "channel",
+    "sent_at",
+    "error_code",
+    "last_error",
+    "next_attempt_at",
+)
+"""The columns the sender changes on a claimed delivery (with its id), as `save_claimed` writes
+them."""
+# One statement for a batch's rows (was the session's flush of the rows it loaded).
+_SAVE_CLAIMED = """
+update deliveries d set status = r.status, attempts = r.attempts, channel = r.channel,
+    sent_at = r.sent_at, error_code = r.error_code, last_error = r.last_error,
+    next_attempt_at = r.next_attempt_at
+from unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::timestamptz[], $6::text[],
+            $7::text[], $8::timestamptz[])
+    as r(id, status, attempts, channel, sent_at, error_code, last_error, next_attempt_at)
+where d.id = r.id
+"""
+
+
+async def _fetch_all(executor: Autocommit, statement: Any, values: Mapping[str, Any]) -> list[Any]:
+    """Every row of `statement` with `values` on `executor`'s connection (`fetch_native` gives
+    the first): the values in the statement's order, converted as the dialect converts them,
+    the statement's own for its literals."""
+    sql, binds = native_statement(statement, executor.dialect)
+    arguments = []
+    for name, convert, own in binds:
+        value = values[name] if own is REQUIRED or name in values else own
+        arguments.append(value if convert is None else convert(value))
+    return list(await executor.connection.fetch(sql, *arguments))
+
+
+def _claimed(row: Any) -> tuple[Delivery, CaseContact | None]:
+    """A claimed row as asyncpg gives it: the delivery, and its case's contact if it has one."""
+    width = len(_DELIVERY_COLUMNS)
+    delivery = Delivery(**dict(zip(_DELIVERY_COLUMNS, row[:width], strict=True)))
+    contact = dict(zip(_CONTACT_COLUMNS, row[width:], strict=True))
+    if contact["case_id"] is None:  # outer-joined: the case has no contact yet
+        return delivery, None
+    return delivery, CaseContact(**contact)
 
 
 @cache

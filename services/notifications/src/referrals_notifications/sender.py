@@ -136,7 +136,8 @@ class Sender:
         """Claim up to `concurrency` due rows, send their messages at the same time, record
         every outcome, commit once."""
         # Its own transaction (a polling loop, no caller gives one): the claimed rows stay locked
-        # while their messages go out, and their outcomes commit together.
+        # while their messages go out, and their outcomes commit together (the rows' changes
+        # in one statement, `save_claimed`, after their events).
         async with self.db.unit_of_work() as uow:
             repo = self.repository(uow)
             # In the order of the case's history (see `NotificationsRepository.claim_due`).
@@ -171,6 +172,7 @@ class Sender:
                     await self._record(repo, uow, delivery, channel, outcome)
                 finally:
                     otel_context.detach(token)
+            await repo.save_claimed(deliveries)
             await uow.commit()
         for delivery in deliveries:
             self._accepted.pop(delivery.id, None)
