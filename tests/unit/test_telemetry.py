@@ -323,3 +323,53 @@ def test_the_platform_installs_the_quick_statements_instrumentation_not_its_own(
     AsyncPGInstrumentor()  # the library's singleton, made first
     quick = QuickStatementsInstrumentor(20.0)
     assert type(quick) is QuickStatementsInstrumentor and quick.min_ns == 20_000_000
+
+
+def test_the_viewers_spans_leave_out_the_tags_every_span_has_and_keep_the_rest():
+    """What the Zipkin exporter sends: each span's own attributes, which process made it, its
+    scope and status, as OpenTelemetry's encoder writes them, without the SDK's name, language
+    and version, the service's name (the span's local endpoint already) and the scope's
+    deprecated copy; long values whole."""
+    import json as json_module
+
+    from opentelemetry.exporter.zipkin.json import ZipkinExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import Status, StatusCode
+
+    from referrals_common.telemetry import lean_zipkin_encoder
+
+    memory = InMemorySpanExporter()
+    resource = Resource.create({"service.name": "partners", "referrals.role": "consumer"})
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    statement = "SELECT " + ", ".join(f"column_{i}" for i in range(40)) + " FROM routing_cases"
+    with provider.get_tracer("referrals_common.consumer").start_as_current_span(
+        "process referrals.cases.v1", attributes={"referrals.case_id": "c-1", "db.x": statement}
+    ) as span:
+        span.set_status(Status(StatusCode.ERROR, "boom"))
+    spans, stock = memory.get_finished_spans(), ZipkinExporter()
+    stock.local_node.service_name = "partners"  # as `export` sets it, from the resource
+    [old] = json_module.loads(stock.encoder.serialize(spans, stock.local_node))
+    lean = lean_zipkin_encoder(stock.encoder.max_tag_value_length)
+    [new] = json_module.loads(lean.serialize(spans, stock.local_node))
+
+    assert new["localEndpoint"] == old["localEndpoint"] == {"serviceName": "partners"}
+    left_out = {
+        "service.name",
+        "telemetry.sdk.name",
+        "telemetry.sdk.language",
+        "telemetry.sdk.version",
+        "otel.library.name",
+        "otel.library.version",
+        "otel.scope.version",  # empty
+    }
+    assert left_out <= set(old["tags"])
+    assert new["tags"] == {k: v for k, v in old["tags"].items() if k not in left_out}
+    assert new["tags"]["referrals.role"] == "consumer" and "service.instance.id" in new["tags"]
+    assert new["tags"]["otel.scope.name"] == "referrals_common.consumer"
+    assert new["tags"]["error"] == "boom" and new["tags"]["db.x"] == statement
+    assert {k: v for k, v in new.items() if k != "tags"} == {
+        k: v for k, v in old.items() if k != "tags"
+    }

@@ -374,6 +374,66 @@ def _exporter_choice() -> str:
     return "otlp" if endpoint else "none"
 
 
+CONSTANT_RESOURCE_TAGS = frozenset(
+    {"service.name", "telemetry.sdk.name", "telemetry.sdk.language", "telemetry.sdk.version"}
+)
+"""Resource attributes the Zipkin exporter is not to copy onto every span: the same on every span
+of every service but the name, which is the span's `localEndpoint.serviceName` already."""
+
+
+def lean_zipkin_encoder(max_tag_value_length: int | None = None) -> Any:
+    """Zipkin's JSON v2 encoder (OpenTelemetry's), whose spans' tags leave out what says nothing
+    of the span: the SDK's name, language and version and the service's name, copied from the
+    resource onto every span (`CONSTANT_RESOURCE_TAGS`), the instrumentation scope's deprecated
+    copy (`otel.library.name` and `.version`) and an empty scope version. The span's own
+    attributes, the other resource attributes (`service.instance.id`, `referrals.role`: which
+    process), the scope's name, the status and the dropped counts stay. About a third of a
+    span's bytes, which the viewer parses and keeps for every span: its CPU per span with them
+    gone, measured on a bench run's spans, 300 -> 263 us (median of 4 rounds of 2,048)."""
+    from opentelemetry.exporter.zipkin.encoder import _SCOPE_NAME_KEY, _SCOPE_VERSION_KEY
+    from opentelemetry.exporter.zipkin.json.v2 import JsonV2Encoder
+
+    class LeanJsonV2Encoder(JsonV2Encoder):
+        def __init__(self, max_tag_value_length: int | None) -> None:
+            # None: values whole, as the exporter makes its own encoder (its hint says int).
+            super().__init__(max_tag_value_length)  # type: ignore[arg-type]
+            self._resource_tags: tuple[Any, dict[str, str]] | None = None
+
+        def _extract_tags_from_span(self, span: Any) -> dict[str, str]:
+            tags: dict[str, str] = self._extract_tags_from_dict(span.attributes)
+            resource = span.resource
+            if resource is not None:
+                # One resource per process: its tags are worked out once, not per span.
+                if self._resource_tags is None or self._resource_tags[0] is not resource:
+                    kept = {
+                        k: v
+                        for k, v in resource.attributes.items()
+                        if k not in CONSTANT_RESOURCE_TAGS
+                    }
+                    self._resource_tags = (resource, self._extract_tags_from_dict(kept))
+                tags.update(self._resource_tags[1])
+            scope = span.instrumentation_scope
+            if scope is not None:
+                tags[_SCOPE_NAME_KEY] = scope.name
+                if scope.version:
+                    tags[_SCOPE_VERSION_KEY] = scope.version
+            status = span.status.status_code
+            if status is not StatusCode.UNSET:
+                tags["otel.status_code"] = status.name
+                if status is StatusCode.ERROR:
+                    tags["error"] = span.status.description or ""
+            for count, name in (
+                (span.dropped_attributes, "otel.dropped_attributes_count"),
+                (span.dropped_events, "otel.dropped_events_count"),
+                (span.dropped_links, "otel.dropped_links_count"),
+            ):
+                if count:
+                    tags[name] = str(count)
+            return tags
+
+    return LeanJsonV2Encoder(max_tag_value_length)
+
+
 def configure_telemetry(
     service_name: str,
     *,
@@ -408,6 +468,7 @@ def configure_telemetry(
         from opentelemetry.exporter.zipkin.json import ZipkinExporter
 
         exporter = ZipkinExporter()
+        exporter.encoder = lean_zipkin_encoder(exporter.encoder.max_tag_value_length)
     elif choice == "console":
         exporter = ConsoleSpanExporter()
     if exporter is not None:
