@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections import Counter
 
 import pytest
 
@@ -251,3 +252,18 @@ def test_short_lines_are_gathered_and_a_paragraph_stands_alone() -> None:
     chunks = [chunk for chunk, _ in language._chunks(text)]
     assert chunks[-1] == ENGLISH  # never glued to the Ukrainian lines before it
     assert chunks[0].startswith(heading)
+
+
+def test_has_letters_says_what_counting_them_says() -> None:
+    """It stops at the last letter it needs; the answer is counting's all the same."""
+    for text in ("", "12 345 !?", "a", "1a", "ab c", "Ще 12", "x" + "1" * 1000 + "yz"):
+        for at_least in (1, 2, 3, 4):
+            assert language.has_letters(text, at_least) == (
+                language.count_letters(text) >= at_least
+            )
+
+
+def test_identify_counts_the_characters_once_for_letters_and_noise() -> None:
+    """`not_text` with the counts `identify` made says what it says counting them itself."""
+    for text in ("Пацієнтка 1965 р.н. \x00\x01", "ab%%%%%%%%%%%", "Hello, world"):
+        assert language.not_text(text, Counter(text)) == language.not_text(text)

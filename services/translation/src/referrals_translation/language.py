@@ -60,7 +60,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from itertools import pairwise
+from itertools import islice, pairwise
 from typing import Any, Final
 
 SINGLE_SCRIPT: Final[Mapping[str, str]] = {
@@ -289,6 +289,12 @@ def count_letters(text: str) -> int:
     return sum(map(str.isalpha, text))
 
 
+def has_letters(text: str, at_least: int = 1) -> bool:
+    """Whether `text` has at least `at_least` letters: counting stops at the last one needed
+    (the first, by default), not at the end of a long text."""
+    return next(islice(filter(str.isalpha, text), at_least - 1, None), None) is not None
+
+
 def identify(
     text: str,
     *,
@@ -296,12 +302,14 @@ def identify(
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
 ) -> Identification:
     """The main language of `text`, its confidence and each language's share."""
-    letters = count_letters(text)
+    # One count of each character for the letters and for `not_text` (each read the whole text)
+    characters = Counter(text)
+    letters = sum(n for ch, n in characters.items() if ch.isalpha())
     if letters < min_letters:
         return _undetermined(
             letters, f"The text has {letters} letters; at least {min_letters} are needed."
         )
-    broken = not_text(text)
+    broken = not_text(text, characters)
     if broken is not None:
         return _undetermined(letters, broken, garbled=True)
     votes = _Votes.of(text)
@@ -332,10 +340,11 @@ def identify(
     )
 
 
-def not_text(text: str) -> str | None:
-    """Why `text` is no text at all (binary data decoded, symbols), or None when it may be."""
+def not_text(text: str, characters: Mapping[str, int] | None = None) -> str | None:
+    """Why `text` is no text at all (binary data decoded, symbols), or None when it may be.
+    `characters`: how often each character occurs in `text`, when the caller has counted."""
     junk = letters = symbols = 0
-    for ch, n in Counter(text).items():
+    for ch, n in (Counter(text) if characters is None else characters).items():
         kind = _kind(ch)
         if kind == "junk":
             junk += n
@@ -372,7 +381,7 @@ def letter_pair_score(text: str, language: str) -> float | None:
     About +0.2 for prose in its language and -0.5 to -1.5 for shuffled or random letters, over
     sentences and paragraphs of 120 letters or more (tests/unit/translation/test_langid_set.py).
     """
-    if language in PAIR_CHECK_SKIPPED or count_letters(text) < PAIR_CHECK_MIN_LETTERS:
+    if language in PAIR_CHECK_SKIPPED or not has_letters(text, PAIR_CHECK_MIN_LETTERS):
         return None  # (and when fewer letter pairs are in the language's script)
     pairs = _letter_pairs(language)
     if pairs is None:

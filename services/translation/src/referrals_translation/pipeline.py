@@ -54,7 +54,7 @@ def _read(path: Path, media_type: str, limits: Limits) -> Outcome:
         extracted = extraction.extract(path, media_type, limits)
         if extracted.imaging:
             return Outcome.imaging(pages=extracted.pages)
-        if language.count_letters(extracted.text) == 0:
+        if not language.has_letters(extracted.text):
             return _without_text(extracted, media_type)
         identified = _identify(extracted, limits)
         if identified.main_language is None and _worth_ocr(extracted, media_type):
