@@ -126,3 +126,53 @@ def test_with_its_launcher_gone_a_process_is_started_on_its_own(tmp_path: Path) 
     assert psutil.Process(pid).ppid() == os.getpid()  # spawned here, not forked by a launcher
     assert psutil.Process(pid).wait(timeout=60) == 0
     assert "usage" in (tmp_path / "alone.log").read_text()
+
+
+def _rss_mib(pid: int) -> float:
+    return float(psutil.Process(pid).memory_info().rss) / 2**20
+
+
+def test_idle_it_goes_lean_and_keeps_its_children_and_their_statuses(tmp_path: Path) -> None:
+    sock = tmp_path / "launcher.sock"
+    log = (tmp_path / "launcher.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devstack.launcher", str(sock)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "DEVSTACK_LAUNCHER_LEAN_AFTER": "2"},
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while not launcher.ready(sock):
+            assert proc.poll() is None, (tmp_path / "launcher.log").read_text()
+            assert time.monotonic() < deadline, "the launcher never answered"
+            time.sleep(0.3)
+        preloaded = _rss_mib(proc.pid)
+        ended, _ = _probe(tmp_path, sock, "ends_at_once", "raise SystemExit(3)\n", {})
+        sleeper, sleeper_log = _probe(
+            tmp_path, sock, "sleeps", "import time\nprint('up', flush=True)\ntime.sleep(600)\n", {}
+        )
+        # Idle for its 2 s: the same process, executed again without the libraries.
+        while "--lean" not in psutil.Process(proc.pid).cmdline():
+            assert time.monotonic() < deadline, "the launcher never went lean"
+            time.sleep(0.2)
+        assert launcher.ready(sock)
+        lean = _rss_mib(proc.pid)
+        assert lean < preloaded / 2, (preloaded, lean)
+        # What it kept: the status of a child that ended before, and its running children.
+        assert launcher.exit_code(sock, ended, timeout=30) == 3
+        assert psutil.Process(sleeper).ppid() == proc.pid
+        os.killpg(sleeper, signal.SIGTERM)
+        assert launcher.exit_code(sock, sleeper, timeout=30) == -signal.SIGTERM
+        assert "up" in Path(sleeper_log).read_text()
+        # A spawn now imports the libraries again first; the process runs as before.
+        code = "import gc, sys\nprint(gc.get_freeze_count() > 0, flush=True)\nsys.exit(4)\n"
+        again, again_log = _probe(tmp_path, sock, "after_lean", code, {})
+        assert launcher.exit_code(sock, again, timeout=60) == 4
+        assert Path(again_log).read_text().strip() == "True"
+        assert _rss_mib(proc.pid) > lean  # preloaded again, until it is idle once more
+        assert proc.poll() is None
+    finally:
+        stop_group(proc.pid, timeout=10)
+        log.close()

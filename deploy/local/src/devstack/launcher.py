@@ -24,6 +24,15 @@ user can enter): one JSON request per connection, one JSON answer:
 
 It reaps its children as they end and keeps their exit statuses (`exit`), so a stopped process
 does not linger as a zombie. `python -m devstack.launcher <socket>` runs it.
+
+Once the platform is started the launcher has nothing to do, and its preloaded libraries cost
+the platform ~40 MiB that no other process shares any more: each forked process, running, writes
+to most of the pages it was given (reference counts), which copies them, and the launcher's
+originals become its alone. So when no request has come for `LEAN_AFTER` seconds, the launcher
+executes itself again, lean: the same process (its pid, its children, its listening socket, the
+exit statuses it keeps), without the libraries. A later `spawn` (a process restarted) imports
+them again first, a second or two, and the launcher goes lean again once it is idle.
+`DEVSTACK_LAUNCHER_LEAN_AFTER` sets the seconds (0: never).
 """
 
 from __future__ import annotations
@@ -102,11 +111,14 @@ PRELOAD: Final = (
 """What the service processes import anyway; nothing that starts a thread or reads a secret at
 import (`preload` refuses threads)."""
 
+LEAN_AFTER: Final = float(os.environ.get("DEVSTACK_LAUNCHER_LEAN_AFTER", "15"))
+"""Idle seconds after which a launcher holding its preloaded libraries executes itself lean."""
 MAX_REQUEST: Final = 1 << 20
 EXITED_KEPT: Final = 256
 """Exit statuses kept for `exit` questions (the oldest are forgotten first)."""
 
 _exited: dict[int, int] = {}
+_preloaded = False
 
 
 class LauncherError(RuntimeError):
@@ -250,6 +262,8 @@ def _handle(conn: socket.socket, server: socket.socket) -> None:
         return
     spec = message["spawn"]
     module, args = _module_of(list(spec["argv"]))
+    if not _preloaded:  # lean since the last spawns: what the process will import, first
+        preload()
     pid = os.fork()
     if pid == 0:
         conn.close()
@@ -260,19 +274,17 @@ def _handle(conn: socket.socket, server: socket.socket) -> None:
 
 def preload() -> None:
     """Import what every process imports, then freeze it (see the module doc)."""
+    global _preloaded
     for name in PRELOAD:
         importlib.import_module(name)
     gc.collect()
     gc.freeze()
     if threading.active_count() != 1:  # a fork copies no thread: none may exist here
         raise RuntimeError("a preloaded library started a thread; the launcher cannot fork")
+    _preloaded = True
 
 
-def serve(sock: Path) -> None:
-    """Preload, then answer requests on `sock` until SIGTERM."""
-    preload()
-    signal.signal(signal.SIGCHLD, _reap)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+def _listen(sock: Path) -> socket.socket:
     with contextlib.suppress(FileNotFoundError):
         sock.unlink()
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -282,9 +294,41 @@ def serve(sock: Path) -> None:
     finally:
         os.umask(old)
     server.listen(16)
-    print(f"launcher ready on {sock} ({len(sys.modules)} modules preloaded)", flush=True)
+    return server
+
+
+def _go_lean(sock: Path, server: socket.socket) -> None:
+    """Execute this program again in this process, without the libraries (module doc): the
+    listening socket and the kept exit statuses are handed on, the children stay its own."""
+    _reap()
+    os.set_inheritable(server.fileno(), True)
+    sys.stdout.flush()
+    argv = [sys.executable, "-m", "devstack.launcher", str(sock), "--lean", str(server.fileno())]
+    os.execv(sys.executable, [*argv, json.dumps(_exited)])  # noqa: S606 (this program itself)
+
+
+def serve(sock: Path, lean: tuple[int, dict[int, int]] | None = None) -> None:
+    """Preload, then answer requests on `sock` until SIGTERM; `lean`: (the listening socket's
+    descriptor, the exit statuses kept) handed on by `_go_lean`, nothing preloaded."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    if lean is None:
+        preload()
+        server = _listen(sock)
+        print(f"launcher ready on {sock} ({len(sys.modules)} modules preloaded)", flush=True)
+    else:
+        fd, exited = lean
+        _exited.update(exited)
+        server = socket.socket(fileno=fd)
+        os.set_inheritable(fd, False)
+        print(f"launcher lean on {sock} ({len(sys.modules)} modules)", flush=True)
+    signal.signal(signal.SIGCHLD, _reap)
+    _reap()  # children that ended while this program was being executed again
     while True:
-        conn, _ = server.accept()
+        server.settimeout(LEAN_AFTER if _preloaded and LEAN_AFTER > 0 else None)
+        try:
+            conn, _ = server.accept()
+        except TimeoutError:
+            _go_lean(sock, server)  # never returns
         with conn:
             conn.settimeout(10)
             try:
@@ -296,6 +340,10 @@ def serve(sock: Path) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
+    if len(sys.argv) == 5 and sys.argv[2] == "--lean":
+        kept = {int(pid): code for pid, code in json.loads(sys.argv[4]).items()}
+        serve(Path(sys.argv[1]), lean=(int(sys.argv[3]), kept))
+    elif len(sys.argv) == 2:
+        serve(Path(sys.argv[1]))
+    else:
         raise SystemExit("usage: python -m devstack.launcher <socket>")
-    serve(Path(sys.argv[1]))
