@@ -22,7 +22,7 @@ from referrals_partners.models import CaseDocument, Referral, RoutingCase, Webho
 from referrals_partners.repository import PartnersRepository
 from referrals_partners.scheduler import WebhookSender, anything_due, run_scheduler
 
-from .conftest import document_stored
+from .conftest import document_stored, ready
 
 pytestmark = pytest.mark.integration
 
@@ -194,3 +194,35 @@ async def test_a_consumers_document_stored_is_one_statement_in_the_inbox_transac
     assert case is not None and (case.status, case.attempts, case.opinion_round) == ("new", 0, 1)
     assert [(d.case_id, d.kind) for d in docs] == [(case_id, "pathology_report")]
     assert isinstance(docs[0], CaseDocument)
+
+
+async def test_a_ready_case_is_locked_with_its_referrals_in_one_statement(make_runtime):
+    """`case.ready_for_referral`: the case's lock and its referrals (whether one is open, which
+    centers were tried) are one statement, not two; the case is offered as before."""
+    rt = await make_runtime()
+    case_id = uuid.uuid4()
+    stored = document_stored(case_id)
+    async with rt.db.unit_of_work() as uow:
+        assert await uow.inbox.record("partners.routing", stored.id, stored.type)
+        await rt.partners.on_document_stored(uow, stored.data)
+        await uow.commit()
+    ready_event = ready(case_id, [stored.data.document_id])
+    with statements_sent(rt.db) as orm:
+        async with rt.db.unit_of_work() as uow:
+            assert await uow.inbox.record("partners.routing", ready_event.id, ready_event.type)
+            await rt.partners.on_case_ready(uow, ready_event.data)
+            await uow.commit()
+    first = " ".join(orm[0].split())
+    assert "FROM routing_cases LEFT OUTER JOIN referrals" in first
+    assert first.endswith("FOR UPDATE OF routing_cases")
+    assert not any(s.startswith("SELECT referrals.") for s in orm)  # no read of them alone
+    again = ready(case_id, [stored.data.document_id])  # intake says it again: the offer is open
+    async with rt.db.unit_of_work() as uow:
+        assert await uow.inbox.record("partners.routing", again.id, again.type)
+        await rt.partners.on_case_ready(uow, again.data)
+        await uow.commit()
+    async with rt.db.unit_of_work() as uow:
+        case = await uow.session.get(RoutingCase, case_id)
+        offers = await PartnersRepository(uow.session).referrals_of_case(case_id)
+    assert case is not None and case.status == "offered"
+    assert [(r.attempt, r.status) for r in offers] == [(1, "offered")]

@@ -94,6 +94,22 @@ class PartnersRepository:
         assert case is not None
         return case
 
+    async def lock_case_with_referrals(self, case_id: UUID) -> tuple[RoutingCase, list[Referral]]:
+        """`lock_case` and `referrals_of_case` in one round trip for a case that has its row:
+        the case locked until the transaction ends, as the database has it, and its referrals
+        in attempt order (outer-joined: none is a row of the case alone). A case seen for the
+        first time is made as `lock_case` makes it, with no referrals."""
+        rows = (
+            await self.session.execute(
+                _CASE_WITH_REFERRALS,
+                {"case_id": case_id},
+                execution_options={"populate_existing": True},
+            )
+        ).all()
+        if not rows:
+            return await self.lock_case(case_id), []
+        return rows[0][0], [referral for _, referral in rows if referral is not None]
+
     async def case_unless_locked(self, case_id: UUID) -> RoutingCase | None:
         """The case's row locked for this transaction, or None if another scheduler or an API
         call holds it (SKIP LOCKED: that case is handled next round)."""
@@ -636,6 +652,13 @@ _REFERRALS_OF_CASE = (
     select(Referral)
     .where(col(Referral.case_id) == bindparam("case_id"))
     .order_by(col(Referral.attempt))
+)
+_CASE_WITH_REFERRALS = (
+    select(RoutingCase, Referral)
+    .outerjoin(Referral, col(Referral.case_id) == col(RoutingCase.case_id))
+    .where(col(RoutingCase.case_id) == bindparam("case_id"))
+    .order_by(col(Referral.attempt))
+    .with_for_update(of=RoutingCase)
 )
 _DOCUMENTS = select(CaseDocument).where(
     col(CaseDocument.document_id).in_(bindparam("ids", expanding=True))

@@ -224,15 +224,14 @@ class Partners:
 
     async def on_case_ready(self, uow: UnitOfWork, ready: CaseReadyForReferral) -> None:
         repo = self.repo(uow)
-        case = await repo.lock_case(ready.case_id)
+        # The case locked and every referral of it in one query: whether one is open, and (for
+        # routing) the centers tried before.
+        case, earlier = await repo.lock_case_with_referrals(ready.case_id)
         if case.status in FINAL_CASE:
             log.info("case %s is %s: ready_for_referral ignored", case.case_id, case.status)
             return
         case.request = ready.model_dump(mode="json")
         case.updated_at = self.clock()
-        # Every referral of the case in one query: whether one is open, and (for routing) the
-        # centers tried before.
-        earlier = await repo.referrals_of_case(case.case_id)
         current = next((r for r in earlier if r.status in OPEN), None)
         if current is not None:
             log.info("case %s already has open referral %s", case.case_id, current.id)
