@@ -28,6 +28,7 @@ from referrals_intake.lifecycle import (
     CROSS_BORDER_CONSENT_MISSING,
     EVIDENCE_MISSING,
     PROCESSING_CONSENT_MISSING,
+    DocumentState,
     IllegalTransition,
 )
 from referrals_intake.models import (
@@ -40,7 +41,7 @@ from referrals_intake.models import (
     TimelineEntry,
     utcnow,
 )
-from referrals_intake.repository import CaseRepository
+from referrals_intake.repository import FOLLOWING_STATES, CaseRepository, DocumentFact
 from referrals_intake.schemas import CaseCreate, CaseUpdate
 from referrals_intake.service import (
     CaseNotEditable,
@@ -71,6 +72,7 @@ class FakeCaseRepository:
         self.audit_rows: list[AccessAudit] = []
         self.claimed_keys: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.flushes = 0
+        self.saves = 0
         self.timeline_reads = 0
 
     def add(self, row: object) -> None:
@@ -142,6 +144,32 @@ class FakeCaseRepository:
 
     async def documents(self, case_id: UUID, *, for_update: bool = False) -> list[CaseDocument]:
         return [d for d in self.document_rows if d.case_id == case_id]
+
+    async def submission(
+        self, case_id: UUID
+    ) -> tuple[Case, dict[str, CaseConsent], list[DocumentState]] | None:
+        case = self.cases.get(case_id)
+        if case is None:
+            return None
+        return case, await self.consents(case_id), await self.document_states(case_id)
+
+    async def locked_case(self, case_id: UUID) -> Case | None:
+        return self.cases.get(case_id)
+
+    async def keep_document_fact(
+        self, case_id: UUID, document_id: UUID, facts: dict[str, Any]
+    ) -> DocumentFact:
+        case = self.cases.get(case_id)
+        if case is None:
+            return DocumentFact(None)
+        if not await self.keep_document_facts(case_id, document_id, facts):
+            return DocumentFact(case)
+        if case.status not in FOLLOWING_STATES:
+            return DocumentFact(case, kept=True)
+        return DocumentFact(case, True, await self.documents(case_id), await self.consents(case_id))
+
+    async def save(self, case: Case) -> None:
+        self.saves += 1
 
     # The real mapping from rows to states, over this fake's `documents`.
     document_states = CaseRepository.document_states

@@ -25,6 +25,7 @@ from referrals_intake.case_events import CaseEventHub
 from referrals_intake.clients import Client
 from referrals_intake.config import IntakeSettings
 from referrals_intake.models import AccessAudit
+from referrals_intake.repository import CaseRepository
 from referrals_intake.service import Intake
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ def build_runtime(settings: IntakeSettings) -> Runtime:
             follow_up_max_questions=settings.follow_up_max_questions,
             follow_up_window=timedelta(days=settings.follow_up_window_days),
             max_opinions=settings.max_opinions,
+            repository=CaseRepository.on(db),
             contact_box=SealedBox(public_key_b64=settings.notifications_public_key)
             if settings.notifications_public_key
             else None,

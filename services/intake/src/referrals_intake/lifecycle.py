@@ -132,6 +132,9 @@ class DocumentState:
     check: str  # pending | accepted | translation_required | unreadable
     translation_of: str | None
     language: str | None = None
+    acceptable_languages: list[str] | None = None
+    """For `translation_required`: the languages a translation may be in."""
+    unreadable_reason: str | None = None
 
 
 def current_documents(docs: Iterable[DocumentState]) -> list[DocumentState]:

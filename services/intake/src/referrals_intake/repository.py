@@ -5,6 +5,7 @@ subscriptions and their delivery logs (`webhooks.py`'s use cases)."""
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -13,12 +14,20 @@ from typing import Any, TypeVar, cast
 from uuid import UUID, uuid4
 
 from sqlalchemy import Table, bindparam, exists, literal_column, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import configure_mappers
+from sqlalchemy.orm.instrumentation import manager_of_class
+from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.dml import ReturningInsert
+from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
+from sqlalchemy.sql.selectable import Select
 from sqlmodel import SQLModel, col
 
 from referrals_common.api.pagination import Position, after
+from referrals_common.db import Database, UnitOfWork
 from referrals_common.native_sql import Autocommit, fetch_native, run_native
 from referrals_common.tables import access_audit_values
 from referrals_intake.lifecycle import DocumentState
@@ -48,6 +57,8 @@ def document_state(d: CaseDocument) -> DocumentState:
         d.check,
         str(d.translation_of) if d.translation_of else None,
         d.language,
+        d.acceptable_languages,
+        d.unreadable_reason,
     )
 
 
@@ -157,12 +168,166 @@ def _parts(row: Any) -> CaseParts:
     )
 
 
-class CaseRepository:
-    """Intake's queries on one session: rows are added and changed in the caller's transaction,
-    never committed here."""
+@dataclass(frozen=True)
+class DocumentFact:
+    """What `CaseRepository.keep_document_fact` found and did: the case (locked; None: there is
+    no such case, nothing kept), whether the fact was kept (False: the document is another
+    case's), and, for a case that follows its documents (submitted, action required), all of
+    its documents as they are now (oldest first) and its consents by kind."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    case: Case | None
+    kept: bool = False
+    documents: list[CaseDocument] | None = None
+    consents: dict[str, CaseConsent] | None = None
+
+
+FOLLOWING_STATES = ("submitted", "action_required")
+"""The states in which a case moves on what its documents say (`Intake.on_document`)."""
+
+
+class CaseRepository:
+    """Intake's queries on one unit of work (or one session): rows are added and changed in the
+    caller's transaction, never committed here.
+
+    Made on a consumer's unit of work that runs its own transaction on asyncpg
+    (`UnitOfWork.native`, begun with the inbox row) and given the engine's dialect (`on`), the
+    hottest event handlers' statements go through asyncpg itself (`referrals_common.native_sql`)
+    and no ORM session is made for them: `locked_case` and `keep_document_fact` then answer the
+    case as a row outside any session, whose changes and timeline entries `save` writes in one
+    statement. Otherwise everything goes through the session, as the API's requests do."""
+
+    def __init__(self, source: AsyncSession | UnitOfWork, dialect: Dialect | None = None) -> None:
+        self._source = source
+        self._dialect = dialect
+        # Cases read through asyncpg (outside the session) by id: the row and its values as
+        # read; and the timeline entries added for them, which `save` writes.
+        self._read: dict[UUID, tuple[Case, dict[str, Any]]] = {}
+        self._entries: list[TimelineEntry] = []
+        # The transaction they were read in, which `save` writes them in (the session, if it
+        # is made meanwhile, runs in it too).
+        self._read_on: Autocommit | None = None
+
+    @classmethod
+    def on(cls, db: Database) -> RepositoryFactory:
+        """The repositories of `db`'s units of work, a consumer's hottest statements through
+        asyncpg itself (see the class doc)."""
+        return functools.partial(cls, dialect=db.engine.dialect)
+
+    @property
+    def session(self) -> AsyncSession:
+        """The session (the unit of work's, made now if it has none yet)."""
+        source = self._source
+        return source if isinstance(source, AsyncSession) else source.session
+
+    @property
+    def native(self) -> Autocommit | None:
+        """The unit of work's own transaction on asyncpg, if it opened one and this repository
+        may use it (it has the engine's dialect)."""
+        source = self._source
+        if isinstance(source, AsyncSession) or self._dialect is None:
+            return None
+        # Once the unit of work has its session (an earlier event of its batch, or this one,
+        # asked for it), the session may hold a case it read, perhaps changed and not written
+        # yet: from then on its events' statements go through the session too, which sees
+        # them, and nothing read before is read again beside it.
+        if getattr(source, "_session", None) is not None or source.native is None:
+            return None
+        return Autocommit(source.native, self._dialect)
+
+    def _track(self, values: Mapping[str, Any], native: Autocommit) -> Case:
+        """The case row `values` (by column), read on `native`, as a `Case` outside any
+        session, whose changes `save` writes there."""
+        self._read_on = native
+        configure_mappers()  # at once when done: the ORM may not have run in this process yet
+        case: Case = manager_of_class(Case).new_instance()
+        case.__dict__.update(values)
+        self._read[case.id] = (case, _as_read(values))
+        return case
+
+    async def locked_case(self, case_id: UUID) -> Case | None:
+        """The case, locked for the rest of the transaction (it is to change): through asyncpg
+        when the unit of work runs its own transaction there (a row outside the session: `save`
+        writes what changes on it), else the session's `get(..., for_update=True)`."""
+        native = self.native
+        if native is None:
+            return await self.get(case_id, for_update=True)
+        row = await fetch_native(native, _LOCKED_CASE_ROW, {"case_id": case_id})
+        return None if row is None else self._track(dict(row.items()), native)
+
+    async def keep_document_fact(
+        self, case_id: UUID, document_id: UUID, facts: Mapping[str, Any]
+    ) -> DocumentFact:
+        """Lock the case, keep `facts` (columns' new values) on its document's row (made now
+        when it is not there, its other columns their defaults; never another case's), and for
+        a case that follows its documents read them all and its consents: in one statement
+        through asyncpg when the unit of work runs its own transaction there, else through the
+        session."""
+        native = self.native
+        if native is None:
+            case = await self.get(case_id, for_update=True)
+            if case is None:
+                return DocumentFact(None)
+            if not await self.keep_document_facts(case_id, document_id, facts):
+                return DocumentFact(case)
+            if case.status not in FOLLOWING_STATES:
+                return DocumentFact(case, kept=True)
+            # populate_existing: the document's row as the upsert left it.
+            documents = list(
+                (
+                    await self.session.execute(
+                        _DOCUMENTS_OF.execution_options(populate_existing=True),
+                        {"case_id": case_id},
+                    )
+                ).scalars()
+            )
+            return DocumentFact(case, True, documents, await self.consents(case_id))
+        now = utcnow()
+        values = {
+            "document_id": document_id,
+            "case_id": case_id,
+            "created_at": now,
+            "updated_at": now,
+            **facts,
+        }
+        row = await fetch_native(native, _document_fact(tuple(sorted(facts))), values)
+        if row is None:
+            return DocumentFact(None)
+        case = self._track({c: row[c] for c in _CASE_COLUMN_NAMES}, native)
+        kept = row["fact_kept"]
+        if kept is None or case.status not in FOLLOWING_STATES:
+            return DocumentFact(case, kept=kept is not None)
+        # The statement's reads see the case's documents as they were before its upsert: the
+        # kept row takes its old row's place (or joins them), oldest first.
+        documents = [
+            d for d in _rows(CaseDocument, row["fact_documents"]) if d.document_id != document_id
+        ]
+        documents.append(_detached(CaseDocument, dict(kept.items())))
+        documents.sort(key=lambda d: d.created_at)
+        consents = {c.kind: c for c in _rows(CaseConsent, row["fact_consents"])}
+        return DocumentFact(case, True, documents, consents)
+
+    async def save(self, case: Case) -> None:
+        """Write what changed on `case` and the timeline entries added for it, in one statement,
+        when `locked_case` or `keep_document_fact` read it through asyncpg; nothing to do for a
+        case of the session (its flush writes it)."""
+        read = self._read.get(case.id)
+        if read is None or read[0] is not case:
+            return
+        native = self._read_on
+        assert native is not None  # set with `_read`
+        before = read[1]
+        now = case.__dict__
+        changed = tuple(c for c in _CASE_COLUMN_NAMES if c != "id" and now[c] != before[c])
+        entries = [e for e in self._entries if e.case_id == case.id]
+        self._entries = [e for e in self._entries if e.case_id != case.id]
+        if not changed and not entries:
+            return
+        values: dict[str, Any] = {"case_id": case.id}
+        values.update({f"case_{c}": now[c] for c in changed})
+        for i, entry in enumerate(entries):
+            values.update({f"entry{i}_{c.key}": getattr(entry, c.key) for c in _ENTRY_COLUMNS})
+        await run_native(native, _saved(changed, len(entries)), values, returns=False)
+        self._read[case.id] = (case, _as_read(now))
 
     async def get(self, case_id: UUID, *, for_update: bool = False) -> Case | None:
         """The case, locked for the rest of the transaction when it is to change: a case's
@@ -222,6 +387,11 @@ class CaseRepository:
         return [(str(status), int(n), float(age)) for status, n, age in rows.all()]
 
     def add(self, row: object) -> None:
+        """Add `row` to what the transaction writes: a timeline entry of a case read through
+        asyncpg is written by `save` with the case, anything else by the session's flush."""
+        if isinstance(row, TimelineEntry) and row.case_id in self._read:
+            self._entries.append(row)
+            return
         self.session.add(row)
 
     async def insert_opened(
@@ -244,9 +414,13 @@ class CaseRepository:
         """When the case entered the state it is in: its last timeline entry's time, this
         transaction's own (added, not flushed yet) or the last stored one (one indexed row);
         None when it never moved (it counts from its creation)."""
-        pending = [
-            e.at for e in self.session.new if isinstance(e, TimelineEntry) and e.case_id == case_id
-        ]
+        pending = [e.at for e in self._entries if e.case_id == case_id]
+        if case_id not in self._read:
+            pending += [
+                e.at
+                for e in self.session.new
+                if isinstance(e, TimelineEntry) and e.case_id == case_id
+            ]
         if pending:
             return max(pending)
         return await self.session.scalar(
@@ -263,6 +437,22 @@ class CaseRepository:
         await self.session.flush()
         values = {"case_id": case_id, **_audit_values(audited)}
         return _parts((await self.session.execute(_CASE_VIEW, values)).mappings().one())
+
+    async def submission(
+        self, case_id: UUID
+    ) -> tuple[Case, dict[str, CaseConsent], list[DocumentState]] | None:
+        """The case, locked for the rest of the transaction (it is to change), with its consents
+        by kind and its documents' states (oldest first), in one statement; None when there is
+        no such case."""
+        row = (await self.session.execute(_SUBMISSION, {"case_id": case_id})).first()
+        if row is None:
+            return None
+        case, consents, documents = row
+        return (
+            case,
+            {c.kind: c for c in _rows(CaseConsent, consents)},
+            [document_state(d) for d in _rows(CaseDocument, documents)],
+        )
 
     async def consents(self, case_id: UUID) -> dict[str, CaseConsent]:
         rows = await self.session.execute(_CONSENTS_OF, {"case_id": case_id})
@@ -472,8 +662,104 @@ def _keep_document(facts: tuple[str, ...]) -> ReturningInsert[Any]:
     ).returning(literal_column("1"))
 
 
+_SUBMISSION: Select[Case, Any, Any] = (
+    select(
+        Case,
+        # Each a row of its table's composite type (`_rows`), as in `_CASE_VIEW`.
+        literal_column("array(select k from case_consents k where k.case_id = cases.id)").label(
+            "submission_consents"
+        ),
+        literal_column(
+            "array(select d from case_documents d where d.case_id = cases.id order by d.created_at)"
+        ).label("submission_documents"),
+    )
+    .where(col(Case.id) == bindparam("case_id"))
+    .with_for_update(of=Case)
+)
+"""`CaseRepository.submission`'s statement, built once."""
+
 _Row = TypeVar("_Row", bound=SQLModel)
 _CASE_COLUMN_NAMES = tuple(c.name for c in _CASES.columns)
+_LOCKED_CASE_ROW = select(_CASES).where(_CASES.c.id == bindparam("case_id")).with_for_update()
+"""`CaseRepository.locked_case`'s statement through asyncpg: the row's columns by name."""
+
+
+_CASE_JSON_COLUMNS = tuple(c.name for c in _CASES.columns if isinstance(c.type, JSONB))
+
+
+def _as_read(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A case row's values as `save` compares them later: its JSON copied, so that a list or
+    object changed in place counts as changed."""
+    read = {c: values[c] for c in _CASE_COLUMN_NAMES}
+    for c in _CASE_JSON_COLUMNS:
+        read[c] = copy.deepcopy(read[c])
+    return read
+
+
+@functools.lru_cache(maxsize=16)
+def _document_fact(facts: tuple[str, ...]) -> TextClause:
+    """`CaseRepository.keep_document_fact`'s statement for the columns `facts`, built once: the
+    case locked, the fact kept on its document's row (never another case's: no row returned
+    then), and for a case that follows its documents, them all and its consents, each a row of
+    its table's composite type."""
+    given = ("document_id", "created_at", "updated_at", *facts)
+    # A new row's other columns with a default of the model's (`check` pending, not `stored`),
+    # as the ORM's and Core's inserts give them; the rest null.
+    defaults = {
+        c.name: c.default.arg
+        for c in _DOCUMENTS.columns
+        if c.name not in given and c.name != "case_id"
+        if isinstance(c.default, ScalarElementColumnDefault)
+    }
+    given = (*given, *defaults)
+    # Names and types of the table's own columns (`_DOCUMENTS.c[n]`: a KeyError for any other
+    # name), and the states' constants: nothing of a request or an event is written in.
+    columns = ", ".join(f'"{_DOCUMENTS.c[n].name}"' for n in ("case_id", *given))
+    # Each value a parameter of its column's type (the dialect writes its cast: `$2::UUID`).
+    params = ", ".join(f":{n}" for n in given)
+    changes = ", ".join(f'"{n}" = excluded."{n}"' for n in (*facts, "updated_at"))
+    following = ", ".join(f"'{s}'" for s in FOLLOWING_STATES)
+    return text(
+        "with fact_case as (select * from cases where id = :case_id for update),"  # noqa: S608
+        f" fact_kept as (insert into case_documents as d ({columns})"
+        f" select c.id, {params} from fact_case c"
+        f" on conflict (document_id) do update set {changes}"
+        "  where d.case_id = excluded.case_id"
+        "  returning d)"
+        " select c.*, (select k.d from fact_kept k) as fact_kept,"
+        f" case when c.status in ({following}) then array(select x from case_documents x"
+        "  where x.case_id = c.id order by x.created_at) end as fact_documents,"
+        f" case when c.status in ({following}) then array(select k from case_consents k"
+        "  where k.case_id = c.id) end as fact_consents"
+        " from fact_case c"
+    ).bindparams(
+        bindparam("case_id", type_=_CASES.c.id.type),
+        *(bindparam(n, type_=_DOCUMENTS.c[n].type) for n in given if n not in defaults),
+        *(bindparam(n, value, type_=_DOCUMENTS.c[n].type) for n, value in defaults.items()),
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def _saved(changed: tuple[str, ...], entries: int) -> ClauseElement:
+    """`CaseRepository.save`'s statement for the case's `changed` columns and its `entries` new
+    timeline entries (in their order), built once: the entries inserted by the statement, the
+    case's row updated in a data-modifying CTE (or alone)."""
+    moved = (
+        update(_CASES)
+        .where(_CASES.c.id == bindparam("case_id", type_=_CASES.c.id.type))
+        .values({c: bindparam(f"case_{c}", type_=_CASES.c[c].type) for c in changed})
+    )
+    if not entries:
+        return moved
+    added = insert(_TIMELINE).values(
+        [
+            {c.key: bindparam(f"entry{i}_{c.key}", type_=c.type) for c in _ENTRY_COLUMNS}
+            for i in range(entries)
+        ]
+    )
+    return added.add_cte(moved.cte("moved")) if changed else added
+
+
 _CASE_VIEW = text(
     # The reader's audit row, when one is given and the case exists: a data-modifying CTE runs
     # whether or not the query reads it.
@@ -501,9 +787,9 @@ _CASE_VIEW = text(
 statement (`case_view`, `CaseRepository.parts`)."""
 
 
-RepositoryFactory = Callable[[AsyncSession], CaseRepository]
-"""How a use case gets its repository from its unit of work's session: `CaseRepository`
-itself, or (a unit test) a function answering an in-memory fake."""
+RepositoryFactory = Callable[[AsyncSession | UnitOfWork], CaseRepository]
+"""How a use case gets its repository from its unit of work (or its session): `CaseRepository`
+itself (or `CaseRepository.on`'s), or (a unit test) a function answering an in-memory fake."""
 
 
 class WebhookRepository:

@@ -10,6 +10,7 @@ queries go through the repository `Intake.repository` makes on the unit of work'
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
@@ -50,6 +51,7 @@ from referrals_intake.lifecycle import DocumentState, IllegalTransition
 from referrals_intake.models import (
     AccessAudit,
     Case,
+    CaseConsent,
     CaseDocument,
     FollowUpQuestion,
     InformationRequest,
@@ -187,11 +189,12 @@ class Intake:
     max_opinions: int = 3
     """Opinions a case may get: the first, then further ones (seed 003)."""
     repository: RepositoryFactory = CaseRepository
-    """Makes the use cases' repository on their unit of work's session (a unit test passes an
+    """Makes the use cases' repository on their unit of work (`CaseRepository.on` the
+    database's: a consumer's hottest statements through asyncpg; a unit test passes an
     in-memory fake's factory)."""
 
     def _repo(self, uow: UnitOfWork) -> CaseRepository:
-        return self.repository(uow.session)
+        return self.repository(uow)
 
     # ------------------------------------------------------------------ personal data at rest
 
@@ -310,11 +313,13 @@ class Intake:
     async def submit_case(self, uow: UnitOfWork, case_id: UUID) -> Case:
         """Submit a draft that has evidence of the diagnosis and the consents it needs."""
         repo = self._repo(uow)
-        case = await _locked(repo, case_id)
+        # The case locked with its consents and documents: one statement.
+        found = await repo.submission(case_id)
+        if found is None:
+            raise CaseNotFound(str(case_id))
+        case, consents, docs = found
         if case.status != CaseStatus.DRAFT:
             raise IllegalTransition(CaseStatus(case.status), R.PATIENT_SUBMITTED)
-        consents = await repo.consents(case_id)
-        docs = await repo.document_states(case_id)
         contact = self.unseal(case).get("contact") or {}
         # Every step is told to the patient: by e-mail, SMS, or the front end's webhook (whose
         # row is read only for a case with neither address).
@@ -352,7 +357,7 @@ class Intake:
         if (shared := self._contact_shared(case)) is not None:
             events.append(shared)
         await _move(uow, repo, case, R.PATIENT_SUBMITTED, queue=events)
-        await self._follow_documents(uow, case, docs, queue=events)
+        await self._follow_documents(uow, repo, case, docs, queue=events, consents=consents)
         await uow.outbox.add_all(events)
         return case
 
@@ -470,53 +475,41 @@ class Intake:
         arrive before the document's `stored` event: either creates the row.
         """
         repo = self._repo(uow)
-        case = await repo.get(case_id, for_update=True)
+        # The case locked, the fact kept on the document's row (made or changed, never another
+        # case's) and, for a case that moves on what all of its documents say (submitted,
+        # action required), them all as they are now and its consents: one statement, nothing
+        # read again (a draft's documents are judged at its submit).
+        fact = await repo.keep_document_fact(case_id, document_id, facts)
+        case = fact.case
         if case is None:
             log.warning("document %s of unknown case %s ignored", document_id, case_id)
             return
-        # A submitted case moves on what all of its documents say: they are read (and locked)
-        # in one statement, this one among them, and judged as changed here (not read again).
-        following = case.status in (CaseStatus.SUBMITTED, CaseStatus.ACTION_REQUIRED)
-        if not following:
-            # Nothing is judged (a draft's documents are at its submit): the fact is kept in
-            # one statement, the document's row made or changed, never another case's.
-            if not await repo.keep_document_facts(case_id, document_id, facts):
-                log.error("document %s belongs to another case than %s", document_id, case_id)
+        if not fact.kept:
+            log.error("document %s belongs to another case than %s", document_id, case_id)
             return
-        docs = await repo.documents(case_id, for_update=True)
-        doc = next((d for d in docs if d.document_id == document_id), None)
-        if doc is None:
-            doc = await repo.document(document_id)
-            if doc is None:
-                doc = CaseDocument(document_id=document_id, case_id=case_id)
-                repo.add(doc)
-                docs.append(doc)
-            elif doc.case_id != case_id:
-                log.error(
-                    "document %s belongs to case %s, not %s", document_id, doc.case_id, case_id
-                )
-                return
-        for name, value in facts.items():
-            setattr(doc, name, value)
-        doc.updated_at = utcnow()
-        await repo.flush()
-        if following:
-            await self._follow_documents(uow, case, [document_state(d) for d in docs])
+        if fact.documents is None:
+            return
+        await self._follow_documents(
+            uow, repo, case, [document_state(d) for d in fact.documents], consents=fact.consents
+        )
+        await repo.save(case)
 
     async def _follow_documents(
         self,
         uow: UnitOfWork,
+        repo: CaseRepository,
         case: Case,
         docs: list[DocumentState],
         *,
         queue: list[CloudEvent[Any]] | None = None,
+        consents: Mapping[str, CaseConsent] | None = None,
     ) -> None:
-        """Move a submitted case when its documents (`docs`, as they are now: the caller read
-        them) say so (ready, or action required). Its events go to the outbox in one statement,
-        or onto `queue`, which the caller writes."""
+        """Move a submitted case when its documents (`docs`, all of them as they are now: the
+        caller read them, oldest first) say so (ready, or action required). Its events go to
+        the outbox in one statement, or onto `queue`, which the caller writes. `consents`: the
+        case's by kind, if the caller read them (else read here when needed)."""
         if case.status not in (CaseStatus.SUBMITTED, CaseStatus.ACTION_REQUIRED):
             return
-        repo = self._repo(uow)
         events: list[CloudEvent[Any]] = [] if queue is None else queue
         verdict = lifecycle.documents_verdict(docs)
         needs_action = verdict in (R.TRANSLATION_REQUIRED, R.DOCUMENT_UNREADABLE)
@@ -524,12 +517,13 @@ class Intake:
             await _move(uow, repo, case, R.DOCUMENTS_UPDATED, queue=events)
         if case.status == CaseStatus.SUBMITTED and needs_action:
             assert verdict is not None
-            params = await _action_params(repo, case.id, verdict)
+            params = _action_params(docs, verdict)
             await _move(uow, repo, case, verdict, params=params, queue=events)
         elif case.status == CaseStatus.SUBMITTED and verdict == R.DOCUMENTS_ACCEPTED:
             await _move(uow, repo, case, R.DOCUMENTS_ACCEPTED, queue=events)
             current = lifecycle.current_documents(docs)
-            consents = await repo.consents(case.id)
+            if consents is None:
+                consents = await repo.consents(case.id)
             events.append(
                 new_event(
                     CaseReadyForReferral(
@@ -571,10 +565,27 @@ class Intake:
         the wait: the case is `referred` again. `params`: the timeline sentence's
         (`referrals_common.i18n.case_texts`)."""
         repo = self._repo(uow)
-        case = await repo.get(case_id, for_update=True)
+        case = await repo.locked_case(case_id)
         if case is None:
             log.warning("routing event for unknown case %s ignored", case_id)
             return
+        await self._route(
+            uow, repo, case, reason, params, outcome, opinion_referral_id, opinion_center_code
+        )
+        await repo.save(case)
+
+    async def _route(
+        self,
+        uow: UnitOfWork,
+        repo: CaseRepository,
+        case: Case,
+        reason: StatusChangeReason,
+        params: dict[str, Any] | None,
+        outcome: dict[str, Any] | None,
+        opinion_referral_id: UUID | None,
+        opinion_center_code: str | None,
+    ) -> None:
+        """`on_referral` on the case it locked (`repo.save` writes what changes on it)."""
         waiting = case.status == CaseStatus.INFORMATION_REQUESTED
         if waiting and reason == R.REFERRAL_DECLINED:
             await repo.close_requests(case.id, "cancelled")
@@ -591,7 +602,7 @@ class Intake:
             await _move(uow, repo, case, reason, params=params)
         except IllegalTransition as exc:
             # Refused and logged, never applied: the event stays recorded in the inbox.
-            log.warning("illegal transition refused for case %s: %s", case_id, exc)
+            log.warning("illegal transition refused for case %s: %s", case.id, exc)
             return
         if reason == R.OPINION_DELIVERED:
             case.opinion_outcome = outcome
@@ -1183,12 +1194,11 @@ async def _move(
         queue.append(changed)
 
 
-async def _action_params(
-    repo: CaseRepository, case_id: UUID, verdict: StatusChangeReason
-) -> dict[str, Any]:
-    """The documents that need the patient's action, as the timeline entry names them."""
+def _action_params(docs: list[DocumentState], verdict: StatusChangeReason) -> dict[str, Any]:
+    """The documents that need the patient's action (of all the case's, `docs`, oldest first),
+    as the timeline entry names them."""
     wanted = "translation_required" if verdict == R.TRANSLATION_REQUIRED else "unreadable"
-    docs = [d for d in await repo.documents(case_id) if d.check == wanted]
+    docs = [d for d in docs if d.check == wanted]
     return {
         "documents": [
             {

@@ -1,0 +1,378 @@
+"""What intake's consumer asks PostgreSQL per event of its busiest kinds, counted (issue 25, cost
+per case): every statement as asyncpg sends it (the consumer's unit of work runs its own
+transaction on asyncpg, begun with the inbox row, where SQLAlchemy's events do not see them),
+and those SQLAlchemy sends. A document's fact, a language check that moves a case, a referral:
+through asyncpg alone, no ORM session made. That the same events still move cases in order and
+once is tested over Kafka in test_lifecycle_over_kafka and test_case_states."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select
+
+from referrals_common.contracts import (
+    DocumentUnreadable,
+    ReferralRequested,
+    StatusChangeReason,
+    new_event,
+)
+from referrals_common.db import Database, UnitOfWork
+from referrals_common.messaging.schema import outbox_table
+from referrals_intake.bootstrap import Runtime
+from referrals_intake.models import CaseDocument, TimelineEntry
+
+from .conftest import open_case
+from .test_lifecycle_over_kafka import accepted, stored
+
+pytestmark = pytest.mark.integration
+
+CONSUMER = "intake.case-lifecycle"
+INTROSPECTION = (
+    "SELECT current_setting('jit')",
+    "WITH RECURSIVE typeinfo_tree",
+    "SELECT set_config('jit'",
+)
+
+
+@dataclass
+class Sent:
+    """What went to PostgreSQL, in order: through SQLAlchemy (`orm`, as its cursor sends it),
+    and through asyncpg itself (`native`: BEGIN and COMMIT included)."""
+
+    orm: list[str] = field(default_factory=list)
+    native: list[str] = field(default_factory=list)
+
+
+@asynccontextmanager
+async def queries_sent(db: Database) -> AsyncIterator[Sent]:
+    """The statements sent on `db`'s connections while the block runs."""
+    sent = Sent()
+    logged: list[Any] = []
+
+    def log(query: Any) -> None:
+        text = " ".join(query.query.split())
+        # asyncpg's look-up of a composite type's columns, once per connection and type.
+        if not text.startswith(INTROSPECTION):
+            sent.native.append(text)
+
+    def checked_out(dbapi_connection: Any, *_: Any) -> None:
+        connection = dbapi_connection.driver_connection
+        if connection not in logged:
+            connection.add_query_logger(log)
+            logged.append(connection)
+
+    def executed(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        sent.orm.append(" ".join(statement.split()))
+
+    sync_engine = db.engine.sync_engine
+    event.listen(sync_engine, "checkout", checked_out)
+    event.listen(sync_engine, "before_cursor_execute", executed)
+    try:
+        yield sent
+        await asyncio.sleep(0.05)  # asyncpg calls its loggers soon after, not at once
+    finally:
+        event.remove(sync_engine, "checkout", checked_out)
+        event.remove(sync_engine, "before_cursor_execute", executed)
+        for connection in logged:
+            connection.remove_query_logger(log)
+
+
+Handler = Callable[[UnitOfWork], Awaitable[None]]
+
+
+async def apply(runtime: Runtime, applied: Any, handler: Handler) -> Sent:
+    """`applied` as the consumer applies it: its inbox row, `handler`, one commit; what was sent
+    meanwhile. The unit of work made no ORM session when `sent.orm` is empty."""
+    async with queries_sent(runtime.db) as sent, runtime.db.unit_of_work() as uow:
+        assert await uow.inbox.record(CONSUMER, applied.id, applied.type)
+        await handler(uow)
+        await uow.commit()
+    return sent
+
+
+def document_fact(runtime: Runtime, applied: Any) -> Handler:
+    """The consumer's handler of a document's stored event or language check (consumers.py)."""
+    d = applied.data
+    if applied.type.endswith("document.stored.v1"):
+        facts: dict[str, Any] = {
+            "kind": str(d.kind),
+            "media_type": str(d.media_type),
+            "size_bytes": d.size_bytes,
+            "sha256": d.sha256,
+            "translation_of": d.translation_of,
+            "stored": True,
+        }
+    elif applied.type.endswith("language_accepted.v1"):
+        facts = {
+            "check": "accepted",
+            "language": d.main_language,
+            "check_detail": None,
+            "acceptable_languages": None,
+            "unreadable_reason": None,
+        }
+    else:
+        facts = {
+            "check": "unreadable",
+            "check_detail": d.detail[:500],
+            "acceptable_languages": None,
+            "unreadable_reason": str(d.reason),
+        }
+    return lambda uow: runtime.intake.on_document(uow, d.case_id, d.document_id, **facts)
+
+
+def requested(case_id: uuid.UUID) -> Any:
+    return new_event(
+        ReferralRequested(
+            case_id=case_id,
+            referral_id=uuid.uuid4(),
+            center_code="charite-berlin",
+            center_country="DE",
+            center_name="Charité Berlin",
+            attempt=1,
+            answer_due_at=datetime(2026, 12, 8, 10, 30, tzinfo=UTC),
+            rationale="Reviews C50.",
+        )
+    )
+
+
+def referral(runtime: Runtime, applied: Any) -> Handler:
+    d = applied.data
+    params = {"center": d.center_code, "country": d.center_country, "attempt": d.attempt}
+    return lambda uow: runtime.intake.on_referral(
+        uow, d.case_id, StatusChangeReason.REFERRAL_REQUESTED, {**params, "due": "2026-12-08"}
+    )
+
+
+def kinds(sent: Sent) -> list[str]:
+    """Each native statement by its first words."""
+    return [" ".join(q.split()[:2]).lower() for q in sent.native]
+
+
+async def submitted_case(api: Any, api_key: str, runtime: Runtime) -> tuple[uuid.UUID, Any, dict]:
+    """A submitted case whose pathology report is stored, not checked yet: (id, the report's
+    stored event, the case's auth headers)."""
+    raw_id, headers = await open_case(api, api_key)
+    case_id = uuid.UUID(raw_id)
+    _, report = stored(case_id, "pathology_report")
+    await apply(runtime, report, document_fact(runtime, report))
+    for kind in ("processing", "cross_border"):
+        r = await api.put(
+            f"/v1/cases/{case_id}/consents/{kind}", json={"version": "2026-01"}, headers=headers
+        )
+        assert r.status_code in (200, 201), r.text
+    r = await api.post(f"/v1/cases/{case_id}/submit", headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "submitted"
+    return case_id, report, headers
+
+
+async def outbox_types(runtime: Runtime, case_id: uuid.UUID) -> list[str]:
+    async with runtime.db.unit_of_work() as uow:
+        rows = await uow.session.execute(
+            select(outbox_table.c.event_type)
+            .where(outbox_table.c.aggregate_id == str(case_id))
+            .order_by(outbox_table.c.seq)
+        )
+        return list(rows.scalars())
+
+
+async def timeline(runtime: Runtime, case_id: uuid.UUID) -> list[tuple[str | None, str, str]]:
+    async with runtime.db.unit_of_work() as uow:
+        rows = await uow.session.execute(
+            select(TimelineEntry).where(TimelineEntry.case_id == case_id).order_by(TimelineEntry.id)
+        )
+        return [(e.from_status, e.to_status, e.reason_code) for e in rows.scalars()]
+
+
+async def test_a_draft_s_document_is_kept_in_one_statement_between_the_inbox_row_and_commit(
+    api, api_key, runtime
+) -> None:
+    raw_id, _ = await open_case(api, api_key)
+    case_id = uuid.UUID(raw_id)
+    doc_id, report = stored(case_id, "pathology_report")
+
+    sent = await apply(runtime, report, document_fact(runtime, report))
+
+    assert sent.orm == []
+    assert len(sent.native) == 3, sent.native
+    assert kinds(sent)[0] == "begin; insert" and sent.native[-1] == "commit"
+    async with runtime.db.unit_of_work() as uow:
+        doc = await uow.session.get(CaseDocument, doc_id)
+        assert doc is not None and doc.case_id == case_id
+        assert (doc.kind, doc.stored, doc.size_bytes, doc.check) == (
+            "pathology_report",
+            True,
+            48_213,
+            "pending",
+        )
+
+
+async def test_another_case_s_document_is_never_changed(api, api_key, runtime) -> None:
+    first, _ = await open_case(api, api_key)
+    second, _ = await open_case(api, api_key)
+    doc_id, report = stored(uuid.UUID(first), "pathology_report")
+    await apply(runtime, report, document_fact(runtime, report))
+    check = accepted(uuid.UUID(second), doc_id, "en")
+
+    await apply(runtime, check, document_fact(runtime, check))
+
+    async with runtime.db.unit_of_work() as uow:
+        doc = await uow.session.get(CaseDocument, doc_id)
+        assert doc is not None and (str(doc.case_id), doc.check) == (first, "pending")
+
+
+async def test_the_last_language_check_moves_a_submitted_case_to_ready_in_five_statements(
+    api, api_key, runtime
+) -> None:
+    """The inbox row with the BEGIN; the case locked, the check kept, the documents and consents
+    read (one statement); the case's row and its timeline entry (one); both events (one); the
+    COMMIT. Was nine, four of them through the ORM."""
+    case_id, report, headers = await submitted_case(api, api_key, runtime)
+    check = accepted(case_id, report.data.document_id, "en")
+
+    sent = await apply(runtime, check, document_fact(runtime, check))
+
+    assert sent.orm == []
+    assert len(sent.native) == 5, sent.native
+    assert kinds(sent)[0] == "begin; insert" and sent.native[-1] == "commit"
+    assert kinds(sent)[2:4] == ["insert into", "with moved"]  # the events, then the case
+    r = await api.get(f"/v1/cases/{case_id}", headers=headers)
+    assert r.json()["status"] == "ready"
+    assert (await timeline(runtime, case_id))[-1] == ("submitted", "ready", "documents_accepted")
+    assert (await outbox_types(runtime, case_id))[-2:] == [
+        "referrals.case.status_changed.v1",
+        "referrals.case.ready_for_referral.v1",
+    ]
+
+
+async def test_an_unreadable_document_names_itself_in_the_entry_without_reading_it_again(
+    api, api_key, runtime
+) -> None:
+    case_id, report, _ = await submitted_case(api, api_key, runtime)
+    check = new_event(
+        DocumentUnreadable(
+            case_id=case_id,
+            document_id=report.data.document_id,
+            reason="no_text",
+            detail="no text layer and OCR found no words",
+        )
+    )
+
+    sent = await apply(runtime, check, document_fact(runtime, check))
+
+    assert sent.orm == [] and len(sent.native) == 5, sent.native
+    async with runtime.db.unit_of_work() as uow:
+        entry = (
+            await uow.session.execute(
+                select(TimelineEntry)
+                .where(TimelineEntry.case_id == case_id)
+                .order_by(TimelineEntry.id.desc())  # type: ignore[union-attr]
+                .limit(1)
+            )
+        ).scalar_one()
+    assert (entry.to_status, entry.reason_code) == ("action_required", "document_unreadable")
+    assert entry.params == {
+        "documents": [
+            {
+                "kind": "pathology_report",
+                "check": "unreadable",
+                "language": None,
+                "acceptable_languages": None,
+                "unreadable_reason": "no_text",
+            }
+        ]
+    }
+
+
+async def test_a_referral_moves_a_ready_case_in_five_statements(api, api_key, runtime) -> None:
+    """The inbox row with the BEGIN; the case locked; its row and its timeline entry; the status
+    event; the COMMIT. Was six, three of them through the ORM."""
+    case_id, report, headers = await submitted_case(api, api_key, runtime)
+    check = accepted(case_id, report.data.document_id, "en")
+    await apply(runtime, check, document_fact(runtime, check))
+    routed = requested(case_id)
+
+    sent = await apply(runtime, routed, referral(runtime, routed))
+
+    assert sent.orm == []
+    assert len(sent.native) == 5, sent.native
+    r = await api.get(f"/v1/cases/{case_id}", headers=headers)
+    assert r.json()["status"] == "referred"
+    assert (await timeline(runtime, case_id))[-1] == ("ready", "referred", "referral_requested")
+
+    again = requested(case_id)  # a reroute of a referred case: a note, no transition
+    sent = await apply(runtime, again, referral(runtime, again))
+
+    assert sent.orm == [] and len(sent.native) == 4, sent.native
+    assert (await timeline(runtime, case_id))[-1] == ("referred", "referred", "referral_requested")
+
+
+async def test_a_submit_locks_its_case_with_its_consents_and_documents_in_one_statement(
+    api, api_key, runtime
+) -> None:
+    raw_id, headers = await open_case(api, api_key)
+    case_id = uuid.UUID(raw_id)
+    _, report = stored(case_id, "pathology_report")
+    await apply(runtime, report, document_fact(runtime, report))
+    for kind in ("processing", "cross_border"):
+        r = await api.put(
+            f"/v1/cases/{case_id}/consents/{kind}", json={"version": "2026-01"}, headers=headers
+        )
+        assert r.status_code in (200, 201), r.text
+
+    async with queries_sent(runtime.db) as sent:
+        r = await api.post(f"/v1/cases/{case_id}/submit", headers=headers)
+
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "submitted"
+    locked, *writes, view = sent.orm
+    assert "FOR UPDATE OF cases" in locked
+    assert "from case_consents" in locked and "from case_documents" in locked
+    # The events, the case's row, its entry; then its view with the access audit row. Was
+    # seven: the consents and the documents each read by a statement of their own.
+    assert [" ".join(w.split()[:3]) for w in writes] == [
+        "INSERT INTO outbox",
+        "UPDATE cases SET",
+        "INSERT INTO case_timeline",
+    ]
+    assert view.startswith("with audited as")
+
+
+async def test_a_batch_goes_on_through_the_session_once_an_earlier_event_changed_the_case_there(
+    api, api_key, runtime
+) -> None:
+    """The consumer applies a partition's events in one transaction: once one of them changed
+    the case through the session (not written yet), the next one reads and moves it there too,
+    never the row as it was before."""
+    case_id, report, headers = await submitted_case(api, api_key, runtime)
+    check = accepted(case_id, report.data.document_id, "en")
+    await apply(runtime, check, document_fact(runtime, check))
+    routed = requested(case_id)
+    proposal = {
+        "proposals": [{"center_name": "Charité Berlin"}, {"center_name": "LMU München"}],
+        "choose_by": "2026-12-08T10:30:00+00:00",
+    }
+
+    async with runtime.db.unit_of_work() as uow:
+        await uow.inbox.record_all(
+            CONSUMER,
+            [(uuid.uuid4(), "referrals.case.centers_proposed.v1"), (routed.id, routed.type)],
+        )
+        await runtime.intake.on_centers_proposed(uow, case_id, proposal)
+        await referral(runtime, routed)(uow)
+        await uow.commit()
+
+    r = await api.get(f"/v1/cases/{case_id}", headers=headers)
+    assert r.json()["status"] == "referred"
+    assert (await timeline(runtime, case_id))[-2:] == [
+        ("ready", "choosing_center", "centers_proposed"),
+        ("choosing_center", "referred", "referral_requested"),
+    ]
