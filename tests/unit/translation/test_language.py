@@ -5,10 +5,12 @@ uncertain texts are undetermined rather than guessed."""
 
 from __future__ import annotations
 
+import random
 import re
 import subprocess
 import sys
 from collections import Counter
+from typing import Any
 
 import pytest
 
@@ -267,3 +269,88 @@ def test_identify_counts_the_characters_once_for_letters_and_noise() -> None:
     """`not_text` with the counts `identify` made says what it says counting them itself."""
     for text in ("Пацієнтка 1965 р.н. \x00\x01", "ab%%%%%%%%%%%", "Hello, world"):
         assert language.not_text(text, Counter(text)) == language.not_text(text)
+
+
+def deepest_labels(walk: Any, depth: int) -> list[bytes]:
+    """The byte n-grams of the tokenizer's states `depth` steps from its start (breadth first),
+    after checking that every state is at most `depth` steps away."""
+    import numpy as np
+
+    states = walk.row_base.size
+    level_of = np.full(states, -1, dtype=np.int64)
+    parent = np.zeros(states, dtype=np.int64)
+    byte = np.zeros(states, dtype=np.int64)
+    level_of[0] = 0
+    frontier = np.array([0])
+    level = 0
+    while frontier.size:
+        level += 1
+        targets = walk.next_state[walk.row_base[frontier][:, None] + np.arange(256)]
+        fresh, first = np.unique(targets.astype(np.int64).ravel(), return_index=True)
+        new = level_of[fresh] < 0
+        fresh, first = fresh[new], first[new]
+        level_of[fresh], parent[fresh], byte[fresh] = level, frontier[first // 256], first % 256
+        frontier = fresh
+    assert (level_of >= 0).all() and level_of.max() == depth
+    labels = []
+    for state in np.flatnonzero(level_of == depth).tolist():
+        label = b""
+        while state:
+            label, state = bytes([int(byte[state])]) + label, int(parent[state])
+        labels.append(label)
+    return labels
+
+
+def test_the_tokenizer_walked_at_once_finds_what_py3langid_finds_chunk_by_chunk() -> None:
+    """Every chunk's features and their counts, in py3langid's order: the set's sentences,
+    random characters of many scripts, an empty and a one-letter chunk, and the n-grams of the
+    tokenizer's deepest states (Japanese), walked as one text."""
+    import py3langid.langid as langid
+
+    from tests.unit.translation.test_langid_set import sentences
+
+    walk = language._tokenizer_walk()
+    assert walk is not None  # the pinned model's tokenizer restarts on CHUNK_BREAK
+    identifier = language._identifier("LATIN")
+    rng = random.Random(25)
+    noise = [
+        "".join(chr(rng.randrange(1, 0x3000)) for _ in range(rng.randrange(0, 400)))
+        for _ in range(300)
+    ]
+    deepest = [
+        label.decode(errors="ignore") for label in deepest_labels(walk, language.TOKENIZER_DEPTH)
+    ]
+    assert deepest  # the constant is the automaton's depth, not more
+    texts = [sentence for _, _, sentence in sentences()] + noise + ["", "a"]
+    texts += [*deepest, "".join(deepest), " ".join(deepest)]
+    encoded = [identifier._encode(text) for text in texts]
+    expected = [
+        langid.visit_counts(identifier.tk_nextmove, identifier._rowbase, identifier.tk_output, data)
+        for data in encoded
+    ]
+    walked = walk.visits(encoded)
+    assert [None if v is None else list(v.items()) for v in walked] == [
+        None if v is None else list(v.items()) for v in expected
+    ]
+
+
+def test_a_documents_chunks_classified_at_once_get_what_each_gets_alone() -> None:
+    """The same language and the same probability, to the bit, for every chunk of a long
+    mixed document (Ukrainian, Russian, English, German, Hebrew)."""
+    from tests.fixtures.translation import texts
+
+    text = "\n\n".join(
+        "\n".join(paragraphs)
+        for _, paragraphs in (
+            texts.DISCHARGE_UK,
+            texts.PATHOLOGY_RU,
+            texts.PATHOLOGY_EN,
+            texts.ARZTBRIEF_DE,
+        )
+    )
+    text += "\n\nמטופלת בת 58 עם קרצינומה פולשנית של השד השמאלי, לאחר ביופסיה."
+    chunks = [chunk for chunk, _ in language._chunks(text)]
+    assert len(chunks) >= language.WALK_AHEAD_CHUNKS
+    alone = [language.classify_chunk(chunk) for chunk in chunks]  # walked by py3langid
+    assert language._classify_chunks(chunks) == alone
+    assert {found[0] for found in alone if found} >= {"uk", "ru", "en", "de", "he"}

@@ -183,9 +183,9 @@ class _Votes:
         if len(chunks) > MAX_CHUNKS:
             step = len(chunks) / MAX_CHUNKS
             chunks = [chunks[int(i * step)] for i in range(MAX_CHUNKS)]
-        for chunk, chunk_letters in chunks:
+        classified = _classify_chunks([chunk for chunk, _ in chunks])
+        for (chunk, chunk_letters), found in zip(chunks, classified, strict=True):
             votes.counted += chunk_letters
-            found = classify_chunk(chunk)
             if found is not None:
                 votes.add(found[0], chunk, chunk_letters, found[1])
         return votes
@@ -204,6 +204,7 @@ def load() -> None:
     """Load every model now (the forkserver does, so that workers share them)."""
     _identifier("LATIN")
     _identifier("CYRILLIC")
+    _tokenizer_walk()
     import pycld2  # noqa: F401  (its tables are compiled in: loaded with the library)
 
     for language in LANGUAGES:
@@ -228,7 +229,7 @@ def _identifiers() -> dict[str, Any]:
     full = langid.LanguageIdentifier.from_model_file(langid.MODEL_FILE, norm_probs=True)
     identifiers = {}
     for script, languages in (("LATIN", LATIN), ("CYRILLIC", CYRILLIC)):
-        identifier = langid.LanguageIdentifier(
+        identifier = _walked_identifier_class()(
             full.nb_ptc,
             full.nb_pc,
             full.nb_classes,
@@ -243,6 +244,116 @@ def _identifiers() -> dict[str, Any]:
         identifier._full_model = (identifier.nb_ptc, identifier.nb_pc, identifier.nb_classes)
         identifiers[script] = identifier
     return identifiers
+
+
+TOKENIZER_DEPTH: Final = 6
+"""The longest byte n-gram py3langid's pinned model matches (its automaton's deepest state)."""
+
+CHUNK_BREAK: Final = 0xFF
+"""A byte no UTF-8 text has: the tokenizer goes back to its start on it from every state."""
+
+WALK_AHEAD_CHUNKS: Final = 4
+"""Texts of fewer chunks (a sentence) are walked byte by byte by py3langid itself: numpy's
+steps cost more than they save on a few hundred bytes."""
+
+
+@dataclass(frozen=True, slots=True)
+class _TokenizerWalk:
+    """py3langid's tokenizer run over all the bytes of a document's chunks at once (numpy)
+    instead of byte by byte in Python (`visit_counts`: a third of a document's reading).
+
+    The tokenizer is an Aho-Corasick automaton over byte n-grams of at most `TOKENIZER_DEPTH`
+    bytes (checked on the pinned model: every one of its 104,583 states goes, on each byte, to
+    the longest suffix of its n-gram and that byte that is a state), so the state after a byte
+    is the one reached from the start over the last `TOKENIZER_DEPTH` bytes alone: each
+    position's state comes out of `TOKENIZER_DEPTH` vector steps, and a `CHUNK_BREAK` between
+    chunks starts each one afresh. The features are counted per chunk in the order py3langid
+    finds them, so its scores are the same to the bit (tests/unit/translation/test_language.py
+    compares them)."""
+
+    next_state: Any
+    """numpy view of the transition table (a state's row x 256 + byte -> state)."""
+    row_base: Any
+    """Each state's row offset in `next_state`."""
+    feature: Any
+    """The feature each state completes, or -1."""
+
+    @classmethod
+    def of(cls, identifier: Any) -> _TokenizerWalk | None:
+        """The walk over `identifier`'s tokenizer; None if `CHUNK_BREAK` does not restart it
+        (another model): py3langid then walks each chunk itself."""
+        import numpy as np
+
+        moves = identifier.tk_nextmove  # array.array, viewed without a copy
+        walk = cls(
+            next_state=np.frombuffer(moves, dtype=np.dtype(moves.typecode)),
+            row_base=np.asarray(identifier.tk_row, dtype=np.int64) << 8,
+            feature=np.asarray(identifier.tk_output, dtype=np.int64),
+        )
+        restarts = walk.next_state[walk.row_base + CHUNK_BREAK]
+        return walk if not restarts.any() and walk.feature[0] < 0 else None
+
+    def visits(self, encoded: list[bytes]) -> list[Counter[int] | None]:
+        """py3langid's `visit_counts` of each of the `encoded` chunks: the features found and how
+        often, in the order found; None for a chunk without any."""
+        import numpy as np
+
+        data = np.frombuffer(bytes([CHUNK_BREAK]).join(encoded), dtype=np.uint8)
+        n = data.size
+        states = np.zeros(n, dtype=np.int64)
+        # The byte `back` places before each position, oldest first: after the last step each
+        # position's state is the start's over its last TOKENIZER_DEPTH bytes.
+        for back in range(min(TOKENIZER_DEPTH, n) - 1, -1, -1):
+            states[back:] = self.next_state[self.row_base[states[back:]] + data[: n - back]]
+        found = self.feature[states].tolist()
+        visits: list[Counter[int] | None] = []
+        start = 0
+        for chunk in encoded:
+            features = [f for f in found[start : start + len(chunk)] if f >= 0]
+            visits.append(Counter(features) if features else None)
+            start += len(chunk) + 1
+        return visits
+
+
+@cache
+def _tokenizer_walk() -> _TokenizerWalk | None:
+    return _TokenizerWalk.of(_identifier("LATIN"))  # the scripts' identifiers share one
+
+
+def _walk_ahead(chunks: list[tuple[str, str]]) -> None:
+    """Walk the tokenizer over these (script, chunk) at once; each script's identifier then
+    takes its chunks' features when it classifies them."""
+    walk = _tokenizer_walk()
+    if walk is None or not chunks:
+        return
+    identifiers = _identifiers()
+    for identifier in identifiers.values():
+        identifier.walked.clear()  # nothing left over from a text whose reading failed
+    encoded = [identifiers[script]._encode(chunk) for script, chunk in chunks]
+    for (script, _), data, visits in zip(chunks, encoded, walk.visits(encoded), strict=True):
+        identifiers[script].walked[data] = visits
+
+
+@cache
+def _walked_identifier_class() -> type[Any]:
+    """py3langid's identifier taking the features `_walk_ahead` found for a chunk, if it has
+    them (its naive Bayes, normalisation and everything else its own)."""
+    import py3langid.langid as langid
+
+    class WalkedIdentifier(langid.LanguageIdentifier):  # type: ignore[misc]
+        __slots__ = ("walked",)
+
+        def __init__(self, *args: Any, **options: Any) -> None:
+            super().__init__(*args, **options)
+            self.walked: dict[bytes, Counter[int] | None] = {}
+
+        def _raw_score(self, text: bytes) -> Any:
+            visits = self.walked.pop(text, None)
+            if visits is None:  # not walked ahead, or no features: py3langid's own
+                return super()._raw_score(text)
+            return self._sparse_score(visits, self.nb_ptc)
+
+    return WalkedIdentifier
 
 
 def east_slavic_or_bulgarian(chunk: str) -> tuple[str, float] | None:
@@ -264,14 +375,41 @@ def east_slavic_or_bulgarian(chunk: str) -> tuple[str, float] | None:
 
 def classify_chunk(chunk: str) -> tuple[str, float] | None:
     """The language of one chunk and its confidence (0-1); None for a script no language has."""
-    script = _script(chunk)
-    if script is None:
-        return None
-    if script in SINGLE_SCRIPT:
-        return SINGLE_SCRIPT[script], 1.0
-    if script not in ("LATIN", "CYRILLIC"):
-        return None
-    chunk = chunk.translate(_TO_CYRILLIC if script == "CYRILLIC" else _TO_LATIN)
+    return _classify_chunks([chunk])[0]
+
+
+def _classify_chunks(chunks: list[str]) -> list[tuple[str, float] | None]:
+    """`classify_chunk` of each chunk; py3langid's tokenizer walks a document's chunks at once
+    (`_TokenizerWalk`) before each chunk is classified."""
+    scripts = [_script(chunk) for chunk in chunks]
+    prepared = [
+        chunk.translate(_TO_CYRILLIC if script == "CYRILLIC" else _TO_LATIN)
+        if script in ("LATIN", "CYRILLIC")
+        else None
+        for chunk, script in zip(chunks, scripts, strict=True)
+    ]
+    if len(chunks) >= WALK_AHEAD_CHUNKS:
+        _walk_ahead(
+            [
+                (script, chunk)
+                for script, chunk in zip(scripts, prepared, strict=True)
+                if chunk is not None and script is not None
+            ]
+        )
+    found: list[tuple[str, float] | None] = []
+    for script, chunk in zip(scripts, prepared, strict=True):
+        if script is not None and script in SINGLE_SCRIPT:
+            found.append((SINGLE_SCRIPT[script], 1.0))
+        elif script is None or chunk is None:
+            found.append(None)
+        else:
+            found.append(_classify_in_script(script, chunk))
+    return found
+
+
+def _classify_in_script(script: str, chunk: str) -> tuple[str, float]:
+    """py3langid among the script's languages (CLD2 deciding among Ukrainian, Russian and
+    Bulgarian when py3langid is unsure); `chunk` with its look-alike letters in `script`."""
     found, probability = _identifier(script).classify(chunk)
     language = "nb" if found == "no" else found
     if language in EAST_SLAVIC_OR_BULGARIAN and probability < EAST_SLAVIC_OR_BULGARIAN_SURE:
