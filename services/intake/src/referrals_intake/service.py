@@ -3,8 +3,11 @@ documents, language checks and referrals the other services report.
 
 Every use case runs in the caller's unit of work: the state change, the timeline entry and the
 outgoing events (outbox) are committed together by the caller, or not at all; none commits. Its
-queries go through the repository `Intake.repository` makes on the unit of work's session
-(`CaseRepository`, or a unit test's in-memory fake), never through the session itself.
+queries go through the repository `Intake.repository` makes on the unit of work
+(`CaseRepository`, or a unit test's in-memory fake), never through the session itself. A
+document's fact and a routing fact lock the case through the repository's `keep_document_fact`
+and `locked_case` (in a consumer's transaction, through asyncpg, the case outside the session)
+and end with its `save`, which writes what changed on the case and its new timeline entries.
 """
 
 from __future__ import annotations
