@@ -232,8 +232,11 @@ class _OcrSession:
                 return fallback
         return result
 
-    def extracted(self, text_layer: list[str], text_layer_pages: int) -> Extracted:
-        layer_letters = sum(count_letters(text) for text in text_layer)
+    def extracted(
+        self, text_layer: list[str], text_layer_pages: int, layer_letters: int = 0
+    ) -> Extracted:
+        """The document's text: its text layer's pages (with `layer_letters` letters in all, as
+        the caller counted them page by page), then the pages OCR'd."""
         method = (
             ExtractionMethod.OCR if self.letters > layer_letters else ExtractionMethod.TEXT_LAYER
         )
@@ -299,7 +302,7 @@ def _pdf(path: Path, limits: Limits, *, force_ocr: bool) -> Extracted:
     session = _OcrSession(limits)
     if scanned and letters < limits.enough_letters:
         _ocr_pdf_pages(path, scanned, session)
-    return session.extracted(text_layer, len(text_layer))
+    return session.extracted(text_layer, len(text_layer), letters)
 
 
 def _open_pdf(path: Path) -> PdfReader:
