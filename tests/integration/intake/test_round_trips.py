@@ -13,12 +13,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from aiokafka import ConsumerRecord
 from sqlalchemy import event, select
 
 from referrals_common.contracts import (
+    CentersProposed,
     DocumentUnreadable,
     ReferralRequested,
     StatusChangeReason,
@@ -26,6 +28,7 @@ from referrals_common.contracts import (
 )
 from referrals_common.db import Database, UnitOfWork
 from referrals_common.messaging.schema import outbox_table
+from referrals_intake import consumers
 from referrals_intake.bootstrap import Runtime
 from referrals_intake.models import CaseDocument, TimelineEntry
 
@@ -346,30 +349,79 @@ async def test_a_submit_locks_its_case_with_its_consents_and_documents_in_one_st
     assert view.startswith("with audited as")
 
 
-async def test_a_batch_goes_on_through_the_session_once_an_earlier_event_changed_the_case_there(
+def batch_of(*events: Any) -> tuple[Any, ...]:
+    """`events` as one partition's records of a poll (the consumer applies them in one
+    transaction)."""
+    return tuple(
+        ConsumerRecord("t", 0, offset, 0, 0, b"k", e.to_json(), None, 0, 0, ())
+        for offset, e in enumerate(events)
+    )
+
+
+def proposed(case_id: uuid.UUID) -> Any:
+    centers = [
+        {
+            "rank": rank,
+            "center_code": code,
+            "center_name": name,
+            "center_country": "DE",
+            "turnaround_days": 14,
+            "why": "Reviews C50.",
+        }
+        for rank, (code, name) in enumerate(
+            [("charite-berlin", "Charité Berlin"), ("lmu-munich", "LMU München")], 1
+        )
+    ]
+    return new_event(
+        CentersProposed(
+            case_id=case_id,
+            proposals=centers,
+            choose_by=datetime(2026, 12, 8, 10, 30, tzinfo=UTC),
+        )
+    )
+
+
+async def test_a_batch_of_language_checks_goes_through_asyncpg_in_one_transaction(
     api, api_key, runtime
 ) -> None:
-    """The consumer applies a partition's events in one transaction: once one of them changed
-    the case through the session (not written yet), the next one reads and moves it there too,
-    never the row as it was before."""
+    """The consumer's batch (one partition's events of a poll, one transaction): every check
+    kept and the case moved with no statement through SQLAlchemy."""
+    raw_id, headers = await open_case(api, api_key)
+    case_id = uuid.UUID(raw_id)
+    docs = [stored(case_id, kind) for kind in ("pathology_report", "discharge_summary")]
+    for _, report in docs:
+        await apply(runtime, report, document_fact(runtime, report))
+    for kind in ("processing", "cross_border"):
+        await api.put(
+            f"/v1/cases/{case_id}/consents/{kind}", json={"version": "2026-01"}, headers=headers
+        )
+    assert (await api.post(f"/v1/cases/{case_id}/submit", headers=headers)).status_code == 200
+    consumer = consumers.build_consumer(runtime.intake, runtime.db, cast(Any, None))
+
+    async with queries_sent(runtime.db) as sent:
+        await consumer.process_batch(batch_of(*(accepted(case_id, d, "en") for d, _ in docs)))
+
+    assert consumer.stats["applied"] == 2
+    assert sent.orm == []
+    r = await api.get(f"/v1/cases/{case_id}", headers=headers)
+    assert r.json()["status"] == "ready"
+
+
+async def test_a_batch_reads_the_case_as_its_earlier_event_left_it_through_the_session(
+    api, api_key, runtime
+) -> None:
+    """An event whose handler moves the case through the session (centers proposed), then one
+    whose handler reads and moves it through asyncpg (a referral), in one batch: the second
+    sees the first's move (the consumer writes the session's changes before each handler) and
+    the first's is not written over it."""
     case_id, report, headers = await submitted_case(api, api_key, runtime)
     check = accepted(case_id, report.data.document_id, "en")
     await apply(runtime, check, document_fact(runtime, check))
-    routed = requested(case_id)
-    proposal = {
-        "proposals": [{"center_name": "Charité Berlin"}, {"center_name": "LMU München"}],
-        "choose_by": "2026-12-08T10:30:00+00:00",
-    }
+    consumer = consumers.build_consumer(runtime.intake, runtime.db, cast(Any, None))
 
-    async with runtime.db.unit_of_work() as uow:
-        await uow.inbox.record_all(
-            CONSUMER,
-            [(uuid.uuid4(), "referrals.case.centers_proposed.v1"), (routed.id, routed.type)],
-        )
-        await runtime.intake.on_centers_proposed(uow, case_id, proposal)
-        await referral(runtime, routed)(uow)
-        await uow.commit()
+    await consumer.process_batch(batch_of(proposed(case_id), requested(case_id)))
 
+    assert consumer.stats["applied"] == 2
     r = await api.get(f"/v1/cases/{case_id}", headers=headers)
     assert r.json()["status"] == "referred"
     assert (await timeline(runtime, case_id))[-2:] == [

@@ -224,14 +224,11 @@ class CaseRepository:
         """The unit of work's own transaction on asyncpg, if it opened one and this repository
         may use it (it has the engine's dialect)."""
         source = self._source
-        if isinstance(source, AsyncSession) or self._dialect is None:
+        if isinstance(source, AsyncSession) or self._dialect is None or source.native is None:
             return None
-        # Once the unit of work has its session (an earlier event of its batch, or this one,
-        # asked for it), the session may hold a case it read, perhaps changed and not written
-        # yet: from then on its events' statements go through the session too, which sees
-        # them, and nothing read before is read again beside it.
-        if getattr(source, "_session", None) is not None or source.native is None:
-            return None
+        # A consumer's batch of events in one transaction: the consumer flushes the session and
+        # expires what it holds before each handler, so a case an earlier event changed through
+        # the session is written before it is read here, and read again after it is saved here.
         return Autocommit(source.native, self._dialect)
 
     def _track(self, values: Mapping[str, Any], native: Autocommit) -> Case:
