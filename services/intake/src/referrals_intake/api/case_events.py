@@ -17,6 +17,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Header, Security
 from fastapi.security import HTTPAuthorizationCredentials
+from pydantic import AfterValidator
 from sqlalchemy import select
 from sqlmodel import col
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -35,14 +36,25 @@ EVENT_NAME = "timeline_entry"
 RECONNECT_MS = 3000
 """What a client waits before reconnecting after the stream ends (the SSE `retry` field)."""
 
+LAST_EVENT_ID_MAX = 2**31 - 1
+"""The largest id a timeline entry can have (its column is an `integer`)."""
+
+
+def _an_entry_id(value: str | None) -> str | None:
+    if value is not None and int(value) > LAST_EVENT_ID_MAX:
+        raise ValueError(f"is not the id of an event of this stream (at most {LAST_EVENT_ID_MAX})")
+    return value
+
+
 LastEventId = Annotated[
     str | None,
     Header(
         alias="Last-Event-ID",
-        max_length=20,
-        pattern=r"^[0-9]{1,19}$",
+        max_length=10,
+        pattern=r"^[0-9]{1,10}$",
         description="The id of the last event received: the stream resumes after it.",
     ),
+    AfterValidator(_an_entry_id),
 ]
 
 STREAM_EVENT_SCHEMA: dict[str, object] = {
