@@ -215,7 +215,8 @@ def _serve(conn: Connection, target: CheckTarget | None) -> None:
             conn.send(outcome)
         except OSError:
             return
-        if started_at is None or _resident_bytes() > started_at + GIVE_BACK_ABOVE:
+        now = _resident_bytes()
+        if started_at is None or now is None or now > started_at + GIVE_BACK_ABOVE:
             _give_back_memory()
 
 
