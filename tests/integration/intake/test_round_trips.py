@@ -7,17 +7,14 @@ once is tested over Kafka in test_lifecycle_over_kafka and test_case_states."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import pytest
 from aiokafka import ConsumerRecord
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from referrals_common.contracts import (
     CentersProposed,
@@ -26,11 +23,12 @@ from referrals_common.contracts import (
     StatusChangeReason,
     new_event,
 )
-from referrals_common.db import Database, UnitOfWork
+from referrals_common.db import UnitOfWork
 from referrals_common.messaging.schema import outbox_table
 from referrals_intake import consumers
 from referrals_intake.bootstrap import Runtime
 from referrals_intake.models import CaseDocument, TimelineEntry
+from tests.integration.statements_sent import Sent, queries_sent
 
 from .conftest import open_case
 from .test_lifecycle_over_kafka import accepted, stored
@@ -38,63 +36,13 @@ from .test_lifecycle_over_kafka import accepted, stored
 pytestmark = pytest.mark.integration
 
 CONSUMER = "intake.case-lifecycle"
-INTROSPECTION = (
-    "SELECT current_setting('jit')",
-    "WITH RECURSIVE typeinfo_tree",
-    "SELECT set_config('jit'",
-)
-
-
-@dataclass
-class Sent:
-    """What went to PostgreSQL, in order: through SQLAlchemy (`orm`, as its cursor sends it),
-    and through asyncpg itself (`native`: BEGIN and COMMIT included)."""
-
-    orm: list[str] = field(default_factory=list)
-    native: list[str] = field(default_factory=list)
-
-
-@asynccontextmanager
-async def queries_sent(db: Database) -> AsyncIterator[Sent]:
-    """The statements sent on `db`'s connections while the block runs."""
-    sent = Sent()
-    logged: list[Any] = []
-
-    def log(query: Any) -> None:
-        text = " ".join(query.query.split())
-        # asyncpg's look-up of a composite type's columns, once per connection and type.
-        if not text.startswith(INTROSPECTION):
-            sent.native.append(text)
-
-    def checked_out(dbapi_connection: Any, *_: Any) -> None:
-        connection = dbapi_connection.driver_connection
-        if connection not in logged:
-            connection.add_query_logger(log)
-            logged.append(connection)
-
-    def executed(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        sent.orm.append(" ".join(statement.split()))
-
-    sync_engine = db.engine.sync_engine
-    event.listen(sync_engine, "checkout", checked_out)
-    event.listen(sync_engine, "before_cursor_execute", executed)
-    try:
-        yield sent
-        await asyncio.sleep(0.05)  # asyncpg calls its loggers soon after, not at once
-    finally:
-        event.remove(sync_engine, "checkout", checked_out)
-        event.remove(sync_engine, "before_cursor_execute", executed)
-        for connection in logged:
-            connection.remove_query_logger(log)
-
-
 Handler = Callable[[UnitOfWork], Awaitable[None]]
 
 
 async def apply(runtime: Runtime, applied: Any, handler: Handler) -> Sent:
     """`applied` as the consumer applies it: its inbox row, `handler`, one commit; what was sent
     meanwhile. The unit of work made no ORM session when `sent.orm` is empty."""
-    async with queries_sent(runtime.db) as sent, runtime.db.unit_of_work() as uow:
+    async with queries_sent(runtime.db, look_ups=False) as sent, runtime.db.unit_of_work() as uow:
         assert await uow.inbox.record(CONSUMER, applied.id, applied.type)
         await handler(uow)
         await uow.commit()
@@ -331,7 +279,7 @@ async def test_a_submit_locks_its_case_with_its_consents_and_documents_in_one_st
         )
         assert r.status_code in (200, 201), r.text
 
-    async with queries_sent(runtime.db) as sent:
+    async with queries_sent(runtime.db, look_ups=False) as sent:
         r = await api.post(f"/v1/cases/{case_id}/submit", headers=headers)
 
     assert r.status_code == 200, r.text
@@ -398,7 +346,7 @@ async def test_a_batch_of_language_checks_goes_through_asyncpg_in_one_transactio
     assert (await api.post(f"/v1/cases/{case_id}/submit", headers=headers)).status_code == 200
     consumer = consumers.build_consumer(runtime.intake, runtime.db, cast(Any, None))
 
-    async with queries_sent(runtime.db) as sent:
+    async with queries_sent(runtime.db, look_ups=False) as sent:
         await consumer.process_batch(batch_of(*(accepted(case_id, d, "en") for d, _ in docs)))
 
     assert consumer.stats["applied"] == 2

@@ -5,16 +5,14 @@ in order and exactly once is tested end to end in test_notifications_over_kafka.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from referrals_common.contracts import (
     CaseContactShared,
@@ -34,6 +32,7 @@ from referrals_notifications.rendering import RenderedMessage, Renderer
 from referrals_notifications.repository import NotificationsRepository
 from referrals_notifications.sender import Channels, Sender
 from referrals_notifications.service import FRONT_END, PATIENT, Notifications
+from tests.integration.statements_sent import queries_sent
 
 pytestmark = pytest.mark.integration
 
@@ -49,46 +48,6 @@ async def db(new_database: Any) -> AsyncIterator[Database]:
     database = Database(PostgresSettings(dsn=dsn))
     yield database
     await database.dispose()
-
-
-@dataclass
-class Sent:
-    """What went to PostgreSQL, in order: through SQLAlchemy (`orm`, as its cursor sends it),
-    and through asyncpg itself (`native`: BEGIN and COMMIT included)."""
-
-    orm: list[str] = field(default_factory=list)
-    native: list[str] = field(default_factory=list)
-
-
-@asynccontextmanager
-async def queries_sent(db: Database) -> AsyncIterator[Sent]:
-    """The statements sent on `db`'s connections while the block runs."""
-    sent = Sent()
-    logged: list[Any] = []
-
-    def log(query: Any) -> None:
-        sent.native.append(" ".join(query.query.split()))
-
-    def checked_out(dbapi_connection: Any, *_: Any) -> None:
-        connection = dbapi_connection.driver_connection
-        if connection not in logged:
-            connection.add_query_logger(log)
-            logged.append(connection)
-
-    def executed(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        sent.orm.append(" ".join(statement.split()))
-
-    sync_engine = db.engine.sync_engine
-    event.listen(sync_engine, "checkout", checked_out)
-    event.listen(sync_engine, "before_cursor_execute", executed)
-    try:
-        yield sent
-        await asyncio.sleep(0.05)  # asyncpg calls its loggers soon after, not at once
-    finally:
-        event.remove(sync_engine, "checkout", checked_out)
-        event.remove(sync_engine, "before_cursor_execute", executed)
-        for connection in logged:
-            connection.remove_query_logger(log)
 
 
 async def apply(db: Database, notifications: Notifications, *events: Any) -> None:

@@ -7,15 +7,13 @@ and exactly once is tested end to end in test_verdicts_over_kafka."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from referrals_common.contracts import (
     CaseSubmitted,
@@ -32,6 +30,7 @@ from referrals_translation.consumers import CONSUMER_NAME
 from referrals_translation.main import MIGRATIONS
 from referrals_translation.repository import TranslationRepository
 from referrals_translation.service import Reading, Translation
+from tests.integration.statements_sent import introspection, queries_sent
 
 pytestmark = pytest.mark.integration
 
@@ -62,52 +61,12 @@ async def db(new_database: Any) -> AsyncIterator[Database]:
     await database.dispose()
 
 
-@asynccontextmanager
-async def queries_sent(db: Database) -> AsyncIterator[dict[str, list[str]]]:
-    """The statements sent on `db`'s connections while the block runs: through asyncpg itself
-    (`native`, BEGIN and COMMIT included) and through SQLAlchemy (`orm`)."""
-    sent: dict[str, list[str]] = {"native": [], "orm": []}
-    logged: list[Any] = []
-
-    def log(query: Any) -> None:
-        sent["native"].append(" ".join(query.query.split()))
-
-    def checked_out(dbapi_connection: Any, *_: Any) -> None:
-        connection = dbapi_connection.driver_connection
-        if connection not in logged:
-            connection.add_query_logger(log)
-            logged.append(connection)
-
-    def executed(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        sent["orm"].append(" ".join(statement.split()))
-
-    sync_engine = db.engine.sync_engine
-    event.listen(sync_engine, "checkout", checked_out)
-    event.listen(sync_engine, "before_cursor_execute", executed)
-    try:
-        yield sent
-        await asyncio.sleep(0.05)  # asyncpg calls its loggers soon after, not at once
-    finally:
-        event.remove(sync_engine, "checkout", checked_out)
-        event.remove(sync_engine, "before_cursor_execute", executed)
-        for connection in logged:
-            connection.remove_query_logger(log)
-
-
-INTROSPECTION = (
-    "select current_setting('jit')",
-    "with recursive typeinfo_tree",
-    "select set_config",
-)
-"""What asyncpg asks once per connection about a type it has not met yet (`uuid[]`, …)."""
-
-
 def firsts(statements: list[str]) -> list[str]:
     """Each statement's first three words (lower case), asyncpg's own look-ups left out."""
     return [
         " ".join(statement.lower().split()[:3])
         for statement in statements
-        if not statement.lower().startswith(INTROSPECTION)
+        if not introspection(statement)
     ]
 
 
@@ -140,20 +99,20 @@ async def test_a_known_cases_lock_is_one_statement(db: Database) -> None:
         await uow.commit()
     assert (created.case_id, created.acceptable, created.withdrawn) == (case_id, None, False)
     # seen missing: inserted (and so held); no SQLAlchemy session, BEGIN with the first
-    assert firsts(sent["native"]) == [
+    assert firsts(sent.native) == [
         "begin; set transaction",
         "select case_id, acceptable,",
         "insert into cases",
         "commit",
     ]
-    assert sent["orm"] == []
+    assert sent.orm == []
 
     async with queries_sent(db) as sent, db.unit_of_work() as uow:
         known = await TranslationRepository(uow).locked_case(case_id)
         await uow.commit()
     assert known.case_id == case_id
-    assert firsts(sent["native"])[1:] == ["select case_id, acceptable,", "commit"]
-    assert sent["native"][1].endswith("FOR UPDATE")
+    assert firsts(sent.native)[1:] == ["select case_id, acceptable,", "commit"]
+    assert sent.native[1].endswith("FOR UPDATE")
 
 
 async def test_a_submission_keeps_its_destination_and_judges_the_waiting_documents_in_two_statements(  # noqa: E501
@@ -168,7 +127,7 @@ async def test_a_submission_keeps_its_destination_and_judges_the_waiting_documen
     submitted = CaseSubmitted.event_type
     async with queries_sent(db) as sent:
         await apply(db, translation.on_case_submitted, submitted, case_id, TO_GERMANY)
-    assert firsts(sent["native"]) == [
+    assert firsts(sent.native) == [
         "begin; insert into",  # the inbox row
         "insert into cases",  # the destination, the case's row locked
         "select document_id, case_id,",  # the documents waiting for it
@@ -176,7 +135,7 @@ async def test_a_submission_keeps_its_destination_and_judges_the_waiting_documen
         "insert into outbox",  # their events, in one statement
         "commit",
     ]
-    assert sent["orm"] == []
+    assert sent.orm == []
 
     async with db.engine.connect() as connection:
         case = (
@@ -213,7 +172,7 @@ async def test_a_submission_keeps_its_destination_and_judges_the_waiting_documen
     # The first destination stands: a second submission changes nothing and judges nothing.
     async with queries_sent(db) as sent:
         await apply(db, translation.on_case_submitted, submitted, case_id, IN_UKRAINE)
-    assert firsts(sent["native"]) == ["begin; insert into", "insert into cases", "commit"]
+    assert firsts(sent.native) == ["begin; insert into", "insert into cases", "commit"]
 
 
 async def test_a_withdrawal_is_one_statement_and_stops_every_verdict(db: Database) -> None:
@@ -224,7 +183,7 @@ async def test_a_withdrawal_is_one_statement_and_stops_every_verdict(db: Databas
     )
     async with queries_sent(db) as sent:
         await apply(db, translation.on_case_withdrawn, CaseWithdrawn.event_type, case_id)
-    assert firsts(sent["native"]) == ["begin; insert into", "insert into cases", "commit"]
+    assert firsts(sent.native) == ["begin; insert into", "insert into cases", "commit"]
 
     later = stored(case_id, "german")
     await apply(db, translation.on_document_stored, DocumentStored.event_type, later)
