@@ -38,12 +38,22 @@ def traced() -> Iterator[tuple[TracerProvider, InMemorySpanExporter, Started]]:
     provider.add_span_processor(started)
     provider.add_span_processor(CaseSpanProcessor())
     provider.add_span_processor(StatementDigest(SimpleSpanProcessor(exporter), min_ms=50))
+    # One instrumentor a process (a singleton): a test before this one may have instrumented
+    # asyncpg already (`configure_telemetry`, with the global provider), and instrumenting again
+    # would then be skipped, its spans going to that provider. Taken over here, given back after.
+    instrumentor = QuickStatementsInstrumentor.__new__(QuickStatementsInstrumentor)
+    before = instrumentor.is_instrumented_by_opentelemetry
+    before_ns = getattr(instrumentor, "min_ns", 0)
+    if before:
+        instrumentor.uninstrument()
     instrumentor = QuickStatementsInstrumentor(50)
     instrumentor.instrument(tracer_provider=provider)
     try:
         yield provider, exporter, started
     finally:
         instrumentor.uninstrument()
+        if before:
+            QuickStatementsInstrumentor(before_ns / 1_000_000).instrument()
 
 
 async def test_an_events_statements_on_asyncpg_are_counted_and_only_a_slow_one_is_a_span(
