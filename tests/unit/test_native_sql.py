@@ -20,6 +20,7 @@ from referrals_common.native_sql import (
     native_statement,
     native_transaction,
     run_native,
+    unit_of_work_native,
 )
 
 DIALECT = asyncpg_dialect()
@@ -184,3 +185,15 @@ def test_only_statement_errors_and_the_callers_own_leave_a_connection_fit() -> N
     assert not connection_fit_after(asyncio.CancelledError())
     assert not connection_fit_after(asyncpg.InterfaceError("another operation is in progress"))
     assert not connection_fit_after(TimeoutError())
+
+
+def test_a_unit_of_works_own_transaction_is_driven_only_with_a_dialect() -> None:
+    class Uow:
+        native: object = None
+
+    uow = Uow()
+    assert unit_of_work_native(uow, DIALECT) is None  # it opened no transaction on asyncpg
+    assert unit_of_work_native(object(), DIALECT) is None  # a test's stand-in has no `native`
+    uow.native = connection = object()
+    assert unit_of_work_native(uow, None) is None  # no dialect: everything through the session
+    assert unit_of_work_native(uow, DIALECT) == Autocommit(connection, DIALECT)

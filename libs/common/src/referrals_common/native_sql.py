@@ -96,6 +96,16 @@ async def fetch_native(
     )
 
 
+def unit_of_work_native(uow: object, dialect: Dialect | None) -> Autocommit | None:
+    """The transaction a unit of work runs on asyncpg itself (`UnitOfWork.native`: the one a
+    consumer's inbox row began), driven with `dialect` (the engine's), or None: it opened none,
+    no dialect was given (everything through the session), or `uow` is a test's stand-in."""
+    connection = getattr(uow, "native", None)
+    if connection is None or dialect is None:
+        return None
+    return Autocommit(connection, dialect)
+
+
 @asynccontextmanager
 async def native_connection(engine: AsyncEngine) -> AsyncIterator[Autocommit]:
     """A connection of `engine`'s pool for the `with` block, on which each statement commits by

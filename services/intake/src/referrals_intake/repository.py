@@ -28,7 +28,12 @@ from sqlmodel import SQLModel, col
 
 from referrals_common.api.pagination import Position, after
 from referrals_common.db import Database, UnitOfWork
-from referrals_common.native_sql import Autocommit, fetch_native, run_native
+from referrals_common.native_sql import (
+    Autocommit,
+    fetch_native,
+    run_native,
+    unit_of_work_native,
+)
 from referrals_common.tables import access_audit_values
 from referrals_intake.lifecycle import DocumentState
 from referrals_intake.models import (
@@ -224,12 +229,12 @@ class CaseRepository:
         """The unit of work's own transaction on asyncpg, if it opened one and this repository
         may use it (it has the engine's dialect)."""
         source = self._source
-        if isinstance(source, AsyncSession) or self._dialect is None or source.native is None:
+        if isinstance(source, AsyncSession):
             return None
         # A consumer's batch of events in one transaction: the consumer flushes the session and
         # expires what it holds before each handler, so a case an earlier event changed through
         # the session is written before it is read here, and read again after it is saved here.
-        return Autocommit(source.native, self._dialect)
+        return unit_of_work_native(source, self._dialect)
 
     def _track(self, values: Mapping[str, Any], native: Autocommit) -> Case:
         """The case row `values` (by column), read on `native`, as a `Case` outside any

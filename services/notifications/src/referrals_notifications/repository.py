@@ -29,6 +29,7 @@ from referrals_common.native_sql import (
     fetch_native,
     native_statement,
     run_native,
+    unit_of_work_native,
 )
 from referrals_notifications.models import (
     CaseContact,
@@ -84,10 +85,7 @@ class NotificationsRepository:
     def native(self) -> Autocommit | None:
         """The unit of work's own transaction on asyncpg (`UnitOfWork.native`), if it opened one
         and this repository may use it."""
-        connection = getattr(self._uow, "native", None)  # None too for a test's stand-in
-        if connection is None or self._dialect is None:
-            return None
-        return Autocommit(connection, self._dialect)
+        return unit_of_work_native(self._uow, self._dialect)
 
     async def _run(self, statement: Insert, values: Mapping[str, Any]) -> None:
         native = self.native

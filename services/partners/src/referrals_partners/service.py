@@ -82,7 +82,7 @@ from referrals_common.metrics import (
     TIME_TO_OPINION,
     service_name,
 )
-from referrals_common.native_sql import Autocommit
+from referrals_common.native_sql import unit_of_work_native
 from referrals_common.telemetry import case_context
 from referrals_partners.explanation import OfferFacts, ahead_by, explain
 from referrals_partners.models import (
@@ -207,11 +207,11 @@ class Partners:
         # at the same time (the two events come from different topics and consumers), and each
         # transaction would otherwise miss what the other has not committed yet, leaving the
         # case at `awaiting_documents` for ever. A draft's documents thus get a `new` row.
-        native = getattr(uow, "native", None)  # None too for a test's stand-in
-        if native is not None and self.dialect is not None:
+        native = unit_of_work_native(uow, self.dialect)
+        if native is not None:
             # The consumer's path: the lock and the document in one statement through asyncpg,
             # in the inbox's transaction; no ORM session unless the case is to be routed.
-            status = await store_document_locking_case(Autocommit(native, self.dialect), stored)
+            status = await store_document_locking_case(native, stored)
             if status is not None and status != "awaiting_documents":
                 return
             case = await self.repo(uow).lock_case(stored.case_id)  # ours already, or now

@@ -54,6 +54,7 @@ from referrals_common.native_sql import (
     native_connection,
     native_transaction,
     run_native,
+    unit_of_work_native,
 )
 from referrals_records.models import (
     AccessAudit,
@@ -269,10 +270,7 @@ class RecordsRepository:
     def _native(self) -> Autocommit | None:
         """The unit of work's own transaction on asyncpg, if it opened one and this repository
         may use it (a unit test's stand-in has none)."""
-        connection = getattr(self._uow, "native", None)
-        if connection is None or self._dialect is None:
-            return None
-        return Autocommit(connection, self._dialect)
+        return unit_of_work_native(self._uow, self._dialect)
 
     async def _write(self, statement: Any, values: dict[str, Any]) -> None:
         """One write that reads back nothing: through asyncpg in the unit of work's own
