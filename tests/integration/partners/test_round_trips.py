@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -21,6 +21,7 @@ from referrals_common.db import Database
 from referrals_partners.models import CaseDocument, Referral, RoutingCase, WebhookDelivery, utcnow
 from referrals_partners.repository import PartnersRepository
 from referrals_partners.scheduler import WebhookSender, anything_due, run_scheduler
+from tests.integration.statements_sent import queries_sent
 
 from .conftest import document_stored, ready
 
@@ -144,33 +145,6 @@ async def test_a_known_cases_lock_is_one_statement(make_runtime):
     assert len(again) == 1 and "FOR UPDATE" in again[0]
 
 
-@asynccontextmanager
-async def sent_through_asyncpg(db: Database) -> AsyncIterator[list[str]]:
-    """The statements sent through asyncpg itself on `db`'s connections while the block runs
-    (the inbox's BEGIN and what runs in its transaction), as asyncpg logs them."""
-    sent: list[str] = []
-    logged: list[Any] = []
-
-    def log(query: Any) -> None:
-        sent.append(" ".join(query.query.split()))
-
-    def checked_out(dbapi_connection: Any, *_: Any) -> None:
-        connection = dbapi_connection.driver_connection
-        if connection not in logged:
-            connection.add_query_logger(log)
-            logged.append(connection)
-
-    sync_engine = db.engine.sync_engine
-    event.listen(sync_engine, "checkout", checked_out)
-    try:
-        yield sent
-        await asyncio.sleep(0.05)  # asyncpg calls its loggers soon after, not at once
-    finally:
-        event.remove(sync_engine, "checkout", checked_out)
-        for connection in logged:
-            connection.remove_query_logger(log)
-
-
 async def test_a_consumers_document_stored_is_one_statement_in_the_inbox_transaction(make_runtime):
     """`document.stored` as the consumer applies it: BEGIN with the inbox row, the case's lock
     (its row made on first sight) and the document in one statement, COMMIT; no ORM session
@@ -179,12 +153,12 @@ async def test_a_consumers_document_stored_is_one_statement_in_the_inbox_transac
     case_id = uuid.uuid4()
     for n in range(2):  # the case's first document (its row made), then one more
         stored = document_stored(case_id)
-        with statements_sent(rt.db) as orm:
-            async with sent_through_asyncpg(rt.db) as native, rt.db.unit_of_work() as uow:
-                assert await uow.inbox.record("partners.routing", stored.id, stored.type)
-                await rt.partners.on_document_stored(uow, stored.data)
-                await uow.commit()
-        assert orm == [], n
+        async with queries_sent(rt.db) as sent, rt.db.unit_of_work() as uow:
+            assert await uow.inbox.record("partners.routing", stored.id, stored.type)
+            await rt.partners.on_document_stored(uow, stored.data)
+            await uow.commit()
+        assert sent.orm == [], n
+        native = sent.native
         assert [q.split()[0].lower() for q in native] == ["begin;", "with", "commit"], native
         statement = native[1].lower()
         assert "for update" in statement and "insert into case_documents" in statement
