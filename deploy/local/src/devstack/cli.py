@@ -413,6 +413,8 @@ def _print(
         "kafka": f"bootstrap {info.kafka_bootstrap}",
         "minio": f"S3 http://{info.s3_endpoint}  console http://{info.s3_console}",
         "postgres": f"postgresql://{info.postgres_dsn.rsplit('@', 1)[1]}",
+        "sinks": f"mail: SMTP {info.smtp}  messages in {info.mail_dir}; SMS: "
+        f"Twilio-compatible API {info.sms_url}  texts in {info.sms_dir}",
         "mailsink": f"SMTP {info.smtp}  messages in {info.mail_dir}",
         "smssink": f"Twilio-compatible API {info.sms_url}  texts in {info.sms_dir}",
     }

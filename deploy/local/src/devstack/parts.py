@@ -19,16 +19,16 @@ from devstack import install
 from devstack.process import FEW_MALLOC_ARENAS, free_port, port_accepts, spawn, wait_until
 
 KAFKA_HEAP = os.environ.get("DEVSTACK_KAFKA_HEAP", "256m")
+"""The broker's largest heap. The serial collector grows the heap only as far as it is used, and
+one broker carrying the platform's few hundred events a second holds well under this: its whole
+process stays near 200 MiB under load, where a fixed 768 MiB G1 heap (with the log cleaner's
+default 128 MiB buffer in it) kept it near 400 MiB (`bench/results/cost.json`)."""
 PG_SHARED_BUFFERS = os.environ.get("DEVSTACK_PG_SHARED_BUFFERS", "16MB")
 """PostgreSQL's `shared_buffers`: the platform's working set is small, the kernel's page cache
 holds the rest, and every buffer a backend touches counts in the platform's memory (256MB had let
 a burst of cases take ~200 MiB of it). 16MB against 32MB, bench/pipeline.py --cases 40 twice
 each, alternated: PostgreSQL's peak 165 vs 181 MiB PSS, its CPU per case the same within the
 runs' spread (staged 0.0144/0.0136 vs 0.0127/0.0149 CPU-s, whole 0.0352/0.0367 vs 0.0355/0.0384)."""
-"""The broker's largest heap. The serial collector grows the heap only as far as it is used, and
-one broker carrying the platform's few hundred events a second holds well under this: its whole
-process stays near 200 MiB under load, where a fixed 768 MiB G1 heap (with the log cleaner's
-default 128 MiB buffer in it) kept it near 400 MiB (`bench/results/cost.json`)."""
 
 
 @dataclass
@@ -381,33 +381,55 @@ def postgres_ready(dsn: str) -> bool:
     return asyncio.run(probe())
 
 
-# ----------------------------------------------------------------------------------- mail sink
+# ------------------------------------------------------------------------------ mail and SMS sinks
 
 
-def start_mailsink(data_dir: Path, port: int) -> tuple[Running, str, Path]:
-    """The local SMTP server (aiosmtpd) that keeps every message as a .eml file in `inbox/`:
-    what patients would receive, readable by a newcomer. Returns it, its host:port and the
-    folder."""
+SMS_ACCOUNT_SID = "ACdevstack"
+"""The SMS sink's account: the `account_sid` the platform's Twilio settings name locally."""
+SMS_FROM_NUMBER = "+15005550006"
+"""The sender number of local texts (Twilio's own test number for "a valid sender")."""
+
+
+@dataclass(frozen=True)
+class SinkAddresses:
+    """Where the running sinks listen and write: the SMTP host:port and the .eml folder, the
+    Twilio-compatible base URL and the .json folder."""
+
+    smtp: str
+    mail_dir: Path
+    sms_url: str
+    sms_dir: Path
+
+    @property
+    def probe(self) -> str:
+        return f"{self.smtp} {self.sms_url}"
+
+
+def start_sinks(
+    root: Path, mail_port: int, sms_port: int, auth_token: str
+) -> tuple[Running, SinkAddresses]:
+    """The local mail sink (aiosmtpd: every message a .eml file in `mail/inbox/`, what patients
+    would receive) and SMS sink (Twilio-compatible: every text a .json file in `sms/inbox/`,
+    what a patient's phone would receive), in one process (`devstack.sinks`). The token goes
+    through the environment, never the command line."""
     import sys
 
-    inbox = data_dir / "inbox"
-    inbox.mkdir(parents=True, exist_ok=True)
-    log = data_dir / "mailsink.log"
-    proc = spawn(
-        [
-            sys.executable,
-            "-m",
-            "devstack.mailsink",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--dir",
-            str(inbox),
-        ],
-        log=log,
+    from devstack.smssink import TOKEN_ENV
+
+    mail_dir, sms_dir = root / "mail" / "inbox", root / "sms" / "inbox"
+    for folder in (mail_dir, sms_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    log = root / "sinks" / "sinks.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "devstack.sinks", "--host", "127.0.0.1"]
+    argv += ["--mail-port", str(mail_port), "--mail-dir", str(mail_dir)]
+    argv += ["--sms-port", str(sms_port), "--sms-dir", str(sms_dir)]
+    argv += ["--account-sid", SMS_ACCOUNT_SID]
+    proc = spawn(argv, log=log, env={TOKEN_ENV: auth_token})
+    addresses = SinkAddresses(
+        f"127.0.0.1:{mail_port}", mail_dir, f"http://127.0.0.1:{sms_port}", sms_dir
     )
-    return Running("mailsink", proc.pid, log), f"127.0.0.1:{port}", inbox
+    return Running("sinks", proc.pid, log), addresses
 
 
 def mailsink_ready(address: str) -> bool:
@@ -421,33 +443,16 @@ def mailsink_ready(address: str) -> bool:
         return False
 
 
-SMS_ACCOUNT_SID = "ACdevstack"
-"""The SMS sink's account: the `account_sid` the platform's Twilio settings name locally."""
-SMS_FROM_NUMBER = "+15005550006"
-"""The sender number of local texts (Twilio's own test number for "a valid sender")."""
-
-
-def start_smssink(data_dir: Path, port: int, auth_token: str) -> tuple[Running, str, Path]:
-    """The local Twilio-compatible SMS server (`devstack.smssink`) that keeps every text as a
-    .json file in `inbox/`: what a patient's phone would receive. Returns it, its base URL and
-    the folder. The token goes through the environment, never the command line."""
-    import sys
-
-    from devstack.smssink import TOKEN_ENV
-
-    inbox = data_dir / "inbox"
-    inbox.mkdir(parents=True, exist_ok=True)
-    log = data_dir / "smssink.log"
-    argv = [sys.executable, "-m", "devstack.smssink", "--host", "127.0.0.1"]
-    argv += ["--port", str(port), "--dir", str(inbox), "--account-sid", SMS_ACCOUNT_SID]
-    proc = spawn(argv, log=log, env={TOKEN_ENV: auth_token})
-    return Running("smssink", proc.pid, log), f"http://127.0.0.1:{port}", inbox
-
-
 def smssink_ready(url: str) -> bool:
     import httpx
 
     return httpx.get(f"{url}/health", timeout=2).status_code == 200
+
+
+def sinks_ready(probe: str) -> bool:
+    """Both sinks answer: SMTP's greeting and the SMS API's health (`SinkAddresses.probe`)."""
+    smtp, sms_url = probe.split(" ", 1)
+    return mailsink_ready(smtp) and smssink_ready(sms_url)
 
 
 def wait_ready(running: Running, probe_arg: str, timeout: float) -> None:
@@ -455,8 +460,7 @@ def wait_ready(running: Running, probe_arg: str, timeout: float) -> None:
         "kafka": kafka_ready,
         "minio": minio_ready,
         "postgres": postgres_ready,
-        "mailsink": mailsink_ready,
-        "smssink": smssink_ready,
+        "sinks": sinks_ready,
     }
     probe = probes[running.name]
     wait_until(

@@ -200,21 +200,13 @@ def start(
             pg_bin, root / "postgres", creds.postgres_password, port("postgres")
         )
         started.append(pg)
-        mail, smtp, inbox = parts.start_mailsink(root / "mail", port("mailsink"))
-        started.append(mail)
         sms_token = secrets.token_urlsafe(24)
-        sms, sms_url, sms_inbox = parts.start_smssink(root / "sms", port("smssink"), sms_token)
-        started.append(sms)
-        probes = {
-            "kafka": bootstrap,
-            "minio": s3,
-            "postgres": dsn,
-            "mailsink": smtp,
-            "smssink": sms_url,
-        }
+        sinks, sink = parts.start_sinks(root, port("mailsink"), port("smssink"), sms_token)
+        started.append(sinks)
+        probes = {"kafka": bootstrap, "minio": s3, "postgres": dsn, "sinks": sink.probe}
         with (
             console.status("waiting for Kafka, MinIO, PostgreSQL and the mail and SMS sinks…"),
-            ThreadPoolExecutor(max_workers=5) as pool,
+            ThreadPoolExecutor(max_workers=4) as pool,
         ):
             futures = [pool.submit(parts.wait_ready, r, probes[r.name], timeout) for r in started]
             for fut in futures:
@@ -227,10 +219,10 @@ def start(
             s3_access_key=creds.s3_access_key,
             s3_secret_key=creds.s3_secret_key,
             postgres_dsn=dsn,
-            smtp=smtp,
-            mail_dir=str(inbox),
-            sms_url=sms_url,
-            sms_dir=str(sms_inbox),
+            smtp=sink.smtp,
+            mail_dir=str(sink.mail_dir),
+            sms_url=sink.sms_url,
+            sms_dir=str(sink.sms_dir),
             sms_auth_token=sms_token,
             pids={r.name: r.pid for r in started},
             logs={r.name: str(r.log) for r in started},
@@ -301,7 +293,8 @@ async def provision_databases(
 
 def stop(info: StackInfo) -> None:
     """Stop every part (Kafka first, so it can shut down cleanly while the others still run)."""
-    for name in ("kafka", "minio", "postgres", "mailsink", "smssink"):
+    # "mailsink" and "smssink": the two processes a stack started before the sinks shared one
+    for name in ("kafka", "minio", "postgres", "sinks", "mailsink", "smssink"):
         pid = info.pids.get(name)
         if pid is not None and info.owns(pid):
             stop_group(pid, timeout=30)

@@ -214,8 +214,7 @@ class ContainersProvider:
         creds = stack_mod.Secrets.load_or_create(root)
         kafka, minio, postgres = containers = self.containers(root)
         started: list[Any] = []
-        mail: parts.Running | None = None
-        sms: parts.Running | None = None
+        sinks: parts.Running | None = None
         began = time.monotonic()
 
         def start_one(container: Any) -> None:
@@ -232,11 +231,9 @@ class ContainersProvider:
             ):
                 for future in [pool.submit(start_one, c) for c in containers]:
                     future.result()
-            mail, smtp, inbox = parts.start_mailsink(root / "mail", free_port())
-            parts.wait_ready(mail, smtp, self.timeout)
             sms_token = secrets.token_urlsafe(24)
-            sms, sms_url, sms_inbox = parts.start_smssink(root / "sms", free_port(), sms_token)
-            parts.wait_ready(sms, sms_url, self.timeout)
+            sinks, sink = parts.start_sinks(root, free_port(), free_port(), sms_token)
+            parts.wait_ready(sinks, sink.probe, self.timeout)
             dsn = postgres.get_connection_url(driver=None)
             s3 = minio.get_config()["endpoint"]
             info = stack_mod.StackInfo(
@@ -247,13 +244,13 @@ class ContainersProvider:
                 s3_access_key=creds.s3_access_key,
                 s3_secret_key=creds.s3_secret_key,
                 postgres_dsn=dsn,
-                smtp=smtp,
-                mail_dir=str(inbox),
-                sms_url=sms_url,
-                sms_dir=str(sms_inbox),
+                smtp=sink.smtp,
+                mail_dir=str(sink.mail_dir),
+                sms_url=sink.sms_url,
+                sms_dir=str(sink.sms_dir),
                 sms_auth_token=sms_token,
-                pids={mail.name: mail.pid, sms.name: sms.pid},
-                logs={mail.name: str(mail.log), sms.name: str(sms.log)},
+                pids={sinks.name: sinks.pid},
+                logs={sinks.name: str(sinks.log)},
                 started_at=process_clock(),
             )
             info.database_dsns = asyncio.run(stack_mod.provision_databases(dsn, databases, creds))
@@ -264,9 +261,8 @@ class ContainersProvider:
             }
             info.save()
         except BaseException:
-            for local in (sms, mail):
-                if local is not None:
-                    stop_group(local.pid)
+            if sinks is not None:
+                stop_group(sinks.pid)
             for container in reversed(started):
                 container.stop()
             raise
