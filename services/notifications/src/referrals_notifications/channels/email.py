@@ -17,6 +17,9 @@ the same way, the same transfer encodings): the package's header objects parse a
 header, which cost more CPU than the rest of sending a message. A header the direct way cannot be
 sure to write as the package would (non-ASCII, long, or anything unusual) is still folded by the
 package, and a recipient address that is not a plain ASCII address goes the package's way whole.
+Such a header that differs from message to message only in its ids and digits (the subject with
+the case's reference, the Message-ID, a boundary) is folded by the package once per form, masked,
+and the ids put back (`_folded_like`); quoted-printable is not tried on a text it cannot win for.
 The name this host greets the server with is looked up once, not for every connection.
 
 SMTP replies are classified by their code: a 4xx reply or a broken connection is transient, a 5xx
@@ -157,14 +160,53 @@ def _header(name: str, value: str) -> bytes:
     line = f"{name}: {value}"
     if len(line) <= _MAX_LINE and "=?" not in value and _PLAIN_VALUE.match(value):
         return line.encode("ascii") + b"\r\n"
-    return _folded(name, value)
+    return _folded_like(name, value)
 
 
-@lru_cache(maxsize=64)
-def _folded(name: str, value: str) -> bytes:
-    """A header folded by the `email` package (the same values come again: the From line, the
-    content types)."""
+_VARYING = re.compile(r"[0-9A-Za-z-]*[0-9][0-9A-Za-z-]*")
+"""What changes from one message to the next in a header that is otherwise the same: a case's
+reference in the subject, the notification's id, a boundary's digits (ASCII runs with a digit)."""
+_MASK = "#"
+"""What stands for each of their letters and digits (kept: the hyphens) in the folded form the
+`email` package made once: an ASCII character of the same kind for it (not special, not
+whitespace, no encoding needed), which no encoded word ever writes as it is."""
+
+
+def _folded_like(name: str, value: str) -> bytes:
+    """`name: value` folded by the `email` package, from the fold of the same header with its
+    varying runs masked (`_VARYING`, made once per trigger and language, not per message): the
+    package folds at whitespace and encodes by what kind of character it meets, never by which
+    letter or digit, so the mask's places are the run's, and each masked character is put back.
+    When the masked characters did not come out as they went in (folded into an encoded word),
+    the value is folded by the package itself."""
+    if _MASK in value:
+        return _fold(name, value)
+    kept: list[str] = []
+
+    def mask(run: re.Match[str]) -> str:
+        kept.extend(char for char in run.group() if char != "-")
+        return "".join("-" if char == "-" else _MASK for char in run.group())
+
+    masked = _VARYING.sub(mask, value)
+    if not kept:
+        return _folded(name, value)
+    pieces = _folded(name, masked).split(_MASK.encode("ascii"))
+    if len(pieces) != len(kept) + 1:
+        return _fold(name, value)
+    restored = [pieces[0]]
+    for char, piece in zip(kept, pieces[1:], strict=True):
+        restored += (char.encode("ascii"), piece)
+    return b"".join(restored)
+
+
+def _fold(name: str, value: str) -> bytes:
+    """A header folded by the `email` package."""
     return _WIRE.fold_binary(name, _WIRE.header_factory(name, value))
+
+
+_folded = lru_cache(maxsize=256)(_fold)
+"""`_fold` of values that come again (the From line, the content types, the masked headers of
+`_folded_like`: a few per trigger and language)."""
 
 
 def _boundary(parts: list[bytes]) -> str:
@@ -187,6 +229,10 @@ def _base64(data: bytes) -> bytes:
     return b"".join(line[:-1] + b"\r\n" for line in lines)
 
 
+_QP_AS_IS = bytes(octet for octet in range(256) if not quoprimime.body_check(octet)) + b"\r\n"
+"""The bytes quoted-printable writes as they are (`quoprimime.body_encode` keeps line ends)."""
+
+
 def _encoded_text(text: str, *, eight_bit: bool) -> tuple[str, bytes]:
     """(transfer encoding, body) of a UTF-8 text part, chosen as `EmailMessage.set_content`
     chooses: 7bit for short ASCII lines, 8bit for short lines (base64 when the server takes no
@@ -201,8 +247,14 @@ def _encoded_text(text: str, *, eight_bit: bool) -> tuple[str, bytes]:
             return "8bit", _body_lines(normal)
         return "base64", _base64(normal)
     sniff = b"\n".join(lines[:10]) + b"\n"
+    sniff_base64 = len(binascii.b2a_base64(sniff))
+    # Quoted-printable writes each byte it must encode as three characters, the rest as one,
+    # then adds soft line breaks: when that least length is already longer than base64 (a text
+    # in Ukrainian), the package's choice is base64 without encoding the lines to see it.
+    if len(sniff) + 2 * len(sniff.translate(None, _QP_AS_IS)) > sniff_base64:
+        return "base64", _base64(normal)
     sniff_qp = quoprimime.body_encode(sniff.decode("latin-1"), _MAX_LINE)
-    if len(sniff_qp) > len(binascii.b2a_base64(sniff)):
+    if len(sniff_qp) > sniff_base64:
         return "base64", _base64(normal)
     if len(lines) > 10:
         sniff_qp = quoprimime.body_encode(normal.decode("latin-1"), _MAX_LINE)
