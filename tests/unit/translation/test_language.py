@@ -5,6 +5,7 @@ uncertain texts are undetermined rather than guessed."""
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 import subprocess
@@ -354,3 +355,127 @@ def test_a_documents_chunks_classified_at_once_get_what_each_gets_alone() -> Non
     alone = [language.classify_chunk(chunk) for chunk in chunks]  # walked by py3langid
     assert language._classify_chunks(chunks) == alone
     assert {found[0] for found in alone if found} >= {"uk", "ru", "en", "de", "he"}
+
+
+# --- the same answers with less work ------------------------------------------------------------
+
+
+def _script_by_counting(line: str) -> str | None:
+    """`_script` as it was written: every letter of the line counted for its script."""
+    counts: dict[str, int] = {}
+    for ch, n in Counter(line).items():
+        script = language._letter_script(ch)
+        if script is not None:
+            counts[script] = counts.get(script, 0) + n
+    return max(counts, key=lambda script: counts[script]) if counts else None
+
+
+def _mixed_words(text: str) -> tuple[int, int]:
+    """Words of `not_text`'s sample and how many mix scripts, as it counted them."""
+    words = [w for w in language._WORD.findall(text[: language.MIXED_SCRIPT_SAMPLE]) if len(w) > 2]
+    return len(words), sum(
+        len({language._letter_script(ch) for ch in w if ch not in language._LOOKALIKES}) > 1
+        for w in words
+    )
+
+
+def _random_lines(count: int) -> list[str]:
+    """Lines of Latin, Cyrillic, Greek, Hebrew, look-alikes, digits, digit-like letters (², ½,
+    Ⅻ), ª and º (letters of no script's name), symbols and controls, in any mixture."""
+    rng = random.Random(2525)
+    alphabet = (
+        "abcxyzXYZäöüßéñçł" + "абвгдежзиіїєґыэАБВГ" + "αβγΩ" + "אבג" + "aceopxyасеорху"
+        + "0123456789²³½Ⅻ" + "ªºµ" + " .,;:-_/%()\t\x00\ufffd\ue000"
+    )  # fmt: skip
+    return [
+        "".join(rng.choice(alphabet[: rng.randrange(1, len(alphabet))]) for _ in range(length))
+        for length in (rng.randrange(0, 90) for _ in range(count))
+    ]
+
+
+def test_a_lines_script_is_what_counting_its_letters_says() -> None:
+    """Single-script lines are decided without counting each letter; the script is the same."""
+    for line in [*_random_lines(20_000), "", "12 34", "µ", "ª mixed ºº", ENGLISH, UKRAINIAN]:
+        assert language._script(line) == _script_by_counting(line), line
+    counted: list[str] = []
+
+    class CountingCounter(Counter[str]):
+        def __init__(self, text: str) -> None:
+            counted.append(text)
+            super().__init__(text)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(language, "Counter", CountingCounter)
+        assert [language._script(line) for line in (ENGLISH, "Größe", UKRAINIAN)] == [
+            "LATIN",
+            "LATIN",
+            "CYRILLIC",
+        ]
+        assert language._script("Гемоглобін Hb 118 г/л") == "CYRILLIC"
+    assert counted == ["Гемоглобін Hb 118 г/л"]  # only the line mixing scripts
+
+
+def test_no_word_is_looked_at_for_mixed_scripts_when_the_text_has_one_script() -> None:
+    """`not_text` finds mixed-script words exactly as before, and reads no word of a text whose
+    word characters are all of one script (the whole text's characters, counted already)."""
+    rng = random.Random(77)
+    lines = _random_lines(3_000)
+    for _ in range(3_000):
+        text = "\n".join(rng.sample(lines, rng.randrange(1, 30)))
+        words, mixed = _mixed_words(text)
+        caught = language.not_text(text)
+        if words and mixed > language.MAX_MIXED_SCRIPT_WORDS * words:
+            assert caught is not None
+        elif caught is not None:
+            assert "mix scripts" not in caught
+
+    word = language._WORD
+
+    class Spy:
+        def __init__(self) -> None:
+            self.read: list[str] = []
+
+        def findall(self, text: str) -> list[str]:
+            self.read.append(text)
+            return list(word.findall(text))
+
+        def fullmatch(self, ch: str) -> object:
+            return word.fullmatch(ch)
+
+    spy = Spy()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(language, "_WORD", spy)
+        assert language.not_text(ENGLISH + "\n" + "Größe 1,5 m, Ærø") is None
+        assert language.not_text(UKRAINIAN) is None
+        assert spy.read == []  # was every word of both texts
+        assert language.not_text("Пацieнт з бiлем" + " Пацiєнт Hеmоглобін" * 20) is not None
+        assert spy.read  # Latin and Cyrillic letters in the text: its words are read
+
+
+def test_a_words_letter_pairs_are_looked_up_once_and_summed_as_before() -> None:
+    """The letter-pair score of a text whose words repeat is the sum, pair by pair in the text's
+    order, of each pair's information (to the bit); each distinct word's pairs are looked up
+    once."""
+    text = (ENGLISH + " ") * 40
+    pairs = language._letter_pairs("en")
+    assert pairs is not None
+    total, n = 0.0, 0
+    for word in language._WORD.findall(text.lower()):
+        for a, b in itertools.pairwise(f" {word} "):
+            total += pairs.information(a, b)
+            n += 1
+        if n * 2 > language.PAIR_SAMPLE_LETTERS:
+            break
+    looked_up = Counter[str]()
+    information = type(pairs).information
+
+    def counted(self: Any, a: str, b: str) -> float:
+        looked_up[a + b] += 1
+        result: float = information(self, a, b)
+        return result
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(type(pairs), "information", counted)
+        assert language.letter_pair_score(text, "en") == total / n
+    distinct_words = set(language._WORD.findall(ENGLISH.lower()))
+    assert sum(looked_up.values()) == sum(len(word) + 1 for word in distinct_words)

@@ -142,6 +142,7 @@ _CLD2_REFUSED = re.compile(
 """Characters CLD2 refuses: controls but tab, line feed and carriage return, surrogates and
 noncharacters."""
 _WORD = re.compile(r"[^\W\d_]+")
+_ASCII_LETTER = re.compile("[A-Za-z]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -482,7 +483,9 @@ def not_text(text: str, characters: Mapping[str, int] | None = None) -> str | No
     """Why `text` is no text at all (binary data decoded, symbols), or None when it may be.
     `characters`: how often each character occurs in `text`, when the caller has counted."""
     junk = letters = symbols = 0
-    for ch, n in (Counter(text) if characters is None else characters).items():
+    if characters is None:
+        characters = Counter(text)
+    for ch, n in characters.items():
         kind = _kind(ch)
         if kind == "junk":
             junk += n
@@ -500,6 +503,8 @@ def not_text(text: str, characters: Mapping[str, int] | None = None) -> str | No
             f"Only {letters / (letters + symbols):.0%} of the characters (besides spaces and "
             "digits) are letters: the text looks garbled."
         )
+    if len({_word_script(ch) for ch in characters} - {_NOT_IN_WORDS}) < 2:
+        return None  # every word's letters are of one script: none can mix scripts
     words = [word for word in _WORD.findall(text[:MIXED_SCRIPT_SAMPLE]) if len(word) >= 3]
     mixed = sum(
         len({_letter_script(ch) for ch in word if ch not in _LOOKALIKES}) > 1 for word in words
@@ -528,16 +533,32 @@ def letter_pair_score(text: str, language: str) -> float | None:
     to_script = _TO_CYRILLIC if script == "CYRILLIC" else _TO_LATIN
     total = 0.0
     n = 0
+    # A word's pairs are looked up once per text (its words repeat), then added in the same
+    # order as ever, so the sum is the same to the bit.
+    known: dict[str, tuple[float, ...]] = {}
     for word in _WORD.findall(text.lower()):
-        if any(_letter_script(ch) not in (script, None) for ch in word if ch not in _LOOKALIKES):
+        informations = known.get(word)
+        if informations is None:
+            informations = known[word] = _pair_informations(word, script, to_script, pairs)
+        if not informations:
             continue  # a word in another script (an English term in Ukrainian) says nothing
-        padded = f" {word.translate(to_script)} "
-        for a, b in pairwise(padded):
-            total += pairs.information(a, b)
-            n += 1
+        for information in informations:
+            total += information
+        n += len(informations)
         if n * 2 > PAIR_SAMPLE_LETTERS:
             break
     return total / n if n >= PAIR_CHECK_MIN_LETTERS else None
+
+
+def _pair_informations(
+    word: str, script: str, to_script: dict[int, int], pairs: _LetterPairs
+) -> tuple[float, ...]:
+    """The information of each letter pair of `word` (edges included), in order; none for a
+    word with a letter of another script than `script`."""
+    if any(_letter_script(ch) not in (script, None) for ch in word if ch not in _LOOKALIKES):
+        return ()
+    padded = f" {word.translate(to_script)} "
+    return tuple(pairs.information(a, b) for a, b in pairwise(padded))
 
 
 def _script_of(language: str) -> str:
@@ -675,6 +696,14 @@ def _chunks(text: str) -> Iterator[tuple[str, int]]:
 
 def _script(line: str) -> str | None:
     """The script most letters of `line` are in: LATIN, CYRILLIC, HEBREW... (None: no letters)."""
+    # Most lines are in one script: their distinct characters say which, without counting
+    # each character (a tenth of identifying a text PDF's language when every line was counted).
+    if line.isascii():
+        return "LATIN" if _ASCII_LETTER.search(line) else None
+    scripts = {_letter_script(ch) for ch in set(line)}
+    scripts.discard(None)
+    if len(scripts) < 2:
+        return scripts.pop() if scripts else None
     counts: dict[str, int] = {}
     for ch, n in Counter(line).items():
         script = _letter_script(ch)
@@ -687,6 +716,19 @@ def _script(line: str) -> str | None:
 def _letter_script(ch: str) -> str | None:
     """The script of a letter (the first word of its Unicode name); None for a non-letter."""
     return unicodedata.name(ch, "OTHER").partition(" ")[0] if ch.isalpha() else None
+
+
+_NOT_IN_WORDS: Final = "not in words"
+
+
+@cache
+def _word_script(ch: str) -> str | None:
+    """What `ch` adds to the scripts of a word it is in, as `not_text` counts them: its
+    `_letter_script` (None for a digit-like character inside a word), or `_NOT_IN_WORDS` for a
+    Latin-Cyrillic look-alike (not counted) or a character no word has."""
+    if ch in _LOOKALIKES or not _WORD.fullmatch(ch):
+        return _NOT_IN_WORDS
+    return _letter_script(ch)
 
 
 def _split_evenly(line: str, letters: int) -> Iterator[tuple[str, int]]:
