@@ -146,6 +146,13 @@ def test_a_flood_of_spans_leaves_zipkin_healthy_bounded_and_answering(
     assert refused == [], f"span intake failed under the flood: {refused[:5]}"
     assert is_alive(pid)
     assert platform_mod.zipkin_healthy(url)
+    # Its server's threads stay few: Armeria's default pool made a thread per request until it
+    # had 200 (~19 MiB of stacks); 100 small posts more would have made 100.
+    small = [json.dumps(json.loads(_batch(batches, start_us))[:10]).encode()] * 100
+    assert {_post(url, body) for body in small} == {202}
+    threads = psutil.Process(pid).num_threads()
+    print(f"Zipkin's threads after {batches + len(small)} posts: {threads}")
+    assert threads <= platform_mod.ZIPKIN_BLOCKING_THREADS + 30, threads
     # Two malloc arenas for the JVM's threads (devstack.process.FEW_MALLOC_ARENAS).
     assert psutil.Process(pid).environ().get("MALLOC_ARENA_MAX") == "2"
 
