@@ -51,6 +51,7 @@ from referrals_notifications.models import (
     ReferralSeen,
 )
 from referrals_notifications.rendering import RenderedMessage, Renderer
+from referrals_notifications.repository import PlannedDelivery
 from referrals_notifications.sender import Channels, Sender, SenderSettings
 from referrals_notifications.service import FRONT_END, OPS, PATIENT, PING, Notifications
 from tests.unit.fakes import FakeUnitOfWork, SessionUsed
@@ -132,15 +133,17 @@ class FakeNotificationsRepository:
         )
         return front_end, subscribed
 
-    async def add_delivery(self, delivery: Delivery) -> None:
+    async def add_delivery(self, planned: PlannedDelivery) -> None:
+        delivery = Delivery(**planned)
         self.planned.append(delivery)
         self.deliveries.setdefault((delivery.trigger_event_id, delivery.audience), delivery)
 
-    async def add_delivery_and_audience(self, delivery: Delivery) -> tuple[str | None, bool]:
-        await self.add_delivery(delivery)
-        return await self.webhook_audience(delivery.case_id)
+    async def add_delivery_and_audience(self, planned: PlannedDelivery) -> tuple[str | None, bool]:
+        await self.add_delivery(planned)
+        return await self.webhook_audience(planned["case_id"])
 
-    async def add_ping(self, delivery: Delivery) -> None:
+    async def add_ping(self, planned: PlannedDelivery) -> None:
+        delivery = Delivery(**planned)
         self.planned.append(delivery)
         if all(d.id != delivery.id for d in self.deliveries.values()):
             self.deliveries[(delivery.trigger_event_id, delivery.audience)] = delivery

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from functools import cache, partial
-from typing import Any
+from typing import Any, TypedDict
 from uuid import UUID
 
 from sqlalchemy import Table, bindparam, exists, or_, select, tuple_
@@ -59,6 +59,24 @@ PLANNED = (
     "trace_context",
 )
 """The columns a planned delivery is written with (the rest are the sender's)."""
+
+
+class PlannedDelivery(TypedDict):
+    """A delivery as the consumer plans it: the values of its row's `PLANNED` columns (a plain
+    mapping, not a `Delivery`: the row is written by one statement and nothing reads it back)."""
+
+    id: UUID
+    case_id: UUID
+    trigger: str
+    trigger_event_id: UUID
+    audience: str
+    facts: dict[str, Any]
+    occurred_at: datetime
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    created_at: datetime
+    trace_context: dict[str, str]
 
 
 class NotificationsRepository:
@@ -190,14 +208,14 @@ class NotificationsRepository:
         return front_end, bool(subscribed)
 
     # ------------------------------------------------------------------ deliveries and alerts
-    async def add_delivery(self, delivery: Delivery) -> None:
+    async def add_delivery(self, delivery: PlannedDelivery) -> None:
         """A delivery to send, once per trigger event and audience: the same again adds none."""
-        await self._run(_ADD_DELIVERY, _planned(delivery))
+        await self._run(_ADD_DELIVERY, delivery)
 
-    async def add_delivery_and_audience(self, delivery: Delivery) -> tuple[str | None, bool]:
+    async def add_delivery_and_audience(self, delivery: PlannedDelivery) -> tuple[str | None, bool]:
         """`add_delivery`, and the case's `webhook_audience` in the same statement (one round
         trip instead of two: the answer reads no table the insert writes)."""
-        values = _planned(delivery)
+        values = delivery
         native = self.native
         if native is not None:
             row = await fetch_native(native, _ADD_DELIVERY_AND_AUDIENCE, values)
@@ -208,9 +226,9 @@ class NotificationsRepository:
             front_end, subscribed = found.one()
         return front_end, bool(subscribed)
 
-    async def add_ping(self, delivery: Delivery) -> None:
+    async def add_ping(self, delivery: PlannedDelivery) -> None:
         """A front end's test delivery, once per ping id."""
-        await self.session.execute(_ADD_PING, _planned(delivery))
+        await self.session.execute(_ADD_PING, dict(delivery))
 
     async def claim_due(
         self, now: datetime, limit: int
@@ -248,10 +266,6 @@ class NotificationsRepository:
 
     def add_alert(self, alert: OpsAlert) -> None:
         self.session.add(alert)
-
-
-def _planned(delivery: Delivery) -> dict[str, Any]:
-    return {name: getattr(delivery, name) for name in PLANNED}
 
 
 # The statements of every event are built once and given their values when run: a statement built

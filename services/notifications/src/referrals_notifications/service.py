@@ -79,8 +79,12 @@ from referrals_common.contracts.information import PREPARATION_ITEMS
 from referrals_common.contracts.intake import Preparation
 from referrals_common.contracts.notifications import NotificationTrigger as T
 from referrals_common.db import UnitOfWork
-from referrals_notifications.models import Delivery, FrontEndWebhook, OpsAlert, utcnow
-from referrals_notifications.repository import NotificationsRepository, RepositoryFactory
+from referrals_notifications.models import FrontEndWebhook, OpsAlert, utcnow
+from referrals_notifications.repository import (
+    NotificationsRepository,
+    PlannedDelivery,
+    RepositoryFactory,
+)
 
 log = logging.getLogger(__name__)
 
@@ -444,7 +448,7 @@ class Notifications:
 
 def _planned_delivery(
     event: CloudEvent[Any], trigger: T, audience: str, facts: dict[str, Any]
-) -> Delivery:
+) -> PlannedDelivery:
     """The delivery of `event`'s notification to `audience`, due now."""
     return _pending(
         id=_delivery_id(event.id, audience),
@@ -494,11 +498,26 @@ async def _ping(repo: NotificationsRepository, event: CloudEvent[Any]) -> None:
     )
 
 
-def _pending(**values: Any) -> Delivery:
+def _pending(
+    *,
+    id: UUID,
+    case_id: UUID,
+    trigger: str,
+    trigger_event_id: UUID,
+    audience: str,
+    facts: dict[str, Any],
+    occurred_at: datetime,
+) -> PlannedDelivery:
     """A delivery due now, continuing the trace of the event being processed."""
     now = utcnow()
-    return Delivery(
-        **values,
+    return PlannedDelivery(
+        id=id,
+        case_id=case_id,
+        trigger=trigger,
+        trigger_event_id=trigger_event_id,
+        audience=audience,
+        facts=facts,
+        occurred_at=occurred_at,
         status="pending",
         attempts=0,
         next_attempt_at=now,
