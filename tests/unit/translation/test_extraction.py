@@ -231,6 +231,63 @@ def test_an_aes256_pdf_with_an_owner_password_only_is_read(tmp_path: Path) -> No
     assert (outcome.kind, outcome.main_language) == ("text", "en")
 
 
+def _opened_by_pypdf(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Record every PDF pypdf opens for extraction from now on."""
+    opened: list[Path] = []
+
+    def recording(path: Path, **options: object) -> PdfReader:
+        opened.append(path)
+        return PdfReader(path, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(extraction, "PdfReader", recording)
+    return opened
+
+
+def test_a_plain_pdf_is_read_by_pdfium_without_pypdf(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pypdf parsed every PDF before pdfium read it (a tenth of reading a text PDF); a PDF that
+    pdfium opens, unencrypted and with pages, is read by pdfium alone, page count included."""
+    opened = _opened_by_pypdf(monkeypatch)
+    pdf = FPDF()
+    pdf.set_font("Helvetica", size=11)
+    for _ in range(3):
+        pdf.add_page()
+        pdf.multi_cell(0, 6, "The patient was admitted for chemotherapy and tolerated it. " * 5)
+    pdf.output(str(tmp_path / "three.pdf"))
+    outcome = read_document(tmp_path / "three.pdf", extraction.PDF, Limits())
+    assert (outcome.kind, outcome.main_language, outcome.pages) == ("text", "en", 3)
+    assert opened == []
+
+
+def test_pypdf_still_checks_an_encrypted_pdf(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened = _opened_by_pypdf(monkeypatch)
+    outcome = read_document(FIXTURES / "referral_owner_password_uk.pdf", extraction.PDF, Limits())
+    assert (outcome.kind, outcome.main_language) == ("text", "uk")
+    assert opened == [FIXTURES / "referral_owner_password_uk.pdf"]
+
+
+def test_a_page_pdfium_cannot_read_is_read_by_pypdf(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pypdf is opened when pdfium fails on a page, and only once for the document."""
+    opened = _opened_by_pypdf(monkeypatch)
+    _text_pdf(tmp_path / "plain.pdf", "The patient was admitted for chemotherapy. " * 5)
+    writer = PdfWriter(clone_from=PdfReader(tmp_path / "plain.pdf"))
+    writer.add_page(writer.pages[0])
+    writer.write(tmp_path / "two.pdf")
+
+    def failing(self: object) -> object:
+        raise extraction.pdfium.PdfiumError("no text page")
+
+    monkeypatch.setattr(extraction.pdfium.PdfPage, "get_textpage", failing)
+    outcome = read_document(tmp_path / "two.pdf", extraction.PDF, Limits())
+    assert (outcome.kind, outcome.main_language, outcome.pages) == ("text", "en", 2)
+    assert opened == [tmp_path / "two.pdf"]
+
+
 def test_pages_stop_once_enough_letters_are_read(tmp_path: Path) -> None:
     pdf = FPDF()
     pdf.set_font("Helvetica", size=11)

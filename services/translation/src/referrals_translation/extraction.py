@@ -6,7 +6,8 @@ TIFF, the first `max_text_bytes` of a text file. What cannot be read raises `Unr
 contract's reason and an English detail that never quotes the document.
 
 * **PDF**: the text layer of each page with pdfium (pypdf where pdfium cannot open the file or a
-  page; pypdf also checks the page tree and the encryption first). A page with (almost) no text
+  page; pypdf also checks the encryption of an encrypted PDF, and the page tree of one where
+  pdfium finds no pages, first). A page with (almost) no text
   layer, or one whose text is mojibake (a Cyrillic font without a Unicode map comes out as
   "Ïàö³ºíò"), is a scan: it is rendered with pdfium at `ocr_dpi` and OCR'd (`ocr`), at most
   `max_ocr_pages` of them. A password-protected PDF is `encrypted` unless it opens with the
@@ -38,9 +39,10 @@ import math
 import re
 import struct
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
+from functools import cache, partial
 from pathlib import Path
 from typing import Final
 
@@ -272,22 +274,24 @@ def _for_ocr(image: Image.Image, limits: Limits) -> Image.Image:
 
 
 def _pdf(path: Path, limits: Limits, *, force_ocr: bool) -> Extracted:
-    reader = _open_pdf(path)
+    fast = _open_pdfium(path)
     try:
-        total = len(reader.pages)
-    except Exception as exc:  # pypdf on a broken page tree: anything it raises
-        raise Unreadable(UnreadableReason.CORRUPT, "The PDF's page tree is broken.") from exc
-    if total == 0:
-        raise Unreadable(UnreadableReason.CORRUPT, "The PDF has no pages.")
-    text_layer: list[str] = []
-    scanned: list[int] = []
-    letters = 0
-    fast = None if force_ocr else _open_pdfium(path)
-    try:
+        total = _pdfium_pages(fast)
+        if total is None:  # pdfium cannot open it, or it is encrypted, or has no pages
+            reader = _open_pdf(path)
+            total = _pypdf_pages(reader)
+            pypdf: PdfReader | Callable[[], PdfReader] = reader
+        else:
+            # A plain PDF pdfium reads needs no parsing by pypdf (a tenth of reading a text
+            # PDF): pypdf opens it only if pdfium cannot read a page's text.
+            pypdf = cache(partial(_open_pdf, path))
+        text_layer: list[str] = []
+        scanned: list[int] = []
+        letters = 0
         for index in range(min(total, limits.max_pages)):
             if letters >= limits.enough_letters:
                 break
-            text = "" if force_ocr else _page_text(reader, fast, index)
+            text = "" if force_ocr else _page_text(pypdf, fast, index)
             page_letters = count_letters(text)
             if page_letters >= limits.min_text_layer_letters and not looks_garbled(
                 text, page_letters
@@ -303,6 +307,25 @@ def _pdf(path: Path, limits: Limits, *, force_ocr: bool) -> Extracted:
     if scanned and letters < limits.enough_letters:
         _ocr_pdf_pages(path, scanned, session)
     return session.extracted(text_layer, len(text_layer), letters)
+
+
+def _pdfium_pages(document: pdfium.PdfDocument | None) -> int | None:
+    """How many pages pdfium finds in a PDF it opened without a security handler; None when it
+    could not open it, the PDF is encrypted (pypdf decides whether it may be read) or pdfium
+    finds no pages (pypdf says why)."""
+    if document is None or pdfium.raw.FPDF_GetSecurityHandlerRevision(document.raw) != -1:
+        return None
+    return len(document) or None
+
+
+def _pypdf_pages(reader: PdfReader) -> int:
+    try:
+        total = len(reader.pages)
+    except Exception as exc:  # pypdf on a broken page tree: anything it raises
+        raise Unreadable(UnreadableReason.CORRUPT, "The PDF's page tree is broken.") from exc
+    if total == 0:
+        raise Unreadable(UnreadableReason.CORRUPT, "The PDF has no pages.")
+    return total
 
 
 def _open_pdf(path: Path) -> PdfReader:
@@ -324,7 +347,7 @@ def _open_pdf(path: Path) -> PdfReader:
 
 def _open_pdfium(path: Path) -> pdfium.PdfDocument | None:
     """The PDF opened with pdfium for its text layer (several times faster than pypdf's), or
-    None if pdfium cannot open what pypdf could: pypdf then reads the text."""
+    None if pdfium cannot open it: pypdf then reads the text."""
     try:
         return pdfium.PdfDocument(str(path))
     except pdfium.PdfiumError:
@@ -332,9 +355,11 @@ def _open_pdfium(path: Path) -> pdfium.PdfDocument | None:
         return None
 
 
-def _page_text(reader: PdfReader, fast: pdfium.PdfDocument | None, index: int) -> str:
-    """The text layer of one page, by pdfium, else pypdf; a page neither can parse counts as
-    having none (it may still render, so it is OCR'd)."""
+def _page_text(
+    reader: PdfReader | Callable[[], PdfReader], fast: pdfium.PdfDocument | None, index: int
+) -> str:
+    """The text layer of one page, by pdfium, else pypdf (`reader`, or what opens it); a page
+    neither can parse counts as having none (it may still render, so it is OCR'd)."""
     if fast is not None:
         try:
             page = fast[index]
@@ -350,8 +375,9 @@ def _page_text(reader: PdfReader, fast: pdfium.PdfDocument | None, index: int) -
         except pdfium.PdfiumError:
             log.debug("pdfium reads no text on page %d; trying pypdf", index + 1, exc_info=True)
     try:
-        return reader.pages[index].extract_text() or ""
-    except Exception:  # a broken content stream
+        pypdf = reader() if callable(reader) else reader
+        return pypdf.pages[index].extract_text() or ""
+    except Exception:  # a broken content stream, or a file pypdf cannot open
         log.debug("no text layer on page %d", index + 1, exc_info=True)
         return ""
 
