@@ -6,6 +6,7 @@ subscriptions and their delivery logs (`webhooks.py`'s use cases)."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -171,6 +172,57 @@ def _parts(row: Any) -> CaseParts:
         follow_up_questions=_rows(FollowUpQuestion, row["view_follow_ups"]),
         meetings=_rows(Meeting, row["view_meetings"]),
     )
+
+
+@dataclass(frozen=True)
+class ConsentGiven:
+    """What `give_consent` found and did: the case (as changed, or as it is when it was
+    refused); its parts (`CaseParts`, with the consent given) when the consent was kept, None
+    when the case is no longer open (nothing written)."""
+
+    case: Case
+    parts: CaseParts | None
+
+
+async def give_consent(
+    executor: Autocommit,
+    case_id: UUID,
+    kind: str,
+    version: str,
+    open_states: Sequence[str],
+    audited: Audited,
+) -> ConsentGiven | None:
+    """The case's consent of `kind` to `version`, given now (a consent given before is
+    replaced), the case's `updated_at` now and the access audit row of `audited`, written only
+    while the case is in one of `open_states`, with the case and its parts read back: one
+    statement on a connection in autocommit, which commits by itself (one round trip, no BEGIN
+    or COMMIT, no ORM session). The case's row is locked by its update, which waits for a
+    concurrent change of the case and checks its state again after it. None, and nothing
+    written, when there is no such case."""
+    audit = access_audit_values(audited.actor, audited.action)
+    values = {
+        "case_id": case_id,
+        "consent_id": uuid4(),
+        "kind": kind,
+        "version": version,
+        "open_states": list(open_states),
+        "at": audit["at"],
+        "audit_actor": audit["actor"],
+        "audit_action": audit["action"],
+    }
+    row = await fetch_native(executor, _GIVE_CONSENT, values)
+    if row is None:
+        return None
+    if row["given_consent"] is None:
+        # Not open: as the statement's snapshot read it.
+        return ConsentGiven(_detached(Case, {c: row[c] for c in _CASE_COLUMN_NAMES}), None)
+    case = _detached(Case, dict(row["moved_case"].items()))
+    parts = _parts(row)
+    # The statement's reads see the consents as they were before its upsert: the given one
+    # takes its old row's place (or joins them).
+    given = _detached(CaseConsent, dict(row["given_consent"].items()))
+    consents = {**parts.consents, given.kind: given}
+    return ConsentGiven(case, dataclasses.replace(parts, consents=consents))
 
 
 @dataclass(frozen=True)
@@ -787,6 +839,40 @@ _CASE_VIEW = text(
 )
 """The case, its parts (`CaseParts`) and, for an actor given, the reader's audit row, in one
 statement (`case_view`, `CaseRepository.parts`)."""
+
+
+_GIVE_CONSENT = text(
+    # The case's row locked and changed only while it is open (an update waiting for another
+    # transaction's change of the row checks its state again on the row as that left it).
+    "with moved as (update cases set updated_at = cast(:at as timestamptz)"
+    " where id = cast(:case_id as uuid) and status = any(cast(:open_states as varchar[]))"
+    " returning *),"
+    " given as (insert into case_consents as k (id, case_id, kind, version, granted_at)"
+    " select cast(:consent_id as uuid), mv.id, cast(:kind as varchar), cast(:version as varchar),"
+    " cast(:at as timestamptz) from moved mv"
+    " on conflict (case_id, kind) do update"
+    " set version = excluded.version, granted_at = excluded.granted_at returning k),"
+    " audited as (insert into access_audit (at, actor, action, case_id, outcome)"
+    " select cast(:at as timestamptz), cast(:audit_actor as varchar),"
+    " cast(:audit_action as varchar), mv.id, 'ok' from moved mv)"
+    # The parts as `_CASE_VIEW` reads them (the statement's snapshot: without its own writes).
+    " select c.*, (select g.k from given g) as given_consent,"
+    " (select cast(row(mv.*) as cases) from moved mv) as moved_case,"
+    " array(select k from case_consents k where k.case_id = c.id) as view_consents,"
+    " array(select d from case_documents d where d.case_id = c.id"
+    "  order by d.created_at) as view_documents,"
+    " (select t from case_timeline t where t.case_id = c.id"
+    "  order by t.id desc limit 1) as view_last_entry,"
+    " array(select r from information_requests r where r.case_id = c.id"
+    "  order by r.requested_at) as view_requests,"
+    " array(select q from follow_up_questions q where q.case_id = c.id"
+    "  order by q.asked_at) as view_follow_ups,"
+    " array(select m from meetings m where m.case_id = c.id"
+    "  order by m.created_at) as view_meetings"
+    " from cases c where c.id = cast(:case_id as uuid)"
+)
+"""`give_consent`'s statement, built once: the case changed, its consent kept and the audit row
+written in data-modifying CTEs, and the case as it was and as it is now with its parts."""
 
 
 RepositoryFactory = Callable[[AsyncSession | UnitOfWork], CaseRepository]

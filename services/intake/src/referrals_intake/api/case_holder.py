@@ -175,13 +175,20 @@ async def give_consent(
     request: Request,
     access: CaseAccessDep,
     runtime: RuntimeDep,
-    uow: UowDep,
 ) -> CasePublic:
     """Consent to the processing of health data, or to the transfer of the case abroad, to the
     given version of the text shown to the patient; the time is recorded by the server."""
-    repo = CaseRepository(uow.session)
+    # The consent, the case's change, its audit row and the case read back are one statement
+    # that commits by itself (`repository.give_consent`), no transaction around it.
     try:
-        await runtime.intake.give_consent(uow, access.case_id, kind, body.version)
+        async with single_statements(runtime.db) as connection:
+            given = await runtime.intake.give_consent(
+                connection,
+                access.case_id,
+                kind,
+                body.version,
+                audited=Audited(access.actor, f"consent_{kind}"),
+            )
     except CaseNotFound:
         raise NotFound(f"There is no case {access.case_id}.") from None
     except CaseNotEditable as exc:
@@ -200,14 +207,9 @@ async def give_consent(
                 )
             ],
         ) from None
-    public = await to_public(
-        runtime,
-        repo,
-        await load(repo, access.case_id),
-        audited=Audited(access.actor, f"consent_{kind}"),
-    )
-    await uow.commit()
-    return public
+    assert given is not None  # given on a connection
+    case, parts = given
+    return public_case(runtime, case, parts)
 
 
 @router.post(
