@@ -41,7 +41,15 @@ class NotificationsSettings(ServiceSettings):
         description="how long settled front-end webhook deliveries are kept (30 days)",
     )
     contact_wait_seconds: float = Field(600.0, gt=0)
-    sender_interval_seconds: float = Field(0.2, gt=0)
+    sender_interval_seconds: float = Field(
+        0.2, gt=0, description="between the sender's rounds while they find messages to send"
+    )
+    sender_idle_interval_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="the longest an idle sender waits for a planned delivery's notification "
+        "before it looks anyway (retry rounds and contact waits that came due)",
+    )
     sender_concurrency: int = Field(16, ge=1, description="deliveries sent at the same time")
 
     def retry_policy(self) -> RetryPolicy:

@@ -18,26 +18,40 @@ from referrals_notifications.bootstrap import build_runtime, build_sender
 from referrals_notifications.config import NotificationsSettings
 
 if TYPE_CHECKING:
-    from referrals_notifications.sender import Sender
+    from referrals_notifications.sender import DueSignal, Sender
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 log = logging.getLogger(__name__)
 
 
 async def run_sender_loop(
-    sender: Sender, interval: float, stop: asyncio.Event, pruner: LogPruner | None = None
+    sender: Sender,
+    interval: float,
+    stop: asyncio.Event,
+    pruner: LogPruner | None = None,
+    *,
+    due: DueSignal | None = None,
+    idle_interval: float = 5.0,
 ) -> None:
     """Until `stop` is set: send what is due, and (every `pruner`'s interval) prune the front
-    ends' webhook delivery log."""
+    ends' webhook delivery log. After a round that sent something, the next one comes after
+    `interval` seconds; after one that found nothing, when `due` says a delivery was planned or
+    after `idle_interval` seconds (without `due`, or while it cannot listen: `interval`)."""
     while not stop.is_set():
+        if due is not None:
+            due.clear()
+        idle = False  # a failed round is tried again after `interval`, as before
         try:
             # Polling is not traced; each message sent continues its event's trace.
             with untraced():
-                await sender.send_due()
+                idle = await sender.send_due() == 0
                 if pruner is not None:
                     await pruner.prune_if_due()
         except Exception:  # the database may be restarting: log, wait, try again
             log.exception("sender round failed; retrying")
+        if idle and due is not None and await due.listening():
+            await due.wait(idle_interval, stop)
+            continue
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)
 
@@ -45,10 +59,11 @@ async def run_sender_loop(
 async def run_sender(settings: NotificationsSettings) -> None:
     """The sender role, until SIGTERM or SIGINT."""
     from referrals_common import shutdown
-    from referrals_notifications.sender import webhook_log_pruner
+    from referrals_notifications.sender import DueSignal, webhook_log_pruner
 
     rt = build_runtime(settings)
     sender = build_sender(settings, rt.db)
+    due = DueSignal(settings.postgres.asyncpg_dsn())
     stop = shutdown.requested()
     try:
         await run_sender_loop(
@@ -56,8 +71,11 @@ async def run_sender(settings: NotificationsSettings) -> None:
             settings.sender_interval_seconds,
             stop,
             pruner=webhook_log_pruner(rt.db, settings.webhook_log),
+            due=due,
+            idle_interval=settings.sender_idle_interval_seconds,
         )
     finally:
+        await due.close()
         await rt.db.dispose()
 
 

@@ -327,7 +327,8 @@ def _claim_due() -> Any:
     )
 
 
-# The sender's queries, built once too (it claims every `sender_interval_seconds`, busy or not).
+# The sender's queries, built once too (it claims after every round that sent something, and
+# when woken by a planned delivery: `sender.DueSignal`).
 _CLAIM_DUE = _claim_due()
 _CONTACTS: Table = metadata.tables["case_contacts"]
 # The same claim as plain columns for asyncpg (deliveries' then the contact's), made objects by

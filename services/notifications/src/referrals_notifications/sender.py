@@ -20,6 +20,20 @@ again. Only a crash of the sender process itself in the instant between the SMTP
 and the commit (or another sender taking the row after such a failure) sends it again; every
 attempt carries the same notification id (e-mail `Message-ID`, webhook body), so the receiving
 side can drop the repeat.
+
+When it looks: at once when a delivery was planned, else now and then. The consumer's
+transaction that plans a delivery (or shares the contact a planned one waits for) notifies
+`CHANNEL` when it commits: the deliveries' and the contacts' tables have a statement trigger for
+it (migration 0005), so the consumer sends no statement more. The sender LISTENs on a connection
+of its own (`DueSignal`) and, when a round found nothing to send, sleeps until it is notified,
+or until a slow fallback poll (`sender_idle_interval_seconds`: a retry round or a contact's wait
+that came due, a notification missed while the connection was down). While rounds find work it
+polls every `sender_interval_seconds` as before, so the messages of a busy spell are still
+claimed together; an idle sender claims nothing five times a second any more, and the first
+message after a quiet spell goes out at once instead of at the next poll.
+
+Both process layouts are the same: the consumer and the sender share the database, never a
+process (`referrals-notifications all` runs both in one, Compose and k8s one each).
 """
 
 from __future__ import annotations
@@ -35,6 +49,7 @@ from functools import partial
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
@@ -471,3 +486,65 @@ def _count(uow: UnitOfWork, channel: str | None, outcome: str) -> None:
     """Count a delivery's outcome on its channel once the transaction commits."""
     counted = NOTIFICATION_DELIVERIES.labels(service_name(), channel or "none", outcome)
     uow.after_commit(counted.inc)
+
+
+CHANNEL = "notifications_due"
+"""What the consumer's commits notify and the sender listens to (its payload is empty)."""
+
+
+class DueSignal:
+    """Whether deliveries may have been planned since `clear`: PostgreSQL's notifications on
+    `CHANNEL`, heard on a connection of the signal's own, opened again when it was lost."""
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._connection: Any = None  # asyncpg.Connection, while listening
+        self._heard = asyncio.Event()
+
+    async def listening(self) -> bool:
+        """Whether the signal is heard now, connecting (again) if it is not: False when the
+        database cannot be reached (the sender then polls as it did). A new LISTEN counts as a
+        notification: whatever was planned while nobody listened is looked for once."""
+        connection = self._connection
+        if connection is not None and not connection.is_closed():
+            return True
+        self._connection = None
+        try:
+            connection = await asyncpg.connect(self._dsn)
+        except Exception as exc:  # down, restarting, refusing: poll meanwhile
+            log.warning("cannot listen for planned deliveries (%r); polling", exc)
+            return False
+        try:
+            await connection.add_listener(CHANNEL, self._notified)
+        except Exception as exc:
+            log.warning("cannot listen for planned deliveries (%r); polling", exc)
+            connection.terminate()
+            return False
+        self._connection = connection
+        self._heard.set()
+        return True
+
+    def _notified(self, *_: object) -> None:
+        self._heard.set()
+
+    def clear(self) -> None:
+        """Forget the notifications heard so far (the round about to run sees their rows)."""
+        self._heard.clear()
+
+    async def wait(self, timeout: float, stop: asyncio.Event) -> None:
+        """Until a notification heard since `clear`, `stop`, or `timeout` seconds."""
+        heard = asyncio.ensure_future(self._heard.wait())
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({heard, stopped}, timeout=timeout, return_when="FIRST_COMPLETED")
+        finally:
+            heard.cancel()
+            stopped.cancel()
+
+    async def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None and not connection.is_closed():
+            try:
+                await connection.close(timeout=5)
+            except Exception:
+                connection.terminate()

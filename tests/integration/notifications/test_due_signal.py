@@ -1,0 +1,107 @@
+"""The sender woken by PostgreSQL when a delivery is planned (issue 25): an idle sender no longer
+claims nothing five times a second; it sleeps until the consumer's commit notifies it (a
+statement trigger on deliveries and case_contacts: no statement more for the consumer), with a
+slow fallback poll. The consumer's side here is another connection of the pool, as it is another
+process under `--process-per-role`; the sender listens on a connection of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from referrals_common.db import Database
+from referrals_notifications.main import run_sender_loop
+from referrals_notifications.repository import NotificationsRepository
+from referrals_notifications.sender import DueSignal
+from referrals_notifications.service import Notifications
+from tests.integration.notifications.test_round_trips import (
+    Mailbox,
+    apply,
+    contact_shared,
+    db,  # noqa: F401
+    sender,
+    submitted,
+)
+from tests.integration.statements_sent import queries_sent
+
+pytestmark = pytest.mark.integration
+
+NEVER = 60.0
+"""A fallback poll no test waits for: what arrives sooner was woken."""
+
+
+async def arrived(mailbox: Mailbox, count: int, within: float) -> float:
+    """Seconds until `mailbox` has `count` messages (fails after `within`)."""
+    started = time.monotonic()
+    while len(mailbox.sent) < count:
+        assert time.monotonic() - started < within, f"{mailbox.sent} after {within} s"
+        await asyncio.sleep(0.01)
+    return time.monotonic() - started
+
+
+@pytest.fixture
+async def idle_sender(db: Database) -> AsyncIterator[tuple[Mailbox, DueSignal]]:  # noqa: F811
+    """A sender loop that found nothing to send and listens (fallback poll: `NEVER`)."""
+    mailbox = Mailbox()
+    due = DueSignal(db.settings.asyncpg_dsn())
+    stop = asyncio.Event()
+    loop = asyncio.create_task(
+        run_sender_loop(sender(db, mailbox), 0.05, stop, due=due, idle_interval=NEVER)
+    )
+    await asyncio.sleep(0.5)  # its first rounds: nothing due, now waiting for a notification
+    yield mailbox, due
+    stop.set()
+    await asyncio.wait_for(loop, 5)
+    await due.close()
+
+
+async def test_a_delivery_planned_by_another_connection_is_sent_without_waiting_for_the_poll(
+    db: Database,  # noqa: F811
+    idle_sender: tuple[Mailbox, DueSignal],
+) -> None:
+    mailbox, _ = idle_sender
+    notifications = Notifications(repository=NotificationsRepository.on(db))
+    case_id = uuid.uuid4()
+    async with queries_sent(db) as sent:
+        await apply(db, notifications, contact_shared(case_id), submitted(case_id))
+    # the notification is the tables' trigger's: the consumer sent no statement for it
+    assert not any("notify" in query.lower() for query in sent.native + sent.orm)
+    assert await arrived(mailbox, 1, within=10.0) < 5.0
+    assert mailbox.sent == ["olena@example.org"]
+
+
+async def test_a_contact_shared_after_its_case_wakes_the_sender_for_the_waiting_message(
+    db: Database,  # noqa: F811
+    idle_sender: tuple[Mailbox, DueSignal],
+) -> None:
+    mailbox, _ = idle_sender
+    notifications = Notifications(repository=NotificationsRepository.on(db))
+    case_id = uuid.uuid4()
+    await apply(db, notifications, submitted(case_id))
+    await asyncio.sleep(1.0)  # claimed, no contact yet: put off (0.2 s), then idle again
+    assert mailbox.sent == []
+    await apply(db, notifications, contact_shared(case_id))
+    assert await arrived(mailbox, 1, within=10.0) < 5.0
+
+
+async def test_a_sender_that_cannot_listen_polls_as_before(db: Database) -> None:  # noqa: F811
+    mailbox = Mailbox()
+    due = DueSignal("postgresql://nobody@127.0.0.1:9/nothing")
+    stop = asyncio.Event()
+    loop = asyncio.create_task(
+        run_sender_loop(sender(db, mailbox), 0.05, stop, due=due, idle_interval=NEVER)
+    )
+    try:
+        await asyncio.sleep(0.3)
+        case_id = uuid.uuid4()
+        notifications = Notifications(repository=NotificationsRepository.on(db))
+        await apply(db, notifications, contact_shared(case_id), submitted(case_id))
+        assert await arrived(mailbox, 1, within=10.0) < 5.0
+    finally:
+        stop.set()
+        await asyncio.wait_for(loop, 5)
+        await due.close()
