@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
+from devstack import platform as platform_mod
 from devstack import timeline
 from devstack.demo import Journey, run_journey
 from devstack.mailsink import list_messages
@@ -34,6 +35,8 @@ from devstack.mailsink import list_messages
 pytestmark = pytest.mark.e2e
 
 SERVICES = {"intake", "records", "translation", "partners", "notifications"}
+TRACES_SENT_S = platform_mod.TRACE_EXPORT_DELAY_MS / 1000 + 1.5
+"""Time for every process to send the spans it finished (each every TRACE_EXPORT_DELAY_MS)."""
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +45,7 @@ async def journey(running_platform: tuple[Any, Any]) -> Journey:
     started = time.time()
     result = await run_journey(stack, platform, timeout=240)
     result.started_at = started  # type: ignore[attr-defined]
-    await asyncio.sleep(3)  # the last spans leave the processes' batches (every 0.5 s)
+    await asyncio.sleep(TRACES_SENT_S)  # the last spans leave the processes' batches
     return result
 
 
@@ -256,7 +259,7 @@ async def test_the_web_apps_spans_carry_the_case_id(
         page = await web.get(f"/ops/cases/{journey.case_id}")
         assert page.status_code == 200, page.text[:500]
         assert "post /v1/cases" in page.text
-    await asyncio.sleep(3)  # the web app's spans leave its batch
+    await asyncio.sleep(TRACES_SENT_S)  # the web app's spans leave its batch
     traces = await asyncio.to_thread(case_traces_by_tag, journey)
     web_spans = [s for t in traces for s in t if s["localEndpoint"]["serviceName"] == "web"]
     names = {s["name"] for s in web_spans}

@@ -26,6 +26,7 @@ import httpx
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 
+from devstack import platform as platform_mod
 from devstack.demo import PATIENT_EMAIL, Journey, run_journey
 from devstack.mailsink import list_messages
 from referrals_common.statement_digest import QUICK_STATEMENTS
@@ -230,7 +231,8 @@ async def _trace(viewer: str, trace_id: str, *, must_have: str) -> list[dict[str
             if response.status_code == 200:
                 spans = response.json()
                 if any(span["name"] == must_have for span in spans):
-                    await asyncio.sleep(1.0)  # the rest of the batch
+                    # the other processes' batches (each sent every TRACE_EXPORT_DELAY_MS)
+                    await asyncio.sleep(platform_mod.TRACE_EXPORT_DELAY_MS / 1000 + 0.5)
                     return (await client.get(f"/api/v2/trace/{trace_id}")).json()
             await asyncio.sleep(0.5)
     raise AssertionError(f"trace {trace_id} has no {must_have!r} after 30 s: {len(spans)} spans")
