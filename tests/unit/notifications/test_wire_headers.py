@@ -49,7 +49,10 @@ def subjects() -> list[str]:
 
 ODD = [
     "Запит 3F0F-6C7D: " + "слово " * 20,
-    "Запит 3F0F-6C7D#: готово",  # the mask's own character: folded by the package
+    "Запит 3F0F-6C7D: готово!",  # the mask's own character: folded by the package
+    "Запит 3F0F-6C7D#: готово",
+    "Запит " + "3F0F-6C7D " * 12 + "готово",
+    "Запит 3F0F-6C7D: " + "дуже довга тема листа " * 6,
     "=?utf-8?q?hi?= 3F0F-6C7D",
     "3F0F-6C7D",
     "Ваш запит " + "1" * 90,
@@ -61,6 +64,18 @@ ODD = [
 @pytest.mark.parametrize("subject", subjects() + ODD)
 def test_a_subject_is_folded_as_the_email_package_folds_it(subject: str) -> None:
     assert email_channel._header("Subject", subject) == packaged("Subject", subject)
+
+
+def test_subjects_for_many_cases_are_folded_as_the_email_package_folds_them() -> None:
+    """The case's reference inside an encoded word (most Ukrainian subjects) or as it is."""
+    generator = random.Random(2025)
+    for trigger in T:
+        for locale in ("uk", "en"):
+            for _ in range(20):
+                reference = case_reference(uuid.UUID(int=generator.getrandbits(128)))
+                context = sample_context(trigger, locale, case_ref=reference)
+                subject = RENDERER.render(trigger, context, C.EMAIL).subject
+                assert email_channel._header("Subject", subject) == packaged("Subject", subject)
 
 
 def test_message_ids_and_boundaries_are_folded_as_the_email_package_folds_them() -> None:
@@ -90,12 +105,15 @@ def test_a_second_message_of_the_same_kind_has_no_header_folded_by_the_package(
 
     monkeypatch.setattr(HeaderRegistry, "__call__", counted)
 
-    def message() -> RenderedMessage:
-        context = sample_context(T.CASE_SUBMITTED, "uk", case_ref=case_reference(uuid.uuid4()))
-        rendered = RENDERER.render(T.CASE_SUBMITTED, context, C.EMAIL)
+    def message(trigger: T) -> RenderedMessage:
+        context = sample_context(trigger, "uk", case_ref=case_reference(uuid.uuid4()))
+        rendered = RENDERER.render(trigger, context, C.EMAIL)
         return replace(rendered, notification_id=uuid.uuid4())
 
-    email_bytes(SMTP, "olena@example.org", message())
-    parsed.clear()
-    email_bytes(SMTP, "olena@example.org", message())
-    assert parsed == []
+    # "Ми отримали ваш запит 4795-7F01" (the reference as it is), "Запит 50CD-D214: надіслано
+    # до центру на розгляд" (the reference inside the subject's encoded word)
+    for trigger in (T.CASE_SUBMITTED, T.REFERRAL_REQUESTED):
+        email_bytes(SMTP, "olena@example.org", message(trigger))
+        parsed.clear()
+        email_bytes(SMTP, "olena@example.org", message(trigger))
+        assert parsed == [], trigger

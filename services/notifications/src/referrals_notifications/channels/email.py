@@ -30,6 +30,7 @@ otherwise). The patient's address is never logged or put in an error message.
 from __future__ import annotations
 
 import asyncio
+import base64
 import binascii
 import random
 import re
@@ -166,20 +167,22 @@ def _header(name: str, value: str) -> bytes:
 _VARYING = re.compile(r"[0-9A-Za-z-]*[0-9][0-9A-Za-z-]*")
 """What changes from one message to the next in a header that is otherwise the same: a case's
 reference in the subject, the notification's id, a boundary's digits (ASCII runs with a digit)."""
-_MASK = "#"
+_MASK = "!"
 """What stands for each of their letters and digits (kept: the hyphens) in the folded form the
 `email` package made once: an ASCII character of the same kind for it (not special, not
-whitespace, no encoding needed), which no encoded word ever writes as it is."""
+whitespace, written as it is in a `q` encoded word, one byte in a `b` one)."""
+_ENCODED_WORD = re.compile(rb"=\?([^?*]+)\?([bBqQ])\?([^?]*)\?=")
 
 
 def _folded_like(name: str, value: str) -> bytes:
     """`name: value` folded by the `email` package, from the fold of the same header with its
     varying runs masked (`_VARYING`, made once per trigger and language, not per message): the
-    package folds at whitespace and encodes by what kind of character it meets, never by which
-    letter or digit, so the mask's places are the run's, and each masked character is put back.
-    When the masked characters did not come out as they went in (folded into an encoded word),
-    the value is folded by the package itself."""
-    if _MASK in value:
+    package folds and encodes by the kind and length of what it meets, never by which letter or
+    digit it is, so each masked character is where the run's was, as it is or inside an encoded
+    word (the masked subject's "Запит !!!!-!!!!: ..." one `b` word), and is put back there.
+    A value that holds the mask's character or an encoded word's opening is folded by the
+    package itself."""
+    if _MASK in value or "=?" in value:
         return _fold(name, value)
     kept: list[str] = []
 
@@ -190,13 +193,38 @@ def _folded_like(name: str, value: str) -> bytes:
     masked = _VARYING.sub(mask, value)
     if not kept:
         return _folded(name, value)
-    pieces = _folded(name, masked).split(_MASK.encode("ascii"))
-    if len(pieces) != len(kept) + 1:
-        return _fold(name, value)
-    restored = [pieces[0]]
-    for char, piece in zip(kept, pieces[1:], strict=True):
-        restored += (char.encode("ascii"), piece)
-    return b"".join(restored)
+    restored = _put_back(_folded(name, masked), kept)
+    return restored if restored is not None else _fold(name, value)
+
+
+def _put_back(folded: bytes, kept: list[str]) -> bytes | None:
+    """`folded` with its masked characters, in order, made `kept`'s again (None: not as many)."""
+    chars = iter(kept)
+
+    def restore(text: bytes) -> bytes:
+        pieces = text.split(_MASK.encode("ascii"))
+        restored = [pieces[0]]
+        for piece in pieces[1:]:
+            restored += (next(chars).encode("ascii"), piece)
+        return b"".join(restored)
+
+    out, position = [], 0
+    try:
+        for word in _ENCODED_WORD.finditer(folded):
+            out.append(restore(folded[position : word.start()]))
+            charset, encoding, payload = word.groups()
+            if encoding in b"qQ":  # the mask and the letters and digits are written as they are
+                payload = restore(payload)
+            else:  # base64 of the same number of bytes
+                payload = base64.b64encode(restore(base64.b64decode(payload, validate=True)))
+            out.append(b"=?" + charset + b"?" + encoding + b"?" + payload + b"?=")
+            position = word.end()
+        out.append(restore(folded[position:]))
+    except (StopIteration, binascii.Error):
+        return None
+    if next(chars, None) is not None:
+        return None
+    return b"".join(out)
 
 
 def _fold(name: str, value: str) -> bytes:
