@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
+from devstack.install import CHROMIUM_PACKAGE
+
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "docs" / "screenshots"
-CHROMIUM_PACKAGE = "chromium"
 CHROMIUM_ARGS = [
     # This machine's closed network refuses Chromium's background connections (updates,
     # field trials, sync); without these Chromium keeps trying while a test runs.
@@ -40,7 +41,9 @@ def chromium_executable() -> str:
     if path is None:
         pytest.fail(
             "the browser tests drive Debian's Chromium, and `chromium` is not on PATH: install "
-            f"the Debian package `{CHROMIUM_PACKAGE}` (apt-get install -y {CHROMIUM_PACKAGE}); "
+            f"the Debian package `{CHROMIUM_PACKAGE}` (`make test` installs it through `devstack "
+            f"install`, as root or with passwordless sudo; or apt-get install -y "
+            f"{CHROMIUM_PACKAGE}); "
             "Playwright's own browser download is not used",
             pytrace=False,
         )

@@ -181,3 +181,36 @@ def test_a_stack_made_before_the_web_app_gets_its_session_secret(tmp_path):
     assert len(secrets["web_session_secret"]) >= 32
     assert platform_secrets(tmp_path) == secrets
     assert (tmp_path / "platform-secrets.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_make_test_installs_debians_chromium_when_it_is_missing(monkeypatch):
+    """`make test` runs `devstack install`, which installs the browser the browser tests drive
+    (Debian's package, as root or through passwordless sudo), and leaves one that is there."""
+    from rich.console import Console
+
+    from devstack import install
+
+    commands: list[list[str]] = []
+    installed: dict[str, str] = {}
+    monkeypatch.setattr(
+        install.shutil,
+        "which",
+        lambda tool: installed.get(tool) or ("/usr/bin/apt-get" if tool == "apt-get" else None),
+    )
+
+    def run(console, argv, *, cwd, what, env):
+        commands.append(argv)
+        if argv[-1] == install.CHROMIUM_PACKAGE:
+            installed["chromium"] = "/usr/bin/chromium"
+
+    monkeypatch.setattr(install, "_run_with_progress", run)
+    monkeypatch.setattr(install.os, "geteuid", lambda: 1000)
+    console = Console(quiet=True)
+    assert install.ensure_chromium(console) == Path("/usr/bin/chromium")
+    assert commands == [
+        ["sudo", "-n", "apt-get", "update", "-q"],
+        ["sudo", "-n", "apt-get", "install", "-y", "-q", "chromium"],
+    ]
+    commands.clear()
+    assert install.ensure_chromium(console) == Path("/usr/bin/chromium")
+    assert commands == []  # there: nothing installed again

@@ -36,16 +36,19 @@ RootOpt = Annotated[
 @app.command("install")
 def install_parts() -> None:
     """Download or build every part into the user cache, without starting anything (also the
-    trace viewer and the Compose CLI that the deployment tests use)."""
+    trace viewer and the Compose CLI that the deployment tests use, and Debian's Chromium for
+    the browser tests)."""
     kafka, minio, pg, tesseract = install.ensure_all(console)
     zipkin = platform_mod.ensure_zipkin(console)
     prometheus = monitoring.ensure_prometheus(console)
     compose = install.ensure_compose(console)
+    chromium = install.ensure_chromium(console)
     node_tools = {name: install.ensure_node_tool(console, name) for name in install.NODE_TOOLS}
     console.print(
         f"kafka: {kafka}\nminio: {minio}\npostgres: {pg}\ntesseract: {tesseract}\n"
         f"zipkin: {zipkin}\nprometheus and alertmanager (Debian's packages): {prometheus.home}\n"
-        f"docker compose (for checking docker-compose.yml): {compose}"
+        f"docker compose (for checking docker-compose.yml): {compose}\n"
+        f"chromium (Debian's, for the browser tests): {chromium}"
     )
     uses = {
         "asyncapi": "for the contract tests",

@@ -507,27 +507,59 @@ def ensure_tesseract(console: Console) -> Path:
             "Tesseract OCR with the language packs " + ", ".join(sorted(missing)) + " is "
             "needed by translation; install them with your system's package manager"
         )
-    prefix: list[str] = [] if os.geteuid() == 0 else ["sudo", "-n"]
-    env = {"DEBIAN_FRONTEND": "noninteractive"}
-    _run_with_progress(
+    _apt_install(
         console,
-        [*prefix, "apt-get", "update", "-q"],
-        cwd=None,
-        what="updating Debian's package lists for Tesseract OCR",
-        env=env,
-    )
-    _run_with_progress(
-        console,
-        [*prefix, "apt-get", "install", "-y", "-q", "--no-install-recommends", *packages],
-        cwd=None,
-        what="installing Tesseract OCR and its language packs (" + " ".join(packages) + ")",
-        env=env,
+        ["--no-install-recommends", *packages],
+        "Tesseract OCR and its language packs (" + " ".join(packages) + ")",
     )
     binary = _require("tesseract", "the Debian package tesseract-ocr did not install it")
     still = set(OCR_LANGUAGES) - _tesseract_languages(binary)
     if still:
         raise InstallError("Tesseract has no language pack for " + ", ".join(sorted(still)))
     return Path(binary)
+
+
+def _apt_install(console: Console, arguments: list[str], what: str) -> None:
+    """`apt-get update`, then `apt-get install -y` of `arguments`, as root or through
+    passwordless sudo, each step's progress shown."""
+    prefix: list[str] = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    _run_with_progress(
+        console,
+        [*prefix, "apt-get", "update", "-q"],
+        cwd=None,
+        what=f"updating Debian's package lists for {what.split(' (')[0]}",
+        env=env,
+    )
+    _run_with_progress(
+        console,
+        [*prefix, "apt-get", "install", "-y", "-q", *arguments],
+        cwd=None,
+        what=f"installing {what}",
+        env=env,
+    )
+
+
+CHROMIUM_PACKAGE = "chromium"
+"""Debian's Chromium: the browser the browser tests drive through Playwright (whose own browser
+download is never used)."""
+
+
+def ensure_chromium(console: Console) -> Path:
+    """Return Debian's Chromium, installing the package (as root, or through passwordless sudo)
+    when it is missing: `make test` needs nothing installed by hand."""
+    binary = shutil.which("chromium")
+    if binary:
+        return Path(binary)
+    if shutil.which("apt-get") is None:
+        raise InstallError(
+            "Chromium is needed by the browser tests; install it with your system's package "
+            "manager (Debian: apt-get install chromium)"
+        )
+    _apt_install(
+        console, [CHROMIUM_PACKAGE], f"Chromium for the browser tests ({CHROMIUM_PACKAGE})"
+    )
+    return Path(_require("chromium", f"the Debian package {CHROMIUM_PACKAGE} did not install it"))
 
 
 def ensure_all(console: Console) -> tuple[Path, Path, Path, Path]:
