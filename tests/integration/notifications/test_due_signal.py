@@ -10,15 +10,22 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import pytest
 
+from referrals_common.contracts.notifications import NotificationError
+from referrals_common.crypto import SealedBox
 from referrals_common.db import Database
+from referrals_common.webhooks import RetryPolicy
+from referrals_notifications.channels.base import DeliveryReceipt, TransientDeliveryError
 from referrals_notifications.main import run_sender_loop
+from referrals_notifications.rendering import RenderedMessage, Renderer
 from referrals_notifications.repository import NotificationsRepository
-from referrals_notifications.sender import DueSignal
+from referrals_notifications.sender import Channels, DueSignal, Sender, SenderSettings
 from referrals_notifications.service import Notifications
 from tests.integration.notifications.test_round_trips import (
+    PRIVATE,
     Mailbox,
     apply,
     contact_shared,
@@ -86,6 +93,49 @@ async def test_a_contact_shared_after_its_case_wakes_the_sender_for_the_waiting_
     assert mailbox.sent == []
     await apply(db, notifications, contact_shared(case_id))
     assert await arrived(mailbox, 1, within=10.0) < 5.0
+
+
+@dataclass
+class FlakyMailbox(Mailbox):
+    """Refuses the first message for now (a 4xx), then takes them all."""
+
+    refusals: int = 1
+
+    async def send(self, recipient: str, message: RenderedMessage) -> DeliveryReceipt:
+        if self.refusals:
+            self.refusals -= 1
+            raise TransientDeliveryError(NotificationError.PROVIDER_UNAVAILABLE, "try later")
+        return await super().send(recipient, message)
+
+
+async def test_a_retry_round_comes_when_it_is_due_without_a_notification(
+    db: Database,  # noqa: F811
+) -> None:
+    """The sender put the row off for its next round (0.5 s): it looks again then, not at the
+    fallback poll, with nothing planned meanwhile."""
+    mailbox = FlakyMailbox()
+    sending = Sender(
+        db,
+        Renderer(),
+        SealedBox(private_key_b64=PRIVATE),
+        Channels(email=mailbox, webhook=None),
+        SenderSettings(policy=RetryPolicy(attempts=1, round_backoff=0.5)),
+        repository=NotificationsRepository.on(db),
+    )
+    due = DueSignal(db.settings.asyncpg_dsn())
+    stop = asyncio.Event()
+    loop = asyncio.create_task(run_sender_loop(sending, 0.05, stop, due=due, idle_interval=NEVER))
+    try:
+        await asyncio.sleep(0.3)
+        case_id = uuid.uuid4()
+        notifications = Notifications(repository=NotificationsRepository.on(db))
+        await apply(db, notifications, contact_shared(case_id), submitted(case_id))
+        assert await arrived(mailbox, 1, within=10.0) < 5.0
+        assert mailbox.refusals == 0
+    finally:
+        stop.set()
+        await asyncio.wait_for(loop, 5)
+        await due.close()
 
 
 async def test_a_sender_that_cannot_listen_polls_as_before(db: Database) -> None:  # noqa: F811

@@ -34,13 +34,14 @@ async def run_sender_loop(
     idle_interval: float = 5.0,
 ) -> None:
     """Until `stop` is set: send what is due, and (every `pruner`'s interval) prune the front
-    ends' webhook delivery log. After a round that sent something, the next one comes after
-    `interval` seconds; after one that found nothing, when `due` says a delivery was planned or
-    after `idle_interval` seconds (without `due`, or while it cannot listen: `interval`)."""
+    ends' webhook delivery log. The next round comes when `due` says a delivery was planned (not
+    sooner than `interval` seconds after a round that sent something), when a row the sender put
+    off comes due, or after `idle_interval` seconds; without `due`, or while it cannot listen,
+    or after a failed round, every `interval` seconds."""
     while not stop.is_set():
         if due is not None:
             due.clear()
-        idle = False  # a failed round is tried again after `interval`, as before
+        idle, failed = False, False
         try:
             # Polling is not traced; each message sent continues its event's trace.
             with untraced():
@@ -49,11 +50,22 @@ async def run_sender_loop(
                     await pruner.prune_if_due()
         except Exception:  # the database may be restarting: log, wait, try again
             log.exception("sender round failed; retrying")
-        if idle and due is not None and await due.listening():
-            await due.wait(idle_interval, stop)
+            failed = True  # tried again after `interval`, as before
+        if not failed and due is not None and await due.listening():
+            if not idle:  # a busy spell's messages gather for `interval`, as they did
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=interval)
+            await due.wait(_until_due(sender, idle_interval), stop)
             continue
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)
+
+
+def _until_due(sender: Sender, idle_interval: float) -> float:
+    """Seconds until a row the sender put off comes due, at most `idle_interval`."""
+    if sender.next_due is None:
+        return idle_interval
+    return max(0.0, min(idle_interval, (sender.next_due - sender.clock()).total_seconds()))
 
 
 async def run_sender(settings: NotificationsSettings) -> None:

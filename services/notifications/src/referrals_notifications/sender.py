@@ -25,12 +25,13 @@ When it looks: at once when a delivery was planned, else now and then. The consu
 transaction that plans a delivery (or shares the contact a planned one waits for) notifies
 `CHANNEL` when it commits: the deliveries' and the contacts' tables have a statement trigger for
 it (migration 0005), so the consumer sends no statement more. The sender LISTENs on a connection
-of its own (`DueSignal`) and, when a round found nothing to send, sleeps until it is notified,
-or until a slow fallback poll (`sender_idle_interval_seconds`: a retry round or a contact's wait
-that came due, a notification missed while the connection was down). While rounds find work it
-polls every `sender_interval_seconds` as before, so the messages of a busy spell are still
-claimed together; an idle sender claims nothing five times a second any more, and the first
-message after a quiet spell goes out at once instead of at the next poll.
+of its own (`DueSignal`) and after each round sleeps until it is notified, until a row it put off
+comes due (a retry round, a contact's wait: `Sender.next_due`), or until a slow fallback poll
+(`sender_idle_interval_seconds`: a row another sender put off, a notification missed while the
+connection was down). After a round that sent something it first waits `sender_interval_seconds`
+as the polling did, so the messages of a busy spell are still claimed together; no sender claims
+nothing five times a second any more, idle or busy, and the first message after a quiet spell
+goes out at once instead of at the next poll.
 
 Both process layouts are the same: the consumer and the sender share the database, never a
 process (`referrals-notifications all` runs both in one, Compose and k8s one each).
@@ -136,9 +137,14 @@ class Sender:
         """Each webhook request's outcome, until its delivery's row is recorded."""
         self._accepted: OrderedDict[UUID, Any] = OrderedDict()
         """Messages a channel accepted whose row has not been committed as sent yet."""
+        self.next_due: datetime | None = None
+        """The earliest time a row this sender put off (a retry round, a contact's wait) comes
+        due again, until a round after it: an idle sender looks again then, notified or not."""
 
     async def send_due(self, *, limit: int = 1000) -> int:
         """Process due deliveries (up to about `limit`) in batches; returns how many."""
+        if self.next_due is not None and self.next_due <= self.clock():
+            self.next_due = None  # this round claims them (and puts them off again if it must)
         done = 0
         while done < limit:
             batch = await self._batch()
@@ -191,6 +197,9 @@ class Sender:
             await uow.commit()
         for delivery in deliveries:
             self._accepted.pop(delivery.id, None)
+            if delivery.status == "pending":  # put off: a retry round, the contact's wait
+                due = delivery.next_attempt_at
+                self.next_due = due if self.next_due is None else min(self.next_due, due)
         return len(deliveries)
 
     async def _deliver(
