@@ -146,7 +146,7 @@ class FakeCaseRepository:
         return [d for d in self.document_rows if d.case_id == case_id]
 
     async def submission(
-        self, case_id: UUID
+        self, case_id: UUID, claim: dict[str, Any] | None = None
     ) -> tuple[Case, dict[str, CaseConsent], list[DocumentState]] | None:
         case = self.cases.get(case_id)
         if case is None:

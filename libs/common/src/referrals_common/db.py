@@ -141,6 +141,12 @@ class UnitOfWork:
                 self._session = self._sessions(bind=connection)
         return self._session
 
+    @property
+    def has_session(self) -> bool:
+        """Whether the unit of work made its ORM session yet (`session` makes it on first use):
+        without one, nothing is pending that a read through `native` would not see."""
+        return self._session is not None
+
     async def open_with(self, statement: str) -> str | None:
         """Begin the transaction with `statement` (SQL with its values written in, no parameters)
         in one round trip, `BEGIN; statement` as one simple query, and return its status

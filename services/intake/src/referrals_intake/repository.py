@@ -487,21 +487,66 @@ class CaseRepository:
     async def parts(self, case_id: UUID, audited: Audited | None = None) -> CaseParts:
         """The case's parts (`CaseParts`) as this transaction sees them (what it added is
         written first), in one statement; with the access audit row of `audited` written by
-        that statement (the case must exist: it is this transaction's)."""
-        await self.session.flush()
+        that statement (the case must exist: it is this transaction's). Through asyncpg when
+        the unit of work runs its transaction there and made no ORM session (`submission`):
+        the cases this repository read there are saved first (`save`)."""
         values = {"case_id": case_id, **_audit_values(audited)}
+        native = self.native
+        source = self._source
+        if native is not None and isinstance(source, UnitOfWork) and not source.has_session:
+            for case, _ in list(self._read.values()):
+                await self.save(case)
+            row = await fetch_native(native, _CASE_VIEW, values)
+            assert row is not None  # the case is this transaction's
+            return _parts(row)
+        await self.session.flush()
         return _parts((await self.session.execute(_CASE_VIEW, values)).mappings().one())
 
     async def submission(
-        self, case_id: UUID
+        self, case_id: UUID, claim: dict[str, Any] | None = None
     ) -> tuple[Case, dict[str, CaseConsent], list[DocumentState]] | None:
         """The case, locked for the rest of the transaction (it is to change), with its consents
         by kind and its documents' states (oldest first), in one statement; None when there is
-        no such case."""
-        row = (await self.session.execute(_SUBMISSION, {"case_id": case_id})).first()
-        if row is None:
-            return None
-        case, consents, documents = row
+        no such case.
+
+        Made on a unit of work that has sent nothing yet, with the engine's dialect (`on`): the
+        unit of work's transaction is begun on asyncpg itself (`UnitOfWork.open_with`) and the
+        statement goes through it, the case a row outside any session whose changes and
+        timeline entries `save` writes (and the outbox's rows, `parts`' read and the COMMIT go
+        there too: no ORM session is made). Otherwise through the session.
+
+        `claim`: the values of the request's `Idempotency-Key` row (`idempotency_keys`),
+        claimed in the same statement; `KeyClaimedBefore` (nothing else done: the caller replays
+        the first request) when the key was claimed before."""
+        native = self.native
+        source = self._source
+        if (
+            native is None
+            and self._dialect is not None
+            and isinstance(source, UnitOfWork)
+            and await source.open_with(_BEGIN) is not None
+        ):
+            native = self.native
+        if native is None:
+            if claim is not None and not await _claimed(self.session, claim):
+                raise KeyClaimedBefore
+            row = (await self.session.execute(_SUBMISSION, {"case_id": case_id})).first()
+            if row is None:
+                return None
+            case, consents, documents = row
+        else:
+            values: dict[str, Any] = {"case_id": case_id}
+            if claim is not None:
+                values.update({f"key_{c.key}": claim[c.key] for c in _KEY_COLUMNS})
+            found = await fetch_native(
+                native, _SUBMISSION_ROW if claim is None else _CLAIMED_SUBMISSION_ROW, values
+            )
+            if found is None:
+                return None  # the key's claim, if made, rolls back with the transaction
+            if claim is not None and not found["submission_claimed"]:
+                raise KeyClaimedBefore
+            case = self._track({c: found[c] for c in _CASE_COLUMN_NAMES}, native)
+            consents, documents = found["submission_consents"], found["submission_documents"]
         return (
             case,
             {c.kind: c for c in _rows(CaseConsent, consents)},
@@ -716,6 +761,22 @@ def _keep_document(facts: tuple[str, ...]) -> ReturningInsert[Any]:
     ).returning(literal_column("1"))
 
 
+_BEGIN = "select"
+"""What `CaseRepository.submission` begins its transaction on asyncpg with: nothing (the BEGIN
+alone, as one simple query)."""
+
+
+class KeyClaimedBefore(Exception):
+    """The request's `Idempotency-Key` was claimed before: nothing was done (the caller replays
+    the first request)."""
+
+
+async def _claimed(session: AsyncSession, claim: dict[str, Any]) -> bool:
+    """Whether `claim`'s key was claimed now (False: it was before), through the session."""
+    values = {f"key_{c.key}": claim[c.key] for c in _KEY_COLUMNS}
+    return (await session.execute(_CLAIM_KEY, values)).first() is not None
+
+
 _SUBMISSION: Select[Case, Any, Any] = (
     select(
         Case,
@@ -736,6 +797,36 @@ _Row = TypeVar("_Row", bound=SQLModel)
 _CASE_COLUMN_NAMES = tuple(c.name for c in _CASES.columns)
 _LOCKED_CASE_ROW = select(_CASES).where(_CASES.c.id == bindparam("case_id")).with_for_update()
 """`CaseRepository.locked_case`'s statement through asyncpg: the row's columns by name."""
+
+
+_SUBMISSION_ROW = (
+    select(
+        _CASES,
+        # Each a row of its table's composite type (`_rows`), as in `_CASE_VIEW`.
+        literal_column("array(select k from case_consents k where k.case_id = cases.id)").label(
+            "submission_consents"
+        ),
+        literal_column(
+            "array(select d from case_documents d where d.case_id = cases.id order by d.created_at)"
+        ).label("submission_documents"),
+    )
+    .where(_CASES.c.id == bindparam("case_id", type_=_CASES.c.id.type))
+    .with_for_update(of=_CASES)
+)
+"""`CaseRepository.submission`'s statement through asyncpg: the case's columns by name, its
+consents and documents."""
+_CLAIM_KEY: ReturningInsert[Any] = (
+    insert(_KEYS)
+    .values(_values("key", _KEY_COLUMNS))
+    .on_conflict_do_nothing()
+    .returning(literal_column("1"))
+)
+"""An `Idempotency-Key`'s claim alone (`_CLAIMED`'s statement), through the session."""
+_CLAIMED_SUBMISSION_ROW = _SUBMISSION_ROW.add_columns(
+    exists(select(literal_column("1")).select_from(_CLAIMED)).label("submission_claimed")
+).add_cte(_CLAIMED)
+"""`_SUBMISSION_ROW` with the claim of the request's `Idempotency-Key` (`_CLAIMED`) in a
+data-modifying CTE, and whether it claimed the key."""
 
 
 _CASE_JSON_COLUMNS = tuple(c.name for c in _CASES.columns if isinstance(c.type, JSONB))

@@ -338,11 +338,17 @@ class Intake:
         case.updated_at = utcnow()
         return None
 
-    async def submit_case(self, uow: UnitOfWork, case_id: UUID) -> Case:
-        """Submit a draft that has evidence of the diagnosis and the consents it needs."""
+    async def submit_case(
+        self, uow: UnitOfWork, case_id: UUID, *, claim: dict[str, Any] | None = None
+    ) -> Case:
+        """Submit a draft that has evidence of the diagnosis and the consents it needs.
+        `claim`: the row of the request's `Idempotency-Key`, claimed with the case's lock
+        (`KeyClaimedBefore`, nothing done, when it was claimed before: the caller replays the
+        first request). With the repository of `CaseRepository.on`, on a unit of work that has
+        sent nothing yet, the whole transaction runs on asyncpg itself (`submission`)."""
         repo = self._repo(uow)
-        # The case locked with its consents and documents: one statement.
-        found = await repo.submission(case_id)
+        # The case locked with its consents and documents (and the key claimed): one statement.
+        found = await repo.submission(case_id, claim)
         if found is None:
             raise CaseNotFound(str(case_id))
         case, consents, docs = found
@@ -387,6 +393,7 @@ class Intake:
         await _move(uow, repo, case, R.PATIENT_SUBMITTED, queue=events)
         await self._follow_documents(uow, repo, case, docs, queue=events, consents=consents)
         await uow.outbox.add_all(events)
+        await repo.save(case)
         return case
 
     def _contact_shared(self, case: Case) -> CloudEvent[Any] | None:

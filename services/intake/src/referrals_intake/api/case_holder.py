@@ -31,7 +31,14 @@ from referrals_common.edge.principals import CaseAccess
 from referrals_common.i18n import case_texts
 from referrals_intake import meetings as meeting_use_cases
 from referrals_intake import rendering
-from referrals_intake.api.case_view import claim_or_replay, load, public_case, to_public
+from referrals_intake.api.case_view import (
+    claim_or_replay,
+    key_claim,
+    load,
+    public_case,
+    replayed_case,
+    to_public,
+)
 from referrals_intake.api.deps import (
     CaseAccessDep,
     IdempotencyKey,
@@ -45,7 +52,7 @@ from referrals_intake.fhir import case_bundle
 from referrals_intake.fhir_view import case_for_fhir
 from referrals_intake.lifecycle import CONTACT_MISSING, MISSING_CODES, IllegalTransition
 from referrals_intake.rendering import AcceptLanguage
-from referrals_intake.repository import Audited, CaseRepository, case_view
+from referrals_intake.repository import Audited, CaseRepository, KeyClaimedBefore, case_view
 from referrals_intake.schemas import (
     AnswerIn,
     CasePublic,
@@ -228,15 +235,24 @@ async def submit_case(
 ) -> CasePublic:
     """Submit a draft. Refused (422, with the list in `missing`) while it lacks evidence of the
     diagnosis or a consent it needs."""
-    repo = CaseRepository(uow.session)
     operation = f"submit_case:{access.case_id}"
-    replayed = await replay_for_case(
-        uow, runtime, access, operation, idempotency_key, request_hash(operation), response
+    # The key is claimed in the statement that locks the case (a key used before: the first
+    # request's case read back instead), and the transaction runs on asyncpg itself.
+    claim = (
+        None
+        if idempotency_key is None
+        else key_claim(
+            access.client_id, operation, idempotency_key, request_hash(operation), access.case_id
+        )
     )
-    if replayed is not None:
-        return replayed
     try:
-        case = await runtime.intake.submit_case(uow, access.case_id)
+        case = await runtime.intake.submit_case(uow, access.case_id, claim=claim)
+    except KeyClaimedBefore:
+        assert claim is not None
+        response.status_code = status.HTTP_200_OK
+        response.headers["Idempotent-Replayed"] = "true"
+        repo = CaseRepository(uow.session)
+        return await to_public(runtime, repo, await load(repo, await replayed_case(uow, claim)))
     except CaseNotFound:
         raise NotFound(f"There is no case {access.case_id}.") from None
     except SubmissionIncomplete as exc:
@@ -253,7 +269,7 @@ async def submit_case(
             if CONTACT_MISSING in exc.missing
             else []
         )
-        case = await load(repo, access.case_id)
+        case = await load(CaseRepository(uow.session), access.case_id)
         raise Unprocessable(
             "The case cannot be submitted yet.",
             type_slug="submission-incomplete",
@@ -275,6 +291,7 @@ async def submit_case(
             access.case_id,
             Conflict(f"The case is {exc.current}: it was submitted already."),
         ) from None
+    repo = runtime.intake.repository(uow)
     public = await to_public(runtime, repo, case, audited=Audited(access.actor, "submit_case"))
     await uow.commit()
     return public
