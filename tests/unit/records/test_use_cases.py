@@ -20,12 +20,7 @@ import pytest
 from referrals_common.auth.api_keys import hash_secret
 from referrals_common.contracts import CaseStatus, DocumentKind
 from referrals_common.contracts.envelope import CloudEvent, EventData
-from referrals_records.inspection import (
-    CaseQuotaExceeded,
-    ContentInspector,
-    SizeLimits,
-    UploadRefused,
-)
+from referrals_records.inspection import CaseQuotaExceeded, SizeLimits, UploadRefused
 from referrals_records.links import DownloadGrant
 from referrals_records.models import (
     AccessAudit,
@@ -210,13 +205,6 @@ class FakeStore:
             data += chunk
         self.objects[key] = bytes(data)
         return StoredObject(size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
-
-    def begin_put(
-        self, key: str, data: list[bytes], *, media_type: str, sha256: str
-    ) -> asyncio.Task[None]:
-        return asyncio.ensure_future(
-            self.put_object(key, data, media_type=media_type, sha256=sha256)
-        )
 
     async def put_object(
         self, key: str, data: list[bytes], *, media_type: str, sha256: str
@@ -689,75 +677,6 @@ async def test_a_small_files_put_goes_out_before_its_document_is_made(
     )
     assert happened == ["document, 1 put begun"]
     assert store.objects == {result.document.object_key: pdf()}
-
-
-async def test_a_small_files_put_goes_out_before_its_recording_takes_a_connection(
-    records: Records, repo: FakeRecordsRepository, store: FakeStore, db: FakeDatabase
-) -> None:
-    # MinIO takes the bytes first; the pool's connection, the BEGIN and the document are made
-    # while it stores them (they used to come first, the put's request written only once the
-    # BEGIN was on its way).
-    happened: list[str] = []
-    opened = db.upload_statements
-
-    def upload_statements(repo: FakeRecordsRepository) -> Any:
-        happened.append(f"recording's connection, {len(store.puts)} put begun")
-        return opened(repo)
-
-    records.upload_statements = lambda db: upload_statements(repo)
-    await records.store_document(
-        CASE, DocumentKind.PATHOLOGY_REPORT, upload(pdf()), "case-token:clinic", None
-    )
-    # The first is the checks' read, made as the upload begins.
-    assert happened[1:] == ["recording's connection, 1 put begun"]
-
-
-@pytest.mark.parametrize(
-    ("announced", "arrived_when_inspected"),
-    [(True, [1, 2]), (False, [2, 2])],
-    ids=["announced-as-a-part-at-most", "length-unknown"],
-)
-async def test_a_small_file_is_inspected_as_it_arrives_when_its_request_says_it_is_small(
-    records: Records,
-    monkeypatch: pytest.MonkeyPatch,
-    announced: bool,
-    arrived_when_inspected: list[int],
-) -> None:
-    # A request whose Content-Length holds at most a part is a file held whole anyway: each
-    # piece is inspected (and hashed) as it arrives, while the client sends the next one.
-    # Without a length, the file is inspected once all of it is here, as before.
-    from referrals_records import service
-
-    content = pdf(200_000)
-    pieces = [content[:100_000], content[100_000:]]
-    arrived = 0
-    inspected: list[int] = []
-
-    async def chunks() -> AsyncIterator[bytes]:
-        nonlocal arrived
-        for piece in pieces:
-            arrived += 1
-            yield piece
-
-    real_feed = service.ContentInspector.feed
-
-    def feed(inspector: ContentInspector, chunk: bytes) -> None:
-        inspected.append(arrived)
-        real_feed(inspector, chunk)
-
-    monkeypatch.setattr(service.ContentInspector, "feed", feed)
-    form = Upload(
-        fields={},
-        file_name="scan.pdf",
-        chunks=chunks(),
-        declared_bytes=len(content) + 200 if announced else None,
-    )
-    result = await records.store_document(
-        CASE, DocumentKind.PATHOLOGY_REPORT, form, "case-token:clinic", None
-    )
-    assert inspected == arrived_when_inspected
-    assert result.document.sha256 == hashlib.sha256(content).hexdigest()
-    assert result.document.size_bytes == len(content)
 
 
 async def test_a_failed_put_commits_no_row_and_leaves_no_object(

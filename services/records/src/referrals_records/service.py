@@ -20,7 +20,7 @@ import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -172,12 +172,11 @@ class Records:
 
         A file of at most `WHOLE_FILE_BYTES` (most scans and letters) is in memory whole
         before anything is sent, as the stream would hold it anyway: it is inspected to its end
-        first (nothing is stored if it is refused) and hashed in the same pass (as its pieces
-        arrive, when the request's length says the file is that small), then put in one
-        request of known length signed with that SHA-256 (MinIO stores only bytes that have
-        it), its request written before the recording begins, the record committing only once
-        the object is stored (`_record`'s `storing`). A larger file streams in parts
-        (`DocumentStore.put_stream`) and is recorded after.
+        first (nothing is stored if it is refused) and hashed in the same pass, then put in
+        one request of known length signed with that SHA-256 (MinIO stores only bytes that
+        have it) while it is recorded, the record committing only once the object is stored
+        (`_record`'s `storing`). A larger file streams in parts (`DocumentStore.put_stream`)
+        and is recorded after.
         """
         document_id = uuid4()
         key = f"cases/{case_id}/documents/{document_id}"
@@ -209,18 +208,7 @@ class Records:
                 # streaming and hashing up to the limit.
                 if upload.surely_larger_than(limit):
                     raise too_large(limit)
-                # A request announcing at most a part holds a file of at most a part: it is
-                # inspected and hashed piece by piece as it arrives, while the client still
-                # sends the rest, not in one pass once all of it is here.
-                early = (
-                    _WholeFilePass(inspector)
-                    if upload.declared_bytes is not None
-                    and upload.declared_bytes <= WHOLE_FILE_BYTES
-                    else None
-                )
-                small = await _read_on(
-                    chunks, rest, WHOLE_FILE_BYTES, each=early.feed if early else None
-                )
+                small = await _read_on(chunks, rest, WHOLE_FILE_BYTES)
             except Exception:
                 await checked()
                 raise
@@ -247,17 +235,11 @@ class Records:
             if small:
                 # The whole file, at most one part: checked before anything is stored, and
                 # hashed in the same pass (here, not in a worker thread: at most a part's
-                # worth, and a hop to a thread and back costs more than it saves), unless it
-                # was as it arrived; its bytes against the quota left once it is all here.
-                if early is None:
-                    early = _WholeFilePass(inspector)
-                    for chunk in chunks:
-                        early.feed(chunk)
-                        quota.feed(chunk)
-                else:  # inspected and hashed as it arrived
-                    for chunk in chunks:
-                        quota.feed(chunk)
-                digest = early.digest
+                # worth, and a hop to a thread and back costs more than it saves).
+                digest = hashlib.sha256()
+                for chunk in chunks:
+                    inspect(chunk)
+                    digest.update(chunk)
                 inspector.finish()
                 whole = StoredObject(sum(map(len, chunks)), digest.hexdigest())
             else:
@@ -276,13 +258,11 @@ class Records:
             # The put is signed with the digest: MinIO stores the bytes only if they have it.
             # The file's pieces as they arrived, never joined: hashed and sent as they are.
             stored = whole
-            storing = self.store.begin_put(key, chunks, media_type=media_type, sha256=stored.sha256)
+            storing = asyncio.create_task(
+                self.store.put_object(key, chunks, media_type=media_type, sha256=stored.sha256)
+            )
         assert stored is not None  # streamed, or held whole
         try:
-            if storing is not None:
-                # One step of the loop for the put to sign and write its request: MinIO takes
-                # the bytes before the recording takes its connection and sends its BEGIN.
-                await asyncio.sleep(0)
             return await self._record(
                 case_id,
                 document_id,
@@ -405,9 +385,7 @@ class Records:
                         if quota is not None and used + size > quota:
                             raise CaseQuotaExceeded(quota, used)  # nothing recorded: rolled back
                         if storing is not None:
-                            # The object first: a row never names a missing object. Shielded:
-                            # the put ends with its request (the caller removes the object after).
-                            await asyncio.shield(storing)
+                            await storing  # the object first: a row never names a missing object
             except TwinRecorded:  # the same bytes, recorded at the same moment (a center's)
                 twin_id = document_id  # not recorded: the twin is read again below
         if twin_id is None:
@@ -648,20 +626,10 @@ class _QuotaMeter:
             raise CaseQuotaExceeded(self.quota, self.used)
 
 
-async def _read_on(
-    chunks: list[bytes],
-    rest: AsyncIterator[bytes],
-    size: int,
-    *,
-    each: Callable[[bytes], None] | None = None,
-) -> bool:
+async def _read_on(chunks: list[bytes], rest: AsyncIterator[bytes], size: int) -> bool:
     """Append what follows from `rest` to `chunks` until they hold more than `size` bytes or the
     end: whether they are the whole file. Kept as pieces (a growing buffer would copy them as
-    it grows, and joining them once more). `each` sees every piece, those already held first,
-    the others as they arrive."""
-    if each is not None:
-        for chunk in chunks:
-            each(chunk)
+    it grows, and joining them once more)."""
     held = sum(map(len, chunks))
     while held <= size:
         try:
@@ -670,21 +638,7 @@ async def _read_on(
             return True
         chunks.append(chunk)
         held += len(chunk)
-        if each is not None:
-            each(chunk)
     return False
-
-
-@dataclass
-class _WholeFilePass:
-    """The one pass over a file held whole: its content inspected and its bytes hashed."""
-
-    inspector: ContentInspector
-    digest: Any = field(default_factory=hashlib.sha256)
-
-    def feed(self, chunk: bytes) -> None:
-        self.inspector.feed(chunk)
-        self.digest.update(chunk)
 
 
 def _joined(chunks: list[bytes]) -> bytes:

@@ -179,15 +179,6 @@ class DocumentStore:
             raise
         return StoredObject(size_bytes=size, sha256=digest.hexdigest())
 
-    def begin_put(
-        self, key: str, data: Sequence[bytes], *, media_type: str, sha256: str
-    ) -> asyncio.Task[None]:
-        """`put_object`'s request as a task of its own, scheduled now: its first step (the
-        request signed and written) runs at the caller's next suspension, not a step of the
-        caller's later. Await it through `asyncio.shield` where the awaiting may be cancelled:
-        the task ends only with its request, so an object is removed only after its put."""
-        return asyncio.ensure_future(self.puts.put(key, data, sha256=sha256, media_type=media_type))
-
     async def put_object(
         self, key: str, data: Sequence[bytes], *, media_type: str, sha256: str
     ) -> None:
@@ -195,7 +186,7 @@ class DocumentStore:
         `sha256` (hex), as `key`, encrypted, in one request of known length that MinIO refuses
         unless the bytes it received have that digest; if it fails, nothing is left under
         `key` by it. Cancelled, it still ends only once its request has."""
-        sent = self.begin_put(key, data, media_type=media_type, sha256=sha256)
+        sent = asyncio.ensure_future(self.puts.put(key, data, sha256=sha256, media_type=media_type))
         try:
             await asyncio.shield(sent)
         except asyncio.CancelledError:
