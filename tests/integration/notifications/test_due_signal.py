@@ -1,8 +1,9 @@
 """The sender woken by PostgreSQL when a delivery is planned (issue 25): an idle sender no longer
 claims nothing five times a second; it sleeps until the consumer's commit notifies it (a
-statement trigger on deliveries and case_contacts: no statement more for the consumer), with a
-slow fallback poll. The consumer's side here is another connection of the pool, as it is another
-process under `--process-per-role`; the sender listens on a connection of its own."""
+statement trigger on deliveries: no statement more for the consumer), or until a row it put off
+comes due, with a slow fallback poll. The consumer's side here is another connection of the
+pool, as it is another process under `--process-per-role`; the sender listens on a connection of
+its own."""
 
 from __future__ import annotations
 
@@ -81,15 +82,18 @@ async def test_a_delivery_planned_by_another_connection_is_sent_without_waiting_
     assert mailbox.sent == ["olena@example.org"]
 
 
-async def test_a_contact_shared_after_its_case_wakes_the_sender_for_the_waiting_message(
+async def test_a_message_waiting_for_its_contact_is_looked_at_again_when_its_wait_is_over(
     db: Database,  # noqa: F811
     idle_sender: tuple[Mailbox, DueSignal],
 ) -> None:
+    """The case's message came before its contact: the sender puts it off (0.2 s, then half the
+    time waited) and looks again then, not at the fallback poll; the contact's row notifies
+    nothing (it comes before its case's messages, intake shares it at submission)."""
     mailbox, _ = idle_sender
     notifications = Notifications(repository=NotificationsRepository.on(db))
     case_id = uuid.uuid4()
     await apply(db, notifications, submitted(case_id))
-    await asyncio.sleep(1.0)  # claimed, no contact yet: put off (0.2 s), then idle again
+    await asyncio.sleep(1.0)  # claimed, no contact yet: put off
     assert mailbox.sent == []
     await apply(db, notifications, contact_shared(case_id))
     assert await arrived(mailbox, 1, within=10.0) < 5.0

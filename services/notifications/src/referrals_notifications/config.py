@@ -48,7 +48,7 @@ class NotificationsSettings(ServiceSettings):
         5.0,
         gt=0,
         description="the longest an idle sender waits for a planned delivery's notification "
-        "before it looks anyway (retry rounds and contact waits that came due)",
+        "before it looks anyway (rows another sender put off, a notification missed)",
     )
     sender_concurrency: int = Field(16, ge=1, description="deliveries sent at the same time")
 

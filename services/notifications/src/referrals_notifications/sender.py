@@ -21,17 +21,19 @@ and the commit (or another sender taking the row after such a failure) sends it 
 attempt carries the same notification id (e-mail `Message-ID`, webhook body), so the receiving
 side can drop the repeat.
 
-When it looks: at once when a delivery was planned, else now and then. The consumer's
-transaction that plans a delivery (or shares the contact a planned one waits for) notifies
-`CHANNEL` when it commits: the deliveries' and the contacts' tables have a statement trigger for
-it (migration 0005), so the consumer sends no statement more. The sender LISTENs on a connection
-of its own (`DueSignal`) and after each round sleeps until it is notified, until a row it put off
-comes due (a retry round, a contact's wait: `Sender.next_due`), or until a slow fallback poll
-(`sender_idle_interval_seconds`: a row another sender put off, a notification missed while the
-connection was down). After a round that sent something it first waits `sender_interval_seconds`
-as the polling did, so the messages of a busy spell are still claimed together; no sender claims
-nothing five times a second any more, idle or busy, and the first message after a quiet spell
-goes out at once instead of at the next poll.
+When it looks: at once when a delivery was planned, else when one it put off comes due. The
+consumer's transaction that plans a delivery notifies `CHANNEL` when it commits: the deliveries'
+table has a statement trigger for it (migration 0005), so the consumer sends no statement more.
+The sender LISTENs on a connection of its own (`DueSignal`) and after each round sleeps until it
+is notified, until a row it put off comes due (a retry round, a message waiting for its case's
+contact: `Sender.next_due`), or until a slow fallback poll (`sender_idle_interval_seconds`: a
+row another sender put off, a notification missed while the connection was down). After a round
+that sent something it first waits `sender_interval_seconds` as the polling did, so the messages
+of a busy spell are still claimed together; no sender claims nothing five times a second any
+more, idle or busy, and the first message after a quiet spell goes out at once instead of at the
+next poll. A shared contact notifies nothing: it comes before its case's messages (intake shares
+it at submission), and a message that came first is looked at again when its wait is over, as
+before.
 
 Both process layouts are the same: the consumer and the sender share the database, never a
 process (`referrals-notifications all` runs both in one, Compose and k8s one each).

@@ -1,4 +1,4 @@
-"""the sender woken when a delivery is planned or a contact shared (LISTEN/NOTIFY)
+"""the sender woken when a delivery is planned (LISTEN/NOTIFY)
 
 Revision ID: 0005
 Revises: 0004
@@ -29,13 +29,8 @@ def upgrade() -> None:
         "create trigger deliveries_due_notify after insert on deliveries "
         "for each statement execute function notifications_due_notify()"
     )
-    op.execute(
-        "create trigger case_contacts_due_notify after insert or update on case_contacts "
-        "for each statement execute function notifications_due_notify()"
-    )
 
 
 def downgrade() -> None:
-    op.execute("drop trigger case_contacts_due_notify on case_contacts")
     op.execute("drop trigger deliveries_due_notify on deliveries")
     op.execute("drop function notifications_due_notify()")
