@@ -375,3 +375,36 @@ async def test_a_trickling_body_is_cut_off_with_408(good_key):
         r = await api.post("/v1/uploads/u3", content=trickles())
         assert r.status_code == 408
         assert time.monotonic() - started < 2
+
+
+def test_a_request_starts_no_thread_and_expired_entries_are_still_swept(monkeypatch):
+    """The library's memory storage started a timer thread after almost every request (one
+    whenever the last, of 10 ms, had ended); here its sweep runs in the caller's thread, at
+    most once a second, and still gives expired windows' memory back."""
+    import threading
+
+    from referrals_common.edge import ratelimit
+
+    limits = RateLimits(tight(per_client="100/second", failed_authentications_per_ip="3/second"))
+    storage = limits._windows.storage
+    started: list[object] = []
+    original = threading.Thread.start
+
+    def counting_start(self: threading.Thread) -> None:
+        started.append(self)
+        original(self)
+
+    monkeypatch.setattr(threading.Thread, "start", counting_start)
+    monkeypatch.setattr(ratelimit._SweptInline, "SWEEP_EVERY_S", 0.2)
+    for n in range(30):
+        limits.spend_client(f"key:client{n:07d}")
+        limits.failed(ATTACKER)
+        time.sleep(0.012)  # requests more than the library's 10 ms timer apart
+    assert started == []
+    held = {key for key, entries in storage.events.items() if entries}
+    assert len(held) == 31  # each window's entries, none expired yet
+    time.sleep(1.1)  # every entry has left its window (1 s)
+    limits.spend_client("key:another0001")
+    held = {key for key, entries in storage.events.items() if entries}
+    assert held == {"LIMITER/client/key:another0001/100/1/second"}
+    assert started == []
