@@ -373,3 +373,14 @@ def test_the_viewers_spans_leave_out_the_tags_every_span_has_and_keep_the_rest()
     assert {k: v for k, v in new.items() if k != "tags"} == {
         k: v for k, v in old.items() if k != "tags"
     }
+
+
+def test_a_request_without_a_server_port_gets_no_port_tag():
+    """An ASGI server on a Unix socket (or a test client) gives no port: the request span had
+    `net.host.port` None, which the viewer's encoder could not serialize (a warning a span)."""
+    from referrals_common.telemetry import _request_attributes
+
+    scope = {"method": "GET", "path": "/health", "headers": [], "client": ("10.0.0.7", 50000)}
+    assert "net.host.port" not in _request_attributes({**scope, "server": ("/run/api.sock", None)})
+    assert _request_attributes({**scope, "server": ("127.0.0.1", 8001)})["net.host.port"] == 8001
+    assert "net.host.port" not in _request_attributes(scope)

@@ -625,7 +625,7 @@ def _request_attributes(scope: Scope) -> dict[str, Any]:
         "http.flavor": scope.get("http_version", "1.1"),
     }
     server, client = scope.get("server"), scope.get("client")
-    if server:
+    if server and server[1] is not None:  # a Unix socket's, or an ASGI test client's, has none
         attributes["net.host.port"] = server[1]
     if client:
         attributes["net.peer.ip"] = client[0]
