@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import statistics
@@ -52,6 +53,7 @@ from pydantic_core import from_json
 from rich.console import Console
 from sqlalchemy import text
 
+from referrals_common import heap
 from referrals_common.contracts import CaseStatusChanged, CaseWithdrawn, new_event
 from referrals_common.db import Database
 from referrals_common.messaging.consumer import EventConsumer
@@ -244,6 +246,38 @@ async def end_to_end_throughput(
         await dead.stop()
 
 
+class GcPauses:
+    """This process's garbage collections while it is entered: per generation, how many, their
+    CPU-blocking time in all and the longest (no event moves while one runs)."""
+
+    def __init__(self) -> None:
+        self.began = 0.0
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.began = time.perf_counter()
+        else:
+            self.pauses[info["generation"]].append(time.perf_counter() - self.began)
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        return {
+            f"gen{g}": {
+                "collections": len(p),
+                "total_ms": round(sum(p) * 1000, 1),
+                "longest_ms": round(max(p, default=0.0) * 1000, 1),
+            }
+            for g, p in self.pauses.items()
+        }
+
+
 async def write_at_rate(dsn: str, topic: str, rate: float, seconds: float, out: Path) -> None:
     """The producing side of the latency hop, in its own process: one event per transaction at
     a fixed rate; each event's id and wall-clock commit time go to `out` (JSON lines)."""
@@ -313,6 +347,9 @@ async def outbox_latency(
     try:
         await asyncio.sleep(3.0)  # partition assignment
         await relay_listening(dsn)
+        # The consumer's process, started, settles its heap as a service's does (the relay's
+        # does it itself): its full collections would otherwise pause the hop for 76-146 ms.
+        heap.settle()
         idle_began = time.perf_counter()
         relay_cpu, consumer_cpu = cpu_seconds(relay_process), cpu_seconds(consumer_process)
         await asyncio.sleep(IDLE_S)
@@ -324,32 +361,34 @@ async def outbox_latency(
             * 1000,
         }
         relay_cpu, consumer_cpu = cpu_seconds(relay_process), cpu_seconds(consumer_process)
-        writer = await asyncio.create_subprocess_exec(
-            sys.executable,
-            __file__,
-            "--write-to",
-            str(commits),
-            "--dsn",
-            dsn,
-            "--topic",
-            topic,
-            "--rate",
-            str(rate),
-            "--seconds",
-            str(seconds),
-        )
-        await writer.wait()
-        committed = {
-            uuid.UUID(d["id"]): d["committed"]
-            for d in map(json.loads, commits.read_text().splitlines())
-        }
-        deadline = time.perf_counter() + 60
-        while len(consumer.done_at) < len(committed) and time.perf_counter() < deadline:
-            await asyncio.sleep(0.05)
+        with GcPauses() as collections:
+            writer = await asyncio.create_subprocess_exec(
+                sys.executable,
+                __file__,
+                "--write-to",
+                str(commits),
+                "--dsn",
+                dsn,
+                "--topic",
+                topic,
+                "--rate",
+                str(rate),
+                "--seconds",
+                str(seconds),
+            )
+            await writer.wait()
+            committed = {
+                uuid.UUID(d["id"]): d["committed"]
+                for d in map(json.loads, commits.read_text().splitlines())
+            }
+            deadline = time.perf_counter() + 60
+            while len(consumer.done_at) < len(committed) and time.perf_counter() < deadline:
+                await asyncio.sleep(0.05)
         n = max(1, len(committed))
         cpu["relay_cpu_ms_per_event"] = (cpu_seconds(relay_process) - relay_cpu) / n * 1000
         cpu["consumer_cpu_ms_per_event"] = (cpu_seconds(consumer_process) - consumer_cpu) / n * 1000
         cpu = {key: round(value, 3) for key, value in cpu.items()}
+        cpu["consumer_gc_while_events_flow"] = collections.summary()  # type: ignore[assignment]
         done = [(k, t) for k, t in committed.items() if k in consumer.done_at]
         latencies = [consumer.done_at[k] - t for k, t in done]
         parts = {

@@ -31,7 +31,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from referrals_common import metrics
+from referrals_common import heap, metrics
 from referrals_common.api.cors import CaseTokenCors
 from referrals_common.api.docs import serve_docs
 from referrals_common.api.problems import install_problem_handlers
@@ -225,9 +225,12 @@ def create_service_app(
         app.state.runtime = rt
         edge.configure_from(app.state)
         edge.start_flushing()
+        settling = heap.settle_soon()  # turned on by the `api` command (uvicorn's workers)
         try:
             yield
         finally:
+            if settling is not None:
+                settling.cancel()
             # Failed authentications still counted are audited while the database is open.
             await edge.close()
             if runtime is None:

@@ -23,7 +23,9 @@ long-running commands through `cli.start_metrics(settings)`. The API serves `/me
 
 Long-running roles run their event loop on uvloop (`ServiceCli.run`), as uvicorn already does for
 the APIs: libuv's loop spends less CPU per socket read, timer and callback than asyncio's, and a
-consumer or relay is mostly that.
+consumer or relay is mostly that. A few seconds after start, what the process holds is frozen out
+of the garbage collector's reach (`referrals_common.heap`), so that full collections do not pause
+the loop for tens of milliseconds walking it.
 """
 
 from __future__ import annotations
@@ -51,12 +53,26 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     uvloop is not installed (it is Linux's and macOS's only) or `REFERRALS_EVENT_LOOP=asyncio`
     (to compare the two, or to rule uvloop out when chasing a fault)."""
     if os.environ.get("REFERRALS_EVENT_LOOP", "uvloop") == "asyncio":
-        return asyncio.run(main)
+        return asyncio.run(settled(main))
     try:
         import uvloop
     except ImportError:  # pragma: no cover - Windows
-        return asyncio.run(main)
-    return uvloop.run(main)
+        return asyncio.run(settled(main))
+    return uvloop.run(settled(main))
+
+
+async def settled(main: Coroutine[Any, Any, T]) -> T:
+    """`main`, with what the process holds once started frozen out of the garbage collector's
+    reach a few seconds in (`referrals_common.heap`)."""
+    from referrals_common import heap
+
+    heap.turn_on()
+    handle = heap.settle_soon()
+    try:
+        return await main
+    finally:
+        if handle is not None:
+            handle.cancel()
 
 
 async def run_together(
@@ -173,8 +189,10 @@ class ServiceCli:
     def _add_api(self, default_port: int) -> None:
         def api(host: str = "127.0.0.1", port: int = default_port, workers: int = 1) -> None:
             """Serve the HTTP API (migrates the database first)."""
+            from referrals_common import heap
             from referrals_common.edge.server import serve
 
+            heap.turn_on()  # the app's lifespan settles each worker's heap once it has started
             settings = self.settings()
             if settings.migrate_on_start:
                 # In a child process: Alembic's modules stay out of the server's memory.

@@ -371,9 +371,12 @@ def main() -> None:
         batch_size: int = typer.Option(500),
         poll_interval: float = typer.Option(1.0, help="safety-net poll, seconds"),
     ) -> None:
+        from referrals_common.service_cli import run as run_role
+
         logging.basicConfig(level=logging.INFO)
         kafka = kafka_from_environment(bootstrap)
-        asyncio.run(serve(dsn, kafka, batch_size=batch_size, poll_interval=poll_interval))
+        # As a service's `relay` role runs: on uvloop, its heap settled once started.
+        run_role(serve(dsn, kafka, batch_size=batch_size, poll_interval=poll_interval))
 
     typer.run(run)
 
