@@ -31,8 +31,9 @@ Per case it measures submit (the HTTP answer) → `referral.offered` seen on the
 the sustained rate (offered cases per second between the 10th and 90th percentile of offers),
 p50/p95/p99 latency, each process's CPU seconds and peak RSS (psutil, the process and its
 children, every 0.5 s), CPU seconds per case above idle (for the max-rate phases, from the first
-submit until every consumer group has caught up: all the work the phase's cases cause, e-mails
-and projections off the path to the offer included, and none left over from the phase before;
+submit until every consumer group has caught up, between the resource samples enclosing that
+span: all the work the phase's cases cause, e-mails and projections off the path to the offer
+included, and none left over from the phase before;
 and the rate all cores would carry if CPU were the only limit), every consumer group's lag per
 topic over time (committed offsets against log end offsets, every second), and each consumer's
 handler time by event type (from its Prometheus metrics). The machine's busy CPU is sampled
@@ -460,7 +461,7 @@ class Bench:
             "consumer_handlers": self.handlers.get(name, {}),
         }
         if name in self.drained:  # CPU over the phase until every consumer caught up
-            drained = self.sampler.window(start, self.drained[name])
+            drained = self.sampler.window(start, self.drained[name], enclosing=True)
             result["cpu_window_seconds"] = drained.get("seconds")
             result["cpu_per_case"] = self.cpu_per_case(drained, len(offered))
         else:

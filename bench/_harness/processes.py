@@ -192,9 +192,19 @@ class ResourceSampler:
                 last_load = now
             self._stop.wait(max(0.0, self.interval - (time.time() - now)))
 
-    def window(self, start: float, end: float) -> dict[str, Any]:
-        """CPU seconds and peak RSS per tree between two wall times, and the machine's share."""
+    def window(self, start: float, end: float, *, enclosing: bool = False) -> dict[str, Any]:
+        """CPU seconds and peak RSS per tree between two wall times, and the machine's share.
+
+        By default between the first and the last sample inside the times. With `enclosing`,
+        between the last sample at or before `start` and the first at or after `end` (where
+        there is one), so that all the work done between the two times is counted: a phase of
+        a few seconds would otherwise lose up to a sampling interval of its busiest start and
+        of its end (its seconds are then the enclosing samples', for subtracting idle)."""
         inside = [s for s in self.samples if start <= s[0] <= end]
+        if enclosing:
+            before = [s for s in self.samples if s[0] <= start][-1:]
+            after = [s for s in self.samples if s[0] >= end][:1]
+            inside = before + [s for s in inside if s not in before + after] + after
         if len(inside) < 2:
             return {}
         first, last = inside[0], inside[-1]

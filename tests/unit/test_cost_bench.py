@@ -203,6 +203,24 @@ def test_the_platforms_memory_is_its_fullest_moment_not_a_sum_of_peaks(cost) -> 
     assert window["processes"]["postgres"]["peak_pss_MiB"] == 200.0
 
 
+def test_a_phases_cpu_counts_all_its_work_with_the_enclosing_samples(cost) -> None:  # type: ignore[no-untyped-def]
+    """A phase of a few seconds between two samples: the samples inside it miss its first and
+    last moments; the enclosing ones count them."""
+    from _harness.processes import ResourceSampler
+
+    sampler = ResourceSampler({"intake": 1})
+    # intake burns 1 CPU-s in each half second from 1.0 to 3.0, none before or after.
+    cumulative = {0.0: 0.0, 0.5: 0.0, 1.0: 0.0, 1.5: 1.0, 2.0: 2.0, 2.5: 3.0, 3.0: 4.0, 3.5: 4.0}
+    sampler.samples = [(t, {"intake": c}, {"intake": 0}, 0.0) for t, c in cumulative.items()]
+    inside = sampler.window(1.2, 2.7)
+    assert inside["processes"]["intake"]["cpu_s"] == 2.0  # 1.5 → 2.5: half the work lost
+    enclosing = sampler.window(1.2, 2.7, enclosing=True)
+    assert enclosing["processes"]["intake"]["cpu_s"] == 4.0
+    assert enclosing["seconds"] == 2.0  # 1.0 → 3.0, for subtracting idle over the same span
+    # At the edges of what was sampled, what there is.
+    assert sampler.window(3.2, 9.0, enclosing=True)["processes"]["intake"]["cpu_s"] == 0.0
+
+
 def test_pss_of_this_process_is_read_and_below_its_rss(cost) -> None:  # type: ignore[no-untyped-def]
     import os
 
