@@ -665,18 +665,43 @@ async def test_a_small_files_put_goes_out_before_its_document_is_made(
     from referrals_records import service
 
     happened: list[str] = []
-    real = service.Document
+    real = service.document_value
 
     def made(**fields: Any) -> Document:
         happened.append(f"document, {len(store.puts)} put begun")
         return real(**fields)
 
-    monkeypatch.setattr(service, "Document", made)
+    monkeypatch.setattr(service, "document_value", made)
     result = await records.store_document(
         CASE, DocumentKind.PATHOLOGY_REPORT, upload(pdf()), "case-token:clinic", None
     )
     assert happened == ["document, 1 put begun"]
     assert store.objects == {result.document.object_key: pdf()}
+
+
+async def test_an_uploads_document_is_made_as_a_value_with_no_orm_instance_state(
+    records: Records, repo: FakeRecordsRepository
+) -> None:
+    # Its statement inserts it and the answer reads it: the table model's constructor (every
+    # field set through SQLAlchemy's instrumentation on a new instance state) cost 57 µs of CPU
+    # against 16 for a row no session holds.
+    from sqlalchemy import inspect
+
+    content = pdf()
+    result = await records.store_document(
+        CASE, DocumentKind.PATHOLOGY_REPORT, upload(content), "case-token:clinic", None
+    )
+
+    doc = result.document
+    assert inspect(doc, raiseerr=False) is None
+    assert (doc.case_id, doc.kind, doc.size_bytes, doc.file_name) == (
+        CASE,
+        DocumentKind.PATHOLOGY_REPORT,
+        len(content),
+        "scan.pdf",
+    )
+    assert doc.created_at.tzinfo is not None and doc.deleted_at is None and doc.shared_at is None
+    assert repo.added[0] is doc
 
 
 async def test_a_failed_put_commits_no_row_and_leaves_no_object(

@@ -51,6 +51,7 @@ from referrals_records.models import (
     CenterReferral,
     Document,
     FollowUpQuestion,
+    document_value,
     utcnow,
 )
 from referrals_records.repository import (
@@ -334,7 +335,7 @@ class Records:
         # meanwhile: another upload to the same case records after this one's put.)
 
         def document_and_event() -> tuple[Document, CloudEvent[DocumentStored]]:
-            doc = Document(
+            doc = document_value(
                 id=document_id,
                 case_id=case_id,
                 kind=kind,
