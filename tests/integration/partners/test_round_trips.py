@@ -8,6 +8,7 @@ end to end in test_routing_over_kafka and test_scheduler_traces."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +19,14 @@ import pytest
 from sqlalchemy import event
 
 from referrals_common.db import Database
-from referrals_partners.models import CaseDocument, Referral, RoutingCase, WebhookDelivery, utcnow
+from referrals_partners.models import (
+    CaseDocument,
+    Referral,
+    RoutingCase,
+    Webhook,
+    WebhookDelivery,
+    utcnow,
+)
 from referrals_partners.repository import PartnersRepository
 from referrals_partners.scheduler import WebhookSender, anything_due, run_scheduler
 from tests.integration.statements_sent import queries_sent
@@ -170,33 +178,160 @@ async def test_a_consumers_document_stored_is_one_statement_in_the_inbox_transac
     assert isinstance(docs[0], CaseDocument)
 
 
-async def test_a_ready_case_is_locked_with_its_referrals_in_one_statement(make_runtime):
-    """`case.ready_for_referral`: the case's lock and its referrals (whether one is open, which
-    centers were tried) are one statement, not two; the case is offered as before."""
-    rt = await make_runtime()
+async def _stored_case(rt: Any, *, documents: int = 1) -> tuple[uuid.UUID, list[uuid.UUID]]:
+    """A case with its documents stored, as the consumer applies `document.stored`."""
     case_id = uuid.uuid4()
-    stored = document_stored(case_id)
-    async with rt.db.unit_of_work() as uow:
-        assert await uow.inbox.record("partners.routing", stored.id, stored.type)
-        await rt.partners.on_document_stored(uow, stored.data)
-        await uow.commit()
-    ready_event = ready(case_id, [stored.data.document_id])
-    with statements_sent(rt.db) as orm:
+    ids = []
+    for _ in range(documents):
+        stored = document_stored(case_id)
         async with rt.db.unit_of_work() as uow:
-            assert await uow.inbox.record("partners.routing", ready_event.id, ready_event.type)
-            await rt.partners.on_case_ready(uow, ready_event.data)
+            assert await uow.inbox.record("partners.routing", stored.id, stored.type)
+            await rt.partners.on_document_stored(uow, stored.data)
             await uow.commit()
-    first = " ".join(orm[0].split())
-    assert "FROM routing_cases LEFT OUTER JOIN referrals" in first
-    assert first.endswith("FOR UPDATE OF routing_cases")
-    assert not any(s.startswith("SELECT referrals.") for s in orm)  # no read of them alone
-    again = ready(case_id, [stored.data.document_id])  # intake says it again: the offer is open
+        ids.append(stored.data.document_id)
+    return case_id, ids
+
+
+async def _apply_ready(rt: Any, event: Any, *, inbox: bool = True) -> None:
+    """`case.ready_for_referral` as the consumer applies it (its inbox row first: the
+    transaction is asyncpg's own), or through the ORM session alone (`inbox=False`)."""
     async with rt.db.unit_of_work() as uow:
-        assert await uow.inbox.record("partners.routing", again.id, again.type)
-        await rt.partners.on_case_ready(uow, again.data)
+        if inbox:
+            assert await uow.inbox.record("partners.routing", event.id, event.type)
+        await rt.partners.on_case_ready(uow, event.data)
         await uow.commit()
+
+
+async def test_a_consumers_ready_case_is_routed_in_four_statements_in_the_inbox_transaction(
+    make_runtime,
+):
+    """`case.ready_for_referral` as the consumer applies it: between the inbox's BEGIN and its
+    COMMIT, the case's lock, what routing reads (its referrals, its documents, the centers'
+    versions and loads), the two events (the outbox's statement) and the case's changes with
+    the offer and its webhook delivery; all through asyncpg, none through the ORM (were 5
+    statements through SQLAlchemy: the lock with the referrals, the documents, the centers, the
+    referral's INSERT and the case's UPDATE). Said again while the offer is open: the lock, the
+    reads and the case's request kept, no offer."""
+    rt = await make_runtime()
+    async with rt.db.unit_of_work() as uow:  # the center the case goes to has a webhook
+        for code in await PartnersRepository(uow.session).center_codes():
+            uow.session.add(
+                Webhook(center_code=code, url="https://x.example/h", secret_encrypted="s")
+            )
+        await uow.commit()
+    # A case routed before: the centers' profiles are known (read once, then on a change only).
+    await _apply_ready(rt, ready(*await _stored_case(rt)))
+    case_id, documents = await _stored_case(rt, documents=2)
+    first = ready(case_id, documents)
+    async with queries_sent(rt.db, look_ups=False) as sent:
+        await _apply_ready(rt, first)
+    assert sent.orm == []
+    kinds = [q.split()[0].lower() for q in sent.native]
+    assert kinds == ["begin;", "select", "select", "insert", "with", "commit"], sent.native
+    assert sent.native[1].endswith("FOR UPDATE")
+    assert "insert into webhook_deliveries" in sent.native[4].lower()
+
+    again = ready(case_id, documents)  # intake says it again: the offer is open
+    async with queries_sent(rt.db, look_ups=False) as sent:
+        await _apply_ready(rt, again)
+    assert sent.orm == []
+    kinds = [q.split()[0].lower() for q in sent.native]
+    assert kinds == ["begin;", "select", "select", "update", "commit"], sent.native
+
     async with rt.db.unit_of_work() as uow:
         case = await uow.session.get(RoutingCase, case_id)
         offers = await PartnersRepository(uow.session).referrals_of_case(case_id)
-    assert case is not None and case.status == "offered"
+        deliveries = await PartnersRepository(uow.session).deliveries_of([offers[0].id])
+    assert case is not None
+    assert (case.status, case.attempts, case.request) == (
+        "offered",
+        1,
+        again.data.model_dump(mode="json"),
+    )
     assert [(r.attempt, r.status) for r in offers] == [(1, "offered")]
+    assert [d.payload["data"]["referral_id"] for d in deliveries] == [str(offers[0].id)]
+    assert [o["document_id"] for o in offers[0].offer["data"]["documents"]] == [
+        str(d) for d in documents
+    ]
+
+
+async def test_a_ready_case_routed_through_asyncpg_is_written_as_through_the_session(
+    make_runtime,
+):
+    """The same ready case routed through asyncpg (the consumer's path) and through the ORM
+    session: the same rows (but for ids and times), the same events in the same order."""
+    rt = await make_runtime()
+    written = []
+    for inbox in (True, False):
+        case_id, documents = await _stored_case(rt, documents=2)
+        event = ready(case_id, documents)
+        await _apply_ready(rt, event, inbox=inbox)
+        async with rt.db.engine.connect() as connection:
+            rows = {}
+            for table, key in (("routing_cases", "case_id"), ("referrals", "case_id")):
+                found = await connection.exec_driver_sql(
+                    f"select to_jsonb(t) from {table} t where {key} = $1",
+                    (case_id,),
+                )
+                rows[table] = [_timeless(_json(r[0])) for r in found]
+            found = await connection.exec_driver_sql(
+                "select event_type, topic, payload from outbox where aggregate_id = $1"
+                " order by seq",
+                (str(case_id),),
+            )
+            rows["outbox"] = [(t, topic, _timeless(_json(p))) for t, topic, p in found]
+            # The next case finds the centers as loaded as this one did.
+            await connection.exec_driver_sql(
+                "update referrals set status = 'withdrawn' where case_id = $1", (case_id,)
+            )
+            await connection.commit()
+        written.append(rows)
+    native, session = written
+    assert native["referrals"] and native["outbox"]
+    assert native == session
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _timeless(value: Any) -> Any:
+    """`value` (a row or an event as JSON) without what differs between two cases routed the
+    same way: ids (the case's, its documents', the referral's, the event's and its subject) and
+    times."""
+    if isinstance(value, dict):
+        return {
+            k: _timeless(v)
+            for k, v in value.items()
+            if k not in ("id", "time", "subject", "fetch_via")
+            and not k.endswith(("_at", "_id", "_ids"))
+        }
+    if isinstance(value, list):
+        return [_timeless(v) for v in value]
+    return value
+
+
+async def test_a_second_ready_waiting_for_the_first_sees_its_offer(make_runtime):
+    """Intake says a case is ready twice (two events), applied at the same moment: the second
+    waits for the first's lock of the case and then finds the offer the first made; the case is
+    offered once. (Reading the case's referrals in the statement that locks it read them as
+    they were before the wait: none, and the case was offered again.)"""
+    rt = await make_runtime()
+    for inbox in (True, False):
+        case_id, documents = await _stored_case(rt)
+        one, two = ready(case_id, documents), ready(case_id, documents)
+        async with rt.db.unit_of_work() as first:
+            if inbox:
+                assert await first.inbox.record("partners.routing", one.id, one.type)
+            await rt.partners.on_case_ready(first, one.data)
+            second = asyncio.create_task(_apply_ready(rt, two, inbox=inbox))
+            await asyncio.sleep(0.5)
+            assert not second.done()  # waits for the case's lock
+            await first.commit()
+        await asyncio.wait_for(second, 10)
+        async with rt.db.unit_of_work() as uow:
+            case = await uow.session.get(RoutingCase, case_id)
+            offers = await PartnersRepository(uow.session).referrals_of_case(case_id)
+        assert case is not None
+        assert (case.status, case.attempts) == ("offered", 1), inbox
+        assert [(r.attempt, r.status) for r in offers] == [(1, "offered")], inbox

@@ -107,9 +107,6 @@ class FakePartnersRepository:
             case_id, RoutingCase(case_id=case_id, status="new", attempts=0)
         )
 
-    async def lock_case_with_referrals(self, case_id: UUID) -> tuple[RoutingCase, list[Referral]]:
-        return await self.lock_case(case_id), await self.referrals_of_case(case_id)
-
     async def case(
         self, case_id: UUID, *, lock: bool = False, fresh: bool = False
     ) -> RoutingCase | None:

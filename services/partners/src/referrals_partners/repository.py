@@ -8,20 +8,47 @@ test hands the use cases an in-memory repository instead.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, Protocol, cast
 from uuid import UUID
 
-from sqlalchemy import CursorResult, Select, bindparam, exists, func, or_, select, union_all, update
+from sqlalchemy import (
+    ARRAY,
+    CursorResult,
+    DateTime,
+    Select,
+    String,
+    Table,
+    Uuid,
+    bindparam,
+    exists,
+    func,
+    or_,
+    select,
+    text,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import configure_mappers
+from sqlalchemy.orm.instrumentation import manager_of_class
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.dml import Insert, Update
 from sqlmodel import col
 
 from referrals_common.contracts import CaseFollowUpAsked, DocumentStored
 from referrals_common.contracts.information import Shipment as ShipmentNotice
 from referrals_common.contracts.meetings import MeetingStatus
-from referrals_common.native_sql import Autocommit, fetch_native
+from referrals_common.native_sql import (
+    REQUIRED,
+    Autocommit,
+    fetch_native,
+    native_statement,
+    run_native,
+)
 from referrals_partners.models import (
     ApiClient,
     CaseDocument,
@@ -93,22 +120,6 @@ class PartnersRepository:
         )
         assert case is not None
         return case
-
-    async def lock_case_with_referrals(self, case_id: UUID) -> tuple[RoutingCase, list[Referral]]:
-        """`lock_case` and `referrals_of_case` in one round trip for a case that has its row:
-        the case locked until the transaction ends, as the database has it, and its referrals
-        in attempt order (outer-joined: none is a row of the case alone). A case seen for the
-        first time is made as `lock_case` makes it, with no referrals."""
-        rows = (
-            await self.session.execute(
-                _CASE_WITH_REFERRALS,
-                {"case_id": case_id},
-                execution_options={"populate_existing": True},
-            )
-        ).all()
-        if not rows:
-            return await self.lock_case(case_id), []
-        return rows[0][0], [referral for _, referral in rows if referral is not None]
 
     async def case_unless_locked(self, case_id: UUID) -> RoutingCase | None:
         """The case's row locked for this transaction, or None if another scheduler or an API
@@ -613,6 +624,154 @@ class PartnersRepository:
         )
 
 
+class RoutingRepository(Protocol):
+    """What routing a case reads and writes (`Partners._route`, `_offer`): `PartnersRepository`
+    on the unit of work's session, or `NativeRoutingRepository` on its transaction's asyncpg
+    connection."""
+
+    def add(self, row: object) -> None: ...
+
+    async def documents(self, ids: Sequence[UUID]) -> list[CaseDocument]: ...
+
+    async def referrals_of_case(self, case_id: UUID) -> list[Referral]: ...
+
+    async def center_versions(self, since: datetime) -> list[CenterVersion]: ...
+
+    async def center_rows(self, codes: Sequence[str] | None = None) -> list[CenterRow]: ...
+
+    async def webhook(self, center_code: str) -> Webhook | None: ...
+
+
+class RoutingReads(NamedTuple):
+    """What routing reads of a locked case and of the centers
+    (`NativeRoutingRepository.routing_reads`)."""
+
+    referrals: list[Referral]
+    """The case's referrals, in attempt order."""
+    documents: list[CaseDocument]
+    """The stored ones of the documents asked for, in their order."""
+    versions: list[CenterVersion]
+    """Every center's version and load (`PartnersRepository.center_versions`)."""
+
+
+class NativeRoutingRepository:
+    """A case routed in the transaction a consumer's inbox opened on asyncpg (`Autocommit`), with
+    no ORM session: the case locked (`lock_case`), what routing reads in one statement
+    (`routing_reads`), and what it changed (the case's row, the referral it offers and the
+    referral's webhook delivery, `add`) written in one statement (`save`). Its rows are the
+    models' instances outside any session; the statements are built once and run through
+    asyncpg itself (`native_statement`)."""
+
+    def __init__(self, native: Autocommit) -> None:
+        self.native = native
+        self._added: list[object] = []
+
+    def add(self, row: object) -> None:
+        """A new row (a `Referral`, a `WebhookDelivery`), written by `save`."""
+        self._added.append(row)
+
+    async def lock_case(self, case_id: UUID) -> RoutingCase | None:
+        """The case's row, locked until the transaction ends, as the database has it; None: it
+        has no row (`PartnersRepository.lock_case` makes one). `save` writes what changes on it."""
+        row = await fetch_native(self.native, _LOCKED_CASE, {"case_id": case_id})
+        if row is None:
+            return None
+        configure_mappers()  # at once when done: the ORM may not have run in this process yet
+        case: RoutingCase = manager_of_class(RoutingCase).new_instance()
+        case.__dict__.update(row.items())
+        return case
+
+    async def routing_reads(
+        self, case_id: UUID, document_ids: Sequence[UUID], since: datetime
+    ) -> RoutingReads:
+        """The case's referrals, the stored ones of its documents `document_ids` and every
+        center's version and load since `since` (`PartnersRepository.referrals_of_case`,
+        `documents` and `center_versions`), in one statement. Read after the case's lock (in a
+        statement of its own): the statement's snapshot then has whatever another transaction
+        did to the case before it let the lock go (a `SELECT ... FOR UPDATE` of the case in the
+        same statement would wait for the lock, but read the rest as it was before)."""
+        row = await fetch_native(
+            self.native,
+            _ROUTING_READS,
+            {"case_id": case_id, "document_ids": list(document_ids), "since": since},
+        )
+        assert row is not None  # one row, whatever the arrays hold
+        return RoutingReads(
+            [_detached(Referral, r) for r in row["referrals"]],
+            _in_order(document_ids, [_detached(CaseDocument, d) for d in row["documents"]]),
+            [CenterVersion(*v) for v in row["versions"]],
+        )
+
+    async def referrals_of_case(self, case_id: UUID) -> list[Referral]:
+        """Every referral of the case, in attempt order."""
+        rows = await self._all(_REFERRAL_ROWS, {"case_id": case_id})
+        return [_detached(Referral, r[0]) for r in rows]
+
+    async def documents(self, ids: Sequence[UUID]) -> list[CaseDocument]:
+        """The stored ones of `ids`, in their order."""
+        rows = await self._all(_DOCUMENT_ROWS, {"ids": list(ids)})
+        return _in_order(ids, [_detached(CaseDocument, r[0]) for r in rows])
+
+    async def center_versions(self, since: datetime) -> list[CenterVersion]:
+        """`PartnersRepository.center_versions`."""
+        row = await fetch_native(self.native, _CENTER_VERSION_ROWS, {"since": since})
+        assert row is not None
+        return [CenterVersion(*v) for v in row[0]]
+
+    async def center_rows(self, codes: Sequence[str] | None = None) -> list[CenterRow]:
+        """The centers of `codes` (None: every center)."""
+        statement = _ALL_CENTER_ROWS if codes is None else _CENTER_ROWS
+        rows = await self._all(statement, {} if codes is None else {"codes": list(codes)})
+        return [_detached(CenterRow, r[0]) for r in rows]
+
+    async def webhook(self, center_code: str) -> Webhook | None:
+        row = await fetch_native(self.native, _WEBHOOK_ROW, {"center_code": center_code})
+        return None if row is None else _detached(Webhook, row[0])
+
+    async def save(self, case: RoutingCase) -> None:
+        """Write the case as it is now (every column but its key and creation time) and the rows
+        added since the last save, in one statement."""
+        referrals = [r for r in self._added if isinstance(r, Referral)]
+        deliveries = [d for d in self._added if isinstance(d, WebhookDelivery)]
+        assert len(referrals) + len(deliveries) == len(self._added), self._added
+        assert len(referrals) <= 1, self._added  # one offer per routing
+        assert len(deliveries) <= 1, self._added
+        values = _prefixed("case", _ROUTING_CASES, case)
+        for name, rows in (("referral", referrals), ("delivery", deliveries)):
+            if rows:
+                values.update(_prefixed(name, _TABLES[name], rows[0]))
+        await run_native(
+            self.native, _routing_saved(bool(referrals), bool(deliveries)), values, returns=False
+        )
+        self._added = []
+
+    async def _all(self, statement: ClauseElement, values: Mapping[str, Any]) -> list[Any]:
+        """Every row of `statement` with `values` (`fetch_native` gives the first)."""
+        sql, binds = native_statement(statement, self.native.dialect)
+        arguments = []
+        for name, convert, own in binds:
+            value = values[name] if own is REQUIRED or name in values else own
+            arguments.append(value if convert is None else convert(value))
+        return list(await self.native.connection.fetch(sql, *arguments))
+
+
+def _detached(model: type[Any], record: Any) -> Any:
+    """A row (an asyncpg record of its table's composite type) as its model's instance outside
+    any session, without validating its values again (PostgreSQL's, as the ORM's loading takes
+    them): for reading only."""
+    return model.model_construct(**dict(record.items()))
+
+
+def _in_order(ids: Sequence[UUID], documents: list[CaseDocument]) -> list[CaseDocument]:
+    by_id = {d.document_id: d for d in documents}
+    return [by_id[i] for i in ids if i in by_id]
+
+
+def _prefixed(prefix: str, table: Table, row: object) -> dict[str, Any]:
+    """`row`'s values of `table`'s columns by their parameters' names in `_routing_saved`."""
+    return {f"{prefix}_{c.name}": getattr(row, c.name) for c in table.columns}
+
+
 async def store_document_locking_case(native: Autocommit, stored: DocumentStored) -> str | None:
     """`PartnersRepository.lock_case` and `store_document` as one statement through asyncpg
     itself, in the transaction the consumer's inbox opened: the case's row (created on first
@@ -640,7 +799,10 @@ __all__ = [
     "OPEN",
     "OPEN_MEETINGS",
     "CenterVersion",
+    "NativeRoutingRepository",
     "PartnersRepository",
+    "RoutingReads",
+    "RoutingRepository",
     "store_document_locking_case",
 ]
 
@@ -652,13 +814,6 @@ _REFERRALS_OF_CASE = (
     select(Referral)
     .where(col(Referral.case_id) == bindparam("case_id"))
     .order_by(col(Referral.attempt))
-)
-_CASE_WITH_REFERRALS = (
-    select(RoutingCase, Referral)
-    .outerjoin(Referral, col(Referral.case_id) == col(RoutingCase.case_id))
-    .where(col(RoutingCase.case_id) == bindparam("case_id"))
-    .order_by(col(Referral.attempt))
-    .with_for_update(of=RoutingCase)
 )
 _DOCUMENTS = select(CaseDocument).where(
     col(CaseDocument.document_id).in_(bindparam("ids", expanding=True))
@@ -722,3 +877,83 @@ _DOCUMENT_STORED = (
 _STORE_DOCUMENT_LOCKING_CASE = union_all(
     select(_CASE_CREATED.c.status), select(_CASE_LOCKED.c.status)
 ).add_cte(_DOCUMENT_STORED)
+
+
+# See `NativeRoutingRepository`. Each row of a table as its composite type (a record with its
+# columns' names), made the model's instance by name; JSON comes back decoded, as the ORM reads it.
+_ROUTING_CASES: Table = RoutingCase.__table__  # type: ignore[attr-defined]  # SQLModel leaves __table__ undeclared
+_TABLES: dict[str, Table] = {
+    "referral": Referral.__table__,  # type: ignore[attr-defined]
+    "delivery": WebhookDelivery.__table__,  # type: ignore[attr-defined]
+}
+_LOCKED_CASE = (
+    select(_ROUTING_CASES)
+    .where(_ROUTING_CASES.c.case_id == bindparam("case_id", type_=Uuid()))
+    .with_for_update()
+)
+# The centers' versions and loads as `_CENTER_VERSIONS` has them, each a record (code,
+# updated_at, active, load, webhook), by code.
+_VERSIONS_SQL = """array(
+    select row(c.code, c.updated_at, c.active, coalesce(l.load, 0)::int,
+               exists(select from webhooks w where w.center_code = c.code))
+    from centers c
+    left join (select r.center_code, count(*) as load from referrals r
+               where r.offered_at >= :since and r.status = any(:loaded)
+               group by r.center_code) l on l.center_code = c.code
+    order by c.code)"""
+_SINCE = bindparam("since", type_=DateTime(timezone=True))
+_LOADED = bindparam("loaded", list(LOADED), type_=ARRAY(String()))
+# Only this module's constant SQL is written in; every value is a parameter.
+_ROUTING_READS = text(
+    "select array(select r from referrals r where r.case_id = :case_id order by r.attempt)"  # noqa: S608
+    " as referrals,"
+    " array(select d from case_documents d where d.document_id = any(:document_ids))"
+    f" as documents, {_VERSIONS_SQL} as versions"
+).bindparams(
+    bindparam("case_id", type_=Uuid()),
+    bindparam("document_ids", type_=ARRAY(Uuid())),
+    _SINCE,
+    _LOADED,
+)
+_CENTER_VERSION_ROWS = text(f"select {_VERSIONS_SQL}").bindparams(_SINCE, _LOADED)
+_REFERRAL_ROWS = text(
+    "select r from referrals r where r.case_id = :case_id order by r.attempt"
+).bindparams(bindparam("case_id", type_=Uuid()))
+_DOCUMENT_ROWS = text("select d from case_documents d where d.document_id = any(:ids)").bindparams(
+    bindparam("ids", type_=ARRAY(Uuid()))
+)
+_CENTER_ROWS = text("select c from centers c where c.code = any(:codes)").bindparams(
+    bindparam("codes", type_=ARRAY(String()))
+)
+_ALL_CENTER_ROWS = text("select c from centers c")
+_WEBHOOK_ROW = text("select w from webhooks w where w.center_code = :center_code").bindparams(
+    bindparam("center_code", type_=String())
+)
+
+
+@functools.cache
+def _routing_saved(referral: bool, delivery: bool) -> ClauseElement:
+    """`NativeRoutingRepository.save`'s statement, built once for each shape: the case's row
+    updated (every column but its key and creation time), and with `referral` a referral and
+    with `delivery` a webhook delivery inserted, in data-modifying CTEs of one statement."""
+    case = _ROUTING_CASES
+    saved: Update | Insert = (
+        update(case)
+        .where(case.c.case_id == bindparam("case_case_id", type_=case.c.case_id.type))
+        .values(
+            {
+                c.name: bindparam(f"case_{c.name}", type_=c.type)
+                for c in case.columns
+                if c.name not in ("case_id", "created_at")
+            }
+        )
+    )
+    for name, wanted in (("referral", referral), ("delivery", delivery)):
+        if wanted:
+            table = _TABLES[name]
+            added = insert(table).values(
+                {c.name: bindparam(f"{name}_{c.name}", type_=c.type) for c in table.columns}
+            )
+            # What was saved before goes first, as a data-modifying CTE of this statement.
+            saved = added.add_cte(saved.cte(f"before_{name}"))
+    return saved

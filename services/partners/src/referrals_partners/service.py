@@ -95,7 +95,15 @@ from referrals_partners.models import (
     utcnow,
 )
 from referrals_partners.registry import Center, ExchangeRates
-from referrals_partners.repository import OPEN, PartnersRepository, store_document_locking_case
+from referrals_partners.repository import (
+    OPEN,
+    CenterVersion,
+    NativeRoutingRepository,
+    PartnersRepository,
+    RoutingReads,
+    RoutingRepository,
+    store_document_locking_case,
+)
 from referrals_partners.routing import CenterState, RoutingRequest, Score, decide
 
 log = logging.getLogger(__name__)
@@ -223,10 +231,19 @@ class Partners:
             await self._route(uow, case)
 
     async def on_case_ready(self, uow: UnitOfWork, ready: CaseReadyForReferral) -> None:
+        # The consumer's path: through asyncpg itself in the inbox's transaction, with no ORM
+        # session (unless the case has no row yet: then as below).
+        native = unit_of_work_native(uow, self.dialect)
+        if native is not None and await self._on_case_ready_native(
+            uow, NativeRoutingRepository(native), ready
+        ):
+            return
         repo = self.repo(uow)
-        # The case locked and every referral of it in one query: whether one is open, and (for
-        # routing) the centers tried before.
-        case, earlier = await repo.lock_case_with_referrals(ready.case_id)
+        case = await repo.lock_case(ready.case_id)
+        # Its referrals once it is ours (whether one is open, and for routing the centers tried
+        # before), not with the lock: a statement that waits for the lock reads the rest as it
+        # was before, without the offer the lock's holder made.
+        earlier = await repo.referrals_of_case(case.case_id)
         if case.status in FINAL_CASE:
             log.info("case %s is %s: ready_for_referral ignored", case.case_id, case.status)
             return
@@ -239,6 +256,31 @@ class Partners:
         if case.status == "choosing":
             return  # the patient is choosing among the proposed centers
         await self._route(uow, case, earlier=earlier, ready=ready)
+
+    async def _on_case_ready_native(
+        self, uow: UnitOfWork, repo: NativeRoutingRepository, ready: CaseReadyForReferral
+    ) -> bool:
+        """`on_case_ready` through `repo`: the case locked (one statement), what routing reads
+        (one), the events (the outbox's one) and the case's changes with the offer (one).
+        False: the case has no row yet, nothing done (the session's `lock_case` makes it)."""
+        case = await repo.lock_case(ready.case_id)
+        if case is None:
+            return False
+        if case.status in FINAL_CASE:
+            log.info("case %s is %s: ready_for_referral ignored", case.case_id, case.status)
+            return True
+        case.request = ready.model_dump(mode="json")
+        case.updated_at = self.clock()
+        reads = await repo.routing_reads(
+            case.case_id, ready.document_ids, self.clock() - LOAD_WINDOW
+        )
+        current = next((r for r in reads.referrals if r.status in OPEN), None)
+        if current is not None:
+            log.info("case %s already has open referral %s", case.case_id, current.id)
+        elif case.status != "choosing":  # else the patient is choosing among proposed centers
+            await self._route(uow, case, ready=ready, repo=repo, reads=reads)
+        await repo.save(case)
+        return True
 
     async def on_further_opinion(self, uow: UnitOfWork, asked: CaseFurtherOpinionRequested) -> None:
         """After an opinion, route the case again: never to a center offered it before (one that
@@ -832,24 +874,37 @@ class Partners:
         after_all_declined: bool = False,
         earlier: list[Referral] | None = None,
         ready: CaseReadyForReferral | None = None,
+        repo: RoutingRepository | None = None,
+        reads: RoutingReads | None = None,
     ) -> None:
         """Offer the case to the best eligible center not tried yet, or declare it unroutable.
         `earlier`: the case's referrals in attempt order, and `ready`: its request
-        (`case.request`) validated, if the caller has them already."""
+        (`case.request`) validated, if the caller has them already; `repo`: what it reads and
+        writes through (default: the unit of work's `PartnersRepository`), and `reads`: what
+        routing reads, read by the caller (the case's referrals, documents and the centers'
+        versions) after the case's lock."""
         assert case.request is not None
         if ready is None:
             ready = CaseReadyForReferral.model_validate(case.request)
-        repo = self.repo(uow)
-        docs = await repo.documents(ready.document_ids)
+        if repo is None:
+            repo = self.repo(uow)
+        if reads is not None:
+            docs = reads.documents
+        else:
+            docs = await repo.documents(ready.document_ids)
         if len(docs) < len(ready.document_ids):
             case.status = "awaiting_documents"  # records' events are still on their way
             return
         # Entities, not columns: a referral this transaction just declined or expired is not
         # flushed yet (no autoflush), and its new status counts in the explanation.
         if earlier is None:
-            earlier = await repo.referrals_of_case(case.case_id)
+            earlier = (
+                reads.referrals if reads is not None else await repo.referrals_of_case(case.case_id)
+            )
         tried = [r.center_code for r in earlier]
-        states, with_webhook = await self._center_states(repo)
+        states, with_webhook = await self._center_states(
+            repo, None if reads is None else reads.versions
+        )
         request = RoutingRequest.from_ready_event(ready)
         decision = decide(request, states, set(tried), rates=self.rates)
         case.last_decision = decision.as_record()
@@ -915,6 +970,7 @@ class Partners:
             rationale=decision.rationale,
             ready=ready,
             webhook=chosen.code in with_webhook,
+            repo=repo,
         )
 
     async def _propose(self, uow: UnitOfWork, case: RoutingCase, decision: Any) -> None:
@@ -1046,15 +1102,18 @@ class Partners:
         resumed: UUID | None = None,
         ready: CaseReadyForReferral | None = None,
         webhook: bool | None = None,
+        repo: RoutingRepository | None = None,
     ) -> None:
         """(Re-)offer `referral` to its center: deadline, the two events, the webhook delivery.
         `resumed`: the answered request that gives the offer back to the same center (a
         `referral.resumed` instead of a new `referral.requested`); `ready`: the case's request
-        validated and `webhook`: whether the center has a webhook, if the caller knows them."""
+        validated and `webhook`: whether the center has a webhook, if the caller knows them;
+        `repo`: what it reads and writes through (default: the unit of work's)."""
         assert case.request is not None
         if ready is None:
             ready = CaseReadyForReferral.model_validate(case.request)
-        repo = self.repo(uow)
+        if repo is None:
+            repo = self.repo(uow)
         if docs is None:
             docs = await repo.documents(ready.document_ids)
         now = self.clock()
@@ -1113,12 +1172,13 @@ class Partners:
         await _queue_webhook(repo, offer, referral, known=webhook)
 
     async def _center_states(
-        self, repo: PartnersRepository
+        self, repo: RoutingRepository, versions: list[CenterVersion] | None = None
     ) -> tuple[list[CenterState], frozenset[str]]:
         """Every center with its load, and the codes of those with a webhook, in one statement
         while no center changed: a center's profile is read and validated again only when its
-        row did (`_centers`)."""
-        versions = await repo.center_versions(self.clock() - LOAD_WINDOW)
+        row did (`_centers`). `versions`: the centers' versions, if the caller read them."""
+        if versions is None:
+            versions = await repo.center_versions(self.clock() - LOAD_WINDOW)
         changed = [
             v.code
             for v in versions
@@ -1233,7 +1293,7 @@ def _count(uow: UnitOfWork, center: str, event: str, *, answered: Referral | Non
 
 
 async def _queue_webhook(
-    repo: PartnersRepository,
+    repo: RoutingRepository,
     event: CloudEvent[Any],
     referral: Referral,
     *,
