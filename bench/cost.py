@@ -15,7 +15,8 @@ figures with the baseline each is compared with:
                                  process forked by the launcher, and the trace viewer, every
                                  process exporting its spans to it: in every pipeline figure)
     hop_p99_ratio_vs_raw         bench/messaging.py, outbox → consumer p99 at a fixed rate over
-                                 raw aiokafka's one-hop p99 at the same rate
+                                 raw aiokafka's one-hop p99 at the same rate (3 rounds each,
+                                 taking turns, each p99 over all its rounds' events)
     upload_ratio_1mb / _200mb    bench/records.py, records' upload rate over the MinIO SDK's
     intake_create_ratio_vs_bare  bench/intake.py, intake creations/s over a bare FastAPI echo's
     langid_*, translation_rss_mib  bench/translation.py --only-language (py3langid and Lingua
@@ -73,7 +74,7 @@ def parameters(quick: bool) -> dict[str, dict[str, Any]]:
                      "clients": 8 if quick else 16, "idle": 4.0 if quick else 10.0,
                      "variants": 2 if quick else 6, "warmup": 1 if quick else 3},
         "messaging": {"events": 1000 if quick else 5000, "rate": 200.0,
-                      "seconds": 3.0 if quick else 10.0},
+                      "seconds": 3.0 if quick else 10.0, "hop_rounds": 1 if quick else 3},
         "records": {"repeat_scale": 0.2 if quick else 0.5},
         "intake": {"seconds": 3.0 if quick else 8.0, "concurrency": 8, "flow_clients": 2,
                    "workers": 2},

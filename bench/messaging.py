@@ -16,6 +16,9 @@ and prints the outbox path's figures as ratios to the raw floor.
     uv run python bench/messaging.py [--events 20000] [--rate 200] [--seconds 15] [--hop-only]
 
 `--hop-only` measures only the two latencies (1 and 4's), for comparing changes to the hop.
+`--hop-rounds N` runs the two latency hops N times each, taking turns (raw, outbox, raw, ...),
+each round on topics of its own; each hop's figures are over all its rounds' events, so a
+moment of other load on the machine falls on both sides alike.
 `--relay-against SRC` measures only the relay's CPU per event, A/B: a relay process of this
 checkout and one whose `referrals_common` is under SRC (another checkout's libs/common/src) take
 turns (`--rounds` each) publishing one event per transaction at `--rate` for `--seconds`.
@@ -663,7 +666,10 @@ async def measure(args: argparse.Namespace) -> dict[str, object]:
         bootstrap = info.kafka_bootstrap
         dsn = await bench_database(info.postgres_dsn)
         db = Database(PostgresSettings(dsn=dsn))  # type: ignore[arg-type]
-        topics = ["bench.raw.tp", "bench.raw.lat", "bench.relay", "bench.e2e", "bench.lat"]
+        rounds = max(1, getattr(args, "hop_rounds", 1))
+        topics = ["bench.raw.tp", "bench.relay", "bench.e2e"]
+        topics += [f"bench.raw.lat.{i}" for i in range(rounds)]
+        topics += [f"bench.lat.{i}" for i in range(rounds)]
         await ensure_topics(bootstrap, topics, partitions=6)
         payload = new_event(CaseWithdrawn(case_id=uuid.uuid4())).to_json()
 
@@ -673,9 +679,6 @@ async def measure(args: argparse.Namespace) -> dict[str, object]:
             nan
             if hop_only
             else await raw_throughput(bootstrap, "bench.raw.tp", args.events, payload)
-        )
-        raw_lat = summary(
-            await raw_latency(bootstrap, "bench.raw.lat", args.rate, args.seconds, payload)
         )
         console.print(f"[bold]outbox relay[/]: drain {args.events} pre-filled rows")
         relay_tp = (
@@ -690,9 +693,25 @@ async def measure(args: argparse.Namespace) -> dict[str, object]:
         )
         code_cpu = await consumer_code_cpu(db)
         load_before = loadavg()
-        lat, consumer_stats, cpu, parts = await outbox_latency(
-            dsn, bootstrap, db, "bench.lat", args.rate, args.seconds
-        )
+        # The two hops take turns (`--hop-rounds`), each on topics of its own, so that both see
+        # the same moments of the machine; each one's latencies are pooled over its rounds.
+        raw_all: list[float] = []
+        lat: list[float] = []
+        per_round: list[dict[str, object]] = []
+        for i in range(rounds):
+            console.print(f"[bold]hop round {i + 1}/{rounds}[/]: raw aiokafka, then the outbox")
+            raw_topic = f"bench.raw.lat.{i}"
+            raw = await raw_latency(bootstrap, raw_topic, args.rate, args.seconds, payload)
+            ours, consumer_stats, cpu, parts = await outbox_latency(
+                dsn, bootstrap, db, f"bench.lat.{i}", args.rate, args.seconds
+            )
+            raw_all += raw
+            lat += ours
+            per_round.append(
+                {"raw_p99_ms": summary(raw)["p99_ms"], "outbox_p99_ms": summary(ours)["p99_ms"],
+                 "cpu": cpu, "latency_parts": parts}
+            )  # fmt: skip
+        raw_lat = summary(raw_all)
         out_lat = summary(lat)
         await db.dispose()
 
@@ -702,11 +721,13 @@ async def measure(args: argparse.Namespace) -> dict[str, object]:
         "outbox_to_consumer": {
             "throughput_events_per_s": figure(e2e_tp),
             "latency_at_rate": out_lat,
-            # The hop's parts (the relay's send time is the record's timestamp, to the ms).
+            # The last round's hop parts (the relay's send time is the record's timestamp, to
+            # the ms), consumer and CPU; every round's in `hop_rounds`.
             "latency_parts": parts,
             "consumer_stats": consumer_stats,
             "cpu": cpu,
             "consumer_code_cpu_us_per_event": code_cpu,
+            "hop_rounds": per_round,
         },
         "ratios": {
             "relay_throughput_vs_raw": figure(relay_tp / raw_tp, 3),
@@ -719,7 +740,12 @@ async def measure(args: argparse.Namespace) -> dict[str, object]:
             "hop_p50_ms<=25": out_lat["p50_ms"] <= 25,
             "hop_p99_ms<=100": out_lat["p99_ms"] <= 100,
         },
-        "parameters": {"events": args.events, "rate_per_s": args.rate, "seconds": args.seconds},
+        "parameters": {
+            "events": args.events,
+            "rate_per_s": args.rate,
+            "seconds": args.seconds,
+            "hop_rounds": rounds,
+        },
         "loadavg": {"before_latency": load_before, "after": loadavg()},
     }
     return results
@@ -731,6 +757,12 @@ def main() -> None:
     cli.add_argument("--rate", type=float, default=200.0)
     cli.add_argument("--seconds", type=float, default=15.0)
     cli.add_argument("--hop-only", action="store_true", help="only the two latencies")
+    cli.add_argument(
+        "--hop-rounds",
+        type=int,
+        default=1,
+        help="rounds of the two latency hops, taking turns; each one's p99 over all its rounds",
+    )
     cli.add_argument(
         "--relay-against",
         type=Path,
