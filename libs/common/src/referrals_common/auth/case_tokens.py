@@ -39,6 +39,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -62,6 +63,7 @@ DEFAULT_SCOPES: tuple[str, ...] = ("case:read", "case:write")
 # Ours are about 400 characters; anything far longer is refused before it is parsed.
 MAX_TOKEN_LENGTH = 4096
 
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
 _REQUIRED_CLAIMS = ["iss", "aud", "sub", "iat", "nbf", "exp", "jti"]
 
 Reason = Literal[
@@ -288,6 +290,25 @@ def _jwk_to_key(jwk: Mapping[str, Any]) -> tuple[str, Ed25519PublicKey]:
     return str(kid), key
 
 
+def _unverified_header(token: str) -> dict[str, Any]:
+    """The JOSE header of `token` (its first segment: base64url of a JSON object), read only to
+    choose the key and refuse what is not ours before anything is verified; `malformed` if it
+    is not one. PyJWT reads the same segment again when it verifies the token (its strict
+    base64url reading refuses any segment this one would read differently), so the token
+    itself is parsed once, by PyJWT: its `get_unverified_header` parsed all of it a first
+    time (every segment decoded and checked character by character, ~30 µs a request)."""
+    segment, dot, _ = token.partition(".")
+    if not dot or not _BASE64URL.fullmatch(segment):
+        raise InvalidCaseToken("malformed")
+    try:
+        header = json.loads(_b64url_decode(segment))
+    except (ValueError, RecursionError):  # binascii.Error and bad JSON or UTF-8 are ValueErrors
+        raise InvalidCaseToken("malformed") from None
+    if not isinstance(header, dict):
+        raise InvalidCaseToken("malformed")
+    return header
+
+
 class CaseTokenVerifier:
     """Checks case tokens against a JWKS of intake's public keys, offline (any service's side).
 
@@ -334,10 +355,7 @@ class CaseTokenVerifier:
         otherwise `InvalidCaseToken` with the reason."""
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
             raise InvalidCaseToken("malformed")
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.DecodeError:
-            raise InvalidCaseToken("malformed") from None
+        header = _unverified_header(token)
         # Decided from our own list before any key is touched: `none` and HS256 never get near
         # a verification routine.
         if header.get("alg") != ALGORITHM:
