@@ -180,21 +180,23 @@ async def test_another_case_s_document_is_never_changed(api, api_key, runtime) -
         assert doc is not None and (str(doc.case_id), doc.check) == (first, "pending")
 
 
-async def test_the_last_language_check_moves_a_submitted_case_to_ready_in_five_statements(
+async def test_the_last_language_check_moves_a_submitted_case_to_ready_in_four_statements(
     api, api_key, runtime
 ) -> None:
     """The inbox row with the BEGIN; the case locked, the check kept, the documents and consents
-    read (one statement); the case's row and its timeline entry (one); both events (one); the
-    COMMIT. Was nine, four of them through the ORM."""
+    read (one statement); the case's row, its timeline entry and both events (one); the COMMIT.
+    Was nine, four of them through the ORM; then five, the events a statement of their own."""
     case_id, report, headers = await submitted_case(api, api_key, runtime)
     check = accepted(case_id, report.data.document_id, "en")
 
     sent = await apply(runtime, check, document_fact(runtime, check))
 
     assert sent.orm == []
-    assert len(sent.native) == 5, sent.native
+    assert len(sent.native) == 4, sent.native
     assert kinds(sent)[0] == "begin; insert" and sent.native[-1] == "commit"
-    assert kinds(sent)[2:4] == ["insert into", "with moved"]  # the events, then the case
+    saved = sent.native[2].lower()
+    assert saved.startswith("with moved as (update cases")
+    assert "insert into case_timeline" in saved and "insert into outbox" in saved
     r = await api.get(f"/v1/cases/{case_id}", headers=headers)
     assert r.json()["status"] == "ready"
     assert (await timeline(runtime, case_id))[-1] == ("submitted", "ready", "documents_accepted")
@@ -219,7 +221,7 @@ async def test_an_unreadable_document_names_itself_in_the_entry_without_reading_
 
     sent = await apply(runtime, check, document_fact(runtime, check))
 
-    assert sent.orm == [] and len(sent.native) == 5, sent.native
+    assert sent.orm == [] and len(sent.native) == 4, sent.native
     async with runtime.db.unit_of_work() as uow:
         entry = (
             await uow.session.execute(
@@ -243,9 +245,10 @@ async def test_an_unreadable_document_names_itself_in_the_entry_without_reading_
     }
 
 
-async def test_a_referral_moves_a_ready_case_in_five_statements(api, api_key, runtime) -> None:
-    """The inbox row with the BEGIN; the case locked; its row and its timeline entry; the status
-    event; the COMMIT. Was six, three of them through the ORM."""
+async def test_a_referral_moves_a_ready_case_in_four_statements(api, api_key, runtime) -> None:
+    """The inbox row with the BEGIN; the case locked; its row, its timeline entry and the status
+    event (one statement); the COMMIT. Was six, three of them through the ORM; then five, the
+    event a statement of its own."""
     case_id, report, headers = await submitted_case(api, api_key, runtime)
     check = accepted(case_id, report.data.document_id, "en")
     await apply(runtime, check, document_fact(runtime, check))
@@ -254,10 +257,12 @@ async def test_a_referral_moves_a_ready_case_in_five_statements(api, api_key, ru
     sent = await apply(runtime, routed, referral(runtime, routed))
 
     assert sent.orm == []
-    assert len(sent.native) == 5, sent.native
+    assert len(sent.native) == 4, sent.native
+    assert "insert into outbox" in sent.native[2].lower()
     r = await api.get(f"/v1/cases/{case_id}", headers=headers)
     assert r.json()["status"] == "referred"
     assert (await timeline(runtime, case_id))[-1] == ("ready", "referred", "referral_requested")
+    assert (await outbox_types(runtime, case_id))[-1] == "referrals.case.status_changed.v1"
 
     again = requested(case_id)  # a reroute of a referred case: a note, no transition
     sent = await apply(runtime, again, referral(runtime, again))
@@ -290,15 +295,18 @@ async def test_a_submit_locks_its_case_with_its_consents_and_documents_in_one_st
     assert (begin, commit) == ("begin; select", "commit")
     assert "FOR UPDATE OF cases" in locked
     assert "from case_consents" in locked and "from case_documents" in locked
-    # The events; the case's row with its entry (one statement); then its view with the access
-    # audit row. Was seven: the consents and the documents each read by a statement of their
-    # own; then six, the case's row and its entry apart.
-    assert [" ".join(w.split()[:3]).lower() for w in writes] == [
-        "insert into outbox",
-        "with moved as",
-    ]
-    assert "insert into case_timeline" in writes[1].lower()
+    # The case's row with its entry and its events (one statement); then its view with the
+    # access audit row. Was seven: the consents and the documents each read by a statement of
+    # their own; then six, the events a statement of their own.
+    assert [" ".join(w.split()[:3]).lower() for w in writes] == ["with moved as"]
+    assert "insert into case_timeline" in writes[0].lower()
+    assert "insert into outbox" in writes[0].lower()
     assert view.startswith("with audited as")
+    assert await outbox_types(runtime, case_id) == [
+        "referrals.case.submitted.v1",
+        "referrals.case.contact_shared.v1",
+        "referrals.case.status_changed.v1",
+    ]
 
 
 def batch_of(*events: Any) -> tuple[Any, ...]:

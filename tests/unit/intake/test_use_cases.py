@@ -6,6 +6,7 @@ commits. A use case that reaches past its repository to the session fails the te
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 from uuid import UUID, uuid4
@@ -19,6 +20,7 @@ from referrals_common.contracts import (
     CaseStatusChanged,
     CaseSubmitted,
     CaseWithdrawn,
+    CloudEvent,
     WithdrawalReason,
 )
 from referrals_common.crypto import FieldCipher, SealedBox
@@ -168,8 +170,10 @@ class FakeCaseRepository:
             return DocumentFact(case, kept=True)
         return DocumentFact(case, True, await self.documents(case_id), await self.consents(case_id))
 
-    async def save(self, case: Case) -> None:
+    async def save(self, case: Case, events: Sequence[CloudEvent[Any]] = ()) -> bool:
+        # The case is this fake's own (as one of the session): the events go to the outbox.
         self.saves += 1
+        return False
 
     # The real mapping from rows to states, over this fake's `documents`.
     document_states = CaseRepository.document_states

@@ -14,7 +14,8 @@ from datetime import datetime
 from typing import Any, TypeVar, cast
 from uuid import UUID, uuid4
 
-from sqlalchemy import Table, bindparam, exists, literal_column, select, text, update
+from sqlalchemy import Table, Text, bindparam, exists, literal_column, select, text, update
+from sqlalchemy import cast as cast_as
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,7 +29,10 @@ from sqlalchemy.sql.selectable import Select
 from sqlmodel import SQLModel, col
 
 from referrals_common.api.pagination import Position, after
+from referrals_common.contracts import CloudEvent
 from referrals_common.db import Database, UnitOfWork
+from referrals_common.messaging.outbox import outbox_columns
+from referrals_common.messaging.schema import outbox_table
 from referrals_common.native_sql import (
     Autocommit,
     fetch_native,
@@ -360,13 +364,15 @@ class CaseRepository:
         consents = {c.kind: c for c in _rows(CaseConsent, row["fact_consents"])}
         return DocumentFact(case, True, documents, consents)
 
-    async def save(self, case: Case) -> None:
-        """Write what changed on `case` and the timeline entries added for it, in one statement,
-        when `locked_case` or `keep_document_fact` read it through asyncpg; nothing to do for a
-        case of the session (its flush writes it)."""
+    async def save(self, case: Case, events: Sequence[CloudEvent[Any]] = ()) -> bool:
+        """Write what changed on `case`, the timeline entries added for it and `events` (its
+        outbox rows, in their order), in one statement, when `locked_case`,
+        `keep_document_fact` or `submission` read it through asyncpg: True. False, and nothing
+        written, for a case of the session (its flush writes it): the caller puts `events` in
+        the outbox."""
         read = self._read.get(case.id)
         if read is None or read[0] is not case:
-            return
+            return False
         native = self._read_on
         assert native is not None  # set with `_read`
         before = read[1]
@@ -374,14 +380,19 @@ class CaseRepository:
         changed = tuple(c for c in _CASE_COLUMN_NAMES if c != "id" and now[c] != before[c])
         entries = [e for e in self._entries if e.case_id == case.id]
         self._entries = [e for e in self._entries if e.case_id != case.id]
-        if not changed and not entries:
-            return
+        if not changed and not entries and not events:
+            return True
         values: dict[str, Any] = {"case_id": case.id}
         values.update({f"case_{c}": now[c] for c in changed})
         for i, entry in enumerate(entries):
             values.update({f"entry{i}_{c.key}": getattr(entry, c.key) for c in _ENTRY_COLUMNS})
-        await run_native(native, _saved(changed, len(entries)), values, returns=False)
+        if events:
+            columns: tuple[list[Any], ...] = outbox_columns(events)
+            for n, column in zip(_OUT, columns, strict=True):
+                values.update({f"out{i}_{n}": v for i, v in enumerate(column)})
+        await run_native(native, _saved(changed, len(entries), len(events)), values, returns=False)
         self._read[case.id] = (case, _as_read(now))
+        return True
 
     async def get(self, case_id: UUID, *, for_update: bool = False) -> Case | None:
         """The case, locked for the rest of the transaction when it is to change: a case's
@@ -884,25 +895,51 @@ def _document_fact(facts: tuple[str, ...]) -> TextClause:
     )
 
 
-@functools.lru_cache(maxsize=32)
-def _saved(changed: tuple[str, ...], entries: int) -> ClauseElement:
-    """`CaseRepository.save`'s statement for the case's `changed` columns and its `entries` new
-    timeline entries (in their order), built once: the entries inserted by the statement, the
-    case's row updated in a data-modifying CTE (or alone)."""
-    moved = (
-        update(_CASES)
-        .where(_CASES.c.id == bindparam("case_id", type_=_CASES.c.id.type))
-        .values({c: bindparam(f"case_{c}", type_=_CASES.c[c].type) for c in changed})
-    )
-    if not entries:
-        return moved
-    added = insert(_TIMELINE).values(
-        [
-            {c.key: bindparam(f"entry{i}_{c.key}", type_=c.type) for c in _ENTRY_COLUMNS}
-            for i in range(entries)
-        ]
-    )
-    return added.add_cte(moved.cte("moved")) if changed else added
+_OUT = ("id", "aggregate_id", "slot", "topic", "event_type", "payload", "headers")
+"""The outbox's columns as `outbox_columns` gives them, in its order."""
+
+
+@functools.lru_cache(maxsize=64)
+def _saved(changed: tuple[str, ...], entries: int, events: int = 0) -> ClauseElement:
+    """`CaseRepository.save`'s statement for the case's `changed` columns, its `entries` new
+    timeline entries (in their order) and its `events` outbox rows (in their order), built
+    once: the last of the three that it writes is the statement, the others its data-modifying
+    CTEs."""
+    parts: list[tuple[str, Any]] = []
+    if changed:
+        moved = (
+            update(_CASES)
+            .where(_CASES.c.id == bindparam("case_id", type_=_CASES.c.id.type))
+            .values({c: bindparam(f"case_{c}", type_=_CASES.c[c].type) for c in changed})
+        )
+        parts.append(("moved", moved))
+    if entries:
+        added = insert(_TIMELINE).values(
+            [
+                {c.key: bindparam(f"entry{i}_{c.key}", type_=c.type) for c in _ENTRY_COLUMNS}
+                for i in range(entries)
+            ]
+        )
+        parts.append(("added", added))
+    if events:
+        # Payload and headers come as JSON text (`outbox_columns`), cast by PostgreSQL.
+        published = insert(outbox_table).values(
+            [
+                {
+                    n: cast_as(bindparam(f"out{i}_{n}", type_=Text()), JSONB)
+                    if n in ("payload", "headers")
+                    else bindparam(f"out{i}_{n}", type_=outbox_table.c[n].type)
+                    for n in _OUT
+                }
+                for i in range(events)
+            ]
+        )
+        parts.append(("published", published))
+    assert parts, "nothing to save"
+    *ctes, (_, statement) = parts
+    for name, part in ctes:
+        statement = statement.add_cte(part.cte(name))
+    return cast(ClauseElement, statement)
 
 
 _CASE_VIEW = text(

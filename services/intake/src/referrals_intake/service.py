@@ -392,8 +392,7 @@ class Intake:
             events.append(shared)
         await _move(uow, repo, case, R.PATIENT_SUBMITTED, queue=events)
         await self._follow_documents(uow, repo, case, docs, queue=events, consents=consents)
-        await uow.outbox.add_all(events)
-        await repo.save(case)
+        await _save(uow, repo, case, events)
         return case
 
     def _contact_shared(self, case: Case) -> CloudEvent[Any] | None:
@@ -524,10 +523,16 @@ class Intake:
             return
         if fact.documents is None:
             return
+        events: list[CloudEvent[Any]] = []
         await self._follow_documents(
-            uow, repo, case, [document_state(d) for d in fact.documents], consents=fact.consents
+            uow,
+            repo,
+            case,
+            [document_state(d) for d in fact.documents],
+            queue=events,
+            consents=fact.consents,
         )
-        await repo.save(case)
+        await _save(uow, repo, case, events)
 
     async def _follow_documents(
         self,
@@ -604,10 +609,19 @@ class Intake:
         if case is None:
             log.warning("routing event for unknown case %s ignored", case_id)
             return
+        events: list[CloudEvent[Any]] = []
         await self._route(
-            uow, repo, case, reason, params, outcome, opinion_referral_id, opinion_center_code
+            uow,
+            repo,
+            case,
+            reason,
+            params,
+            outcome,
+            opinion_referral_id,
+            opinion_center_code,
+            queue=events,
         )
-        await repo.save(case)
+        await _save(uow, repo, case, events)
 
     async def _route(
         self,
@@ -619,12 +633,15 @@ class Intake:
         outcome: dict[str, Any] | None,
         opinion_referral_id: UUID | None,
         opinion_center_code: str | None,
+        *,
+        queue: list[CloudEvent[Any]],
     ) -> None:
-        """`on_referral` on the case it locked (`repo.save` writes what changes on it)."""
+        """`on_referral` on the case it locked (`repo.save` writes what changes on it); its
+        status event goes onto `queue`, which the caller writes."""
         waiting = case.status == CaseStatus.INFORMATION_REQUESTED
         if waiting and reason == R.REFERRAL_DECLINED:
             await repo.close_requests(case.id, "cancelled")
-            await _move(uow, repo, case, reason, params=params)
+            await _move(uow, repo, case, reason, params=params, queue=queue)
             return
         rerouted = reason == R.REFERRAL_REQUESTED and case.status == CaseStatus.REFERRED
         if rerouted or reason in (R.REFERRAL_DECLINED, R.REFERRAL_EXPIRED):
@@ -634,7 +651,7 @@ class Intake:
             # A further opinion no center can give: the case keeps the opinion it has.
             reason, params = R.FURTHER_OPINION_UNAVAILABLE, {}
         try:
-            await _move(uow, repo, case, reason, params=params)
+            await _move(uow, repo, case, reason, params=params, queue=queue)
         except IllegalTransition as exc:
             # Refused and logged, never applied: the event stays recorded in the inbox.
             log.warning("illegal transition refused for case %s: %s", case.id, exc)
@@ -1172,6 +1189,16 @@ def _note(
 
 DRAFT_NEXT_STEP = "draft"
 """The next step of a new draft (a code of `referrals_common.i18n.case_texts`)."""
+
+
+async def _save(
+    uow: UnitOfWork, repo: CaseRepository, case: Case, events: list[CloudEvent[Any]]
+) -> None:
+    """Write what the use case changed on `case` and its `events` (in their order): in one
+    statement when the repository read the case through asyncpg (`repo.save`), else the events
+    to the outbox now and the case by the session's flush."""
+    if not await repo.save(case, events):
+        await uow.outbox.add_all(events)
 
 
 async def _locked(repo: CaseRepository, case_id: UUID) -> Case:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
+from uuid import UUID
 
 from opentelemetry import propagate
 from sqlalchemy import insert
@@ -41,6 +43,31 @@ def slot_of(aggregate_id: str) -> int:
     return zlib.crc32(aggregate_id.encode()) % OUTBOX_SLOTS
 
 
+OutboxColumns = tuple[list[UUID], list[str], list[int], list[str], list[str], list[str], list[str]]
+"""The outbox's columns of some events, each a list in the events' order: id, aggregate_id,
+slot, topic, event_type, payload and headers (the last two as JSON text)."""
+
+
+def outbox_columns(
+    events: Sequence[CloudEvent[EventData]], topic: str | None = None
+) -> OutboxColumns:
+    """The outbox rows of `events` by column (`OutboxColumns`), with the current trace context
+    in their headers, as `Outbox.add_all` writes them through asyncpg: for a service's own
+    statement that writes them with the changes they announce (in the same transaction)."""
+    headers: dict[str, str] = {}
+    propagate.inject(headers)
+    keys = [str(event.case_id) for event in events]
+    return (
+        [event.id for event in events],
+        keys,
+        [slot_of(key) for key in keys],
+        [topic or event.data.publish_topic() for event in events],
+        [event.type for event in events],
+        [event.model_dump_json() for event in events],
+        [json.dumps(headers)] * len(events),
+    )
+
+
 class Outbox:
     """Events waiting to be published, written in the caller's transaction.
 
@@ -60,11 +87,11 @@ class Outbox:
     ) -> None:
         if not events:
             return
+        if self._uow.native is not None:
+            await self._add_native(events, topic)
+            return
         headers: dict[str, str] = {}
         propagate.inject(headers)
-        if self._uow.native is not None:
-            await self._add_native(events, topic, headers)
-            return
         rows = []
         for event in events:
             target = topic or event.data.publish_topic()
@@ -84,19 +111,8 @@ class Outbox:
         # executemany path.
         await self._uow.session.execute(_ADD, rows[0] if len(rows) == 1 else rows)
 
-    async def _add_native(
-        self, events: list[CloudEvent[EventData]], topic: str | None, headers: dict[str, str]
-    ) -> None:
-        keys = [str(event.case_id) for event in events]
-        columns = (
-            [event.id for event in events],
-            keys,
-            [slot_of(key) for key in keys],
-            [topic or event.data.publish_topic() for event in events],
-            [event.type for event in events],
-            [event.model_dump_json() for event in events],
-            [json.dumps(headers)] * len(events),
-        )
+    async def _add_native(self, events: list[CloudEvent[EventData]], topic: str | None) -> None:
+        columns = outbox_columns(events, topic)
         if len(events) == 1:
             await self._uow.native.execute(_ADD_ONE_NATIVE, *(column[0] for column in columns))
         else:
