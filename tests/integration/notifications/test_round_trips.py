@@ -103,24 +103,64 @@ async def deliveries(db: Database, case_id: uuid.UUID) -> list[Delivery]:
         return sorted(rows.scalars(), key=lambda d: (d.occurred_at, d.audience))
 
 
-async def test_a_notified_event_is_its_opening_one_statement_for_what_it_says_one_for_its_delivery(
+async def test_a_notified_event_is_its_opening_one_statement_and_its_commit(
     db: Database,
 ) -> None:
-    """case.submitted: the inbox row with the BEGIN, the case's row, the patient's delivery with
-    whether its front end takes webhooks (one statement, was two), the COMMIT."""
+    """case.submitted and referral.requested: the inbox row with the BEGIN, one statement that
+    writes what the event says (the case's, the referral's row) and the patient's delivery and
+    reads whether its front end takes webhooks (was two: the row, then the delivery with the
+    audience), the COMMIT."""
     case_id = uuid.uuid4()
     notifications = Notifications(repository=NotificationsRepository.on(db))
     await apply(db, notifications, contact_shared(case_id))
-    async with queries_sent(db) as sent:
-        await apply(db, notifications, submitted(case_id))
-    assert sent.orm == []  # all through asyncpg, in the transaction the inbox opened
-    native = sent.native
-    assert [query.split()[0].lower() for query in native] == ["begin;", "insert", "with", "commit"]
-    assert native[0].startswith("begin; insert into inbox")
-    assert "insert into cases_seen" in native[1].lower()
-    assert "insert into deliveries" in native[2].lower() and "front_end_webhooks" in native[2]
-    [row] = await deliveries(db, case_id)
-    assert (row.trigger, row.audience, row.status) == ("case_submitted", PATIENT, "pending")
+    case, referral = submitted(case_id), requested(case_id)
+    for event, table in ((case, "cases_seen"), (referral, "referrals_seen")):
+        async with queries_sent(db) as sent:
+            await apply(db, notifications, event)
+        assert sent.orm == []  # all through asyncpg, in the transaction the inbox opened
+        native = sent.native
+        assert [query.split()[0].lower() for query in native] == ["begin;", "with", "commit"]
+        assert native[0].startswith("begin; insert into inbox")
+        written = native[1].lower()
+        assert f"insert into {table}" in written and "insert into deliveries" in written
+        assert "front_end_webhooks" in written
+    rows = await deliveries(db, case_id)
+    assert [(row.trigger, row.audience, row.status) for row in rows] == [
+        ("case_submitted", PATIENT, "pending"),
+        ("referral_requested", PATIENT, "pending"),
+    ]
+    async with db.unit_of_work() as uow:
+        repo = NotificationsRepository(uow)
+        seen = await repo.case_seen(case_id)
+        assert seen is not None and seen.locale == "uk"
+        assert seen.submitted_at == case.data.submitted_at
+        center = await repo.referral(referral.data.referral_id)
+        assert center is not None and center.case_id == case_id
+        assert (center.center_code, center.center_name, center.center_country) == (
+            "sample-breast-center-berlin",
+            "Sample Breast Center Berlin",
+            "DE",
+        )
+
+
+async def test_an_event_replayed_in_a_new_transaction_writes_its_row_again_and_no_delivery(
+    db: Database,
+) -> None:
+    """The row the event says is an upsert in the delivery's statement: a newer word on the
+    same case sets it, and the delivery, planned once per event and audience, is not added."""
+    case_id = uuid.uuid4()
+    notifications = Notifications(repository=NotificationsRepository.on(db))
+    first = submitted(case_id)
+    await apply(db, notifications, contact_shared(case_id), first)
+    again = new_event(first.data.model_copy(update={"locale": "en"}))
+    again = again.model_copy(update={"id": first.id})
+    async with db.unit_of_work() as uow:  # the same event once more, past the inbox
+        await notifications.on_event(uow, again)
+        await uow.commit()
+    assert [row.trigger for row in await deliveries(db, case_id)] == ["case_submitted"]
+    async with db.unit_of_work() as uow:
+        seen = await NotificationsRepository(uow).case_seen(case_id)
+        assert seen is not None and seen.locale == "en"
 
 
 async def test_a_delivery_is_planned_as_its_rows_values_without_a_delivery_object(
@@ -175,7 +215,7 @@ async def test_a_sender_claims_its_deliveries_with_their_contacts_in_one_query(
     )
     async with queries_sent(db) as sent, db.unit_of_work() as uow:
         claimed = await NotificationsRepository(uow).claim_due(datetime.now(UTC), 16)
-    contacts = {delivery.case_id: contact for delivery, contact in claimed}
+    contacts = {delivery.case_id: contact for delivery, contact, _ in claimed}
     assert set(contacts) == {case_id, no_contact}
     assert contacts[case_id] is not None and contacts[case_id].front_end == FRONT
     assert contacts[no_contact] is None
@@ -233,8 +273,9 @@ async def test_a_sender_batch_is_begin_claim_its_events_one_update_and_commit_on
     assert native[1].startswith("select") and "for update of deliveries skip locked" in native[1]
     assert [query.split()[0] for query in native[2:6]] == ["insert", "insert", "update", "commit"]
     assert all("insert into outbox" in query for query in native[2:4])
-    # the next round: nothing due, the claim's transaction rolled back
-    assert native[6:] == ["begin; select", native[1], "rollback"]
+    # Nothing more: the claim was not full and neither row held a later one back, so no claim
+    # follows it (one did, finding nothing: its BEGIN, the claim, a ROLLBACK).
+    assert native[6:] == []
     for case_id in (first, second):
         [row] = await deliveries(db, case_id)
         assert (row.status, row.attempts, row.channel) == ("sent", 1, "email")
@@ -256,3 +297,45 @@ async def test_a_message_refused_for_good_is_failed_with_its_alert_in_the_claims
             await uow.session.execute(select(OpsAlert).where(OpsAlert.case_id == case_id))
         ).scalars()
         assert [alert.kind for alert in alerts] == ["notification_failed"]
+
+
+async def test_a_batch_that_releases_a_later_message_of_its_case_is_followed_by_a_claim(
+    db: Database,
+) -> None:
+    """A case's second message waits for its first: the batch that sends the first says so
+    (the claim's `holds_back`), and the same round claims the second at once."""
+    case_id = uuid.uuid4()
+    notifications = Notifications(repository=NotificationsRepository.on(db))
+    await apply(db, notifications, contact_shared(case_id), submitted(case_id), requested(case_id))
+    async with db.unit_of_work() as uow:
+        claimed = await NotificationsRepository.on(db)(uow).claim_due(datetime.now(UTC), 16)
+    assert [(c.delivery.trigger, c.holds_back) for c in claimed] == [("case_submitted", True)]
+    mailbox = Mailbox()
+    async with queries_sent(db) as sent:
+        assert await sender(db, mailbox).send_due() == 2
+    claims = [query for query in sent.native if "for update of deliveries" in query.lower()]
+    assert len(claims) == 2  # the first's batch, then the second's; nothing after it
+    assert mailbox.sent == ["olena@example.org"] * 2
+    rows = await deliveries(db, case_id)
+    assert [(row.trigger, row.status) for row in rows] == [
+        ("case_submitted", "sent"),
+        ("referral_requested", "sent"),
+    ]
+    assert rows[0].sent_at is not None and rows[1].sent_at is not None
+    assert rows[0].sent_at <= rows[1].sent_at
+
+
+async def test_a_full_claim_is_followed_by_another(db: Database) -> None:
+    """A claim that took `concurrency` rows may have left due ones: the round claims again."""
+    notifications = Notifications(repository=NotificationsRepository.on(db))
+    for _ in range(3):
+        case_id = uuid.uuid4()
+        await apply(db, notifications, contact_shared(case_id), submitted(case_id))
+    mailbox = Mailbox()
+    two_at_a_time = sender(db, mailbox)
+    two_at_a_time.settings.concurrency = 2
+    async with queries_sent(db) as sent:
+        assert await two_at_a_time.send_due() == 3
+    claims = [query for query in sent.native if "for update of deliveries" in query.lower()]
+    assert len(claims) == 2  # two rows, then the last one (not full: no third claim)
+    assert len(mailbox.sent) == 3

@@ -51,7 +51,12 @@ from referrals_notifications.models import (
     ReferralSeen,
 )
 from referrals_notifications.rendering import RenderedMessage, Renderer
-from referrals_notifications.repository import PlannedDelivery
+from referrals_notifications.repository import (
+    Claimed,
+    NotificationsRepository,
+    PlannedDelivery,
+    Remembered,
+)
 from referrals_notifications.sender import Channels, Sender, SenderSettings
 from referrals_notifications.service import FRONT_END, OPS, PATIENT, PING, Notifications
 from tests.unit.fakes import FakeUnitOfWork, SessionUsed
@@ -98,6 +103,13 @@ class FakeNotificationsRepository:
     async def remember_referral(self, referral_id: UUID, **values: Any) -> None:
         self.referrals[referral_id] = ReferralSeen(referral_id=referral_id, **values)
 
+    case_row = staticmethod(NotificationsRepository.case_row)
+    referral_row = staticmethod(NotificationsRepository.referral_row)
+
+    async def remember(self, row: Remembered) -> None:
+        kept: dict[Any, Any] = {CaseSeen: self.cases, ReferralSeen: self.referrals}[row.model]
+        kept[row.values[row.key]] = row.model(**row.values)
+
     async def remember_information_request(self, request_id: UUID, **values: Any) -> None:
         self.requests[request_id] = InformationRequestSeen(request_id=request_id, **values)
 
@@ -138,7 +150,11 @@ class FakeNotificationsRepository:
         self.planned.append(delivery)
         self.deliveries.setdefault((delivery.trigger_event_id, delivery.audience), delivery)
 
-    async def add_delivery_and_audience(self, planned: PlannedDelivery) -> tuple[str | None, bool]:
+    async def add_delivery_and_audience(
+        self, planned: PlannedDelivery, remembering: Remembered | None = None
+    ) -> tuple[str | None, bool]:
+        if remembering is not None:
+            await self.remember(remembering)
         await self.add_delivery(planned)
         return await self.webhook_audience(planned["case_id"])
 
@@ -148,16 +164,21 @@ class FakeNotificationsRepository:
         if all(d.id != delivery.id for d in self.deliveries.values()):
             self.deliveries[(delivery.trigger_event_id, delivery.audience)] = delivery
 
-    async def claim_due(
-        self, now: datetime, limit: int
-    ) -> list[tuple[Delivery, CaseContact | None]]:
-        due = [
-            d
-            for d in self.deliveries.values()
-            if d.status == "pending" and d.next_attempt_at <= now
-        ]
+    async def claim_due(self, now: datetime, limit: int) -> list[Claimed]:
+        pending = [d for d in self.deliveries.values() if d.status == "pending"]
+        due = [d for d in pending if d.next_attempt_at <= now]
         claimed = sorted(due, key=lambda d: d.next_attempt_at)[:limit]
-        return [(d, self.contacts_by_case.get(d.case_id)) for d in claimed]
+        return [
+            Claimed(
+                d,
+                self.contacts_by_case.get(d.case_id),
+                any(
+                    (o.case_id, o.audience) == (d.case_id, d.audience) and o.id != d.id
+                    for o in pending
+                ),
+            )
+            for d in claimed
+        ]
 
     async def save_claimed(self, deliveries: Any) -> None:
         """The claimed rows are these objects: what the sender changed on them is kept."""

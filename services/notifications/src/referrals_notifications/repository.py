@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from functools import cache, partial
-from typing import Any, TypedDict
+from typing import Any, NamedTuple, TypedDict
 from uuid import UUID
 
 from sqlalchemy import Table, bindparam, exists, or_, select, tuple_
@@ -79,6 +79,26 @@ class PlannedDelivery(TypedDict):
     trace_context: dict[str, str]
 
 
+class Remembered(NamedTuple):
+    """A row as an event says it (what later messages need to know), to be written by
+    `remember`, or with the event's delivery by `add_delivery_and_audience`."""
+
+    model: Any
+    """The table's model (`CaseSeen`, `ReferralSeen`, ...)."""
+    key: str
+    """Its primary key's column: the row, if there, is set to these values."""
+    values: dict[str, Any]
+
+
+class Claimed(NamedTuple):
+    """A delivery `claim_due` took, its case's contact (None: not shared yet), and whether a
+    later delivery of the same case to the same audience waits for it (see `claim_due`)."""
+
+    delivery: Delivery
+    contact: CaseContact | None
+    holds_back: bool
+
+
 class NotificationsRepository:
     """What notifications learned of cases (contacts, documents, referrals, requests), the front
     ends' webhook subscriptions, the deliveries to send and the operators' alerts."""
@@ -127,8 +147,15 @@ class NotificationsRepository:
         )
 
     async def remember_case(self, case_id: UUID, *, locale: str, submitted_at: datetime) -> None:
-        await self._upsert(
-            CaseSeen, "case_id", case_id=case_id, locale=locale, submitted_at=submitted_at
+        await self.remember(self.case_row(case_id, locale=locale, submitted_at=submitted_at))
+
+    @staticmethod
+    def case_row(case_id: UUID, *, locale: str, submitted_at: datetime) -> Remembered:
+        """A submitted case's row, as `remember_case` writes it."""
+        return Remembered(
+            CaseSeen,
+            "case_id",
+            {"case_id": case_id, "locale": locale, "submitted_at": submitted_at},
         )
 
     async def remember_document(self, document_id: UUID, *, case_id: UUID, kind: str) -> None:
@@ -145,14 +172,36 @@ class NotificationsRepository:
         center_name: str,
         center_country: str,
     ) -> None:
-        await self._upsert(
+        await self.remember(
+            self.referral_row(
+                referral_id,
+                case_id=case_id,
+                center_code=center_code,
+                center_name=center_name,
+                center_country=center_country,
+            )
+        )
+
+    @staticmethod
+    def referral_row(
+        referral_id: UUID,
+        *,
+        case_id: UUID,
+        center_code: str,
+        center_name: str,
+        center_country: str,
+    ) -> Remembered:
+        """A referral's row, as `remember_referral` writes it."""
+        return Remembered(
             ReferralSeen,
             "referral_id",
-            referral_id=referral_id,
-            case_id=case_id,
-            center_code=center_code,
-            center_name=center_name,
-            center_country=center_country,
+            {
+                "referral_id": referral_id,
+                "case_id": case_id,
+                "center_code": center_code,
+                "center_name": center_name,
+                "center_country": center_country,
+            },
         )
 
     async def remember_information_request(
@@ -167,8 +216,13 @@ class NotificationsRepository:
         )
 
     async def _upsert(self, model: Any, key: str, **values: Any) -> None:
+        await self.remember(Remembered(model, key, values))
+
+    async def remember(self, row: Remembered) -> None:
         """The row as the latest event says it (a replayed event writes the same again)."""
-        await self._run(_upsert_statement(model.__table__, key, tuple(values)), values)
+        await self._run(
+            _upsert_statement(row.model.__table__, row.key, tuple(row.values)), row.values
+        )
 
     async def case_seen(self, case_id: UUID) -> CaseSeen | None:
         return await self.session.get(CaseSeen, case_id)
@@ -212,17 +266,31 @@ class NotificationsRepository:
         """A delivery to send, once per trigger event and audience: the same again adds none."""
         await self._run(_ADD_DELIVERY, delivery)
 
-    async def add_delivery_and_audience(self, delivery: PlannedDelivery) -> tuple[str | None, bool]:
+    async def add_delivery_and_audience(
+        self, delivery: PlannedDelivery, remembering: Remembered | None = None
+    ) -> tuple[str | None, bool]:
         """`add_delivery`, and the case's `webhook_audience` in the same statement (one round
-        trip instead of two: the answer reads no table the insert writes)."""
-        values = delivery
+        trip instead of two: the answer reads no table the insert writes); with `remembering`,
+        that row's `remember` in it too (one round trip instead of two more: the audience's
+        query reads neither table it writes)."""
+        if remembering is None:
+            statement: Any = _ADD_DELIVERY_AND_AUDIENCE
+            values: Mapping[str, Any] = delivery
+        else:
+            columns = tuple(remembering.values)
+            for shared in set(columns) & set(PLANNED):  # one parameter of the statement each
+                if remembering.values[shared] != delivery[shared]:  # type: ignore[literal-required]
+                    raise ValueError(f"the row and the delivery give {shared} different values")
+            upsert = _upsert_statement(remembering.model.__table__, remembering.key, columns)
+            statement = _add_delivery_remembering(upsert)
+            values = {**remembering.values, **delivery}
         native = self.native
         if native is not None:
-            row = await fetch_native(native, _ADD_DELIVERY_AND_AUDIENCE, values)
+            row = await fetch_native(native, statement, values)
             assert row is not None  # a SELECT without FROM: always one row
             front_end, subscribed = row[0], row[1]
         else:
-            found = await self.session.execute(_ADD_DELIVERY_AND_AUDIENCE, values)
+            found = await self.session.execute(statement, values)
             front_end, subscribed = found.one()
         return front_end, bool(subscribed)
 
@@ -230,9 +298,7 @@ class NotificationsRepository:
         """A front end's test delivery, once per ping id."""
         await self.session.execute(_ADD_PING, dict(delivery))
 
-    async def claim_due(
-        self, now: datetime, limit: int
-    ) -> list[tuple[Delivery, CaseContact | None]]:
+    async def claim_due(self, now: datetime, limit: int) -> list[Claimed]:
         """Up to `limit` pending deliveries due at `now`, earliest due first, each locked for the
         rest of the transaction and skipped by any other sender meanwhile, each with its case's
         contact (None: not shared yet), read in the same statement (not locked).
@@ -240,7 +306,10 @@ class NotificationsRepository:
         In the order of the case's history: a delivery waits while an earlier one of the same
         case to the same audience is still pending (being sent, waiting for the contact, or
         between retry rounds), so a claim holds at most one per case and audience, and the
-        patient never reads the outcome before "we received your case".
+        patient never reads the outcome before "we received your case". Each claimed one says
+        whether it `holds_back` such a later one (read in the same statement): only then, or
+        when the claim was full, can a claim right after its batch find more (the sender
+        claims again only then).
 
         With the engine's dialect (`on`) and a unit of work that has sent nothing yet, the claim
         begins the unit of work's own transaction on asyncpg (`UnitOfWork.open_with`) and runs
@@ -252,7 +321,7 @@ class NotificationsRepository:
             found = await _fetch_all(native, _CLAIM_DUE_ROWS, {"now": now, "limit": limit})
             return [_claimed(row) for row in found]
         rows = await self.session.execute(_CLAIM_DUE, {"now": now, "limit": limit})
-        return [(delivery, contact) for delivery, contact in rows.all()]
+        return [Claimed(delivery, contact, bool(held)) for delivery, contact, held in rows.all()]
 
     async def save_claimed(self, deliveries: Collection[Delivery]) -> None:
         """What the sender changed on the deliveries `claim_due` gave (status, attempts,
@@ -302,6 +371,13 @@ _WEBHOOK_AUDIENCE = select(
 _ADD_DELIVERY_AND_AUDIENCE = _WEBHOOK_AUDIENCE.add_cte(_ADD_DELIVERY.cte("planned"))
 
 
+@cache
+def _add_delivery_remembering(upsert: Insert) -> Any:
+    """`_ADD_DELIVERY_AND_AUDIENCE` that also writes `upsert`'s row, in a CTE of its own (built
+    once per table and columns: `_upsert_statement` gives the same statement each time)."""
+    return _ADD_DELIVERY_AND_AUDIENCE.add_cte(upsert.cte("remembered"))
+
+
 def _claim_due() -> Any:
     """See `NotificationsRepository.claim_due`: `now` and `limit` are given when it runs."""
     earlier = aliased(Delivery)
@@ -312,9 +388,18 @@ def _claim_due() -> Any:
         tuple_(earlier.occurred_at, earlier.created_at, earlier.id)
         < tuple_(Delivery.occurred_at, Delivery.created_at, Delivery.id),
     )
+    # A claimed row has no earlier pending one: any other pending one of its case and audience
+    # is later, and waits for it.
+    later = aliased(Delivery)
+    holds_back = exists().where(
+        col(later.case_id) == Delivery.case_id,
+        col(later.audience) == Delivery.audience,
+        col(later.status) == "pending",
+        col(later.id) != Delivery.id,
+    )
     # The contact joined (it was a second query): only the deliveries' rows are locked.
     return (
-        select(Delivery, CaseContact)
+        select(Delivery, CaseContact, holds_back.label("holds_back"))
         .outerjoin(CaseContact, col(CaseContact.case_id) == col(Delivery.case_id))
         .where(
             col(Delivery.status) == "pending",
@@ -331,9 +416,11 @@ def _claim_due() -> Any:
 # when woken by a planned delivery: `sender.DueSignal`).
 _CLAIM_DUE = _claim_due()
 _CONTACTS: Table = metadata.tables["case_contacts"]
-# The same claim as plain columns for asyncpg (deliveries' then the contact's), made objects by
-# `_claimed`.
-_CLAIM_DUE_ROWS = _CLAIM_DUE.with_only_columns(*_DELIVERIES.c, *_CONTACTS.c)
+# The same claim as plain columns for asyncpg (deliveries', the contact's, then whether it holds
+# a later one back), made objects by `_claimed`.
+_CLAIM_DUE_ROWS = _CLAIM_DUE.with_only_columns(
+    *_DELIVERIES.c, *_CONTACTS.c, _CLAIM_DUE.selected_columns.holds_back
+)
 _DELIVERY_COLUMNS = tuple(column.name for column in _DELIVERIES.c)
 _CONTACT_COLUMNS = tuple(column.name for column in _CONTACTS.c)
 # The claim's transaction is begun by a statement that does nothing (`open_with` sends it with
@@ -376,14 +463,16 @@ async def _fetch_all(executor: Autocommit, statement: Any, values: Mapping[str, 
     return list(await executor.connection.fetch(sql, *arguments))
 
 
-def _claimed(row: Any) -> tuple[Delivery, CaseContact | None]:
-    """A claimed row as asyncpg gives it: the delivery, and its case's contact if it has one."""
-    width = len(_DELIVERY_COLUMNS)
+def _claimed(row: Any) -> Claimed:
+    """A claimed row as asyncpg gives it: the delivery, its case's contact if it has one, and
+    whether it holds a later one back."""
+    width, contact_end = len(_DELIVERY_COLUMNS), len(_DELIVERY_COLUMNS) + len(_CONTACT_COLUMNS)
     delivery = Delivery(**dict(zip(_DELIVERY_COLUMNS, row[:width], strict=True)))
-    contact = dict(zip(_CONTACT_COLUMNS, row[width:], strict=True))
+    contact = dict(zip(_CONTACT_COLUMNS, row[width:contact_end], strict=True))
+    holds_back = bool(row[contact_end])
     if contact["case_id"] is None:  # outer-joined: the case has no contact yet
-        return delivery, None
-    return delivery, CaseContact(**contact)
+        return Claimed(delivery, None, holds_back)
+    return Claimed(delivery, CaseContact(**contact), holds_back)
 
 
 @cache

@@ -149,15 +149,18 @@ class Sender:
             self.next_due = None  # this round claims them (and puts them off again if it must)
         done = 0
         while done < limit:
-            batch = await self._batch()
-            if not batch:
-                break
+            batch, more = await self._batch()
             done += batch
+            if not more:
+                break
         return done
 
-    async def _batch(self) -> int:
+    async def _batch(self) -> tuple[int, bool]:
         """Claim up to `concurrency` due rows, send their messages at the same time, record
-        every outcome, commit once."""
+        every outcome, commit once. Returns how many rows it claimed, and whether a claim now
+        may find more: when this one was full, or a row it settled held a later one of its
+        case and audience back (else nothing due was left unclaimed: the claim that always
+        followed found nothing, three statements for nothing after every batch)."""
         # Its own transaction (a polling loop, no caller gives one): the claimed rows stay locked
         # while their messages go out, and their outcomes commit together (the rows' changes
         # in one statement, `save_claimed`, after their events).
@@ -166,10 +169,10 @@ class Sender:
             # In the order of the case's history (see `NotificationsRepository.claim_due`).
             claimed = await repo.claim_due(self.clock(), self.settings.concurrency)
             if not claimed:
-                return 0
-            deliveries = [delivery for delivery, _ in claimed]
+                return 0, False
+            deliveries = [delivery for delivery, _, _ in claimed]
             jobs = []
-            for delivery, contact in claimed:
+            for delivery, contact, _ in claimed:
                 try:
                     job = await self._process(repo, uow, delivery, contact)
                 except Exception as exc:
@@ -202,7 +205,10 @@ class Sender:
             if delivery.status == "pending":  # put off: a retry round, the contact's wait
                 due = delivery.next_attempt_at
                 self.next_due = due if self.next_due is None else min(self.next_due, due)
-        return len(deliveries)
+        released = any(
+            holds_back and delivery.status != "pending" for delivery, _, holds_back in claimed
+        )
+        return len(deliveries), released or len(deliveries) >= self.settings.concurrency
 
     async def _deliver(
         self, delivery: Delivery, channel: Any, recipient: Any, message: Any

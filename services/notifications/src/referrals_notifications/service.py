@@ -83,6 +83,7 @@ from referrals_notifications.models import FrontEndWebhook, OpsAlert, utcnow
 from referrals_notifications.repository import (
     NotificationsRepository,
     PlannedDelivery,
+    Remembered,
     RepositoryFactory,
 )
 
@@ -129,10 +130,14 @@ class Notifications:
                     front_end=data.front_end,
                 )
             case CaseSubmitted():
-                await repo.remember_case(
-                    data.case_id, locale=data.locale, submitted_at=data.submitted_at
+                # The case's row is written by the delivery's statement (one round trip).
+                await self._notify(
+                    repo,
+                    event,
+                    T.CASE_SUBMITTED,
+                    repo.case_row(data.case_id, locale=data.locale, submitted_at=data.submitted_at),
+                    submitted_at=data.submitted_at,
                 )
-                await self._notify(repo, event, T.CASE_SUBMITTED, submitted_at=data.submitted_at)
             case DocumentStored():
                 await repo.remember_document(
                     data.document_id, case_id=data.case_id, kind=str(data.kind)
@@ -157,17 +162,17 @@ class Notifications:
                     reason=str(data.reason),
                 )
             case ReferralRequested():
-                await repo.remember_referral(
-                    data.referral_id,
-                    case_id=data.case_id,
-                    center_code=data.center_code,
-                    center_name=data.center_name or data.center_code,
-                    center_country=data.center_country,
-                )
                 await self._notify(
                     repo,
                     event,
                     T.REFERRAL_REQUESTED,
+                    repo.referral_row(
+                        data.referral_id,
+                        case_id=data.case_id,
+                        center_code=data.center_code,
+                        center_name=data.center_name or data.center_code,
+                        center_country=data.center_country,
+                    ),
                     center_name=data.center_name or data.center_code,
                     center_country=data.center_country,
                     answer_due_at=data.answer_due_at,
@@ -416,16 +421,26 @@ class Notifications:
                 )
 
     async def _notify(
-        self, repo: NotificationsRepository, event: CloudEvent[Any], trigger: T, **facts: Any
+        self,
+        repo: NotificationsRepository,
+        event: CloudEvent[Any],
+        trigger: T,
+        remembering: Remembered | None = None,
+        /,
+        **facts: Any,
     ) -> None:
-        """The patient's delivery, and the front end's if it takes webhooks."""
+        """The patient's delivery, and the front end's if it takes webhooks; and the row
+        `remembering` gives (what the event says), whether notified or not."""
         case_id: UUID = event.data.case_id
         if trigger in DRAFT_TOO and await repo.case_seen(case_id) is None:
             log.info("%s for case %s before submission: not notified", trigger, case_id)
+            if remembering is not None:
+                await repo.remember(remembering)
             return
-        # The patient's row, and whether the front end takes webhooks, in one statement.
+        # The patient's row, whether the front end takes webhooks, and the event's own row, in
+        # one statement.
         front_end, subscribed = await repo.add_delivery_and_audience(
-            _planned_delivery(event, trigger, PATIENT, facts)
+            _planned_delivery(event, trigger, PATIENT, facts), remembering
         )
         if front_end is None:
             # Unknown front end yet (the contact is on its way): the sender decides.
