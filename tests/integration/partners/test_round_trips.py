@@ -8,6 +8,7 @@ end to end in test_routing_over_kafka and test_scheduler_traces."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import uuid
 from collections.abc import Iterator
@@ -202,16 +203,16 @@ async def _apply_ready(rt: Any, event: Any, *, inbox: bool = True) -> None:
         await uow.commit()
 
 
-async def test_a_consumers_ready_case_is_routed_in_four_statements_in_the_inbox_transaction(
+async def test_a_consumers_ready_case_is_routed_in_three_statements_in_the_inbox_transaction(
     make_runtime,
 ):
     """`case.ready_for_referral` as the consumer applies it: between the inbox's BEGIN and its
     COMMIT, the case's lock, what routing reads (its referrals, its documents, the centers'
-    versions and loads), the two events (the outbox's statement) and the case's changes with
-    the offer and its webhook delivery; all through asyncpg, none through the ORM (were 5
-    statements through SQLAlchemy: the lock with the referrals, the documents, the centers, the
-    referral's INSERT and the case's UPDATE). Said again while the offer is open: the lock, the
-    reads and the case's request kept, no offer."""
+    versions and loads), and the case's changes with the offer, its webhook delivery and the two
+    events; all through asyncpg, none through the ORM (were 5 statements through SQLAlchemy, the
+    lock with the referrals, the documents, the centers, the referral's INSERT and the case's
+    UPDATE, and the outbox's). Said again while the offer is open: the lock, the reads and the
+    case's request kept, no offer."""
     rt = await make_runtime()
     async with rt.db.unit_of_work() as uow:  # the center the case goes to has a webhook
         for code in await PartnersRepository(uow.session).center_codes():
@@ -227,9 +228,11 @@ async def test_a_consumers_ready_case_is_routed_in_four_statements_in_the_inbox_
         await _apply_ready(rt, first)
     assert sent.orm == []
     kinds = [q.split()[0].lower() for q in sent.native]
-    assert kinds == ["begin;", "select", "select", "insert", "with", "commit"], sent.native
+    assert kinds == ["begin;", "select", "select", "with", "commit"], sent.native
     assert sent.native[1].endswith("FOR UPDATE")
-    assert "insert into webhook_deliveries" in sent.native[4].lower()
+    saved = sent.native[3].lower()
+    assert "update routing_cases" in saved and "insert into referrals" in saved
+    assert "insert into webhook_deliveries" in saved and "insert into outbox" in saved
 
     again = ready(case_id, documents)  # intake says it again: the offer is open
     async with queries_sent(rt.db, look_ups=False) as sent:
@@ -259,12 +262,15 @@ async def test_a_ready_case_routed_through_asyncpg_is_written_as_through_the_ses
     make_runtime,
 ):
     """The same ready case routed through asyncpg (the consumer's path) and through the ORM
-    session: the same rows (but for ids and times), the same events in the same order."""
+    session: the same rows (but for ids and times), the same events in the same order; offered,
+    for a choice of centers, and unroutable."""
     rt = await make_runtime()
     written = []
-    for inbox in (True, False):
+    for options, inbox in itertools.product(
+        [{}, {"patient_chooses": True}, {"countries": ("JP",)}], (True, False)
+    ):
         case_id, documents = await _stored_case(rt, documents=2)
-        event = ready(case_id, documents)
+        event = ready(case_id, documents, **options)
         await _apply_ready(rt, event, inbox=inbox)
         async with rt.db.engine.connect() as connection:
             rows = {}
@@ -286,9 +292,16 @@ async def test_a_ready_case_routed_through_asyncpg_is_written_as_through_the_ses
             )
             await connection.commit()
         written.append(rows)
-    native, session = written
-    assert native["referrals"] and native["outbox"]
-    assert native == session
+    offered, offered_session, choosing, choosing_session, unroutable, unroutable_session = written
+    assert offered == offered_session
+    assert [t for t, _, _ in offered["outbox"]] == [
+        "referrals.referral.requested.v1",
+        "referrals.referral.offered.v1",
+    ]
+    assert choosing == choosing_session
+    assert [t for t, _, _ in choosing["outbox"]] == ["referrals.case.centers_proposed.v1"]
+    assert unroutable == unroutable_session
+    assert [t for t, _, _ in unroutable["outbox"]] == ["referrals.case.unroutable.v1"]
 
 
 def _json(value: Any) -> Any:
@@ -298,13 +311,13 @@ def _json(value: Any) -> Any:
 def _timeless(value: Any) -> Any:
     """`value` (a row or an event as JSON) without what differs between two cases routed the
     same way: ids (the case's, its documents', the referral's, the event's and its subject) and
-    times."""
+    times (a deadline, a time to choose by)."""
     if isinstance(value, dict):
         return {
             k: _timeless(v)
             for k, v in value.items()
             if k not in ("id", "time", "subject", "fetch_via")
-            and not k.endswith(("_at", "_id", "_ids"))
+            and not k.endswith(("_at", "_by", "_id", "_ids"))
         }
     if isinstance(value, list):
         return [_timeless(v) for v in value]

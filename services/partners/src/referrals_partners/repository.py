@@ -21,6 +21,7 @@ from sqlalchemy import (
     Select,
     String,
     Table,
+    Text,
     Uuid,
     bindparam,
     exists,
@@ -31,7 +32,8 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import cast as cast_as
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import configure_mappers
 from sqlalchemy.orm.instrumentation import manager_of_class
@@ -39,9 +41,11 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.dml import Insert, Update
 from sqlmodel import col
 
-from referrals_common.contracts import CaseFollowUpAsked, DocumentStored
+from referrals_common.contracts import CaseFollowUpAsked, CloudEvent, DocumentStored, EventData
 from referrals_common.contracts.information import Shipment as ShipmentNotice
 from referrals_common.contracts.meetings import MeetingStatus
+from referrals_common.messaging.outbox import outbox_columns
+from referrals_common.messaging.schema import outbox_table
 from referrals_common.native_sql import (
     REQUIRED,
     Autocommit,
@@ -658,17 +662,23 @@ class NativeRoutingRepository:
     """A case routed in the transaction a consumer's inbox opened on asyncpg (`Autocommit`), with
     no ORM session: the case locked (`lock_case`), what routing reads in one statement
     (`routing_reads`), and what it changed (the case's row, the referral it offers and the
-    referral's webhook delivery, `add`) written in one statement (`save`). Its rows are the
-    models' instances outside any session; the statements are built once and run through
-    asyncpg itself (`native_statement`)."""
+    referral's webhook delivery, `add`) with the events that say so (`publish`) written in one
+    statement (`save`). Its rows are the models' instances outside any session; the statements
+    are built once and run through asyncpg itself (`native_statement`)."""
 
     def __init__(self, native: Autocommit) -> None:
         self.native = native
         self._added: list[object] = []
+        self._events: list[CloudEvent[EventData]] = []
 
     def add(self, row: object) -> None:
         """A new row (a `Referral`, a `WebhookDelivery`), written by `save`."""
         self._added.append(row)
+
+    def publish(self, events: Sequence[CloudEvent[EventData]]) -> None:
+        """Events for the outbox, in this order, written by `save` with what they announce (as
+        `Outbox.add_all` writes them: `outbox_columns`)."""
+        self._events.extend(events)
 
     async def lock_case(self, case_id: UUID) -> RoutingCase | None:
         """The case's row, locked until the transaction ends, as the database has it; None: it
@@ -729,8 +739,8 @@ class NativeRoutingRepository:
         return None if row is None else _detached(Webhook, row[0])
 
     async def save(self, case: RoutingCase) -> None:
-        """Write the case as it is now (every column but its key and creation time) and the rows
-        added since the last save, in one statement."""
+        """Write the case as it is now (every column but its key and creation time), the rows
+        added and the events published since the last save, in one statement."""
         referrals = [r for r in self._added if isinstance(r, Referral)]
         deliveries = [d for d in self._added if isinstance(d, WebhookDelivery)]
         assert len(referrals) + len(deliveries) == len(self._added), self._added
@@ -740,10 +750,13 @@ class NativeRoutingRepository:
         for name, rows in (("referral", referrals), ("delivery", deliveries)):
             if rows:
                 values.update(_prefixed(name, _TABLES[name], rows[0]))
-        await run_native(
-            self.native, _routing_saved(bool(referrals), bool(deliveries)), values, returns=False
-        )
-        self._added = []
+        events = self._events
+        if events:
+            for name, column in zip(_OUTBOX_COLUMNS, outbox_columns(events), strict=True):
+                values.update({f"out{i}_{name}": v for i, v in enumerate(column)})
+        statement = _routing_saved(bool(referrals), bool(deliveries), len(events))
+        await run_native(self.native, statement, values, returns=False)
+        self._added, self._events = [], []
 
     async def _all(self, statement: ClauseElement, values: Mapping[str, Any]) -> list[Any]:
         """Every row of `statement` with `values` (`fetch_native` gives the first)."""
@@ -931,11 +944,16 @@ _WEBHOOK_ROW = text("select w from webhooks w where w.center_code = :center_code
 )
 
 
+_OUTBOX_COLUMNS = ("id", "aggregate_id", "slot", "topic", "event_type", "payload", "headers")
+"""The outbox's columns as `outbox_columns` gives them, in its order."""
+
+
 @functools.cache
-def _routing_saved(referral: bool, delivery: bool) -> ClauseElement:
+def _routing_saved(referral: bool, delivery: bool, events: int) -> ClauseElement:
     """`NativeRoutingRepository.save`'s statement, built once for each shape: the case's row
-    updated (every column but its key and creation time), and with `referral` a referral and
-    with `delivery` a webhook delivery inserted, in data-modifying CTEs of one statement."""
+    updated (every column but its key and creation time), with `referral` a referral and with
+    `delivery` a webhook delivery inserted, and `events` outbox rows inserted in their order;
+    the last of them is the statement, the others its data-modifying CTEs."""
     case = _ROUTING_CASES
     saved: Update | Insert = (
         update(case)
@@ -956,4 +974,18 @@ def _routing_saved(referral: bool, delivery: bool) -> ClauseElement:
             )
             # What was saved before goes first, as a data-modifying CTE of this statement.
             saved = added.add_cte(saved.cte(f"before_{name}"))
+    if events:
+        # Payload and headers come as JSON text (`outbox_columns`), cast by PostgreSQL.
+        published = insert(outbox_table).values(
+            [
+                {
+                    n: cast_as(bindparam(f"out{i}_{n}", type_=Text()), JSONB)
+                    if n in ("payload", "headers")
+                    else bindparam(f"out{i}_{n}", type_=outbox_table.c[n].type)
+                    for n in _OUTBOX_COLUMNS
+                }
+                for i in range(events)
+            ]
+        )
+        saved = published.add_cte(saved.cte("before_events"))
     return saved

@@ -912,7 +912,7 @@ class Partners:
         chosen = decision.chosen
         first_routing = not tried and case.proposal is None
         if ready.patient_chooses and first_routing and decision.eligible_count >= 2:
-            await self._propose(uow, case, decision)
+            await self._propose(uow, case, decision, repo)
             return
         if chosen is None or case.attempts >= self.limits.max_attempts:
             if case.attempts >= self.limits.max_attempts:
@@ -926,16 +926,13 @@ class Partners:
             case.status = "unroutable"
             case.unroutable_reason = str(reason)
             log.warning("case %s is unroutable: %s", case.case_id, reason)
-            await uow.outbox.add(
-                new_event(
-                    CaseUnroutable(
-                        case_id=case.case_id,
-                        reason=reason,
-                        centers_tried=tried,
-                        opinion_round=case.opinion_round if case.opinion_round > 1 else None,
-                    )
-                )
+            unroutable = CaseUnroutable(
+                case_id=case.case_id,
+                reason=reason,
+                centers_tried=tried,
+                opinion_round=case.opinion_round if case.opinion_round > 1 else None,
             )
+            await _publish(uow, repo, [new_event(unroutable)])
             return
         case.attempts += 1
         referral = Referral(
@@ -973,7 +970,9 @@ class Partners:
             repo=repo,
         )
 
-    async def _propose(self, uow: UnitOfWork, case: RoutingCase, decision: Any) -> None:
+    async def _propose(
+        self, uow: UnitOfWork, case: RoutingCase, decision: Any, repo: RoutingRepository
+    ) -> None:
         """The patient chooses: the best-ranked eligible centers, each with why, until when."""
         now = self.clock()
         proposals = [
@@ -1002,7 +1001,7 @@ class Partners:
         case.status = "choosing"
         case.proposal = event.model_dump(mode="json")
         case.choose_by = event.choose_by
-        await uow.outbox.add(new_event(event))
+        await _publish(uow, repo, [new_event(event)])
 
     async def on_center_chosen(self, uow: UnitOfWork, case_id: UUID, center_code: str) -> None:
         """The patient chose: that center is offered the case (if it still may be)."""
@@ -1168,7 +1167,7 @@ class Partners:
         )
         referral.offer = offer.model_dump(mode="json")
         # Both events in one outbox statement, in this order (one round trip, not two).
-        await uow.outbox.add_all([told, offer])
+        await _publish(uow, repo, [told, offer])
         await _queue_webhook(repo, offer, referral, known=webhook)
 
     async def _center_states(
@@ -1290,6 +1289,17 @@ def _count(uow: UnitOfWork, center: str, event: str, *, answered: Referral | Non
         uow.after_commit(
             lambda: CENTER_ANSWER_TIME.labels(service_name(), center, event).observe(took)
         )
+
+
+async def _publish(
+    uow: UnitOfWork, repo: RoutingRepository, events: list[CloudEvent[EventData]]
+) -> None:
+    """Put `events` in the outbox, in this order: through the unit of work's, or, when `repo`
+    writes through asyncpg itself, with the changes they announce, in `repo`'s `save`."""
+    if isinstance(repo, NativeRoutingRepository):
+        repo.publish(events)
+    else:
+        await uow.outbox.add_all(events)
 
 
 async def _queue_webhook(
