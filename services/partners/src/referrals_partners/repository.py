@@ -752,7 +752,8 @@ class NativeRoutingRepository:
                 values.update(_prefixed(name, _TABLES[name], rows[0]))
         events = self._events
         if events:
-            for name, column in zip(_OUTBOX_COLUMNS, outbox_columns(events), strict=True):
+            columns: tuple[list[Any], ...] = outbox_columns(events)
+            for name, column in zip(_OUTBOX_COLUMNS, columns, strict=True):
                 values.update({f"out{i}_{name}": v for i, v in enumerate(column)})
         statement = _routing_saved(bool(referrals), bool(deliveries), len(events))
         await run_native(self.native, statement, values, returns=False)
