@@ -332,6 +332,34 @@ async def test_a_ready_case_is_offered_with_one_outbox_statement_and_one_read_of
     assert repo.cases[CASE].status == "offered"
 
 
+async def test_a_routed_case_makes_its_referral_and_delivery_without_the_models_constructors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The referral and its webhook delivery are made by `models.new_row`, not the table
+    models' constructors (each sets every field through SQLAlchemy's instrumentation and asks
+    pydantic about each default factory: ~10 times the CPU), and read as they would."""
+    partners, repo = ready_case()
+    for code in repo.centers:
+        repo.webhooks[code] = Webhook(
+            center_code=code, url="https://x.example/h", secret_encrypted="s"
+        )
+
+    def refused(self: object, **fields: Any) -> None:
+        raise AssertionError(f"{type(self).__name__}(...) called")
+
+    monkeypatch.setattr(Referral, "__init__", refused)
+    monkeypatch.setattr(WebhookDelivery, "__init__", refused)
+
+    await partners.on_case_ready(FakeUnitOfWork(), ready_event())
+
+    (referral,) = [r for r in repo.added if isinstance(r, Referral)]
+    (delivery,) = [d for d in repo.added if isinstance(d, WebhookDelivery)]
+    assert (referral.attempt, referral.status, referral.outcome) == (1, "offered", None)
+    assert referral.offer["data"]["referral_id"] == str(referral.id)
+    assert (delivery.referral_id, delivery.status, delivery.attempts) == (referral.id, "pending", 0)
+    assert delivery.payload == referral.offer
+
+
 async def test_centers_profiles_are_read_again_only_when_their_row_changed() -> None:
     partners, repo = ready_case()
 

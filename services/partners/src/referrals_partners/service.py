@@ -92,6 +92,7 @@ from referrals_partners.models import (
     Referral,
     RoutingCase,
     WebhookDelivery,
+    new_row,
     utcnow,
 )
 from referrals_partners.registry import Center, ExchangeRates
@@ -935,7 +936,8 @@ class Partners:
             await _publish(uow, repo, [new_event(unroutable)])
             return
         case.attempts += 1
-        referral = Referral(
+        referral = new_row(
+            Referral,
             id=uuid4(),
             case_id=case.case_id,
             center_code=chosen.code,
@@ -1053,7 +1055,8 @@ class Partners:
             else f"The patient did not choose by the deadline: the first-ranked center, "
             f"{center.name}, is offered the case."
         )
-        referral = Referral(
+        referral = new_row(
+            Referral,
             id=uuid4(),
             case_id=case.case_id,
             center_code=code,
@@ -1315,7 +1318,8 @@ async def _queue_webhook(
         known = await repo.webhook(referral.center_code) is not None
     if known:
         repo.add(
-            WebhookDelivery(
+            new_row(
+                WebhookDelivery,
                 event_id=event.id,
                 center_code=referral.center_code,
                 referral_id=referral.id,
