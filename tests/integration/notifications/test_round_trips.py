@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from opentelemetry import trace
+from sqlalchemy import select, text
 
 from referrals_common.contracts import (
     CaseContactShared,
@@ -35,6 +36,7 @@ from referrals_notifications.service import FRONT_END, PATIENT, Notifications
 from tests.integration.statements_sent import queries_sent
 
 pytestmark = pytest.mark.integration
+tracer = trace.get_tracer(__name__)
 
 CONSUMER = "notifications.triggers"
 FRONT = "kyiv-clinic"
@@ -248,16 +250,22 @@ def sender(db: Database, mailbox: Mailbox) -> Sender:
     )
 
 
-async def test_a_sender_batch_is_begin_claim_its_events_one_update_and_commit_on_asyncpg(
-    db: Database,
+async def test_a_sender_batch_is_begin_claim_one_statement_and_commit_on_asyncpg(
+    db: Database, spans: Any
 ) -> None:
-    """Two messages sent in one batch: the claim begins the transaction on asyncpg, each
-    message's notification.sent goes to the outbox, both rows are written by one statement (were
-    SQLAlchemy's BEGIN, claim, outbox inserts, its flush's UPDATE and COMMIT)."""
+    """Two messages sent in one batch: the claim begins the transaction on asyncpg, and one
+    statement writes both rows' outcomes and both messages' notification.sent to the outbox
+    (were an outbox insert per message, then the rows' update; before that SQLAlchemy's
+    BEGIN, claim, outbox inserts, its flush's UPDATE and COMMIT). Each event keeps the trace
+    of the event that caused its message."""
     first, second = uuid.uuid4(), uuid.uuid4()
     notifications = Notifications(repository=NotificationsRepository.on(db))
+    planned_in: dict[uuid.UUID, str] = {}
     for case_id in (first, second):
-        await apply(db, notifications, contact_shared(case_id), submitted(case_id))
+        with tracer.start_as_current_span(f"plan {case_id}") as span:
+            await apply(db, notifications, contact_shared(case_id), submitted(case_id))
+            planned_in[case_id] = format(span.get_span_context().trace_id, "032x")
+    assert planned_in[first] != planned_in[second]
     mailbox = Mailbox()
     async with queries_sent(db) as sent:
         assert await sender(db, mailbox).send_due() == 2
@@ -271,15 +279,26 @@ async def test_a_sender_batch_is_begin_claim_its_events_one_update_and_commit_on
     ]
     assert native[0] == "begin; select"
     assert native[1].startswith("select") and "for update of deliveries skip locked" in native[1]
-    assert [query.split()[0] for query in native[2:6]] == ["insert", "insert", "update", "commit"]
-    assert all("insert into outbox" in query for query in native[2:4])
-    # Nothing more: the claim was not full and neither row held a later one back, so no claim
-    # follows it (one did, finding nothing: its BEGIN, the claim, a ROLLBACK).
-    assert native[6:] == []
-    for case_id in (first, second):
-        [row] = await deliveries(db, case_id)
+    assert [query.split()[0] for query in native[2:]] == ["with", "commit"]
+    assert "insert into outbox" in native[2] and "update deliveries" in native[2]
+    rows = {case_id: await deliveries(db, case_id) for case_id in (first, second)}
+    for [row] in rows.values():
         assert (row.status, row.attempts, row.channel) == ("sent", 1, "email")
         assert row.sent_at is not None and row.error_code is None
+    async with db.unit_of_work() as uow:
+        events = (
+            await uow.session.execute(
+                text("select aggregate_id, event_type, payload, headers from outbox order by seq")
+            )
+        ).all()
+    sent_events = [event for event in events if event.event_type.endswith("notification.sent.v1")]
+    assert len(sent_events) == 2
+    for aggregate_id, _, payload, headers in sent_events:
+        case_id = uuid.UUID(aggregate_id)
+        [row] = rows[case_id]
+        assert payload["data"]["notification_id"] == str(row.id)
+        assert payload["data"]["case_id"] == str(case_id)
+        assert headers["traceparent"].split("-")[1] == planned_in[case_id]
 
 
 async def test_a_message_refused_for_good_is_failed_with_its_alert_in_the_claims_transaction(

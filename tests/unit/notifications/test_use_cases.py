@@ -84,6 +84,8 @@ class FakeNotificationsRepository:
     deliveries: dict[tuple[UUID, str], Delivery] = field(default_factory=dict)
     planned: list[Delivery] = field(default_factory=list)
     alerts: list[OpsAlert] = field(default_factory=list)
+    uow: FakeUnitOfWork | None = None
+    """The sender's batch this repository is on (`on`)."""
 
     async def remember_contact(
         self, case_id: UUID, *, sealed_contact: str, locale: str, front_end: str
@@ -185,6 +187,15 @@ class FakeNotificationsRepository:
 
     def add_alert(self, alert: OpsAlert) -> None:
         self.alerts.append(alert)
+
+    def on(self, uow: FakeUnitOfWork) -> Any:
+        """This repository on `uow` (the sender's batch): what it announces goes to its outbox."""
+        self.uow = uow
+        return self
+
+    async def announce(self, event: Any) -> None:
+        assert self.uow is not None
+        await self.uow.outbox.add(event)
 
     def rows(self, audience: str | None = None) -> list[Delivery]:
         return [d for d in self.deliveries.values() if audience in (None, d.audience)]
@@ -416,7 +427,7 @@ def sender(repo: FakeNotificationsRepository, db: FakeDatabase, email: FakeEmail
         SealedBox(private_key_b64=PRIVATE),
         Channels(email=email, webhook=None),
         SenderSettings(contact_wait=60.0),
-        repository=lambda uow: repo,
+        repository=repo.on,
     )
 
 

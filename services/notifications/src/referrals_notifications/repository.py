@@ -22,7 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlmodel import col
 
+from referrals_common.contracts import CloudEvent
 from referrals_common.db import Database, UnitOfWork
+from referrals_common.messaging.outbox import outbox_columns
 from referrals_common.native_sql import (
     REQUIRED,
     Autocommit,
@@ -106,6 +108,8 @@ class NotificationsRepository:
     def __init__(self, uow: UnitOfWork, dialect: Dialect | None = None) -> None:
         self._uow = uow
         self._dialect = dialect
+        self._announced: list[list[Any]] = _no_events()
+        """The outbox's columns of the events `announce`d, until `save_claimed` writes them."""
         """The engine's dialect, to run the consumer's writes through asyncpg itself (None:
         everything through the session)."""
 
@@ -323,15 +327,32 @@ class NotificationsRepository:
         rows = await self.session.execute(_CLAIM_DUE, {"now": now, "limit": limit})
         return [Claimed(delivery, contact, bool(held)) for delivery, contact, held in rows.all()]
 
+    async def announce(self, event: CloudEvent[Any]) -> None:
+        """Put the sender's `event` in the outbox, in the claim's transaction: on asyncpg, its
+        row (with the trace context current now) is written by `save_claimed`'s statement with
+        the batch's rows, in the order announced; otherwise through the unit of work's outbox
+        at once, as before."""
+        if self.native is None:
+            await self._uow.outbox.add(event)
+            return
+        columns: tuple[list[Any], ...] = outbox_columns([event])
+        for column, value in zip(self._announced, columns, strict=True):
+            column.extend(value)
+
     async def save_claimed(self, deliveries: Collection[Delivery]) -> None:
         """What the sender changed on the deliveries `claim_due` gave (status, attempts,
-        channel, times, errors): one statement for all of them in the asyncpg transaction the
-        claim began; nothing to do for the session's rows (its flush writes them)."""
+        channel, times, errors) and the events it `announce`d: one statement for all of them in
+        the asyncpg transaction the claim began (was one more, the outbox's, per event);
+        nothing to do for the session's rows (its flush writes them)."""
         native = self.native
-        if native is None or not deliveries:
+        if native is None:
             return
+        announced, self._announced = self._announced, _no_events()
         columns = [[getattr(delivery, name) for delivery in deliveries] for name in SENDERS]
-        await native.connection.execute(_SAVE_CLAIMED, *columns)
+        if announced[0]:
+            await native.connection.execute(_SAVE_CLAIMED_ANNOUNCING, *columns, *announced)
+        elif deliveries:
+            await native.connection.execute(_SAVE_CLAIMED, *columns)
 
     def add_alert(self, alert: OpsAlert) -> None:
         self.session.add(alert)
@@ -449,6 +470,32 @@ from unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::timestamptz[], $6
     as r(id, status, attempts, channel, sent_at, error_code, last_error, next_attempt_at)
 where d.id = r.id
 """
+
+# With the events the sender announced, their outbox rows inserted by a data-modifying CTE of
+# the same statement (the columns `outbox_columns` gives, in their order: unnest keeps it, so
+# the rows' `seq` is the order announced; payload and headers as JSON text).
+_SAVE_CLAIMED_ANNOUNCING = """
+with announced as (
+    insert into outbox (id, aggregate_id, slot, topic, event_type, payload, headers)
+    select e.id, e.aggregate_id, e.slot, e.topic, e.event_type, e.payload::jsonb,
+        e.headers::jsonb
+    from unnest($9::uuid[], $10::text[], $11::int2[], $12::text[], $13::text[], $14::text[],
+                $15::text[])
+        as e(id, aggregate_id, slot, topic, event_type, payload, headers)
+)
+update deliveries d set status = r.status, attempts = r.attempts, channel = r.channel,
+    sent_at = r.sent_at, error_code = r.error_code, last_error = r.last_error,
+    next_attempt_at = r.next_attempt_at
+from unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::timestamptz[], $6::text[],
+            $7::text[], $8::timestamptz[])
+    as r(id, status, attempts, channel, sent_at, error_code, last_error, next_attempt_at)
+where d.id = r.id
+"""
+
+
+def _no_events() -> list[list[Any]]:
+    """The outbox's columns of no events (see `outbox_columns`)."""
+    return [[] for _ in range(7)]
 
 
 async def _fetch_all(executor: Autocommit, statement: Any, values: Mapping[str, Any]) -> list[Any]:

@@ -365,7 +365,7 @@ class Sender:
         attempted_before = delivery.attempts
         await self._record_outcome(repo, uow, delivery, channel, outcome)
         if delivery.audience == FRONT_END:
-            await self._attempts.publish(uow, repo, delivery, attempted_before)
+            await self._attempts.publish(repo, delivery, attempted_before)
 
     async def _record_outcome(
         self,
@@ -383,7 +383,7 @@ class Sender:
             delivery.error_code = delivery.last_error = None
             if delivery.trigger == PING:  # a test: its log is the only record
                 return
-            await uow.outbox.add(
+            await repo.announce(
                 new_event(
                     NotificationSent(
                         case_id=delivery.case_id,
@@ -436,7 +436,7 @@ class Sender:
             else NotificationChannel.EMAIL
         )
         delivery.channel = str(channel)
-        await uow.outbox.add(
+        await repo.announce(
             new_event(
                 NotificationFailed(
                     case_id=delivery.case_id,

@@ -21,7 +21,6 @@ from uuid import UUID
 
 from referrals_common.contracts import new_event
 from referrals_common.contracts.notifications import WebhookAttempted, WebhookOutcome
-from referrals_common.db import UnitOfWork
 from referrals_common.outbound import ErrorClass
 from referrals_common.webhooks import Attempt, log_entries
 from referrals_notifications.channels.base import DeliveryError
@@ -71,14 +70,11 @@ class WebhookAttempts:
             self._by_delivery.popitem(last=False)
 
     async def publish(
-        self,
-        uow: UnitOfWork,
-        repo: NotificationsRepository,
-        delivery: Delivery,
-        attempted_before: int,
+        self, repo: NotificationsRepository, delivery: Delivery, attempted_before: int
     ) -> None:
-        """One event per attempt noted for `delivery`, in the transaction recording its row
-        (`uow`, whose repository `repo` tells the case's front end when the row does not)."""
+        """One event per attempt noted for `delivery`, announced in the transaction recording
+        its row by that transaction's repository `repo` (which also tells the case's front end
+        when the row does not)."""
         noted = self._by_delivery.pop(delivery.id, [])
         if not noted:
             return
@@ -93,7 +89,7 @@ class WebhookAttempts:
         )
         entries = log_entries([a for a, _ in noted], settled, delivery.next_attempt_at)
         for number, (entry, (_, error)) in enumerate(zip(entries, noted, strict=True)):
-            await uow.outbox.add(
+            await repo.announce(
                 new_event(
                     WebhookAttempted(
                         case_id=delivery.case_id,
