@@ -348,3 +348,40 @@ async def test_a_second_ready_waiting_for_the_first_sees_its_offer(make_runtime)
         assert case is not None
         assert (case.status, case.attempts) == ("offered", 1), inbox
         assert [(r.attempt, r.status) for r in offers] == [(1, "offered")], inbox
+
+
+async def test_a_ready_case_waits_for_its_documents_and_the_last_one_routes_it(make_runtime):
+    """A ready case whose documents records has not all announced yet: first seen by its ready
+    (no row yet: made through the session, as before), then said ready again through asyncpg
+    alone (its lock, the reads, the case kept waiting: no offer, no event); the last document
+    routes it."""
+    rt = await make_runtime()
+    case_id = uuid.uuid4()
+    first, last = document_stored(case_id), document_stored(case_id)
+    documents = [first.data.document_id, last.data.document_id]
+    await _apply_ready(rt, ready(case_id, documents))  # the case's first event
+    async with rt.db.unit_of_work() as uow:
+        assert await uow.inbox.record("partners.routing", first.id, first.type)
+        await rt.partners.on_document_stored(uow, first.data)
+        await uow.commit()
+    async with queries_sent(rt.db, look_ups=False) as sent:
+        await _apply_ready(rt, ready(case_id, documents))
+    assert sent.orm == []
+    kinds = [q.split()[0].lower() for q in sent.native]
+    assert kinds == ["begin;", "select", "select", "update", "commit"], sent.native
+    async with rt.db.unit_of_work() as uow:
+        case = await uow.session.get(RoutingCase, case_id)
+        assert case is not None and (case.status, case.attempts) == ("awaiting_documents", 0)
+        assert await PartnersRepository(uow.session).referrals_of_case(case_id) == []
+
+    async with rt.db.unit_of_work() as uow:
+        assert await uow.inbox.record("partners.routing", last.id, last.type)
+        await rt.partners.on_document_stored(uow, last.data)
+        await uow.commit()
+    async with rt.db.unit_of_work() as uow:
+        case = await uow.session.get(RoutingCase, case_id)
+        offers = await PartnersRepository(uow.session).referrals_of_case(case_id)
+    assert case is not None and (case.status, case.attempts) == ("offered", 1)
+    assert [o["document_id"] for o in offers[0].offer["data"]["documents"]] == [
+        str(d) for d in documents
+    ]
