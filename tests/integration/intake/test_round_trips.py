@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import pytest
 from aiokafka import ConsumerRecord
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from referrals_common.contracts import (
     CentersProposed,
@@ -25,7 +25,7 @@ from referrals_common.contracts import (
 )
 from referrals_common.db import UnitOfWork
 from referrals_common.messaging.schema import outbox_table
-from referrals_intake import consumers
+from referrals_intake import consumers, repository
 from referrals_intake.bootstrap import Runtime
 from referrals_intake.models import CaseDocument, TimelineEntry
 from tests.integration.statements_sent import Sent, queries_sent
@@ -269,6 +269,51 @@ async def test_a_referral_moves_a_ready_case_in_four_statements(api, api_key, ru
 
     assert sent.orm == [] and len(sent.native) == 4, sent.native
     assert (await timeline(runtime, case_id))[-1] == ("referred", "referred", "referral_requested")
+
+
+async def test_a_language_check_and_a_referral_make_no_model_of_a_row(
+    api, api_key, runtime, monkeypatch
+) -> None:
+    """The checks' statement gives the documents' states and the consents' kinds as values, and
+    the moves' timeline entries are written from their values: no `CaseDocument`,
+    `CaseConsent` or `TimelineEntry` is made (SQLModel's and SQLAlchemy's work on each cost
+    more than its statement). The case still moves to ready, then to referred."""
+    raw_id, headers = await open_case(api, api_key)
+    case_id = uuid.UUID(raw_id)
+    docs = [stored(case_id, kind) for kind in ("pathology_report", "discharge_summary")]
+    for _, report in docs:
+        await apply(runtime, report, document_fact(runtime, report))
+    for kind in ("processing", "cross_border"):
+        await api.put(
+            f"/v1/cases/{case_id}/consents/{kind}", json={"version": "2026-01"}, headers=headers
+        )
+    assert (await api.post(f"/v1/cases/{case_id}/submit", headers=headers)).status_code == 200
+    made: list[str] = []
+    detached = repository._detached
+
+    def counted(model: Any, values: Any) -> Any:
+        made.append(model.__name__)
+        return detached(model, values)
+
+    def entry_made(*_: Any, **__: Any) -> None:
+        made.append("TimelineEntry")
+
+    monkeypatch.setattr(repository, "_detached", counted)
+    event.listen(TimelineEntry, "init", entry_made)
+    try:
+        for doc_id, _ in docs:
+            check = accepted(case_id, doc_id, "en")
+            await apply(runtime, check, document_fact(runtime, check))
+        routed = requested(case_id)
+        await apply(runtime, routed, referral(runtime, routed))
+    finally:
+        event.remove(TimelineEntry, "init", entry_made)
+
+    assert made == []
+    assert (await timeline(runtime, case_id))[-2:] == [
+        ("submitted", "ready", "documents_accepted"),
+        ("ready", "referred", "referral_requested"),
+    ]
 
 
 async def test_a_submit_locks_its_case_with_its_consents_and_documents_in_one_statement(

@@ -77,6 +77,9 @@ class FakeCaseRepository:
         self.saves = 0
         self.timeline_reads = 0
 
+    def add_entry(self, values: dict[str, Any]) -> None:
+        self.add(TimelineEntry(**values))
+
     def add(self, row: object) -> None:
         if isinstance(row, Case):
             self.cases[row.id] = row
@@ -168,7 +171,12 @@ class FakeCaseRepository:
             return DocumentFact(case)
         if case.status not in FOLLOWING_STATES:
             return DocumentFact(case, kept=True)
-        return DocumentFact(case, True, await self.documents(case_id), await self.consents(case_id))
+        return DocumentFact(
+            case,
+            True,
+            await self.document_states(case_id),
+            frozenset(await self.consents(case_id)),
+        )
 
     async def save(self, case: Case, events: Sequence[CloudEvent[Any]] = ()) -> bool:
         # The case is this fake's own (as one of the session): the events go to the outbox.

@@ -233,13 +233,14 @@ async def give_consent(
 class DocumentFact:
     """What `CaseRepository.keep_document_fact` found and did: the case (locked; None: there is
     no such case, nothing kept), whether the fact was kept (False: the document is another
-    case's), and, for a case that follows its documents (submitted, action required), all of
-    its documents as they are now (oldest first) and its consents by kind."""
+    case's), and, for a case that follows its documents (submitted, action required), the
+    states of all of its documents as they are now (oldest first) and the kinds of its
+    consents."""
 
     case: Case | None
     kept: bool = False
-    documents: list[CaseDocument] | None = None
-    consents: dict[str, CaseConsent] | None = None
+    documents: list[DocumentState] | None = None
+    consents: frozenset[str] | None = None
 
 
 FOLLOWING_STATES = ("submitted", "action_required")
@@ -263,7 +264,7 @@ class CaseRepository:
         # Cases read through asyncpg (outside the session) by id: the row and its values as
         # read; and the timeline entries added for them, which `save` writes.
         self._read: dict[UUID, tuple[Case, dict[str, Any]]] = {}
-        self._entries: list[TimelineEntry] = []
+        self._entries: list[dict[str, Any]] = []
         # The transaction they were read in, which `save` writes them in (the session, if it
         # is made meanwhile, runs in it too).
         self._read_on: Autocommit | None = None
@@ -338,7 +339,12 @@ class CaseRepository:
                     )
                 ).scalars()
             )
-            return DocumentFact(case, True, documents, await self.consents(case_id))
+            return DocumentFact(
+                case,
+                True,
+                [document_state(d) for d in documents],
+                frozenset(await self.consents(case_id)),
+            )
         now = utcnow()
         values = {
             "document_id": document_id,
@@ -354,15 +360,18 @@ class CaseRepository:
         kept = row["fact_kept"]
         if kept is None or case.status not in FOLLOWING_STATES:
             return DocumentFact(case, kept=kept is not None)
-        # The statement's reads see the case's documents as they were before its upsert: the
-        # kept row takes its old row's place (or joins them), oldest first.
-        documents = [
-            d for d in _rows(CaseDocument, row["fact_documents"]) if d.document_id != document_id
-        ]
-        documents.append(_detached(CaseDocument, dict(kept.items())))
-        documents.sort(key=lambda d: d.created_at)
-        consents = {c.kind: c for c in _rows(CaseConsent, row["fact_consents"])}
-        return DocumentFact(case, True, documents, consents)
+        # Each document's state as a JSON array of `DocumentState`'s fields (in its order: no
+        # row made of it). The statement's reads see the case's documents as they were before
+        # its upsert: the kept row takes its old row's place, or joins them as the newest (it
+        # was made now).
+        states = [DocumentState(*d) for d in row["fact_documents"]]
+        fresh = DocumentState(*kept)
+        at = next((i for i, d in enumerate(states) if d.document_id == fresh.document_id), None)
+        if at is None:
+            states.append(fresh)
+        else:
+            states[at] = fresh
+        return DocumentFact(case, True, states, frozenset(row["fact_consents"]))
 
     async def save(self, case: Case, events: Sequence[CloudEvent[Any]] = ()) -> bool:
         """Write what changed on `case`, the timeline entries added for it and `events` (its
@@ -378,14 +387,14 @@ class CaseRepository:
         before = read[1]
         now = case.__dict__
         changed = tuple(c for c in _CASE_COLUMN_NAMES if c != "id" and now[c] != before[c])
-        entries = [e for e in self._entries if e.case_id == case.id]
-        self._entries = [e for e in self._entries if e.case_id != case.id]
+        entries = [e for e in self._entries if e["case_id"] == case.id]
+        self._entries = [e for e in self._entries if e["case_id"] != case.id]
         if not changed and not entries and not events:
             return True
         values: dict[str, Any] = {"case_id": case.id}
         values.update({f"case_{c}": now[c] for c in changed})
         for i, entry in enumerate(entries):
-            values.update({f"entry{i}_{c.key}": getattr(entry, c.key) for c in _ENTRY_COLUMNS})
+            values.update({f"entry{i}_{c.key}": entry[c.key] for c in _ENTRY_COLUMNS})
         if events:
             columns: tuple[list[Any], ...] = outbox_columns(events)
             for n, column in zip(_OUT, columns, strict=True):
@@ -455,9 +464,19 @@ class CaseRepository:
         """Add `row` to what the transaction writes: a timeline entry of a case read through
         asyncpg is written by `save` with the case, anything else by the session's flush."""
         if isinstance(row, TimelineEntry) and row.case_id in self._read:
-            self._entries.append(row)
+            self._entries.append({c.key: getattr(row, c.key) for c in _ENTRY_COLUMNS})
             return
         self.session.add(row)
+
+    def add_entry(self, values: dict[str, Any]) -> None:
+        """Add a timeline entry, given as its values by column (all but its serial id): kept
+        as they are for `save` when its case was read through asyncpg (no model is made:
+        SQLModel's validation and SQLAlchemy's instrumentation cost more than its insert),
+        else added to the session as a `TimelineEntry`."""
+        if values["case_id"] in self._read:
+            self._entries.append(values)
+            return
+        self.session.add(TimelineEntry(**values))
 
     async def insert_opened(
         self,
@@ -479,7 +498,7 @@ class CaseRepository:
         """When the case entered the state it is in: its last timeline entry's time, this
         transaction's own (added, not flushed yet) or the last stored one (one indexed row);
         None when it never moved (it counts from its creation)."""
-        pending = [e.at for e in self._entries if e.case_id == case_id]
+        pending: list[datetime] = [e["at"] for e in self._entries if e["case_id"] == case_id]
         if case_id not in self._read:
             pending += [
                 e.at
@@ -848,8 +867,33 @@ def _as_read(values: Mapping[str, Any]) -> dict[str, Any]:
     object changed in place counts as changed."""
     read = {c: values[c] for c in _CASE_COLUMN_NAMES}
     for c in _CASE_JSON_COLUMNS:
-        read[c] = copy.deepcopy(read[c])
+        read[c] = _json_copy(read[c])
     return read
+
+
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def _json_copy(value: Any) -> Any:
+    """A deep copy of a JSON value (what JSONB decodes to: objects, arrays, scalars), made
+    without `copy.deepcopy`'s memo and dispatch, several times its CPU; anything else deep
+    copied as it would be."""
+    kind = type(value)
+    if kind is dict:
+        return {k: _json_copy(v) for k, v in value.items()}
+    if kind is list:
+        return [_json_copy(v) for v in value]
+    if kind in _JSON_SCALARS:
+        return value
+    return copy.deepcopy(value)
+
+
+_STATE = (
+    'json_build_array({t}.document_id, {t}.kind, {t}.stored, {t}."check", {t}.translation_of,'
+    " {t}.language, {t}.acceptable_languages, {t}.unreadable_reason)"
+)
+"""A document's row as a JSON array of `DocumentState`'s fields, in its order (`{t}`: the
+row's alias)."""
 
 
 @functools.lru_cache(maxsize=16)
@@ -881,11 +925,12 @@ def _document_fact(facts: tuple[str, ...]) -> TextClause:
         f" select c.id, {params} from fact_case c"
         f" on conflict (document_id) do update set {changes}"
         "  where d.case_id = excluded.case_id"
-        "  returning d)"
-        " select c.*, (select k.d from fact_kept k) as fact_kept,"
-        f" case when c.status in ({following}) then array(select x from case_documents x"
-        "  where x.case_id = c.id order by x.created_at) end as fact_documents,"
-        f" case when c.status in ({following}) then array(select k from case_consents k"
+        f"  returning {_STATE.format(t='d')} as state)"
+        " select c.*, (select k.state from fact_kept k) as fact_kept,"
+        f" case when c.status in ({following}) then (select coalesce(json_agg("
+        f"{_STATE.format(t='x')} order by x.created_at), '[]') from case_documents x"
+        "  where x.case_id = c.id) end as fact_documents,"
+        f" case when c.status in ({following}) then array(select k.kind from case_consents k"
         "  where k.case_id = c.id) end as fact_consents"
         " from fact_case c"
     ).bindparams(

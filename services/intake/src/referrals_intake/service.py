@@ -13,7 +13,7 @@ and end with its `save`, which writes what changed on the case and its new timel
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
@@ -54,7 +54,6 @@ from referrals_intake.lifecycle import DocumentState, IllegalTransition
 from referrals_intake.models import (
     AccessAudit,
     Case,
-    CaseConsent,
     CaseDocument,
     FollowUpQuestion,
     InformationRequest,
@@ -67,7 +66,6 @@ from referrals_intake.repository import (
     CaseParts,
     CaseRepository,
     RepositoryFactory,
-    document_state,
     insert_opened,
 )
 from referrals_intake.repository import give_consent as consent_given
@@ -525,12 +523,7 @@ class Intake:
             return
         events: list[CloudEvent[Any]] = []
         await self._follow_documents(
-            uow,
-            repo,
-            case,
-            [document_state(d) for d in fact.documents],
-            queue=events,
-            consents=fact.consents,
+            uow, repo, case, fact.documents, queue=events, consents=fact.consents
         )
         await _save(uow, repo, case, events)
 
@@ -542,12 +535,13 @@ class Intake:
         docs: list[DocumentState],
         *,
         queue: list[CloudEvent[Any]] | None = None,
-        consents: Mapping[str, CaseConsent] | None = None,
+        consents: Collection[str] | None = None,
     ) -> None:
         """Move a submitted case when its documents (`docs`, all of them as they are now: the
         caller read them, oldest first) say so (ready, or action required). Its events go to
         the outbox in one statement, or onto `queue`, which the caller writes. `consents`: the
-        case's by kind, if the caller read them (else read here when needed)."""
+        kinds of the case's consents (or them by kind), if the caller read them (else read here
+        when needed)."""
         if case.status not in (CaseStatus.SUBMITTED, CaseStatus.ACTION_REQUIRED):
             return
         events: list[CloudEvent[Any]] = [] if queue is None else queue
@@ -1134,24 +1128,6 @@ def _order(docs: dict[UUID, CaseDocument], doc_id: str) -> datetime:
     return doc.created_at if doc else utcnow()
 
 
-def _entry(
-    case_id: UUID,
-    before: str | None,
-    after: str,
-    code: str,
-    params: dict[str, Any],
-    next_step: str | None,
-    *,
-    at: datetime | None = None,
-) -> TimelineEntry:
-    """A timeline entry kept as codes (rendered in the case's language when read), with its
-    English words beside them for the status event and for readers of the table; made `at` now
-    unless given."""
-    return TimelineEntry(
-        **_entry_values(case_id, before, after, code, params, next_step, at or utcnow())
-    )
-
-
 def _entry_values(
     case_id: UUID,
     before: str | None,
@@ -1161,7 +1137,9 @@ def _entry_values(
     next_step: str | None,
     at: datetime,
 ) -> dict[str, Any]:
-    """`_entry`'s columns."""
+    """A timeline entry's values by column (`TimelineEntry`'s, its serial id left out): kept as
+    codes (rendered in the case's language when read), with its English words beside them for
+    the status event and for readers of the table."""
     return {
         "case_id": case_id,
         "at": at,
@@ -1184,7 +1162,9 @@ def _note(
 ) -> None:
     """A timeline entry that changes no state: its sentence's code and parameters
     (`referrals_common.i18n.case_texts`), and its next step's code."""
-    repo.add(_entry(case.id, case.status, case.status, code, params or {}, next_step))
+    repo.add_entry(
+        _entry_values(case.id, case.status, case.status, code, params or {}, next_step, utcnow())
+    )
 
 
 DRAFT_NEXT_STEP = "draft"
@@ -1231,23 +1211,23 @@ async def _move(
     stayed = (case.updated_at - (entered or case.created_at)).total_seconds()
     uow.after_commit(CASE_TRANSITIONS.labels(service_name(), before, after).inc)
     uow.after_commit(lambda: CASE_TIME_IN_STATE.labels(service_name(), before).observe(stayed))
-    entry = _entry(
+    entry = _entry_values(
         case.id,
         before,
         after,
         reason_code,
         params or {},
         lifecycle.NEXT_STEPS.get(reason_code),
-        at=case.status_since,
+        case.status_since,
     )
-    repo.add(entry)
+    repo.add_entry(entry)
     changed: CloudEvent[Any] = new_event(
         CaseStatusChanged(
             case_id=case.id,
             from_status=before,
             to_status=after,
             reason_code=reason_code,
-            reason=entry.reason,
+            reason=entry["reason"],
         )
     )
     if queue is None:
