@@ -7,7 +7,8 @@ round trip).
 * `Autocommit`: a pool connection on which each statement commits by itself.
 * `native_connection(engine)`: such a connection for the time of a `with` block; one failing
   for another reason than a statement is discarded, not given back to the pool.
-* `run_native`, `fetch_native`: a statement with its values by name, on such a connection.
+* `run_native`, `fetch_native`, `fetch_all_native`: a statement with its values by name, on
+  such a connection.
 * `native_transaction(executor)`: a transaction on it, committed when its block ends, rolled
   back when a statement of the block failed.
 """
@@ -93,6 +94,18 @@ async def fetch_native(
     return cast(
         asyncpg.Record | None,
         await executor.connection.fetchrow(compiled[0], *_arguments(compiled, values)),
+    )
+
+
+async def fetch_all_native(
+    executor: Autocommit, statement: ClauseElement, values: Mapping[str, Any]
+) -> list[asyncpg.Record]:
+    """Every row of `statement` with `values` (by parameter name) on `executor`'s connection,
+    in its order, their columns as `fetch_native` gives them."""
+    compiled = native_statement(statement, executor.dialect)
+    return cast(
+        list[asyncpg.Record],
+        await executor.connection.fetch(compiled[0], *_arguments(compiled, values)),
     )
 
 

@@ -50,12 +50,14 @@ from referrals_common.messaging.outbox import slot_of
 from referrals_common.messaging.schema import outbox_table
 from referrals_common.native_sql import (
     Autocommit,
+    fetch_all_native,
     fetch_native,
     native_connection,
     native_transaction,
     run_native,
     unit_of_work_native,
 )
+from referrals_common.tables import access_audit_values
 from referrals_records.models import (
     AccessAudit,
     CaseState,
@@ -66,6 +68,7 @@ from referrals_records.models import (
     UploadKey,
     UploadPart,
     UploadSession,
+    document_value,
     utcnow,
 )
 
@@ -217,6 +220,42 @@ def _add_unless_twin(bounded: bool) -> Any:
         .cte("published")
     )
     return select(live.c.used, live.c.twin).add_cte(added).add_cte(audited).add_cte(published)
+
+
+@cache
+def _documents_listed() -> Any:
+    """`documents_listed`'s statement, built once: the case's live documents, oldest first,
+    read by the statement that writes the listing's audit row (a data-modifying CTE)."""
+    audits = AccessAudit.__table__  # type: ignore[attr-defined]  # SQLModel's table classes have it
+    case_id = bindparam("case_id", type_=Uuid())
+    audited = (
+        insert(audits)
+        .values(
+            at=bindparam("at", type_=audits.c.at.type),
+            actor=bindparam("actor"),
+            action=bindparam("action"),
+            case_id=case_id,
+            outcome="ok",
+        )
+        .cte("audited")
+    )
+    return (
+        select(*_documents().columns)
+        .where(col(Document.case_id) == case_id, col(Document.deleted_at).is_(None))
+        .order_by(col(Document.created_at), col(Document.id))
+        .add_cte(audited)
+    )
+
+
+async def documents_listed(engine: AsyncEngine, case_id: UUID, actor: str) -> list[Document]:
+    """The case's live documents, oldest first (as `RecordsRepository.documents`), read by the
+    statement that writes `actor`'s audit row of the listing (`list`): one statement through
+    asyncpg on a pool connection, committed by itself. Was a unit of work's BEGIN, SELECT and
+    ROLLBACK through the ORM, then the audit's BEGIN, INSERT and COMMIT."""
+    values = {"case_id": case_id, **access_audit_values(actor, "list")}
+    async with native_connection(engine) as executor:
+        rows = await fetch_all_native(executor, _documents_listed(), values)
+    return [document_value(**dict(row.items())) for row in rows]
 
 
 _EVENT = ("id", "aggregate_id", "slot", "topic", "event_type", "payload", "headers")

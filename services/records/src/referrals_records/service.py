@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -59,6 +59,7 @@ from referrals_records.repository import (
     TwinRecorded,
     UploadState,
     UploadStatements,
+    documents_listed,
 )
 from referrals_records.repository import upload_statements as statements_on
 from referrals_records.storage import WHOLE_FILE_BYTES, DocumentStore, StoredObject
@@ -122,6 +123,11 @@ class Records:
     )
     """Opens an upload's own statements on a connection of `db`'s pool (`statements_on`; an
     in-memory one in unit tests)."""
+    listing: Callable[[Any, UUID, str], Awaitable[list[Document]]] = lambda db, case_id, actor: (
+        documents_listed(db.engine, case_id, actor)
+    )
+    """Lists a case's live documents with the listing's audit row, in one statement on a
+    connection of `db`'s pool (`repository.documents_listed`; an in-memory one in unit tests)."""
 
     def repo(self, uow: UnitOfWork) -> RecordsRepository:
         """The repository of `uow` (its session made only if a query needs it)."""
@@ -440,6 +446,11 @@ class Records:
         see, the patient's documents and its own uploads (never another center's opinion,
         unless the patient shared it for a further opinion)."""
         return await self.repo(uow).documents(case_id, for_center=for_center)
+
+    async def documents_listed(self, case_id: UUID, actor: str) -> list[Document]:
+        """The case's live documents, oldest first, for the patient's listing, and `actor`'s
+        audit row of it, in one statement (`repository.documents_listed`)."""
+        return await self.listing(self.db, case_id, actor)
 
     async def document(
         self, uow: UnitOfWork, case_id: UUID, document_id: UUID, *, for_center: str | None = None
