@@ -10,6 +10,7 @@ per execution; otherwise (the sender, a test's unit of work) through the session
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache, partial
 from typing import Any, NamedTuple, TypedDict
@@ -92,12 +93,53 @@ class Remembered(NamedTuple):
     values: dict[str, Any]
 
 
+@dataclass(slots=True)
+class ClaimedDelivery:
+    """A delivery's row as the claim on asyncpg read it: plain values the sender reads and
+    changes, written back by `save_claimed` (not an ORM `Delivery`: making one and changing it,
+    every attribute instrumented, cost more than the rest of taking the row)."""
+
+    id: UUID
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    created_at: datetime
+    case_id: UUID
+    trigger: str
+    trigger_event_id: UUID
+    audience: str
+    facts: dict[str, Any]
+    occurred_at: datetime
+    channel: str | None
+    error_code: str | None
+    sent_at: datetime | None
+    trace_context: dict[str, str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedContact:
+    """A case's contact as the claim on asyncpg read it (its `CaseContact` row's values)."""
+
+    case_id: UUID
+    sealed_contact: str
+    locale: str
+    front_end: str
+    updated_at: datetime
+
+
+DeliveryRow = Delivery | ClaimedDelivery
+"""A delivery the sender took: the session's row, or the claim's values on asyncpg."""
+ContactRow = CaseContact | ClaimedContact
+"""A case's contact as the claim gave it."""
+
+
 class Claimed(NamedTuple):
     """A delivery `claim_due` took, its case's contact (None: not shared yet), and whether a
     later delivery of the same case to the same audience waits for it (see `claim_due`)."""
 
-    delivery: Delivery
-    contact: CaseContact | None
+    delivery: DeliveryRow
+    contact: ContactRow | None
     holds_back: bool
 
 
@@ -317,8 +359,9 @@ class NotificationsRepository:
 
         With the engine's dialect (`on`) and a unit of work that has sent nothing yet, the claim
         begins the unit of work's own transaction on asyncpg (`UnitOfWork.open_with`) and runs
-        there: the rows come back as objects outside any session, whose changes the sender
-        writes with `save_claimed`. Otherwise they are the session's, written by its flush."""
+        there: the rows come back as plain values (`ClaimedDelivery`, `ClaimedContact`), whose
+        changes the sender writes with `save_claimed`. Otherwise they are the session's ORM
+        rows, written by its flush."""
         if self._dialect is not None and await self._uow.open_with(_BEGIN_CLAIM) is not None:
             native = self.native
             assert native is not None  # the transaction just begun
@@ -339,7 +382,7 @@ class NotificationsRepository:
         for column, value in zip(self._announced, columns, strict=True):
             column.extend(value)
 
-    async def save_claimed(self, deliveries: Collection[Delivery]) -> None:
+    async def save_claimed(self, deliveries: Collection[DeliveryRow]) -> None:
         """What the sender changed on the deliveries `claim_due` gave (status, attempts,
         channel, times, errors) and the events it `announce`d: one statement for all of them in
         the asyncpg transaction the claim began (was one more, the outbox's, per event);
@@ -511,15 +554,15 @@ async def _fetch_all(executor: Autocommit, statement: Any, values: Mapping[str, 
 
 
 def _claimed(row: Any) -> Claimed:
-    """A claimed row as asyncpg gives it: the delivery, its case's contact if it has one, and
-    whether it holds a later one back."""
+    """A claimed row as asyncpg gives it: the delivery's values, its case's contact's if it has
+    one, and whether it holds a later one back."""
     width, contact_end = len(_DELIVERY_COLUMNS), len(_DELIVERY_COLUMNS) + len(_CONTACT_COLUMNS)
-    delivery = Delivery(**dict(zip(_DELIVERY_COLUMNS, row[:width], strict=True)))
+    delivery = ClaimedDelivery(**dict(zip(_DELIVERY_COLUMNS, row[:width], strict=True)))
     contact = dict(zip(_CONTACT_COLUMNS, row[width:contact_end], strict=True))
     holds_back = bool(row[contact_end])
     if contact["case_id"] is None:  # outer-joined: the case has no contact yet
         return Claimed(delivery, None, holds_back)
-    return Claimed(delivery, CaseContact(**contact), holds_back)
+    return Claimed(delivery, ClaimedContact(**contact), holds_back)
 
 
 @cache

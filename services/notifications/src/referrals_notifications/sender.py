@@ -80,9 +80,14 @@ from referrals_notifications.messages import (
     UnroutableOpsAlert,
     case_reference,
 )
-from referrals_notifications.models import CaseContact, Delivery, OpsAlert, utcnow
+from referrals_notifications.models import Delivery, OpsAlert, utcnow
 from referrals_notifications.rendering import RenderedMessage, Renderer, build_webhook_message
-from referrals_notifications.repository import NotificationsRepository, RepositoryFactory
+from referrals_notifications.repository import (
+    ContactRow,
+    DeliveryRow,
+    NotificationsRepository,
+    RepositoryFactory,
+)
 from referrals_notifications.service import FRONT_END, OPS, PATIENT, PING
 from referrals_notifications.webhook_log import WebhookAttempts
 
@@ -211,7 +216,7 @@ class Sender:
         return len(deliveries), released or len(deliveries) >= self.settings.concurrency
 
     async def _deliver(
-        self, delivery: Delivery, channel: Any, recipient: Any, message: Any
+        self, delivery: DeliveryRow, channel: Any, recipient: Any, message: Any
     ) -> tuple[Any, otel_context.Context]:
         """Send one message (with its quick retries) in a span of the causing event's trace.
 
@@ -248,8 +253,8 @@ class Sender:
         self,
         repo: NotificationsRepository,
         uow: UnitOfWork,
-        delivery: Delivery,
-        contact: CaseContact | None,
+        delivery: DeliveryRow,
+        contact: ContactRow | None,
     ) -> tuple[Any, Any, Any] | None:
         """What to send for this row (channel, recipient, message), or None if nothing now."""
         if delivery.audience == OPS:
@@ -310,7 +315,7 @@ class Sender:
         return self.channels.front_ends.get(front_end)
 
     async def _ping(
-        self, repo: NotificationsRepository, delivery: Delivery
+        self, repo: NotificationsRepository, delivery: DeliveryRow
     ) -> tuple[Any, Any, Any] | None:
         front_end = delivery.facts["front_end"]
         target = await self._webhook_target(repo, front_end)
@@ -339,7 +344,7 @@ class Sender:
             return sms, phone
         return None
 
-    def _context(self, delivery: Delivery, locale: str) -> Any:
+    def _context(self, delivery: DeliveryRow, locale: str) -> Any:
         """The trigger's context: the row's facts, the patient's language, the time zone the
         event gave for the patient (a booked meeting's) or else the configured one."""
         model = CONTEXT_MODELS[NotificationTrigger(delivery.trigger)]
@@ -358,7 +363,7 @@ class Sender:
         self,
         repo: NotificationsRepository,
         uow: UnitOfWork,
-        delivery: Delivery,
+        delivery: DeliveryRow,
         channel: Any,
         outcome: Any,
     ) -> None:
@@ -371,7 +376,7 @@ class Sender:
         self,
         repo: NotificationsRepository,
         uow: UnitOfWork,
-        delivery: Delivery,
+        delivery: DeliveryRow,
         channel: Any,
         outcome: Any,
     ) -> None:
@@ -420,7 +425,7 @@ class Sender:
         self,
         repo: NotificationsRepository,
         uow: UnitOfWork,
-        delivery: Delivery,
+        delivery: DeliveryRow,
         code: NotificationError,
         detail: str,
         channel: NotificationChannel | None,
@@ -460,7 +465,7 @@ class Sender:
         _count(uow, delivery.channel, "failed")
         log.warning("delivery %s failed for good: %s", delivery.id, code)
 
-    def _ops_alert(self, delivery: Delivery) -> tuple[Any, Any, Any] | None:
+    def _ops_alert(self, delivery: DeliveryRow) -> tuple[Any, Any, Any] | None:
         if not self.channels.ops_email:
             delivery.status = "skipped"  # the alert is in ops_alerts; no ops mailbox configured
             return None

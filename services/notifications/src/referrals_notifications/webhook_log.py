@@ -24,8 +24,7 @@ from referrals_common.contracts.notifications import WebhookAttempted, WebhookOu
 from referrals_common.outbound import ErrorClass
 from referrals_common.webhooks import Attempt, log_entries
 from referrals_notifications.channels.base import DeliveryError
-from referrals_notifications.models import Delivery
-from referrals_notifications.repository import NotificationsRepository
+from referrals_notifications.repository import DeliveryRow, NotificationsRepository
 
 MEMORY = 10_000
 """Deliveries whose attempts are held until their rows are recorded (a bound, far above one
@@ -70,7 +69,7 @@ class WebhookAttempts:
             self._by_delivery.popitem(last=False)
 
     async def publish(
-        self, repo: NotificationsRepository, delivery: Delivery, attempted_before: int
+        self, repo: NotificationsRepository, delivery: DeliveryRow, attempted_before: int
     ) -> None:
         """One event per attempt noted for `delivery`, announced in the transaction recording
         its row by that transaction's repository `repo` (which also tells the case's front end
