@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -403,3 +403,35 @@ async def test_a_connection_that_failed_or_idled_too_long_is_not_used_again(
     await channel.send(PATIENT, message)
     assert server.connections == 3
     assert len(server.accepted) == 2
+
+
+@dataclass
+class SizeRecorder(SmtpRecorder):
+    """Also keeps the SIZE each MAIL declared (RFC 1870)."""
+
+    sizes: list[str] = field(default_factory=list)
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        self.sizes += [option.split("=", 1)[1] for option in options if option.startswith("SIZE=")]
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+
+async def test_the_declared_size_is_the_size_of_the_message_that_arrives(
+    start_smtp: StartSmtp, message: RenderedMessage
+) -> None:
+    """The channel declares its wire form's length (CRLF line ends already) without a pass that
+    normalizes them: what arrives is exactly that long."""
+    recorder = SizeRecorder()
+    port = await start_smtp(recorder, data_size_limit=10_000_000)
+    channel = EmailChannel(smtp(port))
+    try:
+        for _ in range(2):
+            await channel.send(PATIENT, message)
+    finally:
+        await channel.aclose()
+    assert len(recorder.accepted) == 2
+    assert recorder.sizes == [str(len(content)) for content in recorder.accepted]

@@ -17,6 +17,7 @@ import aiosmtplib
 import httpx
 import pytest
 from aiosmtplib.email import flatten_message
+from aiosmtplib.protocol import normalize_message_line_endings
 from pydantic import ValidationError
 
 from referrals_common.contracts.notifications import NotificationChannel, NotificationError
@@ -224,6 +225,8 @@ def test_the_wire_form_is_what_the_email_package_writes(
         build_email(settings, recipient, message), cte_type="8bit" if eight_bit else "7bit"
     )
     assert written == _same_boundaries(expected, written)
+    # CRLF line ends only: its length is the SIZE the channel declares without normalizing it.
+    assert normalize_message_line_endings(written) == written
 
 
 @pytest.mark.parametrize(
