@@ -168,7 +168,7 @@ class Sender:
         followed found nothing, three statements for nothing after every batch)."""
         # Its own transaction (a polling loop, no caller gives one): the claimed rows stay locked
         # while their messages go out, and their outcomes commit together (the rows' changes
-        # in one statement, `save_claimed`, after their events).
+        # and the events announced for them in one statement, `save_claimed`).
         async with self.db.unit_of_work() as uow:
             repo = self.repository(uow)
             # In the order of the case's history (see `NotificationsRepository.claim_due`).
