@@ -267,3 +267,27 @@ async def test_a_relay_whose_idle_transaction_the_server_ends_reconnects_and_pub
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running
+
+
+async def test_a_batch_whose_handlers_use_no_session_makes_none(one_connection, messaging_dsn):
+    """Applied together, each handler sees the database as the previous one left it: a session
+    the handlers made is flushed between them, but handlers that went through asyncpg alone (or
+    wrote nothing) get no session made for them."""
+    from aiokafka import ConsumerRecord
+
+    db = one_connection
+    sessions: list[bool] = []
+
+    async def looks(event: Any, uow: Any) -> None:
+        sessions.append(uow.has_session)
+
+    consumer = EventConsumer("test.no-session", db, None)  # type: ignore[arg-type]
+    consumer.handles(CaseWithdrawn)(looks)
+    events = [new_event(CaseWithdrawn(case_id=uuid.uuid4())) for _ in range(3)]
+    records = [
+        (ConsumerRecord("t", 0, i, 0, 0, b"k", e.to_json(), None, 0, 0, ()), None)
+        for i, e in enumerate(events)
+    ]
+    assert await consumer._apply_together(records)
+    assert sessions == [False, False, False]
+    assert await inbox_ids(messaging_dsn) >= {e.id for e in events}

@@ -552,9 +552,12 @@ class EventConsumer:
                             continue
                         fresh.discard(event.id)
                         # Each handler sees the database as the previous ones left it, not
-                        # objects the session still holds from before their writes.
-                        await uow.session.flush()
-                        uow.session.expire_all()
+                        # objects the session still holds from before their writes (a unit of
+                        # work whose handlers went through asyncpg alone has no session to
+                        # flush, and none is made for it).
+                        if uow.has_session:
+                            await uow.session.flush()
+                            uow.session.expire_all()
                         await self._call(handler, event, uow)
                         applied += 1
                 # The one commit of the partition's events, under the last one's span (its
