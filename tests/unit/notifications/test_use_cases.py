@@ -467,3 +467,71 @@ async def test_a_message_without_a_contact_fails_after_the_wait_with_an_ops_aler
     assert isinstance(failed, NotificationFailed) and failed.notification_id == delivery.id
     [alert] = repo.alerts
     assert alert.kind == "notification_failed" and db.units[0].committed is True
+
+
+async def test_an_idle_sender_remembers_every_row_it_put_off_not_only_the_earliest() -> None:
+    """Two messages wait for their cases' contacts, looked at again in 1 s and in 10 s. When the
+    first one's time comes its contact has arrived and it is sent: the sender must still know
+    that the other one comes due at 10 s (it used to forget it, and look again only at its idle
+    poll, up to 5 s late)."""
+    repo = FakeNotificationsRepository()
+    service = notifications(repo)
+    other = uuid.uuid4()
+    await consume(service, submitted())
+    await consume(service, submitted().model_copy(update={"case_id": other}))
+    first, second = sorted(repo.rows(), key=lambda d: d.case_id != CASE)
+    now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    first.created_at, second.created_at = now - timedelta(seconds=2), now - timedelta(seconds=20)
+    first.next_attempt_at = second.next_attempt_at = now - timedelta(seconds=1)
+    clock = [now]
+    db, email = FakeDatabase(), FakeEmail()
+    the_sender = Sender(
+        db,
+        Renderer(),
+        SealedBox(private_key_b64=PRIVATE),
+        Channels(email=email, webhook=None),
+        SenderSettings(contact_wait=60.0),
+        clock=lambda: clock[0],
+        repository=repo.on,
+    )
+
+    assert await the_sender.send_due() == 2  # both put off: no contact yet
+    assert the_sender.next_due == now + timedelta(seconds=1)
+    await consume(service, contact_shared())  # the first case's contact arrives
+    clock[0] = now + timedelta(seconds=1.5)
+    assert await the_sender.send_due() == 1
+    assert first.status == "sent" and second.status == "pending"
+    assert the_sender.next_due == now + timedelta(seconds=10)
+    clock[0] = now + timedelta(seconds=10)
+    assert await the_sender.send_due() == 1  # the second one, still without a contact
+    assert the_sender.next_due == now + timedelta(seconds=25)  # waited 30 s: again in 15
+
+
+async def test_a_stopping_sender_closes_every_channels_connections() -> None:
+    """SMTP sessions are kept between messages and HTTP clients between requests: the sender
+    closes them all when it stops, one failing to close not keeping the others open."""
+    closed: list[str] = []
+
+    @dataclass
+    class Closing:
+        name: str
+        fails: bool = False
+
+        async def aclose(self) -> None:
+            closed.append(self.name)
+            if self.fails:
+                raise OSError("the connection is already gone")
+
+    from referrals_notifications.channels.sms import SmsChannel
+
+    sms = SmsChannel(Closing("sms provider"))  # type: ignore[arg-type]
+    the_sender = Sender(
+        FakeDatabase(),
+        Renderer(),
+        SealedBox(private_key_b64=PRIVATE),
+        Channels(email=Closing("email", fails=True), webhook=Closing("webhook"), sms=sms),
+        SenderSettings(),
+        repository=FakeNotificationsRepository().on,
+    )
+    await the_sender.aclose()
+    assert closed == ["email", "webhook", "sms provider"]

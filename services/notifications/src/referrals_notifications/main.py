@@ -87,6 +87,7 @@ async def run_sender(settings: NotificationsSettings) -> None:
             idle_interval=settings.sender_idle_interval_seconds,
         )
     finally:
+        await sender.aclose()
         await due.close()
         await rt.db.dispose()
 

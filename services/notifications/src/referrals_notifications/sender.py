@@ -42,6 +42,7 @@ process (`referrals-notifications all` runs both in one, Compose and k8s one eac
 from __future__ import annotations
 
 import asyncio
+import heapq
 import json
 import logging
 from collections import OrderedDict
@@ -109,6 +110,11 @@ class Channels:
     ops_email: str | None = None
 
 
+_PUT_OFF_KEPT = 10_000
+"""The most put-off times a sender remembers (rows of a long outage's retries): beyond, the
+earliest half; the rest come due by the idle poll (`sender_idle_interval_seconds`)."""
+
+
 @dataclass
 class SenderSettings:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
@@ -144,14 +150,34 @@ class Sender:
         """Each webhook request's outcome, until its delivery's row is recorded."""
         self._accepted: OrderedDict[UUID, Any] = OrderedDict()
         """Messages a channel accepted whose row has not been committed as sent yet."""
-        self.next_due: datetime | None = None
-        """The earliest time a row this sender put off (a retry round, a contact's wait) comes
-        due again, until a round after it: an idle sender looks again then, notified or not."""
+        self._put_off: list[datetime] = []
+        """When each row this sender put off (a retry round, a contact's wait) comes due again,
+        a heap: the earliest first, each kept until a round after it."""
+
+    async def aclose(self) -> None:
+        """Close the channels' kept connections (SMTP sessions said goodbye to, HTTP clients),
+        each whatever the others do: when the sender stops."""
+        for channel in (self.channels.email, self.channels.webhook, self.channels.sms):
+            close = getattr(channel, "aclose", None)
+            if close is None:
+                continue
+            try:
+                await close()
+            except Exception:  # a connection already gone: nothing left to close
+                log.info("closing %s failed", type(channel).__name__, exc_info=True)
+
+    @property
+    def next_due(self) -> datetime | None:
+        """The earliest time a row this sender put off comes due again (None: none is): an idle
+        sender looks again then, notified or not. Each put-off row is remembered until a round
+        after its time, so a later one is not forgotten when an earlier one comes due."""
+        return self._put_off[0] if self._put_off else None
 
     async def send_due(self, *, limit: int = 1000) -> int:
         """Process due deliveries (up to about `limit`) in batches; returns how many."""
-        if self.next_due is not None and self.next_due <= self.clock():
-            self.next_due = None  # this round claims them (and puts them off again if it must)
+        now = self.clock()
+        while self._put_off and self._put_off[0] <= now:
+            heapq.heappop(self._put_off)  # this round claims it (and puts it off again if it must)
         done = 0
         while done < limit:
             batch, more = await self._batch()
@@ -208,8 +234,9 @@ class Sender:
         for delivery in deliveries:
             self._accepted.pop(delivery.id, None)
             if delivery.status == "pending":  # put off: a retry round, the contact's wait
-                due = delivery.next_attempt_at
-                self.next_due = due if self.next_due is None else min(self.next_due, due)
+                heapq.heappush(self._put_off, delivery.next_attempt_at)
+        if len(self._put_off) > _PUT_OFF_KEPT:  # the earliest half kept; the idle poll finds
+            self._put_off = heapq.nsmallest(_PUT_OFF_KEPT // 2, self._put_off)  # the others
         released = any(
             holds_back and delivery.status != "pending" for delivery, _, holds_back in claimed
         )

@@ -48,6 +48,12 @@ class SmsChannel:
     def __init__(self, provider: SmsProvider) -> None:
         self.provider = provider
 
+    async def aclose(self) -> None:
+        """Close the provider's kept connections (its HTTP client), if it keeps any."""
+        close = getattr(self.provider, "aclose", None)
+        if close is not None:
+            await close()
+
     async def send(self, recipient: str, message: RenderedMessage) -> DeliveryReceipt:
         if not is_e164(recipient):
             raise PermanentDeliveryError(
