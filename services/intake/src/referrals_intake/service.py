@@ -295,19 +295,36 @@ class Intake:
         case.updated_at = utcnow()
         return case
 
-    async def give_consent(
-        self,
-        uow: UnitOfWork | Autocommit,
-        case_id: UUID,
-        kind: str,
-        version: str,
-        *,
-        audited: Audited | None = None,
-    ) -> tuple[Case, CaseParts] | None:
-        """Record the patient's consent of `kind` to the text of `version`, now. On a connection
-        in autocommit (the front end's request): in one statement that commits by itself, with
-        the access audit row of `audited` (required there), answering the case as changed with
-        its parts (`repository.give_consent`); in `uow`'s transaction otherwise (None)."""
+    async def give_consent(self, uow: UnitOfWork, case_id: UUID, kind: str, version: str) -> None:
+        """Record the patient's consent of `kind` to the text of `version`, now, in `uow`'s
+        transaction."""
+        self._published(kind, version)
+        repo = self._repo(uow)
+        case = await _locked(repo, case_id)
+        if case.status not in lifecycle.OPEN_STATES:
+            raise CaseNotEditable(case.status)
+        await repo.upsert_consent(case_id, kind, version)
+        case.updated_at = utcnow()
+
+    async def give_consent_now(
+        self, connection: Autocommit, case_id: UUID, kind: str, version: str, *, audited: Audited
+    ) -> tuple[Case, CaseParts]:
+        """Record the patient's consent of `kind` to the text of `version`, now, on a
+        connection in autocommit (the front end's request): in one statement that commits by
+        itself, with the access audit row of `audited`, answering the case as changed with its
+        parts (`repository.give_consent`)."""
+        self._published(kind, version)
+        given = await consent_given(
+            connection, case_id, kind, version, sorted(lifecycle.OPEN_STATES), audited
+        )
+        if given is None:
+            raise CaseNotFound(str(case_id))
+        if given.parts is None:
+            raise CaseNotEditable(given.case.status)
+        return given.case, given.parts
+
+    def _published(self, kind: str, version: str) -> None:
+        """Refuse a version of the consent text of `kind` that was never published."""
         known = (
             self.processing_consent_versions
             if kind == "processing"
@@ -318,23 +335,6 @@ class Intake:
                 f"{version!r} is not a published version of the {kind} consent "
                 f"(known: {', '.join(known)})"
             )
-        if isinstance(uow, Autocommit):
-            assert audited is not None  # a front end's request is always audited
-            given = await consent_given(
-                uow, case_id, kind, version, sorted(lifecycle.OPEN_STATES), audited
-            )
-            if given is None:
-                raise CaseNotFound(str(case_id))
-            if given.parts is None:
-                raise CaseNotEditable(given.case.status)
-            return given.case, given.parts
-        repo = self._repo(uow)
-        case = await _locked(repo, case_id)
-        if case.status not in lifecycle.OPEN_STATES:
-            raise CaseNotEditable(case.status)
-        await repo.upsert_consent(case_id, kind, version)
-        case.updated_at = utcnow()
-        return None
 
     async def submit_case(
         self, uow: UnitOfWork, case_id: UUID, *, claim: dict[str, Any] | None = None

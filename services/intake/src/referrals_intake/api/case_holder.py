@@ -189,7 +189,7 @@ async def give_consent(
     # that commits by itself (`repository.give_consent`), no transaction around it.
     try:
         async with single_statements(runtime.db) as connection:
-            given = await runtime.intake.give_consent(
+            case, parts = await runtime.intake.give_consent_now(
                 connection,
                 access.case_id,
                 kind,
@@ -214,8 +214,6 @@ async def give_consent(
                 )
             ],
         ) from None
-    assert given is not None  # given on a connection
-    case, parts = given
     return public_case(runtime, case, parts)
 
 
