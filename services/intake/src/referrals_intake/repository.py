@@ -14,8 +14,7 @@ from datetime import datetime
 from typing import Any, TypeVar, cast
 from uuid import UUID, uuid4
 
-from sqlalchemy import Table, Text, bindparam, exists, literal_column, select, text, update
-from sqlalchemy import cast as cast_as
+from sqlalchemy import Table, bindparam, exists, literal_column, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,8 +30,7 @@ from sqlmodel import SQLModel, col
 from referrals_common.api.pagination import Position, after
 from referrals_common.contracts import CloudEvent
 from referrals_common.db import Database, UnitOfWork
-from referrals_common.messaging.outbox import outbox_columns
-from referrals_common.messaging.schema import outbox_table
+from referrals_common.messaging.outbox import outbox_insert, outbox_parameters
 from referrals_common.native_sql import (
     Autocommit,
     fetch_native,
@@ -396,9 +394,7 @@ class CaseRepository:
         for i, entry in enumerate(entries):
             values.update({f"entry{i}_{c.key}": entry[c.key] for c in _ENTRY_COLUMNS})
         if events:
-            columns: tuple[list[Any], ...] = outbox_columns(events)
-            for n, column in zip(_OUT, columns, strict=True):
-                values.update({f"out{i}_{n}": v for i, v in enumerate(column)})
+            values.update(outbox_parameters(events))
         await run_native(native, _saved(changed, len(entries), len(events)), values, returns=False)
         self._read[case.id] = (case, _as_read(now))
         return True
@@ -940,10 +936,6 @@ def _document_fact(facts: tuple[str, ...]) -> TextClause:
     )
 
 
-_OUT = ("id", "aggregate_id", "slot", "topic", "event_type", "payload", "headers")
-"""The outbox's columns as `outbox_columns` gives them, in its order."""
-
-
 @functools.lru_cache(maxsize=64)
 def _saved(changed: tuple[str, ...], entries: int, events: int = 0) -> ClauseElement:
     """`CaseRepository.save`'s statement for the case's `changed` columns, its `entries` new
@@ -967,19 +959,7 @@ def _saved(changed: tuple[str, ...], entries: int, events: int = 0) -> ClauseEle
         )
         parts.append(("added", added))
     if events:
-        # Payload and headers come as JSON text (`outbox_columns`), cast by PostgreSQL.
-        published = insert(outbox_table).values(
-            [
-                {
-                    n: cast_as(bindparam(f"out{i}_{n}", type_=Text()), JSONB)
-                    if n in ("payload", "headers")
-                    else bindparam(f"out{i}_{n}", type_=outbox_table.c[n].type)
-                    for n in _OUT
-                }
-                for i in range(events)
-            ]
-        )
-        parts.append(("published", published))
+        parts.append(("published", outbox_insert(events)))
     assert parts, "nothing to save"
     *ctes, (_, statement) = parts
     for name, part in ctes:

@@ -21,7 +21,6 @@ from sqlalchemy import (
     Select,
     String,
     Table,
-    Text,
     Uuid,
     bindparam,
     exists,
@@ -32,8 +31,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy import cast as cast_as
-from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import configure_mappers
 from sqlalchemy.orm.instrumentation import manager_of_class
@@ -44,8 +42,7 @@ from sqlmodel import col
 from referrals_common.contracts import CaseFollowUpAsked, CloudEvent, DocumentStored, EventData
 from referrals_common.contracts.information import Shipment as ShipmentNotice
 from referrals_common.contracts.meetings import MeetingStatus
-from referrals_common.messaging.outbox import outbox_columns
-from referrals_common.messaging.schema import outbox_table
+from referrals_common.messaging.outbox import outbox_insert, outbox_parameters
 from referrals_common.native_sql import (
     REQUIRED,
     Autocommit,
@@ -752,9 +749,7 @@ class NativeRoutingRepository:
                 values.update(_prefixed(name, _TABLES[name], rows[0]))
         events = self._events
         if events:
-            columns: tuple[list[Any], ...] = outbox_columns(events)
-            for name, column in zip(_OUTBOX_COLUMNS, columns, strict=True):
-                values.update({f"out{i}_{name}": v for i, v in enumerate(column)})
+            values.update(outbox_parameters(events))
         statement = _routing_saved(bool(referrals), bool(deliveries), len(events))
         await run_native(self.native, statement, values, returns=False)
         self._added, self._events = [], []
@@ -945,10 +940,6 @@ _WEBHOOK_ROW = text("select w from webhooks w where w.center_code = :center_code
 )
 
 
-_OUTBOX_COLUMNS = ("id", "aggregate_id", "slot", "topic", "event_type", "payload", "headers")
-"""The outbox's columns as `outbox_columns` gives them, in its order."""
-
-
 @functools.cache
 def _routing_saved(referral: bool, delivery: bool, events: int) -> ClauseElement:
     """`NativeRoutingRepository.save`'s statement, built once for each shape: the case's row
@@ -976,17 +967,5 @@ def _routing_saved(referral: bool, delivery: bool, events: int) -> ClauseElement
             # What was saved before goes first, as a data-modifying CTE of this statement.
             saved = added.add_cte(saved.cte(f"before_{name}"))
     if events:
-        # Payload and headers come as JSON text (`outbox_columns`), cast by PostgreSQL.
-        published = insert(outbox_table).values(
-            [
-                {
-                    n: cast_as(bindparam(f"out{i}_{n}", type_=Text()), JSONB)
-                    if n in ("payload", "headers")
-                    else bindparam(f"out{i}_{n}", type_=outbox_table.c[n].type)
-                    for n in _OUTBOX_COLUMNS
-                }
-                for i in range(events)
-            ]
-        )
-        saved = published.add_cte(saved.cte("before_events"))
+        saved = outbox_insert(events).add_cte(saved.cte("before_events"))
     return saved

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from opentelemetry import propagate
-from sqlalchemy import insert
+from sqlalchemy import Text, bindparam, cast, insert
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.sql.dml import Insert
 
 from referrals_common.contracts.envelope import CloudEvent, EventData
 from referrals_common.messaging.schema import OUTBOX_SLOTS, outbox_table
@@ -47,6 +49,9 @@ OutboxColumns = tuple[list[UUID], list[str], list[int], list[str], list[str], li
 """The outbox's columns of some events, each a list in the events' order: id, aggregate_id,
 slot, topic, event_type, payload and headers (the last two as JSON text)."""
 
+OUTBOX_COLUMN_NAMES = ("id", "aggregate_id", "slot", "topic", "event_type", "payload", "headers")
+"""The outbox's columns as `outbox_columns` gives them, in its order."""
+
 
 def outbox_columns(
     events: Sequence[CloudEvent[EventData]], topic: str | None = None
@@ -66,6 +71,37 @@ def outbox_columns(
         [event.model_dump_json() for event in events],
         [json.dumps(headers)] * len(events),
     )
+
+
+def outbox_insert(count: int) -> Insert:
+    """An INSERT of `count` outbox rows whose values are the bound parameters
+    `out<i>_<column>` (payload and headers as JSON text, cast by PostgreSQL): for a service's
+    own statement that writes events with the changes they announce, as a data-modifying CTE
+    of it; `outbox_parameters` gives the values."""
+    return insert(outbox_table).values(
+        [
+            {
+                name: cast(bindparam(f"out{i}_{name}", type_=Text()), JSONB)
+                if name in ("payload", "headers")
+                else bindparam(f"out{i}_{name}", type_=outbox_table.c[name].type)
+                for name in OUTBOX_COLUMN_NAMES
+            }
+            for i in range(count)
+        ]
+    )
+
+
+def outbox_parameters(
+    events: Sequence[CloudEvent[EventData]], topic: str | None = None
+) -> dict[str, Any]:
+    """The values of `outbox_insert(len(events))`'s parameters: `events`' rows
+    (`outbox_columns`)."""
+    columns: tuple[list[Any], ...] = outbox_columns(events, topic)
+    return {
+        f"out{i}_{name}": value
+        for name, column in zip(OUTBOX_COLUMN_NAMES, columns, strict=True)
+        for i, value in enumerate(column)
+    }
 
 
 class Outbox:
