@@ -46,7 +46,7 @@ from referrals_common.api.idempotency import claim_or_replay
 from referrals_common.contracts import CaseStatus
 from referrals_common.contracts.envelope import CloudEvent
 from referrals_common.db import Database, UnitOfWork
-from referrals_common.messaging.outbox import slot_of
+from referrals_common.messaging.outbox import OUTBOX_COLUMN_NAMES, slot_of
 from referrals_common.messaging.schema import outbox_table
 from referrals_common.native_sql import (
     Autocommit,
@@ -258,7 +258,7 @@ async def documents_listed(engine: AsyncEngine, case_id: UUID, actor: str) -> li
     return [document_value(**dict(row.items())) for row in rows]
 
 
-_EVENT = ("id", "aggregate_id", "slot", "topic", "event_type", "payload", "headers")
+_EVENT = OUTBOX_COLUMN_NAMES
 """The columns of an outbox row a statement writes itself (the rest are the table's defaults)."""
 
 
