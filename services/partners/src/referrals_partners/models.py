@@ -93,6 +93,9 @@ class Referral(PartnersModel, table=True):
         Index("referrals_case_center", "case_id", "center_code", unique=True),
         # The scheduler's scan: open offers by deadline.
         Index("referrals_due", "answer_due_at", postgresql_where=text("status = 'offered'")),
+        # The centers' loads: their referrals of the last `LOAD_WINDOW` (a range of this index,
+        # not every referral ever made).
+        Index("referrals_offered_at", "offered_at"),
     )
 
     id: UUID = Field(default_factory=uuid4, primary_key=True)
