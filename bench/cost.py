@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from _harness.results import RESULTS, loadavg, machine_info, parser, shown
+from _harness.speed import machine_speed
 from rich.console import Console
 from rich.table import Table
 
@@ -375,6 +376,8 @@ def main() -> None:
     params = parameters(args.quick)
     load_start = loadavg()
     console.print(f"load average at start: {load_start}")
+    speed_start = machine_speed()
+    console.print(f"machine speed at start: {speed_start}")
     parts: dict[str, dict[str, Any]] = {}
     seconds: dict[str, float] = {}
     for name in chosen:
@@ -396,6 +399,10 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "loadavg_start": load_start,
             "loadavg_end": loadavg(),
+            # The work a CPU-second did at the start and at the end (`_harness.speed`): two
+            # runs' CPU-s per case compare only scaled by it.
+            "speed_start": speed_start,
+            "speed_end": machine_speed(),
         },
     }
     notes = [
@@ -403,7 +410,10 @@ def main() -> None:
         "parameters above in this one run; baselines are from the same run.",
         "CPU-s per case are user+system seconds of the platform's process trees above what "
         "each burned idle, per offered case: they hold under other load on the machine; "
-        "wall-clock latencies do not.",
+        "wall-clock latencies do not. A CPU-second's work varies between hours on a shared "
+        "machine (the same code has cost 0.041 and 0.067 CPU-s per staged case an hour apart): "
+        "machine.speed_start/speed_end measure it (higher is faster), so two runs compare "
+        "scaled by their speeds.",
         "platform_rss_mib_under_load is the platform's memory at its fullest moment under "
         "load: the largest sum, in one sample (every 2 s), of its processes' PSS (each shared "
         "page divided among the processes mapping it: PostgreSQL's shared buffers and "

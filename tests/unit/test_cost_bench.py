@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
@@ -230,3 +231,21 @@ def test_pss_of_this_process_is_read_and_below_its_rss(cost) -> None:  # type: i
     pss = pss_bytes(os.getpid())
     assert 0 < pss <= psutil.Process().memory_info().rss
     assert pss_bytes(2**22 + 12345) == 0  # no such process
+
+
+def test_the_machines_speed_is_measured_as_work_per_cpu_second() -> None:
+    """The speed probe the cost run records at its start and end: both kinds of work done, per
+    CPU-second, and the echo process it talks to gone afterwards."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        from _harness import speed
+    finally:
+        sys.path.remove(str(BENCH))
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    figures = speed.machine_speed(repeats=1)
+    assert set(figures) == {"python_kops_per_cpu_s", "loopback_round_trips_per_cpu_s"}
+    # Work done, in plausible amounts for any machine that runs the platform (this one: ~140
+    # thousand JSON round trips and ~60,000 loopback round trips a CPU-second).
+    assert 5 < figures["python_kops_per_cpu_s"] < 10_000
+    assert 1_000 < figures["loopback_round_trips_per_cpu_s"] < 10_000_000
+    assert {p.pid for p in psutil.Process().children(recursive=True)} <= before
