@@ -8,12 +8,24 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from itertools import count
 from typing import Any
 
 import pytest
+from aiokafka.structs import ConsumerRecord
 
-from referrals_common.contracts import CaseStatus
+from referrals_common.contracts import (
+    CaseStatus,
+    CaseStatusChanged,
+    CaseSubmitted,
+    CloudEvent,
+    StatusChangeReason,
+    new_event,
+    topics,
+)
 from referrals_common.db import Database, UnitOfWork
+from referrals_records.consumers import build_consumer
 from tests.integration.statements_sent import queries_sent
 
 from .test_documents import rows
@@ -71,3 +83,84 @@ async def test_on_asyncpg_withdrawal_stays_final_and_a_later_offer_is_born_close
         runtime, "select closed_reason from center_referrals where referral_id = $1", late
     )
     assert referral["closed_reason"] == "withdrawn"
+
+
+class NoDeadLetters:
+    async def publish(self, *args: Any, **kwargs: Any) -> None:
+        raise AssertionError("nothing of a staged case is dead-lettered")
+
+
+def submission(case_id: uuid.UUID) -> list[CloudEvent[Any]]:
+    """What intake's submission of a case whose documents were all read writes to the cases
+    topic, in its order: case.submitted, the move out of draft, the move to ready."""
+
+    def moved(before: CaseStatus, after: CaseStatus, why: StatusChangeReason) -> Any:
+        return new_event(
+            CaseStatusChanged(
+                case_id=case_id, from_status=before, to_status=after, reason_code=why, reason="-"
+            )
+        )
+
+    return [
+        new_event(
+            CaseSubmitted(
+                case_id=case_id,
+                clinical={"icd10": "C50.9", "age_group": "adult", "reasons": ["choose_treatment"]},
+                destination={"preference": "countries", "countries": ["DE"]},
+                locale="uk",
+                processing_consent_version="2026-01",
+                cross_border_consent_version="2026-01",
+                submitted_at=datetime.now(UTC),
+            )
+        ),
+        moved(CaseStatus.DRAFT, CaseStatus.SUBMITTED, StatusChangeReason.PATIENT_SUBMITTED),
+        moved(CaseStatus.SUBMITTED, CaseStatus.READY, StatusChangeReason.DOCUMENTS_ACCEPTED),
+    ]
+
+
+def polled(events: list[CloudEvent[Any]], offsets: Any) -> tuple[Any, ...]:
+    """`events` as one partition's records of one poll."""
+    return tuple(
+        ConsumerRecord(topics.CASES, 0, next(offsets), 0, 0, b"k", e.to_json(), None, 0, 0, ())
+        for e in events
+    )
+
+
+async def test_a_submission_is_read_from_its_move_out_of_draft_not_from_case_submitted(
+    runtime: Any,
+) -> None:
+    """case.submitted is followed by a CaseStatusChanged to submitted (its contract), which
+    writes the same status: records' consumer skips it by its type, no inbox row, no write.
+    The submission's batch is the BEGIN with two inbox rows, the two moves and the COMMIT (was
+    three writes: submitted, submitted again, ready)."""
+    case_id = uuid.uuid4()
+    consumer = build_consumer(runtime.records, runtime.db, NoDeadLetters(), pepper=b"pepper")
+    submitted, out_of_draft, ready = submission(case_id)
+    async with queries_sent(runtime.db) as sent:
+        await consumer.process_batch(polled([submitted, out_of_draft, ready], count()))
+    assert sent.orm == []
+    native = [query.lower() for query in sent.native]
+    assert [query.split()[0] for query in native] == ["begin;", "insert", "insert", "commit"]
+    assert str(submitted.id) not in native[0]
+    assert str(out_of_draft.id) in native[0] and str(ready.id) in native[0]
+    assert consumer.stats["applied"] == 2 and consumer.stats["skipped"] == 1
+    [state] = await rows(runtime, "select status from case_states where case_id = $1", case_id)
+    assert state["status"] == "ready"
+    inbox = await rows(runtime, "select event_id from inbox")
+    assert submitted.id not in {row["event_id"] for row in inbox}
+
+
+async def test_case_submitted_alone_sends_nothing_and_its_move_out_of_draft_writes_the_status(
+    runtime: Any,
+) -> None:
+    case_id = uuid.uuid4()
+    consumer = build_consumer(runtime.records, runtime.db, NoDeadLetters(), pepper=b"pepper")
+    submitted, out_of_draft, _ = submission(case_id)
+    offsets = count()
+    async with queries_sent(runtime.db) as sent:
+        await consumer.process_batch(polled([submitted], offsets))
+    assert sent.native == [] and sent.orm == []
+    assert await rows(runtime, "select status from case_states where case_id = $1", case_id) == []
+    await consumer.process_batch(polled([out_of_draft], offsets))
+    [state] = await rows(runtime, "select status from case_states where case_id = $1", case_id)
+    assert state["status"] == "submitted"

@@ -4,6 +4,12 @@ accepted, then closed by a decline, an expiry or the delivered opinion; a follow
 which keys partners issued to centers and revoked).
 
 Group `records.projections` over the cases, routing and center credentials topics.
+
+A case's status comes from `case.status_changed`, which intake emits for every transition,
+leaving `draft` included (the contract of `case.submitted`: a `CaseStatusChanged` to
+`submitted` follows it). Records does not handle `case.submitted` itself: its status would be
+written twice in the same batch, and the consumer skips an unhandled type by its declared type
+alone (no parse, span, inbox row or transaction).
 """
 
 from __future__ import annotations
@@ -15,7 +21,6 @@ from referrals_common.contracts import (
     CaseFurtherOpinionRequested,
     CaseStatus,
     CaseStatusChanged,
-    CaseSubmitted,
     CaseWithdrawn,
     CenterCredentialIssued,
     CenterCredentialRevoked,
@@ -68,10 +73,6 @@ def build_consumer(
         await on_credential_revoked(
             uow, key_id=d.key_id, center_code=d.center_code, revoked_at=d.revoked_at
         )
-
-    @consumer.handles(CaseSubmitted)
-    async def submitted(event: CloudEvent[CaseSubmitted], uow: UnitOfWork) -> None:
-        await records.on_case_status(uow, event.data.case_id, CaseStatus.SUBMITTED)
 
     @consumer.handles(CaseStatusChanged)
     async def status_changed(event: CloudEvent[CaseStatusChanged], uow: UnitOfWork) -> None:
