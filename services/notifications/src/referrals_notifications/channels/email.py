@@ -284,7 +284,11 @@ def _encoded_text(text: str, *, eight_bit: bool) -> tuple[str, bytes]:
     if len(sniff_qp) > sniff_base64:
         return "base64", _base64(normal)
     if len(lines) > 10:
-        sniff_qp = quoprimime.body_encode(normal.decode("latin-1"), _MAX_LINE)
+        # The package encodes the whole body again; its encoding is line by line (a line's
+        # soft breaks and quoting depend on that line alone), so the whole is the first ten
+        # lines' encoding followed by the rest's.
+        rest = b"\n".join(lines[10:]) + b"\n"
+        sniff_qp += quoprimime.body_encode(rest.decode("latin-1"), _MAX_LINE)
     return "quoted-printable", _body_lines(sniff_qp.encode("ascii"))
 
 
