@@ -164,3 +164,123 @@ async def test_case_submitted_alone_sends_nothing_and_its_move_out_of_draft_writ
     await consumer.process_batch(polled([out_of_draft], offsets))
     [state] = await rows(runtime, "select status from case_states where case_id = $1", case_id)
     assert state["status"] == "submitted"
+
+
+async def test_a_referrals_acceptance_its_end_and_a_withdrawal_are_one_statement_each(
+    runtime: Any,
+) -> None:
+    """referral.accepted, its end (declined, expired, completed) and case.withdrawn: one
+    statement each through asyncpg in the inbox's transaction, no ORM session (were the
+    referral read and locked through the session, the case's state read, the row written back
+    at the commit's flush; and the withdrawal's status, then its referrals' UPDATE through the
+    session)."""
+    records, db = runtime.records, runtime.db
+    case_id, referral_id = uuid.uuid4(), uuid.uuid4()
+    await consumed(db, lambda uow: records.on_case_status(uow, case_id, "referred"))
+    await consumed(
+        db, lambda uow: records.on_referral_offered(uow, referral_id, case_id, "charite-berlin")
+    )
+    steps: list[Callable[[UnitOfWork], Awaitable[None]]] = [
+        lambda uow: records.on_referral_accepted(uow, referral_id, case_id, "charite-berlin"),
+        lambda uow: records.on_referral_closed(
+            uow, referral_id, case_id, "charite-berlin", "completed"
+        ),
+        lambda uow: records.on_case_withdrawn(uow, case_id),
+    ]
+    for step in steps:
+        async with queries_sent(db) as sent:
+            await consumed(db, step)
+        assert sent.orm == []
+        opening, written, commit = (query.lower() for query in sent.native)
+        assert opening.startswith("begin; insert into inbox") and commit == "commit"
+        assert "insert into center_referrals" in written or "update center_referrals" in written
+    [referral] = await rows(
+        runtime,
+        "select accepted_at, closed_at, closed_reason from center_referrals where referral_id = $1",
+        referral_id,
+    )
+    assert referral["accepted_at"] is not None and referral["closed_reason"] == "completed"
+
+
+async def test_on_asyncpg_a_referrals_first_acceptance_and_first_close_stand(
+    runtime: Any,
+) -> None:
+    records, db = runtime.records, runtime.db
+    case_id, referral_id = uuid.uuid4(), uuid.uuid4()
+    await consumed(
+        db, lambda uow: records.on_referral_offered(uow, referral_id, case_id, "charite-berlin")
+    )
+    await consumed(
+        db, lambda uow: records.on_referral_accepted(uow, referral_id, case_id, "charite-berlin")
+    )
+    [first] = await rows(
+        runtime, "select accepted_at from center_referrals where referral_id = $1", referral_id
+    )
+    for reason in ("declined", "expired"):
+        await consumed(
+            db,
+            lambda uow, r=reason: records.on_referral_closed(
+                uow, referral_id, case_id, "charite-berlin", r
+            ),
+        )
+    await consumed(
+        db, lambda uow: records.on_referral_accepted(uow, referral_id, case_id, "charite-berlin")
+    )
+    [referral] = await rows(
+        runtime,
+        "select center_code, accepted_at, closed_at, closed_reason from center_referrals"
+        " where referral_id = $1",
+        referral_id,
+    )
+    assert referral["center_code"] == "charite-berlin"
+    assert referral["accepted_at"] == first["accepted_at"]
+    assert referral["closed_at"] is not None and referral["closed_reason"] == "declined"
+
+
+async def test_on_asyncpg_a_referral_first_heard_of_by_its_acceptance_or_end_is_made(
+    runtime: Any,
+) -> None:
+    """The routing and cases topics are not ordered with each other: an acceptance or an end
+    heard of before the offer makes the referral's row (the offer then keeps it), born closed
+    after the case's withdrawal; a withdrawal closes the case's open referrals only."""
+    records, db = runtime.records, runtime.db
+    case_id, accepted, declined, ended = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    late_case, late_accepted, late_closed = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    berlin = "charite-berlin"
+    await consumed(db, lambda uow: records.on_referral_accepted(uow, accepted, case_id, berlin))
+    await consumed(
+        db, lambda uow: records.on_referral_closed(uow, declined, case_id, berlin, "declined")
+    )
+    await consumed(db, lambda uow: records.on_referral_offered(uow, declined, case_id, "other"))
+    await consumed(db, lambda uow: records.on_referral_offered(uow, ended, case_id, berlin))
+    await consumed(
+        db, lambda uow: records.on_referral_closed(uow, ended, case_id, berlin, "expired")
+    )
+    await consumed(db, lambda uow: records.on_case_withdrawn(uow, case_id))
+    await consumed(db, lambda uow: records.on_case_status(uow, late_case, "withdrawn"))
+    await consumed(
+        db, lambda uow: records.on_referral_accepted(uow, late_accepted, late_case, berlin)
+    )
+    await consumed(
+        db,
+        lambda uow: records.on_referral_closed(uow, late_closed, late_case, berlin, "completed"),
+    )
+    found = {
+        row["referral_id"]: row
+        for row in await rows(
+            runtime,
+            "select referral_id, center_code, accepted_at, closed_reason from center_referrals",
+        )
+    }
+    assert found[accepted]["accepted_at"] is not None
+    assert found[accepted]["closed_reason"] == "withdrawn"  # open until the withdrawal
+    assert (found[declined]["center_code"], found[declined]["closed_reason"]) == (
+        berlin,
+        "declined",
+    )
+    assert found[ended]["closed_reason"] == "expired"
+    assert found[late_accepted]["closed_reason"] == "withdrawn"
+    assert found[late_accepted]["accepted_at"] is not None
+    assert found[late_closed]["closed_reason"] == "withdrawn"
+    [state] = await rows(runtime, "select status from case_states where case_id = $1", case_id)
+    assert state["status"] == "withdrawn"

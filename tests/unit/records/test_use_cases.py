@@ -154,17 +154,38 @@ class FakeRecordsRepository:
         return self.referrals.get(referral_id)
 
     async def add_referral(self, referral_id: UUID, case_id: UUID, center_code: str) -> None:
-        if referral_id in self.referrals:
-            return
-        referral = CenterReferral(referral_id=referral_id, case_id=case_id, center_code=center_code)
-        if await self.case_status(case_id) == CaseStatus.WITHDRAWN:
-            referral.closed_at, referral.closed_reason = utcnow(), "withdrawn"
-        self.add(referral)
+        await self._known_referral(referral_id, case_id, center_code)
 
-    async def close_case_referrals(self, case_id: UUID, reason: str) -> None:
+    async def _known_referral(
+        self, referral_id: UUID, case_id: UUID, center_code: str
+    ) -> CenterReferral:
+        """The referral's row, made (born closed after its case's withdrawal) if not known."""
+        referral = self.referrals.get(referral_id)
+        if referral is None:
+            referral = CenterReferral(
+                referral_id=referral_id, case_id=case_id, center_code=center_code
+            )
+            if await self.case_status(case_id) == CaseStatus.WITHDRAWN:
+                referral.closed_at, referral.closed_reason = utcnow(), "withdrawn"
+            self.add(referral)
+        return referral
+
+    async def accept_referral(self, referral_id: UUID, case_id: UUID, center_code: str) -> None:
+        referral = await self._known_referral(referral_id, case_id, center_code)
+        referral.accepted_at = referral.accepted_at or utcnow()
+
+    async def close_referral(
+        self, referral_id: UUID, case_id: UUID, center_code: str, reason: str
+    ) -> None:
+        referral = await self._known_referral(referral_id, case_id, center_code)
+        if referral.closed_at is None:
+            referral.closed_at, referral.closed_reason = utcnow(), reason
+
+    async def case_withdrawn(self, case_id: UUID) -> None:
+        await self.set_case_status(case_id, CaseStatus.WITHDRAWN)
         for referral in self.referrals.values():
             if referral.case_id == case_id and referral.closed_at is None:
-                referral.closed_at, referral.closed_reason = utcnow(), reason
+                referral.closed_at, referral.closed_reason = utcnow(), "withdrawn"
 
     async def question(self, question_id: UUID, *, lock: bool = False) -> FollowUpQuestion | None:
         return self.questions.get(question_id)

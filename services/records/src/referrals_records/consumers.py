@@ -19,7 +19,6 @@ from typing import Any
 from referrals_common.contracts import (
     CaseFollowUpAsked,
     CaseFurtherOpinionRequested,
-    CaseStatus,
     CaseStatusChanged,
     CaseWithdrawn,
     CenterCredentialIssued,
@@ -96,8 +95,7 @@ def build_consumer(
 
     @consumer.handles(CaseWithdrawn)
     async def withdrawn(event: CloudEvent[CaseWithdrawn], uow: UnitOfWork) -> None:
-        await records.on_case_status(uow, event.data.case_id, CaseStatus.WITHDRAWN)
-        await records.close_case_referrals(uow, event.data.case_id, "withdrawn")
+        await records.on_case_withdrawn(uow, event.data.case_id)
 
     @consumer.handles(ReferralRequested)
     async def offered(event: CloudEvent[ReferralRequested], uow: UnitOfWork) -> None:

@@ -140,9 +140,12 @@ def _set_case_status() -> Any:
 
 
 @cache
-def _add_referral() -> Any:
-    """`add_referral`'s statement, built once: the referral's row unless records knows it,
-    closed at birth (`withdrawn`) if its case was withdrawn."""
+def _referral_heard(heard: str) -> Any:
+    """The statement, built once per `heard`, that writes what partners' event said of a
+    referral: its row made unless records knows it, closed at birth (`withdrawn`) if its case
+    was withdrawn; `offered`: a known row stays as it is; `accepted`: accepted now unless it
+    was before; `closed`: closed now with the event's `reason` unless it was before (a new
+    row of a withdrawn case keeps `withdrawn`)."""
     referrals = CenterReferral.__table__  # type: ignore[attr-defined]  # SQLModel's table classes have it
     at = bindparam("at", type_=referrals.c.offered_at.type)
     case_id = bindparam("case_id", type_=Uuid())
@@ -154,20 +157,57 @@ def _add_referral() -> Any:
         )
         .exists()
     )
-    row = select(
-        bindparam("referral_id", type_=Uuid()),
-        case_id,
-        bindparam("center_code"),
-        at,
-        case((withdrawn, at), else_=None),
-        case((withdrawn, literal("withdrawn")), else_=None),
+    born_withdrawn = case((withdrawn, literal("withdrawn")), else_=None)
+    reason = bindparam("reason", type_=referrals.c.closed_reason.type)
+    row = {
+        "referral_id": bindparam("referral_id", type_=Uuid()),
+        "case_id": case_id,
+        "center_code": bindparam("center_code"),
+        "offered_at": at,
+        "closed_at": case((withdrawn, at), else_=None),
+        "closed_reason": born_withdrawn,
+    }
+    if heard == "accepted":
+        row["accepted_at"] = at
+    elif heard == "closed":
+        row["closed_at"] = at
+        row["closed_reason"] = func.coalesce(born_withdrawn, reason)
+    statement = insert(referrals).from_select(list(row), select(*row.values()))
+    if heard == "offered":
+        return statement.on_conflict_do_nothing(index_elements=[referrals.c.referral_id])
+    if heard == "accepted":
+        return statement.on_conflict_do_update(
+            index_elements=[referrals.c.referral_id],
+            set_={"accepted_at": statement.excluded.accepted_at},
+            where=referrals.c.accepted_at.is_(None),
+        )
+    assert heard == "closed"
+    return statement.on_conflict_do_update(
+        index_elements=[referrals.c.referral_id],
+        set_={"closed_at": statement.excluded.closed_at, "closed_reason": reason},
+        where=referrals.c.closed_at.is_(None),
     )
-    columns = ["referral_id", "case_id", "center_code", "offered_at", "closed_at", "closed_reason"]
-    return (
-        insert(referrals)
-        .from_select(columns, row)
-        .on_conflict_do_nothing(index_elements=[referrals.c.referral_id])
+
+
+@cache
+def _case_withdrawn() -> Any:
+    """`case_withdrawn`'s statement, built once: the case's status `withdrawn` (as
+    `_set_case_status` writes a status) and its open referrals closed (`withdrawn`), in a
+    data-modifying CTE."""
+    referrals = CenterReferral.__table__  # type: ignore[attr-defined]  # SQLModel's table classes have it
+    closed = (
+        update(referrals)
+        .where(
+            referrals.c.case_id == bindparam("case_id", type_=Uuid()),
+            referrals.c.closed_at.is_(None),
+        )
+        .values(
+            closed_at=bindparam("at", type_=referrals.c.closed_at.type),
+            closed_reason=CaseStatus.WITHDRAWN.value,
+        )
+        .cte("closed")
     )
+    return _set_case_status().add_cte(closed)
 
 
 @cache
@@ -408,24 +448,42 @@ class RecordsRepository:
     async def add_referral(self, referral_id: UUID, case_id: UUID, center_code: str) -> None:
         """The referral's row, unless records knows it already; a referral first heard of
         after its case's withdrawal is born closed. One statement, nothing read back."""
-        # A referral its transaction added before (its acceptance or its end heard of first)
-        # is written first, so it is known here (`_write`).
-        await self._write(
-            _add_referral(),
-            {
-                "referral_id": referral_id,
-                "case_id": case_id,
-                "center_code": center_code,
-                "at": utcnow(),
-            },
-        )
+        await self._referral_heard("offered", referral_id, case_id, center_code)
 
-    async def close_case_referrals(self, case_id: UUID, reason: str) -> None:
-        """Close every open referral of the case."""
-        await self.session.execute(
-            update(CenterReferral)
-            .where(col(CenterReferral.case_id) == case_id, col(CenterReferral.closed_at).is_(None))
-            .values(closed_at=utcnow(), closed_reason=reason)
+    async def accept_referral(self, referral_id: UUID, case_id: UUID, center_code: str) -> None:
+        """The referral accepted now, unless it was before; made if records had not heard of
+        it (born closed after its case's withdrawal, as `add_referral` makes it). One
+        statement, nothing read back: no row read, locked and written back."""
+        await self._referral_heard("accepted", referral_id, case_id, center_code)
+
+    async def close_referral(
+        self, referral_id: UUID, case_id: UUID, center_code: str, reason: str
+    ) -> None:
+        """The referral closed now for `reason`, unless it was before (the first close
+        stands); made closed if records had not heard of it (`withdrawn` after its case's
+        withdrawal). One statement, nothing read back."""
+        await self._referral_heard("closed", referral_id, case_id, center_code, reason=reason)
+
+    async def _referral_heard(
+        self, heard: str, referral_id: UUID, case_id: UUID, center_code: str, **more: str
+    ) -> None:
+        # A referral its transaction wrote before (its acceptance or its end heard of before
+        # its offer) is written first, so it is known here (`_write`).
+        values = {
+            "referral_id": referral_id,
+            "case_id": case_id,
+            "center_code": center_code,
+            "at": utcnow(),
+            **more,
+        }
+        await self._write(_referral_heard(heard), values)
+
+    async def case_withdrawn(self, case_id: UUID) -> None:
+        """The case's status `withdrawn` (final: `set_case_status`) and every open referral of
+        the case closed (`withdrawn`): one statement, nothing read back."""
+        await self._write(
+            _case_withdrawn(),
+            {"case_id": case_id, "status": CaseStatus.WITHDRAWN.value, "at": utcnow()},
         )
 
     async def question(self, question_id: UUID, *, lock: bool = False) -> FollowUpQuestion | None:

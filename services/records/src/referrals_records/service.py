@@ -504,24 +504,6 @@ class Records:
             elif doc.id not in shared and doc.shared_at is not None:
                 doc.shared_at = None
 
-    async def _referral(
-        self, uow: UnitOfWork, referral_id: UUID, case_id: UUID, center_code: str
-    ) -> CenterReferral:
-        """The referral's row, made (and locked) if records had not heard of it: the cases and
-        routing topics are not ordered with each other, so a referral first seen after the
-        case's withdrawal is born closed and grants nothing."""
-        repo = self.repo(uow)
-        referral = await repo.referral(referral_id, lock=True)
-        if referral is None:
-            referral = CenterReferral(
-                referral_id=referral_id, case_id=case_id, center_code=center_code
-            )
-            state = await repo.case_state(case_id)
-            if state is not None and state.status == CaseStatus.WITHDRAWN:
-                referral.closed_at, referral.closed_reason = utcnow(), "withdrawn"
-            repo.add(referral)
-        return referral
-
     async def on_referral_offered(
         self, uow: UnitOfWork, referral_id: UUID, case_id: UUID, center_code: str
     ) -> None:
@@ -533,21 +515,18 @@ class Records:
     async def on_referral_accepted(
         self, uow: UnitOfWork, referral_id: UUID, case_id: UUID, center_code: str
     ) -> None:
-        """The center accepted: it may now upload (its opinion) while the referral is open."""
-        referral = await self._referral(uow, referral_id, case_id, center_code)
-        if referral.accepted_at is None:
-            referral.accepted_at = utcnow()
+        """The center accepted: it may now upload (its opinion) while the referral is open.
+        The cases and routing topics are not ordered with each other: a referral first heard
+        of here is made, born closed after the case's withdrawal (it grants nothing)."""
+        await self.repo(uow).accept_referral(referral_id, case_id, center_code)
 
     async def on_referral_closed(
         self, uow: UnitOfWork, referral_id: UUID, case_id: UUID, center_code: str, reason: str
     ) -> None:
         """The center declined, let the offer expire or delivered its opinion: it reads and
-        uploads no more. (Recorded even if the offer itself has not been seen yet, so a late
-        offer grants nothing.)"""
-        referral = await self._referral(uow, referral_id, case_id, center_code)
-        if referral.closed_at is None:
-            referral.closed_at = utcnow()
-            referral.closed_reason = reason
+        uploads no more (the first close stands). Recorded even if the offer itself has not
+        been seen yet, so a late offer grants nothing."""
+        await self.repo(uow).close_referral(referral_id, case_id, center_code, reason)
 
     async def on_follow_up_asked(
         self,
@@ -585,9 +564,10 @@ class Records:
             return None
         return question
 
-    async def close_case_referrals(self, uow: UnitOfWork, case_id: UUID, reason: str) -> None:
-        """The case was withdrawn: no center reads it any more."""
-        await self.repo(uow).close_case_referrals(case_id, reason)
+    async def on_case_withdrawn(self, uow: UnitOfWork, case_id: UUID) -> None:
+        """The case was withdrawn: its status is final, and no center reads it any more (every
+        open referral closed)."""
+        await self.repo(uow).case_withdrawn(case_id)
 
 
 async def on_credential_issued(
