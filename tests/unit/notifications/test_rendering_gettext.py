@@ -87,3 +87,24 @@ def test_a_translated_string_is_one_call_of_the_context(
     assert not [
         called for called in catalog_calls if getattr(called, "__name__", "") == "_gettext_alias"
     ]
+
+
+def test_a_string_without_variables_is_translated_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The catalog is asked again only for strings with variables: the others read the same in
+    every message of the locale (each is kept once translated and formatted)."""
+    asked: list[str] = []
+    gettext = Translations.gettext
+
+    def counted(self: Translations, message: str) -> str:
+        asked.append(message)
+        return str(gettext(self, message))
+
+    monkeypatch.setattr(Translations, "gettext", counted)
+    renderer = Renderer()
+    for trigger in (T.CASE_SUBMITTED, T.REFERRAL_REQUESTED):
+        context = sample_context(trigger, "uk")
+        first = renderer.render(trigger, context, C.EMAIL)
+        asked.clear()
+        assert renderer.render(trigger, context, C.EMAIL) == first
+        assert asked
+        assert all("%(" in message for message in asked), asked

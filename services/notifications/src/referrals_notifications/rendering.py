@@ -206,17 +206,37 @@ def _unknown_code(kind: str, value: object) -> str:
     raise UnknownCode(f"no wording for {kind} {value!r}")
 
 
+_KEPT_TRANSLATIONS = 4096
+"""The most strings without variables a locale's gettext keeps translated (the templates have a
+few hundred, all literals)."""
+
+
 def _newstyle_gettext(translate: Callable[[str], str]) -> Callable[..., str]:
     """What `jinja2.ext.i18n`'s newstyle `gettext` does, calling the catalog directly: the
     translation, marked safe where the template autoescapes (its variables escaped as they are
-    put in), always formatted with its variables (`%%` is a percent sign in every string)."""
+    put in), always formatted with its variables (`%%` is a percent sign in every string). A
+    string without variables is the same each time: translated and formatted once (per
+    autoescaping), then kept (the catalog does not change while the renderer lives)."""
+    kept: dict[tuple[str, bool], str] = {}
+
+    def translated(string: str, autoescape: bool, variables: dict[str, Any]) -> str:
+        text = translate(string)
+        if autoescape:
+            text = Markup(text)  # noqa: S704 - our catalog's words, as jinja2.ext.i18n marks them
+        return text % variables
 
     @pass_context
     def gettext(context: Context, string: str, /, **variables: Any) -> str:
-        text = translate(string)
-        if context.eval_ctx.autoescape:
-            text = Markup(text)  # noqa: S704 - our catalog's words, as jinja2.ext.i18n marks them
-        return text % variables
+        autoescape = context.eval_ctx.autoescape
+        if variables:
+            return translated(string, autoescape, variables)
+        key = (string, autoescape)
+        text = kept.get(key)
+        if text is None:
+            text = translated(string, autoescape, variables)
+            if len(kept) < _KEPT_TRANSLATIONS:
+                kept[key] = text
+        return text
 
     return gettext
 
