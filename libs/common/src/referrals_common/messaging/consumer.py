@@ -167,7 +167,18 @@ class WaitingBatchSubscriber(BatchSubscriber):
     largest part of an idle consumer's CPU). aiokafka's `getmany` returns as soon as records
     arrive (a rebalance or `stop()` wakes it too, and aiokafka counts the wait as polling, not as
     idling past `max_poll_interval_ms`), so this one waits there, up to `IDLE_WAIT_MS` at a time,
-    and never sleeps. The batch is whatever the consumer has fetched, as before."""
+    and never sleeps. The batch is whatever the consumer has fetched, as before.
+
+    A batch its consume loop polled goes straight to the consumer's `settle` (set by
+    `EventConsumer.subscribe`), not through FastStream's per-message pipeline (`consume`,
+    `process_message`): an exit stack, context scopes, two middlewares, a parsed message with
+    every record's headers decoded, fast_depends' call model and the handler's wrappers, about
+    40 CPU-us a batch, and at a low rate a batch is one event. What that pipeline did for us is
+    done here: the subscriber's lock (a graceful stop waits for the batch), NACK_ON_ERROR (a
+    failed batch is logged and every partition rewound to its first record in it, nothing
+    committed), and the commit of a settled batch (`OffsetCommits`' to do, or the consumer's
+    position committed at once when there is none). A broker with middlewares of its own goes
+    through FastStream's pipeline, which runs them."""
 
     __slots__ = ()
 
@@ -175,6 +186,8 @@ class WaitingBatchSubscriber(BatchSubscriber):
 
     # Set by `EventConsumer.subscribe`: who commits this subscriber's offsets.
     offset_commits: OffsetCommits | None
+    # Set by `EventConsumer.subscribe`: what applies a polled batch (its aiokafka records).
+    settle: Callable[[tuple[Any, ...]], Awaitable[None]] | None
 
     async def start(self) -> None:
         await super().start()
@@ -198,6 +211,41 @@ class WaitingBatchSubscriber(BatchSubscriber):
             timeout_ms=self.IDLE_WAIT_MS, max_records=self.max_records
         )
         return tuple(chain.from_iterable(messages.values()))
+
+    async def consume_one(self, msg: tuple[Any, ...]) -> None:
+        settle = getattr(self, "settle", None)
+        if settle is None or self._broker_middlewares:
+            await super().consume_one(msg)
+            return
+        if not self.running:  # stopping: the batch is not applied, nor committed
+            return
+        consumer = self.consumer
+        with self.lock:
+            try:
+                await settle(msg)
+            except Exception as exc:
+                log.error("batch of %d not settled: %r", len(msg), exc, exc_info=exc)
+                if consumer is not None:
+                    _rewind(consumer, msg)
+                return
+            if getattr(self, "offset_commits", None) is None and consumer is not None:
+                try:
+                    await consumer.commit()
+                except Exception as exc:  # a rebalance: the records come again, to the inbox
+                    log.warning("batch of %d settled, not committed: %r", len(msg), exc)
+
+
+def _rewind(consumer: Any, records: Sequence[Any]) -> None:
+    """Seek each partition of `records` back to its first record among them (what FastStream's
+    nack of a batch does): nothing after the earliest unsettled record is committed, and the
+    batch's records are polled again."""
+    earliest: dict[TopicPartition, int] = {}
+    for record in records:
+        tp = TopicPartition(record.topic, record.partition)
+        if tp not in earliest or record.offset < earliest[tp]:
+            earliest[tp] = record.offset
+    for tp, offset in earliest.items():
+        consumer.seek(tp, offset)
 
 
 def waiting(subscriber: Any) -> Any:
@@ -412,14 +460,18 @@ class EventConsumer:
         process (a `listener` given in `options` is called too).
         """
 
-        async def on_batch(message: KafkaMessage) -> None:
-            records = message.raw_message
+        async def settle(records: tuple[Any, ...]) -> None:
             dead_lettered = self.stats["dead_lettered"]
             await self.process_batch(records)
             if commits is not None:
                 commits.settled(records)
                 if self.stats["dead_lettered"] != dead_lettered:
                     await commits.flush()  # no inbox row would make its redelivery a no-op
+
+        # FastStream's handler: what a batch delivered through its pipeline reaches (a test
+        # broker's, or a broker with middlewares); the consume loop calls `settle` itself.
+        async def on_batch(message: KafkaMessage) -> None:
+            await settle(message.raw_message)
 
         options.setdefault("auto_offset_reset", "earliest")
         options.setdefault("max_records", 200)
@@ -445,6 +497,7 @@ class EventConsumer:
         )
         lag.subscriber = waiting(subscriber)
         lag.subscriber.offset_commits = commits
+        lag.subscriber.settle = settle
         if commits is not None:
             commits.subscriber = lag.subscriber
         self.subscribers.append(subscriber)
@@ -494,6 +547,14 @@ class EventConsumer:
             for record, doc in partition_records:
                 await self.process(record, record.value, doc=doc)
 
+        if not by_partition:  # every event skipped
+            return
+        if len(by_partition) == 1:
+            # One partition (at a low rate, most batches are one event): applied here, not in a
+            # task of its own that gather would make and the loop schedule.
+            [partition_records] = by_partition.values()
+            await in_order(partition_records)
+            return
         results = await asyncio.gather(
             *(in_order(rs) for rs in by_partition.values()), return_exceptions=True
         )
