@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.errors import IllegalStateError
 from aiokafka.structs import ConsumerRecord
 from faststream import BaseMiddleware
 from faststream._internal.endpoint.subscriber.usecase import SubscriberUsecase
@@ -203,3 +204,17 @@ async def test_several_partitions_are_applied_concurrently_and_a_failure_is_rais
     with pytest.raises(ConnectionRefusedError):
         await events.process_batch((event_record(0, 1), event_record(1, 1)))
     assert len(started) == 2
+
+
+async def test_a_partition_revoked_during_a_failed_batch_does_not_stop_the_others_rewind() -> None:
+    class Revoked(FakeAiokafkaConsumer):
+        def seek(self, partition: TopicPartition, offset: int) -> None:
+            if partition.partition == 0:
+                raise IllegalStateError(f"No current assignment for partition {partition}")
+            super().seek(partition, offset)
+
+    events = RecordingConsumer(fail=True)
+    subscriber = polling(events)
+    subscriber.consumer = Revoked()
+    await subscriber.consume_one((record(0, 7), record(1, 3)))  # raises nothing
+    assert subscriber.consumer.seeks == [(TopicPartition("t", 1), 3)]
