@@ -284,3 +284,70 @@ async def test_on_asyncpg_a_referral_first_heard_of_by_its_acceptance_or_end_is_
     assert found[late_closed]["closed_reason"] == "withdrawn"
     [state] = await rows(runtime, "select status from case_states where case_id = $1", case_id)
     assert state["status"] == "withdrawn"
+
+
+async def test_follow_up_questions_and_shared_opinions_are_one_statement_each(
+    runtime: Any,
+) -> None:
+    """A follow-up question asked and answered, and the opinions a further opinion shares: one
+    statement each through asyncpg in the inbox's transaction, no ORM session (were the row
+    read through the session, then added or changed and written at the commit's flush; the
+    case's centers' documents read, locked and written back one by one). The first answer
+    stands; of the case's opinions exactly those named are shared, and an earlier sharing is
+    kept as it was."""
+    records, db = runtime.records, runtime.db
+    case_id, other_case, referral_id, question = (uuid.uuid4() for _ in range(4))
+    kept, dropped, chosen, patients, elsewhere = (uuid.uuid4() for _ in range(5))
+    earlier = datetime(2026, 1, 2, tzinfo=UTC)
+    for doc, case, center, shared_at in (
+        (kept, case_id, "charite-berlin", None),
+        (dropped, case_id, "charite-berlin", earlier),
+        (chosen, case_id, "nio-warsaw", earlier),
+        (patients, case_id, None, None),
+        (elsewhere, other_case, "charite-berlin", None),
+    ):
+        await rows(
+            runtime,
+            "insert into documents (id, case_id, kind, media_type, size_bytes, sha256,"
+            " object_key, file_name, uploaded_by, center_code, shared_at, created_at)"
+            " values ($1, $2, 'opinion', 'application/pdf', 1, $5, 'k', 'o.pdf',"
+            " 'x', $3, $4, now())",
+            doc,
+            case,
+            center,
+            shared_at,
+            doc.hex,
+        )
+    asked_at = datetime.now(UTC)
+    steps: list[Callable[[UnitOfWork], Awaitable[None]]] = [
+        lambda uow: records.on_follow_up_asked(uow, question, referral_id, case_id, asked_at),
+        lambda uow: records.on_follow_up_asked(uow, question, referral_id, case_id, asked_at),
+        lambda uow: records.on_follow_up_answered(uow, question),
+        lambda uow: records.on_follow_up_answered(uow, question),
+        lambda uow: records.on_opinions_shared(uow, case_id, [chosen, elsewhere, patients]),
+    ]
+    answers = []
+    for step in steps:
+        async with queries_sent(db, look_ups=False) as sent:
+            await consumed(db, step)
+        assert sent.orm == []
+        opening, written, commit = (query.lower() for query in sent.native)
+        assert opening.startswith("begin; insert into inbox") and commit == "commit"
+        assert "follow_up_questions" in written or "update documents" in written
+        answers += await rows(
+            runtime, "select answered_at from follow_up_questions where question_id = $1", question
+        )
+    [row] = await rows(
+        runtime,
+        "select referral_id, case_id, asked_at, answered_at from follow_up_questions",
+    )
+    assert (row["referral_id"], row["case_id"], row["asked_at"]) == (referral_id, case_id, asked_at)
+    assert row["answered_at"] is not None and answers[2]["answered_at"] == row["answered_at"]
+    shared = {
+        row["id"]: row["shared_at"]
+        for row in await rows(runtime, "select id, shared_at from documents")
+    }
+    assert shared[chosen] == earlier  # shared before, and again now: since then
+    assert shared[kept] is None and shared[dropped] is None
+    assert shared[patients] is None  # a patient's document is no opinion to share
+    assert shared[elsewhere] is None  # another case's opinion is never shared by this one

@@ -107,12 +107,15 @@ class FakeRecordsRepository:
     async def documents(self, case_id: UUID, *, for_center: str | None = None) -> list[Document]:
         return self._live(case_id)
 
-    async def centers_documents(self, case_id: UUID) -> list[Document]:
-        return [
-            d
-            for d in self.documents_by_id.values()
-            if d.case_id == case_id and d.center_code is not None
-        ]
+    async def share_opinions(self, case_id: UUID, document_ids: list[UUID]) -> None:
+        shared = set(document_ids)
+        for doc in self.documents_by_id.values():
+            if doc.case_id != case_id or doc.center_code is None:
+                continue
+            if doc.id in shared and doc.shared_at is None:
+                doc.shared_at = utcnow()
+            elif doc.id not in shared:
+                doc.shared_at = None
 
     async def live_twin(self, case_id: UUID, sha256: str) -> Document | None:
         return next((d for d in self._live(case_id) if d.sha256 == sha256), None)
@@ -187,8 +190,26 @@ class FakeRecordsRepository:
             if referral.case_id == case_id and referral.closed_at is None:
                 referral.closed_at, referral.closed_reason = utcnow(), "withdrawn"
 
-    async def question(self, question_id: UUID, *, lock: bool = False) -> FollowUpQuestion | None:
+    async def question(self, question_id: UUID) -> FollowUpQuestion | None:
         return self.questions.get(question_id)
+
+    async def add_question(
+        self, question_id: UUID, referral_id: UUID, case_id: UUID, asked_at: datetime
+    ) -> None:
+        if question_id not in self.questions:
+            self.add(
+                FollowUpQuestion(
+                    question_id=question_id,
+                    referral_id=referral_id,
+                    case_id=case_id,
+                    asked_at=asked_at,
+                )
+            )
+
+    async def answer_question(self, question_id: UUID) -> None:
+        question = self.questions.get(question_id)
+        if question is not None and question.answered_at is None:
+            question.answered_at = utcnow()
 
     async def add_key(
         self, *, key_id: str, center_code: str, secret_hash: str, issued_at: datetime

@@ -36,7 +36,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
@@ -208,6 +208,56 @@ def _case_withdrawn() -> Any:
         .cte("closed")
     )
     return _set_case_status().add_cte(closed)
+
+
+@cache
+def _add_question() -> Any:
+    """`add_question`'s statement, built once: the question's row unless records knows it."""
+    questions = FollowUpQuestion.__table__  # type: ignore[attr-defined]  # SQLModel's table classes have it
+    return (
+        insert(questions)
+        .values(
+            question_id=bindparam("question_id", type_=Uuid()),
+            referral_id=bindparam("referral_id", type_=Uuid()),
+            case_id=bindparam("case_id", type_=Uuid()),
+            asked_at=bindparam("asked_at", type_=questions.c.asked_at.type),
+        )
+        .on_conflict_do_nothing(index_elements=[questions.c.question_id])
+    )
+
+
+@cache
+def _answer_question() -> Any:
+    """`answer_question`'s statement, built once: answered now unless it was before."""
+    questions = FollowUpQuestion.__table__  # type: ignore[attr-defined]  # SQLModel's table classes have it
+    return (
+        update(questions)
+        .where(
+            questions.c.question_id == bindparam("question_id", type_=Uuid()),
+            questions.c.answered_at.is_(None),
+        )
+        .values(answered_at=bindparam("at", type_=questions.c.answered_at.type))
+    )
+
+
+@cache
+def _share_opinions() -> Any:
+    """`share_opinions`' statement, built once: of the case's documents centers uploaded,
+    those named shared (since now, or since they were), the others not; only the rows whose
+    sharing changes are written."""
+    documents = _documents()
+    named = documents.c.id == func.any(bindparam("shared", type_=ARRAY(Uuid())))
+    return (
+        update(documents)
+        .where(
+            documents.c.case_id == bindparam("case_id", type_=Uuid()),
+            documents.c.center_code.is_not(None),
+            named.is_distinct_from(documents.c.shared_at.is_not(None)),
+        )
+        .values(
+            shared_at=case((named, bindparam("at", type_=documents.c.shared_at.type)), else_=None)
+        )
+    )
 
 
 @cache
@@ -411,14 +461,13 @@ class RecordsRepository:
         )
         return list(rows.scalars())
 
-    async def centers_documents(self, case_id: UUID) -> list[Document]:
-        """The case's documents that centers uploaded (their opinions), locked."""
-        rows = await self.session.execute(
-            select(Document)
-            .where(col(Document.case_id) == case_id, col(Document.center_code).is_not(None))
-            .with_for_update()
+    async def share_opinions(self, case_id: UUID, document_ids: list[UUID]) -> None:
+        """Of the case's documents centers uploaded (their opinions), exactly `document_ids`
+        are shared (since now, or since an earlier round shared them), the others no longer.
+        One statement, nothing read back."""
+        await self._write(
+            _share_opinions(), {"case_id": case_id, "shared": document_ids, "at": utcnow()}
         )
-        return list(rows.scalars())
 
     async def live_twin(self, case_id: UUID, sha256: str) -> Document | None:
         """The case's live document with these bytes, if there is one."""
@@ -486,8 +535,25 @@ class RecordsRepository:
             {"case_id": case_id, "status": CaseStatus.WITHDRAWN.value, "at": utcnow()},
         )
 
-    async def question(self, question_id: UUID, *, lock: bool = False) -> FollowUpQuestion | None:
-        return await self.session.get(FollowUpQuestion, question_id, with_for_update=lock)
+    async def question(self, question_id: UUID) -> FollowUpQuestion | None:
+        return await self.session.get(FollowUpQuestion, question_id)
+
+    async def add_question(
+        self, question_id: UUID, referral_id: UUID, case_id: UUID, asked_at: datetime
+    ) -> None:
+        """The follow-up question's row, unless records knows it. One statement."""
+        values = {
+            "question_id": question_id,
+            "referral_id": referral_id,
+            "case_id": case_id,
+            "asked_at": asked_at,
+        }
+        await self._write(_add_question(), values)
+
+    async def answer_question(self, question_id: UUID) -> None:
+        """The question answered now, unless it was before (or records never heard of it).
+        One statement."""
+        await self._write(_answer_question(), {"question_id": question_id, "at": utcnow()})
 
     # ---------------------------------------------------------------- centers' keys
 

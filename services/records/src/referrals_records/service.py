@@ -497,12 +497,7 @@ class Records:
         """A further opinion was asked: the centers offered the case from now on read exactly
         the earlier opinions this round shares (the patient's consent), only of this case; an
         opinion shared for an earlier round and not now is no longer readable by them."""
-        shared = set(document_ids)
-        for doc in await self.repo(uow).centers_documents(case_id):
-            if doc.id in shared and doc.shared_at is None:
-                doc.shared_at = utcnow()
-            elif doc.id not in shared and doc.shared_at is not None:
-                doc.shared_at = None
+        await self.repo(uow).share_opinions(case_id, document_ids)
 
     async def on_referral_offered(
         self, uow: UnitOfWork, referral_id: UUID, case_id: UUID, center_code: str
@@ -538,22 +533,11 @@ class Records:
     ) -> None:
         """The patient asked the center of `referral_id` a follow-up question: until it answers,
         that center may upload documents to answer it."""
-        repo = self.repo(uow)
-        if await repo.question(question_id) is None:
-            repo.add(
-                FollowUpQuestion(
-                    question_id=question_id,
-                    referral_id=referral_id,
-                    case_id=case_id,
-                    asked_at=asked_at,
-                )
-            )
+        await self.repo(uow).add_question(question_id, referral_id, case_id, asked_at)
 
     async def on_follow_up_answered(self, uow: UnitOfWork, question_id: UUID) -> None:
         """The center answered: it uploads nothing more for this question."""
-        question = await self.repo(uow).question(question_id, lock=True)
-        if question is not None and question.answered_at is None:
-            question.answered_at = utcnow()
+        await self.repo(uow).answer_question(question_id)
 
     async def open_question(
         self, uow: UnitOfWork, referral_id: UUID, question_id: UUID
