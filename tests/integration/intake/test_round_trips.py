@@ -18,6 +18,7 @@ from sqlalchemy import event, select
 
 from referrals_common.contracts import (
     CentersProposed,
+    DocumentRejected,
     DocumentUnreadable,
     ReferralRequested,
     StatusChangeReason,
@@ -27,7 +28,7 @@ from referrals_common.db import UnitOfWork
 from referrals_common.messaging.schema import outbox_table
 from referrals_intake import consumers, repository
 from referrals_intake.bootstrap import Runtime
-from referrals_intake.models import CaseDocument, TimelineEntry
+from referrals_intake.models import AccessAudit, CaseDocument, TimelineEntry
 from tests.integration.statements_sent import Sent, queries_sent
 
 from .conftest import open_case
@@ -336,17 +337,34 @@ async def test_a_submit_locks_its_case_with_its_consents_and_documents_in_one_st
     assert r.json()["status"] == "submitted"
     # Its transaction runs on asyncpg itself: nothing through SQLAlchemy (was all of it).
     assert sent.orm == []
-    begin, locked, *writes, view, commit = sent.native
+    begin, locked, *writes, commit = sent.native
     assert (begin, commit) == ("begin; select", "commit")
     assert "FOR UPDATE OF cases" in locked
     assert "from case_consents" in locked and "from case_documents" in locked
-    # The case's row with its entry and its events (one statement); then its view with the
-    # access audit row. Was seven: the consents and the documents each read by a statement of
-    # their own; then six, the events a statement of their own.
-    assert [" ".join(w.split()[:3]).lower() for w in writes] == ["with moved as"]
-    assert "insert into case_timeline" in writes[0].lower()
-    assert "insert into outbox" in writes[0].lower()
-    assert view.startswith("with audited as")
+    # And the rest of what the answer shows, which a submit does not change.
+    for part in ("information_requests", "follow_up_questions", "meetings"):
+        assert f"from {part}" in locked
+    # The case's row with its entry, its events and the access audit row: one statement, and
+    # nothing read again for the answer. Was seven: the consents and the documents each read by
+    # a statement of their own; then six, the events a statement of their own; then five, the
+    # answer's parts read again with the audit row after the save.
+    assert [" ".join(w.split()[:2]).lower() for w in writes] == ["with audited"]
+    for written in ("update cases", "insert into case_timeline", "insert into outbox"):
+        assert written in writes[0].lower()
+    assert "insert into access_audit" in writes[0].lower()
+    # The answer is the case as it is read back once committed.
+    body = r.json()
+    assert body == (await api.get(f"/v1/cases/{case_id}", headers=headers)).json()
+    assert [c["kind"] for c in body["consents"]] == ["processing", "cross_border"]
+    assert [d["kind"] for d in body["documents"]] == ["pathology_report"]
+    assert body["next_step"] is not None
+    async with runtime.db.unit_of_work() as uow:
+        audited = (
+            await uow.session.execute(
+                select(AccessAudit.action).where(AccessAudit.case_id == case_id)
+            )
+        ).scalars()
+        assert list(audited).count("submit_case") == 1
     assert await outbox_types(runtime, case_id) == [
         "referrals.case.submitted.v1",
         "referrals.case.contact_shared.v1",
@@ -433,3 +451,135 @@ async def test_a_batch_reads_the_case_as_its_earlier_event_left_it_through_the_s
         ("ready", "choosing_center", "centers_proposed"),
         ("choosing_center", "referred", "referral_requested"),
     ]
+
+
+async def submitted_with(
+    api: Any, api_key: str, runtime: Runtime, kinds_: tuple[str, ...]
+) -> tuple[uuid.UUID, list[uuid.UUID], dict]:
+    """A submitted case whose documents of `kinds_` are stored, none checked yet: (id, the
+    documents' ids oldest first, the case's auth headers)."""
+    raw_id, headers = await open_case(api, api_key)
+    case_id = uuid.UUID(raw_id)
+    docs = [stored(case_id, kind) for kind in kinds_]
+    for _, report in docs:
+        await apply(runtime, report, document_fact(runtime, report))
+    for kind in ("processing", "cross_border"):
+        await api.put(
+            f"/v1/cases/{case_id}/consents/{kind}", json={"version": "2026-01"}, headers=headers
+        )
+    assert (await api.post(f"/v1/cases/{case_id}/submit", headers=headers)).status_code == 200
+    return case_id, [d for d, _ in docs], headers
+
+
+async def ready_events(runtime: Runtime, case_id: uuid.UUID) -> list[dict[str, Any]]:
+    async with runtime.db.unit_of_work() as uow:
+        rows = await uow.session.execute(
+            select(outbox_table.c.payload)
+            .where(outbox_table.c.aggregate_id == str(case_id))
+            .where(outbox_table.c.event_type == "referrals.case.ready_for_referral.v1")
+        )
+        return [p["data"] for p in rows.scalars()]
+
+
+THREE = ("pathology_report", "discharge_summary", "imaging_report")
+
+
+async def test_a_batch_of_a_case_s_checks_locks_and_reads_the_case_once(
+    api, api_key, runtime
+) -> None:
+    """The three checks of a case's documents in one batch (one transaction): the first locks
+    the case and reads its documents and consents with its fact; the next two keep their fact
+    alone (the case locked, its documents as the earlier facts left them, its consents: all
+    this transaction's already), the last one's move is saved. Was three statements that each
+    locked and read the case, its documents and consents."""
+    case_id, docs, headers = await submitted_with(api, api_key, runtime, THREE)
+    consumer = consumers.build_consumer(runtime.intake, runtime.db, cast(Any, None))
+
+    async with queries_sent(runtime.db, look_ups=False) as sent:
+        await consumer.process_batch(batch_of(*(accepted(case_id, d, "en") for d in docs)))
+
+    assert consumer.stats["applied"] == 3
+    assert sent.orm == []
+    assert len(sent.native) == 6, sent.native
+    begin, first, second, third, saved, commit = (q.lower() for q in sent.native)
+    assert begin.startswith("begin; insert") and commit == "commit"
+    assert first.startswith("with fact_case as") and "for update" in first
+    for kept in (second, third):
+        assert kept.startswith("insert into case_documents")
+        assert "cases" not in kept.replace("case_documents", "")  # no read of the case
+    assert saved.startswith("with moved as")
+    r = await api.get(f"/v1/cases/{case_id}", headers=headers)
+    assert r.json()["status"] == "ready"
+    assert [d["check"] for d in r.json()["documents"]] == ["accepted"] * 3
+    moves = await timeline(runtime, case_id)
+    assert moves[-1] == ("submitted", "ready", "documents_accepted")
+    assert moves.count(("submitted", "ready", "documents_accepted")) == 1
+    (ready,) = await ready_events(runtime, case_id)
+    assert ready["document_ids"] == [str(d) for d in docs]
+
+
+async def test_a_batch_reads_the_case_again_after_a_handler_went_through_the_session(
+    api, api_key, runtime
+) -> None:
+    """A check, a refused upload (its note through the session) and the other check of one
+    case in one batch: the second check reads the case and its documents again (the session
+    may have changed them), and the case becomes ready once, the note on its timeline."""
+    case_id, docs, headers = await submitted_with(api, api_key, runtime, THREE[:2])
+    refused = new_event(
+        DocumentRejected(
+            case_id=case_id, document_id=uuid.uuid4(), reason="too_large", detail="over 50 MB"
+        )
+    )
+    consumer = consumers.build_consumer(runtime.intake, runtime.db, cast(Any, None))
+    batch = [accepted(case_id, docs[0], "en"), refused, accepted(case_id, docs[1], "en")]
+
+    async with queries_sent(runtime.db, look_ups=False) as sent:
+        await consumer.process_batch(batch_of(*batch))
+
+    assert consumer.stats["applied"] == 3
+    assert sum(q.lower().startswith("with fact_case as") for q in sent.native) == 2
+    r = await api.get(f"/v1/cases/{case_id}", headers=headers)
+    assert r.json()["status"] == "ready"
+    assert [t[2] for t in await timeline(runtime, case_id)][-2:] == [
+        "document_rejected",
+        "documents_accepted",
+    ]
+    assert len(await ready_events(runtime, case_id)) == 1
+
+
+async def test_a_submit_whose_documents_were_all_checked_answers_the_ready_case_as_read_back(
+    api, api_key, runtime
+) -> None:
+    """Checked before the submit, the documents move the case on to ready in the submission's
+    statement: the answer (its parts read with the case's lock, its next step the newest entry
+    written) is the case as it is read back, with one audit row of the submit."""
+    raw_id, headers = await open_case(api, api_key)
+    case_id = uuid.UUID(raw_id)
+    doc_id, report = stored(case_id, "pathology_report")
+    await apply(runtime, report, document_fact(runtime, report))
+    check = accepted(case_id, doc_id, "en")
+    await apply(runtime, check, document_fact(runtime, check))
+    for kind in ("processing", "cross_border"):
+        await api.put(
+            f"/v1/cases/{case_id}/consents/{kind}", json={"version": "2026-01"}, headers=headers
+        )
+
+    async with queries_sent(runtime.db, look_ups=False) as sent:
+        r = await api.post(f"/v1/cases/{case_id}/submit", headers=headers)
+
+    assert r.status_code == 200, r.text
+    assert len(sent.native) == 4 and sent.orm == [], sent
+    body = r.json()
+    assert body["status"] == "ready"
+    assert body == (await api.get(f"/v1/cases/{case_id}", headers=headers)).json()
+    assert (await timeline(runtime, case_id))[-2:] == [
+        ("draft", "submitted", "patient_submitted"),
+        ("submitted", "ready", "documents_accepted"),
+    ]
+    async with runtime.db.unit_of_work() as uow:
+        actions = (
+            await uow.session.execute(
+                select(AccessAudit.action).where(AccessAudit.case_id == case_id)
+            )
+        ).scalars()
+        assert list(actions).count("submit_case") == 1

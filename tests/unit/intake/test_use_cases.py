@@ -178,7 +178,9 @@ class FakeCaseRepository:
             frozenset(await self.consents(case_id)),
         )
 
-    async def save(self, case: Case, events: Sequence[CloudEvent[Any]] = ()) -> bool:
+    async def save(
+        self, case: Case, events: Sequence[CloudEvent[Any]] = (), *, audited: Any = None
+    ) -> bool:
         # The case is this fake's own (as one of the session): the events go to the outbox.
         self.saves += 1
         return False

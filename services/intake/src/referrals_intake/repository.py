@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -245,6 +246,44 @@ FOLLOWING_STATES = ("submitted", "action_required")
 """The states in which a case moves on what its documents say (`Intake.on_document`)."""
 
 
+@dataclass
+class _Followed:
+    """What `CaseRepository.keep_document_fact` read of a case in a unit of work's transaction
+    on asyncpg and what it kept since: the case (locked: a row outside any session) with its
+    values as last read or saved (`save`'s comparison), the states of its documents as they are
+    now (None: a case that does not follow them) and its consents' kinds. A later fact about
+    one of its documents in the same transaction (a consumer's batch: the checks of a case's
+    documents, applied together) keeps the fact alone and takes the rest from here."""
+
+    read: tuple[Case, dict[str, Any]]
+    documents: list[DocumentState] | None
+    consents: frozenset[str] | None
+
+
+@dataclass
+class _Submitted:
+    """What `CaseRepository.submission` read of a case in a unit of work's transaction on
+    asyncpg besides the case: its parts (`CaseParts`, none of which a submit changes), and the
+    newest timeline entry `save` wrote for it since (its values; None: none yet)."""
+
+    case: Case
+    parts: CaseParts
+    last_entry: dict[str, Any] | None = None
+
+
+_SUBMITTED: weakref.WeakKeyDictionary[UnitOfWork, dict[UUID, _Submitted]] = (
+    weakref.WeakKeyDictionary()
+)
+"""Each unit of work's submitted cases (`_Submitted`), gone with the unit of work."""
+
+
+_FOLLOWED: weakref.WeakKeyDictionary[UnitOfWork, dict[UUID, _Followed]] = (
+    weakref.WeakKeyDictionary()
+)
+"""Each unit of work's cases as `keep_document_fact` last left them (`_Followed`), gone with the
+unit of work; a case read again through asyncpg (`_track`) is dropped first."""
+
+
 class CaseRepository:
     """Intake's queries on one unit of work (or one session): rows are added and changed in the
     caller's transaction, never committed here.
@@ -299,6 +338,9 @@ class CaseRepository:
         case: Case = manager_of_class(Case).new_instance()
         case.__dict__.update(values)
         self._read[case.id] = (case, _as_read(values))
+        # Read again: what an earlier handler of the transaction kept of it is not this row.
+        if isinstance(self._source, UnitOfWork) and (known := _FOLLOWED.get(self._source)):
+            known.pop(case.id, None)
         return case
 
     async def locked_case(self, case_id: UUID) -> Case | None:
@@ -351,32 +393,69 @@ class CaseRepository:
             "updated_at": now,
             **facts,
         }
+        source = self._source
+        followed = _FOLLOWED.setdefault(source, {}) if isinstance(source, UnitOfWork) else {}
+        known = followed.get(case_id)
+        if (
+            known is not None
+            # Nothing the session holds or wrote (a handler of the batch went through it) is
+            # in what was kept: read again.
+            and isinstance(source, UnitOfWork)
+            and not source.has_session
+            and (known.documents is not None or known.read[0].status not in FOLLOWING_STATES)
+        ):
+            return await self._keep_known_fact(native, known, values, tuple(sorted(facts)))
         row = await fetch_native(native, _document_fact(tuple(sorted(facts))), values)
         if row is None:
             return DocumentFact(None)
         case = self._track({c: row[c] for c in _CASE_COLUMN_NAMES}, native)
         kept = row["fact_kept"]
-        if kept is None or case.status not in FOLLOWING_STATES:
-            return DocumentFact(case, kept=kept is not None)
+        if kept is None:
+            return DocumentFact(case)
+        if case.status not in FOLLOWING_STATES:
+            followed[case_id] = _Followed(self._read[case_id], None, None)
+            return DocumentFact(case, kept=True)
         # Each document's state as a JSON array of `DocumentState`'s fields (in its order: no
         # row made of it). The statement's reads see the case's documents as they were before
         # its upsert: the kept row takes its old row's place, or joins them as the newest (it
         # was made now).
-        states = [DocumentState(*d) for d in row["fact_documents"]]
-        fresh = DocumentState(*kept)
-        at = next((i for i, d in enumerate(states) if d.document_id == fresh.document_id), None)
-        if at is None:
-            states.append(fresh)
-        else:
-            states[at] = fresh
-        return DocumentFact(case, True, states, frozenset(row["fact_consents"]))
+        states = _with_state([DocumentState(*d) for d in row["fact_documents"]], kept)
+        consents = frozenset(row["fact_consents"])
+        followed[case_id] = _Followed(self._read[case_id], states, consents)
+        return DocumentFact(case, True, list(states), consents)
 
-    async def save(self, case: Case, events: Sequence[CloudEvent[Any]] = ()) -> bool:
-        """Write what changed on `case`, the timeline entries added for it and `events` (its
-        outbox rows, in their order), in one statement, when `locked_case`,
-        `keep_document_fact` or `submission` read it through asyncpg: True. False, and nothing
-        written, for a case of the session (its flush writes it): the caller puts `events` in
-        the outbox."""
+    async def _keep_known_fact(
+        self, native: Autocommit, known: _Followed, values: dict[str, Any], facts: tuple[str, ...]
+    ) -> DocumentFact:
+        """`keep_document_fact` for a case this transaction read and locked before (`known`):
+        the fact kept on its document's row (never another case's) in a statement of its own,
+        the case, its other documents and its consents as `known` has them (nothing else
+        changed them since: the case is locked, and only this transaction's facts change its
+        documents, each kept in `known`)."""
+        row = await fetch_native(native, _known_document_fact(facts), values)
+        case = known.read[0]
+        self._read[case.id] = known.read
+        self._read_on = native
+        if row is None:
+            return DocumentFact(case)
+        if known.documents is not None:
+            known.documents = _with_state(known.documents, row["state"])
+        if case.status not in FOLLOWING_STATES or known.documents is None:
+            return DocumentFact(case, kept=True)
+        return DocumentFact(case, True, list(known.documents), known.consents)
+
+    async def save(
+        self,
+        case: Case,
+        events: Sequence[CloudEvent[Any]] = (),
+        *,
+        audited: Audited | None = None,
+    ) -> bool:
+        """Write what changed on `case`, the timeline entries added for it, `events` (its
+        outbox rows, in their order) and the access audit row of `audited` (whoever changed
+        it), in one statement, when `locked_case`, `keep_document_fact` or `submission` read it
+        through asyncpg: True. False, and nothing written, for a case of the session (its
+        flush writes it): the caller puts `events` in the outbox and audits."""
         read = self._read.get(case.id)
         if read is None or read[0] is not case:
             return False
@@ -387,7 +466,7 @@ class CaseRepository:
         changed = tuple(c for c in _CASE_COLUMN_NAMES if c != "id" and now[c] != before[c])
         entries = [e for e in self._entries if e["case_id"] == case.id]
         self._entries = [e for e in self._entries if e["case_id"] != case.id]
-        if not changed and not entries and not events:
+        if not changed and not entries and not events and audited is None:
             return True
         values: dict[str, Any] = {"case_id": case.id}
         values.update({f"case_{c}": now[c] for c in changed})
@@ -395,8 +474,21 @@ class CaseRepository:
             values.update({f"entry{i}_{c.key}": entry[c.key] for c in _ENTRY_COLUMNS})
         if events:
             values.update(outbox_parameters(events))
-        await run_native(native, _saved(changed, len(entries), len(events)), values, returns=False)
+        if audited is not None:
+            audit = access_audit_values(audited.actor, audited.action)
+            values.update({f"audit_{k}": v for k, v in audit.items()})
+        statement = _saved(changed, len(entries), len(events), audited=audited is not None)
+        await run_native(native, statement, values, returns=False)
         self._read[case.id] = (case, _as_read(now))
+        source = self._source
+        if entries and isinstance(source, UnitOfWork) and (submitted := _SUBMITTED.get(source)):
+            kept = submitted.get(case.id)
+            if kept is not None and kept.case is case:
+                kept.last_entry = entries[-1]  # the newest now (its serial the highest)
+        if isinstance(source, UnitOfWork) and (followed := _FOLLOWED.get(source)):
+            known = followed.get(case.id)
+            if known is not None and known.read[0] is case:
+                known.read = self._read[case.id]  # as saved
         return True
 
     async def get(self, case_id: UUID, *, for_update: bool = False) -> Case | None:
@@ -522,6 +614,12 @@ class CaseRepository:
         if native is not None and isinstance(source, UnitOfWork) and not source.has_session:
             for case, _ in list(self._read.values()):
                 await self.save(case)
+            kept = _SUBMITTED.get(source, {}).get(case_id)
+            if kept is not None and kept.last_entry is not None and audited is None:
+                # Submitted in this transaction (`submission` read the parts, which it does
+                # not change, and `save` wrote the newest entry): nothing to read again.
+                entry = _detached(TimelineEntry, kept.last_entry)
+                return dataclasses.replace(kept.parts, last_entry=entry)
             row = await fetch_native(native, _CASE_VIEW, values)
             assert row is not None  # the case is this transaction's
             return _parts(row)
@@ -572,7 +670,17 @@ class CaseRepository:
             if claim is not None and not found["submission_claimed"]:
                 raise KeyClaimedBefore
             case = self._track({c: found[c] for c in _CASE_COLUMN_NAMES}, native)
-            consents, documents = found["submission_consents"], found["submission_documents"]
+            parts = CaseParts(
+                consents={c.kind: c for c in _rows(CaseConsent, found["submission_consents"])},
+                documents=_rows(CaseDocument, found["submission_documents"]),
+                last_entry=None,
+                information_requests=_rows(InformationRequest, found["submission_requests"]),
+                follow_up_questions=_rows(FollowUpQuestion, found["submission_follow_ups"]),
+                meetings=_rows(Meeting, found["submission_meetings"]),
+            )
+            if isinstance(source, UnitOfWork):
+                _SUBMITTED.setdefault(source, {})[case.id] = _Submitted(case, parts)
+            return case, parts.consents, [document_state(d) for d in parts.documents]
         return (
             case,
             {c.kind: c for c in _rows(CaseConsent, consents)},
@@ -690,6 +798,7 @@ _AUDIT: Table = AccessAudit.__table__  # type: ignore[attr-defined]  # a SQLMode
 _CASE_COLUMNS = tuple(_CASES.columns)
 _ENTRY_COLUMNS = tuple(c for c in _TIMELINE.columns if c.key != "id")  # the entry's serial
 _AUDIT_COLUMNS = tuple(c for c in _AUDIT.columns if c.key != "id")  # the row's serial
+_AUDITED = ("at", "actor", "action")  # `access_audit_values`' columns
 
 
 def _values(prefix: str, columns: Sequence[Any]) -> dict[str, Any]:
@@ -835,12 +944,24 @@ _SUBMISSION_ROW = (
         literal_column(
             "array(select d from case_documents d where d.case_id = cases.id order by d.created_at)"
         ).label("submission_documents"),
+        # And what else the answer shows (`CaseParts`), which a submit does not change.
+        literal_column(
+            "array(select r from information_requests r where r.case_id = cases.id"
+            " order by r.requested_at)"
+        ).label("submission_requests"),
+        literal_column(
+            "array(select q from follow_up_questions q where q.case_id = cases.id"
+            " order by q.asked_at)"
+        ).label("submission_follow_ups"),
+        literal_column(
+            "array(select m from meetings m where m.case_id = cases.id order by m.created_at)"
+        ).label("submission_meetings"),
     )
     .where(_CASES.c.id == bindparam("case_id", type_=_CASES.c.id.type))
     .with_for_update(of=_CASES)
 )
 """`CaseRepository.submission`'s statement through asyncpg: the case's columns by name, its
-consents and documents."""
+consents and documents, and its other parts (`CaseParts`)."""
 _CLAIM_KEY: ReturningInsert[Any] = (
     insert(_KEYS)
     .values(_values("key", _KEY_COLUMNS))
@@ -892,15 +1013,34 @@ _STATE = (
 row's alias)."""
 
 
+def _with_state(states: list[DocumentState], kept: Sequence[Any]) -> list[DocumentState]:
+    """`states` with the document's state `kept` (`_STATE`'s array) in its old state's place,
+    or last when it is new (it was made now, the newest)."""
+    fresh = DocumentState(*kept)
+    at = next((i for i, d in enumerate(states) if d.document_id == fresh.document_id), None)
+    if at is None:
+        return [*states, fresh]
+    return [*states[:at], fresh, *states[at + 1 :]]
+
+
+@dataclass(frozen=True)
+class _FactUpsert:
+    """The parts of a document fact's upsert (`_fact_upsert`)."""
+
+    columns: str
+    params: str
+    changes: str
+    bound: tuple[Any, ...]
+
+
 @functools.lru_cache(maxsize=16)
-def _document_fact(facts: tuple[str, ...]) -> TextClause:
-    """`CaseRepository.keep_document_fact`'s statement for the columns `facts`, built once: the
-    case locked, the fact kept on its document's row (never another case's: no row returned
-    then), and for a case that follows its documents, them all and its consents, each a row of
-    its table's composite type."""
+def _fact_upsert(facts: tuple[str, ...]) -> _FactUpsert:
+    """The upsert of a document's row of the case `:case_id` with the columns `facts` for the
+    two statements that keep a fact (`_document_fact`, `_known_document_fact`): its columns,
+    its values' parameters after `:case_id` (a new row's other columns with a default of the
+    model's: `check` pending, not `stored`, as the ORM's and Core's inserts give them; the
+    rest null), what a conflict changes, and the parameters bound with their types."""
     given = ("document_id", "created_at", "updated_at", *facts)
-    # A new row's other columns with a default of the model's (`check` pending, not `stored`),
-    # as the ORM's and Core's inserts give them; the rest null.
     defaults = {
         c.name: c.default.arg
         for c in _DOCUMENTS.columns
@@ -914,12 +1054,26 @@ def _document_fact(facts: tuple[str, ...]) -> TextClause:
     # Each value a parameter of its column's type (the dialect writes its cast: `$2::UUID`).
     params = ", ".join(f":{n}" for n in given)
     changes = ", ".join(f'"{n}" = excluded."{n}"' for n in (*facts, "updated_at"))
+    bound = (
+        *(bindparam(n, type_=_DOCUMENTS.c[n].type) for n in given if n not in defaults),
+        *(bindparam(n, value, type_=_DOCUMENTS.c[n].type) for n, value in defaults.items()),
+    )
+    return _FactUpsert(columns, params, changes, bound)
+
+
+@functools.lru_cache(maxsize=16)
+def _document_fact(facts: tuple[str, ...]) -> TextClause:
+    """`CaseRepository.keep_document_fact`'s statement for the columns `facts`, built once: the
+    case locked, the fact kept on its document's row (never another case's: no row returned
+    then), and for a case that follows its documents, the states of them all (`_STATE`) and
+    its consents' kinds."""
+    upsert = _fact_upsert(facts)
     following = ", ".join(f"'{s}'" for s in FOLLOWING_STATES)
     return text(
         "with fact_case as (select * from cases where id = :case_id for update),"  # noqa: S608
-        f" fact_kept as (insert into case_documents as d ({columns})"
-        f" select c.id, {params} from fact_case c"
-        f" on conflict (document_id) do update set {changes}"
+        f" fact_kept as (insert into case_documents as d ({upsert.columns})"
+        f" select c.id, {upsert.params} from fact_case c"
+        f" on conflict (document_id) do update set {upsert.changes}"
         "  where d.case_id = excluded.case_id"
         f"  returning {_STATE.format(t='d')} as state)"
         " select c.*, (select k.state from fact_kept k) as fact_kept,"
@@ -929,20 +1083,42 @@ def _document_fact(facts: tuple[str, ...]) -> TextClause:
         f" case when c.status in ({following}) then array(select k.kind from case_consents k"
         "  where k.case_id = c.id) end as fact_consents"
         " from fact_case c"
-    ).bindparams(
-        bindparam("case_id", type_=_CASES.c.id.type),
-        *(bindparam(n, type_=_DOCUMENTS.c[n].type) for n in given if n not in defaults),
-        *(bindparam(n, value, type_=_DOCUMENTS.c[n].type) for n, value in defaults.items()),
-    )
+    ).bindparams(bindparam("case_id", type_=_CASES.c.id.type), *upsert.bound)
+
+
+@functools.lru_cache(maxsize=16)
+def _known_document_fact(facts: tuple[str, ...]) -> TextClause:
+    """`CaseRepository._keep_known_fact`'s statement for the columns `facts`, built once: the
+    fact kept on the document's row of a case the transaction locked before (never another
+    case's: no row returned then), its state returned (`_STATE`)."""
+    upsert = _fact_upsert(facts)
+    return text(
+        f"insert into case_documents as d ({upsert.columns})"  # noqa: S608
+        f" values (:case_id, {upsert.params})"
+        f" on conflict (document_id) do update set {upsert.changes}"
+        " where d.case_id = excluded.case_id"
+        f" returning {_STATE.format(t='d')} as state"
+    ).bindparams(bindparam("case_id", type_=_CASES.c.id.type), *upsert.bound)
 
 
 @functools.lru_cache(maxsize=64)
-def _saved(changed: tuple[str, ...], entries: int, events: int = 0) -> ClauseElement:
+def _saved(
+    changed: tuple[str, ...], entries: int, events: int = 0, *, audited: bool = False
+) -> ClauseElement:
     """`CaseRepository.save`'s statement for the case's `changed` columns, its `entries` new
-    timeline entries (in their order) and its `events` outbox rows (in their order), built
-    once: the last of the three that it writes is the statement, the others its data-modifying
-    CTEs."""
+    timeline entries (in their order), its `events` outbox rows (in their order) and, when
+    `audited`, an access audit row, built once: the last of these that it writes is the
+    statement, the others its data-modifying CTEs."""
     parts: list[tuple[str, Any]] = []
+    if audited:
+        audit = insert(_AUDIT).values(
+            {
+                **_values("audit", [c for c in _AUDIT_COLUMNS if c.key in _AUDITED]),
+                "case_id": bindparam("case_id", type_=_CASES.c.id.type),
+                "outcome": "ok",
+            }
+        )
+        parts.append(("audited", audit))
     if changed:
         moved = (
             update(_CASES)

@@ -337,13 +337,19 @@ class Intake:
             )
 
     async def submit_case(
-        self, uow: UnitOfWork, case_id: UUID, *, claim: dict[str, Any] | None = None
+        self,
+        uow: UnitOfWork,
+        case_id: UUID,
+        *,
+        claim: dict[str, Any] | None = None,
+        audited: Audited | None = None,
     ) -> Case:
         """Submit a draft that has evidence of the diagnosis and the consents it needs.
         `claim`: the row of the request's `Idempotency-Key`, claimed with the case's lock
         (`KeyClaimedBefore`, nothing done, when it was claimed before: the caller replays the
-        first request). With the repository of `CaseRepository.on`, on a unit of work that has
-        sent nothing yet, the whole transaction runs on asyncpg itself (`submission`)."""
+        first request). `audited`: whoever submits it, whose access audit row is written with
+        the case. With the repository of `CaseRepository.on`, on a unit of work that has sent
+        nothing yet, the whole transaction runs on asyncpg itself (`submission`)."""
         repo = self._repo(uow)
         # The case locked with its consents and documents (and the key claimed): one statement.
         found = await repo.submission(case_id, claim)
@@ -390,7 +396,7 @@ class Intake:
             events.append(shared)
         await _move(uow, repo, case, R.PATIENT_SUBMITTED, queue=events)
         await self._follow_documents(uow, repo, case, docs, queue=events, consents=consents)
-        await _save(uow, repo, case, events)
+        await _save(uow, repo, case, events, audited=audited)
         return case
 
     def _contact_shared(self, case: Case) -> CloudEvent[Any] | None:
@@ -1172,13 +1178,22 @@ DRAFT_NEXT_STEP = "draft"
 
 
 async def _save(
-    uow: UnitOfWork, repo: CaseRepository, case: Case, events: list[CloudEvent[Any]]
+    uow: UnitOfWork,
+    repo: CaseRepository,
+    case: Case,
+    events: list[CloudEvent[Any]],
+    *,
+    audited: Audited | None = None,
 ) -> None:
-    """Write what the use case changed on `case` and its `events` (in their order): in one
-    statement when the repository read the case through asyncpg (`repo.save`), else the events
-    to the outbox now and the case by the session's flush."""
-    if not await repo.save(case, events):
-        await uow.outbox.add_all(events)
+    """Write what the use case changed on `case`, its `events` (in their order) and the access
+    audit row of `audited`: in one statement when the repository read the case through asyncpg
+    (`repo.save`), else the events to the outbox now and the case and the audit row by the
+    session's flush."""
+    if await repo.save(case, events, audited=audited):
+        return
+    await uow.outbox.add_all(events)
+    if audited is not None:
+        repo.audit(audited.actor, audited.action, case.id)
 
 
 async def _locked(repo: CaseRepository, case_id: UUID) -> Case:

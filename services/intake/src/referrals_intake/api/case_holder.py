@@ -244,7 +244,11 @@ async def submit_case(
         )
     )
     try:
-        case = await runtime.intake.submit_case(uow, access.case_id, claim=claim)
+        # The access audit row is written with the case (`submit_case`), and the answer's
+        # parts were read with it: nothing is read again for the answer.
+        case = await runtime.intake.submit_case(
+            uow, access.case_id, claim=claim, audited=Audited(access.actor, "submit_case")
+        )
     except KeyClaimedBefore:
         assert claim is not None
         response.status_code = status.HTTP_200_OK
@@ -289,8 +293,7 @@ async def submit_case(
             access.case_id,
             Conflict(f"The case is {exc.current}: it was submitted already."),
         ) from None
-    repo = runtime.intake.repository(uow)
-    public = await to_public(runtime, repo, case, audited=Audited(access.actor, "submit_case"))
+    public = await to_public(runtime, runtime.intake.repository(uow), case)
     await uow.commit()
     return public
 
