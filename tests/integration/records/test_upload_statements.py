@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import uuid
 from uuid import UUID
 
 import pytest
+from opentelemetry import trace
 
 from referrals_common.contracts import DocumentKind, DocumentStored, new_event
+from referrals_common.messaging.outbox import outbox_columns
 from referrals_records.inspection import CaseQuotaExceeded
 from referrals_records.models import Document
 from referrals_records.repository import TwinRecorded, upload_statements
@@ -155,3 +158,43 @@ async def test_a_refused_recording_keeps_nothing_and_leaves_no_transaction_open(
     async with upload_statements(engine) as statements, statements.recording(case_id):
         assert await statements.add_unless_twin(doc, quota=None, stored=stored) == (0, None)
     assert await recorded(runtime, case_id) == (1, 1, 1)
+
+
+async def test_a_recorded_documents_event_row_is_the_one_the_outbox_writes(runtime, spans) -> None:
+    """The upload's statement writes its `document.stored` from `outbox_parameters` (libs/
+    common's outbox), conditional on the document being added: the row is what the outbox's
+    own path writes (its key, slot, topic, type, the event as JSON, the trace context in its
+    headers), and a twin's recording writes none."""
+    case_id = uuid.uuid4()
+    (doc, stored), (twin, twin_stored) = (
+        document(case_id, b"%PDF outbox"),
+        document(case_id, b"%PDF outbox"),
+    )
+    tracer = trace.get_tracer("tests")
+    with tracer.start_as_current_span("upload"):
+        expected = outbox_columns([stored])
+        async with upload_statements(runtime.db.engine) as statements:
+            async with statements.recording(lock_case=case_id):
+                await statements.add_unless_twin(doc, quota=None, stored=stored)
+            async with statements.recording(lock_case=case_id):
+                assert await statements.add_unless_twin(twin, quota=None, stored=twin_stored) == (
+                    doc.size_bytes,
+                    doc.id,
+                )
+    [row] = await rows(
+        runtime,
+        "select id, aggregate_id, slot, topic, event_type, payload::text as payload,"
+        " headers::text as headers from outbox where aggregate_id = $1",
+        str(case_id),
+    )
+    ids, keys, slots, topics, types, payloads, headers = expected
+    assert (row["id"], row["aggregate_id"], row["slot"], row["topic"], row["event_type"]) == (
+        ids[0],
+        keys[0],
+        slots[0],
+        topics[0],
+        types[0],
+    )
+    assert json.loads(row["payload"]) == json.loads(payloads[0])
+    assert json.loads(row["headers"]) == json.loads(headers[0])
+    assert "traceparent" in json.loads(row["headers"])

@@ -22,9 +22,9 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-from opentelemetry import propagate
 from sqlalchemy import (
     BigInteger,
+    Text,
     Uuid,
     bindparam,
     case,
@@ -36,7 +36,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
@@ -46,7 +46,7 @@ from referrals_common.api.idempotency import claim_or_replay
 from referrals_common.contracts import CaseStatus
 from referrals_common.contracts.envelope import CloudEvent
 from referrals_common.db import Database, UnitOfWork
-from referrals_common.messaging.outbox import OUTBOX_COLUMN_NAMES, slot_of
+from referrals_common.messaging.outbox import OUTBOX_COLUMN_NAMES, outbox_parameters
 from referrals_common.messaging.schema import outbox_table
 from referrals_common.native_sql import (
     Autocommit,
@@ -303,7 +303,14 @@ def _add_unless_twin(bounded: bool) -> Any:
         "document_id": added.c.id,
     }
     audited = insert(audits).from_select(list(audit), select(*audit.values())).cte("audited")
-    event = {name: bindparam(f"event_{name}", type_=outbox_table.c[name].type) for name in _EVENT}
+    # The event's row from the parameters `outbox_parameters` gives (as `outbox_insert` reads
+    # them), selected only from the added document: no document, no event.
+    event = {
+        name: cast(bindparam(f"out0_{name}", type_=Text()), JSONB)
+        if name in ("payload", "headers")
+        else bindparam(f"out0_{name}", type_=outbox_table.c[name].type)
+        for name in OUTBOX_COLUMN_NAMES
+    }
     published = (
         insert(outbox_table)
         .from_select(list(event), select(*event.values()).select_from(added))
@@ -346,28 +353,6 @@ async def documents_listed(engine: AsyncEngine, case_id: UUID, actor: str) -> li
     async with native_connection(engine) as executor:
         rows = await fetch_all_native(executor, _documents_listed(), values)
     return [document_value(**dict(row.items())) for row in rows]
-
-
-_EVENT = OUTBOX_COLUMN_NAMES
-"""The columns of an outbox row a statement writes itself (the rest are the table's defaults)."""
-
-
-def _outbox_values(event: CloudEvent[Any]) -> dict[str, Any]:
-    """`event`'s outbox row as `Outbox.add` writes it (the case id its Kafka key, the topic its
-    contract's, the current trace context in its headers), as `event_`-prefixed parameters."""
-    headers: dict[str, str] = {}
-    propagate.inject(headers)
-    key = str(event.case_id)
-    row = {
-        "id": event.id,
-        "aggregate_id": key,
-        "slot": slot_of(key),
-        "topic": event.data.publish_topic(),
-        "event_type": event.type,
-        "payload": event.model_dump(mode="json"),
-        "headers": headers,
-    }
-    return {f"event_{name}": value for name, value in row.items()}
 
 
 class RecordsRepository:
@@ -644,7 +629,7 @@ class UploadStatements:
         unlocked upload (a center's) makes it raise `TwinRecorded`."""
         values = {column.name: getattr(doc, column.key) for column in _documents().columns}
         values["quota"] = quota
-        values |= _outbox_values(stored)
+        values |= outbox_parameters([stored])
         try:
             row = await fetch_native(self.executor, _add_unless_twin(quota is not None), values)
         except asyncpg.UniqueViolationError:
