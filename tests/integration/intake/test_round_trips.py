@@ -19,6 +19,7 @@ from sqlalchemy import event, select
 from referrals_common.contracts import (
     CentersProposed,
     DocumentRejected,
+    DocumentTranslationRequired,
     DocumentUnreadable,
     ReferralRequested,
     StatusChangeReason,
@@ -488,10 +489,11 @@ async def test_a_batch_of_a_case_s_checks_locks_and_reads_the_case_once(
     api, api_key, runtime
 ) -> None:
     """The three checks of a case's documents in one batch (one transaction): the first locks
-    the case and reads its documents and consents with its fact; the next two keep their fact
-    alone (the case locked, its documents as the earlier facts left them, its consents: all
-    this transaction's already), the last one's move is saved. Was three statements that each
-    locked and read the case, its documents and consents."""
+    the case and reads its documents and consents with its fact; the next two change their
+    document's row alone (the case locked, its documents as the earlier facts left them, its
+    consents: all this transaction's already), the last one's in the statement that saves the
+    case's move. Was six statements, three of which each locked and read the case, its
+    documents and consents."""
     case_id, docs, headers = await submitted_with(api, api_key, runtime, THREE)
     consumer = consumers.build_consumer(runtime.intake, runtime.db, cast(Any, None))
 
@@ -500,17 +502,18 @@ async def test_a_batch_of_a_case_s_checks_locks_and_reads_the_case_once(
 
     assert consumer.stats["applied"] == 3
     assert sent.orm == []
-    assert len(sent.native) == 6, sent.native
-    begin, first, second, third, saved, commit = (q.lower() for q in sent.native)
+    assert len(sent.native) == 5, sent.native
+    begin, first, second, saved, commit = (" ".join(q.lower().split()) for q in sent.native)
     assert begin.startswith("begin; insert") and commit == "commit"
     assert first.startswith("with fact_case as") and "for update" in first
-    for kept in (second, third):
-        assert kept.startswith("insert into case_documents")
-        assert "cases" not in kept.replace("case_documents", "")  # no read of the case
-    assert saved.startswith("with moved as")
+    assert second.startswith("update case_documents set")
+    assert "cases" not in second.replace("case_documents", "")  # no read of the case
+    assert saved.startswith("with kept as (update case_documents set")
+    assert "update cases" in saved and "insert into outbox" in saved
     r = await api.get(f"/v1/cases/{case_id}", headers=headers)
     assert r.json()["status"] == "ready"
-    assert [d["check"] for d in r.json()["documents"]] == ["accepted"] * 3
+    documents = r.json()["documents"]
+    assert [(d["check"], d["language"]) for d in documents] == [("accepted", "en")] * 3
     moves = await timeline(runtime, case_id)
     assert moves[-1] == ("submitted", "ready", "documents_accepted")
     assert moves.count(("submitted", "ready", "documents_accepted")) == 1
@@ -583,3 +586,46 @@ async def test_a_submit_whose_documents_were_all_checked_answers_the_ready_case_
             )
         ).scalars()
         assert list(actions).count("submit_case") == 1
+
+
+async def test_a_batch_s_later_check_that_needs_a_translation_moves_the_case_with_its_fact(
+    api, api_key, runtime
+) -> None:
+    """An accepted check, then one that asks for a translation, of one case in a batch: the
+    second's fact (its languages a JSON list) is written with the case's move to action
+    required, whose entry names that document; the document reads as the fact says."""
+    case_id, docs, headers = await submitted_with(api, api_key, runtime, THREE[:2])
+    needs = new_event(
+        DocumentTranslationRequired(
+            case_id=case_id,
+            document_id=docs[1],
+            detected_language="ro",
+            acceptable_languages=["en", "de"],
+            confidence=0.98,
+        )
+    )
+    consumer = consumers.build_consumer(runtime.intake, runtime.db, cast(Any, None))
+
+    async with queries_sent(runtime.db, look_ups=False) as sent:
+        await consumer.process_batch(batch_of(accepted(case_id, docs[0], "en"), needs))
+
+    assert len(sent.native) == 4, sent.native  # BEGIN with the inbox, the first fact, the move
+    r = await api.get(f"/v1/cases/{case_id}", headers=headers)
+    assert r.json()["status"] == "action_required"
+    second = r.json()["documents"][1]
+    assert (second["check"], second["language"]) == ("translation_required", "ro")
+    assert [lang["code"] for lang in second["acceptable_languages"]] == ["en", "de"]
+    async with runtime.db.unit_of_work() as uow:
+        entry = (
+            await uow.session.execute(
+                select(TimelineEntry)
+                .where(TimelineEntry.case_id == case_id)
+                .order_by(TimelineEntry.id.desc())  # type: ignore[union-attr]
+                .limit(1)
+            )
+        ).scalar_one()
+        doc = await uow.session.get(CaseDocument, docs[1])
+    assert (entry.to_status, entry.reason_code) == ("action_required", "translation_required")
+    assert [d["kind"] for d in entry.params["documents"]] == ["discharge_summary"]
+    assert doc is not None and doc.acceptable_languages == ["en", "de"]
+    assert doc.check_detail is not None and "ro" in doc.check_detail

@@ -162,7 +162,7 @@ class FakeCaseRepository:
         return self.cases.get(case_id)
 
     async def keep_document_fact(
-        self, case_id: UUID, document_id: UUID, facts: dict[str, Any]
+        self, case_id: UUID, document_id: UUID, facts: dict[str, Any], *, saved_after: bool = False
     ) -> DocumentFact:
         case = self.cases.get(case_id)
         if case is None:

@@ -305,6 +305,9 @@ class CaseRepository:
         # The transaction they were read in, which `save` writes them in (the session, if it
         # is made meanwhile, runs in it too).
         self._read_on: Autocommit | None = None
+        # A document's fact kept of a case read through asyncpg that `save` writes with the
+        # case (`keep_document_fact(..., saved_after=True)`): its columns and values, by case.
+        self._facts: dict[UUID, tuple[tuple[str, ...], dict[str, Any]]] = {}
 
     @classmethod
     def on(cls, db: Database) -> RepositoryFactory:
@@ -354,13 +357,19 @@ class CaseRepository:
         return None if row is None else self._track(dict(row.items()), native)
 
     async def keep_document_fact(
-        self, case_id: UUID, document_id: UUID, facts: Mapping[str, Any]
+        self,
+        case_id: UUID,
+        document_id: UUID,
+        facts: Mapping[str, Any],
+        *,
+        saved_after: bool = False,
     ) -> DocumentFact:
         """Lock the case, keep `facts` (columns' new values) on its document's row (made now
         when it is not there, its other columns their defaults; never another case's), and for
         a case that follows its documents read them all and its consents: in one statement
         through asyncpg when the unit of work runs its own transaction there, else through the
-        session."""
+        session. `saved_after`: the caller saves the case (`save`) whatever it finds, so a
+        fact that `save` may write with the case is left to it."""
         native = self.native
         if native is None:
             case = await self.get(case_id, for_update=True)
@@ -404,7 +413,9 @@ class CaseRepository:
             and not source.has_session
             and (known.documents is not None or known.read[0].status not in FOLLOWING_STATES)
         ):
-            return await self._keep_known_fact(native, known, values, tuple(sorted(facts)))
+            return await self._keep_known_fact(
+                native, known, values, tuple(sorted(facts)), saved_after=saved_after
+            )
         row = await fetch_native(native, _document_fact(tuple(sorted(facts))), values)
         if row is None:
             return DocumentFact(None)
@@ -425,17 +436,43 @@ class CaseRepository:
         return DocumentFact(case, True, list(states), consents)
 
     async def _keep_known_fact(
-        self, native: Autocommit, known: _Followed, values: dict[str, Any], facts: tuple[str, ...]
+        self,
+        native: Autocommit,
+        known: _Followed,
+        values: dict[str, Any],
+        facts: tuple[str, ...],
+        *,
+        saved_after: bool,
     ) -> DocumentFact:
         """`keep_document_fact` for a case this transaction read and locked before (`known`):
         the fact kept on its document's row (never another case's) in a statement of its own,
         the case, its other documents and its consents as `known` has them (nothing else
         changed them since: the case is locked, and only this transaction's facts change its
-        documents, each kept in `known`)."""
-        row = await fetch_native(native, _known_document_fact(facts), values)
+        documents, each kept in `known`).
+
+        A fact about one of the documents `known` has of a case that follows them, when the
+        caller saves the case after (`saved_after`): the document's row is the case's, so the
+        fact changes it (no row is made, none of another case's is met) and its state is the
+        known one with the fact's values; `save` writes it with the case, in its statement."""
         case = known.read[0]
         self._read[case.id] = known.read
         self._read_on = native
+        documents = known.documents
+        if (
+            saved_after
+            and documents is not None
+            and case.status in FOLLOWING_STATES
+            and case.id not in self._facts
+        ):
+            document_id = str(values["document_id"])
+            at = next((i for i, d in enumerate(documents) if d.document_id == document_id), None)
+            if at is not None:
+                changed = {f: _state_value(f, values[f]) for f in facts if f in _STATE_FIELDS}
+                fresh = dataclasses.replace(documents[at], **changed)
+                known.documents = [*documents[:at], fresh, *documents[at + 1 :]]
+                self._facts[case.id] = (facts, values)
+                return DocumentFact(case, True, list(known.documents), known.consents)
+        row = await fetch_native(native, _known_document_fact(facts), values)
         if row is None:
             return DocumentFact(case)
         if known.documents is not None:
@@ -466,7 +503,8 @@ class CaseRepository:
         changed = tuple(c for c in _CASE_COLUMN_NAMES if c != "id" and now[c] != before[c])
         entries = [e for e in self._entries if e["case_id"] == case.id]
         self._entries = [e for e in self._entries if e["case_id"] != case.id]
-        if not changed and not entries and not events and audited is None:
+        fact = self._facts.pop(case.id, None)
+        if not changed and not entries and not events and audited is None and fact is None:
             return True
         values: dict[str, Any] = {"case_id": case.id}
         values.update({f"case_{c}": now[c] for c in changed})
@@ -477,7 +515,15 @@ class CaseRepository:
         if audited is not None:
             audit = access_audit_values(audited.actor, audited.action)
             values.update({f"audit_{k}": v for k, v in audit.items()})
-        statement = _saved(changed, len(entries), len(events), audited=audited is not None)
+        fact_columns: tuple[str, ...] = ()
+        if fact is not None:
+            fact_columns, fact_values = fact
+            values.update(
+                {f"fact_{c}": fact_values[c] for c in ("document_id", "updated_at", *fact_columns)}
+            )
+        statement = _saved(
+            changed, len(entries), len(events), audited=audited is not None, fact=fact_columns
+        )
         await run_native(native, statement, values, returns=False)
         self._read[case.id] = (case, _as_read(now))
         source = self._source
@@ -1013,6 +1059,15 @@ _STATE = (
 row's alias)."""
 
 
+_STATE_FIELDS = frozenset(f.name for f in dataclasses.fields(DocumentState)) - {"document_id"}
+"""The document's columns its state (`DocumentState`) has."""
+
+
+def _state_value(field: str, value: Any) -> Any:
+    """A column's value as the document's state has it (`_STATE`: a UUID as its text)."""
+    return str(value) if isinstance(value, UUID) else value
+
+
 def _with_state(states: list[DocumentState], kept: Sequence[Any]) -> list[DocumentState]:
     """`states` with the document's state `kept` (`_STATE`'s array) in its old state's place,
     or last when it is new (it was made now, the newest)."""
@@ -1103,13 +1158,35 @@ def _known_document_fact(facts: tuple[str, ...]) -> TextClause:
 
 @functools.lru_cache(maxsize=64)
 def _saved(
-    changed: tuple[str, ...], entries: int, events: int = 0, *, audited: bool = False
+    changed: tuple[str, ...],
+    entries: int,
+    events: int = 0,
+    *,
+    audited: bool = False,
+    fact: tuple[str, ...] = (),
 ) -> ClauseElement:
     """`CaseRepository.save`'s statement for the case's `changed` columns, its `entries` new
-    timeline entries (in their order), its `events` outbox rows (in their order) and, when
-    `audited`, an access audit row, built once: the last of these that it writes is the
-    statement, the others its data-modifying CTEs."""
+    timeline entries (in their order), its `events` outbox rows (in their order), when
+    `audited` an access audit row, and a document's `fact` (the columns it changes on the
+    case's document's row), built once: the last of these that it writes is the statement,
+    the others its data-modifying CTEs."""
     parts: list[tuple[str, Any]] = []
+    if fact:
+        kept = (
+            update(_DOCUMENTS)
+            .where(
+                _DOCUMENTS.c.document_id
+                == bindparam("fact_document_id", type_=_DOCUMENTS.c.document_id.type),
+                _DOCUMENTS.c.case_id == bindparam("case_id", type_=_CASES.c.id.type),
+            )
+            .values(
+                {
+                    c: bindparam(f"fact_{c}", type_=_DOCUMENTS.c[c].type)
+                    for c in (*fact, "updated_at")
+                }
+            )
+        )
+        parts.append(("kept", kept))
     if audited:
         audit = insert(_AUDIT).values(
             {

@@ -517,7 +517,7 @@ class Intake:
         # case's) and, for a case that moves on what all of its documents say (submitted,
         # action required), them all as they are now and its consents: one statement, nothing
         # read again (a draft's documents are judged at its submit).
-        fact = await repo.keep_document_fact(case_id, document_id, facts)
+        fact = await repo.keep_document_fact(case_id, document_id, facts, saved_after=True)
         case = fact.case
         if case is None:
             log.warning("document %s of unknown case %s ignored", document_id, case_id)
