@@ -351,3 +351,32 @@ async def test_follow_up_questions_and_shared_opinions_are_one_statement_each(
     assert shared[kept] is None and shared[dropped] is None
     assert shared[patients] is None  # a patient's document is no opinion to share
     assert shared[elsewhere] is None  # another case's opinion is never shared by this one
+
+
+async def test_a_withdrawal_outside_the_inbox_is_the_same_one_statement_on_the_session(
+    runtime: Any,
+) -> None:
+    """A unit of work the inbox did not open runs the same statement on its session's
+    connection, and sets nothing but what it says (its parameters name no column, which
+    SQLAlchemy would add to the UPDATE's SET)."""
+    records, db = runtime.records, runtime.db
+    case_id, referral_id, closed = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    async with db.unit_of_work() as uow:
+        await records.on_referral_offered(uow, referral_id, case_id, "charite-berlin")
+        await records.on_referral_closed(uow, closed, case_id, "nio-warsaw", "declined")
+        await uow.commit()
+    async with queries_sent(db) as sent, db.unit_of_work() as uow:
+        await records.on_case_withdrawn(uow, case_id)
+        await uow.commit()
+    [withdrawal] = [query.lower() for query in sent.orm if "center_referrals" in query.lower()]
+    assert withdrawal.startswith("with closed as (update center_referrals set closed_at=")
+    assert "set case_id" not in withdrawal
+    found = {
+        row["referral_id"]: (row["case_id"], row["closed_reason"])
+        for row in await rows(
+            runtime, "select referral_id, case_id, closed_reason from center_referrals"
+        )
+    }
+    assert found == {referral_id: (case_id, "withdrawn"), closed: (case_id, "declined")}
+    [state] = await rows(runtime, "select status from case_states where case_id = $1", case_id)
+    assert state["status"] == "withdrawn"

@@ -191,23 +191,27 @@ def _referral_heard(heard: str) -> Any:
 
 @cache
 def _case_withdrawn() -> Any:
-    """`case_withdrawn`'s statement, built once: the case's status `withdrawn` (as
+    """`case_withdrawn`'s statement, built once: the case's status `withdrawn` (final, as
     `_set_case_status` writes a status) and its open referrals closed (`withdrawn`), in a
-    data-modifying CTE."""
+    data-modifying CTE. Its parameters are named for no column of the tables it writes
+    (SQLAlchemy's session would take such a name for a value to set)."""
     referrals = CenterReferral.__table__  # type: ignore[attr-defined]  # SQLModel's table classes have it
+    states = CaseState.__table__  # type: ignore[attr-defined]  # SQLModel's table classes have it
+    case_id = bindparam("withdrawn_case", type_=Uuid())
+    at = bindparam("at", type_=referrals.c.closed_at.type)
+    withdrawn = CaseStatus.WITHDRAWN.value
     closed = (
         update(referrals)
-        .where(
-            referrals.c.case_id == bindparam("case_id", type_=Uuid()),
-            referrals.c.closed_at.is_(None),
-        )
-        .values(
-            closed_at=bindparam("at", type_=referrals.c.closed_at.type),
-            closed_reason=CaseStatus.WITHDRAWN.value,
-        )
+        .where(referrals.c.case_id == case_id, referrals.c.closed_at.is_(None))
+        .values(closed_at=at, closed_reason=withdrawn)
         .cte("closed")
     )
-    return _set_case_status().add_cte(closed)
+    statement = insert(states).values(case_id=case_id, status=withdrawn, updated_at=at)
+    return statement.on_conflict_do_update(
+        index_elements=[states.c.case_id],
+        set_={"status": statement.excluded.status, "updated_at": statement.excluded.updated_at},
+        where=states.c.status != withdrawn,
+    ).add_cte(closed)
 
 
 @cache
@@ -233,7 +237,8 @@ def _answer_question() -> Any:
     return (
         update(questions)
         .where(
-            questions.c.question_id == bindparam("question_id", type_=Uuid()),
+            # Not a column's name: SQLAlchemy keeps those for an UPDATE's SET.
+            questions.c.question_id == bindparam("question", type_=Uuid()),
             questions.c.answered_at.is_(None),
         )
         .values(answered_at=bindparam("at", type_=questions.c.answered_at.type))
@@ -250,7 +255,8 @@ def _share_opinions() -> Any:
     return (
         update(documents)
         .where(
-            documents.c.case_id == bindparam("case_id", type_=Uuid()),
+            # Not a column's name: SQLAlchemy keeps those for an UPDATE's SET.
+            documents.c.case_id == bindparam("of_case", type_=Uuid()),
             documents.c.center_code.is_not(None),
             named.is_distinct_from(documents.c.shared_at.is_not(None)),
         )
@@ -451,7 +457,7 @@ class RecordsRepository:
         are shared (since now, or since an earlier round shared them), the others no longer.
         One statement, nothing read back."""
         await self._write(
-            _share_opinions(), {"case_id": case_id, "shared": document_ids, "at": utcnow()}
+            _share_opinions(), {"of_case": case_id, "shared": document_ids, "at": utcnow()}
         )
 
     async def live_twin(self, case_id: UUID, sha256: str) -> Document | None:
@@ -515,10 +521,7 @@ class RecordsRepository:
     async def case_withdrawn(self, case_id: UUID) -> None:
         """The case's status `withdrawn` (final: `set_case_status`) and every open referral of
         the case closed (`withdrawn`): one statement, nothing read back."""
-        await self._write(
-            _case_withdrawn(),
-            {"case_id": case_id, "status": CaseStatus.WITHDRAWN.value, "at": utcnow()},
-        )
+        await self._write(_case_withdrawn(), {"withdrawn_case": case_id, "at": utcnow()})
 
     async def question(self, question_id: UUID) -> FollowUpQuestion | None:
         return await self.session.get(FollowUpQuestion, question_id)
@@ -538,7 +541,7 @@ class RecordsRepository:
     async def answer_question(self, question_id: UUID) -> None:
         """The question answered now, unless it was before (or records never heard of it).
         One statement."""
-        await self._write(_answer_question(), {"question_id": question_id, "at": utcnow()})
+        await self._write(_answer_question(), {"question": question_id, "at": utcnow()})
 
     # ---------------------------------------------------------------- centers' keys
 
