@@ -293,7 +293,11 @@ class CaseRepository:
     hottest event handlers' statements go through asyncpg itself (`referrals_common.native_sql`)
     and no ORM session is made for them: `locked_case` and `keep_document_fact` then answer the
     case as a row outside any session, whose changes and timeline entries `save` writes in one
-    statement. Otherwise everything goes through the session, as the API's requests do."""
+    statement. Otherwise everything goes through the session, as the API's requests do.
+
+    The repositories of one unit of work share what its transaction read of a case through
+    asyncpg where a later one can use it (`_FOLLOWED`: a batch's later document facts of a
+    case; `_SUBMITTED`: a submit's answer), never across transactions."""
 
     def __init__(self, source: AsyncSession | UnitOfWork, dialect: Dialect | None = None) -> None:
         self._source = source
@@ -467,7 +471,7 @@ class CaseRepository:
             document_id = str(values["document_id"])
             at = next((i for i, d in enumerate(documents) if d.document_id == document_id), None)
             if at is not None:
-                changed = {f: _state_value(f, values[f]) for f in facts if f in _STATE_FIELDS}
+                changed = {f: _state_value(values[f]) for f in facts if f in _STATE_FIELDS}
                 fresh = dataclasses.replace(documents[at], **changed)
                 known.documents = [*documents[:at], fresh, *documents[at + 1 :]]
                 self._facts[case.id] = (facts, values)
@@ -1063,7 +1067,7 @@ _STATE_FIELDS = frozenset(f.name for f in dataclasses.fields(DocumentState)) - {
 """The document's columns its state (`DocumentState`) has."""
 
 
-def _state_value(field: str, value: Any) -> Any:
+def _state_value(value: Any) -> Any:
     """A column's value as the document's state has it (`_STATE`: a UUID as its text)."""
     return str(value) if isinstance(value, UUID) else value
 
