@@ -365,10 +365,12 @@ class RecordsRepository:
     """Documents, case states, referrals, follow-up questions and centers' keys, on a unit of
     work's session (made when a query first asks for it).
 
-    The consumer's projection writes (a case's status, an offered referral: most of its events)
-    are one statement each: when the unit of work runs its own transaction on asyncpg (the inbox
-    opened it, `UnitOfWork.native`) and this repository has the engine's dialect (`on`), they
-    go through asyncpg itself in that transaction, and the event makes no ORM session at all."""
+    The consumer's projection writes (a case's status or withdrawal, a referral offered,
+    accepted or closed, a follow-up question asked or answered, the opinions a further opinion
+    shares: every event but a center's key) are one statement each, nothing read back: when
+    the unit of work runs its own transaction on asyncpg (the inbox opened it,
+    `UnitOfWork.native`) and this repository has the engine's dialect (`on`), they go through
+    asyncpg itself in that transaction, and the event makes no ORM session at all."""
 
     def __init__(self, uow: UnitOfWork, dialect: Dialect | None = None) -> None:
         self._uow = uow
