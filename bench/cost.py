@@ -172,7 +172,12 @@ def figures(parts: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         },
         "cpu_s_per_whole_case": {
             "value": _get(whole, "cpu_per_case", "platform_cpu_s_per_case_above_idle"),
-            "baseline": "staged case above: the event pipeline's share",
+            "baseline": "staged case above: the event pipeline's share; PostgreSQL's work per "
+            "case (transactions, rows written, rows fetched), which does not move with the "
+            "machine's speed: staged "
+            + json.dumps(_get(staged, "database_work_per_case") or {})
+            + ", whole "
+            + json.dumps(_get(whole, "database_work_per_case") or {}),
         },
         "hop_p99_ratio_vs_raw": {
             "value": _get(ms, "ratios", "p99_latency_vs_raw"),

@@ -80,6 +80,7 @@ from _harness.processes import Helper, ResourceSampler
 from _harness.results import RESULTS, loadavg, machine_info, parser
 from _harness.stack import own_platform
 from _harness.stats import summary, sustained_rate
+from _pipeline import database_work
 from _pipeline.documents import DOC_KINDS, DocumentSet
 from _pipeline.front_ends import CaseRun, FrontEnds
 from _pipeline.hops import split_cases
@@ -152,6 +153,9 @@ class Bench:
         from the services' outbox and inbox rows once the phase's cases were offered."""
         self.staging: dict[str, Any] = {}
         self.staging_staged: dict[str, Any] = {}
+        self.database_work: dict[str, tuple[dict[str, int], dict[str, int]]] = {}
+        """phase → PostgreSQL's counters before its first case and after its last work
+        (`_pipeline.database_work`)."""
 
     def _on_pipeline_event(self, item: list[Any]) -> None:
         at, kind, key = item
@@ -384,12 +388,20 @@ class Bench:
                 except Exception as exc:
                     run.error = f"{type(exc).__name__}: {exc}"[:300]
 
+        # PostgreSQL's counters of what came before are in by now (`database_work.FLUSH_S`).
+        await asyncio.sleep(database_work.FLUSH_S)
+        work_before = await database_work.counters(self.stack.postgres_dsn)
         before = await scrape_handlers(self.platform.metrics)
         start = time.time()
         await asyncio.gather(*(client() for _ in range(self.args.clients)))
         end = await self.settle(runs, self.args.drain_timeout)
         self.drained[phase] = await self.caught_up()
         after = await scrape_handlers(self.platform.metrics)
+        await asyncio.sleep(database_work.FLUSH_S)
+        self.database_work[phase] = (
+            work_before,
+            await database_work.counters(self.stack.postgres_dsn),
+        )
         self.handlers[phase] = handler_window(before, after)
         self.runs[phase] = runs
         self.windows[phase] = (start, end)
@@ -460,6 +472,10 @@ class Bench:
             "peak_consumer_lag": self.lag.window(start, end),
             "consumer_handlers": self.handlers.get(name, {}),
         }
+        if name in self.database_work:  # what the phase asked PostgreSQL, per offered case
+            result["database_work_per_case"] = database_work.per_case(
+                *self.database_work[name], len(offered)
+            )
         if name in self.drained:  # CPU over the phase until every consumer caught up
             drained = self.sampler.window(start, self.drained[name], enclosing=True)
             result["cpu_window_seconds"] = drained.get("seconds")
